@@ -1,0 +1,38 @@
+"""convgrad: N-d convolution, transposed convolution and their exact gradients over NumPy."""
+
+from __future__ import annotations
+
+from ._budget import DEFAULT_WORKSPACE_BYTES, WORKSPACE_ENV
+from ._general import conv_general
+from ._geometry import ConvGeometry
+from ._ops import (
+    conv,
+    conv_bias_grad,
+    conv_filter_grad,
+    conv_input_grad,
+    conv_transpose,
+    conv_transpose_vjp,
+    conv_vjp,
+)
+from ._plan import ConvPlan, make_plan
+from .engines import engine_names
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_WORKSPACE_BYTES",
+    "WORKSPACE_ENV",
+    "ConvGeometry",
+    "ConvPlan",
+    "__version__",
+    "conv",
+    "conv_bias_grad",
+    "conv_filter_grad",
+    "conv_general",
+    "conv_input_grad",
+    "conv_transpose",
+    "conv_transpose_vjp",
+    "conv_vjp",
+    "engine_names",
+    "make_plan",
+]

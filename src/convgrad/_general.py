@@ -1,0 +1,130 @@
+"""conv_general: the one general primitive, on JAX's parameter model."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from . import _canon
+from ._budget import check_fits, workspace_limit
+from ._dtypes import as_array, result_dtype
+from ._formulas import dilate_dim
+from ._geometry import ConvGeometry, _split_w, _split_x
+from ._layout import w_to_last, x_from_last, x_to_last
+from ._padding import parse_padding
+from ._plan import make_plan
+
+
+def conv_general(
+    x: object,
+    w: object,
+    *,
+    stride: object = 1,
+    padding: object = 0,
+    lhs_dilation: object = 1,
+    rhs_dilation: object = 1,
+    feature_group_count: int = 1,
+    batch_group_count: int = 1,
+    data_format: str = "channels_first",
+    method: str = "auto",
+    workspace_bytes: int | None = None,
+) -> np.ndarray:
+    """General dilated convolution (cross-correlation), closed under transposition.
+
+    Parameters
+    ----------
+    x : (N, C, *S) channels-first or (N, *S, C) channels-last
+    w : (O, C / feature_group_count, *K) or (*K, C / feature_group_count, O); with batch
+        groups the filter has all C input channels and O is split into batch groups.
+    stride : int or one per spatial dim
+        Window stride.
+    padding : int, per-dim ints, per-dim (before, after) pairs, or 'valid' / 'same' /
+        'same_lower' / 'full'
+        Pads of the input-dilated x; negative pads crop. Strings need ``lhs_dilation == 1``.
+    lhs_dilation, rhs_dilation : int or one per spatial dim
+        Input dilation (``lhs_dilation - 1`` zeros between input samples: the transposed
+        convolution) and kernel dilation (atrous).
+    feature_group_count, batch_group_count : int
+        Channel groups, and batch groups (batch block b meets output-channel block b).
+
+    Returns
+    -------
+    y : (N / batch_group_count, O, *out) or channels-last likewise.
+
+    Examples
+    --------
+    >>> import numpy as np, convgrad
+    >>> x = np.arange(5.0).reshape(1, 1, 5)
+    >>> convgrad.conv_general(x, np.ones((1, 1, 2)), lhs_dilation=2, padding=[(1, 1)])
+    array([[[0., 0., 1., 1., 2., 2., 3., 3., 4., 4.]]])
+    """
+    fmt = _canon.data_format(data_format)
+    x = as_array("x", x)
+    w = as_array("w", w)
+    if w.ndim < 3 or x.ndim != w.ndim:
+        raise ValueError(
+            f"x and w must have the same number of dims (at least 3): x.shape={x.shape}, "
+            f"w.shape={w.shape}"
+        )
+    rank = w.ndim - 2
+    n, c, spatial = _split_x(x.shape, fmt)
+    o, cw, kernel = _split_w(w.shape, fmt)
+    s = _canon.int_tuple("stride", stride, rank, minimum=1)
+    ld = _canon.int_tuple("lhs_dilation", lhs_dilation, rank, minimum=1)
+    rd = _canon.int_tuple("rhs_dilation", rhs_dilation, rank, minimum=1)
+    fg = _canon.positive_int("feature_group_count", feature_group_count)
+    bg = _canon.positive_int("batch_group_count", batch_group_count)
+    spec = parse_padding(padding, rank)
+    if spec.kind != "explicit" and any(v != 1 for v in ld):
+        raise ValueError(
+            f"string padding={padding!r} is not defined with lhs_dilation={ld}; give explicit pads"
+        )
+    expected_cw = c if bg > 1 else (c // fg if c % fg == 0 else None)
+    if expected_cw != cw:
+        raise ValueError(
+            f"x has {c} channels; with feature_group_count={fg} the filter needs "
+            f"{c}/{fg} input channels, but w.shape={w.shape} has {cw}"
+        )
+    geom = ConvGeometry(
+        n, c, o, spatial, kernel, s,
+        spec.resolve([dilate_dim(m, d) for m, d in zip(spatial, ld)], kernel, s, rd),
+        ld, rd, fg, bg,
+    )
+    res, comp = result_dtype(x, w)
+    limit = workspace_limit(workspace_bytes)
+    check_fits(f"the output {geom.y_shape(fmt)}", math.prod(geom.y_shape()) * comp.itemsize, limit)
+    y = run_general(geom, x_to_last(x, fmt).astype(comp, copy=False),
+                    w_to_last(w, fmt).astype(comp, copy=False), method, limit)
+    return np.ascontiguousarray(x_from_last(y, fmt)).astype(res, copy=False)
+
+
+def run_general(geom: ConvGeometry, x: np.ndarray, w: np.ndarray, method: str, limit: int) -> np.ndarray:
+    """Channels-last forward of any geometry: input dilation and batch groups are rewritten
+    into a plain grouped conv the engines run.
+
+    x ``(N, *S, C)``, w ``(*K, C_w, O)`` -> y ``(N / batch_groups, *out, O)``.
+    """
+    if any(v != 1 for v in geom.lhs_dilation):
+        dilated = geom.dilated_input
+        check_fits(
+            "the input-dilated x", geom.batch * math.prod(dilated) * geom.in_channels * x.itemsize, limit
+        )
+        xd = np.zeros((geom.batch, *dilated, geom.in_channels), dtype=x.dtype)
+        xd[(slice(None), *(slice(None, None, d) for d in geom.lhs_dilation))] = x
+        x = xd
+        geom = dataclasses.replace(geom, in_spatial=dilated, lhs_dilation=(1,) * geom.rank)
+    if geom.batch_group_count > 1:
+        # Batch block b meets output block b: move the batch blocks next to the channels and the
+        # conv becomes an ordinary grouped one with the blocks as groups.
+        b = geom.batch_group_count
+        nb = geom.batch // b
+        x = x.reshape(b, nb, *geom.in_spatial, geom.in_channels)
+        x = np.moveaxis(x, 0, -2).reshape(nb, *geom.in_spatial, b * geom.in_channels)
+        geom = dataclasses.replace(
+            geom, batch=nb, in_channels=b * geom.in_channels, feature_group_count=b,
+            batch_group_count=1,
+        )
+    plan = make_plan("forward", geom, x.dtype, method, limit)
+    return plan.engine.forward(geom, x, w, limit)

@@ -1,0 +1,417 @@
+"""ConvGeometry: the one frozen object from which every shape and padding of a convolution derives.
+
+The parameter model is JAX's ``conv_general_dilated``: per spatial axis an input size ``n``, a
+kernel size ``k``, a window stride ``s``, an input (lhs) dilation, a kernel (rhs) dilation ``d``
+and explicit (before, after) pads that may be negative (crop); over channels, feature groups and
+batch groups. That model is closed under transposition, which is why both gradients are
+themselves convolutions of this kind (see ``input_grad_geometry`` and ``filter_grad_geometry``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from . import _canon
+from ._formulas import dilate_dim, stride_dim, transpose_size
+from ._padding import Pairs, parse_padding
+
+
+def _check_channels(what: str, c: int, groups_name: str, g: int) -> None:
+    if c % g:
+        raise ValueError(f"{groups_name}={g} does not divide {what}={c}")
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Shapes of one convolution in canonical form.
+
+    Parameters
+    ----------
+    batch, in_channels : int
+        ``N`` and ``C`` of the input ``x``.
+    out_channels : int
+        ``O``, the number of filters.
+    in_spatial, kernel : tuple of int
+        Spatial sizes of ``x`` (before input dilation) and of the kernel.
+    stride, lhs_dilation, rhs_dilation : tuple of int
+        Window stride, input dilation and kernel dilation per axis; 1 means none.
+    padding : tuple of (int, int)
+        Explicit (before, after) pads of the input-dilated ``x``; negative values crop.
+    feature_group_count, batch_group_count : int
+        Channel groups (``groups``; ``== C`` is depthwise) and batch groups (used by the filter
+        gradient of a grouped convolution). At most one may exceed 1.
+
+    The filter has ``C // feature_group_count`` input channels; with batch groups, the output
+    batch is ``N // batch_group_count`` and output channel block ``b`` sees batch block ``b``.
+    """
+
+    batch: int
+    in_channels: int
+    out_channels: int
+    in_spatial: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: Pairs
+    lhs_dilation: tuple[int, ...]
+    rhs_dilation: tuple[int, ...]
+    feature_group_count: int = 1
+    batch_group_count: int = 1
+
+    def __post_init__(self) -> None:
+        r = len(self.kernel)
+        if r < 1:
+            raise ValueError("a convolution needs at least one spatial dim; kernel=()")
+        for name in ("in_spatial", "stride", "padding", "lhs_dilation", "rhs_dilation"):
+            if len(getattr(self, name)) != r:
+                raise ValueError(
+                    f"{name}={getattr(self, name)} has {len(getattr(self, name))} entries "
+                    f"but the kernel {self.kernel} has {r} spatial dims"
+                )
+        for name in ("stride", "lhs_dilation", "rhs_dilation"):
+            if any(v < 1 for v in getattr(self, name)):
+                raise ValueError(f"{name} must be >= 1 in every dim, got {getattr(self, name)}")
+        if any(k < 1 for k in self.kernel):
+            raise ValueError(f"kernel sizes must be >= 1, got zero-size kernel {self.kernel}")
+        for name in ("batch", "in_channels", "out_channels"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        fg, bg = self.feature_group_count, self.batch_group_count
+        if fg < 1 or bg < 1:
+            raise ValueError(
+                f"feature_group_count={fg} and batch_group_count={bg} must be positive integers"
+            )
+        if fg > 1 and bg > 1:
+            raise ValueError(
+                f"at most one of feature_group_count={fg} and batch_group_count={bg} may be > 1"
+            )
+        _check_channels("in_channels", self.in_channels, "feature_group_count", fg)
+        _check_channels("out_channels", self.out_channels, "feature_group_count", fg)
+        _check_channels("batch", self.batch, "batch_group_count", bg)
+        _check_channels("out_channels", self.out_channels, "batch_group_count", bg)
+        for i, (n, (lo, hi)) in enumerate(zip(self.dilated_input, self.padding)):
+            if n + min(lo, 0) + min(hi, 0) < 0:
+                raise ValueError(
+                    f"negative padding {(lo, hi)} in dim {i} crops more than the input size {n}"
+                )
+        for i, (p, k) in enumerate(zip(self.padded_input, self.kernel_eff)):
+            if p < k:
+                raise ValueError(
+                    f"kernel larger than the padded input in dim {i}: effective kernel size "
+                    f"{k} (kernel {self.kernel[i]}, dilation {self.rhs_dilation[i]}) > padded input "
+                    f"size {p} (input {self.in_spatial[i]}, padding {self.padding[i]})"
+                )
+
+    # --- constructors from user-facing arguments ------------------------------------------------
+    @classmethod
+    def for_conv(
+        cls,
+        x_shape: Sequence[int],
+        w_shape: Sequence[int],
+        *,
+        stride: object = 1,
+        padding: object = 0,
+        dilation: object = 1,
+        groups: object = 1,
+        data_format: str = "channels_first",
+    ) -> ConvGeometry:
+        """Geometry of ``conv(x, w)``: x ``(N, C, *S)``, w ``(O, C/groups, *K)`` channels-first,
+        or x ``(N, *S, C)``, w ``(*K, C/groups, O)`` channels-last."""
+        fmt = _canon.data_format(data_format)
+        x_shape = _canon.shape_tuple("x.shape", x_shape)
+        w_shape = _canon.shape_tuple("w.shape", w_shape)
+        rank = _spatial_rank(x_shape, w_shape, "x")
+        n, c, spatial = _split_x(x_shape, fmt)
+        o, cw, kernel = _split_w(w_shape, fmt)
+        g = _canon.positive_int("groups", groups)
+        _match_channels(c, "x", cw, g, o)
+        s = _canon.int_tuple("stride", stride, rank, minimum=1)
+        d = _canon.int_tuple("dilation", dilation, rank, minimum=1)
+        if any(k < 1 for k in kernel):
+            raise ValueError(f"w has a zero-size kernel {kernel} (w.shape={w_shape})")
+        pads = parse_padding(padding, rank).resolve(spatial, kernel, s, d)
+        return cls(n, c, o, spatial, kernel, s, pads, (1,) * rank, d, g, 1)
+
+    @classmethod
+    def for_transpose(
+        cls,
+        x_shape: Sequence[int],
+        w_shape: Sequence[int],
+        *,
+        stride: object = 1,
+        padding: object = 0,
+        output_padding: object = 0,
+        output_shape: Sequence[int] | None = None,
+        dilation: object = 1,
+        groups: object = 1,
+        data_format: str = "channels_first",
+    ) -> ConvGeometry:
+        """Geometry of the forward conv whose adjoint is ``conv_transpose(x, w)``.
+
+        The forward conv maps the transposed conv's output back to ``x``: its input is the
+        result ``y``, its output is ``x``, its filter is ``w`` (same layout as ``for_conv``) and
+        ``padding`` is its padding. Pads are made tight (the last window ends on the last padded
+        sample) so the adjoint is defined for every reachable output size.
+        """
+        fmt = _canon.data_format(data_format)
+        x_shape = _canon.shape_tuple("x.shape", x_shape)
+        w_shape = _canon.shape_tuple("w.shape", w_shape)
+        rank = _spatial_rank(x_shape, w_shape, "x")
+        n, c, o_sp = _split_x(x_shape, fmt)
+        o, cw, kernel = _split_w(w_shape, fmt)
+        g = _canon.positive_int("groups", groups)
+        if c != o:
+            raise ValueError(
+                f"x has {c} channels but w (shape {w_shape}) expects {o}: conv_transpose takes w in "
+                f"the layout of the forward conv it transposes, "
+                + ("(C_in, C_out/groups, *K)" if fmt == "channels_first" else "(*K, C_out/groups, C_in)")
+            )
+        _check_channels("x channels", c, "groups", g)
+        if any(k < 1 for k in kernel):
+            raise ValueError(f"w has a zero-size kernel {kernel} (w.shape={w_shape})")
+        if any(v < 1 for v in o_sp):
+            raise ValueError(f"conv_transpose needs a non-empty spatial input, got x.shape={x_shape}")
+        s = _canon.int_tuple("stride", stride, rank, minimum=1)
+        d = _canon.int_tuple("dilation", dilation, rank, minimum=1)
+        spec = parse_padding(padding, rank)
+        op = _canon.int_tuple("output_padding", output_padding, rank, minimum=0)
+        for i in range(rank):
+            if op[i] >= max(s[i], d[i]):
+                raise ValueError(
+                    f"output_padding={op} must be smaller than max(stride, dilation) in every dim; "
+                    f"dim {i}: output_padding {op[i]}, stride {s[i]}, dilation {d[i]}"
+                )
+        if output_shape is not None:
+            if any(op):
+                raise ValueError(
+                    f"give output_shape={output_shape!r} or output_padding={op}, not both"
+                )
+            spatial = _output_spatial(output_shape, rank, n, cw * g, fmt)
+            ranges = spec.input_size_range(o_sp, kernel, s, d)
+            for i, (size, (lo, hi)) in enumerate(zip(spatial, ranges)):
+                if not lo <= size <= hi:
+                    raise ValueError(
+                        f"output_shape={tuple(output_shape)} is unreachable: in dim {i} the "
+                        f"forward conv maps sizes {lo}..{hi} to {o_sp[i]}, not {size}; valid "
+                        f"spatial output sizes are {[(a, b) for a, b in ranges]}"
+                    )
+        elif spec.kind in ("same", "same_lower"):
+            if any(op):
+                raise ValueError(
+                    f"output_padding={op} needs explicit padding; with padding={padding!r} "
+                    "choose the size with output_shape instead"
+                )
+            spatial = tuple(oi * si for oi, si in zip(o_sp, s))
+        else:
+            pads = spec.resolve((0,) * rank, kernel, s, d)
+            spatial = tuple(
+                transpose_size(oi, dilate_dim(ki, di), si, lo, hi, pi)
+                for oi, ki, di, si, (lo, hi), pi in zip(o_sp, kernel, d, s, pads, op)
+            )
+            if any(v < 0 for v in spatial):
+                raise ValueError(
+                    f"padding={padding!r} crops more than the transposed output: sizes {spatial}"
+                )
+        before = [lo for lo, _ in spec.resolve(spatial, kernel, s, d)]
+        tight = tuple(
+            (b, (oi - 1) * si + dilate_dim(ki, di) - ni - b)
+            for b, oi, si, ki, di, ni in zip(before, o_sp, s, kernel, d, spatial)
+        )
+        return cls(n, cw * g, c, spatial, kernel, s, tight, (1,) * rank, d, g, 1)
+
+    # --- derived sizes --------------------------------------------------------------------------
+    @property
+    def rank(self) -> int:
+        return len(self.kernel)
+
+    @property
+    def dilated_input(self) -> tuple[int, ...]:
+        """dilate_dim(n, lhs_dilation) per axis."""
+        return tuple(dilate_dim(n, d) for n, d in zip(self.in_spatial, self.lhs_dilation))
+
+    @property
+    def kernel_eff(self) -> tuple[int, ...]:
+        """Effective kernel size (k - 1) * d + 1 per axis."""
+        return tuple(dilate_dim(k, d) for k, d in zip(self.kernel, self.rhs_dilation))
+
+    @property
+    def padded_input(self) -> tuple[int, ...]:
+        """Dilated input size plus both pads, per axis."""
+        return tuple(n + lo + hi for n, (lo, hi) in zip(self.dilated_input, self.padding))
+
+    @property
+    def out_spatial(self) -> tuple[int, ...]:
+        """stride_dim(padded, k_eff, s) per axis."""
+        return tuple(
+            stride_dim(p, k, s) for p, k, s in zip(self.padded_input, self.kernel_eff, self.stride)
+        )
+
+    @property
+    def out_batch(self) -> int:
+        return self.batch // self.batch_group_count
+
+    @property
+    def filter_in_channels(self) -> int:
+        """C // feature_group_count: the filter's input-channel dim."""
+        return self.in_channels // self.feature_group_count
+
+    @property
+    def tight_padding(self) -> Pairs:
+        """Pads with the same output whose last window ends exactly on the last padded sample:
+        after = (o - 1) * s + k_eff - n_dilated - before (samples past it get no gradient)."""
+        return tuple(
+            (lo, (o - 1) * s + k - n - lo)
+            for (lo, _), o, s, k, n in zip(
+                self.padding, self.out_spatial, self.stride, self.kernel_eff, self.dilated_input
+            )
+        )
+
+    @property
+    def flops(self) -> int:
+        """2 * N_out * O * prod(out) * (C / groups) * prod(k): multiply-adds of the forward."""
+        return (
+            2 * self.out_batch * self.out_channels * math.prod(self.out_spatial)
+            * self.filter_in_channels * math.prod(self.kernel)
+        )
+
+    def x_shape(self, data_format: str = "channels_first") -> tuple[int, ...]:
+        fmt = _canon.data_format(data_format)
+        if fmt == "channels_first":
+            return (self.batch, self.in_channels, *self.in_spatial)
+        return (self.batch, *self.in_spatial, self.in_channels)
+
+    def w_shape(self, data_format: str = "channels_first") -> tuple[int, ...]:
+        fmt = _canon.data_format(data_format)
+        if fmt == "channels_first":
+            return (self.out_channels, self.filter_in_channels, *self.kernel)
+        return (*self.kernel, self.filter_in_channels, self.out_channels)
+
+    def y_shape(self, data_format: str = "channels_first") -> tuple[int, ...]:
+        fmt = _canon.data_format(data_format)
+        if fmt == "channels_first":
+            return (self.out_batch, self.out_channels, *self.out_spatial)
+        return (self.out_batch, *self.out_spatial, self.out_channels)
+
+    def input_size_range(self) -> tuple[tuple[int, int], ...]:
+        """Per axis, the input sizes [lo, hi] that these explicit pads map to ``out_spatial``:
+        the valid output sizes of the transposed conv, lo = (o - 1) * s + k_eff - before - after."""
+        if any(ld != 1 for ld in self.lhs_dilation):
+            raise ValueError("input_size_range needs lhs_dilation == 1")
+        out = []
+        for (lo, hi), o, s, k in zip(self.padding, self.out_spatial, self.stride, self.kernel_eff):
+            first = (o - 1) * s + k - lo - hi
+            out.append((max(first, 0), first + s - 1))
+        return tuple(out)
+
+    # --- the transposition rules ----------------------------------------------------------------
+    # Read a convolution as a matrix product y[m, k] = x[m, j] @ w[j, k] (m: batch and output
+    # positions, j: input channels and kernel offsets, k: output channels). The input gradient
+    # dx = dy @ w.T contracts output channels: a convolution of dy with the kernel flipped and its
+    # channel roles swapped, where the window stride of the forward becomes an input dilation of dy
+    # (its samples sit s apart in x) and the pads become k_eff - 1 - before. The filter gradient
+    # dw = x.T @ dy contracts batch and positions: a convolution of x (batch <-> channels swapped)
+    # with dy as the kernel, dy's samples spread s apart (rhs dilation = stride) and windows d
+    # apart (stride = rhs dilation); feature groups turn into batch groups and back.
+    @property
+    def input_grad_padding(self) -> Pairs:
+        """before = k_eff - 1 - pad_before; after = n_dil + k_eff - 1 - o_dil - before."""
+        out = []
+        for (lo, _), n, k, o, s in zip(
+            self.padding, self.dilated_input, self.kernel_eff, self.out_spatial, self.stride
+        ):
+            before = k - 1 - lo
+            out.append((before, n + k - 1 - dilate_dim(o, s) - before))
+        return tuple(out)
+
+    @property
+    def filter_grad_padding(self) -> Pairs:
+        """before = pad_before; after = o_dil - n_dil + k_eff - 1 - pad_before."""
+        return tuple(
+            (lo, dilate_dim(o, s) - n + k - 1 - lo)
+            for (lo, _), n, k, o, s in zip(
+                self.padding, self.dilated_input, self.kernel_eff, self.out_spatial, self.stride
+            )
+        )
+
+    def input_grad_geometry(self) -> ConvGeometry:
+        """The conv that computes dx from dy: lhs dy, kernel flipped with in/out swapped."""
+        if self.batch_group_count != 1:
+            raise ValueError("the input gradient of a batch-grouped convolution is not a plain conv")
+        return ConvGeometry(
+            self.batch, self.out_channels, self.in_channels, self.out_spatial, self.kernel,
+            self.lhs_dilation, self.input_grad_padding, self.stride, self.rhs_dilation,
+            self.feature_group_count, 1,
+        )
+
+    def filter_grad_geometry(self) -> ConvGeometry:
+        """The conv that computes dw: lhs x with batch and channels swapped, kernel dy."""
+        return ConvGeometry(
+            self.in_channels, self.batch, self.out_channels, self.in_spatial, self.out_spatial,
+            self.rhs_dilation, self.filter_grad_padding, self.lhs_dilation, self.stride,
+            self.batch_group_count, self.feature_group_count,
+        )
+
+    def describe(self) -> str:
+        """A few lines for people: shapes, pads, output."""
+        return (
+            f"x (N={self.batch}, C={self.in_channels}, spatial={self.in_spatial}) * "
+            f"w (O={self.out_channels}, C/groups={self.filter_in_channels}, kernel={self.kernel})\n"
+            f"stride={self.stride} padding={self.padding} lhs_dilation={self.lhs_dilation} "
+            f"rhs_dilation={self.rhs_dilation} groups={self.feature_group_count} "
+            f"batch_groups={self.batch_group_count}\n"
+            f"-> y (N={self.out_batch}, O={self.out_channels}, spatial={self.out_spatial}), "
+            f"{self.flops} flops"
+        )
+
+
+def _spatial_rank(x_shape: tuple[int, ...], w_shape: tuple[int, ...], xname: str) -> int:
+    if len(w_shape) < 3:
+        raise ValueError(
+            f"w must have at least 3 dims (out, in, *kernel), got w.shape={w_shape}"
+        )
+    if len(x_shape) != len(w_shape):
+        raise ValueError(
+            f"{xname} and w must have the same number of dims: {xname}.shape={x_shape} "
+            f"({len(x_shape)} dims), w.shape={w_shape} ({len(w_shape)} dims)"
+        )
+    return len(w_shape) - 2
+
+
+def _split_x(shape: tuple[int, ...], fmt: str) -> tuple[int, int, tuple[int, ...]]:
+    if fmt == "channels_first":
+        return shape[0], shape[1], shape[2:]
+    return shape[0], shape[-1], shape[1:-1]
+
+
+def _split_w(shape: tuple[int, ...], fmt: str) -> tuple[int, int, tuple[int, ...]]:
+    if fmt == "channels_first":
+        return shape[0], shape[1], shape[2:]
+    return shape[-1], shape[-2], shape[:-2]
+
+
+def _match_channels(c: int, xname: str, cw: int, g: int, o: int) -> None:
+    if c != g * cw:
+        raise ValueError(
+            f"{xname} has {c} channels but groups * w in_channels = {g} * {cw} = {g * cw}"
+        )
+    _check_channels("w out_channels", o, "groups", g)
+
+
+def _output_spatial(
+    output_shape: object, rank: int, n: int, c_out: int, fmt: str
+) -> tuple[int, ...]:
+    shape = _canon.shape_tuple("output_shape", output_shape)
+    if len(shape) == rank:
+        return shape
+    if len(shape) == rank + 2:
+        batch, chan, spatial = _split_x(shape, fmt)
+        if batch != n or chan != c_out:
+            raise ValueError(
+                f"output_shape={shape} does not match batch {n} and output channels {c_out}"
+            )
+        return spatial
+    raise ValueError(
+        f"output_shape must have {rank} (spatial) or {rank + 2} (full) entries, got {shape}"
+    )
+

@@ -1,0 +1,53 @@
+"""Data formats as axis permutations, and padding or cropping of channels-last arrays.
+
+The core computes in channels-last (x ``(N, *S, C)``, w ``(*K, C/G, O)``): packed GEMM rows
+then read channels contiguously. Channels-first arrays are viewed, not copied, in that order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def x_to_last(x: np.ndarray, fmt: str) -> np.ndarray:
+    """(N, C, *S) -> (N, *S, C) view for channels-first; identity otherwise."""
+    return np.moveaxis(x, 1, -1) if fmt == "channels_first" else x
+
+
+def x_from_last(x: np.ndarray, fmt: str) -> np.ndarray:
+    return np.moveaxis(x, -1, 1) if fmt == "channels_first" else x
+
+
+def w_to_last(w: np.ndarray, fmt: str) -> np.ndarray:
+    """(O, C/G, *K) -> (*K, C/G, O) view for channels-first; identity otherwise."""
+    if fmt != "channels_first":
+        return w
+    r = w.ndim - 2
+    return w.transpose(*range(2, 2 + r), 1, 0)
+
+
+def w_from_last(w: np.ndarray, fmt: str) -> np.ndarray:
+    if fmt != "channels_first":
+        return w
+    r = w.ndim - 2
+    return w.transpose(r + 1, r, *range(r))
+
+
+def pad_or_crop(a: np.ndarray, pads: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """Zero-pad (positive) or crop (negative) the spatial axes of ``a`` ``(N, *S, C)``.
+
+    Returns a C-contiguous array; ``a`` itself when nothing changes and it already is one.
+    Its adjoint is ``pad_or_crop`` with the pads negated.
+    """
+    if not any(lo or hi for lo, hi in pads) and a.flags.c_contiguous:
+        return a
+    spatial = a.shape[1:-1]
+    shape = (a.shape[0], *(n + lo + hi for n, (lo, hi) in zip(spatial, pads)), a.shape[-1])
+    out = np.zeros(shape, dtype=a.dtype)
+    src, dst = [slice(None)], [slice(None)]
+    for n, (lo, hi) in zip(spatial, pads):
+        length = n + min(lo, 0) + min(hi, 0)
+        src.append(slice(max(-lo, 0), max(-lo, 0) + length))
+        dst.append(slice(max(lo, 0), max(lo, 0) + length))
+    out[tuple(dst)] = a[tuple(src)]
+    return out

@@ -1,0 +1,291 @@
+"""The public ops: thin layers that canonicalise, build the geometry, plan and run.
+
+Shapes (channels-first / channels-last):
+x ``(N, C, *S)`` / ``(N, *S, C)``; w ``(O, C/groups, *K)`` / ``(*K, C/groups, O)``;
+y and dy ``(N, O, *out)`` / ``(N, *out, O)``; bias ``(O,)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from . import _canon
+from ._budget import check_fits, workspace_limit
+from ._dtypes import as_array, result_dtype
+from ._geometry import ConvGeometry, _split_w, _split_x
+from ._layout import w_from_last, w_to_last, x_from_last, x_to_last
+from ._plan import make_plan
+
+GradTriple = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
+
+
+def _geometry_kwargs(stride: object, padding: object, dilation: object, groups: object, fmt: str) -> dict:
+    return {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups,
+            "data_format": fmt}
+
+
+def _run(op: str, geom: ConvGeometry, a: np.ndarray, b: np.ndarray, fmt: str, method: str,
+         workspace_bytes: object, out_shape: tuple[int, ...]) -> np.ndarray:
+    """Run ``op`` on channels-last views of ``a`` and ``b``; returns in ``fmt``, result dtype."""
+    res, comp = result_dtype(a, b)
+    limit = workspace_limit(workspace_bytes)
+    check_fits(f"the result {out_shape}", math.prod(out_shape) * comp.itemsize, limit)
+    plan = make_plan(op, geom, comp, method, limit)
+    if op == "filter_grad":
+        out = plan.engine.filter_grad(geom, x_to_last(a, fmt).astype(comp, copy=False),
+                                      x_to_last(b, fmt).astype(comp, copy=False), limit)
+        out = w_from_last(out, fmt)
+    else:
+        run = plan.engine.forward if op == "forward" else plan.engine.input_grad
+        out = x_from_last(run(geom, x_to_last(a, fmt).astype(comp, copy=False),
+                              w_to_last(b, fmt).astype(comp, copy=False), limit), fmt)
+    assert out.shape == out_shape, (out.shape, out_shape)
+    return np.ascontiguousarray(out).astype(res, copy=False)
+
+
+def _add_bias(y: np.ndarray, bias: np.ndarray | None, channels: int, fmt: str) -> np.ndarray:
+    if bias is None:
+        return y
+    res, _ = result_dtype(y, bias)
+    shape = (channels,) + (1,) * (y.ndim - 2) if fmt == "channels_first" else (channels,)
+    return (y + bias.reshape(shape)).astype(res, copy=False)
+
+
+def _check_bias(bias: object, channels: int) -> np.ndarray | None:
+    if bias is None:
+        return None
+    b = as_array("bias", bias)
+    if b.shape != (channels,):
+        raise ValueError(f"bias must have shape ({channels},) (one per output channel), got {b.shape}")
+    return b
+
+
+def _check_dy(dy: np.ndarray, geom: ConvGeometry, fmt: str, what: str) -> None:
+    expected = geom.y_shape(fmt)
+    if dy.shape != expected:
+        raise ValueError(f"dy.shape={dy.shape} does not match the output shape {expected} of {what}")
+
+
+def conv(
+    x: object, w: object, bias: object = None, *, stride: object = 1, padding: object = 0,
+    dilation: object = 1, groups: int = 1, data_format: str = "channels_first",
+    method: str = "auto", workspace_bytes: int | None = None,
+) -> np.ndarray:
+    """N-d convolution (cross-correlation, as in deep learning).
+
+    ``y[n, o, p] = bias[o] + sum_{c, t} w[o, c, t] * x_pad[n, g(o) * C/G + c, p * stride + t * dilation]``.
+
+    Parameters
+    ----------
+    x : (N, C, *S) or, channels-last, (N, *S, C)
+    w : (O, C / groups, *K) or, channels-last, (*K, C / groups, O)
+    bias : (O,), optional
+    stride, dilation : int or one per spatial dim, >= 1
+    padding : int, per-dim ints, per-dim (before, after) pairs (negative crops), or 'valid',
+        'same' (TF/ONNX SAME_UPPER, any stride), 'same_lower', 'full'
+    groups : int; ``groups == C`` is depthwise
+    data_format : 'channels_first' (PyTorch, ONNX, JAX) or 'channels_last' (TensorFlow)
+    method : 'auto' or an engine name (see ``convgrad.engine_names()``)
+    workspace_bytes : int, optional; the budget for temporaries (default 2 GiB or
+        $CONVGRAD_WORKSPACE_BYTES)
+
+    Returns
+    -------
+    y : (N, O, *out) or (N, *out, O), ``out = (S + before + after - (K - 1) * dilation - 1) // stride + 1``
+
+    Examples
+    --------
+    >>> import numpy as np, convgrad
+    >>> convgrad.conv(np.arange(5.0).reshape(1, 1, 5), np.ones((1, 1, 3)), padding=1)
+    array([[[ 1.,  3.,  6.,  9.,  7.]]])
+    """
+    fmt = _canon.data_format(data_format)
+    x, w = as_array("x", x), as_array("w", w)
+    geom = ConvGeometry.for_conv(x.shape, w.shape, **_geometry_kwargs(stride, padding, dilation, groups, fmt))
+    b = _check_bias(bias, geom.out_channels)
+    y = _run("forward", geom, x, w, fmt, method, workspace_bytes, geom.y_shape(fmt))
+    return _add_bias(y, b, geom.out_channels, fmt)
+
+
+def _input_geometry(dy: np.ndarray, w: np.ndarray, input_shape: object, kwargs: dict) -> ConvGeometry:
+    shape = _canon.shape_tuple("input_shape", input_shape)
+    fmt = kwargs["data_format"]
+    rank = w.ndim - 2
+    if w.ndim >= 3 and len(shape) == rank and dy.ndim == w.ndim:
+        # Spatial sizes only: batch from dy, channels from the filter and groups.
+        g = _canon.positive_int("groups", kwargs["groups"])
+        c = _split_w(w.shape, fmt)[1] * g
+        n = dy.shape[0]
+        shape = (n, c, *shape) if fmt == "channels_first" else (n, *shape, c)
+    elif len(shape) != w.ndim:
+        raise ValueError(
+            f"input_shape={shape} must have {w.ndim} (full) or {w.ndim - 2} (spatial) entries "
+            f"for w.shape={w.shape}"
+        )
+    geom = ConvGeometry.for_conv(shape, w.shape, **kwargs)
+    _check_dy(dy, geom, fmt, f"a conv of input_shape {shape} with w.shape {w.shape}")
+    return geom
+
+
+def conv_input_grad(
+    dy: object, w: object, input_shape: object, *, stride: object = 1, padding: object = 0,
+    dilation: object = 1, groups: int = 1, data_format: str = "channels_first",
+    method: str = "auto", workspace_bytes: int | None = None,
+) -> np.ndarray:
+    """Gradient of ``conv`` with respect to its input: dx = J_x^T dy.
+
+    ``input_shape`` is the shape of x, full or spatial only: a stride makes it ambiguous, so it
+    is given and checked (it must be one the forward conv maps to ``dy``'s shape).
+
+    dy : (N, O, *out) or (N, *out, O); w : as in ``conv``. Returns dx of ``input_shape``.
+    Equals ``conv_transpose(dy, w, output_shape=input_shape)`` with the same geometry.
+    """
+    fmt = _canon.data_format(data_format)
+    dy, w = as_array("dy", dy), as_array("w", w)
+    geom = _input_geometry(dy, w, input_shape, _geometry_kwargs(stride, padding, dilation, groups, fmt))
+    return _run("input_grad", geom, dy, w, fmt, method, workspace_bytes, geom.x_shape(fmt))
+
+
+def _filter_geometry(x: np.ndarray, dy: np.ndarray, filter_shape: object, kwargs: dict) -> ConvGeometry:
+    shape = _canon.shape_tuple("filter_shape", filter_shape)
+    fmt = kwargs["data_format"]
+    if len(shape) == x.ndim - 2 and x.ndim >= 3 and dy.ndim == x.ndim:
+        g = _canon.positive_int("groups", kwargs["groups"])
+        c = _split_x(x.shape, fmt)[1]
+        o = _split_x(dy.shape, fmt)[1]
+        if c % g:
+            raise ValueError(f"groups={g} does not divide x channels={c}")
+        shape = (o, c // g, *shape) if fmt == "channels_first" else (*shape, c // g, o)
+    elif len(shape) != x.ndim:
+        raise ValueError(
+            f"filter_shape={shape} must have {x.ndim} (full) or {x.ndim - 2} (kernel) entries "
+            f"for x.shape={x.shape}"
+        )
+    geom = ConvGeometry.for_conv(x.shape, shape, **kwargs)
+    _check_dy(dy, geom, fmt, f"a conv of x.shape {x.shape} with filter_shape {shape}")
+    return geom
+
+
+def conv_filter_grad(
+    x: object, dy: object, filter_shape: object, *, stride: object = 1, padding: object = 0,
+    dilation: object = 1, groups: int = 1, data_format: str = "channels_first",
+    method: str = "auto", workspace_bytes: int | None = None,
+) -> np.ndarray:
+    """Gradient of ``conv`` with respect to its filter: dw = J_w^T dy.
+
+    x : (N, C, *S) or (N, *S, C); dy : the conv's output shape; ``filter_shape`` full, or the
+    kernel sizes only. Returns dw of the filter's shape.
+    """
+    fmt = _canon.data_format(data_format)
+    x, dy = as_array("x", x), as_array("dy", dy)
+    geom = _filter_geometry(x, dy, filter_shape, _geometry_kwargs(stride, padding, dilation, groups, fmt))
+    return _run("filter_grad", geom, x, dy, fmt, method, workspace_bytes, geom.w_shape(fmt))
+
+
+def conv_bias_grad(dy: object, *, data_format: str = "channels_first") -> np.ndarray:
+    """Gradient with respect to the bias: dy summed over batch and positions, shape (O,)."""
+    fmt = _canon.data_format(data_format)
+    dy = as_array("dy", dy)
+    if dy.ndim < 3:
+        raise ValueError(f"dy must have at least 3 dims (N, channels, *spatial), got dy.shape={dy.shape}")
+    res, comp = result_dtype(dy)
+    axis = 1 if fmt == "channels_first" else dy.ndim - 1
+    axes = tuple(i for i in range(dy.ndim) if i != axis)
+    return dy.sum(axis=axes, dtype=comp).astype(res, copy=False)
+
+
+def conv_transpose(
+    x: object, w: object, bias: object = None, *, stride: object = 1, padding: object = 0,
+    output_padding: object = 0, output_shape: object = None, dilation: object = 1,
+    groups: int = 1, data_format: str = "channels_first", method: str = "auto",
+    workspace_bytes: int | None = None,
+) -> np.ndarray:
+    """Transposed convolution: the adjoint of ``conv`` with respect to its input.
+
+    ``w`` is the filter of the forward conv it transposes: channels-first
+    ``(C_in, C_out / groups, *K)`` as PyTorch's ``conv_transpose*d``, channels-last
+    ``(*K, C_out / groups, C_in)`` as TensorFlow's ``conv2d_transpose``; ``padding`` is that
+    forward conv's padding. Output size per dim: ``(n - 1) * s - before - after + (k - 1) * d
+    + 1 + output_padding`` ('same' gives ``n * s``), or ``output_shape`` (full or spatial), which
+    must be one the forward conv maps back to ``n``. bias: ``(C_out,)``.
+
+    Examples
+    --------
+    >>> import numpy as np, convgrad
+    >>> convgrad.conv_transpose(np.ones((1, 1, 2)), np.ones((1, 1, 3)), stride=2)
+    array([[[1., 1., 2., 1., 1.]]])
+    """
+    fmt = _canon.data_format(data_format)
+    x, w = as_array("x", x), as_array("w", w)
+    geom = ConvGeometry.for_transpose(
+        x.shape, w.shape, stride=stride, padding=padding, output_padding=output_padding,
+        output_shape=output_shape, dilation=dilation, groups=groups, data_format=fmt,
+    )
+    b = _check_bias(bias, geom.in_channels)
+    y = _run("input_grad", geom, x, w, fmt, method, workspace_bytes, geom.x_shape(fmt))
+    return _add_bias(y, b, geom.in_channels, fmt)
+
+
+def conv_vjp(
+    x: object, w: object, bias: object = None, **geometry: object
+) -> tuple[np.ndarray, Callable[[object], GradTriple]]:
+    """``(y, vjp)`` with ``y = conv(x, w, bias, **geometry)`` and ``vjp(dy) -> (dx, dw, db)``.
+
+    ``db`` is None without bias. The geometry is resolved once and reused by ``vjp``.
+    """
+    opts = {k: geometry.pop(k) for k in ("method", "workspace_bytes") if k in geometry}
+    fmt = _canon.data_format(geometry.pop("data_format", "channels_first"))
+    kwargs = _geometry_kwargs(geometry.pop("stride", 1), geometry.pop("padding", 0),
+                              geometry.pop("dilation", 1), geometry.pop("groups", 1), fmt)
+    if geometry:
+        raise TypeError(f"conv_vjp got unexpected keyword arguments {sorted(geometry)}")
+    x, w = as_array("x", x), as_array("w", w)
+    geom = ConvGeometry.for_conv(x.shape, w.shape, **kwargs)
+    b = _check_bias(bias, geom.out_channels)
+    method, wsb = opts.get("method", "auto"), opts.get("workspace_bytes")
+    y = _add_bias(_run("forward", geom, x, w, fmt, method, wsb, geom.y_shape(fmt)), b,
+                  geom.out_channels, fmt)
+
+    def vjp(dy: object) -> GradTriple:
+        g = as_array("dy", dy)
+        _check_dy(g, geom, fmt, "this conv")
+        dx = _run("input_grad", geom, g, w, fmt, method, wsb, geom.x_shape(fmt))
+        dw = _run("filter_grad", geom, x, g, fmt, method, wsb, geom.w_shape(fmt))
+        return dx, dw, (None if b is None else conv_bias_grad(g, data_format=fmt))
+
+    return y, vjp
+
+
+def conv_transpose_vjp(
+    x: object, w: object, bias: object = None, **geometry: object
+) -> tuple[np.ndarray, Callable[[object], GradTriple]]:
+    """``(y, vjp)`` for ``conv_transpose``; ``vjp(dy) -> (dx, dw, db)``.
+
+    The transpose of a transpose is the forward: dx = conv(dy, w), and dw is the forward conv's
+    filter gradient with dy as its input and x as its output gradient.
+    """
+    opts = {k: geometry.pop(k) for k in ("method", "workspace_bytes") if k in geometry}
+    fmt = _canon.data_format(geometry.pop("data_format", "channels_first"))
+    names = ("stride", "padding", "output_padding", "output_shape", "dilation", "groups")
+    kwargs = {k: geometry.pop(k) for k in names if k in geometry}
+    if geometry:
+        raise TypeError(f"conv_transpose_vjp got unexpected keyword arguments {sorted(geometry)}")
+    x, w = as_array("x", x), as_array("w", w)
+    geom = ConvGeometry.for_transpose(x.shape, w.shape, data_format=fmt, **kwargs)  # type: ignore[arg-type]
+    b = _check_bias(bias, geom.in_channels)
+    method, wsb = opts.get("method", "auto"), opts.get("workspace_bytes")
+    y = _add_bias(_run("input_grad", geom, x, w, fmt, method, wsb, geom.x_shape(fmt)), b,
+                  geom.in_channels, fmt)
+
+    def vjp(dy: object) -> GradTriple:
+        g = as_array("dy", dy)
+        if g.shape != geom.x_shape(fmt):
+            raise ValueError(f"dy.shape={g.shape} does not match the output shape {geom.x_shape(fmt)}")
+        dx = _run("forward", geom, g, w, fmt, method, wsb, geom.y_shape(fmt))
+        dw = _run("filter_grad", geom, g, x, fmt, method, wsb, geom.w_shape(fmt))
+        return dx, dw, (None if b is None else conv_bias_grad(g, data_format=fmt))
+
+    return y, vjp

@@ -1,0 +1,63 @@
+"""Algorithms for the convolution primitive, behind one interface.
+
+Every engine works on canonical channels-last arrays: x ``(N, *S, C)``, w ``(*K, C/G, O)``,
+y ``(N, *O_sp, O)``, for geometries without input dilation or batch groups (``conv_general``
+reduces those first). An engine says which geometries it supports and what they cost; the
+planner picks the cheapest eligible one unless the caller names one.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from .._geometry import ConvGeometry
+
+OPS = ("forward", "input_grad", "filter_grad")
+
+
+class Engine(Protocol):
+    name: str
+
+    def unsupported(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> str | None:
+        """None when the engine can run ``op`` on ``geom``, else the reason it cannot."""
+
+    def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
+        """Estimated seconds."""
+
+    def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
+        """Bytes allocated beyond inputs and outputs; raises ValueError if it cannot fit ``limit``."""
+
+    def forward(self, geom: ConvGeometry, x: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray: ...
+
+    def input_grad(self, geom: ConvGeometry, dy: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray: ...
+
+    def filter_grad(self, geom: ConvGeometry, x: np.ndarray, dy: np.ndarray, limit: int) -> np.ndarray: ...
+
+
+_REGISTRY: dict[str, Engine] = {}
+
+
+def register_engine(engine: Engine) -> None:
+    _REGISTRY[engine.name] = engine
+
+
+def get_engine(name: str) -> Engine:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown method={name!r}; expected 'auto' or one of {engine_names()}") from None
+
+
+def engine_names() -> tuple[str, ...]:
+    return tuple(_REGISTRY)
+
+
+def _register_builtin() -> None:
+    from .im2col import Im2col
+
+    register_engine(Im2col())
+
+
+_register_builtin()

@@ -1,0 +1,182 @@
+"""im2col + GEMM in bounded blocks; col2im for the input gradient.
+
+The rows of the implicit matrix X[m, (t, c)] (m: batch and output positions, t: kernel offsets)
+are packed a block at a time, so the workspace stays within the budget whatever the problem
+size, and each block is one BLAS GEMM per group. The input gradient multiplies dy by the
+transposed filter matrix and scatter-adds the columns back through the same strided windows
+(col2im), which handles stride and dilation without zero insertion. The filter gradient is
+X.T @ dy accumulated over blocks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator
+
+import numpy as np
+
+from .._budget import check_fits
+from .._geometry import ConvGeometry
+from .._layout import pad_or_crop
+
+# Rows are packed in blocks of about this many bytes: large enough for BLAS to run near peak,
+# small enough to stay in the last-level cache of a small machine.
+BLOCK_BYTES = 8 * 1024**2
+# Rough machine figures for the cost model (2-core AVX-512 class CPU); ratios between engines matter.
+GEMM_FLOPS_PER_S = 150e9
+COPY_BYTES_PER_S = 5e9
+
+
+class Im2col:
+    name = "im2col"
+
+    def unsupported(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> str | None:
+        if geom.batch_group_count != 1 or any(v != 1 for v in geom.lhs_dilation):
+            return "needs batch_group_count == 1 and no input dilation"
+        return None
+
+    def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
+        packed = geom.out_batch * math.prod(geom.out_spatial) * math.prod(geom.kernel)
+        packed *= geom.in_channels * np.dtype(dtype).itemsize
+        return geom.flops / GEMM_FLOPS_PER_S + 2 * packed / COPY_BYTES_PER_S
+
+    def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
+        fixed, row, rows = self._sizes(geom, op, np.dtype(dtype), limit)
+        return fixed + row * rows
+
+    # --- sizes ----------------------------------------------------------------------------------
+    @staticmethod
+    def _sizes(geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> tuple[int, int, int]:
+        """(fixed bytes, bytes per packed row, rows per block) within ``limit``."""
+        item = dtype.itemsize
+        t = math.prod(geom.kernel)
+        c = geom.in_channels
+        padded = geom.batch * math.prod(_tight_padded(geom)) * c * item
+        weights = t * geom.filter_in_channels * geom.out_channels * item
+        fixed = padded + 2 * weights
+        row = t * c * item * (2 if op == "input_grad" else 1) + geom.out_channels * item
+        rows_total = geom.out_batch * math.prod(geom.out_spatial)
+        check_fits(f"the padded input of {geom.x_shape('channels_last')}", padded, limit)
+        room = (limit - fixed) // max(row, 1)
+        if room < 1 and rows_total > 0:
+            raise ValueError(
+                f"one im2col row ({row:,} bytes) plus the padded input and filters "
+                f"({fixed:,} bytes) exceed the workspace budget of {limit:,} bytes"
+            )
+        rows = max(1, min(rows_total, room, BLOCK_BYTES // max(row, 1)))
+        return fixed, row, rows
+
+    # --- the three ops --------------------------------------------------------------------------
+    def forward(self, geom: ConvGeometry, x: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
+        g, cg, og, t = _group_dims(geom)
+        y = np.empty((geom.batch, *geom.out_spatial, geom.out_channels), dtype=x.dtype)
+        if y.size == 0:
+            return y
+        if cg == 0:
+            y.fill(0)
+            return y
+        xp = pad_or_crop(x, geom.tight_padding)
+        wg = _grouped_filter(w, g, t, cg, og)
+        _, _, rows = self._sizes(geom, "forward", x.dtype, limit)
+        for block, bshape in _blocks((geom.batch, *geom.out_spatial), rows):
+            cols = _pack(xp, block, bshape, geom, g, cg, t)
+            yb = y[block].reshape(-1, g, og)
+            if g == 1:
+                np.matmul(cols[0], wg[0], out=yb[:, 0, :])
+            else:
+                yb[...] = np.matmul(cols, wg).transpose(1, 0, 2)
+        return y
+
+    def input_grad(self, geom: ConvGeometry, dy: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
+        g, cg, og, t = _group_dims(geom)
+        tight = geom.tight_padding
+        dxp = np.zeros((geom.batch, *_tight_padded(geom), geom.in_channels), dtype=dy.dtype)
+        if dy.size and cg:
+            wt = np.ascontiguousarray(_grouped_filter(w, g, t, cg, og).transpose(0, 2, 1))
+            _, _, rows = self._sizes(geom, "input_grad", dy.dtype, limit)
+            for block, bshape in _blocks((geom.batch, *geom.out_spatial), rows):
+                dyb = dy[block].reshape(-1, g, og).transpose(1, 0, 2)
+                dcols = np.matmul(dyb, wt).reshape(g, -1, t, cg)
+                for ti, offset in enumerate(np.ndindex(*geom.kernel)):
+                    view = _window(dxp, block, offset, geom)
+                    dst = np.moveaxis(view.reshape(*view.shape[:-1], g, cg), -2, 0)
+                    dst += dcols[:, :, ti, :].reshape(g, *bshape, cg)
+        return pad_or_crop(dxp, tuple((-lo, -hi) for lo, hi in tight))
+
+    def filter_grad(self, geom: ConvGeometry, x: np.ndarray, dy: np.ndarray, limit: int) -> np.ndarray:
+        g, cg, og, t = _group_dims(geom)
+        dwg = np.zeros((g, t * cg, og), dtype=x.dtype)
+        if dy.size and cg:
+            xp = pad_or_crop(x, geom.tight_padding)
+            _, _, rows = self._sizes(geom, "filter_grad", x.dtype, limit)
+            for block, bshape in _blocks((geom.batch, *geom.out_spatial), rows):
+                cols = _pack(xp, block, bshape, geom, g, cg, t)
+                dyb = dy[block].reshape(-1, g, og).transpose(1, 0, 2)
+                dwg += np.matmul(cols.transpose(0, 2, 1), dyb)
+        # (G, T, Cg, Og) -> (*K, Cg, G * Og): output channel g * Og + j belongs to group g.
+        dw = dwg.reshape(g, t, cg, og).transpose(1, 2, 0, 3)
+        return np.ascontiguousarray(dw).reshape(*geom.kernel, cg, g * og)
+
+
+def _tight_padded(geom: ConvGeometry) -> tuple[int, ...]:
+    return tuple(n + lo + hi for n, (lo, hi) in zip(geom.in_spatial, geom.tight_padding))
+
+
+def _group_dims(geom: ConvGeometry) -> tuple[int, int, int, int]:
+    g = geom.feature_group_count
+    return g, geom.in_channels // g, geom.out_channels // g, math.prod(geom.kernel)
+
+
+def _grouped_filter(w: np.ndarray, g: int, t: int, cg: int, og: int) -> np.ndarray:
+    """(*K, Cg, G * Og) -> (G, T * Cg, Og), the per-group GEMM operand."""
+    return np.ascontiguousarray(w.reshape(t, cg, g, og).transpose(2, 0, 1, 3)).reshape(g, t * cg, og)
+
+
+def _blocks(outer: tuple[int, ...], max_rows: int) -> Iterator[tuple[tuple, tuple[int, ...]]]:
+    """Tile the index space ``outer`` = (N, *O) into C-contiguous blocks of at most ``max_rows``.
+
+    Yields (index, shape): ``index`` has ints for the leading axes, one slice, and leaves the
+    trailing axes whole, so ``y[index]`` is a contiguous view of shape ``shape + (channels,)``.
+    """
+    if 0 in outer:
+        return
+    inner = 1
+    j = len(outer) - 1
+    while j > 0 and inner * outer[j] <= max_rows:
+        inner *= outer[j]
+        j -= 1
+    if inner * outer[j] <= max_rows:
+        yield (slice(None),), outer
+        return
+    chunk = max(1, max_rows // inner)
+    for prefix in itertools.product(*(range(n) for n in outer[:j])):
+        for a in range(0, outer[j], chunk):
+            b = min(a + chunk, outer[j])
+            yield (*prefix, slice(a, b)), (b - a, *outer[j + 1 :])
+
+
+def _window(xp: np.ndarray, block: tuple, offset: tuple[int, ...], geom: ConvGeometry) -> np.ndarray:
+    """The samples of the padded input under kernel offset ``offset`` for the output ``block``."""
+    index: list = [block[0]]
+    for i, (t, s, d) in enumerate(zip(offset, geom.stride, geom.rhs_dilation)):
+        part = block[i + 1] if i + 1 < len(block) else slice(None)
+        if isinstance(part, int):
+            index.append(part * s + t * d)
+        else:
+            a, b, _ = part.indices(geom.out_spatial[i])
+            index.append(slice(a * s + t * d, (b - 1) * s + t * d + 1, s))
+    return xp[tuple(index)]
+
+
+def _pack(
+    xp: np.ndarray, block: tuple, bshape: tuple[int, ...], geom: ConvGeometry, g: int, cg: int, t: int
+) -> np.ndarray:
+    """The im2col rows of ``block``: (G, rows, T * Cg), channels of group g contiguous."""
+    rows = math.prod(bshape)
+    cols = np.empty((g, rows, t, cg), dtype=xp.dtype)
+    for ti, offset in enumerate(np.ndindex(*geom.kernel)):
+        view = _window(xp, block, offset, geom)
+        src = np.moveaxis(view.reshape(*view.shape[:-1], g, cg), -2, 0)
+        np.copyto(cols[:, :, ti, :].reshape(g, *bshape, cg), src)
+    return cols.reshape(g, rows, t * cg)
