@@ -56,8 +56,10 @@ def engine_names() -> tuple[str, ...]:
 
 def _register_builtin() -> None:
     from .im2col import Im2col
+    from .shifted import Shifted
 
     register_engine(Im2col())
+    register_engine(Shifted())
 
 
 _register_builtin()

@@ -19,6 +19,8 @@ import numpy as np
 from .._budget import check_fits
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
+from ._common import group_dims as _group_dims
+from ._common import tight_padded as _tight_padded
 
 # Rows are packed in blocks of about this many bytes: large enough for BLAS to run near peak,
 # small enough to stay in the last-level cache of a small machine.
@@ -117,15 +119,6 @@ class Im2col:
         # (G, T, Cg, Og) -> (*K, Cg, G * Og): output channel g * Og + j belongs to group g.
         dw = dwg.reshape(g, t, cg, og).transpose(1, 2, 0, 3)
         return np.ascontiguousarray(dw).reshape(*geom.kernel, cg, g * og)
-
-
-def _tight_padded(geom: ConvGeometry) -> tuple[int, ...]:
-    return tuple(n + lo + hi for n, (lo, hi) in zip(geom.in_spatial, geom.tight_padding))
-
-
-def _group_dims(geom: ConvGeometry) -> tuple[int, int, int, int]:
-    g = geom.feature_group_count
-    return g, geom.in_channels // g, geom.out_channels // g, math.prod(geom.kernel)
 
 
 def _grouped_filter(w: np.ndarray, g: int, t: int, cg: int, og: int) -> np.ndarray:

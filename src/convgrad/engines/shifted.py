@@ -1,0 +1,170 @@
+"""Stride-1 convolutions as GEMMs over kernel offsets on the flattened padded input.
+
+With stride 1, flatten the padded input ``(N, *P, C)`` to rows ``(N * prod(P), C)``. Output
+position ``q`` (indexed on the same padded grid) under kernel offset ``t`` reads row
+``q + off(t)``, so for every offset the input operand is a *contiguous* slice of rows: each
+offset is one BLAS GEMM, accumulated in place (beta = 1), with no im2col packing at all. The
+price is computing the outputs on the padded grid and discarding the rows past the valid ones,
+a factor prod(P) / prod(out) of extra work that the cost model charges. The input gradient is
+the same loop scattering into the padded dx; the filter gradient accumulates x_rows.T @ dy_rows
+per offset. Rows are processed in blocks that stay in cache across the offsets.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._budget import check_fits
+from .._geometry import ConvGeometry
+from .._layout import pad_or_crop
+from ._common import gemm_for, group_dims, tight_padded
+
+# Rows per block: the forward and input gradient keep a block of outputs in cache across the
+# offsets; the filter gradient's GEMMs contract over rows, so longer blocks amortise each call.
+BLOCK_BYTES = {"forward": 1024**2, "input_grad": 1024**2, "filter_grad": 4 * 1024**2}
+GEMM_FLOPS_PER_S = 200e9
+COPY_BYTES_PER_S = 5e9
+
+
+class Shifted:
+    name = "shifted"
+
+    def unsupported(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> str | None:
+        if any(s != 1 for s in geom.stride):
+            return "needs stride 1"
+        if geom.batch_group_count != 1 or any(v != 1 for v in geom.lhs_dilation):
+            return "needs batch_group_count == 1 and no input dilation"
+        return None
+
+    def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
+        g, cg, og, t = group_dims(geom)
+        rows = geom.batch * math.prod(tight_padded(geom))
+        flops = 2 * rows * t * cg * og * g
+        # Grouped and integer problems go through NumPy's batched matmul, far from BLAS peak.
+        rate = GEMM_FLOPS_PER_S if (g == 1 and gemm_for(np.dtype(dtype))) else GEMM_FLOPS_PER_S / 8
+        moved = rows * (geom.in_channels + geom.out_channels) * np.dtype(dtype).itemsize
+        return flops / rate + 2 * moved / COPY_BYTES_PER_S
+
+    def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
+        item = np.dtype(dtype).itemsize
+        rows = geom.batch * math.prod(tight_padded(geom))
+        total = rows * (geom.in_channels + geom.out_channels) * item
+        if op == "input_grad":
+            total += rows * geom.in_channels * item
+        check_fits(f"the padded {op} operands of {geom.x_shape('channels_last')}", total, limit)
+        return total
+
+    # --- the three ops --------------------------------------------------------------------------
+    def forward(self, geom: ConvGeometry, x: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
+        self.workspace(geom, "forward", x.dtype, limit)
+        g, cg, og, t = group_dims(geom)
+        o = geom.out_channels
+        padded = tight_padded(geom)
+        y = np.zeros((geom.batch, *padded, o), dtype=x.dtype)
+        if y.size and cg:
+            xf = pad_or_crop(x, geom.tight_padding).reshape(-1, geom.in_channels)
+            yf = y.reshape(-1, o)
+            offsets, count = _offsets(geom, padded)
+            wf = np.ascontiguousarray(w.reshape(t, cg, o))
+            gemm = gemm_for(x.dtype)
+            for r0, r1 in _row_blocks("forward", count, geom.in_channels + o, x.itemsize):
+                if g == 1 and gemm is not None:
+                    c = yf[r0:r1].T  # (O, R) Fortran-ordered: BLAS writes the rows in place
+                    for i, off in enumerate(offsets):
+                        _gemm(gemm, wf[i].T, xf[r0 + off : r1 + off].T, c, beta=1.0)
+                else:
+                    yb = yf[r0:r1].reshape(-1, g, og)
+                    for i, off in enumerate(offsets):
+                        yb += _grouped(xf[r0 + off : r1 + off].reshape(-1, g, cg), wf[i], g)
+        return np.ascontiguousarray(y[(slice(None), *(slice(0, n) for n in geom.out_spatial))])
+
+    def input_grad(self, geom: ConvGeometry, dy: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
+        self.workspace(geom, "input_grad", dy.dtype, limit)
+        g, cg, og, t = group_dims(geom)
+        c_in = geom.in_channels
+        padded = tight_padded(geom)
+        dx = np.zeros((geom.batch, *padded, c_in), dtype=dy.dtype)
+        if dy.size and cg:
+            dyf = _embed(dy, padded).reshape(-1, geom.out_channels)
+            dxf = dx.reshape(-1, c_in)
+            offsets, count = _offsets(geom, padded)
+            wf = np.ascontiguousarray(w.reshape(t, cg, geom.out_channels))
+            gemm = gemm_for(dy.dtype)
+            if g == 1 and gemm is not None:
+                wcols = [np.asfortranarray(wf[i]) for i in range(t)]  # (C, O) per offset
+            for r0, r1 in _row_blocks("input_grad", count, c_in + geom.out_channels, dy.itemsize):
+                if g == 1 and gemm is not None:
+                    b = dyf[r0:r1].T
+                    for i, off in enumerate(offsets):
+                        _gemm(gemm, wcols[i], b, dxf[r0 + off : r1 + off].T, beta=1.0)
+                else:
+                    dyb = dyf[r0:r1].reshape(-1, g, og)
+                    wt = wf.reshape(t, cg, g, og).transpose(0, 3, 2, 1)  # (T, Og, G, Cg)
+                    for i, off in enumerate(offsets):
+                        dxb = dxf[r0 + off : r1 + off].reshape(-1, g, cg)
+                        dxb += _grouped(dyb, wt[i].reshape(og, g * cg), g)
+        return pad_or_crop(dx, tuple((-lo, -hi) for lo, hi in geom.tight_padding))
+
+    def filter_grad(self, geom: ConvGeometry, x: np.ndarray, dy: np.ndarray, limit: int) -> np.ndarray:
+        self.workspace(geom, "filter_grad", x.dtype, limit)
+        g, cg, og, t = group_dims(geom)
+        o = geom.out_channels
+        padded = tight_padded(geom)
+        dw = np.zeros((t, cg, o), dtype=x.dtype)
+        if dy.size and cg:
+            xf = pad_or_crop(x, geom.tight_padding).reshape(-1, geom.in_channels)
+            dyf = _embed(dy, padded).reshape(-1, o)
+            offsets, count = _offsets(geom, padded)
+            gemm = gemm_for(x.dtype)
+            dwg = dw.reshape(t, cg, g, og)
+            for r0, r1 in _row_blocks("filter_grad", count, geom.in_channels + o, x.itemsize):
+                if g == 1 and gemm is not None:
+                    a = dyf[r0:r1].T  # (O, R)
+                    for i, off in enumerate(offsets):
+                        _gemm(gemm, a, xf[r0 + off : r1 + off].T, dw[i].T, beta=1.0, trans_b=1)
+                else:
+                    dyb = dyf[r0:r1].reshape(-1, g, og)
+                    for i, off in enumerate(offsets):
+                        xb = xf[r0 + off : r1 + off].reshape(-1, g, cg)
+                        dwg[i] += np.einsum("rgc,rgo->cgo", xb, dyb)
+        return dw.reshape(*geom.kernel, cg, o)
+
+
+def _offsets(geom: ConvGeometry, padded: tuple[int, ...]) -> tuple[list[int], int]:
+    """Row offset of each kernel offset, and how many output rows cover every valid output."""
+    steps = [math.prod(padded[i + 1 :]) for i in range(len(padded))]
+    offsets = [
+        sum(ti * d * st for ti, d, st in zip(t, geom.rhs_dilation, steps))
+        for t in np.ndindex(*geom.kernel)
+    ]
+    return offsets, geom.batch * math.prod(padded) - offsets[-1]
+
+
+def _row_blocks(op: str, count: int, width: int, itemsize: int) -> list[tuple[int, int]]:
+    rows = max(256, BLOCK_BYTES[op] // max(1, width * itemsize))
+    return [(r, min(r + rows, count)) for r in range(0, count, rows)]
+
+
+def _embed(dy: np.ndarray, padded: tuple[int, ...]) -> np.ndarray:
+    """dy ``(N, *out, O)`` placed at the origin of a zero ``(N, *padded, O)`` grid."""
+    out = np.zeros((dy.shape[0], *padded, dy.shape[-1]), dtype=dy.dtype)
+    out[(slice(None), *(slice(0, n) for n in dy.shape[1:-1]))] = dy
+    return out
+
+
+def _gemm(gemm, a: np.ndarray, b: np.ndarray, c: np.ndarray, *, beta: float, trans_b: int = 0) -> None:  # type: ignore[no-untyped-def]
+    """c <- a @ op(b) + beta * c on Fortran-ordered views, written in place."""
+    r = gemm(1.0, a, b, beta=beta, c=c, overwrite_c=1, trans_b=trans_b)
+    if not np.may_share_memory(r, c):  # BLAS had to work on a copy: write it back
+        c[...] = r
+
+
+def _grouped(a: np.ndarray, w: np.ndarray, g: int) -> np.ndarray:
+    """Per-group product: a ``(R, G, Ci)`` with w ``(Ci, G * Co)`` -> ``(R, G, Co)``."""
+    ci = a.shape[-1]
+    wg = w.reshape(ci, g, -1)
+    if ci == 1:  # depthwise: a broadcast multiply beats G tiny matmuls
+        return a * wg[0]
+    return np.einsum("rgc,cgo->rgo", a, wg)
