@@ -1,0 +1,1 @@
+"""Shared machinery of the framework fronts (``convgrad.tf``, ``convgrad.torch``, ...)."""
