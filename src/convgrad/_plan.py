@@ -32,7 +32,12 @@ class ConvPlan:
 
 
 def make_plan(op: str, geom: ConvGeometry, dtype: np.dtype, method: object, limit: int) -> ConvPlan:
-    """Eligibility, then cost, then the caller's override."""
+    """Eligibility, then cost, then the caller's override.
+
+    With ``method="auto"`` every registered engine that supports the geometry and fits the
+    workspace budget is costed and the cheapest wins; a named method is used as it is, or fails
+    with the reason it cannot run.
+    """
     if not isinstance(method, str):
         raise TypeError(f"method must be a string, 'auto' or one of {engine_names()}, got {method!r}")
     if method != "auto":
@@ -40,17 +45,26 @@ def make_plan(op: str, geom: ConvGeometry, dtype: np.dtype, method: object, limi
         why_not = engine.unsupported(geom, op, dtype)
         if why_not:
             raise ValueError(f"method={method!r} cannot run this {op}: {why_not}")
-        candidates = [(engine.cost(geom, op, dtype), engine)]
-        reason = "requested by method="
-    else:
-        candidates = []
-        for name in engine_names():
-            engine = get_engine(name)
-            if engine.unsupported(geom, op, dtype) is None:
-                candidates.append((engine.cost(geom, op, dtype), engine))
-        if not candidates:
-            raise ValueError(f"no engine supports this {op}: {geom.describe()}")
-        reason = f"cheapest of {len(candidates)} eligible engine(s)"
-    cost, engine = min(candidates, key=lambda c: c[0])
-    workspace = engine.workspace(geom, op, dtype, limit)
+        workspace = engine.workspace(geom, op, dtype, limit)
+        return ConvPlan(op, geom, np.dtype(dtype), engine, "requested by method=",
+                        engine.cost(geom, op, dtype), workspace)
+    candidates, rejected = [], []
+    for name in engine_names():
+        engine = get_engine(name)
+        why_not = engine.unsupported(geom, op, dtype)
+        if why_not is None:
+            try:
+                workspace = engine.workspace(geom, op, dtype, limit)
+            except ValueError as e:
+                why_not = str(e)
+        if why_not is None:
+            candidates.append((engine.cost(geom, op, dtype), workspace, engine))
+        else:
+            rejected.append(f"{name}: {why_not}")
+    if not candidates:
+        raise ValueError(f"no engine can run this {op} ({'; '.join(rejected)}): {geom.describe()}")
+    candidates.sort(key=lambda c: c[0])
+    cost, workspace, engine = candidates[0]
+    costs = ", ".join(f"{e.name} {c * 1e3:.3g} ms" for c, _, e in candidates)
+    reason = f"cheapest estimate of {costs}" + (f"; not eligible: {'; '.join(rejected)}" if rejected else "")
     return ConvPlan(op, geom, np.dtype(dtype), engine, reason, cost, workspace)

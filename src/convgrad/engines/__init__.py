@@ -55,11 +55,13 @@ def engine_names() -> tuple[str, ...]:
 
 
 def _register_builtin() -> None:
+    from .fft import FFT
     from .im2col import Im2col
     from .shifted import Shifted
 
     register_engine(Im2col())
     register_engine(Shifted())
+    register_engine(FFT())
 
 
 _register_builtin()
