@@ -51,3 +51,15 @@ def pad_or_crop(a: np.ndarray, pads: tuple[tuple[int, int], ...]) -> np.ndarray:
         dst.append(slice(max(lo, 0), max(lo, 0) + length))
     out[tuple(dst)] = a[tuple(src)]
     return out
+
+
+def flip_swap_filter(w: np.ndarray, groups: int) -> np.ndarray:
+    """Channels-last filter ``(*K, C/G, O)`` -> ``(*K, O/G, C)``, flipped in every spatial axis.
+
+    Output channel ``g * C/G + c`` of the result takes input channel ``c`` of group ``g``.
+    """
+    *k, cg, o = w.shape
+    og = o // groups
+    r = len(k)
+    grouped = w.reshape(*k, cg, groups, og)[(slice(None, None, -1),) * r]  # [*k, c, g, j]
+    return grouped.transpose(*range(r), r + 2, r + 1, r).reshape(*k, og, groups * cg)

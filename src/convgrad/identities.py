@@ -19,20 +19,8 @@ from . import _canon
 from ._budget import workspace_limit
 from ._dtypes import as_array, result_dtype
 from ._general import run_general
-from ._layout import w_from_last, w_to_last, x_from_last, x_to_last
+from ._layout import flip_swap_filter, w_from_last, w_to_last, x_from_last, x_to_last
 from ._ops import _filter_geometry, _geometry_kwargs, _input_geometry
-
-
-def flip_swap_filter(w: np.ndarray, groups: int) -> np.ndarray:
-    """Channels-last filter ``(*K, C/G, O)`` -> ``(*K, O/G, C)``, flipped in every spatial axis.
-
-    Output channel ``g * C/G + c`` of the result takes input channel ``c`` of group ``g``.
-    """
-    *k, cg, o = w.shape
-    og = o // groups
-    r = len(k)
-    grouped = w.reshape(*k, cg, groups, og)[(slice(None, None, -1),) * r]
-    return np.moveaxis(grouped, r, -1).reshape(*k, og, groups * cg)
 
 
 def input_grad_via_conv(

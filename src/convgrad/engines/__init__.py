@@ -58,10 +58,12 @@ def _register_builtin() -> None:
     from .fft import FFT
     from .im2col import Im2col
     from .shifted import Shifted
+    from .winograd import Winograd
 
     register_engine(Im2col())
     register_engine(Shifted())
     register_engine(FFT())
+    register_engine(Winograd())
 
 
 _register_builtin()

@@ -1,0 +1,139 @@
+"""Winograd minimal filtering F(m, 3) for stride-1, undilated 3-tap kernels in every axis.
+
+Each output tile of m samples per axis is computed from an input tile of m + 2 samples as
+``Y = A^T [ (G g G^T) * (B^T d B) ] A`` (per axis for N-d). The channel contraction happens in
+the transformed domain, one GEMM per tile element: ``(n^r, tiles, C) @ (n^r, C, O)``, which
+needs (n / m)^r / 3^r of the multiplies of the direct method: 4x fewer for F(4x4, 3x3).
+
+The transforms amplify rounding (the F(4, 3) matrices have entries up to 8 and 1/24), so the
+planner uses this engine only in float64, or in float32 under the tolerance below. The input
+gradient of a stride-1 conv is itself a stride-1 conv of dy with the flipped filter, so it runs
+through the same forward; the filter gradient is left to the other engines.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .._budget import check_fits
+from .._geometry import ConvGeometry
+from .._layout import flip_swap_filter, pad_or_crop
+from ._common import group_dims
+
+# Points 0, -1, 1, -2, 2 and infinity (Lavin & Gray 2016); checked against direct correlation
+# in the tests.
+_F43 = (
+    np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+              [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], dtype=float),
+    np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+              [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]]),
+    np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+             dtype=float),
+)
+# Points 0, -1, 1 and infinity.
+_F23 = (
+    np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=float),
+    np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]),
+    np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=float),
+)
+TRANSFORMS = {4: _F43, 2: _F23}
+# Relative error (max |error| / max |result|) measured against float64 in the tests; the
+# documented float32 tolerance is 1e-4.
+FLOAT32_TOLERANCE = 1e-4
+
+GEMM_FLOPS_PER_S = 150e9
+COPY_BYTES_PER_S = 4e9
+
+
+def tile_size(geom: ConvGeometry) -> int:
+    """F(4, 3) where outputs are long enough to fill its tiles, else F(2, 3)."""
+    return 4 if min(geom.out_spatial) >= 4 and geom.rank <= 2 else 2
+
+
+class Winograd:
+    name = "winograd"
+
+    def unsupported(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> str | None:
+        if op == "filter_grad":
+            return "computes the forward and the input gradient only"
+        if np.dtype(dtype).kind != "f":
+            return "integer results would not be exact"
+        if any(k != 3 for k in geom.kernel) or any(s != 1 for s in geom.stride):
+            return "needs a 3-tap kernel and stride 1 in every axis"
+        if any(d != 1 for d in geom.rhs_dilation) or any(d != 1 for d in geom.lhs_dilation):
+            return "needs dilation 1"
+        if geom.batch_group_count != 1:
+            return "needs batch_group_count == 1"
+        return None
+
+    def _tiles(self, geom: ConvGeometry) -> tuple[int, int, int]:
+        m = tile_size(geom)
+        tiles = geom.batch * math.prod(-(-o // m) for o in geom.out_spatial)
+        return m, m + 2, tiles
+
+    def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
+        m, n, tiles = self._tiles(geom)
+        g, cg, og, _ = group_dims(geom)
+        flops = 2 * n**geom.rank * tiles * cg * og * g
+        rate = GEMM_FLOPS_PER_S if g == 1 else GEMM_FLOPS_PER_S / 8
+        moved = n**geom.rank * tiles * (geom.in_channels + geom.out_channels) * np.dtype(dtype).itemsize
+        return flops / rate + 3 * moved / COPY_BYTES_PER_S
+
+    def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
+        m, n, tiles = self._tiles(geom)
+        item = np.dtype(dtype).itemsize
+        total = 2 * n**geom.rank * tiles * (geom.in_channels + geom.out_channels) * item
+        check_fits(f"the Winograd tiles of {geom.x_shape('channels_last')}", total, limit)
+        return total
+
+    def forward(self, geom: ConvGeometry, x: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
+        self.workspace(geom, "forward", x.dtype, limit)
+        g, cg, og, _ = group_dims(geom)
+        if x.shape[0] == 0 or cg == 0 or geom.out_channels == 0:
+            return np.zeros((geom.batch, *geom.out_spatial, geom.out_channels), dtype=x.dtype)
+        m = tile_size(geom)
+        bt, gm, at = (a.astype(x.dtype) for a in TRANSFORMS[m])
+        n, r = m + 2, geom.rank
+        tiles = tuple(-(-o // m) for o in geom.out_spatial)
+        # Pad so that the tiles cover the input exactly; the extra outputs are cropped below.
+        pads = tuple((lo, hi + t * m - o) for (lo, hi), t, o in zip(geom.tight_padding, tiles, geom.out_spatial))
+        xp = pad_or_crop(x, pads)
+        win = sliding_window_view(xp, (n,) * r, axis=tuple(range(1, r + 1)))
+        win = win[(slice(None), *(slice(None, None, m),) * r)]  # (N, *tiles, C, *n)
+        v = _transform(win, bt, r, batch_axes=r + 2)  # (*n, N, *tiles, C)
+        v = v.reshape(n**r, -1, g, cg).transpose(0, 2, 1, 3)  # (n^r, G, T, Cg)
+        u = _transform(np.moveaxis(w, (-2, -1), (0, 1)), gm, r, batch_axes=2)  # (*n, Cg, O)
+        u = u.reshape(n**r, cg, g, og).transpose(0, 2, 1, 3)  # (n^r, G, Cg, Og)
+        mm = np.matmul(v, u).transpose(0, 2, 1, 3).reshape(*(n,) * r, -1, geom.out_channels)
+        y = _transform(np.moveaxis(mm, tuple(range(r)), tuple(range(-r, 0))), at, r, batch_axes=2)
+        # (*m, T, O) -> (N, *tiles, *m, O) -> (N, t1, m, t2, m, ..., O)
+        y = y.reshape(*(m,) * r, geom.batch, *tiles, geom.out_channels)
+        order = [r] + [ax for i in range(r) for ax in (r + 1 + i, i)] + [2 * r + 1]
+        y = y.transpose(order).reshape(geom.batch, *(t * m for t in tiles), geom.out_channels)
+        return np.ascontiguousarray(y[(slice(None), *(slice(0, o) for o in geom.out_spatial))])
+
+    def input_grad(self, geom: ConvGeometry, dy: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
+        # Stride 1: dx is the stride-1 conv of dy with the flipped filter, channels swapped.
+        return self.forward(geom.input_grad_geometry(), dy, flip_swap_filter(w, geom.feature_group_count),
+                            limit)
+
+    def filter_grad(self, geom: ConvGeometry, x: np.ndarray, dy: np.ndarray, limit: int) -> np.ndarray:
+        raise ValueError("the winograd engine does not compute filter gradients")
+
+
+def _transform(a: np.ndarray, mat: np.ndarray, r: int, batch_axes: int) -> np.ndarray:
+    """Apply ``mat`` along the last ``r`` axes of ``a`` and move them to the front.
+
+    a ``(*batch, *k)`` -> ``(*p, *batch)`` with ``p`` = mat.shape[0] per axis.
+    """
+    letters = string.ascii_letters
+    batch = letters[: a.ndim - r]
+    ins = letters[a.ndim - r : a.ndim]
+    outs = letters[a.ndim : a.ndim + r]
+    operands = [f"{o}{i}" for o, i in zip(outs, ins)]
+    spec = ",".join([batch + ins, *operands]) + "->" + outs + batch
+    return np.einsum(spec, a, *([mat] * r), optimize=True)
