@@ -55,6 +55,7 @@ def engine_names() -> tuple[str, ...]:
 
 
 def _register_builtin() -> None:
+    from .direct import Direct
     from .fft import FFT
     from .im2col import Im2col
     from .shifted import Shifted
@@ -64,6 +65,7 @@ def _register_builtin() -> None:
     register_engine(Shifted())
     register_engine(FFT())
     register_engine(Winograd())
+    register_engine(Direct())
 
 
 _register_builtin()

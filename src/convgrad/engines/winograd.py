@@ -22,6 +22,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .._budget import check_fits
 from .._geometry import ConvGeometry
 from .._layout import flip_swap_filter, pad_or_crop
+from . import _kernels
 from ._common import group_dims
 
 # Points 0, -1, 1, -2, 2 and infinity (Lavin & Gray 2016); checked against direct correlation
@@ -76,15 +77,20 @@ class Winograd:
         return m, m + 2, tiles
 
     def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
-        m, n, tiles = self._tiles(geom)
+        _m, n, tiles = self._tiles(geom)
         g, cg, og, _ = group_dims(geom)
         flops = 2 * n**geom.rank * tiles * cg * og * g
         rate = GEMM_FLOPS_PER_S if g == 1 else GEMM_FLOPS_PER_S / 8
         moved = n**geom.rank * tiles * (geom.in_channels + geom.out_channels) * np.dtype(dtype).itemsize
-        return flops / rate + 3 * moved / COPY_BYTES_PER_S
+        if _fused(geom, np.dtype(dtype)):
+            # The fused transforms read and write each tile once.
+            return flops / rate + moved / COPY_BYTES_PER_S + _kernels.compile_penalty(
+                _kernels.winograd2d_input, _kernels.winograd2d_output)
+        # NumPy's einsum passes make several copies of the tiles.
+        return flops / rate + 8 * moved / COPY_BYTES_PER_S
 
     def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
-        m, n, tiles = self._tiles(geom)
+        _m, n, tiles = self._tiles(geom)
         item = np.dtype(dtype).itemsize
         total = 2 * n**geom.rank * tiles * (geom.in_channels + geom.out_channels) * item
         check_fits(f"the Winograd tiles of {geom.x_shape('channels_last')}", total, limit)
@@ -92,7 +98,7 @@ class Winograd:
 
     def forward(self, geom: ConvGeometry, x: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
         self.workspace(geom, "forward", x.dtype, limit)
-        g, cg, og, _ = group_dims(geom)
+        g, cg, _og, _ = group_dims(geom)
         if x.shape[0] == 0 or cg == 0 or geom.out_channels == 0:
             return np.zeros((geom.batch, *geom.out_spatial, geom.out_channels), dtype=x.dtype)
         m = tile_size(geom)
@@ -100,14 +106,16 @@ class Winograd:
         n, r = m + 2, geom.rank
         tiles = tuple(-(-o // m) for o in geom.out_spatial)
         # Pad so that the tiles cover the input exactly; the extra outputs are cropped below.
-        pads = tuple((lo, hi + t * m - o) for (lo, hi), t, o in zip(geom.tight_padding, tiles, geom.out_spatial))
+        pads = tuple((lo, hi + t * m - o)
+                     for (lo, hi), t, o in zip(geom.tight_padding, tiles, geom.out_spatial))
         xp = pad_or_crop(x, pads)
+        if _fused(geom, x.dtype):
+            return _forward_fused(geom, xp, w, bt, gm, at, tiles)
         win = sliding_window_view(xp, (n,) * r, axis=tuple(range(1, r + 1)))
         win = win[(slice(None), *(slice(None, None, m),) * r)]  # (N, *tiles, C, *n)
         v = _transform(win, bt, r, batch_axes=r + 2)  # (*n, N, *tiles, C)
         v = v.reshape(n**r, -1, g, cg).transpose(0, 2, 1, 3)  # (n^r, G, T, Cg)
-        u = _transform(np.moveaxis(w, (-2, -1), (0, 1)), gm, r, batch_axes=2)  # (*n, Cg, O)
-        u = u.reshape(n**r, cg, g, og).transpose(0, 2, 1, 3)  # (n^r, G, Cg, Og)
+        u = _filter_transform(w, gm, r, g)
         mm = np.matmul(v, u).transpose(0, 2, 1, 3).reshape(*(n,) * r, -1, geom.out_channels)
         y = _transform(np.moveaxis(mm, tuple(range(r)), tuple(range(-r, 0))), at, r, batch_axes=2)
         # (*m, T, O) -> (N, *tiles, *m, O) -> (N, t1, m, t2, m, ..., O)
@@ -123,6 +131,37 @@ class Winograd:
 
     def filter_grad(self, geom: ConvGeometry, x: np.ndarray, dy: np.ndarray, limit: int) -> np.ndarray:
         raise ValueError("the winograd engine does not compute filter gradients")
+
+
+def _fused(geom: ConvGeometry, dtype: np.dtype) -> bool:
+    return geom.rank == 2 and dtype in (np.float32, np.float64)
+
+
+def _filter_transform(w: np.ndarray, gm: np.ndarray, r: int, g: int) -> np.ndarray:
+    """w ``(*3, Cg, O)`` -> ``G w G^T`` per axis, as ``(n^r, G, Cg, Og)``."""
+    cg, o = w.shape[-2:]
+    n = gm.shape[0]
+    u = _transform(np.moveaxis(w, (-2, -1), (0, 1)), gm, r, batch_axes=2)  # (*n, Cg, O)
+    return u.reshape(n**r, cg, g, o // g).transpose(0, 2, 1, 3)
+
+
+def _forward_fused(geom: ConvGeometry, xp: np.ndarray, w: np.ndarray, bt: np.ndarray, gm: np.ndarray,
+                   at: np.ndarray, tiles: tuple[int, ...]) -> np.ndarray:
+    """2-D: the input and output transforms as compiled loops around one batched GEMM."""
+    g, cg, _og, _ = group_dims(geom)
+    m, n = at.shape
+    count = geom.batch * tiles[0] * tiles[1]
+    v = np.empty((n * n, count, geom.in_channels), dtype=xp.dtype)
+    _kernels.winograd2d_input(xp, bt, m, tiles[0], tiles[1], v)
+    u = _filter_transform(w, gm, 2, g)
+    if g == 1:
+        mm = np.matmul(v, u[:, 0])
+    else:
+        mm = np.matmul(v.reshape(n * n, count, g, cg).transpose(0, 2, 1, 3), u)
+        mm = np.ascontiguousarray(mm.transpose(0, 2, 1, 3)).reshape(n * n, count, geom.out_channels)
+    y = np.empty((geom.batch, *geom.out_spatial, geom.out_channels), dtype=xp.dtype)
+    _kernels.winograd2d_output(mm, at, tiles[0], tiles[1], y)
+    return y
 
 
 def _transform(a: np.ndarray, mat: np.ndarray, r: int, batch_axes: int) -> np.ndarray:

@@ -1,0 +1,183 @@
+"""Numba kernels for the loops NumPy cannot fuse: depthwise convolutions and Winograd transforms.
+
+All arrays are channels-last and C-contiguous; the channel loop is innermost so it vectorises.
+``cache=True`` keeps the machine code on disk, so only the first run on a machine compiles.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(parallel=True, cache=True)
+def depthwise2d_forward(xp, w, s0, s1, d0, d1, y):  # pragma: no cover - compiled
+    """y[n, i, j, c*M + q] = sum_{a,b} xp[n, i*s0 + a*d0, j*s1 + b*d1, c] * w[a, b, c*M + q].
+
+    y must be zero on entry; it accumulates one tap at a time along whole output rows.
+    """
+    n_, oh, ow, o = y.shape
+    kh, kw = w.shape[0], w.shape[1]
+    c_in = xp.shape[3]
+    mult = o // c_in
+    for idx in prange(n_ * oh):
+        n = idx // oh
+        i = idx % oh
+        yrow = y[n, i]
+        for a in range(kh):
+            xrow = xp[n, i * s0 + a * d0]
+            for b in range(kw):
+                wr = w[a, b]
+                for j in range(ow):
+                    xr = xrow[j * s1 + b * d1]
+                    out = yrow[j]
+                    if mult == 1:
+                        for c in range(c_in):
+                            out[c] += xr[c] * wr[c]
+                    else:
+                        for c in range(c_in):
+                            for q in range(mult):
+                                out[c * mult + q] += xr[c] * wr[c * mult + q]
+
+
+@njit(parallel=True, cache=True)
+def depthwise2d_input_grad(dy, w, s0, s1, d0, d1, dxp):  # pragma: no cover - compiled
+    """The adjoint: dxp[n, i*s0 + a*d0, j*s1 + b*d1, c] += sum_q dy[n, i, j, c*M + q] * w[a, b, c*M + q].
+
+    Parallel over the batch only: windows of neighbouring outputs overlap in dxp.
+    """
+    n_, oh, ow, o = dy.shape
+    kh, kw = w.shape[0], w.shape[1]
+    c_in = dxp.shape[3]
+    mult = o // c_in
+    for n in prange(n_):
+        for i in range(oh):
+            grow = dy[n, i]
+            for a in range(kh):
+                dxrow = dxp[n, i * s0 + a * d0]
+                for b in range(kw):
+                    wr = w[a, b]
+                    for j in range(ow):
+                        g = grow[j]
+                        out = dxrow[j * s1 + b * d1]
+                        if mult == 1:
+                            for c in range(c_in):
+                                out[c] += g[c] * wr[c]
+                        else:
+                            for c in range(c_in):
+                                for q in range(mult):
+                                    out[c] += g[c * mult + q] * wr[c * mult + q]
+
+
+@njit(parallel=True, cache=True)
+def depthwise2d_filter_grad(xp, dy, s0, s1, d0, d1, kh, kw, parts):  # pragma: no cover - compiled
+    """parts[p, a, b, c*M + q] = sum over the batch slice p of xp[...] * dy[...]; summed by the caller."""
+    n_, oh, ow, o = dy.shape
+    c_in = xp.shape[3]
+    mult = o // c_in
+    np_ = parts.shape[0]
+    for p in prange(np_):
+        for n in range(p, n_, np_):
+            for i in range(oh):
+                grow = dy[n, i]
+                for a in range(kh):
+                    xrow = xp[n, i * s0 + a * d0]
+                    for b in range(kw):
+                        out = parts[p, a, b]
+                        for j in range(ow):
+                            g = grow[j]
+                            xr = xrow[j * s1 + b * d1]
+                            if mult == 1:
+                                for c in range(c_in):
+                                    out[c] += xr[c] * g[c]
+                            else:
+                                for c in range(c_in):
+                                    for q in range(mult):
+                                        out[c * mult + q] += xr[c] * g[c * mult + q]
+
+
+@njit(parallel=True, cache=True)
+def winograd2d_input(xp, bt, m, th, tw, v):  # pragma: no cover - compiled
+    """v[a*n + b, t, c] = (B^T d_t B)[a, b, c] for the n x n input tile d_t at (t_h * m, t_w * m)."""
+    n = bt.shape[0]
+    c_in = xp.shape[3]
+    tiles = th * tw
+    for t in prange(xp.shape[0] * tiles):
+        bn = t // tiles
+        h0 = (t % tiles) // tw * m
+        w0 = (t % tiles) % tw * m
+        tmp = np.zeros((n, n, c_in), dtype=v.dtype)
+        for a in range(n):
+            for i in range(n):
+                coef = bt[a, i]
+                if coef != 0:
+                    for j in range(n):
+                        row = xp[bn, h0 + i, w0 + j]
+                        for c in range(c_in):
+                            tmp[a, j, c] += coef * row[c]
+        for a in range(n):
+            for b in range(n):
+                out = v[a * n + b, t]
+                out[:] = 0
+                for j in range(n):
+                    coef = bt[b, j]
+                    if coef != 0:
+                        for c in range(c_in):
+                            out[c] += coef * tmp[a, j, c]
+
+
+@njit(parallel=True, cache=True)
+def winograd2d_output(mm, at, th, tw, y):  # pragma: no cover - compiled
+    """y[tile (t_h, t_w) block (x, z)] = (A^T M_t A)[x, z], cropped at y's edges."""
+    m, n = at.shape
+    o = mm.shape[2]
+    tiles = th * tw
+    oh, ow = y.shape[1], y.shape[2]
+    for t in prange(mm.shape[1]):
+        bn = t // tiles
+        h0 = (t % tiles) // tw * m
+        w0 = (t % tiles) % tw * m
+        tmp = np.zeros((m, n, o), dtype=y.dtype)
+        for x in range(m):
+            for a in range(n):
+                coef = at[x, a]
+                if coef != 0:
+                    for b in range(n):
+                        src = mm[a * n + b, t]
+                        for k in range(o):
+                            tmp[x, b, k] += coef * src[k]
+        for x in range(m):
+            if h0 + x >= oh:
+                break
+            for z in range(m):
+                if w0 + z >= ow:
+                    break
+                out = y[bn, h0 + x, w0 + z]
+                out[:] = 0
+                for b in range(n):
+                    coef = at[z, b]
+                    if coef != 0:
+                        for k in range(o):
+                            out[k] += coef * tmp[x, b, k]
+
+
+# Seconds to compile one kernel for one signature here (measured: 1-3 s). The planner charges it
+# to a kernel that is neither compiled in this process nor cached on disk.
+COMPILE_SECONDS = 2.0
+
+
+def compile_penalty(*kernels) -> float:  # type: ignore[no-untyped-def]
+    """Estimated seconds of compiling before the given kernels can run."""
+    return sum(0.0 if _ready(k) else COMPILE_SECONDS for k in kernels)
+
+
+def _ready(kernel) -> bool:  # type: ignore[no-untyped-def]
+    if kernel.signatures:
+        return True
+    try:  # numba's on-disk cache: an index file next to the module's bytecode
+        import os
+
+        cache = kernel._cache
+        return os.path.exists(os.path.join(cache.cache_path, cache._impl.filename_base + ".nbi"))
+    except AttributeError:  # another numba version lays its cache out differently
+        return False
