@@ -59,6 +59,7 @@ def _register_builtin() -> None:
     from .fft import FFT
     from .im2col import Im2col
     from .shifted import Shifted
+    from .subpixel import Subpixel
     from .winograd import Winograd
 
     register_engine(Im2col())
@@ -66,6 +67,7 @@ def _register_builtin() -> None:
     register_engine(FFT())
     register_engine(Winograd())
     register_engine(Direct())
+    register_engine(Subpixel())
 
 
 _register_builtin()
