@@ -1,0 +1,86 @@
+"""How well does the planner's cost model predict each engine's time on this machine?
+
+Run: ``python benchmarks/calibrate.py``. For a spread of float32 geometries it times every
+eligible engine on each op (median of a few runs after a warm-up) and prints the measured time,
+the engine's own estimate and their ratio, then which engine the planner picked and which was
+really fastest. The per-engine constants in ``src/convgrad/engines/*.py`` are set from this
+output; a ratio far from 1 for one engine means its constants need refitting for this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+import convgrad
+from convgrad._budget import DEFAULT_WORKSPACE_BYTES
+from convgrad._layout import x_to_last
+from convgrad.engines import engine_names, get_engine
+
+SHAPES = [  # (x channels-first, w channels-first, kwargs)
+    ((8, 64, 56, 56), (64, 64, 3, 3), {"padding": 1}),
+    ((8, 256, 14, 14), (256, 256, 3, 3), {"padding": 1}),
+    ((8, 256, 56, 56), (64, 256, 1, 1), {}),
+    ((8, 128, 56, 56), (128, 128, 3, 3), {"padding": 1, "stride": 2}),
+    ((8, 3, 224, 224), (64, 3, 7, 7), {"padding": 3, "stride": 2}),
+    ((8, 128, 56, 56), (128, 1, 3, 3), {"padding": 1, "groups": 128}),
+    ((8, 64, 32, 32), (64, 64, 3, 3), {"padding": 2, "dilation": 2}),
+    ((4, 32, 32, 32), (32, 32, 31, 31), {"padding": 15}),
+    ((8, 32, 4000), (32, 32, 255), {"padding": 127}),
+    ((2, 16, 32, 32, 32), (16, 16, 3, 3, 3), {"padding": 1}),
+]
+
+
+def _time(f, repeats: int) -> float:  # type: ignore[no-untyped-def]
+    f()
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        f()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def _runner(engine, op, geom, x, w, dy, limit):  # type: ignore[no-untyped-def]
+    if op == "forward":
+        return lambda: engine.forward(geom, x, w, limit)
+    if op == "input_grad":
+        return lambda: engine.input_grad(geom, dy, w, limit)
+    return lambda: engine.filter_grad(geom, x, dy, limit)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    dt = np.dtype(np.float32)
+    limit = DEFAULT_WORKSPACE_BYTES
+    print(f"{'shape':<44} {'op':<12} {'engine':<9} {'measured ms':>11} {'estimate ms':>11} {'ratio':>6}")
+    for xs, ws, kw in SHAPES:
+        geom = convgrad.ConvGeometry.for_conv(xs, ws, **kw)
+        x = x_to_last(rng.standard_normal(xs, dtype=np.float32), "channels_first").copy()
+        w = np.ascontiguousarray(np.moveaxis(rng.standard_normal(ws, dtype=np.float32), (0, 1), (-1, -2)))
+        dy = x_to_last(rng.standard_normal(geom.y_shape(), dtype=np.float32), "channels_first").copy()
+        label = f"{xs} * {ws} {kw}"[:44]
+        for op in ("forward", "input_grad", "filter_grad"):
+            timings = {}
+            for name in engine_names():
+                engine = get_engine(name)
+                if engine.unsupported(geom, op, dt) is not None:
+                    continue
+                measured = _time(_runner(engine, op, geom, x, w, dy, limit), args.repeats)
+                estimate = engine.cost(geom, op, dt)
+                timings[name] = measured
+                print(f"{label:<44} {op:<12} {name:<9} {measured * 1e3:>11.2f} {estimate * 1e3:>11.2f} "
+                      f"{measured / estimate:>6.2f}")
+            chosen = convgrad.make_plan(op, geom, dt, "auto", limit).engine.name
+            best = min(timings, key=timings.get)
+            print(f"{'':<44} {op:<12} planner chose {chosen}, fastest was {best}"
+                  f" ({timings[chosen] / timings[best]:.2f}x the fastest)")
+
+
+if __name__ == "__main__":
+    main()
