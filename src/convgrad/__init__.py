@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._budget import DEFAULT_WORKSPACE_BYTES, WORKSPACE_ENV
-from ._general import conv_general
+from ._general import conv_general, conv_general_vjp
 from ._geometry import ConvGeometry
 from ._ops import (
     conv,
@@ -29,6 +29,7 @@ __all__ = [
     "conv_bias_grad",
     "conv_filter_grad",
     "conv_general",
+    "conv_general_vjp",
     "conv_input_grad",
     "conv_transpose",
     "conv_transpose_vjp",
