@@ -161,19 +161,23 @@ def winograd2d_output(mm, at, th, tw, y):  # pragma: no cover - compiled
                             out[k] += coef * tmp[x, b, k]
 
 
-# Seconds to compile one kernel for one signature here (measured: 1-3 s). The planner charges it
-# to a kernel that is neither compiled in this process nor cached on disk.
+# Seconds to compile one kernel for one signature here (measured: 1-3 s), and to load it from
+# numba's on-disk cache (measured: 0.1-0.3 s). The planner charges them to a kernel that this
+# process has not run yet, so small problems stay on the NumPy engines.
 COMPILE_SECONDS = 2.0
+LOAD_SECONDS = 0.2
 
 
 def compile_penalty(*kernels) -> float:  # type: ignore[no-untyped-def]
-    """Estimated seconds of compiling before the given kernels can run."""
-    return sum(0.0 if _ready(k) else COMPILE_SECONDS for k in kernels)
+    """Estimated seconds of compiling or loading before the given kernels can run."""
+    total = 0.0
+    for k in kernels:
+        if not k.signatures:
+            total += LOAD_SECONDS if _cached(k) else COMPILE_SECONDS
+    return total
 
 
-def _ready(kernel) -> bool:  # type: ignore[no-untyped-def]
-    if kernel.signatures:
-        return True
+def _cached(kernel) -> bool:  # type: ignore[no-untyped-def]
     try:  # numba's on-disk cache: an index file next to the module's bytecode
         import os
 

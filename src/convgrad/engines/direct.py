@@ -16,6 +16,7 @@ from ._common import group_dims
 
 # A fused loop does about one multiply-add per cycle per lane; this is its measured throughput.
 FLOPS_PER_S = 25e9
+CALL_SECONDS = 30e-6
 
 
 class Direct:
@@ -37,7 +38,7 @@ class Direct:
                 "filter_grad": _kernels.depthwise2d_filter_grad}[op]
 
     def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
-        return geom.flops / FLOPS_PER_S + _kernels.compile_penalty(self._kernel(op))
+        return geom.flops / FLOPS_PER_S + CALL_SECONDS + _kernels.compile_penalty(self._kernel(op))
 
     def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
         from .._budget import check_fits

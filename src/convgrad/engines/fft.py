@@ -24,6 +24,8 @@ from ._common import group_dims, tight_padded
 
 FFT_FLOPS_PER_S = 20e9
 CGEMM_FLOPS_PER_S = 60e9
+# Planning the transforms and the NumPy calls around them.
+CALL_SECONDS = 200e-6
 
 
 class FFT:
@@ -48,7 +50,7 @@ class FFT:
         transforms = n * geom.in_channels + n * geom.out_channels + cg * geom.out_channels
         fft_flops = 2.5 * transforms * size * max(1.0, math.log2(size))
         mix = 8 * freqs * n * cg * og * g
-        return fft_flops / FFT_FLOPS_PER_S + mix / CGEMM_FLOPS_PER_S
+        return fft_flops / FFT_FLOPS_PER_S + mix / CGEMM_FLOPS_PER_S + CALL_SECONDS
 
     def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
         lengths = self._lengths(geom)

@@ -28,6 +28,9 @@ BLOCK_BYTES = 8 * 1024**2
 # Rough machine figures for the cost model (2-core AVX-512 class CPU); ratios between engines matter.
 GEMM_FLOPS_PER_S = 150e9
 COPY_BYTES_PER_S = 5e9
+# Python and NumPy overhead per call and per packed tap (strided copy of one block).
+CALL_SECONDS = 30e-6
+TAP_SECONDS = 3e-6
 
 
 class Im2col:
@@ -41,7 +44,9 @@ class Im2col:
     def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
         packed = geom.out_batch * math.prod(geom.out_spatial) * math.prod(geom.kernel)
         packed *= geom.in_channels * np.dtype(dtype).itemsize
-        return geom.flops / GEMM_FLOPS_PER_S + 2 * packed / COPY_BYTES_PER_S
+        calls = math.prod(geom.kernel) * max(1, -(-packed // BLOCK_BYTES))
+        gemm = geom.flops / GEMM_FLOPS_PER_S
+        return gemm + 2 * packed / COPY_BYTES_PER_S + CALL_SECONDS + calls * TAP_SECONDS
 
     def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
         fixed, row, rows = self._sizes(geom, op, np.dtype(dtype), limit)

@@ -26,6 +26,9 @@ from ._common import gemm_for, group_dims, tight_padded
 BLOCK_BYTES = {"forward": 1024**2, "input_grad": 1024**2, "filter_grad": 4 * 1024**2}
 GEMM_FLOPS_PER_S = 200e9
 COPY_BYTES_PER_S = 5e9
+# Python overhead per call and per GEMM (one per kernel offset and row block).
+CALL_SECONDS = 40e-6
+GEMM_CALL_SECONDS = 4e-6
 
 
 class Shifted:
@@ -45,7 +48,8 @@ class Shifted:
         # Grouped and integer problems go through NumPy's batched matmul, far from BLAS peak.
         rate = GEMM_FLOPS_PER_S if (g == 1 and gemm_for(np.dtype(dtype))) else GEMM_FLOPS_PER_S / 8
         moved = rows * (geom.in_channels + geom.out_channels) * np.dtype(dtype).itemsize
-        return flops / rate + 2 * moved / COPY_BYTES_PER_S
+        blocks = max(1, -(-moved // BLOCK_BYTES[op]))
+        return flops / rate + 2 * moved / COPY_BYTES_PER_S + CALL_SECONDS + blocks * t * GEMM_CALL_SECONDS
 
     def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
         item = np.dtype(dtype).itemsize

@@ -48,6 +48,8 @@ FLOAT32_TOLERANCE = 1e-4
 
 GEMM_FLOPS_PER_S = 150e9
 COPY_BYTES_PER_S = 4e9
+# Transforming the filter and the NumPy calls around the GEMMs.
+CALL_SECONDS = 300e-6
 
 
 def tile_size(geom: ConvGeometry) -> int:
@@ -84,10 +86,10 @@ class Winograd:
         moved = n**geom.rank * tiles * (geom.in_channels + geom.out_channels) * np.dtype(dtype).itemsize
         if _fused(geom, np.dtype(dtype)):
             # The fused transforms read and write each tile once.
-            return flops / rate + moved / COPY_BYTES_PER_S + _kernels.compile_penalty(
+            return flops / rate + moved / COPY_BYTES_PER_S + CALL_SECONDS + _kernels.compile_penalty(
                 _kernels.winograd2d_input, _kernels.winograd2d_output)
         # NumPy's einsum passes make several copies of the tiles.
-        return flops / rate + 8 * moved / COPY_BYTES_PER_S
+        return flops / rate + 8 * moved / COPY_BYTES_PER_S + 3 * CALL_SECONDS
 
     def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
         _m, n, tiles = self._tiles(geom)
