@@ -1,19 +1,16 @@
-"""``python -m convgrad``: the seed note's demonstration."""
+"""``python -m convgrad`` and the ``convgrad`` console script: the command line (``convgrad.cli``).
+
+Without arguments it runs ``convgrad check`` on the seed note's example (a 1x4x4x1 input, a 3x3
+filter, VALID, channels-last): every way of computing its gradients, and whether they agree.
+"""
 
 from __future__ import annotations
 
-import sys
-
 
 def main(argv: list[str] | None = None) -> int:
-    from ._demo import main as demo
+    from .cli import main as cli_main
 
-    args = sys.argv[1:] if argv is None else argv
-    if args and args[0] in ("-h", "--help"):
-        print("usage: python -m convgrad\n\nPrints every way of computing the seed note's gradients "
-              "and whether they agree.")
-        return 0
-    return demo()
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

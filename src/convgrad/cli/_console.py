@@ -1,0 +1,104 @@
+"""Output: rich consoles for tables, a progress bar on stderr, JSON on stdout."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sys
+from collections.abc import Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+
+def stdout() -> Console:
+    """Tables to stdout; when not a terminal, $COLUMNS wide or 140, so captured output is stable."""
+    tty = sys.stdout.isatty()
+    width = None
+    if not tty:
+        try:
+            width = max(int(os.environ.get("COLUMNS", "140")), 60)
+        except ValueError:
+            width = 140
+    return Console(file=sys.stdout, width=width, highlight=False, markup=False, soft_wrap=not tty)
+
+
+def stderr() -> Console:
+    return Console(file=sys.stderr, highlight=False)
+
+
+class Steps:
+    """A progress bar of named steps on stderr; silent unless stderr is a terminal."""
+
+    def __init__(self, progress: Progress | None, total: int) -> None:
+        self._progress = progress
+        self._task = progress.add_task("", total=total) if progress else None
+        self._started = False
+
+    def __call__(self, name: str) -> None:
+        if self._progress is None:
+            return
+        if self._started:
+            self._progress.advance(self._task)
+        self._started = True
+        self._progress.update(self._task, description=name)
+
+    def set_total(self, total: int) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, total=total)
+
+    def finish(self) -> None:
+        if self._progress is not None and self._started:
+            self._progress.advance(self._task)
+
+
+@contextlib.contextmanager
+def steps(total: int, label: str) -> Iterator[Steps]:
+    err = stderr()
+    if not err.is_terminal:
+        yield Steps(None, total)
+        return
+    progress = Progress(TextColumn(f"[bold]{label}[/] {{task.description:<44}}"), BarColumn(),
+                        MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True)
+    with progress:
+        s = Steps(progress, total)
+        yield s
+        s.finish()
+
+
+def _clean(value: object) -> object:
+    """JSON has no inf or nan: they become strings; tuples become lists."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def dumps(value: object, level: int = 0) -> str:
+    """JSON, indented by objects; lists of numbers (shapes, pads) stay on one line."""
+    inner = "  " * (level + 1)
+    if isinstance(value, dict) and value:
+        items = [f"{inner}{json.dumps(k)}: {dumps(v, level + 1)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + "  " * level + "}"
+    if isinstance(value, list) and any(isinstance(v, (dict, list)) and v for v in value) and not all(
+            isinstance(v, list) and not any(isinstance(i, (dict, list)) for i in v) for v in value):
+        items = [inner + dumps(v, level + 1) for v in value]
+        return "[\n" + ",\n".join(items) + "\n" + "  " * level + "]"
+    return json.dumps(value)
+
+
+def print_json(data: dict) -> None:
+    sys.stdout.write(dumps(_clean(data)) + "\n")
+
+
+def fmt_err(v: float | None) -> str:
+    if v is None:
+        return "—"
+    if v == 0:
+        return "0"
+    return f"{v:.2e}"

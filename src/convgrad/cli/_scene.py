@@ -1,0 +1,154 @@
+"""What ``convgrad draw`` shows, as plain data: grids of cells, and the kernel window at each step.
+
+One spatial axis at a time (``Axis``); a 2-D picture is the product of two axes (a 1-D one gets a
+unit height). Every position comes from the core's geometry: the pads, the input-gradient pads,
+the stride and the dilation; nothing here is drawn yet.
+
+Grid cells are indexed from the first cell drawn: padding before the input, or, where a
+negative pad crops, the cropped input samples (drawn, hatched, so the crop is visible).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from .._formulas import dilate_dim
+from .._geometry import ConvGeometry
+
+DATA, PAD, ZERO, CROP = "data", "pad", "zero", "crop"
+OPS = ("forward", "transpose", "input-grad", "filter-grad")
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One spatial axis: the input grid's cells, and per output index the grid cell of each tap."""
+
+    kinds: tuple[str, ...]
+    windows: tuple[tuple[int, ...], ...]  # windows[out_index][tap] -> grid cell
+    tap_labels: tuple[str, ...]
+
+    @property
+    def cells(self) -> int:
+        return len(self.kinds)
+
+    @property
+    def out_len(self) -> int:
+        return len(self.windows)
+
+    @property
+    def taps(self) -> int:
+        return len(self.tap_labels)
+
+
+def _grid(length: int, before: int, after: int, kind_of: object) -> tuple[list[str], int]:
+    """Cells covering both the sequence [0, length) and its padded range; returns (kinds, offset)
+    with offset the sequence index of grid cell 0."""
+    start = min(0, -before)
+    stop = max(length, length + after)
+    padded = range(-before, length + after)  # sequence indices inside the padded range
+    kinds = []
+    for i in range(start, stop):
+        if i not in padded:
+            kinds.append(CROP)
+        elif 0 <= i < length:
+            kinds.append(kind_of(i))  # type: ignore[operator]
+        else:
+            kinds.append(PAD)
+    return kinds, start
+
+
+def forward_axis(n: int, k: int, s: int, d: int, pads: tuple[int, int], o: int) -> Axis:
+    """x padded by ``pads``; output i reads padded positions i*s + t*d."""
+    lo, hi = pads
+    kinds, start = _grid(n, lo, hi, lambda i: DATA)
+    windows = tuple(tuple(i * s + t * d - lo - start for t in range(k)) for i in range(o))
+    return Axis(tuple(kinds), windows, tuple(str(t) for t in range(k)))
+
+
+def input_grad_axis(n: int, k: int, s: int, d: int, pads: tuple[int, int], o: int) -> Axis:
+    """dy dilated by the stride, padded by the input-gradient pads, under the flipped kernel:
+    output i reads positions i + t*d with tap t = w[k - 1 - t]."""
+    lo, hi = pads
+    od = dilate_dim(o, s)
+    kinds, start = _grid(od, lo, hi, lambda j: DATA if j % s == 0 else ZERO)
+    windows = tuple(tuple(i + t * d - lo - start for t in range(k)) for i in range(n))
+    return Axis(tuple(kinds), windows, tuple(str(k - 1 - t) for t in range(k)))
+
+
+def filter_grad_axis(n: int, k: int, s: int, d: int, pads: tuple[int, int], o: int) -> Axis:
+    """x padded by ``pads``; d_w tap t reads positions t*d + j*s, one per dy sample j."""
+    lo, hi = pads
+    kinds, start = _grid(n, lo, hi, lambda i: DATA)
+    windows = tuple(tuple(t * d + j * s - lo - start for j in range(o)) for t in range(k))
+    return Axis(tuple(kinds), windows, tuple(str(j) for j in range(o)))
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A 2-D picture: input grid rows x cols, the kernel, the output grid, the steps."""
+
+    op: str
+    rows: Axis
+    cols: Axis
+    input_label: str
+    kernel_label: str
+    output_label: str
+    title: str
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        return (self.rows.cells, self.cols.cells)
+
+    @property
+    def kernel_shape(self) -> tuple[int, int]:
+        return (self.rows.taps, self.cols.taps)
+
+    @property
+    def output_shape(self) -> tuple[int, int]:
+        return (self.rows.out_len, self.cols.out_len)
+
+    def kind(self, r: int, c: int) -> str:
+        a, b = self.rows.kinds[r], self.cols.kinds[c]
+        for k in (CROP, PAD, ZERO):
+            if k in (a, b):
+                return k
+        return DATA
+
+    def steps(self) -> list[tuple[int, int]]:
+        """Output cells in row-major order: one step each."""
+        return list(itertools.product(range(self.rows.out_len), range(self.cols.out_len)))
+
+    def tap_label(self, tr: int, tc: int) -> str:
+        """'2,1' for a 2-D tap; '1' in 1-D (its unit height has an empty label)."""
+        rl, cl = self.rows.tap_labels[tr], self.cols.tap_labels[tc]
+        return f"{rl},{cl}" if rl else cl
+
+    def window(self, step: tuple[int, int]) -> list[tuple[int, int, str]]:
+        """(row, col, kernel label) of every tap of the window at ``step``."""
+        i, j = step
+        out = []
+        for (tr, r), (tc, c) in itertools.product(enumerate(self.rows.windows[i]),
+                                                   enumerate(self.cols.windows[j])):
+            out.append((r, c, self.tap_label(tr, tc)))
+        return out
+
+
+def build(op: str, g: ConvGeometry, title: str) -> Scene:
+    """The scene of ``op`` for a 1-D or 2-D geometry (the forward conv's geometry; for
+    'transpose', that of the conv the transposed conv is the adjoint of)."""
+    if g.rank > 2:
+        raise ValueError(f"draw shows 1-D and 2-D convolutions; this one has {g.rank} spatial dims")
+    make = {"forward": forward_axis, "filter-grad": filter_grad_axis}.get(op, input_grad_axis)
+    pads = g.input_grad_padding if op in ("transpose", "input-grad") else g.padding
+    axes = [make(n, k, s, d, p, o) for n, k, s, d, p, o in
+            zip(g.in_spatial, g.kernel, g.stride, g.rhs_dilation, pads, g.out_spatial)]
+    if len(axes) == 1:
+        axes.insert(0, Axis((DATA,), ((0,),), ("",)))
+    labels = {
+        "forward": ("x, padded", "w", "y = conv(x, w)"),
+        "transpose": ("x, stride-dilated and padded", "w flipped", "y = conv_transpose(x, w)"),
+        "input-grad": ("dy, stride-dilated and padded", "w flipped (rot180)", "d_x"),
+        "filter-grad": ("x, padded", "dy, stride-dilated", "d_w"),
+    }[op]
+    return Scene(op, axes[0], axes[1], *labels, title)

@@ -1,0 +1,187 @@
+"""``convgrad check``: every way of computing d_x, d_w and d_b, compared in one table."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import numpy as np
+from rich.columns import Columns
+from rich.table import Table
+from rich.text import Text
+
+from .._budget import WORKSPACE_ENV, workspace_limit
+from . import _console, _frameworks, _routes
+from ._args import ArgumentError, GeometryArgs, add_geometry_arguments, geometry_dict
+
+DESCRIPTION = """\
+Compute the gradients of y = conv(x, w) + b every way there is and check that they agree: the
+vector-Jacobian product (the reference), the transposition identities written out in NumPy and
+run by convgrad.identities, every engine's conv_input_grad / conv_filter_grad, conv_transpose,
+each selected framework's own backprop and autodiff, plus finite differences and the adjoint dot
+test. Exit status 0 when everything agrees, 1 when something disagrees, 2 for bad arguments."""
+
+STATUS_STYLE = {"pass": "green", "reference": "cyan", "FAIL": "bold red", "error": "bold red",
+                "n/a": "dim"}
+STATUS_SHOWN = {"reference": "ref"}
+SECTIONS = {"d_x": "d_x, the input gradient", "d_w": "d_w, the filter gradient",
+            "d_b": "d_b, the bias gradient", "finite differences": "finite differences (float64)",
+            "dot test": "adjoint dot test"}
+SHOW_ARRAYS_UP_TO = 64  # elements: the seed's 4x4 input is printed, larger examples are not
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("check", help="check that every way of computing the gradients agrees",
+                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_geometry_arguments(p)
+    add_check_options(p)
+    return p
+
+
+def add_check_options(p: argparse.ArgumentParser) -> None:
+    o = p.add_argument_group("check")
+    o.add_argument("--frameworks", default=",".join(_frameworks.DEFAULT), metavar="LIST",
+                   help=f"comma-separated, from {','.join(_frameworks.FRAMEWORKS)}; 'all' or 'none' "
+                   f"(default {','.join(_frameworks.DEFAULT)})")
+    o.add_argument("--rtol", type=float, default=None,
+                   help="tolerance on max rel error (default per dtype: " +
+                   ", ".join(f"{k} {v:g}" for k, v in _routes.RTOL.items()) + ")")
+    o.add_argument("--values", choices=("int", "normal"), default="int",
+                   help="example arrays: random integers 0..9 as in the seed note (default), or normal")
+    o.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
+def run(ns: argparse.Namespace) -> int:
+    args = GeometryArgs.from_namespace(ns)
+    try:
+        selected = _frameworks.parse_frameworks(ns.frameworks)
+    except ValueError as e:
+        raise ArgumentError(str(e)) from None
+    if ns.rtol is not None and not ns.rtol > 0:
+        raise ArgumentError(f"--rtol must be positive, got {ns.rtol}")
+    rtol = ns.rtol if ns.rtol is not None else _routes.RTOL[str(args.dtype)]
+    g, fmt = args.geometry, args.data_format
+    need = sum(math.prod(s) for s in (g.x_shape(fmt), g.w_shape(fmt), g.y_shape(fmt))) * args.dtype.itemsize
+    limit = workspace_limit(None)
+    if 4 * need > limit:
+        raise ArgumentError(
+            f"x, w and dy take {need:,} bytes; checking every route needs several copies of each, more "
+            f"than the workspace budget of {limit:,} bytes allows: use smaller shapes or raise "
+            f"${WORKSPACE_ENV}")
+    problem = _routes.make_problem(args, ns.values)
+
+    routes = _routes.core_routes(problem)
+    if min(problem.x.size, problem.w.size, problem.dy.size) == 0:
+        # Zero-size arrays: convgrad's own routes are checked; frameworks mostly refuse them.
+        routes.append(_routes.not_available("d_x", "fronts and frameworks",
+                                            "not checked on zero-size arrays"))
+        run_frameworks: tuple[str, ...] = ()
+    else:
+        routes += _frameworks.front_routes(problem)
+        run_frameworks = selected
+    with _console.steps(len(routes) + 3 + 6 * len(run_frameworks), "check") as step:
+        for name in run_frameworks:
+            step(f"importing {name}")
+            routes += _frameworks.framework_routes(name, problem)
+        # From here: the reference, each route, finite differences and the dot test.
+        step.set_total(len(run_frameworks) + len(routes) + 3)
+        report = _routes.run_check(problem, routes, rtol, step)
+
+    if ns.json:
+        _console.print_json(as_dict(report, selected))
+    else:
+        render(report, selected)
+    return 0 if report.passed else 1
+
+
+def as_dict(report: _routes.CheckReport, selected: tuple[str, ...]) -> dict:
+    rows = report.rows
+    return {
+        "command": "check",
+        "geometry": geometry_dict(report.problem.args),
+        "rtol": report.rtol,
+        "error_measures": {
+            "max_abs_error": "max |route - reference|",
+            "max_rel_error": "max |route - reference| / max |reference|",
+            "reference": "conv_vjp",
+        },
+        "frameworks": list(selected),
+        "passed": report.passed,
+        "counts": {s: sum(r.status == s for r in rows) for s in ("pass", "FAIL", "error", "n/a")},
+        "rows": [r.as_dict() for r in rows],
+    }
+
+
+def render(report: _routes.CheckReport, selected: tuple[str, ...]) -> None:
+    con = _console.stdout()
+    p = report.problem
+    con.print(Text("convgrad check: ", style="bold") + Text(p.args.title()))
+    if 0 < min(p.x.size, p.w.size, p.dy.size) and max(p.x.size, p.w.size, p.dy.size) <= SHOW_ARRAYS_UP_TO:
+        _show_arrays(con, report)
+    table = Table(
+        title=f"tolerance: max rel error ≤ {report.rtol:g}  (rel = max|route − ref| / max|ref|; "
+              "ref = conv_vjp)",
+        title_justify="left", show_lines=False, header_style="bold")
+    for col, kw in (("method", {}), ("max abs err", {"justify": "right", "no_wrap": True}),
+                    ("max rel err", {"justify": "right", "no_wrap": True}), ("result", {"no_wrap": True}),
+                    ("note", {"no_wrap": True, "style": "dim"})):
+        table.add_column(col, **kw)
+    notes: dict[str, int] = {}
+    last = None
+    for r in report.rows:
+        if r.gradient != last:
+            if last is not None:
+                table.add_section()
+            table.add_row(Text(_section_title(report, r.gradient), style="bold"))
+            last = r.gradient
+        note = "" if r.status == "reference" else r.note
+        if r.rtol is not None and r.rtol != report.rtol and r.status not in ("n/a", "reference"):
+            note = f"tolerance {r.rtol:g}" + (f"; {note}" if note else "")
+        ref = f"[{notes.setdefault(note, len(notes) + 1)}]" if note else ""
+        table.add_row(r.method, _console.fmt_err(r.max_abs_error), _console.fmt_err(r.max_rel_error),
+                      Text(STATUS_SHOWN.get(r.status, r.status), style=STATUS_STYLE.get(r.status, "")), ref)
+    con.print(table)
+    for text, n in notes.items():
+        con.print(Text(f"[{n}] {text}", style="dim"))
+    counts = {s: sum(r.status == s for r in report.rows) for s in ("pass", "FAIL", "error", "n/a")}
+    checked = counts["pass"] + counts["FAIL"] + counts["error"]
+    skipped = f" ({counts['n/a']} not available)" if counts["n/a"] else ""
+    frameworks = ", ".join(selected) if selected else "none (--frameworks all to add them)"
+    con.print(f"frameworks: {frameworks}")
+    if report.passed:
+        con.print(Text(f"all {checked} checks agree{skipped}", style="bold green"))
+    else:
+        bad = [f"{r.gradient} {r.method}" for r in report.rows if not r.ok]
+        con.print(Text(f"{len(bad)} of {checked} checks DISAGREE{skipped}: " + "; ".join(bad),
+                       style="bold red"))
+
+
+def _section_title(report: _routes.CheckReport, gradient: str) -> str:
+    title = SECTIONS.get(gradient, gradient)
+    if gradient in report.refs:
+        title += f" {tuple(report.refs[gradient].shape)}"
+    return title
+
+
+def _show_arrays(con: object, report: _routes.CheckReport) -> None:
+    """The seed's printout: x, w, dy and the reference gradients, squeezed to their spatial dims."""
+    p = report.problem
+    dx, dw = report.refs["d_x"], report.refs["d_w"]
+    panels = []
+    for name, a, kind in (("x", p.x, "x"), ("w", p.w, "w"), ("dy", p.dy, "x"), ("d_x", dx, "x"),
+                          ("d_w", dw, "w")):
+        squeezed, index = _squeeze(a, kind, p.fmt)
+        body = np.array2string(squeezed, precision=4, suppress_small=True)
+        panels.append(Text(f"{name}{index} =\n", style="bold") + Text(body))
+    con.print(Columns(panels, padding=(0, 3)))  # type: ignore[attr-defined]
+
+
+def _squeeze(a: np.ndarray, kind: str, fmt: str) -> tuple[np.ndarray, str]:
+    """The spatial slice of the first batch / channel entries, with its index written out."""
+    r = a.ndim - 2
+    if kind == "x":
+        idx = (0, 0, *[slice(None)] * r) if fmt == "channels_first" else (0, *[slice(None)] * r, 0)
+    else:
+        idx = (0, 0, *[slice(None)] * r) if fmt == "channels_first" else (*[slice(None)] * r, 0, 0)
+    text = ", ".join(":" if isinstance(i, slice) else str(i) for i in idx)
+    return a[idx], f"[{text}]"

@@ -1,0 +1,71 @@
+"""``convgrad bench`` on one tiny case, and the suite module it shares with benchmarks/bench_core.py."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from convgrad import bench
+
+
+def test_bench_tiny_case_report_and_chart(cli, tmp_path):
+    pytest.importorskip("matplotlib")
+    Image = pytest.importorskip("PIL.Image")
+    report, chart = tmp_path / "report.md", tmp_path / "ratios.png"
+    frameworks = "torch" if bench.installed("torch") else "none"
+    res = cli("bench", "--cases", "tiny_3x3", "--repeats", "1", "--frameworks", frameworks, "--no-peak",
+              "-o", str(report), "--plot", str(chart))
+    assert res.code == 0, res.err
+    assert "tiny_3x3" in res.out and "filter_grad" in res.out and f"wrote {report}, {chart}" in res.out
+    text = report.read_text()
+    assert text.startswith("# Benchmarks: convgrad against the frameworks (CPU)")
+    assert "| tiny_3x3 | forward |" in text and "| tiny_3x3 | input_grad |" in text
+    if frameworks == "torch":
+        assert "convgrad / best torch" in text and "| geometric mean | forward |" in text
+    with Image.open(chart) as im:
+        assert im.size[0] > 300 and im.size[1] > 200
+        assert len(np.unique(np.asarray(im.convert("RGB")).reshape(-1, 3), axis=0)) > 10
+
+
+def test_bench_json(cli):
+    res = cli("bench", "--cases", "tiny_3x3", "--repeats", "1", "--frameworks", "none", "--no-peak", "--json")
+    assert res.code == 0
+    data = json.loads(res.out)
+    assert [r["op"] for r in data["rows"]] == list(bench.OPS)
+    assert all(r["ms"]["convgrad"] > 0 and r["ratio"] == {} for r in data["rows"])
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--cases", "nope"], "unknown case 'nope'"),
+    (["--frameworks", "caffe"], "unknown framework"),
+    (["--repeats", "0"], "--repeats must be >= 1"),
+    (["--plot", "chart.txt"], "must end in .png"),
+])
+def test_bench_bad_arguments(cli, argv, message):
+    res = cli("bench", *argv)
+    assert res.code == 2 and message in res.err
+
+
+def test_a_mismatch_fails_the_run(cli, monkeypatch):
+    """Results are checked against each framework before timing: a disagreement is exit 1."""
+    def wrong(case, x, w, dy):
+        return {op: [("torch", lambda: np.zeros(1))] for op in bench.OPS}
+
+    monkeypatch.setitem(bench.CONTESTANTS, "torch", wrong)
+    monkeypatch.setattr(bench, "installed", lambda name: True)
+    res = cli("bench", "--cases", "tiny_3x3", "--repeats", "1", "--frameworks", "torch", "--no-peak")
+    assert res.code == 1 and "convgrad and torch differ" in res.err
+
+
+def test_markdown_table_and_means():
+    rows = [{"case": "a", "op": op, "engine": "im2col", "gflops": 1.0, "max_rel_err": 0.0,
+             "ms": {"convgrad": 2.0, "torch": 1.0, "torch_cl": 4.0}, "ratio": {"torch": 2.0}}
+            for op in bench.OPS]
+    rows += [{**r, "case": "b", "ratio": {"torch": 0.5}} for r in rows]
+    means = bench.geometric_means(rows)
+    assert means[("forward", "torch")] == pytest.approx(1.0)
+    table = bench.markdown_table(rows)
+    assert "| torch NCHW ms | torch channels_last ms |" in table
+    assert "| geometric mean | forward |" in table and table.splitlines()[-1].endswith("| 1.00 |")

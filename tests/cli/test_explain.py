@@ -1,0 +1,191 @@
+"""``convgrad explain`` against the core's ConvGeometry and planner, and its framework calls run."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given
+
+import convgrad
+from convgrad.cli import main
+from strategies import budget, conv_cases
+
+from .conftest import geometry_argv
+
+
+def explain_json(argv: list[str]) -> dict:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["explain", "--json", *argv])
+    assert code == 0
+    return json.loads(out.getvalue())
+
+
+def _core(case) -> tuple[convgrad.ConvGeometry, str]:
+    fmt = case.kwargs["data_format"]
+    return convgrad.ConvGeometry.for_conv(case.x_shape, case.w_shape, **case.kwargs), fmt
+
+
+@budget(30)
+@given(conv_cases(min_batch=1))
+def test_explain_matches_the_core_geometry(case):
+    g, fmt = _core(case)
+    data = explain_json(geometry_argv(case.x_shape, case.w_shape, case.kwargs))
+    assert data["shapes"]["y"] == list(g.y_shape(fmt))
+    assert data["shapes"]["d_x"] == list(g.x_shape(fmt)) and data["shapes"]["d_w"] == list(g.w_shape(fmt))
+    sizes = g.input_size_range()
+    for i, d in enumerate(data["dims"]):
+        assert (d["input"], d["kernel"], d["dilation"], d["stride"]) == (
+            g.in_spatial[i], g.kernel[i], g.rhs_dilation[i], g.stride[i])
+        assert d["kernel_eff"] == g.kernel_eff[i]
+        assert tuple(d["padding"]) == g.padding[i]
+        assert d["padded_input"] == g.padded_input[i]
+        assert d["output"] == g.out_spatial[i]
+        assert tuple(d["tight_padding"]) == g.tight_padding[i]
+        assert tuple(d["transpose_output_sizes"]) == sizes[i]
+        assert 0 <= d["unused_input"] < g.stride[i]
+    grads = data["gradients"]
+    assert [tuple(p) for p in grads["d_x"]["input_grad_padding"]] == list(g.input_grad_padding)
+    assert [tuple(p) for p in grads["d_w"]["filter_grad_padding"]] == list(g.filter_grad_padding)
+    ig, fg = g.input_grad_geometry(), g.filter_grad_geometry()
+    assert grads["d_x"]["as_conv_general"]["out_spatial"] == list(ig.out_spatial) == list(g.in_spatial)
+    assert grads["d_x"]["as_conv_general"]["lhs_dilation"] == list(g.stride)
+    assert grads["d_w"]["as_conv_general"]["out_spatial"] == list(fg.out_spatial) == list(g.kernel)
+    assert grads["d_w"]["as_conv_general"]["batch_group_count"] == g.feature_group_count
+    limit = data["costs"]["workspace_limit"]
+    for op, o in data["costs"]["ops"].items():
+        plan = convgrad.make_plan(op, g, np.dtype(np.float64), "auto", limit)
+        assert o["engine"] == plan.engine.name
+        assert o["reason"] == plan.reason
+        assert o["workspace_bytes"] == plan.workspace_bytes
+        assert o["flops"] == g.flops
+        assert o["engines"][plan.engine.name]["eligible"] is True
+    assert data["costs"]["ops"]["input_grad"]["flops_as_plain_conv"] == ig.flops
+
+
+@budget(12)
+@given(conv_cases(ranks=(1, 2), min_batch=1, max_batch=2))
+def test_the_torch_calls_explain_prints_compute_the_same(case):
+    """Run the PyTorch calls exactly as explain spells them: forward, d_x via conv_input and via
+    conv_transpose (with its output_padding), each against convgrad."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    g, _ = _core(case)
+    t = explain_json(geometry_argv(case.x_shape, case.w_shape, case.kwargs))["frameworks"]["torch"]
+    r = g.rank
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(g.x_shape())  # channels-first: PyTorch's layout
+    w = rng.standard_normal(g.w_shape())
+    dy = rng.standard_normal(g.y_shape())
+    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in t["kwargs"].items()}
+    tx, tw, tdy = (torch.from_numpy(a) for a in (x, w, dy))
+    xin = tx if t["pre_pad"] is None else F.pad(tx, t["pre_pad"])
+    y = getattr(F, f"conv{r}d")(xin, tw, **kw).numpy()
+    geom_kw = {k: v for k, v in case.kwargs.items() if k != "data_format"}
+    np.testing.assert_allclose(y, convgrad.conv(x, w, **geom_kw), atol=1e-10)
+    dx_ref = convgrad.conv_input_grad(dy, w, x.shape, **geom_kw)
+    dx = getattr(torch.nn.grad, f"conv{r}d_input")(xin.shape, tw, tdy, **kw)
+    dx_t = getattr(F, f"conv_transpose{r}d")(tdy, tw, stride=kw["stride"], padding=kw["padding"],
+                                             output_padding=tuple(t["output_padding"]), groups=kw["groups"],
+                                             dilation=kw["dilation"])
+    for got in (dx, dx_t):
+        if t["pre_pad"] is not None:
+            got = F.pad(got, [-p for p in t["pre_pad"]])
+        np.testing.assert_allclose(got.numpy(), dx_ref, atol=1e-10)
+    assert t["expressible"] == (t["pre_pad"] is None)
+
+
+def test_seed_text(cli):
+    res = cli("explain")
+    assert res.code == 0
+    out = res.out
+    assert out.startswith("convgrad explain: x 1x4x4x1 NHWC")
+    assert "geometry per spatial axis" in out
+    assert ("pad by (b' = k_eff - 1 - before, n + k_eff - 1 - o_dilated - b') = [(2, 2), (2, 2)] "
+            "-> (6, 6)") in out
+    assert "convgrad.conv_general(dy, flip_swap(w), lhs_dilation=(1, 1)" in out
+    assert "d_b[o] = sum of dy[..., o] over batch and every spatial position" in out
+    assert "the planner's choice" in out and "every engine's verdict" in out
+    for title in ("PyTorch (channels_first): expressible directly",
+                  "TensorFlow (channels_last): expressible directly",
+                  "JAX (channels_last): expressible directly",
+                  "ONNX (channels_first): expressible directly"):
+        assert title in out
+    assert "tf.raw_ops.Conv2DBackpropInput(input_sizes=x.shape" in out
+    assert "ONNX has no filter-gradient op" in out
+    assert "tape.gradient(y, [x, w, b]" in out  # not eaten as markup
+
+
+def test_not_expressible_directly_with_workaround(cli):
+    res = cli("explain", "--x", "1,7,9,3", "--w", "3,2,3,4", "--stride", "2", "--padding=-1:2,0:1")
+    assert res.code == 0
+    out = res.out
+    assert "PyTorch (channels_first): NOT expressible directly" in out
+    assert "pad = [0, 1, -1, 2]  # F.pad order: last dim first; negative values crop" in out
+    assert "TensorFlow (channels_last): NOT expressible directly" in out
+    assert "x_padded = tf.pad(x, [[0, 0], [0, 2], [0, 1], [0, 0]]) then slice off the negative pads" in out
+    assert "ONNX (channels_first): NOT expressible directly" in out
+    assert "JAX (channels_last): expressible directly" in out
+
+
+def test_framework_filter_and_limits(cli):
+    data = json.loads(cli("explain", "--json", "--framework", "tf", "--x", "1,8,8,4", "--w", "3,3,2,4",
+                          "--groups", "2", "--dilation", "2").out)
+    assert list(data["frameworks"]) == ["tf"]
+    limits = data["frameworks"]["tf"]["limitations"]
+    assert any("grouped" in m for m in limits) and any("dilation" in m for m in limits)
+    res = cli("explain", "--framework", "caffe")
+    assert res.code == 2 and "invalid choice" in res.err
+
+
+def test_explain_high_rank(cli):
+    data = json.loads(cli("explain", "--json", "--x", "1,4,4,5,3,2", "--w", "2,2,2,2,2,3",
+                          "--stride", "2").out)
+    assert data["frameworks"]["torch"]["expressible"] is False
+    assert "not 4-D" in data["frameworks"]["torch"]["reason"]
+    assert data["frameworks"]["jax"]["expressible"] is True
+    assert [d["axis"] for d in data["dims"]] == ["d0", "d1", "d2", "d3"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["--x", "2,7,9,3", "--w", "3,2,3,4", "--stride", "2", "--padding=-1:2,0:1"],
+    ["--x", "1,8,8,2", "--w", "3,3,2,3", "--stride", "2", "--padding", "same", "--dilation", "2"],
+    ["--x", "1,3,9", "--w", "4,3,3", "--stride", "3", "--padding", "full", "--layout", "NCW"],
+])
+def test_the_jax_transposed_call_explain_prints_is_d_x(argv):
+    """lax.conv_transpose with the printed pads (the input-gradient pads) and transpose_kernel=True
+    computes d_x."""
+    jax = pytest.importorskip("jax")
+    from jax import lax
+
+    data = explain_json(argv)
+    geo = data["geometry"]
+    fmt = geo["data_format"]
+    g = convgrad.ConvGeometry.for_conv(geo["x_shape"], geo["w_shape"], stride=geo["stride"],
+                                       padding=[tuple(p) for p in geo["padding"]], dilation=geo["dilation"],
+                                       data_format=fmt)
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal(g.w_shape(fmt))
+    dy = rng.standard_normal(g.y_shape(fmt))
+    pads = [tuple(p) for p in data["gradients"]["d_x"]["input_grad_padding"]]
+    dn = tuple(data["frameworks"]["jax"]["dimension_numbers"])
+    with jax.enable_x64(True):
+        dx = lax.conv_transpose(dy, w, strides=tuple(g.stride), padding=pads,
+                                rhs_dilation=tuple(g.rhs_dilation), dimension_numbers=dn,
+                                transpose_kernel=True)
+    ref = convgrad.conv_input_grad(dy, w, g.x_shape(fmt), stride=g.stride, padding=list(g.padding),
+                                   dilation=g.rhs_dilation, data_format=fmt)
+    np.testing.assert_allclose(np.asarray(dx), ref, atol=1e-10)
+    assert f"padding={[tuple(p) for p in pads]}" in data["frameworks"]["jax"]["transpose"]
+
+
+def test_explain_uses_convgrad_translate_where_present():
+    pytest.importorskip("convgrad.translate")
+    data = explain_json(["--x", "1,7,9,3", "--w", "3,2,3,4", "--stride", "2", "--padding=-1:2,0:1"])
+    t = data["frameworks"]["torch"]["translate"]
+    assert t["expressible"] is False and "F.pad(" in t["call"] and "F.conv2d(" in t["call"]
+    assert data["frameworks"]["jax"]["translate"]["expressible"] is True
