@@ -91,7 +91,8 @@ class ConvGeometry:
         _check_channels("batch", self.batch, "batch_group_count", bg)
         _check_channels("out_channels", self.out_channels, "batch_group_count", bg)
         for i, (n, (lo, hi)) in enumerate(zip(self.dilated_input, self.padding)):
-            if n + min(lo, 0) + min(hi, 0) < 0:
+            # A crop may eat into the other side's padding; only the padded size must exist.
+            if n + lo + hi < 0:
                 raise ValueError(
                     f"negative padding {(lo, hi)} in dim {i} crops more than the input size {n}"
                 )

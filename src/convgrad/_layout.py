@@ -46,9 +46,12 @@ def pad_or_crop(a: np.ndarray, pads: tuple[tuple[int, int], ...]) -> np.ndarray:
     out = np.zeros(shape, dtype=a.dtype)
     src, dst = [slice(None)], [slice(None)]
     for n, (lo, hi) in zip(spatial, pads):
-        length = n + min(lo, 0) + min(hi, 0)
-        src.append(slice(max(-lo, 0), max(-lo, 0) + length))
-        dst.append(slice(max(lo, 0), max(lo, 0) + length))
+        # Output sample i is input sample i - lo where that exists.
+        start, stop = max(lo, 0), n + lo + min(hi, 0)
+        if stop <= start:
+            return out
+        src.append(slice(start - lo, stop - lo))
+        dst.append(slice(start, stop))
     out[tuple(dst)] = a[tuple(src)]
     return out
 
