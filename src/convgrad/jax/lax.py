@@ -1,0 +1,638 @@
+"""``jax.lax`` convolutions over NumPy: the same names, arguments, layouts and numbers.
+
+JAX's shape model: per spatial dim the input is dilated to ``(n - 1) * lhs_dilation + 1``, padded
+by ``(low, high)`` (negative crops), and windows of ``(k - 1) * rhs_dilation + 1`` taps advance by
+the window stride, giving ``max(0, (padded - k_eff) // stride + 1)`` outputs: a kernel larger
+than the padded input gives an empty output, not an error.
+
+The gradients (``op.vjp``) are JAX's transposition rules, each a ``convgrad.conv_general`` call:
+the input gradient convolves ``dy`` with the flipped kernel (stride and input dilation swapped,
+feature or batch groups folded into the kernel's output channels); the filter gradient
+convolves ``lhs`` (batch and channels swapped) with ``dy`` as the kernel, feature groups
+becoming batch groups and back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .._canon import as_int, positive_int
+from .._dtypes import as_array
+from .._formulas import dilate_dim, stride_dim
+from .._fronts.vjp import has_vjp
+from .._general import conv_general
+from .._geometry import ConvGeometry
+from .._padding import parse_padding
+
+__all__ = [
+    "ConvDimensionNumbers",
+    "conv",
+    "conv_dimension_numbers",
+    "conv_general_dilated",
+    "conv_transpose",
+    "conv_with_general_padding",
+]
+
+_STRING_PADDINGS = {"VALID": "valid", "SAME": "same", "SAME_LOWER": "same_lower"}
+
+
+class ConvDimensionNumbers(NamedTuple):
+    """Axis permutations: ``lhs_spec`` = (batch, feature, *spatial) axes of lhs, ``rhs_spec`` =
+    (out feature, in feature, *spatial) axes of rhs, ``out_spec`` = (batch, feature, *spatial)
+    axes of the output. Spatial dims pair up in order; ``window_strides[i]`` is for the i-th."""
+
+    lhs_spec: tuple[int, ...]
+    rhs_spec: tuple[int, ...]
+    out_spec: tuple[int, ...]
+
+
+# --- dimension numbers --------------------------------------------------------------------------
+def _is_dnums(value: object) -> bool:
+    return getattr(value, "_fields", None) == ("lhs_spec", "rhs_spec", "out_spec")
+
+
+def _spec_permutations(specs: Sequence[str]) -> tuple[tuple[int, ...], ...]:
+    """Layout strings -> permutations; spatial axes of lhs and out follow their order in rhs."""
+    rhs_spec = specs[1]
+    charpairs = (("N", "C"), ("O", "I"), ("N", "C"))
+    for i, (a, b) in enumerate(charpairs):
+        if not specs[i].count(a) == specs[i].count(b) == 1:
+            raise TypeError(
+                f"convolution dimension_numbers[{i}] must contain the characters '{a}' and '{b}' "
+                f"exactly once, got {specs[i]}."
+            )
+        if len(specs[i]) != len(set(specs[i])):
+            raise TypeError(
+                f"convolution dimension_numbers[{i}] cannot have duplicate characters, got {specs[i]}."
+            )
+    spatial_sets = [set(spec) - set(pair) for spec, pair in zip(specs, charpairs)]
+    if not spatial_sets[0] == spatial_sets[1] == spatial_sets[2]:
+        raise TypeError(
+            f"convolution dimension_numbers elements must each have the same set of spatial "
+            f"characters, got {tuple(specs)}."
+        )
+
+    def perm(spec: str, pair: tuple[str, str]) -> tuple[int, ...]:
+        spatial = [i for i, c in enumerate(spec) if c not in pair]
+        if spec is not rhs_spec:
+            spatial.sort(key=lambda i: rhs_spec.index(spec[i]))
+        return (spec.index(pair[0]), spec.index(pair[1]), *spatial)
+
+    return tuple(perm(spec, pair) for spec, pair in zip(specs, charpairs))
+
+
+def conv_dimension_numbers(
+    lhs_shape: Sequence[int], rhs_shape: Sequence[int], dimension_numbers: object
+) -> ConvDimensionNumbers:
+    """``dimension_numbers`` (None, three layout strings such as ``('NHWC', 'HWIO', 'NHWC')``, or a
+    ``ConvDimensionNumbers`` of permutations, JAX's included) as a ``ConvDimensionNumbers``.
+
+    None means ``('NCHW', 'OIHW', 'NCHW')`` in any rank (identity permutations).
+    """
+    ndim = len(lhs_shape)
+    if _is_dnums(dimension_numbers):
+        specs = tuple(tuple(as_int("dimension_numbers", v) for v in s) for s in dimension_numbers)  # type: ignore[union-attr]
+        for name, spec in zip(ConvDimensionNumbers._fields, specs):
+            if sorted(spec) != list(range(ndim)):
+                raise ValueError(
+                    f"dimension_numbers.{name}={spec} must be a permutation of range({ndim})"
+                )
+        return ConvDimensionNumbers(*specs)
+    if len(lhs_shape) != len(rhs_shape):
+        raise TypeError(
+            f"convolution requires lhs and rhs ndim to be equal, got {len(lhs_shape)} and {len(rhs_shape)}."
+        )
+    if dimension_numbers is None:
+        iota = tuple(range(ndim))
+        return ConvDimensionNumbers(iota, iota, iota)
+    if isinstance(dimension_numbers, (list, tuple)):
+        if len(dimension_numbers) != 3:
+            raise TypeError(
+                f"convolution dimension_numbers list/tuple must be length 3, got {len(dimension_numbers)}."
+            )
+        if not all(isinstance(s, str) for s in dimension_numbers):
+            raise TypeError(
+                "convolution dimension_numbers elements must be strings, got "
+                f"{tuple(type(s) for s in dimension_numbers)}."
+            )
+        for i, s in enumerate(dimension_numbers):
+            if len(s) != ndim:
+                raise TypeError(
+                    f"convolution dimension_numbers[{i}] must have len equal to the ndim of lhs and "
+                    f"rhs, got {len(s)} for lhs and rhs shapes {tuple(lhs_shape)} and {tuple(rhs_shape)}."
+                )
+        return ConvDimensionNumbers(*_spec_permutations(dimension_numbers))
+    raise TypeError(
+        f"convolution dimension_numbers must be tuple/list or None, got {type(dimension_numbers)}."
+    )
+
+
+# --- canonicalisation ---------------------------------------------------------------------------
+def _int_seq(name: str, value: object, rank: int, *, default: int | None = None) -> tuple[int, ...]:
+    if value is None and default is not None:
+        return (default,) * rank
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of {rank} ints, got {value!r}")
+    out = tuple(as_int(f"{name}[{i}]", v) for i, v in enumerate(value))  # type: ignore[attr-defined]
+    if len(out) != rank:
+        raise ValueError(f"{name}={value!r} must have one entry per spatial dim ({rank}), got {len(out)}")
+    if any(v < 1 for v in out):
+        raise ValueError(f"{name} must be positive in every dim, got {value!r}")
+    return out
+
+
+def _check_precision(precision: object) -> None:
+    """JAX's precision only picks a backend accumulation; NumPy computes exactly in the dtype."""
+    if precision is None or isinstance(precision, str) or hasattr(precision, "name"):
+        return
+    if isinstance(precision, (list, tuple)) and len(precision) == 2:
+        return
+    raise ValueError(
+        f"precision must be None, a string, a lax.Precision or a pair of them, got {precision!r}"
+    )
+
+
+def _result_dtype(dtype: np.dtype, preferred: object) -> np.dtype:
+    """The output dtype: the operands' dtype, or ``preferred_element_type`` checked as JAX does."""
+    if preferred is None:
+        return dtype
+    pref = np.dtype(preferred)  # type: ignore[call-overload]
+    if pref.kind not in "iuf":
+        raise TypeError(f"preferred_element_type={pref} is not supported; use an integer or float dtype")
+    if not (dtype.kind in "iu" and pref.kind == "f"):
+        if (dtype.kind in "iu") != (pref.kind in "iu"):
+            raise TypeError(
+                "Input type is incompatible with `preferred_element_type`. The compatible "
+                "combinations of (input_type, preferred_element_type) are (integral, integral), "
+                f"(integral, floating), (floating, floating); got ({dtype}, {pref})."
+            )
+        if dtype.kind == "i" and pref.kind != "i":
+            raise TypeError("`preferred_element_type` must have the same signedness as the original type.")
+    if pref.itemsize < dtype.itemsize:
+        raise TypeError(
+            f"`preferred_element_type` must not be narrower than the original type: {pref} < {dtype}."
+        )
+    return pref
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    """A JAX conv in canonical order: lhs (N, C, *S), rhs (O, I, *K), out (N / bg, O, *out)."""
+
+    dnums: ConvDimensionNumbers
+    lhs_shape: tuple[int, ...]
+    rhs_shape: tuple[int, ...]
+    strides: tuple[int, ...]
+    padding: tuple[tuple[int, int], ...]
+    lhs_dilation: tuple[int, ...]
+    rhs_dilation: tuple[int, ...]
+    feature_group_count: int
+    batch_group_count: int
+    out_spatial: tuple[int, ...]
+    dtype: np.dtype
+    squeeze: bool  # no spatial dims: computed with one spatial dim of size 1
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return (self.lhs_shape[0] // self.batch_group_count, self.rhs_shape[0], *self.out_spatial)
+
+    @property
+    def zero(self) -> bool:
+        """True when no window meets a sample of lhs (or a size is 0): the output is all zeros."""
+        if 0 in self.out_shape or 0 in self.lhs_shape:
+            return True
+        for n, (lo, _), o, s, k, ld, rd in zip(
+            self.lhs_shape[2:], self.padding, self.out_spatial, self.strides, self.rhs_shape[2:],
+            self.lhs_dilation, self.rhs_dilation,
+        ):
+            first, last = lo, lo + dilate_dim(n, ld) - 1  # lhs samples, in padded coordinates
+            reach = (o - 1) * s + dilate_dim(k, rd) - 1  # last position any window covers
+            if last < 0 or first > reach:
+                return True
+        return False
+
+    def geometry(self) -> ConvGeometry:
+        return ConvGeometry(
+            self.lhs_shape[0], self.lhs_shape[1], self.rhs_shape[0], self.lhs_shape[2:],
+            self.rhs_shape[2:], self.strides, self.padding, self.lhs_dilation, self.rhs_dilation,
+            self.feature_group_count, self.batch_group_count,
+        )
+
+
+def _resolve(
+    lhs: object, rhs: object, window_strides: object, padding: object, lhs_dilation: object,
+    rhs_dilation: object, dimension_numbers: object, feature_group_count: object,
+    batch_group_count: object, precision: object, preferred_element_type: object,
+) -> tuple[_Resolved, np.ndarray, np.ndarray]:
+    """Check everything as JAX does; returns the conv and canonical views of lhs and rhs."""
+    lhs_a, rhs_a = as_array("lhs", lhs), as_array("rhs", rhs)
+    if lhs_a.ndim != rhs_a.ndim or lhs_a.ndim < 2:
+        raise ValueError(
+            f"lhs and rhs must have the same number of dims (at least 2), got lhs.shape={lhs_a.shape}, "
+            f"rhs.shape={rhs_a.shape}"
+        )
+    if lhs_a.dtype != rhs_a.dtype:
+        raise TypeError(
+            "lax.conv_general_dilated requires arguments to have the same dtypes, got "
+            f"{lhs_a.dtype}, {rhs_a.dtype}."
+        )
+    _check_precision(precision)
+    out_dtype = _result_dtype(lhs_a.dtype, preferred_element_type)
+    dnums = conv_dimension_numbers(lhs_a.shape, rhs_a.shape, dimension_numbers)
+    lhs_c = lhs_a.transpose(dnums.lhs_spec)
+    rhs_c = rhs_a.transpose(dnums.rhs_spec)
+    rank = lhs_a.ndim - 2
+    strides = _int_seq("window_strides", window_strides, rank)
+    ld = _int_seq("lhs_dilation", lhs_dilation, rank, default=1)
+    rd = _int_seq("rhs_dilation", rhs_dilation, rank, default=1)
+    fg = positive_int("feature_group_count", feature_group_count)
+    bg = positive_int("batch_group_count", batch_group_count)
+    n, c = lhs_c.shape[:2]
+    o, i = rhs_c.shape[:2]
+    if c % fg:
+        raise ValueError(f"feature_group_count={fg} must divide the lhs feature dimension size {c}")
+    if c // fg != i:
+        raise ValueError(
+            f"lhs feature dimension size divided by feature_group_count must equal the rhs input "
+            f"feature dimension size, but {c} // {fg} != {i}"
+        )
+    if o % fg:
+        raise ValueError(
+            f"rhs output feature dimension size {o} is not a multiple of feature_group_count={fg}"
+        )
+    if n % bg:
+        raise ValueError(f"batch_group_count={bg} must divide the lhs batch dimension size {n}")
+    if o % bg:
+        raise ValueError(f"rhs output feature dimension size {o} is not a multiple of batch_group_count={bg}")
+    if fg > 1 and bg > 1:
+        raise ValueError(
+            f"at most one of batch_group_count={bg} and feature_group_count={fg} may be > 1"
+        )
+    kernel = rhs_c.shape[2:]
+    if 0 in kernel:
+        raise ValueError(f"the window (rhs spatial dims {kernel}) must have positive sizes")
+    if isinstance(padding, str):
+        kind = _STRING_PADDINGS.get(padding.upper())
+        if kind is None:
+            raise ValueError(
+                f"Unrecognized padding type: expected 'VALID', 'SAME', or 'SAME_LOWER', got {padding}."
+            )
+        if any(v != 1 for v in ld):
+            raise ValueError(
+                "String padding is not implemented for transposed convolution using this op. "
+                "Please either exactly specify the required padding or use conv_transpose."
+            )
+        pads = parse_padding(kind, rank).resolve(lhs_c.shape[2:], kernel, strides, rd)
+    else:
+        if isinstance(padding, bytes) or not hasattr(padding, "__iter__"):
+            raise ValueError(f"padding must be a string or a sequence of (low, high) pairs, got {padding!r}")
+        items = list(padding)  # type: ignore[call-overload]
+        if len(items) != rank or any(
+            isinstance(p, (str, bytes)) or not hasattr(p, "__len__") or len(p) != 2 for p in items
+        ):
+            raise ValueError(
+                f"padding must be a string or {rank} (low, high) integer pairs, got {padding!r}"
+            )
+        pads = tuple((as_int("padding", lo), as_int("padding", hi)) for lo, hi in items)
+    out_spatial = []
+    dims = zip(lhs_c.shape[2:], pads, strides, kernel, ld, rd)
+    for dim, (n_i, (lo, hi), s, k, ldi, rdi) in enumerate(dims):
+        padded = dilate_dim(n_i, ldi) + lo + hi
+        if padded < 0:
+            raise ValueError(
+                f"Negative padding is larger than the size of the corresponding dimension: "
+                f"padding {(lo, hi)} for the dilated lhs size {dilate_dim(n_i, ldi)} in spatial dim {dim}"
+            )
+        out_spatial.append(stride_dim(padded, dilate_dim(k, rdi), s))
+    squeeze = rank == 0
+    if squeeze:
+        lhs_c, rhs_c = lhs_c[..., None], rhs_c[..., None]
+        strides, pads, ld, rd, out_spatial = (1,), ((0, 0),), (1,), (1,), [1]
+    res = _Resolved(
+        dnums, lhs_c.shape, rhs_c.shape, strides, pads, ld, rd, fg, bg, tuple(out_spatial),
+        out_dtype, squeeze,
+    )
+    return res, lhs_c, rhs_c
+
+
+# --- compute ------------------------------------------------------------------------------------
+def _compute_dtype(res: _Resolved, dtype: np.dtype) -> np.dtype:
+    """Float results are computed in their own dtype; integer ones exactly (int64), then wrapped."""
+    return res.dtype if res.dtype.kind == "f" else dtype
+
+
+def _forward(res: _Resolved, lhs_c: np.ndarray, rhs_c: np.ndarray) -> np.ndarray:
+    """Canonical output in the result dtype."""
+    if res.zero:
+        return np.zeros(res.out_shape, dtype=res.dtype)
+    comp = _compute_dtype(res, lhs_c.dtype)
+    y = conv_general(
+        lhs_c.astype(comp, copy=False), rhs_c.astype(comp, copy=False), stride=res.strides,
+        padding=res.padding, lhs_dilation=res.lhs_dilation, rhs_dilation=res.rhs_dilation,
+        feature_group_count=res.feature_group_count, batch_group_count=res.batch_group_count,
+    )
+    return y.astype(res.dtype, copy=False)
+
+
+def _flip_spatial(a: np.ndarray) -> np.ndarray:
+    return a[(slice(None), slice(None), *(slice(None, None, -1),) * (a.ndim - 2))]
+
+
+def _lhs_grad(res: _Resolved, dy: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """dlhs: dy convolved with the flipped kernel, in/out channels swapped within each group."""
+    geom = res.geometry()
+    groups = max(res.feature_group_count, res.batch_group_count)
+    o, i, *k = rhs.shape
+    # (O, I, K) -> (O / G, G * I, K): group g's output block becomes input block g of the transpose.
+    w = rhs.reshape(groups, o // groups, i, *k).swapaxes(0, 1).reshape(o // groups, groups * i, *k)
+    dx = conv_general(
+        dy, _flip_spatial(w.swapaxes(0, 1)), stride=res.lhs_dilation, padding=geom.input_grad_padding,
+        lhs_dilation=res.strides, rhs_dilation=res.rhs_dilation, feature_group_count=groups,
+    )
+    if res.batch_group_count > 1:
+        # (N / B, B * C, S) -> (N, C, S): the channel blocks were the batch blocks.
+        nb, _, *s = dx.shape
+        b = res.batch_group_count
+        dx = dx.reshape(nb, b, i, *s).swapaxes(0, 1).reshape(nb * b, i, *s)
+    return dx
+
+
+def _rhs_grad(res: _Resolved, lhs: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """drhs: lhs (batch <-> feature) convolved with dy as the kernel; stride <-> rhs dilation."""
+    geom = res.geometry()
+    dw = conv_general(
+        lhs.swapaxes(0, 1), dy.swapaxes(0, 1), stride=res.rhs_dilation,
+        padding=geom.filter_grad_padding, lhs_dilation=res.lhs_dilation, rhs_dilation=res.strides,
+        feature_group_count=res.batch_group_count, batch_group_count=res.feature_group_count,
+    )
+    return dw.swapaxes(0, 1)
+
+
+def _general_vjp(
+    lhs: object, rhs: object, window_strides: object, padding: object, lhs_dilation: object = None,
+    rhs_dilation: object = None, dimension_numbers: object = None, feature_group_count: object = 1,
+    batch_group_count: object = 1, precision: object = None, preferred_element_type: object = None,
+) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray, np.ndarray]]]:
+    res, lhs_c, rhs_c = _resolve(
+        lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+        feature_group_count, batch_group_count, precision, preferred_element_type,
+    )
+    out_c = _forward(res, lhs_c, rhs_c)
+    if res.squeeze:
+        out_c = out_c[..., 0]
+    out_perm = res.dnums.out_spec
+    out = np.ascontiguousarray(out_c.transpose(np.argsort(out_perm)))
+
+    def pullback(dy: object) -> tuple[np.ndarray, np.ndarray]:
+        g = as_array("dy", dy)
+        if g.shape != out.shape:
+            raise ValueError(f"dy.shape={g.shape} does not match the output shape {out.shape}")
+        g_c = g.transpose(out_perm)
+        if res.squeeze:
+            g_c = g_c[..., None]
+        if res.zero:
+            dl, dr = np.zeros(lhs_c.shape, lhs_c.dtype), np.zeros(rhs_c.shape, rhs_c.dtype)
+        else:
+            comp = np.result_type(g_c.dtype, lhs_c.dtype) if res.dtype.kind == "f" else g_c.dtype
+            gc = g_c.astype(comp, copy=False)
+            dl = _lhs_grad(res, gc, rhs_c.astype(comp, copy=False))
+            dr = _rhs_grad(res, lhs_c.astype(comp, copy=False), gc)
+        if res.squeeze:
+            dl, dr = dl[..., 0], dr[..., 0]
+        dlhs = dl.transpose(np.argsort(res.dnums.lhs_spec)).astype(lhs_c.dtype, copy=False)
+        drhs = dr.transpose(np.argsort(res.dnums.rhs_spec)).astype(rhs_c.dtype, copy=False)
+        return np.ascontiguousarray(dlhs), np.ascontiguousarray(drhs)
+
+    return out, pullback
+
+
+# --- public ops ---------------------------------------------------------------------------------
+def _conv_general_dilated_vjp(
+    lhs: Any, rhs: Any, window_strides: Sequence[int], padding: Any,
+    lhs_dilation: Sequence[int] | None = None, rhs_dilation: Sequence[int] | None = None,
+    dimension_numbers: Any = None, feature_group_count: int = 1, batch_group_count: int = 1,
+    precision: Any = None, preferred_element_type: Any = None,
+) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray, np.ndarray]]]:
+    return _general_vjp(
+        lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+        feature_group_count, batch_group_count, precision, preferred_element_type,
+    )
+
+
+@has_vjp(_conv_general_dilated_vjp)
+def conv_general_dilated(
+    lhs: Any, rhs: Any, window_strides: Sequence[int], padding: Any,
+    lhs_dilation: Sequence[int] | None = None, rhs_dilation: Sequence[int] | None = None,
+    dimension_numbers: Any = None, feature_group_count: int = 1, batch_group_count: int = 1,
+    precision: Any = None, preferred_element_type: Any = None,
+) -> np.ndarray:
+    """General dilated convolution (cross-correlation), as ``jax.lax.conv_general_dilated``.
+
+    Shape model: each spatial dim of ``lhs`` is dilated to ``(n - 1) * lhs_dilation + 1``, padded
+    by ``(low, high)`` (negative crops) and swept by windows of ``(k - 1) * rhs_dilation + 1``
+    taps every ``window_strides`` samples: ``max(0, (padded - k_eff) // stride + 1)`` outputs.
+
+    Parameters
+    ----------
+    lhs : rank n + 2 array, (N, C, *S) in the layout of ``dimension_numbers[0]``
+    rhs : rank n + 2 array, (O, C / feature_group_count, *K) in the layout of ``dimension_numbers[1]``
+    window_strides : n ints
+    padding : 'SAME', 'SAME_LOWER', 'VALID' (any case) or n (low, high) pairs
+    lhs_dilation, rhs_dilation : n ints or None
+    dimension_numbers : None (``('NCHW', 'OIHW', 'NCHW')``), three layout strings such as
+        ``('NHWC', 'HWIO', 'NHWC')``, or a ``ConvDimensionNumbers`` of permutations
+    feature_group_count, batch_group_count : int
+    precision : accepted and ignored (NumPy computes in the result dtype)
+    preferred_element_type : dtype of the result (and of the accumulation), or None
+
+    Returns
+    -------
+    out : (N / batch_group_count, O, *out) in the layout of ``dimension_numbers[2]``; the dtype
+        of lhs and rhs (which must match), or ``preferred_element_type``. Integers wrap as in JAX.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convgrad.jax import lax
+    >>> lax.conv_general_dilated(np.arange(4.0).reshape(1, 1, 4), np.ones((1, 1, 2)), (1,), [(1, -1)])
+    array([[[0., 1., 3.]]])
+    """
+    return _general_vjp(
+        lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+        feature_group_count, batch_group_count, precision, preferred_element_type,
+    )[0]
+
+
+def _conv_vjp(
+    lhs: Any, rhs: Any, window_strides: Sequence[int], padding: Any, precision: Any = None,
+    preferred_element_type: Any = None,
+) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray, np.ndarray]]]:
+    return _general_vjp(lhs, rhs, window_strides, padding, precision=precision,
+                        preferred_element_type=preferred_element_type)
+
+
+@has_vjp(_conv_vjp)
+def conv(
+    lhs: Any, rhs: Any, window_strides: Sequence[int], padding: Any, precision: Any = None,
+    preferred_element_type: Any = None,
+) -> np.ndarray:
+    """``jax.lax.conv``: ``conv_general_dilated`` in the default layouts ``('NCHW', 'OIHW', 'NCHW')``.
+
+    Shape model: ``max(0, (n + low + high - k) // stride + 1)`` outputs per spatial dim, with
+    ``padding`` 'SAME' (``ceil(n / stride)`` outputs, odd pad at the end) or 'VALID'.
+    """
+    return _conv_vjp(lhs, rhs, window_strides, padding, precision, preferred_element_type)[0]
+
+
+def _conv_with_general_padding_vjp(
+    lhs: Any, rhs: Any, window_strides: Sequence[int], padding: Any,
+    lhs_dilation: Sequence[int] | None, rhs_dilation: Sequence[int] | None, precision: Any = None,
+    preferred_element_type: Any = None,
+) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray, np.ndarray]]]:
+    return _general_vjp(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                        precision=precision, preferred_element_type=preferred_element_type)
+
+
+@has_vjp(_conv_with_general_padding_vjp)
+def conv_with_general_padding(
+    lhs: Any, rhs: Any, window_strides: Sequence[int], padding: Any,
+    lhs_dilation: Sequence[int] | None, rhs_dilation: Sequence[int] | None, precision: Any = None,
+    preferred_element_type: Any = None,
+) -> np.ndarray:
+    """``jax.lax.conv_with_general_padding``: default layouts, explicit pads and both dilations.
+
+    Shape model: ``max(0, ((n - 1) * lhs_dilation + 1 + low + high - k_eff) // stride + 1)``
+    outputs per spatial dim, ``k_eff = (k - 1) * rhs_dilation + 1``.
+    """
+    return _conv_with_general_padding_vjp(
+        lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, precision, preferred_element_type
+    )[0]
+
+
+_TRANSPOSE_DEFAULT_LAYOUTS = {
+    2: ("NC", "IO", "NC"),
+    3: ("NHC", "HIO", "NHC"),
+    4: ("NHWC", "HWIO", "NHWC"),
+    5: ("NHWDC", "HWDIO", "NHWDC"),
+}
+
+
+def _transpose_padding(k_eff: int, s: int, padding: object) -> tuple[int, int]:
+    """JAX's pads of the lhs-dilated conv that transposes a forward conv with ``padding``.
+
+    'SAME': total k_eff + s - 2, low = k_eff - 1 if s > k_eff - 1 else ceil(total / 2);
+    'VALID': total k_eff + s - 2 + max(k_eff - s, 0), low = k_eff - 1;
+    a forward pair (lo, hi): (k_eff - 1 - lo, k_eff - 1 - hi).
+    """
+    if padding == "SAME":
+        total = k_eff + s - 2
+        low = k_eff - 1 if s > k_eff - 1 else -(-total // 2)
+    elif padding == "VALID":
+        total = k_eff + s - 2 + max(k_eff - s, 0)
+        low = k_eff - 1
+    elif not isinstance(padding, (str, bytes)) and hasattr(padding, "__len__") and len(padding) == 2:  # type: ignore[arg-type]
+        lo, hi = (as_int("padding", p) for p in padding)  # type: ignore[attr-defined]
+        low, total = k_eff - 1 - lo, 2 * (k_eff - 1) - lo - hi
+    else:
+        raise ValueError(f"Invalid padding mode: {padding!r}")
+    return low, total - low
+
+
+def _conv_transpose_args(
+    lhs: Any, rhs: Any, strides: Sequence[int], padding: Any, rhs_dilation: Sequence[int] | None,
+    dimension_numbers: Any, transpose_kernel: bool, use_consistent_padding: bool,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any], tuple[int, int] | None]:
+    """The conv_general_dilated call JAX makes, and the rhs axes to swap back (transpose_kernel)."""
+    lhs_a, rhs_a = as_array("lhs", lhs), as_array("rhs", rhs)
+    if lhs_a.ndim != rhs_a.ndim or lhs_a.ndim < 2:
+        raise ValueError(
+            f"lhs and rhs must have the same number of dims (at least 2), got lhs.shape={lhs_a.shape}, "
+            f"rhs.shape={rhs_a.shape}"
+        )
+    if dimension_numbers is None:
+        if lhs_a.ndim not in _TRANSPOSE_DEFAULT_LAYOUTS:
+            raise ValueError("No 4+ dimensional dimension_number defaults.")
+        dimension_numbers = _TRANSPOSE_DEFAULT_LAYOUTS[lhs_a.ndim]
+    dn = conv_dimension_numbers(lhs_a.shape, rhs_a.shape, dimension_numbers)
+    rank = lhs_a.ndim - 2
+    s = _int_seq("strides", strides, rank)
+    rd = _int_seq("rhs_dilation", rhs_dilation, rank, default=1)
+    kernel = [rhs_a.shape[a] for a in dn.rhs_spec[2:]]
+    if use_consistent_padding or (isinstance(padding, str) and padding in ("SAME", "VALID")):
+        per_dim = [padding] * rank if isinstance(padding, str) else list(padding)
+        if len(per_dim) != rank:
+            raise ValueError(f"padding={padding!r} must have one (low, high) pair per spatial dim ({rank})")
+        pads: Any = tuple(
+            _transpose_padding(dilate_dim(k, d), si, p) for k, d, si, p in zip(kernel, rd, s, per_dim)
+        )
+    else:
+        pads = padding
+    swap = None
+    if transpose_kernel:
+        flip = [slice(None)] * rhs_a.ndim
+        for a in dn.rhs_spec[2:]:
+            flip[a] = slice(None, None, -1)
+        swap = (dn.rhs_spec[0], dn.rhs_spec[1])
+        rhs_a = rhs_a[tuple(flip)].swapaxes(*swap)
+    kwargs = {"window_strides": (1,) * rank, "padding": pads, "lhs_dilation": s,
+              "rhs_dilation": rd, "dimension_numbers": dn}
+    return lhs_a, rhs_a, kwargs, swap
+
+
+def _conv_transpose_vjp(
+    lhs: Any, rhs: Any, strides: Sequence[int], padding: Any,
+    rhs_dilation: Sequence[int] | None = None, dimension_numbers: Any = None,
+    transpose_kernel: bool = False, precision: Any = None, preferred_element_type: Any = None,
+    use_consistent_padding: bool = False,
+) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray, np.ndarray]]]:
+    lhs_a, rhs_a, kwargs, swap = _conv_transpose_args(
+        lhs, rhs, strides, padding, rhs_dilation, dimension_numbers, transpose_kernel,
+        use_consistent_padding,
+    )
+    out, pb = _general_vjp(lhs_a, rhs_a, precision=precision,
+                           preferred_element_type=preferred_element_type, **kwargs)
+    if swap is None:
+        return out, pb
+    flip = [slice(None)] * rhs_a.ndim
+    for a in kwargs["dimension_numbers"].rhs_spec[2:]:
+        flip[a] = slice(None, None, -1)
+
+    def pullback(dy: object) -> tuple[np.ndarray, np.ndarray]:
+        dl, dr = pb(dy)
+        # Flipping and swapping two axes is its own inverse, and so is its adjoint.
+        return dl, np.ascontiguousarray(dr[tuple(flip)].swapaxes(*swap))
+
+    return out, pullback
+
+
+@has_vjp(_conv_transpose_vjp)
+def conv_transpose(
+    lhs: Any, rhs: Any, strides: Sequence[int], padding: Any,
+    rhs_dilation: Sequence[int] | None = None, dimension_numbers: Any = None,
+    transpose_kernel: bool = False, precision: Any = None, preferred_element_type: Any = None,
+    use_consistent_padding: bool = False,
+) -> np.ndarray:
+    """``jax.lax.conv_transpose``: a stride-1 conv over lhs dilated by ``strides``.
+
+    Shape model: with 'SAME' the output is ``n * stride``; with 'VALID'
+    ``n * stride + max(k_eff - stride, 0)``; pairs are the transposed conv's own pads
+    (``(n - 1) * stride + 1 + low + high - k_eff + 1``), or, with ``use_consistent_padding``,
+    the forward conv's pads (PyTorch's meaning). Default layouts are TensorFlow's
+    (``('NHWC', 'HWIO', 'NHWC')`` and the other ranks alike); the kernel is not flipped unless
+    ``transpose_kernel=True``, which flips it and swaps its I and O axes (Keras / TF / PyTorch).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convgrad.jax import lax
+    >>> lax.conv_transpose(np.ones((1, 2, 1)), np.ones((3, 1, 1)), (2,), "VALID")[..., 0]
+    array([[1., 1., 2., 1., 1.]])
+    """
+    return _conv_transpose_vjp(
+        lhs, rhs, strides, padding, rhs_dilation, dimension_numbers, transpose_kernel, precision,
+        preferred_element_type, use_consistent_padding,
+    )[0]

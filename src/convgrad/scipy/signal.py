@@ -1,0 +1,349 @@
+"""``scipy.signal`` convolution and correlation over NumPy, with exact gradients.
+
+SciPy's shape model, per axis: 'full' gives ``n1 + n2 - 1`` samples, 'same' gives ``n1`` taken
+from the full output, 'valid' gives ``n1 - n2 + 1`` (the inputs are swapped when ``in2`` is the
+larger in every axis; neither being larger is an error). ``convolve*`` flip ``in2`` (true
+convolution), ``correlate*`` do not.
+
+Each call is one deep-learning cross-correlation (``convgrad.conv`` on ``(1, 1, *shape)`` views)
+of ``in1`` with ``in2`` (flipped for convolve), with (before, after) pads per axis for a kernel
+of size ``k``: 'full' ``(k - 1, k - 1)``; 'valid' ``(0, 0)``; 'same' ``(k // 2, (k - 1) // 2)`` for
+``convolve``, ``correlate`` and ``convolve2d`` (SciPy centres the full output), but
+``((k - 1) // 2, k // 2)`` for ``correlate2d`` (one sample apart for even ``k``). A swapped
+'valid' correlation is reversed, as SciPy's is. The 2-D boundaries 'wrap' and 'symm' (and a
+non-zero ``fillvalue``) pad ``in1`` with ``numpy.pad`` first; the gradient adds the padded
+samples back where they came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .._dtypes import as_array
+from .._fronts.vjp import has_vjp
+from .._ops import conv_vjp
+
+__all__ = ["convolve", "convolve2d", "correlate", "correlate2d"]
+
+MODES = ("full", "valid", "same")
+METHODS = ("auto", "direct", "fft")
+# SciPy's boundary names and the numpy.pad mode that extends in1 the same way.
+BOUNDARIES = {"fill": "constant", "pad": "constant", "wrap": "wrap", "circular": "wrap",
+              "symm": "symmetric", "symmetric": "symmetric"}
+
+Pullback = Callable[[object], tuple[np.ndarray, np.ndarray]]
+Pairs = tuple[tuple[int, int], ...]
+
+
+def _check_mode(mode: object) -> str:
+    if not isinstance(mode, str) or mode not in MODES:
+        raise ValueError(f"Acceptable mode flags are 'valid', 'same', or 'full', not mode={mode!r}.")
+    return mode
+
+
+def _swap_needed(mode: str, shape1: tuple[int, ...], shape2: tuple[int, ...]) -> bool:
+    """SciPy's rule for 'valid': swap when in2 is at least as large in every axis, and in1 is not."""
+    if mode != "valid" or not shape1:
+        return False
+    ok1 = all(a >= b for a, b in zip(shape1, shape2))
+    ok2 = all(b >= a for a, b in zip(shape1, shape2))
+    if not (ok1 or ok2):
+        raise ValueError(
+            "For 'valid' mode, one must be at least as large as the other in every dimension: "
+            f"in1.shape={shape1}, in2.shape={shape2}"
+        )
+    return not ok1
+
+
+def _pads(mode: str, kernel: tuple[int, ...], upper: bool) -> Pairs:
+    """(before, after) per axis; 'same' puts the odd sample after (``upper``) or before."""
+    if mode == "full":
+        return tuple((k - 1, k - 1) for k in kernel)
+    if mode == "valid":
+        return tuple((0, 0) for _ in kernel)
+    return tuple(((k - 1) // 2, k // 2) if upper else (k // 2, (k - 1) // 2) for k in kernel)
+
+
+def _flip(a: np.ndarray) -> np.ndarray:
+    return a[(slice(None, None, -1),) * a.ndim]
+
+
+def _pad_adjoint(shape: tuple[int, ...], pads: Pairs, np_mode: str) -> Callable[[np.ndarray], np.ndarray]:
+    """The adjoint of ``numpy.pad(a, pads, np_mode)`` (constant pads contribute nothing of ``a``):
+    each padded sample's gradient is added to the sample it copies."""
+    size = int(np.prod(shape))
+    source = np.arange(size).reshape(shape)
+    if np_mode == "constant":
+        index = np.pad(source, pads, mode="constant", constant_values=-1)
+    else:
+        index = np.pad(source, pads, mode=np_mode)  # type: ignore[call-overload]
+    keep = index >= 0
+
+    def adjoint(g: np.ndarray) -> np.ndarray:
+        out = np.zeros(size, dtype=g.dtype)
+        np.add.at(out, index[keep], g[keep])
+        return out.reshape(shape)
+
+    return adjoint
+
+
+def _correlate_vjp(
+    a: np.ndarray, b: np.ndarray, pads: Pairs, *, flip: bool, reverse: bool, res: np.dtype,
+    np_mode: str = "constant", fill: object = 0,
+) -> tuple[np.ndarray, Pullback]:
+    """Cross-correlate ``a`` with ``b`` (flipped if ``flip``) under ``pads``; reverse the result if
+    ``reverse``. Pads are zeros, or built by ``numpy.pad`` in ``np_mode`` / with ``fill``."""
+    kernel = _flip(b) if flip else b
+    spread = None
+    if np_mode != "constant" or fill != 0:
+        kwargs = {"constant_values": fill} if np_mode == "constant" else {}
+        spread = _pad_adjoint(a.shape, pads, np_mode)
+        x = np.pad(a.astype(res, copy=False), pads, mode=np_mode, **kwargs)  # type: ignore[call-overload]
+        pads = tuple((0, 0) for _ in pads)
+    else:
+        x = a
+    y, pb = conv_vjp(x[None, None], kernel[None, None], padding=pads)
+    y = y[0, 0]
+    out = np.ascontiguousarray(_flip(y) if reverse else y).astype(res, copy=False)
+
+    def pullback(dy: object) -> tuple[np.ndarray, np.ndarray]:
+        g = as_array("dy", dy)
+        if g.shape != out.shape:
+            raise ValueError(f"dy.shape={g.shape} does not match the output shape {out.shape}")
+        dx, dk, _ = pb((_flip(g) if reverse else g)[None, None])
+        dx, dk = dx[0, 0], dk[0, 0]
+        if spread is not None:
+            dx = spread(dx)
+        return np.ascontiguousarray(dx), np.ascontiguousarray(_flip(dk) if flip else dk)
+
+    return out, pullback
+
+
+def _swap_back(pullback: Pullback) -> Pullback:
+    def swapped(dy: object) -> tuple[np.ndarray, np.ndarray]:
+        d2, d1 = pullback(dy)
+        return d1, d2
+
+    return swapped
+
+
+def _product_vjp(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, Pullback]:
+    """0-d inputs: SciPy returns the plain product."""
+    def pullback(dy: object) -> tuple[np.ndarray, np.ndarray]:
+        g = as_array("dy", dy)
+        return g * b, g * a
+
+    return a * b, pullback
+
+
+def _nd_vjp(
+    in1: object, in2: object, mode: object, method: object, *, convolve: bool
+) -> tuple[np.ndarray, Pullback]:
+    """convolve / correlate: N-d, both arrays of the same rank."""
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"Acceptable method flags are 'auto', 'direct', or 'fft', not method={method!r}.")
+    a, b = as_array("in1", in1), as_array("in2", in2)
+    if a.ndim == b.ndim == 0:
+        return _product_vjp(a, b)
+    if a.ndim != b.ndim:
+        raise ValueError(
+            f"in1 and in2 should have the same dimensionality, got in1.ndim={a.ndim}, in2.ndim={b.ndim}"
+        )
+    mode = _check_mode(mode)
+    if a.size == 0 or b.size == 0:
+        raise ValueError(f"in1 and in2 cannot be empty, got shapes {a.shape} and {b.shape}")
+    res = np.result_type(a, b)
+    if _swap_needed(mode, a.shape, b.shape):
+        # Convolution commutes; a swapped correlation is the reversed correlation of in2 with in1.
+        out, pb = _correlate_vjp(b, a, _pads(mode, a.shape, False), flip=convolve,
+                                 reverse=not convolve, res=res)
+        return out, _swap_back(pb)
+    return _correlate_vjp(a, b, _pads(mode, b.shape, False), flip=convolve, reverse=False, res=res)
+
+
+def _convolve_vjp(
+    in1: Any, in2: Any, mode: str = "full", method: str = "auto"
+) -> tuple[np.ndarray, Pullback]:
+    return _nd_vjp(in1, in2, mode, method, convolve=True)
+
+
+@has_vjp(_convolve_vjp)
+def convolve(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> np.ndarray:
+    """``scipy.signal.convolve``: N-d true convolution of in1 with in2 (both the same rank).
+
+    Shape model: 'full' ``n1 + n2 - 1``, 'same' ``n1`` (the centre of 'full', starting
+    ``(n2 - 1) // 2`` in), 'valid' ``|n1 - n2| + 1`` per axis. ``method`` is checked and
+    ignored: the result is exact (SciPy's 'fft' rounds). The dtype is
+    ``numpy.result_type(in1, in2)``; integers wrap as in SciPy's direct method.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convgrad.scipy import signal
+    >>> signal.convolve(np.array([1.0, 2.0, 3.0]), np.array([0.0, 1.0, 0.5]))
+    array([0. , 1. , 2.5, 4. , 1.5])
+    """
+    return _convolve_vjp(in1, in2, mode, method)[0]
+
+
+def _correlate_nd_vjp(
+    in1: Any, in2: Any, mode: str = "full", method: str = "auto"
+) -> tuple[np.ndarray, Pullback]:
+    return _nd_vjp(in1, in2, mode, method, convolve=False)
+
+
+@has_vjp(_correlate_nd_vjp)
+def correlate(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> np.ndarray:
+    """``scipy.signal.correlate``: N-d cross-correlation ``z[k] = sum_l in1[l] * in2[l - k + n2 - 1]``.
+
+    Shape model as ``convolve``; 'same' is the centre of 'full' (for an even ``n2`` the odd pad
+    sample goes before, like ONNX SAME_LOWER); a 'valid' with in2 the larger is the reversed
+    correlation of in2 with in1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convgrad.scipy import signal
+    >>> signal.correlate(np.array([1.0, 2.0, 3.0]), np.array([0.0, 1.0, 0.5]), mode="same")
+    array([2. , 3.5, 3. ])
+    """
+    return _correlate_nd_vjp(in1, in2, mode, method)[0]
+
+
+def _fill_value(fillvalue: object, res: np.dtype) -> object:
+    """``fillvalue`` converted to the output dtype as SciPy converts it.
+
+    A real scalar or one-element array. Python numbers and lists convert by value (a float
+    truncates for an integer output; one out of range is refused), NumPy scalars by a C cast
+    (which wraps), NumPy arrays only by a safe cast of their dtype.
+    """
+    fv = np.asarray(fillvalue)
+    if fv.dtype.kind not in "biuf":
+        raise ValueError(f"could not cast `fillvalue`={fillvalue!r} to the output type {res}.")
+    if isinstance(fillvalue, np.ndarray):
+        if not np.can_cast(fv.dtype, res, "safe"):
+            raise ValueError(
+                f"could not cast `fillvalue` of dtype {fv.dtype} safely to the output type {res}."
+            )
+        cast = fv.astype(res)
+    elif isinstance(fillvalue, np.generic):
+        with np.errstate(all="ignore"):
+            cast = fv.astype(res)
+    else:
+        try:
+            cast = np.array(fillvalue, dtype=res)
+        except (OverflowError, ValueError, TypeError) as e:
+            raise ValueError(
+                f"could not cast `fillvalue`={fillvalue!r} to the output type {res}: {e}"
+            ) from None
+    if cast.size != 1:
+        raise ValueError(f"`fillvalue` must be scalar or an array with one element, got shape {fv.shape}.")
+    return cast.reshape(()).item()
+
+
+def _2d_vjp(
+    in1: object, in2: object, mode: object, boundary: object, fillvalue: object, *, convolve: bool
+) -> tuple[np.ndarray, Pullback]:
+    name = "convolve2d" if convolve else "correlate2d"
+    a, b = as_array("in1", in1), as_array("in2", in2)
+    if not a.ndim == b.ndim == 2:
+        raise ValueError(f"{name} inputs must both be 2-D arrays, got shapes {a.shape} and {b.shape}")
+    mode = _check_mode(mode)
+    np_mode = BOUNDARIES.get(boundary) if isinstance(boundary, str) else None
+    if np_mode is None:
+        raise ValueError(
+            "Acceptable boundary flags are 'fill', 'circular' (or 'wrap'), and 'symmetric' "
+            f"(or 'symm'), not boundary={boundary!r}."
+        )
+    res = np.result_type(a, b)
+    if res == np.float16:
+        raise ValueError(f"{name} not available for this type ({res}).")
+    fill = _fill_value(fillvalue, res)
+    swap = _swap_needed(mode, a.shape, b.shape)
+    if swap:
+        a, b = b, a
+    if a.size == 0 or b.size == 0:
+        return _empty_2d(a, b, mode, res, swap)
+    out, pb = _correlate_vjp(a, b, _pads(mode, b.shape, upper=not convolve), flip=convolve,
+                             reverse=swap and not convolve, res=res, np_mode=np_mode, fill=fill)
+    return out, (_swap_back(pb) if swap else pb)
+
+
+def _empty_2d(
+    a: np.ndarray, b: np.ndarray, mode: str, res: np.dtype, swap: bool
+) -> tuple[np.ndarray, Pullback]:
+    """An empty operand: SciPy returns zeros of the mode's shape (n1 + n2 - 1, n1, n1 - n2 + 1)."""
+    if mode == "full":
+        shape = tuple(n + k - 1 for n, k in zip(a.shape, b.shape))
+    elif mode == "same":
+        shape = a.shape
+    else:
+        shape = tuple(n - k + 1 for n, k in zip(a.shape, b.shape))
+    if any(v < 0 for v in shape):
+        raise ValueError(f"both inputs are empty along one axis: shapes {a.shape} and {b.shape}")
+    out = np.zeros(shape, dtype=res)
+    first, second = (b, a) if swap else (a, b)
+
+    def pullback(dy: object) -> tuple[np.ndarray, np.ndarray]:
+        g = as_array("dy", dy)
+        if g.shape != shape:
+            raise ValueError(f"dy.shape={g.shape} does not match the output shape {shape}")
+        return np.zeros(first.shape, g.dtype), np.zeros(second.shape, g.dtype)
+
+    return out, pullback
+
+
+def _convolve2d_vjp(
+    in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", fillvalue: Any = 0
+) -> tuple[np.ndarray, Pullback]:
+    return _2d_vjp(in1, in2, mode, boundary, fillvalue, convolve=True)
+
+
+@has_vjp(_convolve2d_vjp)
+def convolve2d(
+    in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", fillvalue: Any = 0
+) -> np.ndarray:
+    """``scipy.signal.convolve2d``: 2-D true convolution, in1 extended by ``boundary``.
+
+    Shape model: 'full' ``n1 + n2 - 1``, 'same' ``n1`` (centred as ``convolve``), 'valid'
+    ``|n1 - n2| + 1`` per axis; outside in1 the samples are ``fillvalue`` ('fill'), periodic
+    ('wrap') or mirrored with the edge repeated ('symm'). Gradients do not include one for
+    ``fillvalue``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convgrad.scipy import signal
+    >>> signal.convolve2d(np.eye(2), np.ones((1, 2)), boundary="wrap", mode="same")
+    array([[1., 1.],
+           [1., 1.]])
+    """
+    return _convolve2d_vjp(in1, in2, mode, boundary, fillvalue)[0]
+
+
+def _correlate2d_vjp(
+    in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", fillvalue: Any = 0
+) -> tuple[np.ndarray, Pullback]:
+    return _2d_vjp(in1, in2, mode, boundary, fillvalue, convolve=False)
+
+
+@has_vjp(_correlate2d_vjp)
+def correlate2d(
+    in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", fillvalue: Any = 0
+) -> np.ndarray:
+    """``scipy.signal.correlate2d``: 2-D cross-correlation, in1 extended by ``boundary``.
+
+    Shape model as ``convolve2d``, but 'same' starts ``n2 // 2`` samples into 'full' (for an even
+    ``n2`` the odd pad sample goes after, like TF SAME: one sample off ``correlate``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convgrad.scipy import signal
+    >>> signal.correlate2d(np.array([[1.0, 2.0, 3.0]]), np.array([[1.0, 1.0]]), mode="same")
+    array([[3., 5., 3.]])
+    """
+    return _correlate2d_vjp(in1, in2, mode, boundary, fillvalue)[0]

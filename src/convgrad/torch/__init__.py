@@ -1,0 +1,11 @@
+"""PyTorch's conventions over NumPy: ``from convgrad import torch``, then
+``torch.nn.functional.conv2d(...)`` or ``torch.nn.grad.conv2d_input(...)``.
+
+Arrays in and out are NumPy arrays; every op has ``.vjp`` for its exact gradients.
+"""
+
+from __future__ import annotations
+
+from . import nn
+
+__all__ = ["nn"]

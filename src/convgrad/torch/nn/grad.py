@@ -1,0 +1,166 @@
+"""PyTorch's ``torch.nn.grad``: the gradients of ``conv{1,2,3}d`` as functions, over NumPy.
+
+PyTorch's shape model: ``conv{n}d_input(input_size, weight, grad_output)`` returns the gradient
+of ``conv{n}d(input, weight)`` with respect to ``input``, whose full shape ``(N, C_in, *S)`` is
+given because a stride makes it ambiguous (it must be one the conv maps to grad_output's size);
+``conv{n}d_weight(input, weight_size, grad_output)`` returns the gradient with respect to the
+weight ``(C_out, C_in / groups, *K)``. padding is an int or one int per dim (no strings).
+
+Each has ``.vjp``: these functions are bilinear, and ``pullback(g)`` returns the gradients of
+their array arguments: ``(d_weight, d_grad_output)`` for ``*_input``, ``(d_input,
+d_grad_output)`` for ``*_weight``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ... import _ops
+from ..._dtypes import as_array
+from .functional import Pullback, cotangent, expand, groups_of, op_with_vjp, same_dtype
+
+__all__ = [
+    "conv1d_input",
+    "conv1d_weight",
+    "conv2d_input",
+    "conv2d_weight",
+    "conv3d_input",
+    "conv3d_weight",
+]
+
+
+def _size(func: str, name: str, value: object, rank: int) -> tuple[int, ...]:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{func}: {name} must be a sequence of ints, got {value!r}")
+    size = tuple(value)  # type: ignore[call-overload]
+    if len(size) != rank + 2:
+        raise ValueError(
+            f"{func}: {name}={size} must be the full shape ({rank + 2} entries, batch and channels "
+            "included), as PyTorch requires"
+        )
+    return size
+
+
+def _geometry(rank: int, stride: object, padding: object, dilation: object, groups: object) -> dict:
+    if isinstance(padding, str):
+        raise TypeError(f"padding must be an int or a tuple of {rank} ints, got {padding!r}")
+    return {"stride": expand("stride", stride, rank), "padding": expand("padding", padding, rank),
+            "dilation": expand("dilation", dilation, rank), "groups": groups_of(groups)}
+
+
+@dataclass(frozen=True)
+class _Input:
+    """dx = conv_input_grad(dy, w)."""
+
+    size: tuple[int, ...]
+    w: np.ndarray
+    dy: np.ndarray
+    geometry: dict
+
+    def forward(self) -> np.ndarray:
+        dx = _ops.conv_input_grad(self.dy, self.w, self.size, **self.geometry)
+        return dx.astype(self.w.dtype, copy=False)
+
+    def vjp(self) -> tuple[np.ndarray, Pullback]:
+        out = self.forward()
+
+        def pullback(dx: object) -> tuple[np.ndarray, np.ndarray]:
+            g = cotangent(dx, out.shape)
+            # <dx(w, dy), g> = <dy, conv(g, w)>: bilinear in w and dy.
+            d_w = _ops.conv_filter_grad(g, self.dy, self.w.shape, **self.geometry)
+            d_dy = _ops.conv(g, self.w, **self.geometry)
+            return d_w.astype(out.dtype, copy=False), d_dy.astype(out.dtype, copy=False)
+
+        return out, pullback
+
+
+@dataclass(frozen=True)
+class _Weight:
+    """dw = conv_filter_grad(x, dy)."""
+
+    x: np.ndarray
+    size: tuple[int, ...]
+    dy: np.ndarray
+    geometry: dict
+
+    def forward(self) -> np.ndarray:
+        dw = _ops.conv_filter_grad(self.x, self.dy, self.size, **self.geometry)
+        return dw.astype(self.x.dtype, copy=False)
+
+    def vjp(self) -> tuple[np.ndarray, Pullback]:
+        out = self.forward()
+
+        def pullback(dw: object) -> tuple[np.ndarray, np.ndarray]:
+            g = cotangent(dw, out.shape)
+            # <dw(x, dy), g> = <dy, conv(x, g)>: bilinear in x and dy.
+            d_x = _ops.conv_input_grad(self.dy, g, self.x.shape, **self.geometry)
+            d_dy = _ops.conv(self.x, g, **self.geometry)
+            return d_x.astype(out.dtype, copy=False), d_dy.astype(out.dtype, copy=False)
+
+        return out, pullback
+
+
+def _input(func: str, rank: int, input_size: object, weight: object, grad_output: object, stride: object,
+           padding: object, dilation: object, groups: object) -> _Input:
+    w, dy = as_array("weight", weight), as_array("grad_output", grad_output)
+    same_dtype(func, weight=w, grad_output=dy)
+    size = _size(func, "input_size", input_size, rank)
+    if w.ndim != rank + 2 or dy.ndim != rank + 2:
+        raise ValueError(
+            f"{func}: weight and grad_output must be {rank + 2}-D, got {w.shape} and {dy.shape}"
+        )
+    return _Input(size, w, dy, _geometry(rank, stride, padding, dilation, groups))
+
+
+def _weight(func: str, rank: int, input: object, weight_size: object, grad_output: object, stride: object,
+            padding: object, dilation: object, groups: object) -> _Weight:
+    x, dy = as_array("input", input), as_array("grad_output", grad_output)
+    same_dtype(func, input=x, grad_output=dy)
+    size = _size(func, "weight_size", weight_size, rank)
+    if x.ndim != rank + 2 or dy.ndim != rank + 2:
+        raise ValueError(f"{func}: input and grad_output must be {rank + 2}-D, got {x.shape} and {dy.shape}")
+    return _Weight(x, size, dy, _geometry(rank, stride, padding, dilation, groups))
+
+
+@op_with_vjp
+def conv1d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=1, groups=1):
+    """``torch.nn.grad.conv1d_input``: d(conv1d)/d(input) of full shape ``input_size`` ``(N,
+    C_in, L)``, from ``weight`` ``(C_out, C_in / groups, k)`` and ``grad_output``."""
+    return _input("conv1d_input", 1, input_size, weight, grad_output, stride, padding, dilation, groups)
+
+
+@op_with_vjp
+def conv2d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=1, groups=1):
+    """``torch.nn.grad.conv2d_input``: d(conv2d)/d(input) of full shape ``input_size`` ``(N,
+    C_in, H, W)``, from ``weight`` ``(C_out, C_in / groups, kh, kw)`` and ``grad_output``."""
+    return _input("conv2d_input", 2, input_size, weight, grad_output, stride, padding, dilation, groups)
+
+
+@op_with_vjp
+def conv3d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=1, groups=1):
+    """``torch.nn.grad.conv3d_input``: d(conv3d)/d(input) of full shape ``input_size`` ``(N,
+    C_in, D, H, W)``, from ``weight`` and ``grad_output``."""
+    return _input("conv3d_input", 3, input_size, weight, grad_output, stride, padding, dilation, groups)
+
+
+@op_with_vjp
+def conv1d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation=1, groups=1):
+    """``torch.nn.grad.conv1d_weight``: d(conv1d)/d(weight) of full shape ``weight_size``
+    ``(C_out, C_in / groups, k)``, from ``input`` ``(N, C_in, L)`` and ``grad_output``."""
+    return _weight("conv1d_weight", 1, input, weight_size, grad_output, stride, padding, dilation, groups)
+
+
+@op_with_vjp
+def conv2d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation=1, groups=1):
+    """``torch.nn.grad.conv2d_weight``: d(conv2d)/d(weight) of full shape ``weight_size``
+    ``(C_out, C_in / groups, kh, kw)``, from ``input`` ``(N, C_in, H, W)`` and ``grad_output``."""
+    return _weight("conv2d_weight", 2, input, weight_size, grad_output, stride, padding, dilation, groups)
+
+
+@op_with_vjp
+def conv3d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation=1, groups=1):
+    """``torch.nn.grad.conv3d_weight``: d(conv3d)/d(weight) of full shape ``weight_size``
+    ``(C_out, C_in / groups, kd, kh, kw)``, from ``input`` and ``grad_output``."""
+    return _weight("conv3d_weight", 3, input, weight_size, grad_output, stride, padding, dilation, groups)

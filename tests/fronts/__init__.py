@@ -1,0 +1,1 @@
+"""Conformance tests of the framework fronts against the real libraries."""
