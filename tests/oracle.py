@@ -109,13 +109,19 @@ def dilate(x, factors):
 
 
 def pad_or_crop(x, pairs):
-    """Zero-pad (positive) or crop (negative) the spatial axes; (before, after) per axis."""
+    """Pad (positive) or crop (negative) the spatial axes by (before, after) pairs, as JAX's
+    lax.pad: sample i of the result is x's sample i - before where that exists, else zero, for
+    i < n + before + after. A crop may reach past the input into the other side's padding."""
     for axis, (before, after) in enumerate(pairs, start=2):
         n = x.shape[axis]
-        x = x[(slice(None),) * axis + (slice(max(-before, 0), n - max(-after, 0)),)]
-        widths = [(0, 0)] * x.ndim
-        widths[axis] = (max(before, 0), max(after, 0))
-        x = np.pad(x, widths)
+        source = np.arange(n + before + after) - before
+        inside = (source >= 0) & (source < n)
+        shape = list(x.shape)
+        shape[axis] = len(source)
+        out = np.zeros(shape, dtype=x.dtype)
+        index = (slice(None),) * axis + (np.flatnonzero(inside),)
+        out[index] = np.take(x, source[inside], axis=axis)
+        x = out
     return x
 
 
@@ -136,7 +142,7 @@ def conv_general(x, w, stride=1, padding=0, lhs_dilation=1, rhs_dilation=1,
     (explicit pairs, or an int or one int per dim). g(o) is o's feature group, b(o) its batch
     group; with batch groups w has all C input channels.
     """
-    n_batch, c = x.shape[:2]
+    n_batch = x.shape[0]
     o_count, cw, *kernel = w.shape
     rank = len(kernel)
     stride, lhs, rhs = (per_dim(v, rank) for v in (stride, lhs_dilation, rhs_dilation))
@@ -192,10 +198,12 @@ def conv_transpose(x, w, stride, before, dilation, groups, out_spatial):
     return y
 
 
-def input_grad(dy, w, x_shape, stride=1, padding=0, dilation=1, groups=1, lhs_dilation=1):
+def input_grad(dy, w, x_shape, stride=1, padding=0, dilation=1, groups=1, lhs_dilation=1,
+               batch_group_count=1):
     """Adjoint of ``conv_general`` in x, as a scatter: dy[n, o, p] * w[o, c, t] goes to the
     padded input sample it was read from; then the pads are undone and the dilation removed."""
     n_batch, c, *spatial = x_shape
+    nb = n_batch // batch_group_count
     o_count, cg, *kernel = w.shape
     rank = len(kernel)
     stride, dilation, lhs = (per_dim(v, rank) for v in (stride, dilation, lhs_dilation))
@@ -204,32 +212,37 @@ def input_grad(dy, w, x_shape, stride=1, padding=0, dilation=1, groups=1, lhs_di
     padded = [n + lo + hi for n, (lo, hi) in zip(dilated, pairs)]
     out = dy.shape[2:]
     dxp = np.zeros((n_batch, c, *padded), dtype=np.result_type(dy, w))
-    og = o_count // groups
     for o in range(o_count):
-        g = o // og
+        g = o // (o_count // groups)
+        b = o // (o_count // batch_group_count)
+        rows = (slice(b * nb, (b + 1) * nb), slice(g * cg, (g + 1) * cg))
         for t in itertools.product(*(range(k) for k in kernel)):
-            view = dxp[(slice(None), slice(g * cg, (g + 1) * cg), *_window(t, stride, dilation, out))]
+            view = dxp[(*rows, *_window(t, stride, dilation, out))]
             tap = w[(o, slice(None), *t)].reshape((1, cg) + (1,) * rank)
             view += dy[:, o:o + 1] * tap
     dxd = pad_or_crop(dxp, [(-lo, -hi) for lo, hi in pairs])
     return dxd[(slice(None), slice(None), *(slice(None, None, f) for f in lhs))]
 
 
-def filter_grad(x, dy, w_shape, stride=1, padding=0, dilation=1, groups=1):
-    """Adjoint of ``conv`` in w: dw[o, c, t] = sum_{n, p} dy[n, o, p] * xp[n, g(o) C/G + c, p s + t d]."""
+def filter_grad(x, dy, w_shape, stride=1, padding=0, dilation=1, groups=1, lhs_dilation=1,
+                batch_group_count=1):
+    """Adjoint of ``conv_general`` in w:
+    dw[o, c, t] = sum_{n, p} dy[n, o, p] * xp[b(o) N/B + n, g(o) C/G + c, p s + t d]."""
     o_count, cg, *kernel = w_shape
-    pairs = resolve_padding(padding, x.shape[2:], kernel, stride, dilation)
     rank = len(kernel)
     stride, dilation = per_dim(stride, rank), per_dim(dilation, rank)
-    xp = pad_or_crop(x, pairs)
+    xd = dilate(x, per_dim(lhs_dilation, rank))
+    xp = pad_or_crop(xd, resolve_padding(padding, xd.shape[2:], kernel, stride, dilation))
     out = dy.shape[2:]
+    nb = x.shape[0] // batch_group_count
     dw = np.zeros(tuple(w_shape), dtype=np.result_type(x, dy))
-    og = max(o_count // groups, 1)
     spatial_axes = list(range(2, 2 + rank))
     for o in range(o_count):
-        g = o // og
+        g = o // (o_count // groups)
+        b = o // (o_count // batch_group_count)
+        rows = (slice(b * nb, (b + 1) * nb), slice(g * cg, (g + 1) * cg))
         for t in itertools.product(*(range(k) for k in kernel)):
-            window = xp[(slice(None), slice(g * cg, (g + 1) * cg), *_window(t, stride, dilation, out))]
+            window = xp[(*rows, *_window(t, stride, dilation, out))]
             dw[(o, slice(None), *t)] = np.tensordot(
                 dy[:, o], window, axes=([0, *(a - 1 for a in spatial_axes)], [0, *spatial_axes])
             )

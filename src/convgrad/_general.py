@@ -68,8 +68,8 @@ def conv_general(
     res, comp = result_dtype(x, w)
     limit = workspace_limit(workspace_bytes)
     check_fits(f"the output {geom.y_shape(fmt)}", math.prod(geom.y_shape()) * comp.itemsize, limit)
-    y = run_general(geom, x_to_last(x, fmt).astype(comp, copy=False),
-                    w_to_last(w, fmt).astype(comp, copy=False), method, limit)
+    y = run_general(geom, np.ascontiguousarray(x_to_last(x, fmt), dtype=comp),
+                    np.ascontiguousarray(w_to_last(w, fmt), dtype=comp), method, limit)
     return np.ascontiguousarray(x_from_last(y, fmt)).astype(res, copy=False)
 
 
@@ -96,15 +96,15 @@ def conv_general_vjp(
     method = str(opts.get("method", "auto"))
     limit = workspace_limit(opts.get("workspace_bytes"))
     check_fits(f"the output {geom.y_shape(fmt)}", math.prod(geom.y_shape()) * comp.itemsize, limit)
-    xl = x_to_last(x, fmt).astype(comp, copy=False)
-    wl = w_to_last(w, fmt).astype(comp, copy=False)
+    xl = np.ascontiguousarray(x_to_last(x, fmt), dtype=comp)
+    wl = np.ascontiguousarray(w_to_last(w, fmt), dtype=comp)
     y = run_general(geom, xl, wl, method, limit)
 
     def vjp(dy: object) -> tuple[np.ndarray, np.ndarray]:
         g = as_array("dy", dy)
         if g.shape != geom.y_shape(fmt):
             raise ValueError(f"dy.shape={g.shape} does not match the output shape {geom.y_shape(fmt)}")
-        gl = x_to_last(g, fmt).astype(result_dtype(g, w)[1], copy=False)
+        gl = np.ascontiguousarray(x_to_last(g, fmt), dtype=result_dtype(g, w)[1])
         reduced, xr, undo = _reduce(geom, xl, limit)
         dx = undo(make_plan("input_grad", reduced, gl.dtype, method, limit).engine.input_grad(
             reduced, gl, wl.astype(gl.dtype, copy=False), limit))
@@ -157,8 +157,9 @@ def run_general(geom: ConvGeometry, x: np.ndarray, w: np.ndarray, method: str, l
 
     x ``(N, *S, C)``, w ``(*K, C_w, O)`` -> y ``(N / batch_groups, *out, O)``.
     """
-    reduced, xr, _ = _reduce(geom, x, limit)
-    return make_plan("forward", reduced, xr.dtype, method, limit).engine.forward(reduced, xr, w, limit)
+    reduced, xr, _ = _reduce(geom, np.ascontiguousarray(x), limit)
+    plan = make_plan("forward", reduced, xr.dtype, method, limit)
+    return plan.engine.forward(reduced, xr, np.ascontiguousarray(w), limit)
 
 
 def _reduce(

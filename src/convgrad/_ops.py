@@ -34,14 +34,18 @@ def _run(op: str, geom: ConvGeometry, a: np.ndarray, b: np.ndarray, fmt: str, me
     limit = workspace_limit(workspace_bytes)
     check_fits(f"the result {out_shape}", math.prod(out_shape) * comp.itemsize, limit)
     plan = make_plan(op, geom, comp, method, limit)
+    # Engines get C-contiguous channels-last operands: one copy for other layouts, and results
+    # that do not depend on how the caller's arrays are laid out in memory (BLAS and NumPy sum
+    # in an order that follows the strides).
+    a_last = np.ascontiguousarray(x_to_last(a, fmt), dtype=comp)
     if op == "filter_grad":
-        out = plan.engine.filter_grad(geom, x_to_last(a, fmt).astype(comp, copy=False),
-                                      x_to_last(b, fmt).astype(comp, copy=False), limit)
+        out = plan.engine.filter_grad(geom, a_last, np.ascontiguousarray(x_to_last(b, fmt), dtype=comp),
+                                      limit)
         out = w_from_last(out, fmt)
     else:
         run = plan.engine.forward if op == "forward" else plan.engine.input_grad
-        out = x_from_last(run(geom, x_to_last(a, fmt).astype(comp, copy=False),
-                              w_to_last(b, fmt).astype(comp, copy=False), limit), fmt)
+        out = x_from_last(run(geom, a_last, np.ascontiguousarray(w_to_last(b, fmt), dtype=comp), limit),
+                          fmt)
     assert out.shape == out_shape, (out.shape, out_shape)
     return np.ascontiguousarray(out).astype(res, copy=False)
 
@@ -192,9 +196,9 @@ def conv_bias_grad(dy: object, *, data_format: str = "channels_first") -> np.nda
     if dy.ndim < 3:
         raise ValueError(f"dy must have at least 3 dims (N, channels, *spatial), got dy.shape={dy.shape}")
     res, comp = result_dtype(dy)
-    axis = 1 if fmt == "channels_first" else dy.ndim - 1
-    axes = tuple(i for i in range(dy.ndim) if i != axis)
-    return dy.sum(axis=axes, dtype=comp).astype(res, copy=False)
+    # Sum rows of a contiguous channels-last copy: the same order whatever dy's memory layout.
+    rows = np.ascontiguousarray(x_to_last(dy, fmt), dtype=comp)
+    return rows.reshape(math.prod(rows.shape[:-1]), rows.shape[-1]).sum(axis=0).astype(res, copy=False)
 
 
 def conv_transpose(

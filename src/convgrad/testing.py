@@ -17,20 +17,26 @@ from ._ops import conv, conv_filter_grad, conv_input_grad
 
 @dataclass(frozen=True)
 class DotTestResult:
-    """<conv(x, w), dy> against <x, dx(dy)> and <w, dw(x, dy)>, with relative errors."""
+    """<conv(x, w), dy> against <x, dx(dy)> and <w, dw(x, dy)>.
+
+    Errors are relative to ``scale`` = |x| |w| |dy| (2-norms), which bounds the trilinear form
+    the three inner products compute (up to the square root of the kernel size): rounding is
+    proportional to it, and it stays meaningful when the exact inner product is zero.
+    """
 
     forward: float
     input_side: float
     filter_side: float
+    scale: float
     rtol: float
 
     @property
     def input_error(self) -> float:
-        return abs(self.forward - self.input_side) / max(abs(self.forward), np.finfo(float).tiny)
+        return abs(self.forward - self.input_side) / max(self.scale, np.finfo(float).tiny)
 
     @property
     def filter_error(self) -> float:
-        return abs(self.forward - self.filter_side) / max(abs(self.forward), np.finfo(float).tiny)
+        return abs(self.forward - self.filter_side) / max(self.scale, np.finfo(float).tiny)
 
     @property
     def passed(self) -> bool:
@@ -39,8 +45,9 @@ class DotTestResult:
     def __str__(self) -> str:
         return (
             f"<conv(x, w), dy> = {self.forward!r}; <x, conv_input_grad(dy)> = {self.input_side!r} "
-            f"(rel. error {self.input_error:.2e}); <w, conv_filter_grad(x, dy)> = "
-            f"{self.filter_side!r} (rel. error {self.filter_error:.2e}); rtol {self.rtol:g}"
+            f"(error {self.input_error:.2e}); <w, conv_filter_grad(x, dy)> = {self.filter_side!r} "
+            f"(error {self.filter_error:.2e}); errors relative to the bound {self.scale:.3g}; "
+            f"rtol {self.rtol:g}"
         )
 
 
@@ -76,7 +83,11 @@ def dot_test(
     def inner(a: np.ndarray, b: np.ndarray) -> float:
         return float(np.vdot(a.astype(np.float64).ravel(), b.astype(np.float64).ravel()))
 
-    result = DotTestResult(inner(y, dy), inner(x, dx), inner(w, dw), rtol)
+    def norm(a: np.ndarray) -> float:
+        return float(np.linalg.norm(a.astype(np.float64).ravel()))
+
+    scale = norm(x) * norm(w) * norm(dy)
+    result = DotTestResult(inner(y, dy), inner(x, dx), inner(w, dw), scale, rtol)
     if raise_on_failure and not result.passed:
         raise AssertionError(f"dot test failed: {result}")
     return result
@@ -84,27 +95,41 @@ def dot_test(
 
 @dataclass(frozen=True)
 class GradCheckResult:
-    """Directional derivatives: analytic <grad, v> against the central difference."""
+    """Directional derivatives: analytic <grad, v> against the central difference.
+
+    Errors are relative to the size of what is differenced (``input_scale`` = |r| |w| (|x| +
+    eps |v|) / eps, likewise for the filter), so an exact zero is no failure.
+    """
 
     input_analytic: float
     input_numeric: float
+    input_scale: float
     filter_analytic: float
     filter_numeric: float
+    filter_scale: float
     rtol: float
 
-    def _err(self, a: float, n: float) -> float:
-        return abs(a - n) / max(abs(a), abs(n), np.finfo(float).tiny)
+    @staticmethod
+    def _err(a: float, n: float, scale: float) -> float:
+        return abs(a - n) / max(abs(a), abs(n), scale, np.finfo(float).tiny)
+
+    @property
+    def input_error(self) -> float:
+        return self._err(self.input_analytic, self.input_numeric, self.input_scale)
+
+    @property
+    def filter_error(self) -> float:
+        return self._err(self.filter_analytic, self.filter_numeric, self.filter_scale)
 
     @property
     def passed(self) -> bool:
-        return (self._err(self.input_analytic, self.input_numeric) <= self.rtol
-                and self._err(self.filter_analytic, self.filter_numeric) <= self.rtol)
+        return self.input_error <= self.rtol and self.filter_error <= self.rtol
 
     def __str__(self) -> str:
         return (
-            f"input: analytic {self.input_analytic!r} vs finite difference {self.input_numeric!r}; "
-            f"filter: analytic {self.filter_analytic!r} vs finite difference "
-            f"{self.filter_numeric!r}; rtol {self.rtol:g}"
+            f"input: analytic {self.input_analytic!r} vs finite difference {self.input_numeric!r} "
+            f"(error {self.input_error:.2e}); filter: analytic {self.filter_analytic!r} vs finite "
+            f"difference {self.filter_numeric!r} (error {self.filter_error:.2e}); rtol {self.rtol:g}"
         )
 
 
@@ -132,7 +157,10 @@ def check_grads(
     num_w = (loss(xa, wa + eps * vw) - loss(xa, wa - eps * vw)) / (2 * eps)
     ana_x = float(np.vdot(conv_input_grad(r, wa, xa.shape, **geometry).ravel(), vx.ravel()))
     ana_w = float(np.vdot(conv_filter_grad(xa, r, wa.shape, **geometry).ravel(), vw.ravel()))
-    result = GradCheckResult(ana_x, num_x, ana_w, num_w, rtol)
+    norm = np.linalg.norm
+    scale_x = float(norm(r) * norm(wa) * (norm(xa) + eps * norm(vx)) / eps)
+    scale_w = float(norm(r) * norm(xa) * (norm(wa) + eps * norm(vw)) / eps)
+    result = GradCheckResult(ana_x, num_x, scale_x, ana_w, num_w, scale_w, rtol)
     if raise_on_failure and not result.passed:
         raise AssertionError(f"gradient check failed: {result}")
     return result

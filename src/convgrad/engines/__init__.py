@@ -51,6 +51,7 @@ def get_engine(name: str) -> Engine:
 
 
 def engine_names() -> tuple[str, ...]:
+    """The names accepted by ``method=`` besides 'auto', in registration order."""
     return tuple(_REGISTRY)
 
 

@@ -35,14 +35,14 @@ class _Phase:
 
 
 def _phases(o: int, k: int, s: int, d: int) -> list[_Phase]:
+    """The phases that hold taps: tap t0 < s/g starts phase (t0 * d) mod s, and taps t0 + s/g,
+    t0 + 2s/g, ... fall in the same one. At most min(k, s/g) of them, whatever the stride."""
     g = math.gcd(s, d)
+    step, dil = s // g, d // g
     out = []
-    for r in range(0, s, g):
-        t0 = next(t for t in range(s // g) if (t * d) % s == r)
-        taps = len(range(t0, k, s // g))
-        if taps:
-            dil = d // g
-            out.append(_Phase(t0 * d, o + (taps - 1) * dil, t0, taps, s // g, dil))
+    for t0 in range(min(k, step)):
+        taps = len(range(t0, k, step))
+        out.append(_Phase(t0 * d, o + (taps - 1) * dil, t0, taps, step, dil))
     return out
 
 

@@ -1,0 +1,71 @@
+"""Small assertion helpers shared by the test modules (no convgrad internals)."""
+
+from __future__ import annotations
+
+import re
+import signal
+from contextlib import contextmanager
+
+import numpy as np
+
+import convgrad
+
+# float64 against the float64 oracle: the same sums in another order. Terms are O(1) and at most
+# a few thousand per output, so rounding stays far below these.
+RTOL, ATOL = 1e-10, 1e-12
+
+
+def assert_close(got, want, *, rtol=RTOL, atol=ATOL, dtype=None):
+    """Same shape, (optionally) the given dtype, and values within rtol / atol."""
+    got = np.asarray(got)
+    assert got.shape == np.shape(want), f"shape {got.shape} != expected {np.shape(want)}"
+    if dtype is not None:
+        assert got.dtype == np.dtype(dtype), f"dtype {got.dtype} != expected {np.dtype(dtype)}"
+    np.testing.assert_allclose(got, np.asarray(want, dtype=np.float64), rtol=rtol, atol=atol)
+
+
+def methods():
+    """'auto' and every registered engine."""
+    return ("auto", *convgrad.engine_names())
+
+
+def run_each_method(fn, *args, **kwargs):
+    """{method: result} for every method; an engine may decline a geometry, but only with the
+    planner's ValueError naming it and the op, never by failing in another way."""
+    results = {}
+    for method in methods():
+        try:
+            results[method] = fn(*args, method=method, **kwargs)
+        except ValueError as e:
+            if method == "auto" or not re.search(rf"method='{method}' cannot run this", str(e)):
+                raise
+    assert "auto" in results
+    return results
+
+
+def check_each_method(fn, want, *args, dtype=np.float64, **kwargs):
+    for method, got in run_each_method(fn, *args, **kwargs).items():
+        try:
+            assert_close(got, want, dtype=dtype)
+        except AssertionError as e:
+            raise AssertionError(f"method={method!r}: {e}") from None
+
+
+@contextmanager
+def finishes_within(seconds: int):
+    """Fail instead of hanging when a call that should be immediate runs past ``seconds``.
+
+    A liveness guard for geometries with astronomically large sizes (a loop over 2**40 of
+    anything never ends), far above any real run time; not a performance assertion.
+    """
+
+    def expired(signum, frame):
+        raise AssertionError(f"did not finish within {seconds} s (a loop over a huge size?)")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

@@ -1,0 +1,106 @@
+"""conv_general (JAX's conv_general_dilated model) against the oracle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+
+import convgrad
+import oracle as O
+from checks import assert_close, check_each_method
+from strategies import budget, general_cases, seeds
+
+
+@budget(80)
+@given(general_cases(), seeds)
+def test_random_geometries_match_oracle(case, seed):
+    rng = np.random.default_rng(seed)
+    x, w = rng.standard_normal(case.x_shape), rng.standard_normal(case.w_shape)
+    fmt = case.data_format
+    want = O.conv_general(O.x_to_first(x, fmt), O.w_to_first(w, fmt), **case.geometry)
+    check_each_method(convgrad.conv_general, O.x_from_first(want, fmt), x, w, **case.kwargs)
+
+
+@budget(60)
+@given(general_cases(), seeds)
+def test_conv_general_vjp_matches_oracle(case, seed):
+    fmt, kw = case.data_format, case.geometry
+    rng = np.random.default_rng(seed)
+    x, w = rng.standard_normal(case.x_shape), rng.standard_normal(case.w_shape)
+    xf, wf = O.x_to_first(x, fmt), O.w_to_first(w, fmt)
+    want = O.conv_general(xf, wf, **kw)
+    y, vjp = convgrad.conv_general_vjp(x, w, **case.kwargs)
+    assert_close(O.x_to_first(y, fmt), want, dtype=np.float64)
+    dyf = rng.standard_normal(want.shape)
+    dx, dw = vjp(O.x_from_first(dyf, fmt))
+    geo = {"stride": kw["stride"], "padding": kw["padding"], "dilation": kw["rhs_dilation"],
+           "groups": kw["feature_group_count"], "lhs_dilation": kw["lhs_dilation"],
+           "batch_group_count": kw["batch_group_count"]}
+    assert_close(O.x_to_first(dx, fmt), O.input_grad(dyf, wf, xf.shape, **geo))
+    assert_close(O.w_to_first(dw, fmt), O.filter_grad(xf, dyf, wf.shape, **geo))
+
+
+def test_docstring_example():
+    x = np.arange(5.0).reshape(1, 1, 5)
+    got = convgrad.conv_general(x, np.ones((1, 1, 2)), lhs_dilation=2, padding=[(1, 1)])
+    assert_close(got, [[[0.0, 0.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0]]])
+
+
+def test_lhs_dilation_is_zero_insertion():
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((2, 3, 4, 5)), rng.standard_normal((2, 3, 2, 3))
+    xd = np.zeros((2, 3, 10, 9))
+    xd[:, :, ::3, ::2] = x
+    got = convgrad.conv_general(x, w, lhs_dilation=(3, 2), padding=[(1, -1), (0, 2)], stride=2)
+    assert_close(got, convgrad.conv(xd, w, padding=[(1, -1), (0, 2)], stride=2))
+
+
+def test_negative_pads_crop_the_input():
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal((1, 2, 9, 8)), rng.standard_normal((3, 2, 3, 2))
+    got = convgrad.conv_general(x, w, padding=[(-2, -1), (-3, 0)], rhs_dilation=(1, 2))
+    assert_close(got, convgrad.conv(x[:, :, 2:-1, 3:], w, dilation=(1, 2)))
+
+
+@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
+def test_batch_groups_meet_output_channel_blocks(data_format):
+    """Batch block b (rows b * N/B ... ) is convolved with output-channel block b only; the
+    filter has all C input channels; the output batch is N/B."""
+    rng = np.random.default_rng(2)
+    n, c, b, ob = 6, 2, 3, 2
+    x, w = rng.standard_normal((n, c, 7)), rng.standard_normal((b * ob, c, 3))
+    blocks = [convgrad.conv(x[i * (n // b):(i + 1) * (n // b)], w[i * ob:(i + 1) * ob], padding=1)
+              for i in range(b)]
+    want = np.concatenate(blocks, axis=1)
+    assert want.shape == (n // b, b * ob, 7)
+    got = convgrad.conv_general(O.x_from_first(x, data_format), O.w_from_first(w, data_format),
+                                batch_group_count=b, padding=1, data_format=data_format)
+    assert_close(O.x_to_first(got, data_format), want)
+
+
+def test_grouped_filter_gradient_is_a_batch_grouped_conv():
+    """JAX's transpose rule: dw of a conv with feature groups G is conv_general of x (batch and
+    channels swapped) with dy (batch and channels swapped) as kernel, batch_group_count=G."""
+    rng = np.random.default_rng(3)
+    g = 2
+    x, w = rng.standard_normal((3, 4, 6)), rng.standard_normal((6, 2, 3))
+    dy = rng.standard_normal((3, 6, 4))
+    dw = convgrad.conv_filter_grad(x, dy, w.shape, groups=g)
+    via = convgrad.conv_general(x.swapaxes(0, 1), dy.swapaxes(0, 1), batch_group_count=g)
+    assert via.shape == (2, 6, 3)  # (C/G, O, K)
+    assert_close(via.swapaxes(0, 1), dw)
+
+
+def test_feature_groups_equal_conv_groups():
+    rng = np.random.default_rng(4)
+    x, w = rng.standard_normal((2, 6, 5, 5)), rng.standard_normal((9, 2, 3, 3))
+    check_each_method(convgrad.conv_general, convgrad.conv(x, w, groups=3, padding="same"),
+                      x, w, feature_group_count=3, padding="same")
+
+
+def test_empty_batch():
+    y = convgrad.conv_general(np.zeros((0, 2, 5)), np.ones((4, 2, 3)), lhs_dilation=2)
+    assert y.shape == (0, 4, 7)
+    y = convgrad.conv_general(np.zeros((0, 2, 5)), np.ones((4, 2, 3)), batch_group_count=2)
+    assert y.shape == (0, 4, 3)
