@@ -4,7 +4,13 @@ frameworks on the same machine. Used by ``convgrad bench`` and ``benchmarks/benc
 Every result is checked against each framework before it is timed. Timings are interleaved (one
 call of each contestant per round), after a warm-up, and the median of the rounds is reported.
 float32; convgrad in channels-last; PyTorch in NCHW and in channels_last memory format (its best
-of the two is the one compared), TensorFlow in NHWC (eager), JAX jit-compiled in NCHW.
+of the two is the one compared), TensorFlow in NHWC (eager), JAX jit-compiled in NCHW. A framework
+that cannot run a geometry on the CPU (TensorFlow's missing grouped and dilated backprops) is left
+out of that row. Peak memory is convgrad's: the largest traced allocation above the inputs during
+one call (tracemalloc sees NumPy's buffers).
+
+A transposed case times ``conv_transpose`` as its forward, its input gradient (a ``conv``) and
+its filter gradient; the contestants run the same three maps.
 """
 
 from __future__ import annotations
@@ -15,13 +21,14 @@ import math
 import os
 import platform
 import time
+import tracemalloc
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from ._geometry import ConvGeometry
-from ._ops import conv, conv_filter_grad, conv_input_grad
+from ._ops import conv, conv_filter_grad, conv_input_grad, conv_transpose
 from ._plan import make_plan
 
 OPS = ("forward", "input_grad", "filter_grad")
@@ -43,13 +50,21 @@ class Case:
     pad: int
     dilation: int = 1
     groups: int = 1
+    # A transposed conv from c to o channels: the forward conv it transposes maps o to c, and
+    # ``spatial`` is the size of the transposed conv's input.
+    transpose: bool = False
 
     @property
     def kwargs(self) -> dict[str, int]:
         return {"stride": self.stride, "padding": self.pad, "dilation": self.dilation, "groups": self.groups}
 
     def geometry(self) -> ConvGeometry:
+        """The forward conv (for a transposed case, the conv it transposes)."""
         r = len(self.spatial)
+        if self.transpose:
+            g = ConvGeometry.for_transpose((self.n, self.c, *self.spatial),
+                                           (self.c, self.o // self.groups, *(self.k,) * r), **self.kwargs)
+            return ConvGeometry.for_conv(g.x_shape(), g.w_shape(), **self.kwargs)
         return ConvGeometry.for_conv((self.n, self.c, *self.spatial),
                                      (self.o, self.c // self.groups, *(self.k,) * r), **self.kwargs)
 
@@ -57,7 +72,8 @@ class Case:
         sp = "x".join(map(str, self.spatial))
         extra = "".join(f", {k} {v}" for k, v in (("dilation", self.dilation), ("groups", self.groups))
                         if v != 1)
-        return (f"N {self.n}, C {self.c} -> O {self.o}, {sp}, k {self.k}, stride {self.stride}, "
+        kind = "conv_transpose " if self.transpose else ""
+        return (f"{kind}N {self.n}, C {self.c} -> O {self.o}, {sp}, k {self.k}, stride {self.stride}, "
                 f"pad {self.pad}{extra}")
 
 
@@ -65,9 +81,14 @@ CASES = (
     Case("resnet_3x3", 8, 64, 64, (56, 56), 3, 1, 1),
     Case("resnet_3x3_deep", 8, 256, 256, (14, 14), 3, 1, 1),
     Case("resnet_1x1", 8, 256, 64, (56, 56), 1, 1, 0),
+    Case("stem_7x7_s2", 8, 3, 64, (224, 224), 7, 2, 3),
     Case("strided_3x3_s2", 8, 128, 128, (56, 56), 3, 2, 1),
+    Case("depthwise_3x3", 8, 128, 128, (56, 56), 3, 1, 1, 1, 128),
     Case("dilated_3x3_d2", 8, 64, 64, (32, 32), 3, 1, 2, 2),
+    Case("large_kernel_31", 4, 32, 32, (32, 32), 31, 1, 15),
+    Case("conv1d_k255", 8, 32, 32, (16000,), 255, 1, 127),
     Case("conv3d_3x3x3", 2, 16, 16, (32, 32, 32), 3, 1, 1),
+    Case("transposed_k4_s2", 8, 64, 32, (28, 28), 4, 2, 1, transpose=True),
 )
 # Small cases for a quick look (and the tests); not in the default suite.
 EXTRA_CASES = (
@@ -142,14 +163,27 @@ def _tf(case: Case, x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> Contestant:
     import tensorflow as tf
 
     r = len(case.spatial)
-    if r not in (2, 3) or case.groups != 1 or case.dilation != 1:
-        return {op: [] for op in OPS}  # no CPU gradient kernels for groups or dilation
+    if r == 1:  # tf.nn.conv1d is Conv2D over a height of 1
+        x, w, dy = x[:, :, None], w[:, :, None], dy[:, :, None]
+        r, squeeze = 2, True
+    else:
+        squeeze = False
+    depthwise = case.groups == case.c and case.o == case.c and case.groups > 1
+    if case.groups != 1 and not depthwise:
+        return {op: [] for op in OPS}  # no grouped CPU kernels
     xl = tf.constant(np.moveaxis(x, 1, -1))
     wl = tf.constant(np.moveaxis(w, (0, 1), (-1, -2)))
     dyl = tf.constant(np.moveaxis(dy, 1, -1))
     strides = [1, *(case.stride,) * r, 1]
-    pads = [0, 0, *(case.pad,) * (2 * r), 0, 0]
-    if r == 2:
+    pads = [0, 0, *([0, 0] if squeeze else []), *(case.pad,) * (2 * r - (2 if squeeze else 0)), 0, 0]
+    dil = {"dilations": [1, *(case.dilation,) * r, 1]}
+    if depthwise:
+        pad = {"padding": "EXPLICIT", "explicit_paddings": pads}
+        wl = tf.constant(np.transpose(w[:, 0], (1, 2, 0))[..., None])  # (C, 1, kh, kw) -> (kh, kw, C, 1)
+        bi = tf.raw_ops.DepthwiseConv2dNativeBackpropInput
+        bf = tf.raw_ops.DepthwiseConv2dNativeBackpropFilter
+        f = tf.raw_ops.DepthwiseConv2dNative
+    elif r == 2:
         pad = {"padding": "EXPLICIT", "explicit_paddings": pads}
         bi, bf, f = tf.raw_ops.Conv2DBackpropInput, tf.raw_ops.Conv2DBackpropFilter, tf.raw_ops.Conv2D
     else:  # Conv3D*V2 take 'SAME' or 'VALID' only
@@ -163,14 +197,17 @@ def _tf(case: Case, x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> Contestant:
 
     def cf(t: object, filt: bool = False) -> np.ndarray:
         a = t.numpy()  # type: ignore[attr-defined]
-        return np.moveaxis(a, (-1, -2), (0, 1)) if filt else np.moveaxis(a, -1, 1)
+        if filt and depthwise:
+            a = a.reshape(*a.shape[:2], 1, case.c)
+        a = np.moveaxis(a, (-1, -2), (0, 1)) if filt else np.moveaxis(a, -1, 1)
+        return a[:, :, 0] if squeeze else a
 
     return {
-        "forward": [("tf", lambda: cf(f(input=xl, filter=wl, strides=strides, **pad)))],
+        "forward": [("tf", lambda: cf(f(input=xl, filter=wl, strides=strides, **pad, **dil)))],
         "input_grad": [("tf", lambda: cf(bi(input_sizes=list(xl.shape), filter=wl, out_backprop=dyl,
-                                            strides=strides, **pad)))],
+                                            strides=strides, **pad, **dil)))],
         "filter_grad": [("tf", lambda: cf(bf(input=xl, filter_sizes=list(wl.shape), out_backprop=dyl,
-                                             strides=strides, **pad), True))],
+                                             strides=strides, **pad, **dil), True))],
     }
 
 
@@ -203,6 +240,9 @@ def run_case(case: Case, repeats: int, frameworks: Iterable[str] = ("torch",),
              step: Callable[[str], None] = lambda _: None) -> list[dict]:
     """One row per op: convgrad's time, each framework variant's time, and the ratios
     convgrad / (that framework's best variant). Raises AssertionError when results differ."""
+    from .engines import warm_up
+
+    warm_up(("float32",))  # the frameworks are warmed up (JIT-compiled) too before timing
     rng = np.random.default_rng(0)
     geom = case.geometry()
     x = rng.standard_normal(geom.x_shape(), dtype=np.float32)
@@ -213,32 +253,49 @@ def run_case(case: Case, repeats: int, frameworks: Iterable[str] = ("torch",),
     wl = np.ascontiguousarray(np.moveaxis(w, (0, 1), (-1, -2)))
     dyl = np.ascontiguousarray(np.moveaxis(dy, 1, -1))
     kw = {**case.kwargs, "data_format": "channels_last"}
-    ours = {
-        "forward": lambda: np.moveaxis(conv(xl, wl, **kw), -1, 1),
-        "input_grad": lambda: np.moveaxis(conv_input_grad(dyl, wl, xl.shape, **kw), -1, 1),
-        "filter_grad": lambda: np.moveaxis(conv_filter_grad(xl, dyl, wl.shape, **kw), (-1, -2), (0, 1)),
-    }
+    if case.transpose:
+        # The transposed conv's input is the forward conv's dy, its output gradient the forward's
+        # x: conv_transpose = input gradient, its input gradient = conv, its filter gradient =
+        # the forward's filter gradient with the roles of x and dy exchanged.
+        ours = {
+            "forward": lambda: np.moveaxis(conv_transpose(dyl, wl, **kw), -1, 1),
+            "input_grad": lambda: np.moveaxis(conv(xl, wl, **kw), -1, 1),
+            "filter_grad": lambda: np.moveaxis(conv_filter_grad(xl, dyl, wl.shape, **kw), (-1, -2), (0, 1)),
+        }
+        relabel = {"forward": "input_grad", "input_grad": "forward", "filter_grad": "filter_grad"}
+    else:
+        ours = {
+            "forward": lambda: np.moveaxis(conv(xl, wl, **kw), -1, 1),
+            "input_grad": lambda: np.moveaxis(conv_input_grad(dyl, wl, xl.shape, **kw), -1, 1),
+            "filter_grad": lambda: np.moveaxis(conv_filter_grad(xl, dyl, wl.shape, **kw), (-1, -2), (0, 1)),
+        }
+        relabel = {op: op for op in OPS}
     theirs: Contestant = {op: [] for op in OPS}
     for name in frameworks:
         if installed(name):
-            for op, variants in CONTESTANTS[name](case, x, w, dy).items():
-                theirs[op].extend(variants)
+            for op, fns in CONTESTANTS[name](case, x, w, dy).items():
+                theirs[op].extend(fns)
     rows = []
     for op in OPS:
         step(f"{case.name} {op}")
         mine = ours[op]()
-        errors = {}
-        for name, fn in theirs[op]:
-            ref = fn()
+        errors, runnable = {}, []
+        for name, fn in theirs[relabel[op]]:
+            try:
+                ref = fn()
+            except Exception:  # a framework that cannot run this geometry on the CPU
+                continue
             scale = float(np.abs(ref).max()) or 1.0
             errors[name] = float(np.abs(mine - ref).max()) / scale
             if errors[name] > RTOL:
                 raise AssertionError(f"{case.name} {op}: convgrad and {name} differ by {errors[name]:.2e} "
                                      f"(relative; tolerance {RTOL:g})")
-        t = timeit({"convgrad": ours[op], **dict(theirs[op])}, repeats)
-        plan = make_plan(op, geom, np.dtype(np.float32), "auto", _limit())
+            runnable.append((name, fn))
+        t = timeit({"convgrad": ours[op], **dict(runnable)}, repeats)
+        plan = make_plan(relabel[op], geom, np.dtype(np.float32), "auto", _limit())
         row = {"case": case.name, "op": op, "engine": plan.engine.name,
                "gflops": geom.flops / t["convgrad"] / 1e9, "max_rel_err": max(errors.values(), default=0.0),
+               "peak_mib": _peak_bytes(ours[op]) / 2**20,
                "ms": {k: v * 1e3 for k, v in t.items()}, "ratio": {}}
         for fw in FRAMEWORKS:
             best = [v for k, v in t.items() if k == fw or k.startswith(fw + "_")]
@@ -246,6 +303,17 @@ def run_case(case: Case, repeats: int, frameworks: Iterable[str] = ("torch",),
                 row["ratio"][fw] = t["convgrad"] / min(best)
         rows.append(row)
     return rows
+
+
+def _peak_bytes(fn: Callable[[], object]) -> int:
+    """Largest traced allocation above the starting point during one call."""
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        fn()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
 
 
 def _limit() -> int:
@@ -294,18 +362,19 @@ def markdown_table(rows: list[dict]) -> str:
     vs = variants(rows)
     fws = ratio_frameworks(rows)
     head = (["case", "op", "engine", "convgrad ms"] + [f"{VARIANT_TITLES.get(v, v)} ms" for v in vs]
-            + ["convgrad GFLOP/s"] + [f"convgrad / best {fw}" for fw in fws])
+            + ["convgrad GFLOP/s", "convgrad peak MiB"] + [f"convgrad / best {fw}" for fw in fws])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * (len(head) - 3)]
     for r in rows:
         cells = [r["case"], r["op"], r["engine"], f"{r['ms']['convgrad']:.2f}"]
         cells += [f"{r['ms'][v]:.2f}" if v in r["ms"] else "—" for v in vs]
         cells.append(f"{r['gflops']:.0f}" if r["gflops"] >= 100 else f"{r['gflops']:.3g}")
+        cells.append(f"{r['peak_mib']:.1f}" if "peak_mib" in r else "—")
         cells += [f"{r['ratio'][fw]:.2f}" if fw in r["ratio"] else "—" for fw in fws]
         lines.append("| " + " | ".join(cells) + " |")
     means = geometric_means(rows)
     for op in OPS:
         if any((op, fw) in means for fw in fws):
-            cells = ["geometric mean", op, "", ""] + [""] * len(vs) + [""]
+            cells = ["geometric mean", op, "", ""] + [""] * len(vs) + ["", ""]
             cells += [f"{means[(op, fw)]:.2f}" if (op, fw) in means else "—" for fw in fws]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

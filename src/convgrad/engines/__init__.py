@@ -55,6 +55,14 @@ def engine_names() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
+def warm_up(dtypes: tuple[str, ...] = ("float32", "float64")) -> None:
+    """Compile or load the compiled kernels now (they otherwise cost their compile time in the
+    planner until first used): call once before timing, or at start-up of a long job."""
+    from ._kernels import warm_up as kernels_warm_up
+
+    kernels_warm_up(dtypes)
+
+
 def _register_builtin() -> None:
     from .direct import Direct
     from .fft import FFT

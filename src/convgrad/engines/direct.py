@@ -38,7 +38,7 @@ class Direct:
                 "filter_grad": _kernels.depthwise2d_filter_grad}[op]
 
     def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
-        return geom.flops / FLOPS_PER_S + CALL_SECONDS + _kernels.compile_penalty(self._kernel(op))
+        return geom.flops / FLOPS_PER_S + CALL_SECONDS + _kernels.compile_penalty(dtype, self._kernel(op))
 
     def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
         from .._budget import check_fits

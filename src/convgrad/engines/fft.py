@@ -24,8 +24,10 @@ from ._common import group_dims, tight_padded
 
 FFT_FLOPS_PER_S = 20e9
 CGEMM_FLOPS_PER_S = 60e9
-# Planning the transforms and the NumPy calls around them.
+# Planning the transforms and the NumPy calls around them; NumPy's batched matmul spends about
+# this long per (frequency, group) pair, which dominates for depthwise convs.
 CALL_SECONDS = 200e-6
+BATCH_ITEM_SECONDS = 40e-9
 
 
 class FFT:
@@ -50,7 +52,8 @@ class FFT:
         transforms = n * geom.in_channels + n * geom.out_channels + cg * geom.out_channels
         fft_flops = 2.5 * transforms * size * max(1.0, math.log2(size))
         mix = 8 * freqs * n * cg * og * g
-        return fft_flops / FFT_FLOPS_PER_S + mix / CGEMM_FLOPS_PER_S + CALL_SECONDS
+        return (fft_flops / FFT_FLOPS_PER_S + mix / CGEMM_FLOPS_PER_S + CALL_SECONDS
+                + freqs * g * BATCH_ITEM_SECONDS)
 
     def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
         lengths = self._lengths(geom)

@@ -87,7 +87,7 @@ class Winograd:
         if _fused(geom, np.dtype(dtype)):
             # The fused transforms read and write each tile once.
             return flops / rate + moved / COPY_BYTES_PER_S + CALL_SECONDS + _kernels.compile_penalty(
-                _kernels.winograd2d_input, _kernels.winograd2d_output)
+                dtype, _kernels.winograd2d_input, _kernels.winograd2d_output)
         # NumPy's einsum passes make several copies of the tiles.
         return flops / rate + 8 * moved / COPY_BYTES_PER_S + 3 * CALL_SECONDS
 
