@@ -56,6 +56,10 @@ def tile_size(geom: ConvGeometry) -> int:
     """F(4, 3) where outputs are long enough to fill its tiles, else F(2, 3)."""
     return 4 if min(geom.out_spatial) >= 4 and geom.rank <= 2 else 2
 
+# Measured time / the estimate above, per op: the median over benchmarks/calibrate.py's shapes
+# (2-core AVX-512 machine, 2026-11-27). Rerun it and refit on another machine kind.
+FITTED = {'forward': 4.13, 'input_grad': 3.21, 'filter_grad': 1.0}
+
 
 class Winograd:
     name = "winograd"
@@ -79,6 +83,9 @@ class Winograd:
         return m, m + 2, tiles
 
     def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
+        return self._raw_cost(geom, op, dtype) * FITTED[op]
+
+    def _raw_cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
         _m, n, tiles = self._tiles(geom)
         g, cg, og, _ = group_dims(geom)
         flops = 2 * n**geom.rank * tiles * cg * og * g
