@@ -7,6 +7,7 @@ optional argument such as a bias).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -21,3 +22,18 @@ def has_vjp(vjp: Callable[..., tuple[Any, Callable[[Any], Any]]]) -> Callable[[F
         return op
 
     return attach
+
+
+def op_with_vjp(resolve: Callable[..., Any]) -> Callable[..., Any]:
+    """An op from a resolver: ``resolve(*args, **kwargs)`` checks and translates the framework's
+    arguments once into an object with ``forward()`` and ``vjp() -> (out, pullback)``; the op
+    runs ``forward()`` and ``op.vjp`` runs ``vjp()``."""
+
+    @functools.wraps(resolve)
+    def op(*args: Any, **kwargs: Any) -> Any:
+        return resolve(*args, **kwargs).forward()
+
+    def vjp(*args: Any, **kwargs: Any) -> Any:
+        return resolve(*args, **kwargs).vjp()
+
+    return has_vjp(vjp)(op)

@@ -27,7 +27,6 @@ returns an empty output.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +35,7 @@ import numpy as np
 
 from .. import _ops
 from .._dtypes import as_array
-from .._fronts.vjp import has_vjp
+from .._fronts.vjp import op_with_vjp
 from ..layouts import convert_filter
 
 __all__ = [
@@ -346,19 +345,6 @@ class _FilterGrad:
         return out, pullback
 
 
-def _op(resolve: Callable[..., Any]) -> Callable[..., Any]:
-    """The op runs ``resolve(...).forward()``; ``op.vjp`` runs ``resolve(...).vjp()``."""
-
-    @functools.wraps(resolve)
-    def op(*args: Any, **kwargs: Any) -> np.ndarray:
-        return resolve(*args, **kwargs).forward()
-
-    def vjp(*args: Any, **kwargs: Any) -> tuple[np.ndarray, Pullback]:
-        return resolve(*args, **kwargs).vjp()
-
-    return has_vjp(vjp)(op)
-
-
 # --- builders shared by the ops -----------------------------------------------------------------
 def _conv(func: str, x: object, w: object, rank: int, first: bool, stride: tuple, padding: object,
           dilation: tuple, *, batch_dims: bool = True) -> _Conv:
@@ -440,7 +426,7 @@ def _shape(name: str, value: object) -> tuple[int, ...]:
 
 
 # --- convolutions -------------------------------------------------------------------------------
-@_op
+@op_with_vjp
 def conv1d(input=None, filters=None, stride=None, padding=None, data_format="NWC", dilations=None,
            name=None, *, value=None, use_cudnn_on_gpu=None):
     """``tf.nn.conv1d``: x ``batch_shape + [W, C]`` (NWC) or ``batch_shape + [C, W]`` (NCW),
@@ -456,7 +442,7 @@ def conv1d(input=None, filters=None, stride=None, padding=None, data_format="NWC
     return _conv("conv1d", x, _required("filters", filters), 1, first, s, p, d)
 
 
-@_op
+@op_with_vjp
 def conv2d(input=None, filters=None, strides=None, padding=None, data_format="NHWC", dilations=None,
            name=None, *, filter=None, use_cudnn_on_gpu=True):
     """``tf.nn.conv2d``: x ``batch_shape + [H, W, C]`` (NHWC) or ``batch_shape + [C, H, W]``
@@ -473,7 +459,7 @@ def conv2d(input=None, filters=None, strides=None, padding=None, data_format="NH
     return _conv("conv2d", input, w, 2, first, s, p, d)
 
 
-@_op
+@op_with_vjp
 def conv3d(input=None, filters=None, strides=None, padding=None, data_format="NDHWC", dilations=None,
            name=None, *, filter=None):
     """``tf.nn.conv3d``: x ``batch_shape + [D, H, W, C]`` (NDHWC) or ``[N, C, D, H, W]``
@@ -489,7 +475,7 @@ def conv3d(input=None, filters=None, strides=None, padding=None, data_format="ND
     return _conv("conv3d", input, w, 3, first, s, p, d)
 
 
-@_op
+@op_with_vjp
 def convolution(input=None, filters=None, strides=None, padding="VALID", data_format=None,
                 dilations=None, name=None, *, filter=None, dilation_rate=None):
     """``tf.nn.convolution``: rank-agnostic (1 to 3 spatial dims, from the filter's rank);
@@ -516,7 +502,7 @@ def convolution(input=None, filters=None, strides=None, padding="VALID", data_fo
 
 
 # --- gradients as ops ---------------------------------------------------------------------------
-@_op
+@op_with_vjp
 def conv2d_backprop_input(input_sizes, filter=None, out_backprop=None, strides=None, padding=None,
                           use_cudnn_on_gpu=True, data_format="NHWC", dilations=(1, 1, 1, 1), name=None,
                           filters=None):
@@ -535,7 +521,7 @@ def conv2d_backprop_input(input_sizes, filter=None, out_backprop=None, strides=N
                        2, first, s, p, d, filter_first=True)
 
 
-@_op
+@op_with_vjp
 def conv2d_backprop_filter(input, filter_sizes, out_backprop, strides, padding, use_cudnn_on_gpu=True,
                            data_format="NHWC", dilations=(1, 1, 1, 1), name=None):
     """``tf.compat.v1.nn.conv2d_backprop_filter``: the gradient of ``conv2d`` with respect to
@@ -549,7 +535,7 @@ def conv2d_backprop_filter(input, filter_sizes, out_backprop, strides, padding, 
     return _filter_grad("conv2d_backprop_filter", input, filter_sizes, out_backprop, 2, first, s, p, d)
 
 
-@_op
+@op_with_vjp
 def conv3d_backprop_input_v2(input_sizes, filter, out_backprop, strides, padding, data_format="NDHWC",
                              dilations=(1, 1, 1, 1, 1), name=None):
     """``tf.raw_ops.Conv3DBackpropInputV2``: the gradient of ``conv3d`` with respect to its
@@ -564,7 +550,7 @@ def conv3d_backprop_input_v2(input_sizes, filter, out_backprop, strides, padding
                        filter_first=True)
 
 
-@_op
+@op_with_vjp
 def conv3d_backprop_filter_v2(input, filter_sizes, out_backprop, strides, padding, data_format="NDHWC",
                               dilations=(1, 1, 1, 1, 1), name=None):
     """``tf.compat.v1.nn.conv3d_backprop_filter_v2``: the gradient of ``conv3d`` with respect to
@@ -589,7 +575,7 @@ def _transpose(func: str, rank: int, x: object, w: object, output_shape: object,
                        _required("input", x), rank, first, s, p, d, filter_first=False)
 
 
-@_op
+@op_with_vjp
 def conv1d_transpose(input, filters, output_shape, strides, padding="SAME", data_format="NWC",
                      dilations=None, name=None):
     """``tf.nn.conv1d_transpose``: the transpose of ``conv1d``. input ``[N, W_in, C_in]``,
@@ -601,7 +587,7 @@ def conv1d_transpose(input, filters, output_shape, strides, padding="SAME", data
                       dilations)
 
 
-@_op
+@op_with_vjp
 def conv2d_transpose(input=None, filters=None, output_shape=None, strides=None, padding="SAME",
                      data_format="NHWC", dilations=None, name=None, *, value=None, filter=None):
     """``tf.nn.conv2d_transpose`` (= ``Conv2DBackpropInput``): input ``[N, H_in, W_in, C_in]``,
@@ -615,7 +601,7 @@ def conv2d_transpose(input=None, filters=None, output_shape=None, strides=None, 
     return _transpose("conv2d_transpose", 2, x, w, output_shape, strides, padding, data_format, dilations)
 
 
-@_op
+@op_with_vjp
 def conv3d_transpose(input=None, filters=None, output_shape=None, strides=None, padding="SAME",
                      data_format="NDHWC", dilations=None, name=None, *, value=None, filter=None):
     """``tf.nn.conv3d_transpose``: input ``[N, D_in, H_in, W_in, C_in]``, filters
@@ -628,7 +614,7 @@ def conv3d_transpose(input=None, filters=None, output_shape=None, strides=None, 
     return _transpose("conv3d_transpose", 3, x, w, output_shape, strides, padding, data_format, dilations)
 
 
-@_op
+@op_with_vjp
 def conv_transpose(input, filters, output_shape, strides, padding="SAME", data_format=None,
                    dilations=None, name=None):
     """``tf.nn.conv_transpose``: the transpose of ``convolution``, its rank read from
@@ -658,7 +644,7 @@ def _depthwise_strides(strides: object, first: bool) -> tuple[int, ...]:
     return s
 
 
-@_op
+@op_with_vjp
 def depthwise_conv2d(input, filter, strides, padding, data_format=None, dilations=None, name=None, *,
                      rate=None):
     """``tf.nn.depthwise_conv2d``: x ``[N, H, W, C]`` (or NCHW), filter ``[kh, kw, C, M]``;
@@ -694,7 +680,7 @@ def depthwise_conv2d(input, filter, strides, padding, data_format=None, dilation
     return _Conv(xc, filt.to_core(w), geometry, layout, filt, dtype)
 
 
-@_op
+@op_with_vjp
 def depthwise_conv2d_backprop_input(input_sizes, filter, out_backprop, strides, padding,
                                     data_format="NHWC", dilations=(1, 1, 1, 1), name=None):
     """``tf.nn.depthwise_conv2d_backprop_input``: the gradient of ``depthwise_conv2d`` with
@@ -710,7 +696,7 @@ def depthwise_conv2d_backprop_input(input_sizes, filter, out_backprop, strides, 
                        d, filter_first=True, depthwise=True)
 
 
-@_op
+@op_with_vjp
 def depthwise_conv2d_backprop_filter(input, filter_sizes, out_backprop, strides, padding,
                                      data_format="NHWC", dilations=(1, 1, 1, 1), name=None):
     """``tf.nn.depthwise_conv2d_backprop_filter``: the gradient of ``depthwise_conv2d`` with
@@ -748,7 +734,7 @@ class _BiasAdd:
         return out, pullback
 
 
-@_op
+@op_with_vjp
 def bias_add(value, bias, data_format=None, name=None):
     """``tf.nn.bias_add``: adds the 1-D ``bias`` along the channel axis of ``value`` (at least
     2-D): the last axis for ``None`` or ``N...C`` formats, axis 1 for ``NC...``.

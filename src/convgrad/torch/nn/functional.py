@@ -15,7 +15,6 @@ same meaning. PyTorch's CPU dtype gaps (e.g. integer convolutions) are not copie
 
 from __future__ import annotations
 
-import functools
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import numpy as np
 
 from ... import _ops
 from ..._dtypes import as_array
-from ..._fronts.vjp import has_vjp
+from ..._fronts.vjp import op_with_vjp
 from ..._geometry import ConvGeometry
 
 __all__ = [
@@ -111,19 +110,6 @@ def cotangent(value: object, shape: tuple[int, ...]) -> np.ndarray:
     if g.shape != shape:
         raise ValueError(f"dy.shape={g.shape} does not match the op's output shape {shape}")
     return g
-
-
-def op_with_vjp(resolve: Callable[..., Any]) -> Callable[..., Any]:
-    """The op runs ``resolve(...).forward()``; ``op.vjp`` runs ``resolve(...).vjp()``."""
-
-    @functools.wraps(resolve)
-    def op(*args: Any, **kwargs: Any) -> np.ndarray:
-        return resolve(*args, **kwargs).forward()
-
-    def vjp(*args: Any, **kwargs: Any) -> tuple[np.ndarray, Pullback]:
-        return resolve(*args, **kwargs).vjp()
-
-    return has_vjp(vjp)(op)
 
 
 def _cast(a: np.ndarray | None, dtype: np.dtype) -> np.ndarray | None:

@@ -19,7 +19,8 @@ import numpy as np
 
 from ... import _ops
 from ..._dtypes import as_array
-from .functional import Pullback, cotangent, expand, groups_of, op_with_vjp, same_dtype
+from ..._fronts.vjp import op_with_vjp
+from .functional import Pullback, cotangent, expand, groups_of, same_dtype
 
 __all__ = [
     "conv1d_input",
