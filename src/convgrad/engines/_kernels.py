@@ -161,6 +161,64 @@ def winograd2d_output(mm, at, th, tw, y):  # pragma: no cover - compiled
                             out[k] += coef * tmp[x, b, k]
 
 
+# The packing kernels run on the calling thread only: they alternate with multi-threaded BLAS
+# calls, and two thread pools spinning against each other on two cores cost more than the
+# parallel packing gains.
+@njit(cache=True)
+def im2col2d(xp, r0, oh, ow, s0, s1, d0, d1, kh, kw, cols):  # pragma: no cover - compiled
+    """cols[g, r, a*kw + b, c] = xp[n, i*s0 + a*d0, j*s1 + b*d1, g*Cg + c] for the flat output
+    rows r0 + r = (n * oh + i) * ow + j of the block."""
+    g_, rows, _, cg = cols.shape
+    c_in = xp.shape[3]
+    if g_ == 1 and d1 == 1:
+        # One group, contiguous taps: each kernel row is one run of kw * C samples.
+        flat = xp.reshape(xp.shape[0], xp.shape[1], xp.shape[2] * c_in)
+        out = cols.reshape(rows, kh * kw * c_in)
+        run = kw * c_in
+        for r in range(rows):
+            q = r0 + r
+            n = q // (oh * ow)
+            i = (q // ow) % oh
+            v0 = (q % ow) * s1 * c_in
+            for a in range(kh):
+                src = flat[n, i * s0 + a * d0]
+                for e in range(run):
+                    out[r, a * run + e] = src[v0 + e]
+        return
+    for r in range(rows):
+        q = r0 + r
+        n = q // (oh * ow)
+        i = (q // ow) % oh
+        j = q % ow
+        for a in range(kh):
+            h = i * s0 + a * d0
+            for b in range(kw):
+                v = j * s1 + b * d1
+                t = a * kw + b
+                for g in range(g_):
+                    for c in range(cg):
+                        cols[g, r, t, c] = xp[n, h, v, g * cg + c]
+
+
+@njit(cache=True)
+def col2im2d(dcols, r0, oh, ow, s0, s1, d0, d1, kh, kw, dxp):  # pragma: no cover - compiled
+    """The adjoint of im2col2d: scatter-add the columns back into the padded dx."""
+    g_, rows, _, cg = dcols.shape
+    for r in range(rows):
+        q = r0 + r
+        n = q // (oh * ow)
+        i = (q // ow) % oh
+        j = q % ow
+        for a in range(kh):
+            h = i * s0 + a * d0
+            for b in range(kw):
+                v = j * s1 + b * d1
+                t = a * kw + b
+                for g in range(g_):
+                    for c in range(cg):
+                        dxp[n, h, v, g * cg + c] += dcols[g, r, t, c]
+
+
 # Seconds to compile one kernel for one signature here (measured: 1-3 s), and to load it from
 # numba's on-disk cache (measured: 0.1-0.3 s). The planner charges them to a kernel that this
 # process has not run yet, so small problems stay on the NumPy engines.
@@ -189,6 +247,9 @@ def warm_up(dtypes=("float32", "float64")) -> None:  # type: ignore[no-untyped-d
         depthwise2d_forward(x, w, 1, 1, 1, 1, y)
         depthwise2d_input_grad(y, w, 1, 1, 1, 1, x)
         depthwise2d_filter_grad(x, y, 1, 1, 1, 1, 3, 3, np.zeros((1, 3, 3, 2), dt))
+        cols = np.zeros((1, 16, 9, 2), dt)
+        im2col2d(x, 0, 4, 4, 1, 1, 1, 1, 3, 3, cols)
+        col2im2d(cols, 0, 4, 4, 1, 1, 1, 1, 3, 3, x)
         for transform in (np.ones((6, 6)), np.ones((4, 4))):
             m = transform.shape[0] - 2
             tiles = np.zeros((transform.shape[0] ** 2, 1, 2), dt)

@@ -19,6 +19,7 @@ import numpy as np
 from .._budget import check_fits
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
+from . import _kernels
 from ._common import group_dims as _group_dims
 from ._common import tight_padded as _tight_padded
 
@@ -35,6 +36,8 @@ TAP_SECONDS = 3e-6
 # Measured time / the estimate above, per op: the median over benchmarks/calibrate.py's shapes
 # (2-core AVX-512 machine, 2026-11-27). Rerun it and refit on another machine kind.
 FITTED = {'forward': 1.36, 'input_grad': 2.28, 'filter_grad': 1.25}
+# The same for 2-D problems packed by the compiled loops (median over the 2-D shapes).
+FITTED_FUSED = {'forward': 0.64, 'input_grad': 0.6, 'filter_grad': 0.8}
 
 
 class Im2col:
@@ -46,7 +49,8 @@ class Im2col:
         return None
 
     def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
-        return self._raw_cost(geom, op, dtype) * FITTED[op]
+        fitted = FITTED_FUSED if _use_kernels(geom, np.dtype(dtype)) else FITTED
+        return self._raw_cost(geom, op, dtype) * fitted[op]
 
     def _raw_cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
         packed = geom.out_batch * math.prod(geom.out_spatial) * math.prod(geom.kernel)
@@ -93,8 +97,9 @@ class Im2col:
         xp = pad_or_crop(x, geom.tight_padding)
         wg = _grouped_filter(w, g, t, cg, og)
         _, _, rows = self._sizes(geom, "forward", x.dtype, limit)
+        fused = _use_kernels(geom, x.dtype)
         for block, bshape in _blocks((geom.batch, *geom.out_spatial), rows):
-            cols = _pack(xp, block, bshape, geom, g, cg, t)
+            cols = _pack(xp, block, bshape, geom, g, cg, t, fused)
             yb = y[block].reshape(-1, g, og)
             if g == 1:
                 np.matmul(cols[0], wg[0], out=yb[:, 0, :])
@@ -109,9 +114,14 @@ class Im2col:
         if dy.size and cg:
             wt = np.ascontiguousarray(_grouped_filter(w, g, t, cg, og).transpose(0, 2, 1))
             _, _, rows = self._sizes(geom, "input_grad", dy.dtype, limit)
+            fused = _use_kernels(geom, dy.dtype)
             for block, bshape in _blocks((geom.batch, *geom.out_spatial), rows):
                 dyb = dy[block].reshape(-1, g, og).transpose(1, 0, 2)
                 dcols = np.matmul(dyb, wt).reshape(g, -1, t, cg)
+                if fused:
+                    _kernels.col2im2d(dcols, _first_row(block, geom), *geom.out_spatial, *geom.stride,
+                                      *geom.rhs_dilation, *geom.kernel, dxp)
+                    continue
                 for ti, offset in enumerate(np.ndindex(*geom.kernel)):
                     view = _window(dxp, block, offset, geom)
                     dst = np.moveaxis(view.reshape(*view.shape[:-1], g, cg), -2, 0)
@@ -124,8 +134,9 @@ class Im2col:
         if dy.size and cg:
             xp = pad_or_crop(x, geom.tight_padding)
             _, _, rows = self._sizes(geom, "filter_grad", x.dtype, limit)
+            fused = _use_kernels(geom, x.dtype)
             for block, bshape in _blocks((geom.batch, *geom.out_spatial), rows):
-                cols = _pack(xp, block, bshape, geom, g, cg, t)
+                cols = _pack(xp, block, bshape, geom, g, cg, t, fused)
                 dyb = dy[block].reshape(-1, g, og).transpose(1, 0, 2)
                 dwg += np.matmul(cols.transpose(0, 2, 1), dyb)
         # (G, T, Cg, Og) -> (*K, Cg, G * Og): output channel g * Og + j belongs to group g.
@@ -174,12 +185,37 @@ def _window(xp: np.ndarray, block: tuple, offset: tuple[int, ...], geom: ConvGeo
     return xp[tuple(index)]
 
 
+def _use_kernels(geom: ConvGeometry, dtype: np.dtype) -> bool:
+    """Pack with the compiled loops in 2-D once they are loaded, or when the packing they speed
+    up would take longer than loading them."""
+    if geom.rank != 2 or dtype not in (np.float32, np.float64):
+        return False
+    packed = geom.out_batch * math.prod(geom.out_spatial) * math.prod(geom.kernel) * geom.in_channels
+    penalty = _kernels.compile_penalty(dtype, _kernels.im2col2d, _kernels.col2im2d)
+    return penalty == 0 or penalty < packed * dtype.itemsize / COPY_BYTES_PER_S
+
+
+def _first_row(block: tuple, geom: ConvGeometry) -> int:
+    """Flat index, in the (N, *out) output grid, of the first row of ``block``."""
+    index = 0
+    for i, size in enumerate((geom.batch, *geom.out_spatial)):
+        part = block[i] if i < len(block) else slice(None)
+        start = part if isinstance(part, int) else (part.start or 0)
+        index = index * size + start
+    return index
+
+
 def _pack(
-    xp: np.ndarray, block: tuple, bshape: tuple[int, ...], geom: ConvGeometry, g: int, cg: int, t: int
+    xp: np.ndarray, block: tuple, bshape: tuple[int, ...], geom: ConvGeometry, g: int, cg: int, t: int,
+    fused: bool = False,
 ) -> np.ndarray:
     """The im2col rows of ``block``: (G, rows, T * Cg), channels of group g contiguous."""
     rows = math.prod(bshape)
     cols = np.empty((g, rows, t, cg), dtype=xp.dtype)
+    if fused:
+        _kernels.im2col2d(xp, _first_row(block, geom), *geom.out_spatial, *geom.stride,
+                          *geom.rhs_dilation, *geom.kernel, cols)
+        return cols.reshape(g, rows, t * cg)
     for ti, offset in enumerate(np.ndindex(*geom.kernel)):
         view = _window(xp, block, offset, geom)
         src = np.moveaxis(view.reshape(*view.shape[:-1], g, cg), -2, 0)
