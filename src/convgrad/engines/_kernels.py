@@ -219,6 +219,46 @@ def col2im2d(dcols, r0, oh, ow, s0, s1, d0, d1, kh, kw, dxp):  # pragma: no cove
                         dxp[n, h, v, g * cg + c] += dcols[g, r, t, c]
 
 
+@njit(cache=True)
+def im2col3d(xp, r0, od, oh, ow, s0, s1, s2, d0, d1, d2, kd, kh, kw, cols):  # pragma: no cover
+    """3-D im2col2d: rows r0 + r = ((n * od + i) * oh + j) * ow + l of the block."""
+    g_, rows, _, cg = cols.shape
+    for r in range(rows):
+        q = r0 + r
+        n = q // (od * oh * ow)
+        i = (q // (oh * ow)) % od
+        j = (q // ow) % oh
+        m = q % ow
+        for a in range(kd):
+            for b in range(kh):
+                for e in range(kw):
+                    t = (a * kh + b) * kw + e
+                    for g in range(g_):
+                        for c in range(cg):
+                            cols[g, r, t, c] = xp[n, i * s0 + a * d0, j * s1 + b * d1, m * s2 + e * d2,
+                                                  g * cg + c]
+
+
+@njit(cache=True)
+def col2im3d(dcols, r0, od, oh, ow, s0, s1, s2, d0, d1, d2, kd, kh, kw, dxp):  # pragma: no cover
+    """The adjoint of im2col3d."""
+    g_, rows, _, cg = dcols.shape
+    for r in range(rows):
+        q = r0 + r
+        n = q // (od * oh * ow)
+        i = (q // (oh * ow)) % od
+        j = (q // ow) % oh
+        m = q % ow
+        for a in range(kd):
+            for b in range(kh):
+                for e in range(kw):
+                    t = (a * kh + b) * kw + e
+                    for g in range(g_):
+                        for c in range(cg):
+                            dxp[n, i * s0 + a * d0, j * s1 + b * d1, m * s2 + e * d2,
+                                g * cg + c] += dcols[g, r, t, c]
+
+
 # Seconds to compile one kernel for one signature here (measured: 1-3 s), and to load it from
 # numba's on-disk cache (measured: 0.1-0.3 s). The planner charges them to a kernel that this
 # process has not run yet, so small problems stay on the NumPy engines.
@@ -250,6 +290,10 @@ def warm_up(dtypes=("float32", "float64")) -> None:  # type: ignore[no-untyped-d
         cols = np.zeros((1, 16, 9, 2), dt)
         im2col2d(x, 0, 4, 4, 1, 1, 1, 1, 3, 3, cols)
         col2im2d(cols, 0, 4, 4, 1, 1, 1, 1, 3, 3, x)
+        x3 = np.zeros((1, 3, 3, 3, 2), dt)
+        cols3 = np.zeros((1, 1, 27, 2), dt)
+        im2col3d(x3, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, cols3)
+        col2im3d(cols3, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, x3)
         for transform in (np.ones((6, 6)), np.ones((4, 4))):
             m = transform.shape[0] - 2
             tiles = np.zeros((transform.shape[0] ** 2, 1, 2), dt)

@@ -36,7 +36,7 @@ TAP_SECONDS = 3e-6
 # Measured time / the estimate above, per op: the median over benchmarks/calibrate.py's shapes
 # (2-core AVX-512 machine, 2026-11-27). Rerun it and refit on another machine kind.
 FITTED = {'forward': 1.36, 'input_grad': 2.28, 'filter_grad': 1.25}
-# The same for 2-D problems packed by the compiled loops (median over the 2-D shapes).
+# The same for problems packed by the compiled loops (median over the 2-D shapes).
 FITTED_FUSED = {'forward': 0.64, 'input_grad': 0.6, 'filter_grad': 0.8}
 
 
@@ -119,8 +119,8 @@ class Im2col:
                 dyb = dy[block].reshape(-1, g, og).transpose(1, 0, 2)
                 dcols = np.matmul(dyb, wt).reshape(g, -1, t, cg)
                 if fused:
-                    _kernels.col2im2d(dcols, _first_row(block, geom), *geom.out_spatial, *geom.stride,
-                                      *geom.rhs_dilation, *geom.kernel, dxp)
+                    _PACK[geom.rank][1](dcols, _first_row(block, geom), *geom.out_spatial, *geom.stride,
+                                        *geom.rhs_dilation, *geom.kernel, dxp)
                     continue
                 for ti, offset in enumerate(np.ndindex(*geom.kernel)):
                     view = _window(dxp, block, offset, geom)
@@ -185,13 +185,16 @@ def _window(xp: np.ndarray, block: tuple, offset: tuple[int, ...], geom: ConvGeo
     return xp[tuple(index)]
 
 
+_PACK = {2: (_kernels.im2col2d, _kernels.col2im2d), 3: (_kernels.im2col3d, _kernels.col2im3d)}
+
+
 def _use_kernels(geom: ConvGeometry, dtype: np.dtype) -> bool:
     """Pack with the compiled loops in 2-D once they are loaded, or when the packing they speed
     up would take longer than loading them."""
-    if geom.rank != 2 or dtype not in (np.float32, np.float64):
+    if geom.rank not in _PACK or dtype not in (np.float32, np.float64):
         return False
     packed = geom.out_batch * math.prod(geom.out_spatial) * math.prod(geom.kernel) * geom.in_channels
-    penalty = _kernels.compile_penalty(dtype, _kernels.im2col2d, _kernels.col2im2d)
+    penalty = _kernels.compile_penalty(dtype, *_PACK[geom.rank])
     return penalty == 0 or penalty < packed * dtype.itemsize / COPY_BYTES_PER_S
 
 
@@ -213,8 +216,8 @@ def _pack(
     rows = math.prod(bshape)
     cols = np.empty((g, rows, t, cg), dtype=xp.dtype)
     if fused:
-        _kernels.im2col2d(xp, _first_row(block, geom), *geom.out_spatial, *geom.stride,
-                          *geom.rhs_dilation, *geom.kernel, cols)
+        _PACK[geom.rank][0](xp, _first_row(block, geom), *geom.out_spatial, *geom.stride,
+                            *geom.rhs_dilation, *geom.kernel, cols)
         return cols.reshape(g, rows, t * cg)
     for ti, offset in enumerate(np.ndindex(*geom.kernel)):
         view = _window(xp, block, offset, geom)
