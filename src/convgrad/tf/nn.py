@@ -21,8 +21,7 @@ those of TensorFlow's kernels: float16, float32, float64 and int32 (no int32 for
 Where TensorFlow refuses an argument it is refused here with TensorFlow's reason (ValueError or
 TypeError). Limits of TensorFlow's CPU kernels (NCHW, grouped or dilated backprops, dilated
 Conv3D) are not copied: those geometries compute as they do on TensorFlow's GPU kernels. One
-difference remains: a VALID kernel larger than the input is an error here, where ``conv2d``
-returns an empty output.
+A VALID kernel larger than the input gives TensorFlow's empty output (and zero gradients).
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ import numpy as np
 
 from .. import _ops
 from .._dtypes import as_array
+from .._formulas import dilate_dim, stride_dim
 from .._fronts.vjp import op_with_vjp
 from ..layouts import convert_filter
 
@@ -263,11 +263,40 @@ class _Conv:
     filt: _Filter
     dtype: np.dtype
 
+    def _empty(self) -> tuple[int, ...] | None:
+        """TensorFlow's VALID output shape when a kernel is larger than the input (an empty
+        output there, an error in the core), else None."""
+        padding = self.geometry["padding"]
+        if not (isinstance(padding, str) and padding.upper() == "VALID"):
+            return None
+        rank = self.w.ndim - 2
+        spatial = self.x.shape[-rank - 1 : -1]
+        dilation = _per_dim(self.geometry["dilation"], rank)
+        k_eff = [dilate_dim(k, d) for k, d in zip(self.w.shape[:rank], dilation)]
+        if all(n >= k for n, k in zip(spatial, k_eff)):
+            return None
+        stride = _per_dim(self.geometry["stride"], rank)
+        out = [stride_dim(n, k, s) for n, k, s in zip(spatial, k_eff, stride)]
+        return (*self.x.shape[: -rank - 1], *out, self.w.shape[-1])
+
     def forward(self) -> np.ndarray:
+        empty = self._empty()
+        if empty is not None:
+            return self.layout.from_core(np.zeros(empty, self.dtype))
         y = _ops.conv(self.x, self.w, **self.geometry)
         return self.layout.from_core(y).astype(self.dtype, copy=False)
 
     def vjp(self) -> tuple[np.ndarray, Pullback]:
+        empty = self._empty()
+        if empty is not None:
+            out = self.layout.from_core(np.zeros(empty, self.dtype))
+
+            def zero_pullback(dy: object) -> tuple[np.ndarray, np.ndarray]:
+                _cotangent("dy", dy, out.shape)  # nothing reaches the input or the filter
+                return (self.layout.from_core(np.zeros(self.x.shape, self.dtype)),
+                        self.filt.from_core(np.zeros(self.w.shape, self.dtype)))
+
+            return out, zero_pullback
         y, pb = _ops.conv_vjp(self.x, self.w, **self.geometry)
         out = self.layout.from_core(y).astype(self.dtype, copy=False)
 
@@ -343,6 +372,10 @@ class _FilterGrad:
                     self.layout.from_core(ddy).astype(self.dtype, copy=False))
 
         return out, pullback
+
+
+def _per_dim(value: object, rank: int) -> tuple[int, ...]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (int(value),) * rank  # type: ignore[arg-type]
 
 
 # --- builders shared by the ops -----------------------------------------------------------------
