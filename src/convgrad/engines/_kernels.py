@@ -11,25 +11,31 @@ from numba import njit, prange
 
 
 @njit(parallel=True, cache=True)
-def depthwise2d_forward(xp, w, s0, s1, d0, d1, y):  # pragma: no cover - compiled
-    """y[n, i, j, c*M + q] = sum_{a,b} xp[n, i*s0 + a*d0, j*s1 + b*d1, c] * w[a, b, c*M + q].
-
-    y must be zero on entry; it accumulates one tap at a time along whole output rows.
-    """
+def depthwise2d_forward(x, w, p0, p1, s0, s1, d0, d1, y):  # pragma: no cover - compiled
+    """y[n, i, j, c*M + q] = sum_{a,b} x[n, i*s0 + a*d0 - p0, j*s1 + b*d1 - p1, c] * w[a, b, c*M + q],
+    taps outside x reading zeros (the padding, never materialised)."""
     n_, oh, ow, o = y.shape
+    h_in, w_in, c_in = x.shape[1], x.shape[2], x.shape[3]
     kh, kw = w.shape[0], w.shape[1]
-    c_in = xp.shape[3]
     mult = o // c_in
     for idx in prange(n_ * oh):
         n = idx // oh
         i = idx % oh
         yrow = y[n, i]
+        yrow[:, :] = 0
         for a in range(kh):
-            xrow = xp[n, i * s0 + a * d0]
+            h = i * s0 + a * d0 - p0
+            if h < 0 or h >= h_in:
+                continue
+            xrow = x[n, h]
             for b in range(kw):
                 wr = w[a, b]
-                for j in range(ow):
-                    xr = xrow[j * s1 + b * d1]
+                # Outputs j whose tap b lands inside the row: 0 <= j*s1 + b*d1 - p1 < w_in.
+                off = b * d1 - p1
+                j0 = 0 if off >= 0 else (-off + s1 - 1) // s1
+                j1 = min(ow, (w_in - off + s1 - 1) // s1) if w_in - off > 0 else 0
+                for j in range(j0, j1):
+                    xr = xrow[j * s1 + off]
                     out = yrow[j]
                     if mult == 1:
                         for c in range(c_in):
@@ -284,7 +290,7 @@ def warm_up(dtypes=("float32", "float64")) -> None:  # type: ignore[no-untyped-d
         x = np.zeros((1, 6, 6, 2), dt)
         w = np.zeros((3, 3, 2), dt)
         y = np.zeros((1, 4, 4, 2), dt)
-        depthwise2d_forward(x, w, 1, 1, 1, 1, y)
+        depthwise2d_forward(x, w, 0, 0, 1, 1, 1, 1, y)
         depthwise2d_input_grad(y, w, 1, 1, 1, 1, x)
         depthwise2d_filter_grad(x, y, 1, 1, 1, 1, 3, 3, np.zeros((1, 3, 3, 2), dt))
         cols = np.zeros((1, 16, 9, 2), dt)

@@ -58,11 +58,20 @@ class Direct:
 
     def forward(self, geom: ConvGeometry, x: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
         self.workspace(geom, "forward", x.dtype, limit)
-        y = np.zeros((geom.batch, *geom.out_spatial, geom.out_channels), dtype=x.dtype)
+        y = np.empty((geom.batch, *geom.out_spatial, geom.out_channels), dtype=x.dtype)
         if y.size and geom.in_channels:
-            xp = pad_or_crop(x, geom.tight_padding)
+            # The kernel skips taps outside x, so padding is never materialised: only the samples
+            # of x the windows can reach are passed (crops), with the leading pad as an offset.
+            index = [slice(None)]
+            for n, (lo, hi) in zip(geom.in_spatial, geom.tight_padding):
+                start = max(-lo, 0)
+                index.append(slice(start, max(start, n + min(hi, 0))))
+            xc = np.ascontiguousarray(x[(*index, slice(None))])
+            pads = [max(lo, 0) for lo, _ in geom.tight_padding]
             w2 = np.ascontiguousarray(w.reshape(*geom.kernel, geom.out_channels))
-            _kernels.depthwise2d_forward(xp, w2, *geom.stride, *geom.rhs_dilation, y)
+            _kernels.depthwise2d_forward(xc, w2, *pads, *geom.stride, *geom.rhs_dilation, y)
+        else:
+            y.fill(0)
         return y
 
     def input_grad(self, geom: ConvGeometry, dy: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
