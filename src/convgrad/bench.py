@@ -120,12 +120,19 @@ def installed(name: str) -> bool:
 
 
 def timeit(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds per contestant over ``repeats`` interleaved rounds, after one warm-up call each."""
+    """Median seconds per contestant over ``repeats`` interleaved rounds, after one warm-up call each.
+
+    Each round starts one contestant later: on a small machine a library's worker threads keep
+    spinning for a while after it returns and slow whoever runs next, so every contestant must
+    follow every other equally often.
+    """
     for f in fns.values():
         f()
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, f in fns.items():
+    names = list(fns)
+    for r in range(repeats):
+        for k in names[r % len(names):] + names[: r % len(names)]:
+            f = fns[k]
             t0 = time.perf_counter()
             f()
             times[k].append(time.perf_counter() - t0)

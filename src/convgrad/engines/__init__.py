@@ -68,6 +68,7 @@ def _register_builtin() -> None:
     from .fft import FFT
     from .im2col import Im2col
     from .shifted import Shifted
+    from .split import Split
     from .subpixel import Subpixel
     from .winograd import Winograd
 
@@ -77,6 +78,7 @@ def _register_builtin() -> None:
     register_engine(Winograd())
     register_engine(Direct())
     register_engine(Subpixel())
+    register_engine(Split())
 
 
 _register_builtin()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterator
 
 import numpy as np
 from scipy.linalg import blas
@@ -28,3 +30,26 @@ def gemm_for(dtype: np.dtype):  # type: ignore[no-untyped-def]
     if dtype == np.float64:
         return blas.dgemm
     return None
+
+
+def blocks(outer: tuple[int, ...], max_rows: int) -> Iterator[tuple[tuple, tuple[int, ...]]]:
+    """Tile the index space ``outer`` = (N, *O) into C-contiguous blocks of at most ``max_rows``.
+
+    Yields (index, shape): ``index`` has ints for the leading axes, one slice, and leaves the
+    trailing axes whole, so ``y[index]`` is a contiguous view of shape ``shape + (channels,)``.
+    """
+    if 0 in outer:
+        return
+    inner = 1
+    j = len(outer) - 1
+    while j > 0 and inner * outer[j] <= max_rows:
+        inner *= outer[j]
+        j -= 1
+    if inner * outer[j] <= max_rows:
+        yield (slice(None),), outer
+        return
+    chunk = max(1, max_rows // inner)
+    for prefix in itertools.product(*(range(n) for n in outer[:j])):
+        for a in range(0, outer[j], chunk):
+            b = min(a + chunk, outer[j])
+            yield (*prefix, slice(a, b)), (b - a, *outer[j + 1 :])

@@ -10,9 +10,7 @@ X.T @ dy accumulated over blocks.
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Iterator
 
 import numpy as np
 
@@ -20,6 +18,7 @@ from .._budget import check_fits
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
 from . import _kernels
+from ._common import blocks as _blocks
 from ._common import group_dims as _group_dims
 from ._common import tight_padded as _tight_padded
 
@@ -32,6 +31,9 @@ COPY_BYTES_PER_S = 5e9
 # Python and NumPy overhead per call and per packed tap (strided copy of one block).
 CALL_SECONDS = 30e-6
 TAP_SECONDS = 3e-6
+# BLAS runs GEMMs with a thin side below peak; the pointwise estimate scales the rate by
+# sqrt(side / THIN) (measured: 256 -> 64 channels at 0.6-0.7 of the 2048^3 rate).
+THIN = 128
 
 # Measured time / the estimate above, per op: the median over benchmarks/calibrate.py's shapes
 # (2-core AVX-512 machine, 2026-11-27). Rerun it and refit on another machine kind.
@@ -49,6 +51,9 @@ class Im2col:
         return None
 
     def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
+        if _pointwise(geom):  # one GEMM on x itself, thin when there are few output channels
+            thin = min(1.0, math.sqrt(max(1, min(geom.in_channels, geom.out_channels)) / THIN))
+            return geom.flops / (GEMM_FLOPS_PER_S * thin) + CALL_SECONDS
         fitted = FITTED_FUSED if _use_kernels(geom, np.dtype(dtype)) else FITTED
         return self._raw_cost(geom, op, dtype) * fitted[op]
 
@@ -61,7 +66,7 @@ class Im2col:
 
     def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
         fixed, row, rows = self._sizes(geom, op, np.dtype(dtype), limit)
-        return fixed + row * rows
+        return fixed if _pointwise(geom) else fixed + row * rows
 
     # --- sizes ----------------------------------------------------------------------------------
     @staticmethod
@@ -96,6 +101,9 @@ class Im2col:
             return y
         xp = pad_or_crop(x, geom.tight_padding)
         wg = _grouped_filter(w, g, t, cg, og)
+        if _pointwise(geom):
+            np.matmul(xp.reshape(-1, cg), wg[0], out=y.reshape(-1, og))
+            return y
         _, _, rows = self._sizes(geom, "forward", x.dtype, limit)
         fused = _use_kernels(geom, x.dtype)
         for block, bshape in _blocks((geom.batch, *geom.out_spatial), rows):
@@ -111,7 +119,9 @@ class Im2col:
         g, cg, og, t = _group_dims(geom)
         tight = geom.tight_padding
         dxp = np.zeros((geom.batch, *_tight_padded(geom), geom.in_channels), dtype=dy.dtype)
-        if dy.size and cg:
+        if dy.size and cg and _pointwise(geom):
+            np.matmul(dy.reshape(-1, og), w.reshape(cg, og).T, out=dxp.reshape(-1, cg))
+        elif dy.size and cg:
             wt = np.ascontiguousarray(_grouped_filter(w, g, t, cg, og).transpose(0, 2, 1))
             _, _, rows = self._sizes(geom, "input_grad", dy.dtype, limit)
             fused = _use_kernels(geom, dy.dtype)
@@ -131,7 +141,10 @@ class Im2col:
     def filter_grad(self, geom: ConvGeometry, x: np.ndarray, dy: np.ndarray, limit: int) -> np.ndarray:
         g, cg, og, t = _group_dims(geom)
         dwg = np.zeros((g, t * cg, og), dtype=x.dtype)
-        if dy.size and cg:
+        if dy.size and cg and _pointwise(geom):
+            xp = pad_or_crop(x, geom.tight_padding)
+            np.matmul(xp.reshape(-1, cg).T, dy.reshape(-1, og), out=dwg[0])
+        elif dy.size and cg:
             xp = pad_or_crop(x, geom.tight_padding)
             _, _, rows = self._sizes(geom, "filter_grad", x.dtype, limit)
             fused = _use_kernels(geom, x.dtype)
@@ -144,32 +157,15 @@ class Im2col:
         return np.ascontiguousarray(dw).reshape(*geom.kernel, cg, g * og)
 
 
+def _pointwise(geom: ConvGeometry) -> bool:
+    """A 1x1 stride-1 ungrouped conv: the padded input *is* the im2col matrix, so it is one GEMM."""
+    return (math.prod(geom.kernel) == 1 and all(s == 1 for s in geom.stride)
+            and geom.feature_group_count == 1)
+
+
 def _grouped_filter(w: np.ndarray, g: int, t: int, cg: int, og: int) -> np.ndarray:
     """(*K, Cg, G * Og) -> (G, T * Cg, Og), the per-group GEMM operand."""
     return np.ascontiguousarray(w.reshape(t, cg, g, og).transpose(2, 0, 1, 3)).reshape(g, t * cg, og)
-
-
-def _blocks(outer: tuple[int, ...], max_rows: int) -> Iterator[tuple[tuple, tuple[int, ...]]]:
-    """Tile the index space ``outer`` = (N, *O) into C-contiguous blocks of at most ``max_rows``.
-
-    Yields (index, shape): ``index`` has ints for the leading axes, one slice, and leaves the
-    trailing axes whole, so ``y[index]`` is a contiguous view of shape ``shape + (channels,)``.
-    """
-    if 0 in outer:
-        return
-    inner = 1
-    j = len(outer) - 1
-    while j > 0 and inner * outer[j] <= max_rows:
-        inner *= outer[j]
-        j -= 1
-    if inner * outer[j] <= max_rows:
-        yield (slice(None),), outer
-        return
-    chunk = max(1, max_rows // inner)
-    for prefix in itertools.product(*(range(n) for n in outer[:j])):
-        for a in range(0, outer[j], chunk):
-            b = min(a + chunk, outer[j])
-            yield (*prefix, slice(a, b)), (b - a, *outer[j + 1 :])
 
 
 def _window(xp: np.ndarray, block: tuple, offset: tuple[int, ...], geom: ConvGeometry) -> np.ndarray:
