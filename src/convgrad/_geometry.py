@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from . import _canon
 from ._formulas import dilate_dim, stride_dim, transpose_size
@@ -226,22 +227,22 @@ class ConvGeometry:
     def rank(self) -> int:
         return len(self.kernel)
 
-    @property
+    @cached_property  # the geometry is frozen; the planner asks for these often
     def dilated_input(self) -> tuple[int, ...]:
         """dilate_dim(n, lhs_dilation) per axis."""
         return tuple(dilate_dim(n, d) for n, d in zip(self.in_spatial, self.lhs_dilation))
 
-    @property
+    @cached_property
     def kernel_eff(self) -> tuple[int, ...]:
         """Effective kernel size (k - 1) * d + 1 per axis."""
         return tuple(dilate_dim(k, d) for k, d in zip(self.kernel, self.rhs_dilation))
 
-    @property
+    @cached_property
     def padded_input(self) -> tuple[int, ...]:
         """Dilated input size plus both pads, per axis."""
         return tuple(n + lo + hi for n, (lo, hi) in zip(self.dilated_input, self.padding))
 
-    @property
+    @cached_property
     def out_spatial(self) -> tuple[int, ...]:
         """stride_dim(padded, k_eff, s) per axis."""
         return tuple(
@@ -257,7 +258,7 @@ class ConvGeometry:
         """C // feature_group_count: the filter's input-channel dim."""
         return self.in_channels // self.feature_group_count
 
-    @property
+    @cached_property
     def tight_padding(self) -> Pairs:
         """Pads with the same output whose last window ends exactly on the last padded sample:
         after = (o - 1) * s + k_eff - n_dilated - before (samples past it get no gradient)."""

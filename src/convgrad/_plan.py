@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -40,6 +41,16 @@ def make_plan(op: str, geom: ConvGeometry, dtype: np.dtype, method: object, limi
     """
     if not isinstance(method, str):
         raise TypeError(f"method must be a string, 'auto' or one of {engine_names()}, got {method!r}")
+    from .engines._kernels import loaded_state
+
+    # Costing every engine takes a fraction of a millisecond; a training loop asks the same question
+    # each step. The answer changes only with the inputs and with which kernels are loaded.
+    return _make_plan(op, geom, np.dtype(dtype), method, limit, loaded_state(), engine_names())
+
+
+@lru_cache(maxsize=256)
+def _make_plan(op: str, geom: ConvGeometry, dtype: np.dtype, method: str, limit: int,
+               _loaded: tuple[int, ...], _engines: tuple[str, ...]) -> ConvPlan:
     if method != "auto":
         engine = get_engine(method)
         why_not = engine.unsupported(geom, op, dtype)

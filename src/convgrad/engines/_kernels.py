@@ -272,6 +272,13 @@ COMPILE_SECONDS = 2.0
 LOAD_SECONDS = 0.2
 
 
+def loaded_state() -> tuple[int, ...]:
+    """How many signatures each kernel has loaded: plans that weigh compile time depend on it."""
+    return tuple(len(k.signatures) for k in (
+        depthwise2d_forward, depthwise2d_input_grad, depthwise2d_filter_grad, winograd2d_input,
+        winograd2d_output, im2col2d, col2im2d, im2col3d, col2im3d))
+
+
 def compile_penalty(dtype, *kernels) -> float:  # type: ignore[no-untyped-def]
     """Estimated seconds of compiling or loading before the given kernels can run on ``dtype``."""
     name = np.dtype(dtype).name

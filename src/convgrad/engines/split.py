@@ -1,4 +1,4 @@
-"""The filter gradient as one GEMM over a split of the kernel axes.
+"""Convolutions as one squarer GEMM over a split of the kernel axes.
 
 im2col computes dw as X.T @ dy with X ``(rows, T * C)`` and dy ``(rows, O)``: when O is small
 (a 3-D conv with 16 channels) the GEMM is a thin "inner product" that BLAS runs far below peak,
@@ -11,6 +11,14 @@ along the *x-side* axes are packed with x as in im2col; offsets along the *dy-si
 So ``dw = A.T @ B`` with A ``(rows, T_x * C)`` and B ``(rows, T_y * O)`` on the grid of p, which
 is the padded size along the dy-side axes: a squarer GEMM (e.g. 144 x 48 instead of 432 x 16)
 with less to pack. Rows are packed a cache-sized block at a time into reused buffers.
+
+The forward uses the same split the other way round, with the dy-side axes a leading prefix:
+``Z = A @ W2`` with W2 ``(T_x * C, T_y * O)`` gives every output row's partial sums for each
+dy-side offset, and ``y[q] = sum_t Z[q + t, t]`` adds T_y shifted slices of Z. Its GEMM has
+T_y * O columns instead of O, and A packs T_x instead of T samples per input. The input gradient
+is the transpose: dZ holds the shifted copies of dy, ``dA = dZ @ W2.T``, and dA is scattered
+back through the x-side windows. With the leading axes flattened into rows, the shifts are row
+offsets; rows computed across an image boundary land in the padded rows that are cropped.
 """
 
 from __future__ import annotations
@@ -38,28 +46,40 @@ BLOCK_SECONDS = 20e-6
 THIN = 128
 
 # Measured time / the estimate above (benchmarks/calibrate.py, 2-core AVX-512, 2026-11-27).
-FITTED = {"filter_grad": 0.66}
+FITTED = {"forward": 0.6, "input_grad": 0.8, "filter_grad": 0.66}
 
 
 class Split:
     name = "split"
 
     def unsupported(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> str | None:
-        if op != "filter_grad":
-            return "computes the filter gradient only"
         if geom.feature_group_count != 1:
             return "needs groups == 1"
         if geom.batch_group_count != 1 or any(v != 1 for v in geom.lhs_dilation):
             return "needs batch_group_count == 1 and no input dilation"
-        if not _candidates(geom):
+        if op == "filter_grad" and not _candidates(geom):
             return "needs an axis with stride 1 and a kernel longer than 1"
+        if op != "filter_grad" and not _prefixes(geom):
+            return "needs stride 1 and a kernel longer than 1 on the first spatial axis"
         return None
 
     def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
+        if op != "filter_grad":
+            return min(_prefix_cost(geom, m, np.dtype(dtype)) for m in _prefixes(geom)) * FITTED[op]
         return min(_split_cost(geom, s, np.dtype(dtype)) for s in _candidates(geom)) * FITTED[op]
 
     def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
         item = np.dtype(dtype).itemsize
+        if op != "filter_grad":
+            m = _best_prefix(geom, np.dtype(dtype))
+            outer, inner = _outer_rows(geom, m)
+            k, n = _gemm_dims(geom, tuple(range(m)))
+            # the padded x (or dx), y (or dy) on the same grid, the blocks of A and Z
+            grids = outer * (math.prod(tight_padded(geom)[m:]) * geom.in_channels + inner * geom.out_channels)
+            check_fits(f"the padded operands of {geom.x_shape('channels_last')}", grids * item, limit)
+            total = grids * item + _prefix_block_rows(geom, m, item) * inner * (k + n) * item
+            check_fits("the split-GEMM blocks", total, limit)
+            return total
         dy_side = _best_split(geom, np.dtype(dtype))
         padded = geom.batch * math.prod(tight_padded(geom)) * geom.in_channels * item
         dy_padded = geom.batch * math.prod(_dy_padded(geom, dy_side)) * geom.out_channels * item
@@ -70,10 +90,81 @@ class Split:
         return total
 
     def forward(self, geom: ConvGeometry, x: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
-        raise NotImplementedError("the split engine computes the filter gradient only")
+        self.workspace(geom, "forward", x.dtype, limit)
+        m = _best_prefix(geom, x.dtype)
+        r, c, o = geom.rank, geom.in_channels, geom.out_channels
+        outer, inner = _outer_rows(geom, m)
+        kx, grid_x = geom.kernel[m:], geom.out_spatial[m:]
+        offsets = _row_offsets(geom, m)
+        halo = offsets[-1]
+        w2 = _split_filter(w, m)
+        ty = math.prod(geom.kernel[:m])
+        y_ext = np.empty((outer, *grid_x, o), dtype=x.dtype) if c else np.zeros((outer, *grid_x, o), x.dtype)
+        if y_ext.size and c:
+            xp = pad_or_crop(x, geom.tight_padding)
+            st = xp.strides
+            # A[R, *q_x, *t_x, c] = xp[R (flattened n and the first m axes), q * s + t * d, c]
+            a_view = as_strided(
+                xp, (outer, *grid_x, *kx, c),
+                (st[m], *(st[i + 1] * geom.stride[i] for i in range(m, r)),
+                 *(st[i + 1] * geom.rhs_dilation[i] for i in range(m, r)), st[-1]),
+                writeable=False)
+            hb = _prefix_block_rows(geom, m, x.itemsize)
+            a_buf = np.empty((hb + halo) * inner * w2.shape[0], dtype=x.dtype)
+            z_buf = np.empty((hb + halo) * inner * w2.shape[1], dtype=x.dtype)
+            for h0 in range(0, outer - halo, hb):
+                h1 = min(outer - halo, h0 + hb)
+                rows = (h1 - h0 + halo) * inner
+                a = a_buf[: rows * w2.shape[0]].reshape(rows, -1)
+                z = z_buf[: rows * w2.shape[1]].reshape(rows, -1)
+                np.copyto(a.reshape(h1 - h0 + halo, *grid_x, *kx, c), a_view[h0 : h1 + halo])
+                np.matmul(a, w2, out=z)
+                z3 = z.reshape(h1 - h0 + halo, inner, ty, o)
+                yb = y_ext[h0:h1].reshape(h1 - h0, inner, o)
+                n_rows = h1 - h0
+                np.add(z3[offsets[0] : offsets[0] + n_rows, :, 0], z3[offsets[1] : offsets[1] + n_rows, :, 1],
+                       out=yb)
+                for j in range(2, ty):
+                    yb += z3[offsets[j] : offsets[j] + n_rows, :, j]
+        y = y_ext.reshape(geom.batch, *tight_padded(geom)[:m], *grid_x, o)
+        return np.ascontiguousarray(y[(slice(None), *(slice(0, n) for n in geom.out_spatial[:m]))])
 
     def input_grad(self, geom: ConvGeometry, dy: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
-        raise NotImplementedError("the split engine computes the filter gradient only")
+        self.workspace(geom, "input_grad", dy.dtype, limit)
+        m = _best_prefix(geom, dy.dtype)
+        r, c, o = geom.rank, geom.in_channels, geom.out_channels
+        padded = tight_padded(geom)
+        outer, inner = _outer_rows(geom, m)
+        kx, grid_x = geom.kernel[m:], geom.out_spatial[m:]
+        offsets = _row_offsets(geom, m)
+        dxp = np.zeros((outer, *padded[m:], c), dtype=dy.dtype)
+        if dy.size and c:
+            w2t = np.ascontiguousarray(_split_filter(w, m).T)  # (T_y * O, T_x * C)
+            ty = math.prod(geom.kernel[:m])
+            # dy on the grid of the rows: zeros past the outputs along the first m axes.
+            dy_ext = pad_or_crop(dy, tuple((0, p - n) for p, n in zip(padded[:m], geom.out_spatial[:m]))
+                                 + ((0, 0),) * (r - m)).reshape(outer, inner, o)
+            hb = _prefix_block_rows(geom, m, dy.itemsize)
+            dz_buf = np.empty(hb * inner * w2t.shape[0], dtype=dy.dtype)
+            da_buf = np.empty(hb * inner * w2t.shape[1], dtype=dy.dtype)
+            axes = list(zip(geom.rhs_dilation[m:], grid_x, geom.stride[m:]))
+            windows = [tuple(slice(t * d, t * d + (n - 1) * s + 1, s) for t, (d, n, s) in zip(tx, axes))
+                       for tx in np.ndindex(*kx)]
+            for h0 in range(0, outer, hb):
+                h1 = min(outer, h0 + hb)
+                dz = dz_buf[: (h1 - h0) * inner * w2t.shape[0]].reshape(h1 - h0, inner, ty, o)
+                for j, off in enumerate(offsets):  # dZ[R, :, j] = dy[R - off(j)], zero before row 0
+                    lo = min(max(off - h0, 0), h1 - h0)
+                    dz[:lo, :, j] = 0
+                    dz[lo:, :, j] = dy_ext[h0 + lo - off : h1 - off]
+                da = da_buf[: (h1 - h0) * inner * w2t.shape[1]].reshape((h1 - h0) * inner, -1)
+                np.matmul(dz.reshape((h1 - h0) * inner, -1), w2t, out=da)
+                da = da.reshape(h1 - h0, *grid_x, len(windows), c)
+                block = dxp[h0:h1]
+                for j, window in enumerate(windows):
+                    block[(slice(None), *window)] += da[..., j, :]
+        dxp = dxp.reshape(geom.batch, *padded, c)
+        return pad_or_crop(dxp, tuple((-lo, -hi) for lo, hi in geom.tight_padding))
 
     def filter_grad(self, geom: ConvGeometry, x: np.ndarray, dy: np.ndarray, limit: int) -> np.ndarray:
         self.workspace(geom, "filter_grad", x.dtype, limit)
@@ -173,3 +264,68 @@ def _split_cost(geom: ConvGeometry, dy_side: tuple[int, ...], dtype: np.dtype) -
     packed = rows * (m + n) * dtype.itemsize
     blocks = max(1, -(-packed // BLOCK_BYTES))
     return 2 * rows * m * n / rate + 2 * packed / COPY_BYTES_PER_S + CALL_SECONDS + blocks * BLOCK_SECONDS
+
+
+# --- forward and input gradient: the dy-side axes are the first m spatial axes -------------------
+def _prefixes(geom: ConvGeometry) -> list[int]:
+    """Each m such that the first m spatial axes have stride 1 and some kernel among them is longer than 1."""
+    out = []
+    for m in range(1, geom.rank + 1):
+        if geom.stride[m - 1] != 1:
+            break
+        if math.prod(geom.kernel[:m]) > 1:
+            out.append(m)
+    return out
+
+
+def _best_prefix(geom: ConvGeometry, dtype: np.dtype) -> int:
+    return min(_prefixes(geom), key=lambda m: _prefix_cost(geom, m, dtype))
+
+
+def _outer_rows(geom: ConvGeometry, m: int) -> tuple[int, int]:
+    """(rows: N times the padded extents of the first m axes, positions per row: the rest of the output)."""
+    return geom.batch * math.prod(tight_padded(geom)[:m]), math.prod(geom.out_spatial[m:])
+
+
+def _row_offsets(geom: ConvGeometry, m: int) -> list[int]:
+    """Row offset of each offset of the first m kernel axes, in the order of W2's columns."""
+    padded = tight_padded(geom)[:m]
+    steps = [math.prod(padded[i + 1 :]) for i in range(m)]
+    return [sum(t * d * s for t, d, s in zip(ty, geom.rhs_dilation, steps))
+            for ty in itertools.product(*(range(k) for k in geom.kernel[:m]))]
+
+
+def _halo(geom: ConvGeometry, m: int) -> int:
+    """The largest row offset: how many rows past a block its Z rows reach."""
+    padded = tight_padded(geom)[:m]
+    return sum((k - 1) * d * math.prod(padded[i + 1 :])
+               for i, (k, d) in enumerate(zip(geom.kernel[:m], geom.rhs_dilation)))
+
+
+def _split_filter(w: np.ndarray, m: int) -> np.ndarray:
+    """(*K, C, O) -> W2 ``(T_x * C, T_y * O)``: x-side offsets and C as rows, the first m as columns."""
+    r = w.ndim - 2
+    order = (*range(m, r), r, *range(m), r + 1)
+    t_y = math.prod(w.shape[:m])
+    return np.ascontiguousarray(w.transpose(order)).reshape(math.prod(w.shape[m:-1]), t_y * w.shape[-1])
+
+
+def _prefix_block_rows(geom: ConvGeometry, m: int, itemsize: int) -> int:
+    """Rows per block: A and Z of a block in about BLOCK_BYTES, and at least 4x the halo."""
+    k, n = _gemm_dims(geom, tuple(range(m)))
+    _, inner = _outer_rows(geom, m)
+    halo = _halo(geom, m)
+    return max(1, 4 * halo, BLOCK_BYTES // max(1, inner * (k + n) * itemsize))
+
+
+def _prefix_cost(geom: ConvGeometry, m: int, dtype: np.dtype) -> float:
+    k, n = _gemm_dims(geom, tuple(range(m)))
+    outer, inner = _outer_rows(geom, m)
+    halo = _halo(geom, m)
+    hb = _prefix_block_rows(geom, m, dtype.itemsize)
+    rows = (outer + halo * max(1, -(-outer // hb))) * inner
+    thin = min(1.0, math.sqrt(max(1, min(k, n)) / THIN))
+    rate = GEMM_FLOPS_PER_S * thin if gemm_for(dtype) is not None else GEMM_FLOPS_PER_S / 8
+    moved = rows * (k + n) * dtype.itemsize
+    blocks = max(1, -(-outer // hb))
+    return 2 * rows * k * n / rate + 2 * moved / COPY_BYTES_PER_S + CALL_SECONDS + blocks * BLOCK_SECONDS
