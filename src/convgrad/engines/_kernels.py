@@ -10,40 +10,81 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(parallel=True, cache=True)
+@njit(inline="always")
+def _depthwise_row(x, w, n, i, j_lo, j_hi, p0, p1, s0, s1, d0, d1, yrow):  # pragma: no cover - compiled
+    """Outputs [j_lo, j_hi) of row (n, i) of depthwise2d_forward, tap by tap, skipping taps outside x."""
+    h_in, w_in, c_in = x.shape[1], x.shape[2], x.shape[3]
+    kh, kw = w.shape[0], w.shape[1]
+    mult = yrow.shape[1] // c_in
+    yrow[j_lo:j_hi, :] = 0
+    for a in range(kh):
+        h = i * s0 + a * d0 - p0
+        if h < 0 or h >= h_in:
+            continue
+        xrow = x[n, h]
+        for b in range(kw):
+            wr = w[a, b]
+            # Outputs j whose tap b lands inside the row: 0 <= j*s1 + b*d1 - p1 < w_in.
+            off = b * d1 - p1
+            j0 = 0 if off >= 0 else (-off + s1 - 1) // s1
+            j1 = min(ow_clip(w_in, off, s1), j_hi)
+            for j in range(max(j0, j_lo), j1):
+                xr = xrow[j * s1 + off]
+                out = yrow[j]
+                if mult == 1:
+                    for c in range(c_in):
+                        out[c] += xr[c] * wr[c]
+                else:
+                    for c in range(c_in):
+                        for q in range(mult):
+                            out[c * mult + q] += xr[c] * wr[c * mult + q]
+
+
+@njit(inline="always")
+def ow_clip(w_in, off, s1):  # pragma: no cover - compiled
+    """One past the last output whose tap at offset ``off`` reads inside a row of ``w_in`` samples."""
+    return (w_in - off + s1 - 1) // s1 if w_in - off > 0 else 0
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
 def depthwise2d_forward(x, w, p0, p1, s0, s1, d0, d1, y):  # pragma: no cover - compiled
     """y[n, i, j, c*M + q] = sum_{a,b} x[n, i*s0 + a*d0 - p0, j*s1 + b*d1 - p1, c] * w[a, b, c*M + q],
-    taps outside x reading zeros (the padding, never materialised)."""
+    taps outside x reading zeros (the padding, never materialised).
+
+    3x3 kernels with one output per channel take a fast path inside the image: the nine taps of
+    an output are summed in registers and stored once, instead of nine read-modify-writes of y.
+    """
     n_, oh, ow, o = y.shape
     h_in, w_in, c_in = x.shape[1], x.shape[2], x.shape[3]
     kh, kw = w.shape[0], w.shape[1]
-    mult = o // c_in
+    fast = kh == 3 and kw == 3 and o == c_in
+    # Interior columns: all three taps inside the row.
+    j_lo = min(ow, (p1 + s1 - 1) // s1)
+    j_hi = max(j_lo, min(ow, ow_clip(w_in, 2 * d1 - p1, s1)))
     for idx in prange(n_ * oh):
         n = idx // oh
         i = idx % oh
         yrow = y[n, i]
-        yrow[:, :] = 0
-        for a in range(kh):
-            h = i * s0 + a * d0 - p0
-            if h < 0 or h >= h_in:
-                continue
-            xrow = x[n, h]
-            for b in range(kw):
-                wr = w[a, b]
-                # Outputs j whose tap b lands inside the row: 0 <= j*s1 + b*d1 - p1 < w_in.
-                off = b * d1 - p1
-                j0 = 0 if off >= 0 else (-off + s1 - 1) // s1
-                j1 = min(ow, (w_in - off + s1 - 1) // s1) if w_in - off > 0 else 0
-                for j in range(j0, j1):
-                    xr = xrow[j * s1 + off]
-                    out = yrow[j]
-                    if mult == 1:
-                        for c in range(c_in):
-                            out[c] += xr[c] * wr[c]
-                    else:
-                        for c in range(c_in):
-                            for q in range(mult):
-                                out[c * mult + q] += xr[c] * wr[c * mult + q]
+        h = i * s0 - p0
+        if not fast or h < 0 or h + 2 * d0 >= h_in:
+            _depthwise_row(x, w, n, i, 0, ow, p0, p1, s0, s1, d0, d1, yrow)
+            continue
+        _depthwise_row(x, w, n, i, 0, j_lo, p0, p1, s0, s1, d0, d1, yrow)
+        _depthwise_row(x, w, n, i, j_hi, ow, p0, p1, s0, s1, d0, d1, yrow)
+        x0, x1, x2 = x[n, h], x[n, h + d0], x[n, h + 2 * d0]
+        w00, w01, w02 = w[0, 0], w[0, 1], w[0, 2]
+        w10, w11, w12 = w[1, 0], w[1, 1], w[1, 2]
+        w20, w21, w22 = w[2, 0], w[2, 1], w[2, 2]
+        for j in range(j_lo, j_hi):
+            v = j * s1 - p1
+            a0, a1, a2 = x0[v], x0[v + d1], x0[v + 2 * d1]
+            b0, b1, b2 = x1[v], x1[v + d1], x1[v + 2 * d1]
+            e0, e1, e2 = x2[v], x2[v + d1], x2[v + 2 * d1]
+            out = yrow[j]
+            for c in range(c_in):
+                out[c] = (a0[c] * w00[c] + a1[c] * w01[c] + a2[c] * w02[c]
+                          + b0[c] * w10[c] + b1[c] * w11[c] + b2[c] * w12[c]
+                          + e0[c] * w20[c] + e1[c] * w21[c] + e2[c] * w22[c])
 
 
 @njit(parallel=True, cache=True)
@@ -75,31 +116,78 @@ def depthwise2d_input_grad(dy, w, s0, s1, d0, d1, dxp):  # pragma: no cover - co
                                     out[c] += g[c * mult + q] * wr[c * mult + q]
 
 
-@njit(parallel=True, cache=True)
-def depthwise2d_filter_grad(xp, dy, s0, s1, d0, d1, kh, kw, parts):  # pragma: no cover - compiled
-    """parts[p, a, b, c*M + q] = sum over the batch slice p of xp[...] * dy[...]; summed by the caller."""
+@njit(inline="always")
+def _depthwise_fg_row(x, grow, n, i, j_lo, j_hi, p0, p1, s0, s1, d0, d1, out):  # pragma: no cover
+    """Add the row (n, i) of dy's outputs [j_lo, j_hi) to out[a, b] tap by tap, skipping taps outside x."""
+    h_in, w_in, c_in = x.shape[1], x.shape[2], x.shape[3]
+    kh, kw = out.shape[0], out.shape[1]
+    mult = out.shape[2] // c_in
+    for a in range(kh):
+        h = i * s0 + a * d0 - p0
+        if h < 0 or h >= h_in:
+            continue
+        xrow = x[n, h]
+        for b in range(kw):
+            off = b * d1 - p1
+            j0 = 0 if off >= 0 else (-off + s1 - 1) // s1
+            j1 = min(ow_clip(w_in, off, s1), j_hi)
+            acc = out[a, b]
+            for j in range(max(j0, j_lo), j1):
+                xr = xrow[j * s1 + off]
+                g = grow[j]
+                if mult == 1:
+                    for c in range(c_in):
+                        acc[c] += xr[c] * g[c]
+                else:
+                    for c in range(c_in):
+                        for q in range(mult):
+                            acc[c * mult + q] += xr[c] * g[c * mult + q]
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def depthwise2d_filter_grad(x, dy, p0, p1, s0, s1, d0, d1, parts):  # pragma: no cover - compiled
+    """parts[p, a, b, c*M + q] = sum over the batch slice p of x[n, i*s0 + a*d0 - p0, j*s1 + b*d1 - p1, c]
+    * dy[n, i, j, c*M + q], taps outside x skipped (the padding); the caller sums the parts."""
     n_, oh, ow, o = dy.shape
-    c_in = xp.shape[3]
-    mult = o // c_in
+    h_in, w_in, c_in = x.shape[1], x.shape[2], x.shape[3]
+    kh, kw = parts.shape[1], parts.shape[2]
     np_ = parts.shape[0]
+    fast = kh == 3 and kw == 3 and o == c_in
+    j_lo = min(ow, (p1 + s1 - 1) // s1)
+    j_hi = max(j_lo, min(ow, ow_clip(w_in, 2 * d1 - p1, s1)))
     for p in prange(np_):
+        out = parts[p]
         for n in range(p, n_, np_):
             for i in range(oh):
                 grow = dy[n, i]
-                for a in range(kh):
-                    xrow = xp[n, i * s0 + a * d0]
-                    for b in range(kw):
-                        out = parts[p, a, b]
-                        for j in range(ow):
-                            g = grow[j]
-                            xr = xrow[j * s1 + b * d1]
-                            if mult == 1:
-                                for c in range(c_in):
-                                    out[c] += xr[c] * g[c]
-                            else:
-                                for c in range(c_in):
-                                    for q in range(mult):
-                                        out[c * mult + q] += xr[c] * g[c * mult + q]
+                h = i * s0 - p0
+                if not fast or h < 0 or h + 2 * d0 >= h_in:
+                    _depthwise_fg_row(x, grow, n, i, 0, ow, p0, p1, s0, s1, d0, d1, out)
+                    continue
+                _depthwise_fg_row(x, grow, n, i, 0, j_lo, p0, p1, s0, s1, d0, d1, out)
+                _depthwise_fg_row(x, grow, n, i, j_hi, ow, p0, p1, s0, s1, d0, d1, out)
+                # 3x3 inside the image: the nine taps of one dy sample in one pass over the channels.
+                q00, q01, q02 = out[0, 0], out[0, 1], out[0, 2]
+                q10, q11, q12 = out[1, 0], out[1, 1], out[1, 2]
+                q20, q21, q22 = out[2, 0], out[2, 1], out[2, 2]
+                x0, x1, x2 = x[n, h], x[n, h + d0], x[n, h + 2 * d0]
+                for j in range(j_lo, j_hi):
+                    v = j * s1 - p1
+                    g = grow[j]
+                    a0, a1, a2 = x0[v], x0[v + d1], x0[v + 2 * d1]
+                    b0, b1, b2 = x1[v], x1[v + d1], x1[v + 2 * d1]
+                    e0, e1, e2 = x2[v], x2[v + d1], x2[v + 2 * d1]
+                    for c in range(c_in):
+                        gc = g[c]
+                        q00[c] += a0[c] * gc
+                        q01[c] += a1[c] * gc
+                        q02[c] += a2[c] * gc
+                        q10[c] += b0[c] * gc
+                        q11[c] += b1[c] * gc
+                        q12[c] += b2[c] * gc
+                        q20[c] += e0[c] * gc
+                        q21[c] += e1[c] * gc
+                        q22[c] += e2[c] * gc
 
 
 @njit(parallel=True, cache=True)
@@ -299,7 +387,7 @@ def warm_up(dtypes=("float32", "float64")) -> None:  # type: ignore[no-untyped-d
         y = np.zeros((1, 4, 4, 2), dt)
         depthwise2d_forward(x, w, 0, 0, 1, 1, 1, 1, y)
         depthwise2d_input_grad(y, w, 1, 1, 1, 1, x)
-        depthwise2d_filter_grad(x, y, 1, 1, 1, 1, 3, 3, np.zeros((1, 3, 3, 2), dt))
+        depthwise2d_filter_grad(x, y, 0, 0, 1, 1, 1, 1, np.zeros((1, 3, 3, 2), dt))
         cols = np.zeros((1, 16, 9, 2), dt)
         im2col2d(x, 0, 4, 4, 1, 1, 1, 1, 3, 3, cols)
         col2im2d(cols, 0, 4, 4, 1, 1, 1, 1, 3, 3, x)

