@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(inline="always")
+@njit(cache=True)
 def _depthwise_row(x, w, n, i, j_lo, j_hi, p0, p1, s0, s1, d0, d1, yrow):  # pragma: no cover - compiled
     """Outputs [j_lo, j_hi) of row (n, i) of depthwise2d_forward, tap by tap, skipping taps outside x."""
     h_in, w_in, c_in = x.shape[1], x.shape[2], x.shape[3]
@@ -40,7 +40,7 @@ def _depthwise_row(x, w, n, i, j_lo, j_hi, p0, p1, s0, s1, d0, d1, yrow):  # pra
                             out[c * mult + q] += xr[c] * wr[c * mult + q]
 
 
-@njit(inline="always")
+@njit(cache=True)
 def ow_clip(w_in, off, s1):  # pragma: no cover - compiled
     """One past the last output whose tap at offset ``off`` reads inside a row of ``w_in`` samples."""
     return (w_in - off + s1 - 1) // s1 if w_in - off > 0 else 0
@@ -116,7 +116,7 @@ def depthwise2d_input_grad(dy, w, s0, s1, d0, d1, dxp):  # pragma: no cover - co
                                     out[c] += g[c * mult + q] * wr[c * mult + q]
 
 
-@njit(inline="always")
+@njit(cache=True)
 def _depthwise_fg_row(x, grow, n, i, j_lo, j_hi, p0, p1, s0, s1, d0, d1, out):  # pragma: no cover
     """Add the row (n, i) of dy's outputs [j_lo, j_hi) to out[a, b] tap by tap, skipping taps outside x."""
     h_in, w_in, c_in = x.shape[1], x.shape[2], x.shape[3]
@@ -353,10 +353,12 @@ def col2im3d(dcols, r0, od, oh, ow, s0, s1, s2, d0, d1, d2, kd, kh, kw, dxp):  #
                                 g * cg + c] += dcols[g, r, t, c]
 
 
-# Seconds to compile one kernel for one signature here (measured: 1-3 s), and to load it from
-# numba's on-disk cache (measured: 0.1-0.3 s). The planner charges them to a kernel that this
-# process has not run yet, so small problems stay on the NumPy engines.
+# Seconds to compile one kernel for one signature here (measured: 1-3 s; the depthwise forward and
+# filter gradient with their 3x3 paths 6-7 s), and to load it from numba's on-disk cache
+# (measured: 0.1-0.3 s). The planner charges them to a kernel that this process has not run yet,
+# so small problems stay on the NumPy engines.
 COMPILE_SECONDS = 2.0
+COMPILE_SECONDS_BY_KERNEL = {"depthwise2d_forward": 7.0, "depthwise2d_filter_grad": 7.0}
 LOAD_SECONDS = 0.2
 
 
@@ -373,7 +375,8 @@ def compile_penalty(dtype, *kernels) -> float:  # type: ignore[no-untyped-def]
     total = 0.0
     for k in kernels:
         if not any(name in str(sig[0]) for sig in k.signatures):
-            total += LOAD_SECONDS if _cached(k) else COMPILE_SECONDS
+            compile_s = COMPILE_SECONDS_BY_KERNEL.get(k.py_func.__name__, COMPILE_SECONDS)
+            total += LOAD_SECONDS if _cached(k) else compile_s
     return total
 
 
