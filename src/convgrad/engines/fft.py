@@ -7,6 +7,12 @@ filter gradient correlates x with the spread dy at lags t * d. Every result lies
 so circular transforms of length next_fast_len(P) are exact (no wrap-around reaches them).
 Channels mix per frequency as a batched complex GEMM: (F, N, C) @ (F, C, O).
 Cost is nearly independent of the kernel size, which is what makes it win for large kernels.
+
+A long first spatial axis is cut into blocks (overlap-save for the forward and the filter
+gradient, overlap-add for the input gradient): the blocks become a larger batch of a shorter
+convolution, so the kernel's spectrum is taken at the short length (with 32 x 32 filters the
+kernel has more channels to transform than the signal) and the per-frequency GEMMs grow taller.
+The block length is the one the cost model likes best, the whole axis included.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import os
 
 import numpy as np
 import scipy.fft
+from numpy.lib.stride_tricks import as_strided
 
 from .._budget import check_fits
 from .._geometry import ConvGeometry
@@ -48,7 +55,31 @@ class FFT:
         return tuple(scipy.fft.next_fast_len(p, real=True) for p in tight_padded(geom))
 
     def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
-        return self._raw_cost(geom, op, dtype) * FITTED[op]
+        return self._blocked_cost(geom, op, dtype, self._block(geom, op, dtype)) * FITTED[op]
+
+    def _block(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> int | None:
+        """Outputs per block along the first spatial axis, or None to transform it whole."""
+        best, best_b = self._raw_cost(geom, op, dtype), None
+        if geom.rank == 0 or math.prod(geom.out_spatial) == 0:
+            return None
+        ke, s, out = geom.kernel_eff[0], geom.stride[0], geom.out_spatial[0]
+        whole = self._lengths(geom)[0]
+        n = 1 << max(4, (2 * ke - 1).bit_length())  # at least twice the kernel: overlap <= 1/2
+        while n < whole:
+            b = (n - ke) // s + 1
+            if 1 <= b < out:
+                c = self._blocked_cost(geom, op, dtype, b)
+                if c < best:
+                    best, best_b = c, b
+            n *= 2
+        return best_b
+
+    def _blocked_cost(self, geom: ConvGeometry, op: str, dtype: np.dtype, b: int | None) -> float:
+        if b is None:
+            return self._raw_cost(geom, op, dtype)
+        bg = _block_geometry(geom, b)
+        moved = bg.batch * math.prod(tight_padded(bg)) * max(geom.in_channels, geom.out_channels)
+        return self._raw_cost(bg, op, dtype) + 2 * moved * np.dtype(dtype).itemsize / COPY_BYTES_PER_S
 
     def _raw_cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
         lengths = self._lengths(geom)
@@ -63,6 +94,16 @@ class FFT:
                 + freqs * g * BATCH_ITEM_SECONDS)
 
     def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
+        b = self._block(geom, op, dtype)
+        if b is not None:
+            bg = _block_geometry(geom, b)
+            segments = bg.batch * math.prod(tight_padded(bg)) * max(geom.in_channels, geom.out_channels)
+            total = self._workspace(bg, dtype, limit) + 2 * segments * np.dtype(dtype).itemsize
+            check_fits(f"the FFT blocks of {geom.x_shape('channels_last')}", total, limit)
+            return total
+        return self._workspace(geom, dtype, limit)
+
+    def _workspace(self, geom: ConvGeometry, dtype: np.dtype, limit: int) -> int:
         lengths = self._lengths(geom)
         freqs = math.prod(lengths) // lengths[-1] * (lengths[-1] // 2 + 1)
         g, cg, og, _ = group_dims(geom)
@@ -73,9 +114,42 @@ class FFT:
         check_fits(f"the FFT spectra of {geom.x_shape('channels_last')}", total, limit)
         return total
 
-    # --- the three ops --------------------------------------------------------------------------
+    # --- the three ops, blocked along the first axis when that is cheaper --------------------------
     def forward(self, geom: ConvGeometry, x: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
         self.workspace(geom, "forward", x.dtype, limit)
+        b = self._block(geom, "forward", x.dtype)
+        if b is None:
+            return self._forward(geom, x, w)
+        bg, nb = _block_geometry(geom, b), _block_count(geom, b)
+        y = self._forward(bg, _segments(x, geom, b), w)  # (N * nb, b, ...)
+        y = y.reshape(geom.batch, nb * b, *y.shape[2:])
+        return np.ascontiguousarray(y[:, : geom.out_spatial[0]])
+
+    def input_grad(self, geom: ConvGeometry, dy: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
+        self.workspace(geom, "input_grad", dy.dtype, limit)
+        b = self._block(geom, "input_grad", dy.dtype)
+        if b is None:
+            return self._input_grad(geom, dy, w)
+        bg, nb = _block_geometry(geom, b), _block_count(geom, b)
+        dxs = self._input_grad(bg, _dy_blocks(dy, b, nb), w)  # (N * nb, seg, ...): overlap-add them
+        seg, step = dxs.shape[1], b * geom.stride[0]
+        dxs = dxs.reshape(geom.batch, nb, *dxs.shape[1:])
+        padded = tight_padded(geom)
+        dxe = np.zeros((geom.batch, (nb - 1) * step + seg, *padded[1:], geom.in_channels), dtype=dy.dtype)
+        for j in range(nb):
+            dxe[:, j * step : j * step + seg] += dxs[:, j]
+        return pad_or_crop(dxe[:, : padded[0]], tuple((-lo, -hi) for lo, hi in geom.tight_padding))
+
+    def filter_grad(self, geom: ConvGeometry, x: np.ndarray, dy: np.ndarray, limit: int) -> np.ndarray:
+        self.workspace(geom, "filter_grad", x.dtype, limit)
+        b = self._block(geom, "filter_grad", x.dtype)
+        if b is None:
+            return self._filter_grad(geom, x, dy)
+        bg, nb = _block_geometry(geom, b), _block_count(geom, b)
+        return self._filter_grad(bg, _segments(x, geom, b), _dy_blocks(dy, b, nb))
+
+    # --- the three ops on whole axes -------------------------------------------------------------
+    def _forward(self, geom: ConvGeometry, x: np.ndarray, w: np.ndarray) -> np.ndarray:
         g, cg, og, _ = group_dims(geom)
         y = np.zeros((geom.batch, *geom.out_spatial, geom.out_channels), dtype=x.dtype)
         if y.size == 0 or cg == 0:
@@ -93,8 +167,7 @@ class FFT:
         y[...] = full[index]
         return y
 
-    def input_grad(self, geom: ConvGeometry, dy: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
-        self.workspace(geom, "input_grad", dy.dtype, limit)
+    def _input_grad(self, geom: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
         g, cg, og, _ = group_dims(geom)
         padded = tight_padded(geom)
         dx = np.zeros((geom.batch, *padded, geom.in_channels), dtype=dy.dtype)
@@ -107,8 +180,7 @@ class FFT:
             dx[...] = full[(slice(None), *(slice(0, p) for p in padded))]
         return pad_or_crop(dx, tuple((-lo, -hi) for lo, hi in geom.tight_padding))
 
-    def filter_grad(self, geom: ConvGeometry, x: np.ndarray, dy: np.ndarray, limit: int) -> np.ndarray:
-        self.workspace(geom, "filter_grad", x.dtype, limit)
+    def _filter_grad(self, geom: ConvGeometry, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
         g, cg, og, _ = group_dims(geom)
         dw = np.zeros((*geom.kernel, cg, geom.out_channels), dtype=x.dtype)
         if dy.size == 0 or cg == 0:
@@ -130,6 +202,42 @@ class FFT:
 
 
 _WORKERS = os.cpu_count() or 1
+COPY_BYTES_PER_S = 5e9
+
+
+def _block_count(geom: ConvGeometry, b: int) -> int:
+    return -(-geom.out_spatial[0] // b)
+
+
+def _block_geometry(geom: ConvGeometry, b: int) -> ConvGeometry:
+    """One block of ``b`` outputs along the first axis, as a batch of unpadded segments."""
+    seg = (b - 1) * geom.stride[0] + geom.kernel_eff[0]
+    rest = tight_padded(geom)[1:]
+    return ConvGeometry(
+        batch=geom.batch * _block_count(geom, b), in_channels=geom.in_channels,
+        out_channels=geom.out_channels, in_spatial=(seg, *rest), kernel=geom.kernel,
+        stride=geom.stride, padding=((0, 0),) * geom.rank, lhs_dilation=(1,) * geom.rank,
+        rhs_dilation=geom.rhs_dilation, feature_group_count=geom.feature_group_count)
+
+
+def _segments(x: np.ndarray, geom: ConvGeometry, b: int) -> np.ndarray:
+    """The overlapping input segments of the blocks: ``(N * nb, seg, *rest, C)``."""
+    nb, s = _block_count(geom, b), geom.stride[0]
+    seg = (b - 1) * s + geom.kernel_eff[0]
+    (lo, hi), *others = geom.tight_padding
+    extra = (nb - 1) * b * s + seg - tight_padded(geom)[0]  # zeros past the end for the last block
+    xp = pad_or_crop(x, ((lo, hi + extra), *others))
+    st = xp.strides
+    view = as_strided(xp, (xp.shape[0], nb, seg, *xp.shape[2:]), (st[0], b * s * st[1], *st[1:]),
+                      writeable=False)
+    return np.ascontiguousarray(view).reshape(-1, seg, *xp.shape[2:])
+
+
+def _dy_blocks(dy: np.ndarray, b: int, nb: int) -> np.ndarray:
+    """dy zero-extended to nb * b outputs along the first axis: ``(N * nb, b, *rest, O)``."""
+    pad = nb * b - dy.shape[1]
+    dye = pad_or_crop(dy, ((0, pad),) + ((0, 0),) * (dy.ndim - 3))
+    return dye.reshape(dy.shape[0] * nb, b, *dy.shape[2:])
 
 
 def _axes(geom: ConvGeometry) -> tuple[int, ...]:
