@@ -1,0 +1,100 @@
+"""Engine code paths that small random geometries rarely reach, each forced and checked.
+
+The property suites run every engine on random geometries, but some paths only switch on for
+larger problems: FFT blocking of a long axis, the depthwise kernels' 3x3 interior path, the
+split engine's multi-axis prefixes and splits, the 1x1 single GEMM. Each test first asserts that
+the geometry takes the path (so the test cannot silently stop covering it), then compares all
+three ops with the oracle in float64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import convgrad
+import oracle
+from checks import assert_close
+from convgrad.engines import get_engine
+
+F64 = np.dtype(np.float64)
+
+
+def _three_ops(method, x_shape, w_shape, seed=0, **kw):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal(w_shape)
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
+    dy = rng.standard_normal(geom.y_shape())
+    assert_close(convgrad.conv(x, w, method=method, **kw), oracle.conv(x, w, **kw))
+    assert_close(convgrad.conv_input_grad(dy, w, x_shape, method=method, **kw),
+                 oracle.input_grad(dy, w, x_shape, **kw))
+    assert_close(convgrad.conv_filter_grad(x, dy, w_shape, method=method, **kw),
+                 oracle.filter_grad(x, dy, w_shape, **kw))
+    return geom
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "kw"), [
+    ((2, 3, 700), (4, 3, 15), {"padding": ((9, 2),)}),
+    ((2, 4, 900), (2, 2, 9), {"stride": 2, "dilation": 3, "padding": ((-2, 11),), "groups": 2}),
+    ((1, 2, 260, 6), (3, 2, 7, 3), {"padding": ((3, 3), (1, 1)), "stride": (1, 2)}),
+])
+def test_fft_blocks_a_long_first_axis(x_shape, w_shape, kw):
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
+    fft = get_engine("fft")
+    assert all(fft._block(geom, op, F64) is not None for op in ("forward", "input_grad", "filter_grad"))
+    _three_ops("fft", x_shape, w_shape, **kw)
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "kw"), [
+    ((2, 5, 12, 11), (5, 1, 3, 3), {"padding": 1, "groups": 5}),
+    ((2, 4, 13, 14), (4, 1, 3, 3), {"padding": ((2, 0), (3, 1)), "stride": (2, 1), "dilation": (1, 2),
+                                     "groups": 4}),
+    ((1, 3, 10, 12), (3, 1, 3, 3), {"padding": ((-1, 1), (0, -2)), "stride": 2, "groups": 3}),
+    ((1, 2, 9, 9), (4, 1, 3, 3), {"padding": 1, "groups": 2}),  # channel multiplier 2: generic loops
+])
+def test_depthwise_kernels_interior_and_borders(x_shape, w_shape, kw):
+    geom = _three_ops("direct", x_shape, w_shape, **kw)
+    assert geom.feature_group_count == geom.in_channels and min(geom.out_spatial) >= 4
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "kw", "prefix"), [
+    ((2, 3, 9, 8), (4, 3, 3, 3), {"padding": 1}, 1),
+    ((1, 2, 6, 7, 5), (3, 2, 3, 2, 3), {"padding": ((1, 0), (2, 1), (1, 1)), "dilation": (2, 1, 1)}, None),
+    ((2, 3, 40), (2, 3, 4), {"padding": ((3, 0),), "dilation": 2}, 1),
+])
+def test_split_engine_prefixes(x_shape, w_shape, kw, prefix):
+    geom = _three_ops("split", x_shape, w_shape, **kw)
+    from convgrad.engines.split import _best_prefix, _prefixes
+
+    assert _prefixes(geom)
+    if prefix is not None:
+        assert _best_prefix(geom, F64) == prefix
+
+
+def test_split_engine_filter_gradient_over_every_split():
+    from convgrad.engines import split
+
+    x_shape, w_shape, kw = (2, 3, 7, 6, 5), (2, 3, 3, 2, 3), {"padding": 1, "stride": (1, 1, 2)}
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
+    candidates = split._candidates(geom)
+    assert len(candidates) == 3  # stride 2 on the last axis keeps it on the x side
+    rng = np.random.default_rng(1)
+    x, dy = rng.standard_normal(x_shape), rng.standard_normal(geom.y_shape())
+    want = oracle.filter_grad(x, dy, w_shape, **kw)
+    original = split._best_split
+    try:
+        for dy_side in candidates:
+            split._best_split = lambda g, d, s=dy_side: s
+            assert_close(convgrad.conv_filter_grad(x, dy, w_shape, method="split", **kw), want)
+    finally:
+        split._best_split = original
+
+
+def test_pointwise_conv_is_one_gemm_without_packing():
+    from convgrad.engines.im2col import _pointwise
+
+    x_shape, w_shape = (2, 6, 5, 4), (3, 6, 1, 1)
+    geom = _three_ops("im2col", x_shape, w_shape)
+    assert _pointwise(geom)
+    assert get_engine("im2col").workspace(geom, "forward", F64, 2**31) < np.prod(x_shape) * 8 * 2
