@@ -35,9 +35,9 @@ def _three_ops(method, x_shape, w_shape, seed=0, **kw):
 
 
 @pytest.mark.parametrize(("x_shape", "w_shape", "kw"), [
-    ((2, 3, 700), (4, 3, 15), {"padding": ((9, 2),)}),
-    ((2, 4, 900), (2, 2, 9), {"stride": 2, "dilation": 3, "padding": ((-2, 11),), "groups": 2}),
-    ((1, 2, 260, 6), (3, 2, 7, 3), {"padding": ((3, 3), (1, 1)), "stride": (1, 2)}),
+    ((2, 8, 1500), (8, 8, 31), {"padding": ((9, 2),)}),
+    ((2, 16, 3000), (16, 8, 31), {"stride": 2, "dilation": 2, "padding": ((-2, 11),), "groups": 2}),
+    ((1, 8, 300, 6), (8, 8, 21, 3), {"padding": ((3, 3), (1, 1)), "stride": (1, 2)}),
 ])
 def test_fft_blocks_a_long_first_axis(x_shape, w_shape, kw):
     geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
@@ -98,3 +98,15 @@ def test_pointwise_conv_is_one_gemm_without_packing():
     geom = _three_ops("im2col", x_shape, w_shape)
     assert _pointwise(geom)
     assert get_engine("im2col").workspace(geom, "forward", F64, 2**31) < np.prod(x_shape) * 8 * 2
+
+
+@pytest.mark.parametrize("rate", [1e3, 1e30])  # kernel transforms as padded FFTs / as DFT GEMMs
+def test_fft_kernel_transforms_both_ways(monkeypatch, rate):
+    from convgrad.engines import fft
+
+    monkeypatch.setattr(fft, "DFT_GEMM_FLOPS_PER_S", rate)
+    kw = {"padding": ((2, 1), (0, 3)), "stride": (2, 1), "dilation": (1, 2)}
+    geom = convgrad.ConvGeometry.for_conv((2, 4, 11, 9), (6, 4, 3, 4), **kw)
+    assert fft._use_dft_gemm(geom.kernel, get_engine("fft")._lengths(geom), 24) == (rate > 1e9)
+    _three_ops("fft", (2, 4, 11, 9), (6, 4, 3, 4), **kw)
+    _three_ops("fft", (1, 2, 13), (2, 2, 5), padding=((4, 0),), dilation=3)

@@ -87,10 +87,11 @@ class FFT:
         freqs = size // lengths[-1] * (lengths[-1] // 2 + 1)
         g, cg, og, _ = group_dims(geom)
         n = geom.batch
-        transforms = n * geom.in_channels + n * geom.out_channels + cg * geom.out_channels
+        transforms = n * geom.in_channels + n * geom.out_channels
         fft_flops = 2.5 * transforms * size * max(1.0, math.log2(size))
         mix = 8 * freqs * n * cg * og * g
-        return (fft_flops / FFT_FLOPS_PER_S + mix / CGEMM_FLOPS_PER_S + CALL_SECONDS
+        kernel = _kernel_transform_seconds(geom.kernel, lengths, cg * og * g)
+        return (fft_flops / FFT_FLOPS_PER_S + mix / CGEMM_FLOPS_PER_S + kernel + CALL_SECONDS
                 + freqs * g * BATCH_ITEM_SECONDS)
 
     def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
@@ -156,9 +157,9 @@ class FFT:
             return y
         lengths, axes = self._lengths(geom), _axes(geom)
         xs = _rfft(pad_or_crop(x, geom.tight_padding), lengths, axes)  # (N, *F, C)
-        # Correlation with w is convolution with w flipped: flip the dilated kernel.
-        flipped = _dilated_kernel(w, geom.rhs_dilation)[(slice(None, None, -1),) * geom.rank]
-        ws = _rfft(flipped, lengths, tuple(range(geom.rank)))  # (*F, Cg, O)
+        # Correlation with w is convolution with w flipped: tap t sits at k_eff - 1 - t * d.
+        ws = _kernel_spectrum(w, lengths, [[ke - 1 - t * d for t in range(k)] for k, d, ke in
+                                           zip(geom.kernel, geom.rhs_dilation, geom.kernel_eff)])
         ys = _mix(xs, ws, g, cg, og)
         full = _irfft(ys, lengths, axes)
         # Lag q of the correlation sits at index q + k_eff - 1 of the convolution.
@@ -174,7 +175,7 @@ class FFT:
         if dy.size and cg:
             lengths, axes = self._lengths(geom), _axes(geom)
             dys = _rfft(_spread(dy, geom.stride), lengths, axes)  # (N, *F, O)
-            ws = _rfft(_dilated_kernel(w, geom.rhs_dilation), lengths, tuple(range(geom.rank)))
+            ws = _kernel_spectrum(w, lengths, _tap_positions(geom))
             dxs = _mix(dys, ws, g, og, cg, adjoint=True)
             full = _irfft(dxs, lengths, axes)
             dx[...] = full[(slice(None), *(slice(0, p) for p in padded))]
@@ -193,10 +194,7 @@ class FFT:
         xg = xs.reshape(geom.batch, f, g, cg)
         dg = np.conj(dys.reshape(geom.batch, f, g, og))
         spec = np.einsum("nfgc,nfgo->fgco", xg, dg, optimize=True)
-        full = scipy.fft.irfftn(spec.reshape(*xs.shape[1:-1], g, cg, og), s=lengths,
-                                axes=tuple(range(geom.rank)), workers=_WORKERS)
-        index = tuple(slice(0, (k - 1) * d + 1, d) for k, d in zip(geom.kernel, geom.rhs_dilation))
-        lags = full[index]  # (*K, G, Cg, Og)
+        lags = _kernel_lags(spec.reshape(*xs.shape[1:-1], g, cg, og), lengths, _tap_positions(geom), x.dtype)
         dw[...] = np.moveaxis(lags, geom.rank, -2).reshape(*geom.kernel, cg, g * og)
         return dw
 
@@ -252,14 +250,95 @@ def _irfft(a: np.ndarray, lengths: tuple[int, ...], axes: tuple[int, ...]) -> np
     return scipy.fft.irfftn(a, s=lengths, axes=axes, workers=_WORKERS)
 
 
-def _dilated_kernel(w: np.ndarray, d: tuple[int, ...]) -> np.ndarray:
-    """w ``(*K, Cg, O)`` with d - 1 zeros between taps: ``(*K_eff, Cg, O)``."""
-    if all(v == 1 for v in d):
-        return w
-    k = w.shape[:-2]
-    out = np.zeros((*((ki - 1) * di + 1 for ki, di in zip(k, d)), *w.shape[-2:]), dtype=w.dtype)
-    out[tuple(slice(None, None, di) for di in d)] = w
-    return out
+def _tap_positions(geom: ConvGeometry) -> list[list[int]]:
+    return [[t * d for t in range(k)] for k, d in zip(geom.kernel, geom.rhs_dilation)]
+
+
+# Kernel-side transforms (a few taps zero-padded to the FFT length, many channel pairs) are
+# matrix products with the DFT matrix restricted to the taps: BLAS runs them an order of
+# magnitude faster than pocketfft runs the padded FFTs, and they cost n * k instead of n log n.
+DFT_GEMM_FLOPS_PER_S = 150e9
+
+
+def _kernel_transform_seconds(kernel: tuple[int, ...], lengths: tuple[int, ...], pairs: int) -> float:
+    """The cheaper of padded FFTs and DFT GEMMs for ``pairs`` kernels (or lag sets), in seconds."""
+    size = math.prod(lengths)
+    fft = 2.5 * pairs * size * max(1.0, math.log2(size)) / FFT_FLOPS_PER_S
+    return min(fft, _dft_gemm_flops(kernel, lengths, pairs) / DFT_GEMM_FLOPS_PER_S)
+
+
+def _dft_gemm_flops(kernel: tuple[int, ...], lengths: tuple[int, ...], pairs: int) -> float:
+    flops, width = 0.0, pairs * math.prod(kernel)
+    for i in reversed(range(len(kernel))):
+        n = lengths[i] // 2 + 1 if i == len(kernel) - 1 else lengths[i]
+        flops += 8 * n * width
+        width = width // kernel[i] * n
+    return flops
+
+
+def _use_dft_gemm(kernel: tuple[int, ...], lengths: tuple[int, ...], pairs: int) -> bool:
+    size = math.prod(lengths)
+    fft = 2.5 * pairs * size * max(1.0, math.log2(size)) / FFT_FLOPS_PER_S
+    return _dft_gemm_flops(kernel, lengths, pairs) / DFT_GEMM_FLOPS_PER_S < fft
+
+
+def _dft_matrix(n: int, positions: list[int], half: bool, dtype: np.dtype, sign: float = -1.0) -> np.ndarray:
+    """exp(sign 2 pi i f p / n) for the frequencies f (0..n//2 when ``half``) and positions p."""
+    f = np.arange(n // 2 + 1 if half else n)
+    return np.exp(sign * 2j * np.pi * np.outer(f, positions) / n).astype(dtype)
+
+
+def _kernel_spectrum(w: np.ndarray, lengths: tuple[int, ...], positions: list[list[int]]) -> np.ndarray:
+    """The rfftn of w ``(*K, Cg, O)`` with tap t of axis i placed at ``positions[i][t]`` of a
+    zero signal of length ``lengths[i]``: ``(*F, Cg, O)`` with the last axis halved."""
+    rank = len(lengths)
+    pairs = w.shape[-2] * w.shape[-1]
+    if not _use_dft_gemm(w.shape[:rank], lengths, pairs):
+        full = np.zeros((*lengths, *w.shape[rank:]), dtype=w.dtype)
+        full[np.ix_(*positions)] = w
+        return _rfft(full, lengths, tuple(range(rank)))
+    ctype = np.result_type(w.dtype, np.complex64)
+    kernel = w.shape[:rank]
+    # Every step is one matmul on a C-contiguous array with the contracted axis second to last.
+    d = _dft_matrix(lengths[-1], positions[-1], True, ctype)
+    a = w.reshape(*kernel, pairs)
+    re, im = np.matmul(d.real, a), np.matmul(d.imag, a)  # real GEMMs: a is real
+    a = np.empty(re.shape, dtype=ctype)
+    a.real, a.imag = re, im
+    for i in reversed(range(rank - 1)):
+        a = _along(_dft_matrix(lengths[i], positions[i], False, ctype), a, i)
+    return a.reshape(*a.shape[:rank], *w.shape[rank:])
+
+
+def _along(d: np.ndarray, a: np.ndarray, axis: int) -> np.ndarray:
+    """d applied to axis ``axis`` of the C-contiguous ``a``, as one batched matmul (no transposes)."""
+    shape = a.shape
+    out = np.matmul(d, a.reshape(math.prod(shape[:axis]), shape[axis], -1))
+    return out.reshape(*shape[:axis], d.shape[0], *shape[axis + 1 :])
+
+
+def _kernel_lags(spec: np.ndarray, lengths: tuple[int, ...], positions: list[list[int]],
+                 dtype: np.dtype) -> np.ndarray:
+    """The irfftn of ``spec`` ``(*F, ...)`` at the given positions only: ``(*K, ...)`` real."""
+    rank = len(lengths)
+    kernel = tuple(len(p) for p in positions)
+    rest = spec.shape[rank:]
+    if not _use_dft_gemm(kernel, lengths, math.prod(rest)):
+        full = scipy.fft.irfftn(spec, s=lengths, axes=tuple(range(rank)), workers=_WORKERS)
+        return full[np.ix_(*positions)]
+    a = spec.reshape(*spec.shape[:rank], -1)
+    for i in range(rank - 1):  # full complex axes: inverse DFT restricted to the positions
+        a = _along(_dft_matrix(lengths[i], positions[i], False, a.dtype, sign=1.0).T / lengths[i], a, i)
+    # The halved axis: x[p] = (1 / n) sum_f c_f Re(X_f exp(2 pi i f p / n)), c_f = 2 except at
+    # f = 0 and at the Nyquist frequency of an even n.
+    n = lengths[-1]
+    c = np.full(n // 2 + 1, 2.0)
+    c[0] = 1.0
+    if n % 2 == 0:
+        c[-1] = 1.0
+    d = (_dft_matrix(n, positions[-1], True, np.complex128, sign=1.0) * (c[:, None] / n)).T
+    out = np.matmul(d.real.astype(dtype), a.real) - np.matmul(d.imag.astype(dtype), a.imag)
+    return out.reshape(*kernel, *rest)
 
 
 def _spread(dy: np.ndarray, s: tuple[int, ...]) -> np.ndarray:
