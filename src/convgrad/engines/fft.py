@@ -22,7 +22,6 @@ import os
 
 import numpy as np
 import scipy.fft
-from numpy.lib.stride_tricks import as_strided
 
 from .._budget import check_fits
 from .._geometry import ConvGeometry
@@ -191,9 +190,9 @@ class FFT:
         dys = _rfft(_spread(dy, geom.stride), lengths, axes)  # (N, *F, O)
         # Correlation: multiply by the conjugate spectrum of the spread dy.
         f = math.prod(xs.shape[1:-1])
-        xg = xs.reshape(geom.batch, f, g, cg)
-        dg = np.conj(dys.reshape(geom.batch, f, g, og))
-        spec = np.einsum("nfgc,nfgo->fgco", xg, dg, optimize=True)
+        xg = xs.reshape(geom.batch, f, g, cg).transpose(1, 2, 3, 0)  # (F, G, Cg, N)
+        dg = np.conj(dys.reshape(geom.batch, f, g, og)).transpose(1, 2, 0, 3)  # (F, G, N, Og)
+        spec = np.matmul(xg, dg)  # (F, G, Cg, Og): a batched GEMM, where einsum would loop
         lags = _kernel_lags(spec.reshape(*xs.shape[1:-1], g, cg, og), lengths, _tap_positions(geom), x.dtype)
         dw[...] = np.moveaxis(lags, geom.rank, -2).reshape(*geom.kernel, cg, g * og)
         return dw
@@ -219,16 +218,20 @@ def _block_geometry(geom: ConvGeometry, b: int) -> ConvGeometry:
 
 
 def _segments(x: np.ndarray, geom: ConvGeometry, b: int) -> np.ndarray:
-    """The overlapping input segments of the blocks: ``(N * nb, seg, *rest, C)``."""
+    """The overlapping input segments of the blocks: ``(N * nb, seg, *rest, C)``, zero where a
+    segment reaches into the padding (filled block by block, without a padded copy of x)."""
     nb, s = _block_count(geom, b), geom.stride[0]
     seg = (b - 1) * s + geom.kernel_eff[0]
-    (lo, hi), *others = geom.tight_padding
-    extra = (nb - 1) * b * s + seg - tight_padded(geom)[0]  # zeros past the end for the last block
-    xp = pad_or_crop(x, ((lo, hi + extra), *others))
-    st = xp.strides
-    view = as_strided(xp, (xp.shape[0], nb, seg, *xp.shape[2:]), (st[0], b * s * st[1], *st[1:]),
-                      writeable=False)
-    return np.ascontiguousarray(view).reshape(-1, seg, *xp.shape[2:])
+    (lo, _), *others = geom.tight_padding
+    xo = pad_or_crop(x, ((0, 0), *others))
+    n0 = xo.shape[1]
+    out = np.zeros((xo.shape[0], nb, seg, *xo.shape[2:]), dtype=x.dtype)
+    for j in range(nb):
+        start = j * b * s - lo
+        a0, a1 = max(start, 0), min(start + seg, n0)
+        if a1 > a0:
+            out[:, j, a0 - start : a1 - start] = xo[:, a0:a1]
+    return out.reshape(-1, seg, *xo.shape[2:])
 
 
 def _dy_blocks(dy: np.ndarray, b: int, nb: int) -> np.ndarray:
