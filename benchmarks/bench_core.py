@@ -33,7 +33,11 @@ def main() -> None:
     print(report)
     if args.write:
         with open(args.write, "w") as f:
-            f.write("# Benchmarks: convgrad against PyTorch (CPU)\n\n" + report)
+            names = {"torch": "PyTorch", "tf": "TensorFlow", "jax": "JAX"}
+            title = ", ".join(names.get(f, f) for f in frameworks)
+            f.write(f"# Benchmarks: convgrad against {title} (CPU)\n\n"
+                    f"Command: `python benchmarks/bench_core.py --frameworks {','.join(frameworks)} "
+                    f"--repeats {args.repeats} --write {args.write}`. {bench.METHOD}\n\n" + report)
 
 
 if __name__ == "__main__":

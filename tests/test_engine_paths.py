@@ -110,3 +110,33 @@ def test_fft_kernel_transforms_both_ways(monkeypatch, rate):
     assert fft._use_dft_gemm(geom.kernel, get_engine("fft")._lengths(geom), 24) == (rate > 1e9)
     _three_ops("fft", (2, 4, 11, 9), (6, 4, 3, 4), **kw)
     _three_ops("fft", (1, 2, 13), (2, 2, 5), padding=((4, 0),), dilation=3)
+
+
+def test_engines_keep_to_the_callers_thread_limits(monkeypatch):
+    """threadpoolctl limits reach scipy.fft's workers and Numba's parallel loops, not only BLAS."""
+    import numba
+    import scipy.fft
+    from threadpoolctl import threadpool_limits
+
+    from convgrad.engines import _threads
+
+    seen = []
+    real_rfftn = scipy.fft.rfftn
+
+    def rfftn(*args, **kwargs):
+        seen.append(("fft", kwargs.get("workers")))
+        return real_rfftn(*args, **kwargs)
+
+    monkeypatch.setattr(scipy.fft, "rfftn", rfftn)
+    rng = np.random.default_rng(2)
+    x, w = rng.standard_normal((2, 4, 12, 12)), rng.standard_normal((4, 1, 3, 3))
+    with threadpool_limits(limits=1):
+        assert _threads.allowed() == 1
+        convgrad.conv(x, rng.standard_normal((3, 4, 5, 5)), method="fft")
+        got = convgrad.conv(x, w, groups=4, padding=1, method="direct")
+        seen.append(("numba", numba.get_num_threads()))
+    assert seen and all(n == 1 for _, n in seen), seen
+    assert_close(got, oracle.conv(x, w, groups=4, padding=1))
+    # outside the limit the engines use the machine again
+    convgrad.conv(x, w, groups=4, padding=1, method="direct")
+    assert numba.get_num_threads() == min(_threads.allowed(), numba.config.NUMBA_NUM_THREADS)

@@ -411,8 +411,37 @@ def environment(repeats: int, peak: float | None) -> str:
     return text
 
 
+METHOD = (
+    "Every convgrad result is checked against every framework before it is timed (relative error "
+    f"<= {RTOL:g}). Ratios are convgrad time / the framework's best variant (PyTorch: the faster of "
+    "NCHW and channels_last), measured in the same process; below 1 convgrad is faster. Rounds are "
+    "interleaved and each round starts one contestant later, so every library follows every other "
+    "equally often (on a small machine one library's spinning worker threads slow whoever runs "
+    "next). A dash: the framework has no CPU kernel for that geometry (TensorFlow's dilated "
+    "backprops) or no such layout (channels_last in 1-D). Peak MiB: convgrad's largest traced "
+    "allocation during one call. Compiled kernels are warmed up before timing, as the frameworks' "
+    "JIT is. Compare ratios within one run, not milliseconds across runs: a VM's speed can drift."
+)
+
+
+def targets(rows: list[dict]) -> str:
+    """The speed issue's targets, read off this run: rows worse than 2x PyTorch and how much
+    faster than the fastest framework the large-kernel cases are."""
+    lines = []
+    slow = [f"{r['case']} {r['op']} ({r['ratio']['torch']:.2f}x)" for r in rows
+            if r["ratio"].get("torch", 0) > 2]
+    lines.append("- rows slower than 2x PyTorch: " + (", ".join(slow) if slow else "none"))
+    for r in rows:
+        if r["case"] in ("large_kernel_31", "conv1d_k255") and r["ratio"]:
+            best = max(r["ratio"].items(), key=lambda kv: kv[1])
+            lines.append(f"- {r['case']} {r['op']}: {1 / best[1]:.1f}x faster than the fastest framework "
+                         f"({best[0]})")
+    return "\n".join(lines)
+
+
 def report(rows: list[dict], repeats: int, peak: float | None) -> str:
-    return environment(repeats, peak) + "\n\n" + markdown_table(rows) + "\n"
+    return (environment(repeats, peak) + "\n\n" + markdown_table(rows) + "\n\n"
+            + targets(rows) + "\n")
 
 
 def ratio_chart(rows: list[dict], path: str) -> None:

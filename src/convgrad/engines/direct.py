@@ -11,7 +11,7 @@ import numpy as np
 
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
-from . import _kernels
+from . import _kernels, _threads
 
 # A fused loop does about one multiply-add per cycle per lane; this is its measured throughput.
 FLOPS_PER_S = 25e9
@@ -57,6 +57,7 @@ class Direct:
 
     def forward(self, geom: ConvGeometry, x: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
         self.workspace(geom, "forward", x.dtype, limit)
+        _threads.for_numba()
         y = np.empty((geom.batch, *geom.out_spatial, geom.out_channels), dtype=x.dtype)
         if y.size and geom.in_channels:
             xc, pads = _reachable(x, geom)
@@ -68,6 +69,7 @@ class Direct:
 
     def input_grad(self, geom: ConvGeometry, dy: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
         self.workspace(geom, "input_grad", dy.dtype, limit)
+        _threads.for_numba()
         tight = geom.tight_padding
         # With stride 1 and one output per channel, dx is itself a depthwise conv of dy with the
         # flipped kernel: gather with the forward kernel (parallel over rows, no scatter).
@@ -90,6 +92,7 @@ class Direct:
 
     def filter_grad(self, geom: ConvGeometry, x: np.ndarray, dy: np.ndarray, limit: int) -> np.ndarray:
         self.workspace(geom, "filter_grad", x.dtype, limit)
+        _threads.for_numba()
         parts = np.zeros((max(1, min(geom.batch, 8)), *geom.kernel, geom.out_channels), dtype=x.dtype)
         if dy.size and geom.in_channels:
             xc, pads = _reachable(x, geom)

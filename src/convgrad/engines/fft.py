@@ -18,7 +18,6 @@ The block length is the one the cost model likes best, the whole axis included.
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import scipy.fft
@@ -26,6 +25,7 @@ import scipy.fft
 from .._budget import check_fits
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
+from . import _threads
 from ._common import group_dims, tight_padded
 
 FFT_FLOPS_PER_S = 20e9
@@ -198,7 +198,6 @@ class FFT:
         return dw
 
 
-_WORKERS = os.cpu_count() or 1
 COPY_BYTES_PER_S = 5e9
 
 
@@ -246,11 +245,11 @@ def _axes(geom: ConvGeometry) -> tuple[int, ...]:
 
 
 def _rfft(a: np.ndarray, lengths: tuple[int, ...], axes: tuple[int, ...]) -> np.ndarray:
-    return scipy.fft.rfftn(a, s=lengths, axes=axes, workers=_WORKERS)
+    return scipy.fft.rfftn(a, s=lengths, axes=axes, workers=_threads.allowed())
 
 
 def _irfft(a: np.ndarray, lengths: tuple[int, ...], axes: tuple[int, ...]) -> np.ndarray:
-    return scipy.fft.irfftn(a, s=lengths, axes=axes, workers=_WORKERS)
+    return scipy.fft.irfftn(a, s=lengths, axes=axes, workers=_threads.allowed())
 
 
 def _tap_positions(geom: ConvGeometry) -> list[list[int]]:
@@ -327,7 +326,7 @@ def _kernel_lags(spec: np.ndarray, lengths: tuple[int, ...], positions: list[lis
     kernel = tuple(len(p) for p in positions)
     rest = spec.shape[rank:]
     if not _use_dft_gemm(kernel, lengths, math.prod(rest)):
-        full = scipy.fft.irfftn(spec, s=lengths, axes=tuple(range(rank)), workers=_WORKERS)
+        full = scipy.fft.irfftn(spec, s=lengths, axes=tuple(range(rank)), workers=_threads.allowed())
         return full[np.ix_(*positions)]
     a = spec.reshape(*spec.shape[:rank], -1)
     for i in range(rank - 1):  # full complex axes: inverse DFT restricted to the positions

@@ -22,7 +22,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .._budget import check_fits
 from .._geometry import ConvGeometry
 from .._layout import flip_swap_filter, pad_or_crop
-from . import _kernels
+from . import _kernels, _threads
 from ._common import group_dims
 
 # Points 0, -1, 1, -2, 2 and infinity (Lavin & Gray 2016); checked against direct correlation
@@ -161,6 +161,7 @@ def _forward_fused(geom: ConvGeometry, xp: np.ndarray, w: np.ndarray, bt: np.nda
     m, n = at.shape
     count = geom.batch * tiles[0] * tiles[1]
     v = np.empty((n * n, count, geom.in_channels), dtype=xp.dtype)
+    _threads.for_numba()
     _kernels.winograd2d_input(xp, bt, m, tiles[0], tiles[1], v)
     u = _filter_transform(w, gm, 2, g)
     if g == 1:
