@@ -149,8 +149,12 @@ def _fused(geom: ConvGeometry, dtype: np.dtype) -> bool:
 def _filter_transform(w: np.ndarray, gm: np.ndarray, r: int, g: int) -> np.ndarray:
     """w ``(*3, Cg, O)`` -> ``G w G^T`` per axis, as ``(n^r, G, Cg, Og)``."""
     cg, o = w.shape[-2:]
-    n = gm.shape[0]
-    u = _transform(np.moveaxis(w, (-2, -1), (0, 1)), gm, r, batch_axes=2)  # (*n, Cg, O)
+    n, k = gm.shape
+    # One GEMM with the Kronecker product of G over the axes: rows (a_1, ..., a_r), columns the taps.
+    kron = gm
+    for _ in range(r - 1):
+        kron = np.kron(kron, gm)
+    u = np.matmul(kron, w.reshape(k**r, cg * o))  # (n^r, Cg * O)
     return u.reshape(n**r, cg, g, o // g).transpose(0, 2, 1, 3)
 
 
