@@ -36,7 +36,10 @@ class Direct:
             return "needs batch_group_count == 1 and no input dilation"
         return None
 
-    def _kernel(self, op: str):  # type: ignore[no-untyped-def]
+    def _kernel(self, geom: ConvGeometry, op: str):  # type: ignore[no-untyped-def]
+        """The compiled kernel that ``op`` runs on ``geom`` (its compile time is charged)."""
+        if op == "input_grad" and _gathers_input_grad(geom):
+            return _kernels.depthwise2d_forward
         return {"forward": _kernels.depthwise2d_forward, "input_grad": _kernels.depthwise2d_input_grad,
                 "filter_grad": _kernels.depthwise2d_filter_grad}[op]
 
@@ -44,7 +47,8 @@ class Direct:
         return self._raw_cost(geom, op, dtype) * FITTED[op]
 
     def _raw_cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
-        return geom.flops / FLOPS_PER_S + CALL_SECONDS + _kernels.compile_penalty(dtype, self._kernel(op))
+        penalty = _kernels.compile_penalty(dtype, self._kernel(geom, op))
+        return geom.flops / FLOPS_PER_S + CALL_SECONDS + penalty
 
     def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
         from .._budget import check_fits
@@ -73,9 +77,8 @@ class Direct:
         tight = geom.tight_padding
         # With stride 1 and one output per channel, dx is itself a depthwise conv of dy with the
         # flipped kernel: gather with the forward kernel (parallel over rows, no scatter).
-        flip_pads = [(k - 1) * d - lo for k, d, (lo, _) in zip(geom.kernel, geom.rhs_dilation, tight)]
-        if (all(s == 1 for s in geom.stride) and geom.out_channels == geom.in_channels
-                and min(flip_pads) >= 0):
+        if _gathers_input_grad(geom):
+            flip_pads = _flip_pads(geom)
             dx = np.empty((geom.batch, *geom.in_spatial, geom.in_channels), dtype=dy.dtype)
             if dx.size:
                 w2 = np.ascontiguousarray(w.reshape(*geom.kernel, geom.out_channels)[::-1, ::-1])
@@ -112,3 +115,13 @@ def _reachable(x: np.ndarray, geom: ConvGeometry) -> tuple[np.ndarray, list[int]
         start = max(-lo, 0)
         index.append(slice(start, max(start, n + min(hi, 0))))
     return np.ascontiguousarray(x[(*index, slice(None))]), [max(lo, 0) for lo, _ in geom.tight_padding]
+
+
+def _flip_pads(geom: ConvGeometry) -> list[int]:
+    """Leading pads of dy for dx as a conv of dy with the flipped kernel: (k - 1) * d - before."""
+    return [(k - 1) * d - lo for k, d, (lo, _) in zip(geom.kernel, geom.rhs_dilation, geom.tight_padding)]
+
+
+def _gathers_input_grad(geom: ConvGeometry) -> bool:
+    return (all(s == 1 for s in geom.stride) and geom.out_channels == geom.in_channels
+            and min(_flip_pads(geom)) >= 0)
