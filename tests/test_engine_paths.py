@@ -140,3 +140,32 @@ def test_engines_keep_to_the_callers_thread_limits(monkeypatch):
     # outside the limit the engines use the machine again
     convgrad.conv(x, w, groups=4, padding=1, method="direct")
     assert numba.get_num_threads() == min(_threads.allowed(), numba.config.NUMBA_NUM_THREADS)
+
+
+def test_a_conv_asked_for_again_and_again_loads_the_kernels_that_would_win(monkeypatch):
+    """A one-off conv is charged the compiled kernels' load time; the third identical request
+    (a loop) loads them when they would win, once."""
+    from convgrad import _plan
+    from convgrad.engines import _kernels
+
+    loads = []
+    monkeypatch.setattr(_kernels, "compile_penalty", lambda dtype, *k: 10.0 if _kernels._charging else 0.0)
+    monkeypatch.setattr(_kernels, "warm_up", lambda dtypes: loads.append(dtypes))
+    monkeypatch.setattr(_plan, "_requests", {})
+    _plan._make_plan.cache_clear()
+    f32 = np.dtype(np.float32)
+    depthwise = convgrad.ConvGeometry.for_conv((3, 24, 20, 20), (24, 1, 3, 3), padding=1, groups=24)
+    first = _plan.make_plan("forward", depthwise, f32, "auto", 2**31)
+    assert first.engine.name != "direct" and loads == []
+    _plan.make_plan("forward", depthwise, f32, "auto", 2**31)
+    assert loads == []
+    _plan.make_plan("forward", depthwise, f32, "auto", 2**31)
+    assert loads == [("float32",)]
+    for _ in range(3):
+        _plan.make_plan("forward", depthwise, f32, "auto", 2**31)
+    assert loads == [("float32",)]
+    pointwise = convgrad.ConvGeometry.for_conv((3, 24, 20, 20), (8, 24, 1, 1))  # no compiled kernel helps
+    for _ in range(4):
+        _plan.make_plan("forward", pointwise, f32, "auto", 2**31)
+    assert loads == [("float32",)]
+    _plan._make_plan.cache_clear()

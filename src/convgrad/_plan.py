@@ -41,11 +41,40 @@ def make_plan(op: str, geom: ConvGeometry, dtype: np.dtype, method: object, limi
     """
     if not isinstance(method, str):
         raise TypeError(f"method must be a string, 'auto' or one of {engine_names()}, got {method!r}")
-    from .engines._kernels import loaded_state
+    from .engines import _kernels
 
+    dtype = np.dtype(dtype)
+    if method == "auto" and dtype in (np.float32, np.float64):
+        _load_kernels_for_loops(op, geom, dtype, limit)
     # Costing every engine takes a fraction of a millisecond; a training loop asks the same question
     # each step. The answer changes only with the inputs and with which kernels are loaded.
-    return _make_plan(op, geom, np.dtype(dtype), method, limit, loaded_state(), engine_names())
+    return _make_plan(op, geom, dtype, method, limit, _kernels.loaded_state(), engine_names())
+
+
+# The planner charges a compiled kernel its load (or compile) time until the process has loaded it,
+# so a one-off small conv stays on NumPy. The same conv asked for this many times is a loop: if a
+# kernel that is not loaded yet would win once loaded, load the kernels then.
+LOAD_AFTER_REQUESTS = 3
+_requests: dict[tuple, int] = {}
+
+
+def _load_kernels_for_loops(op: str, geom: ConvGeometry, dtype: np.dtype, limit: int) -> None:
+    from .engines import _kernels
+
+    key = (op, geom, dtype, limit)
+    count = _requests.get(key, 0) + 1
+    if count > LOAD_AFTER_REQUESTS:
+        return
+    if len(_requests) > 4096:  # bounded: forget old geometries
+        _requests.clear()
+    _requests[key] = count
+    if count < LOAD_AFTER_REQUESTS:
+        return
+    charged = _make_plan(op, geom, dtype, "auto", limit, _kernels.loaded_state(), engine_names())
+    with _kernels.as_if_loaded():
+        free = _make_plan.__wrapped__(op, geom, dtype, "auto", limit, (), engine_names())
+    if free.engine is not charged.engine:
+        _kernels.warm_up((dtype.name,))
 
 
 @lru_cache(maxsize=256)

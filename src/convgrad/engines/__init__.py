@@ -56,8 +56,10 @@ def engine_names() -> tuple[str, ...]:
 
 
 def warm_up(dtypes: tuple[str, ...] = ("float32", "float64")) -> None:
-    """Compile or load the compiled kernels now (they otherwise cost their compile time in the
-    planner until first used): call once before timing, or at start-up of a long job."""
+    """Compile or load the compiled kernels now. Until then the planner charges them their load
+    (or compile) time, so a one-off small conv stays on NumPy; the third request for the same conv
+    loads them by itself. Call this once before timing, or at the start of a long job.
+    """
     from ._kernels import warm_up as kernels_warm_up
 
     kernels_warm_up(dtypes)
