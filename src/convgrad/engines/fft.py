@@ -23,6 +23,7 @@ import numpy as np
 import scipy.fft
 
 from .._budget import check_fits
+from .._formulas import stride_dim, transpose_size
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
 from . import _threads
@@ -70,7 +71,7 @@ class FFT:
         whole = self._lengths(geom)[0]
         n = 1 << max(4, (2 * ke - 1).bit_length())  # at least twice the kernel: overlap <= 1/2
         while n < whole:
-            b = (n - ke) // s + 1
+            b = stride_dim(n, ke, s)  # outputs whose windows fit in n samples
             if 1 <= b < out:
                 options.append((b, self._blocked_cost(geom, op, dtype, b)))
             n *= 2
@@ -215,9 +216,14 @@ def _block_count(geom: ConvGeometry, b: int) -> int:
     return -(-geom.out_spatial[0] // b)
 
 
+def _segment(geom: ConvGeometry, b: int) -> int:
+    """Input samples the windows of ``b`` consecutive outputs read along the first axis."""
+    return transpose_size(b, geom.kernel_eff[0], geom.stride[0], 0, 0, 0)
+
+
 def _block_geometry(geom: ConvGeometry, b: int) -> ConvGeometry:
     """One block of ``b`` outputs along the first axis, as a batch of unpadded segments."""
-    seg = (b - 1) * geom.stride[0] + geom.kernel_eff[0]
+    seg = _segment(geom, b)
     rest = tight_padded(geom)[1:]
     return ConvGeometry(
         batch=geom.batch * _block_count(geom, b), in_channels=geom.in_channels,
@@ -229,8 +235,7 @@ def _block_geometry(geom: ConvGeometry, b: int) -> ConvGeometry:
 def _segments(x: np.ndarray, geom: ConvGeometry, b: int) -> np.ndarray:
     """The overlapping input segments of the blocks: ``(N * nb, seg, *rest, C)``, zero where a
     segment reaches into the padding (filled block by block, without a padded copy of x)."""
-    nb, s = _block_count(geom, b), geom.stride[0]
-    seg = (b - 1) * s + geom.kernel_eff[0]
+    nb, s, seg = _block_count(geom, b), geom.stride[0], _segment(geom, b)
     (lo, _), *others = geom.tight_padding
     xo = pad_or_crop(x, ((0, 0), *others))
     n0 = xo.shape[1]

@@ -20,6 +20,7 @@ from .._layout import pad_or_crop
 from . import _kernels
 from ._common import blocks as _blocks
 from ._common import group_dims as _group_dims
+from ._common import thin_factor
 from ._common import tight_padded as _tight_padded
 
 # Rows are packed in blocks of about this many bytes: large enough for BLAS to run near peak,
@@ -31,9 +32,6 @@ COPY_BYTES_PER_S = 5e9
 # Python and NumPy overhead per call and per packed tap (strided copy of one block).
 CALL_SECONDS = 30e-6
 TAP_SECONDS = 3e-6
-# BLAS runs GEMMs with a thin side below peak; the pointwise estimate scales the rate by
-# sqrt(side / THIN) (measured: 256 -> 64 channels at 0.6-0.7 of the 2048^3 rate).
-THIN = 128
 
 # Measured time / the estimate above, per op: the median over benchmarks/calibrate.py's shapes
 # (2-core AVX-512 machine, 2026-11-27). Rerun it and refit on another machine kind.
@@ -52,7 +50,7 @@ class Im2col:
 
     def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
         if _pointwise(geom):  # one GEMM on x itself, thin when there are few output channels
-            thin = min(1.0, math.sqrt(max(1, min(geom.in_channels, geom.out_channels)) / THIN))
+            thin = thin_factor(min(geom.in_channels, geom.out_channels))
             return geom.flops / (GEMM_FLOPS_PER_S * thin) + CALL_SECONDS
         fitted = FITTED_FUSED if _use_kernels(geom, np.dtype(dtype)) else FITTED
         return self._raw_cost(geom, op, dtype) * fitted[op]

@@ -19,7 +19,7 @@ import numpy as np
 from .._budget import check_fits
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
-from ._common import gemm_for, group_dims, tight_padded
+from ._common import gemm_for, gemm_into, group_dims, tight_padded
 
 # Rows per block: the forward and input gradient keep a block of outputs in cache across the
 # offsets; the filter gradient's GEMMs contract over rows, so longer blocks amortise each call.
@@ -84,7 +84,7 @@ class Shifted:
                 if g == 1 and gemm is not None:
                     c = yf[r0:r1].T  # (O, R) Fortran-ordered: BLAS writes the rows in place
                     for i, off in enumerate(offsets):
-                        _gemm(gemm, wf[i].T, xf[r0 + off : r1 + off].T, c, beta=1.0)
+                        gemm_into(gemm, wf[i].T, xf[r0 + off : r1 + off].T, c, beta=1.0)
                 else:
                     yb = yf[r0:r1].reshape(-1, g, og)
                     for i, off in enumerate(offsets):
@@ -109,7 +109,7 @@ class Shifted:
                 if g == 1 and gemm is not None:
                     b = dyf[r0:r1].T
                     for i, off in enumerate(offsets):
-                        _gemm(gemm, wcols[i], b, dxf[r0 + off : r1 + off].T, beta=1.0)
+                        gemm_into(gemm, wcols[i], b, dxf[r0 + off : r1 + off].T, beta=1.0)
                 else:
                     dyb = dyf[r0:r1].reshape(-1, g, og)
                     wt = wf.reshape(t, cg, g, og).transpose(0, 3, 2, 1)  # (T, Og, G, Cg)
@@ -134,7 +134,7 @@ class Shifted:
                 if g == 1 and gemm is not None:
                     a = dyf[r0:r1].T  # (O, R)
                     for i, off in enumerate(offsets):
-                        _gemm(gemm, a, xf[r0 + off : r1 + off].T, dw[i].T, beta=1.0, trans_b=1)
+                        gemm_into(gemm, a, xf[r0 + off : r1 + off].T, dw[i].T, beta=1.0, trans_b=1)
                 else:
                     dyb = dyf[r0:r1].reshape(-1, g, og)
                     for i, off in enumerate(offsets):
@@ -163,13 +163,6 @@ def _embed(dy: np.ndarray, padded: tuple[int, ...]) -> np.ndarray:
     out = np.zeros((dy.shape[0], *padded, dy.shape[-1]), dtype=dy.dtype)
     out[(slice(None), *(slice(0, n) for n in dy.shape[1:-1]))] = dy
     return out
-
-
-def _gemm(gemm, a: np.ndarray, b: np.ndarray, c: np.ndarray, *, beta: float, trans_b: int = 0) -> None:  # type: ignore[no-untyped-def]
-    """c <- a @ op(b) + beta * c on Fortran-ordered views, written in place."""
-    r = gemm(1.0, a, b, beta=beta, c=c, overwrite_c=1, trans_b=trans_b)
-    if not np.may_share_memory(r, c):  # BLAS had to work on a copy: write it back
-        c[...] = r
 
 
 def _grouped(a: np.ndarray, w: np.ndarray, g: int) -> np.ndarray:

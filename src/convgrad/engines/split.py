@@ -33,7 +33,7 @@ from .._budget import check_fits
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
 from ._common import blocks as _blocks
-from ._common import gemm_for, tight_padded
+from ._common import gemm_for, gemm_into, thin_factor, tight_padded
 
 # Bytes of A and B packed per block: they stay in the last-level cache for the GEMM that reads them.
 BLOCK_BYTES = 4 * 1024**2
@@ -41,9 +41,6 @@ GEMM_FLOPS_PER_S = 150e9
 COPY_BYTES_PER_S = 5e9
 CALL_SECONDS = 40e-6
 BLOCK_SECONDS = 20e-6
-# BLAS runs thin GEMMs far below peak: below this many columns (or rows) of output, the rate is
-# scaled by sqrt(columns / THIN) (fits 432 x 16 at ~0.3 and 144 x 48 at ~0.6 of peak here).
-THIN = 128
 
 # Measured time / the estimate above (benchmarks/calibrate.py, 2-core AVX-512, 2026-11-27).
 FITTED = {"forward": 0.6, "input_grad": 0.8, "filter_grad": 0.66}
@@ -207,9 +204,7 @@ class Split:
                 np.copyto(b, b_view[block])
                 a2, b2 = a.reshape(count, m), b.reshape(count, n)
                 if gemm is not None:  # dw += a2.T @ b2 in place (dw.T is Fortran-ordered)
-                    r_ = gemm(1.0, b2.T, a2.T, beta=1.0, c=dw.T, overwrite_c=1, trans_b=1)
-                    if not np.may_share_memory(r_, dw):
-                        dw[...] = r_.T
+                    gemm_into(gemm, b2.T, a2.T, dw.T, beta=1.0, trans_b=1)
                 else:
                     dw += a2.T @ b2
         # (*kx, C, *ky reversed, O) -> (*K, C, O)
@@ -259,11 +254,14 @@ def _block_rows(geom: ConvGeometry, dy_side: tuple[int, ...], itemsize: int) -> 
 def _split_cost(geom: ConvGeometry, dy_side: tuple[int, ...], dtype: np.dtype) -> float:
     m, n = _gemm_dims(geom, dy_side)
     rows = geom.batch * math.prod(_grid(geom, dy_side))
-    thin = min(1.0, math.sqrt(max(1, min(m, n)) / THIN))
-    rate = GEMM_FLOPS_PER_S * thin if gemm_for(dtype) is not None else GEMM_FLOPS_PER_S / 8
-    packed = rows * (m + n) * dtype.itemsize
-    blocks = max(1, -(-packed // BLOCK_BYTES))
-    return 2 * rows * m * n / rate + 2 * packed / COPY_BYTES_PER_S + CALL_SECONDS + blocks * BLOCK_SECONDS
+    return _gemm_seconds(rows, m, n, dtype, max(1, -(-rows * (m + n) * dtype.itemsize // BLOCK_BYTES)))
+
+
+def _gemm_seconds(rows: int, k: int, n: int, dtype: np.dtype, blocks: int) -> float:
+    """Packing ``rows`` rows of k + n values and one (rows x k) @ (k x n) product, in ``blocks``."""
+    rate = GEMM_FLOPS_PER_S * thin_factor(min(k, n)) if gemm_for(dtype) is not None else GEMM_FLOPS_PER_S / 8
+    packed = rows * (k + n) * dtype.itemsize
+    return 2 * rows * k * n / rate + 2 * packed / COPY_BYTES_PER_S + CALL_SECONDS + blocks * BLOCK_SECONDS
 
 
 # --- forward and input gradient: the dy-side axes are the first m spatial axes -------------------
@@ -323,9 +321,5 @@ def _prefix_cost(geom: ConvGeometry, m: int, dtype: np.dtype) -> float:
     outer, inner = _outer_rows(geom, m)
     halo = _halo(geom, m)
     hb = _prefix_block_rows(geom, m, dtype.itemsize)
-    rows = (outer + halo * max(1, -(-outer // hb))) * inner
-    thin = min(1.0, math.sqrt(max(1, min(k, n)) / THIN))
-    rate = GEMM_FLOPS_PER_S * thin if gemm_for(dtype) is not None else GEMM_FLOPS_PER_S / 8
-    moved = rows * (k + n) * dtype.itemsize
     blocks = max(1, -(-outer // hb))
-    return 2 * rows * k * n / rate + 2 * moved / COPY_BYTES_PER_S + CALL_SECONDS + blocks * BLOCK_SECONDS
+    return _gemm_seconds((outer + halo * blocks) * inner, k, n, dtype, blocks)
