@@ -8,6 +8,7 @@ A thin shell over the library: each subcommand parses its arguments into the cor
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 
 from .. import __version__
@@ -36,13 +37,18 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import bench, check, draw, explain
+    from . import _console, check
 
+    modules = [check]
+    if _console.has_rich():  # explain, draw and bench print rich tables; check can print plain text
+        from . import bench, draw, explain
+
+        modules += [explain, draw, bench]
     parser = _Parser(prog="convgrad", description=DESCRIPTION,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"convgrad {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in (check, explain, draw, bench):
+    for module in modules:
         module.add_parser(sub)
     return parser
 
@@ -55,11 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     command = args[0] if args[0] in COMMANDS else None
     try:
         parser = build_parser()
+        if command not in (None, "check") and importlib.util.find_spec("rich") is None:
+            raise ArgumentError(f"`convgrad {command}` needs rich, a declared dependency that is not "
+                                "installed here: run `python -m pip install .`")
         ns = parser.parse_args(args)
-        from . import bench, check, draw, explain
-
-        runner = {"check": check.run, "explain": explain.run, "draw": draw.run, "bench": bench.run}
-        return runner[ns.command](ns)
+        return importlib.import_module(f"{__name__}.{ns.command}").run(ns)
     except ArgumentError as e:
         print(f"convgrad{' ' + command if command else ''}: error: {e}", file=sys.stderr)
         return 2

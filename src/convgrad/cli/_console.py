@@ -1,20 +1,33 @@
-"""Output: rich consoles for tables, a progress bar on stderr, JSON on stdout."""
+"""Output: rich consoles for tables, a progress bar on stderr, JSON on stdout.
+
+rich is imported where it is used: without it (an interpreter that skipped the install) ``check``
+still prints its results as plain text and JSON needs nothing.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import math
 import os
 import sys
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
+
+def has_rich() -> bool:
+    return importlib.util.find_spec("rich") is not None
 
 
 def stdout() -> Console:
     """Tables to stdout; when not a terminal, $COLUMNS wide or 140, so captured output is stable."""
+    from rich.console import Console
+
     tty = sys.stdout.isatty()
     width = None
     if not tty:
@@ -26,6 +39,8 @@ def stdout() -> Console:
 
 
 def stderr() -> Console:
+    from rich.console import Console
+
     return Console(file=sys.stderr, highlight=False)
 
 
@@ -56,10 +71,12 @@ class Steps:
 
 @contextlib.contextmanager
 def steps(total: int, label: str) -> Iterator[Steps]:
-    err = stderr()
-    if not err.is_terminal:
+    if not has_rich() or not sys.stderr.isatty():
         yield Steps(None, total)
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    err = stderr()
     progress = Progress(TextColumn(f"[bold]{label}[/] {{task.description:<44}}"), BarColumn(),
                         MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True)
     with progress:

@@ -6,9 +6,6 @@ import argparse
 import math
 
 import numpy as np
-from rich.columns import Columns
-from rich.table import Table
-from rich.text import Text
 
 from .._budget import WORKSPACE_ENV, workspace_limit
 from . import _console, _frameworks, _routes
@@ -89,8 +86,10 @@ def run(ns: argparse.Namespace) -> int:
 
     if ns.json:
         _console.print_json(as_dict(report, selected))
-    else:
+    elif _console.has_rich():
         render(report, selected)
+    else:
+        render_plain(report, selected)
     return 0 if report.passed else 1
 
 
@@ -112,7 +111,38 @@ def as_dict(report: _routes.CheckReport, selected: tuple[str, ...]) -> dict:
     }
 
 
+def _summary(report: _routes.CheckReport, selected: tuple[str, ...]) -> tuple[str, str]:
+    """The frameworks line and the verdict line, as both renderings print them."""
+    counts = {s: sum(r.status == s for r in report.rows) for s in ("pass", "FAIL", "error", "n/a")}
+    checked = counts["pass"] + counts["FAIL"] + counts["error"]
+    skipped = f" ({counts['n/a']} not available)" if counts["n/a"] else ""
+    frameworks = "frameworks: " + (", ".join(selected) if selected else "none (--frameworks all to add them)")
+    if report.passed:
+        return frameworks, f"all {checked} checks agree{skipped}"
+    bad = [f"{r.gradient} {r.method}" for r in report.rows if not r.ok]
+    return frameworks, f"{len(bad)} of {checked} checks DISAGREE{skipped}: " + "; ".join(bad)
+
+
+def render_plain(report: _routes.CheckReport, selected: tuple[str, ...]) -> None:
+    """The same rows without rich (not installed): one line per route."""
+    print(f"convgrad check: {report.problem.args.title()}")
+    print(f"tolerance: max rel error <= {report.rtol:g} (rel = max|route - ref| / max|ref|; ref = conv_vjp)")
+    last = None
+    for r in report.rows:
+        if r.gradient != last:
+            print(_section_title(report, r.gradient))
+            last = r.gradient
+        note = "" if r.status == "reference" else r.note
+        errors = f"{_console.fmt_err(r.max_abs_error):>10} {_console.fmt_err(r.max_rel_error):>10}"
+        print(f"  {r.method:<48} {errors}  {STATUS_SHOWN.get(r.status, r.status):<9} {note}".rstrip())
+    print(*_summary(report, selected), sep="\n")
+    print("(rich is not installed: `python -m pip install .` gives the full tables)")
+
+
 def render(report: _routes.CheckReport, selected: tuple[str, ...]) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     con = _console.stdout()
     p = report.problem
     con.print(Text("convgrad check: ", style="bold") + Text(p.args.title()))
@@ -143,17 +173,9 @@ def render(report: _routes.CheckReport, selected: tuple[str, ...]) -> None:
     con.print(table)
     for text, n in notes.items():
         con.print(Text(f"[{n}] {text}", style="dim"))
-    counts = {s: sum(r.status == s for r in report.rows) for s in ("pass", "FAIL", "error", "n/a")}
-    checked = counts["pass"] + counts["FAIL"] + counts["error"]
-    skipped = f" ({counts['n/a']} not available)" if counts["n/a"] else ""
-    frameworks = ", ".join(selected) if selected else "none (--frameworks all to add them)"
-    con.print(f"frameworks: {frameworks}")
-    if report.passed:
-        con.print(Text(f"all {checked} checks agree{skipped}", style="bold green"))
-    else:
-        bad = [f"{r.gradient} {r.method}" for r in report.rows if not r.ok]
-        con.print(Text(f"{len(bad)} of {checked} checks DISAGREE{skipped}: " + "; ".join(bad),
-                       style="bold red"))
+    frameworks, verdict = _summary(report, selected)
+    con.print(frameworks)
+    con.print(Text(verdict, style="bold green" if report.passed else "bold red"))
 
 
 def _section_title(report: _routes.CheckReport, gradient: str) -> str:
@@ -165,6 +187,9 @@ def _section_title(report: _routes.CheckReport, gradient: str) -> str:
 
 def _show_arrays(con: object, report: _routes.CheckReport) -> None:
     """The seed's printout: x, w, dy and the reference gradients, squeezed to their spatial dims."""
+    from rich.columns import Columns
+    from rich.text import Text
+
     p = report.problem
     dx, dw = report.refs["d_x"], report.refs["d_w"]
     panels = []

@@ -2,6 +2,10 @@
 
 All arrays are channels-last and C-contiguous; the channel loop is innermost so it vectorises.
 ``cache=True`` keeps the machine code on disk, so only the first run on a machine compiles.
+
+Numba is a declared dependency. Where it is missing (an interpreter that skipped the install),
+the kernels stay plain Python: correct but slow, so the planner charges them as never loadable
+and picks the NumPy engines; only ``method=`` can still force them.
 """
 
 from __future__ import annotations
@@ -9,7 +13,20 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import numpy as np
-from numba import njit, prange
+
+try:
+    from numba import njit, prange
+
+    NUMBA = True
+except ImportError:  # pragma: no cover - exercised in a subprocess by tests/test_without_extras.py
+    NUMBA = False
+    prange = range
+
+    def njit(*args, **kwargs):  # type: ignore[no-redef]
+        """The plain-Python stand-in for numba.njit: returns the function unchanged."""
+        if len(args) == 1 and callable(args[0]) and not kwargs:
+            return args[0]
+        return lambda f: f
 
 
 @njit(cache=True)
@@ -366,7 +383,7 @@ LOAD_SECONDS = 0.2
 
 def loaded_state() -> tuple[int, ...]:
     """How many signatures each kernel has loaded: plans that weigh compile time depend on it."""
-    return tuple(len(k.signatures) for k in (
+    return tuple(len(getattr(k, "signatures", ())) for k in (
         depthwise2d_forward, depthwise2d_input_grad, depthwise2d_filter_grad, winograd2d_input,
         winograd2d_output, im2col2d, col2im2d, im2col3d, col2im3d))
 
@@ -389,6 +406,8 @@ def compile_penalty(dtype, *kernels) -> float:  # type: ignore[no-untyped-def]
     """Estimated seconds of compiling or loading before the given kernels can run on ``dtype``."""
     if not _charging:
         return 0.0
+    if not NUMBA:
+        return float("inf")  # plain-Python loops: never worth choosing
     name = np.dtype(dtype).name
     total = 0.0
     for k in kernels:
@@ -401,6 +420,8 @@ def compile_penalty(dtype, *kernels) -> float:  # type: ignore[no-untyped-def]
 def warm_up(dtypes=("float32", "float64")) -> None:  # type: ignore[no-untyped-def]
     """Compile (or load from the disk cache) every kernel for ``dtypes`` now, on tiny arrays,
     so that the planner weighs them by their running time alone."""
+    if not NUMBA:
+        return
     for name in dtypes:
         dt = np.dtype(name)
         x = np.zeros((1, 6, 6, 2), dt)

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import os
 
-import numba
-from threadpoolctl import ThreadpoolController
-
-_controller: ThreadpoolController | None = None
+_controller = None
 
 
 def allowed() -> int:
-    """The thread count every engine keeps to (at least 1)."""
+    """The thread count every engine keeps to (at least 1); all cores without threadpoolctl."""
     global _controller
     if _controller is None:  # libraries are scanned once, after NumPy's and SciPy's BLAS loaded
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # a declared dependency; without it there are no limits to read
+            return os.cpu_count() or 1
         _controller = ThreadpoolController()
     counts = [lib.num_threads for lib in _controller.lib_controllers]
     return max(1, min(counts, default=os.cpu_count() or 1))
@@ -27,6 +28,12 @@ def allowed() -> int:
 
 def for_numba() -> int:
     """Set Numba's parallel loops to ``allowed()`` threads (within its pool) and return it."""
-    n = max(1, min(allowed(), numba.config.NUMBA_NUM_THREADS))
-    numba.set_num_threads(n)
+    from . import _kernels
+
+    n = allowed()
+    if _kernels.NUMBA:
+        import numba
+
+        n = max(1, min(n, numba.config.NUMBA_NUM_THREADS))
+        numba.set_num_threads(n)
     return n
