@@ -54,6 +54,8 @@ def _runner(engine, op, geom, x, w, dy, limit):  # type: ignore[no-untyped-def]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--ops", default="forward,input_grad,filter_grad",
+                        help="comma-separated ops to time (default: all three)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     dt = np.dtype(np.float32)
@@ -65,7 +67,7 @@ def main() -> None:
         w = np.ascontiguousarray(np.moveaxis(rng.standard_normal(ws, dtype=np.float32), (0, 1), (-1, -2)))
         dy = x_to_last(rng.standard_normal(geom.y_shape(), dtype=np.float32), "channels_first").copy()
         label = f"{xs} * {ws} {kw}"[:44]
-        for op in ("forward", "input_grad", "filter_grad"):
+        for op in args.ops.split(","):
             timings = {}
             for name in engine_names():
                 engine = get_engine(name)

@@ -169,3 +169,41 @@ def test_a_conv_asked_for_again_and_again_loads_the_kernels_that_would_win(monke
         _plan.make_plan("forward", pointwise, f32, "auto", 2**31)
     assert loads == [("float32",)]
     _plan._make_plan.cache_clear()
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "kw", "tiles"), [
+    # 1-D, 21 channels (a partial block of 16), the last tile overlapping the one before
+    ((2, 5, 23), (21, 5, 4), {"padding": ((3, 1),), "dilation": 2}, True),
+    ((2, 3, 6, 19), (17, 3, 3, 2), {"padding": ((1, 2), (0, 1)), "stride": (2, 1)}, True),
+    ((1, 2, 12, 13), (3, 2, 3, 3), {"padding": ((-1, 2), (1, -1))}, True),  # negative pads crop
+    ((1, 4, 5, 4, 12), (16, 4, 2, 3, 3), {"padding": 1, "dilation": (1, 2, 1)}, True),  # 3-D
+    ((2, 3, 5, 6), (5, 3, 3, 3), {"padding": 1}, False),  # rows narrower than a tile
+])
+def test_tiled_forward_and_stride_1_input_grad(x_shape, w_shape, kw, tiles):
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
+    assert (geom.out_spatial[-1] >= 8) == tiles
+    assert_close(convgrad.conv(x, w, method="tiled", **kw), oracle.conv(x, w, **kw))
+    dy = rng.standard_normal(geom.y_shape())
+    want_dx = oracle.input_grad(dy, w, x_shape, **kw)
+    if all(s == 1 for s in geom.stride):
+        assert (x_shape[-1] >= 8) == tiles
+        assert_close(convgrad.conv_input_grad(dy, w, x_shape, method="tiled", **kw), want_dx)
+    else:
+        with pytest.raises(ValueError, match=r"method='tiled' cannot run this input_grad: .*stride 1"):
+            convgrad.conv_input_grad(dy, w, x_shape, method="tiled", **kw)
+    with pytest.raises(ValueError, match="method='tiled' cannot run this filter_grad"):
+        convgrad.conv_filter_grad(x, dy, w_shape, method="tiled", **kw)
+    with pytest.raises(ValueError, match=r"method='tiled' cannot run this (input|filter)_grad"):
+        convgrad.conv_vjp(x, w, method="tiled", **kw)  # refused before any work
+
+
+def test_tiled_float32_matches_float64_within_rounding():
+    rng = np.random.default_rng(4)
+    x, w = rng.standard_normal((2, 16, 12, 20)), rng.standard_normal((32, 16, 3, 3))
+    want = oracle.conv(x, w, padding=1)
+    got = convgrad.conv(x.astype(np.float32), w.astype(np.float32), padding=1, method="tiled")
+    assert got.dtype == np.float32
+    # 144 products of O(1) terms per output: float32 rounding stays below 1e-5 of the scale.
+    assert_close(got, want, rtol=0, atol=1e-5 * np.abs(want).max())

@@ -50,6 +50,17 @@ def _run(op: str, geom: ConvGeometry, a: np.ndarray, b: np.ndarray, fmt: str, me
     return np.ascontiguousarray(out).astype(res, copy=False)
 
 
+def _plan_all(geom: ConvGeometry, a: np.ndarray, b: np.ndarray, method: object,
+              workspace_bytes: object) -> None:
+    """A named method must run all three ops of a vjp: say which one it cannot before any work."""
+    if method == "auto":
+        return
+    comp = result_dtype(a, b)[1]
+    limit = workspace_limit(workspace_bytes)
+    for op in ("forward", "input_grad", "filter_grad"):
+        make_plan(op, geom, comp, method, limit)
+
+
 def _add_bias(y: np.ndarray, bias: np.ndarray | None, channels: int, fmt: str) -> np.ndarray:
     if bias is None:
         return y
@@ -250,6 +261,7 @@ def conv_vjp(
     geom = ConvGeometry.for_conv(x.shape, w.shape, **kwargs)
     b = _check_bias(bias, geom.out_channels)
     method, wsb = opts.get("method", "auto"), opts.get("workspace_bytes")
+    _plan_all(geom, x, w, method, wsb)
     y = _add_bias(_run("forward", geom, x, w, fmt, method, wsb, geom.y_shape(fmt)), b,
                   geom.out_channels, fmt)
 
@@ -281,6 +293,7 @@ def conv_transpose_vjp(
     geom = ConvGeometry.for_transpose(x.shape, w.shape, data_format=fmt, **kwargs)  # type: ignore[arg-type]
     b = _check_bias(bias, geom.in_channels)
     method, wsb = opts.get("method", "auto"), opts.get("workspace_bytes")
+    _plan_all(geom, x, w, method, wsb)
     y = _add_bias(_run("input_grad", geom, x, w, fmt, method, wsb, geom.x_shape(fmt)), b,
                   geom.in_channels, fmt)
 

@@ -72,6 +72,7 @@ def _register_builtin() -> None:
     from .shifted import Shifted
     from .split import Split
     from .subpixel import Subpixel
+    from .tiled import Tiled
     from .winograd import Winograd
 
     register_engine(Im2col())
@@ -81,6 +82,7 @@ def _register_builtin() -> None:
     register_engine(Direct())
     register_engine(Subpixel())
     register_engine(Split())
+    register_engine(Tiled())
 
 
 _register_builtin()

@@ -1,0 +1,122 @@
+"""Dense convolutions as register-tiled direct loops compiled by Numba.
+
+Every GEMM formulation of a conv with few channels (3-D convs with 16, dilated 64 -> 64) runs a
+thin GEMM that BLAS takes far below peak, after packing each input sample once per tap. The
+tiled kernel packs no input: for each output row it holds an 8-output x 16-channel tile of sums in
+vector registers while it walks the taps and input channels, reading x from the padded input.
+
+The forward runs any stride and dilation. The input gradient with stride 1 is the same kernel:
+dx is the conv of dy, padded by ``(k - 1) * d - pad`` on each side, with the kernel flipped and
+its channel axes swapped. The filter gradient has no tiled kernel: it reduces over every output,
+and the GEMM engines (split, im2col) do that faster.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._budget import check_fits
+from .._geometry import ConvGeometry
+from .._layout import flip_swap_filter, pad_or_crop
+from . import _kernels, _threads
+
+# Measured rate of full 8 x 16 tiles on this machine kind (2 cores, AVX2 code from Numba): 80-100
+# GFLOP/s over the suite's dense 3x3 shapes. A row narrower than 8 goes one output at a time,
+# about 4x slower; channels are computed in blocks of 16, so O = 20 costs as much as 32.
+FLOPS_PER_S = 90e9
+NARROW_SLOWDOWN = 4.0
+COPY_BYTES_PER_S = 5e9
+CALL_SECONDS = 30e-6
+
+# Measured time / the estimate above, per op (benchmarks/calibrate.py, 2-core AVX-512, 2026-11-27).
+FITTED = {"forward": 1.0, "input_grad": 1.0}
+
+
+class Tiled:
+    name = "tiled"
+
+    def unsupported(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> str | None:
+        if geom.rank > 3:
+            return "compiled for 1-D, 2-D and 3-D"
+        if np.dtype(dtype) not in (np.float32, np.float64):
+            return "compiled for float32 and float64"
+        if geom.feature_group_count != 1:
+            return "needs groups == 1 (depthwise convs go to the direct engine)"
+        if geom.batch_group_count != 1 or any(v != 1 for v in geom.lhs_dilation):
+            return "needs batch_group_count == 1 and no input dilation"
+        if op == "filter_grad":
+            return "has no filter-gradient kernel (the GEMM engines reduce over outputs faster)"
+        if op == "input_grad" and any(s != 1 for s in geom.stride):
+            return "runs the input gradient for stride 1 only (subpixel covers strides)"
+        return None
+
+    def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
+        out_width, channels = (geom.in_spatial[-1], geom.in_channels) if op == "input_grad" else (
+            geom.out_spatial[-1], geom.out_channels)
+        padded = -(-channels // 16) * 16 / max(1, channels)
+        compute = geom.flops / FLOPS_PER_S * padded * (NARROW_SLOWDOWN if out_width < 8 else 1.0)
+        copy = self._padded_bytes(geom, op, dtype) / COPY_BYTES_PER_S
+        penalty = _kernels.compile_penalty(dtype, _kernels.tiled_forward)
+        return (compute + copy + CALL_SECONDS) * FITTED[op] + penalty
+
+    def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
+        what = "the padded dy" if op == "input_grad" else "the padded input"
+        padded = self._padded_bytes(geom, op, dtype)
+        check_fits(f"{what} of this {op}", padded, limit)
+        return padded
+
+    def _padded_bytes(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> int:
+        if op == "input_grad":
+            size = [n + (k - 1) * d for n, k, d in zip(geom.in_spatial, geom.kernel, geom.rhs_dilation)]
+            channels = geom.out_channels
+        else:
+            size = [n + lo + hi for n, (lo, hi) in zip(geom.in_spatial, geom.tight_padding)]
+            channels = geom.in_channels
+        return geom.batch * math.prod(size) * channels * np.dtype(dtype).itemsize
+
+    def forward(self, geom: ConvGeometry, x: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
+        self.workspace(geom, "forward", x.dtype, limit)
+        xp = pad_or_crop(x, geom.tight_padding)
+        return _run(geom.rank, xp, w, geom.stride, geom.rhs_dilation,
+                    (geom.batch, *geom.out_spatial, geom.out_channels))
+
+    def input_grad(self, geom: ConvGeometry, dy: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
+        self.workspace(geom, "input_grad", dy.dtype, limit)
+        dyp = pad_or_crop(dy, geom.input_grad_padding)
+        return _run(geom.rank, dyp, flip_swap_filter(w, 1), (1,) * geom.rank, geom.rhs_dilation,
+                    (geom.batch, *geom.in_spatial, geom.in_channels))
+
+    def filter_grad(self, geom: ConvGeometry, x: np.ndarray, dy: np.ndarray, limit: int) -> np.ndarray:
+        raise ValueError("method='tiled' cannot run this filter_grad: "
+                         f"{self.unsupported(geom, 'filter_grad', x.dtype)}")
+
+
+def _run(rank: int, xp: np.ndarray, w: np.ndarray, stride: tuple[int, ...], dilation: tuple[int, ...],
+         y_shape: tuple[int, ...]) -> np.ndarray:
+    """y = the stride/dilation conv of the already padded xp (N, *S', C) with w (*K, C, O)."""
+    y = np.empty(y_shape, dtype=xp.dtype)
+    if y.size == 0:
+        return y
+    if xp.shape[-1] == 0:  # no input channels: every sum is empty
+        y.fill(0)
+        return y
+    _threads.for_numba()
+    unit = (1,) * (3 - rank)  # 1-D and 2-D convs run as 3-D with unit leading axes
+    xp5 = np.ascontiguousarray(xp.reshape(xp.shape[0], *unit, *xp.shape[1:]))
+    _kernels.tiled_forward(xp5, _pack(w.reshape(*unit, *w.shape)), *(unit + tuple(stride)),
+                           *(unit + tuple(dilation)), y.reshape(y.shape[0], *unit, *y.shape[1:]))
+    return y
+
+
+def _pack(w: np.ndarray) -> np.ndarray:
+    """(*K, C, O) -> (ceil(O / 16), *K, C, 16), zero past O: each 16-channel block of the filter
+    is one contiguous stream, read in order as the kernel walks taps and input channels (strided
+    16-float reads measured 2x slower with 256 channels)."""
+    *k, c, o = w.shape
+    blocks = -(-o // 16)
+    packed = np.zeros((*k, c, blocks * 16), dtype=w.dtype)
+    packed[..., :o] = w
+    r = len(k) + 1
+    return np.ascontiguousarray(packed.reshape(*k, c, blocks, 16).transpose(r, *range(r), r + 1))
