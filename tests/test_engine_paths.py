@@ -199,11 +199,32 @@ def test_tiled_forward_and_stride_1_input_grad(x_shape, w_shape, kw, tiles):
         convgrad.conv_vjp(x, w, method="tiled", **kw)  # refused before any work
 
 
-def test_tiled_float32_matches_float64_within_rounding():
+@pytest.mark.parametrize(("out_channels", "block"), [(32, 16), (100, 64), (64, 64)])
+def test_tiled_float32_both_tiles_match_float64_within_rounding(out_channels, block):
+    from convgrad.engines import tiled
+
     rng = np.random.default_rng(4)
-    x, w = rng.standard_normal((2, 16, 12, 20)), rng.standard_normal((32, 16, 3, 3))
+    x, w = rng.standard_normal((2, 16, 5, 20)), rng.standard_normal((out_channels, 16, 3, 3))
+    geom = convgrad.ConvGeometry.for_conv(x.shape, w.shape, padding=1)
+    assert tiled._block(geom, "forward", np.dtype(np.float32)) == block
+    assert tiled._block(geom, "forward", F64) == 16
+    for kw in ({"padding": 1}, {"padding": ((0, 2), (2, 1)), "stride": (1, 3), "dilation": (2, 1)}):
+        want = oracle.conv(x, w, **kw)
+        got = convgrad.conv(x.astype(np.float32), w.astype(np.float32), method="tiled", **kw)
+        assert got.dtype == np.float32
+        # 144 products of O(1) terms per output: float32 rounding stays below 1e-5 of the scale.
+        assert_close(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+    dy = rng.standard_normal(geom.y_shape())
+    got = convgrad.conv_input_grad(dy.astype(np.float32), w.astype(np.float32), x.shape, padding=1,
+                                   method="tiled")
+    want = oracle.input_grad(dy, w, x.shape, padding=1)
+    assert_close(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
+def test_tiled_wide_tile_rows_narrower_than_a_tile():
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal((2, 8, 4, 5)), rng.standard_normal((64, 8, 3, 3))
     want = oracle.conv(x, w, padding=1)
     got = convgrad.conv(x.astype(np.float32), w.astype(np.float32), padding=1, method="tiled")
-    assert got.dtype == np.float32
-    # 144 products of O(1) terms per output: float32 rounding stays below 1e-5 of the scale.
+    assert want.shape[-1] < 6  # narrower than the 6-output tile: one output at a time
     assert_close(got, want, rtol=0, atol=1e-5 * np.abs(want).max())

@@ -2,8 +2,9 @@
 
 Every GEMM formulation of a conv with few channels (3-D convs with 16, dilated 64 -> 64) runs a
 thin GEMM that BLAS takes far below peak, after packing each input sample once per tap. The
-tiled kernel packs no input: for each output row it holds an 8-output x 16-channel tile of sums in
-vector registers while it walks the taps and input channels, reading x from the padded input.
+tiled kernels pack no input: for each output row they hold a tile of 8 outputs x 16 channels
+(or 6 x 64) of sums in vector registers while they walk the taps and input channels, reading x
+from the padded input.
 
 The forward runs any stride and dilation. The input gradient with stride 1 is the same kernel:
 dx is the conv of dy, padded by ``(k - 1) * d - pad`` on each side, with the kernel flipped and
@@ -22,10 +23,11 @@ from .._geometry import ConvGeometry
 from .._layout import flip_swap_filter, pad_or_crop
 from . import _kernels, _threads
 
-# Measured rate of full 8 x 16 tiles on this machine kind (2 cores, AVX2 code from Numba): 80-100
-# GFLOP/s over the suite's dense 3x3 shapes. A row narrower than 8 goes one output at a time,
-# about 4x slower; channels are computed in blocks of 16, so O = 20 costs as much as 32.
-FLOPS_PER_S = 90e9
+# Measured rates of full tiles on this machine kind (2 cores, AVX-512), over the suite's dense 3x3
+# shapes: 8 x 16 tiles 85-100 GFLOP/s, 6 x 64 tiles (float32 only) 120-160. Channels are computed
+# in whole blocks (O = 20 costs as much as 32 in blocks of 16); a row narrower than the tile goes
+# one output at a time, about 4x slower.
+FLOPS_PER_S = {16: 90e9, 64: 140e9}
 NARROW_SLOWDOWN = 4.0
 COPY_BYTES_PER_S = 5e9
 CALL_SECONDS = 30e-6
@@ -53,13 +55,10 @@ class Tiled:
         return None
 
     def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
-        out_width, channels = (geom.in_spatial[-1], geom.in_channels) if op == "input_grad" else (
-            geom.out_spatial[-1], geom.out_channels)
-        padded = -(-channels // 16) * 16 / max(1, channels)
-        compute = geom.flops / FLOPS_PER_S * padded * (NARROW_SLOWDOWN if out_width < 8 else 1.0)
+        block = _block(geom, op, dtype)
         copy = self._padded_bytes(geom, op, dtype) / COPY_BYTES_PER_S
-        penalty = _kernels.compile_penalty(dtype, _kernels.tiled_forward)
-        return (compute + copy + CALL_SECONDS) * FITTED[op] + penalty
+        penalty = _kernels.compile_penalty(dtype, _KERNEL[block])
+        return (_compute_seconds(geom, op, block) + copy + CALL_SECONDS) * FITTED[op] + penalty
 
     def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
         what = "the padded dy" if op == "input_grad" else "the padded input"
@@ -80,22 +79,42 @@ class Tiled:
         self.workspace(geom, "forward", x.dtype, limit)
         xp = pad_or_crop(x, geom.tight_padding)
         return _run(geom.rank, xp, w, geom.stride, geom.rhs_dilation,
-                    (geom.batch, *geom.out_spatial, geom.out_channels))
+                    (geom.batch, *geom.out_spatial, geom.out_channels), _block(geom, "forward", x.dtype))
 
     def input_grad(self, geom: ConvGeometry, dy: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
         self.workspace(geom, "input_grad", dy.dtype, limit)
         dyp = pad_or_crop(dy, geom.input_grad_padding)
         return _run(geom.rank, dyp, flip_swap_filter(w, 1), (1,) * geom.rank, geom.rhs_dilation,
-                    (geom.batch, *geom.in_spatial, geom.in_channels))
+                    (geom.batch, *geom.in_spatial, geom.in_channels), _block(geom, "input_grad", dy.dtype))
 
     def filter_grad(self, geom: ConvGeometry, x: np.ndarray, dy: np.ndarray, limit: int) -> np.ndarray:
         raise ValueError("method='tiled' cannot run this filter_grad: "
                          f"{self.unsupported(geom, 'filter_grad', x.dtype)}")
 
 
+_KERNEL = {16: _kernels.tiled_forward, 64: _kernels.tiled_forward_wide}
+_TILE_WIDTH = {16: 8, 64: 6}
+
+
+def _compute_seconds(geom: ConvGeometry, op: str, block: int) -> float:
+    out_width, channels = (geom.in_spatial[-1], geom.in_channels) if op == "input_grad" else (
+        geom.out_spatial[-1], geom.out_channels)
+    padded = -(-channels // block) * block / max(1, channels)
+    narrow = NARROW_SLOWDOWN if out_width < _TILE_WIDTH[block] else 1.0
+    return geom.flops / FLOPS_PER_S[block] * padded * narrow
+
+
+def _block(geom: ConvGeometry, op: str, dtype: np.dtype) -> int:
+    """Output channels per tile: 64 where its faster rate beats the waste of a partial block."""
+    if np.dtype(dtype) != np.float32:  # 6 x 64 float64 sums would not fit in the registers
+        return 16
+    return min((16, 64), key=lambda b: _compute_seconds(geom, op, b))
+
+
 def _run(rank: int, xp: np.ndarray, w: np.ndarray, stride: tuple[int, ...], dilation: tuple[int, ...],
-         y_shape: tuple[int, ...]) -> np.ndarray:
-    """y = the stride/dilation conv of the already padded xp (N, *S', C) with w (*K, C, O)."""
+         y_shape: tuple[int, ...], block: int) -> np.ndarray:
+    """y = the stride/dilation conv of the already padded xp (N, *S', C) with w (*K, C, O),
+    ``block`` output channels per register tile."""
     y = np.empty(y_shape, dtype=xp.dtype)
     if y.size == 0:
         return y
@@ -105,18 +124,18 @@ def _run(rank: int, xp: np.ndarray, w: np.ndarray, stride: tuple[int, ...], dila
     _threads.for_numba()
     unit = (1,) * (3 - rank)  # 1-D and 2-D convs run as 3-D with unit leading axes
     xp5 = np.ascontiguousarray(xp.reshape(xp.shape[0], *unit, *xp.shape[1:]))
-    _kernels.tiled_forward(xp5, _pack(w.reshape(*unit, *w.shape)), *(unit + tuple(stride)),
-                           *(unit + tuple(dilation)), y.reshape(y.shape[0], *unit, *y.shape[1:]))
+    _KERNEL[block](xp5, _pack(w.reshape(*unit, *w.shape), block), *(unit + tuple(stride)),
+                   *(unit + tuple(dilation)), y.reshape(y.shape[0], *unit, *y.shape[1:]))
     return y
 
 
-def _pack(w: np.ndarray) -> np.ndarray:
-    """(*K, C, O) -> (ceil(O / 16), *K, C, 16), zero past O: each 16-channel block of the filter
-    is one contiguous stream, read in order as the kernel walks taps and input channels (strided
-    16-float reads measured 2x slower with 256 channels)."""
+def _pack(w: np.ndarray, block: int) -> np.ndarray:
+    """(*K, C, O) -> (ceil(O / block), *K, C, block), zero past O: each block of the filter is one
+    contiguous stream, read in order as the kernel walks taps and input channels (strided reads
+    of 16 floats measured 2x slower with 256 channels)."""
     *k, c, o = w.shape
-    blocks = -(-o // 16)
-    packed = np.zeros((*k, c, blocks * 16), dtype=w.dtype)
+    blocks = -(-o // block)
+    packed = np.zeros((*k, c, blocks * block), dtype=w.dtype)
     packed[..., :o] = w
     r = len(k) + 1
-    return np.ascontiguousarray(packed.reshape(*k, c, blocks, 16).transpose(r, *range(r), r + 1))
+    return np.ascontiguousarray(packed.reshape(*k, c, blocks, block).transpose(r, *range(r), r + 1))
