@@ -178,14 +178,17 @@ def test_a_conv_asked_for_again_and_again_loads_the_kernels_that_would_win(monke
     ((1, 2, 12, 13), (3, 2, 3, 3), {"padding": ((-1, 2), (1, -1))}, True),  # negative pads crop
     ((1, 4, 5, 4, 12), (16, 4, 2, 3, 3), {"padding": 1, "dilation": (1, 2, 1)}, True),  # 3-D
     ((2, 3, 5, 6), (5, 3, 3, 3), {"padding": 1}, False),  # rows narrower than a tile
+    ((2, 11, 6, 10), (17, 11, 3, 3), {"padding": 1}, True),  # a tile of 8 input channels and 3 more
 ])
-def test_tiled_forward_and_stride_1_input_grad(x_shape, w_shape, kw, tiles):
+def test_tiled_three_ops(x_shape, w_shape, kw, tiles):
     rng = np.random.default_rng(3)
     x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
     geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
     assert (geom.out_spatial[-1] >= 8) == tiles
     assert_close(convgrad.conv(x, w, method="tiled", **kw), oracle.conv(x, w, **kw))
     dy = rng.standard_normal(geom.y_shape())
+    assert_close(convgrad.conv_filter_grad(x, dy, w_shape, method="tiled", **kw),
+                 oracle.filter_grad(x, dy, w_shape, **kw))
     want_dx = oracle.input_grad(dy, w, x_shape, **kw)
     if all(s == 1 for s in geom.stride):
         assert (x_shape[-1] >= 8) == tiles
@@ -193,10 +196,8 @@ def test_tiled_forward_and_stride_1_input_grad(x_shape, w_shape, kw, tiles):
     else:
         with pytest.raises(ValueError, match=r"method='tiled' cannot run this input_grad: .*stride 1"):
             convgrad.conv_input_grad(dy, w, x_shape, method="tiled", **kw)
-    with pytest.raises(ValueError, match="method='tiled' cannot run this filter_grad"):
-        convgrad.conv_filter_grad(x, dy, w_shape, method="tiled", **kw)
-    with pytest.raises(ValueError, match=r"method='tiled' cannot run this (input|filter)_grad"):
-        convgrad.conv_vjp(x, w, method="tiled", **kw)  # refused before any work
+        with pytest.raises(ValueError, match=r"method='tiled' cannot run this input_grad"):
+            convgrad.conv_vjp(x, w, method="tiled", **kw)  # refused before any work
 
 
 @pytest.mark.parametrize(("out_channels", "block"), [(32, 16), (100, 64), (64, 64)])
@@ -218,6 +219,12 @@ def test_tiled_float32_both_tiles_match_float64_within_rounding(out_channels, bl
     got = convgrad.conv_input_grad(dy.astype(np.float32), w.astype(np.float32), x.shape, padding=1,
                                    method="tiled")
     want = oracle.input_grad(dy, w, x.shape, padding=1)
+    assert_close(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+    # the filter gradient: 16 input channels in tiles of 8 (or 4), none left over
+    assert tiled._block(geom, "filter_grad", np.dtype(np.float32)) == block
+    got = convgrad.conv_filter_grad(x.astype(np.float32), dy.astype(np.float32), w.shape, padding=1,
+                                    method="tiled")
+    want = oracle.filter_grad(x, dy, w.shape, padding=1)
     assert_close(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
 
 

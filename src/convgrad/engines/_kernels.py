@@ -420,6 +420,162 @@ def tiled_forward_wide(xp, wt, s0, s1, s2, d0, d1, d2, y):  # pragma: no cover -
                     yr[k, ob + o] = a0[o]
 
 
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def tiled_filter_grad(xp, dy, s0, s1, s2, d0, d1, d2, parts):  # pragma: no cover - compiled
+    """parts[p] (KD, KH, KW, C, O) = part p of the filter gradient: the sums over its share of
+    output rows of xp (N, D', H', W', C), padded, times dy (N, D, H, W, O), O a multiple of 16.
+
+    Tiles of 8 input x 16 output channels stay in registers over a chunk of output rows; the
+    caller adds the parts. 1-D and 2-D convs come with unit leading axes.
+    """
+    N, OD, OH, OW, O = dy.shape
+    P, KD, KH, KW, C, _ = parts.shape
+    rows = N * OD * OH
+    chunk = max(1, -(-64 // max(1, OW)))  # rows summed per tile: at least 64 outputs
+    for part in prange(P):
+        _wide_vectors()
+        a0 = _registers(16, dy.dtype)
+        a1 = _registers(16, dy.dtype)
+        a2 = _registers(16, dy.dtype)
+        a3 = _registers(16, dy.dtype)
+        a4 = _registers(16, dy.dtype)
+        a5 = _registers(16, dy.dtype)
+        a6 = _registers(16, dy.dtype)
+        a7 = _registers(16, dy.dtype)
+        t0 = parts[part]
+        t0[...] = 0
+        for r0 in range(part * rows // P, (part + 1) * rows // P, chunk):
+            r1 = min(r0 + chunk, (part + 1) * rows // P)
+            for a in range(KD):
+                for b in range(KH):
+                    for e in range(KW):
+                        t = t0[a, b, e]
+                        for ob in range(0, O, 16):
+                            for c0 in range(0, C - 7, 8):
+                                for o in range(16):
+                                    a0[o] = 0
+                                    a1[o] = 0
+                                    a2[o] = 0
+                                    a3[o] = 0
+                                    a4[o] = 0
+                                    a5[o] = 0
+                                    a6[o] = 0
+                                    a7[o] = 0
+                                for r in range(r0, r1):
+                                    n = r // (OD * OH)
+                                    xr = xp[n, r // OH % OD * s0 + a * d0, r % OH * s1 + b * d1]
+                                    dr = dy[n, r // OH % OD, r % OH]
+                                    for k in range(OW):
+                                        q = k * s2 + e * d2
+                                        x0 = xr[q, c0 + 0]
+                                        x1 = xr[q, c0 + 1]
+                                        x2 = xr[q, c0 + 2]
+                                        x3 = xr[q, c0 + 3]
+                                        x4 = xr[q, c0 + 4]
+                                        x5 = xr[q, c0 + 5]
+                                        x6 = xr[q, c0 + 6]
+                                        x7 = xr[q, c0 + 7]
+                                        g = dr[k, ob:ob + 16]
+                                        for o in range(16):
+                                            a0[o] += x0 * g[o]
+                                            a1[o] += x1 * g[o]
+                                            a2[o] += x2 * g[o]
+                                            a3[o] += x3 * g[o]
+                                            a4[o] += x4 * g[o]
+                                            a5[o] += x5 * g[o]
+                                            a6[o] += x6 * g[o]
+                                            a7[o] += x7 * g[o]
+                                for o in range(16):
+                                    t[c0 + 0, ob + o] += a0[o]
+                                    t[c0 + 1, ob + o] += a1[o]
+                                    t[c0 + 2, ob + o] += a2[o]
+                                    t[c0 + 3, ob + o] += a3[o]
+                                    t[c0 + 4, ob + o] += a4[o]
+                                    t[c0 + 5, ob + o] += a5[o]
+                                    t[c0 + 6, ob + o] += a6[o]
+                                    t[c0 + 7, ob + o] += a7[o]
+                            for c in range(C - C % 8, C):  # the last channels one at a time
+                                for o in range(16):
+                                    a0[o] = 0
+                                for r in range(r0, r1):
+                                    n = r // (OD * OH)
+                                    xr = xp[n, r // OH % OD * s0 + a * d0, r % OH * s1 + b * d1]
+                                    dr = dy[n, r // OH % OD, r % OH]
+                                    for k in range(OW):
+                                        xv = xr[k * s2 + e * d2, c]
+                                        g = dr[k, ob:ob + 16]
+                                        for o in range(16):
+                                            a0[o] += xv * g[o]
+                                for o in range(16):
+                                    t[c, ob + o] += a0[o]
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def tiled_filter_grad_wide(xp, dy, s0, s1, s2, d0, d1, d2, parts):  # pragma: no cover - compiled
+    """tiled_filter_grad with tiles of 4 input x 64 output channels (16 512-bit registers),
+    O a multiple of 64: for float32 with many channels."""
+    N, OD, OH, OW, O = dy.shape
+    P, KD, KH, KW, C, _ = parts.shape
+    rows = N * OD * OH
+    chunk = max(1, -(-64 // max(1, OW)))  # rows summed per tile: at least 64 outputs
+    for part in prange(P):
+        _wide_vectors()
+        a0 = _registers(64, dy.dtype)
+        a1 = _registers(64, dy.dtype)
+        a2 = _registers(64, dy.dtype)
+        a3 = _registers(64, dy.dtype)
+        t0 = parts[part]
+        t0[...] = 0
+        for r0 in range(part * rows // P, (part + 1) * rows // P, chunk):
+            r1 = min(r0 + chunk, (part + 1) * rows // P)
+            for a in range(KD):
+                for b in range(KH):
+                    for e in range(KW):
+                        t = t0[a, b, e]
+                        for ob in range(0, O, 64):
+                            for c0 in range(0, C - 3, 4):
+                                for o in range(64):
+                                    a0[o] = 0
+                                    a1[o] = 0
+                                    a2[o] = 0
+                                    a3[o] = 0
+                                for r in range(r0, r1):
+                                    n = r // (OD * OH)
+                                    xr = xp[n, r // OH % OD * s0 + a * d0, r % OH * s1 + b * d1]
+                                    dr = dy[n, r // OH % OD, r % OH]
+                                    for k in range(OW):
+                                        q = k * s2 + e * d2
+                                        x0 = xr[q, c0 + 0]
+                                        x1 = xr[q, c0 + 1]
+                                        x2 = xr[q, c0 + 2]
+                                        x3 = xr[q, c0 + 3]
+                                        g = dr[k, ob:ob + 64]
+                                        for o in range(64):
+                                            a0[o] += x0 * g[o]
+                                            a1[o] += x1 * g[o]
+                                            a2[o] += x2 * g[o]
+                                            a3[o] += x3 * g[o]
+                                for o in range(64):
+                                    t[c0 + 0, ob + o] += a0[o]
+                                    t[c0 + 1, ob + o] += a1[o]
+                                    t[c0 + 2, ob + o] += a2[o]
+                                    t[c0 + 3, ob + o] += a3[o]
+                            for c in range(C - C % 4, C):  # the last channels one at a time
+                                for o in range(64):
+                                    a0[o] = 0
+                                for r in range(r0, r1):
+                                    n = r // (OD * OH)
+                                    xr = xp[n, r // OH % OD * s0 + a * d0, r % OH * s1 + b * d1]
+                                    dr = dy[n, r // OH % OD, r % OH]
+                                    for k in range(OW):
+                                        xv = xr[k * s2 + e * d2, c]
+                                        g = dr[k, ob:ob + 64]
+                                        for o in range(64):
+                                            a0[o] += xv * g[o]
+                                for o in range(64):
+                                    t[c, ob + o] += a0[o]
+
+
 @njit(parallel=True, cache=True)
 def winograd2d_input(xp, bt, m, th, tw, v):  # pragma: no cover - compiled
     """v[a*n + b, t, c] = (B^T d_t B)[a, b, c] for the n x n input tile d_t at (t_h * m, t_w * m)."""
@@ -589,7 +745,8 @@ def col2im3d(dcols, r0, od, oh, ow, s0, s1, s2, d0, d1, d2, kd, kh, kw, dxp):  #
 # so small problems stay on the NumPy engines.
 COMPILE_SECONDS = 2.0
 COMPILE_SECONDS_BY_KERNEL = {"depthwise2d_forward": 7.0, "depthwise2d_filter_grad": 7.0,
-                             "tiled_forward": 5.0, "tiled_forward_wide": 5.0}
+                             "tiled_forward": 5.0, "tiled_forward_wide": 5.0, "tiled_filter_grad": 5.0,
+                             "tiled_filter_grad_wide": 5.0}
 LOAD_SECONDS = 0.2
 
 
@@ -597,7 +754,8 @@ def loaded_state() -> tuple[int, ...]:
     """How many signatures each kernel has loaded: plans that weigh compile time depend on it."""
     return tuple(len(getattr(k, "signatures", ())) for k in (
         depthwise2d_forward, depthwise2d_input_grad, depthwise2d_filter_grad, tiled_forward,
-        tiled_forward_wide, winograd2d_input, winograd2d_output, im2col2d, col2im2d, im2col3d, col2im3d))
+        tiled_forward_wide, tiled_filter_grad, tiled_filter_grad_wide, winograd2d_input,
+        winograd2d_output, im2col2d, col2im2d, im2col3d, col2im3d))
 
 
 _charging = True  # False while the planner asks what it would pick with every kernel loaded
@@ -644,6 +802,9 @@ def warm_up(dtypes=("float32", "float64")) -> None:  # type: ignore[no-untyped-d
         depthwise2d_filter_grad(x, y, 0, 0, 1, 1, 1, 1, np.zeros((1, 3, 3, 2), dt))
         tiled_forward(x[:, None], np.zeros((1, 1, 3, 3, 2, 16), dt), 1, 1, 1, 1, 1, 1, y[:, None])
         tiled_forward_wide(x[:, None], np.zeros((1, 1, 3, 3, 2, 64), dt), 1, 1, 1, 1, 1, 1, y[:, None])
+        for block, kernel in ((16, tiled_filter_grad), (64, tiled_filter_grad_wide)):
+            dyb = np.zeros((1, 1, 4, 4, block), dt)
+            kernel(x[:, None], dyb, 1, 1, 1, 1, 1, 1, np.zeros((1, 1, 3, 3, 2, block), dt))
         cols = np.zeros((1, 16, 9, 2), dt)
         im2col2d(x, 0, 4, 4, 1, 1, 1, 1, 3, 3, cols)
         col2im2d(cols, 0, 4, 4, 1, 1, 1, 1, 3, 3, x)

@@ -8,8 +8,9 @@ from the padded input.
 
 The forward runs any stride and dilation. The input gradient with stride 1 is the same kernel:
 dx is the conv of dy, padded by ``(k - 1) * d - pad`` on each side, with the kernel flipped and
-its channel axes swapped. The filter gradient has no tiled kernel: it reduces over every output,
-and the GEMM engines (split, im2col) do that faster.
+its channel axes swapped. The filter gradient holds tiles of 8 input x 16 output channels (or
+4 x 64) over a chunk of output rows; each thread sums its share of the rows into its own copy
+of dw, and the copies are added at the end.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ COPY_BYTES_PER_S = 5e9
 CALL_SECONDS = 30e-6
 
 # Measured time / the estimate above, per op (benchmarks/calibrate.py, 2-core AVX-512, 2026-11-27).
-FITTED = {"forward": 1.0, "input_grad": 1.0}
+FITTED = {"forward": 1.0, "input_grad": 1.0, "filter_grad": 1.0}
 
 
 class Tiled:
@@ -48,8 +49,6 @@ class Tiled:
             return "needs groups == 1 (depthwise convs go to the direct engine)"
         if geom.batch_group_count != 1 or any(v != 1 for v in geom.lhs_dilation):
             return "needs batch_group_count == 1 and no input dilation"
-        if op == "filter_grad":
-            return "has no filter-gradient kernel (the GEMM engines reduce over outputs faster)"
         if op == "input_grad" and any(s != 1 for s in geom.stride):
             return "runs the input gradient for stride 1 only (subpixel covers strides)"
         return None
@@ -64,7 +63,15 @@ class Tiled:
         what = "the padded dy" if op == "input_grad" else "the padded input"
         padded = self._padded_bytes(geom, op, dtype)
         check_fits(f"{what} of this {op}", padded, limit)
-        return padded
+        if op != "filter_grad":
+            return padded
+        block, item = _block(geom, op, dtype), np.dtype(dtype).itemsize
+        o = -(-geom.out_channels // block) * block
+        dy_copy = 0 if o == geom.out_channels else geom.batch * math.prod(geom.out_spatial) * o * item
+        parts = _parts(geom) * math.prod(geom.kernel) * geom.in_channels * o * item
+        check_fits(f"the padded input, dy with {o} channels and {_parts(geom)} partial filter gradients",
+                   padded + dy_copy + parts, limit)
+        return padded + dy_copy + parts
 
     def _padded_bytes(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> int:
         if op == "input_grad":
@@ -88,18 +95,45 @@ class Tiled:
                     (geom.batch, *geom.in_spatial, geom.in_channels), _block(geom, "input_grad", dy.dtype))
 
     def filter_grad(self, geom: ConvGeometry, x: np.ndarray, dy: np.ndarray, limit: int) -> np.ndarray:
-        raise ValueError("method='tiled' cannot run this filter_grad: "
-                         f"{self.unsupported(geom, 'filter_grad', x.dtype)}")
+        self.workspace(geom, "filter_grad", x.dtype, limit)
+        k, c, o = geom.kernel, geom.in_channels, geom.out_channels
+        if dy.size == 0 or c == 0 or o == 0:
+            return np.zeros((*k, c, o), dtype=x.dtype)
+        block = _block(geom, "filter_grad", x.dtype)
+        blocks = -(-o // block) * block
+        if blocks != o:  # the kernel reads whole blocks of dy's channels
+            dy = np.concatenate([dy, np.zeros((*dy.shape[:-1], blocks - o), dtype=dy.dtype)], axis=-1)
+        unit = (1,) * (3 - geom.rank)
+        xp = pad_or_crop(x, geom.tight_padding)
+        _check_reach(xp.shape[1:-1], geom.out_spatial, k, geom.stride, geom.rhs_dilation)
+        parts = np.empty((_parts(geom), *unit, *k, c, blocks), dtype=x.dtype)
+        _threads.for_numba()
+        _FILTER_KERNEL[block](np.ascontiguousarray(xp.reshape(xp.shape[0], *unit, *xp.shape[1:])),
+                              np.ascontiguousarray(dy.reshape(dy.shape[0], *unit, *dy.shape[1:])),
+                              *(unit + geom.stride), *(unit + geom.rhs_dilation), parts)
+        return parts.sum(axis=0)[..., :o].reshape(*k, c, o)
 
 
 _KERNEL = {16: _kernels.tiled_forward, 64: _kernels.tiled_forward_wide}
+_FILTER_KERNEL = {16: _kernels.tiled_filter_grad, 64: _kernels.tiled_filter_grad_wide}
 _TILE_WIDTH = {16: 8, 64: 6}
+_FILTER_TILE_CHANNELS = {16: 8, 64: 4}
+
+
+def _parts(geom: ConvGeometry) -> int:
+    """Partial filter gradients: one per thread, at most one per output row."""
+    rows = geom.batch * math.prod(geom.out_spatial[:-1])
+    return max(1, min(_threads.allowed(), rows))
 
 
 def _compute_seconds(geom: ConvGeometry, op: str, block: int) -> float:
     out_width, channels = (geom.in_spatial[-1], geom.in_channels) if op == "input_grad" else (
         geom.out_spatial[-1], geom.out_channels)
     padded = -(-channels // block) * block / max(1, channels)
+    if op == "filter_grad":  # tiles of input channels; the last few go one at a time
+        tile = _FILTER_TILE_CHANNELS[block]
+        ragged = (geom.in_channels % tile) / max(1, geom.in_channels)
+        return geom.flops / FLOPS_PER_S[block] * padded * (1 + ragged * (NARROW_SLOWDOWN - 1))
     narrow = NARROW_SLOWDOWN if out_width < _TILE_WIDTH[block] else 1.0
     return geom.flops / FLOPS_PER_S[block] * padded * narrow
 
@@ -121,12 +155,22 @@ def _run(rank: int, xp: np.ndarray, w: np.ndarray, stride: tuple[int, ...], dila
     if xp.shape[-1] == 0:  # no input channels: every sum is empty
         y.fill(0)
         return y
+    _check_reach(xp.shape[1:-1], y_shape[1:-1], w.shape[:-2], stride, dilation)
     _threads.for_numba()
     unit = (1,) * (3 - rank)  # 1-D and 2-D convs run as 3-D with unit leading axes
     xp5 = np.ascontiguousarray(xp.reshape(xp.shape[0], *unit, *xp.shape[1:]))
     _KERNEL[block](xp5, _pack(w.reshape(*unit, *w.shape), block), *(unit + tuple(stride)),
                    *(unit + tuple(dilation)), y.reshape(y.shape[0], *unit, *y.shape[1:]))
     return y
+
+
+def _check_reach(padded: tuple[int, ...], out: tuple[int, ...], kernel: tuple[int, ...],
+                 stride: tuple[int, ...], dilation: tuple[int, ...]) -> None:
+    """The kernels do not check bounds: refuse outright a call whose windows leave the array."""
+    for n, o, k, s, d in zip(padded, out, kernel, stride, dilation):
+        if o and (o - 1) * s + (k - 1) * d >= n:
+            raise ValueError(f"tiled kernel: {o} outputs with stride {s}, kernel {k} and dilation {d} "
+                             f"read past a padded size of {n}")
 
 
 def _pack(w: np.ndarray, block: int) -> np.ndarray:
