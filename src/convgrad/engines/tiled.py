@@ -27,9 +27,12 @@ from . import _kernels, _threads
 # Measured rates of full tiles on this machine kind (2 cores, AVX-512), over the suite's dense 3x3
 # shapes: 8 x 16 tiles 85-100 GFLOP/s, 6 x 64 tiles (float32 only) 120-160. Channels are computed
 # in whole blocks (O = 20 costs as much as 32 in blocks of 16); a row narrower than the tile goes
-# one output at a time, about 4x slower.
+# one output at a time, about 4x slower. The filter gradient's last input channels (past a
+# multiple of its tile's 8 or 4) go one at a time, about 1.5x slower (the 3-channel stem ran at
+# 0.4 of the 4x estimate).
 FLOPS_PER_S = {16: 90e9, 64: 140e9}
 NARROW_SLOWDOWN = 4.0
+RAGGED_CHANNELS_SLOWDOWN = 1.5
 COPY_BYTES_PER_S = 5e9
 CALL_SECONDS = 30e-6
 
@@ -133,7 +136,7 @@ def _compute_seconds(geom: ConvGeometry, op: str, block: int) -> float:
     if op == "filter_grad":  # tiles of input channels; the last few go one at a time
         tile = _FILTER_TILE_CHANNELS[block]
         ragged = (geom.in_channels % tile) / max(1, geom.in_channels)
-        return geom.flops / FLOPS_PER_S[block] * padded * (1 + ragged * (NARROW_SLOWDOWN - 1))
+        return geom.flops / FLOPS_PER_S[block] * padded * (1 + ragged * (RAGGED_CHANNELS_SLOWDOWN - 1))
     narrow = NARROW_SLOWDOWN if out_width < _TILE_WIDTH[block] else 1.0
     return geom.flops / FLOPS_PER_S[block] * padded * narrow
 
