@@ -235,3 +235,19 @@ def test_tiled_wide_tile_rows_narrower_than_a_tile():
     got = convgrad.conv(x.astype(np.float32), w.astype(np.float32), padding=1, method="tiled")
     assert want.shape[-1] < 6  # narrower than the 6-output tile: one output at a time
     assert_close(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
+def test_tiled_filter_grad_pads_three_channels_to_a_tile_of_four():
+    from convgrad.engines import tiled
+
+    rng = np.random.default_rng(6)
+    x, w = rng.standard_normal((2, 3, 15, 14)), rng.standard_normal((64, 3, 5, 5))
+    kw = {"padding": 2, "stride": 2}
+    geom = convgrad.ConvGeometry.for_conv(x.shape, w.shape, **kw)
+    block = tiled._block(geom, "filter_grad", np.dtype(np.float32))
+    assert block == 64 and tiled._filter_channels(3, block) == 4
+    dy = rng.standard_normal(geom.y_shape())
+    got = convgrad.conv_filter_grad(x.astype(np.float32), dy.astype(np.float32), w.shape, method="tiled", **kw)
+    want = oracle.filter_grad(x, dy, w.shape, **kw)
+    assert got.shape == w.shape
+    assert_close(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
