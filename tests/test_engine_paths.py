@@ -247,7 +247,8 @@ def test_tiled_filter_grad_pads_three_channels_to_a_tile_of_four():
     block = tiled._block(geom, "filter_grad", np.dtype(np.float32))
     assert block == 64 and tiled._filter_channels(3, block) == 4
     dy = rng.standard_normal(geom.y_shape())
-    got = convgrad.conv_filter_grad(x.astype(np.float32), dy.astype(np.float32), w.shape, method="tiled", **kw)
+    got = convgrad.conv_filter_grad(x.astype(np.float32), dy.astype(np.float32), w.shape,
+                                    method="tiled", **kw)
     want = oracle.filter_grad(x, dy, w.shape, **kw)
     assert got.shape == w.shape
     assert_close(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
