@@ -35,6 +35,10 @@ NARROW_SLOWDOWN = 4.0
 RAGGED_CHANNELS_SLOWDOWN = 1.5
 COPY_BYTES_PER_S = 5e9
 CALL_SECONDS = 30e-6
+# A tile's setup and stores, and writing y to memory: what makes a short reduction (a 1x1 conv
+# with 64 channels) run at half the rate above (measured: 1x1, 64 -> 256 channels, 56x56).
+TILE_SECONDS = 0.2e-6
+WRITE_BYTES_PER_S = 8e9
 
 # Measured time / the estimate above, per op (benchmarks/calibrate.py, 2-core AVX-512, 2026-11-27).
 FITTED = {"forward": 1.0, "input_grad": 1.0, "filter_grad": 1.0}
@@ -59,7 +63,15 @@ class Tiled:
     def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
         block = _block(geom, op, dtype)
         copy = self._padded_bytes(geom, op, dtype) / COPY_BYTES_PER_S
-        penalty = _kernels.compile_penalty(dtype, _KERNEL[block])
+        kernel = (_FILTER_KERNEL if op == "filter_grad" else _KERNEL)[block]
+        penalty = _kernels.compile_penalty(dtype, kernel)
+        if op != "filter_grad":
+            out, channels = (geom.in_spatial, geom.in_channels) if op == "input_grad" else (
+                geom.out_spatial, geom.out_channels)
+            rows = geom.batch * math.prod(out[:-1])
+            tiles = rows * -(-out[-1] // _TILE_WIDTH[block]) * -(-channels // block)
+            y_bytes = rows * out[-1] * channels * np.dtype(dtype).itemsize
+            copy += tiles * TILE_SECONDS + y_bytes / WRITE_BYTES_PER_S
         return (_compute_seconds(geom, op, block) + copy + CALL_SECONDS) * FITTED[op] + penalty
 
     def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
