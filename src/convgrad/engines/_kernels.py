@@ -444,8 +444,15 @@ def tiled_filter_grad(xp, dy, s0, s1, s2, d0, d1, d2, parts):  # pragma: no cove
         a7 = _registers(16, dy.dtype)
         t0 = parts[part]
         t0[...] = 0
+        rn = np.empty(chunk, np.int64)  # the chunk's (n, i, j), found once: divisions are slow
+        ri = np.empty(chunk, np.int64)
+        rj = np.empty(chunk, np.int64)
         for r0 in range(part * rows // P, (part + 1) * rows // P, chunk):
             r1 = min(r0 + chunk, (part + 1) * rows // P)
+            for q in range(r1 - r0):
+                rn[q] = (r0 + q) // (OD * OH)
+                ri[q] = (r0 + q) // OH % OD
+                rj[q] = (r0 + q) % OH
             for a in range(KD):
                 for b in range(KH):
                     for e in range(KW):
@@ -461,10 +468,9 @@ def tiled_filter_grad(xp, dy, s0, s1, s2, d0, d1, d2, parts):  # pragma: no cove
                                     a5[o] = 0
                                     a6[o] = 0
                                     a7[o] = 0
-                                for r in range(r0, r1):
-                                    n = r // (OD * OH)
-                                    xr = xp[n, r // OH % OD * s0 + a * d0, r % OH * s1 + b * d1]
-                                    dr = dy[n, r // OH % OD, r % OH]
+                                for q in range(r1 - r0):
+                                    xr = xp[rn[q], ri[q] * s0 + a * d0, rj[q] * s1 + b * d1]
+                                    dr = dy[rn[q], ri[q], rj[q]]
                                     for k in range(OW):
                                         q = k * s2 + e * d2
                                         x0 = xr[q, c0 + 0]
@@ -497,10 +503,9 @@ def tiled_filter_grad(xp, dy, s0, s1, s2, d0, d1, d2, parts):  # pragma: no cove
                             for c in range(C - C % 8, C):  # the last channels one at a time
                                 for o in range(16):
                                     a0[o] = 0
-                                for r in range(r0, r1):
-                                    n = r // (OD * OH)
-                                    xr = xp[n, r // OH % OD * s0 + a * d0, r % OH * s1 + b * d1]
-                                    dr = dy[n, r // OH % OD, r % OH]
+                                for q in range(r1 - r0):
+                                    xr = xp[rn[q], ri[q] * s0 + a * d0, rj[q] * s1 + b * d1]
+                                    dr = dy[rn[q], ri[q], rj[q]]
                                     for k in range(OW):
                                         xv = xr[k * s2 + e * d2, c]
                                         g = dr[k, ob:ob + 16]
@@ -526,8 +531,15 @@ def tiled_filter_grad_wide(xp, dy, s0, s1, s2, d0, d1, d2, parts):  # pragma: no
         a3 = _registers(64, dy.dtype)
         t0 = parts[part]
         t0[...] = 0
+        rn = np.empty(chunk, np.int64)  # the chunk's (n, i, j), found once: divisions are slow
+        ri = np.empty(chunk, np.int64)
+        rj = np.empty(chunk, np.int64)
         for r0 in range(part * rows // P, (part + 1) * rows // P, chunk):
             r1 = min(r0 + chunk, (part + 1) * rows // P)
+            for q in range(r1 - r0):
+                rn[q] = (r0 + q) // (OD * OH)
+                ri[q] = (r0 + q) // OH % OD
+                rj[q] = (r0 + q) % OH
             for a in range(KD):
                 for b in range(KH):
                     for e in range(KW):
@@ -539,10 +551,9 @@ def tiled_filter_grad_wide(xp, dy, s0, s1, s2, d0, d1, d2, parts):  # pragma: no
                                     a1[o] = 0
                                     a2[o] = 0
                                     a3[o] = 0
-                                for r in range(r0, r1):
-                                    n = r // (OD * OH)
-                                    xr = xp[n, r // OH % OD * s0 + a * d0, r % OH * s1 + b * d1]
-                                    dr = dy[n, r // OH % OD, r % OH]
+                                for q in range(r1 - r0):
+                                    xr = xp[rn[q], ri[q] * s0 + a * d0, rj[q] * s1 + b * d1]
+                                    dr = dy[rn[q], ri[q], rj[q]]
                                     for k in range(OW):
                                         q = k * s2 + e * d2
                                         x0 = xr[q, c0 + 0]
@@ -563,10 +574,9 @@ def tiled_filter_grad_wide(xp, dy, s0, s1, s2, d0, d1, d2, parts):  # pragma: no
                             for c in range(C - C % 4, C):  # the last channels one at a time
                                 for o in range(64):
                                     a0[o] = 0
-                                for r in range(r0, r1):
-                                    n = r // (OD * OH)
-                                    xr = xp[n, r // OH % OD * s0 + a * d0, r % OH * s1 + b * d1]
-                                    dr = dy[n, r // OH % OD, r % OH]
+                                for q in range(r1 - r0):
+                                    xr = xp[rn[q], ri[q] * s0 + a * d0, rj[q] * s1 + b * d1]
+                                    dr = dy[rn[q], ri[q], rj[q]]
                                     for k in range(OW):
                                         xv = xr[k * s2 + e * d2, c]
                                         g = dr[k, ob:ob + 64]
