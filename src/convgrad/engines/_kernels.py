@@ -220,6 +220,7 @@ def depthwise2d_filter_grad(x, dy, p0, p1, s0, s1, d0, d1, parts):  # pragma: no
     j_lo = min(ow, (p1 + s1 - 1) // s1)
     j_hi = max(j_lo, min(ow, ow_clip(w_in, 2 * d1 - p1, s1)))
     for p in prange(np_):
+        _wide_vectors()
         out = parts[p]
         for n in range(p, n_, np_):
             for i in range(oh):
@@ -227,31 +228,93 @@ def depthwise2d_filter_grad(x, dy, p0, p1, s0, s1, d0, d1, parts):  # pragma: no
                 h = i * s0 - p0
                 if not fast or h < 0 or h + 2 * d0 >= h_in:
                     _depthwise_fg_row(x, grow, n, i, 0, ow, p0, p1, s0, s1, d0, d1, out)
-                    continue
-                _depthwise_fg_row(x, grow, n, i, 0, j_lo, p0, p1, s0, s1, d0, d1, out)
-                _depthwise_fg_row(x, grow, n, i, j_hi, ow, p0, p1, s0, s1, d0, d1, out)
-                # 3x3 inside the image: the nine taps of one dy sample in one pass over the channels.
-                q00, q01, q02 = out[0, 0], out[0, 1], out[0, 2]
-                q10, q11, q12 = out[1, 0], out[1, 1], out[1, 2]
-                q20, q21, q22 = out[2, 0], out[2, 1], out[2, 2]
-                x0, x1, x2 = x[n, h], x[n, h + d0], x[n, h + 2 * d0]
+                else:  # the ends of an interior row; its middle is summed below
+                    _depthwise_fg_row(x, grow, n, i, 0, j_lo, p0, p1, s0, s1, d0, d1, out)
+                    _depthwise_fg_row(x, grow, n, i, j_hi, ow, p0, p1, s0, s1, d0, d1, out)
+            if fast:
+                _depthwise_fg_interior(x, dy, n, p0, p1, s0, s1, d0, d1, j_lo, j_hi, out)
+
+
+@njit(cache=True, fastmath={"contract"})
+def _depthwise_fg_interior(x, dy, n, p0, p1, s0, s1, d0, d1, j_lo, j_hi, out):  # pragma: no cover
+    """The 3x3 taps of image n's outputs whose windows lie inside x, added to out (3, 3, C).
+
+    For each block of 16 channels the nine tap sums stay in registers over the whole image: per
+    output, one load of dy and nine of x for nine multiply-adds, and no stores.
+    """
+    _wide_vectors()
+    oh = dy.shape[1]
+    h_in, c_in = x.shape[1], x.shape[3]
+    i_lo = min(oh, (p0 + s0 - 1) // s0)
+    i_hi = i_lo
+    while i_hi < oh and i_hi * s0 - p0 + 2 * d0 < h_in:
+        i_hi += 1
+    t0 = _registers(16, out.dtype)
+    t1 = _registers(16, out.dtype)
+    t2 = _registers(16, out.dtype)
+    t3 = _registers(16, out.dtype)
+    t4 = _registers(16, out.dtype)
+    t5 = _registers(16, out.dtype)
+    t6 = _registers(16, out.dtype)
+    t7 = _registers(16, out.dtype)
+    t8 = _registers(16, out.dtype)
+    for cb in range(0, c_in, 16):
+        m = min(16, c_in - cb)
+        for c in range(16):
+            t0[c] = 0
+            t1[c] = 0
+            t2[c] = 0
+            t3[c] = 0
+            t4[c] = 0
+            t5[c] = 0
+            t6[c] = 0
+            t7[c] = 0
+            t8[c] = 0
+        for i in range(i_lo, i_hi):
+            h = i * s0 - p0
+            grow = dy[n, i]
+            x0, x1, x2 = x[n, h], x[n, h + d0], x[n, h + 2 * d0]
+            if m == 16:
                 for j in range(j_lo, j_hi):
                     v = j * s1 - p1
-                    g = grow[j]
-                    a0, a1, a2 = x0[v], x0[v + d1], x0[v + 2 * d1]
-                    b0, b1, b2 = x1[v], x1[v + d1], x1[v + 2 * d1]
-                    e0, e1, e2 = x2[v], x2[v + d1], x2[v + 2 * d1]
-                    for c in range(c_in):
-                        gc = g[c]
-                        q00[c] += a0[c] * gc
-                        q01[c] += a1[c] * gc
-                        q02[c] += a2[c] * gc
-                        q10[c] += b0[c] * gc
-                        q11[c] += b1[c] * gc
-                        q12[c] += b2[c] * gc
-                        q20[c] += e0[c] * gc
-                        q21[c] += e1[c] * gc
-                        q22[c] += e2[c] * gc
+                    g = grow[j, cb:cb + 16]
+                    a0, a1, a2 = x0[v, cb:cb + 16], x0[v + d1, cb:cb + 16], x0[v + 2 * d1, cb:cb + 16]
+                    b0, b1, b2 = x1[v, cb:cb + 16], x1[v + d1, cb:cb + 16], x1[v + 2 * d1, cb:cb + 16]
+                    e0, e1, e2 = x2[v, cb:cb + 16], x2[v + d1, cb:cb + 16], x2[v + 2 * d1, cb:cb + 16]
+                    for c in range(16):
+                        t0[c] += a0[c] * g[c]
+                        t1[c] += a1[c] * g[c]
+                        t2[c] += a2[c] * g[c]
+                        t3[c] += b0[c] * g[c]
+                        t4[c] += b1[c] * g[c]
+                        t5[c] += b2[c] * g[c]
+                        t6[c] += e0[c] * g[c]
+                        t7[c] += e1[c] * g[c]
+                        t8[c] += e2[c] * g[c]
+            else:  # the last channels, fewer than 16
+                for j in range(j_lo, j_hi):
+                    v = j * s1 - p1
+                    for c in range(m):
+                        gc = grow[j, cb + c]
+                        t0[c] += x0[v, cb + c] * gc
+                        t1[c] += x0[v + d1, cb + c] * gc
+                        t2[c] += x0[v + 2 * d1, cb + c] * gc
+                        t3[c] += x1[v, cb + c] * gc
+                        t4[c] += x1[v + d1, cb + c] * gc
+                        t5[c] += x1[v + 2 * d1, cb + c] * gc
+                        t6[c] += x2[v, cb + c] * gc
+                        t7[c] += x2[v + d1, cb + c] * gc
+                        t8[c] += x2[v + 2 * d1, cb + c] * gc
+        for c in range(m):
+            out[0, 0, cb + c] += t0[c]
+            out[0, 1, cb + c] += t1[c]
+            out[0, 2, cb + c] += t2[c]
+            out[1, 0, cb + c] += t3[c]
+            out[1, 1, cb + c] += t4[c]
+            out[1, 2, cb + c] += t5[c]
+            out[2, 0, cb + c] += t6[c]
+            out[2, 1, cb + c] += t7[c]
+            out[2, 2, cb + c] += t8[c]
 
 
 # The dense forward's register tiles: 8 outputs along the last axis x 16 channels (one 512-bit
