@@ -40,7 +40,10 @@ CALL_SECONDS = 30e-6
 TILE_SECONDS = 0.2e-6
 WRITE_BYTES_PER_S = 8e9
 
-# Measured time / the estimate above, per op (benchmarks/calibrate.py, 2-core AVX-512, 2026-11-27).
+# Measured time / the estimate above, per op. Not fitted yet: the one benchmarks/calibrate.py run
+# (2-core AVX-512, 2026-11-27) caught the VM in a slow phase where every engine ran at 1.5-2x its
+# estimate, and the interleaved timings of the suite's shapes (tiled against split, im2col and
+# shifted in turn) put tiled first where these estimates do.
 FITTED = {"forward": 1.0, "input_grad": 1.0, "filter_grad": 1.0}
 
 
