@@ -252,3 +252,21 @@ def test_tiled_filter_grad_pads_three_channels_to_a_tile_of_four():
     want = oracle.filter_grad(x, dy, w.shape, **kw)
     assert got.shape == w.shape
     assert_close(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "kw"), [
+    ((2, 3, 32, 32), (4, 3, 31, 31), {"padding": 15}),  # "same": 48-point transforms, not 64
+    ((2, 2, 40), (3, 2, 9), {"padding": ((20, 3),), "stride": 2, "dilation": 3}),
+    ((1, 2, 30, 9), (2, 2, 11, 3), {"padding": ((12, 6), (-2, 5)), "dilation": (2, 1)}),
+])
+def test_fft_transforms_leave_the_padding_out(x_shape, w_shape, kw):
+    import scipy.fft
+
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
+    fft = get_engine("fft")
+    assert all(fft._block(geom, op, F64) is None for op in ("forward", "input_grad", "filter_grad"))
+    padded = [n + lo + hi for n, (lo, hi) in zip(geom.in_spatial, geom.tight_padding)]
+    lengths = fft._lengths(geom)
+    assert lengths[0] < scipy.fft.next_fast_len(padded[0], real=True)
+    assert all(n <= scipy.fft.next_fast_len(p, real=True) for n, p in zip(lengths, padded))
+    _three_ops("fft", x_shape, w_shape, **kw)

@@ -52,7 +52,14 @@ class FFT:
         return None
 
     def _lengths(self, geom: ConvGeometry) -> tuple[int, ...]:
-        return tuple(scipy.fft.next_fast_len(p, real=True) for p in tight_padded(geom))
+        out = []
+        for n, (lo, hi), p, ke, o, s in zip(geom.in_spatial, geom.tight_padding, tight_padded(geom),
+                                           geom.kernel_eff, geom.out_spatial, geom.stride):
+            lo_c, n_c = max(lo, 0), max(0, n + min(lo, 0) + min(hi, 0))
+            # ke: the taps land on distinct samples; (o - 1) * s + 1: the spread dy fits.
+            need = max(n_c + lo_c, p - lo_c, ke, (o - 1) * s + 1, 1)
+            out.append(scipy.fft.next_fast_len(need, real=True))
+        return tuple(out)
 
     def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
         return self._blocked_cost(geom, op, dtype, self._block(geom, op, dtype)) * FITTED[op]
@@ -163,30 +170,32 @@ class FFT:
         if y.size == 0 or cg == 0:
             return y
         lengths, axes = self._lengths(geom), _axes(geom)
-        xs = _rfft(pad_or_crop(x, geom.tight_padding), lengths, axes)  # (N, *F, C)
-        # Correlation with w is convolution with w flipped: tap t sits at k_eff - 1 - t * d.
-        ws = _kernel_spectrum(w, lengths, [[ke - 1 - t * d for t in range(k)] for k, d, ke in
-                                           zip(geom.kernel, geom.rhs_dilation, geom.kernel_eff)])
+        xs = _rfft(pad_or_crop(x, _crops(geom)), lengths, axes)  # (N, *F, C)
+        # Correlation with w is convolution with w flipped, tap t at -t * d; shifted by the
+        # leading pad, output p sits at sample p * s of the circular convolution.
+        ws = _kernel_spectrum(w, lengths, [[(lo - t * d) % n for t in range(k)] for k, d, lo, n in
+                                           zip(geom.kernel, geom.rhs_dilation, _leads(geom), lengths)])
         ys = _mix(xs, ws, g, cg, og)
         full = _irfft(ys, lengths, axes)
-        # Lag q of the correlation sits at index q + k_eff - 1 of the convolution.
-        index = (slice(None), *(slice(k - 1, k - 1 + (o - 1) * s + 1, s)
-                                for k, o, s in zip(geom.kernel_eff, geom.out_spatial, geom.stride)))
+        index = (slice(None), *(slice(0, (o - 1) * s + 1, s) for o, s in zip(geom.out_spatial, geom.stride)))
         y[...] = full[index]
         return y
 
     def _input_grad(self, geom: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
         g, cg, og, _ = group_dims(geom)
-        padded = tight_padded(geom)
-        dx = np.zeros((geom.batch, *padded, geom.in_channels), dtype=dy.dtype)
+        crops = _crops(geom)
+        kept = tuple(n + lo + hi for n, (lo, hi) in zip(geom.in_spatial, crops))
+        dx = np.zeros((geom.batch, *kept, geom.in_channels), dtype=dy.dtype)
         if dy.size and cg:
             lengths, axes = self._lengths(geom), _axes(geom)
             dys = _rfft(_spread(dy, geom.stride), lengths, axes)  # (N, *F, O)
-            ws = _kernel_spectrum(w, lengths, _tap_positions(geom))
+            # Tap t at t * d, shifted back by the leading pad: sample i is x's sample i.
+            ws = _kernel_spectrum(w, lengths, [[(t * d - lo) % n for t in range(k)] for k, d, lo, n in
+                                               zip(geom.kernel, geom.rhs_dilation, _leads(geom), lengths)])
             dxs = _mix(dys, ws, g, og, cg, adjoint=True)
             full = _irfft(dxs, lengths, axes)
-            dx[...] = full[(slice(None), *(slice(0, p) for p in padded))]
-        return pad_or_crop(dx, tuple((-lo, -hi) for lo, hi in geom.tight_padding))
+            dx[...] = full[(slice(None), *(slice(0, n) for n in kept))]
+        return pad_or_crop(dx, tuple((-lo, -hi) for lo, hi in crops))  # zeros where x was cropped
 
     def _filter_grad(self, geom: ConvGeometry, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
         g, cg, og, _ = group_dims(geom)
@@ -194,14 +203,17 @@ class FFT:
         if dy.size == 0 or cg == 0:
             return dw
         lengths, axes = self._lengths(geom), _axes(geom)
-        xs = _rfft(pad_or_crop(x, geom.tight_padding), lengths, axes)  # (N, *F, C)
+        xs = _rfft(pad_or_crop(x, _crops(geom)), lengths, axes)  # (N, *F, C)
         dys = _rfft(_spread(dy, geom.stride), lengths, axes)  # (N, *F, O)
         # Correlation: multiply by the conjugate spectrum of the spread dy.
         f = math.prod(xs.shape[1:-1])
         xg = xs.reshape(geom.batch, f, g, cg).transpose(1, 2, 3, 0)  # (F, G, Cg, N)
         dg = np.conj(dys.reshape(geom.batch, f, g, og)).transpose(1, 2, 0, 3)  # (F, G, N, Og)
         spec = np.matmul(xg, dg)  # (F, G, Cg, Og): a batched GEMM, where einsum would loop
-        lags = _kernel_lags(spec.reshape(*xs.shape[1:-1], g, cg, og), lengths, _tap_positions(geom), x.dtype)
+        # Lag t * d of the padded x is lag t * d - lo of x itself.
+        positions = [[(t * d - lo) % n for t in range(k)] for k, d, lo, n in
+                     zip(geom.kernel, geom.rhs_dilation, _leads(geom), lengths)]
+        lags = _kernel_lags(spec.reshape(*xs.shape[1:-1], g, cg, og), lengths, positions, x.dtype)
         dw[...] = np.moveaxis(lags, geom.rank, -2).reshape(*geom.kernel, cg, g * og)
         return dw
 
@@ -267,8 +279,19 @@ def _irfft(a: np.ndarray, lengths: tuple[int, ...], axes: tuple[int, ...]) -> np
     return scipy.fft.irfftn(a, s=lengths, axes=axes, workers=_threads.allowed())
 
 
-def _tap_positions(geom: ConvGeometry) -> list[list[int]]:
-    return [[t * d for t in range(k)] for k, d in zip(geom.kernel, geom.rhs_dilation)]
+def _crops(geom: ConvGeometry) -> tuple[tuple[int, int], ...]:
+    """The negative parts of the tight pads: x is cropped by these, never padded (to nothing
+    where the crops overlap: the windows then read only padding)."""
+    out = []
+    for n, (lo, hi) in zip(geom.in_spatial, geom.tight_padding):
+        lo, hi = min(lo, 0), min(hi, 0)
+        out.append((lo, max(hi, -n - lo)) if n + lo >= 0 else (-n, 0))
+    return tuple(out)
+
+
+def _leads(geom: ConvGeometry) -> list[int]:
+    """The positive leading pads, by which taps and lags are shifted instead of padding x."""
+    return [max(lo, 0) for lo, _ in geom.tight_padding]
 
 
 # Kernel-side transforms (a few taps zero-padded to the FFT length, many channel pairs) are
