@@ -43,15 +43,20 @@ def pad_or_crop(a: np.ndarray, pads: tuple[tuple[int, int], ...]) -> np.ndarray:
         return a
     spatial = a.shape[1:-1]
     shape = (a.shape[0], *(n + lo + hi for n, (lo, hi) in zip(spatial, pads)), a.shape[-1])
-    out = np.zeros(shape, dtype=a.dtype)
     src, dst = [slice(None)], [slice(None)]
     for n, (lo, hi) in zip(spatial, pads):
         # Output sample i is input sample i - lo where that exists.
         start, stop = max(lo, 0), n + lo + min(hi, 0)
         if stop <= start:
-            return out
+            return np.zeros(shape, dtype=a.dtype)
         src.append(slice(start - lo, stop - lo))
         dst.append(slice(start, stop))
+    # Zero only the borders: writing the whole array twice costs a pass over memory.
+    out = np.empty(shape, dtype=a.dtype)
+    for axis, inner in enumerate(dst[1:], start=1):
+        lead = (slice(None),) * axis
+        out[(*lead, slice(0, inner.start))] = 0
+        out[(*lead, slice(inner.stop, None))] = 0
     out[tuple(dst)] = a[tuple(src)]
     return out
 
