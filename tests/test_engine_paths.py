@@ -9,8 +9,12 @@ three ops with the oracle in float64.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 import convgrad
 import oracle
@@ -270,3 +274,26 @@ def test_fft_transforms_leave_the_padding_out(x_shape, w_shape, kw):
     assert lengths[0] < scipy.fft.next_fast_len(padded[0], real=True)
     assert all(n <= scipy.fft.next_fast_len(p, real=True) for n, p in zip(lengths, padded))
     _three_ops("fft", x_shape, w_shape, **kw)
+
+
+@given(st.data())
+@settings(max_examples=60, deadline=None)
+def test_pad_or_crop_matches_numpy_pad_and_slicing(data):
+    from convgrad._layout import pad_or_crop
+
+    rank = data.draw(st.integers(1, 3))
+    spatial = data.draw(st.lists(st.integers(0, 5), min_size=rank, max_size=rank))
+    pair = st.tuples(st.integers(-3, 3), st.integers(-3, 3))
+    pads = data.draw(st.lists(pair, min_size=rank, max_size=rank))
+    assume(all(n + lo + hi >= 0 for n, (lo, hi) in zip(spatial, pads)))
+    c = data.draw(st.integers(1, 3))
+    extra = data.draw(st.integers(0, 2))
+    a = np.arange(2 * math.prod(spatial) * c, dtype=np.float64).reshape(2, *spatial, c) + 1
+    # Reference: pad the positive parts with np.pad, then slice off the negative parts.
+    want = np.pad(a, [(0, 0), *((max(lo, 0), max(hi, 0)) for lo, hi in pads), (0, extra)])
+    want = want[(slice(None), *(slice(-min(lo, 0), want.shape[i + 1] + min(hi, 0))
+                                for i, (lo, hi) in enumerate(pads)), slice(None))]
+    got = pad_or_crop(a, tuple(pads), channels=c + extra)
+    assert got.flags.c_contiguous
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(a, np.arange(a.size, dtype=np.float64).reshape(a.shape) + 1)

@@ -33,16 +33,19 @@ def w_from_last(w: np.ndarray, fmt: str) -> np.ndarray:
     return w.transpose(r + 1, r, *range(r))
 
 
-def pad_or_crop(a: np.ndarray, pads: tuple[tuple[int, int], ...]) -> np.ndarray:
-    """Zero-pad (positive) or crop (negative) the spatial axes of ``a`` ``(N, *S, C)``.
+def pad_or_crop(a: np.ndarray, pads: tuple[tuple[int, int], ...], channels: int | None = None) -> np.ndarray:
+    """Zero-pad (positive) or crop (negative) the spatial axes of ``a`` ``(N, *S, C)``, and with
+    ``channels`` (>= C) zero-pad the channel axis to that many, in one copy.
 
     Returns a C-contiguous array; ``a`` itself when nothing changes and it already is one.
-    Its adjoint is ``pad_or_crop`` with the pads negated.
+    Its adjoint is ``pad_or_crop`` with the pads negated (and the channels cropped back).
     """
-    if not any(lo or hi for lo, hi in pads) and a.flags.c_contiguous:
+    c = a.shape[-1]
+    channels = c if channels is None else channels
+    if not any(lo or hi for lo, hi in pads) and channels == c and a.flags.c_contiguous:
         return a
     spatial = a.shape[1:-1]
-    shape = (a.shape[0], *(n + lo + hi for n, (lo, hi) in zip(spatial, pads)), a.shape[-1])
+    shape = (a.shape[0], *(n + lo + hi for n, (lo, hi) in zip(spatial, pads)), channels)
     src, dst = [slice(None)], [slice(None)]
     for n, (lo, hi) in zip(spatial, pads):
         # Output sample i is input sample i - lo where that exists.
@@ -57,7 +60,8 @@ def pad_or_crop(a: np.ndarray, pads: tuple[tuple[int, int], ...]) -> np.ndarray:
         lead = (slice(None),) * axis
         out[(*lead, slice(0, inner.start))] = 0
         out[(*lead, slice(inner.stop, None))] = 0
-    out[tuple(dst)] = a[tuple(src)]
+    out[..., c:] = 0
+    out[(*dst, slice(0, c))] = a[tuple(src)]
     return out
 
 

@@ -217,6 +217,9 @@ def depthwise2d_filter_grad(x, dy, p0, p1, s0, s1, d0, d1, parts):  # pragma: no
     kh, kw = parts.shape[1], parts.shape[2]
     np_ = parts.shape[0]
     fast = kh == 3 and kw == 3 and o == c_in
+    # Interior rows and columns: all three taps inside x.
+    i_lo = min(oh, (p0 + s0 - 1) // s0)
+    i_hi = max(i_lo, min(oh, ow_clip(h_in, 2 * d0 - p0, s0)))
     j_lo = min(ow, (p1 + s1 - 1) // s1)
     j_hi = max(j_lo, min(ow, ow_clip(w_in, 2 * d1 - p1, s1)))
     for p in prange(np_):
@@ -225,30 +228,25 @@ def depthwise2d_filter_grad(x, dy, p0, p1, s0, s1, d0, d1, parts):  # pragma: no
         for n in range(p, n_, np_):
             for i in range(oh):
                 grow = dy[n, i]
-                h = i * s0 - p0
-                if not fast or h < 0 or h + 2 * d0 >= h_in:
+                if not fast or i < i_lo or i >= i_hi:
                     _depthwise_fg_row(x, grow, n, i, 0, ow, p0, p1, s0, s1, d0, d1, out)
                 else:  # the ends of an interior row; its middle is summed below
                     _depthwise_fg_row(x, grow, n, i, 0, j_lo, p0, p1, s0, s1, d0, d1, out)
                     _depthwise_fg_row(x, grow, n, i, j_hi, ow, p0, p1, s0, s1, d0, d1, out)
             if fast:
-                _depthwise_fg_interior(x, dy, n, p0, p1, s0, s1, d0, d1, j_lo, j_hi, out)
+                _depthwise_fg_interior(x, dy, n, i_lo, i_hi, j_lo, j_hi, p0, p1, s0, s1, d0, d1, out)
 
 
 @njit(cache=True, fastmath={"contract"})
-def _depthwise_fg_interior(x, dy, n, p0, p1, s0, s1, d0, d1, j_lo, j_hi, out):  # pragma: no cover
-    """The 3x3 taps of image n's outputs whose windows lie inside x, added to out (3, 3, C).
+def _depthwise_fg_interior(x, dy, n, i_lo, i_hi, j_lo, j_hi, p0, p1, s0, s1, d0, d1, out):  # pragma: no cover
+    """The 3x3 taps of image n's outputs [i_lo, i_hi) x [j_lo, j_hi), whose windows lie inside x,
+    added to out (3, 3, C).
 
     For each block of 16 channels the nine tap sums stay in registers over the whole image: per
     output, one load of dy and nine of x for nine multiply-adds, and no stores.
     """
     _wide_vectors()
-    oh = dy.shape[1]
-    h_in, c_in = x.shape[1], x.shape[3]
-    i_lo = min(oh, (p0 + s0 - 1) // s0)
-    i_hi = i_lo
-    while i_hi < oh and i_hi * s0 - p0 + 2 * d0 < h_in:
-        i_hi += 1
+    c_in = x.shape[3]
     t0 = _registers(16, out.dtype)
     t1 = _registers(16, out.dtype)
     t2 = _registers(16, out.dtype)
@@ -535,15 +533,15 @@ def tiled_filter_grad(xp, dy, s0, s1, s2, d0, d1, d2, parts):  # pragma: no cove
                                     xr = xp[rn[q], ri[q] * s0 + a * d0, rj[q] * s1 + b * d1]
                                     dr = dy[rn[q], ri[q], rj[q]]
                                     for k in range(OW):
-                                        q = k * s2 + e * d2
-                                        x0 = xr[q, c0 + 0]
-                                        x1 = xr[q, c0 + 1]
-                                        x2 = xr[q, c0 + 2]
-                                        x3 = xr[q, c0 + 3]
-                                        x4 = xr[q, c0 + 4]
-                                        x5 = xr[q, c0 + 5]
-                                        x6 = xr[q, c0 + 6]
-                                        x7 = xr[q, c0 + 7]
+                                        u = k * s2 + e * d2
+                                        x0 = xr[u, c0 + 0]
+                                        x1 = xr[u, c0 + 1]
+                                        x2 = xr[u, c0 + 2]
+                                        x3 = xr[u, c0 + 3]
+                                        x4 = xr[u, c0 + 4]
+                                        x5 = xr[u, c0 + 5]
+                                        x6 = xr[u, c0 + 6]
+                                        x7 = xr[u, c0 + 7]
                                         g = dr[k, ob:ob + 16]
                                         for o in range(16):
                                             a0[o] += x0 * g[o]
@@ -618,11 +616,11 @@ def tiled_filter_grad_wide(xp, dy, s0, s1, s2, d0, d1, d2, parts):  # pragma: no
                                     xr = xp[rn[q], ri[q] * s0 + a * d0, rj[q] * s1 + b * d1]
                                     dr = dy[rn[q], ri[q], rj[q]]
                                     for k in range(OW):
-                                        q = k * s2 + e * d2
-                                        x0 = xr[q, c0 + 0]
-                                        x1 = xr[q, c0 + 1]
-                                        x2 = xr[q, c0 + 2]
-                                        x3 = xr[q, c0 + 3]
+                                        u = k * s2 + e * d2
+                                        x0 = xr[u, c0 + 0]
+                                        x1 = xr[u, c0 + 1]
+                                        x2 = xr[u, c0 + 2]
+                                        x3 = xr[u, c0 + 3]
                                         g = dr[k, ob:ob + 64]
                                         for o in range(64):
                                             a0[o] += x0 * g[o]

@@ -23,7 +23,7 @@ import numpy as np
 import scipy.fft
 
 from .._budget import check_fits
-from .._formulas import stride_dim, transpose_size
+from .._formulas import dilate_dim, stride_dim, transpose_size
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
 from . import _threads
@@ -53,11 +53,10 @@ class FFT:
 
     def _lengths(self, geom: ConvGeometry) -> tuple[int, ...]:
         out = []
-        for n, (lo, hi), p, ke, o, s in zip(geom.in_spatial, geom.tight_padding, tight_padded(geom),
-                                           geom.kernel_eff, geom.out_spatial, geom.stride):
-            lo_c, n_c = max(lo, 0), max(0, n + min(lo, 0) + min(hi, 0))
-            # ke: the taps land on distinct samples; (o - 1) * s + 1: the spread dy fits.
-            need = max(n_c + lo_c, p - lo_c, ke, (o - 1) * s + 1, 1)
+        for n_c, lo_c, p, ke, o, s in zip(_kept(geom), _leads(geom), tight_padded(geom),
+                                         geom.kernel_eff, geom.out_spatial, geom.stride):
+            # ke: the taps land on distinct samples; dilate_dim(o, s): the spread dy fits.
+            need = max(n_c + lo_c, p - lo_c, ke, dilate_dim(o, s), 1)
             out.append(scipy.fft.next_fast_len(need, real=True))
         return tuple(out)
 
@@ -183,8 +182,7 @@ class FFT:
 
     def _input_grad(self, geom: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
         g, cg, og, _ = group_dims(geom)
-        crops = _crops(geom)
-        kept = tuple(n + lo + hi for n, (lo, hi) in zip(geom.in_spatial, crops))
+        kept = _kept(geom)
         dx = np.zeros((geom.batch, *kept, geom.in_channels), dtype=dy.dtype)
         if dy.size and cg:
             lengths, axes = self._lengths(geom), _axes(geom)
@@ -195,7 +193,7 @@ class FFT:
             dxs = _mix(dys, ws, g, og, cg, adjoint=True)
             full = _irfft(dxs, lengths, axes)
             dx[...] = full[(slice(None), *(slice(0, n) for n in kept))]
-        return pad_or_crop(dx, tuple((-lo, -hi) for lo, hi in crops))  # zeros where x was cropped
+        return pad_or_crop(dx, tuple((-lo, -hi) for lo, hi in _crops(geom)))  # zeros where x was cropped
 
     def _filter_grad(self, geom: ConvGeometry, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
         g, cg, og, _ = group_dims(geom)
@@ -287,6 +285,11 @@ def _crops(geom: ConvGeometry) -> tuple[tuple[int, int], ...]:
         lo, hi = min(lo, 0), min(hi, 0)
         out.append((lo, max(hi, -n - lo)) if n + lo >= 0 else (-n, 0))
     return tuple(out)
+
+
+def _kept(geom: ConvGeometry) -> tuple[int, ...]:
+    """The length of x after the crops, per axis."""
+    return tuple(n + lo + hi for n, (lo, hi) in zip(geom.in_spatial, _crops(geom)))
 
 
 def _leads(geom: ConvGeometry) -> list[int]:

@@ -20,9 +20,11 @@ import math
 import numpy as np
 
 from .._budget import check_fits
+from .._formulas import dilate_dim, stride_dim
 from .._geometry import ConvGeometry
 from .._layout import flip_swap_filter, pad_or_crop
 from . import _kernels, _threads
+from ._common import tight_padded
 
 # Measured rates of full tiles on this machine kind (2 cores, AVX-512), over the suite's dense 3x3
 # shapes: 8 x 16 tiles 85-100 GFLOP/s, 6 x 64 tiles (float32 only) 120-160. Channels are computed
@@ -88,20 +90,19 @@ class Tiled:
         dy_copy = 0 if o == geom.out_channels else geom.batch * math.prod(geom.out_spatial) * o * item
         c = geom.in_channels
         cp = _filter_channels(c, block) if c else 0
-        x_copy = 0 if cp == c else padded // c * cp
+        x_bytes = padded if cp == c else padded // c * cp  # x padded with cp channels, one copy
         parts = _parts(geom) * math.prod(geom.kernel) * cp * o * item
-        total = padded + x_copy + dy_copy + parts
+        total = x_bytes + dy_copy + parts
         check_fits(f"the padded input, dy with {o} channels and {_parts(geom)} partial filter gradients",
                    total, limit)
         return total
 
     def _padded_bytes(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> int:
-        if op == "input_grad":
-            size = [n + (k - 1) * d for n, k, d in zip(geom.in_spatial, geom.kernel, geom.rhs_dilation)]
+        if op == "input_grad":  # dy padded by input_grad_padding: n + k_eff - 1 with stride 1
+            size = [n + ke - 1 for n, ke in zip(geom.in_spatial, geom.kernel_eff)]
             channels = geom.out_channels
         else:
-            size = [n + lo + hi for n, (lo, hi) in zip(geom.in_spatial, geom.tight_padding)]
-            channels = geom.in_channels
+            size, channels = tight_padded(geom), geom.in_channels
         return geom.batch * math.prod(size) * channels * np.dtype(dtype).itemsize
 
     def forward(self, geom: ConvGeometry, x: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
@@ -123,18 +124,17 @@ class Tiled:
             return np.zeros((*k, c, o), dtype=x.dtype)
         block = _block(geom, "filter_grad", x.dtype)
         blocks = -(-o // block) * block
-        if blocks != o:  # the kernel reads whole blocks of dy's channels
-            dy = np.concatenate([dy, np.zeros((*dy.shape[:-1], blocks - o), dtype=dy.dtype)], axis=-1)
-        unit = (1,) * (3 - geom.rank)
-        xp = pad_or_crop(x, geom.tight_padding)
-        _check_reach(xp.shape[1:-1], geom.out_spatial, k, geom.stride, geom.rhs_dilation)
+        # The kernel reads whole blocks of dy's channels; zero input channels fill x's last tile
+        # where that is cheaper than one channel at a time.
+        dy = pad_or_crop(dy, ((0, 0),) * geom.rank, channels=blocks)
         cp = _filter_channels(c, block)
-        if cp != c:  # zero channels fill the last tile: cheaper than one channel at a time
-            xp = np.concatenate([xp, np.zeros((*xp.shape[:-1], cp - c), dtype=xp.dtype)], axis=-1)
+        xp = pad_or_crop(x, geom.tight_padding, channels=cp)
+        _check_reach(xp.shape[1:-1], geom.out_spatial, k, geom.stride, geom.rhs_dilation)
+        unit = (1,) * (3 - geom.rank)
         parts = np.empty((_parts(geom), *unit, *k, cp, blocks), dtype=x.dtype)
         _threads.for_numba()
-        _FILTER_KERNEL[block](np.ascontiguousarray(xp.reshape(xp.shape[0], *unit, *xp.shape[1:])),
-                              np.ascontiguousarray(dy.reshape(dy.shape[0], *unit, *dy.shape[1:])),
+        _FILTER_KERNEL[block](xp.reshape(xp.shape[0], *unit, *xp.shape[1:]),
+                              dy.reshape(dy.shape[0], *unit, *dy.shape[1:]),
                               *(unit + geom.stride), *(unit + geom.rhs_dilation), parts)
         return parts.sum(axis=0)[..., :c, :o].reshape(*k, c, o)
 
@@ -194,7 +194,7 @@ def _run(rank: int, xp: np.ndarray, w: np.ndarray, stride: tuple[int, ...], dila
     _check_reach(xp.shape[1:-1], y_shape[1:-1], w.shape[:-2], stride, dilation)
     _threads.for_numba()
     unit = (1,) * (3 - rank)  # 1-D and 2-D convs run as 3-D with unit leading axes
-    xp5 = np.ascontiguousarray(xp.reshape(xp.shape[0], *unit, *xp.shape[1:]))
+    xp5 = xp.reshape(xp.shape[0], *unit, *xp.shape[1:])  # pad_or_crop returns C-contiguous arrays
     _KERNEL[block](xp5, _pack(w.reshape(*unit, *w.shape), block), *(unit + tuple(stride)),
                    *(unit + tuple(dilation)), y.reshape(y.shape[0], *unit, *y.shape[1:]))
     return y
@@ -204,7 +204,7 @@ def _check_reach(padded: tuple[int, ...], out: tuple[int, ...], kernel: tuple[in
                  stride: tuple[int, ...], dilation: tuple[int, ...]) -> None:
     """The kernels do not check bounds: refuse outright a call whose windows leave the array."""
     for n, o, k, s, d in zip(padded, out, kernel, stride, dilation):
-        if o and (o - 1) * s + (k - 1) * d >= n:
+        if o > stride_dim(n, dilate_dim(k, d), s):
             raise ValueError(f"tiled kernel: {o} outputs with stride {s}, kernel {k} and dilation {d} "
                              f"read past a padded size of {n}")
 
