@@ -315,202 +315,191 @@ def _depthwise_fg_interior(x, dy, n, i_lo, i_hi, j_lo, j_hi, p0, p1, s0, s1, d0,
             out[2, 2, cb + c] += t8[c]
 
 
-# The dense forward's register tiles: 8 outputs along the last axis x 16 channels (one 512-bit
-# register per output in float32), and for many channels 6 x 64 (24 registers), which needs 1 load
-# per 4 multiply-adds instead of 9 per 8 and measured 1.5-1.9x faster with 64 channels or more.
-@njit(parallel=True, cache=True, fastmath={"contract"})
+# The dense convs' register tiles. Forward: 8 outputs along the last axis x 16 channels (one
+# 512-bit register per output in float32), or for many channels 6 x 64 (24 registers), which
+# needs 1 load per 4 multiply-adds instead of 9 per 8 and measured 1.5-1.9x faster with 64
+# channels or more. Filter gradient: 8 input x 16 output channels, or 4 x 64. Each tile is one
+# function with its sums in named stack arrays, the only form in which LLVM keeps them in
+# registers (an array indexed by a tile position gathered instead); the drivers are shared.
+@njit(parallel=True, cache=True)
 def tiled_forward(xp, wt, s0, s1, s2, d0, d1, d2, y):  # pragma: no cover - compiled
     """y (N, D, H, W, O) = the dense conv of the padded xp (N, D', H', W', C) with the filter
-    packed as wt (ceil(O / 16), KD, KH, KW, C, 16), channels past O zero.
+    packed as wt (ceil(O / B), KD, KH, KW, C, B), B = 16 or 64, channels past O zero.
 
-    Each output row accumulates tiles of 8 outputs x 16 channels over every tap and input channel
-    in registers and stores each tile once; rows narrower than 8 go one output at a time. 1-D and
-    2-D convs come with unit leading axes.
+    Each output row is cut into tiles of 8 (B = 16) or 6 (B = 64) outputs, the last one
+    overlapping the one before; rows narrower than a tile go one output at a time. 1-D and 2-D
+    convs come with unit leading axes.
     """
     N, OD, OH, OW, O = y.shape
-    _, KD, KH, KW, C, _ = wt.shape
+    block = wt.shape[-1]
+    width = 8 if block == 16 else 6
     for r in prange(N * OD * OH):
-        _wide_vectors()
         n = r // (OD * OH)
         i = r // OH % OD
         j = r % OH
         yr = y[n, i, j]
-        a0 = _registers(16, y.dtype)
-        a1 = _registers(16, y.dtype)
-        a2 = _registers(16, y.dtype)
-        a3 = _registers(16, y.dtype)
-        a4 = _registers(16, y.dtype)
-        a5 = _registers(16, y.dtype)
-        a6 = _registers(16, y.dtype)
-        a7 = _registers(16, y.dtype)
-        for ob in range(0, O, 16):
-            m = min(16, O - ob)
-            wb = wt[ob // 16]
-            tiles = OW if OW >= 8 else 0
-            for k00 in range(0, tiles, 8):
-                k0 = min(k00, OW - 8)  # the last tile overlaps the one before: no ragged end
-                for o in range(16):
-                    a0[o] = 0
-                    a1[o] = 0
-                    a2[o] = 0
-                    a3[o] = 0
-                    a4[o] = 0
-                    a5[o] = 0
-                    a6[o] = 0
-                    a7[o] = 0
-                for a in range(KD):
-                    for b in range(KH):
-                        xr = xp[n, i * s0 + a * d0, j * s1 + b * d1]
-                        for e in range(KW):
-                            q = k0 * s2 + e * d2
-                            for c in range(C):
-                                x0 = xr[q, c]
-                                x1 = xr[q + s2, c]
-                                x2 = xr[q + 2 * s2, c]
-                                x3 = xr[q + 3 * s2, c]
-                                x4 = xr[q + 4 * s2, c]
-                                x5 = xr[q + 5 * s2, c]
-                                x6 = xr[q + 6 * s2, c]
-                                x7 = xr[q + 7 * s2, c]
-                                wr = wb[a, b, e, c]
-                                for o in range(16):
-                                    a0[o] += x0 * wr[o]
-                                    a1[o] += x1 * wr[o]
-                                    a2[o] += x2 * wr[o]
-                                    a3[o] += x3 * wr[o]
-                                    a4[o] += x4 * wr[o]
-                                    a5[o] += x5 * wr[o]
-                                    a6[o] += x6 * wr[o]
-                                    a7[o] += x7 * wr[o]
-                for o in range(m):
-                    yr[k0, ob + o] = a0[o]
-                    yr[k0 + 1, ob + o] = a1[o]
-                    yr[k0 + 2, ob + o] = a2[o]
-                    yr[k0 + 3, ob + o] = a3[o]
-                    yr[k0 + 4, ob + o] = a4[o]
-                    yr[k0 + 5, ob + o] = a5[o]
-                    yr[k0 + 6, ob + o] = a6[o]
-                    yr[k0 + 7, ob + o] = a7[o]
-            for k in range(tiles, OW):  # rows narrower than a tile: one output at a time
-                for o in range(16):
-                    a0[o] = 0
-                for a in range(KD):
-                    for b in range(KH):
-                        xr = xp[n, i * s0 + a * d0, j * s1 + b * d1]
-                        for e in range(KW):
-                            for c in range(C):
-                                x0 = xr[k * s2 + e * d2, c]
-                                wr = wb[a, b, e, c]
-                                for o in range(16):
-                                    a0[o] += x0 * wr[o]
-                for o in range(m):
-                    yr[k, ob + o] = a0[o]
+        for ob in range(0, O, block):
+            wb = wt[ob // block]
+            m = min(block, O - ob)
+            tiles = OW if OW >= width else 0
+            for k00 in range(0, tiles, width):
+                k0 = min(k00, OW - width)
+                if block == 16:
+                    _forward_tile_8x16(xp, wb, n, i, j, k0, s0, s1, s2, d0, d1, d2, yr, ob, m)
+                else:
+                    _forward_tile_6x64(xp, wb, n, i, j, k0, s0, s1, s2, d0, d1, d2, yr, ob, m)
+            for k in range(tiles, OW):
+                _forward_one(xp, wb, n, i, j, k, s0, s1, s2, d0, d1, d2, yr, ob, m)
 
 
-@njit(parallel=True, cache=True, fastmath={"contract"})
-def tiled_forward_wide(xp, wt, s0, s1, s2, d0, d1, d2, y):  # pragma: no cover - compiled
-    """tiled_forward with 6-output x 64-channel tiles in 512-bit registers (24 of the 32), the
-    filter packed as wt (ceil(O / 64), KD, KH, KW, C, 64): for float32 with many channels."""
-    N, OD, OH, OW, O = y.shape
-    _, KD, KH, KW, C, _ = wt.shape
-    for r in prange(N * OD * OH):
-        _wide_vectors()
-        n = r // (OD * OH)
-        i = r // OH % OD
-        j = r % OH
-        yr = y[n, i, j]
-        a0 = _registers(64, y.dtype)
-        a1 = _registers(64, y.dtype)
-        a2 = _registers(64, y.dtype)
-        a3 = _registers(64, y.dtype)
-        a4 = _registers(64, y.dtype)
-        a5 = _registers(64, y.dtype)
-        for ob in range(0, O, 64):
-            m = min(64, O - ob)
-            wb = wt[ob // 64]
-            tiles = OW if OW >= 6 else 0
-            for k00 in range(0, tiles, 6):
-                k0 = min(k00, OW - 6)  # the last tile overlaps the one before: no ragged end
-                for o in range(64):
-                    a0[o] = 0
-                    a1[o] = 0
-                    a2[o] = 0
-                    a3[o] = 0
-                    a4[o] = 0
-                    a5[o] = 0
-                for a in range(KD):
-                    for b in range(KH):
-                        xr = xp[n, i * s0 + a * d0, j * s1 + b * d1]
-                        for e in range(KW):
-                            q = k0 * s2 + e * d2
-                            for c in range(C):
-                                x0 = xr[q, c]
-                                x1 = xr[q + s2, c]
-                                x2 = xr[q + 2 * s2, c]
-                                x3 = xr[q + 3 * s2, c]
-                                x4 = xr[q + 4 * s2, c]
-                                x5 = xr[q + 5 * s2, c]
-                                wr = wb[a, b, e, c]
-                                for o in range(64):
-                                    a0[o] += x0 * wr[o]
-                                    a1[o] += x1 * wr[o]
-                                    a2[o] += x2 * wr[o]
-                                    a3[o] += x3 * wr[o]
-                                    a4[o] += x4 * wr[o]
-                                    a5[o] += x5 * wr[o]
-                for o in range(m):
-                    yr[k0, ob + o] = a0[o]
-                    yr[k0 + 1, ob + o] = a1[o]
-                    yr[k0 + 2, ob + o] = a2[o]
-                    yr[k0 + 3, ob + o] = a3[o]
-                    yr[k0 + 4, ob + o] = a4[o]
-                    yr[k0 + 5, ob + o] = a5[o]
-            for k in range(tiles, OW):  # rows narrower than a tile: one output at a time
-                for o in range(64):
-                    a0[o] = 0
-                for a in range(KD):
-                    for b in range(KH):
-                        xr = xp[n, i * s0 + a * d0, j * s1 + b * d1]
-                        for e in range(KW):
-                            for c in range(C):
-                                x0 = xr[k * s2 + e * d2, c]
-                                wr = wb[a, b, e, c]
-                                for o in range(64):
-                                    a0[o] += x0 * wr[o]
-                for o in range(m):
-                    yr[k, ob + o] = a0[o]
+@njit(cache=True, fastmath={"contract"})
+def _forward_tile_8x16(xp, wb, n, i, j, k0, s0, s1, s2, d0, d1, d2, yr, ob, m):  # pragma: no cover
+    """yr[k0:k0 + 8, ob:ob + m] of output row (n, i, j), the filter block wb (KD, KH, KW, C, 16)."""
+    _wide_vectors()
+    KD, KH, KW, C = wb.shape[0], wb.shape[1], wb.shape[2], wb.shape[3]
+    a0 = _registers(16, yr.dtype)
+    a1 = _registers(16, yr.dtype)
+    a2 = _registers(16, yr.dtype)
+    a3 = _registers(16, yr.dtype)
+    a4 = _registers(16, yr.dtype)
+    a5 = _registers(16, yr.dtype)
+    a6 = _registers(16, yr.dtype)
+    a7 = _registers(16, yr.dtype)
+    for o in range(16):
+        a0[o] = 0
+        a1[o] = 0
+        a2[o] = 0
+        a3[o] = 0
+        a4[o] = 0
+        a5[o] = 0
+        a6[o] = 0
+        a7[o] = 0
+    for a in range(KD):
+        for b in range(KH):
+            xr = xp[n, i * s0 + a * d0, j * s1 + b * d1]
+            for e in range(KW):
+                q = k0 * s2 + e * d2
+                for c in range(C):
+                    x0 = xr[q, c]
+                    x1 = xr[q + s2, c]
+                    x2 = xr[q + 2 * s2, c]
+                    x3 = xr[q + 3 * s2, c]
+                    x4 = xr[q + 4 * s2, c]
+                    x5 = xr[q + 5 * s2, c]
+                    x6 = xr[q + 6 * s2, c]
+                    x7 = xr[q + 7 * s2, c]
+                    wr = wb[a, b, e, c]
+                    for o in range(16):
+                        a0[o] += x0 * wr[o]
+                        a1[o] += x1 * wr[o]
+                        a2[o] += x2 * wr[o]
+                        a3[o] += x3 * wr[o]
+                        a4[o] += x4 * wr[o]
+                        a5[o] += x5 * wr[o]
+                        a6[o] += x6 * wr[o]
+                        a7[o] += x7 * wr[o]
+    for o in range(m):
+        yr[k0, ob + o] = a0[o]
+        yr[k0 + 1, ob + o] = a1[o]
+        yr[k0 + 2, ob + o] = a2[o]
+        yr[k0 + 3, ob + o] = a3[o]
+        yr[k0 + 4, ob + o] = a4[o]
+        yr[k0 + 5, ob + o] = a5[o]
+        yr[k0 + 6, ob + o] = a6[o]
+        yr[k0 + 7, ob + o] = a7[o]
 
 
-@njit(parallel=True, cache=True, fastmath={"contract"})
-def tiled_filter_grad(xp, dy, s0, s1, s2, d0, d1, d2, parts):  # pragma: no cover - compiled
+@njit(cache=True, fastmath={"contract"})
+def _forward_tile_6x64(xp, wb, n, i, j, k0, s0, s1, s2, d0, d1, d2, yr, ob, m):  # pragma: no cover
+    """yr[k0:k0 + 6, ob:ob + m] of output row (n, i, j), the filter block wb (KD, KH, KW, C, 64)."""
+    _wide_vectors()
+    KD, KH, KW, C = wb.shape[0], wb.shape[1], wb.shape[2], wb.shape[3]
+    a0 = _registers(64, yr.dtype)
+    a1 = _registers(64, yr.dtype)
+    a2 = _registers(64, yr.dtype)
+    a3 = _registers(64, yr.dtype)
+    a4 = _registers(64, yr.dtype)
+    a5 = _registers(64, yr.dtype)
+    for o in range(64):
+        a0[o] = 0
+        a1[o] = 0
+        a2[o] = 0
+        a3[o] = 0
+        a4[o] = 0
+        a5[o] = 0
+    for a in range(KD):
+        for b in range(KH):
+            xr = xp[n, i * s0 + a * d0, j * s1 + b * d1]
+            for e in range(KW):
+                q = k0 * s2 + e * d2
+                for c in range(C):
+                    x0 = xr[q, c]
+                    x1 = xr[q + s2, c]
+                    x2 = xr[q + 2 * s2, c]
+                    x3 = xr[q + 3 * s2, c]
+                    x4 = xr[q + 4 * s2, c]
+                    x5 = xr[q + 5 * s2, c]
+                    wr = wb[a, b, e, c]
+                    for o in range(64):
+                        a0[o] += x0 * wr[o]
+                        a1[o] += x1 * wr[o]
+                        a2[o] += x2 * wr[o]
+                        a3[o] += x3 * wr[o]
+                        a4[o] += x4 * wr[o]
+                        a5[o] += x5 * wr[o]
+    for o in range(m):
+        yr[k0, ob + o] = a0[o]
+        yr[k0 + 1, ob + o] = a1[o]
+        yr[k0 + 2, ob + o] = a2[o]
+        yr[k0 + 3, ob + o] = a3[o]
+        yr[k0 + 4, ob + o] = a4[o]
+        yr[k0 + 5, ob + o] = a5[o]
+
+
+@njit(cache=True, fastmath={"contract"})
+def _forward_one(xp, wb, n, i, j, k, s0, s1, s2, d0, d1, d2, yr, ob, m):  # pragma: no cover
+    """yr[k, ob:ob + m] alone: the rows narrower than a tile."""
+    KD, KH, KW, C, block = wb.shape
+    acc = _registers(64, yr.dtype)
+    for o in range(block):
+        acc[o] = 0
+    for a in range(KD):
+        for b in range(KH):
+            xr = xp[n, i * s0 + a * d0, j * s1 + b * d1]
+            for e in range(KW):
+                for c in range(C):
+                    xv = xr[k * s2 + e * d2, c]
+                    wr = wb[a, b, e, c]
+                    for o in range(block):
+                        acc[o] += xv * wr[o]
+    for o in range(m):
+        yr[k, ob + o] = acc[o]
+
+
+@njit(parallel=True, cache=True)
+def tiled_filter_grad(xp, dy, s0, s1, s2, d0, d1, d2, block, parts):  # pragma: no cover - compiled
     """parts[p] (KD, KH, KW, C, O) = part p of the filter gradient: the sums over its share of
-    output rows of xp (N, D', H', W', C), padded, times dy (N, D, H, W, O), O a multiple of 16.
+    output rows of xp (N, D', H', W', C), padded, times dy (N, D, H, W, O), O a multiple of
+    ``block`` (16 or 64).
 
-    Tiles of 8 input x 16 output channels stay in registers over a chunk of output rows; the
-    caller adds the parts. 1-D and 2-D convs come with unit leading axes.
+    Tiles of 8 (block 16) or 4 (block 64) input channels x ``block`` output channels stay in
+    registers over a chunk of output rows; the last input channels go one at a time. The caller
+    adds the parts. 1-D and 2-D convs come with unit leading axes.
     """
     N, OD, OH, OW, O = dy.shape
     P, KD, KH, KW, C, _ = parts.shape
+    tile = 8 if block == 16 else 4
     rows = N * OD * OH
     chunk = max(1, -(-64 // max(1, OW)))  # rows summed per tile: at least 64 outputs
     for part in prange(P):
-        _wide_vectors()
-        a0 = _registers(16, dy.dtype)
-        a1 = _registers(16, dy.dtype)
-        a2 = _registers(16, dy.dtype)
-        a3 = _registers(16, dy.dtype)
-        a4 = _registers(16, dy.dtype)
-        a5 = _registers(16, dy.dtype)
-        a6 = _registers(16, dy.dtype)
-        a7 = _registers(16, dy.dtype)
         t0 = parts[part]
         t0[...] = 0
         rn = np.empty(chunk, np.int64)  # the chunk's (n, i, j), found once: divisions are slow
         ri = np.empty(chunk, np.int64)
         rj = np.empty(chunk, np.int64)
         for r0 in range(part * rows // P, (part + 1) * rows // P, chunk):
-            r1 = min(r0 + chunk, (part + 1) * rows // P)
-            for q in range(r1 - r0):
+            count = min(chunk, (part + 1) * rows // P - r0)
+            for q in range(count):
                 rn[q] = (r0 + q) // (OD * OH)
                 ri[q] = (r0 + q) // OH % OD
                 rj[q] = (r0 + q) % OH
@@ -518,133 +507,130 @@ def tiled_filter_grad(xp, dy, s0, s1, s2, d0, d1, d2, parts):  # pragma: no cove
                 for b in range(KH):
                     for e in range(KW):
                         t = t0[a, b, e]
-                        for ob in range(0, O, 16):
-                            for c0 in range(0, C - 7, 8):
-                                for o in range(16):
-                                    a0[o] = 0
-                                    a1[o] = 0
-                                    a2[o] = 0
-                                    a3[o] = 0
-                                    a4[o] = 0
-                                    a5[o] = 0
-                                    a6[o] = 0
-                                    a7[o] = 0
-                                for q in range(r1 - r0):
-                                    xr = xp[rn[q], ri[q] * s0 + a * d0, rj[q] * s1 + b * d1]
-                                    dr = dy[rn[q], ri[q], rj[q]]
-                                    for k in range(OW):
-                                        u = k * s2 + e * d2
-                                        x0 = xr[u, c0 + 0]
-                                        x1 = xr[u, c0 + 1]
-                                        x2 = xr[u, c0 + 2]
-                                        x3 = xr[u, c0 + 3]
-                                        x4 = xr[u, c0 + 4]
-                                        x5 = xr[u, c0 + 5]
-                                        x6 = xr[u, c0 + 6]
-                                        x7 = xr[u, c0 + 7]
-                                        g = dr[k, ob:ob + 16]
-                                        for o in range(16):
-                                            a0[o] += x0 * g[o]
-                                            a1[o] += x1 * g[o]
-                                            a2[o] += x2 * g[o]
-                                            a3[o] += x3 * g[o]
-                                            a4[o] += x4 * g[o]
-                                            a5[o] += x5 * g[o]
-                                            a6[o] += x6 * g[o]
-                                            a7[o] += x7 * g[o]
-                                for o in range(16):
-                                    t[c0 + 0, ob + o] += a0[o]
-                                    t[c0 + 1, ob + o] += a1[o]
-                                    t[c0 + 2, ob + o] += a2[o]
-                                    t[c0 + 3, ob + o] += a3[o]
-                                    t[c0 + 4, ob + o] += a4[o]
-                                    t[c0 + 5, ob + o] += a5[o]
-                                    t[c0 + 6, ob + o] += a6[o]
-                                    t[c0 + 7, ob + o] += a7[o]
-                            for c in range(C - C % 8, C):  # the last channels one at a time
-                                for o in range(16):
-                                    a0[o] = 0
-                                for q in range(r1 - r0):
-                                    xr = xp[rn[q], ri[q] * s0 + a * d0, rj[q] * s1 + b * d1]
-                                    dr = dy[rn[q], ri[q], rj[q]]
-                                    for k in range(OW):
-                                        xv = xr[k * s2 + e * d2, c]
-                                        g = dr[k, ob:ob + 16]
-                                        for o in range(16):
-                                            a0[o] += xv * g[o]
-                                for o in range(16):
-                                    t[c, ob + o] += a0[o]
+                        for ob in range(0, O, block):
+                            for c0 in range(0, C - tile + 1, tile):
+                                if block == 16:
+                                    _filter_tile_8x16(xp, dy, rn, ri, rj, count, a, b, e, c0, ob,
+                                                      s0, s1, s2, d0, d1, d2, t)
+                                else:
+                                    _filter_tile_4x64(xp, dy, rn, ri, rj, count, a, b, e, c0, ob,
+                                                      s0, s1, s2, d0, d1, d2, t)
+                            for c in range(C - C % tile, C):
+                                _filter_one(xp, dy, rn, ri, rj, count, a, b, e, c, ob, block,
+                                            s0, s1, s2, d0, d1, d2, t)
 
 
-@njit(parallel=True, cache=True, fastmath={"contract"})
-def tiled_filter_grad_wide(xp, dy, s0, s1, s2, d0, d1, d2, parts):  # pragma: no cover - compiled
-    """tiled_filter_grad with tiles of 4 input x 64 output channels (16 512-bit registers),
-    O a multiple of 64: for float32 with many channels."""
-    N, OD, OH, OW, O = dy.shape
-    P, KD, KH, KW, C, _ = parts.shape
-    rows = N * OD * OH
-    chunk = max(1, -(-64 // max(1, OW)))  # rows summed per tile: at least 64 outputs
-    for part in prange(P):
-        _wide_vectors()
-        a0 = _registers(64, dy.dtype)
-        a1 = _registers(64, dy.dtype)
-        a2 = _registers(64, dy.dtype)
-        a3 = _registers(64, dy.dtype)
-        t0 = parts[part]
-        t0[...] = 0
-        rn = np.empty(chunk, np.int64)  # the chunk's (n, i, j), found once: divisions are slow
-        ri = np.empty(chunk, np.int64)
-        rj = np.empty(chunk, np.int64)
-        for r0 in range(part * rows // P, (part + 1) * rows // P, chunk):
-            r1 = min(r0 + chunk, (part + 1) * rows // P)
-            for q in range(r1 - r0):
-                rn[q] = (r0 + q) // (OD * OH)
-                ri[q] = (r0 + q) // OH % OD
-                rj[q] = (r0 + q) % OH
-            for a in range(KD):
-                for b in range(KH):
-                    for e in range(KW):
-                        t = t0[a, b, e]
-                        for ob in range(0, O, 64):
-                            for c0 in range(0, C - 3, 4):
-                                for o in range(64):
-                                    a0[o] = 0
-                                    a1[o] = 0
-                                    a2[o] = 0
-                                    a3[o] = 0
-                                for q in range(r1 - r0):
-                                    xr = xp[rn[q], ri[q] * s0 + a * d0, rj[q] * s1 + b * d1]
-                                    dr = dy[rn[q], ri[q], rj[q]]
-                                    for k in range(OW):
-                                        u = k * s2 + e * d2
-                                        x0 = xr[u, c0 + 0]
-                                        x1 = xr[u, c0 + 1]
-                                        x2 = xr[u, c0 + 2]
-                                        x3 = xr[u, c0 + 3]
-                                        g = dr[k, ob:ob + 64]
-                                        for o in range(64):
-                                            a0[o] += x0 * g[o]
-                                            a1[o] += x1 * g[o]
-                                            a2[o] += x2 * g[o]
-                                            a3[o] += x3 * g[o]
-                                for o in range(64):
-                                    t[c0 + 0, ob + o] += a0[o]
-                                    t[c0 + 1, ob + o] += a1[o]
-                                    t[c0 + 2, ob + o] += a2[o]
-                                    t[c0 + 3, ob + o] += a3[o]
-                            for c in range(C - C % 4, C):  # the last channels one at a time
-                                for o in range(64):
-                                    a0[o] = 0
-                                for q in range(r1 - r0):
-                                    xr = xp[rn[q], ri[q] * s0 + a * d0, rj[q] * s1 + b * d1]
-                                    dr = dy[rn[q], ri[q], rj[q]]
-                                    for k in range(OW):
-                                        xv = xr[k * s2 + e * d2, c]
-                                        g = dr[k, ob:ob + 64]
-                                        for o in range(64):
-                                            a0[o] += xv * g[o]
-                                for o in range(64):
-                                    t[c, ob + o] += a0[o]
+@njit(cache=True, fastmath={"contract"})
+def _filter_tile_8x16(xp, dy, rn, ri, rj, count, a, b, e, c0, ob, s0, s1, s2, d0, d1,
+                      d2, t):  # pragma: no cover - compiled
+    """t[c0:c0 + 8, ob:ob + 16] += tap (a, b, e)'s sums over the chunk's ``count`` output rows."""
+    _wide_vectors()
+    OW = dy.shape[3]
+    a0 = _registers(16, dy.dtype)
+    a1 = _registers(16, dy.dtype)
+    a2 = _registers(16, dy.dtype)
+    a3 = _registers(16, dy.dtype)
+    a4 = _registers(16, dy.dtype)
+    a5 = _registers(16, dy.dtype)
+    a6 = _registers(16, dy.dtype)
+    a7 = _registers(16, dy.dtype)
+    for o in range(16):
+        a0[o] = 0
+        a1[o] = 0
+        a2[o] = 0
+        a3[o] = 0
+        a4[o] = 0
+        a5[o] = 0
+        a6[o] = 0
+        a7[o] = 0
+    for q in range(count):
+        xr = xp[rn[q], ri[q] * s0 + a * d0, rj[q] * s1 + b * d1]
+        dr = dy[rn[q], ri[q], rj[q]]
+        for k in range(OW):
+            u = k * s2 + e * d2
+            x0 = xr[u, c0]
+            x1 = xr[u, c0 + 1]
+            x2 = xr[u, c0 + 2]
+            x3 = xr[u, c0 + 3]
+            x4 = xr[u, c0 + 4]
+            x5 = xr[u, c0 + 5]
+            x6 = xr[u, c0 + 6]
+            x7 = xr[u, c0 + 7]
+            g = dr[k, ob:ob + 16]
+            for o in range(16):
+                a0[o] += x0 * g[o]
+                a1[o] += x1 * g[o]
+                a2[o] += x2 * g[o]
+                a3[o] += x3 * g[o]
+                a4[o] += x4 * g[o]
+                a5[o] += x5 * g[o]
+                a6[o] += x6 * g[o]
+                a7[o] += x7 * g[o]
+    for o in range(16):
+        t[c0, ob + o] += a0[o]
+        t[c0 + 1, ob + o] += a1[o]
+        t[c0 + 2, ob + o] += a2[o]
+        t[c0 + 3, ob + o] += a3[o]
+        t[c0 + 4, ob + o] += a4[o]
+        t[c0 + 5, ob + o] += a5[o]
+        t[c0 + 6, ob + o] += a6[o]
+        t[c0 + 7, ob + o] += a7[o]
+
+
+@njit(cache=True, fastmath={"contract"})
+def _filter_tile_4x64(xp, dy, rn, ri, rj, count, a, b, e, c0, ob, s0, s1, s2, d0, d1,
+                      d2, t):  # pragma: no cover - compiled
+    """t[c0:c0 + 4, ob:ob + 64] += tap (a, b, e)'s sums over the chunk's ``count`` output rows."""
+    _wide_vectors()
+    OW = dy.shape[3]
+    a0 = _registers(64, dy.dtype)
+    a1 = _registers(64, dy.dtype)
+    a2 = _registers(64, dy.dtype)
+    a3 = _registers(64, dy.dtype)
+    for o in range(64):
+        a0[o] = 0
+        a1[o] = 0
+        a2[o] = 0
+        a3[o] = 0
+    for q in range(count):
+        xr = xp[rn[q], ri[q] * s0 + a * d0, rj[q] * s1 + b * d1]
+        dr = dy[rn[q], ri[q], rj[q]]
+        for k in range(OW):
+            u = k * s2 + e * d2
+            x0 = xr[u, c0]
+            x1 = xr[u, c0 + 1]
+            x2 = xr[u, c0 + 2]
+            x3 = xr[u, c0 + 3]
+            g = dr[k, ob:ob + 64]
+            for o in range(64):
+                a0[o] += x0 * g[o]
+                a1[o] += x1 * g[o]
+                a2[o] += x2 * g[o]
+                a3[o] += x3 * g[o]
+    for o in range(64):
+        t[c0, ob + o] += a0[o]
+        t[c0 + 1, ob + o] += a1[o]
+        t[c0 + 2, ob + o] += a2[o]
+        t[c0 + 3, ob + o] += a3[o]
+
+
+@njit(cache=True, fastmath={"contract"})
+def _filter_one(xp, dy, rn, ri, rj, count, a, b, e, c, ob, block, s0, s1, s2, d0, d1,
+                d2, t):  # pragma: no cover - compiled
+    """t[c, ob:ob + block] += the sums of input channel c alone: the channels past the tiles."""
+    OW = dy.shape[3]
+    acc = _registers(64, dy.dtype)
+    for o in range(block):
+        acc[o] = 0
+    for q in range(count):
+        xr = xp[rn[q], ri[q] * s0 + a * d0, rj[q] * s1 + b * d1]
+        dr = dy[rn[q], ri[q], rj[q]]
+        for k in range(OW):
+            xv = xr[k * s2 + e * d2, c]
+            for o in range(block):
+                acc[o] += xv * dr[k, ob + o]
+    for o in range(block):
+        t[c, ob + o] += acc[o]
 
 
 @njit(parallel=True, cache=True)
@@ -816,8 +802,7 @@ def col2im3d(dcols, r0, od, oh, ow, s0, s1, s2, d0, d1, d2, kd, kh, kw, dxp):  #
 # so small problems stay on the NumPy engines.
 COMPILE_SECONDS = 2.0
 COMPILE_SECONDS_BY_KERNEL = {"depthwise2d_forward": 7.0, "depthwise2d_filter_grad": 7.0,
-                             "tiled_forward": 5.0, "tiled_forward_wide": 5.0, "tiled_filter_grad": 5.0,
-                             "tiled_filter_grad_wide": 5.0}
+                             "tiled_forward": 8.0, "tiled_filter_grad": 8.0}
 LOAD_SECONDS = 0.2
 
 
@@ -825,7 +810,7 @@ def loaded_state() -> tuple[int, ...]:
     """How many signatures each kernel has loaded: plans that weigh compile time depend on it."""
     return tuple(len(getattr(k, "signatures", ())) for k in (
         depthwise2d_forward, depthwise2d_input_grad, depthwise2d_filter_grad, tiled_forward,
-        tiled_forward_wide, tiled_filter_grad, tiled_filter_grad_wide, winograd2d_input,
+        tiled_filter_grad, winograd2d_input,
         winograd2d_output, im2col2d, col2im2d, im2col3d, col2im3d))
 
 
@@ -872,10 +857,8 @@ def warm_up(dtypes=("float32", "float64")) -> None:  # type: ignore[no-untyped-d
         depthwise2d_input_grad(y, w, 1, 1, 1, 1, x)
         depthwise2d_filter_grad(x, y, 0, 0, 1, 1, 1, 1, np.zeros((1, 3, 3, 2), dt))
         tiled_forward(x[:, None], np.zeros((1, 1, 3, 3, 2, 16), dt), 1, 1, 1, 1, 1, 1, y[:, None])
-        tiled_forward_wide(x[:, None], np.zeros((1, 1, 3, 3, 2, 64), dt), 1, 1, 1, 1, 1, 1, y[:, None])
-        for block, kernel in ((16, tiled_filter_grad), (64, tiled_filter_grad_wide)):
-            dyb = np.zeros((1, 1, 4, 4, block), dt)
-            kernel(x[:, None], dyb, 1, 1, 1, 1, 1, 1, np.zeros((1, 1, 3, 3, 2, block), dt))
+        tiled_filter_grad(x[:, None], np.zeros((1, 1, 4, 4, 16), dt), 1, 1, 1, 1, 1, 1, 16,
+                          np.zeros((1, 1, 3, 3, 2, 16), dt))
         cols = np.zeros((1, 16, 9, 2), dt)
         im2col2d(x, 0, 4, 4, 1, 1, 1, 1, 3, 3, cols)
         col2im2d(cols, 0, 4, 4, 1, 1, 1, 1, 3, 3, x)

@@ -68,7 +68,7 @@ class Tiled:
     def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
         block = _block(geom, op, dtype)
         copy = self._padded_bytes(geom, op, dtype) / COPY_BYTES_PER_S
-        kernel = (_FILTER_KERNEL if op == "filter_grad" else _KERNEL)[block]
+        kernel = _kernels.tiled_filter_grad if op == "filter_grad" else _kernels.tiled_forward
         penalty = _kernels.compile_penalty(dtype, kernel)
         if op != "filter_grad":
             out, channels = (geom.in_spatial, geom.in_channels) if op == "input_grad" else (
@@ -133,14 +133,12 @@ class Tiled:
         unit = (1,) * (3 - geom.rank)
         parts = np.empty((_parts(geom), *unit, *k, cp, blocks), dtype=x.dtype)
         _threads.for_numba()
-        _FILTER_KERNEL[block](xp.reshape(xp.shape[0], *unit, *xp.shape[1:]),
-                              dy.reshape(dy.shape[0], *unit, *dy.shape[1:]),
-                              *(unit + geom.stride), *(unit + geom.rhs_dilation), parts)
+        _kernels.tiled_filter_grad(xp.reshape(xp.shape[0], *unit, *xp.shape[1:]),
+                                   dy.reshape(dy.shape[0], *unit, *dy.shape[1:]),
+                                   *(unit + geom.stride), *(unit + geom.rhs_dilation), block, parts)
         return parts.sum(axis=0)[..., :c, :o].reshape(*k, c, o)
 
 
-_KERNEL = {16: _kernels.tiled_forward, 64: _kernels.tiled_forward_wide}
-_FILTER_KERNEL = {16: _kernels.tiled_filter_grad, 64: _kernels.tiled_filter_grad_wide}
 _TILE_WIDTH = {16: 8, 64: 6}
 _FILTER_TILE_CHANNELS = {16: 8, 64: 4}
 
@@ -195,8 +193,8 @@ def _run(rank: int, xp: np.ndarray, w: np.ndarray, stride: tuple[int, ...], dila
     _threads.for_numba()
     unit = (1,) * (3 - rank)  # 1-D and 2-D convs run as 3-D with unit leading axes
     xp5 = xp.reshape(xp.shape[0], *unit, *xp.shape[1:])  # pad_or_crop returns C-contiguous arrays
-    _KERNEL[block](xp5, _pack(w.reshape(*unit, *w.shape), block), *(unit + tuple(stride)),
-                   *(unit + tuple(dilation)), y.reshape(y.shape[0], *unit, *y.shape[1:]))
+    _kernels.tiled_forward(xp5, _pack(w.reshape(*unit, *w.shape), block), *(unit + tuple(stride)),
+                           *(unit + tuple(dilation)), y.reshape(y.shape[0], *unit, *y.shape[1:]))
     return y
 
 
