@@ -183,6 +183,8 @@ def test_a_conv_asked_for_again_and_again_loads_the_kernels_that_would_win(monke
     ((1, 4, 5, 4, 12), (16, 4, 2, 3, 3), {"padding": 1, "dilation": (1, 2, 1)}, True),  # 3-D
     ((2, 3, 5, 6), (5, 3, 3, 3), {"padding": 1}, False),  # rows narrower than a tile
     ((2, 11, 6, 10), (17, 11, 3, 3), {"padding": 1}, True),  # a tile of 8 input channels and 3 more
+    # 3 taps along rows of 13 (stride 1 there): x shared by the taps; 20 = 16 + 4 channels
+    ((2, 5, 7, 13), (20, 5, 3, 3), {"padding": 1, "stride": (2, 1)}, True),
 ])
 def test_tiled_three_ops(x_shape, w_shape, kw, tiles):
     rng = np.random.default_rng(3)
@@ -224,7 +226,7 @@ def test_tiled_float32_both_tiles_match_float64_within_rounding(out_channels, bl
                                    method="tiled")
     want = oracle.input_grad(dy, w, x.shape, padding=1)
     assert_close(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
-    # the filter gradient: 16 input channels in tiles of 8 (or 4), none left over
+    # the filter gradient: 16 input channels in one tile of 16 (or 4 of 4), none left over
     assert tiled._block(geom, "filter_grad", np.dtype(np.float32)) == block
     got = convgrad.conv_filter_grad(x.astype(np.float32), dy.astype(np.float32), w.shape, padding=1,
                                     method="tiled")
@@ -249,7 +251,7 @@ def test_tiled_filter_grad_pads_three_channels_to_a_tile_of_four():
     kw = {"padding": 2, "stride": 2}
     geom = convgrad.ConvGeometry.for_conv(x.shape, w.shape, **kw)
     block = tiled._block(geom, "filter_grad", np.dtype(np.float32))
-    assert block == 64 and tiled._filter_channels(3, block) == 4
+    assert block == 64 and tiled._filter_channels(3, block, np.dtype(np.float32)) == 4
     dy = rng.standard_normal(geom.y_shape())
     got = convgrad.conv_filter_grad(x.astype(np.float32), dy.astype(np.float32), w.shape,
                                     method="tiled", **kw)

@@ -26,13 +26,17 @@ from .._layout import flip_swap_filter, pad_or_crop
 from . import _kernels, _threads
 from ._common import tight_padded
 
-# Measured rates of full tiles on this machine kind (2 cores, AVX-512), over the suite's dense 3x3
-# shapes: 8 x 16 tiles 85-100 GFLOP/s, 6 x 64 tiles (float32 only) 120-160. Channels are computed
-# in whole blocks (O = 20 costs as much as 32 in blocks of 16); a row narrower than the tile goes
-# one output at a time, about 4x slower. The filter gradient's last input channels (past a
-# multiple of its tile's 8 or 4) go one at a time, about 1.5x slower (the 3-channel stem ran at
-# 0.4 of the 4x estimate).
+# Measured rates of full tiles on this machine kind (2 cores, AVX-512, float32), over the suite's
+# dense shapes, two threads, each kernel alone (the suite's interleaved runs see 0.6-0.9 of these):
+# forward 8 x 16 tiles 85-100 GFLOP/s, and 150 where a row's 3 taps share their inputs; 6 x 64
+# tiles 140-180. Filter gradient: 16 x 16 tiles 160 (the 3-D conv), 4 x 64 tiles 145-155.
+# Channels are computed in whole blocks (O = 20 costs as much as 32 in blocks of 16); a row
+# narrower than the tile goes one output at a time, about 4x slower. The filter gradient's last
+# input channels (past a multiple of its tile's 16, 8 or 4) go one at a time, about 1.5x slower
+# (the 3-channel stem ran at 0.4 of the 4x estimate).
 FLOPS_PER_S = {16: 90e9, 64: 140e9}
+THREE_TAP_FLOPS_PER_S = 130e9
+FILTER_FLOPS_PER_S = {16: 140e9, 64: 135e9}
 NARROW_SLOWDOWN = 4.0
 RAGGED_CHANNELS_SLOWDOWN = 1.5
 COPY_BYTES_PER_S = 5e9
@@ -77,7 +81,7 @@ class Tiled:
             tiles = rows * -(-out[-1] // _TILE_WIDTH[block]) * -(-channels // block)
             y_bytes = rows * out[-1] * channels * np.dtype(dtype).itemsize
             copy += tiles * TILE_SECONDS + y_bytes / WRITE_BYTES_PER_S
-        return (_compute_seconds(geom, op, block) + copy + CALL_SECONDS) * FITTED[op] + penalty
+        return (_compute_seconds(geom, op, block, dtype) + copy + CALL_SECONDS) * FITTED[op] + penalty
 
     def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
         what = "the padded dy" if op == "input_grad" else "the padded input"
@@ -89,7 +93,7 @@ class Tiled:
         o = -(-geom.out_channels // block) * block
         dy_copy = 0 if o == geom.out_channels else geom.batch * math.prod(geom.out_spatial) * o * item
         c = geom.in_channels
-        cp = _filter_channels(c, block) if c else 0
+        cp = _filter_channels(c, block, dtype) if c else 0
         x_bytes = padded if cp == c else padded // c * cp  # x padded with cp channels, one copy
         parts = _parts(geom) * math.prod(geom.kernel) * cp * o * item
         total = x_bytes + dy_copy + parts
@@ -127,7 +131,7 @@ class Tiled:
         # The kernel reads whole blocks of dy's channels; zero input channels fill x's last tile
         # where that is cheaper than one channel at a time.
         dy = pad_or_crop(dy, ((0, 0),) * geom.rank, channels=blocks)
-        cp = _filter_channels(c, block)
+        cp = _filter_channels(c, block, x.dtype)
         xp = pad_or_crop(x, geom.tight_padding, channels=cp)
         _check_reach(xp.shape[1:-1], geom.out_spatial, k, geom.stride, geom.rhs_dilation)
         unit = (1,) * (3 - geom.rank)
@@ -135,18 +139,25 @@ class Tiled:
         _threads.for_numba()
         _kernels.tiled_filter_grad(xp.reshape(xp.shape[0], *unit, *xp.shape[1:]),
                                    dy.reshape(dy.shape[0], *unit, *dy.shape[1:]),
-                                   *(unit + geom.stride), *(unit + geom.rhs_dilation), block, parts)
+                                   *(unit + geom.stride), *(unit + geom.rhs_dilation),
+                                   _filter_tile(block, x.dtype), parts)
         return parts.sum(axis=0)[..., :c, :o].reshape(*k, c, o)
 
 
 _TILE_WIDTH = {16: 8, 64: 6}
-_FILTER_TILE_CHANNELS = {16: 8, 64: 4}
 
 
-def _filter_channels(c: int, block: int) -> int:
+def _filter_tile(block: int, dtype: np.dtype) -> int:
+    """Input channels per filter-gradient tile: 16 x 16 in float32, 8 x 16 in float64, 4 x 64."""
+    if block == 64:
+        return 4
+    return 16 if np.dtype(dtype).itemsize == 4 else 8
+
+
+def _filter_channels(c: int, block: int, dtype: np.dtype) -> int:
     """Input channels the filter-gradient kernel runs: c padded to a whole number of tiles where
     that wastes less than going one channel at a time (3 -> 4 for the 4 x 64 tiles)."""
-    tile = _FILTER_TILE_CHANNELS[block]
+    tile = _filter_tile(block, dtype)
     padded = -(-c // tile) * tile
     return padded if padded <= c + (c % tile) * (RAGGED_CHANNELS_SLOWDOWN - 1) else c
 
@@ -157,26 +168,29 @@ def _parts(geom: ConvGeometry) -> int:
     return max(1, min(_threads.allowed(), rows))
 
 
-def _compute_seconds(geom: ConvGeometry, op: str, block: int) -> float:
+def _compute_seconds(geom: ConvGeometry, op: str, block: int, dtype: np.dtype) -> float:
     out_width, channels = (geom.in_spatial[-1], geom.in_channels) if op == "input_grad" else (
         geom.out_spatial[-1], geom.out_channels)
     padded = -(-channels // block) * block / max(1, channels)
     if op == "filter_grad":  # tiles of input channels; the last few go one at a time
         c = max(1, geom.in_channels)
-        cp = _filter_channels(c, block)
-        tile = _FILTER_TILE_CHANNELS[block]
+        cp = _filter_channels(c, block, dtype)
+        tile = _filter_tile(block, dtype)
         ragged = (cp % tile) / cp  # channels left to go one at a time
         slowdown = 1 + ragged * (RAGGED_CHANNELS_SLOWDOWN - 1)
-        return geom.flops / FLOPS_PER_S[block] * padded * cp / c * slowdown
+        return geom.flops / FILTER_FLOPS_PER_S[block] * padded * cp / c * slowdown
     narrow = NARROW_SLOWDOWN if out_width < _TILE_WIDTH[block] else 1.0
-    return geom.flops / FLOPS_PER_S[block] * padded * narrow
+    # The input gradient runs the forward kernel with stride 1 and the same dilation.
+    three = block == 16 and geom.kernel[-1] == 3 and geom.rhs_dilation[-1] == 1 and (
+        op == "input_grad" or geom.stride[-1] == 1)
+    return geom.flops / (THREE_TAP_FLOPS_PER_S if three else FLOPS_PER_S[block]) * padded * narrow
 
 
 def _block(geom: ConvGeometry, op: str, dtype: np.dtype) -> int:
     """Output channels per tile: 64 where its faster rate beats the waste of a partial block."""
     if np.dtype(dtype) != np.float32:  # 6 x 64 float64 sums would not fit in the registers
         return 16
-    return min((16, 64), key=lambda b: _compute_seconds(geom, op, b))
+    return min((16, 64), key=lambda b: _compute_seconds(geom, op, b, dtype))
 
 
 def _run(rank: int, xp: np.ndarray, w: np.ndarray, stride: tuple[int, ...], dilation: tuple[int, ...],
