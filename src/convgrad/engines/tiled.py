@@ -29,14 +29,15 @@ from ._common import tight_padded
 # Measured rates of full tiles on this machine kind (2 cores, AVX-512, float32), over the suite's
 # dense shapes, two threads, each kernel alone (the suite's interleaved runs see 0.6-0.9 of these):
 # forward 8 x 16 tiles 85-100 GFLOP/s, and 150 where a row's 3 taps share their inputs; 6 x 64
-# tiles 140-180. Filter gradient: 16 x 16 tiles 160 (the 3-D conv), 4 x 64 tiles 145-155.
+# tiles 140-180. Filter gradient: 16 x 16 tiles 160 (the 3-D conv; 90 with 64 output channels,
+# against 110 for 4 x 64 tiles on one thread), 4 x 64 tiles 145-155.
 # Channels are computed in whole blocks (O = 20 costs as much as 32 in blocks of 16); a row
 # narrower than the tile goes one output at a time, about 4x slower. The filter gradient's last
 # input channels (past a multiple of its tile's 16, 8 or 4) go one at a time, about 1.5x slower
 # (the 3-channel stem ran at 0.4 of the 4x estimate).
 FLOPS_PER_S = {16: 90e9, 64: 140e9}
 THREE_TAP_FLOPS_PER_S = 130e9
-FILTER_FLOPS_PER_S = {16: 140e9, 64: 135e9}
+FILTER_FLOPS_PER_S = {16: 125e9, 64: 135e9}
 NARROW_SLOWDOWN = 4.0
 RAGGED_CHANNELS_SLOWDOWN = 1.5
 COPY_BYTES_PER_S = 5e9
