@@ -299,3 +299,32 @@ def test_pad_or_crop_matches_numpy_pad_and_slicing(data):
     assert got.flags.c_contiguous
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(a, np.arange(a.size, dtype=np.float64).reshape(a.shape) + 1)
+
+
+@pytest.mark.parametrize(("op", "x_shape", "w_shape", "kw"), [
+    ("forward", (2, 64, 9, 14), (3, 64, 4, 4), {"padding": ((1, 2), (2, 1))}),
+    # 20 input channels padded to 32, stride and dilation
+    ("forward", (2, 20, 7, 13), (2, 20, 3, 3), {"padding": 1, "stride": (1, 2), "dilation": (2, 1)}),
+    ("forward", (1, 16, 5, 4), (4, 16, 3, 3), {"padding": 1}),  # rows narrower than a tile; 2 groups of 3
+    ("forward", (1, 33, 4, 5, 9), (1, 33, 2, 3, 3), {"padding": (0, 1, 2), "dilation": (1, 1, 2)}),  # 3-D
+    # the phases of a 3-channel stem's input gradient: dx sums over dy's 64 channels
+    ("input_grad", (2, 3, 9, 14), (64, 3, 4, 4), {"padding": ((3, 0), (2, 3))}),
+    ("input_grad", (2, 3, 11, 6), (48, 3, 3, 3), {"padding": 1, "dilation": 2}),
+])
+def test_tiled_dot_product_tiles_for_few_output_channels(op, x_shape, w_shape, kw):
+    from convgrad.engines import tiled
+
+    rng = np.random.default_rng(8)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
+    assert tiled._block(geom, op, np.dtype(np.float32)) == tiled.DOT
+    if op == "forward":
+        want = oracle.conv(x, w, **kw)
+        got = convgrad.conv(x.astype(np.float32), w.astype(np.float32), method="tiled", **kw)
+    else:
+        dy = rng.standard_normal(geom.y_shape())
+        want = oracle.input_grad(dy, w, x_shape, **kw)
+        got = convgrad.conv_input_grad(dy.astype(np.float32), w.astype(np.float32), x_shape, method="tiled",
+                                       **kw)
+    assert got.dtype == np.float32
+    assert_close(got, want, rtol=0, atol=1e-5 * np.abs(want).max())

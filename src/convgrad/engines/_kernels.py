@@ -606,6 +606,176 @@ def _forward_one(xf, wf, yf, xo, wo, yo, m, block, KD, KH, KW, C, sd, sh, d0, d1
 
 
 @njit(parallel=True, cache=True)
+def tiled_forward_dot(xp, wd, s0, s1, s2, d0, d1, d2, y):  # pragma: no cover - compiled
+    """y (N, D, H, W, O) = the dense conv of the padded xp (N, D', H', W', C), C a multiple of 16,
+    with the filter packed as wd (ceil(O / 3), KD, KH, 3, KW, C), channels past O zero: for convs
+    with few output channels (the input gradient of a 3-channel stem).
+
+    Each sum is a dot product along x's contiguous channels: a tile of 6 outputs x 3 channels
+    holds 18 vectors of partial sums, added up across their 16 lanes at the end. Tiles of 8
+    outputs x 16 channels would compute 13 zero channels out of 16 here.
+    """
+    N, OD, OH, OW, O = y.shape
+    XD, XH, XW, C = xp.shape[1], xp.shape[2], xp.shape[3], xp.shape[4]
+    KD, KH, KW = wd.shape[1], wd.shape[2], wd.shape[4]
+    xf, wf, yf = xp.ravel(), wd.ravel(), y.ravel()
+    sd, sh, sw = XH * XW * C, XW * C, s2 * C
+    for r in prange(N * OD * OH):
+        n = r // (OD * OH)
+        i = r // OH % OD
+        j = r % OH
+        xrow = (n * XD + i * s0) * sd + j * s1 * sh
+        for ob in range(0, O, 3):
+            wo = ob // 3 * KD * KH * 3 * KW * C
+            m = min(3, O - ob)
+            tiles = OW if OW >= 6 else 0
+            for k00 in range(0, tiles, 6):
+                k0 = min(k00, OW - 6)
+                _dot_tile_6x3(xf, wf, yf, xrow + k0 * sw, wo, (r * OW + k0) * O + ob, m, KD, KH, KW, C,
+                              sd, sh, sw, d0, d1, d2, O)
+            for k in range(tiles, OW):
+                _dot_one(xf, wf, yf, xrow + k * sw, wo, (r * OW + k) * O + ob, m, KD, KH, KW, C, sd, sh,
+                         d0, d1, d2)
+
+
+@njit(cache=True, fastmath={"contract"})
+def _dot_tile_6x3(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0, d1,
+                  d2, O):  # pragma: no cover - compiled
+    """Outputs yo + t * O + [0, m) of the flat y, t < 6, m <= 3: output t's window starts at
+    xo + t * sw of the flat x, the filter group (KD, KH, 3, KW, C) at wo of the flat filter."""
+    _wide_vectors()
+    a00 = _registers(16, yf.dtype)
+    a01 = _registers(16, yf.dtype)
+    a02 = _registers(16, yf.dtype)
+    a10 = _registers(16, yf.dtype)
+    a11 = _registers(16, yf.dtype)
+    a12 = _registers(16, yf.dtype)
+    a20 = _registers(16, yf.dtype)
+    a21 = _registers(16, yf.dtype)
+    a22 = _registers(16, yf.dtype)
+    a30 = _registers(16, yf.dtype)
+    a31 = _registers(16, yf.dtype)
+    a32 = _registers(16, yf.dtype)
+    a40 = _registers(16, yf.dtype)
+    a41 = _registers(16, yf.dtype)
+    a42 = _registers(16, yf.dtype)
+    a50 = _registers(16, yf.dtype)
+    a51 = _registers(16, yf.dtype)
+    a52 = _registers(16, yf.dtype)
+    for v in range(16):
+        a00[v] = 0
+        a01[v] = 0
+        a02[v] = 0
+        a10[v] = 0
+        a11[v] = 0
+        a12[v] = 0
+        a20[v] = 0
+        a21[v] = 0
+        a22[v] = 0
+        a30[v] = 0
+        a31[v] = 0
+        a32[v] = 0
+        a40[v] = 0
+        a41[v] = 0
+        a42[v] = 0
+        a50[v] = 0
+        a51[v] = 0
+        a52[v] = 0
+    run, taps = (KW * C, 1) if d2 == 1 else (C, KW)  # no dilation: a row's taps x channels are one run
+    step = np.uint64(sw)
+    row = np.uint64(KW * C)  # from one output channel's filter row to the next
+    for a in range(KD):
+        for b in range(KH):
+            for e in range(taps):
+                p0 = np.uint64(xo + a * d0 * sd + b * d1 * sh + e * d2 * C)
+                p1 = p0 + step
+                p2 = p1 + step
+                p3 = p2 + step
+                p4 = p3 + step
+                p5 = p4 + step
+                w0 = np.uint64(wo + (a * KH + b) * 3 * KW * C + e * C)
+                w1 = w0 + row
+                w2 = w1 + row
+                for c in range(np.uint64(0), np.uint64(run), _U16):
+                    for v in range(_U16):
+                        g0 = wf[w0 + c + v]
+                        g1 = wf[w1 + c + v]
+                        g2 = wf[w2 + c + v]
+                        x0 = xf[p0 + c + v]
+                        x1 = xf[p1 + c + v]
+                        x2 = xf[p2 + c + v]
+                        x3 = xf[p3 + c + v]
+                        x4 = xf[p4 + c + v]
+                        x5 = xf[p5 + c + v]
+                        a00[v] += x0 * g0
+                        a01[v] += x0 * g1
+                        a02[v] += x0 * g2
+                        a10[v] += x1 * g0
+                        a11[v] += x1 * g1
+                        a12[v] += x1 * g2
+                        a20[v] += x2 * g0
+                        a21[v] += x2 * g1
+                        a22[v] += x2 * g2
+                        a30[v] += x3 * g0
+                        a31[v] += x3 * g1
+                        a32[v] += x3 * g2
+                        a40[v] += x4 * g0
+                        a41[v] += x4 * g1
+                        a42[v] += x4 * g2
+                        a50[v] += x5 * g0
+                        a51[v] += x5 * g1
+                        a52[v] += x5 * g2
+    _store_dot(yf, yo, m, a00, a01, a02)
+    _store_dot(yf, yo + O, m, a10, a11, a12)
+    _store_dot(yf, yo + 2 * O, m, a20, a21, a22)
+    _store_dot(yf, yo + 3 * O, m, a30, a31, a32)
+    _store_dot(yf, yo + 4 * O, m, a40, a41, a42)
+    _store_dot(yf, yo + 5 * O, m, a50, a51, a52)
+
+
+@njit(cache=True, fastmath=True)  # reassociation: the lanes are added as a tree, not in a chain
+def _store_dot(yf, yo, m, a0, a1, a2):  # pragma: no cover - compiled
+    """yf[yo + o] = the sum of a_o's 16 lanes, o < m."""
+    s0, s1, s2 = a0[0], a1[0], a2[0]
+    for v in range(1, 16):
+        s0 += a0[v]
+        s1 += a1[v]
+        s2 += a2[v]
+    yf[yo] = s0
+    if m > 1:
+        yf[yo + 1] = s1
+    if m > 2:
+        yf[yo + 2] = s2
+
+
+@njit(cache=True, fastmath={"contract"})
+def _dot_one(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, d0, d1, d2):  # pragma: no cover
+    """One output alone (rows narrower than a tile): yf[yo + o] for o < m."""
+    a0 = _registers(16, yf.dtype)
+    a1 = _registers(16, yf.dtype)
+    a2 = _registers(16, yf.dtype)
+    for v in range(16):
+        a0[v] = 0
+        a1[v] = 0
+        a2[v] = 0
+    row = np.uint64(KW * C)
+    for a in range(KD):
+        for b in range(KH):
+            for e in range(KW):
+                p = np.uint64(xo + a * d0 * sd + b * d1 * sh + e * d2 * C)
+                w0 = np.uint64(wo + (a * KH + b) * 3 * KW * C + e * C)
+                w1 = w0 + row
+                w2 = w1 + row
+                for c in range(np.uint64(0), np.uint64(C), _U16):
+                    for v in range(_U16):
+                        xv = xf[p + c + v]
+                        a0[v] += xv * wf[w0 + c + v]
+                        a1[v] += xv * wf[w1 + c + v]
+                        a2[v] += xv * wf[w2 + c + v]
+    _store_dot(yf, yo, m, a0, a1, a2)
+
+
+@njit(parallel=True, cache=True)
 def tiled_filter_grad(xp, dy, s0, s1, s2, d0, d1, d2, tile, parts):  # pragma: no cover - compiled
     """parts[p] (KD, KH, KW, C, O) = part p of the filter gradient: the sums over its share of
     output rows of xp (N, D', H', W', C), padded, times dy (N, D, H, W, O), O a multiple of 16
@@ -1044,7 +1214,7 @@ def col2im3d(dcols, r0, od, oh, ow, s0, s1, s2, d0, d1, d2, kd, kh, kw, dxp):  #
 # so small problems stay on the NumPy engines.
 COMPILE_SECONDS = 2.0
 COMPILE_SECONDS_BY_KERNEL = {"depthwise2d_forward": 7.0, "depthwise2d_filter_grad": 7.0,
-                             "tiled_forward": 8.0, "tiled_filter_grad": 8.0}
+                             "tiled_forward": 8.0, "tiled_forward_dot": 4.0, "tiled_filter_grad": 8.0}
 LOAD_SECONDS = 0.2
 
 
@@ -1052,7 +1222,7 @@ def loaded_state() -> tuple[int, ...]:
     """How many signatures each kernel has loaded: plans that weigh compile time depend on it."""
     return tuple(len(getattr(k, "signatures", ())) for k in (
         depthwise2d_forward, depthwise2d_input_grad, depthwise2d_filter_grad, tiled_forward,
-        tiled_filter_grad, winograd2d_input,
+        tiled_forward_dot, tiled_filter_grad, winograd2d_input,
         winograd2d_output, im2col2d, col2im2d, im2col3d, col2im3d))
 
 
@@ -1099,6 +1269,8 @@ def warm_up(dtypes=("float32", "float64")) -> None:  # type: ignore[no-untyped-d
         depthwise2d_input_grad(y, w, 1, 1, 1, 1, x)
         depthwise2d_filter_grad(x, y, 0, 0, 1, 1, 1, 1, np.zeros((1, 3, 3, 2), dt))
         tiled_forward(x[:, None], np.zeros((1, 1, 3, 3, 2, 16), dt), 1, 1, 1, 1, 1, 1, y[:, None])
+        tiled_forward_dot(np.zeros((1, 1, 6, 6, 16), dt), np.zeros((1, 1, 3, 3, 3, 16), dt), 1, 1, 1, 1, 1, 1,
+                          y[:, None])
         tiled_filter_grad(x[:, None], np.zeros((1, 1, 4, 4, 16), dt), 1, 1, 1, 1, 1, 1, 8,
                           np.zeros((1, 1, 3, 3, 2, 16), dt))
         cols = np.zeros((1, 16, 9, 2), dt)

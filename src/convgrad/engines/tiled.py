@@ -37,6 +37,11 @@ from ._common import tight_padded
 # (the 3-channel stem ran at 0.4 of the 4x estimate).
 FLOPS_PER_S = {16: 90e9, 64: 140e9}
 THREE_TAP_FLOPS_PER_S = 130e9
+# Convs with at most a few output channels (dot-product tiles of 6 outputs x 3 channels, input
+# channels padded to 16): 107 GFLOP/s on the 4x4 phase of the stem's input gradient (64 -> 3
+# channels), where 8 x 16 tiles ran 4x and im2col 25x longer.
+DOT = 3
+DOT_FLOPS_PER_S = 100e9
 FILTER_FLOPS_PER_S = {16: 125e9, 64: 135e9}
 NARROW_SLOWDOWN = 4.0
 RAGGED_CHANNELS_SLOWDOWN = 1.5
@@ -73,7 +78,8 @@ class Tiled:
     def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
         block = _block(geom, op, dtype)
         copy = self._padded_bytes(geom, op, dtype) / COPY_BYTES_PER_S
-        kernel = _kernels.tiled_filter_grad if op == "filter_grad" else _kernels.tiled_forward
+        kernel = _kernels.tiled_filter_grad if op == "filter_grad" else (
+            _kernels.tiled_forward_dot if block == DOT else _kernels.tiled_forward)
         penalty = _kernels.compile_penalty(dtype, kernel)
         if op != "filter_grad":
             out, channels = (geom.in_spatial, geom.in_channels) if op == "input_grad" else (
@@ -108,19 +114,20 @@ class Tiled:
             channels = geom.out_channels
         else:
             size, channels = tight_padded(geom), geom.in_channels
+        if op != "filter_grad" and _block(geom, op, dtype) == DOT:
+            channels = _dot_channels(channels)
         return geom.batch * math.prod(size) * channels * np.dtype(dtype).itemsize
 
     def forward(self, geom: ConvGeometry, x: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
         self.workspace(geom, "forward", x.dtype, limit)
-        xp = pad_or_crop(x, geom.tight_padding)
-        return _run(geom.rank, xp, w, geom.stride, geom.rhs_dilation,
+        return _run(geom.rank, x, geom.tight_padding, w, geom.stride, geom.rhs_dilation,
                     (geom.batch, *geom.out_spatial, geom.out_channels), _block(geom, "forward", x.dtype))
 
     def input_grad(self, geom: ConvGeometry, dy: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
         self.workspace(geom, "input_grad", dy.dtype, limit)
-        dyp = pad_or_crop(dy, geom.input_grad_padding)
-        return _run(geom.rank, dyp, flip_swap_filter(w, 1), (1,) * geom.rank, geom.rhs_dilation,
-                    (geom.batch, *geom.in_spatial, geom.in_channels), _block(geom, "input_grad", dy.dtype))
+        return _run(geom.rank, dy, geom.input_grad_padding, flip_swap_filter(w, 1), (1,) * geom.rank,
+                    geom.rhs_dilation, (geom.batch, *geom.in_spatial, geom.in_channels),
+                    _block(geom, "input_grad", dy.dtype))
 
     def filter_grad(self, geom: ConvGeometry, x: np.ndarray, dy: np.ndarray, limit: int) -> np.ndarray:
         self.workspace(geom, "filter_grad", x.dtype, limit)
@@ -145,7 +152,7 @@ class Tiled:
         return parts.sum(axis=0)[..., :c, :o].reshape(*k, c, o)
 
 
-_TILE_WIDTH = {16: 8, 64: 6}
+_TILE_WIDTH = {DOT: 6, 16: 8, 64: 6}
 
 
 def _filter_tile(block: int, dtype: np.dtype) -> int:
@@ -173,6 +180,10 @@ def _compute_seconds(geom: ConvGeometry, op: str, block: int, dtype: np.dtype) -
     out_width, channels = (geom.in_spatial[-1], geom.in_channels) if op == "input_grad" else (
         geom.out_spatial[-1], geom.out_channels)
     padded = -(-channels // block) * block / max(1, channels)
+    if block == DOT:  # sums along the input channels, padded to a multiple of 16
+        c = max(1, geom.out_channels if op == "input_grad" else geom.in_channels)
+        narrow = NARROW_SLOWDOWN if out_width < _TILE_WIDTH[DOT] else 1.0
+        return geom.flops / DOT_FLOPS_PER_S * padded * _dot_channels(c) / c * narrow
     if op == "filter_grad":  # tiles of input channels; the last few go one at a time
         c = max(1, geom.in_channels)
         cp = _filter_channels(c, block, dtype)
@@ -188,28 +199,43 @@ def _compute_seconds(geom: ConvGeometry, op: str, block: int, dtype: np.dtype) -
 
 
 def _block(geom: ConvGeometry, op: str, dtype: np.dtype) -> int:
-    """Output channels per tile: 64 where its faster rate beats the waste of a partial block."""
-    if np.dtype(dtype) != np.float32:  # 6 x 64 float64 sums would not fit in the registers
+    """Output channels per tile: 64 where its faster rate beats the waste of a partial block, DOT
+    (dot-product tiles of 3) for few output channels."""
+    if np.dtype(dtype) != np.float32:  # 6 x 64 or 6 x 3 x 16 float64 sums would not fit in the registers
         return 16
-    return min((16, 64), key=lambda b: _compute_seconds(geom, op, b, dtype))
+    blocks = (16, 64) if op == "filter_grad" else (DOT, 16, 64)
+    return min(blocks, key=lambda b: _compute_seconds(geom, op, b, dtype))
 
 
-def _run(rank: int, xp: np.ndarray, w: np.ndarray, stride: tuple[int, ...], dilation: tuple[int, ...],
-         y_shape: tuple[int, ...], block: int) -> np.ndarray:
-    """y = the stride/dilation conv of the already padded xp (N, *S', C) with w (*K, C, O),
-    ``block`` output channels per register tile."""
-    y = np.empty(y_shape, dtype=xp.dtype)
+def _dot_channels(c: int) -> int:
+    """Input channels of the dot-product tiles: a multiple of their 16-float vectors."""
+    return -(-c // 16) * 16
+
+
+def _run(rank: int, x: np.ndarray, pads: tuple[tuple[int, int], ...], w: np.ndarray,
+         stride: tuple[int, ...], dilation: tuple[int, ...], y_shape: tuple[int, ...],
+         block: int) -> np.ndarray:
+    """y = the stride/dilation conv of x (N, *S, C), padded by ``pads``, with w (*K, C, O),
+    ``block`` output channels per register tile (DOT: dot-product tiles)."""
+    y = np.empty(y_shape, dtype=x.dtype)
     if y.size == 0:
         return y
-    if xp.shape[-1] == 0:  # no input channels: every sum is empty
+    if x.shape[-1] == 0:  # no input channels: every sum is empty
         y.fill(0)
         return y
+    c = _dot_channels(x.shape[-1]) if block == DOT else None
+    xp = pad_or_crop(x, pads, channels=c)  # one copy; C-contiguous
     _check_reach(xp.shape[1:-1], y_shape[1:-1], w.shape[:-2], stride, dilation)
     _threads.for_numba()
     unit = (1,) * (3 - rank)  # 1-D and 2-D convs run as 3-D with unit leading axes
-    xp5 = xp.reshape(xp.shape[0], *unit, *xp.shape[1:])  # pad_or_crop returns C-contiguous arrays
-    _kernels.tiled_forward(xp5, _pack(w.reshape(*unit, *w.shape), block), *(unit + tuple(stride)),
-                           *(unit + tuple(dilation)), y.reshape(y.shape[0], *unit, *y.shape[1:]))
+    xp5 = xp.reshape(xp.shape[0], *unit, *xp.shape[1:])
+    w5 = w.reshape(*unit, *w.shape)
+    y5 = y.reshape(y.shape[0], *unit, *y.shape[1:])
+    args = (*(unit + tuple(stride)), *(unit + tuple(dilation)), y5)
+    if block == DOT:
+        _kernels.tiled_forward_dot(xp5, _pack_dot(w5, xp.shape[-1]), *args)
+    else:
+        _kernels.tiled_forward(xp5, _pack(w5, block), *args)
     return y
 
 
@@ -232,3 +258,14 @@ def _pack(w: np.ndarray, block: int) -> np.ndarray:
     packed[..., :o] = w
     r = len(k) + 1
     return np.ascontiguousarray(packed.reshape(*k, c, blocks, block).transpose(r, *range(r), r + 1))
+
+
+def _pack_dot(w: np.ndarray, channels: int) -> np.ndarray:
+    """(KD, KH, KW, C, O) -> (ceil(O / 3), KD, KH, 3, KW, ``channels``), zero past C and O: each
+    output channel's taps along a row and input channels are one contiguous run."""
+    kd, kh, kw, c, o = w.shape
+    groups = -(-o // DOT)
+    packed = np.zeros((kd, kh, kw, channels, groups * DOT), dtype=w.dtype)
+    packed[..., :c, :o] = w
+    packed = packed.reshape(kd, kh, kw, channels, groups, DOT)
+    return np.ascontiguousarray(packed.transpose(4, 0, 1, 5, 2, 3))
