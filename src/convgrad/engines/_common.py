@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import blas
@@ -15,6 +16,32 @@ from .._geometry import ConvGeometry
 def tight_padded(geom: ConvGeometry) -> tuple[int, ...]:
     """Spatial size of x after the tight pads: exactly what the windows read."""
     return tuple(n + lo + hi for n, (lo, hi) in zip(geom.in_spatial, geom.tight_padding))
+
+
+# Sub-pixel phases (see subpixel.py): along an axis with stride s and dilation d, the taps that land
+# on input samples r, r + s, r + 2s, ... form a stride-1 conv of those samples.
+@dataclass(frozen=True)
+class Phase:
+    """One phase along one axis: x_pad[start : start + length*s : s] with taps[::step] of w."""
+
+    start: int  # first padded-input index read
+    length: int  # samples of x read
+    tap0: int  # first kernel tap
+    taps: int  # number of taps
+    step: int  # tap index step (s / g)
+    dilation: int  # spacing of the taps in the phase grid (d / g)
+
+
+def phases(o: int, k: int, s: int, d: int) -> list[Phase]:
+    """The phases that hold taps: tap t0 < s/g starts phase (t0 * d) mod s, and taps t0 + s/g,
+    t0 + 2s/g, ... fall in the same one. At most min(k, s/g) of them, whatever the stride."""
+    g = math.gcd(s, d)
+    step, dil = s // g, d // g
+    out = []
+    for t0 in range(min(k, step)):
+        taps = len(range(t0, k, step))
+        out.append(Phase(t0 * d, o + (taps - 1) * dil, t0, taps, step, dil))
+    return out
 
 
 def group_dims(geom: ConvGeometry) -> tuple[int, int, int, int]:

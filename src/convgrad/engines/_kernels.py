@@ -331,49 +331,55 @@ _U64 = np.uint64(64)
 
 
 @njit(parallel=True, cache=True)
-def tiled_forward(xp, wt, s0, s1, s2, d0, d1, d2, y):  # pragma: no cover - compiled
-    """y (N, D, H, W, O) = the dense conv of the padded xp (N, D', H', W', C) with the filter
-    packed as wt (ceil(O / B), KD, KH, KW, C, B), B = 16 or 64, channels past O zero.
+def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out):  # pragma: no cover - compiled
+    """The dense conv of the padded xp (N, D', H', W', C), read from the corner ``xa`` (3 ints),
+    with the filter packed as wt (ceil(O / B), KD, KH, KW, C, B), B = 16 or 64, channels past O
+    zero: its ``out`` (3 ints) outputs per sample go to y (N, D, H, W, O) at ``ya + i * yb``
+    (all of y, ya = 0 and yb = 1, for a plain conv; one sub-pixel phase of a strided conv's input
+    gradient otherwise).
 
     Each output row is cut into tiles of 8 (B = 16) or 6 (B = 64) outputs, the last one
     overlapping the one before; rows narrower than a tile go one output at a time. 1-D and 2-D
     convs come with unit leading axes.
     """
-    N, OD, OH, OW, O = y.shape
+    N, YD, YH, YW, O = y.shape
+    OD, OH, OW = out
     XD, XH, XW, C = xp.shape[1], xp.shape[2], xp.shape[3], xp.shape[4]
     KD, KH, KW, block = wt.shape[1], wt.shape[2], wt.shape[3], wt.shape[5]
     width = 8 if block == 16 else 6
     xf, wf, yf = xp.ravel(), wt.ravel(), y.ravel()
     sd, sh, sw = XH * XW * C, XW * C, s2 * C  # x's strides: first axis, second axis, one output
+    ys = yb[2] * O  # y's stride from one output of a row to the next
     # A 3-tap row with no stride or dilation: the tile's 10 input positions serve all 3 taps.
     three = block == 16 and KW == 3 and s2 == 1 and d2 == 1
     for r in prange(N * OD * OH):
         n = r // (OD * OH)
         i = r // OH % OD
         j = r % OH
-        xrow = (n * XD + i * s0) * sd + j * s1 * sh
+        xrow = (n * XD + xa[0] + i * s0) * sd + (xa[1] + j * s1) * sh + xa[2] * C
+        yrow = ((n * YD + ya[0] + i * yb[0]) * YH + ya[1] + j * yb[1]) * YW * O + ya[2] * O
         for ob in range(0, O, block):
             wo = ob // block * KD * KH * KW * C * block
             m = min(block, O - ob)
             tiles = OW if OW >= width else 0
             for k00 in range(0, tiles, width):
                 k0 = min(k00, OW - width)
-                xo, yo = xrow + k0 * sw, (r * OW + k0) * O + ob
+                xo, yo = xrow + k0 * sw, yrow + k0 * ys + ob
                 if three:
-                    _forward_tile_8x16_three(xf, wf, yf, xo, wo, yo, m, KD, KH, C, sd, sh, d0, d1, O)
+                    _forward_tile_8x16_three(xf, wf, yf, xo, wo, yo, m, KD, KH, C, sd, sh, d0, d1, ys)
                 elif block == 16:
-                    _forward_tile_8x16(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0, d1, d2, O)
+                    _forward_tile_8x16(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0, d1, d2, ys)
                 else:
-                    _forward_tile_6x64(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0, d1, d2, O)
+                    _forward_tile_6x64(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0, d1, d2, ys)
             for k in range(tiles, OW):
-                _forward_one(xf, wf, yf, xrow + k * sw, wo, (r * OW + k) * O + ob, m, block, KD, KH, KW,
+                _forward_one(xf, wf, yf, xrow + k * sw, wo, yrow + k * ys + ob, m, block, KD, KH, KW,
                              C, sd, sh, d0, d1, d2)
 
 
 @njit(cache=True, fastmath={"contract"})
 def _forward_tile_8x16(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0, d1, d2,
-                       O):  # pragma: no cover - compiled
-    """Outputs yo + t * O + [0, m) of the flat y, t < 8: the window of output t starts at xo + t * sw
+                       ys):  # pragma: no cover - compiled
+    """Outputs yo + t * ys + [0, m) of the flat y, t < 8: the window of output t starts at xo + t * sw
     of the flat x; the filter block (KD, KH, KW, C, 16) starts at wo of the flat filter."""
     _wide_vectors()
     a0 = _registers(16, yf.dtype)
@@ -429,12 +435,12 @@ def _forward_tile_8x16(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0,
                         a6[o] += x6 * g
                         a7[o] += x7 * g
                     w += _U16
-    _store_8(yf, yo, O, m, a0, a1, a2, a3, a4, a5, a6, a7)
+    _store_8(yf, yo, ys, m, a0, a1, a2, a3, a4, a5, a6, a7)
 
 
 @njit(cache=True, fastmath={"contract"})
 def _forward_tile_8x16_three(xf, wf, yf, xo, wo, yo, m, KD, KH, C, sd, sh, d0, d1,
-                             O):  # pragma: no cover - compiled
+                             ys):  # pragma: no cover - compiled
     """_forward_tile_8x16 for 3 taps along the row, stride and dilation 1 there: for each input
     channel the 10 values x[t + e] are loaded once for the 24 multiply-adds of the 3 taps (one
     load per 2.4 instead of 9 per 8; measured 1.5-1.65x faster on 3x3x3 convs with 16 channels)."""
@@ -506,13 +512,13 @@ def _forward_tile_8x16_three(xf, wf, yf, xo, wo, yo, m, KD, KH, C, sd, sh, d0, d
                     a5[o] += x7 * g2
                     a6[o] += x8 * g2
                     a7[o] += x9 * g2
-    _store_8(yf, yo, O, m, a0, a1, a2, a3, a4, a5, a6, a7)
+    _store_8(yf, yo, ys, m, a0, a1, a2, a3, a4, a5, a6, a7)
 
 
 @njit(cache=True)
-def _store_8(yf, yo, O, m, a0, a1, a2, a3, a4, a5, a6, a7):  # pragma: no cover - compiled
-    """yf[yo + t * O + o] = a_t[o] for the 8 outputs t of a tile, o < m."""
-    s = np.uint64(O)
+def _store_8(yf, yo, ys, m, a0, a1, a2, a3, a4, a5, a6, a7):  # pragma: no cover - compiled
+    """yf[yo + t * ys + o] = a_t[o] for the 8 outputs t of a tile, o < m."""
+    s = np.uint64(ys)
     q0 = np.uint64(yo)
     for o in range(np.uint64(m)):
         yf[q0 + o] = a0[o]
@@ -527,7 +533,7 @@ def _store_8(yf, yo, O, m, a0, a1, a2, a3, a4, a5, a6, a7):  # pragma: no cover 
 
 @njit(cache=True, fastmath={"contract"})
 def _forward_tile_6x64(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0, d1, d2,
-                       O):  # pragma: no cover - compiled
+                       ys):  # pragma: no cover - compiled
     """_forward_tile_8x16 for 6 outputs x the 64 channels of a filter block (KD, KH, KW, C, 64)."""
     _wide_vectors()
     a0 = _registers(64, yf.dtype)
@@ -571,7 +577,7 @@ def _forward_tile_6x64(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0,
                         a4[o] += x4 * g
                         a5[o] += x5 * g
                     w += _U64
-    s = np.uint64(O)
+    s = np.uint64(ys)
     q0 = np.uint64(yo)
     for o in range(np.uint64(m)):
         yf[q0 + o] = a0[o]
@@ -606,42 +612,44 @@ def _forward_one(xf, wf, yf, xo, wo, yo, m, block, KD, KH, KW, C, sd, sh, d0, d1
 
 
 @njit(parallel=True, cache=True)
-def tiled_forward_dot(xp, wd, s0, s1, s2, d0, d1, d2, y):  # pragma: no cover - compiled
-    """y (N, D, H, W, O) = the dense conv of the padded xp (N, D', H', W', C), C a multiple of 16,
-    with the filter packed as wd (ceil(O / 3), KD, KH, 3, KW, C), channels past O zero: for convs
-    with few output channels (the input gradient of a 3-channel stem).
+def tiled_forward_dot(xp, xa, wd, s0, s1, s2, d0, d1, d2, y, ya, yb, out):  # pragma: no cover - compiled
+    """tiled_forward for few output channels (the input gradient of a 3-channel stem): C a
+    multiple of 16, the filter packed as wd (ceil(O / 3), KD, KH, 3, KW, C), channels past O zero.
 
     Each sum is a dot product along x's contiguous channels: a tile of 6 outputs x 3 channels
     holds 18 vectors of partial sums, added up across their 16 lanes at the end. Tiles of 8
     outputs x 16 channels would compute 13 zero channels out of 16 here.
     """
-    N, OD, OH, OW, O = y.shape
+    N, YD, YH, YW, O = y.shape
+    OD, OH, OW = out
     XD, XH, XW, C = xp.shape[1], xp.shape[2], xp.shape[3], xp.shape[4]
     KD, KH, KW = wd.shape[1], wd.shape[2], wd.shape[4]
     xf, wf, yf = xp.ravel(), wd.ravel(), y.ravel()
     sd, sh, sw = XH * XW * C, XW * C, s2 * C
+    ys = yb[2] * O
     for r in prange(N * OD * OH):
         n = r // (OD * OH)
         i = r // OH % OD
         j = r % OH
-        xrow = (n * XD + i * s0) * sd + j * s1 * sh
+        xrow = (n * XD + xa[0] + i * s0) * sd + (xa[1] + j * s1) * sh + xa[2] * C
+        yrow = ((n * YD + ya[0] + i * yb[0]) * YH + ya[1] + j * yb[1]) * YW * O + ya[2] * O
         for ob in range(0, O, 3):
             wo = ob // 3 * KD * KH * 3 * KW * C
             m = min(3, O - ob)
             tiles = OW if OW >= 6 else 0
             for k00 in range(0, tiles, 6):
                 k0 = min(k00, OW - 6)
-                _dot_tile_6x3(xf, wf, yf, xrow + k0 * sw, wo, (r * OW + k0) * O + ob, m, KD, KH, KW, C,
-                              sd, sh, sw, d0, d1, d2, O)
+                _dot_tile_6x3(xf, wf, yf, xrow + k0 * sw, wo, yrow + k0 * ys + ob, m, KD, KH, KW, C,
+                              sd, sh, sw, d0, d1, d2, ys)
             for k in range(tiles, OW):
-                _dot_one(xf, wf, yf, xrow + k * sw, wo, (r * OW + k) * O + ob, m, KD, KH, KW, C, sd, sh,
+                _dot_one(xf, wf, yf, xrow + k * sw, wo, yrow + k * ys + ob, m, KD, KH, KW, C, sd, sh,
                          d0, d1, d2)
 
 
 @njit(cache=True, fastmath={"contract"})
 def _dot_tile_6x3(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0, d1,
-                  d2, O):  # pragma: no cover - compiled
-    """Outputs yo + t * O + [0, m) of the flat y, t < 6, m <= 3: output t's window starts at
+                  d2, ys):  # pragma: no cover - compiled
+    """Outputs yo + t * ys + [0, m) of the flat y, t < 6, m <= 3: output t's window starts at
     xo + t * sw of the flat x, the filter group (KD, KH, 3, KW, C) at wo of the flat filter."""
     _wide_vectors()
     a00 = _registers(16, yf.dtype)
@@ -726,11 +734,11 @@ def _dot_tile_6x3(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0, d1,
                         a51[v] += x5 * g1
                         a52[v] += x5 * g2
     _store_dot(yf, yo, m, a00, a01, a02)
-    _store_dot(yf, yo + O, m, a10, a11, a12)
-    _store_dot(yf, yo + 2 * O, m, a20, a21, a22)
-    _store_dot(yf, yo + 3 * O, m, a30, a31, a32)
-    _store_dot(yf, yo + 4 * O, m, a40, a41, a42)
-    _store_dot(yf, yo + 5 * O, m, a50, a51, a52)
+    _store_dot(yf, yo + ys, m, a10, a11, a12)
+    _store_dot(yf, yo + 2 * ys, m, a20, a21, a22)
+    _store_dot(yf, yo + 3 * ys, m, a30, a31, a32)
+    _store_dot(yf, yo + 4 * ys, m, a40, a41, a42)
+    _store_dot(yf, yo + 5 * ys, m, a50, a51, a52)
 
 
 @njit(cache=True, fastmath=True)  # reassociation: the lanes are added as a tree, not in a chain
@@ -1268,9 +1276,11 @@ def warm_up(dtypes=("float32", "float64")) -> None:  # type: ignore[no-untyped-d
         depthwise2d_forward(x, w, 0, 0, 1, 1, 1, 1, y)
         depthwise2d_input_grad(y, w, 1, 1, 1, 1, x)
         depthwise2d_filter_grad(x, y, 0, 0, 1, 1, 1, 1, np.zeros((1, 3, 3, 2), dt))
-        tiled_forward(x[:, None], np.zeros((1, 1, 3, 3, 2, 16), dt), 1, 1, 1, 1, 1, 1, y[:, None])
-        tiled_forward_dot(np.zeros((1, 1, 6, 6, 16), dt), np.zeros((1, 1, 3, 3, 3, 16), dt), 1, 1, 1, 1, 1, 1,
-                          y[:, None])
+        corner, one, out = (0, 0, 0), (1, 1, 1), (1, 4, 4)
+        tiled_forward(x[:, None], corner, np.zeros((1, 1, 3, 3, 2, 16), dt), 1, 1, 1, 1, 1, 1, y[:, None],
+                      corner, one, out)
+        tiled_forward_dot(np.zeros((1, 1, 6, 6, 16), dt), corner, np.zeros((1, 1, 3, 3, 3, 16), dt),
+                          1, 1, 1, 1, 1, 1, y[:, None], corner, one, out)
         tiled_filter_grad(x[:, None], np.zeros((1, 1, 4, 4, 16), dt), 1, 1, 1, 1, 1, 1, 8,
                           np.zeros((1, 1, 3, 3, 2, 16), dt))
         cols = np.zeros((1, 16, 9, 2), dt)

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
-from ._common import tight_padded
+from ._common import Phase, phases, tight_padded
 
 # Measured time / the estimate above: the pieces read strided phases of x (copied before their
 # GEMMs) and are small, so they run slower than their own estimates (2-core AVX-512 machine,
@@ -28,31 +27,7 @@ from ._common import tight_padded
 FITTED = {"forward": 1.2, "input_grad": 1.1, "filter_grad": 2.5}
 
 
-@dataclass(frozen=True)
-class _Phase:
-    """One phase along one axis: x_pad[start : start + length*s : s] with taps[::step] of w."""
-
-    start: int  # first padded-input index read
-    length: int  # samples of x read
-    tap0: int  # first kernel tap
-    taps: int  # number of taps
-    step: int  # tap index step (s / g)
-    dilation: int  # spacing of the taps in the phase grid (d / g)
-
-
-def _phases(o: int, k: int, s: int, d: int) -> list[_Phase]:
-    """The phases that hold taps: tap t0 < s/g starts phase (t0 * d) mod s, and taps t0 + s/g,
-    t0 + 2s/g, ... fall in the same one. At most min(k, s/g) of them, whatever the stride."""
-    g = math.gcd(s, d)
-    step, dil = s // g, d // g
-    out = []
-    for t0 in range(min(k, step)):
-        taps = len(range(t0, k, step))
-        out.append(_Phase(t0 * d, o + (taps - 1) * dil, t0, taps, step, dil))
-    return out
-
-
-def _phase_geometry(geom: ConvGeometry, phases: tuple[_Phase, ...]) -> ConvGeometry:
+def _phase_geometry(geom: ConvGeometry, phases: tuple[Phase, ...]) -> ConvGeometry:
     return ConvGeometry(
         geom.batch, geom.in_channels, geom.out_channels, tuple(p.length for p in phases),
         tuple(p.taps for p in phases), (1,) * geom.rank, ((0, 0),) * geom.rank, (1,) * geom.rank,
@@ -70,8 +45,8 @@ class Subpixel:
             return "needs batch_group_count == 1 and no input dilation"
         return None
 
-    def _pieces(self, geom: ConvGeometry) -> list[tuple[tuple[_Phase, ...], ConvGeometry]]:
-        per_axis = [_phases(o, k, s, d) for o, k, s, d in
+    def _pieces(self, geom: ConvGeometry) -> list[tuple[tuple[Phase, ...], ConvGeometry]]:
+        per_axis = [phases(o, k, s, d) for o, k, s, d in
                     zip(geom.out_spatial, geom.kernel, geom.stride, geom.rhs_dilation)]
         return [(combo, _phase_geometry(geom, combo)) for combo in itertools.product(*per_axis)]
 
@@ -95,12 +70,12 @@ class Subpixel:
         return padded + max(p.workspace_bytes for _, p in self._plans(geom, op, dtype, limit))
 
     @staticmethod
-    def _window(phases: tuple[_Phase, ...], strides: tuple[int, ...]) -> tuple:
+    def _window(phases: tuple[Phase, ...], strides: tuple[int, ...]) -> tuple:
         return (slice(None), *(slice(p.start, p.start + (p.length - 1) * s + 1, s)
                                for p, s in zip(phases, strides)))
 
     @staticmethod
-    def _taps(phases: tuple[_Phase, ...]) -> tuple:
+    def _taps(phases: tuple[Phase, ...]) -> tuple:
         return tuple(slice(p.tap0, p.tap0 + (p.taps - 1) * p.step + 1, p.step) for p in phases)
 
     def forward(self, geom: ConvGeometry, x: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:

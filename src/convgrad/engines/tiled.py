@@ -15,6 +15,7 @@ of dw, and the copies are added at the end.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -24,7 +25,7 @@ from .._formulas import dilate_dim, stride_dim
 from .._geometry import ConvGeometry
 from .._layout import flip_swap_filter, pad_or_crop
 from . import _kernels, _threads
-from ._common import tight_padded
+from ._common import phases, tight_padded
 
 # Measured rates of full tiles on this machine kind (2 cores, AVX-512, float32), over the suite's
 # dense shapes, two threads, each kernel alone (the suite's interleaved runs see 0.6-0.9 of these):
@@ -71,8 +72,6 @@ class Tiled:
             return "needs groups == 1 (depthwise convs go to the direct engine)"
         if geom.batch_group_count != 1 or any(v != 1 for v in geom.lhs_dilation):
             return "needs batch_group_count == 1 and no input dilation"
-        if op == "input_grad" and any(s != 1 for s in geom.stride):
-            return "runs the input gradient for stride 1 only (subpixel covers strides)"
         return None
 
     def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
@@ -88,12 +87,17 @@ class Tiled:
             tiles = rows * -(-out[-1] // _TILE_WIDTH[block]) * -(-channels // block)
             y_bytes = rows * out[-1] * channels * np.dtype(dtype).itemsize
             copy += tiles * TILE_SECONDS + y_bytes / WRITE_BYTES_PER_S
+            if op == "input_grad" and any(s != 1 for s in geom.stride):  # zeroed, then cropped
+                copy += 2 * _padded_dx_bytes(geom, dtype) / COPY_BYTES_PER_S
         return (_compute_seconds(geom, op, block, dtype) + copy + CALL_SECONDS) * FITTED[op] + penalty
 
     def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
         what = "the padded dy" if op == "input_grad" else "the padded input"
         padded = self._padded_bytes(geom, op, dtype)
         check_fits(f"{what} of this {op}", padded, limit)
+        if op == "input_grad" and any(s != 1 for s in geom.stride):
+            padded += _padded_dx_bytes(geom, dtype)
+            check_fits("the padded dy and dx of this strided input gradient", padded, limit)
         if op != "filter_grad":
             return padded
         block, item = _block(geom, op, dtype), np.dtype(dtype).itemsize
@@ -111,6 +115,8 @@ class Tiled:
     def _padded_bytes(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> int:
         if op == "input_grad":  # dy padded by input_grad_padding: n + k_eff - 1 with stride 1
             size = [n + ke - 1 for n, ke in zip(geom.in_spatial, geom.kernel_eff)]
+            if any(s != 1 for s in geom.stride):  # dy padded for the widest sub-pixel phase
+                size = [o + 2 * r for o, r in zip(geom.out_spatial, _phase_reach(geom))]
             channels = geom.out_channels
         else:
             size, channels = tight_padded(geom), geom.in_channels
@@ -125,9 +131,11 @@ class Tiled:
 
     def input_grad(self, geom: ConvGeometry, dy: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
         self.workspace(geom, "input_grad", dy.dtype, limit)
-        return _run(geom.rank, dy, geom.input_grad_padding, flip_swap_filter(w, 1), (1,) * geom.rank,
-                    geom.rhs_dilation, (geom.batch, *geom.in_spatial, geom.in_channels),
-                    _block(geom, "input_grad", dy.dtype))
+        block = _block(geom, "input_grad", dy.dtype)
+        if all(s == 1 for s in geom.stride):
+            return _run(geom.rank, dy, geom.input_grad_padding, flip_swap_filter(w, 1), (1,) * geom.rank,
+                        geom.rhs_dilation, (geom.batch, *geom.in_spatial, geom.in_channels), block)
+        return _strided_input_grad(geom, dy, w, block)
 
     def filter_grad(self, geom: ConvGeometry, x: np.ndarray, dy: np.ndarray, limit: int) -> np.ndarray:
         self.workspace(geom, "filter_grad", x.dtype, limit)
@@ -179,6 +187,8 @@ def _parts(geom: ConvGeometry) -> int:
 def _compute_seconds(geom: ConvGeometry, op: str, block: int, dtype: np.dtype) -> float:
     out_width, channels = (geom.in_spatial[-1], geom.in_channels) if op == "input_grad" else (
         geom.out_spatial[-1], geom.out_channels)
+    if op == "input_grad":  # a strided one runs per sub-pixel phase: rows 1/s as long
+        out_width = -(-out_width // geom.stride[-1])
     padded = -(-channels // block) * block / max(1, channels)
     if block == DOT:  # sums along the input channels, padded to a multiple of 16
         c = max(1, geom.out_channels if op == "input_grad" else geom.in_channels)
@@ -193,8 +203,7 @@ def _compute_seconds(geom: ConvGeometry, op: str, block: int, dtype: np.dtype) -
         return geom.flops / FILTER_FLOPS_PER_S[block] * padded * cp / c * slowdown
     narrow = NARROW_SLOWDOWN if out_width < _TILE_WIDTH[block] else 1.0
     # The input gradient runs the forward kernel with stride 1 and the same dilation.
-    three = block == 16 and geom.kernel[-1] == 3 and geom.rhs_dilation[-1] == 1 and (
-        op == "input_grad" or geom.stride[-1] == 1)
+    three = block == 16 and geom.kernel[-1] == 3 and geom.rhs_dilation[-1] == 1 and geom.stride[-1] == 1
     return geom.flops / (THREE_TAP_FLOPS_PER_S if three else FLOPS_PER_S[block]) * padded * narrow
 
 
@@ -223,20 +232,58 @@ def _run(rank: int, x: np.ndarray, pads: tuple[tuple[int, int], ...], w: np.ndar
     if x.shape[-1] == 0:  # no input channels: every sum is empty
         y.fill(0)
         return y
-    c = _dot_channels(x.shape[-1]) if block == DOT else None
-    xp = pad_or_crop(x, pads, channels=c)  # one copy; C-contiguous
-    _check_reach(xp.shape[1:-1], y_shape[1:-1], w.shape[:-2], stride, dilation)
+    xp = pad_or_crop(x, pads, channels=_dot_channels(x.shape[-1]) if block == DOT else None)  # one copy
+    _call(rank, xp, (0,) * rank, w, stride, dilation, y, (0,) * rank, (1,) * rank, y_shape[1:-1], block)
+    return y
+
+
+def _call(rank: int, xp: np.ndarray, corner: tuple[int, ...], w: np.ndarray, stride: tuple[int, ...],
+          dilation: tuple[int, ...], y: np.ndarray, at: tuple[int, ...], step: tuple[int, ...],
+          out: tuple[int, ...], block: int) -> None:
+    """The kernel on the padded, C-contiguous xp read from ``corner``: ``out`` outputs per sample,
+    written to y at ``at + i * step``."""
+    _check_reach(tuple(n - a for n, a in zip(xp.shape[1:-1], corner)), out, w.shape[:-2], stride, dilation)
     _threads.for_numba()
     unit = (1,) * (3 - rank)  # 1-D and 2-D convs run as 3-D with unit leading axes
-    xp5 = xp.reshape(xp.shape[0], *unit, *xp.shape[1:])
+    zero = (0,) * (3 - rank)
+    args = (xp.reshape(xp.shape[0], *unit, *xp.shape[1:]), zero + corner)
+    rest = (*(unit + tuple(stride)), *(unit + tuple(dilation)), y.reshape(y.shape[0], *unit, *y.shape[1:]),
+            zero + at, unit + step, unit + tuple(out))
     w5 = w.reshape(*unit, *w.shape)
-    y5 = y.reshape(y.shape[0], *unit, *y.shape[1:])
-    args = (*(unit + tuple(stride)), *(unit + tuple(dilation)), y5)
     if block == DOT:
-        _kernels.tiled_forward_dot(xp5, _pack_dot(w5, xp.shape[-1]), *args)
+        _kernels.tiled_forward_dot(*args, _pack_dot(w5, xp.shape[-1]), *rest)
     else:
-        _kernels.tiled_forward(xp5, _pack(w5, block), *args)
-    return y
+        _kernels.tiled_forward(*args, _pack(w5, block), *rest)
+
+
+def _phase_reach(geom: ConvGeometry) -> tuple[int, ...]:
+    """Per axis, the padding of dy the widest sub-pixel phase's stride-1 input gradient needs."""
+    return tuple(max((p.taps - 1) * p.dilation for p in phases(o, k, s, d))
+                 for o, k, s, d in zip(geom.out_spatial, geom.kernel, geom.stride, geom.rhs_dilation))
+
+
+def _padded_dx_bytes(geom: ConvGeometry, dtype: np.dtype) -> int:
+    return geom.batch * math.prod(tight_padded(geom)) * geom.in_channels * np.dtype(dtype).itemsize
+
+
+def _strided_input_grad(geom: ConvGeometry, dy: np.ndarray, w: np.ndarray, block: int) -> np.ndarray:
+    """dx of a strided conv, one sub-pixel phase at a time (as the subpixel engine splits it), each
+    a stride-1 conv of dy with its flipped sub-kernel. dy is padded once for all phases, and each
+    phase writes its samples of the padded dx in place: no copy per phase."""
+    per_axis = [phases(o, k, s, d) for o, k, s, d in
+                zip(geom.out_spatial, geom.kernel, geom.stride, geom.rhs_dilation)]
+    reach = _phase_reach(geom)
+    c = _dot_channels(geom.out_channels) if block == DOT else None
+    dyp = pad_or_crop(dy, tuple((r, r) for r in reach), channels=c)
+    dxp = np.zeros((geom.batch, *tight_padded(geom), geom.in_channels), dtype=dy.dtype)
+    if dy.size and geom.in_channels:
+        for combo in itertools.product(*per_axis):
+            taps = tuple(slice(p.tap0, p.tap0 + (p.taps - 1) * p.step + 1, p.step) for p in combo)
+            corner = tuple(r - (p.taps - 1) * p.dilation for r, p in zip(reach, combo))
+            _call(geom.rank, dyp, corner, flip_swap_filter(w[taps], 1), (1,) * geom.rank,
+                  tuple(p.dilation for p in combo), dxp, tuple(p.start for p in combo), geom.stride,
+                  tuple(p.length for p in combo), block)
+    return pad_or_crop(dxp, tuple((-lo, -hi) for lo, hi in geom.tight_padding))
 
 
 def _check_reach(padded: tuple[int, ...], out: tuple[int, ...], kernel: tuple[int, ...],
