@@ -33,6 +33,11 @@ COPY_BYTES_PER_S = 5e9
 CALL_SECONDS = 30e-6
 TAP_SECONDS = 3e-6
 
+# col2im adds runs of C channels: below SCATTER_RUN of them the input gradient runs slower than
+# its estimate by about SCATTER_RUN / C (measured with 64 -> C channels, 4x4 kernels, 112x112:
+# 2.5x for C = 3, 1.1x for 8, 1.0x for 16; the 3-channel stem's input gradient 2-3x).
+SCATTER_RUN = 8
+
 # Measured time / the estimate above, per op: the median over benchmarks/calibrate.py's shapes
 # (2-core AVX-512 machine, 2026-11-27). Rerun it and refit on another machine kind.
 FITTED = {'forward': 1.36, 'input_grad': 2.28, 'filter_grad': 1.25}
@@ -53,7 +58,8 @@ class Im2col:
             thin = thin_factor(min(geom.in_channels, geom.out_channels))
             return geom.flops / (GEMM_FLOPS_PER_S * thin) + CALL_SECONDS
         fitted = FITTED_FUSED if _use_kernels(geom, np.dtype(dtype)) else FITTED
-        return self._raw_cost(geom, op, dtype) * fitted[op]
+        narrow = max(1.0, SCATTER_RUN / geom.in_channels) if op == "input_grad" and geom.in_channels else 1.0
+        return self._raw_cost(geom, op, dtype) * fitted[op] * narrow
 
     def _raw_cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
         packed = geom.out_batch * math.prod(geom.out_spatial) * math.prod(geom.kernel)

@@ -83,10 +83,8 @@ class Tiled:
         if op != "filter_grad":
             out, channels = (geom.in_spatial, geom.in_channels) if op == "input_grad" else (
                 geom.out_spatial, geom.out_channels)
-            rows = geom.batch * math.prod(out[:-1])
-            tiles = rows * -(-out[-1] // _TILE_WIDTH[block]) * -(-channels // block)
-            y_bytes = rows * out[-1] * channels * np.dtype(dtype).itemsize
-            copy += tiles * TILE_SECONDS + y_bytes / WRITE_BYTES_PER_S
+            y_bytes = geom.batch * math.prod(out) * channels * np.dtype(dtype).itemsize
+            copy += _tiles_seconds(geom, op, block) + y_bytes / WRITE_BYTES_PER_S
             if op == "input_grad" and any(s != 1 for s in geom.stride):  # zeroed, then cropped
                 copy += 2 * _padded_dx_bytes(geom, dtype) / COPY_BYTES_PER_S
         return (_compute_seconds(geom, op, block, dtype) + copy + CALL_SECONDS) * FITTED[op] + penalty
@@ -212,8 +210,18 @@ def _block(geom: ConvGeometry, op: str, dtype: np.dtype) -> int:
     (dot-product tiles of 3) for few output channels."""
     if np.dtype(dtype) != np.float32:  # 6 x 64 or 6 x 3 x 16 float64 sums would not fit in the registers
         return 16
-    blocks = (16, 64) if op == "filter_grad" else (DOT, 16, 64)
-    return min(blocks, key=lambda b: _compute_seconds(geom, op, b, dtype))
+    if op == "filter_grad":
+        return min((16, 64), key=lambda b: _compute_seconds(geom, op, b, dtype))
+    return min((DOT, 16, 64),
+               key=lambda b: _compute_seconds(geom, op, b, dtype) + _tiles_seconds(geom, op, b))
+
+
+def _tiles_seconds(geom: ConvGeometry, op: str, block: int) -> float:
+    """The tiles' setup and stores (forward and input gradient)."""
+    out, channels = (geom.in_spatial, geom.in_channels) if op == "input_grad" else (
+        geom.out_spatial, geom.out_channels)
+    rows = geom.batch * math.prod(out[:-1])
+    return rows * -(-out[-1] // _TILE_WIDTH[block]) * -(-channels // block) * TILE_SECONDS
 
 
 def _dot_channels(c: int) -> int:
