@@ -202,8 +202,9 @@ def test_tiled_three_ops(x_shape, w_shape, kw, tiles):
     assert_close(convgrad.conv_input_grad(dy, w, x_shape, method="tiled", **kw), want_dx)
 
 
-@pytest.mark.parametrize(("out_channels", "block"), [(32, 16), (120, 64), (64, 64)])
-def test_tiled_float32_both_tiles_match_float64_within_rounding(out_channels, block):
+@pytest.mark.parametrize(("out_channels", "block", "filter_block"),
+                         [(16, 16, 16), (32, 32, 16), (120, 64, 64), (64, 64, 64)])
+def test_tiled_float32_all_tiles_match_float64_within_rounding(out_channels, block, filter_block):
     from convgrad.engines import tiled
 
     rng = np.random.default_rng(4)
@@ -223,7 +224,7 @@ def test_tiled_float32_both_tiles_match_float64_within_rounding(out_channels, bl
     want = oracle.input_grad(dy, w, x.shape, padding=1)
     assert_close(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
     # the filter gradient: 16 input channels in one tile of 16 (or 4 of 4), none left over
-    assert tiled._block(geom, "filter_grad", np.dtype(np.float32)) == block
+    assert tiled._block(geom, "filter_grad", np.dtype(np.float32)) == filter_block
     got = convgrad.conv_filter_grad(x.astype(np.float32), dy.astype(np.float32), w.shape, padding=1,
                                     method="tiled")
     want = oracle.filter_grad(x, dy, w.shape, padding=1)

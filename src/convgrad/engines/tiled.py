@@ -25,18 +25,19 @@ from .._formulas import dilate_dim, stride_dim
 from .._geometry import ConvGeometry
 from .._layout import flip_swap_filter, pad_or_crop
 from . import _kernels, _threads
-from ._common import phases, tight_padded
+from ._common import Phase, phases, tight_padded
 
 # Measured rates of full tiles on this machine kind (2 cores, AVX-512, float32), over the suite's
 # dense shapes, two threads, each kernel alone (the suite's interleaved runs see 0.6-0.9 of these):
-# forward 8 x 16 tiles 85-100 GFLOP/s, and 150 where a row's 3 taps share their inputs; 6 x 64
-# tiles 140-180. Filter gradient: 16 x 16 tiles 160 (the 3-D conv; 90 with 64 output channels,
-# against 110 for 4 x 64 tiles on one thread), 4 x 64 tiles 145-155.
+# forward 8 x 16 tiles 85-100 GFLOP/s, and 150 where a row's 3 taps share their inputs; 8 x 32
+# tiles 1.4x the 8 x 16 rate (105-130 on the 2x2 phases of the transposed conv's input gradient,
+# 32 channels); 6 x 64 tiles 140-180. Filter gradient: 16 x 16 tiles 160 (the 3-D conv; 90 with
+# 64 output channels, against 110 for 4 x 64 tiles on one thread), 4 x 64 tiles 145-155.
 # Channels are computed in whole blocks (O = 20 costs as much as 32 in blocks of 16); a row
 # narrower than the tile goes one output at a time, about 4x slower. The filter gradient's last
 # input channels (past a multiple of its tile's 16, 8 or 4) go one at a time, about 1.5x slower
 # (the 3-channel stem ran at 0.4 of the 4x estimate).
-FLOPS_PER_S = {16: 90e9, 64: 140e9}
+FLOPS_PER_S = {16: 90e9, 32: 125e9, 64: 140e9}
 THREE_TAP_FLOPS_PER_S = 130e9
 # Convs with at most a few output channels (dot-product tiles of 6 outputs x 3 channels, input
 # channels padded to 16): 107 GFLOP/s on the 4x4 phase of the stem's input gradient (64 -> 3
@@ -85,17 +86,12 @@ class Tiled:
                 geom.out_spatial, geom.out_channels)
             y_bytes = geom.batch * math.prod(out) * channels * np.dtype(dtype).itemsize
             copy += _tiles_seconds(geom, op, block) + y_bytes / WRITE_BYTES_PER_S
-            if op == "input_grad" and any(s != 1 for s in geom.stride):  # zeroed, then cropped
-                copy += 2 * _padded_dx_bytes(geom, dtype) / COPY_BYTES_PER_S
         return (_compute_seconds(geom, op, block, dtype) + copy + CALL_SECONDS) * FITTED[op] + penalty
 
     def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
         what = "the padded dy" if op == "input_grad" else "the padded input"
         padded = self._padded_bytes(geom, op, dtype)
         check_fits(f"{what} of this {op}", padded, limit)
-        if op == "input_grad" and any(s != 1 for s in geom.stride):
-            padded += _padded_dx_bytes(geom, dtype)
-            check_fits("the padded dy and dx of this strided input gradient", padded, limit)
         if op != "filter_grad":
             return padded
         block, item = _block(geom, op, dtype), np.dtype(dtype).itemsize
@@ -158,7 +154,7 @@ class Tiled:
         return parts.sum(axis=0)[..., :c, :o].reshape(*k, c, o)
 
 
-_TILE_WIDTH = {DOT: 6, 16: 8, 64: 6}
+_TILE_WIDTH = {DOT: 6, 16: 8, 32: 8, 64: 6}
 
 
 def _filter_tile(block: int, dtype: np.dtype) -> int:
@@ -206,13 +202,13 @@ def _compute_seconds(geom: ConvGeometry, op: str, block: int, dtype: np.dtype) -
 
 
 def _block(geom: ConvGeometry, op: str, dtype: np.dtype) -> int:
-    """Output channels per tile: 64 where its faster rate beats the waste of a partial block, DOT
-    (dot-product tiles of 3) for few output channels."""
-    if np.dtype(dtype) != np.float32:  # 6 x 64 or 6 x 3 x 16 float64 sums would not fit in the registers
+    """Output channels per tile: 32 or 64 where their faster rates beat the waste of a partial block,
+    DOT (dot-product tiles of 3) for few output channels."""
+    if np.dtype(dtype) != np.float32:  # wider float64 tiles would not fit in the registers
         return 16
     if op == "filter_grad":
         return min((16, 64), key=lambda b: _compute_seconds(geom, op, b, dtype))
-    return min((DOT, 16, 64),
+    return min((DOT, 16, 32, 64),
                key=lambda b: _compute_seconds(geom, op, b, dtype) + _tiles_seconds(geom, op, b))
 
 
@@ -270,28 +266,38 @@ def _phase_reach(geom: ConvGeometry) -> tuple[int, ...]:
                  for o, k, s, d in zip(geom.out_spatial, geom.kernel, geom.stride, geom.rhs_dilation))
 
 
-def _padded_dx_bytes(geom: ConvGeometry, dtype: np.dtype) -> int:
-    return geom.batch * math.prod(tight_padded(geom)) * geom.in_channels * np.dtype(dtype).itemsize
-
-
 def _strided_input_grad(geom: ConvGeometry, dy: np.ndarray, w: np.ndarray, block: int) -> np.ndarray:
     """dx of a strided conv, one sub-pixel phase at a time (as the subpixel engine splits it), each
     a stride-1 conv of dy with its flipped sub-kernel. dy is padded once for all phases, and each
-    phase writes its samples of the padded dx in place: no copy per phase."""
+    phase writes its samples of dx in place, those in the padding left out: no copy per phase."""
     per_axis = [phases(o, k, s, d) for o, k, s, d in
                 zip(geom.out_spatial, geom.kernel, geom.stride, geom.rhs_dilation)]
     reach = _phase_reach(geom)
     c = _dot_channels(geom.out_channels) if block == DOT else None
     dyp = pad_or_crop(dy, tuple((r, r) for r in reach), channels=c)
-    dxp = np.zeros((geom.batch, *tight_padded(geom), geom.in_channels), dtype=dy.dtype)
-    if dy.size and geom.in_channels:
-        for combo in itertools.product(*per_axis):
-            taps = tuple(slice(p.tap0, p.tap0 + (p.taps - 1) * p.step + 1, p.step) for p in combo)
-            corner = tuple(r - (p.taps - 1) * p.dilation for r, p in zip(reach, combo))
-            _call(geom.rank, dyp, corner, flip_swap_filter(w[taps], 1), (1,) * geom.rank,
-                  tuple(p.dilation for p in combo), dxp, tuple(p.start for p in combo), geom.stride,
-                  tuple(p.length for p in combo), block)
-    return pad_or_crop(dxp, tuple((-lo, -hi) for lo, hi in geom.tight_padding))
+    dx = np.zeros((geom.batch, *geom.in_spatial, geom.in_channels), dtype=dy.dtype)  # phases without taps
+    if dy.size == 0 or geom.in_channels == 0:
+        return dx
+    for combo in itertools.product(*per_axis):
+        # Phase sample m sits at padded index start + m * s, that is x index start + m * s - lo.
+        first, count = zip(*(_inside(p, s, lo, n) for p, s, (lo, _), n in
+                             zip(combo, geom.stride, geom.tight_padding, geom.in_spatial)))
+        if min(count) <= 0:
+            continue
+        taps = tuple(slice(p.tap0, p.tap0 + (p.taps - 1) * p.step + 1, p.step) for p in combo)
+        corner = tuple(r - (p.taps - 1) * p.dilation + m for r, p, m in zip(reach, combo, first))
+        lows = (lo for lo, _ in geom.tight_padding)
+        at = tuple(p.start + m * s - lo for p, m, s, lo in zip(combo, first, geom.stride, lows))
+        _call(geom.rank, dyp, corner, flip_swap_filter(w[taps], 1), (1,) * geom.rank,
+              tuple(p.dilation for p in combo), dx, at, geom.stride, count, block)
+    return dx
+
+
+def _inside(p: Phase, s: int, lo: int, n: int) -> tuple[int, int]:
+    """The phase's first sample inside x (not in its padding) and how many are."""
+    first = max(0, -((p.start - lo) // s))  # ceil((lo - start) / s)
+    last = min(p.length - 1, (lo + n - 1 - p.start) // s)
+    return first, last - first + 1
 
 
 def _check_reach(padded: tuple[int, ...], out: tuple[int, ...], kernel: tuple[int, ...],
