@@ -2,15 +2,17 @@
 
 Every GEMM formulation of a conv with few channels (3-D convs with 16, dilated 64 -> 64) runs a
 thin GEMM that BLAS takes far below peak, after packing each input sample once per tap. The
-tiled kernels pack no input: for each output row they hold a tile of 8 outputs x 16 channels
-(or 6 x 64) of sums in vector registers while they walk the taps and input channels, reading x
-from the padded input.
+tiled kernels pack no input: for each output row they hold a tile of 8 outputs x 16 or 32
+channels (or 6 x 64) of sums in vector registers while they walk the taps and input channels,
+reading x from the padded input. With only a few output channels (a 3-channel stem's input
+gradient) they hold dot products along the input channels instead, 6 outputs x 3 channels.
 
-The forward runs any stride and dilation. The input gradient with stride 1 is the same kernel:
-dx is the conv of dy, padded by ``(k - 1) * d - pad`` on each side, with the kernel flipped and
-its channel axes swapped. The filter gradient holds tiles of 8 input x 16 output channels (or
-4 x 64) over a chunk of output rows; each thread sums its share of the rows into its own copy
-of dw, and the copies are added at the end.
+The forward runs any stride and dilation. The input gradient is the same kernel: dx is the conv
+of dy, padded by ``(k - 1) * d - pad`` on each side, with the kernel flipped and its channel
+axes swapped; with a stride, one sub-pixel phase of dx at a time (see subpixel.py), each
+written in place. The filter gradient holds tiles of 16 input x 16 output channels (8 x 16 in
+float64, or 4 x 64) over a chunk of output rows; each thread sums its share of the rows into its
+own copy of dw, and the copies are added at the end.
 """
 
 from __future__ import annotations
