@@ -1,0 +1,117 @@
+"""Numba kernels for the loops NumPy cannot fuse, one module per engine that runs them:
+depthwise (``direct``), register-tiled dense convolutions (``tiled``), Winograd transforms,
+im2col packing; ``_numba`` holds the fallback without Numba and the intrinsics. This module
+says which kernels are loaded and what loading the others would cost the planner.
+
+All arrays are channels-last and C-contiguous; the channel loop is innermost so it vectorises.
+``cache=True`` keeps the machine code on disk, so only the first run on a machine compiles.
+
+Numba is a declared dependency. Where it is missing (an interpreter that skipped the install),
+the kernels stay plain Python: correct but slow, so the planner charges them as never loadable
+and picks the NumPy engines; only ``method=`` can still force them.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import numpy as np
+
+from ._numba import NUMBA
+from .depthwise import depthwise2d_filter_grad, depthwise2d_forward, depthwise2d_input_grad
+from .im2col import col2im2d, col2im3d, im2col2d, im2col3d
+from .tiled import tiled_filter_grad, tiled_forward, tiled_forward_dot
+from .winograd import winograd2d_input, winograd2d_output
+
+# Seconds to compile one kernel for one signature here (measured: 1-3 s; the depthwise forward and
+# filter gradient with their 3x3 paths 6-7 s), and to load it from numba's on-disk cache
+# (measured: 0.1-0.3 s). The planner charges them to a kernel that this process has not run yet,
+# so small problems stay on the NumPy engines.
+COMPILE_SECONDS = 2.0
+COMPILE_SECONDS_BY_KERNEL = {"depthwise2d_forward": 7.0, "depthwise2d_filter_grad": 7.0,
+                             "tiled_forward": 8.0, "tiled_forward_dot": 4.0, "tiled_filter_grad": 8.0}
+LOAD_SECONDS = 0.2
+
+
+def loaded_state() -> tuple[int, ...]:
+    """How many signatures each kernel has loaded: plans that weigh compile time depend on it.
+
+    Read on every call (it keys the plan cache), so it counts the dispatchers' overload tables:
+    their ``signatures`` lists are rebuilt on each access (0.15 ms for all the kernels here)."""
+    return tuple(len(getattr(k, "overloads", ())) for k in (
+        depthwise2d_forward, depthwise2d_input_grad, depthwise2d_filter_grad, tiled_forward,
+        tiled_forward_dot, tiled_filter_grad, winograd2d_input,
+        winograd2d_output, im2col2d, col2im2d, im2col3d, col2im3d))
+
+
+_charging = True  # False while the planner asks what it would pick with every kernel loaded
+
+
+@contextmanager
+def as_if_loaded():  # type: ignore[no-untyped-def]
+    """Within: compile_penalty is 0, as if every kernel were loaded."""
+    global _charging
+    previous, _charging = _charging, False
+    try:
+        yield
+    finally:
+        _charging = previous
+
+
+def compile_penalty(dtype, *kernels) -> float:  # type: ignore[no-untyped-def]
+    """Estimated seconds of compiling or loading before the given kernels can run on ``dtype``."""
+    if not _charging:
+        return 0.0
+    if not NUMBA:
+        return float("inf")  # plain-Python loops: never worth choosing
+    name = np.dtype(dtype).name
+    total = 0.0
+    for k in kernels:
+        if not any(name in str(sig[0]) for sig in k.signatures):
+            compile_s = COMPILE_SECONDS_BY_KERNEL.get(k.py_func.__name__, COMPILE_SECONDS)
+            total += LOAD_SECONDS if _cached(k) else compile_s
+    return total
+
+
+def warm_up(dtypes=("float32", "float64")) -> None:  # type: ignore[no-untyped-def]
+    """Compile (or load from the disk cache) every kernel for ``dtypes`` now, on tiny arrays,
+    so that the planner weighs them by their running time alone."""
+    if not NUMBA:
+        return
+    for name in dtypes:
+        dt = np.dtype(name)
+        x = np.zeros((1, 6, 6, 2), dt)
+        w = np.zeros((3, 3, 2), dt)
+        y = np.zeros((1, 4, 4, 2), dt)
+        depthwise2d_forward(x, w, 0, 0, 1, 1, 1, 1, y)
+        depthwise2d_input_grad(y, w, 1, 1, 1, 1, x)
+        depthwise2d_filter_grad(x, y, 0, 0, 1, 1, 1, 1, np.zeros((1, 3, 3, 2), dt))
+        corner, one, out = (0, 0, 0), (1, 1, 1), (1, 4, 4)
+        tiled_forward(x[:, None], corner, np.zeros((1, 1, 3, 3, 2, 16), dt), 1, 1, 1, 1, 1, 1, y[:, None],
+                      corner, one, out)
+        tiled_forward_dot(np.zeros((1, 1, 6, 6, 16), dt), corner, np.zeros((1, 1, 3, 3, 3, 16), dt),
+                          1, 1, 1, 1, 1, 1, y[:, None], corner, one, out)
+        tiled_filter_grad(x[:, None], np.zeros((1, 1, 4, 4, 16), dt), 1, 1, 1, 1, 1, 1, 8,
+                          np.zeros((1, 1, 3, 3, 2, 16), dt))
+        cols = np.zeros((1, 16, 9, 2), dt)
+        im2col2d(x, 0, 4, 4, 1, 1, 1, 1, 3, 3, cols)
+        col2im2d(cols, 0, 4, 4, 1, 1, 1, 1, 3, 3, x)
+        x3 = np.zeros((1, 3, 3, 3, 2), dt)
+        cols3 = np.zeros((1, 1, 27, 2), dt)
+        im2col3d(x3, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, cols3)
+        col2im3d(cols3, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, x3)
+        for transform in (np.ones((6, 6)), np.ones((4, 4))):
+            m = transform.shape[0] - 2
+            tiles = np.zeros((transform.shape[0] ** 2, 1, 2), dt)
+            winograd2d_input(np.zeros((1, m + 2, m + 2, 2), dt), transform.astype(dt), m, 1, 1, tiles)
+            winograd2d_output(tiles, transform[:m].astype(dt), 1, 1, np.zeros((1, m, m, 2), dt))
+
+
+def _cached(kernel) -> bool:  # type: ignore[no-untyped-def]
+    try:  # numba's on-disk cache: an index file next to the module's bytecode
+        import os
+
+        cache = kernel._cache
+        return os.path.exists(os.path.join(cache.cache_path, cache._impl.filename_base + ".nbi"))
+    except AttributeError:  # another numba version lays its cache out differently
+        return False

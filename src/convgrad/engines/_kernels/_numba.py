@@ -1,0 +1,91 @@
+"""Numba, or plain Python where it is missing, and the intrinsics the register-tiled kernels use:
+a stack scratch array LLVM keeps in registers, 512-bit vectors, a cache-line prefetch."""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:
+    from llvmlite import ir
+    from numba import njit, prange, types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    NUMBA = True
+except ImportError:  # pragma: no cover - exercised in a subprocess by tests/test_without_extras.py
+    NUMBA = False
+    prange = range
+
+    def njit(*args, **kwargs):  # type: ignore[no-redef]
+        """The plain-Python stand-in for numba.njit: returns the function unchanged."""
+        if len(args) == 1 and callable(args[0]) and not kwargs:
+            return args[0]
+        return lambda f: f
+
+    def _registers(size, dtype):  # type: ignore[no-untyped-def]
+        return np.empty(size, dtype)
+
+    def _wide_vectors():  # type: ignore[no-untyped-def]
+        return None
+
+    def _prefetch(arr, index):  # type: ignore[no-untyped-def]
+        return None
+
+if NUMBA:
+
+    @intrinsic
+    def _registers(typingctx, size, dtype):  # type: ignore[no-untyped-def]
+        """A scratch array of ``size`` (a literal) on the stack: LLVM keeps it in registers.
+
+        A heap array (np.empty) may alias every other array, so LLVM loads and stores it at each
+        multiply-add; a stack slot it can prove private and promote to vector registers.
+        """
+        if not isinstance(size, types.IntegerLiteral) or not isinstance(dtype, types.DType):
+            return None
+        n = size.literal_value
+
+        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+            return cgutils.alloca_once(builder, context.get_value_type(dtype.dtype), size=n)
+
+        return types.CPointer(dtype.dtype)(size, dtype), codegen
+
+    @intrinsic
+    def _wide_vectors(typingctx):  # type: ignore[no-untyped-def]
+        """Let LLVM use 512-bit vectors in the function that calls this (a prange body).
+
+        On AVX-512 machines LLVM prefers 256-bit vectors by default (frequency throttling on old
+        chips), which halves the multiply-adds per instruction of a register-tiled loop: the
+        attribute measured 1.6-1.9x faster on 64-channel tiles here. Elsewhere it is ignored.
+        """
+
+        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+            try:  # llvmlite only validates attribute names in add(); the set holds plain strings
+                set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+            except (AttributeError, TypeError):  # another llvmlite: keep its default width
+                pass
+            return context.get_dummy_value()
+
+        return types.none(), codegen
+
+    @intrinsic
+    def _prefetch(typingctx, arr, index):  # type: ignore[no-untyped-def]
+        """Ask for arr[index]'s cache line ahead of its use (llvm.prefetch: read, keep in all levels).
+
+        The 6 x 64 forward tiles stream the filter from the second-level cache, 256 bytes per 24
+        multiply-adds: asking 1 KiB ahead took 0.94-0.96x the time on the transposed conv's
+        stride-2 input gradient, 0.96-0.99x with dilation 2, about the same elsewhere.
+        """
+        if not isinstance(arr, types.Array) or not isinstance(index, types.Integer):
+            return None
+
+        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+            data = context.make_array(signature.args[0])(context, builder, args[0]).data
+            byte = ir.IntType(8).as_pointer()
+            i32 = ir.IntType(32)
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [byte, i32, i32, i32]), "llvm.prefetch.p0i8")
+            where = builder.bitcast(builder.gep(data, [args[1]]), byte)
+            builder.call(fn, [where, i32(0), i32(3), i32(1)])
+            return context.get_dummy_value()
+
+        return types.none(arr, index), codegen

@@ -1,0 +1,246 @@
+"""Depthwise 2-D convolutions (one filter per channel): forward, input gradient, filter gradient."""
+
+from __future__ import annotations
+
+from ._numba import _registers, _wide_vectors, njit, prange
+
+
+@njit(cache=True)
+def _depthwise_row(x, w, n, i, j_lo, j_hi, p0, p1, s0, s1, d0, d1, yrow):  # pragma: no cover - compiled
+    """Outputs [j_lo, j_hi) of row (n, i) of depthwise2d_forward, tap by tap, skipping taps outside x."""
+    h_in, w_in, c_in = x.shape[1], x.shape[2], x.shape[3]
+    kh, kw = w.shape[0], w.shape[1]
+    mult = yrow.shape[1] // c_in
+    yrow[j_lo:j_hi, :] = 0
+    for a in range(kh):
+        h = i * s0 + a * d0 - p0
+        if h < 0 or h >= h_in:
+            continue
+        xrow = x[n, h]
+        for b in range(kw):
+            wr = w[a, b]
+            # Outputs j whose tap b lands inside the row: 0 <= j*s1 + b*d1 - p1 < w_in.
+            off = b * d1 - p1
+            j0 = 0 if off >= 0 else (-off + s1 - 1) // s1
+            j1 = min(ow_clip(w_in, off, s1), j_hi)
+            for j in range(max(j0, j_lo), j1):
+                xr = xrow[j * s1 + off]
+                out = yrow[j]
+                if mult == 1:
+                    for c in range(c_in):
+                        out[c] += xr[c] * wr[c]
+                else:
+                    for c in range(c_in):
+                        for q in range(mult):
+                            out[c * mult + q] += xr[c] * wr[c * mult + q]
+
+
+@njit(cache=True)
+def ow_clip(w_in, off, s1):  # pragma: no cover - compiled
+    """One past the last output whose tap at offset ``off`` reads inside a row of ``w_in`` samples."""
+    return (w_in - off + s1 - 1) // s1 if w_in - off > 0 else 0
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def depthwise2d_forward(x, w, p0, p1, s0, s1, d0, d1, y):  # pragma: no cover - compiled
+    """y[n, i, j, c*M + q] = sum_{a,b} x[n, i*s0 + a*d0 - p0, j*s1 + b*d1 - p1, c] * w[a, b, c*M + q],
+    taps outside x reading zeros (the padding, never materialised).
+
+    3x3 kernels with one output per channel take a fast path inside the image: the nine taps of
+    an output are summed in registers and stored once, instead of nine read-modify-writes of y.
+    """
+    n_, oh, ow, o = y.shape
+    h_in, w_in, c_in = x.shape[1], x.shape[2], x.shape[3]
+    kh, kw = w.shape[0], w.shape[1]
+    fast = kh == 3 and kw == 3 and o == c_in
+    # Interior columns: all three taps inside the row.
+    j_lo = min(ow, (p1 + s1 - 1) // s1)
+    j_hi = max(j_lo, min(ow, ow_clip(w_in, 2 * d1 - p1, s1)))
+    for idx in prange(n_ * oh):
+        n = idx // oh
+        i = idx % oh
+        yrow = y[n, i]
+        h = i * s0 - p0
+        if not fast or h < 0 or h + 2 * d0 >= h_in:
+            _depthwise_row(x, w, n, i, 0, ow, p0, p1, s0, s1, d0, d1, yrow)
+            continue
+        _depthwise_row(x, w, n, i, 0, j_lo, p0, p1, s0, s1, d0, d1, yrow)
+        _depthwise_row(x, w, n, i, j_hi, ow, p0, p1, s0, s1, d0, d1, yrow)
+        x0, x1, x2 = x[n, h], x[n, h + d0], x[n, h + 2 * d0]
+        w00, w01, w02 = w[0, 0], w[0, 1], w[0, 2]
+        w10, w11, w12 = w[1, 0], w[1, 1], w[1, 2]
+        w20, w21, w22 = w[2, 0], w[2, 1], w[2, 2]
+        for j in range(j_lo, j_hi):
+            v = j * s1 - p1
+            a0, a1, a2 = x0[v], x0[v + d1], x0[v + 2 * d1]
+            b0, b1, b2 = x1[v], x1[v + d1], x1[v + 2 * d1]
+            e0, e1, e2 = x2[v], x2[v + d1], x2[v + 2 * d1]
+            out = yrow[j]
+            for c in range(c_in):
+                out[c] = (a0[c] * w00[c] + a1[c] * w01[c] + a2[c] * w02[c]
+                          + b0[c] * w10[c] + b1[c] * w11[c] + b2[c] * w12[c]
+                          + e0[c] * w20[c] + e1[c] * w21[c] + e2[c] * w22[c])
+
+
+@njit(parallel=True, cache=True)
+def depthwise2d_input_grad(dy, w, s0, s1, d0, d1, dxp):  # pragma: no cover - compiled
+    """The adjoint: dxp[n, i*s0 + a*d0, j*s1 + b*d1, c] += sum_q dy[n, i, j, c*M + q] * w[a, b, c*M + q].
+
+    Parallel over the batch only: windows of neighbouring outputs overlap in dxp.
+    """
+    n_, oh, ow, o = dy.shape
+    kh, kw = w.shape[0], w.shape[1]
+    c_in = dxp.shape[3]
+    mult = o // c_in
+    for n in prange(n_):
+        for i in range(oh):
+            grow = dy[n, i]
+            for a in range(kh):
+                dxrow = dxp[n, i * s0 + a * d0]
+                for b in range(kw):
+                    wr = w[a, b]
+                    for j in range(ow):
+                        g = grow[j]
+                        out = dxrow[j * s1 + b * d1]
+                        if mult == 1:
+                            for c in range(c_in):
+                                out[c] += g[c] * wr[c]
+                        else:
+                            for c in range(c_in):
+                                for q in range(mult):
+                                    out[c] += g[c * mult + q] * wr[c * mult + q]
+
+
+@njit(cache=True)
+def _depthwise_fg_row(x, grow, n, i, j_lo, j_hi, p0, p1, s0, s1, d0, d1, out):  # pragma: no cover
+    """Add the row (n, i) of dy's outputs [j_lo, j_hi) to out[a, b] tap by tap, skipping taps outside x."""
+    h_in, w_in, c_in = x.shape[1], x.shape[2], x.shape[3]
+    kh, kw = out.shape[0], out.shape[1]
+    mult = out.shape[2] // c_in
+    for a in range(kh):
+        h = i * s0 + a * d0 - p0
+        if h < 0 or h >= h_in:
+            continue
+        xrow = x[n, h]
+        for b in range(kw):
+            off = b * d1 - p1
+            j0 = 0 if off >= 0 else (-off + s1 - 1) // s1
+            j1 = min(ow_clip(w_in, off, s1), j_hi)
+            acc = out[a, b]
+            for j in range(max(j0, j_lo), j1):
+                xr = xrow[j * s1 + off]
+                g = grow[j]
+                if mult == 1:
+                    for c in range(c_in):
+                        acc[c] += xr[c] * g[c]
+                else:
+                    for c in range(c_in):
+                        for q in range(mult):
+                            acc[c * mult + q] += xr[c] * g[c * mult + q]
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def depthwise2d_filter_grad(x, dy, p0, p1, s0, s1, d0, d1, parts):  # pragma: no cover - compiled
+    """parts[p, a, b, c*M + q] = sum over the batch slice p of x[n, i*s0 + a*d0 - p0, j*s1 + b*d1 - p1, c]
+    * dy[n, i, j, c*M + q], taps outside x skipped (the padding); the caller sums the parts."""
+    n_, oh, ow, o = dy.shape
+    h_in, w_in, c_in = x.shape[1], x.shape[2], x.shape[3]
+    kh, kw = parts.shape[1], parts.shape[2]
+    np_ = parts.shape[0]
+    fast = kh == 3 and kw == 3 and o == c_in
+    # Interior rows and columns: all three taps inside x.
+    i_lo = min(oh, (p0 + s0 - 1) // s0)
+    i_hi = max(i_lo, min(oh, ow_clip(h_in, 2 * d0 - p0, s0)))
+    j_lo = min(ow, (p1 + s1 - 1) // s1)
+    j_hi = max(j_lo, min(ow, ow_clip(w_in, 2 * d1 - p1, s1)))
+    for p in prange(np_):
+        _wide_vectors()
+        out = parts[p]
+        for n in range(p, n_, np_):
+            for i in range(oh):
+                grow = dy[n, i]
+                if not fast or i < i_lo or i >= i_hi:
+                    _depthwise_fg_row(x, grow, n, i, 0, ow, p0, p1, s0, s1, d0, d1, out)
+                else:  # the ends of an interior row; its middle is summed below
+                    _depthwise_fg_row(x, grow, n, i, 0, j_lo, p0, p1, s0, s1, d0, d1, out)
+                    _depthwise_fg_row(x, grow, n, i, j_hi, ow, p0, p1, s0, s1, d0, d1, out)
+            if fast:
+                _depthwise_fg_interior(x, dy, n, i_lo, i_hi, j_lo, j_hi, p0, p1, s0, s1, d0, d1, out)
+
+
+@njit(cache=True, fastmath={"contract"})
+def _depthwise_fg_interior(x, dy, n, i_lo, i_hi, j_lo, j_hi, p0, p1, s0, s1, d0, d1, out):  # pragma: no cover
+    """The 3x3 taps of image n's outputs [i_lo, i_hi) x [j_lo, j_hi), whose windows lie inside x,
+    added to out (3, 3, C).
+
+    For each block of 16 channels the nine tap sums stay in registers over the whole image: per
+    output, one load of dy and nine of x for nine multiply-adds, and no stores.
+    """
+    _wide_vectors()
+    c_in = x.shape[3]
+    t0 = _registers(16, out.dtype)
+    t1 = _registers(16, out.dtype)
+    t2 = _registers(16, out.dtype)
+    t3 = _registers(16, out.dtype)
+    t4 = _registers(16, out.dtype)
+    t5 = _registers(16, out.dtype)
+    t6 = _registers(16, out.dtype)
+    t7 = _registers(16, out.dtype)
+    t8 = _registers(16, out.dtype)
+    for cb in range(0, c_in, 16):
+        m = min(16, c_in - cb)
+        for c in range(16):
+            t0[c] = 0
+            t1[c] = 0
+            t2[c] = 0
+            t3[c] = 0
+            t4[c] = 0
+            t5[c] = 0
+            t6[c] = 0
+            t7[c] = 0
+            t8[c] = 0
+        for i in range(i_lo, i_hi):
+            h = i * s0 - p0
+            grow = dy[n, i]
+            x0, x1, x2 = x[n, h], x[n, h + d0], x[n, h + 2 * d0]
+            if m == 16:
+                for j in range(j_lo, j_hi):
+                    v = j * s1 - p1
+                    g = grow[j, cb:cb + 16]
+                    a0, a1, a2 = x0[v, cb:cb + 16], x0[v + d1, cb:cb + 16], x0[v + 2 * d1, cb:cb + 16]
+                    b0, b1, b2 = x1[v, cb:cb + 16], x1[v + d1, cb:cb + 16], x1[v + 2 * d1, cb:cb + 16]
+                    e0, e1, e2 = x2[v, cb:cb + 16], x2[v + d1, cb:cb + 16], x2[v + 2 * d1, cb:cb + 16]
+                    for c in range(16):
+                        t0[c] += a0[c] * g[c]
+                        t1[c] += a1[c] * g[c]
+                        t2[c] += a2[c] * g[c]
+                        t3[c] += b0[c] * g[c]
+                        t4[c] += b1[c] * g[c]
+                        t5[c] += b2[c] * g[c]
+                        t6[c] += e0[c] * g[c]
+                        t7[c] += e1[c] * g[c]
+                        t8[c] += e2[c] * g[c]
+            else:  # the last channels, fewer than 16
+                for j in range(j_lo, j_hi):
+                    v = j * s1 - p1
+                    for c in range(m):
+                        gc = grow[j, cb + c]
+                        t0[c] += x0[v, cb + c] * gc
+                        t1[c] += x0[v + d1, cb + c] * gc
+                        t2[c] += x0[v + 2 * d1, cb + c] * gc
+                        t3[c] += x1[v, cb + c] * gc
+                        t4[c] += x1[v + d1, cb + c] * gc
+                        t5[c] += x1[v + 2 * d1, cb + c] * gc
+                        t6[c] += x2[v, cb + c] * gc
+                        t7[c] += x2[v + d1, cb + c] * gc
+                        t8[c] += x2[v + 2 * d1, cb + c] * gc
+        for c in range(m):
+            out[0, 0, cb + c] += t0[c]
+            out[0, 1, cb + c] += t1[c]
+            out[0, 2, cb + c] += t2[c]
+            out[1, 0, cb + c] += t3[c]
+            out[1, 1, cb + c] += t4[c]
+            out[1, 2, cb + c] += t5[c]
+            out[2, 0, cb + c] += t6[c]
+            out[2, 1, cb + c] += t7[c]
+            out[2, 2, cb + c] += t8[c]
