@@ -31,6 +31,16 @@ class Phase:
     step: int  # tap index step (s / g)
     dilation: int  # spacing of the taps in the phase grid (d / g)
 
+    @property
+    def kernel_taps(self) -> slice:
+        """The phase's taps of w along this axis."""
+        return slice(self.tap0, self.tap0 + (self.taps - 1) * self.step + 1, self.step)
+
+    @property
+    def reach(self) -> int:
+        """How far past its first sample the phase's sub-kernel reads: (taps - 1) * dilation."""
+        return (self.taps - 1) * self.dilation
+
 
 def phases(o: int, k: int, s: int, d: int) -> list[Phase]:
     """The phases that hold taps: tap t0 < s/g starts phase (t0 * d) mod s, and taps t0 + s/g,
@@ -42,6 +52,12 @@ def phases(o: int, k: int, s: int, d: int) -> list[Phase]:
         taps = len(range(t0, k, step))
         out.append(Phase(t0 * d, o + (taps - 1) * dil, t0, taps, step, dil))
     return out
+
+
+def phase_axes(geom: ConvGeometry) -> list[list[Phase]]:
+    """The phases of each spatial axis of a (strided) conv."""
+    return [phases(o, k, s, d) for o, k, s, d in
+            zip(geom.out_spatial, geom.kernel, geom.stride, geom.rhs_dilation)]
 
 
 def group_dims(geom: ConvGeometry) -> tuple[int, int, int, int]:

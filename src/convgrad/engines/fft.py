@@ -172,8 +172,7 @@ class FFT:
         xs = _rfft(pad_or_crop(x, _crops(geom)), lengths, axes)  # (N, *F, C)
         # Correlation with w is convolution with w flipped, tap t at -t * d; shifted by the
         # leading pad, output p sits at sample p * s of the circular convolution.
-        ws = _kernel_spectrum(w, lengths, [[(lo - t * d) % n for t in range(k)] for k, d, lo, n in
-                                           zip(geom.kernel, geom.rhs_dilation, _leads(geom), lengths)])
+        ws = _kernel_spectrum(w, lengths, _tap_positions(geom, lengths, flipped=True))
         ys = _mix(xs, ws, g, cg, og)
         full = _irfft(ys, lengths, axes)
         index = (slice(None), *(slice(0, (o - 1) * s + 1, s) for o, s in zip(geom.out_spatial, geom.stride)))
@@ -188,8 +187,7 @@ class FFT:
             lengths, axes = self._lengths(geom), _axes(geom)
             dys = _rfft(_spread(dy, geom.stride), lengths, axes)  # (N, *F, O)
             # Tap t at t * d, shifted back by the leading pad: sample i is x's sample i.
-            ws = _kernel_spectrum(w, lengths, [[(t * d - lo) % n for t in range(k)] for k, d, lo, n in
-                                               zip(geom.kernel, geom.rhs_dilation, _leads(geom), lengths)])
+            ws = _kernel_spectrum(w, lengths, _tap_positions(geom, lengths))
             dxs = _mix(dys, ws, g, og, cg, adjoint=True)
             full = _irfft(dxs, lengths, axes)
             dx[...] = full[(slice(None), *(slice(0, n) for n in kept))]
@@ -209,9 +207,8 @@ class FFT:
         dg = np.conj(dys.reshape(geom.batch, f, g, og)).transpose(1, 2, 0, 3)  # (F, G, N, Og)
         spec = np.matmul(xg, dg)  # (F, G, Cg, Og): a batched GEMM, where einsum would loop
         # Lag t * d of the padded x is lag t * d - lo of x itself.
-        positions = [[(t * d - lo) % n for t in range(k)] for k, d, lo, n in
-                     zip(geom.kernel, geom.rhs_dilation, _leads(geom), lengths)]
-        lags = _kernel_lags(spec.reshape(*xs.shape[1:-1], g, cg, og), lengths, positions, x.dtype)
+        lags = _kernel_lags(spec.reshape(*xs.shape[1:-1], g, cg, og), lengths, _tap_positions(geom, lengths),
+                            x.dtype)
         dw[...] = np.moveaxis(lags, geom.rank, -2).reshape(*geom.kernel, cg, g * og)
         return dw
 
@@ -295,6 +292,15 @@ def _kept(geom: ConvGeometry) -> tuple[int, ...]:
 def _leads(geom: ConvGeometry) -> list[int]:
     """The positive leading pads, by which taps and lags are shifted instead of padding x."""
     return [max(lo, 0) for lo, _ in geom.tight_padding]
+
+
+def _tap_positions(geom: ConvGeometry, lengths: tuple[int, ...], flipped: bool = False) -> list[list[int]]:
+    """Where tap t of each axis sits in the circular signal of that axis's length: at t * d, less
+    the leading pad (x starts at sample 0 instead of being padded); ``flipped`` (the forward's
+    correlation as a convolution): at -(t * d - lead)."""
+    sign = -1 if flipped else 1
+    return [[sign * (t * d - lo) % n for t in range(k)] for k, d, lo, n in
+            zip(geom.kernel, geom.rhs_dilation, _leads(geom), lengths)]
 
 
 # Kernel-side transforms (a few taps zero-padded to the FFT length, many channel pairs) are

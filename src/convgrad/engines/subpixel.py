@@ -18,7 +18,7 @@ import numpy as np
 
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
-from ._common import Phase, phases, tight_padded
+from ._common import Phase, phase_axes, tight_padded
 
 # Measured time / the estimate above: the pieces read strided phases of x (copied before their
 # GEMMs) and are small, so they run slower than their own estimates (2-core AVX-512 machine,
@@ -46,9 +46,7 @@ class Subpixel:
         return None
 
     def _pieces(self, geom: ConvGeometry) -> list[tuple[tuple[Phase, ...], ConvGeometry]]:
-        per_axis = [phases(o, k, s, d) for o, k, s, d in
-                    zip(geom.out_spatial, geom.kernel, geom.stride, geom.rhs_dilation)]
-        return [(combo, _phase_geometry(geom, combo)) for combo in itertools.product(*per_axis)]
+        return [(combo, _phase_geometry(geom, combo)) for combo in itertools.product(*phase_axes(geom))]
 
     def _plans(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int):  # type: ignore[no-untyped-def]
         from .._plan import make_plan  # the pieces are planned like any stride-1 conv
@@ -76,7 +74,7 @@ class Subpixel:
 
     @staticmethod
     def _taps(phases: tuple[Phase, ...]) -> tuple:
-        return tuple(slice(p.tap0, p.tap0 + (p.taps - 1) * p.step + 1, p.step) for p in phases)
+        return tuple(p.kernel_taps for p in phases)
 
     def forward(self, geom: ConvGeometry, x: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
         y = np.zeros((geom.batch, *geom.out_spatial, geom.out_channels), dtype=x.dtype)

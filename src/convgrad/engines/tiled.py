@@ -27,7 +27,7 @@ from .._formulas import dilate_dim, stride_dim
 from .._geometry import ConvGeometry
 from .._layout import flip_swap_filter, pad_or_crop
 from . import _kernels, _threads
-from ._common import Phase, phases, tight_padded
+from ._common import Phase, phase_axes, tight_padded
 
 # Measured rates of full tiles on this machine kind (2 cores, AVX-512, float32), over the suite's
 # dense shapes, two threads, each kernel alone (the suite's interleaved runs see 0.6-0.9 of these):
@@ -80,12 +80,10 @@ class Tiled:
     def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
         block = _block(geom, op, dtype)
         copy = self._padded_bytes(geom, op, dtype) / COPY_BYTES_PER_S
-        kernel = _kernels.tiled_filter_grad if op == "filter_grad" else (
-            _kernels.tiled_forward_dot if block == DOT else _kernels.tiled_forward)
+        kernel = _kernels.tiled_filter_grad if op == "filter_grad" else _kernels.tiled_forward
         penalty = _kernels.compile_penalty(dtype, kernel)
         if op != "filter_grad":
-            out, channels = (geom.in_spatial, geom.in_channels) if op == "input_grad" else (
-                geom.out_spatial, geom.out_channels)
+            out, channels = _output(geom, op)
             y_bytes = geom.batch * math.prod(out) * channels * np.dtype(dtype).itemsize
             copy += _tiles_seconds(geom, op, block) + y_bytes / WRITE_BYTES_PER_S
         return (_compute_seconds(geom, op, block, dtype) + copy + CALL_SECONDS) * FITTED[op] + penalty
@@ -109,10 +107,10 @@ class Tiled:
         return total
 
     def _padded_bytes(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> int:
-        if op == "input_grad":  # dy padded by input_grad_padding: n + k_eff - 1 with stride 1
-            size = [n + ke - 1 for n, ke in zip(geom.in_spatial, geom.kernel_eff)]
-            if any(s != 1 for s in geom.stride):  # dy padded for the widest sub-pixel phase
-                size = [o + 2 * r for o, r in zip(geom.out_spatial, _phase_reach(geom))]
+        if op == "input_grad":  # dy padded by input_grad_padding, or for the widest sub-pixel phase
+            pads = geom.input_grad_padding if all(s == 1 for s in geom.stride) else (
+                tuple((r, r) for r in _phase_reach(geom)))
+            size = [o + lo + hi for o, (lo, hi) in zip(geom.out_spatial, pads)]
             channels = geom.out_channels
         else:
             size, channels = tight_padded(geom), geom.in_channels
@@ -181,8 +179,8 @@ def _parts(geom: ConvGeometry) -> int:
 
 
 def _compute_seconds(geom: ConvGeometry, op: str, block: int, dtype: np.dtype) -> float:
-    out_width, channels = (geom.in_spatial[-1], geom.in_channels) if op == "input_grad" else (
-        geom.out_spatial[-1], geom.out_channels)
+    out, channels = _output(geom, op)
+    out_width = out[-1]
     if op == "input_grad":  # a strided one runs per sub-pixel phase: rows 1/s as long
         out_width = -(-out_width // geom.stride[-1])
     padded = -(-channels // block) * block / max(1, channels)
@@ -214,10 +212,16 @@ def _block(geom: ConvGeometry, op: str, dtype: np.dtype) -> int:
                key=lambda b: _compute_seconds(geom, op, b, dtype) + _tiles_seconds(geom, op, b))
 
 
+def _output(geom: ConvGeometry, op: str) -> tuple[tuple[int, ...], int]:
+    """What the kernel writes for ``op``: spatial size and channels (dx for the input gradient,
+    y for the forward; the filter gradient's tiles are summed over y)."""
+    return (geom.in_spatial, geom.in_channels) if op == "input_grad" else (geom.out_spatial,
+                                                                           geom.out_channels)
+
+
 def _tiles_seconds(geom: ConvGeometry, op: str, block: int) -> float:
     """The tiles' setup and stores (forward and input gradient)."""
-    out, channels = (geom.in_spatial, geom.in_channels) if op == "input_grad" else (
-        geom.out_spatial, geom.out_channels)
+    out, channels = _output(geom, op)
     rows = geom.batch * math.prod(out[:-1])
     return rows * -(-out[-1] // _TILE_WIDTH[block]) * -(-channels // block) * TILE_SECONDS
 
@@ -256,38 +260,33 @@ def _call(rank: int, xp: np.ndarray, corner: tuple[int, ...], w: np.ndarray, str
     rest = (*(unit + tuple(stride)), *(unit + tuple(dilation)), y.reshape(y.shape[0], *unit, *y.shape[1:]),
             zero + at, unit + step, unit + tuple(out))
     w5 = w.reshape(*unit, *w.shape)
-    if block == DOT:
-        _kernels.tiled_forward_dot(*args, _pack_dot(w5, xp.shape[-1]), *rest)
-    else:
-        _kernels.tiled_forward(*args, _pack(w5, block), *rest)
+    packed = _pack_dot(w5, xp.shape[-1]) if block == DOT else _pack(w5, block)
+    _kernels.tiled_forward(*args, packed, *rest, block == DOT)
 
 
 def _phase_reach(geom: ConvGeometry) -> tuple[int, ...]:
     """Per axis, the padding of dy the widest sub-pixel phase's stride-1 input gradient needs."""
-    return tuple(max((p.taps - 1) * p.dilation for p in phases(o, k, s, d))
-                 for o, k, s, d in zip(geom.out_spatial, geom.kernel, geom.stride, geom.rhs_dilation))
+    return tuple(max(p.reach for p in ps) for ps in phase_axes(geom))
 
 
 def _strided_input_grad(geom: ConvGeometry, dy: np.ndarray, w: np.ndarray, block: int) -> np.ndarray:
     """dx of a strided conv, one sub-pixel phase at a time (as the subpixel engine splits it), each
     a stride-1 conv of dy with its flipped sub-kernel. dy is padded once for all phases, and each
     phase writes its samples of dx in place, those in the padding left out: no copy per phase."""
-    per_axis = [phases(o, k, s, d) for o, k, s, d in
-                zip(geom.out_spatial, geom.kernel, geom.stride, geom.rhs_dilation)]
     reach = _phase_reach(geom)
     c = _dot_channels(geom.out_channels) if block == DOT else None
     dyp = pad_or_crop(dy, tuple((r, r) for r in reach), channels=c)
     dx = np.zeros((geom.batch, *geom.in_spatial, geom.in_channels), dtype=dy.dtype)  # phases without taps
     if dy.size == 0 or geom.in_channels == 0:
         return dx
-    for combo in itertools.product(*per_axis):
+    for combo in itertools.product(*phase_axes(geom)):
         # Phase sample m sits at padded index start + m * s, that is x index start + m * s - lo.
         first, count = zip(*(_inside(p, s, lo, n) for p, s, (lo, _), n in
                              zip(combo, geom.stride, geom.tight_padding, geom.in_spatial)))
         if min(count) <= 0:
             continue
-        taps = tuple(slice(p.tap0, p.tap0 + (p.taps - 1) * p.step + 1, p.step) for p in combo)
-        corner = tuple(r - (p.taps - 1) * p.dilation + m for r, p, m in zip(reach, combo, first))
+        taps = tuple(p.kernel_taps for p in combo)
+        corner = tuple(r - p.reach + m for r, p, m in zip(reach, combo, first))
         lows = (lo for lo, _ in geom.tight_padding)
         at = tuple(p.start + m * s - lo for p, m, s, lo in zip(combo, first, geom.stride, lows))
         _call(geom.rank, dyp, corner, flip_swap_filter(w[taps], 1), (1,) * geom.rank,

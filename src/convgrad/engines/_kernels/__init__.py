@@ -20,16 +20,16 @@ import numpy as np
 from ._numba import NUMBA
 from .depthwise import depthwise2d_filter_grad, depthwise2d_forward, depthwise2d_input_grad
 from .im2col import col2im2d, col2im3d, im2col2d, im2col3d
-from .tiled import tiled_filter_grad, tiled_forward, tiled_forward_dot
+from .tiled import tiled_filter_grad, tiled_forward
 from .winograd import winograd2d_input, winograd2d_output
 
 # Seconds to compile one kernel for one signature here (measured: 1-3 s; the depthwise forward and
-# filter gradient with their 3x3 paths 6-7 s), and to load it from numba's on-disk cache
-# (measured: 0.1-0.3 s). The planner charges them to a kernel that this process has not run yet,
-# so small problems stay on the NumPy engines.
+# filter gradient with their 3x3 paths 6-7 s; the tiled forward with its five tiles 10-12 s), and
+# to load it from numba's on-disk cache (measured: 0.1-0.3 s). The planner charges them to a
+# kernel that this process has not run yet, so small problems stay on the NumPy engines.
 COMPILE_SECONDS = 2.0
 COMPILE_SECONDS_BY_KERNEL = {"depthwise2d_forward": 7.0, "depthwise2d_filter_grad": 7.0,
-                             "tiled_forward": 8.0, "tiled_forward_dot": 4.0, "tiled_filter_grad": 8.0}
+                             "tiled_forward": 10.0, "tiled_filter_grad": 8.0}
 LOAD_SECONDS = 0.2
 
 
@@ -40,7 +40,7 @@ def loaded_state() -> tuple[int, ...]:
     their ``signatures`` lists are rebuilt on each access (0.15 ms for all the kernels here)."""
     return tuple(len(getattr(k, "overloads", ())) for k in (
         depthwise2d_forward, depthwise2d_input_grad, depthwise2d_filter_grad, tiled_forward,
-        tiled_forward_dot, tiled_filter_grad, winograd2d_input,
+        tiled_filter_grad, winograd2d_input,
         winograd2d_output, im2col2d, col2im2d, im2col3d, col2im3d))
 
 
@@ -88,9 +88,7 @@ def warm_up(dtypes=("float32", "float64")) -> None:  # type: ignore[no-untyped-d
         depthwise2d_filter_grad(x, y, 0, 0, 1, 1, 1, 1, np.zeros((1, 3, 3, 2), dt))
         corner, one, out = (0, 0, 0), (1, 1, 1), (1, 4, 4)
         tiled_forward(x[:, None], corner, np.zeros((1, 1, 3, 3, 2, 16), dt), 1, 1, 1, 1, 1, 1, y[:, None],
-                      corner, one, out)
-        tiled_forward_dot(np.zeros((1, 1, 6, 6, 16), dt), corner, np.zeros((1, 1, 3, 3, 3, 16), dt),
-                          1, 1, 1, 1, 1, 1, y[:, None], corner, one, out)
+                      corner, one, out, False)
         tiled_filter_grad(x[:, None], np.zeros((1, 1, 4, 4, 16), dt), 1, 1, 1, 1, 1, 1, 8,
                           np.zeros((1, 1, 3, 3, 2, 16), dt))
         cols = np.zeros((1, 16, 9, 2), dt)

@@ -7,7 +7,7 @@ import numpy as np
 
 try:
     from llvmlite import ir
-    from numba import njit, prange, types
+    from numba import literally, njit, prange, types
     from numba.core import cgutils
     from numba.extending import intrinsic
 
@@ -15,6 +15,10 @@ try:
 except ImportError:  # pragma: no cover - exercised in a subprocess by tests/test_without_extras.py
     NUMBA = False
     prange = range
+
+    def literally(value):  # type: ignore[no-untyped-def]
+        """numba.literally without Numba: the value itself."""
+        return value
 
     def njit(*args, **kwargs):  # type: ignore[no-redef]
         """The plain-Python stand-in for numba.njit: returns the function unchanged."""

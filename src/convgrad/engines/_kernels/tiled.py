@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba import _prefetch, _registers, _wide_vectors, njit, prange
+from ._numba import _prefetch, _registers, _wide_vectors, literally, njit, prange
 
 # The dense convs' register tiles. Forward: 8 outputs along the last axis x 16 channels (one
 # 512-bit register per output in float32), or for many channels 6 x 64 (24 registers), which
@@ -19,28 +19,33 @@ from ._numba import _prefetch, _registers, _wide_vectors, njit, prange
 # negative indexing at every load, and a view taken per row costs reference counting: together
 # they ran the filter-gradient tiles at 35-55% of the rate of the same loop on flat offsets.
 _U16 = np.uint64(16)
-_U32 = np.uint64(32)
 _U64 = np.uint64(64)
 _AHEAD = np.uint64(256)  # filter values (1 KiB of float32) prefetched ahead of the 6 x 64 tiles
 
 
 @njit(parallel=True, cache=True)
-def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out):  # pragma: no cover - compiled
+def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out, dot):  # pragma: no cover - compiled
     """The dense conv of the padded xp (N, D', H', W', C), read from the corner ``xa`` (3 ints),
-    with the filter packed as wt (ceil(O / B), KD, KH, KW, C, B), B = 16 or 64, channels past O
-    zero: its ``out`` (3 ints) outputs per sample go to y (N, D, H, W, O) at ``ya + i * yb``
-    (all of y, ya = 0 and yb = 1, for a plain conv; one sub-pixel phase of a strided conv's input
-    gradient otherwise).
+    with the filter packed as wt (ceil(O / B), KD, KH, KW, C, B), B = 16, 32 (float32) or 64
+    (float32), channels past O zero: its ``out`` (3 ints) outputs per sample go to y
+    (N, D, H, W, O) at ``ya + i * yb`` (all of y, ya = 0 and yb = 1, for a plain conv; one
+    sub-pixel phase of a strided conv's input gradient otherwise).
 
     Each output row is cut into tiles of 8 (B = 16 or 32) or 6 (B = 64) outputs, the last one
     overlapping the one before; rows narrower than a tile go one output at a time. 1-D and 2-D
     convs come with unit leading axes.
+
+    With ``dot``, for few output channels (the input gradient of a 3-channel stem): C is a
+    multiple of 16 and the filter is packed as wt (ceil(O / 3), KD, KH, 3, KW, C). Each sum is a
+    dot product along x's contiguous channels, in tiles of 6 outputs x 3 channels; tiles of 8 x 16
+    would compute 13 zero channels out of 16.
     """
     N, YD, YH, YW, O = y.shape
     OD, OH, OW = out
     XD, XH, XW, C = xp.shape[1], xp.shape[2], xp.shape[3], xp.shape[4]
-    KD, KH, KW, block = wt.shape[1], wt.shape[2], wt.shape[3], wt.shape[5]
-    width = 8 if block <= 32 else 6
+    KD, KH = wt.shape[1], wt.shape[2]
+    KW, block = (wt.shape[4], 3) if dot else (wt.shape[3], wt.shape[5])
+    width = 8 if 16 <= block <= 32 else 6
     xf, wf, yf = xp.ravel(), wt.ravel(), y.ravel()
     sd, sh, sw = XH * XW * C, XW * C, s2 * C  # x's strides: first axis, second axis, one output
     ys = yb[2] * O  # y's stride from one output of a row to the next
@@ -59,34 +64,42 @@ def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out):  # pragma
             for k00 in range(0, tiles, width):
                 k0 = min(k00, OW - width)
                 xo, yo = xrow + k0 * sw, yrow + k0 * ys + ob
-                if three:
+                if dot:
+                    _dot_tile_6x3(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0, d1, d2, ys)
+                elif three:
                     _forward_tile_8x16_three(xf, wf, yf, xo, wo, yo, m, KD, KH, C, sd, sh, d0, d1, ys)
                 elif block == 16:
-                    _forward_tile_8x16(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0, d1, d2, ys)
+                    _forward_tile_8(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0, d1, d2, ys, 16)
                 elif block == 32:
-                    _forward_tile_8x32(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0, d1, d2, ys)
+                    _forward_tile_8(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0, d1, d2, ys, 32)
                 else:
                     _forward_tile_6x64(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0, d1, d2, ys)
             for k in range(tiles, OW):
-                _forward_one(xf, wf, yf, xrow + k * sw, wo, yrow + k * ys + ob, m, block, KD, KH, KW,
-                             C, sd, sh, d0, d1, d2)
+                xo, yo = xrow + k * sw, yrow + k * ys + ob
+                if dot:
+                    _dot_one(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, d0, d1, d2)
+                else:
+                    _forward_one(xf, wf, yf, xo, wo, yo, m, block, KD, KH, KW, C, sd, sh, d0, d1, d2)
 
 
 @njit(cache=True, fastmath={"contract"})
-def _forward_tile_8x16(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0, d1, d2,
-                       ys):  # pragma: no cover - compiled
+def _forward_tile_8(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0, d1, d2, ys,
+                    B):  # pragma: no cover - compiled
     """Outputs yo + t * ys + [0, m) of the flat y, t < 8: the window of output t starts at xo + t * sw
-    of the flat x; the filter block (KD, KH, KW, C, 16) starts at wo of the flat filter."""
+    of the flat x; the filter block (KD, KH, KW, C, B) starts at wo of the flat filter. B (16, or 32
+    in float32: 8 broadcasts per 16 multiply-adds, measured 1.4x faster than two 8 x 16 tiles) is
+    a compile-time constant: the sums are B-wide registers."""
+    literally(B)
     _wide_vectors()
-    a0 = _registers(16, yf.dtype)
-    a1 = _registers(16, yf.dtype)
-    a2 = _registers(16, yf.dtype)
-    a3 = _registers(16, yf.dtype)
-    a4 = _registers(16, yf.dtype)
-    a5 = _registers(16, yf.dtype)
-    a6 = _registers(16, yf.dtype)
-    a7 = _registers(16, yf.dtype)
-    for o in range(16):
+    a0 = _registers(B, yf.dtype)
+    a1 = _registers(B, yf.dtype)
+    a2 = _registers(B, yf.dtype)
+    a3 = _registers(B, yf.dtype)
+    a4 = _registers(B, yf.dtype)
+    a5 = _registers(B, yf.dtype)
+    a6 = _registers(B, yf.dtype)
+    a7 = _registers(B, yf.dtype)
+    for o in range(B):
         a0[o] = 0
         a1[o] = 0
         a2[o] = 0
@@ -99,6 +112,7 @@ def _forward_tile_8x16(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0,
     # in x as in the packed filter.
     run, taps = (KW * C, 1) if d2 == 1 else (C, KW)
     step = np.uint64(sw)
+    ub = np.uint64(B)
     w = np.uint64(wo)
     for a in range(KD):
         for b in range(KH):
@@ -120,7 +134,7 @@ def _forward_tile_8x16(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0,
                     x5 = xf[p5 + c]
                     x6 = xf[p6 + c]
                     x7 = xf[p7 + c]
-                    for o in range(_U16):
+                    for o in range(ub):
                         g = wf[w + o]
                         a0[o] += x0 * g
                         a1[o] += x1 * g
@@ -130,76 +144,14 @@ def _forward_tile_8x16(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0,
                         a5[o] += x5 * g
                         a6[o] += x6 * g
                         a7[o] += x7 * g
-                    w += _U16
-    _store_8(yf, yo, ys, m, a0, a1, a2, a3, a4, a5, a6, a7)
-
-
-@njit(cache=True, fastmath={"contract"})
-def _forward_tile_8x32(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0, d1, d2,
-                       ys):  # pragma: no cover - compiled
-    """_forward_tile_8x16 for 32 channels (float32): 8 broadcasts per 16 multiply-adds instead of
-    8 per 8 (measured 1.4x faster than two 8 x 16 tiles with 32 output channels)."""
-    _wide_vectors()
-    a0 = _registers(32, yf.dtype)
-    a1 = _registers(32, yf.dtype)
-    a2 = _registers(32, yf.dtype)
-    a3 = _registers(32, yf.dtype)
-    a4 = _registers(32, yf.dtype)
-    a5 = _registers(32, yf.dtype)
-    a6 = _registers(32, yf.dtype)
-    a7 = _registers(32, yf.dtype)
-    for o in range(32):
-        a0[o] = 0
-        a1[o] = 0
-        a2[o] = 0
-        a3[o] = 0
-        a4[o] = 0
-        a5[o] = 0
-        a6[o] = 0
-        a7[o] = 0
-    # With no dilation along the row, a row's taps and channels are one run of KW * C values,
-    # in x as in the packed filter.
-    run, taps = (KW * C, 1) if d2 == 1 else (C, KW)
-    step = np.uint64(sw)
-    w = np.uint64(wo)
-    for a in range(KD):
-        for b in range(KH):
-            for e in range(taps):
-                p0 = np.uint64(xo + a * d0 * sd + b * d1 * sh + e * d2 * C)
-                p1 = p0 + step
-                p2 = p1 + step
-                p3 = p2 + step
-                p4 = p3 + step
-                p5 = p4 + step
-                p6 = p5 + step
-                p7 = p6 + step
-                for c in range(np.uint64(run)):
-                    x0 = xf[p0 + c]
-                    x1 = xf[p1 + c]
-                    x2 = xf[p2 + c]
-                    x3 = xf[p3 + c]
-                    x4 = xf[p4 + c]
-                    x5 = xf[p5 + c]
-                    x6 = xf[p6 + c]
-                    x7 = xf[p7 + c]
-                    for o in range(_U32):
-                        g = wf[w + o]
-                        a0[o] += x0 * g
-                        a1[o] += x1 * g
-                        a2[o] += x2 * g
-                        a3[o] += x3 * g
-                        a4[o] += x4 * g
-                        a5[o] += x5 * g
-                        a6[o] += x6 * g
-                        a7[o] += x7 * g
-                    w += _U32
+                    w += ub
     _store_8(yf, yo, ys, m, a0, a1, a2, a3, a4, a5, a6, a7)
 
 
 @njit(cache=True, fastmath={"contract"})
 def _forward_tile_8x16_three(xf, wf, yf, xo, wo, yo, m, KD, KH, C, sd, sh, d0, d1,
                              ys):  # pragma: no cover - compiled
-    """_forward_tile_8x16 for 3 taps along the row, stride and dilation 1 there: for each input
+    """_forward_tile_8 (16 channels) for 3 taps along the row, stride and dilation 1 there: for each input
     channel the 10 values x[t + e] are loaded once for the 24 multiply-adds of the 3 taps (one
     load per 2.4 instead of 9 per 8; measured 1.5-1.65x faster on 3x3x3 convs with 16 channels)."""
     _wide_vectors()
@@ -292,7 +244,7 @@ def _store_8(yf, yo, ys, m, a0, a1, a2, a3, a4, a5, a6, a7):  # pragma: no cover
 @njit(cache=True, fastmath={"contract"})
 def _forward_tile_6x64(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0, d1, d2,
                        ys):  # pragma: no cover - compiled
-    """_forward_tile_8x16 for 6 outputs x the 64 channels of a filter block (KD, KH, KW, C, 64)."""
+    """_forward_tile_8 for 6 outputs x the 64 channels of a filter block (KD, KH, KW, C, 64)."""
     _wide_vectors()
     a0 = _registers(64, yf.dtype)
     a1 = _registers(64, yf.dtype)
@@ -368,41 +320,6 @@ def _forward_one(xf, wf, yf, xo, wo, yo, m, block, KD, KH, KW, C, sd, sh, d0, d1
     q = np.uint64(yo)
     for o in range(np.uint64(m)):
         yf[q + o] = acc[o]
-
-
-@njit(parallel=True, cache=True)
-def tiled_forward_dot(xp, xa, wd, s0, s1, s2, d0, d1, d2, y, ya, yb, out):  # pragma: no cover - compiled
-    """tiled_forward for few output channels (the input gradient of a 3-channel stem): C a
-    multiple of 16, the filter packed as wd (ceil(O / 3), KD, KH, 3, KW, C), channels past O zero.
-
-    Each sum is a dot product along x's contiguous channels: a tile of 6 outputs x 3 channels
-    holds 18 vectors of partial sums, added up across their 16 lanes at the end. Tiles of 8
-    outputs x 16 channels would compute 13 zero channels out of 16 here.
-    """
-    N, YD, YH, YW, O = y.shape
-    OD, OH, OW = out
-    XD, XH, XW, C = xp.shape[1], xp.shape[2], xp.shape[3], xp.shape[4]
-    KD, KH, KW = wd.shape[1], wd.shape[2], wd.shape[4]
-    xf, wf, yf = xp.ravel(), wd.ravel(), y.ravel()
-    sd, sh, sw = XH * XW * C, XW * C, s2 * C
-    ys = yb[2] * O
-    for r in prange(N * OD * OH):
-        n = r // (OD * OH)
-        i = r // OH % OD
-        j = r % OH
-        xrow = (n * XD + xa[0] + i * s0) * sd + (xa[1] + j * s1) * sh + xa[2] * C
-        yrow = ((n * YD + ya[0] + i * yb[0]) * YH + ya[1] + j * yb[1]) * YW * O + ya[2] * O
-        for ob in range(0, O, 3):
-            wo = ob // 3 * KD * KH * 3 * KW * C
-            m = min(3, O - ob)
-            tiles = OW if OW >= 6 else 0
-            for k00 in range(0, tiles, 6):
-                k0 = min(k00, OW - 6)
-                _dot_tile_6x3(xf, wf, yf, xrow + k0 * sw, wo, yrow + k0 * ys + ob, m, KD, KH, KW, C,
-                              sd, sh, sw, d0, d1, d2, ys)
-            for k in range(tiles, OW):
-                _dot_one(xf, wf, yf, xrow + k * sw, wo, yrow + k * ys + ob, m, KD, KH, KW, C, sd, sh,
-                         d0, d1, d2)
 
 
 @njit(cache=True, fastmath={"contract"})
