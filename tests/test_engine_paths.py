@@ -114,6 +114,7 @@ def test_fft_kernel_transforms_both_ways(monkeypatch, rate):
     assert fft._use_dft_gemm(geom.kernel, get_engine("fft")._lengths(geom), 24) == (rate > 1e9)
     _three_ops("fft", (2, 4, 11, 9), (6, 4, 3, 4), **kw)
     _three_ops("fft", (1, 2, 13), (2, 2, 5), padding=((4, 0),), dilation=3)
+    _three_ops("fft", (2, 3, 5, 4, 6), (2, 3, 2, 3, 2), padding=((1, 0), (2, 1), (0, 1)), groups=1)
 
 
 def test_engines_keep_to_the_callers_thread_limits(monkeypatch):
@@ -325,3 +326,34 @@ def test_tiled_dot_product_tiles_for_few_output_channels(op, x_shape, w_shape, k
                                        **kw)
     assert got.dtype == np.float32
     assert_close(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
+@given(n=st.integers(1, 9), f=st.integers(1, 40), groups=st.integers(1, 3), cg=st.integers(1, 5),
+       og=st.sampled_from([1, 3, 16, 19, 35]), dtype=st.sampled_from([np.float32, np.float64]),
+       seed=st.integers(0, 2**31))
+@settings(max_examples=40, deadline=None)
+def test_spectral_mix_tiles_and_leftovers(n, f, groups, cg, og, dtype, seed):
+    """The FFT engine's mixing kernel (4 x 16 register tiles, overlapping last rows, leftover
+    channels one at a time) against a complex einsum, groups included."""
+    from convgrad.engines import _kernels
+
+    rng = np.random.default_rng(seed)
+    ctype = np.result_type(dtype, np.complex64)
+    a = (rng.standard_normal((n, f, groups, cg)) + 1j * rng.standard_normal((n, f, groups, cg))).astype(ctype)
+    wr, wi = (rng.standard_normal((f, cg, groups * og)).astype(dtype) for _ in range(2))
+    out = np.full((n, f, groups * og), np.nan, dtype=ctype)
+    _kernels.spectral_mix(a.reshape(n, f, -1).view(dtype), wr, wi, groups, out.view(dtype))
+    w = (wr + 1j * wi).reshape(f, cg, groups, og)
+    expected = np.einsum("nfgc,fcgo->nfgo", a.astype(np.complex128), w.astype(np.complex128))
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out.reshape(n, f, groups, og), expected, rtol=tol, atol=tol * max(1, cg))
+
+
+@pytest.mark.parametrize("numba_mix", [True, False])
+def test_fft_mix_with_and_without_numba(monkeypatch, numba_mix):
+    """The Numba mixing kernel and the NumPy batched matmul that stands in without Numba."""
+    from convgrad.engines import _kernels
+
+    monkeypatch.setattr(_kernels, "NUMBA", numba_mix)
+    _three_ops("fft", (3, 4, 9, 7), (6, 2, 4, 3), padding=((2, 1), (0, 3)), groups=2, stride=(2, 1))
+    _three_ops("fft", (5, 18, 11), (20, 18, 6), padding=2, dilation=2)

@@ -26,15 +26,18 @@ from .._budget import check_fits
 from .._formulas import dilate_dim, stride_dim, transpose_size
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
-from . import _threads
+from . import _kernels, _threads
 from ._common import group_dims, tight_padded
 
 FFT_FLOPS_PER_S = 20e9
+# The channel mixing: Numba's register tiles on one thread (measured 28-67 GFLOP/s, 4 to 168
+# spectra of 32 x 32 channels); without Numba, NumPy's batched complex matmul, which also spends
+# about BATCH_ITEM_SECONDS per (frequency, group) pair (dominant for depthwise convs).
+MIX_FLOPS_PER_S = 40e9
 CGEMM_FLOPS_PER_S = 60e9
-# Planning the transforms and the NumPy calls around them; NumPy's batched matmul spends about
-# this long per (frequency, group) pair, which dominates for depthwise convs.
-CALL_SECONDS = 200e-6
 BATCH_ITEM_SECONDS = 40e-9
+# Planning the transforms and the NumPy calls around them.
+CALL_SECONDS = 200e-6
 
 # Measured time / the estimate above, per op: the median over benchmarks/calibrate.py's shapes
 # (2-core AVX-512 machine, 2026-11-27). Rerun it and refit on another machine kind.
@@ -102,10 +105,8 @@ class FFT:
         n = geom.batch
         transforms = n * geom.in_channels + n * geom.out_channels
         fft_flops = 2.5 * transforms * size * max(1.0, math.log2(size))
-        mix = 8 * freqs * n * cg * og * g
         kernel = _kernel_transform_seconds(geom.kernel, lengths, cg * og * g)
-        return (fft_flops / FFT_FLOPS_PER_S + mix / CGEMM_FLOPS_PER_S + kernel + CALL_SECONDS
-                + freqs * g * BATCH_ITEM_SECONDS)
+        return fft_flops / FFT_FLOPS_PER_S + _mix_seconds(freqs, n, cg, og, g, dtype) + kernel + CALL_SECONDS
 
     def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
         b = self._block(geom, op, dtype)
@@ -164,7 +165,7 @@ class FFT:
 
     # --- the three ops on whole axes -------------------------------------------------------------
     def _forward(self, geom: ConvGeometry, x: np.ndarray, w: np.ndarray) -> np.ndarray:
-        g, cg, og, _ = group_dims(geom)
+        g, cg, _, _ = group_dims(geom)
         y = np.zeros((geom.batch, *geom.out_spatial, geom.out_channels), dtype=x.dtype)
         if y.size == 0 or cg == 0:
             return y
@@ -173,7 +174,7 @@ class FFT:
         # Correlation with w is convolution with w flipped, tap t at -t * d; shifted by the
         # leading pad, output p sits at sample p * s of the circular convolution.
         ws = _kernel_spectrum(w, lengths, _tap_positions(geom, lengths, flipped=True))
-        ys = _mix(xs, ws, g, cg, og)
+        ys = _mix(xs, ws, g)
         full = _irfft(ys, lengths, axes)
         index = (slice(None), *(slice(0, (o - 1) * s + 1, s) for o, s in zip(geom.out_spatial, geom.stride)))
         y[...] = full[index]
@@ -187,8 +188,11 @@ class FFT:
             lengths, axes = self._lengths(geom), _axes(geom)
             dys = _rfft(_spread(dy, geom.stride), lengths, axes)  # (N, *F, O)
             # Tap t at t * d, shifted back by the leading pad: sample i is x's sample i.
-            ws = _kernel_spectrum(w, lengths, _tap_positions(geom, lengths))
-            dxs = _mix(dys, ws, g, og, cg, adjoint=True)
+            # The adjoint mixes with each frequency's matrix transposed: take the spectrum of w with
+            # its channel axes swapped within each group, (*K, Og, G * Cg).
+            wt = w.reshape(*geom.kernel, cg, g, og).swapaxes(-3, -1).reshape(*geom.kernel, og, g * cg)
+            ws = _kernel_spectrum(wt, lengths, _tap_positions(geom, lengths))
+            dxs = _mix(dys, ws, g)
             full = _irfft(dxs, lengths, axes)
             dx[...] = full[(slice(None), *(slice(0, n) for n in kept))]
         return pad_or_crop(dx, tuple((-lo, -hi) for lo, hi in _crops(geom)))  # zeros where x was cropped
@@ -214,6 +218,13 @@ class FFT:
 
 
 COPY_BYTES_PER_S = 5e9
+
+
+def _mix_seconds(freqs: int, n: int, cg: int, og: int, g: int, dtype: np.dtype) -> float:
+    flops = 8 * freqs * n * cg * og * g
+    if _kernels.NUMBA:
+        return flops / MIX_FLOPS_PER_S + _kernels.compile_penalty(dtype, _kernels.spectral_mix)
+    return flops / CGEMM_FLOPS_PER_S + freqs * g * BATCH_ITEM_SECONDS
 # Block lengths whose estimates are this close count as a tie (measured: k=255 at 1024 and 2048
 # estimated 36 and 34 ms, ran 79-85 and 91-94 ms).
 BLOCK_TIE = 1.1
@@ -348,24 +359,33 @@ def _dft_matrix(n: int, positions: list[int], half: bool, dtype: np.dtype, sign:
 
 def _kernel_spectrum(w: np.ndarray, lengths: tuple[int, ...], positions: list[list[int]]) -> np.ndarray:
     """The rfftn of w ``(*K, Cg, O)`` with tap t of axis i placed at ``positions[i][t]`` of a
-    zero signal of length ``lengths[i]``: ``(*F, Cg, O)`` with the last axis halved."""
+    zero signal of length ``lengths[i]``, as real and imaginary planes: ``(2, *F, Cg, O)`` with
+    the last axis of F halved."""
     rank = len(lengths)
     pairs = w.shape[-2] * w.shape[-1]
     if not _use_dft_gemm(w.shape[:rank], lengths, pairs):
         full = np.zeros((*lengths, *w.shape[rank:]), dtype=w.dtype)
         full[np.ix_(*positions)] = w
-        return _rfft(full, lengths, tuple(range(rank)))
-    ctype = np.result_type(w.dtype, np.complex64)
+        spectrum = _rfft(full, lengths, tuple(range(rank)))
+        return np.stack((spectrum.real, spectrum.imag))
+    # Real GEMMs throughout, on planes: the halved axis first with the real and imaginary DFT
+    # rows stacked, (K_0 .. K_r-2, 2, F_r-1, pairs); then each full axis with the DFT as a real
+    # 2n x 2k block matrix over (tap, plane), which puts the planes in front of that axis's
+    # frequencies, next to the taps of the axis before. (Interleaved complex arrays would need a
+    # copy per stage: 2-3x the time of the GEMMs on 1,024 31 x 31 kernels.)
     kernel = w.shape[:rank]
-    # Every step is one matmul on a C-contiguous array with the contracted axis second to last.
-    d = _dft_matrix(lengths[-1], positions[-1], True, ctype)
-    a = w.reshape(*kernel, pairs)
-    re, im = np.matmul(d.real, a), np.matmul(d.imag, a)  # real GEMMs: a is real
-    a = np.empty(re.shape, dtype=ctype)
-    a.real, a.imag = re, im
+    d = _dft_matrix(lengths[-1], positions[-1], True, np.complex128)
+    rest: tuple[int, ...] = (d.shape[0], pairs)  # what follows the plane axis
+    a = np.matmul(np.concatenate((d.real, d.imag)).astype(w.dtype), w.reshape(*kernel, pairs))
     for i in reversed(range(rank - 1)):
-        a = _along(_dft_matrix(lengths[i], positions[i], False, ctype), a, i)
-    return a.reshape(*a.shape[:rank], *w.shape[rank:])
+        d = _dft_matrix(lengths[i], positions[i], False, np.complex128)
+        n, k = d.shape
+        block = np.block([[d.real, -d.imag], [d.imag, d.real]])  # [[Re, -Im], [Im, Re]]
+        # Columns in the order of a's (tap, plane) pairs: interleave the block's column halves.
+        block = block.reshape(2 * n, 2, k).swapaxes(1, 2).reshape(2 * n, 2 * k).astype(w.dtype)
+        a = np.matmul(block, a.reshape(math.prod(kernel[:i]), 2 * k, -1))
+        rest = (n, *rest)
+    return a.reshape(2, *rest[:-1], *w.shape[rank:])
 
 
 def _along(d: np.ndarray, a: np.ndarray, axis: int) -> np.ndarray:
@@ -409,19 +429,23 @@ def _spread(dy: np.ndarray, s: tuple[int, ...]) -> np.ndarray:
     return out
 
 
-def _mix(a: np.ndarray, ws: np.ndarray, g: int, ca: int, cb: int, adjoint: bool = False) -> np.ndarray:
-    """Per-frequency channel mixing within groups.
-
-    a ``(N, *F, G * ca)``; ws ``(*F, Cg, O)``. Contract a's channels with the filter's input
-    channels -> ``(N, *F, G * cb)``; with ``adjoint``, with its output channels instead.
-    """
-    n = a.shape[0]
-    fshape = a.shape[1:-1]
+def _mix(a: np.ndarray, ws: np.ndarray, g: int) -> np.ndarray:
+    """Per-frequency channel mixing within groups: a ``(N, *F, G * ca)`` complex, ws ``(2, *F, ca,
+    G * cb)`` real and imaginary planes -> ``(N, *F, G * cb)``, contracting a's channels with the
+    filter's rows. Numba's register tiles where it is installed, else a batched complex matmul."""
+    n, fshape = a.shape[0], a.shape[1:-1]
     f = math.prod(fshape)
+    ca, o = ws.shape[-2:]
+    if _kernels.NUMBA:
+        a = np.ascontiguousarray(a)
+        out = np.empty((n, *fshape, o), dtype=a.dtype)
+        real = a.real.dtype
+        planes = ws.reshape(2, f, ca, o)
+        _kernels.spectral_mix(a.view(real).reshape(n, f, -1), planes[0], planes[1], g,
+                              out.view(real).reshape(n, f, -1))
+        return out
     af = a.reshape(n, f, g, ca).transpose(1, 2, 0, 3)  # (F, G, N, ca)
-    cg, o = ws.shape[-2:]
-    wf = ws.reshape(f, cg, g, o // g).transpose(0, 2, 1, 3)  # (F, G, Cg, Og)
-    if adjoint:
-        wf = wf.transpose(0, 1, 3, 2)  # (F, G, Og, Cg)
-    out = np.matmul(af, wf)  # (F, G, N, cb)
-    return out.transpose(2, 0, 1, 3).reshape(n, *fshape, g * cb)
+    wc = (ws[0] + 1j * ws[1]).astype(a.dtype).reshape(f, ca, g, o // g)
+    wc = wc.transpose(0, 2, 1, 3)  # (F, G, ca, cb)
+    out = np.matmul(af, wc)  # (F, G, N, cb)
+    return out.transpose(2, 0, 1, 3).reshape(n, *fshape, o)

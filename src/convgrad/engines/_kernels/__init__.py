@@ -20,6 +20,7 @@ import numpy as np
 from ._numba import NUMBA
 from .depthwise import depthwise2d_filter_grad, depthwise2d_forward, depthwise2d_input_grad
 from .im2col import col2im2d, col2im3d, im2col2d, im2col3d
+from .spectral import spectral_mix
 from .tiled import tiled_filter_grad, tiled_forward
 from .winograd import winograd2d_input, winograd2d_output
 
@@ -41,7 +42,7 @@ def loaded_state() -> tuple[int, ...]:
     return tuple(len(getattr(k, "overloads", ())) for k in (
         depthwise2d_forward, depthwise2d_input_grad, depthwise2d_filter_grad, tiled_forward,
         tiled_filter_grad, winograd2d_input,
-        winograd2d_output, im2col2d, col2im2d, im2col3d, col2im3d))
+        winograd2d_output, im2col2d, col2im2d, im2col3d, col2im3d, spectral_mix))
 
 
 _charging = True  # False while the planner asks what it would pick with every kernel loaded
@@ -103,6 +104,8 @@ def warm_up(dtypes=("float32", "float64")) -> None:  # type: ignore[no-untyped-d
             tiles = np.zeros((transform.shape[0] ** 2, 1, 2), dt)
             winograd2d_input(np.zeros((1, m + 2, m + 2, 2), dt), transform.astype(dt), m, 1, 1, tiles)
             winograd2d_output(tiles, transform[:m].astype(dt), 1, 1, np.zeros((1, m, m, 2), dt))
+        spectral_mix(np.zeros((1, 2, 4), dt), np.zeros((2, 2, 2), dt), np.zeros((2, 2, 2), dt), 1,
+                     np.zeros((1, 2, 4), dt))
 
 
 def _cached(kernel) -> bool:  # type: ignore[no-untyped-def]
