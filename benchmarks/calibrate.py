@@ -17,7 +17,7 @@ import numpy as np
 import convgrad
 from convgrad._budget import DEFAULT_WORKSPACE_BYTES
 from convgrad._layout import x_to_last
-from convgrad.engines import engine_names, get_engine
+from convgrad.engines import engine_names, get_engine, warm_up
 
 SHAPES = [  # (x channels-first, w channels-first, kwargs)
     ((8, 64, 56, 56), (64, 64, 3, 3), {"padding": 1}),
@@ -56,7 +56,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--ops", default="forward,input_grad,filter_grad",
                         help="comma-separated ops to time (default: all three)")
+    parser.add_argument("--engines", default=",".join(engine_names()),
+                        help="comma-separated engines to time (default: all)")
     args = parser.parse_args()
+    warm_up(("float32",))  # estimates without compile time, as for a warmed-up process
     rng = np.random.default_rng(0)
     dt = np.dtype(np.float32)
     limit = DEFAULT_WORKSPACE_BYTES
@@ -69,7 +72,7 @@ def main() -> None:
         label = f"{xs} * {ws} {kw}"[:44]
         for op in args.ops.split(","):
             timings = {}
-            for name in engine_names():
+            for name in args.engines.split(","):
                 engine = get_engine(name)
                 if engine.unsupported(geom, op, dt) is not None:
                     continue
@@ -79,6 +82,8 @@ def main() -> None:
                 print(f"{label:<44} {op:<12} {name:<9} {measured * 1e3:>11.2f} {estimate * 1e3:>11.2f} "
                       f"{measured / estimate:>6.2f}")
             chosen = convgrad.make_plan(op, geom, dt, "auto", limit).engine.name
+            if chosen not in timings:  # --engines left the planner's choice out
+                continue
             best = min(timings, key=timings.get)
             print(f"{'':<44} {op:<12} planner chose {chosen}, fastest was {best}"
                   f" ({timings[chosen] / timings[best]:.2f}x the fastest)")

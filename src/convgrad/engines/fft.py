@@ -40,8 +40,9 @@ BATCH_ITEM_SECONDS = 40e-9
 CALL_SECONDS = 200e-6
 
 # Measured time / the estimate above, per op: the median over benchmarks/calibrate.py's shapes
-# (2-core AVX-512 machine, 2026-11-27). Rerun it and refit on another machine kind.
-FITTED = {'forward': 3.28, 'input_grad': 3.16, 'filter_grad': 5.03}
+# (2-core AVX-512 machine, refit 2026-11-28 with `--engines fft`). Rerun it and refit on another
+# machine kind.
+FITTED = {'forward': 2.98, 'input_grad': 3.10, 'filter_grad': 3.37}
 
 
 class FFT:
@@ -64,7 +65,10 @@ class FFT:
         return tuple(out)
 
     def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
-        return self._blocked_cost(geom, op, dtype, self._block(geom, op, dtype)) * FITTED[op]
+        running = self._blocked_cost(geom, op, dtype, self._block(geom, op, dtype)) * FITTED[op]
+        if _kernels.NUMBA and op != "filter_grad":  # the mixing kernel's load time, until loaded
+            running += _kernels.compile_penalty(dtype, _kernels.spectral_mix)
+        return running
 
     def _block(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> int | None:
         """Outputs per block along the first spatial axis, or None to transform it whole.
@@ -106,7 +110,7 @@ class FFT:
         transforms = n * geom.in_channels + n * geom.out_channels
         fft_flops = 2.5 * transforms * size * max(1.0, math.log2(size))
         kernel = _kernel_transform_seconds(geom.kernel, lengths, cg * og * g)
-        return fft_flops / FFT_FLOPS_PER_S + _mix_seconds(freqs, n, cg, og, g, dtype) + kernel + CALL_SECONDS
+        return fft_flops / FFT_FLOPS_PER_S + _mix_seconds(freqs, n, cg, og, g, op) + kernel + CALL_SECONDS
 
     def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
         b = self._block(geom, op, dtype)
@@ -220,10 +224,12 @@ class FFT:
 COPY_BYTES_PER_S = 5e9
 
 
-def _mix_seconds(freqs: int, n: int, cg: int, og: int, g: int, dtype: np.dtype) -> float:
+def _mix_seconds(freqs: int, n: int, cg: int, og: int, g: int, op: str) -> float:
+    """The per-frequency products: the mixing kernel, or (the filter gradient's correlation, and
+    without Numba) NumPy's batched matmul."""
     flops = 8 * freqs * n * cg * og * g
-    if _kernels.NUMBA:
-        return flops / MIX_FLOPS_PER_S + _kernels.compile_penalty(dtype, _kernels.spectral_mix)
+    if _kernels.NUMBA and op != "filter_grad":
+        return flops / MIX_FLOPS_PER_S
     return flops / CGEMM_FLOPS_PER_S + freqs * g * BATCH_ITEM_SECONDS
 # Block lengths whose estimates are this close count as a tie (measured: k=255 at 1024 and 2048
 # estimated 36 and 34 ms, ran 79-85 and 91-94 ms).
