@@ -17,7 +17,8 @@ import numpy as np
 import convgrad
 from convgrad._budget import DEFAULT_WORKSPACE_BYTES
 from convgrad._layout import x_to_last
-from convgrad.engines import engine_names, get_engine, warm_up
+from convgrad.bench import SETTLE_SECONDS
+from convgrad.engines import engine_names, get_engine, im2col, warm_up
 
 SHAPES = [  # (x channels-first, w channels-first, kwargs)
     ((8, 64, 56, 56), (64, 64, 3, 3), {"padding": 1}),
@@ -34,9 +35,13 @@ SHAPES = [  # (x channels-first, w channels-first, kwargs)
 
 
 def _time(f, repeats: int) -> float:  # type: ignore[no-untyped-def]
-    f()
+    """Median seconds; each timed call follows a pause and one untimed call, as in the benchmark
+    suite: OpenBLAS's workers spin for 0.1-0.15 s after a call and would slow whichever engine
+    is timed next (a Numba kernel up to 3x)."""
     ts = []
     for _ in range(repeats):
+        time.sleep(SETTLE_SECONDS)
+        f()
         t0 = time.perf_counter()
         f()
         ts.append(time.perf_counter() - t0)
@@ -64,6 +69,7 @@ def main() -> None:
     dt = np.dtype(np.float32)
     limit = DEFAULT_WORKSPACE_BYTES
     print(f"{'shape':<44} {'op':<12} {'engine':<9} {'measured ms':>11} {'estimate ms':>11} {'ratio':>6}")
+    ratios: dict[tuple[str, str], list[float]] = {}
     for xs, ws, kw in SHAPES:
         geom = convgrad.ConvGeometry.for_conv(xs, ws, **kw)
         x = x_to_last(rng.standard_normal(xs, dtype=np.float32), "channels_first").copy()
@@ -79,7 +85,9 @@ def main() -> None:
                 measured = _time(_runner(engine, op, geom, x, w, dy, limit), args.repeats)
                 estimate = engine.cost(geom, op, dt)
                 timings[name] = measured
-                print(f"{label:<44} {op:<12} {name:<9} {measured * 1e3:>11.2f} {estimate * 1e3:>11.2f} "
+                tag = _variant(name, geom, dt)
+                ratios.setdefault((tag, op), []).append(measured / estimate)
+                print(f"{label:<44} {op:<12} {tag:<9} {measured * 1e3:>11.2f} {estimate * 1e3:>11.2f} "
                       f"{measured / estimate:>6.2f}")
             chosen = convgrad.make_plan(op, geom, dt, "auto", limit).engine.name
             if chosen not in timings:  # --engines left the planner's choice out
@@ -87,6 +95,19 @@ def main() -> None:
             best = min(timings, key=timings.get)
             print(f"{'':<44} {op:<12} planner chose {chosen}, fastest was {best}"
                   f" ({timings[chosen] / timings[best]:.2f}x the fastest)")
+    print("\nmedian measured / estimate per engine and op (multiply the engine's FITTED factor by it):")
+    for (tag, op), rs in sorted(ratios.items()):
+        print(f"  {tag:<14} {op:<12} {float(np.median(rs)):.2f} over {len(rs)} shapes")
+
+
+def _variant(name: str, geom: convgrad.ConvGeometry, dt: np.dtype) -> str:
+    """im2col's estimates have their own factors for the compiled packing (FITTED_FUSED) and none
+    for a 1x1 conv (one GEMM): report those apart."""
+    if name != "im2col":
+        return name
+    if im2col._pointwise(geom):
+        return "im2col-1x1"
+    return "im2col-fused" if im2col._use_kernels(geom, dt) else name
 
 
 if __name__ == "__main__":

@@ -357,3 +357,27 @@ def test_fft_mix_with_and_without_numba(monkeypatch, numba_mix):
     monkeypatch.setattr(_kernels, "NUMBA", numba_mix)
     _three_ops("fft", (3, 4, 9, 7), (6, 2, 4, 3), padding=((2, 1), (0, 3)), groups=2, stride=(2, 1))
     _three_ops("fft", (5, 18, 11), (20, 18, 6), padding=2, dilation=2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tiled_filter_major_walk(monkeypatch, dtype):
+    """Filters above FILTER_MAJOR_BYTES are walked block by block (each work item one block of one
+    output row): forced here on small filters with several blocks, a partial last block, the
+    dot-product tiles and the strided input gradient's phases, against the oracle."""
+    from convgrad.engines import tiled
+
+    monkeypatch.setattr(tiled, "FILTER_MAJOR_BYTES", 0)
+    rng = np.random.default_rng(3)
+    for x_shape, w_shape, kw in [((2, 5, 6, 9), (40, 5, 3, 3), {"padding": 1}),
+                                 ((1, 7, 5, 4, 6), (70, 7, 2, 3, 2), {"padding": 1, "stride": (1, 2, 1)}),
+                                 ((2, 16, 9, 8), (3, 16, 3, 2), {"stride": 2, "padding": (1, 0)})]:
+        x = rng.standard_normal(x_shape).astype(dtype)
+        w = rng.standard_normal(w_shape).astype(dtype)
+        geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
+        dy = rng.standard_normal(geom.y_shape()).astype(dtype)
+        if w_shape[0] == 3 and dtype == np.float32:
+            assert tiled._block(geom, "forward", np.dtype(dtype)) == tiled.DOT
+        tol = {"rtol": 1e-4, "atol": 1e-4} if dtype == np.float32 else {}
+        assert_close(convgrad.conv(x, w, method="tiled", **kw), oracle.conv(x, w, **kw), **tol)
+        assert_close(convgrad.conv_input_grad(dy, w, x_shape, method="tiled", **kw),
+                     oracle.input_grad(dy, w, x_shape, **kw), **tol)

@@ -2,7 +2,8 @@
 frameworks on the same machine. Used by ``convgrad bench`` and ``benchmarks/bench_core.py``.
 
 Every result is checked against each framework before it is timed. Timings are interleaved (one
-call of each contestant per round), after a warm-up, and the median of the rounds is reported.
+timed call of each contestant per round, after a pause and an untimed call), after a warm-up, and
+the median of the rounds is reported.
 float32; convgrad in channels-last; PyTorch in NCHW and in channels_last memory format (its best
 of the two is the one compared), TensorFlow in NHWC (eager), JAX jit-compiled in NCHW. A framework
 that cannot run a geometry on the CPU (TensorFlow's missing grouped and dilated backprops) is left
@@ -119,12 +120,22 @@ def installed(name: str) -> bool:
     return importlib.util.find_spec(MODULES[name]) is not None
 
 
-def timeit(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+# OpenBLAS's worker threads keep spinning for 0.1-0.15 s after each call (measured here). On 2
+# cores a spinning thread takes a core from whoever runs next: Numba's tiled kernel ran 3.3x
+# slower right after a NumPy GEMM, PyTorch's 1x1 input gradient 1.9x. Each timed call waits this
+# long first, so no contestant pays for another's.
+SETTLE_SECONDS = 0.2
+
+
+def timeit(fns: dict[str, Callable[[], object]], repeats: int,
+           settle: float = SETTLE_SECONDS) -> dict[str, float]:
     """Median seconds per contestant over ``repeats`` interleaved rounds, after one warm-up call each.
 
-    Each round starts one contestant later: on a small machine a library's worker threads keep
-    spinning for a while after it returns and slow whoever runs next, so every contestant must
-    follow every other equally often.
+    Each timed call follows a pause of ``settle`` seconds, for the worker threads of whoever ran
+    before to fall asleep, and one untimed call of the same contestant, which wakes its own
+    threads and caches: the steady state of a loop that calls it, not the tail of another
+    library. Each round also starts one contestant later, so every library follows every other
+    equally often.
     """
     for f in fns.values():
         f()
@@ -133,6 +144,8 @@ def timeit(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, floa
     for r in range(repeats):
         for k in names[r % len(names):] + names[: r % len(names)]:
             f = fns[k]
+            time.sleep(settle)
+            f()
             t0 = time.perf_counter()
             f()
             times[k].append(time.perf_counter() - t0)
@@ -415,9 +428,10 @@ METHOD = (
     "Every convgrad result is checked against every framework before it is timed (relative error "
     f"<= {RTOL:g}). Ratios are convgrad time / the framework's best variant (PyTorch: the faster of "
     "NCHW and channels_last), measured in the same process; below 1 convgrad is faster. Rounds are "
-    "interleaved and each round starts one contestant later, so every library follows every other "
-    "equally often (on a small machine one library's spinning worker threads slow whoever runs "
-    "next). A dash: the framework has no CPU kernel for that geometry (TensorFlow's dilated "
+    "interleaved and each round starts one contestant later. Each timed call follows a pause "
+    f"of {SETTLE_SECONDS:g} s and one untimed call of the same contestant: on a small machine one "
+    "library's spinning worker threads (OpenBLAS's spin for 0.1-0.15 s after a call) slow whoever "
+    "runs next, up to 3x. A dash: the framework has no CPU kernel for that geometry (TensorFlow's dilated "
     "backprops) or no such layout (channels_last in 1-D). Peak MiB: convgrad's largest traced "
     "allocation during one call. Compiled kernels are warmed up before timing, as the frameworks' "
     "JIT is. Compare ratios within one run, not milliseconds across runs: a VM's speed can drift."

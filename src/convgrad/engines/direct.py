@@ -18,8 +18,9 @@ FLOPS_PER_S = 25e9
 CALL_SECONDS = 30e-6
 
 # Measured time / the estimate above, per op: the median over benchmarks/calibrate.py's shapes
-# (2-core AVX-512 machine, 2026-11-27). Rerun it and refit on another machine kind.
-FITTED = {'forward': 1.0, 'input_grad': 1.0, 'filter_grad': 1.5}
+# (2-core AVX-512 machine; all engines refit in one run, 2026-11-28). Rerun it and
+# refit on another machine kind.
+FITTED = {'forward': 1.27, 'input_grad': 1.18, 'filter_grad': 1.17}
 
 
 class Direct:

@@ -21,10 +21,9 @@ from .._layout import pad_or_crop
 from ._common import Phase, phase_axes, tight_padded
 
 # Measured time / the estimate above: the pieces read strided phases of x (copied before their
-# GEMMs) and are small, so they run slower than their own estimates (2-core AVX-512 machine,
-# 2026-11-27: strided 3x3 s2, 128 channels: 26.6 / 21.9 ms forward, 29.4 / 26.9 input gradient,
-# 46 / 18 filter gradient).
-FITTED = {"forward": 1.2, "input_grad": 1.1, "filter_grad": 2.5}
+# GEMMs) and are small, so they run slower than their own estimates (benchmarks/calibrate.py's two
+# strided shapes, 2-core AVX-512 machine; all engines refit in one run, 2026-11-28).
+FITTED = {"forward": 3.07, "input_grad": 1.51, "filter_grad": 1.5}
 
 
 def _phase_geometry(geom: ConvGeometry, phases: tuple[Phase, ...]) -> ConvGeometry:

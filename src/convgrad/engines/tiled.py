@@ -54,13 +54,15 @@ CALL_SECONDS = 30e-6
 # A tile's setup and stores, and writing y to memory: what makes a short reduction (a 1x1 conv
 # with 64 channels) run at half the rate above (measured: 1x1, 64 -> 256 channels, 56x56).
 TILE_SECONDS = 0.2e-6
+# A packed filter larger than this is walked block by block (each thread keeps to its blocks),
+# not row by row through every block: half the second-level cache of this machine kind (2 MiB
+# per core). 256 -> 256 channels, 3x3 (2.4 MB): see the A/B in the kernel's docstring.
+FILTER_MAJOR_BYTES = 1 << 20
 WRITE_BYTES_PER_S = 8e9
 
-# Measured time / the estimate above, per op. Not fitted yet: the one benchmarks/calibrate.py run
-# (2-core AVX-512, 2026-11-27) caught the VM in a slow phase where every engine ran at 1.5-2x its
-# estimate, and the interleaved timings of the suite's shapes (tiled against split, im2col and
-# shifted in turn) put tiled first where these estimates do.
-FITTED = {"forward": 1.0, "input_grad": 1.0, "filter_grad": 1.0}
+# Measured time / the estimate above, per op: the median over benchmarks/calibrate.py's shapes
+# (2-core AVX-512 machine; all engines refit in one run, 2026-11-28).
+FITTED = {"forward": 0.85, "input_grad": 0.9, "filter_grad": 0.94}
 
 
 class Tiled:
@@ -186,7 +188,7 @@ def _compute_seconds(geom: ConvGeometry, op: str, block: int, dtype: np.dtype) -
     padded = -(-channels // block) * block / max(1, channels)
     if block == DOT:  # sums along the input channels, padded to a multiple of 16
         c = max(1, geom.out_channels if op == "input_grad" else geom.in_channels)
-        narrow = NARROW_SLOWDOWN if out_width < _TILE_WIDTH[DOT] else 1.0
+        narrow = NARROW_SLOWDOWN if out_width < _TILE_WIDTH[DOT] else _overlap(out_width, _TILE_WIDTH[DOT])
         return geom.flops / DOT_FLOPS_PER_S * padded * _dot_channels(c) / c * narrow
     if op == "filter_grad":  # tiles of input channels; the last few go one at a time
         c = max(1, geom.in_channels)
@@ -195,10 +197,16 @@ def _compute_seconds(geom: ConvGeometry, op: str, block: int, dtype: np.dtype) -
         ragged = (cp % tile) / cp  # channels left to go one at a time
         slowdown = 1 + ragged * (RAGGED_CHANNELS_SLOWDOWN - 1)
         return geom.flops / FILTER_FLOPS_PER_S[block] * padded * cp / c * slowdown
-    narrow = NARROW_SLOWDOWN if out_width < _TILE_WIDTH[block] else 1.0
+    narrow = NARROW_SLOWDOWN if out_width < _TILE_WIDTH[block] else _overlap(out_width, _TILE_WIDTH[block])
     # The input gradient runs the forward kernel with stride 1 and the same dilation.
     three = block == 16 and geom.kernel[-1] == 3 and geom.rhs_dilation[-1] == 1 and geom.stride[-1] == 1
     return geom.flops / (THREE_TAP_FLOPS_PER_S if three else FLOPS_PER_S[block]) * padded * narrow
+
+
+def _overlap(width: int, tile: int) -> float:
+    """Outputs computed / outputs wanted along a row cut into tiles, the last one overlapping the
+    one before (14 outputs in tiles of 6: 18 computed)."""
+    return -(-width // tile) * tile / width
 
 
 def _block(geom: ConvGeometry, op: str, dtype: np.dtype) -> int:
@@ -261,7 +269,7 @@ def _call(rank: int, xp: np.ndarray, corner: tuple[int, ...], w: np.ndarray, str
             zero + at, unit + step, unit + tuple(out))
     w5 = w.reshape(*unit, *w.shape)
     packed = _pack_dot(w5, xp.shape[-1]) if block == DOT else _pack(w5, block)
-    _kernels.tiled_forward(*args, packed, *rest, block == DOT)
+    _kernels.tiled_forward(*args, packed, *rest, block == DOT, packed.nbytes > FILTER_MAJOR_BYTES)
 
 
 def _phase_reach(geom: ConvGeometry) -> tuple[int, ...]:

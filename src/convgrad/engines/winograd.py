@@ -57,8 +57,9 @@ def tile_size(geom: ConvGeometry) -> int:
     return 4 if min(geom.out_spatial) >= 4 and geom.rank <= 2 else 2
 
 # Measured time / the estimate above, per op: the median over benchmarks/calibrate.py's shapes
-# (2-core AVX-512 machine, 2026-11-27). Rerun it and refit on another machine kind.
-FITTED = {'forward': 4.13, 'input_grad': 3.21, 'filter_grad': 1.0}
+# (2-core AVX-512 machine; all engines refit in one run, 2026-11-28). Rerun it and
+# refit on another machine kind.
+FITTED = {'forward': 2.64, 'input_grad': 3.88, 'filter_grad': 1.0}
 
 
 class Winograd:

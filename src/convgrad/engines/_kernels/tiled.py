@@ -24,7 +24,8 @@ _AHEAD = np.uint64(256)  # filter values (1 KiB of float32) prefetched ahead of 
 
 
 @njit(parallel=True, cache=True)
-def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out, dot):  # pragma: no cover - compiled
+def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out, dot,
+                  filter_major):  # pragma: no cover - compiled
     """The dense conv of the padded xp (N, D', H', W', C), read from the corner ``xa`` (3 ints),
     with the filter packed as wt (ceil(O / B), KD, KH, KW, C, B), B = 16, 32 (float32) or 64
     (float32), channels past O zero: its ``out`` (3 ints) outputs per sample go to y
@@ -39,6 +40,11 @@ def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out, dot):  # p
     multiple of 16 and the filter is packed as wt (ceil(O / 3), KD, KH, 3, KW, C). Each sum is a
     dot product along x's contiguous channels, in tiles of 6 outputs x 3 channels; tiles of 8 x 16
     would compute 13 zero channels out of 16.
+
+    With ``filter_major``, each thread takes its share of (block, row) pairs block by block, so
+    that it cycles through its blocks of the filter once instead of once per row: a filter larger
+    than the second-level cache (256 -> 256 channels, 3x3: 2.4 MB) otherwise streams from the
+    third level for every row.
     """
     N, YD, YH, YW, O = y.shape
     OD, OH, OW = out
@@ -51,13 +57,20 @@ def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out, dot):  # p
     ys = yb[2] * O  # y's stride from one output of a row to the next
     # A 3-tap row with no stride or dilation: the tile's 10 input positions serve all 3 taps.
     three = block == 16 and KW == 3 and s2 == 1 and d2 == 1
-    for r in prange(N * OD * OH):
+    rows = N * OD * OH
+    blocks = -(-O // block)
+    # One work item: all the blocks of a row, or (filter_major) one block of a row.
+    per_item = 1 if filter_major else blocks
+    for t in prange(rows * (blocks // per_item)):
+        r = t % rows
+        first = t // rows * per_item
         n = r // (OD * OH)
         i = r // OH % OD
         j = r % OH
         xrow = (n * XD + xa[0] + i * s0) * sd + (xa[1] + j * s1) * sh + xa[2] * C
         yrow = ((n * YD + ya[0] + i * yb[0]) * YH + ya[1] + j * yb[1]) * YW * O + ya[2] * O
-        for ob in range(0, O, block):
+        for q in range(first, first + per_item):
+            ob = q * block
             wo = ob // block * KD * KH * KW * C * block
             m = min(block, O - ob)
             tiles = OW if OW >= width else 0
