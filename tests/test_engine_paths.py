@@ -381,3 +381,26 @@ def test_tiled_filter_major_walk(monkeypatch, dtype):
         assert_close(convgrad.conv(x, w, method="tiled", **kw), oracle.conv(x, w, **kw), **tol)
         assert_close(convgrad.conv_input_grad(dy, w, x_shape, method="tiled", **kw),
                      oracle.input_grad(dy, w, x_shape, **kw), **tol)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kw", [
+    ((2, 5, 12, 10), (6, 5, 4, 4), {"stride": 2, "padding": 1}),  # every phase has taps
+    ((1, 3, 11, 9), (4, 3, 3, 2), {"stride": (3, 2), "padding": (1, 0)}),
+    ((1, 4, 9, 8), (3, 4, 1, 1), {"stride": 2}),  # stride > kernel: phases without taps
+    ((1, 2, 7, 6, 5), (3, 2, 2, 3, 2), {"stride": (2, 1, 2), "padding": 1, "dilation": (1, 2, 1)}),
+])
+def test_tiled_strided_input_grad_writes_every_sample(monkeypatch, x_shape, w_shape, kw):
+    """dx is left uninitialised when the sub-pixel phases cover it: filled with NaN here instead,
+    every sample must still be written (or zeroed first, where some phase has no taps)."""
+    from convgrad.engines import tiled
+
+    def poisoned(shape, dtype, zeroed):
+        return np.zeros(shape, dtype) if zeroed else np.full(shape, np.nan, dtype)
+
+    monkeypatch.setattr(tiled, "_new_output", poisoned)
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal(w_shape)
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
+    dy = rng.standard_normal(geom.y_shape())
+    assert_close(convgrad.conv_input_grad(dy, w, x_shape, method="tiled", **kw),
+                 oracle.input_grad(dy, w, x_shape, **kw))
