@@ -269,7 +269,7 @@ class ConvGeometry:
             )
         )
 
-    @property
+    @cached_property
     def flops(self) -> int:
         """2 * N_out * O * prod(out) * (C / groups) * prod(k): multiply-adds of the forward."""
         return (

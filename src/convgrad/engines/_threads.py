@@ -23,7 +23,10 @@ def allowed() -> int:
             return os.cpu_count() or 1
         _controller = ThreadpoolController()
     counts = [lib.num_threads for lib in _controller.lib_controllers]
-    return max(1, min(counts, default=os.cpu_count() or 1))
+    return max(1, min(counts)) if counts else _CORES
+
+
+_CORES = os.cpu_count() or 1
 
 
 def for_numba() -> int:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from functools import lru_cache
 
 import numpy as np
 
@@ -209,6 +210,7 @@ def _overlap(width: int, tile: int) -> float:
     return -(-width // tile) * tile / width
 
 
+@lru_cache(maxsize=1024)  # asked twice per call (workspace and run); costing it took 60 us
 def _block(geom: ConvGeometry, op: str, dtype: np.dtype) -> int:
     """Output channels per tile: 32 or 64 where their faster rates beat the waste of a partial block,
     DOT (dot-product tiles of 3) for few output channels."""
