@@ -43,7 +43,7 @@ SCATTER_RUN = 8
 FITTED = {'forward': 1.36, 'input_grad': 2.28, 'filter_grad': 1.25}
 # The same for problems packed by the compiled loops (median over the 2-D shapes; all engines
 # refit in one run, 2026-11-28).
-FITTED_FUSED = {'forward': 0.86, 'input_grad': 0.75, 'filter_grad': 0.82}
+FITTED_FUSED = {'forward': 0.75, 'input_grad': 0.69, 'filter_grad': 0.7}
 
 
 class Im2col:
@@ -66,7 +66,13 @@ class Im2col:
         packed = geom.out_batch * math.prod(geom.out_spatial) * math.prod(geom.kernel)
         packed *= geom.in_channels * np.dtype(dtype).itemsize
         calls = math.prod(geom.kernel) * max(1, -(-packed // BLOCK_BYTES))
-        gemm = geom.flops / GEMM_FLOPS_PER_S
+        # Each group's GEMM has the filter's output channels and its taps x input channels as its
+        # short sides (the forward's output, the input gradient's contraction, the filter
+        # gradient's output). Without this the forward's measured / estimated time was 0.91 with 256
+        # output channels and 1.31-1.40 with 64 (benchmarks/calibrate.py).
+        thin = thin_factor(min(geom.out_channels // geom.feature_group_count,
+                               geom.filter_in_channels * math.prod(geom.kernel)))
+        gemm = geom.flops / (GEMM_FLOPS_PER_S * thin)
         return gemm + 2 * packed / COPY_BYTES_PER_S + CALL_SECONDS + calls * TAP_SECONDS
 
     def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
