@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 _controller = None
+_CORES = os.cpu_count() or 1
 
 
 def allowed() -> int:
@@ -25,8 +26,6 @@ def allowed() -> int:
     counts = [lib.num_threads for lib in _controller.lib_controllers]
     return max(1, min(counts)) if counts else _CORES
 
-
-_CORES = os.cpu_count() or 1
 
 
 def for_numba() -> int:

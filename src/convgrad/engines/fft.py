@@ -66,7 +66,7 @@ class FFT:
 
     def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
         running = self._blocked_cost(geom, op, dtype, self._block(geom, op, dtype)) * FITTED[op]
-        if _kernels.NUMBA and op != "filter_grad":  # the mixing kernel's load time, until loaded
+        if _numba_mix(op):  # the mixing kernel's load time, until it is loaded
             running += _kernels.compile_penalty(dtype, _kernels.spectral_mix)
         return running
 
@@ -224,11 +224,17 @@ class FFT:
 COPY_BYTES_PER_S = 5e9
 
 
+def _numba_mix(op: str) -> bool:
+    """The forward and the input gradient mix with the Numba kernel where Numba is installed; the
+    filter gradient correlates with NumPy's batched matmul."""
+    return _kernels.NUMBA and op != "filter_grad"
+
+
 def _mix_seconds(freqs: int, n: int, cg: int, og: int, g: int, op: str) -> float:
     """The per-frequency products: the mixing kernel, or (the filter gradient's correlation, and
     without Numba) NumPy's batched matmul."""
     flops = 8 * freqs * n * cg * og * g
-    if _kernels.NUMBA and op != "filter_grad":
+    if _numba_mix(op):
         return flops / MIX_FLOPS_PER_S
     return flops / CGEMM_FLOPS_PER_S + freqs * g * BATCH_ITEM_SECONDS
 # Block lengths whose estimates are this close count as a tie (measured: k=255 at 1024 and 2048

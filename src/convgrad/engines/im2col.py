@@ -70,8 +70,8 @@ class Im2col:
         # short sides (the forward's output, the input gradient's contraction, the filter
         # gradient's output). Without this the forward's measured / estimated time was 0.91 with 256
         # output channels and 1.31-1.40 with 64 (benchmarks/calibrate.py).
-        thin = thin_factor(min(geom.out_channels // geom.feature_group_count,
-                               geom.filter_in_channels * math.prod(geom.kernel)))
+        _, cg, og, t = _group_dims(geom)
+        thin = thin_factor(min(og, cg * t))
         gemm = geom.flops / (GEMM_FLOPS_PER_S * thin)
         return gemm + 2 * packed / COPY_BYTES_PER_S + CALL_SECONDS + calls * TAP_SECONDS
 

@@ -189,7 +189,7 @@ def _compute_seconds(geom: ConvGeometry, op: str, block: int, dtype: np.dtype) -
     padded = -(-channels // block) * block / max(1, channels)
     if block == DOT:  # sums along the input channels, padded to a multiple of 16
         c = max(1, geom.out_channels if op == "input_grad" else geom.in_channels)
-        narrow = NARROW_SLOWDOWN if out_width < _TILE_WIDTH[DOT] else _overlap(out_width, _TILE_WIDTH[DOT])
+        narrow = _row_waste(out_width, _TILE_WIDTH[DOT])
         return geom.flops / DOT_FLOPS_PER_S * padded * _dot_channels(c) / c * narrow
     if op == "filter_grad":  # tiles of input channels; the last few go one at a time
         c = max(1, geom.in_channels)
@@ -198,15 +198,18 @@ def _compute_seconds(geom: ConvGeometry, op: str, block: int, dtype: np.dtype) -
         ragged = (cp % tile) / cp  # channels left to go one at a time
         slowdown = 1 + ragged * (RAGGED_CHANNELS_SLOWDOWN - 1)
         return geom.flops / FILTER_FLOPS_PER_S[block] * padded * cp / c * slowdown
-    narrow = NARROW_SLOWDOWN if out_width < _TILE_WIDTH[block] else _overlap(out_width, _TILE_WIDTH[block])
+    narrow = _row_waste(out_width, _TILE_WIDTH[block])
     # The input gradient runs the forward kernel with stride 1 and the same dilation.
     three = block == 16 and geom.kernel[-1] == 3 and geom.rhs_dilation[-1] == 1 and geom.stride[-1] == 1
     return geom.flops / (THREE_TAP_FLOPS_PER_S if three else FLOPS_PER_S[block]) * padded * narrow
 
 
-def _overlap(width: int, tile: int) -> float:
-    """Outputs computed / outputs wanted along a row cut into tiles, the last one overlapping the
-    one before (14 outputs in tiles of 6: 18 computed)."""
+def _row_waste(width: int, tile: int) -> float:
+    """The slowdown of a row of ``width`` outputs cut into tiles: one output at a time below a
+    tile, else outputs computed / wanted, the last tile overlapping the one before (14 outputs in
+    tiles of 6: 18 computed)."""
+    if width < tile:
+        return NARROW_SLOWDOWN
     return -(-width // tile) * tile / width
 
 

@@ -110,15 +110,18 @@ def _mix_tile(af, wrf, wif, of, ao, astep, wo, wstep, oo, ostep, cg):  # pragma:
             i3[j] += ar3 * v
             i3[j] += ai3 * u
         w += np.uint64(wstep)
+    _store(of, oo, r0, i0)
+    _store(of, oo + ostep, r1, i1)
+    _store(of, oo + 2 * ostep, r2, i2)
+    _store(of, oo + 3 * ostep, r3, i3)
+
+
+@njit(cache=True)
+def _store(of, oo, re, im):  # pragma: no cover - compiled
+    """One spectrum's 16 sums, interleaved into out from ``oo``."""
     for j in range(WIDTH):
-        of[oo + 2 * j] = r0[j]
-        of[oo + 2 * j + 1] = i0[j]
-        of[oo + ostep + 2 * j] = r1[j]
-        of[oo + ostep + 2 * j + 1] = i1[j]
-        of[oo + 2 * ostep + 2 * j] = r2[j]
-        of[oo + 2 * ostep + 2 * j + 1] = i2[j]
-        of[oo + 3 * ostep + 2 * j] = r3[j]
-        of[oo + 3 * ostep + 2 * j + 1] = i3[j]
+        of[oo + 2 * j] = re[j]
+        of[oo + 2 * j + 1] = im[j]
 
 
 @njit(cache=True, fastmath={"contract"})
