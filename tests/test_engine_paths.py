@@ -404,3 +404,18 @@ def test_tiled_strided_input_grad_writes_every_sample(monkeypatch, x_shape, w_sh
     dy = rng.standard_normal(geom.y_shape())
     assert_close(convgrad.conv_input_grad(dy, w, x_shape, method="tiled", **kw),
                  oracle.input_grad(dy, w, x_shape, **kw))
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kw", [
+    ((2, 4, 9, 8), (6, 4, 3, 2), {"padding": 1, "stride": (2, 1)}),  # one group, contiguous taps
+    ((1, 6, 9, 10), (4, 3, 2, 3), {"groups": 2, "dilation": (1, 2), "padding": (0, 2)}),
+    ((2, 3, 5, 6, 7), (4, 3, 2, 3, 2), {"padding": 1, "stride": (1, 2, 1)}),  # 3-D, contiguous taps
+    ((1, 4, 5, 4, 6), (2, 2, 2, 1, 3), {"groups": 2, "dilation": (2, 1, 2)}),
+])
+def test_im2col_compiled_packing(monkeypatch, x_shape, w_shape, kw):
+    """The compiled im2col / col2im (3-D; 2-D with a unit leading axis), forced on small problems
+    that would otherwise be packed by NumPy slicing, against the oracle."""
+    from convgrad.engines import im2col
+
+    monkeypatch.setattr(im2col, "_use_kernels", lambda geom, dtype: True)
+    _three_ops("im2col", x_shape, w_shape, **kw)

@@ -140,8 +140,7 @@ class Im2col:
                 dyb = dy[block].reshape(-1, g, og).transpose(1, 0, 2)
                 dcols = np.matmul(dyb, wt).reshape(g, -1, t, cg)
                 if fused:
-                    _PACK[geom.rank][1](dcols, _first_row(block, geom), *geom.out_spatial, *geom.stride,
-                                        *geom.rhs_dilation, *geom.kernel, dxp)
+                    _kernels.col2im3d(dcols, _first_row(block, geom), *_as_3d(geom), _unit_axis(dxp, geom))
                     continue
                 for ti, offset in enumerate(np.ndindex(*geom.kernel)):
                     view = _window(dxp, block, offset, geom)
@@ -192,16 +191,25 @@ def _window(xp: np.ndarray, block: tuple, offset: tuple[int, ...], geom: ConvGeo
     return xp[tuple(index)]
 
 
-_PACK = {2: (_kernels.im2col2d, _kernels.col2im2d), 3: (_kernels.im2col3d, _kernels.col2im3d)}
+def _as_3d(geom: ConvGeometry) -> tuple[int, ...]:
+    """Output sizes, strides, dilations and kernel for the 3-D packing kernels: 2-D convs get a
+    unit leading axis."""
+    unit = (1,) * (3 - geom.rank)
+    return (*unit, *geom.out_spatial, *unit, *geom.stride, *unit, *geom.rhs_dilation, *unit, *geom.kernel)
+
+
+def _unit_axis(a: np.ndarray, geom: ConvGeometry) -> np.ndarray:
+    """(N, *S, C) as (N, 1, *S, C) for a 2-D conv: a view."""
+    return a.reshape(a.shape[0], *(1,) * (3 - geom.rank), *a.shape[1:])
 
 
 def _use_kernels(geom: ConvGeometry, dtype: np.dtype) -> bool:
-    """Pack with the compiled loops in 2-D once they are loaded, or when the packing they speed
-    up would take longer than loading them."""
-    if geom.rank not in _PACK or dtype not in (np.float32, np.float64):
+    """Pack with the compiled loops (2-D and 3-D) once they are loaded, or when the packing they
+    speed up would take longer than loading them."""
+    if geom.rank not in (2, 3) or dtype not in (np.float32, np.float64):
         return False
     packed = geom.out_batch * math.prod(geom.out_spatial) * math.prod(geom.kernel) * geom.in_channels
-    penalty = _kernels.compile_penalty(dtype, *_PACK[geom.rank])
+    penalty = _kernels.compile_penalty(dtype, _kernels.im2col3d, _kernels.col2im3d)
     return penalty == 0 or penalty < packed * dtype.itemsize / COPY_BYTES_PER_S
 
 
@@ -223,8 +231,7 @@ def _pack(
     rows = math.prod(bshape)
     cols = np.empty((g, rows, t, cg), dtype=xp.dtype)
     if fused:
-        _PACK[geom.rank][0](xp, _first_row(block, geom), *geom.out_spatial, *geom.stride,
-                            *geom.rhs_dilation, *geom.kernel, cols)
+        _kernels.im2col3d(_unit_axis(xp, geom), _first_row(block, geom), *_as_3d(geom), cols)
         return cols.reshape(g, rows, t * cg)
     for ti, offset in enumerate(np.ndindex(*geom.kernel)):
         view = _window(xp, block, offset, geom)

@@ -19,7 +19,7 @@ import numpy as np
 
 from ._numba import NUMBA
 from .depthwise import depthwise2d_filter_grad, depthwise2d_forward, depthwise2d_input_grad
-from .im2col import col2im2d, col2im3d, im2col2d, im2col3d
+from .im2col import col2im3d, im2col3d
 from .spectral import spectral_mix
 from .tiled import tiled_filter_grad, tiled_forward
 from .winograd import winograd2d_input, winograd2d_output
@@ -42,7 +42,7 @@ def loaded_state() -> tuple[int, ...]:
     return tuple(len(getattr(k, "overloads", ())) for k in (
         depthwise2d_forward, depthwise2d_input_grad, depthwise2d_filter_grad, tiled_forward,
         tiled_filter_grad, winograd2d_input,
-        winograd2d_output, im2col2d, col2im2d, im2col3d, col2im3d, spectral_mix))
+        winograd2d_output, im2col3d, col2im3d, spectral_mix))
 
 
 _charging = True  # False while the planner asks what it would pick with every kernel loaded
@@ -93,12 +93,8 @@ def warm_up(dtypes=("float32", "float64")) -> None:  # type: ignore[no-untyped-d
         tiled_filter_grad(x[:, None], np.zeros((1, 1, 4, 4, 16), dt), 1, 1, 1, 1, 1, 1, 8,
                           np.zeros((1, 1, 3, 3, 2, 16), dt))
         cols = np.zeros((1, 16, 9, 2), dt)
-        im2col2d(x, 0, 4, 4, 1, 1, 1, 1, 3, 3, cols)
-        col2im2d(cols, 0, 4, 4, 1, 1, 1, 1, 3, 3, x)
-        x3 = np.zeros((1, 3, 3, 3, 2), dt)
-        cols3 = np.zeros((1, 1, 27, 2), dt)
-        im2col3d(x3, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, cols3)
-        col2im3d(cols3, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, x3)
+        im2col3d(x[:, None], 0, 1, 4, 4, 1, 1, 1, 1, 1, 1, 1, 3, 3, cols)
+        col2im3d(cols, 0, 1, 4, 4, 1, 1, 1, 1, 1, 1, 1, 3, 3, x[:, None])
         for transform in (np.ones((6, 6)), np.ones((4, 4))):
             m = transform.shape[0] - 2
             tiles = np.zeros((transform.shape[0] ** 2, 1, 2), dt)
