@@ -276,10 +276,12 @@ def test_fft_transforms_leave_the_padding_out(x_shape, w_shape, kw):
     _three_ops("fft", x_shape, w_shape, **kw)
 
 
-@given(st.data())
+@pytest.mark.parametrize("which", ["numpy", "tiled"])  # pad_or_crop, and the tiled engine's Numba pass
+@given(data=st.data())
 @settings(max_examples=60, deadline=None)
-def test_pad_or_crop_matches_numpy_pad_and_slicing(data):
+def test_pad_or_crop_matches_numpy_pad_and_slicing(which, data):
     from convgrad._layout import pad_or_crop
+    from convgrad.engines import tiled
 
     rank = data.draw(st.integers(1, 3))
     spatial = data.draw(st.lists(st.integers(0, 5), min_size=rank, max_size=rank))
@@ -293,10 +295,12 @@ def test_pad_or_crop_matches_numpy_pad_and_slicing(data):
     want = np.pad(a, [(0, 0), *((max(lo, 0), max(hi, 0)) for lo, hi in pads), (0, extra)])
     want = want[(slice(None), *(slice(-min(lo, 0), want.shape[i + 1] + min(hi, 0))
                                 for i, (lo, hi) in enumerate(pads)), slice(None))]
-    got = pad_or_crop(a, tuple(pads), channels=c + extra)
-    assert got.flags.c_contiguous
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
+    a = a.astype(dtype)
+    got = (pad_or_crop if which == "numpy" else tiled._padded)(a, tuple(pads), channels=c + extra)
+    assert got.flags.c_contiguous and got.dtype == dtype
     np.testing.assert_array_equal(got, want)
-    np.testing.assert_array_equal(a, np.arange(a.size, dtype=np.float64).reshape(a.shape) + 1)
+    np.testing.assert_array_equal(a, np.arange(a.size, dtype=dtype).reshape(a.shape) + 1)
 
 
 @pytest.mark.parametrize(("op", "x_shape", "w_shape", "kw"), [

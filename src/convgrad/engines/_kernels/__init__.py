@@ -1,7 +1,8 @@
 """Numba kernels for the loops NumPy cannot fuse, one module per engine that runs them:
-depthwise (``direct``), register-tiled dense convolutions (``tiled``), Winograd transforms,
-im2col packing; ``_numba`` holds the fallback without Numba and the intrinsics. This module
-says which kernels are loaded and what loading the others would cost the planner.
+depthwise (``direct``), register-tiled dense convolutions (``tiled``, with its parallel zero
+padding), Winograd transforms, im2col packing, the FFT engine's spectral mixing; ``_numba``
+holds the fallback without Numba and the intrinsics. This module says which kernels are loaded
+and what loading the others would cost the planner.
 
 All arrays are channels-last and C-contiguous; the channel loop is innermost so it vectorises.
 ``cache=True`` keeps the machine code on disk, so only the first run on a machine compiles.
@@ -20,6 +21,7 @@ import numpy as np
 from ._numba import NUMBA
 from .depthwise import depthwise2d_filter_grad, depthwise2d_forward, depthwise2d_input_grad
 from .im2col import col2im3d, im2col3d
+from .pad import pad_copy
 from .spectral import spectral_mix
 from .tiled import tiled_filter_grad, tiled_forward
 from .winograd import winograd2d_input, winograd2d_output
@@ -42,7 +44,7 @@ def loaded_state() -> tuple[int, ...]:
     return tuple(len(getattr(k, "overloads", ())) for k in (
         depthwise2d_forward, depthwise2d_input_grad, depthwise2d_filter_grad, tiled_forward,
         tiled_filter_grad, winograd2d_input,
-        winograd2d_output, im2col3d, col2im3d, spectral_mix))
+        winograd2d_output, im2col3d, col2im3d, spectral_mix, pad_copy))
 
 
 _charging = True  # False while the planner asks what it would pick with every kernel loaded
@@ -100,6 +102,7 @@ def warm_up(dtypes=("float32", "float64")) -> None:  # type: ignore[no-untyped-d
             tiles = np.zeros((transform.shape[0] ** 2, 1, 2), dt)
             winograd2d_input(np.zeros((1, m + 2, m + 2, 2), dt), transform.astype(dt), m, 1, 1, tiles)
             winograd2d_output(tiles, transform[:m].astype(dt), 1, 1, np.zeros((1, m, m, 2), dt))
+        pad_copy(x[:, None], (0, 1, 1), np.zeros((1, 1, 8, 8, 2), dt))
         spectral_mix(np.zeros((1, 2, 4), dt), np.zeros((2, 2, 2), dt), np.zeros((2, 2, 2), dt), 1,
                      np.zeros((1, 2, 4), dt))
 
