@@ -232,12 +232,34 @@ def test_tiled_float32_all_tiles_match_float64_within_rounding(out_channels, blo
     assert_close(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
 
 
-def test_tiled_wide_tile_rows_narrower_than_a_tile():
+@pytest.mark.parametrize(("x_shape", "w_shape", "kw", "op"), [
+    ((2, 8, 4, 5), (64, 8, 3, 3), {"padding": 1}, "forward"),  # rows of 5: every tile spans rows
+    ((2, 5, 7, 9), (70, 5, 3, 2), {"padding": ((1, 0), (2, 1)), "stride": (2, 1), "dilation": (1, 2)},
+     "forward"),  # a partial block of 6 channels; a 4 x 10 plane, its last tile overlapping
+    ((1, 8, 3, 4, 5), (64, 8, 3, 3, 3), {"padding": 1}, "forward"),  # 3-D: 3 planes of 4 x 5
+    ((2, 8, 2, 2), (64, 8, 3, 3), {"padding": 1}, "forward"),  # a plane of 4 outputs: one at a time
+    ((1, 64, 9, 11), (8, 64, 4, 3), {"padding": 1, "stride": 2}, "input_grad"),  # phases of dx
+    ((1, 64, 5, 7), (8, 64, 3, 3), {"padding": 1}, "input_grad"),
+])
+@pytest.mark.parametrize("filter_major", [False, True])
+def test_tiled_six_output_tiles_run_across_rows(monkeypatch, x_shape, w_shape, kw, op, filter_major):
+    """The 6 x 64 tiles take 6 consecutive outputs of a plane in row order, wherever its rows end:
+    against the oracle in float64, with the filter walked row by row and block by block."""
+    from convgrad.engines import tiled
+
+    monkeypatch.setattr(tiled, "FILTER_MAJOR_BYTES", 0 if filter_major else 1 << 40)
     rng = np.random.default_rng(5)
-    x, w = rng.standard_normal((2, 8, 4, 5)), rng.standard_normal((64, 8, 3, 3))
-    want = oracle.conv(x, w, padding=1)
-    got = convgrad.conv(x.astype(np.float32), w.astype(np.float32), padding=1, method="tiled")
-    assert want.shape[-1] < 6  # narrower than the 6-output tile: one output at a time
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
+    assert tiled._block(geom, op, np.dtype(np.float32)) == 64
+    dy = rng.standard_normal(geom.y_shape())
+    if op == "forward":
+        want = oracle.conv(x, w, **kw)
+        got = convgrad.conv(x.astype(np.float32), w.astype(np.float32), method="tiled", **kw)
+    else:
+        want = oracle.input_grad(dy, w, x_shape, **kw)
+        got = convgrad.conv_input_grad(dy.astype(np.float32), w.astype(np.float32), x_shape, method="tiled",
+                                       **kw)
     assert_close(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
 
 

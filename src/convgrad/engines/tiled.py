@@ -183,14 +183,12 @@ def _parts(geom: ConvGeometry) -> int:
 
 
 def _compute_seconds(geom: ConvGeometry, op: str, block: int, dtype: np.dtype) -> float:
-    out, channels = _output(geom, op)
-    out_width = out[-1]
-    if op == "input_grad":  # a strided one runs per sub-pixel phase: rows 1/s as long
-        out_width = -(-out_width // geom.stride[-1])
+    channels = _output(geom, op)[1]
+    run = _run_length(geom, op, block)
     padded = -(-channels // block) * block / max(1, channels)
     if block == DOT:  # sums along the input channels, padded to a multiple of 16
         c = max(1, geom.out_channels if op == "input_grad" else geom.in_channels)
-        narrow = _row_waste(out_width, _TILE_WIDTH[DOT])
+        narrow = _row_waste(run, _TILE_WIDTH[DOT])
         return geom.flops / DOT_FLOPS_PER_S * padded * _dot_channels(c) / c * narrow
     if op == "filter_grad":  # tiles of input channels; the last few go one at a time
         c = max(1, geom.in_channels)
@@ -199,14 +197,23 @@ def _compute_seconds(geom: ConvGeometry, op: str, block: int, dtype: np.dtype) -
         ragged = (cp % tile) / cp  # channels left to go one at a time
         slowdown = 1 + ragged * (RAGGED_CHANNELS_SLOWDOWN - 1)
         return geom.flops / FILTER_FLOPS_PER_S[block] * padded * cp / c * slowdown
-    narrow = _row_waste(out_width, _TILE_WIDTH[block])
+    narrow = _row_waste(run, _TILE_WIDTH[block])
     # The input gradient runs the forward kernel with stride 1 and the same dilation.
     three = block == 16 and geom.kernel[-1] == 3 and geom.rhs_dilation[-1] == 1 and geom.stride[-1] == 1
     return geom.flops / (THREE_TAP_FLOPS_PER_S if three else FLOPS_PER_S[block]) * padded * narrow
 
 
+def _run_length(geom: ConvGeometry, op: str, block: int) -> int:
+    """Outputs in a run the kernel cuts into tiles: a row, or for the 6 x 64 tiles a plane of the
+    last two axes; a strided input gradient runs per sub-pixel phase, 1/s as long per axis."""
+    out = _output(geom, op)[0]
+    if op == "input_grad":
+        out = tuple(-(-n // s) for n, s in zip(out, geom.stride))
+    return math.prod(out[-2:]) if block == 64 else out[-1]
+
+
 def _row_waste(width: int, tile: int) -> float:
-    """The slowdown of a row of ``width`` outputs cut into tiles: one output at a time below a
+    """The slowdown of a run of ``width`` outputs cut into tiles: one output at a time below a
     tile, else outputs computed / wanted, the last tile overlapping the one before (14 outputs in
     tiles of 6: 18 computed)."""
     if width < tile:
@@ -236,8 +243,9 @@ def _output(geom: ConvGeometry, op: str) -> tuple[tuple[int, ...], int]:
 def _tiles_seconds(geom: ConvGeometry, op: str, block: int) -> float:
     """The tiles' setup and stores (forward and input gradient)."""
     out, channels = _output(geom, op)
-    rows = geom.batch * math.prod(out[:-1])
-    return rows * -(-out[-1] // _TILE_WIDTH[block]) * -(-channels // block) * TILE_SECONDS
+    runs = geom.batch * math.prod(out[:-2 if block == 64 else -1])
+    length = math.prod(out[-2:]) if block == 64 else out[-1]
+    return runs * -(-length // _TILE_WIDTH[block]) * -(-channels // block) * TILE_SECONDS
 
 
 def _dot_channels(c: int) -> int:
