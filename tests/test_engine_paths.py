@@ -232,26 +232,33 @@ def test_tiled_float32_all_tiles_match_float64_within_rounding(out_channels, blo
     assert_close(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
 
 
-@pytest.mark.parametrize(("x_shape", "w_shape", "kw", "op"), [
-    ((2, 8, 4, 5), (64, 8, 3, 3), {"padding": 1}, "forward"),  # rows of 5: every tile spans rows
+@pytest.mark.parametrize(("x_shape", "w_shape", "kw", "op", "block"), [
+    ((2, 8, 4, 5), (64, 8, 3, 3), {"padding": 1}, "forward", 64),  # rows of 5: every tile spans rows
     ((2, 5, 7, 9), (70, 5, 3, 2), {"padding": ((1, 0), (2, 1)), "stride": (2, 1), "dilation": (1, 2)},
-     "forward"),  # a partial block of 6 channels; a 4 x 10 plane, its last tile overlapping
-    ((1, 8, 3, 4, 5), (64, 8, 3, 3, 3), {"padding": 1}, "forward"),  # 3-D: 3 planes of 4 x 5
-    ((2, 8, 2, 2), (64, 8, 3, 3), {"padding": 1}, "forward"),  # a plane of 4 outputs: one at a time
-    ((1, 64, 9, 11), (8, 64, 4, 3), {"padding": 1, "stride": 2}, "input_grad"),  # phases of dx
-    ((1, 64, 5, 7), (8, 64, 3, 3), {"padding": 1}, "input_grad"),
+     "forward", 64),  # a partial block of 6 channels; a 4 x 10 plane, its last tile overlapping
+    ((1, 8, 3, 4, 5), (64, 8, 3, 3, 3), {"padding": 1}, "forward", 64),  # 3-D: 3 planes of 4 x 5
+    ((2, 8, 2, 2), (64, 8, 3, 3), {"padding": 1}, "forward", 64),  # a plane of 4 outputs: one at a time
+    ((1, 64, 9, 11), (8, 64, 4, 3), {"padding": 1, "stride": 2}, "input_grad", 64),  # phases of dx
+    ((1, 64, 5, 7), (8, 64, 3, 3), {"padding": 1}, "input_grad", 64),
+    # tiles of 8 outputs: 16 and 32 channels
+    ((2, 8, 5, 7), (16, 8, 3, 2), {"padding": 1, "dilation": (1, 2)}, "forward", 16),
+    ((1, 6, 3, 5, 6), (30, 6, 2, 3, 2), {"padding": 1, "stride": (1, 1, 2)}, "forward", 32),  # 3-D
+    ((2, 8, 2, 2), (16, 8, 3, 3), {"padding": (1, 2), "dilation": (1, 2)}, "forward", 16),  # 4 outputs
+    ((1, 32, 9, 11), (8, 32, 4, 4), {"padding": 1, "stride": 2}, "input_grad", 32),  # phases of dx
 ])
 @pytest.mark.parametrize("filter_major", [False, True])
-def test_tiled_six_output_tiles_run_across_rows(monkeypatch, x_shape, w_shape, kw, op, filter_major):
-    """The 6 x 64 tiles take 6 consecutive outputs of a plane in row order, wherever its rows end:
-    against the oracle in float64, with the filter walked row by row and block by block."""
+def test_tiled_tiles_run_across_rows(monkeypatch, x_shape, w_shape, kw, op, block, filter_major):
+    """The tiles of 6 x 64 and 8 x 16 or 32 take consecutive outputs of a plane in row order,
+    wherever its rows end: against the oracle in float64, with the filter walked row by row and
+    block by block."""
     from convgrad.engines import tiled
 
     monkeypatch.setattr(tiled, "FILTER_MAJOR_BYTES", 0 if filter_major else 1 << 40)
     rng = np.random.default_rng(5)
     x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
     geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
-    assert tiled._block(geom, op, np.dtype(np.float32)) == 64
+    assert tiled._block(geom, op, np.dtype(np.float32)) == block
+    assert tiled._spreads(geom, op, block)
     dy = rng.standard_normal(geom.y_shape())
     if op == "forward":
         want = oracle.conv(x, w, **kw)
@@ -326,10 +333,10 @@ def test_pad_or_crop_matches_numpy_pad_and_slicing(which, data):
 
 
 @pytest.mark.parametrize(("op", "x_shape", "w_shape", "kw"), [
-    ("forward", (2, 64, 9, 14), (3, 64, 4, 4), {"padding": ((1, 2), (2, 1))}),
+    ("forward", (2, 64, 9, 14), (6, 64, 4, 4), {"padding": ((1, 2), (2, 1))}),  # 2 groups of 3
     # 20 input channels padded to 32, stride and dilation
     ("forward", (2, 20, 7, 13), (2, 20, 3, 3), {"padding": 1, "stride": (1, 2), "dilation": (2, 1)}),
-    ("forward", (1, 16, 5, 4), (4, 16, 3, 3), {"padding": 1}),  # rows narrower than a tile; 2 groups of 3
+    ("forward", (1, 16, 5, 4), (2, 16, 3, 3), {"padding": 1}),  # rows narrower than a tile
     ("forward", (1, 33, 4, 5, 9), (1, 33, 2, 3, 3), {"padding": (0, 1, 2), "dilation": (1, 1, 2)}),  # 3-D
     # the phases of a 3-channel stem's input gradient: dx sums over dy's 64 channels
     ("input_grad", (2, 3, 9, 14), (64, 3, 4, 4), {"padding": ((3, 0), (2, 3))}),
@@ -396,7 +403,7 @@ def test_tiled_filter_major_walk(monkeypatch, dtype):
     rng = np.random.default_rng(3)
     for x_shape, w_shape, kw in [((2, 5, 6, 9), (40, 5, 3, 3), {"padding": 1}),
                                  ((1, 7, 5, 4, 6), (70, 7, 2, 3, 2), {"padding": 1, "stride": (1, 2, 1)}),
-                                 ((2, 16, 9, 8), (3, 16, 3, 2), {"stride": 2, "padding": (1, 0)})]:
+                                 ((2, 16, 9, 20), (3, 16, 3, 2), {"stride": 2, "padding": (1, 0)})]:
         x = rng.standard_normal(x_shape).astype(dtype)
         w = rng.standard_normal(w_shape).astype(dtype)
         geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)

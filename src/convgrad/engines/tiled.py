@@ -198,18 +198,29 @@ def _compute_seconds(geom: ConvGeometry, op: str, block: int, dtype: np.dtype) -
         slowdown = 1 + ragged * (RAGGED_CHANNELS_SLOWDOWN - 1)
         return geom.flops / FILTER_FLOPS_PER_S[block] * padded * cp / c * slowdown
     narrow = _row_waste(run, _TILE_WIDTH[block])
-    # The input gradient runs the forward kernel with stride 1 and the same dilation.
-    three = block == 16 and geom.kernel[-1] == 3 and geom.rhs_dilation[-1] == 1 and geom.stride[-1] == 1
-    return geom.flops / (THREE_TAP_FLOPS_PER_S if three else FLOPS_PER_S[block]) * padded * narrow
+    rate = THREE_TAP_FLOPS_PER_S if _three_taps(geom, block) else FLOPS_PER_S[block]
+    return geom.flops / rate * padded * narrow
+
+
+def _three_taps(geom: ConvGeometry, block: int) -> bool:
+    """Whether the kernel runs the 3-tap tiles, which share x between a row's taps. (The input
+    gradient runs the forward kernel with stride 1 and the same dilation.)"""
+    return block == 16 and geom.kernel[-1] == 3 and geom.rhs_dilation[-1] == 1 and geom.stride[-1] == 1
 
 
 def _run_length(geom: ConvGeometry, op: str, block: int) -> int:
-    """Outputs in a run the kernel cuts into tiles: a row, or for the 6 x 64 tiles a plane of the
-    last two axes; a strided input gradient runs per sub-pixel phase, 1/s as long per axis."""
+    """Outputs in a run the kernel cuts into tiles: a plane of the last two axes, or a row for the
+    dot-product and 3-tap tiles; a strided input gradient runs per sub-pixel phase, 1/s as long
+    per axis."""
     out = _output(geom, op)[0]
     if op == "input_grad":
         out = tuple(-(-n // s) for n, s in zip(out, geom.stride))
-    return math.prod(out[-2:]) if block == 64 else out[-1]
+    return math.prod(out[-2:]) if _spreads(geom, op, block) else out[-1]
+
+
+def _spreads(geom: ConvGeometry, op: str, block: int) -> bool:
+    """Whether the tiles run on across the rows of a plane."""
+    return op != "filter_grad" and block != DOT and not _three_taps(geom, block)
 
 
 def _row_waste(width: int, tile: int) -> float:
@@ -243,8 +254,9 @@ def _output(geom: ConvGeometry, op: str) -> tuple[tuple[int, ...], int]:
 def _tiles_seconds(geom: ConvGeometry, op: str, block: int) -> float:
     """The tiles' setup and stores (forward and input gradient)."""
     out, channels = _output(geom, op)
-    runs = geom.batch * math.prod(out[:-2 if block == 64 else -1])
-    length = math.prod(out[-2:]) if block == 64 else out[-1]
+    across = _spreads(geom, op, block)
+    runs = geom.batch * math.prod(out[:-2 if across else -1])
+    length = math.prod(out[-2:]) if across else out[-1]
     return runs * -(-length // _TILE_WIDTH[block]) * -(-channels // block) * TILE_SECONDS
 
 

@@ -32,10 +32,11 @@ def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out, dot,
     (N, D, H, W, O) at ``ya + i * yb`` (all of y, ya = 0 and yb = 1, for a plain conv; one
     sub-pixel phase of a strided conv's input gradient otherwise).
 
-    Each output row is cut into tiles of 8 outputs (B = 16 or 32), the last one overlapping the
-    one before; rows narrower than a tile go one output at a time. With B = 64 the tiles of 6
-    outputs run on across the rows of each plane (n, i) of OH x OW outputs instead. 1-D and 2-D
-    convs come with unit leading axes.
+    The outputs of each plane (n, i) of OH x OW, in row order, are cut into tiles of 8 (B = 16 or
+    32) or 6 (B = 64), which run on from the end of one row to the start of the next; the last
+    tile overlaps the one before, and planes smaller than a tile go one output at a time. The
+    3-tap tiles (below) and the dot-product tiles cut each row alone. 1-D and 2-D convs come with
+    unit leading axes.
 
     With ``dot``, for few output channels (the input gradient of a 3-channel stem): C is a
     multiple of 16 and the filter is packed as wt (ceil(O / 3), KD, KH, 3, KW, C). Each sum is a
@@ -52,7 +53,7 @@ def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out, dot,
     XD, XH, XW, C = xp.shape[1], xp.shape[2], xp.shape[3], xp.shape[4]
     KD, KH = wt.shape[1], wt.shape[2]
     KW, block = (wt.shape[4], 3) if dot else (wt.shape[3], wt.shape[5])
-    width = 8 if 16 <= block <= 32 else 6  # block 64 runs _plane_tiles_6x64
+    width = 8 if 16 <= block <= 32 else 6  # 6 for the 6 x 64 and the dot-product tiles
     xf, wf, yf = xp.ravel(), wt.ravel(), y.ravel()
     sd, sh, sw = XH * XW * C, XW * C, s2 * C  # x's strides: first axis, second axis, one output
     ys = yb[2] * O  # y's stride from one output of a row to the next
@@ -60,20 +61,21 @@ def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out, dot,
     three = block == 16 and KW == 3 and s2 == 1 and d2 == 1
     rows = N * OD * OH
     blocks = -(-O // block)
-    # One work item: all the blocks of a row, or (filter_major) one block of a row. The 6 x 64
-    # tiles run on across the rows of a plane (n, i): a 14-wide row alone would take 3 tiles, 18
-    # outputs for 14, a 14 x 14 plane takes 33, 198 for 196. Their items are about a row's tiles.
+    # One work item: all the blocks of a row, or (filter_major) one block of a row. The tiles of
+    # outputs along rows run on across the rows of a plane (n, i): a 14-wide row alone would take
+    # 3 tiles of 6, 18 outputs for 14, a 14 x 14 plane takes 33, 198 for 196. Their items are
+    # about a row's tiles. The dot-product and 3-tap tiles stay within a row.
     per_item = 1 if filter_major else blocks
-    spread = block == 64 and not dot
-    per = -(-OW // 6)
-    plane_tiles = -(-(OH * OW) // 6)
+    spread = not dot and not three
+    per = -(-OW // width)
+    plane_tiles = -(-(OH * OW) // width)
     items = N * OD * max(1, -(-plane_tiles // per)) if spread else rows
     for t in prange(items * (blocks // per_item)):
         r = t % items
         first = t // items * per_item
         if spread:
-            _plane_tiles_6x64(xf, wf, yf, r, first, per_item, xa, ya, yb, s0, s1, s2, d0, d1, d2, out, OD, XD,
-                              sd, sh, C, YD, YH, YW, O, KD, KH, KW, per)
+            _plane_tiles(xf, wf, yf, r, first, per_item, xa, ya, yb, s0, s1, s2, d0, d1, d2, out, OD, XD, sd,
+                         sh, C, YD, YH, YW, O, KD, KH, KW, per, block)
             continue
         n = r // (OD * OH)
         i = r // OH % OD
@@ -90,12 +92,8 @@ def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out, dot,
                 xo, yo = xrow + k0 * sw, yrow + k0 * ys + ob
                 if dot:
                     _dot_tile_6x3(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0, d1, d2, ys)
-                elif three:
-                    _forward_tile_8x16_three(xf, wf, yf, xo, wo, yo, m, KD, KH, C, sd, sh, d0, d1, ys)
-                elif block == 16:
-                    _forward_tile_8(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0, d1, d2, ys, 16)
                 else:
-                    _forward_tile_8(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0, d1, d2, ys, 32)
+                    _forward_tile_8x16_three(xf, wf, yf, xo, wo, yo, m, KD, KH, C, sd, sh, d0, d1, ys)
             for k in range(tiles, OW):
                 xo, yo = xrow + k * sw, yrow + k * ys + ob
                 if dot:
@@ -105,10 +103,10 @@ def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out, dot,
 
 
 @njit(cache=True, fastmath={"contract"})
-def _forward_tile_8(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0, d1, d2, ys,
+def _forward_tile_8(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo, yo,
                     B):  # pragma: no cover - compiled
-    """Outputs yo + t * ys + [0, m) of the flat y, t < 8: the window of output t starts at xo + t * sw
-    of the flat x; the filter block (KD, KH, KW, C, B) starts at wo of the flat filter. B (16, or 32
+    """Outputs yo[t] + [0, m) of the flat y, t < 8: the window of output t starts at xo[t] of the
+    flat x; the filter block (KD, KH, KW, C, B) starts at wo of the flat filter. B (16, or 32
     in float32: 8 broadcasts per 16 multiply-adds, measured 1.4x faster than two 8 x 16 tiles) is
     a compile-time constant: the sums are B-wide registers."""
     literally(B)
@@ -133,20 +131,20 @@ def _forward_tile_8(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0, d1
     # With no dilation along the row, a row's taps and channels are one run of KW * C values,
     # in x as in the packed filter.
     run, taps = (KW * C, 1) if d2 == 1 else (C, KW)
-    step = np.uint64(sw)
     ub = np.uint64(B)
     w = np.uint64(wo)
     for a in range(KD):
         for b in range(KH):
             for e in range(taps):
-                p0 = np.uint64(xo + a * d0 * sd + b * d1 * sh + e * d2 * C)
-                p1 = p0 + step
-                p2 = p1 + step
-                p3 = p2 + step
-                p4 = p3 + step
-                p5 = p4 + step
-                p6 = p5 + step
-                p7 = p6 + step
+                tap = a * d0 * sd + b * d1 * sh + e * d2 * C
+                p0 = np.uint64(xo[0] + tap)
+                p1 = np.uint64(xo[1] + tap)
+                p2 = np.uint64(xo[2] + tap)
+                p3 = np.uint64(xo[3] + tap)
+                p4 = np.uint64(xo[4] + tap)
+                p5 = np.uint64(xo[5] + tap)
+                p6 = np.uint64(xo[6] + tap)
+                p7 = np.uint64(xo[7] + tap)
                 for c in range(np.uint64(run)):
                     x0 = xf[p0 + c]
                     x1 = xf[p1 + c]
@@ -167,7 +165,7 @@ def _forward_tile_8(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0, d1
                         a6[o] += x6 * g
                         a7[o] += x7 * g
                     w += ub
-    _store_8(yf, yo, ys, m, a0, a1, a2, a3, a4, a5, a6, a7)
+    _store_8(yf, yo, m, a0, a1, a2, a3, a4, a5, a6, a7)
 
 
 @njit(cache=True, fastmath={"contract"})
@@ -244,64 +242,81 @@ def _forward_tile_8x16_three(xf, wf, yf, xo, wo, yo, m, KD, KH, C, sd, sh, d0, d
                     a5[o] += x7 * g2
                     a6[o] += x8 * g2
                     a7[o] += x9 * g2
-    _store_8(yf, yo, ys, m, a0, a1, a2, a3, a4, a5, a6, a7)
+    at = (yo, yo + ys, yo + 2 * ys, yo + 3 * ys, yo + 4 * ys, yo + 5 * ys, yo + 6 * ys, yo + 7 * ys)
+    _store_8(yf, at, m, a0, a1, a2, a3, a4, a5, a6, a7)
 
 
 @njit(cache=True)
-def _store_8(yf, yo, ys, m, a0, a1, a2, a3, a4, a5, a6, a7):  # pragma: no cover - compiled
-    """yf[yo + t * ys + o] = a_t[o] for the 8 outputs t of a tile, o < m."""
-    s = np.uint64(ys)
-    q0 = np.uint64(yo)
+def _store_8(yf, yo, m, a0, a1, a2, a3, a4, a5, a6, a7):  # pragma: no cover - compiled
+    """yf[yo[t] + o] = a_t[o] for the 8 outputs t of a tile, o < m."""
+    q0, q1, q2, q3 = np.uint64(yo[0]), np.uint64(yo[1]), np.uint64(yo[2]), np.uint64(yo[3])
+    q4, q5, q6, q7 = np.uint64(yo[4]), np.uint64(yo[5]), np.uint64(yo[6]), np.uint64(yo[7])
     for o in range(np.uint64(m)):
         yf[q0 + o] = a0[o]
-        yf[q0 + s + o] = a1[o]
-        yf[q0 + np.uint64(2) * s + o] = a2[o]
-        yf[q0 + np.uint64(3) * s + o] = a3[o]
-        yf[q0 + np.uint64(4) * s + o] = a4[o]
-        yf[q0 + np.uint64(5) * s + o] = a5[o]
-        yf[q0 + np.uint64(6) * s + o] = a6[o]
-        yf[q0 + np.uint64(7) * s + o] = a7[o]
+        yf[q1 + o] = a1[o]
+        yf[q2 + o] = a2[o]
+        yf[q3 + o] = a3[o]
+        yf[q4 + o] = a4[o]
+        yf[q5 + o] = a5[o]
+        yf[q6 + o] = a6[o]
+        yf[q7 + o] = a7[o]
 
 
 @njit(cache=True)
-def _plane_tiles_6x64(xf, wf, yf, r, first, count, xa, ya, yb, s0, s1, s2, d0, d1, d2, out, OD, XD, sd, sh,
-                      C, YD, YH, YW, O, KD, KH, KW, per):  # pragma: no cover - compiled
-    """Work item r of tiled_forward's 6 x 64 tiles: ``per`` tiles of one plane (n, i), each of 6
-    consecutive outputs of the plane's OH x OW in row order, for the filter blocks first to
-    first + count. The plane's last tile overlaps the one before; a plane of fewer than 6
-    outputs goes one output at a time."""
+def _plane_tiles(xf, wf, yf, r, first, count, xa, ya, yb, s0, s1, s2, d0, d1, d2, out, OD, XD, sd, sh, C,
+                 YD, YH, YW, O, KD, KH, KW, per, block):  # pragma: no cover - compiled
+    """Work item r of tiled_forward's tiles of 8 x 16, 8 x 32 or 6 x 64: ``per`` tiles of one plane
+    (n, i), each of 8 (or 6) consecutive outputs of the plane's OH x OW in row order, for the filter
+    blocks first to first + count. The plane's last tile overlaps the one before; a plane smaller
+    than a tile goes one output at a time."""
+    width = 6 if block == 64 else 8
     OH, OW = out[1], out[2]
     plane = OH * OW
-    tiles = -(-plane // 6) if plane >= 6 else 0
+    tiles = -(-plane // width) if plane >= width else 0
     chunks = max(1, -(-tiles // per))
     n, i, c = r // chunks // OD, r // chunks % OD, r % chunks
     xp = (n * XD + xa[0] + i * s0) * sd + xa[1] * sh + xa[2] * C
     yp = ((n * YD + ya[0] + i * yb[0]) * YH + ya[1]) * YW * O + ya[2] * O
     xj, xk, yj, yk = s1 * sh, s2 * C, yb[1] * YW * O, yb[2] * O  # strides of an output row, column
     for q in range(first, first + count):
-        ob = q * 64
-        wo = q * KD * KH * KW * C * 64
-        m = min(64, O - ob)
+        ob = q * block
+        wo = q * KD * KH * KW * C * block
+        m = min(block, O - ob)
         if tiles == 0:
             for u in range(plane):
                 j, k = u // OW, u % OW
-                _forward_one(xf, wf, yf, xp + j * xj + k * xk, wo, yp + j * yj + k * yk + ob, m, 64,
+                _forward_one(xf, wf, yf, xp + j * xj + k * xk, wo, yp + j * yj + k * yk + ob, m, block,
                              KD, KH, KW, C, sd, sh, d0, d1, d2)
             continue
         for u in range(c * per, min((c + 1) * per, tiles)):
-            u0 = min(u * 6, plane - 6)
+            u0 = min(u * width, plane - width)
             j0, k0 = u0 // OW, u0 % OW
-            j1, k1 = (j0, k0 + 1) if k0 + 1 < OW else (j0 + 1, 0)
-            j2, k2 = (j1, k1 + 1) if k1 + 1 < OW else (j1 + 1, 0)
-            j3, k3 = (j2, k2 + 1) if k2 + 1 < OW else (j2 + 1, 0)
-            j4, k4 = (j3, k3 + 1) if k3 + 1 < OW else (j3 + 1, 0)
-            j5, k5 = (j4, k4 + 1) if k4 + 1 < OW else (j4 + 1, 0)
-            _forward_tile_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2,
-                               (xp + j0 * xj + k0 * xk, xp + j1 * xj + k1 * xk, xp + j2 * xj + k2 * xk,
-                                xp + j3 * xj + k3 * xk, xp + j4 * xj + k4 * xk, xp + j5 * xj + k5 * xk),
-                               (yp + j0 * yj + k0 * yk + ob, yp + j1 * yj + k1 * yk + ob,
-                                yp + j2 * yj + k2 * yk + ob, yp + j3 * yj + k3 * yk + ob,
-                                yp + j4 * yj + k4 * yk + ob, yp + j5 * yj + k5 * yk + ob))
+            j1, k1 = _next(j0, k0, OW)
+            j2, k2 = _next(j1, k1, OW)
+            j3, k3 = _next(j2, k2, OW)
+            j4, k4 = _next(j3, k3, OW)
+            j5, k5 = _next(j4, k4, OW)
+            j6, k6 = _next(j5, k5, OW)  # past the plane for the 6-output tiles: not used
+            j7, k7 = _next(j6, k6, OW)
+            x6 = (xp + j0 * xj + k0 * xk, xp + j1 * xj + k1 * xk, xp + j2 * xj + k2 * xk,
+                  xp + j3 * xj + k3 * xk, xp + j4 * xj + k4 * xk, xp + j5 * xj + k5 * xk)
+            y6 = (yp + j0 * yj + k0 * yk + ob, yp + j1 * yj + k1 * yk + ob, yp + j2 * yj + k2 * yk + ob,
+                  yp + j3 * yj + k3 * yk + ob, yp + j4 * yj + k4 * yk + ob, yp + j5 * yj + k5 * yk + ob)
+            if block == 64:
+                _forward_tile_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, x6, y6)
+                continue
+            x8 = (*x6, xp + j6 * xj + k6 * xk, xp + j7 * xj + k7 * xk)
+            y8 = (*y6, yp + j6 * yj + k6 * yk + ob, yp + j7 * yj + k7 * yk + ob)
+            if block == 16:
+                _forward_tile_8(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, x8, y8, 16)
+            else:
+                _forward_tile_8(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, x8, y8, 32)
+
+
+@njit(cache=True)
+def _next(j, k, width):  # pragma: no cover - compiled
+    """The output after (j, k) in row order, rows ``width`` long."""
+    return (j, k + 1) if k + 1 < width else (j + 1, 0)
 
 
 @njit(cache=True, fastmath={"contract"})
