@@ -51,7 +51,9 @@ FILTER_FLOPS_PER_S = {16: 125e9, 64: 135e9}
 NARROW_SLOWDOWN = 4.0
 RAGGED_CHANNELS_SLOWDOWN = 1.5
 # The padded input, written by the pad kernel on both cores (a 6.9 MB padded batch: 0.70 ms).
+# Below PARALLEL_PAD_BYTES NumPy pads on the calling thread: starting the threads costs more.
 COPY_BYTES_PER_S = 9e9
+PARALLEL_PAD_BYTES = 1 << 18
 CALL_SECONDS = 30e-6
 # A tile's setup and stores, and writing y to memory: what makes a short reduction (a 1x1 conv
 # with 64 channels) run at half the rate above (measured: 1x1, 64 -> 256 channels, 56x56).
@@ -363,7 +365,8 @@ def _padded(a: np.ndarray, pads: tuple[tuple[int, int], ...], channels: int | No
     channels = c if channels is None else channels
     rank = a.ndim - 2
     shape = (a.shape[0], *(n + lo + hi for n, (lo, hi) in zip(a.shape[1:-1], pads)), channels)
-    if not _kernels.NUMBA or rank > 3 or min(shape) <= 0:
+    small = math.prod(shape) * a.itemsize < PARALLEL_PAD_BYTES
+    if not _kernels.NUMBA or rank > 3 or min(shape) <= 0 or small:
         return pad_or_crop(a, pads, channels)
     if not any(lo or hi for lo, hi in pads) and channels == c and a.flags.c_contiguous:
         return a
