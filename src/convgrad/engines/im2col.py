@@ -39,11 +39,12 @@ TAP_SECONDS = 3e-6
 SCATTER_RUN = 8
 
 # Measured time / the estimate above, per op: the median over benchmarks/calibrate.py's shapes
-# (2-core AVX-512 machine, 2026-11-27). Rerun it and refit on another machine kind.
-FITTED = {'forward': 1.36, 'input_grad': 2.28, 'filter_grad': 1.25}
+# (2-core AVX-512 machine; all engines refit in one run, 2026-11-28). Rerun it and refit on
+# another machine kind.
+FITTED = {'forward': 1.16, 'input_grad': 1.19, 'filter_grad': 1.41}
 # The same for problems packed by the compiled loops (median over the 2-D shapes; all engines
 # refit in one run, 2026-11-28).
-FITTED_FUSED = {'forward': 0.75, 'input_grad': 0.69, 'filter_grad': 0.7}
+FITTED_FUSED = {'forward': 0.61, 'input_grad': 0.55, 'filter_grad': 0.63}
 
 
 class Im2col:

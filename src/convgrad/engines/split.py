@@ -44,7 +44,7 @@ BLOCK_SECONDS = 20e-6
 
 # Measured time / the estimate above (benchmarks/calibrate.py, 2-core AVX-512; all engines refit
 # in one run, 2026-11-28).
-FITTED = {"forward": 0.74, "input_grad": 0.99, "filter_grad": 0.97}
+FITTED = {"forward": 0.51, "input_grad": 0.65, "filter_grad": 0.7}
 
 
 class Split:

@@ -23,7 +23,7 @@ from ._common import Phase, phase_axes, tight_padded
 # Measured time / the estimate above: the pieces read strided phases of x (copied before their
 # GEMMs) and are small, so they run slower than their own estimates (benchmarks/calibrate.py's two
 # strided shapes, 2-core AVX-512 machine; all engines refit in one run, 2026-11-28).
-FITTED = {"forward": 3.07, "input_grad": 1.51, "filter_grad": 1.5}
+FITTED = {"forward": 1.78, "input_grad": 0.86, "filter_grad": 1.55}
 
 
 def _phase_geometry(geom: ConvGeometry, phases: tuple[Phase, ...]) -> ConvGeometry:

@@ -59,7 +59,7 @@ def tile_size(geom: ConvGeometry) -> int:
 # Measured time / the estimate above, per op: the median over benchmarks/calibrate.py's shapes
 # (2-core AVX-512 machine; all engines refit in one run, 2026-11-28). Rerun it and
 # refit on another machine kind.
-FITTED = {'forward': 2.64, 'input_grad': 3.88, 'filter_grad': 1.0}
+FITTED = {'forward': 2.3, 'input_grad': 3.1, 'filter_grad': 1.0}
 
 
 class Winograd:
