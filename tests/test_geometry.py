@@ -68,6 +68,23 @@ def test_geometry_is_frozen_and_hashable():
     assert hash(geom) == hash(convgrad.ConvGeometry.for_conv((1, 2, 5), (3, 2, 3), padding=1))
 
 
+def test_geometry_built_once_per_arguments_and_their_types():
+    """for_conv keeps the geometries it built: the same arguments give the same object, but an
+    argument equal in value and of another type is checked anew (True is refused as a stride
+    after 1 was accepted), and unhashable arguments are still read."""
+    G = convgrad.ConvGeometry
+    first = G.for_conv((1, 2, 7, 6), (3, 2, 3, 3), stride=1, padding=[(1, 0), (2, 1)])
+    assert G.for_conv((1, 2, 7, 6), (3, 2, 3, 3), stride=1, padding=[(1, 0), (2, 1)]) is first
+    assert G.for_conv((1, 2, 7, 6), (3, 2, 3, 3), stride=1, padding=((1, 0), (2, 1))) == first
+    for bad in (True, 1.0):
+        with pytest.raises(TypeError, match="stride"):
+            G.for_conv((1, 2, 7, 6), (3, 2, 3, 3), stride=bad, padding=[(1, 0), (2, 1)])
+    with pytest.raises(TypeError, match="stride"):  # and again, after the error
+        G.for_conv((1, 2, 7, 6), (3, 2, 3, 3), stride=True, padding=[(1, 0), (2, 1)])
+    arr = G.for_conv((1, 2, 7, 6), (3, 2, 3, 3), padding=np.array([1, 2]))
+    assert arr.padding == ((1, 1), (2, 2))
+
+
 @pytest.mark.parametrize("method", convgrad.engine_names())
 def test_named_method_runs_or_says_why_not(method):
     rng = np.random.default_rng(0)

@@ -18,6 +18,21 @@ from . import _canon
 from ._formulas import dilate_dim, stride_dim, transpose_size
 from ._padding import Pairs, parse_padding
 
+_BUILT: dict[tuple, ConvGeometry] = {}
+
+
+def _typed_key(value: object) -> tuple | None:
+    """A hashable key of ``value`` that tells apart equal values of different types (1, 1.0,
+    True; a list and a tuple), or None where some part cannot be hashed."""
+    if isinstance(value, (tuple, list)):
+        parts = tuple(_typed_key(v) for v in value)
+        return None if any(p is None for p in parts) else (type(value), parts)
+    try:
+        hash(value)
+    except TypeError:
+        return None
+    return (type(value), value)
+
 
 def _check_channels(what: str, c: int, groups_name: str, g: int) -> None:
     if c % g:
@@ -120,6 +135,22 @@ class ConvGeometry:
     ) -> ConvGeometry:
         """Geometry of ``conv(x, w)``: x ``(N, C, *S)``, w ``(O, C/groups, *K)`` channels-first,
         or x ``(N, *S, C)``, w ``(*K, C/groups, O)`` channels-last."""
+        # Checking and resolving the arguments took 85 us, a third of a small conv's call; a
+        # training loop asks for the same geometry at every step. Keys keep the arguments' types
+        # (True is not 1 here: one is refused, the other is a stride).
+        key = _typed_key((cls, x_shape, w_shape, stride, padding, dilation, groups, data_format))
+        geom = _BUILT.get(key) if key is not None else None
+        if geom is None:
+            geom = cls._for_conv(x_shape, w_shape, stride, padding, dilation, groups, data_format)
+            if key is not None:
+                if len(_BUILT) >= 1024:  # bounded: forget old geometries
+                    _BUILT.clear()
+                _BUILT[key] = geom
+        return geom
+
+    @classmethod
+    def _for_conv(cls, x_shape: Sequence[int], w_shape: Sequence[int], stride: object, padding: object,
+                  dilation: object, groups: object, data_format: str) -> ConvGeometry:
         fmt = _canon.data_format(data_format)
         x_shape = _canon.shape_tuple("x.shape", x_shape)
         w_shape = _canon.shape_tuple("w.shape", w_shape)
