@@ -28,9 +28,14 @@ from hypothesis import strategies as st
 from convgrad import tf
 
 RTOL = 1e-9
+# Messages of TensorFlow's CPU kernels that refuse geometries its GPU kernels compute (every error
+# message names the device, "CPU:0", so that alone does not mark one).
 CPU_LIMITS = (
-    "CPU", "NHWC tensor format", "only supported for NHWC", "Number of channels in filter",
-    "filter_size does not have enough elements", "grouped convolutions",
+    "CPU implementation", "on the CPU", "NHWC tensor format", "only supported for NHWC",
+    "only supports NHWC", "Number of channels in filter", "filter_size does not have enough elements",
+    "grouped convolutions",
+    "strides in the batch and depth dimensions",  # NCDHW strides read as NDHWC by the CPU kernel
+    "must have the same number of channels",  # grouped 3-D backprops
 )
 
 
@@ -352,7 +357,8 @@ def test_depthwise_matches_tensorflow(case):
     y_shape = ref_depthwise(xv, wv, g["s"][0], g["d"], pad_ref, first).shape
     dyv = T.Variable(arr(y_shape))
     if func == "depthwise_conv2d":
-        dil = g["d"] if draw_bool(g) else None
+        # dilations left out only where they are the default 1 (the reference runs g["d"])
+        dil = g["d"] if draw_bool(g) or g["d"] != [1, 1] else None
         call = {"input": xv.numpy(), "filter": w, "strides": strides, "padding": tf_padding(g),
                 "data_format": fmt, "dilations": dil if dil is None else list(dil)}
         out, pullback = tf.nn.depthwise_conv2d.vjp(**call)
@@ -592,7 +598,7 @@ def test_conv2d_arguments_accepted_exactly_as_tensorflow(strides, dilations, pad
         with pytest.raises((ValueError, TypeError)):
             tf.nn.conv2d(**kwargs)
         return
-    if ref.size == 0:  # TensorFlow returns an empty output for a VALID kernel larger than the input
+    if ref.size == 0:  # TensorFlow's empty output for a kernel larger than the (VALID or padded) input
         mine = tf.nn.conv2d(**kwargs)
         assert mine.shape == ref.shape
         out, pullback = tf.nn.conv2d.vjp(**kwargs)
@@ -600,6 +606,34 @@ def test_conv2d_arguments_accepted_exactly_as_tensorflow(strides, dilations, pad
         assert out.shape == ref.shape and not any(np.any(g) for g in grads)
         return
     close(tf.nn.conv2d(**kwargs), ref, "conv2d")
+
+
+@pytest.mark.parametrize(("shape", "padding"), [((1, 6, 7, 2), "VALID"),
+                                              ((1, 4, 5, 2), [[0, 0], [1, 1], [0, 2], [0, 0]])])
+def test_kernel_larger_than_the_padded_input_gives_an_empty_output(shape, padding):
+    """Dilation 3 makes the 3x3 kernel span 7 samples, one more than the 6 rows (padded or not):
+    TensorFlow returns an empty output (not an error), and the gradients are zero."""
+    x = arr(shape)
+    kwargs = {"strides": 1, "dilations": [3], "padding": padding}
+    ref = T.nn.conv2d(x, W4, **kwargs).numpy()
+    assert ref.size == 0
+    mine = tf.nn.conv2d(input=x, filters=W4, **kwargs)
+    assert mine.shape == ref.shape
+    out, pullback = tf.nn.conv2d.vjp(input=x, filters=W4, **kwargs)
+    dx, dw = pullback(np.zeros(ref.shape))
+    assert out.shape == ref.shape and dx.shape == x.shape and dw.shape == W4.shape
+    assert not np.any(dx) and not np.any(dw)
+
+
+@pytest.mark.parametrize(("size", "padding"), [(5, "VALID"), (3, [[0, 0], [1, 1], [0, 2], [0, 0]])])
+def test_kernel_larger_than_the_padded_input_by_more_than_a_stride_is_refused(size, padding):
+    """A negative output size (7 taps over 5 rows): TensorFlow refuses it, and so does the front."""
+    x = arr((1, size, 5, 2))
+    kwargs = {"strides": 1, "dilations": [3], "padding": padding}
+    with pytest.raises(T.errors.InvalidArgumentError, match="output size would be negative"):
+        T.nn.conv2d(x, W4, **kwargs)
+    with pytest.raises(ValueError, match="output size would be negative"):
+        tf.nn.conv2d(input=x, filters=W4, **kwargs)
 
 
 def test_explicit_pads_past_every_window():

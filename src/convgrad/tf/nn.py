@@ -21,7 +21,8 @@ those of TensorFlow's kernels: float16, float32, float64 and int32 (no int32 for
 Where TensorFlow refuses an argument it is refused here with TensorFlow's reason (ValueError or
 TypeError). Limits of TensorFlow's CPU kernels (NCHW, grouped or dilated backprops, dilated
 Conv3D) are not copied: those geometries compute as they do on TensorFlow's GPU kernels. One
-A VALID kernel larger than the input gives TensorFlow's empty output (and zero gradients).
+A kernel larger than the input (VALID, or padded by explicit pads) gives TensorFlow's empty
+output (and zero gradients).
 """
 
 from __future__ import annotations
@@ -264,18 +265,27 @@ class _Conv:
     dtype: np.dtype
 
     def _empty(self) -> tuple[int, ...] | None:
-        """TensorFlow's VALID output shape when a kernel is larger than the input (an empty
-        output there, an error in the core), else None."""
+        """TensorFlow's output shape when a kernel is larger than the input, padded by explicit
+        pads or VALID, by at most one stride (an empty output there, an error in the core), else
+        None. Larger still, TensorFlow refuses the negative output size, and so does this."""
         padding = self.geometry["padding"]
-        if not (isinstance(padding, str) and padding.upper() == "VALID"):
-            return None
         rank = self.w.ndim - 2
-        spatial = self.x.shape[-rank - 1 : -1]
+        if isinstance(padding, str):
+            if padding.upper() != "VALID":
+                return None
+            padding = [(0, 0)] * rank
+        spatial = [n + lo + hi for n, (lo, hi) in zip(self.x.shape[-rank - 1 : -1], padding)]
         dilation = _per_dim(self.geometry["dilation"], rank)
         k_eff = [dilate_dim(k, d) for k, d in zip(self.w.shape[:rank], dilation)]
         if all(n >= k for n, k in zip(spatial, k_eff)):
             return None
         stride = _per_dim(self.geometry["stride"], rank)
+        if min(stride) < 1:  # the core refuses it, with the reason
+            return None
+        for n, k, s in zip(spatial, k_eff, stride):
+            if (n - k) // s + 1 < 0:
+                raise ValueError(f"Computed output size would be negative: {(n - k) // s + 1} "
+                                 f"[input_size: {n}, effective_filter_size: {k}, stride: {s}]")
         out = [stride_dim(n, k, s) for n, k, s in zip(spatial, k_eff, stride)]
         return (*self.x.shape[: -rank - 1], *out, self.w.shape[-1])
 
