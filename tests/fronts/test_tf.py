@@ -608,13 +608,17 @@ def test_conv2d_arguments_accepted_exactly_as_tensorflow(strides, dilations, pad
     close(tf.nn.conv2d(**kwargs), ref, "conv2d")
 
 
-@pytest.mark.parametrize(("shape", "padding"), [((1, 6, 7, 2), "VALID"),
-                                              ((1, 4, 5, 2), [[0, 0], [1, 1], [0, 2], [0, 0]])])
-def test_kernel_larger_than_the_padded_input_gives_an_empty_output(shape, padding):
-    """Dilation 3 makes the 3x3 kernel span 7 samples, one more than the 6 rows (padded or not):
-    TensorFlow returns an empty output (not an error), and the gradients are zero."""
+@pytest.mark.parametrize(("shape", "strides", "padding"), [
+    ((1, 6, 7, 2), 1, "VALID"),
+    ((1, 4, 5, 2), 1, [[0, 0], [1, 1], [0, 2], [0, 0]]),
+    # 4 padded rows, 7 taps, stride 2: (4 - 7 + 2) / 2 is -1 / 2, 0 in TensorFlow's C division
+    ((1, 2, 5, 2), 2, [[0, 0], [1, 1], [0, 2], [0, 0]]),
+])
+def test_kernel_larger_than_the_padded_input_gives_an_empty_output(shape, strides, padding):
+    """Dilation 3 makes the 3x3 kernel span 7 samples, more than the rows (padded or not) by less
+    than a stride: TensorFlow returns an empty output (not an error), and the gradients are zero."""
     x = arr(shape)
-    kwargs = {"strides": 1, "dilations": [3], "padding": padding}
+    kwargs = {"strides": strides, "dilations": [3], "padding": padding}
     ref = T.nn.conv2d(x, W4, **kwargs).numpy()
     assert ref.size == 0
     mine = tf.nn.conv2d(input=x, filters=W4, **kwargs)

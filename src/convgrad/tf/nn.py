@@ -283,8 +283,9 @@ class _Conv:
         if min(stride) < 1:  # the core refuses it, with the reason
             return None
         for n, k, s in zip(spatial, k_eff, stride):
-            if (n - k) // s + 1 < 0:
-                raise ValueError(f"Computed output size would be negative: {(n - k) // s + 1} "
+            size = _truncated_div(n - k + s, s)  # TensorFlow's C division: -1 / 2 is 0, not -1
+            if size < 0:
+                raise ValueError(f"Computed output size would be negative: {size} "
                                  f"[input_size: {n}, effective_filter_size: {k}, stride: {s}]")
         out = [stride_dim(n, k, s) for n, k, s in zip(spatial, k_eff, stride)]
         return (*self.x.shape[: -rank - 1], *out, self.w.shape[-1])
@@ -382,6 +383,11 @@ class _FilterGrad:
                     self.layout.from_core(ddy).astype(self.dtype, copy=False))
 
         return out, pullback
+
+
+def _truncated_div(a: int, b: int) -> int:
+    """a / b rounded toward zero, as C's integer division."""
+    return a // b if a >= 0 else -(-a // b)
 
 
 def _per_dim(value: object, rank: int) -> tuple[int, ...]:
