@@ -10,14 +10,13 @@ output; a ratio far from 1 for one engine means its constants need refitting for
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
 import convgrad
 from convgrad._budget import DEFAULT_WORKSPACE_BYTES
 from convgrad._layout import x_to_last
-from convgrad.bench import SETTLE_SECONDS
+from convgrad.bench import timeit
 from convgrad.engines import engine_names, get_engine, im2col, warm_up
 
 SHAPES = [  # (x channels-first, w channels-first, kwargs)
@@ -32,20 +31,6 @@ SHAPES = [  # (x channels-first, w channels-first, kwargs)
     ((8, 32, 4000), (32, 32, 255), {"padding": 127}),
     ((2, 16, 32, 32, 32), (16, 16, 3, 3, 3), {"padding": 1}),
 ]
-
-
-def _time(f, repeats: int) -> float:  # type: ignore[no-untyped-def]
-    """Median seconds; each timed call follows a pause and one untimed call, as in the benchmark
-    suite: OpenBLAS's workers spin for 0.1-0.15 s after a call and would slow whichever engine
-    is timed next (a Numba kernel up to 3x)."""
-    ts = []
-    for _ in range(repeats):
-        time.sleep(SETTLE_SECONDS)
-        f()
-        t0 = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
 
 
 def _runner(engine, op, geom, x, w, dy, limit):  # type: ignore[no-untyped-def]
@@ -82,7 +67,8 @@ def main() -> None:
                 engine = get_engine(name)
                 if engine.unsupported(geom, op, dt) is not None:
                     continue
-                measured = _time(_runner(engine, op, geom, x, w, dy, limit), args.repeats)
+                # A pause and an untimed call before each timed one, as in the benchmark suite.
+                measured = timeit({name: _runner(engine, op, geom, x, w, dy, limit)}, args.repeats)[name]
                 estimate = engine.cost(geom, op, dt)
                 timings[name] = measured
                 tag = _variant(name, geom, dt)

@@ -6,6 +6,8 @@ then read channels contiguously. Channels-first arrays are viewed, not copied, i
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 
@@ -33,12 +35,15 @@ def w_from_last(w: np.ndarray, fmt: str) -> np.ndarray:
     return w.transpose(r + 1, r, *range(r))
 
 
-def pad_or_crop(a: np.ndarray, pads: tuple[tuple[int, int], ...], channels: int | None = None) -> np.ndarray:
+def pad_or_crop(a: np.ndarray, pads: tuple[tuple[int, int], ...], channels: int | None = None,
+                copy: Callable[[np.ndarray, tuple[int, ...], np.ndarray], None] | None = None) -> np.ndarray:
     """Zero-pad (positive) or crop (negative) the spatial axes of ``a`` ``(N, *S, C)``, and with
     ``channels`` (>= C) zero-pad the channel axis to that many, in one copy.
 
     Returns a C-contiguous array; ``a`` itself when nothing changes and it already is one.
     Its adjoint is ``pad_or_crop`` with the pads negated (and the channels cropped back).
+    ``copy(a, lows, out)``, where given, fills the result instead of NumPy (the tiled engine's
+    parallel pass): ``out[i] = a[i - lows]`` where that sample exists, else 0.
     """
     c = a.shape[-1]
     channels = c if channels is None else channels
@@ -54,8 +59,11 @@ def pad_or_crop(a: np.ndarray, pads: tuple[tuple[int, int], ...], channels: int 
             return np.zeros(shape, dtype=a.dtype)
         src.append(slice(start - lo, stop - lo))
         dst.append(slice(start, stop))
-    # Zero only the borders: writing the whole array twice costs a pass over memory.
     out = np.empty(shape, dtype=a.dtype)
+    if copy is not None:
+        copy(a, tuple(lo for lo, _ in pads), out)
+        return out
+    # Zero only the borders: writing the whole array twice costs a pass over memory.
     for axis, inner in enumerate(dst[1:], start=1):
         lead = (slice(None),) * axis
         out[(*lead, slice(0, inner.start))] = 0

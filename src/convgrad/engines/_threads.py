@@ -21,11 +21,10 @@ def allowed() -> int:
         try:
             from threadpoolctl import ThreadpoolController
         except ImportError:  # a declared dependency; without it there are no limits to read
-            return os.cpu_count() or 1
+            return _CORES
         _controller = ThreadpoolController()
     counts = [lib.num_threads for lib in _controller.lib_controllers]
     return max(1, min(counts)) if counts else _CORES
-
 
 
 def for_numba() -> int:

@@ -170,9 +170,9 @@ class FFT:
     # --- the three ops on whole axes -------------------------------------------------------------
     def _forward(self, geom: ConvGeometry, x: np.ndarray, w: np.ndarray) -> np.ndarray:
         g, cg, _, _ = group_dims(geom)
-        y = np.zeros((geom.batch, *geom.out_spatial, geom.out_channels), dtype=x.dtype)
-        if y.size == 0 or cg == 0:
-            return y
+        shape = (geom.batch, *geom.out_spatial, geom.out_channels)
+        if math.prod(shape) == 0 or cg == 0:
+            return np.zeros(shape, dtype=x.dtype)
         lengths, axes = self._lengths(geom), _axes(geom)
         xs = _rfft(pad_or_crop(x, _crops(geom)), lengths, axes)  # (N, *F, C)
         # Correlation with w is convolution with w flipped, tap t at -t * d; shifted by the
@@ -180,14 +180,15 @@ class FFT:
         ws = _kernel_spectrum(w, lengths, _tap_positions(geom, lengths, flipped=True))
         ys = _mix(xs, ws, g)
         reach = tuple((o - 1) * s + 1 for o, s in zip(geom.out_spatial, geom.stride))
-        y[...] = _irfft(ys, lengths, axes, reach)[(slice(None), *(slice(None, None, s) for s in geom.stride))]
-        return y
+        full = _irfft(ys, lengths, axes, reach)
+        return np.ascontiguousarray(full[(slice(None), *(slice(None, None, s) for s in geom.stride))])
 
     def _input_grad(self, geom: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
         g, cg, og, _ = group_dims(geom)
         kept = _kept(geom)
-        dx = np.zeros((geom.batch, *kept, geom.in_channels), dtype=dy.dtype)
-        if dy.size and cg:
+        if dy.size == 0 or cg == 0:
+            dx = np.zeros((geom.batch, *kept, geom.in_channels), dtype=dy.dtype)
+        else:
             lengths, axes = self._lengths(geom), _axes(geom)
             dys = _rfft(_spread(dy, geom.stride), lengths, axes)  # (N, *F, O)
             # Tap t at t * d, shifted back by the leading pad: sample i is x's sample i.
@@ -196,7 +197,7 @@ class FFT:
             wt = w.reshape(*geom.kernel, cg, g, og).swapaxes(-3, -1).reshape(*geom.kernel, og, g * cg)
             ws = _kernel_spectrum(wt, lengths, _tap_positions(geom, lengths))
             dxs = _mix(dys, ws, g)
-            dx[...] = _irfft(dxs, lengths, axes, kept)
+            dx = _irfft(dxs, lengths, axes, kept)
         return pad_or_crop(dx, tuple((-lo, -hi) for lo, hi in _crops(geom)))  # zeros where x was cropped
 
     def _filter_grad(self, geom: ConvGeometry, x: np.ndarray, dy: np.ndarray) -> np.ndarray:

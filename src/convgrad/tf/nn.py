@@ -35,7 +35,7 @@ import numpy as np
 
 from .. import _ops
 from .._dtypes import as_array
-from .._formulas import dilate_dim, stride_dim
+from .._formulas import dilate_dim
 from .._fronts.vjp import op_with_vjp
 from ..layouts import convert_filter
 
@@ -282,12 +282,13 @@ class _Conv:
         stride = _per_dim(self.geometry["stride"], rank)
         if min(stride) < 1:  # the core refuses it, with the reason
             return None
+        out = []
         for n, k, s in zip(spatial, k_eff, stride):
             size = _truncated_div(n - k + s, s)  # TensorFlow's C division: -1 / 2 is 0, not -1
             if size < 0:
                 raise ValueError(f"Computed output size would be negative: {size} "
                                  f"[input_size: {n}, effective_filter_size: {k}, stride: {s}]")
-        out = [stride_dim(n, k, s) for n, k, s in zip(spatial, k_eff, stride)]
+            out.append(size)
         return (*self.x.shape[: -rank - 1], *out, self.w.shape[-1])
 
     def forward(self) -> np.ndarray:
