@@ -365,31 +365,39 @@ def test_tiled_dot_product_tiles_for_few_output_channels(op, x_shape, w_shape, k
 
 @given(n=st.integers(1, 9), f=st.integers(1, 40), groups=st.integers(1, 3), cg=st.integers(1, 5),
        og=st.sampled_from([1, 3, 16, 19, 35]), dtype=st.sampled_from([np.float32, np.float64]),
-       seed=st.integers(0, 2**31))
+       planes_in=st.booleans(), planes_out=st.booleans(), seed=st.integers(0, 2**31))
 @settings(max_examples=40, deadline=None)
-def test_spectral_mix_tiles_and_leftovers(n, f, groups, cg, og, dtype, seed):
+def test_spectral_mix_tiles_and_leftovers(n, f, groups, cg, og, dtype, planes_in, planes_out, seed):
     """The FFT engine's mixing kernel (4 x 16 register tiles, overlapping last rows, leftover
-    channels one at a time) against a complex einsum, groups included."""
+    channels one at a time) against a complex einsum, groups included, reading and writing
+    spectra as interleaved complex numbers or as real and imaginary planes."""
     from convgrad.engines import _kernels
+    from convgrad.engines._kernels.spectral import steps
 
     rng = np.random.default_rng(seed)
     ctype = np.result_type(dtype, np.complex64)
     a = (rng.standard_normal((n, f, groups, cg)) + 1j * rng.standard_normal((n, f, groups, cg))).astype(ctype)
     wr, wi = (rng.standard_normal((f, cg, groups * og)).astype(dtype) for _ in range(2))
-    out = np.full((n, f, groups * og), np.nan, dtype=ctype)
-    _kernels.spectral_mix(a.reshape(n, f, -1).view(dtype), wr, wi, groups, out.view(dtype))
+    a_flat = np.stack((a.real, a.imag), axis=1) if planes_in else a.view(dtype)
+    out = np.full((n, 2, f, groups * og) if planes_out else (n, f, 2 * groups * og), np.nan, dtype=dtype)
+    _kernels.spectral_mix(a_flat.ravel(), steps(n, f, groups * cg, planes_in), wr, wi, groups, out.ravel(),
+                          steps(n, f, groups * og, planes_out), n)
+    got = out[:, 0] + 1j * out[:, 1] if planes_out else out.view(ctype)
     w = (wr + 1j * wi).reshape(f, cg, groups, og)
     expected = np.einsum("nfgc,fcgo->nfgo", a.astype(np.complex128), w.astype(np.complex128))
     tol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(out.reshape(n, f, groups, og), expected, rtol=tol, atol=tol * max(1, cg))
+    np.testing.assert_allclose(got.reshape(n, f, groups, og), expected, rtol=tol, atol=tol * max(1, cg))
 
 
+@pytest.mark.parametrize("rate", [1e3, 1e30])  # spectra from pocketfft (complex) / DFT GEMMs (planes)
 @pytest.mark.parametrize("numba_mix", [True, False])
-def test_fft_mix_with_and_without_numba(monkeypatch, numba_mix):
-    """The Numba mixing kernel and the NumPy batched matmul that stands in without Numba."""
-    from convgrad.engines import _kernels
+def test_fft_mix_with_and_without_numba(monkeypatch, numba_mix, rate):
+    """The Numba mixing kernel and the NumPy batched matmul that stands in without Numba, on both
+    forms of the spectra; groups included (the filter gradient correlates group by group)."""
+    from convgrad.engines import _kernels, fft
 
     monkeypatch.setattr(_kernels, "NUMBA", numba_mix)
+    monkeypatch.setattr(fft, "DFT_GEMM_FLOPS_PER_S", rate)
     _three_ops("fft", (3, 4, 9, 7), (6, 2, 4, 3), padding=((2, 1), (0, 3)), groups=2, stride=(2, 1))
     _three_ops("fft", (5, 18, 11), (20, 18, 6), padding=2, dilation=2)
 
@@ -474,5 +482,36 @@ def test_fft_inverse_keeps_only_the_samples_asked_for(data):
     axes = tuple(range(1, rank + 1))
     want = scipy.fft.irfftn(a, s=lengths, axes=axes)[(slice(None), *(slice(0, k) for k in keep))]
     got = fft._irfft(a.copy(), lengths, axes, keep)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@given(data=st.data())
+@settings(max_examples=40, deadline=None)
+def test_fft_dft_gemms_match_scipy(data):
+    """The FFT engine's DFT GEMMs, on samples placed anywhere in the signal (taps, spread dy) with
+    leading batch axes, against SciPy's rfftn of the zero-filled signal; and back, at any
+    positions, against SciPy's irfftn there."""
+    import scipy.fft
+
+    from convgrad.engines import fft
+
+    rank, lead = data.draw(st.integers(1, 3)), data.draw(st.integers(0, 2))
+    lengths = tuple(data.draw(st.lists(st.integers(1, 10), min_size=rank, max_size=rank)))
+    picks = [sorted(data.draw(st.sets(st.integers(0, n - 1), min_size=0, max_size=n))) for n in lengths]
+    head = tuple(data.draw(st.lists(st.integers(1, 3), min_size=lead, max_size=lead)))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31)))
+    samples = rng.standard_normal((*head, *(len(p) for p in picks), 2))
+    full = np.zeros((*head, *lengths, 2))
+    full[np.ix_(*(range(h) for h in head), *picks)] = samples
+    axes = tuple(range(lead, lead + rank))
+    spectrum = scipy.fft.rfftn(full, axes=axes)
+    planes = fft._dft(samples, lengths, picks, lead)
+    np.testing.assert_allclose(np.take(planes, 0, lead) + 1j * np.take(planes, 1, lead), spectrum,
+                               rtol=1e-12, atol=1e-12)
+    signal = rng.standard_normal((*head, *lengths, 2))
+    spectrum = scipy.fft.rfftn(signal, axes=axes)
+    got = fft._idft(np.stack((spectrum.real, spectrum.imag), axis=lead), lengths, picks, lead)
+    want = signal[np.ix_(*(range(h) for h in head), *picks)]
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)

@@ -103,8 +103,8 @@ def warm_up(dtypes=("float32", "float64")) -> None:  # type: ignore[no-untyped-d
             winograd2d_input(np.zeros((1, m + 2, m + 2, 2), dt), transform.astype(dt), m, 1, 1, tiles)
             winograd2d_output(tiles, transform[:m].astype(dt), 1, 1, np.zeros((1, m, m, 2), dt))
         pad_copy(x[:, None], (0, 1, 1), np.zeros((1, 1, 8, 8, 2), dt))
-        spectral_mix(np.zeros((1, 2, 4), dt), np.zeros((2, 2, 2), dt), np.zeros((2, 2, 2), dt), 1,
-                     np.zeros((1, 2, 4), dt))
+        spectral_mix(np.zeros(8, dt), (8, 4, 2, 1), np.zeros((2, 2, 2), dt), np.zeros((2, 2, 2), dt), 1,
+                     np.zeros(8, dt), (8, 4, 2, 1), 1)
 
 
 def _cached(kernel) -> bool:  # type: ignore[no-untyped-def]
