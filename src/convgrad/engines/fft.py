@@ -17,6 +17,7 @@ The block length is the one the cost model likes best, the whole axis included.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -29,6 +30,7 @@ from .._layout import pad_or_crop
 from . import _kernels, _threads
 from ._common import group_dims, tight_padded
 from ._kernels.spectral import steps
+from ._scratch import scratch
 
 # pocketfft on zero-padded signals, batched along the trailing channel axes: measured here 6-7
 # GFLOP/s of the 2.5 n log2 n count (1-D blocks of 1,024 to 16,384 samples, 48 x 48 and 64 x 64
@@ -180,7 +182,7 @@ class FFT:
         if math.prod(shape) == 0 or cg == 0:
             return np.zeros(shape, dtype=x.dtype)
         lengths = self._lengths(geom)
-        xs = _spectrum(pad_or_crop(x, _crops(geom)), lengths, (1,) * geom.rank)
+        xs = _spectrum(pad_or_crop(x, _crops(geom)), lengths, (1,) * geom.rank, "fft.x")
         # Correlation with w is convolution with w flipped, tap t at -t * d; shifted by the
         # leading pad, output p sits at sample p * s of the circular convolution.
         ws = _kernel_spectrum(w, lengths, _tap_positions(geom, lengths, flipped=True))
@@ -194,34 +196,38 @@ class FFT:
             dx = np.zeros((geom.batch, *kept, geom.in_channels), dtype=dy.dtype)
         else:
             lengths = self._lengths(geom)
-            dys = _spectrum(dy, lengths, geom.stride)  # dy spread s apart
+            dys = _spectrum(dy, lengths, geom.stride, "fft.dy")  # dy spread s apart
             # Tap t at t * d, shifted back by the leading pad: sample i is x's sample i.
             # The adjoint mixes with each frequency's matrix transposed: take the spectrum of w with
             # its channel axes swapped within each group, (*K, Og, G * Cg).
             wt = w.reshape(*geom.kernel, cg, g, og).swapaxes(-3, -1).reshape(*geom.kernel, og, g * cg)
-            wt = np.ascontiguousarray(wt)  # with one group, the reshape is a view (the GEMMs: 2.6x slower)
+            # With one group the reshape is a view, which the GEMMs read 2.6x slower.
+            wt = _copied(wt, "fft.wt")
             ws = _kernel_spectrum(wt, lengths, _tap_positions(geom, lengths))
             dx = _samples(dys, ws, g, lengths, [range(k) for k in kept])
         return pad_or_crop(dx, tuple((-lo, -hi) for lo, hi in _crops(geom)))  # zeros where x was cropped
 
     def _filter_grad(self, geom: ConvGeometry, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
         g, cg, og, _ = group_dims(geom)
-        dw = np.zeros((*geom.kernel, cg, geom.out_channels), dtype=x.dtype)
         if dy.size == 0 or cg == 0:
-            return dw
+            return np.zeros((*geom.kernel, cg, geom.out_channels), dtype=x.dtype)
         lengths = self._lengths(geom)
-        xs = _spectrum(pad_or_crop(x, _crops(geom)), lengths, (1,) * geom.rank)
-        dys = _spectrum(dy, lengths, geom.stride)
+        xs = _spectrum(pad_or_crop(x, _crops(geom)), lengths, (1,) * geom.rank, "fft.x")
+        dys = _spectrum(dy, lengths, geom.stride, "fft.dy")
         # Lag t * d of the padded x is lag t * d - lo of x itself.
         positions = _tap_positions(geom, lengths)
         if _use_dft_gemm(geom.kernel, lengths, cg * geom.out_channels):
-            lags = _idft(_correlate(xs, dys, g, planes=True), lengths, positions)
+            spec = _correlate(xs, dys, g, planes=True)
+            if g == 1:  # the lags (*K, 1, Cg, O) are dw as it lies
+                dw = np.empty((*geom.kernel, cg, geom.out_channels), dtype=x.dtype)
+                _idft(spec, lengths, positions, name="fft.lags", out=dw)
+                return dw
+            lags = _idft(spec, lengths, positions, name="fft.lags")
         else:
             spec = _correlate(xs, dys, g, planes=False)
             full = scipy.fft.irfftn(spec, s=lengths, axes=tuple(range(geom.rank)), workers=_threads.allowed())
             lags = full[np.ix_(*positions)]
-        dw[...] = np.moveaxis(lags, geom.rank, -2).reshape(*geom.kernel, cg, g * og)  # (*K, G, Cg, Og)
-        return dw
+        return np.moveaxis(lags, geom.rank, -2).reshape(*geom.kernel, cg, g * og)  # (*K, G, Cg, Og)
 
 
 def _signal_dft(shape: tuple[int, ...], lengths: tuple[int, ...]) -> bool:
@@ -230,11 +236,13 @@ def _signal_dft(shape: tuple[int, ...], lengths: tuple[int, ...]) -> bool:
     return _use_dft_gemm(shape[1:-1], lengths, shape[0] * shape[-1])
 
 
-def _spectrum(a: np.ndarray, lengths: tuple[int, ...], stride: tuple[int, ...]) -> np.ndarray:
+def _spectrum(a: np.ndarray, lengths: tuple[int, ...], stride: tuple[int, ...], name: str) -> np.ndarray:
     """The rfftn of ``a`` ``(N, *S, C)`` spread ``stride`` apart (s - 1 zeros between samples):
-    planes ``(N, 2, *F, C)`` from DFT GEMMs, or complex ``(N, *F, C)`` from pocketfft."""
+    planes ``(N, 2, *F, C)`` from DFT GEMMs (in scratch memory of that ``name``), or complex
+    ``(N, *F, C)`` from pocketfft."""
     if _signal_dft(a.shape, lengths):
-        return _dft(a, lengths, [range(0, n * s, s) for n, s in zip(a.shape[1:-1], stride)], lead=1)
+        positions = [range(0, n * s, s) for n, s in zip(a.shape[1:-1], stride)]
+        return _dft(a, lengths, positions, lead=1, name=name)
     return _rfft(_spread(a, stride), lengths, tuple(range(1, len(lengths) + 1)))
 
 
@@ -251,7 +259,7 @@ def _samples(a: np.ndarray, ws: np.ndarray, g: int, lengths: tuple[int, ...],
     (see ``_mix``), transformed back at the given positions of each axis: ``(N, *K, O)``."""
     shape = (a.shape[0], *(len(p) for p in positions), ws.shape[-1])
     if _signal_dft(shape, lengths):
-        return _idft(_mix(a, ws, g, planes=True), lengths, positions, lead=1)
+        return _idft(_mix(a, ws, g, planes=True), lengths, positions, lead=1, name="fft.y")
     axes = tuple(range(1, len(lengths) + 1))
     full = _irfft(_mix(a, ws, g, planes=False), lengths, axes, tuple(p[-1] + 1 for p in positions))
     return np.ascontiguousarray(full[(slice(None), *(slice(None, None, p.step) for p in positions))])
@@ -404,81 +412,126 @@ def _use_dft_gemm(kernel: tuple[int, ...], lengths: tuple[int, ...], pairs: int)
     return _dft_gemm_seconds(kernel, lengths, pairs) < _padded_fft_seconds(lengths, pairs)
 
 
-def _dft_matrix(n: int, positions: list[int], half: bool, dtype: np.dtype, sign: float = -1.0) -> np.ndarray:
+def _dft_matrix(n: int, positions: tuple[int, ...], half: bool, sign: float = -1.0) -> np.ndarray:
     """exp(sign 2 pi i f p / n) for the frequencies f (0..n//2 when ``half``) and positions p."""
     f = np.arange(n // 2 + 1 if half else n)
-    return np.exp(sign * 2j * np.pi * np.outer(f, positions) / n).astype(dtype)
+    return np.exp(sign * 2j * np.pi * np.outer(f, positions) / n)
 
 
 def _kernel_spectrum(w: np.ndarray, lengths: tuple[int, ...], positions: list[list[int]]) -> np.ndarray:
     """The rfftn of w ``(*K, Cg, O)`` with tap t of axis i placed at ``positions[i][t]`` of a
     zero signal of length ``lengths[i]``, as real and imaginary planes: ``(2, *F, Cg, O)`` with
-    the last axis of F halved."""
+    the last axis of F halved (from DFT GEMMs: in scratch memory)."""
     rank = len(lengths)
     pairs = w.shape[-2] * w.shape[-1]
     if _use_dft_gemm(w.shape[:rank], lengths, pairs):
-        return _dft(w, lengths, positions)
+        return _dft(w, lengths, positions, name="fft.w")
     full = np.zeros((*lengths, *w.shape[rank:]), dtype=w.dtype)
     full[np.ix_(*positions)] = w
     spectrum = _rfft(full, lengths, tuple(range(rank)))
     return np.stack((spectrum.real, spectrum.imag))
 
 
-def _dft(a: np.ndarray, lengths: tuple[int, ...], positions: list[list[int]], lead: int = 0) -> np.ndarray:
+def _dft(a: np.ndarray, lengths: tuple[int, ...], positions: list[list[int]], lead: int = 0,
+         name: str = "") -> np.ndarray:
     """The rfftn of a ``(*L, *K, ...)`` (``lead`` axes L, then one axis per length) with sample t
     of axis i at ``positions[i][t]`` of a zero signal of length ``lengths[i]``, as DFT GEMMs:
-    real and imaginary planes ``(*L, 2, *F, ...)``, the last axis of F halved."""
+    real and imaginary planes ``(*L, 2, *F, ...)``, the last axis of F halved. With a ``name``,
+    the stages write to scratch memory of that name (the result included)."""
     rank = len(lengths)
     head, kernel, tail = a.shape[:lead], a.shape[lead : lead + rank], a.shape[lead + rank :]
     if a.size == 0:  # nothing to transform (x cropped away): the spectrum of zeros
         return np.zeros((*head, 2, *lengths[:-1], lengths[-1] // 2 + 1, *tail), dtype=a.dtype)
-    # Real GEMMs throughout, on planes: the halved axis first with the real and imaginary DFT
-    # rows stacked, (L, K_0 .. K_r-2, 2, F_r-1, ...); then each full axis with the DFT as a real
-    # 2n x 2k block matrix over (tap, plane), which puts the planes in front of that axis's
-    # frequencies, next to the taps of the axis before. (Interleaved complex arrays would need a
-    # copy per stage: 2-3x the time of the GEMMs on 1,024 31 x 31 kernels.)
-    d = _dft_matrix(lengths[-1], positions[-1], True, np.complex128)
-    freqs = [d.shape[0]]
-    outer = math.prod(head) * math.prod(kernel[:-1])
-    a = np.matmul(np.concatenate((d.real, d.imag)).astype(a.dtype), a.reshape(outer, kernel[-1], -1))
-    for i in reversed(range(rank - 1)):
-        d = _dft_matrix(lengths[i], positions[i], False, np.complex128)
-        n, k = d.shape
-        block = np.block([[d.real, -d.imag], [d.imag, d.real]])  # [[Re, -Im], [Im, Re]]
-        # Columns in the order of a's (tap, plane) pairs: interleave the block's column halves.
-        block = block.reshape(2 * n, 2, k).swapaxes(1, 2).reshape(2 * n, 2 * k).astype(a.dtype)
-        a = np.matmul(block, a.reshape(math.prod(head) * math.prod(kernel[:i]), 2 * k, -1))
-        freqs.insert(0, n)
-    return a.reshape(*head, 2, *freqs, *tail)
+    # Real GEMMs throughout, on planes: the halved axis first, (L, K_0 .. K_r-2, 2, F_r-1, ...);
+    # then each full axis, which puts the planes in front of that axis's frequencies, next to the
+    # taps of the axis before. (Interleaved complex arrays would need a copy per stage: 2-3x the
+    # time of the GEMMs on 1,024 31 x 31 kernels.)
+    a = _gemm(_forward_stage(lengths[-1], tuple(positions[-1]), True, a.dtype),
+              a.reshape(math.prod(head) * math.prod(kernel[:-1]), kernel[-1], -1), name and name + "0")
+    for i in reversed(range(rank - 1)):  # stage rank - 1 - i: the buffers alternate
+        a = _gemm(_forward_stage(lengths[i], tuple(positions[i]), False, a.dtype),
+                  a.reshape(math.prod(head) * math.prod(kernel[:i]), 2 * kernel[i], -1),
+                  name and name + str((rank - 1 - i) % 2))
+    return a.reshape(*head, 2, *lengths[:-1], lengths[-1] // 2 + 1, *tail)
 
 
-def _idft(a: np.ndarray, lengths: tuple[int, ...], positions: list[list[int]], lead: int = 0) -> np.ndarray:
+def _idft(a: np.ndarray, lengths: tuple[int, ...], positions: list[list[int]], lead: int = 0,
+          name: str = "", out: np.ndarray | None = None) -> np.ndarray:
     """The irfftn of the planes ``a`` ``(*L, 2, *F, ...)`` (as ``_dft`` makes them) to
-    ``lengths``, at the given positions only, as DFT GEMMs: ``(*L, *K, ...)`` real."""
+    ``lengths``, at the given positions only, as DFT GEMMs: ``(*L, *K, ...)`` real, in ``out``
+    (C-contiguous) or a fresh array. With a ``name``, the stages before the last write to scratch
+    memory of that name."""
     rank = len(lengths)
-    head, freqs = a.shape[:lead], a.shape[lead + 1 : lead + 1 + rank]
-    tail = a.shape[lead + 1 + rank :]
+    head, tail = a.shape[:lead], a.shape[lead + 1 + rank :]
     if a.size == 0 or any(len(p) == 0 for p in positions):
         return np.zeros((*head, *(len(p) for p in positions), *tail), dtype=a.dtype)
     outer = math.prod(head)
-    for i in range(rank - 1):  # full axes: the inverse DFT at the positions, (2, F_i) -> (K_i, 2)
-        d = _dft_matrix(lengths[i], positions[i], False, np.complex128, sign=1.0).T / lengths[i]
-        k, n = d.shape
-        block = np.block([[d.real, -d.imag], [d.imag, d.real]])  # rows (plane, K_i), columns (plane, F_i)
-        block = block.reshape(2, k, 2 * n).swapaxes(0, 1).reshape(2 * k, 2 * n).astype(a.dtype)
-        a = np.matmul(block, a.reshape(outer, 2 * n, -1))
-        outer *= k
-    # The halved axis: x[p] = (1 / n) sum_f c_f Re(X_f exp(2 pi i f p / n)), c_f = 2 except at
-    # f = 0 and at the Nyquist frequency of an even n; one real GEMM on the two planes.
-    n = lengths[-1]
-    c = np.full(n // 2 + 1, 2.0)
-    c[0] = 1.0
-    if n % 2 == 0:
-        c[-1] = 1.0
-    d = (_dft_matrix(n, positions[-1], True, np.complex128, sign=1.0) * (c[:, None] / n)).T
-    last = np.concatenate((d.real, -d.imag), axis=1).astype(a.dtype)
-    a = np.matmul(last, a.reshape(outer, 2 * freqs[-1], -1))
+    for i in range(rank - 1):  # full axes: (2, F_i) -> (K_i, 2)
+        a = _gemm(_inverse_stage(lengths[i], tuple(positions[i]), False, a.dtype),
+                  a.reshape(outer, 2 * lengths[i], -1), name and name + str(i % 2))
+        outer *= len(positions[i])
+    last = _inverse_stage(lengths[-1], tuple(positions[-1]), True, a.dtype)
+    a = a.reshape(outer, 2 * (lengths[-1] // 2 + 1), -1)
+    a = np.matmul(last, a, out=None if out is None else out.reshape(outer, last.shape[0], a.shape[2]))
     return a.reshape(*head, *(len(p) for p in positions), *tail)
+
+
+def _gemm(m: np.ndarray, a: np.ndarray, name: str) -> np.ndarray:
+    """m @ a (batched over a's first axis), into scratch memory of that name if one is given."""
+    if not name:
+        return np.matmul(m, a)
+    return np.matmul(m, a, out=scratch(name, (a.shape[0], m.shape[0], a.shape[2]), a.dtype))
+
+
+# The GEMMs' matrices, kept: building them took 0.5 ms of a 31 x 31 conv's 8 (complex exponentials
+# in float64), and a training loop asks for the same ones at every step.
+@functools.lru_cache(maxsize=256)
+def _forward_stage(n: int, positions: tuple[int, ...], half: bool, dtype: np.dtype) -> np.ndarray:
+    """The matrix of one axis of ``_dft``. The halved axis: the real and imaginary DFT rows
+    stacked, (2F, K). A full axis: the DFT as a real block matrix [[Re, -Im], [Im, Re]], rows
+    (plane, frequency), columns in the order of the (tap, plane) pairs it multiplies: (2n, 2K)."""
+    d = _dft_matrix(n, positions, half)
+    if half:
+        m = np.concatenate((d.real, d.imag))
+    else:
+        k = d.shape[1]
+        m = np.block([[d.real, -d.imag], [d.imag, d.real]])
+        m = m.reshape(2 * n, 2, k).swapaxes(1, 2).reshape(2 * n, 2 * k)
+    return _frozen(m, dtype)
+
+
+@functools.lru_cache(maxsize=256)
+def _inverse_stage(n: int, positions: tuple[int, ...], half: bool, dtype: np.dtype) -> np.ndarray:
+    """The matrix of one axis of ``_idft``. A full axis: the inverse DFT at the positions as a real
+    block matrix, rows (position, plane), columns (plane, frequency): (2K, 2n). The halved axis:
+    x[p] = (1 / n) sum_f c_f Re(X_f exp(2 pi i f p / n)), c_f = 2 except at f = 0 and at the
+    Nyquist frequency of an even n, as [Re | -Im] over the two planes: (K, 2F)."""
+    d = _dft_matrix(n, positions, half, sign=1.0).T / n
+    if half:
+        c = np.full(n // 2 + 1, 2.0)
+        c[0] = 1.0
+        if n % 2 == 0:
+            c[-1] = 1.0
+        d = d * c
+        m = np.concatenate((d.real, -d.imag), axis=1)
+    else:
+        k = d.shape[0]
+        m = np.block([[d.real, -d.imag], [d.imag, d.real]])
+        m = m.reshape(2, k, 2 * n).swapaxes(0, 1).reshape(2 * k, 2 * n)
+    return _frozen(m, dtype)
+
+
+def _frozen(m: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    out = np.ascontiguousarray(m, dtype=dtype)
+    out.flags.writeable = False
+    return out
+
+
+def _copied(a: np.ndarray, name: str) -> np.ndarray:
+    """A C-contiguous copy of ``a`` in scratch memory."""
+    out = scratch(name, a.shape, a.dtype)
+    np.copyto(out, a)
+    return out
 
 
 def _spread(dy: np.ndarray, s: tuple[int, ...]) -> np.ndarray:
@@ -495,7 +548,7 @@ def _mix(a: np.ndarray, ws: np.ndarray, g: int, planes: bool) -> np.ndarray:
     """Per-frequency channel mixing within groups: a ``(N, *F, G * ca)`` complex or ``(N, 2, *F,
     G * ca)`` planes, ws ``(2, *F, ca, G * cb)`` planes -> ``(N, 2, *F, G * cb)`` planes if
     ``planes`` else ``(N, *F, G * cb)`` complex, contracting a's channels with the filter's rows.
-    Numba's register tiles where it is installed, else a batched complex matmul."""
+    Numba's register tiles where it is installed (into scratch memory), else a batched complex matmul."""
     n, fshape = a.shape[0], ws.shape[1:-2]
     f = math.prod(fshape)
     ca, o = ws.shape[-2:]
@@ -503,7 +556,7 @@ def _mix(a: np.ndarray, ws: np.ndarray, g: int, planes: bool) -> np.ndarray:
     if _kernels.NUMBA:
         a = np.ascontiguousarray(a)
         shape = (n, 2, *fshape, o) if planes else (n, *fshape, o)
-        out = np.empty(shape, dtype=real if planes else np.result_type(real, np.complex64))
+        out = scratch("fft.mix", shape, real if planes else np.result_type(real, np.complex64))
         w = ws.reshape(2, f, ca, o)
         at = steps(n, f, g * ca, not np.iscomplexobj(a))
         _kernels.spectral_mix(a.view(real).ravel(), at, w[0], w[1], g, out.view(real).ravel(),
@@ -532,7 +585,7 @@ def _correlate(xs: np.ndarray, dys: np.ndarray, g: int, planes: bool) -> np.ndar
         wi = np.ascontiguousarray(-di.reshape(n, f, o).swapaxes(0, 1))  # conjugate
         xn, xf, xc, xi = steps(n, f, c, not np.iscomplexobj(xs))
         shape = (2, *fshape, g, cg, og) if planes else (*fshape, g, cg, og)
-        out = np.empty(shape, dtype=real if planes else np.result_type(real, np.complex64))
+        out = scratch("fft.spec", shape, real if planes else np.result_type(real, np.complex64))
         # Rows: x's channels of one group; output rows (Cg) of Og channels, F * G * Cg * Og apart.
         on, of, oc, oi = (og, g * cg * og, 1, f * g * cg * og) if planes else (2 * og, 2 * g * cg * og, 2, 1)
         flat_x, flat_out = xs.view(real).ravel(), out.view(real).ravel()

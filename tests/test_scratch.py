@@ -1,0 +1,81 @@
+"""Scratch memory kept between calls: reused per name and thread, capped, and never handed to the
+caller (a result must survive the next call of the same op)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import convgrad
+import oracle
+from checks import assert_close
+from convgrad.engines import _scratch, engine_names
+
+
+def test_a_name_gets_the_same_memory_back():
+    _scratch.release()
+    a = _scratch.scratch("t.a", (3, 4), np.float32)
+    b = _scratch.scratch("t.a", (2, 5), np.float32)  # smaller: the same buffer, reshaped
+    c = _scratch.scratch("t.b", (3, 4), np.float32)
+    assert a.shape == (3, 4) and b.shape == (2, 5) and a.flags.c_contiguous
+    assert np.shares_memory(a, b) and not np.shares_memory(a, c)
+    d = _scratch.scratch("t.a", (100,), np.float64)  # larger: a new buffer replaces it
+    assert not np.shares_memory(a, d) and _scratch.held() == 800 + 48
+    _scratch.release()
+    assert _scratch.held() == 0
+
+
+def test_the_pool_is_capped_and_per_thread(monkeypatch):
+    _scratch.release()
+    monkeypatch.setattr(_scratch, "POOL_BYTES", 1000)
+    kept = _scratch.scratch("t.a", (100,), np.float64)  # 800 bytes: pooled
+    beyond = _scratch.scratch("t.b", (100,), np.float32)  # 400 more would pass the cap: fresh
+    assert _scratch.held() == 800
+    assert not np.shares_memory(beyond, _scratch.scratch("t.b", (100,), np.float32))
+    other = []
+    thread = threading.Thread(target=lambda: other.append(_scratch.scratch("t.a", (100,), np.float64)))
+    thread.start()
+    thread.join()
+    assert not np.shares_memory(kept, other[0])
+    _scratch.release()
+
+
+# A geometry each engine runs, all three ops.
+CASES = {
+    "fft": ((2, 20, 20, 4), (31, 31, 4, 6), {"padding": 15, "data_format": "channels_last"}),
+    "direct": ((2, 4, 9, 9), (4, 1, 3, 3), {"padding": 1, "groups": 4}),
+    "subpixel": ((2, 4, 12, 12), (6, 4, 3, 3), {"padding": 1, "stride": 2}),
+}
+LEFT_TO_OTHERS = {"winograd": "filter_grad"}  # an op the engine does not run
+
+
+@pytest.mark.parametrize("method", engine_names())
+def test_results_survive_the_next_call(method):
+    """Each op's result is the caller's: a second call with other inputs leaves it unchanged."""
+    x_shape, w_shape, kw = CASES.get(method, ((2, 4, 12, 12), (6, 4, 3, 3), {"padding": 1}))
+    rng = np.random.default_rng(0)
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
+    calls = {
+        "forward": lambda x, w, dy: convgrad.conv(x, w, method=method, **kw),
+        "input_grad": lambda x, w, dy: convgrad.conv_input_grad(dy, w, x_shape, method=method, **kw),
+        "filter_grad": lambda x, w, dy: convgrad.conv_filter_grad(x, dy, w_shape, method=method, **kw),
+    }
+    y_shape = geom.y_shape(kw.get("data_format", "channels_first"))
+    calls.pop(LEFT_TO_OTHERS.get(method, ""), None)
+    for op, call in calls.items():
+        args = [rng.standard_normal(s).astype(np.float32) for s in (x_shape, w_shape, y_shape)]
+        first = call(*args)
+        kept = first.copy()
+        call(*(-2 * a for a in args))
+        np.testing.assert_array_equal(first, kept, err_msg=f"{method} {op}")
+
+
+def test_fft_results_match_the_oracle_across_calls_of_other_sizes():
+    """The pool's buffers are reshaped between geometries: results stay exact."""
+    rng = np.random.default_rng(1)
+    for x_shape, w_shape in [((2, 3, 12, 10), (4, 3, 7, 5)), ((1, 2, 30, 9), (3, 2, 11, 3)),
+                             ((2, 3, 12, 10), (4, 3, 7, 5))]:
+        x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+        assert_close(convgrad.conv(x, w, padding=2, method="fft"), oracle.conv(x, w, padding=2))
