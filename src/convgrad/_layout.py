@@ -36,14 +36,16 @@ def w_from_last(w: np.ndarray, fmt: str) -> np.ndarray:
 
 
 def pad_or_crop(a: np.ndarray, pads: tuple[tuple[int, int], ...], channels: int | None = None,
-                copy: Callable[[np.ndarray, tuple[int, ...], np.ndarray], None] | None = None) -> np.ndarray:
+                copy: Callable[[np.ndarray, tuple[int, ...], np.ndarray], None] | None = None,
+                empty: Callable[[tuple[int, ...], np.dtype], np.ndarray] = np.empty) -> np.ndarray:
     """Zero-pad (positive) or crop (negative) the spatial axes of ``a`` ``(N, *S, C)``, and with
     ``channels`` (>= C) zero-pad the channel axis to that many, in one copy.
 
     Returns a C-contiguous array; ``a`` itself when nothing changes and it already is one.
     Its adjoint is ``pad_or_crop`` with the pads negated (and the channels cropped back).
     ``copy(a, lows, out)``, where given, fills the result instead of NumPy (the tiled engine's
-    parallel pass): ``out[i] = a[i - lows]`` where that sample exists, else 0.
+    parallel pass): ``out[i] = a[i - lows]`` where that sample exists, else 0. ``empty(shape,
+    dtype)`` makes the array it fills (the engines' scratch memory).
     """
     c = a.shape[-1]
     channels = c if channels is None else channels
@@ -59,7 +61,7 @@ def pad_or_crop(a: np.ndarray, pads: tuple[tuple[int, int], ...], channels: int 
             return np.zeros(shape, dtype=a.dtype)
         src.append(slice(start - lo, stop - lo))
         dst.append(slice(start, stop))
-    out = np.empty(shape, dtype=a.dtype)
+    out = empty(shape, a.dtype)
     if copy is not None:
         copy(a, tuple(lo for lo, _ in pads), out)
         return out

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections.abc import Callable
 
 import numpy as np
 
@@ -38,6 +39,18 @@ def scratch(name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
             return np.empty(shape, dtype)
         buf = pool[name] = np.empty(nbytes, np.uint8)
     return buf[:nbytes].view(dtype).reshape(shape)
+
+
+def empty_for(name: str) -> Callable[[tuple[int, ...], np.dtype], np.ndarray]:
+    """``empty(shape, dtype)`` giving the scratch array ``name`` (pad_or_crop's ``empty``)."""
+    return lambda shape, dtype: scratch(name, shape, dtype)
+
+
+def copied(name: str, a: np.ndarray) -> np.ndarray:
+    """A C-contiguous copy of ``a`` in the scratch array ``name``."""
+    out = scratch(name, a.shape, a.dtype)
+    np.copyto(out, a)
+    return out
 
 
 def release() -> None:

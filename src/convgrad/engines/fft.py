@@ -30,7 +30,7 @@ from .._layout import pad_or_crop
 from . import _kernels, _threads
 from ._common import group_dims, tight_padded
 from ._kernels.spectral import steps
-from ._scratch import scratch
+from ._scratch import copied, scratch
 
 # pocketfft on zero-padded signals, batched along the trailing channel axes: measured here 6-7
 # GFLOP/s of the 2.5 n log2 n count (1-D blocks of 1,024 to 16,384 samples, 48 x 48 and 64 x 64
@@ -202,7 +202,7 @@ class FFT:
             # its channel axes swapped within each group, (*K, Og, G * Cg).
             wt = w.reshape(*geom.kernel, cg, g, og).swapaxes(-3, -1).reshape(*geom.kernel, og, g * cg)
             # With one group the reshape is a view, which the GEMMs read 2.6x slower.
-            wt = _copied(wt, "fft.wt")
+            wt = copied("fft.wt", wt)
             ws = _kernel_spectrum(wt, lengths, _tap_positions(geom, lengths))
             dx = _samples(dys, ws, g, lengths, [range(k) for k in kept])
         return pad_or_crop(dx, tuple((-lo, -hi) for lo, hi in _crops(geom)))  # zeros where x was cropped
@@ -524,13 +524,6 @@ def _inverse_stage(n: int, positions: tuple[int, ...], half: bool, dtype: np.dty
 def _frozen(m: np.ndarray, dtype: np.dtype) -> np.ndarray:
     out = np.ascontiguousarray(m, dtype=dtype)
     out.flags.writeable = False
-    return out
-
-
-def _copied(a: np.ndarray, name: str) -> np.ndarray:
-    """A C-contiguous copy of ``a`` in scratch memory."""
-    out = scratch(name, a.shape, a.dtype)
-    np.copyto(out, a)
     return out
 
 

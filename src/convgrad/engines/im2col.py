@@ -22,6 +22,7 @@ from ._common import blocks as _blocks
 from ._common import group_dims as _group_dims
 from ._common import thin_factor
 from ._common import tight_padded as _tight_padded
+from ._scratch import empty_for, scratch
 
 # Rows are packed in blocks of about this many bytes: large enough for BLAS to run near peak,
 # small enough to stay in the last-level cache of a small machine.
@@ -111,7 +112,7 @@ class Im2col:
         if cg == 0:
             y.fill(0)
             return y
-        xp = pad_or_crop(x, geom.tight_padding)
+        xp = pad_or_crop(x, geom.tight_padding, empty=empty_for("im2col.x"))
         wg = _grouped_filter(w, g, t, cg, og)
         if _pointwise(geom):
             np.matmul(xp.reshape(-1, cg), wg[0], out=y.reshape(-1, og))
@@ -153,10 +154,10 @@ class Im2col:
         g, cg, og, t = _group_dims(geom)
         dwg = np.zeros((g, t * cg, og), dtype=x.dtype)
         if dy.size and cg and _pointwise(geom):
-            xp = pad_or_crop(x, geom.tight_padding)
+            xp = pad_or_crop(x, geom.tight_padding, empty=empty_for("im2col.x"))
             np.matmul(xp.reshape(-1, cg).T, dy.reshape(-1, og), out=dwg[0])
         elif dy.size and cg:
-            xp = pad_or_crop(x, geom.tight_padding)
+            xp = pad_or_crop(x, geom.tight_padding, empty=empty_for("im2col.x"))
             _, _, rows = self._sizes(geom, "filter_grad", x.dtype, limit)
             fused = _use_kernels(geom, x.dtype)
             for block, bshape in _blocks((geom.batch, *geom.out_spatial), rows):
@@ -230,7 +231,7 @@ def _pack(
 ) -> np.ndarray:
     """The im2col rows of ``block``: (G, rows, T * Cg), channels of group g contiguous."""
     rows = math.prod(bshape)
-    cols = np.empty((g, rows, t, cg), dtype=xp.dtype)
+    cols = scratch("im2col.cols", (g, rows, t, cg), xp.dtype)
     if fused:
         _kernels.im2col3d(_unit_axis(xp, geom), _first_row(block, geom), *_as_3d(geom), cols)
         return cols.reshape(g, rows, t * cg)

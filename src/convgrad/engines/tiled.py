@@ -29,6 +29,7 @@ from .._geometry import ConvGeometry
 from .._layout import flip_swap_filter, pad_or_crop
 from . import _kernels, _threads
 from ._common import Phase, phase_axes, tight_padded
+from ._scratch import copied, empty_for, scratch
 
 # Measured rates of full tiles on this machine kind (2 cores, AVX-512, float32), over the suite's
 # dense shapes, two threads, each kernel alone (the suite's interleaved runs see 0.6-0.9 of these):
@@ -147,12 +148,12 @@ class Tiled:
         blocks = -(-o // block) * block
         # The kernel reads whole blocks of dy's channels; zero input channels fill x's last tile
         # where that is cheaper than one channel at a time.
-        dy = _padded(dy, ((0, 0),) * geom.rank, channels=blocks)
+        dy = _padded(dy, ((0, 0),) * geom.rank, blocks, "tiled.dy")
         cp = _filter_channels(c, block, x.dtype)
-        xp = _padded(x, geom.tight_padding, channels=cp)
+        xp = _padded(x, geom.tight_padding, cp, "tiled.x")
         _check_reach(xp.shape[1:-1], geom.out_spatial, k, geom.stride, geom.rhs_dilation)
         unit = (1,) * (3 - geom.rank)
-        parts = np.empty((_parts(geom), *unit, *k, cp, blocks), dtype=x.dtype)
+        parts = scratch("tiled.parts", (_parts(geom), *unit, *k, cp, blocks), x.dtype)
         _threads.for_numba()
         _kernels.tiled_filter_grad(xp.reshape(xp.shape[0], *unit, *xp.shape[1:]),
                                    dy.reshape(dy.shape[0], *unit, *dy.shape[1:]),
@@ -279,7 +280,7 @@ def _run(rank: int, x: np.ndarray, pads: tuple[tuple[int, int], ...], w: np.ndar
     if x.shape[-1] == 0:  # no input channels: every sum is empty
         y.fill(0)
         return y
-    xp = _padded(x, pads, channels=_dot_channels(x.shape[-1]) if block == DOT else None)  # one copy
+    xp = _padded(x, pads, _dot_channels(x.shape[-1]) if block == DOT else None, "tiled.x")  # one copy
     _call(rank, xp, (0,) * rank, w, stride, dilation, y, (0,) * rank, (1,) * rank, y_shape[1:-1], block)
     return y
 
@@ -312,7 +313,7 @@ def _strided_input_grad(geom: ConvGeometry, dy: np.ndarray, w: np.ndarray, block
     phase writes its samples of dx in place, those in the padding left out: no copy per phase."""
     reach = _phase_reach(geom)
     c = _dot_channels(geom.out_channels) if block == DOT else None
-    dyp = _padded(dy, tuple((r, r) for r in reach), channels=c)
+    dyp = _padded(dy, tuple((r, r) for r in reach), c, "tiled.dy")
     shape = (geom.batch, *geom.in_spatial, geom.in_channels)
     if dy.size == 0 or geom.in_channels == 0:
         return np.zeros(shape, dtype=dy.dtype)
@@ -359,11 +360,12 @@ def _check_reach(padded: tuple[int, ...], out: tuple[int, ...], kernel: tuple[in
                              f"read past a padded size of {n}")
 
 
-def _padded(a: np.ndarray, pads: tuple[tuple[int, int], ...], channels: int | None = None) -> np.ndarray:
-    """pad_or_crop (channels-last ``a``, the same result), written on Numba's threads where the
-    array is large enough: one pass, half NumPy's time on two cores."""
+def _padded(a: np.ndarray, pads: tuple[tuple[int, int], ...], channels: int | None, name: str) -> np.ndarray:
+    """pad_or_crop (channels-last ``a``, the same result) into the scratch array ``name``, written
+    on Numba's threads where the array is large enough: one pass, half NumPy's time on two cores."""
     parallel = _kernels.NUMBA and a.ndim <= 5 and a.nbytes >= PARALLEL_PAD_BYTES
-    return pad_or_crop(a, pads, channels, copy=_pad_on_threads if parallel else None)
+    return pad_or_crop(a, pads, channels, copy=_pad_on_threads if parallel else None,
+                       empty=empty_for(name))
 
 
 def _pad_on_threads(a: np.ndarray, lows: tuple[int, ...], out: np.ndarray) -> None:
@@ -382,7 +384,7 @@ def _pack(w: np.ndarray, block: int) -> np.ndarray:
     if o < blocks * block:  # zero channels fill the last block
         w = np.concatenate((w, np.zeros((*k, c, blocks * block - o), dtype=w.dtype)), axis=-1)
     r = len(k) + 1
-    return np.ascontiguousarray(w.reshape(*k, c, blocks, block).transpose(r, *range(r), r + 1))
+    return copied("tiled.w", w.reshape(*k, c, blocks, block).transpose(r, *range(r), r + 1))
 
 
 def _pack_dot(w: np.ndarray, channels: int) -> np.ndarray:
