@@ -326,7 +326,11 @@ def run_case(case: Case, repeats: int, frameworks: Iterable[str] = ("torch",),
 
 
 def _peak_bytes(fn: Callable[[], object]) -> int:
-    """Largest traced allocation above the starting point during one call."""
+    """Largest traced allocation above the starting point during one call, the engines' scratch
+    memory included (freed first, so the call allocates it again)."""
+    from .engines import _scratch
+
+    _scratch.release()
     tracemalloc.start()
     try:
         base = tracemalloc.get_traced_memory()[0]
