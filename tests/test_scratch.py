@@ -23,7 +23,7 @@ def test_a_name_gets_the_same_memory_back():
     assert np.shares_memory(a, b) and not np.shares_memory(a, c)
     d = _scratch.scratch("t.a", (100,), np.float64)  # larger: a new buffer replaces it
     assert not np.shares_memory(a, d) and _scratch.held() == 800 + 48
-    _scratch.release()
+    convgrad.engines.release_scratch()
     assert _scratch.held() == 0
 
 
@@ -93,3 +93,16 @@ def test_the_benchmark_counts_scratch_memory():
     peak = bench._peak_bytes(call)
     assert _scratch.held() > y.nbytes
     assert peak >= _scratch.held() + y.nbytes
+
+
+@pytest.mark.parametrize(("env", "pooled"), [("0", False), ("4096", True), ("abc", None), ("-1", None)])
+def test_the_pool_size_comes_from_the_environment(monkeypatch, env, pooled):
+    _scratch.release()
+    monkeypatch.setenv("CONVGRAD_SCRATCH_BYTES", env)
+    if pooled is None:
+        with pytest.raises(ValueError, match="CONVGRAD_SCRATCH_BYTES"):
+            _scratch.scratch("t.env", (10,), np.float32)
+        return
+    a = _scratch.scratch("t.env", (10,), np.float32)
+    assert np.shares_memory(a, _scratch.scratch("t.env", (10,), np.float32)) == pooled
+    _scratch.release()

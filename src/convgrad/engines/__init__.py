@@ -55,6 +55,13 @@ def engine_names() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
+def release_scratch() -> None:
+    """Free the scratch memory the engines keep for this thread between calls (see _scratch)."""
+    from . import _scratch
+
+    _scratch.release()
+
+
 def warm_up(dtypes: tuple[str, ...] = ("float32", "float64")) -> None:
     """Compile or load the compiled kernels now. Until then the planner charges them their load
     (or compile) time, so a one-off small conv stays on NumPy; the third request for the same conv

@@ -22,7 +22,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-POOL_BYTES = int(os.environ.get("CONVGRAD_SCRATCH_BYTES", 512 * 1024**2))
+SCRATCH_ENV = "CONVGRAD_SCRATCH_BYTES"
+DEFAULT_POOL_BYTES = 512 * 1024**2
+POOL_BYTES: int | None = None  # the cap; None: $CONVGRAD_SCRATCH_BYTES, else the default
 
 _local = threading.local()
 
@@ -35,10 +37,25 @@ def scratch(name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     buf = pool.get(name)
     if buf is None or buf.nbytes < nbytes:
         pool.pop(name, None)
-        if sum(b.nbytes for b in pool.values()) + nbytes > POOL_BYTES:
+        if sum(b.nbytes for b in pool.values()) + nbytes > _cap():
             return np.empty(shape, dtype)
         buf = pool[name] = np.empty(nbytes, np.uint8)
     return buf[:nbytes].view(dtype).reshape(shape)
+
+
+def _cap() -> int:
+    if POOL_BYTES is not None:
+        return POOL_BYTES
+    env = os.environ.get(SCRATCH_ENV)
+    if env is None:
+        return DEFAULT_POOL_BYTES
+    try:
+        value = int(env)
+    except ValueError:
+        raise ValueError(f"{SCRATCH_ENV}={env!r} is not an integer number of bytes") from None
+    if value < 0:
+        raise ValueError(f"{SCRATCH_ENV} must be 0 (no pool) or more, got {value}")
+    return value
 
 
 def empty_for(name: str) -> Callable[[tuple[int, ...], np.dtype], np.ndarray]:
