@@ -5,8 +5,13 @@ the kernel dilated by d (zeros inserted), evaluated at stride-1 lags and then sa
 the input gradient is the full convolution of dy, spread s apart, with the dilated kernel; the
 filter gradient correlates x with the spread dy at lags t * d. Every result lies within P samples,
 so circular transforms of length next_fast_len(P) are exact (no wrap-around reaches them).
-Channels mix per frequency as a batched complex GEMM: (F, N, C) @ (F, C, O).
+Channels mix per frequency, a small complex matrix product each: (N, C) @ (C, O).
 Cost is nearly independent of the kernel size, which is what makes it win for large kernels.
+
+Transforms of few samples (a kernel's taps, a small signal in a longer transform) are products
+with the DFT matrix restricted to the samples there are, forward, and to the samples kept, back:
+real GEMMs on real and imaginary planes, where BLAS runs them faster than pocketfft runs the
+zero-padded FFTs. Large intermediates live in the engines' scratch memory (see _scratch).
 
 A long first spatial axis is cut into blocks (overlap-save for the forward and the filter
 gradient, overlap-add for the input gradient): the blocks become a larger batch of a shorter
