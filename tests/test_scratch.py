@@ -106,3 +106,42 @@ def test_the_pool_size_comes_from_the_environment(monkeypatch, env, pooled):
     a = _scratch.scratch("t.env", (10,), np.float32)
     assert np.shares_memory(a, _scratch.scratch("t.env", (10,), np.float32)) == pooled
     _scratch.release()
+
+
+def test_the_pool_and_the_next_workspace_keep_to_the_budget():
+    """A pool kept from a large call is freed before a call whose budget it would crowd out."""
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((2, 20, 20, 4)).astype(np.float32), rng.standard_normal((31, 31, 4, 6))
+    w = w.astype(np.float32)
+    convgrad.conv(x, w, padding=15, data_format="channels_last", method="fft")
+    held = _scratch.held()
+    plan = convgrad.make_plan("forward", convgrad.ConvGeometry.for_conv(x.shape, w.shape, padding=15,
+                                                                        data_format="channels_last"),
+                              np.float32, "fft", 2**31)
+    assert held > 0 and _scratch.held() == held  # room enough: kept
+    small = plan.workspace_bytes + held - 1
+    convgrad.conv(x, w, padding=15, data_format="channels_last", method="fft", workspace_bytes=small)
+    assert _scratch.held() <= plan.workspace_bytes  # freed first, then refilled by this call only
+
+
+@pytest.mark.parametrize("method", engine_names())
+def test_each_engine_keeps_its_scratch_within_its_workspace(method):
+    """What an op leaves in the pool is part of the workspace its plan declared."""
+    x_shape, w_shape, kw = CASES.get(method, ((2, 4, 12, 12), (6, 4, 3, 3), {"padding": 1}))
+    rng = np.random.default_rng(4)
+    fmt = kw.get("data_format", "channels_first")
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
+    x, w = rng.standard_normal(x_shape).astype(np.float32), rng.standard_normal(w_shape).astype(np.float32)
+    dy = rng.standard_normal(geom.y_shape(fmt)).astype(np.float32)
+    calls = {
+        "forward": lambda: convgrad.conv(x, w, method=method, **kw),
+        "input_grad": lambda: convgrad.conv_input_grad(dy, w, x_shape, method=method, **kw),
+        "filter_grad": lambda: convgrad.conv_filter_grad(x, dy, w_shape, method=method, **kw),
+    }
+    calls.pop(LEFT_TO_OTHERS.get(method, ""), None)
+    for op, call in calls.items():
+        _scratch.release()
+        call()
+        plan = convgrad.make_plan(op, geom, np.float32, method, 2**31)
+        assert _scratch.held() <= plan.workspace_bytes, (method, op)
+    _scratch.release()

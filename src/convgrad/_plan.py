@@ -41,14 +41,16 @@ def make_plan(op: str, geom: ConvGeometry, dtype: np.dtype, method: object, limi
     """
     if not isinstance(method, str):
         raise TypeError(f"method must be a string, 'auto' or one of {engine_names()}, got {method!r}")
-    from .engines import _kernels
+    from .engines import _kernels, _scratch
 
     dtype = np.dtype(dtype)
     if method == "auto" and dtype in (np.float32, np.float64):
         _load_kernels_for_loops(op, geom, dtype, limit)
     # Costing every engine takes a fraction of a millisecond; a training loop asks the same question
     # each step. The answer changes only with the inputs and with which kernels are loaded.
-    return _make_plan(op, geom, dtype, method, limit, _kernels.loaded_state(), engine_names())
+    plan = _make_plan(op, geom, dtype, method, limit, _kernels.loaded_state(), engine_names())
+    _scratch.fit(plan.workspace_bytes, limit)  # the scratch kept from earlier calls counts too
+    return plan
 
 
 # The planner charges a compiled kernel its load (or compile) time until the process has loaded it,

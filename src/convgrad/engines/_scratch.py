@@ -8,9 +8,10 @@ returned to the system), so the same op ran 2x slower after an unrelated 4 MB co
 makes that steady.
 
 Each use site names its buffer; the pool keeps the largest size asked for under that name, up
-to POOL_BYTES in all per thread (beyond that, requests get fresh arrays). A scratch array's
-contents are garbage, it is overwritten by the next call from the same thread, and it is never
-returned to the caller. ``release()`` frees this thread's pool.
+to POOL_BYTES in all per thread (beyond that, requests get fresh arrays), and the planner frees
+it before an op whose workspace and the pool together would pass the op's workspace budget. A
+scratch array's contents are garbage, it is overwritten by the next call from the same thread,
+and it is never returned to the caller. ``release()`` frees this thread's pool.
 """
 
 from __future__ import annotations
@@ -68,6 +69,13 @@ def copied(name: str, a: np.ndarray) -> np.ndarray:
     out = scratch(name, a.shape, a.dtype)
     np.copyto(out, a)
     return out
+
+
+def fit(needed: int, limit: int) -> None:
+    """Free this thread's pool if what it holds and the ``needed`` bytes of the next op's
+    workspace would pass the workspace budget ``limit``."""
+    if held() + needed > limit:
+        release()
 
 
 def release() -> None:

@@ -142,7 +142,13 @@ class FFT:
         citem = 2 * np.dtype(dtype).itemsize
         spectra = freqs * (geom.batch * (geom.in_channels + geom.out_channels) + cg * og * g) * citem
         real = math.prod(lengths) * geom.batch * max(geom.in_channels, geom.out_channels)
-        total = spectra + 2 * real * np.dtype(dtype).itemsize
+        # The DFT GEMMs' first stages (the taps of the other axes, the halved axis's frequencies)
+        # and the input gradient's transposed filter.
+        half = lengths[-1] // 2 + 1 if lengths else 1
+        firsts = (math.prod(geom.kernel[:-1]) * cg * og * g + geom.batch * math.prod(_kept(geom)[:-1])
+                  * geom.in_channels + geom.batch * math.prod(geom.out_spatial[:-1]) * geom.out_channels)
+        stages = (firsts * half * citem + math.prod(geom.kernel) * cg * og * g * np.dtype(dtype).itemsize)
+        total = spectra + 2 * real * np.dtype(dtype).itemsize + stages
         check_fits(f"the FFT spectra of {geom.x_shape('channels_last')}", total, limit)
         return total
 

@@ -101,7 +101,7 @@ class Tiled:
         padded = self._padded_bytes(geom, op, dtype)
         check_fits(f"{what} of this {op}", padded, limit)
         if op != "filter_grad":
-            return padded
+            return padded + self._packed_bytes(geom, op, dtype)
         block, item = _block(geom, op, dtype), np.dtype(dtype).itemsize
         o = -(-geom.out_channels // block) * block
         dy_copy = 0 if o == geom.out_channels else geom.batch * math.prod(geom.out_spatial) * o * item
@@ -113,6 +113,18 @@ class Tiled:
         check_fits(f"the padded input, dy with {o} channels and {_parts(geom)} partial filter gradients",
                    total, limit)
         return total
+
+    def _packed_bytes(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> int:
+        """The filter packed in blocks of output channels (the input gradient's flipped and
+        swapped first)."""
+        c, o = (geom.out_channels, geom.in_channels) if op == "input_grad" else (geom.in_channels,
+                                                                                 geom.out_channels)
+        block = _block(geom, op, dtype)
+        width = DOT if block == DOT else block
+        channels = _dot_channels(c) if block == DOT else c
+        packed = math.prod(geom.kernel) * channels * -(-o // width) * width
+        flipped = math.prod(geom.kernel) * c * o if op == "input_grad" else 0
+        return (packed + flipped) * np.dtype(dtype).itemsize
 
     def _padded_bytes(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> int:
         if op == "input_grad":  # dy padded by input_grad_padding, or for the widest sub-pixel phase
