@@ -145,3 +145,30 @@ def test_each_engine_keeps_its_scratch_within_its_workspace(method):
         plan = convgrad.make_plan(op, geom, np.float32, method, 2**31)
         assert _scratch.held() <= plan.workspace_bytes, (method, op)
     _scratch.release()
+
+
+@pytest.mark.parametrize("method", ["fft", "tiled", "im2col"])
+def test_threads_calling_at_once_get_their_own_scratch(method):
+    """Two threads running the same op on different inputs at the same time get the results they
+    would get alone (each thread has its own pool)."""
+    x_shape, w_shape, kw = CASES.get(method, ((2, 4, 12, 12), (6, 4, 3, 3), {"padding": 1}))
+    rng = np.random.default_rng(5)
+    inputs = [tuple(rng.standard_normal(s).astype(np.float32) for s in (x_shape, w_shape)) for _ in range(2)]
+    alone = [convgrad.conv(x, w, method=method, **kw) for x, w in inputs]
+    results: dict[int, list[np.ndarray]] = {0: [], 1: []}
+    start = threading.Barrier(2)
+
+    def work(i: int) -> None:
+        start.wait()
+        for _ in range(20):
+            results[i].append(convgrad.conv(*inputs[i], method=method, **kw))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(2):
+        assert len(results[i]) == 20
+        for got in results[i]:
+            np.testing.assert_array_equal(got, alone[i])
