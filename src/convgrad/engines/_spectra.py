@@ -57,7 +57,7 @@ def _complex(spectra: np.ndarray) -> np.ndarray:
 
 
 def samples(a: np.ndarray, ws: np.ndarray, g: int, lengths: tuple[int, ...],
-             positions: list[range]) -> np.ndarray:
+            positions: list[range]) -> np.ndarray:
     """The spectra ``a`` (as ``spectrum`` returns them) mixed with the kernel's planes ``ws``
     (see ``_mix``), transformed back at the given positions of each axis: ``(N, *K, O)``."""
     shape = (a.shape[0], *(len(p) for p in positions), ws.shape[-1])
@@ -84,7 +84,7 @@ def _rfft(a: np.ndarray, lengths: tuple[int, ...], axes: tuple[int, ...]) -> np.
 
 
 def irfft(a: np.ndarray, lengths: tuple[int, ...], axes: tuple[int, ...],
-           keep: tuple[int, ...]) -> np.ndarray:
+          keep: tuple[int, ...]) -> np.ndarray:
     """irfftn of ``a`` to ``lengths``, only its first ``keep`` samples along each axis: each full
     axis's inverse is cut to them before the next stage, so the halved axis's inverse runs on the
     kept lines only (a 32 x 32 result of a 48 x 48 transform: 32 rows, not 48; 0.5 of irfftn's
@@ -152,7 +152,7 @@ def kernel_spectrum(w: np.ndarray, lengths: tuple[int, ...], positions: list[lis
 
 
 def dft(a: np.ndarray, lengths: tuple[int, ...], positions: list[list[int]], lead: int = 0,
-         name: str = "") -> np.ndarray:
+        name: str = "") -> np.ndarray:
     """The rfftn of a ``(*L, *K, ...)`` (``lead`` axes L, then one axis per length) with sample t
     of axis i at ``positions[i][t]`` of a zero signal of length ``lengths[i]``, as DFT GEMMs:
     real and imaginary planes ``(*L, 2, *F, ...)``, the last axis of F halved. With a ``name``,
@@ -175,7 +175,7 @@ def dft(a: np.ndarray, lengths: tuple[int, ...], positions: list[list[int]], lea
 
 
 def idft(a: np.ndarray, lengths: tuple[int, ...], positions: list[list[int]], lead: int = 0,
-          name: str = "", out: np.ndarray | None = None) -> np.ndarray:
+         name: str = "", out: np.ndarray | None = None) -> np.ndarray:
     """The irfftn of the planes ``a`` ``(*L, 2, *F, ...)`` (as ``dft`` makes them) to
     ``lengths``, at the given positions only, as DFT GEMMs: ``(*L, *K, ...)`` real, in ``out``
     (C-contiguous) or a fresh array. With a ``name``, the stages before the last write to scratch
