@@ -15,20 +15,28 @@ WORKSPACE_ENV = "CONVGRAD_WORKSPACE_BYTES"
 def workspace_limit(workspace_bytes: object = None) -> int:
     """The budget: the keyword if given, else $CONVGRAD_WORKSPACE_BYTES, else 2 GiB."""
     if workspace_bytes is None:
-        env = os.environ.get(WORKSPACE_ENV)
-        if env is None:
-            return DEFAULT_WORKSPACE_BYTES
-        try:
-            value = int(env)
-        except ValueError:
-            raise ValueError(f"{WORKSPACE_ENV}={env!r} is not an integer number of bytes") from None
-        name = WORKSPACE_ENV
-    else:
-        if isinstance(workspace_bytes, bool) or not isinstance(workspace_bytes, int):
-            raise TypeError(f"workspace_bytes must be an int, got {workspace_bytes!r}")
-        value, name = workspace_bytes, "workspace_bytes"
-    if value < 1:
-        raise ValueError(f"{name} must be positive, got {value}")
+        return env_bytes(WORKSPACE_ENV, DEFAULT_WORKSPACE_BYTES)
+    if isinstance(workspace_bytes, bool) or not isinstance(workspace_bytes, int):
+        raise TypeError(f"workspace_bytes must be an int, got {workspace_bytes!r}")
+    return _at_least("workspace_bytes", workspace_bytes, 1)
+
+
+def env_bytes(name: str, default: int, least: int = 1) -> int:
+    """The environment variable ``name`` as a number of bytes, at least ``least``; ``default``
+    where it is unset."""
+    env = os.environ.get(name)
+    if env is None:
+        return default
+    try:
+        value = int(env)
+    except ValueError:
+        raise ValueError(f"{name}={env!r} is not an integer number of bytes") from None
+    return _at_least(name, value, least)
+
+
+def _at_least(name: str, value: int, least: int) -> int:
+    if value < least:
+        raise ValueError(f"{name} must be {'positive' if least == 1 else f'{least} or more'}, got {value}")
     return value
 
 

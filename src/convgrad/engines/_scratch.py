@@ -17,11 +17,12 @@ and it is never returned to the caller. ``release()`` frees this thread's pool.
 from __future__ import annotations
 
 import math
-import os
 import threading
 from collections.abc import Callable
 
 import numpy as np
+
+from .._budget import env_bytes
 
 SCRATCH_ENV = "CONVGRAD_SCRATCH_BYTES"
 DEFAULT_POOL_BYTES = 512 * 1024**2
@@ -38,25 +39,14 @@ def scratch(name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     buf = pool.get(name)
     if buf is None or buf.nbytes < nbytes:
         pool.pop(name, None)
-        if sum(b.nbytes for b in pool.values()) + nbytes > _cap():
+        if held() + nbytes > _cap():
             return np.empty(shape, dtype)
         buf = pool[name] = np.empty(nbytes, np.uint8)
     return buf[:nbytes].view(dtype).reshape(shape)
 
 
 def _cap() -> int:
-    if POOL_BYTES is not None:
-        return POOL_BYTES
-    env = os.environ.get(SCRATCH_ENV)
-    if env is None:
-        return DEFAULT_POOL_BYTES
-    try:
-        value = int(env)
-    except ValueError:
-        raise ValueError(f"{SCRATCH_ENV}={env!r} is not an integer number of bytes") from None
-    if value < 0:
-        raise ValueError(f"{SCRATCH_ENV} must be 0 (no pool) or more, got {value}")
-    return value
+    return POOL_BYTES if POOL_BYTES is not None else env_bytes(SCRATCH_ENV, DEFAULT_POOL_BYTES, least=0)
 
 
 def empty_for(name: str) -> Callable[[tuple[int, ...], np.dtype], np.ndarray]:

@@ -120,10 +120,15 @@ def _dft_gemm_seconds(kernel: tuple[int, ...], lengths: tuple[int, ...], pairs: 
     return _dft_gemm_flops(kernel, lengths, pairs) / DFT_GEMM_FLOPS_PER_S
 
 
+def freqs(lengths: tuple[int, ...]) -> tuple[int, ...]:
+    """The frequencies an rfftn of ``lengths`` keeps per axis: the last axis halved."""
+    return (*lengths[:-1], lengths[-1] // 2 + 1)
+
+
 def _dft_gemm_flops(kernel: tuple[int, ...], lengths: tuple[int, ...], pairs: int) -> float:
     """The DFT GEMMs of ``dft``: axis i maps (K_0 .. K_i, F_i+1 ..) to (K_0 .. K_i-1, F_i ..)."""
-    freqs = (*lengths[:-1], lengths[-1] // 2 + 1)
-    return float(sum(8 * freqs[i] * math.prod(kernel[: i + 1]) * math.prod(freqs[i + 1 :]) * pairs
+    f = freqs(lengths)
+    return float(sum(8 * f[i] * math.prod(kernel[: i + 1]) * math.prod(f[i + 1 :]) * pairs
                      for i in range(len(kernel))))
 
 
@@ -160,7 +165,7 @@ def dft(a: np.ndarray, lengths: tuple[int, ...], positions: list[list[int]], lea
     rank = len(lengths)
     head, kernel, tail = a.shape[:lead], a.shape[lead : lead + rank], a.shape[lead + rank :]
     if a.size == 0:  # nothing to transform (x cropped away): the spectrum of zeros
-        return np.zeros((*head, 2, *lengths[:-1], lengths[-1] // 2 + 1, *tail), dtype=a.dtype)
+        return np.zeros((*head, 2, *freqs(lengths), *tail), dtype=a.dtype)
     # Real GEMMs throughout, on planes: the halved axis first, (L, K_0 .. K_r-2, 2, F_r-1, ...);
     # then each full axis, which puts the planes in front of that axis's frequencies, next to the
     # taps of the axis before. (Interleaved complex arrays would need a copy per stage: 2-3x the
@@ -171,15 +176,14 @@ def dft(a: np.ndarray, lengths: tuple[int, ...], positions: list[list[int]], lea
         a = _gemm(_forward_stage(lengths[i], tuple(positions[i]), False, a.dtype),
                   a.reshape(math.prod(head) * math.prod(kernel[:i]), 2 * kernel[i], -1),
                   name and name + str((rank - 1 - i) % 2))
-    return a.reshape(*head, 2, *lengths[:-1], lengths[-1] // 2 + 1, *tail)
+    return a.reshape(*head, 2, *freqs(lengths), *tail)
 
 
 def idft(a: np.ndarray, lengths: tuple[int, ...], positions: list[list[int]], lead: int = 0,
-         name: str = "", out: np.ndarray | None = None) -> np.ndarray:
+         name: str = "") -> np.ndarray:
     """The irfftn of the planes ``a`` ``(*L, 2, *F, ...)`` (as ``dft`` makes them) to
-    ``lengths``, at the given positions only, as DFT GEMMs: ``(*L, *K, ...)`` real, in ``out``
-    (C-contiguous) or a fresh array. With a ``name``, the stages before the last write to scratch
-    memory of that name."""
+    ``lengths``, at the given positions only, as DFT GEMMs: ``(*L, *K, ...)`` real, a fresh array.
+    With a ``name``, the stages before the last write to scratch memory of that name."""
     rank = len(lengths)
     head, tail = a.shape[:lead], a.shape[lead + 1 + rank :]
     if a.size == 0 or any(len(p) == 0 for p in positions):
@@ -189,9 +193,8 @@ def idft(a: np.ndarray, lengths: tuple[int, ...], positions: list[list[int]], le
         a = _gemm(_inverse_stage(lengths[i], tuple(positions[i]), False, a.dtype),
                   a.reshape(outer, 2 * lengths[i], -1), name and name + str(i % 2))
         outer *= len(positions[i])
-    last = _inverse_stage(lengths[-1], tuple(positions[-1]), True, a.dtype)
-    a = a.reshape(outer, 2 * (lengths[-1] // 2 + 1), -1)
-    a = np.matmul(last, a, out=None if out is None else out.reshape(outer, last.shape[0], a.shape[2]))
+    a = np.matmul(_inverse_stage(lengths[-1], tuple(positions[-1]), True, a.dtype),
+                  a.reshape(outer, 2 * freqs(lengths)[-1], -1))
     return a.reshape(*head, *(len(p) for p in positions), *tail)
 
 
@@ -281,6 +284,19 @@ def _mix(a: np.ndarray, ws: np.ndarray, g: int, planes: bool) -> np.ndarray:
     return np.stack((out.real, out.imag), axis=1) if planes else out
 
 
+def lags(xs: np.ndarray, dys: np.ndarray, g: int, lengths: tuple[int, ...],
+         positions: list[list[int]]) -> np.ndarray:
+    """The filter gradient's sums: x's spectra correlated with dy's (see ``correlate``) and
+    transformed back at the lags ``positions``: ``(*K, G, Cg, Og)``, a fresh array. DFT GEMMs on
+    planes where those are cheaper, else pocketfft's irfftn of the whole correlation."""
+    kernel = tuple(len(p) for p in positions)
+    if use_dft_gemm(kernel, lengths, xs.shape[-1] * dys.shape[-1] // g):
+        return idft(correlate(xs, dys, g, planes=True), lengths, positions, name="fft.lags")
+    spec = correlate(xs, dys, g, planes=False)
+    full = scipy.fft.irfftn(spec, s=lengths, axes=tuple(range(len(lengths))), workers=_threads.allowed())
+    return full[np.ix_(*positions)]
+
+
 def correlate(xs: np.ndarray, dys: np.ndarray, g: int, planes: bool) -> np.ndarray:
     """Per frequency and group, x's spectra times the conjugate spectra of dy, summed over the
     batch: xs ``(N, *F, C)`` and dys ``(N, *F, O)`` as ``spectrum`` returns them -> ``(2, *F, G,
@@ -293,8 +309,9 @@ def correlate(xs: np.ndarray, dys: np.ndarray, g: int, planes: bool) -> np.ndarr
     if _kernels.NUMBA:
         xs = np.ascontiguousarray(xs)
         dr, di = (dys.real, dys.imag) if np.iscomplexobj(dys) else (dys[:, 0], dys[:, 1])
-        wr = np.ascontiguousarray(dr.reshape(n, f, o).swapaxes(0, 1))  # (F, N, O): the batch is summed
-        wi = np.ascontiguousarray(-di.reshape(n, f, o).swapaxes(0, 1))  # conjugate
+        # dy's planes per group as the kernel's filter, (G, F, N, Og): the batch is summed.
+        wr = np.ascontiguousarray(dr.reshape(n, f, g, og).transpose(2, 1, 0, 3))
+        wi = np.ascontiguousarray(-di.reshape(n, f, g, og).transpose(2, 1, 0, 3))  # conjugate
         xn, xf, xc, xi = steps(n, f, c, not np.iscomplexobj(xs))
         shape = (2, *fshape, g, cg, og) if planes else (*fshape, g, cg, og)
         out = scratch("fft.spec", shape, real if planes else np.result_type(real, np.complex64))
@@ -302,9 +319,8 @@ def correlate(xs: np.ndarray, dys: np.ndarray, g: int, planes: bool) -> np.ndarr
         on, of, oc, oi = (og, g * cg * og, 1, f * g * cg * og) if planes else (2 * og, 2 * g * cg * og, 2, 1)
         flat_x, flat_out = xs.view(real).ravel(), out.view(real).ravel()
         for k in range(g):
-            group = slice(k * og, (k + 1) * og)
-            _kernels.spectral_mix(flat_x[k * cg * xc :], (xc, xf, xn, xi), wr[..., group].copy(),
-                                  wi[..., group].copy(), 1, flat_out[k * cg * on :], (on, of, oc, oi), cg)
+            _kernels.spectral_mix(flat_x[k * cg * xc :], (xc, xf, xn, xi), wr[k], wi[k], 1,
+                                  flat_out[k * cg * on :], (on, of, oc, oi), cg)
         return out
     xg = _complex(xs).reshape(n, f, g, cg).transpose(1, 2, 3, 0)  # (F, G, Cg, N)
     dg = np.conj(_complex(dys).reshape(n, f, g, og)).transpose(1, 2, 0, 3)  # (F, G, N, Og)

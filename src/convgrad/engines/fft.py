@@ -29,7 +29,7 @@ from .._budget import check_fits
 from .._formulas import dilate_dim, stride_dim, transpose_size
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
-from . import _kernels, _spectra, _threads
+from . import _kernels, _spectra
 from ._common import group_dims, tight_padded
 from ._scratch import copied
 
@@ -101,8 +101,7 @@ class FFT:
 
     def _raw_cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
         lengths = self._lengths(geom)
-        size = math.prod(lengths)
-        freqs = size // lengths[-1] * (lengths[-1] // 2 + 1)
+        freqs = math.prod(_spectra.freqs(lengths))
         g, cg, og, _ = group_dims(geom)
         n = geom.batch
         # Every op transforms x's side, y's side (dy or the output) and the kernel's (its taps, or
@@ -124,14 +123,14 @@ class FFT:
 
     def _workspace(self, geom: ConvGeometry, dtype: np.dtype, limit: int) -> int:
         lengths = self._lengths(geom)
-        freqs = math.prod(lengths) // lengths[-1] * (lengths[-1] // 2 + 1)
+        freqs = math.prod(_spectra.freqs(lengths))
         g, cg, og, _ = group_dims(geom)
         citem = 2 * np.dtype(dtype).itemsize
         spectra = freqs * (geom.batch * (geom.in_channels + geom.out_channels) + cg * og * g) * citem
         real = math.prod(lengths) * geom.batch * max(geom.in_channels, geom.out_channels)
         # The DFT GEMMs' first stages (the taps of the other axes, the halved axis's frequencies)
         # and the input gradient's transposed filter.
-        half = lengths[-1] // 2 + 1 if lengths else 1
+        half = _spectra.freqs(lengths)[-1]
         firsts = (math.prod(geom.kernel[:-1]) * cg * og * g + geom.batch * math.prod(_kept(geom)[:-1])
                   * geom.in_channels + geom.batch * math.prod(geom.out_spatial[:-1]) * geom.out_channels)
         stages = (firsts * half * citem + math.prod(geom.kernel) * cg * og * g * np.dtype(dtype).itemsize)
@@ -213,18 +212,7 @@ class FFT:
         xs = _spectra.spectrum(pad_or_crop(x, _crops(geom)), lengths, (1,) * geom.rank, "fft.x")
         dys = _spectra.spectrum(dy, lengths, geom.stride, "fft.dy")
         # Lag t * d of the padded x is lag t * d - lo of x itself.
-        positions = _tap_positions(geom, lengths)
-        if _spectra.use_dft_gemm(geom.kernel, lengths, cg * geom.out_channels):
-            spec = _spectra.correlate(xs, dys, g, planes=True)
-            if g == 1:  # the lags (*K, 1, Cg, O) are dw as it lies
-                dw = np.empty((*geom.kernel, cg, geom.out_channels), dtype=x.dtype)
-                _spectra.idft(spec, lengths, positions, name="fft.lags", out=dw)
-                return dw
-            lags = _spectra.idft(spec, lengths, positions, name="fft.lags")
-        else:
-            spec = _spectra.correlate(xs, dys, g, planes=False)
-            full = scipy.fft.irfftn(spec, s=lengths, axes=tuple(range(geom.rank)), workers=_threads.allowed())
-            lags = full[np.ix_(*positions)]
+        lags = _spectra.lags(xs, dys, g, lengths, _tap_positions(geom, lengths))
         return np.moveaxis(lags, geom.rank, -2).reshape(*geom.kernel, cg, g * og)  # (*K, G, Cg, Og)
 
 

@@ -270,10 +270,9 @@ def _output(geom: ConvGeometry, op: str) -> tuple[tuple[int, ...], int]:
 def _tiles_seconds(geom: ConvGeometry, op: str, block: int) -> float:
     """The tiles' setup and stores (forward and input gradient)."""
     out, channels = _output(geom, op)
-    across = _spreads(geom, op, block)
-    runs = geom.batch * math.prod(out[:-2 if across else -1])
-    length = math.prod(out[-2:]) if across else out[-1]
-    return runs * -(-length // _TILE_WIDTH[block]) * -(-channels // block) * TILE_SECONDS
+    run = max(1, _run_length(geom, op, block))
+    runs = -(-geom.batch * math.prod(out) // run)
+    return runs * -(-run // _TILE_WIDTH[block]) * -(-channels // block) * TILE_SECONDS
 
 
 def _dot_channels(c: int) -> int:

@@ -67,15 +67,16 @@ def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out, dot,
     # about a row's tiles. The dot-product and 3-tap tiles stay within a row.
     per_item = 1 if filter_major else blocks
     spread = not dot and not three
-    per = -(-OW // width)
+    per = -(-OW // width)  # tiles per work item
     plane_tiles = -(-(OH * OW) // width)
-    items = N * OD * max(1, -(-plane_tiles // per)) if spread else rows
+    chunks = -(-plane_tiles // per)  # work items per plane
+    items = N * OD * chunks if spread else rows
     for t in prange(items * (blocks // per_item)):
         r = t % items
         first = t // items * per_item
         if spread:
             _plane_tiles(xf, wf, yf, r, first, per_item, xa, ya, yb, s0, s1, s2, d0, d1, d2, out, OD, XD, sd,
-                         sh, C, YD, YH, YW, O, KD, KH, KW, per, block)
+                         sh, C, YD, YH, YW, O, KD, KH, KW, per, chunks, width, block)
             continue
         n = r // (OD * OH)
         i = r // OH % OD
@@ -264,16 +265,14 @@ def _store_8(yf, yo, m, a0, a1, a2, a3, a4, a5, a6, a7):  # pragma: no cover - c
 
 @njit(cache=True)
 def _plane_tiles(xf, wf, yf, r, first, count, xa, ya, yb, s0, s1, s2, d0, d1, d2, out, OD, XD, sd, sh, C,
-                 YD, YH, YW, O, KD, KH, KW, per, block):  # pragma: no cover - compiled
+                 YD, YH, YW, O, KD, KH, KW, per, chunks, width, block):  # pragma: no cover - compiled
     """Work item r of tiled_forward's tiles of 8 x 16, 8 x 32 or 6 x 64: ``per`` tiles of one plane
-    (n, i), each of 8 (or 6) consecutive outputs of the plane's OH x OW in row order, for the filter
-    blocks first to first + count. The plane's last tile overlaps the one before; a plane smaller
-    than a tile goes one output at a time."""
-    width = 6 if block == 64 else 8
+    (n, i) (``chunks`` items to a plane), each of ``width`` (8 or 6) consecutive outputs of the
+    plane's OH x OW in row order, for the filter blocks first to first + count. The plane's last
+    tile overlaps the one before; a plane smaller than a tile goes one output at a time."""
     OH, OW = out[1], out[2]
     plane = OH * OW
     tiles = -(-plane // width) if plane >= width else 0
-    chunks = max(1, -(-tiles // per))
     n, i, c = r // chunks // OD, r // chunks % OD, r % chunks
     xp = (n * XD + xa[0] + i * s0) * sd + xa[1] * sh + xa[2] * C
     yp = ((n * YD + ya[0] + i * yb[0]) * YH + ya[1]) * YW * O + ya[2] * O
