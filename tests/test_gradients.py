@@ -105,3 +105,68 @@ def test_windows_that_read_only_leading_padding(n, pads, s):
                  O.input_grad(dy, w, x.shape, stride=s, padding=[pads]))
     assert_close(convgrad.conv_filter_grad(x, dy, w.shape, stride=s, padding=[pads]),
                  O.filter_grad(x, dy, w.shape, stride=s, padding=[pads]))
+
+
+# --- second order: the pullbacks of conv_input_grad and conv_filter_grad ------------------------
+@budget(60)
+@given(conv_cases(), seeds)
+def test_second_order_pullbacks_match_oracle_and_dot_test(case, seed):
+    """dx(dy, w) and dw(x, dy) are bilinear: their pullbacks are the oracle's conv and adjoint
+    loops of the cotangent, and <f(a, b), g> equals <a, d_a> and <b, d_b> (the dot test)."""
+    fmt, geo = case.data_format, case.geometry
+    rng = np.random.default_rng(seed)
+    x, w = rng.standard_normal(case.x_shape), rng.standard_normal(case.w_shape)
+    xf, wf = O.x_to_first(x, fmt), O.w_to_first(w, fmt)
+    dyf = rng.standard_normal(O.conv(xf, wf, **geo).shape)
+    dy = O.x_from_first(dyf, fmt)
+
+    dx, vjp = convgrad.conv_input_grad_vjp(dy, w, x.shape, **case.kwargs)
+    assert_close(dx, O.x_from_first(O.input_grad(dyf, wf, xf.shape, **geo), fmt), dtype=np.float64)
+    gf = rng.standard_normal(xf.shape)
+    d_dy, d_w = vjp(O.x_from_first(gf, fmt))
+    assert_close(d_dy, O.x_from_first(O.conv(gf, wf, **geo), fmt))
+    assert_close(d_w, O.w_from_first(O.filter_grad(gf, dyf, wf.shape, **geo), fmt))
+    inner = np.vdot(dx, O.x_from_first(gf, fmt))
+    np.testing.assert_allclose([np.vdot(dy, d_dy), np.vdot(w, d_w)], [inner, inner],
+                               rtol=1e-10, atol=1e-10)
+
+    dw, vjp = convgrad.conv_filter_grad_vjp(x, dy, w.shape, **case.kwargs)
+    assert_close(dw, O.w_from_first(O.filter_grad(xf, dyf, wf.shape, **geo), fmt), dtype=np.float64)
+    gf = rng.standard_normal(wf.shape)
+    d_x, d_dy = vjp(O.w_from_first(gf, fmt))
+    assert_close(d_x, O.x_from_first(O.input_grad(dyf, gf, xf.shape, **geo), fmt))
+    assert_close(d_dy, O.x_from_first(O.conv(xf, gf, **geo), fmt))
+    inner = np.vdot(dw, O.w_from_first(gf, fmt))
+    np.testing.assert_allclose([np.vdot(x, d_x), np.vdot(dy, d_dy)], [inner, inner],
+                               rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("rank, groups, stride, padding, dilation", [
+    (1, 1, 2, 1, 1), (2, 2, (2, 1), (1, 0), (1, 2)), (3, 1, 1, 1, 2), (2, 3, 3, 2, 1),
+])
+def test_second_order_pullbacks_match_torch_double_backward(rank, groups, stride, padding, dilation):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(rank * 10 + groups)
+    c, o = 2 * groups, 3 * groups
+    x = rng.standard_normal((2, c, *(7,) * rank))
+    w = rng.standard_normal((o, 2, *(3,) * rank))
+    kw = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+    dy = rng.standard_normal(convgrad.conv(x, w, **kw).shape)
+    t = {k: torch.tensor(v, requires_grad=True) for k, v in (("x", x), ("w", w), ("dy", dy))}
+    nn_grad = torch.nn.grad
+
+    ref = getattr(nn_grad, f"conv{rank}d_input")(x.shape, t["w"], t["dy"], **kw)
+    dx, vjp = convgrad.conv_input_grad_vjp(dy, w, x.shape, **kw)
+    assert_close(dx, ref.detach().numpy())
+    g = rng.standard_normal(x.shape)
+    want = torch.autograd.grad(ref, [t["dy"], t["w"]], torch.tensor(g))
+    for got, theirs in zip(vjp(g), want):
+        assert_close(got, theirs.numpy())
+
+    ref = getattr(nn_grad, f"conv{rank}d_weight")(t["x"], w.shape, t["dy"], **kw)
+    dw, vjp = convgrad.conv_filter_grad_vjp(x, dy, w.shape, **kw)
+    assert_close(dw, ref.detach().numpy())
+    g = rng.standard_normal(w.shape)
+    want = torch.autograd.grad(ref, [t["x"], t["dy"]], torch.tensor(g))
+    for got, theirs in zip(vjp(g), want):
+        assert_close(got, theirs.numpy())

@@ -16,7 +16,7 @@ from functools import cached_property
 
 from . import _canon
 from ._formulas import dilate_dim, stride_dim, transpose_size
-from ._padding import Pairs, parse_padding
+from ._padding import PaddingSpec, Pairs, parse_padding
 
 _BUILT: dict[tuple, ConvGeometry] = {}
 
@@ -221,14 +221,9 @@ class ConvGeometry:
                     f"give output_shape={output_shape!r} or output_padding={op}, not both"
                 )
             spatial = _output_spatial(output_shape, rank, n, cw * g, fmt)
-            ranges = spec.input_size_range(o_sp, kernel, s, d)
-            for i, (size, (lo, hi)) in enumerate(zip(spatial, ranges)):
-                if not lo <= size <= hi:
-                    raise ValueError(
-                        f"output_shape={tuple(output_shape)} is unreachable: in dim {i} the "
-                        f"forward conv maps sizes {lo}..{hi} to {o_sp[i]}, not {size}; valid "
-                        f"spatial output sizes are {[(a, b) for a, b in ranges]}"
-                    )
+            unreachable = _unreachable(spec, o_sp, spatial, kernel, s, d, "output")
+            if unreachable:
+                raise ValueError(f"output_shape={tuple(output_shape)} is unreachable: {unreachable}")
         elif spec.kind in ("same", "same_lower"):
             if any(op):
                 raise ValueError(
@@ -252,6 +247,88 @@ class ConvGeometry:
             for b, oi, si, ki, di, ni in zip(before, o_sp, s, kernel, d, spatial)
         )
         return cls(n, cw * g, c, spatial, kernel, s, tight, (1,) * rank, d, g, 1)
+
+    @classmethod
+    def for_input_grad(
+        cls,
+        dy_shape: Sequence[int],
+        w_shape: Sequence[int],
+        input_shape: Sequence[int],
+        *,
+        stride: object = 1,
+        padding: object = 0,
+        dilation: object = 1,
+        groups: object = 1,
+        data_format: str = "channels_first",
+    ) -> ConvGeometry:
+        """Geometry of the conv whose input gradient maps dy ``(N, O, *out)`` to x of
+        ``input_shape``: full, or spatial only (batch from dy, channels from w and groups).
+
+        A stride makes the input size ambiguous; a size the conv does not map to dy's is refused
+        with the valid range, as ``for_transpose`` refuses an unreachable ``output_shape``.
+        """
+        fmt = _canon.data_format(data_format)
+        dy_shape = _canon.shape_tuple("dy.shape", dy_shape)
+        w_shape = _canon.shape_tuple("w.shape", w_shape)
+        shape = _canon.shape_tuple("input_shape", input_shape)
+        if len(w_shape) >= 3 and len(shape) == len(w_shape) - 2 and len(dy_shape) == len(w_shape):
+            c = _split_w(w_shape, fmt)[1] * _canon.positive_int("groups", groups)
+            shape = _join(dy_shape[0], c, shape, fmt)
+        elif len(shape) != len(w_shape):
+            raise ValueError(
+                f"input_shape={shape} must have {len(w_shape)} (full) or {len(w_shape) - 2} "
+                f"(spatial) entries for w.shape={w_shape}"
+            )
+        geom = cls.for_conv(shape, w_shape, stride=stride, padding=padding, dilation=dilation,
+                            groups=groups, data_format=fmt)
+        if dy_shape != geom.y_shape(fmt):
+            message = (f"dy.shape={dy_shape} does not match the output shape {geom.y_shape(fmt)} "
+                       f"of a conv of input_shape {shape} with w.shape {w_shape}")
+            if len(dy_shape) == len(shape) and _split_x(dy_shape, fmt)[:2] == (geom.out_batch,
+                                                                              geom.out_channels):
+                spec = parse_padding(padding, geom.rank)
+                message += ": " + _unreachable(spec, _split_x(dy_shape, fmt)[2], geom.in_spatial,
+                                               geom.kernel, geom.stride, geom.rhs_dilation, "input")
+            raise ValueError(message)
+        return geom
+
+    @classmethod
+    def for_filter_grad(
+        cls,
+        x_shape: Sequence[int],
+        dy_shape: Sequence[int],
+        filter_shape: Sequence[int],
+        *,
+        stride: object = 1,
+        padding: object = 0,
+        dilation: object = 1,
+        groups: object = 1,
+        data_format: str = "channels_first",
+    ) -> ConvGeometry:
+        """Geometry of the conv whose filter gradient maps x and dy to a filter of
+        ``filter_shape``: full, or the kernel sizes only (channels from x, dy and groups)."""
+        fmt = _canon.data_format(data_format)
+        x_shape = _canon.shape_tuple("x.shape", x_shape)
+        dy_shape = _canon.shape_tuple("dy.shape", dy_shape)
+        shape = _canon.shape_tuple("filter_shape", filter_shape)
+        if len(x_shape) >= 3 and len(shape) == len(x_shape) - 2 and len(dy_shape) == len(x_shape):
+            g = _canon.positive_int("groups", groups)
+            c, o = _split_x(x_shape, fmt)[1], _split_x(dy_shape, fmt)[1]
+            _check_channels("x channels", c, "groups", g)
+            shape = (o, c // g, *shape) if fmt == "channels_first" else (*shape, c // g, o)
+        elif len(shape) != len(x_shape):
+            raise ValueError(
+                f"filter_shape={shape} must have {len(x_shape)} (full) or {len(x_shape) - 2} "
+                f"(kernel) entries for x.shape={x_shape}"
+            )
+        geom = cls.for_conv(x_shape, shape, stride=stride, padding=padding, dilation=dilation,
+                            groups=groups, data_format=fmt)
+        if dy_shape != geom.y_shape(fmt):
+            raise ValueError(
+                f"dy.shape={dy_shape} does not match the output shape {geom.y_shape(fmt)} of a "
+                f"conv of x.shape {x_shape} with filter_shape {shape}"
+            )
+        return geom
 
     # --- derived sizes --------------------------------------------------------------------------
     @property
@@ -421,6 +498,25 @@ def _split_w(shape: tuple[int, ...], fmt: str) -> tuple[int, int, tuple[int, ...
     if fmt == "channels_first":
         return shape[0], shape[1], shape[2:]
     return shape[-1], shape[-2], shape[:-2]
+
+
+def _join(n: int, c: int, spatial: Sequence[int], fmt: str) -> tuple[int, ...]:
+    """The inverse of ``_split_x``: a full x (or y) shape in ``fmt``."""
+    return (n, c, *spatial) if fmt == "channels_first" else (n, *spatial, c)
+
+
+def _unreachable(spec: PaddingSpec, o_sp: Sequence[int], sizes: Sequence[int], kernel: Sequence[int],
+                 s: Sequence[int], d: Sequence[int], what: str) -> str:
+    """Why the input sizes ``sizes`` do not all map to ``o_sp`` ('' when they do): the one
+    statement of the valid range, for conv_transpose's output_shape and conv_input_grad's
+    input_shape alike."""
+    ranges = spec.input_size_range(o_sp, kernel, s, d)
+    for i, (size, (lo, hi)) in enumerate(zip(sizes, ranges)):
+        if not lo <= size <= hi:
+            maps = f"maps sizes {lo}..{hi}" if lo <= hi else "maps no size"
+            return (f"in dim {i} the forward conv {maps} to {o_sp[i]}, not {size}; valid "
+                    f"spatial {what} sizes are {[(a, b) for a, b in ranges]}")
+    return ""
 
 
 def _match_channels(c: int, xname: str, cw: int, g: int, o: int) -> None:

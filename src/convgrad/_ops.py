@@ -15,16 +15,11 @@ import numpy as np
 from . import _canon
 from ._budget import check_fits, workspace_limit
 from ._dtypes import as_array, result_dtype
-from ._geometry import ConvGeometry, _split_w, _split_x
+from ._geometry import ConvGeometry
 from ._layout import w_from_last, w_to_last, x_from_last, x_to_last
 from ._plan import make_plan
 
 GradTriple = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
-
-
-def _geometry_kwargs(stride: object, padding: object, dilation: object, groups: object, fmt: str) -> dict:
-    return {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups,
-            "data_format": fmt}
 
 
 def _run(op: str, geom: ConvGeometry, a: np.ndarray, b: np.ndarray, fmt: str, method: str,
@@ -78,10 +73,12 @@ def _check_bias(bias: object, channels: int) -> np.ndarray | None:
     return b
 
 
-def _check_dy(dy: np.ndarray, geom: ConvGeometry, fmt: str, what: str) -> None:
-    expected = geom.y_shape(fmt)
-    if dy.shape != expected:
-        raise ValueError(f"dy.shape={dy.shape} does not match the output shape {expected} of {what}")
+def _cotangent(g: object, expected: tuple[int, ...], name: str = "dy") -> np.ndarray:
+    """The cotangent ``g`` as an array of the result's shape ``expected``."""
+    a = as_array(name, g)
+    if a.shape != expected:
+        raise ValueError(f"{name}.shape={a.shape} does not match the output shape {expected}")
+    return a
 
 
 def conv(
@@ -119,30 +116,11 @@ def conv(
     """
     fmt = _canon.data_format(data_format)
     x, w = as_array("x", x), as_array("w", w)
-    geom = ConvGeometry.for_conv(x.shape, w.shape, **_geometry_kwargs(stride, padding, dilation, groups, fmt))
+    geom = ConvGeometry.for_conv(x.shape, w.shape, stride=stride, padding=padding, dilation=dilation,
+                                 groups=groups, data_format=fmt)
     b = _check_bias(bias, geom.out_channels)
     y = _run("forward", geom, x, w, fmt, method, workspace_bytes, geom.y_shape(fmt))
     return _add_bias(y, b, geom.out_channels, fmt)
-
-
-def _input_geometry(dy: np.ndarray, w: np.ndarray, input_shape: object, kwargs: dict) -> ConvGeometry:
-    shape = _canon.shape_tuple("input_shape", input_shape)
-    fmt = kwargs["data_format"]
-    rank = w.ndim - 2
-    if w.ndim >= 3 and len(shape) == rank and dy.ndim == w.ndim:
-        # Spatial sizes only: batch from dy, channels from the filter and groups.
-        g = _canon.positive_int("groups", kwargs["groups"])
-        c = _split_w(w.shape, fmt)[1] * g
-        n = dy.shape[0]
-        shape = (n, c, *shape) if fmt == "channels_first" else (n, *shape, c)
-    elif len(shape) != w.ndim:
-        raise ValueError(
-            f"input_shape={shape} must have {w.ndim} (full) or {w.ndim - 2} (spatial) entries "
-            f"for w.shape={w.shape}"
-        )
-    geom = ConvGeometry.for_conv(shape, w.shape, **kwargs)
-    _check_dy(dy, geom, fmt, f"a conv of input_shape {shape} with w.shape {w.shape}")
-    return geom
 
 
 def conv_input_grad(
@@ -160,28 +138,9 @@ def conv_input_grad(
     """
     fmt = _canon.data_format(data_format)
     dy, w = as_array("dy", dy), as_array("w", w)
-    geom = _input_geometry(dy, w, input_shape, _geometry_kwargs(stride, padding, dilation, groups, fmt))
+    geom = ConvGeometry.for_input_grad(dy.shape, w.shape, input_shape, stride=stride, padding=padding,
+                                       dilation=dilation, groups=groups, data_format=fmt)
     return _run("input_grad", geom, dy, w, fmt, method, workspace_bytes, geom.x_shape(fmt))
-
-
-def _filter_geometry(x: np.ndarray, dy: np.ndarray, filter_shape: object, kwargs: dict) -> ConvGeometry:
-    shape = _canon.shape_tuple("filter_shape", filter_shape)
-    fmt = kwargs["data_format"]
-    if len(shape) == x.ndim - 2 and x.ndim >= 3 and dy.ndim == x.ndim:
-        g = _canon.positive_int("groups", kwargs["groups"])
-        c = _split_x(x.shape, fmt)[1]
-        o = _split_x(dy.shape, fmt)[1]
-        if c % g:
-            raise ValueError(f"groups={g} does not divide x channels={c}")
-        shape = (o, c // g, *shape) if fmt == "channels_first" else (*shape, c // g, o)
-    elif len(shape) != x.ndim:
-        raise ValueError(
-            f"filter_shape={shape} must have {x.ndim} (full) or {x.ndim - 2} (kernel) entries "
-            f"for x.shape={x.shape}"
-        )
-    geom = ConvGeometry.for_conv(x.shape, shape, **kwargs)
-    _check_dy(dy, geom, fmt, f"a conv of x.shape {x.shape} with filter_shape {shape}")
-    return geom
 
 
 def conv_filter_grad(
@@ -196,7 +155,8 @@ def conv_filter_grad(
     """
     fmt = _canon.data_format(data_format)
     x, dy = as_array("x", x), as_array("dy", dy)
-    geom = _filter_geometry(x, dy, filter_shape, _geometry_kwargs(stride, padding, dilation, groups, fmt))
+    geom = ConvGeometry.for_filter_grad(x.shape, dy.shape, filter_shape, stride=stride, padding=padding,
+                                        dilation=dilation, groups=groups, data_format=fmt)
     return _run("filter_grad", geom, x, dy, fmt, method, workspace_bytes, geom.w_shape(fmt))
 
 
@@ -245,64 +205,111 @@ def conv_transpose(
 
 
 def conv_vjp(
-    x: object, w: object, bias: object = None, **geometry: object
+    x: object, w: object, bias: object = None, *, stride: object = 1, padding: object = 0,
+    dilation: object = 1, groups: int = 1, data_format: str = "channels_first",
+    method: str = "auto", workspace_bytes: int | None = None,
 ) -> tuple[np.ndarray, Callable[[object], GradTriple]]:
-    """``(y, vjp)`` with ``y = conv(x, w, bias, **geometry)`` and ``vjp(dy) -> (dx, dw, db)``.
+    """``(y, vjp)`` with ``y = conv(x, w, bias, ...)`` (same keywords) and ``vjp(dy) -> (dx, dw, db)``.
 
     ``db`` is None without bias. The geometry is resolved once and reused by ``vjp``.
     """
-    opts = {k: geometry.pop(k) for k in ("method", "workspace_bytes") if k in geometry}
-    fmt = _canon.data_format(geometry.pop("data_format", "channels_first"))
-    kwargs = _geometry_kwargs(geometry.pop("stride", 1), geometry.pop("padding", 0),
-                              geometry.pop("dilation", 1), geometry.pop("groups", 1), fmt)
-    if geometry:
-        raise TypeError(f"conv_vjp got unexpected keyword arguments {sorted(geometry)}")
+    fmt = _canon.data_format(data_format)
     x, w = as_array("x", x), as_array("w", w)
-    geom = ConvGeometry.for_conv(x.shape, w.shape, **kwargs)
+    geom = ConvGeometry.for_conv(x.shape, w.shape, stride=stride, padding=padding, dilation=dilation,
+                                 groups=groups, data_format=fmt)
     b = _check_bias(bias, geom.out_channels)
-    method, wsb = opts.get("method", "auto"), opts.get("workspace_bytes")
-    _plan_all(geom, x, w, method, wsb)
-    y = _add_bias(_run("forward", geom, x, w, fmt, method, wsb, geom.y_shape(fmt)), b,
+    _plan_all(geom, x, w, method, workspace_bytes)
+    y = _add_bias(_run("forward", geom, x, w, fmt, method, workspace_bytes, geom.y_shape(fmt)), b,
                   geom.out_channels, fmt)
 
     def vjp(dy: object) -> GradTriple:
-        g = as_array("dy", dy)
-        _check_dy(g, geom, fmt, "this conv")
-        dx = _run("input_grad", geom, g, w, fmt, method, wsb, geom.x_shape(fmt))
-        dw = _run("filter_grad", geom, x, g, fmt, method, wsb, geom.w_shape(fmt))
+        g = _cotangent(dy, geom.y_shape(fmt))
+        dx = _run("input_grad", geom, g, w, fmt, method, workspace_bytes, geom.x_shape(fmt))
+        dw = _run("filter_grad", geom, x, g, fmt, method, workspace_bytes, geom.w_shape(fmt))
         return dx, dw, (None if b is None else conv_bias_grad(g, data_format=fmt))
 
     return y, vjp
 
 
 def conv_transpose_vjp(
-    x: object, w: object, bias: object = None, **geometry: object
+    x: object, w: object, bias: object = None, *, stride: object = 1, padding: object = 0,
+    output_padding: object = 0, output_shape: object = None, dilation: object = 1,
+    groups: int = 1, data_format: str = "channels_first", method: str = "auto",
+    workspace_bytes: int | None = None,
 ) -> tuple[np.ndarray, Callable[[object], GradTriple]]:
-    """``(y, vjp)`` for ``conv_transpose``; ``vjp(dy) -> (dx, dw, db)``.
+    """``(y, vjp)`` for ``conv_transpose`` (same keywords); ``vjp(dy) -> (dx, dw, db)``.
 
     The transpose of a transpose is the forward: dx = conv(dy, w), and dw is the forward conv's
     filter gradient with dy as its input and x as its output gradient.
     """
-    opts = {k: geometry.pop(k) for k in ("method", "workspace_bytes") if k in geometry}
-    fmt = _canon.data_format(geometry.pop("data_format", "channels_first"))
-    names = ("stride", "padding", "output_padding", "output_shape", "dilation", "groups")
-    kwargs = {k: geometry.pop(k) for k in names if k in geometry}
-    if geometry:
-        raise TypeError(f"conv_transpose_vjp got unexpected keyword arguments {sorted(geometry)}")
+    fmt = _canon.data_format(data_format)
     x, w = as_array("x", x), as_array("w", w)
-    geom = ConvGeometry.for_transpose(x.shape, w.shape, data_format=fmt, **kwargs)  # type: ignore[arg-type]
+    geom = ConvGeometry.for_transpose(
+        x.shape, w.shape, stride=stride, padding=padding, output_padding=output_padding,
+        output_shape=output_shape, dilation=dilation, groups=groups, data_format=fmt,
+    )
     b = _check_bias(bias, geom.in_channels)
-    method, wsb = opts.get("method", "auto"), opts.get("workspace_bytes")
-    _plan_all(geom, x, w, method, wsb)
-    y = _add_bias(_run("input_grad", geom, x, w, fmt, method, wsb, geom.x_shape(fmt)), b,
+    _plan_all(geom, x, w, method, workspace_bytes)
+    y = _add_bias(_run("input_grad", geom, x, w, fmt, method, workspace_bytes, geom.x_shape(fmt)), b,
                   geom.in_channels, fmt)
 
     def vjp(dy: object) -> GradTriple:
-        g = as_array("dy", dy)
-        if g.shape != geom.x_shape(fmt):
-            raise ValueError(f"dy.shape={g.shape} does not match the output shape {geom.x_shape(fmt)}")
-        dx = _run("forward", geom, g, w, fmt, method, wsb, geom.y_shape(fmt))
-        dw = _run("filter_grad", geom, g, x, fmt, method, wsb, geom.w_shape(fmt))
+        g = _cotangent(dy, geom.x_shape(fmt))
+        dx = _run("forward", geom, g, w, fmt, method, workspace_bytes, geom.y_shape(fmt))
+        dw = _run("filter_grad", geom, g, x, fmt, method, workspace_bytes, geom.w_shape(fmt))
         return dx, dw, (None if b is None else conv_bias_grad(g, data_format=fmt))
 
     return y, vjp
+
+
+# --- the second order: input and filter gradients are bilinear, so each pullback is two calls ---
+def conv_input_grad_vjp(
+    dy: object, w: object, input_shape: object, *, stride: object = 1, padding: object = 0,
+    dilation: object = 1, groups: int = 1, data_format: str = "channels_first",
+    method: str = "auto", workspace_bytes: int | None = None,
+) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray, np.ndarray]]]:
+    """``(dx, vjp)`` with ``dx = conv_input_grad(dy, w, input_shape, ...)`` (same keywords) and
+    ``vjp(g) -> (d_dy, d_w)`` for a cotangent ``g`` shaped like dx.
+
+    ``<dx(dy, w), g> = <dy, conv(g, w)> = <w, conv_filter_grad(g, dy)>``: so ``d_dy = conv(g, w)``
+    (dy's shape) and ``d_w = conv_filter_grad(g, dy)`` (w's shape).
+    """
+    fmt = _canon.data_format(data_format)
+    dy, w = as_array("dy", dy), as_array("w", w)
+    geom = ConvGeometry.for_input_grad(dy.shape, w.shape, input_shape, stride=stride, padding=padding,
+                                       dilation=dilation, groups=groups, data_format=fmt)
+    _plan_all(geom, dy, w, method, workspace_bytes)
+    dx = _run("input_grad", geom, dy, w, fmt, method, workspace_bytes, geom.x_shape(fmt))
+
+    def vjp(g: object) -> tuple[np.ndarray, np.ndarray]:
+        gx = _cotangent(g, geom.x_shape(fmt), "g")
+        return (_run("forward", geom, gx, w, fmt, method, workspace_bytes, geom.y_shape(fmt)),
+                _run("filter_grad", geom, gx, dy, fmt, method, workspace_bytes, geom.w_shape(fmt)))
+
+    return dx, vjp
+
+
+def conv_filter_grad_vjp(
+    x: object, dy: object, filter_shape: object, *, stride: object = 1, padding: object = 0,
+    dilation: object = 1, groups: int = 1, data_format: str = "channels_first",
+    method: str = "auto", workspace_bytes: int | None = None,
+) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray, np.ndarray]]]:
+    """``(dw, vjp)`` with ``dw = conv_filter_grad(x, dy, filter_shape, ...)`` (same keywords) and
+    ``vjp(g) -> (d_x, d_dy)`` for a cotangent ``g`` shaped like dw.
+
+    ``<dw(x, dy), g> = <x, conv_input_grad(dy, g)> = <dy, conv(x, g)>``: so
+    ``d_x = conv_input_grad(dy, g)`` (x's shape) and ``d_dy = conv(x, g)`` (dy's shape).
+    """
+    fmt = _canon.data_format(data_format)
+    x, dy = as_array("x", x), as_array("dy", dy)
+    geom = ConvGeometry.for_filter_grad(x.shape, dy.shape, filter_shape, stride=stride, padding=padding,
+                                        dilation=dilation, groups=groups, data_format=fmt)
+    _plan_all(geom, x, dy, method, workspace_bytes)
+    dw = _run("filter_grad", geom, x, dy, fmt, method, workspace_bytes, geom.w_shape(fmt))
+
+    def vjp(g: object) -> tuple[np.ndarray, np.ndarray]:
+        gw = _cotangent(g, geom.w_shape(fmt), "g")
+        return (_run("input_grad", geom, dy, gw, fmt, method, workspace_bytes, geom.x_shape(fmt)),
+                _run("forward", geom, x, gw, fmt, method, workspace_bytes, geom.y_shape(fmt)))
+
+    return dw, vjp

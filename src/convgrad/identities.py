@@ -19,8 +19,8 @@ from . import _canon
 from ._budget import workspace_limit
 from ._dtypes import as_array, result_dtype
 from ._general import run_general
+from ._geometry import ConvGeometry
 from ._layout import flip_swap_filter, w_from_last, w_to_last, x_from_last, x_to_last
-from ._ops import _filter_geometry, _geometry_kwargs, _input_geometry
 
 
 def input_grad_via_conv(
@@ -31,7 +31,8 @@ def input_grad_via_conv(
     """``conv_input_grad`` computed as one ``conv_general`` of dy with the flipped filter."""
     fmt = _canon.data_format(data_format)
     dy, w = as_array("dy", dy), as_array("w", w)
-    geom = _input_geometry(dy, w, input_shape, _geometry_kwargs(stride, padding, dilation, groups, fmt))
+    geom = ConvGeometry.for_input_grad(dy.shape, w.shape, input_shape, stride=stride, padding=padding,
+                                       dilation=dilation, groups=groups, data_format=fmt)
     res, comp = result_dtype(dy, w)
     wt = flip_swap_filter(w_to_last(w, fmt).astype(comp, copy=False), geom.feature_group_count)
     dx = run_general(geom.input_grad_geometry(), x_to_last(dy, fmt).astype(comp, copy=False), wt,
@@ -47,7 +48,8 @@ def filter_grad_via_conv(
     """``conv_filter_grad`` computed as one ``conv_general`` of x (batch <-> channels) with dy."""
     fmt = _canon.data_format(data_format)
     x, dy = as_array("x", x), as_array("dy", dy)
-    geom = _filter_geometry(x, dy, filter_shape, _geometry_kwargs(stride, padding, dilation, groups, fmt))
+    geom = ConvGeometry.for_filter_grad(x.shape, dy.shape, filter_shape, stride=stride, padding=padding,
+                                        dilation=dilation, groups=groups, data_format=fmt)
     res, comp = result_dtype(x, dy)
     xl = x_to_last(x, fmt).astype(comp, copy=False)  # (N, *S, C)
     dyl = x_to_last(dy, fmt).astype(comp, copy=False)  # (N, *out, O)
