@@ -20,9 +20,23 @@ from hypothesis import strategies as st
 import convgrad
 import oracle
 from checks import assert_close
-from convgrad.engines import get_engine
+from convgrad._layout import w_from_last, w_to_last, x_from_last, x_to_last
 
 F64 = np.dtype(np.float64)
+F32 = np.dtype(np.float32)
+
+
+def _choices(op, geom, method, dtype=F64):
+    """What the engine named ``method`` chose for ``op`` on ``geom``: its plan's recorded choices."""
+    return convgrad.make_plan(op, geom, dtype, method, 2**31).choices
+
+
+def _run_plan(plan, a, b):
+    """A plan run on channels-first operands, its result channels-first."""
+    to_b = x_to_last if plan.op == "filter_grad" else w_to_last
+    out = plan(np.ascontiguousarray(x_to_last(a, "channels_first")),
+               np.ascontiguousarray(to_b(b, "channels_first")))
+    return (w_from_last if plan.op == "filter_grad" else x_from_last)(out, "channels_first")
 
 
 def _three_ops(method, x_shape, w_shape, seed=0, **kw):
@@ -46,8 +60,7 @@ def _three_ops(method, x_shape, w_shape, seed=0, **kw):
 ])
 def test_fft_blocks_a_long_first_axis(x_shape, w_shape, kw):
     geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
-    fft = get_engine("fft")
-    assert all(fft._block(geom, op, F64) is not None for op in ("forward", "input_grad", "filter_grad"))
+    assert all(_choices(op, geom, "fft")["block"] for op in ("forward", "input_grad", "filter_grad"))
     _three_ops("fft", x_shape, w_shape, **kw)
 
 
@@ -70,11 +83,10 @@ def test_depthwise_kernels_interior_and_borders(x_shape, w_shape, kw):
 ])
 def test_split_engine_prefixes(x_shape, w_shape, kw, prefix):
     geom = _three_ops("split", x_shape, w_shape, **kw)
-    from convgrad.engines.split import _best_prefix, _prefixes
-
-    assert _prefixes(geom)
+    chosen = {_choices(op, geom, "split")["prefix"] for op in ("forward", "input_grad")}
+    assert chosen <= set(range(1, geom.rank + 1))
     if prefix is not None:
-        assert _best_prefix(geom, F64) == prefix
+        assert chosen == {prefix}
 
 
 def test_split_engine_filter_gradient_over_every_split():
@@ -83,26 +95,22 @@ def test_split_engine_filter_gradient_over_every_split():
     x_shape, w_shape, kw = (2, 3, 7, 6, 5), (2, 3, 3, 2, 3), {"padding": 1, "stride": (1, 1, 2)}
     geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
     candidates = split._candidates(geom)
-    assert len(candidates) == 3  # stride 2 on the last axis keeps it on the x side
+    assert candidates == [(0,), (1,), (0, 1)]  # stride 2 on the last axis keeps it on the x side
+    assert _choices("filter_grad", geom, "split")["dy_side"] in candidates
     rng = np.random.default_rng(1)
     x, dy = rng.standard_normal(x_shape), rng.standard_normal(geom.y_shape())
     want = oracle.filter_grad(x, dy, w_shape, **kw)
-    original = split._best_split
-    try:
-        for dy_side in candidates:
-            split._best_split = lambda g, d, s=dy_side: s
-            assert_close(convgrad.conv_filter_grad(x, dy, w_shape, method="split", **kw), want)
-    finally:
-        split._best_split = original
+    xl, dyl = (np.ascontiguousarray(x_to_last(a, "channels_first")) for a in (x, dy))
+    for dy_side in candidates:
+        assert_close(w_from_last(split._filter_grad(geom, dy_side, xl, dyl), "channels_first"), want)
 
 
 def test_pointwise_conv_is_one_gemm_without_packing():
-    from convgrad.engines.im2col import _pointwise
-
     x_shape, w_shape = (2, 6, 5, 4), (3, 6, 1, 1)
     geom = _three_ops("im2col", x_shape, w_shape)
-    assert _pointwise(geom)
-    assert get_engine("im2col").workspace(geom, "forward", F64, 2**31) < np.prod(x_shape) * 8 * 2
+    plan = convgrad.make_plan("forward", geom, F64, "im2col", 2**31)
+    assert plan.choices == {"pointwise": True}
+    assert plan.workspace_bytes < np.prod(x_shape) * 8 * 2
 
 
 @pytest.mark.parametrize("rate", [1e3, 1e30])  # kernel transforms as padded FFTs / as DFT GEMMs
@@ -112,7 +120,8 @@ def test_fft_kernel_transforms_both_ways(monkeypatch, rate):
     monkeypatch.setattr(_spectra, "DFT_GEMM_FLOPS_PER_S", rate)
     kw = {"padding": ((2, 1), (0, 3)), "stride": (2, 1), "dilation": (1, 2)}
     geom = convgrad.ConvGeometry.for_conv((2, 4, 11, 9), (6, 4, 3, 4), **kw)
-    assert _spectra.use_dft_gemm(geom.kernel, get_engine("fft")._lengths(geom), 24) == (rate > 1e9)
+    lengths = _choices("forward", geom, "fft")["lengths"]
+    assert _spectra.use_dft_gemm(geom.kernel, lengths, 24) == (rate > 1e9)
     _three_ops("fft", (2, 4, 11, 9), (6, 4, 3, 4), **kw)
     _three_ops("fft", (1, 2, 13), (2, 2, 5), padding=((4, 0),), dilation=3)
     _three_ops("fft", (2, 3, 5, 4, 6), (2, 3, 2, 3, 2), padding=((1, 0), (2, 1), (0, 1)), groups=1)
@@ -148,33 +157,31 @@ def test_engines_keep_to_the_callers_thread_limits(monkeypatch):
     assert numba.get_num_threads() == min(_threads.allowed(), numba.config.NUMBA_NUM_THREADS)
 
 
-def test_a_conv_asked_for_again_and_again_loads_the_kernels_that_would_win(monkeypatch):
-    """A one-off conv is charged the compiled kernels' load time; the third identical request
-    (a loop) loads them when they would win, once."""
+@pytest.mark.parametrize("jit", ["lazy", "adaptive"])
+def test_kernels_load_only_where_the_jit_policy_says(monkeypatch, jit):
+    """A one-off conv is charged the compiled kernels' load time. Under 'lazy' (the default) the
+    plan made for a request is kept, however often it comes; under 'adaptive' the third identical
+    request loads the kernels when they would win once loaded, once."""
     from convgrad import _plan
     from convgrad.engines import _kernels
 
     loads = []
-    monkeypatch.setattr(_kernels, "compile_penalty", lambda dtype, *k: 10.0 if _kernels._charging else 0.0)
+    monkeypatch.setattr(_kernels, "compile_penalty", lambda dtype, *k: 10.0)
     monkeypatch.setattr(_kernels, "warm_up", lambda dtypes: loads.append(dtypes))
-    monkeypatch.setattr(_plan, "_requests", {})
-    _plan._make_plan.cache_clear()
-    f32 = np.dtype(np.float32)
+    planner = _plan.Planner(jit)
     depthwise = convgrad.ConvGeometry.for_conv((3, 24, 20, 20), (24, 1, 3, 3), padding=1, groups=24)
-    first = _plan.make_plan("forward", depthwise, f32, "auto", 2**31)
-    assert first.engine.name != "direct" and loads == []
-    _plan.make_plan("forward", depthwise, f32, "auto", 2**31)
-    assert loads == []
-    _plan.make_plan("forward", depthwise, f32, "auto", 2**31)
-    assert loads == [("float32",)]
+    first = planner.plan("forward", depthwise, F32)
+    assert first.chosen.engine != "direct" and loads == []
+    assert planner.plan("forward", depthwise, F32) is first and loads == []
+    planner.plan("forward", depthwise, F32)
+    assert loads == ([] if jit == "lazy" else [("float32",)])
     for _ in range(3):
-        _plan.make_plan("forward", depthwise, f32, "auto", 2**31)
-    assert loads == [("float32",)]
+        planner.plan("forward", depthwise, F32)
+    assert loads == ([] if jit == "lazy" else [("float32",)])
     pointwise = convgrad.ConvGeometry.for_conv((3, 24, 20, 20), (8, 24, 1, 1))  # no compiled kernel helps
     for _ in range(4):
-        _plan.make_plan("forward", pointwise, f32, "auto", 2**31)
-    assert loads == [("float32",)]
-    _plan._make_plan.cache_clear()
+        planner.plan("forward", pointwise, F32)
+    assert loads == ([] if jit == "lazy" else [("float32",)])
 
 
 @pytest.mark.parametrize(("x_shape", "w_shape", "kw", "tiles"), [
@@ -207,13 +214,12 @@ def test_tiled_three_ops(x_shape, w_shape, kw, tiles):
 @pytest.mark.parametrize(("out_channels", "block", "filter_block"),
                          [(16, 16, 16), (32, 32, 16), (120, 64, 64), (64, 64, 64)])
 def test_tiled_float32_all_tiles_match_float64_within_rounding(out_channels, block, filter_block):
-    from convgrad.engines import tiled
 
     rng = np.random.default_rng(4)
     x, w = rng.standard_normal((2, 16, 5, 20)), rng.standard_normal((out_channels, 16, 3, 3))
     geom = convgrad.ConvGeometry.for_conv(x.shape, w.shape, padding=1)
-    assert tiled._block(geom, "forward", np.dtype(np.float32)) == block
-    assert tiled._block(geom, "forward", F64) == 16
+    assert _choices("forward", geom, "tiled", F32)["block"] == block
+    assert _choices("forward", geom, "tiled")["block"] == 16
     for kw in ({"padding": 1}, {"padding": ((0, 2), (2, 1)), "stride": (1, 3), "dilation": (2, 1)}):
         want = oracle.conv(x, w, **kw)
         got = convgrad.conv(x.astype(np.float32), w.astype(np.float32), method="tiled", **kw)
@@ -226,7 +232,7 @@ def test_tiled_float32_all_tiles_match_float64_within_rounding(out_channels, blo
     want = oracle.input_grad(dy, w, x.shape, padding=1)
     assert_close(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
     # the filter gradient: 16 input channels in one tile of 16 (or 4 of 4), none left over
-    assert tiled._block(geom, "filter_grad", np.dtype(np.float32)) == filter_block
+    assert _choices("filter_grad", geom, "tiled", F32)["block"] == filter_block
     got = convgrad.conv_filter_grad(x.astype(np.float32), dy.astype(np.float32), w.shape, padding=1,
                                     method="tiled")
     want = oracle.filter_grad(x, dy, w.shape, padding=1)
@@ -258,8 +264,7 @@ def test_tiled_tiles_run_across_rows(monkeypatch, x_shape, w_shape, kw, op, bloc
     rng = np.random.default_rng(5)
     x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
     geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
-    assert tiled._block(geom, op, np.dtype(np.float32)) == block
-    assert tiled._spreads(geom, op, block)
+    assert _choices(op, geom, "tiled", F32) == {"block": block, "spreads": True}
     dy = rng.standard_normal(geom.y_shape())
     if op == "forward":
         want = oracle.conv(x, w, **kw)
@@ -272,14 +277,13 @@ def test_tiled_tiles_run_across_rows(monkeypatch, x_shape, w_shape, kw, op, bloc
 
 
 def test_tiled_filter_grad_pads_three_channels_to_a_tile_of_four():
-    from convgrad.engines import tiled
 
     rng = np.random.default_rng(6)
     x, w = rng.standard_normal((2, 3, 15, 14)), rng.standard_normal((64, 3, 5, 5))
     kw = {"padding": 2, "stride": 2}
     geom = convgrad.ConvGeometry.for_conv(x.shape, w.shape, **kw)
-    block = tiled._block(geom, "filter_grad", np.dtype(np.float32))
-    assert block == 64 and tiled._filter_channels(3, block, np.dtype(np.float32)) == 4
+    choices = _choices("filter_grad", geom, "tiled", F32)
+    assert choices["block"] == 64 and choices["channels"] == 4
     dy = rng.standard_normal(geom.y_shape())
     got = convgrad.conv_filter_grad(x.astype(np.float32), dy.astype(np.float32), w.shape,
                                     method="tiled", **kw)
@@ -297,10 +301,9 @@ def test_fft_transforms_leave_the_padding_out(x_shape, w_shape, kw):
     import scipy.fft
 
     geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
-    fft = get_engine("fft")
-    assert all(fft._block(geom, op, F64) is None for op in ("forward", "input_grad", "filter_grad"))
+    assert all(_choices(op, geom, "fft")["block"] is None for op in ("forward", "input_grad", "filter_grad"))
     padded = [n + lo + hi for n, (lo, hi) in zip(geom.in_spatial, geom.tight_padding)]
-    lengths = fft._lengths(geom)
+    lengths = _choices("forward", geom, "fft")["lengths"]
     assert lengths[0] < scipy.fft.next_fast_len(padded[0], real=True)
     assert all(n <= scipy.fft.next_fast_len(p, real=True) for n, p in zip(lengths, padded))
     _three_ops("fft", x_shape, w_shape, **kw)
@@ -353,7 +356,7 @@ def test_tiled_dot_product_tiles_for_few_output_channels(op, x_shape, w_shape, k
     rng = np.random.default_rng(8)
     x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
     geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
-    assert tiled._block(geom, op, np.dtype(np.float32)) == tiled.DOT
+    assert _choices(op, geom, "tiled", F32)["block"] == tiled.DOT
     if op == "forward":
         want = oracle.conv(x, w, **kw)
         got = convgrad.conv(x.astype(np.float32), w.astype(np.float32), method="tiled", **kw)
@@ -422,7 +425,7 @@ def test_tiled_filter_major_walk(monkeypatch, dtype):
         geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
         dy = rng.standard_normal(geom.y_shape()).astype(dtype)
         if w_shape[0] == 3 and dtype == np.float32:
-            assert tiled._block(geom, "forward", np.dtype(dtype)) == tiled.DOT
+            assert _choices("forward", geom, "tiled", F32)["block"] == tiled.DOT
         tol = {"rtol": 1e-4, "atol": 1e-4} if dtype == np.float32 else {}
         assert_close(convgrad.conv(x, w, method="tiled", **kw), oracle.conv(x, w, **kw), **tol)
         assert_close(convgrad.conv_input_grad(dy, w, x_shape, method="tiled", **kw),
@@ -461,10 +464,20 @@ def test_tiled_strided_input_grad_writes_every_sample(monkeypatch, x_shape, w_sh
 def test_im2col_compiled_packing(monkeypatch, x_shape, w_shape, kw):
     """The compiled im2col / col2im (3-D; 2-D with a unit leading axis), forced on small problems
     that would otherwise be packed by NumPy slicing, against the oracle."""
+    from convgrad._plan import Planner
     from convgrad.engines import im2col
 
-    monkeypatch.setattr(im2col, "_use_kernels", lambda geom, dtype: True)
-    _three_ops("im2col", x_shape, w_shape, **kw)
+    monkeypatch.setattr(im2col, "_use_kernels", lambda geom, dtype, planner: True)
+    planner = Planner()  # the default planner may have kept unfused plans of these geometries
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
+    dy = rng.standard_normal(geom.y_shape())
+    plans = {op: planner.plan(op, geom, F64, "im2col") for op in ("forward", "input_grad", "filter_grad")}
+    assert all(p.choices["fused"] for p in plans.values())
+    assert_close(_run_plan(plans["forward"], x, w), oracle.conv(x, w, **kw))
+    assert_close(_run_plan(plans["input_grad"], dy, w), oracle.input_grad(dy, w, x_shape, **kw))
+    assert_close(_run_plan(plans["filter_grad"], x, dy), oracle.filter_grad(x, dy, w_shape, **kw))
 
 
 @given(data=st.data())

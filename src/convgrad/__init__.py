@@ -16,7 +16,8 @@ from ._ops import (
     conv_transpose_vjp,
     conv_vjp,
 )
-from ._plan import ConvPlan, make_plan
+from ._plan import ConvPlan, make_plan, set_jit
+from ._prepared import PreparedConv, prepare
 from .engines import engine_names
 
 __version__ = "0.1.0"
@@ -26,6 +27,7 @@ __all__ = [
     "WORKSPACE_ENV",
     "ConvGeometry",
     "ConvPlan",
+    "PreparedConv",
     "__version__",
     "conv",
     "conv_bias_grad",
@@ -40,4 +42,6 @@ __all__ = [
     "conv_vjp",
     "engine_names",
     "make_plan",
+    "prepare",
+    "set_jit",
 ]

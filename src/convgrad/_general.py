@@ -106,10 +106,9 @@ def conv_general_vjp(
             raise ValueError(f"dy.shape={g.shape} does not match the output shape {geom.y_shape(fmt)}")
         gl = np.ascontiguousarray(x_to_last(g, fmt), dtype=result_dtype(g, w)[1])
         reduced, xr, undo = _reduce(geom, xl, limit)
-        dx = undo(make_plan("input_grad", reduced, gl.dtype, method, limit).engine.input_grad(
-            reduced, gl, wl.astype(gl.dtype, copy=False), limit))
-        dw = make_plan("filter_grad", reduced, gl.dtype, method, limit).engine.filter_grad(
-            reduced, xr.astype(gl.dtype, copy=False), gl, limit)
+        dx = undo(make_plan("input_grad", reduced, gl.dtype, method, limit)(
+            gl, wl.astype(gl.dtype, copy=False)))
+        dw = make_plan("filter_grad", reduced, gl.dtype, method, limit)(xr.astype(gl.dtype, copy=False), gl)
         dx_res, _ = result_dtype(g, w)
         dw_res, _ = result_dtype(x, g)
         return (np.ascontiguousarray(x_from_last(dx, fmt)).astype(dx_res, copy=False),
@@ -158,8 +157,7 @@ def run_general(geom: ConvGeometry, x: np.ndarray, w: np.ndarray, method: str, l
     x ``(N, *S, C)``, w ``(*K, C_w, O)`` -> y ``(N / batch_groups, *out, O)``.
     """
     reduced, xr, _ = _reduce(geom, np.ascontiguousarray(x), limit)
-    plan = make_plan("forward", reduced, xr.dtype, method, limit)
-    return plan.engine.forward(reduced, xr, np.ascontiguousarray(w), limit)
+    return make_plan("forward", reduced, xr.dtype, method, limit)(xr, np.ascontiguousarray(w))
 
 
 def _reduce(

@@ -34,13 +34,9 @@ def _run(op: str, geom: ConvGeometry, a: np.ndarray, b: np.ndarray, fmt: str, me
     # in an order that follows the strides).
     a_last = np.ascontiguousarray(x_to_last(a, fmt), dtype=comp)
     if op == "filter_grad":
-        out = plan.engine.filter_grad(geom, a_last, np.ascontiguousarray(x_to_last(b, fmt), dtype=comp),
-                                      limit)
-        out = w_from_last(out, fmt)
+        out = w_from_last(plan(a_last, np.ascontiguousarray(x_to_last(b, fmt), dtype=comp)), fmt)
     else:
-        run = plan.engine.forward if op == "forward" else plan.engine.input_grad
-        out = x_from_last(run(geom, a_last, np.ascontiguousarray(w_to_last(b, fmt), dtype=comp), limit),
-                          fmt)
+        out = x_from_last(plan(a_last, np.ascontiguousarray(w_to_last(b, fmt), dtype=comp)), fmt)
     assert out.shape == out_shape, (out.shape, out_shape)
     return np.ascontiguousarray(out).astype(res, copy=False)
 

@@ -2,57 +2,116 @@
 
 Every engine works on canonical channels-last arrays: x ``(N, *S, C)``, w ``(*K, C/G, O)``,
 y ``(N, *O_sp, O)``, for geometries without input dilation or batch groups (``conv_general``
-reduces those first). An engine says which geometries it supports and what they cost; the
-planner picks the cheapest eligible one unless the caller names one.
+reduces those first). An engine *prepares* an op for one (op, geometry, dtype, budget): it
+refuses with its reason, or returns a ``Prepared`` that carries its estimate, its workspace,
+the choices it made (block sizes, tiles, which axes are split) and a ``run(a, b)`` that never
+re-derives them. The planner (``convgrad._plan``) keeps the cheapest unless the caller names one.
+
+Importing this package loads no engine, no Numba and no SciPy FFT: the built-in engines are
+registered on the first use of the registry.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 
 from .._geometry import ConvGeometry
 
-OPS = ("forward", "input_grad", "filter_grad")
+if TYPE_CHECKING:
+    from .._plan import Planner
+
+Op = Literal["forward", "input_grad", "filter_grad"]
+# forward (x, w) -> y; input_grad (dy, w) -> dx; filter_grad (x, dy) -> dw.
+OPS: tuple[Op, ...] = ("forward", "input_grad", "filter_grad")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why ``engine`` cannot run an op: it does not support the geometry, or its workspace does
+    not fit the budget."""
+
+    engine: str
+    reason: str
+
+
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """One engine ready to run one op: ``run(a, b)`` on C-contiguous channels-last operands
+    (forward: x, w; input_grad: dy, w; filter_grad: x, dy) returns the channels-last result."""
+
+    engine: str
+    seconds: float  # the cost model's estimate (or a measured time, with method="measure")
+    workspace: int  # bytes allocated beyond the operands and the result
+    run: Callable[[np.ndarray, np.ndarray], np.ndarray] = field(repr=False)
+    choices: Mapping[str, object] = field(default_factory=dict)
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return self.run(a, b)
 
 
 class Engine(Protocol):
     name: str
 
-    def unsupported(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> str | None:
-        """None when the engine can run ``op`` on ``geom``, else the reason it cannot."""
+    def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
+                planner: Planner) -> Prepared | Refusal:
+        """The op prepared within ``limit`` workspace bytes, or why not. A workspace that cannot
+        fit may also raise ValueError (``_budget.check_fits``): the planner records it as a
+        refusal. Composite engines plan their pieces with ``planner``."""
 
-    def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
-        """Estimated seconds."""
 
-    def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
-        """Bytes allocated beyond inputs and outputs; raises ValueError if it cannot fit ``limit``."""
+class Refusing:
+    """``unsupported`` and ``cost`` derived from ``prepare``, for callers that still ask them
+    (the CLI's ``explain`` and ``check``; ``ConvPlan.candidates`` holds the same verdicts)."""
 
-    def forward(self, geom: ConvGeometry, x: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray: ...
+    name: str
 
-    def input_grad(self, geom: ConvGeometry, dy: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray: ...
+    def unsupported(self, geom: ConvGeometry, op: Op, dtype: np.dtype) -> str | None:
+        p = self._unbounded(geom, op, dtype)
+        return p.reason if isinstance(p, Refusal) else None
 
-    def filter_grad(self, geom: ConvGeometry, x: np.ndarray, dy: np.ndarray, limit: int) -> np.ndarray: ...
+    def cost(self, geom: ConvGeometry, op: Op, dtype: np.dtype) -> float:
+        p = self._unbounded(geom, op, dtype)
+        if isinstance(p, Refusal):
+            raise ValueError(f"{self.name} cannot run this {op}: {p.reason}")
+        return p.seconds
+
+    def _unbounded(self, geom: ConvGeometry, op: Op, dtype: np.dtype) -> Prepared | Refusal:
+        from .._plan import default_planner
+
+        return self.prepare(op, geom, np.dtype(dtype), 2**62, default_planner())  # type: ignore[attr-defined]
 
 
 _REGISTRY: dict[str, Engine] = {}
+_BUILTIN_LOADED = False
 
 
-def register_engine(engine: Engine) -> None:
-    _REGISTRY[engine.name] = engine
+def register_engine(engine: Engine, replace: bool = False) -> None:
+    """Add ``engine`` under ``engine.name``; a name already registered needs ``replace=True``."""
+    registry = _registry()
+    if engine.name in registry and not replace:
+        raise ValueError(f"an engine named {engine.name!r} is registered already (engines: "
+                         f"{tuple(registry)}); pass replace=True to replace it")
+    registry[engine.name] = engine
+    from .._plan import default_planner
+
+    default_planner().clear()
 
 
 def get_engine(name: str) -> Engine:
     try:
-        return _REGISTRY[name]
+        return _registry()[name]
     except KeyError:
-        raise ValueError(f"unknown method={name!r}; expected 'auto' or one of {engine_names()}") from None
+        raise ValueError(f"unknown method={name!r}; expected 'auto' or one of {engine_names()}, "
+                         f"or 'measure'") from None
 
 
 def engine_names() -> tuple[str, ...]:
-    """The names accepted by ``method=`` besides 'auto', in registration order."""
-    return tuple(_REGISTRY)
+    """The names accepted by ``method=`` besides 'auto' and 'measure', in registration order."""
+    return tuple(_registry())
 
 
 def release_scratch() -> None:
@@ -63,33 +122,30 @@ def release_scratch() -> None:
 
 
 def warm_up(dtypes: tuple[str, ...] = ("float32", "float64")) -> None:
-    """Compile or load the compiled kernels now. Until then the planner charges them their load
-    (or compile) time, so a one-off small conv stays on NumPy; the third request for the same conv
-    loads them by itself. Call this once before timing, or at the start of a long job.
+    """Compile or load the compiled kernels now. Under the default JIT policy ('lazy', see
+    ``convgrad.set_jit``) the planner charges them their load (or compile) time until then, so a
+    one-off small conv stays on NumPy; plans made before keep their engine. Call this once at the
+    start of a long job, or before timing.
     """
     from ._kernels import warm_up as kernels_warm_up
 
     kernels_warm_up(dtypes)
 
 
-def _register_builtin() -> None:
-    from .direct import Direct
-    from .fft import FFT
-    from .im2col import Im2col
-    from .shifted import Shifted
-    from .split import Split
-    from .subpixel import Subpixel
-    from .tiled import Tiled
-    from .winograd import Winograd
+def _registry() -> dict[str, Engine]:
+    global _BUILTIN_LOADED
+    if not _BUILTIN_LOADED:
+        _BUILTIN_LOADED = True
+        from .direct import Direct
+        from .fft import FFT
+        from .gather import Gather
+        from .im2col import Im2col
+        from .shifted import Shifted
+        from .split import Split
+        from .subpixel import Subpixel
+        from .tiled import Tiled
+        from .winograd import Winograd
 
-    register_engine(Im2col())
-    register_engine(Shifted())
-    register_engine(FFT())
-    register_engine(Winograd())
-    register_engine(Direct())
-    register_engine(Subpixel())
-    register_engine(Split())
-    register_engine(Tiled())
-
-
-_register_builtin()
+        builtin = (Im2col(), Shifted(), FFT(), Winograd(), Direct(), Subpixel(), Split(), Tiled(), Gather())
+        _REGISTRY.update({e.name: e for e in builtin})
+    return _REGISTRY

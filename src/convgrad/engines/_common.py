@@ -13,6 +13,14 @@ from scipy.linalg import blas
 from .._geometry import ConvGeometry
 
 
+def plain(geom: ConvGeometry) -> str | None:
+    """Why an engine cannot run ``geom`` as it is: conv_general rewrites input dilation and batch
+    groups into plain grouped convs before it plans."""
+    if geom.batch_group_count != 1 or any(v != 1 for v in geom.lhs_dilation):
+        return "needs batch_group_count == 1 and no input dilation"
+    return None
+
+
 def tight_padded(geom: ConvGeometry) -> tuple[int, ...]:
     """Spatial size of x after the tight pads: exactly what the windows read."""
     return tuple(n + lo + hi for n, (lo, hi) in zip(geom.in_spatial, geom.tight_padding))

@@ -7,11 +7,20 @@ input sample once per tap from cache instead.
 
 from __future__ import annotations
 
+import math
+from functools import partial
+from typing import TYPE_CHECKING
+
 import numpy as np
 
+from .._budget import check_fits
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
-from . import _kernels, _threads
+from . import Op, Prepared, Refusal, Refusing, _kernels, _threads
+from ._common import plain, tight_padded
+
+if TYPE_CHECKING:
+    from .._plan import Planner
 
 # A fused loop does about one multiply-add per cycle per lane; this is its measured throughput.
 FLOPS_PER_S = 25e9
@@ -23,86 +32,78 @@ CALL_SECONDS = 30e-6
 FITTED = {'forward': 1.02, 'input_grad': 0.94, 'filter_grad': 0.96}
 
 
-class Direct:
+class Direct(Refusing):
     name = "direct"
 
-    def unsupported(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> str | None:
-        if geom.rank != 2:
-            return "compiled for 2-D only"
-        if np.dtype(dtype) not in (np.float32, np.float64):
-            return "compiled for float32 and float64"
-        if geom.filter_in_channels != 1 or geom.feature_group_count != geom.in_channels:
-            return "needs a depthwise conv (groups == in_channels)"
-        if geom.batch_group_count != 1 or any(v != 1 for v in geom.lhs_dilation):
-            return "needs batch_group_count == 1 and no input dilation"
-        return None
-
-    def _kernel(self, geom: ConvGeometry, op: str):  # type: ignore[no-untyped-def]
-        """The compiled kernel that ``op`` runs on ``geom`` (its compile time is charged)."""
-        if op == "input_grad" and _gathers_input_grad(geom):
-            return _kernels.depthwise2d_forward
-        return {"forward": _kernels.depthwise2d_forward, "input_grad": _kernels.depthwise2d_input_grad,
-                "filter_grad": _kernels.depthwise2d_filter_grad}[op]
-
-    def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
-        return self._raw_cost(geom, op, dtype) * FITTED[op]
-
-    def _raw_cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
-        penalty = _kernels.compile_penalty(dtype, self._kernel(geom, op))
-        return geom.flops / FLOPS_PER_S + CALL_SECONDS + penalty
-
-    def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
-        from .._budget import check_fits
-
-        padded = geom.batch * geom.in_channels * np.dtype(dtype).itemsize
-        for n, (lo, hi) in zip(geom.in_spatial, geom.tight_padding):
-            padded *= n + lo + hi
+    def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
+                planner: Planner) -> Prepared | Refusal:
+        why_not = _refuse(geom, dtype)
+        if why_not:
+            return Refusal(self.name, why_not)
+        padded = geom.batch * geom.in_channels * dtype.itemsize * math.prod(tight_padded(geom))
         check_fits(f"the padded input of {geom.x_shape('channels_last')}", padded, limit)
-        return padded
+        gathers = op == "input_grad" and _gathers_input_grad(geom)
+        kernel = _kernels.depthwise2d_forward if gathers else {
+            "forward": _kernels.depthwise2d_forward, "input_grad": _kernels.depthwise2d_input_grad,
+            "filter_grad": _kernels.depthwise2d_filter_grad}[op]
+        seconds = (geom.flops / FLOPS_PER_S + CALL_SECONDS + planner.load_seconds(dtype, kernel)) * FITTED[op]
+        run = {"forward": _forward, "input_grad": _gather_input_grad if gathers else _scatter_input_grad,
+               "filter_grad": _filter_grad}[op]
+        return Prepared(self.name, seconds, padded, partial(run, geom),
+                        {"input_grad": "gather" if gathers else "scatter"} if op == "input_grad" else {})
 
-    def forward(self, geom: ConvGeometry, x: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
-        self.workspace(geom, "forward", x.dtype, limit)
-        _threads.for_numba()
-        y = np.empty((geom.batch, *geom.out_spatial, geom.out_channels), dtype=x.dtype)
-        if y.size and geom.in_channels:
-            xc, pads = _reachable(x, geom)
-            w2 = np.ascontiguousarray(w.reshape(*geom.kernel, geom.out_channels))
-            _kernels.depthwise2d_forward(xc, w2, *pads, *geom.stride, *geom.rhs_dilation, y)
-        else:
-            y.fill(0)
-        return y
 
-    def input_grad(self, geom: ConvGeometry, dy: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
-        self.workspace(geom, "input_grad", dy.dtype, limit)
-        _threads.for_numba()
-        tight = geom.tight_padding
-        # With stride 1 and one output per channel, dx is itself a depthwise conv of dy with the
-        # flipped kernel: gather with the forward kernel (parallel over rows, no scatter).
-        if _gathers_input_grad(geom):
-            flip_pads = _flip_pads(geom)
-            dx = np.empty((geom.batch, *geom.in_spatial, geom.in_channels), dtype=dy.dtype)
-            if dx.size:
-                w2 = np.ascontiguousarray(w.reshape(*geom.kernel, geom.out_channels)[::-1, ::-1])
-                _kernels.depthwise2d_forward(np.ascontiguousarray(dy), w2, *flip_pads, 1, 1,
-                                             *geom.rhs_dilation, dx)
-            return dx
-        padded = tuple(n + lo + hi for n, (lo, hi) in zip(geom.in_spatial, tight))
-        dxp = np.zeros((geom.batch, *padded, geom.in_channels), dtype=dy.dtype)
-        if dy.size and geom.in_channels:
-            w2 = np.ascontiguousarray(w.reshape(*geom.kernel, geom.out_channels))
-            _kernels.depthwise2d_input_grad(np.ascontiguousarray(dy), w2, *geom.stride,
-                                            *geom.rhs_dilation, dxp)
-        return pad_or_crop(dxp, tuple((-lo, -hi) for lo, hi in tight))
+def _refuse(geom: ConvGeometry, dtype: np.dtype) -> str | None:
+    if geom.rank != 2:
+        return "compiled for 2-D only"
+    if dtype not in (np.float32, np.float64):
+        return "compiled for float32 and float64"
+    if geom.filter_in_channels != 1 or geom.feature_group_count != geom.in_channels:
+        return "needs a depthwise conv (groups == in_channels)"
+    return plain(geom)
 
-    def filter_grad(self, geom: ConvGeometry, x: np.ndarray, dy: np.ndarray, limit: int) -> np.ndarray:
-        self.workspace(geom, "filter_grad", x.dtype, limit)
-        _threads.for_numba()
-        parts = np.zeros((max(1, min(geom.batch, 8)), *geom.kernel, geom.out_channels), dtype=x.dtype)
-        if dy.size and geom.in_channels:
-            xc, pads = _reachable(x, geom)
-            _kernels.depthwise2d_filter_grad(xc, np.ascontiguousarray(dy), *pads, *geom.stride,
-                                             *geom.rhs_dilation, parts)
-        return parts.sum(axis=0).reshape(*geom.kernel, 1, geom.out_channels)
+
+def _forward(geom: ConvGeometry, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    _threads.for_numba()
+    y = np.empty((geom.batch, *geom.out_spatial, geom.out_channels), dtype=x.dtype)
+    if y.size and geom.in_channels:
+        xc, pads = _reachable(x, geom)
+        w2 = np.ascontiguousarray(w.reshape(*geom.kernel, geom.out_channels))
+        _kernels.depthwise2d_forward(xc, w2, *pads, *geom.stride, *geom.rhs_dilation, y)
+    else:
+        y.fill(0)
+    return y
+
+
+def _gather_input_grad(geom: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """With stride 1 and one output per channel, dx is itself a depthwise conv of dy with the
+    flipped kernel: gather with the forward kernel (parallel over rows, no scatter)."""
+    _threads.for_numba()
+    dx = np.empty((geom.batch, *geom.in_spatial, geom.in_channels), dtype=dy.dtype)
+    if dx.size:
+        w2 = np.ascontiguousarray(w.reshape(*geom.kernel, geom.out_channels)[::-1, ::-1])
+        _kernels.depthwise2d_forward(np.ascontiguousarray(dy), w2, *_flip_pads(geom), 1, 1,
+                                     *geom.rhs_dilation, dx)
+    return dx
+
+
+def _scatter_input_grad(geom: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
+    _threads.for_numba()
+    dxp = np.zeros((geom.batch, *tight_padded(geom), geom.in_channels), dtype=dy.dtype)
+    if dy.size and geom.in_channels:
+        w2 = np.ascontiguousarray(w.reshape(*geom.kernel, geom.out_channels))
+        _kernels.depthwise2d_input_grad(np.ascontiguousarray(dy), w2, *geom.stride, *geom.rhs_dilation, dxp)
+    return pad_or_crop(dxp, tuple((-lo, -hi) for lo, hi in geom.tight_padding))
+
+
+def _filter_grad(geom: ConvGeometry, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    _threads.for_numba()
+    parts = np.zeros((max(1, min(geom.batch, 8)), *geom.kernel, geom.out_channels), dtype=x.dtype)
+    if dy.size and geom.in_channels:
+        xc, pads = _reachable(x, geom)
+        _kernels.depthwise2d_filter_grad(xc, np.ascontiguousarray(dy), *pads, *geom.stride,
+                                         *geom.rhs_dilation, parts)
+    return parts.sum(axis=0).reshape(*geom.kernel, 1, geom.out_channels)
 
 
 def _reachable(x: np.ndarray, geom: ConvGeometry) -> tuple[np.ndarray, list[int]]:

@@ -21,6 +21,8 @@ The block length is the one the cost model likes best, the whole axis included.
 from __future__ import annotations
 
 import math
+from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.fft
@@ -29,9 +31,12 @@ from .._budget import check_fits
 from .._formulas import dilate_dim, stride_dim, transpose_size
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
-from . import _kernels, _spectra
-from ._common import group_dims, tight_padded
+from . import Op, Prepared, Refusal, Refusing, _kernels, _spectra
+from ._common import group_dims, plain, tight_padded
 from ._scratch import copied
+
+if TYPE_CHECKING:
+    from .._plan import Planner
 
 # Planning the transforms and the NumPy calls around them.
 CALL_SECONDS = 200e-6
@@ -43,15 +48,31 @@ CALL_SECONDS = 200e-6
 FITTED = {'forward': 1.72, 'input_grad': 1.70, 'filter_grad': 2.97}
 
 
-class FFT:
+class FFT(Refusing):
     name = "fft"
 
-    def unsupported(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> str | None:
-        if np.dtype(dtype).kind != "f":
-            return "integer results would not be exact"
-        if geom.batch_group_count != 1 or any(v != 1 for v in geom.lhs_dilation):
-            return "needs batch_group_count == 1 and no input dilation"
-        return None
+    def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
+                planner: Planner) -> Prepared | Refusal:
+        why_not = "integer results would not be exact" if dtype.kind != "f" else plain(geom)
+        if why_not:
+            return Refusal(self.name, why_not)
+        b = self._block(geom, op, dtype)
+        seconds = self._blocked_cost(geom, op, dtype, b) * FITTED[op]
+        if _kernels.NUMBA:  # the mixing kernel's load time, until it is loaded
+            seconds += planner.load_seconds(dtype, _kernels.spectral_mix)
+        if b is None:
+            workspace = self._workspace(geom, dtype, limit)
+            run = partial({"forward": self._forward, "input_grad": self._input_grad,
+                           "filter_grad": self._filter_grad}[op], geom)
+        else:
+            bg = _block_geometry(geom, b)
+            segments = bg.batch * math.prod(tight_padded(bg)) * max(geom.in_channels, geom.out_channels)
+            workspace = self._workspace(bg, dtype, limit) + 2 * segments * dtype.itemsize
+            check_fits(f"the FFT blocks of {geom.x_shape('channels_last')}", workspace, limit)
+            run = partial({"forward": self._blocked_forward, "input_grad": self._blocked_input_grad,
+                           "filter_grad": self._blocked_filter_grad}[op], geom, b)
+        lengths = self._lengths(geom if b is None else _block_geometry(geom, b))
+        return Prepared(self.name, seconds, workspace, run, {"block": b, "lengths": lengths})
 
     def _lengths(self, geom: ConvGeometry) -> tuple[int, ...]:
         out = []
@@ -61,12 +82,6 @@ class FFT:
             need = max(n_c + lo_c, p - lo_c, ke, dilate_dim(o, s), 1)
             out.append(scipy.fft.next_fast_len(need, real=True))
         return tuple(out)
-
-    def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
-        running = self._blocked_cost(geom, op, dtype, self._block(geom, op, dtype)) * FITTED[op]
-        if _kernels.NUMBA:  # the mixing kernel's load time, until it is loaded
-            running += _kernels.compile_penalty(dtype, _kernels.spectral_mix)
-        return running
 
     def _block(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> int | None:
         """Outputs per block along the first spatial axis, or None to transform it whole.
@@ -111,16 +126,6 @@ class FFT:
                       + _spectra.transform_seconds(geom.kernel, lengths, cg * og * g))
         return transforms + _spectra.mix_seconds(freqs, n, cg, og, g) + CALL_SECONDS
 
-    def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
-        b = self._block(geom, op, dtype)
-        if b is not None:
-            bg = _block_geometry(geom, b)
-            segments = bg.batch * math.prod(tight_padded(bg)) * max(geom.in_channels, geom.out_channels)
-            total = self._workspace(bg, dtype, limit) + 2 * segments * np.dtype(dtype).itemsize
-            check_fits(f"the FFT blocks of {geom.x_shape('channels_last')}", total, limit)
-            return total
-        return self._workspace(geom, dtype, limit)
-
     def _workspace(self, geom: ConvGeometry, dtype: np.dtype, limit: int) -> int:
         lengths = self._lengths(geom)
         freqs = math.prod(_spectra.freqs(lengths))
@@ -139,21 +144,13 @@ class FFT:
         return total
 
     # --- the three ops, blocked along the first axis when that is cheaper --------------------------
-    def forward(self, geom: ConvGeometry, x: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
-        self.workspace(geom, "forward", x.dtype, limit)
-        b = self._block(geom, "forward", x.dtype)
-        if b is None:
-            return self._forward(geom, x, w)
+    def _blocked_forward(self, geom: ConvGeometry, b: int, x: np.ndarray, w: np.ndarray) -> np.ndarray:
         bg, nb = _block_geometry(geom, b), _block_count(geom, b)
         y = self._forward(bg, _segments(x, geom, b), w)  # (N * nb, b, ...)
         y = y.reshape(geom.batch, nb * b, *y.shape[2:])
         return np.ascontiguousarray(y[:, : geom.out_spatial[0]])
 
-    def input_grad(self, geom: ConvGeometry, dy: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
-        self.workspace(geom, "input_grad", dy.dtype, limit)
-        b = self._block(geom, "input_grad", dy.dtype)
-        if b is None:
-            return self._input_grad(geom, dy, w)
+    def _blocked_input_grad(self, geom: ConvGeometry, b: int, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
         bg, nb = _block_geometry(geom, b), _block_count(geom, b)
         dxs = self._input_grad(bg, _dy_blocks(dy, b, nb), w)  # (N * nb, seg, ...): overlap-add them
         seg, step = dxs.shape[1], b * geom.stride[0]
@@ -164,11 +161,7 @@ class FFT:
             dxe[:, j * step : j * step + seg] += dxs[:, j]
         return pad_or_crop(dxe[:, : padded[0]], tuple((-lo, -hi) for lo, hi in geom.tight_padding))
 
-    def filter_grad(self, geom: ConvGeometry, x: np.ndarray, dy: np.ndarray, limit: int) -> np.ndarray:
-        self.workspace(geom, "filter_grad", x.dtype, limit)
-        b = self._block(geom, "filter_grad", x.dtype)
-        if b is None:
-            return self._filter_grad(geom, x, dy)
+    def _blocked_filter_grad(self, geom: ConvGeometry, b: int, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
         bg, nb = _block_geometry(geom, b), _block_count(geom, b)
         return self._filter_grad(bg, _segments(x, geom, b), _dy_blocks(dy, b, nb))
 

@@ -11,18 +11,23 @@ X.T @ dy accumulated over blocks.
 from __future__ import annotations
 
 import math
+from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._budget import check_fits
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
-from . import _kernels
+from . import Op, Prepared, Refusal, Refusing, _kernels
 from ._common import blocks as _blocks
 from ._common import group_dims as _group_dims
-from ._common import thin_factor
+from ._common import plain, thin_factor
 from ._common import tight_padded as _tight_padded
 from ._scratch import empty_for, scratch
+
+if TYPE_CHECKING:
+    from .._plan import Planner
 
 # Rows are packed in blocks of about this many bytes: large enough for BLAS to run near peak,
 # small enough to stay in the last-level cache of a small machine.
@@ -48,125 +53,120 @@ FITTED = {'forward': 1.16, 'input_grad': 1.19, 'filter_grad': 1.41}
 FITTED_FUSED = {'forward': 0.61, 'input_grad': 0.55, 'filter_grad': 0.63}
 
 
-class Im2col:
+class Im2col(Refusing):
     name = "im2col"
 
-    def unsupported(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> str | None:
-        if geom.batch_group_count != 1 or any(v != 1 for v in geom.lhs_dilation):
-            return "needs batch_group_count == 1 and no input dilation"
-        return None
-
-    def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
+    def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
+                planner: Planner) -> Prepared | Refusal:
+        why_not = plain(geom)
+        if why_not:
+            return Refusal(self.name, why_not)
+        fixed, row, rows = _sizes(geom, op, dtype, limit)
+        run = {"forward": _forward, "input_grad": _input_grad, "filter_grad": _filter_grad}[op]
         if _pointwise(geom):  # one GEMM on x itself, thin when there are few output channels
             thin = thin_factor(min(geom.in_channels, geom.out_channels))
-            return geom.flops / (GEMM_FLOPS_PER_S * thin) + CALL_SECONDS
-        fitted = FITTED_FUSED if _use_kernels(geom, np.dtype(dtype)) else FITTED
+            seconds = geom.flops / (GEMM_FLOPS_PER_S * thin) + CALL_SECONDS
+            return Prepared(self.name, seconds, fixed, partial(run, geom, rows, False), {"pointwise": True})
+        fused = _use_kernels(geom, dtype, planner)
         narrow = max(1.0, SCATTER_RUN / geom.in_channels) if op == "input_grad" and geom.in_channels else 1.0
-        return self._raw_cost(geom, op, dtype) * fitted[op] * narrow
+        seconds = _raw_cost(geom, dtype) * (FITTED_FUSED if fused else FITTED)[op] * narrow
+        return Prepared(self.name, seconds, fixed + row * rows, partial(run, geom, rows, fused),
+                        {"rows": rows, "fused": fused})
 
-    def _raw_cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
-        packed = geom.out_batch * math.prod(geom.out_spatial) * math.prod(geom.kernel)
-        packed *= geom.in_channels * np.dtype(dtype).itemsize
-        calls = math.prod(geom.kernel) * max(1, -(-packed // BLOCK_BYTES))
-        # Each group's GEMM has the filter's output channels and its taps x input channels as its
-        # short sides (the forward's output, the input gradient's contraction, the filter
-        # gradient's output). Without this the forward's measured / estimated time was 0.91 with 256
-        # output channels and 1.31-1.40 with 64 (benchmarks/calibrate.py).
-        _, cg, og, t = _group_dims(geom)
-        thin = thin_factor(min(og, cg * t))
-        gemm = geom.flops / (GEMM_FLOPS_PER_S * thin)
-        return gemm + 2 * packed / COPY_BYTES_PER_S + CALL_SECONDS + calls * TAP_SECONDS
 
-    def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
-        fixed, row, rows = self._sizes(geom, op, np.dtype(dtype), limit)
-        return fixed if _pointwise(geom) else fixed + row * rows
+def _raw_cost(geom: ConvGeometry, dtype: np.dtype) -> float:
+    packed = geom.out_batch * math.prod(geom.out_spatial) * math.prod(geom.kernel)
+    packed *= geom.in_channels * dtype.itemsize
+    calls = math.prod(geom.kernel) * max(1, -(-packed // BLOCK_BYTES))
+    # Each group's GEMM has the filter's output channels and its taps x input channels as its
+    # short sides (the forward's output, the input gradient's contraction, the filter
+    # gradient's output). Without this the forward's measured / estimated time was 0.91 with 256
+    # output channels and 1.31-1.40 with 64 (benchmarks/calibrate.py).
+    _, cg, og, t = _group_dims(geom)
+    gemm = geom.flops / (GEMM_FLOPS_PER_S * thin_factor(min(og, cg * t)))
+    return gemm + 2 * packed / COPY_BYTES_PER_S + CALL_SECONDS + calls * TAP_SECONDS
 
-    # --- sizes ----------------------------------------------------------------------------------
-    @staticmethod
-    def _sizes(geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> tuple[int, int, int]:
-        """(fixed bytes, bytes per packed row, rows per block) within ``limit``."""
-        item = dtype.itemsize
-        t = math.prod(geom.kernel)
-        c = geom.in_channels
-        padded = geom.batch * math.prod(_tight_padded(geom)) * c * item
-        weights = t * geom.filter_in_channels * geom.out_channels * item
-        fixed = padded + 2 * weights
-        row = t * c * item * (2 if op == "input_grad" else 1) + geom.out_channels * item
-        rows_total = geom.out_batch * math.prod(geom.out_spatial)
-        check_fits(f"the padded input of {geom.x_shape('channels_last')}", padded, limit)
-        room = (limit - fixed) // max(row, 1)
-        if room < 1 and rows_total > 0:
-            raise ValueError(
-                f"one im2col row ({row:,} bytes) plus the padded input and filters "
-                f"({fixed:,} bytes) exceed the workspace budget of {limit:,} bytes"
-            )
-        rows = max(1, min(rows_total, room, BLOCK_BYTES // max(row, 1)))
-        return fixed, row, rows
 
-    # --- the three ops --------------------------------------------------------------------------
-    def forward(self, geom: ConvGeometry, x: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
-        g, cg, og, t = _group_dims(geom)
-        y = np.empty((geom.batch, *geom.out_spatial, geom.out_channels), dtype=x.dtype)
-        if y.size == 0:
-            return y
-        if cg == 0:
-            y.fill(0)
-            return y
+def _sizes(geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> tuple[int, int, int]:
+    """(fixed bytes, bytes per packed row, rows per block) within ``limit``."""
+    item = dtype.itemsize
+    t = math.prod(geom.kernel)
+    c = geom.in_channels
+    padded = geom.batch * math.prod(_tight_padded(geom)) * c * item
+    weights = t * geom.filter_in_channels * geom.out_channels * item
+    fixed = padded + 2 * weights
+    row = t * c * item * (2 if op == "input_grad" else 1) + geom.out_channels * item
+    rows_total = geom.out_batch * math.prod(geom.out_spatial)
+    check_fits(f"the padded input of {geom.x_shape('channels_last')}", padded, limit)
+    room = (limit - fixed) // max(row, 1)
+    if room < 1 and rows_total > 0:
+        raise ValueError(
+            f"one im2col row ({row:,} bytes) plus the padded input and filters "
+            f"({fixed:,} bytes) exceed the workspace budget of {limit:,} bytes"
+        )
+    rows = max(1, min(rows_total, room, BLOCK_BYTES // max(row, 1)))
+    return fixed, row, rows
+
+
+def _forward(geom: ConvGeometry, rows: int, fused: bool, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    g, cg, og, t = _group_dims(geom)
+    y = np.empty((geom.batch, *geom.out_spatial, geom.out_channels), dtype=x.dtype)
+    if y.size == 0:
+        return y
+    if cg == 0:
+        y.fill(0)
+        return y
+    xp = pad_or_crop(x, geom.tight_padding, empty=empty_for("im2col.x"))
+    wg = _grouped_filter(w, g, t, cg, og)
+    if _pointwise(geom):
+        np.matmul(xp.reshape(-1, cg), wg[0], out=y.reshape(-1, og))
+        return y
+    for block, bshape in _blocks((geom.batch, *geom.out_spatial), rows):
+        cols = _pack(xp, block, bshape, geom, g, cg, t, fused)
+        yb = y[block].reshape(-1, g, og)
+        if g == 1:
+            np.matmul(cols[0], wg[0], out=yb[:, 0, :])
+        else:
+            yb[...] = np.matmul(cols, wg).transpose(1, 0, 2)
+    return y
+
+
+def _input_grad(geom: ConvGeometry, rows: int, fused: bool, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
+    g, cg, og, t = _group_dims(geom)
+    tight = geom.tight_padding
+    dxp = np.zeros((geom.batch, *_tight_padded(geom), geom.in_channels), dtype=dy.dtype)
+    if dy.size and cg and _pointwise(geom):
+        np.matmul(dy.reshape(-1, og), w.reshape(cg, og).T, out=dxp.reshape(-1, cg))
+    elif dy.size and cg:
+        wt = np.ascontiguousarray(_grouped_filter(w, g, t, cg, og).transpose(0, 2, 1))
+        for block, bshape in _blocks((geom.batch, *geom.out_spatial), rows):
+            dyb = dy[block].reshape(-1, g, og).transpose(1, 0, 2)
+            dcols = np.matmul(dyb, wt).reshape(g, -1, t, cg)
+            if fused:
+                _kernels.col2im3d(dcols, _first_row(block, geom), *_as_3d(geom), _unit_axis(dxp, geom))
+                continue
+            for ti, offset in enumerate(np.ndindex(*geom.kernel)):
+                view = _window(dxp, block, offset, geom)
+                dst = np.moveaxis(view.reshape(*view.shape[:-1], g, cg), -2, 0)
+                dst += dcols[:, :, ti, :].reshape(g, *bshape, cg)
+    return pad_or_crop(dxp, tuple((-lo, -hi) for lo, hi in tight))
+
+
+def _filter_grad(geom: ConvGeometry, rows: int, fused: bool, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    g, cg, og, t = _group_dims(geom)
+    dwg = np.zeros((g, t * cg, og), dtype=x.dtype)
+    if dy.size and cg and _pointwise(geom):
         xp = pad_or_crop(x, geom.tight_padding, empty=empty_for("im2col.x"))
-        wg = _grouped_filter(w, g, t, cg, og)
-        if _pointwise(geom):
-            np.matmul(xp.reshape(-1, cg), wg[0], out=y.reshape(-1, og))
-            return y
-        _, _, rows = self._sizes(geom, "forward", x.dtype, limit)
-        fused = _use_kernels(geom, x.dtype)
+        np.matmul(xp.reshape(-1, cg).T, dy.reshape(-1, og), out=dwg[0])
+    elif dy.size and cg:
+        xp = pad_or_crop(x, geom.tight_padding, empty=empty_for("im2col.x"))
         for block, bshape in _blocks((geom.batch, *geom.out_spatial), rows):
             cols = _pack(xp, block, bshape, geom, g, cg, t, fused)
-            yb = y[block].reshape(-1, g, og)
-            if g == 1:
-                np.matmul(cols[0], wg[0], out=yb[:, 0, :])
-            else:
-                yb[...] = np.matmul(cols, wg).transpose(1, 0, 2)
-        return y
-
-    def input_grad(self, geom: ConvGeometry, dy: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
-        g, cg, og, t = _group_dims(geom)
-        tight = geom.tight_padding
-        dxp = np.zeros((geom.batch, *_tight_padded(geom), geom.in_channels), dtype=dy.dtype)
-        if dy.size and cg and _pointwise(geom):
-            np.matmul(dy.reshape(-1, og), w.reshape(cg, og).T, out=dxp.reshape(-1, cg))
-        elif dy.size and cg:
-            wt = np.ascontiguousarray(_grouped_filter(w, g, t, cg, og).transpose(0, 2, 1))
-            _, _, rows = self._sizes(geom, "input_grad", dy.dtype, limit)
-            fused = _use_kernels(geom, dy.dtype)
-            for block, bshape in _blocks((geom.batch, *geom.out_spatial), rows):
-                dyb = dy[block].reshape(-1, g, og).transpose(1, 0, 2)
-                dcols = np.matmul(dyb, wt).reshape(g, -1, t, cg)
-                if fused:
-                    _kernels.col2im3d(dcols, _first_row(block, geom), *_as_3d(geom), _unit_axis(dxp, geom))
-                    continue
-                for ti, offset in enumerate(np.ndindex(*geom.kernel)):
-                    view = _window(dxp, block, offset, geom)
-                    dst = np.moveaxis(view.reshape(*view.shape[:-1], g, cg), -2, 0)
-                    dst += dcols[:, :, ti, :].reshape(g, *bshape, cg)
-        return pad_or_crop(dxp, tuple((-lo, -hi) for lo, hi in tight))
-
-    def filter_grad(self, geom: ConvGeometry, x: np.ndarray, dy: np.ndarray, limit: int) -> np.ndarray:
-        g, cg, og, t = _group_dims(geom)
-        dwg = np.zeros((g, t * cg, og), dtype=x.dtype)
-        if dy.size and cg and _pointwise(geom):
-            xp = pad_or_crop(x, geom.tight_padding, empty=empty_for("im2col.x"))
-            np.matmul(xp.reshape(-1, cg).T, dy.reshape(-1, og), out=dwg[0])
-        elif dy.size and cg:
-            xp = pad_or_crop(x, geom.tight_padding, empty=empty_for("im2col.x"))
-            _, _, rows = self._sizes(geom, "filter_grad", x.dtype, limit)
-            fused = _use_kernels(geom, x.dtype)
-            for block, bshape in _blocks((geom.batch, *geom.out_spatial), rows):
-                cols = _pack(xp, block, bshape, geom, g, cg, t, fused)
-                dyb = dy[block].reshape(-1, g, og).transpose(1, 0, 2)
-                dwg += np.matmul(cols.transpose(0, 2, 1), dyb)
-        # (G, T, Cg, Og) -> (*K, Cg, G * Og): output channel g * Og + j belongs to group g.
-        dw = dwg.reshape(g, t, cg, og).transpose(1, 2, 0, 3)
-        return np.ascontiguousarray(dw).reshape(*geom.kernel, cg, g * og)
+            dyb = dy[block].reshape(-1, g, og).transpose(1, 0, 2)
+            dwg += np.matmul(cols.transpose(0, 2, 1), dyb)
+    # (G, T, Cg, Og) -> (*K, Cg, G * Og): output channel g * Og + j belongs to group g.
+    dw = dwg.reshape(g, t, cg, og).transpose(1, 2, 0, 3)
+    return np.ascontiguousarray(dw).reshape(*geom.kernel, cg, g * og)
 
 
 def _pointwise(geom: ConvGeometry) -> bool:
@@ -205,13 +205,13 @@ def _unit_axis(a: np.ndarray, geom: ConvGeometry) -> np.ndarray:
     return a.reshape(a.shape[0], *(1,) * (3 - geom.rank), *a.shape[1:])
 
 
-def _use_kernels(geom: ConvGeometry, dtype: np.dtype) -> bool:
+def _use_kernels(geom: ConvGeometry, dtype: np.dtype, planner: Planner) -> bool:
     """Pack with the compiled loops (2-D and 3-D) once they are loaded, or when the packing they
     speed up would take longer than loading them."""
     if geom.rank not in (2, 3) or dtype not in (np.float32, np.float64):
         return False
     packed = geom.out_batch * math.prod(geom.out_spatial) * math.prod(geom.kernel) * geom.in_channels
-    penalty = _kernels.compile_penalty(dtype, _kernels.im2col3d, _kernels.col2im3d)
+    penalty = planner.load_seconds(dtype, _kernels.im2col3d, _kernels.col2im3d)
     return penalty == 0 or penalty < packed * dtype.itemsize / COPY_BYTES_PER_S
 
 

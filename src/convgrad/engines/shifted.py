@@ -13,13 +13,19 @@ per offset. Rows are processed in blocks that stay in cache across the offsets.
 from __future__ import annotations
 
 import math
+from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._budget import check_fits
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
-from ._common import gemm_for, gemm_into, group_dims, tight_padded
+from . import Op, Prepared, Refusal, Refusing
+from ._common import gemm_for, gemm_into, group_dims, plain, tight_padded
+
+if TYPE_CHECKING:
+    from .._plan import Planner
 
 # Rows per block: the forward and input gradient keep a block of outputs in cache across the
 # offsets; the filter gradient's GEMMs contract over rows, so longer blocks amortise each call.
@@ -36,112 +42,104 @@ GEMM_CALL_SECONDS = 4e-6
 FITTED = {'forward': 1.21, 'input_grad': 1.15, 'filter_grad': 2.1}
 
 
-class Shifted:
+class Shifted(Refusing):
     name = "shifted"
 
-    def unsupported(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> str | None:
-        if any(s != 1 for s in geom.stride):
-            return "needs stride 1"
-        if geom.batch_group_count != 1 or any(v != 1 for v in geom.lhs_dilation):
-            return "needs batch_group_count == 1 and no input dilation"
-        return None
-
-    def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
-        return self._raw_cost(geom, op, dtype) * FITTED[op]
-
-    def _raw_cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
+    def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
+                planner: Planner) -> Prepared | Refusal:
+        why_not = "needs stride 1" if any(s != 1 for s in geom.stride) else plain(geom)
+        if why_not:
+            return Refusal(self.name, why_not)
         g, cg, og, t = group_dims(geom)
+        item = dtype.itemsize
         rows = geom.batch * math.prod(tight_padded(geom))
+        workspace = rows * (geom.in_channels + geom.out_channels) * item
+        if op == "input_grad":
+            workspace += rows * geom.in_channels * item
+        check_fits(f"the padded {op} operands of {geom.x_shape('channels_last')}", workspace, limit)
         flops = 2 * rows * t * cg * og * g
         # Grouped and integer problems go through NumPy's batched matmul, far from BLAS peak.
-        rate = GEMM_FLOPS_PER_S if (g == 1 and gemm_for(np.dtype(dtype))) else GEMM_FLOPS_PER_S / 8
-        moved = rows * (geom.in_channels + geom.out_channels) * np.dtype(dtype).itemsize
+        rate = GEMM_FLOPS_PER_S if (g == 1 and gemm_for(dtype)) else GEMM_FLOPS_PER_S / 8
+        moved = rows * (geom.in_channels + geom.out_channels) * item
         blocks = max(1, -(-moved // BLOCK_BYTES[op]))
-        return flops / rate + 2 * moved / COPY_BYTES_PER_S + CALL_SECONDS + blocks * t * GEMM_CALL_SECONDS
+        seconds = (flops / rate + 2 * moved / COPY_BYTES_PER_S + CALL_SECONDS
+                   + blocks * t * GEMM_CALL_SECONDS) * FITTED[op]
+        run = {"forward": _forward, "input_grad": _input_grad, "filter_grad": _filter_grad}[op]
+        return Prepared(self.name, seconds, workspace, partial(run, geom), {"row_blocks": blocks})
 
-    def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
-        item = np.dtype(dtype).itemsize
-        rows = geom.batch * math.prod(tight_padded(geom))
-        total = rows * (geom.in_channels + geom.out_channels) * item
-        if op == "input_grad":
-            total += rows * geom.in_channels * item
-        check_fits(f"the padded {op} operands of {geom.x_shape('channels_last')}", total, limit)
-        return total
 
-    # --- the three ops --------------------------------------------------------------------------
-    def forward(self, geom: ConvGeometry, x: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
-        self.workspace(geom, "forward", x.dtype, limit)
-        g, cg, og, t = group_dims(geom)
-        o = geom.out_channels
-        padded = tight_padded(geom)
-        y = np.zeros((geom.batch, *padded, o), dtype=x.dtype)
-        if y.size and cg:
-            xf = pad_or_crop(x, geom.tight_padding).reshape(-1, geom.in_channels)
-            yf = y.reshape(-1, o)
-            offsets, count = _offsets(geom, padded)
-            wf = np.ascontiguousarray(w.reshape(t, cg, o))
-            gemm = gemm_for(x.dtype)
-            for r0, r1 in _row_blocks("forward", count, geom.in_channels + o, x.itemsize):
-                if g == 1 and gemm is not None:
-                    c = yf[r0:r1].T  # (O, R) Fortran-ordered: BLAS writes the rows in place
-                    for i, off in enumerate(offsets):
-                        gemm_into(gemm, wf[i].T, xf[r0 + off : r1 + off].T, c, beta=1.0)
-                else:
-                    yb = yf[r0:r1].reshape(-1, g, og)
-                    for i, off in enumerate(offsets):
-                        yb += _grouped(xf[r0 + off : r1 + off].reshape(-1, g, cg), wf[i], g)
-        return np.ascontiguousarray(y[(slice(None), *(slice(0, n) for n in geom.out_spatial))])
-
-    def input_grad(self, geom: ConvGeometry, dy: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
-        self.workspace(geom, "input_grad", dy.dtype, limit)
-        g, cg, og, t = group_dims(geom)
-        c_in = geom.in_channels
-        padded = tight_padded(geom)
-        dx = np.zeros((geom.batch, *padded, c_in), dtype=dy.dtype)
-        if dy.size and cg:
-            dyf = _embed(dy, padded).reshape(-1, geom.out_channels)
-            dxf = dx.reshape(-1, c_in)
-            offsets, count = _offsets(geom, padded)
-            wf = np.ascontiguousarray(w.reshape(t, cg, geom.out_channels))
-            gemm = gemm_for(dy.dtype)
+def _forward(geom: ConvGeometry, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    g, cg, og, t = group_dims(geom)
+    o = geom.out_channels
+    padded = tight_padded(geom)
+    y = np.zeros((geom.batch, *padded, o), dtype=x.dtype)
+    if y.size and cg:
+        xf = pad_or_crop(x, geom.tight_padding).reshape(-1, geom.in_channels)
+        yf = y.reshape(-1, o)
+        offsets, count = _offsets(geom, padded)
+        wf = np.ascontiguousarray(w.reshape(t, cg, o))
+        gemm = gemm_for(x.dtype)
+        for r0, r1 in _row_blocks("forward", count, geom.in_channels + o, x.itemsize):
             if g == 1 and gemm is not None:
-                wcols = [np.asfortranarray(wf[i]) for i in range(t)]  # (C, O) per offset
-            for r0, r1 in _row_blocks("input_grad", count, c_in + geom.out_channels, dy.itemsize):
-                if g == 1 and gemm is not None:
-                    b = dyf[r0:r1].T
-                    for i, off in enumerate(offsets):
-                        gemm_into(gemm, wcols[i], b, dxf[r0 + off : r1 + off].T, beta=1.0)
-                else:
-                    dyb = dyf[r0:r1].reshape(-1, g, og)
-                    wt = wf.reshape(t, cg, g, og).transpose(0, 3, 2, 1)  # (T, Og, G, Cg)
-                    for i, off in enumerate(offsets):
-                        dxb = dxf[r0 + off : r1 + off].reshape(-1, g, cg)
-                        dxb += _grouped(dyb, wt[i].reshape(og, g * cg), g)
-        return pad_or_crop(dx, tuple((-lo, -hi) for lo, hi in geom.tight_padding))
+                c = yf[r0:r1].T  # (O, R) Fortran-ordered: BLAS writes the rows in place
+                for i, off in enumerate(offsets):
+                    gemm_into(gemm, wf[i].T, xf[r0 + off : r1 + off].T, c, beta=1.0)
+            else:
+                yb = yf[r0:r1].reshape(-1, g, og)
+                for i, off in enumerate(offsets):
+                    yb += _grouped(xf[r0 + off : r1 + off].reshape(-1, g, cg), wf[i], g)
+    return np.ascontiguousarray(y[(slice(None), *(slice(0, n) for n in geom.out_spatial))])
 
-    def filter_grad(self, geom: ConvGeometry, x: np.ndarray, dy: np.ndarray, limit: int) -> np.ndarray:
-        self.workspace(geom, "filter_grad", x.dtype, limit)
-        g, cg, og, t = group_dims(geom)
-        o = geom.out_channels
-        padded = tight_padded(geom)
-        dw = np.zeros((t, cg, o), dtype=x.dtype)
-        if dy.size and cg:
-            xf = pad_or_crop(x, geom.tight_padding).reshape(-1, geom.in_channels)
-            dyf = _embed(dy, padded).reshape(-1, o)
-            offsets, count = _offsets(geom, padded)
-            gemm = gemm_for(x.dtype)
-            dwg = dw.reshape(t, cg, g, og)
-            for r0, r1 in _row_blocks("filter_grad", count, geom.in_channels + o, x.itemsize):
-                if g == 1 and gemm is not None:
-                    a = dyf[r0:r1].T  # (O, R)
-                    for i, off in enumerate(offsets):
-                        gemm_into(gemm, a, xf[r0 + off : r1 + off].T, dw[i].T, beta=1.0, trans_b=1)
-                else:
-                    dyb = dyf[r0:r1].reshape(-1, g, og)
-                    for i, off in enumerate(offsets):
-                        xb = xf[r0 + off : r1 + off].reshape(-1, g, cg)
-                        dwg[i] += np.einsum("rgc,rgo->cgo", xb, dyb)
-        return dw.reshape(*geom.kernel, cg, o)
+
+def _input_grad(geom: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
+    g, cg, og, t = group_dims(geom)
+    c_in = geom.in_channels
+    padded = tight_padded(geom)
+    dx = np.zeros((geom.batch, *padded, c_in), dtype=dy.dtype)
+    if dy.size and cg:
+        dyf = _embed(dy, padded).reshape(-1, geom.out_channels)
+        dxf = dx.reshape(-1, c_in)
+        offsets, count = _offsets(geom, padded)
+        wf = np.ascontiguousarray(w.reshape(t, cg, geom.out_channels))
+        gemm = gemm_for(dy.dtype)
+        if g == 1 and gemm is not None:
+            wcols = [np.asfortranarray(wf[i]) for i in range(t)]  # (C, O) per offset
+        for r0, r1 in _row_blocks("input_grad", count, c_in + geom.out_channels, dy.itemsize):
+            if g == 1 and gemm is not None:
+                b = dyf[r0:r1].T
+                for i, off in enumerate(offsets):
+                    gemm_into(gemm, wcols[i], b, dxf[r0 + off : r1 + off].T, beta=1.0)
+            else:
+                dyb = dyf[r0:r1].reshape(-1, g, og)
+                wt = wf.reshape(t, cg, g, og).transpose(0, 3, 2, 1)  # (T, Og, G, Cg)
+                for i, off in enumerate(offsets):
+                    dxb = dxf[r0 + off : r1 + off].reshape(-1, g, cg)
+                    dxb += _grouped(dyb, wt[i].reshape(og, g * cg), g)
+    return pad_or_crop(dx, tuple((-lo, -hi) for lo, hi in geom.tight_padding))
+
+
+def _filter_grad(geom: ConvGeometry, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    g, cg, og, t = group_dims(geom)
+    o = geom.out_channels
+    padded = tight_padded(geom)
+    dw = np.zeros((t, cg, o), dtype=x.dtype)
+    if dy.size and cg:
+        xf = pad_or_crop(x, geom.tight_padding).reshape(-1, geom.in_channels)
+        dyf = _embed(dy, padded).reshape(-1, o)
+        offsets, count = _offsets(geom, padded)
+        gemm = gemm_for(x.dtype)
+        dwg = dw.reshape(t, cg, g, og)
+        for r0, r1 in _row_blocks("filter_grad", count, geom.in_channels + o, x.itemsize):
+            if g == 1 and gemm is not None:
+                a = dyf[r0:r1].T  # (O, R)
+                for i, off in enumerate(offsets):
+                    gemm_into(gemm, a, xf[r0 + off : r1 + off].T, dw[i].T, beta=1.0, trans_b=1)
+            else:
+                dyb = dyf[r0:r1].reshape(-1, g, og)
+                for i, off in enumerate(offsets):
+                    xb = xf[r0 + off : r1 + off].reshape(-1, g, cg)
+                    dwg[i] += np.einsum("rgc,rgo->cgo", xb, dyb)
+    return dw.reshape(*geom.kernel, cg, o)
 
 
 def _offsets(geom: ConvGeometry, padded: tuple[int, ...]) -> tuple[list[int], int]:

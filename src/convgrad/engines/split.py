@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -32,8 +34,12 @@ from numpy.lib.stride_tricks import as_strided
 from .._budget import check_fits
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
+from . import Op, Prepared, Refusal, Refusing
 from ._common import blocks as _blocks
-from ._common import gemm_for, gemm_into, thin_factor, tight_padded
+from ._common import gemm_for, gemm_into, plain, thin_factor, tight_padded
+
+if TYPE_CHECKING:
+    from .._plan import Planner
 
 # Bytes of A and B packed per block: they stay in the last-level cache for the GEMM that reads them.
 BLOCK_BYTES = 4 * 1024**2
@@ -47,188 +53,177 @@ BLOCK_SECONDS = 20e-6
 FITTED = {"forward": 0.51, "input_grad": 0.65, "filter_grad": 0.7}
 
 
-class Split:
+class Split(Refusing):
     name = "split"
 
-    def unsupported(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> str | None:
-        if geom.feature_group_count != 1:
-            return "needs groups == 1"
-        if geom.batch_group_count != 1 or any(v != 1 for v in geom.lhs_dilation):
-            return "needs batch_group_count == 1 and no input dilation"
-        if op == "filter_grad" and not _candidates(geom):
-            return "needs an axis with stride 1 and a kernel longer than 1"
-        if op != "filter_grad" and not _prefixes(geom):
-            return "needs stride 1 and a kernel longer than 1 on the first spatial axis"
-        return None
-
-    def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
-        if op != "filter_grad":
-            return min(_prefix_cost(geom, m, np.dtype(dtype)) for m in _prefixes(geom)) * FITTED[op]
-        return min(_split_cost(geom, s, np.dtype(dtype)) for s in _candidates(geom)) * FITTED[op]
-
-    def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
-        item = np.dtype(dtype).itemsize
-        if op != "filter_grad":
-            m = _best_prefix(geom, np.dtype(dtype))
-            outer, inner = _outer_rows(geom, m)
-            k, n = _gemm_dims(geom, tuple(range(m)))
-            # the padded x (or dx), y (or dy) on the same grid, the blocks of A and Z
-            grids = outer * (math.prod(tight_padded(geom)[m:]) * geom.in_channels + inner * geom.out_channels)
-            check_fits(f"the padded operands of {geom.x_shape('channels_last')}", grids * item, limit)
-            total = grids * item + _prefix_block_rows(geom, m, item) * inner * (k + n) * item
+    def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
+                planner: Planner) -> Prepared | Refusal:
+        why_not = "needs groups == 1" if geom.feature_group_count != 1 else plain(geom)
+        if why_not:
+            return Refusal(self.name, why_not)
+        item = dtype.itemsize
+        if op == "filter_grad":
+            if not _candidates(geom):
+                return Refusal(self.name, "needs an axis with stride 1 and a kernel longer than 1")
+            costs = {s: _split_cost(geom, s, dtype) for s in _candidates(geom)}
+            dy_side = min(costs, key=costs.__getitem__)
+            padded = geom.batch * math.prod(tight_padded(geom)) * geom.in_channels * item
+            dy_padded = geom.batch * math.prod(_dy_padded(geom, dy_side)) * geom.out_channels * item
+            m, n = _gemm_dims(geom, dy_side)
+            check_fits(f"the padded operands of {geom.x_shape('channels_last')}", padded + dy_padded, limit)
+            total = padded + dy_padded + 2 * m * n * item + _block_rows(geom, dy_side, item) * (m + n) * item
             check_fits("the split-GEMM blocks", total, limit)
-            return total
-        dy_side = _best_split(geom, np.dtype(dtype))
-        padded = geom.batch * math.prod(tight_padded(geom)) * geom.in_channels * item
-        dy_padded = geom.batch * math.prod(_dy_padded(geom, dy_side)) * geom.out_channels * item
-        m, n = _gemm_dims(geom, dy_side)
-        check_fits(f"the padded operands of {geom.x_shape('channels_last')}", padded + dy_padded, limit)
-        total = padded + dy_padded + 2 * m * n * item + _block_rows(geom, dy_side, item) * (m + n) * item
+            return Prepared(self.name, costs[dy_side] * FITTED[op], total,
+                            partial(_filter_grad, geom, dy_side), {"dy_side": dy_side})
+        if not _prefixes(geom):
+            return Refusal(self.name, "needs stride 1 and a kernel longer than 1 on the first spatial axis")
+        costs = {m: _prefix_cost(geom, m, dtype) for m in _prefixes(geom)}
+        m = min(costs, key=costs.__getitem__)
+        outer, inner = _outer_rows(geom, m)
+        k, n = _gemm_dims(geom, tuple(range(m)))
+        # the padded x (or dx), y (or dy) on the same grid, the blocks of A and Z
+        grids = outer * (math.prod(tight_padded(geom)[m:]) * geom.in_channels + inner * geom.out_channels)
+        check_fits(f"the padded operands of {geom.x_shape('channels_last')}", grids * item, limit)
+        total = grids * item + _prefix_block_rows(geom, m, item) * inner * (k + n) * item
         check_fits("the split-GEMM blocks", total, limit)
-        return total
+        run = _forward if op == "forward" else _input_grad
+        return Prepared(self.name, costs[m] * FITTED[op], total, partial(run, geom, m), {"prefix": m})
 
-    def forward(self, geom: ConvGeometry, x: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
-        self.workspace(geom, "forward", x.dtype, limit)
-        m = _best_prefix(geom, x.dtype)
-        r, c, o = geom.rank, geom.in_channels, geom.out_channels
-        outer, inner = _outer_rows(geom, m)
-        kx, grid_x = geom.kernel[m:], geom.out_spatial[m:]
-        offsets = _row_offsets(geom, m)
-        halo = offsets[-1]
-        w2 = _split_filter(w, m)
+
+def _forward(geom: ConvGeometry, m: int, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    r, c, o = geom.rank, geom.in_channels, geom.out_channels
+    outer, inner = _outer_rows(geom, m)
+    kx, grid_x = geom.kernel[m:], geom.out_spatial[m:]
+    offsets = _row_offsets(geom, m)
+    halo = offsets[-1]
+    w2 = _split_filter(w, m)
+    ty = math.prod(geom.kernel[:m])
+    y_ext = np.empty((outer, *grid_x, o), dtype=x.dtype) if c else np.zeros((outer, *grid_x, o), x.dtype)
+    if y_ext.size and c:
+        xp = pad_or_crop(x, geom.tight_padding)
+        st = xp.strides
+        # A[R, *q_x, *t_x, c] = xp[R (flattened n and the first m axes), q * s + t * d, c]
+        a_view = as_strided(
+            xp, (outer, *grid_x, *kx, c),
+            (st[m], *(st[i + 1] * geom.stride[i] for i in range(m, r)),
+             *(st[i + 1] * geom.rhs_dilation[i] for i in range(m, r)), st[-1]),
+            writeable=False)
+        hb = _prefix_block_rows(geom, m, x.itemsize)
+        a_buf = np.empty((hb + halo) * inner * w2.shape[0], dtype=x.dtype)
+        z_buf = np.empty((hb + halo) * inner * w2.shape[1], dtype=x.dtype)
+        for h0 in range(0, outer - halo, hb):
+            h1 = min(outer - halo, h0 + hb)
+            rows = (h1 - h0 + halo) * inner
+            a = a_buf[: rows * w2.shape[0]].reshape(rows, -1)
+            z = z_buf[: rows * w2.shape[1]].reshape(rows, -1)
+            np.copyto(a.reshape(h1 - h0 + halo, *grid_x, *kx, c), a_view[h0 : h1 + halo])
+            np.matmul(a, w2, out=z)
+            z3 = z.reshape(h1 - h0 + halo, inner, ty, o)
+            yb = y_ext[h0:h1].reshape(h1 - h0, inner, o)
+            n_rows = h1 - h0
+            np.add(z3[offsets[0] : offsets[0] + n_rows, :, 0], z3[offsets[1] : offsets[1] + n_rows, :, 1],
+                   out=yb)
+            for j in range(2, ty):
+                yb += z3[offsets[j] : offsets[j] + n_rows, :, j]
+    y = y_ext.reshape(geom.batch, *tight_padded(geom)[:m], *grid_x, o)
+    return np.ascontiguousarray(y[(slice(None), *(slice(0, n) for n in geom.out_spatial[:m]))])
+
+
+def _input_grad(geom: ConvGeometry, m: int, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
+    r, c, o = geom.rank, geom.in_channels, geom.out_channels
+    padded = tight_padded(geom)
+    outer, inner = _outer_rows(geom, m)
+    kx, grid_x = geom.kernel[m:], geom.out_spatial[m:]
+    offsets = _row_offsets(geom, m)
+    dxp = np.zeros((outer, *padded[m:], c), dtype=dy.dtype)
+    if dy.size and c:
+        w2t = np.ascontiguousarray(_split_filter(w, m).T)  # (T_y * O, T_x * C)
         ty = math.prod(geom.kernel[:m])
-        y_ext = np.empty((outer, *grid_x, o), dtype=x.dtype) if c else np.zeros((outer, *grid_x, o), x.dtype)
-        if y_ext.size and c:
-            xp = pad_or_crop(x, geom.tight_padding)
-            st = xp.strides
-            # A[R, *q_x, *t_x, c] = xp[R (flattened n and the first m axes), q * s + t * d, c]
-            a_view = as_strided(
-                xp, (outer, *grid_x, *kx, c),
-                (st[m], *(st[i + 1] * geom.stride[i] for i in range(m, r)),
-                 *(st[i + 1] * geom.rhs_dilation[i] for i in range(m, r)), st[-1]),
-                writeable=False)
-            hb = _prefix_block_rows(geom, m, x.itemsize)
-            a_buf = np.empty((hb + halo) * inner * w2.shape[0], dtype=x.dtype)
-            z_buf = np.empty((hb + halo) * inner * w2.shape[1], dtype=x.dtype)
-            for h0 in range(0, outer - halo, hb):
-                h1 = min(outer - halo, h0 + hb)
-                rows = (h1 - h0 + halo) * inner
-                a = a_buf[: rows * w2.shape[0]].reshape(rows, -1)
-                z = z_buf[: rows * w2.shape[1]].reshape(rows, -1)
-                np.copyto(a.reshape(h1 - h0 + halo, *grid_x, *kx, c), a_view[h0 : h1 + halo])
-                np.matmul(a, w2, out=z)
-                z3 = z.reshape(h1 - h0 + halo, inner, ty, o)
-                yb = y_ext[h0:h1].reshape(h1 - h0, inner, o)
-                n_rows = h1 - h0
-                np.add(z3[offsets[0] : offsets[0] + n_rows, :, 0], z3[offsets[1] : offsets[1] + n_rows, :, 1],
-                       out=yb)
-                for j in range(2, ty):
-                    yb += z3[offsets[j] : offsets[j] + n_rows, :, j]
-        y = y_ext.reshape(geom.batch, *tight_padded(geom)[:m], *grid_x, o)
-        return np.ascontiguousarray(y[(slice(None), *(slice(0, n) for n in geom.out_spatial[:m]))])
+        # dy on the grid of the rows: zeros past the outputs along the first m axes.
+        dy_ext = pad_or_crop(dy, tuple((0, p - n) for p, n in zip(padded[:m], geom.out_spatial[:m]))
+                             + ((0, 0),) * (r - m)).reshape(outer, inner, o)
+        hb = _prefix_block_rows(geom, m, dy.itemsize)
+        dz_buf = np.empty(hb * inner * w2t.shape[0], dtype=dy.dtype)
+        da_buf = np.empty(hb * inner * w2t.shape[1], dtype=dy.dtype)
+        axes = list(zip(geom.rhs_dilation[m:], grid_x, geom.stride[m:]))
+        windows = [tuple(slice(t * d, t * d + (n - 1) * s + 1, s) for t, (d, n, s) in zip(tx, axes))
+                   for tx in np.ndindex(*kx)]
+        for h0 in range(0, outer, hb):
+            h1 = min(outer, h0 + hb)
+            dz = dz_buf[: (h1 - h0) * inner * w2t.shape[0]].reshape(h1 - h0, inner, ty, o)
+            for j, off in enumerate(offsets):  # dZ[R, :, j] = dy[R - off(j)], zero before row 0
+                lo = min(max(off - h0, 0), h1 - h0)
+                dz[:lo, :, j] = 0
+                dz[lo:, :, j] = dy_ext[h0 + lo - off : h1 - off]
+            da = da_buf[: (h1 - h0) * inner * w2t.shape[1]].reshape((h1 - h0) * inner, -1)
+            np.matmul(dz.reshape((h1 - h0) * inner, -1), w2t, out=da)
+            da = da.reshape(h1 - h0, *grid_x, len(windows), c)
+            block = dxp[h0:h1]
+            for j, window in enumerate(windows):
+                block[(slice(None), *window)] += da[..., j, :]
+    dxp = dxp.reshape(geom.batch, *padded, c)
+    return pad_or_crop(dxp, tuple((-lo, -hi) for lo, hi in geom.tight_padding))
 
-    def input_grad(self, geom: ConvGeometry, dy: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
-        self.workspace(geom, "input_grad", dy.dtype, limit)
-        m = _best_prefix(geom, dy.dtype)
-        r, c, o = geom.rank, geom.in_channels, geom.out_channels
-        padded = tight_padded(geom)
-        outer, inner = _outer_rows(geom, m)
-        kx, grid_x = geom.kernel[m:], geom.out_spatial[m:]
-        offsets = _row_offsets(geom, m)
-        dxp = np.zeros((outer, *padded[m:], c), dtype=dy.dtype)
-        if dy.size and c:
-            w2t = np.ascontiguousarray(_split_filter(w, m).T)  # (T_y * O, T_x * C)
-            ty = math.prod(geom.kernel[:m])
-            # dy on the grid of the rows: zeros past the outputs along the first m axes.
-            dy_ext = pad_or_crop(dy, tuple((0, p - n) for p, n in zip(padded[:m], geom.out_spatial[:m]))
-                                 + ((0, 0),) * (r - m)).reshape(outer, inner, o)
-            hb = _prefix_block_rows(geom, m, dy.itemsize)
-            dz_buf = np.empty(hb * inner * w2t.shape[0], dtype=dy.dtype)
-            da_buf = np.empty(hb * inner * w2t.shape[1], dtype=dy.dtype)
-            axes = list(zip(geom.rhs_dilation[m:], grid_x, geom.stride[m:]))
-            windows = [tuple(slice(t * d, t * d + (n - 1) * s + 1, s) for t, (d, n, s) in zip(tx, axes))
-                       for tx in np.ndindex(*kx)]
-            for h0 in range(0, outer, hb):
-                h1 = min(outer, h0 + hb)
-                dz = dz_buf[: (h1 - h0) * inner * w2t.shape[0]].reshape(h1 - h0, inner, ty, o)
-                for j, off in enumerate(offsets):  # dZ[R, :, j] = dy[R - off(j)], zero before row 0
-                    lo = min(max(off - h0, 0), h1 - h0)
-                    dz[:lo, :, j] = 0
-                    dz[lo:, :, j] = dy_ext[h0 + lo - off : h1 - off]
-                da = da_buf[: (h1 - h0) * inner * w2t.shape[1]].reshape((h1 - h0) * inner, -1)
-                np.matmul(dz.reshape((h1 - h0) * inner, -1), w2t, out=da)
-                da = da.reshape(h1 - h0, *grid_x, len(windows), c)
-                block = dxp[h0:h1]
-                for j, window in enumerate(windows):
-                    block[(slice(None), *window)] += da[..., j, :]
-        dxp = dxp.reshape(geom.batch, *padded, c)
-        return pad_or_crop(dxp, tuple((-lo, -hi) for lo, hi in geom.tight_padding))
 
-    def filter_grad(self, geom: ConvGeometry, x: np.ndarray, dy: np.ndarray, limit: int) -> np.ndarray:
-        self.workspace(geom, "filter_grad", x.dtype, limit)
-        dy_side = _best_split(geom, x.dtype)
-        r = geom.rank
-        c, o = geom.in_channels, geom.out_channels
-        x_side = [i for i in range(r) if i not in dy_side]
-        kx = [geom.kernel[i] for i in x_side]
-        ky = [geom.kernel[i] for i in dy_side]
-        m, n = _gemm_dims(geom, dy_side)
-        dw = np.zeros((m, n), dtype=x.dtype)
-        if dy.size and c and o:
-            grid = (geom.batch, *_grid(geom, dy_side))
-            xp = pad_or_crop(x, geom.tight_padding)
-            # A[n, p, t_x, c] = xp[n, p (dy-side) | p * s + t * d (x-side), c]
-            st = xp.strides
-            a_view = as_strided(
-                xp, (*grid, *kx, c),
-                (st[0], *(st[i + 1] * (1 if i in dy_side else geom.stride[i]) for i in range(r)),
-                 *(st[i + 1] * geom.rhs_dilation[i] for i in x_side), st[-1]),
-                writeable=False)
-            # B[n, p, t', o] = dyp[n, p + t' * d, o] = dy[n, p - (k - 1 - t') * d, o]: taps reversed.
-            dyp = pad_or_crop(dy, tuple(((k - 1) * d, (k - 1) * d) if i in dy_side else (0, 0)
-                                        for i, (k, d) in enumerate(zip(geom.kernel, geom.rhs_dilation))))
-            sd = dyp.strides
-            b_view = as_strided(
-                dyp, (*grid, *ky, o),
-                (sd[0], *(sd[i + 1] for i in range(r)), *(sd[i + 1] * geom.rhs_dilation[i] for i in dy_side),
-                 sd[-1]),
-                writeable=False)
-            rows = _block_rows(geom, dy_side, x.itemsize)
-            a_buf = np.empty(rows * m, dtype=x.dtype)
-            b_buf = np.empty(rows * n, dtype=x.dtype)
-            gemm = gemm_for(x.dtype)
-            for block, bshape in _blocks(grid, rows):
-                count = math.prod(bshape)
-                a = a_buf[: count * m].reshape(*bshape, *kx, c)
-                b = b_buf[: count * n].reshape(*bshape, *ky, o)
-                np.copyto(a, a_view[block])
-                np.copyto(b, b_view[block])
-                a2, b2 = a.reshape(count, m), b.reshape(count, n)
-                if gemm is not None:  # dw += a2.T @ b2 in place (dw.T is Fortran-ordered)
-                    gemm_into(gemm, b2.T, a2.T, dw.T, beta=1.0, trans_b=1)
-                else:
-                    dw += a2.T @ b2
-        # (*kx, C, *ky reversed, O) -> (*K, C, O)
-        out = dw.reshape(*kx, c, *ky, o)
-        ny = len(ky)
-        ky_axes = tuple(range(len(kx) + 1, len(kx) + 1 + ny))
-        out = np.flip(out, axis=ky_axes)
-        order = [0] * r
-        for j, i in enumerate(x_side):
-            order[i] = j
-        for j, i in enumerate(dy_side):
-            order[i] = ky_axes[j]
-        return np.ascontiguousarray(out.transpose(*order, len(kx), out.ndim - 1))
+def _filter_grad(geom: ConvGeometry, dy_side: tuple[int, ...], x: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    r = geom.rank
+    c, o = geom.in_channels, geom.out_channels
+    x_side = [i for i in range(r) if i not in dy_side]
+    kx = [geom.kernel[i] for i in x_side]
+    ky = [geom.kernel[i] for i in dy_side]
+    m, n = _gemm_dims(geom, dy_side)
+    dw = np.zeros((m, n), dtype=x.dtype)
+    if dy.size and c and o:
+        grid = (geom.batch, *_grid(geom, dy_side))
+        xp = pad_or_crop(x, geom.tight_padding)
+        # A[n, p, t_x, c] = xp[n, p (dy-side) | p * s + t * d (x-side), c]
+        st = xp.strides
+        a_view = as_strided(
+            xp, (*grid, *kx, c),
+            (st[0], *(st[i + 1] * (1 if i in dy_side else geom.stride[i]) for i in range(r)),
+             *(st[i + 1] * geom.rhs_dilation[i] for i in x_side), st[-1]),
+            writeable=False)
+        # B[n, p, t', o] = dyp[n, p + t' * d, o] = dy[n, p - (k - 1 - t') * d, o]: taps reversed.
+        dyp = pad_or_crop(dy, tuple(((k - 1) * d, (k - 1) * d) if i in dy_side else (0, 0)
+                                    for i, (k, d) in enumerate(zip(geom.kernel, geom.rhs_dilation))))
+        sd = dyp.strides
+        b_view = as_strided(
+            dyp, (*grid, *ky, o),
+            (sd[0], *(sd[i + 1] for i in range(r)), *(sd[i + 1] * geom.rhs_dilation[i] for i in dy_side),
+             sd[-1]),
+            writeable=False)
+        rows = _block_rows(geom, dy_side, x.itemsize)
+        a_buf = np.empty(rows * m, dtype=x.dtype)
+        b_buf = np.empty(rows * n, dtype=x.dtype)
+        gemm = gemm_for(x.dtype)
+        for block, bshape in _blocks(grid, rows):
+            count = math.prod(bshape)
+            a = a_buf[: count * m].reshape(*bshape, *kx, c)
+            b = b_buf[: count * n].reshape(*bshape, *ky, o)
+            np.copyto(a, a_view[block])
+            np.copyto(b, b_view[block])
+            a2, b2 = a.reshape(count, m), b.reshape(count, n)
+            if gemm is not None:  # dw += a2.T @ b2 in place (dw.T is Fortran-ordered)
+                gemm_into(gemm, b2.T, a2.T, dw.T, beta=1.0, trans_b=1)
+            else:
+                dw += a2.T @ b2
+    # (*kx, C, *ky reversed, O) -> (*K, C, O)
+    out = dw.reshape(*kx, c, *ky, o)
+    ny = len(ky)
+    ky_axes = tuple(range(len(kx) + 1, len(kx) + 1 + ny))
+    out = np.flip(out, axis=ky_axes)
+    order = [0] * r
+    for j, i in enumerate(x_side):
+        order[i] = j
+    for j, i in enumerate(dy_side):
+        order[i] = ky_axes[j]
+    return np.ascontiguousarray(out.transpose(*order, len(kx), out.ndim - 1))
 
 
 def _candidates(geom: ConvGeometry) -> list[tuple[int, ...]]:
     """Every non-empty set of dy-side axes: stride 1 and a kernel longer than 1 on each."""
     axes = [i for i in range(geom.rank) if geom.stride[i] == 1 and geom.kernel[i] > 1]
     return [s for k in range(1, len(axes) + 1) for s in itertools.combinations(axes, k)]
-
-
-def _best_split(geom: ConvGeometry, dtype: np.dtype) -> tuple[int, ...]:
-    return min(_candidates(geom), key=lambda s: _split_cost(geom, s, dtype))
 
 
 def _gemm_dims(geom: ConvGeometry, dy_side: tuple[int, ...]) -> tuple[int, int]:
@@ -275,10 +270,6 @@ def _prefixes(geom: ConvGeometry) -> list[int]:
         if math.prod(geom.kernel[:m]) > 1:
             out.append(m)
     return out
-
-
-def _best_prefix(geom: ConvGeometry, dtype: np.dtype) -> int:
-    return min(_prefixes(geom), key=lambda m: _prefix_cost(geom, m, dtype))
 
 
 def _outer_rows(geom: ConvGeometry, m: int) -> tuple[int, int]:

@@ -13,12 +13,21 @@ from __future__ import annotations
 
 import itertools
 import math
+from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
-from ._common import Phase, phase_axes, tight_padded
+from . import Op, Prepared, Refusal, Refusing
+from ._common import Phase, phase_axes, plain, tight_padded
+
+if TYPE_CHECKING:
+    from .._plan import Planner
+
+# Strided phases of x are copied before their pieces run.
+COPY_BYTES_PER_S = 5e9
 
 # Measured time / the estimate above: the pieces read strided phases of x (copied before their
 # GEMMs) and are small, so they run slower than their own estimates (benchmarks/calibrate.py's two
@@ -34,72 +43,58 @@ def _phase_geometry(geom: ConvGeometry, phases: tuple[Phase, ...]) -> ConvGeomet
     )
 
 
-class Subpixel:
+class Subpixel(Refusing):
     name = "subpixel"
 
-    def unsupported(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> str | None:
-        if all(s == 1 for s in geom.stride):
-            return "needs a stride > 1"
-        if geom.batch_group_count != 1 or any(v != 1 for v in geom.lhs_dilation):
-            return "needs batch_group_count == 1 and no input dilation"
-        return None
+    def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
+                planner: Planner) -> Prepared | Refusal:
+        why_not = "needs a stride > 1" if all(s == 1 for s in geom.stride) else plain(geom)
+        if why_not:
+            return Refusal(self.name, why_not)
+        # The pieces are planned like any stride-1 conv, within the same budget.
+        pieces = [(combo, planner.plan(op, _phase_geometry(geom, combo), dtype, "auto", limit))
+                  for combo in itertools.product(*phase_axes(geom))]
+        padded = geom.batch * math.prod(tight_padded(geom)) * geom.in_channels * dtype.itemsize
+        seconds = sum(p.estimated_seconds for _, p in pieces) + 2 * padded / COPY_BYTES_PER_S
+        workspace = padded + max(p.workspace_bytes for _, p in pieces)
+        run = {"forward": _forward, "input_grad": _input_grad, "filter_grad": _filter_grad}[op]
+        return Prepared(self.name, seconds * FITTED[op], workspace, partial(run, geom, pieces),
+                        {"pieces": tuple(p.chosen.engine for _, p in pieces)})
 
-    def _pieces(self, geom: ConvGeometry) -> list[tuple[tuple[Phase, ...], ConvGeometry]]:
-        return [(combo, _phase_geometry(geom, combo)) for combo in itertools.product(*phase_axes(geom))]
 
-    def _plans(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int):  # type: ignore[no-untyped-def]
-        from .._plan import make_plan  # the pieces are planned like any stride-1 conv
+def _window(phases: tuple[Phase, ...], strides: tuple[int, ...]) -> tuple:
+    return (slice(None), *(slice(p.start, p.start + (p.length - 1) * s + 1, s)
+                           for p, s in zip(phases, strides)))
 
-        return [(combo, make_plan(op, g, dtype, "auto", limit)) for combo, g in self._pieces(geom)]
 
-    def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
-        from .._plan import make_plan
+def _taps(phases: tuple[Phase, ...]) -> tuple:
+    return tuple(p.kernel_taps for p in phases)
 
-        total = 0.0
-        for _, g in self._pieces(geom):
-            total += make_plan(op, g, dtype, "auto", 2**62).estimated_seconds
-        moved = geom.batch * math.prod(tight_padded(geom)) * geom.in_channels * np.dtype(dtype).itemsize
-        return (total + 2 * moved / 5e9) * FITTED[op]
 
-    def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
-        item = np.dtype(dtype).itemsize
-        padded = geom.batch * math.prod(tight_padded(geom)) * geom.in_channels * item
-        return padded + max(p.workspace_bytes for _, p in self._plans(geom, op, dtype, limit))
-
-    @staticmethod
-    def _window(phases: tuple[Phase, ...], strides: tuple[int, ...]) -> tuple:
-        return (slice(None), *(slice(p.start, p.start + (p.length - 1) * s + 1, s)
-                               for p, s in zip(phases, strides)))
-
-    @staticmethod
-    def _taps(phases: tuple[Phase, ...]) -> tuple:
-        return tuple(p.kernel_taps for p in phases)
-
-    def forward(self, geom: ConvGeometry, x: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
-        y = np.zeros((geom.batch, *geom.out_spatial, geom.out_channels), dtype=x.dtype)
-        if y.size == 0:
-            return y
-        xp = pad_or_crop(x, geom.tight_padding)
-        for combo, plan in self._plans(geom, "forward", x.dtype, limit):
-            xr = xp[self._window(combo, geom.stride)]
-            y += plan.engine.forward(plan.geometry, xr, w[self._taps(combo)], limit)
+def _forward(geom: ConvGeometry, pieces: list, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    y = np.zeros((geom.batch, *geom.out_spatial, geom.out_channels), dtype=x.dtype)
+    if y.size == 0:
         return y
+    xp = pad_or_crop(x, geom.tight_padding)
+    for combo, plan in pieces:
+        xr = np.ascontiguousarray(xp[_window(combo, geom.stride)])
+        y += plan(xr, np.ascontiguousarray(w[_taps(combo)]))
+    return y
 
-    def input_grad(self, geom: ConvGeometry, dy: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
-        dxp = np.zeros((geom.batch, *tight_padded(geom), geom.in_channels), dtype=dy.dtype)
-        if dy.size:
-            for combo, plan in self._plans(geom, "input_grad", dy.dtype, limit):
-                # Phases are disjoint sample sets of dx: each is written once.
-                dxp[self._window(combo, geom.stride)] = plan.engine.input_grad(
-                    plan.geometry, dy, w[self._taps(combo)], limit)
-        return pad_or_crop(dxp, tuple((-lo, -hi) for lo, hi in geom.tight_padding))
 
-    def filter_grad(self, geom: ConvGeometry, x: np.ndarray, dy: np.ndarray, limit: int) -> np.ndarray:
-        dw = np.zeros((*geom.kernel, geom.filter_in_channels, geom.out_channels), dtype=x.dtype)
-        if dy.size == 0:
-            return dw
-        xp = pad_or_crop(x, geom.tight_padding)
-        for combo, plan in self._plans(geom, "filter_grad", x.dtype, limit):
-            xr = xp[self._window(combo, geom.stride)]
-            dw[self._taps(combo)] = plan.engine.filter_grad(plan.geometry, xr, dy, limit)
+def _input_grad(geom: ConvGeometry, pieces: list, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
+    dxp = np.zeros((geom.batch, *tight_padded(geom), geom.in_channels), dtype=dy.dtype)
+    if dy.size:
+        for combo, plan in pieces:  # phases are disjoint sample sets of dx: each is written once
+            dxp[_window(combo, geom.stride)] = plan(dy, np.ascontiguousarray(w[_taps(combo)]))
+    return pad_or_crop(dxp, tuple((-lo, -hi) for lo, hi in geom.tight_padding))
+
+
+def _filter_grad(geom: ConvGeometry, pieces: list, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    dw = np.zeros((*geom.kernel, geom.filter_in_channels, geom.out_channels), dtype=x.dtype)
+    if dy.size == 0:
         return dw
+    xp = pad_or_crop(x, geom.tight_padding)
+    for combo, plan in pieces:
+        dw[_taps(combo)] = plan(np.ascontiguousarray(xp[_window(combo, geom.stride)]), dy)
+    return dw

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from functools import lru_cache
+from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,9 +28,12 @@ from .._budget import check_fits
 from .._formulas import dilate_dim, stride_dim
 from .._geometry import ConvGeometry
 from .._layout import flip_swap_filter, pad_or_crop
-from . import _kernels, _threads
-from ._common import Phase, phase_axes, tight_padded
+from . import Op, Prepared, Refusal, Refusing, _kernels, _threads
+from ._common import Phase, phase_axes, plain, tight_padded
 from ._scratch import copied, empty_for, scratch
+
+if TYPE_CHECKING:
+    from .._plan import Planner
 
 # Measured rates of full tiles on this machine kind (2 cores, AVX-512, float32), over the suite's
 # dense shapes, two threads, each kernel alone (the suite's interleaved runs see 0.6-0.9 of these):
@@ -71,107 +75,114 @@ WRITE_BYTES_PER_S = 8e9
 FITTED = {"forward": 0.57, "input_grad": 0.7, "filter_grad": 0.89}
 
 
-class Tiled:
+class Tiled(Refusing):
     name = "tiled"
 
-    def unsupported(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> str | None:
-        if geom.rank > 3:
-            return "compiled for 1-D, 2-D and 3-D"
-        if np.dtype(dtype) not in (np.float32, np.float64):
-            return "compiled for float32 and float64"
-        if geom.feature_group_count != 1:
-            return "needs groups == 1 (depthwise convs go to the direct engine)"
-        if geom.batch_group_count != 1 or any(v != 1 for v in geom.lhs_dilation):
-            return "needs batch_group_count == 1 and no input dilation"
-        return None
-
-    def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
+    def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
+                planner: Planner) -> Prepared | Refusal:
+        why_not = _refuse(geom, dtype)
+        if why_not:
+            return Refusal(self.name, why_not)
         block = _block(geom, op, dtype)
-        copy = self._padded_bytes(geom, op, dtype) / COPY_BYTES_PER_S
-        kernel = _kernels.tiled_filter_grad if op == "filter_grad" else _kernels.tiled_forward
-        penalty = _kernels.compile_penalty(dtype, kernel, _kernels.pad_copy)
-        if op != "filter_grad":
-            out, channels = _output(geom, op)
-            y_bytes = geom.batch * math.prod(out) * channels * np.dtype(dtype).itemsize
-            copy += _tiles_seconds(geom, op, block) + y_bytes / WRITE_BYTES_PER_S
-        return (_compute_seconds(geom, op, block, dtype) + copy + CALL_SECONDS) * FITTED[op] + penalty
-
-    def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
+        padded = _padded_bytes(geom, op, dtype, block)
         what = "the padded dy" if op == "input_grad" else "the padded input"
-        padded = self._padded_bytes(geom, op, dtype)
         check_fits(f"{what} of this {op}", padded, limit)
-        if op != "filter_grad":
-            return padded + self._packed_bytes(geom, op, dtype)
-        block, item = _block(geom, op, dtype), np.dtype(dtype).itemsize
-        o = -(-geom.out_channels // block) * block
-        dy_copy = 0 if o == geom.out_channels else geom.batch * math.prod(geom.out_spatial) * o * item
-        c = geom.in_channels
-        cp = _filter_channels(c, block, dtype) if c else 0
-        x_bytes = padded if cp == c else padded // c * cp  # x padded with cp channels, one copy
-        parts = _parts(geom) * math.prod(geom.kernel) * cp * o * item
-        total = x_bytes + dy_copy + parts
-        check_fits(f"the padded input, dy with {o} channels and {_parts(geom)} partial filter gradients",
-                   total, limit)
-        return total
-
-    def _packed_bytes(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> int:
-        """The filter packed in blocks of output channels (the input gradient's flipped and
-        swapped first)."""
-        c, o = (geom.out_channels, geom.in_channels) if op == "input_grad" else (geom.in_channels,
-                                                                                 geom.out_channels)
-        block = _block(geom, op, dtype)
-        width = DOT if block == DOT else block
-        channels = _dot_channels(c) if block == DOT else c
-        packed = math.prod(geom.kernel) * channels * -(-o // width) * width
-        flipped = math.prod(geom.kernel) * c * o if op == "input_grad" else 0
-        return (packed + flipped) * np.dtype(dtype).itemsize
-
-    def _padded_bytes(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> int:
-        if op == "input_grad":  # dy padded by input_grad_padding, or for the widest sub-pixel phase
-            pads = geom.input_grad_padding if all(s == 1 for s in geom.stride) else (
-                tuple((r, r) for r in _phase_reach(geom)))
-            size = [o + lo + hi for o, (lo, hi) in zip(geom.out_spatial, pads)]
-            channels = geom.out_channels
+        copy = padded / COPY_BYTES_PER_S
+        kernel = _kernels.tiled_filter_grad if op == "filter_grad" else _kernels.tiled_forward
+        penalty = planner.load_seconds(dtype, kernel, _kernels.pad_copy)
+        choices: dict[str, object] = {"block": block}
+        if op == "filter_grad":
+            item, c = dtype.itemsize, geom.in_channels
+            o = -(-geom.out_channels // block) * block
+            dy_copy = 0 if o == geom.out_channels else geom.batch * math.prod(geom.out_spatial) * o * item
+            cp = _filter_channels(c, block, dtype) if c else 0
+            x_bytes = padded if cp == c else padded // c * cp  # x padded with cp channels, one copy
+            parts = _parts(geom)
+            workspace = x_bytes + dy_copy + parts * math.prod(geom.kernel) * cp * o * item
+            check_fits(f"the padded input, dy with {o} channels and {parts} partial filter gradients",
+                       workspace, limit)
+            choices.update(channels=cp, parts=parts, tile=_filter_tile(block, dtype))
+            run = partial(_filter_grad, geom, block, cp, parts)
         else:
-            size, channels = tight_padded(geom), geom.in_channels
-        if op != "filter_grad" and _block(geom, op, dtype) == DOT:
-            channels = _dot_channels(channels)
-        return geom.batch * math.prod(size) * channels * np.dtype(dtype).itemsize
+            out, channels = _output(geom, op)
+            y_bytes = geom.batch * math.prod(out) * channels * dtype.itemsize
+            copy += _tiles_seconds(geom, op, block) + y_bytes / WRITE_BYTES_PER_S
+            workspace = padded + _packed_bytes(geom, op, dtype, block)
+            choices["spreads"] = _spreads(geom, op, block)
+            if op == "forward":
+                run = partial(_forward, geom, block)
+            elif all(s == 1 for s in geom.stride):
+                run = partial(_input_grad, geom, block)
+            else:
+                run = partial(_strided_input_grad, geom, block)
+        seconds = (_compute_seconds(geom, op, block, dtype) + copy + CALL_SECONDS) * FITTED[op] + penalty
+        return Prepared(self.name, seconds, workspace, run, choices)
 
-    def forward(self, geom: ConvGeometry, x: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
-        self.workspace(geom, "forward", x.dtype, limit)
-        return _run(geom.rank, x, geom.tight_padding, w, geom.stride, geom.rhs_dilation,
-                    (geom.batch, *geom.out_spatial, geom.out_channels), _block(geom, "forward", x.dtype))
 
-    def input_grad(self, geom: ConvGeometry, dy: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
-        self.workspace(geom, "input_grad", dy.dtype, limit)
-        block = _block(geom, "input_grad", dy.dtype)
-        if all(s == 1 for s in geom.stride):
-            return _run(geom.rank, dy, geom.input_grad_padding, flip_swap_filter(w, 1), (1,) * geom.rank,
-                        geom.rhs_dilation, (geom.batch, *geom.in_spatial, geom.in_channels), block)
-        return _strided_input_grad(geom, dy, w, block)
+def _refuse(geom: ConvGeometry, dtype: np.dtype) -> str | None:
+    if geom.rank > 3:
+        return "compiled for 1-D, 2-D and 3-D"
+    if dtype not in (np.float32, np.float64):
+        return "compiled for float32 and float64"
+    if geom.feature_group_count != 1:
+        return "needs groups == 1 (depthwise convs go to the direct engine)"
+    return plain(geom)
 
-    def filter_grad(self, geom: ConvGeometry, x: np.ndarray, dy: np.ndarray, limit: int) -> np.ndarray:
-        self.workspace(geom, "filter_grad", x.dtype, limit)
-        k, c, o = geom.kernel, geom.in_channels, geom.out_channels
-        if dy.size == 0 or c == 0 or o == 0:
-            return np.zeros((*k, c, o), dtype=x.dtype)
-        block = _block(geom, "filter_grad", x.dtype)
-        blocks = -(-o // block) * block
-        # The kernel reads whole blocks of dy's channels; zero input channels fill x's last tile
-        # where that is cheaper than one channel at a time.
-        dy = _padded(dy, ((0, 0),) * geom.rank, blocks, "tiled.dy")
-        cp = _filter_channels(c, block, x.dtype)
-        xp = _padded(x, geom.tight_padding, cp, "tiled.x")
-        _check_reach(xp.shape[1:-1], geom.out_spatial, k, geom.stride, geom.rhs_dilation)
-        unit = (1,) * (3 - geom.rank)
-        parts = scratch("tiled.parts", (_parts(geom), *unit, *k, cp, blocks), x.dtype)
-        _threads.for_numba()
-        _kernels.tiled_filter_grad(xp.reshape(xp.shape[0], *unit, *xp.shape[1:]),
-                                   dy.reshape(dy.shape[0], *unit, *dy.shape[1:]),
-                                   *(unit + geom.stride), *(unit + geom.rhs_dilation),
-                                   _filter_tile(block, x.dtype), parts)
-        return parts.sum(axis=0)[..., :c, :o].reshape(*k, c, o)
+
+def _packed_bytes(geom: ConvGeometry, op: str, dtype: np.dtype, block: int) -> int:
+    """The filter packed in blocks of output channels (the input gradient's flipped and swapped
+    first)."""
+    c, o = (geom.out_channels, geom.in_channels) if op == "input_grad" else (geom.in_channels,
+                                                                             geom.out_channels)
+    width = DOT if block == DOT else block
+    channels = _dot_channels(c) if block == DOT else c
+    packed = math.prod(geom.kernel) * channels * -(-o // width) * width
+    flipped = math.prod(geom.kernel) * c * o if op == "input_grad" else 0
+    return (packed + flipped) * dtype.itemsize
+
+
+def _padded_bytes(geom: ConvGeometry, op: str, dtype: np.dtype, block: int) -> int:
+    if op == "input_grad":  # dy padded by input_grad_padding, or for the widest sub-pixel phase
+        pads = geom.input_grad_padding if all(s == 1 for s in geom.stride) else (
+            tuple((r, r) for r in _phase_reach(geom)))
+        size = [o + lo + hi for o, (lo, hi) in zip(geom.out_spatial, pads)]
+        channels = geom.out_channels
+    else:
+        size, channels = tight_padded(geom), geom.in_channels
+    if op != "filter_grad" and block == DOT:
+        channels = _dot_channels(channels)
+    return geom.batch * math.prod(size) * channels * dtype.itemsize
+
+
+def _forward(geom: ConvGeometry, block: int, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return _run(geom.rank, x, geom.tight_padding, w, geom.stride, geom.rhs_dilation,
+                (geom.batch, *geom.out_spatial, geom.out_channels), block)
+
+
+def _input_grad(geom: ConvGeometry, block: int, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return _run(geom.rank, dy, geom.input_grad_padding, flip_swap_filter(w, 1), (1,) * geom.rank,
+                geom.rhs_dilation, (geom.batch, *geom.in_spatial, geom.in_channels), block)
+
+
+def _filter_grad(geom: ConvGeometry, block: int, cp: int, parts: int, x: np.ndarray,
+                 dy: np.ndarray) -> np.ndarray:
+    k, c, o = geom.kernel, geom.in_channels, geom.out_channels
+    if dy.size == 0 or c == 0 or o == 0:
+        return np.zeros((*k, c, o), dtype=x.dtype)
+    blocks = -(-o // block) * block
+    # The kernel reads whole blocks of dy's channels; zero input channels fill x's last tile
+    # where that is cheaper than one channel at a time.
+    dy = _padded(dy, ((0, 0),) * geom.rank, blocks, "tiled.dy")
+    xp = _padded(x, geom.tight_padding, cp, "tiled.x")
+    _check_reach(xp.shape[1:-1], geom.out_spatial, k, geom.stride, geom.rhs_dilation)
+    unit = (1,) * (3 - geom.rank)
+    acc = scratch("tiled.parts", (parts, *unit, *k, cp, blocks), x.dtype)
+    _threads.for_numba()
+    _kernels.tiled_filter_grad(xp.reshape(xp.shape[0], *unit, *xp.shape[1:]),
+                               dy.reshape(dy.shape[0], *unit, *dy.shape[1:]),
+                               *(unit + geom.stride), *(unit + geom.rhs_dilation),
+                               _filter_tile(block, x.dtype), acc)
+    return acc.sum(axis=0)[..., :c, :o].reshape(*k, c, o)
 
 
 _TILE_WIDTH = {DOT: 6, 16: 8, 32: 8, 64: 6}
@@ -248,7 +259,6 @@ def _row_waste(width: int, tile: int) -> float:
     return -(-width // tile) * tile / width
 
 
-@lru_cache(maxsize=1024)  # asked twice per call (workspace and run); costing it took 60 us
 def _block(geom: ConvGeometry, op: str, dtype: np.dtype) -> int:
     """Output channels per tile: 32 or 64 where their faster rates beat the waste of a partial block,
     DOT (dot-product tiles of 3) for few output channels."""
@@ -318,7 +328,7 @@ def _phase_reach(geom: ConvGeometry) -> tuple[int, ...]:
     return tuple(max(p.reach for p in ps) for ps in phase_axes(geom))
 
 
-def _strided_input_grad(geom: ConvGeometry, dy: np.ndarray, w: np.ndarray, block: int) -> np.ndarray:
+def _strided_input_grad(geom: ConvGeometry, block: int, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
     """dx of a strided conv, one sub-pixel phase at a time (as the subpixel engine splits it), each
     a stride-1 conv of dy with its flipped sub-kernel. dy is padded once for all phases, and each
     phase writes its samples of dx in place, those in the padding left out: no copy per phase."""

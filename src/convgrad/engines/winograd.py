@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 import string
+from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -22,8 +24,11 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .._budget import check_fits
 from .._geometry import ConvGeometry
 from .._layout import flip_swap_filter, pad_or_crop
-from . import _kernels, _threads
+from . import Op, Prepared, Refusal, Refusing, _kernels, _threads
 from ._common import group_dims
+
+if TYPE_CHECKING:
+    from .._plan import Planner
 
 # Points 0, -1, 1, -2, 2 and infinity (Lavin & Gray 2016); checked against direct correlation
 # in the tests.
@@ -62,85 +67,77 @@ def tile_size(geom: ConvGeometry) -> int:
 FITTED = {'forward': 2.3, 'input_grad': 3.1, 'filter_grad': 1.0}
 
 
-class Winograd:
+class Winograd(Refusing):
     name = "winograd"
 
-    def unsupported(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> str | None:
-        if op == "filter_grad":
-            return "computes the forward and the input gradient only"
-        if np.dtype(dtype).kind != "f":
-            return "integer results would not be exact"
-        if any(k != 3 for k in geom.kernel) or any(s != 1 for s in geom.stride):
-            return "needs a 3-tap kernel and stride 1 in every axis"
-        if any(d != 1 for d in geom.rhs_dilation) or any(d != 1 for d in geom.lhs_dilation):
-            return "needs dilation 1"
-        if geom.batch_group_count != 1:
-            return "needs batch_group_count == 1"
-        return None
-
-    def _tiles(self, geom: ConvGeometry) -> tuple[int, int, int]:
+    def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
+                planner: Planner) -> Prepared | Refusal:
+        why_not = _refuse(op, geom, dtype)
+        if why_not:
+            return Refusal(self.name, why_not)
         m = tile_size(geom)
-        tiles = geom.batch * math.prod(-(-o // m) for o in geom.out_spatial)
-        return m, m + 2, tiles
-
-    def cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
-        return self._raw_cost(geom, op, dtype) * FITTED[op]
-
-    def _raw_cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
-        _m, n, tiles = self._tiles(geom)
+        n, tiles = m + 2, geom.batch * math.prod(-(-o // m) for o in geom.out_spatial)
+        item = dtype.itemsize
+        workspace = 2 * n**geom.rank * tiles * (geom.in_channels + geom.out_channels) * item
+        check_fits(f"the Winograd tiles of {geom.x_shape('channels_last')}", workspace, limit)
         g, cg, og, _ = group_dims(geom)
         flops = 2 * n**geom.rank * tiles * cg * og * g
         rate = GEMM_FLOPS_PER_S if g == 1 else GEMM_FLOPS_PER_S / 8
-        moved = n**geom.rank * tiles * (geom.in_channels + geom.out_channels) * np.dtype(dtype).itemsize
-        if _fused(geom, np.dtype(dtype)):
-            # The fused transforms read and write each tile once.
-            return flops / rate + moved / COPY_BYTES_PER_S + CALL_SECONDS + _kernels.compile_penalty(
+        moved = n**geom.rank * tiles * (geom.in_channels + geom.out_channels) * item
+        fused = _fused(geom, dtype)
+        if fused:  # the fused transforms read and write each tile once
+            seconds = flops / rate + moved / COPY_BYTES_PER_S + CALL_SECONDS + planner.load_seconds(
                 dtype, _kernels.winograd2d_input, _kernels.winograd2d_output)
-        # NumPy's einsum passes make several copies of the tiles.
-        return flops / rate + 8 * moved / COPY_BYTES_PER_S + 3 * CALL_SECONDS
+        else:  # NumPy's einsum passes make several copies of the tiles
+            seconds = flops / rate + 8 * moved / COPY_BYTES_PER_S + 3 * CALL_SECONDS
+        run = partial(_forward if op == "forward" else _input_grad, geom)
+        return Prepared(self.name, seconds * FITTED[op], workspace, run, {"tile": m, "fused": fused})
 
-    def workspace(self, geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> int:
-        _m, n, tiles = self._tiles(geom)
-        item = np.dtype(dtype).itemsize
-        total = 2 * n**geom.rank * tiles * (geom.in_channels + geom.out_channels) * item
-        check_fits(f"the Winograd tiles of {geom.x_shape('channels_last')}", total, limit)
-        return total
 
-    def forward(self, geom: ConvGeometry, x: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
-        self.workspace(geom, "forward", x.dtype, limit)
-        g, cg, _og, _ = group_dims(geom)
-        if x.shape[0] == 0 or cg == 0 or geom.out_channels == 0:
-            return np.zeros((geom.batch, *geom.out_spatial, geom.out_channels), dtype=x.dtype)
-        m = tile_size(geom)
-        bt, gm, at = (a.astype(x.dtype) for a in TRANSFORMS[m])
-        n, r = m + 2, geom.rank
-        tiles = tuple(-(-o // m) for o in geom.out_spatial)
-        # Pad so that the tiles cover the input exactly; the extra outputs are cropped below.
-        pads = tuple((lo, hi + t * m - o)
-                     for (lo, hi), t, o in zip(geom.tight_padding, tiles, geom.out_spatial))
-        xp = pad_or_crop(x, pads)
-        if _fused(geom, x.dtype):
-            return _forward_fused(geom, xp, w, bt, gm, at, tiles)
-        win = sliding_window_view(xp, (n,) * r, axis=tuple(range(1, r + 1)))
-        win = win[(slice(None), *(slice(None, None, m),) * r)]  # (N, *tiles, C, *n)
-        v = _transform(win, bt, r, batch_axes=r + 2)  # (*n, N, *tiles, C)
-        v = v.reshape(n**r, -1, g, cg).transpose(0, 2, 1, 3)  # (n^r, G, T, Cg)
-        u = _filter_transform(w, gm, r, g)
-        mm = np.matmul(v, u).transpose(0, 2, 1, 3).reshape(*(n,) * r, -1, geom.out_channels)
-        y = _transform(np.moveaxis(mm, tuple(range(r)), tuple(range(-r, 0))), at, r, batch_axes=2)
-        # (*m, T, O) -> (N, *tiles, *m, O) -> (N, t1, m, t2, m, ..., O)
-        y = y.reshape(*(m,) * r, geom.batch, *tiles, geom.out_channels)
-        order = [r] + [ax for i in range(r) for ax in (r + 1 + i, i)] + [2 * r + 1]
-        y = y.transpose(order).reshape(geom.batch, *(t * m for t in tiles), geom.out_channels)
-        return np.ascontiguousarray(y[(slice(None), *(slice(0, o) for o in geom.out_spatial))])
+def _refuse(op: Op, geom: ConvGeometry, dtype: np.dtype) -> str | None:
+    if op == "filter_grad":
+        return "computes the forward and the input gradient only"
+    if dtype.kind != "f":
+        return "integer results would not be exact"
+    if any(k != 3 for k in geom.kernel) or any(s != 1 for s in geom.stride):
+        return "needs a 3-tap kernel and stride 1 in every axis"
+    if any(d != 1 for d in geom.rhs_dilation) or any(d != 1 for d in geom.lhs_dilation):
+        return "needs dilation 1"
+    if geom.batch_group_count != 1:
+        return "needs batch_group_count == 1"
+    return None
 
-    def input_grad(self, geom: ConvGeometry, dy: np.ndarray, w: np.ndarray, limit: int) -> np.ndarray:
-        # Stride 1: dx is the stride-1 conv of dy with the flipped filter, channels swapped.
-        return self.forward(geom.input_grad_geometry(), dy, flip_swap_filter(w, geom.feature_group_count),
-                            limit)
 
-    def filter_grad(self, geom: ConvGeometry, x: np.ndarray, dy: np.ndarray, limit: int) -> np.ndarray:
-        raise ValueError("the winograd engine does not compute filter gradients")
+def _input_grad(geom: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Stride 1: dx is the stride-1 conv of dy with the flipped filter, channels swapped."""
+    return _forward(geom.input_grad_geometry(), dy, flip_swap_filter(w, geom.feature_group_count))
+
+
+def _forward(geom: ConvGeometry, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    g, cg, _og, _ = group_dims(geom)
+    if x.shape[0] == 0 or cg == 0 or geom.out_channels == 0:
+        return np.zeros((geom.batch, *geom.out_spatial, geom.out_channels), dtype=x.dtype)
+    m = tile_size(geom)
+    bt, gm, at = (a.astype(x.dtype) for a in TRANSFORMS[m])
+    n, r = m + 2, geom.rank
+    tiles = tuple(-(-o // m) for o in geom.out_spatial)
+    # Pad so that the tiles cover the input exactly; the extra outputs are cropped below.
+    pads = tuple((lo, hi + t * m - o) for (lo, hi), t, o in zip(geom.tight_padding, tiles, geom.out_spatial))
+    xp = pad_or_crop(x, pads)
+    if _fused(geom, x.dtype):
+        return _forward_fused(geom, xp, w, bt, gm, at, tiles)
+    win = sliding_window_view(xp, (n,) * r, axis=tuple(range(1, r + 1)))
+    win = win[(slice(None), *(slice(None, None, m),) * r)]  # (N, *tiles, C, *n)
+    v = _transform(win, bt, r, batch_axes=r + 2)  # (*n, N, *tiles, C)
+    v = v.reshape(n**r, -1, g, cg).transpose(0, 2, 1, 3)  # (n^r, G, T, Cg)
+    u = _filter_transform(w, gm, r, g)
+    mm = np.matmul(v, u).transpose(0, 2, 1, 3).reshape(*(n,) * r, -1, geom.out_channels)
+    y = _transform(np.moveaxis(mm, tuple(range(r)), tuple(range(-r, 0))), at, r, batch_axes=2)
+    # (*m, T, O) -> (N, *tiles, *m, O) -> (N, t1, m, t2, m, ..., O)
+    y = y.reshape(*(m,) * r, geom.batch, *tiles, geom.out_channels)
+    order = [r] + [ax for i in range(r) for ax in (r + 1 + i, i)] + [2 * r + 1]
+    y = y.transpose(order).reshape(geom.batch, *(t * m for t in tiles), geom.out_channels)
+    return np.ascontiguousarray(y[(slice(None), *(slice(0, o) for o in geom.out_spatial))])
 
 
 def _fused(geom: ConvGeometry, dtype: np.dtype) -> bool:

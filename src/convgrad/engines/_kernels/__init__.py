@@ -14,8 +14,6 @@ and picks the NumPy engines; only ``method=`` can still force them.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import numpy as np
 
 from ._numba import NUMBA
@@ -36,35 +34,8 @@ COMPILE_SECONDS_BY_KERNEL = {"depthwise2d_forward": 7.0, "depthwise2d_filter_gra
 LOAD_SECONDS = 0.2
 
 
-def loaded_state() -> tuple[int, ...]:
-    """How many signatures each kernel has loaded: plans that weigh compile time depend on it.
-
-    Read on every call (it keys the plan cache), so it counts the dispatchers' overload tables:
-    their ``signatures`` lists are rebuilt on each access (0.15 ms for all the kernels here)."""
-    return tuple(len(getattr(k, "overloads", ())) for k in (
-        depthwise2d_forward, depthwise2d_input_grad, depthwise2d_filter_grad, tiled_forward,
-        tiled_filter_grad, winograd2d_input,
-        winograd2d_output, im2col3d, col2im3d, spectral_mix, pad_copy))
-
-
-_charging = True  # False while the planner asks what it would pick with every kernel loaded
-
-
-@contextmanager
-def as_if_loaded():  # type: ignore[no-untyped-def]
-    """Within: compile_penalty is 0, as if every kernel were loaded."""
-    global _charging
-    previous, _charging = _charging, False
-    try:
-        yield
-    finally:
-        _charging = previous
-
-
 def compile_penalty(dtype, *kernels) -> float:  # type: ignore[no-untyped-def]
     """Estimated seconds of compiling or loading before the given kernels can run on ``dtype``."""
-    if not _charging:
-        return 0.0
     if not NUMBA:
         return float("inf")  # plain-Python loops: never worth choosing
     name = np.dtype(dtype).name

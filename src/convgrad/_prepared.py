@@ -1,0 +1,113 @@
+"""A conv prepared once and called many times: shapes, dtype and geometry fixed, plans made.
+
+For training loops and iterative solvers, where the same conv runs thousands of times and the
+validation, geometry and planning of ``convgrad.conv`` would cost more than a small conv itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _canon
+from ._budget import workspace_limit
+from ._dtypes import result_dtype
+from ._geometry import ConvGeometry
+from ._plan import ConvPlan, make_plan
+from .engines import Op
+
+
+class PreparedConv:
+    """``conv`` with its shapes, dtype, geometry, method and budget fixed (see ``prepare``).
+
+    ``self(x, w)`` returns ``conv(x, w, **geometry)``; ``input_grad(dy, w)`` and
+    ``filter_grad(x, dy)`` its gradients (planned on first use). Operands must have the prepared
+    shapes, in the prepared layout; they are computed in ``dtype`` (float16 in float32, integers
+    in int64) and returned in ``result_dtype``.
+    """
+
+    def __init__(self, geometry: ConvGeometry, dtype: np.dtype, data_format: str, method: str,
+                 limit: int) -> None:
+        self.geometry, self.data_format = geometry, data_format
+        self.result_dtype, self.dtype = result_dtype(np.empty(0, dtype))
+        self._method, self._limit = method, limit
+        self._plans: dict[str, ConvPlan] = {}
+        self._shapes = {"x": geometry.x_shape(data_format), "w": geometry.w_shape(data_format),
+                        "dy": geometry.y_shape(data_format)}
+        r = geometry.rank
+        first = data_format == "channels_first"
+        # Channels-last views of the caller's arrays and back, as fixed axis permutations.
+        self._x_last = (0, *range(2, r + 2), 1) if first else None
+        self._x_back = (0, r + 1, *range(1, r + 1)) if first else None
+        self._w_last = (*range(2, r + 2), 1, 0) if first else None
+        self._w_back = (r + 1, r, *range(r)) if first else None
+        self.plan("forward")
+
+    def plan(self, op: Op) -> ConvPlan:
+        """The plan of ``op`` ('forward', 'input_grad' or 'filter_grad'), made on first use."""
+        plan = self._plans.get(op)
+        if plan is None:
+            plan = self._plans[op] = make_plan(op, self.geometry, self.dtype, self._method, self._limit)
+        return plan
+
+    def _last(self, name: str, a: np.ndarray, axes: tuple[int, ...] | None) -> np.ndarray:
+        if a.shape != self._shapes[name]:
+            raise ValueError(f"{name}.shape={a.shape} is not the prepared {self._shapes[name]}")
+        return np.ascontiguousarray(a if axes is None else a.transpose(axes), dtype=self.dtype)
+
+    def __call__(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """y ``(N, O, *out)`` (channels-last ``(N, *out, O)``) of x and w in the prepared shapes."""
+        y = self._plans["forward"](self._last("x", x, self._x_last), self._last("w", w, self._w_last))
+        return self._back(y, self._x_back)
+
+    def input_grad(self, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """dx, in x's prepared shape."""
+        dx = self.plan("input_grad")(self._last("dy", dy, self._x_last), self._last("w", w, self._w_last))
+        return self._back(dx, self._x_back)
+
+    def filter_grad(self, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
+        """dw, in w's prepared shape."""
+        dw = self.plan("filter_grad")(self._last("x", x, self._x_last), self._last("dy", dy, self._x_last))
+        return self._back(dw, self._w_back)
+
+    def _back(self, a: np.ndarray, axes: tuple[int, ...] | None) -> np.ndarray:
+        """The channels-last result in the caller's layout and result dtype."""
+        a = np.ascontiguousarray(a if axes is None else a.transpose(axes))
+        return a.astype(self.result_dtype, copy=False)
+
+
+def prepare(x_shape: object, w_shape: object, dtype: object = np.float64, *, stride: object = 1,
+            padding: object = 0, dilation: object = 1, groups: int = 1,
+            data_format: str = "channels_first", method: str = "auto",
+            workspace_bytes: int | None = None) -> PreparedConv:
+    """Prepare ``conv`` for operands of these shapes and dtype, to call it many times.
+
+    Parameters
+    ----------
+    x_shape : (N, C, *S) or, channels-last, (N, *S, C)
+    w_shape : (O, C / groups, *K) or, channels-last, (*K, C / groups, O)
+    dtype : the operands' dtype (float16 computes in float32, integers in int64)
+    stride, padding, dilation, groups, data_format, method, workspace_bytes : as in ``conv``
+
+    Returns
+    -------
+    PreparedConv : ``p(x, w)`` is ``conv(x, w, ...)``; ``p.input_grad(dy, w)`` and
+        ``p.filter_grad(x, dy)`` are its gradients. Validation and planning happen here, once.
+
+    Examples
+    --------
+    >>> import numpy as np, convgrad
+    >>> p = convgrad.prepare((1, 1, 5), (1, 1, 3), padding=1)
+    >>> p(np.arange(5.0).reshape(1, 1, 5), np.ones((1, 1, 3)))
+    array([[[1., 3., 6., 9., 7.]]])
+    """
+    fmt = _canon.data_format(data_format)
+    geom = ConvGeometry.for_conv(_canon.shape_tuple("x_shape", x_shape),
+                                 _canon.shape_tuple("w_shape", w_shape), stride=stride, padding=padding,
+                                 dilation=dilation, groups=groups, data_format=fmt)
+    try:
+        dt = np.dtype(dtype)  # type: ignore[call-overload]
+    except TypeError:
+        raise TypeError(f"dtype={dtype!r} is not a NumPy dtype") from None
+    if dt.kind not in "iuf":
+        raise TypeError(f"dtype={dt} is not an integer or floating dtype")
+    return PreparedConv(geom, dt, fmt, method, workspace_limit(workspace_bytes))

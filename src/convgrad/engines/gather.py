@@ -1,0 +1,104 @@
+"""Tiny convolutions as one gather and one GEMM, their indices computed when the plan is made.
+
+For a small problem the other engines' Python and NumPy calls (padding, blocking, one GEMM per
+tap or block) cost tens of microseconds, many times the arithmetic. Here the plan computes, once,
+the index of every element of the im2col matrix in x flattened per batch with one zero appended
+(padding reads that zero). Then the forward is ``take`` then one GEMM, the filter gradient the
+same ``take`` and one GEMM with dy, and the input gradient one GEMM and one ``bincount``
+scattering the columns back: a handful of NumPy calls whatever the geometry. The indices cost
+memory held by the plan, so the engine takes only problems of at most MAX_ELEMENTS of them.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .._budget import check_fits
+from .._geometry import ConvGeometry
+from . import Op, Prepared, Refusal, Refusing
+from ._common import plain
+
+if TYPE_CHECKING:
+    from .._plan import Planner
+
+MAX_ELEMENTS = 1 << 15
+# A few NumPy calls, the gathered bytes and a small GEMM: measured 2-3 us for a 16 x 16 input
+# with a 3 x 3 kernel, 50-60 us for 2 x 3 x 32 x 32 with 16 filters (2-core AVX-512 machine).
+CALL_SECONDS = 4e-6
+GATHER_BYTES_PER_S = 10e9
+GEMM_FLOPS_PER_S = 10e9
+
+
+class Gather(Refusing):
+    name = "gather"
+
+    def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
+                planner: Planner) -> Prepared | Refusal:
+        elements = geom.batch * math.prod(geom.out_spatial) * math.prod(geom.kernel) * geom.in_channels
+        why_not = plain(geom) or (
+            "needs groups == 1" if geom.feature_group_count != 1 else
+            "sums in float64 (bincount): integer results would not be exact" if dtype.kind != "f" else
+            f"for at most {MAX_ELEMENTS} im2col elements, not {elements}" if elements > MAX_ELEMENTS
+            else None)
+        if why_not:
+            return Refusal(self.name, why_not)
+        # the indices (kept by the plan), the columns and x with its zeros
+        x_bytes = geom.batch * (math.prod(geom.in_spatial) * geom.in_channels + 1) * dtype.itemsize
+        workspace = elements * (8 + 2 * dtype.itemsize) + x_bytes
+        check_fits(f"the gathered columns of {geom.x_shape('channels_last')}", workspace, limit)
+        seconds = (CALL_SECONDS + elements * (8 + dtype.itemsize) / GATHER_BYTES_PER_S
+                   + geom.flops / GEMM_FLOPS_PER_S)
+        run = {"forward": _forward, "input_grad": _input_grad, "filter_grad": _filter_grad}[op]
+        return Prepared(self.name, seconds, workspace, partial(run, geom, _indices(geom)),
+                        {"elements": elements})
+
+
+def _indices(geom: ConvGeometry) -> np.ndarray:
+    """(N * P, T * C) indices into x ``(N, *S, C)`` flattened per batch with a zero appended
+    (``prod(S) * C + 1`` values per batch): im2col's columns, where the padding reads the zero."""
+    c, size = geom.in_channels, math.prod(geom.in_spatial) * geom.in_channels
+    flat, inside = np.zeros((), np.intp), np.ones((), bool)
+    for axis, (n, o, k, s, d, (lo, _)) in enumerate(zip(geom.in_spatial, geom.out_spatial, geom.kernel,
+                                                        geom.stride, geom.rhs_dilation, geom.tight_padding)):
+        i = np.arange(o)[:, None] * s + np.arange(k)[None, :] * d - lo  # (P, T) along this axis
+        flat = flat[..., None, None] + i * (math.prod(geom.in_spatial[axis + 1:]) * c)
+        inside = inside[..., None, None] & (i >= 0) & (i < n)
+    order = (*range(0, 2 * geom.rank, 2), *range(1, 2 * geom.rank, 2))  # (*P, *T)
+    flat, inside = flat.transpose(order)[..., None] + np.arange(c), inside.transpose(order)[..., None]
+    cols = np.where(inside, flat, size).reshape(math.prod(geom.out_spatial), math.prod(geom.kernel) * c)
+    return (cols + (np.arange(geom.batch) * (size + 1))[:, None, None]).reshape(geom.batch * len(cols),
+                                                                                  cols.shape[1])
+
+
+def _with_zero(geom: ConvGeometry, x: np.ndarray) -> np.ndarray:
+    """x flattened per batch with one zero appended to each, as one vector."""
+    size = math.prod(geom.in_spatial) * geom.in_channels
+    xz = np.empty((geom.batch, size + 1), dtype=x.dtype)
+    xz[:, :-1] = x.reshape(geom.batch, size)
+    xz[:, -1] = 0
+    return xz.reshape(-1)
+
+
+def _forward(geom: ConvGeometry, idx: np.ndarray, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    cols = _with_zero(geom, x).take(idx)
+    return np.matmul(cols, w.reshape(idx.shape[1], geom.out_channels)).reshape(
+        geom.batch, *geom.out_spatial, geom.out_channels)
+
+
+def _filter_grad(geom: ConvGeometry, idx: np.ndarray, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    cols = _with_zero(geom, x).take(idx)
+    return np.matmul(cols.T, dy.reshape(idx.shape[0], geom.out_channels)).reshape(
+        *geom.kernel, geom.in_channels, geom.out_channels)
+
+
+def _input_grad(geom: ConvGeometry, idx: np.ndarray, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
+    o = geom.out_channels
+    dcols = np.matmul(dy.reshape(idx.shape[0], o), w.reshape(idx.shape[1], o).T)
+    size = math.prod(geom.in_spatial) * geom.in_channels
+    dx = np.bincount(idx.ravel(), weights=dcols.ravel(), minlength=geom.batch * (size + 1))
+    return dx.reshape(geom.batch, size + 1)[:, :-1].astype(dy.dtype).reshape(
+        geom.batch, *geom.in_spatial, geom.in_channels)
