@@ -19,15 +19,16 @@ smaller full size; here it is an error, since the spec's pads would be negative)
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ._canon import as_int, positive_int
+from . import _ops
+from ._canon import positive_int
 from ._dtypes import as_array
 from ._formulas import dilate_dim, transpose_size
-from ._fronts.vjp import has_vjp
-from ._ops import conv_transpose_vjp, conv_vjp
+from ._fronts.kit import ConvCall, cotangent, int_seq, op_with_vjp
 
 __all__ = ["conv", "conv_integer", "conv_transpose"]
 
@@ -37,18 +38,16 @@ _CONV_PADDING = {"VALID": "valid", "SAME_UPPER": "same", "SAME_LOWER": "same_low
 Grads = tuple["np.ndarray | None", ...]
 
 
+_MESSAGES = {
+    "type": "attribute {name} must be a list of {count} ints, got {value!r}",
+    "size": "attribute {name}={items} has incorrect size: expected {count} values",
+    "minimum": "attribute {name}={items} must contain values >= {minimum}",
+}
+
+
 def _ints(name: str, value: object, count: int, default: int, minimum: int) -> tuple[int, ...]:
     """An ONNX ints attribute of exactly ``count`` values >= ``minimum`` (``default`` if None)."""
-    if value is None:
-        return (default,) * count
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        raise TypeError(f"attribute {name} must be a list of {count} ints, got {value!r}")
-    out = tuple(as_int(f"{name}[{i}]", v) for i, v in enumerate(value))  # type: ignore[attr-defined]
-    if len(out) != count:
-        raise ValueError(f"attribute {name}={list(out)} has incorrect size: expected {count} values")
-    if any(v < minimum for v in out):
-        raise ValueError(f"attribute {name}={list(out)} must contain values >= {minimum}")
-    return out
+    return int_seq(name, value, count, minimum=minimum, messages=_MESSAGES, default=default)
 
 
 class _Attrs:
@@ -83,11 +82,12 @@ class _Attrs:
         flat = _ints("pads", pads, 2 * rank, 0, 0)
         self.pairs = tuple(zip(flat[:rank], flat[rank:]))
 
-    def conv_padding(self) -> object:
-        return _CONV_PADDING.get(self.auto_pad, self.pairs)
-
-    def kwargs(self) -> dict[str, Any]:
-        return {"stride": self.strides, "dilation": self.dilations, "groups": self.group}
+    def geometry(self, padding: object = None, **extra: object) -> dict[str, object]:
+        """The core's keywords; ``padding`` defaults to Conv's (auto_pad or the pads)."""
+        if padding is None:
+            padding = _CONV_PADDING.get(self.auto_pad, self.pairs)
+        return {"stride": self.strides, "dilation": self.dilations, "groups": self.group,
+                "padding": padding, **extra}
 
 
 def _float_operands(op: str, **arrays: object) -> dict[str, np.ndarray]:
@@ -103,17 +103,7 @@ def _float_operands(op: str, **arrays: object) -> dict[str, np.ndarray]:
 
 
 # --- Conv ---------------------------------------------------------------------------------------
-def _conv_vjp(
-    X: Any, W: Any, B: Any = None, *, auto_pad: str = "NOTSET", dilations: Sequence[int] | None = None,
-    group: int = 1, kernel_shape: Sequence[int] | None = None, pads: Sequence[int] | None = None,
-    strides: Sequence[int] | None = None,
-) -> tuple[np.ndarray, Callable[[object], Grads]]:
-    ops = _float_operands("Conv", X=X, W=W, B=B)
-    a = _Attrs(ops["X"], ops["W"], auto_pad, dilations, group, kernel_shape, pads, strides)
-    return conv_vjp(ops["X"], ops["W"], ops.get("B"), padding=a.conv_padding(), **a.kwargs())
-
-
-@has_vjp(_conv_vjp)
+@op_with_vjp
 def conv(
     X: Any, W: Any, B: Any = None, *, auto_pad: str = "NOTSET", dilations: Sequence[int] | None = None,
     group: int = 1, kernel_shape: Sequence[int] | None = None, pads: Sequence[int] | None = None,
@@ -132,8 +122,9 @@ def conv(
     >>> onnx.conv(np.arange(5.0).reshape(1, 1, 5), np.ones((1, 1, 2)), pads=[1, 0], strides=[2])
     array([[[0., 3., 7.]]])
     """
-    return _conv_vjp(X, W, B, auto_pad=auto_pad, dilations=dilations, group=group,
-                     kernel_shape=kernel_shape, pads=pads, strides=strides)[0]
+    ops = _float_operands("Conv", X=X, W=W, B=B)
+    a = _Attrs(ops["X"], ops["W"], auto_pad, dilations, group, kernel_shape, pads, strides)
+    return ConvCall(ops["X"], ops["W"], a.geometry(), ops["X"].dtype, ops.get("B"), with_bias=True)
 
 
 # --- ConvTranspose ------------------------------------------------------------------------------
@@ -202,30 +193,7 @@ def _transpose_geometry(
     return a.pairs, op
 
 
-def _conv_transpose_vjp(
-    X: Any, W: Any, B: Any = None, *, auto_pad: str = "NOTSET", dilations: Sequence[int] | None = None,
-    group: int = 1, kernel_shape: Sequence[int] | None = None,
-    output_padding: Sequence[int] | None = None, output_shape: Sequence[int] | None = None,
-    pads: Sequence[int] | None = None, strides: Sequence[int] | None = None,
-) -> tuple[np.ndarray, Callable[[object], Grads]]:
-    ops = _float_operands("ConvTranspose", X=X, W=W, B=B)
-    x = ops["X"]
-    # With output_shape the spec generates the pads and ignores the given ones.
-    a = _Attrs(x, ops["W"], auto_pad, dilations, group, kernel_shape, pads, strides)
-    pairs, extra = _transpose_geometry(x, a, output_padding, output_shape)
-    for i, (n, k, d, s, (b, e), p) in enumerate(
-        zip(x.shape[2:], a.kernel, a.dilations, a.strides, pairs, extra)
-    ):
-        size = transpose_size(n, dilate_dim(k, d), s, b, e, p)
-        if size <= 0:
-            raise ValueError(
-                f"the computed output size {size} in axis {i} is not positive: pads {(b, e)} crop "
-                f"the whole transposed output of size {transpose_size(n, dilate_dim(k, d), s, 0, 0, p)}"
-            )
-    return conv_transpose_vjp(x, ops["W"], ops.get("B"), padding=pairs, output_padding=extra, **a.kwargs())
-
-
-@has_vjp(_conv_transpose_vjp)
+@op_with_vjp
 def conv_transpose(
     X: Any, W: Any, B: Any = None, *, auto_pad: str = "NOTSET", dilations: Sequence[int] | None = None,
     group: int = 1, kernel_shape: Sequence[int] | None = None,
@@ -247,10 +215,22 @@ def conv_transpose(
     >>> onnx.conv_transpose(np.ones((1, 1, 2)), np.ones((1, 1, 3)), strides=[2], output_shape=[4])
     array([[[1., 2., 1., 1.]]])
     """
-    return _conv_transpose_vjp(
-        X, W, B, auto_pad=auto_pad, dilations=dilations, group=group, kernel_shape=kernel_shape,
-        output_padding=output_padding, output_shape=output_shape, pads=pads, strides=strides,
-    )[0]
+    ops = _float_operands("ConvTranspose", X=X, W=W, B=B)
+    x = ops["X"]
+    # With output_shape the spec generates the pads and ignores the given ones.
+    a = _Attrs(x, ops["W"], auto_pad, dilations, group, kernel_shape, pads, strides)
+    pairs, extra = _transpose_geometry(x, a, output_padding, output_shape)
+    for i, (n, k, d, s, (b, e), p) in enumerate(
+        zip(x.shape[2:], a.kernel, a.dilations, a.strides, pairs, extra)
+    ):
+        size = transpose_size(n, dilate_dim(k, d), s, b, e, p)
+        if size <= 0:
+            raise ValueError(
+                f"the computed output size {size} in axis {i} is not positive: pads {(b, e)} crop "
+                f"the whole transposed output of size {transpose_size(n, dilate_dim(k, d), s, 0, 0, p)}"
+            )
+    return ConvCall(x, ops["W"], a.geometry(pairs, output_padding=extra), x.dtype, ops.get("B"),
+                    with_bias=True, transposed=True)
 
 
 # --- ConvInteger --------------------------------------------------------------------------------
@@ -269,40 +249,41 @@ def _zero_point(name: str, zp: object, dtype: np.dtype, channels: int | None) ->
     return z
 
 
-def _conv_integer_vjp(
-    x: Any, w: Any, x_zero_point: Any = None, w_zero_point: Any = None, *, auto_pad: str = "NOTSET",
-    dilations: Sequence[int] | None = None, group: int = 1, kernel_shape: Sequence[int] | None = None,
-    pads: Sequence[int] | None = None, strides: Sequence[int] | None = None,
-) -> tuple[np.ndarray, Callable[[object], Grads]]:
-    xa, wa = as_array("x", x), as_array("w", w)
-    for name, arr in (("x", xa), ("w", wa)):
-        if arr.dtype not in (np.int8, np.uint8):
-            raise TypeError(f"ConvInteger needs {name} of dtype int8 or uint8, got {arr.dtype}")
-    a = _Attrs(xa, wa, auto_pad, dilations, group, kernel_shape, pads, strides)
-    xz = _zero_point("x_zero_point", x_zero_point, xa.dtype, None)
-    wz = _zero_point("w_zero_point", w_zero_point, wa.dtype, wa.shape[0])
-    xs = xa.astype(np.int64) - (0 if xz is None else xz.astype(np.int64).reshape(()))
-    wshift = None if wz is None else wz.astype(np.int64).reshape(-1, *(1,) * (wa.ndim - 1))
-    ws = wa.astype(np.int64) - (0 if wshift is None else wshift)
-    y, pb = conv_vjp(xs, ws, padding=a.conv_padding(), **a.kwargs())
+@dataclass(frozen=True)
+class _ShiftedConv:
+    """ConvInteger: the exact int64 conv of ``x - x_zero_point`` with ``w - w_zero_point``."""
 
-    def pullback(dy: object) -> Grads:
-        dx, dw, _ = pb(dy)
-        # x - x_zero_point: the zero point's gradient is minus the sum of x's.
-        dxz = None if xz is None else (-dx.sum()).reshape(xz.shape)
-        if wz is None:
-            dwz = None
-        elif wz.size == 1:
-            dwz = (-dw.sum()).reshape(wz.shape)
-        else:
-            dwz = -dw.sum(axis=tuple(range(1, dw.ndim)))
-        return dx, dw, dxz, dwz
+    x: np.ndarray
+    w: np.ndarray
+    x_zero_point: np.ndarray | None
+    w_zero_point: np.ndarray | None
+    geometry: dict[str, object]
 
-    # The spec accumulates in int32 and may overflow only there: exact int64 wrapped to int32.
-    return y.astype(np.int32), pullback
+    def forward(self) -> np.ndarray:
+        # The spec accumulates in int32 and may overflow only there: exact int64 wrapped to int32.
+        return _ops.conv(self.x, self.w, **self.geometry).astype(np.int32)
+
+    def vjp(self) -> tuple[np.ndarray, Callable[[object], Grads]]:
+        y, pb = _ops.conv_vjp(self.x, self.w, **self.geometry)
+        out = y.astype(np.int32)
+        xz, wz = self.x_zero_point, self.w_zero_point
+
+        def pullback(dy: object) -> Grads:
+            dx, dw, _ = pb(cotangent(dy, out.shape))
+            # x - x_zero_point: the zero point's gradient is minus the sum of x's.
+            dxz = None if xz is None else (-dx.sum()).reshape(xz.shape)
+            if wz is None:
+                dwz = None
+            elif wz.size == 1:
+                dwz = (-dw.sum()).reshape(wz.shape)
+            else:
+                dwz = -dw.sum(axis=tuple(range(1, dw.ndim)))
+            return dx, dw, dxz, dwz
+
+        return out, pullback
 
 
-@has_vjp(_conv_integer_vjp)
+@op_with_vjp
 def conv_integer(
     x: Any, w: Any, x_zero_point: Any = None, w_zero_point: Any = None, *, auto_pad: str = "NOTSET",
     dilations: Sequence[int] | None = None, group: int = 1, kernel_shape: Sequence[int] | None = None,
@@ -323,7 +304,13 @@ def conv_integer(
     >>> onnx.conv_integer(x, np.ones((1, 1, 2), np.uint8), np.uint8(3), pads=[1, 0])
     array([[[0, 1, 3]]], dtype=int32)
     """
-    return _conv_integer_vjp(
-        x, w, x_zero_point, w_zero_point, auto_pad=auto_pad, dilations=dilations, group=group,
-        kernel_shape=kernel_shape, pads=pads, strides=strides,
-    )[0]
+    xa, wa = as_array("x", x), as_array("w", w)
+    for name, arr in (("x", xa), ("w", wa)):
+        if arr.dtype not in (np.int8, np.uint8):
+            raise TypeError(f"ConvInteger needs {name} of dtype int8 or uint8, got {arr.dtype}")
+    a = _Attrs(xa, wa, auto_pad, dilations, group, kernel_shape, pads, strides)
+    xz = _zero_point("x_zero_point", x_zero_point, xa.dtype, None)
+    wz = _zero_point("w_zero_point", w_zero_point, wa.dtype, wa.shape[0])
+    xs = xa.astype(np.int64) - (0 if xz is None else xz.astype(np.int64).reshape(()))
+    ws = wa.astype(np.int64) - (0 if wz is None else wz.astype(np.int64).reshape(-1, *(1,) * (wa.ndim - 1)))
+    return _ShiftedConv(xs, ws, xz, wz, a.geometry())

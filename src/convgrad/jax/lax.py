@@ -23,7 +23,7 @@ import numpy as np
 from .._canon import as_int, positive_int
 from .._dtypes import as_array
 from .._formulas import dilate_dim, stride_dim
-from .._fronts.vjp import has_vjp
+from .._fronts.kit import cotangent, int_seq, op_with_vjp
 from .._general import conv_general
 from .._geometry import ConvGeometry
 from .._padding import parse_padding
@@ -132,17 +132,15 @@ def conv_dimension_numbers(
 
 
 # --- canonicalisation ---------------------------------------------------------------------------
+_INT_SEQ_MESSAGES = {
+    "type": "{name} must be a sequence of {count} ints, got {value!r}",
+    "size": "{name}={value!r} must have one entry per spatial dim ({count}), got {length}",
+    "minimum": "{name} must be positive in every dim, got {value!r}",
+}
+
+
 def _int_seq(name: str, value: object, rank: int, *, default: int | None = None) -> tuple[int, ...]:
-    if value is None and default is not None:
-        return (default,) * rank
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        raise TypeError(f"{name} must be a sequence of {rank} ints, got {value!r}")
-    out = tuple(as_int(f"{name}[{i}]", v) for i, v in enumerate(value))  # type: ignore[attr-defined]
-    if len(out) != rank:
-        raise ValueError(f"{name}={value!r} must have one entry per spatial dim ({rank}), got {len(out)}")
-    if any(v < 1 for v in out):
-        raise ValueError(f"{name} must be positive in every dim, got {value!r}")
-    return out
+    return int_seq(name, value, rank, minimum=1, messages=_INT_SEQ_MESSAGES, default=default)
 
 
 def _check_precision(precision: object) -> None:
@@ -180,9 +178,12 @@ def _result_dtype(dtype: np.dtype, preferred: object) -> np.dtype:
 
 
 @dataclass(frozen=True)
-class _Resolved:
-    """A JAX conv in canonical order: lhs (N, C, *S), rhs (O, I, *K), out (N / bg, O, *out)."""
+class _GeneralConv:
+    """A JAX conv in canonical order: lhs (N, C, *S), rhs (O, I, *K), out (N / bg, O, *out);
+    ``lhs_c`` and ``rhs_c`` are the canonical views of the operands."""
 
+    lhs_c: np.ndarray
+    rhs_c: np.ndarray
     dnums: ConvDimensionNumbers
     lhs_shape: tuple[int, ...]
     rhs_shape: tuple[int, ...]
@@ -223,12 +224,56 @@ class _Resolved:
         )
 
 
+    def _canonical_out(self) -> np.ndarray:
+        """The output in canonical order and the result dtype; integers computed exactly
+        (int64 from the core), then wrapped."""
+        if self.zero:
+            return np.zeros(self.out_shape, dtype=self.dtype)
+        comp = self.dtype if self.dtype.kind == "f" else self.lhs_c.dtype
+        y = conv_general(
+            self.lhs_c.astype(comp, copy=False), self.rhs_c.astype(comp, copy=False),
+            stride=self.strides, padding=self.padding, lhs_dilation=self.lhs_dilation,
+            rhs_dilation=self.rhs_dilation, feature_group_count=self.feature_group_count,
+            batch_group_count=self.batch_group_count,
+        )
+        return y.astype(self.dtype, copy=False)
+
+    def forward(self) -> np.ndarray:
+        out_c = self._canonical_out()
+        if self.squeeze:
+            out_c = out_c[..., 0]
+        return np.ascontiguousarray(out_c.transpose(np.argsort(self.dnums.out_spec)))
+
+    def vjp(self) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray, np.ndarray]]]:
+        out = self.forward()
+        lhs_c, rhs_c = self.lhs_c, self.rhs_c
+
+        def pullback(dy: object) -> tuple[np.ndarray, np.ndarray]:
+            g_c = cotangent(dy, out.shape).transpose(self.dnums.out_spec)
+            if self.squeeze:
+                g_c = g_c[..., None]
+            if self.zero:
+                dl, dr = np.zeros(lhs_c.shape, lhs_c.dtype), np.zeros(rhs_c.shape, rhs_c.dtype)
+            else:
+                comp = np.result_type(g_c.dtype, lhs_c.dtype) if self.dtype.kind == "f" else g_c.dtype
+                gc = g_c.astype(comp, copy=False)
+                dl = _lhs_grad(self, gc, rhs_c.astype(comp, copy=False))
+                dr = _rhs_grad(self, lhs_c.astype(comp, copy=False), gc)
+            if self.squeeze:
+                dl, dr = dl[..., 0], dr[..., 0]
+            dlhs = dl.transpose(np.argsort(self.dnums.lhs_spec)).astype(lhs_c.dtype, copy=False)
+            drhs = dr.transpose(np.argsort(self.dnums.rhs_spec)).astype(rhs_c.dtype, copy=False)
+            return np.ascontiguousarray(dlhs), np.ascontiguousarray(drhs)
+
+        return out, pullback
+
+
 def _resolve(
     lhs: object, rhs: object, window_strides: object, padding: object, lhs_dilation: object,
     rhs_dilation: object, dimension_numbers: object, feature_group_count: object,
     batch_group_count: object, precision: object, preferred_element_type: object,
-) -> tuple[_Resolved, np.ndarray, np.ndarray]:
-    """Check everything as JAX does; returns the conv and canonical views of lhs and rhs."""
+) -> _GeneralConv:
+    """Check everything as JAX does; the conv on canonical views of lhs and rhs."""
     lhs_a, rhs_a = as_array("lhs", lhs), as_array("rhs", rhs)
     if lhs_a.ndim != rhs_a.ndim or lhs_a.ndim < 2:
         raise ValueError(
@@ -312,37 +357,17 @@ def _resolve(
     if squeeze:
         lhs_c, rhs_c = lhs_c[..., None], rhs_c[..., None]
         strides, pads, ld, rd, out_spatial = (1,), ((0, 0),), (1,), (1,), [1]
-    res = _Resolved(
-        dnums, lhs_c.shape, rhs_c.shape, strides, pads, ld, rd, fg, bg, tuple(out_spatial),
+    return _GeneralConv(
+        lhs_c, rhs_c, dnums, lhs_c.shape, rhs_c.shape, strides, pads, ld, rd, fg, bg, tuple(out_spatial),
         out_dtype, squeeze,
     )
-    return res, lhs_c, rhs_c
-
-
-# --- compute ------------------------------------------------------------------------------------
-def _compute_dtype(res: _Resolved, dtype: np.dtype) -> np.dtype:
-    """Float results are computed in their own dtype; integer ones exactly (int64), then wrapped."""
-    return res.dtype if res.dtype.kind == "f" else dtype
-
-
-def _forward(res: _Resolved, lhs_c: np.ndarray, rhs_c: np.ndarray) -> np.ndarray:
-    """Canonical output in the result dtype."""
-    if res.zero:
-        return np.zeros(res.out_shape, dtype=res.dtype)
-    comp = _compute_dtype(res, lhs_c.dtype)
-    y = conv_general(
-        lhs_c.astype(comp, copy=False), rhs_c.astype(comp, copy=False), stride=res.strides,
-        padding=res.padding, lhs_dilation=res.lhs_dilation, rhs_dilation=res.rhs_dilation,
-        feature_group_count=res.feature_group_count, batch_group_count=res.batch_group_count,
-    )
-    return y.astype(res.dtype, copy=False)
 
 
 def _flip_spatial(a: np.ndarray) -> np.ndarray:
     return a[(slice(None), slice(None), *(slice(None, None, -1),) * (a.ndim - 2))]
 
 
-def _lhs_grad(res: _Resolved, dy: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+def _lhs_grad(res: _GeneralConv, dy: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     """dlhs: dy convolved with the flipped kernel, in/out channels swapped within each group."""
     geom = res.geometry()
     groups = max(res.feature_group_count, res.batch_group_count)
@@ -361,7 +386,7 @@ def _lhs_grad(res: _Resolved, dy: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     return dx
 
 
-def _rhs_grad(res: _Resolved, lhs: np.ndarray, dy: np.ndarray) -> np.ndarray:
+def _rhs_grad(res: _GeneralConv, lhs: np.ndarray, dy: np.ndarray) -> np.ndarray:
     """drhs: lhs (batch <-> feature) convolved with dy as the kernel; stride <-> rhs dilation."""
     geom = res.geometry()
     dw = conv_general(
@@ -372,58 +397,8 @@ def _rhs_grad(res: _Resolved, lhs: np.ndarray, dy: np.ndarray) -> np.ndarray:
     return dw.swapaxes(0, 1)
 
 
-def _general_vjp(
-    lhs: object, rhs: object, window_strides: object, padding: object, lhs_dilation: object = None,
-    rhs_dilation: object = None, dimension_numbers: object = None, feature_group_count: object = 1,
-    batch_group_count: object = 1, precision: object = None, preferred_element_type: object = None,
-) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray, np.ndarray]]]:
-    res, lhs_c, rhs_c = _resolve(
-        lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
-        feature_group_count, batch_group_count, precision, preferred_element_type,
-    )
-    out_c = _forward(res, lhs_c, rhs_c)
-    if res.squeeze:
-        out_c = out_c[..., 0]
-    out_perm = res.dnums.out_spec
-    out = np.ascontiguousarray(out_c.transpose(np.argsort(out_perm)))
-
-    def pullback(dy: object) -> tuple[np.ndarray, np.ndarray]:
-        g = as_array("dy", dy)
-        if g.shape != out.shape:
-            raise ValueError(f"dy.shape={g.shape} does not match the output shape {out.shape}")
-        g_c = g.transpose(out_perm)
-        if res.squeeze:
-            g_c = g_c[..., None]
-        if res.zero:
-            dl, dr = np.zeros(lhs_c.shape, lhs_c.dtype), np.zeros(rhs_c.shape, rhs_c.dtype)
-        else:
-            comp = np.result_type(g_c.dtype, lhs_c.dtype) if res.dtype.kind == "f" else g_c.dtype
-            gc = g_c.astype(comp, copy=False)
-            dl = _lhs_grad(res, gc, rhs_c.astype(comp, copy=False))
-            dr = _rhs_grad(res, lhs_c.astype(comp, copy=False), gc)
-        if res.squeeze:
-            dl, dr = dl[..., 0], dr[..., 0]
-        dlhs = dl.transpose(np.argsort(res.dnums.lhs_spec)).astype(lhs_c.dtype, copy=False)
-        drhs = dr.transpose(np.argsort(res.dnums.rhs_spec)).astype(rhs_c.dtype, copy=False)
-        return np.ascontiguousarray(dlhs), np.ascontiguousarray(drhs)
-
-    return out, pullback
-
-
 # --- public ops ---------------------------------------------------------------------------------
-def _conv_general_dilated_vjp(
-    lhs: Any, rhs: Any, window_strides: Sequence[int], padding: Any,
-    lhs_dilation: Sequence[int] | None = None, rhs_dilation: Sequence[int] | None = None,
-    dimension_numbers: Any = None, feature_group_count: int = 1, batch_group_count: int = 1,
-    precision: Any = None, preferred_element_type: Any = None,
-) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray, np.ndarray]]]:
-    return _general_vjp(
-        lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
-        feature_group_count, batch_group_count, precision, preferred_element_type,
-    )
-
-
-@has_vjp(_conv_general_dilated_vjp)
+@op_with_vjp
 def conv_general_dilated(
     lhs: Any, rhs: Any, window_strides: Sequence[int], padding: Any,
     lhs_dilation: Sequence[int] | None = None, rhs_dilation: Sequence[int] | None = None,
@@ -461,21 +436,13 @@ def conv_general_dilated(
     >>> lax.conv_general_dilated(np.arange(4.0).reshape(1, 1, 4), np.ones((1, 1, 2)), (1,), [(1, -1)])
     array([[[0., 1., 3.]]])
     """
-    return _general_vjp(
+    return _resolve(
         lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
         feature_group_count, batch_group_count, precision, preferred_element_type,
-    )[0]
+    )
 
 
-def _conv_vjp(
-    lhs: Any, rhs: Any, window_strides: Sequence[int], padding: Any, precision: Any = None,
-    preferred_element_type: Any = None,
-) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray, np.ndarray]]]:
-    return _general_vjp(lhs, rhs, window_strides, padding, precision=precision,
-                        preferred_element_type=preferred_element_type)
-
-
-@has_vjp(_conv_vjp)
+@op_with_vjp
 def conv(
     lhs: Any, rhs: Any, window_strides: Sequence[int], padding: Any, precision: Any = None,
     preferred_element_type: Any = None,
@@ -485,19 +452,11 @@ def conv(
     Shape model: ``max(0, (n + low + high - k) // stride + 1)`` outputs per spatial dim, with
     ``padding`` 'SAME' (``ceil(n / stride)`` outputs, odd pad at the end) or 'VALID'.
     """
-    return _conv_vjp(lhs, rhs, window_strides, padding, precision, preferred_element_type)[0]
+    return _resolve(lhs, rhs, window_strides, padding, None, None, None, 1, 1, precision,
+                    preferred_element_type)
 
 
-def _conv_with_general_padding_vjp(
-    lhs: Any, rhs: Any, window_strides: Sequence[int], padding: Any,
-    lhs_dilation: Sequence[int] | None, rhs_dilation: Sequence[int] | None, precision: Any = None,
-    preferred_element_type: Any = None,
-) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray, np.ndarray]]]:
-    return _general_vjp(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-                        precision=precision, preferred_element_type=preferred_element_type)
-
-
-@has_vjp(_conv_with_general_padding_vjp)
+@op_with_vjp
 def conv_with_general_padding(
     lhs: Any, rhs: Any, window_strides: Sequence[int], padding: Any,
     lhs_dilation: Sequence[int] | None, rhs_dilation: Sequence[int] | None, precision: Any = None,
@@ -508,9 +467,8 @@ def conv_with_general_padding(
     Shape model: ``max(0, ((n - 1) * lhs_dilation + 1 + low + high - k_eff) // stride + 1)``
     outputs per spatial dim, ``k_eff = (k - 1) * rhs_dilation + 1``.
     """
-    return _conv_with_general_padding_vjp(
-        lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, precision, preferred_element_type
-    )[0]
+    return _resolve(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, None, 1, 1,
+                    precision, preferred_element_type)
 
 
 _TRANSPOSE_DEFAULT_LAYOUTS = {
@@ -542,11 +500,35 @@ def _transpose_padding(k_eff: int, s: int, padding: object) -> tuple[int, int]:
     return low, total - low
 
 
-def _conv_transpose_args(
+@dataclass(frozen=True)
+class _FlippedKernel:
+    """``transpose_kernel``: the conv of rhs flipped and with its I and O axes swapped; flipping
+    and swapping is its own inverse, and so is its adjoint, so the rhs gradient goes back the
+    same way."""
+
+    conv: _GeneralConv
+    flip: tuple[slice, ...]
+    swap: tuple[int, int]
+
+    def forward(self) -> np.ndarray:
+        return self.conv.forward()
+
+    def vjp(self) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray, np.ndarray]]]:
+        out, pb = self.conv.vjp()
+
+        def pullback(dy: object) -> tuple[np.ndarray, np.ndarray]:
+            dl, dr = pb(dy)
+            return dl, np.ascontiguousarray(dr[self.flip].swapaxes(*self.swap))
+
+        return out, pullback
+
+
+def _conv_transpose(
     lhs: Any, rhs: Any, strides: Sequence[int], padding: Any, rhs_dilation: Sequence[int] | None,
-    dimension_numbers: Any, transpose_kernel: bool, use_consistent_padding: bool,
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any], tuple[int, int] | None]:
-    """The conv_general_dilated call JAX makes, and the rhs axes to swap back (transpose_kernel)."""
+    dimension_numbers: Any, transpose_kernel: bool, precision: Any, preferred_element_type: Any,
+    use_consistent_padding: bool,
+) -> _GeneralConv | _FlippedKernel:
+    """The conv_general_dilated call JAX makes."""
     lhs_a, rhs_a = as_array("lhs", lhs), as_array("rhs", rhs)
     if lhs_a.ndim != rhs_a.ndim or lhs_a.ndim < 2:
         raise ValueError(
@@ -571,45 +553,17 @@ def _conv_transpose_args(
         )
     else:
         pads = padding
-    swap = None
-    if transpose_kernel:
-        flip = [slice(None)] * rhs_a.ndim
-        for a in dn.rhs_spec[2:]:
-            flip[a] = slice(None, None, -1)
-        swap = (dn.rhs_spec[0], dn.rhs_spec[1])
-        rhs_a = rhs_a[tuple(flip)].swapaxes(*swap)
-    kwargs = {"window_strides": (1,) * rank, "padding": pads, "lhs_dilation": s,
-              "rhs_dilation": rd, "dimension_numbers": dn}
-    return lhs_a, rhs_a, kwargs, swap
-
-
-def _conv_transpose_vjp(
-    lhs: Any, rhs: Any, strides: Sequence[int], padding: Any,
-    rhs_dilation: Sequence[int] | None = None, dimension_numbers: Any = None,
-    transpose_kernel: bool = False, precision: Any = None, preferred_element_type: Any = None,
-    use_consistent_padding: bool = False,
-) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray, np.ndarray]]]:
-    lhs_a, rhs_a, kwargs, swap = _conv_transpose_args(
-        lhs, rhs, strides, padding, rhs_dilation, dimension_numbers, transpose_kernel,
-        use_consistent_padding,
-    )
-    out, pb = _general_vjp(lhs_a, rhs_a, precision=precision,
-                           preferred_element_type=preferred_element_type, **kwargs)
-    if swap is None:
-        return out, pb
     flip = [slice(None)] * rhs_a.ndim
-    for a in kwargs["dimension_numbers"].rhs_spec[2:]:
+    for a in dn.rhs_spec[2:]:
         flip[a] = slice(None, None, -1)
-
-    def pullback(dy: object) -> tuple[np.ndarray, np.ndarray]:
-        dl, dr = pb(dy)
-        # Flipping and swapping two axes is its own inverse, and so is its adjoint.
-        return dl, np.ascontiguousarray(dr[tuple(flip)].swapaxes(*swap))
-
-    return out, pullback
+    swap = (dn.rhs_spec[0], dn.rhs_spec[1])
+    if transpose_kernel:
+        rhs_a = rhs_a[tuple(flip)].swapaxes(*swap)
+    conv = _resolve(lhs_a, rhs_a, (1,) * rank, pads, s, rd, dn, 1, 1, precision, preferred_element_type)
+    return _FlippedKernel(conv, tuple(flip), swap) if transpose_kernel else conv
 
 
-@has_vjp(_conv_transpose_vjp)
+@op_with_vjp
 def conv_transpose(
     lhs: Any, rhs: Any, strides: Sequence[int], padding: Any,
     rhs_dilation: Sequence[int] | None = None, dimension_numbers: Any = None,
@@ -632,7 +586,5 @@ def conv_transpose(
     >>> lax.conv_transpose(np.ones((1, 2, 1)), np.ones((3, 1, 1)), (2,), "VALID")[..., 0]
     array([[1., 1., 2., 1., 1.]])
     """
-    return _conv_transpose_vjp(
-        lhs, rhs, strides, padding, rhs_dilation, dimension_numbers, transpose_kernel, precision,
-        preferred_element_type, use_consistent_padding,
-    )[0]
+    return _conv_transpose(lhs, rhs, strides, padding, rhs_dilation, dimension_numbers, transpose_kernel,
+                           precision, preferred_element_type, use_consistent_padding)

@@ -18,13 +18,14 @@ samples back where they came from.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .._dtypes import as_array
-from .._fronts.vjp import has_vjp
-from .._ops import conv_vjp
+from .._fronts.kit import cotangent, op_with_vjp
+from .._ops import conv, conv_vjp
 
 __all__ = ["convolve", "convolve2d", "correlate", "correlate2d"]
 
@@ -90,64 +91,83 @@ def _pad_adjoint(shape: tuple[int, ...], pads: Pairs, np_mode: str) -> Callable[
     return adjoint
 
 
-def _correlate_vjp(
-    a: np.ndarray, b: np.ndarray, pads: Pairs, *, flip: bool, reverse: bool, res: np.dtype,
-    np_mode: str = "constant", fill: object = 0,
-) -> tuple[np.ndarray, Pullback]:
-    """Cross-correlate ``a`` with ``b`` (flipped if ``flip``) under ``pads``; reverse the result if
-    ``reverse``. Pads are zeros, or built by ``numpy.pad`` in ``np_mode`` / with ``fill``."""
-    kernel = _flip(b) if flip else b
-    spread = None
-    if np_mode != "constant" or fill != 0:
-        kwargs = {"constant_values": fill} if np_mode == "constant" else {}
-        spread = _pad_adjoint(a.shape, pads, np_mode)
-        x = np.pad(a.astype(res, copy=False), pads, mode=np_mode, **kwargs)  # type: ignore[call-overload]
-        pads = tuple((0, 0) for _ in pads)
-    else:
-        x = a
-    y, pb = conv_vjp(x[None, None], kernel[None, None], padding=pads)
-    y = y[0, 0]
-    out = np.ascontiguousarray(_flip(y) if reverse else y).astype(res, copy=False)
+@dataclass(frozen=True)
+class _Correlation:
+    """``a`` cross-correlated with ``b`` (flipped if ``flip``) under ``pads``, the result
+    reversed if ``reverse``. Pads are zeros, or built by ``numpy.pad`` in ``np_mode`` / with
+    ``fill``. ``swapped``: a and b are in2 and in1, so the gradients come back swapped."""
 
-    def pullback(dy: object) -> tuple[np.ndarray, np.ndarray]:
-        g = as_array("dy", dy)
-        if g.shape != out.shape:
-            raise ValueError(f"dy.shape={g.shape} does not match the output shape {out.shape}")
-        dx, dk, _ = pb((_flip(g) if reverse else g)[None, None])
-        dx, dk = dx[0, 0], dk[0, 0]
-        if spread is not None:
-            dx = spread(dx)
-        return np.ascontiguousarray(dx), np.ascontiguousarray(_flip(dk) if flip else dk)
+    a: np.ndarray
+    b: np.ndarray
+    pads: Pairs
+    flip: bool
+    reverse: bool
+    res: np.dtype
+    np_mode: str = "constant"
+    fill: object = 0
+    swapped: bool = False
 
-    return out, pullback
+    def _operands(self) -> tuple[np.ndarray, np.ndarray, Pairs]:
+        """x and the kernel as ``(1, 1, *shape)`` views, and the pads the conv adds."""
+        kernel = _flip(self.b) if self.flip else self.b
+        x, pads = self.a, self.pads
+        if self.np_mode != "constant" or self.fill != 0:
+            kwargs = {"constant_values": self.fill} if self.np_mode == "constant" else {}
+            x = np.pad(x.astype(self.res, copy=False), pads, mode=self.np_mode, **kwargs)  # type: ignore[call-overload]
+            pads = tuple((0, 0) for _ in pads)
+        return x[None, None], kernel[None, None], pads
+
+    def _out(self, y: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(_flip(y[0, 0]) if self.reverse else y[0, 0]).astype(self.res, copy=False)
+
+    def forward(self) -> np.ndarray:
+        x, kernel, pads = self._operands()
+        return self._out(conv(x, kernel, padding=pads))
+
+    def vjp(self) -> tuple[np.ndarray, Pullback]:
+        x, kernel, pads = self._operands()
+        y, pb = conv_vjp(x, kernel, padding=pads)
+        out = self._out(y)
+        spread = None if pads == self.pads else _pad_adjoint(self.a.shape, self.pads, self.np_mode)
+
+        def pullback(dy: object) -> tuple[np.ndarray, np.ndarray]:
+            g = cotangent(dy, out.shape)
+            dx, dk, _ = pb((_flip(g) if self.reverse else g)[None, None])
+            dx, dk = dx[0, 0], dk[0, 0]
+            if spread is not None:
+                dx = spread(dx)
+            grads = np.ascontiguousarray(dx), np.ascontiguousarray(_flip(dk) if self.flip else dk)
+            return grads[::-1] if self.swapped else grads
+
+        return out, pullback
 
 
-def _swap_back(pullback: Pullback) -> Pullback:
-    def swapped(dy: object) -> tuple[np.ndarray, np.ndarray]:
-        d2, d1 = pullback(dy)
-        return d1, d2
-
-    return swapped
-
-
-def _product_vjp(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, Pullback]:
+@dataclass(frozen=True)
+class _Product:
     """0-d inputs: SciPy returns the plain product."""
-    def pullback(dy: object) -> tuple[np.ndarray, np.ndarray]:
-        g = as_array("dy", dy)
-        return g * b, g * a
 
-    return a * b, pullback
+    a: np.ndarray
+    b: np.ndarray
+
+    def forward(self) -> np.ndarray:
+        return self.a * self.b
+
+    def vjp(self) -> tuple[np.ndarray, Pullback]:
+        def pullback(dy: object) -> tuple[np.ndarray, np.ndarray]:
+            g = as_array("dy", dy)
+            return g * self.b, g * self.a
+
+        return self.forward(), pullback
 
 
-def _nd_vjp(
-    in1: object, in2: object, mode: object, method: object, *, convolve: bool
-) -> tuple[np.ndarray, Pullback]:
+def _nd(in1: object, in2: object, mode: object, method: object, *, convolve: bool
+        ) -> _Correlation | _Product:
     """convolve / correlate: N-d, both arrays of the same rank."""
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"Acceptable method flags are 'auto', 'direct', or 'fft', not method={method!r}.")
     a, b = as_array("in1", in1), as_array("in2", in2)
     if a.ndim == b.ndim == 0:
-        return _product_vjp(a, b)
+        return _Product(a, b)
     if a.ndim != b.ndim:
         raise ValueError(
             f"in1 and in2 should have the same dimensionality, got in1.ndim={a.ndim}, in2.ndim={b.ndim}"
@@ -158,19 +178,12 @@ def _nd_vjp(
     res = np.result_type(a, b)
     if _swap_needed(mode, a.shape, b.shape):
         # Convolution commutes; a swapped correlation is the reversed correlation of in2 with in1.
-        out, pb = _correlate_vjp(b, a, _pads(mode, a.shape, False), flip=convolve,
-                                 reverse=not convolve, res=res)
-        return out, _swap_back(pb)
-    return _correlate_vjp(a, b, _pads(mode, b.shape, False), flip=convolve, reverse=False, res=res)
+        return _Correlation(b, a, _pads(mode, a.shape, False), flip=convolve, reverse=not convolve,
+                            res=res, swapped=True)
+    return _Correlation(a, b, _pads(mode, b.shape, False), flip=convolve, reverse=False, res=res)
 
 
-def _convolve_vjp(
-    in1: Any, in2: Any, mode: str = "full", method: str = "auto"
-) -> tuple[np.ndarray, Pullback]:
-    return _nd_vjp(in1, in2, mode, method, convolve=True)
-
-
-@has_vjp(_convolve_vjp)
+@op_with_vjp
 def convolve(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> np.ndarray:
     """``scipy.signal.convolve``: N-d true convolution of in1 with in2 (both the same rank).
 
@@ -186,16 +199,10 @@ def convolve(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> np
     >>> signal.convolve(np.array([1.0, 2.0, 3.0]), np.array([0.0, 1.0, 0.5]))
     array([0. , 1. , 2.5, 4. , 1.5])
     """
-    return _convolve_vjp(in1, in2, mode, method)[0]
+    return _nd(in1, in2, mode, method, convolve=True)
 
 
-def _correlate_nd_vjp(
-    in1: Any, in2: Any, mode: str = "full", method: str = "auto"
-) -> tuple[np.ndarray, Pullback]:
-    return _nd_vjp(in1, in2, mode, method, convolve=False)
-
-
-@has_vjp(_correlate_nd_vjp)
+@op_with_vjp
 def correlate(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> np.ndarray:
     """``scipy.signal.correlate``: N-d cross-correlation ``z[k] = sum_l in1[l] * in2[l - k + n2 - 1]``.
 
@@ -210,7 +217,7 @@ def correlate(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> n
     >>> signal.correlate(np.array([1.0, 2.0, 3.0]), np.array([0.0, 1.0, 0.5]), mode="same")
     array([2. , 3.5, 3. ])
     """
-    return _correlate_nd_vjp(in1, in2, mode, method)[0]
+    return _nd(in1, in2, mode, method, convolve=False)
 
 
 def _fill_value(fillvalue: object, res: np.dtype) -> object:
@@ -244,9 +251,8 @@ def _fill_value(fillvalue: object, res: np.dtype) -> object:
     return cast.reshape(()).item()
 
 
-def _2d_vjp(
-    in1: object, in2: object, mode: object, boundary: object, fillvalue: object, *, convolve: bool
-) -> tuple[np.ndarray, Pullback]:
+def _2d(in1: object, in2: object, mode: object, boundary: object, fillvalue: object, *, convolve: bool
+        ) -> _Correlation | _Zeros:
     name = "convolve2d" if convolve else "correlate2d"
     a, b = as_array("in1", in1), as_array("in2", in2)
     if not a.ndim == b.ndim == 2:
@@ -266,43 +272,44 @@ def _2d_vjp(
     if swap:
         a, b = b, a
     if a.size == 0 or b.size == 0:
-        return _empty_2d(a, b, mode, res, swap)
-    out, pb = _correlate_vjp(a, b, _pads(mode, b.shape, upper=not convolve), flip=convolve,
-                             reverse=swap and not convolve, res=res, np_mode=np_mode, fill=fill)
-    return out, (_swap_back(pb) if swap else pb)
+        return _Zeros.of(a, b, mode, res, swap)
+    return _Correlation(a, b, _pads(mode, b.shape, upper=not convolve), flip=convolve,
+                        reverse=swap and not convolve, res=res, np_mode=np_mode, fill=fill, swapped=swap)
 
 
-def _empty_2d(
-    a: np.ndarray, b: np.ndarray, mode: str, res: np.dtype, swap: bool
-) -> tuple[np.ndarray, Pullback]:
-    """An empty operand: SciPy returns zeros of the mode's shape (n1 + n2 - 1, n1, n1 - n2 + 1)."""
-    if mode == "full":
-        shape = tuple(n + k - 1 for n, k in zip(a.shape, b.shape))
-    elif mode == "same":
-        shape = a.shape
-    else:
-        shape = tuple(n - k + 1 for n, k in zip(a.shape, b.shape))
-    if any(v < 0 for v in shape):
-        raise ValueError(f"both inputs are empty along one axis: shapes {a.shape} and {b.shape}")
-    out = np.zeros(shape, dtype=res)
-    first, second = (b, a) if swap else (a, b)
+@dataclass(frozen=True)
+class _Zeros:
+    """An empty operand: SciPy returns zeros of the mode's shape; the gradients are zeros."""
 
-    def pullback(dy: object) -> tuple[np.ndarray, np.ndarray]:
-        g = as_array("dy", dy)
-        if g.shape != shape:
-            raise ValueError(f"dy.shape={g.shape} does not match the output shape {shape}")
-        return np.zeros(first.shape, g.dtype), np.zeros(second.shape, g.dtype)
+    shape: tuple[int, ...]
+    res: np.dtype
+    in_shapes: tuple[tuple[int, ...], tuple[int, ...]]
 
-    return out, pullback
+    @classmethod
+    def of(cls, a: np.ndarray, b: np.ndarray, mode: str, res: np.dtype, swap: bool) -> _Zeros:
+        """The output shape of mode: (n1 + n2 - 1, n1, n1 - n2 + 1)."""
+        if mode == "full":
+            shape = tuple(n + k - 1 for n, k in zip(a.shape, b.shape))
+        elif mode == "same":
+            shape = a.shape
+        else:
+            shape = tuple(n - k + 1 for n, k in zip(a.shape, b.shape))
+        if any(v < 0 for v in shape):
+            raise ValueError(f"both inputs are empty along one axis: shapes {a.shape} and {b.shape}")
+        return cls(shape, res, (b.shape, a.shape) if swap else (a.shape, b.shape))
+
+    def forward(self) -> np.ndarray:
+        return np.zeros(self.shape, dtype=self.res)
+
+    def vjp(self) -> tuple[np.ndarray, Pullback]:
+        def pullback(dy: object) -> tuple[np.ndarray, np.ndarray]:
+            g = cotangent(dy, self.shape)
+            return np.zeros(self.in_shapes[0], g.dtype), np.zeros(self.in_shapes[1], g.dtype)
+
+        return self.forward(), pullback
 
 
-def _convolve2d_vjp(
-    in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", fillvalue: Any = 0
-) -> tuple[np.ndarray, Pullback]:
-    return _2d_vjp(in1, in2, mode, boundary, fillvalue, convolve=True)
-
-
-@has_vjp(_convolve2d_vjp)
+@op_with_vjp
 def convolve2d(
     in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", fillvalue: Any = 0
 ) -> np.ndarray:
@@ -321,16 +328,10 @@ def convolve2d(
     array([[1., 1.],
            [1., 1.]])
     """
-    return _convolve2d_vjp(in1, in2, mode, boundary, fillvalue)[0]
+    return _2d(in1, in2, mode, boundary, fillvalue, convolve=True)
 
 
-def _correlate2d_vjp(
-    in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", fillvalue: Any = 0
-) -> tuple[np.ndarray, Pullback]:
-    return _2d_vjp(in1, in2, mode, boundary, fillvalue, convolve=False)
-
-
-@has_vjp(_correlate2d_vjp)
+@op_with_vjp
 def correlate2d(
     in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", fillvalue: Any = 0
 ) -> np.ndarray:
@@ -346,4 +347,4 @@ def correlate2d(
     >>> signal.correlate2d(np.array([[1.0, 2.0, 3.0]]), np.array([[1.0, 1.0]]), mode="same")
     array([[3., 5., 3.]])
     """
-    return _correlate2d_vjp(in1, in2, mode, boundary, fillvalue)[0]
+    return _2d(in1, in2, mode, boundary, fillvalue, convolve=False)

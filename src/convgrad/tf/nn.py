@@ -33,10 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import _ops
 from .._dtypes import as_array
 from .._formulas import dilate_dim
-from .._fronts.vjp import op_with_vjp
+from .._fronts.kit import ConvCall, FilterGradCall, InputGradCall, cotangent, op_with_vjp
 from ..layouts import convert_filter
 
 __all__ = [
@@ -242,162 +241,69 @@ class _Filter:
         return convert_filter(w, "HWIO", "HWIM", in_channels=self.depthwise_channels)
 
 
-def _cotangent(name: str, value: object, shape: tuple[int, ...]) -> np.ndarray:
-    g = as_array(name, value)
-    if g.shape != shape:
-        raise ValueError(f"{name}.shape={g.shape} does not match the op's output shape {shape}")
-    return g
-
-
-Pullback = Callable[[object], tuple[np.ndarray, ...]]
-
-
-# --- the three kinds of op, in the core's terms -------------------------------------------------
-@dataclass(frozen=True)
-class _Conv:
-    """y = conv(x, w)."""
-
-    x: np.ndarray
-    w: np.ndarray
-    geometry: dict
-    layout: _Layout
-    filt: _Filter
-    dtype: np.dtype
-
-    def _empty(self) -> tuple[int, ...] | None:
-        """TensorFlow's output shape when a kernel is larger than the input, padded by explicit
-        pads or VALID, by at most one stride (an empty output there, an error in the core), else
-        None. Larger still, TensorFlow refuses the negative output size, and so does this."""
-        padding = self.geometry["padding"]
-        rank = self.w.ndim - 2
-        if isinstance(padding, str):
-            if padding.upper() != "VALID":
-                return None
-            padding = [(0, 0)] * rank
-        spatial = [n + lo + hi for n, (lo, hi) in zip(self.x.shape[-rank - 1 : -1], padding)]
-        dilation = _per_dim(self.geometry["dilation"], rank)
-        k_eff = [dilate_dim(k, d) for k, d in zip(self.w.shape[:rank], dilation)]
-        if all(n >= k for n, k in zip(spatial, k_eff)):
-            return None
-        stride = _per_dim(self.geometry["stride"], rank)
-        if min(stride) < 1:  # the core refuses it, with the reason
-            return None
-        out = []
-        for n, k, s in zip(spatial, k_eff, stride):
-            size = _truncated_div(n - k + s, s)  # TensorFlow's C division: -1 / 2 is 0, not -1
-            if size < 0:
-                raise ValueError(f"Computed output size would be negative: {size} "
-                                 f"[input_size: {n}, effective_filter_size: {k}, stride: {s}]")
-            out.append(size)
-        return (*self.x.shape[: -rank - 1], *out, self.w.shape[-1])
-
-    def forward(self) -> np.ndarray:
-        empty = self._empty()
-        if empty is not None:
-            return self.layout.from_core(np.zeros(empty, self.dtype))
-        y = _ops.conv(self.x, self.w, **self.geometry)
-        return self.layout.from_core(y).astype(self.dtype, copy=False)
-
-    def vjp(self) -> tuple[np.ndarray, Pullback]:
-        empty = self._empty()
-        if empty is not None:
-            out = self.layout.from_core(np.zeros(empty, self.dtype))
-
-            def zero_pullback(dy: object) -> tuple[np.ndarray, np.ndarray]:
-                _cotangent("dy", dy, out.shape)  # nothing reaches the input or the filter
-                return (self.layout.from_core(np.zeros(self.x.shape, self.dtype)),
-                        self.filt.from_core(np.zeros(self.w.shape, self.dtype)))
-
-            return out, zero_pullback
-        y, pb = _ops.conv_vjp(self.x, self.w, **self.geometry)
-        out = self.layout.from_core(y).astype(self.dtype, copy=False)
-
-        def pullback(dy: object) -> tuple[np.ndarray, np.ndarray]:
-            g = _cotangent("dy", dy, out.shape)
-            dx, dw, _ = pb(self.layout.to_core(g))
-            return (self.layout.from_core(dx).astype(self.dtype, copy=False),
-                    self.filt.from_core(dw).astype(self.dtype, copy=False))
-
-        return out, pullback
-
-
-@dataclass(frozen=True)
-class _InputGrad:
-    """dx = conv_input_grad(dy, w), i.e. the transposed conv of dy; ``filter_first`` orders the
-    gradients as (d_filter, d_out_backprop), else (d_input, d_filters)."""
-
-    dy: np.ndarray
-    w: np.ndarray
-    spatial: tuple[int, ...]
-    geometry: dict
-    layout: _Layout
-    filt: _Filter
-    dtype: np.dtype
-    filter_first: bool
-
-    def forward(self) -> np.ndarray:
-        # conv_input_grad with the forward conv's own pads, not conv_transpose: the core's
-        # conv_transpose rejects explicit pads that reach past every window (see the report).
-        dx = _ops.conv_input_grad(self.dy, self.w, self.spatial, **self.geometry)
-        return self.layout.from_core(dx).astype(self.dtype, copy=False)
-
-    def vjp(self) -> tuple[np.ndarray, Pullback]:
-        out = self.forward()
-
-        def pullback(dx: object) -> tuple[np.ndarray, np.ndarray]:
-            g = self.layout.to_core(_cotangent("dy", dx, out.shape))
-            # <dx(w, dy), g> = <dy, conv(g, w)>: bilinear in w and dy.
-            d_w = self.filt.from_core(_ops.conv_filter_grad(g, self.dy, self.w.shape, **self.geometry))
-            d_in = self.layout.from_core(_ops.conv(g, self.w, **self.geometry))
-            d_w, d_in = d_w.astype(self.dtype, copy=False), d_in.astype(self.dtype, copy=False)
-            return (d_w, d_in) if self.filter_first else (d_in, d_w)
-
-        return out, pullback
-
-
-@dataclass(frozen=True)
-class _FilterGrad:
-    """dw = conv_filter_grad(x, dy); gradients (d_input, d_out_backprop)."""
-
-    x: np.ndarray
-    dy: np.ndarray
-    filter_shape: tuple[int, ...]
-    geometry: dict
-    layout: _Layout
-    filt: _Filter
-    dtype: np.dtype
-
-    def forward(self) -> np.ndarray:
-        dw = _ops.conv_filter_grad(self.x, self.dy, self.filter_shape, **self.geometry)
-        return self.filt.from_core(dw).astype(self.dtype, copy=False)
-
-    def vjp(self) -> tuple[np.ndarray, Pullback]:
-        out = self.forward()
-
-        def pullback(dw: object) -> tuple[np.ndarray, np.ndarray]:
-            g = self.filt.to_core(_cotangent("dy", dw, out.shape))
-            # <dw(x, dy), g> is bilinear: its x-gradient is the input gradient of a conv with
-            # filter g, and its dy-gradient is the forward conv of x with g.
-            dx = _ops.conv_input_grad(self.dy, g, self.x.shape, **self.geometry)
-            ddy = _ops.conv(self.x, g, **self.geometry)
-            return (self.layout.from_core(dx).astype(self.dtype, copy=False),
-                    self.layout.from_core(ddy).astype(self.dtype, copy=False))
-
-        return out, pullback
-
-
+# --- TensorFlow's empty outputs ----------------------------------------------------------------
 def _truncated_div(a: int, b: int) -> int:
     """a / b rounded toward zero, as C's integer division."""
     return a // b if a >= 0 else -(-a // b)
 
 
-def _per_dim(value: object, rank: int) -> tuple[int, ...]:
-    return tuple(value) if isinstance(value, (tuple, list)) else (int(value),) * rank  # type: ignore[arg-type]
+def _empty_shape(x: np.ndarray, w: np.ndarray, geometry: dict) -> tuple[int, ...] | None:
+    """TensorFlow's output shape (core layout) when a kernel is larger than the input, padded by
+    explicit pads or VALID, by at most one stride (an empty output there, an error in the
+    core), else None. Larger still, TensorFlow refuses the negative output size, and so does
+    this."""
+    padding, stride, dilation = geometry["padding"], geometry["stride"], geometry["dilation"]
+    rank = w.ndim - 2
+    if isinstance(padding, str):
+        if padding != "valid":
+            return None
+        padding = [(0, 0)] * rank
+    spatial = [n + lo + hi for n, (lo, hi) in zip(x.shape[-rank - 1 : -1], padding)]
+    k_eff = [dilate_dim(k, d) for k, d in zip(w.shape[:rank], dilation)]
+    if all(n >= k for n, k in zip(spatial, k_eff)) or min(stride) < 1:  # the core decides
+        return None
+    out = []
+    for n, k, s in zip(spatial, k_eff, stride):
+        size = _truncated_div(n - k + s, s)  # TensorFlow's C division: -1 / 2 is 0, not -1
+        if size < 0:
+            raise ValueError(f"Computed output size would be negative: {size} "
+                             f"[input_size: {n}, effective_filter_size: {k}, stride: {s}]")
+        out.append(size)
+    return (*x.shape[: -rank - 1], *out, w.shape[-1])
+
+
+@dataclass(frozen=True)
+class _EmptyConv:
+    """A conv whose windows all fall outside the input: an empty output and zero gradients."""
+
+    out: np.ndarray
+    dx: np.ndarray
+    dw: np.ndarray
+
+    def forward(self) -> np.ndarray:
+        return self.out
+
+    def vjp(self) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray, np.ndarray]]]:
+        def pullback(dy: object) -> tuple[np.ndarray, np.ndarray]:
+            cotangent(dy, self.out.shape)  # nothing reaches the input or the filter
+            return self.dx.copy(), self.dw.copy()
+
+        return self.out, pullback
+
+
+def _conv_call(x: np.ndarray, w: np.ndarray, geometry: dict, layout: _Layout, filt: _Filter,
+               dtype: np.dtype) -> ConvCall | _EmptyConv:
+    """The conv of core-layout x and w, or TensorFlow's empty output."""
+    empty = _empty_shape(x, w, geometry)
+    if empty is None:
+        return ConvCall(x, w, geometry, dtype, layout=layout, filt=filt)
+    return _EmptyConv(layout.from_core(np.zeros(empty, dtype)), layout.from_core(np.zeros(x.shape, dtype)),
+                      filt.from_core(np.zeros(w.shape, dtype)))
 
 
 # --- builders shared by the ops -----------------------------------------------------------------
 def _conv(func: str, x: object, w: object, rank: int, first: bool, stride: tuple, padding: object,
-          dilation: tuple, *, batch_dims: bool = True) -> _Conv:
+          dilation: tuple, *, batch_dims: bool = True) -> ConvCall | _EmptyConv:
     dtype, (x, w) = _operands(func, ("input", x), ("filters", w))
     _ndim(func, "filters", w, rank + 2)
     _ndim(func, "input", x, rank + 2, at_least=batch_dims)
@@ -405,13 +311,13 @@ def _conv(func: str, x: object, w: object, rank: int, first: bool, stride: tuple
     xc = layout.to_core(x)
     geometry = {"stride": stride, "padding": padding, "dilation": dilation,
                 "groups": _groups(func, xc.shape[-1], w.shape[-2]), "data_format": _CORE}
-    return _Conv(xc, w, geometry, layout, _Filter(), dtype)
+    return _conv_call(xc, w, geometry, layout, _Filter(), dtype)
 
 
 def _input_grad(
     func: str, sizes: object, w: object, dy: object, rank: int, first: bool, stride: tuple,
     padding: object, dilation: tuple, *, filter_first: bool, depthwise: bool = False,
-) -> _InputGrad:
+) -> InputGradCall:
     dtype, (w, dy) = _operands(func, ("filter", w), ("out_backprop", dy),
                                allowed=_DEPTHWISE_DTYPES if depthwise else _CONV_DTYPES, strict=depthwise)
     _ndim(func, "filter", w, rank + 2)
@@ -436,11 +342,11 @@ def _input_grad(
         filt, wc, groups = _Filter(), w, _groups(func, c, wc_in)
     geometry = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups,
                 "data_format": _CORE}
-    return _InputGrad(layout.to_core(dy), wc, tuple(spatial), geometry, layout, filt, dtype, filter_first)
+    return InputGradCall(layout.to_core(dy), wc, tuple(spatial), geometry, dtype, filter_first, layout, filt)
 
 
 def _filter_grad(func: str, x: object, sizes: object, dy: object, rank: int, first: bool, stride: tuple,
-                 padding: object, dilation: tuple, *, depthwise: bool = False) -> _FilterGrad:
+                 padding: object, dilation: tuple, *, depthwise: bool = False) -> FilterGradCall:
     dtype, (x, dy) = _operands(func, ("input", x), ("out_backprop", dy),
                                allowed=_DEPTHWISE_DTYPES if depthwise else _CONV_DTYPES, strict=depthwise)
     _ndim(func, "input", x, rank + 2)
@@ -459,7 +365,7 @@ def _filter_grad(func: str, x: object, sizes: object, dy: object, rank: int, fir
         filt, core_shape, groups = _Filter(), sizes, _groups(func, c, sizes[-2])
     geometry = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups,
                 "data_format": _CORE}
-    return _FilterGrad(xc, layout.to_core(dy), tuple(core_shape), geometry, layout, filt, dtype)
+    return FilterGradCall(xc, layout.to_core(dy), tuple(core_shape), geometry, dtype, layout, filt)
 
 
 def _shape(name: str, value: object) -> tuple[int, ...]:
@@ -616,7 +522,7 @@ def conv3d_backprop_filter_v2(input, filter_sizes, out_backprop, strides, paddin
 
 # --- transposed convolutions --------------------------------------------------------------------
 def _transpose(func: str, rank: int, x: object, w: object, output_shape: object, strides: object,
-               padding: object, data_format: object, dilations: object) -> _InputGrad:
+               padding: object, data_format: object, dilations: object) -> InputGradCall:
     first = _channels_first(data_format, rank)
     s = _sequence("strides", _required("strides", strides), rank, first)
     d = _sequence("dilations", dilations, rank, first)
@@ -727,7 +633,7 @@ def depthwise_conv2d(input, filter, strides, padding, data_format=None, dilation
         raise ValueError(f"depthwise_conv2d: input and filter must have the same depth: {c} vs {w.shape[2]}")
     filt = _Filter(c)
     geometry = {"stride": s, "padding": p, "dilation": d, "groups": c, "data_format": _CORE}
-    return _Conv(xc, filt.to_core(w), geometry, layout, filt, dtype)
+    return _conv_call(xc, filt.to_core(w), geometry, layout, filt, dtype)
 
 
 @op_with_vjp
@@ -773,11 +679,11 @@ class _BiasAdd:
         shape[self.axis] = self.bias.size
         return self.value + self.bias.reshape(shape)
 
-    def vjp(self) -> tuple[np.ndarray, Pullback]:
+    def vjp(self) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray, np.ndarray]]]:
         out = self.forward()
 
         def pullback(dy: object) -> tuple[np.ndarray, np.ndarray]:
-            g = _cotangent("dy", dy, out.shape)
+            g = cotangent(dy, out.shape)
             others = tuple(i for i in range(g.ndim) if i != self.axis)
             return g.astype(out.dtype, copy=True), g.sum(axis=others).astype(out.dtype, copy=False)
 

@@ -18,13 +18,11 @@ from __future__ import annotations
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from ... import _ops
 from ..._dtypes import as_array
-from ..._fronts.vjp import op_with_vjp
+from ..._fronts.kit import ConvCall, Unbatched, cotangent, op_with_vjp
 from ..._geometry import ConvGeometry
 
 __all__ = [
@@ -36,8 +34,6 @@ __all__ = [
     "conv_transpose3d",
     "pad",
 ]
-
-Pullback = Callable[[object], tuple[Any, ...]]
 
 _MINIMUM = {
     "stride": (1, "non-positive stride is not supported"),
@@ -105,52 +101,8 @@ def _weight(func: str, w: np.ndarray, rank: int) -> None:
         raise ValueError(f"{func}: weight must have {rank + 2} dims (out, in, *kernel), got shape {w.shape}")
 
 
-def cotangent(value: object, shape: tuple[int, ...]) -> np.ndarray:
-    g = as_array("dy", value)
-    if g.shape != shape:
-        raise ValueError(f"dy.shape={g.shape} does not match the op's output shape {shape}")
-    return g
-
-
-def _cast(a: np.ndarray | None, dtype: np.dtype) -> np.ndarray | None:
-    return None if a is None else a.astype(dtype, copy=False)
-
-
-# --- convolutions ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Conv:
-    """A conv or transposed conv in the core's channels-first terms."""
-
-    x: np.ndarray
-    w: np.ndarray
-    bias: np.ndarray | None
-    geometry: dict
-    transposed: bool
-    unbatched: bool
-    dtype: np.dtype
-
-    def _out(self, y: np.ndarray) -> np.ndarray:
-        return (y[0] if self.unbatched else y).astype(self.dtype, copy=False)
-
-    def forward(self) -> np.ndarray:
-        op = _ops.conv_transpose if self.transposed else _ops.conv
-        return self._out(op(self.x, self.w, self.bias, **self.geometry))
-
-    def vjp(self) -> tuple[np.ndarray, Pullback]:
-        op = _ops.conv_transpose_vjp if self.transposed else _ops.conv_vjp
-        y, pb = op(self.x, self.w, self.bias, **self.geometry)
-        out = self._out(y)
-
-        def pullback(dy: object) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-            g = cotangent(dy, out.shape)
-            dx, dw, db = pb(g[None] if self.unbatched else g)
-            return self._out(dx), dw.astype(self.dtype, copy=False), _cast(db, self.dtype)
-
-        return out, pullback
-
-
 def _conv(func: str, rank: int, input: object, weight: object, bias: object, stride: object,
-          padding: object, dilation: object, groups: object) -> _Conv:
+          padding: object, dilation: object, groups: object) -> ConvCall:
     x, w = as_array("input", input), as_array("weight", weight)
     b = None if bias is None else as_array("bias", bias)
     dtype = same_dtype(func, input=x, weight=w, bias=b)
@@ -168,11 +120,11 @@ def _conv(func: str, rank: int, input: object, weight: object, bias: object, str
     else:
         p = expand("padding", padding, rank)
     geometry = {"stride": s, "padding": p, "dilation": d, "groups": groups_of(groups)}
-    return _Conv(x, w, b, geometry, False, unbatched, dtype)
+    return ConvCall(x, w, geometry, dtype, b, with_bias=True, layout=Unbatched(unbatched))
 
 
 def _conv_transpose(func: str, rank: int, input: object, weight: object, bias: object, stride: object,
-                    padding: object, output_padding: object, groups: object, dilation: object) -> _Conv:
+                    padding: object, output_padding: object, groups: object, dilation: object) -> ConvCall:
     x, w = as_array("input", input), as_array("weight", weight)
     b = None if bias is None else as_array("bias", bias)
     dtype = same_dtype(func, input=x, weight=w, bias=b)
@@ -193,7 +145,7 @@ def _conv_transpose(func: str, rank: int, input: object, weight: object, bias: o
             f"Given input size per channel: {tuple(x.shape[2:])}. Calculated output size per channel: "
             f"{size}. Output size is too small"
         )
-    return _Conv(x, w, b, geometry, True, unbatched, dtype)
+    return ConvCall(x, w, geometry, dtype, b, with_bias=True, transposed=True, layout=Unbatched(unbatched))
 
 
 @op_with_vjp
@@ -318,7 +270,7 @@ class _Pad:
             a = np.take(ext, idx, axis=axis)
         return a
 
-    def vjp(self) -> tuple[np.ndarray, Pullback]:
+    def vjp(self) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray]]]:
         out = self.forward()
 
         def pullback(dy: object) -> tuple[np.ndarray]:

@@ -13,14 +13,9 @@ d_grad_output)`` for ``*_weight``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
-
-from ... import _ops
 from ..._dtypes import as_array
-from ..._fronts.vjp import op_with_vjp
-from .functional import Pullback, cotangent, expand, groups_of, same_dtype
+from ..._fronts.kit import FilterGradCall, InputGradCall, op_with_vjp
+from .functional import expand, groups_of, same_dtype
 
 __all__ = [
     "conv1d_input",
@@ -51,78 +46,26 @@ def _geometry(rank: int, stride: object, padding: object, dilation: object, grou
             "dilation": expand("dilation", dilation, rank), "groups": groups_of(groups)}
 
 
-@dataclass(frozen=True)
-class _Input:
-    """dx = conv_input_grad(dy, w)."""
-
-    size: tuple[int, ...]
-    w: np.ndarray
-    dy: np.ndarray
-    geometry: dict
-
-    def forward(self) -> np.ndarray:
-        dx = _ops.conv_input_grad(self.dy, self.w, self.size, **self.geometry)
-        return dx.astype(self.w.dtype, copy=False)
-
-    def vjp(self) -> tuple[np.ndarray, Pullback]:
-        out = self.forward()
-
-        def pullback(dx: object) -> tuple[np.ndarray, np.ndarray]:
-            g = cotangent(dx, out.shape)
-            # <dx(w, dy), g> = <dy, conv(g, w)>: bilinear in w and dy.
-            d_w = _ops.conv_filter_grad(g, self.dy, self.w.shape, **self.geometry)
-            d_dy = _ops.conv(g, self.w, **self.geometry)
-            return d_w.astype(out.dtype, copy=False), d_dy.astype(out.dtype, copy=False)
-
-        return out, pullback
-
-
-@dataclass(frozen=True)
-class _Weight:
-    """dw = conv_filter_grad(x, dy)."""
-
-    x: np.ndarray
-    size: tuple[int, ...]
-    dy: np.ndarray
-    geometry: dict
-
-    def forward(self) -> np.ndarray:
-        dw = _ops.conv_filter_grad(self.x, self.dy, self.size, **self.geometry)
-        return dw.astype(self.x.dtype, copy=False)
-
-    def vjp(self) -> tuple[np.ndarray, Pullback]:
-        out = self.forward()
-
-        def pullback(dw: object) -> tuple[np.ndarray, np.ndarray]:
-            g = cotangent(dw, out.shape)
-            # <dw(x, dy), g> = <dy, conv(x, g)>: bilinear in x and dy.
-            d_x = _ops.conv_input_grad(self.dy, g, self.x.shape, **self.geometry)
-            d_dy = _ops.conv(self.x, g, **self.geometry)
-            return d_x.astype(out.dtype, copy=False), d_dy.astype(out.dtype, copy=False)
-
-        return out, pullback
-
-
 def _input(func: str, rank: int, input_size: object, weight: object, grad_output: object, stride: object,
-           padding: object, dilation: object, groups: object) -> _Input:
+           padding: object, dilation: object, groups: object) -> InputGradCall:
     w, dy = as_array("weight", weight), as_array("grad_output", grad_output)
-    same_dtype(func, weight=w, grad_output=dy)
+    dtype = same_dtype(func, weight=w, grad_output=dy)
     size = _size(func, "input_size", input_size, rank)
     if w.ndim != rank + 2 or dy.ndim != rank + 2:
         raise ValueError(
             f"{func}: weight and grad_output must be {rank + 2}-D, got {w.shape} and {dy.shape}"
         )
-    return _Input(size, w, dy, _geometry(rank, stride, padding, dilation, groups))
+    return InputGradCall(dy, w, size, _geometry(rank, stride, padding, dilation, groups), dtype)
 
 
 def _weight(func: str, rank: int, input: object, weight_size: object, grad_output: object, stride: object,
-            padding: object, dilation: object, groups: object) -> _Weight:
+            padding: object, dilation: object, groups: object) -> FilterGradCall:
     x, dy = as_array("input", input), as_array("grad_output", grad_output)
-    same_dtype(func, input=x, grad_output=dy)
+    dtype = same_dtype(func, input=x, grad_output=dy)
     size = _size(func, "weight_size", weight_size, rank)
     if x.ndim != rank + 2 or dy.ndim != rank + 2:
         raise ValueError(f"{func}: input and grad_output must be {rank + 2}-D, got {x.shape} and {dy.shape}")
-    return _Weight(x, size, dy, _geometry(rank, stride, padding, dilation, groups))
+    return FilterGradCall(x, dy, size, _geometry(rank, stride, padding, dilation, groups), dtype)
 
 
 @op_with_vjp
