@@ -191,6 +191,9 @@ class InputGradCall:
     filt: Adapter = IDENTITY
 
     def forward(self) -> np.ndarray:
+        # conv_input_grad, not conv_transpose: these ops state the forward conv (its input size,
+        # filter and pads), which is conv_input_grad's signature; conv_transpose would have to
+        # re-derive that conv from the transposed one's sizes.
         dx = _ops.conv_input_grad(self.dy, self.w, self.input_shape, **self.geometry)
         return self.layout.from_core(dx).astype(self.dtype, copy=False)
 

@@ -20,9 +20,10 @@ those of TensorFlow's kernels: float16, float32, float64 and int32 (no int32 for
 
 Where TensorFlow refuses an argument it is refused here with TensorFlow's reason (ValueError or
 TypeError). Limits of TensorFlow's CPU kernels (NCHW, grouped or dilated backprops, dilated
-Conv3D) are not copied: those geometries compute as they do on TensorFlow's GPU kernels. One
-A kernel larger than the input (VALID, or padded by explicit pads) gives TensorFlow's empty
-output (and zero gradients).
+Conv3D) are not copied: those geometries compute as they do on TensorFlow's GPU kernels. A
+kernel larger than the input (VALID, or padded by explicit pads) by less than two strides gives
+TensorFlow's empty output (its output size ``(n - k + s) / s`` rounds toward zero) and zero
+gradients; larger still, TensorFlow's negative output size is refused.
 """
 
 from __future__ import annotations
@@ -249,7 +250,7 @@ def _truncated_div(a: int, b: int) -> int:
 
 def _empty_shape(x: np.ndarray, w: np.ndarray, geometry: dict) -> tuple[int, ...] | None:
     """TensorFlow's output shape (core layout) when a kernel is larger than the input, padded by
-    explicit pads or VALID, by at most one stride (an empty output there, an error in the
+    explicit pads or VALID, by less than two strides (an empty output there, an error in the
     core), else None. Larger still, TensorFlow refuses the negative output size, and so does
     this."""
     padding, stride, dilation = geometry["padding"], geometry["stride"], geometry["dilation"]
