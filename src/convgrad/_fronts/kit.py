@@ -151,30 +151,6 @@ class ConvCall:
         return out, pullback
 
 
-def _input_grad_vjp(dy: np.ndarray, w: np.ndarray, input_shape: tuple[int, ...], **geometry: Any
-                    ) -> tuple[np.ndarray, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]]:
-    """``(dx, vjp)``, ``vjp(g) -> (d_dy, d_w)``: ``<dx(dy, w), g> = <dy, conv(g, w)> =
-    <w, conv_filter_grad(g, dy)>``, bilinear in dy and w."""
-    dx = _ops.conv_input_grad(dy, w, input_shape, **geometry)
-
-    def vjp(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return _ops.conv(g, w, **geometry), _ops.conv_filter_grad(g, dy, w.shape, **geometry)
-
-    return dx, vjp
-
-
-def _filter_grad_vjp(x: np.ndarray, dy: np.ndarray, filter_shape: tuple[int, ...], **geometry: Any
-                     ) -> tuple[np.ndarray, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]]:
-    """``(dw, vjp)``, ``vjp(g) -> (d_x, d_dy)``: ``<dw(x, dy), g> = <x, conv_input_grad(dy, g)>
-    = <dy, conv(x, g)>``, bilinear in x and dy."""
-    dw = _ops.conv_filter_grad(x, dy, filter_shape, **geometry)
-
-    def vjp(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return _ops.conv_input_grad(dy, g, x.shape, **geometry), _ops.conv(x, g, **geometry)
-
-    return dw, vjp
-
-
 @dataclass(frozen=True)
 class InputGradCall:
     """dx = conv_input_grad(dy, w) as an op (TensorFlow's ``*_backprop_input`` and
@@ -198,7 +174,7 @@ class InputGradCall:
         return self.layout.from_core(dx).astype(self.dtype, copy=False)
 
     def vjp(self) -> tuple[np.ndarray, Pullback]:
-        dx, pb = _input_grad_vjp(self.dy, self.w, self.input_shape, **self.geometry)
+        dx, pb = _ops.conv_input_grad_vjp(self.dy, self.w, self.input_shape, **self.geometry)
         out = self.layout.from_core(dx).astype(self.dtype, copy=False)
 
         def pullback(g: object) -> tuple[np.ndarray, np.ndarray]:
@@ -228,7 +204,7 @@ class FilterGradCall:
         return self.filt.from_core(dw).astype(self.dtype, copy=False)
 
     def vjp(self) -> tuple[np.ndarray, Pullback]:
-        dw, pb = _filter_grad_vjp(self.x, self.dy, self.filter_shape, **self.geometry)
+        dw, pb = _ops.conv_filter_grad_vjp(self.x, self.dy, self.filter_shape, **self.geometry)
         out = self.filt.from_core(dw).astype(self.dtype, copy=False)
 
         def pullback(g: object) -> tuple[np.ndarray, np.ndarray]:
