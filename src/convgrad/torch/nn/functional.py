@@ -84,30 +84,26 @@ def same_dtype(func: str, **arrays: np.ndarray | None) -> np.dtype:
     return next(iter(dtypes.values()))
 
 
-def _batched(func: str, x: np.ndarray, rank: int) -> tuple[np.ndarray, bool]:
-    """(x with a batch axis, whether one was added): PyTorch accepts ``(C, *S)`` unbatched."""
-    if x.ndim == rank + 2:
-        return x, False
-    if x.ndim == rank + 1:
-        return x[None], True
-    raise ValueError(
-        f"Expected {rank + 1}D (unbatched) or {rank + 2}D (batched) input to {func}, but got input "
-        f"of size: {list(x.shape)}"
-    )
-
-
-def _weight(func: str, w: np.ndarray, rank: int) -> None:
+def _operands(func: str, rank: int, input: object, weight: object, bias: object
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.dtype, Unbatched]:
+    """(x, w, b, their one dtype, x's adapter): PyTorch also accepts an unbatched ``(C, *S)``."""
+    x, w = as_array("input", input), as_array("weight", weight)
+    b = None if bias is None else as_array("bias", bias)
+    dtype = same_dtype(func, input=x, weight=w, bias=b)
     if w.ndim != rank + 2:
         raise ValueError(f"{func}: weight must have {rank + 2} dims (out, in, *kernel), got shape {w.shape}")
+    if x.ndim not in (rank + 1, rank + 2):
+        raise ValueError(
+            f"Expected {rank + 1}D (unbatched) or {rank + 2}D (batched) input to {func}, but got input "
+            f"of size: {list(x.shape)}"
+        )
+    layout = Unbatched(x.ndim == rank + 1)
+    return layout.to_core(x), w, b, dtype, layout
 
 
 def _conv(func: str, rank: int, input: object, weight: object, bias: object, stride: object,
           padding: object, dilation: object, groups: object) -> ConvCall:
-    x, w = as_array("input", input), as_array("weight", weight)
-    b = None if bias is None else as_array("bias", bias)
-    dtype = same_dtype(func, input=x, weight=w, bias=b)
-    _weight(func, w, rank)
-    x, unbatched = _batched(func, x, rank)
+    x, w, b, dtype, layout = _operands(func, rank, input, weight, bias)
     s = expand("stride", stride, rank)
     d = expand("dilation", dilation, rank)
     if isinstance(padding, str):
@@ -120,16 +116,12 @@ def _conv(func: str, rank: int, input: object, weight: object, bias: object, str
     else:
         p = expand("padding", padding, rank)
     geometry = {"stride": s, "padding": p, "dilation": d, "groups": groups_of(groups)}
-    return ConvCall(x, w, geometry, dtype, b, with_bias=True, layout=Unbatched(unbatched))
+    return ConvCall(x, w, geometry, dtype, b, with_bias=True, layout=layout)
 
 
 def _conv_transpose(func: str, rank: int, input: object, weight: object, bias: object, stride: object,
                     padding: object, output_padding: object, groups: object, dilation: object) -> ConvCall:
-    x, w = as_array("input", input), as_array("weight", weight)
-    b = None if bias is None else as_array("bias", bias)
-    dtype = same_dtype(func, input=x, weight=w, bias=b)
-    _weight(func, w, rank)
-    x, unbatched = _batched(func, x, rank)
+    x, w, b, dtype, layout = _operands(func, rank, input, weight, bias)
     if isinstance(padding, str):
         raise TypeError(f"{func}(): argument 'padding' must be tuple of ints, not str ({padding!r})")
     geometry = {
@@ -145,7 +137,7 @@ def _conv_transpose(func: str, rank: int, input: object, weight: object, bias: o
             f"Given input size per channel: {tuple(x.shape[2:])}. Calculated output size per channel: "
             f"{size}. Output size is too small"
         )
-    return ConvCall(x, w, geometry, dtype, b, with_bias=True, transposed=True, layout=Unbatched(unbatched))
+    return ConvCall(x, w, geometry, dtype, b, with_bias=True, transposed=True, layout=layout)
 
 
 @op_with_vjp
