@@ -3,21 +3,31 @@
 Run: ``python benchmarks/calibrate.py``. For a spread of float32 geometries it times every
 eligible engine on each op (median of a few runs after a warm-up) and prints the measured time,
 the engine's own estimate and their ratio, then which engine the planner picked and which was
-really fastest. The per-engine constants in ``src/convgrad/engines/*.py`` are set from this
-output; a ratio far from 1 for one engine means its constants need refitting for this machine.
+really fastest. The cost model's figures are data, in ``src/convgrad/engines/calibration.json``:
+``--write [PATH]`` refits each engine's factors (its ``FITTED``, im2col's ``FITTED_FUSED`` for
+the compiled packing) by the median ratio and writes the model, stamped with the date, the CPU
+and the versions, to PATH (default: the packaged file). ``convgrad.engines.load_calibration(PATH)``
+loads such a file on another machine without editing the source.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
+import os
+import platform
+from pathlib import Path
 
 import numpy as np
+import scipy
 
 import convgrad
 from convgrad._budget import DEFAULT_WORKSPACE_BYTES
 from convgrad._layout import x_to_last
+from convgrad._plan import Planner
 from convgrad.bench import timeit
-from convgrad.engines import engine_names, get_engine, im2col, warm_up
+from convgrad.engines import Prepared, _machine, _registry, engine_names
 
 SHAPES = [  # (x channels-first, w channels-first, kwargs)
     ((8, 64, 56, 56), (64, 64, 3, 3), {"padding": 1}),
@@ -33,14 +43,6 @@ SHAPES = [  # (x channels-first, w channels-first, kwargs)
 ]
 
 
-def _runner(engine, op, geom, x, w, dy, limit):  # type: ignore[no-untyped-def]
-    if op == "forward":
-        return lambda: engine.forward(geom, x, w, limit)
-    if op == "input_grad":
-        return lambda: engine.input_grad(geom, dy, w, limit)
-    return lambda: engine.filter_grad(geom, x, dy, limit)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -48,8 +50,10 @@ def main() -> None:
                         help="comma-separated ops to time (default: all three)")
     parser.add_argument("--engines", default=",".join(engine_names()),
                         help="comma-separated engines to time (default: all)")
+    parser.add_argument("--write", nargs="?", const=str(_machine.DEFAULT_PATH), metavar="PATH",
+                        help="write the refitted calibration to PATH (default: the packaged file)")
     args = parser.parse_args()
-    warm_up(("float32",))  # estimates without compile time, as for a warmed-up process
+    planner = Planner("eager")  # every kernel loaded first: estimates without compile time
     rng = np.random.default_rng(0)
     dt = np.dtype(np.float32)
     limit = DEFAULT_WORKSPACE_BYTES
@@ -60,40 +64,75 @@ def main() -> None:
         x = x_to_last(rng.standard_normal(xs, dtype=np.float32), "channels_first").copy()
         w = np.ascontiguousarray(np.moveaxis(rng.standard_normal(ws, dtype=np.float32), (0, 1), (-1, -2)))
         dy = x_to_last(rng.standard_normal(geom.y_shape(), dtype=np.float32), "channels_first").copy()
+        operands = {"forward": (x, w), "input_grad": (dy, w), "filter_grad": (x, dy)}
         label = f"{xs} * {ws} {kw}"[:44]
         for op in args.ops.split(","):
             timings = {}
             for name in args.engines.split(","):
-                engine = get_engine(name)
-                if engine.unsupported(geom, op, dt) is not None:
+                p = planner._prepare(_registry()[name], op, geom, dt, limit)
+                if not isinstance(p, Prepared):
                     continue
                 # A pause and an untimed call before each timed one, as in the benchmark suite.
-                measured = timeit({name: _runner(engine, op, geom, x, w, dy, limit)}, args.repeats)[name]
-                estimate = engine.cost(geom, op, dt)
+                measured = timeit({name: lambda p=p, ab=operands[op]: p(*ab)}, args.repeats)[name]
                 timings[name] = measured
-                tag = _variant(name, geom, dt)
-                ratios.setdefault((tag, op), []).append(measured / estimate)
-                print(f"{label:<44} {op:<12} {tag:<9} {measured * 1e3:>11.2f} {estimate * 1e3:>11.2f} "
-                      f"{measured / estimate:>6.2f}")
-            chosen = convgrad.make_plan(op, geom, dt, "auto", limit).engine.name
+                tag = _variant(name, p)
+                ratios.setdefault((tag, op), []).append(measured / p.seconds)
+                print(f"{label:<44} {op:<12} {tag:<9} {measured * 1e3:>11.2f} {p.seconds * 1e3:>11.2f} "
+                      f"{measured / p.seconds:>6.2f}")
+            chosen = planner.plan(op, geom, dt, "auto", limit).chosen.engine
             if chosen not in timings:  # --engines left the planner's choice out
                 continue
             best = min(timings, key=timings.get)
             print(f"{'':<44} {op:<12} planner chose {chosen}, fastest was {best}"
                   f" ({timings[chosen] / timings[best]:.2f}x the fastest)")
-    print("\nmedian measured / estimate per engine and op (multiply the engine's FITTED factor by it):")
+    print("\nmedian measured / estimate per engine and op (the factor its FITTED figure is multiplied by):")
     for (tag, op), rs in sorted(ratios.items()):
         print(f"  {tag:<14} {op:<12} {float(np.median(rs)):.2f} over {len(rs)} shapes")
+    if args.write:
+        _write(Path(args.write), {k: float(np.median(v)) for k, v in ratios.items()})
 
 
-def _variant(name: str, geom: convgrad.ConvGeometry, dt: np.dtype) -> str:
+def _variant(name: str, p: Prepared) -> str:
     """im2col's estimates have their own factors for the compiled packing (FITTED_FUSED) and none
     for a 1x1 conv (one GEMM): report those apart."""
     if name != "im2col":
         return name
-    if im2col._pointwise(geom):
+    if p.choices.get("pointwise"):
         return "im2col-1x1"
-    return "im2col-fused" if im2col._use_kernels(geom, dt) else name
+    return "im2col-fused" if p.choices.get("fused") else name
+
+
+def _write(path: Path, ratios: dict[tuple[str, str], float]) -> None:
+    """The packaged model with each fitted factor multiplied by its median ratio, newly stamped."""
+    doc = json.loads(_machine.DEFAULT_PATH.read_text())
+    keys = {"im2col-fused": ("im2col", "FITTED_FUSED")}
+    for (tag, op), ratio in ratios.items():
+        engine, key = keys.get(tag, (tag, "FITTED"))
+        fitted = doc["engines"].get(engine, {}).get(key)
+        if fitted is not None and op in fitted:
+            fitted[op] = round(fitted[op] * ratio, 2)
+    import numba
+
+    doc["provenance"] = {
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{_cpu()}, {os.cpu_count()} cores",
+        "how": "benchmarks/calibrate.py --write: FITTED = the previous factor x median measured / estimated "
+               "time per engine and op over its shapes, float32, kernels loaded",
+        "versions": {"convgrad": convgrad.__version__, "numpy": np.__version__, "scipy": scipy.__version__,
+                     "numba": numba.__version__, "python": platform.python_version()}}
+    lines = ["{", f' "provenance": {json.dumps(doc["provenance"])},', ' "engines": {']
+    lines += [f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in doc["engines"].items()]
+    lines[-1] = lines[-1].rstrip(",")
+    path.write_text("\n".join([*lines, " }", "}"]) + "\n")
+    print(f"wrote {path}")
+
+
+def _cpu() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -115,9 +115,9 @@ def test_pointwise_conv_is_one_gemm_without_packing():
 
 @pytest.mark.parametrize("rate", [1e3, 1e30])  # kernel transforms as padded FFTs / as DFT GEMMs
 def test_fft_kernel_transforms_both_ways(monkeypatch, rate):
-    from convgrad.engines import _spectra
+    from convgrad.engines import _machine, _spectra
 
-    monkeypatch.setattr(_spectra, "DFT_GEMM_FLOPS_PER_S", rate)
+    monkeypatch.setattr(_machine.figures("_spectra"), "DFT_GEMM_FLOPS_PER_S", rate)
     kw = {"padding": ((2, 1), (0, 3)), "stride": (2, 1), "dilation": (1, 2)}
     geom = convgrad.ConvGeometry.for_conv((2, 4, 11, 9), (6, 4, 3, 4), **kw)
     lengths = _choices("forward", geom, "fft")["lengths"]
@@ -400,10 +400,10 @@ def test_spectral_mix_tiles_and_leftovers(n, f, groups, cg, og, dtype, planes_in
 def test_fft_mix_with_and_without_numba(monkeypatch, numba_mix, rate):
     """The Numba mixing kernel and the NumPy batched matmul that stands in without Numba, on both
     forms of the spectra; groups included (the filter gradient correlates group by group)."""
-    from convgrad.engines import _kernels, _spectra
+    from convgrad.engines import _kernels, _machine
 
     monkeypatch.setattr(_kernels, "NUMBA", numba_mix)
-    monkeypatch.setattr(_spectra, "DFT_GEMM_FLOPS_PER_S", rate)
+    monkeypatch.setattr(_machine.figures("_spectra"), "DFT_GEMM_FLOPS_PER_S", rate)
     _three_ops("fft", (3, 4, 9, 7), (6, 2, 4, 3), padding=((2, 1), (0, 3)), groups=2, stride=(2, 1))
     _three_ops("fft", (5, 18, 11), (20, 18, 6), padding=2, dilation=2)
 

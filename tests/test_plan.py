@@ -149,7 +149,7 @@ def test_importing_the_planner_loads_no_engine_numba_or_scipy_fft():
     code = ("import sys, convgrad._plan, convgrad.engines; print(sorted(m for m in sys.modules "
             "if m.startswith(('numba', 'scipy.fft', 'convgrad.engines.'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    assert out.strip() == "['convgrad.engines._machine']"  # the calibration's reader: json, no engine
 
 
 def test_subpixel_plans_its_phases_with_the_planner_it_is_given():
@@ -227,3 +227,33 @@ def test_a_prepared_conv_refuses_other_shapes_and_dtypes():
         convgrad.prepare((1, 2, 6, 6), (3, 2, 3, 3), np.complex128)
     with pytest.raises(ValueError, match=r"x has 2 channels but groups \* w in_channels = 4 \* 2 = 8"):
         convgrad.prepare((1, 2, 6, 6), (3, 2, 3, 3), groups=4)
+
+
+@pytest.fixture
+def packaged_calibration():
+    yield
+    convgrad.engines.load_calibration()
+
+
+def test_a_calibration_file_sets_the_cost_model(tmp_path, packaged_calibration):
+    """A refitted file (as calibrate.py --write makes) changes the estimates by its factors, for
+    plans made after it is loaded; a file missing a figure is refused, naming it."""
+    import json
+
+    from convgrad.engines import _machine
+
+    doc = json.loads(_machine.DEFAULT_PATH.read_text())
+    before = Planner().plan("forward", GEOM, F64, "shifted").estimated_seconds
+    assert convgrad.make_plan("forward", GEOM, F64, "shifted", 2**31).estimated_seconds == before
+    doc["engines"]["shifted"]["FITTED"]["forward"] *= 3
+    doc["provenance"] = {"date": "2030-01-01"}
+    (tmp_path / "cal.json").write_text(json.dumps(doc))
+    model = convgrad.engines.load_calibration(tmp_path / "cal.json")
+    assert model.provenance["date"] == "2030-01-01"
+    after = convgrad.make_plan("forward", GEOM, F64, "shifted", 2**31).estimated_seconds
+    assert after == pytest.approx(3 * before)
+    del doc["engines"]["tiled"]["TILE_SECONDS"]
+    (tmp_path / "bad.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=r"bad.json' lacks tiled's figures \['TILE_SECONDS'\]"):
+        convgrad.engines.load_calibration(tmp_path / "bad.json")
+    assert _machine.model() is model  # the refused file left the model in use alone

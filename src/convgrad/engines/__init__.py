@@ -20,6 +20,10 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import numpy as np
 
 from .._geometry import ConvGeometry
+from ._machine import MachineModel, load_calibration
+
+__all__ = ["OPS", "Engine", "MachineModel", "Op", "Prepared", "Refusal", "engine_names", "get_engine",
+           "load_calibration", "register_engine", "release_scratch", "warm_up"]
 
 if TYPE_CHECKING:
     from .._plan import Planner

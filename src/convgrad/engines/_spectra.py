@@ -19,18 +19,14 @@ import scipy.fft
 
 from . import _kernels, _threads
 from ._kernels.spectral import steps
+from ._machine import figures
 from ._scratch import scratch
 
-# pocketfft on zero-padded signals, batched along the trailing channel axes: measured here 6-7
-# GFLOP/s of the 2.5 n log2 n count (1-D blocks of 1,024 to 16,384 samples, 48 x 48 and 64 x 64
-# planes), 5-9 on kernels. Small transforms are DFT GEMMs instead (see DFT_GEMM_FLOPS_PER_S).
-FFT_FLOPS_PER_S = 6e9
-# The channel mixing: Numba's register tiles on one thread (measured 28-67 GFLOP/s, 4 to 168
-# spectra of 32 x 32 channels); without Numba, NumPy's batched complex matmul, which also spends
-# about BATCH_ITEM_SECONDS per (frequency, group) pair (dominant for depthwise convs).
-MIX_FLOPS_PER_S = 40e9
-CGEMM_FLOPS_PER_S = 60e9
-BATCH_ITEM_SECONDS = 40e-9
+# The transforms' cost: pocketfft on zero-padded signals at FFT_FLOPS_PER_S of the 2.5 n log2 n
+# count, or DFT GEMMs (see below). The channel mixing: Numba's register tiles at MIX_FLOPS_PER_S;
+# without Numba, NumPy's batched complex matmul at CGEMM_FLOPS_PER_S, which also spends
+# BATCH_ITEM_SECONDS per (frequency, group) pair (dominant for depthwise convs). Figures in
+# calibration.json.
 
 
 def _signal_dft(shape: tuple[int, ...], lengths: tuple[int, ...]) -> bool:
@@ -71,10 +67,11 @@ def samples(a: np.ndarray, ws: np.ndarray, g: int, lengths: tuple[int, ...],
 def mix_seconds(freqs: int, n: int, cg: int, og: int, g: int) -> float:
     """The per-frequency products (the mix, or the filter gradient's correlation): the mixing
     kernel, or without Numba NumPy's batched matmul."""
+    fig = figures("_spectra")
     flops = 8 * freqs * n * cg * og * g
     if _kernels.NUMBA:
-        return flops / MIX_FLOPS_PER_S
-    return flops / CGEMM_FLOPS_PER_S + freqs * g * BATCH_ITEM_SECONDS
+        return flops / fig.MIX_FLOPS_PER_S
+    return flops / fig.CGEMM_FLOPS_PER_S + freqs * g * fig.BATCH_ITEM_SECONDS
 
 
 def _rfft(a: np.ndarray, lengths: tuple[int, ...], axes: tuple[int, ...]) -> np.ndarray:
@@ -99,10 +96,7 @@ def irfft(a: np.ndarray, lengths: tuple[int, ...], axes: tuple[int, ...],
 
 # Transforms of few samples (a kernel's taps, a small signal zero-padded to the FFT length) are
 # matrix products with the DFT matrix restricted to the samples, where BLAS runs those faster
-# than pocketfft runs the padded FFTs: they cost n * k instead of n log n. Measured here (2-core
-# AVX-512, float32): the DFT GEMMs at 35 (1,024 7x7 kernels into 32x32), 84 (1,024 31x31 into
-# 48x48), 100 (128 32x32 signals into 48x48) and 145 GFLOP/s (1,024 kernels of 255 taps into 1024).
-DFT_GEMM_FLOPS_PER_S = 100e9
+# than pocketfft runs the padded FFTs: they cost n * k instead of n log n, at DFT_GEMM_FLOPS_PER_S.
 
 
 def transform_seconds(shape: tuple[int, ...], lengths: tuple[int, ...], count: int) -> float:
@@ -112,12 +106,14 @@ def transform_seconds(shape: tuple[int, ...], lengths: tuple[int, ...], count: i
 
 
 def _padded_fft_seconds(lengths: tuple[int, ...], pairs: int) -> float:
+    fig = figures("_spectra")
     size = math.prod(lengths)
-    return 2.5 * pairs * size * max(1.0, math.log2(size)) / FFT_FLOPS_PER_S
+    return 2.5 * pairs * size * max(1.0, math.log2(size)) / fig.FFT_FLOPS_PER_S
 
 
 def _dft_gemm_seconds(kernel: tuple[int, ...], lengths: tuple[int, ...], pairs: int) -> float:
-    return _dft_gemm_flops(kernel, lengths, pairs) / DFT_GEMM_FLOPS_PER_S
+    fig = figures("_spectra")
+    return _dft_gemm_flops(kernel, lengths, pairs) / fig.DFT_GEMM_FLOPS_PER_S
 
 
 def freqs(lengths: tuple[int, ...]) -> tuple[int, ...]:

@@ -18,18 +18,13 @@ from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
 from . import Op, Prepared, Refusal, Refusing, _kernels, _threads
 from ._common import plain, tight_padded
+from ._machine import figures
 
 if TYPE_CHECKING:
     from .._plan import Planner
 
-# A fused loop does about one multiply-add per cycle per lane; this is its measured throughput.
-FLOPS_PER_S = 25e9
-CALL_SECONDS = 30e-6
-
-# Measured time / the estimate above, per op: the median over benchmarks/calibrate.py's shapes
-# (2-core AVX-512 machine; all engines refit in one run, 2026-11-28). Rerun it and
-# refit on another machine kind.
-FITTED = {'forward': 1.02, 'input_grad': 0.94, 'filter_grad': 0.96}
+# The cost model (figures in calibration.json): flops at the fused loop's rate (about one
+# multiply-add per cycle per lane) plus a call's overhead, times the fitted factor per op.
 
 
 class Direct(Refusing):
@@ -37,6 +32,7 @@ class Direct(Refusing):
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
                 planner: Planner) -> Prepared | Refusal:
+        fig = figures("direct")
         why_not = _refuse(geom, dtype)
         if why_not:
             return Refusal(self.name, why_not)
@@ -46,7 +42,8 @@ class Direct(Refusing):
         kernel = _kernels.depthwise2d_forward if gathers else {
             "forward": _kernels.depthwise2d_forward, "input_grad": _kernels.depthwise2d_input_grad,
             "filter_grad": _kernels.depthwise2d_filter_grad}[op]
-        seconds = (geom.flops / FLOPS_PER_S + CALL_SECONDS + planner.load_seconds(dtype, kernel)) * FITTED[op]
+        load = planner.load_seconds(dtype, kernel)
+        seconds = (geom.flops / fig.FLOPS_PER_S + fig.CALL_SECONDS + load) * fig.FITTED[op]
         run = {"forward": _forward, "input_grad": _gather_input_grad if gathers else _scatter_input_grad,
                "filter_grad": _filter_grad}[op]
         return Prepared(self.name, seconds, padded, partial(run, geom),

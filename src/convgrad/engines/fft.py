@@ -33,19 +33,15 @@ from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
 from . import Op, Prepared, Refusal, Refusing, _kernels, _spectra
 from ._common import group_dims, plain, tight_padded
+from ._machine import figures
 from ._scratch import copied
 
 if TYPE_CHECKING:
     from .._plan import Planner
 
-# Planning the transforms and the NumPy calls around them.
-CALL_SECONDS = 200e-6
-
-# Measured time / the estimate (``_raw_cost``, with _spectra's rates), per op: the median over
-# benchmarks/calibrate.py's shapes (2-core AVX-512 machine; refit alone after the signal
-# transforms became DFT GEMMs where those are cheaper, 2026-11-28). Rerun it and refit on another
-# machine kind.
-FITTED = {'forward': 1.72, 'input_grad': 1.70, 'filter_grad': 2.97}
+# The cost model (figures in calibration.json, the transforms' and mixing's rates in _spectra's):
+# the transforms, the mixing, the blocks' copies and the planning of the transforms and NumPy calls
+# around them, times the fitted factor per op.
 
 
 class FFT(Refusing):
@@ -53,11 +49,12 @@ class FFT(Refusing):
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
                 planner: Planner) -> Prepared | Refusal:
+        fig = figures("fft")
         why_not = "integer results would not be exact" if dtype.kind != "f" else plain(geom)
         if why_not:
             return Refusal(self.name, why_not)
         b = self._block(geom, op, dtype)
-        seconds = self._blocked_cost(geom, op, dtype, b) * FITTED[op]
+        seconds = self._blocked_cost(geom, op, dtype, b) * fig.FITTED[op]
         if _kernels.NUMBA:  # the mixing kernel's load time, until it is loaded
             seconds += planner.load_seconds(dtype, _kernels.spectral_mix)
         if b is None:
@@ -108,13 +105,15 @@ class FFT(Refusing):
         return next(b for b, c in options if c <= best * BLOCK_TIE)
 
     def _blocked_cost(self, geom: ConvGeometry, op: str, dtype: np.dtype, b: int | None) -> float:
+        fig = figures("fft")
         if b is None:
             return self._raw_cost(geom, op, dtype)
         bg = _block_geometry(geom, b)
         moved = bg.batch * math.prod(tight_padded(bg)) * max(geom.in_channels, geom.out_channels)
-        return self._raw_cost(bg, op, dtype) + 2 * moved * np.dtype(dtype).itemsize / COPY_BYTES_PER_S
+        return self._raw_cost(bg, op, dtype) + 2 * moved * np.dtype(dtype).itemsize / fig.COPY_BYTES_PER_S
 
     def _raw_cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
+        fig = figures("fft")
         lengths = self._lengths(geom)
         freqs = math.prod(_spectra.freqs(lengths))
         g, cg, og, _ = group_dims(geom)
@@ -124,7 +123,7 @@ class FFT(Refusing):
         transforms = (_spectra.transform_seconds(_kept(geom), lengths, n * geom.in_channels)
                       + _spectra.transform_seconds(geom.out_spatial, lengths, n * geom.out_channels)
                       + _spectra.transform_seconds(geom.kernel, lengths, cg * og * g))
-        return transforms + _spectra.mix_seconds(freqs, n, cg, og, g) + CALL_SECONDS
+        return transforms + _spectra.mix_seconds(freqs, n, cg, og, g) + fig.CALL_SECONDS
 
     def _workspace(self, geom: ConvGeometry, dtype: np.dtype, limit: int) -> int:
         lengths = self._lengths(geom)
@@ -209,7 +208,6 @@ class FFT(Refusing):
         return np.moveaxis(lags, geom.rank, -2).reshape(*geom.kernel, cg, g * og)  # (*K, G, Cg, Og)
 
 
-COPY_BYTES_PER_S = 5e9
 
 
 # Block lengths whose estimates are this close count as a tie (measured: k=255 at 1024 and 2048

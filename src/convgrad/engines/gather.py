@@ -21,16 +21,13 @@ from .._budget import check_fits
 from .._geometry import ConvGeometry
 from . import Op, Prepared, Refusal, Refusing
 from ._common import plain
+from ._machine import figures
 
 if TYPE_CHECKING:
     from .._plan import Planner
 
 MAX_ELEMENTS = 1 << 15
-# A few NumPy calls, the gathered bytes and a small GEMM: measured 2-3 us for a 16 x 16 input
-# with a 3 x 3 kernel, 50-60 us for 2 x 3 x 32 x 32 with 16 filters (2-core AVX-512 machine).
-CALL_SECONDS = 4e-6
-GATHER_BYTES_PER_S = 10e9
-GEMM_FLOPS_PER_S = 10e9
+# The cost model (figures in calibration.json): a few NumPy calls, the gathered bytes and the GEMM.
 
 
 class Gather(Refusing):
@@ -38,6 +35,7 @@ class Gather(Refusing):
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
                 planner: Planner) -> Prepared | Refusal:
+        fig = figures("gather")
         elements = geom.batch * math.prod(geom.out_spatial) * math.prod(geom.kernel) * geom.in_channels
         why_not = plain(geom) or (
             "needs groups == 1" if geom.feature_group_count != 1 else
@@ -50,8 +48,8 @@ class Gather(Refusing):
         x_bytes = geom.batch * (math.prod(geom.in_spatial) * geom.in_channels + 1) * dtype.itemsize
         workspace = elements * (8 + 2 * dtype.itemsize) + x_bytes
         check_fits(f"the gathered columns of {geom.x_shape('channels_last')}", workspace, limit)
-        seconds = (CALL_SECONDS + elements * (8 + dtype.itemsize) / GATHER_BYTES_PER_S
-                   + geom.flops / GEMM_FLOPS_PER_S)
+        seconds = (fig.CALL_SECONDS + elements * (8 + dtype.itemsize) / fig.GATHER_BYTES_PER_S
+                   + geom.flops / fig.GEMM_FLOPS_PER_S)
         run = {"forward": _forward, "input_grad": _input_grad, "filter_grad": _filter_grad}[op]
         return Prepared(self.name, seconds, workspace, partial(run, geom, _indices(geom)),
                         {"elements": elements})

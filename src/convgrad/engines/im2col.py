@@ -24,6 +24,7 @@ from ._common import blocks as _blocks
 from ._common import group_dims as _group_dims
 from ._common import plain, thin_factor
 from ._common import tight_padded as _tight_padded
+from ._machine import figures
 from ._scratch import empty_for, scratch
 
 if TYPE_CHECKING:
@@ -32,25 +33,14 @@ if TYPE_CHECKING:
 # Rows are packed in blocks of about this many bytes: large enough for BLAS to run near peak,
 # small enough to stay in the last-level cache of a small machine.
 BLOCK_BYTES = 8 * 1024**2
-# Rough machine figures for the cost model (2-core AVX-512 class CPU); ratios between engines matter.
-GEMM_FLOPS_PER_S = 150e9
-COPY_BYTES_PER_S = 5e9
-# Python and NumPy overhead per call and per packed tap (strided copy of one block).
-CALL_SECONDS = 30e-6
-TAP_SECONDS = 3e-6
-
+# The cost model (figures in calibration.json): the GEMMs, slower when thin, the packing copies,
+# and Python's overhead per call and per packed tap, times the fitted factor per op (another set
+# for problems packed by the compiled loops).
 # col2im adds runs of C channels: below SCATTER_RUN of them the input gradient runs slower than
 # its estimate by about SCATTER_RUN / C (measured with 64 -> C channels, 4x4 kernels, 112x112:
-# 2.5x for C = 3, 1.1x for 8, 1.0x for 16; the 3-channel stem's input gradient 2-3x).
+# 2.5x for C = 3, 1.1x for 8, 1.0x for 16).
 SCATTER_RUN = 8
 
-# Measured time / the estimate above, per op: the median over benchmarks/calibrate.py's shapes
-# (2-core AVX-512 machine; all engines refit in one run, 2026-11-28). Rerun it and refit on
-# another machine kind.
-FITTED = {'forward': 1.16, 'input_grad': 1.19, 'filter_grad': 1.41}
-# The same for problems packed by the compiled loops (median over the 2-D shapes; all engines
-# refit in one run, 2026-11-28).
-FITTED_FUSED = {'forward': 0.61, 'input_grad': 0.55, 'filter_grad': 0.63}
 
 
 class Im2col(Refusing):
@@ -58,6 +48,7 @@ class Im2col(Refusing):
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
                 planner: Planner) -> Prepared | Refusal:
+        fig = figures("im2col")
         why_not = plain(geom)
         if why_not:
             return Refusal(self.name, why_not)
@@ -65,16 +56,17 @@ class Im2col(Refusing):
         run = {"forward": _forward, "input_grad": _input_grad, "filter_grad": _filter_grad}[op]
         if _pointwise(geom):  # one GEMM on x itself, thin when there are few output channels
             thin = thin_factor(min(geom.in_channels, geom.out_channels))
-            seconds = geom.flops / (GEMM_FLOPS_PER_S * thin) + CALL_SECONDS
+            seconds = geom.flops / (fig.GEMM_FLOPS_PER_S * thin) + fig.CALL_SECONDS
             return Prepared(self.name, seconds, fixed, partial(run, geom, rows, False), {"pointwise": True})
         fused = _use_kernels(geom, dtype, planner)
         narrow = max(1.0, SCATTER_RUN / geom.in_channels) if op == "input_grad" and geom.in_channels else 1.0
-        seconds = _raw_cost(geom, dtype) * (FITTED_FUSED if fused else FITTED)[op] * narrow
+        seconds = _raw_cost(geom, dtype) * (fig.FITTED_FUSED if fused else fig.FITTED)[op] * narrow
         return Prepared(self.name, seconds, fixed + row * rows, partial(run, geom, rows, fused),
                         {"rows": rows, "fused": fused})
 
 
 def _raw_cost(geom: ConvGeometry, dtype: np.dtype) -> float:
+    fig = figures("im2col")
     packed = geom.out_batch * math.prod(geom.out_spatial) * math.prod(geom.kernel)
     packed *= geom.in_channels * dtype.itemsize
     calls = math.prod(geom.kernel) * max(1, -(-packed // BLOCK_BYTES))
@@ -83,8 +75,8 @@ def _raw_cost(geom: ConvGeometry, dtype: np.dtype) -> float:
     # gradient's output). Without this the forward's measured / estimated time was 0.91 with 256
     # output channels and 1.31-1.40 with 64 (benchmarks/calibrate.py).
     _, cg, og, t = _group_dims(geom)
-    gemm = geom.flops / (GEMM_FLOPS_PER_S * thin_factor(min(og, cg * t)))
-    return gemm + 2 * packed / COPY_BYTES_PER_S + CALL_SECONDS + calls * TAP_SECONDS
+    gemm = geom.flops / (fig.GEMM_FLOPS_PER_S * thin_factor(min(og, cg * t)))
+    return gemm + 2 * packed / fig.COPY_BYTES_PER_S + fig.CALL_SECONDS + calls * fig.TAP_SECONDS
 
 
 def _sizes(geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> tuple[int, int, int]:
@@ -208,11 +200,12 @@ def _unit_axis(a: np.ndarray, geom: ConvGeometry) -> np.ndarray:
 def _use_kernels(geom: ConvGeometry, dtype: np.dtype, planner: Planner) -> bool:
     """Pack with the compiled loops (2-D and 3-D) once they are loaded, or when the packing they
     speed up would take longer than loading them."""
+    fig = figures("im2col")
     if geom.rank not in (2, 3) or dtype not in (np.float32, np.float64):
         return False
     packed = geom.out_batch * math.prod(geom.out_spatial) * math.prod(geom.kernel) * geom.in_channels
     penalty = planner.load_seconds(dtype, _kernels.im2col3d, _kernels.col2im3d)
-    return penalty == 0 or penalty < packed * dtype.itemsize / COPY_BYTES_PER_S
+    return penalty == 0 or penalty < packed * dtype.itemsize / fig.COPY_BYTES_PER_S
 
 
 def _first_row(block: tuple, geom: ConvGeometry) -> int:

@@ -23,6 +23,7 @@ from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
 from . import Op, Prepared, Refusal, Refusing
 from ._common import gemm_for, gemm_into, group_dims, plain, tight_padded
+from ._machine import figures
 
 if TYPE_CHECKING:
     from .._plan import Planner
@@ -30,16 +31,9 @@ if TYPE_CHECKING:
 # Rows per block: the forward and input gradient keep a block of outputs in cache across the
 # offsets; the filter gradient's GEMMs contract over rows, so longer blocks amortise each call.
 BLOCK_BYTES = {"forward": 1024**2, "input_grad": 1024**2, "filter_grad": 4 * 1024**2}
-GEMM_FLOPS_PER_S = 200e9
-COPY_BYTES_PER_S = 5e9
-# Python overhead per call and per GEMM (one per kernel offset and row block).
-CALL_SECONDS = 40e-6
-GEMM_CALL_SECONDS = 4e-6
-
-# Measured time / the estimate above, per op: the median over benchmarks/calibrate.py's shapes
-# (2-core AVX-512 machine; all engines refit in one run, 2026-11-28). Rerun it and
-# refit on another machine kind.
-FITTED = {'forward': 1.21, 'input_grad': 1.15, 'filter_grad': 2.1}
+# The cost model (figures in calibration.json): the GEMMs at BLAS's rate (an eighth of it for
+# grouped and integer problems, through NumPy's batched matmul), the padded copies, and Python's
+# overhead per call and per GEMM (one per kernel offset and row block), times the fitted factor.
 
 
 class Shifted(Refusing):
@@ -47,6 +41,7 @@ class Shifted(Refusing):
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
                 planner: Planner) -> Prepared | Refusal:
+        fig = figures("shifted")
         why_not = "needs stride 1" if any(s != 1 for s in geom.stride) else plain(geom)
         if why_not:
             return Refusal(self.name, why_not)
@@ -59,11 +54,11 @@ class Shifted(Refusing):
         check_fits(f"the padded {op} operands of {geom.x_shape('channels_last')}", workspace, limit)
         flops = 2 * rows * t * cg * og * g
         # Grouped and integer problems go through NumPy's batched matmul, far from BLAS peak.
-        rate = GEMM_FLOPS_PER_S if (g == 1 and gemm_for(dtype)) else GEMM_FLOPS_PER_S / 8
+        rate = fig.GEMM_FLOPS_PER_S if (g == 1 and gemm_for(dtype)) else fig.GEMM_FLOPS_PER_S / 8
         moved = rows * (geom.in_channels + geom.out_channels) * item
         blocks = max(1, -(-moved // BLOCK_BYTES[op]))
-        seconds = (flops / rate + 2 * moved / COPY_BYTES_PER_S + CALL_SECONDS
-                   + blocks * t * GEMM_CALL_SECONDS) * FITTED[op]
+        seconds = (flops / rate + 2 * moved / fig.COPY_BYTES_PER_S + fig.CALL_SECONDS
+                   + blocks * t * fig.GEMM_CALL_SECONDS) * fig.FITTED[op]
         run = {"forward": _forward, "input_grad": _input_grad, "filter_grad": _filter_grad}[op]
         return Prepared(self.name, seconds, workspace, partial(run, geom), {"row_blocks": blocks})
 

@@ -37,20 +37,16 @@ from .._layout import pad_or_crop
 from . import Op, Prepared, Refusal, Refusing
 from ._common import blocks as _blocks
 from ._common import gemm_for, gemm_into, plain, thin_factor, tight_padded
+from ._machine import figures
 
 if TYPE_CHECKING:
     from .._plan import Planner
 
 # Bytes of A and B packed per block: they stay in the last-level cache for the GEMM that reads them.
 BLOCK_BYTES = 4 * 1024**2
-GEMM_FLOPS_PER_S = 150e9
-COPY_BYTES_PER_S = 5e9
-CALL_SECONDS = 40e-6
-BLOCK_SECONDS = 20e-6
 
-# Measured time / the estimate above (benchmarks/calibrate.py, 2-core AVX-512; all engines refit
-# in one run, 2026-11-28).
-FITTED = {"forward": 0.51, "input_grad": 0.65, "filter_grad": 0.7}
+# The cost model (figures in calibration.json): packing and one GEMM, slower when thin, and
+# Python's overhead per call and per block, times the fitted factor per op.
 
 
 class Split(Refusing):
@@ -58,6 +54,7 @@ class Split(Refusing):
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
                 planner: Planner) -> Prepared | Refusal:
+        fig = figures("split")
         why_not = "needs groups == 1" if geom.feature_group_count != 1 else plain(geom)
         if why_not:
             return Refusal(self.name, why_not)
@@ -73,7 +70,7 @@ class Split(Refusing):
             check_fits(f"the padded operands of {geom.x_shape('channels_last')}", padded + dy_padded, limit)
             total = padded + dy_padded + 2 * m * n * item + _block_rows(geom, dy_side, item) * (m + n) * item
             check_fits("the split-GEMM blocks", total, limit)
-            return Prepared(self.name, costs[dy_side] * FITTED[op], total,
+            return Prepared(self.name, costs[dy_side] * fig.FITTED[op], total,
                             partial(_filter_grad, geom, dy_side), {"dy_side": dy_side})
         if not _prefixes(geom):
             return Refusal(self.name, "needs stride 1 and a kernel longer than 1 on the first spatial axis")
@@ -87,7 +84,7 @@ class Split(Refusing):
         total = grids * item + _prefix_block_rows(geom, m, item) * inner * (k + n) * item
         check_fits("the split-GEMM blocks", total, limit)
         run = _forward if op == "forward" else _input_grad
-        return Prepared(self.name, costs[m] * FITTED[op], total, partial(run, geom, m), {"prefix": m})
+        return Prepared(self.name, costs[m] * fig.FITTED[op], total, partial(run, geom, m), {"prefix": m})
 
 
 def _forward(geom: ConvGeometry, m: int, x: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -255,9 +252,11 @@ def _split_cost(geom: ConvGeometry, dy_side: tuple[int, ...], dtype: np.dtype) -
 
 def _gemm_seconds(rows: int, k: int, n: int, dtype: np.dtype, blocks: int) -> float:
     """Packing ``rows`` rows of k + n values and one (rows x k) @ (k x n) product, in ``blocks``."""
-    rate = GEMM_FLOPS_PER_S * thin_factor(min(k, n)) if gemm_for(dtype) is not None else GEMM_FLOPS_PER_S / 8
+    fig = figures("split")
+    rate = fig.GEMM_FLOPS_PER_S * (thin_factor(min(k, n)) if gemm_for(dtype) is not None else 1 / 8)
     packed = rows * (k + n) * dtype.itemsize
-    return 2 * rows * k * n / rate + 2 * packed / COPY_BYTES_PER_S + CALL_SECONDS + blocks * BLOCK_SECONDS
+    calls = fig.CALL_SECONDS + blocks * fig.BLOCK_SECONDS
+    return 2 * rows * k * n / rate + 2 * packed / fig.COPY_BYTES_PER_S + calls
 
 
 # --- forward and input gradient: the dy-side axes are the first m spatial axes -------------------

@@ -22,17 +22,14 @@ from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
 from . import Op, Prepared, Refusal, Refusing
 from ._common import Phase, phase_axes, plain, tight_padded
+from ._machine import figures
 
 if TYPE_CHECKING:
     from .._plan import Planner
 
-# Strided phases of x are copied before their pieces run.
-COPY_BYTES_PER_S = 5e9
-
-# Measured time / the estimate above: the pieces read strided phases of x (copied before their
-# GEMMs) and are small, so they run slower than their own estimates (benchmarks/calibrate.py's two
-# strided shapes, 2-core AVX-512 machine; all engines refit in one run, 2026-11-28).
-FITTED = {"forward": 1.78, "input_grad": 0.86, "filter_grad": 1.55}
+# The cost model (figures in calibration.json): the pieces' own estimates and the copy of x's
+# phases, times a fitted factor per op: the pieces read strided phases (copied before their GEMMs)
+# and are small, so they run slower than their own estimates.
 
 
 def _phase_geometry(geom: ConvGeometry, phases: tuple[Phase, ...]) -> ConvGeometry:
@@ -48,6 +45,7 @@ class Subpixel(Refusing):
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
                 planner: Planner) -> Prepared | Refusal:
+        fig = figures("subpixel")
         why_not = "needs a stride > 1" if all(s == 1 for s in geom.stride) else plain(geom)
         if why_not:
             return Refusal(self.name, why_not)
@@ -55,10 +53,10 @@ class Subpixel(Refusing):
         pieces = [(combo, planner.plan(op, _phase_geometry(geom, combo), dtype, "auto", limit))
                   for combo in itertools.product(*phase_axes(geom))]
         padded = geom.batch * math.prod(tight_padded(geom)) * geom.in_channels * dtype.itemsize
-        seconds = sum(p.estimated_seconds for _, p in pieces) + 2 * padded / COPY_BYTES_PER_S
+        seconds = sum(p.estimated_seconds for _, p in pieces) + 2 * padded / fig.COPY_BYTES_PER_S
         workspace = padded + max(p.workspace_bytes for _, p in pieces)
         run = {"forward": _forward, "input_grad": _input_grad, "filter_grad": _filter_grad}[op]
-        return Prepared(self.name, seconds * FITTED[op], workspace, partial(run, geom, pieces),
+        return Prepared(self.name, seconds * fig.FITTED[op], workspace, partial(run, geom, pieces),
                         {"pieces": tuple(p.chosen.engine for _, p in pieces)})
 
 

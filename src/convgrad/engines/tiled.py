@@ -30,49 +30,28 @@ from .._geometry import ConvGeometry
 from .._layout import flip_swap_filter, pad_or_crop
 from . import Op, Prepared, Refusal, Refusing, _kernels, _threads
 from ._common import Phase, phase_axes, plain, tight_padded
+from ._machine import figures
 from ._scratch import copied, empty_for, scratch
 
 if TYPE_CHECKING:
     from .._plan import Planner
 
-# Measured rates of full tiles on this machine kind (2 cores, AVX-512, float32), over the suite's
-# dense shapes, two threads, each kernel alone (the suite's interleaved runs see 0.6-0.9 of these):
-# forward 8 x 16 tiles 85-100 GFLOP/s, and 150 where a row's 3 taps share their inputs; 8 x 32
-# tiles 1.4x the 8 x 16 rate (105-130 on the 2x2 phases of the transposed conv's input gradient,
-# 32 channels); 6 x 64 tiles 140-180. Filter gradient: 16 x 16 tiles 160 (the 3-D conv; 90 with
-# 64 output channels, against 110 for 4 x 64 tiles on one thread), 4 x 64 tiles 145-155.
-# Channels are computed in whole blocks (O = 20 costs as much as 32 in blocks of 16); a row
-# narrower than the tile goes one output at a time, about 4x slower. The filter gradient's last
-# input channels (past a multiple of its tile's 16, 8 or 4) go one at a time, about 1.5x slower
-# (the 3-channel stem ran at 0.4 of the 4x estimate).
-FLOPS_PER_S = {16: 90e9, 32: 125e9, 64: 140e9}
-THREE_TAP_FLOPS_PER_S = 130e9
-# Convs with at most a few output channels (dot-product tiles of 6 outputs x 3 channels, input
-# channels padded to 16): 107 GFLOP/s on the 4x4 phase of the stem's input gradient (64 -> 3
-# channels), where 8 x 16 tiles ran 4x and im2col 25x longer.
+# The cost model (figures in calibration.json): flops at the rate of the tile that runs (wider
+# tiles faster; 3-tap tiles faster where a row's taps share their inputs; dot-product tiles for
+# few output channels), channels in whole blocks, a row narrower than the tile one output at a time
+# (NARROW_SLOWDOWN), the filter gradient's last input channels past a whole tile one at a time
+# (RAGGED_CHANNELS_SLOWDOWN); plus the padded copy, each tile's setup and stores (what makes a
+# short reduction, a 1x1 conv, run below the tiles' rate) and writing y; times the fitted factor.
+# Convs with at most a few output channels run dot-product tiles of 6 outputs x DOT channels.
 DOT = 3
-DOT_FLOPS_PER_S = 100e9
-FILTER_FLOPS_PER_S = {16: 125e9, 64: 135e9}
-NARROW_SLOWDOWN = 4.0
-RAGGED_CHANNELS_SLOWDOWN = 1.5
-# The padded input, written by the pad kernel on both cores (a 6.9 MB padded batch: 0.70 ms).
-# Below PARALLEL_PAD_BYTES NumPy pads on the calling thread: starting the threads costs more.
-COPY_BYTES_PER_S = 9e9
+# The padded input is written by the pad kernel on the cores Numba may use; below
+# PARALLEL_PAD_BYTES NumPy pads on the calling thread: starting the threads costs more.
 PARALLEL_PAD_BYTES = 1 << 18
-CALL_SECONDS = 30e-6
-# A tile's setup and stores, and writing y to memory: what makes a short reduction (a 1x1 conv
-# with 64 channels) run at half the rate above (measured: 1x1, 64 -> 256 channels, 56x56).
-TILE_SECONDS = 0.2e-6
 # A packed filter larger than this is walked block by block (each thread keeps to its blocks),
 # not row by row through every block: half the second-level cache of this machine kind (2 MiB
 # per core). 256 -> 256 channels, 3x3 (2.4 MB): see the A/B in the kernel's docstring.
 FILTER_MAJOR_BYTES = 1 << 20
-WRITE_BYTES_PER_S = 8e9
 
-# Measured time / the estimate above, per op: the median over benchmarks/calibrate.py's shapes
-# (2-core AVX-512 machine; all engines refit in one run, 2026-11-28, after the tiles began to
-# run across rows: the tiled forward's factor fell from 0.85 to 0.57, the others' by 0-40%).
-FITTED = {"forward": 0.57, "input_grad": 0.7, "filter_grad": 0.89}
 
 
 class Tiled(Refusing):
@@ -80,6 +59,7 @@ class Tiled(Refusing):
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
                 planner: Planner) -> Prepared | Refusal:
+        fig = figures("tiled")
         why_not = _refuse(geom, dtype)
         if why_not:
             return Refusal(self.name, why_not)
@@ -87,7 +67,7 @@ class Tiled(Refusing):
         padded = _padded_bytes(geom, op, dtype, block)
         what = "the padded dy" if op == "input_grad" else "the padded input"
         check_fits(f"{what} of this {op}", padded, limit)
-        copy = padded / COPY_BYTES_PER_S
+        copy = padded / fig.COPY_BYTES_PER_S
         kernel = _kernels.tiled_filter_grad if op == "filter_grad" else _kernels.tiled_forward
         penalty = planner.load_seconds(dtype, kernel, _kernels.pad_copy)
         choices: dict[str, object] = {"block": block}
@@ -106,7 +86,7 @@ class Tiled(Refusing):
         else:
             out, channels = _output(geom, op)
             y_bytes = geom.batch * math.prod(out) * channels * dtype.itemsize
-            copy += _tiles_seconds(geom, op, block) + y_bytes / WRITE_BYTES_PER_S
+            copy += _tiles_seconds(geom, op, block) + y_bytes / fig.WRITE_BYTES_PER_S
             workspace = padded + _packed_bytes(geom, op, dtype, block)
             choices["spreads"] = _spreads(geom, op, block)
             if op == "forward":
@@ -115,7 +95,8 @@ class Tiled(Refusing):
                 run = partial(_input_grad, geom, block)
             else:
                 run = partial(_strided_input_grad, geom, block)
-        seconds = (_compute_seconds(geom, op, block, dtype) + copy + CALL_SECONDS) * FITTED[op] + penalty
+        seconds = (_compute_seconds(geom, op, block, dtype) + copy + fig.CALL_SECONDS) * fig.FITTED[op]
+        seconds += penalty
         return Prepared(self.name, seconds, workspace, run, choices)
 
 
@@ -198,9 +179,10 @@ def _filter_tile(block: int, dtype: np.dtype) -> int:
 def _filter_channels(c: int, block: int, dtype: np.dtype) -> int:
     """Input channels the filter-gradient kernel runs: c padded to a whole number of tiles where
     that wastes less than going one channel at a time (3 -> 4 for the 4 x 64 tiles)."""
+    fig = figures("tiled")
     tile = _filter_tile(block, dtype)
     padded = -(-c // tile) * tile
-    return padded if padded <= c + (c % tile) * (RAGGED_CHANNELS_SLOWDOWN - 1) else c
+    return padded if padded <= c + (c % tile) * (fig.RAGGED_CHANNELS_SLOWDOWN - 1) else c
 
 
 def _parts(geom: ConvGeometry) -> int:
@@ -210,22 +192,23 @@ def _parts(geom: ConvGeometry) -> int:
 
 
 def _compute_seconds(geom: ConvGeometry, op: str, block: int, dtype: np.dtype) -> float:
+    fig = figures("tiled")
     channels = _output(geom, op)[1]
     run = _run_length(geom, op, block)
     padded = -(-channels // block) * block / max(1, channels)
     if block == DOT:  # sums along the input channels, padded to a multiple of 16
         c = max(1, geom.out_channels if op == "input_grad" else geom.in_channels)
         narrow = _row_waste(run, _TILE_WIDTH[DOT])
-        return geom.flops / DOT_FLOPS_PER_S * padded * _dot_channels(c) / c * narrow
+        return geom.flops / fig.DOT_FLOPS_PER_S * padded * _dot_channels(c) / c * narrow
     if op == "filter_grad":  # tiles of input channels; the last few go one at a time
         c = max(1, geom.in_channels)
         cp = _filter_channels(c, block, dtype)
         tile = _filter_tile(block, dtype)
         ragged = (cp % tile) / cp  # channels left to go one at a time
-        slowdown = 1 + ragged * (RAGGED_CHANNELS_SLOWDOWN - 1)
-        return geom.flops / FILTER_FLOPS_PER_S[block] * padded * cp / c * slowdown
+        slowdown = 1 + ragged * (fig.RAGGED_CHANNELS_SLOWDOWN - 1)
+        return geom.flops / fig.FILTER_FLOPS_PER_S[block] * padded * cp / c * slowdown
     narrow = _row_waste(run, _TILE_WIDTH[block])
-    rate = THREE_TAP_FLOPS_PER_S if _three_taps(geom, block) else FLOPS_PER_S[block]
+    rate = fig.THREE_TAP_FLOPS_PER_S if _three_taps(geom, block) else fig.FLOPS_PER_S[block]
     return geom.flops / rate * padded * narrow
 
 
@@ -254,8 +237,9 @@ def _row_waste(width: int, tile: int) -> float:
     """The slowdown of a run of ``width`` outputs cut into tiles: one output at a time below a
     tile, else outputs computed / wanted, the last tile overlapping the one before (14 outputs in
     tiles of 6: 18 computed)."""
+    fig = figures("tiled")
     if width < tile:
-        return NARROW_SLOWDOWN
+        return fig.NARROW_SLOWDOWN
     return -(-width // tile) * tile / width
 
 
@@ -279,10 +263,11 @@ def _output(geom: ConvGeometry, op: str) -> tuple[tuple[int, ...], int]:
 
 def _tiles_seconds(geom: ConvGeometry, op: str, block: int) -> float:
     """The tiles' setup and stores (forward and input gradient)."""
+    fig = figures("tiled")
     out, channels = _output(geom, op)
     run = max(1, _run_length(geom, op, block))
     runs = -(-geom.batch * math.prod(out) // run)
-    return runs * -(-run // _TILE_WIDTH[block]) * -(-channels // block) * TILE_SECONDS
+    return runs * -(-run // _TILE_WIDTH[block]) * -(-channels // block) * fig.TILE_SECONDS
 
 
 def _dot_channels(c: int) -> int:

@@ -26,6 +26,7 @@ from .._geometry import ConvGeometry
 from .._layout import flip_swap_filter, pad_or_crop
 from . import Op, Prepared, Refusal, Refusing, _kernels, _threads
 from ._common import group_dims
+from ._machine import figures
 
 if TYPE_CHECKING:
     from .._plan import Planner
@@ -51,20 +52,15 @@ TRANSFORMS = {4: _F43, 2: _F23}
 # documented float32 tolerance is 1e-4.
 FLOAT32_TOLERANCE = 1e-4
 
-GEMM_FLOPS_PER_S = 150e9
-COPY_BYTES_PER_S = 4e9
-# Transforming the filter and the NumPy calls around the GEMMs.
-CALL_SECONDS = 300e-6
+# The cost model (figures in calibration.json): one GEMM per tile element, the transforms' copies
+# (several with NumPy's einsum passes, one with the compiled transforms) and the filter's transform
+# and NumPy calls around the GEMMs, times the fitted factor per op.
 
 
 def tile_size(geom: ConvGeometry) -> int:
     """F(4, 3) where outputs are long enough to fill its tiles, else F(2, 3)."""
     return 4 if min(geom.out_spatial) >= 4 and geom.rank <= 2 else 2
 
-# Measured time / the estimate above, per op: the median over benchmarks/calibrate.py's shapes
-# (2-core AVX-512 machine; all engines refit in one run, 2026-11-28). Rerun it and
-# refit on another machine kind.
-FITTED = {'forward': 2.3, 'input_grad': 3.1, 'filter_grad': 1.0}
 
 
 class Winograd(Refusing):
@@ -72,6 +68,7 @@ class Winograd(Refusing):
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
                 planner: Planner) -> Prepared | Refusal:
+        fig = figures("winograd")
         why_not = _refuse(op, geom, dtype)
         if why_not:
             return Refusal(self.name, why_not)
@@ -82,16 +79,16 @@ class Winograd(Refusing):
         check_fits(f"the Winograd tiles of {geom.x_shape('channels_last')}", workspace, limit)
         g, cg, og, _ = group_dims(geom)
         flops = 2 * n**geom.rank * tiles * cg * og * g
-        rate = GEMM_FLOPS_PER_S if g == 1 else GEMM_FLOPS_PER_S / 8
+        rate = fig.GEMM_FLOPS_PER_S if g == 1 else fig.GEMM_FLOPS_PER_S / 8
         moved = n**geom.rank * tiles * (geom.in_channels + geom.out_channels) * item
         fused = _fused(geom, dtype)
         if fused:  # the fused transforms read and write each tile once
-            seconds = flops / rate + moved / COPY_BYTES_PER_S + CALL_SECONDS + planner.load_seconds(
+            seconds = flops / rate + moved / fig.COPY_BYTES_PER_S + fig.CALL_SECONDS + planner.load_seconds(
                 dtype, _kernels.winograd2d_input, _kernels.winograd2d_output)
         else:  # NumPy's einsum passes make several copies of the tiles
-            seconds = flops / rate + 8 * moved / COPY_BYTES_PER_S + 3 * CALL_SECONDS
+            seconds = flops / rate + 8 * moved / fig.COPY_BYTES_PER_S + 3 * fig.CALL_SECONDS
         run = partial(_forward if op == "forward" else _input_grad, geom)
-        return Prepared(self.name, seconds * FITTED[op], workspace, run, {"tile": m, "fused": fused})
+        return Prepared(self.name, seconds * fig.FITTED[op], workspace, run, {"tile": m, "fused": fused})
 
 
 def _refuse(op: Op, geom: ConvGeometry, dtype: np.dtype) -> str | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._machine import figures
 from ._numba import NUMBA
 from .depthwise import depthwise2d_filter_grad, depthwise2d_forward, depthwise2d_input_grad
 from .im2col import col2im3d, im2col3d
@@ -24,26 +25,23 @@ from .spectral import spectral_mix
 from .tiled import tiled_filter_grad, tiled_forward
 from .winograd import winograd2d_input, winograd2d_output
 
-# Seconds to compile one kernel for one signature here (measured: 1-3 s; the depthwise forward and
-# filter gradient with their 3x3 paths 6-7 s; the tiled forward with its five tiles 10-12 s), and
-# to load it from numba's on-disk cache (measured: 0.1-0.3 s). The planner charges them to a
-# kernel that this process has not run yet, so small problems stay on the NumPy engines.
-COMPILE_SECONDS = 2.0
-COMPILE_SECONDS_BY_KERNEL = {"depthwise2d_forward": 7.0, "depthwise2d_filter_grad": 7.0,
-                             "tiled_forward": 10.0, "tiled_filter_grad": 8.0}
-LOAD_SECONDS = 0.2
+# The planner charges a kernel that this process has not run yet its compile time (a few
+# seconds; more for the kernels with several specialised paths, COMPILE_SECONDS_BY_KERNEL) or its
+# load time from numba's on-disk cache (LOAD_SECONDS), so small problems stay on the NumPy engines.
+# Figures in calibration.json.
 
 
 def compile_penalty(dtype, *kernels) -> float:  # type: ignore[no-untyped-def]
     """Estimated seconds of compiling or loading before the given kernels can run on ``dtype``."""
+    fig = figures("_kernels")
     if not NUMBA:
         return float("inf")  # plain-Python loops: never worth choosing
     name = np.dtype(dtype).name
     total = 0.0
     for k in kernels:
         if not any(name in str(sig[0]) for sig in k.signatures):
-            compile_s = COMPILE_SECONDS_BY_KERNEL.get(k.py_func.__name__, COMPILE_SECONDS)
-            total += LOAD_SECONDS if _cached(k) else compile_s
+            compile_s = fig.COMPILE_SECONDS_BY_KERNEL.get(k.py_func.__name__, fig.COMPILE_SECONDS)
+            total += fig.LOAD_SECONDS if _cached(k) else compile_s
     return total
 
 

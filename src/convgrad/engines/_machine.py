@@ -1,0 +1,80 @@
+"""The cost model's machine figures, as data: ``calibration.json`` beside this module.
+
+Per engine: rates (FLOP/s, bytes/s), seconds per call, and the factors fitted by
+``benchmarks/calibrate.py`` (measured / estimated time, per op), with the date, machine and
+versions they were measured with. ``benchmarks/calibrate.py --write`` measures them on this
+machine and writes a file; ``load_calibration(path)`` loads one without editing the source. The
+engines read ``figures(engine)`` each time they prepare an op, so a new calibration takes effect
+for every plan made after it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType, SimpleNamespace
+
+DEFAULT_PATH = Path(__file__).with_name("calibration.json")
+
+
+@dataclass(frozen=True)
+class MachineModel:
+    """``engines[name]`` holds that engine's figures by constant name; ``provenance`` says where
+    they come from (date, machine, versions)."""
+
+    engines: Mapping[str, SimpleNamespace]
+    provenance: Mapping[str, object]
+
+
+def _figure(value: object) -> object:
+    """JSON objects keyed by integers (tile widths) get their int keys back; read-only."""
+    if isinstance(value, dict):
+        return MappingProxyType({int(k) if k.isdigit() else k: _figure(v) for k, v in value.items()})
+    return value
+
+
+def _read(path: Path) -> MachineModel:
+    doc = json.loads(Path(path).read_text())
+    if not isinstance(doc, dict) or not isinstance(doc.get("engines"), dict):
+        raise ValueError(f"calibration file {str(path)!r} has no 'engines' object")
+    engines = {name: SimpleNamespace(**{k: _figure(v) for k, v in figs.items()})
+               for name, figs in doc["engines"].items()}
+    return MachineModel(MappingProxyType(engines), MappingProxyType(doc.get("provenance", {})))
+
+
+_MODEL: MachineModel | None = None
+
+
+def model() -> MachineModel:
+    """The machine model in use: the packaged calibration unless ``load_calibration`` loaded another."""
+    global _MODEL
+    if _MODEL is None:
+        _MODEL = _read(DEFAULT_PATH)
+    return _MODEL
+
+
+def figures(engine: str) -> SimpleNamespace:
+    """``engine``'s figures, as attributes named like the constants (``GEMM_FLOPS_PER_S``...)."""
+    return model().engines[engine]
+
+
+def load_calibration(path: str | Path | None = None) -> MachineModel:
+    """Use the calibration file at ``path`` (None: the packaged one) for every plan made from now.
+
+    The file must give every figure the packaged one gives, for every engine (a file written by
+    ``benchmarks/calibrate.py --write`` does); plans made before are forgotten.
+    """
+    new = _read(DEFAULT_PATH if path is None else Path(path))
+    packaged = _read(DEFAULT_PATH)
+    for name, figs in packaged.engines.items():
+        missing = sorted(set(vars(figs)) - set(vars(new.engines.get(name, SimpleNamespace()))))
+        if missing:
+            raise ValueError(f"calibration file {str(path)!r} lacks {name}'s figures {missing}")
+    global _MODEL
+    _MODEL = new
+    from .._plan import default_planner
+
+    default_planner().clear()
+    return new
