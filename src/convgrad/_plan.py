@@ -1,11 +1,10 @@
 """Planning, separate from executing: which engine runs an op, why, and at what cost.
 
-A ``Planner`` asks every registered engine to prepare the op (eligibility, workspace, cost, in
-that order), keeps the cheapest, and returns a ``ConvPlan`` that runs it (``plan(a, b)``) and
-prints every engine's verdict. Planning has no side effects and a plan, once made for a
-request, is kept: identical calls in one process run the same engine and give bitwise-identical
-results. When the compiled kernels load, and whether a plan may change once they have, is the
-planner's JIT policy (``set_jit``).
+A ``Planner`` asks every registered engine to prepare the op (eligibility, workspace, cost),
+keeps the cheapest, and returns a ``ConvPlan`` that runs it (``plan(a, b)``) and prints every
+engine's verdict. Planning has no side effects and a plan, once made for a request, is kept:
+identical calls in one process run the same engine and give bitwise-identical results. When
+compiled kernels load is the planner's JIT policy (``set_jit``).
 """
 
 from __future__ import annotations
@@ -19,20 +18,7 @@ import numpy as np
 from ._geometry import ConvGeometry
 from .engines import Engine, Op, Prepared, Refusal, engine_names, get_engine
 
-JIT_POLICIES = {
-    # Kernels not loaded yet are charged their load (or compile) time, so one-off small convs stay
-    # on NumPy; a plan picking one loads it when it first runs. Plans are kept.
-    "lazy": "charge unloaded kernels their load time; plans are kept",
-    # Every kernel is loaded for the dtype before its first plan (1-12 s per kernel on a machine
-    # without numba's disk cache), then weighed by its running time alone. Plans are kept.
-    "eager": "load every kernel for the dtype before planning; plans are kept",
-    # Compiled kernels are never picked by 'auto' or 'measure' (method= can still name them).
-    "never": "never pick a compiled kernel",
-    # As 'lazy', but the third identical request loads the kernels if they would win once loaded
-    # and plans again: a loop gets the faster engine, and its results may change in the last bits.
-    "adaptive": "as lazy; the third identical request loads the kernels that would win and replans",
-}
-LOAD_AFTER_REQUESTS = 3
+JIT_POLICIES = ("lazy", "eager", "never")  # see set_jit
 CACHE_SIZE = 256
 
 
@@ -69,6 +55,13 @@ class ConvPlan:
     def choices(self) -> dict[str, object]:
         return dict(self.chosen.choices)
 
+    def verdicts(self) -> dict[str, dict[str, object]]:
+        """Every engine's verdict by name, as ``explain`` prints them: eligible with its estimate,
+        workspace and choices, or not with the reason."""
+        return {c.engine: {"eligible": False, "reason": c.reason} if isinstance(c, Refusal) else
+                {"eligible": True, "estimated_seconds": c.seconds, "workspace_bytes": c.workspace,
+                 "choices": dict(c.choices)} for c in self.candidates}
+
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         from .engines import _scratch
 
@@ -92,36 +85,27 @@ class ConvPlan:
 
 
 class Planner:
-    """Plans ops and keeps the plans (at most ``CACHE_SIZE``, least recently used dropped).
-
-    ``jit`` is one of ``JIT_POLICIES``. One default planner serves the library
-    (``default_planner()``); make another to plan under another policy without touching it.
-    """
+    """Plans ops under a JIT policy (one of ``JIT_POLICIES``, see ``set_jit``) and keeps the plans
+    (the ``CACHE_SIZE`` most recently used). ``default_planner()`` serves the library."""
 
     def __init__(self, jit: str = "lazy") -> None:
         if jit not in JIT_POLICIES:
-            raise ValueError(f"jit={jit!r}; expected one of {tuple(JIT_POLICIES)}")
+            raise ValueError(f"jit={jit!r}; expected one of {JIT_POLICIES}")
         self.jit = jit
         self._plans: OrderedDict[tuple, ConvPlan] = OrderedDict()
-        self._requests: dict[tuple, int] = {}
         self._warmed: set[str] = set()
 
     def clear(self) -> None:
-        """Forget every plan and request count (the registry or the policy changed)."""
+        """Forget every plan (the registry or the machine model changed)."""
         self._plans.clear()
-        self._requests.clear()
 
     def load_seconds(self, dtype: np.dtype, *kernels: object) -> float:
         """What the policy charges before the compiled ``kernels`` can run on ``dtype``."""
         from .engines import _kernels
 
-        if self.jit == "never":
+        if self.jit == "never" or not _kernels.NUMBA:
             return float("inf")
-        if self.jit == "eager" or self._free:
-            return 0.0 if _kernels.NUMBA else float("inf")
-        return _kernels.compile_penalty(dtype, *kernels)
-
-    _free = False  # set on the planner 'adaptive' asks what it would pick with every kernel loaded
+        return 0.0 if self.jit == "eager" else _kernels.compile_penalty(dtype, *kernels)
 
     def plan(self, op: Op, geom: ConvGeometry, dtype: np.dtype, method: object = "auto",
              limit: int = 2 * 1024**3) -> ConvPlan:
@@ -139,41 +123,15 @@ class Planner:
         plan = self._plans.get(key)
         if plan is not None:
             self._plans.move_to_end(key)
-            if self.jit == "adaptive" and method == "auto":
-                plan = self._adapt(key, plan)
             return plan
-        if self.jit == "eager" and dtype in (np.float32, np.float64) and dtype.name not in self._warmed:
+        if self.jit == "eager" and dtype.name in ("float32", "float64") and dtype.name not in self._warmed:
             from .engines import warm_up
 
             warm_up((dtype.name,))
             self._warmed.add(dtype.name)
-        plan = self._make(op, geom, dtype, method, limit)
-        self._keep(key, plan)
-        return plan
-
-    def _keep(self, key: tuple, plan: ConvPlan) -> None:
-        self._plans[key] = plan
+        plan = self._plans[key] = self._make(op, geom, dtype, method, limit)
         if len(self._plans) > CACHE_SIZE:
             self._plans.popitem(last=False)
-
-    def _adapt(self, key: tuple, plan: ConvPlan) -> ConvPlan:
-        count = self._requests.get(key, 1) + 1
-        if count > LOAD_AFTER_REQUESTS:
-            return plan
-        if len(self._requests) > 4096:  # bounded: forget old geometries
-            self._requests.clear()
-        self._requests[key] = count
-        if count < LOAD_AFTER_REQUESTS or plan.dtype not in (np.float32, np.float64):
-            return plan
-        loaded = Planner("lazy")
-        loaded._free = True
-        if loaded._make(*key).chosen.engine == plan.chosen.engine:
-            return plan
-        from .engines import warm_up
-
-        warm_up((plan.dtype.name,))
-        plan = self._make(*key)
-        self._keep(key, plan)
         return plan
 
     def _make(self, op: Op, geom: ConvGeometry, dtype: np.dtype, method: str, limit: int) -> ConvPlan:
@@ -232,15 +190,14 @@ def default_planner() -> Planner:
 
 
 def set_jit(policy: str) -> None:
-    """Set when compiled (Numba) kernels load, and whether plans may change once they have.
+    """Set when compiled (Numba) kernels load; plans made before are forgotten.
 
     'lazy' (default): a kernel not loaded yet is charged its load time (0.2 s from Numba's disk
-    cache, seconds to compile on a new machine), so one-off small convs stay on NumPy; every plan
-    is kept, so identical calls give identical results. 'eager': every kernel is loaded for a
-    dtype before its first plan. 'never': compiled kernels are never picked unless named by
-    ``method=``. 'adaptive': as 'lazy', but the third identical request loads the kernels that
-    would win and plans again (results may then change in the last bits). Plans made before are
-    forgotten. ``convgrad.engines.warm_up()`` loads every kernel now, under any policy.
+    cache, seconds to compile on a new machine), so one-off small convs stay on NumPy; a plan that
+    picks one loads it as it runs. 'eager': every kernel is loaded for a dtype before its first
+    plan, and weighed by its running time alone. 'never': compiled kernels are never picked unless
+    named by ``method=``. Under every policy a plan, once made, is kept: identical calls give
+    bitwise-identical results. ``convgrad.engines.warm_up()`` loads every kernel now.
     """
     global _DEFAULT
     _DEFAULT = Planner(policy)

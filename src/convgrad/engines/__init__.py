@@ -15,18 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
 from .._geometry import ConvGeometry
 from ._machine import MachineModel, load_calibration
 
-__all__ = ["OPS", "Engine", "MachineModel", "Op", "Prepared", "Refusal", "engine_names", "get_engine",
-           "load_calibration", "register_engine", "release_scratch", "warm_up"]
-
-if TYPE_CHECKING:
-    from .._plan import Planner
+__all__ = ["OPS", "Engine", "MachineModel", "Op", "Planner", "Prepared", "Refusal", "engine_names",
+           "get_engine", "load_calibration", "register_engine", "release_scratch", "warm_up"]
 
 Op = Literal["forward", "input_grad", "filter_grad"]
 # forward (x, w) -> y; input_grad (dy, w) -> dx; filter_grad (x, dy) -> dw.
@@ -57,6 +54,16 @@ class Prepared:
         return self.run(a, b)
 
 
+class Planner(Protocol):
+    """What an engine may ask of the planner (``convgrad._plan.Planner``) that prepares it."""
+
+    def load_seconds(self, dtype: np.dtype, *kernels: object) -> float:
+        """What the JIT policy charges before the compiled ``kernels`` can run on ``dtype``."""
+
+    def plan(self, op: Op, geom: ConvGeometry, dtype: np.dtype, method: object, limit: int) -> object:
+        """A composite engine's pieces are planned (and run) like any op."""
+
+
 class Engine(Protocol):
     name: str
 
@@ -68,20 +75,15 @@ class Engine(Protocol):
 
 
 class Refusing:
-    """``unsupported`` and ``cost`` derived from ``prepare``, for callers that still ask them
-    (the CLI's ``explain`` and ``check``; ``ConvPlan.candidates`` holds the same verdicts)."""
-
-    name: str
+    """``unsupported`` and ``cost`` derived from ``prepare``, for the CLI's ``explain`` and
+    ``check`` until they print ``ConvPlan.candidates``, which hold the same verdicts."""
 
     def unsupported(self, geom: ConvGeometry, op: Op, dtype: np.dtype) -> str | None:
         p = self._unbounded(geom, op, dtype)
         return p.reason if isinstance(p, Refusal) else None
 
     def cost(self, geom: ConvGeometry, op: Op, dtype: np.dtype) -> float:
-        p = self._unbounded(geom, op, dtype)
-        if isinstance(p, Refusal):
-            raise ValueError(f"{self.name} cannot run this {op}: {p.reason}")
-        return p.seconds
+        return self._unbounded(geom, op, dtype).seconds  # type: ignore[union-attr]
 
     def _unbounded(self, geom: ConvGeometry, op: Op, dtype: np.dtype) -> Prepared | Refusal:
         from .._plan import default_planner

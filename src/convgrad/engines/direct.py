@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._budget import check_fits
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
-from . import Op, Prepared, Refusal, Refusing, _kernels, _threads
+from . import Op, Planner, Prepared, Refusal, Refusing, _kernels, _threads
 from ._common import plain, tight_padded
 from ._machine import figures
-
-if TYPE_CHECKING:
-    from .._plan import Planner
 
 # The cost model (figures in calibration.json): flops at the fused loop's rate (about one
 # multiply-add per cycle per lane) plus a call's overhead, times the fitted factor per op.

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.fft
@@ -31,13 +30,10 @@ from .._budget import check_fits
 from .._formulas import dilate_dim, stride_dim, transpose_size
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
-from . import Op, Prepared, Refusal, Refusing, _kernels, _spectra
+from . import Op, Planner, Prepared, Refusal, Refusing, _kernels, _spectra
 from ._common import group_dims, plain, tight_padded
 from ._machine import figures
 from ._scratch import copied
-
-if TYPE_CHECKING:
-    from .._plan import Planner
 
 # The cost model (figures in calibration.json, the transforms' and mixing's rates in _spectra's):
 # the transforms, the mixing, the blocks' copies and the planning of the transforms and NumPy calls
@@ -80,7 +76,7 @@ class FFT(Refusing):
             out.append(scipy.fft.next_fast_len(need, real=True))
         return tuple(out)
 
-    def _block(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> int | None:
+    def _block(self, geom: ConvGeometry, op: Op, dtype: np.dtype) -> int | None:
         """Outputs per block along the first spatial axis, or None to transform it whole.
 
         When blocking is cheaper than the whole axis, the shortest block length whose estimate is
@@ -104,7 +100,7 @@ class FFT(Refusing):
             return None
         return next(b for b, c in options if c <= best * BLOCK_TIE)
 
-    def _blocked_cost(self, geom: ConvGeometry, op: str, dtype: np.dtype, b: int | None) -> float:
+    def _blocked_cost(self, geom: ConvGeometry, op: Op, dtype: np.dtype, b: int | None) -> float:
         fig = figures("fft")
         if b is None:
             return self._raw_cost(geom, op, dtype)
@@ -112,7 +108,7 @@ class FFT(Refusing):
         moved = bg.batch * math.prod(tight_padded(bg)) * max(geom.in_channels, geom.out_channels)
         return self._raw_cost(bg, op, dtype) + 2 * moved * np.dtype(dtype).itemsize / fig.COPY_BYTES_PER_S
 
-    def _raw_cost(self, geom: ConvGeometry, op: str, dtype: np.dtype) -> float:
+    def _raw_cost(self, geom: ConvGeometry, op: Op, dtype: np.dtype) -> float:
         fig = figures("fft")
         lengths = self._lengths(geom)
         freqs = math.prod(_spectra.freqs(lengths))

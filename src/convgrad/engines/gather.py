@@ -13,18 +13,14 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._budget import check_fits
 from .._geometry import ConvGeometry
-from . import Op, Prepared, Refusal, Refusing
+from . import Op, Planner, Prepared, Refusal, Refusing
 from ._common import plain
 from ._machine import figures
-
-if TYPE_CHECKING:
-    from .._plan import Planner
 
 MAX_ELEMENTS = 1 << 15
 # The cost model (figures in calibration.json): a few NumPy calls, the gathered bytes and the GEMM.

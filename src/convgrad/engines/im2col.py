@@ -12,23 +12,19 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._budget import check_fits
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
-from . import Op, Prepared, Refusal, Refusing, _kernels
+from . import Op, Planner, Prepared, Refusal, Refusing, _kernels
 from ._common import blocks as _blocks
 from ._common import group_dims as _group_dims
 from ._common import plain, thin_factor
 from ._common import tight_padded as _tight_padded
 from ._machine import figures
 from ._scratch import empty_for, scratch
-
-if TYPE_CHECKING:
-    from .._plan import Planner
 
 # Rows are packed in blocks of about this many bytes: large enough for BLAS to run near peak,
 # small enough to stay in the last-level cache of a small machine.
@@ -79,7 +75,7 @@ def _raw_cost(geom: ConvGeometry, dtype: np.dtype) -> float:
     return gemm + 2 * packed / fig.COPY_BYTES_PER_S + fig.CALL_SECONDS + calls * fig.TAP_SECONDS
 
 
-def _sizes(geom: ConvGeometry, op: str, dtype: np.dtype, limit: int) -> tuple[int, int, int]:
+def _sizes(geom: ConvGeometry, op: Op, dtype: np.dtype, limit: int) -> tuple[int, int, int]:
     """(fixed bytes, bytes per packed row, rows per block) within ``limit``."""
     item = dtype.itemsize
     t = math.prod(geom.kernel)

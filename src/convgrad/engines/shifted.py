@@ -14,19 +14,15 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._budget import check_fits
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
-from . import Op, Prepared, Refusal, Refusing
+from . import Op, Planner, Prepared, Refusal, Refusing
 from ._common import gemm_for, gemm_into, group_dims, plain, tight_padded
 from ._machine import figures
-
-if TYPE_CHECKING:
-    from .._plan import Planner
 
 # Rows per block: the forward and input gradient keep a block of outputs in cache across the
 # offsets; the filter gradient's GEMMs contract over rows, so longer blocks amortise each call.
@@ -147,7 +143,7 @@ def _offsets(geom: ConvGeometry, padded: tuple[int, ...]) -> tuple[list[int], in
     return offsets, geom.batch * math.prod(padded) - offsets[-1]
 
 
-def _row_blocks(op: str, count: int, width: int, itemsize: int) -> list[tuple[int, int]]:
+def _row_blocks(op: Op, count: int, width: int, itemsize: int) -> list[tuple[int, int]]:
     rows = max(256, BLOCK_BYTES[op] // max(1, width * itemsize))
     return [(r, min(r + rows, count)) for r in range(0, count, rows)]
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import itertools
 import math
 from functools import partial
-from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -34,13 +33,10 @@ from numpy.lib.stride_tricks import as_strided
 from .._budget import check_fits
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
-from . import Op, Prepared, Refusal, Refusing
+from . import Op, Planner, Prepared, Refusal, Refusing
 from ._common import blocks as _blocks
 from ._common import gemm_for, gemm_into, plain, thin_factor, tight_padded
 from ._machine import figures
-
-if TYPE_CHECKING:
-    from .._plan import Planner
 
 # Bytes of A and B packed per block: they stay in the last-level cache for the GEMM that reads them.
 BLOCK_BYTES = 4 * 1024**2

@@ -14,18 +14,14 @@ from __future__ import annotations
 import itertools
 import math
 from functools import partial
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
-from . import Op, Prepared, Refusal, Refusing
+from . import Op, Planner, Prepared, Refusal, Refusing
 from ._common import Phase, phase_axes, plain, tight_padded
 from ._machine import figures
-
-if TYPE_CHECKING:
-    from .._plan import Planner
 
 # The cost model (figures in calibration.json): the pieces' own estimates and the copy of x's
 # phases, times a fitted factor per op: the pieces read strided phases (copied before their GEMMs)

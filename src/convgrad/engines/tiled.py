@@ -20,7 +20,6 @@ from __future__ import annotations
 import itertools
 import math
 from functools import partial
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,13 +27,10 @@ from .._budget import check_fits
 from .._formulas import dilate_dim, stride_dim
 from .._geometry import ConvGeometry
 from .._layout import flip_swap_filter, pad_or_crop
-from . import Op, Prepared, Refusal, Refusing, _kernels, _threads
+from . import Op, Planner, Prepared, Refusal, Refusing, _kernels, _threads
 from ._common import Phase, phase_axes, plain, tight_padded
 from ._machine import figures
 from ._scratch import copied, empty_for, scratch
-
-if TYPE_CHECKING:
-    from .._plan import Planner
 
 # The cost model (figures in calibration.json): flops at the rate of the tile that runs (wider
 # tiles faster; 3-tap tiles faster where a row's taps share their inputs; dot-product tiles for
@@ -110,7 +106,7 @@ def _refuse(geom: ConvGeometry, dtype: np.dtype) -> str | None:
     return plain(geom)
 
 
-def _packed_bytes(geom: ConvGeometry, op: str, dtype: np.dtype, block: int) -> int:
+def _packed_bytes(geom: ConvGeometry, op: Op, dtype: np.dtype, block: int) -> int:
     """The filter packed in blocks of output channels (the input gradient's flipped and swapped
     first)."""
     c, o = (geom.out_channels, geom.in_channels) if op == "input_grad" else (geom.in_channels,
@@ -122,7 +118,7 @@ def _packed_bytes(geom: ConvGeometry, op: str, dtype: np.dtype, block: int) -> i
     return (packed + flipped) * dtype.itemsize
 
 
-def _padded_bytes(geom: ConvGeometry, op: str, dtype: np.dtype, block: int) -> int:
+def _padded_bytes(geom: ConvGeometry, op: Op, dtype: np.dtype, block: int) -> int:
     if op == "input_grad":  # dy padded by input_grad_padding, or for the widest sub-pixel phase
         pads = geom.input_grad_padding if all(s == 1 for s in geom.stride) else (
             tuple((r, r) for r in _phase_reach(geom)))
@@ -191,7 +187,7 @@ def _parts(geom: ConvGeometry) -> int:
     return max(1, min(_threads.allowed(), rows))
 
 
-def _compute_seconds(geom: ConvGeometry, op: str, block: int, dtype: np.dtype) -> float:
+def _compute_seconds(geom: ConvGeometry, op: Op, block: int, dtype: np.dtype) -> float:
     fig = figures("tiled")
     channels = _output(geom, op)[1]
     run = _run_length(geom, op, block)
@@ -218,7 +214,7 @@ def _three_taps(geom: ConvGeometry, block: int) -> bool:
     return block == 16 and geom.kernel[-1] == 3 and geom.rhs_dilation[-1] == 1 and geom.stride[-1] == 1
 
 
-def _run_length(geom: ConvGeometry, op: str, block: int) -> int:
+def _run_length(geom: ConvGeometry, op: Op, block: int) -> int:
     """Outputs in a run the kernel cuts into tiles: a plane of the last two axes, or a row for the
     dot-product and 3-tap tiles; a strided input gradient runs per sub-pixel phase, 1/s as long
     per axis."""
@@ -228,7 +224,7 @@ def _run_length(geom: ConvGeometry, op: str, block: int) -> int:
     return math.prod(out[-2:]) if _spreads(geom, op, block) else out[-1]
 
 
-def _spreads(geom: ConvGeometry, op: str, block: int) -> bool:
+def _spreads(geom: ConvGeometry, op: Op, block: int) -> bool:
     """Whether the tiles run on across the rows of a plane."""
     return op != "filter_grad" and block != DOT and not _three_taps(geom, block)
 
@@ -243,7 +239,7 @@ def _row_waste(width: int, tile: int) -> float:
     return -(-width // tile) * tile / width
 
 
-def _block(geom: ConvGeometry, op: str, dtype: np.dtype) -> int:
+def _block(geom: ConvGeometry, op: Op, dtype: np.dtype) -> int:
     """Output channels per tile: 32 or 64 where their faster rates beat the waste of a partial block,
     DOT (dot-product tiles of 3) for few output channels."""
     if np.dtype(dtype) != np.float32:  # wider float64 tiles would not fit in the registers
@@ -254,14 +250,14 @@ def _block(geom: ConvGeometry, op: str, dtype: np.dtype) -> int:
                key=lambda b: _compute_seconds(geom, op, b, dtype) + _tiles_seconds(geom, op, b))
 
 
-def _output(geom: ConvGeometry, op: str) -> tuple[tuple[int, ...], int]:
+def _output(geom: ConvGeometry, op: Op) -> tuple[tuple[int, ...], int]:
     """What the kernel writes for ``op``: spatial size and channels (dx for the input gradient,
     y for the forward; the filter gradient's tiles are summed over y)."""
     return (geom.in_spatial, geom.in_channels) if op == "input_grad" else (geom.out_spatial,
                                                                            geom.out_channels)
 
 
-def _tiles_seconds(geom: ConvGeometry, op: str, block: int) -> float:
+def _tiles_seconds(geom: ConvGeometry, op: Op, block: int) -> float:
     """The tiles' setup and stores (forward and input gradient)."""
     fig = figures("tiled")
     out, channels = _output(geom, op)

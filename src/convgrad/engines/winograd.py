@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import string
 from functools import partial
-from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -24,12 +23,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .._budget import check_fits
 from .._geometry import ConvGeometry
 from .._layout import flip_swap_filter, pad_or_crop
-from . import Op, Prepared, Refusal, Refusing, _kernels, _threads
+from . import Op, Planner, Prepared, Refusal, Refusing, _kernels, _threads
 from ._common import group_dims
 from ._machine import figures
-
-if TYPE_CHECKING:
-    from .._plan import Planner
 
 # Points 0, -1, 1, -2, 2 and infinity (Lavin & Gray 2016); checked against direct correlation
 # in the tests.
