@@ -50,8 +50,8 @@ class PreparedConv:
         return plan
 
     def _last(self, name: str, a: np.ndarray, axes: tuple[int, ...] | None) -> np.ndarray:
-        if a.shape != self._shapes[name]:
-            raise ValueError(f"{name}.shape={a.shape} is not the prepared {self._shapes[name]}")
+        if np.shape(a) != self._shapes[name]:
+            raise ValueError(f"{name}.shape={np.shape(a)} is not the prepared {self._shapes[name]}")
         return np.ascontiguousarray(a if axes is None else a.transpose(axes), dtype=self.dtype)
 
     def __call__(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
