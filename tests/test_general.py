@@ -11,6 +11,8 @@ import oracle as O
 from checks import assert_close, check_each_method
 from strategies import budget, general_cases, seeds
 
+CL = "channels_last"
+
 
 @budget(80)
 @given(general_cases(), seeds)
@@ -104,3 +106,73 @@ def test_empty_batch():
     assert y.shape == (0, 4, 7)
     y = convgrad.conv_general(np.zeros((0, 2, 5)), np.ones((4, 2, 3)), batch_group_count=2)
     assert y.shape == (0, 4, 3)
+
+
+# --- the transposition rules (convgrad._transpose), on their own and through the engines -------
+def _oracle_runner(geom, x, w):
+    """Run any channels-last geometry with the oracle's gather loop (no convgrad engine)."""
+    y = O.conv_general(O.x_to_first(x, "channels_last"), O.w_to_first(w, "channels_last"),
+                       geom.stride, geom.padding, geom.lhs_dilation, geom.rhs_dilation,
+                       geom.feature_group_count, geom.batch_group_count)
+    return O.x_from_first(y, "channels_last")
+
+
+def _engine_runner(geom, x, w):
+    from convgrad._general import run_general
+
+    return run_general(geom, x, w, "auto", 2**31)
+
+
+@budget(60)
+@given(general_cases(), seeds)
+def test_transposed_convs_are_the_oracle_gradients_and_pass_the_dot_test(case, seed):
+    """For any geometry (input dilation, feature or batch groups, negative pads), the conv of
+    _transpose.input_grad / filter_grad equals the oracle's adjoint loops, run by the oracle's
+    gather loop or by the engines, and <conv(x, w), dy> == <x, dx> == <w, dw>."""
+    from convgrad import _transpose
+
+    kw = case.geometry
+    geom = convgrad.ConvGeometry.for_general(case.x_shape, case.w_shape, **case.kwargs)
+    rng = np.random.default_rng(seed)
+    xf = rng.standard_normal(geom.x_shape())
+    wf = rng.standard_normal(geom.w_shape())
+    y = O.conv_general(xf, wf, **kw)
+    dyf = rng.standard_normal(y.shape)
+    geo = {"stride": kw["stride"], "padding": kw["padding"], "dilation": kw["rhs_dilation"],
+           "groups": kw["feature_group_count"], "lhs_dilation": kw["lhs_dilation"],
+           "batch_group_count": kw["batch_group_count"]}
+    want_dx = O.input_grad(dyf, wf, xf.shape, **geo)
+    want_dw = O.filter_grad(xf, dyf, wf.shape, **geo)
+    x, w, dy = O.x_from_first(xf, CL), O.w_from_first(wf, CL), O.x_from_first(dyf, CL)
+    t_in, t_w = _transpose.input_grad(geom), _transpose.filter_grad(geom)
+    assert t_in.geometry.out_spatial == geom.in_spatial and t_w.geometry.out_spatial == geom.kernel
+    for run in (_oracle_runner, _engine_runner):
+        dx, dw = t_in(dy, w, run), t_w(x, dy, run)
+        assert_close(O.x_to_first(dx, CL), want_dx)
+        assert_close(O.w_to_first(dw, CL), want_dw)
+    inner = np.vdot(y, dyf)
+    np.testing.assert_allclose([np.vdot(xf, O.x_to_first(dx, CL)), np.vdot(wf, O.w_to_first(dw, CL))],
+                               [inner, inner], rtol=1e-10, atol=1e-10)
+
+
+def test_batch_grouped_input_gradient_is_a_feature_grouped_conv():
+    """JAX's rule: dx of a conv with B batch groups is a conv of dy with B feature groups, the
+    filter's output blocks moved into its input channels, and dx's channel blocks moved back
+    into its batch; before, ConvGeometry.input_grad_geometry refused batch groups."""
+    geom = convgrad.ConvGeometry.for_general((6, 2, 7), (9, 2, 3), batch_group_count=3, padding=1)
+    t = geom.input_grad_geometry()
+    assert (t.batch, t.in_channels, t.out_channels) == (2, 9, 6)
+    assert (t.feature_group_count, t.batch_group_count) == (3, 1)
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal((6, 2, 7)), rng.standard_normal((9, 2, 3))
+    y, vjp = convgrad.conv_general_vjp(x, w, batch_group_count=3, padding=1)
+    dy = rng.standard_normal(y.shape)
+    dx, dw = vjp(dy)
+    geo = {"padding": 1, "batch_group_count": 3}
+    assert_close(dx, O.input_grad(dy, w, x.shape, **geo))
+    assert_close(dw, O.filter_grad(x, dy, w.shape, **geo))
+
+
+def test_conv_general_vjp_refuses_unknown_keywords():
+    with pytest.raises(TypeError, match="groups"):
+        convgrad.conv_general_vjp(np.ones((1, 1, 4)), np.ones((1, 1, 2)), groups=1)

@@ -4,7 +4,7 @@ The parameter model is JAX's ``conv_general_dilated``: per spatial axis an input
 kernel size ``k``, a window stride ``s``, an input (lhs) dilation, a kernel (rhs) dilation ``d``
 and explicit (before, after) pads that may be negative (crop); over channels, feature groups and
 batch groups. That model is closed under transposition, which is why both gradients are
-themselves convolutions of this kind (see ``input_grad_geometry`` and ``filter_grad_geometry``).
+themselves convolutions of this kind (the rules are in ``_transpose``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from . import _canon
+from . import _canon, _transpose
 from ._formulas import dilate_dim, stride_dim, transpose_size
 from ._padding import PaddingSpec, Pairs, parse_padding
 
@@ -249,6 +249,52 @@ class ConvGeometry:
         return cls(n, cw * g, c, spatial, kernel, s, tight, (1,) * rank, d, g, 1)
 
     @classmethod
+    def for_general(
+        cls,
+        x_shape: Sequence[int],
+        w_shape: Sequence[int],
+        *,
+        stride: object = 1,
+        padding: object = 0,
+        lhs_dilation: object = 1,
+        rhs_dilation: object = 1,
+        feature_group_count: object = 1,
+        batch_group_count: object = 1,
+        data_format: str = "channels_first",
+    ) -> ConvGeometry:
+        """Geometry of ``conv_general(x, w)``: x ``(N, C, *S)``, w ``(O, C_w, *K)`` channels-first
+        (or channels-last), ``C_w = C / feature_group_count``, or ``C`` with batch groups."""
+        fmt = _canon.data_format(data_format)
+        x_shape = _canon.shape_tuple("x.shape", x_shape)
+        w_shape = _canon.shape_tuple("w.shape", w_shape)
+        if len(w_shape) < 3 or len(x_shape) != len(w_shape):
+            raise ValueError(
+                f"x and w must have the same number of dims (at least 3): x.shape={x_shape}, "
+                f"w.shape={w_shape}"
+            )
+        rank = len(w_shape) - 2
+        n, c, spatial = _split_x(x_shape, fmt)
+        o, cw, kernel = _split_w(w_shape, fmt)
+        s = _canon.int_tuple("stride", stride, rank, minimum=1)
+        ld = _canon.int_tuple("lhs_dilation", lhs_dilation, rank, minimum=1)
+        rd = _canon.int_tuple("rhs_dilation", rhs_dilation, rank, minimum=1)
+        fg = _canon.positive_int("feature_group_count", feature_group_count)
+        bg = _canon.positive_int("batch_group_count", batch_group_count)
+        spec = parse_padding(padding, rank)
+        if spec.kind != "explicit" and any(v != 1 for v in ld):
+            raise ValueError(
+                f"string padding={padding!r} is not defined with lhs_dilation={ld}; give explicit pads"
+            )
+        expected_cw = c if bg > 1 else (c // fg if c % fg == 0 else None)
+        if expected_cw != cw:
+            raise ValueError(
+                f"x has {c} channels; with feature_group_count={fg} the filter needs "
+                f"{c}/{fg} input channels, but w.shape={w_shape} has {cw}"
+            )
+        pads = spec.resolve([dilate_dim(m, d) for m, d in zip(spatial, ld)], kernel, s, rd)
+        return cls(n, c, o, spatial, kernel, s, pads, ld, rd, fg, bg)
+
+    @classmethod
     def for_input_grad(
         cls,
         dy_shape: Sequence[int],
@@ -414,15 +460,7 @@ class ConvGeometry:
             out.append((max(first, 0), first + s - 1))
         return tuple(out)
 
-    # --- the transposition rules ----------------------------------------------------------------
-    # Read a convolution as a matrix product y[m, k] = x[m, j] @ w[j, k] (m: batch and output
-    # positions, j: input channels and kernel offsets, k: output channels). The input gradient
-    # dx = dy @ w.T contracts output channels: a convolution of dy with the kernel flipped and its
-    # channel roles swapped, where the window stride of the forward becomes an input dilation of dy
-    # (its samples sit s apart in x) and the pads become k_eff - 1 - before. The filter gradient
-    # dw = x.T @ dy contracts batch and positions: a convolution of x (batch <-> channels swapped)
-    # with dy as the kernel, dy's samples spread s apart (rhs dilation = stride) and windows d
-    # apart (stride = rhs dilation); feature groups turn into batch groups and back.
+    # --- the transposition rules (see _transpose) -------------------------------------------------
     @property
     def input_grad_padding(self) -> Pairs:
         """before = k_eff - 1 - pad_before; after = n_dil + k_eff - 1 - o_dil - before."""
@@ -445,22 +483,12 @@ class ConvGeometry:
         )
 
     def input_grad_geometry(self) -> ConvGeometry:
-        """The conv that computes dx from dy: lhs dy, kernel flipped with in/out swapped."""
-        if self.batch_group_count != 1:
-            raise ValueError("the input gradient of a batch-grouped convolution is not a plain conv")
-        return ConvGeometry(
-            self.batch, self.out_channels, self.in_channels, self.out_spatial, self.kernel,
-            self.lhs_dilation, self.input_grad_padding, self.stride, self.rhs_dilation,
-            self.feature_group_count, 1,
-        )
+        """The conv that computes dx from dy (``_transpose.input_grad``)."""
+        return _transpose.input_grad(self).geometry
 
     def filter_grad_geometry(self) -> ConvGeometry:
-        """The conv that computes dw: lhs x with batch and channels swapped, kernel dy."""
-        return ConvGeometry(
-            self.in_channels, self.batch, self.out_channels, self.in_spatial, self.out_spatial,
-            self.rhs_dilation, self.filter_grad_padding, self.lhs_dilation, self.stride,
-            self.batch_group_count, self.feature_group_count,
-        )
+        """The conv that computes dw from x and dy (``_transpose.filter_grad``)."""
+        return _transpose.filter_grad(self).geometry
 
     def describe(self) -> str:
         """A few lines for people: shapes, pads, output."""

@@ -1,0 +1,91 @@
+"""The transposition rules: both gradients of a convolution are convolutions (JAX's
+``_conv_general_dilated_transpose_lhs`` / ``_rhs``), for feature and batch groups alike.
+
+Read a convolution as a matrix product y[m, k] = x[m, j] @ w[j, k] (m: batch and output
+positions, j: input channels and kernel offsets, k: output channels). The input gradient
+dx = dy @ w.T contracts output channels: a convolution of dy with the kernel flipped and its
+channel roles swapped, where the window stride of the forward becomes an input dilation of dy
+(its samples sit s apart in x), the input dilation becomes the stride, and the pads become
+k_eff - 1 - before. The filter gradient dw = x.T @ dy contracts batch and positions: a
+convolution of x (batch <-> channels swapped) with dy as the kernel, dy's samples spread s apart
+(rhs dilation = stride) and windows d apart (stride = rhs dilation); feature groups turn into
+batch groups and back. A batch-grouped forward (output block b sees batch block b) transposes
+like a feature-grouped one whose groups are the batch blocks, which then come back out of dx's
+channels into its batch.
+
+Arrays are channels-last: x ``(N, *S, C)``, w ``(*K, C_w, O)``, y ``(N_out, *out, O)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ._layout import flip_swap_filter
+
+if TYPE_CHECKING:  # the geometry's methods call this module: no import at run time
+    from ._geometry import ConvGeometry
+
+Array = np.ndarray
+Runner = Callable[["ConvGeometry", Array, Array], Array]
+
+
+def _same(a: Array) -> Array:
+    return a
+
+
+@dataclass(frozen=True)
+class Transposed:
+    """One gradient as a convolution: ``finish(conv(lhs(a), rhs(b)))`` with ``geometry``.
+
+    ``a, b`` are (dy, w) for the input gradient and (x, dy) for the filter gradient;
+    ``__call__`` runs the conv with ``run(geometry, x, w) -> y`` (channels-last, any geometry).
+    """
+
+    geometry: ConvGeometry
+    lhs: Callable[[Array], Array]
+    rhs: Callable[[Array], Array]
+    finish: Callable[[Array], Array]
+
+    def __call__(self, a: Array, b: Array, run: Runner) -> Array:
+        return self.finish(run(self.geometry, self.lhs(a), self.rhs(b)))
+
+
+def input_grad(g: ConvGeometry) -> Transposed:
+    """dx of ``g`` from (dy, w): dy as lhs, w flipped with in/out swapped within each group."""
+    groups = max(g.feature_group_count, g.batch_group_count)
+    cw = g.filter_in_channels
+    geometry = dataclasses.replace(
+        g, batch=g.out_batch, in_channels=g.out_channels, out_channels=groups * cw,
+        in_spatial=g.out_spatial, stride=g.lhs_dilation, padding=g.input_grad_padding,
+        lhs_dilation=g.stride, feature_group_count=groups, batch_group_count=1,
+    )
+    finish = _same
+    if g.batch_group_count > 1:
+        b = g.batch_group_count
+
+        def finish(dx: Array) -> Array:
+            # (N/B, *S, B * C) -> (N, *S, C): the channel blocks were the batch blocks.
+            nb, *spatial, _ = dx.shape
+            return np.moveaxis(dx.reshape(nb, *spatial, b, cw), -2, 0).reshape(b * nb, *spatial, cw)
+
+    return Transposed(geometry, _same, lambda w: flip_swap_filter(w, groups), finish)
+
+
+def filter_grad(g: ConvGeometry) -> Transposed:
+    """dw of ``g`` from (x, dy): x with batch <-> channels as lhs, dy as the kernel."""
+    geometry = dataclasses.replace(
+        g, batch=g.in_channels, in_channels=g.batch, kernel=g.out_spatial,
+        stride=g.rhs_dilation, padding=g.filter_grad_padding, rhs_dilation=g.stride,
+        feature_group_count=g.batch_group_count, batch_group_count=g.feature_group_count,
+    )
+    return Transposed(
+        geometry,
+        lambda x: np.swapaxes(x, 0, -1),  # (C, *S, N): channels are the batch, batch the features
+        lambda dy: np.moveaxis(dy, 0, -2),  # (*out, N_out, O): dy is the kernel
+        lambda out: np.moveaxis(out, 0, -2),  # (C_w, *K, O) -> (*K, C_w, O)
+    )
