@@ -176,3 +176,40 @@ def test_batch_grouped_input_gradient_is_a_feature_grouped_conv():
 def test_conv_general_vjp_refuses_unknown_keywords():
     with pytest.raises(TypeError, match="groups"):
         convgrad.conv_general_vjp(np.ones((1, 1, 4)), np.ones((1, 1, 2)), groups=1)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kw", [
+    ((2, 3, 4), (5, 3, 6), {}),  # kernel longer than x
+    ((1, 2, 5, 5), (4, 2, 3, 3), {"padding": [(-2, -1), (0, 0)]}),  # crops below the kernel
+    ((4, 2, 3), (6, 2, 2), {"rhs_dilation": 3, "batch_group_count": 2}),
+    ((1, 2, 3), (2, 1, 3), {"lhs_dilation": 1, "stride": 2, "padding": [(-1, -1)],
+                            "feature_group_count": 2}),
+])
+def test_empty_outputs_are_empty_results_with_zero_gradients(x_shape, w_shape, kw):
+    """A kernel larger than the padded input: JAX's stride_dim = max(0, ...) gives 0 outputs
+    along that axis, and nothing reaches x or w; conv itself still refuses it."""
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    ref = jax.lax.conv_general_dilated(
+        x, w, O.per_dim(kw.get("stride", 1), x.ndim - 2), kw.get("padding", [(0, 0)] * (x.ndim - 2)),
+        rhs_dilation=O.per_dim(kw.get("rhs_dilation", 1), x.ndim - 2),
+        feature_group_count=kw.get("feature_group_count", 1),
+        batch_group_count=kw.get("batch_group_count", 1))
+    assert ref.size == 0
+    y = convgrad.conv_general(x, w, **kw)
+    assert y.shape == ref.shape and y.dtype == np.float64
+    y, vjp = convgrad.conv_general_vjp(x, w.astype(np.float32), **kw)
+    assert y.shape == ref.shape
+    dx, dw = vjp(np.zeros(y.shape, np.float32))
+    # dtypes as for any output: dx from (dy, w) float32, dw from (x, dy) float64.
+    assert (dx.shape, dx.dtype, dw.shape, dw.dtype) == (x.shape, np.float32, w.shape, np.float64)
+    np.testing.assert_array_equal(dx, 0.0)
+    np.testing.assert_array_equal(dw, 0.0)
+    with pytest.raises(ValueError, match="does not match the output shape"):
+        vjp(np.zeros((1, 1, 1)))
+    if kw.get("batch_group_count", 1) == 1 and kw.get("feature_group_count", 1) == 1:
+        conv_kw = {k: v for k, v in kw.items() if k in ("stride", "padding")}
+        with pytest.raises(ValueError, match="kernel larger than the padded input"):
+            convgrad.conv(x, w, dilation=kw.get("rhs_dilation", 1), **conv_kw)

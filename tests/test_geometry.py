@@ -10,7 +10,7 @@ from hypothesis import given
 
 import convgrad
 import oracle as O
-from strategies import budget, conv_cases, transpose_cases
+from strategies import budget, conv_cases, general_cases, transpose_cases
 
 
 def _first(case):
@@ -58,6 +58,53 @@ def test_transpose_geometry_output_size(case):
     assert geom.in_spatial == case.out_spatial
     assert tuple(lo for lo, _ in geom.padding) == case.before
     assert geom.y_shape(case.data_format) == case.x_shape
+
+
+@budget(80)
+@given(general_cases())
+def test_derived_sizes_match_their_definitions(case):
+    """tight_padded, reach and group_dims against the oracle's pad / crop of x, per axis."""
+    geom = convgrad.ConvGeometry.for_general(case.x_shape, case.w_shape, **case.kwargs)
+    g, cg, og, taps = geom.group_dims
+    assert (g * cg, g * og, taps) == (geom.in_channels, geom.out_channels, int(np.prod(geom.kernel)))
+    for axis, (n, pair) in enumerate(zip(geom.dilated_input, geom.tight_padding)):
+        signal = np.arange(1.0, n + 1).reshape(1, 1, n)
+        padded = O.pad_or_crop(signal, [pair])[0, 0]
+        o, s, k = geom.out_spatial[axis], geom.stride[axis], geom.kernel_eff[axis]
+        # Tight: the last window ends on the last padded sample.
+        assert geom.tight_padded[axis] == len(padded) == (o - 1) * s + k
+        start, stop, lead = geom.reach[axis]
+        assert 0 <= start <= stop <= n
+        want = [signal[0, 0, start + i - lead] if 0 <= i - lead < stop - start else 0.0
+                for i in range(len(padded))]
+        np.testing.assert_array_equal(padded, want)
+
+
+def test_input_grad_and_transpose_state_the_same_valid_range():
+    """One validation of the map from x's size to dy's, whichever function was called."""
+    dy, w = np.ones((1, 1, 3)), np.ones((1, 1, 3))
+    tail = (r"in dim 0 the forward conv maps sizes 7\.\.8 to 3, not 10; "
+            r"valid spatial \w+ sizes are \[\(7, 8\)\]")
+    with pytest.raises(ValueError, match=tail):
+        convgrad.conv_input_grad(dy, w, (1, 1, 10), stride=2)
+    with pytest.raises(ValueError, match=tail):
+        convgrad.conv_transpose(dy, w, stride=2, output_shape=(10,))
+    for n in (7, 8):  # and both accept the range they state
+        assert convgrad.conv_input_grad(dy, w, (n,), stride=2).shape == (1, 1, n)
+
+
+def test_conv_params_are_canonical_and_checked():
+    from convgrad._geometry import ConvParams
+
+    p = ConvParams.parse(2, stride=[2, 1], padding="SAME", dilation=2, groups=3, data_format="Channels_Last")
+    assert (p.stride, p.dilation, p.groups, p.data_format) == ((2, 1), (2, 2), 3, "channels_last")
+    assert p.pads((5, 4), (3, 3)) == ((2, 2), (2, 2))  # SAME totals: (3 - 1) * 2 + 5 - 5, (4 - 1) * 1 + 5 - 4
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.groups = 1  # type: ignore[misc]
+    with pytest.raises(ValueError, match=r"stride must have one value per spatial dim \(2\), got 3"):
+        ConvParams.parse(2, stride=(1, 1, 1))
+    with pytest.raises(TypeError, match=r"groups must be an integer, got 1\.5"):
+        ConvParams.parse(1, groups=1.5)
 
 
 def test_geometry_is_frozen_and_hashable():

@@ -21,3 +21,9 @@ def same_total_pad(n: int, k_eff: int, s: int) -> int:
 def transpose_size(o: int, k_eff: int, s: int, before: int, after: int, output_padding: int) -> int:
     """(o - 1) * s - before - after + k_eff + output_padding: the transposed-conv output size."""
     return (o - 1) * s - before - after + k_eff + output_padding
+
+
+def tight_after(o: int, s: int, k_eff: int, n: int, before: int) -> int:
+    """(o - 1) * s + k_eff - n - before: the after pad that ends the last of o windows on the last
+    padded sample (samples past it are read by no window)."""
+    return (o - 1) * s + k_eff - n - before

@@ -51,7 +51,8 @@ def conv_general(
 
     Returns
     -------
-    y : (N / batch_group_count, O, *out) or channels-last likewise.
+    y : (N / batch_group_count, O, *out) or channels-last likewise; ``out`` is 0 along an axis
+        where the kernel is larger than the padded input (JAX's empty result).
 
     Examples
     --------
@@ -94,6 +95,8 @@ def conv_general_vjp(
 
     def vjp(dy: object) -> tuple[np.ndarray, np.ndarray]:
         g = _cotangent(dy, geom.y_shape(fmt))
+        if geom.empty:  # no window: nothing reaches x or w
+            return (np.zeros(x.shape, result_dtype(g, w)[0]), np.zeros(w.shape, result_dtype(x, g)[0]))
         if plain:
             return (_run("input_grad", geom, g, w, fmt, method, workspace_bytes, geom.x_shape(fmt)),
                     _run("filter_grad", geom, x, g, fmt, method, workspace_bytes, geom.w_shape(fmt)))
@@ -113,6 +116,8 @@ def _forward(geom: ConvGeometry, x: np.ndarray, w: np.ndarray, fmt: str, method:
              limit: int) -> np.ndarray:
     """conv_general's result for a resolved geometry: layouts and dtypes around ``run_general``."""
     res, comp = result_dtype(x, w)
+    if geom.empty:  # short-circuit: the planner and engines never see an empty geometry
+        return np.zeros(geom.y_shape(fmt), res)
     check_fits(f"the output {geom.y_shape(fmt)}", math.prod(geom.y_shape()) * comp.itemsize, limit)
     y = run_general(geom, np.ascontiguousarray(x_to_last(x, fmt), dtype=comp),
                     np.ascontiguousarray(w_to_last(w, fmt), dtype=comp), method, limit)

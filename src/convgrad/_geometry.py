@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from . import _canon, _transpose
-from ._formulas import dilate_dim, stride_dim, transpose_size
+from ._formulas import dilate_dim, stride_dim, tight_after, transpose_size
 from ._padding import PaddingSpec, Pairs, parse_padding
 
 _BUILT: dict[tuple, ConvGeometry] = {}
@@ -37,6 +37,30 @@ def _typed_key(value: object) -> tuple | None:
 def _check_channels(what: str, c: int, groups_name: str, g: int) -> None:
     if c % g:
         raise ValueError(f"{groups_name}={g} does not divide {what}={c}")
+
+
+@dataclass(frozen=True)
+class ConvParams:
+    """The window parameters of ``conv`` for one spatial rank, canonical: a stride and a dilation
+    per dim, the padding spec (resolved once the input size is known), groups and the layout."""
+
+    stride: tuple[int, ...]
+    padding: PaddingSpec
+    dilation: tuple[int, ...]
+    groups: int
+    data_format: str
+
+    @classmethod
+    def parse(cls, rank: int, stride: object = 1, padding: object = 0, dilation: object = 1,
+              groups: object = 1, data_format: object = "channels_first") -> ConvParams:
+        """The user's values checked (TypeError / ValueError naming the parameter) and made canonical."""
+        return cls(_canon.int_tuple("stride", stride, rank, minimum=1), parse_padding(padding, rank),
+                   _canon.int_tuple("dilation", dilation, rank, minimum=1),
+                   _canon.positive_int("groups", groups), _canon.data_format(data_format))
+
+    def pads(self, spatial: Sequence[int], kernel: Sequence[int]) -> Pairs:
+        """Explicit (before, after) pads for input sizes ``spatial``."""
+        return self.padding.resolve(spatial, kernel, self.stride, self.dilation)
 
 
 @dataclass(frozen=True)
@@ -112,6 +136,15 @@ class ConvGeometry:
                 raise ValueError(
                     f"negative padding {(lo, hi)} in dim {i} crops more than the input size {n}"
                 )
+
+    @property
+    def empty(self) -> bool:
+        """True when an output spatial size is 0: a kernel larger than the padded input (as in
+        JAX, where ``conv_general_dilated`` then returns an empty result)."""
+        return 0 in self.out_spatial
+
+    def _windows_fit(self) -> ConvGeometry:
+        """self, or the ValueError of ``conv`` and its gradients, which refuse empty outputs."""
         for i, (p, k) in enumerate(zip(self.padded_input, self.kernel_eff)):
             if p < k:
                 raise ValueError(
@@ -119,6 +152,7 @@ class ConvGeometry:
                     f"{k} (kernel {self.kernel[i]}, dilation {self.rhs_dilation[i]}) > padded input "
                     f"size {p} (input {self.in_spatial[i]}, padding {self.padding[i]})"
                 )
+        return self
 
     # --- constructors from user-facing arguments ------------------------------------------------
     @classmethod
@@ -149,22 +183,16 @@ class ConvGeometry:
         return geom
 
     @classmethod
-    def _for_conv(cls, x_shape: Sequence[int], w_shape: Sequence[int], stride: object, padding: object,
-                  dilation: object, groups: object, data_format: str) -> ConvGeometry:
-        fmt = _canon.data_format(data_format)
-        x_shape = _canon.shape_tuple("x.shape", x_shape)
-        w_shape = _canon.shape_tuple("w.shape", w_shape)
-        rank = _spatial_rank(x_shape, w_shape, "x")
-        n, c, spatial = _split_x(x_shape, fmt)
-        o, cw, kernel = _split_w(w_shape, fmt)
-        g = _canon.positive_int("groups", groups)
-        _match_channels(c, "x", cw, g, o)
-        s = _canon.int_tuple("stride", stride, rank, minimum=1)
-        d = _canon.int_tuple("dilation", dilation, rank, minimum=1)
-        if any(k < 1 for k in kernel):
-            raise ValueError(f"w has a zero-size kernel {kernel} (w.shape={w_shape})")
-        pads = parse_padding(padding, rank).resolve(spatial, kernel, s, d)
-        return cls(n, c, o, spatial, kernel, s, pads, (1,) * rank, d, g, 1)
+    def _for_conv(cls, x_shape: object, w_shape: object, stride: object, padding: object,
+                  dilation: object, groups: object, data_format: object) -> ConvGeometry:
+        x_shape, w_shape, rank = _shapes(x_shape, w_shape)
+        p = ConvParams.parse(rank, stride, padding, dilation, groups, data_format)
+        n, c, spatial = _split_x(x_shape, p.data_format)
+        o, cw, kernel = _split_w(w_shape, p.data_format)
+        _match_channels(c, "x", cw, p.groups, o)
+        _check_kernel(kernel, w_shape)
+        return cls(n, c, o, spatial, kernel, p.stride, p.pads(spatial, kernel), (1,) * rank,
+                   p.dilation, p.groups, 1)._windows_fit()
 
     @classmethod
     def for_transpose(
@@ -187,66 +215,40 @@ class ConvGeometry:
         ``padding`` is its padding. Pads are made tight (the last window ends on the last padded
         sample) so the adjoint is defined for every reachable output size.
         """
-        fmt = _canon.data_format(data_format)
-        x_shape = _canon.shape_tuple("x.shape", x_shape)
-        w_shape = _canon.shape_tuple("w.shape", w_shape)
-        rank = _spatial_rank(x_shape, w_shape, "x")
-        n, c, o_sp = _split_x(x_shape, fmt)
-        o, cw, kernel = _split_w(w_shape, fmt)
-        g = _canon.positive_int("groups", groups)
+        x_shape, w_shape, rank = _shapes(x_shape, w_shape)
+        p = ConvParams.parse(rank, stride, padding, dilation, groups, data_format)
+        n, c, o_sp = _split_x(x_shape, p.data_format)
+        o, cw, kernel = _split_w(w_shape, p.data_format)
         if c != o:
             raise ValueError(
                 f"x has {c} channels but w (shape {w_shape}) expects {o}: conv_transpose takes w in "
                 f"the layout of the forward conv it transposes, "
-                + ("(C_in, C_out/groups, *K)" if fmt == "channels_first" else "(*K, C_out/groups, C_in)")
+                + ("(C_in, C_out/groups, *K)" if p.data_format == "channels_first"
+                   else "(*K, C_out/groups, C_in)")
             )
-        _check_channels("x channels", c, "groups", g)
-        if any(k < 1 for k in kernel):
-            raise ValueError(f"w has a zero-size kernel {kernel} (w.shape={w_shape})")
+        _check_channels("x channels", c, "groups", p.groups)
+        _check_kernel(kernel, w_shape)
         if any(v < 1 for v in o_sp):
             raise ValueError(f"conv_transpose needs a non-empty spatial input, got x.shape={x_shape}")
-        s = _canon.int_tuple("stride", stride, rank, minimum=1)
-        d = _canon.int_tuple("dilation", dilation, rank, minimum=1)
-        spec = parse_padding(padding, rank)
         op = _canon.int_tuple("output_padding", output_padding, rank, minimum=0)
-        for i in range(rank):
-            if op[i] >= max(s[i], d[i]):
-                raise ValueError(
-                    f"output_padding={op} must be smaller than max(stride, dilation) in every dim; "
-                    f"dim {i}: output_padding {op[i]}, stride {s[i]}, dilation {d[i]}"
-                )
-        if output_shape is not None:
+        if output_shape is None:
+            spatial = _transposed_size(p, o_sp, kernel, op, padding)
+        else:
             if any(op):
                 raise ValueError(
                     f"give output_shape={output_shape!r} or output_padding={op}, not both"
                 )
-            spatial = _output_spatial(output_shape, rank, n, cw * g, fmt)
-            unreachable = _unreachable(spec, o_sp, spatial, kernel, s, d, "output")
+            spatial = _output_spatial(output_shape, rank, n, cw * p.groups, p.data_format)
+            unreachable = _unreachable(p.padding, o_sp, spatial, kernel, p.stride, p.dilation, "output")
             if unreachable:
                 raise ValueError(f"output_shape={tuple(output_shape)} is unreachable: {unreachable}")
-        elif spec.kind in ("same", "same_lower"):
-            if any(op):
-                raise ValueError(
-                    f"output_padding={op} needs explicit padding; with padding={padding!r} "
-                    "choose the size with output_shape instead"
-                )
-            spatial = tuple(oi * si for oi, si in zip(o_sp, s))
-        else:
-            pads = spec.resolve((0,) * rank, kernel, s, d)
-            spatial = tuple(
-                transpose_size(oi, dilate_dim(ki, di), si, lo, hi, pi)
-                for oi, ki, di, si, (lo, hi), pi in zip(o_sp, kernel, d, s, pads, op)
-            )
-            if any(v < 0 for v in spatial):
-                raise ValueError(
-                    f"padding={padding!r} crops more than the transposed output: sizes {spatial}"
-                )
-        before = [lo for lo, _ in spec.resolve(spatial, kernel, s, d)]
         tight = tuple(
-            (b, (oi - 1) * si + dilate_dim(ki, di) - ni - b)
-            for b, oi, si, ki, di, ni in zip(before, o_sp, s, kernel, d, spatial)
+            (lo, tight_after(oi, si, dilate_dim(ki, di), ni, lo))
+            for (lo, _), oi, si, ki, di, ni in zip(p.pads(spatial, kernel), o_sp, p.stride, kernel,
+                                                    p.dilation, spatial)
         )
-        return cls(n, cw * g, c, spatial, kernel, s, tight, (1,) * rank, d, g, 1)
+        return cls(n, cw * p.groups, c, spatial, kernel, p.stride, tight, (1,) * rank, p.dilation,
+                   p.groups, 1)
 
     @classmethod
     def for_general(
@@ -264,15 +266,8 @@ class ConvGeometry:
     ) -> ConvGeometry:
         """Geometry of ``conv_general(x, w)``: x ``(N, C, *S)``, w ``(O, C_w, *K)`` channels-first
         (or channels-last), ``C_w = C / feature_group_count``, or ``C`` with batch groups."""
+        x_shape, w_shape, rank = _shapes(x_shape, w_shape)
         fmt = _canon.data_format(data_format)
-        x_shape = _canon.shape_tuple("x.shape", x_shape)
-        w_shape = _canon.shape_tuple("w.shape", w_shape)
-        if len(w_shape) < 3 or len(x_shape) != len(w_shape):
-            raise ValueError(
-                f"x and w must have the same number of dims (at least 3): x.shape={x_shape}, "
-                f"w.shape={w_shape}"
-            )
-        rank = len(w_shape) - 2
         n, c, spatial = _split_x(x_shape, fmt)
         o, cw, kernel = _split_w(w_shape, fmt)
         s = _canon.int_tuple("stride", stride, rank, minimum=1)
@@ -415,13 +410,36 @@ class ConvGeometry:
     @cached_property
     def tight_padding(self) -> Pairs:
         """Pads with the same output whose last window ends exactly on the last padded sample:
-        after = (o - 1) * s + k_eff - n_dilated - before (samples past it get no gradient)."""
+        (before, tight_after(o, s, k_eff, n_dilated, before)); samples past it get no gradient."""
         return tuple(
-            (lo, (o - 1) * s + k - n - lo)
+            (lo, tight_after(o, s, k, n, lo))
             for (lo, _), o, s, k, n in zip(
                 self.padding, self.out_spatial, self.stride, self.kernel_eff, self.dilated_input
             )
         )
+
+    @cached_property
+    def tight_padded(self) -> tuple[int, ...]:
+        """Size of the dilated input after the tight pads, per axis: exactly what the windows read."""
+        return tuple(n + lo + hi for n, (lo, hi) in zip(self.dilated_input, self.tight_padding))
+
+    @cached_property
+    def reach(self) -> tuple[tuple[int, int, int], ...]:
+        """Per axis ``(start, stop, lead)``: the windows read only ``x[start:stop]`` of the dilated
+        input (the negative parts of the tight pads crop it, to nothing where the crops meet), and
+        sample ``start`` sits at ``lead = max(before, 0)`` in the padded input: an engine can
+        offset its taps by ``lead`` instead of materialising the padding."""
+        out = []
+        for n, (lo, hi) in zip(self.dilated_input, self.tight_padding):
+            start = min(max(-lo, 0), n)
+            out.append((start, max(start, n + min(hi, 0)), max(lo, 0)))
+        return tuple(out)
+
+    @property
+    def group_dims(self) -> tuple[int, int, int, int]:
+        """(G, C/G, O/G, prod(K)) over the feature groups."""
+        g = self.feature_group_count
+        return g, self.in_channels // g, self.out_channels // g, math.prod(self.kernel)
 
     @cached_property
     def flops(self) -> int:
@@ -451,14 +469,11 @@ class ConvGeometry:
 
     def input_size_range(self) -> tuple[tuple[int, int], ...]:
         """Per axis, the input sizes [lo, hi] that these explicit pads map to ``out_spatial``:
-        the valid output sizes of the transposed conv, lo = (o - 1) * s + k_eff - before - after."""
+        the valid output sizes of the transposed conv (``PaddingSpec.input_size_range``)."""
         if any(ld != 1 for ld in self.lhs_dilation):
             raise ValueError("input_size_range needs lhs_dilation == 1")
-        out = []
-        for (lo, hi), o, s, k in zip(self.padding, self.out_spatial, self.stride, self.kernel_eff):
-            first = (o - 1) * s + k - lo - hi
-            out.append((max(first, 0), first + s - 1))
-        return tuple(out)
+        return PaddingSpec("explicit", self.padding).input_size_range(
+            self.out_spatial, self.kernel, self.stride, self.rhs_dilation)
 
     # --- the transposition rules (see _transpose) -------------------------------------------------
     @property
@@ -503,17 +518,52 @@ class ConvGeometry:
         )
 
 
-def _spatial_rank(x_shape: tuple[int, ...], w_shape: tuple[int, ...], xname: str) -> int:
+def _shapes(x_shape: object, w_shape: object) -> tuple[tuple[int, ...], tuple[int, ...], int]:
+    """Both shapes as tuples of ints, and their spatial rank."""
+    x_shape = _canon.shape_tuple("x.shape", x_shape)
+    w_shape = _canon.shape_tuple("w.shape", w_shape)
     if len(w_shape) < 3:
         raise ValueError(
             f"w must have at least 3 dims (out, in, *kernel), got w.shape={w_shape}"
         )
     if len(x_shape) != len(w_shape):
         raise ValueError(
-            f"{xname} and w must have the same number of dims: {xname}.shape={x_shape} "
+            f"x and w must have the same number of dims: x.shape={x_shape} "
             f"({len(x_shape)} dims), w.shape={w_shape} ({len(w_shape)} dims)"
         )
-    return len(w_shape) - 2
+    return x_shape, w_shape, len(w_shape) - 2
+
+
+def _check_kernel(kernel: tuple[int, ...], w_shape: tuple[int, ...]) -> None:
+    if any(k < 1 for k in kernel):
+        raise ValueError(f"w has a zero-size kernel {kernel} (w.shape={w_shape})")
+
+
+def _transposed_size(p: ConvParams, o_sp: Sequence[int], kernel: Sequence[int],
+                     output_padding: tuple[int, ...], padding: object) -> tuple[int, ...]:
+    """conv_transpose's output size without output_shape: ``n * s`` for SAME, else
+    ``transpose_size`` with the explicit pads and output_padding (< max(stride, dilation))."""
+    for i, (op, s, d) in enumerate(zip(output_padding, p.stride, p.dilation)):
+        if op >= max(s, d):
+            raise ValueError(
+                f"output_padding={output_padding} must be smaller than max(stride, dilation) in "
+                f"every dim; dim {i}: output_padding {op}, stride {s}, dilation {d}"
+            )
+    if p.padding.kind in ("same", "same_lower"):
+        if any(output_padding):
+            raise ValueError(
+                f"output_padding={output_padding} needs explicit padding; with padding={padding!r} "
+                "choose the size with output_shape instead"
+            )
+        return tuple(oi * si for oi, si in zip(o_sp, p.stride))
+    spatial = tuple(
+        transpose_size(oi, dilate_dim(ki, di), si, lo, hi, op)
+        for oi, ki, di, si, (lo, hi), op in zip(o_sp, kernel, p.dilation, p.stride,
+                                                p.pads((0,) * len(kernel), kernel), output_padding)
+    )
+    if any(v < 0 for v in spatial):
+        raise ValueError(f"padding={padding!r} crops more than the transposed output: sizes {spatial}")
+    return spatial
 
 
 def _split_x(shape: tuple[int, ...], fmt: str) -> tuple[int, int, tuple[int, ...]]:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ._canon import as_int
-from ._formulas import dilate_dim, same_total_pad
+from ._formulas import dilate_dim, same_total_pad, transpose_size
 
 PADDING_STRINGS = ("valid", "same", "same_lower", "full")
 
@@ -43,7 +43,8 @@ class PaddingSpec:
     def input_size_range(
         self, o: Sequence[int], k: Sequence[int], s: Sequence[int], d: Sequence[int]
     ) -> tuple[tuple[int, int], ...]:
-        """Per axis, the inclusive range [lo, hi] of input sizes whose forward output is ``o``."""
+        """Per axis, the inclusive range [lo, hi] of input sizes whose forward output is ``o``: the
+        transposed conv's output sizes with output_padding 0 .. s - 1 (never below 0)."""
         out = []
         for i, (o_i, k_i, s_i, d_i) in enumerate(zip(o, k, s, d)):
             if self.kind in ("same", "same_lower"):
@@ -57,8 +58,8 @@ class PaddingSpec:
                 before = after = k_eff - 1
             else:
                 before = after = 0
-            lo = (o_i - 1) * s_i + k_eff - before - after
-            out.append((max(lo, 0), lo + s_i - 1))
+            lo = transpose_size(o_i, k_eff, s_i, before, after, 0)
+            out.append((max(lo, 0), transpose_size(o_i, k_eff, s_i, before, after, s_i - 1)))
         return tuple(out)
 
 
