@@ -161,3 +161,18 @@ def test_plan_explains_its_choice():
     assert plan.engine.name in text and "forward" in text
     forced = convgrad.make_plan("forward", geom, np.dtype(np.float64), "im2col", 2**30)
     assert forced.engine.name == "im2col"
+
+
+def test_geometry_represents_empty_outputs_and_conv_refuses_them():
+    """out = max(0, (padded - k_eff) // s + 1), as JAX's stride_dim: 0 where the kernel is larger
+    than the padded input; for_conv (conv and its gradients) refuses it with the sizes."""
+    G = convgrad.ConvGeometry
+    geom = G(2, 3, 4, (5, 2), (3, 3), (1, 2), ((0, 0), (0, 0)), (1, 1), (1, 1))
+    assert geom.out_spatial == (3, 0) and geom.empty and geom.y_shape() == (2, 4, 3, 0)
+    assert not G(2, 3, 4, (5, 3), (3, 3), (1, 2), ((0, 0), (0, 0)), (1, 1), (1, 1)).empty
+    message = r"larger than the padded input in dim 1: effective kernel size 3 .* > padded input size 2 "
+    with pytest.raises(ValueError, match=message):
+        geom.require_nonempty()
+    with pytest.raises(ValueError, match=message):
+        G.for_conv((2, 3, 5, 2), (4, 3, 3, 3), stride=(1, 2))
+    assert G.for_general((2, 3, 5, 2), (4, 3, 3, 3), stride=(1, 2)) == geom

@@ -143,7 +143,7 @@ class ConvGeometry:
         JAX, where ``conv_general_dilated`` then returns an empty result)."""
         return 0 in self.out_spatial
 
-    def _windows_fit(self) -> ConvGeometry:
+    def require_nonempty(self) -> ConvGeometry:
         """self, or the ValueError of ``conv`` and its gradients, which refuse empty outputs."""
         for i, (p, k) in enumerate(zip(self.padded_input, self.kernel_eff)):
             if p < k:
@@ -192,7 +192,7 @@ class ConvGeometry:
         _match_channels(c, "x", cw, p.groups, o)
         _check_kernel(kernel, w_shape)
         return cls(n, c, o, spatial, kernel, p.stride, p.pads(spatial, kernel), (1,) * rank,
-                   p.dilation, p.groups, 1)._windows_fit()
+                   p.dilation, p.groups, 1).require_nonempty()
 
     @classmethod
     def for_transpose(

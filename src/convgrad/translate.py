@@ -194,7 +194,7 @@ def _forward(op: str, n: tuple[int, ...], o: tuple[int, ...], k: tuple[int, ...]
 def _conv_from_pads(n: tuple[int, ...], k: tuple[int, ...], s: tuple[int, ...], d: tuple[int, ...],
                     padding: object, groups: int) -> _Conv:
     pads = parse_padding(padding, len(k)).resolve(n, k, s, d)
-    geom = ConvGeometry(1, groups, groups, n, k, s, pads, (1,) * len(k), d, groups)
+    geom = ConvGeometry(1, groups, groups, n, k, s, pads, (1,) * len(k), d, groups).require_nonempty()
     return _forward("conv", n, geom.out_spatial, k, s, d, tuple(p[0] for p in pads), groups)
 
 
