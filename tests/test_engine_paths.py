@@ -2,7 +2,7 @@
 
 The property suites run every engine on random geometries, but some paths only switch on for
 larger problems: FFT blocking of a long axis, the depthwise kernels' 3x3 interior path, the
-split engine's multi-axis prefixes and splits, the 1x1 single GEMM. Each test first asserts that
+split_kernel engine's multi-axis prefixes and splits, the 1x1 single GEMM. Each test first asserts that
 the geometry takes the path (so the test cannot silently stop covering it), then compares all
 three ops with the oracle in float64.
 """
@@ -72,7 +72,7 @@ def test_fft_blocks_a_long_first_axis(x_shape, w_shape, kw):
     ((1, 2, 9, 9), (4, 1, 3, 3), {"padding": 1, "groups": 2}),  # channel multiplier 2: generic loops
 ])
 def test_depthwise_kernels_interior_and_borders(x_shape, w_shape, kw):
-    geom = _three_ops("direct", x_shape, w_shape, **kw)
+    geom = _three_ops("depthwise", x_shape, w_shape, **kw)
     assert geom.feature_group_count == geom.in_channels and min(geom.out_spatial) >= 4
 
 
@@ -82,21 +82,21 @@ def test_depthwise_kernels_interior_and_borders(x_shape, w_shape, kw):
     ((2, 3, 40), (2, 3, 4), {"padding": ((3, 0),), "dilation": 2}, 1),
 ])
 def test_split_engine_prefixes(x_shape, w_shape, kw, prefix):
-    geom = _three_ops("split", x_shape, w_shape, **kw)
-    chosen = {_choices(op, geom, "split")["prefix"] for op in ("forward", "input_grad")}
+    geom = _three_ops("split_kernel", x_shape, w_shape, **kw)
+    chosen = {_choices(op, geom, "split_kernel")["prefix"] for op in ("forward", "input_grad")}
     assert chosen <= set(range(1, geom.rank + 1))
     if prefix is not None:
         assert chosen == {prefix}
 
 
 def test_split_engine_filter_gradient_over_every_split():
-    from convgrad.engines import split
+    from convgrad.engines import split_kernel as split
 
     x_shape, w_shape, kw = (2, 3, 7, 6, 5), (2, 3, 3, 2, 3), {"padding": 1, "stride": (1, 1, 2)}
     geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
     candidates = split._candidates(geom)
     assert candidates == [(0,), (1,), (0, 1)]  # stride 2 on the last axis keeps it on the x side
-    assert _choices("filter_grad", geom, "split")["dy_side"] in candidates
+    assert _choices("filter_grad", geom, "split_kernel")["dy_side"] in candidates
     rng = np.random.default_rng(1)
     x, dy = rng.standard_normal(x_shape), rng.standard_normal(geom.y_shape())
     want = oracle.filter_grad(x, dy, w_shape, **kw)
@@ -148,12 +148,12 @@ def test_engines_keep_to_the_callers_thread_limits(monkeypatch):
     with threadpool_limits(limits=1):
         assert _threads.allowed() == 1
         convgrad.conv(x, rng.standard_normal((3, 4, 5, 5)), method="fft")
-        got = convgrad.conv(x, w, groups=4, padding=1, method="direct")
+        got = convgrad.conv(x, w, groups=4, padding=1, method="depthwise")
         seen.append(("numba", numba.get_num_threads()))
     assert seen and all(n == 1 for _, n in seen), seen
     assert_close(got, oracle.conv(x, w, groups=4, padding=1))
     # outside the limit the engines use the machine again
-    convgrad.conv(x, w, groups=4, padding=1, method="direct")
+    convgrad.conv(x, w, groups=4, padding=1, method="depthwise")
     assert numba.get_num_threads() == min(_threads.allowed(), numba.config.NUMBA_NUM_THREADS)
 
 
@@ -169,10 +169,10 @@ def test_a_conv_asked_for_again_and_again_keeps_its_plan(monkeypatch):
     planner = _plan.Planner()
     depthwise = convgrad.ConvGeometry.for_conv((3, 24, 20, 20), (24, 1, 3, 3), padding=1, groups=24)
     first = planner.plan("forward", depthwise, F32)
-    assert first.chosen.engine != "direct"
+    assert first.chosen.engine != "depthwise"
     assert all(planner.plan("forward", depthwise, F32) is first for _ in range(5)) and loads == []
     # under 'eager' the kernels load before the first plan, which weighs them by running time alone
-    assert _plan.Planner("eager").plan("forward", depthwise, F32).chosen.engine == "direct"
+    assert _plan.Planner("eager").plan("forward", depthwise, F32).chosen.engine == "depthwise"
     assert loads == [("float32",)]
 
 

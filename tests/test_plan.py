@@ -28,7 +28,7 @@ def test_a_plan_holds_every_engines_verdict_and_keeps_the_cheapest():
     refused = {c.engine: c.reason for c in plan.candidates if isinstance(c, Refusal)}
     assert plan.chosen is ready[0] and plan.chosen.seconds == min(c.seconds for c in ready)
     assert refused == {"subpixel": "needs a stride > 1",
-                       "direct": "needs a depthwise conv (groups == in_channels)"}
+                       "depthwise": "needs a depthwise conv (groups == in_channels)"}
     assert all(c.seconds > 0 and c.workspace >= 0 for c in ready)
     # printed like a path: one line per engine, with its estimate and workspace, or why not
     lines = str(plan).splitlines()
@@ -93,7 +93,7 @@ def test_identical_float32_calls_are_bitwise_identical():
 
 def test_jit_never_refuses_the_engines_that_run_compiled_kernels():
     depthwise = convgrad.ConvGeometry.for_conv((3, 24, 20, 20), (24, 1, 3, 3), groups=24)
-    for engine, geom in [("direct", depthwise), ("tiled", convgrad.ConvGeometry.for_conv((2, 16, 20, 20),
+    for engine, geom in [("depthwise", depthwise), ("tiled", convgrad.ConvGeometry.for_conv((2, 16, 20, 20),
                                                                                          (16, 16, 3, 3)))]:
         plan = Planner("never").plan("forward", geom, F32)
         refused = {c.engine: c.reason for c in plan.candidates if isinstance(c, Refusal)}
@@ -243,14 +243,14 @@ def test_a_calibration_file_sets_the_cost_model(tmp_path, packaged_calibration):
     from convgrad.engines import _machine
 
     doc = json.loads(_machine.DEFAULT_PATH.read_text())
-    before = Planner().plan("forward", GEOM, F64, "shifted").estimated_seconds
-    assert convgrad.make_plan("forward", GEOM, F64, "shifted", 2**31).estimated_seconds == before
-    doc["engines"]["shifted"]["FITTED"]["forward"] *= 3
+    before = Planner().plan("forward", GEOM, F64, "offset_gemm").estimated_seconds
+    assert convgrad.make_plan("forward", GEOM, F64, "offset_gemm", 2**31).estimated_seconds == before
+    doc["engines"]["offset_gemm"]["FITTED"]["forward"] *= 3
     doc["provenance"] = {"date": "2030-01-01"}
     (tmp_path / "cal.json").write_text(json.dumps(doc))
     model = convgrad.engines.load_calibration(tmp_path / "cal.json")
     assert model.provenance["date"] == "2030-01-01"
-    after = convgrad.make_plan("forward", GEOM, F64, "shifted", 2**31).estimated_seconds
+    after = convgrad.make_plan("forward", GEOM, F64, "offset_gemm", 2**31).estimated_seconds
     assert after == pytest.approx(3 * before)
     del doc["engines"]["tiled"]["TILE_SECONDS"]
     (tmp_path / "bad.json").write_text(json.dumps(doc))

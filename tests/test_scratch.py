@@ -45,7 +45,7 @@ def test_the_pool_is_capped_and_per_thread(monkeypatch):
 # A geometry each engine runs, all three ops.
 CASES = {
     "fft": ((2, 20, 20, 4), (31, 31, 4, 6), {"padding": 15, "data_format": "channels_last"}),
-    "direct": ((2, 4, 9, 9), (4, 1, 3, 3), {"padding": 1, "groups": 4}),
+    "depthwise": ((2, 4, 9, 9), (4, 1, 3, 3), {"padding": 1, "groups": 4}),
     "subpixel": ((2, 4, 12, 12), (6, 4, 3, 3), {"padding": 1, "stride": 2}),
 }
 LEFT_TO_OTHERS = {"winograd": "filter_grad"}  # an op the engine does not run

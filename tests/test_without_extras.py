@@ -30,7 +30,7 @@ def test_the_demo_runs_and_agrees_in_plain_text():
     assert done.returncode == 0, done.stderr
     assert "checks agree" in done.stdout and "DISAGREE" not in done.stdout
     assert "rich is not installed" in done.stdout
-    assert "conv_input_grad(method='direct')" in done.stdout  # the compiled kernels, as plain Python
+    assert "conv_input_grad(method='depthwise')" in done.stdout  # the compiled kernels, as plain Python
 
 
 def test_commands_that_need_rich_say_so():
@@ -52,7 +52,7 @@ def test_the_library_matches_the_oracle_without_numba():
         x, w = rng.standard_normal((2, 4, 9, 8)), rng.standard_normal((4, 1, 3, 3))
         want = oracle.conv(x, w, padding=1, groups=4)
         errors = {m: float(np.abs(convgrad.conv(x, w, padding=1, groups=4, method=m) - want).max())
-                  for m in ("auto", "direct", "im2col")}
+                  for m in ("auto", "depthwise", "im2col")}
         geom = convgrad.ConvGeometry.for_conv(x.shape, w.shape, padding=1, groups=4)
         plan = convgrad.make_plan("forward", geom, np.float64, "auto", 2**31)
         print(json.dumps({"numba": _kernels.NUMBA, "errors": errors, "engine": plan.engine.name}))
@@ -60,5 +60,5 @@ def test_the_library_matches_the_oracle_without_numba():
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert out["numba"] is False
-    assert out["engine"] != "direct"  # plain-Python loops are never the planner's choice
+    assert out["engine"] != "depthwise"  # plain-Python loops are never the planner's choice
     assert all(e < 1e-12 for e in out["errors"].values()), out

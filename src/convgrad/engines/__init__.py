@@ -142,16 +142,17 @@ def _registry() -> dict[str, Engine]:
     global _BUILTIN_LOADED
     if not _BUILTIN_LOADED:
         _BUILTIN_LOADED = True
-        from .direct import Direct
+        from .depthwise import Depthwise
         from .fft import FFT
         from .gather import Gather
         from .im2col import Im2col
-        from .shifted import Shifted
-        from .split import Split
+        from .offset_gemm import OffsetGemm
+        from .split_kernel import SplitKernel
         from .subpixel import Subpixel
         from .tiled import Tiled
         from .winograd import Winograd
 
-        builtin = (Im2col(), Shifted(), FFT(), Winograd(), Direct(), Subpixel(), Split(), Tiled(), Gather())
+        builtin = (Im2col(), OffsetGemm(), FFT(), Winograd(), Depthwise(), Subpixel(), SplitKernel(), Tiled(),
+                   Gather())
         _REGISTRY.update({e.name: e for e in builtin})
     return _REGISTRY

@@ -102,7 +102,7 @@ def _refuse(geom: ConvGeometry, dtype: np.dtype) -> str | None:
     if dtype not in (np.float32, np.float64):
         return "compiled for float32 and float64"
     if geom.feature_group_count != 1:
-        return "needs groups == 1 (depthwise convs go to the direct engine)"
+        return "needs groups == 1 (depthwise convs go to the depthwise engine)"
     return plain(geom)
 
 

@@ -1,5 +1,5 @@
 """Numba kernels for the loops NumPy cannot fuse, one module per engine that runs them:
-depthwise (``direct``), register-tiled dense convolutions (``tiled``, with its parallel zero
+depthwise (``depthwise``), register-tiled dense convolutions (``tiled``, with its parallel zero
 padding), Winograd transforms, im2col packing, the FFT engine's spectral mixing; ``_numba``
 holds the fallback without Numba and the intrinsics. This module says which kernels are loaded
 and what loading the others would cost the planner.

@@ -23,12 +23,12 @@ from ._machine import figures
 # multiply-add per cycle per lane) plus a call's overhead, times the fitted factor per op.
 
 
-class Direct(Refusing):
-    name = "direct"
+class Depthwise(Refusing):
+    name = "depthwise"
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
                 planner: Planner) -> Prepared | Refusal:
-        fig = figures("direct")
+        fig = figures("depthwise")
         why_not = _refuse(geom, dtype)
         if why_not:
             return Refusal(self.name, why_not)

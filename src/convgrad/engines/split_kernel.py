@@ -45,12 +45,12 @@ BLOCK_BYTES = 4 * 1024**2
 # Python's overhead per call and per block, times the fitted factor per op.
 
 
-class Split(Refusing):
-    name = "split"
+class SplitKernel(Refusing):
+    name = "split_kernel"
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
                 planner: Planner) -> Prepared | Refusal:
-        fig = figures("split")
+        fig = figures("split_kernel")
         why_not = "needs groups == 1" if geom.feature_group_count != 1 else plain(geom)
         if why_not:
             return Refusal(self.name, why_not)
@@ -248,7 +248,7 @@ def _split_cost(geom: ConvGeometry, dy_side: tuple[int, ...], dtype: np.dtype) -
 
 def _gemm_seconds(rows: int, k: int, n: int, dtype: np.dtype, blocks: int) -> float:
     """Packing ``rows`` rows of k + n values and one (rows x k) @ (k x n) product, in ``blocks``."""
-    fig = figures("split")
+    fig = figures("split_kernel")
     rate = fig.GEMM_FLOPS_PER_S * (thin_factor(min(k, n)) if gemm_for(dtype) is not None else 1 / 8)
     packed = rows * (k + n) * dtype.itemsize
     calls = fig.CALL_SECONDS + blocks * fig.BLOCK_SECONDS

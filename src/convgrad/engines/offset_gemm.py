@@ -32,12 +32,12 @@ BLOCK_BYTES = {"forward": 1024**2, "input_grad": 1024**2, "filter_grad": 4 * 102
 # overhead per call and per GEMM (one per kernel offset and row block), times the fitted factor.
 
 
-class Shifted(Refusing):
-    name = "shifted"
+class OffsetGemm(Refusing):
+    name = "offset_gemm"
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
                 planner: Planner) -> Prepared | Refusal:
-        fig = figures("shifted")
+        fig = figures("offset_gemm")
         why_not = "needs stride 1" if any(s != 1 for s in geom.stride) else plain(geom)
         if why_not:
             return Refusal(self.name, why_not)
