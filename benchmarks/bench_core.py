@@ -5,39 +5,40 @@ Run: ``python benchmarks/bench_core.py [--repeats 7] [--cases ...] [--frameworks
 OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, where set on a machine, slow NumPy's BLAS; to measure
 without them, unset both in the benchmark's own command (and say so in the report).
 
-The suite itself (cases, contestants, checking, timing, the report) is ``convgrad.bench``.
+The suite itself (cases, checking, timing) is ``convgrad.cli.bench.suite``, the report
+``convgrad.cli.bench.report``; each framework's contestants are in ``convgrad._frameworks``.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from convgrad import bench
+from convgrad.cli.bench import report, suite
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--cases", nargs="*", default=[c.name for c in bench.CASES],
-                        help=f"any of {', '.join(bench.case_names())}")
+    parser.add_argument("--cases", nargs="*", default=[c.name for c in suite.CASES],
+                        help=f"any of {', '.join(suite.case_names())}")
     parser.add_argument("--frameworks", default="torch",
-                        help=f"comma-separated, from {','.join(bench.FRAMEWORKS)}")
+                        help=f"comma-separated, from {','.join(suite.FRAMEWORKS)}")
     parser.add_argument("--write", metavar="FILE", help="write the report (markdown) to FILE")
     args = parser.parse_args()
     frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
     rows = []
-    for case in bench.get_cases(args.cases):
-        rows.extend(bench.run_case(case, args.repeats, frameworks))
+    for case in suite.get_cases(args.cases):
+        rows.extend(suite.run_case(case, args.repeats, frameworks))
         print(f"done {case.name}", flush=True)
-    report = bench.report(rows, args.repeats, bench.gemm_peak(args.repeats))
-    print(report)
+    text = report.report(rows, args.repeats, suite.gemm_peak(args.repeats))
+    print(text)
     if args.write:
         with open(args.write, "w") as f:
             names = {"torch": "PyTorch", "tf": "TensorFlow", "jax": "JAX"}
             title = ", ".join(names.get(f, f) for f in frameworks)
             f.write(f"# Benchmarks: convgrad against {title} (CPU)\n\n"
                     f"Command: `python benchmarks/bench_core.py --frameworks {','.join(frameworks)} "
-                    f"--repeats {args.repeats} --write {args.write}`. {bench.METHOD}\n\n" + report)
+                    f"--repeats {args.repeats} --write {args.write}`. {report.METHOD}\n\n" + text)
 
 
 if __name__ == "__main__":

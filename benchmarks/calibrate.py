@@ -26,7 +26,7 @@ import convgrad
 from convgrad._budget import DEFAULT_WORKSPACE_BYTES
 from convgrad._layout import x_to_last
 from convgrad._plan import Planner
-from convgrad.bench import timeit
+from convgrad.cli.bench.suite import timeit
 from convgrad.engines import Prepared, _machine, _registry, engine_names
 
 SHAPES = [  # (x channels-first, w channels-first, kwargs)

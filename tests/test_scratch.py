@@ -83,14 +83,14 @@ def test_fft_results_match_the_oracle_across_calls_of_other_sizes():
 
 def test_the_benchmark_counts_scratch_memory():
     """Peak memory in BENCHMARKS.md includes the pool: a warm pool would otherwise hide it."""
-    from convgrad import bench
+    from convgrad.cli.bench import suite
 
     rng = np.random.default_rng(2)
     x, w = rng.standard_normal((2, 20, 20, 4)).astype(np.float32), rng.standard_normal((31, 31, 4, 6))
     call = lambda: convgrad.conv(x, w.astype(np.float32), padding=15, data_format="channels_last",  # noqa: E731
                                  method="fft")
     y = call()  # the pool is warm now
-    peak = bench._peak_bytes(call)
+    peak = suite._peak_bytes(call)
     assert _scratch.held() > y.nbytes
     assert peak >= _scratch.held() + y.nbytes
 

@@ -27,31 +27,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _frameworks
+from ._frameworks._common import SPATIAL
+
 __all__ = ["FRAMEWORKS", "OPS", "convert_filter", "filter_layout"]
 
-FRAMEWORKS = ("tf", "torch", "onnx", "jax")
+# The frameworks with filter layouts, each module's FILTER_LAYOUTS: (op -> template), "*"
+# standing for the spatial letters.
+FRAMEWORKS = _frameworks.with_("FILTER_LAYOUTS")
 OPS = ("conv", "conv_transpose", "depthwise")
 _CHANNEL_LETTERS = frozenset("OIM")
-_SPATIAL = {1: "W", 2: "HW", 3: "DHW"}
-
-# (framework, op) -> layout template; "*" stands for the spatial letters.
-_TEMPLATES = {
-    ("tf", "conv"): "*IO",
-    ("tf", "conv_transpose"): "*OI",
-    ("tf", "depthwise"): "*IM",
-    ("torch", "conv"): "OI*",
-    ("torch", "conv_transpose"): "IO*",
-    ("torch", "depthwise"): "OI*",
-    ("onnx", "conv"): "OI*",
-    ("onnx", "conv_transpose"): "IO*",
-    ("onnx", "depthwise"): "OI*",
-    # jax.lax.conv_general_dilated's default rhs spec. lax.conv_transpose with
-    # transpose_kernel=True (the setting that matches the other frameworks' values) and its
-    # default dimension numbers reads TensorFlow's (*K, C_out, C_in) tensor as it is.
-    ("jax", "conv"): "OI*",
-    ("jax", "conv_transpose"): "*OI",
-    ("jax", "depthwise"): "OI*",
-}
 
 
 def filter_layout(framework: str, op: str = "conv", rank: int = 2) -> str:
@@ -72,9 +57,9 @@ def filter_layout(framework: str, op: str = "conv", rank: int = 2) -> str:
         raise ValueError(f"unknown framework={framework!r}; expected one of {FRAMEWORKS}")
     if op not in OPS:
         raise ValueError(f"unknown op={op!r}; expected one of {OPS}")
-    if isinstance(rank, bool) or not isinstance(rank, int) or rank not in _SPATIAL:
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank not in SPATIAL:
         raise ValueError(f"rank={rank!r} must be 1, 2 or 3 (give a layout string for other ranks)")
-    return _TEMPLATES[framework, op].replace("*", _SPATIAL[rank])
+    return _frameworks.module(framework).FILTER_LAYOUTS[op].replace("*", SPATIAL[rank])
 
 
 def _parse(name: str, layout: object, ndim: int) -> str:

@@ -1,18 +1,35 @@
-"""Checks anyone can run on a geometry: the adjoint dot test and finite differences.
+"""Checks anyone can run on a geometry: the adjoint dot test, finite differences, and
+``check_routes``, which compares many ways of computing the gradients with ``conv_vjp``'s.
 
-Both are identities, not comparisons with another implementation, so they hold any engine to
-the definition of the gradient.
+The first two are identities, not comparisons with another implementation, so they hold any
+engine to the definition of the gradient.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 from . import _canon
 from ._geometry import ConvGeometry
-from ._ops import conv, conv_filter_grad, conv_input_grad
+
+# Relative tolerance per dtype, for the dot test and for routes compared with conv_vjp: float64
+# rounding on sums of thousands of terms stays near 1e-13, float32 near 1e-6, float16 (computed
+# in float32 by convgrad, natively by the frameworks) near 1e-3.
+RTOL = {"float64": 1e-10, "float32": 1e-4, "float16": 1e-2}
+
+
+# The ops are imported where they run: the command line reads RTOL for its help, which must
+# load no engine.
+
+
+def tolerance(dtype: object) -> float:
+    """``RTOL`` of ``dtype`` (float16's for any other)."""
+    return RTOL.get(np.dtype(dtype).name, RTOL["float16"])
 
 
 @dataclass(frozen=True)
@@ -63,13 +80,15 @@ def dot_test(
     """The adjoint identity on random arrays of the given shapes.
 
     Checks ``<conv(x, w), dy> == <x, conv_input_grad(dy, w)> == <w, conv_filter_grad(x, dy)>``,
-    summing in float64. Default rtol: 1e-10 for float64, 1e-4 for float32, 1e-2 for float16.
+    summing in float64. Default rtol: ``RTOL`` of the dtype.
     Raises AssertionError with all three numbers when it fails (unless ``raise_on_failure``
     is False); returns the numbers.
     """
-    dt = np.dtype(dtype)  # type: ignore[arg-type]
+    from ._ops import conv, conv_filter_grad, conv_input_grad
+
+    dt = np.dtype(dtype)
     if rtol is None:
-        rtol = {8: 1e-10, 4: 1e-4}.get(dt.itemsize, 1e-2)
+        rtol = tolerance(dt)
     fmt = _canon.data_format(geometry.get("data_format", "channels_first"))
     kwargs = {k: geometry[k] for k in ("stride", "padding", "dilation", "groups") if k in geometry}
     geom = ConvGeometry.for_conv(x_shape, w_shape, data_format=fmt, **kwargs)
@@ -143,6 +162,8 @@ def check_grads(
     <conv_input_grad(r), v>, and likewise for w. conv is linear in each argument, so the central
     difference is exact up to rounding for any eps: a large step (1.0) avoids cancellation.
     """
+    from ._ops import conv, conv_filter_grad, conv_input_grad
+
     xa = np.asarray(x, dtype=np.float64)
     wa = np.asarray(w, dtype=np.float64)
     rng = np.random.default_rng(seed)
@@ -164,3 +185,216 @@ def check_grads(
     if raise_on_failure and not result.passed:
         raise AssertionError(f"gradient check failed: {result}")
     return result
+
+
+# --- every route against the vector-Jacobian product ---------------------------------------------
+GRADIENTS = ("d_x", "d_w", "d_b")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """The example arrays of one check, in ``data_format``, and their geometry.
+
+    ``x`` (N, C, *S) or (N, *S, C); ``w`` (O, C/G, *K) or (*K, C/G, O); ``b`` (O,); ``dy`` the
+    output's shape. ``kwargs`` are the keywords of ``conv`` that give ``geom``.
+    """
+
+    x: np.ndarray
+    w: np.ndarray
+    b: np.ndarray
+    dy: np.ndarray
+    kwargs: Mapping[str, object]
+    seed: int = 0
+
+    @property
+    def fmt(self) -> str:
+        return _canon.data_format(self.kwargs.get("data_format", "channels_first"))
+
+    @cached_property
+    def geom(self) -> ConvGeometry:
+        kw = {k: v for k, v in self.kwargs.items() if k != "data_format"}
+        return ConvGeometry.for_conv(self.x.shape, self.w.shape, data_format=self.fmt, **kw)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.x.dtype
+
+    # Channels-first views (N, C, *S), (O, C/G, *K), (N, O, *out) for the routes that want them.
+    def cf(self, name: str) -> np.ndarray:
+        return self._move(getattr(self, name), name, "channels_last")
+
+    def from_cf(self, name: str, a: np.ndarray) -> np.ndarray:
+        """A channels-first result for ``name`` ('x' or 'w') back in the problem's format."""
+        return self._move(a, name, "channels_last", back=True)
+
+    def cl(self, name: str) -> np.ndarray:
+        """Channels-last views (N, *S, C), (*K, C/G, O), (N, *out, O)."""
+        return self._move(getattr(self, name), name, "channels_first")
+
+    def from_cl(self, name: str, a: np.ndarray) -> np.ndarray:
+        return self._move(a, name, "channels_first", back=True)
+
+    def _move(self, a: np.ndarray, name: str, when: str, back: bool = False) -> np.ndarray:
+        """Move the channel axes when the problem is in ``when`` (the other format)."""
+        if self.fmt != when or a.ndim == 1:
+            return a
+        src, dst = ((-1, -2), (0, 1)) if name == "w" else ((-1,), (1,))
+        if (when == "channels_first") != back:
+            src, dst = dst, src
+        return np.moveaxis(a, src, dst)
+
+
+@dataclass(frozen=True)
+class Route:
+    """One way of computing a gradient ('d_x', 'd_w' or 'd_b') of a ``Problem``.
+
+    ``compute`` None means not available, and ``note`` says why; ``rtol`` None means the
+    check's tolerance; ``dtype`` names the dtype it computes in, when not the problem's.
+    """
+
+    gradient: str
+    method: str
+    compute: Callable[[Problem], np.ndarray] | None
+    note: str = ""
+    rtol: float | None = None
+    dtype: str | None = None
+
+
+def not_available(gradient: str, method: str, why: str) -> Route:
+    return Route(gradient, method, None, why)
+
+
+@dataclass
+class Row:
+    """One route's result: ``status`` 'pass', 'FAIL', 'n/a', 'error' or 'reference'."""
+
+    gradient: str
+    method: str
+    status: str
+    max_abs_error: float | None = None
+    max_rel_error: float | None = None
+    rtol: float | None = None
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("pass", "n/a", "reference")
+
+    def as_dict(self) -> dict[str, object]:
+        return {"gradient": self.gradient, "method": self.method, "status": self.status,
+                "max_abs_error": self.max_abs_error, "max_rel_error": self.max_rel_error,
+                "rtol": self.rtol, "note": self.note}
+
+
+@dataclass
+class CheckReport:
+    """The rows of ``check_routes``, by gradient, then finite differences and the dot test;
+    ``refs`` holds conv_vjp's d_x, d_w and d_b."""
+
+    problem: Problem
+    rtol: float
+    rows: list[Row] = field(default_factory=list)
+    refs: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(r.ok for r in self.rows)
+
+    def counts(self) -> dict[str, int]:
+        return {s: sum(r.status == s for r in self.rows) for s in ("pass", "FAIL", "error", "n/a")}
+
+
+def compare(route: Route, value: object, ref: np.ndarray, rtol: float) -> Row:
+    """max |value - ref| and that over max |ref|; shapes must match exactly."""
+    a = np.asarray(value)
+    tol = route.rtol if route.rtol is not None else rtol
+    if a.shape != ref.shape:
+        return Row(route.gradient, route.method, "FAIL", None, None, tol,
+                   f"shape {a.shape}, expected {ref.shape}")
+    if a.size == 0:
+        return Row(route.gradient, route.method, "pass", 0.0, 0.0, tol, route.note)
+    diff = np.abs(a.astype(np.float64) - ref.astype(np.float64))
+    err = float(diff.max()) if np.all(np.isfinite(diff)) else math.inf
+    scale = float(np.abs(ref.astype(np.float64)).max())
+    rel = err / scale if scale > 0 else (0.0 if err == 0 else math.inf)
+    return Row(route.gradient, route.method, "pass" if rel <= tol else "FAIL", err, rel, tol, route.note)
+
+
+def check_routes(problem: Problem, routes: list[Route], rtol: float | None = None,
+                 step: Callable[[str], None] = lambda _: None) -> CheckReport:
+    """Compare every route with ``conv_vjp``'s gradients, then run finite differences and the
+    dot test on the problem's geometry.
+
+    A route that raises is an 'error' row, never an exception. ``rtol`` defaults to
+    ``tolerance(problem.dtype)``; ``step(name)`` is called before each computation (progress).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> x, w = rng.standard_normal((1, 2, 5, 5)), rng.standard_normal((3, 2, 3, 3))
+    >>> p = Problem(x, w, np.zeros(3), rng.standard_normal((1, 3, 3, 3)), {"padding": 0})
+    >>> from convgrad import conv_input_grad
+    >>> route = Route("d_x", "conv_input_grad", lambda q: conv_input_grad(q.dy, q.w, q.x.shape))
+    >>> check_routes(p, [route]).passed
+    True
+    """
+    from ._ops import conv_vjp
+
+    p = problem
+    rtol = tolerance(p.dtype) if rtol is None else rtol
+    report = CheckReport(p, rtol)
+    step("conv_vjp (reference)")
+    _, vjp = conv_vjp(p.x, p.w, p.b, **p.kwargs)
+    report.refs = dict(zip(GRADIENTS, vjp(p.dy)))
+    for gradient, ref in report.refs.items():
+        report.rows.append(Row(gradient, "conv_vjp (reference)", "reference", None, None, rtol,
+                               f"shape {ref.shape}"))
+    for route in sorted(routes, key=lambda r: GRADIENTS.index(r.gradient)):
+        step(route.method)
+        if route.compute is None:
+            report.rows.append(Row(route.gradient, route.method, "n/a", note=route.note))
+            continue
+        try:
+            value = route.compute(p)
+        except Exception as e:  # a route that breaks is reported in its row, never a traceback
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            report.rows.append(Row(route.gradient, route.method, "error", rtol=route.rtol or rtol,
+                                   note=f"{type(e).__name__}: {first[:160]}"))
+            continue
+        report.rows.append(compare(route, value, report.refs[route.gradient], rtol))
+    step("finite differences")
+    report.rows.extend(_finite_difference_rows(p, rtol))
+    step("dot test")
+    report.rows.extend(_dot_test_rows(p, rtol))
+    order = (*GRADIENTS, "finite differences", "dot test")
+    report.rows.sort(key=lambda r: order.index(r.gradient))
+    return report
+
+
+def _finite_difference_rows(p: Problem, rtol: float) -> list[Row]:
+    """Central differences along one random direction per argument, in float64 with a large step
+    (conv is bilinear, so the difference is exact up to rounding)."""
+    res = check_grads(p.x, p.w, seed=p.seed, raise_on_failure=False, **p.kwargs)
+    rows = []
+    for what, ana, num in (
+            ("<d_x, v> vs (L(x + v) - L(x - v)) / 2", res.input_analytic, res.input_numeric),
+            ("<d_w, v> vs (L(w + v) - L(w - v)) / 2", res.filter_analytic, res.filter_numeric)):
+        err = abs(ana - num)
+        rel = err / max(abs(ana), abs(num), np.finfo(float).tiny)
+        rows.append(Row("finite differences", what, "pass" if rel <= rtol else "FAIL", err, rel, rtol,
+                        f"analytic {ana:.6g}, numeric {num:.6g} (float64)"))
+    return rows
+
+
+def _dot_test_rows(p: Problem, rtol: float) -> list[Row]:
+    """<conv(x, w), dy> against <x, d_x> and <w, d_w> on random normal arrays of the problem's dtype."""
+    res = dot_test(p.x.shape, p.w.shape, dtype=p.dtype, rtol=rtol, seed=p.seed,
+                   raise_on_failure=False, **p.kwargs)
+    rows = []
+    for what, side, rel in (("<x, d_x> vs <conv(x, w), dy>", res.input_side, res.input_error),
+                            ("<w, d_w> vs <conv(x, w), dy>", res.filter_side, res.filter_error)):
+        err = abs(res.forward - side)
+        rows.append(Row("dot test", what, "pass" if rel <= rtol else "FAIL", err, rel, rtol,
+                        f"<conv(x, w), dy> = {res.forward:.6g}"))
+    return rows

@@ -7,14 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from convgrad import bench
+from convgrad import _frameworks
+from convgrad.cli.bench import report, suite
 
 
 def test_bench_tiny_case_report_and_chart(cli, tmp_path):
     pytest.importorskip("matplotlib")
     Image = pytest.importorskip("PIL.Image")
     report, chart = tmp_path / "report.md", tmp_path / "ratios.png"
-    frameworks = "torch" if bench.installed("torch") else "none"
+    frameworks = "torch" if _frameworks.installed("torch") else "none"
     res = cli("bench", "--cases", "tiny_3x3", "--repeats", "1", "--frameworks", frameworks, "--no-peak",
               "-o", str(report), "--plot", str(chart))
     assert res.code == 0, res.err
@@ -33,7 +34,7 @@ def test_bench_json(cli):
     res = cli("bench", "--cases", "tiny_3x3", "--repeats", "1", "--frameworks", "none", "--no-peak", "--json")
     assert res.code == 0
     data = json.loads(res.out)
-    assert [r["op"] for r in data["rows"]] == list(bench.OPS)
+    assert [r["op"] for r in data["rows"]] == list(suite.OPS)
     assert all(r["ms"]["convgrad"] > 0 and r["ratio"] == {} for r in data["rows"])
 
 
@@ -50,11 +51,11 @@ def test_bench_bad_arguments(cli, argv, message):
 
 def test_a_mismatch_fails_the_run(cli, monkeypatch):
     """Results are checked against each framework before timing: a disagreement is exit 1."""
-    def wrong(case, x, w, dy):
-        return {op: [("torch", lambda: np.zeros(1))] for op in bench.OPS}
+    def wrong(g, x, w, dy):
+        return {op: [("torch", lambda: np.zeros(1))] for op in suite.OPS}
 
-    monkeypatch.setitem(bench.CONTESTANTS, "torch", wrong)
-    monkeypatch.setattr(bench, "installed", lambda name: True)
+    monkeypatch.setattr(_frameworks.module("torch"), "contestants", wrong)
+    monkeypatch.setattr(_frameworks, "installed", lambda name: True)
     res = cli("bench", "--cases", "tiny_3x3", "--repeats", "1", "--frameworks", "torch", "--no-peak")
     assert res.code == 1 and "convgrad and torch differ" in res.err
 
@@ -62,10 +63,10 @@ def test_a_mismatch_fails_the_run(cli, monkeypatch):
 def test_markdown_table_and_means():
     rows = [{"case": "a", "op": op, "engine": "im2col", "gflops": 1.0, "max_rel_err": 0.0,
              "ms": {"convgrad": 2.0, "torch": 1.0, "torch_cl": 4.0}, "ratio": {"torch": 2.0}}
-            for op in bench.OPS]
+            for op in suite.OPS]
     rows += [{**r, "case": "b", "ratio": {"torch": 0.5}} for r in rows]
-    means = bench.geometric_means(rows)
+    means = report.geometric_means(rows)
     assert means[("forward", "torch")] == pytest.approx(1.0)
-    table = bench.markdown_table(rows)
+    table = report.markdown_table(rows)
     assert "| torch NCHW ms | torch channels_last ms |" in table
     assert "| geometric mean | forward |" in table and table.splitlines()[-1].endswith("| 1.00 |")

@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 
 import convgrad
-from convgrad.cli import _frameworks, _routes
+from convgrad import _frameworks, testing
+from convgrad.cli import _routes
+from convgrad.cli.check import DEFAULT_FRAMEWORKS
+from convgrad.testing import Route
 
 SEED_DX_ROUTES = {
     "NumPy: dy dilated, padded, conv with flipped w", "identities.input_grad_via_conv",
@@ -50,7 +53,7 @@ def test_seed_json_every_route_agrees_exactly(cli):
     assert data["passed"] is True and data["rtol"] == 1e-10
     assert data["geometry"]["y_shape"] == [1, 2, 2, 1]
     assert data["geometry"]["padding"] == [[0, 0], [0, 0]]
-    assert set(data["frameworks"]) == set(_frameworks.DEFAULT)
+    assert set(data["frameworks"]) == set(DEFAULT_FRAMEWORKS)
     d_x, d_w = rows_by(data, "d_x"), rows_by(data, "d_w")
     assert SEED_DX_ROUTES <= set(d_x) and SEED_DW_ROUTES <= set(d_w)
     # Integer-valued float64 arrays, as in the seed: every route is exact.
@@ -82,7 +85,7 @@ def wrong_route(monkeypatch):
         def wrong(q):
             dx = convgrad.conv_input_grad(q.dy, q.w, q.x.shape, **q.kwargs)
             return dx * 1.001
-        return [*core(p), _routes.Route("d_x", "deliberately wrong (x 1.001)", wrong)]
+        return [*core(p), Route("d_x", "deliberately wrong (x 1.001)", wrong)]
 
     monkeypatch.setattr(_routes, "core_routes", with_wrong)
 
@@ -114,8 +117,8 @@ def test_a_route_that_raises_or_has_the_wrong_shape_fails(cli, monkeypatch):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(_routes, "core_routes", lambda p: [
-        *core(p), _routes.Route("d_w", "raises", broken),
-        _routes.Route("d_w", "wrong shape", lambda q: np.zeros(3))])
+        *core(p), Route("d_w", "raises", broken),
+        Route("d_w", "wrong shape", lambda q: np.zeros(3))])
     data = cli("check", "--frameworks", "none", "--json").json()
     d_w = rows_by(data, "d_w")
     assert d_w["raises"]["status"] == "error" and "RuntimeError: boom" in d_w["raises"]["note"]
@@ -238,7 +241,7 @@ def test_every_framework_on_one_geometry(cli):
             assert methods[("d_x", f"{name}: every route")]["status"] == "n/a"
     if _frameworks.installed("onnx"):
         ort = methods[("d_x", "onnxruntime ConvTranspose")]
-        assert ort["rtol"] == _frameworks.ONNX_FLOAT64_RTOL and "float32" in ort["note"]
+        assert ort["rtol"] == _frameworks.module("onnx").FLOAT64_RTOL and "float32" in ort["note"]
 
 
 def test_tensorflow_limits_are_reported(cli):
@@ -255,7 +258,7 @@ def test_a_framework_that_fails_to_load_is_reported(cli, monkeypatch):
     def broken(p):
         raise ImportError("libsomething.so: cannot open shared object file")
 
-    monkeypatch.setattr(_frameworks, "_scipy", broken)
+    monkeypatch.setattr(_frameworks.module("scipy"), "routes", broken)
     data = cli("check", "--frameworks", "scipy", "--json").json()
     row = rows_by(data, "d_x")["scipy: every route"]
     assert row["status"] == "n/a" and row["note"].startswith("failed to load: ImportError: libsomething")
@@ -272,3 +275,54 @@ def test_zero_size_arrays(cli, x, w):
 def test_too_large_for_the_budget_is_an_argument_error(cli):
     res = cli("check", "--x", "64,512,512,64", "--w", "3,3,64,64")
     assert res.code == 2 and "workspace budget" in res.err
+
+
+def test_help_loads_no_engine_framework_or_matplotlib():
+    """`convgrad --help` builds every subcommand's parser: that must import none of the engines,
+    the planner, the real frameworks or matplotlib beyond what `import convgrad` itself loads."""
+    code = (
+        "import sys, convgrad; before = set(sys.modules)\n"
+        "from convgrad.cli import build_parser; build_parser().format_help()\n"
+        "print(' '.join(sorted(set(sys.modules) - before)))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    loaded = proc.stdout.split()
+    assert "convgrad.cli.check" in loaded and "convgrad.cli.bench" in loaded  # the test sees the CLI load
+    heavy = ("convgrad.engines", "convgrad._plan", "convgrad._ops", "convgrad._general",
+             "convgrad.identities", "torch", "tensorflow", "jax", "onnx", "onnxruntime", "matplotlib",
+             "numba", "scipy")
+    assert not [m for m in loaded if m.split(".")[0] in heavy or m.startswith(heavy)]
+
+
+def test_check_routes_reports_each_route_against_conv_vjp():
+    """The library's check: an exact route passes, a scaled one fails by its scale, one that
+    raises is an error row, and finite differences and the dot test are appended."""
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((2, 4, 7, 6)), rng.standard_normal((4, 2, 3, 2))
+    kw = {"stride": (2, 1), "padding": [(1, 0), (0, 1)], "groups": 2}
+    dy = rng.standard_normal(convgrad.conv(x, w, **kw).shape)
+    p = testing.Problem(x, w, rng.standard_normal(4), dy, kw)
+
+    def oracle_dx(q):  # d_x from the definition: the transpose of the Jacobian, column by column
+        dx = np.zeros(q.x.size)
+        for i in range(q.x.size):
+            e = np.zeros(q.x.size)
+            e[i] = 1
+            dx[i] = np.vdot(convgrad.conv(e.reshape(q.x.shape), q.w, **kw), q.dy)
+        return dx.reshape(q.x.shape)
+
+    def boom(q):
+        raise RuntimeError("boom")
+
+    routes = [Route("d_x", "oracle", oracle_dx), Route("d_x", "scaled", lambda q: 1.01 * oracle_dx(q)),
+              Route("d_w", "raises", boom), testing.not_available("d_b", "absent", "why")]
+    report = testing.check_routes(p, routes)
+    rows = {r.method: r for r in report.rows}
+    assert report.rtol == testing.RTOL["float64"]
+    assert rows["oracle"].status == "pass" and rows["oracle"].max_rel_error < 1e-12
+    assert rows["scaled"].status == "FAIL" and rows["scaled"].max_rel_error == pytest.approx(0.01, rel=1e-9)
+    assert rows["raises"].status == "error" and "RuntimeError: boom" in rows["raises"].note
+    assert rows["absent"].status == "n/a" and rows["absent"].note == "why"
+    assert [r.gradient for r in report.rows][-4:] == ["finite differences"] * 2 + ["dot test"] * 2
+    assert not report.passed and report.counts() == {"pass": 5, "FAIL": 1, "error": 1, "n/a": 1}

@@ -7,8 +7,10 @@ import math
 
 import numpy as np
 
+from .. import _frameworks
 from .._budget import WORKSPACE_ENV, workspace_limit
-from . import _console, _frameworks, _routes
+from ..testing import RTOL, CheckReport
+from . import _console
 from ._args import ArgumentError, GeometryArgs, add_geometry_arguments, geometry_dict
 
 DESCRIPTION = """\
@@ -25,6 +27,8 @@ SECTIONS = {"d_x": "d_x, the input gradient", "d_w": "d_w, the filter gradient",
             "d_b": "d_b, the bias gradient", "finite differences": "finite differences (float64)",
             "dot test": "adjoint dot test"}
 SHOW_ARRAYS_UP_TO = 64  # elements: the seed's 4x4 input is printed, larger examples are not
+# Checked by default: cheap to import. TensorFlow, JAX and ONNX when --frameworks asks.
+DEFAULT_FRAMEWORKS = ("torch", "scipy")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -37,26 +41,29 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def add_check_options(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("check")
-    o.add_argument("--frameworks", default=",".join(_frameworks.DEFAULT), metavar="LIST",
+    o.add_argument("--frameworks", default=",".join(DEFAULT_FRAMEWORKS), metavar="LIST",
                    help=f"comma-separated, from {','.join(_frameworks.FRAMEWORKS)}; 'all' or 'none' "
-                   f"(default {','.join(_frameworks.DEFAULT)})")
+                   f"(default {','.join(DEFAULT_FRAMEWORKS)})")
     o.add_argument("--rtol", type=float, default=None,
                    help="tolerance on max rel error (default per dtype: " +
-                   ", ".join(f"{k} {v:g}" for k, v in _routes.RTOL.items()) + ")")
+                   ", ".join(f"{k} {v:g}" for k, v in RTOL.items()) + ")")
     o.add_argument("--values", choices=("int", "normal"), default="int",
                    help="example arrays: random integers 0..9 as in the seed note (default), or normal")
     o.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
 def run(ns: argparse.Namespace) -> int:
+    from ..testing import check_routes, not_available
+    from . import _routes
+
     args = GeometryArgs.from_namespace(ns)
     try:
-        selected = _frameworks.parse_frameworks(ns.frameworks)
+        selected = _frameworks.parse(ns.frameworks)
     except ValueError as e:
         raise ArgumentError(str(e)) from None
     if ns.rtol is not None and not ns.rtol > 0:
         raise ArgumentError(f"--rtol must be positive, got {ns.rtol}")
-    rtol = ns.rtol if ns.rtol is not None else _routes.RTOL[str(args.dtype)]
+    rtol = ns.rtol if ns.rtol is not None else RTOL[str(args.dtype)]
     g, fmt = args.geometry, args.data_format
     need = sum(math.prod(s) for s in (g.x_shape(fmt), g.w_shape(fmt), g.y_shape(fmt))) * args.dtype.itemsize
     limit = workspace_limit(None)
@@ -70,8 +77,7 @@ def run(ns: argparse.Namespace) -> int:
     routes = _routes.core_routes(problem)
     if min(problem.x.size, problem.w.size, problem.dy.size) == 0:
         # Zero-size arrays: convgrad's own routes are checked; frameworks mostly refuse them.
-        routes.append(_routes.not_available("d_x", "fronts and frameworks",
-                                            "not checked on zero-size arrays"))
+        routes.append(not_available("d_x", "fronts and frameworks", "not checked on zero-size arrays"))
         run_frameworks: tuple[str, ...] = ()
     else:
         routes += _frameworks.front_routes(problem)
@@ -79,25 +85,24 @@ def run(ns: argparse.Namespace) -> int:
     with _console.steps(len(routes) + 3 + 6 * len(run_frameworks), "check") as step:
         for name in run_frameworks:
             step(f"importing {name}")
-            routes += _frameworks.framework_routes(name, problem)
+            routes += _frameworks.routes(name, problem)
         # From here: the reference, each route, finite differences and the dot test.
         step.set_total(len(run_frameworks) + len(routes) + 3)
-        report = _routes.run_check(problem, routes, rtol, step)
+        report = check_routes(problem, routes, rtol, step)
 
     if ns.json:
-        _console.print_json(as_dict(report, selected))
+        _console.print_json(as_dict(report, args, selected))
     elif _console.has_rich():
-        render(report, selected)
+        render(report, args, selected)
     else:
-        render_plain(report, selected)
+        render_plain(report, args, selected)
     return 0 if report.passed else 1
 
 
-def as_dict(report: _routes.CheckReport, selected: tuple[str, ...]) -> dict:
-    rows = report.rows
+def as_dict(report: CheckReport, args: GeometryArgs, selected: tuple[str, ...]) -> dict:
     return {
         "command": "check",
-        "geometry": geometry_dict(report.problem.args),
+        "geometry": geometry_dict(args),
         "rtol": report.rtol,
         "error_measures": {
             "max_abs_error": "max |route - reference|",
@@ -106,14 +111,14 @@ def as_dict(report: _routes.CheckReport, selected: tuple[str, ...]) -> dict:
         },
         "frameworks": list(selected),
         "passed": report.passed,
-        "counts": {s: sum(r.status == s for r in rows) for s in ("pass", "FAIL", "error", "n/a")},
-        "rows": [r.as_dict() for r in rows],
+        "counts": report.counts(),
+        "rows": [r.as_dict() for r in report.rows],
     }
 
 
-def _summary(report: _routes.CheckReport, selected: tuple[str, ...]) -> tuple[str, str]:
+def _summary(report: CheckReport, selected: tuple[str, ...]) -> tuple[str, str]:
     """The frameworks line and the verdict line, as both renderings print them."""
-    counts = {s: sum(r.status == s for r in report.rows) for s in ("pass", "FAIL", "error", "n/a")}
+    counts = report.counts()
     checked = counts["pass"] + counts["FAIL"] + counts["error"]
     skipped = f" ({counts['n/a']} not available)" if counts["n/a"] else ""
     frameworks = "frameworks: " + (", ".join(selected) if selected else "none (--frameworks all to add them)")
@@ -123,9 +128,9 @@ def _summary(report: _routes.CheckReport, selected: tuple[str, ...]) -> tuple[st
     return frameworks, f"{len(bad)} of {checked} checks DISAGREE{skipped}: " + "; ".join(bad)
 
 
-def render_plain(report: _routes.CheckReport, selected: tuple[str, ...]) -> None:
+def render_plain(report: CheckReport, args: GeometryArgs, selected: tuple[str, ...]) -> None:
     """The same rows without rich (not installed): one line per route."""
-    print(f"convgrad check: {report.problem.args.title()}")
+    print(f"convgrad check: {args.title()}")
     print(f"tolerance: max rel error <= {report.rtol:g} (rel = max|route - ref| / max|ref|; ref = conv_vjp)")
     last = None
     for r in report.rows:
@@ -139,13 +144,13 @@ def render_plain(report: _routes.CheckReport, selected: tuple[str, ...]) -> None
     print("(rich is not installed: `python -m pip install .` gives the full tables)")
 
 
-def render(report: _routes.CheckReport, selected: tuple[str, ...]) -> None:
+def render(report: CheckReport, args: GeometryArgs, selected: tuple[str, ...]) -> None:
     from rich.table import Table
     from rich.text import Text
 
     con = _console.stdout()
     p = report.problem
-    con.print(Text("convgrad check: ", style="bold") + Text(p.args.title()))
+    con.print(Text("convgrad check: ", style="bold") + Text(args.title()))
     if 0 < min(p.x.size, p.w.size, p.dy.size) and max(p.x.size, p.w.size, p.dy.size) <= SHOW_ARRAYS_UP_TO:
         _show_arrays(con, report)
     table = Table(
@@ -178,14 +183,14 @@ def render(report: _routes.CheckReport, selected: tuple[str, ...]) -> None:
     con.print(Text(verdict, style="bold green" if report.passed else "bold red"))
 
 
-def _section_title(report: _routes.CheckReport, gradient: str) -> str:
+def _section_title(report: CheckReport, gradient: str) -> str:
     title = SECTIONS.get(gradient, gradient)
     if gradient in report.refs:
         title += f" {tuple(report.refs[gradient].shape)}"
     return title
 
 
-def _show_arrays(con: object, report: _routes.CheckReport) -> None:
+def _show_arrays(con: object, report: CheckReport) -> None:
     """The seed's printout: x, w, dy and the reference gradients, squeezed to their spatial dims."""
     from rich.columns import Columns
     from rich.text import Text

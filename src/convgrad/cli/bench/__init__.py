@@ -1,5 +1,5 @@
-"""``convgrad bench``: the benchmark suite (``convgrad.bench``) against the installed frameworks,
-with a progress bar, a table, a markdown report and a ratio chart."""
+"""``convgrad bench``: the benchmark suite (``suite``) against the installed frameworks, with a
+progress bar, a table, a markdown report and a ratio chart (``report``)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import os
 from rich.table import Table
 from rich.text import Text
 
-from .. import bench
-from . import _console
-from ._args import ArgumentError
+from ... import _frameworks
+from .. import _console
+from .._args import ArgumentError
+from . import report, suite
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -21,10 +22,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "each installed framework (every result is checked first), and print the ratios "
         "convgrad time / framework time (below 1: convgrad is faster).")
     p.add_argument("--cases", nargs="+", metavar="CASE",
-                   help=f"cases to run (default: the suite, {', '.join(c.name for c in bench.CASES)}); "
-                   f"also: {', '.join(c.name for c in bench.EXTRA_CASES)}")
+                   help=f"cases to run (default: the suite, {', '.join(c.name for c in suite.CASES)}); "
+                   f"also: {', '.join(c.name for c in suite.EXTRA_CASES)}")
     p.add_argument("--frameworks", default="all", metavar="LIST",
-                   help=f"comma-separated, from {','.join(bench.FRAMEWORKS)}; 'all' (default: the "
+                   help=f"comma-separated, from {','.join(suite.FRAMEWORKS)}; 'all' (default: the "
                    "installed ones) or 'none' (convgrad alone)")
     p.add_argument("--repeats", type=int, default=7, help="timed rounds per op (default 7)")
     p.add_argument("-o", "--output", metavar="REPORT.md", help="write the report as markdown")
@@ -34,29 +35,26 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def _frameworks(text: str) -> tuple[str, ...]:
-    names = [n.strip().lower() for n in text.split(",") if n.strip()]
-    names = [{"tensorflow": "tf", "pytorch": "torch"}.get(n, n) for n in names]
-    if names in ([], ["none"]):
-        return ()
-    if names == ["all"]:
-        return tuple(f for f in bench.FRAMEWORKS if bench.installed(f))
-    bad = [n for n in names if n not in bench.FRAMEWORKS]
-    if bad:
-        raise ArgumentError(
-            f"unknown framework(s) {bad}; choose from {', '.join(bench.FRAMEWORKS)}, all, none")
-    return tuple(dict.fromkeys(names))
+def _selected(text: str) -> tuple[str, ...]:
+    """--frameworks: 'all' is the installed ones."""
+    try:
+        names = _frameworks.parse(text, suite.FRAMEWORKS)
+    except ValueError as e:
+        raise ArgumentError(str(e)) from None
+    if text.strip().lower() == "all":
+        return tuple(f for f in names if _frameworks.installed(f))
+    return names
 
 
 def run(ns: argparse.Namespace) -> int:
     try:
-        cases = bench.get_cases(ns.cases)
+        cases = suite.get_cases(ns.cases)
     except ValueError as e:
         raise ArgumentError(str(e)) from None
     if ns.repeats < 1:
         raise ArgumentError(f"--repeats must be >= 1, got {ns.repeats}")
-    frameworks = _frameworks(ns.frameworks)
-    missing = [f for f in frameworks if not bench.installed(f)]
+    frameworks = _selected(ns.frameworks)
+    missing = [f for f in frameworks if not _frameworks.installed(f)]
     if ns.plot:
         if os.path.splitext(ns.plot)[1].lower() not in (".png", ".svg", ".pdf"):
             raise ArgumentError(f"--plot {ns.plot!r}: the file name must end in .png, .svg or .pdf")
@@ -66,30 +64,30 @@ def run(ns: argparse.Namespace) -> int:
             raise ArgumentError("--plot needs matplotlib: pip install 'convgrad[draw]'") from None
     err = _console.stderr()
     for f in missing:
-        err.print(f"{f}: not installed, skipped (pip install {bench.MODULES[f]})")
+        err.print(f"{f}: not installed, skipped (pip install {_frameworks.module(f).PIP})")
     present = tuple(f for f in frameworks if f not in missing)
     rows: list[dict] = []
     with _console.steps(3 * len(cases), "bench") as step:
         for case in cases:
             try:
-                rows.extend(bench.run_case(case, ns.repeats, present, step))
+                rows.extend(suite.run_case(case, ns.repeats, present, step))
             except AssertionError as e:
                 err.print(Text(f"convgrad bench: {e}", style="bold red"))
                 return 1
-    peak = None if ns.no_peak else bench.gemm_peak(min(ns.repeats, 3))
+    peak = None if ns.no_peak else suite.gemm_peak(min(ns.repeats, 3))
     if ns.json:
         _console.print_json({"command": "bench", "frameworks": list(present), "repeats": ns.repeats,
                              "gemm_gflops": peak, "rows": rows,
                              "geometric_means": {f"{op}/{fw}": v for (op, fw), v in
-                                                 bench.geometric_means(rows).items()}})
+                                                 report.geometric_means(rows).items()}})
     else:
         render(rows, ns.repeats, peak)
     if ns.output:
         with open(ns.output, "w", encoding="utf-8") as f:
             f.write("# Benchmarks: convgrad against the frameworks (CPU)\n\n"
-                    + bench.report(rows, ns.repeats, peak))
+                    + report.report(rows, ns.repeats, peak))
     if ns.plot:
-        bench.ratio_chart(rows, ns.plot)
+        report.ratio_chart(rows, ns.plot)
     if not ns.json:
         written = [p for p in (ns.output, ns.plot) if p]
         if written:
@@ -100,8 +98,8 @@ def run(ns: argparse.Namespace) -> int:
 def render(rows: list[dict], repeats: int, peak: float | None) -> None:
     """convgrad's time and the ratio to each framework (its times: the report, or --json)."""
     con = _console.stdout()
-    con.print(Text(bench.environment(repeats, peak), style="dim"))
-    fws = bench.ratio_frameworks(rows)
+    con.print(Text(report.environment(repeats, peak), style="dim"))
+    fws = report.ratio_frameworks(rows)
     table = Table(title="÷ fw: convgrad time / the framework's best time (below 1: convgrad is faster)",
                   title_justify="left", header_style="bold")
     for col in ("case", "op", "engine", "convgrad ms", *(f"÷ {fw}" for fw in fws), "GFLOP/s"):
@@ -114,14 +112,14 @@ def render(rows: list[dict], repeats: int, peak: float | None) -> None:
         last = r["case"]
         table.add_row(shown, r["op"], r["engine"], _ms(r["ms"]["convgrad"]),
                       *[_ratio(r["ratio"].get(fw)) for fw in fws], _rate(r["gflops"]))
-    means = bench.geometric_means(rows)
+    means = report.geometric_means(rows)
     if means:
         table.add_section()
-        for i, op in enumerate(bench.OPS):
+        for i, op in enumerate(suite.OPS):
             table.add_row("geometric mean" if i == 0 else "", op, "", "",
                           *[_ratio(means.get((op, fw))) for fw in fws], "")
     con.print(table)
-    for case in bench.get_cases(dict.fromkeys(r["case"] for r in rows)):
+    for case in suite.get_cases(dict.fromkeys(r["case"] for r in rows)):
         con.print(Text(f"{case.name}: {case.describe()}", style="dim"))
     if fws:
         con.print(Text("every framework's own times: -o report.md or --json", style="dim"))

@@ -1,0 +1,163 @@
+"""The explanation of one convolution: what ``convgrad explain`` prints, as data.
+
+Every number is read from the core: ``ConvGeometry`` (shapes, pads, both gradient geometries,
+FLOPs), ``make_plan`` and the engines (choice, reason, estimated time, workspace), and each
+framework's spelling from ``convgrad._frameworks``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _frameworks
+from ._frameworks._common import Conv, axis_names, layout_note, pairs_text, tuple_text, unused
+from ._geometry import ConvGeometry
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """One conv explained: per-axis sizes, shapes, each gradient as a convolution, costs and the
+    planner's choice per op, and the calls of each framework. Plain JSON values throughout."""
+
+    dims: list[dict]
+    shapes: dict[str, list[int]]
+    gradients: dict[str, dict]
+    costs: dict
+    frameworks: dict[str, dict]
+
+    def as_dict(self) -> dict:
+        return {"dims": self.dims, "shapes": self.shapes, "gradients": self.gradients, "costs": self.costs,
+                "frameworks": self.frameworks}
+
+
+def explain(g: ConvGeometry, data_format: str = "channels_first", dtype: object = np.float64,
+            frameworks: tuple[str, ...] = ("torch", "tf", "jax", "onnx"),
+            w_layout: str = "w's layout") -> Explanation:
+    """Explain ``g`` for arrays in ``data_format`` of ``dtype``; ``w_layout`` names w's layout
+    ('HWIO', ...) in the text."""
+    fmt = data_format
+    sizes = g.input_size_range()
+    left = unused(g)
+    dims = [{"axis": name, "input": g.in_spatial[i], "kernel": g.kernel[i], "dilation": g.rhs_dilation[i],
+             "kernel_eff": g.kernel_eff[i], "stride": g.stride[i], "padding": list(g.padding[i]),
+             "padded_input": g.padded_input[i], "output": g.out_spatial[i],
+             "tight_padding": list(g.tight_padding[i]), "unused_input": left[i],
+             "transpose_output_sizes": list(sizes[i])}
+            for i, name in enumerate(axis_names(g.rank))]
+    x, w, y = list(g.x_shape(fmt)), list(g.w_shape(fmt)), list(g.y_shape(fmt))
+    b = [g.out_channels]
+    shapes = {"x": x, "w": w, "y": y, "b": b, "dy": y, "d_x": x, "d_w": w, "d_b": b}
+    return Explanation(dims, shapes, gradients(g, fmt, w_layout), costs(g, fmt, dtype),
+                       {name: spelling(name, g, fmt) for name in frameworks})
+
+
+def _geom_dict(h: ConvGeometry) -> dict:
+    return {"batch": h.batch, "in_channels": h.in_channels, "out_channels": h.out_channels,
+            "in_spatial": list(h.in_spatial), "kernel": list(h.kernel), "stride": list(h.stride),
+            "padding": [list(p) for p in h.padding], "lhs_dilation": list(h.lhs_dilation),
+            "rhs_dilation": list(h.rhs_dilation), "feature_group_count": h.feature_group_count,
+            "batch_group_count": h.batch_group_count, "out_spatial": list(h.out_spatial)}
+
+
+def gradients(g: ConvGeometry, fmt: str, wl: str) -> dict:
+    """Each gradient as a convolution of this geometry, step by step; every size is read off the
+    gradients' own geometries."""
+    G = g.feature_group_count
+    ig, fg = g.input_grad_geometry(), g.filter_grad_geometry()
+    igp, fgp = g.input_grad_padding, g.filter_grad_padding
+    t = tuple_text
+    crop = " (negative: crop)" if any(v < 0 for p in igp for v in p) else ""
+    crop_w = " (negative: crop)" if any(v < 0 for p in fgp for v in p) else ""
+    groups = f", within each of the {G} groups" if G > 1 else ""
+    og = g.out_channels // G
+    flip_shape = (g.in_channels, og, *g.kernel) if fmt == "channels_first" else (*g.kernel, og, g.in_channels)
+    d_x = {
+        "formula": "d_x = conv(pad(dilate(dy, stride), input_grad_padding), flip(w) with in/out "
+                   "channels swapped; kernel dilation d, stride 1)",
+        "steps": [
+            f"dilate dy {t(g.y_shape(fmt))} by the stride {t(g.stride)}: s - 1 zeros between "
+            f"samples, spatial {t(g.out_spatial)} -> {t(ig.dilated_input)}",
+            f"pad by (b' = k_eff - 1 - before, n + k_eff - 1 - o_dilated - b') = {pairs_text(igp)}{crop} "
+            f"-> {t(ig.padded_input)}",
+            f"correlate with w flipped along every spatial axis, its in and out channels swapped"
+            f"{groups}: {t(flip_shape)} {wl}, kernel dilation {t(g.rhs_dilation)}, stride 1 "
+            f"-> d_x {t(g.x_shape(fmt))}",
+        ],
+        "input_grad_padding": [list(p) for p in igp],
+        "as_conv_general": _geom_dict(ig),
+        "call": f"convgrad.conv_general(dy, flip_swap(w), lhs_dilation={t(g.stride)}, "
+                f"rhs_dilation={t(g.rhs_dilation)}, padding={pairs_text(igp)}, feature_group_count={G})",
+    }
+    d_w = {
+        "formula": "d_w = conv(x with batch <-> channels, padded by filter_grad_padding; kernel dy "
+                   "with batch <-> channels, dilated by the stride; window stride = kernel dilation)",
+        "steps": [
+            f"swap batch and channels of x {t(g.x_shape(fmt))}: C = {g.in_channels} images of "
+            f"N = {g.batch} channels; pad by (before, o_dilated - n + k_eff - 1 - before) = "
+            f"{pairs_text(fgp)}{crop_w} -> {t(fg.padded_input)}",
+            f"dy {t(g.y_shape(fmt))} with batch and channels swapped is the kernel: spatial "
+            f"{t(g.out_spatial)}, dilated by the stride {t(g.stride)} -> {t(fg.kernel_eff)}",
+            f"window stride = the forward's kernel dilation {t(g.rhs_dilation)} -> spatial "
+            f"{t(fg.out_spatial)} = the kernel"
+            + (f"; the {G} channel groups become {G} batch groups" if G > 1 else ""),
+            f"read the ({g.filter_in_channels}, {g.out_channels}, *K) result as w's layout {wl}: "
+            f"d_w {t(g.w_shape(fmt))}",
+        ],
+        "filter_grad_padding": [list(p) for p in fgp],
+        "as_conv_general": _geom_dict(fg),
+        "call": f"convgrad.conv_general(swap_NC(x), swap_NC(dy), stride={t(g.rhs_dilation)}, "
+                f"rhs_dilation={t(g.stride)}, padding={pairs_text(fgp)}, batch_group_count={G})",
+    }
+    axes = "batch and every spatial position"
+    d_b = {"formula": f"d_b[o] = sum of dy[..., o] over {axes}",
+           "steps": [f"sum dy {t(g.y_shape(fmt))} over {axes} -> d_b ({g.out_channels},)"],
+           "call": "convgrad.conv_bias_grad(dy, data_format=...)"}
+    return {"d_x": d_x, "d_w": d_w, "d_b": d_b}
+
+
+def costs(g: ConvGeometry, fmt: str, dtype: object) -> dict:
+    """FLOPs, memory and the planner's choice for each op, with every engine's verdict."""
+    from ._budget import workspace_limit
+    from ._dtypes import result_dtype
+    from ._plan import make_plan
+    from .engines import OPS, engine_names, get_engine
+
+    _, comp = result_dtype(np.zeros(0, dtype))
+    limit = workspace_limit(None)
+    item = np.dtype(dtype).itemsize
+    sizes = {"x": math.prod(g.x_shape(fmt)), "w": math.prod(g.w_shape(fmt)), "y": math.prod(g.y_shape(fmt))}
+    io = {"forward": (("x", "w"), "y"), "input_grad": (("y", "w"), "x"), "filter_grad": (("x", "y"), "w")}
+    as_conv = {"forward": g.flops, "input_grad": g.input_grad_geometry().flops,
+               "filter_grad": g.filter_grad_geometry().flops}
+    ops = {}
+    for op in OPS:
+        plan = make_plan(op, g, comp, "auto", limit)
+        engines = {}
+        for name in engine_names():
+            engine = get_engine(name)
+            why_not = engine.unsupported(g, op, comp)
+            engines[name] = ({"eligible": False, "reason": why_not} if why_not else
+                             {"eligible": True, "estimated_seconds": engine.cost(g, op, comp)})
+        ins, out = io[op]
+        ops[op] = {
+            "flops": g.flops, "flops_as_plain_conv": as_conv[op],
+            "input_bytes": sum(sizes[n] for n in ins) * item, "output_bytes": sizes[out] * item,
+            "engine": plan.engine.name, "reason": plan.reason, "estimated_seconds": plan.estimated_seconds,
+            "workspace_bytes": plan.workspace_bytes, "engines": engines,
+        }
+    return {"dtype": str(np.dtype(dtype)), "compute_dtype": str(comp), "workspace_limit": limit, "ops": ops}
+
+
+def spelling(name: str, g: ConvGeometry, fmt: str) -> dict:
+    """Framework ``name``'s calls for ``g`` (forward, gradients, transposed conv), and under
+    'translate' its forward call as ``convgrad.translate`` writes it (None above rank 3)."""
+    fw = _frameworks.module(name)
+    out = {"framework": name, "layout": fw.LAYOUT, "layout_note": layout_note(fmt, fw.LAYOUT, g.rank),
+           **fw.equivalent(g, fmt)}
+    t = fw.write(Conv.of(g)) if g.rank <= 3 else None
+    out["translate"] = None if t is None else {"call": t.call(), "expressible": t.expressible,
+                                                "reason": t.reason, "input_layout": t.input_layout}
+    return out

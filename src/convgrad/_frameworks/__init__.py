@@ -1,0 +1,81 @@
+"""Everything convgrad knows about each framework, one module per framework.
+
+Each module (``torch``, ``tf``, ``jax``, ``onnx``, ``scipy``) holds that framework's names and
+layouts, and, where the framework has them:
+
+* ``read(op, size, k, params) -> Conv``: its call, in its own parameters, as the forward conv
+  (``convgrad.translate``'s reader);
+* ``write(c) -> Translation``: a forward conv as its call (``translate``'s writer, which
+  ``convgrad explain`` prints too) and ``equivalent(g, fmt) -> dict``: the forward and both
+  gradients of a geometry as its calls (``explain``);
+* ``routes(p)``, ``front_routes(p)``: the real framework's gradients, and convgrad's front for
+  it, as routes for ``convgrad.testing.check_routes``; ``contestants(case, x, w, dy)``: its timed
+  calls for the benchmark suite.
+
+The frameworks themselves are imported inside the functions that run them, so nothing here
+needs one installed until it runs. Adding a framework means adding one module here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from types import ModuleType
+
+# The one list of frameworks, in the order the command line shows them.
+FRAMEWORKS = ("torch", "tf", "jax", "onnx", "scipy")
+ALIASES = {"tensorflow": "tf", "pytorch": "torch", "onnxruntime": "onnx", "ort": "onnx"}
+
+
+def module(name: str) -> ModuleType:
+    """The module of framework ``name``."""
+    if name not in FRAMEWORKS:
+        raise ValueError(f"unknown framework={name!r}; expected one of {FRAMEWORKS}")
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+def with_(attribute: str) -> tuple[str, ...]:
+    """The frameworks whose module has ``attribute`` ('write', 'contestants', ...)."""
+    return tuple(n for n in FRAMEWORKS if hasattr(module(n), attribute))
+
+
+def installed(name: str) -> bool:
+    """Whether every package framework ``name`` needs can be imported (without importing it)."""
+    return all(importlib.util.find_spec(m) is not None for m in module(name).IMPORTS)
+
+
+def parse(text: str, choices: tuple[str, ...] = FRAMEWORKS) -> tuple[str, ...]:
+    """'torch,tf' -> ('torch', 'tf'); 'all' -> ``choices``; 'none' or '' -> ().
+
+    Raises ValueError naming the unknown ones and the valid choices.
+    """
+    names = [ALIASES.get(n, n) for n in (n.strip().lower() for n in text.split(",")) if n]
+    if names in (["none"], []):
+        return ()
+    if names == ["all"]:
+        return choices
+    bad = [n for n in names if n not in choices]
+    if bad:
+        raise ValueError(f"unknown framework(s) {bad}; choose from {', '.join(choices)}, all, none")
+    return tuple(dict.fromkeys(names))
+
+
+def routes(name: str, p: object) -> list:
+    """Framework ``name``'s gradient routes for the problem ``p`` (a ``testing.Problem``); one
+    'not available' route, not an exception, when it is not installed or fails to load."""
+    from ..testing import not_available
+
+    fw = module(name)
+    if not installed(name):
+        return [not_available("d_x", f"{name}: every route", f"not installed (pip install {fw.PIP})")]
+    try:
+        return fw.routes(p)
+    except Exception as e:  # an installed but broken framework is reported, not a traceback
+        first = (str(e).strip().splitlines() or [""])[0][:160]
+        return [not_available("d_x", f"{name}: every route", f"failed to load: {type(e).__name__}: {first}")]
+
+
+def front_routes(p: object) -> list:
+    """The same calls through convgrad's own fronts (``convgrad.torch``, ``convgrad.tf``,
+    ``convgrad.jax``): each framework's convention, answered by convgrad."""
+    return [route for name in with_("front_routes") for route in module(name).front_routes(p)]

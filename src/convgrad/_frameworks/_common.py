@@ -1,0 +1,262 @@
+"""What the framework modules share: the canonical forward conv that calls are read into and
+written from, the spatial letters, and the pad-first workaround in NumPy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from .. import _canon
+from .._formulas import dilate_dim, transpose_size
+from .._geometry import ConvGeometry
+from .._padding import parse_padding
+
+Pairs = tuple[tuple[int, int], ...]
+SPATIAL = {1: "W", 2: "HW", 3: "DHW"}
+OPS = ("conv", "conv_transpose")
+
+
+def axis_names(rank: int) -> list[str]:
+    """['H', 'W'] and the like; d0, d1, ... above rank 3."""
+    return list(SPATIAL[rank]) if rank in SPATIAL else [f"d{i}" for i in range(rank)]
+
+
+# --- the canonical form -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Conv:
+    """The forward conv a call computes or transposes, per spatial axis."""
+
+    op: str  # 'conv' or 'conv_transpose'
+    n: tuple[int, ...]  # the forward conv's input size (a transposed conv's output size)
+    o: tuple[int, ...]  # the forward conv's output size (a transposed conv's input size)
+    k: tuple[int, ...]
+    s: tuple[int, ...]
+    d: tuple[int, ...]
+    before: tuple[int, ...]  # the forward conv's pad before (negative crops)
+    after: tuple[int, ...]  # tight: the last window ends on the last padded sample
+    groups: int
+
+    @classmethod
+    def of(cls, g: ConvGeometry, op: str = "conv") -> Conv:
+        """A plain geometry's conv (``op='conv_transpose'``: the transposed conv of dy)."""
+        return cls(op, g.in_spatial, g.out_spatial, g.kernel, g.stride, g.rhs_dilation,
+                   tuple(lo for lo, _ in g.padding), tuple(hi for _, hi in g.tight_padding),
+                   g.feature_group_count)
+
+    @property
+    def rank(self) -> int:
+        return len(self.k)
+
+    @property
+    def keff(self) -> tuple[int, ...]:
+        return tuple(dilate_dim(k, d) for k, d in zip(self.k, self.d))
+
+    @property
+    def full(self) -> tuple[int, ...]:
+        """The transposed conv's output without pads: (o - 1) s + k_eff."""
+        return tuple(transpose_size(o, ke, s, 0, 0, 0) for o, ke, s in zip(self.o, self.keff, self.s))
+
+    def after_pads(self, want: tuple[int, ...] | None = None, *,
+                   non_negative: bool = False) -> tuple[int, ...] | None:
+        """Per axis an after pad that gives the same conv: ``want`` if it is in range, else the
+        smallest (non-negative) one; None if there is none. Any value from the tight one to
+        tight + s - 1 leaves the output unchanged."""
+        out = []
+        for i, (tight, s) in enumerate(zip(self.after, self.s)):
+            if want is not None:
+                if not tight <= want[i] <= tight + s - 1:
+                    return None
+                out.append(want[i])
+            else:
+                a = max(tight, 0) if non_negative else tight
+                if a > tight + s - 1:
+                    return None
+                out.append(a)
+        return tuple(out)
+
+
+def sizes(name: str, value: object, rank: int) -> tuple[int, ...]:
+    return _canon.int_tuple(name, value, rank, minimum=1)
+
+
+def ints(name: str, value: object, rank: int, default: int = 1) -> tuple[int, ...]:
+    return _canon.int_tuple(name, default if value is None else value, rank, minimum=1)
+
+
+def groups(value: object) -> int:
+    return _canon.positive_int("groups", 1 if value is None else value)
+
+
+def forward(op: str, n: tuple[int, ...], o: tuple[int, ...], k: tuple[int, ...], s: tuple[int, ...],
+            d: tuple[int, ...], before: tuple[int, ...], g: int) -> Conv:
+    """The forward conv of input ``n`` and output ``o``, with the tight after pad: the one that
+    makes ``transpose_size`` of ``o`` exactly ``n``."""
+    tight = tuple(transpose_size(oi, dilate_dim(ki, di), si, b, 0, 0) - ni
+                  for oi, ki, di, si, b, ni in zip(o, k, d, s, before, n))
+    return Conv(op, n, o, k, s, d, tuple(before), tight, g)
+
+
+def conv_from_pads(n: tuple[int, ...], k: tuple[int, ...], s: tuple[int, ...], d: tuple[int, ...],
+                   padding: object, g: int) -> Conv:
+    """A conv of input ``n`` with a padding spec ('same', pairs, ...)."""
+    pads = parse_padding(padding, len(k)).resolve(n, k, s, d)
+    return Conv.of(ConvGeometry(1, g, g, n, k, s, pads, (1,) * len(k), d, g).require_nonempty())
+
+
+def transpose_from_output(o: tuple[int, ...], n: tuple[int, ...], k: tuple[int, ...], s: tuple[int, ...],
+                          d: tuple[int, ...], padding: object, g: int, who: str) -> Conv:
+    """A transposed conv of input ``o`` whose output ``n`` is given, with the forward conv's
+    padding spec: check that the forward conv maps ``n`` back to ``o``."""
+    spec = parse_padding(padding, len(k))
+    for i, (size, (lo, hi)) in enumerate(zip(n, spec.input_size_range(o, k, s, d))):
+        if not lo <= size <= hi:
+            raise ValueError(
+                f"{who}: output size {size} in dim {i} is unreachable: the forward conv maps "
+                f"{lo}..{hi} to {o[i]}"
+            )
+    before = tuple(p[0] for p in spec.resolve(n, k, s, d))
+    return forward("conv_transpose", n, o, k, s, d, before, g)
+
+
+# --- the answer ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Translation:
+    """The target call: ``target(x, w, **kwargs)``, or ``expressible=False`` with ``workaround``.
+
+    Attributes
+    ----------
+    target : str
+        The function (or ONNX operator) that computes the conv in the destination framework.
+    kwargs : mapping or None
+        Its keyword arguments, None when no arguments express the conv directly. For
+        TensorFlow's transposed convs ``output_shape`` holds the spatial sizes (``conv2d_transpose``
+        takes them as they are; 1-d and 3-d want ``[N, *spatial, C_out]``).
+    expressible : bool
+    workaround : str
+        Empty when expressible; otherwise Python code (for tf, torch and jax; names ``x``, ``w``,
+        ``tf``, ``F`` = torch.nn.functional, ``lax`` = jax.lax) or, for ONNX, the nodes to add.
+    reason : str
+        Why the call's own arguments cannot express it ('' when they can).
+    filter_layout : (str, str)
+        ``convert_filter(w, *filter_layout)`` turns the source filter into the target's.
+    input_layout : str
+        The layout of x the target call expects.
+    """
+
+    target: str
+    kwargs: Mapping[str, Any] | None = field(hash=False)
+    expressible: bool
+    workaround: str
+    reason: str
+    filter_layout: tuple[str, str]
+    input_layout: str
+
+    def call(self) -> str:
+        """The call, or the reason and the workaround, without the layout note."""
+        if self.kwargs is not None:
+            return f"{self.target}(x, w, {kwargs_text(self.kwargs)})"
+        return f"# {self.target} cannot express this directly: {self.reason}\n{self.workaround}"
+
+    def __str__(self) -> str:
+        note = f"  # x: {self.input_layout}; w: convert_filter(w, {self.filter_layout[0]!r}, " \
+               f"{self.filter_layout[1]!r})"
+        return f"{self.call()}\n{note}"
+
+
+def answer(target: str, kwargs: dict | None, workaround: str, reason: str, input_layout: str) -> Translation:
+    return Translation(target, None if kwargs is None else MappingProxyType(kwargs), kwargs is not None,
+                       workaround, reason, ("", ""), input_layout)
+
+
+def kwargs_text(kwargs: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+
+
+def tuple_text(v: Iterable[object]) -> str:
+    """(1, 2) and (1,): a tuple as Python writes it, from any sequence."""
+    items = list(v)
+    return "(" + ", ".join(str(i) for i in items) + ("," if len(items) == 1 else "") + ")"
+
+
+def pairs_text(pairs: Iterable[Iterable[int]]) -> str:
+    return "[" + ", ".join("({}, {})".format(*p) for p in pairs) + "]"
+
+
+def unused(g: ConvGeometry) -> tuple[int, ...]:
+    """Per dim, padded samples past the last window (after - tight after; fewer than the stride):
+    the transposed conv's ``output_padding`` restores them, so its output has x's size."""
+    return tuple(hi - tight for (_, hi), (_, tight) in zip(g.padding, g.tight_padding))
+
+
+def layout_note(fmt: str, framework_fmt: str, rank: int) -> str:
+    """How to permute the user's arrays into the framework's layout ('' when they are in it)."""
+    if fmt == framework_fmt:
+        return ""
+    if framework_fmt == "channels_first":
+        sp = ", ".join(map(str, range(1, rank + 1)))
+        return (f"from your channels-last arrays: x.permute(0, {rank + 1}, {sp}), "
+                f"w.permute({rank + 1}, {rank}, {', '.join(map(str, range(rank)))})")
+    sp = ", ".join(map(str, range(2, rank + 2)))
+    return f"from your channels-first arrays: transpose x by (0, {sp}, 1), w by ({sp}, 1, 0)"
+
+
+# --- the pad-first workaround in NumPy ----------------------------------------------------------
+def pad_or_crop(a: np.ndarray, pairs: Iterable[tuple[int, int]], first_axis: int) -> np.ndarray:
+    """Zero-pad (positive) or crop (negative) the axes from ``first_axis`` on by (before, after)."""
+    pairs = list(pairs)
+    a = np.pad(a, [(0, 0)] * first_axis + [(max(lo, 0), max(hi, 0)) for lo, hi in pairs]
+               + [(0, 0)] * (a.ndim - first_axis - len(pairs)))
+    index = [slice(None)] * a.ndim
+    for i, (lo, hi) in enumerate(pairs):
+        index[first_axis + i] = slice(max(-lo, 0), a.shape[first_axis + i] - max(-hi, 0))
+    return a[tuple(index)]
+
+
+def zero_insert(a: np.ndarray, factors: tuple[int, ...], first_axis: int) -> np.ndarray:
+    """Spread the samples of the axes from ``first_axis`` on ``factors`` apart (f - 1 zeros between)."""
+    shape = list(a.shape)
+    for i, f in enumerate(factors):
+        shape[first_axis + i] = dilate_dim(a.shape[first_axis + i], f)
+    out = np.zeros(shape, dtype=a.dtype)
+    index = [slice(None)] * a.ndim
+    for i, f in enumerate(factors):
+        index[first_axis + i] = slice(None, None, f)
+    out[tuple(index)] = a
+    return out
+
+
+@dataclass(frozen=True)
+class PadFirst:
+    """The workaround for pads a framework cannot take: a conv of x with pads (before, after) is
+    a VALID conv of ``pad_or_crop(x, pads)``, so its input gradient is the VALID conv's input
+    gradient (for the padded size) cropped back by the negated pads, the adjoint of padding.
+
+    ``active`` False: the framework takes the pads itself and both maps are the identity.
+    ``axis`` is the first spatial axis of the arrays (2 channels-first, 1 channels-last).
+    """
+
+    pads: Pairs
+    axis: int
+    active: bool
+
+    def x(self, a: np.ndarray) -> np.ndarray:
+        return pad_or_crop(a, self.pads, self.axis) if self.active else a
+
+    def back(self, da: np.ndarray) -> np.ndarray:
+        return pad_or_crop(da, [(-lo, -hi) for lo, hi in self.pads], self.axis) if self.active else da
+
+
+def once(fn: Callable[[Any], tuple]) -> Callable[[Any], tuple]:
+    """One autodiff call gives d_x, d_w and d_b: compute it once for the three routes."""
+    cache: dict[str, tuple] = {}
+
+    def run(p: Any) -> tuple:
+        if "v" not in cache:
+            cache["v"] = fn(p)
+        return cache["v"]
+
+    return run

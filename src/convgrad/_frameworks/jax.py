@@ -1,0 +1,229 @@
+"""JAX: ``lax.conv_general_dilated`` and ``lax.conv_transpose``; any layout, any rank.
+
+``conv_general_dilated`` takes any (before, after) pads, negative ones cropping, so every
+geometry is expressible; ``conv_transpose``'s pairs are the pads of the lhs-dilated conv it
+runs (unless ``use_consistent_padding=True``), and it has no groups.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .._formulas import dilate_dim
+from ._common import (
+    SPATIAL,
+    Conv,
+    Translation,
+    answer,
+    conv_from_pads,
+    forward,
+    groups,
+    ints,
+    once,
+    pairs_text,
+    tuple_text,
+)
+
+if TYPE_CHECKING:
+    from .._geometry import ConvGeometry
+    from ..testing import Problem, Route
+
+NAME, TITLE, PIP, IMPORTS = "jax", "JAX", "jax", ("jax",)
+LAYOUT = "channels_first"
+# conv_general_dilated's default rhs spec. lax.conv_transpose with transpose_kernel=True (the
+# setting that matches the other frameworks' values) and its default dimension numbers reads
+# TensorFlow's (*K, C_out, C_in) tensor as it is.
+FILTER_LAYOUTS = {"conv": "OI*", "conv_transpose": "*OI", "depthwise": "OI*"}
+PARAMS = {"conv": {"window_strides", "rhs_dilation", "padding", "feature_group_count"},
+          "conv_transpose": {"strides", "rhs_dilation", "padding", "use_consistent_padding",
+                             "feature_group_count"}}
+
+
+def transpose_padding(k_eff: int, s: int, padding: object) -> tuple[int, int]:
+    """JAX's pads of the lhs-dilated conv that transposes a forward conv with ``padding``.
+
+    'SAME': total k_eff + s - 2, low = k_eff - 1 if s > k_eff - 1 else ceil(total / 2);
+    'VALID': total k_eff + s - 2 + max(k_eff - s, 0), low = k_eff - 1;
+    a forward pair (lo, hi): (k_eff - 1 - lo, k_eff - 1 - hi).
+    """
+    if padding == "SAME":
+        total = k_eff + s - 2
+        low = k_eff - 1 if s > k_eff - 1 else -(-total // 2)
+    elif padding == "VALID":
+        total = k_eff + s - 2 + max(k_eff - s, 0)
+        low = k_eff - 1
+    else:
+        lo, hi = padding
+        low, total = k_eff - 1 - lo, 2 * (k_eff - 1) - lo - hi
+    return low, total - low
+
+
+def dimension_numbers(rank: int, fmt: str) -> list[str]:
+    """lax's (lhs, rhs, out) specs for ``fmt`` ('N,C,*S' and the like above rank 3)."""
+    sp = SPATIAL.get(rank)
+    if sp is None:
+        return ["N,C,*S", "O,I,*K", "N,C,*S"] if fmt == "channels_first" else ["N,*S,C", "*K,I,O", "N,*S,C"]
+    if fmt == "channels_first":
+        return [f"NC{sp}", f"OI{sp}", f"NC{sp}"]
+    return [f"N{sp}C", f"{sp}IO", f"N{sp}C"]
+
+
+# --- translate ----------------------------------------------------------------------------------
+def read(op: str, size: tuple[int, ...], k: tuple[int, ...], p: dict) -> Conv:
+    rank = len(k)
+    s = ints("strides", p.get("window_strides" if op == "conv" else "strides"), rank)
+    d = ints("rhs_dilation", p.get("rhs_dilation"), rank)
+    g = groups(p.get("feature_group_count"))
+    padding = p.get("padding", "VALID")
+    if op == "conv":
+        if isinstance(padding, str) and padding not in ("SAME", "SAME_LOWER", "VALID"):
+            raise ValueError(f"jax padding={padding!r} is not 'SAME', 'SAME_LOWER' or 'VALID'")
+        spec = padding.lower() if isinstance(padding, str) else [tuple(pair) for pair in padding]
+        return conv_from_pads(size, k, s, d, spec, g)
+    keff = [dilate_dim(ki, di) for ki, di in zip(k, d)]
+    if isinstance(padding, str):
+        if padding not in ("SAME", "VALID"):
+            raise ValueError(f"jax conv_transpose padding={padding!r} is not 'SAME' or 'VALID'")
+        lo_hi = [transpose_padding(ke, si, padding) for ke, si in zip(keff, s)]
+    elif p.get("use_consistent_padding", False):
+        lo_hi = [transpose_padding(ke, si, tuple(pair)) for ke, si, pair in zip(keff, s, padding)]
+    else:
+        lo_hi = [tuple(pair) for pair in padding]
+    # The lhs-dilated conv: pads (lo, hi) around the input spread s apart, kernel k_eff.
+    n = tuple(dilate_dim(o, si) + lo + hi - ke + 1 for o, si, (lo, hi), ke in zip(size, s, lo_hi, keff))
+    if any(v < 1 for v in n):
+        raise ValueError(f"jax conv_transpose: output size {n} is not positive")
+    before = tuple(ke - 1 - lo for ke, (lo, _) in zip(keff, lo_hi))
+    return forward("conv_transpose", n, size, k, s, d, before, g)
+
+
+def write(c: Conv) -> Translation:
+    r = c.rank
+    sp = SPATIAL[r]
+    if c.op == "conv":
+        kwargs = {"window_strides": c.s, "padding": tuple(zip(c.before, c.after)), "rhs_dilation": c.d,
+                  "feature_group_count": c.groups, "dimension_numbers": ("NC" + sp, "OI" + sp, "NC" + sp)}
+        return answer("jax.lax.conv_general_dilated", kwargs, "", "", "NC" + sp)
+    # The transposed conv's own pads: those of the lhs-dilated conv it is.
+    lo_hi = tuple((ke - 1 - b, ni + b - dilate_dim(o, s)) for ke, b, ni, o, s in
+                  zip(c.keff, c.before, c.n, c.o, c.s))
+    if c.groups == 1:
+        kwargs = {"strides": c.s, "padding": lo_hi, "rhs_dilation": c.d, "transpose_kernel": True}
+        return answer("jax.lax.conv_transpose", kwargs, "", "", "N" + sp + "C")
+    code = (f"y = lax.conv_general_dilated(x, w_flipped, window_strides={(1,) * r}, padding={lo_hi}, "
+            f"lhs_dilation={c.s}, rhs_dilation={c.d}, feature_group_count={c.groups}, "
+            f"dimension_numbers=('N{sp}C', '{sp}IO', 'N{sp}C'))  # w_flipped: w flipped in space, "
+            "its in/out channels swapped within each group")
+    return answer("jax.lax.conv_transpose", None, code, "lax.conv_transpose has no groups", "N" + sp + "C")
+
+
+# --- explain ------------------------------------------------------------------------------------
+def equivalent(g: ConvGeometry, fmt: str) -> dict:
+    """The forward, both gradients and the transposed conv of ``g`` as JAX calls, in ``fmt``."""
+    r, G = g.rank, g.feature_group_count
+    dn = dimension_numbers(r, fmt)
+    igp = g.input_grad_padding
+    return {
+        "layout": fmt, "layout_note": "", "expressible": True, "dimension_numbers": dn,
+        "forward": f"lax.conv_general_dilated(x, w, window_strides={tuple_text(g.stride)}, "
+                   f"padding={pairs_text(g.padding)}, rhs_dilation={tuple_text(g.rhs_dilation)}, "
+                   f"dimension_numbers={dn}, feature_group_count={G})",
+        "input_grad": f"lax.conv_general_dilated(dy, flip_swap(w), (1,) * {r}, padding={pairs_text(igp)}, "
+                      f"lhs_dilation={tuple_text(g.stride)}, rhs_dilation={tuple_text(g.rhs_dilation)}, "
+                      f"dimension_numbers={dn}, feature_group_count={G})",
+        "filter_grad": "jax.vjp(lambda w: conv(x, w), w)[1](dy)  # or jax.linear_transpose",
+        "transpose": (f"lax.conv_transpose(dy, w, strides={tuple_text(g.stride)}, padding={pairs_text(igp)}, "
+                      f"rhs_dilation={tuple_text(g.rhs_dilation)}, dimension_numbers={dn}, "
+                      "transpose_kernel=True)"
+                      if G == 1 else "not expressible directly: lax.conv_transpose has no groups; use "
+                      "the input_grad call above"),
+        "autodiff": "jax.vjp(conv, x, w)[1](dy)",
+        "padding": [list(p) for p in g.padding],
+    }
+
+
+# --- check --------------------------------------------------------------------------------------
+def _conv(g: ConvGeometry) -> object:
+    from jax import lax
+
+    def conv(x: object, w: object) -> object:
+        # Default dimension numbers: channels-first (N, C, *S), (O, I, *K), any rank.
+        return lax.conv_general_dilated(x, w, window_strides=g.stride, padding=list(g.padding),
+                                        rhs_dilation=g.rhs_dilation,
+                                        feature_group_count=g.feature_group_count)
+
+    return conv
+
+
+def routes(p: Problem) -> list[Route]:
+    """``jax.vjp`` and ``jax.linear_transpose`` of ``conv_general_dilated``, in float64."""
+    import jax
+
+    from ..testing import Route
+
+    g = p.geom
+    conv = _conv(g)
+
+    def f(x: object, w: object, b: object) -> object:
+        return conv(x, w) + b.reshape((-1,) + (1,) * g.rank)
+
+    @once
+    def vjp(q: Problem) -> tuple:
+        with jax.enable_x64(True):
+            _, pull = jax.vjp(f, q.cf("x"), q.cf("w"), q.b)
+            dx, dw, db = pull(q.cf("dy"))
+            return q.from_cf("x", np.asarray(dx)), q.from_cf("w", np.asarray(dw)), np.asarray(db)
+
+    def linear_transpose(q: Problem, which: str) -> np.ndarray:
+        with jax.enable_x64(True):
+            x, w = q.cf("x"), q.cf("w")
+            fn, arg = ((lambda a: conv(a, w)), x) if which == "x" else ((lambda a: conv(x, a)), w)
+            (out,) = jax.linear_transpose(fn, jax.ShapeDtypeStruct(arg.shape, arg.dtype))(q.cf("dy"))
+            return q.from_cf(which, np.asarray(out))
+
+    return [
+        Route("d_x", "jax.vjp(lax.conv_general_dilated)", lambda q: vjp(q)[0]),
+        Route("d_x", "jax.linear_transpose(conv in x)", lambda q: linear_transpose(q, "x")),
+        Route("d_w", "jax.vjp(lax.conv_general_dilated)", lambda q: vjp(q)[1]),
+        Route("d_w", "jax.linear_transpose(conv in w)", lambda q: linear_transpose(q, "w")),
+        Route("d_b", "jax.vjp(lax.conv_general_dilated)", lambda q: vjp(q)[2]),
+    ]
+
+
+def front_routes(p: Problem) -> list[Route]:
+    """The same call through ``convgrad.jax``."""
+    from ..jax import lax
+    from ..testing import Route
+
+    g = p.geom
+
+    @once
+    def vjp(q: Problem) -> tuple:
+        _, pull = lax.conv_general_dilated.vjp(q.cf("x"), q.cf("w"), g.stride, list(g.padding),
+                                               rhs_dilation=g.rhs_dilation,
+                                               feature_group_count=g.feature_group_count)
+        dx, dw = pull(q.cf("dy"))[:2]
+        return q.from_cf("x", dx), q.from_cf("w", dw)
+
+    return [Route("d_x", "convgrad.jax lax.conv_general_dilated.vjp", lambda q: vjp(q)[0]),
+            Route("d_w", "convgrad.jax lax.conv_general_dilated.vjp", lambda q: vjp(q)[1])]
+
+
+# --- bench --------------------------------------------------------------------------------------
+def contestants(g: ConvGeometry, x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> dict[str, list]:
+    """{op: [('jax', fn)]} for the benchmark: jit-compiled, NCHW. x, w and dy are channels-first;
+    each fn returns a channels-first NumPy result."""
+    import jax
+
+    f = _conv(g)
+    fwd = jax.jit(f)
+    gin = jax.jit(lambda b, d: jax.vjp(lambda a: f(a, b), jax.numpy.zeros(x.shape, x.dtype))[1](d)[0])
+    gw = jax.jit(lambda a, d: jax.vjp(lambda b: f(a, b), jax.numpy.zeros(w.shape, w.dtype))[1](d)[0])
+    jx, jw, jdy = (jax.device_put(a) for a in (x, w, dy))
+    return {
+        "forward": [("jax", lambda: np.asarray(fwd(jx, jw).block_until_ready()))],
+        "input_grad": [("jax", lambda: np.asarray(gin(jw, jdy).block_until_ready()))],
+        "filter_grad": [("jax", lambda: np.asarray(gw(jx, jdy).block_until_ready()))],
+    }

@@ -1,0 +1,254 @@
+"""ONNX: the ``Conv`` and ``ConvTranspose`` operators, run by onnxruntime and onnx.reference;
+channels-first.
+
+``pads`` are [x1_begin, x2_begin, ..., x1_end, x2_end, ...], non-negative; ``auto_pad`` SAME_UPPER
+puts the odd pad sample at the end, SAME_LOWER at the start. ONNX has no filter-gradient op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .. import _canon
+from .._formulas import dilate_dim, transpose_size
+from .._padding import parse_padding
+from ._common import (
+    Conv,
+    PadFirst,
+    Pairs,
+    Translation,
+    answer,
+    conv_from_pads,
+    forward,
+    groups,
+    ints,
+    pairs_text,
+    sizes,
+    unused,
+)
+
+if TYPE_CHECKING:
+    from .._geometry import ConvGeometry
+    from ..testing import Problem, Route
+
+NAME, TITLE, PIP, IMPORTS = "onnx", "ONNX", "onnx onnxruntime", ("onnx", "onnxruntime")
+LAYOUT = "channels_first"
+FILTER_LAYOUTS = {"conv": "OI*", "conv_transpose": "IO*", "depthwise": "OI*"}
+PARAMS = {"conv": {"strides", "dilations", "pads", "auto_pad", "group"},
+          "conv_transpose": {"strides", "dilations", "pads", "auto_pad", "output_padding", "output_shape",
+                             "group"}}
+# onnxruntime has no float64 Conv/ConvTranspose kernels on CPU: it runs in float32, held to
+# float32's tolerance.
+FLOAT64_RTOL = 1e-4
+
+
+def pads(pairs: Pairs) -> list[int] | None:
+    """ONNX's [x1_begin, x2_begin, ..., x1_end, x2_end, ...], or None when a pad is negative."""
+    if any(lo < 0 or hi < 0 for lo, hi in pairs):
+        return None
+    return [lo for lo, _ in pairs] + [hi for _, hi in pairs]
+
+
+def auto_pad(g: ConvGeometry) -> str | None:
+    """The ``auto_pad`` that gives exactly ``g``'s pads, or None."""
+    if all(lo == hi == 0 for lo, hi in g.padding):
+        return "VALID"
+    for name, spec in (("SAME_UPPER", "same"), ("SAME_LOWER", "same_lower")):
+        same = parse_padding(spec, g.rank).resolve(g.in_spatial, g.kernel, g.stride, g.rhs_dilation)
+        if tuple(map(tuple, same)) == tuple(g.padding):
+            return name
+    return None
+
+
+# --- translate ----------------------------------------------------------------------------------
+def read(op: str, size: tuple[int, ...], k: tuple[int, ...], p: dict) -> Conv:
+    rank = len(k)
+    s, d = ints("strides", p.get("strides"), rank), ints("dilations", p.get("dilations"), rank)
+    g = groups(p.get("group"))
+    auto = p.get("auto_pad", "NOTSET")
+    if auto not in ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"):
+        raise ValueError(f"onnx auto_pad={auto!r} is not NOTSET, SAME_UPPER, SAME_LOWER or VALID")
+    given = p.get("pads")
+    if given is not None and auto != "NOTSET":
+        raise ValueError(f"onnx: pads={given} cannot be used with auto_pad={auto!r}")
+    flat = [0] * (2 * rank) if given is None else [_canon.as_int("pads", v) for v in given]
+    if len(flat) != 2 * rank or any(v < 0 for v in flat):
+        raise ValueError(f"onnx pads={given} must be {2 * rank} non-negative ints [b1.., e1..]")
+    keff = tuple(dilate_dim(ki, di) for ki, di in zip(k, d))
+    if op == "conv":
+        spec: object = {"SAME_UPPER": "same", "SAME_LOWER": "same_lower", "VALID": "valid"}.get(
+            auto, list(zip(flat[:rank], flat[rank:]))
+        )
+        return conv_from_pads(size, k, s, d, spec, g)
+    op_ = _canon.int_tuple("output_padding", p.get("output_padding", 0), rank, minimum=0)
+    out = p.get("output_shape")
+    if out is not None or auto in ("SAME_UPPER", "SAME_LOWER"):
+        # The spec's auto-generated pads: total = s (i - 1) + output_padding + k_eff - out,
+        # the odd sample at the end for SAME_UPPER, at the start otherwise.
+        n = sizes("output_shape", out, rank) if out is not None else tuple(o * si for o, si in zip(size, s))
+        total = [si * (o - 1) + q + ke - ni for si, o, q, ke, ni in zip(s, size, op_, keff, n)]
+        before = tuple(t // 2 if auto == "SAME_UPPER" else t - t // 2 for t in total)
+        return forward("conv_transpose", n, size, k, s, d, before, g)
+    before, end = flat[:rank], flat[rank:]
+    n = tuple(transpose_size(o, ke, si, b, e, q)
+              for o, ke, si, b, e, q in zip(size, keff, s, before, end, op_))
+    if any(v < 1 for v in n):
+        raise ValueError(f"onnx ConvTranspose: output size {n} is not positive")
+    return forward("conv_transpose", n, size, k, s, d, tuple(before), g)
+
+
+def write(c: Conv) -> Translation:
+    r = c.rank
+    layout = "NC" + "DHW"[-r:]
+    common = {"kernel_shape": list(c.k), "strides": list(c.s), "dilations": list(c.d), "group": c.groups}
+    if c.op == "conv":
+        after = c.after_pads(non_negative=True)
+        if all(b >= 0 for b in c.before) and after is not None:
+            return answer("onnx Conv", {**common, "pads": [*c.before, *after]}, "", "", layout)
+        both = (*c.before, *c.after)
+        return answer("onnx Conv", None,
+                      f"Slice the input by {[max(-v, 0) for v in both]} (starts, then ends), then Conv "
+                      f"with pads={[max(v, 0) for v in both]}", "ONNX pads are non-negative", layout)
+    rest = [ni - (f - b) for ni, f, b in zip(c.n, c.full, c.before)]  # > 0: output_padding, < 0: end pad
+    ends, op_ = [max(-v, 0) for v in rest], [max(v, 0) for v in rest]
+    # The spec says output_padding is below "stride/dilation"; onnxruntime requires below stride.
+    if all(b >= 0 for b in c.before) and all(q < s for q, s in zip(op_, c.s)):
+        return answer("onnx ConvTranspose", {**common, "pads": [*c.before, *ends], "output_padding": op_},
+                      "", "", layout)
+    return answer("onnx ConvTranspose", None,
+                  f"ConvTranspose with pads={[0] * 2 * r}, then Pad/Slice its output to start at "
+                  f"{list(c.before)} with sizes {list(c.n)}",
+                  "ONNX pads are non-negative and output_padding is below the stride", layout)
+
+
+# --- explain ------------------------------------------------------------------------------------
+def equivalent(g: ConvGeometry, fmt: str) -> dict:
+    """The forward, both gradients and the transposed conv of ``g`` as ONNX nodes."""
+    r = g.rank
+    own = pads(g.padding)
+    auto = auto_pad(g)
+    attrs = {"kernel_shape": list(g.kernel), "strides": list(g.stride), "dilations": list(g.rhs_dilation),
+             "group": g.feature_group_count}
+    a = ", ".join(f"{k}={v}" for k, v in attrs.items())
+    shown = f"pads={own}" if own is not None else f"pads=[0] * {2 * r}"
+    out: dict = {"expressible": own is not None, "attributes": attrs, "pads": own, "auto_pad": auto,
+                 "output_padding": list(unused(g))}
+    xin = "X" if own is not None else "Slice/Pad(X)"
+    out["forward"] = f"Conv({xin}, W, B; {a}, {shown})" + (f" (or auto_pad='{auto}')" if auto else "")
+    out["input_grad"] = (f"ConvTranspose(dY, W; strides={list(g.stride)}, dilations={list(g.rhs_dilation)}, "
+                         f"group={g.feature_group_count}, {shown}, output_padding={out['output_padding']})"
+                         + ("" if own is not None else ", then crop/pad back to X's shape"))
+    out["transpose"] = out["input_grad"]
+    fgp = pads(g.filter_grad_padding)
+    out["filter_grad"] = ("not expressible directly: ONNX has no filter-gradient op; workaround: "
+                          f"Transpose(Conv(Transpose(X, perm=[1, 0, ...]), Transpose(dY, perm=[1, 0, ...]); "
+                          f"strides={list(g.rhs_dilation)}, dilations={list(g.stride)}, "
+                          f"pads={fgp if fgp is not None else 'crop X first'}), perm=[1, 0, ...])"
+                          + (", one per group" if g.feature_group_count > 1 else ""))
+    out["autodiff"] = "none in the ONNX standard (onnxruntime-training builds a gradient graph)"
+    if own is None:
+        out["reason"] = f"ONNX pads must be >= 0; these pads are {pairs_text(g.padding)}"
+        out["workaround"] = "crop X with a Slice node (and pad with Pad), then Conv with pads=0"
+    return out
+
+
+# --- check --------------------------------------------------------------------------------------
+def routes(p: Problem) -> list[Route]:
+    """ConvTranspose (d_x) and the transposed-layout Conv (d_w), by onnxruntime and onnx.reference."""
+    import onnx
+    from onnx import TensorProto, helper
+    from onnx.reference import ReferenceEvaluator
+
+    from ..testing import Route
+
+    g, r = p.geom, p.geom.rank
+    G = g.feature_group_count
+    dt = p.dtype
+    ort_dt = np.dtype(np.float32) if dt == np.float64 else dt
+    ort_note = "run in float32: onnxruntime has no float64 Conv kernels" if dt == np.float64 else ""
+    ort_rtol = FLOAT64_RTOL if dt == np.float64 else None
+    pf = PadFirst(g.padding, 2, pads(g.padding) is None)
+    pre_note = "negative pads: ONNX pads must be >= 0, x cropped first" if pf.active else ""
+
+    def model(nodes: list, feeds: dict[str, np.ndarray], out_shape: tuple[int, ...]) -> bytes:
+        tp = {np.dtype(np.float64): TensorProto.DOUBLE, np.dtype(np.float32): TensorProto.FLOAT,
+              np.dtype(np.float16): TensorProto.FLOAT16}[next(iter(feeds.values())).dtype]
+        graph = helper.make_graph(nodes, "convgrad_check",
+                                  [helper.make_tensor_value_info(n, tp, a.shape) for n, a in feeds.items()],
+                                  [helper.make_tensor_value_info("Y", tp, out_shape)])
+        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        m.ir_version = 8
+        onnx.checker.check_model(m)
+        return m.SerializeToString()
+
+    # d_x: ConvTranspose of dy with w (ONNX's W is (C_in, C_out/group, *K): the forward's w).
+    n_pad = [n + lo + hi for n, (lo, hi) in zip(g.in_spatial, g.padding)]
+
+    def transpose(group: int) -> object:
+        return helper.make_node("ConvTranspose", ["X", "W"], ["Y"], strides=list(g.stride),
+                                dilations=list(g.rhs_dilation), group=group,
+                                pads=[0] * 2 * r if pf.active else pads(g.padding),
+                                output_padding=list(unused(g)))
+
+    def run_transpose(q: Problem, evaluate: Callable, np_dt: np.dtype, per_group: bool) -> np.ndarray:
+        dy, w = q.cf("dy").astype(np_dt), q.cf("w").astype(np_dt)
+        if per_group:
+            og, cg = g.out_channels // G, g.filter_in_channels
+            parts = [{"X": dy[:, i * og:(i + 1) * og], "W": w[i * og:(i + 1) * og]} for i in range(G)]
+            dx = np.concatenate([evaluate(model([transpose(1)], f, (g.batch, cg, *n_pad)), f)
+                                 for f in parts], axis=1)
+        else:
+            feeds = {"X": dy, "W": w}
+            dx = evaluate(model([transpose(G)], feeds, (g.batch, g.in_channels, *n_pad)), feeds)
+        return q.from_cf("x", pf.back(dx))
+
+    # d_w: ONNX has no filter-gradient op; the transposed-layout Conv, one per group.
+    fg = PadFirst(g.filter_grad_padding, 2, pads(g.filter_grad_padding) is None)
+    conv_nodes = [
+        helper.make_node("Transpose", ["X"], ["XT"], perm=[1, 0, *range(2, r + 2)]),
+        helper.make_node("Transpose", ["DY"], ["DYT"], perm=[1, 0, *range(2, r + 2)]),
+        helper.make_node("Conv", ["XT", "DYT"], ["YT"], strides=list(g.rhs_dilation),
+                         dilations=list(g.stride),
+                         pads=[0] * 2 * r if fg.active else pads(g.filter_grad_padding)),
+        helper.make_node("Transpose", ["YT"], ["Y"], perm=[1, 0, *range(2, r + 2)]),
+    ]
+
+    def run_filter(q: Problem, evaluate: Callable, np_dt: np.dtype) -> np.ndarray:
+        x, dy = fg.x(q.cf("x")), q.cf("dy")
+        cg, og = g.filter_in_channels, g.out_channels // G
+        blocks = []
+        for i in range(G):
+            feeds = {"X": x[:, i * cg:(i + 1) * cg].astype(np_dt),
+                     "DY": dy[:, i * og:(i + 1) * og].astype(np_dt)}
+            blocks.append(evaluate(model(conv_nodes, feeds, (og, cg, *g.kernel)), feeds))
+        return q.from_cf("w", np.concatenate(blocks, axis=0))
+
+    def ort(m: bytes, feeds: dict) -> np.ndarray:
+        import onnxruntime
+
+        opts = onnxruntime.SessionOptions()
+        opts.log_severity_level = 3
+        sess = onnxruntime.InferenceSession(m, opts, providers=["CPUExecutionProvider"])
+        return sess.run(None, feeds)[0]
+
+    def reference(m: bytes, feeds: dict) -> np.ndarray:
+        return ReferenceEvaluator(onnx.load_from_string(m)).run(None, feeds)[0]
+
+    # onnx.reference's ConvTranspose breaks on group > 1 (a broadcasting error): one call per group.
+    ref_note = f"one ConvTranspose per group ({G}): onnx.reference mishandles group > 1" if G > 1 else ""
+    w_note = "ONNX has no filter-gradient op: Conv of x with dy as the kernel, batch <-> channels"
+    if G > 1:
+        w_note += f", one per group ({G})"
+    return [
+        Route("d_x", "onnxruntime ConvTranspose", lambda q: run_transpose(q, ort, ort_dt, False),
+              "; ".join(n for n in (pre_note, ort_note) if n), ort_rtol, str(ort_dt)),
+        Route("d_x", "onnx.reference ConvTranspose", lambda q: run_transpose(q, reference, dt, G > 1),
+              "; ".join(n for n in (pre_note, ref_note) if n)),
+        Route("d_w", "onnxruntime Conv (transposed layouts)", lambda q: run_filter(q, ort, ort_dt),
+              "; ".join(n for n in (w_note, ort_note) if n), ort_rtol, str(ort_dt)),
+        Route("d_w", "onnx.reference Conv (transposed layouts)", lambda q: run_filter(q, reference, dt),
+              w_note),
+    ]

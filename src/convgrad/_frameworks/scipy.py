@@ -1,0 +1,75 @@
+"""SciPy: ``scipy.signal.convolve`` and ``correlate``, one N-d signal at a time.
+
+SciPy has no strides, dilations, channels or groups: the gradients are loops over channel
+pairs of full convolutions (d_x) and valid correlations (d_w) of zero-inserted arrays.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ._common import pad_or_crop, zero_insert
+
+if TYPE_CHECKING:
+    from ..testing import Problem, Route
+
+NAME, TITLE, PIP, IMPORTS = "scipy", "SciPy", "scipy", ("scipy",)
+LAYOUT = "channels_first"
+# The loops make one N-d correlation per (batch, in channel, out channel) triple.
+MAX_PAIRS = 4096
+
+
+def routes(p: Problem) -> list[Route]:
+    """d_x and d_w as loops of ``scipy.signal`` calls (float16 runs in float32)."""
+    import scipy.signal
+
+    from ..testing import Route, not_available
+
+    g = p.geom
+    cg, og = g.filter_in_channels, g.out_channels // g.feature_group_count
+    pairs = g.batch * g.in_channels * og
+    if pairs > MAX_PAIRS:
+        why = f"{pairs} (batch, channel, filter) loops > {MAX_PAIRS}; too slow to be useful"
+        return [not_available("d_x", "scipy.signal.convolve", why),
+                not_available("d_w", "scipy.signal.correlate", why)]
+    # SciPy has no float16 kernels: float16 runs in float32.
+    up = np.float32 if p.dtype == np.float16 else None
+
+    def cf(q: Problem, name: str) -> np.ndarray:
+        return q.cf(name) if up is None else q.cf(name).astype(up)
+
+    def dx(q: Problem) -> np.ndarray:
+        # d_x[n, c] = full convolution of the zero-inserted dy[n, o] with w[o, c], read from
+        # the padded position `before` on (positions cropped away by negative pads get none).
+        dy = zero_insert(cf(q, "dy"), g.stride, 2)
+        w = zero_insert(cf(q, "w"), g.rhs_dilation, 2)
+        full_len = [a + b - 1 for a, b in zip(dy.shape[2:], w.shape[2:])]
+        crop = [(-lo, n_x + lo - f) for (lo, _), n_x, f in zip(g.padding, g.in_spatial, full_len)]
+        out = np.zeros(q.cf("x").shape, dtype=np.result_type(dy, w))
+        for n in range(g.batch):
+            for c in range(g.in_channels):
+                grp, cl = divmod(c, cg)
+                full = sum(scipy.signal.convolve(dy[n, grp * og + j], w[grp * og + j, cl], "full",
+                                                 method="direct") for j in range(og))
+                out[n, c] = pad_or_crop(np.asarray(full)[None], crop, 1)[0]
+        return q.from_cf("x", out.astype(q.x.dtype))
+
+    def dw(q: Problem) -> np.ndarray:
+        # d_w[o, c, t] = sum_n valid correlation of the padded x[n, c] with the zero-inserted
+        # dy[n, o], read every `dilation` samples.
+        x = pad_or_crop(cf(q, "x"), g.padding, 2)
+        dy = zero_insert(cf(q, "dy"), g.stride, 2)
+        out = np.zeros(q.cf("w").shape, dtype=np.result_type(x, dy))
+        take = tuple(slice(0, (k - 1) * d + 1, d) for k, d in zip(g.kernel, g.rhs_dilation))
+        for o in range(g.out_channels):
+            for cl in range(cg):
+                c = o // og * cg + cl
+                out[o, cl] = sum(scipy.signal.correlate(x[n, c], dy[n, o], "valid", method="direct")[take]
+                                 for n in range(g.batch))
+        return q.from_cf("w", out.astype(q.w.dtype))
+
+    note = "zero-inserted dy, a loop over channels" + ("; run in float32" if up else "")
+    return [Route("d_x", "scipy.signal.convolve(dy, w, 'full')", dx, note),
+            Route("d_w", "scipy.signal.correlate(x, dy, 'valid')", dw, note)]

@@ -1,0 +1,365 @@
+"""TensorFlow: ``tf.nn.conv{1,2,3}d``, their ``_transpose`` and the ``tf.raw_ops`` backprops;
+channels-last.
+
+TensorFlow's ``padding`` is 'SAME', 'VALID' or, for the 2-D ops only, explicit non-negative
+pairs; a transposed conv takes the forward conv's padding and the output shape. Other pads are
+the pad-first workaround. Its CPU kernels have no gradients for grouped or dilated convs.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .._formulas import same_total_pad
+from ._common import (
+    Conv,
+    PadFirst,
+    Translation,
+    answer,
+    conv_from_pads,
+    groups,
+    ints,
+    once,
+    pairs_text,
+    sizes,
+    transpose_from_output,
+)
+
+if TYPE_CHECKING:
+    from .._geometry import ConvGeometry
+    from ..testing import Problem, Route
+
+NAME, TITLE, PIP, IMPORTS = "tf", "TensorFlow", "tensorflow", ("tensorflow",)
+LAYOUT = "channels_last"
+FILTER_LAYOUTS = {"conv": "*IO", "conv_transpose": "*OI", "depthwise": "*IM"}
+PARAMS = {"conv": {"strides", "dilations", "padding", "groups"},
+          "conv_transpose": {"strides", "dilations", "padding", "output_shape", "groups"}}
+
+
+def _import() -> Any:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+
+    return tf
+
+
+def padding(g: ConvGeometry) -> str | list[list[int]] | None:
+    """'VALID', 'SAME', an explicit list (2-D only, pads >= 0), or None: not expressible."""
+    c = Conv.of(g)
+    if all(lo == hi == 0 for lo, hi in g.padding):
+        return "VALID"
+    if _is_same(c) and c.after_pads(tuple(hi for _, hi in g.padding)) is not None:
+        return "SAME"
+    if g.rank == 2 and all(lo >= 0 and hi >= 0 for lo, hi in g.padding):
+        return [[0, 0], *([lo, hi] for lo, hi in g.padding), [0, 0]]
+    return None
+
+
+def _is_same(c: Conv) -> bool:
+    """SAME: ceil(n / s) outputs, half the total pad before (the odd one after)."""
+    return all(b == same_total_pad(n, ke, s) // 2 and o == -(-n // s)
+               for b, n, ke, s, o in zip(c.before, c.n, c.keff, c.s, c.o))
+
+
+def gradient_limit(g: ConvGeometry) -> str | None:
+    """Why TensorFlow's CPU kernels cannot take ``g``'s gradients, or None."""
+    if g.feature_group_count > 1:
+        return "TensorFlow has no CPU gradient kernels for grouped convolutions"
+    if any(d > 1 for d in g.rhs_dilation):
+        return "TensorFlow's CPU gradient kernels do not support dilation > 1"
+    return None
+
+
+# --- translate ----------------------------------------------------------------------------------
+def _seq(name: str, value: object, rank: int) -> tuple[int, ...]:
+    if isinstance(value, (list, tuple)) and len(value) == rank + 2 and rank + 2 != 1:
+        value = value[1:-1]  # channels-last N + 2 form
+    return ints(name, value, rank)
+
+
+def read(op: str, size: tuple[int, ...], k: tuple[int, ...], p: dict) -> Conv:
+    rank = len(k)
+    s, d = _seq("strides", p.get("strides"), rank), _seq("dilations", p.get("dilations"), rank)
+    pad = p.get("padding", "VALID")
+    if isinstance(pad, str):
+        if pad not in ("SAME", "VALID"):
+            raise ValueError(f"tf padding must be 'SAME', 'VALID' or pairs, got {pad!r}")
+        spec: object = pad.lower()
+    else:
+        pairs = [list(pair) for pair in pad]
+        if len(pairs) == rank + 2:  # channels-last N + 2 form: drop batch and channels
+            if any(pairs[0]) or any(pairs[-1]):
+                raise ValueError(f"tf padding={pad}: batch and channel pads must be zero")
+            pairs = pairs[1:-1]
+        if any(v < 0 for pair in pairs for v in pair):
+            raise ValueError(f"tf padding={pad}: TensorFlow's explicit pads are non-negative")
+        spec = pairs
+    g = groups(p.get("groups"))
+    if op == "conv":
+        return conv_from_pads(size, k, s, d, spec, g)
+    out = p.get("output_shape")
+    if out is None:
+        raise TypeError("tf conv_transpose needs output_shape (its spatial sizes)")
+    return transpose_from_output(size, sizes("output_shape", out, rank), k, s, d, spec, g, "tf")
+
+
+def write(c: Conv) -> Translation:
+    r = c.rank
+    layout = "N" + "DHW"[-r:] + "C"
+    raw = r == 3  # Conv3D's raw op wants N + 2 values
+    strides = [1, *c.s, 1] if raw else list(c.s)
+    dilations = [1, *c.d, 1] if raw else list(c.d)
+    valid = all(b == 0 for b in c.before) and c.after_pads((0,) * r) is not None
+    explicit = c.after_pads(non_negative=True) if r == 2 and all(b >= 0 for b in c.before) else None
+    pad: object = "SAME" if _is_same(c) else "VALID" if valid else None
+    if pad is None and explicit is not None:
+        pad = [[0, 0], *[[b, a] for b, a in zip(c.before, explicit)], [0, 0]]
+    why = f"the forward conv's pads (before {c.before}) are neither SAME nor VALID" + (
+        " and only the 2-d ops take explicit pads" if r != 2 else " and explicit pads are non-negative"
+    )
+    if c.op == "conv":
+        target = f"tf.nn.conv{r}d"
+        stride_name = "stride" if r == 1 else "strides"
+        if pad is not None:
+            kwargs = {stride_name: strides, "padding": pad, "dilations": dilations}
+            return answer(target, kwargs, "", "", layout)
+        pairs = list(zip(c.before, c.after))
+        crop = ", ".join(f"{max(-a, 0)}:{n - max(-b, 0)}" for (a, b), n in zip(pairs, c.n))
+        tf_pads = [[0, 0], *[[max(a, 0), max(b, 0)] for a, b in pairs], [0, 0]]
+        code = (f"y = tf.nn.conv{r}d(tf.pad(x[:, {crop}, :], {tf_pads}), w, {stride_name}={strides}, "
+                f"padding='VALID', dilations={dilations})")
+        return answer(target, None, code, why, layout)
+    target = f"tf.nn.conv{r}d_transpose"
+    if pad is not None:
+        return answer(target, {"output_shape": c.n, "strides": strides, "padding": pad,
+                               "dilations": dilations}, "", "", layout)
+    # Sample j of the result is sample j + before of the full output, zero outside it.
+    pads = [(max(-b, 0), max(b + ni - f, 0)) for b, ni, f in zip(c.before, c.n, c.full)]
+    pad_end = [[0, 0], *[list(p) for p in pads], [0, 0]]
+    crop = ", ".join(f"{b + lo}:{b + lo + ni}" for b, ni, (lo, _) in zip(c.before, c.n, pads))
+    code = (f"y = tf.nn.conv{r}d_transpose(x, w, output_shape=[x.shape[0], {', '.join(map(str, c.full))}, "
+            f"w.shape[-2]], strides={strides}, padding='VALID', dilations={dilations})\n"
+            f"y = tf.pad(y, {pad_end})[:, {crop}, :]")
+    return answer(target, None, code, why, layout)
+
+
+# --- explain ------------------------------------------------------------------------------------
+def equivalent(g: ConvGeometry, fmt: str) -> dict:
+    """The forward, both gradients and the transposed conv of ``g`` as TensorFlow calls."""
+    r = g.rank
+    if r > 3:
+        return {"expressible": False, "reason": f"TensorFlow convolves 1-, 2- and 3-D only, not {r}-D",
+                "workaround": "use convgrad"}
+    pad = padding(g)
+    s, d = list(g.stride), list(g.rhs_dilation)
+    shown = repr(pad) if isinstance(pad, str) else str(pad) if pad is not None else "'VALID'"
+    xin = "x" if pad is not None else "x_padded"
+    if isinstance(pad, list):
+        raw = f"'EXPLICIT', explicit_paddings={[v for pr in pad for v in pr]}"
+    else:
+        raw = repr(pad) if pad is not None else "'VALID'"
+    fn, bp, v2 = f"conv{r}d", "Conv3D" if r == 3 else "Conv2D", "V2" if r == 3 else ""
+    out: dict = {
+        "expressible": pad is not None, "padding": pad,
+        "forward": f"tf.nn.{fn}({xin}, w, strides={s}, padding={shown}, dilations={d})",
+        "input_grad": f"tf.raw_ops.{bp}BackpropInput{v2}(input_sizes={xin}.shape, filter=w, out_backprop=dy, "
+                      f"strides={[1, *s, 1]}, padding={raw}, dilations={[1, *d, 1]})"
+                      + (" on x lifted to 2-D (a unit height)" if r == 1 else ""),
+        "filter_grad": f"tf.raw_ops.{bp}BackpropFilter{v2}(input={xin}, filter_sizes=w.shape, "
+                       "out_backprop=dy, "
+                       f"strides={[1, *s, 1]}, padding={raw}, dilations={[1, *d, 1]})",
+        "transpose": f"tf.nn.{fn}_transpose(dy, w, output_shape={xin}.shape, strides={s}, padding={shown}, "
+                     f"dilations={d})",
+        "autodiff": "tf.GradientTape: tape.gradient(y, [x, w, b], output_gradients=dy)",
+    }
+    if pad is None:
+        pads = [[0, 0], *([max(lo, 0), max(hi, 0)] for lo, hi in g.padding), [0, 0]]
+        out["reason"] = ("TensorFlow takes 'VALID', 'SAME' or, for conv2d only, explicit non-negative pads; "
+                         f"these pads are {pairs_text(g.padding)}")
+        crop = any(lo < 0 or hi < 0 for lo, hi in g.padding)
+        out["workaround"] = (f"x_padded = tf.pad(x, {pads})"
+                             + (" then slice off the negative pads" if crop else "")
+                             + "; convolve with padding='VALID'; crop d_x back to x's shape")
+    limits = []
+    if g.feature_group_count > 1:
+        limits.append("no CPU gradient kernels for grouped convolutions (GPU only)")
+    if any(v > 1 for v in g.rhs_dilation):
+        limits.append("no CPU gradient kernels for dilation > 1")
+        if any(v > 1 for v in g.stride):
+            limits.append("tf.nn.convolution refuses stride > 1 with dilation > 1")
+    if limits:
+        out["limitations"] = limits
+    return out
+
+
+# --- check --------------------------------------------------------------------------------------
+def routes(p: Problem) -> list[Route]:
+    """GradientTape, the raw backprop ops and ``conv_transpose``, in the problem's dtype."""
+    from ..testing import Route, not_available
+
+    g, r = p.geom, p.geom.rank
+    if r > 3:
+        return [not_available("d_x", "tf: every route",
+                              f"TensorFlow convolves 1-, 2- and 3-D only, not {r}-D")]
+    tf = _import()
+    tdt = tf.as_dtype(p.dtype.name)
+    pad = padding(g)
+    pf = PadFirst(g.padding, 1, pad is None)
+    pad = "VALID" if pad is None else pad
+    note = "pads not expressible: x padded first (tf.pad / slicing)" if pf.active else ""
+    why = gradient_limit(g)
+    # The backprop kernels: 2-D (1-D lifted to 2-D, as tf.nn.conv1d does) and 3-D.
+    bp_input = "Conv2DBackpropInput" if r < 3 else "Conv3DBackpropInputV2"
+    bp_filter = "Conv2DBackpropFilter" if r < 3 else "Conv3DBackpropFilterV2"
+    if why:
+        return [*(not_available(d, "tf.GradientTape", why) for d in ("d_x", "d_w", "d_b")),
+                not_available("d_x", f"tf.raw_ops.{bp_input}", why),
+                not_available("d_x", f"tf.nn.conv{r}d_transpose", why),
+                not_available("d_w", f"tf.raw_ops.{bp_filter}", why)]
+
+    def c(a: np.ndarray) -> Any:
+        return tf.constant(np.ascontiguousarray(a), dtype=tdt)
+
+    def back(q: Problem, dx: Any) -> np.ndarray:
+        return q.from_cl("x", pf.back(np.asarray(dx)))
+
+    def convolution(x: Any, w: Any) -> Any:
+        if isinstance(pad, list):
+            return tf.nn.conv2d(x, w, strides=g.stride, dilations=g.rhs_dilation, padding=pad)
+        if r == 3:  # tf.nn.convolution leaves Conv3D's data_format unset, which its gradient needs
+            return tf.nn.conv3d(x, w, strides=[1, *g.stride, 1], padding=pad, data_format="NDHWC",
+                                dilations=[1, *g.rhs_dilation, 1])
+        return tf.nn.convolution(x, w, strides=g.stride, padding=pad, dilations=g.rhs_dilation)
+
+    @once
+    def tape(q: Problem) -> tuple:
+        x, w, b = c(pf.x(q.cl("x"))), c(q.cl("w")), c(q.b)
+        with tf.GradientTape() as gt:
+            gt.watch([x, w, b])
+            y = tf.nn.bias_add(convolution(x, w), b)
+        dx, dw, db = gt.gradient(y, [x, w, b], output_gradients=c(q.cl("dy")))
+        return back(q, dx), q.from_cl("w", dw.numpy()), db.numpy()
+
+    lift = r == 1
+    bp_note = "; ".join(n for n in (note, "1-D run as 2-D with a unit height" if lift else "") if n)
+    pads = [(0, 0)] * lift + list(g.padding)
+    raw: dict = {"strides": [1, *(1,) * lift, *g.stride, 1],
+                 "dilations": [1, *(1,) * lift, *g.rhs_dilation, 1]}
+    if isinstance(pad, list):
+        raw.update(padding="EXPLICIT", explicit_paddings=[0, 0, *(v for pr in pads for v in pr), 0, 0])
+    else:
+        raw["padding"] = pad
+
+    def up(a: np.ndarray, w: bool = False) -> np.ndarray:
+        return (a[None] if w else a[:, None]) if lift else a
+
+    def backprop_input(q: Problem) -> np.ndarray:
+        xp = up(pf.x(q.cl("x")))
+        dx = getattr(tf.raw_ops, bp_input)(input_sizes=list(xp.shape), filter=c(up(q.cl("w"), True)),
+                                           out_backprop=c(up(q.cl("dy"))), **raw).numpy()
+        return back(q, dx[:, 0] if lift else dx)
+
+    def backprop_filter(q: Problem) -> np.ndarray:
+        w = up(q.cl("w"), True)
+        dw = getattr(tf.raw_ops, bp_filter)(input=c(up(pf.x(q.cl("x")))), filter_sizes=list(w.shape),
+                                            out_backprop=c(up(q.cl("dy"))), **raw).numpy()
+        return q.from_cl("w", dw[0] if lift else dw)
+
+    def conv_transpose(q: Problem) -> np.ndarray:
+        fn = getattr(tf.nn, f"conv{r}d_transpose")
+        dx = fn(c(q.cl("dy")), c(q.cl("w")), list(pf.x(q.cl("x")).shape), strides=list(g.stride),
+                padding=pad, dilations=list(g.rhs_dilation))
+        return back(q, dx)
+
+    return [Route("d_x", "tf.GradientTape", lambda q: tape(q)[0], note),
+            Route("d_w", "tf.GradientTape", lambda q: tape(q)[1], note),
+            Route("d_b", "tf.GradientTape", lambda q: tape(q)[2]),
+            Route("d_x", f"tf.raw_ops.{bp_input}", backprop_input, bp_note),
+            Route("d_x", f"tf.nn.conv{r}d_transpose", conv_transpose, note),
+            Route("d_w", f"tf.raw_ops.{bp_filter}", backprop_filter, bp_note)]
+
+
+def front_routes(p: Problem) -> list[Route]:
+    """The same calls through ``convgrad.tf`` (its 2-D ops)."""
+    from ..testing import Route
+    from ..tf import nn
+
+    g = p.geom
+    if g.rank != 2:
+        return []
+    pad = padding(g)
+    pf = PadFirst(g.padding, 1, pad is None)
+    pad = "VALID" if pad is None else pad
+    strides, dil = [1, *g.stride, 1], [1, *g.rhs_dilation, 1]
+    note = "pads not expressible: x padded first" if pf.active else ""
+
+    def input_grad(q: Problem) -> np.ndarray:
+        return q.from_cl("x", pf.back(nn.conv2d_backprop_input(list(pf.x(q.cl("x")).shape), q.cl("w"),
+                                                               q.cl("dy"), strides, pad, dilations=dil)))
+
+    def filter_grad(q: Problem) -> np.ndarray:
+        return q.from_cl("w", nn.conv2d_backprop_filter(pf.x(q.cl("x")), list(q.cl("w").shape), q.cl("dy"),
+                                                        strides, pad, dilations=dil))
+
+    def transpose(q: Problem) -> np.ndarray:
+        return q.from_cl("x", pf.back(nn.conv2d_transpose(q.cl("dy"), q.cl("w"), list(pf.x(q.cl("x")).shape),
+                                                          strides, pad, dilations=dil)))
+
+    return [
+        Route("d_x", "convgrad.tf nn.conv2d_backprop_input", input_grad, note),
+        Route("d_x", "convgrad.tf nn.conv2d_transpose", transpose, note),
+        Route("d_w", "convgrad.tf nn.conv2d_backprop_filter", filter_grad, note),
+    ]
+
+
+# --- bench --------------------------------------------------------------------------------------
+def contestants(g: ConvGeometry, x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> dict[str, list]:
+    """{op: [('tf', fn)]} for the benchmark: the raw ops in NHWC (depthwise: DepthwiseConv2dNative),
+    where TensorFlow has CPU kernels for ``g``. x, w and dy are channels-first; each fn returns a
+    channels-first NumPy result."""
+    out: dict[str, list] = {"forward": [], "input_grad": [], "filter_grad": []}
+    r, c = g.rank, g.in_channels
+    depthwise = g.feature_group_count == c == g.out_channels > 1
+    pad = padding(g)
+    if (g.feature_group_count != 1 and not depthwise) or r > 3 or pad is None:
+        return out
+    tf = _import()
+    lift = r == 1  # tf.nn.conv1d is Conv2D over a height of 1
+    if lift:
+        x, w, dy = x[:, :, None], w[:, :, None], dy[:, :, None]
+    xl, dyl = tf.constant(np.moveaxis(x, 1, -1)), tf.constant(np.moveaxis(dy, 1, -1))
+    wl = tf.constant(np.moveaxis(w, (0, 1), (-1, -2)))
+    strides = [1, *(1,) * lift, *g.stride, 1]
+    kw: dict = {"dilations": [1, *(1,) * lift, *g.rhs_dilation, 1]}
+    if r == 3:  # Conv3D*V2 take 'SAME' or 'VALID' only
+        if not isinstance(pad, str):
+            return out
+        kw["padding"] = pad
+        ops = tf.raw_ops.Conv3D, tf.raw_ops.Conv3DBackpropInputV2, tf.raw_ops.Conv3DBackpropFilterV2
+    else:
+        pads = [(0, 0)] * lift + list(g.padding)
+        kw.update(padding="EXPLICIT", explicit_paddings=[0, 0, *(v for pr in pads for v in pr), 0, 0])
+        ops = tf.raw_ops.Conv2D, tf.raw_ops.Conv2DBackpropInput, tf.raw_ops.Conv2DBackpropFilter
+    if depthwise:
+        # (C, 1, kh, kw) -> (kh, kw, C, 1)
+        wl = tf.constant(np.transpose(w[:, 0], (1, 2, 0))[..., None])
+        ops = (tf.raw_ops.DepthwiseConv2dNative, tf.raw_ops.DepthwiseConv2dNativeBackpropInput,
+               tf.raw_ops.DepthwiseConv2dNativeBackpropFilter)
+    f, bi, bf = ops
+
+    def cf(t: Any, filt: bool = False) -> np.ndarray:
+        a = t.numpy()
+        if filt and depthwise:
+            a = a.reshape(*a.shape[:2], 1, c)
+        a = np.moveaxis(a, (-1, -2), (0, 1)) if filt else np.moveaxis(a, -1, 1)
+        return a[:, :, 0] if lift else a
+
+    out["forward"].append(("tf", lambda: cf(f(input=xl, filter=wl, strides=strides, **kw))))
+    out["input_grad"].append(("tf", lambda: cf(bi(input_sizes=list(xl.shape), filter=wl, out_backprop=dyl,
+                                                  strides=strides, **kw))))
+    out["filter_grad"].append(("tf", lambda: cf(bf(input=xl, filter_sizes=list(wl.shape), out_backprop=dyl,
+                                                   strides=strides, **kw), True)))
+    return out

@@ -1,0 +1,284 @@
+"""PyTorch: ``F.conv{1,2,3}d``, ``F.conv_transpose{1,2,3}d``, ``torch.nn.grad``; channels-first.
+
+PyTorch's ``padding`` pads both ends of a dim alike and never crops; a transposed conv starts
+from ``(n - 1) * s + k_eff``, removes ``padding`` on both sides and adds ``output_padding`` at the
+end. Other pads are the pad-first workaround: ``F.pad`` (negative values crop), last dim first.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .. import _canon
+from .._formulas import dilate_dim, transpose_size
+from ._common import (
+    Conv,
+    PadFirst,
+    Translation,
+    answer,
+    conv_from_pads,
+    forward,
+    groups,
+    ints,
+    kwargs_text,
+    once,
+    tuple_text,
+    unused,
+)
+
+if TYPE_CHECKING:
+    from .._geometry import ConvGeometry
+    from ..testing import Problem, Route
+
+NAME, TITLE, PIP, IMPORTS = "torch", "PyTorch", "torch", ("torch",)
+LAYOUT = "channels_first"
+FILTER_LAYOUTS = {"conv": "OI*", "conv_transpose": "IO*", "depthwise": "OI*"}
+PARAMS = {"conv": {"stride", "dilation", "padding", "groups"},
+          "conv_transpose": {"stride", "dilation", "padding", "output_padding", "groups"}}
+
+
+def symmetric_pads(g: ConvGeometry) -> tuple[int, ...] | None:
+    """One non-negative pad per dim when before == after everywhere (PyTorch's model), else None."""
+    if all(lo == hi >= 0 for lo, hi in g.padding):
+        return tuple(lo for lo, _ in g.padding)
+    return None
+
+
+def pad_list(pairs: object) -> list[int]:
+    """F.pad's order: last dim first, (before, after) each; negative values crop."""
+    return [v for lo, hi in reversed(list(pairs)) for v in (lo, hi)]
+
+
+# --- translate ----------------------------------------------------------------------------------
+def read(op: str, size: tuple[int, ...], k: tuple[int, ...], p: dict) -> Conv:
+    rank = len(k)
+    s, d = ints("stride", p.get("stride"), rank), ints("dilation", p.get("dilation"), rank)
+    g = groups(p.get("groups"))
+    padding = p.get("padding", 0)
+    if op == "conv":
+        if padding == "same":
+            if any(v != 1 for v in s):
+                raise ValueError("torch padding='same' is not supported for strided convolutions")
+            spec: object = "same"  # stride 1: total d (k - 1), extra on the right, as TF's SAME
+        elif padding == "valid":
+            spec = "valid"
+        else:
+            spec = _canon.int_tuple("padding", padding, rank, minimum=0)
+        return conv_from_pads(size, k, s, d, spec, g)
+    pads = _canon.int_tuple("padding", padding, rank, minimum=0)
+    op_ = _canon.int_tuple("output_padding", p.get("output_padding", 0), rank, minimum=0)
+    if any(a >= max(b, c) for a, b, c in zip(op_, s, d)):
+        raise ValueError(f"torch output_padding={op_} must be smaller than max(stride, dilation)")
+    n = tuple(transpose_size(o, dilate_dim(ki, di), si, pi, pi, q)
+              for o, ki, di, si, pi, q in zip(size, k, d, s, pads, op_))
+    if any(v < 1 for v in n):
+        raise ValueError(f"torch conv_transpose: output size {n} is too small")
+    return forward("conv_transpose", n, size, k, s, d, pads, g)
+
+
+def pad_code(expr: str, pairs: list[tuple[int, int]]) -> str:
+    """``F.pad`` of ``expr`` by per-axis (before, after) pads, negative ones cropping. The pads go
+    first and the crops second, so that no crop is larger than the tensor it applies to."""
+    flat = pad_list(pairs)
+    for stage in ([max(v, 0) for v in flat], [min(v, 0) for v in flat]):
+        if any(stage):
+            expr = f"F.pad({expr}, {stage})"
+    return expr
+
+
+def write(c: Conv) -> Translation:
+    r = c.rank
+    common = {"stride": c.s, "dilation": c.d, "groups": c.groups}
+    layout = "NC" + "DHW"[-r:]
+    if c.op == "conv":
+        target = f"torch.nn.functional.conv{r}d"
+        if all(b >= 0 for b in c.before) and c.after_pads(c.before) is not None:
+            return answer(target, {"stride": c.s, "padding": c.before, "dilation": c.d, "groups": c.groups},
+                          "", "", layout)
+        torch_same = [((ke - 1) // 2, ke - 1 - (ke - 1) // 2) for ke in c.keff]
+        if all(v == 1 for v in c.s) and list(zip(c.before, c.after)) == torch_same:
+            return answer(target, {"stride": c.s, "padding": "same", "dilation": c.d, "groups": c.groups},
+                          "", "", layout)
+        pairs = list(zip(c.before, c.after))
+        code = f"y = F.conv{r}d({pad_code('x', pairs)}, w, {kwargs_text(common)})"
+        why = f"pads {tuple(pairs)} are not symmetric: PyTorch's padding pads both ends alike"
+        return answer(target, None, code, why, layout)
+    target = f"torch.nn.functional.conv_transpose{r}d"
+    op_ = tuple(ni - (f - 2 * b) for ni, f, b in zip(c.n, c.full, c.before))
+    if all(b >= 0 for b in c.before) and all(0 <= q < max(s, d) for q, s, d in zip(op_, c.s, c.d)):
+        return answer(target, {"stride": c.s, "padding": c.before, "output_padding": op_,
+                               "groups": c.groups, "dilation": c.d}, "", "", layout)
+    crop = [(-b, ni - (f - b)) for b, ni, f in zip(c.before, c.n, c.full)]
+    code = f"y = {pad_code(f'F.conv_transpose{r}d(x, w, {kwargs_text(common)})', crop)}"
+    reason = (f"it would need padding={c.before} and output_padding={op_}: PyTorch crops `padding` "
+              "from both ends, and output_padding must be in [0, max(stride, dilation))")
+    return answer(target, None, code, reason, layout)
+
+
+# --- explain ------------------------------------------------------------------------------------
+def equivalent(g: ConvGeometry, fmt: str) -> dict:
+    """The forward, both gradients and the transposed conv of ``g`` as PyTorch calls."""
+    r = g.rank
+    if r > 3:
+        return {"expressible": False, "reason": f"PyTorch has conv1d/2d/3d only, not {r}-D",
+                "workaround": "sum conv3d over the leading kernel axis, or use convgrad"}
+    sym = symmetric_pads(g)
+    kw = {"stride": list(g.stride), "padding": list(sym) if sym is not None else [0] * r,
+          "dilation": list(g.rhs_dilation), "groups": g.feature_group_count}
+    pre = None if sym is not None else pad_list(g.padding)
+    out_pad = list(unused(g))
+    k = ", ".join(f"{a}={tuple_text(v) if isinstance(v, list) else v}" for a, v in kw.items())
+    xin = "x" if pre is None else "F.pad(x, pad)"
+    out = {
+        "expressible": sym is not None, "kwargs": kw, "pre_pad": pre, "output_padding": out_pad,
+        "forward": f"F.conv{r}d({xin}, w, b, {k})",
+        "input_grad": (f"torch.nn.grad.conv{r}d_input(x.shape, w, dy, {k})" if pre is None else
+                       f"F.pad(torch.nn.grad.conv{r}d_input(F.pad(x, pad).shape, w, dy, {k}), "
+                       "[-p for p in pad])"),
+        "filter_grad": f"torch.nn.grad.conv{r}d_weight({xin}, w.shape, dy, {k})",
+        "transpose": (f"F.conv_transpose{r}d(dy, w, stride={tuple_text(g.stride)}, "
+                      f"padding={tuple_text(kw['padding'])}, output_padding={tuple_text(out_pad)}, "
+                      f"groups={g.feature_group_count}, dilation={tuple_text(g.rhs_dilation)})"
+                      + ("" if pre is None else ", then F.pad(..., [-p for p in pad])")),
+        "autodiff": "y.backward(dy) after x.requires_grad_(), w.requires_grad_()",
+    }
+    if pre is not None:
+        out["reason"] = "PyTorch pads both sides of a dim equally (and never crops)"
+        out["workaround"] = f"pad = {pre}  # F.pad order: last dim first; negative values crop"
+    return out
+
+
+# --- check --------------------------------------------------------------------------------------
+def _conv_args(g: ConvGeometry) -> tuple[dict, PadFirst]:
+    """The keywords every PyTorch conv call of ``g`` takes, and the pad-first workaround."""
+    sym = symmetric_pads(g)
+    kw = {"stride": g.stride, "padding": sym if sym is not None else 0, "dilation": g.rhs_dilation,
+          "groups": g.feature_group_count}
+    return kw, PadFirst(g.padding, 2, sym is None)
+
+
+def routes(p: Problem) -> list[Route]:
+    """autograd, ``torch.nn.grad`` and ``F.conv_transpose``, in the problem's dtype."""
+    from ..testing import Route, not_available
+
+    g, r = p.geom, p.geom.rank
+    if r > 3:
+        return [not_available("d_x", "torch: every route",
+                              f"PyTorch has conv1d/2d/3d only, not {r}-D (workaround: convgrad)")]
+    import torch
+    import torch.nn.functional as F
+
+    tdt = getattr(torch, p.dtype.name)
+    kw, pf = _conv_args(g)
+    note = "asymmetric/negative pads: x padded first (F.pad)" if pf.active else ""
+    conv = getattr(F, f"conv{r}d")
+    grad_input = getattr(torch.nn.grad, f"conv{r}d_input")
+    grad_weight = getattr(torch.nn.grad, f"conv{r}d_weight")
+    transpose = getattr(F, f"conv_transpose{r}d")
+
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a)).to(tdt)
+
+    def back(q: Problem, dx: torch.Tensor) -> np.ndarray:
+        return q.from_cf("x", pf.back(dx.detach().numpy()))
+
+    @once
+    def autograd(q: Problem) -> tuple:
+        x, w, b = (t(a).requires_grad_() for a in (pf.x(q.cf("x")), q.cf("w"), q.b))
+        conv(x, w, b, **kw).backward(t(q.cf("dy")))
+        return back(q, x.grad), q.from_cf("w", w.grad.numpy()), b.grad.numpy()
+
+    def backprop_input(q: Problem) -> np.ndarray:
+        return back(q, grad_input(pf.x(q.cf("x")).shape, t(q.cf("w")), t(q.cf("dy")), **kw))
+
+    def backprop_weight(q: Problem) -> np.ndarray:
+        return q.from_cf("w", grad_weight(t(pf.x(q.cf("x"))), q.cf("w").shape, t(q.cf("dy")), **kw).numpy())
+
+    def conv_transpose(q: Problem) -> np.ndarray:
+        # Output size (o - 1) * s - 2 * pad + k_eff + output_padding: output_padding restores the
+        # samples past the last window (fewer than the stride).
+        dx = transpose(t(q.cf("dy")), t(q.cf("w")), stride=g.stride, padding=kw["padding"],
+                       output_padding=unused(g), groups=g.feature_group_count, dilation=g.rhs_dilation)
+        return back(q, dx)
+
+    return [
+        Route("d_x", "torch autograd", lambda q: autograd(q)[0], note),
+        Route("d_x", f"torch.nn.grad.conv{r}d_input", backprop_input, note),
+        Route("d_x", f"torch conv_transpose{r}d", conv_transpose, note),
+        Route("d_w", "torch autograd", lambda q: autograd(q)[1], note),
+        Route("d_w", f"torch.nn.grad.conv{r}d_weight", backprop_weight, note),
+        Route("d_b", "torch autograd", lambda q: autograd(q)[2]),
+    ]
+
+
+def front_routes(p: Problem) -> list[Route]:
+    """The same calls through ``convgrad.torch``: PyTorch's convention, answered by convgrad."""
+    from ..testing import Route
+    from ..torch import nn
+
+    g, r = p.geom, p.geom.rank
+    if r > 3:
+        return []
+    kw, pf = _conv_args(g)
+    note = "asymmetric/negative pads: x padded first" if pf.active else ""
+
+    def back(q: Problem, dx: np.ndarray) -> np.ndarray:
+        return q.from_cf("x", pf.back(dx))
+
+    @once
+    def vjp(q: Problem) -> tuple:
+        _, pull = getattr(nn.functional, f"conv{r}d").vjp(pf.x(q.cf("x")), q.cf("w"), q.b, **kw)
+        dx, dw, db = pull(q.cf("dy"))
+        return back(q, dx), q.from_cf("w", dw), db
+
+    def input_grad(q: Problem) -> np.ndarray:
+        dx = getattr(nn.grad, f"conv{r}d_input")(pf.x(q.cf("x")).shape, q.cf("w"), q.cf("dy"), **kw)
+        return back(q, dx)
+
+    def weight_grad(q: Problem) -> np.ndarray:
+        return q.from_cf("w", getattr(nn.grad, f"conv{r}d_weight")(pf.x(q.cf("x")), q.cf("w").shape,
+                                                                    q.cf("dy"), **kw))
+
+    def transpose(q: Problem) -> np.ndarray:
+        return back(q, getattr(nn.functional, f"conv_transpose{r}d")(
+            q.cf("dy"), q.cf("w"), stride=g.stride, padding=kw["padding"], output_padding=unused(g),
+            groups=g.feature_group_count, dilation=g.rhs_dilation))
+
+    return [
+        Route("d_x", f"convgrad.torch conv{r}d.vjp", lambda q: vjp(q)[0], note),
+        Route("d_x", f"convgrad.torch nn.grad.conv{r}d_input", input_grad, note),
+        Route("d_x", f"convgrad.torch conv_transpose{r}d", transpose, note),
+        Route("d_w", f"convgrad.torch conv{r}d.vjp", lambda q: vjp(q)[1], note),
+        Route("d_w", f"convgrad.torch nn.grad.conv{r}d_weight", weight_grad, note),
+        Route("d_b", f"convgrad.torch conv{r}d.vjp", lambda q: vjp(q)[2]),
+    ]
+
+
+# --- bench --------------------------------------------------------------------------------------
+def contestants(g: ConvGeometry, x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> dict[str, list]:
+    """{op: [(variant, fn)]} for the benchmark: NCHW and the channels_last memory format. x, w and
+    dy are channels-first; each fn returns a channels-first NumPy result."""
+    out: dict[str, list] = {"forward": [], "input_grad": [], "filter_grad": []}
+    kw, pf = _conv_args(g)
+    r = g.rank
+    if pf.active or r > 3:  # timed as PyTorch runs them: no workaround around the call
+        return out
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    fwd = getattr(torch.nn.functional, f"conv{r}d")
+    gin = getattr(torch.nn.grad, f"conv{r}d_input")
+    gw = getattr(torch.nn.grad, f"conv{r}d_weight")
+    tx, tw, tdy = (torch.from_numpy(a) for a in (x, w, dy))
+    variants = [("torch", (tx, tw, tdy))]
+    if r in (2, 3):
+        fmt = torch.channels_last if r == 2 else torch.channels_last_3d
+        variants.append(("torch_cl", tuple(t.contiguous(memory_format=fmt) for t in (tx, tw, tdy))))
+    for name, (a, b, g) in variants:
+        out["forward"].append((name, lambda a=a, b=b: fwd(a, b, **kw).numpy()))
+        out["input_grad"].append((name, lambda a=a, b=b, g=g: gin(a.shape, b, g, **kw).numpy()))
+        out["filter_grad"].append((name, lambda a=a, b=b, g=g: gw(a, b.shape, g, **kw).numpy()))
+    return out

@@ -1,0 +1,150 @@
+"""The benchmark report: a markdown table with geometric means, the environment paragraph, the
+method, and a ratio chart (matplotlib, imported when drawn)."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.util
+import math
+import os
+import platform
+import sys
+
+import numpy as np
+
+from .suite import FRAMEWORKS, OPS, RTOL, SETTLE_SECONDS
+
+
+def variants(rows: list[dict]) -> list[str]:
+    """Every timed contestant other than convgrad, in first-seen order."""
+    seen: dict[str, None] = {}
+    for r in rows:
+        for k in r["ms"]:
+            if k != "convgrad":
+                seen.setdefault(k)
+    return list(seen)
+
+
+def ratio_frameworks(rows: list[dict]) -> list[str]:
+    return [fw for fw in FRAMEWORKS if any(fw in r["ratio"] for r in rows)]
+
+
+VARIANT_TITLES = {"torch": "torch NCHW", "torch_cl": "torch channels_last", "tf": "tf NHWC",
+                  "jax": "jax (jit)"}
+
+
+def geometric_means(rows: list[dict]) -> dict[tuple[str, str], float]:
+    """(op, framework) -> geometric mean of the ratios over cases."""
+    out = {}
+    for op in OPS:
+        for fw in ratio_frameworks(rows):
+            ratios = [r["ratio"][fw] for r in rows if r["op"] == op and fw in r["ratio"]]
+            if ratios:
+                out[(op, fw)] = math.exp(float(np.mean(np.log(ratios))))
+    return out
+
+
+def markdown_table(rows: list[dict]) -> str:
+    vs = variants(rows)
+    fws = ratio_frameworks(rows)
+    head = (["case", "op", "engine", "convgrad ms"] + [f"{VARIANT_TITLES.get(v, v)} ms" for v in vs]
+            + ["convgrad GFLOP/s", "convgrad peak MiB"] + [f"convgrad / best {fw}" for fw in fws])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * (len(head) - 3)]
+    for r in rows:
+        cells = [r["case"], r["op"], r["engine"], f"{r['ms']['convgrad']:.2f}"]
+        cells += [f"{r['ms'][v]:.2f}" if v in r["ms"] else "—" for v in vs]
+        cells.append(f"{r['gflops']:.0f}" if r["gflops"] >= 100 else f"{r['gflops']:.3g}")
+        cells.append(f"{r['peak_mib']:.1f}" if "peak_mib" in r else "—")
+        cells += [f"{r['ratio'][fw]:.2f}" if fw in r["ratio"] else "—" for fw in fws]
+        lines.append("| " + " | ".join(cells) + " |")
+    means = geometric_means(rows)
+    for op in OPS:
+        if any((op, fw) in means for fw in fws):
+            cells = ["geometric mean", op, "", ""] + [""] * len(vs) + ["", ""]
+            cells += [f"{means[(op, fw)]:.2f}" if (op, fw) in means else "—" for fw in fws]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def environment(repeats: int, peak: float | None) -> str:
+    """One paragraph: date, machine, versions, method."""
+    import scipy
+
+    from ... import __version__
+
+    versions = [f"Python {platform.python_version()}", f"NumPy {np.__version__}",
+                f"SciPy {scipy.__version__}"]
+    for name, module in (("PyTorch", "torch"), ("TensorFlow", "tensorflow"), ("JAX", "jax")):
+        if importlib.util.find_spec(module) is not None:
+            mod = sys.modules.get(module)
+            if mod is not None:
+                versions.append(f"{name} {getattr(mod, '__version__', '?')}")
+    env = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    text = (f"Measured {datetime.date.today()} on {platform.machine()}, {os.cpu_count()} cores "
+            f"({platform.processor() or 'unknown CPU'}); {', '.join(versions)}, convgrad {__version__}. "
+            f"float32, median of {repeats} interleaved rounds after a warm-up. OpenBLAS environment: {env}.")
+    if peak is not None:
+        text += f" NumPy SGEMM 2048^3 reference: {peak:.0f} GFLOP/s."
+    return text
+
+
+METHOD = (
+    "Every convgrad result is checked against every framework before it is timed (relative error "
+    f"<= {RTOL:g}). Ratios are convgrad time / the framework's best variant (PyTorch: the faster of "
+    "NCHW and channels_last), measured in the same process; below 1 convgrad is faster. Rounds are "
+    "interleaved and each round starts one contestant later. Each timed call follows a pause "
+    f"of {SETTLE_SECONDS:g} s and one untimed call of the same contestant: on a small machine one "
+    "library's spinning worker threads (OpenBLAS's spin for 0.1-0.15 s after a call) slow whoever "
+    "runs next, up to 3x. A dash: the framework has no CPU kernel for that geometry (TensorFlow's dilated "
+    "backprops) or no such layout (channels_last in 1-D). Peak MiB: convgrad's largest traced "
+    "allocation during one call. Compiled kernels are warmed up before timing, as the frameworks' "
+    "JIT is. Compare ratios within one run, not milliseconds across runs: a VM's speed can drift."
+)
+
+
+def highlights(rows: list[dict]) -> str:
+    """Rows slower than 2x PyTorch, and how much faster than the fastest framework the
+    large-kernel cases are."""
+    lines = []
+    slow = [f"{r['case']} {r['op']} ({r['ratio']['torch']:.2f}x)" for r in rows
+            if r["ratio"].get("torch", 0) > 2]
+    lines.append("- rows slower than 2x PyTorch: " + (", ".join(slow) if slow else "none"))
+    for r in rows:
+        if r["case"] in ("large_kernel_31", "conv1d_k255") and r["ratio"]:
+            best = max(r["ratio"].items(), key=lambda kv: kv[1])
+            lines.append(f"- {r['case']} {r['op']}: {1 / best[1]:.1f}x faster than the fastest framework "
+                         f"({best[0]})")
+    return "\n".join(lines)
+
+
+def report(rows: list[dict], repeats: int, peak: float | None) -> str:
+    return (environment(repeats, peak) + "\n\n" + markdown_table(rows) + "\n\n"
+            + highlights(rows) + "\n")
+
+
+def ratio_chart(rows: list[dict], path: str) -> None:
+    """Bars of convgrad / framework time per case and op (log scale), the line at 1 marked."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fws = ratio_frameworks(rows)
+    labels = [f"{r['case']}\n{r['op']}" for r in rows]
+    fig = Figure(figsize=(min(16.0, max(6.0, 0.3 * len(rows) * max(len(fws), 1) + 2.5)), 4.6), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / max(len(fws), 1)
+    colors = {"torch": "#e15759", "tf": "#f28e2b", "jax": "#4e79a7"}
+    for i, fw in enumerate(fws):
+        xs = [j + (i - (len(fws) - 1) / 2) * width for j, r in enumerate(rows) if fw in r["ratio"]]
+        ys = [r["ratio"][fw] for r in rows if fw in r["ratio"]]
+        # Bars grow from the parity line: up where convgrad is slower, down where it is faster.
+        ax.bar(xs, [y - 1 for y in ys], bottom=1, width=width, label=f"convgrad / {fw}", color=colors.get(fw))
+    ax.axhline(1.0, color="black", linestyle="--", linewidth=1.2, label="parity (1)")
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels(labels, fontsize=7, rotation=45, ha="right")
+    ax.set_ylabel("time ratio (below 1: convgrad faster)")
+    ax.set_title("convgrad time / framework time, per case and op")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)

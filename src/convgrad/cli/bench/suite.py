@@ -1,0 +1,239 @@
+"""The benchmark suite: forward, input gradient and filter gradient, convgrad against the installed
+frameworks on the same machine (their ``contestants`` in ``convgrad._frameworks``). Used by
+``convgrad bench`` and ``benchmarks/bench_core.py``.
+
+Every result is checked against each framework before it is timed. Timings are interleaved (one
+timed call of each contestant per round, after a pause and an untimed call), after a warm-up, and
+the median of the rounds is reported.
+float32; convgrad in channels-last; PyTorch in NCHW and in channels_last memory format (its best
+of the two is the one compared), TensorFlow in NHWC (eager), JAX jit-compiled in NCHW. A framework
+that cannot run a geometry on the CPU (TensorFlow's missing grouped and dilated backprops) is left
+out of that row. Peak memory is convgrad's: the largest traced allocation above the inputs during
+one call (tracemalloc sees NumPy's buffers).
+
+A transposed case times ``conv_transpose`` as its forward, its input gradient (a ``conv``) and
+its filter gradient; the contestants run the same three maps.
+"""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ... import _frameworks
+from ..._geometry import ConvGeometry
+
+OPS = ("forward", "input_grad", "filter_grad")
+FRAMEWORKS = _frameworks.with_("contestants")
+# Results must match each framework to this relative error (max |a - b| / max |b|, float32).
+RTOL = 1e-4
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    n: int
+    c: int
+    o: int
+    spatial: tuple[int, ...]
+    k: int
+    stride: int
+    pad: int
+    dilation: int = 1
+    groups: int = 1
+    # A transposed conv from c to o channels: the forward conv it transposes maps o to c, and
+    # ``spatial`` is the size of the transposed conv's input.
+    transpose: bool = False
+
+    @property
+    def kwargs(self) -> dict[str, int]:
+        return {"stride": self.stride, "padding": self.pad, "dilation": self.dilation, "groups": self.groups}
+
+    def geometry(self) -> ConvGeometry:
+        """The forward conv (for a transposed case, the conv it transposes)."""
+        r = len(self.spatial)
+        if self.transpose:
+            g = ConvGeometry.for_transpose((self.n, self.c, *self.spatial),
+                                           (self.c, self.o // self.groups, *(self.k,) * r), **self.kwargs)
+            return ConvGeometry.for_conv(g.x_shape(), g.w_shape(), **self.kwargs)
+        return ConvGeometry.for_conv((self.n, self.c, *self.spatial),
+                                     (self.o, self.c // self.groups, *(self.k,) * r), **self.kwargs)
+
+    def describe(self) -> str:
+        sp = "x".join(map(str, self.spatial))
+        extra = "".join(f", {k} {v}" for k, v in (("dilation", self.dilation), ("groups", self.groups))
+                        if v != 1)
+        kind = "conv_transpose " if self.transpose else ""
+        return (f"{kind}N {self.n}, C {self.c} -> O {self.o}, {sp}, k {self.k}, stride {self.stride}, "
+                f"pad {self.pad}{extra}")
+
+
+CASES = (
+    Case("resnet_3x3", 8, 64, 64, (56, 56), 3, 1, 1),
+    Case("resnet_3x3_deep", 8, 256, 256, (14, 14), 3, 1, 1),
+    Case("resnet_1x1", 8, 256, 64, (56, 56), 1, 1, 0),
+    Case("stem_7x7_s2", 8, 3, 64, (224, 224), 7, 2, 3),
+    Case("strided_3x3_s2", 8, 128, 128, (56, 56), 3, 2, 1),
+    Case("depthwise_3x3", 8, 128, 128, (56, 56), 3, 1, 1, 1, 128),
+    Case("dilated_3x3_d2", 8, 64, 64, (32, 32), 3, 1, 2, 2),
+    Case("large_kernel_31", 4, 32, 32, (32, 32), 31, 1, 15),
+    Case("conv1d_k255", 8, 32, 32, (16000,), 255, 1, 127),
+    Case("conv3d_3x3x3", 2, 16, 16, (32, 32, 32), 3, 1, 1),
+    Case("transposed_k4_s2", 8, 64, 32, (28, 28), 4, 2, 1, transpose=True),
+)
+# Small cases for a quick look (and the tests); not in the default suite.
+EXTRA_CASES = (
+    Case("tiny_3x3", 1, 4, 4, (8, 8), 3, 1, 1),
+    Case("small_3x3_s2", 2, 16, 16, (16, 16), 3, 2, 1),
+    Case("small_depthwise", 2, 16, 16, (16, 16), 3, 1, 1, 1, 16),
+)
+
+
+def case_names() -> tuple[str, ...]:
+    return tuple(c.name for c in (*CASES, *EXTRA_CASES))
+
+
+def get_cases(names: Iterable[str] | None = None) -> list[Case]:
+    """The named cases (all of CASES when None); unknown names are a ValueError listing the valid ones."""
+    if names is None:
+        return list(CASES)
+    by_name = {c.name: c for c in (*CASES, *EXTRA_CASES)}
+    out = []
+    for name in names:
+        if name not in by_name:
+            raise ValueError(f"unknown case {name!r}; choose from {', '.join(by_name)}")
+        out.append(by_name[name])
+    return out
+
+
+# OpenBLAS's worker threads keep spinning for 0.1-0.15 s after each call (measured here). On 2
+# cores a spinning thread takes a core from whoever runs next: Numba's tiled kernel ran 3.3x
+# slower right after a NumPy GEMM, PyTorch's 1x1 input gradient 1.9x. Each timed call waits this
+# long first, so no contestant pays for another's.
+SETTLE_SECONDS = 0.2
+
+
+def timeit(fns: dict[str, Callable[[], object]], repeats: int,
+           settle: float = SETTLE_SECONDS) -> dict[str, float]:
+    """Median seconds per contestant over ``repeats`` interleaved rounds, after one warm-up call each.
+
+    Each timed call follows a pause of ``settle`` seconds, for the worker threads of whoever ran
+    before to fall asleep, and one untimed call of the same contestant, which wakes its own
+    threads and caches: the steady state of a loop that calls it, not the tail of another
+    library. Each round also starts one contestant later, so every library follows every other
+    equally often.
+    """
+    for f in fns.values():
+        f()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    names = list(fns)
+    for r in range(repeats):
+        for k in names[r % len(names):] + names[: r % len(names)]:
+            f = fns[k]
+            time.sleep(settle)
+            f()
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+Contestant = dict[str, list[tuple[str, Callable[[], np.ndarray]]]]
+
+
+def run_case(case: Case, repeats: int, frameworks: Iterable[str] = ("torch",),
+             step: Callable[[str], None] = lambda _: None) -> list[dict]:
+    """One row per op: convgrad's time, each framework variant's time, and the ratios
+    convgrad / (that framework's best variant). Raises AssertionError when results differ."""
+    from ..._budget import workspace_limit
+    from ..._ops import conv, conv_filter_grad, conv_input_grad, conv_transpose
+    from ..._plan import make_plan
+    from ...engines import warm_up
+
+    warm_up(("float32",))  # the frameworks are warmed up (JIT-compiled) too before timing
+    rng = np.random.default_rng(0)
+    geom = case.geometry()
+    x = rng.standard_normal(geom.x_shape(), dtype=np.float32)
+    w = rng.standard_normal(geom.w_shape(), dtype=np.float32)
+    dy = rng.standard_normal(geom.y_shape(), dtype=np.float32)
+    # convgrad in channels-last: x (N, *S, C), w (*K, C/G, O).
+    xl = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    wl = np.ascontiguousarray(np.moveaxis(w, (0, 1), (-1, -2)))
+    dyl = np.ascontiguousarray(np.moveaxis(dy, 1, -1))
+    kw = {**case.kwargs, "data_format": "channels_last"}
+    if case.transpose:
+        # The transposed conv's input is the forward conv's dy, its output gradient the forward's
+        # x: conv_transpose = input gradient, its input gradient = conv, its filter gradient =
+        # the forward's filter gradient with the roles of x and dy exchanged.
+        ours = {
+            "forward": lambda: np.moveaxis(conv_transpose(dyl, wl, **kw), -1, 1),
+            "input_grad": lambda: np.moveaxis(conv(xl, wl, **kw), -1, 1),
+            "filter_grad": lambda: np.moveaxis(conv_filter_grad(xl, dyl, wl.shape, **kw), (-1, -2), (0, 1)),
+        }
+        relabel = {"forward": "input_grad", "input_grad": "forward", "filter_grad": "filter_grad"}
+    else:
+        ours = {
+            "forward": lambda: np.moveaxis(conv(xl, wl, **kw), -1, 1),
+            "input_grad": lambda: np.moveaxis(conv_input_grad(dyl, wl, xl.shape, **kw), -1, 1),
+            "filter_grad": lambda: np.moveaxis(conv_filter_grad(xl, dyl, wl.shape, **kw), (-1, -2), (0, 1)),
+        }
+        relabel = {op: op for op in OPS}
+    theirs: Contestant = {op: [] for op in OPS}
+    for name in frameworks:
+        if _frameworks.installed(name):
+            for op, fns in _frameworks.module(name).contestants(geom, x, w, dy).items():
+                theirs[op].extend(fns)
+    rows = []
+    for op in OPS:
+        step(f"{case.name} {op}")
+        mine = ours[op]()
+        errors, runnable = {}, []
+        for name, fn in theirs[relabel[op]]:
+            try:
+                ref = fn()
+            except Exception:  # a framework that cannot run this geometry on the CPU
+                continue
+            scale = float(np.abs(ref).max()) or 1.0
+            errors[name] = float(np.abs(mine - ref).max()) / scale
+            if errors[name] > RTOL:
+                raise AssertionError(f"{case.name} {op}: convgrad and {name} differ by {errors[name]:.2e} "
+                                     f"(relative; tolerance {RTOL:g})")
+            runnable.append((name, fn))
+        t = timeit({"convgrad": ours[op], **dict(runnable)}, repeats)
+        plan = make_plan(relabel[op], geom, np.dtype(np.float32), "auto", workspace_limit(None))
+        row = {"case": case.name, "op": op, "engine": plan.engine.name,
+               "gflops": geom.flops / t["convgrad"] / 1e9, "max_rel_err": max(errors.values(), default=0.0),
+               "peak_mib": _peak_bytes(ours[op]) / 2**20,
+               "ms": {k: v * 1e3 for k, v in t.items()}, "ratio": {}}
+        for fw in FRAMEWORKS:
+            best = [v for k, v in t.items() if k == fw or k.startswith(fw + "_")]
+            if best:
+                row["ratio"][fw] = t["convgrad"] / min(best)
+        rows.append(row)
+    return rows
+
+
+def _peak_bytes(fn: Callable[[], object]) -> int:
+    """Largest traced allocation above the starting point during one call, the engines' scratch
+    memory included (freed first, so the call allocates it again)."""
+    from ...engines import _scratch
+
+    _scratch.release()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        fn()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+def gemm_peak(repeats: int) -> float:
+    """NumPy float32 GEMM 2048^3 in GFLOP/s: the machine's reference speed."""
+    a = np.random.default_rng(0).standard_normal((2048, 2048), dtype=np.float32)
+    t = timeit({"gemm": lambda: a @ a}, repeats)["gemm"]
+    return 2 * 2048**3 / t / 1e9
