@@ -16,20 +16,9 @@ import numpy as np
 
 from . import _canon
 from ._geometry import ConvGeometry
-
-# Relative tolerance per dtype, for the dot test and for routes compared with conv_vjp: float64
-# rounding on sums of thousands of terms stays near 1e-13, float32 near 1e-6, float16 (computed
-# in float32 by convgrad, natively by the frameworks) near 1e-3.
-RTOL = {"float64": 1e-10, "float32": 1e-4, "float16": 1e-2}
-
-
-# The ops are imported where they run: the command line reads RTOL for its help, which must
-# load no engine.
-
-
-def tolerance(dtype: object) -> float:
-    """``RTOL`` of ``dtype`` (float16's for any other)."""
-    return RTOL.get(np.dtype(dtype).name, RTOL["float16"])
+from ._ops import conv, conv_filter_grad, conv_input_grad, conv_vjp
+from ._tolerance import RTOL as RTOL  # the one tolerance table, re-exported
+from ._tolerance import tolerance
 
 
 @dataclass(frozen=True)
@@ -84,8 +73,6 @@ def dot_test(
     Raises AssertionError with all three numbers when it fails (unless ``raise_on_failure``
     is False); returns the numbers.
     """
-    from ._ops import conv, conv_filter_grad, conv_input_grad
-
     dt = np.dtype(dtype)
     if rtol is None:
         rtol = tolerance(dt)
@@ -162,8 +149,6 @@ def check_grads(
     <conv_input_grad(r), v>, and likewise for w. conv is linear in each argument, so the central
     difference is exact up to rounding for any eps: a large step (1.0) avoids cancellation.
     """
-    from ._ops import conv, conv_filter_grad, conv_input_grad
-
     xa = np.asarray(x, dtype=np.float64)
     wa = np.asarray(w, dtype=np.float64)
     rng = np.random.default_rng(seed)
@@ -334,13 +319,10 @@ def check_routes(problem: Problem, routes: list[Route], rtol: float | None = Non
     >>> rng = np.random.default_rng(0)
     >>> x, w = rng.standard_normal((1, 2, 5, 5)), rng.standard_normal((3, 2, 3, 3))
     >>> p = Problem(x, w, np.zeros(3), rng.standard_normal((1, 3, 3, 3)), {"padding": 0})
-    >>> from convgrad import conv_input_grad
     >>> route = Route("d_x", "conv_input_grad", lambda q: conv_input_grad(q.dy, q.w, q.x.shape))
     >>> check_routes(p, [route]).passed
     True
     """
-    from ._ops import conv_vjp
-
     p = problem
     rtol = tolerance(p.dtype) if rtol is None else rtol
     report = CheckReport(p, rtol)

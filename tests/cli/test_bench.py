@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+import convgrad
 from convgrad import _frameworks
 from convgrad.cli.bench import report, suite
 
@@ -70,3 +71,28 @@ def test_markdown_table_and_means():
     table = report.markdown_table(rows)
     assert "| torch NCHW ms | torch channels_last ms |" in table
     assert "| geometric mean | forward |" in table and table.splitlines()[-1].endswith("| 1.00 |")
+
+
+@pytest.mark.parametrize("name", ["torch", "tf", "jax"])
+@pytest.mark.parametrize(("x_shape", "w_shape", "kw"), [
+    ((2, 3, 20), (4, 3, 5), {"padding": 2}),
+    ((1, 2, 6, 7, 5), (3, 2, 3, 3, 3), {"padding": 1}),
+    ((1, 4, 9, 9), (4, 1, 3, 3), {"padding": 1, "groups": 4}),
+    ((1, 3, 9, 9), (2, 3, 3, 3), {"padding": (2, 1), "stride": 2}),
+])
+def test_each_frameworks_contestants_compute_the_three_maps(name, x_shape, w_shape, kw):
+    """The timed calls of each framework (1-D lifted, 3-D, depthwise, explicit pads) compute the
+    forward and both gradients: each against convgrad, an implementation of its own."""
+    if not _frameworks.installed(name):
+        pytest.skip(f"{name} is not installed")
+    g = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
+    rng = np.random.default_rng(0)
+    x, w, dy = (rng.standard_normal(s).astype(np.float32) for s in (g.x_shape(), g.w_shape(), g.y_shape()))
+    ref = {"forward": convgrad.conv(x, w, **kw), "input_grad": convgrad.conv_input_grad(dy, w, x.shape, **kw),
+           "filter_grad": convgrad.conv_filter_grad(x, dy, w.shape, **kw)}
+    calls = _frameworks.module(name).contestants(g, x, w, dy)
+    assert all(calls[op] for op in suite.OPS)
+    for op, variants in calls.items():
+        for variant, fn in variants:
+            np.testing.assert_allclose(fn(), ref[op], rtol=1e-4, atol=1e-4 * np.abs(ref[op]).max(),
+                                       err_msg=f"{variant} {op}")

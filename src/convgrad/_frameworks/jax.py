@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .._canon import as_int
 from .._formulas import dilate_dim
 from ._common import (
     SPATIAL,
@@ -54,9 +55,11 @@ def transpose_padding(k_eff: int, s: int, padding: object) -> tuple[int, int]:
     elif padding == "VALID":
         total = k_eff + s - 2 + max(k_eff - s, 0)
         low = k_eff - 1
-    else:
-        lo, hi = padding
+    elif not isinstance(padding, (str, bytes)) and hasattr(padding, "__len__") and len(padding) == 2:
+        lo, hi = (as_int("padding", p) for p in padding)
         low, total = k_eff - 1 - lo, 2 * (k_eff - 1) - lo - hi
+    else:
+        raise ValueError(f"Invalid padding mode: {padding!r}")
     return low, total - low
 
 

@@ -46,16 +46,15 @@ def _import() -> Any:
     return tf
 
 
-def padding(g: ConvGeometry) -> str | list[list[int]] | None:
-    """'VALID', 'SAME', an explicit list (2-D only, pads >= 0), or None: not expressible."""
-    c = Conv.of(g)
-    if all(lo == hi == 0 for lo, hi in g.padding):
-        return "VALID"
-    if _is_same(c) and c.after_pads(tuple(hi for _, hi in g.padding)) is not None:
+def padding(c: Conv) -> str | list[list[int]] | None:
+    """TensorFlow's ``padding`` for the conv ``c``: 'SAME', 'VALID', explicit N + 2 pairs (the 2-D
+    ops only, non-negative), or None: not expressible."""
+    if _is_same(c):
         return "SAME"
-    if g.rank == 2 and all(lo >= 0 and hi >= 0 for lo, hi in g.padding):
-        return [[0, 0], *([lo, hi] for lo, hi in g.padding), [0, 0]]
-    return None
+    if all(b == 0 for b in c.before) and c.after_pads((0,) * c.rank) is not None:
+        return "VALID"
+    after = c.after_pads(non_negative=True) if c.rank == 2 and all(b >= 0 for b in c.before) else None
+    return None if after is None else [[0, 0], *([b, a] for b, a in zip(c.before, after)), [0, 0]]
 
 
 def _is_same(c: Conv) -> bool:
@@ -112,11 +111,7 @@ def write(c: Conv) -> Translation:
     raw = r == 3  # Conv3D's raw op wants N + 2 values
     strides = [1, *c.s, 1] if raw else list(c.s)
     dilations = [1, *c.d, 1] if raw else list(c.d)
-    valid = all(b == 0 for b in c.before) and c.after_pads((0,) * r) is not None
-    explicit = c.after_pads(non_negative=True) if r == 2 and all(b >= 0 for b in c.before) else None
-    pad: object = "SAME" if _is_same(c) else "VALID" if valid else None
-    if pad is None and explicit is not None:
-        pad = [[0, 0], *[[b, a] for b, a in zip(c.before, explicit)], [0, 0]]
+    pad = padding(c)
     why = f"the forward conv's pads (before {c.before}) are neither SAME nor VALID" + (
         " and only the 2-d ops take explicit pads" if r != 2 else " and explicit pads are non-negative"
     )
@@ -153,7 +148,7 @@ def equivalent(g: ConvGeometry, fmt: str) -> dict:
     if r > 3:
         return {"expressible": False, "reason": f"TensorFlow convolves 1-, 2- and 3-D only, not {r}-D",
                 "workaround": "use convgrad"}
-    pad = padding(g)
+    pad = padding(Conv.of(g))
     s, d = list(g.stride), list(g.rhs_dilation)
     shown = repr(pad) if isinstance(pad, str) else str(pad) if pad is not None else "'VALID'"
     xin = "x" if pad is not None else "x_padded"
@@ -196,6 +191,17 @@ def equivalent(g: ConvGeometry, fmt: str) -> dict:
 
 
 # --- check --------------------------------------------------------------------------------------
+def _raw(g: ConvGeometry, pad: str | list) -> dict:
+    """The raw ops' strides, dilations and padding for ``g``: N + 2 values, 1-D lifted to 2-D with a
+    unit height (as tf.nn.conv1d does)."""
+    lift = (1,) * (g.rank == 1)
+    kw: dict = {"strides": [1, *lift, *g.stride, 1], "dilations": [1, *lift, *g.rhs_dilation, 1]}
+    if isinstance(pad, str):
+        return {**kw, "padding": pad}
+    pairs = [(0, 0)] * len(lift) + list(g.padding)
+    return {**kw, "padding": "EXPLICIT", "explicit_paddings": [0, 0, *(v for pr in pairs for v in pr), 0, 0]}
+
+
 def routes(p: Problem) -> list[Route]:
     """GradientTape, the raw backprop ops and ``conv_transpose``, in the problem's dtype."""
     from ..testing import Route, not_available
@@ -206,7 +212,7 @@ def routes(p: Problem) -> list[Route]:
                               f"TensorFlow convolves 1-, 2- and 3-D only, not {r}-D")]
     tf = _import()
     tdt = tf.as_dtype(p.dtype.name)
-    pad = padding(g)
+    pad = padding(Conv.of(g))
     pf = PadFirst(g.padding, 1, pad is None)
     pad = "VALID" if pad is None else pad
     note = "pads not expressible: x padded first (tf.pad / slicing)" if pf.active else ""
@@ -245,13 +251,7 @@ def routes(p: Problem) -> list[Route]:
 
     lift = r == 1
     bp_note = "; ".join(n for n in (note, "1-D run as 2-D with a unit height" if lift else "") if n)
-    pads = [(0, 0)] * lift + list(g.padding)
-    raw: dict = {"strides": [1, *(1,) * lift, *g.stride, 1],
-                 "dilations": [1, *(1,) * lift, *g.rhs_dilation, 1]}
-    if isinstance(pad, list):
-        raw.update(padding="EXPLICIT", explicit_paddings=[0, 0, *(v for pr in pads for v in pr), 0, 0])
-    else:
-        raw["padding"] = pad
+    raw = _raw(g, pad)
 
     def up(a: np.ndarray, w: bool = False) -> np.ndarray:
         return (a[None] if w else a[:, None]) if lift else a
@@ -290,7 +290,7 @@ def front_routes(p: Problem) -> list[Route]:
     g = p.geom
     if g.rank != 2:
         return []
-    pad = padding(g)
+    pad = padding(Conv.of(g))
     pf = PadFirst(g.padding, 1, pad is None)
     pad = "VALID" if pad is None else pad
     strides, dil = [1, *g.stride, 1], [1, *g.rhs_dilation, 1]
@@ -323,32 +323,25 @@ def contestants(g: ConvGeometry, x: np.ndarray, w: np.ndarray, dy: np.ndarray) -
     out: dict[str, list] = {"forward": [], "input_grad": [], "filter_grad": []}
     r, c = g.rank, g.in_channels
     depthwise = g.feature_group_count == c == g.out_channels > 1
-    pad = padding(g)
+    pad = padding(Conv.of(g))
+    # No grouped CPU kernels but the depthwise ones; explicit pads (2-D only) or none.
     if (g.feature_group_count != 1 and not depthwise) or r > 3 or pad is None:
         return out
     tf = _import()
-    lift = r == 1  # tf.nn.conv1d is Conv2D over a height of 1
+    lift = r == 1
     if lift:
         x, w, dy = x[:, :, None], w[:, :, None], dy[:, :, None]
     xl, dyl = tf.constant(np.moveaxis(x, 1, -1)), tf.constant(np.moveaxis(dy, 1, -1))
     wl = tf.constant(np.moveaxis(w, (0, 1), (-1, -2)))
-    strides = [1, *(1,) * lift, *g.stride, 1]
-    kw: dict = {"dilations": [1, *(1,) * lift, *g.rhs_dilation, 1]}
-    if r == 3:  # Conv3D*V2 take 'SAME' or 'VALID' only
-        if not isinstance(pad, str):
-            return out
-        kw["padding"] = pad
-        ops = tf.raw_ops.Conv3D, tf.raw_ops.Conv3DBackpropInputV2, tf.raw_ops.Conv3DBackpropFilterV2
-    else:
-        pads = [(0, 0)] * lift + list(g.padding)
-        kw.update(padding="EXPLICIT", explicit_paddings=[0, 0, *(v for pr in pads for v in pr), 0, 0])
-        ops = tf.raw_ops.Conv2D, tf.raw_ops.Conv2DBackpropInput, tf.raw_ops.Conv2DBackpropFilter
-    if depthwise:
-        # (C, 1, kh, kw) -> (kh, kw, C, 1)
+    kw = _raw(g, pad)
+    if depthwise:  # (C, 1, kh, kw) -> (kh, kw, C, 1)
         wl = tf.constant(np.transpose(w[:, 0], (1, 2, 0))[..., None])
-        ops = (tf.raw_ops.DepthwiseConv2dNative, tf.raw_ops.DepthwiseConv2dNativeBackpropInput,
-               tf.raw_ops.DepthwiseConv2dNativeBackpropFilter)
-    f, bi, bf = ops
+        names = ("DepthwiseConv2dNative", "DepthwiseConv2dNativeBackpropInput",
+                 "DepthwiseConv2dNativeBackpropFilter")
+    else:
+        names = ("Conv3D", "Conv3DBackpropInputV2", "Conv3DBackpropFilterV2") if r == 3 else \
+            ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
+    f, bi, bf = (getattr(tf.raw_ops, n) for n in names)
 
     def cf(t: Any, filt: bool = False) -> np.ndarray:
         a = t.numpy()
@@ -357,9 +350,9 @@ def contestants(g: ConvGeometry, x: np.ndarray, w: np.ndarray, dy: np.ndarray) -
         a = np.moveaxis(a, (-1, -2), (0, 1)) if filt else np.moveaxis(a, -1, 1)
         return a[:, :, 0] if lift else a
 
-    out["forward"].append(("tf", lambda: cf(f(input=xl, filter=wl, strides=strides, **kw))))
+    out["forward"].append(("tf", lambda: cf(f(input=xl, filter=wl, **kw))))
     out["input_grad"].append(("tf", lambda: cf(bi(input_sizes=list(xl.shape), filter=wl, out_backprop=dyl,
-                                                  strides=strides, **kw))))
+                                                  **kw))))
     out["filter_grad"].append(("tf", lambda: cf(bf(input=xl, filter_sizes=list(wl.shape), out_backprop=dyl,
-                                                   strides=strides, **kw), True)))
+                                                   **kw), True)))
     return out

@@ -8,7 +8,8 @@ end. Other pads are the pad-first workaround: ``F.pad`` (negative values crop), 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,10 +41,11 @@ PARAMS = {"conv": {"stride", "dilation", "padding", "groups"},
           "conv_transpose": {"stride", "dilation", "padding", "output_padding", "groups"}}
 
 
-def symmetric_pads(g: ConvGeometry) -> tuple[int, ...] | None:
-    """One non-negative pad per dim when before == after everywhere (PyTorch's model), else None."""
-    if all(lo == hi >= 0 for lo, hi in g.padding):
-        return tuple(lo for lo, _ in g.padding)
+def symmetric_pads(c: Conv) -> tuple[int, ...] | None:
+    """PyTorch's ``padding``: the before pads when they are non-negative and also work as the after
+    pads (the output is the same for any after pad from the tight one to tight + s - 1), else None."""
+    if all(b >= 0 for b in c.before) and c.after_pads(c.before) is not None:
+        return c.before
     return None
 
 
@@ -95,7 +97,7 @@ def write(c: Conv) -> Translation:
     layout = "NC" + "DHW"[-r:]
     if c.op == "conv":
         target = f"torch.nn.functional.conv{r}d"
-        if all(b >= 0 for b in c.before) and c.after_pads(c.before) is not None:
+        if symmetric_pads(c) is not None:
             return answer(target, {"stride": c.s, "padding": c.before, "dilation": c.d, "groups": c.groups},
                           "", "", layout)
         torch_same = [((ke - 1) // 2, ke - 1 - (ke - 1) // 2) for ke in c.keff]
@@ -125,15 +127,12 @@ def equivalent(g: ConvGeometry, fmt: str) -> dict:
     if r > 3:
         return {"expressible": False, "reason": f"PyTorch has conv1d/2d/3d only, not {r}-D",
                 "workaround": "sum conv3d over the leading kernel axis, or use convgrad"}
-    sym = symmetric_pads(g)
-    kw = {"stride": list(g.stride), "padding": list(sym) if sym is not None else [0] * r,
-          "dilation": list(g.rhs_dilation), "groups": g.feature_group_count}
-    pre = None if sym is not None else pad_list(g.padding)
-    out_pad = list(unused(g))
-    k = ", ".join(f"{a}={tuple_text(v) if isinstance(v, list) else v}" for a, v in kw.items())
+    kw, pf, out_pad = _conv_args(g)
+    pre = pad_list(g.padding) if pf.active else None
+    k = ", ".join(f"{a}={tuple_text(v) if isinstance(v, tuple) else v}" for a, v in kw.items())
     xin = "x" if pre is None else "F.pad(x, pad)"
     out = {
-        "expressible": sym is not None, "kwargs": kw, "pre_pad": pre, "output_padding": out_pad,
+        "expressible": pre is None, "kwargs": kw, "pre_pad": pre, "output_padding": out_pad,
         "forward": f"F.conv{r}d({xin}, w, b, {k})",
         "input_grad": (f"torch.nn.grad.conv{r}d_input(x.shape, w, dy, {k})" if pre is None else
                        f"F.pad(torch.nn.grad.conv{r}d_input(F.pad(x, pad).shape, w, dy, {k}), "
@@ -152,12 +151,48 @@ def equivalent(g: ConvGeometry, fmt: str) -> dict:
 
 
 # --- check --------------------------------------------------------------------------------------
-def _conv_args(g: ConvGeometry) -> tuple[dict, PadFirst]:
-    """The keywords every PyTorch conv call of ``g`` takes, and the pad-first workaround."""
-    sym = symmetric_pads(g)
-    kw = {"stride": g.stride, "padding": sym if sym is not None else 0, "dilation": g.rhs_dilation,
+def _conv_args(g: ConvGeometry) -> tuple[dict, PadFirst, tuple[int, ...]]:
+    """The keywords every PyTorch conv call of ``g`` takes, the pad-first workaround where they
+    cannot say its pads, and the transposed conv's ``output_padding`` (what the pads reach past
+    the last window, fewer than the stride: it gives back x's size)."""
+    c = Conv.of(g)
+    sym = symmetric_pads(c)
+    kw = {"stride": g.stride, "padding": sym or (0,) * g.rank, "dilation": g.rhs_dilation,
           "groups": g.feature_group_count}
-    return kw, PadFirst(g.padding, 2, sym is None)
+    out_pad = unused(g) if sym is None else tuple(p - tight for p, tight in zip(sym, c.after))
+    return kw, PadFirst(g.padding, 2, sym is None), out_pad
+
+
+def _calls(p: Problem, F: Any, grad: Any, names: tuple[str, str], t: Callable, n: Callable) -> list[Route]:
+    """``grad.conv_input``, ``grad.conv_weight`` and ``F.conv_transpose`` as routes; ``t`` turns a
+    NumPy array into the call's argument, ``n`` its result into a NumPy array."""
+    from ..testing import Route
+
+    g, r = p.geom, p.geom.rank
+    kw, pf, out_pad = _conv_args(g)
+    note = "asymmetric/negative pads: x padded first (F.pad)" if pf.active else ""
+
+    def back(q: Problem, dx: Any) -> np.ndarray:
+        return q.from_cf("x", pf.back(n(dx)))
+
+    def input_grad(q: Problem) -> np.ndarray:
+        dx = getattr(grad, f"conv{r}d_input")(pf.x(q.cf("x")).shape, t(q.cf("w")), t(q.cf("dy")), **kw)
+        return back(q, dx)
+
+    def weight_grad(q: Problem) -> np.ndarray:
+        dw = getattr(grad, f"conv{r}d_weight")(t(pf.x(q.cf("x"))), q.cf("w").shape, t(q.cf("dy")), **kw)
+        return q.from_cf("w", n(dw))
+
+    def transpose(q: Problem) -> np.ndarray:
+        # Output size (o - 1) * s - 2 * pad + k_eff + output_padding.
+        return back(q, getattr(F, f"conv_transpose{r}d")(
+            t(q.cf("dy")), t(q.cf("w")), stride=g.stride, padding=kw["padding"], output_padding=out_pad,
+            groups=g.feature_group_count, dilation=g.rhs_dilation))
+
+    grad_name, label = names
+    return [Route("d_x", f"{grad_name}.conv{r}d_input", input_grad, note),
+            Route("d_x", f"{label} conv_transpose{r}d", transpose, note),
+            Route("d_w", f"{grad_name}.conv{r}d_weight", weight_grad, note)]
 
 
 def routes(p: Problem) -> list[Route]:
@@ -169,49 +204,25 @@ def routes(p: Problem) -> list[Route]:
         return [not_available("d_x", "torch: every route",
                               f"PyTorch has conv1d/2d/3d only, not {r}-D (workaround: convgrad)")]
     import torch
-    import torch.nn.functional as F
 
     tdt = getattr(torch, p.dtype.name)
-    kw, pf = _conv_args(g)
-    note = "asymmetric/negative pads: x padded first (F.pad)" if pf.active else ""
-    conv = getattr(F, f"conv{r}d")
-    grad_input = getattr(torch.nn.grad, f"conv{r}d_input")
-    grad_weight = getattr(torch.nn.grad, f"conv{r}d_weight")
-    transpose = getattr(F, f"conv_transpose{r}d")
+    kw, pf, _ = _conv_args(g)
 
     def t(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a)).to(tdt)
 
-    def back(q: Problem, dx: torch.Tensor) -> np.ndarray:
-        return q.from_cf("x", pf.back(dx.detach().numpy()))
-
     @once
     def autograd(q: Problem) -> tuple:
         x, w, b = (t(a).requires_grad_() for a in (pf.x(q.cf("x")), q.cf("w"), q.b))
-        conv(x, w, b, **kw).backward(t(q.cf("dy")))
-        return back(q, x.grad), q.from_cf("w", w.grad.numpy()), b.grad.numpy()
+        getattr(torch.nn.functional, f"conv{r}d")(x, w, b, **kw).backward(t(q.cf("dy")))
+        return q.from_cf("x", pf.back(x.grad.numpy())), q.from_cf("w", w.grad.numpy()), b.grad.numpy()
 
-    def backprop_input(q: Problem) -> np.ndarray:
-        return back(q, grad_input(pf.x(q.cf("x")).shape, t(q.cf("w")), t(q.cf("dy")), **kw))
-
-    def backprop_weight(q: Problem) -> np.ndarray:
-        return q.from_cf("w", grad_weight(t(pf.x(q.cf("x"))), q.cf("w").shape, t(q.cf("dy")), **kw).numpy())
-
-    def conv_transpose(q: Problem) -> np.ndarray:
-        # Output size (o - 1) * s - 2 * pad + k_eff + output_padding: output_padding restores the
-        # samples past the last window (fewer than the stride).
-        dx = transpose(t(q.cf("dy")), t(q.cf("w")), stride=g.stride, padding=kw["padding"],
-                       output_padding=unused(g), groups=g.feature_group_count, dilation=g.rhs_dilation)
-        return back(q, dx)
-
-    return [
-        Route("d_x", "torch autograd", lambda q: autograd(q)[0], note),
-        Route("d_x", f"torch.nn.grad.conv{r}d_input", backprop_input, note),
-        Route("d_x", f"torch conv_transpose{r}d", conv_transpose, note),
-        Route("d_w", "torch autograd", lambda q: autograd(q)[1], note),
-        Route("d_w", f"torch.nn.grad.conv{r}d_weight", backprop_weight, note),
-        Route("d_b", "torch autograd", lambda q: autograd(q)[2]),
-    ]
+    note = "asymmetric/negative pads: x padded first (F.pad)" if pf.active else ""
+    return [Route("d_x", "torch autograd", lambda q: autograd(q)[0], note),
+            Route("d_w", "torch autograd", lambda q: autograd(q)[1], note),
+            Route("d_b", "torch autograd", lambda q: autograd(q)[2]),
+            *_calls(p, torch.nn.functional, torch.nn.grad, ("torch.nn.grad", "torch"), t,
+                    lambda a: a.detach().numpy())]
 
 
 def front_routes(p: Problem) -> list[Route]:
@@ -222,39 +233,20 @@ def front_routes(p: Problem) -> list[Route]:
     g, r = p.geom, p.geom.rank
     if r > 3:
         return []
-    kw, pf = _conv_args(g)
-    note = "asymmetric/negative pads: x padded first" if pf.active else ""
-
-    def back(q: Problem, dx: np.ndarray) -> np.ndarray:
-        return q.from_cf("x", pf.back(dx))
+    kw, pf, _ = _conv_args(g)
 
     @once
     def vjp(q: Problem) -> tuple:
         _, pull = getattr(nn.functional, f"conv{r}d").vjp(pf.x(q.cf("x")), q.cf("w"), q.b, **kw)
         dx, dw, db = pull(q.cf("dy"))
-        return back(q, dx), q.from_cf("w", dw), db
+        return q.from_cf("x", pf.back(dx)), q.from_cf("w", dw), db
 
-    def input_grad(q: Problem) -> np.ndarray:
-        dx = getattr(nn.grad, f"conv{r}d_input")(pf.x(q.cf("x")).shape, q.cf("w"), q.cf("dy"), **kw)
-        return back(q, dx)
-
-    def weight_grad(q: Problem) -> np.ndarray:
-        return q.from_cf("w", getattr(nn.grad, f"conv{r}d_weight")(pf.x(q.cf("x")), q.cf("w").shape,
-                                                                    q.cf("dy"), **kw))
-
-    def transpose(q: Problem) -> np.ndarray:
-        return back(q, getattr(nn.functional, f"conv_transpose{r}d")(
-            q.cf("dy"), q.cf("w"), stride=g.stride, padding=kw["padding"], output_padding=unused(g),
-            groups=g.feature_group_count, dilation=g.rhs_dilation))
-
-    return [
-        Route("d_x", f"convgrad.torch conv{r}d.vjp", lambda q: vjp(q)[0], note),
-        Route("d_x", f"convgrad.torch nn.grad.conv{r}d_input", input_grad, note),
-        Route("d_x", f"convgrad.torch conv_transpose{r}d", transpose, note),
-        Route("d_w", f"convgrad.torch conv{r}d.vjp", lambda q: vjp(q)[1], note),
-        Route("d_w", f"convgrad.torch nn.grad.conv{r}d_weight", weight_grad, note),
-        Route("d_b", f"convgrad.torch conv{r}d.vjp", lambda q: vjp(q)[2]),
-    ]
+    note = "asymmetric/negative pads: x padded first (F.pad)" if pf.active else ""
+    same = np.asarray
+    return [Route("d_x", f"convgrad.torch conv{r}d.vjp", lambda q: vjp(q)[0], note),
+            Route("d_w", f"convgrad.torch conv{r}d.vjp", lambda q: vjp(q)[1], note),
+            Route("d_b", f"convgrad.torch conv{r}d.vjp", lambda q: vjp(q)[2]),
+            *_calls(p, nn.functional, nn.grad, ("convgrad.torch nn.grad", "convgrad.torch"), same, same)]
 
 
 # --- bench --------------------------------------------------------------------------------------
@@ -262,7 +254,7 @@ def contestants(g: ConvGeometry, x: np.ndarray, w: np.ndarray, dy: np.ndarray) -
     """{op: [(variant, fn)]} for the benchmark: NCHW and the channels_last memory format. x, w and
     dy are channels-first; each fn returns a channels-first NumPy result."""
     out: dict[str, list] = {"forward": [], "input_grad": [], "filter_grad": []}
-    kw, pf = _conv_args(g)
+    kw, pf, _ = _conv_args(g)
     r = g.rank
     if pf.active or r > 3:  # timed as PyTorch runs them: no workaround around the call
         return out

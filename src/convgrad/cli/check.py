@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .. import _frameworks
 from .._budget import WORKSPACE_ENV, workspace_limit
-from ..testing import RTOL, CheckReport
+from .._tolerance import RTOL
 from . import _console
 from ._args import ArgumentError, GeometryArgs, add_geometry_arguments, geometry_dict
+
+if TYPE_CHECKING:
+    from ..testing import CheckReport
 
 DESCRIPTION = """\
 Compute the gradients of y = conv(x, w) + b every way there is and check that they agree: the
