@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _frameworks
-from ._frameworks._common import Conv, axis_names, layout_note, pairs_text, tuple_text, unused
+from ._frameworks._common import Conv, axis_names, layout_names, layout_note, pairs_text, tuple_text, unused
 from ._geometry import ConvGeometry
 
 
@@ -34,10 +34,8 @@ class Explanation:
 
 
 def explain(g: ConvGeometry, data_format: str = "channels_first", dtype: object = np.float64,
-            frameworks: tuple[str, ...] = ("torch", "tf", "jax", "onnx"),
-            w_layout: str = "w's layout") -> Explanation:
-    """Explain ``g`` for arrays in ``data_format`` of ``dtype``; ``w_layout`` names w's layout
-    ('HWIO', ...) in the text."""
+            frameworks: tuple[str, ...] = ("torch", "tf", "jax", "onnx")) -> Explanation:
+    """Explain ``g`` for arrays in ``data_format`` of ``dtype``, with ``frameworks``' calls."""
     fmt = data_format
     sizes = g.input_size_range()
     left = unused(g)
@@ -50,7 +48,7 @@ def explain(g: ConvGeometry, data_format: str = "channels_first", dtype: object 
     x, w, y = list(g.x_shape(fmt)), list(g.w_shape(fmt)), list(g.y_shape(fmt))
     b = [g.out_channels]
     shapes = {"x": x, "w": w, "y": y, "b": b, "dy": y, "d_x": x, "d_w": w, "d_b": b}
-    return Explanation(dims, shapes, gradients(g, fmt, w_layout), costs(g, fmt, dtype),
+    return Explanation(dims, shapes, gradients(g, fmt), costs(g, fmt, dtype),
                        {name: spelling(name, g, fmt) for name in frameworks})
 
 
@@ -62,10 +60,10 @@ def _geom_dict(h: ConvGeometry) -> dict:
             "batch_group_count": h.batch_group_count, "out_spatial": list(h.out_spatial)}
 
 
-def gradients(g: ConvGeometry, fmt: str, wl: str) -> dict:
+def gradients(g: ConvGeometry, fmt: str) -> dict:
     """Each gradient as a convolution of this geometry, step by step; every size is read off the
     gradients' own geometries."""
-    G = g.feature_group_count
+    G, wl = g.feature_group_count, layout_names(fmt, g.rank)[1]
     ig, fg = g.input_grad_geometry(), g.filter_grad_geometry()
     igp, fgp = g.input_grad_padding, g.filter_grad_padding
     t = tuple_text

@@ -25,6 +25,14 @@ def axis_names(rank: int) -> list[str]:
     return list(SPATIAL[rank]) if rank in SPATIAL else [f"d{i}" for i in range(rank)]
 
 
+def layout_names(fmt: str, rank: int) -> tuple[str, str]:
+    """The layouts of x and w in ``fmt``: ('NHWC', 'HWIO') and the like; generic above rank 3."""
+    sp = SPATIAL.get(rank)
+    if fmt == "channels_first":
+        return ("NC" + sp, "OI" + sp) if sp else ("N,C,*S", "O,I,*K")
+    return ("N" + sp + "C", sp + "IO") if sp else ("N,*S,C", "*K,I,O")
+
+
 # --- the canonical form -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Conv:

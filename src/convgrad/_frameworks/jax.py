@@ -22,6 +22,7 @@ from ._common import (
     forward,
     groups,
     ints,
+    layout_names,
     once,
     pairs_text,
     tuple_text,
@@ -61,16 +62,6 @@ def transpose_padding(k_eff: int, s: int, padding: object) -> tuple[int, int]:
     else:
         raise ValueError(f"Invalid padding mode: {padding!r}")
     return low, total - low
-
-
-def dimension_numbers(rank: int, fmt: str) -> list[str]:
-    """lax's (lhs, rhs, out) specs for ``fmt`` ('N,C,*S' and the like above rank 3)."""
-    sp = SPATIAL.get(rank)
-    if sp is None:
-        return ["N,C,*S", "O,I,*K", "N,C,*S"] if fmt == "channels_first" else ["N,*S,C", "*K,I,O", "N,*S,C"]
-    if fmt == "channels_first":
-        return [f"NC{sp}", f"OI{sp}", f"NC{sp}"]
-    return [f"N{sp}C", f"{sp}IO", f"N{sp}C"]
 
 
 # --- translate ----------------------------------------------------------------------------------
@@ -126,7 +117,8 @@ def write(c: Conv) -> Translation:
 def equivalent(g: ConvGeometry, fmt: str) -> dict:
     """The forward, both gradients and the transposed conv of ``g`` as JAX calls, in ``fmt``."""
     r, G = g.rank, g.feature_group_count
-    dn = dimension_numbers(r, fmt)
+    x, w = layout_names(fmt, r)
+    dn = [x, w, x]  # lax's (lhs, rhs, out) specs
     igp = g.input_grad_padding
     return {
         "layout": fmt, "layout_note": "", "expressible": True, "dimension_numbers": dn,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._frameworks._common import layout_names
 from .._geometry import ConvGeometry
 from .._padding import PADDING_STRINGS
 
@@ -25,11 +26,6 @@ FORMAT_ALIASES = {
     "ncw": "channels_first", "nchw": "channels_first", "ncdhw": "channels_first",
     "channels_last": "channels_last", "last": "channels_last", "cl": "channels_last",
     "nwc": "channels_last", "nhwc": "channels_last", "ndhwc": "channels_last",
-}
-LAYOUT_NAMES = {
-    ("channels_first", 1): ("NCW", "OIW"), ("channels_first", 2): ("NCHW", "OIHW"),
-    ("channels_first", 3): ("NCDHW", "OIDHW"), ("channels_last", 1): ("NWC", "WIO"),
-    ("channels_last", 2): ("NHWC", "HWIO"), ("channels_last", 3): ("NDHWC", "DHWIO"),
 }
 
 
@@ -176,10 +172,7 @@ class GeometryArgs:
     @property
     def layouts(self) -> tuple[str, str]:
         """('NHWC', 'HWIO') and the like; generic names above rank 3."""
-        r = self.geometry.rank
-        if (self.data_format, r) in LAYOUT_NAMES:
-            return LAYOUT_NAMES[(self.data_format, r)]
-        return ("N,C,*S", "O,I,*K") if self.data_format == "channels_first" else ("N,*S,C", "*K,I,O")
+        return layout_names(self.data_format, self.geometry.rank)
 
     def title(self) -> str:
         """One line: shapes, layouts, stride, padding, dilation, groups, dtype -> y."""

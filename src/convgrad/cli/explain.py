@@ -38,8 +38,7 @@ def run(ns: argparse.Namespace) -> int:
     from .._explain import explain
 
     args = GeometryArgs.from_namespace(ns)
-    e = explain(args.geometry, args.data_format, args.dtype, tuple(ns.framework or FRAMEWORK_NAMES),
-                args.layouts[1])
+    e = explain(args.geometry, args.data_format, args.dtype, tuple(ns.framework or FRAMEWORK_NAMES))
     data = {"command": "explain", "geometry": geometry_dict(args), **e.as_dict()}
     if ns.json:
         _console.print_json(data)
