@@ -15,6 +15,7 @@ import numpy as np
 from .. import _canon
 from .._formulas import dilate_dim, transpose_size
 from .._padding import parse_padding
+from .._tolerance import RTOL
 from ._common import (
     Conv,
     PadFirst,
@@ -40,9 +41,6 @@ FILTER_LAYOUTS = {"conv": "OI*", "conv_transpose": "IO*", "depthwise": "OI*"}
 PARAMS = {"conv": {"strides", "dilations", "pads", "auto_pad", "group"},
           "conv_transpose": {"strides", "dilations", "pads", "auto_pad", "output_padding", "output_shape",
                              "group"}}
-# onnxruntime has no float64 Conv/ConvTranspose kernels on CPU: it runs in float32, held to
-# float32's tolerance.
-FLOAT64_RTOL = 1e-4
 
 
 def pads(pairs: Pairs) -> list[int] | None:
@@ -169,7 +167,9 @@ def routes(p: Problem) -> list[Route]:
     dt = p.dtype
     ort_dt = np.dtype(np.float32) if dt == np.float64 else dt
     ort_note = "run in float32: onnxruntime has no float64 Conv kernels" if dt == np.float64 else ""
-    ort_rtol = FLOAT64_RTOL if dt == np.float64 else None
+    # onnxruntime has no float64 Conv/ConvTranspose kernels on CPU: it runs in float32, held to
+    # float32's tolerance.
+    ort_rtol = RTOL["float32"] if dt == np.float64 else None
     pf = PadFirst(g.padding, 2, pads(g.padding) is None)
     pre_note = "negative pads: ONNX pads must be >= 0, x cropped first" if pf.active else ""
 

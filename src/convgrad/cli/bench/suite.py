@@ -24,13 +24,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ... import _frameworks
+from ... import _frameworks, _tolerance
 from ..._geometry import ConvGeometry
 
 OPS = ("forward", "input_grad", "filter_grad")
 FRAMEWORKS = _frameworks.with_("contestants")
-# Results must match each framework to this relative error (max |a - b| / max |b|, float32).
-RTOL = 1e-4
+# Results must match each framework to float32's relative error (max |a - b| / max |b|).
+RTOL = _tolerance.RTOL["float32"]
 
 
 @dataclass(frozen=True)
