@@ -326,3 +326,19 @@ def test_check_routes_reports_each_route_against_conv_vjp():
     assert rows["absent"].status == "n/a" and rows["absent"].note == "why"
     assert [r.gradient for r in report.rows][-4:] == ["finite differences"] * 2 + ["dot test"] * 2
     assert not report.passed and report.counts() == {"pass": 5, "FAIL": 1, "error": 1, "n/a": 1}
+
+
+def test_an_end_pad_that_only_crops_unused_samples_is_expressed_natively(cli):
+    """Padding (0, -1) on an axis of 10 with k 3, s 3 crops a sample no window reaches: the conv is
+    the one with pads (0, 0), so PyTorch, TensorFlow and ONNX take it without the pad-first
+    workaround, and every route agrees."""
+    pytest.importorskip("torch")
+    data = cli("check", "--frameworks", "all", "--json", "--values", "normal", "--x", "2,10,10,4",
+               "--w", "3,3,4,4", "--stride", "3", "--padding=0:-1,1:1").json()
+    assert data["passed"] is True, [r for r in data["rows"] if r["status"] in ("FAIL", "error")]
+    methods = {(r["gradient"], r["method"]): r for r in data["rows"]}
+    for key in (("d_x", "torch.nn.grad.conv2d_input"), ("d_x", "tf.raw_ops.Conv2DBackpropInput"),
+                ("d_x", "onnx.reference ConvTranspose")):
+        if key in methods:
+            assert methods[key]["status"] == "pass" and "padded first" not in methods[key]["note"], key
+            assert "cropped first" not in methods[key]["note"], key

@@ -43,11 +43,20 @@ PARAMS = {"conv": {"strides", "dilations", "pads", "auto_pad", "group"},
                              "group"}}
 
 
-def pads(pairs: Pairs) -> list[int] | None:
+def flat_pads(pairs: Pairs) -> list[int] | None:
     """ONNX's [x1_begin, x2_begin, ..., x1_end, x2_end, ...], or None when a pad is negative."""
     if any(lo < 0 or hi < 0 for lo, hi in pairs):
         return None
     return [lo for lo, _ in pairs] + [hi for _, hi in pairs]
+
+
+def conv_pads(c: Conv) -> tuple[list[int] | None, list[int]]:
+    """The ``pads`` of the Conv that computes ``c`` (each end pad the smallest non-negative one that
+    gives the same output; None when a pad would be negative), and the ``output_padding`` of the
+    ConvTranspose that transposes it: what the end pads reach past the last window."""
+    after = c.after_pads(non_negative=True)
+    own = None if after is None else flat_pads(tuple(zip(c.before, after)))
+    return own, [0] * c.rank if own is None else [e - tight for e, tight in zip(own[c.rank:], c.after)]
 
 
 def auto_pad(g: ConvGeometry) -> str | None:
@@ -103,9 +112,9 @@ def write(c: Conv) -> Translation:
     layout = "NC" + "DHW"[-r:]
     common = {"kernel_shape": list(c.k), "strides": list(c.s), "dilations": list(c.d), "group": c.groups}
     if c.op == "conv":
-        after = c.after_pads(non_negative=True)
-        if all(b >= 0 for b in c.before) and after is not None:
-            return answer("onnx Conv", {**common, "pads": [*c.before, *after]}, "", "", layout)
+        own, _ = conv_pads(c)
+        if own is not None:
+            return answer("onnx Conv", {**common, "pads": own}, "", "", layout)
         both = (*c.before, *c.after)
         return answer("onnx Conv", None,
                       f"Slice the input by {[max(-v, 0) for v in both]} (starts, then ends), then Conv "
@@ -126,21 +135,21 @@ def write(c: Conv) -> Translation:
 def equivalent(g: ConvGeometry, fmt: str) -> dict:
     """The forward, both gradients and the transposed conv of ``g`` as ONNX nodes."""
     r = g.rank
-    own = pads(g.padding)
+    own, out_pad = conv_pads(Conv.of(g))
     auto = auto_pad(g)
     attrs = {"kernel_shape": list(g.kernel), "strides": list(g.stride), "dilations": list(g.rhs_dilation),
              "group": g.feature_group_count}
     a = ", ".join(f"{k}={v}" for k, v in attrs.items())
     shown = f"pads={own}" if own is not None else f"pads=[0] * {2 * r}"
     out: dict = {"expressible": own is not None, "attributes": attrs, "pads": own, "auto_pad": auto,
-                 "output_padding": list(unused(g))}
+                 "output_padding": out_pad if own is not None else list(unused(g))}
     xin = "X" if own is not None else "Slice/Pad(X)"
     out["forward"] = f"Conv({xin}, W, B; {a}, {shown})" + (f" (or auto_pad='{auto}')" if auto else "")
     out["input_grad"] = (f"ConvTranspose(dY, W; strides={list(g.stride)}, dilations={list(g.rhs_dilation)}, "
                          f"group={g.feature_group_count}, {shown}, output_padding={out['output_padding']})"
                          + ("" if own is not None else ", then crop/pad back to X's shape"))
     out["transpose"] = out["input_grad"]
-    fgp = pads(g.filter_grad_padding)
+    fgp = flat_pads(g.filter_grad_padding)
     out["filter_grad"] = ("not expressible directly: ONNX has no filter-gradient op; workaround: "
                           f"Transpose(Conv(Transpose(X, perm=[1, 0, ...]), Transpose(dY, perm=[1, 0, ...]); "
                           f"strides={list(g.rhs_dilation)}, dilations={list(g.stride)}, "
@@ -170,7 +179,8 @@ def routes(p: Problem) -> list[Route]:
     # onnxruntime has no float64 Conv/ConvTranspose kernels on CPU: it runs in float32, held to
     # float32's tolerance.
     ort_rtol = RTOL["float32"] if dt == np.float64 else None
-    pf = PadFirst(g.padding, 2, pads(g.padding) is None)
+    own, out_pad = conv_pads(Conv.of(g))
+    pf = PadFirst(g.padding, 2, own is None)
     pre_note = "negative pads: ONNX pads must be >= 0, x cropped first" if pf.active else ""
 
     def model(nodes: list, feeds: dict[str, np.ndarray], out_shape: tuple[int, ...]) -> bytes:
@@ -185,34 +195,34 @@ def routes(p: Problem) -> list[Route]:
         return m.SerializeToString()
 
     # d_x: ConvTranspose of dy with w (ONNX's W is (C_in, C_out/group, *K): the forward's w).
-    n_pad = [n + lo + hi for n, (lo, hi) in zip(g.in_spatial, g.padding)]
+    n_out = [n + lo + hi for n, (lo, hi) in zip(g.in_spatial, g.padding)] if pf.active else g.in_spatial
 
     def transpose(group: int) -> object:
         return helper.make_node("ConvTranspose", ["X", "W"], ["Y"], strides=list(g.stride),
                                 dilations=list(g.rhs_dilation), group=group,
-                                pads=[0] * 2 * r if pf.active else pads(g.padding),
-                                output_padding=list(unused(g)))
+                                pads=own or [0] * 2 * r,
+                                output_padding=list(unused(g)) if pf.active else out_pad)
 
     def run_transpose(q: Problem, evaluate: Callable, np_dt: np.dtype, per_group: bool) -> np.ndarray:
         dy, w = q.cf("dy").astype(np_dt), q.cf("w").astype(np_dt)
         if per_group:
             og, cg = g.out_channels // G, g.filter_in_channels
             parts = [{"X": dy[:, i * og:(i + 1) * og], "W": w[i * og:(i + 1) * og]} for i in range(G)]
-            dx = np.concatenate([evaluate(model([transpose(1)], f, (g.batch, cg, *n_pad)), f)
+            dx = np.concatenate([evaluate(model([transpose(1)], f, (g.batch, cg, *n_out)), f)
                                  for f in parts], axis=1)
         else:
             feeds = {"X": dy, "W": w}
-            dx = evaluate(model([transpose(G)], feeds, (g.batch, g.in_channels, *n_pad)), feeds)
+            dx = evaluate(model([transpose(G)], feeds, (g.batch, g.in_channels, *n_out)), feeds)
         return q.from_cf("x", pf.back(dx))
 
     # d_w: ONNX has no filter-gradient op; the transposed-layout Conv, one per group.
-    fg = PadFirst(g.filter_grad_padding, 2, pads(g.filter_grad_padding) is None)
+    fg = PadFirst(g.filter_grad_padding, 2, flat_pads(g.filter_grad_padding) is None)
     conv_nodes = [
         helper.make_node("Transpose", ["X"], ["XT"], perm=[1, 0, *range(2, r + 2)]),
         helper.make_node("Transpose", ["DY"], ["DYT"], perm=[1, 0, *range(2, r + 2)]),
         helper.make_node("Conv", ["XT", "DYT"], ["YT"], strides=list(g.rhs_dilation),
                          dilations=list(g.stride),
-                         pads=[0] * 2 * r if fg.active else pads(g.filter_grad_padding)),
+                         pads=flat_pads(g.filter_grad_padding) or [0] * 2 * r),
         helper.make_node("Transpose", ["YT"], ["Y"], perm=[1, 0, *range(2, r + 2)]),
     ]
 

@@ -192,14 +192,13 @@ def equivalent(g: ConvGeometry, fmt: str) -> dict:
 
 # --- check --------------------------------------------------------------------------------------
 def _raw(g: ConvGeometry, pad: str | list) -> dict:
-    """The raw ops' strides, dilations and padding for ``g``: N + 2 values, 1-D lifted to 2-D with a
-    unit height (as tf.nn.conv1d does)."""
+    """The raw ops' strides, dilations and ``pad`` (``padding``'s value) for ``g``: N + 2 values, 1-D
+    lifted to 2-D with a unit height (as tf.nn.conv1d does)."""
     lift = (1,) * (g.rank == 1)
     kw: dict = {"strides": [1, *lift, *g.stride, 1], "dilations": [1, *lift, *g.rhs_dilation, 1]}
     if isinstance(pad, str):
         return {**kw, "padding": pad}
-    pairs = [(0, 0)] * len(lift) + list(g.padding)
-    return {**kw, "padding": "EXPLICIT", "explicit_paddings": [0, 0, *(v for pr in pairs for v in pr), 0, 0]}
+    return {**kw, "padding": "EXPLICIT", "explicit_paddings": [v for pr in pad for v in pr]}
 
 
 def routes(p: Problem) -> list[Route]:
