@@ -23,6 +23,7 @@ import numpy as np
 from .._canon import as_int, positive_int
 from .._dtypes import as_array
 from .._formulas import dilate_dim, stride_dim
+from .._frameworks.jax import transpose_padding as _transpose_padding
 from .._fronts.kit import cotangent, int_seq, op_with_vjp
 from .._general import conv_general
 from .._geometry import ConvGeometry
@@ -477,27 +478,6 @@ _TRANSPOSE_DEFAULT_LAYOUTS = {
     4: ("NHWC", "HWIO", "NHWC"),
     5: ("NHWDC", "HWDIO", "NHWDC"),
 }
-
-
-def _transpose_padding(k_eff: int, s: int, padding: object) -> tuple[int, int]:
-    """JAX's pads of the lhs-dilated conv that transposes a forward conv with ``padding``.
-
-    'SAME': total k_eff + s - 2, low = k_eff - 1 if s > k_eff - 1 else ceil(total / 2);
-    'VALID': total k_eff + s - 2 + max(k_eff - s, 0), low = k_eff - 1;
-    a forward pair (lo, hi): (k_eff - 1 - lo, k_eff - 1 - hi).
-    """
-    if padding == "SAME":
-        total = k_eff + s - 2
-        low = k_eff - 1 if s > k_eff - 1 else -(-total // 2)
-    elif padding == "VALID":
-        total = k_eff + s - 2 + max(k_eff - s, 0)
-        low = k_eff - 1
-    elif not isinstance(padding, (str, bytes)) and hasattr(padding, "__len__") and len(padding) == 2:  # type: ignore[arg-type]
-        lo, hi = (as_int("padding", p) for p in padding)  # type: ignore[attr-defined]
-        low, total = k_eff - 1 - lo, 2 * (k_eff - 1) - lo - hi
-    else:
-        raise ValueError(f"Invalid padding mode: {padding!r}")
-    return low, total - low
 
 
 @dataclass(frozen=True)
