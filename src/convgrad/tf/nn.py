@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from .._canon import shape_tuple
 from .._dtypes import as_array
 from .._formulas import dilate_dim
 from .._fronts.kit import ConvCall, FilterGradCall, InputGradCall, cotangent, op_with_vjp
@@ -324,7 +325,7 @@ def _input_grad(
     _ndim(func, "filter", w, rank + 2)
     _ndim(func, "out_backprop", dy, rank + 2)
     layout = _Layout(first, (dy.shape[0],))
-    sizes = _shape("input_sizes", sizes)
+    sizes = shape_tuple("input_sizes", sizes)
     wc_in = w.shape[-2]
     if len(sizes) == rank + 2:
         n, c, spatial = layout.split(sizes)
@@ -353,7 +354,7 @@ def _filter_grad(func: str, x: object, sizes: object, dy: object, rank: int, fir
     _ndim(func, "input", x, rank + 2)
     _ndim(func, "out_backprop", dy, rank + 2)
     layout = _Layout(first, (x.shape[0],))
-    sizes = _shape("filter_sizes", sizes)
+    sizes = shape_tuple("filter_sizes", sizes)
     if len(sizes) != rank + 2:
         raise ValueError(f"{func}: filter_sizes={sizes} must have {rank + 2} entries")
     xc = layout.to_core(x)
@@ -367,19 +368,6 @@ def _filter_grad(func: str, x: object, sizes: object, dy: object, rank: int, fir
     geometry = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups,
                 "data_format": _CORE}
     return FilterGradCall(xc, layout.to_core(dy), tuple(core_shape), geometry, dtype, layout, filt)
-
-
-def _shape(name: str, value: object) -> tuple[int, ...]:
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        raise TypeError(f"{name} must be a list of ints, got {value!r}")
-    out = []
-    for v in value:  # type: ignore[attr-defined]
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise TypeError(f"{name} must be a list of ints, got {value!r}")
-        out.append(int(v))
-    if any(v < 0 for v in out):
-        raise ValueError(f"{name}={out} has a negative size")
-    return tuple(out)
 
 
 # --- convolutions -------------------------------------------------------------------------------
