@@ -5,8 +5,8 @@ by ``(low, high)`` (negative crops), and windows of ``(k - 1) * rhs_dilation + 1
 the window stride, giving ``max(0, (padded - k_eff) // stride + 1)`` outputs: a kernel larger
 than the padded input gives an empty output, not an error.
 
-The gradients (``op.vjp``) are JAX's transposition rules, each a ``convgrad.conv_general`` call:
-the input gradient convolves ``dy`` with the flipped kernel (stride and input dilation swapped,
+The gradients (``op.vjp``) are JAX's transposition rules, as ``convgrad.conv_general_vjp`` runs
+them (``convgrad._transpose``), each a convolution: the input gradient convolves ``dy`` with the flipped kernel (stride and input dilation swapped,
 feature or batch groups folded into the kernel's output channels); the filter gradient
 convolves ``lhs`` (batch and channels swapped) with ``dy`` as the kernel, feature groups
 becoming batch groups and back.
@@ -22,12 +22,11 @@ import numpy as np
 
 from .._canon import as_int, positive_int
 from .._dtypes import as_array
-from .._formulas import dilate_dim, stride_dim
+from .._formulas import dilate_dim
 from .._frameworks.jax import transpose_padding as _transpose_padding
 from .._fronts.kit import cotangent, int_seq, op_with_vjp
-from .._general import conv_general
+from .._general import conv_general, conv_general_vjp
 from .._geometry import ConvGeometry
-from .._padding import parse_padding
 
 __all__ = [
     "ConvDimensionNumbers",
@@ -180,91 +179,49 @@ def _result_dtype(dtype: np.dtype, preferred: object) -> np.dtype:
 
 @dataclass(frozen=True)
 class _GeneralConv:
-    """A JAX conv in canonical order: lhs (N, C, *S), rhs (O, I, *K), out (N / bg, O, *out);
-    ``lhs_c`` and ``rhs_c`` are the canonical views of the operands."""
+    """A JAX conv on canonical views: lhs_c (N, C, *S), rhs_c (O, I, *K); the result is
+    (N / batch_group_count, O, *out) before ``dnums.out_spec`` puts it in JAX's layout."""
 
     lhs_c: np.ndarray
     rhs_c: np.ndarray
+    geometry: ConvGeometry
     dnums: ConvDimensionNumbers
-    lhs_shape: tuple[int, ...]
-    rhs_shape: tuple[int, ...]
-    strides: tuple[int, ...]
-    padding: tuple[tuple[int, int], ...]
-    lhs_dilation: tuple[int, ...]
-    rhs_dilation: tuple[int, ...]
-    feature_group_count: int
-    batch_group_count: int
-    out_spatial: tuple[int, ...]
-    dtype: np.dtype
+    dtype: np.dtype  # of the result
     squeeze: bool  # no spatial dims: computed with one spatial dim of size 1
 
-    @property
-    def out_shape(self) -> tuple[int, ...]:
-        return (self.lhs_shape[0] // self.batch_group_count, self.rhs_shape[0], *self.out_spatial)
-
-    @property
-    def zero(self) -> bool:
-        """True when no window meets a sample of lhs (or a size is 0): the output is all zeros."""
-        if 0 in self.out_shape or 0 in self.lhs_shape:
-            return True
-        for n, (lo, _), o, s, k, ld, rd in zip(
-            self.lhs_shape[2:], self.padding, self.out_spatial, self.strides, self.rhs_shape[2:],
-            self.lhs_dilation, self.rhs_dilation,
-        ):
-            first, last = lo, lo + dilate_dim(n, ld) - 1  # lhs samples, in padded coordinates
-            reach = (o - 1) * s + dilate_dim(k, rd) - 1  # last position any window covers
-            if last < 0 or first > reach:
-                return True
-        return False
-
-    def geometry(self) -> ConvGeometry:
-        return ConvGeometry(
-            self.lhs_shape[0], self.lhs_shape[1], self.rhs_shape[0], self.lhs_shape[2:],
-            self.rhs_shape[2:], self.strides, self.padding, self.lhs_dilation, self.rhs_dilation,
-            self.feature_group_count, self.batch_group_count,
-        )
-
-
-    def _canonical_out(self) -> np.ndarray:
-        """The output in canonical order and the result dtype; integers computed exactly
-        (int64 from the core), then wrapped."""
-        if self.zero:
-            return np.zeros(self.out_shape, dtype=self.dtype)
+    def _call(self) -> tuple[tuple[np.ndarray, np.ndarray], dict[str, object]]:
+        """conv_general's operands and keywords. Float results are computed in their own dtype;
+        integer ones exactly (int64 in the core), then wrapped."""
+        g = self.geometry
         comp = self.dtype if self.dtype.kind == "f" else self.lhs_c.dtype
-        y = conv_general(
-            self.lhs_c.astype(comp, copy=False), self.rhs_c.astype(comp, copy=False),
-            stride=self.strides, padding=self.padding, lhs_dilation=self.lhs_dilation,
-            rhs_dilation=self.rhs_dilation, feature_group_count=self.feature_group_count,
-            batch_group_count=self.batch_group_count,
-        )
-        return y.astype(self.dtype, copy=False)
+        keywords = {"stride": g.stride, "padding": g.padding, "lhs_dilation": g.lhs_dilation,
+                    "rhs_dilation": g.rhs_dilation, "feature_group_count": g.feature_group_count,
+                    "batch_group_count": g.batch_group_count}
+        return (self.lhs_c.astype(comp, copy=False), self.rhs_c.astype(comp, copy=False)), keywords
+
+    def _back(self, a: np.ndarray, spec: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """A canonical array in JAX's layout ``spec`` and ``dtype``."""
+        a = a[..., 0] if self.squeeze else a
+        return np.ascontiguousarray(a.transpose(np.argsort(spec)).astype(dtype, copy=False))
+
+    def _out(self, y: np.ndarray) -> np.ndarray:
+        return self._back(y, self.dnums.out_spec, self.dtype)
 
     def forward(self) -> np.ndarray:
-        out_c = self._canonical_out()
-        if self.squeeze:
-            out_c = out_c[..., 0]
-        return np.ascontiguousarray(out_c.transpose(np.argsort(self.dnums.out_spec)))
+        operands, keywords = self._call()
+        return self._out(conv_general(*operands, **keywords))
 
     def vjp(self) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray, np.ndarray]]]:
-        out = self.forward()
-        lhs_c, rhs_c = self.lhs_c, self.rhs_c
+        # JAX's transposition rules are conv_general_vjp's (convgrad._transpose).
+        operands, keywords = self._call()
+        y, pb = conv_general_vjp(*operands, **keywords)
+        out = self._out(y)
 
         def pullback(dy: object) -> tuple[np.ndarray, np.ndarray]:
-            g_c = cotangent(dy, out.shape).transpose(self.dnums.out_spec)
-            if self.squeeze:
-                g_c = g_c[..., None]
-            if self.zero:
-                dl, dr = np.zeros(lhs_c.shape, lhs_c.dtype), np.zeros(rhs_c.shape, rhs_c.dtype)
-            else:
-                comp = np.result_type(g_c.dtype, lhs_c.dtype) if self.dtype.kind == "f" else g_c.dtype
-                gc = g_c.astype(comp, copy=False)
-                dl = _lhs_grad(self, gc, rhs_c.astype(comp, copy=False))
-                dr = _rhs_grad(self, lhs_c.astype(comp, copy=False), gc)
-            if self.squeeze:
-                dl, dr = dl[..., 0], dr[..., 0]
-            dlhs = dl.transpose(np.argsort(self.dnums.lhs_spec)).astype(lhs_c.dtype, copy=False)
-            drhs = dr.transpose(np.argsort(self.dnums.rhs_spec)).astype(rhs_c.dtype, copy=False)
-            return np.ascontiguousarray(dlhs), np.ascontiguousarray(drhs)
+            g = cotangent(dy, out.shape).transpose(self.dnums.out_spec)
+            dl, dr = pb(g[..., None] if self.squeeze else g)
+            return (self._back(dl, self.dnums.lhs_spec, self.lhs_c.dtype),
+                    self._back(dr, self.dnums.rhs_spec, self.rhs_c.dtype))
 
         return out, pullback
 
@@ -332,7 +289,7 @@ def _resolve(
                 "String padding is not implemented for transposed convolution using this op. "
                 "Please either exactly specify the required padding or use conv_transpose."
             )
-        pads = parse_padding(kind, rank).resolve(lhs_c.shape[2:], kernel, strides, rd)
+        pads: object = kind
     else:
         if isinstance(padding, bytes) or not hasattr(padding, "__iter__"):
             raise ValueError(f"padding must be a string or a sequence of (low, high) pairs, got {padding!r}")
@@ -344,58 +301,20 @@ def _resolve(
                 f"padding must be a string or {rank} (low, high) integer pairs, got {padding!r}"
             )
         pads = tuple((as_int("padding", lo), as_int("padding", hi)) for lo, hi in items)
-    out_spatial = []
-    dims = zip(lhs_c.shape[2:], pads, strides, kernel, ld, rd)
-    for dim, (n_i, (lo, hi), s, k, ldi, rdi) in enumerate(dims):
-        padded = dilate_dim(n_i, ldi) + lo + hi
-        if padded < 0:
-            raise ValueError(
-                f"Negative padding is larger than the size of the corresponding dimension: "
-                f"padding {(lo, hi)} for the dilated lhs size {dilate_dim(n_i, ldi)} in spatial dim {dim}"
-            )
-        out_spatial.append(stride_dim(padded, dilate_dim(k, rdi), s))
+        for dim, (n_i, (lo, hi), ldi) in enumerate(zip(lhs_c.shape[2:], pads, ld)):
+            if dilate_dim(n_i, ldi) + lo + hi < 0:
+                raise ValueError(
+                    f"Negative padding is larger than the size of the corresponding dimension: "
+                    f"padding {(lo, hi)} for the dilated lhs size {dilate_dim(n_i, ldi)} in spatial dim {dim}"
+                )
     squeeze = rank == 0
     if squeeze:
-        lhs_c, rhs_c = lhs_c[..., None], rhs_c[..., None]
-        strides, pads, ld, rd, out_spatial = (1,), ((0, 0),), (1,), (1,), [1]
-    return _GeneralConv(
-        lhs_c, rhs_c, dnums, lhs_c.shape, rhs_c.shape, strides, pads, ld, rd, fg, bg, tuple(out_spatial),
-        out_dtype, squeeze,
+        lhs_c, rhs_c, strides, pads, ld, rd = lhs_c[..., None], rhs_c[..., None], (1,), ((0, 0),), (1,), (1,)
+    geometry = ConvGeometry.for_general(
+        lhs_c.shape, rhs_c.shape, stride=strides, padding=pads, lhs_dilation=ld, rhs_dilation=rd,
+        feature_group_count=fg, batch_group_count=bg,
     )
-
-
-def _flip_spatial(a: np.ndarray) -> np.ndarray:
-    return a[(slice(None), slice(None), *(slice(None, None, -1),) * (a.ndim - 2))]
-
-
-def _lhs_grad(res: _GeneralConv, dy: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """dlhs: dy convolved with the flipped kernel, in/out channels swapped within each group."""
-    geom = res.geometry()
-    groups = max(res.feature_group_count, res.batch_group_count)
-    o, i, *k = rhs.shape
-    # (O, I, K) -> (O / G, G * I, K): group g's output block becomes input block g of the transpose.
-    w = rhs.reshape(groups, o // groups, i, *k).swapaxes(0, 1).reshape(o // groups, groups * i, *k)
-    dx = conv_general(
-        dy, _flip_spatial(w.swapaxes(0, 1)), stride=res.lhs_dilation, padding=geom.input_grad_padding,
-        lhs_dilation=res.strides, rhs_dilation=res.rhs_dilation, feature_group_count=groups,
-    )
-    if res.batch_group_count > 1:
-        # (N / B, B * C, S) -> (N, C, S): the channel blocks were the batch blocks.
-        nb, _, *s = dx.shape
-        b = res.batch_group_count
-        dx = dx.reshape(nb, b, i, *s).swapaxes(0, 1).reshape(nb * b, i, *s)
-    return dx
-
-
-def _rhs_grad(res: _GeneralConv, lhs: np.ndarray, dy: np.ndarray) -> np.ndarray:
-    """drhs: lhs (batch <-> feature) convolved with dy as the kernel; stride <-> rhs dilation."""
-    geom = res.geometry()
-    dw = conv_general(
-        lhs.swapaxes(0, 1), dy.swapaxes(0, 1), stride=res.rhs_dilation,
-        padding=geom.filter_grad_padding, lhs_dilation=res.lhs_dilation, rhs_dilation=res.strides,
-        feature_group_count=res.batch_group_count, batch_group_count=res.feature_group_count,
-    )
-    return dw.swapaxes(0, 1)
+    return _GeneralConv(lhs_c, rhs_c, geometry, dnums, out_dtype, squeeze)
 
 
 # --- public ops ---------------------------------------------------------------------------------
