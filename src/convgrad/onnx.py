@@ -230,7 +230,7 @@ def conv_transpose(
                 f"the whole transposed output of size {transpose_size(n, dilate_dim(k, d), s, 0, 0, p)}"
             )
     return ConvCall(x, ops["W"], a.geometry(pairs, output_padding=extra), x.dtype, ops.get("B"),
-                    with_bias=True, transposed=True)
+                    with_bias=True, kind="transpose")
 
 
 # --- ConvInteger --------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .. import _ops
+from .. import _general, _ops
 from .._canon import as_int
 from .._dtypes import as_array
 
@@ -113,13 +113,19 @@ def _cast(a: np.ndarray | None, dtype: np.dtype) -> np.ndarray | None:
 
 
 # --- the three ops of a convolution, in the core's terms ---------------------------------------
-# ``geometry`` holds the core's keywords (stride, padding, dilation, groups, data_format, and
-# output_padding / output_shape for a transposed conv); ``layout`` adapts activations (x, y and
-# their gradients), ``filt`` the filter; results are cast to ``dtype``.
+# ``geometry`` holds the core op's keywords; ``layout`` adapts activations (x, y and their
+# gradients), ``filt`` the filter; results are cast to ``dtype``.
+# The core op of each kind of ConvCall, and its ``_vjp``. conv_general gives the empty output
+# of a kernel larger than the padded input (JAX's and TensorFlow's model), where conv refuses it.
+_CONV_OPS = {"conv": (_ops, "conv"), "transpose": (_ops, "conv_transpose"),
+             "general": (_general, "conv_general")}
+
+
 @dataclass(frozen=True)
 class ConvCall:
-    """y = conv(x, w) + bias, or its transpose; gradients (dx, dw), plus db when the op takes
-    a bias argument (``with_bias``; None for an absent bias)."""
+    """y = conv(x, w) + bias (``kind`` 'conv'), its transpose ('transpose') or conv_general
+    without bias ('general'); gradients (dx, dw), plus db when the op takes a bias argument
+    (``with_bias``; None for an absent bias)."""
 
     x: np.ndarray
     w: np.ndarray
@@ -127,26 +133,29 @@ class ConvCall:
     dtype: np.dtype
     bias: np.ndarray | None = None
     with_bias: bool = False
-    transposed: bool = False
+    kind: str = "conv"
     layout: Adapter = IDENTITY
     filt: Adapter = IDENTITY
 
     def _out(self, y: np.ndarray) -> np.ndarray:
         return self.layout.from_core(y).astype(self.dtype, copy=False)
 
+    def _args(self) -> tuple[np.ndarray, ...]:
+        return (self.x, self.w) if self.bias is None else (self.x, self.w, self.bias)
+
     def forward(self) -> np.ndarray:
-        op = _ops.conv_transpose if self.transposed else _ops.conv
-        return self._out(op(self.x, self.w, self.bias, **self.geometry))
+        module, name = _CONV_OPS[self.kind]
+        return self._out(getattr(module, name)(*self._args(), **self.geometry))
 
     def vjp(self) -> tuple[np.ndarray, Pullback]:
-        op = _ops.conv_transpose_vjp if self.transposed else _ops.conv_vjp
-        y, pb = op(self.x, self.w, self.bias, **self.geometry)
+        module, name = _CONV_OPS[self.kind]
+        y, pb = getattr(module, f"{name}_vjp")(*self._args(), **self.geometry)
         out = self._out(y)
 
         def pullback(dy: object) -> tuple[np.ndarray | None, ...]:
-            dx, dw, db = pb(self.layout.to_core(cotangent(dy, out.shape)))
+            dx, dw, *db = pb(self.layout.to_core(cotangent(dy, out.shape)))
             grads = (self._out(dx), self.filt.from_core(dw).astype(self.dtype, copy=False))
-            return (*grads, _cast(db, self.dtype)) if self.with_bias else grads
+            return (*grads, _cast(db[0] if db else None, self.dtype)) if self.with_bias else grads
 
         return out, pullback
 

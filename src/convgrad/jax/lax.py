@@ -6,10 +6,10 @@ the window stride, giving ``max(0, (padded - k_eff) // stride + 1)`` outputs: a 
 than the padded input gives an empty output, not an error.
 
 The gradients (``op.vjp``) are JAX's transposition rules, as ``convgrad.conv_general_vjp`` runs
-them (``convgrad._transpose``), each a convolution: the input gradient convolves ``dy`` with the flipped kernel (stride and input dilation swapped,
-feature or batch groups folded into the kernel's output channels); the filter gradient
-convolves ``lhs`` (batch and channels swapped) with ``dy`` as the kernel, feature groups
-becoming batch groups and back.
+them (``convgrad._transpose``), each a convolution: the input gradient convolves ``dy`` with the
+flipped kernel (stride and input dilation swapped, feature or batch groups folded into the
+kernel's output channels); the filter gradient convolves ``lhs`` (batch and channels swapped)
+with ``dy`` as the kernel, feature groups becoming batch groups and back.
 """
 
 from __future__ import annotations

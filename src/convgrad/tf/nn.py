@@ -243,77 +243,42 @@ class _Filter:
         return convert_filter(w, "HWIO", "HWIM", in_channels=self.depthwise_channels)
 
 
-# --- TensorFlow's empty outputs ----------------------------------------------------------------
+# --- TensorFlow's output sizes -----------------------------------------------------------------
 def _truncated_div(a: int, b: int) -> int:
     """a / b rounded toward zero, as C's integer division."""
     return a // b if a >= 0 else -(-a // b)
 
 
-def _empty_shape(x: np.ndarray, w: np.ndarray, geometry: dict) -> tuple[int, ...] | None:
-    """TensorFlow's output shape (core layout) when a kernel is larger than the input, padded by
-    explicit pads or VALID, by less than two strides (an empty output there, an error in the
-    core), else None. Larger still, TensorFlow refuses the negative output size, and so does
-    this."""
-    padding, stride, dilation = geometry["padding"], geometry["stride"], geometry["dilation"]
+def _conv_call(x: np.ndarray, w: np.ndarray, stride: tuple, padding: object, dilation: tuple, groups: int,
+               layout: _Layout, filt: _Filter, dtype: np.dtype) -> ConvCall:
+    """The conv of core-layout x and w. TensorFlow's output size ``(n - k_eff + s) / s`` rounds
+    toward zero: a kernel larger than the (VALID or explicitly padded) input by less than two
+    strides gives an empty output (conv_general's, as JAX), by more a negative size, refused."""
     rank = w.ndim - 2
-    if isinstance(padding, str):
-        if padding != "valid":
-            return None
-        padding = [(0, 0)] * rank
-    spatial = [n + lo + hi for n, (lo, hi) in zip(x.shape[-rank - 1 : -1], padding)]
-    k_eff = [dilate_dim(k, d) for k, d in zip(w.shape[:rank], dilation)]
-    if all(n >= k for n, k in zip(spatial, k_eff)) or min(stride) < 1:  # the core decides
-        return None
-    out = []
-    for n, k, s in zip(spatial, k_eff, stride):
-        size = _truncated_div(n - k + s, s)  # TensorFlow's C division: -1 / 2 is 0, not -1
-        if size < 0:
-            raise ValueError(f"Computed output size would be negative: {size} "
-                             f"[input_size: {n}, effective_filter_size: {k}, stride: {s}]")
-        out.append(size)
-    return (*x.shape[: -rank - 1], *out, w.shape[-1])
-
-
-@dataclass(frozen=True)
-class _EmptyConv:
-    """A conv whose windows all fall outside the input: an empty output and zero gradients."""
-
-    out: np.ndarray
-    dx: np.ndarray
-    dw: np.ndarray
-
-    def forward(self) -> np.ndarray:
-        return self.out
-
-    def vjp(self) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray, np.ndarray]]]:
-        def pullback(dy: object) -> tuple[np.ndarray, np.ndarray]:
-            cotangent(dy, self.out.shape)  # nothing reaches the input or the filter
-            return self.dx.copy(), self.dw.copy()
-
-        return self.out, pullback
-
-
-def _conv_call(x: np.ndarray, w: np.ndarray, geometry: dict, layout: _Layout, filt: _Filter,
-               dtype: np.dtype) -> ConvCall | _EmptyConv:
-    """The conv of core-layout x and w, or TensorFlow's empty output."""
-    empty = _empty_shape(x, w, geometry)
-    if empty is None:
-        return ConvCall(x, w, geometry, dtype, layout=layout, filt=filt)
-    return _EmptyConv(layout.from_core(np.zeros(empty, dtype)), layout.from_core(np.zeros(x.shape, dtype)),
-                      filt.from_core(np.zeros(w.shape, dtype)))
+    if padding != "same" and min(stride) >= 1:  # SAME never overhangs; the core refuses stride 0
+        pads = [(0, 0)] * rank if padding == "valid" else padding
+        dims = zip(x.shape[-rank - 1 : -1], pads, w.shape[:rank], dilation, stride)  # type: ignore[arg-type]
+        for n, (lo, hi), k, d, s in dims:
+            padded, k_eff = n + lo + hi, dilate_dim(k, d)
+            size = _truncated_div(padded - k_eff + s, s)
+            if size < 0:
+                raise ValueError(f"Computed output size would be negative: {size} "
+                                 f"[input_size: {padded}, effective_filter_size: {k_eff}, stride: {s}]")
+    geometry = {"stride": stride, "padding": padding, "rhs_dilation": dilation,
+                "feature_group_count": groups, "data_format": _CORE}
+    return ConvCall(x, w, geometry, dtype, kind="general", layout=layout, filt=filt)
 
 
 # --- builders shared by the ops -----------------------------------------------------------------
 def _conv(func: str, x: object, w: object, rank: int, first: bool, stride: tuple, padding: object,
-          dilation: tuple, *, batch_dims: bool = True) -> ConvCall | _EmptyConv:
+          dilation: tuple, *, batch_dims: bool = True) -> ConvCall:
     dtype, (x, w) = _operands(func, ("input", x), ("filters", w))
     _ndim(func, "filters", w, rank + 2)
     _ndim(func, "input", x, rank + 2, at_least=batch_dims)
     layout = _Layout(first, tuple(x.shape[: x.ndim - rank - 1]))
     xc = layout.to_core(x)
-    geometry = {"stride": stride, "padding": padding, "dilation": dilation,
-                "groups": _groups(func, xc.shape[-1], w.shape[-2]), "data_format": _CORE}
-    return _conv_call(xc, w, geometry, layout, _Filter(), dtype)
+    groups = _groups(func, xc.shape[-1], w.shape[-2])
+    return _conv_call(xc, w, stride, padding, dilation, groups, layout, _Filter(), dtype)
 
 
 def _input_grad(
@@ -621,8 +586,7 @@ def depthwise_conv2d(input, filter, strides, padding, data_format=None, dilation
     if w.shape[2] != c:
         raise ValueError(f"depthwise_conv2d: input and filter must have the same depth: {c} vs {w.shape[2]}")
     filt = _Filter(c)
-    geometry = {"stride": s, "padding": p, "dilation": d, "groups": c, "data_format": _CORE}
-    return _conv_call(xc, filt.to_core(w), geometry, layout, filt, dtype)
+    return _conv_call(xc, filt.to_core(w), s, p, d, c, layout, filt, dtype)
 
 
 @op_with_vjp

@@ -137,7 +137,7 @@ def _conv_transpose(func: str, rank: int, input: object, weight: object, bias: o
             f"Given input size per channel: {tuple(x.shape[2:])}. Calculated output size per channel: "
             f"{size}. Output size is too small"
         )
-    return ConvCall(x, w, geometry, dtype, b, with_bias=True, transposed=True, layout=layout)
+    return ConvCall(x, w, geometry, dtype, b, with_bias=True, kind="transpose", layout=layout)
 
 
 @op_with_vjp
