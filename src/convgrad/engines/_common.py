@@ -21,11 +21,6 @@ def plain(geom: ConvGeometry) -> str | None:
     return None
 
 
-def tight_padded(geom: ConvGeometry) -> tuple[int, ...]:
-    """Spatial size of x after the tight pads: exactly what the windows read."""
-    return tuple(n + lo + hi for n, (lo, hi) in zip(geom.in_spatial, geom.tight_padding))
-
-
 # Sub-pixel phases (see subpixel.py): along an axis with stride s and dilation d, the taps that land
 # on input samples r, r + s, r + 2s, ... form a stride-1 conv of those samples.
 @dataclass(frozen=True)
@@ -66,12 +61,6 @@ def phase_axes(geom: ConvGeometry) -> list[list[Phase]]:
     """The phases of each spatial axis of a (strided) conv."""
     return [phases(o, k, s, d) for o, k, s, d in
             zip(geom.out_spatial, geom.kernel, geom.stride, geom.rhs_dilation)]
-
-
-def group_dims(geom: ConvGeometry) -> tuple[int, int, int, int]:
-    """(G, C/G, O/G, prod(K))."""
-    g = geom.feature_group_count
-    return g, geom.in_channels // g, geom.out_channels // g, math.prod(geom.kernel)
 
 
 # BLAS runs GEMMs with a thin side far below peak: below THIN rows or columns of output the rate

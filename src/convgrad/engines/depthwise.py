@@ -16,7 +16,7 @@ from .._budget import check_fits
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
 from . import Op, Planner, Prepared, Refusal, Refusing, _kernels, _threads
-from ._common import plain, tight_padded
+from ._common import plain
 from ._machine import figures
 
 # The cost model (figures in calibration.json): flops at the fused loop's rate (about one
@@ -32,7 +32,7 @@ class Depthwise(Refusing):
         why_not = _refuse(geom, dtype)
         if why_not:
             return Refusal(self.name, why_not)
-        padded = geom.batch * geom.in_channels * dtype.itemsize * math.prod(tight_padded(geom))
+        padded = geom.batch * geom.in_channels * dtype.itemsize * math.prod(geom.tight_padded)
         check_fits(f"the padded input of {geom.x_shape('channels_last')}", padded, limit)
         gathers = op == "input_grad" and _gathers_input_grad(geom)
         kernel = _kernels.depthwise2d_forward if gathers else {
@@ -82,7 +82,7 @@ def _gather_input_grad(geom: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np.
 
 def _scatter_input_grad(geom: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
     _threads.for_numba()
-    dxp = np.zeros((geom.batch, *tight_padded(geom), geom.in_channels), dtype=dy.dtype)
+    dxp = np.zeros((geom.batch, *geom.tight_padded, geom.in_channels), dtype=dy.dtype)
     if dy.size and geom.in_channels:
         w2 = np.ascontiguousarray(w.reshape(*geom.kernel, geom.out_channels))
         _kernels.depthwise2d_input_grad(np.ascontiguousarray(dy), w2, *geom.stride, *geom.rhs_dilation, dxp)
@@ -100,16 +100,10 @@ def _filter_grad(geom: ConvGeometry, x: np.ndarray, dy: np.ndarray) -> np.ndarra
 
 
 def _reachable(x: np.ndarray, geom: ConvGeometry) -> tuple[np.ndarray, list[int]]:
-    """The samples of x the windows can reach (negative pads crop) and the leading pads.
-
-    The kernels skip taps outside x, so padding is never materialised: they get these crops, with
-    the leading pad as an offset.
-    """
-    index = [slice(None)]
-    for n, (lo, hi) in zip(geom.in_spatial, geom.tight_padding):
-        start = max(-lo, 0)
-        index.append(slice(start, max(start, n + min(hi, 0))))
-    return np.ascontiguousarray(x[(*index, slice(None))]), [max(lo, 0) for lo, _ in geom.tight_padding]
+    """The samples of x the windows can reach (negative pads crop) and the leading pads: the
+    kernels skip taps outside x, so padding is never materialised."""
+    index = (slice(None), *(slice(start, stop) for start, stop, _ in geom.reach), slice(None))
+    return np.ascontiguousarray(x[index]), [lead for *_, lead in geom.reach]
 
 
 def _flip_pads(geom: ConvGeometry) -> list[int]:

@@ -31,7 +31,7 @@ from .._formulas import dilate_dim, stride_dim, transpose_size
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
 from . import Op, Planner, Prepared, Refusal, Refusing, _kernels, _spectra
-from ._common import group_dims, plain, tight_padded
+from ._common import plain
 from ._machine import figures
 from ._scratch import copied
 
@@ -54,22 +54,22 @@ class FFT(Refusing):
         if _kernels.NUMBA:  # the mixing kernel's load time, until it is loaded
             seconds += planner.load_seconds(dtype, _kernels.spectral_mix)
         if b is None:
-            workspace = self._workspace(geom, dtype, limit)
+            workspace, lengths = self._workspace(geom, dtype, limit), self._lengths(geom)
             run = partial({"forward": self._forward, "input_grad": self._input_grad,
-                           "filter_grad": self._filter_grad}[op], geom)
+                           "filter_grad": self._filter_grad}[op], geom, lengths)
         else:
             bg = _block_geometry(geom, b)
-            segments = bg.batch * math.prod(tight_padded(bg)) * max(geom.in_channels, geom.out_channels)
+            segments = bg.batch * math.prod(bg.tight_padded) * max(geom.in_channels, geom.out_channels)
             workspace = self._workspace(bg, dtype, limit) + 2 * segments * dtype.itemsize
             check_fits(f"the FFT blocks of {geom.x_shape('channels_last')}", workspace, limit)
+            lengths = self._lengths(bg)
             run = partial({"forward": self._blocked_forward, "input_grad": self._blocked_input_grad,
-                           "filter_grad": self._blocked_filter_grad}[op], geom, b)
-        lengths = self._lengths(geom if b is None else _block_geometry(geom, b))
+                           "filter_grad": self._blocked_filter_grad}[op], geom, b, lengths)
         return Prepared(self.name, seconds, workspace, run, {"block": b, "lengths": lengths})
 
     def _lengths(self, geom: ConvGeometry) -> tuple[int, ...]:
         out = []
-        for n_c, lo_c, p, ke, o, s in zip(_kept(geom), _leads(geom), tight_padded(geom),
+        for n_c, (*_, lo_c), p, ke, o, s in zip(_kept(geom), geom.reach, geom.tight_padded,
                                          geom.kernel_eff, geom.out_spatial, geom.stride):
             # ke: the taps land on distinct samples; dilate_dim(o, s): the spread dy fits.
             need = max(n_c + lo_c, p - lo_c, ke, dilate_dim(o, s), 1)
@@ -105,14 +105,14 @@ class FFT(Refusing):
         if b is None:
             return self._raw_cost(geom, op, dtype)
         bg = _block_geometry(geom, b)
-        moved = bg.batch * math.prod(tight_padded(bg)) * max(geom.in_channels, geom.out_channels)
+        moved = bg.batch * math.prod(bg.tight_padded) * max(geom.in_channels, geom.out_channels)
         return self._raw_cost(bg, op, dtype) + 2 * moved * np.dtype(dtype).itemsize / fig.COPY_BYTES_PER_S
 
     def _raw_cost(self, geom: ConvGeometry, op: Op, dtype: np.dtype) -> float:
         fig = figures("fft")
         lengths = self._lengths(geom)
         freqs = math.prod(_spectra.freqs(lengths))
-        g, cg, og, _ = group_dims(geom)
+        g, cg, og, _ = geom.group_dims
         n = geom.batch
         # Every op transforms x's side, y's side (dy or the output) and the kernel's (its taps, or
         # the filter gradient's lags), and mixes or correlates the spectra.
@@ -124,7 +124,7 @@ class FFT(Refusing):
     def _workspace(self, geom: ConvGeometry, dtype: np.dtype, limit: int) -> int:
         lengths = self._lengths(geom)
         freqs = math.prod(_spectra.freqs(lengths))
-        g, cg, og, _ = group_dims(geom)
+        g, cg, og, _ = geom.group_dims
         citem = 2 * np.dtype(dtype).itemsize
         spectra = freqs * (geom.batch * (geom.in_channels + geom.out_channels) + cg * og * g) * citem
         real = math.prod(lengths) * geom.batch * max(geom.in_channels, geom.out_channels)
@@ -139,34 +139,37 @@ class FFT(Refusing):
         return total
 
     # --- the three ops, blocked along the first axis when that is cheaper --------------------------
-    def _blocked_forward(self, geom: ConvGeometry, b: int, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    def _blocked_forward(self, geom: ConvGeometry, b: int, lengths: tuple[int, ...],
+                         x: np.ndarray, w: np.ndarray) -> np.ndarray:
         bg, nb = _block_geometry(geom, b), _block_count(geom, b)
-        y = self._forward(bg, _segments(x, geom, b), w)  # (N * nb, b, ...)
+        y = self._forward(bg, lengths, _segments(x, geom, b), w)  # (N * nb, b, ...)
         y = y.reshape(geom.batch, nb * b, *y.shape[2:])
         return np.ascontiguousarray(y[:, : geom.out_spatial[0]])
 
-    def _blocked_input_grad(self, geom: ConvGeometry, b: int, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
+    def _blocked_input_grad(self, geom: ConvGeometry, b: int, lengths: tuple[int, ...],
+                            dy: np.ndarray, w: np.ndarray) -> np.ndarray:
         bg, nb = _block_geometry(geom, b), _block_count(geom, b)
-        dxs = self._input_grad(bg, _dy_blocks(dy, b, nb), w)  # (N * nb, seg, ...): overlap-add them
+        dxs = self._input_grad(bg, lengths, _dy_blocks(dy, b, nb), w)  # (N * nb, seg, ...): overlap-add them
         seg, step = dxs.shape[1], b * geom.stride[0]
         dxs = dxs.reshape(geom.batch, nb, *dxs.shape[1:])
-        padded = tight_padded(geom)
+        padded = geom.tight_padded
         dxe = np.zeros((geom.batch, (nb - 1) * step + seg, *padded[1:], geom.in_channels), dtype=dy.dtype)
         for j in range(nb):
             dxe[:, j * step : j * step + seg] += dxs[:, j]
         return pad_or_crop(dxe[:, : padded[0]], tuple((-lo, -hi) for lo, hi in geom.tight_padding))
 
-    def _blocked_filter_grad(self, geom: ConvGeometry, b: int, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    def _blocked_filter_grad(self, geom: ConvGeometry, b: int, lengths: tuple[int, ...],
+                             x: np.ndarray, dy: np.ndarray) -> np.ndarray:
         bg, nb = _block_geometry(geom, b), _block_count(geom, b)
-        return self._filter_grad(bg, _segments(x, geom, b), _dy_blocks(dy, b, nb))
+        return self._filter_grad(bg, lengths, _segments(x, geom, b), _dy_blocks(dy, b, nb))
 
     # --- the three ops on whole axes -------------------------------------------------------------
-    def _forward(self, geom: ConvGeometry, x: np.ndarray, w: np.ndarray) -> np.ndarray:
-        g, cg, _, _ = group_dims(geom)
+    def _forward(self, geom: ConvGeometry, lengths: tuple[int, ...],
+                 x: np.ndarray, w: np.ndarray) -> np.ndarray:
+        g, cg, _, _ = geom.group_dims
         shape = (geom.batch, *geom.out_spatial, geom.out_channels)
         if math.prod(shape) == 0 or cg == 0:
             return np.zeros(shape, dtype=x.dtype)
-        lengths = self._lengths(geom)
         xs = _spectra.spectrum(pad_or_crop(x, _crops(geom)), lengths, (1,) * geom.rank, "fft.x")
         # Correlation with w is convolution with w flipped, tap t at -t * d; shifted by the
         # leading pad, output p sits at sample p * s of the circular convolution.
@@ -174,13 +177,13 @@ class FFT(Refusing):
         outputs = [range(0, o * s, s) for o, s in zip(geom.out_spatial, geom.stride)]
         return _spectra.samples(xs, ws, g, lengths, outputs)
 
-    def _input_grad(self, geom: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
-        g, cg, og, _ = group_dims(geom)
+    def _input_grad(self, geom: ConvGeometry, lengths: tuple[int, ...],
+                    dy: np.ndarray, w: np.ndarray) -> np.ndarray:
+        g, cg, og, _ = geom.group_dims
         kept = _kept(geom)
         if dy.size == 0 or cg == 0:
             dx = np.zeros((geom.batch, *kept, geom.in_channels), dtype=dy.dtype)
         else:
-            lengths = self._lengths(geom)
             dys = _spectra.spectrum(dy, lengths, geom.stride, "fft.dy")  # dy spread s apart
             # Tap t at t * d, shifted back by the leading pad: sample i is x's sample i.
             # The adjoint mixes with each frequency's matrix transposed: take the spectrum of w with
@@ -192,11 +195,11 @@ class FFT(Refusing):
             dx = _spectra.samples(dys, ws, g, lengths, [range(k) for k in kept])
         return pad_or_crop(dx, tuple((-lo, -hi) for lo, hi in _crops(geom)))  # zeros where x was cropped
 
-    def _filter_grad(self, geom: ConvGeometry, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
-        g, cg, og, _ = group_dims(geom)
+    def _filter_grad(self, geom: ConvGeometry, lengths: tuple[int, ...],
+                     x: np.ndarray, dy: np.ndarray) -> np.ndarray:
+        g, cg, og, _ = geom.group_dims
         if dy.size == 0 or cg == 0:
             return np.zeros((*geom.kernel, cg, geom.out_channels), dtype=x.dtype)
-        lengths = self._lengths(geom)
         xs = _spectra.spectrum(pad_or_crop(x, _crops(geom)), lengths, (1,) * geom.rank, "fft.x")
         dys = _spectra.spectrum(dy, lengths, geom.stride, "fft.dy")
         # Lag t * d of the padded x is lag t * d - lo of x itself.
@@ -223,7 +226,7 @@ def _segment(geom: ConvGeometry, b: int) -> int:
 def _block_geometry(geom: ConvGeometry, b: int) -> ConvGeometry:
     """One block of ``b`` outputs along the first axis, as a batch of unpadded segments."""
     seg = _segment(geom, b)
-    rest = tight_padded(geom)[1:]
+    rest = geom.tight_padded[1:]
     return ConvGeometry(
         batch=geom.batch * _block_count(geom, b), in_channels=geom.in_channels,
         out_channels=geom.out_channels, in_spatial=(seg, *rest), kernel=geom.kernel,
@@ -259,23 +262,14 @@ def _axes(geom: ConvGeometry) -> tuple[int, ...]:
 
 
 def _crops(geom: ConvGeometry) -> tuple[tuple[int, int], ...]:
-    """The negative parts of the tight pads: x is cropped by these, never padded (to nothing
-    where the crops overlap: the windows then read only padding)."""
-    out = []
-    for n, (lo, hi) in zip(geom.in_spatial, geom.tight_padding):
-        lo, hi = min(lo, 0), min(hi, 0)
-        out.append((lo, max(hi, -n - lo)) if n + lo >= 0 else (-n, 0))
-    return tuple(out)
+    """The negative parts of the tight pads: x is cropped by these (to what the windows reach),
+    never padded."""
+    return tuple((-start, stop - n) for (start, stop, _), n in zip(geom.reach, geom.in_spatial))
 
 
 def _kept(geom: ConvGeometry) -> tuple[int, ...]:
     """The length of x after the crops, per axis."""
-    return tuple(n + lo + hi for n, (lo, hi) in zip(geom.in_spatial, _crops(geom)))
-
-
-def _leads(geom: ConvGeometry) -> list[int]:
-    """The positive leading pads, by which taps and lags are shifted instead of padding x."""
-    return [max(lo, 0) for lo, _ in geom.tight_padding]
+    return tuple(stop - start for start, stop, _ in geom.reach)
 
 
 def _tap_positions(geom: ConvGeometry, lengths: tuple[int, ...], flipped: bool = False) -> list[list[int]]:
@@ -284,6 +278,6 @@ def _tap_positions(geom: ConvGeometry, lengths: tuple[int, ...], flipped: bool =
     correlation as a convolution): at -(t * d - lead)."""
     sign = -1 if flipped else 1
     return [[sign * (t * d - lo) % n for t in range(k)] for k, d, lo, n in
-            zip(geom.kernel, geom.rhs_dilation, _leads(geom), lengths)]
+            zip(geom.kernel, geom.rhs_dilation, (lead for *_, lead in geom.reach), lengths)]
 
 

@@ -20,9 +20,7 @@ from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
 from . import Op, Planner, Prepared, Refusal, Refusing, _kernels
 from ._common import blocks as _blocks
-from ._common import group_dims as _group_dims
 from ._common import plain, thin_factor
-from ._common import tight_padded as _tight_padded
 from ._machine import figures
 from ._scratch import empty_for, scratch
 
@@ -70,7 +68,7 @@ def _raw_cost(geom: ConvGeometry, dtype: np.dtype) -> float:
     # short sides (the forward's output, the input gradient's contraction, the filter
     # gradient's output). Without this the forward's measured / estimated time was 0.91 with 256
     # output channels and 1.31-1.40 with 64 (benchmarks/calibrate.py).
-    _, cg, og, t = _group_dims(geom)
+    _, cg, og, t = geom.group_dims
     gemm = geom.flops / (fig.GEMM_FLOPS_PER_S * thin_factor(min(og, cg * t)))
     return gemm + 2 * packed / fig.COPY_BYTES_PER_S + fig.CALL_SECONDS + calls * fig.TAP_SECONDS
 
@@ -80,7 +78,7 @@ def _sizes(geom: ConvGeometry, op: Op, dtype: np.dtype, limit: int) -> tuple[int
     item = dtype.itemsize
     t = math.prod(geom.kernel)
     c = geom.in_channels
-    padded = geom.batch * math.prod(_tight_padded(geom)) * c * item
+    padded = geom.batch * math.prod(geom.tight_padded) * c * item
     weights = t * geom.filter_in_channels * geom.out_channels * item
     fixed = padded + 2 * weights
     row = t * c * item * (2 if op == "input_grad" else 1) + geom.out_channels * item
@@ -97,7 +95,7 @@ def _sizes(geom: ConvGeometry, op: Op, dtype: np.dtype, limit: int) -> tuple[int
 
 
 def _forward(geom: ConvGeometry, rows: int, fused: bool, x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    g, cg, og, t = _group_dims(geom)
+    g, cg, og, t = geom.group_dims
     y = np.empty((geom.batch, *geom.out_spatial, geom.out_channels), dtype=x.dtype)
     if y.size == 0:
         return y
@@ -120,9 +118,9 @@ def _forward(geom: ConvGeometry, rows: int, fused: bool, x: np.ndarray, w: np.nd
 
 
 def _input_grad(geom: ConvGeometry, rows: int, fused: bool, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
-    g, cg, og, t = _group_dims(geom)
+    g, cg, og, t = geom.group_dims
     tight = geom.tight_padding
-    dxp = np.zeros((geom.batch, *_tight_padded(geom), geom.in_channels), dtype=dy.dtype)
+    dxp = np.zeros((geom.batch, *geom.tight_padded, geom.in_channels), dtype=dy.dtype)
     if dy.size and cg and _pointwise(geom):
         np.matmul(dy.reshape(-1, og), w.reshape(cg, og).T, out=dxp.reshape(-1, cg))
     elif dy.size and cg:
@@ -141,7 +139,7 @@ def _input_grad(geom: ConvGeometry, rows: int, fused: bool, dy: np.ndarray, w: n
 
 
 def _filter_grad(geom: ConvGeometry, rows: int, fused: bool, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
-    g, cg, og, t = _group_dims(geom)
+    g, cg, og, t = geom.group_dims
     dwg = np.zeros((g, t * cg, og), dtype=x.dtype)
     if dy.size and cg and _pointwise(geom):
         xp = pad_or_crop(x, geom.tight_padding, empty=empty_for("im2col.x"))

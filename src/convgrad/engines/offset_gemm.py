@@ -21,7 +21,7 @@ from .._budget import check_fits
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
 from . import Op, Planner, Prepared, Refusal, Refusing
-from ._common import gemm_for, gemm_into, group_dims, plain, tight_padded
+from ._common import gemm_for, gemm_into, plain
 from ._machine import figures
 
 # Rows per block: the forward and input gradient keep a block of outputs in cache across the
@@ -41,9 +41,9 @@ class OffsetGemm(Refusing):
         why_not = "needs stride 1" if any(s != 1 for s in geom.stride) else plain(geom)
         if why_not:
             return Refusal(self.name, why_not)
-        g, cg, og, t = group_dims(geom)
+        g, cg, og, t = geom.group_dims
         item = dtype.itemsize
-        rows = geom.batch * math.prod(tight_padded(geom))
+        rows = geom.batch * math.prod(geom.tight_padded)
         workspace = rows * (geom.in_channels + geom.out_channels) * item
         if op == "input_grad":
             workspace += rows * geom.in_channels * item
@@ -60,9 +60,9 @@ class OffsetGemm(Refusing):
 
 
 def _forward(geom: ConvGeometry, x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    g, cg, og, t = group_dims(geom)
+    g, cg, og, t = geom.group_dims
     o = geom.out_channels
-    padded = tight_padded(geom)
+    padded = geom.tight_padded
     y = np.zeros((geom.batch, *padded, o), dtype=x.dtype)
     if y.size and cg:
         xf = pad_or_crop(x, geom.tight_padding).reshape(-1, geom.in_channels)
@@ -83,9 +83,9 @@ def _forward(geom: ConvGeometry, x: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def _input_grad(geom: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
-    g, cg, og, t = group_dims(geom)
+    g, cg, og, t = geom.group_dims
     c_in = geom.in_channels
-    padded = tight_padded(geom)
+    padded = geom.tight_padded
     dx = np.zeros((geom.batch, *padded, c_in), dtype=dy.dtype)
     if dy.size and cg:
         dyf = _embed(dy, padded).reshape(-1, geom.out_channels)
@@ -110,9 +110,9 @@ def _input_grad(geom: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np.ndarray
 
 
 def _filter_grad(geom: ConvGeometry, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
-    g, cg, og, t = group_dims(geom)
+    g, cg, og, t = geom.group_dims
     o = geom.out_channels
-    padded = tight_padded(geom)
+    padded = geom.tight_padded
     dw = np.zeros((t, cg, o), dtype=x.dtype)
     if dy.size and cg:
         xf = pad_or_crop(x, geom.tight_padding).reshape(-1, geom.in_channels)

@@ -35,7 +35,7 @@ from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
 from . import Op, Planner, Prepared, Refusal, Refusing
 from ._common import blocks as _blocks
-from ._common import gemm_for, gemm_into, plain, thin_factor, tight_padded
+from ._common import gemm_for, gemm_into, plain, thin_factor
 from ._machine import figures
 
 # Bytes of A and B packed per block: they stay in the last-level cache for the GEMM that reads them.
@@ -60,7 +60,7 @@ class SplitKernel(Refusing):
                 return Refusal(self.name, "needs an axis with stride 1 and a kernel longer than 1")
             costs = {s: _split_cost(geom, s, dtype) for s in _candidates(geom)}
             dy_side = min(costs, key=costs.__getitem__)
-            padded = geom.batch * math.prod(tight_padded(geom)) * geom.in_channels * item
+            padded = geom.batch * math.prod(geom.tight_padded) * geom.in_channels * item
             dy_padded = geom.batch * math.prod(_dy_padded(geom, dy_side)) * geom.out_channels * item
             m, n = _gemm_dims(geom, dy_side)
             check_fits(f"the padded operands of {geom.x_shape('channels_last')}", padded + dy_padded, limit)
@@ -75,7 +75,7 @@ class SplitKernel(Refusing):
         outer, inner = _outer_rows(geom, m)
         k, n = _gemm_dims(geom, tuple(range(m)))
         # the padded x (or dx), y (or dy) on the same grid, the blocks of A and Z
-        grids = outer * (math.prod(tight_padded(geom)[m:]) * geom.in_channels + inner * geom.out_channels)
+        grids = outer * (math.prod(geom.tight_padded[m:]) * geom.in_channels + inner * geom.out_channels)
         check_fits(f"the padded operands of {geom.x_shape('channels_last')}", grids * item, limit)
         total = grids * item + _prefix_block_rows(geom, m, item) * inner * (k + n) * item
         check_fits("the split-GEMM blocks", total, limit)
@@ -118,13 +118,13 @@ def _forward(geom: ConvGeometry, m: int, x: np.ndarray, w: np.ndarray) -> np.nda
                    out=yb)
             for j in range(2, ty):
                 yb += z3[offsets[j] : offsets[j] + n_rows, :, j]
-    y = y_ext.reshape(geom.batch, *tight_padded(geom)[:m], *grid_x, o)
+    y = y_ext.reshape(geom.batch, *geom.tight_padded[:m], *grid_x, o)
     return np.ascontiguousarray(y[(slice(None), *(slice(0, n) for n in geom.out_spatial[:m]))])
 
 
 def _input_grad(geom: ConvGeometry, m: int, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
     r, c, o = geom.rank, geom.in_channels, geom.out_channels
-    padded = tight_padded(geom)
+    padded = geom.tight_padded
     outer, inner = _outer_rows(geom, m)
     kx, grid_x = geom.kernel[m:], geom.out_spatial[m:]
     offsets = _row_offsets(geom, m)
@@ -226,7 +226,7 @@ def _gemm_dims(geom: ConvGeometry, dy_side: tuple[int, ...]) -> tuple[int, int]:
 
 def _grid(geom: ConvGeometry, dy_side: tuple[int, ...]) -> tuple[int, ...]:
     """The positions p: the padded extent along dy-side axes, the output extent elsewhere."""
-    padded = tight_padded(geom)
+    padded = geom.tight_padded
     return tuple(padded[i] if i in dy_side else geom.out_spatial[i] for i in range(geom.rank))
 
 
@@ -269,12 +269,12 @@ def _prefixes(geom: ConvGeometry) -> list[int]:
 
 def _outer_rows(geom: ConvGeometry, m: int) -> tuple[int, int]:
     """(rows: N times the padded extents of the first m axes, positions per row: the rest of the output)."""
-    return geom.batch * math.prod(tight_padded(geom)[:m]), math.prod(geom.out_spatial[m:])
+    return geom.batch * math.prod(geom.tight_padded[:m]), math.prod(geom.out_spatial[m:])
 
 
 def _row_offsets(geom: ConvGeometry, m: int) -> list[int]:
     """Row offset of each offset of the first m kernel axes, in the order of W2's columns."""
-    padded = tight_padded(geom)[:m]
+    padded = geom.tight_padded[:m]
     steps = [math.prod(padded[i + 1 :]) for i in range(m)]
     return [sum(t * d * s for t, d, s in zip(ty, geom.rhs_dilation, steps))
             for ty in itertools.product(*(range(k) for k in geom.kernel[:m]))]
@@ -282,7 +282,7 @@ def _row_offsets(geom: ConvGeometry, m: int) -> list[int]:
 
 def _halo(geom: ConvGeometry, m: int) -> int:
     """The largest row offset: how many rows past a block its Z rows reach."""
-    padded = tight_padded(geom)[:m]
+    padded = geom.tight_padded[:m]
     return sum((k - 1) * d * math.prod(padded[i + 1 :])
                for i, (k, d) in enumerate(zip(geom.kernel[:m], geom.rhs_dilation)))
 

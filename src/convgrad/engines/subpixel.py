@@ -20,7 +20,7 @@ import numpy as np
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
 from . import Op, Planner, Prepared, Refusal, Refusing
-from ._common import Phase, phase_axes, plain, tight_padded
+from ._common import Phase, phase_axes, plain
 from ._machine import figures
 
 # The cost model (figures in calibration.json): the pieces' own estimates and the copy of x's
@@ -48,7 +48,7 @@ class Subpixel(Refusing):
         # The pieces are planned like any stride-1 conv, within the same budget.
         pieces = [(combo, planner.plan(op, _phase_geometry(geom, combo), dtype, "auto", limit))
                   for combo in itertools.product(*phase_axes(geom))]
-        padded = geom.batch * math.prod(tight_padded(geom)) * geom.in_channels * dtype.itemsize
+        padded = geom.batch * math.prod(geom.tight_padded) * geom.in_channels * dtype.itemsize
         seconds = sum(p.estimated_seconds for _, p in pieces) + 2 * padded / fig.COPY_BYTES_PER_S
         workspace = padded + max(p.workspace_bytes for _, p in pieces)
         run = {"forward": _forward, "input_grad": _input_grad, "filter_grad": _filter_grad}[op]
@@ -77,7 +77,7 @@ def _forward(geom: ConvGeometry, pieces: list, x: np.ndarray, w: np.ndarray) -> 
 
 
 def _input_grad(geom: ConvGeometry, pieces: list, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
-    dxp = np.zeros((geom.batch, *tight_padded(geom), geom.in_channels), dtype=dy.dtype)
+    dxp = np.zeros((geom.batch, *geom.tight_padded, geom.in_channels), dtype=dy.dtype)
     if dy.size:
         for combo, plan in pieces:  # phases are disjoint sample sets of dx: each is written once
             dxp[_window(combo, geom.stride)] = plan(dy, np.ascontiguousarray(w[_taps(combo)]))

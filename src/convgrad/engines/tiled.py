@@ -28,7 +28,7 @@ from .._formulas import dilate_dim, stride_dim
 from .._geometry import ConvGeometry
 from .._layout import flip_swap_filter, pad_or_crop
 from . import Op, Planner, Prepared, Refusal, Refusing, _kernels, _threads
-from ._common import Phase, phase_axes, plain, tight_padded
+from ._common import Phase, phase_axes, plain
 from ._machine import figures
 from ._scratch import copied, empty_for, scratch
 
@@ -125,7 +125,7 @@ def _padded_bytes(geom: ConvGeometry, op: Op, dtype: np.dtype, block: int) -> in
         size = [o + lo + hi for o, (lo, hi) in zip(geom.out_spatial, pads)]
         channels = geom.out_channels
     else:
-        size, channels = tight_padded(geom), geom.in_channels
+        size, channels = geom.tight_padded, geom.in_channels
     if op != "filter_grad" and block == DOT:
         channels = _dot_channels(channels)
     return geom.batch * math.prod(size) * channels * dtype.itemsize

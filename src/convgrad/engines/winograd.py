@@ -24,7 +24,6 @@ from .._budget import check_fits
 from .._geometry import ConvGeometry
 from .._layout import flip_swap_filter, pad_or_crop
 from . import Op, Planner, Prepared, Refusal, Refusing, _kernels, _threads
-from ._common import group_dims
 from ._machine import figures
 
 # Points 0, -1, 1, -2, 2 and infinity (Lavin & Gray 2016); checked against direct correlation
@@ -73,7 +72,7 @@ class Winograd(Refusing):
         item = dtype.itemsize
         workspace = 2 * n**geom.rank * tiles * (geom.in_channels + geom.out_channels) * item
         check_fits(f"the Winograd tiles of {geom.x_shape('channels_last')}", workspace, limit)
-        g, cg, og, _ = group_dims(geom)
+        g, cg, og, _ = geom.group_dims
         flops = 2 * n**geom.rank * tiles * cg * og * g
         rate = fig.GEMM_FLOPS_PER_S if g == 1 else fig.GEMM_FLOPS_PER_S / 8
         moved = n**geom.rank * tiles * (geom.in_channels + geom.out_channels) * item
@@ -107,7 +106,7 @@ def _input_grad(geom: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np.ndarray
 
 
 def _forward(geom: ConvGeometry, x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    g, cg, _og, _ = group_dims(geom)
+    g, cg, _og, _ = geom.group_dims
     if x.shape[0] == 0 or cg == 0 or geom.out_channels == 0:
         return np.zeros((geom.batch, *geom.out_spatial, geom.out_channels), dtype=x.dtype)
     m = tile_size(geom)
@@ -152,7 +151,7 @@ def _filter_transform(w: np.ndarray, gm: np.ndarray, r: int, g: int) -> np.ndarr
 def _forward_fused(geom: ConvGeometry, xp: np.ndarray, w: np.ndarray, bt: np.ndarray, gm: np.ndarray,
                    at: np.ndarray, tiles: tuple[int, ...]) -> np.ndarray:
     """2-D: the input and output transforms as compiled loops around one batched GEMM."""
-    g, cg, _og, _ = group_dims(geom)
+    g, cg, _og, _ = geom.group_dims
     m, n = at.shape
     count = geom.batch * tiles[0] * tiles[1]
     v = np.empty((n * n, count, geom.in_channels), dtype=xp.dtype)
