@@ -356,7 +356,7 @@ class ConvGeometry:
             g = _canon.positive_int("groups", groups)
             c, o = _split_x(x_shape, fmt)[1], _split_x(dy_shape, fmt)[1]
             _check_channels("x channels", c, "groups", g)
-            shape = (o, c // g, *shape) if fmt == "channels_first" else (*shape, c // g, o)
+            shape = _join_w(o, c // g, shape, fmt)
         elif len(shape) != len(x_shape):
             raise ValueError(
                 f"filter_shape={shape} must have {len(x_shape)} (full) or {len(x_shape) - 2} "
@@ -450,22 +450,14 @@ class ConvGeometry:
         )
 
     def x_shape(self, data_format: str = "channels_first") -> tuple[int, ...]:
-        fmt = _canon.data_format(data_format)
-        if fmt == "channels_first":
-            return (self.batch, self.in_channels, *self.in_spatial)
-        return (self.batch, *self.in_spatial, self.in_channels)
+        return _join(self.batch, self.in_channels, self.in_spatial, _canon.data_format(data_format))
 
     def w_shape(self, data_format: str = "channels_first") -> tuple[int, ...]:
-        fmt = _canon.data_format(data_format)
-        if fmt == "channels_first":
-            return (self.out_channels, self.filter_in_channels, *self.kernel)
-        return (*self.kernel, self.filter_in_channels, self.out_channels)
+        return _join_w(self.out_channels, self.filter_in_channels, self.kernel,
+                       _canon.data_format(data_format))
 
     def y_shape(self, data_format: str = "channels_first") -> tuple[int, ...]:
-        fmt = _canon.data_format(data_format)
-        if fmt == "channels_first":
-            return (self.out_batch, self.out_channels, *self.out_spatial)
-        return (self.out_batch, *self.out_spatial, self.out_channels)
+        return _join(self.out_batch, self.out_channels, self.out_spatial, _canon.data_format(data_format))
 
     def input_size_range(self) -> tuple[tuple[int, int], ...]:
         """Per axis, the input sizes [lo, hi] that these explicit pads map to ``out_spatial``:
@@ -581,6 +573,11 @@ def _split_w(shape: tuple[int, ...], fmt: str) -> tuple[int, int, tuple[int, ...
 def _join(n: int, c: int, spatial: Sequence[int], fmt: str) -> tuple[int, ...]:
     """The inverse of ``_split_x``: a full x (or y) shape in ``fmt``."""
     return (n, c, *spatial) if fmt == "channels_first" else (n, *spatial, c)
+
+
+def _join_w(o: int, cw: int, kernel: Sequence[int], fmt: str) -> tuple[int, ...]:
+    """The inverse of ``_split_w``: a full filter shape in ``fmt``."""
+    return (o, cw, *kernel) if fmt == "channels_first" else (*kernel, cw, o)
 
 
 def _unreachable(spec: PaddingSpec, o_sp: Sequence[int], sizes: Sequence[int], kernel: Sequence[int],
