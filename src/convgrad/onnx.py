@@ -1,5 +1,10 @@
 """ONNX ``Conv``, ``ConvTranspose`` and ``ConvInteger`` (opset 22 spec) over NumPy.
 
+ONNX's shape model: X is ``(N, C, *S)``; Conv gives ``(S + begin + end - ((K - 1) * dilation +
+1)) // stride + 1`` samples per axis (SAME_UPPER / SAME_LOWER: ``ceil(S / stride)``, the odd pad
+at the end / the start); ConvTranspose gives ``stride * (S - 1) + output_padding + (K - 1) *
+dilation + 1 - begin - end``, or ``output_shape``, from which the spec derives the pads.
+
 Attribute names, defaults and checks are the operator spec's: ``pads`` is
 ``[x1_begin, x2_begin, ..., x1_end, x2_end, ...]`` and non-negative, ``pads`` together with an
 ``auto_pad`` other than NOTSET is an error, ``kernel_shape`` must agree with ``W``. Layouts are

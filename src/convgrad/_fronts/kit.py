@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import _general, _ops
 from .._canon import as_int
-from .._dtypes import as_array
+from .._ops import _cotangent as cotangent  # the one check of a pullback's dy, shared with the core
 
 Pullback = Callable[[object], tuple[Any, ...]]
 
@@ -42,14 +42,6 @@ def op_with_vjp(resolve: Callable[..., Any]) -> Callable[..., Any]:
 
     op.vjp = vjp  # type: ignore[attr-defined]
     return op
-
-
-def cotangent(value: object, shape: tuple[int, ...], name: str = "dy") -> np.ndarray:
-    """The cotangent given to a pullback, as an array of the op's output ``shape``."""
-    g = as_array(name, value)
-    if g.shape != shape:
-        raise ValueError(f"{name}.shape={g.shape} does not match the output shape {shape}")
-    return g
 
 
 def int_seq(name: str, value: object, count: int, *, minimum: int, messages: Mapping[str, str],
