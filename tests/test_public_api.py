@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import inspect
+
+import pytest
 
 import convgrad
 
@@ -29,3 +33,15 @@ def test_engine_names_is_a_nonempty_tuple_of_strings():
     names = convgrad.engine_names()
     assert isinstance(names, tuple) and names and all(isinstance(n, str) for n in names)
     assert "im2col" in names
+
+
+@pytest.mark.parametrize("module", ["_ops", "_general", "_geometry", "_transpose", "identities"])
+def test_docstring_examples_run(module):
+    """The Examples sections print what they show."""
+    mod = importlib.import_module(f"convgrad.{module}")
+    result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0
+
+
+def test_second_order_vjps_are_exported():
+    assert {"conv_input_grad_vjp", "conv_filter_grad_vjp"} <= set(convgrad.__all__)

@@ -108,7 +108,7 @@ def conv(
     --------
     >>> import numpy as np, convgrad
     >>> convgrad.conv(np.arange(5.0).reshape(1, 1, 5), np.ones((1, 1, 3)), padding=1)
-    array([[[ 1.,  3.,  6.,  9.,  7.]]])
+    array([[[1., 3., 6., 9., 7.]]])
     """
     fmt = _canon.data_format(data_format)
     x, w = as_array("x", x), as_array("w", w)
@@ -269,6 +269,15 @@ def conv_input_grad_vjp(
 
     ``<dx(dy, w), g> = <dy, conv(g, w)> = <w, conv_filter_grad(g, dy)>``: so ``d_dy = conv(g, w)``
     (dy's shape) and ``d_w = conv_filter_grad(g, dy)`` (w's shape).
+
+    Examples
+    --------
+    >>> import numpy as np, convgrad
+    >>> dx, vjp = convgrad.conv_input_grad_vjp(np.ones((1, 1, 3)), np.array([[[1.0, 2.0]]]), (4,))
+    >>> dx
+    array([[[1., 3., 3., 2.]]])
+    >>> vjp(np.ones((1, 1, 4)))
+    (array([[[3., 3., 3.]]]), array([[[3., 3.]]]))
     """
     fmt = _canon.data_format(data_format)
     dy, w = as_array("dy", dy), as_array("w", w)

@@ -56,7 +56,15 @@ class Transposed:
 
 
 def input_grad(g: ConvGeometry) -> Transposed:
-    """dx of ``g`` from (dy, w): dy as lhs, w flipped with in/out swapped within each group."""
+    """dx of ``g`` from (dy, w): dy as lhs, w flipped with in/out swapped within each group.
+
+    Examples
+    --------
+    >>> import convgrad
+    >>> t = input_grad(convgrad.ConvGeometry.for_conv((1, 1, 7), (1, 1, 3), stride=2)).geometry
+    >>> t.lhs_dilation, t.stride, t.padding, t.out_spatial  # dy spread by the stride, k - 1 pads
+    ((2,), (1,), ((2, 2),), (7,))
+    """
     groups = max(g.feature_group_count, g.batch_group_count)
     cw = g.filter_in_channels
     geometry = dataclasses.replace(
