@@ -12,7 +12,7 @@ from . import _canon, _transpose
 from ._budget import check_fits, workspace_limit
 from ._dtypes import as_array, result_dtype
 from ._geometry import ConvGeometry
-from ._layout import w_from_last, w_to_last, x_from_last, x_to_last
+from ._layout import w_to_last, x_from_last, x_to_last
 from ._ops import _cotangent, _run
 from ._plan import make_plan
 
@@ -101,13 +101,10 @@ def conv_general_vjp(
             return (_run("input_grad", geom, g, w, fmt, method, workspace_bytes, geom.x_shape(fmt)),
                     _run("filter_grad", geom, x, g, fmt, method, workspace_bytes, geom.w_shape(fmt)))
         res, comp = result_dtype(g, w)
-        dx = _transpose.input_grad(geom)(
-            x_to_last(g, fmt).astype(comp, copy=False), w_to_last(w, fmt).astype(comp, copy=False), run)
-        dx = np.ascontiguousarray(x_from_last(dx, fmt)).astype(res, copy=False)
-        res, comp = result_dtype(x, g)
-        dw = _transpose.filter_grad(geom)(
-            x_to_last(x, fmt).astype(comp, copy=False), x_to_last(g, fmt).astype(comp, copy=False), run)
-        return dx, np.ascontiguousarray(w_from_last(dw, fmt)).astype(res, copy=False)
+        dx = _transpose.input_grad(geom, fmt)(g.astype(comp, copy=False), w.astype(comp, copy=False), run)
+        res_w, comp = result_dtype(x, g)
+        dw = _transpose.filter_grad(geom, fmt)(x.astype(comp, copy=False), g.astype(comp, copy=False), run)
+        return dx.astype(res, copy=False), dw.astype(res_w, copy=False)
 
     return y, vjp
 

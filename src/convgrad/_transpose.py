@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._layout import flip_swap_filter
+from ._layout import flip_swap_filter, w_from_last, w_to_last, x_from_last, x_to_last
 
 if TYPE_CHECKING:  # the geometry's methods call this module: no import at run time
     from ._geometry import ConvGeometry
@@ -34,16 +34,13 @@ Array = np.ndarray
 Runner = Callable[["ConvGeometry", Array, Array], Array]
 
 
-def _same(a: Array) -> Array:
-    return a
-
-
 @dataclass(frozen=True)
 class Transposed:
     """One gradient as a convolution: ``finish(conv(lhs(a), rhs(b)))`` with ``geometry``.
 
-    ``a, b`` are (dy, w) for the input gradient and (x, dy) for the filter gradient;
-    ``__call__`` runs the conv with ``run(geometry, x, w) -> y`` (channels-last, any geometry).
+    ``a, b`` are (dy, w) for the input gradient and (x, dy) for the filter gradient, in the
+    layout the rule was made for; ``__call__`` runs the conv with ``run(geometry, x, w) -> y``
+    (channels-last, any geometry) and returns a C-contiguous gradient in that layout.
     """
 
     geometry: ConvGeometry
@@ -55,7 +52,7 @@ class Transposed:
         return self.finish(run(self.geometry, self.lhs(a), self.rhs(b)))
 
 
-def input_grad(g: ConvGeometry) -> Transposed:
+def input_grad(g: ConvGeometry, fmt: str = "channels_last") -> Transposed:
     """dx of ``g`` from (dy, w): dy as lhs, w flipped with in/out swapped within each group.
 
     Examples
@@ -72,19 +69,19 @@ def input_grad(g: ConvGeometry) -> Transposed:
         in_spatial=g.out_spatial, stride=g.lhs_dilation, padding=g.input_grad_padding,
         lhs_dilation=g.stride, feature_group_count=groups, batch_group_count=1,
     )
-    finish = _same
-    if g.batch_group_count > 1:
-        b = g.batch_group_count
+    b = g.batch_group_count
 
-        def finish(dx: Array) -> Array:
-            # (N/B, *S, B * C) -> (N, *S, C): the channel blocks were the batch blocks.
+    def finish(dx: Array) -> Array:
+        if b > 1:  # (N/B, *S, B * C) -> (N, *S, C): the channel blocks were the batch blocks.
             nb, *spatial, _ = dx.shape
-            return np.moveaxis(dx.reshape(nb, *spatial, b, cw), -2, 0).reshape(b * nb, *spatial, cw)
+            dx = np.moveaxis(dx.reshape(nb, *spatial, b, cw), -2, 0).reshape(b * nb, *spatial, cw)
+        return np.ascontiguousarray(x_from_last(dx, fmt))
 
-    return Transposed(geometry, _same, lambda w: flip_swap_filter(w, groups), finish)
+    return Transposed(geometry, lambda dy: x_to_last(dy, fmt),
+                      lambda w: flip_swap_filter(w_to_last(w, fmt), groups), finish)
 
 
-def filter_grad(g: ConvGeometry) -> Transposed:
+def filter_grad(g: ConvGeometry, fmt: str = "channels_last") -> Transposed:
     """dw of ``g`` from (x, dy): x with batch <-> channels as lhs, dy as the kernel."""
     geometry = dataclasses.replace(
         g, batch=g.in_channels, in_channels=g.batch, kernel=g.out_spatial,
@@ -93,7 +90,7 @@ def filter_grad(g: ConvGeometry) -> Transposed:
     )
     return Transposed(
         geometry,
-        lambda x: np.swapaxes(x, 0, -1),  # (C, *S, N): channels are the batch, batch the features
-        lambda dy: np.moveaxis(dy, 0, -2),  # (*out, N_out, O): dy is the kernel
-        lambda out: np.moveaxis(out, 0, -2),  # (C_w, *K, O) -> (*K, C_w, O)
+        lambda x: np.swapaxes(x_to_last(x, fmt), 0, -1),  # (C, *S, N): channels are the batch
+        lambda dy: np.moveaxis(x_to_last(dy, fmt), 0, -2),  # (*out, N_out, O): dy is the kernel
+        lambda out: np.ascontiguousarray(w_from_last(np.moveaxis(out, 0, -2), fmt)),  # (*K, C_w, O)
     )

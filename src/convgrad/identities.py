@@ -20,7 +20,6 @@ from ._budget import workspace_limit
 from ._dtypes import as_array, result_dtype
 from ._general import run_general
 from ._geometry import ConvGeometry
-from ._layout import w_from_last, w_to_last, x_from_last, x_to_last
 
 
 def input_grad_via_conv(
@@ -35,10 +34,9 @@ def input_grad_via_conv(
                                        dilation=dilation, groups=groups, data_format=fmt)
     res, comp = result_dtype(dy, w)
     limit = workspace_limit(workspace_bytes)
-    dx = _transpose.input_grad(geom)(
-        x_to_last(dy, fmt).astype(comp, copy=False), w_to_last(w, fmt).astype(comp, copy=False),
-        lambda g, a, b: run_general(g, a, b, "auto", limit))
-    return np.ascontiguousarray(x_from_last(dx, fmt)).astype(res, copy=False)
+    dx = _transpose.input_grad(geom, fmt)(dy.astype(comp, copy=False), w.astype(comp, copy=False),
+                                          lambda g, a, b: run_general(g, a, b, "auto", limit))
+    return dx.astype(res, copy=False)
 
 
 def filter_grad_via_conv(
@@ -53,7 +51,6 @@ def filter_grad_via_conv(
                                         dilation=dilation, groups=groups, data_format=fmt)
     res, comp = result_dtype(x, dy)
     limit = workspace_limit(workspace_bytes)
-    dw = _transpose.filter_grad(geom)(
-        x_to_last(x, fmt).astype(comp, copy=False), x_to_last(dy, fmt).astype(comp, copy=False),
-        lambda g, a, b: run_general(g, a, b, "auto", limit))
-    return np.ascontiguousarray(w_from_last(dw, fmt)).astype(res, copy=False)
+    dw = _transpose.filter_grad(geom, fmt)(x.astype(comp, copy=False), dy.astype(comp, copy=False),
+                                           lambda g, a, b: run_general(g, a, b, "auto", limit))
+    return dw.astype(res, copy=False)
