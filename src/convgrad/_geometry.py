@@ -119,13 +119,9 @@ class ConvGeometry:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         fg, bg = self.feature_group_count, self.batch_group_count
         if fg < 1 or bg < 1:
-            raise ValueError(
-                f"feature_group_count={fg} and batch_group_count={bg} must be positive integers"
-            )
+            raise ValueError(f"feature_group_count={fg} and batch_group_count={bg} must be positive integers")
         if fg > 1 and bg > 1:
-            raise ValueError(
-                f"at most one of feature_group_count={fg} and batch_group_count={bg} may be > 1"
-            )
+            raise ValueError(f"at most one of feature_group_count={fg} and batch_group_count={bg} may be > 1")
         _check_channels("in_channels", self.in_channels, "feature_group_count", fg)
         _check_channels("out_channels", self.out_channels, "feature_group_count", fg)
         _check_channels("batch", self.batch, "batch_group_count", bg)
@@ -133,9 +129,7 @@ class ConvGeometry:
         for i, (n, (lo, hi)) in enumerate(zip(self.dilated_input, self.padding)):
             # A crop may eat into the other side's padding; only the padded size must exist.
             if n + lo + hi < 0:
-                raise ValueError(
-                    f"negative padding {(lo, hi)} in dim {i} crops more than the input size {n}"
-                )
+                raise ValueError(f"negative padding {(lo, hi)} in dim {i} crops more than the input size {n}")
 
     @property
     def empty(self) -> bool:
@@ -157,14 +151,8 @@ class ConvGeometry:
     # --- constructors from user-facing arguments ------------------------------------------------
     @classmethod
     def for_conv(
-        cls,
-        x_shape: Sequence[int],
-        w_shape: Sequence[int],
-        *,
-        stride: object = 1,
-        padding: object = 0,
-        dilation: object = 1,
-        groups: object = 1,
+        cls, x_shape: Sequence[int], w_shape: Sequence[int], *, stride: object = 1,
+        padding: object = 0, dilation: object = 1, groups: object = 1,
         data_format: str = "channels_first",
     ) -> ConvGeometry:
         """Geometry of ``conv(x, w)``: x ``(N, C, *S)``, w ``(O, C/groups, *K)`` channels-first,
@@ -196,17 +184,9 @@ class ConvGeometry:
 
     @classmethod
     def for_transpose(
-        cls,
-        x_shape: Sequence[int],
-        w_shape: Sequence[int],
-        *,
-        stride: object = 1,
-        padding: object = 0,
-        output_padding: object = 0,
-        output_shape: Sequence[int] | None = None,
-        dilation: object = 1,
-        groups: object = 1,
-        data_format: str = "channels_first",
+        cls, x_shape: Sequence[int], w_shape: Sequence[int], *, stride: object = 1,
+        padding: object = 0, output_padding: object = 0, output_shape: Sequence[int] | None = None,
+        dilation: object = 1, groups: object = 1, data_format: str = "channels_first",
     ) -> ConvGeometry:
         """Geometry of the forward conv whose adjoint is ``conv_transpose(x, w)``.
 
@@ -235,9 +215,7 @@ class ConvGeometry:
             spatial = _transposed_size(p, o_sp, kernel, op, padding)
         else:
             if any(op):
-                raise ValueError(
-                    f"give output_shape={output_shape!r} or output_padding={op}, not both"
-                )
+                raise ValueError(f"give output_shape={output_shape!r} or output_padding={op}, not both")
             spatial = _output_spatial(output_shape, rank, n, cw * p.groups, p.data_format)
             unreachable = _unreachable(p.padding, o_sp, spatial, kernel, p.stride, p.dilation, "output")
             if unreachable:
@@ -252,16 +230,9 @@ class ConvGeometry:
 
     @classmethod
     def for_general(
-        cls,
-        x_shape: Sequence[int],
-        w_shape: Sequence[int],
-        *,
-        stride: object = 1,
-        padding: object = 0,
-        lhs_dilation: object = 1,
-        rhs_dilation: object = 1,
-        feature_group_count: object = 1,
-        batch_group_count: object = 1,
+        cls, x_shape: Sequence[int], w_shape: Sequence[int], *, stride: object = 1,
+        padding: object = 0, lhs_dilation: object = 1, rhs_dilation: object = 1,
+        feature_group_count: object = 1, batch_group_count: object = 1,
         data_format: str = "channels_first",
     ) -> ConvGeometry:
         """Geometry of ``conv_general(x, w)``: x ``(N, C, *S)``, w ``(O, C_w, *K)`` channels-first
@@ -291,15 +262,8 @@ class ConvGeometry:
 
     @classmethod
     def for_input_grad(
-        cls,
-        dy_shape: Sequence[int],
-        w_shape: Sequence[int],
-        input_shape: Sequence[int],
-        *,
-        stride: object = 1,
-        padding: object = 0,
-        dilation: object = 1,
-        groups: object = 1,
+        cls, dy_shape: Sequence[int], w_shape: Sequence[int], input_shape: Sequence[int], *,
+        stride: object = 1, padding: object = 0, dilation: object = 1, groups: object = 1,
         data_format: str = "channels_first",
     ) -> ConvGeometry:
         """Geometry of the conv whose input gradient maps dy ``(N, O, *out)`` to x of
@@ -335,15 +299,8 @@ class ConvGeometry:
 
     @classmethod
     def for_filter_grad(
-        cls,
-        x_shape: Sequence[int],
-        dy_shape: Sequence[int],
-        filter_shape: Sequence[int],
-        *,
-        stride: object = 1,
-        padding: object = 0,
-        dilation: object = 1,
-        groups: object = 1,
+        cls, x_shape: Sequence[int], dy_shape: Sequence[int], filter_shape: Sequence[int], *,
+        stride: object = 1, padding: object = 0, dilation: object = 1, groups: object = 1,
         data_format: str = "channels_first",
     ) -> ConvGeometry:
         """Geometry of the conv whose filter gradient maps x and dy to a filter of
@@ -515,9 +472,7 @@ def _shapes(x_shape: object, w_shape: object) -> tuple[tuple[int, ...], tuple[in
     x_shape = _canon.shape_tuple("x.shape", x_shape)
     w_shape = _canon.shape_tuple("w.shape", w_shape)
     if len(w_shape) < 3:
-        raise ValueError(
-            f"w must have at least 3 dims (out, in, *kernel), got w.shape={w_shape}"
-        )
+        raise ValueError(f"w must have at least 3 dims (out, in, *kernel), got w.shape={w_shape}")
     if len(x_shape) != len(w_shape):
         raise ValueError(
             f"x and w must have the same number of dims: x.shape={x_shape} "
@@ -596,9 +551,7 @@ def _unreachable(spec: PaddingSpec, o_sp: Sequence[int], sizes: Sequence[int], k
 
 def _match_channels(c: int, xname: str, cw: int, g: int, o: int) -> None:
     if c != g * cw:
-        raise ValueError(
-            f"{xname} has {c} channels but groups * w in_channels = {g} * {cw} = {g * cw}"
-        )
+        raise ValueError(f"{xname} has {c} channels but groups * w in_channels = {g} * {cw} = {g * cw}")
     _check_channels("w out_channels", o, "groups", g)
 
 
@@ -611,11 +564,7 @@ def _output_spatial(
     if len(shape) == rank + 2:
         batch, chan, spatial = _split_x(shape, fmt)
         if batch != n or chan != c_out:
-            raise ValueError(
-                f"output_shape={shape} does not match batch {n} and output channels {c_out}"
-            )
+            raise ValueError(f"output_shape={shape} does not match batch {n} and output channels {c_out}")
         return spatial
-    raise ValueError(
-        f"output_shape must have {rank} (spatial) or {rank + 2} (full) entries, got {shape}"
-    )
+    raise ValueError(f"output_shape must have {rank} (spatial) or {rank + 2} (full) entries, got {shape}")
 
