@@ -87,7 +87,7 @@ class _Attrs:
         flat = _ints("pads", pads, 2 * rank, 0, 0)
         self.pairs = tuple(zip(flat[:rank], flat[rank:]))
 
-    def geometry(self, padding: object = None, **extra: object) -> dict[str, object]:
+    def keywords(self, padding: object = None, **extra: object) -> dict[str, object]:
         """The core's keywords; ``padding`` defaults to Conv's (auto_pad or the pads)."""
         if padding is None:
             padding = _CONV_PADDING.get(self.auto_pad, self.pairs)
@@ -129,7 +129,7 @@ def conv(
     """
     ops = _float_operands("Conv", X=X, W=W, B=B)
     a = _Attrs(ops["X"], ops["W"], auto_pad, dilations, group, kernel_shape, pads, strides)
-    return ConvCall(ops["X"], ops["W"], a.geometry(), ops["X"].dtype, ops.get("B"), with_bias=True)
+    return ConvCall(ops["X"], ops["W"], a.keywords(), ops["X"].dtype, ops.get("B"), with_bias=True)
 
 
 # --- ConvTranspose ------------------------------------------------------------------------------
@@ -234,7 +234,7 @@ def conv_transpose(
                 f"the computed output size {size} in axis {i} is not positive: pads {(b, e)} crop "
                 f"the whole transposed output of size {transpose_size(n, dilate_dim(k, d), s, 0, 0, p)}"
             )
-    return ConvCall(x, ops["W"], a.geometry(pairs, output_padding=extra), x.dtype, ops.get("B"),
+    return ConvCall(x, ops["W"], a.keywords(pairs, output_padding=extra), x.dtype, ops.get("B"),
                     with_bias=True, kind="transpose")
 
 
@@ -262,14 +262,14 @@ class _ShiftedConv:
     w: np.ndarray
     x_zero_point: np.ndarray | None
     w_zero_point: np.ndarray | None
-    geometry: dict[str, object]
+    keywords: dict[str, object]
 
     def forward(self) -> np.ndarray:
         # The spec accumulates in int32 and may overflow only there: exact int64 wrapped to int32.
-        return _ops.conv(self.x, self.w, **self.geometry).astype(np.int32)
+        return _ops.conv(self.x, self.w, **self.keywords).astype(np.int32)
 
     def vjp(self) -> tuple[np.ndarray, Callable[[object], Grads]]:
-        y, pb = _ops.conv_vjp(self.x, self.w, **self.geometry)
+        y, pb = _ops.conv_vjp(self.x, self.w, **self.keywords)
         out = y.astype(np.int32)
         xz, wz = self.x_zero_point, self.w_zero_point
 
@@ -318,4 +318,4 @@ def conv_integer(
     wz = _zero_point("w_zero_point", w_zero_point, wa.dtype, wa.shape[0])
     xs = xa.astype(np.int64) - (0 if xz is None else xz.astype(np.int64).reshape(()))
     ws = wa.astype(np.int64) - (0 if wz is None else wz.astype(np.int64).reshape(-1, *(1,) * (wa.ndim - 1)))
-    return _ShiftedConv(xs, ws, xz, wz, a.geometry())
+    return _ShiftedConv(xs, ws, xz, wz, a.keywords())

@@ -105,7 +105,7 @@ def _cast(a: np.ndarray | None, dtype: np.dtype) -> np.ndarray | None:
 
 
 # --- the three ops of a convolution, in the core's terms ---------------------------------------
-# ``geometry`` holds the core op's keywords; ``layout`` adapts activations (x, y and their
+# ``keywords`` are the core op's (stride, padding, ...); ``layout`` adapts activations (x, y and their
 # gradients), ``filt`` the filter; results are cast to ``dtype``.
 # The core op of each kind of ConvCall, and its ``_vjp``. conv_general gives the empty output
 # of a kernel larger than the padded input (JAX's and TensorFlow's model), where conv refuses it.
@@ -121,7 +121,7 @@ class ConvCall:
 
     x: np.ndarray
     w: np.ndarray
-    geometry: Mapping[str, object]
+    keywords: Mapping[str, object]
     dtype: np.dtype
     bias: np.ndarray | None = None
     with_bias: bool = False
@@ -137,11 +137,11 @@ class ConvCall:
 
     def forward(self) -> np.ndarray:
         module, name = _CONV_OPS[self.kind]
-        return self._out(getattr(module, name)(*self._args(), **self.geometry))
+        return self._out(getattr(module, name)(*self._args(), **self.keywords))
 
     def vjp(self) -> tuple[np.ndarray, Pullback]:
         module, name = _CONV_OPS[self.kind]
-        y, pb = getattr(module, f"{name}_vjp")(*self._args(), **self.geometry)
+        y, pb = getattr(module, f"{name}_vjp")(*self._args(), **self.keywords)
         out = self._out(y)
 
         def pullback(dy: object) -> tuple[np.ndarray | None, ...]:
@@ -161,7 +161,7 @@ class InputGradCall:
     dy: np.ndarray
     w: np.ndarray
     input_shape: tuple[int, ...]
-    geometry: Mapping[str, object]
+    keywords: Mapping[str, object]
     dtype: np.dtype
     filter_first: bool = True
     layout: Adapter = IDENTITY
@@ -171,11 +171,11 @@ class InputGradCall:
         # conv_input_grad, not conv_transpose: these ops state the forward conv (its input size,
         # filter and pads), which is conv_input_grad's signature; conv_transpose would have to
         # re-derive that conv from the transposed one's sizes.
-        dx = _ops.conv_input_grad(self.dy, self.w, self.input_shape, **self.geometry)
+        dx = _ops.conv_input_grad(self.dy, self.w, self.input_shape, **self.keywords)
         return self.layout.from_core(dx).astype(self.dtype, copy=False)
 
     def vjp(self) -> tuple[np.ndarray, Pullback]:
-        dx, pb = _ops.conv_input_grad_vjp(self.dy, self.w, self.input_shape, **self.geometry)
+        dx, pb = _ops.conv_input_grad_vjp(self.dy, self.w, self.input_shape, **self.keywords)
         out = self.layout.from_core(dx).astype(self.dtype, copy=False)
 
         def pullback(g: object) -> tuple[np.ndarray, np.ndarray]:
@@ -195,17 +195,17 @@ class FilterGradCall:
     x: np.ndarray
     dy: np.ndarray
     filter_shape: tuple[int, ...]
-    geometry: Mapping[str, object]
+    keywords: Mapping[str, object]
     dtype: np.dtype
     layout: Adapter = IDENTITY
     filt: Adapter = IDENTITY
 
     def forward(self) -> np.ndarray:
-        dw = _ops.conv_filter_grad(self.x, self.dy, self.filter_shape, **self.geometry)
+        dw = _ops.conv_filter_grad(self.x, self.dy, self.filter_shape, **self.keywords)
         return self.filt.from_core(dw).astype(self.dtype, copy=False)
 
     def vjp(self) -> tuple[np.ndarray, Pullback]:
-        dw, pb = _ops.conv_filter_grad_vjp(self.x, self.dy, self.filter_shape, **self.geometry)
+        dw, pb = _ops.conv_filter_grad_vjp(self.x, self.dy, self.filter_shape, **self.keywords)
         out = self.filt.from_core(dw).astype(self.dtype, copy=False)
 
         def pullback(g: object) -> tuple[np.ndarray, np.ndarray]:

@@ -264,9 +264,9 @@ def _conv_call(x: np.ndarray, w: np.ndarray, stride: tuple, padding: object, dil
             if size < 0:
                 raise ValueError(f"Computed output size would be negative: {size} "
                                  f"[input_size: {padded}, effective_filter_size: {k_eff}, stride: {s}]")
-    geometry = {"stride": stride, "padding": padding, "rhs_dilation": dilation,
+    keywords = {"stride": stride, "padding": padding, "rhs_dilation": dilation,
                 "feature_group_count": groups, "data_format": _CORE}
-    return ConvCall(x, w, geometry, dtype, kind="general", layout=layout, filt=filt)
+    return ConvCall(x, w, keywords, dtype, kind="general", layout=layout, filt=filt)
 
 
 # --- builders shared by the ops -----------------------------------------------------------------
@@ -307,9 +307,9 @@ def _input_grad(
         wc, groups = filt.to_core(w), c
     else:
         filt, wc, groups = _Filter(), w, _groups(func, c, wc_in)
-    geometry = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups,
+    keywords = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups,
                 "data_format": _CORE}
-    return InputGradCall(layout.to_core(dy), wc, tuple(spatial), geometry, dtype, filter_first, layout, filt)
+    return InputGradCall(layout.to_core(dy), wc, tuple(spatial), keywords, dtype, filter_first, layout, filt)
 
 
 def _filter_grad(func: str, x: object, sizes: object, dy: object, rank: int, first: bool, stride: tuple,
@@ -330,9 +330,9 @@ def _filter_grad(func: str, x: object, sizes: object, dy: object, rank: int, fir
         filt, core_shape, groups = _Filter(c), (*sizes[:-2], 1, sizes[-2] * sizes[-1]), c
     else:
         filt, core_shape, groups = _Filter(), sizes, _groups(func, c, sizes[-2])
-    geometry = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups,
+    keywords = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups,
                 "data_format": _CORE}
-    return FilterGradCall(xc, layout.to_core(dy), tuple(core_shape), geometry, dtype, layout, filt)
+    return FilterGradCall(xc, layout.to_core(dy), tuple(core_shape), keywords, dtype, layout, filt)
 
 
 # --- convolutions -------------------------------------------------------------------------------

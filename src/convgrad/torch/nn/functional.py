@@ -115,8 +115,8 @@ def _conv(func: str, rank: int, input: object, weight: object, bias: object, str
         p: object = padding
     else:
         p = expand("padding", padding, rank)
-    geometry = {"stride": s, "padding": p, "dilation": d, "groups": groups_of(groups)}
-    return ConvCall(x, w, geometry, dtype, b, with_bias=True, layout=layout)
+    keywords = {"stride": s, "padding": p, "dilation": d, "groups": groups_of(groups)}
+    return ConvCall(x, w, keywords, dtype, b, with_bias=True, layout=layout)
 
 
 def _conv_transpose(func: str, rank: int, input: object, weight: object, bias: object, stride: object,
@@ -124,20 +124,20 @@ def _conv_transpose(func: str, rank: int, input: object, weight: object, bias: o
     x, w, b, dtype, layout = _operands(func, rank, input, weight, bias)
     if isinstance(padding, str):
         raise TypeError(f"{func}(): argument 'padding' must be tuple of ints, not str ({padding!r})")
-    geometry = {
+    keywords = {
         "stride": expand("stride", stride, rank),
         "padding": expand("padding", padding, rank),
         "output_padding": expand("output_padding", output_padding, rank),
         "dilation": expand("dilation", dilation, rank),
         "groups": groups_of(groups),
     }
-    size = ConvGeometry.for_transpose(x.shape, w.shape, **geometry).in_spatial
+    size = ConvGeometry.for_transpose(x.shape, w.shape, **keywords).in_spatial
     if any(v < 1 for v in size):
         raise ValueError(
             f"Given input size per channel: {tuple(x.shape[2:])}. Calculated output size per channel: "
             f"{size}. Output size is too small"
         )
-    return ConvCall(x, w, geometry, dtype, b, with_bias=True, kind="transpose", layout=layout)
+    return ConvCall(x, w, keywords, dtype, b, with_bias=True, kind="transpose", layout=layout)
 
 
 @op_with_vjp

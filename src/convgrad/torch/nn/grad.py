@@ -39,7 +39,7 @@ def _size(func: str, name: str, value: object, rank: int) -> tuple[int, ...]:
     return size
 
 
-def _geometry(rank: int, stride: object, padding: object, dilation: object, groups: object) -> dict:
+def _keywords(rank: int, stride: object, padding: object, dilation: object, groups: object) -> dict:
     if isinstance(padding, str):
         raise TypeError(f"padding must be an int or a tuple of {rank} ints, got {padding!r}")
     return {"stride": expand("stride", stride, rank), "padding": expand("padding", padding, rank),
@@ -55,7 +55,7 @@ def _input(func: str, rank: int, input_size: object, weight: object, grad_output
         raise ValueError(
             f"{func}: weight and grad_output must be {rank + 2}-D, got {w.shape} and {dy.shape}"
         )
-    return InputGradCall(dy, w, size, _geometry(rank, stride, padding, dilation, groups), dtype)
+    return InputGradCall(dy, w, size, _keywords(rank, stride, padding, dilation, groups), dtype)
 
 
 def _weight(func: str, rank: int, input: object, weight_size: object, grad_output: object, stride: object,
@@ -65,7 +65,7 @@ def _weight(func: str, rank: int, input: object, weight_size: object, grad_outpu
     size = _size(func, "weight_size", weight_size, rank)
     if x.ndim != rank + 2 or dy.ndim != rank + 2:
         raise ValueError(f"{func}: input and grad_output must be {rank + 2}-D, got {x.shape} and {dy.shape}")
-    return FilterGradCall(x, dy, size, _geometry(rank, stride, padding, dilation, groups), dtype)
+    return FilterGradCall(x, dy, size, _keywords(rank, stride, padding, dilation, groups), dtype)
 
 
 @op_with_vjp
