@@ -31,6 +31,21 @@ def _choices(op, geom, method, dtype=F64):
     return convgrad.make_plan(op, geom, dtype, method, 2**31).choices
 
 
+def _calibrated(monkeypatch, tmp_path, engine, **figures):
+    """The packaged calibration with ``engine``'s ``figures`` replaced, loaded for this test."""
+    import json
+
+    from convgrad.engines import _machine, load_calibration
+
+    doc = json.loads(_machine.DEFAULT_PATH.read_text())
+    doc["engines"][engine].update(figures)
+    (tmp_path / "calibration.json").write_text(json.dumps(doc))
+    # Both restored after the test: the packaged model, and the default planner with its plans.
+    monkeypatch.setattr(_machine, "_MODEL", _machine.model())
+    monkeypatch.setattr(convgrad._plan, "_DEFAULT", convgrad._plan.Planner())
+    load_calibration(tmp_path / "calibration.json")
+
+
 def _run_plan(plan, a, b):
     """A plan run on channels-first operands, its result channels-first."""
     to_b = x_to_last if plan.op == "filter_grad" else w_to_last
@@ -114,10 +129,10 @@ def test_pointwise_conv_is_one_gemm_without_packing():
 
 
 @pytest.mark.parametrize("rate", [1e3, 1e30])  # kernel transforms as padded FFTs / as DFT GEMMs
-def test_fft_kernel_transforms_both_ways(monkeypatch, rate):
-    from convgrad.engines import _machine, _spectra
+def test_fft_kernel_transforms_both_ways(monkeypatch, tmp_path, rate):
+    from convgrad.engines import _spectra
 
-    monkeypatch.setattr(_machine.figures("_spectra"), "DFT_GEMM_FLOPS_PER_S", rate)
+    _calibrated(monkeypatch, tmp_path, "_spectra", DFT_GEMM_FLOPS_PER_S=rate)
     kw = {"padding": ((2, 1), (0, 3)), "stride": (2, 1), "dilation": (1, 2)}
     geom = convgrad.ConvGeometry.for_conv((2, 4, 11, 9), (6, 4, 3, 4), **kw)
     lengths = _choices("forward", geom, "fft")["lengths"]
@@ -389,13 +404,13 @@ def test_spectral_mix_tiles_and_leftovers(n, f, groups, cg, og, dtype, planes_in
 
 @pytest.mark.parametrize("rate", [1e3, 1e30])  # spectra from pocketfft (complex) / DFT GEMMs (planes)
 @pytest.mark.parametrize("numba_mix", [True, False])
-def test_fft_mix_with_and_without_numba(monkeypatch, numba_mix, rate):
+def test_fft_mix_with_and_without_numba(monkeypatch, tmp_path, numba_mix, rate):
     """The Numba mixing kernel and the NumPy batched matmul that stands in without Numba, on both
     forms of the spectra; groups included (the filter gradient correlates group by group)."""
-    from convgrad.engines import _kernels, _machine
+    from convgrad.engines import _kernels
 
     monkeypatch.setattr(_kernels, "NUMBA", numba_mix)
-    monkeypatch.setattr(_machine.figures("_spectra"), "DFT_GEMM_FLOPS_PER_S", rate)
+    _calibrated(monkeypatch, tmp_path, "_spectra", DFT_GEMM_FLOPS_PER_S=rate)
     _three_ops("fft", (3, 4, 9, 7), (6, 2, 4, 3), padding=((2, 1), (0, 3)), groups=2, stride=(2, 1))
     _three_ops("fft", (5, 18, 11), (20, 18, 6), padding=2, dilation=2)
 
@@ -453,14 +468,12 @@ def test_tiled_strided_input_grad_writes_every_sample(monkeypatch, x_shape, w_sh
     ((2, 3, 5, 6, 7), (4, 3, 2, 3, 2), {"padding": 1, "stride": (1, 2, 1)}),  # 3-D, contiguous taps
     ((1, 4, 5, 4, 6), (2, 2, 2, 1, 3), {"groups": 2, "dilation": (2, 1, 2)}),
 ])
-def test_im2col_compiled_packing(monkeypatch, x_shape, w_shape, kw):
-    """The compiled im2col / col2im (3-D; 2-D with a unit leading axis), forced on small problems
-    that would otherwise be packed by NumPy slicing, against the oracle."""
+def test_im2col_compiled_packing(x_shape, w_shape, kw):
+    """The compiled im2col / col2im (3-D; 2-D with a unit leading axis), which small problems get
+    once the kernels are loaded (jit='eager') instead of NumPy slicing, against the oracle."""
     from convgrad._plan import Planner
-    from convgrad.engines import im2col
 
-    monkeypatch.setattr(im2col, "_use_kernels", lambda geom, dtype, planner: True)
-    planner = Planner()  # the default planner may have kept unfused plans of these geometries
+    planner = Planner("eager")
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
     geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)

@@ -15,8 +15,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType, SimpleNamespace
+from typing import Any
 
 DEFAULT_PATH = Path(__file__).with_name("calibration.json")
+
+
+class Figures(SimpleNamespace):
+    """One engine's figures as read-only attributes named like the constants."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"calibration figures are read-only (set {name} through load_calibration)")
 
 
 @dataclass(frozen=True)
@@ -24,7 +32,7 @@ class MachineModel:
     """``engines[name]`` holds that engine's figures by constant name; ``provenance`` says where
     they come from (date, machine, versions)."""
 
-    engines: Mapping[str, SimpleNamespace]
+    engines: Mapping[str, Figures]
     provenance: Mapping[str, object]
 
 
@@ -39,7 +47,7 @@ def _read(path: Path) -> MachineModel:
     doc = json.loads(Path(path).read_text())
     if not isinstance(doc, dict) or not isinstance(doc.get("engines"), dict):
         raise ValueError(f"calibration file {str(path)!r} has no 'engines' object")
-    engines = {name: SimpleNamespace(**{k: _figure(v) for k, v in figs.items()})
+    engines = {name: Figures(**{k: _figure(v) for k, v in figs.items()})
                for name, figs in doc["engines"].items()}
     return MachineModel(MappingProxyType(engines), MappingProxyType(doc.get("provenance", {})))
 
@@ -55,7 +63,7 @@ def model() -> MachineModel:
     return _MODEL
 
 
-def figures(engine: str) -> SimpleNamespace:
+def figures(engine: str) -> Figures:
     """``engine``'s figures, as attributes named like the constants (``GEMM_FLOPS_PER_S``...)."""
     return model().engines[engine]
 
