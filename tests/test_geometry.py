@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -176,3 +177,34 @@ def test_geometry_represents_empty_outputs_and_conv_refuses_them():
     with pytest.raises(ValueError, match=message):
         G.for_conv((2, 3, 5, 2), (4, 3, 3, 3), stride=(1, 2))
     assert G.for_general((2, 3, 5, 2), (4, 3, 3, 3), stride=(1, 2)) == geom
+
+
+@budget(60)
+@given(conv_cases(ranks=(1, 2)))
+def test_input_grad_accepts_exactly_the_sizes_it_states(case):
+    """conv_input_grad's input_shape: every size the forward conv maps to dy's size is accepted,
+    every other is refused, and the refusal states the accepted range."""
+    geom = convgrad.ConvGeometry.for_conv(case.x_shape, case.w_shape, **case.kwargs)
+    geo, fmt = case.geometry, case.data_format
+    kernel, rank = geom.kernel, geom.rank
+    stride, dilation = O.per_dim(geo["stride"], rank), O.per_dim(geo["dilation"], rank)
+    dy_shape = geom.y_shape(fmt)
+    accepted, stated = [], set()
+    for m in range(0, geom.in_spatial[0] + 2 * stride[0] + 2):
+        sizes = (m, *geom.in_spatial[1:])
+        pairs = O.resolve_padding(geo["padding"], sizes, kernel, stride, dilation)
+        maps = O.out_size(m, kernel[0], stride[0], dilation[0], *pairs[0]) == geom.out_spatial[0]
+        try:
+            convgrad.ConvGeometry.for_input_grad(dy_shape, case.w_shape, sizes, **case.kwargs)
+        except ValueError as e:
+            assert not maps, (m, str(e))
+            found = re.search(r"in dim 0 the forward conv maps sizes (\d+)\.\.(\d+) to", str(e))
+            if found:
+                stated.add((int(found[1]), int(found[2])))
+            continue
+        assert maps, m
+        accepted.append(m)
+    assert geom.in_spatial[0] in accepted
+    assert len(stated) <= 1
+    for lo, hi in stated:
+        assert accepted == list(range(lo, hi + 1))
