@@ -117,11 +117,12 @@ def gradients(g: ConvGeometry, fmt: str) -> dict:
 
 
 def costs(g: ConvGeometry, fmt: str, dtype: object) -> dict:
-    """FLOPs, memory and the planner's choice for each op, with every engine's verdict."""
+    """FLOPs, memory and the planner's choice for each op, with every engine's verdict (the plan's
+    candidates: estimate, workspace and choices, or why not)."""
     from ._budget import workspace_limit
     from ._dtypes import result_dtype
     from ._plan import make_plan
-    from .engines import OPS, engine_names, get_engine
+    from .engines import OPS
 
     _, comp = result_dtype(np.zeros(0, dtype))
     limit = workspace_limit(None)
@@ -133,18 +134,12 @@ def costs(g: ConvGeometry, fmt: str, dtype: object) -> dict:
     ops = {}
     for op in OPS:
         plan = make_plan(op, g, comp, "auto", limit)
-        engines = {}
-        for name in engine_names():
-            engine = get_engine(name)
-            why_not = engine.unsupported(g, op, comp)
-            engines[name] = ({"eligible": False, "reason": why_not} if why_not else
-                             {"eligible": True, "estimated_seconds": engine.cost(g, op, comp)})
         ins, out = io[op]
         ops[op] = {
             "flops": g.flops, "flops_as_plain_conv": as_conv[op],
             "input_bytes": sum(sizes[n] for n in ins) * item, "output_bytes": sizes[out] * item,
             "engine": plan.engine.name, "reason": plan.reason, "estimated_seconds": plan.estimated_seconds,
-            "workspace_bytes": plan.workspace_bytes, "engines": engines,
+            "workspace_bytes": plan.workspace_bytes, "engines": plan.verdicts(),
         }
     return {"dtype": str(np.dtype(dtype)), "compute_dtype": str(comp), "workspace_limit": limit, "ops": ops}
 

@@ -64,6 +64,12 @@ def test_explain_matches_the_core_geometry(case):
         assert o["workspace_bytes"] == plan.workspace_bytes
         assert o["flops"] == g.flops
         assert o["engines"][plan.engine.name]["eligible"] is True
+        verdicts = plan.verdicts()  # the plan's candidates, cheapest first, are what explain prints
+        assert list(o["engines"]) == list(verdicts)
+        for name, v in verdicts.items():
+            assert o["engines"][name]["eligible"] is v["eligible"]
+            assert o["engines"][name].get("reason") == v.get("reason")
+            assert o["engines"][name].get("estimated_seconds") == v.get("estimated_seconds")
     assert data["costs"]["ops"]["input_grad"]["flops_as_plain_conv"] == ig.flops
 
 

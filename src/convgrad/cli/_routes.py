@@ -26,7 +26,7 @@ from .._dtypes import result_dtype
 from .._frameworks._common import pad_or_crop, zero_insert
 from .._ops import conv, conv_bias_grad, conv_filter_grad, conv_input_grad, conv_transpose
 from .._plan import make_plan
-from ..engines import engine_names, get_engine
+from ..engines import engine_names
 from ..testing import Problem, Route, not_available
 from ._args import GeometryArgs
 
@@ -99,14 +99,15 @@ def core_routes(p: Problem) -> list[Route]:
             q.x, q.dy, q.w.shape, **q.kwargs)),
     ]
     for gradient, op, out in (("d_x", "input_grad", routes), ("d_w", "filter_grad", d_w)):
-        auto = make_plan(op, p.geom, comp, "auto", limit).engine.name
+        plan = make_plan(op, p.geom, comp, "auto", limit)
+        verdicts = plan.verdicts()  # every engine's: refused (why) or prepared
+        fn = "conv_input_grad" if gradient == "d_x" else "conv_filter_grad"
         for name in engine_names():
-            why_not = get_engine(name).unsupported(p.geom, op, comp)
-            fn = "conv_input_grad" if gradient == "d_x" else "conv_filter_grad"
-            if why_not:
-                out.append(not_available(gradient, f"{fn}(method={name!r})", f"engine: {why_not}"))
+            if verdicts[name]["eligible"]:
+                out.append(_engine(gradient, name, plan.engine.name))
             else:
-                out.append(_engine(gradient, name, auto))
+                why = verdicts[name]["reason"]
+                out.append(not_available(gradient, f"{fn}(method={name!r})", f"engine: {why}"))
     routes.append(Route("d_x", "conv_transpose(dy, w, output_shape=x.shape)", lambda q: conv_transpose(
         q.dy, q.w, output_shape=q.x.shape, **q.kwargs)))
     d_b = [

@@ -121,13 +121,15 @@ def _verdicts(con: Console, data: dict) -> None:
     from rich.text import Text
 
     ops = data["costs"]["ops"]
-    table = _table("every engine's verdict (estimated time, or why not)", ("engine", *ops), ("engine", *ops),
-                   no_wrap=False)
+    title = "every engine's verdict, cheapest first (estimated time, workspace, choices; or why not)"
+    table = _table(title, ("engine", *ops), ("engine", *ops), no_wrap=False)
     for name in next(iter(ops.values()))["engines"]:
         cells = []
         for o in ops.values():
             e = o["engines"][name]
-            cell = _secs(e["estimated_seconds"]) if e["eligible"] else f"n/a: {e['reason']}"
+            cell = f"n/a: {e['reason']}" if not e["eligible"] else (
+                f"{_secs(e['estimated_seconds'])}, {_bytes(e['workspace_bytes'])}"
+                + "".join(f"; {k}={v}" for k, v in e["choices"].items()))
             style = "bold green" if o["engine"] == name else ("" if e["eligible"] else "dim")
             cells.append(Text(cell, style=style))
         table.add_row(name, *cells)
