@@ -87,7 +87,7 @@ class _Attrs:
         flat = _ints("pads", pads, 2 * rank, 0, 0)
         self.pairs = tuple(zip(flat[:rank], flat[rank:]))
 
-    def keywords(self, padding: object = None, **extra: object) -> dict[str, object]:
+    def keywords(self, padding: object = None, **extra: object) -> dict[str, Any]:
         """The core's keywords; ``padding`` defaults to Conv's (auto_pad or the pads)."""
         if padding is None:
             padding = _CONV_PADDING.get(self.auto_pad, self.pairs)
@@ -113,7 +113,7 @@ def conv(
     X: Any, W: Any, B: Any = None, *, auto_pad: str = "NOTSET", dilations: Sequence[int] | None = None,
     group: int = 1, kernel_shape: Sequence[int] | None = None, pads: Sequence[int] | None = None,
     strides: Sequence[int] | None = None,
-) -> np.ndarray:
+) -> ConvCall:
     """ONNX ``Conv``: cross-correlation of X ``(N, C, *S)`` with W ``(M, C / group, *K)``, plus B.
 
     Shape model: ``out = (S + begin + end - ((K - 1) * dilation + 1)) // stride + 1`` per axis;
@@ -204,7 +204,7 @@ def conv_transpose(
     group: int = 1, kernel_shape: Sequence[int] | None = None,
     output_padding: Sequence[int] | None = None, output_shape: Sequence[int] | None = None,
     pads: Sequence[int] | None = None, strides: Sequence[int] | None = None,
-) -> np.ndarray:
+) -> ConvCall:
     """ONNX ``ConvTranspose`` of X ``(N, C, *S)`` with W ``(C, M / group, *K)``, plus B ``(M,)``.
 
     Shape model: ``out = stride * (S - 1) + output_padding + (K - 1) * dilation + 1 - begin - end``;
@@ -262,7 +262,7 @@ class _ShiftedConv:
     w: np.ndarray
     x_zero_point: np.ndarray | None
     w_zero_point: np.ndarray | None
-    keywords: dict[str, object]
+    keywords: dict[str, Any]
 
     def forward(self) -> np.ndarray:
         # The spec accumulates in int32 and may overflow only there: exact int64 wrapped to int32.
@@ -293,7 +293,7 @@ def conv_integer(
     x: Any, w: Any, x_zero_point: Any = None, w_zero_point: Any = None, *, auto_pad: str = "NOTSET",
     dilations: Sequence[int] | None = None, group: int = 1, kernel_shape: Sequence[int] | None = None,
     pads: Sequence[int] | None = None, strides: Sequence[int] | None = None,
-) -> np.ndarray:
+) -> _ShiftedConv:
     """ONNX ``ConvInteger``: ``Conv(x - x_zero_point, w - w_zero_point)`` in int32, no bias.
 
     Shape model as ``conv``. x and w are int8 or uint8; ``x_zero_point`` is a scalar of x's dtype;

@@ -140,3 +140,16 @@ def test_conv_integer_pullback_is_the_adjoint_of_the_shifted_conv():
 def test_integer_sequences_are_refused_in_each_frameworks_words(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+OPS = sorted({op for op, *_ in CALLS}, key=lambda op: op.__module__ + op.__qualname__)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_an_ops_signature_is_its_frameworks_and_returns_an_array(op):
+    """op_with_vjp keeps the resolver's parameters but not its return type (a call object)."""
+    import inspect
+
+    signature = inspect.signature(op)
+    assert signature.return_annotation == "np.ndarray"
+    assert list(signature.parameters) == list(inspect.signature(op.__wrapped__).parameters)

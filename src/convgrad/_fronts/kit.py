@@ -15,9 +15,10 @@ layout and back (the identity where they agree).
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol
 
 import numpy as np
 
@@ -26,21 +27,34 @@ from .._canon import as_int
 from .._ops import _cotangent as cotangent  # the one check of a pullback's dy, shared with the core
 
 Pullback = Callable[[object], tuple[Any, ...]]
+Keywords = Mapping[str, Any]  # a core op's keyword arguments (stride, padding, ...)
+P = ParamSpec("P")
 
 
-def op_with_vjp(resolve: Callable[..., Any]) -> Callable[..., Any]:
+class Call(Protocol):
+    """A resolved call of a front's op."""
+
+    def forward(self) -> Any: ...
+
+    def vjp(self) -> tuple[Any, Pullback]: ...
+
+
+def op_with_vjp(resolve: Callable[P, Call]) -> Callable[P, Any]:
     """An op from a resolver: ``resolve(*args, **kwargs)`` checks and translates the framework's
     arguments once into a call object; the op runs its ``forward()`` (no pullback is built) and
     ``op.vjp`` its ``vjp() -> (out, pullback)``."""
 
     @functools.wraps(resolve)
-    def op(*args: Any, **kwargs: Any) -> Any:
+    def op(*args: P.args, **kwargs: P.kwargs) -> Any:
         return resolve(*args, **kwargs).forward()
 
-    def vjp(*args: Any, **kwargs: Any) -> Any:
+    def vjp(*args: P.args, **kwargs: P.kwargs) -> tuple[Any, Pullback]:
         return resolve(*args, **kwargs).vjp()
 
     op.vjp = vjp  # type: ignore[attr-defined]
+    # The op returns an array, not the resolver's call object: its signature says so.
+    signature = inspect.signature(resolve).replace(return_annotation="np.ndarray")
+    op.__signature__ = signature  # type: ignore[attr-defined]
     return op
 
 
@@ -121,7 +135,7 @@ class ConvCall:
 
     x: np.ndarray
     w: np.ndarray
-    keywords: Mapping[str, object]
+    keywords: Keywords
     dtype: np.dtype
     bias: np.ndarray | None = None
     with_bias: bool = False
@@ -161,7 +175,7 @@ class InputGradCall:
     dy: np.ndarray
     w: np.ndarray
     input_shape: tuple[int, ...]
-    keywords: Mapping[str, object]
+    keywords: Keywords
     dtype: np.dtype
     filter_first: bool = True
     layout: Adapter = IDENTITY
@@ -195,7 +209,7 @@ class FilterGradCall:
     x: np.ndarray
     dy: np.ndarray
     filter_shape: tuple[int, ...]
-    keywords: Mapping[str, object]
+    keywords: Keywords
     dtype: np.dtype
     layout: Adapter = IDENTITY
     filt: Adapter = IDENTITY

@@ -95,7 +95,8 @@ def conv_dimension_numbers(
     """
     ndim = len(lhs_shape)
     if _is_dnums(dimension_numbers):
-        specs = tuple(tuple(as_int("dimension_numbers", v) for v in s) for s in dimension_numbers)  # type: ignore[union-attr]
+        dn: Any = dimension_numbers
+        specs = tuple(tuple(as_int("dimension_numbers", v) for v in s) for s in dn)
         for name, spec in zip(ConvDimensionNumbers._fields, specs):
             if sorted(spec) != list(range(ndim)):
                 raise ValueError(
@@ -189,7 +190,7 @@ class _GeneralConv:
     dtype: np.dtype  # of the result
     squeeze: bool  # no spatial dims: computed with one spatial dim of size 1
 
-    def _call(self) -> tuple[tuple[np.ndarray, np.ndarray], dict[str, object]]:
+    def _call(self) -> tuple[tuple[np.ndarray, np.ndarray], dict[str, Any]]:
         """conv_general's operands and keywords. Float results are computed in their own dtype;
         integer ones exactly (int64 in the core), then wrapped."""
         g = self.geometry
@@ -324,7 +325,7 @@ def conv_general_dilated(
     lhs_dilation: Sequence[int] | None = None, rhs_dilation: Sequence[int] | None = None,
     dimension_numbers: Any = None, feature_group_count: int = 1, batch_group_count: int = 1,
     precision: Any = None, preferred_element_type: Any = None,
-) -> np.ndarray:
+) -> _GeneralConv:
     """General dilated convolution (cross-correlation), as ``jax.lax.conv_general_dilated``.
 
     Shape model: each spatial dim of ``lhs`` is dilated to ``(n - 1) * lhs_dilation + 1``, padded
@@ -366,7 +367,7 @@ def conv_general_dilated(
 def conv(
     lhs: Any, rhs: Any, window_strides: Sequence[int], padding: Any, precision: Any = None,
     preferred_element_type: Any = None,
-) -> np.ndarray:
+) -> _GeneralConv:
     """``jax.lax.conv``: ``conv_general_dilated`` in the default layouts ``('NCHW', 'OIHW', 'NCHW')``.
 
     Shape model: ``max(0, (n + low + high - k) // stride + 1)`` outputs per spatial dim, with
@@ -381,7 +382,7 @@ def conv_with_general_padding(
     lhs: Any, rhs: Any, window_strides: Sequence[int], padding: Any,
     lhs_dilation: Sequence[int] | None, rhs_dilation: Sequence[int] | None, precision: Any = None,
     preferred_element_type: Any = None,
-) -> np.ndarray:
+) -> _GeneralConv:
     """``jax.lax.conv_with_general_padding``: default layouts, explicit pads and both dilations.
 
     Shape model: ``max(0, ((n - 1) * lhs_dilation + 1 + low + high - k_eff) // stride + 1)``
@@ -468,7 +469,7 @@ def conv_transpose(
     rhs_dilation: Sequence[int] | None = None, dimension_numbers: Any = None,
     transpose_kernel: bool = False, precision: Any = None, preferred_element_type: Any = None,
     use_consistent_padding: bool = False,
-) -> np.ndarray:
+) -> _GeneralConv | _FlippedKernel:
     """``jax.lax.conv_transpose``: a stride-1 conv over lhs dilated by ``strides``.
 
     Shape model: with 'SAME' the output is ``n * stride``; with 'VALID'

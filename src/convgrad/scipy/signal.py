@@ -184,7 +184,7 @@ def _nd(in1: object, in2: object, mode: object, method: object, *, convolve: boo
 
 
 @op_with_vjp
-def convolve(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> np.ndarray:
+def convolve(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> _Correlation | _Product:
     """``scipy.signal.convolve``: N-d true convolution of in1 with in2 (both the same rank).
 
     Shape model: 'full' ``n1 + n2 - 1``, 'same' ``n1`` (the centre of 'full', starting
@@ -203,7 +203,7 @@ def convolve(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> np
 
 
 @op_with_vjp
-def correlate(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> np.ndarray:
+def correlate(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> _Correlation | _Product:
     """``scipy.signal.correlate``: N-d cross-correlation ``z[k] = sum_l in1[l] * in2[l - k + n2 - 1]``.
 
     Shape model as ``convolve``; 'same' is the centre of 'full' (for an even ``n2`` the odd pad
@@ -312,7 +312,7 @@ class _Zeros:
 @op_with_vjp
 def convolve2d(
     in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", fillvalue: Any = 0
-) -> np.ndarray:
+) -> _Correlation | _Zeros:
     """``scipy.signal.convolve2d``: 2-D true convolution, in1 extended by ``boundary``.
 
     Shape model: 'full' ``n1 + n2 - 1``, 'same' ``n1`` (centred as ``convolve``), 'valid'
@@ -334,7 +334,7 @@ def convolve2d(
 @op_with_vjp
 def correlate2d(
     in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", fillvalue: Any = 0
-) -> np.ndarray:
+) -> _Correlation | _Zeros:
     """``scipy.signal.correlate2d``: 2-D cross-correlation, in1 extended by ``boundary``.
 
     Shape model as ``convolve2d``, but 'same' starts ``n2 // 2`` samples into 'full' (for an even

@@ -256,9 +256,8 @@ def _conv_call(x: np.ndarray, w: np.ndarray, stride: tuple, padding: object, dil
     strides gives an empty output (conv_general's, as JAX), by more a negative size, refused."""
     rank = w.ndim - 2
     if padding != "same" and min(stride) >= 1:  # SAME never overhangs; the core refuses stride 0
-        pads = [(0, 0)] * rank if padding == "valid" else padding
-        dims = zip(x.shape[-rank - 1 : -1], pads, w.shape[:rank], dilation, stride)  # type: ignore[arg-type]
-        for n, (lo, hi), k, d, s in dims:
+        pads: Any = [(0, 0)] * rank if padding == "valid" else padding
+        for n, (lo, hi), k, d, s in zip(x.shape[-rank - 1 : -1], pads, w.shape[:rank], dilation, stride):
             padded, k_eff = n + lo + hi, dilate_dim(k, d)
             size = _truncated_div(padded - k_eff + s, s)
             if size < 0:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -115,7 +116,7 @@ def _conv(func: str, rank: int, input: object, weight: object, bias: object, str
         p: object = padding
     else:
         p = expand("padding", padding, rank)
-    keywords = {"stride": s, "padding": p, "dilation": d, "groups": groups_of(groups)}
+    keywords: dict[str, Any] = {"stride": s, "padding": p, "dilation": d, "groups": groups_of(groups)}
     return ConvCall(x, w, keywords, dtype, b, with_bias=True, layout=layout)
 
 
@@ -124,7 +125,7 @@ def _conv_transpose(func: str, rank: int, input: object, weight: object, bias: o
     x, w, b, dtype, layout = _operands(func, rank, input, weight, bias)
     if isinstance(padding, str):
         raise TypeError(f"{func}(): argument 'padding' must be tuple of ints, not str ({padding!r})")
-    keywords = {
+    keywords: dict[str, Any] = {
         "stride": expand("stride", stride, rank),
         "padding": expand("padding", padding, rank),
         "output_padding": expand("output_padding", output_padding, rank),

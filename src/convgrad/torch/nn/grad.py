@@ -13,6 +13,8 @@ d_grad_output)`` for ``*_weight``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..._dtypes import as_array
 from ..._fronts.kit import FilterGradCall, InputGradCall, op_with_vjp
 from .functional import expand, groups_of, same_dtype
@@ -39,7 +41,7 @@ def _size(func: str, name: str, value: object, rank: int) -> tuple[int, ...]:
     return size
 
 
-def _keywords(rank: int, stride: object, padding: object, dilation: object, groups: object) -> dict:
+def _keywords(rank: int, stride: object, padding: object, dilation: object, groups: object) -> dict[str, Any]:
     if isinstance(padding, str):
         raise TypeError(f"padding must be an int or a tuple of {rank} ints, got {padding!r}")
     return {"stride": expand("stride", stride, rank), "padding": expand("padding", padding, rank),
