@@ -75,10 +75,32 @@ def conv_general_vjp(
     rhs_dilation: object = 1, feature_group_count: int = 1, batch_group_count: int = 1,
     data_format: str = "channels_first", method: str = "auto", workspace_bytes: int | None = None,
 ) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray, np.ndarray]]]:
-    """``(y, vjp)`` with ``y = conv_general(x, w, ...)`` (same keywords) and ``vjp(dy) -> (dx, dw)``.
+    """``conv_general`` and its pullback: the geometry is checked once, ``vjp`` reuses it.
 
     A plain grouped conv runs the engines' own gradients; with input dilation or batch groups
     each gradient is the transposed conv of ``_transpose`` (JAX's rule), run as a forward.
+
+    Parameters
+    ----------
+    x, w, stride, padding, lhs_dilation, rhs_dilation, feature_group_count, batch_group_count,
+    data_format, method, workspace_bytes : as in ``conv_general``
+
+    Returns
+    -------
+    y : (N / batch_group_count, O, *out) or channels-last likewise
+    vjp : callable
+        ``vjp(dy) -> (dx, dw)``: dy of y's shape; dx, dw of x's and w's shapes (zeros where
+        ``out`` is empty).
+
+    Examples
+    --------
+    >>> import numpy as np, convgrad
+    >>> x, w = np.arange(3.0).reshape(1, 1, 3), np.ones((1, 1, 2))
+    >>> y, vjp = convgrad.conv_general_vjp(x, w, lhs_dilation=2)
+    >>> y
+    array([[[0., 1., 1., 2.]]])
+    >>> vjp(np.ones((1, 1, 4)))
+    (array([[[1., 2., 1.]]]), array([[[1., 3.]]]))
     """
     fmt = _canon.data_format(data_format)
     x, w = as_array("x", x), as_array("w", w)

@@ -155,8 +155,25 @@ class ConvGeometry:
         padding: object = 0, dilation: object = 1, groups: object = 1,
         data_format: str = "channels_first",
     ) -> ConvGeometry:
-        """Geometry of ``conv(x, w)``: x ``(N, C, *S)``, w ``(O, C/groups, *K)`` channels-first,
-        or x ``(N, *S, C)``, w ``(*K, C/groups, O)`` channels-last."""
+        """Geometry of ``conv(x, w)``.
+
+        Parameters
+        ----------
+        x_shape : (N, C, *S) or, channels-last, (N, *S, C)
+        w_shape : (O, C / groups, *K) or, channels-last, (*K, C / groups, O)
+        stride, padding, dilation, groups, data_format : as in ``convgrad.conv``
+
+        Returns
+        -------
+        ConvGeometry with explicit pads; ValueError if an output size would be 0.
+
+        Examples
+        --------
+        >>> import convgrad
+        >>> g = convgrad.ConvGeometry.for_conv((1, 3, 8, 8), (4, 3, 3, 3), stride=2, padding="same")
+        >>> g.padding, g.y_shape()  # SAME: the odd pad goes after
+        (((0, 1), (0, 1)), (1, 4, 4, 4))
+        """
         # Checking and resolving the arguments took 85 us, a third of a small conv's call; a
         # training loop asks for the same geometry at every step. Keys keep the arguments' types
         # (True is not 1 here: one is refused, the other is a stride).
@@ -194,6 +211,25 @@ class ConvGeometry:
         result ``y``, its output is ``x``, its filter is ``w`` (same layout as ``for_conv``) and
         ``padding`` is its padding. Pads are made tight (the last window ends on the last padded
         sample) so the adjoint is defined for every reachable output size.
+
+        Parameters
+        ----------
+        x_shape : (N, C_in, *S) or (N, *S, C_in), the transposed conv's input
+        w_shape : (C_in, C_out / groups, *K) or (*K, C_out / groups, C_in)
+        stride, padding, output_padding, output_shape, dilation, groups, data_format :
+            as in ``convgrad.conv_transpose``
+
+        Returns
+        -------
+        ConvGeometry of the forward conv: ``x_shape()`` is the result's, ``y_shape()`` x's.
+
+        Examples
+        --------
+        >>> import convgrad
+        >>> g = convgrad.ConvGeometry.for_transpose((1, 4, 4), (4, 3, 3), stride=2, padding=1,
+        ...                                         output_padding=1)
+        >>> g.x_shape(), g.y_shape(), g.padding  # (4 - 1) * 2 - 2 + 3 + 1 = 8; after pad tight
+        ((1, 3, 8), (1, 4, 4), ((1, 0),))
         """
         x_shape, w_shape, rank = _shapes(x_shape, w_shape)
         p = ConvParams.parse(rank, stride, padding, dilation, groups, data_format)
@@ -235,8 +271,27 @@ class ConvGeometry:
         feature_group_count: object = 1, batch_group_count: object = 1,
         data_format: str = "channels_first",
     ) -> ConvGeometry:
-        """Geometry of ``conv_general(x, w)``: x ``(N, C, *S)``, w ``(O, C_w, *K)`` channels-first
-        (or channels-last), ``C_w = C / feature_group_count``, or ``C`` with batch groups."""
+        """Geometry of ``conv_general(x, w)``; empty outputs are allowed (as in JAX).
+
+        Parameters
+        ----------
+        x_shape : (N, C, *S) or (N, *S, C)
+        w_shape : (O, C_w, *K) or (*K, C_w, O); ``C_w = C / feature_group_count``, or ``C``
+            with batch groups
+        stride, padding, lhs_dilation, rhs_dilation, feature_group_count, batch_group_count,
+        data_format : as in ``convgrad.conv_general``
+
+        Returns
+        -------
+        ConvGeometry
+
+        Examples
+        --------
+        >>> import convgrad
+        >>> g = convgrad.ConvGeometry.for_general((4, 2, 5), (6, 2, 3), batch_group_count=2)
+        >>> g.y_shape()  # batch block b meets output-channel block b
+        (2, 6, 3)
+        """
         x_shape, w_shape, rank = _shapes(x_shape, w_shape)
         fmt = _canon.data_format(data_format)
         n, c, spatial = _split_x(x_shape, fmt)
@@ -266,11 +321,28 @@ class ConvGeometry:
         stride: object = 1, padding: object = 0, dilation: object = 1, groups: object = 1,
         data_format: str = "channels_first",
     ) -> ConvGeometry:
-        """Geometry of the conv whose input gradient maps dy ``(N, O, *out)`` to x of
-        ``input_shape``: full, or spatial only (batch from dy, channels from w and groups).
+        """Geometry of the conv whose input gradient maps dy to x of ``input_shape``.
 
         A stride makes the input size ambiguous; a size the conv does not map to dy's is refused
         with the valid range, as ``for_transpose`` refuses an unreachable ``output_shape``.
+
+        Parameters
+        ----------
+        dy_shape : (N, O, *out) or (N, *out, O)
+        w_shape : (O, C / groups, *K) or (*K, C / groups, O)
+        input_shape : x's shape, full or spatial only (batch from dy, channels from w and groups)
+        stride, padding, dilation, groups, data_format : as in ``convgrad.conv``
+
+        Returns
+        -------
+        ConvGeometry of the forward conv of x and w
+
+        Examples
+        --------
+        >>> import convgrad
+        >>> g = convgrad.ConvGeometry.for_input_grad((1, 4, 3), (4, 2, 3), (8,), stride=2)
+        >>> g.x_shape(), g.input_size_range()  # sizes 7 and 8 both give 3 outputs
+        ((1, 2, 8), ((7, 8),))
         """
         fmt = _canon.data_format(data_format)
         dy_shape = _canon.shape_tuple("dy.shape", dy_shape)
@@ -303,8 +375,25 @@ class ConvGeometry:
         stride: object = 1, padding: object = 0, dilation: object = 1, groups: object = 1,
         data_format: str = "channels_first",
     ) -> ConvGeometry:
-        """Geometry of the conv whose filter gradient maps x and dy to a filter of
-        ``filter_shape``: full, or the kernel sizes only (channels from x, dy and groups)."""
+        """Geometry of the conv whose filter gradient maps x and dy to a filter of ``filter_shape``.
+
+        Parameters
+        ----------
+        x_shape : (N, C, *S) or (N, *S, C)
+        dy_shape : (N, O, *out) or (N, *out, O)
+        filter_shape : w's shape, full or the kernel sizes only (channels from x, dy and groups)
+        stride, padding, dilation, groups, data_format : as in ``convgrad.conv``
+
+        Returns
+        -------
+        ConvGeometry of the forward conv of x and w
+
+        Examples
+        --------
+        >>> import convgrad
+        >>> convgrad.ConvGeometry.for_filter_grad((1, 4, 7), (1, 6, 3), (3,), stride=2, groups=2).w_shape()
+        (6, 2, 3)
+        """
         fmt = _canon.data_format(data_format)
         x_shape = _canon.shape_tuple("x.shape", x_shape)
         dy_shape = _canon.shape_tuple("dy.shape", dy_shape)

@@ -126,11 +126,24 @@ def conv_input_grad(
 ) -> np.ndarray:
     """Gradient of ``conv`` with respect to its input: dx = J_x^T dy.
 
-    ``input_shape`` is the shape of x, full or spatial only: a stride makes it ambiguous, so it
-    is given and checked (it must be one the forward conv maps to ``dy``'s shape).
+    Parameters
+    ----------
+    dy : (N, O, *out) or (N, *out, O)
+    w : (O, C / groups, *K) or (*K, C / groups, O), as in ``conv``
+    input_shape : x's shape, full or spatial only
+        Given because a stride makes it ambiguous; it must be one the forward conv maps to
+        ``dy``'s shape (the error states the valid range).
+    stride, padding, dilation, groups, data_format, method, workspace_bytes : as in ``conv``
 
-    dy : (N, O, *out) or (N, *out, O); w : as in ``conv``. Returns dx of ``input_shape``.
-    Equals ``conv_transpose(dy, w, output_shape=input_shape)`` with the same geometry.
+    Returns
+    -------
+    dx : (N, C, *S) or (N, *S, C); ``conv_transpose(dy, w, output_shape=input_shape)``
+
+    Examples
+    --------
+    >>> import numpy as np, convgrad
+    >>> convgrad.conv_input_grad(np.ones((1, 1, 2)), np.array([[[1.0, 2.0]]]), (5,), stride=2)
+    array([[[1., 2., 1., 2., 0.]]])
     """
     fmt = _canon.data_format(data_format)
     dy, w = as_array("dy", dy), as_array("w", w)
@@ -146,8 +159,23 @@ def conv_filter_grad(
 ) -> np.ndarray:
     """Gradient of ``conv`` with respect to its filter: dw = J_w^T dy.
 
-    x : (N, C, *S) or (N, *S, C); dy : the conv's output shape; ``filter_shape`` full, or the
-    kernel sizes only. Returns dw of the filter's shape.
+    Parameters
+    ----------
+    x : (N, C, *S) or (N, *S, C)
+    dy : (N, O, *out) or (N, *out, O), the conv's output shape
+    filter_shape : w's shape, full or the kernel sizes K only
+    stride, padding, dilation, groups, data_format, method, workspace_bytes : as in ``conv``
+
+    Returns
+    -------
+    dw : (O, C / groups, *K) or (*K, C / groups, O);
+        ``dw[o, c, t] = sum_{n, p} dy[n, o, p] * x_pad[n, c, p * stride + t * dilation]``
+
+    Examples
+    --------
+    >>> import numpy as np, convgrad
+    >>> convgrad.conv_filter_grad(np.arange(4.0).reshape(1, 1, 4), np.ones((1, 1, 3)), (2,))
+    array([[[3., 6.]]])
     """
     fmt = _canon.data_format(data_format)
     x, dy = as_array("x", x), as_array("dy", dy)
@@ -157,7 +185,23 @@ def conv_filter_grad(
 
 
 def conv_bias_grad(dy: object, *, data_format: str = "channels_first") -> np.ndarray:
-    """Gradient with respect to the bias: dy summed over batch and positions, shape (O,)."""
+    """Gradient of ``conv`` with respect to its bias: dy summed over batch and positions.
+
+    Parameters
+    ----------
+    dy : (N, O, *out) or (N, *out, O)
+    data_format : 'channels_first' or 'channels_last'
+
+    Returns
+    -------
+    db : (O,)
+
+    Examples
+    --------
+    >>> import numpy as np, convgrad
+    >>> convgrad.conv_bias_grad(np.arange(12.0).reshape(2, 2, 3))
+    array([24., 42.])
+    """
     fmt = _canon.data_format(data_format)
     dy = as_array("dy", dy)
     if dy.ndim < 3:
@@ -205,9 +249,28 @@ def conv_vjp(
     dilation: object = 1, groups: int = 1, data_format: str = "channels_first",
     method: str = "auto", workspace_bytes: int | None = None,
 ) -> tuple[np.ndarray, Callable[[object], GradTriple]]:
-    """``(y, vjp)`` with ``y = conv(x, w, bias, ...)`` (same keywords) and ``vjp(dy) -> (dx, dw, db)``.
+    """``conv`` and its pullback: the geometry is checked once, ``vjp`` reuses it.
 
-    ``db`` is None without bias. The geometry is resolved once and reused by ``vjp``.
+    Parameters
+    ----------
+    x, w, bias, stride, padding, dilation, groups, data_format, method, workspace_bytes :
+        as in ``conv``; a named ``method`` must run all three ops (checked before any work).
+
+    Returns
+    -------
+    y : (N, O, *out) or (N, *out, O), ``conv(x, w, bias, ...)``
+    vjp : callable
+        ``vjp(dy) -> (dx, dw, db)``: dy of y's shape; dx, dw of x's and w's shapes; db ``(O,)``,
+        or None without bias.
+
+    Examples
+    --------
+    >>> import numpy as np, convgrad
+    >>> y, vjp = convgrad.conv_vjp(np.arange(4.0).reshape(1, 1, 4), np.array([[[1.0, 2.0]]]), np.array([0.5]))
+    >>> y
+    array([[[2.5, 5.5, 8.5]]])
+    >>> vjp(np.ones((1, 1, 3)))
+    (array([[[1., 3., 3., 2.]]]), array([[[3., 6.]]]), array([3.]))
     """
     fmt = _canon.data_format(data_format)
     x, w = as_array("x", x), as_array("w", w)
@@ -233,10 +296,31 @@ def conv_transpose_vjp(
     groups: int = 1, data_format: str = "channels_first", method: str = "auto",
     workspace_bytes: int | None = None,
 ) -> tuple[np.ndarray, Callable[[object], GradTriple]]:
-    """``(y, vjp)`` for ``conv_transpose`` (same keywords); ``vjp(dy) -> (dx, dw, db)``.
+    """``conv_transpose`` and its pullback: the geometry is checked once, ``vjp`` reuses it.
 
     The transpose of a transpose is the forward: dx = conv(dy, w), and dw is the forward conv's
     filter gradient with dy as its input and x as its output gradient.
+
+    Parameters
+    ----------
+    x, w, bias, stride, padding, output_padding, output_shape, dilation, groups, data_format,
+    method, workspace_bytes : as in ``conv_transpose``
+
+    Returns
+    -------
+    y : (N, C_out, *S_out) or (N, *S_out, C_out), ``conv_transpose(x, w, bias, ...)``
+    vjp : callable
+        ``vjp(dy) -> (dx, dw, db)``: dy of y's shape; dx, dw of x's and w's shapes; db
+        ``(C_out,)``, or None without bias.
+
+    Examples
+    --------
+    >>> import numpy as np, convgrad
+    >>> y, vjp = convgrad.conv_transpose_vjp(np.ones((1, 1, 2)), np.ones((1, 1, 3)), stride=2)
+    >>> y
+    array([[[1., 1., 2., 1., 1.]]])
+    >>> vjp(np.arange(5.0).reshape(1, 1, 5))
+    (array([[[3., 9.]]]), array([[[2., 4., 6.]]]), None)
     """
     fmt = _canon.data_format(data_format)
     x, w = as_array("x", x), as_array("w", w)
@@ -264,11 +348,21 @@ def conv_input_grad_vjp(
     dilation: object = 1, groups: int = 1, data_format: str = "channels_first",
     method: str = "auto", workspace_bytes: int | None = None,
 ) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray, np.ndarray]]]:
-    """``(dx, vjp)`` with ``dx = conv_input_grad(dy, w, input_shape, ...)`` (same keywords) and
-    ``vjp(g) -> (d_dy, d_w)`` for a cotangent ``g`` shaped like dx.
+    """``conv_input_grad`` and its pullback (dx is bilinear in dy and w).
 
-    ``<dx(dy, w), g> = <dy, conv(g, w)> = <w, conv_filter_grad(g, dy)>``: so ``d_dy = conv(g, w)``
-    (dy's shape) and ``d_w = conv_filter_grad(g, dy)`` (w's shape).
+    ``<dx(dy, w), g> = <dy, conv(g, w)> = <w, conv_filter_grad(g, dy)>``.
+
+    Parameters
+    ----------
+    dy, w, input_shape, stride, padding, dilation, groups, data_format, method,
+    workspace_bytes : as in ``conv_input_grad``
+
+    Returns
+    -------
+    dx : x's shape, ``conv_input_grad(dy, w, input_shape, ...)``
+    vjp : callable
+        ``vjp(g) -> (d_dy, d_w)`` for g of dx's shape: ``d_dy = conv(g, w)`` (dy's shape),
+        ``d_w = conv_filter_grad(g, dy)`` (w's shape).
 
     Examples
     --------
@@ -299,11 +393,30 @@ def conv_filter_grad_vjp(
     dilation: object = 1, groups: int = 1, data_format: str = "channels_first",
     method: str = "auto", workspace_bytes: int | None = None,
 ) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray, np.ndarray]]]:
-    """``(dw, vjp)`` with ``dw = conv_filter_grad(x, dy, filter_shape, ...)`` (same keywords) and
-    ``vjp(g) -> (d_x, d_dy)`` for a cotangent ``g`` shaped like dw.
+    """``conv_filter_grad`` and its pullback (dw is bilinear in x and dy).
 
-    ``<dw(x, dy), g> = <x, conv_input_grad(dy, g)> = <dy, conv(x, g)>``: so
-    ``d_x = conv_input_grad(dy, g)`` (x's shape) and ``d_dy = conv(x, g)`` (dy's shape).
+    ``<dw(x, dy), g> = <x, conv_input_grad(dy, g)> = <dy, conv(x, g)>``.
+
+    Parameters
+    ----------
+    x, dy, filter_shape, stride, padding, dilation, groups, data_format, method,
+    workspace_bytes : as in ``conv_filter_grad``
+
+    Returns
+    -------
+    dw : w's shape, ``conv_filter_grad(x, dy, filter_shape, ...)``
+    vjp : callable
+        ``vjp(g) -> (d_x, d_dy)`` for g of dw's shape: ``d_x = conv_input_grad(dy, g)`` (x's
+        shape), ``d_dy = conv(x, g)`` (dy's shape).
+
+    Examples
+    --------
+    >>> import numpy as np, convgrad
+    >>> dw, vjp = convgrad.conv_filter_grad_vjp(np.arange(4.0).reshape(1, 1, 4), np.ones((1, 1, 3)), (2,))
+    >>> dw
+    array([[[3., 6.]]])
+    >>> vjp(np.array([[[1.0, 0.0]]]))
+    (array([[[1., 1., 1., 0.]]]), array([[[0., 1., 2.]]]))
     """
     fmt = _canon.data_format(data_format)
     x, dy = as_array("x", x), as_array("dy", dy)
