@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 
+from convgrad import _frameworks
 from convgrad.cli.bench import report, suite
 
 
@@ -25,7 +26,7 @@ def main() -> None:
                         help=f"comma-separated, from {','.join(suite.FRAMEWORKS)}")
     parser.add_argument("--write", metavar="FILE", help="write the report (markdown) to FILE")
     args = parser.parse_args()
-    frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
+    frameworks = _frameworks.parse(args.frameworks, suite.FRAMEWORKS)
     rows = []
     for case in suite.get_cases(args.cases):
         rows.extend(suite.run_case(case, args.repeats, frameworks))
@@ -34,8 +35,7 @@ def main() -> None:
     print(text)
     if args.write:
         with open(args.write, "w") as f:
-            names = {"torch": "PyTorch", "tf": "TensorFlow", "jax": "JAX"}
-            title = ", ".join(names.get(f, f) for f in frameworks)
+            title = ", ".join(_frameworks.module(f).TITLE for f in frameworks)
             f.write(f"# Benchmarks: convgrad against {title} (CPU)\n\n"
                     f"Command: `python benchmarks/bench_core.py --frameworks {','.join(frameworks)} "
                     f"--repeats {args.repeats} --write {args.write}`. {report.METHOD}\n\n" + text)

@@ -4,7 +4,6 @@ method, and a ratio chart (matplotlib, imported when drawn)."""
 from __future__ import annotations
 
 import datetime
-import importlib.util
 import math
 import os
 import platform
@@ -12,6 +11,7 @@ import sys
 
 import numpy as np
 
+from ... import _frameworks
 from .suite import FRAMEWORKS, OPS, RTOL, SETTLE_SECONDS
 
 
@@ -74,11 +74,9 @@ def environment(repeats: int, peak: float | None) -> str:
 
     versions = [f"Python {platform.python_version()}", f"NumPy {np.__version__}",
                 f"SciPy {scipy.__version__}"]
-    for name, module in (("PyTorch", "torch"), ("TensorFlow", "tensorflow"), ("JAX", "jax")):
-        if importlib.util.find_spec(module) is not None:
-            mod = sys.modules.get(module)
-            if mod is not None:
-                versions.append(f"{name} {getattr(mod, '__version__', '?')}")
+    for fw in map(_frameworks.module, FRAMEWORKS):  # the ones this run imported
+        if fw.IMPORTS[0] in sys.modules:
+            versions.append(f"{fw.TITLE} {getattr(sys.modules[fw.IMPORTS[0]], '__version__', '?')}")
     env = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     text = (f"Measured {datetime.date.today()} on {platform.machine()}, {os.cpu_count()} cores "
             f"({platform.processor() or 'unknown CPU'}); {', '.join(versions)}, convgrad {__version__}. "
