@@ -7,10 +7,12 @@ layouts, and, where the framework has them:
   (``convgrad.translate``'s reader);
 * ``write(c) -> Translation``: a forward conv as its call (``translate``'s writer, which
   ``convgrad explain`` prints too) and ``equivalent(g, fmt) -> dict``: the forward and both
-  gradients of a geometry as its calls (``explain``);
+  gradients of a geometry as its calls (``explain``); both decide what the framework can say
+  with one rule (``torch.symmetric_pads``, ``tf.padding``, ``onnx.conv_pads``);
 * ``routes(p)``, ``front_routes(p)``: the real framework's gradients, and convgrad's front for
-  it, as routes for ``convgrad.testing.check_routes``; ``contestants(case, x, w, dy)``: its timed
-  calls for the benchmark suite.
+  it, as routes for ``convgrad.testing.check_routes``, with the pad-first workaround
+  (``_common.PadFirst``) where its pads cannot say the geometry's; ``contestants(g, x, w, dy)``:
+  its timed calls for the benchmark suite.
 
 The frameworks themselves are imported inside the functions that run them, so nothing here
 needs one installed until it runs. Adding a framework means adding one module here.
@@ -21,6 +23,10 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..testing import Problem, Route
 
 # The one list of frameworks, in the order the command line shows them.
 FRAMEWORKS = ("torch", "tf", "jax", "onnx", "scipy")
@@ -60,9 +66,9 @@ def parse(text: str, choices: tuple[str, ...] = FRAMEWORKS) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def routes(name: str, p: object) -> list:
-    """Framework ``name``'s gradient routes for the problem ``p`` (a ``testing.Problem``); one
-    'not available' route, not an exception, when it is not installed or fails to load."""
+def routes(name: str, p: Problem) -> list[Route]:
+    """Framework ``name``'s gradient routes for the problem ``p``; one 'not available' route, not
+    an exception, when it is not installed or fails to load."""
     from ..testing import not_available
 
     fw = module(name)
@@ -75,7 +81,7 @@ def routes(name: str, p: object) -> list:
         return [not_available("d_x", f"{name}: every route", f"failed to load: {type(e).__name__}: {first}")]
 
 
-def front_routes(p: object) -> list:
+def front_routes(p: Problem) -> list[Route]:
     """The same calls through convgrad's own fronts (``convgrad.torch``, ``convgrad.tf``,
     ``convgrad.jax``): each framework's convention, answered by convgrad."""
     return [route for name in with_("front_routes") for route in module(name).front_routes(p)]
