@@ -25,6 +25,15 @@ def as_array(name: str, value: object) -> np.ndarray:
     return a
 
 
+def cotangent(g: object, expected: tuple[int, ...], name: str = "dy") -> np.ndarray:
+    """The cotangent ``g`` of a pullback as an array of its result's shape ``expected``: the one
+    check of every pullback, in the core and the fronts."""
+    a = as_array(name, g)
+    if a.shape != expected:
+        raise ValueError(f"{name}.shape={a.shape} does not match the output shape {expected}")
+    return a
+
+
 def result_dtype(*arrays: np.ndarray | None) -> tuple[np.dtype, np.dtype]:
     """(dtype returned, dtype computed in) for the given operands."""
     dtypes = [a.dtype for a in arrays if a is not None]

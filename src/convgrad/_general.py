@@ -10,10 +10,10 @@ import numpy as np
 
 from . import _canon, _transpose
 from ._budget import check_fits, workspace_limit
-from ._dtypes import as_array, result_dtype
+from ._dtypes import as_array, cotangent, result_dtype
 from ._geometry import ConvGeometry
 from ._layout import w_to_last, x_from_last, x_to_last
-from ._ops import _cotangent, _run
+from ._ops import _Call
 from ._plan import make_plan
 
 
@@ -116,17 +116,13 @@ def conv_general_vjp(
         return run_general(t, a, b, method, limit)
 
     def vjp(dy: object) -> tuple[np.ndarray, np.ndarray]:
-        g = _cotangent(dy, geom.y_shape(fmt))
+        g = cotangent(dy, geom.y_shape(fmt))
         if geom.empty:  # no window: nothing reaches x or w
             return (np.zeros(x.shape, result_dtype(g, w)[0]), np.zeros(w.shape, result_dtype(x, g)[0]))
         if plain:
-            return (_run("input_grad", geom, g, w, fmt, method, workspace_bytes, geom.x_shape(fmt)),
-                    _run("filter_grad", geom, x, g, fmt, method, workspace_bytes, geom.w_shape(fmt)))
-        res, comp = result_dtype(g, w)
-        dx = _transpose.input_grad(geom, fmt)(g.astype(comp, copy=False), w.astype(comp, copy=False), run)
-        res_w, comp = result_dtype(x, g)
-        dw = _transpose.filter_grad(geom, fmt)(x.astype(comp, copy=False), g.astype(comp, copy=False), run)
-        return dx.astype(res, copy=False), dw.astype(res_w, copy=False)
+            call = _Call(geom, fmt, method, workspace_bytes)
+            return call("x", y=g, w=w), call("w", x=x, y=g)
+        return _transpose.input_grad(geom, fmt)(g, w, run), _transpose.filter_grad(geom, fmt)(x, g, run)
 
     return y, vjp
 

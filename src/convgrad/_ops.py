@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import _canon
 from ._budget import check_fits, workspace_limit
-from ._dtypes import as_array, result_dtype
+from ._dtypes import as_array, cotangent, result_dtype
 from ._geometry import ConvGeometry
 from ._layout import w_from_last, w_to_last, x_from_last, x_to_last
 from ._plan import make_plan
 
 GradTriple = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
+Pullback = Callable[[object], tuple]
 
 
 def _run(op: str, geom: ConvGeometry, a: np.ndarray, b: np.ndarray, fmt: str, method: str,
@@ -69,12 +71,62 @@ def _check_bias(bias: object, channels: int) -> np.ndarray | None:
     return b
 
 
-def _cotangent(g: object, expected: tuple[int, ...], name: str = "dy") -> np.ndarray:
-    """The cotangent ``g`` as an array of the result's shape ``expected``."""
-    a = as_array(name, g)
-    if a.shape != expected:
-        raise ValueError(f"{name}.shape={a.shape} does not match the output shape {expected}")
-    return a
+# Each op computes one of a conv's three arrays from the other two, and is bilinear in them: the
+# pullback of "compute r from (a, b)" with cotangent g in r's place computes a from (g, b) and b
+# from (a, g). So conv's vjp runs input_grad and filter_grad, conv_input_grad's runs forward and
+# filter_grad, and so on, from one table.
+_FROM = {"y": ("x", "w"), "x": ("y", "w"), "w": ("x", "y")}
+_OP = {"y": "forward", "x": "input_grad", "w": "filter_grad"}
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One checked call: the geometry, layout and engine choice its op and pullback share."""
+
+    geom: ConvGeometry
+    fmt: str
+    method: str
+    workspace_bytes: int | None
+
+    def shape(self, role: str) -> tuple[int, ...]:
+        return getattr(self.geom, f"{role}_shape")(self.fmt)
+
+    def __call__(self, role: str, **arrays: np.ndarray) -> np.ndarray:
+        """The array of ``role`` ('x', 'w' or 'y') from the other two, given by role."""
+        a, b = (arrays[r] for r in _FROM[role])
+        return _run(_OP[role], self.geom, a, b, self.fmt, self.method, self.workspace_bytes, self.shape(role))
+
+    def vjp(self, role: str, name: str = "dy", **arrays: np.ndarray) -> tuple[np.ndarray, Pullback]:
+        """``(self(role, **arrays), pullback)``; ``pullback(g)`` gives the other two roles' gradients."""
+        _plan_all(self.geom, *arrays.values(), self.method, self.workspace_bytes)
+        out = self(role, **arrays)
+
+        def pullback(g: object) -> tuple[np.ndarray, ...]:
+            given = {**arrays, role: cotangent(g, self.shape(role), name)}
+            return tuple(self(r, **given) for r in _FROM[role])
+
+        return out, pullback
+
+    def biased_vjp(self, role: str, bias: np.ndarray | None,
+                   **arrays: np.ndarray) -> tuple[np.ndarray, Pullback]:
+        """``vjp`` with a bias added to the result; the pullback also gives db (None without)."""
+        out, pullback = self.vjp(role, **arrays)
+
+        def with_db(dy: object) -> tuple[np.ndarray | None, ...]:
+            return (*pullback(dy), None if bias is None else conv_bias_grad(dy, data_format=self.fmt))
+
+        channels = self.geom.out_channels if role == "y" else self.geom.in_channels
+        return _add_bias(out, bias, channels, self.fmt), with_db
+
+
+def _resolve(build: Callable[..., ConvGeometry], a_name: str, a: object, b_name: str, b: object,
+             *shape: object, data_format: str, method: str, workspace_bytes: int | None,
+             **params: object) -> tuple[_Call, np.ndarray, np.ndarray]:
+    """The two arrays checked and the geometry ``build(a.shape, b.shape, *shape, **params)``."""
+    fmt = _canon.data_format(data_format)
+    a, b = as_array(a_name, a), as_array(b_name, b)
+    geom = build(a.shape, b.shape, *shape, data_format=fmt, **params)
+    return _Call(geom, fmt, method, workspace_bytes), a, b
 
 
 def conv(
@@ -110,13 +162,11 @@ def conv(
     >>> convgrad.conv(np.arange(5.0).reshape(1, 1, 5), np.ones((1, 1, 3)), padding=1)
     array([[[1., 3., 6., 9., 7.]]])
     """
-    fmt = _canon.data_format(data_format)
-    x, w = as_array("x", x), as_array("w", w)
-    geom = ConvGeometry.for_conv(x.shape, w.shape, stride=stride, padding=padding, dilation=dilation,
-                                 groups=groups, data_format=fmt)
-    b = _check_bias(bias, geom.out_channels)
-    y = _run("forward", geom, x, w, fmt, method, workspace_bytes, geom.y_shape(fmt))
-    return _add_bias(y, b, geom.out_channels, fmt)
+    call, x, w = _resolve(ConvGeometry.for_conv, "x", x, "w", w, stride=stride, padding=padding,
+                          dilation=dilation, groups=groups, data_format=data_format, method=method,
+                          workspace_bytes=workspace_bytes)
+    b = _check_bias(bias, call.geom.out_channels)
+    return _add_bias(call("y", x=x, w=w), b, call.geom.out_channels, call.fmt)
 
 
 def conv_input_grad(
@@ -145,11 +195,10 @@ def conv_input_grad(
     >>> convgrad.conv_input_grad(np.ones((1, 1, 2)), np.array([[[1.0, 2.0]]]), (5,), stride=2)
     array([[[1., 2., 1., 2., 0.]]])
     """
-    fmt = _canon.data_format(data_format)
-    dy, w = as_array("dy", dy), as_array("w", w)
-    geom = ConvGeometry.for_input_grad(dy.shape, w.shape, input_shape, stride=stride, padding=padding,
-                                       dilation=dilation, groups=groups, data_format=fmt)
-    return _run("input_grad", geom, dy, w, fmt, method, workspace_bytes, geom.x_shape(fmt))
+    call, dy, w = _resolve(ConvGeometry.for_input_grad, "dy", dy, "w", w, input_shape, stride=stride,
+                           padding=padding, dilation=dilation, groups=groups, data_format=data_format,
+                           method=method, workspace_bytes=workspace_bytes)
+    return call("x", y=dy, w=w)
 
 
 def conv_filter_grad(
@@ -177,11 +226,10 @@ def conv_filter_grad(
     >>> convgrad.conv_filter_grad(np.arange(4.0).reshape(1, 1, 4), np.ones((1, 1, 3)), (2,))
     array([[[3., 6.]]])
     """
-    fmt = _canon.data_format(data_format)
-    x, dy = as_array("x", x), as_array("dy", dy)
-    geom = ConvGeometry.for_filter_grad(x.shape, dy.shape, filter_shape, stride=stride, padding=padding,
-                                        dilation=dilation, groups=groups, data_format=fmt)
-    return _run("filter_grad", geom, x, dy, fmt, method, workspace_bytes, geom.w_shape(fmt))
+    call, x, dy = _resolve(ConvGeometry.for_filter_grad, "x", x, "dy", dy, filter_shape, stride=stride,
+                           padding=padding, dilation=dilation, groups=groups, data_format=data_format,
+                           method=method, workspace_bytes=workspace_bytes)
+    return call("w", x=x, y=dy)
 
 
 def conv_bias_grad(dy: object, *, data_format: str = "channels_first") -> np.ndarray:
@@ -233,15 +281,12 @@ def conv_transpose(
     >>> convgrad.conv_transpose(np.ones((1, 1, 2)), np.ones((1, 1, 3)), stride=2)
     array([[[1., 1., 2., 1., 1.]]])
     """
-    fmt = _canon.data_format(data_format)
-    x, w = as_array("x", x), as_array("w", w)
-    geom = ConvGeometry.for_transpose(
-        x.shape, w.shape, stride=stride, padding=padding, output_padding=output_padding,
-        output_shape=output_shape, dilation=dilation, groups=groups, data_format=fmt,
-    )
-    b = _check_bias(bias, geom.in_channels)
-    y = _run("input_grad", geom, x, w, fmt, method, workspace_bytes, geom.x_shape(fmt))
-    return _add_bias(y, b, geom.in_channels, fmt)
+    call, x, w = _resolve(ConvGeometry.for_transpose, "x", x, "w", w, stride=stride, padding=padding,
+                          output_padding=output_padding, output_shape=output_shape, dilation=dilation,
+                          groups=groups, data_format=data_format, method=method,
+                          workspace_bytes=workspace_bytes)
+    b = _check_bias(bias, call.geom.in_channels)
+    return _add_bias(call("x", y=x, w=w), b, call.geom.in_channels, call.fmt)
 
 
 def conv_vjp(
@@ -272,22 +317,10 @@ def conv_vjp(
     >>> vjp(np.ones((1, 1, 3)))
     (array([[[1., 3., 3., 2.]]]), array([[[3., 6.]]]), array([3.]))
     """
-    fmt = _canon.data_format(data_format)
-    x, w = as_array("x", x), as_array("w", w)
-    geom = ConvGeometry.for_conv(x.shape, w.shape, stride=stride, padding=padding, dilation=dilation,
-                                 groups=groups, data_format=fmt)
-    b = _check_bias(bias, geom.out_channels)
-    _plan_all(geom, x, w, method, workspace_bytes)
-    y = _add_bias(_run("forward", geom, x, w, fmt, method, workspace_bytes, geom.y_shape(fmt)), b,
-                  geom.out_channels, fmt)
-
-    def vjp(dy: object) -> GradTriple:
-        g = _cotangent(dy, geom.y_shape(fmt))
-        dx = _run("input_grad", geom, g, w, fmt, method, workspace_bytes, geom.x_shape(fmt))
-        dw = _run("filter_grad", geom, x, g, fmt, method, workspace_bytes, geom.w_shape(fmt))
-        return dx, dw, (None if b is None else conv_bias_grad(g, data_format=fmt))
-
-    return y, vjp
+    call, x, w = _resolve(ConvGeometry.for_conv, "x", x, "w", w, stride=stride, padding=padding,
+                          dilation=dilation, groups=groups, data_format=data_format, method=method,
+                          workspace_bytes=workspace_bytes)
+    return call.biased_vjp("y", _check_bias(bias, call.geom.out_channels), x=x, w=w)
 
 
 def conv_transpose_vjp(
@@ -322,24 +355,11 @@ def conv_transpose_vjp(
     >>> vjp(np.arange(5.0).reshape(1, 1, 5))
     (array([[[3., 9.]]]), array([[[2., 4., 6.]]]), None)
     """
-    fmt = _canon.data_format(data_format)
-    x, w = as_array("x", x), as_array("w", w)
-    geom = ConvGeometry.for_transpose(
-        x.shape, w.shape, stride=stride, padding=padding, output_padding=output_padding,
-        output_shape=output_shape, dilation=dilation, groups=groups, data_format=fmt,
-    )
-    b = _check_bias(bias, geom.in_channels)
-    _plan_all(geom, x, w, method, workspace_bytes)
-    y = _add_bias(_run("input_grad", geom, x, w, fmt, method, workspace_bytes, geom.x_shape(fmt)), b,
-                  geom.in_channels, fmt)
-
-    def vjp(dy: object) -> GradTriple:
-        g = _cotangent(dy, geom.x_shape(fmt))
-        dx = _run("forward", geom, g, w, fmt, method, workspace_bytes, geom.y_shape(fmt))
-        dw = _run("filter_grad", geom, g, x, fmt, method, workspace_bytes, geom.w_shape(fmt))
-        return dx, dw, (None if b is None else conv_bias_grad(g, data_format=fmt))
-
-    return y, vjp
+    call, x, w = _resolve(ConvGeometry.for_transpose, "x", x, "w", w, stride=stride, padding=padding,
+                          output_padding=output_padding, output_shape=output_shape, dilation=dilation,
+                          groups=groups, data_format=data_format, method=method,
+                          workspace_bytes=workspace_bytes)
+    return call.biased_vjp("x", _check_bias(bias, call.geom.in_channels), y=x, w=w)
 
 
 # --- the second order: input and filter gradients are bilinear, so each pullback is two calls ---
@@ -373,19 +393,10 @@ def conv_input_grad_vjp(
     >>> vjp(np.ones((1, 1, 4)))
     (array([[[3., 3., 3.]]]), array([[[3., 3.]]]))
     """
-    fmt = _canon.data_format(data_format)
-    dy, w = as_array("dy", dy), as_array("w", w)
-    geom = ConvGeometry.for_input_grad(dy.shape, w.shape, input_shape, stride=stride, padding=padding,
-                                       dilation=dilation, groups=groups, data_format=fmt)
-    _plan_all(geom, dy, w, method, workspace_bytes)
-    dx = _run("input_grad", geom, dy, w, fmt, method, workspace_bytes, geom.x_shape(fmt))
-
-    def vjp(g: object) -> tuple[np.ndarray, np.ndarray]:
-        gx = _cotangent(g, geom.x_shape(fmt), "g")
-        return (_run("forward", geom, gx, w, fmt, method, workspace_bytes, geom.y_shape(fmt)),
-                _run("filter_grad", geom, gx, dy, fmt, method, workspace_bytes, geom.w_shape(fmt)))
-
-    return dx, vjp
+    call, dy, w = _resolve(ConvGeometry.for_input_grad, "dy", dy, "w", w, input_shape, stride=stride,
+                           padding=padding, dilation=dilation, groups=groups, data_format=data_format,
+                           method=method, workspace_bytes=workspace_bytes)
+    return call.vjp("x", "g", y=dy, w=w)
 
 
 def conv_filter_grad_vjp(
@@ -418,16 +429,7 @@ def conv_filter_grad_vjp(
     >>> vjp(np.array([[[1.0, 0.0]]]))
     (array([[[1., 1., 1., 0.]]]), array([[[0., 1., 2.]]]))
     """
-    fmt = _canon.data_format(data_format)
-    x, dy = as_array("x", x), as_array("dy", dy)
-    geom = ConvGeometry.for_filter_grad(x.shape, dy.shape, filter_shape, stride=stride, padding=padding,
-                                        dilation=dilation, groups=groups, data_format=fmt)
-    _plan_all(geom, x, dy, method, workspace_bytes)
-    dw = _run("filter_grad", geom, x, dy, fmt, method, workspace_bytes, geom.w_shape(fmt))
-
-    def vjp(g: object) -> tuple[np.ndarray, np.ndarray]:
-        gw = _cotangent(g, geom.w_shape(fmt), "g")
-        return (_run("input_grad", geom, dy, gw, fmt, method, workspace_bytes, geom.x_shape(fmt)),
-                _run("forward", geom, x, gw, fmt, method, workspace_bytes, geom.y_shape(fmt)))
-
-    return dw, vjp
+    call, x, dy = _resolve(ConvGeometry.for_filter_grad, "x", x, "dy", dy, filter_shape, stride=stride,
+                           padding=padding, dilation=dilation, groups=groups, data_format=data_format,
+                           method=method, workspace_bytes=workspace_bytes)
+    return call.vjp("w", "g", x=x, y=dy)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._dtypes import result_dtype
 from ._layout import flip_swap_filter, w_from_last, w_to_last, x_from_last, x_to_last
 
 if TYPE_CHECKING:  # the geometry's methods call this module: no import at run time
@@ -39,8 +40,9 @@ class Transposed:
     """One gradient as a convolution: ``finish(conv(lhs(a), rhs(b)))`` with ``geometry``.
 
     ``a, b`` are (dy, w) for the input gradient and (x, dy) for the filter gradient, in the
-    layout the rule was made for; ``__call__`` runs the conv with ``run(geometry, x, w) -> y``
-    (channels-last, any geometry) and returns a C-contiguous gradient in that layout.
+    layout the rule was made for; ``__call__`` runs the conv in their computation dtype with
+    ``run(geometry, x, w) -> y`` (channels-last, any geometry) and returns a C-contiguous
+    gradient in that layout and their result dtype.
     """
 
     geometry: ConvGeometry
@@ -49,7 +51,9 @@ class Transposed:
     finish: Callable[[Array], Array]
 
     def __call__(self, a: Array, b: Array, run: Runner) -> Array:
-        return self.finish(run(self.geometry, self.lhs(a), self.rhs(b)))
+        res, comp = result_dtype(a, b)
+        out = run(self.geometry, self.lhs(a.astype(comp, copy=False)), self.rhs(b.astype(comp, copy=False)))
+        return self.finish(out).astype(res, copy=False)
 
 
 def input_grad(g: ConvGeometry, fmt: str = "channels_last") -> Transposed:

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import _canon, _transpose
 from ._budget import workspace_limit
-from ._dtypes import as_array, result_dtype
+from ._dtypes import as_array
 from ._general import run_general
 from ._geometry import ConvGeometry
 
@@ -32,11 +32,7 @@ def input_grad_via_conv(
     dy, w = as_array("dy", dy), as_array("w", w)
     geom = ConvGeometry.for_input_grad(dy.shape, w.shape, input_shape, stride=stride, padding=padding,
                                        dilation=dilation, groups=groups, data_format=fmt)
-    res, comp = result_dtype(dy, w)
-    limit = workspace_limit(workspace_bytes)
-    dx = _transpose.input_grad(geom, fmt)(dy.astype(comp, copy=False), w.astype(comp, copy=False),
-                                          lambda g, a, b: run_general(g, a, b, "auto", limit))
-    return dx.astype(res, copy=False)
+    return _transpose.input_grad(geom, fmt)(dy, w, _runner(workspace_bytes))
 
 
 def filter_grad_via_conv(
@@ -49,8 +45,9 @@ def filter_grad_via_conv(
     x, dy = as_array("x", x), as_array("dy", dy)
     geom = ConvGeometry.for_filter_grad(x.shape, dy.shape, filter_shape, stride=stride, padding=padding,
                                         dilation=dilation, groups=groups, data_format=fmt)
-    res, comp = result_dtype(x, dy)
+    return _transpose.filter_grad(geom, fmt)(x, dy, _runner(workspace_bytes))
+
+
+def _runner(workspace_bytes: int | None) -> _transpose.Runner:
     limit = workspace_limit(workspace_bytes)
-    dw = _transpose.filter_grad(geom, fmt)(x.astype(comp, copy=False), dy.astype(comp, copy=False),
-                                           lambda g, a, b: run_general(g, a, b, "auto", limit))
-    return dw.astype(res, copy=False)
+    return lambda g, a, b: run_general(g, a, b, "auto", limit)

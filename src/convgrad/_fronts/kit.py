@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import _general, _ops
 from .._canon import as_int
-from .._ops import _cotangent as cotangent  # the one check of a pullback's dy, shared with the core
+from .._dtypes import cotangent  # the one check of a pullback's dy, shared with the core
 
 Pullback = Callable[[object], tuple[Any, ...]]
 Keywords = Mapping[str, Any]  # a core op's keyword arguments (stride, padding, ...)
