@@ -114,15 +114,24 @@ class ErrorCase:
 
 def error_cases():
     """Every invalid input the public API must refuse, with the message it must give."""
-    x = np.ones((2, 4, 7))
-    w = np.ones((6, 2, 3))  # groups=2: C = 2 * 2
-    dy = np.ones((2, 6, 5))
-    x2, w2 = np.ones((2, 1, 5, 5)), np.ones((2, 1, 2, 2))
-    g2 = {"groups": 2}
-    E = ErrorCase
-    q = re.escape
+    for family in (_stride_dilation_errors, _group_errors, _padding_errors, _shape_errors, _bias_errors,
+                   _gradient_shape_errors, _transpose_size_errors, _dtype_errors, _budget_and_method_errors):
+        yield from family()
 
-    # --- stride / dilation / groups: non-positive, non-integer, wrong length --------------------
+
+E = ErrorCase
+
+
+def _arrays():
+    """The arrays most cases share: a 1-d conv with groups=2 (C = 2 * 2), its dy, and the keywords."""
+    return np.ones((2, 4, 7)), np.ones((6, 2, 3)), np.ones((2, 6, 5)), {"groups": 2}
+
+
+def _stride_dilation_errors():
+    """stride and dilation (and conv_general's lhs/rhs dilation): non-positive, non-integer, wrong length."""
+    x, w, _, g2 = _arrays()
+    x2, w2 = np.ones((2, 1, 5, 5)), np.ones((2, 1, 2, 2))
+    q = re.escape
     for name in ("stride", "dilation"):
         for bad in (0, -1):
             yield E(f"{name}={bad}", "conv", (x, w), {**g2, name: bad}, ValueError,
@@ -136,6 +145,18 @@ def error_cases():
                 TypeError, rf"{name}\[1\] must be an integer, got 1\.5")
         yield E(f"{name}_wrong_length", "conv", (x, w), {**g2, name: (1, 1)}, ValueError,
                 rf"{name} must have one value per spatial dim \(1\), got 2: \(1, 1\)")
+    yield E("conv_general_lhs_dilation=0", "conv_general", (x, np.ones((6, 4, 3))),
+            {"lhs_dilation": 0}, ValueError, r"lhs_dilation must be >= 1 .*got 0")
+    yield E("conv_general_rhs_dilation_float", "conv_general", (x, np.ones((6, 4, 3))),
+            {"rhs_dilation": 1.0}, TypeError, r"rhs_dilation must be an integer, got 1\.0")
+    yield E("dilated_kernel_larger_than_padded_input", "conv", (x, w), {**g2, "dilation": 4},
+            ValueError, r"effective kernel size 9 \(kernel 3, dilation 4\) > padded input size 7")
+
+
+def _group_errors():
+    """groups, feature and batch group counts, and the channel counts they must divide."""
+    x, w, dy, g2 = _arrays()
+    q = re.escape
     for bad in (0, -2):
         yield E(f"groups={bad}", "conv", (x, w), {"groups": bad}, ValueError,
                 rf"groups must be a positive integer, got {bad}")
@@ -146,12 +167,33 @@ def error_cases():
             {"feature_group_count": 0}, ValueError, r"feature_group_count must be a positive integer, got 0")
     yield E("conv_general_batch_group_count=0", "conv_general", (x, np.ones((6, 4, 3))),
             {"batch_group_count": 0}, ValueError, r"batch_group_count must be a positive integer, got 0")
-    yield E("conv_general_lhs_dilation=0", "conv_general", (x, np.ones((6, 4, 3))),
-            {"lhs_dilation": 0}, ValueError, r"lhs_dilation must be >= 1 .*got 0")
-    yield E("conv_general_rhs_dilation_float", "conv_general", (x, np.ones((6, 4, 3))),
-            {"rhs_dilation": 1.0}, TypeError, r"rhs_dilation must be an integer, got 1\.0")
+    yield E("channels_not_groups_times_w_in", "conv", (x, w), {"groups": 3}, ValueError,
+            r"x has 4 channels but groups \* w in_channels = 3 \* 2 = 6")
+    yield E("channels_last_channels_mismatch", "conv", (np.ones((2, 7, 3)), np.ones((3, 2, 5))),
+            {"data_format": "channels_last"}, ValueError,
+            r"x has 3 channels but groups \* w in_channels = 1 \* 2")
+    yield E("out_channels_not_divisible", "conv", (x, np.ones((5, 2, 3))), g2, ValueError,
+            r"groups=2 does not divide w out_channels=5")
+    yield E("filter_grad_groups_not_dividing", "conv_filter_grad", (x, dy, (3,)), {"groups": 3},
+            ValueError, r"groups=3 does not divide x channels=4")
+    yield E("both_group_counts", "conv_general", (x, np.ones((6, 4, 3))),
+            {"feature_group_count": 2, "batch_group_count": 2}, ValueError,
+            r"at most one of feature_group_count=2 and batch_group_count=2 may be > 1")
+    yield E("batch_groups_not_dividing_batch", "conv_general", (x, np.ones((6, 4, 3))),
+            {"batch_group_count": 4}, ValueError, r"batch_group_count=4 does not divide batch=2")
+    yield E("batch_groups_not_dividing_out", "conv_general", (np.ones((4, 4, 7)), np.ones((6, 4, 3))),
+            {"batch_group_count": 4}, ValueError,
+            r"batch_group_count=4 does not divide out_channels=6")
+    yield E("feature_groups_filter_channels", "conv_general", (x, w), {"feature_group_count": 1},
+            ValueError, r"x has 4 channels; with feature_group_count=1 the filter needs 4/1 input "
+            r"channels, but w\.shape=\(6, 2, 3\) has 2")
+    yield E("transpose_w_channels", "conv_transpose", (x, w), g2, ValueError,
+            r"x has 4 channels but w \(shape \(6, 2, 3\)\) expects 6")
 
-    # --- padding ---------------------------------------------------------------------------------
+
+def _padding_errors():
+    """padding: malformed values, unknown strings, crops larger than the input."""
+    x, w, _, g2 = _arrays()
     yield E("padding_wrong_length", "conv", (x, w), {**g2, "padding": [1, 1]}, ValueError,
             r"padding must have one entry per spatial dim \(1\), got 2: \[1, 1\]")
     yield E("padding_3_tuple", "conv", (x, w), {**g2, "padding": [(1, 2, 3)]}, ValueError,
@@ -178,13 +220,10 @@ def error_cases():
     yield E("negative_crop_past_the_other_pad", "conv", (x, w), {**g2, "padding": [(-9, 1)]},
             ValueError, r"negative padding \(-9, 1\) in dim 0 crops more than the input size 7")
 
-    # --- data_format -----------------------------------------------------------------------------
-    yield E("data_format_unknown", "conv", (x, w), {**g2, "data_format": "NCHW"}, ValueError,
-            r"unknown data_format='NCHW'; expected one of \('channels_first', 'channels_last'\)")
-    yield E("data_format_None", "conv", (x, w), {**g2, "data_format": None}, TypeError,
-            r"data_format must be a string.*got None")
 
-    # --- shapes ----------------------------------------------------------------------------------
+def _shape_errors():
+    """array ranks, kernel sizes and data_format."""
+    x, w, dy, g2 = _arrays()
     yield E("rank_mismatch", "conv", (x, np.ones((6, 2, 3, 3))), g2, ValueError,
             r"x and w must have the same number of dims: x\.shape=\(2, 4, 7\) \(3 dims\), "
             r"w\.shape=\(6, 2, 3, 3\) \(4 dims\)")
@@ -192,30 +231,37 @@ def error_cases():
             r"w must have at least 3 dims .*w\.shape=\(6, 2\)")
     yield E("conv_general_rank_mismatch", "conv_general", (x, np.ones((6, 4, 3, 3))), {},
             ValueError, r"same number of dims: x\.shape=\(2, 4, 7\) \(3 dims\), w\.shape=\(6, 4, 3, 3\)")
-    yield E("channels_not_groups_times_w_in", "conv", (x, w), {"groups": 3}, ValueError,
-            r"x has 4 channels but groups \* w in_channels = 3 \* 2 = 6")
-    yield E("channels_last_channels_mismatch", "conv", (np.ones((2, 7, 3)), np.ones((3, 2, 5))),
-            {"data_format": "channels_last"}, ValueError,
-            r"x has 3 channels but groups \* w in_channels = 1 \* 2")
-    yield E("out_channels_not_divisible", "conv", (x, np.ones((5, 2, 3))), g2, ValueError,
-            r"groups=2 does not divide w out_channels=5")
-    yield E("bias_wrong_shape", "conv", (x, w, np.ones(5)), g2, ValueError,
-            r"bias must have shape \(6,\).*got \(5,\)")
-    yield E("bias_2d", "conv", (x, w, np.ones((6, 1))), g2, ValueError,
-            r"bias must have shape \(6,\).*got \(6, 1\)")
-    yield E("transpose_bias_wrong_shape", "conv_transpose", (dy, w, np.ones(6)), g2, ValueError,
-            r"bias must have shape \(4,\).*got \(6,\)")
     yield E("kernel_larger_than_padded_input", "conv", (x, np.ones((6, 2, 8))), g2, ValueError,
             r"kernel larger than the padded input in dim 0: effective kernel size 8 .* > padded "
             r"input size 7")
-    yield E("dilated_kernel_larger_than_padded_input", "conv", (x, w), {**g2, "dilation": 4},
-            ValueError, r"effective kernel size 9 \(kernel 3, dilation 4\) > padded input size 7")
     yield E("zero_size_kernel", "conv", (x, np.ones((6, 2, 0))), g2, ValueError,
             r"zero-size kernel \(0,\)")
     yield E("transpose_zero_size_kernel", "conv_transpose", (dy, np.ones((6, 2, 0))), g2,
             ValueError, r"zero-size kernel \(0,\)")
     yield E("filter_grad_zero_size_kernel", "conv_filter_grad", (x, dy, (0,)), g2, ValueError,
             r"zero-size kernel \(0,\)")
+    yield E("data_format_unknown", "conv", (x, w), {**g2, "data_format": "NCHW"}, ValueError,
+            r"unknown data_format='NCHW'; expected one of \('channels_first', 'channels_last'\)")
+    yield E("data_format_None", "conv", (x, w), {**g2, "data_format": None}, TypeError,
+            r"data_format must be a string.*got None")
+
+
+def _bias_errors():
+    """bias shapes, and conv_bias_grad's dy."""
+    x, w, dy, g2 = _arrays()
+    yield E("bias_wrong_shape", "conv", (x, w, np.ones(5)), g2, ValueError,
+            r"bias must have shape \(6,\).*got \(5,\)")
+    yield E("bias_2d", "conv", (x, w, np.ones((6, 1))), g2, ValueError,
+            r"bias must have shape \(6,\).*got \(6, 1\)")
+    yield E("transpose_bias_wrong_shape", "conv_transpose", (dy, w, np.ones(6)), g2, ValueError,
+            r"bias must have shape \(4,\).*got \(6,\)")
+    yield E("bias_grad_two_dims", "conv_bias_grad", (np.ones((2, 3)),), {}, ValueError,
+            r"dy must have at least 3 dims .*dy\.shape=\(2, 3\)")
+
+
+def _gradient_shape_errors():
+    """the gradients' given shapes (input_shape, filter_shape) and the pullbacks' cotangents."""
+    x, w, dy, g2 = _arrays()
     yield E("input_shape_inconsistent_with_dy", "conv_input_grad", (dy, w, (2, 4, 9)), g2,
             ValueError, r"dy\.shape=\(2, 6, 5\) does not match the output shape \(2, 6, 7\) of a "
             r"conv of input_shape \(2, 4, 9\)")
@@ -228,11 +274,6 @@ def error_cases():
             r"maps sizes 9\.\.10 to 5, not 11; valid spatial input sizes are \[\(9, 10\)\]")
     yield E("input_shape_no_size_maps", "conv_input_grad", (dy, w, (7,)), {**g2, "padding": 9},
             ValueError, r"in dim 0 the forward conv maps no size to 5, not 7")
-    yield E("input_grad_vjp_cotangent_shape", "conv_input_grad_vjp:vjp", (dy, w, (7,), np.ones((2, 4, 6))),
-            g2, ValueError, r"g\.shape=\(2, 4, 6\) does not match the output shape \(2, 4, 7\)")
-    yield E("filter_grad_vjp_cotangent_shape", "conv_filter_grad_vjp:vjp",
-            (x, dy, (3,), np.ones((6, 2, 2))), g2, ValueError,
-            r"g\.shape=\(6, 2, 2\) does not match the output shape \(6, 2, 3\)")
     yield E("input_shape_wrong_batch", "conv_input_grad", (dy, w, (3, 4, 7)), g2, ValueError,
             r"dy\.shape=\(2, 6, 5\) does not match the output shape \(3, 6, 5\)")
     yield E("input_shape_wrong_channels", "conv_input_grad", (dy, w, (2, 6, 7)), g2, ValueError,
@@ -252,10 +293,11 @@ def error_cases():
             r"filter_shape=\(6, 2\) must have 3 \(full\) or 1 \(kernel\) entries")
     yield E("filter_shape_kernel_only_wrong_dy", "conv_filter_grad", (x, np.ones((2, 6, 4)), (3,)),
             g2, ValueError, r"dy\.shape=\(2, 6, 4\) does not match the output shape \(2, 6, 5\)")
-    yield E("filter_grad_groups_not_dividing", "conv_filter_grad", (x, dy, (3,)), {"groups": 3},
-            ValueError, r"groups=3 does not divide x channels=4")
-    yield E("bias_grad_two_dims", "conv_bias_grad", (np.ones((2, 3)),), {}, ValueError,
-            r"dy must have at least 3 dims .*dy\.shape=\(2, 3\)")
+    yield E("input_grad_vjp_cotangent_shape", "conv_input_grad_vjp:vjp", (dy, w, (7,), np.ones((2, 4, 6))),
+            g2, ValueError, r"g\.shape=\(2, 4, 6\) does not match the output shape \(2, 4, 7\)")
+    yield E("filter_grad_vjp_cotangent_shape", "conv_filter_grad_vjp:vjp",
+            (x, dy, (3,), np.ones((6, 2, 2))), g2, ValueError,
+            r"g\.shape=\(6, 2, 2\) does not match the output shape \(6, 2, 3\)")
     yield E("vjp_dy_wrong_shape", "conv_vjp:vjp", (x, w, np.ones((2, 6, 4))), g2, ValueError,
             r"dy\.shape=\(2, 6, 4\) does not match the output shape \(2, 6, 5\)")
     yield E("transpose_vjp_dy_wrong_shape", "conv_transpose_vjp:vjp", (dy, w, np.ones((2, 4, 6))),
@@ -263,9 +305,10 @@ def error_cases():
     yield E("vjp_unknown_keyword", "conv_vjp", (x, w), {**g2, "output_padding": 1}, TypeError,
             r"conv_vjp\(\) got an unexpected keyword argument 'output_padding'")
 
-    # --- conv_transpose sizes --------------------------------------------------------------------
-    yield E("transpose_w_channels", "conv_transpose", (x, w), g2, ValueError,
-            r"x has 4 channels but w \(shape \(6, 2, 3\)\) expects 6")
+
+def _transpose_size_errors():
+    """conv_transpose's output_shape and output_padding."""
+    _, w, dy, g2 = _arrays()
     yield E("output_shape_unreachable", "conv_transpose", (dy, w), {**g2, "output_shape": (12,)},
             ValueError, r"output_shape=\(12,\) is unreachable: in dim 0 the forward conv maps sizes "
             r"7\.\.7 to 5, not 12; valid spatial output sizes are \[\(7, 7\)\]")
@@ -298,7 +341,10 @@ def error_cases():
     yield E("transpose_padding_crops_everything", "conv_transpose", (dy, w), {**g2, "padding": 9},
             ValueError, r"padding=9 crops more than the transposed output: sizes \(-11,\)")
 
-    # --- dtypes ----------------------------------------------------------------------------------
+
+def _dtype_errors():
+    """dtypes: bool, complex, object, strings, ragged lists."""
+    x, w, dy, g2 = _arrays()
     yield E("x_bool", "conv", (x.astype(bool), w), g2, TypeError, r"x has dtype bool")
     yield E("w_complex", "conv", (x, w.astype(np.complex128)), g2, TypeError,
             r"w has complex dtype complex128")
@@ -313,7 +359,10 @@ def error_cases():
             TypeError, r"x has complex dtype complex128")
     yield E("ragged_x", "conv", ([[[1.0, 2.0], [3.0]]], w), {}, TypeError, r"x must be an array of numbers")
 
-    # --- memory and method -----------------------------------------------------------------------
+
+def _budget_and_method_errors():
+    """the workspace budget and method."""
+    x, w, dy, g2 = _arrays()
     yield E("padding_2**40", "conv", (x, w), {**g2, "padding": 2**40}, ValueError,
             r"the result \(2, 6, 2199023255557\) needs 211,106,232,533,472 bytes, more than the "
             r"workspace budget of 2,147,483,648 bytes")
@@ -329,16 +378,3 @@ def error_cases():
             r"unknown method='nope'; expected 'auto' or one of \(.*'im2col'.*\)")
     yield E("method_None", "conv", (x, w), {**g2, "method": None}, TypeError,
             r"method must be a string.*got None")
-
-    # --- conv_general groups ---------------------------------------------------------------------
-    yield E("both_group_counts", "conv_general", (x, np.ones((6, 4, 3))),
-            {"feature_group_count": 2, "batch_group_count": 2}, ValueError,
-            r"at most one of feature_group_count=2 and batch_group_count=2 may be > 1")
-    yield E("batch_groups_not_dividing_batch", "conv_general", (x, np.ones((6, 4, 3))),
-            {"batch_group_count": 4}, ValueError, r"batch_group_count=4 does not divide batch=2")
-    yield E("batch_groups_not_dividing_out", "conv_general", (np.ones((4, 4, 7)), np.ones((6, 4, 3))),
-            {"batch_group_count": 4}, ValueError,
-            r"batch_group_count=4 does not divide out_channels=6")
-    yield E("feature_groups_filter_channels", "conv_general", (x, w), {"feature_group_count": 1},
-            ValueError, r"x has 4 channels; with feature_group_count=1 the filter needs 4/1 input "
-            r"channels, but w\.shape=\(6, 2, 3\) has 2")
