@@ -26,7 +26,6 @@ from .._formulas import dilate_dim
 from .._frameworks.jax import transpose_padding as _transpose_padding
 from .._fronts.kit import cotangent, int_seq, op_with_vjp
 from .._general import conv_general, conv_general_vjp
-from .._geometry import ConvGeometry
 
 __all__ = [
     "ConvDimensionNumbers",
@@ -185,20 +184,16 @@ class _GeneralConv:
 
     lhs_c: np.ndarray
     rhs_c: np.ndarray
-    geometry: ConvGeometry
+    keywords: dict[str, Any]  # conv_general's, which builds the geometry (ConvGeometry.for_general)
     dnums: ConvDimensionNumbers
     dtype: np.dtype  # of the result
     squeeze: bool  # no spatial dims: computed with one spatial dim of size 1
 
-    def _call(self) -> tuple[tuple[np.ndarray, np.ndarray], dict[str, Any]]:
-        """conv_general's operands and keywords. Float results are computed in their own dtype;
-        integer ones exactly (int64 in the core), then wrapped."""
-        g = self.geometry
+    def _operands(self) -> tuple[np.ndarray, np.ndarray]:
+        """Float results are computed in their own dtype; integer ones exactly (int64 in the
+        core), then wrapped."""
         comp = self.dtype if self.dtype.kind == "f" else self.lhs_c.dtype
-        keywords = {"stride": g.stride, "padding": g.padding, "lhs_dilation": g.lhs_dilation,
-                    "rhs_dilation": g.rhs_dilation, "feature_group_count": g.feature_group_count,
-                    "batch_group_count": g.batch_group_count}
-        return (self.lhs_c.astype(comp, copy=False), self.rhs_c.astype(comp, copy=False)), keywords
+        return self.lhs_c.astype(comp, copy=False), self.rhs_c.astype(comp, copy=False)
 
     def _back(self, a: np.ndarray, spec: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """A canonical array in JAX's layout ``spec`` and ``dtype``."""
@@ -209,13 +204,11 @@ class _GeneralConv:
         return self._back(y, self.dnums.out_spec, self.dtype)
 
     def forward(self) -> np.ndarray:
-        operands, keywords = self._call()
-        return self._out(conv_general(*operands, **keywords))
+        return self._out(conv_general(*self._operands(), **self.keywords))
 
     def vjp(self) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray, np.ndarray]]]:
         # JAX's transposition rules are conv_general_vjp's (convgrad._transpose).
-        operands, keywords = self._call()
-        y, pb = conv_general_vjp(*operands, **keywords)
+        y, pb = conv_general_vjp(*self._operands(), **self.keywords)
         out = self._out(y)
 
         def pullback(dy: object) -> tuple[np.ndarray, np.ndarray]:
@@ -311,11 +304,9 @@ def _resolve(
     squeeze = rank == 0
     if squeeze:
         lhs_c, rhs_c, strides, pads, ld, rd = lhs_c[..., None], rhs_c[..., None], (1,), ((0, 0),), (1,), (1,)
-    geometry = ConvGeometry.for_general(
-        lhs_c.shape, rhs_c.shape, stride=strides, padding=pads, lhs_dilation=ld, rhs_dilation=rd,
-        feature_group_count=fg, batch_group_count=bg,
-    )
-    return _GeneralConv(lhs_c, rhs_c, geometry, dnums, out_dtype, squeeze)
+    keywords = {"stride": strides, "padding": pads, "lhs_dilation": ld, "rhs_dilation": rd,
+                "feature_group_count": fg, "batch_group_count": bg}
+    return _GeneralConv(lhs_c, rhs_c, keywords, dnums, out_dtype, squeeze)
 
 
 # --- public ops ---------------------------------------------------------------------------------

@@ -254,7 +254,7 @@ def _conv_call(x: np.ndarray, w: np.ndarray, stride: tuple, padding: object, dil
     """The conv of core-layout x and w. TensorFlow's output size ``(n - k_eff + s) / s`` rounds
     toward zero: a kernel larger than the (VALID or explicitly padded) input by less than two
     strides gives an empty output (conv_general's, as JAX), by more a negative size, refused."""
-    rank = w.ndim - 2
+    rank, empty = w.ndim - 2, False
     if padding != "same" and min(stride) >= 1:  # SAME never overhangs; the core refuses stride 0
         pads: Any = [(0, 0)] * rank if padding == "valid" else padding
         for n, (lo, hi), k, d, s in zip(x.shape[-rank - 1 : -1], pads, w.shape[:rank], dilation, stride):
@@ -263,9 +263,15 @@ def _conv_call(x: np.ndarray, w: np.ndarray, stride: tuple, padding: object, dil
             if size < 0:
                 raise ValueError(f"Computed output size would be negative: {size} "
                                  f"[input_size: {padded}, effective_filter_size: {k_eff}, stride: {s}]")
-    keywords = {"stride": stride, "padding": padding, "rhs_dilation": dilation,
-                "feature_group_count": groups, "data_format": _CORE}
-    return ConvCall(x, w, keywords, dtype, kind="general", layout=layout, filt=filt)
+            empty |= size == 0
+    if empty:  # conv refuses an empty output
+        keywords = {"stride": stride, "padding": padding, "rhs_dilation": dilation,
+                    "feature_group_count": groups, "data_format": _CORE}
+        return ConvCall(x, w, keywords, dtype, kind="general", layout=layout, filt=filt)
+    # conv, not conv_general, where both apply: it caches its geometries (twice as fast on small convs).
+    keywords = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups,
+                "data_format": _CORE}
+    return ConvCall(x, w, keywords, dtype, layout=layout, filt=filt)
 
 
 # --- builders shared by the ops -----------------------------------------------------------------
