@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ._geometry import ConvGeometry
-from .engines import Engine, Op, Prepared, Refusal, engine_names, get_engine
+from .engines import Engine, Op, Prepared, Refusal, _machine, engine_names, get_engine, registered
 
 JIT_POLICIES = ("lazy", "eager", "never")  # see set_jit
 CACHE_SIZE = 256
@@ -94,9 +94,10 @@ class Planner:
         self.jit = jit
         self._plans: OrderedDict[tuple, ConvPlan] = OrderedDict()
         self._warmed: set[str] = set()
+        self._made_with: tuple = ()  # the machine model and engines the plans were made with
 
     def clear(self) -> None:
-        """Forget every plan (the registry or the machine model changed)."""
+        """Forget every plan."""
         self._plans.clear()
 
     def load_seconds(self, dtype: np.dtype, *kernels: object) -> float:
@@ -119,6 +120,10 @@ class Planner:
             raise TypeError(f"method must be a string, 'auto', 'measure' or one of {engine_names()}, "
                             f"got {method!r}")
         dtype = np.dtype(dtype)
+        made_with = (_machine.model(), *registered())
+        if made_with != self._made_with:  # a new calibration or engine: plan again
+            self._plans.clear()
+            self._made_with = made_with
         key = (op, geom, dtype, method, limit)
         plan = self._plans.get(key)
         if plan is not None:

@@ -102,9 +102,6 @@ def register_engine(engine: Engine, replace: bool = False) -> None:
         raise ValueError(f"an engine named {engine.name!r} is registered already (engines: "
                          f"{tuple(registry)}); pass replace=True to replace it")
     registry[engine.name] = engine
-    from .._plan import default_planner
-
-    default_planner().clear()
 
 
 def get_engine(name: str) -> Engine:
@@ -113,6 +110,11 @@ def get_engine(name: str) -> Engine:
     except KeyError:
         raise ValueError(f"unknown method={name!r}; expected 'auto' or one of {engine_names()}, "
                          f"or 'measure'") from None
+
+
+def registered() -> tuple[Engine, ...]:
+    """The registered engines, in registration order (a planner's plans hold while this is the same)."""
+    return tuple(_registry().values())
 
 
 def engine_names() -> tuple[str, ...]:

@@ -72,7 +72,7 @@ def load_calibration(path: str | Path | None = None) -> MachineModel:
     """Use the calibration file at ``path`` (None: the packaged one) for every plan made from now.
 
     The file must give every figure the packaged one gives, for every engine (a file written by
-    ``benchmarks/calibrate.py --write`` does); plans made before are forgotten.
+    ``benchmarks/calibrate.py --write`` does); planners forget the plans made before.
     """
     new = _read(DEFAULT_PATH if path is None else Path(path))
     packaged = _read(DEFAULT_PATH)
@@ -82,7 +82,4 @@ def load_calibration(path: str | Path | None = None) -> MachineModel:
             raise ValueError(f"calibration file {str(path)!r} lacks {name}'s figures {missing}")
     global _MODEL
     _MODEL = new
-    from .._plan import default_planner
-
-    default_planner().clear()
     return new
