@@ -194,7 +194,7 @@ def test_gather_engine_three_ops(x_shape, w_shape, kw, dtype):
 def test_gather_engine_refuses_what_it_does_not_run():
     big = convgrad.ConvGeometry.for_conv((8, 16, 32, 32), (16, 16, 3, 3), padding=1)
     grouped = convgrad.ConvGeometry.for_conv((1, 4, 8, 8), (4, 2, 3, 3), groups=2)
-    reasons = {name: convgrad.engines.get_engine("gather").unsupported(g, "forward", dt)
+    reasons = {name: Planner().plan("forward", g, dt).verdicts()["gather"]["reason"]
                for name, g, dt in [("big", big, F64), ("grouped", grouped, F64), ("int", GEOM, np.int64)]}
     assert reasons == {"big": "for at most 32768 im2col elements, not 1179648",
                        "grouped": "needs groups == 1",

@@ -74,23 +74,6 @@ class Engine(Protocol):
         refusal. Composite engines plan their pieces with ``planner``."""
 
 
-class Refusing:
-    """``unsupported`` and ``cost`` derived from ``prepare``, for the CLI's ``explain`` and
-    ``check`` until they print ``ConvPlan.candidates``, which hold the same verdicts."""
-
-    def unsupported(self, geom: ConvGeometry, op: Op, dtype: np.dtype) -> str | None:
-        p = self._unbounded(geom, op, dtype)
-        return p.reason if isinstance(p, Refusal) else None
-
-    def cost(self, geom: ConvGeometry, op: Op, dtype: np.dtype) -> float:
-        return self._unbounded(geom, op, dtype).seconds  # type: ignore[union-attr]
-
-    def _unbounded(self, geom: ConvGeometry, op: Op, dtype: np.dtype) -> Prepared | Refusal:
-        from .._plan import default_planner
-
-        return self.prepare(op, geom, np.dtype(dtype), 2**62, default_planner())  # type: ignore[attr-defined]
-
-
 _REGISTRY: dict[str, Engine] = {}
 _BUILTIN_LOADED = False
 

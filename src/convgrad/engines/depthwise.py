@@ -15,7 +15,7 @@ import numpy as np
 from .._budget import check_fits
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
-from . import Op, Planner, Prepared, Refusal, Refusing, _kernels, _threads
+from . import Op, Planner, Prepared, Refusal, _kernels, _threads
 from ._common import plain
 from ._machine import figures
 
@@ -23,7 +23,7 @@ from ._machine import figures
 # multiply-add per cycle per lane) plus a call's overhead, times the fitted factor per op.
 
 
-class Depthwise(Refusing):
+class Depthwise:
     name = "depthwise"
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,

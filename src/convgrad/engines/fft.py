@@ -30,7 +30,7 @@ from .._budget import check_fits
 from .._formulas import dilate_dim, stride_dim, transpose_size
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
-from . import Op, Planner, Prepared, Refusal, Refusing, _kernels, _spectra
+from . import Op, Planner, Prepared, Refusal, _kernels, _spectra
 from ._common import plain
 from ._machine import figures
 from ._scratch import copied
@@ -40,7 +40,7 @@ from ._scratch import copied
 # around them, times the fitted factor per op.
 
 
-class FFT(Refusing):
+class FFT:
     name = "fft"
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,

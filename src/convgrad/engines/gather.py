@@ -18,7 +18,7 @@ import numpy as np
 
 from .._budget import check_fits
 from .._geometry import ConvGeometry
-from . import Op, Planner, Prepared, Refusal, Refusing
+from . import Op, Planner, Prepared, Refusal
 from ._common import plain
 from ._machine import figures
 
@@ -26,7 +26,7 @@ MAX_ELEMENTS = 1 << 15
 # The cost model (figures in calibration.json): a few NumPy calls, the gathered bytes and the GEMM.
 
 
-class Gather(Refusing):
+class Gather:
     name = "gather"
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,

@@ -18,7 +18,7 @@ import numpy as np
 from .._budget import check_fits
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
-from . import Op, Planner, Prepared, Refusal, Refusing, _kernels
+from . import Op, Planner, Prepared, Refusal, _kernels
 from ._common import blocks as _blocks
 from ._common import plain, thin_factor
 from ._machine import figures
@@ -37,7 +37,7 @@ SCATTER_RUN = 8
 
 
 
-class Im2col(Refusing):
+class Im2col:
     name = "im2col"
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,

@@ -20,7 +20,7 @@ import numpy as np
 from .._budget import check_fits
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
-from . import Op, Planner, Prepared, Refusal, Refusing
+from . import Op, Planner, Prepared, Refusal
 from ._common import gemm_for, gemm_into, plain
 from ._machine import figures
 
@@ -32,7 +32,7 @@ BLOCK_BYTES = {"forward": 1024**2, "input_grad": 1024**2, "filter_grad": 4 * 102
 # overhead per call and per GEMM (one per kernel offset and row block), times the fitted factor.
 
 
-class OffsetGemm(Refusing):
+class OffsetGemm:
     name = "offset_gemm"
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,

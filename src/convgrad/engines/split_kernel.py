@@ -33,7 +33,7 @@ from numpy.lib.stride_tricks import as_strided
 from .._budget import check_fits
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
-from . import Op, Planner, Prepared, Refusal, Refusing
+from . import Op, Planner, Prepared, Refusal
 from ._common import blocks as _blocks
 from ._common import gemm_for, gemm_into, plain, thin_factor
 from ._machine import figures
@@ -45,7 +45,7 @@ BLOCK_BYTES = 4 * 1024**2
 # Python's overhead per call and per block, times the fitted factor per op.
 
 
-class SplitKernel(Refusing):
+class SplitKernel:
     name = "split_kernel"
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,

@@ -19,7 +19,7 @@ import numpy as np
 
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
-from . import Op, Planner, Prepared, Refusal, Refusing
+from . import Op, Planner, Prepared, Refusal
 from ._common import Phase, phase_axes, plain
 from ._machine import figures
 
@@ -36,7 +36,7 @@ def _phase_geometry(geom: ConvGeometry, phases: tuple[Phase, ...]) -> ConvGeomet
     )
 
 
-class Subpixel(Refusing):
+class Subpixel:
     name = "subpixel"
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,

@@ -27,7 +27,7 @@ from .._budget import check_fits
 from .._formulas import dilate_dim, stride_dim
 from .._geometry import ConvGeometry
 from .._layout import flip_swap_filter, pad_or_crop
-from . import Op, Planner, Prepared, Refusal, Refusing, _kernels, _threads
+from . import Op, Planner, Prepared, Refusal, _kernels, _threads
 from ._common import Phase, phase_axes, plain
 from ._machine import figures
 from ._scratch import copied, empty_for, scratch
@@ -50,7 +50,7 @@ FILTER_MAJOR_BYTES = 1 << 20
 
 
 
-class Tiled(Refusing):
+class Tiled:
     name = "tiled"
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,

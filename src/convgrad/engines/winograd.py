@@ -23,7 +23,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .._budget import check_fits
 from .._geometry import ConvGeometry
 from .._layout import flip_swap_filter, pad_or_crop
-from . import Op, Planner, Prepared, Refusal, Refusing, _kernels, _threads
+from . import Op, Planner, Prepared, Refusal, _kernels, _threads
 from ._machine import figures
 
 # Points 0, -1, 1, -2, 2 and infinity (Lavin & Gray 2016); checked against direct correlation
@@ -58,7 +58,7 @@ def tile_size(geom: ConvGeometry) -> int:
 
 
 
-class Winograd(Refusing):
+class Winograd:
     name = "winograd"
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
