@@ -10,7 +10,7 @@ themselves convolutions of this kind (the rules are in ``_transpose``).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -345,29 +345,20 @@ class ConvGeometry:
         ((1, 2, 8), ((7, 8),))
         """
         fmt = _canon.data_format(data_format)
-        dy_shape = _canon.shape_tuple("dy.shape", dy_shape)
-        w_shape = _canon.shape_tuple("w.shape", w_shape)
-        shape = _canon.shape_tuple("input_shape", input_shape)
-        if len(w_shape) >= 3 and len(shape) == len(w_shape) - 2 and len(dy_shape) == len(w_shape):
+        dy_shape, w_shape = _canon.shape_tuple("dy.shape", dy_shape), _canon.shape_tuple("w.shape", w_shape)
+
+        def full(spatial: tuple[int, ...]) -> tuple[int, ...]:
             c = _split_w(w_shape, fmt)[1] * _canon.positive_int("groups", groups)
-            shape = _join(dy_shape[0], c, shape, fmt)
-        elif len(shape) != len(w_shape):
-            raise ValueError(
-                f"input_shape={shape} must have {len(w_shape)} (full) or {len(w_shape) - 2} "
-                f"(spatial) entries for w.shape={w_shape}"
-            )
+            return _join(dy_shape[0], c, spatial, fmt)
+
+        shape = _given_shape("input_shape", input_shape, "spatial", "w.shape", w_shape, dy_shape, full)
         geom = cls.for_conv(shape, w_shape, stride=stride, padding=padding, dilation=dilation,
                             groups=groups, data_format=fmt)
-        if dy_shape != geom.y_shape(fmt):
-            message = (f"dy.shape={dy_shape} does not match the output shape {geom.y_shape(fmt)} "
-                       f"of a conv of input_shape {shape} with w.shape {w_shape}")
-            if len(dy_shape) == len(shape) and _split_x(dy_shape, fmt)[:2] == (geom.out_batch,
-                                                                              geom.out_channels):
-                spec = parse_padding(padding, geom.rank)
-                message += ": " + _unreachable(spec, _split_x(dy_shape, fmt)[2], geom.in_spatial,
-                                               geom.kernel, geom.stride, geom.rhs_dilation, "input")
-            raise ValueError(message)
-        return geom
+        why = ""
+        if len(dy_shape) == len(shape) and _split_x(dy_shape, fmt)[:2] == geom.y_shape()[:2]:
+            why = ": " + _unreachable(parse_padding(padding, geom.rank), _split_x(dy_shape, fmt)[2],
+                                      geom.in_spatial, geom.kernel, geom.stride, geom.rhs_dilation, "input")
+        return geom._check_dy(dy_shape, fmt, f"input_shape {shape} with w.shape {w_shape}", why)
 
     @classmethod
     def for_filter_grad(
@@ -395,27 +386,24 @@ class ConvGeometry:
         (6, 2, 3)
         """
         fmt = _canon.data_format(data_format)
-        x_shape = _canon.shape_tuple("x.shape", x_shape)
-        dy_shape = _canon.shape_tuple("dy.shape", dy_shape)
-        shape = _canon.shape_tuple("filter_shape", filter_shape)
-        if len(x_shape) >= 3 and len(shape) == len(x_shape) - 2 and len(dy_shape) == len(x_shape):
-            g = _canon.positive_int("groups", groups)
-            c, o = _split_x(x_shape, fmt)[1], _split_x(dy_shape, fmt)[1]
+        x_shape, dy_shape = _canon.shape_tuple("x.shape", x_shape), _canon.shape_tuple("dy.shape", dy_shape)
+
+        def full(kernel: tuple[int, ...]) -> tuple[int, ...]:
+            g, c = _canon.positive_int("groups", groups), _split_x(x_shape, fmt)[1]
             _check_channels("x channels", c, "groups", g)
-            shape = _join_w(o, c // g, shape, fmt)
-        elif len(shape) != len(x_shape):
-            raise ValueError(
-                f"filter_shape={shape} must have {len(x_shape)} (full) or {len(x_shape) - 2} "
-                f"(kernel) entries for x.shape={x_shape}"
-            )
+            return _join_w(_split_x(dy_shape, fmt)[1], c // g, kernel, fmt)
+
+        shape = _given_shape("filter_shape", filter_shape, "kernel", "x.shape", x_shape, dy_shape, full)
         geom = cls.for_conv(x_shape, shape, stride=stride, padding=padding, dilation=dilation,
                             groups=groups, data_format=fmt)
-        if dy_shape != geom.y_shape(fmt):
-            raise ValueError(
-                f"dy.shape={dy_shape} does not match the output shape {geom.y_shape(fmt)} of a "
-                f"conv of x.shape {x_shape} with filter_shape {shape}"
-            )
-        return geom
+        return geom._check_dy(dy_shape, fmt, f"x.shape {x_shape} with filter_shape {shape}")
+
+    def _check_dy(self, dy_shape: tuple[int, ...], fmt: str, conv: str, why: str = "") -> ConvGeometry:
+        """self, or the ValueError of a gradient whose dy does not have this conv's output shape."""
+        if dy_shape != self.y_shape(fmt):
+            raise ValueError(f"dy.shape={dy_shape} does not match the output shape {self.y_shape(fmt)} "
+                             f"of a conv of {conv}{why}")
+        return self
 
     # --- derived sizes --------------------------------------------------------------------------
     @property
@@ -636,6 +624,20 @@ def _unreachable(spec: PaddingSpec, o_sp: Sequence[int], sizes: Sequence[int], k
             return (f"in dim {i} the forward conv {maps} to {o_sp[i]}, not {size}; valid "
                     f"spatial {what} sizes are {[(a, b) for a, b in ranges]}")
     return ""
+
+
+def _given_shape(name: str, given: object, part: str, ref_name: str, ref: tuple[int, ...],
+                 dy_shape: tuple[int, ...], complete: Callable[[tuple[int, ...]], tuple[int, ...]]
+                 ) -> tuple[int, ...]:
+    """A gradient's result shape ``given`` in full (``ref``'s rank), or its ``part`` only, which
+    ``complete`` makes full."""
+    shape = _canon.shape_tuple(name, given)
+    if len(ref) >= 3 and len(shape) == len(ref) - 2 and len(dy_shape) == len(ref):
+        return complete(shape)
+    if len(shape) != len(ref):
+        raise ValueError(f"{name}={shape} must have {len(ref)} (full) or {len(ref) - 2} ({part}) "
+                         f"entries for {ref_name}={ref}")
+    return shape
 
 
 def _match_channels(c: int, xname: str, cw: int, g: int, o: int) -> None:

@@ -45,21 +45,13 @@ class PaddingSpec:
     ) -> tuple[tuple[int, int], ...]:
         """Per axis, the inclusive range [lo, hi] of input sizes whose forward output is ``o``: the
         transposed conv's output sizes with output_padding 0 .. s - 1 (never below 0)."""
-        out = []
-        for i, (o_i, k_i, s_i, d_i) in enumerate(zip(o, k, s, d)):
-            if self.kind in ("same", "same_lower"):
-                # SAME always gives ceil(n / s) outputs.
-                out.append(((o_i - 1) * s_i + 1, o_i * s_i))
-                continue
+        if self.kind in ("same", "same_lower"):  # SAME always gives ceil(n / s) outputs
+            return tuple(((o_i - 1) * s_i + 1, o_i * s_i) for o_i, s_i in zip(o, s))
+        out = []  # the other kinds' pads do not depend on the input size
+        for o_i, k_i, s_i, d_i, (lo, hi) in zip(o, k, s, d, self.resolve((0,) * len(o), k, s, d)):
             k_eff = dilate_dim(k_i, d_i)
-            if self.kind == "explicit":
-                before, after = self.pairs[i]
-            elif self.kind == "full":
-                before = after = k_eff - 1
-            else:
-                before = after = 0
-            lo = transpose_size(o_i, k_eff, s_i, before, after, 0)
-            out.append((max(lo, 0), transpose_size(o_i, k_eff, s_i, before, after, s_i - 1)))
+            out.append((max(transpose_size(o_i, k_eff, s_i, lo, hi, 0), 0),
+                        transpose_size(o_i, k_eff, s_i, lo, hi, s_i - 1)))
         return tuple(out)
 
 
