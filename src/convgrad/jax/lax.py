@@ -220,6 +220,65 @@ class _GeneralConv:
         return out, pullback
 
 
+def _check_groups(lhs_nc: tuple[int, ...], rhs_oi: tuple[int, ...], fg: int, bg: int) -> None:
+    """JAX's checks of feature and batch groups against lhs (N, C) and rhs (O, I)."""
+    (n, c), (o, i) = lhs_nc, rhs_oi
+    if c % fg:
+        raise ValueError(f"feature_group_count={fg} must divide the lhs feature dimension size {c}")
+    if c // fg != i:
+        raise ValueError(
+            f"lhs feature dimension size divided by feature_group_count must equal the rhs input "
+            f"feature dimension size, but {c} // {fg} != {i}"
+        )
+    if o % fg:
+        raise ValueError(
+            f"rhs output feature dimension size {o} is not a multiple of feature_group_count={fg}"
+        )
+    if n % bg:
+        raise ValueError(f"batch_group_count={bg} must divide the lhs batch dimension size {n}")
+    if o % bg:
+        raise ValueError(f"rhs output feature dimension size {o} is not a multiple of batch_group_count={bg}")
+    if fg > 1 and bg > 1:
+        raise ValueError(
+            f"at most one of batch_group_count={bg} and feature_group_count={fg} may be > 1"
+        )
+
+
+def _padding(padding: object, spatial: tuple[int, ...], ld: tuple[int, ...]) -> object:
+    """'VALID' / 'SAME' / 'SAME_LOWER' (any case) as the core's string, or (low, high) pairs
+    checked as JAX does; ``spatial`` is lhs's before its dilation ``ld``."""
+    rank = len(spatial)
+    if isinstance(padding, str):
+        kind = _STRING_PADDINGS.get(padding.upper())
+        if kind is None:
+            raise ValueError(
+                f"Unrecognized padding type: expected 'VALID', 'SAME', or 'SAME_LOWER', got {padding}."
+            )
+        if any(v != 1 for v in ld):
+            raise ValueError(
+                "String padding is not implemented for transposed convolution using this op. "
+                "Please either exactly specify the required padding or use conv_transpose."
+            )
+        return kind
+    if isinstance(padding, bytes) or not hasattr(padding, "__iter__"):
+        raise ValueError(f"padding must be a string or a sequence of (low, high) pairs, got {padding!r}")
+    items = list(padding)  # type: ignore[call-overload]
+    if len(items) != rank or any(
+        isinstance(p, (str, bytes)) or not hasattr(p, "__len__") or len(p) != 2 for p in items
+    ):
+        raise ValueError(
+            f"padding must be a string or {rank} (low, high) integer pairs, got {padding!r}"
+        )
+    pads = tuple((as_int("padding", lo), as_int("padding", hi)) for lo, hi in items)
+    for dim, (n_i, (lo, hi), ldi) in enumerate(zip(spatial, pads, ld)):
+        if dilate_dim(n_i, ldi) + lo + hi < 0:
+            raise ValueError(
+                f"Negative padding is larger than the size of the corresponding dimension: "
+                f"padding {(lo, hi)} for the dilated lhs size {dilate_dim(n_i, ldi)} in spatial dim {dim}"
+            )
+    return pads
+
+
 def _resolve(
     lhs: object, rhs: object, window_strides: object, padding: object, lhs_dilation: object,
     rhs_dilation: object, dimension_numbers: object, feature_group_count: object,
@@ -248,59 +307,11 @@ def _resolve(
     rd = _int_seq("rhs_dilation", rhs_dilation, rank, default=1)
     fg = positive_int("feature_group_count", feature_group_count)
     bg = positive_int("batch_group_count", batch_group_count)
-    n, c = lhs_c.shape[:2]
-    o, i = rhs_c.shape[:2]
-    if c % fg:
-        raise ValueError(f"feature_group_count={fg} must divide the lhs feature dimension size {c}")
-    if c // fg != i:
-        raise ValueError(
-            f"lhs feature dimension size divided by feature_group_count must equal the rhs input "
-            f"feature dimension size, but {c} // {fg} != {i}"
-        )
-    if o % fg:
-        raise ValueError(
-            f"rhs output feature dimension size {o} is not a multiple of feature_group_count={fg}"
-        )
-    if n % bg:
-        raise ValueError(f"batch_group_count={bg} must divide the lhs batch dimension size {n}")
-    if o % bg:
-        raise ValueError(f"rhs output feature dimension size {o} is not a multiple of batch_group_count={bg}")
-    if fg > 1 and bg > 1:
-        raise ValueError(
-            f"at most one of batch_group_count={bg} and feature_group_count={fg} may be > 1"
-        )
+    _check_groups(lhs_c.shape[:2], rhs_c.shape[:2], fg, bg)
     kernel = rhs_c.shape[2:]
     if 0 in kernel:
         raise ValueError(f"the window (rhs spatial dims {kernel}) must have positive sizes")
-    if isinstance(padding, str):
-        kind = _STRING_PADDINGS.get(padding.upper())
-        if kind is None:
-            raise ValueError(
-                f"Unrecognized padding type: expected 'VALID', 'SAME', or 'SAME_LOWER', got {padding}."
-            )
-        if any(v != 1 for v in ld):
-            raise ValueError(
-                "String padding is not implemented for transposed convolution using this op. "
-                "Please either exactly specify the required padding or use conv_transpose."
-            )
-        pads: object = kind
-    else:
-        if isinstance(padding, bytes) or not hasattr(padding, "__iter__"):
-            raise ValueError(f"padding must be a string or a sequence of (low, high) pairs, got {padding!r}")
-        items = list(padding)  # type: ignore[call-overload]
-        if len(items) != rank or any(
-            isinstance(p, (str, bytes)) or not hasattr(p, "__len__") or len(p) != 2 for p in items
-        ):
-            raise ValueError(
-                f"padding must be a string or {rank} (low, high) integer pairs, got {padding!r}"
-            )
-        pads = tuple((as_int("padding", lo), as_int("padding", hi)) for lo, hi in items)
-        for dim, (n_i, (lo, hi), ldi) in enumerate(zip(lhs_c.shape[2:], pads, ld)):
-            if dilate_dim(n_i, ldi) + lo + hi < 0:
-                raise ValueError(
-                    f"Negative padding is larger than the size of the corresponding dimension: "
-                    f"padding {(lo, hi)} for the dilated lhs size {dilate_dim(n_i, ldi)} in spatial dim {dim}"
-                )
+    pads = _padding(padding, lhs_c.shape[2:], ld)
     squeeze = rank == 0
     if squeeze:
         lhs_c, rhs_c, strides, pads, ld, rd = lhs_c[..., None], rhs_c[..., None], (1,), ((0, 0),), (1,), (1,)
