@@ -317,7 +317,7 @@ class ConvGeometry:
 
     @classmethod
     def for_input_grad(
-        cls, dy_shape: Sequence[int], w_shape: Sequence[int], input_shape: Sequence[int], *,
+        cls, dy_shape: Sequence[int], w_shape: Sequence[int], input_shape: object, *,
         stride: object = 1, padding: object = 0, dilation: object = 1, groups: object = 1,
         data_format: str = "channels_first",
     ) -> ConvGeometry:
@@ -362,7 +362,7 @@ class ConvGeometry:
 
     @classmethod
     def for_filter_grad(
-        cls, x_shape: Sequence[int], dy_shape: Sequence[int], filter_shape: Sequence[int], *,
+        cls, x_shape: Sequence[int], dy_shape: Sequence[int], filter_shape: object, *,
         stride: object = 1, padding: object = 0, dilation: object = 1, groups: object = 1,
         data_format: str = "channels_first",
     ) -> ConvGeometry:

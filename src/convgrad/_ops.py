@@ -96,9 +96,10 @@ class _Call:
         a, b = (arrays[r] for r in _FROM[role])
         return _run(_OP[role], self.geom, a, b, self.fmt, self.method, self.workspace_bytes, self.shape(role))
 
-    def vjp(self, role: str, name: str = "dy", **arrays: np.ndarray) -> tuple[np.ndarray, Pullback]:
+    def vjp(self, role: str, arrays: dict[str, np.ndarray], name: str = "dy") -> tuple[np.ndarray, Pullback]:
         """``(self(role, **arrays), pullback)``; ``pullback(g)`` gives the other two roles' gradients."""
-        _plan_all(self.geom, *arrays.values(), self.method, self.workspace_bytes)
+        a, b = arrays.values()
+        _plan_all(self.geom, a, b, self.method, self.workspace_bytes)
         out = self(role, **arrays)
 
         def pullback(g: object) -> tuple[np.ndarray, ...]:
@@ -110,7 +111,7 @@ class _Call:
     def biased_vjp(self, role: str, bias: np.ndarray | None,
                    **arrays: np.ndarray) -> tuple[np.ndarray, Pullback]:
         """``vjp`` with a bias added to the result; the pullback also gives db (None without)."""
-        out, pullback = self.vjp(role, **arrays)
+        out, pullback = self.vjp(role, arrays)
 
         def with_db(dy: object) -> tuple[np.ndarray | None, ...]:
             return (*pullback(dy), None if bias is None else conv_bias_grad(dy, data_format=self.fmt))
@@ -396,7 +397,7 @@ def conv_input_grad_vjp(
     call, dy, w = _resolve(ConvGeometry.for_input_grad, "dy", dy, "w", w, input_shape, stride=stride,
                            padding=padding, dilation=dilation, groups=groups, data_format=data_format,
                            method=method, workspace_bytes=workspace_bytes)
-    return call.vjp("x", "g", y=dy, w=w)
+    return call.vjp("x", {"y": dy, "w": w}, "g")
 
 
 def conv_filter_grad_vjp(
@@ -432,4 +433,4 @@ def conv_filter_grad_vjp(
     call, x, dy = _resolve(ConvGeometry.for_filter_grad, "x", x, "dy", dy, filter_shape, stride=stride,
                            padding=padding, dilation=dilation, groups=groups, data_format=data_format,
                            method=method, workspace_bytes=workspace_bytes)
-    return call.vjp("w", "g", x=x, y=dy)
+    return call.vjp("w", {"x": x, "y": dy}, "g")
