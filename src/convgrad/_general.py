@@ -61,10 +61,13 @@ def conv_general(
     >>> convgrad.conv_general(x, np.ones((1, 1, 2)), lhs_dilation=2, padding=[(1, 1)])
     array([[[0., 0., 1., 1., 2., 2., 3., 3., 4., 4.]]])
     """
-    return conv_general_vjp(  # the pullback is only a closure until called
-        x, w, stride=stride, padding=padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
-        feature_group_count=feature_group_count, batch_group_count=batch_group_count,
-        data_format=data_format, method=method, workspace_bytes=workspace_bytes)[0]
+    fmt = _canon.data_format(data_format)
+    x, w = as_array("x", x), as_array("w", w)
+    geom = ConvGeometry.for_general(
+        x.shape, w.shape, stride=stride, padding=padding, lhs_dilation=lhs_dilation,
+        rhs_dilation=rhs_dilation, feature_group_count=feature_group_count,
+        batch_group_count=batch_group_count, data_format=fmt)
+    return _forward(geom, x, w, fmt, method, workspace_limit(workspace_bytes))
 
 
 def conv_general_vjp(
