@@ -257,3 +257,13 @@ def test_a_calibration_file_sets_the_cost_model(tmp_path, packaged_calibration):
     with pytest.raises(ValueError, match=r"bad.json' lacks tiled's figures \['TILE_SECONDS'\]"):
         convgrad.engines.load_calibration(tmp_path / "bad.json")
     assert _machine.model() is model  # the refused file left the model in use alone
+
+
+@pytest.mark.parametrize("module", ["_plan", "_prepared"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    mod = importlib.import_module(f"convgrad.{module}")
+    result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0

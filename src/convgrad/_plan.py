@@ -209,6 +209,29 @@ def set_jit(policy: str) -> None:
 
 
 def make_plan(op: Op, geom: ConvGeometry, dtype: np.dtype, method: object, limit: int) -> ConvPlan:
-    """The default planner's plan for ``op`` on ``geom`` in ``dtype`` within ``limit`` workspace
-    bytes; ``method`` is 'auto', 'measure' or an engine name (see ``Planner.plan``)."""
+    """The default planner's plan (see ``Planner.plan``), kept for later identical requests.
+
+    Parameters
+    ----------
+    op : 'forward', 'input_grad' or 'filter_grad'
+    geom : ConvGeometry
+    dtype : the compute dtype
+    method : 'auto', 'measure' or an engine name (``convgrad.engine_names()``)
+    limit : workspace budget in bytes
+
+    Returns
+    -------
+    ConvPlan : runs the op on channels-last operands, ``plan(a, b)``; prints every engine's verdict.
+
+    Examples
+    --------
+    >>> import numpy as np, convgrad
+    >>> g = convgrad.ConvGeometry.for_conv((1, 1, 16, 16), (1, 1, 3, 3))
+    >>> plan = convgrad.make_plan("forward", g, np.float64, "auto", 2**31)
+    >>> plan.chosen.engine, plan.choices
+    ('gather', {'elements': 1764})
+    >>> plan(np.ones((1, 16, 16, 1)), np.ones((3, 3, 1, 1)))[0, :2, :2, 0]
+    array([[9., 9.],
+           [9., 9.]])
+    """
     return _DEFAULT.plan(op, geom, dtype, method, limit)
