@@ -108,8 +108,8 @@ class _Call:
 
         return out, pullback
 
-    def biased_vjp(self, role: str, bias: np.ndarray | None,
-                   **arrays: np.ndarray) -> tuple[np.ndarray, Pullback]:
+    def biased_vjp(self, role: str, arrays: dict[str, np.ndarray],
+                   bias: np.ndarray | None) -> tuple[np.ndarray, Pullback]:
         """``vjp`` with a bias added to the result; the pullback also gives db (None without)."""
         out, pullback = self.vjp(role, arrays)
 
@@ -287,6 +287,7 @@ def conv_transpose(
                           groups=groups, data_format=data_format, method=method,
                           workspace_bytes=workspace_bytes)
     b = _check_bias(bias, call.geom.in_channels)
+    # The geometry is the forward conv's: this x is its y, and the result its x.
     return _add_bias(call("x", y=x, w=w), b, call.geom.in_channels, call.fmt)
 
 
@@ -321,7 +322,7 @@ def conv_vjp(
     call, x, w = _resolve(ConvGeometry.for_conv, "x", x, "w", w, stride=stride, padding=padding,
                           dilation=dilation, groups=groups, data_format=data_format, method=method,
                           workspace_bytes=workspace_bytes)
-    return call.biased_vjp("y", _check_bias(bias, call.geom.out_channels), x=x, w=w)
+    return call.biased_vjp("y", {"x": x, "w": w}, _check_bias(bias, call.geom.out_channels))
 
 
 def conv_transpose_vjp(
@@ -360,7 +361,7 @@ def conv_transpose_vjp(
                           output_padding=output_padding, output_shape=output_shape, dilation=dilation,
                           groups=groups, data_format=data_format, method=method,
                           workspace_bytes=workspace_bytes)
-    return call.biased_vjp("x", _check_bias(bias, call.geom.in_channels), y=x, w=w)
+    return call.biased_vjp("x", {"y": x, "w": w}, _check_bias(bias, call.geom.in_channels))
 
 
 # --- the second order: input and filter gradients are bilinear, so each pullback is two calls ---
