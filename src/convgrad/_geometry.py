@@ -591,15 +591,13 @@ def _transposed_size(p: ConvParams, o_sp: Sequence[int], kernel: Sequence[int],
 
 
 def _split_x(shape: tuple[int, ...], fmt: str) -> tuple[int, int, tuple[int, ...]]:
-    if fmt == "channels_first":
-        return shape[0], shape[1], shape[2:]
-    return shape[0], shape[-1], shape[1:-1]
+    """(N, C, spatial) of an x (or y) shape in ``fmt``."""
+    return (shape[0], shape[1], shape[2:]) if fmt == "channels_first" else (shape[0], shape[-1], shape[1:-1])
 
 
 def _split_w(shape: tuple[int, ...], fmt: str) -> tuple[int, int, tuple[int, ...]]:
-    if fmt == "channels_first":
-        return shape[0], shape[1], shape[2:]
-    return shape[-1], shape[-2], shape[:-2]
+    """(O, C / groups, kernel) of a filter shape in ``fmt``."""
+    return (shape[0], shape[1], shape[2:]) if fmt == "channels_first" else (shape[-1], shape[-2], shape[:-2])
 
 
 def _join(n: int, c: int, spatial: Sequence[int], fmt: str) -> tuple[int, ...]:

@@ -22,17 +22,11 @@ def x_from_last(x: np.ndarray, fmt: str) -> np.ndarray:
 
 def w_to_last(w: np.ndarray, fmt: str) -> np.ndarray:
     """(O, C/G, *K) -> (*K, C/G, O) view for channels-first; identity otherwise."""
-    if fmt != "channels_first":
-        return w
-    r = w.ndim - 2
-    return w.transpose(*range(2, 2 + r), 1, 0)
+    return w.transpose(*range(2, w.ndim), 1, 0) if fmt == "channels_first" else w
 
 
 def w_from_last(w: np.ndarray, fmt: str) -> np.ndarray:
-    if fmt != "channels_first":
-        return w
-    r = w.ndim - 2
-    return w.transpose(r + 1, r, *range(r))
+    return w.transpose(w.ndim - 1, w.ndim - 2, *range(w.ndim - 2)) if fmt == "channels_first" else w
 
 
 def pad_or_crop(a: np.ndarray, pads: tuple[tuple[int, int], ...], channels: int | None = None,
