@@ -7,13 +7,14 @@ framework's spelling from ``convgrad._frameworks``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import _frameworks
-from ._frameworks._common import Conv, axis_names, layout_names, layout_note, pairs_text, tuple_text, unused
+from ._frameworks._common import Conv, axis_names, layout_names, letters, pairs_text, tuple_text, unused
 from ._geometry import ConvGeometry
 
 
@@ -145,12 +146,20 @@ def costs(g: ConvGeometry, fmt: str, dtype: object) -> dict:
 
 
 def spelling(name: str, g: ConvGeometry, fmt: str) -> dict:
-    """Framework ``name``'s calls for ``g`` (forward, gradients, transposed conv), and under
-    'translate' its forward call as ``convgrad.translate`` writes it (None above rank 3)."""
+    """Framework ``name``'s calls for ``g``: the forward and the transposed conv as
+    ``convgrad.translate`` writes them (with the layout of x each expects and the ``convert_filter``
+    from ``fmt``'s filter), and both gradients."""
     fw = _frameworks.module(name)
-    out = {"framework": name, "layout": fw.LAYOUT, "layout_note": layout_note(fmt, fw.LAYOUT, g.rank),
-           **fw.equivalent(g, fmt)}
-    t = fw.write(Conv.of(g)) if g.rank <= 3 else None
-    out["translate"] = None if t is None else {"call": t.call(), "expressible": t.expressible,
-                                                "reason": t.reason, "input_layout": t.input_layout}
-    return out
+    out: dict = {"framework": name, "layout": fw.LAYOUT}
+    if g.rank > getattr(fw, "MAX_RANK", g.rank):
+        return {**out, "expressible": False, "reason": f"{fw.RANK_LIMIT}, not {g.rank}-D",
+                "workaround": "use convgrad"}
+    w = layout_names(fmt, g.rank)[1]
+    forward, transpose = (
+        dataclasses.replace(fw.write(Conv.of(g, op)), filter_layout=(
+            src, fw.FILTER_LAYOUTS[op].replace("*", letters(g.rank))))
+        # The transposed conv's filter is the forward's, its channel letters swapped.
+        for op, src in (("conv", w), ("conv_transpose", w.translate(str.maketrans("OI", "IO")))))
+    calls = {"forward": str(forward), "transpose": str(transpose), **fw.gradient_calls(g)}
+    calls.setdefault("input_grad", calls["transpose"])  # ONNX's input gradient is its ConvTranspose
+    return {**out, "expressible": forward.expressible, "reason": forward.reason, **calls}

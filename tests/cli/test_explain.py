@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -102,7 +103,8 @@ def test_the_torch_calls_explain_prints_compute_the_same(case):
         if t["pre_pad"] is not None:
             got = F.pad(got, [-p for p in t["pre_pad"]])
         np.testing.assert_allclose(got.numpy(), dx_ref, atol=1e-10)
-    assert t["expressible"] == (t["pre_pad"] is None)
+    # Expressible: padding says the pads (torch's own 'same' included, where they are not symmetric).
+    assert t["expressible"] == (t["pre_pad"] is None or "padding='same'" in t["forward"])
 
 
 def test_seed_text(cli):
@@ -118,7 +120,7 @@ def test_seed_text(cli):
     assert "the planner's choice" in out and "every engine's verdict" in out
     for title in ("PyTorch (channels_first): expressible directly",
                   "TensorFlow (channels_last): expressible directly",
-                  "JAX (channels_last): expressible directly",
+                  "JAX (channels_first): expressible directly",
                   "ONNX (channels_first): expressible directly"):
         assert title in out
     assert "tf.raw_ops.Conv2DBackpropInput(input_sizes=x.shape" in out
@@ -130,12 +132,13 @@ def test_not_expressible_directly_with_workaround(cli):
     res = cli("explain", "--x", "1,7,9,3", "--w", "3,2,3,4", "--stride", "2", "--padding=-1:2,0:1")
     assert res.code == 0
     out = res.out
+    # The forward is translate's spelling: the reason, then the pad-first workaround as code.
     assert "PyTorch (channels_first): NOT expressible directly" in out
-    assert "pad = [0, 1, -1, 2]  # F.pad order: last dim first; negative values crop" in out
+    assert "y = F.conv2d(F.pad(F.pad(x, [0, 1, 0, 1]), [0, 0, -1, 0]), w, stride=(2, 2)" in out
     assert "TensorFlow (channels_last): NOT expressible directly" in out
-    assert "x_padded = tf.pad(x, [[0, 0], [0, 2], [0, 1], [0, 0]]) then slice off the negative pads" in out
+    assert "y = tf.nn.conv2d(tf.pad(x[:, 1:7, 0:9, :], [[0, 0], [0, 1], [0, 1], [0, 0]]), w" in out
     assert "ONNX (channels_first): NOT expressible directly" in out
-    assert "JAX (channels_last): expressible directly" in out
+    assert "JAX (channels_first): expressible directly" in out
 
 
 def test_framework_filter_and_limits(cli):
@@ -163,10 +166,10 @@ def test_explain_high_rank(cli):
     ["--x", "1,3,9", "--w", "4,3,3", "--stride", "3", "--padding", "full", "--layout", "NCW"],
 ])
 def test_the_jax_transposed_call_explain_prints_is_d_x(argv):
-    """lax.conv_transpose with the printed pads (the input-gradient pads) and transpose_kernel=True
-    computes d_x."""
+    """The lax.conv_transpose call explain prints (translate's spelling: the input-gradient pads,
+    transpose_kernel=True), run as printed on dy and w in its layouts, computes d_x."""
     jax = pytest.importorskip("jax")
-    from jax import lax
+    from convgrad.layouts import convert_filter
 
     data = explain_json(argv)
     geo = data["geometry"]
@@ -177,21 +180,29 @@ def test_the_jax_transposed_call_explain_prints_is_d_x(argv):
     rng = np.random.default_rng(1)
     w = rng.standard_normal(g.w_shape(fmt))
     dy = rng.standard_normal(g.y_shape(fmt))
+    call, note = data["frameworks"]["jax"]["transpose"].splitlines()
     pads = [tuple(p) for p in data["gradients"]["d_x"]["input_grad_padding"]]
-    dn = tuple(data["frameworks"]["jax"]["dimension_numbers"])
+    assert f"padding={tuple(pads)}" in call
+    src, dst = re.search(r"convert_filter\(w, '(\w+)', '(\w+)'\)", note).groups()
+    scope = {"jax": jax, "x": np.moveaxis(dy, 1, -1) if fmt == "channels_first" else dy,
+             "w": convert_filter(w, src, dst)}
     with jax.enable_x64(True):
-        dx = lax.conv_transpose(dy, w, strides=tuple(g.stride), padding=pads,
-                                rhs_dilation=tuple(g.rhs_dilation), dimension_numbers=dn,
-                                transpose_kernel=True)
+        dx = np.asarray(eval(call, scope))
     ref = convgrad.conv_input_grad(dy, w, g.x_shape(fmt), stride=g.stride, padding=list(g.padding),
                                    dilation=g.rhs_dilation, data_format=fmt)
-    np.testing.assert_allclose(np.asarray(dx), ref, atol=1e-10)
-    assert f"padding={[tuple(p) for p in pads]}" in data["frameworks"]["jax"]["transpose"]
+    np.testing.assert_allclose(np.moveaxis(dx, -1, 1) if fmt == "channels_first" else dx, ref, atol=1e-10)
 
 
-def test_explain_uses_convgrad_translate_where_present():
-    pytest.importorskip("convgrad.translate")
+def test_explain_prints_translates_spelling():
+    """One writer per framework: explain's forward line is convgrad.translate's call."""
+    from convgrad.translate import translate
+
     data = explain_json(["--x", "1,7,9,3", "--w", "3,2,3,4", "--stride", "2", "--padding=-1:2,0:1"])
-    t = data["frameworks"]["torch"]["translate"]
-    assert t["expressible"] is False and "F.pad(" in t["call"] and "F.conv2d(" in t["call"]
-    assert data["frameworks"]["jax"]["translate"]["expressible"] is True
+    fws = data["frameworks"]
+    t = translate("jax", "torch", input_size=(7, 9), kernel_size=(3, 2), window_strides=2,
+                  padding=[(-1, 2), (0, 1)])
+    assert fws["torch"]["expressible"] is False and t.call() in fws["torch"]["forward"]
+    assert "F.pad(" in fws["torch"]["forward"] and fws["torch"]["reason"] == t.reason
+    u = translate("jax", "jax", input_size=(7, 9), kernel_size=(3, 2), window_strides=2,
+                  padding=[(-1, 2), (0, 1)])
+    assert fws["jax"]["expressible"] is True and fws["jax"]["forward"].startswith(u.call() + "\n")

@@ -20,17 +20,20 @@ SPATIAL = {1: "W", 2: "HW", 3: "DHW"}
 OPS = ("conv", "conv_transpose")
 
 
+def letters(rank: int) -> str:
+    """The spatial letters of a layout: 'HW' and the like; digits above rank 3 (JAX takes any)."""
+    return SPATIAL.get(rank) or "".join(map(str, range(rank)))
+
+
 def axis_names(rank: int) -> list[str]:
     """['H', 'W'] and the like; d0, d1, ... above rank 3."""
     return list(SPATIAL[rank]) if rank in SPATIAL else [f"d{i}" for i in range(rank)]
 
 
 def layout_names(fmt: str, rank: int) -> tuple[str, str]:
-    """The layouts of x and w in ``fmt``: ('NHWC', 'HWIO') and the like; generic above rank 3."""
-    sp = SPATIAL.get(rank)
-    if fmt == "channels_first":
-        return ("NC" + sp, "OI" + sp) if sp else ("N,C,*S", "O,I,*K")
-    return ("N" + sp + "C", sp + "IO") if sp else ("N,*S,C", "*K,I,O")
+    """The layouts of x and w in ``fmt``: ('NHWC', 'HWIO') and the like."""
+    sp = letters(rank)
+    return ("NC" + sp, "OI" + sp) if fmt == "channels_first" else ("N" + sp + "C", sp + "IO")
 
 
 # --- the canonical form -------------------------------------------------------------------------
@@ -198,18 +201,6 @@ def unused(g: ConvGeometry) -> tuple[int, ...]:
     """Per dim, padded samples past the last window (after - tight after; fewer than the stride):
     the transposed conv's ``output_padding`` restores them, so its output has x's size."""
     return tuple(hi - tight for (_, hi), (_, tight) in zip(g.padding, g.tight_padding))
-
-
-def layout_note(fmt: str, framework_fmt: str, rank: int) -> str:
-    """How to permute the user's arrays into the framework's layout ('' when they are in it)."""
-    if fmt == framework_fmt:
-        return ""
-    if framework_fmt == "channels_first":
-        sp = ", ".join(map(str, range(1, rank + 1)))
-        return (f"from your channels-last arrays: x.permute(0, {rank + 1}, {sp}), "
-                f"w.permute({rank + 1}, {rank}, {', '.join(map(str, range(rank)))})")
-    sp = ", ".join(map(str, range(2, rank + 2)))
-    return f"from your channels-first arrays: transpose x by (0, {sp}, 1), w by ({sp}, 1, 0)"
 
 
 # --- the pad-first workaround in NumPy ----------------------------------------------------------

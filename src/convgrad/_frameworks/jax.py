@@ -14,7 +14,6 @@ import numpy as np
 from .._canon import as_int
 from .._formulas import dilate_dim
 from ._common import (
-    SPATIAL,
     Conv,
     Translation,
     answer,
@@ -22,7 +21,7 @@ from ._common import (
     forward,
     groups,
     ints,
-    layout_names,
+    letters,
     once,
     pairs_text,
     tuple_text,
@@ -94,8 +93,7 @@ def read(op: str, size: tuple[int, ...], k: tuple[int, ...], p: dict) -> Conv:
 
 
 def write(c: Conv) -> Translation:
-    r = c.rank
-    sp = SPATIAL[r]
+    r, sp = c.rank, letters(c.rank)
     if c.op == "conv":
         kwargs = {"window_strides": c.s, "padding": tuple(zip(c.before, c.after)), "rhs_dilation": c.d,
                   "feature_group_count": c.groups, "dimension_numbers": ("NC" + sp, "OI" + sp, "NC" + sp)}
@@ -103,40 +101,29 @@ def write(c: Conv) -> Translation:
     # The transposed conv's own pads: those of the lhs-dilated conv it is.
     lo_hi = tuple((ke - 1 - b, ni + b - dilate_dim(o, s)) for ke, b, ni, o, s in
                   zip(c.keff, c.before, c.n, c.o, c.s))
+    dn = ("N" + sp + "C", sp + "IO", "N" + sp + "C")
     if c.groups == 1:
-        kwargs = {"strides": c.s, "padding": lo_hi, "rhs_dilation": c.d, "transpose_kernel": True}
+        kwargs = {"strides": c.s, "padding": lo_hi, "rhs_dilation": c.d, "dimension_numbers": dn,
+                  "transpose_kernel": True}
         return answer("jax.lax.conv_transpose", kwargs, "", "", "N" + sp + "C")
     code = (f"y = lax.conv_general_dilated(x, w_flipped, window_strides={(1,) * r}, padding={lo_hi}, "
             f"lhs_dilation={c.s}, rhs_dilation={c.d}, feature_group_count={c.groups}, "
-            f"dimension_numbers=('N{sp}C', '{sp}IO', 'N{sp}C'))  # w_flipped: w flipped in space, "
-            "its in/out channels swapped within each group")
+            f"dimension_numbers={dn})  # w_flipped: w flipped in space, its in/out channels swapped "
+            "within each group")
     return answer("jax.lax.conv_transpose", None, code, "lax.conv_transpose has no groups", "N" + sp + "C")
 
 
 # --- explain ------------------------------------------------------------------------------------
-def equivalent(g: ConvGeometry, fmt: str) -> dict:
-    """The forward, both gradients and the transposed conv of ``g`` as JAX calls, in ``fmt``."""
-    r, G = g.rank, g.feature_group_count
-    x, w = layout_names(fmt, r)
-    dn = [x, w, x]  # lax's (lhs, rhs, out) specs
-    igp = g.input_grad_padding
-    return {
-        "layout": fmt, "layout_note": "", "expressible": True, "dimension_numbers": dn,
-        "forward": f"lax.conv_general_dilated(x, w, window_strides={tuple_text(g.stride)}, "
-                   f"padding={pairs_text(g.padding)}, rhs_dilation={tuple_text(g.rhs_dilation)}, "
-                   f"dimension_numbers={dn}, feature_group_count={G})",
-        "input_grad": f"lax.conv_general_dilated(dy, flip_swap(w), (1,) * {r}, padding={pairs_text(igp)}, "
-                      f"lhs_dilation={tuple_text(g.stride)}, rhs_dilation={tuple_text(g.rhs_dilation)}, "
-                      f"dimension_numbers={dn}, feature_group_count={G})",
-        "filter_grad": "jax.vjp(lambda w: conv(x, w), w)[1](dy)  # or jax.linear_transpose",
-        "transpose": (f"lax.conv_transpose(dy, w, strides={tuple_text(g.stride)}, padding={pairs_text(igp)}, "
-                      f"rhs_dilation={tuple_text(g.rhs_dilation)}, dimension_numbers={dn}, "
-                      "transpose_kernel=True)"
-                      if G == 1 else "not expressible directly: lax.conv_transpose has no groups; use "
-                      "the input_grad call above"),
-        "autodiff": "jax.vjp(conv, x, w)[1](dy)",
-        "padding": [list(p) for p in g.padding],
-    }
+def gradient_calls(g: ConvGeometry) -> dict:
+    """Both gradients of ``g`` in JAX (channels-first, its default dimension numbers, any rank)."""
+    s, d, G = tuple_text(g.stride), tuple_text(g.rhs_dilation), g.feature_group_count
+    conv = (f"lax.conv_general_dilated(x, w, {s}, {pairs_text(g.padding)}, rhs_dilation={d}, "
+            f"feature_group_count={G})")
+    return {"input_grad": f"lax.conv_general_dilated(dy, flip_swap(w), {(1,) * g.rank}, "
+                          f"{pairs_text(g.input_grad_padding)}, lhs_dilation={s}, rhs_dilation={d}, "
+                          f"feature_group_count={G})",
+            "filter_grad": f"jax.vjp(lambda w: {conv}, w)[1](dy)  # or jax.linear_transpose",
+            "autodiff": "jax.vjp(conv, x, w)[1](dy)"}
 
 
 # --- check --------------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ import numpy as np
 
 from .. import _canon
 from .._formulas import dilate_dim, transpose_size
-from .._padding import parse_padding
 from .._tolerance import RTOL
 from ._common import (
     Conv,
@@ -26,7 +25,7 @@ from ._common import (
     forward,
     groups,
     ints,
-    pairs_text,
+    letters,
     sizes,
     unused,
 )
@@ -57,17 +56,6 @@ def conv_pads(c: Conv) -> tuple[list[int] | None, list[int]]:
     after = c.after_pads(non_negative=True)
     own = None if after is None else flat_pads(tuple(zip(c.before, after)))
     return own, [0] * c.rank if own is None else [e - tight for e, tight in zip(own[c.rank:], c.after)]
-
-
-def auto_pad(g: ConvGeometry) -> str | None:
-    """The ``auto_pad`` that gives exactly ``g``'s pads, or None."""
-    if all(lo == hi == 0 for lo, hi in g.padding):
-        return "VALID"
-    for name, spec in (("SAME_UPPER", "same"), ("SAME_LOWER", "same_lower")):
-        same = parse_padding(spec, g.rank).resolve(g.in_spatial, g.kernel, g.stride, g.rhs_dilation)
-        if tuple(map(tuple, same)) == tuple(g.padding):
-            return name
-    return None
 
 
 # --- translate ----------------------------------------------------------------------------------
@@ -109,7 +97,7 @@ def read(op: str, size: tuple[int, ...], k: tuple[int, ...], p: dict) -> Conv:
 
 def write(c: Conv) -> Translation:
     r = c.rank
-    layout = "NC" + "DHW"[-r:]
+    layout = "NC" + letters(r)
     common = {"kernel_shape": list(c.k), "strides": list(c.s), "dilations": list(c.d), "group": c.groups}
     if c.op == "conv":
         own, _ = conv_pads(c)
@@ -132,34 +120,16 @@ def write(c: Conv) -> Translation:
 
 
 # --- explain ------------------------------------------------------------------------------------
-def equivalent(g: ConvGeometry, fmt: str) -> dict:
-    """The forward, both gradients and the transposed conv of ``g`` as ONNX nodes."""
-    r = g.rank
-    own, out_pad = conv_pads(Conv.of(g))
-    auto = auto_pad(g)
-    attrs = {"kernel_shape": list(g.kernel), "strides": list(g.stride), "dilations": list(g.rhs_dilation),
-             "group": g.feature_group_count}
-    a = ", ".join(f"{k}={v}" for k, v in attrs.items())
-    shown = f"pads={own}" if own is not None else f"pads=[0] * {2 * r}"
-    out: dict = {"expressible": own is not None, "attributes": attrs, "pads": own, "auto_pad": auto,
-                 "output_padding": out_pad if own is not None else list(unused(g))}
-    xin = "X" if own is not None else "Slice/Pad(X)"
-    out["forward"] = f"Conv({xin}, W, B; {a}, {shown})" + (f" (or auto_pad='{auto}')" if auto else "")
-    out["input_grad"] = (f"ConvTranspose(dY, W; strides={list(g.stride)}, dilations={list(g.rhs_dilation)}, "
-                         f"group={g.feature_group_count}, {shown}, output_padding={out['output_padding']})"
-                         + ("" if own is not None else ", then crop/pad back to X's shape"))
-    out["transpose"] = out["input_grad"]
+def gradient_calls(g: ConvGeometry) -> dict:
+    """The filter gradient of ``g`` as ONNX nodes (it has no op for it; its input gradient is its
+    ConvTranspose)."""
     fgp = flat_pads(g.filter_grad_padding)
-    out["filter_grad"] = ("not expressible directly: ONNX has no filter-gradient op; workaround: "
-                          f"Transpose(Conv(Transpose(X, perm=[1, 0, ...]), Transpose(dY, perm=[1, 0, ...]); "
-                          f"strides={list(g.rhs_dilation)}, dilations={list(g.stride)}, "
-                          f"pads={fgp if fgp is not None else 'crop X first'}), perm=[1, 0, ...])"
-                          + (", one per group" if g.feature_group_count > 1 else ""))
-    out["autodiff"] = "none in the ONNX standard (onnxruntime-training builds a gradient graph)"
-    if own is None:
-        out["reason"] = f"ONNX pads must be >= 0; these pads are {pairs_text(g.padding)}"
-        out["workaround"] = "crop X with a Slice node (and pad with Pad), then Conv with pads=0"
-    return out
+    return {"filter_grad": "not expressible directly: ONNX has no filter-gradient op; workaround: "
+                           "Transpose(Conv(Transpose(X, perm=[1, 0, ...]), Transpose(dY, perm=[1, 0, ...]); "
+                           f"strides={list(g.rhs_dilation)}, dilations={list(g.stride)}, "
+                           f"pads={fgp if fgp is not None else 'crop X first'}), perm=[1, 0, ...])"
+                           + (", one per group" if g.feature_group_count > 1 else ""),
+            "autodiff": "none in the ONNX standard (onnxruntime-training builds a gradient graph)"}
 
 
 # --- check --------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ the pad-first workaround. Its CPU kernels have no gradients for grouped or dilat
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,8 +23,9 @@ from ._common import (
     conv_from_pads,
     groups,
     ints,
+    kwargs_text,
+    letters,
     once,
-    pairs_text,
     sizes,
     transpose_from_output,
 )
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 
 NAME, TITLE, PIP, IMPORTS = "tf", "TensorFlow", "tensorflow", ("tensorflow",)
 LAYOUT = "channels_last"
+MAX_RANK, RANK_LIMIT = 3, "TensorFlow convolves 1-, 2- and 3-D only"
 FILTER_LAYOUTS = {"conv": "*IO", "conv_transpose": "*OI", "depthwise": "*IM"}
 PARAMS = {"conv": {"strides", "dilations", "padding", "groups"},
           "conv_transpose": {"strides", "dilations", "padding", "output_shape", "groups"}}
@@ -63,13 +66,21 @@ def _is_same(c: Conv) -> bool:
                for b, n, ke, s, o in zip(c.before, c.n, c.keff, c.s, c.o))
 
 
-def gradient_limit(g: ConvGeometry) -> str | None:
-    """Why TensorFlow's CPU kernels cannot take ``g``'s gradients, or None."""
+def gradient_limits(g: ConvGeometry) -> list[str]:
+    """Why TensorFlow's CPU kernels cannot take ``g``'s gradients (empty when they can)."""
+    limits = []
     if g.feature_group_count > 1:
-        return "TensorFlow has no CPU gradient kernels for grouped convolutions"
+        limits.append("TensorFlow has no CPU gradient kernels for grouped convolutions")
     if any(d > 1 for d in g.rhs_dilation):
-        return "TensorFlow's CPU gradient kernels do not support dilation > 1"
-    return None
+        limits.append("TensorFlow's CPU gradient kernels do not support dilation > 1")
+    return limits
+
+
+def _pad_first(c: Conv) -> str:
+    """x cropped by the negative pads and padded by the positive ones: the pad-first workaround."""
+    pairs = list(zip(c.before, c.after))
+    crop = ", ".join(f"{max(-a, 0)}:{n - max(-b, 0)}" for (a, b), n in zip(pairs, c.n))
+    return f"tf.pad(x[:, {crop}, :], {[[0, 0], *[[max(a, 0), max(b, 0)] for a, b in pairs], [0, 0]]})"
 
 
 # --- translate ----------------------------------------------------------------------------------
@@ -107,7 +118,7 @@ def read(op: str, size: tuple[int, ...], k: tuple[int, ...], p: dict) -> Conv:
 
 def write(c: Conv) -> Translation:
     r = c.rank
-    layout = "N" + "DHW"[-r:] + "C"
+    layout = "N" + letters(r) + "C"
     raw = r == 3  # Conv3D's raw op wants N + 2 values
     strides = [1, *c.s, 1] if raw else list(c.s)
     dilations = [1, *c.d, 1] if raw else list(c.d)
@@ -121,10 +132,7 @@ def write(c: Conv) -> Translation:
         if pad is not None:
             kwargs = {stride_name: strides, "padding": pad, "dilations": dilations}
             return answer(target, kwargs, "", "", layout)
-        pairs = list(zip(c.before, c.after))
-        crop = ", ".join(f"{max(-a, 0)}:{n - max(-b, 0)}" for (a, b), n in zip(pairs, c.n))
-        tf_pads = [[0, 0], *[[max(a, 0), max(b, 0)] for a, b in pairs], [0, 0]]
-        code = (f"y = tf.nn.conv{r}d(tf.pad(x[:, {crop}, :], {tf_pads}), w, {stride_name}={strides}, "
+        code = (f"y = tf.nn.conv{r}d({_pad_first(c)}, w, {stride_name}={strides}, "
                 f"padding='VALID', dilations={dilations})")
         return answer(target, None, code, why, layout)
     target = f"tf.nn.conv{r}d_transpose"
@@ -142,55 +150,28 @@ def write(c: Conv) -> Translation:
 
 
 # --- explain ------------------------------------------------------------------------------------
-def equivalent(g: ConvGeometry, fmt: str) -> dict:
-    """The forward, both gradients and the transposed conv of ``g`` as TensorFlow calls."""
-    r = g.rank
-    if r > 3:
-        return {"expressible": False, "reason": f"TensorFlow convolves 1-, 2- and 3-D only, not {r}-D",
-                "workaround": "use convgrad"}
-    pad = padding(Conv.of(g))
-    s, d = list(g.stride), list(g.rhs_dilation)
-    shown = repr(pad) if isinstance(pad, str) else str(pad) if pad is not None else "'VALID'"
-    xin = "x" if pad is not None else "x_padded"
-    if isinstance(pad, list):
-        raw = f"'EXPLICIT', explicit_paddings={[v for pr in pad for v in pr]}"
-    else:
-        raw = repr(pad) if pad is not None else "'VALID'"
-    fn, bp, v2 = f"conv{r}d", "Conv3D" if r == 3 else "Conv2D", "V2" if r == 3 else ""
-    out: dict = {
-        "expressible": pad is not None, "padding": pad,
-        "forward": f"tf.nn.{fn}({xin}, w, strides={s}, padding={shown}, dilations={d})",
-        "input_grad": f"tf.raw_ops.{bp}BackpropInput{v2}(input_sizes={xin}.shape, filter=w, out_backprop=dy, "
-                      f"strides={[1, *s, 1]}, padding={raw}, dilations={[1, *d, 1]})"
-                      + (" on x lifted to 2-D (a unit height)" if r == 1 else ""),
-        "filter_grad": f"tf.raw_ops.{bp}BackpropFilter{v2}(input={xin}, filter_sizes=w.shape, "
-                       "out_backprop=dy, "
-                       f"strides={[1, *s, 1]}, padding={raw}, dilations={[1, *d, 1]})",
-        "transpose": f"tf.nn.{fn}_transpose(dy, w, output_shape={xin}.shape, strides={s}, padding={shown}, "
-                     f"dilations={d})",
-        "autodiff": "tf.GradientTape: tape.gradient(y, [x, w, b], output_gradients=dy)",
-    }
-    if pad is None:
-        pads = [[0, 0], *([max(lo, 0), max(hi, 0)] for lo, hi in g.padding), [0, 0]]
-        out["reason"] = ("TensorFlow takes 'VALID', 'SAME' or, for conv2d only, explicit non-negative pads; "
-                         f"these pads are {pairs_text(g.padding)}")
-        crop = any(lo < 0 or hi < 0 for lo, hi in g.padding)
-        out["workaround"] = (f"x_padded = tf.pad(x, {pads})"
-                             + (" then slice off the negative pads" if crop else "")
-                             + "; convolve with padding='VALID'; crop d_x back to x's shape")
-    limits = []
-    if g.feature_group_count > 1:
-        limits.append("no CPU gradient kernels for grouped convolutions (GPU only)")
-    if any(v > 1 for v in g.rhs_dilation):
-        limits.append("no CPU gradient kernels for dilation > 1")
-        if any(v > 1 for v in g.stride):
-            limits.append("tf.nn.convolution refuses stride > 1 with dilation > 1")
-    if limits:
-        out["limitations"] = limits
-    return out
+def gradient_calls(g: ConvGeometry) -> dict:
+    """Both gradients of ``g`` as the raw backprop ops (x padded first where ``padding`` cannot say
+    its pads), GradientTape, and what TensorFlow's CPU kernels refuse."""
+    c = Conv.of(g)
+    pad = padding(c)
+    xin, undo = ("x", "") if pad is not None else (_pad_first(c), "; then undo the pad-first on d_x")
+    _, bp_input, bp_filter = _names(g)
+    raw = kwargs_text(_raw(g, pad or "VALID"))
+    lift = " on x lifted to 2-D (a unit height)" if g.rank == 1 else ""
+    limits = gradient_limits(g)
+    if any(d > 1 for d in g.rhs_dilation) and any(s > 1 for s in g.stride):
+        limits.append("tf.nn.convolution refuses stride > 1 with dilation > 1")
+    return {"padding": pad, "limitations": limits,
+            "input_grad": f"tf.raw_ops.{bp_input}(input_sizes={xin}.shape, filter=w, out_backprop=dy, "
+                          f"{raw})"
+                          f"{lift}{undo}",
+            "filter_grad": f"tf.raw_ops.{bp_filter}(input={xin}, filter_sizes=w.shape, out_backprop=dy, "
+                           f"{raw}){lift}",
+            "autodiff": "tf.GradientTape: tape.gradient(y, [x, w, b], output_gradients=dy)"}
 
 
-# --- check --------------------------------------------------------------------------------------
+# --- check and bench: the raw ops ---------------------------------------------------------------
 def _raw(g: ConvGeometry, pad: str | list) -> dict:
     """The raw ops' strides, dilations and ``pad`` (``padding``'s value) for ``g``: N + 2 values, 1-D
     lifted to 2-D with a unit height (as tf.nn.conv1d does)."""
@@ -201,24 +182,58 @@ def _raw(g: ConvGeometry, pad: str | list) -> dict:
     return {**kw, "padding": "EXPLICIT", "explicit_paddings": [v for pr in pad for v in pr]}
 
 
+def _depthwise(g: ConvGeometry) -> bool:
+    return g.feature_group_count == g.in_channels == g.out_channels > 1
+
+
+def _names(g: ConvGeometry) -> tuple[str, str, str]:
+    """The raw ops of ``g``'s forward and gradients: depthwise, 3-D, or 2-D (1-D lifted)."""
+    if _depthwise(g):
+        return tuple(f"DepthwiseConv2dNative{s}" for s in ("", "BackpropInput", "BackpropFilter"))
+    return ("Conv3D", "Conv3DBackpropInputV2", "Conv3DBackpropFilterV2") if g.rank == 3 else \
+        ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
+
+
+def raw_calls(g: ConvGeometry, pad: str | list, x: np.ndarray, w: np.ndarray, dy: np.ndarray,
+              dtype: object = None) -> tuple[Callable[[], np.ndarray], ...]:
+    """The raw forward, input-gradient and filter-gradient ops of ``g`` on channels-last x
+    (N, *S, C), w (*K, C/G, O) and dy (N, *out, O), as calls without arguments that return
+    channels-last NumPy results (the arrays become tensors once, outside the calls)."""
+    tf = _import()
+    f, bi, bf = (getattr(tf.raw_ops, n) for n in _names(g))
+    kw, lift, depthwise = _raw(g, pad), g.rank == 1, _depthwise(g)
+
+    def const(a: np.ndarray, axis: int) -> Any:
+        return tf.constant(np.ascontiguousarray(np.expand_dims(a, axis) if lift else a), dtype)
+
+    def out(t: Any, axis: int) -> np.ndarray:
+        a = t.numpy()
+        return a.squeeze(axis) if lift else a
+
+    def filt(a: np.ndarray) -> np.ndarray:  # a depthwise filter (*K, 1, C) is TensorFlow's (*K, C, 1)
+        return np.swapaxes(a, -1, -2) if depthwise else a
+
+    tx, tdy, tw = const(x, 1), const(dy, 1), const(filt(w), 0)
+    return (lambda: out(f(input=tx, filter=tw, **kw), 1),
+            lambda: out(bi(input_sizes=list(tx.shape), filter=tw, out_backprop=tdy, **kw), 1),
+            lambda: filt(out(bf(input=tx, filter_sizes=list(tw.shape), out_backprop=tdy, **kw), 0)))
+
+
 def routes(p: Problem) -> list[Route]:
     """GradientTape, the raw backprop ops and ``conv_transpose``, in the problem's dtype."""
     from ..testing import Route, not_available
 
     g, r = p.geom, p.geom.rank
-    if r > 3:
-        return [not_available("d_x", "tf: every route",
-                              f"TensorFlow convolves 1-, 2- and 3-D only, not {r}-D")]
+    if r > MAX_RANK:
+        return [not_available("d_x", "tf: every route", f"{RANK_LIMIT}, not {r}-D")]
     tf = _import()
     tdt = tf.as_dtype(p.dtype.name)
     pad = padding(Conv.of(g))
     pf = PadFirst(g.padding, 1, pad is None)
     pad = "VALID" if pad is None else pad
     note = "pads not expressible: x padded first (tf.pad / slicing)" if pf.active else ""
-    why = gradient_limit(g)
-    # The backprop kernels: 2-D (1-D lifted to 2-D, as tf.nn.conv1d does) and 3-D.
-    bp_input = "Conv2DBackpropInput" if r < 3 else "Conv3DBackpropInputV2"
-    bp_filter = "Conv2DBackpropFilter" if r < 3 else "Conv3DBackpropFilterV2"
+    why = "; ".join(gradient_limits(g))
+    _, bp_input, bp_filter = _names(g)
     if why:
         return [*(not_available(d, "tf.GradientTape", why) for d in ("d_x", "d_w", "d_b")),
                 not_available("d_x", f"tf.raw_ops.{bp_input}", why),
@@ -248,24 +263,8 @@ def routes(p: Problem) -> list[Route]:
         dx, dw, db = gt.gradient(y, [x, w, b], output_gradients=c(q.cl("dy")))
         return back(q, dx), q.from_cl("w", dw.numpy()), db.numpy()
 
-    lift = r == 1
-    bp_note = "; ".join(n for n in (note, "1-D run as 2-D with a unit height" if lift else "") if n)
-    raw = _raw(g, pad)
-
-    def up(a: np.ndarray, w: bool = False) -> np.ndarray:
-        return (a[None] if w else a[:, None]) if lift else a
-
-    def backprop_input(q: Problem) -> np.ndarray:
-        xp = up(pf.x(q.cl("x")))
-        dx = getattr(tf.raw_ops, bp_input)(input_sizes=list(xp.shape), filter=c(up(q.cl("w"), True)),
-                                           out_backprop=c(up(q.cl("dy"))), **raw).numpy()
-        return back(q, dx[:, 0] if lift else dx)
-
-    def backprop_filter(q: Problem) -> np.ndarray:
-        w = up(q.cl("w"), True)
-        dw = getattr(tf.raw_ops, bp_filter)(input=c(up(pf.x(q.cl("x")))), filter_sizes=list(w.shape),
-                                            out_backprop=c(up(q.cl("dy"))), **raw).numpy()
-        return q.from_cl("w", dw[0] if lift else dw)
+    def raw(q: Problem) -> tuple:
+        return raw_calls(g, pad, pf.x(q.cl("x")), q.cl("w"), q.cl("dy"), tdt)
 
     def conv_transpose(q: Problem) -> np.ndarray:
         fn = getattr(tf.nn, f"conv{r}d_transpose")
@@ -273,12 +272,13 @@ def routes(p: Problem) -> list[Route]:
                 padding=pad, dilations=list(g.rhs_dilation))
         return back(q, dx)
 
+    bp_note = "; ".join(n for n in (note, "1-D run as 2-D with a unit height" if r == 1 else "") if n)
     return [Route("d_x", "tf.GradientTape", lambda q: tape(q)[0], note),
             Route("d_w", "tf.GradientTape", lambda q: tape(q)[1], note),
             Route("d_b", "tf.GradientTape", lambda q: tape(q)[2]),
-            Route("d_x", f"tf.raw_ops.{bp_input}", backprop_input, bp_note),
+            Route("d_x", f"tf.raw_ops.{bp_input}", lambda q: back(q, raw(q)[1]()), bp_note),
             Route("d_x", f"tf.nn.conv{r}d_transpose", conv_transpose, note),
-            Route("d_w", f"tf.raw_ops.{bp_filter}", backprop_filter, bp_note)]
+            Route("d_w", f"tf.raw_ops.{bp_filter}", lambda q: q.from_cl("w", raw(q)[2]()), bp_note)]
 
 
 def front_routes(p: Problem) -> list[Route]:
@@ -316,42 +316,14 @@ def front_routes(p: Problem) -> list[Route]:
 
 # --- bench --------------------------------------------------------------------------------------
 def contestants(g: ConvGeometry, x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> dict[str, list]:
-    """{op: [('tf', fn)]} for the benchmark: the raw ops in NHWC (depthwise: DepthwiseConv2dNative),
-    where TensorFlow has CPU kernels for ``g``. x, w and dy are channels-first; each fn returns a
-    channels-first NumPy result."""
-    out: dict[str, list] = {"forward": [], "input_grad": [], "filter_grad": []}
-    r, c = g.rank, g.in_channels
-    depthwise = g.feature_group_count == c == g.out_channels > 1
+    """{op: [('tf', fn)]} for the benchmark: the raw ops in NHWC, where TensorFlow has CPU kernels
+    for ``g`` (no grouped ones but the depthwise ones; explicit pads in 2-D only). x, w and dy are
+    channels-first; each fn returns a channels-first NumPy result."""
     pad = padding(Conv.of(g))
-    # No grouped CPU kernels but the depthwise ones; explicit pads (2-D only) or none.
-    if (g.feature_group_count != 1 and not depthwise) or r > 3 or pad is None:
-        return out
-    tf = _import()
-    lift = r == 1
-    if lift:
-        x, w, dy = x[:, :, None], w[:, :, None], dy[:, :, None]
-    xl, dyl = tf.constant(np.moveaxis(x, 1, -1)), tf.constant(np.moveaxis(dy, 1, -1))
-    wl = tf.constant(np.moveaxis(w, (0, 1), (-1, -2)))
-    kw = _raw(g, pad)
-    if depthwise:  # (C, 1, kh, kw) -> (kh, kw, C, 1)
-        wl = tf.constant(np.transpose(w[:, 0], (1, 2, 0))[..., None])
-        names = ("DepthwiseConv2dNative", "DepthwiseConv2dNativeBackpropInput",
-                 "DepthwiseConv2dNativeBackpropFilter")
-    else:
-        names = ("Conv3D", "Conv3DBackpropInputV2", "Conv3DBackpropFilterV2") if r == 3 else \
-            ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
-    f, bi, bf = (getattr(tf.raw_ops, n) for n in names)
-
-    def cf(t: Any, filt: bool = False) -> np.ndarray:
-        a = t.numpy()
-        if filt and depthwise:
-            a = a.reshape(*a.shape[:2], 1, c)
-        a = np.moveaxis(a, (-1, -2), (0, 1)) if filt else np.moveaxis(a, -1, 1)
-        return a[:, :, 0] if lift else a
-
-    out["forward"].append(("tf", lambda: cf(f(input=xl, filter=wl, **kw))))
-    out["input_grad"].append(("tf", lambda: cf(bi(input_sizes=list(xl.shape), filter=wl, out_backprop=dyl,
-                                                  **kw))))
-    out["filter_grad"].append(("tf", lambda: cf(bf(input=xl, filter_sizes=list(wl.shape), out_backprop=dyl,
-                                                   **kw), True)))
-    return out
+    if (g.feature_group_count != 1 and not _depthwise(g)) or g.rank > MAX_RANK or pad is None:
+        return {"forward": [], "input_grad": [], "filter_grad": []}
+    f, bi, bf = raw_calls(g, pad, np.moveaxis(x, 1, -1), np.moveaxis(w, (0, 1), (-1, -2)),
+                          np.moveaxis(dy, 1, -1))
+    return {"forward": [("tf", lambda: np.moveaxis(f(), -1, 1))],
+            "input_grad": [("tf", lambda: np.moveaxis(bi(), -1, 1))],
+            "filter_grad": [("tf", lambda: np.moveaxis(bf(), (-1, -2), (0, 1)))]}

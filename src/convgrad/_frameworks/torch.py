@@ -25,8 +25,8 @@ from ._common import (
     groups,
     ints,
     kwargs_text,
+    letters,
     once,
-    tuple_text,
     unused,
 )
 
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 NAME, TITLE, PIP, IMPORTS = "torch", "PyTorch", "torch", ("torch",)
 LAYOUT = "channels_first"
+MAX_RANK, RANK_LIMIT = 3, "PyTorch has conv1d/2d/3d only"
 FILTER_LAYOUTS = {"conv": "OI*", "conv_transpose": "IO*", "depthwise": "OI*"}
 PARAMS = {"conv": {"stride", "dilation", "padding", "groups"},
           "conv_transpose": {"stride", "dilation", "padding", "output_padding", "groups"}}
@@ -94,7 +95,7 @@ def pad_code(expr: str, pairs: list[tuple[int, int]]) -> str:
 def write(c: Conv) -> Translation:
     r = c.rank
     common = {"stride": c.s, "dilation": c.d, "groups": c.groups}
-    layout = "NC" + "DHW"[-r:]
+    layout = "NC" + letters(r)
     if c.op == "conv":
         target = f"torch.nn.functional.conv{r}d"
         if symmetric_pads(c) is not None:
@@ -121,33 +122,17 @@ def write(c: Conv) -> Translation:
 
 
 # --- explain ------------------------------------------------------------------------------------
-def equivalent(g: ConvGeometry, fmt: str) -> dict:
-    """The forward, both gradients and the transposed conv of ``g`` as PyTorch calls."""
+def gradient_calls(g: ConvGeometry) -> dict:
+    """Both gradients of ``g`` as ``torch.nn.grad`` calls (x padded first where ``padding`` cannot
+    say its pads), and autograd."""
     r = g.rank
-    if r > 3:
-        return {"expressible": False, "reason": f"PyTorch has conv1d/2d/3d only, not {r}-D",
-                "workaround": "sum conv3d over the leading kernel axis, or use convgrad"}
     kw, pf, out_pad = _conv_args(g)
-    pre = pad_list(g.padding) if pf.active else None
-    k = ", ".join(f"{a}={tuple_text(v) if isinstance(v, tuple) else v}" for a, v in kw.items())
-    xin = "x" if pre is None else "F.pad(x, pad)"
-    out = {
-        "expressible": pre is None, "kwargs": kw, "pre_pad": pre, "output_padding": out_pad,
-        "forward": f"F.conv{r}d({xin}, w, b, {k})",
-        "input_grad": (f"torch.nn.grad.conv{r}d_input(x.shape, w, dy, {k})" if pre is None else
-                       f"F.pad(torch.nn.grad.conv{r}d_input(F.pad(x, pad).shape, w, dy, {k}), "
-                       "[-p for p in pad])"),
-        "filter_grad": f"torch.nn.grad.conv{r}d_weight({xin}, w.shape, dy, {k})",
-        "transpose": (f"F.conv_transpose{r}d(dy, w, stride={tuple_text(g.stride)}, "
-                      f"padding={tuple_text(kw['padding'])}, output_padding={tuple_text(out_pad)}, "
-                      f"groups={g.feature_group_count}, dilation={tuple_text(g.rhs_dilation)})"
-                      + ("" if pre is None else ", then F.pad(..., [-p for p in pad])")),
-        "autodiff": "y.backward(dy) after x.requires_grad_(), w.requires_grad_()",
-    }
-    if pre is not None:
-        out["reason"] = "PyTorch pads both sides of a dim equally (and never crops)"
-        out["workaround"] = f"pad = {pre}  # F.pad order: last dim first; negative values crop"
-    return out
+    k, xin = kwargs_text(kw), pad_code("x", list(g.padding)) if pf.active else "x"
+    dx = f"torch.nn.grad.conv{r}d_input({xin}.shape, w, dy, {k})"
+    return {"kwargs": kw, "pre_pad": pad_list(g.padding) if pf.active else None, "output_padding": out_pad,
+            "input_grad": pad_code(dx, [(-lo, -hi) for lo, hi in g.padding]) if pf.active else dx,
+            "filter_grad": f"torch.nn.grad.conv{r}d_weight({xin}, w.shape, dy, {k})",
+            "autodiff": "y.backward(dy) after x.requires_grad_(), w.requires_grad_()"}
 
 
 # --- check --------------------------------------------------------------------------------------
@@ -201,8 +186,7 @@ def routes(p: Problem) -> list[Route]:
 
     g, r = p.geom, p.geom.rank
     if r > 3:
-        return [not_available("d_x", "torch: every route",
-                              f"PyTorch has conv1d/2d/3d only, not {r}-D (workaround: convgrad)")]
+        return [not_available("d_x", "torch: every route", f"{RANK_LIMIT}, not {r}-D (workaround: convgrad)")]
     import torch
 
     tdt = getattr(torch, p.dtype.name)

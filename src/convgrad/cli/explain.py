@@ -147,16 +147,12 @@ def _framework(con: Console, name: str, fw: dict) -> None:
     style = "green" if fw.get("expressible") else "yellow"
     con.print(Text(f"\n{module(name).TITLE}", style="bold")
               + Text(f" ({fw['layout']}): {state}", style=style))
-    for key, label in (("reason", "why"), ("workaround", "workaround"), ("layout_note", "layout")):
-        if fw.get(key):
-            con.print(f"   {label}: {fw[key]}")
+    if "forward" not in fw:  # beyond the framework's ranks
+        con.print(f"   why: {fw['reason']}\n   workaround: {fw['workaround']}")
     for key in ("forward", "input_grad", "filter_grad", "transpose", "autodiff"):
-        if key in fw:
-            con.print(f"   {key + ':':<13}{fw[key]}")
-    tr = fw.get("translate")
-    if tr:
-        first, *rest = tr["call"].splitlines()
-        con.print(Text(f"   {'translate:':<13}", style="dim") + Text(first))
+        first, *rest = fw.get(key, "").splitlines() or [None]
+        if first is not None:
+            con.print(f"   {key + ':':<13}{first}")
         for line in rest:
             con.print(f"   {'':<13}{line}")
     for lim in fw.get("limitations", []):
