@@ -148,9 +148,12 @@ OPS = sorted({op for op, *_ in CALLS}, key=lambda op: op.__module__ + op.__qualn
 
 @pytest.mark.parametrize("op", OPS)
 def test_an_ops_signature_is_its_frameworks_and_returns_an_array(op):
-    """op_with_vjp keeps the resolver's parameters but not its return type (a call object)."""
+    """op_with_vjp keeps the resolver's parameters (in op and op.vjp) but not its return type
+    (a call object)."""
     import inspect
 
     signature = inspect.signature(op)
     assert signature.return_annotation == "np.ndarray"
     assert list(signature.parameters) == list(inspect.signature(op.__wrapped__).parameters)
+    assert list(inspect.signature(op.vjp).parameters) == list(signature.parameters)
+    assert op.vjp.__qualname__ == f"{op.__qualname__}.vjp"

@@ -51,10 +51,15 @@ def op_with_vjp(resolve: Callable[P, Call]) -> Callable[P, Any]:
     def vjp(*args: P.args, **kwargs: P.kwargs) -> tuple[Any, Pullback]:
         return resolve(*args, **kwargs).vjp()
 
+    # The op returns an array, not the resolver's call object, and op.vjp (out, pullback): their
+    # signatures say so, with the framework's parameters.
+    signature = inspect.signature(resolve)
+    op.__signature__ = signature.replace(return_annotation="np.ndarray")  # type: ignore[attr-defined]
+    vjp.__signature__ = signature.replace(return_annotation="tuple[np.ndarray, Pullback]")  # type: ignore[attr-defined]
+    vjp.__name__, vjp.__qualname__ = "vjp", f"{resolve.__qualname__}.vjp"
+    vjp.__doc__ = (f"``(out, pullback)`` of ``{resolve.__name__}`` with the same arguments; "
+                   "``pullback(dy)`` returns the gradients of its array arguments.")
     op.vjp = vjp  # type: ignore[attr-defined]
-    # The op returns an array, not the resolver's call object: its signature says so.
-    signature = inspect.signature(resolve).replace(return_annotation="np.ndarray")
-    op.__signature__ = signature  # type: ignore[attr-defined]
     return op
 
 
