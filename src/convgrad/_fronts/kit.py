@@ -124,10 +124,12 @@ def _cast(a: np.ndarray | None, dtype: np.dtype) -> np.ndarray | None:
 
 
 # --- the three ops of a convolution, in the core's terms ---------------------------------------
-# ``keywords`` are the core op's (stride, padding, ...); ``layout`` adapts activations (x, y and their
-# gradients), ``filt`` the filter; results are cast to ``dtype``.
-# The core op of each kind of ConvCall, and its ``_vjp``. conv_general gives the empty output
-# of a kernel larger than the padded input (JAX's and TensorFlow's model), where conv refuses it.
+# ``keywords`` are the core op's (stride, padding, ...); ``layout`` adapts activations (x, y and
+# their gradients), ``filt`` the filter; results are cast to ``dtype``.
+
+# The core op of each kind of ConvCall (its vjp is ``name + "_vjp"``). conv_general gives the
+# empty output of a kernel larger than the padded input (JAX's and TensorFlow's model), where
+# conv refuses it.
 _CONV_OPS = {"conv": (_ops, "conv"), "transpose": (_ops, "conv_transpose"),
              "general": (_general, "conv_general")}
 
