@@ -8,12 +8,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import _canon, _transpose
+from . import _transpose
 from ._budget import check_fits, workspace_limit
-from ._dtypes import as_array, cotangent, result_dtype
+from ._dtypes import cotangent, result_dtype
 from ._geometry import ConvGeometry
 from ._layout import w_to_last, x_from_last, x_to_last
-from ._ops import _Call
+from ._ops import _resolve
 from ._plan import make_plan
 
 
@@ -61,13 +61,11 @@ def conv_general(
     >>> convgrad.conv_general(x, np.ones((1, 1, 2)), lhs_dilation=2, padding=[(1, 1)])
     array([[[0., 0., 1., 1., 2., 2., 3., 3., 4., 4.]]])
     """
-    fmt = _canon.data_format(data_format)
-    x, w = as_array("x", x), as_array("w", w)
-    geom = ConvGeometry.for_general(
-        x.shape, w.shape, stride=stride, padding=padding, lhs_dilation=lhs_dilation,
-        rhs_dilation=rhs_dilation, feature_group_count=feature_group_count,
-        batch_group_count=batch_group_count, data_format=fmt)
-    return _forward(geom, x, w, fmt, method, workspace_limit(workspace_bytes))
+    call, x, w = _resolve(ConvGeometry.for_general, "x", x, "w", w, stride=stride, padding=padding,
+                          lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
+                          feature_group_count=feature_group_count, batch_group_count=batch_group_count,
+                          data_format=data_format, method=method, workspace_bytes=workspace_bytes)
+    return _forward(call.geom, x, w, call.fmt, method, workspace_limit(workspace_bytes))
 
 
 def conv_general_vjp(
@@ -102,13 +100,11 @@ def conv_general_vjp(
     >>> vjp(np.ones((1, 1, 4)))
     (array([[[1., 2., 1.]]]), array([[[1., 3.]]]))
     """
-    fmt = _canon.data_format(data_format)
-    x, w = as_array("x", x), as_array("w", w)
-    geom = ConvGeometry.for_general(
-        x.shape, w.shape, stride=stride, padding=padding, lhs_dilation=lhs_dilation,
-        rhs_dilation=rhs_dilation, feature_group_count=feature_group_count,
-        batch_group_count=batch_group_count, data_format=fmt)
-    limit = workspace_limit(workspace_bytes)
+    call, x, w = _resolve(ConvGeometry.for_general, "x", x, "w", w, stride=stride, padding=padding,
+                          lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
+                          feature_group_count=feature_group_count, batch_group_count=batch_group_count,
+                          data_format=data_format, method=method, workspace_bytes=workspace_bytes)
+    geom, fmt, limit = call.geom, call.fmt, workspace_limit(workspace_bytes)
     y = _forward(geom, x, w, fmt, method, limit)
     plain = geom.batch_group_count == 1 and all(v == 1 for v in geom.lhs_dilation)
 
@@ -120,7 +116,6 @@ def conv_general_vjp(
         if geom.empty:  # no window: nothing reaches x or w
             return (np.zeros(x.shape, result_dtype(g, w)[0]), np.zeros(w.shape, result_dtype(x, g)[0]))
         if plain:
-            call = _Call(geom, fmt, method, workspace_bytes)
             return call("x", y=g, w=w), call("w", x=x, y=g)
         return _transpose.input_grad(geom, fmt)(g, w, run), _transpose.filter_grad(geom, fmt)(x, g, run)
 
