@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _canon, _transpose
+from . import _transpose
 from ._budget import workspace_limit
-from ._dtypes import as_array
 from ._general import run_general
 from ._geometry import ConvGeometry
+from ._ops import _resolve
 
 
 def input_grad_via_conv(
@@ -28,11 +28,10 @@ def input_grad_via_conv(
     workspace_bytes: int | None = None,
 ) -> np.ndarray:
     """``conv_input_grad`` computed as one conv of dy with the flipped filter."""
-    fmt = _canon.data_format(data_format)
-    dy, w = as_array("dy", dy), as_array("w", w)
-    geom = ConvGeometry.for_input_grad(dy.shape, w.shape, input_shape, stride=stride, padding=padding,
-                                       dilation=dilation, groups=groups, data_format=fmt)
-    return _transpose.input_grad(geom, fmt)(dy, w, _runner(workspace_bytes))
+    call, dy, w = _resolve(ConvGeometry.for_input_grad, "dy", dy, "w", w, input_shape, stride=stride,
+                           padding=padding, dilation=dilation, groups=groups, data_format=data_format,
+                           method="auto", workspace_bytes=workspace_bytes)
+    return _transpose.input_grad(call.geom, call.fmt)(dy, w, _runner(workspace_bytes))
 
 
 def filter_grad_via_conv(
@@ -41,11 +40,10 @@ def filter_grad_via_conv(
     workspace_bytes: int | None = None,
 ) -> np.ndarray:
     """``conv_filter_grad`` computed as one conv of x (batch <-> channels) with dy as kernel."""
-    fmt = _canon.data_format(data_format)
-    x, dy = as_array("x", x), as_array("dy", dy)
-    geom = ConvGeometry.for_filter_grad(x.shape, dy.shape, filter_shape, stride=stride, padding=padding,
-                                        dilation=dilation, groups=groups, data_format=fmt)
-    return _transpose.filter_grad(geom, fmt)(x, dy, _runner(workspace_bytes))
+    call, x, dy = _resolve(ConvGeometry.for_filter_grad, "x", x, "dy", dy, filter_shape, stride=stride,
+                           padding=padding, dilation=dilation, groups=groups, data_format=data_format,
+                           method="auto", workspace_bytes=workspace_bytes)
+    return _transpose.filter_grad(call.geom, call.fmt)(x, dy, _runner(workspace_bytes))
 
 
 def _runner(workspace_bytes: int | None) -> _transpose.Runner:
