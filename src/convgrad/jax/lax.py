@@ -220,6 +220,16 @@ class _GeneralConv:
         return out, pullback
 
 
+def _arrays(lhs: object, rhs: object) -> tuple[np.ndarray, np.ndarray]:
+    lhs_a, rhs_a = as_array("lhs", lhs), as_array("rhs", rhs)
+    if lhs_a.ndim != rhs_a.ndim or lhs_a.ndim < 2:
+        raise ValueError(
+            f"lhs and rhs must have the same number of dims (at least 2), got lhs.shape={lhs_a.shape}, "
+            f"rhs.shape={rhs_a.shape}"
+        )
+    return lhs_a, rhs_a
+
+
 def _check_groups(lhs_nc: tuple[int, ...], rhs_oi: tuple[int, ...], fg: int, bg: int) -> None:
     """JAX's checks of feature and batch groups against lhs (N, C) and rhs (O, I)."""
     (n, c), (o, i) = lhs_nc, rhs_oi
@@ -285,12 +295,7 @@ def _resolve(
     batch_group_count: object, precision: object, preferred_element_type: object,
 ) -> _GeneralConv:
     """Check everything as JAX does; the conv on canonical views of lhs and rhs."""
-    lhs_a, rhs_a = as_array("lhs", lhs), as_array("rhs", rhs)
-    if lhs_a.ndim != rhs_a.ndim or lhs_a.ndim < 2:
-        raise ValueError(
-            f"lhs and rhs must have the same number of dims (at least 2), got lhs.shape={lhs_a.shape}, "
-            f"rhs.shape={rhs_a.shape}"
-        )
+    lhs_a, rhs_a = _arrays(lhs, rhs)
     if lhs_a.dtype != rhs_a.dtype:
         raise TypeError(
             "lax.conv_general_dilated requires arguments to have the same dtypes, got "
@@ -431,12 +436,7 @@ def _conv_transpose(
     use_consistent_padding: bool,
 ) -> _GeneralConv | _FlippedKernel:
     """The conv_general_dilated call JAX makes."""
-    lhs_a, rhs_a = as_array("lhs", lhs), as_array("rhs", rhs)
-    if lhs_a.ndim != rhs_a.ndim or lhs_a.ndim < 2:
-        raise ValueError(
-            f"lhs and rhs must have the same number of dims (at least 2), got lhs.shape={lhs_a.shape}, "
-            f"rhs.shape={rhs_a.shape}"
-        )
+    lhs_a, rhs_a = _arrays(lhs, rhs)
     if dimension_numbers is None:
         if lhs_a.ndim not in _TRANSPOSE_DEFAULT_LAYOUTS:
             raise ValueError("No 4+ dimensional dimension_number defaults.")
