@@ -137,6 +137,10 @@ def test_conv_integer_pullback_is_the_adjoint_of_the_shifted_conv():
      r"attribute strides=\[1, 1\] has incorrect size: expected 1 values"),
     (lambda: onnx.conv(arr(1, 1, 4), arr(1, 1, 2), pads=[0, -1]), ValueError,
      r"attribute pads=\[0, -1\] must contain values >= 0"),
+    (lambda: G.conv1d_input((1, 2.0, 5), arr(3, 2, 2), arr(1, 3, 4)), TypeError,
+     r"input_size\[1\] must be an integer, got 2.0"),
+    (lambda: G.conv1d_weight(arr(1, 2, 5), (3, 2), arr(1, 3, 4)), ValueError,
+     r"conv1d_weight: weight_size=\(3, 2\) must be the full shape \(3 entries"),
 ])
 def test_integer_sequences_are_refused_in_each_frameworks_words(call, error, message):
     with pytest.raises(error, match=message):

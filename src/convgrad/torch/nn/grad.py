@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..._canon import shape_tuple
 from ..._dtypes import as_array
 from ..._fronts.kit import FilterGradCall, InputGradCall, op_with_vjp
 from .functional import expand, groups_of, same_dtype
@@ -30,9 +31,7 @@ __all__ = [
 
 
 def _size(func: str, name: str, value: object, rank: int) -> tuple[int, ...]:
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        raise TypeError(f"{func}: {name} must be a sequence of ints, got {value!r}")
-    size = tuple(value)  # type: ignore[call-overload]
+    size = shape_tuple(name, value)
     if len(size) != rank + 2:
         raise ValueError(
             f"{func}: {name}={size} must be the full shape ({rank + 2} entries, batch and channels "
