@@ -249,13 +249,17 @@ class PadFirst:
         return pad_or_crop(da, [(-lo, -hi) for lo, hi in self.pads], self.axis) if self.active else da
 
 
-def once(fn: Callable[[Any], tuple]) -> Callable[[Any], tuple]:
-    """One autodiff call gives d_x, d_w and d_b: compute it once for the three routes."""
-    cache: dict[str, tuple] = {}
+def autodiff_routes(method: str, fn: Callable[[Any], tuple], note: str = "",
+                    gradients: tuple[str, ...] = ("d_x", "d_w", "d_b")) -> list:
+    """The routes of one autodiff call ``fn(q) -> (d_x, d_w[, d_b])``, run once for all of them
+    (d_b has no pad-first note: padding x leaves it alone)."""
+    from ..testing import Route
 
-    def run(p: Any) -> tuple:
-        if "v" not in cache:
-            cache["v"] = fn(p)
-        return cache["v"]
+    cache: list[tuple] = []  # the routes are made for one problem
 
-    return run
+    def run(q: Any) -> tuple:
+        cache[:] = cache or [fn(q)]
+        return cache[0]
+
+    return [Route(d, method, lambda q, i=i: run(q)[i], "" if d == "d_b" else note)
+            for i, d in enumerate(gradients)]

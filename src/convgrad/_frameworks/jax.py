@@ -17,12 +17,12 @@ from ._common import (
     Conv,
     Translation,
     answer,
+    autodiff_routes,
     conv_from_pads,
     forward,
     groups,
     ints,
     letters,
-    once,
     pairs_text,
     tuple_text,
 )
@@ -151,7 +151,6 @@ def routes(p: Problem) -> list[Route]:
     def f(x: object, w: object, b: object) -> object:
         return conv(x, w) + b.reshape((-1,) + (1,) * g.rank)
 
-    @once
     def vjp(q: Problem) -> tuple:
         with jax.enable_x64(True):
             _, pull = jax.vjp(f, q.cf("x"), q.cf("w"), q.b)
@@ -165,23 +164,17 @@ def routes(p: Problem) -> list[Route]:
             (out,) = jax.linear_transpose(fn, jax.ShapeDtypeStruct(arg.shape, arg.dtype))(q.cf("dy"))
             return q.from_cf(which, np.asarray(out))
 
-    return [
-        Route("d_x", "jax.vjp(lax.conv_general_dilated)", lambda q: vjp(q)[0]),
-        Route("d_x", "jax.linear_transpose(conv in x)", lambda q: linear_transpose(q, "x")),
-        Route("d_w", "jax.vjp(lax.conv_general_dilated)", lambda q: vjp(q)[1]),
-        Route("d_w", "jax.linear_transpose(conv in w)", lambda q: linear_transpose(q, "w")),
-        Route("d_b", "jax.vjp(lax.conv_general_dilated)", lambda q: vjp(q)[2]),
-    ]
+    return [*autodiff_routes("jax.vjp(lax.conv_general_dilated)", vjp),
+            Route("d_x", "jax.linear_transpose(conv in x)", lambda q: linear_transpose(q, "x")),
+            Route("d_w", "jax.linear_transpose(conv in w)", lambda q: linear_transpose(q, "w"))]
 
 
 def front_routes(p: Problem) -> list[Route]:
     """The same call through ``convgrad.jax``."""
     from ..jax import lax
-    from ..testing import Route
 
     g = p.geom
 
-    @once
     def vjp(q: Problem) -> tuple:
         _, pull = lax.conv_general_dilated.vjp(q.cf("x"), q.cf("w"), g.stride, list(g.padding),
                                                rhs_dilation=g.rhs_dilation,
@@ -189,8 +182,7 @@ def front_routes(p: Problem) -> list[Route]:
         dx, dw = pull(q.cf("dy"))[:2]
         return q.from_cf("x", dx), q.from_cf("w", dw)
 
-    return [Route("d_x", "convgrad.jax lax.conv_general_dilated.vjp", lambda q: vjp(q)[0]),
-            Route("d_w", "convgrad.jax lax.conv_general_dilated.vjp", lambda q: vjp(q)[1])]
+    return autodiff_routes("convgrad.jax lax.conv_general_dilated.vjp", vjp, gradients=("d_x", "d_w"))
 
 
 # --- bench --------------------------------------------------------------------------------------

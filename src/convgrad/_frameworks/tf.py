@@ -20,12 +20,12 @@ from ._common import (
     PadFirst,
     Translation,
     answer,
+    autodiff_routes,
     conv_from_pads,
     groups,
     ints,
     kwargs_text,
     letters,
-    once,
     sizes,
     transpose_from_output,
 )
@@ -254,7 +254,6 @@ def routes(p: Problem) -> list[Route]:
                                 dilations=[1, *g.rhs_dilation, 1])
         return tf.nn.convolution(x, w, strides=g.stride, padding=pad, dilations=g.rhs_dilation)
 
-    @once
     def tape(q: Problem) -> tuple:
         x, w, b = c(pf.x(q.cl("x"))), c(q.cl("w")), c(q.b)
         with tf.GradientTape() as gt:
@@ -273,9 +272,7 @@ def routes(p: Problem) -> list[Route]:
         return back(q, dx)
 
     bp_note = "; ".join(n for n in (note, "1-D run as 2-D with a unit height" if r == 1 else "") if n)
-    return [Route("d_x", "tf.GradientTape", lambda q: tape(q)[0], note),
-            Route("d_w", "tf.GradientTape", lambda q: tape(q)[1], note),
-            Route("d_b", "tf.GradientTape", lambda q: tape(q)[2]),
+    return [*autodiff_routes("tf.GradientTape", tape, note),
             Route("d_x", f"tf.raw_ops.{bp_input}", lambda q: back(q, raw(q)[1]()), bp_note),
             Route("d_x", f"tf.nn.conv{r}d_transpose", conv_transpose, note),
             Route("d_w", f"tf.raw_ops.{bp_filter}", lambda q: q.from_cl("w", raw(q)[2]()), bp_note)]

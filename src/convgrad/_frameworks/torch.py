@@ -20,13 +20,13 @@ from ._common import (
     PadFirst,
     Translation,
     answer,
+    autodiff_routes,
     conv_from_pads,
     forward,
     groups,
     ints,
     kwargs_text,
     letters,
-    once,
     unused,
 )
 
@@ -182,7 +182,7 @@ def _calls(p: Problem, F: Any, grad: Any, names: tuple[str, str], t: Callable, n
 
 def routes(p: Problem) -> list[Route]:
     """autograd, ``torch.nn.grad`` and ``F.conv_transpose``, in the problem's dtype."""
-    from ..testing import Route, not_available
+    from ..testing import not_available
 
     g, r = p.geom, p.geom.rank
     if r > 3:
@@ -195,23 +195,19 @@ def routes(p: Problem) -> list[Route]:
     def t(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a)).to(tdt)
 
-    @once
     def autograd(q: Problem) -> tuple:
         x, w, b = (t(a).requires_grad_() for a in (pf.x(q.cf("x")), q.cf("w"), q.b))
         getattr(torch.nn.functional, f"conv{r}d")(x, w, b, **kw).backward(t(q.cf("dy")))
         return q.from_cf("x", pf.back(x.grad.numpy())), q.from_cf("w", w.grad.numpy()), b.grad.numpy()
 
     note = "asymmetric/negative pads: x padded first (F.pad)" if pf.active else ""
-    return [Route("d_x", "torch autograd", lambda q: autograd(q)[0], note),
-            Route("d_w", "torch autograd", lambda q: autograd(q)[1], note),
-            Route("d_b", "torch autograd", lambda q: autograd(q)[2]),
+    return [*autodiff_routes("torch autograd", autograd, note),
             *_calls(p, torch.nn.functional, torch.nn.grad, ("torch.nn.grad", "torch"), t,
                     lambda a: a.detach().numpy())]
 
 
 def front_routes(p: Problem) -> list[Route]:
     """The same calls through ``convgrad.torch``: PyTorch's convention, answered by convgrad."""
-    from ..testing import Route
     from ..torch import nn
 
     g, r = p.geom, p.geom.rank
@@ -219,7 +215,6 @@ def front_routes(p: Problem) -> list[Route]:
         return []
     kw, pf, _ = _conv_args(g)
 
-    @once
     def vjp(q: Problem) -> tuple:
         _, pull = getattr(nn.functional, f"conv{r}d").vjp(pf.x(q.cf("x")), q.cf("w"), q.b, **kw)
         dx, dw, db = pull(q.cf("dy"))
@@ -227,9 +222,7 @@ def front_routes(p: Problem) -> list[Route]:
 
     note = "asymmetric/negative pads: x padded first (F.pad)" if pf.active else ""
     same = np.asarray
-    return [Route("d_x", f"convgrad.torch conv{r}d.vjp", lambda q: vjp(q)[0], note),
-            Route("d_w", f"convgrad.torch conv{r}d.vjp", lambda q: vjp(q)[1], note),
-            Route("d_b", f"convgrad.torch conv{r}d.vjp", lambda q: vjp(q)[2]),
+    return [*autodiff_routes(f"convgrad.torch conv{r}d.vjp", vjp, note),
             *_calls(p, nn.functional, nn.grad, ("convgrad.torch nn.grad", "convgrad.torch"), same, same)]
 
 

@@ -44,7 +44,6 @@ def make_problem(args: GeometryArgs, values: str = "int") -> Problem:
                    args.kwargs, args.seed)
 
 
-# --- the explicit NumPy routes ----------------------------------------------------------------
 def flip_swap(w: np.ndarray, groups: int) -> np.ndarray:
     """Channels-first (O, C/G, *K) -> (C, O/G, *K), flipped in space, in/out swapped per group."""
     o, cg, *k = w.shape
@@ -85,44 +84,33 @@ def db_explicit(p: Problem) -> np.ndarray:
 
 
 def core_routes(p: Problem) -> list[Route]:
-    """Every convgrad route: the explicit identities, convgrad.identities, each engine, the transpose."""
+    """Every convgrad route: the explicit identities, convgrad.identities, each engine (refused
+    ones with the plan's reason), the transpose, the bias gradient."""
     _, comp = result_dtype(p.x, p.w)
-    limit = workspace_limit(None)
     routes = [
         Route("d_x", "NumPy: dy dilated, padded, conv with flipped w", dx_explicit),
         Route("d_x", "identities.input_grad_via_conv", lambda q: identities.input_grad_via_conv(
             q.dy, q.w, q.x.shape, **q.kwargs)),
-    ]
-    d_w = [
         Route("d_w", "NumPy: conv of x with dy as kernel (N <-> C)", dw_explicit),
         Route("d_w", "identities.filter_grad_via_conv", lambda q: identities.filter_grad_via_conv(
             q.x, q.dy, q.w.shape, **q.kwargs)),
     ]
-    for gradient, op, out in (("d_x", "input_grad", routes), ("d_w", "filter_grad", d_w)):
-        plan = make_plan(op, p.geom, comp, "auto", limit)
+    engines = {
+        "d_x": ("input_grad", "conv_input_grad",
+                lambda q, m: conv_input_grad(q.dy, q.w, q.x.shape, method=m, **q.kwargs)),
+        "d_w": ("filter_grad", "conv_filter_grad",
+                lambda q, m: conv_filter_grad(q.x, q.dy, q.w.shape, method=m, **q.kwargs)),
+    }
+    for gradient, (op, fn, run) in engines.items():
+        plan = make_plan(op, p.geom, comp, "auto", workspace_limit(None))
         verdicts = plan.verdicts()  # every engine's: refused (why) or prepared
-        fn = "conv_input_grad" if gradient == "d_x" else "conv_filter_grad"
         for name in engine_names():
-            if verdicts[name]["eligible"]:
-                out.append(_engine(gradient, name, plan.engine.name))
-            else:
-                why = verdicts[name]["reason"]
-                out.append(not_available(gradient, f"{fn}(method={name!r})", f"engine: {why}"))
-    routes.append(Route("d_x", "conv_transpose(dy, w, output_shape=x.shape)", lambda q: conv_transpose(
-        q.dy, q.w, output_shape=q.x.shape, **q.kwargs)))
-    d_b = [
-        Route("d_b", "conv_bias_grad(dy)", lambda q: conv_bias_grad(q.dy, data_format=q.fmt)),
-        Route("d_b", "NumPy: dy summed over batch and positions", db_explicit),
-    ]
-    return routes + d_w + d_b
-
-
-def _engine(gradient: str, name: str, auto: str) -> Route:
-    fn = "conv_input_grad" if gradient == "d_x" else "conv_filter_grad"
-
-    def run(p: Problem) -> np.ndarray:
-        if gradient == "d_x":
-            return conv_input_grad(p.dy, p.w, p.x.shape, method=name, **p.kwargs)
-        return conv_filter_grad(p.x, p.dy, p.w.shape, method=name, **p.kwargs)
-
-    return Route(gradient, f"{fn}(method={name!r})", run, "planner's choice" if name == auto else "")
+            method, v = f"{fn}(method={name!r})", verdicts[name]
+            routes.append(Route(gradient, method, lambda q, m=name, run=run: run(q, m),
+                                "planner's choice" if name == plan.engine.name else "")
+                          if v["eligible"] else not_available(gradient, method, f"engine: {v['reason']}"))
+    # check_routes orders the routes by gradient, keeping this order within each.
+    return [*routes, Route("d_x", "conv_transpose(dy, w, output_shape=x.shape)", lambda q: conv_transpose(
+                q.dy, q.w, output_shape=q.x.shape, **q.kwargs)),
+            Route("d_b", "conv_bias_grad(dy)", lambda q: conv_bias_grad(q.dy, data_format=q.fmt)),
+            Route("d_b", "NumPy: dy summed over batch and positions", db_explicit)]

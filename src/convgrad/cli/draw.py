@@ -207,10 +207,6 @@ def _subtitle(scene: _scene.Scene, mode: str, k: int = 0) -> str:
             "cells read it")
 
 
-def overlay_layout(scene: _scene.Scene) -> Layout:
-    return animation_layout(scene)
-
-
 # --- painting ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DrawResult:
@@ -239,7 +235,7 @@ def draw(scene: _scene.Scene, path: str, *, still: str = "auto", fps: float = 1.
                        disposal=1)
         return DrawResult(path, layout.width, layout.height, len(images), "animation", layout)
     mode = still if still != "auto" else ("grid" if len(scene.steps()) <= 36 else "overlay")
-    layout = grid_layout(scene) if mode == "grid" else overlay_layout(scene)
+    layout = grid_layout(scene) if mode == "grid" else animation_layout(scene)
     fig = _figure(layout)
     (_paint_grid if mode == "grid" else _paint_overlay)(fig, layout, scene)
     fig.savefig(path, dpi=DPI, format=ext[1:], metadata=_metadata(ext))
@@ -345,16 +341,20 @@ def _paint_frame(fig: object, layout: Layout, scene: _scene.Scene, k: int) -> No
     ax = _axes(fig, layout, box)
     _cells(ax, box, lambda r, c: WINDOW if (r, c) in window else COLORS[scene.kind(r, c)],
            _hatch(scene), window)
-    _label(fig, layout, box, scene.input_label)
+    order = {s: n for n, s in enumerate(steps)}
+    _kernel_and_output(fig, layout, scene,
+                       lambda r, c: WINDOW if (r, c) == step else (DONE if order[(r, c)] < k else "white"))
+
+
+def _kernel_and_output(fig: object, layout: Layout, scene: _scene.Scene, output_color: object) -> None:
+    """The input's label, the kernel with its tap labels, the output grid, and the legend."""
+    _label(fig, layout, layout.panels["input"][0], scene.input_label)
     box = layout.panels["kernel"][0]
-    ax = _axes(fig, layout, box)
-    labels = {(r, c): scene.tap_label(r, c) for r in range(box.rows) for c in range(box.cols)}
-    _cells(ax, box, lambda r, c: WINDOW, labels=labels)
+    _cells(_axes(fig, layout, box), box, lambda r, c: WINDOW,
+           labels={(r, c): scene.tap_label(r, c) for r in range(box.rows) for c in range(box.cols)})
     _label(fig, layout, box, scene.kernel_label)
     box = layout.panels["output"][0]
-    ax = _axes(fig, layout, box)
-    order = {s: n for n, s in enumerate(steps)}
-    _cells(ax, box, lambda r, c: WINDOW if (r, c) == step else (DONE if order[(r, c)] < k else "white"))
+    _cells(_axes(fig, layout, box), box, output_color)
     _label(fig, layout, box, scene.output_label)
     _legend(fig, layout, scene)
 
@@ -398,14 +398,4 @@ def _paint_overlay(fig: object, layout: Layout, scene: _scene.Scene) -> None:
     box = layout.panels["input"][0]
     ax = _axes(fig, layout, box)
     _cells(ax, box, color, _hatch(scene), {rc: str(n) for rc, n in count.items()})
-    _label(fig, layout, box, scene.input_label)
-    box = layout.panels["kernel"][0]
-    ax = _axes(fig, layout, box)
-    _cells(ax, box, lambda r, c: WINDOW,
-           labels={(r, c): scene.tap_label(r, c) for r in range(box.rows) for c in range(box.cols)})
-    _label(fig, layout, box, scene.kernel_label)
-    box = layout.panels["output"][0]
-    ax = _axes(fig, layout, box)
-    _cells(ax, box, lambda r, c: DONE)
-    _label(fig, layout, box, scene.output_label)
-    _legend(fig, layout, scene)
+    _kernel_and_output(fig, layout, scene, lambda r, c: DONE)

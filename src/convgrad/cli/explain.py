@@ -159,23 +159,18 @@ def _framework(con: Console, name: str, fw: dict) -> None:
         con.print(Text(f"   note: {lim}", style="yellow"))
 
 
+def _scaled(v: float, units: tuple, small: str) -> str:
+    """``v`` in the first of ``units`` ((name, scale), largest first) it reaches, else ``small``."""
+    return next((f"{v / scale:.3g} {unit}" for unit, scale in units if v >= scale), small)
+
+
 def _si(v: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if v >= scale:
-            return f"{v / scale:.3g} {unit}"
-    return f"{v:g}"
+    return _scaled(v, (("G", 1e9), ("M", 1e6), ("k", 1e3)), f"{v:g}")
 
 
 def _bytes(v: float) -> str:
-    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if v >= scale:
-            return f"{v / scale:.3g} {unit}"
-    return f"{v:g} B"
+    return _scaled(v, (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)), f"{v:g} B")
 
 
 def _secs(v: float) -> str:
-    if v >= 1:
-        return f"{v:.3g} s"
-    if v >= 1e-3:
-        return f"{v * 1e3:.3g} ms"
-    return f"{v * 1e6:.3g} µs"
+    return _scaled(v, (("s", 1), ("ms", 1e-3)), f"{v * 1e6:.3g} µs")
