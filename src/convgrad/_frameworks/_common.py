@@ -249,17 +249,38 @@ class PadFirst:
         return pad_or_crop(da, [(-lo, -hi) for lo, hi in self.pads], self.axis) if self.active else da
 
 
-def autodiff_routes(method: str, fn: Callable[[Any], tuple], note: str = "",
-                    gradients: tuple[str, ...] = ("d_x", "d_w", "d_b")) -> list:
-    """The routes of one autodiff call ``fn(q) -> (d_x, d_w[, d_b])``, run once for all of them
-    (d_b has no pad-first note: padding x leaves it alone)."""
+Call = Callable[[Any, Any, Any, Any], Any]
+
+
+def call_routes(pf: PadFirst, note: str, *calls: tuple[str, str, Call]) -> list:
+    """Routes (gradient, method, ``fn(x, w, b, dy)``): ``fn`` takes the problem's arrays in the
+    framework's layout (channels-last when ``pf.axis`` is 1), x padded first where ``pf`` says, and
+    returns that gradient in the same layout (d_x is cropped back). d_b has no pad-first note:
+    padding x leaves it alone."""
     from ..testing import Route
 
-    cache: list[tuple] = []  # the routes are made for one problem
+    def route(gradient: str, fn: Call) -> Callable[[Any], np.ndarray]:
+        def run(q: Any) -> np.ndarray:
+            get, back = (q.cl, q.from_cl) if pf.axis == 1 else (q.cf, q.from_cf)
+            a = np.asarray(fn(pf.x(get("x")), get("w"), q.b, get("dy")))
+            return back("x", pf.back(a)) if gradient == "d_x" else back("w", a) if gradient == "d_w" else a
 
-    def run(q: Any) -> tuple:
-        cache[:] = cache or [fn(q)]
-        return cache[0]
+        return run
 
-    return [Route(d, method, lambda q, i=i: run(q)[i], "" if d == "d_b" else note)
-            for i, d in enumerate(gradients)]
+    return [Route(d, method, route(d, fn), "" if d == "d_b" else note) for d, method, fn in calls]
+
+
+def autodiff_routes(pf: PadFirst, note: str, method: str, fn: Call,
+                    gradients: tuple[str, ...] = ("d_x", "d_w", "d_b")) -> list:
+    """``call_routes`` of one autodiff call ``fn(x, w, b, dy) -> (d_x, d_w[, d_b])``, run once for
+    all of them (the routes are made for one problem)."""
+    cache: list[tuple] = []
+
+    def part(i: int) -> Call:
+        def run(*arrays: Any) -> Any:
+            cache[:] = cache or [fn(*arrays)]
+            return cache[0][i]
+
+        return run
+
+    return call_routes(pf, note, *((d, method, part(i)) for i, d in enumerate(gradients)))

@@ -14,10 +14,13 @@ import numpy as np
 from .._canon import as_int
 from .._formulas import dilate_dim
 from ._common import (
+    Call,
     Conv,
+    PadFirst,
     Translation,
     answer,
     autodiff_routes,
+    call_routes,
     conv_from_pads,
     forward,
     groups,
@@ -143,30 +146,27 @@ def routes(p: Problem) -> list[Route]:
     """``jax.vjp`` and ``jax.linear_transpose`` of ``conv_general_dilated``, in float64."""
     import jax
 
-    from ..testing import Route
-
     g = p.geom
-    conv = _conv(g)
+    conv, pf = _conv(g), PadFirst(g.padding, 2, False)
 
-    def f(x: object, w: object, b: object) -> object:
+    def f(x: object, w: object, b: np.ndarray) -> object:
         return conv(x, w) + b.reshape((-1,) + (1,) * g.rank)
 
-    def vjp(q: Problem) -> tuple:
+    def vjp(x: object, w: object, b: np.ndarray, dy: object) -> tuple:
         with jax.enable_x64(True):
-            _, pull = jax.vjp(f, q.cf("x"), q.cf("w"), q.b)
-            dx, dw, db = pull(q.cf("dy"))
-            return q.from_cf("x", np.asarray(dx)), q.from_cf("w", np.asarray(dw)), np.asarray(db)
+            return tuple(map(np.asarray, jax.vjp(f, x, w, b)[1](dy)))
 
-    def linear_transpose(q: Problem, which: str) -> np.ndarray:
-        with jax.enable_x64(True):
-            x, w = q.cf("x"), q.cf("w")
+    def linear_transpose(which: str) -> Call:
+        def run(x: np.ndarray, w: np.ndarray, b: object, dy: object) -> np.ndarray:
             fn, arg = ((lambda a: conv(a, w)), x) if which == "x" else ((lambda a: conv(x, a)), w)
-            (out,) = jax.linear_transpose(fn, jax.ShapeDtypeStruct(arg.shape, arg.dtype))(q.cf("dy"))
-            return q.from_cf(which, np.asarray(out))
+            with jax.enable_x64(True):
+                return np.asarray(jax.linear_transpose(fn, jax.ShapeDtypeStruct(arg.shape, arg.dtype))(dy)[0])
 
-    return [*autodiff_routes("jax.vjp(lax.conv_general_dilated)", vjp),
-            Route("d_x", "jax.linear_transpose(conv in x)", lambda q: linear_transpose(q, "x")),
-            Route("d_w", "jax.linear_transpose(conv in w)", lambda q: linear_transpose(q, "w"))]
+        return run
+
+    return [*autodiff_routes(pf, "", "jax.vjp(lax.conv_general_dilated)", vjp),
+            *call_routes(pf, "", ("d_x", "jax.linear_transpose(conv in x)", linear_transpose("x")),
+                         ("d_w", "jax.linear_transpose(conv in w)", linear_transpose("w")))]
 
 
 def front_routes(p: Problem) -> list[Route]:
@@ -175,14 +175,12 @@ def front_routes(p: Problem) -> list[Route]:
 
     g = p.geom
 
-    def vjp(q: Problem) -> tuple:
-        _, pull = lax.conv_general_dilated.vjp(q.cf("x"), q.cf("w"), g.stride, list(g.padding),
-                                               rhs_dilation=g.rhs_dilation,
-                                               feature_group_count=g.feature_group_count)
-        dx, dw = pull(q.cf("dy"))[:2]
-        return q.from_cf("x", dx), q.from_cf("w", dw)
+    def vjp(x: np.ndarray, w: np.ndarray, b: object, dy: np.ndarray) -> tuple:
+        return lax.conv_general_dilated.vjp(x, w, g.stride, list(g.padding), rhs_dilation=g.rhs_dilation,
+                                            feature_group_count=g.feature_group_count)[1](dy)
 
-    return autodiff_routes("convgrad.jax lax.conv_general_dilated.vjp", vjp, gradients=("d_x", "d_w"))
+    return autodiff_routes(PadFirst(g.padding, 2, False), "", "convgrad.jax lax.conv_general_dilated.vjp",
+                           vjp, gradients=("d_x", "d_w"))
 
 
 # --- bench --------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ puts the odd pad sample at the end, SAME_LOWER at the start. ONNX has no filter-
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -16,11 +17,13 @@ from .. import _canon
 from .._formulas import dilate_dim, transpose_size
 from .._tolerance import RTOL
 from ._common import (
+    Call,
     Conv,
     PadFirst,
     Pairs,
     Translation,
     answer,
+    call_routes,
     conv_from_pads,
     forward,
     groups,
@@ -139,8 +142,6 @@ def routes(p: Problem) -> list[Route]:
     from onnx import TensorProto, helper
     from onnx.reference import ReferenceEvaluator
 
-    from ..testing import Route
-
     g, r = p.geom, p.geom.rank
     G = g.feature_group_count
     dt = p.dtype
@@ -164,47 +165,40 @@ def routes(p: Problem) -> list[Route]:
         onnx.checker.check_model(m)
         return m.SerializeToString()
 
-    # d_x: ConvTranspose of dy with w (ONNX's W is (C_in, C_out/group, *K): the forward's w).
-    n_out = [n + lo + hi for n, (lo, hi) in zip(g.in_spatial, g.padding)] if pf.active else g.in_spatial
-
-    def transpose(group: int) -> object:
-        return helper.make_node("ConvTranspose", ["X", "W"], ["Y"], strides=list(g.stride),
-                                dilations=list(g.rhs_dilation), group=group,
-                                pads=own or [0] * 2 * r,
+    # d_x: ConvTranspose of dy with w (ONNX's W is (C_in, C_out/group, *K): the forward's w), in
+    # `calls` calls of G / calls groups each.
+    def d_x(evaluate: Callable, np_dt: np.dtype, calls: int) -> Call:
+        node = helper.make_node("ConvTranspose", ["X", "W"], ["Y"], strides=list(g.stride),
+                                dilations=list(g.rhs_dilation), group=G // calls, pads=own or [0] * 2 * r,
                                 output_padding=list(unused(g)) if pf.active else out_pad)
 
-    def run_transpose(q: Problem, evaluate: Callable, np_dt: np.dtype, per_group: bool) -> np.ndarray:
-        dy, w = q.cf("dy").astype(np_dt), q.cf("w").astype(np_dt)
-        if per_group:
-            og, cg = g.out_channels // G, g.filter_in_channels
-            parts = [{"X": dy[:, i * og:(i + 1) * og], "W": w[i * og:(i + 1) * og]} for i in range(G)]
-            dx = np.concatenate([evaluate(model([transpose(1)], f, (g.batch, cg, *n_out)), f)
-                                 for f in parts], axis=1)
-        else:
-            feeds = {"X": dy, "W": w}
-            dx = evaluate(model([transpose(G)], feeds, (g.batch, g.in_channels, *n_out)), feeds)
-        return q.from_cf("x", pf.back(dx))
+        def run(x: np.ndarray, w: np.ndarray, b: object, dy: np.ndarray) -> np.ndarray:
+            og, shape = g.out_channels // calls, (g.batch, g.in_channels // calls, *x.shape[2:])
+            feeds = [{"X": dy[:, i * og:(i + 1) * og].astype(np_dt),
+                      "W": w[i * og:(i + 1) * og].astype(np_dt)} for i in range(calls)]
+            return np.concatenate([evaluate(model([node], f, shape), f) for f in feeds], axis=1)
+
+        return run
 
     # d_w: ONNX has no filter-gradient op; the transposed-layout Conv, one per group.
     fg = PadFirst(g.filter_grad_padding, 2, flat_pads(g.filter_grad_padding) is None)
+    perm = [1, 0, *range(2, r + 2)]
     conv_nodes = [
-        helper.make_node("Transpose", ["X"], ["XT"], perm=[1, 0, *range(2, r + 2)]),
-        helper.make_node("Transpose", ["DY"], ["DYT"], perm=[1, 0, *range(2, r + 2)]),
+        helper.make_node("Transpose", ["X"], ["XT"], perm=perm),
+        helper.make_node("Transpose", ["DY"], ["DYT"], perm=perm),
         helper.make_node("Conv", ["XT", "DYT"], ["YT"], strides=list(g.rhs_dilation),
-                         dilations=list(g.stride),
-                         pads=flat_pads(g.filter_grad_padding) or [0] * 2 * r),
-        helper.make_node("Transpose", ["YT"], ["Y"], perm=[1, 0, *range(2, r + 2)]),
+                         dilations=list(g.stride), pads=flat_pads(g.filter_grad_padding) or [0] * 2 * r),
+        helper.make_node("Transpose", ["YT"], ["Y"], perm=perm),
     ]
 
-    def run_filter(q: Problem, evaluate: Callable, np_dt: np.dtype) -> np.ndarray:
-        x, dy = fg.x(q.cf("x")), q.cf("dy")
-        cg, og = g.filter_in_channels, g.out_channels // G
-        blocks = []
-        for i in range(G):
-            feeds = {"X": x[:, i * cg:(i + 1) * cg].astype(np_dt),
-                     "DY": dy[:, i * og:(i + 1) * og].astype(np_dt)}
-            blocks.append(evaluate(model(conv_nodes, feeds, (og, cg, *g.kernel)), feeds))
-        return q.from_cf("w", np.concatenate(blocks, axis=0))
+    def d_w(evaluate: Callable, np_dt: np.dtype) -> Call:
+        def run(x: np.ndarray, w: np.ndarray, b: object, dy: np.ndarray) -> np.ndarray:
+            cg, og = g.filter_in_channels, g.out_channels // G
+            feeds = [{"X": x[:, i * cg:(i + 1) * cg].astype(np_dt),
+                      "DY": dy[:, i * og:(i + 1) * og].astype(np_dt)} for i in range(G)]
+            return np.concatenate([evaluate(model(conv_nodes, f, (og, cg, *g.kernel)), f) for f in feeds])
+
+        return run
 
     def ort(m: bytes, feeds: dict) -> np.ndarray:
         import onnxruntime
@@ -217,18 +211,22 @@ def routes(p: Problem) -> list[Route]:
     def reference(m: bytes, feeds: dict) -> np.ndarray:
         return ReferenceEvaluator(onnx.load_from_string(m)).run(None, feeds)[0]
 
+    def ort_route(route: Route) -> Route:
+        return dataclasses.replace(route, rtol=ort_rtol, dtype=str(ort_dt))
+
+    def notes(*n: str) -> str:
+        return "; ".join(filter(None, n))
+
     # onnx.reference's ConvTranspose breaks on group > 1 (a broadcasting error): one call per group.
     ref_note = f"one ConvTranspose per group ({G}): onnx.reference mishandles group > 1" if G > 1 else ""
-    w_note = "ONNX has no filter-gradient op: Conv of x with dy as the kernel, batch <-> channels"
-    if G > 1:
-        w_note += f", one per group ({G})"
+    w_note = "ONNX has no filter-gradient op: Conv of x with dy as the kernel, batch <-> channels" + (
+        f", one per group ({G})" if G > 1 else "")
     return [
-        Route("d_x", "onnxruntime ConvTranspose", lambda q: run_transpose(q, ort, ort_dt, False),
-              "; ".join(n for n in (pre_note, ort_note) if n), ort_rtol, str(ort_dt)),
-        Route("d_x", "onnx.reference ConvTranspose", lambda q: run_transpose(q, reference, dt, G > 1),
-              "; ".join(n for n in (pre_note, ref_note) if n)),
-        Route("d_w", "onnxruntime Conv (transposed layouts)", lambda q: run_filter(q, ort, ort_dt),
-              "; ".join(n for n in (w_note, ort_note) if n), ort_rtol, str(ort_dt)),
-        Route("d_w", "onnx.reference Conv (transposed layouts)", lambda q: run_filter(q, reference, dt),
-              w_note),
+        *map(ort_route, call_routes(pf, notes(pre_note, ort_note),
+                                    ("d_x", "onnxruntime ConvTranspose", d_x(ort, ort_dt, 1)))),
+        *call_routes(pf, notes(pre_note, ref_note),
+                     ("d_x", "onnx.reference ConvTranspose", d_x(reference, dt, G))),
+        *map(ort_route, call_routes(fg, notes(w_note, ort_note),
+                                    ("d_w", "onnxruntime Conv (transposed layouts)", d_w(ort, ort_dt)))),
+        *call_routes(fg, w_note, ("d_w", "onnx.reference Conv (transposed layouts)", d_w(reference, dt))),
     ]

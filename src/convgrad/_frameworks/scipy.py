@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._common import pad_or_crop, zero_insert
+from ._common import PadFirst, call_routes, pad_or_crop, zero_insert
 
 if TYPE_CHECKING:
     from ..testing import Problem, Route
@@ -25,7 +25,7 @@ def routes(p: Problem) -> list[Route]:
     """d_x and d_w as loops of ``scipy.signal`` calls (float16 runs in float32)."""
     import scipy.signal
 
-    from ..testing import Route, not_available
+    from ..testing import not_available
 
     g = p.geom
     cg, og = g.filter_in_channels, g.out_channels // g.feature_group_count
@@ -37,39 +37,37 @@ def routes(p: Problem) -> list[Route]:
     # SciPy has no float16 kernels: float16 runs in float32.
     up = np.float32 if p.dtype == np.float16 else None
 
-    def cf(q: Problem, name: str) -> np.ndarray:
-        return q.cf(name) if up is None else q.cf(name).astype(up)
-
-    def dx(q: Problem) -> np.ndarray:
+    def dx(x: np.ndarray, w: np.ndarray, b: object, dy: np.ndarray) -> np.ndarray:
         # d_x[n, c] = full convolution of the zero-inserted dy[n, o] with w[o, c], read from
         # the padded position `before` on (positions cropped away by negative pads get none).
-        dy = zero_insert(cf(q, "dy"), g.stride, 2)
-        w = zero_insert(cf(q, "w"), g.rhs_dilation, 2)
+        dy = zero_insert(dy.astype(up or dy.dtype), g.stride, 2)
+        w = zero_insert(w.astype(up or w.dtype), g.rhs_dilation, 2)
         full_len = [a + b - 1 for a, b in zip(dy.shape[2:], w.shape[2:])]
         crop = [(-lo, n_x + lo - f) for (lo, _), n_x, f in zip(g.padding, g.in_spatial, full_len)]
-        out = np.zeros(q.cf("x").shape, dtype=np.result_type(dy, w))
+        out = np.zeros(x.shape, dtype=np.result_type(dy, w))
         for n in range(g.batch):
             for c in range(g.in_channels):
                 grp, cl = divmod(c, cg)
                 full = sum(scipy.signal.convolve(dy[n, grp * og + j], w[grp * og + j, cl], "full",
                                                  method="direct") for j in range(og))
                 out[n, c] = pad_or_crop(np.asarray(full)[None], crop, 1)[0]
-        return q.from_cf("x", out.astype(q.x.dtype))
+        return out.astype(x.dtype)
 
-    def dw(q: Problem) -> np.ndarray:
+    def dw(x: np.ndarray, w: np.ndarray, b: object, dy: np.ndarray) -> np.ndarray:
         # d_w[o, c, t] = sum_n valid correlation of the padded x[n, c] with the zero-inserted
         # dy[n, o], read every `dilation` samples.
-        x = pad_or_crop(cf(q, "x"), g.padding, 2)
-        dy = zero_insert(cf(q, "dy"), g.stride, 2)
-        out = np.zeros(q.cf("w").shape, dtype=np.result_type(x, dy))
+        xp = pad_or_crop(x.astype(up or x.dtype), g.padding, 2)
+        dy = zero_insert(dy.astype(up or dy.dtype), g.stride, 2)
+        out = np.zeros(w.shape, dtype=np.result_type(xp, dy))
         take = tuple(slice(0, (k - 1) * d + 1, d) for k, d in zip(g.kernel, g.rhs_dilation))
         for o in range(g.out_channels):
             for cl in range(cg):
                 c = o // og * cg + cl
-                out[o, cl] = sum(scipy.signal.correlate(x[n, c], dy[n, o], "valid", method="direct")[take]
+                out[o, cl] = sum(scipy.signal.correlate(xp[n, c], dy[n, o], "valid", method="direct")[take]
                                  for n in range(g.batch))
-        return q.from_cf("w", out.astype(q.w.dtype))
+        return out.astype(w.dtype)
 
     note = "zero-inserted dy, a loop over channels" + ("; run in float32" if up else "")
-    return [Route("d_x", "scipy.signal.convolve(dy, w, 'full')", dx, note),
-            Route("d_w", "scipy.signal.correlate(x, dy, 'valid')", dw, note)]
+    return call_routes(PadFirst(g.padding, 2, False), note,
+                       ("d_x", "scipy.signal.convolve(dy, w, 'full')", dx),
+                       ("d_w", "scipy.signal.correlate(x, dy, 'valid')", dw))

@@ -16,11 +16,13 @@ import numpy as np
 
 from .._formulas import same_total_pad
 from ._common import (
+    Call,
     Conv,
     PadFirst,
     Translation,
     answer,
     autodiff_routes,
+    call_routes,
     conv_from_pads,
     groups,
     ints,
@@ -221,7 +223,7 @@ def raw_calls(g: ConvGeometry, pad: str | list, x: np.ndarray, w: np.ndarray, dy
 
 def routes(p: Problem) -> list[Route]:
     """GradientTape, the raw backprop ops and ``conv_transpose``, in the problem's dtype."""
-    from ..testing import Route, not_available
+    from ..testing import not_available
 
     g, r = p.geom, p.geom.rank
     if r > MAX_RANK:
@@ -243,9 +245,6 @@ def routes(p: Problem) -> list[Route]:
     def c(a: np.ndarray) -> Any:
         return tf.constant(np.ascontiguousarray(a), dtype=tdt)
 
-    def back(q: Problem, dx: Any) -> np.ndarray:
-        return q.from_cl("x", pf.back(np.asarray(dx)))
-
     def convolution(x: Any, w: Any) -> Any:
         if isinstance(pad, list):
             return tf.nn.conv2d(x, w, strides=g.stride, dilations=g.rhs_dilation, padding=pad)
@@ -254,33 +253,29 @@ def routes(p: Problem) -> list[Route]:
                                 dilations=[1, *g.rhs_dilation, 1])
         return tf.nn.convolution(x, w, strides=g.stride, padding=pad, dilations=g.rhs_dilation)
 
-    def tape(q: Problem) -> tuple:
-        x, w, b = c(pf.x(q.cl("x"))), c(q.cl("w")), c(q.b)
+    def tape(*arrays: np.ndarray) -> tuple:
+        x, w, b, dy = map(c, arrays)
         with tf.GradientTape() as gt:
             gt.watch([x, w, b])
             y = tf.nn.bias_add(convolution(x, w), b)
-        dx, dw, db = gt.gradient(y, [x, w, b], output_gradients=c(q.cl("dy")))
-        return back(q, dx), q.from_cl("w", dw.numpy()), db.numpy()
+        return tuple(gt.gradient(y, [x, w, b], output_gradients=dy))
 
-    def raw(q: Problem) -> tuple:
-        return raw_calls(g, pad, pf.x(q.cl("x")), q.cl("w"), q.cl("dy"), tdt)
+    def raw(i: int) -> Call:
+        return lambda x, w, b, dy: raw_calls(g, pad, x, w, dy, tdt)[i]()
 
-    def conv_transpose(q: Problem) -> np.ndarray:
-        fn = getattr(tf.nn, f"conv{r}d_transpose")
-        dx = fn(c(q.cl("dy")), c(q.cl("w")), list(pf.x(q.cl("x")).shape), strides=list(g.stride),
-                padding=pad, dilations=list(g.rhs_dilation))
-        return back(q, dx)
+    def transpose(x: np.ndarray, w: np.ndarray, b: object, dy: np.ndarray) -> Any:
+        return getattr(tf.nn, f"conv{r}d_transpose")(c(dy), c(w), list(x.shape), strides=list(g.stride),
+                                                     padding=pad, dilations=list(g.rhs_dilation))
 
     bp_note = "; ".join(n for n in (note, "1-D run as 2-D with a unit height" if r == 1 else "") if n)
-    return [*autodiff_routes("tf.GradientTape", tape, note),
-            Route("d_x", f"tf.raw_ops.{bp_input}", lambda q: back(q, raw(q)[1]()), bp_note),
-            Route("d_x", f"tf.nn.conv{r}d_transpose", conv_transpose, note),
-            Route("d_w", f"tf.raw_ops.{bp_filter}", lambda q: q.from_cl("w", raw(q)[2]()), bp_note)]
+    return [*autodiff_routes(pf, note, "tf.GradientTape", tape),
+            *call_routes(pf, bp_note, ("d_x", f"tf.raw_ops.{bp_input}", raw(1))),
+            *call_routes(pf, note, ("d_x", f"tf.nn.conv{r}d_transpose", transpose)),
+            *call_routes(pf, bp_note, ("d_w", f"tf.raw_ops.{bp_filter}", raw(2)))]
 
 
 def front_routes(p: Problem) -> list[Route]:
     """The same calls through ``convgrad.tf`` (its 2-D ops)."""
-    from ..testing import Route
     from ..tf import nn
 
     g = p.geom
@@ -288,27 +283,15 @@ def front_routes(p: Problem) -> list[Route]:
         return []
     pad = padding(Conv.of(g))
     pf = PadFirst(g.padding, 1, pad is None)
-    pad = "VALID" if pad is None else pad
-    strides, dil = [1, *g.stride, 1], [1, *g.rhs_dilation, 1]
-    note = "pads not expressible: x padded first" if pf.active else ""
-
-    def input_grad(q: Problem) -> np.ndarray:
-        return q.from_cl("x", pf.back(nn.conv2d_backprop_input(list(pf.x(q.cl("x")).shape), q.cl("w"),
-                                                               q.cl("dy"), strides, pad, dilations=dil)))
-
-    def filter_grad(q: Problem) -> np.ndarray:
-        return q.from_cl("w", nn.conv2d_backprop_filter(pf.x(q.cl("x")), list(q.cl("w").shape), q.cl("dy"),
-                                                        strides, pad, dilations=dil))
-
-    def transpose(q: Problem) -> np.ndarray:
-        return q.from_cl("x", pf.back(nn.conv2d_transpose(q.cl("dy"), q.cl("w"), list(pf.x(q.cl("x")).shape),
-                                                          strides, pad, dilations=dil)))
-
-    return [
-        Route("d_x", "convgrad.tf nn.conv2d_backprop_input", input_grad, note),
-        Route("d_x", "convgrad.tf nn.conv2d_transpose", transpose, note),
-        Route("d_w", "convgrad.tf nn.conv2d_backprop_filter", filter_grad, note),
-    ]
+    kw = {"strides": [1, *g.stride, 1], "padding": pad or "VALID", "dilations": [1, *g.rhs_dilation, 1]}
+    return call_routes(
+        pf, "pads not expressible: x padded first" if pf.active else "",
+        ("d_x", "convgrad.tf nn.conv2d_backprop_input",
+         lambda x, w, b, dy: nn.conv2d_backprop_input(list(x.shape), w, dy, **kw)),
+        ("d_x", "convgrad.tf nn.conv2d_transpose",
+         lambda x, w, b, dy: nn.conv2d_transpose(dy, w, list(x.shape), **kw)),
+        ("d_w", "convgrad.tf nn.conv2d_backprop_filter",
+         lambda x, w, b, dy: nn.conv2d_backprop_filter(x, list(w.shape), dy, **kw)))
 
 
 # --- bench --------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from ._common import (
     Translation,
     answer,
     autodiff_routes,
+    call_routes,
     conv_from_pads,
     forward,
     groups,
@@ -148,36 +149,24 @@ def _conv_args(g: ConvGeometry) -> tuple[dict, PadFirst, tuple[int, ...]]:
     return kw, PadFirst(g.padding, 2, sym is None), out_pad
 
 
-def _calls(p: Problem, F: Any, grad: Any, names: tuple[str, str], t: Callable, n: Callable) -> list[Route]:
+def _calls(p: Problem, F: Any, grad: Any, names: tuple[str, str], t: Callable) -> list[Route]:
     """``grad.conv_input``, ``grad.conv_weight`` and ``F.conv_transpose`` as routes; ``t`` turns a
-    NumPy array into the call's argument, ``n`` its result into a NumPy array."""
-    from ..testing import Route
-
+    NumPy array into the call's argument."""
     g, r = p.geom, p.geom.rank
     kw, pf, out_pad = _conv_args(g)
-    note = "asymmetric/negative pads: x padded first (F.pad)" if pf.active else ""
+    (grad_name, label), gi, gw = names, getattr(grad, f"conv{r}d_input"), getattr(grad, f"conv{r}d_weight")
+    ft = getattr(F, f"conv_transpose{r}d")  # output (o - 1) * s - 2 * pad + k_eff + output_padding
+    return call_routes(
+        pf, _note(pf),
+        ("d_x", f"{grad_name}.conv{r}d_input", lambda x, w, b, dy: gi(x.shape, t(w), t(dy), **kw)),
+        ("d_x", f"{label} conv_transpose{r}d", lambda x, w, b, dy: ft(
+            t(dy), t(w), stride=g.stride, padding=kw["padding"], output_padding=out_pad,
+            groups=g.feature_group_count, dilation=g.rhs_dilation)),
+        ("d_w", f"{grad_name}.conv{r}d_weight", lambda x, w, b, dy: gw(t(x), w.shape, t(dy), **kw)))
 
-    def back(q: Problem, dx: Any) -> np.ndarray:
-        return q.from_cf("x", pf.back(n(dx)))
 
-    def input_grad(q: Problem) -> np.ndarray:
-        dx = getattr(grad, f"conv{r}d_input")(pf.x(q.cf("x")).shape, t(q.cf("w")), t(q.cf("dy")), **kw)
-        return back(q, dx)
-
-    def weight_grad(q: Problem) -> np.ndarray:
-        dw = getattr(grad, f"conv{r}d_weight")(t(pf.x(q.cf("x"))), q.cf("w").shape, t(q.cf("dy")), **kw)
-        return q.from_cf("w", n(dw))
-
-    def transpose(q: Problem) -> np.ndarray:
-        # Output size (o - 1) * s - 2 * pad + k_eff + output_padding.
-        return back(q, getattr(F, f"conv_transpose{r}d")(
-            t(q.cf("dy")), t(q.cf("w")), stride=g.stride, padding=kw["padding"], output_padding=out_pad,
-            groups=g.feature_group_count, dilation=g.rhs_dilation))
-
-    grad_name, label = names
-    return [Route("d_x", f"{grad_name}.conv{r}d_input", input_grad, note),
-            Route("d_x", f"{label} conv_transpose{r}d", transpose, note),
-            Route("d_w", f"{grad_name}.conv{r}d_weight", weight_grad, note)]
+def _note(pf: PadFirst) -> str:
+    return "asymmetric/negative pads: x padded first (F.pad)" if pf.active else ""
 
 
 def routes(p: Problem) -> list[Route]:
@@ -185,7 +174,7 @@ def routes(p: Problem) -> list[Route]:
     from ..testing import not_available
 
     g, r = p.geom, p.geom.rank
-    if r > 3:
+    if r > MAX_RANK:
         return [not_available("d_x", "torch: every route", f"{RANK_LIMIT}, not {r}-D (workaround: convgrad)")]
     import torch
 
@@ -195,15 +184,15 @@ def routes(p: Problem) -> list[Route]:
     def t(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a)).to(tdt)
 
-    def autograd(q: Problem) -> tuple:
-        x, w, b = (t(a).requires_grad_() for a in (pf.x(q.cf("x")), q.cf("w"), q.b))
-        getattr(torch.nn.functional, f"conv{r}d")(x, w, b, **kw).backward(t(q.cf("dy")))
-        return q.from_cf("x", pf.back(x.grad.numpy())), q.from_cf("w", w.grad.numpy()), b.grad.numpy()
+    def autograd(*arrays: np.ndarray) -> tuple:
+        x, w, b, dy = map(t, arrays)
+        for a in (x, w, b):
+            a.requires_grad_()
+        getattr(torch.nn.functional, f"conv{r}d")(x, w, b, **kw).backward(dy)
+        return x.grad, w.grad, b.grad
 
-    note = "asymmetric/negative pads: x padded first (F.pad)" if pf.active else ""
-    return [*autodiff_routes("torch autograd", autograd, note),
-            *_calls(p, torch.nn.functional, torch.nn.grad, ("torch.nn.grad", "torch"), t,
-                    lambda a: a.detach().numpy())]
+    return [*autodiff_routes(pf, _note(pf), "torch autograd", autograd),
+            *_calls(p, torch.nn.functional, torch.nn.grad, ("torch.nn.grad", "torch"), t)]
 
 
 def front_routes(p: Problem) -> list[Route]:
@@ -211,19 +200,15 @@ def front_routes(p: Problem) -> list[Route]:
     from ..torch import nn
 
     g, r = p.geom, p.geom.rank
-    if r > 3:
+    if r > MAX_RANK:
         return []
     kw, pf, _ = _conv_args(g)
 
-    def vjp(q: Problem) -> tuple:
-        _, pull = getattr(nn.functional, f"conv{r}d").vjp(pf.x(q.cf("x")), q.cf("w"), q.b, **kw)
-        dx, dw, db = pull(q.cf("dy"))
-        return q.from_cf("x", pf.back(dx)), q.from_cf("w", dw), db
+    def vjp(x: np.ndarray, w: np.ndarray, b: np.ndarray, dy: np.ndarray) -> tuple:
+        return getattr(nn.functional, f"conv{r}d").vjp(x, w, b, **kw)[1](dy)
 
-    note = "asymmetric/negative pads: x padded first (F.pad)" if pf.active else ""
-    same = np.asarray
-    return [*autodiff_routes(f"convgrad.torch conv{r}d.vjp", vjp, note),
-            *_calls(p, nn.functional, nn.grad, ("convgrad.torch nn.grad", "convgrad.torch"), same, same)]
+    return [*autodiff_routes(pf, _note(pf), f"convgrad.torch conv{r}d.vjp", vjp),
+            *_calls(p, nn.functional, nn.grad, ("convgrad.torch nn.grad", "convgrad.torch"), np.asarray)]
 
 
 # --- bench --------------------------------------------------------------------------------------
