@@ -30,8 +30,7 @@ class Explanation:
     frameworks: dict[str, dict]
 
     def as_dict(self) -> dict:
-        return {"dims": self.dims, "shapes": self.shapes, "gradients": self.gradients, "costs": self.costs,
-                "frameworks": self.frameworks}
+        return dataclasses.asdict(self)
 
 
 def explain(g: ConvGeometry, data_format: str = "channels_first", dtype: object = np.float64,
@@ -54,11 +53,7 @@ def explain(g: ConvGeometry, data_format: str = "channels_first", dtype: object 
 
 
 def _geom_dict(h: ConvGeometry) -> dict:
-    return {"batch": h.batch, "in_channels": h.in_channels, "out_channels": h.out_channels,
-            "in_spatial": list(h.in_spatial), "kernel": list(h.kernel), "stride": list(h.stride),
-            "padding": [list(p) for p in h.padding], "lhs_dilation": list(h.lhs_dilation),
-            "rhs_dilation": list(h.rhs_dilation), "feature_group_count": h.feature_group_count,
-            "batch_group_count": h.batch_group_count, "out_spatial": list(h.out_spatial)}
+    return {**dataclasses.asdict(h), "out_spatial": h.out_spatial}
 
 
 def gradients(g: ConvGeometry, fmt: str) -> dict:

@@ -25,6 +25,8 @@ which is why ``convert_filter(w, "HWOI", "IOHW")`` is the same transpose as
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from . import _frameworks
@@ -131,16 +133,20 @@ def convert_filter(
     return _grouped_to_depthwise(a, src, dst, in_channels, multiplier)
 
 
-def _depthwise_to_grouped(a: np.ndarray, src: str, dst: str) -> np.ndarray:
-    # Put I and M last (I before M), merge them into O = I * M (channel c * M + m), and let the
-    # grouped filter's I axis have size 1.
+def _rechannel(a: np.ndarray, src: str, dst: str, channels: str, sizes: Callable[[int, int], tuple[int, int]],
+               out: str) -> np.ndarray:
+    """``a`` with its spatial axes first and the channel axes ``channels`` (two letters of ``src``)
+    last, those two reshaped to ``sizes(m, n)`` and read as the letters ``out``, in ``dst``'s order."""
     spatial = [c for c in src if c not in _CHANNEL_LETTERS]
-    order = [src.index(c) for c in spatial] + [src.index("I"), src.index("M")]
-    moved = a.transpose(order)
-    k = moved.shape[: len(spatial)]
-    grouped = moved.reshape(*k, 1, moved.shape[-2] * moved.shape[-1])  # (*K, I=1, O)
-    inter = "".join(spatial) + "IO"
-    return grouped.transpose([inter.index(c) for c in dst])
+    moved = a.transpose([src.index(c) for c in [*spatial, *channels]])
+    inter = "".join(spatial) + out
+    m, n = moved.shape[-2:]
+    return moved.reshape(*moved.shape[:-2], *sizes(m, n)).transpose([inter.index(c) for c in dst])
+
+
+def _depthwise_to_grouped(a: np.ndarray, src: str, dst: str) -> np.ndarray:
+    # I and M merge into O = I * M (channel c * M + m); the grouped filter's I axis has size 1.
+    return _rechannel(a, src, dst, "IM", lambda i, m: (1, i * m), "IO")
 
 
 def _grouped_to_depthwise(
@@ -163,9 +169,5 @@ def _grouped_to_depthwise(
             f"in_channels={in_channels}, multiplier={multiplier} must be a positive divisor of O={o}"
         )
     c, m = (split, o // split) if in_channels is not None else (o // split, split)
-    spatial = [ch for ch in src if ch not in _CHANNEL_LETTERS]
-    moved = a.transpose([src.index(ch) for ch in spatial] + [src.index("I"), src.index("O")])
-    k = moved.shape[: len(spatial)]
-    dw = moved.reshape(*k, c, m)  # O = c * m + m_index: channel-major, as TensorFlow orders it
-    inter = "".join(spatial) + "IM"
-    return dw.transpose([inter.index(ch) for ch in dst])
+    # O = c * m + m_index: channel-major, as TensorFlow orders it.
+    return _rechannel(a, src, dst, "IO", lambda _i, _o: (c, m), "IM")

@@ -7,6 +7,7 @@ engine to the definition of the gradient.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -266,9 +267,7 @@ class Row:
         return self.status in ("pass", "n/a", "reference")
 
     def as_dict(self) -> dict[str, object]:
-        return {"gradient": self.gradient, "method": self.method, "status": self.status,
-                "max_abs_error": self.max_abs_error, "max_rel_error": self.max_rel_error,
-                "rtol": self.rtol, "note": self.note}
+        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -345,38 +344,28 @@ def check_routes(problem: Problem, routes: list[Route], rtol: float | None = Non
                                    note=f"{type(e).__name__}: {first[:160]}"))
             continue
         report.rows.append(compare(route, value, report.refs[route.gradient], rtol))
-    step("finite differences")
-    report.rows.extend(_finite_difference_rows(p, rtol))
-    step("dot test")
-    report.rows.extend(_dot_test_rows(p, rtol))
+    step("finite differences and dot test")
+    report.rows.extend(_identity_rows(p, rtol))
     order = (*GRADIENTS, "finite differences", "dot test")
     report.rows.sort(key=lambda r: order.index(r.gradient))
     return report
 
 
-def _finite_difference_rows(p: Problem, rtol: float) -> list[Row]:
+def _identity_rows(p: Problem, rtol: float) -> list[Row]:
     """Central differences along one random direction per argument, in float64 with a large step
-    (conv is bilinear, so the difference is exact up to rounding)."""
-    res = check_grads(p.x, p.w, seed=p.seed, raise_on_failure=False, **p.kwargs)
-    rows = []
-    for what, ana, num in (
-            ("<d_x, v> vs (L(x + v) - L(x - v)) / 2", res.input_analytic, res.input_numeric),
-            ("<d_w, v> vs (L(w + v) - L(w - v)) / 2", res.filter_analytic, res.filter_numeric)):
-        err = abs(ana - num)
-        rel = err / max(abs(ana), abs(num), np.finfo(float).tiny)
-        rows.append(Row("finite differences", what, "pass" if rel <= rtol else "FAIL", err, rel, rtol,
+    (conv is bilinear, so the difference is exact up to rounding), and the dot test on random
+    normal arrays of the problem's dtype."""
+    fd = check_grads(p.x, p.w, seed=p.seed, raise_on_failure=False, **p.kwargs)
+    dt = dot_test(p.x.shape, p.w.shape, dtype=p.dtype, rtol=rtol, seed=p.seed, raise_on_failure=False,
+                  **p.kwargs)
+    rows, fd_, dt_ = [], "finite differences", "dot test"
+    for what, ana, num in (("<d_x, v> vs (L(x + v) - L(x - v)) / 2", fd.input_analytic, fd.input_numeric),
+                           ("<d_w, v> vs (L(w + v) - L(w - v)) / 2", fd.filter_analytic, fd.filter_numeric)):
+        rel = abs(ana - num) / max(abs(ana), abs(num), np.finfo(float).tiny)
+        rows.append(Row(fd_, what, "pass" if rel <= rtol else "FAIL", abs(ana - num), rel, rtol,
                         f"analytic {ana:.6g}, numeric {num:.6g} (float64)"))
-    return rows
-
-
-def _dot_test_rows(p: Problem, rtol: float) -> list[Row]:
-    """<conv(x, w), dy> against <x, d_x> and <w, d_w> on random normal arrays of the problem's dtype."""
-    res = dot_test(p.x.shape, p.w.shape, dtype=p.dtype, rtol=rtol, seed=p.seed,
-                   raise_on_failure=False, **p.kwargs)
-    rows = []
-    for what, side, rel in (("<x, d_x> vs <conv(x, w), dy>", res.input_side, res.input_error),
-                            ("<w, d_w> vs <conv(x, w), dy>", res.filter_side, res.filter_error)):
-        err = abs(res.forward - side)
-        rows.append(Row("dot test", what, "pass" if rel <= rtol else "FAIL", err, rel, rtol,
-                        f"<conv(x, w), dy> = {res.forward:.6g}"))
+    for what, side, rel in (("<x, d_x> vs <conv(x, w), dy>", dt.input_side, dt.input_error),
+                            ("<w, d_w> vs <conv(x, w), dy>", dt.filter_side, dt.filter_error)):
+        rows.append(Row(dt_, what, "pass" if rel <= rtol else "FAIL", abs(dt.forward - side), rel, rtol,
+                        f"<conv(x, w), dy> = {dt.forward:.6g}"))
     return rows

@@ -22,10 +22,8 @@ SEED_W = {"channels_last": (3, 3, 1, 1), "channels_first": (1, 1, 3, 3)}
 
 DTYPES = ("float64", "float32", "float16")
 FORMAT_ALIASES = {
-    "channels_first": "channels_first", "first": "channels_first", "cf": "channels_first",
-    "ncw": "channels_first", "nchw": "channels_first", "ncdhw": "channels_first",
-    "channels_last": "channels_last", "last": "channels_last", "cl": "channels_last",
-    "nwc": "channels_last", "nhwc": "channels_last", "ndhwc": "channels_last",
+    **dict.fromkeys(("channels_first", "first", "cf", "ncw", "nchw", "ncdhw"), "channels_first"),
+    **dict.fromkeys(("channels_last", "last", "cl", "nwc", "nhwc", "ndhwc"), "channels_last"),
 }
 
 

@@ -86,12 +86,12 @@ def run(ns: argparse.Namespace) -> int:
     else:
         routes += _frameworks.front_routes(problem)
         run_frameworks = selected
-    with _console.steps(len(routes) + 3 + 6 * len(run_frameworks), "check") as step:
+    with _console.steps(len(routes) + 2 + 6 * len(run_frameworks), "check") as step:
         for name in run_frameworks:
             step(f"importing {name}")
             routes += _frameworks.routes(name, problem)
-        # From here: the reference, each route, finite differences and the dot test.
-        step.set_total(len(run_frameworks) + len(routes) + 3)
+        # From here: the reference, each route, then finite differences and the dot test.
+        step.set_total(len(run_frameworks) + len(routes) + 2)
         report = check_routes(problem, routes, rtol, step)
 
     if ns.json:

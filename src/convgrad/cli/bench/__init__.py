@@ -111,7 +111,7 @@ def render(rows: list[dict], repeats: int, peak: float | None) -> None:
         shown = r["case"] if r["case"] != last else ""
         last = r["case"]
         table.add_row(shown, r["op"], r["engine"], _ms(r["ms"]["convgrad"]),
-                      *[_ratio(r["ratio"].get(fw)) for fw in fws], _rate(r["gflops"]))
+                      *[_ratio(r["ratio"].get(fw)) for fw in fws], report.rate(r["gflops"]))
     means = report.geometric_means(rows)
     if means:
         table.add_section()
@@ -127,10 +127,6 @@ def render(rows: list[dict], repeats: int, peak: float | None) -> None:
 
 def _ms(v: float) -> str:
     return f"{v:.3g}" if v < 10 else f"{v:.1f}"
-
-
-def _rate(v: float) -> str:
-    return f"{v:.0f}" if v >= 100 else f"{v:.3g}"
 
 
 def _ratio(v: float | None) -> Text:

@@ -33,6 +33,11 @@ VARIANT_TITLES = {"torch": "torch NCHW", "torch_cl": "torch channels_last", "tf"
                   "jax": "jax (jit)"}
 
 
+def rate(v: float) -> str:
+    """GFLOP/s: whole numbers from 100, three digits below."""
+    return f"{v:.0f}" if v >= 100 else f"{v:.3g}"
+
+
 def geometric_means(rows: list[dict]) -> dict[tuple[str, str], float]:
     """(op, framework) -> geometric mean of the ratios over cases."""
     out = {}
@@ -53,7 +58,7 @@ def markdown_table(rows: list[dict]) -> str:
     for r in rows:
         cells = [r["case"], r["op"], r["engine"], f"{r['ms']['convgrad']:.2f}"]
         cells += [f"{r['ms'][v]:.2f}" if v in r["ms"] else "—" for v in vs]
-        cells.append(f"{r['gflops']:.0f}" if r["gflops"] >= 100 else f"{r['gflops']:.3g}")
+        cells.append(rate(r["gflops"]))
         cells.append(f"{r['peak_mib']:.1f}" if "peak_mib" in r else "—")
         cells += [f"{r['ratio'][fw]:.2f}" if fw in r["ratio"] else "—" for fw in fws]
         lines.append("| " + " | ".join(cells) + " |")
