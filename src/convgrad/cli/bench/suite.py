@@ -1,20 +1,12 @@
 """The benchmark suite: forward, input gradient and filter gradient, convgrad against the installed
 frameworks on the same machine (their ``contestants`` in ``convgrad._frameworks``). Used by
-``convgrad bench`` and ``benchmarks/bench_core.py``.
+``convgrad bench`` and ``benchmarks/bench_core.py``; the method is ``report.METHOD``.
 
-Every result is checked against each framework before it is timed. Timings are interleaved (one
-timed call of each contestant per round, after a pause and an untimed call), after a warm-up, and
-the median of the rounds is reported.
-float32; convgrad in channels-last; PyTorch in NCHW and in channels_last memory format (its best
-of the two is the one compared), TensorFlow in NHWC (eager), JAX jit-compiled in NCHW. A framework
-that cannot run a geometry on the CPU (TensorFlow's missing grouped and dilated backprops) is left
-out of that row. Peak memory is convgrad's: the largest traced allocation above the inputs during
-one call (tracemalloc sees NumPy's buffers).
-
-A transposed case times ``conv_transpose`` as its forward, its input gradient (a ``conv``) and
-its filter gradient; the contestants run the same three maps.
+float32; convgrad in channels-last; PyTorch in NCHW and in channels_last memory format, TensorFlow
+in NHWC (eager), JAX jit-compiled in NCHW. A transposed case times ``conv_transpose`` as its
+forward, its input gradient (a ``conv``) and its filter gradient; the contestants run the same
+three maps.
 """
-
 from __future__ import annotations
 
 import time
@@ -121,11 +113,9 @@ def timeit(fns: dict[str, Callable[[], object]], repeats: int,
            settle: float = SETTLE_SECONDS) -> dict[str, float]:
     """Median seconds per contestant over ``repeats`` interleaved rounds, after one warm-up call each.
 
-    Each timed call follows a pause of ``settle`` seconds, for the worker threads of whoever ran
-    before to fall asleep, and one untimed call of the same contestant, which wakes its own
-    threads and caches: the steady state of a loop that calls it, not the tail of another
-    library. Each round also starts one contestant later, so every library follows every other
-    equally often.
+    Each timed call follows a pause of ``settle`` seconds and one untimed call of the same
+    contestant (its own threads and caches awake: the steady state of a loop that calls it, not
+    the tail of another library); each round starts one contestant later.
     """
     for f in fns.values():
         f()
@@ -165,23 +155,18 @@ def run_case(case: Case, repeats: int, frameworks: Iterable[str] = ("torch",),
     wl = np.ascontiguousarray(np.moveaxis(w, (0, 1), (-1, -2)))
     dyl = np.ascontiguousarray(np.moveaxis(dy, 1, -1))
     kw = {**case.kwargs, "data_format": "channels_last"}
-    if case.transpose:
-        # The transposed conv's input is the forward conv's dy, its output gradient the forward's
-        # x: conv_transpose = input gradient, its input gradient = conv, its filter gradient =
-        # the forward's filter gradient with the roles of x and dy exchanged.
-        ours = {
-            "forward": lambda: np.moveaxis(conv_transpose(dyl, wl, **kw), -1, 1),
-            "input_grad": lambda: np.moveaxis(conv(xl, wl, **kw), -1, 1),
-            "filter_grad": lambda: np.moveaxis(conv_filter_grad(xl, dyl, wl.shape, **kw), (-1, -2), (0, 1)),
-        }
-        relabel = {"forward": "input_grad", "input_grad": "forward", "filter_grad": "filter_grad"}
-    else:
-        ours = {
-            "forward": lambda: np.moveaxis(conv(xl, wl, **kw), -1, 1),
-            "input_grad": lambda: np.moveaxis(conv_input_grad(dyl, wl, xl.shape, **kw), -1, 1),
-            "filter_grad": lambda: np.moveaxis(conv_filter_grad(xl, dyl, wl.shape, **kw), (-1, -2), (0, 1)),
-        }
-        relabel = {op: op for op in OPS}
+    # The transposed conv's input is the forward conv's dy and its output gradient the forward's x:
+    # conv_transpose is the input gradient, its input gradient a conv, its filter gradient the
+    # forward's with the roles of x and dy exchanged.
+    relabel = {"forward": "input_grad", "input_grad": "forward"} if case.transpose else {}
+    d_x = (lambda: conv_transpose(dyl, wl, **kw)) if case.transpose else \
+        (lambda: conv_input_grad(dyl, wl, xl.shape, **kw))
+    maps = {  # channels-first results, as the contestants give them
+        "forward": lambda: np.moveaxis(conv(xl, wl, **kw), -1, 1),
+        "input_grad": lambda: np.moveaxis(d_x(), -1, 1),
+        "filter_grad": lambda: np.moveaxis(conv_filter_grad(xl, dyl, wl.shape, **kw), (-1, -2), (0, 1)),
+    }
+    ours = {op: maps[relabel.get(op, op)] for op in OPS}
     theirs: Contestant = {op: [] for op in OPS}
     for name in frameworks:
         if _frameworks.installed(name):
@@ -192,7 +177,7 @@ def run_case(case: Case, repeats: int, frameworks: Iterable[str] = ("torch",),
         step(f"{case.name} {op}")
         mine = ours[op]()
         errors, runnable = {}, []
-        for name, fn in theirs[relabel[op]]:
+        for name, fn in theirs[relabel.get(op, op)]:
             try:
                 ref = fn()
             except Exception:  # a framework that cannot run this geometry on the CPU
@@ -204,7 +189,7 @@ def run_case(case: Case, repeats: int, frameworks: Iterable[str] = ("torch",),
                                      f"(relative; tolerance {RTOL:g})")
             runnable.append((name, fn))
         t = timeit({"convgrad": ours[op], **dict(runnable)}, repeats)
-        plan = make_plan(relabel[op], geom, np.dtype(np.float32), "auto", workspace_limit(None))
+        plan = make_plan(relabel.get(op, op), geom, np.dtype(np.float32), "auto", workspace_limit(None))
         row = {"case": case.name, "op": op, "engine": plan.engine.name,
                "gflops": geom.flops / t["convgrad"] / 1e9, "max_rel_err": max(errors.values(), default=0.0),
                "peak_mib": _peak_bytes(ours[op]) / 2**20,
