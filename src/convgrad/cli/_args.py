@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -135,53 +136,46 @@ def shapes(ns: argparse.Namespace) -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 @dataclass(frozen=True)
 class GeometryArgs:
-    """The parsed GEOMETRY options, validated by building the core's ConvGeometry."""
+    """The parsed GEOMETRY options, validated by building the core's ConvGeometry; ``kwargs`` are
+    the keyword arguments of convgrad.conv and its gradients."""
 
     x_shape: tuple[int, ...]
     w_shape: tuple[int, ...]
-    stride: object
-    padding: object
-    dilation: object
-    groups: int
-    data_format: str
+    kwargs: dict[str, Any]
     dtype: np.dtype
     seed: int
     geometry: ConvGeometry
 
     @classmethod
     def from_namespace(cls, ns: argparse.Namespace) -> GeometryArgs:
-        fmt = ns.data_format
         x_shape, w_shape = shapes(ns)
         kwargs = {"stride": ns.stride, "padding": ns.padding, "dilation": ns.dilation,
-                  "groups": ns.groups, "data_format": fmt}
+                  "groups": ns.groups, "data_format": ns.data_format}
         try:
             geom = ConvGeometry.for_conv(x_shape, w_shape, **kwargs)
         except (ValueError, TypeError) as e:
             raise ArgumentError(str(e)) from None
-        return cls(x_shape, w_shape, ns.stride, ns.padding, ns.dilation, ns.groups, fmt,
-                   np.dtype(ns.dtype), ns.seed, geom)
+        return cls(x_shape, w_shape, kwargs, np.dtype(ns.dtype), ns.seed, geom)
 
     @property
-    def kwargs(self) -> dict[str, object]:
-        """Keyword arguments of convgrad.conv and its gradients."""
-        return {"stride": self.stride, "padding": self.padding, "dilation": self.dilation,
-                "groups": self.groups, "data_format": self.data_format}
+    def data_format(self) -> str:
+        return self.kwargs["data_format"]
 
     @property
     def layouts(self) -> tuple[str, str]:
-        """('NHWC', 'HWIO') and the like; generic names above rank 3."""
+        """('NHWC', 'HWIO') and the like."""
         return layout_names(self.data_format, self.geometry.rank)
 
     def title(self) -> str:
         """One line: shapes, layouts, stride, padding, dilation, groups, dtype -> y."""
-        g = self.geometry
+        g, kw = self.geometry, self.kwargs
         xl, wl = self.layouts
         parts = [f"x {_dims(self.x_shape)} {xl}", f"w {_dims(self.w_shape)} {wl}",
-                 f"stride {_compact(self.stride)}", f"padding {_compact(self.padding)}"]
+                 f"stride {_compact(kw['stride'])}", f"padding {_compact(kw['padding'])}"]
         if g.rhs_dilation != (1,) * g.rank:
-            parts.append(f"dilation {_compact(self.dilation)}")
-        if self.groups != 1:
-            parts.append(f"groups {self.groups}")
+            parts.append(f"dilation {_compact(kw['dilation'])}")
+        if kw["groups"] != 1:
+            parts.append(f"groups {kw['groups']}")
         return " · ".join(parts) + f" → y {_dims(g.y_shape(self.data_format))}; {self.dtype}"
 
 
@@ -202,7 +196,6 @@ def geometry_dict(args: GeometryArgs) -> dict[str, object]:
         "x_shape": list(args.x_shape), "w_shape": list(args.w_shape), "y_shape": list(g.y_shape(fmt)),
         "data_format": fmt, "layouts": list(args.layouts), "dtype": str(args.dtype),
         "stride": list(g.stride), "dilation": list(g.rhs_dilation), "groups": g.feature_group_count,
-        "padding_spec": args.padding if isinstance(args.padding, (str, int)) else [
-            list(v) if isinstance(v, tuple) else v for v in args.padding],  # type: ignore[attr-defined]
+        "padding_spec": args.kwargs["padding"],  # as given (print_json writes tuples as lists)
         "padding": [list(p) for p in g.padding], "seed": args.seed,
     }
