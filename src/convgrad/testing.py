@@ -205,27 +205,19 @@ class Problem:
     def dtype(self) -> np.dtype:
         return self.x.dtype
 
-    # Channels-first views (N, C, *S), (O, C/G, *K), (N, O, *out) for the routes that want them.
-    def cf(self, name: str) -> np.ndarray:
-        return self._move(getattr(self, name), name, "channels_last")
+    def view(self, name: str, fmt: str) -> np.ndarray:
+        """x, w or dy in ``fmt``: (N, C, *S), (O, C/G, *K), (N, O, *out) channels-first."""
+        return self._move(getattr(self, name), name, fmt, back=False)
 
-    def from_cf(self, name: str, a: np.ndarray) -> np.ndarray:
-        """A channels-first result for ``name`` ('x' or 'w') back in the problem's format."""
-        return self._move(a, name, "channels_last", back=True)
+    def back(self, name: str, a: np.ndarray, fmt: str) -> np.ndarray:
+        """A result for ``name`` ('x' or 'w') in ``fmt`` back in the problem's format."""
+        return self._move(a, name, fmt, back=True)
 
-    def cl(self, name: str) -> np.ndarray:
-        """Channels-last views (N, *S, C), (*K, C/G, O), (N, *out, O)."""
-        return self._move(getattr(self, name), name, "channels_first")
-
-    def from_cl(self, name: str, a: np.ndarray) -> np.ndarray:
-        return self._move(a, name, "channels_first", back=True)
-
-    def _move(self, a: np.ndarray, name: str, when: str, back: bool = False) -> np.ndarray:
-        """Move the channel axes when the problem is in ``when`` (the other format)."""
-        if self.fmt != when or a.ndim == 1:
+    def _move(self, a: np.ndarray, name: str, fmt: str, back: bool) -> np.ndarray:
+        if self.fmt == fmt or a.ndim == 1:
             return a
-        src, dst = ((-1, -2), (0, 1)) if name == "w" else ((-1,), (1,))
-        if (when == "channels_first") != back:
+        src, dst = ((-1, -2), (0, 1)) if name == "w" else ((-1,), (1,))  # channels-last -> first
+        if (fmt == "channels_last") != back:
             src, dst = dst, src
         return np.moveaxis(a, src, dst)
 

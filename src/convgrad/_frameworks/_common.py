@@ -261,9 +261,10 @@ def call_routes(pf: PadFirst, note: str, *calls: tuple[str, str, Call]) -> list:
 
     def route(gradient: str, fn: Call) -> Callable[[Any], np.ndarray]:
         def run(q: Any) -> np.ndarray:
-            get, back = (q.cl, q.from_cl) if pf.axis == 1 else (q.cf, q.from_cf)
-            a = np.asarray(fn(pf.x(get("x")), get("w"), q.b, get("dy")))
-            return back("x", pf.back(a)) if gradient == "d_x" else back("w", a) if gradient == "d_w" else a
+            fmt = "channels_last" if pf.axis == 1 else "channels_first"
+            a = np.asarray(fn(pf.x(q.view("x", fmt)), q.view("w", fmt), q.b, q.view("dy", fmt)))
+            return q.back("x", pf.back(a), fmt) if gradient == "d_x" else \
+                q.back("w", a, fmt) if gradient == "d_w" else a
 
         return run
 

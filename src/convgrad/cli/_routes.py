@@ -30,6 +30,8 @@ from ..engines import engine_names
 from ..testing import Problem, Route, not_available
 from ._args import GeometryArgs
 
+CF = "channels_first"
+
 
 def make_problem(args: GeometryArgs, values: str = "int") -> Problem:
     """Random x, w, bias and dy: integers in [0, 10) as in the seed note, or standard normal."""
@@ -56,18 +58,18 @@ def flip_swap(w: np.ndarray, groups: int) -> np.ndarray:
 def dx_explicit(p: Problem) -> np.ndarray:
     """Full correlation of the zero-inserted, padded dy with the flipped, swapped filter."""
     g = p.geom
-    dy = zero_insert(p.cf("dy"), g.stride, 2)
+    dy = zero_insert(p.view("dy", CF), g.stride, 2)
     dy = pad_or_crop(dy, g.input_grad_padding, 2)
-    w = flip_swap(p.cf("w"), g.feature_group_count)
+    w = flip_swap(p.view("w", CF), g.feature_group_count)
     dx = conv(dy, w, padding="valid", dilation=g.rhs_dilation, groups=g.feature_group_count)
-    return p.from_cf("x", dx)
+    return p.back("x", dx, CF)
 
 
 def dw_explicit(p: Problem) -> np.ndarray:
     """Correlation of x (batch <-> channels) with dy (batch <-> channels) as the kernel, per group."""
     g = p.geom
-    x = pad_or_crop(p.cf("x"), g.filter_grad_padding, 2)
-    dy = p.cf("dy")
+    x = pad_or_crop(p.view("x", CF), g.filter_grad_padding, 2)
+    dy = p.view("dy", CF)
     G, cg, og = g.feature_group_count, g.filter_in_channels, g.out_channels // g.feature_group_count
     blocks = []
     for i in range(G):
@@ -75,11 +77,11 @@ def dw_explicit(p: Problem) -> np.ndarray:
         dyt = dy[:, i * og:(i + 1) * og].swapaxes(0, 1)  # (O/G, N, *out): a filter
         r = conv(xt, dyt, stride=g.rhs_dilation, dilation=g.stride, padding="valid")  # (C/G, O/G, *K)
         blocks.append(r.swapaxes(0, 1))
-    return p.from_cf("w", np.concatenate(blocks, axis=0))
+    return p.back("w", np.concatenate(blocks, axis=0), CF)
 
 
 def db_explicit(p: Problem) -> np.ndarray:
-    dy = p.cf("dy")
+    dy = p.view("dy", CF)
     return dy.sum(axis=(0, *range(2, dy.ndim)))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 from typing import TYPE_CHECKING
 
@@ -136,14 +137,12 @@ def render_plain(report: CheckReport, args: GeometryArgs, selected: tuple[str, .
     """The same rows without rich (not installed): one line per route."""
     print(f"convgrad check: {args.title()}")
     print(f"tolerance: max rel error <= {report.rtol:g} (rel = max|route - ref| / max|ref|; ref = conv_vjp)")
-    last = None
-    for r in report.rows:
-        if r.gradient != last:
-            print(_section_title(report, r.gradient))
-            last = r.gradient
-        note = "" if r.status == "reference" else r.note
-        errors = f"{_console.fmt_err(r.max_abs_error):>10} {_console.fmt_err(r.max_rel_error):>10}"
-        print(f"  {r.method:<48} {errors}  {STATUS_SHOWN.get(r.status, r.status):<9} {note}".rstrip())
+    for gradient, rows in itertools.groupby(report.rows, lambda r: r.gradient):
+        print(_section_title(report, gradient))
+        for r in rows:
+            note = "" if r.status == "reference" else r.note
+            errors = f"{_console.fmt_err(r.max_abs_error):>10} {_console.fmt_err(r.max_rel_error):>10}"
+            print(f"  {r.method:<48} {errors}  {STATUS_SHOWN.get(r.status, r.status):<9} {note}".rstrip())
     print(*_summary(report, selected), sep="\n")
     print("(rich is not installed: `python -m pip install .` gives the full tables)")
 
@@ -166,19 +165,18 @@ def render(report: CheckReport, args: GeometryArgs, selected: tuple[str, ...]) -
                     ("note", {"no_wrap": True, "style": "dim"})):
         table.add_column(col, **kw)
     notes: dict[str, int] = {}
-    last = None
-    for r in report.rows:
-        if r.gradient != last:
-            if last is not None:
-                table.add_section()
-            table.add_row(Text(_section_title(report, r.gradient), style="bold"))
-            last = r.gradient
-        note = "" if r.status == "reference" else r.note
-        if r.rtol is not None and r.rtol != report.rtol and r.status not in ("n/a", "reference"):
-            note = f"tolerance {r.rtol:g}" + (f"; {note}" if note else "")
-        ref = f"[{notes.setdefault(note, len(notes) + 1)}]" if note else ""
-        table.add_row(r.method, _console.fmt_err(r.max_abs_error), _console.fmt_err(r.max_rel_error),
-                      Text(STATUS_SHOWN.get(r.status, r.status), style=STATUS_STYLE.get(r.status, "")), ref)
+    for i, (gradient, rows) in enumerate(itertools.groupby(report.rows, lambda r: r.gradient)):
+        if i:
+            table.add_section()
+        table.add_row(Text(_section_title(report, gradient), style="bold"))
+        for r in rows:
+            note = "" if r.status == "reference" else r.note
+            if r.rtol is not None and r.rtol != report.rtol and r.status not in ("n/a", "reference"):
+                note = f"tolerance {r.rtol:g}" + (f"; {note}" if note else "")
+            ref = f"[{notes.setdefault(note, len(notes) + 1)}]" if note else ""
+            status = Text(STATUS_SHOWN.get(r.status, r.status), style=STATUS_STYLE.get(r.status, ""))
+            errors = (_console.fmt_err(r.max_abs_error), _console.fmt_err(r.max_rel_error))
+            table.add_row(r.method, *errors, status, ref)
     con.print(table)
     for text, n in notes.items():
         con.print(Text(f"[{n}] {text}", style="dim"))
