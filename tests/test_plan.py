@@ -36,6 +36,9 @@ def test_a_plan_holds_every_engines_verdict_and_keeps_the_cheapest():
         (line,) = [t for t in lines if t[2:].startswith(c.engine + " ")]
         assert (c.reason in line) if isinstance(c, Refusal) else (f"{c.workspace:,}" in line)
     assert [t[0] for t in lines if t[2:].split(" ")[0] in engine_names()].count("*") == 1
+    # the reason is read from the candidates: the cheapest first, then every refusal
+    assert plan.reason.startswith(f"cheapest estimate of {plan.chosen.engine} ")
+    assert all(f"{e}: {r}" in plan.reason.split("not eligible: ")[1] for e, r in refused.items())
 
 
 def test_an_engine_whose_workspace_does_not_fit_is_a_refusal_in_the_plan():
@@ -143,6 +146,36 @@ def test_register_engine_refuses_a_name_it_has_unless_told_to_replace(slow_engin
     replacement = _Slow()
     register_engine(replacement, replace=True)
     assert _registry()["slow"] is replacement
+
+
+class _Spy:
+    """An engine that records the geometries it is asked to prepare."""
+
+    name = "spy"
+
+    def __init__(self):
+        self.seen = []
+
+    def prepare(self, op, geom, dtype, limit, planner):
+        self.seen.append(geom)
+        return Refusal(self.name, "only watches")
+
+
+@pytest.mark.parametrize("method", ["auto", "measure", "im2col"])
+def test_an_empty_geometry_is_refused_before_any_engine_sees_it(method):
+    geom = convgrad.ConvGeometry.for_general((1, 2, 2, 5), (3, 2, 3, 3))  # a kernel taller than x
+    assert geom.out_spatial == (0, 3)
+    spy = _Spy()
+    register_engine(spy)
+    try:
+        with pytest.raises(ValueError, match=r"geom has an empty output, out_spatial=\(0, 3\): no filter_grad"):
+            Planner().plan("filter_grad", geom, F64, method)
+    finally:
+        _registry().pop("spy")
+    assert spy.seen == []
+    # the public op short-circuits it: JAX's zero-size result
+    y = convgrad.conv_general(np.ones(geom.x_shape()), np.ones(geom.w_shape()))
+    assert y.shape == (1, 3, 0, 3)
 
 
 def test_importing_the_planner_loads_no_engine_numba_or_scipy_fft():

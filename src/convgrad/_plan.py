@@ -28,7 +28,8 @@ class ConvPlan:
 
     ``a``, ``b`` are C-contiguous channels-last operands in ``dtype`` (forward: x, w;
     input_grad: dy, w; filter_grad: x, dy). ``candidates`` holds every engine's verdict, a
-    ``Prepared`` (estimate, workspace, choices) or a ``Refusal`` (reason), cheapest first.
+    ``Prepared`` (estimate, workspace, choices) or a ``Refusal`` (reason), cheapest first;
+    ``method`` is the caller's ('auto', 'measure' or the engine's name).
     """
 
     op: Op
@@ -37,7 +38,18 @@ class ConvPlan:
     limit: int
     chosen: Prepared
     candidates: tuple[Prepared | Refusal, ...]
-    reason: str
+    method: str
+
+    @property
+    def reason(self) -> str:
+        """Why ``chosen`` runs, read from ``candidates``."""
+        if self.method not in ("auto", "measure"):
+            return "requested by method="
+        ready = ", ".join(f"{c.engine} {c.seconds * 1e3:.3g} ms" for c in self.candidates
+                          if isinstance(c, Prepared))
+        nots = "; ".join(f"{c.engine}: {c.reason}" for c in self.candidates if isinstance(c, Refusal))
+        what = "fastest measured" if self.method == "measure" else "cheapest estimate"
+        return f"{what} of {ready}" + (f"; not eligible: {nots}" if nots else "")
 
     @property
     def engine(self) -> Engine:
@@ -119,6 +131,9 @@ class Planner:
         if not isinstance(method, str):
             raise TypeError(f"method must be a string, 'auto', 'measure' or one of {engine_names()}, "
                             f"got {method!r}")
+        if geom.empty:  # the public ops short-circuit it; no engine handles it
+            raise ValueError(f"geom has an empty output, out_spatial={geom.out_spatial}: no {op} to plan\n"
+                             f"{geom.describe()}")
         dtype = np.dtype(dtype)
         made_with = (_machine.model(), *registered())
         if made_with != self._made_with:  # a new calibration or engine: plan again
@@ -144,7 +159,7 @@ class Planner:
             p = self._prepare(get_engine(method), op, geom, dtype, limit)
             if isinstance(p, Refusal):
                 raise ValueError(f"method={method!r} cannot run this {op}: {p.reason}")
-            return ConvPlan(op, geom, dtype, limit, p, (p,), "requested by method=")
+            return ConvPlan(op, geom, dtype, limit, p, (p,), method)
         verdicts = [self._prepare(get_engine(name), op, geom, dtype, limit) for name in engine_names()]
         if self.jit == "never":
             verdicts = [Refusal(v.engine, "runs compiled kernels (jit='never')")
@@ -157,11 +172,7 @@ class Planner:
         if method == "measure":
             ready = [replace(p, seconds=_measure(p, op, geom, dtype)) for p in ready]
         ready.sort(key=lambda p: p.seconds)
-        what = "fastest measured" if method == "measure" else "cheapest estimate"
-        costs = ", ".join(f"{p.engine} {p.seconds * 1e3:.3g} ms" for p in ready)
-        nots = "; ".join(f"{r.engine}: {r.reason}" for r in refused)
-        reason = f"{what} of {costs}" + (f"; not eligible: {nots}" if refused else "")
-        return ConvPlan(op, geom, dtype, limit, ready[0], (*ready, *refused), reason)
+        return ConvPlan(op, geom, dtype, limit, ready[0], (*ready, *refused), method)
 
     def _prepare(self, engine: Engine, op: Op, geom: ConvGeometry, dtype: np.dtype,
                  limit: int) -> Prepared | Refusal:
