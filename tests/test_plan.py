@@ -168,7 +168,7 @@ def test_an_empty_geometry_is_refused_before_any_engine_sees_it(method):
     spy = _Spy()
     register_engine(spy)
     try:
-        with pytest.raises(ValueError, match=r"geom has an empty output, out_spatial=\(0, 3\): no filter_grad"):
+        with pytest.raises(ValueError, match=r"empty output, out_spatial=\(0, 3\): no filter_grad"):
             Planner().plan("filter_grad", geom, F64, method)
     finally:
         _registry().pop("spy")

@@ -11,6 +11,7 @@ import numpy as np
 from scipy.linalg import blas
 
 from .._geometry import ConvGeometry
+from .._layout import pad_or_crop
 
 
 def plain(geom: ConvGeometry) -> str | None:
@@ -19,6 +20,16 @@ def plain(geom: ConvGeometry) -> str | None:
     if geom.batch_group_count != 1 or any(v != 1 for v in geom.lhs_dilation):
         return "needs batch_group_count == 1 and no input dilation"
     return None
+
+
+def padded_zeros(geom: ConvGeometry, dtype: np.dtype) -> np.ndarray:
+    """A zero dx ``(N, *tight_padded, C)``: input gradients scatter-add into the padded grid."""
+    return np.zeros((geom.batch, *geom.tight_padded, geom.in_channels), dtype=dtype)
+
+
+def unpad(a: np.ndarray, geom: ConvGeometry) -> np.ndarray:
+    """``(N, *tight_padded, C)`` cropped to x's ``(N, *S, C)`` (zeros where negative pads cropped x)."""
+    return pad_or_crop(a, tuple((-lo, -hi) for lo, hi in geom.tight_padding))
 
 
 # Sub-pixel phases (see subpixel.py): along an axis with stride s and dilation d, the taps that land

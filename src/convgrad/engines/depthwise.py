@@ -12,11 +12,11 @@ from functools import partial
 
 import numpy as np
 
+from .. import _transpose
 from .._budget import check_fits
 from .._geometry import ConvGeometry
-from .._layout import pad_or_crop
 from . import Op, Planner, Prepared, Refusal, _kernels, _threads
-from ._common import plain
+from ._common import padded_zeros, plain, unpad
 from ._machine import figures
 
 # The cost model (figures in calibration.json): flops at the fused loop's rate (about one
@@ -40,9 +40,11 @@ class Depthwise:
             "filter_grad": _kernels.depthwise2d_filter_grad}[op]
         load = planner.load_seconds(dtype, kernel)
         seconds = (geom.flops / fig.FLOPS_PER_S + fig.CALL_SECONDS + load) * fig.FITTED[op]
-        run = {"forward": _forward, "input_grad": _gather_input_grad if gathers else _scatter_input_grad,
-               "filter_grad": _filter_grad}[op]
-        return Prepared(self.name, seconds, padded, partial(run, geom),
+        run = {"forward": _forward, "input_grad": _scatter_input_grad, "filter_grad": _filter_grad}[op]
+        # With stride 1 and one output per channel, dx is itself a depthwise conv of dy with the
+        # flipped kernel: gathered by the forward kernel (parallel over rows, no scatter).
+        run = partial(_transpose.input_grad(geom), run=_forward) if gathers else partial(run, geom)
+        return Prepared(self.name, seconds, padded, run,
                         {"input_grad": "gather" if gathers else "scatter"} if op == "input_grad" else {})
 
 
@@ -68,25 +70,13 @@ def _forward(geom: ConvGeometry, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return y
 
 
-def _gather_input_grad(geom: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """With stride 1 and one output per channel, dx is itself a depthwise conv of dy with the
-    flipped kernel: gather with the forward kernel (parallel over rows, no scatter)."""
-    _threads.for_numba()
-    dx = np.empty((geom.batch, *geom.in_spatial, geom.in_channels), dtype=dy.dtype)
-    if dx.size:
-        w2 = np.ascontiguousarray(w.reshape(*geom.kernel, geom.out_channels)[::-1, ::-1])
-        _kernels.depthwise2d_forward(np.ascontiguousarray(dy), w2, *_flip_pads(geom), 1, 1,
-                                     *geom.rhs_dilation, dx)
-    return dx
-
-
 def _scatter_input_grad(geom: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
     _threads.for_numba()
-    dxp = np.zeros((geom.batch, *geom.tight_padded, geom.in_channels), dtype=dy.dtype)
+    dxp = padded_zeros(geom, dy.dtype)
     if dy.size and geom.in_channels:
         w2 = np.ascontiguousarray(w.reshape(*geom.kernel, geom.out_channels))
         _kernels.depthwise2d_input_grad(np.ascontiguousarray(dy), w2, *geom.stride, *geom.rhs_dilation, dxp)
-    return pad_or_crop(dxp, tuple((-lo, -hi) for lo, hi in geom.tight_padding))
+    return unpad(dxp, geom)
 
 
 def _filter_grad(geom: ConvGeometry, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
@@ -106,11 +96,7 @@ def _reachable(x: np.ndarray, geom: ConvGeometry) -> tuple[np.ndarray, list[int]
     return np.ascontiguousarray(x[index]), [lead for *_, lead in geom.reach]
 
 
-def _flip_pads(geom: ConvGeometry) -> list[int]:
-    """Leading pads of dy for dx as a conv of dy with the flipped kernel: (k - 1) * d - before."""
-    return [(k - 1) * d - lo for k, d, (lo, _) in zip(geom.kernel, geom.rhs_dilation, geom.tight_padding)]
-
-
 def _gathers_input_grad(geom: ConvGeometry) -> bool:
+    """Whether dx is the forward kernel's conv of dy (no negative pads: the kernel skips taps)."""
     return (all(s == 1 for s in geom.stride) and geom.out_channels == geom.in_channels
-            and min(_flip_pads(geom)) >= 0)
+            and min(lo for lo, _ in _transpose.input_grad(geom).geometry.padding) >= 0)

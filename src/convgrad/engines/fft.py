@@ -31,7 +31,7 @@ from .._formulas import dilate_dim, stride_dim, transpose_size
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
 from . import Op, Planner, Prepared, Refusal, _kernels, _spectra
-from ._common import plain
+from ._common import plain, unpad
 from ._machine import figures
 from ._scratch import copied
 
@@ -156,7 +156,7 @@ class FFT:
         dxe = np.zeros((geom.batch, (nb - 1) * step + seg, *padded[1:], geom.in_channels), dtype=dy.dtype)
         for j in range(nb):
             dxe[:, j * step : j * step + seg] += dxs[:, j]
-        return pad_or_crop(dxe[:, : padded[0]], tuple((-lo, -hi) for lo, hi in geom.tight_padding))
+        return unpad(dxe[:, : padded[0]], geom)
 
     def _blocked_filter_grad(self, geom: ConvGeometry, b: int, lengths: tuple[int, ...],
                              x: np.ndarray, dy: np.ndarray) -> np.ndarray:

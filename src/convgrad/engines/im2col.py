@@ -20,7 +20,7 @@ from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
 from . import Op, Planner, Prepared, Refusal, _kernels
 from ._common import blocks as _blocks
-from ._common import plain, thin_factor
+from ._common import padded_zeros, plain, thin_factor, unpad
 from ._machine import figures
 from ._scratch import empty_for, scratch
 
@@ -119,8 +119,7 @@ def _forward(geom: ConvGeometry, rows: int, fused: bool, x: np.ndarray, w: np.nd
 
 def _input_grad(geom: ConvGeometry, rows: int, fused: bool, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
     g, cg, og, t = geom.group_dims
-    tight = geom.tight_padding
-    dxp = np.zeros((geom.batch, *geom.tight_padded, geom.in_channels), dtype=dy.dtype)
+    dxp = padded_zeros(geom, dy.dtype)
     if dy.size and cg and _pointwise(geom):
         np.matmul(dy.reshape(-1, og), w.reshape(cg, og).T, out=dxp.reshape(-1, cg))
     elif dy.size and cg:
@@ -135,7 +134,7 @@ def _input_grad(geom: ConvGeometry, rows: int, fused: bool, dy: np.ndarray, w: n
                 view = _window(dxp, block, offset, geom)
                 dst = np.moveaxis(view.reshape(*view.shape[:-1], g, cg), -2, 0)
                 dst += dcols[:, :, ti, :].reshape(g, *bshape, cg)
-    return pad_or_crop(dxp, tuple((-lo, -hi) for lo, hi in tight))
+    return unpad(dxp, geom)
 
 
 def _filter_grad(geom: ConvGeometry, rows: int, fused: bool, x: np.ndarray, dy: np.ndarray) -> np.ndarray:

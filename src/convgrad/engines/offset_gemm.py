@@ -21,7 +21,7 @@ from .._budget import check_fits
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
 from . import Op, Planner, Prepared, Refusal
-from ._common import gemm_for, gemm_into, plain
+from ._common import gemm_for, gemm_into, padded_zeros, plain, unpad
 from ._machine import figures
 
 # Rows per block: the forward and input gradient keep a block of outputs in cache across the
@@ -86,7 +86,7 @@ def _input_grad(geom: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np.ndarray
     g, cg, og, t = geom.group_dims
     c_in = geom.in_channels
     padded = geom.tight_padded
-    dx = np.zeros((geom.batch, *padded, c_in), dtype=dy.dtype)
+    dx = padded_zeros(geom, dy.dtype)
     if dy.size and cg:
         dyf = _embed(dy, padded).reshape(-1, geom.out_channels)
         dxf = dx.reshape(-1, c_in)
@@ -106,7 +106,7 @@ def _input_grad(geom: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np.ndarray
                 for i, off in enumerate(offsets):
                     dxb = dxf[r0 + off : r1 + off].reshape(-1, g, cg)
                     dxb += _grouped(dyb, wt[i].reshape(og, g * cg), g)
-    return pad_or_crop(dx, tuple((-lo, -hi) for lo, hi in geom.tight_padding))
+    return unpad(dx, geom)
 
 
 def _filter_grad(geom: ConvGeometry, x: np.ndarray, dy: np.ndarray) -> np.ndarray:

@@ -35,7 +35,7 @@ from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
 from . import Op, Planner, Prepared, Refusal
 from ._common import blocks as _blocks
-from ._common import gemm_for, gemm_into, plain, thin_factor
+from ._common import gemm_for, gemm_into, plain, thin_factor, unpad
 from ._machine import figures
 
 # Bytes of A and B packed per block: they stay in the last-level cache for the GEMM that reads them.
@@ -155,7 +155,7 @@ def _input_grad(geom: ConvGeometry, m: int, dy: np.ndarray, w: np.ndarray) -> np
             for j, window in enumerate(windows):
                 block[(slice(None), *window)] += da[..., j, :]
     dxp = dxp.reshape(geom.batch, *padded, c)
-    return pad_or_crop(dxp, tuple((-lo, -hi) for lo, hi in geom.tight_padding))
+    return unpad(dxp, geom)
 
 
 def _filter_grad(geom: ConvGeometry, dy_side: tuple[int, ...], x: np.ndarray, dy: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ import numpy as np
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
 from . import Op, Planner, Prepared, Refusal
-from ._common import Phase, phase_axes, plain
+from ._common import Phase, padded_zeros, phase_axes, plain, unpad
 from ._machine import figures
 
 # The cost model (figures in calibration.json): the pieces' own estimates and the copy of x's
@@ -77,11 +77,11 @@ def _forward(geom: ConvGeometry, pieces: list, x: np.ndarray, w: np.ndarray) -> 
 
 
 def _input_grad(geom: ConvGeometry, pieces: list, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
-    dxp = np.zeros((geom.batch, *geom.tight_padded, geom.in_channels), dtype=dy.dtype)
+    dxp = padded_zeros(geom, dy.dtype)
     if dy.size:
         for combo, plan in pieces:  # phases are disjoint sample sets of dx: each is written once
             dxp[_window(combo, geom.stride)] = plan(dy, np.ascontiguousarray(w[_taps(combo)]))
-    return pad_or_crop(dxp, tuple((-lo, -hi) for lo, hi in geom.tight_padding))
+    return unpad(dxp, geom)
 
 
 def _filter_grad(geom: ConvGeometry, pieces: list, x: np.ndarray, dy: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ from functools import partial
 
 import numpy as np
 
+from .. import _transpose
 from .._budget import check_fits
 from .._formulas import dilate_dim, stride_dim
 from .._geometry import ConvGeometry
@@ -86,9 +87,9 @@ class Tiled:
             workspace = padded + _packed_bytes(geom, op, dtype, block)
             choices["spreads"] = _spreads(geom, op, block)
             if op == "forward":
-                run = partial(_forward, geom, block)
-            elif all(s == 1 for s in geom.stride):
-                run = partial(_input_grad, geom, block)
+                run = partial(_forward, block, geom)
+            elif all(s == 1 for s in geom.stride):  # dx is the stride-1 conv of dy: the same forward
+                run = partial(_transpose.input_grad(geom), run=partial(_forward, block))
             else:
                 run = partial(_strided_input_grad, geom, block)
         seconds = (_compute_seconds(geom, op, block, dtype) + copy + fig.CALL_SECONDS) * fig.FITTED[op]
@@ -119,10 +120,9 @@ def _packed_bytes(geom: ConvGeometry, op: Op, dtype: np.dtype, block: int) -> in
 
 
 def _padded_bytes(geom: ConvGeometry, op: Op, dtype: np.dtype, block: int) -> int:
-    if op == "input_grad":  # dy padded by input_grad_padding, or for the widest sub-pixel phase
-        pads = geom.input_grad_padding if all(s == 1 for s in geom.stride) else (
-            tuple((r, r) for r in _phase_reach(geom)))
-        size = [o + lo + hi for o, (lo, hi) in zip(geom.out_spatial, pads)]
+    if op == "input_grad":  # dy padded for its stride-1 conv, or for the widest sub-pixel phase
+        size = (_transpose.input_grad(geom).geometry.tight_padded if all(s == 1 for s in geom.stride)
+                else [o + 2 * r for o, r in zip(geom.out_spatial, _phase_reach(geom))])
         channels = geom.out_channels
     else:
         size, channels = geom.tight_padded, geom.in_channels
@@ -131,14 +131,9 @@ def _padded_bytes(geom: ConvGeometry, op: Op, dtype: np.dtype, block: int) -> in
     return geom.batch * math.prod(size) * channels * dtype.itemsize
 
 
-def _forward(geom: ConvGeometry, block: int, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+def _forward(block: int, geom: ConvGeometry, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return _run(geom.rank, x, geom.tight_padding, w, geom.stride, geom.rhs_dilation,
                 (geom.batch, *geom.out_spatial, geom.out_channels), block)
-
-
-def _input_grad(geom: ConvGeometry, block: int, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
-    return _run(geom.rank, dy, geom.input_grad_padding, flip_swap_filter(w, 1), (1,) * geom.rank,
-                geom.rhs_dilation, (geom.batch, *geom.in_spatial, geom.in_channels), block)
 
 
 def _filter_grad(geom: ConvGeometry, block: int, cp: int, parts: int, x: np.ndarray,

@@ -20,9 +20,10 @@ from functools import partial
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .. import _transpose
 from .._budget import check_fits
 from .._geometry import ConvGeometry
-from .._layout import flip_swap_filter, pad_or_crop
+from .._layout import pad_or_crop
 from . import Op, Planner, Prepared, Refusal, _kernels, _threads
 from ._machine import figures
 
@@ -82,7 +83,9 @@ class Winograd:
                 dtype, _kernels.winograd2d_input, _kernels.winograd2d_output)
         else:  # NumPy's einsum passes make several copies of the tiles
             seconds = flops / rate + 8 * moved / fig.COPY_BYTES_PER_S + 3 * fig.CALL_SECONDS
-        run = partial(_forward if op == "forward" else _input_grad, geom)
+        run = partial(_forward, geom)
+        if op == "input_grad":  # dx of a stride-1 conv is a stride-1 conv of dy: the same forward
+            run = partial(_transpose.input_grad(geom), run=_forward)
         return Prepared(self.name, seconds * fig.FITTED[op], workspace, run, {"tile": m, "fused": fused})
 
 
@@ -98,11 +101,6 @@ def _refuse(op: Op, geom: ConvGeometry, dtype: np.dtype) -> str | None:
     if geom.batch_group_count != 1:
         return "needs batch_group_count == 1"
     return None
-
-
-def _input_grad(geom: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Stride 1: dx is the stride-1 conv of dy with the flipped filter, channels swapped."""
-    return _forward(geom.input_grad_geometry(), dy, flip_swap_filter(w, geom.feature_group_count))
 
 
 def _forward(geom: ConvGeometry, x: np.ndarray, w: np.ndarray) -> np.ndarray:
