@@ -63,8 +63,7 @@ class FFT:
             workspace = self._workspace(bg, dtype, limit) + 2 * segments * dtype.itemsize
             check_fits(f"the FFT blocks of {geom.x_shape('channels_last')}", workspace, limit)
             lengths = self._lengths(bg)
-            run = partial({"forward": self._blocked_forward, "input_grad": self._blocked_input_grad,
-                           "filter_grad": self._blocked_filter_grad}[op], geom, b, lengths)
+            run = partial(self._blocked, op, geom, b, lengths)
         return Prepared(self.name, seconds, workspace, run, {"block": b, "lengths": lengths})
 
     def _lengths(self, geom: ConvGeometry) -> tuple[int, ...]:
@@ -138,30 +137,22 @@ class FFT:
         check_fits(f"the FFT spectra of {geom.x_shape('channels_last')}", total, limit)
         return total
 
-    # --- the three ops, blocked along the first axis when that is cheaper --------------------------
-    def _blocked_forward(self, geom: ConvGeometry, b: int, lengths: tuple[int, ...],
-                         x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    def _blocked(self, op: Op, geom: ConvGeometry, b: int, lengths: tuple[int, ...],
+                 a: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """``op`` on the blocks of ``b`` outputs along the first axis, as a batch of segments."""
         bg, nb = _block_geometry(geom, b), _block_count(geom, b)
-        y = self._forward(bg, lengths, _segments(x, geom, b), w)  # (N * nb, b, ...)
-        y = y.reshape(geom.batch, nb * b, *y.shape[2:])
-        return np.ascontiguousarray(y[:, : geom.out_spatial[0]])
-
-    def _blocked_input_grad(self, geom: ConvGeometry, b: int, lengths: tuple[int, ...],
-                            dy: np.ndarray, w: np.ndarray) -> np.ndarray:
-        bg, nb = _block_geometry(geom, b), _block_count(geom, b)
-        dxs = self._input_grad(bg, lengths, _dy_blocks(dy, b, nb), w)  # (N * nb, seg, ...): overlap-add them
+        if op == "filter_grad":
+            return self._filter_grad(bg, lengths, _segments(a, geom, b), _dy_blocks(c, b, nb))
+        if op == "forward":
+            y = self._forward(bg, lengths, _segments(a, geom, b), c)  # (N * nb, b, ...)
+            return np.ascontiguousarray(y.reshape(geom.batch, nb * b, *y.shape[2:])[:, : geom.out_spatial[0]])
+        dxs = self._input_grad(bg, lengths, _dy_blocks(a, b, nb), c)  # (N * nb, seg, ...): overlap-add them
         seg, step = dxs.shape[1], b * geom.stride[0]
         dxs = dxs.reshape(geom.batch, nb, *dxs.shape[1:])
-        padded = geom.tight_padded
-        dxe = np.zeros((geom.batch, (nb - 1) * step + seg, *padded[1:], geom.in_channels), dtype=dy.dtype)
+        dxe = np.zeros((geom.batch, (nb - 1) * step + seg, *geom.tight_padded[1:], geom.in_channels), a.dtype)
         for j in range(nb):
             dxe[:, j * step : j * step + seg] += dxs[:, j]
-        return unpad(dxe[:, : padded[0]], geom)
-
-    def _blocked_filter_grad(self, geom: ConvGeometry, b: int, lengths: tuple[int, ...],
-                             x: np.ndarray, dy: np.ndarray) -> np.ndarray:
-        bg, nb = _block_geometry(geom, b), _block_count(geom, b)
-        return self._filter_grad(bg, lengths, _segments(x, geom, b), _dy_blocks(dy, b, nb))
+        return unpad(dxe[:, : geom.tight_padded[0]], geom)
 
     # --- the three ops on whole axes -------------------------------------------------------------
     def _forward(self, geom: ConvGeometry, lengths: tuple[int, ...],
@@ -205,8 +196,6 @@ class FFT:
         # Lag t * d of the padded x is lag t * d - lo of x itself.
         lags = _spectra.lags(xs, dys, g, lengths, _tap_positions(geom, lengths))
         return np.moveaxis(lags, geom.rank, -2).reshape(*geom.kernel, cg, g * og)  # (*K, G, Cg, Og)
-
-
 
 
 # Block lengths whose estimates are this close count as a tie (measured: k=255 at 1024 and 2048
@@ -255,10 +244,6 @@ def _dy_blocks(dy: np.ndarray, b: int, nb: int) -> np.ndarray:
     pad = nb * b - dy.shape[1]
     dye = pad_or_crop(dy, ((0, pad),) + ((0, 0),) * (dy.ndim - 3))
     return dye.reshape(dy.shape[0] * nb, b, *dy.shape[2:])
-
-
-def _axes(geom: ConvGeometry) -> tuple[int, ...]:
-    return tuple(range(1, geom.rank + 1))
 
 
 def _crops(geom: ConvGeometry) -> tuple[tuple[int, int], ...]:

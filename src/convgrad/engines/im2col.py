@@ -36,7 +36,6 @@ BLOCK_BYTES = 8 * 1024**2
 SCATTER_RUN = 8
 
 
-
 class Im2col:
     name = "im2col"
 

@@ -50,7 +50,6 @@ PARALLEL_PAD_BYTES = 1 << 18
 FILTER_MAJOR_BYTES = 1 << 20
 
 
-
 class Tiled:
     name = "tiled"
 
@@ -112,9 +111,8 @@ def _packed_bytes(geom: ConvGeometry, op: Op, dtype: np.dtype, block: int) -> in
     first)."""
     c, o = (geom.out_channels, geom.in_channels) if op == "input_grad" else (geom.in_channels,
                                                                              geom.out_channels)
-    width = DOT if block == DOT else block
     channels = _dot_channels(c) if block == DOT else c
-    packed = math.prod(geom.kernel) * channels * -(-o // width) * width
+    packed = math.prod(geom.kernel) * channels * -(-o // block) * block
     flipped = math.prod(geom.kernel) * c * o if op == "input_grad" else 0
     return (packed + flipped) * dtype.itemsize
 
@@ -132,8 +130,15 @@ def _padded_bytes(geom: ConvGeometry, op: Op, dtype: np.dtype, block: int) -> in
 
 
 def _forward(block: int, geom: ConvGeometry, x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    return _run(geom.rank, x, geom.tight_padding, w, geom.stride, geom.rhs_dilation,
-                (geom.batch, *geom.out_spatial, geom.out_channels), block)
+    """y ``(N, *out, O)``, ``block`` output channels per register tile (DOT: dot-product tiles)."""
+    y = np.empty(geom.y_shape("channels_last"), dtype=x.dtype)
+    if y.size and x.shape[-1] == 0:  # no input channels: every sum is empty
+        y.fill(0)
+    elif y.size:
+        xp = _padded(x, geom.tight_padding, _dot_channels(x.shape[-1]) if block == DOT else None, "tiled.x")
+        zero, one = (0,) * geom.rank, (1,) * geom.rank
+        _call(xp, zero, w, geom.stride, geom.rhs_dilation, y, zero, one, geom.out_spatial, block)
+    return y
 
 
 def _filter_grad(geom: ConvGeometry, block: int, cp: int, parts: int, x: np.ndarray,
@@ -266,31 +271,15 @@ def _dot_channels(c: int) -> int:
     return -(-c // 16) * 16
 
 
-def _run(rank: int, x: np.ndarray, pads: tuple[tuple[int, int], ...], w: np.ndarray,
-         stride: tuple[int, ...], dilation: tuple[int, ...], y_shape: tuple[int, ...],
-         block: int) -> np.ndarray:
-    """y = the stride/dilation conv of x (N, *S, C), padded by ``pads``, with w (*K, C, O),
-    ``block`` output channels per register tile (DOT: dot-product tiles)."""
-    y = np.empty(y_shape, dtype=x.dtype)
-    if y.size == 0:
-        return y
-    if x.shape[-1] == 0:  # no input channels: every sum is empty
-        y.fill(0)
-        return y
-    xp = _padded(x, pads, _dot_channels(x.shape[-1]) if block == DOT else None, "tiled.x")  # one copy
-    _call(rank, xp, (0,) * rank, w, stride, dilation, y, (0,) * rank, (1,) * rank, y_shape[1:-1], block)
-    return y
-
-
-def _call(rank: int, xp: np.ndarray, corner: tuple[int, ...], w: np.ndarray, stride: tuple[int, ...],
+def _call(xp: np.ndarray, corner: tuple[int, ...], w: np.ndarray, stride: tuple[int, ...],
           dilation: tuple[int, ...], y: np.ndarray, at: tuple[int, ...], step: tuple[int, ...],
           out: tuple[int, ...], block: int) -> None:
     """The kernel on the padded, C-contiguous xp read from ``corner``: ``out`` outputs per sample,
     written to y at ``at + i * step``."""
     _check_reach(tuple(n - a for n, a in zip(xp.shape[1:-1], corner)), out, w.shape[:-2], stride, dilation)
     _threads.for_numba()
-    unit = (1,) * (3 - rank)  # 1-D and 2-D convs run as 3-D with unit leading axes
-    zero = (0,) * (3 - rank)
+    unit = (1,) * (5 - xp.ndim)  # 1-D and 2-D convs run as 3-D with unit leading axes
+    zero = (0,) * (5 - xp.ndim)
     args = (xp.reshape(xp.shape[0], *unit, *xp.shape[1:]), zero + corner)
     rest = (*(unit + tuple(stride)), *(unit + tuple(dilation)), y.reshape(y.shape[0], *unit, *y.shape[1:]),
             zero + at, unit + step, unit + tuple(out))
@@ -330,7 +319,7 @@ def _strided_input_grad(geom: ConvGeometry, block: int, dy: np.ndarray, w: np.nd
         corner = tuple(r - p.reach + m for r, p, m in zip(reach, combo, first))
         lows = (lo for lo, _ in geom.tight_padding)
         at = tuple(p.start + m * s - lo for p, m, s, lo in zip(combo, first, geom.stride, lows))
-        _call(geom.rank, dyp, corner, flip_swap_filter(w[taps], 1), (1,) * geom.rank,
+        _call(dyp, corner, flip_swap_filter(w[taps], 1), (1,) * geom.rank,
               tuple(p.dilation for p in combo), dx, at, geom.stride, count, block)
     return dx
 

@@ -58,7 +58,6 @@ def tile_size(geom: ConvGeometry) -> int:
     return 4 if min(geom.out_spatial) >= 4 and geom.rank <= 2 else 2
 
 
-
 class Winograd:
     name = "winograd"
 
