@@ -32,6 +32,11 @@ def unpad(a: np.ndarray, geom: ConvGeometry) -> np.ndarray:
     return pad_or_crop(a, tuple((-lo, -hi) for lo, hi in geom.tight_padding))
 
 
+def as_3d(a: np.ndarray) -> np.ndarray:
+    """``(N, *S, C)`` with unit leading spatial axes up to three, a view: the compiled kernels are 3-D."""
+    return a.reshape(a.shape[0], *(1,) * (5 - a.ndim), *a.shape[1:])
+
+
 # Sub-pixel phases (see subpixel.py): along an axis with stride s and dilation d, the taps that land
 # on input samples r, r + s, r + 2s, ... form a stride-1 conv of those samples.
 @dataclass(frozen=True)

@@ -94,15 +94,14 @@ def irfft(a: np.ndarray, lengths: tuple[int, ...], axes: tuple[int, ...],
     return out[(slice(None),) * axes[-1] + (slice(0, keep[-1]),)]
 
 
-# Transforms of few samples (a kernel's taps, a small signal zero-padded to the FFT length) are
-# matrix products with the DFT matrix restricted to the samples, where BLAS runs those faster
-# than pocketfft runs the padded FFTs: they cost n * k instead of n log n, at DFT_GEMM_FLOPS_PER_S.
-
-
 def transform_seconds(shape: tuple[int, ...], lengths: tuple[int, ...], count: int) -> float:
     """The cheaper of padded FFTs and DFT GEMMs for ``count`` signals (kernels, lag sets) of
     ``shape`` samples each, forward or back, in seconds."""
     return min(_padded_fft_seconds(lengths, count), _dft_gemm_seconds(shape, lengths, count))
+
+
+def use_dft_gemm(kernel: tuple[int, ...], lengths: tuple[int, ...], pairs: int) -> bool:
+    return _dft_gemm_seconds(kernel, lengths, pairs) < _padded_fft_seconds(lengths, pairs)
 
 
 def _padded_fft_seconds(lengths: tuple[int, ...], pairs: int) -> float:
@@ -112,24 +111,17 @@ def _padded_fft_seconds(lengths: tuple[int, ...], pairs: int) -> float:
 
 
 def _dft_gemm_seconds(kernel: tuple[int, ...], lengths: tuple[int, ...], pairs: int) -> float:
-    fig = figures("_spectra")
-    return _dft_gemm_flops(kernel, lengths, pairs) / fig.DFT_GEMM_FLOPS_PER_S
+    """The GEMMs of ``dft`` (n * k per axis, not n log n): axis i maps (K_0 .. K_i, F_i+1 ..) to
+    (K_0 .. K_i-1, F_i ..), at DFT_GEMM_FLOPS_PER_S."""
+    f = freqs(lengths)
+    flops = float(sum(8 * f[i] * math.prod(kernel[: i + 1]) * math.prod(f[i + 1 :]) * pairs
+                      for i in range(len(kernel))))
+    return flops / figures("_spectra").DFT_GEMM_FLOPS_PER_S
 
 
 def freqs(lengths: tuple[int, ...]) -> tuple[int, ...]:
     """The frequencies an rfftn of ``lengths`` keeps per axis: the last axis halved."""
     return (*lengths[:-1], lengths[-1] // 2 + 1)
-
-
-def _dft_gemm_flops(kernel: tuple[int, ...], lengths: tuple[int, ...], pairs: int) -> float:
-    """The DFT GEMMs of ``dft``: axis i maps (K_0 .. K_i, F_i+1 ..) to (K_0 .. K_i-1, F_i ..)."""
-    f = freqs(lengths)
-    return float(sum(8 * f[i] * math.prod(kernel[: i + 1]) * math.prod(f[i + 1 :]) * pairs
-                     for i in range(len(kernel))))
-
-
-def use_dft_gemm(kernel: tuple[int, ...], lengths: tuple[int, ...], pairs: int) -> bool:
-    return _dft_gemm_seconds(kernel, lengths, pairs) < _padded_fft_seconds(lengths, pairs)
 
 
 def _dft_matrix(n: int, positions: tuple[int, ...], half: bool, sign: float = -1.0) -> np.ndarray:

@@ -19,8 +19,8 @@ from .._budget import check_fits
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
 from . import Op, Planner, Prepared, Refusal, _kernels
+from ._common import as_3d, padded_zeros, plain, thin_factor, unpad
 from ._common import blocks as _blocks
-from ._common import padded_zeros, plain, thin_factor, unpad
 from ._machine import figures
 from ._scratch import empty_for, scratch
 
@@ -127,7 +127,7 @@ def _input_grad(geom: ConvGeometry, rows: int, fused: bool, dy: np.ndarray, w: n
             dyb = dy[block].reshape(-1, g, og).transpose(1, 0, 2)
             dcols = np.matmul(dyb, wt).reshape(g, -1, t, cg)
             if fused:
-                _kernels.col2im3d(dcols, _first_row(block, geom), *_as_3d(geom), _unit_axis(dxp, geom))
+                _kernels.col2im3d(dcols, _first_row(block, geom), *_as_3d(geom), as_3d(dxp))
                 continue
             for ti, offset in enumerate(np.ndindex(*geom.kernel)):
                 view = _window(dxp, block, offset, geom)
@@ -184,11 +184,6 @@ def _as_3d(geom: ConvGeometry) -> tuple[int, ...]:
     return (*unit, *geom.out_spatial, *unit, *geom.stride, *unit, *geom.rhs_dilation, *unit, *geom.kernel)
 
 
-def _unit_axis(a: np.ndarray, geom: ConvGeometry) -> np.ndarray:
-    """(N, *S, C) as (N, 1, *S, C) for a 2-D conv: a view."""
-    return a.reshape(a.shape[0], *(1,) * (3 - geom.rank), *a.shape[1:])
-
-
 def _use_kernels(geom: ConvGeometry, dtype: np.dtype, planner: Planner) -> bool:
     """Pack with the compiled loops (2-D and 3-D) once they are loaded, or when the packing they
     speed up would take longer than loading them."""
@@ -218,7 +213,7 @@ def _pack(
     rows = math.prod(bshape)
     cols = scratch("im2col.cols", (g, rows, t, cg), xp.dtype)
     if fused:
-        _kernels.im2col3d(_unit_axis(xp, geom), _first_row(block, geom), *_as_3d(geom), cols)
+        _kernels.im2col3d(as_3d(xp), _first_row(block, geom), *_as_3d(geom), cols)
         return cols.reshape(g, rows, t * cg)
     for ti, offset in enumerate(np.ndindex(*geom.kernel)):
         view = _window(xp, block, offset, geom)

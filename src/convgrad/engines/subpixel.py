@@ -46,14 +46,16 @@ class Subpixel:
         if why_not:
             return Refusal(self.name, why_not)
         # The pieces are planned like any stride-1 conv, within the same budget.
-        pieces = [(combo, planner.plan(op, _phase_geometry(geom, combo), dtype, "auto", limit))
+        # Each piece: its window of the padded x (or dx), its taps of w, and its plan.
+        pieces = [(_window(combo, geom.stride), tuple(p.kernel_taps for p in combo),
+                   planner.plan(op, _phase_geometry(geom, combo), dtype, "auto", limit))
                   for combo in itertools.product(*phase_axes(geom))]
         padded = geom.batch * math.prod(geom.tight_padded) * geom.in_channels * dtype.itemsize
-        seconds = sum(p.estimated_seconds for _, p in pieces) + 2 * padded / fig.COPY_BYTES_PER_S
-        workspace = padded + max(p.workspace_bytes for _, p in pieces)
+        seconds = sum(p.estimated_seconds for *_, p in pieces) + 2 * padded / fig.COPY_BYTES_PER_S
+        workspace = padded + max(p.workspace_bytes for *_, p in pieces)
         run = {"forward": _forward, "input_grad": _input_grad, "filter_grad": _filter_grad}[op]
         return Prepared(self.name, seconds * fig.FITTED[op], workspace, partial(run, geom, pieces),
-                        {"pieces": tuple(p.chosen.engine for _, p in pieces)})
+                        {"pieces": tuple(p.chosen.engine for *_, p in pieces)})
 
 
 def _window(phases: tuple[Phase, ...], strides: tuple[int, ...]) -> tuple:
@@ -61,26 +63,21 @@ def _window(phases: tuple[Phase, ...], strides: tuple[int, ...]) -> tuple:
                            for p, s in zip(phases, strides)))
 
 
-def _taps(phases: tuple[Phase, ...]) -> tuple:
-    return tuple(p.kernel_taps for p in phases)
-
-
 def _forward(geom: ConvGeometry, pieces: list, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     y = np.zeros((geom.batch, *geom.out_spatial, geom.out_channels), dtype=x.dtype)
     if y.size == 0:
         return y
     xp = pad_or_crop(x, geom.tight_padding)
-    for combo, plan in pieces:
-        xr = np.ascontiguousarray(xp[_window(combo, geom.stride)])
-        y += plan(xr, np.ascontiguousarray(w[_taps(combo)]))
+    for window, taps, plan in pieces:
+        y += plan(np.ascontiguousarray(xp[window]), np.ascontiguousarray(w[taps]))
     return y
 
 
 def _input_grad(geom: ConvGeometry, pieces: list, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
     dxp = padded_zeros(geom, dy.dtype)
     if dy.size:
-        for combo, plan in pieces:  # phases are disjoint sample sets of dx: each is written once
-            dxp[_window(combo, geom.stride)] = plan(dy, np.ascontiguousarray(w[_taps(combo)]))
+        for window, taps, plan in pieces:  # phases are disjoint sample sets of dx: each is written once
+            dxp[window] = plan(dy, np.ascontiguousarray(w[taps]))
     return unpad(dxp, geom)
 
 
@@ -89,6 +86,6 @@ def _filter_grad(geom: ConvGeometry, pieces: list, x: np.ndarray, dy: np.ndarray
     if dy.size == 0:
         return dw
     xp = pad_or_crop(x, geom.tight_padding)
-    for combo, plan in pieces:
-        dw[_taps(combo)] = plan(np.ascontiguousarray(xp[_window(combo, geom.stride)]), dy)
+    for window, taps, plan in pieces:
+        dw[taps] = plan(np.ascontiguousarray(xp[window]), dy)
     return dw

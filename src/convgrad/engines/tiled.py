@@ -29,7 +29,7 @@ from .._formulas import dilate_dim, stride_dim
 from .._geometry import ConvGeometry
 from .._layout import flip_swap_filter, pad_or_crop
 from . import Op, Planner, Prepared, Refusal, _kernels, _threads
-from ._common import Phase, phase_axes, plain
+from ._common import Phase, as_3d, phase_axes, plain
 from ._machine import figures
 from ._scratch import copied, empty_for, scratch
 
@@ -155,9 +155,7 @@ def _filter_grad(geom: ConvGeometry, block: int, cp: int, parts: int, x: np.ndar
     unit = (1,) * (3 - geom.rank)
     acc = scratch("tiled.parts", (parts, *unit, *k, cp, blocks), x.dtype)
     _threads.for_numba()
-    _kernels.tiled_filter_grad(xp.reshape(xp.shape[0], *unit, *xp.shape[1:]),
-                               dy.reshape(dy.shape[0], *unit, *dy.shape[1:]),
-                               *(unit + geom.stride), *(unit + geom.rhs_dilation),
+    _kernels.tiled_filter_grad(as_3d(xp), as_3d(dy), *(unit + geom.stride), *(unit + geom.rhs_dilation),
                                _filter_tile(block, x.dtype), acc)
     return acc.sum(axis=0)[..., :c, :o].reshape(*k, c, o)
 
@@ -278,14 +276,12 @@ def _call(xp: np.ndarray, corner: tuple[int, ...], w: np.ndarray, stride: tuple[
     written to y at ``at + i * step``."""
     _check_reach(tuple(n - a for n, a in zip(xp.shape[1:-1], corner)), out, w.shape[:-2], stride, dilation)
     _threads.for_numba()
-    unit = (1,) * (5 - xp.ndim)  # 1-D and 2-D convs run as 3-D with unit leading axes
-    zero = (0,) * (5 - xp.ndim)
-    args = (xp.reshape(xp.shape[0], *unit, *xp.shape[1:]), zero + corner)
-    rest = (*(unit + tuple(stride)), *(unit + tuple(dilation)), y.reshape(y.shape[0], *unit, *y.shape[1:]),
-            zero + at, unit + step, unit + tuple(out))
+    unit, zero = (1,) * (5 - xp.ndim), (0,) * (5 - xp.ndim)  # 1-D and 2-D convs run as 3-D
     w5 = w.reshape(*unit, *w.shape)
     packed = _pack_dot(w5, xp.shape[-1]) if block == DOT else _pack(w5, block)
-    _kernels.tiled_forward(*args, packed, *rest, block == DOT, packed.nbytes > FILTER_MAJOR_BYTES)
+    _kernels.tiled_forward(as_3d(xp), zero + corner, packed, *(unit + tuple(stride)),
+                           *(unit + tuple(dilation)), as_3d(y), zero + at, unit + step, unit + tuple(out),
+                           block == DOT, packed.nbytes > FILTER_MAJOR_BYTES)
 
 
 def _phase_reach(geom: ConvGeometry) -> tuple[int, ...]:
@@ -355,10 +351,8 @@ def _padded(a: np.ndarray, pads: tuple[tuple[int, int], ...], channels: int | No
 
 
 def _pad_on_threads(a: np.ndarray, lows: tuple[int, ...], out: np.ndarray) -> None:
-    unit = (1,) * (5 - a.ndim)  # 1-D and 2-D arrays with unit leading spatial axes
     _threads.for_numba()
-    _kernels.pad_copy(np.ascontiguousarray(a).reshape(a.shape[0], *unit, *a.shape[1:]),
-                      (0,) * len(unit) + lows, out.reshape(out.shape[0], *unit, *out.shape[1:]))
+    _kernels.pad_copy(as_3d(np.ascontiguousarray(a)), (0,) * (5 - a.ndim) + lows, as_3d(out))
 
 
 def _pack(w: np.ndarray, block: int) -> np.ndarray:

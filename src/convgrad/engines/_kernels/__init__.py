@@ -32,10 +32,9 @@ from .winograd import winograd2d_input, winograd2d_output
 
 
 def compile_penalty(dtype, *kernels) -> float:  # type: ignore[no-untyped-def]
-    """Estimated seconds of compiling or loading before the given kernels can run on ``dtype``."""
+    """Estimated seconds of compiling or loading before the given kernels can run on ``dtype``
+    (with Numba; the planner charges plain-Python loops as never loadable)."""
     fig = figures("_kernels")
-    if not NUMBA:
-        return float("inf")  # plain-Python loops: never worth choosing
     name = np.dtype(dtype).name
     total = 0.0
     for k in kernels:
