@@ -87,7 +87,7 @@ class Tiled:
             choices["spreads"] = _spreads(geom, op, block)
             if op == "forward":
                 run = partial(_forward, block, geom)
-            elif all(s == 1 for s in geom.stride):  # dx is the stride-1 conv of dy: the same forward
+            elif all(s == 1 for s in geom.stride):
                 run = partial(_transpose.input_grad(geom), run=partial(_forward, block))
             else:
                 run = partial(_strided_input_grad, geom, block)
@@ -290,9 +290,8 @@ def _phase_reach(geom: ConvGeometry) -> tuple[int, ...]:
 
 
 def _strided_input_grad(geom: ConvGeometry, block: int, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """dx of a strided conv, one sub-pixel phase at a time (as the subpixel engine splits it), each
-    a stride-1 conv of dy with its flipped sub-kernel. dy is padded once for all phases, and each
-    phase writes its samples of dx in place, those in the padding left out: no copy per phase."""
+    """dx of a strided conv: dy is padded once for all phases, and each phase writes its samples
+    of dx in place, those in the padding left out: no copy per phase."""
     reach = _phase_reach(geom)
     c = _dot_channels(geom.out_channels) if block == DOT else None
     dyp = _padded(dy, tuple((r, r) for r in reach), c, "tiled.dy")

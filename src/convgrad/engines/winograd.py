@@ -83,7 +83,7 @@ class Winograd:
         else:  # NumPy's einsum passes make several copies of the tiles
             seconds = flops / rate + 8 * moved / fig.COPY_BYTES_PER_S + 3 * fig.CALL_SECONDS
         run = partial(_forward, geom)
-        if op == "input_grad":  # dx of a stride-1 conv is a stride-1 conv of dy: the same forward
+        if op == "input_grad":
             run = partial(_transpose.input_grad(geom), run=_forward)
         return Prepared(self.name, seconds * fig.FITTED[op], workspace, run, {"tile": m, "fused": fused})
 
