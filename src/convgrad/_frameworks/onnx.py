@@ -182,21 +182,18 @@ def routes(p: Problem) -> list[Route]:
 
     # d_w: ONNX has no filter-gradient op; the transposed-layout Conv, one per group.
     fg = PadFirst(g.filter_grad_padding, 2, flat_pads(g.filter_grad_padding) is None)
-    perm = [1, 0, *range(2, r + 2)]
-    conv_nodes = [
-        helper.make_node("Transpose", ["X"], ["XT"], perm=perm),
-        helper.make_node("Transpose", ["DY"], ["DYT"], perm=perm),
-        helper.make_node("Conv", ["XT", "DYT"], ["YT"], strides=list(g.rhs_dilation),
-                         dilations=list(g.stride), pads=flat_pads(g.filter_grad_padding) or [0] * 2 * r),
-        helper.make_node("Transpose", ["YT"], ["Y"], perm=perm),
-    ]
+    conv = helper.make_node("Conv", ["X", "DY"], ["Y"], strides=list(g.rhs_dilation),
+                            dilations=list(g.stride), pads=flat_pads(g.filter_grad_padding) or [0] * 2 * r)
 
     def d_w(evaluate: Callable, np_dt: np.dtype) -> Call:
         def run(x: np.ndarray, w: np.ndarray, b: object, dy: np.ndarray) -> np.ndarray:
+            # Batch and channels swapped: C/G images of N channels, O/G kernels of N channels.
             cg, og = g.filter_in_channels, g.out_channels // G
-            feeds = [{"X": x[:, i * cg:(i + 1) * cg].astype(np_dt),
-                      "DY": dy[:, i * og:(i + 1) * og].astype(np_dt)} for i in range(G)]
-            return np.concatenate([evaluate(model(conv_nodes, f, (og, cg, *g.kernel)), f) for f in feeds])
+            feeds = [{"X": np.ascontiguousarray(x[:, i * cg:(i + 1) * cg].swapaxes(0, 1), np_dt),
+                      "DY": np.ascontiguousarray(dy[:, i * og:(i + 1) * og].swapaxes(0, 1), np_dt)}
+                     for i in range(G)]
+            return np.concatenate([evaluate(model([conv], f, (cg, og, *g.kernel)), f).swapaxes(0, 1)
+                                   for f in feeds])
 
         return run
 

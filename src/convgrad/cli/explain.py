@@ -9,13 +9,15 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from rich.table import Table
+from rich.text import Text
+
 from .._frameworks._common import tuple_text as _t
 from . import _console
 from ._args import GeometryArgs, add_geometry_arguments, geometry_dict
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.table import Table
 
 FRAMEWORK_NAMES = ("torch", "tf", "jax", "onnx")
 
@@ -49,8 +51,6 @@ def run(ns: argparse.Namespace) -> int:
 
 # --- rendering ------------------------------------------------------------------------------------
 def render(data: dict, args: GeometryArgs) -> None:
-    from rich.text import Text
-
     con = _console.stdout()
     con.print(Text("convgrad explain: ", style="bold") + Text(args.title()))
     sh = data["shapes"]
@@ -63,8 +63,6 @@ def render(data: dict, args: GeometryArgs) -> None:
 
 
 def _table(title: str, columns: tuple[str, ...], left: tuple[str, ...], no_wrap: bool = True) -> Table:
-    from rich.table import Table
-
     table = Table(title=title, title_justify="left", header_style="bold")
     for col in columns:
         table.add_column(col, justify="left" if col in left else "right", no_wrap=no_wrap)
@@ -72,8 +70,6 @@ def _table(title: str, columns: tuple[str, ...], left: tuple[str, ...], no_wrap:
 
 
 def _geometry(con: Console, data: dict) -> None:
-    from rich.text import Text
-
     table = _table("geometry per spatial axis", ("axis", "n", "k", "d", "k_eff", "s", "pads", "padded", "o",
                                                  "unused", "transposed sizes"), ("axis", "pads"))
     for d in data["dims"]:
@@ -91,8 +87,6 @@ def _geometry(con: Console, data: dict) -> None:
 
 
 def _gradients(con: Console, data: dict) -> None:
-    from rich.text import Text
-
     con.print(Text("\ngradients as convolutions", style="bold"))
     for name, grad in data["gradients"].items():
         con.print(Text(f"{name}: ", style="bold cyan") + Text(grad["formula"]))
@@ -102,8 +96,6 @@ def _gradients(con: Console, data: dict) -> None:
 
 
 def _costs(con: Console, data: dict) -> None:
-    from rich.text import Text
-
     c = data["costs"]
     table = _table(f"\ncost ({c['dtype']}, computed in {c['compute_dtype']}) and the planner's choice",
                    ("op", "FLOPs", "as a plain conv", "in + out memory", "engine", "est. time", "workspace"),
@@ -118,8 +110,6 @@ def _costs(con: Console, data: dict) -> None:
 
 
 def _verdicts(con: Console, data: dict) -> None:
-    from rich.text import Text
-
     ops = data["costs"]["ops"]
     title = "every engine's verdict, cheapest first (estimated time, workspace, choices; or why not)"
     table = _table(title, ("engine", *ops), ("engine", *ops), no_wrap=False)
@@ -139,8 +129,6 @@ def _verdicts(con: Console, data: dict) -> None:
 
 
 def _framework(con: Console, name: str, fw: dict) -> None:
-    from rich.text import Text
-
     from .._frameworks import module
 
     state = "expressible directly" if fw.get("expressible") else "NOT expressible directly"

@@ -17,12 +17,7 @@ from .suite import FRAMEWORKS, OPS, RTOL, SETTLE_SECONDS
 
 def variants(rows: list[dict]) -> list[str]:
     """Every timed contestant other than convgrad, in first-seen order."""
-    seen: dict[str, None] = {}
-    for r in rows:
-        for k in r["ms"]:
-            if k != "convgrad":
-                seen.setdefault(k)
-    return list(seen)
+    return list(dict.fromkeys(k for r in rows for k in r["ms"] if k != "convgrad"))
 
 
 def ratio_frameworks(rows: list[dict]) -> list[str]:

@@ -91,15 +91,11 @@ def case_names() -> tuple[str, ...]:
 
 def get_cases(names: Iterable[str] | None = None) -> list[Case]:
     """The named cases (all of CASES when None); unknown names are a ValueError listing the valid ones."""
-    if names is None:
-        return list(CASES)
     by_name = {c.name: c for c in (*CASES, *EXTRA_CASES)}
-    out = []
-    for name in names:
-        if name not in by_name:
-            raise ValueError(f"unknown case {name!r}; choose from {', '.join(by_name)}")
-        out.append(by_name[name])
-    return out
+    bad = [name for name in names or () if name not in by_name]
+    if bad:
+        raise ValueError(f"unknown case {bad[0]!r}; choose from {', '.join(by_name)}")
+    return list(CASES) if names is None else [by_name[name] for name in names]
 
 
 # OpenBLAS's worker threads keep spinning for 0.1-0.15 s after each call (measured here). On 2
