@@ -71,23 +71,12 @@ class Conv:
         """The transposed conv's output without pads: (o - 1) s + k_eff."""
         return tuple(transpose_size(o, ke, s, 0, 0, 0) for o, ke, s in zip(self.o, self.keff, self.s))
 
-    def after_pads(self, want: tuple[int, ...] | None = None, *,
-                   non_negative: bool = False) -> tuple[int, ...] | None:
-        """Per axis an after pad that gives the same conv: ``want`` if it is in range, else the
-        smallest (non-negative) one; None if there is none. Any value from the tight one to
+    def after_pads(self, want: tuple[int, ...] | None = None) -> tuple[int, ...] | None:
+        """Per axis an after pad that gives the same conv, ``want`` (default: the smallest
+        non-negative one), or None where it is out of range: any value from the tight one to
         tight + s - 1 leaves the output unchanged."""
-        out = []
-        for i, (tight, s) in enumerate(zip(self.after, self.s)):
-            if want is not None:
-                if not tight <= want[i] <= tight + s - 1:
-                    return None
-                out.append(want[i])
-            else:
-                a = max(tight, 0) if non_negative else tight
-                if a > tight + s - 1:
-                    return None
-                out.append(a)
-        return tuple(out)
+        want = tuple(max(tight, 0) for tight in self.after) if want is None else tuple(want)
+        return want if all(t <= a <= t + s - 1 for a, t, s in zip(want, self.after, self.s)) else None
 
 
 def sizes(name: str, value: object, rank: int) -> tuple[int, ...]:

@@ -56,7 +56,7 @@ def conv_pads(c: Conv) -> tuple[list[int] | None, list[int]]:
     """The ``pads`` of the Conv that computes ``c`` (each end pad the smallest non-negative one that
     gives the same output; None when a pad would be negative), and the ``output_padding`` of the
     ConvTranspose that transposes it: what the end pads reach past the last window."""
-    after = c.after_pads(non_negative=True)
+    after = c.after_pads()
     own = None if after is None else flat_pads(tuple(zip(c.before, after)))
     return own, [0] * c.rank if own is None else [e - tight for e, tight in zip(own[c.rank:], c.after)]
 

@@ -58,7 +58,7 @@ def padding(c: Conv) -> str | list[list[int]] | None:
         return "SAME"
     if all(b == 0 for b in c.before) and c.after_pads((0,) * c.rank) is not None:
         return "VALID"
-    after = c.after_pads(non_negative=True) if c.rank == 2 and all(b >= 0 for b in c.before) else None
+    after = c.after_pads() if c.rank == 2 and all(b >= 0 for b in c.before) else None
     return None if after is None else [[0, 0], *([b, a] for b, a in zip(c.before, after)), [0, 0]]
 
 

@@ -335,15 +335,22 @@ def _describe_step(scene: _scene.Scene, step: tuple[int, int]) -> str:
 def _paint_frame(fig: object, layout: Layout, scene: _scene.Scene, k: int) -> None:
     steps = scene.steps()
     step = steps[k]
-    window = {(r, c): label for r, c, label in scene.window(step)}
     _title(fig, layout, scene, _subtitle(scene, "frame", k))
-    box = layout.panels["input"][0]
-    ax = _axes(fig, layout, box)
-    _cells(ax, box, lambda r, c: WINDOW if (r, c) in window else COLORS[scene.kind(r, c)],
-           _hatch(scene), window)
+    _window(fig, layout, layout.panels["input"][0], scene, step)
     order = {s: n for n, s in enumerate(steps)}
     _kernel_and_output(fig, layout, scene,
                        lambda r, c: WINDOW if (r, c) == step else (DONE if order[(r, c)] < k else "white"))
+
+
+def _window(fig: object, layout: Layout, box: Box, scene: _scene.Scene, step: tuple[int, int],
+            linewidth: float = 0.8) -> None:
+    """The input grid with the kernel window of ``step`` on it, each cell it covers labelled by its tap."""
+    window = {(r, c): label for r, c, label in scene.window(step)}
+
+    def color(r: int, c: int) -> str:
+        return WINDOW if (r, c) in window else COLORS[scene.kind(r, c)]
+
+    _cells(_axes(fig, layout, box), box, color, _hatch(scene), window, linewidth)
 
 
 def _kernel_and_output(fig: object, layout: Layout, scene: _scene.Scene, output_color: object) -> None:
@@ -363,12 +370,8 @@ def _paint_grid(fig: object, layout: Layout, scene: _scene.Scene) -> None:
     steps = scene.steps()
     _title(fig, layout, scene, _subtitle(scene, "grid"))
     for k, step in enumerate(steps):
-        window = {(r, c): label for r, c, label in scene.window(step)}
-        box = layout.panels["input"][k]
-        ax = _axes(fig, layout, box)
-        _cells(ax, box, lambda r, c, w=window: WINDOW if (r, c) in w else COLORS[scene.kind(r, c)],
-               _hatch(scene), window, linewidth=0.5)
-        _label(fig, layout, box, f"step {k + 1}", size=7)
+        _window(fig, layout, layout.panels["input"][k], scene, step, linewidth=0.5)
+        _label(fig, layout, layout.panels["input"][k], f"step {k + 1}", size=7)
         box = layout.panels["output"][k]
         ax = _axes(fig, layout, box)
         _cells(ax, box, lambda r, c, s=step: WINDOW if (r, c) == s else "white", linewidth=0.5)
