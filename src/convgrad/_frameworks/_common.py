@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _canon
+from .. import _canon, _layout
 from .._formulas import dilate_dim, transpose_size
 from .._geometry import ConvGeometry
 from .._padding import parse_padding
@@ -194,14 +194,11 @@ def unused(g: ConvGeometry) -> tuple[int, ...]:
 
 # --- the pad-first workaround in NumPy ----------------------------------------------------------
 def pad_or_crop(a: np.ndarray, pairs: Iterable[tuple[int, int]], first_axis: int) -> np.ndarray:
-    """Zero-pad (positive) or crop (negative) the axes from ``first_axis`` on by (before, after)."""
-    pairs = list(pairs)
-    a = np.pad(a, [(0, 0)] * first_axis + [(max(lo, 0), max(hi, 0)) for lo, hi in pairs]
-               + [(0, 0)] * (a.ndim - first_axis - len(pairs)))
-    index = [slice(None)] * a.ndim
-    for i, (lo, hi) in enumerate(pairs):
-        index[first_axis + i] = slice(max(-lo, 0), a.shape[first_axis + i] - max(-hi, 0))
-    return a[tuple(index)]
+    """Zero-pad (positive) or crop (negative) the spatial axes by (before, after): channels-last
+    (``first_axis`` 1) or channels-first (2) arrays."""
+    if first_axis == 1:
+        return _layout.pad_or_crop(a, tuple(pairs))
+    return np.moveaxis(_layout.pad_or_crop(np.moveaxis(a, 1, -1), tuple(pairs)), -1, 1)
 
 
 def zero_insert(a: np.ndarray, factors: tuple[int, ...], first_axis: int) -> np.ndarray:

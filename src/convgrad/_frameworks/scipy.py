@@ -38,19 +38,19 @@ def routes(p: Problem) -> list[Route]:
     up = np.float32 if p.dtype == np.float16 else None
 
     def dx(x: np.ndarray, w: np.ndarray, b: object, dy: np.ndarray) -> np.ndarray:
-        # d_x[n, c] = full convolution of the zero-inserted dy[n, o] with w[o, c], read from
-        # the padded position `before` on (positions cropped away by negative pads get none).
+        # d_x[n, c] = full convolution of the zero-inserted dy[n, o] with w[o, c], summed over o.
         dy = zero_insert(dy.astype(up or dy.dtype), g.stride, 2)
         w = zero_insert(w.astype(up or w.dtype), g.rhs_dilation, 2)
         full_len = [a + b - 1 for a, b in zip(dy.shape[2:], w.shape[2:])]
-        crop = [(-lo, n_x + lo - f) for (lo, _), n_x, f in zip(g.padding, g.in_spatial, full_len)]
-        out = np.zeros(x.shape, dtype=np.result_type(dy, w))
+        full = np.zeros((g.batch, g.in_channels, *full_len), dtype=np.result_type(dy, w))
         for n in range(g.batch):
             for c in range(g.in_channels):
                 grp, cl = divmod(c, cg)
-                full = sum(scipy.signal.convolve(dy[n, grp * og + j], w[grp * og + j, cl], "full",
-                                                 method="direct") for j in range(og))
-                out[n, c] = pad_or_crop(np.asarray(full)[None], crop, 1)[0]
+                full[n, c] = sum(scipy.signal.convolve(dy[n, grp * og + j], w[grp * og + j, cl], "full",
+                                                       method="direct") for j in range(og))
+        # Read from the padded position `before` on (samples cropped away by negative pads get none).
+        out = pad_or_crop(full, [(-lo, n + lo - f) for (lo, _), n, f in zip(g.padding, g.in_spatial, full_len)],
+                          2)
         return out.astype(x.dtype)
 
     def dw(x: np.ndarray, w: np.ndarray, b: object, dy: np.ndarray) -> np.ndarray:
