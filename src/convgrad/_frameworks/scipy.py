@@ -48,10 +48,9 @@ def routes(p: Problem) -> list[Route]:
                 grp, cl = divmod(c, cg)
                 full[n, c] = sum(scipy.signal.convolve(dy[n, grp * og + j], w[grp * og + j, cl], "full",
                                                        method="direct") for j in range(og))
-        # Read from the padded position `before` on (samples cropped away by negative pads get none).
-        out = pad_or_crop(full, [(-lo, n + lo - f) for (lo, _), n, f in zip(g.padding, g.in_spatial, full_len)],
-                          2)
-        return out.astype(x.dtype)
+        # Read from the padded position `before` on (samples cropped by negative pads get none).
+        crop = [(-lo, n + lo - f) for (lo, _), n, f in zip(g.padding, g.in_spatial, full_len)]
+        return pad_or_crop(full, crop, 2).astype(x.dtype)
 
     def dw(x: np.ndarray, w: np.ndarray, b: object, dy: np.ndarray) -> np.ndarray:
         # d_w[o, c, t] = sum_n valid correlation of the padded x[n, c] with the zero-inserted
