@@ -9,6 +9,7 @@ themselves convolutions of this kind (the rules are in ``_transpose``).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,27 @@ def _typed_key(value: object) -> tuple | None:
     except TypeError:
         return None
     return (type(value), value)
+
+
+def _memo(build: Callable[..., ConvGeometry]) -> classmethod:
+    """A constructor that remembers the geometries it built. Checking and resolving the arguments
+    took 85 us, a third of a small conv's call, and a training loop asks for the same geometry at
+    every step. Keys keep the arguments' types (True is not 1 here: one is refused, the other is
+    a stride); refusals are not remembered."""
+
+    @functools.wraps(build)
+    def memo(cls: type[ConvGeometry], *args: object, **kwargs: object) -> ConvGeometry:
+        key = _typed_key((cls, build.__name__, args, tuple(sorted(kwargs.items()))))
+        geom = _BUILT.get(key) if key is not None else None
+        if geom is None:
+            geom = build(cls, *args, **kwargs)
+            if key is not None:
+                if len(_BUILT) >= 1024:  # bounded: forget old geometries
+                    _BUILT.clear()
+                _BUILT[key] = geom
+        return geom
+
+    return classmethod(memo)
 
 
 def _check_channels(what: str, c: int, groups_name: str, g: int) -> None:
@@ -149,7 +171,7 @@ class ConvGeometry:
         return self
 
     # --- constructors from user-facing arguments ------------------------------------------------
-    @classmethod
+    @_memo
     def for_conv(
         cls, x_shape: Sequence[int], w_shape: Sequence[int], *, stride: object = 1,
         padding: object = 0, dilation: object = 1, groups: object = 1,
@@ -174,22 +196,6 @@ class ConvGeometry:
         >>> g.padding, g.y_shape()  # SAME: the odd pad goes after
         (((0, 1), (0, 1)), (1, 4, 4, 4))
         """
-        # Checking and resolving the arguments took 85 us, a third of a small conv's call; a
-        # training loop asks for the same geometry at every step. Keys keep the arguments' types
-        # (True is not 1 here: one is refused, the other is a stride).
-        key = _typed_key((cls, x_shape, w_shape, stride, padding, dilation, groups, data_format))
-        geom = _BUILT.get(key) if key is not None else None
-        if geom is None:
-            geom = cls._for_conv(x_shape, w_shape, stride, padding, dilation, groups, data_format)
-            if key is not None:
-                if len(_BUILT) >= 1024:  # bounded: forget old geometries
-                    _BUILT.clear()
-                _BUILT[key] = geom
-        return geom
-
-    @classmethod
-    def _for_conv(cls, x_shape: object, w_shape: object, stride: object, padding: object,
-                  dilation: object, groups: object, data_format: object) -> ConvGeometry:
         x_shape, w_shape, rank = _shapes(x_shape, w_shape)
         p = ConvParams.parse(rank, stride, padding, dilation, groups, data_format)
         n, c, spatial = _split_x(x_shape, p.data_format)
@@ -199,7 +205,7 @@ class ConvGeometry:
         return cls(n, c, o, spatial, kernel, p.stride, p.pads(spatial, kernel), (1,) * rank,
                    p.dilation, p.groups, 1).require_nonempty()
 
-    @classmethod
+    @_memo
     def for_transpose(
         cls, x_shape: Sequence[int], w_shape: Sequence[int], *, stride: object = 1,
         padding: object = 0, output_padding: object = 0, output_shape: Sequence[int] | None = None,
@@ -264,7 +270,7 @@ class ConvGeometry:
         return cls(n, cw * p.groups, c, spatial, kernel, p.stride, tight, (1,) * rank, p.dilation,
                    p.groups, 1)
 
-    @classmethod
+    @_memo
     def for_general(
         cls, x_shape: Sequence[int], w_shape: Sequence[int], *, stride: object = 1,
         padding: object = 0, lhs_dilation: object = 1, rhs_dilation: object = 1,
@@ -315,7 +321,7 @@ class ConvGeometry:
         pads = spec.resolve([dilate_dim(m, d) for m, d in zip(spatial, ld)], kernel, s, rd)
         return cls(n, c, o, spatial, kernel, s, pads, ld, rd, fg, bg)
 
-    @classmethod
+    @_memo
     def for_input_grad(
         cls, dy_shape: Sequence[int], w_shape: Sequence[int], input_shape: object, *,
         stride: object = 1, padding: object = 0, dilation: object = 1, groups: object = 1,
@@ -360,7 +366,7 @@ class ConvGeometry:
                                       geom.in_spatial, geom.kernel, geom.stride, geom.rhs_dilation, "input")
         return geom._check_dy(dy_shape, fmt, f"input_shape {shape} with w.shape {w_shape}", why)
 
-    @classmethod
+    @_memo
     def for_filter_grad(
         cls, x_shape: Sequence[int], dy_shape: Sequence[int], filter_shape: object, *,
         stride: object = 1, padding: object = 0, dilation: object = 1, groups: object = 1,
