@@ -10,10 +10,10 @@ import numpy as np
 
 from . import _transpose
 from ._budget import check_fits, workspace_limit
-from ._dtypes import cotangent, result_dtype
+from ._dtypes import result_dtype
 from ._geometry import ConvGeometry
 from ._layout import w_to_last, x_from_last, x_to_last
-from ._ops import _resolve
+from ._ops import _Call, _resolve
 from ._plan import make_plan
 
 
@@ -64,8 +64,9 @@ def conv_general(
     call, x, w = _resolve(ConvGeometry.for_general, "x", x, "w", w, stride=stride, padding=padding,
                           lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
                           feature_group_count=feature_group_count, batch_group_count=batch_group_count,
-                          data_format=data_format, method=method, workspace_bytes=workspace_bytes)
-    return _forward(call.geom, x, w, call.fmt, method, workspace_limit(workspace_bytes))
+                          data_format=data_format, method=method, workspace_bytes=workspace_bytes,
+                          call_type=GeneralCall)
+    return call("y", x=x, w=w)
 
 
 def conv_general_vjp(
@@ -103,31 +104,38 @@ def conv_general_vjp(
     call, x, w = _resolve(ConvGeometry.for_general, "x", x, "w", w, stride=stride, padding=padding,
                           lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
                           feature_group_count=feature_group_count, batch_group_count=batch_group_count,
-                          data_format=data_format, method=method, workspace_bytes=workspace_bytes)
-    geom, fmt, limit = call.geom, call.fmt, workspace_limit(workspace_bytes)
-    y = _forward(geom, x, w, fmt, method, limit)
-    plain = geom.batch_group_count == 1 and all(v == 1 for v in geom.lhs_dilation)
+                          data_format=data_format, method=method, workspace_bytes=workspace_bytes,
+                          call_type=GeneralCall)
+    return call.vjp("y", {"x": x, "w": w})
 
-    def run(t: ConvGeometry, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return run_general(t, a, b, method, limit)
 
-    def vjp(dy: object) -> tuple[np.ndarray, np.ndarray]:
-        g = cotangent(dy, geom.y_shape(fmt))
-        if geom.empty:  # no window: nothing reaches x or w
-            return (np.zeros(x.shape, result_dtype(g, w)[0]), np.zeros(w.shape, result_dtype(x, g)[0]))
-        if plain:
-            return call("x", y=g, w=w), call("w", x=x, y=g)
-        return _transpose.input_grad(geom, fmt)(g, w, run), _transpose.filter_grad(geom, fmt)(x, g, run)
+class GeneralCall(_Call):
+    """A ``_Call`` on any geometry. A plain grouped conv runs the engines' own gradients; with
+    input dilation or batch groups the forward runs as ``run_general``'s reduced conv and each
+    gradient as the transposed conv of ``_transpose`` (JAX's rule), run as a forward."""
 
-    return y, vjp
+    checks_all_ops = False
+
+    def __call__(self, role: str, **arrays: np.ndarray) -> np.ndarray:
+        geom, fmt = self.geom, self.fmt
+        if geom.empty or (geom.batch_group_count == 1 and all(v == 1 for v in geom.lhs_dilation)):
+            return super().__call__(role, **arrays)
+        limit = workspace_limit(self.workspace_bytes)
+        if role == "y":
+            return _forward(geom, arrays["x"], arrays["w"], fmt, self.method, limit)
+
+        def run(t: ConvGeometry, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            return run_general(t, a, b, self.method, limit)
+
+        if role == "x":
+            return _transpose.input_grad(geom, fmt)(arrays["y"], arrays["w"], run)
+        return _transpose.filter_grad(geom, fmt)(arrays["x"], arrays["y"], run)
 
 
 def _forward(geom: ConvGeometry, x: np.ndarray, w: np.ndarray, fmt: str, method: str,
              limit: int) -> np.ndarray:
     """conv_general's result for a resolved geometry: layouts and dtypes around ``run_general``."""
     res, comp = result_dtype(x, w)
-    if geom.empty:  # short-circuit: the planner and engines never see an empty geometry
-        return np.zeros(geom.y_shape(fmt), res)
     check_fits(f"the output {geom.y_shape(fmt)}", math.prod(geom.y_shape()) * comp.itemsize, limit)
     y = run_general(geom, np.ascontiguousarray(x_to_last(x, fmt), dtype=comp),
                     np.ascontiguousarray(w_to_last(w, fmt), dtype=comp), method, limit)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -54,23 +55,6 @@ def _plan_all(geom: ConvGeometry, a: np.ndarray, b: np.ndarray, method: object,
         make_plan(op, geom, comp, method, limit)
 
 
-def _add_bias(y: np.ndarray, bias: np.ndarray | None, channels: int, fmt: str) -> np.ndarray:
-    if bias is None:
-        return y
-    res, _ = result_dtype(y, bias)
-    shape = (channels,) + (1,) * (y.ndim - 2) if fmt == "channels_first" else (channels,)
-    return (y + bias.reshape(shape)).astype(res, copy=False)
-
-
-def _check_bias(bias: object, channels: int) -> np.ndarray | None:
-    if bias is None:
-        return None
-    b = as_array("bias", bias)
-    if b.shape != (channels,):
-        raise ValueError(f"bias must have shape ({channels},) (one per output channel), got {b.shape}")
-    return b
-
-
 # Each op computes one of a conv's three arrays from the other two, and is bilinear in them: the
 # pullback of "compute r from (a, b)" with cotangent g in r's place computes a from (g, b) and b
 # from (a, g). So conv's vjp runs input_grad and filter_grad, conv_input_grad's runs forward and
@@ -81,12 +65,14 @@ _OP = {"y": "forward", "x": "input_grad", "w": "filter_grad"}
 
 @dataclass(frozen=True)
 class _Call:
-    """One checked call: the geometry, layout and engine choice its op and pullback share."""
+    """One checked call: the geometry, layout and engine choice its op and pullback share. The
+    core's entry for a built geometry: the ops and the fronts run their arrays through it."""
 
     geom: ConvGeometry
     fmt: str
-    method: str
-    workspace_bytes: int | None
+    method: str = "auto"
+    workspace_bytes: int | None = None
+    checks_all_ops: ClassVar[bool] = True  # vjp plans all three ops first for a named method
 
     def shape(self, role: str) -> tuple[int, ...]:
         return getattr(self.geom, f"{role}_shape")(self.fmt)
@@ -94,12 +80,36 @@ class _Call:
     def __call__(self, role: str, **arrays: np.ndarray) -> np.ndarray:
         """The array of ``role`` ('x', 'w' or 'y') from the other two, given by role."""
         a, b = (arrays[r] for r in _FROM[role])
+        if self.geom.empty:  # no window: nothing reaches any array, and no engine sees the geometry
+            return np.zeros(self.shape(role), result_dtype(a, b)[0])
         return _run(_OP[role], self.geom, a, b, self.fmt, self.method, self.workspace_bytes, self.shape(role))
+
+    def _bias(self, role: str, bias: object) -> tuple[np.ndarray | None, int]:
+        """``bias`` checked against the channels of ``role``'s array, and their count."""
+        channels = self.geom.out_channels if role == "y" else self.geom.in_channels
+        if bias is None:
+            return None, channels
+        b = as_array("bias", bias)
+        if b.shape != (channels,):
+            raise ValueError(f"bias must have shape ({channels},) (one per output channel), got {b.shape}")
+        return b, channels
+
+    def _add(self, y: np.ndarray, bias: np.ndarray | None, channels: int) -> np.ndarray:
+        if bias is None:
+            return y
+        shape = (channels,) + (1,) * (y.ndim - 2) if self.fmt == "channels_first" else (channels,)
+        return (y + bias.reshape(shape)).astype(result_dtype(y, bias)[0], copy=False)
+
+    def biased(self, role: str, arrays: dict[str, np.ndarray], bias: object = None) -> np.ndarray:
+        """``self(role, **arrays)`` plus ``bias``, one per channel of the result (checked first)."""
+        b, channels = self._bias(role, bias)
+        return self._add(self(role, **arrays), b, channels)
 
     def vjp(self, role: str, arrays: dict[str, np.ndarray], name: str = "dy") -> tuple[np.ndarray, Pullback]:
         """``(self(role, **arrays), pullback)``; ``pullback(g)`` gives the other two roles' gradients."""
         a, b = arrays.values()
-        _plan_all(self.geom, a, b, self.method, self.workspace_bytes)
+        if self.checks_all_ops:
+            _plan_all(self.geom, a, b, self.method, self.workspace_bytes)
         out = self(role, **arrays)
 
         def pullback(g: object) -> tuple[np.ndarray, ...]:
@@ -108,26 +118,26 @@ class _Call:
 
         return out, pullback
 
-    def biased_vjp(self, role: str, arrays: dict[str, np.ndarray],
-                   bias: np.ndarray | None) -> tuple[np.ndarray, Pullback]:
+    def biased_vjp(self, role: str, arrays: dict[str, np.ndarray], bias: object = None
+                   ) -> tuple[np.ndarray, Pullback]:
         """``vjp`` with a bias added to the result; the pullback also gives db (None without)."""
+        b, channels = self._bias(role, bias)
         out, pullback = self.vjp(role, arrays)
 
         def with_db(dy: object) -> tuple[np.ndarray | None, ...]:
-            return (*pullback(dy), None if bias is None else conv_bias_grad(dy, data_format=self.fmt))
+            return (*pullback(dy), None if b is None else conv_bias_grad(dy, data_format=self.fmt))
 
-        channels = self.geom.out_channels if role == "y" else self.geom.in_channels
-        return _add_bias(out, bias, channels, self.fmt), with_db
+        return self._add(out, b, channels), with_db
 
 
 def _resolve(build: Callable[..., ConvGeometry], a_name: str, a: object, b_name: str, b: object,
              *shape: object, data_format: str, method: str, workspace_bytes: int | None,
-             **params: object) -> tuple[_Call, np.ndarray, np.ndarray]:
+             call_type: type[_Call] | None = None, **params: object) -> tuple[_Call, np.ndarray, np.ndarray]:
     """The two arrays checked and the geometry ``build(a.shape, b.shape, *shape, **params)``."""
     fmt = _canon.data_format(data_format)
     a, b = as_array(a_name, a), as_array(b_name, b)
     geom = build(a.shape, b.shape, *shape, data_format=fmt, **params)
-    return _Call(geom, fmt, method, workspace_bytes), a, b
+    return (call_type or _Call)(geom, fmt, method, workspace_bytes), a, b
 
 
 def conv(
@@ -166,8 +176,7 @@ def conv(
     call, x, w = _resolve(ConvGeometry.for_conv, "x", x, "w", w, stride=stride, padding=padding,
                           dilation=dilation, groups=groups, data_format=data_format, method=method,
                           workspace_bytes=workspace_bytes)
-    b = _check_bias(bias, call.geom.out_channels)
-    return _add_bias(call("y", x=x, w=w), b, call.geom.out_channels, call.fmt)
+    return call.biased("y", {"x": x, "w": w}, bias)
 
 
 def conv_input_grad(
@@ -286,9 +295,8 @@ def conv_transpose(
                           output_padding=output_padding, output_shape=output_shape, dilation=dilation,
                           groups=groups, data_format=data_format, method=method,
                           workspace_bytes=workspace_bytes)
-    b = _check_bias(bias, call.geom.in_channels)
     # The geometry is the forward conv's: this x is its y, and the result its x.
-    return _add_bias(call("x", y=x, w=w), b, call.geom.in_channels, call.fmt)
+    return call.biased("x", {"y": x, "w": w}, bias)
 
 
 def conv_vjp(
@@ -322,7 +330,7 @@ def conv_vjp(
     call, x, w = _resolve(ConvGeometry.for_conv, "x", x, "w", w, stride=stride, padding=padding,
                           dilation=dilation, groups=groups, data_format=data_format, method=method,
                           workspace_bytes=workspace_bytes)
-    return call.biased_vjp("y", {"x": x, "w": w}, _check_bias(bias, call.geom.out_channels))
+    return call.biased_vjp("y", {"x": x, "w": w}, bias)
 
 
 def conv_transpose_vjp(
@@ -361,7 +369,7 @@ def conv_transpose_vjp(
                           output_padding=output_padding, output_shape=output_shape, dilation=dilation,
                           groups=groups, data_format=data_format, method=method,
                           workspace_bytes=workspace_bytes)
-    return call.biased_vjp("x", {"y": x, "w": w}, _check_bias(bias, call.geom.in_channels))
+    return call.biased_vjp("x", {"y": x, "w": w}, bias)
 
 
 # --- the second order: input and filter gradients are bilinear, so each pullback is two calls ---
