@@ -208,3 +208,22 @@ def test_input_grad_accepts_exactly_the_sizes_it_states(case):
     assert len(stated) <= 1
     for lo, hi in stated:
         assert accepted == list(range(lo, hi + 1))
+
+
+ConvGeometry = convgrad.ConvGeometry
+
+
+@pytest.mark.parametrize(("build", "args", "kwargs"), [
+    (ConvGeometry.for_conv, ((2, 3, 9), (4, 3, 3)), {"stride": 2, "padding": "same"}),
+    (ConvGeometry.for_general, ((2, 3, 9), (4, 3, 3)), {"lhs_dilation": [2], "padding": [(1, 0)]}),
+    (ConvGeometry.for_transpose, ((2, 4, 5), (4, 3, 3)), {"stride": 2, "output_padding": 1}),
+    (ConvGeometry.for_input_grad, ((2, 4, 5), (4, 3, 3), (10,)), {"stride": 2, "padding": 1}),
+    (ConvGeometry.for_filter_grad, ((2, 3, 10), (2, 4, 5), (3,)), {"stride": 2, "padding": 1}),
+])
+def test_every_constructor_remembers_its_geometries_by_typed_arguments(build, args, kwargs):
+    """A repeated call returns the geometry built the first time; an argument equal in value but
+    of another type (the bool True for the stride 1) is checked afresh, and refused."""
+    first = build(*args, **kwargs)
+    assert build(*args, **kwargs) is first
+    with pytest.raises(TypeError, match="stride must be an integer, got True"):
+        build(*args, **{**kwargs, "stride": True})

@@ -25,14 +25,22 @@ _BUILT: dict[tuple, ConvGeometry] = {}
 def _typed_key(value: object) -> tuple | None:
     """A hashable key of ``value`` that tells apart equal values of different types (1, 1.0,
     True; a list and a tuple), or None where some part cannot be hashed."""
-    if isinstance(value, (tuple, list)):
-        parts = tuple(_typed_key(v) for v in value)
-        return None if any(p is None for p in parts) else (type(value), parts)
+    t = type(value)
+    if t in _PLAIN:
+        return (t, value)
+    if t is tuple or t is list:
+        if all(type(v) is int for v in value):  # type: ignore[attr-defined]  # shapes: the common case
+            return (t, tuple(value))  # type: ignore[arg-type]
+        parts = tuple(map(_typed_key, value))  # type: ignore[call-overload]
+        return None if None in parts else (t, parts)
     try:
         hash(value)
     except TypeError:
         return None
-    return (type(value), value)
+    return (t, value)
+
+
+_PLAIN = {int, str, float, bool, type(None)}  # hashable, and told apart by their type
 
 
 def _memo(build: Callable[..., ConvGeometry]) -> classmethod:
@@ -43,11 +51,12 @@ def _memo(build: Callable[..., ConvGeometry]) -> classmethod:
 
     @functools.wraps(build)
     def memo(cls: type[ConvGeometry], *args: object, **kwargs: object) -> ConvGeometry:
-        key = _typed_key((cls, build.__name__, args, tuple(sorted(kwargs.items()))))
-        geom = _BUILT.get(key) if key is not None else None
+        typed = _typed_key((args, tuple(kwargs.values())))
+        key = (cls, build.__name__, tuple(kwargs), typed)
+        geom = _BUILT.get(key) if typed is not None else None
         if geom is None:
             geom = build(cls, *args, **kwargs)
-            if key is not None:
+            if typed is not None:
                 if len(_BUILT) >= 1024:  # bounded: forget old geometries
                     _BUILT.clear()
                 _BUILT[key] = geom

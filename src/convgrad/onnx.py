@@ -33,7 +33,8 @@ from . import _ops
 from ._canon import positive_int
 from ._dtypes import as_array
 from ._formulas import dilate_dim, transpose_size
-from ._fronts.kit import ConvCall, cotangent, int_seq, op_with_vjp
+from ._fronts.kit import CoreCall, cotangent, int_seq, op_with_vjp
+from ._geometry import ConvGeometry
 
 __all__ = ["conv", "conv_integer", "conv_transpose"]
 
@@ -87,12 +88,14 @@ class _Attrs:
         flat = _ints("pads", pads, 2 * rank, 0, 0)
         self.pairs = tuple(zip(flat[:rank], flat[rank:]))
 
-    def keywords(self, padding: object = None, **extra: object) -> dict[str, Any]:
-        """The core's keywords; ``padding`` defaults to Conv's (auto_pad or the pads)."""
+    def geometry(self, X: np.ndarray, W: np.ndarray, padding: object = None, **extra: object) -> ConvGeometry:
+        """Conv's geometry (``padding`` defaults to auto_pad or the pads), or with ``extra``
+        (output_padding) ConvTranspose's."""
         if padding is None:
             padding = _CONV_PADDING.get(self.auto_pad, self.pairs)
-        return {"stride": self.strides, "dilation": self.dilations, "groups": self.group,
-                "padding": padding, **extra}
+        build = ConvGeometry.for_transpose if extra else ConvGeometry.for_conv
+        return build(X.shape, W.shape, stride=self.strides, dilation=self.dilations, groups=self.group,
+                     padding=padding, **extra)
 
 
 def _float_operands(op: str, **arrays: object) -> dict[str, np.ndarray]:
@@ -113,7 +116,7 @@ def conv(
     X: Any, W: Any, B: Any = None, *, auto_pad: str = "NOTSET", dilations: Sequence[int] | None = None,
     group: int = 1, kernel_shape: Sequence[int] | None = None, pads: Sequence[int] | None = None,
     strides: Sequence[int] | None = None,
-) -> ConvCall:
+) -> CoreCall:
     """ONNX ``Conv``: cross-correlation of X ``(N, C, *S)`` with W ``(M, C / group, *K)``, plus B.
 
     Shape model: ``out = (S + begin + end - ((K - 1) * dilation + 1)) // stride + 1`` per axis;
@@ -129,7 +132,8 @@ def conv(
     """
     ops = _float_operands("Conv", X=X, W=W, B=B)
     a = _Attrs(ops["X"], ops["W"], auto_pad, dilations, group, kernel_shape, pads, strides)
-    return ConvCall(ops["X"], ops["W"], a.keywords(), ops["X"].dtype, ops.get("B"), with_bias=True)
+    return CoreCall(a.geometry(ops["X"], ops["W"]), "y", {"x": ops["X"], "w": ops["W"]}, ops["X"].dtype,
+                    ops.get("B"), with_bias=True)
 
 
 # --- ConvTranspose ------------------------------------------------------------------------------
@@ -204,7 +208,7 @@ def conv_transpose(
     group: int = 1, kernel_shape: Sequence[int] | None = None,
     output_padding: Sequence[int] | None = None, output_shape: Sequence[int] | None = None,
     pads: Sequence[int] | None = None, strides: Sequence[int] | None = None,
-) -> ConvCall:
+) -> CoreCall:
     """ONNX ``ConvTranspose`` of X ``(N, C, *S)`` with W ``(C, M / group, *K)``, plus B ``(M,)``.
 
     Shape model: ``out = stride * (S - 1) + output_padding + (K - 1) * dilation + 1 - begin - end``;
@@ -234,8 +238,8 @@ def conv_transpose(
                 f"the computed output size {size} in axis {i} is not positive: pads {(b, e)} crop "
                 f"the whole transposed output of size {transpose_size(n, dilate_dim(k, d), s, 0, 0, p)}"
             )
-    return ConvCall(x, ops["W"], a.keywords(pairs, output_padding=extra), x.dtype, ops.get("B"),
-                    with_bias=True, kind="transpose")
+    return CoreCall(a.geometry(x, ops["W"], pairs, output_padding=extra), "x", {"y": x, "w": ops["W"]},
+                    x.dtype, ops.get("B"), with_bias=True)
 
 
 # --- ConvInteger --------------------------------------------------------------------------------
@@ -262,19 +266,19 @@ class _ShiftedConv:
     w: np.ndarray
     x_zero_point: np.ndarray | None
     w_zero_point: np.ndarray | None
-    keywords: dict[str, Any]
+    call: _ops._Call
 
     def forward(self) -> np.ndarray:
         # The spec accumulates in int32 and may overflow only there: exact int64 wrapped to int32.
-        return _ops.conv(self.x, self.w, **self.keywords).astype(np.int32)
+        return self.call("y", x=self.x, w=self.w).astype(np.int32)
 
     def vjp(self) -> tuple[np.ndarray, Callable[[object], Grads]]:
-        y, pb = _ops.conv_vjp(self.x, self.w, **self.keywords)
+        y, pb = self.call.vjp("y", {"x": self.x, "w": self.w})
         out = y.astype(np.int32)
         xz, wz = self.x_zero_point, self.w_zero_point
 
         def pullback(dy: object) -> Grads:
-            dx, dw, _ = pb(cotangent(dy, out.shape))
+            dx, dw = pb(cotangent(dy, out.shape))
             # x - x_zero_point: the zero point's gradient is minus the sum of x's.
             dxz = None if xz is None else (-dx.sum()).reshape(xz.shape)
             if wz is None:
@@ -318,4 +322,4 @@ def conv_integer(
     wz = _zero_point("w_zero_point", w_zero_point, wa.dtype, wa.shape[0])
     xs = xa.astype(np.int64) - (0 if xz is None else xz.astype(np.int64).reshape(()))
     ws = wa.astype(np.int64) - (0 if wz is None else wz.astype(np.int64).reshape(-1, *(1,) * (wa.ndim - 1)))
-    return _ShiftedConv(xs, ws, xz, wz, a.keywords())
+    return _ShiftedConv(xs, ws, xz, wz, _ops._Call(a.geometry(xs, ws), "channels_first"))

@@ -7,8 +7,8 @@ the public op (one signature per op) with ``op.vjp``. ``pullback(dy)`` returns t
 the op's array arguments in signature order, each in that argument's own shape and layout
 (None for an absent optional argument such as a bias).
 
-The call objects here are the three ops of a convolution in the core's terms (``ConvCall``,
-``InputGradCall``, ``FilterGradCall``); an ``Adapter`` maps a framework's array to the core's
+``CoreCall`` runs any of the three ops of a convolution on a geometry the front built once
+with a ``ConvGeometry`` constructor; an ``Adapter`` maps a framework's array to the core's
 layout and back (the identity where they agree).
 """
 
@@ -25,9 +25,9 @@ import numpy as np
 from .. import _general, _ops
 from .._canon import as_int
 from .._dtypes import cotangent  # the one check of a pullback's dy, shared with the core
+from .._geometry import ConvGeometry
 
 Pullback = Callable[[object], tuple[Any, ...]]
-Keywords = Mapping[str, Any]  # a core op's keyword arguments (stride, padding, ...)
 P = ParamSpec("P")
 
 
@@ -123,115 +123,44 @@ def _cast(a: np.ndarray | None, dtype: np.dtype) -> np.ndarray | None:
     return None if a is None else a.astype(dtype, copy=False)
 
 
-# --- the three ops of a convolution, in the core's terms ---------------------------------------
-# ``keywords`` are the core op's (stride, padding, ...); ``layout`` adapts activations (x, y and
-# their gradients), ``filt`` the filter; results are cast to ``dtype``.
-
-# The core op of each kind of ConvCall (its vjp is ``name + "_vjp"``). conv_general gives the
-# empty output of a kernel larger than the padded input (JAX's and TensorFlow's model), where
-# conv refuses it.
-_CONV_OPS = {"conv": (_ops, "conv"), "transpose": (_ops, "conv_transpose"),
-             "general": (_general, "conv_general")}
-
-
 @dataclass(frozen=True)
-class ConvCall:
-    """y = conv(x, w) + bias (``kind`` 'conv'), its transpose ('transpose') or conv_general
-    without bias ('general'); gradients (dx, dw), plus db when the op takes a bias argument
-    (``with_bias``; None for an absent bias)."""
+class CoreCall:
+    """The array of ``role`` on a built geometry: 'y' (conv, plus ``bias``), 'x' (its input
+    gradient, or a transposed conv, plus ``bias``) or 'w' (its filter gradient), from
+    ``arrays``, the other two by role in the op's argument order, in the core's layout ``fmt``.
+    Gradients come in that order, plus db when the op takes a bias argument (``with_bias``; None
+    for an absent bias). ``layout`` adapts activations (x, y), ``filt`` the filter; results are
+    cast to ``dtype``. ``general``: the geometry may have input dilation or batch groups."""
 
-    x: np.ndarray
-    w: np.ndarray
-    keywords: Keywords
+    geom: ConvGeometry
+    role: str
+    arrays: Mapping[str, np.ndarray]
     dtype: np.dtype
     bias: np.ndarray | None = None
     with_bias: bool = False
-    kind: str = "conv"
     layout: Adapter = IDENTITY
     filt: Adapter = IDENTITY
+    fmt: str = "channels_first"
+    general: bool = False
 
-    def _out(self, y: np.ndarray) -> np.ndarray:
-        return self.layout.from_core(y).astype(self.dtype, copy=False)
+    def _call(self) -> _ops._Call:
+        return (_general.GeneralCall if self.general else _ops._Call)(self.geom, self.fmt)
 
-    def _args(self) -> tuple[np.ndarray, ...]:
-        return (self.x, self.w) if self.bias is None else (self.x, self.w, self.bias)
+    def _out(self, role: str, a: np.ndarray) -> np.ndarray:
+        return (self.filt if role == "w" else self.layout).from_core(a).astype(self.dtype, copy=False)
 
     def forward(self) -> np.ndarray:
-        module, name = _CONV_OPS[self.kind]
-        return self._out(getattr(module, name)(*self._args(), **self.keywords))
+        return self._out(self.role, self._call().biased(self.role, dict(self.arrays), self.bias))
 
     def vjp(self) -> tuple[np.ndarray, Pullback]:
-        module, name = _CONV_OPS[self.kind]
-        y, pb = getattr(module, f"{name}_vjp")(*self._args(), **self.keywords)
-        out = self._out(y)
+        y, pb = self._call().biased_vjp(self.role, dict(self.arrays), self.bias)
+        out = self._out(self.role, y)
+        adapter = self.filt if self.role == "w" else self.layout
 
         def pullback(dy: object) -> tuple[np.ndarray | None, ...]:
-            dx, dw, *db = pb(self.layout.to_core(cotangent(dy, out.shape)))
-            grads = (self._out(dx), self.filt.from_core(dw).astype(self.dtype, copy=False))
-            return (*grads, _cast(db[0] if db else None, self.dtype)) if self.with_bias else grads
-
-        return out, pullback
-
-
-@dataclass(frozen=True)
-class InputGradCall:
-    """dx = conv_input_grad(dy, w) as an op (TensorFlow's ``*_backprop_input`` and
-    ``conv*_transpose``, PyTorch's ``conv*d_input``); ``input_shape`` full or spatial. Gradients
-    (d_w, d_dy) with ``filter_first``, else (d_dy, d_w)."""
-
-    dy: np.ndarray
-    w: np.ndarray
-    input_shape: tuple[int, ...]
-    keywords: Keywords
-    dtype: np.dtype
-    filter_first: bool = True
-    layout: Adapter = IDENTITY
-    filt: Adapter = IDENTITY
-
-    def forward(self) -> np.ndarray:
-        # conv_input_grad, not conv_transpose: these ops state the forward conv (its input size,
-        # filter and pads), which is conv_input_grad's signature; conv_transpose would have to
-        # re-derive that conv from the transposed one's sizes.
-        dx = _ops.conv_input_grad(self.dy, self.w, self.input_shape, **self.keywords)
-        return self.layout.from_core(dx).astype(self.dtype, copy=False)
-
-    def vjp(self) -> tuple[np.ndarray, Pullback]:
-        dx, pb = _ops.conv_input_grad_vjp(self.dy, self.w, self.input_shape, **self.keywords)
-        out = self.layout.from_core(dx).astype(self.dtype, copy=False)
-
-        def pullback(g: object) -> tuple[np.ndarray, np.ndarray]:
-            d_dy, d_w = pb(self.layout.to_core(cotangent(g, out.shape)))
-            d_dy = self.layout.from_core(d_dy).astype(self.dtype, copy=False)
-            d_w = self.filt.from_core(d_w).astype(self.dtype, copy=False)
-            return (d_w, d_dy) if self.filter_first else (d_dy, d_w)
-
-        return out, pullback
-
-
-@dataclass(frozen=True)
-class FilterGradCall:
-    """dw = conv_filter_grad(x, dy) as an op (TensorFlow's ``*_backprop_filter``, PyTorch's
-    ``conv*d_weight``); ``filter_shape`` is the core's. Gradients (d_x, d_dy)."""
-
-    x: np.ndarray
-    dy: np.ndarray
-    filter_shape: tuple[int, ...]
-    keywords: Keywords
-    dtype: np.dtype
-    layout: Adapter = IDENTITY
-    filt: Adapter = IDENTITY
-
-    def forward(self) -> np.ndarray:
-        dw = _ops.conv_filter_grad(self.x, self.dy, self.filter_shape, **self.keywords)
-        return self.filt.from_core(dw).astype(self.dtype, copy=False)
-
-    def vjp(self) -> tuple[np.ndarray, Pullback]:
-        dw, pb = _ops.conv_filter_grad_vjp(self.x, self.dy, self.filter_shape, **self.keywords)
-        out = self.filt.from_core(dw).astype(self.dtype, copy=False)
-
-        def pullback(g: object) -> tuple[np.ndarray, np.ndarray]:
-            d_x, d_dy = pb(self.filt.to_core(cotangent(g, out.shape)))
-            return (self.layout.from_core(d_x).astype(self.dtype, copy=False),
-                    self.layout.from_core(d_dy).astype(self.dtype, copy=False))
+            *grads, db = pb(adapter.to_core(cotangent(dy, out.shape)))
+            by_role = dict(zip(_ops._FROM[self.role], grads))
+            grads = [self._out(r, by_role[r]) for r in self.arrays]
+            return (*grads, _cast(db, self.dtype)) if self.with_bias else tuple(grads)
 
         return out, pullback

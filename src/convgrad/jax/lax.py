@@ -25,7 +25,8 @@ from .._dtypes import as_array
 from .._formulas import dilate_dim
 from .._frameworks.jax import transpose_padding as _transpose_padding
 from .._fronts.kit import cotangent, int_seq, op_with_vjp
-from .._general import conv_general, conv_general_vjp
+from .._general import GeneralCall
+from .._geometry import ConvGeometry
 
 __all__ = [
     "ConvDimensionNumbers",
@@ -184,7 +185,7 @@ class _GeneralConv:
 
     lhs_c: np.ndarray
     rhs_c: np.ndarray
-    keywords: dict[str, Any]  # conv_general's, which builds the geometry (ConvGeometry.for_general)
+    call: GeneralCall
     dnums: ConvDimensionNumbers
     dtype: np.dtype  # of the result
     squeeze: bool  # no spatial dims: computed with one spatial dim of size 1
@@ -204,11 +205,13 @@ class _GeneralConv:
         return self._back(y, self.dnums.out_spec, self.dtype)
 
     def forward(self) -> np.ndarray:
-        return self._out(conv_general(*self._operands(), **self.keywords))
+        x, w = self._operands()
+        return self._out(self.call("y", x=x, w=w))
 
     def vjp(self) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray, np.ndarray]]]:
         # JAX's transposition rules are conv_general_vjp's (convgrad._transpose).
-        y, pb = conv_general_vjp(*self._operands(), **self.keywords)
+        x, w = self._operands()
+        y, pb = self.call.vjp("y", {"x": x, "w": w})
         out = self._out(y)
 
         def pullback(dy: object) -> tuple[np.ndarray, np.ndarray]:
@@ -320,9 +323,9 @@ def _resolve(
     squeeze = rank == 0
     if squeeze:
         lhs_c, rhs_c, strides, pads, ld, rd = lhs_c[..., None], rhs_c[..., None], (1,), ((0, 0),), (1,), (1,)
-    keywords = {"stride": strides, "padding": pads, "lhs_dilation": ld, "rhs_dilation": rd,
-                "feature_group_count": fg, "batch_group_count": bg}
-    return _GeneralConv(lhs_c, rhs_c, keywords, dnums, out_dtype, squeeze)
+    geom = ConvGeometry.for_general(lhs_c.shape, rhs_c.shape, stride=strides, padding=pads, lhs_dilation=ld,
+                                    rhs_dilation=rd, feature_group_count=fg, batch_group_count=bg)
+    return _GeneralConv(lhs_c, rhs_c, GeneralCall(geom, "channels_first"), dnums, out_dtype, squeeze)
 
 
 # --- public ops ---------------------------------------------------------------------------------

@@ -25,7 +25,8 @@ import numpy as np
 
 from .._dtypes import as_array
 from .._fronts.kit import cotangent, op_with_vjp
-from .._ops import conv, conv_vjp
+from .._geometry import ConvGeometry
+from .._ops import _Call
 
 __all__ = ["convolve", "convolve2d", "correlate", "correlate2d"]
 
@@ -66,6 +67,10 @@ def _pads(mode: str, kernel: tuple[int, ...], upper: bool) -> Pairs:
     if mode == "valid":
         return tuple((0, 0) for _ in kernel)
     return tuple(((k - 1) // 2, k // 2) if upper else (k // 2, (k - 1) // 2) for k in kernel)
+
+
+def _call(x: np.ndarray, kernel: np.ndarray, pads: Pairs) -> _Call:
+    return _Call(ConvGeometry.for_conv(x.shape, kernel.shape, padding=pads), "channels_first")
 
 
 def _flip(a: np.ndarray) -> np.ndarray:
@@ -122,17 +127,17 @@ class _Correlation:
 
     def forward(self) -> np.ndarray:
         x, kernel, pads = self._operands()
-        return self._out(conv(x, kernel, padding=pads))
+        return self._out(_call(x, kernel, pads)("y", x=x, w=kernel))
 
     def vjp(self) -> tuple[np.ndarray, Pullback]:
         x, kernel, pads = self._operands()
-        y, pb = conv_vjp(x, kernel, padding=pads)
+        y, pb = _call(x, kernel, pads).vjp("y", {"x": x, "w": kernel})
         out = self._out(y)
         spread = None if pads == self.pads else _pad_adjoint(self.a.shape, self.pads, self.np_mode)
 
         def pullback(dy: object) -> tuple[np.ndarray, np.ndarray]:
             g = cotangent(dy, out.shape)
-            dx, dk, _ = pb((_flip(g) if self.reverse else g)[None, None])
+            dx, dk = pb((_flip(g) if self.reverse else g)[None, None])
             dx, dk = dx[0, 0], dk[0, 0]
             if spread is not None:
                 dx = spread(dx)

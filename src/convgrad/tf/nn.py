@@ -37,7 +37,8 @@ import numpy as np
 from .._canon import shape_tuple
 from .._dtypes import as_array
 from .._formulas import dilate_dim
-from .._fronts.kit import ConvCall, FilterGradCall, InputGradCall, cotangent, op_with_vjp
+from .._fronts.kit import CoreCall, cotangent, op_with_vjp
+from .._geometry import ConvGeometry
 from ..layouts import convert_filter
 
 __all__ = [
@@ -250,7 +251,7 @@ def _truncated_div(a: int, b: int) -> int:
 
 
 def _conv_call(x: np.ndarray, w: np.ndarray, stride: tuple, padding: object, dilation: tuple, groups: int,
-               layout: _Layout, filt: _Filter, dtype: np.dtype) -> ConvCall:
+               layout: _Layout, filt: _Filter, dtype: np.dtype) -> CoreCall:
     """The conv of core-layout x and w. TensorFlow's output size ``(n - k_eff + s) / s`` rounds
     toward zero: a kernel larger than the (VALID or explicitly padded) input by less than two
     strides gives an empty output (conv_general's, as JAX), by more a negative size, refused."""
@@ -264,19 +265,22 @@ def _conv_call(x: np.ndarray, w: np.ndarray, stride: tuple, padding: object, dil
                 raise ValueError(f"Computed output size would be negative: {size} "
                                  f"[input_size: {padded}, effective_filter_size: {k_eff}, stride: {s}]")
             empty |= size == 0
-    if empty:  # conv refuses an empty output
-        keywords = {"stride": stride, "padding": padding, "rhs_dilation": dilation,
-                    "feature_group_count": groups, "data_format": _CORE}
-        return ConvCall(x, w, keywords, dtype, kind="general", layout=layout, filt=filt)
-    # conv, not conv_general, where both apply: it caches its geometries (twice as fast on small convs).
-    keywords = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups,
-                "data_format": _CORE}
-    return ConvCall(x, w, keywords, dtype, layout=layout, filt=filt)
+    if empty:  # for_conv refuses an empty output
+        geom = ConvGeometry.for_general(x.shape, w.shape, stride=stride, padding=padding,
+                                        rhs_dilation=dilation, feature_group_count=groups, data_format=_CORE)
+    else:
+        geom = ConvGeometry.for_conv(x.shape, w.shape, **_keywords(stride, padding, dilation, groups))
+    return CoreCall(geom, "y", {"x": x, "w": w}, dtype, layout=layout, filt=filt, fmt=_CORE)
+
+
+def _keywords(stride: tuple, padding: object, dilation: tuple, groups: int) -> dict[str, Any]:
+    return {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups,
+            "data_format": _CORE}
 
 
 # --- builders shared by the ops -----------------------------------------------------------------
 def _conv(func: str, x: object, w: object, rank: int, first: bool, stride: tuple, padding: object,
-          dilation: tuple, *, batch_dims: bool = True) -> ConvCall:
+          dilation: tuple, *, batch_dims: bool = True) -> CoreCall:
     dtype, (x, w) = _operands(func, ("input", x), ("filters", w))
     _ndim(func, "filters", w, rank + 2)
     _ndim(func, "input", x, rank + 2, at_least=batch_dims)
@@ -289,7 +293,7 @@ def _conv(func: str, x: object, w: object, rank: int, first: bool, stride: tuple
 def _input_grad(
     func: str, sizes: object, w: object, dy: object, rank: int, first: bool, stride: tuple,
     padding: object, dilation: tuple, *, filter_first: bool, depthwise: bool = False,
-) -> InputGradCall:
+) -> CoreCall:
     dtype, (w, dy) = _operands(func, ("filter", w), ("out_backprop", dy),
                                allowed=_DEPTHWISE_DTYPES if depthwise else _CONV_DTYPES, strict=depthwise)
     _ndim(func, "filter", w, rank + 2)
@@ -312,13 +316,15 @@ def _input_grad(
         wc, groups = filt.to_core(w), c
     else:
         filt, wc, groups = _Filter(), w, _groups(func, c, wc_in)
-    keywords = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups,
-                "data_format": _CORE}
-    return InputGradCall(layout.to_core(dy), wc, tuple(spatial), keywords, dtype, filter_first, layout, filt)
+    dyc = layout.to_core(dy)
+    geom = ConvGeometry.for_input_grad(dyc.shape, wc.shape, tuple(spatial),
+                                       **_keywords(stride, padding, dilation, groups))
+    arrays = {"w": wc, "y": dyc} if filter_first else {"y": dyc, "w": wc}
+    return CoreCall(geom, "x", arrays, dtype, layout=layout, filt=filt, fmt=_CORE)
 
 
 def _filter_grad(func: str, x: object, sizes: object, dy: object, rank: int, first: bool, stride: tuple,
-                 padding: object, dilation: tuple, *, depthwise: bool = False) -> FilterGradCall:
+                 padding: object, dilation: tuple, *, depthwise: bool = False) -> CoreCall:
     dtype, (x, dy) = _operands(func, ("input", x), ("out_backprop", dy),
                                allowed=_DEPTHWISE_DTYPES if depthwise else _CONV_DTYPES, strict=depthwise)
     _ndim(func, "input", x, rank + 2)
@@ -335,9 +341,10 @@ def _filter_grad(func: str, x: object, sizes: object, dy: object, rank: int, fir
         filt, core_shape, groups = _Filter(c), (*sizes[:-2], 1, sizes[-2] * sizes[-1]), c
     else:
         filt, core_shape, groups = _Filter(), sizes, _groups(func, c, sizes[-2])
-    keywords = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups,
-                "data_format": _CORE}
-    return FilterGradCall(xc, layout.to_core(dy), tuple(core_shape), keywords, dtype, layout, filt)
+    dyc = layout.to_core(dy)
+    geom = ConvGeometry.for_filter_grad(xc.shape, dyc.shape, tuple(core_shape),
+                                        **_keywords(stride, padding, dilation, groups))
+    return CoreCall(geom, "w", {"x": xc, "y": dyc}, dtype, layout=layout, filt=filt, fmt=_CORE)
 
 
 # --- convolutions -------------------------------------------------------------------------------
@@ -481,7 +488,7 @@ def conv3d_backprop_filter_v2(input, filter_sizes, out_backprop, strides, paddin
 
 # --- transposed convolutions --------------------------------------------------------------------
 def _transpose(func: str, rank: int, x: object, w: object, output_shape: object, strides: object,
-               padding: object, data_format: object, dilations: object) -> InputGradCall:
+               padding: object, data_format: object, dilations: object) -> CoreCall:
     first = _channels_first(data_format, rank)
     s = _sequence("strides", _required("strides", strides), rank, first)
     d = _sequence("dilations", dilations, rank, first)

@@ -18,12 +18,11 @@ from __future__ import annotations
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from ..._dtypes import as_array
-from ..._fronts.kit import ConvCall, Unbatched, cotangent, op_with_vjp
+from ..._fronts.kit import CoreCall, Unbatched, cotangent, op_with_vjp
 from ..._geometry import ConvGeometry
 
 __all__ = [
@@ -103,7 +102,7 @@ def _operands(func: str, rank: int, input: object, weight: object, bias: object
 
 
 def _conv(func: str, rank: int, input: object, weight: object, bias: object, stride: object,
-          padding: object, dilation: object, groups: object) -> ConvCall:
+          padding: object, dilation: object, groups: object) -> CoreCall:
     x, w, b, dtype, layout = _operands(func, rank, input, weight, bias)
     s = expand("stride", stride, rank)
     d = expand("dilation", dilation, rank)
@@ -116,29 +115,26 @@ def _conv(func: str, rank: int, input: object, weight: object, bias: object, str
         p: object = padding
     else:
         p = expand("padding", padding, rank)
-    keywords: dict[str, Any] = {"stride": s, "padding": p, "dilation": d, "groups": groups_of(groups)}
-    return ConvCall(x, w, keywords, dtype, b, with_bias=True, layout=layout)
+    geom = ConvGeometry.for_conv(x.shape, w.shape, stride=s, padding=p, dilation=d, groups=groups_of(groups))
+    return CoreCall(geom, "y", {"x": x, "w": w}, dtype, b, with_bias=True, layout=layout)
 
 
 def _conv_transpose(func: str, rank: int, input: object, weight: object, bias: object, stride: object,
-                    padding: object, output_padding: object, groups: object, dilation: object) -> ConvCall:
+                    padding: object, output_padding: object, groups: object, dilation: object) -> CoreCall:
     x, w, b, dtype, layout = _operands(func, rank, input, weight, bias)
     if isinstance(padding, str):
         raise TypeError(f"{func}(): argument 'padding' must be tuple of ints, not str ({padding!r})")
-    keywords: dict[str, Any] = {
-        "stride": expand("stride", stride, rank),
-        "padding": expand("padding", padding, rank),
-        "output_padding": expand("output_padding", output_padding, rank),
-        "dilation": expand("dilation", dilation, rank),
-        "groups": groups_of(groups),
-    }
-    size = ConvGeometry.for_transpose(x.shape, w.shape, **keywords).in_spatial
+    geom = ConvGeometry.for_transpose(
+        x.shape, w.shape, stride=expand("stride", stride, rank), padding=expand("padding", padding, rank),
+        output_padding=expand("output_padding", output_padding, rank),
+        dilation=expand("dilation", dilation, rank), groups=groups_of(groups))
+    size = geom.in_spatial
     if any(v < 1 for v in size):
         raise ValueError(
             f"Given input size per channel: {tuple(x.shape[2:])}. Calculated output size per channel: "
             f"{size}. Output size is too small"
         )
-    return ConvCall(x, w, keywords, dtype, b, with_bias=True, kind="transpose", layout=layout)
+    return CoreCall(geom, "x", {"y": x, "w": w}, dtype, b, with_bias=True, layout=layout)
 
 
 @op_with_vjp

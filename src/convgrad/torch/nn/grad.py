@@ -13,11 +13,10 @@ d_grad_output)`` for ``*_weight``.
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..._canon import shape_tuple
 from ..._dtypes import as_array
-from ..._fronts.kit import FilterGradCall, InputGradCall, op_with_vjp
+from ..._fronts.kit import CoreCall, op_with_vjp
+from ..._geometry import ConvGeometry
 from .functional import expand, groups_of, same_dtype
 
 __all__ = [
@@ -40,33 +39,36 @@ def _size(func: str, name: str, value: object, rank: int) -> tuple[int, ...]:
     return size
 
 
-def _keywords(rank: int, stride: object, padding: object, dilation: object, groups: object) -> dict[str, Any]:
+def _call(func: str, rank: int, role: str, names: tuple[str, str], a: object, b: object, size_name: str,
+          size: object, stride: object, padding: object, dilation: object, groups: object) -> CoreCall:
+    """``role``'s array ('x': ``*_input``, 'w': ``*_weight``) of full shape ``size`` from the
+    arrays ``a`` and ``b`` named ``names``; gradients in that order."""
+    a, b = as_array(names[0], a), as_array(names[1], b)
+    dtype = same_dtype(func, **{names[0]: a, names[1]: b})
+    full = _size(func, size_name, size, rank)
+    if a.ndim != rank + 2 or b.ndim != rank + 2:
+        raise ValueError(f"{func}: {names[0]} and {names[1]} must be {rank + 2}-D, got {a.shape} and "
+                         f"{b.shape}")
     if isinstance(padding, str):
         raise TypeError(f"padding must be an int or a tuple of {rank} ints, got {padding!r}")
-    return {"stride": expand("stride", stride, rank), "padding": expand("padding", padding, rank),
-            "dilation": expand("dilation", dilation, rank), "groups": groups_of(groups)}
+    kw = {"stride": expand("stride", stride, rank), "padding": expand("padding", padding, rank),
+          "dilation": expand("dilation", dilation, rank), "groups": groups_of(groups)}
+    if role == "x":  # (weight, grad_output)
+        return CoreCall(ConvGeometry.for_input_grad(b.shape, a.shape, full, **kw), "x", {"w": a, "y": b},
+                        dtype)
+    return CoreCall(ConvGeometry.for_filter_grad(a.shape, b.shape, full, **kw), "w", {"x": a, "y": b}, dtype)
 
 
 def _input(func: str, rank: int, input_size: object, weight: object, grad_output: object, stride: object,
-           padding: object, dilation: object, groups: object) -> InputGradCall:
-    w, dy = as_array("weight", weight), as_array("grad_output", grad_output)
-    dtype = same_dtype(func, weight=w, grad_output=dy)
-    size = _size(func, "input_size", input_size, rank)
-    if w.ndim != rank + 2 or dy.ndim != rank + 2:
-        raise ValueError(
-            f"{func}: weight and grad_output must be {rank + 2}-D, got {w.shape} and {dy.shape}"
-        )
-    return InputGradCall(dy, w, size, _keywords(rank, stride, padding, dilation, groups), dtype)
+           padding: object, dilation: object, groups: object) -> CoreCall:
+    return _call(func, rank, "x", ("weight", "grad_output"), weight, grad_output, "input_size", input_size,
+                 stride, padding, dilation, groups)
 
 
 def _weight(func: str, rank: int, input: object, weight_size: object, grad_output: object, stride: object,
-            padding: object, dilation: object, groups: object) -> FilterGradCall:
-    x, dy = as_array("input", input), as_array("grad_output", grad_output)
-    dtype = same_dtype(func, input=x, grad_output=dy)
-    size = _size(func, "weight_size", weight_size, rank)
-    if x.ndim != rank + 2 or dy.ndim != rank + 2:
-        raise ValueError(f"{func}: input and grad_output must be {rank + 2}-D, got {x.shape} and {dy.shape}")
-    return FilterGradCall(x, dy, size, _keywords(rank, stride, padding, dilation, groups), dtype)
+            padding: object, dilation: object, groups: object) -> CoreCall:
+    return _call(func, rank, "w", ("input", "grad_output"), input, grad_output, "weight_size", weight_size,
+                 stride, padding, dilation, groups)
 
 
 @op_with_vjp
