@@ -24,6 +24,18 @@ def has_rich() -> bool:
     return importlib.util.find_spec("rich") is not None
 
 
+def require(what: str, *modules: str) -> None:
+    """Raise an ArgumentError saying what to install when one of ``modules`` does not import."""
+    from ._args import ArgumentError
+
+    try:
+        for m in modules:
+            __import__(m)
+    except ImportError:
+        raise ArgumentError(f"{what} needs {' and '.join(modules)}, which are not installed: "
+                            "pip install 'convgrad[draw]'") from None
+
+
 def stdout() -> Console:
     """Tables to stdout; when not a terminal, $COLUMNS wide or 140, so captured output is stable."""
     from rich.console import Console

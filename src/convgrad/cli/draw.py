@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass, field
 
 from .._geometry import ConvGeometry
-from . import _scene
+from . import _console, _scene
 from ._args import ArgumentError, GeometryArgs, add_geometry_arguments, shapes
 
 FORMATS = (".png", ".gif", ".svg")
@@ -61,7 +61,7 @@ def run(ns: argparse.Namespace) -> int:
     if not ns.fps > 0:
         raise ArgumentError(f"--fps must be positive, got {ns.fps}")
     scene = make_scene(ns)
-    _require_matplotlib(ext)
+    _console.require("drawing", "matplotlib", *(["PIL"] if ext == ".gif" else []))
     result = draw(scene, ns.output, still=ns.still, fps=ns.fps)
     print(f"wrote {ns.output}: {result.width}x{result.height} px, {result.frames} frame"
           f"{'s' if result.frames != 1 else ''} ({scene.op}, {len(scene.steps())} steps; {result.mode})")
@@ -97,17 +97,6 @@ def _transpose_geometry(ns: argparse.Namespace) -> tuple[ConvGeometry, str]:
     title = (f"conv_transpose: x {'x'.join(map(str, x))} · w {'x'.join(map(str, w))} · stride "
              f"{ns.stride} · padding {ns.padding} → y {dims}")
     return geom, title
-
-
-def _require_matplotlib(ext: str) -> None:
-    try:
-        import matplotlib  # noqa: F401
-        if ext == ".gif":
-            import PIL  # noqa: F401
-    except ImportError:
-        raise ArgumentError(
-            "drawing needs matplotlib (and Pillow for .gif), which are not installed: "
-            "pip install 'convgrad[draw]'  (or: pip install matplotlib)") from None
 
 
 # --- layout in pixels --------------------------------------------------------------------------

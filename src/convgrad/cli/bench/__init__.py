@@ -58,10 +58,7 @@ def run(ns: argparse.Namespace) -> int:
     if ns.plot:
         if os.path.splitext(ns.plot)[1].lower() not in (".png", ".svg", ".pdf"):
             raise ArgumentError(f"--plot {ns.plot!r}: the file name must end in .png, .svg or .pdf")
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise ArgumentError("--plot needs matplotlib: pip install 'convgrad[draw]'") from None
+        _console.require("--plot", "matplotlib")
     err = _console.stderr()
     for f in missing:
         err.print(f"{f}: not installed, skipped (pip install {_frameworks.module(f).PIP})")
