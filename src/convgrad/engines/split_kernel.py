@@ -84,7 +84,7 @@ class SplitKernel:
 
 
 def _forward(geom: ConvGeometry, m: int, x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    r, c, o = geom.rank, geom.in_channels, geom.out_channels
+    c, o = geom.in_channels, geom.out_channels
     outer, inner = _outer_rows(geom, m)
     kx, grid_x = geom.kernel[m:], geom.out_spatial[m:]
     offsets = _row_offsets(geom, m)
@@ -93,14 +93,9 @@ def _forward(geom: ConvGeometry, m: int, x: np.ndarray, w: np.ndarray) -> np.nda
     ty = math.prod(geom.kernel[:m])
     y_ext = np.empty((outer, *grid_x, o), dtype=x.dtype) if c else np.zeros((outer, *grid_x, o), x.dtype)
     if y_ext.size and c:
-        xp = pad_or_crop(x, geom.tight_padding)
-        st = xp.strides
-        # A[R, *q_x, *t_x, c] = xp[R (flattened n and the first m axes), q * s + t * d, c]
-        a_view = as_strided(
-            xp, (outer, *grid_x, *kx, c),
-            (st[m], *(st[i + 1] * geom.stride[i] for i in range(m, r)),
-             *(st[i + 1] * geom.rhs_dilation[i] for i in range(m, r)), st[-1]),
-            writeable=False)
+        # A[R, *q_x, *t_x, c], R: n and the first m axes flattened (xp is C-contiguous: a view)
+        a_view = _x_windows(pad_or_crop(x, geom.tight_padding), geom, tuple(range(m))).reshape(
+            outer, *grid_x, *kx, c)
         hb = _prefix_block_rows(geom, m, x.itemsize)
         a_buf = np.empty((hb + halo) * inner * w2.shape[0], dtype=x.dtype)
         z_buf = np.empty((hb + halo) * inner * w2.shape[1], dtype=x.dtype)
@@ -168,14 +163,7 @@ def _filter_grad(geom: ConvGeometry, dy_side: tuple[int, ...], x: np.ndarray, dy
     dw = np.zeros((m, n), dtype=x.dtype)
     if dy.size and c and o:
         grid = (geom.batch, *_grid(geom, dy_side))
-        xp = pad_or_crop(x, geom.tight_padding)
-        # A[n, p, t_x, c] = xp[n, p (dy-side) | p * s + t * d (x-side), c]
-        st = xp.strides
-        a_view = as_strided(
-            xp, (*grid, *kx, c),
-            (st[0], *(st[i + 1] * (1 if i in dy_side else geom.stride[i]) for i in range(r)),
-             *(st[i + 1] * geom.rhs_dilation[i] for i in x_side), st[-1]),
-            writeable=False)
+        a_view = _x_windows(pad_or_crop(x, geom.tight_padding), geom, dy_side)
         # B[n, p, t', o] = dyp[n, p + t' * d, o] = dy[n, p - (k - 1 - t') * d, o]: taps reversed.
         dyp = pad_or_crop(dy, tuple(((k - 1) * d, (k - 1) * d) if i in dy_side else (0, 0)
                                     for i, (k, d) in enumerate(zip(geom.kernel, geom.rhs_dilation))))
@@ -211,6 +199,17 @@ def _filter_grad(geom: ConvGeometry, dy_side: tuple[int, ...], x: np.ndarray, dy
     for j, i in enumerate(dy_side):
         order[i] = ky_axes[j]
     return np.ascontiguousarray(out.transpose(*order, len(kx), out.ndim - 1))
+
+
+def _x_windows(xp: np.ndarray, geom: ConvGeometry, dy_side: tuple[int, ...]) -> np.ndarray:
+    """A[n, *p, *t_x, c] = xp[n, p (dy-side axes) | p * s + t * d (x-side axes), c], a read-only view
+    of the padded x on the grid of p (see ``_grid``)."""
+    st, x_side = xp.strides, [i for i in range(geom.rank) if i not in dy_side]
+    return as_strided(
+        xp, (geom.batch, *_grid(geom, dy_side), *(geom.kernel[i] for i in x_side), xp.shape[-1]),
+        (st[0], *(st[i + 1] * (1 if i in dy_side else geom.stride[i]) for i in range(geom.rank)),
+         *(st[i + 1] * geom.rhs_dilation[i] for i in x_side), st[-1]),
+        writeable=False)
 
 
 def _candidates(geom: ConvGeometry) -> list[tuple[int, ...]]:
