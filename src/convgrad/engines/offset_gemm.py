@@ -62,15 +62,14 @@ class OffsetGemm:
 def _forward(geom: ConvGeometry, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     g, cg, og, t = geom.group_dims
     o = geom.out_channels
-    padded = geom.tight_padded
-    y = np.zeros((geom.batch, *padded, o), dtype=x.dtype)
+    y = np.zeros((geom.batch, *geom.tight_padded, o), dtype=x.dtype)
     if y.size and cg:
         xf = pad_or_crop(x, geom.tight_padding).reshape(-1, geom.in_channels)
         yf = y.reshape(-1, o)
-        offsets, count = _offsets(geom, padded)
+        offsets, blocks = _sweep(geom, "forward", x.itemsize)
         wf = np.ascontiguousarray(w.reshape(t, cg, o))
         gemm = gemm_for(x.dtype)
-        for r0, r1 in _row_blocks("forward", count, geom.in_channels + o, x.itemsize):
+        for r0, r1 in blocks:
             if g == 1 and gemm is not None:
                 c = yf[r0:r1].T  # (O, R) Fortran-ordered: BLAS writes the rows in place
                 for i, off in enumerate(offsets):
@@ -85,17 +84,16 @@ def _forward(geom: ConvGeometry, x: np.ndarray, w: np.ndarray) -> np.ndarray:
 def _input_grad(geom: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
     g, cg, og, t = geom.group_dims
     c_in = geom.in_channels
-    padded = geom.tight_padded
     dx = padded_zeros(geom, dy.dtype)
     if dy.size and cg:
-        dyf = _embed(dy, padded).reshape(-1, geom.out_channels)
+        dyf = _embed(dy, geom.tight_padded).reshape(-1, geom.out_channels)
         dxf = dx.reshape(-1, c_in)
-        offsets, count = _offsets(geom, padded)
+        offsets, blocks = _sweep(geom, "input_grad", dy.itemsize)
         wf = np.ascontiguousarray(w.reshape(t, cg, geom.out_channels))
         gemm = gemm_for(dy.dtype)
         if g == 1 and gemm is not None:
             wcols = [np.asfortranarray(wf[i]) for i in range(t)]  # (C, O) per offset
-        for r0, r1 in _row_blocks("input_grad", count, c_in + geom.out_channels, dy.itemsize):
+        for r0, r1 in blocks:
             if g == 1 and gemm is not None:
                 b = dyf[r0:r1].T
                 for i, off in enumerate(offsets):
@@ -112,15 +110,14 @@ def _input_grad(geom: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np.ndarray
 def _filter_grad(geom: ConvGeometry, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
     g, cg, og, t = geom.group_dims
     o = geom.out_channels
-    padded = geom.tight_padded
     dw = np.zeros((t, cg, o), dtype=x.dtype)
     if dy.size and cg:
         xf = pad_or_crop(x, geom.tight_padding).reshape(-1, geom.in_channels)
-        dyf = _embed(dy, padded).reshape(-1, o)
-        offsets, count = _offsets(geom, padded)
+        dyf = _embed(dy, geom.tight_padded).reshape(-1, o)
+        offsets, blocks = _sweep(geom, "filter_grad", x.itemsize)
         gemm = gemm_for(x.dtype)
         dwg = dw.reshape(t, cg, g, og)
-        for r0, r1 in _row_blocks("filter_grad", count, geom.in_channels + o, x.itemsize):
+        for r0, r1 in blocks:
             if g == 1 and gemm is not None:
                 a = dyf[r0:r1].T  # (O, R)
                 for i, off in enumerate(offsets):
@@ -133,19 +130,16 @@ def _filter_grad(geom: ConvGeometry, x: np.ndarray, dy: np.ndarray) -> np.ndarra
     return dw.reshape(*geom.kernel, cg, o)
 
 
-def _offsets(geom: ConvGeometry, padded: tuple[int, ...]) -> tuple[list[int], int]:
-    """Row offset of each kernel offset, and how many output rows cover every valid output."""
+def _sweep(geom: ConvGeometry, op: Op, itemsize: int) -> tuple[list[int], list[tuple[int, int]]]:
+    """The row offset of each kernel offset, and the blocks of output rows that cover every valid
+    output (rows on the padded grid)."""
+    padded = geom.tight_padded
     steps = [math.prod(padded[i + 1 :]) for i in range(len(padded))]
-    offsets = [
-        sum(ti * d * st for ti, d, st in zip(t, geom.rhs_dilation, steps))
-        for t in np.ndindex(*geom.kernel)
-    ]
-    return offsets, geom.batch * math.prod(padded) - offsets[-1]
-
-
-def _row_blocks(op: Op, count: int, width: int, itemsize: int) -> list[tuple[int, int]]:
-    rows = max(256, BLOCK_BYTES[op] // max(1, width * itemsize))
-    return [(r, min(r + rows, count)) for r in range(0, count, rows)]
+    offsets = [sum(ti * d * st for ti, d, st in zip(t, geom.rhs_dilation, steps))
+               for t in np.ndindex(*geom.kernel)]
+    count = geom.batch * math.prod(padded) - offsets[-1]
+    rows = max(256, BLOCK_BYTES[op] // max(1, (geom.in_channels + geom.out_channels) * itemsize))
+    return offsets, [(r, min(r + rows, count)) for r in range(0, count, rows)]
 
 
 def _embed(dy: np.ndarray, padded: tuple[int, ...]) -> np.ndarray:
