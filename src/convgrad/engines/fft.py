@@ -20,6 +20,7 @@ The block length is the one the cost model likes best, the whole axis included.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from functools import partial
 
@@ -214,13 +215,8 @@ def _segment(geom: ConvGeometry, b: int) -> int:
 
 def _block_geometry(geom: ConvGeometry, b: int) -> ConvGeometry:
     """One block of ``b`` outputs along the first axis, as a batch of unpadded segments."""
-    seg = _segment(geom, b)
-    rest = geom.tight_padded[1:]
-    return ConvGeometry(
-        batch=geom.batch * _block_count(geom, b), in_channels=geom.in_channels,
-        out_channels=geom.out_channels, in_spatial=(seg, *rest), kernel=geom.kernel,
-        stride=geom.stride, padding=((0, 0),) * geom.rank, lhs_dilation=(1,) * geom.rank,
-        rhs_dilation=geom.rhs_dilation, feature_group_count=geom.feature_group_count)
+    return dataclasses.replace(geom, batch=geom.batch * _block_count(geom, b), padding=((0, 0),) * geom.rank,
+                               in_spatial=(_segment(geom, b), *geom.tight_padded[1:]))
 
 
 def _segments(x: np.ndarray, geom: ConvGeometry, b: int) -> np.ndarray:
