@@ -57,44 +57,36 @@ def stderr() -> Console:
 
 
 class Steps:
-    """A progress bar of named steps on stderr; silent unless stderr is a terminal."""
+    """A progress bar of named steps on stderr (``progress`` None: silent): ``step(name)`` starts
+    the next one."""
 
     def __init__(self, progress: Progress | None, total: int) -> None:
-        self._progress = progress
+        self._progress, self._done = progress, -1
         self._task = progress.add_task("", total=total) if progress else None
-        self._started = False
 
-    def __call__(self, name: str) -> None:
-        if self._progress is None:
-            return
-        if self._started:
-            self._progress.advance(self._task)
-        self._started = True
-        self._progress.update(self._task, description=name)
+    def __call__(self, name: str = "") -> None:
+        self._done += 1
+        if self._progress is not None:
+            self._progress.update(self._task, completed=self._done, description=name or None)
 
     def set_total(self, total: int) -> None:
         if self._progress is not None:
             self._progress.update(self._task, total=total)
 
-    def finish(self) -> None:
-        if self._progress is not None and self._started:
-            self._progress.advance(self._task)
-
 
 @contextlib.contextmanager
 def steps(total: int, label: str) -> Iterator[Steps]:
+    """Steps on stderr when it is a terminal and rich is installed."""
     if not has_rich() or not sys.stderr.isatty():
         yield Steps(None, total)
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    err = stderr()
-    progress = Progress(TextColumn(f"[bold]{label}[/] {{task.description:<44}}"), BarColumn(),
-                        MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True)
-    with progress:
+    with Progress(TextColumn(f"[bold]{label}[/] {{task.description:<44}}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=stderr(), transient=True) as progress:
         s = Steps(progress, total)
         yield s
-        s.finish()
+        s()  # the last step done
 
 
 def _clean(value: object) -> object:
