@@ -11,6 +11,7 @@ negative pad crops, the cropped input samples (drawn, hatched, so the crop is vi
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .._formulas import dilate_dim
@@ -41,20 +42,12 @@ class Axis:
         return len(self.tap_labels)
 
 
-def _grid(length: int, before: int, after: int, kind_of: object) -> tuple[list[str], int]:
-    """Cells covering both the sequence [0, length) and its padded range; returns (kinds, offset)
-    with offset the sequence index of grid cell 0."""
+def _grid(length: int, before: int, after: int, kind_of: Callable[[int], str]) -> tuple[list[str], int]:
+    """Cells covering both the sequence [0, length) and its padded range [-before, length + after);
+    returns (kinds, offset) with offset the sequence index of grid cell 0."""
     start = min(0, -before)
-    stop = max(length, length + after)
-    padded = range(-before, length + after)  # sequence indices inside the padded range
-    kinds = []
-    for i in range(start, stop):
-        if i not in padded:
-            kinds.append(CROP)
-        elif 0 <= i < length:
-            kinds.append(kind_of(i))  # type: ignore[operator]
-        else:
-            kinds.append(PAD)
+    kinds = [CROP if not -before <= i < length + after else kind_of(i) if 0 <= i < length else PAD
+             for i in range(start, max(length, length + after))]
     return kinds, start
 
 
