@@ -83,12 +83,19 @@ def sizes(name: str, value: object, rank: int) -> tuple[int, ...]:
     return _canon.int_tuple(name, value, rank, minimum=1)
 
 
-def ints(name: str, value: object, rank: int, default: int = 1) -> tuple[int, ...]:
-    return _canon.int_tuple(name, default if value is None else value, rank, minimum=1)
+def stride_dilation_groups(p: dict, rank: int, names: str, n_plus_2: bool = False) -> tuple[
+        tuple[int, ...], tuple[int, ...], int]:
+    """A call's stride, dilation and groups by the framework's ``names`` ('stride dilation
+    groups'), 1 where not given; ``n_plus_2``: TensorFlow's channels-last N + 2 form is taken too."""
+    stride, dilation, groups = names.split()
 
+    def ints(name: str) -> tuple[int, ...]:
+        v = p.get(name)
+        v = v[1:-1] if n_plus_2 and isinstance(v, (list, tuple)) and len(v) == rank + 2 else v
+        return _canon.int_tuple(name, 1 if v is None else v, rank, minimum=1)
 
-def groups(value: object) -> int:
-    return _canon.positive_int("groups", 1 if value is None else value)
+    g = p.get(groups)
+    return ints(stride), ints(dilation), _canon.positive_int(groups, 1 if g is None else g)
 
 
 def forward(op: str, n: tuple[int, ...], o: tuple[int, ...], k: tuple[int, ...], s: tuple[int, ...],

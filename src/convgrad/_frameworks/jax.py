@@ -23,10 +23,9 @@ from ._common import (
     call_routes,
     conv_from_pads,
     forward,
-    groups,
-    ints,
     letters,
     pairs_text,
+    stride_dilation_groups,
     tuple_text,
 )
 
@@ -69,9 +68,8 @@ def transpose_padding(k_eff: int, s: int, padding: object) -> tuple[int, int]:
 # --- translate ----------------------------------------------------------------------------------
 def read(op: str, size: tuple[int, ...], k: tuple[int, ...], p: dict) -> Conv:
     rank = len(k)
-    s = ints("strides", p.get("window_strides" if op == "conv" else "strides"), rank)
-    d = ints("rhs_dilation", p.get("rhs_dilation"), rank)
-    g = groups(p.get("feature_group_count"))
+    s, d, g = stride_dilation_groups(p, rank, ("window_strides" if op == "conv" else "strides")
+                                     + " rhs_dilation feature_group_count")
     padding = p.get("padding", "VALID")
     if op == "conv":
         if isinstance(padding, str) and padding not in ("SAME", "SAME_LOWER", "VALID"):

@@ -26,10 +26,9 @@ from ._common import (
     call_routes,
     conv_from_pads,
     forward,
-    groups,
-    ints,
     letters,
     sizes,
+    stride_dilation_groups,
     unused,
 )
 
@@ -64,8 +63,7 @@ def conv_pads(c: Conv) -> tuple[list[int] | None, list[int]]:
 # --- translate ----------------------------------------------------------------------------------
 def read(op: str, size: tuple[int, ...], k: tuple[int, ...], p: dict) -> Conv:
     rank = len(k)
-    s, d = ints("strides", p.get("strides"), rank), ints("dilations", p.get("dilations"), rank)
-    g = groups(p.get("group"))
+    s, d, g = stride_dilation_groups(p, rank, "strides dilations group")
     auto = p.get("auto_pad", "NOTSET")
     if auto not in ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"):
         raise ValueError(f"onnx auto_pad={auto!r} is not NOTSET, SAME_UPPER, SAME_LOWER or VALID")

@@ -24,11 +24,10 @@ from ._common import (
     autodiff_routes,
     call_routes,
     conv_from_pads,
-    groups,
-    ints,
     kwargs_text,
     letters,
     sizes,
+    stride_dilation_groups,
     transpose_from_output,
 )
 
@@ -86,15 +85,9 @@ def _pad_first(c: Conv) -> str:
 
 
 # --- translate ----------------------------------------------------------------------------------
-def _seq(name: str, value: object, rank: int) -> tuple[int, ...]:
-    if isinstance(value, (list, tuple)) and len(value) == rank + 2 and rank + 2 != 1:
-        value = value[1:-1]  # channels-last N + 2 form
-    return ints(name, value, rank)
-
-
 def read(op: str, size: tuple[int, ...], k: tuple[int, ...], p: dict) -> Conv:
     rank = len(k)
-    s, d = _seq("strides", p.get("strides"), rank), _seq("dilations", p.get("dilations"), rank)
+    s, d, g = stride_dilation_groups(p, rank, "strides dilations groups", n_plus_2=True)
     pad = p.get("padding", "VALID")
     if isinstance(pad, str):
         if pad not in ("SAME", "VALID"):
@@ -109,7 +102,6 @@ def read(op: str, size: tuple[int, ...], k: tuple[int, ...], p: dict) -> Conv:
         if any(v < 0 for pair in pairs for v in pair):
             raise ValueError(f"tf padding={pad}: TensorFlow's explicit pads are non-negative")
         spec = pairs
-    g = groups(p.get("groups"))
     if op == "conv":
         return conv_from_pads(size, k, s, d, spec, g)
     out = p.get("output_shape")

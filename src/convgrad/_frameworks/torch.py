@@ -24,10 +24,9 @@ from ._common import (
     call_routes,
     conv_from_pads,
     forward,
-    groups,
-    ints,
     kwargs_text,
     letters,
+    stride_dilation_groups,
     unused,
 )
 
@@ -59,8 +58,7 @@ def pad_list(pairs: object) -> list[int]:
 # --- translate ----------------------------------------------------------------------------------
 def read(op: str, size: tuple[int, ...], k: tuple[int, ...], p: dict) -> Conv:
     rank = len(k)
-    s, d = ints("stride", p.get("stride"), rank), ints("dilation", p.get("dilation"), rank)
-    g = groups(p.get("groups"))
+    s, d, g = stride_dilation_groups(p, rank, "stride dilation groups")
     padding = p.get("padding", 0)
     if op == "conv":
         if padding == "same":
