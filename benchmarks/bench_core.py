@@ -21,7 +21,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--cases", nargs="*", default=[c.name for c in suite.CASES],
-                        help=f"any of {', '.join(suite.case_names())}")
+                        help=f"any of {', '.join(c.name for c in (*suite.CASES, *suite.EXTRA_CASES))}")
     parser.add_argument("--frameworks", default="torch",
                         help=f"comma-separated, from {','.join(suite.FRAMEWORKS)}")
     parser.add_argument("--write", metavar="FILE", help="write the report (markdown) to FILE")

@@ -51,20 +51,16 @@ def _import() -> Any:
 
 
 def padding(c: Conv) -> str | list[list[int]] | None:
-    """TensorFlow's ``padding`` for the conv ``c``: 'SAME', 'VALID', explicit N + 2 pairs (the 2-D
-    ops only, non-negative), or None: not expressible."""
-    if _is_same(c):
+    """TensorFlow's ``padding`` for the conv ``c``: 'SAME' (ceil(n / s) outputs, half the total pad
+    before, the odd one after), 'VALID', explicit N + 2 pairs (the 2-D ops only, non-negative), or
+    None: not expressible."""
+    if all(b == same_total_pad(n, ke, s) // 2 and o == -(-n // s)
+           for b, n, ke, s, o in zip(c.before, c.n, c.keff, c.s, c.o)):
         return "SAME"
     if all(b == 0 for b in c.before) and c.after_pads((0,) * c.rank) is not None:
         return "VALID"
     after = c.after_pads() if c.rank == 2 and all(b >= 0 for b in c.before) else None
     return None if after is None else [[0, 0], *([b, a] for b, a in zip(c.before, after)), [0, 0]]
-
-
-def _is_same(c: Conv) -> bool:
-    """SAME: ceil(n / s) outputs, half the total pad before (the odd one after)."""
-    return all(b == same_total_pad(n, ke, s) // 2 and o == -(-n // s)
-               for b, n, ke, s, o in zip(c.before, c.n, c.keff, c.s, c.o))
 
 
 def gradient_limits(g: ConvGeometry) -> list[str]:

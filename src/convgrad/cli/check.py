@@ -40,11 +40,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="check that every way of computing the gradients agrees",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_geometry_arguments(p)
-    add_check_options(p)
-    return p
-
-
-def add_check_options(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("check")
     o.add_argument("--frameworks", default=",".join(DEFAULT_FRAMEWORKS), metavar="LIST",
                    help=f"comma-separated, from {','.join(_frameworks.FRAMEWORKS)}; 'all' or 'none' "
@@ -55,6 +50,7 @@ def add_check_options(p: argparse.ArgumentParser) -> None:
     o.add_argument("--values", choices=("int", "normal"), default="int",
                    help="example arrays: random integers 0..9 as in the seed note (default), or normal")
     o.add_argument("--json", action="store_true", help="print the results as JSON")
+    return p
 
 
 def run(ns: argparse.Namespace) -> int:

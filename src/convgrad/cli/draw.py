@@ -227,13 +227,9 @@ def draw(scene: _scene.Scene, path: str, *, still: str = "auto", fps: float = 1.
     layout = grid_layout(scene) if mode == "grid" else animation_layout(scene)
     fig = _figure(layout)
     (_paint_grid if mode == "grid" else _paint_overlay)(fig, layout, scene)
-    fig.savefig(path, dpi=DPI, format=ext[1:], metadata=_metadata(ext))
+    # Reproducible files: no creation date in an SVG.
+    fig.savefig(path, dpi=DPI, format=ext[1:], metadata={"Date": None} if ext == ".svg" else {})
     return DrawResult(path, layout.width, layout.height, 1, f"{mode} still", layout)
-
-
-def _metadata(ext: str) -> dict:
-    # Reproducible files: no creation date.
-    return {"Date": None} if ext == ".svg" else {}
 
 
 def _figure(layout: Layout) -> object:

@@ -85,10 +85,6 @@ EXTRA_CASES = (
 )
 
 
-def case_names() -> tuple[str, ...]:
-    return tuple(c.name for c in (*CASES, *EXTRA_CASES))
-
-
 def get_cases(names: Iterable[str] | None = None) -> list[Case]:
     """The named cases (all of CASES when None); unknown names are a ValueError listing the valid ones."""
     by_name = {c.name: c for c in (*CASES, *EXTRA_CASES)}
