@@ -34,8 +34,9 @@ class Explanation:
 
 
 def explain(g: ConvGeometry, data_format: str = "channels_first", dtype: object = np.float64,
-            frameworks: tuple[str, ...] = ("torch", "tf", "jax", "onnx")) -> Explanation:
-    """Explain ``g`` for arrays in ``data_format`` of ``dtype``, with ``frameworks``' calls."""
+            *frameworks: str) -> Explanation:
+    """Explain ``g`` for arrays in ``data_format`` of ``dtype``, with ``frameworks``' calls (default:
+    every framework with a writer)."""
     fmt = data_format
     sizes = g.input_size_range()
     left = unused(g)
@@ -49,7 +50,7 @@ def explain(g: ConvGeometry, data_format: str = "channels_first", dtype: object 
     b = [g.out_channels]
     shapes = {"x": x, "w": w, "y": y, "b": b, "dy": y, "d_x": x, "d_w": w, "d_b": b}
     return Explanation(dims, shapes, gradients(g, fmt), costs(g, fmt, dtype),
-                       {name: spelling(name, g, fmt) for name in frameworks})
+                       {name: spelling(name, g, fmt) for name in frameworks or _frameworks.with_("write")})
 
 
 def _geom_dict(h: ConvGeometry) -> dict:

@@ -12,15 +12,13 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 from rich.text import Text
 
+from .. import _frameworks
 from .._frameworks._common import tuple_text as _t
 from . import _console
 from ._args import GeometryArgs, add_geometry_arguments, geometry_dict
 
 if TYPE_CHECKING:
     from rich.console import Console
-
-FRAMEWORK_NAMES = ("torch", "tf", "jax", "onnx")
-
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
@@ -30,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "for it, FLOPs and memory of each op, the engine the planner picks and why, and the "
         "equivalent call in PyTorch, TensorFlow, JAX and ONNX.")
     add_geometry_arguments(p)
-    p.add_argument("--framework", choices=FRAMEWORK_NAMES, action="append",
+    p.add_argument("--framework", choices=_frameworks.with_("write"), action="append",
                    help="show only this framework's equivalent (repeatable); default all")
     p.add_argument("--json", action="store_true", help="print the explanation as JSON")
     return p
@@ -40,7 +38,7 @@ def run(ns: argparse.Namespace) -> int:
     from .._explain import explain
 
     args = GeometryArgs.from_namespace(ns)
-    e = explain(args.geometry, args.data_format, args.dtype, tuple(ns.framework or FRAMEWORK_NAMES))
+    e = explain(args.geometry, args.data_format, args.dtype, *(ns.framework or ()))
     data = {"command": "explain", "geometry": geometry_dict(args), **e.as_dict()}
     if ns.json:
         _console.print_json(data)

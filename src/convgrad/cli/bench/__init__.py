@@ -35,17 +35,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def _selected(text: str) -> tuple[str, ...]:
-    """--frameworks: 'all' is the installed ones."""
-    try:
-        names = _frameworks.parse(text, suite.FRAMEWORKS)
-    except ValueError as e:
-        raise ArgumentError(str(e)) from None
-    if text.strip().lower() == "all":
-        return tuple(f for f in names if _frameworks.installed(f))
-    return names
-
-
 def run(ns: argparse.Namespace) -> int:
     try:
         cases = suite.get_cases(ns.cases)
@@ -53,16 +42,19 @@ def run(ns: argparse.Namespace) -> int:
         raise ArgumentError(str(e)) from None
     if ns.repeats < 1:
         raise ArgumentError(f"--repeats must be >= 1, got {ns.repeats}")
-    frameworks = _selected(ns.frameworks)
-    missing = [f for f in frameworks if not _frameworks.installed(f)]
+    try:
+        frameworks = _frameworks.parse(ns.frameworks, suite.FRAMEWORKS)
+    except ValueError as e:
+        raise ArgumentError(str(e)) from None
+    present = tuple(f for f in frameworks if _frameworks.installed(f))
     if ns.plot:
         if os.path.splitext(ns.plot)[1].lower() not in (".png", ".svg", ".pdf"):
             raise ArgumentError(f"--plot {ns.plot!r}: the file name must end in .png, .svg or .pdf")
         _console.require("--plot", "matplotlib")
     err = _console.stderr()
-    for f in missing:
-        err.print(f"{f}: not installed, skipped (pip install {_frameworks.module(f).PIP})")
-    present = tuple(f for f in frameworks if f not in missing)
+    for f in () if ns.frameworks.strip().lower() == "all" else frameworks:  # 'all': the installed ones
+        if f not in present:
+            err.print(f"{f}: not installed, skipped (pip install {_frameworks.module(f).PIP})")
     rows: list[dict] = []
     with _console.steps(3 * len(cases), "bench") as step:
         for case in cases:
