@@ -309,12 +309,11 @@ def _legend(fig: object, layout: Layout, scene: _scene.Scene) -> None:
 def _describe_step(scene: _scene.Scene, step: tuple[int, int]) -> str:
     i, j = step
     cell = f"[{j}]" if scene.rows.cells == 1 and scene.rows.out_len == 1 else f"[{i}, {j}]"
-    out = {"forward": "y", "transpose": "y", "input-grad": "d_x", "filter-grad": "d_w"}[scene.op]
     what = {"forward": "sum of w · x under the window",
             "transpose": "sum of flipped w · dilated x under the window",
             "input-grad": "sum of flipped w · dilated dy under the window",
             "filter-grad": "sum of dy · x under the window (dy's samples stride apart)"}[scene.op]
-    return f"{out}{cell} = {what}"
+    return f"{scene.output_label.split(' =')[0]}{cell} = {what}"
 
 
 def _paint_frame(fig: object, layout: Layout, scene: _scene.Scene, k: int) -> None:
