@@ -5,15 +5,7 @@ No I/O here: a route is a name and a function of the example arrays;
 product; the frameworks' routes are in ``convgrad._frameworks``.
 
 The explicit routes spell the transposition identities out in NumPy, independently of
-``convgrad.identities`` (which runs them through ``conv_general``):
-
-* d_x: zero-insert dy by the stride (s - 1 zeros between samples), pad it by
-  ``ConvGeometry.input_grad_padding`` (negative pads crop), and correlate it with the filter
-  flipped in every spatial axis, its input and output channels swapped within each group, at the
-  forward's kernel dilation and stride 1.
-* d_w: pad x by ``ConvGeometry.filter_grad_padding``, swap batch and channels in x and in dy, and
-  correlate x with dy as the kernel: dy dilated by the stride, windows the kernel dilation apart;
-  one correlation per group.
+``convgrad.identities`` (which runs them through ``conv_general``).
 """
 
 from __future__ import annotations
@@ -56,7 +48,9 @@ def flip_swap(w: np.ndarray, groups: int) -> np.ndarray:
 
 # --- the explicit NumPy routes ----------------------------------------------------------------
 def dx_explicit(p: Problem) -> np.ndarray:
-    """Full correlation of the zero-inserted, padded dy with the flipped, swapped filter."""
+    """dy zero-inserted by the stride (s - 1 zeros between samples), padded by
+    ``input_grad_padding`` (negative pads crop), correlated with w flipped in space, its in and
+    out channels swapped within each group, at the forward's kernel dilation and stride 1."""
     g = p.geom
     dy = zero_insert(p.view("dy", CF), g.stride, 2)
     dy = pad_or_crop(dy, g.input_grad_padding, 2)
@@ -66,7 +60,8 @@ def dx_explicit(p: Problem) -> np.ndarray:
 
 
 def dw_explicit(p: Problem) -> np.ndarray:
-    """Correlation of x (batch <-> channels) with dy (batch <-> channels) as the kernel, per group."""
+    """x padded by ``filter_grad_padding``, batch and channels swapped in x and dy, correlated
+    with dy as the kernel: dy dilated by the stride, windows the kernel dilation apart; per group."""
     g = p.geom
     x = pad_or_crop(p.view("x", CF), g.filter_grad_padding, 2)
     dy = p.view("dy", CF)
