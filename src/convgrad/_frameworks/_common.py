@@ -115,18 +115,11 @@ def conv_from_pads(n: tuple[int, ...], k: tuple[int, ...], s: tuple[int, ...], d
 
 
 def transpose_from_output(o: tuple[int, ...], n: tuple[int, ...], k: tuple[int, ...], s: tuple[int, ...],
-                          d: tuple[int, ...], padding: object, g: int, who: str) -> Conv:
+                          d: tuple[int, ...], padding: object, g: int) -> Conv:
     """A transposed conv of input ``o`` whose output ``n`` is given, with the forward conv's
-    padding spec: check that the forward conv maps ``n`` back to ``o``."""
-    spec = parse_padding(padding, len(k))
-    for i, (size, (lo, hi)) in enumerate(zip(n, spec.input_size_range(o, k, s, d))):
-        if not lo <= size <= hi:
-            raise ValueError(
-                f"{who}: output size {size} in dim {i} is unreachable: the forward conv maps "
-                f"{lo}..{hi} to {o[i]}"
-            )
-    before = tuple(p[0] for p in spec.resolve(n, k, s, d))
-    return forward("conv_transpose", n, o, k, s, d, before, g)
+    padding spec; the core checks that the forward conv maps ``n`` back to ``o``."""
+    return Conv.of(ConvGeometry.for_transpose((1, g, *o), (g, 1, *k), stride=s, padding=padding, dilation=d,
+                                              groups=g, output_shape=(1, g, *n)), "conv_transpose")
 
 
 # --- the answer ---------------------------------------------------------------------------------

@@ -103,7 +103,7 @@ def read(op: str, size: tuple[int, ...], k: tuple[int, ...], p: dict) -> Conv:
     out = p.get("output_shape")
     if out is None:
         raise TypeError("tf conv_transpose needs output_shape (its spatial sizes)")
-    return transpose_from_output(size, sizes("output_shape", out, rank), k, s, d, spec, g, "tf")
+    return transpose_from_output(size, sizes("output_shape", out, rank), k, s, d, spec, g)
 
 
 def write(c: Conv) -> Translation:
