@@ -118,8 +118,5 @@ def print_json(data: dict) -> None:
 
 
 def fmt_err(v: float | None) -> str:
-    if v is None:
-        return "—"
-    if v == 0:
-        return "0"
-    return f"{v:.2e}"
+    """An error for the tables: a dash when not computed, 0 when exact."""
+    return "—" if v is None else "0" if v == 0 else f"{v:.2e}"
