@@ -168,6 +168,19 @@ def _padding(padding: object, rank: int, first: bool, *, explicit: bool, func: s
     return [list(p) for p in spatial]
 
 
+def _window(func: str, rank: int, data_format: object, strides: object, padding: object, dilations: object, *,
+            explicit: bool, raw: bool = False, depthwise: bool = False, stride_name: str = "strides",
+            legacy_1d: bool = False) -> tuple[bool, tuple[int, ...], object, tuple[int, ...]]:
+    """(channels_first, strides, padding, dilations) of a call by TensorFlow's rules: ``raw`` ops
+    take strides and dilations of ``rank + 2`` values, depthwise ops equal row and column strides,
+    ``explicit`` ones explicit pads."""
+    first = _channels_first(data_format, rank, legacy_1d=legacy_1d)
+    s = _sequence(stride_name, _required(stride_name, strides), rank, first, full_only=raw)
+    s = _equal_strides(s, strides) if depthwise else s
+    d = _sequence("dilations", dilations, rank, first, full_only=raw)
+    return first, s, _padding(_required("padding", padding), rank, first, explicit=explicit, func=func), d
+
+
 _CONV_DTYPES = ("float16", "float32", "float64", "int32")
 _DEPTHWISE_DTYPES = ("float16", "float32", "float64")
 
@@ -352,49 +365,34 @@ def _filter_grad(func: str, x: object, sizes: object, dy: object, rank: int, fir
 def conv1d(input=None, filters=None, stride=None, padding=None, data_format="NWC", dilations=None,
            name=None, *, value=None, use_cudnn_on_gpu=None):
     """``tf.nn.conv1d``: x ``batch_shape + [W, C]`` (NWC) or ``batch_shape + [C, W]`` (NCW),
-    filters ``[k, C / groups, O]``; the output has ``ceil(W / s)`` samples with SAME,
-    ``ceil((W - (k - 1) * d) / s)`` with VALID. TF 1: ``value=`` for ``input``. Padding
-    'SAME' or 'VALID'.
-    """
+    filters ``[k, C / groups, O]``; padding 'SAME' or 'VALID'. TF 1: ``value=`` for ``input``."""
     x = _pick("input", input, "value", value)
-    first = _channels_first(data_format, 1, legacy_1d=True)
-    s = _sequence("stride", _required("stride", stride), 1, first)
-    d = _sequence("dilations", dilations, 1, first)
-    p = _padding(_required("padding", padding), 1, first, explicit=False, func="conv1d")
-    return _conv("conv1d", x, _required("filters", filters), 1, first, s, p, d)
+    window = _window("conv1d", 1, data_format, stride, padding, dilations, explicit=False,
+                     stride_name="stride", legacy_1d=True)
+    return _conv("conv1d", x, _required("filters", filters), 1, *window)
 
 
 @op_with_vjp
 def conv2d(input=None, filters=None, strides=None, padding=None, data_format="NHWC", dilations=None,
            name=None, *, filter=None, use_cudnn_on_gpu=True):
     """``tf.nn.conv2d``: x ``batch_shape + [H, W, C]`` (NHWC) or ``batch_shape + [C, H, W]``
-    (NCHW), filters HWIO ``[kh, kw, C / groups, O]``; per axis the output has ``ceil(n / s)``
-    samples with SAME (extra pad at the end), ``ceil((n - (k - 1) * d) / s)`` with VALID, or
-    ``(n + before + after - (k - 1) * d - 1) // s + 1`` with explicit
-    ``[[0, 0], [top, bottom], [left, right], [0, 0]]``. TF 1: ``filter=`` for ``filters``.
-    """
+    (NCHW), filters HWIO ``[kh, kw, C / groups, O]``; padding SAME, VALID or explicit
+    ``[[0, 0], [top, bottom], [left, right], [0, 0]]`` (``(n + top + bottom - (k - 1) * d - 1)
+    // s + 1`` samples). TF 1: ``filter=`` for ``filters``."""
     w = _pick("filters", filters, "filter", filter)
-    first = _channels_first(data_format, 2)
-    s = _sequence("strides", _required("strides", strides), 2, first)
-    d = _sequence("dilations", dilations, 2, first)
-    p = _padding(_required("padding", padding), 2, first, explicit=True, func="conv2d")
-    return _conv("conv2d", input, w, 2, first, s, p, d)
+    return _conv("conv2d", input, w, 2, *_window("conv2d", 2, data_format, strides, padding, dilations,
+                                                 explicit=True))
 
 
 @op_with_vjp
 def conv3d(input=None, filters=None, strides=None, padding=None, data_format="NDHWC", dilations=None,
            name=None, *, filter=None):
     """``tf.nn.conv3d``: x ``batch_shape + [D, H, W, C]`` (NDHWC) or ``[N, C, D, H, W]``
-    (NCDHW), filters ``[kd, kh, kw, C / groups, O]``; SAME gives ``ceil(n / s)`` samples,
-    VALID ``ceil((n - (k - 1) * d) / s)``. strides and dilations are lists of 5 (TensorFlow's
-    raw op). TF 1: ``filter=`` for ``filters``.
-    """
+    (NCDHW), filters ``[kd, kh, kw, C / groups, O]``; strides and dilations are lists of 5
+    (TensorFlow's raw op). TF 1: ``filter=`` for ``filters``."""
     w = _pick("filters", filters, "filter", filter)
-    first = _channels_first(data_format, 3)
-    s = _sequence("strides", _required("strides", strides), 3, first, full_only=True)
-    d = _sequence("dilations", dilations, 3, first, full_only=True)
-    p = _padding(_required("padding", padding), 3, first, explicit=False, func="conv3d")
-    return _conv("conv3d", input, w, 3, first, s, p, d)
+    window = _window("conv3d", 3, data_format, strides, padding, dilations, explicit=False, raw=True)
+    return _conv("conv3d", input, w, 3, *window)
 
 
 @op_with_vjp
@@ -402,10 +400,8 @@ def convolution(input=None, filters=None, strides=None, padding="VALID", data_fo
                 dilations=None, name=None, *, filter=None, dilation_rate=None):
     """``tf.nn.convolution``: rank-agnostic (1 to 3 spatial dims, from the filter's rank);
     x ``batch_shape + spatial + [C]`` unless data_format starts with "NC", filters
-    ``spatial + [C / groups, O]``; SAME gives ``ceil(n / s)`` samples, VALID
-    ``ceil((n - (k - 1) * d) / s)``. Dilation > 1 with stride > 1 is refused, as in TensorFlow.
-    TF 1: ``filter=``, ``dilation_rate=``.
-    """
+    ``spatial + [C / groups, O]``. Dilation > 1 with stride > 1 is refused, as in TensorFlow.
+    TF 1: ``filter=``, ``dilation_rate=``."""
     w = as_array("filters", _pick("filters", filters, "filter", filter))
     d_raw = _pick("dilations", dilations, "dilation_rate", dilation_rate, required=False)
     rank = w.ndim - 2
@@ -435,12 +431,10 @@ def conv2d_backprop_input(input_sizes, filter=None, out_backprop=None, strides=N
     d_out_backprop).
     """
     w = _pick("filter", filter, "filters", filters)
-    first = _channels_first(data_format, 2)
-    s = _sequence("strides", _required("strides", strides), 2, first, full_only=True)
-    d = _sequence("dilations", dilations, 2, first, full_only=True)
-    p = _padding(_required("padding", padding), 2, first, explicit=True, func="conv2d_backprop_input")
+    window = _window("conv2d_backprop_input", 2, data_format, strides, padding, dilations, explicit=True,
+                     raw=True)
     return _input_grad("conv2d_backprop_input", input_sizes, w, _required("out_backprop", out_backprop),
-                       2, first, s, p, d, filter_first=True)
+                       2, *window, filter_first=True)
 
 
 @op_with_vjp
@@ -450,11 +444,9 @@ def conv2d_backprop_filter(input, filter_sizes, out_backprop, strides, padding, 
     its HWIO filter of shape ``filter_sizes``, from the input and ``out_backprop`` (the conv's
     output shape). strides and dilations are lists of 4. Gradients: (d_input, d_out_backprop).
     """
-    first = _channels_first(data_format, 2)
-    s = _sequence("strides", strides, 2, first, full_only=True)
-    d = _sequence("dilations", dilations, 2, first, full_only=True)
-    p = _padding(padding, 2, first, explicit=True, func="conv2d_backprop_filter")
-    return _filter_grad("conv2d_backprop_filter", input, filter_sizes, out_backprop, 2, first, s, p, d)
+    window = _window("conv2d_backprop_filter", 2, data_format, strides, padding, dilations, explicit=True,
+                     raw=True)
+    return _filter_grad("conv2d_backprop_filter", input, filter_sizes, out_backprop, 2, *window)
 
 
 @op_with_vjp
@@ -464,11 +456,9 @@ def conv3d_backprop_input_v2(input_sizes, filter, out_backprop, strides, padding
     input of shape ``input_sizes`` (5 values, or the 3 spatial ones). Padding 'SAME' or
     'VALID'; strides and dilations lists of 5. Gradients: (d_filter, d_out_backprop).
     """
-    first = _channels_first(data_format, 3)
-    s = _sequence("strides", strides, 3, first, full_only=True)
-    d = _sequence("dilations", dilations, 3, first, full_only=True)
-    p = _padding(padding, 3, first, explicit=False, func="conv3d_backprop_input_v2")
-    return _input_grad("conv3d_backprop_input_v2", input_sizes, filter, out_backprop, 3, first, s, p, d,
+    window = _window("conv3d_backprop_input_v2", 3, data_format, strides, padding, dilations, explicit=False,
+                     raw=True)
+    return _input_grad("conv3d_backprop_input_v2", input_sizes, filter, out_backprop, 3, *window,
                        filter_first=True)
 
 
@@ -479,22 +469,17 @@ def conv3d_backprop_filter_v2(input, filter_sizes, out_backprop, strides, paddin
     its filter of shape ``filter_sizes`` (5 values). Padding 'SAME' or 'VALID'; strides and
     dilations lists of 5. Gradients: (d_input, d_out_backprop).
     """
-    first = _channels_first(data_format, 3)
-    s = _sequence("strides", strides, 3, first, full_only=True)
-    d = _sequence("dilations", dilations, 3, first, full_only=True)
-    p = _padding(padding, 3, first, explicit=False, func="conv3d_backprop_filter_v2")
-    return _filter_grad("conv3d_backprop_filter_v2", input, filter_sizes, out_backprop, 3, first, s, p, d)
+    window = _window("conv3d_backprop_filter_v2", 3, data_format, strides, padding, dilations, explicit=False,
+                     raw=True)
+    return _filter_grad("conv3d_backprop_filter_v2", input, filter_sizes, out_backprop, 3, *window)
 
 
 # --- transposed convolutions --------------------------------------------------------------------
 def _transpose(func: str, rank: int, x: object, w: object, output_shape: object, strides: object,
                padding: object, data_format: object, dilations: object) -> CoreCall:
-    first = _channels_first(data_format, rank)
-    s = _sequence("strides", _required("strides", strides), rank, first)
-    d = _sequence("dilations", dilations, rank, first)
-    p = _padding(padding, rank, first, explicit=rank == 2, func=func)
+    window = _window(func, rank, data_format, strides, padding, dilations, explicit=rank == 2)
     return _input_grad(func, _required("output_shape", output_shape), _required("filters", w),
-                       _required("input", x), rank, first, s, p, d, filter_first=False)
+                       _required("input", x), rank, *window, filter_first=False)
 
 
 @op_with_vjp
@@ -556,8 +541,7 @@ def conv_transpose(input, filters, output_shape, strides, padding="SAME", data_f
 
 
 # --- depthwise ----------------------------------------------------------------------------------
-def _depthwise_strides(strides: object, first: bool) -> tuple[int, ...]:
-    s = _sequence("strides", _required("strides", strides), 2, first, full_only=True)
+def _equal_strides(s: tuple[int, ...], strides: object) -> tuple[int, ...]:
     if s[0] != s[1]:
         raise ValueError(
             f"strides={list(strides)}: TensorFlow's depthwise convolution only supports equal "  # type: ignore[call-overload]
@@ -581,7 +565,7 @@ def depthwise_conv2d(input, filter, strides, padding, data_format=None, dilation
         if not hasattr(r, "__len__") or len(r) != 2:  # type: ignore[arg-type]
             raise ValueError(f"dilations (rate) must be 1-D of size 2, got {r!r}")
         d = tuple(r)  # type: ignore[arg-type]
-    s = _depthwise_strides(strides, first)
+    s = _equal_strides(_sequence("strides", _required("strides", strides), 2, first, full_only=True), strides)
     if any(v > 1 for v in d) and any(v != 1 for v in s):
         raise ValueError(
             "When dilation rate is greater than 1, then all values of strides must be 1. "
@@ -609,12 +593,10 @@ def depthwise_conv2d_backprop_input(input_sizes, filter, out_backprop, strides, 
     ``out_backprop`` ``[N, H_out, W_out, C * M]``. strides and dilations lists of 4.
     Gradients: (d_filter, d_out_backprop).
     """
-    first = _channels_first(data_format, 2)
-    s = _depthwise_strides(strides, first)
-    d = _sequence("dilations", dilations, 2, first, full_only=True)
-    p = _padding(padding, 2, first, explicit=True, func="depthwise_conv2d_backprop_input")
-    return _input_grad("depthwise_conv2d_backprop_input", input_sizes, filter, out_backprop, 2, first, s, p,
-                       d, filter_first=True, depthwise=True)
+    window = _window("depthwise_conv2d_backprop_input", 2, data_format, strides, padding, dilations,
+                     explicit=True, raw=True, depthwise=True)
+    return _input_grad("depthwise_conv2d_backprop_input", input_sizes, filter, out_backprop, 2, *window,
+                       filter_first=True, depthwise=True)
 
 
 @op_with_vjp
@@ -624,12 +606,10 @@ def depthwise_conv2d_backprop_filter(input, filter_sizes, out_backprop, strides,
     respect to its filter of shape ``filter_sizes = [kh, kw, C, M]``. strides and dilations
     lists of 4. Gradients: (d_input, d_out_backprop).
     """
-    first = _channels_first(data_format, 2)
-    s = _depthwise_strides(strides, first)
-    d = _sequence("dilations", dilations, 2, first, full_only=True)
-    p = _padding(padding, 2, first, explicit=True, func="depthwise_conv2d_backprop_filter")
-    return _filter_grad("depthwise_conv2d_backprop_filter", input, filter_sizes, out_backprop, 2, first, s,
-                        p, d, depthwise=True)
+    window = _window("depthwise_conv2d_backprop_filter", 2, data_format, strides, padding, dilations,
+                     explicit=True, raw=True, depthwise=True)
+    return _filter_grad("depthwise_conv2d_backprop_filter", input, filter_sizes, out_backprop, 2, *window,
+                        depthwise=True)
 
 
 # --- bias ---------------------------------------------------------------------------------------
