@@ -117,11 +117,8 @@ def conv(
     group: int = 1, kernel_shape: Sequence[int] | None = None, pads: Sequence[int] | None = None,
     strides: Sequence[int] | None = None,
 ) -> CoreCall:
-    """ONNX ``Conv``: cross-correlation of X ``(N, C, *S)`` with W ``(M, C / group, *K)``, plus B.
-
-    Shape model: ``out = (S + begin + end - ((K - 1) * dilation + 1)) // stride + 1`` per axis;
-    SAME_UPPER / SAME_LOWER pad to ``ceil(S / stride)`` outputs with the odd pad at the end /
-    the start (dilation included); VALID pads nothing.
+    """ONNX ``Conv``: cross-correlation of X ``(N, C, *S)`` with W ``(M, C / group, *K)``, plus B
+    (the module's shape model; SAME_* include the dilation).
 
     Examples
     --------
@@ -211,11 +208,9 @@ def conv_transpose(
 ) -> CoreCall:
     """ONNX ``ConvTranspose`` of X ``(N, C, *S)`` with W ``(C, M / group, *K)``, plus B ``(M,)``.
 
-    Shape model: ``out = stride * (S - 1) + output_padding + (K - 1) * dilation + 1 - begin - end``;
-    ``output_shape`` (spatial only) instead generates the pads from
-    ``total = stride * (S - 1) + output_padding + (K - 1) * dilation + 1 - output_shape``,
-    begin ``total // 2`` for SAME_UPPER and ``total - total // 2`` otherwise; SAME_* give
-    ``S * stride`` outputs. ``output_padding`` selects more computed samples at the end.
+    ``output_shape`` (spatial only) generates the pads: their total is the module's size without
+    pads minus ``output_shape``, begin ``total // 2`` for SAME_UPPER and ``total - total // 2``
+    otherwise; SAME_* give ``S * stride`` outputs.
 
     Examples
     --------

@@ -336,11 +336,8 @@ def conv_general_dilated(
     dimension_numbers: Any = None, feature_group_count: int = 1, batch_group_count: int = 1,
     precision: Any = None, preferred_element_type: Any = None,
 ) -> _GeneralConv:
-    """General dilated convolution (cross-correlation), as ``jax.lax.conv_general_dilated``.
-
-    Shape model: each spatial dim of ``lhs`` is dilated to ``(n - 1) * lhs_dilation + 1``, padded
-    by ``(low, high)`` (negative crops) and swept by windows of ``(k - 1) * rhs_dilation + 1``
-    taps every ``window_strides`` samples: ``max(0, (padded - k_eff) // stride + 1)`` outputs.
+    """General dilated convolution (cross-correlation), as ``jax.lax.conv_general_dilated``, with
+    the module's shape model.
 
     Parameters
     ----------
@@ -378,11 +375,8 @@ def conv(
     lhs: Any, rhs: Any, window_strides: Sequence[int], padding: Any, precision: Any = None,
     preferred_element_type: Any = None,
 ) -> _GeneralConv:
-    """``jax.lax.conv``: ``conv_general_dilated`` in the default layouts ``('NCHW', 'OIHW', 'NCHW')``.
-
-    Shape model: ``max(0, (n + low + high - k) // stride + 1)`` outputs per spatial dim, with
-    ``padding`` 'SAME' (``ceil(n / stride)`` outputs, odd pad at the end) or 'VALID'.
-    """
+    """``jax.lax.conv``: ``conv_general_dilated`` in the default layouts ``('NCHW', 'OIHW', 'NCHW')``,
+    ``padding`` 'SAME' (``ceil(n / stride)`` outputs, odd pad at the end) or 'VALID'."""
     return _resolve(lhs, rhs, window_strides, padding, None, None, None, 1, 1, precision,
                     preferred_element_type)
 
@@ -393,11 +387,7 @@ def conv_with_general_padding(
     lhs_dilation: Sequence[int] | None, rhs_dilation: Sequence[int] | None, precision: Any = None,
     preferred_element_type: Any = None,
 ) -> _GeneralConv:
-    """``jax.lax.conv_with_general_padding``: default layouts, explicit pads and both dilations.
-
-    Shape model: ``max(0, ((n - 1) * lhs_dilation + 1 + low + high - k_eff) // stride + 1)``
-    outputs per spatial dim, ``k_eff = (k - 1) * rhs_dilation + 1``.
-    """
+    """``jax.lax.conv_with_general_padding``: default layouts, explicit pads and both dilations."""
     return _resolve(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, None, 1, 1,
                     precision, preferred_element_type)
 

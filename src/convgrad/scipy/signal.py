@@ -192,9 +192,7 @@ def _nd(in1: object, in2: object, mode: object, method: object, *, convolve: boo
 def convolve(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> _Correlation | _Product:
     """``scipy.signal.convolve``: N-d true convolution of in1 with in2 (both the same rank).
 
-    Shape model: 'full' ``n1 + n2 - 1``, 'same' ``n1`` (the centre of 'full', starting
-    ``(n2 - 1) // 2`` in), 'valid' ``|n1 - n2| + 1`` per axis. ``method`` is checked and
-    ignored: the result is exact (SciPy's 'fft' rounds). The dtype is
+    ``method`` is checked and ignored: the result is exact (SciPy's 'fft' rounds). The dtype is
     ``numpy.result_type(in1, in2)``; integers wrap as in SciPy's direct method.
 
     Examples
@@ -318,12 +316,9 @@ class _Zeros:
 def convolve2d(
     in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", fillvalue: Any = 0
 ) -> _Correlation | _Zeros:
-    """``scipy.signal.convolve2d``: 2-D true convolution, in1 extended by ``boundary``.
-
-    Shape model: 'full' ``n1 + n2 - 1``, 'same' ``n1`` (centred as ``convolve``), 'valid'
-    ``|n1 - n2| + 1`` per axis; outside in1 the samples are ``fillvalue`` ('fill'), periodic
-    ('wrap') or mirrored with the edge repeated ('symm'). Gradients do not include one for
-    ``fillvalue``.
+    """``scipy.signal.convolve2d``: 2-D true convolution, in1 extended by ``boundary``: outside in1
+    the samples are ``fillvalue`` ('fill'), periodic ('wrap') or mirrored with the edge repeated
+    ('symm'). Gradients do not include one for ``fillvalue``.
 
     Examples
     --------

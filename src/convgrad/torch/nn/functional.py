@@ -18,6 +18,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -137,63 +138,36 @@ def _conv_transpose(func: str, rank: int, input: object, weight: object, bias: o
     return CoreCall(geom, "x", {"y": x, "w": w}, dtype, b, with_bias=True, layout=layout)
 
 
-@op_with_vjp
-def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """``F.conv1d``: input ``(N, C_in, L)`` or ``(C_in, L)``, weight ``(C_out, C_in / groups,
-    k)``; output length ``(L + 2 p - d (k - 1) - 1) // s + 1``, or ``L`` with ``'same'``
-    (stride 1 only). Gradients: (d_input, d_weight, d_bias).
-    """
-    return _conv("conv1d", 1, input, weight, bias, stride, padding, dilation, groups)
+_DIMS = {1: ("L", "k"), 2: ("H, W", "kh, kw"), 3: ("D, H, W", "kd, kh, kw")}  # spatial, kernel
 
 
-@op_with_vjp
-def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """``F.conv2d``: input ``(N, C_in, H, W)`` or ``(C_in, H, W)``, weight ``(C_out,
-    C_in / groups, kh, kw)``; per axis ``(n + 2 p - d (k - 1) - 1) // s + 1`` samples, or ``n``
-    with ``'same'`` (stride 1 only). Gradients: (d_input, d_weight, d_bias).
-    """
-    return _conv("conv2d", 2, input, weight, bias, stride, padding, dilation, groups)
+def _ranked(name: str, op: Callable[..., CoreCall], rank: int, weight: str) -> Callable[..., Any]:
+    """The public op ``name`` of one rank (its signature is ``op``'s)."""
+    spatial, kernel = _DIMS[rank]
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = (f"``F.{name}``: input ``(N, C_in, {spatial})`` or ``(C_in, {spatial})``, weight "
+                  f"``({weight}, {kernel})``; sizes as the module says. Gradients: (d_input, d_weight, "
+                  "d_bias).")
+    return op_with_vjp(op)
 
 
-@op_with_vjp
-def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """``F.conv3d``: input ``(N, C_in, D, H, W)`` or unbatched, weight ``(C_out, C_in / groups,
-    kd, kh, kw)``; per axis ``(n + 2 p - d (k - 1) - 1) // s + 1`` samples, or ``n`` with
-    ``'same'`` (stride 1 only). Gradients: (d_input, d_weight, d_bias).
-    """
-    return _conv("conv3d", 3, input, weight, bias, stride, padding, dilation, groups)
+def _conv_op(rank: int) -> Callable[..., Any]:
+    def op(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+        return _conv(f"conv{rank}d", rank, input, weight, bias, stride, padding, dilation, groups)
+
+    return _ranked(f"conv{rank}d", op, rank, "C_out, C_in / groups")
 
 
-@op_with_vjp
-def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
-    """``F.conv_transpose1d``: input ``(N, C_in, L)`` or ``(C_in, L)``, weight ``(C_in,
-    C_out / groups, k)``; PyTorch starts from ``(L - 1) s + d (k - 1) + 1``, removes ``p`` on
-    both sides and adds ``output_padding`` (< max(s, d)) at the end. Gradients: (d_input,
-    d_weight, d_bias).
-    """
-    return _conv_transpose("conv_transpose1d", 1, input, weight, bias, stride, padding, output_padding,
-                           groups, dilation)
+def _conv_transpose_op(rank: int) -> Callable[..., Any]:
+    def op(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+        return _conv_transpose(f"conv_transpose{rank}d", rank, input, weight, bias, stride, padding,
+                               output_padding, groups, dilation)
+
+    return _ranked(f"conv_transpose{rank}d", op, rank, "C_in, C_out / groups")
 
 
-@op_with_vjp
-def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
-    """``F.conv_transpose2d``: input ``(N, C_in, H, W)`` or unbatched, weight ``(C_in,
-    C_out / groups, kh, kw)``; per axis PyTorch starts from ``(n - 1) s + d (k - 1) + 1``,
-    removes ``p`` on both sides and adds ``output_padding`` (< max(s, d)) at the end.
-    Gradients: (d_input, d_weight, d_bias).
-    """
-    return _conv_transpose("conv_transpose2d", 2, input, weight, bias, stride, padding, output_padding,
-                           groups, dilation)
-
-
-@op_with_vjp
-def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
-    """``F.conv_transpose3d``: input ``(N, C_in, D, H, W)`` or unbatched, weight ``(C_in,
-    C_out / groups, kd, kh, kw)``; per axis ``(n - 1) s - 2 p + d (k - 1) + output_padding + 1``
-    samples. Gradients: (d_input, d_weight, d_bias).
-    """
-    return _conv_transpose("conv_transpose3d", 3, input, weight, bias, stride, padding, output_padding,
-                           groups, dilation)
+conv1d, conv2d, conv3d = (_conv_op(r) for r in (1, 2, 3))
+conv_transpose1d, conv_transpose2d, conv_transpose3d = (_conv_transpose_op(r) for r in (1, 2, 3))
 
 
 # --- pad ---------------------------------------------------------------------------------------

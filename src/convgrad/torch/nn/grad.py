@@ -13,11 +13,14 @@ d_grad_output)`` for ``*_weight``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from ..._canon import shape_tuple
 from ..._dtypes import as_array
 from ..._fronts.kit import CoreCall, op_with_vjp
 from ..._geometry import ConvGeometry
-from .functional import expand, groups_of, same_dtype
+from .functional import _DIMS, expand, groups_of, same_dtype
 
 __all__ = [
     "conv1d_input",
@@ -59,55 +62,33 @@ def _call(func: str, rank: int, role: str, names: tuple[str, str], a: object, b:
     return CoreCall(ConvGeometry.for_filter_grad(a.shape, b.shape, full, **kw), "w", {"x": a, "y": b}, dtype)
 
 
-def _input(func: str, rank: int, input_size: object, weight: object, grad_output: object, stride: object,
-           padding: object, dilation: object, groups: object) -> CoreCall:
-    return _call(func, rank, "x", ("weight", "grad_output"), weight, grad_output, "input_size", input_size,
-                 stride, padding, dilation, groups)
 
 
-def _weight(func: str, rank: int, input: object, weight_size: object, grad_output: object, stride: object,
-            padding: object, dilation: object, groups: object) -> CoreCall:
-    return _call(func, rank, "w", ("input", "grad_output"), input, grad_output, "weight_size", weight_size,
-                 stride, padding, dilation, groups)
+def _input_op(rank: int) -> Callable[..., Any]:
+    def op(input_size, weight, grad_output, stride=1, padding=0, dilation=1, groups=1):
+        return _call(f"conv{rank}d_input", rank, "x", ("weight", "grad_output"), weight, grad_output,
+                     "input_size", input_size, stride, padding, dilation, groups)
+
+    op.__name__ = op.__qualname__ = f"conv{rank}d_input"
+    spatial, kernel = _DIMS[rank]
+    op.__doc__ = (f"``torch.nn.grad.conv{rank}d_input``: d(conv{rank}d)/d(input) of full shape "
+                  f"``input_size`` ``(N, C_in, {spatial})``, from ``weight`` ``(C_out, C_in / groups, "
+                  f"{kernel})`` and ``grad_output``.")
+    return op_with_vjp(op)
 
 
-@op_with_vjp
-def conv1d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=1, groups=1):
-    """``torch.nn.grad.conv1d_input``: d(conv1d)/d(input) of full shape ``input_size`` ``(N,
-    C_in, L)``, from ``weight`` ``(C_out, C_in / groups, k)`` and ``grad_output``."""
-    return _input("conv1d_input", 1, input_size, weight, grad_output, stride, padding, dilation, groups)
+def _weight_op(rank: int) -> Callable[..., Any]:
+    def op(input, weight_size, grad_output, stride=1, padding=0, dilation=1, groups=1):
+        return _call(f"conv{rank}d_weight", rank, "w", ("input", "grad_output"), input, grad_output,
+                     "weight_size", weight_size, stride, padding, dilation, groups)
+
+    op.__name__ = op.__qualname__ = f"conv{rank}d_weight"
+    spatial, kernel = _DIMS[rank]
+    op.__doc__ = (f"``torch.nn.grad.conv{rank}d_weight``: d(conv{rank}d)/d(weight) of full shape "
+                  f"``weight_size`` ``(C_out, C_in / groups, {kernel})``, from ``input`` ``(N, C_in, "
+                  f"{spatial})`` and ``grad_output``.")
+    return op_with_vjp(op)
 
 
-@op_with_vjp
-def conv2d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=1, groups=1):
-    """``torch.nn.grad.conv2d_input``: d(conv2d)/d(input) of full shape ``input_size`` ``(N,
-    C_in, H, W)``, from ``weight`` ``(C_out, C_in / groups, kh, kw)`` and ``grad_output``."""
-    return _input("conv2d_input", 2, input_size, weight, grad_output, stride, padding, dilation, groups)
-
-
-@op_with_vjp
-def conv3d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=1, groups=1):
-    """``torch.nn.grad.conv3d_input``: d(conv3d)/d(input) of full shape ``input_size`` ``(N,
-    C_in, D, H, W)``, from ``weight`` and ``grad_output``."""
-    return _input("conv3d_input", 3, input_size, weight, grad_output, stride, padding, dilation, groups)
-
-
-@op_with_vjp
-def conv1d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation=1, groups=1):
-    """``torch.nn.grad.conv1d_weight``: d(conv1d)/d(weight) of full shape ``weight_size``
-    ``(C_out, C_in / groups, k)``, from ``input`` ``(N, C_in, L)`` and ``grad_output``."""
-    return _weight("conv1d_weight", 1, input, weight_size, grad_output, stride, padding, dilation, groups)
-
-
-@op_with_vjp
-def conv2d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation=1, groups=1):
-    """``torch.nn.grad.conv2d_weight``: d(conv2d)/d(weight) of full shape ``weight_size``
-    ``(C_out, C_in / groups, kh, kw)``, from ``input`` ``(N, C_in, H, W)`` and ``grad_output``."""
-    return _weight("conv2d_weight", 2, input, weight_size, grad_output, stride, padding, dilation, groups)
-
-
-@op_with_vjp
-def conv3d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation=1, groups=1):
-    """``torch.nn.grad.conv3d_weight``: d(conv3d)/d(weight) of full shape ``weight_size``
-    ``(C_out, C_in / groups, kd, kh, kw)``, from ``input`` and ``grad_output``."""
-    return _weight("conv3d_weight", 3, input, weight_size, grad_output, stride, padding, dilation, groups)
+conv1d_input, conv2d_input, conv3d_input = (_input_op(r) for r in (1, 2, 3))
+conv1d_weight, conv2d_weight, conv3d_weight = (_weight_op(r) for r in (1, 2, 3))
