@@ -14,6 +14,7 @@ with ``dy`` as the kernel, feature groups becoming batch groups and back.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -189,6 +190,9 @@ class _GeneralConv:
     dnums: ConvDimensionNumbers
     dtype: np.dtype  # of the result
     squeeze: bool  # no spatial dims: computed with one spatial dim of size 1
+    # transpose_kernel: rhs was flipped and its I and O axes swapped (the axes to flip, the pair to
+    # swap); flipping and swapping is its own inverse and adjoint, so d_rhs goes back the same way.
+    flip: tuple[tuple[slice, ...], tuple[int, int]] | None = None
 
     def _operands(self) -> tuple[np.ndarray, np.ndarray]:
         """Float results are computed in their own dtype; integer ones exactly (int64 in the
@@ -217,8 +221,10 @@ class _GeneralConv:
         def pullback(dy: object) -> tuple[np.ndarray, np.ndarray]:
             g = cotangent(dy, out.shape).transpose(self.dnums.out_spec)
             dl, dr = pb(g[..., None] if self.squeeze else g)
-            return (self._back(dl, self.dnums.lhs_spec, self.lhs_c.dtype),
-                    self._back(dr, self.dnums.rhs_spec, self.rhs_c.dtype))
+            dr = self._back(dr, self.dnums.rhs_spec, self.rhs_c.dtype)
+            if self.flip is not None:
+                dr = np.ascontiguousarray(dr[self.flip[0]].swapaxes(*self.flip[1]))
+            return self._back(dl, self.dnums.lhs_spec, self.lhs_c.dtype), dr
 
         return out, pullback
 
@@ -400,34 +406,11 @@ _TRANSPOSE_DEFAULT_LAYOUTS = {
 }
 
 
-@dataclass(frozen=True)
-class _FlippedKernel:
-    """``transpose_kernel``: the conv of rhs flipped and with its I and O axes swapped; flipping
-    and swapping is its own inverse, and so is its adjoint, so the rhs gradient goes back the
-    same way."""
-
-    conv: _GeneralConv
-    flip: tuple[slice, ...]
-    swap: tuple[int, int]
-
-    def forward(self) -> np.ndarray:
-        return self.conv.forward()
-
-    def vjp(self) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray, np.ndarray]]]:
-        out, pb = self.conv.vjp()
-
-        def pullback(dy: object) -> tuple[np.ndarray, np.ndarray]:
-            dl, dr = pb(dy)
-            return dl, np.ascontiguousarray(dr[self.flip].swapaxes(*self.swap))
-
-        return out, pullback
-
-
 def _conv_transpose(
     lhs: Any, rhs: Any, strides: Sequence[int], padding: Any, rhs_dilation: Sequence[int] | None,
     dimension_numbers: Any, transpose_kernel: bool, precision: Any, preferred_element_type: Any,
     use_consistent_padding: bool,
-) -> _GeneralConv | _FlippedKernel:
+) -> _GeneralConv:
     """The conv_general_dilated call JAX makes."""
     lhs_a, rhs_a = _arrays(lhs, rhs)
     if dimension_numbers is None:
@@ -455,7 +438,7 @@ def _conv_transpose(
     if transpose_kernel:
         rhs_a = rhs_a[tuple(flip)].swapaxes(*swap)
     conv = _resolve(lhs_a, rhs_a, (1,) * rank, pads, s, rd, dn, 1, 1, precision, preferred_element_type)
-    return _FlippedKernel(conv, tuple(flip), swap) if transpose_kernel else conv
+    return dataclasses.replace(conv, flip=(tuple(flip), swap)) if transpose_kernel else conv
 
 
 @op_with_vjp
@@ -464,7 +447,7 @@ def conv_transpose(
     rhs_dilation: Sequence[int] | None = None, dimension_numbers: Any = None,
     transpose_kernel: bool = False, precision: Any = None, preferred_element_type: Any = None,
     use_consistent_padding: bool = False,
-) -> _GeneralConv | _FlippedKernel:
+) -> _GeneralConv:
     """``jax.lax.conv_transpose``: a stride-1 conv over lhs dilated by ``strides``.
 
     Shape model: with 'SAME' the output is ``n * stride``; with 'VALID'
