@@ -129,8 +129,9 @@ class CoreCall:
     gradient, or a transposed conv, plus ``bias``) or 'w' (its filter gradient), from
     ``arrays``, the other two by role in the op's argument order, in the core's layout ``fmt``.
     Gradients come in that order, plus db when the op takes a bias argument (``with_bias``; None
-    for an absent bias). ``layout`` adapts activations (x, y), ``filt`` the filter; results are
-    cast to ``dtype``. ``general``: the geometry may have input dilation or batch groups."""
+    for an absent bias). ``layout`` adapts activations (x, y), ``filt`` the filter, ``out`` (where
+    given) the result; the result is cast to ``dtype``, gradients to ``grad_dtype`` (default
+    ``dtype``). ``general``: the geometry may have input dilation or batch groups."""
 
     geom: ConvGeometry
     role: str
@@ -142,12 +143,20 @@ class CoreCall:
     filt: Adapter = IDENTITY
     fmt: str = "channels_first"
     general: bool = False
+    out: Adapter | None = None
+    grad_dtype: np.dtype | None = None
 
     def _call(self) -> _ops._Call:
         return (_general.GeneralCall if self.general else _ops._Call)(self.geom, self.fmt)
 
+    def _adapter(self, role: str) -> Adapter:
+        if role == self.role and self.out is not None:
+            return self.out
+        return self.filt if role == "w" else self.layout
+
     def _out(self, role: str, a: np.ndarray) -> np.ndarray:
-        return (self.filt if role == "w" else self.layout).from_core(a).astype(self.dtype, copy=False)
+        dtype = self.dtype if role == self.role or self.grad_dtype is None else self.grad_dtype
+        return self._adapter(role).from_core(a.astype(dtype, copy=False))
 
     def forward(self) -> np.ndarray:
         return self._out(self.role, self._call().biased(self.role, dict(self.arrays), self.bias))
@@ -155,10 +164,9 @@ class CoreCall:
     def vjp(self) -> tuple[np.ndarray, Pullback]:
         y, pb = self._call().biased_vjp(self.role, dict(self.arrays), self.bias)
         out = self._out(self.role, y)
-        adapter = self.filt if self.role == "w" else self.layout
 
         def pullback(dy: object) -> tuple[np.ndarray | None, ...]:
-            *grads, db = pb(adapter.to_core(cotangent(dy, out.shape)))
+            *grads, db = pb(self._adapter(self.role).to_core(cotangent(dy, out.shape)))
             by_role = dict(zip(_ops._FROM[self.role], grads))
             grads = [self._out(r, by_role[r]) for r in self.arrays]
             return (*grads, _cast(db, self.dtype)) if self.with_bias else tuple(grads)

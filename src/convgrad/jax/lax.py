@@ -15,7 +15,7 @@ with ``dy`` as the kernel, feature groups becoming batch groups and back.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -25,8 +25,7 @@ from .._canon import as_int, positive_int
 from .._dtypes import as_array
 from .._formulas import dilate_dim
 from .._frameworks.jax import transpose_padding as _transpose_padding
-from .._fronts.kit import cotangent, int_seq, op_with_vjp
-from .._general import GeneralCall
+from .._fronts.kit import CoreCall, int_seq, op_with_vjp
 from .._geometry import ConvGeometry
 
 __all__ = [
@@ -180,53 +179,22 @@ def _result_dtype(dtype: np.dtype, preferred: object) -> np.dtype:
 
 
 @dataclass(frozen=True)
-class _GeneralConv:
-    """A JAX conv on canonical views: lhs_c (N, C, *S), rhs_c (O, I, *K); the result is
-    (N / batch_group_count, O, *out) before ``dnums.out_spec`` puts it in JAX's layout."""
+class _Spec:
+    """JAX's layout ``spec`` (an axis permutation) <-> the core's (N, C, *S) or (O, I, *K);
+    ``squeeze``: no spatial dims (the core computes with one of size 1); ``flip`` (transpose_kernel:
+    rhs was flipped and its I and O axes swapped; the axes to flip, the pair to swap): flipping and
+    swapping is its own inverse and adjoint, so d_rhs goes back the same way."""
 
-    lhs_c: np.ndarray
-    rhs_c: np.ndarray
-    call: GeneralCall
-    dnums: ConvDimensionNumbers
-    dtype: np.dtype  # of the result
-    squeeze: bool  # no spatial dims: computed with one spatial dim of size 1
-    # transpose_kernel: rhs was flipped and its I and O axes swapped (the axes to flip, the pair to
-    # swap); flipping and swapping is its own inverse and adjoint, so d_rhs goes back the same way.
+    spec: tuple[int, ...]
+    squeeze: bool
     flip: tuple[tuple[slice, ...], tuple[int, int]] | None = None
 
-    def _operands(self) -> tuple[np.ndarray, np.ndarray]:
-        """Float results are computed in their own dtype; integer ones exactly (int64 in the
-        core), then wrapped."""
-        comp = self.dtype if self.dtype.kind == "f" else self.lhs_c.dtype
-        return self.lhs_c.astype(comp, copy=False), self.rhs_c.astype(comp, copy=False)
+    def to_core(self, a: np.ndarray) -> np.ndarray:
+        return a.transpose(self.spec)[..., None] if self.squeeze else a.transpose(self.spec)
 
-    def _back(self, a: np.ndarray, spec: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        """A canonical array in JAX's layout ``spec`` and ``dtype``."""
-        a = a[..., 0] if self.squeeze else a
-        return np.ascontiguousarray(a.transpose(np.argsort(spec)).astype(dtype, copy=False))
-
-    def _out(self, y: np.ndarray) -> np.ndarray:
-        return self._back(y, self.dnums.out_spec, self.dtype)
-
-    def forward(self) -> np.ndarray:
-        x, w = self._operands()
-        return self._out(self.call("y", x=x, w=w))
-
-    def vjp(self) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray, np.ndarray]]]:
-        # JAX's transposition rules are conv_general_vjp's (convgrad._transpose).
-        x, w = self._operands()
-        y, pb = self.call.vjp("y", {"x": x, "w": w})
-        out = self._out(y)
-
-        def pullback(dy: object) -> tuple[np.ndarray, np.ndarray]:
-            g = cotangent(dy, out.shape).transpose(self.dnums.out_spec)
-            dl, dr = pb(g[..., None] if self.squeeze else g)
-            dr = self._back(dr, self.dnums.rhs_spec, self.rhs_c.dtype)
-            if self.flip is not None:
-                dr = np.ascontiguousarray(dr[self.flip[0]].swapaxes(*self.flip[1]))
-            return self._back(dl, self.dnums.lhs_spec, self.lhs_c.dtype), dr
-
-        return out, pullback
+    def from_core(self, a: np.ndarray) -> np.ndarray:
+        a = (a[..., 0] if self.squeeze else a).transpose(np.argsort(self.spec))
+        return np.ascontiguousarray(a if self.flip is None else a[self.flip[0]].swapaxes(*self.flip[1]))
 
 
 def _arrays(lhs: object, rhs: object) -> tuple[np.ndarray, np.ndarray]:
@@ -302,7 +270,7 @@ def _resolve(
     lhs: object, rhs: object, window_strides: object, padding: object, lhs_dilation: object,
     rhs_dilation: object, dimension_numbers: object, feature_group_count: object,
     batch_group_count: object, precision: object, preferred_element_type: object,
-) -> _GeneralConv:
+) -> CoreCall:
     """Check everything as JAX does; the conv on canonical views of lhs and rhs."""
     lhs_a, rhs_a = _arrays(lhs, rhs)
     if lhs_a.dtype != rhs_a.dtype:
@@ -313,25 +281,27 @@ def _resolve(
     _check_precision(precision)
     out_dtype = _result_dtype(lhs_a.dtype, preferred_element_type)
     dnums = conv_dimension_numbers(lhs_a.shape, rhs_a.shape, dimension_numbers)
-    lhs_c = lhs_a.transpose(dnums.lhs_spec)
-    rhs_c = rhs_a.transpose(dnums.rhs_spec)
-    rank = lhs_a.ndim - 2
+    rank, squeeze = lhs_a.ndim - 2, lhs_a.ndim == 2
+    lhs, rhs, out = (_Spec(spec, squeeze) for spec in dnums)
+    # Float results are computed in their own dtype; integer ones exactly (int64 in the core), then wrapped.
+    comp = out_dtype if out_dtype.kind == "f" else lhs_a.dtype
+    lhs_c, rhs_c = lhs.to_core(lhs_a).astype(comp, copy=False), rhs.to_core(rhs_a).astype(comp, copy=False)
     strides = _int_seq("window_strides", window_strides, rank)
     ld = _int_seq("lhs_dilation", lhs_dilation, rank, default=1)
     rd = _int_seq("rhs_dilation", rhs_dilation, rank, default=1)
     fg = positive_int("feature_group_count", feature_group_count)
     bg = positive_int("batch_group_count", batch_group_count)
     _check_groups(lhs_c.shape[:2], rhs_c.shape[:2], fg, bg)
-    kernel = rhs_c.shape[2:]
+    kernel = rhs_c.shape[2:rank + 2]
     if 0 in kernel:
         raise ValueError(f"the window (rhs spatial dims {kernel}) must have positive sizes")
-    pads = _padding(padding, lhs_c.shape[2:], ld)
-    squeeze = rank == 0
+    pads = _padding(padding, lhs_c.shape[2:rank + 2], ld)
     if squeeze:
-        lhs_c, rhs_c, strides, pads, ld, rd = lhs_c[..., None], rhs_c[..., None], (1,), ((0, 0),), (1,), (1,)
+        strides, pads, ld, rd = (1,), ((0, 0),), (1,), (1,)
     geom = ConvGeometry.for_general(lhs_c.shape, rhs_c.shape, stride=strides, padding=pads, lhs_dilation=ld,
                                     rhs_dilation=rd, feature_group_count=fg, batch_group_count=bg)
-    return _GeneralConv(lhs_c, rhs_c, GeneralCall(geom, "channels_first"), dnums, out_dtype, squeeze)
+    return CoreCall(geom, "y", {"x": lhs_c, "w": rhs_c}, out_dtype, layout=lhs, filt=rhs, general=True,
+                    out=out, grad_dtype=lhs_a.dtype)
 
 
 # --- public ops ---------------------------------------------------------------------------------
@@ -341,7 +311,7 @@ def conv_general_dilated(
     lhs_dilation: Sequence[int] | None = None, rhs_dilation: Sequence[int] | None = None,
     dimension_numbers: Any = None, feature_group_count: int = 1, batch_group_count: int = 1,
     precision: Any = None, preferred_element_type: Any = None,
-) -> _GeneralConv:
+) -> CoreCall:
     """General dilated convolution (cross-correlation), as ``jax.lax.conv_general_dilated``, with
     the module's shape model.
 
@@ -380,7 +350,7 @@ def conv_general_dilated(
 def conv(
     lhs: Any, rhs: Any, window_strides: Sequence[int], padding: Any, precision: Any = None,
     preferred_element_type: Any = None,
-) -> _GeneralConv:
+) -> CoreCall:
     """``jax.lax.conv``: ``conv_general_dilated`` in the default layouts ``('NCHW', 'OIHW', 'NCHW')``,
     ``padding`` 'SAME' (``ceil(n / stride)`` outputs, odd pad at the end) or 'VALID'."""
     return _resolve(lhs, rhs, window_strides, padding, None, None, None, 1, 1, precision,
@@ -392,7 +362,7 @@ def conv_with_general_padding(
     lhs: Any, rhs: Any, window_strides: Sequence[int], padding: Any,
     lhs_dilation: Sequence[int] | None, rhs_dilation: Sequence[int] | None, precision: Any = None,
     preferred_element_type: Any = None,
-) -> _GeneralConv:
+) -> CoreCall:
     """``jax.lax.conv_with_general_padding``: default layouts, explicit pads and both dilations."""
     return _resolve(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, None, 1, 1,
                     precision, preferred_element_type)
@@ -410,7 +380,7 @@ def _conv_transpose(
     lhs: Any, rhs: Any, strides: Sequence[int], padding: Any, rhs_dilation: Sequence[int] | None,
     dimension_numbers: Any, transpose_kernel: bool, precision: Any, preferred_element_type: Any,
     use_consistent_padding: bool,
-) -> _GeneralConv:
+) -> CoreCall:
     """The conv_general_dilated call JAX makes."""
     lhs_a, rhs_a = _arrays(lhs, rhs)
     if dimension_numbers is None:
@@ -438,7 +408,9 @@ def _conv_transpose(
     if transpose_kernel:
         rhs_a = rhs_a[tuple(flip)].swapaxes(*swap)
     conv = _resolve(lhs_a, rhs_a, (1,) * rank, pads, s, rd, dn, 1, 1, precision, preferred_element_type)
-    return dataclasses.replace(conv, flip=(tuple(flip), swap)) if transpose_kernel else conv
+    if not transpose_kernel:
+        return conv
+    return dataclasses.replace(conv, filt=dataclasses.replace(conv.filt, flip=(tuple(flip), swap)))
 
 
 @op_with_vjp
@@ -447,7 +419,7 @@ def conv_transpose(
     rhs_dilation: Sequence[int] | None = None, dimension_numbers: Any = None,
     transpose_kernel: bool = False, precision: Any = None, preferred_element_type: Any = None,
     use_consistent_padding: bool = False,
-) -> _GeneralConv:
+) -> CoreCall:
     """``jax.lax.conv_transpose``: a stride-1 conv over lhs dilated by ``strides``.
 
     Shape model: with 'SAME' the output is ``n * stride``; with 'VALID'
