@@ -259,6 +259,8 @@ def test_str_prints_the_call():
       "output_shape": (9, 9)}, ValueError),
     ({"src": "torch", "dst": "tf", "op": "conv_transpose", "stride": 2, "output_padding": 2}, ValueError),
     ({"src": "onnx", "dst": "tf", "auto_pad": "SAME_UPPER", "pads": [1, 1, 1, 1]}, ValueError),
+    # The ONNX spec: output_padding below max(stride, dilation), as convgrad.conv_transpose checks.
+    ({"src": "onnx", "dst": "torch", "op": "conv_transpose", "strides": 1, "output_padding": 1}, ValueError),
     ({"src": "jax", "dst": "tf", "padding": "FULL"}, ValueError),
 ])
 def test_translate_refuses_what_the_source_refuses(kwargs, error):

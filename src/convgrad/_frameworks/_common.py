@@ -114,12 +114,18 @@ def conv_from_pads(n: tuple[int, ...], k: tuple[int, ...], s: tuple[int, ...], d
     return Conv.of(ConvGeometry(1, g, g, n, k, s, pads, (1,) * len(k), d, g).require_nonempty())
 
 
-def transpose_from_output(o: tuple[int, ...], n: tuple[int, ...], k: tuple[int, ...], s: tuple[int, ...],
-                          d: tuple[int, ...], padding: object, g: int) -> Conv:
-    """A transposed conv of input ``o`` whose output ``n`` is given, with the forward conv's
-    padding spec; the core checks that the forward conv maps ``n`` back to ``o``."""
-    return Conv.of(ConvGeometry.for_transpose((1, g, *o), (g, 1, *k), stride=s, padding=padding, dilation=d,
-                                              groups=g, output_shape=(1, g, *n)), "conv_transpose")
+def transpose_of(o: tuple[int, ...], k: tuple[int, ...], s: tuple[int, ...], d: tuple[int, ...],
+                 padding: object, g: int, output_padding: object = 0,
+                 output_shape: tuple[int, ...] | None = None) -> Conv:
+    """A transposed conv of input ``o`` with the forward conv's ``padding``, as
+    ``convgrad.conv_transpose`` sizes it (``output_padding`` or ``output_shape``): the core
+    checks the sizes, with its messages."""
+    geom = ConvGeometry.for_transpose((1, g, *o), (g, 1, *k), stride=s, padding=padding, dilation=d, groups=g,
+                                      output_padding=output_padding,
+                                      output_shape=None if output_shape is None else (1, g, *output_shape))
+    if 0 in geom.in_spatial:  # convgrad gives an empty result; the frameworks refuse it
+        raise ValueError(f"the transposed conv's output size {geom.in_spatial} is not positive")
+    return Conv.of(geom, "conv_transpose")
 
 
 # --- the answer ---------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import _canon
-from .._formulas import dilate_dim, transpose_size
+from .._formulas import dilate_dim
 from .._tolerance import RTOL
 from ._common import (
     Call,
@@ -29,6 +29,7 @@ from ._common import (
     letters,
     sizes,
     stride_dilation_groups,
+    transpose_of,
     unused,
 )
 
@@ -88,12 +89,7 @@ def read(op: str, size: tuple[int, ...], k: tuple[int, ...], p: dict) -> Conv:
         total = [si * (o - 1) + q + ke - ni for si, o, q, ke, ni in zip(s, size, op_, keff, n)]
         before = tuple(t // 2 if auto == "SAME_UPPER" else t - t // 2 for t in total)
         return forward("conv_transpose", n, size, k, s, d, before, g)
-    before, end = flat[:rank], flat[rank:]
-    n = tuple(transpose_size(o, ke, si, b, e, q)
-              for o, ke, si, b, e, q in zip(size, keff, s, before, end, op_))
-    if any(v < 1 for v in n):
-        raise ValueError(f"onnx ConvTranspose: output size {n} is not positive")
-    return forward("conv_transpose", n, size, k, s, d, tuple(before), g)
+    return transpose_of(size, k, s, d, list(zip(flat[:rank], flat[rank:])), g, output_padding=op_)
 
 
 def write(c: Conv) -> Translation:

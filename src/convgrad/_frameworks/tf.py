@@ -28,7 +28,7 @@ from ._common import (
     letters,
     sizes,
     stride_dilation_groups,
-    transpose_from_output,
+    transpose_of,
 )
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ def read(op: str, size: tuple[int, ...], k: tuple[int, ...], p: dict) -> Conv:
     out = p.get("output_shape")
     if out is None:
         raise TypeError("tf conv_transpose needs output_shape (its spatial sizes)")
-    return transpose_from_output(size, sizes("output_shape", out, rank), k, s, d, spec, g)
+    return transpose_of(size, k, s, d, spec, g, output_shape=sizes("output_shape", out, rank))
 
 
 def write(c: Conv) -> Translation:

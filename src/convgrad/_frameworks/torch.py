@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import _canon
-from .._formulas import dilate_dim, transpose_size
 from ._common import (
     Conv,
     PadFirst,
@@ -23,10 +22,10 @@ from ._common import (
     autodiff_routes,
     call_routes,
     conv_from_pads,
-    forward,
     kwargs_text,
     letters,
     stride_dilation_groups,
+    transpose_of,
     unused,
 )
 
@@ -71,14 +70,7 @@ def read(op: str, size: tuple[int, ...], k: tuple[int, ...], p: dict) -> Conv:
             spec = _canon.int_tuple("padding", padding, rank, minimum=0)
         return conv_from_pads(size, k, s, d, spec, g)
     pads = _canon.int_tuple("padding", padding, rank, minimum=0)
-    op_ = _canon.int_tuple("output_padding", p.get("output_padding", 0), rank, minimum=0)
-    if any(a >= max(b, c) for a, b, c in zip(op_, s, d)):
-        raise ValueError(f"torch output_padding={op_} must be smaller than max(stride, dilation)")
-    n = tuple(transpose_size(o, dilate_dim(ki, di), si, pi, pi, q)
-              for o, ki, di, si, pi, q in zip(size, k, d, s, pads, op_))
-    if any(v < 1 for v in n):
-        raise ValueError(f"torch conv_transpose: output size {n} is too small")
-    return forward("conv_transpose", n, size, k, s, d, pads, g)
+    return transpose_of(size, k, s, d, pads, g, output_padding=p.get("output_padding", 0))
 
 
 def pad_code(expr: str, pairs: list[tuple[int, int]]) -> str:
