@@ -23,8 +23,7 @@ smaller full size; here it is an error, since the spec's pads would be negative)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -33,7 +32,7 @@ from . import _ops
 from ._canon import positive_int
 from ._dtypes import as_array
 from ._formulas import dilate_dim, transpose_size
-from ._fronts.kit import CoreCall, cotangent, int_seq, op_with_vjp
+from ._fronts.kit import CoreCall, Linear, int_seq, op_with_vjp
 from ._geometry import ConvGeometry
 
 __all__ = ["conv", "conv_integer", "conv_transpose"]
@@ -253,46 +252,12 @@ def _zero_point(name: str, zp: object, dtype: np.dtype, channels: int | None) ->
     return z
 
 
-@dataclass(frozen=True)
-class _ShiftedConv:
-    """ConvInteger: the exact int64 conv of ``x - x_zero_point`` with ``w - w_zero_point``."""
-
-    x: np.ndarray
-    w: np.ndarray
-    x_zero_point: np.ndarray | None
-    w_zero_point: np.ndarray | None
-    call: _ops._Call
-
-    def forward(self) -> np.ndarray:
-        # The spec accumulates in int32 and may overflow only there: exact int64 wrapped to int32.
-        return self.call("y", x=self.x, w=self.w).astype(np.int32)
-
-    def vjp(self) -> tuple[np.ndarray, Callable[[object], Grads]]:
-        y, pb = self.call.vjp("y", {"x": self.x, "w": self.w})
-        out = y.astype(np.int32)
-        xz, wz = self.x_zero_point, self.w_zero_point
-
-        def pullback(dy: object) -> Grads:
-            dx, dw = pb(cotangent(dy, out.shape))
-            # x - x_zero_point: the zero point's gradient is minus the sum of x's.
-            dxz = None if xz is None else (-dx.sum()).reshape(xz.shape)
-            if wz is None:
-                dwz = None
-            elif wz.size == 1:
-                dwz = (-dw.sum()).reshape(wz.shape)
-            else:
-                dwz = -dw.sum(axis=tuple(range(1, dw.ndim)))
-            return dx, dw, dxz, dwz
-
-        return out, pullback
-
-
 @op_with_vjp
 def conv_integer(
     x: Any, w: Any, x_zero_point: Any = None, w_zero_point: Any = None, *, auto_pad: str = "NOTSET",
     dilations: Sequence[int] | None = None, group: int = 1, kernel_shape: Sequence[int] | None = None,
     pads: Sequence[int] | None = None, strides: Sequence[int] | None = None,
-) -> _ShiftedConv:
+) -> Linear:
     """ONNX ``ConvInteger``: ``Conv(x - x_zero_point, w - w_zero_point)`` in int32, no bias.
 
     Shape model as ``conv``. x and w are int8 or uint8; ``x_zero_point`` is a scalar of x's dtype;
@@ -317,4 +282,19 @@ def conv_integer(
     wz = _zero_point("w_zero_point", w_zero_point, wa.dtype, wa.shape[0])
     xs = xa.astype(np.int64) - (0 if xz is None else xz.astype(np.int64).reshape(()))
     ws = wa.astype(np.int64) - (0 if wz is None else wz.astype(np.int64).reshape(-1, *(1,) * (wa.ndim - 1)))
-    return _ShiftedConv(xs, ws, xz, wz, _ops._Call(a.geometry(xs, ws), "channels_first"))
+    call = _ops._Call(a.geometry(xs, ws), "channels_first")
+
+    def grads(g: np.ndarray) -> Grads:
+        dx, dw = call("x", y=g, w=ws), call("w", x=xs, y=g)
+        # x - x_zero_point: the zero point's gradient is minus the sum of x's.
+        dxz = None if xz is None else (-dx.sum()).reshape(xz.shape)
+        if wz is None:
+            dwz = None
+        elif wz.size == 1:
+            dwz = (-dw.sum()).reshape(wz.shape)
+        else:
+            dwz = -dw.sum(axis=tuple(range(1, dw.ndim)))
+        return dx, dw, dxz, dwz
+
+    # The spec accumulates in int32 and may overflow only there: exact int64 wrapped to int32.
+    return Linear(lambda: call("y", x=xs, w=ws).astype(np.int32), grads)

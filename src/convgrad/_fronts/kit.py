@@ -119,6 +119,19 @@ class Unbatched:
         return a[0] if self.added else a
 
 
+@dataclass(frozen=True)
+class Linear:
+    """A call from its two halves: ``forward() -> out``, and ``grads(dy)`` for a dy of out's
+    shape (checked here), the gradients of the op's array arguments."""
+
+    forward: Callable[[], np.ndarray]
+    grads: Callable[[np.ndarray], tuple[Any, ...]]
+
+    def vjp(self) -> tuple[np.ndarray, Pullback]:
+        out = self.forward()
+        return out, lambda dy: self.grads(cotangent(dy, out.shape))
+
+
 def _cast(a: np.ndarray | None, dtype: np.dtype) -> np.ndarray | None:
     return None if a is None else a.astype(dtype, copy=False)
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .._dtypes import as_array
-from .._fronts.kit import cotangent, op_with_vjp
+from .._fronts.kit import Linear, cotangent, op_with_vjp
 from .._geometry import ConvGeometry
 from .._ops import _Call
 
@@ -147,32 +147,14 @@ class _Correlation:
         return out, pullback
 
 
-@dataclass(frozen=True)
-class _Product:
-    """0-d inputs: SciPy returns the plain product."""
-
-    a: np.ndarray
-    b: np.ndarray
-
-    def forward(self) -> np.ndarray:
-        return self.a * self.b
-
-    def vjp(self) -> tuple[np.ndarray, Pullback]:
-        def pullback(dy: object) -> tuple[np.ndarray, np.ndarray]:
-            g = as_array("dy", dy)
-            return g * self.b, g * self.a
-
-        return self.forward(), pullback
-
-
 def _nd(in1: object, in2: object, mode: object, method: object, *, convolve: bool
-        ) -> _Correlation | _Product:
+        ) -> _Correlation | Linear:
     """convolve / correlate: N-d, both arrays of the same rank."""
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"Acceptable method flags are 'auto', 'direct', or 'fft', not method={method!r}.")
     a, b = as_array("in1", in1), as_array("in2", in2)
     if a.ndim == b.ndim == 0:
-        return _Product(a, b)
+        return Linear(lambda: a * b, lambda g: (g * b, g * a))  # SciPy's plain product
     if a.ndim != b.ndim:
         raise ValueError(
             f"in1 and in2 should have the same dimensionality, got in1.ndim={a.ndim}, in2.ndim={b.ndim}"
@@ -189,7 +171,7 @@ def _nd(in1: object, in2: object, mode: object, method: object, *, convolve: boo
 
 
 @op_with_vjp
-def convolve(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> _Correlation | _Product:
+def convolve(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> _Correlation | Linear:
     """``scipy.signal.convolve``: N-d true convolution of in1 with in2 (both the same rank).
 
     ``method`` is checked and ignored: the result is exact (SciPy's 'fft' rounds). The dtype is
@@ -206,7 +188,7 @@ def convolve(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> _C
 
 
 @op_with_vjp
-def correlate(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> _Correlation | _Product:
+def correlate(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> _Correlation | Linear:
     """``scipy.signal.correlate``: N-d cross-correlation ``z[k] = sum_l in1[l] * in2[l - k + n2 - 1]``.
 
     Shape model as ``convolve``; 'same' is the centre of 'full' (for an even ``n2`` the odd pad
@@ -255,7 +237,7 @@ def _fill_value(fillvalue: object, res: np.dtype) -> object:
 
 
 def _2d(in1: object, in2: object, mode: object, boundary: object, fillvalue: object, *, convolve: bool
-        ) -> _Correlation | _Zeros:
+        ) -> _Correlation | Linear:
     name = "convolve2d" if convolve else "correlate2d"
     a, b = as_array("in1", in1), as_array("in2", in2)
     if not a.ndim == b.ndim == 2:
@@ -275,47 +257,30 @@ def _2d(in1: object, in2: object, mode: object, boundary: object, fillvalue: obj
     if swap:
         a, b = b, a
     if a.size == 0 or b.size == 0:
-        return _Zeros.of(a, b, mode, res, swap)
+        return _zeros(a, b, mode, res, swap)
     return _Correlation(a, b, _pads(mode, b.shape, upper=not convolve), flip=convolve,
                         reverse=swap and not convolve, res=res, np_mode=np_mode, fill=fill, swapped=swap)
 
 
-@dataclass(frozen=True)
-class _Zeros:
-    """An empty operand: SciPy returns zeros of the mode's shape; the gradients are zeros."""
-
-    shape: tuple[int, ...]
-    res: np.dtype
-    in_shapes: tuple[tuple[int, ...], tuple[int, ...]]
-
-    @classmethod
-    def of(cls, a: np.ndarray, b: np.ndarray, mode: str, res: np.dtype, swap: bool) -> _Zeros:
-        """The output shape of mode: (n1 + n2 - 1, n1, n1 - n2 + 1)."""
-        if mode == "full":
-            shape = tuple(n + k - 1 for n, k in zip(a.shape, b.shape))
-        elif mode == "same":
-            shape = a.shape
-        else:
-            shape = tuple(n - k + 1 for n, k in zip(a.shape, b.shape))
-        if any(v < 0 for v in shape):
-            raise ValueError(f"both inputs are empty along one axis: shapes {a.shape} and {b.shape}")
-        return cls(shape, res, (b.shape, a.shape) if swap else (a.shape, b.shape))
-
-    def forward(self) -> np.ndarray:
-        return np.zeros(self.shape, dtype=self.res)
-
-    def vjp(self) -> tuple[np.ndarray, Pullback]:
-        def pullback(dy: object) -> tuple[np.ndarray, np.ndarray]:
-            g = cotangent(dy, self.shape)
-            return np.zeros(self.in_shapes[0], g.dtype), np.zeros(self.in_shapes[1], g.dtype)
-
-        return self.forward(), pullback
+def _zeros(a: np.ndarray, b: np.ndarray, mode: str, res: np.dtype, swap: bool) -> Linear:
+    """An empty operand: SciPy returns zeros of the mode's shape (n1 + n2 - 1, n1, n1 - n2 + 1);
+    the gradients are zeros."""
+    if mode == "full":
+        shape = tuple(n + k - 1 for n, k in zip(a.shape, b.shape))
+    elif mode == "same":
+        shape = a.shape
+    else:
+        shape = tuple(n - k + 1 for n, k in zip(a.shape, b.shape))
+    if any(v < 0 for v in shape):
+        raise ValueError(f"both inputs are empty along one axis: shapes {a.shape} and {b.shape}")
+    shapes = (b.shape, a.shape) if swap else (a.shape, b.shape)
+    return Linear(lambda: np.zeros(shape, dtype=res), lambda g: tuple(np.zeros(s, g.dtype) for s in shapes))
 
 
 @op_with_vjp
 def convolve2d(
     in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", fillvalue: Any = 0
-) -> _Correlation | _Zeros:
+) -> _Correlation | Linear:
     """``scipy.signal.convolve2d``: 2-D true convolution, in1 extended by ``boundary``: outside in1
     the samples are ``fillvalue`` ('fill'), periodic ('wrap') or mirrored with the edge repeated
     ('symm'). Gradients do not include one for ``fillvalue``.
@@ -334,7 +299,7 @@ def convolve2d(
 @op_with_vjp
 def correlate2d(
     in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", fillvalue: Any = 0
-) -> _Correlation | _Zeros:
+) -> _Correlation | Linear:
     """``scipy.signal.correlate2d``: 2-D cross-correlation, in1 extended by ``boundary``.
 
     Shape model as ``convolve2d``, but 'same' starts ``n2 // 2`` samples into 'full' (for an even

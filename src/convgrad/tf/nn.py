@@ -28,7 +28,6 @@ gradients; larger still, TensorFlow's negative output size is refused.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +36,7 @@ import numpy as np
 from .._canon import shape_tuple
 from .._dtypes import as_array
 from .._formulas import dilate_dim
-from .._fronts.kit import CoreCall, cotangent, op_with_vjp
+from .._fronts.kit import CoreCall, Linear, op_with_vjp
 from .._geometry import ConvGeometry
 from ..layouts import convert_filter
 
@@ -613,28 +612,6 @@ def depthwise_conv2d_backprop_filter(input, filter_sizes, out_backprop, strides,
 
 
 # --- bias ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _BiasAdd:
-    value: np.ndarray
-    bias: np.ndarray
-    axis: int
-
-    def forward(self) -> np.ndarray:
-        shape = [1] * self.value.ndim
-        shape[self.axis] = self.bias.size
-        return self.value + self.bias.reshape(shape)
-
-    def vjp(self) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray, np.ndarray]]]:
-        out = self.forward()
-
-        def pullback(dy: object) -> tuple[np.ndarray, np.ndarray]:
-            g = cotangent(dy, out.shape)
-            others = tuple(i for i in range(g.ndim) if i != self.axis)
-            return g.astype(out.dtype, copy=True), g.sum(axis=others).astype(out.dtype, copy=False)
-
-        return out, pullback
-
-
 @op_with_vjp
 def bias_add(value, bias, data_format=None, name=None):
     """``tf.nn.bias_add``: adds the 1-D ``bias`` along the channel axis of ``value`` (at least
@@ -660,5 +637,9 @@ def bias_add(value, bias, data_format=None, name=None):
             "bias_add: must provide as many biases as the channel dimension of value: "
             f"{b.shape} vs. {v.shape}"
         )
-    return _BiasAdd(v, b, axis % v.ndim)
+    shape, res = [1] * v.ndim, np.result_type(v, b)
+    shape[axis] = b.size
+    others = tuple(i for i in range(v.ndim) if i != axis % v.ndim)
+    return Linear(lambda: v + b.reshape(shape),
+                  lambda g: (g.astype(res, copy=True), g.sum(axis=others).astype(res, copy=False)))
 

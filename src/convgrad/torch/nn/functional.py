@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..._dtypes import as_array
-from ..._fronts.kit import CoreCall, Unbatched, cotangent, op_with_vjp
+from ..._fronts.kit import CoreCall, Linear, Unbatched, op_with_vjp
 from ..._geometry import ConvGeometry
 
 __all__ = [
@@ -218,34 +217,14 @@ def _source_index(mode: str, n: int, lo: int, hi: int, dim: int) -> np.ndarray:
     return np.clip(p, 0, n - 1)  # replicate
 
 
-@dataclass(frozen=True)
-class _Pad:
-    x: np.ndarray
-    index: tuple[tuple[int, np.ndarray], ...]  # (axis, source index) per padded axis
-    value: float
-
-    def forward(self) -> np.ndarray:
-        a = self.x
-        for axis, idx in self.index:
-            fill_shape = list(a.shape)
-            fill_shape[axis] = 1
-            ext = np.concatenate([a, np.full(fill_shape, self.value, dtype=a.dtype)], axis=axis)
-            a = np.take(ext, idx, axis=axis)
-        return a
-
-    def vjp(self) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray]]]:
-        out = self.forward()
-
-        def pullback(dy: object) -> tuple[np.ndarray]:
-            g = cotangent(dy, out.shape)
-            # The adjoint of a gather is a scatter-add; the fill slot collects what the
-            # constant samples received and is dropped.
-            # Each step changes only its own axis, so its input size is the original one.
-            for axis, idx in reversed(self.index):
-                g = _scatter_add(g, axis, idx, self.x.shape[axis])
-            return (g,)
-
-        return out, pullback
+def _gather(a: np.ndarray, index: list[tuple[int, np.ndarray]], value: object) -> np.ndarray:
+    """``a`` padded: per (axis, source index), the samples the index names (``n``: the fill)."""
+    for axis, idx in index:
+        fill_shape = list(a.shape)
+        fill_shape[axis] = 1
+        ext = np.concatenate([a, np.full(fill_shape, value, dtype=a.dtype)], axis=axis)
+        a = np.take(ext, idx, axis=axis)
+    return a
 
 
 def _scatter_add(g: np.ndarray, axis: int, idx: np.ndarray, n: int) -> np.ndarray:
@@ -255,7 +234,7 @@ def _scatter_add(g: np.ndarray, axis: int, idx: np.ndarray, n: int) -> np.ndarra
     return np.moveaxis(acc[:n], 0, axis)
 
 
-def _resolve_pad(input: object, pad: object, mode: str = "constant", value: object = None) -> _Pad:
+def _resolve_pad(input: object, pad: object, mode: str = "constant", value: object = None) -> Linear:
     x = as_array("input", input)
     if isinstance(pad, (str, bytes)) or not hasattr(pad, "__iter__"):
         raise TypeError(f"pad must be a tuple of ints, got {pad!r}")
@@ -292,7 +271,16 @@ def _resolve_pad(input: object, pad: object, mode: str = "constant", value: obje
         raise ValueError(
             f"input of size {list(x.shape)} is too small for pad={pads}: every padded dim would be empty"
         )
-    return _Pad(x, tuple(index), 0 if value is None else value)  # type: ignore[arg-type]
+
+    def grads(g: np.ndarray) -> tuple[np.ndarray]:
+        # The adjoint of a gather is a scatter-add; the fill slot collects what the constant
+        # samples received and is dropped. Each step changes only its own axis, so its input size
+        # is the original one.
+        for axis, idx in reversed(index):
+            g = _scatter_add(g, axis, idx, x.shape[axis])
+        return (g,)
+
+    return Linear(lambda: _gather(x, index, 0 if value is None else value), grads)
 
 
 @op_with_vjp
