@@ -18,13 +18,12 @@ samples back where they came from.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .._dtypes import as_array
-from .._fronts.kit import Linear, cotangent, op_with_vjp
+from .._fronts.kit import Linear, op_with_vjp
 from .._geometry import ConvGeometry
 from .._ops import _Call
 
@@ -36,7 +35,6 @@ METHODS = ("auto", "direct", "fft")
 BOUNDARIES = {"fill": "constant", "pad": "constant", "wrap": "wrap", "circular": "wrap",
               "symm": "symmetric", "symmetric": "symmetric"}
 
-Pullback = Callable[[object], tuple[np.ndarray, np.ndarray]]
 Pairs = tuple[tuple[int, int], ...]
 
 
@@ -69,10 +67,6 @@ def _pads(mode: str, kernel: tuple[int, ...], upper: bool) -> Pairs:
     return tuple(((k - 1) // 2, k // 2) if upper else (k // 2, (k - 1) // 2) for k in kernel)
 
 
-def _call(x: np.ndarray, kernel: np.ndarray, pads: Pairs) -> _Call:
-    return _Call(ConvGeometry.for_conv(x.shape, kernel.shape, padding=pads), "channels_first")
-
-
 def _flip(a: np.ndarray) -> np.ndarray:
     return a[(slice(None, None, -1),) * a.ndim]
 
@@ -96,59 +90,36 @@ def _pad_adjoint(shape: tuple[int, ...], pads: Pairs, np_mode: str) -> Callable[
     return adjoint
 
 
-@dataclass(frozen=True)
-class _Correlation:
+def _correlation(a: np.ndarray, b: np.ndarray, pads: Pairs, *, flip: bool, reverse: bool, res: np.dtype,
+                 np_mode: str = "constant", fill: object = 0, swapped: bool = False) -> Linear:
     """``a`` cross-correlated with ``b`` (flipped if ``flip``) under ``pads``, the result
     reversed if ``reverse``. Pads are zeros, or built by ``numpy.pad`` in ``np_mode`` / with
     ``fill``. ``swapped``: a and b are in2 and in1, so the gradients come back swapped."""
+    x, conv_pads, spread = a, pads, None
+    if np_mode != "constant" or fill != 0:
+        kwargs = {"constant_values": fill} if np_mode == "constant" else {}
+        x = np.pad(a.astype(res, copy=False), pads, mode=np_mode, **kwargs)  # type: ignore[call-overload]
+        conv_pads, spread = tuple((0, 0) for _ in pads), _pad_adjoint(a.shape, pads, np_mode)
+    # One deep-learning correlation of (1, 1, *shape) views.
+    x, kernel = x[None, None], (_flip(b) if flip else b)[None, None]
+    call = _Call(ConvGeometry.for_conv(x.shape, kernel.shape, padding=conv_pads), "channels_first")
 
-    a: np.ndarray
-    b: np.ndarray
-    pads: Pairs
-    flip: bool
-    reverse: bool
-    res: np.dtype
-    np_mode: str = "constant"
-    fill: object = 0
-    swapped: bool = False
+    def grads(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        g = (_flip(g) if reverse else g)[None, None]
+        dx, dk = call("x", y=g, w=kernel)[0, 0], call("w", x=x, y=g)[0, 0]
+        dx, dk = dx if spread is None else spread(dx), _flip(dk) if flip else dk
+        out = np.ascontiguousarray(dx), np.ascontiguousarray(dk)
+        return out[::-1] if swapped else out
 
-    def _operands(self) -> tuple[np.ndarray, np.ndarray, Pairs]:
-        """x and the kernel as ``(1, 1, *shape)`` views, and the pads the conv adds."""
-        kernel = _flip(self.b) if self.flip else self.b
-        x, pads = self.a, self.pads
-        if self.np_mode != "constant" or self.fill != 0:
-            kwargs = {"constant_values": self.fill} if self.np_mode == "constant" else {}
-            x = np.pad(x.astype(self.res, copy=False), pads, mode=self.np_mode, **kwargs)  # type: ignore[call-overload]
-            pads = tuple((0, 0) for _ in pads)
-        return x[None, None], kernel[None, None], pads
+    def forward() -> np.ndarray:
+        y = call("y", x=x, w=kernel)[0, 0]
+        return np.ascontiguousarray(_flip(y) if reverse else y).astype(res, copy=False)
 
-    def _out(self, y: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(_flip(y[0, 0]) if self.reverse else y[0, 0]).astype(self.res, copy=False)
-
-    def forward(self) -> np.ndarray:
-        x, kernel, pads = self._operands()
-        return self._out(_call(x, kernel, pads)("y", x=x, w=kernel))
-
-    def vjp(self) -> tuple[np.ndarray, Pullback]:
-        x, kernel, pads = self._operands()
-        y, pb = _call(x, kernel, pads).vjp("y", {"x": x, "w": kernel})
-        out = self._out(y)
-        spread = None if pads == self.pads else _pad_adjoint(self.a.shape, self.pads, self.np_mode)
-
-        def pullback(dy: object) -> tuple[np.ndarray, np.ndarray]:
-            g = cotangent(dy, out.shape)
-            dx, dk = pb((_flip(g) if self.reverse else g)[None, None])
-            dx, dk = dx[0, 0], dk[0, 0]
-            if spread is not None:
-                dx = spread(dx)
-            grads = np.ascontiguousarray(dx), np.ascontiguousarray(_flip(dk) if self.flip else dk)
-            return grads[::-1] if self.swapped else grads
-
-        return out, pullback
+    return Linear(forward, grads)
 
 
 def _nd(in1: object, in2: object, mode: object, method: object, *, convolve: bool
-        ) -> _Correlation | Linear:
+        ) -> Linear:
     """convolve / correlate: N-d, both arrays of the same rank."""
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"Acceptable method flags are 'auto', 'direct', or 'fft', not method={method!r}.")
@@ -165,13 +136,13 @@ def _nd(in1: object, in2: object, mode: object, method: object, *, convolve: boo
     res = np.result_type(a, b)
     if _swap_needed(mode, a.shape, b.shape):
         # Convolution commutes; a swapped correlation is the reversed correlation of in2 with in1.
-        return _Correlation(b, a, _pads(mode, a.shape, False), flip=convolve, reverse=not convolve,
+        return _correlation(b, a, _pads(mode, a.shape, False), flip=convolve, reverse=not convolve,
                             res=res, swapped=True)
-    return _Correlation(a, b, _pads(mode, b.shape, False), flip=convolve, reverse=False, res=res)
+    return _correlation(a, b, _pads(mode, b.shape, False), flip=convolve, reverse=False, res=res)
 
 
 @op_with_vjp
-def convolve(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> _Correlation | Linear:
+def convolve(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> Linear:
     """``scipy.signal.convolve``: N-d true convolution of in1 with in2 (both the same rank).
 
     ``method`` is checked and ignored: the result is exact (SciPy's 'fft' rounds). The dtype is
@@ -188,7 +159,7 @@ def convolve(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> _C
 
 
 @op_with_vjp
-def correlate(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> _Correlation | Linear:
+def correlate(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> Linear:
     """``scipy.signal.correlate``: N-d cross-correlation ``z[k] = sum_l in1[l] * in2[l - k + n2 - 1]``.
 
     Shape model as ``convolve``; 'same' is the centre of 'full' (for an even ``n2`` the odd pad
@@ -237,7 +208,7 @@ def _fill_value(fillvalue: object, res: np.dtype) -> object:
 
 
 def _2d(in1: object, in2: object, mode: object, boundary: object, fillvalue: object, *, convolve: bool
-        ) -> _Correlation | Linear:
+        ) -> Linear:
     name = "convolve2d" if convolve else "correlate2d"
     a, b = as_array("in1", in1), as_array("in2", in2)
     if not a.ndim == b.ndim == 2:
@@ -258,7 +229,7 @@ def _2d(in1: object, in2: object, mode: object, boundary: object, fillvalue: obj
         a, b = b, a
     if a.size == 0 or b.size == 0:
         return _zeros(a, b, mode, res, swap)
-    return _Correlation(a, b, _pads(mode, b.shape, upper=not convolve), flip=convolve,
+    return _correlation(a, b, _pads(mode, b.shape, upper=not convolve), flip=convolve,
                         reverse=swap and not convolve, res=res, np_mode=np_mode, fill=fill, swapped=swap)
 
 
@@ -280,7 +251,7 @@ def _zeros(a: np.ndarray, b: np.ndarray, mode: str, res: np.dtype, swap: bool) -
 @op_with_vjp
 def convolve2d(
     in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", fillvalue: Any = 0
-) -> _Correlation | Linear:
+) -> Linear:
     """``scipy.signal.convolve2d``: 2-D true convolution, in1 extended by ``boundary``: outside in1
     the samples are ``fillvalue`` ('fill'), periodic ('wrap') or mirrored with the edge repeated
     ('symm'). Gradients do not include one for ``fillvalue``.
@@ -299,7 +270,7 @@ def convolve2d(
 @op_with_vjp
 def correlate2d(
     in1: Any, in2: Any, mode: str = "full", boundary: str = "fill", fillvalue: Any = 0
-) -> _Correlation | Linear:
+) -> Linear:
     """``scipy.signal.correlate2d``: 2-D cross-correlation, in1 extended by ``boundary``.
 
     Shape model as ``convolve2d``, but 'same' starts ``n2 // 2`` samples into 'full' (for an even
