@@ -165,37 +165,34 @@ def _transpose_geometry(
         transpose_size(n, dilate_dim(k, d), s, 0, 0, 0)
         for n, k, d, s in zip(spatial, a.kernel, a.dilations, a.strides)
     ]
-    if output_shape is not None:
-        out = _ints("output_shape", output_shape, rank, 0, 1)
-        pads, extra = [], []
-        for i, (f, o, p, s) in enumerate(zip(full, out, op, a.strides)):
-            total = f + p - o
-            if total >= 0:
-                pads.append(_spec_pads(total, a.auto_pad))
-                extra.append(p)
-            elif o - f < s:
-                pads.append((0, 0))
-                extra.append(o - f)
-            else:
-                raise ValueError(
-                    f"output_shape={list(out)} is unreachable in axis {i}: the full transposed size "
-                    f"is {f} and at most {s - 1} zero samples (stride - 1) can follow it, so the "
-                    f"size must be <= {f + s - 1}"
-                )
-        return tuple(pads), tuple(extra)
-    if a.auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        pads = []
-        for i, (f, n, p, s) in enumerate(zip(full, spatial, op, a.strides)):
-            total = f + p - n * s
-            if total < 0:
-                raise ValueError(
-                    f"auto_pad={a.auto_pad} asks for {n * s} (= input * stride) outputs in axis {i}, "
-                    f"more than the full transposed size {f + p}: the spec's pads would be negative "
-                    f"({total}); give output_shape={n * s} for a zero-filled end"
-                )
+    same = output_shape is None and a.auto_pad in ("SAME_UPPER", "SAME_LOWER")
+    if output_shape is None and not same:
+        return a.pairs, op
+    # SAME asks for input * stride outputs; output_shape names them.
+    out = [n * s for n, s in zip(spatial, a.strides)] if same else _ints("output_shape", output_shape, rank,
+                                                                           0, 1)
+    pads, extra = [], []
+    for i, (f, o, p, s) in enumerate(zip(full, out, op, a.strides)):
+        total = f + p - o
+        if total >= 0:
             pads.append(_spec_pads(total, a.auto_pad))
-        return tuple(pads), op
-    return a.pairs, op
+            extra.append(p)
+        elif same:
+            raise ValueError(
+                f"auto_pad={a.auto_pad} asks for {o} (= input * stride) outputs in axis {i}, "
+                f"more than the full transposed size {f + p}: the spec's pads would be negative "
+                f"({total}); give output_shape={o} for a zero-filled end"
+            )
+        elif o - f < s:
+            pads.append((0, 0))
+            extra.append(o - f)
+        else:
+            raise ValueError(
+                f"output_shape={list(out)} is unreachable in axis {i}: the full transposed size "
+                f"is {f} and at most {s - 1} zero samples (stride - 1) can follow it, so the "
+                f"size must be <= {f + s - 1}"
+            )
+    return tuple(pads), tuple(extra)
 
 
 @op_with_vjp
