@@ -9,7 +9,8 @@ the op's array arguments in signature order, each in that argument's own shape a
 
 ``CoreCall`` runs any of the three ops of a convolution on a geometry the front built once
 with a ``ConvGeometry`` constructor; an ``Adapter`` maps a framework's array to the core's
-layout and back (the identity where they agree).
+layout and back (the identity where they agree). ``Linear`` is any other op, from its forward
+and its gradients.
 """
 
 from __future__ import annotations
