@@ -145,7 +145,7 @@ class CoreCall:
     Gradients come in that order, plus db when the op takes a bias argument (``with_bias``; None
     for an absent bias). ``layout`` adapts activations (x, y), ``filt`` the filter, ``out`` (where
     given) the result; the result is cast to ``dtype``, gradients to ``grad_dtype`` (default
-    ``dtype``). ``general``: the geometry may have input dilation or batch groups."""
+    ``dtype``). The geometry may have input dilation or batch groups (``_general.GeneralCall``)."""
 
     geom: ConvGeometry
     role: str
@@ -156,12 +156,11 @@ class CoreCall:
     layout: Adapter = IDENTITY
     filt: Adapter = IDENTITY
     fmt: str = "channels_first"
-    general: bool = False
     out: Adapter | None = None
     grad_dtype: np.dtype | None = None
 
     def _call(self) -> _ops._Call:
-        return (_general.GeneralCall if self.general else _ops._Call)(self.geom, self.fmt)
+        return _general.GeneralCall(self.geom, self.fmt)
 
     def _adapter(self, role: str) -> Adapter:
         if role == self.role and self.out is not None:
