@@ -185,9 +185,10 @@ _DEPTHWISE_DTYPES = ("float16", "float32", "float64")
 
 
 def _operands(func: str, *arrays: tuple[str, object], allowed: tuple[str, ...] | None = _CONV_DTYPES,
-              strict: bool = False) -> tuple[np.dtype, list[np.ndarray]]:
+              strict: bool = False, ndim: int | None = None) -> tuple[np.dtype, list[np.ndarray]]:
     """The op's array operands in one dtype, as TensorFlow converts NumPy arguments: to the dtype
-    of its first tensor operand (``strict``: the op has no dtype hint and refuses a mix)."""
+    of its first tensor operand (``strict``: the op has no dtype hint and refuses a mix); with
+    ``ndim``, each must have that many dims."""
     named = [(name, as_array(name, a)) for name, a in arrays]
     dtype = named[0][1].dtype
     if strict and any(a.dtype != dtype for _, a in named):
@@ -195,6 +196,9 @@ def _operands(func: str, *arrays: tuple[str, object], allowed: tuple[str, ...] |
                         f"{[str(a.dtype) for _, a in named]}")
     if allowed is not None and dtype.name not in allowed:
         raise TypeError(f"{func}: TensorFlow's kernel takes dtypes {allowed}, got {dtype}")
+    for name, a in named:
+        if ndim is not None:
+            _ndim(func, name, a, ndim)
     return dtype, [a.astype(dtype, copy=False) for _, a in named]
 
 
@@ -292,10 +296,10 @@ def _keywords(stride: tuple, padding: object, dilation: tuple, groups: int) -> d
 
 # --- builders shared by the ops -----------------------------------------------------------------
 def _conv(func: str, x: object, w: object, rank: int, first: bool, stride: tuple, padding: object,
-          dilation: tuple, *, batch_dims: bool = True) -> CoreCall:
+          dilation: tuple) -> CoreCall:
     dtype, (x, w) = _operands(func, ("input", x), ("filters", w))
     _ndim(func, "filters", w, rank + 2)
-    _ndim(func, "input", x, rank + 2, at_least=batch_dims)
+    _ndim(func, "input", x, rank + 2, at_least=True)
     layout = _Layout(first, tuple(x.shape[: x.ndim - rank - 1]))
     xc = layout.to_core(x)
     groups = _groups(func, xc.shape[-1], w.shape[-2])
@@ -306,10 +310,8 @@ def _input_grad(
     func: str, sizes: object, w: object, dy: object, rank: int, first: bool, stride: tuple,
     padding: object, dilation: tuple, *, filter_first: bool, depthwise: bool = False,
 ) -> CoreCall:
-    dtype, (w, dy) = _operands(func, ("filter", w), ("out_backprop", dy),
+    dtype, (w, dy) = _operands(func, ("filter", w), ("out_backprop", dy), ndim=rank + 2,
                                allowed=_DEPTHWISE_DTYPES if depthwise else _CONV_DTYPES, strict=depthwise)
-    _ndim(func, "filter", w, rank + 2)
-    _ndim(func, "out_backprop", dy, rank + 2)
     layout = _Layout(first, (dy.shape[0],))
     sizes = shape_tuple("input_sizes", sizes)
     wc_in = w.shape[-2]
@@ -337,10 +339,8 @@ def _input_grad(
 
 def _filter_grad(func: str, x: object, sizes: object, dy: object, rank: int, first: bool, stride: tuple,
                  padding: object, dilation: tuple, *, depthwise: bool = False) -> CoreCall:
-    dtype, (x, dy) = _operands(func, ("input", x), ("out_backprop", dy),
+    dtype, (x, dy) = _operands(func, ("input", x), ("out_backprop", dy), ndim=rank + 2,
                                allowed=_DEPTHWISE_DTYPES if depthwise else _CONV_DTYPES, strict=depthwise)
-    _ndim(func, "input", x, rank + 2)
-    _ndim(func, "out_backprop", dy, rank + 2)
     layout = _Layout(first, (x.shape[0],))
     sizes = shape_tuple("filter_sizes", sizes)
     if len(sizes) != rank + 2:
@@ -572,9 +572,7 @@ def depthwise_conv2d(input, filter, strides, padding, data_format=None, dilation
         )
     p = _padding(padding, 2, first, explicit=True, func="depthwise_conv2d")
     dtype, (x, w) = _operands("depthwise_conv2d", ("input", input), ("filter", filter),
-                              allowed=_DEPTHWISE_DTYPES, strict=True)
-    _ndim("depthwise_conv2d", "input", x, 4)
-    _ndim("depthwise_conv2d", "filter", w, 4)
+                              allowed=_DEPTHWISE_DTYPES, strict=True, ndim=4)
     layout = _Layout(first, (x.shape[0],))
     xc = layout.to_core(x)
     c = xc.shape[-1]
