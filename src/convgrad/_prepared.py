@@ -105,7 +105,7 @@ def prepare(x_shape: object, w_shape: object, dtype: object = np.float64, *, str
                                  _canon.shape_tuple("w_shape", w_shape), stride=stride, padding=padding,
                                  dilation=dilation, groups=groups, data_format=fmt)
     try:
-        dt = np.dtype(dtype)  # type: ignore[call-overload]
+        dt = np.dtype(dtype)
     except TypeError:
         raise TypeError(f"dtype={dtype!r} is not a NumPy dtype") from None
     if dt.kind not in "iuf":

@@ -75,7 +75,7 @@ def translate(src: str, dst: str, op: str = "conv", *, input_size: object, kerne
     unknown = set(params) - reader.PARAMS[op]
     if unknown:
         raise TypeError(f"{src} {op} takes {sorted(reader.PARAMS[op])}, not {sorted(unknown)}")
-    ranks = [len(v) for v in (input_size, kernel_size) if hasattr(v, "__len__")]  # type: ignore[arg-type]
+    ranks = [len(v) for v in (input_size, kernel_size) if hasattr(v, "__len__")]
     rank = ranks[0] if ranks else 1
     if rank not in (1, 2, 3):
         raise ValueError(f"input_size={input_size!r}: 1 to 3 spatial dims")

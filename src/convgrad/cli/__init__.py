@@ -32,7 +32,7 @@ Run `convgrad COMMAND --help` for the options."""
 class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so main() returns the status."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> None:
         raise ArgumentError(f"{message}\n{self.format_usage().strip()}")
 
 

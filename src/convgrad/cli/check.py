@@ -201,7 +201,7 @@ def _show_arrays(con: object, report: CheckReport) -> None:
         squeezed, index = _squeeze(a, kind, p.fmt)
         body = np.array2string(squeezed, precision=4, suppress_small=True)
         panels.append(Text(f"{name}{index} =\n", style="bold") + Text(body))
-    con.print(Columns(panels, padding=(0, 3)))  # type: ignore[attr-defined]
+    con.print(Columns(panels, padding=(0, 3)))
 
 
 def _squeeze(a: np.ndarray, kind: str, fmt: str) -> tuple[np.ndarray, str]:

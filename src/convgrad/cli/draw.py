@@ -245,13 +245,13 @@ def _to_image(fig: object) -> object:
     import numpy as np
     from PIL import Image
 
-    fig.canvas.draw()  # type: ignore[attr-defined]
-    rgba = np.asarray(fig.canvas.buffer_rgba())  # type: ignore[attr-defined]
+    fig.canvas.draw()
+    rgba = np.asarray(fig.canvas.buffer_rgba())
     return Image.fromarray(rgba[..., :3].copy()).quantize(colors=64, method=Image.Quantize.MEDIANCUT)
 
 
 def _axes(fig: object, layout: Layout, box: Box) -> object:
-    ax = fig.add_axes([box.x0 / layout.width, 1 - (box.y0 + box.height) / layout.height,  # type: ignore
+    ax = fig.add_axes([box.x0 / layout.width, 1 - (box.y0 + box.height) / layout.height,
                        box.width / layout.width, box.height / layout.height])
     ax.set_xlim(0, box.cols)
     ax.set_ylim(box.rows, 0)
@@ -267,11 +267,11 @@ def _cells(ax: object, box: Box, color_of: object, hatch_of: object = None, labe
     for r in range(box.rows):
         for c in range(box.cols):
             # add_artist, not add_patch: the limits are fixed, and updating them per patch is slow.
-            ax.add_artist(Rectangle((c, r), 1, 1, facecolor=color_of(r, c), edgecolor=EDGE,  # type: ignore
+            ax.add_artist(Rectangle((c, r), 1, 1, facecolor=color_of(r, c), edgecolor=EDGE,
                                     linewidth=linewidth, hatch=hatch_of(r, c) if hatch_of else None,
                                     clip_on=False))
             if labels and (r, c) in labels and box.cell >= 20:
-                ax.text(c + 0.5, r + 0.5, labels[(r, c)], ha="center", va="center",  # type: ignore
+                ax.text(c + 0.5, r + 0.5, labels[(r, c)], ha="center", va="center",
                         fontsize=fontsize, color="black")
 
 
@@ -280,14 +280,14 @@ def _hatch(scene: _scene.Scene) -> object:
 
 
 def _label(fig: object, layout: Layout, box: Box, text: str, size: float = 10) -> None:
-    fig.text(box.x0 / layout.width, 1 - (box.y0 - 6) / layout.height, text, ha="left",  # type: ignore
+    fig.text(box.x0 / layout.width, 1 - (box.y0 - 6) / layout.height, text, ha="left",
              va="bottom", fontsize=size)
 
 
 def _title(fig: object, layout: Layout, scene: _scene.Scene, line2: str) -> None:
-    fig.text(MARGIN / layout.width, 1 - 8 / layout.height, scene.title, ha="left", va="top",  # type: ignore
+    fig.text(MARGIN / layout.width, 1 - 8 / layout.height, scene.title, ha="left", va="top",
              fontsize=10, fontweight="bold")
-    fig.text(MARGIN / layout.width, 1 - 28 / layout.height, line2, ha="left", va="top", fontsize=9)  # type: ignore
+    fig.text(MARGIN / layout.width, 1 - 28 / layout.height, line2, ha="left", va="top", fontsize=9)
 
 
 def _legend(fig: object, layout: Layout, scene: _scene.Scene) -> None:
@@ -299,10 +299,10 @@ def _legend(fig: object, layout: Layout, scene: _scene.Scene) -> None:
     x = MARGIN
     y = layout.height - MARGIN - 14
     for color, text, hatch in entries:
-        fig.patches.append(Rectangle((x / layout.width, 1 - (y + 12) / layout.height), 12 / layout.width,  # type: ignore
-                                     12 / layout.height, transform=fig.transFigure, facecolor=color,  # type: ignore
+        fig.patches.append(Rectangle((x / layout.width, 1 - (y + 12) / layout.height), 12 / layout.width,
+                                     12 / layout.height, transform=fig.transFigure, facecolor=color,
                                      edgecolor=EDGE, linewidth=0.8, hatch=hatch))
-        fig.text((x + 16) / layout.width, 1 - (y + 6) / layout.height, text, va="center", fontsize=8)  # type: ignore
+        fig.text((x + 16) / layout.width, 1 - (y + 6) / layout.height, text, va="center", fontsize=8)
         x += 28 + 6 * len(text)
 
 

@@ -90,14 +90,14 @@ def thin_factor(side: int) -> float:
     return min(1.0, math.sqrt(max(1, side) / THIN))
 
 
-def gemm_into(gemm, a: np.ndarray, b: np.ndarray, c: np.ndarray, *, beta: float, trans_b: int = 0) -> None:  # type: ignore[no-untyped-def]
+def gemm_into(gemm, a: np.ndarray, b: np.ndarray, c: np.ndarray, *, beta: float, trans_b: int = 0) -> None:
     """c <- a @ op(b) + beta * c on Fortran-ordered views, written in place."""
     r = gemm(1.0, a, b, beta=beta, c=c, overwrite_c=1, trans_b=trans_b)
     if not np.may_share_memory(r, c):  # BLAS had to work on a copy: write it back
         c[...] = r
 
 
-def gemm_for(dtype: np.dtype):  # type: ignore[no-untyped-def]
+def gemm_for(dtype: np.dtype):
     """The BLAS gemm for a float dtype, or None (integers go through NumPy's exact loops)."""
     if dtype == np.float32:
         return blas.sgemm

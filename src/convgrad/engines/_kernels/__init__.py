@@ -31,7 +31,7 @@ from .winograd import winograd2d_input, winograd2d_output
 # Figures in calibration.json.
 
 
-def compile_penalty(dtype, *kernels) -> float:  # type: ignore[no-untyped-def]
+def compile_penalty(dtype, *kernels) -> float:
     """Estimated seconds of compiling or loading before the given kernels can run on ``dtype``
     (with Numba; the planner charges plain-Python loops as never loadable)."""
     fig = figures("_kernels")
@@ -44,7 +44,7 @@ def compile_penalty(dtype, *kernels) -> float:  # type: ignore[no-untyped-def]
     return total
 
 
-def warm_up(dtypes=("float32", "float64")) -> None:  # type: ignore[no-untyped-def]
+def warm_up(dtypes=("float32", "float64")) -> None:
     """Compile (or load from the disk cache) every kernel for ``dtypes`` now, on tiny arrays,
     so that the planner weighs them by their running time alone."""
     if not NUMBA:
@@ -75,7 +75,7 @@ def warm_up(dtypes=("float32", "float64")) -> None:  # type: ignore[no-untyped-d
                      np.zeros(8, dt), (8, 4, 2, 1), 1)
 
 
-def _cached(kernel) -> bool:  # type: ignore[no-untyped-def]
+def _cached(kernel) -> bool:
     try:  # numba's on-disk cache: an index file next to the module's bytecode
         import os
 

@@ -16,29 +16,29 @@ except ImportError:  # pragma: no cover - exercised in a subprocess by tests/tes
     NUMBA = False
     prange = range
 
-    def literally(value):  # type: ignore[no-untyped-def]
+    def literally(value):
         """numba.literally without Numba: the value itself."""
         return value
 
-    def njit(*args, **kwargs):  # type: ignore[no-redef]
+    def njit(*args, **kwargs):
         """The plain-Python stand-in for numba.njit: returns the function unchanged."""
         if len(args) == 1 and callable(args[0]) and not kwargs:
             return args[0]
         return lambda f: f
 
-    def _registers(size, dtype):  # type: ignore[no-untyped-def]
+    def _registers(size, dtype):
         return np.empty(size, dtype)
 
-    def _wide_vectors():  # type: ignore[no-untyped-def]
+    def _wide_vectors():
         return None
 
-    def _prefetch(arr, index):  # type: ignore[no-untyped-def]
+    def _prefetch(arr, index):
         return None
 
 if NUMBA:
 
     @intrinsic
-    def _registers(typingctx, size, dtype):  # type: ignore[no-untyped-def]
+    def _registers(typingctx, size, dtype):
         """A scratch array of ``size`` (a literal) on the stack: LLVM keeps it in registers.
 
         A heap array (np.empty) may alias every other array, so LLVM loads and stores it at each
@@ -48,13 +48,13 @@ if NUMBA:
             return None
         n = size.literal_value
 
-        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        def codegen(context, builder, signature, args):
             return cgutils.alloca_once(builder, context.get_value_type(dtype.dtype), size=n)
 
         return types.CPointer(dtype.dtype)(size, dtype), codegen
 
     @intrinsic
-    def _wide_vectors(typingctx):  # type: ignore[no-untyped-def]
+    def _wide_vectors(typingctx):
         """Let LLVM use 512-bit vectors in the function that calls this (a prange body).
 
         On AVX-512 machines LLVM prefers 256-bit vectors by default (frequency throttling on old
@@ -62,7 +62,7 @@ if NUMBA:
         attribute measured 1.6-1.9x faster on 64-channel tiles here. Elsewhere it is ignored.
         """
 
-        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        def codegen(context, builder, signature, args):
             try:  # llvmlite only validates attribute names in add(); the set holds plain strings
                 set.add(builder.function.attributes, '"prefer-vector-width"="512"')
             except (AttributeError, TypeError):  # another llvmlite: keep its default width
@@ -72,7 +72,7 @@ if NUMBA:
         return types.none(), codegen
 
     @intrinsic
-    def _prefetch(typingctx, arr, index):  # type: ignore[no-untyped-def]
+    def _prefetch(typingctx, arr, index):
         """Ask for arr[index]'s cache line ahead of its use (llvm.prefetch: read, keep in all levels).
 
         The 6 x 64 forward tiles stream the filter from the second-level cache, 256 bytes per 24
@@ -82,7 +82,7 @@ if NUMBA:
         if not isinstance(arr, types.Array) or not isinstance(index, types.Integer):
             return None
 
-        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        def codegen(context, builder, signature, args):
             data = context.make_array(signature.args[0])(context, builder, args[0]).data
             byte = ir.IntType(8).as_pointer()
             i32 = ir.IntType(32)
