@@ -24,7 +24,7 @@ def int_tuple(name: str, value: object, rank: int, *, minimum: int | None = None
     if isinstance(value, (str, bytes)) or value is None:
         raise TypeError(f"{name} must be an int or a sequence of {rank} ints, got {value!r}")
     if isinstance(value, Sequence) or (hasattr(value, "__len__") and hasattr(value, "__iter__")):
-        items = list(value)  # type: ignore[arg-type]
+        items = list(value)
         if len(items) != rank:
             raise ValueError(
                 f"{name} must have one value per spatial dim ({rank}), got {len(items)}: {value!r}"
@@ -58,7 +58,7 @@ def shape_tuple(name: str, value: object) -> tuple[int, ...]:
     """A shape: a sequence of non-negative ints."""
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         raise TypeError(f"{name} must be a sequence of ints, got {value!r}")
-    out = tuple(as_int(f"{name}[{i}]", v) for i, v in enumerate(value))  # type: ignore[attr-defined]
+    out = tuple(as_int(f"{name}[{i}]", v) for i, v in enumerate(value))
     if any(v < 0 for v in out):
         raise ValueError(f"{name} must not contain negative sizes, got {out}")
     return out

@@ -29,9 +29,9 @@ def _typed_key(value: object) -> tuple | None:
     if t in _PLAIN:
         return (t, value)
     if t is tuple or t is list:
-        if all(type(v) is int for v in value):  # type: ignore[attr-defined]  # shapes: the common case
-            return (t, tuple(value))  # type: ignore[arg-type]
-        parts = tuple(map(_typed_key, value))  # type: ignore[call-overload]
+        if all(type(v) is int for v in value):  # shapes: the common case
+            return (t, tuple(value))
+        parts = tuple(map(_typed_key, value))
         return None if None in parts else (t, parts)
     try:
         hash(value)

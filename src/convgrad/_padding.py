@@ -70,7 +70,7 @@ def parse_padding(padding: object, rank: int) -> PaddingSpec:
     if not hasattr(padding, "__iter__"):
         p = as_int("padding", padding)
         return PaddingSpec("explicit", ((p, p),) * rank)
-    items = list(padding)  # type: ignore[call-overload]
+    items = list(padding)
     if len(items) != rank:
         raise ValueError(
             f"padding must have one entry per spatial dim ({rank}), got {len(items)}: {padding!r}"

@@ -21,6 +21,9 @@ from ._general import run_general
 from ._geometry import ConvGeometry
 from ._ops import _resolve
 
+__all__ = ["filter_grad_via_conv", "input_grad_via_conv"]
+__dir__ = __all__.copy  # dir() lists the API only
+
 
 def input_grad_via_conv(
     dy: object, w: object, input_shape: object, *, stride: object = 1, padding: object = 0,

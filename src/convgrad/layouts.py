@@ -33,6 +33,7 @@ from . import _frameworks
 from ._frameworks._common import SPATIAL
 
 __all__ = ["FRAMEWORKS", "OPS", "convert_filter", "filter_layout"]
+__dir__ = __all__.copy  # dir() lists the API only
 
 # The frameworks with filter layouts, each module's FILTER_LAYOUTS: (op -> template), "*"
 # standing for the spatial letters.

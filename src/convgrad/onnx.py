@@ -36,6 +36,7 @@ from ._fronts.kit import CoreCall, Linear, int_seq, op_with_vjp
 from ._geometry import ConvGeometry
 
 __all__ = ["conv", "conv_integer", "conv_transpose"]
+__dir__ = __all__.copy  # dir() lists the API only
 
 AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 _CONV_PADDING = {"VALID": "valid", "SAME_UPPER": "same", "SAME_LOWER": "same_lower"}

@@ -21,6 +21,10 @@ from ._ops import conv, conv_filter_grad, conv_input_grad, conv_vjp
 from ._tolerance import RTOL as RTOL  # the one tolerance table, re-exported
 from ._tolerance import tolerance
 
+__all__ = ["RTOL", "CheckReport", "DotTestResult", "GradCheckResult", "Problem", "Route", "Row",
+           "check_grads", "check_routes", "compare", "dot_test", "not_available"]
+__dir__ = __all__.copy  # dir() lists the API only
+
 
 @dataclass(frozen=True)
 class DotTestResult:

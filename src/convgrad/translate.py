@@ -40,6 +40,7 @@ from ._frameworks._common import OPS, Translation, sizes
 from .layouts import filter_layout
 
 __all__ = ["FRAMEWORKS", "Translation", "translate"]
+__dir__ = __all__.copy  # dir() lists the API only
 
 FRAMEWORKS = _frameworks.with_("write")
 

@@ -55,12 +55,12 @@ def op_with_vjp(resolve: Callable[P, Call]) -> Callable[P, Any]:
     # The op returns an array, not the resolver's call object, and op.vjp (out, pullback): their
     # signatures say so, with the framework's parameters.
     signature = inspect.signature(resolve)
-    op.__signature__ = signature.replace(return_annotation="np.ndarray")  # type: ignore[attr-defined]
-    vjp.__signature__ = signature.replace(return_annotation="tuple[np.ndarray, Pullback]")  # type: ignore[attr-defined]
+    op.__signature__ = signature.replace(return_annotation="np.ndarray")
+    vjp.__signature__ = signature.replace(return_annotation="tuple[np.ndarray, Pullback]")
     vjp.__name__, vjp.__qualname__ = "vjp", f"{resolve.__qualname__}.vjp"
     vjp.__doc__ = (f"``(out, pullback)`` of ``{resolve.__name__}`` with the same arguments; "
                    "``pullback(dy)`` returns the gradients of its array arguments.")
-    op.vjp = vjp  # type: ignore[attr-defined]
+    op.vjp = vjp
     return op
 
 
@@ -79,7 +79,7 @@ def int_seq(name: str, value: object, count: int, *, minimum: int, messages: Map
     fields: dict[str, object] = {"name": name, "value": value, "count": count, "minimum": minimum}
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         raise TypeError(messages["type"].format(**fields))
-    items = tuple(as_int(f"{name}[{i}]", v) for i, v in enumerate(value))  # type: ignore[attr-defined]
+    items = tuple(as_int(f"{name}[{i}]", v) for i, v in enumerate(value))
     fields.update(items=list(items), length=len(items))
     if len(items) != count:
         raise ValueError(messages["size"].format(**fields))

@@ -24,6 +24,7 @@ from ._machine import MachineModel, load_calibration
 
 __all__ = ["OPS", "Engine", "MachineModel", "Op", "Planner", "Prepared", "Refusal", "engine_names",
            "get_engine", "load_calibration", "register_engine", "release_scratch", "warm_up"]
+__dir__ = __all__.copy  # dir() lists the API only
 
 Op = Literal["forward", "input_grad", "filter_grad"]
 # forward (x, w) -> y; input_grad (dy, w) -> dx; filter_grad (x, dy) -> dw.

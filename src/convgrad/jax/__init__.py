@@ -8,3 +8,4 @@ from __future__ import annotations
 from . import lax
 
 __all__ = ["lax"]
+__dir__ = __all__.copy  # dir() lists the API only

@@ -36,6 +36,7 @@ __all__ = [
     "conv_transpose",
     "conv_with_general_padding",
 ]
+__dir__ = __all__.copy  # dir() lists the API only
 
 _STRING_PADDINGS = {"VALID": "valid", "SAME": "same", "SAME_LOWER": "same_lower"}
 
@@ -159,7 +160,7 @@ def _result_dtype(dtype: np.dtype, preferred: object) -> np.dtype:
     """The output dtype: the operands' dtype, or ``preferred_element_type`` checked as JAX does."""
     if preferred is None:
         return dtype
-    pref = np.dtype(preferred)  # type: ignore[call-overload]
+    pref = np.dtype(preferred)
     if pref.kind not in "iuf":
         raise TypeError(f"preferred_element_type={pref} is not supported; use an integer or float dtype")
     if not (dtype.kind in "iu" and pref.kind == "f"):
@@ -249,7 +250,7 @@ def _padding(padding: object, spatial: tuple[int, ...], ld: tuple[int, ...]) -> 
         return kind
     if isinstance(padding, bytes) or not hasattr(padding, "__iter__"):
         raise ValueError(f"padding must be a string or a sequence of (low, high) pairs, got {padding!r}")
-    items = list(padding)  # type: ignore[call-overload]
+    items = list(padding)
     if len(items) != rank or any(
         isinstance(p, (str, bytes)) or not hasattr(p, "__len__") or len(p) != 2 for p in items
     ):

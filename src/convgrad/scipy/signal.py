@@ -28,6 +28,7 @@ from .._geometry import ConvGeometry
 from .._ops import _Call
 
 __all__ = ["convolve", "convolve2d", "correlate", "correlate2d"]
+__dir__ = __all__.copy  # dir() lists the API only
 
 MODES = ("full", "valid", "same")
 METHODS = ("auto", "direct", "fft")
@@ -79,7 +80,7 @@ def _pad_adjoint(shape: tuple[int, ...], pads: Pairs, np_mode: str) -> Callable[
     if np_mode == "constant":
         index = np.pad(source, pads, mode="constant", constant_values=-1)
     else:
-        index = np.pad(source, pads, mode=np_mode)  # type: ignore[call-overload]
+        index = np.pad(source, pads, mode=np_mode)
     keep = index >= 0
 
     def adjoint(g: np.ndarray) -> np.ndarray:
@@ -98,7 +99,7 @@ def _correlation(a: np.ndarray, b: np.ndarray, pads: Pairs, *, flip: bool, rever
     x, conv_pads, spread = a, pads, None
     if np_mode != "constant" or fill != 0:
         kwargs = {"constant_values": fill} if np_mode == "constant" else {}
-        x = np.pad(a.astype(res, copy=False), pads, mode=np_mode, **kwargs)  # type: ignore[call-overload]
+        x = np.pad(a.astype(res, copy=False), pads, mode=np_mode, **kwargs)
         conv_pads, spread = tuple((0, 0) for _ in pads), _pad_adjoint(a.shape, pads, np_mode)
     # One deep-learning correlation of (1, 1, *shape) views.
     x, kernel = x[None, None], (_flip(b) if flip else b)[None, None]

@@ -58,6 +58,7 @@ __all__ = [
     "depthwise_conv2d_backprop_filter",
     "depthwise_conv2d_backprop_input",
 ]
+__dir__ = __all__.copy  # dir() lists the API only
 
 _LAST = {1: "NWC", 2: "NHWC", 3: "NDHWC"}
 _FIRST = {1: "NCW", 2: "NCHW", 3: "NCDHW"}
@@ -106,7 +107,7 @@ def _sequence(
         raise TypeError(f"Expected list for '{name}' argument, not {value!r}: give {rank + 2} values")
     if isinstance(value, (str, bytes)):
         raise TypeError(f"{name} must be an int or a list of ints, got {value!r}")
-    items = list(value) if hasattr(value, "__len__") else [value]  # type: ignore[call-overload]
+    items = list(value) if hasattr(value, "__len__") else [value]
     if len(items) == rank + 2:
         outer = (items[0], items[1]) if first else (items[0], items[-1])
         if any(v != 1 for v in outer):
@@ -529,7 +530,7 @@ def conv_transpose(input, filters, output_shape, strides, padding="SAME", data_f
     """
     if not hasattr(output_shape, "__len__"):
         raise ValueError(f"`output_shape` must be a tensor or sized collection. Received: {output_shape!r}")
-    rank = len(output_shape) - 2  # type: ignore[arg-type]
+    rank = len(output_shape) - 2
     if not 1 <= rank <= 3:
         raise ValueError(
             f"`output_shape` must be of length 3, 4 or 5. Received: output_shape={output_shape} "
@@ -543,7 +544,7 @@ def conv_transpose(input, filters, output_shape, strides, padding="SAME", data_f
 def _equal_strides(s: tuple[int, ...], strides: object) -> tuple[int, ...]:
     if s[0] != s[1]:
         raise ValueError(
-            f"strides={list(strides)}: TensorFlow's depthwise convolution only supports equal "  # type: ignore[call-overload]
+            f"strides={list(strides)}: TensorFlow's depthwise convolution only supports equal "
             "strides in the row and column dimensions"
         )
     return s
@@ -561,9 +562,9 @@ def depthwise_conv2d(input, filter, strides, padding, data_format=None, dilation
     r = _pick("dilations", dilations, "rate", rate, required=False)
     d: tuple[int, ...] = (1, 1)
     if r is not None:
-        if not hasattr(r, "__len__") or len(r) != 2:  # type: ignore[arg-type]
+        if not hasattr(r, "__len__") or len(r) != 2:
             raise ValueError(f"dilations (rate) must be 1-D of size 2, got {r!r}")
-        d = tuple(r)  # type: ignore[arg-type]
+        d = tuple(r)
     s = _equal_strides(_sequence("strides", _required("strides", strides), 2, first, full_only=True), strides)
     if any(v > 1 for v in d) and any(v != 1 for v in s):
         raise ValueError(

@@ -9,3 +9,4 @@ from __future__ import annotations
 from . import nn
 
 __all__ = ["nn"]
+__dir__ = __all__.copy  # dir() lists the API only

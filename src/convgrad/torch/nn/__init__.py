@@ -5,3 +5,4 @@ from __future__ import annotations
 from . import functional, grad
 
 __all__ = ["functional", "grad"]
+__dir__ = __all__.copy  # dir() lists the API only

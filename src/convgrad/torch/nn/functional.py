@@ -34,6 +34,7 @@ __all__ = [
     "conv_transpose3d",
     "pad",
 ]
+__dir__ = __all__.copy  # dir() lists the API only
 
 _MINIMUM = {
     "stride": (1, "non-positive stride is not supported"),
@@ -238,7 +239,7 @@ def _resolve_pad(input: object, pad: object, mode: str = "constant", value: obje
     x = as_array("input", input)
     if isinstance(pad, (str, bytes)) or not hasattr(pad, "__iter__"):
         raise TypeError(f"pad must be a tuple of ints, got {pad!r}")
-    pads = [_int(f"pad[{i}]", v) for i, v in enumerate(pad)]  # type: ignore[attr-defined]
+    pads = [_int(f"pad[{i}]", v) for i, v in enumerate(pad)]
     if len(pads) % 2:
         raise ValueError(f"Padding length must be divisible by 2, got pad={pads}")
     if len(pads) // 2 > x.ndim:

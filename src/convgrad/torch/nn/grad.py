@@ -30,6 +30,7 @@ __all__ = [
     "conv3d_input",
     "conv3d_weight",
 ]
+__dir__ = __all__.copy  # dir() lists the API only
 
 
 def _size(func: str, name: str, value: object, rank: int) -> tuple[int, ...]:
