@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .._canon import as_int
 from .._formulas import dilate_dim
+from ..jax.lax import transpose_padding
 from ._common import (
     Call,
     Conv,
@@ -42,27 +42,6 @@ FILTER_LAYOUTS = {"conv": "OI*", "conv_transpose": "*OI", "depthwise": "OI*"}
 PARAMS = {"conv": {"window_strides", "rhs_dilation", "padding", "feature_group_count"},
           "conv_transpose": {"strides", "rhs_dilation", "padding", "use_consistent_padding",
                              "feature_group_count"}}
-
-
-def transpose_padding(k_eff: int, s: int, padding: object) -> tuple[int, int]:
-    """JAX's pads of the lhs-dilated conv that transposes a forward conv with ``padding``.
-
-    'SAME': total k_eff + s - 2, low = k_eff - 1 if s > k_eff - 1 else ceil(total / 2);
-    'VALID': total k_eff + s - 2 + max(k_eff - s, 0), low = k_eff - 1;
-    a forward pair (lo, hi): (k_eff - 1 - lo, k_eff - 1 - hi).
-    """
-    if padding == "SAME":
-        total = k_eff + s - 2
-        low = k_eff - 1 if s > k_eff - 1 else -(-total // 2)
-    elif padding == "VALID":
-        total = k_eff + s - 2 + max(k_eff - s, 0)
-        low = k_eff - 1
-    elif not isinstance(padding, (str, bytes)) and hasattr(padding, "__len__") and len(padding) == 2:
-        lo, hi = (as_int("padding", p) for p in padding)
-        low, total = k_eff - 1 - lo, 2 * (k_eff - 1) - lo - hi
-    else:
-        raise ValueError(f"Invalid padding mode: {padding!r}")
-    return low, total - low
 
 
 # --- translate ----------------------------------------------------------------------------------

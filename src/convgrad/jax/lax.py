@@ -24,7 +24,6 @@ import numpy as np
 from .._canon import as_int, positive_int
 from .._dtypes import as_array
 from .._formulas import dilate_dim
-from .._frameworks.jax import transpose_padding as _transpose_padding
 from .._fronts.kit import CoreCall, int_seq, op_with_vjp
 from .._geometry import ConvGeometry
 
@@ -49,6 +48,27 @@ class ConvDimensionNumbers(NamedTuple):
     lhs_spec: tuple[int, ...]
     rhs_spec: tuple[int, ...]
     out_spec: tuple[int, ...]
+
+
+def transpose_padding(k_eff: int, s: int, padding: object) -> tuple[int, int]:
+    """JAX's pads of the lhs-dilated conv that transposes a forward conv with ``padding``.
+
+    'SAME': total k_eff + s - 2, low = k_eff - 1 if s > k_eff - 1 else ceil(total / 2);
+    'VALID': total k_eff + s - 2 + max(k_eff - s, 0), low = k_eff - 1;
+    a forward pair (lo, hi): (k_eff - 1 - lo, k_eff - 1 - hi).
+    """
+    if padding == "SAME":
+        total = k_eff + s - 2
+        low = k_eff - 1 if s > k_eff - 1 else -(-total // 2)
+    elif padding == "VALID":
+        total = k_eff + s - 2 + max(k_eff - s, 0)
+        low = k_eff - 1
+    elif not isinstance(padding, (str, bytes)) and hasattr(padding, "__len__") and len(padding) == 2:
+        lo, hi = (as_int("padding", p) for p in padding)
+        low, total = k_eff - 1 - lo, 2 * (k_eff - 1) - lo - hi
+    else:
+        raise ValueError(f"Invalid padding mode: {padding!r}")
+    return low, total - low
 
 
 # --- dimension numbers --------------------------------------------------------------------------
@@ -398,7 +418,7 @@ def _conv_transpose(
         if len(per_dim) != rank:
             raise ValueError(f"padding={padding!r} must have one (low, high) pair per spatial dim ({rank})")
         pads: Any = tuple(
-            _transpose_padding(dilate_dim(k, d), si, p) for k, d, si, p in zip(kernel, rd, s, per_dim)
+            transpose_padding(dilate_dim(k, d), si, p) for k, d, si, p in zip(kernel, rd, s, per_dim)
         )
     else:
         pads = padding
