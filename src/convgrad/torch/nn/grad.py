@@ -33,23 +33,16 @@ __all__ = [
 __dir__ = __all__.copy  # dir() lists the API only
 
 
-def _size(func: str, name: str, value: object, rank: int) -> tuple[int, ...]:
-    size = shape_tuple(name, value)
-    if len(size) != rank + 2:
-        raise ValueError(
-            f"{func}: {name}={size} must be the full shape ({rank + 2} entries, batch and channels "
-            "included), as PyTorch requires"
-        )
-    return size
-
-
 def _call(func: str, rank: int, role: str, names: tuple[str, str], a: object, b: object, size_name: str,
           size: object, stride: object, padding: object, dilation: object, groups: object) -> CoreCall:
     """``role``'s array ('x': ``*_input``, 'w': ``*_weight``) of full shape ``size`` from the
     arrays ``a`` and ``b`` named ``names``; gradients in that order."""
     a, b = as_array(names[0], a), as_array(names[1], b)
     dtype = same_dtype(func, **{names[0]: a, names[1]: b})
-    full = _size(func, size_name, size, rank)
+    full = shape_tuple(size_name, size)
+    if len(full) != rank + 2:
+        raise ValueError(f"{func}: {size_name}={full} must be the full shape ({rank + 2} entries, batch and "
+                         "channels included), as PyTorch requires")
     if a.ndim != rank + 2 or b.ndim != rank + 2:
         raise ValueError(f"{func}: {names[0]} and {names[1]} must be {rank + 2}-D, got {a.shape} and "
                          f"{b.shape}")
@@ -63,33 +56,27 @@ def _call(func: str, rank: int, role: str, names: tuple[str, str], a: object, b:
     return CoreCall(ConvGeometry.for_filter_grad(a.shape, b.shape, full, **kw), "w", {"x": a, "y": b}, dtype)
 
 
-
-
-def _input_op(rank: int) -> Callable[..., Any]:
-    def op(input_size, weight, grad_output, stride=1, padding=0, dilation=1, groups=1):
-        return _call(f"conv{rank}d_input", rank, "x", ("weight", "grad_output"), weight, grad_output,
-                     "input_size", input_size, stride, padding, dilation, groups)
-
-    op.__name__ = op.__qualname__ = f"conv{rank}d_input"
+def _op(rank: int, role: str) -> Callable[..., Any]:
+    """``conv{rank}d_input`` (role 'x') or ``conv{rank}d_weight`` (role 'w'), with PyTorch's signature."""
     spatial, kernel = _DIMS[rank]
-    op.__doc__ = (f"``torch.nn.grad.conv{rank}d_input``: d(conv{rank}d)/d(input) of full shape "
-                  f"``input_size`` ``(N, C_in, {spatial})``, from ``weight`` ``(C_out, C_in / groups, "
-                  f"{kernel})`` and ``grad_output``.")
+    x_doc, w_doc = f"``(N, C_in, {spatial})``", f"``(C_out, C_in / groups, {kernel})``"
+    name = f"conv{rank}d_{'input' if role == 'x' else 'weight'}"
+    if role == "x":
+        def op(input_size, weight, grad_output, stride=1, padding=0, dilation=1, groups=1):
+            return _call(name, rank, "x", ("weight", "grad_output"), weight, grad_output,
+                         "input_size", input_size, stride, padding, dilation, groups)
+
+        what = f"input) of full shape ``input_size`` {x_doc}, from ``weight`` {w_doc}"
+    else:
+        def op(input, weight_size, grad_output, stride=1, padding=0, dilation=1, groups=1):
+            return _call(name, rank, "w", ("input", "grad_output"), input, grad_output,
+                         "weight_size", weight_size, stride, padding, dilation, groups)
+
+        what = f"weight) of full shape ``weight_size`` {w_doc}, from ``input`` {x_doc}"
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = f"``torch.nn.grad.{name}``: d(conv{rank}d)/d({what} and ``grad_output``."
     return op_with_vjp(op)
 
 
-def _weight_op(rank: int) -> Callable[..., Any]:
-    def op(input, weight_size, grad_output, stride=1, padding=0, dilation=1, groups=1):
-        return _call(f"conv{rank}d_weight", rank, "w", ("input", "grad_output"), input, grad_output,
-                     "weight_size", weight_size, stride, padding, dilation, groups)
-
-    op.__name__ = op.__qualname__ = f"conv{rank}d_weight"
-    spatial, kernel = _DIMS[rank]
-    op.__doc__ = (f"``torch.nn.grad.conv{rank}d_weight``: d(conv{rank}d)/d(weight) of full shape "
-                  f"``weight_size`` ``(C_out, C_in / groups, {kernel})``, from ``input`` ``(N, C_in, "
-                  f"{spatial})`` and ``grad_output``.")
-    return op_with_vjp(op)
-
-
-conv1d_input, conv2d_input, conv3d_input = (_input_op(r) for r in (1, 2, 3))
-conv1d_weight, conv2d_weight, conv3d_weight = (_weight_op(r) for r in (1, 2, 3))
+conv1d_input, conv2d_input, conv3d_input = (_op(r, "x") for r in (1, 2, 3))
+conv1d_weight, conv2d_weight, conv3d_weight = (_op(r, "w") for r in (1, 2, 3))
