@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .._formulas import dilate_dim
-from ..jax.lax import transpose_padding
 from ._common import (
     Call,
     Conv,
@@ -46,6 +45,8 @@ PARAMS = {"conv": {"window_strides", "rhs_dilation", "padding", "feature_group_c
 
 # --- translate ----------------------------------------------------------------------------------
 def read(op: str, size: tuple[int, ...], k: tuple[int, ...], p: dict) -> Conv:
+    from ..jax.lax import transpose_padding  # JAX's rule, kept by the front; loaded when a call is read
+
     rank = len(k)
     s, d, g = stride_dilation_groups(p, rank, ("window_strides" if op == "conv" else "strides")
                                      + " rhs_dilation feature_group_count")
