@@ -7,7 +7,6 @@ engine to the definition of the gradient.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -254,9 +253,6 @@ class Row:
     @property
     def ok(self) -> bool:
         return self.status in ("pass", "n/a", "reference")
-
-    def as_dict(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
 
 
 @dataclass

@@ -170,16 +170,16 @@ class GeometryArgs:
         """One line: shapes, layouts, stride, padding, dilation, groups, dtype -> y."""
         g, kw = self.geometry, self.kwargs
         xl, wl = self.layouts
-        parts = [f"x {_dims(self.x_shape)} {xl}", f"w {_dims(self.w_shape)} {wl}",
+        parts = [f"x {dims(self.x_shape)} {xl}", f"w {dims(self.w_shape)} {wl}",
                  f"stride {_compact(kw['stride'])}", f"padding {_compact(kw['padding'])}"]
         if g.rhs_dilation != (1,) * g.rank:
             parts.append(f"dilation {_compact(kw['dilation'])}")
         if kw["groups"] != 1:
             parts.append(f"groups {kw['groups']}")
-        return " · ".join(parts) + f" → y {_dims(g.y_shape(self.data_format))}; {self.dtype}"
+        return " · ".join(parts) + f" → y {dims(g.y_shape(self.data_format))}; {self.dtype}"
 
 
-def _dims(shape: tuple[int, ...]) -> str:
+def dims(shape: tuple[int, ...]) -> str:
     return "x".join(str(v) for v in shape)
 
 

@@ -41,12 +41,8 @@ def stdout() -> Console:
     from rich.console import Console
 
     tty = sys.stdout.isatty()
-    width = None
-    if not tty:
-        try:
-            width = max(int(os.environ.get("COLUMNS", "140")), 60)
-        except ValueError:
-            width = 140
+    columns = os.environ.get("COLUMNS", "")
+    width = None if tty else max(int(columns), 60) if columns.isdigit() else 140
     return Console(file=sys.stdout, width=width, highlight=False, markup=False, soft_wrap=not tty)
 
 

@@ -51,30 +51,24 @@ def _grid(length: int, before: int, after: int, kind_of: Callable[[int], str]) -
     return kinds, start
 
 
-def forward_axis(n: int, k: int, s: int, d: int, pads: tuple[int, int], o: int) -> Axis:
-    """x padded by ``pads``; output i reads padded positions i*s + t*d."""
+def _axis(op: str, n: int, k: int, s: int, d: int, pads: tuple[int, int], o: int) -> Axis:
+    """One axis of ``op``'s picture. 'forward': x padded by ``pads``, output i reads padded
+    positions i*s + t*d. 'filter-grad': x padded likewise, d_w tap t reads t*d + j*s, one per dy
+    sample j. 'input-grad' and 'transpose': dy dilated by the stride, padded by the input-gradient
+    pads, under the flipped kernel: output i reads i + t*d with tap t = w[k - 1 - t]."""
     lo, hi = pads
-    kinds, start = _grid(n, lo, hi, lambda i: DATA)
-    windows = tuple(tuple(i * s + t * d - lo - start for t in range(k)) for i in range(o))
-    return Axis(tuple(kinds), windows, tuple(str(t) for t in range(k)))
-
-
-def input_grad_axis(n: int, k: int, s: int, d: int, pads: tuple[int, int], o: int) -> Axis:
-    """dy dilated by the stride, padded by the input-gradient pads, under the flipped kernel:
-    output i reads positions i + t*d with tap t = w[k - 1 - t]."""
-    lo, hi = pads
-    od = dilate_dim(o, s)
-    kinds, start = _grid(od, lo, hi, lambda j: DATA if j % s == 0 else ZERO)
-    windows = tuple(tuple(i + t * d - lo - start for t in range(k)) for i in range(n))
-    return Axis(tuple(kinds), windows, tuple(str(k - 1 - t) for t in range(k)))
-
-
-def filter_grad_axis(n: int, k: int, s: int, d: int, pads: tuple[int, int], o: int) -> Axis:
-    """x padded by ``pads``; d_w tap t reads positions t*d + j*s, one per dy sample j."""
-    lo, hi = pads
-    kinds, start = _grid(n, lo, hi, lambda i: DATA)
-    windows = tuple(tuple(t * d + j * s - lo - start for j in range(o)) for t in range(k))
-    return Axis(tuple(kinds), windows, tuple(str(j) for j in range(o)))
+    if op in ("input-grad", "transpose"):
+        kinds, start = _grid(dilate_dim(o, s), lo, hi, lambda j: DATA if j % s == 0 else ZERO)
+        windows = [[i + t * d for t in range(k)] for i in range(n)]
+        labels = [k - 1 - t for t in range(k)]
+    else:
+        kinds, start = _grid(n, lo, hi, lambda i: DATA)
+        if op == "forward":
+            windows, labels = [[i * s + t * d for t in range(k)] for i in range(o)], list(range(k))
+        else:
+            windows, labels = [[t * d + j * s for j in range(o)] for t in range(k)], list(range(o))
+    cells = tuple(tuple(v - lo - start for v in w) for w in windows)
+    return Axis(tuple(kinds), cells, tuple(map(str, labels)))
 
 
 @dataclass(frozen=True)
@@ -102,11 +96,8 @@ class Scene:
         return (self.rows.out_len, self.cols.out_len)
 
     def kind(self, r: int, c: int) -> str:
-        a, b = self.rows.kinds[r], self.cols.kinds[c]
-        for k in (CROP, PAD, ZERO):
-            if k in (a, b):
-                return k
-        return DATA
+        pair = (self.rows.kinds[r], self.cols.kinds[c])
+        return next((k for k in (CROP, PAD, ZERO) if k in pair), DATA)
 
     def steps(self) -> list[tuple[int, int]]:
         """Output cells in row-major order: one step each."""
@@ -120,11 +111,8 @@ class Scene:
     def window(self, step: tuple[int, int]) -> list[tuple[int, int, str]]:
         """(row, col, kernel label) of every tap of the window at ``step``."""
         i, j = step
-        out = []
-        for (tr, r), (tc, c) in itertools.product(enumerate(self.rows.windows[i]),
-                                                   enumerate(self.cols.windows[j])):
-            out.append((r, c, self.tap_label(tr, tc)))
-        return out
+        return [(r, c, self.tap_label(tr, tc)) for (tr, r), (tc, c) in
+                itertools.product(enumerate(self.rows.windows[i]), enumerate(self.cols.windows[j]))]
 
 
 def build(op: str, g: ConvGeometry, title: str) -> Scene:
@@ -132,9 +120,8 @@ def build(op: str, g: ConvGeometry, title: str) -> Scene:
     'transpose', that of the conv the transposed conv is the adjoint of)."""
     if g.rank > 2:
         raise ValueError(f"draw shows 1-D and 2-D convolutions; this one has {g.rank} spatial dims")
-    make = {"forward": forward_axis, "filter-grad": filter_grad_axis}.get(op, input_grad_axis)
     pads = g.input_grad_padding if op in ("transpose", "input-grad") else g.padding
-    axes = [make(n, k, s, d, p, o) for n, k, s, d, p, o in
+    axes = [_axis(op, n, k, s, d, p, o) for n, k, s, d, p, o in
             zip(g.in_spatial, g.kernel, g.stride, g.rhs_dilation, pads, g.out_spatial)]
     if len(axes) == 1:
         axes.insert(0, Axis((DATA,), ((0,),), ("",)))

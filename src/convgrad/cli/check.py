@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import math
 from typing import TYPE_CHECKING
@@ -113,7 +114,7 @@ def as_dict(report: CheckReport, args: GeometryArgs, selected: tuple[str, ...]) 
         "frameworks": list(selected),
         "passed": report.passed,
         "counts": report.counts(),
-        "rows": [r.as_dict() for r in report.rows],
+        "rows": [dataclasses.asdict(r) for r in report.rows],
     }
 
 
@@ -206,10 +207,7 @@ def _show_arrays(con: object, report: CheckReport) -> None:
 
 def _squeeze(a: np.ndarray, kind: str, fmt: str) -> tuple[np.ndarray, str]:
     """The spatial slice of the first batch / channel entries, with its index written out."""
-    r = a.ndim - 2
-    if kind == "x":
-        idx = (0, 0, *[slice(None)] * r) if fmt == "channels_first" else (0, *[slice(None)] * r, 0)
-    else:
-        idx = (0, 0, *[slice(None)] * r) if fmt == "channels_first" else (*[slice(None)] * r, 0, 0)
+    space = (slice(None),) * (a.ndim - 2)
+    idx = (0, 0, *space) if fmt == "channels_first" else (0, *space, 0) if kind == "x" else (*space, 0, 0)
     text = ", ".join(":" if isinstance(i, slice) else str(i) for i in idx)
     return a[idx], f"[{text}]"

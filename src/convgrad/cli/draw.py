@@ -15,11 +15,11 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .._geometry import ConvGeometry
 from . import _console, _scene
-from ._args import ArgumentError, GeometryArgs, add_geometry_arguments, shapes
+from ._args import ArgumentError, GeometryArgs, add_geometry_arguments, dims, shapes
 
 FORMATS = (".png", ".gif", ".svg")
 DPI = 100
@@ -69,34 +69,25 @@ def run(ns: argparse.Namespace) -> int:
 
 
 def make_scene(ns: argparse.Namespace) -> _scene.Scene:
-    if ns.op == "transpose":
-        geom, title = _transpose_geometry(ns)
-    else:
-        args = GeometryArgs.from_namespace(ns)
-        geom, title = args.geometry, args.title()
     try:
+        if ns.op == "transpose":
+            x, w = shapes(ns)
+            fmt = ns.data_format
+            geom = ConvGeometry.for_transpose(x, w, stride=ns.stride, padding=ns.padding,
+                                              dilation=ns.dilation, groups=ns.groups, data_format=fmt)
+            title = (f"conv_transpose: x {dims(x)} · w {dims(w)} · stride {ns.stride} · padding "
+                     f"{ns.padding} → y {dims(geom.x_shape(fmt))}")
+        else:
+            args = GeometryArgs.from_namespace(ns)
+            geom, title = args.geometry, args.title()
         scene = _scene.build(ns.op, geom, title)
-    except ValueError as e:
+    except (ValueError, TypeError) as e:
         raise ArgumentError(str(e)) from None
     big = max(scene.input_shape + scene.output_shape)
     if big > MAX_CELLS:
         raise ArgumentError(f"draw needs a small example: this one has grids of {big} cells along an "
                             f"axis (at most {MAX_CELLS}); try --x 1,5,5,1")
     return scene
-
-
-def _transpose_geometry(ns: argparse.Namespace) -> tuple[ConvGeometry, str]:
-    fmt = ns.data_format
-    x, w = shapes(ns)
-    try:
-        geom = ConvGeometry.for_transpose(x, w, stride=ns.stride, padding=ns.padding, dilation=ns.dilation,
-                                          groups=ns.groups, data_format=fmt)
-    except (ValueError, TypeError) as e:
-        raise ArgumentError(str(e)) from None
-    dims = "x".join(str(v) for v in geom.x_shape(fmt))
-    title = (f"conv_transpose: x {'x'.join(map(str, x))} · w {'x'.join(map(str, w))} · stride "
-             f"{ns.stride} · padding {ns.padding} → y {dims}")
-    return geom, title
 
 
 # --- layout in pixels --------------------------------------------------------------------------
@@ -130,11 +121,11 @@ class Box:
         return (left + off, top + off)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Layout:
     width: int
     height: int
-    panels: dict[str, list[Box]] = field(default_factory=dict)
+    panels: dict[str, list[Box]]
 
 
 def _cell_size(scene: _scene.Scene, budget: int) -> int:
@@ -199,12 +190,10 @@ def _subtitle(scene: _scene.Scene, mode: str, k: int = 0) -> str:
 # --- painting ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DrawResult:
-    path: str
     width: int
     height: int
     frames: int
     mode: str
-    layout: Layout
 
 
 def draw(scene: _scene.Scene, path: str, *, still: str = "auto", fps: float = 1.5) -> DrawResult:
@@ -222,14 +211,14 @@ def draw(scene: _scene.Scene, path: str, *, still: str = "auto", fps: float = 1.
             images.append(_to_image(fig))
         images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0,
                        disposal=1)
-        return DrawResult(path, layout.width, layout.height, len(images), "animation", layout)
+        return DrawResult(layout.width, layout.height, len(images), "animation")
     mode = still if still != "auto" else ("grid" if len(scene.steps()) <= 36 else "overlay")
     layout = grid_layout(scene) if mode == "grid" else animation_layout(scene)
     fig = _figure(layout)
     (_paint_grid if mode == "grid" else _paint_overlay)(fig, layout, scene)
     # Reproducible files: no creation date in an SVG.
     fig.savefig(path, dpi=DPI, format=ext[1:], metadata={"Date": None} if ext == ".svg" else {})
-    return DrawResult(path, layout.width, layout.height, 1, f"{mode} still", layout)
+    return DrawResult(layout.width, layout.height, 1, f"{mode} still")
 
 
 def _figure(layout: Layout) -> object:
@@ -357,8 +346,8 @@ def _paint_grid(fig: object, layout: Layout, scene: _scene.Scene) -> None:
         _window(fig, layout, layout.panels["input"][k], scene, step, linewidth=0.5)
         _label(fig, layout, layout.panels["input"][k], f"step {k + 1}", size=7)
         box = layout.panels["output"][k]
-        ax = _axes(fig, layout, box)
-        _cells(ax, box, lambda r, c, s=step: WINDOW if (r, c) == s else "white", linewidth=0.5)
+        _cells(_axes(fig, layout, box), box, lambda r, c, s=step: WINDOW if (r, c) == s else "white",
+               linewidth=0.5)
     _legend(fig, layout, scene)
 
 
@@ -383,6 +372,5 @@ def _paint_overlay(fig: object, layout: Layout, scene: _scene.Scene) -> None:
 
     _title(fig, layout, scene, _subtitle(scene, "overlay"))
     box = layout.panels["input"][0]
-    ax = _axes(fig, layout, box)
-    _cells(ax, box, color, _hatch(scene), {rc: str(n) for rc, n in count.items()})
+    _cells(_axes(fig, layout, box), box, color, _hatch(scene), {rc: str(n) for rc, n in count.items()})
     _kernel_and_output(fig, layout, scene, lambda r, c: DONE)

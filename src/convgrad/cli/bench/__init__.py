@@ -36,13 +36,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(ns: argparse.Namespace) -> int:
-    try:
-        cases = suite.get_cases(ns.cases)
-    except ValueError as e:
-        raise ArgumentError(str(e)) from None
     if ns.repeats < 1:
         raise ArgumentError(f"--repeats must be >= 1, got {ns.repeats}")
     try:
+        cases = suite.get_cases(ns.cases)
         frameworks = _frameworks.parse(ns.frameworks, suite.FRAMEWORKS)
     except ValueError as e:
         raise ArgumentError(str(e)) from None
