@@ -129,8 +129,8 @@ def convert_filter(
         if in_channels is not None or multiplier is not None:
             raise ValueError("in_channels and multiplier only apply between depthwise and grouped layouts")
         return a.transpose([src.index(c) for c in dst])
-    if "M" in src:
-        return _depthwise_to_grouped(a, src, dst)
+    if "M" in src:  # I and M merge into O = I * M (channel c * M + m); the grouped filter's I is 1
+        return _rechannel(a, src, dst, "IM", lambda i, m: (1, i * m), "IO")
     return _grouped_to_depthwise(a, src, dst, in_channels, multiplier)
 
 
@@ -143,11 +143,6 @@ def _rechannel(a: np.ndarray, src: str, dst: str, channels: str, sizes: Callable
     inter = "".join(spatial) + out
     m, n = moved.shape[-2:]
     return moved.reshape(*moved.shape[:-2], *sizes(m, n)).transpose([inter.index(c) for c in dst])
-
-
-def _depthwise_to_grouped(a: np.ndarray, src: str, dst: str) -> np.ndarray:
-    # I and M merge into O = I * M (channel c * M + m); the grouped filter's I axis has size 1.
-    return _rechannel(a, src, dst, "IM", lambda i, m: (1, i * m), "IO")
 
 
 def _grouped_to_depthwise(

@@ -330,27 +330,22 @@ def check_routes(problem: Problem, routes: list[Route], rtol: float | None = Non
             continue
         report.rows.append(compare(route, value, report.refs[route.gradient], rtol))
     step("finite differences and dot test")
-    report.rows.extend(_identity_rows(p, rtol))
+    # Central differences along one random direction per argument, in float64 with a large step
+    # (conv is bilinear, so the difference is exact up to rounding), and the dot test on random
+    # normal arrays of the problem's dtype.
+    fd = check_grads(p.x, p.w, seed=p.seed, raise_on_failure=False, **p.kwargs)
+    dt = dot_test(p.x.shape, p.w.shape, dtype=p.dtype, rtol=rtol, seed=p.seed, raise_on_failure=False,
+                  **p.kwargs)
+    for what, ana, num in (("<d_x, v> vs (L(x + v) - L(x - v)) / 2", fd.input_analytic, fd.input_numeric),
+                           ("<d_w, v> vs (L(w + v) - L(w - v)) / 2", fd.filter_analytic, fd.filter_numeric)):
+        rel = abs(ana - num) / max(abs(ana), abs(num), np.finfo(float).tiny)
+        report.rows.append(Row("finite differences", what, "pass" if rel <= rtol else "FAIL", abs(ana - num),
+                               rel, rtol, f"analytic {ana:.6g}, numeric {num:.6g} (float64)"))
+    for what, side, rel in (("<x, d_x> vs <conv(x, w), dy>", dt.input_side, dt.input_error),
+                            ("<w, d_w> vs <conv(x, w), dy>", dt.filter_side, dt.filter_error)):
+        report.rows.append(Row("dot test", what, "pass" if rel <= rtol else "FAIL", abs(dt.forward - side),
+                               rel, rtol, f"<conv(x, w), dy> = {dt.forward:.6g}"))
     order = (*GRADIENTS, "finite differences", "dot test")
     report.rows.sort(key=lambda r: order.index(r.gradient))
     return report
 
-
-def _identity_rows(p: Problem, rtol: float) -> list[Row]:
-    """Central differences along one random direction per argument, in float64 with a large step
-    (conv is bilinear, so the difference is exact up to rounding), and the dot test on random
-    normal arrays of the problem's dtype."""
-    fd = check_grads(p.x, p.w, seed=p.seed, raise_on_failure=False, **p.kwargs)
-    dt = dot_test(p.x.shape, p.w.shape, dtype=p.dtype, rtol=rtol, seed=p.seed, raise_on_failure=False,
-                  **p.kwargs)
-    rows, fd_, dt_ = [], "finite differences", "dot test"
-    for what, ana, num in (("<d_x, v> vs (L(x + v) - L(x - v)) / 2", fd.input_analytic, fd.input_numeric),
-                           ("<d_w, v> vs (L(w + v) - L(w - v)) / 2", fd.filter_analytic, fd.filter_numeric)):
-        rel = abs(ana - num) / max(abs(ana), abs(num), np.finfo(float).tiny)
-        rows.append(Row(fd_, what, "pass" if rel <= rtol else "FAIL", abs(ana - num), rel, rtol,
-                        f"analytic {ana:.6g}, numeric {num:.6g} (float64)"))
-    for what, side, rel in (("<x, d_x> vs <conv(x, w), dy>", dt.input_side, dt.input_error),
-                            ("<w, d_w> vs <conv(x, w), dy>", dt.filter_side, dt.filter_error)):
-        rows.append(Row(dt_, what, "pass" if rel <= rtol else "FAIL", abs(dt.forward - side), rel, rtol,
-                        f"<conv(x, w), dy> = {dt.forward:.6g}"))
-    return rows

@@ -1,19 +1,13 @@
 """Everything convgrad knows about each framework, one module per framework.
 
-Each module (``torch``, ``tf``, ``jax``, ``onnx``, ``scipy``) holds that framework's names and
-layouts, and, where the framework has them:
-
-* ``read(op, size, k, params) -> Conv``: its call, in its own parameters, as the forward conv
-  (``convgrad.translate``'s reader);
-* ``write(c) -> Translation``: a conv or transposed conv as its call, the one spelling that
-  ``translate`` returns and ``convgrad explain`` prints, and ``gradient_calls(g) -> dict``: both
-  gradients of a geometry as its calls (``explain``); both decide what the framework can say
-  with one rule (``torch.symmetric_pads``, ``tf.padding``, ``onnx.conv_pads``); ``MAX_RANK`` and
-  ``RANK_LIMIT`` where it has fewer spatial dims than convgrad;
-* ``routes(p)``, ``front_routes(p)``: the real framework's gradients, and convgrad's front for
-  it, as routes for ``convgrad.testing.check_routes``, with the pad-first workaround
-  (``_common.PadFirst``) where its pads cannot say the geometry's; ``contestants(g, x, w, dy)``:
-  its timed calls for the benchmark suite, the same calls its routes make (``tf.raw_calls``).
+Each module (``torch``, ``tf``, ``jax``, ``onnx``, ``scipy``) holds that framework's names,
+layouts and rank limit (``MAX_RANK``, ``RANK_LIMIT``) and, where the framework has them:
+``read(op, size, k, params) -> Conv``, its call read as the forward conv (``convgrad.translate``);
+``write(c) -> Translation`` and ``gradient_calls(g)``, a geometry spelled as its calls
+(``translate`` and ``convgrad explain``); ``routes(p)`` and ``front_routes(p)``, the real
+framework's gradients and convgrad's front for it as routes for ``convgrad.testing.check_routes``
+(``_common.PadFirst`` where its pads cannot say the geometry's); ``contestants(g, x, w, dy)``,
+its timed calls for the benchmark suite.
 
 The frameworks themselves are imported inside the functions that run them, so nothing here
 needs one installed until it runs. Adding a framework means adding one module here.

@@ -34,11 +34,10 @@ class ArgumentError(ValueError):
 
 def parse_shape(text: str) -> tuple[int, ...]:
     """'1,4,4,1' or '1x4x4x1' -> (1, 4, 4, 1)."""
-    parts = [p for p in re.split(r"[,x\s]+", text.strip()) if p]
     try:
-        shape = tuple(int(p) for p in parts)
+        shape = tuple(int(p) for p in re.split(r"[,x\s]+", text.strip()) if p)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a shape; write sizes like 1,4,4,1") from None
+        shape = ()
     if not shape or any(v < 0 for v in shape):
         raise argparse.ArgumentTypeError(f"{text!r} is not a shape; write non-negative sizes like 1,4,4,1")
     return shape
@@ -46,14 +45,12 @@ def parse_shape(text: str) -> tuple[int, ...]:
 
 def parse_ints(text: str) -> int | tuple[int, ...]:
     """'2' -> 2; '2,1' -> (2, 1): one value for every spatial dim, or one per dim."""
-    parts = [p for p in text.split(",") if p.strip()]
     try:
-        values = tuple(int(p) for p in parts)
+        values = tuple(int(p) for p in text.split(",") if p.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an int or a comma-separated list of ints") from None
+        values = ()
     if not values:
-        raise argparse.ArgumentTypeError("empty value; give an int or a comma-separated list of ints")
+        raise argparse.ArgumentTypeError(f"{text!r} is not an int or a comma-separated list of ints")
     return values[0] if len(values) == 1 else values
 
 

@@ -75,11 +75,6 @@ def dw_explicit(p: Problem) -> np.ndarray:
     return p.back("w", np.concatenate(blocks, axis=0), CF)
 
 
-def db_explicit(p: Problem) -> np.ndarray:
-    dy = p.view("dy", CF)
-    return dy.sum(axis=(0, *range(2, dy.ndim)))
-
-
 def core_routes(p: Problem) -> list[Route]:
     """Every convgrad route: the explicit identities, convgrad.identities, each engine (refused
     ones with the plan's reason), the transpose, the bias gradient."""
@@ -110,4 +105,5 @@ def core_routes(p: Problem) -> list[Route]:
     return [*routes, Route("d_x", "conv_transpose(dy, w, output_shape=x.shape)", lambda q: conv_transpose(
                 q.dy, q.w, output_shape=q.x.shape, **q.kwargs)),
             Route("d_b", "conv_bias_grad(dy)", lambda q: conv_bias_grad(q.dy, data_format=q.fmt)),
-            Route("d_b", "NumPy: dy summed over batch and positions", db_explicit)]
+            Route("d_b", "NumPy: dy summed over batch and positions",
+                  lambda q: q.view("dy", CF).sum(axis=(0, *range(2, q.dy.ndim))))]

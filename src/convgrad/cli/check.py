@@ -199,15 +199,12 @@ def _show_arrays(con: object, report: CheckReport) -> None:
     panels = []
     for name, a, kind in (("x", p.x, "x"), ("w", p.w, "w"), ("dy", p.dy, "x"), ("d_x", dx, "x"),
                           ("d_w", dw, "w")):
-        squeezed, index = _squeeze(a, kind, p.fmt)
-        body = np.array2string(squeezed, precision=4, suppress_small=True)
-        panels.append(Text(f"{name}{index} =\n", style="bold") + Text(body))
+        # The spatial slice of the first batch / channel entries, its index written out.
+        space = (slice(None),) * (a.ndim - 2)
+        last = (0, *space, 0) if kind == "x" else (*space, 0, 0)
+        idx = (0, 0, *space) if p.fmt == "channels_first" else last
+        index = ", ".join(":" if isinstance(i, slice) else str(i) for i in idx)
+        body = np.array2string(a[idx], precision=4, suppress_small=True)
+        panels.append(Text(f"{name}[{index}] =\n", style="bold") + Text(body))
     con.print(Columns(panels, padding=(0, 3)))
 
-
-def _squeeze(a: np.ndarray, kind: str, fmt: str) -> tuple[np.ndarray, str]:
-    """The spatial slice of the first batch / channel entries, with its index written out."""
-    space = (slice(None),) * (a.ndim - 2)
-    idx = (0, 0, *space) if fmt == "channels_first" else (0, *space, 0) if kind == "x" else (*space, 0, 0)
-    text = ", ".join(":" if isinstance(i, slice) else str(i) for i in idx)
-    return a[idx], f"[{text}]"

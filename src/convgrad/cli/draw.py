@@ -33,6 +33,10 @@ MAX_CELLS = 48  # per axis: a picture of a small example
 MAX_FRAMES = 400
 MARGIN, GAP, TITLE, LABEL, FOOT = 20, 44, 56, 24, 34
 INSET = 0.25  # where tests sample a cell: clear of its edges and of its centred label
+STEP = {"forward": "sum of w · x under the window",  # what each output cell is
+        "transpose": "sum of flipped w · dilated x under the window",
+        "input-grad": "sum of flipped w · dilated dy under the window",
+        "filter-grad": "sum of dy · x under the window (dy's samples stride apart)"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -109,16 +113,10 @@ class Box:
     def height(self) -> int:
         return self.rows * self.cell
 
-    def cell_box(self, r: int, c: int) -> tuple[int, int, int, int]:
-        """(left, top, right, bottom) in pixels of cell (r, c), image coordinates."""
-        x, y = self.x0 + c * self.cell, self.y0 + r * self.cell
-        return (x, y, x + self.cell, y + self.cell)
-
     def sample_point(self, r: int, c: int) -> tuple[int, int]:
-        """A pixel inside cell (r, c) clear of its edges and its label: (x, y)."""
-        left, top, _, _ = self.cell_box(r, c)
+        """A pixel inside cell (r, c) clear of its edges and its label: (x, y), image coordinates."""
         off = max(2, round(self.cell * INSET))
-        return (left + off, top + off)
+        return (self.x0 + c * self.cell + off, self.y0 + r * self.cell + off)
 
 
 @dataclass(frozen=True)
@@ -128,15 +126,11 @@ class Layout:
     panels: dict[str, list[Box]]
 
 
-def _cell_size(scene: _scene.Scene, budget: int) -> int:
-    widest = max(scene.input_shape[1] + scene.kernel_shape[1] + scene.output_shape[1], 1)
-    tallest = max(scene.input_shape[0], scene.kernel_shape[0], scene.output_shape[0])
-    return int(max(14, min(40, budget // widest, 480 // max(tallest, 1))))
-
-
 def animation_layout(scene: _scene.Scene) -> Layout:
     """Input grid, kernel, output grid side by side; one frame per step."""
-    cell = _cell_size(scene, 900)
+    widest = max(scene.input_shape[1] + scene.kernel_shape[1] + scene.output_shape[1], 1)
+    tallest = max(scene.input_shape[0], scene.kernel_shape[0], scene.output_shape[0])
+    cell = int(max(14, min(40, 900 // widest, 480 // max(tallest, 1))))
     x, boxes = MARGIN, {}
     top = TITLE + LABEL
     for name, (rows, cols) in (("input", scene.input_shape), ("kernel", scene.kernel_shape),
@@ -177,12 +171,14 @@ def _min_width(scene: _scene.Scene) -> int:
 
 
 def _subtitle(scene: _scene.Scene, mode: str, k: int = 0) -> str:
-    steps = scene.steps()
+    steps, out = scene.steps(), scene.output_label.split(" =")[0]
     if mode == "frame":
-        return f"{scene.op}, step {k + 1}/{len(steps)}: {_describe_step(scene, steps[k])}"
+        i, j = steps[k]
+        cell = f"[{j}]" if scene.rows.cells == 1 and scene.rows.out_len == 1 else f"[{i}, {j}]"
+        return f"{scene.op}, step {k + 1}/{len(steps)}: {out}{cell} = {STEP[scene.op]}"
     if mode == "grid":
         return (f"{scene.op}: {len(steps)} steps; orange: the kernel window on {scene.input_label} "
-                f"and the {scene.output_label.split(' =')[0]} cell it computes")
+                f"and the {out} cell it computes")
     return (f"{scene.op}: all {len(steps)} windows overlaid; each input cell shows how many output "
             "cells read it")
 
@@ -293,16 +289,6 @@ def _legend(fig: object, layout: Layout, scene: _scene.Scene) -> None:
                                      edgecolor=EDGE, linewidth=0.8, hatch=hatch))
         fig.text((x + 16) / layout.width, 1 - (y + 6) / layout.height, text, va="center", fontsize=8)
         x += 28 + 6 * len(text)
-
-
-def _describe_step(scene: _scene.Scene, step: tuple[int, int]) -> str:
-    i, j = step
-    cell = f"[{j}]" if scene.rows.cells == 1 and scene.rows.out_len == 1 else f"[{i}, {j}]"
-    what = {"forward": "sum of w · x under the window",
-            "transpose": "sum of flipped w · dilated x under the window",
-            "input-grad": "sum of flipped w · dilated dy under the window",
-            "filter-grad": "sum of dy · x under the window (dy's samples stride apart)"}[scene.op]
-    return f"{scene.output_label.split(' =')[0]}{cell} = {what}"
 
 
 def _paint_frame(fig: object, layout: Layout, scene: _scene.Scene, k: int) -> None:

@@ -96,7 +96,8 @@ def render(rows: list[dict], repeats: int, peak: float | None) -> None:
             table.add_section()
         shown = r["case"] if r["case"] != last else ""
         last = r["case"]
-        table.add_row(shown, r["op"], r["engine"], _ms(r["ms"]["convgrad"]),
+        ms = r["ms"]["convgrad"]
+        table.add_row(shown, r["op"], r["engine"], f"{ms:.3g}" if ms < 10 else f"{ms:.1f}",
                       *[_ratio(r["ratio"].get(fw)) for fw in fws], report.rate(r["gflops"]))
     means = report.geometric_means(rows)
     if means:
@@ -109,10 +110,6 @@ def render(rows: list[dict], repeats: int, peak: float | None) -> None:
         con.print(Text(f"{case.name}: {case.describe()}", style="dim"))
     if fws:
         con.print(Text("every framework's own times: -o report.md or --json", style="dim"))
-
-
-def _ms(v: float) -> str:
-    return f"{v:.3g}" if v < 10 else f"{v:.1f}"
 
 
 def _ratio(v: float | None) -> Text:
