@@ -89,14 +89,13 @@ def write(c: Conv) -> Translation:
     layout = "NC" + letters(r)
     if c.op == "conv":
         target = f"torch.nn.functional.conv{r}d"
-        if symmetric_pads(c) is not None:
-            return answer(target, {"stride": c.s, "padding": c.before, "dilation": c.d, "groups": c.groups},
-                          "", "", layout)
-        torch_same = [((ke - 1) // 2, ke - 1 - (ke - 1) // 2) for ke in c.keff]
-        if all(v == 1 for v in c.s) and list(zip(c.before, c.after)) == torch_same:
-            return answer(target, {"stride": c.s, "padding": "same", "dilation": c.d, "groups": c.groups},
-                          "", "", layout)
         pairs = list(zip(c.before, c.after))
+        torch_same = [((ke - 1) // 2, ke - 1 - (ke - 1) // 2) for ke in c.keff]
+        same = "same" if all(v == 1 for v in c.s) and pairs == torch_same else None
+        padding = c.before if symmetric_pads(c) is not None else same
+        if padding is not None:
+            return answer(target, {"stride": c.s, "padding": padding, "dilation": c.d, "groups": c.groups},
+                          "", "", layout)
         code = f"y = F.conv{r}d({pad_code('x', pairs)}, w, {kwargs_text(common)})"
         why = f"pads {tuple(pairs)} are not symmetric: PyTorch's padding pads both ends alike"
         return answer(target, None, code, why, layout)

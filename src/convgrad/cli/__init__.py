@@ -8,10 +8,11 @@ A thin shell over the library: each subcommand parses its arguments into the cor
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import sys
 
 from .. import __version__
+from . import _console
 from ._args import ArgumentError
 
 COMMANDS = ("check", "explain", "draw", "bench")
@@ -37,7 +38,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import _console, check
+    from . import check
 
     modules = [check]
     if _console.has_rich():  # explain, draw and bench print rich tables; check can print plain text
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     command = args[0] if args[0] in COMMANDS else None
     try:
         parser = build_parser()
-        if command not in (None, "check") and importlib.util.find_spec("rich") is None:
+        if command not in (None, "check") and not _console.has_rich():
             raise ArgumentError(f"`convgrad {command}` needs rich, a declared dependency that is not "
                                 "installed here: run `python -m pip install .`")
         ns = parser.parse_args(args)

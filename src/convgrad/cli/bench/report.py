@@ -15,11 +15,6 @@ from ... import _frameworks
 from .suite import FRAMEWORKS, OPS, RTOL, SETTLE_SECONDS
 
 
-def variants(rows: list[dict]) -> list[str]:
-    """Every timed contestant other than convgrad, in first-seen order."""
-    return list(dict.fromkeys(k for r in rows for k in r["ms"] if k != "convgrad"))
-
-
 def ratio_frameworks(rows: list[dict]) -> list[str]:
     return [fw for fw in FRAMEWORKS if any(fw in r["ratio"] for r in rows)]
 
@@ -45,7 +40,7 @@ def geometric_means(rows: list[dict]) -> dict[tuple[str, str], float]:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    vs = variants(rows)
+    vs = list(dict.fromkeys(k for r in rows for k in r["ms"] if k != "convgrad"))  # first seen first
     fws = ratio_frameworks(rows)
     head = (["case", "op", "engine", "convgrad ms"] + [f"{VARIANT_TITLES.get(v, v)} ms" for v in vs]
             + ["convgrad GFLOP/s", "convgrad peak MiB"] + [f"convgrad / best {fw}" for fw in fws])

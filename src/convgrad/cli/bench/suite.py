@@ -124,9 +124,6 @@ def timeit(fns: dict[str, Callable[[], object]], repeats: int,
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
-Contestant = dict[str, list[tuple[str, Callable[[], np.ndarray]]]]
-
-
 def run_case(case: Case, repeats: int, frameworks: Iterable[str] = ("torch",),
              step: Callable[[str], None] = lambda _: None) -> list[dict]:
     """One row per op: convgrad's time, each framework variant's time, and the ratios
@@ -159,7 +156,7 @@ def run_case(case: Case, repeats: int, frameworks: Iterable[str] = ("torch",),
         "filter_grad": lambda: np.moveaxis(conv_filter_grad(xl, dyl, wl.shape, **kw), (-1, -2), (0, 1)),
     }
     ours = {op: maps[relabel.get(op, op)] for op in OPS}
-    theirs: Contestant = {op: [] for op in OPS}
+    theirs: dict[str, list[tuple[str, Callable[[], np.ndarray]]]] = {op: [] for op in OPS}
     for name in frameworks:
         if _frameworks.installed(name):
             for op, fns in _frameworks.module(name).contestants(geom, x, w, dy).items():
