@@ -56,8 +56,6 @@ def read(op: str, size: tuple[int, ...], k: tuple[int, ...], p: dict) -> Conv:
             raise ValueError(f"jax padding={padding!r} is not 'SAME', 'SAME_LOWER' or 'VALID'")
         spec = padding.lower() if isinstance(padding, str) else [tuple(pair) for pair in padding]
         return conv_from_pads(size, k, s, d, spec, g)
-    from ..jax.lax import transpose_padding  # here: the front loads the core, which --help must not
-
     keff = [dilate_dim(ki, di) for ki, di in zip(k, d)]
     if isinstance(padding, str):
         if padding not in ("SAME", "VALID"):
