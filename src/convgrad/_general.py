@@ -5,15 +5,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
 from . import _transpose
 from ._budget import check_fits, workspace_limit
-from ._dtypes import result_dtype
 from ._geometry import ConvGeometry
-from ._layout import w_to_last, x_from_last, x_to_last
-from ._ops import _Call, _resolve
+from ._ops import _Call, _resolve, _run
 from ._plan import make_plan
 
 
@@ -120,9 +119,11 @@ class GeneralCall(_Call):
         geom, fmt = self.geom, self.fmt
         if geom.empty or (geom.batch_group_count == 1 and all(v == 1 for v in geom.lhs_dilation)):
             return super().__call__(role, **arrays)
-        limit = workspace_limit(self.workspace_bytes)
         if role == "y":
-            return _forward(geom, arrays["x"], arrays["w"], fmt, self.method, limit)
+            return _run("forward", geom, arrays["x"], arrays["w"], fmt, self.method, self.workspace_bytes,
+                        self.shape("y"), lambda _op, g, _dtype, method, limit: partial(
+                            run_general, g, method=method, limit=limit))
+        limit = workspace_limit(self.workspace_bytes)
 
         def run(t: ConvGeometry, a: np.ndarray, b: np.ndarray) -> np.ndarray:
             return run_general(t, a, b, self.method, limit)
@@ -130,16 +131,6 @@ class GeneralCall(_Call):
         if role == "x":
             return _transpose.input_grad(geom, fmt)(arrays["y"], arrays["w"], run)
         return _transpose.filter_grad(geom, fmt)(arrays["x"], arrays["y"], run)
-
-
-def _forward(geom: ConvGeometry, x: np.ndarray, w: np.ndarray, fmt: str, method: str,
-             limit: int) -> np.ndarray:
-    """conv_general's result for a resolved geometry: layouts and dtypes around ``run_general``."""
-    res, comp = result_dtype(x, w)
-    check_fits(f"the output {geom.y_shape(fmt)}", math.prod(geom.y_shape()) * comp.itemsize, limit)
-    y = run_general(geom, np.ascontiguousarray(x_to_last(x, fmt), dtype=comp),
-                    np.ascontiguousarray(w_to_last(w, fmt), dtype=comp), method, limit)
-    return np.ascontiguousarray(x_from_last(y, fmt)).astype(res, copy=False)
 
 
 def run_general(geom: ConvGeometry, x: np.ndarray, w: np.ndarray, method: str, limit: int) -> np.ndarray:

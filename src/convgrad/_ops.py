@@ -26,12 +26,13 @@ Pullback = Callable[[object], tuple]
 
 
 def _run(op: str, geom: ConvGeometry, a: np.ndarray, b: np.ndarray, fmt: str, method: str,
-         workspace_bytes: object, out_shape: tuple[int, ...]) -> np.ndarray:
-    """Run ``op`` on channels-last views of ``a`` and ``b``; returns in ``fmt``, result dtype."""
+         workspace_bytes: object, out_shape: tuple[int, ...], plan_for: Callable = make_plan) -> np.ndarray:
+    """Run ``op`` on channels-last views of ``a`` and ``b`` by ``plan_for(op, geom, dtype, method,
+    limit)``; returns in ``fmt``, result dtype."""
     res, comp = result_dtype(a, b)
     limit = workspace_limit(workspace_bytes)
     check_fits(f"the result {out_shape}", math.prod(out_shape) * comp.itemsize, limit)
-    plan = make_plan(op, geom, comp, method, limit)
+    plan = plan_for(op, geom, comp, method, limit)
     # Engines get C-contiguous channels-last operands: one copy for other layouts, and results
     # that do not depend on how the caller's arrays are laid out in memory (BLAS and NumPy sum
     # in an order that follows the strides).
@@ -42,17 +43,6 @@ def _run(op: str, geom: ConvGeometry, a: np.ndarray, b: np.ndarray, fmt: str, me
         out = x_from_last(plan(a_last, np.ascontiguousarray(w_to_last(b, fmt), dtype=comp)), fmt)
     assert out.shape == out_shape, (out.shape, out_shape)
     return np.ascontiguousarray(out).astype(res, copy=False)
-
-
-def _plan_all(geom: ConvGeometry, a: np.ndarray, b: np.ndarray, method: object,
-              workspace_bytes: object) -> None:
-    """A named method must run all three ops of a vjp: say which one it cannot before any work."""
-    if method == "auto":
-        return
-    comp = result_dtype(a, b)[1]
-    limit = workspace_limit(workspace_bytes)
-    for op in ("forward", "input_grad", "filter_grad"):
-        make_plan(op, geom, comp, method, limit)
 
 
 # Each op computes one of a conv's three arrays from the other two, and is bilinear in them: the
@@ -107,9 +97,10 @@ class _Call:
 
     def vjp(self, role: str, arrays: dict[str, np.ndarray], name: str = "dy") -> tuple[np.ndarray, Pullback]:
         """``(self(role, **arrays), pullback)``; ``pullback(g)`` gives the other two roles' gradients."""
-        a, b = arrays.values()
-        if self.checks_all_ops:
-            _plan_all(self.geom, a, b, self.method, self.workspace_bytes)
+        if self.checks_all_ops and self.method != "auto":  # say which op a named method cannot run
+            limit, comp = workspace_limit(self.workspace_bytes), result_dtype(*arrays.values())[1]
+            for op in _OP.values():
+                make_plan(op, self.geom, comp, self.method, limit)
         out = self(role, **arrays)
 
         def pullback(g: object) -> tuple[np.ndarray, ...]:

@@ -133,10 +133,6 @@ class Linear:
         return out, lambda dy: self.grads(cotangent(dy, out.shape))
 
 
-def _cast(a: np.ndarray | None, dtype: np.dtype) -> np.ndarray | None:
-    return None if a is None else a.astype(dtype, copy=False)
-
-
 @dataclass(frozen=True)
 class CoreCall:
     """The array of ``role`` on a built geometry: 'y' (conv, plus ``bias``), 'x' (its input
@@ -159,9 +155,6 @@ class CoreCall:
     out: Adapter | None = None
     grad_dtype: np.dtype | None = None
 
-    def _call(self) -> _ops._Call:
-        return _general.GeneralCall(self.geom, self.fmt)
-
     def _adapter(self, role: str) -> Adapter:
         if role == self.role and self.out is not None:
             return self.out
@@ -172,16 +165,19 @@ class CoreCall:
         return self._adapter(role).from_core(a.astype(dtype, copy=False))
 
     def forward(self) -> np.ndarray:
-        return self._out(self.role, self._call().biased(self.role, dict(self.arrays), self.bias))
+        call = _general.GeneralCall(self.geom, self.fmt)
+        return self._out(self.role, call.biased(self.role, dict(self.arrays), self.bias))
 
     def vjp(self) -> tuple[np.ndarray, Pullback]:
-        y, pb = self._call().biased_vjp(self.role, dict(self.arrays), self.bias)
+        y, pb = _general.GeneralCall(self.geom, self.fmt).biased_vjp(self.role, dict(self.arrays), self.bias)
         out = self._out(self.role, y)
 
         def pullback(dy: object) -> tuple[np.ndarray | None, ...]:
             *grads, db = pb(self._adapter(self.role).to_core(cotangent(dy, out.shape)))
             by_role = dict(zip(_ops._FROM[self.role], grads))
             grads = [self._out(r, by_role[r]) for r in self.arrays]
-            return (*grads, _cast(db, self.dtype)) if self.with_bias else tuple(grads)
+            if not self.with_bias:
+                return tuple(grads)
+            return (*grads, None if db is None else db.astype(self.dtype, copy=False))
 
         return out, pullback

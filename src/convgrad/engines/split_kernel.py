@@ -61,7 +61,9 @@ class SplitKernel:
             costs = {s: _split_cost(geom, s, dtype) for s in _candidates(geom)}
             dy_side = min(costs, key=costs.__getitem__)
             padded = geom.batch * math.prod(geom.tight_padded) * geom.in_channels * item
-            dy_padded = geom.batch * math.prod(_dy_padded(geom, dy_side)) * geom.out_channels * item
+            dy_sizes = [o + (2 * (k - 1) * d if i in dy_side else 0)
+                        for i, (o, k, d) in enumerate(zip(geom.out_spatial, geom.kernel, geom.rhs_dilation))]
+            dy_padded = geom.batch * math.prod(dy_sizes) * geom.out_channels * item
             m, n = _gemm_dims(geom, dy_side)
             check_fits(f"the padded operands of {geom.x_shape('channels_last')}", padded + dy_padded, limit)
             total = padded + dy_padded + 2 * m * n * item + _block_rows(geom, dy_side, item) * (m + n) * item
@@ -227,11 +229,6 @@ def _grid(geom: ConvGeometry, dy_side: tuple[int, ...]) -> tuple[int, ...]:
     """The positions p: the padded extent along dy-side axes, the output extent elsewhere."""
     padded = geom.tight_padded
     return tuple(padded[i] if i in dy_side else geom.out_spatial[i] for i in range(geom.rank))
-
-
-def _dy_padded(geom: ConvGeometry, dy_side: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(o + (2 * (k - 1) * d if i in dy_side else 0)
-                 for i, (o, k, d) in enumerate(zip(geom.out_spatial, geom.kernel, geom.rhs_dilation)))
 
 
 def _block_rows(geom: ConvGeometry, dy_side: tuple[int, ...], itemsize: int) -> int:

@@ -72,10 +72,6 @@ def transpose_padding(k_eff: int, s: int, padding: object) -> tuple[int, int]:
 
 
 # --- dimension numbers --------------------------------------------------------------------------
-def _is_dnums(value: object) -> bool:
-    return getattr(value, "_fields", None) == ("lhs_spec", "rhs_spec", "out_spec")
-
-
 def _spec_permutations(specs: Sequence[str]) -> tuple[tuple[int, ...], ...]:
     """Layout strings -> permutations; spatial axes of lhs and out follow their order in rhs."""
     rhs_spec = specs[1]
@@ -115,7 +111,7 @@ def conv_dimension_numbers(
     None means ``('NCHW', 'OIHW', 'NCHW')`` in any rank (identity permutations).
     """
     ndim = len(lhs_shape)
-    if _is_dnums(dimension_numbers):
+    if getattr(dimension_numbers, "_fields", None) == ConvDimensionNumbers._fields:  # JAX's too
         dn: Any = dimension_numbers
         specs = tuple(tuple(as_int("dimension_numbers", v) for v in s) for s in dn)
         for name, spec in zip(ConvDimensionNumbers._fields, specs):
