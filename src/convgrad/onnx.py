@@ -134,12 +134,6 @@ def conv(
 
 
 # --- ConvTranspose ------------------------------------------------------------------------------
-def _spec_pads(total: int, auto_pad: str) -> tuple[int, int]:
-    """The spec's split of a ConvTranspose pad: SAME_UPPER (total // 2, rest), else (rest, total // 2)."""
-    half = total // 2
-    return (half, total - half) if auto_pad == "SAME_UPPER" else (total - half, half)
-
-
 def _transpose_geometry(
     X: np.ndarray, a: _Attrs, output_padding: object, output_shape: object
 ) -> tuple[tuple[tuple[int, int], ...], tuple[int, ...]]:
@@ -147,9 +141,9 @@ def _transpose_geometry(
 
     ``full = stride * (in - 1) + (K - 1) * dilation + 1``; ``out = full + output_padding - begin - end``;
     with ``output_shape`` (or SAME, ``out = in * stride``), ``total = full + output_padding - out``
-    is split by ``_spec_pads``. An ``output_shape`` past ``full`` (total < 0) is the full output
-    zero-filled at the end, and is reachable only when ``out - full < stride`` (the forward conv
-    maps ``out`` back to ``in``).
+    is split as SAME_UPPER ``(total // 2, rest)``, else ``(rest, total // 2)``. An ``output_shape``
+    past ``full`` (total < 0) is the full output zero-filled at the end, and is reachable only when
+    ``out - full < stride`` (the forward conv maps ``out`` back to ``in``).
     """
     rank = a.rank
     op = _ints("output_padding", output_padding, rank, 0, 0)
@@ -176,7 +170,8 @@ def _transpose_geometry(
     for i, (f, o, p, s) in enumerate(zip(full, out, op, a.strides)):
         total = f + p - o
         if total >= 0:
-            pads.append(_spec_pads(total, a.auto_pad))
+            half = total // 2
+            pads.append((half, total - half) if a.auto_pad == "SAME_UPPER" else (total - half, half))
             extra.append(p)
         elif same:
             raise ValueError(

@@ -39,14 +39,11 @@ def scratch(name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     buf = pool.get(name)
     if buf is None or buf.nbytes < nbytes:
         pool.pop(name, None)
-        if held() + nbytes > _cap():
+        cap = POOL_BYTES if POOL_BYTES is not None else env_bytes(SCRATCH_ENV, DEFAULT_POOL_BYTES, least=0)
+        if held() + nbytes > cap:
             return np.empty(shape, dtype)
         buf = pool[name] = np.empty(nbytes, np.uint8)
     return buf[:nbytes].view(dtype).reshape(shape)
-
-
-def _cap() -> int:
-    return POOL_BYTES if POOL_BYTES is not None else env_bytes(SCRATCH_ENV, DEFAULT_POOL_BYTES, least=0)
 
 
 def empty_for(name: str) -> Callable[[tuple[int, ...], np.dtype], np.ndarray]:

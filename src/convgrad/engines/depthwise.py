@@ -34,15 +34,18 @@ class Depthwise:
             return Refusal(self.name, why_not)
         padded = geom.batch * geom.in_channels * dtype.itemsize * math.prod(geom.tight_padded)
         check_fits(f"the padded input of {geom.x_shape('channels_last')}", padded, limit)
-        gathers = op == "input_grad" and _gathers_input_grad(geom)
+        # With stride 1 and one output per channel, dx is itself a depthwise conv of dy with the
+        # flipped kernel: gathered by the forward kernel (parallel over rows, no scatter) where none
+        # of that conv's pads is negative (the kernel skips taps).
+        gathers = (op == "input_grad" and all(s == 1 for s in geom.stride)
+                   and geom.out_channels == geom.in_channels
+                   and min(lo for lo, _ in _transpose.input_grad(geom).geometry.padding) >= 0)
         kernel = _kernels.depthwise2d_forward if gathers else {
             "forward": _kernels.depthwise2d_forward, "input_grad": _kernels.depthwise2d_input_grad,
             "filter_grad": _kernels.depthwise2d_filter_grad}[op]
         load = planner.load_seconds(dtype, kernel)
         seconds = (geom.flops / fig.FLOPS_PER_S + fig.CALL_SECONDS + load) * fig.FITTED[op]
         run = {"forward": _forward, "input_grad": _scatter_input_grad, "filter_grad": _filter_grad}[op]
-        # With stride 1 and one output per channel, dx is itself a depthwise conv of dy with the
-        # flipped kernel: gathered by the forward kernel (parallel over rows, no scatter).
         run = partial(_transpose.input_grad(geom), run=_forward) if gathers else partial(run, geom)
         return Prepared(self.name, seconds, padded, run,
                         {"input_grad": "gather" if gathers else "scatter"} if op == "input_grad" else {})
@@ -94,9 +97,3 @@ def _reachable(x: np.ndarray, geom: ConvGeometry) -> tuple[np.ndarray, list[int]
     kernels skip taps outside x, so padding is never materialised."""
     index = (slice(None), *(slice(start, stop) for start, stop, _ in geom.reach), slice(None))
     return np.ascontiguousarray(x[index]), [lead for *_, lead in geom.reach]
-
-
-def _gathers_input_grad(geom: ConvGeometry) -> bool:
-    """Whether dx is the forward kernel's conv of dy (no negative pads: the kernel skips taps)."""
-    return (all(s == 1 for s in geom.stride) and geom.out_channels == geom.in_channels
-            and min(lo for lo, _ in _transpose.input_grad(geom).geometry.padding) >= 0)

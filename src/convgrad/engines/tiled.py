@@ -73,7 +73,8 @@ class Tiled:
             dy_copy = 0 if o == geom.out_channels else geom.batch * math.prod(geom.out_spatial) * o * item
             cp = _filter_channels(c, block, dtype) if c else 0
             x_bytes = padded if cp == c else padded // c * cp  # x padded with cp channels, one copy
-            parts = _parts(geom)
+            # partial filter gradients: one per thread, at most one per output row
+            parts = max(1, min(_threads.allowed(), geom.batch * math.prod(geom.out_spatial[:-1])))
             workspace = x_bytes + dy_copy + parts * math.prod(geom.kernel) * cp * o * item
             check_fits(f"the padded input, dy with {o} channels and {parts} partial filter gradients",
                        workspace, limit)
@@ -177,12 +178,6 @@ def _filter_channels(c: int, block: int, dtype: np.dtype) -> int:
     tile = _filter_tile(block, dtype)
     padded = -(-c // tile) * tile
     return padded if padded <= c + (c % tile) * (fig.RAGGED_CHANNELS_SLOWDOWN - 1) else c
-
-
-def _parts(geom: ConvGeometry) -> int:
-    """Partial filter gradients: one per thread, at most one per output row."""
-    rows = geom.batch * math.prod(geom.out_spatial[:-1])
-    return max(1, min(_threads.allowed(), rows))
 
 
 def _compute_seconds(geom: ConvGeometry, op: Op, block: int, dtype: np.dtype) -> float:
