@@ -102,42 +102,6 @@ def _operands(func: str, rank: int, input: object, weight: object, bias: object
     return layout.to_core(x), w, b, dtype, layout
 
 
-def _conv(func: str, rank: int, input: object, weight: object, bias: object, stride: object,
-          padding: object, dilation: object, groups: object) -> CoreCall:
-    x, w, b, dtype, layout = _operands(func, rank, input, weight, bias)
-    s = expand("stride", stride, rank)
-    d = expand("dilation", dilation, rank)
-    if isinstance(padding, str):
-        if padding not in ("same", "valid"):
-            raise ValueError(f"Invalid padding string: {padding!r}")
-        if padding == "same" and any(v != 1 for v in s):
-            raise ValueError("padding='same' is not supported for strided convolutions")
-        # PyTorch's 'same' (total d (k - 1), extra on the right) is the core's SAME at stride 1.
-        p: object = padding
-    else:
-        p = expand("padding", padding, rank)
-    geom = ConvGeometry.for_conv(x.shape, w.shape, stride=s, padding=p, dilation=d, groups=groups_of(groups))
-    return CoreCall(geom, "y", {"x": x, "w": w}, dtype, b, with_bias=True, layout=layout)
-
-
-def _conv_transpose(func: str, rank: int, input: object, weight: object, bias: object, stride: object,
-                    padding: object, output_padding: object, groups: object, dilation: object) -> CoreCall:
-    x, w, b, dtype, layout = _operands(func, rank, input, weight, bias)
-    if isinstance(padding, str):
-        raise TypeError(f"{func}(): argument 'padding' must be tuple of ints, not str ({padding!r})")
-    geom = ConvGeometry.for_transpose(
-        x.shape, w.shape, stride=expand("stride", stride, rank), padding=expand("padding", padding, rank),
-        output_padding=expand("output_padding", output_padding, rank),
-        dilation=expand("dilation", dilation, rank), groups=groups_of(groups))
-    size = geom.in_spatial
-    if any(v < 1 for v in size):
-        raise ValueError(
-            f"Given input size per channel: {tuple(x.shape[2:])}. Calculated output size per channel: "
-            f"{size}. Output size is too small"
-        )
-    return CoreCall(geom, "x", {"y": x, "w": w}, dtype, b, with_bias=True, layout=layout)
-
-
 _DIMS = {1: ("L", "k"), 2: ("H, W", "kh, kw"), 3: ("D, H, W", "kd, kh, kw")}  # spatial, kernel
 
 
@@ -152,18 +116,48 @@ def _ranked(name: str, op: Callable[..., CoreCall], rank: int, weight: str) -> C
 
 
 def _conv_op(rank: int) -> Callable[..., Any]:
-    def op(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-        return _conv(f"conv{rank}d", rank, input, weight, bias, stride, padding, dilation, groups)
+    func = f"conv{rank}d"
 
-    return _ranked(f"conv{rank}d", op, rank, "C_out, C_in / groups")
+    def op(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+        x, w, b, dtype, layout = _operands(func, rank, input, weight, bias)
+        s = expand("stride", stride, rank)
+        d = expand("dilation", dilation, rank)
+        if isinstance(padding, str):
+            if padding not in ("same", "valid"):
+                raise ValueError(f"Invalid padding string: {padding!r}")
+            if padding == "same" and any(v != 1 for v in s):
+                raise ValueError("padding='same' is not supported for strided convolutions")
+            # PyTorch's 'same' (total d (k - 1), extra on the right) is the core's SAME at stride 1.
+            p: object = padding
+        else:
+            p = expand("padding", padding, rank)
+        geom = ConvGeometry.for_conv(x.shape, w.shape, stride=s, padding=p, dilation=d,
+                                     groups=groups_of(groups))
+        return CoreCall(geom, "y", {"x": x, "w": w}, dtype, b, with_bias=True, layout=layout)
+
+    return _ranked(func, op, rank, "C_out, C_in / groups")
 
 
 def _conv_transpose_op(rank: int) -> Callable[..., Any]:
-    def op(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
-        return _conv_transpose(f"conv_transpose{rank}d", rank, input, weight, bias, stride, padding,
-                               output_padding, groups, dilation)
+    func = f"conv_transpose{rank}d"
 
-    return _ranked(f"conv_transpose{rank}d", op, rank, "C_in, C_out / groups")
+    def op(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+        x, w, b, dtype, layout = _operands(func, rank, input, weight, bias)
+        if isinstance(padding, str):
+            raise TypeError(f"{func}(): argument 'padding' must be tuple of ints, not str ({padding!r})")
+        geom = ConvGeometry.for_transpose(
+            x.shape, w.shape, stride=expand("stride", stride, rank), padding=expand("padding", padding, rank),
+            output_padding=expand("output_padding", output_padding, rank),
+            dilation=expand("dilation", dilation, rank), groups=groups_of(groups))
+        size = geom.in_spatial
+        if any(v < 1 for v in size):
+            raise ValueError(
+                f"Given input size per channel: {tuple(x.shape[2:])}. Calculated output size per channel: "
+                f"{size}. Output size is too small"
+            )
+        return CoreCall(geom, "x", {"y": x, "w": w}, dtype, b, with_bias=True, layout=layout)
+
+    return _ranked(func, op, rank, "C_in, C_out / groups")
 
 
 conv1d, conv2d, conv3d = (_conv_op(r) for r in (1, 2, 3))
