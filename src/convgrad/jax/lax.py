@@ -161,17 +161,6 @@ def _int_seq(name: str, value: object, rank: int, *, default: int | None = None)
     return int_seq(name, value, rank, minimum=1, messages=_INT_SEQ_MESSAGES, default=default)
 
 
-def _check_precision(precision: object) -> None:
-    """JAX's precision only picks a backend accumulation; NumPy computes exactly in the dtype."""
-    if precision is None or isinstance(precision, str) or hasattr(precision, "name"):
-        return
-    if isinstance(precision, (list, tuple)) and len(precision) == 2:
-        return
-    raise ValueError(
-        f"precision must be None, a string, a lax.Precision or a pair of them, got {precision!r}"
-    )
-
-
 def _result_dtype(dtype: np.dtype, preferred: object) -> np.dtype:
     """The output dtype: the operands' dtype, or ``preferred_element_type`` checked as JAX does."""
     if preferred is None:
@@ -295,7 +284,11 @@ def _resolve(
             "lax.conv_general_dilated requires arguments to have the same dtypes, got "
             f"{lhs_a.dtype}, {rhs_a.dtype}."
         )
-    _check_precision(precision)
+    # JAX's precision only picks a backend accumulation: checked, then ignored.
+    if not (precision is None or isinstance(precision, str) or hasattr(precision, "name")
+            or (isinstance(precision, (list, tuple)) and len(precision) == 2)):
+        raise ValueError(f"precision must be None, a string, a lax.Precision or a pair of them, "
+                         f"got {precision!r}")
     out_dtype = _result_dtype(lhs_a.dtype, preferred_element_type)
     dnums = conv_dimension_numbers(lhs_a.shape, rhs_a.shape, dimension_numbers)
     rank, squeeze = lhs_a.ndim - 2, lhs_a.ndim == 2
