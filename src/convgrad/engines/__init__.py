@@ -13,67 +13,12 @@ registered on the first use of the registry.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Literal, Protocol
-
-import numpy as np
-
-from .._geometry import ConvGeometry
+from .._engine import OPS, Engine, Op, Planner, Prepared, Refusal
 from ._machine import MachineModel, load_calibration
 
 __all__ = ["OPS", "Engine", "MachineModel", "Op", "Planner", "Prepared", "Refusal", "engine_names",
            "get_engine", "load_calibration", "register_engine", "release_scratch", "warm_up"]
 __dir__ = __all__.copy  # dir() lists the API only
-
-Op = Literal["forward", "input_grad", "filter_grad"]
-# forward (x, w) -> y; input_grad (dy, w) -> dx; filter_grad (x, dy) -> dw.
-OPS: tuple[Op, ...] = ("forward", "input_grad", "filter_grad")
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why ``engine`` cannot run an op: it does not support the geometry, or its workspace does
-    not fit the budget."""
-
-    engine: str
-    reason: str
-
-
-@dataclass(frozen=True, eq=False)
-class Prepared:
-    """One engine ready to run one op: ``run(a, b)`` on C-contiguous channels-last operands
-    (forward: x, w; input_grad: dy, w; filter_grad: x, dy) returns the channels-last result."""
-
-    engine: str
-    seconds: float  # the cost model's estimate (or a measured time, with method="measure")
-    workspace: int  # bytes allocated beyond the operands and the result
-    run: Callable[[np.ndarray, np.ndarray], np.ndarray] = field(repr=False)
-    choices: Mapping[str, object] = field(default_factory=dict)
-
-    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return self.run(a, b)
-
-
-class Planner(Protocol):
-    """What an engine may ask of the planner (``convgrad._plan.Planner``) that prepares it."""
-
-    def load_seconds(self, dtype: np.dtype, *kernels: object) -> float:
-        """What the JIT policy charges before the compiled ``kernels`` can run on ``dtype``."""
-
-    def plan(self, op: Op, geom: ConvGeometry, dtype: np.dtype, method: object, limit: int) -> object:
-        """A composite engine's pieces are planned (and run) like any op."""
-
-
-class Engine(Protocol):
-    name: str
-
-    def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
-                planner: Planner) -> Prepared | Refusal:
-        """The op prepared within ``limit`` workspace bytes, or why not. A workspace that cannot
-        fit may also raise ValueError (``_budget.check_fits``): the planner records it as a
-        refusal. Composite engines plan their pieces with ``planner``."""
-
 
 _REGISTRY: dict[str, Engine] = {}
 _BUILTIN_LOADED = False

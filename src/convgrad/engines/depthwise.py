@@ -14,8 +14,9 @@ import numpy as np
 
 from .. import _transpose
 from .._budget import check_fits
+from .._engine import Op, Planner, Prepared, Refusal
 from .._geometry import ConvGeometry
-from . import Op, Planner, Prepared, Refusal, _kernels, _threads
+from . import _kernels, _threads
 from ._common import padded_zeros, plain, unpad
 from ._machine import figures
 

@@ -28,10 +28,11 @@ import numpy as np
 import scipy.fft
 
 from .._budget import check_fits
+from .._engine import Op, Planner, Prepared, Refusal
 from .._formulas import dilate_dim, stride_dim, transpose_size
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
-from . import Op, Planner, Prepared, Refusal, _kernels, _spectra
+from . import _kernels, _spectra
 from ._common import plain, unpad
 from ._machine import figures
 from ._scratch import copied

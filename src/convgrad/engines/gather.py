@@ -17,8 +17,8 @@ from functools import partial
 import numpy as np
 
 from .._budget import check_fits
+from .._engine import Op, Planner, Prepared, Refusal
 from .._geometry import ConvGeometry
-from . import Op, Planner, Prepared, Refusal
 from ._common import plain
 from ._machine import figures
 

@@ -16,9 +16,10 @@ from functools import partial
 import numpy as np
 
 from .._budget import check_fits
+from .._engine import Op, Planner, Prepared, Refusal
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
-from . import Op, Planner, Prepared, Refusal, _kernels
+from . import _kernels
 from ._common import as_3d, padded_zeros, plain, thin_factor, unpad
 from ._common import blocks as _blocks
 from ._machine import figures

@@ -18,9 +18,9 @@ from functools import partial
 import numpy as np
 
 from .._budget import check_fits
+from .._engine import Op, Planner, Prepared, Refusal
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
-from . import Op, Planner, Prepared, Refusal
 from ._common import gemm_for, gemm_into, padded_zeros, plain, unpad
 from ._machine import figures
 

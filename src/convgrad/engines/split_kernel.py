@@ -31,9 +31,9 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .._budget import check_fits
+from .._engine import Op, Planner, Prepared, Refusal
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
-from . import Op, Planner, Prepared, Refusal
 from ._common import blocks as _blocks
 from ._common import gemm_for, gemm_into, plain, thin_factor, unpad
 from ._machine import figures

@@ -17,9 +17,9 @@ from functools import partial
 
 import numpy as np
 
+from .._engine import Op, Planner, Prepared, Refusal
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
-from . import Op, Planner, Prepared, Refusal
 from ._common import Phase, padded_zeros, phase_axes, plain, unpad
 from ._machine import figures
 

@@ -25,10 +25,11 @@ import numpy as np
 
 from .. import _transpose
 from .._budget import check_fits
+from .._engine import Op, Planner, Prepared, Refusal
 from .._formulas import dilate_dim, stride_dim
 from .._geometry import ConvGeometry
 from .._layout import flip_swap_filter, pad_or_crop
-from . import Op, Planner, Prepared, Refusal, _kernels, _threads
+from . import _kernels, _threads
 from ._common import Phase, as_3d, phase_axes, plain
 from ._machine import figures
 from ._scratch import copied, empty_for, scratch

@@ -22,9 +22,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import _transpose
 from .._budget import check_fits
+from .._engine import Op, Planner, Prepared, Refusal
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
-from . import Op, Planner, Prepared, Refusal, _kernels, _threads
+from . import _kernels, _threads
 from ._machine import figures
 
 # Points 0, -1, 1, -2, 2 and infinity (Lavin & Gray 2016); checked against direct correlation
