@@ -123,11 +123,7 @@ class GeneralCall(_Call):
             return _run("forward", geom, arrays["x"], arrays["w"], fmt, self.method, self.workspace_bytes,
                         self.shape("y"), lambda _op, g, _dtype, method, limit: partial(
                             run_general, g, method=method, limit=limit))
-        limit = workspace_limit(self.workspace_bytes)
-
-        def run(t: ConvGeometry, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-            return run_general(t, a, b, self.method, limit)
-
+        run = partial(run_general, method=self.method, limit=workspace_limit(self.workspace_bytes))
         if role == "x":
             return _transpose.input_grad(geom, fmt)(arrays["y"], arrays["w"], run)
         return _transpose.filter_grad(geom, fmt)(arrays["x"], arrays["y"], run)

@@ -13,6 +13,8 @@ generalised to every geometry): each gradient is one ``conv_general``-style conv
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from . import _transpose
@@ -34,7 +36,8 @@ def input_grad_via_conv(
     call, dy, w = _resolve(ConvGeometry.for_input_grad, "dy", dy, "w", w, input_shape, stride=stride,
                            padding=padding, dilation=dilation, groups=groups, data_format=data_format,
                            method="auto", workspace_bytes=workspace_bytes)
-    return _transpose.input_grad(call.geom, call.fmt)(dy, w, _runner(workspace_bytes))
+    run = partial(run_general, method="auto", limit=workspace_limit(workspace_bytes))
+    return _transpose.input_grad(call.geom, call.fmt)(dy, w, run)
 
 
 def filter_grad_via_conv(
@@ -46,9 +49,5 @@ def filter_grad_via_conv(
     call, x, dy = _resolve(ConvGeometry.for_filter_grad, "x", x, "dy", dy, filter_shape, stride=stride,
                            padding=padding, dilation=dilation, groups=groups, data_format=data_format,
                            method="auto", workspace_bytes=workspace_bytes)
-    return _transpose.filter_grad(call.geom, call.fmt)(x, dy, _runner(workspace_bytes))
-
-
-def _runner(workspace_bytes: int | None) -> _transpose.Runner:
-    limit = workspace_limit(workspace_bytes)
-    return lambda g, a, b: run_general(g, a, b, "auto", limit)
+    run = partial(run_general, method="auto", limit=workspace_limit(workspace_bytes))
+    return _transpose.filter_grad(call.geom, call.fmt)(x, dy, run)
