@@ -73,10 +73,8 @@ def _parse(name: str, layout: object, ndim: int) -> str:
     if not layout.isalnum() or not layout.isascii():
         raise ValueError(f"{name}={layout!r} must be letters or digits, one per axis")
     if "I" not in layout or ("O" in layout) == ("M" in layout):
-        raise ValueError(
-            f"{name}={layout!r} needs 'I' and exactly one of 'O' (a conv or transposed-conv "
-            "filter) or 'M' (a depthwise filter's channel multiplier)"
-        )
+        raise ValueError(f"{name}={layout!r} needs 'I' and exactly one of 'O' (a conv or transposed-conv "
+                         "filter) or 'M' (a depthwise filter's channel multiplier)")
     if len(layout) < 3:
         raise ValueError(f"{name}={layout!r} has no spatial letter")
     if len(layout) != ndim:
@@ -119,10 +117,8 @@ def convert_filter(
     spatial_src = [c for c in src if c not in _CHANNEL_LETTERS]
     spatial_dst = [c for c in dst if c not in _CHANNEL_LETTERS]
     if sorted(spatial_src) != sorted(spatial_dst):
-        raise ValueError(
-            f"src={src!r} and dst={dst!r} name different spatial axes: "
-            f"{''.join(spatial_src)!r} vs {''.join(spatial_dst)!r}"
-        )
+        raise ValueError(f"src={src!r} and dst={dst!r} name different spatial axes: "
+                         f"{''.join(spatial_src)!r} vs {''.join(spatial_dst)!r}")
     if in_channels is not None and multiplier is not None:
         raise ValueError("give in_channels or multiplier, not both")
     if ("M" in src) == ("M" in dst):
@@ -131,7 +127,20 @@ def convert_filter(
         return a.transpose([src.index(c) for c in dst])
     if "M" in src:  # I and M merge into O = I * M (channel c * M + m); the grouped filter's I is 1
         return _rechannel(a, src, dst, "IM", lambda i, m: (1, i * m), "IO")
-    return _grouped_to_depthwise(a, src, dst, in_channels, multiplier)
+    if a.shape[src.index("I")] != 1:
+        raise ValueError(f"a depthwise filter in the grouped layout {src!r} has I = 1 (groups = "
+                         f"in_channels); got w.shape={a.shape}")
+    o = a.shape[src.index("O")]
+    if in_channels is None and multiplier is None:
+        raise ValueError(f"converting {src!r} to the depthwise layout {dst!r} needs in_channels= or "
+                         f"multiplier=: O={o} does not say how it splits into in_channels * multiplier")
+    split = in_channels if in_channels is not None else multiplier
+    if isinstance(split, bool) or not isinstance(split, (int, np.integer)) or split < 1 or o % split:
+        raise ValueError(f"in_channels={in_channels}, multiplier={multiplier} must be a positive divisor of "
+                         f"O={o}")
+    c, m = (split, o // split) if in_channels is not None else (o // split, split)
+    # O = c * m + m_index: channel-major, as TensorFlow orders it.
+    return _rechannel(a, src, dst, "IO", lambda _i, _o: (c, m), "IM")
 
 
 def _rechannel(a: np.ndarray, src: str, dst: str, channels: str, sizes: Callable[[int, int], tuple[int, int]],
@@ -144,26 +153,3 @@ def _rechannel(a: np.ndarray, src: str, dst: str, channels: str, sizes: Callable
     m, n = moved.shape[-2:]
     return moved.reshape(*moved.shape[:-2], *sizes(m, n)).transpose([inter.index(c) for c in dst])
 
-
-def _grouped_to_depthwise(
-    a: np.ndarray, src: str, dst: str, in_channels: int | None, multiplier: int | None
-) -> np.ndarray:
-    if a.shape[src.index("I")] != 1:
-        raise ValueError(
-            f"a depthwise filter in the grouped layout {src!r} has I = 1 (groups = in_channels); "
-            f"got w.shape={a.shape}"
-        )
-    o = a.shape[src.index("O")]
-    if in_channels is None and multiplier is None:
-        raise ValueError(
-            f"converting {src!r} to the depthwise layout {dst!r} needs in_channels= or multiplier=: "
-            f"O={o} does not say how it splits into in_channels * multiplier"
-        )
-    split = in_channels if in_channels is not None else multiplier
-    if isinstance(split, bool) or not isinstance(split, (int, np.integer)) or split < 1 or o % split:
-        raise ValueError(
-            f"in_channels={in_channels}, multiplier={multiplier} must be a positive divisor of O={o}"
-        )
-    c, m = (split, o // split) if in_channels is not None else (o // split, split)
-    # O = c * m + m_index: channel-major, as TensorFlow orders it.
-    return _rechannel(a, src, dst, "IO", lambda _i, _o: (c, m), "IM")

@@ -53,12 +53,10 @@ class DotTestResult:
         return self.input_error <= self.rtol and self.filter_error <= self.rtol
 
     def __str__(self) -> str:
-        return (
-            f"<conv(x, w), dy> = {self.forward!r}; <x, conv_input_grad(dy)> = {self.input_side!r} "
-            f"(error {self.input_error:.2e}); <w, conv_filter_grad(x, dy)> = {self.filter_side!r} "
-            f"(error {self.filter_error:.2e}); errors relative to the bound {self.scale:.3g}; "
-            f"rtol {self.rtol:g}"
-        )
+        return (f"<conv(x, w), dy> = {self.forward!r}; <x, conv_input_grad(dy)> = {self.input_side!r} "
+                f"(error {self.input_error:.2e}); <w, conv_filter_grad(x, dy)> = {self.filter_side!r} "
+                f"(error {self.filter_error:.2e}); errors relative to the bound {self.scale:.3g}; "
+                f"rtol {self.rtol:g}")
 
 
 def dot_test(
@@ -129,11 +127,9 @@ class GradCheckResult:
         return self.input_error <= self.rtol and self.filter_error <= self.rtol
 
     def __str__(self) -> str:
-        return (
-            f"input: analytic {self.input_analytic!r} vs finite difference {self.input_numeric!r} "
-            f"(error {self.input_error:.2e}); filter: analytic {self.filter_analytic!r} vs finite "
-            f"difference {self.filter_numeric!r} (error {self.filter_error:.2e}); rtol {self.rtol:g}"
-        )
+        return (f"input: analytic {self.input_analytic!r} vs finite difference {self.input_numeric!r} "
+                f"(error {self.input_error:.2e}); filter: analytic {self.filter_analytic!r} vs finite "
+                f"difference {self.filter_numeric!r} (error {self.filter_error:.2e}); rtol {self.rtol:g}")
 
 
 def check_grads(

@@ -182,14 +182,14 @@ def kwargs_text(kwargs: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
 
 
-def tuple_text(v: Iterable[object]) -> str:
-    """(1, 2) and (1,): a tuple as Python writes it, from any sequence."""
-    items = list(v)
-    return "(" + ", ".join(str(i) for i in items) + ("," if len(items) == 1 else "") + ")"
+def tuple_text(v: Iterable[int]) -> str:
+    """(1, 2) and (1,): a sequence of ints as Python writes a tuple."""
+    return str(tuple(map(int, v)))
 
 
 def pairs_text(pairs: Iterable[Iterable[int]]) -> str:
-    return "[" + ", ".join("({}, {})".format(*p) for p in pairs) + "]"
+    """[(1, 2), (0, 0)]: (before, after) pairs as Python writes a list of tuples."""
+    return str([tuple(map(int, p)) for p in pairs])
 
 
 def unused(g: ConvGeometry) -> tuple[int, ...]:

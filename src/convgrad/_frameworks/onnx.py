@@ -77,8 +77,7 @@ def read(op: str, size: tuple[int, ...], k: tuple[int, ...], p: dict) -> Conv:
     keff = tuple(dilate_dim(ki, di) for ki, di in zip(k, d))
     if op == "conv":
         spec: object = {"SAME_UPPER": "same", "SAME_LOWER": "same_lower", "VALID": "valid"}.get(
-            auto, list(zip(flat[:rank], flat[rank:]))
-        )
+            auto, list(zip(flat[:rank], flat[rank:])))
         return conv_from_pads(size, k, s, d, spec, g)
     op_ = _canon.int_tuple("output_padding", p.get("output_padding", 0), rank, minimum=0)
     out = p.get("output_shape")
@@ -141,8 +140,6 @@ def routes(p: Problem) -> list[Route]:
     dt = p.dtype
     ort_dt = np.dtype(np.float32) if dt == np.float64 else dt
     ort_note = "run in float32: onnxruntime has no float64 Conv kernels" if dt == np.float64 else ""
-    # onnxruntime has no float64 Conv/ConvTranspose kernels on CPU: it runs in float32, held to
-    # float32's tolerance.
     ort_rtol = RTOL["float32"] if dt == np.float64 else None
     own, out_pad = conv_pads(Conv.of(g))
     pf = PadFirst(g.padding, 2, own is None)

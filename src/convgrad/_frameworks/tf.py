@@ -114,8 +114,7 @@ def write(c: Conv) -> Translation:
     dilations = [1, *c.d, 1] if raw else list(c.d)
     pad = padding(c)
     why = f"the forward conv's pads (before {c.before}) are neither SAME nor VALID" + (
-        " and only the 2-d ops take explicit pads" if r != 2 else " and explicit pads are non-negative"
-    )
+        " and only the 2-d ops take explicit pads" if r != 2 else " and explicit pads are non-negative")
     if c.op == "conv":
         target = f"tf.nn.conv{r}d"
         stride_name = "stride" if r == 1 else "strides"

@@ -164,8 +164,7 @@ def grid_layout(scene: _scene.Scene) -> Layout:
 
 
 def _min_width(scene: _scene.Scene) -> int:
-    """Room for the title (about 7.6 px a character at 10 pt), the subtitle (6.9 px at 9 pt) and
-    the legend."""
+    """Room for the title (7.6 px a character at 10 pt), the subtitle (6.9 px at 9 pt), the legend."""
     longest = max(len(_subtitle(scene, mode)) for mode in ("frame", "grid", "overlay"))
     return max(600, round(7.6 * len(scene.title)) + 2 * MARGIN, round(6.9 * longest) + 2 * MARGIN)
 
@@ -305,11 +304,9 @@ def _window(fig: object, layout: Layout, box: Box, scene: _scene.Scene, step: tu
             linewidth: float = 0.8) -> None:
     """The input grid with the kernel window of ``step`` on it, each cell it covers labelled by its tap."""
     window = {(r, c): label for r, c, label in scene.window(step)}
-
-    def color(r: int, c: int) -> str:
-        return WINDOW if (r, c) in window else COLORS[scene.kind(r, c)]
-
-    _cells(_axes(fig, layout, box), box, color, _hatch(scene), window, linewidth)
+    ax = _axes(fig, layout, box)
+    _cells(ax, box, lambda r, c: WINDOW if (r, c) in window else COLORS[scene.kind(r, c)], _hatch(scene),
+           window, linewidth)
 
 
 def _kernel_and_output(fig: object, layout: Layout, scene: _scene.Scene, output_color: object) -> None:

@@ -136,11 +136,8 @@ def _framework(con: Console, name: str, fw: dict) -> None:
     if "forward" not in fw:  # beyond the framework's ranks
         con.print(f"   why: {fw['reason']}\n   workaround: {fw['workaround']}")
     for key in ("forward", "input_grad", "filter_grad", "transpose", "autodiff"):
-        first, *rest = fw.get(key, "").splitlines() or [None]
-        if first is not None:
-            con.print(f"   {key + ':':<13}{first}")
-        for line in rest:
-            con.print(f"   {'':<13}{line}")
+        for i, line in enumerate(fw.get(key, "").splitlines()):
+            con.print(f"   {key + ':' if i == 0 else '':<13}{line}")
     for lim in fw.get("limitations", []):
         con.print(Text(f"   note: {lim}", style="yellow"))
 

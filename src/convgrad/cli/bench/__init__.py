@@ -74,10 +74,9 @@ def run(ns: argparse.Namespace) -> int:
                     + report.report(rows, ns.repeats, peak))
     if ns.plot:
         report.ratio_chart(rows, ns.plot)
-    if not ns.json:
-        written = [p for p in (ns.output, ns.plot) if p]
-        if written:
-            _console.stdout().print(f"wrote {', '.join(written)}")
+    written = [p for p in (ns.output, ns.plot) if p]
+    if written and not ns.json:
+        _console.stdout().print(f"wrote {', '.join(written)}")
     return 0
 
 
