@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _frameworks
-from ._frameworks._common import Conv, axis_names, layout_names, letters, pairs_text, tuple_text, unused
+from ._frameworks._common import SPATIAL, Conv, layout_names, letters, pairs_text, tuple_text, unused
 from ._geometry import ConvGeometry
 
 
@@ -45,7 +45,7 @@ def explain(g: ConvGeometry, data_format: str = "channels_first", dtype: object 
              "padded_input": g.padded_input[i], "output": g.out_spatial[i],
              "tight_padding": list(g.tight_padding[i]), "unused_input": left[i],
              "transpose_output_sizes": list(sizes[i])}
-            for i, name in enumerate(axis_names(g.rank))]
+            for i, name in enumerate(SPATIAL.get(g.rank) or [f"d{i}" for i in range(g.rank)])]
     x, w, y = list(g.x_shape(fmt)), list(g.w_shape(fmt)), list(g.y_shape(fmt))
     b = [g.out_channels]
     shapes = {"x": x, "w": w, "y": y, "b": b, "dy": y, "d_x": x, "d_w": w, "d_b": b}

@@ -25,11 +25,6 @@ def letters(rank: int) -> str:
     return SPATIAL.get(rank) or "".join(map(str, range(rank)))
 
 
-def axis_names(rank: int) -> list[str]:
-    """['H', 'W'] and the like; d0, d1, ... above rank 3."""
-    return list(SPATIAL[rank]) if rank in SPATIAL else [f"d{i}" for i in range(rank)]
-
-
 def layout_names(fmt: str, rank: int) -> tuple[str, str]:
     """The layouts of x and w in ``fmt``: ('NHWC', 'HWIO') and the like."""
     sp = letters(rank)

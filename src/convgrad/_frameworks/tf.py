@@ -153,8 +153,7 @@ def gradient_calls(g: ConvGeometry) -> dict:
         limits.append("tf.nn.convolution refuses stride > 1 with dilation > 1")
     return {"padding": pad, "limitations": limits,
             "input_grad": f"tf.raw_ops.{bp_input}(input_sizes={xin}.shape, filter=w, out_backprop=dy, "
-                          f"{raw})"
-                          f"{lift}{undo}",
+                          f"{raw}){lift}{undo}",
             "filter_grad": f"tf.raw_ops.{bp_filter}(input={xin}, filter_sizes=w.shape, out_backprop=dy, "
                            f"{raw}){lift}",
             "autodiff": "tf.GradientTape: tape.gradient(y, [x, w, b], output_gradients=dy)"}

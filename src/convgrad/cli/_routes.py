@@ -1,8 +1,7 @@
 """The routes ``convgrad check`` compares: every way of computing d_x, d_w and d_b.
 
-No I/O here: a route is a name and a function of the example arrays;
-``convgrad.testing.check_routes`` computes each one and compares it with the vector-Jacobian
-product; the frameworks' routes are in ``convgrad._frameworks``.
+A route is a name and a function of the example arrays, compared with the vector-Jacobian product
+by ``convgrad.testing.check_routes``; the frameworks' routes are in ``convgrad._frameworks``.
 
 The explicit routes spell the transposition identities out in NumPy, independently of
 ``convgrad.identities`` (which runs them through ``conv_general``).

@@ -106,11 +106,8 @@ def as_dict(report: CheckReport, args: GeometryArgs, selected: tuple[str, ...]) 
         "command": "check",
         "geometry": geometry_dict(args),
         "rtol": report.rtol,
-        "error_measures": {
-            "max_abs_error": "max |route - reference|",
-            "max_rel_error": "max |route - reference| / max |reference|",
-            "reference": "conv_vjp",
-        },
+        "error_measures": {"max_abs_error": "max |route - reference|", "reference": "conv_vjp",
+                           "max_rel_error": "max |route - reference| / max |reference|"},
         "frameworks": list(selected),
         "passed": report.passed,
         "counts": report.counts(),

@@ -103,12 +103,9 @@ SETTLE_SECONDS = 0.2
 
 def timeit(fns: dict[str, Callable[[], object]], repeats: int,
            settle: float = SETTLE_SECONDS) -> dict[str, float]:
-    """Median seconds per contestant over ``repeats`` interleaved rounds, after one warm-up call each.
-
-    Each timed call follows a pause of ``settle`` seconds and one untimed call of the same
-    contestant (its own threads and caches awake: the steady state of a loop that calls it, not
-    the tail of another library); each round starts one contestant later.
-    """
+    """Median seconds per contestant over ``repeats`` interleaved rounds, after one warm-up call each;
+    each timed call follows a pause of ``settle`` seconds and one untimed call of the same contestant
+    (the steady state of a loop that calls it, not the tail of another library)."""
     for f in fns.values():
         f()
     times: dict[str, list[float]] = {k: [] for k in fns}
