@@ -64,8 +64,7 @@ def gradients(g: ConvGeometry, fmt: str) -> dict:
     ig, fg = g.input_grad_geometry(), g.filter_grad_geometry()
     igp, fgp = g.input_grad_padding, g.filter_grad_padding
     t = tuple_text
-    crop = " (negative: crop)" if any(v < 0 for p in igp for v in p) else ""
-    crop_w = " (negative: crop)" if any(v < 0 for p in fgp for v in p) else ""
+    crop, crop_w = (" (negative: crop)" if any(v < 0 for p in pads for v in p) else "" for pads in (igp, fgp))
     groups = f", within each of the {G} groups" if G > 1 else ""
     og = g.out_channels // G
     flip_shape = (g.in_channels, og, *g.kernel) if fmt == "channels_first" else (*g.kernel, og, g.in_channels)

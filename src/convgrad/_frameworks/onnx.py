@@ -135,9 +135,8 @@ def routes(p: Problem) -> list[Route]:
     from onnx import TensorProto, helper
     from onnx.reference import ReferenceEvaluator
 
-    g, r = p.geom, p.geom.rank
+    g, r, dt = p.geom, p.geom.rank, p.dtype
     G = g.feature_group_count
-    dt = p.dtype
     ort_dt = np.dtype(np.float32) if dt == np.float64 else dt
     ort_note = "run in float32: onnxruntime has no float64 Conv kernels" if dt == np.float64 else ""
     ort_rtol = RTOL["float32"] if dt == np.float64 else None

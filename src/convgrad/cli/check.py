@@ -150,10 +150,8 @@ def render(report: CheckReport, args: GeometryArgs, selected: tuple[str, ...]) -
     con.print(Text("convgrad check: ", style="bold") + Text(args.title()))
     if 0 < min(p.x.size, p.w.size, p.dy.size) and max(p.x.size, p.w.size, p.dy.size) <= SHOW_ARRAYS_UP_TO:
         _show_arrays(con, report)
-    table = Table(
-        title=f"tolerance: max rel error ≤ {report.rtol:g}  (rel = max|route − ref| / max|ref|; "
-              "ref = conv_vjp)",
-        title_justify="left", show_lines=False, header_style="bold")
+    table = Table(title=f"tolerance: max rel error ≤ {report.rtol:g}  (rel = max|route − ref| / max|ref|; "
+                  "ref = conv_vjp)", title_justify="left", header_style="bold")
     for col, kw in (("method", {}), ("max abs err", {"justify": "right", "no_wrap": True}),
                     ("max rel err", {"justify": "right", "no_wrap": True}), ("result", {"no_wrap": True}),
                     ("note", {"no_wrap": True, "style": "dim"})):

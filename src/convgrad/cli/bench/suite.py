@@ -137,9 +137,8 @@ def run_case(case: Case, repeats: int, frameworks: Iterable[str] = ("torch",),
     w = rng.standard_normal(geom.w_shape(), dtype=np.float32)
     dy = rng.standard_normal(geom.y_shape(), dtype=np.float32)
     # convgrad in channels-last: x (N, *S, C), w (*K, C/G, O).
-    xl = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    xl, dyl = (np.ascontiguousarray(np.moveaxis(a, 1, -1)) for a in (x, dy))
     wl = np.ascontiguousarray(np.moveaxis(w, (0, 1), (-1, -2)))
-    dyl = np.ascontiguousarray(np.moveaxis(dy, 1, -1))
     kw = {**case.kwargs, "data_format": "channels_last"}
     # The transposed conv's input is the forward conv's dy and its output gradient the forward's x:
     # conv_transpose is the input gradient, its input gradient a conv, its filter gradient the
