@@ -204,7 +204,6 @@ def routes(p: Problem) -> list[Route]:
     def notes(*n: str) -> str:
         return "; ".join(filter(None, n))
 
-    # onnx.reference's ConvTranspose breaks on group > 1 (a broadcasting error): one call per group.
     ref_note = f"one ConvTranspose per group ({G}): onnx.reference mishandles group > 1" if G > 1 else ""
     w_note = "ONNX has no filter-gradient op: Conv of x with dy as the kernel, batch <-> channels" + (
         f", one per group ({G})" if G > 1 else "")

@@ -71,21 +71,16 @@ def parse_padding_arg(text: str) -> object:
             raise argparse.ArgumentTypeError(
                 f"padding {text!r} not understood; use one of {', '.join(PADDING_STRINGS)}, an int, "
                 "one int per dim (1,2) or before:after pairs per dim (1:2,0:1); negative pads crop "
-                "(write --padding=-1:0)"
-            ) from None
-    if len(items) == 1 and isinstance(items[0], int):
-        return items[0]
-    return items
+                "(write --padding=-1:0)") from None
+    return items[0] if len(items) == 1 and isinstance(items[0], int) else items
 
 
 def parse_format(text: str) -> str:
     try:
         return FORMAT_ALIASES[text.strip().lower()]
     except KeyError:
-        raise argparse.ArgumentTypeError(
-            f"unknown data format {text!r}; use channels_first (NCHW, PyTorch/ONNX/JAX) or "
-            "channels_last (NHWC, TensorFlow)"
-        ) from None
+        raise argparse.ArgumentTypeError(f"unknown data format {text!r}; use channels_first (NCHW, "
+                                         "PyTorch/ONNX/JAX) or channels_last (NHWC, TensorFlow)") from None
 
 
 def add_geometry_arguments(parser: argparse.ArgumentParser) -> None:
