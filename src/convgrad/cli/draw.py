@@ -280,8 +280,7 @@ def _legend(fig: object, layout: Layout, scene: _scene.Scene) -> None:
     kinds = {scene.kind(r, c) for r in range(scene.input_shape[0]) for c in range(scene.input_shape[1])}
     entries = [(COLORS[k], LEGEND[k], "///" if k == _scene.CROP else None) for k in COLORS if k in kinds]
     entries.append((WINDOW, "kernel window / current output", None))
-    x = MARGIN
-    y = layout.height - MARGIN - 14
+    x, y = MARGIN, layout.height - MARGIN - 14
     for color, text, hatch in entries:
         fig.patches.append(Rectangle((x / layout.width, 1 - (y + 12) / layout.height), 12 / layout.width,
                                      12 / layout.height, transform=fig.transFigure, facecolor=color,

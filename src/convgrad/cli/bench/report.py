@@ -98,10 +98,9 @@ METHOD = (
 def highlights(rows: list[dict]) -> str:
     """Rows slower than 2x PyTorch, and how much faster than the fastest framework the
     large-kernel cases are."""
-    lines = []
     slow = [f"{r['case']} {r['op']} ({r['ratio']['torch']:.2f}x)" for r in rows
             if r["ratio"].get("torch", 0) > 2]
-    lines.append("- rows slower than 2x PyTorch: " + (", ".join(slow) if slow else "none"))
+    lines = ["- rows slower than 2x PyTorch: " + (", ".join(slow) if slow else "none")]
     for r in rows:
         if r["case"] in ("large_kernel_31", "conv1d_k255") and r["ratio"]:
             best = max(r["ratio"].items(), key=lambda kv: kv[1])
