@@ -209,7 +209,10 @@ class ConvGeometry:
         p = ConvParams.parse(rank, stride, padding, dilation, groups, data_format)
         n, c, spatial = _split_x(x_shape, p.data_format)
         o, cw, kernel = _split_w(w_shape, p.data_format)
-        _match_channels(c, "x", cw, p.groups, o)
+        if c != p.groups * cw:
+            raise ValueError(f"x has {c} channels but groups * w in_channels = {p.groups} * {cw} = "
+                             f"{p.groups * cw}")
+        _check_channels("w out_channels", o, "groups", p.groups)
         _check_kernel(kernel, w_shape)
         return cls(n, c, o, spatial, kernel, p.stride, p.pads(spatial, kernel), (1,) * rank,
                    p.dilation, p.groups, 1).require_nonempty()
@@ -651,12 +654,6 @@ def _given_shape(name: str, given: object, part: str, ref_name: str, ref: tuple[
         raise ValueError(f"{name}={shape} must have {len(ref)} (full) or {len(ref) - 2} ({part}) "
                          f"entries for {ref_name}={ref}")
     return shape
-
-
-def _match_channels(c: int, xname: str, cw: int, g: int, o: int) -> None:
-    if c != g * cw:
-        raise ValueError(f"{xname} has {c} channels but groups * w in_channels = {g} * {cw} = {g * cw}")
-    _check_channels("w out_channels", o, "groups", g)
 
 
 def _output_spatial(
