@@ -84,15 +84,17 @@ class ConvPlan:
         lines = [f"{self.op} with engine {self.chosen.engine!r} ({self.reason}); "
                  f"~{self.estimated_seconds * 1e3:.3g} ms estimated, workspace "
                  f"{self.workspace_bytes:,} bytes, {self.dtype} compute",
-                 self.geometry.describe(),
-                 f"  {'engine':<10} {'estimate':>12} {'workspace':>15}  choices or why not"]
+                 self.geometry.describe()]
+        width = max(len("engine"), *(len(c.engine) for c in self.candidates))
+        lines.append(f"  {'engine':<{width}} {'estimate':>12} {'workspace':>15}  choices or why not")
         for c in self.candidates:
             mark = "*" if c is self.chosen else " "
             if isinstance(c, Refusal):
-                lines.append(f"{mark} {c.engine:<10} {'-':>12} {'-':>15}  {c.reason}")
+                lines.append(f"{mark} {c.engine:<{width}} {'-':>12} {'-':>15}  {c.reason}")
             else:
                 what = ", ".join(f"{k}={v}" for k, v in c.choices.items())
-                lines.append(f"{mark} {c.engine:<10} {c.seconds * 1e3:>9.3g} ms {c.workspace:>15,}  {what}")
+                estimate = f"{c.seconds * 1e3:>9.3g} ms"
+                lines.append(f"{mark} {c.engine:<{width}} {estimate} {c.workspace:>15,}  {what}")
         return "\n".join(lines)
 
 
