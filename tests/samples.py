@@ -145,6 +145,14 @@ def _stride_dilation_errors():
                 TypeError, rf"{name}\[1\] must be an integer, got 1\.5")
         yield E(f"{name}_wrong_length", "conv", (x, w), {**g2, name: (1, 1)}, ValueError,
                 rf"{name} must have one value per spatial dim \(1\), got 2: \(1, 1\)")
+        # Past int64 NumPy and Numba overflow inside an engine, naming no parameter.
+        for func in ("conv", "conv_transpose", "conv_general"):
+            key, kw = (name, g2) if func != "conv_general" else (
+                "stride" if name == "stride" else "rhs_dilation", {"feature_group_count": 2})
+            yield E(f"{func}_{key}=2**63", func, (x, w), {**kw, key: 2**63}, ValueError,
+                    rf"{key}=9223372036854775808 is outside the int64 range")
+        yield E(f"{name}_item_2**70", "conv", (x2, w2), {name: (1, 2**70)}, ValueError,
+                rf"{name}\[1\]=1180591620717411303424 is outside the int64 range")
     yield E("conv_general_lhs_dilation=0", "conv_general", (x, np.ones((6, 4, 3))),
             {"lhs_dilation": 0}, ValueError, r"lhs_dilation must be >= 1 .*got 0")
     yield E("conv_general_rhs_dilation_float", "conv_general", (x, np.ones((6, 4, 3))),
@@ -216,9 +224,11 @@ def _padding_errors():
             {"lhs_dilation": 2, "padding": "same"}, ValueError,
             r"string padding='same' is not defined with lhs_dilation=\(2,\)")
     yield E("negative_crop_larger_than_input", "conv", (x, w), {**g2, "padding": [(-4, -4)]},
-            ValueError, r"negative padding \(-4, -4\) in dim 0 crops more than the input size 7")
+            ValueError, r"negative padding \(-4, -4\) in "
+                r"spatial dim 0 \(array axis 2[^)]*\) crops more than the input size 7")
     yield E("negative_crop_past_the_other_pad", "conv", (x, w), {**g2, "padding": [(-9, 1)]},
-            ValueError, r"negative padding \(-9, 1\) in dim 0 crops more than the input size 7")
+            ValueError, r"negative padding \(-9, 1\) in "
+                r"spatial dim 0 \(array axis 2[^)]*\) crops more than the input size 7")
 
 
 def _shape_errors():
@@ -232,7 +242,8 @@ def _shape_errors():
     yield E("conv_general_rank_mismatch", "conv_general", (x, np.ones((6, 4, 3, 3))), {},
             ValueError, r"same number of dims: x\.shape=\(2, 4, 7\) \(3 dims\), w\.shape=\(6, 4, 3, 3\)")
     yield E("kernel_larger_than_padded_input", "conv", (x, np.ones((6, 2, 8))), g2, ValueError,
-            r"kernel larger than the padded input in dim 0: effective kernel size 8 .* > padded "
+            r"kernel larger than the padded input in "
+                r"spatial dim 0 \(array axis 2[^)]*\): effective kernel size 8 .* > padded "
             r"input size 7")
     yield E("zero_size_kernel", "conv", (x, np.ones((6, 2, 0))), g2, ValueError,
             r"zero-size kernel \(0,\)")
@@ -267,13 +278,14 @@ def _gradient_shape_errors():
             r"conv of input_shape \(2, 4, 9\)")
     yield E("input_shape_unreachable_stride", "conv_input_grad",
             (np.ones((1, 1, 3)), np.ones((1, 1, 3)), (1, 1, 10)), {"stride": 2}, ValueError,
-            r"dy\.shape=\(1, 1, 3\) does not match the output shape \(1, 1, 4\).*: in dim 0 the "
+            r"dy\.shape=\(1, 1, 3\) does not match the output shape \(1, 1, 4\).*: in "
+                r"spatial dim 0 \(array axis 2[^)]*\) the "
             r"forward conv maps sizes 7\.\.8 to 3, not 10; valid spatial input sizes are \[\(7, 8\)\]")
     yield E("input_shape_unreachable_same", "conv_input_grad_vjp", (dy, w, (11,)),
             {**g2, "stride": 2, "padding": "same"}, ValueError,
             r"maps sizes 9\.\.10 to 5, not 11; valid spatial input sizes are \[\(9, 10\)\]")
     yield E("input_shape_no_size_maps", "conv_input_grad", (dy, w, (7,)), {**g2, "padding": 9},
-            ValueError, r"in dim 0 the forward conv maps no size to 5, not 7")
+            ValueError, r"in spatial dim 0 \(array axis 2[^)]*\) the forward conv maps no size to 5, not 7")
     yield E("input_shape_wrong_batch", "conv_input_grad", (dy, w, (3, 4, 7)), g2, ValueError,
             r"dy\.shape=\(2, 6, 5\) does not match the output shape \(3, 6, 5\)")
     yield E("input_shape_wrong_channels", "conv_input_grad", (dy, w, (2, 6, 7)), g2, ValueError,
@@ -310,7 +322,8 @@ def _transpose_size_errors():
     """conv_transpose's output_shape and output_padding."""
     _, w, dy, g2 = _arrays()
     yield E("output_shape_unreachable", "conv_transpose", (dy, w), {**g2, "output_shape": (12,)},
-            ValueError, r"output_shape=\(12,\) is unreachable: in dim 0 the forward conv maps sizes "
+            ValueError, r"output_shape=\(12,\) is unreachable: in "
+                r"spatial dim 0 \(array axis 2[^)]*\) the forward conv maps sizes "
             r"7\.\.7 to 5, not 12; valid spatial output sizes are \[\(7, 7\)\]")
     yield E("output_shape_unreachable_stride", "conv_transpose", (dy, w),
             {**g2, "stride": 3, "output_shape": (20,)}, ValueError,
@@ -366,6 +379,8 @@ def _budget_and_method_errors():
     yield E("padding_2**40", "conv", (x, w), {**g2, "padding": 2**40}, ValueError,
             r"the result \(2, 6, 2199023255557\) needs 211,106,232,533,472 bytes, more than the "
             r"workspace budget of 2,147,483,648 bytes")
+    yield E("padding_and_stride_2**62", "conv", (x, w), {**g2, "padding": 2**62, "stride": 2**62},
+            ValueError, r"padded input size 9223372036854775815 outside the int64 range")
     yield E("padding_2**40_input_grad", "conv_input_grad", (dy, w, (7,)), {**g2, "padding": 2**40},
             ValueError, r"dy\.shape=\(2, 6, 5\) does not match the output shape \(2, 6, 2199023255557\)")
     yield E("workspace_too_small", "conv", (x, w), {**g2, "workspace_bytes": 64}, ValueError,

@@ -84,7 +84,7 @@ def test_derived_sizes_match_their_definitions(case):
 def test_input_grad_and_transpose_state_the_same_valid_range():
     """One validation of the map from x's size to dy's, whichever function was called."""
     dy, w = np.ones((1, 1, 3)), np.ones((1, 1, 3))
-    tail = (r"in dim 0 the forward conv maps sizes 7\.\.8 to 3, not 10; "
+    tail = (r"in spatial dim 0 \(array axis 2[^)]*\) the forward conv maps sizes 7\.\.8 to 3, not 10; "
             r"valid spatial \w+ sizes are \[\(7, 8\)\]")
     with pytest.raises(ValueError, match=tail):
         convgrad.conv_input_grad(dy, w, (1, 1, 10), stride=2)
@@ -171,7 +171,8 @@ def test_geometry_represents_empty_outputs_and_conv_refuses_them():
     geom = G(2, 3, 4, (5, 2), (3, 3), (1, 2), ((0, 0), (0, 0)), (1, 1), (1, 1))
     assert geom.out_spatial == (3, 0) and geom.empty and geom.y_shape() == (2, 4, 3, 0)
     assert not G(2, 3, 4, (5, 3), (3, 3), (1, 2), ((0, 0), (0, 0)), (1, 1), (1, 1)).empty
-    message = r"larger than the padded input in dim 1: effective kernel size 3 .* > padded input size 2 "
+    message = (r"larger than the padded input in "
+               r"spatial dim 1 \(array axis 3[^)]*\): effective kernel size 3 .* > padded input size 2 ")
     with pytest.raises(ValueError, match=message):
         geom.require_nonempty()
     with pytest.raises(ValueError, match=message):
@@ -198,7 +199,8 @@ def test_input_grad_accepts_exactly_the_sizes_it_states(case):
             convgrad.ConvGeometry.for_input_grad(dy_shape, case.w_shape, sizes, **case.kwargs)
         except ValueError as e:
             assert not maps, (m, str(e))
-            found = re.search(r"in dim 0 the forward conv maps sizes (\d+)\.\.(\d+) to", str(e))
+            found = re.search(r"in spatial dim 0 \(array axis 2[^)]*\) the forward conv maps sizes "
+                              r"(\d+)\.\.(\d+) to", str(e))
             if found:
                 stated.add((int(found[1]), int(found[2])))
             continue

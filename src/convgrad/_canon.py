@@ -10,13 +10,19 @@ import operator
 from collections.abc import Sequence
 
 DATA_FORMATS = ("channels_first", "channels_last")
+# Sizes, strides and pads reach NumPy and Numba as int64: a larger value would overflow there,
+# far from the parameter that caused it.
+INT64_MAX = 2**63 - 1
 
 
 def as_int(name: str, value: object) -> int:
     """``value`` as a Python int; bools, floats and strings are a TypeError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r} of type {type(value).__name__}")
-    return operator.index(value)
+    v = operator.index(value)
+    if not -INT64_MAX <= v <= INT64_MAX:
+        raise ValueError(f"{name}={v} is outside the int64 range (|{name}| <= 2**63 - 1)")
+    return v
 
 
 def int_tuple(name: str, value: object, rank: int, *, minimum: int | None = None) -> tuple[int, ...]:

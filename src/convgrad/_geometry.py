@@ -94,6 +94,11 @@ class ConvParams:
         return self.padding.resolve(spatial, kernel, self.stride, self.dilation)
 
 
+def spatial_dim(i: int) -> str:
+    """Spatial dim ``i`` with its array axes, for messages: a bare "dim 0" reads as the batch axis."""
+    return f"spatial dim {i} (array axis {i + 2} channels-first, {i + 1} channels-last)"
+
+
 @dataclass(frozen=True)
 class ConvGeometry:
     """Shapes of one convolution in canonical form.
@@ -160,7 +165,11 @@ class ConvGeometry:
         for i, (n, (lo, hi)) in enumerate(zip(self.dilated_input, self.padding)):
             # A crop may eat into the other side's padding; only the padded size must exist.
             if n + lo + hi < 0:
-                raise ValueError(f"negative padding {(lo, hi)} in dim {i} crops more than the input size {n}")
+                raise ValueError(f"negative padding {(lo, hi)} in {spatial_dim(i)} crops more than the "
+                                 f"input size {n}")
+            if n + lo + hi > _canon.INT64_MAX:
+                raise ValueError(f"padding {(lo, hi)} in {spatial_dim(i)} gives a padded input size "
+                                 f"{n + lo + hi} outside the int64 range")
 
     @property
     def empty(self) -> bool:
@@ -173,7 +182,7 @@ class ConvGeometry:
         for i, (p, k) in enumerate(zip(self.padded_input, self.kernel_eff)):
             if p < k:
                 raise ValueError(
-                    f"kernel larger than the padded input in dim {i}: effective kernel size "
+                    f"kernel larger than the padded input in {spatial_dim(i)}: effective kernel size "
                     f"{k} (kernel {self.kernel[i]}, dilation {self.rhs_dilation[i]}) > padded input "
                     f"size {p} (input {self.in_spatial[i]}, padding {self.padding[i]})"
                 )
@@ -589,7 +598,7 @@ def _transposed_size(p: ConvParams, o_sp: Sequence[int], kernel: Sequence[int],
         if op >= max(s, d):
             raise ValueError(
                 f"output_padding={output_padding} must be smaller than max(stride, dilation) in "
-                f"every dim; dim {i}: output_padding {op}, stride {s}, dilation {d}"
+                f"every dim; {spatial_dim(i)}: output_padding {op}, stride {s}, dilation {d}"
             )
     if p.padding.kind in ("same", "same_lower"):
         if any(output_padding):
@@ -637,7 +646,7 @@ def _unreachable(spec: PaddingSpec, o_sp: Sequence[int], sizes: Sequence[int], k
     for i, (size, (lo, hi)) in enumerate(zip(sizes, ranges)):
         if not lo <= size <= hi:
             maps = f"maps sizes {lo}..{hi}" if lo <= hi else "maps no size"
-            return (f"in dim {i} the forward conv {maps} to {o_sp[i]}, not {size}; valid "
+            return (f"in {spatial_dim(i)} the forward conv {maps} to {o_sp[i]}, not {size}; valid "
                     f"spatial {what} sizes are {[(a, b) for a, b in ranges]}")
     return ""
 

@@ -100,7 +100,8 @@ class _Attrs:
 
 def _float_operands(op: str, **arrays: object) -> dict[str, np.ndarray]:
     """The spec's type constraint T: one floating dtype for all of X, W and B."""
-    out = {k: as_array(k, v) for k, v in arrays.items() if v is not None}
+    # Only B is optional: a missing X or W is the caller's mistake, not an absent input.
+    out = {k: as_array(k, v) for k, v in arrays.items() if v is not None or k != "B"}
     dtypes = {a.dtype for a in out.values()}
     if len(dtypes) != 1 or next(iter(dtypes)).kind != "f":
         raise TypeError(

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .._canon import shape_tuple
+from .._canon import as_int, shape_tuple
 from .._dtypes import as_array
 from .._formulas import dilate_dim
 from .._fronts.kit import CoreCall, Linear, op_with_vjp
@@ -107,7 +107,9 @@ def _sequence(
         raise TypeError(f"Expected list for '{name}' argument, not {value!r}: give {rank + 2} values")
     if isinstance(value, (str, bytes)):
         raise TypeError(f"{name} must be an int or a list of ints, got {value!r}")
-    items = list(value) if hasattr(value, "__len__") else [value]
+    # Checked here, so that an error names the user's spelling (strides) and index.
+    items = ([as_int(f"{name}[{i}]", v) for i, v in enumerate(value)] if hasattr(value, "__len__")
+             else [as_int(name, value)])
     if len(items) == rank + 2:
         outer = (items[0], items[1]) if first else (items[0], items[-1])
         if any(v != 1 for v in outer):
