@@ -359,3 +359,25 @@ def test_pullback_checks_dy_shape():
     _, pullback = lax.conv.vjp(np.ones((1, 1, 5)), np.ones((1, 1, 3)), (1,), "VALID")
     with pytest.raises(ValueError, match=r"dy\.shape"):
         pullback(np.ones((1, 1, 4)))
+
+
+PRECISIONS = [
+    None, "highest", "float32", "high", "bfloat16_3x", "tensorfloat32", "default", "bfloat16", "fastest",
+    "DEFAULT", "F32_F32_F32", "BF16_BF16_F32", "HIGHEST", "High", "bogus", "", 3, 2.0, ("high",),
+    ("high", "default"), ["fastest", "float32"], ("high", "HIGHEST"), ("high", "F32_F32_F32"),
+    jlax.Precision.HIGH, (jlax.Precision.HIGH, jlax.Precision.DEFAULT), (jlax.Precision.HIGH, "high"),
+    jlax.DotAlgorithmPreset.F32_F32_F32, jlax.Precision, (None, None),
+]
+
+
+@pytest.mark.parametrize("precision", PRECISIONS, ids=repr)
+def test_precision_is_accepted_exactly_when_jax_accepts_it(precision):
+    x, w = np.ones((1, 1, 4, 4), np.float32), np.ones((1, 1, 2, 2), np.float32)
+    try:
+        expected = np.asarray(jlax.conv_general_dilated(x, w, (1, 1), "VALID", precision=precision))
+    except (ValueError, TypeError):
+        with pytest.raises(ValueError, match=r"Precision argument must be one of"):
+            lax.conv_general_dilated(x, w, (1, 1), "VALID", precision=precision)
+    else:
+        got = lax.conv_general_dilated(x, w, (1, 1), "VALID", precision=precision)
+        np.testing.assert_array_equal(got, expected)

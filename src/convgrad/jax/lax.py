@@ -272,6 +272,39 @@ def _padding(padding: object, spatial: tuple[int, ...], ld: tuple[int, ...]) -> 
     return pads
 
 
+# What jax.lax.canonicalize_precision accepts: Precision's string aliases, and the names of
+# DotAlgorithmPreset (which match case exactly: "HIGHEST" is neither).
+_PRECISION_STRINGS = ("highest", "float32", "high", "bfloat16_3x", "tensorfloat32", "default", "bfloat16",
+                      "fastest")
+_PRESET_NAMES = ("DEFAULT", "ANY_F8_ANY_F8_F32", "ANY_F8_ANY_F8_F32_FAST_ACCUM", "ANY_F8_ANY_F8_ANY",
+                 "ANY_F8_ANY_F8_ANY_FAST_ACCUM", "F16_F16_F16", "F16_F16_F32", "BF16_BF16_BF16",
+                 "BF16_BF16_F32", "BF16_BF16_F32_X3", "BF16_BF16_F32_X6", "BF16_BF16_F32_X9",
+                 "TF32_TF32_F32", "TF32_TF32_F32_X3", "F32_F32_F32", "F64_F64_F64")
+
+
+def _is_jax(value: object, *kinds: str) -> bool:
+    """value is an instance of one of jax.lax's ``kinds`` (checked by name: jax is optional)."""
+    return type(value).__name__ in kinds and type(value).__module__.startswith("jax")
+
+
+def _check_precision(precision: object) -> None:
+    """JAX's rules for ``precision``, which only picks a backend accumulation: checked, then
+    ignored (NumPy computes in the result dtype)."""
+    pair = isinstance(precision, (list, tuple)) and len(precision) == 2
+    if (precision is None or _is_jax(precision, "Precision", "DotAlgorithm", "DotAlgorithmPreset")
+            or (isinstance(precision, str) and precision in _PRECISION_STRINGS + _PRESET_NAMES)
+            or (pair and all(_is_jax(p, "Precision") for p in precision))
+            or (pair and all(isinstance(p, str) and p in _PRECISION_STRINGS for p in precision))):
+        return
+    raise ValueError(
+        "Precision argument must be one of:\n- None,\n"
+        f"- a string in {[*_PRECISION_STRINGS, None]},\n- a lax.Precision value,\n"
+        "- a tuple of two lax.Precision values or strings,\n"
+        "- a lax.DotAlgorithmPreset or the name of one of these presets, or\n"
+        f"- a lax.DotAlgorithm value;\nbut got {precision}."
+    )
+
+
 def _resolve(
     lhs: object, rhs: object, window_strides: object, padding: object, lhs_dilation: object,
     rhs_dilation: object, dimension_numbers: object, feature_group_count: object,
@@ -284,11 +317,7 @@ def _resolve(
             "lax.conv_general_dilated requires arguments to have the same dtypes, got "
             f"{lhs_a.dtype}, {rhs_a.dtype}."
         )
-    # JAX's precision only picks a backend accumulation: checked, then ignored.
-    if not (precision is None or isinstance(precision, str) or hasattr(precision, "name")
-            or (isinstance(precision, (list, tuple)) and len(precision) == 2)):
-        raise ValueError(f"precision must be None, a string, a lax.Precision or a pair of them, "
-                         f"got {precision!r}")
+    _check_precision(precision)
     out_dtype = _result_dtype(lhs_a.dtype, preferred_element_type)
     dnums = conv_dimension_numbers(lhs_a.shape, rhs_a.shape, dimension_numbers)
     rank, squeeze = lhs_a.ndim - 2, lhs_a.ndim == 2
