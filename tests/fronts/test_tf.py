@@ -661,3 +661,40 @@ def test_every_op_is_exported_with_vjp_and_its_shape_model():
         op = getattr(tf.nn, name)
         assert callable(op.vjp) and op.__doc__ and "``" in op.__doc__, name
         assert "name" in inspect.signature(op).parameters, name  # TensorFlow's signatures
+
+
+@pytest.mark.parametrize("fmt", ["NHWC", "NCHW"])
+@pytest.mark.parametrize(("h", "dilations"), [(2, 1), (4, 2)])
+def test_backprops_of_an_empty_conv2d_output_are_zeros(fmt, h, dilations):
+    """A VALID kernel larger than the input: conv2d's empty output is a valid out_backprop for the
+    three backprop ops, which give zeros, as conv2d.vjp's gradients and as TensorFlow (where its
+    CPU kernels run: NHWC without dilation; its filter backprop leaves memory uninitialised
+    there, so that one is compared with the vjp only)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, h, 5, 1) if fmt == "NHWC" else (1, 1, h, 5))
+    w = rng.standard_normal((3, 3, 1, 1))
+    d = [1, dilations, dilations, 1] if fmt == "NHWC" else [1, 1, dilations, dilations]
+    kw = {"strides": [1, 1, 1, 1], "padding": "VALID", "data_format": fmt, "dilations": d}
+    dy = tf.nn.conv2d(x, w, **kw)
+    assert dy.size == 0
+    _, pullback = tf.nn.conv2d.vjp(x, w, **kw)
+    dx, dw = pullback(dy)
+    assert dx.shape == x.shape and dw.shape == w.shape and not dx.any() and not dw.any()
+    np.testing.assert_array_equal(tf.nn.conv2d_backprop_input(x.shape, w, dy, **kw), dx)
+    np.testing.assert_array_equal(tf.nn.conv2d_backprop_filter(x, w.shape, dy, **kw), dw)
+    np.testing.assert_array_equal(tf.nn.conv2d_transpose(dy, w, output_shape=x.shape, **kw), dx)
+    if fmt == "NHWC" and dilations == 1:
+        np.testing.assert_array_equal(dy, T.nn.conv2d(x, w, **kw).numpy())
+        np.testing.assert_array_equal(T.compat.v1.nn.conv2d_backprop_input(x.shape, w, dy, **kw).numpy(), dx)
+        np.testing.assert_array_equal(T.nn.conv2d_transpose(dy, w, output_shape=x.shape, **kw).numpy(), dx)
+
+
+def test_backprop_of_an_empty_output_checks_its_shape():
+    w = np.ones((3, 3, 1, 1))
+    with pytest.raises(ValueError, match=r"conv2d_transpose: input has shape \(1, 1, 3, 1\) .* output is "
+                                         r"\(1, 0, 3, 1\)"):
+        tf.nn.conv2d_transpose(np.ones((1, 1, 3, 1)), w, output_shape=(1, 2, 5, 1), strides=1,
+                               padding="VALID")
+    with pytest.raises(ValueError, match=r"conv2d_backprop_filter: out_backprop has shape \(1, 0, 2, 1\)"):
+        tf.nn.conv2d_backprop_filter(np.ones((1, 2, 5, 1)), w.shape, np.ones((1, 0, 2, 1)), [1, 1, 1, 1],
+                                     "VALID")

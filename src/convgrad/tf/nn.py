@@ -269,27 +269,42 @@ def _truncated_div(a: int, b: int) -> int:
     return a // b if a >= 0 else -(-a // b)
 
 
-def _conv_call(x: np.ndarray, w: np.ndarray, stride: tuple, padding: object, dilation: tuple, groups: int,
-               layout: _Layout, filt: _Filter, dtype: np.dtype) -> CoreCall:
-    """The conv of core-layout x and w. TensorFlow's output size ``(n - k_eff + s) / s`` rounds
-    toward zero: a kernel larger than the (VALID or explicitly padded) input by less than two
-    strides gives an empty output (conv_general's, as JAX), by more a negative size, refused."""
-    rank, empty = w.ndim - 2, False
+def _empty_geometry(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: tuple, padding: object,
+                    dilation: tuple, groups: int) -> ConvGeometry | None:
+    """The geometry of a conv of core-layout shapes whose output TensorFlow makes empty, else None.
+    TensorFlow's output size ``(n - k_eff + s) / s`` rounds toward zero: a kernel larger than the
+    (VALID or explicitly padded) input by less than two strides gives an empty output (and zero
+    gradients: conv_general's geometry, as JAX), by more a negative size, refused."""
+    rank, empty = len(w_shape) - 2, False
     if padding != "same" and min(stride) >= 1:  # SAME never overhangs; the core refuses stride 0
         pads: Any = [(0, 0)] * rank if padding == "valid" else padding
-        for n, (lo, hi), k, d, s in zip(x.shape[-rank - 1 : -1], pads, w.shape[:rank], dilation, stride):
+        for n, (lo, hi), k, d, s in zip(x_shape[-rank - 1 : -1], pads, w_shape[:rank], dilation, stride):
             padded, k_eff = n + lo + hi, dilate_dim(k, d)
             size = _truncated_div(padded - k_eff + s, s)
             if size < 0:
                 raise ValueError(f"Computed output size would be negative: {size} "
                                  f"[input_size: {padded}, effective_filter_size: {k_eff}, stride: {s}]")
             empty |= size == 0
-    if empty:  # for_conv refuses an empty output
-        geom = ConvGeometry.for_general(x.shape, w.shape, stride=stride, padding=padding,
-                                        rhs_dilation=dilation, feature_group_count=groups, data_format=_CORE)
-    else:
-        geom = ConvGeometry.for_conv(x.shape, w.shape, **_keywords(stride, padding, dilation, groups))
+    if not empty:
+        return None
+    return ConvGeometry.for_general(x_shape, w_shape, stride=stride, padding=padding, rhs_dilation=dilation,
+                                    feature_group_count=groups, data_format=_CORE)
+
+
+def _conv_call(x: np.ndarray, w: np.ndarray, stride: tuple, padding: object, dilation: tuple, groups: int,
+               layout: _Layout, filt: _Filter, dtype: np.dtype) -> CoreCall:
+    """The conv of core-layout x and w; TensorFlow's empty output where it has one."""
+    geom = _empty_geometry(x.shape, w.shape, stride, padding, dilation, groups) or ConvGeometry.for_conv(
+        x.shape, w.shape, **_keywords(stride, padding, dilation, groups))
     return CoreCall(geom, "y", {"x": x, "w": w}, dtype, layout=layout, filt=filt, fmt=_CORE)
+
+
+def _check_empty_dy(func: str, name: str, geom: ConvGeometry, dy_shape: tuple[int, ...]) -> ConvGeometry:
+    """geom, if the output gradient ``name`` (core layout) has its empty output shape."""
+    if tuple(dy_shape) != geom.y_shape(_CORE):
+        raise ValueError(f"{func}: {name} has shape {tuple(dy_shape)} (channels last) but the "
+                         f"convolution's output is {geom.y_shape(_CORE)}")
+    return geom
 
 
 def _keywords(stride: tuple, padding: object, dilation: tuple, groups: int) -> dict[str, Any]:
@@ -312,20 +327,23 @@ def _conv(func: str, x: object, w: object, rank: int, first: bool, stride: tuple
 def _input_grad(
     func: str, sizes: object, w: object, dy: object, rank: int, first: bool, stride: tuple,
     padding: object, dilation: tuple, *, filter_first: bool, depthwise: bool = False,
+    names: tuple[str, str, str] = ("input_sizes", "filter", "out_backprop"),
 ) -> CoreCall:
-    dtype, (w, dy) = _operands(func, ("filter", w), ("out_backprop", dy), ndim=rank + 2,
+    """names: the op's own names of input_sizes, filter and out_backprop, for its messages."""
+    sizes_name, w_name, dy_name = names
+    dtype, (w, dy) = _operands(func, (w_name, w), (dy_name, dy), ndim=rank + 2,
                                allowed=_DEPTHWISE_DTYPES if depthwise else _CONV_DTYPES, strict=depthwise)
     layout = _Layout(first, (dy.shape[0],))
-    sizes = shape_tuple("input_sizes", sizes)
+    sizes = shape_tuple(sizes_name, sizes)
     wc_in = w.shape[-2]
     if len(sizes) == rank + 2:
         n, c, spatial = layout.split(sizes)
         if n != dy.shape[0]:
-            raise ValueError(f"{func}: input_sizes={sizes} has batch {n} but out_backprop has {dy.shape[0]}")
+            raise ValueError(f"{func}: {sizes_name}={sizes} has batch {n} but {dy_name} has {dy.shape[0]}")
     elif len(sizes) == rank:
         c, spatial = wc_in, sizes  # channels from the filter: groups = 1 (or depthwise)
     else:
-        raise ValueError(f"{func}: input_sizes={sizes} must have {rank + 2} (or {rank} spatial) entries")
+        raise ValueError(f"{func}: {sizes_name}={sizes} must have {rank + 2} (or {rank} spatial) entries")
     if depthwise:
         if c != w.shape[-2]:
             raise ValueError(f"{func}: input depth {c} does not match the filter's in_channels {w.shape[-2]}")
@@ -334,8 +352,9 @@ def _input_grad(
     else:
         filt, wc, groups = _Filter(), w, _groups(func, c, wc_in)
     dyc = layout.to_core(dy)
-    geom = ConvGeometry.for_input_grad(dyc.shape, wc.shape, tuple(spatial),
-                                       **_keywords(stride, padding, dilation, groups))
+    empty = _empty_geometry((dyc.shape[0], *spatial, c), wc.shape, stride, padding, dilation, groups)
+    geom = _check_empty_dy(func, dy_name, empty, dyc.shape) if empty else ConvGeometry.for_input_grad(
+        dyc.shape, wc.shape, tuple(spatial), **_keywords(stride, padding, dilation, groups))
     arrays = {"w": wc, "y": dyc} if filter_first else {"y": dyc, "w": wc}
     return CoreCall(geom, "x", arrays, dtype, layout=layout, filt=filt, fmt=_CORE)
 
@@ -357,8 +376,9 @@ def _filter_grad(func: str, x: object, sizes: object, dy: object, rank: int, fir
     else:
         filt, core_shape, groups = _Filter(), sizes, _groups(func, c, sizes[-2])
     dyc = layout.to_core(dy)
-    geom = ConvGeometry.for_filter_grad(xc.shape, dyc.shape, tuple(core_shape),
-                                        **_keywords(stride, padding, dilation, groups))
+    empty = _empty_geometry(xc.shape, tuple(core_shape), stride, padding, dilation, groups)
+    geom = _check_empty_dy(func, "out_backprop", empty, dyc.shape) if empty else ConvGeometry.for_filter_grad(
+        xc.shape, dyc.shape, tuple(core_shape), **_keywords(stride, padding, dilation, groups))
     return CoreCall(geom, "w", {"x": xc, "y": dyc}, dtype, layout=layout, filt=filt, fmt=_CORE)
 
 
@@ -481,7 +501,8 @@ def _transpose(func: str, rank: int, x: object, w: object, output_shape: object,
                padding: object, data_format: object, dilations: object) -> CoreCall:
     window = _window(func, rank, data_format, strides, padding, dilations, explicit=rank == 2)
     return _input_grad(func, _required("output_shape", output_shape), _required("filters", w),
-                       _required("input", x), rank, *window, filter_first=False)
+                       _required("input", x), rank, *window, filter_first=False,
+                       names=("output_shape", "filters", "input"))
 
 
 @op_with_vjp
