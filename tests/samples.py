@@ -381,6 +381,17 @@ def _budget_and_method_errors():
             r"workspace budget of 2,147,483,648 bytes")
     yield E("padding_and_stride_2**62", "conv", (x, w), {**g2, "padding": 2**62, "stride": 2**62},
             ValueError, r"padded input size 9223372036854775815 outside the int64 range")
+    # Broadcast views of tens of GiB cost nothing until copied: the copy is budgeted first.
+    big = np.broadcast_to(np.ones(()), (1, 1, 2**17, 2**16))
+    copy = r"a contiguous copy of {} \(1, 131072, 65536, 1\) needs 68,719,476,736 bytes, more than the"
+    for func in ("conv", "conv_general"):
+        yield E(f"{func}_broadcast_x_strided", func, (big, np.ones((1, 1, 1, 1))), {"stride": 1024},
+                ValueError, copy.format("x"))
+    yield E("conv_filter_grad_broadcast_x", "conv_filter_grad", (big, np.ones((1, 1, 128, 64)), (1, 1, 1, 1)),
+            {"stride": 1024}, ValueError, copy.format("x"))
+    big_dy = np.broadcast_to(np.ones(()), (4, 8, 2**15, 2**13))
+    yield E("conv_bias_grad_broadcast_dy", "conv_bias_grad", (big_dy,), {}, ValueError,
+            r"a contiguous copy of dy \(4, 32768, 8192, 8\) needs 68,719,476,736 bytes")
     yield E("padding_2**40_input_grad", "conv_input_grad", (dy, w, (7,)), {**g2, "padding": 2**40},
             ValueError, r"dy\.shape=\(2, 6, 5\) does not match the output shape \(2, 6, 2199023255557\)")
     yield E("workspace_too_small", "conv", (x, w), {**g2, "workspace_bytes": 64}, ValueError,

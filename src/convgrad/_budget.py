@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 DEFAULT_WORKSPACE_BYTES = 2 * 1024**3
 WORKSPACE_ENV = "CONVGRAD_WORKSPACE_BYTES"
 
@@ -47,3 +49,19 @@ def check_fits(what: str, nbytes: int, limit: int) -> None:
             f"{what} needs {nbytes:,} bytes, more than the workspace budget of {limit:,} bytes; "
             f"raise it with workspace_bytes= or ${WORKSPACE_ENV}"
         )
+
+
+def span_bytes(a: np.ndarray) -> int:
+    """Bytes of memory ``a`` spans: a broadcast view (stride 0) spans far less than ``a.nbytes``."""
+    if a.size == 0:
+        return 0
+    return sum((n - 1) * abs(s) for n, s in zip(a.shape, a.strides)) + a.itemsize
+
+
+def contiguous(what: str, a: np.ndarray, dtype: np.dtype, limit: int) -> np.ndarray:
+    """``np.ascontiguousarray(a, dtype)``; a copy larger than the memory ``a`` spans (a broadcast
+    view, a widened dtype) is a temporary the budget must cover, checked before it is made."""
+    nbytes = a.size * np.dtype(dtype).itemsize
+    if nbytes > span_bytes(a):
+        check_fits(f"a contiguous copy of {what} {a.shape}", nbytes, limit)
+    return np.ascontiguousarray(a, dtype=dtype)

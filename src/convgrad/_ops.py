@@ -15,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 
 from . import _canon
-from ._budget import check_fits, workspace_limit
+from ._budget import check_fits, contiguous, workspace_limit
 from ._dtypes import as_array, cotangent, result_dtype
 from ._geometry import ConvGeometry
 from ._layout import w_from_last, w_to_last, x_from_last, x_to_last
@@ -36,11 +36,12 @@ def _run(op: str, geom: ConvGeometry, a: np.ndarray, b: np.ndarray, fmt: str, me
     # Engines get C-contiguous channels-last operands: one copy for other layouts, and results
     # that do not depend on how the caller's arrays are laid out in memory (BLAS and NumPy sum
     # in an order that follows the strides).
-    a_last = np.ascontiguousarray(x_to_last(a, fmt), dtype=comp)
+    a_name, b_name = {"forward": ("x", "w"), "input_grad": ("dy", "w"), "filter_grad": ("x", "dy")}[op]
+    a_last = contiguous(a_name, x_to_last(a, fmt), comp, limit)
     if op == "filter_grad":
-        out = w_from_last(plan(a_last, np.ascontiguousarray(x_to_last(b, fmt), dtype=comp)), fmt)
+        out = w_from_last(plan(a_last, contiguous(b_name, x_to_last(b, fmt), comp, limit)), fmt)
     else:
-        out = x_from_last(plan(a_last, np.ascontiguousarray(w_to_last(b, fmt), dtype=comp)), fmt)
+        out = x_from_last(plan(a_last, contiguous(b_name, w_to_last(b, fmt), comp, limit)), fmt)
     assert out.shape == out_shape, (out.shape, out_shape)
     return np.ascontiguousarray(out).astype(res, copy=False)
 
@@ -233,13 +234,15 @@ def conv_filter_grad(
     return call("w", x=x, y=dy)
 
 
-def conv_bias_grad(dy: object, *, data_format: str = "channels_first") -> np.ndarray:
+def conv_bias_grad(dy: object, *, data_format: str = "channels_first",
+                   workspace_bytes: int | None = None) -> np.ndarray:
     """Gradient of ``conv`` with respect to its bias: dy summed over batch and positions.
 
     Parameters
     ----------
     dy : (N, O, *out) or (N, *out, O)
     data_format : 'channels_first' or 'channels_last'
+    workspace_bytes : budget for the contiguous copy of a strided or broadcast dy (as ``conv``)
 
     Returns
     -------
@@ -257,7 +260,7 @@ def conv_bias_grad(dy: object, *, data_format: str = "channels_first") -> np.nda
         raise ValueError(f"dy must have at least 3 dims (N, channels, *spatial), got dy.shape={dy.shape}")
     res, comp = result_dtype(dy)
     # Sum rows of a contiguous channels-last copy: the same order whatever dy's memory layout.
-    rows = np.ascontiguousarray(x_to_last(dy, fmt), dtype=comp)
+    rows = contiguous("dy", x_to_last(dy, fmt), comp, workspace_limit(workspace_bytes))
     return rows.reshape(math.prod(rows.shape[:-1]), rows.shape[-1]).sum(axis=0).astype(res, copy=False)
 
 

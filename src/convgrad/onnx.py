@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from . import _ops
+from ._budget import contiguous, workspace_limit
 from ._canon import positive_int
 from ._dtypes import as_array
 from ._formulas import dilate_dim, transpose_size
@@ -274,8 +275,13 @@ def conv_integer(
     a = _Attrs(xa, wa, auto_pad, dilations, group, kernel_shape, pads, strides)
     xz = _zero_point("x_zero_point", x_zero_point, xa.dtype, None)
     wz = _zero_point("w_zero_point", w_zero_point, wa.dtype, wa.shape[0])
-    xs = xa.astype(np.int64) - (0 if xz is None else xz.astype(np.int64).reshape(()))
-    ws = wa.astype(np.int64) - (0 if wz is None else wz.astype(np.int64).reshape(-1, *(1,) * (wa.ndim - 1)))
+    # The int64 copies are 8 times the uint8 operands (more for broadcast views): budgeted first.
+    limit = workspace_limit()
+    xs, ws = contiguous("x", xa, np.int64, limit), contiguous("w", wa, np.int64, limit)
+    if xz is not None:
+        xs -= xz.astype(np.int64).reshape(())
+    if wz is not None:
+        ws -= wz.astype(np.int64).reshape(-1, *(1,) * (wa.ndim - 1))
     call = _ops._Call(a.geometry(xs, ws), "channels_first")
 
     def grads(g: np.ndarray) -> Grads:

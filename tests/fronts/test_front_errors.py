@@ -3,11 +3,14 @@ front spells it, before any engine runs or any large allocation."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
 from convgrad import jax as cjax
 from convgrad import onnx as conv_onnx
+from convgrad import scipy as cscipy
 from convgrad import tf as ctf
 from convgrad import torch as ctorch
 
@@ -46,3 +49,70 @@ def test_onnx_missing_operand_is_a_type_error_naming_it(op, missing):
     args = {"X": X, "W": W, missing: None}
     with pytest.raises(TypeError, match=rf"^{missing} has dtype object"):
         op(args["X"], args["W"])
+
+
+def _big(shape, dtype=np.float64):
+    """A broadcast view of tens of GiB: free until something copies it."""
+    return np.broadcast_to(np.ones((), dtype), shape)
+
+
+TOO_BIG = r"needs {} bytes, more than the workspace budget of 2,147,483,648 bytes"
+G64 = TOO_BIG.format("68,719,476,736")
+G32 = TOO_BIG.format("34,359,738,368")
+IDX = TOO_BIG.format("34,359,738,384")
+CROP = TOO_BIG.format("34,358,689,792")
+SYMM = TOO_BIG.format("34,363,932,800")
+FOUR_G = (4, 32768, 8192, 8)  # 2**33 samples: 64 GiB of float64
+MEMORY = {
+    "tf_bias_add": (lambda: ctf.nn.bias_add(_big(FOUR_G), np.ones(8)),
+                    r"the result \(4, 32768, 8192, 8\) " + G64),
+    "onnx_conv_integer": (lambda: conv_onnx.conv_integer(_big((1, 1, 2**16, 2**16), np.uint8),
+                                                         np.ones((1, 1, 1, 1), np.uint8)),
+                          r"a contiguous copy of x \(1, 1, 65536, 65536\) " + G32),
+    "jax_conv": (lambda: cjax.lax.conv(_big((1, 1, 2**17, 2**16)), np.ones((1, 1, 1, 1)), (1024, 1024),
+                                       "VALID"),
+                 r"a contiguous copy of x \(1, 131072, 65536, 1\) " + G64),
+    "jax_conv_cast": (lambda: cjax.lax.conv_general_dilated(
+        _big((1, 1, 2**17, 2**16), np.float32), np.ones((1, 1, 1, 1), np.float32), (1024, 1024), "VALID",
+        preferred_element_type=np.float64),
+        r"a contiguous copy of lhs \(1, 1, 131072, 65536\) " + G64),
+    "jax_conv_transpose": (lambda: cjax.lax.conv_transpose(
+        _big((1, 2**17, 2**16, 1)), np.ones((1, 1, 1, 1)), (1, 1), "VALID",
+        dimension_numbers=("NHWC", "HWIO", "NHWC")), G64),
+    "torch_pad_constant": (lambda: F.pad(np.ones((1, 1, 2)), (2**31, 2**31)),
+                           r"the source index of dim 2 \(size 4294967298\) " + IDX),
+    "torch_pad_replicate": (lambda: F.pad(np.ones((1, 1, 2)), (2**31, 2**31), mode="replicate"),
+                            r"the source index of dim 2 \(size 4294967298\) " + IDX),
+    "torch_pad_crop": (lambda: F.pad(_big((2**16, 2**16)), (-1, -1)),
+                       r"the result \(65536, 65534\) " + CROP),
+    "scipy_convolve2d_symm": (lambda: cscipy.signal.convolve2d(_big((2**16, 2**16)), np.ones((3, 3)),
+                                                               boundary="symm"),
+                              r"in1 extended by the boundary \(65540, 65540\) " + SYMM),
+    "scipy_correlate2d_wrap": (lambda: cscipy.signal.correlate2d(_big((2**16, 2**16)), np.ones((3, 3)),
+                                                                 boundary="wrap"),
+                               r"in1 extended by the boundary \(65540, 65540\) " + SYMM),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MEMORY))
+def test_huge_temporaries_are_refused_before_allocation(name, monkeypatch):
+    """Each of these made a copy of tens of GiB (MemoryError, or the OOM killer) before any check."""
+    monkeypatch.delenv("CONVGRAD_WORKSPACE_BYTES", raising=False)
+    call, message = MEMORY[name]
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=message):
+        call()
+    assert time.perf_counter() - start < 5
+
+
+def test_budgeted_copies_still_compute():
+    """A small broadcast operand is copied and gives the dense operand's values."""
+    x = np.broadcast_to(np.arange(5.0), (2, 3, 4, 5))
+    w = np.arange(1.0, 5.0).reshape(1, 1, 2, 2)
+    dense = np.ascontiguousarray(x)
+    np.testing.assert_array_equal(F.pad(x, (1, 2)), np.pad(dense, [(0, 0)] * 3 + [(1, 2)]))
+    np.testing.assert_array_equal(ctf.nn.bias_add(x, np.ones(5)), dense + 1)
+    np.testing.assert_array_equal(cscipy.signal.correlate2d(x[0, 0], w[0, 0], boundary="symm"),
+                                  cscipy.signal.correlate2d(dense[0, 0], w[0, 0], boundary="symm"))
+    np.testing.assert_array_equal(cjax.lax.conv(x[:, :1], w, (1, 1), "VALID"),
+                                  cjax.lax.conv(dense[:, :1], w, (1, 1), "VALID"))

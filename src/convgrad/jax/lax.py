@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .._budget import contiguous, workspace_limit
 from .._canon import as_int, positive_int
 from .._dtypes import as_array
 from .._formulas import dilate_dim
@@ -324,7 +325,9 @@ def _resolve(
     lhs, rhs, out = (_Spec(spec, squeeze) for spec in dnums)
     # Float results are computed in their own dtype; integer ones exactly (int64 in the core), then wrapped.
     comp = out_dtype if out_dtype.kind == "f" else lhs_a.dtype
-    lhs_c, rhs_c = lhs.to_core(lhs_a).astype(comp, copy=False), rhs.to_core(rhs_a).astype(comp, copy=False)
+    # A cast copies (at full size for a broadcast view): budgeted before it is made.
+    lhs_c, rhs_c = (a if a.dtype == comp else contiguous(name, a, comp, workspace_limit())
+                    for name, a in (("lhs", lhs.to_core(lhs_a)), ("rhs", rhs.to_core(rhs_a))))
     strides = _int_seq("window_strides", window_strides, rank)
     ld = _int_seq("lhs_dilation", lhs_dilation, rank, default=1)
     rd = _int_seq("rhs_dilation", rhs_dilation, rank, default=1)

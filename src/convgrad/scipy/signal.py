@@ -17,11 +17,13 @@ samples back where they came from.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from .._budget import check_fits, workspace_limit
 from .._dtypes import as_array
 from .._fronts.kit import Linear, op_with_vjp
 from .._geometry import ConvGeometry
@@ -98,6 +100,10 @@ def _correlation(a: np.ndarray, b: np.ndarray, pads: Pairs, *, flip: bool, rever
     ``fill``. ``swapped``: a and b are in2 and in1, so the gradients come back swapped."""
     x, conv_pads, spread = a, pads, None
     if np_mode != "constant" or fill != 0:
+        # numpy.pad and its adjoint's index copy in1 at the padded size: checked before either.
+        padded, limit = tuple(n + lo + hi for n, (lo, hi) in zip(a.shape, pads)), workspace_limit()
+        for what, itemsize in (("in1 extended by the boundary", res.itemsize), ("its index", 8)):
+            check_fits(f"{what} {padded}", math.prod(padded) * itemsize, limit)
         kwargs = {"constant_values": fill} if np_mode == "constant" else {}
         x = np.pad(a.astype(res, copy=False), pads, mode=np_mode, **kwargs)
         conv_pads, spread = tuple((0, 0) for _ in pads), _pad_adjoint(a.shape, pads, np_mode)

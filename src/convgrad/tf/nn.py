@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from .._budget import check_fits, workspace_limit
 from .._canon import as_int, shape_tuple
 from .._dtypes import as_array
 from .._formulas import dilate_dim
@@ -661,6 +662,8 @@ def bias_add(value, bias, data_format=None, name=None):
         )
     shape, res = [1] * v.ndim, np.result_type(v, b)
     shape[axis] = b.size
+    # value may be a broadcast view that costs nothing until the sum materialises it.
+    check_fits(f"the result {v.shape}", v.size * res.itemsize, workspace_limit())
     others = tuple(i for i in range(v.ndim) if i != axis % v.ndim)
     return Linear(lambda: v + b.reshape(shape),
                   lambda g: (g.astype(res, copy=True), g.sum(axis=others).astype(res, copy=False)))

@@ -15,12 +15,14 @@ same meaning. PyTorch's CPU dtype gaps (e.g. integer convolutions) are not copie
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from ..._budget import check_fits, workspace_limit
 from ..._dtypes import as_array
 from ..._fronts.kit import CoreCall, Linear, Unbatched, op_with_vjp
 from ..._geometry import ConvGeometry
@@ -168,7 +170,7 @@ conv_transpose1d, conv_transpose2d, conv_transpose3d = (_conv_transpose_op(r) fo
 _PAD_MODES = ("constant", "reflect", "replicate", "circular")
 
 
-def _source_index(mode: str, n: int, lo: int, hi: int, dim: int) -> np.ndarray:
+def _source_index(mode: str, n: int, lo: int, hi: int, dim: int, limit: int) -> np.ndarray:
     """For each sample of the padded axis, the input sample it copies; ``n`` marks the fill
     value. Raises where PyTorch refuses the pads."""
     if mode == "circular":
@@ -190,6 +192,7 @@ def _source_index(mode: str, n: int, lo: int, hi: int, dim: int) -> np.ndarray:
             )
         start, left = max(-lo, 0), max(lo, 0)
         size = m + left + max(hi, 0)
+        _check_index(size, dim, limit)
         return start + (np.arange(size) - left) % max(m, 1)
     size = n + lo + hi
     if mode == "constant" and n + min(lo, 0) + min(hi, 0) < 0:
@@ -198,18 +201,24 @@ def _source_index(mode: str, n: int, lo: int, hi: int, dim: int) -> np.ndarray:
         raise ValueError(
             f"input (size {n} in dim {dim}) is too small for pads ({lo}, {hi}): output size {size}"
         )
+    if mode == "reflect" and (lo >= n or hi >= n):
+        raise ValueError(
+            f"Padding size should be less than the corresponding input dimension, but got: padding "
+            f"({lo}, {hi}) at dimension {dim} of size {n}"
+        )
+    _check_index(size, dim, limit)
     p = np.arange(size) - lo  # position in the unpadded axis
     if mode == "constant":
         return np.where((p >= 0) & (p < n), p, n)
     if mode == "reflect":
-        if lo >= n or hi >= n:
-            raise ValueError(
-                f"Padding size should be less than the corresponding input dimension, but got: padding "
-                f"({lo}, {hi}) at dimension {dim} of size {n}"
-            )
         q = np.abs(p)
         return np.where(q >= n, 2 * (n - 1) - q, q)
     return np.clip(p, 0, n - 1)  # replicate
+
+
+def _check_index(size: int, dim: int, limit: int) -> None:
+    # An index per padded sample: pads of 2**31 would make one of 32 GiB even for an empty input.
+    check_fits(f"the source index of dim {dim} (size {size})", size * np.dtype(np.intp).itemsize, limit)
 
 
 def _gather(a: np.ndarray, index: list[tuple[int, np.ndarray]], value: object) -> np.ndarray:
@@ -257,10 +266,12 @@ def _resolve_pad(input: object, pad: object, mode: str = "constant", value: obje
             )
     if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
         raise TypeError(f"value must be a number, got {value!r}")
-    index = []
+    index, limit, shape = [], workspace_limit(), list(x.shape)
     for i in range(len(pads) // 2):
         axis = x.ndim - 1 - i
-        index.append((axis, _source_index(mode, x.shape[axis], pads[2 * i], pads[2 * i + 1], axis)))
+        index.append((axis, _source_index(mode, x.shape[axis], pads[2 * i], pads[2 * i + 1], axis, limit)))
+        shape[axis] = index[-1][1].size
+    check_fits(f"the result {tuple(shape)}", math.prod(shape) * x.itemsize, limit)
     if mode in ("reflect", "replicate") and all(idx.size == 0 for _, idx in index):
         # PyTorch's reflection and replication pads need at least one padded dim non-empty.
         raise ValueError(
