@@ -42,7 +42,10 @@ def test_bench_json(cli):
 @pytest.mark.parametrize(("argv", "message"), [
     (["--cases", "nope"], "unknown case 'nope'"),
     (["--frameworks", "caffe"], "unknown framework"),
-    (["--repeats", "0"], "--repeats must be >= 1"),
+    (["--repeats", "0"], "argument --repeats: must be between 1 and 10,000, got 0"),
+    (["--repeats", str(10**12)], "argument --repeats: must be between 1 and 10,000"),
+    (["-o", "no/such/dir/r.md"], "-o 'no/such/dir/r.md': no such directory 'no/such/dir'"),
+    (["--plot", "no/such/dir/r.png"], "--plot 'no/such/dir/r.png': no such directory"),
     (["--plot", "chart.txt"], "must end in .png"),
 ])
 def test_bench_bad_arguments(cli, argv, message):

@@ -140,6 +140,9 @@ def test_a_route_that_raises_or_has_the_wrong_shape_fails(cli, monkeypatch):
     (["--w", "3,3,1,1"], "--w needs --x"),
     (["--rtol", "0"], "--rtol must be positive"),
     (["--no-such-option"], "unrecognized arguments"),
+    (["--seed", "-1"], "argument --seed: must be between 0 and"),
+    (["--seed", str(2**64)], "argument --seed: must be between 0 and"),
+    (["--seed", "1.5"], "argument --seed: '1.5' is not an int"),
 ])
 def test_bad_arguments_exit_2_with_a_clear_message(cli, argv, message):
     res = cli("check", *argv)

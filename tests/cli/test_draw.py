@@ -154,10 +154,22 @@ def test_overlay_and_1d(cli, tmp_path):
     (["--x", "1,60,60,1", "-o", "p.png"], "small example"),
     (["--op", "sideways", "-o", "p.png"], "invalid choice"),
     ([], "the following arguments are required: -o/--output"),
+    (["-o", "no/such/dir/x.png"], "-o 'no/such/dir/x.png': no such directory 'no/such/dir'"),
+    (["--fps", "0", "-o", "p.gif"], "--fps must be positive"),
 ])
 def test_draw_bad_arguments(cli, argv, message):
     res = cli("draw", *argv)
     assert res.code == 2 and message in res.err and "Traceback" not in res.err
+
+
+def test_an_unwritable_file_is_named(cli, tmp_path):
+    """A folder in place of the file passes the directory check but fails to open: still no traceback."""
+    res = cli("draw", "--x", "1,4,4,1", "-o", str(tmp_path))
+    assert res.code == 2 and "Traceback" not in res.err
+    target = tmp_path / "x.png"
+    target.mkdir()
+    res = cli("draw", "--x", "1,4,4,1", "-o", str(target))
+    assert res.code == 2 and f"-o {str(target)!r}: cannot write" in res.err
 
 
 def test_without_matplotlib_says_what_to_install(cli, tmp_path, monkeypatch):

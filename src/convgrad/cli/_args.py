@@ -7,6 +7,7 @@ padding strings); the core then validates them, so every rule and message lives 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -83,6 +84,31 @@ def parse_format(text: str) -> str:
                                          "PyTorch/ONNX/JAX) or channels_last (NHWC, TensorFlow)") from None
 
 
+def count(low: int, high: int) -> Any:
+    """An argparse type: an int in [low, high] (high keeps a typo from running for days)."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an int") from None
+        if not low <= v <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high:,}, got {v}")
+        return v
+
+    parse.__name__ = "count"
+    return parse
+
+
+def output_file(option: str, path: str) -> None:
+    """Refuse ``path`` for ``option`` before any work when its folder is missing or not writable."""
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        raise ArgumentError(f"{option} {path!r}: no such directory {folder!r}")
+    if os.path.isdir(path) or not os.access(folder, os.W_OK):
+        raise ArgumentError(f"{option} {path!r}: cannot write this file")
+
+
 def add_geometry_arguments(parser: argparse.ArgumentParser) -> None:
     """The GEOMETRY options; without --x and --w, the seed note's example."""
     g = parser.add_argument_group(
@@ -104,7 +130,8 @@ def add_geometry_arguments(parser: argparse.ArgumentParser) -> None:
                    default="channels_last", metavar="FMT",
                    help="channels_last (NHWC, the default, as the seed note) or channels_first (NCHW)")
     g.add_argument("--dtype", choices=DTYPES, default="float64", help="default float64")
-    g.add_argument("--seed", type=int, default=0, help="random seed of the example arrays (default 0)")
+    g.add_argument("--seed", type=count(0, 2**63 - 1), default=0,
+                   help="random seed of the example arrays (default 0)")
 
 
 def shapes(ns: argparse.Namespace) -> tuple[tuple[int, ...], tuple[int, ...]]:

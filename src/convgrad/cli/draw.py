@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from .._geometry import ConvGeometry
 from . import _console, _scene
-from ._args import ArgumentError, GeometryArgs, add_geometry_arguments, dims, shapes
+from ._args import ArgumentError, GeometryArgs, add_geometry_arguments, dims, output_file, shapes
 
 FORMATS = (".png", ".gif", ".svg")
 DPI = 100
@@ -64,9 +64,13 @@ def run(ns: argparse.Namespace) -> int:
         raise ArgumentError(f"-o {ns.output!r}: the file name must end in {', '.join(FORMATS)}")
     if not ns.fps > 0:
         raise ArgumentError(f"--fps must be positive, got {ns.fps}")
+    output_file("-o", ns.output)
     scene = make_scene(ns)
     _console.require("drawing", "matplotlib", *(["PIL"] if ext == ".gif" else []))
-    result = draw(scene, ns.output, still=ns.still, fps=ns.fps)
+    try:
+        result = draw(scene, ns.output, still=ns.still, fps=ns.fps)
+    except OSError as e:
+        raise ArgumentError(f"-o {ns.output!r}: {e.strerror or e}") from None
     print(f"wrote {ns.output}: {result.width}x{result.height} px, {result.frames} frame"
           f"{'s' if result.frames != 1 else ''} ({scene.op}, {len(scene.steps())} steps; {result.mode})")
     return 0

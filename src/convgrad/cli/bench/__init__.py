@@ -11,7 +11,7 @@ from rich.text import Text
 
 from ... import _frameworks
 from .. import _console
-from .._args import ArgumentError
+from .._args import ArgumentError, count, output_file
 from . import report, suite
 
 
@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--frameworks", default="all", metavar="LIST",
                    help=f"comma-separated, from {','.join(suite.FRAMEWORKS)}; 'all' (default: the "
                    "installed ones) or 'none' (convgrad alone)")
-    p.add_argument("--repeats", type=int, default=7, help="timed rounds per op (default 7)")
+    p.add_argument("--repeats", type=count(1, 10_000), default=7, help="timed rounds per op (default 7)")
     p.add_argument("-o", "--output", metavar="REPORT.md", help="write the report as markdown")
     p.add_argument("--plot", metavar="RATIOS.png", help="draw the ratio chart (needs matplotlib)")
     p.add_argument("--no-peak", action="store_true", help="skip the NumPy GEMM reference timing")
@@ -36,8 +36,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(ns: argparse.Namespace) -> int:
-    if ns.repeats < 1:
-        raise ArgumentError(f"--repeats must be >= 1, got {ns.repeats}")
     try:
         cases = suite.get_cases(ns.cases)
         frameworks = _frameworks.parse(ns.frameworks, suite.FRAMEWORKS)
@@ -48,6 +46,9 @@ def run(ns: argparse.Namespace) -> int:
         if os.path.splitext(ns.plot)[1].lower() not in (".png", ".svg", ".pdf"):
             raise ArgumentError(f"--plot {ns.plot!r}: the file name must end in .png, .svg or .pdf")
         _console.require("--plot", "matplotlib")
+    for option, path in (("-o", ns.output), ("--plot", ns.plot)):
+        if path:
+            output_file(option, path)
     err = _console.stderr()
     for f in () if ns.frameworks.strip().lower() == "all" else frameworks:  # 'all': the installed ones
         if f not in present:
@@ -68,12 +69,15 @@ def run(ns: argparse.Namespace) -> int:
                                                  report.geometric_means(rows).items()}})
     else:
         render(rows, ns.repeats, peak)
-    if ns.output:
-        with open(ns.output, "w", encoding="utf-8") as f:
-            f.write("# Benchmarks: convgrad against the frameworks (CPU)\n\n"
-                    + report.report(rows, ns.repeats, peak))
-    if ns.plot:
-        report.ratio_chart(rows, ns.plot)
+    try:
+        if ns.output:
+            with open(ns.output, "w", encoding="utf-8") as f:
+                f.write("# Benchmarks: convgrad against the frameworks (CPU)\n\n"
+                        + report.report(rows, ns.repeats, peak))
+        if ns.plot:
+            report.ratio_chart(rows, ns.plot)
+    except OSError as e:
+        raise ArgumentError(f"{e.filename or ns.output}: {e.strerror or e}") from None
     written = [p for p in (ns.output, ns.plot) if p]
     if written and not ns.json:
         _console.stdout().print(f"wrote {', '.join(written)}")
