@@ -346,7 +346,7 @@ class ConvGeometry:
     def for_input_grad(
         cls, dy_shape: Sequence[int], w_shape: Sequence[int], input_shape: object, *,
         stride: object = 1, padding: object = 0, dilation: object = 1, groups: object = 1,
-        data_format: str = "channels_first",
+        data_format: str = "channels_first", names: tuple[tuple[str, str], ...] = (),
     ) -> ConvGeometry:
         """Geometry of the conv whose input gradient maps dy to x of ``input_shape``.
 
@@ -359,6 +359,7 @@ class ConvGeometry:
         w_shape : (O, C / groups, *K) or (*K, C / groups, O)
         input_shape : x's shape, full or spatial only (batch from dy, channels from w and groups)
         stride, padding, dilation, groups, data_format : as in ``convgrad.conv``
+        names : (core name, caller's name) pairs for the messages, e.g. ``(("dy", "grad_output"),)``
 
         Returns
         -------
@@ -371,27 +372,30 @@ class ConvGeometry:
         >>> g.x_shape(), g.input_size_range()  # sizes 7 and 8 both give 3 outputs
         ((1, 2, 8), ((7, 8),))
         """
-        fmt = _canon.data_format(data_format)
-        dy_shape, w_shape = _canon.shape_tuple("dy.shape", dy_shape), _canon.shape_tuple("w.shape", w_shape)
+        fmt, n = _canon.data_format(data_format), _names(names)
+        dy_shape = _canon.shape_tuple(f"{n['dy']}.shape", dy_shape)
+        w_shape = _canon.shape_tuple(f"{n['w']}.shape", w_shape)
 
         def full(spatial: tuple[int, ...]) -> tuple[int, ...]:
             c = _split_w(w_shape, fmt)[1] * _canon.positive_int("groups", groups)
             return _join(dy_shape[0], c, spatial, fmt)
 
-        shape = _given_shape("input_shape", input_shape, "spatial", "w.shape", w_shape, dy_shape, full)
+        shape = _given_shape(n["input_shape"], input_shape, "spatial", f"{n['w']}.shape", w_shape, dy_shape,
+                             full)
         geom = cls.for_conv(shape, w_shape, stride=stride, padding=padding, dilation=dilation,
                             groups=groups, data_format=fmt)
         why = ""
         if len(dy_shape) == len(shape) and _split_x(dy_shape, fmt)[:2] == geom.y_shape()[:2]:
             why = ": " + _unreachable(parse_padding(padding, geom.rank), _split_x(dy_shape, fmt)[2],
                                       geom.in_spatial, geom.kernel, geom.stride, geom.rhs_dilation, "input")
-        return geom._check_dy(dy_shape, fmt, f"input_shape {shape} with w.shape {w_shape}", why)
+        return geom._check_dy(dy_shape, fmt, f"{n['input_shape']} {shape} with {n['w']}.shape {w_shape}", why,
+                              n["dy"])
 
     @_memo
     def for_filter_grad(
         cls, x_shape: Sequence[int], dy_shape: Sequence[int], filter_shape: object, *,
         stride: object = 1, padding: object = 0, dilation: object = 1, groups: object = 1,
-        data_format: str = "channels_first",
+        data_format: str = "channels_first", names: tuple[tuple[str, str], ...] = (),
     ) -> ConvGeometry:
         """Geometry of the conv whose filter gradient maps x and dy to a filter of ``filter_shape``.
 
@@ -401,6 +405,7 @@ class ConvGeometry:
         dy_shape : (N, O, *out) or (N, *out, O)
         filter_shape : w's shape, full or the kernel sizes only (channels from x, dy and groups)
         stride, padding, dilation, groups, data_format : as in ``convgrad.conv``
+        names : (core name, caller's name) pairs for the messages, as in ``for_input_grad``
 
         Returns
         -------
@@ -412,23 +417,28 @@ class ConvGeometry:
         >>> convgrad.ConvGeometry.for_filter_grad((1, 4, 7), (1, 6, 3), (3,), stride=2, groups=2).w_shape()
         (6, 2, 3)
         """
-        fmt = _canon.data_format(data_format)
-        x_shape, dy_shape = _canon.shape_tuple("x.shape", x_shape), _canon.shape_tuple("dy.shape", dy_shape)
+        fmt, n = _canon.data_format(data_format), _names(names)
+        x_shape = _canon.shape_tuple(f"{n['x']}.shape", x_shape)
+        dy_shape = _canon.shape_tuple(f"{n['dy']}.shape", dy_shape)
 
         def full(kernel: tuple[int, ...]) -> tuple[int, ...]:
             g, c = _canon.positive_int("groups", groups), _split_x(x_shape, fmt)[1]
             _check_channels("x channels", c, "groups", g)
             return _join_w(_split_x(dy_shape, fmt)[1], c // g, kernel, fmt)
 
-        shape = _given_shape("filter_shape", filter_shape, "kernel", "x.shape", x_shape, dy_shape, full)
+        shape = _given_shape(n["filter_shape"], filter_shape, "kernel", f"{n['x']}.shape", x_shape, dy_shape,
+                             full)
         geom = cls.for_conv(x_shape, shape, stride=stride, padding=padding, dilation=dilation,
                             groups=groups, data_format=fmt)
-        return geom._check_dy(dy_shape, fmt, f"x.shape {x_shape} with filter_shape {shape}")
+        return geom._check_dy(dy_shape, fmt, f"{n['x']}.shape {x_shape} with {n['filter_shape']} {shape}",
+                              dy=n["dy"])
 
-    def _check_dy(self, dy_shape: tuple[int, ...], fmt: str, conv: str, why: str = "") -> ConvGeometry:
-        """self, or the ValueError of a gradient whose dy does not have this conv's output shape."""
+    def _check_dy(self, dy_shape: tuple[int, ...], fmt: str, conv: str, why: str = "",
+                  dy: str = "dy") -> ConvGeometry:
+        """self, or the ValueError of a gradient whose dy (called ``dy`` by the caller) does not
+        have this conv's output shape."""
         if dy_shape != self.y_shape(fmt):
-            raise ValueError(f"dy.shape={dy_shape} does not match the output shape {self.y_shape(fmt)} "
+            raise ValueError(f"{dy}.shape={dy_shape} does not match the output shape {self.y_shape(fmt)} "
                              f"of a conv of {conv}{why}")
         return self
 
@@ -649,6 +659,12 @@ def _unreachable(spec: PaddingSpec, o_sp: Sequence[int], sizes: Sequence[int], k
             return (f"in {spatial_dim(i)} the forward conv {maps} to {o_sp[i]}, not {size}; valid "
                     f"spatial {what} sizes are {[(a, b) for a, b in ranges]}")
     return ""
+
+
+def _names(names: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """The core's names of a gradient's operands, renamed as the caller (a front) spells them."""
+    return {"x": "x", "w": "w", "dy": "dy", "input_shape": "input_shape", "filter_shape": "filter_shape",
+            **dict(names)}
 
 
 def _given_shape(name: str, given: object, part: str, ref_name: str, ref: tuple[int, ...],

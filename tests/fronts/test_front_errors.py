@@ -116,3 +116,42 @@ def test_budgeted_copies_still_compute():
                                   cscipy.signal.correlate2d(dense[0, 0], w[0, 0], boundary="symm"))
     np.testing.assert_array_equal(cjax.lax.conv(x[:, :1], w, (1, 1), "VALID"),
                                   cjax.lax.conv(dense[:, :1], w, (1, 1), "VALID"))
+
+
+G = ctorch.nn.grad
+ONES = np.ones((1, 1, 3, 3))
+DY3, DY4 = np.ones((1, 3, 3, 1)), np.ones((1, 4, 4, 1))
+# The parameters as each front spells them; the core says dy, w, x, input_shape, filter_shape.
+NAMES = {
+    "torch_input_size": (
+        lambda: G.conv2d_input((1, 1, 9, 9), ONES, ONES),
+        r"^grad_output\.shape=\(1, 1, 3, 3\) does not match the output shape \(1, 1, 7, 7\) of a conv "
+        r"of input_size \(1, 1, 9, 9\) with weight\.shape \(1, 1, 3, 3\): in spatial dim 0 "
+        r"\(array axis 2 channels-first"),
+    "torch_weight_size": (
+        lambda: G.conv2d_weight(np.ones((1, 1, 5, 5)), (1, 1, 3, 3), np.ones((1, 1, 4, 4))),
+        r"^grad_output\.shape=\(1, 1, 4, 4\) does not match the output shape \(1, 1, 3, 3\) of a conv "
+        r"of input\.shape \(1, 1, 5, 5\) with weight_size \(1, 1, 3, 3\)$"),
+    "tf_input_sizes": (
+        lambda: ctf.nn.conv2d_backprop_input((1, 9, 9, 1), WL, DY3, [1] * 4, "VALID"),
+        r"^out_backprop\.shape=\(1, 3, 3, 1\) .* of a conv of input_sizes \(1, 9, 9, 1\) with "
+        r"filter\.shape \(3, 3, 1, 1\): in spatial dim 0 \(array axis 2 channels-first, 1 channels-last\)"),
+    "tf_filter_sizes": (
+        lambda: ctf.nn.conv2d_backprop_filter(XL, (3, 3, 1, 1), DY4, [1] * 4, "VALID"),
+        r"^out_backprop\.shape=\(1, 4, 4, 1\) .* of a conv of input\.shape \(1, 5, 5, 1\) with "
+        r"filter_sizes \(3, 3, 1, 1\)$"),
+    "tf_transpose": (
+        lambda: ctf.nn.conv2d_transpose(DY3, WL, (1, 9, 9, 1), [1] * 4, "VALID"),
+        r"^input\.shape=\(1, 3, 3, 1\) .* of a conv of output_shape \(1, 9, 9, 1\) with "
+        r"filters\.shape \(3, 3, 1, 1\)"),
+    "tf_negative_input_sizes": (
+        lambda: ctf.nn.conv2d_backprop_input((1, -5, 5, 1), WL, DY3, [1] * 4, "VALID"),
+        r"^input_sizes must not contain negative sizes"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NAMES))
+def test_messages_name_parameters_as_the_front_spells_them(name):
+    call, message = NAMES[name]
+    with pytest.raises(ValueError, match=message):
+        call()

@@ -354,8 +354,9 @@ def _input_grad(
         filt, wc, groups = _Filter(), w, _groups(func, c, wc_in)
     dyc = layout.to_core(dy)
     empty = _empty_geometry((dyc.shape[0], *spatial, c), wc.shape, stride, padding, dilation, groups)
+    said = (("w", w_name), ("dy", dy_name), ("input_shape", sizes_name))
     geom = _check_empty_dy(func, dy_name, empty, dyc.shape) if empty else ConvGeometry.for_input_grad(
-        dyc.shape, wc.shape, tuple(spatial), **_keywords(stride, padding, dilation, groups))
+        dyc.shape, wc.shape, tuple(spatial), names=said, **_keywords(stride, padding, dilation, groups))
     arrays = {"w": wc, "y": dyc} if filter_first else {"y": dyc, "w": wc}
     return CoreCall(geom, "x", arrays, dtype, layout=layout, filt=filt, fmt=_CORE)
 
@@ -378,8 +379,9 @@ def _filter_grad(func: str, x: object, sizes: object, dy: object, rank: int, fir
         filt, core_shape, groups = _Filter(), sizes, _groups(func, c, sizes[-2])
     dyc = layout.to_core(dy)
     empty = _empty_geometry(xc.shape, tuple(core_shape), stride, padding, dilation, groups)
+    said = (("x", "input"), ("dy", "out_backprop"), ("filter_shape", "filter_sizes"))
     geom = _check_empty_dy(func, "out_backprop", empty, dyc.shape) if empty else ConvGeometry.for_filter_grad(
-        xc.shape, dyc.shape, tuple(core_shape), **_keywords(stride, padding, dilation, groups))
+        xc.shape, dyc.shape, tuple(core_shape), names=said, **_keywords(stride, padding, dilation, groups))
     return CoreCall(geom, "w", {"x": xc, "y": dyc}, dtype, layout=layout, filt=filt, fmt=_CORE)
 
 

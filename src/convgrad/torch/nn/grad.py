@@ -51,9 +51,12 @@ def _call(func: str, rank: int, role: str, names: tuple[str, str], a: object, b:
     kw = {"stride": expand("stride", stride, rank), "padding": expand("padding", padding, rank),
           "dilation": expand("dilation", dilation, rank), "groups": groups_of(groups)}
     if role == "x":  # (weight, grad_output)
-        return CoreCall(ConvGeometry.for_input_grad(b.shape, a.shape, full, **kw), "x", {"w": a, "y": b},
-                        dtype)
-    return CoreCall(ConvGeometry.for_filter_grad(a.shape, b.shape, full, **kw), "w", {"x": a, "y": b}, dtype)
+        said = (("w", names[0]), ("dy", names[1]), ("input_shape", size_name))
+        return CoreCall(ConvGeometry.for_input_grad(b.shape, a.shape, full, names=said, **kw), "x",
+                        {"w": a, "y": b}, dtype)
+    said = (("x", names[0]), ("dy", names[1]), ("filter_shape", size_name))
+    return CoreCall(ConvGeometry.for_filter_grad(a.shape, b.shape, full, names=said, **kw), "w",
+                    {"x": a, "y": b}, dtype)
 
 
 def _op(rank: int, role: str) -> Callable[..., Any]:
