@@ -289,7 +289,7 @@ def _gradient_shape_errors():
     yield E("input_shape_wrong_batch", "conv_input_grad", (dy, w, (3, 4, 7)), g2, ValueError,
             r"dy\.shape=\(2, 6, 5\) does not match the output shape \(3, 6, 5\)")
     yield E("input_shape_wrong_channels", "conv_input_grad", (dy, w, (2, 6, 7)), g2, ValueError,
-            r"x has 6 channels but groups \* w in_channels = 2 \* 2 = 4")
+            r"input_shape has 6 channels but groups \* w in_channels = 2 \* 2 = 4")
     yield E("input_shape_wrong_length", "conv_input_grad", (dy, w, (2, 4)), g2, ValueError,
             r"input_shape=\(2, 4\) must have 3 \(full\) or 1 \(spatial\) entries")
     yield E("input_shape_negative", "conv_input_grad", (dy, w, (2, 4, -7)), g2, ValueError,

@@ -193,7 +193,7 @@ class ConvGeometry:
     def for_conv(
         cls, x_shape: Sequence[int], w_shape: Sequence[int], *, stride: object = 1,
         padding: object = 0, dilation: object = 1, groups: object = 1,
-        data_format: str = "channels_first",
+        data_format: str = "channels_first", names: tuple[tuple[str, str], ...] = (),
     ) -> ConvGeometry:
         """Geometry of ``conv(x, w)``.
 
@@ -202,6 +202,7 @@ class ConvGeometry:
         x_shape : (N, C, *S) or, channels-last, (N, *S, C)
         w_shape : (O, C / groups, *K) or, channels-last, (*K, C / groups, O)
         stride, padding, dilation, groups, data_format : as in ``convgrad.conv``
+        names : (core name, caller's name) pairs for the messages, e.g. ``(("x", "input"),)``
 
         Returns
         -------
@@ -214,15 +215,17 @@ class ConvGeometry:
         >>> g.padding, g.y_shape()  # SAME: the odd pad goes after
         (((0, 1), (0, 1)), (1, 4, 4, 4))
         """
-        x_shape, w_shape, rank = _shapes(x_shape, w_shape)
+        said = _names(names)
+        x_shape, w_shape, rank = _shapes(x_shape, w_shape, said)
         p = ConvParams.parse(rank, stride, padding, dilation, groups, data_format)
         n, c, spatial = _split_x(x_shape, p.data_format)
         o, cw, kernel = _split_w(w_shape, p.data_format)
+        x, w = said["x"], said["w"]
         if c != p.groups * cw:
-            raise ValueError(f"x has {c} channels but groups * w in_channels = {p.groups} * {cw} = "
+            raise ValueError(f"{x} has {c} channels but groups * {w} in_channels = {p.groups} * {cw} = "
                              f"{p.groups * cw}")
-        _check_channels("w out_channels", o, "groups", p.groups)
-        _check_kernel(kernel, w_shape)
+        _check_channels(f"{w} out_channels", o, "groups", p.groups)
+        _check_kernel(kernel, w_shape, w)
         return cls(n, c, o, spatial, kernel, p.stride, p.pads(spatial, kernel), (1,) * rank,
                    p.dilation, p.groups, 1).require_nonempty()
 
@@ -383,7 +386,7 @@ class ConvGeometry:
         shape = _given_shape(n["input_shape"], input_shape, "spatial", f"{n['w']}.shape", w_shape, dy_shape,
                              full)
         geom = cls.for_conv(shape, w_shape, stride=stride, padding=padding, dilation=dilation,
-                            groups=groups, data_format=fmt)
+                            groups=groups, data_format=fmt, names=(("x", n["input_shape"]), ("w", n["w"])))
         why = ""
         if len(dy_shape) == len(shape) and _split_x(dy_shape, fmt)[:2] == geom.y_shape()[:2]:
             why = ": " + _unreachable(parse_padding(padding, geom.rank), _split_x(dy_shape, fmt)[2],
@@ -429,7 +432,7 @@ class ConvGeometry:
         shape = _given_shape(n["filter_shape"], filter_shape, "kernel", f"{n['x']}.shape", x_shape, dy_shape,
                              full)
         geom = cls.for_conv(x_shape, shape, stride=stride, padding=padding, dilation=dilation,
-                            groups=groups, data_format=fmt)
+                            groups=groups, data_format=fmt, names=(("x", n["x"]), ("w", n["filter_shape"])))
         return geom._check_dy(dy_shape, fmt, f"{n['x']}.shape {x_shape} with {n['filter_shape']} {shape}",
                               dy=n["dy"])
 
@@ -581,23 +584,26 @@ class ConvGeometry:
         )
 
 
-def _shapes(x_shape: object, w_shape: object) -> tuple[tuple[int, ...], tuple[int, ...], int]:
-    """Both shapes as tuples of ints, and their spatial rank."""
-    x_shape = _canon.shape_tuple("x.shape", x_shape)
-    w_shape = _canon.shape_tuple("w.shape", w_shape)
+def _shapes(x_shape: object, w_shape: object, names: dict[str, str] | None = None
+            ) -> tuple[tuple[int, ...], tuple[int, ...], int]:
+    """Both shapes as tuples of ints, and their spatial rank; ``names`` as ``_names``."""
+    n = names or _names(())
+    x, w = n["x"], n["w"]
+    x_shape = _canon.shape_tuple(f"{x}.shape", x_shape)
+    w_shape = _canon.shape_tuple(f"{w}.shape", w_shape)
     if len(w_shape) < 3:
-        raise ValueError(f"w must have at least 3 dims (out, in, *kernel), got w.shape={w_shape}")
+        raise ValueError(f"{w} must have at least 3 dims (out, in, *kernel), got {w}.shape={w_shape}")
     if len(x_shape) != len(w_shape):
         raise ValueError(
-            f"x and w must have the same number of dims: x.shape={x_shape} "
-            f"({len(x_shape)} dims), w.shape={w_shape} ({len(w_shape)} dims)"
+            f"{x} and {w} must have the same number of dims: {x}.shape={x_shape} "
+            f"({len(x_shape)} dims), {w}.shape={w_shape} ({len(w_shape)} dims)"
         )
     return x_shape, w_shape, len(w_shape) - 2
 
 
-def _check_kernel(kernel: tuple[int, ...], w_shape: tuple[int, ...]) -> None:
+def _check_kernel(kernel: tuple[int, ...], w_shape: tuple[int, ...], w: str = "w") -> None:
     if any(k < 1 for k in kernel):
-        raise ValueError(f"w has a zero-size kernel {kernel} (w.shape={w_shape})")
+        raise ValueError(f"{w} has a zero-size kernel {kernel} ({w}.shape={w_shape})")
 
 
 def _transposed_size(p: ConvParams, o_sp: Sequence[int], kernel: Sequence[int],

@@ -89,14 +89,18 @@ class _Attrs:
         flat = _ints("pads", pads, 2 * rank, 0, 0)
         self.pairs = tuple(zip(flat[:rank], flat[rank:]))
 
-    def geometry(self, X: np.ndarray, W: np.ndarray, padding: object = None, **extra: object) -> ConvGeometry:
+    def geometry(self, X: np.ndarray, W: np.ndarray, padding: object = None, names: str = "XW",
+                 **extra: object) -> ConvGeometry:
         """Conv's geometry (``padding`` defaults to auto_pad or the pads), or with ``extra``
-        (output_padding) ConvTranspose's."""
+        (output_padding) ConvTranspose's; ``names``: the op's names of its two operands."""
         if padding is None:
             padding = _CONV_PADDING.get(self.auto_pad, self.pairs)
-        build = ConvGeometry.for_transpose if extra else ConvGeometry.for_conv
-        return build(X.shape, W.shape, stride=self.strides, dilation=self.dilations, groups=self.group,
-                     padding=padding, **extra)
+        if extra:
+            return ConvGeometry.for_transpose(X.shape, W.shape, stride=self.strides, dilation=self.dilations,
+                                              groups=self.group, padding=padding, **extra)
+        return ConvGeometry.for_conv(X.shape, W.shape, stride=self.strides, dilation=self.dilations,
+                                     groups=self.group, padding=padding,
+                                     names=(("x", names[0]), ("w", names[1])))
 
 
 def _float_operands(op: str, **arrays: object) -> dict[str, np.ndarray]:
@@ -275,6 +279,7 @@ def conv_integer(
     a = _Attrs(xa, wa, auto_pad, dilations, group, kernel_shape, pads, strides)
     xz = _zero_point("x_zero_point", x_zero_point, xa.dtype, None)
     wz = _zero_point("w_zero_point", w_zero_point, wa.dtype, wa.shape[0])
+    geom = a.geometry(xa, wa, names="xw")
     # The int64 copies are 8 times the uint8 operands (more for broadcast views): budgeted first.
     limit = workspace_limit()
     xs, ws = contiguous("x", xa, np.int64, limit), contiguous("w", wa, np.int64, limit)
@@ -282,7 +287,7 @@ def conv_integer(
         xs -= xz.astype(np.int64).reshape(())
     if wz is not None:
         ws -= wz.astype(np.int64).reshape(-1, *(1,) * (wa.ndim - 1))
-    call = _ops._Call(a.geometry(xs, ws), "channels_first")
+    call = _ops._Call(geom, "channels_first")
 
     def grads(g: np.ndarray) -> Grads:
         dx, dw = call("x", y=g, w=ws), call("w", x=xs, y=g)

@@ -144,6 +144,18 @@ NAMES = {
         lambda: ctf.nn.conv2d_transpose(DY3, WL, (1, 9, 9, 1), [1] * 4, "VALID"),
         r"^input\.shape=\(1, 3, 3, 1\) .* of a conv of output_shape \(1, 9, 9, 1\) with "
         r"filters\.shape \(3, 3, 1, 1\)"),
+    "torch_conv2d_channels": (
+        lambda: F.conv2d(np.ones((1, 2, 5, 5)), np.ones((1, 3, 3, 3))),
+        r"^input has 2 channels but groups \* weight in_channels = 1 \* 3 = 3$"),
+    "torch_input_size_channels": (
+        lambda: G.conv2d_input((1, 2, 5, 5), ONES, ONES),
+        r"^input_size has 2 channels but groups \* weight in_channels = 1 \* 1 = 1$"),
+    "onnx_conv_channels": (
+        lambda: conv_onnx.conv(np.ones((1, 2, 5, 5)), np.ones((1, 3, 3, 3))),
+        r"^X has 2 channels but groups \* W in_channels = 1 \* 3 = 3$"),
+    "onnx_conv_integer_channels": (
+        lambda: conv_onnx.conv_integer(np.ones((1, 2, 5, 5), np.uint8), np.ones((1, 3, 3, 3), np.uint8)),
+        r"^x has 2 channels but groups \* w in_channels = 1 \* 3 = 3$"),
     "tf_negative_input_sizes": (
         lambda: ctf.nn.conv2d_backprop_input((1, -5, 5, 1), WL, DY3, [1] * 4, "VALID"),
         r"^input_sizes must not contain negative sizes"),

@@ -134,7 +134,7 @@ def _conv_op(rank: int) -> Callable[..., Any]:
         else:
             p = expand("padding", padding, rank)
         geom = ConvGeometry.for_conv(x.shape, w.shape, stride=s, padding=p, dilation=d,
-                                     groups=groups_of(groups))
+                                     groups=groups_of(groups), names=(("x", "input"), ("w", "weight")))
         return CoreCall(geom, "y", {"x": x, "w": w}, dtype, b, with_bias=True, layout=layout)
 
     return _ranked(func, op, rank, "C_out, C_in / groups")
