@@ -123,7 +123,7 @@ def test_seed_text(cli):
                   "JAX (channels_first): expressible directly",
                   "ONNX (channels_first): expressible directly"):
         assert title in out
-    assert "tf.raw_ops.Conv2DBackpropInput(input_sizes=x.shape" in out
+    assert "tf.raw_ops.Conv2DBackpropInput(input_sizes=tf.shape(x)" in out
     assert "ONNX has no filter-gradient op" in out
     assert "tape.gradient(y, [x, w, b]" in out  # not eaten as markup
 
@@ -206,3 +206,66 @@ def test_explain_prints_translates_spelling():
     u = translate("jax", "jax", input_size=(7, 9), kernel_size=(3, 2), window_strides=2,
                   padding=[(-1, 2), (0, 1)])
     assert fws["jax"]["expressible"] is True and fws["jax"]["forward"].startswith(u.call() + "\n")
+
+
+def _run_printed(text: str, scope: dict, result: str) -> np.ndarray:
+    """Run a call explain prints: one expression, or (not expressible directly) a '# reason' line
+    then statements that assign ``result``; the '  # x: ...' layout note is a comment either way."""
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    if "\n" in code or code.startswith(f"{result} ="):
+        exec(code, scope)
+        return np.asarray(scope[result])
+    return np.asarray(eval(code, scope))
+
+
+def _filter_layouts(text: str) -> tuple[str, str]:
+    return re.search(r"convert_filter\(w, '(\w+)', '(\w+)'\)", text).groups()
+
+
+@pytest.mark.parametrize("argv", [
+    ["--x", "2,9,3", "--w", "3,3,4", "--stride", "2", "--padding", "1"],
+    ["--x", "2,9,3", "--w", "3,3,4", "--stride", "2", "--padding", "same"],
+    ["--x", "2,10,3", "--w", "2,3,2", "--stride", "3", "--padding=-1:2"],
+    ["--x", "1,11,2", "--w", "3,2,2", "--dilation", "2", "--padding", "valid"],
+    ["--x", "1,3,9", "--w", "4,3,3", "--stride", "2", "--padding", "same", "--layout", "NCW"],
+    ["--x", "1,7,9,3", "--w", "3,2,3,4", "--stride", "2", "--padding=-1:2,0:1"],
+    ["--x", "2,8,7,2", "--w", "3,3,2,3", "--stride", "2,1", "--padding", "1:2,0:1"],
+    ["--x", "1,8,8,2", "--w", "3,3,2,3", "--padding", "same", "--dilation", "2"],
+    ["--x", "1,2,8,7", "--w", "3,2,3,3", "--stride", "2", "--padding", "valid", "--layout", "NCHW"],
+    ["--x", "1,5,5,5,2", "--stride", "2", "--padding", "1"],
+    ["--x", "1,6,5,7,2", "--w", "2,3,2,2,3", "--stride", "2,1,3", "--padding", "valid"],
+    ["--x", "1,7,6,5,1", "--w", "3,3,2,1,2", "--padding", "same", "--dilation", "2,1,1"],
+    ["--x", "1,6,5,4,2", "--w", "3,2,2,2,2", "--stride", "2", "--padding=1:0,0:2,-1:1"],
+])
+def test_the_tensorflow_calls_explain_prints_compute_the_same(argv):
+    """Execute every TensorFlow line explain prints (forward, transposed conv, both raw backprop
+    ops) in TensorFlow, on arrays in the layouts its notes say, against convgrad's numbers."""
+    tf = pytest.importorskip("tensorflow")
+    from convgrad.layouts import convert_filter
+
+    data = explain_json([*argv, "--framework", "tf"])
+    geo, t = data["geometry"], data["frameworks"]["tf"]
+    fmt = geo["data_format"]
+    kw = {"stride": geo["stride"], "padding": [tuple(p) for p in geo["padding"]], "dilation": geo["dilation"],
+          "data_format": fmt}
+    rng = np.random.default_rng(2)
+    x, w = rng.standard_normal(geo["x_shape"]), rng.standard_normal(geo["w_shape"])
+    dy = rng.standard_normal(geo["y_shape"])
+
+    def last(a):  # TensorFlow's channels-last
+        return np.moveaxis(a, 1, -1) if fmt == "channels_first" else a
+
+    w_tf = convert_filter(w, *_filter_layouts(t["forward"]))
+    scope = {"tf": tf, "x": tf.constant(last(x)), "w": tf.constant(w_tf), "dy": tf.constant(last(dy))}
+    if not any("Conv3D forward" in m for m in t["limitations"]):
+        y = _run_printed(t["forward"], dict(scope), "y")
+        np.testing.assert_allclose(y, last(convgrad.conv(x, w, **kw)), atol=1e-10)
+    if t["limitations"]:  # TensorFlow's CPU kernels refuse these gradients, as explain says
+        return
+    d_x = last(convgrad.conv_input_grad(dy, w, x.shape, **kw))
+    d_w = convert_filter(convgrad.conv_filter_grad(x, dy, w.shape, **kw), *_filter_layouts(t["forward"]))
+    np.testing.assert_allclose(_run_printed(t["input_grad"], dict(scope), "d_x"), d_x, atol=1e-10)
+    np.testing.assert_allclose(_run_printed(t["filter_grad"], dict(scope), "d_w"), d_w, atol=1e-10)
+    w_t = convert_filter(w, *_filter_layouts(t["transpose"]))
+    got = _run_printed(t["transpose"], {"tf": tf, "x": tf.constant(last(dy)), "w": tf.constant(w_t)}, "y")
+    np.testing.assert_allclose(got, d_x, atol=1e-10)

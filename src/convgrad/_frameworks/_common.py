@@ -146,6 +146,9 @@ class Translation:
         ``convert_filter(w, *filter_layout)`` turns the source filter into the target's.
     input_layout : str
         The layout of x the target call expects.
+    arg_text : mapping
+        Keywords whose printed value is source code in ``x`` and ``w`` rather than ``kwargs``' value
+        (TensorFlow's transposed ``output_shape``: ``[x.shape[0], *spatial, w.shape[-2]]``).
     """
 
     target: str
@@ -155,11 +158,12 @@ class Translation:
     reason: str
     filter_layout: tuple[str, str]
     input_layout: str
+    arg_text: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     def call(self) -> str:
         """The call, or the reason and the workaround, without the layout note."""
         if self.kwargs is not None:
-            return f"{self.target}(x, w, {kwargs_text(self.kwargs)})"
+            return f"{self.target}(x, w, {kwargs_text(self.kwargs, self.arg_text)})"
         return f"# {self.target} cannot express this directly: {self.reason}\n{self.workaround}"
 
     def __str__(self) -> str:
@@ -168,13 +172,16 @@ class Translation:
         return f"{self.call()}\n{note}"
 
 
-def answer(target: str, kwargs: dict | None, workaround: str, reason: str, input_layout: str) -> Translation:
+def answer(target: str, kwargs: dict | None, workaround: str, reason: str, input_layout: str,
+           arg_text: Mapping[str, str] | None = None) -> Translation:
     return Translation(target, None if kwargs is None else MappingProxyType(kwargs), kwargs is not None,
-                       workaround, reason, ("", ""), input_layout)
+                       workaround, reason, ("", ""), input_layout, MappingProxyType(dict(arg_text or {})))
 
 
-def kwargs_text(kwargs: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+def kwargs_text(kwargs: Mapping[str, Any], arg_text: Mapping[str, str] | None = None) -> str:
+    """``k=v`` for each keyword, ``arg_text[k]`` (Python source in x and w) in place of ``repr(v)``."""
+    text = arg_text or {}
+    return ", ".join(f"{k}={text.get(k, repr(v))}" for k, v in kwargs.items())
 
 
 def tuple_text(v: Iterable[int]) -> str:

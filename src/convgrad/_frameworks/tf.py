@@ -69,7 +69,8 @@ def gradient_limits(g: ConvGeometry) -> list[str]:
     if g.feature_group_count > 1:
         limits.append("TensorFlow has no CPU gradient kernels for grouped convolutions")
     if any(d > 1 for d in g.rhs_dilation):
-        limits.append("TensorFlow's CPU gradient kernels do not support dilation > 1")
+        limits.append("TensorFlow's CPU gradient kernels do not support dilation > 1"
+                      + (", nor its CPU Conv3D forward" if g.rank == 3 else ""))
     return limits
 
 
@@ -126,8 +127,10 @@ def write(c: Conv) -> Translation:
         return answer(target, None, code, why, layout)
     target = f"tf.nn.conv{r}d_transpose"
     if pad is not None:
+        # TensorFlow takes the whole output shape; the printed call builds it from x and w.
+        whole = f"[x.shape[0], {', '.join(map(str, c.n))}, w.shape[-2]]"
         return answer(target, {"output_shape": c.n, "strides": strides, "padding": pad,
-                               "dilations": dilations}, "", "", layout)
+                               "dilations": dilations}, "", "", layout, {"output_shape": whole})
     # Sample j of the result is sample j + before of the full output, zero outside it.
     pads = [(max(-b, 0), max(b + ni - f, 0)) for b, ni, f in zip(c.before, c.n, c.full)]
     pad_end = [[0, 0], *[list(p) for p in pads], [0, 0]]
@@ -144,18 +147,26 @@ def gradient_calls(g: ConvGeometry) -> dict:
     its pads), GradientTape, and what TensorFlow's CPU kernels refuse."""
     c = Conv.of(g)
     pad = padding(c)
-    xin, undo = ("x", "") if pad is not None else (_pad_first(c), "; then undo the pad-first on d_x")
+    xin = "x" if pad is not None else _pad_first(c)
     _, bp_input, bp_filter = _names(g)
     raw = kwargs_text(_raw(g, pad or "VALID"))
-    lift = " on x lifted to 2-D (a unit height)" if g.rank == 1 else ""
+    # 1-D runs as 2-D with a unit height, as tf.nn.conv1d does: x and dy gain axis 1, w axis 0.
+    lift = g.rank == 1
+    xl, wl, dyl = (f"tf.expand_dims({a}, {i})" if lift else a for a, i in ((xin, 1), ("w", 0), ("dy", 1)))
+    d_x = (f"tf.raw_ops.{bp_input}(input_sizes=tf.shape({xl}), filter={wl}, out_backprop={dyl}, "
+           f"{raw}){'[:, 0]' if lift else ''}")
+    if pad is None:  # d_x of the padded x: crop its pads, zero-fill what the pad-first cropped
+        pairs = list(zip(c.before, c.after))
+        kept = [n - max(-b, 0) - max(-a, 0) for (b, a), n in zip(pairs, c.n)]
+        crop = ", ".join(f"{max(b, 0)}:{max(b, 0) + k}" for (b, _), k in zip(pairs, kept))
+        fill = [[0, 0], *[[max(-b, 0), max(-a, 0)] for b, a in pairs], [0, 0]]
+        d_x = f"tf.pad({d_x}[:, {crop}, :], {fill})"
     limits = gradient_limits(g)
     if any(d > 1 for d in g.rhs_dilation) and any(s > 1 for s in g.stride):
         limits.append("tf.nn.convolution refuses stride > 1 with dilation > 1")
-    return {"padding": pad, "limitations": limits,
-            "input_grad": f"tf.raw_ops.{bp_input}(input_sizes={xin}.shape, filter=w, out_backprop=dy, "
-                          f"{raw}){lift}{undo}",
-            "filter_grad": f"tf.raw_ops.{bp_filter}(input={xin}, filter_sizes=w.shape, out_backprop=dy, "
-                           f"{raw}){lift}",
+    return {"padding": pad, "limitations": limits, "input_grad": d_x,
+            "filter_grad": f"tf.raw_ops.{bp_filter}(input={xl}, filter_sizes=tf.shape({wl}), "
+                           f"out_backprop={dyl}, {raw}){'[0]' if lift else ''}",
             "autodiff": "tf.GradientTape: tape.gradient(y, [x, w, b], output_gradients=dy)"}
 
 
