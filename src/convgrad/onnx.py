@@ -180,10 +180,18 @@ def _transpose_geometry(
             pads.append((half, total - half) if a.auto_pad == "SAME_UPPER" else (total - half, half))
             extra.append(p)
         elif same:
+            # onnx.reference splits the negative totals as the spec says and reads a negative pad
+            # as zeros at that end: the pads' positive parts, then np.pad by their negative parts.
+            split = [(t // 2, t - t // 2) if a.auto_pad == "SAME_UPPER" else (t - t // 2, t // 2)
+                     for t in (ff + pp - oo for ff, oo, pp in zip(full, out, op))]
+            keep = [max(v, 0) for v in (*(b for b, _ in split), *(e for _, e in split))]
+            fill = [(0, 0), (0, 0), *((max(-b, 0), max(-e, 0)) for b, e in split)]
             raise ValueError(
-                f"auto_pad={a.auto_pad} asks for {o} (= input * stride) outputs in axis {i}, "
-                f"more than the full transposed size {f + p}: the spec's pads would be negative "
-                f"({total}); give output_shape={o} for a zero-filled end"
+                f"auto_pad={a.auto_pad} asks for {o} (= input * stride) outputs in spatial axis {i} "
+                f"(X's axis {i + 2}), more than the full transposed size {f + p}: the spec's pads would "
+                f"be negative, {[list(pr) for pr in split]}; ONNX's reference evaluator adds zeros "
+                f"for them: y = conv_transpose(X, W, pads={keep}, the same strides, dilations, "
+                f"group, output_padding and no auto_pad); np.pad(y, {fill})"
             )
         elif o - f < s:
             pads.append((0, 0))

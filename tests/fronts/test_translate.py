@@ -267,3 +267,37 @@ def test_translate_refuses_what_the_source_refuses(kwargs, error):
     kw = {"op": "conv", "input_size": (4, 4), "kernel_size": 3, **kwargs}
     with pytest.raises(error):
         translate(kw.pop("src"), kw.pop("dst"), kw.pop("op"), **kw)
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "attrs"), [
+    ((1, 2, 4), (2, 1, 1), {"strides": [3], "dilations": [2], "group": 2, "auto_pad": "SAME_UPPER"}),
+    ((1, 1, 4), (1, 1, 1), {"strides": [3], "auto_pad": "SAME_LOWER"}),
+    ((2, 1, 3), (1, 2, 2), {"strides": [4], "auto_pad": "SAME_UPPER", "output_padding": [1]}),
+    ((1, 2, 3, 5), (2, 3, 1, 2), {"strides": [4, 3], "auto_pad": "SAME_UPPER"}),
+    ((1, 1, 3, 2), (1, 1, 2, 1), {"strides": [2, 5], "dilations": [1, 1], "auto_pad": "SAME_LOWER"}),
+])
+def test_the_onnx_same_transpose_hint_gives_the_reference_evaluators_result(x_shape, w_shape, attrs):
+    """Where SAME asks for more than the full transposed size convgrad refuses; following its
+    message (explicit pads, then np.pad) reproduces onnx.reference, which reads the negative pads
+    as zeros at both ends."""
+    import ast
+    import re
+
+    from onnx.reference import ReferenceEvaluator
+
+    from convgrad import onnx as conv_onnx
+
+    rng = np.random.default_rng(5)
+    x = rng.integers(-4, 5, x_shape).astype(np.float32)
+    w = rng.integers(-4, 5, w_shape).astype(np.float32)
+    node = helper.make_node("ConvTranspose", ["X", "W"], ["Y"], **attrs)
+    want = ReferenceEvaluator(node).run(None, {"X": x, "W": w})[0]
+    with pytest.raises(ValueError, match="reference evaluator") as info:
+        conv_onnx.conv_transpose(x, w, **attrs)
+    hint = str(info.value)
+    pads = ast.literal_eval(re.search(r"pads=(\[[-\d, ]*\])", hint).group(1))
+    fill = ast.literal_eval(re.search(r"np\.pad\(y, (\[.*\])\)", hint).group(1))
+    kept = {k: v for k, v in attrs.items() if k != "auto_pad"}
+    got = np.pad(conv_onnx.conv_transpose(x, w, pads=pads, **kept), fill)
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
