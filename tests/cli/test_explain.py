@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -222,7 +223,7 @@ def _filter_layouts(text: str) -> tuple[str, str]:
     return re.search(r"convert_filter\(w, '(\w+)', '(\w+)'\)", text).groups()
 
 
-@pytest.mark.parametrize("argv", [
+GEOMETRIES = [
     ["--x", "2,9,3", "--w", "3,3,4", "--stride", "2", "--padding", "1"],
     ["--x", "2,9,3", "--w", "3,3,4", "--stride", "2", "--padding", "same"],
     ["--x", "2,10,3", "--w", "2,3,2", "--stride", "3", "--padding=-1:2"],
@@ -236,7 +237,10 @@ def _filter_layouts(text: str) -> tuple[str, str]:
     ["--x", "1,6,5,7,2", "--w", "2,3,2,2,3", "--stride", "2,1,3", "--padding", "valid"],
     ["--x", "1,7,6,5,1", "--w", "3,3,2,1,2", "--padding", "same", "--dilation", "2,1,1"],
     ["--x", "1,6,5,4,2", "--w", "3,2,2,2,2", "--stride", "2", "--padding=1:0,0:2,-1:1"],
-])
+]
+
+
+@pytest.mark.parametrize("argv", GEOMETRIES)
 def test_the_tensorflow_calls_explain_prints_compute_the_same(argv):
     """Execute every TensorFlow line explain prints (forward, transposed conv, both raw backprop
     ops) in TensorFlow, on arrays in the layouts its notes say, against convgrad's numbers."""
@@ -269,3 +273,76 @@ def test_the_tensorflow_calls_explain_prints_compute_the_same(argv):
     w_t = convert_filter(w, *_filter_layouts(t["transpose"]))
     got = _run_printed(t["transpose"], {"tf": tf, "x": tf.constant(last(dy)), "w": tf.constant(w_t)}, "y")
     np.testing.assert_allclose(got, d_x, atol=1e-10)
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+@pytest.mark.parametrize("argv", [
+    *GEOMETRIES,
+    ["--x", "1,8,7,4", "--w", "3,3,2,6", "--groups", "2", "--stride", "2", "--padding", "same"],
+    ["--x", "2,4,9", "--w", "8,1,3", "--groups", "4", "--padding=2:-1", "--layout", "NCW"],
+    ["--x", "1,4,5,6,4", "--w", "4,2,2,3,3", "--groups", "2", "--dilation", "1,2,1", "--layout", "NCDHW"],
+])
+def test_the_torch_and_jax_calls_explain_prints_compute_the_same(framework, argv):
+    """Execute every PyTorch or JAX line explain prints (forward, transposed conv, both gradients;
+    channels-first arrays as their notes say) against convgrad's numbers."""
+    from convgrad.layouts import convert_filter
+
+    data = explain_json([*argv, "--framework", framework])
+    geo, t = data["geometry"], data["frameworks"][framework]
+    fmt = geo["data_format"]
+    kw = {"stride": geo["stride"], "padding": [tuple(p) for p in geo["padding"]], "dilation": geo["dilation"],
+          "groups": geo["groups"], "data_format": fmt}
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal(geo["x_shape"]), rng.standard_normal(geo["w_shape"])
+    dy = rng.standard_normal(geo["y_shape"])
+
+    def to(a, layout):  # a in fmt -> the layout a note names (its channels first or last)
+        src = "channels_first" if fmt == "channels_first" else "channels_last"
+        dst = "channels_last" if layout.endswith("C") else "channels_first"
+        return a if src == dst else np.moveaxis(a, *((1, -1) if dst == "channels_last" else (-1, 1)))
+
+    def note_layout(text):
+        return re.search(r"# x: (\w+);", text).group(1)
+
+    first = note_layout(t["forward"])
+    y_ref, d_x = convgrad.conv(x, w, **kw), convgrad.conv_input_grad(dy, w, x.shape, **kw)
+    d_w = convgrad.conv_filter_grad(x, dy, w.shape, **kw)
+    w_f = convert_filter(w, *_filter_layouts(t["forward"]))
+    w_t = convert_filter(w, *_filter_layouts(t["transpose"]))
+    if framework == "torch":
+        torch = pytest.importorskip("torch")
+
+        def arr(a):
+            return torch.from_numpy(np.ascontiguousarray(a))
+
+        scope = {"torch": torch, "F": torch.nn.functional}
+
+        def run(text, sc, result):
+            with warnings.catch_warnings():  # padding='same' with an even kernel: torch warns, then pads
+                warnings.simplefilter("ignore", UserWarning)
+                return _run_printed(text, sc, result)
+    else:
+        jax = pytest.importorskip("jax")
+
+        def arr(a):
+            return jax.numpy.asarray(a)
+
+        scope = {"jax": jax, "lax": jax.lax}
+
+        def run(text, sc, result):
+            with jax.enable_x64(True):
+                return _run_printed(text, sc, result)
+    if framework == "jax":
+        with jax.enable_x64(True):
+            fwd = {**scope, "x": arr(to(x, first)), "w": arr(w_f), "dy": arr(to(dy, first))}
+            tr = {**scope, "x": arr(to(dy, note_layout(t["transpose"]))), "w": arr(w_t)}
+    else:
+        fwd = {**scope, "x": arr(to(x, first)), "w": arr(w_f), "dy": arr(to(dy, first))}
+        tr = {**scope, "x": arr(to(dy, note_layout(t["transpose"]))), "w": arr(w_t)}
+    np.testing.assert_allclose(run(t["forward"], dict(fwd), "y"), to(y_ref, first), atol=1e-10)
+    np.testing.assert_allclose(run(t["transpose"], dict(tr), "y"), to(d_x, note_layout(t["transpose"])),
+                               atol=1e-10)
+    # The gradient lines take x, w and dy as the forward line does.
+    np.testing.assert_allclose(run(t["input_grad"], dict(fwd), "d_x"), to(d_x, first), atol=1e-10)
+    np.testing.assert_allclose(run(t["filter_grad"], dict(fwd), "d_w"),
+                               convert_filter(d_w, *_filter_layouts(t["forward"])), atol=1e-10)

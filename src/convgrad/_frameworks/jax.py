@@ -87,10 +87,13 @@ def write(c: Conv) -> Translation:
         kwargs = {"strides": c.s, "padding": lo_hi, "rhs_dilation": c.d, "dimension_numbers": dn,
                   "transpose_kernel": True}
         return answer("jax.lax.conv_transpose", kwargs, "", "", "N" + sp + "C")
-    code = (f"y = lax.conv_general_dilated(x, w_flipped, window_strides={(1,) * r}, padding={lo_hi}, "
-            f"lhs_dilation={c.s}, rhs_dilation={c.d}, feature_group_count={c.groups}, "
-            f"dimension_numbers={dn})  # w_flipped: w flipped in space, its in/out channels swapped "
-            "within each group")
+    # w (*K, O/G, I) flipped in space, in and out channels swapped within each group: (*K, I/G, O).
+    G, ks = c.groups, tuple(range(r))
+    code = (f"w_flipped = lax.rev(w, {ks}).reshape(*w.shape[:-1], {G}, w.shape[-1] // {G})"
+            f".transpose({', '.join(map(str, ks))}, {r + 2}, {r + 1}, {r})"
+            f".reshape(*w.shape[:-2], w.shape[-1] // {G}, {G} * w.shape[-2])\n"
+            f"y = lax.conv_general_dilated(x, w_flipped, window_strides={(1,) * r}, padding={lo_hi}, "
+            f"lhs_dilation={c.s}, rhs_dilation={c.d}, feature_group_count={G}, dimension_numbers={dn})")
     return answer("jax.lax.conv_transpose", None, code, "lax.conv_transpose has no groups", "N" + sp + "C")
 
 
@@ -100,10 +103,15 @@ def gradient_calls(g: ConvGeometry) -> dict:
     s, d, G = tuple_text(g.stride), tuple_text(g.rhs_dilation), g.feature_group_count
     conv = (f"lax.conv_general_dilated(x, w, {s}, {pairs_text(g.padding)}, rhs_dilation={d}, "
             f"feature_group_count={G})")
-    return {"input_grad": f"lax.conv_general_dilated(dy, flip_swap(w), {(1,) * g.rank}, "
+    # w flipped in space, in and out channels swapped within each group: (C_in, C_out / G, *K).
+    flip = f"jax.numpy.flip(w, {tuple(range(2, g.rank + 2))})"
+    o, i = g.out_channels // G, g.filter_in_channels
+    swapped = f"{flip}.swapaxes(0, 1)" if G == 1 else \
+        f"{flip}.reshape({G}, {o}, {i}, *w.shape[2:]).swapaxes(1, 2).reshape({G * i}, {o}, *w.shape[2:])"
+    return {"input_grad": f"lax.conv_general_dilated(dy, {swapped}, {(1,) * g.rank}, "
                           f"{pairs_text(g.input_grad_padding)}, lhs_dilation={s}, rhs_dilation={d}, "
                           f"feature_group_count={G})",
-            "filter_grad": f"jax.vjp(lambda w: {conv}, w)[1](dy)  # or jax.linear_transpose",
+            "filter_grad": f"jax.vjp(lambda w: {conv}, w)[1](dy)[0]  # or jax.linear_transpose",
             "autodiff": "jax.vjp(conv, x, w)[1](dy)"}
 
 
