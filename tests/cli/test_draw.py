@@ -155,7 +155,10 @@ def test_overlay_and_1d(cli, tmp_path):
     (["--op", "sideways", "-o", "p.png"], "invalid choice"),
     ([], "the following arguments are required: -o/--output"),
     (["-o", "no/such/dir/x.png"], "-o 'no/such/dir/x.png': no such directory 'no/such/dir'"),
-    (["--fps", "0", "-o", "p.gif"], "--fps must be positive"),
+    (["--fps", "0", "-o", "p.gif"], "--fps must be between 0.01 and 100"),
+    (["--fps", "1e-300", "-o", "p.gif"], "--fps must be between 0.01 and 100"),
+    (["--padding", "99999999999", "-o", "p.gif"], "small example"),
+    (["--x", f"1,{2**40},1", "-o", "p.png"], "small example"),
 ])
 def test_draw_bad_arguments(cli, argv, message):
     res = cli("draw", *argv)

@@ -152,6 +152,12 @@ def test_framework_filter_and_limits(cli):
     assert res.code == 2 and "invalid choice" in res.err
 
 
+def test_a_geometry_no_engine_can_run_is_an_argument_error(cli):
+    res = cli("explain", "--padding", "99999999999")
+    assert res.code == 2 and "Traceback" not in res.err
+    assert res.err.startswith("convgrad explain: error: no engine can run this forward")
+
+
 def test_explain_high_rank(cli):
     data = json.loads(cli("explain", "--json", "--x", "1,4,4,5,3,2", "--w", "2,2,2,2,2,3",
                           "--stride", "2").out)

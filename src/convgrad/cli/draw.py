@@ -62,8 +62,8 @@ def run(ns: argparse.Namespace) -> int:
     ext = os.path.splitext(ns.output)[1].lower()
     if ext not in FORMATS:
         raise ArgumentError(f"-o {ns.output!r}: the file name must end in {', '.join(FORMATS)}")
-    if not ns.fps > 0:
-        raise ArgumentError(f"--fps must be positive, got {ns.fps}")
+    if not 0.01 <= ns.fps <= 100:
+        raise ArgumentError(f"--fps must be between 0.01 and 100, got {ns.fps}")
     output_file("-o", ns.output)
     scene = make_scene(ns)
     _console.require("drawing", "matplotlib", *(["PIL"] if ext == ".gif" else []))
@@ -88,6 +88,11 @@ def make_scene(ns: argparse.Namespace) -> _scene.Scene:
         else:
             args = GeometryArgs.from_namespace(ns)
             geom, title = args.geometry, args.title()
+        # The grids are built from these sizes: refuse huge ones before allocating them.
+        if max((*geom.padded_input, *geom.in_spatial, *geom.out_spatial, *geom.kernel_eff), default=0) \
+                > 4 * MAX_CELLS:
+            raise ValueError(f"draw needs a small example: this one's padded input is {geom.padded_input} "
+                             f"cells (at most {MAX_CELLS} per axis); try --x 1,5,5,1")
         scene = _scene.build(ns.op, geom, title)
     except (ValueError, TypeError) as e:
         raise ArgumentError(str(e)) from None

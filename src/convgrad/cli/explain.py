@@ -15,7 +15,7 @@ from rich.text import Text
 from .. import _frameworks
 from .._frameworks._common import tuple_text as _t
 from . import _console
-from ._args import GeometryArgs, add_geometry_arguments, geometry_dict
+from ._args import ArgumentError, GeometryArgs, add_geometry_arguments, geometry_dict
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -38,7 +38,10 @@ def run(ns: argparse.Namespace) -> int:
     from .._explain import explain
 
     args = GeometryArgs.from_namespace(ns)
-    e = explain(args.geometry, args.data_format, args.dtype, *(ns.framework or ()))
+    try:  # a geometry too large for any engine's workspace: the planner says why
+        e = explain(args.geometry, args.data_format, args.dtype, *(ns.framework or ()))
+    except ValueError as err:
+        raise ArgumentError(str(err)) from None
     data = {"command": "explain", "geometry": geometry_dict(args), **e.as_dict()}
     if ns.json:
         _console.print_json(data)
