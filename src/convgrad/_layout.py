@@ -11,22 +11,44 @@ from collections.abc import Callable
 import numpy as np
 
 
+# The permutations between the layouts, as transpose axes (np.moveaxis normalises its arguments
+# on every call: 2 us against 0.1 us, a tenth of a small prepared conv).
+def x_last_axes(ndim: int) -> tuple[int, ...]:
+    """(N, C, *S) -> (N, *S, C)."""
+    return (0, *range(2, ndim), 1)
+
+
+def x_first_axes(ndim: int) -> tuple[int, ...]:
+    """(N, *S, C) -> (N, C, *S)."""
+    return (0, ndim - 1, *range(1, ndim - 1))
+
+
+def w_last_axes(ndim: int) -> tuple[int, ...]:
+    """(O, C/G, *K) -> (*K, C/G, O)."""
+    return (*range(2, ndim), 1, 0)
+
+
+def w_first_axes(ndim: int) -> tuple[int, ...]:
+    """(*K, C/G, O) -> (O, C/G, *K)."""
+    return (ndim - 1, ndim - 2, *range(ndim - 2))
+
+
 def x_to_last(x: np.ndarray, fmt: str) -> np.ndarray:
     """(N, C, *S) -> (N, *S, C) view for channels-first; identity otherwise."""
-    return np.moveaxis(x, 1, -1) if fmt == "channels_first" else x
+    return x.transpose(x_last_axes(x.ndim)) if fmt == "channels_first" else x
 
 
 def x_from_last(x: np.ndarray, fmt: str) -> np.ndarray:
-    return np.moveaxis(x, -1, 1) if fmt == "channels_first" else x
+    return x.transpose(x_first_axes(x.ndim)) if fmt == "channels_first" else x
 
 
 def w_to_last(w: np.ndarray, fmt: str) -> np.ndarray:
     """(O, C/G, *K) -> (*K, C/G, O) view for channels-first; identity otherwise."""
-    return w.transpose(*range(2, w.ndim), 1, 0) if fmt == "channels_first" else w
+    return w.transpose(w_last_axes(w.ndim)) if fmt == "channels_first" else w
 
 
 def w_from_last(w: np.ndarray, fmt: str) -> np.ndarray:
-    return w.transpose(w.ndim - 1, w.ndim - 2, *range(w.ndim - 2)) if fmt == "channels_first" else w
+    return w.transpose(w_first_axes(w.ndim)) if fmt == "channels_first" else w
 
 
 def pad_or_crop(a: np.ndarray, pads: tuple[tuple[int, int], ...], channels: int | None = None,

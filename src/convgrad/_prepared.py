@@ -12,6 +12,7 @@ from . import _canon
 from ._budget import workspace_limit
 from ._dtypes import result_dtype
 from ._geometry import ConvGeometry
+from ._layout import w_first_axes, w_last_axes, x_first_axes, x_last_axes
 from ._plan import ConvPlan, make_plan
 from .engines import Op
 
@@ -33,13 +34,13 @@ class PreparedConv:
         self._plans: dict[str, ConvPlan] = {}
         self._shapes = {"x": geometry.x_shape(data_format), "w": geometry.w_shape(data_format),
                         "dy": geometry.y_shape(data_format)}
-        r = geometry.rank
+        n = geometry.rank + 2
         first = data_format == "channels_first"
-        # Channels-last views of the caller's arrays and back, as fixed axis permutations.
-        self._x_last = (0, *range(2, r + 2), 1) if first else None
-        self._x_back = (0, r + 1, *range(1, r + 1)) if first else None
-        self._w_last = (*range(2, r + 2), 1, 0) if first else None
-        self._w_back = (r + 1, r, *range(r)) if first else None
+        # Channels-last views of the caller's arrays and back, kept for the calls to come.
+        self._x_last = x_last_axes(n) if first else None
+        self._x_back = x_first_axes(n) if first else None
+        self._w_last = w_last_axes(n) if first else None
+        self._w_back = w_first_axes(n) if first else None
         self.plan("forward")
 
     def plan(self, op: Op) -> ConvPlan:

@@ -18,6 +18,7 @@ import numpy as np
 
 from ... import _frameworks, _tolerance
 from ..._geometry import ConvGeometry
+from ..._layout import w_to_last, x_to_last
 
 OPS = ("forward", "input_grad", "filter_grad")
 FRAMEWORKS = _frameworks.with_("contestants")
@@ -137,8 +138,8 @@ def run_case(case: Case, repeats: int, frameworks: Iterable[str] = ("torch",),
     w = rng.standard_normal(geom.w_shape(), dtype=np.float32)
     dy = rng.standard_normal(geom.y_shape(), dtype=np.float32)
     # convgrad in channels-last: x (N, *S, C), w (*K, C/G, O).
-    xl, dyl = (np.ascontiguousarray(np.moveaxis(a, 1, -1)) for a in (x, dy))
-    wl = np.ascontiguousarray(np.moveaxis(w, (0, 1), (-1, -2)))
+    xl, dyl = (np.ascontiguousarray(x_to_last(a, "channels_first")) for a in (x, dy))
+    wl = np.ascontiguousarray(w_to_last(w, "channels_first"))
     kw = {**case.kwargs, "data_format": "channels_last"}
     # The transposed conv's input is the forward conv's dy and its output gradient the forward's x:
     # conv_transpose is the input gradient, its input gradient a conv, its filter gradient the
