@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
@@ -19,6 +19,7 @@ from ._budget import check_fits, contiguous, workspace_limit
 from ._dtypes import as_array, cotangent, result_dtype
 from ._geometry import ConvGeometry
 from ._layout import w_from_last, w_to_last, x_from_last, x_to_last
+from ._padmode import PadMap
 from ._plan import make_plan
 
 GradTriple = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
@@ -63,6 +64,7 @@ class _Call:
     fmt: str
     method: str = "auto"
     workspace_bytes: int | None = None
+    pad_map: PadMap | None = None  # a padding mode other than zeros: pad, run VALID, fold back
     checks_all_ops: ClassVar[bool] = True  # vjp plans all three ops first for a named method
 
     def shape(self, role: str) -> tuple[int, ...]:
@@ -73,6 +75,9 @@ class _Call:
         a, b = (arrays[r] for r in _FROM[role])
         if self.geom.empty:  # no window: nothing reaches any array, and no engine sees the geometry
             return np.zeros(self.shape(role), result_dtype(a, b)[0])
+        if self.pad_map is not None:
+            valid = replace(self, geom=self.pad_map.valid, pad_map=None)
+            return self.pad_map.through(valid, role, arrays, self.fmt, workspace_limit(self.workspace_bytes))
         return _run(_OP[role], self.geom, a, b, self.fmt, self.method, self.workspace_bytes, self.shape(role))
 
     def _bias(self, role: str, bias: object) -> tuple[np.ndarray | None, int]:
@@ -100,8 +105,9 @@ class _Call:
         """``(self(role, **arrays), pullback)``; ``pullback(g)`` gives the other two roles' gradients."""
         if self.checks_all_ops and self.method != "auto":  # say which op a named method cannot run
             limit, comp = workspace_limit(self.workspace_bytes), result_dtype(*arrays.values())[1]
+            geom = self.geom if self.pad_map is None else self.pad_map.valid
             for op in _OP.values():
-                make_plan(op, self.geom, comp, self.method, limit)
+                make_plan(op, geom, comp, self.method, limit)
         out = self(role, **arrays)
 
         def pullback(g: object) -> tuple[np.ndarray, ...]:
@@ -124,18 +130,21 @@ class _Call:
 
 def _resolve(build: Callable[..., ConvGeometry], a_name: str, a: object, b_name: str, b: object,
              *shape: object, data_format: str, method: str, workspace_bytes: int | None,
-             call_type: type[_Call] | None = None, **params: object) -> tuple[_Call, np.ndarray, np.ndarray]:
-    """The two arrays checked and the geometry ``build(a.shape, b.shape, *shape, **params)``."""
+             call_type: type[_Call] | None = None, padding_mode: object = "zeros", **params: object
+             ) -> tuple[_Call, np.ndarray, np.ndarray]:
+    """The two arrays checked and the geometry ``build(a.shape, b.shape, *shape, **params)``,
+    its pads filled by ``padding_mode``."""
     fmt = _canon.data_format(data_format)
     a, b = as_array(a_name, a), as_array(b_name, b)
     geom = build(a.shape, b.shape, *shape, data_format=fmt, **params)
-    return (call_type or _Call)(geom, fmt, method, workspace_bytes), a, b
+    pad_map = PadMap.build(padding_mode, geom, params.get("padding"))
+    return (call_type or _Call)(geom, fmt, method, workspace_bytes, pad_map), a, b
 
 
 def conv(
     x: object, w: object, bias: object = None, *, stride: object = 1, padding: object = 0,
-    dilation: object = 1, groups: int = 1, data_format: str = "channels_first",
-    method: str = "auto", workspace_bytes: int | None = None,
+    dilation: object = 1, groups: int = 1, padding_mode: object = "zeros",
+    data_format: str = "channels_first", method: str = "auto", workspace_bytes: int | None = None,
 ) -> np.ndarray:
     """N-d convolution (cross-correlation, as in deep learning).
 
@@ -150,6 +159,11 @@ def conv(
     padding : int, per-dim ints, per-dim (before, after) pairs (negative crops), or 'valid',
         'same' (TF/ONNX SAME_UPPER, any stride), 'same_lower', 'full'
     groups : int; ``groups == C`` is depthwise
+    padding_mode : what fills the pads: 'zeros' (default), 'reflect' (``c b | a b c d``, pads <
+        size), 'symmetric' (``b a | a b c d``, pads <= size), 'replicate' (``a a | a b c d``) or
+        'circular' (``c d | a b c d``, pads <= size); NumPy's 'constant', 'edge', 'wrap' and
+        TensorFlow's 'CONSTANT', 'REFLECT', 'SYMMETRIC' too. SciPy ndimage's names only as
+        ``("scipy", name)``: its 'reflect' is 'symmetric' here. Non-zero modes refuse negative pads.
     data_format : 'channels_first' (PyTorch, ONNX, JAX) or 'channels_last' (TensorFlow)
     method : 'auto' or an engine name (see ``convgrad.engine_names()``)
     workspace_bytes : int, optional; the budget for temporaries (default 2 GiB or
@@ -167,14 +181,14 @@ def conv(
     """
     call, x, w = _resolve(ConvGeometry.for_conv, "x", x, "w", w, stride=stride, padding=padding,
                           dilation=dilation, groups=groups, data_format=data_format, method=method,
-                          workspace_bytes=workspace_bytes)
+                          workspace_bytes=workspace_bytes, padding_mode=padding_mode)
     return call.biased("y", {"x": x, "w": w}, bias)
 
 
 def conv_input_grad(
     dy: object, w: object, input_shape: object, *, stride: object = 1, padding: object = 0,
-    dilation: object = 1, groups: int = 1, data_format: str = "channels_first",
-    method: str = "auto", workspace_bytes: int | None = None,
+    dilation: object = 1, groups: int = 1, padding_mode: object = "zeros",
+    data_format: str = "channels_first", method: str = "auto", workspace_bytes: int | None = None,
 ) -> np.ndarray:
     """Gradient of ``conv`` with respect to its input: dx = J_x^T dy.
 
@@ -185,7 +199,8 @@ def conv_input_grad(
     input_shape : x's shape, full or spatial only
         Given because a stride makes it ambiguous; it must be one the forward conv maps to
         ``dy``'s shape (the error states the valid range).
-    stride, padding, dilation, groups, data_format, method, workspace_bytes : as in ``conv``
+    stride, padding, dilation, groups, padding_mode, data_format, method, workspace_bytes :
+        as in ``conv``; with a padding mode the pads' gradients fold back onto the samples they copy
 
     Returns
     -------
@@ -199,14 +214,14 @@ def conv_input_grad(
     """
     call, dy, w = _resolve(ConvGeometry.for_input_grad, "dy", dy, "w", w, input_shape, stride=stride,
                            padding=padding, dilation=dilation, groups=groups, data_format=data_format,
-                           method=method, workspace_bytes=workspace_bytes)
+                           method=method, workspace_bytes=workspace_bytes, padding_mode=padding_mode)
     return call("x", y=dy, w=w)
 
 
 def conv_filter_grad(
     x: object, dy: object, filter_shape: object, *, stride: object = 1, padding: object = 0,
-    dilation: object = 1, groups: int = 1, data_format: str = "channels_first",
-    method: str = "auto", workspace_bytes: int | None = None,
+    dilation: object = 1, groups: int = 1, padding_mode: object = "zeros",
+    data_format: str = "channels_first", method: str = "auto", workspace_bytes: int | None = None,
 ) -> np.ndarray:
     """Gradient of ``conv`` with respect to its filter: dw = J_w^T dy.
 
@@ -215,7 +230,8 @@ def conv_filter_grad(
     x : (N, C, *S) or (N, *S, C)
     dy : (N, O, *out) or (N, *out, O), the conv's output shape
     filter_shape : w's shape, full or the kernel sizes K only
-    stride, padding, dilation, groups, data_format, method, workspace_bytes : as in ``conv``
+    stride, padding, dilation, groups, padding_mode, data_format, method, workspace_bytes :
+        as in ``conv``
 
     Returns
     -------
@@ -230,7 +246,7 @@ def conv_filter_grad(
     """
     call, x, dy = _resolve(ConvGeometry.for_filter_grad, "x", x, "dy", dy, filter_shape, stride=stride,
                            padding=padding, dilation=dilation, groups=groups, data_format=data_format,
-                           method=method, workspace_bytes=workspace_bytes)
+                           method=method, workspace_bytes=workspace_bytes, padding_mode=padding_mode)
     return call("w", x=x, y=dy)
 
 
@@ -267,8 +283,8 @@ def conv_bias_grad(dy: object, *, data_format: str = "channels_first",
 def conv_transpose(
     x: object, w: object, bias: object = None, *, stride: object = 1, padding: object = 0,
     output_padding: object = 0, output_shape: object = None, dilation: object = 1,
-    groups: int = 1, data_format: str = "channels_first", method: str = "auto",
-    workspace_bytes: int | None = None,
+    groups: int = 1, padding_mode: object = "zeros", data_format: str = "channels_first",
+    method: str = "auto", workspace_bytes: int | None = None,
 ) -> np.ndarray:
     """Transposed convolution: the adjoint of ``conv`` with respect to its input.
 
@@ -277,7 +293,9 @@ def conv_transpose(
     ``(*K, C_out / groups, C_in)`` as TensorFlow's ``conv2d_transpose``; ``padding`` is that
     forward conv's padding. Output size per dim: ``(n - 1) * s - before - after + (k - 1) * d
     + 1 + output_padding`` ('same' gives ``n * s``), or ``output_shape`` (full or spatial), which
-    must be one the forward conv maps back to ``n``. bias: ``(C_out,)``.
+    must be one the forward conv maps back to ``n``. bias: ``(C_out,)``. ``padding_mode`` (as in
+    ``conv``) gives the adjoint of the forward conv with that mode (PyTorch's transposed convs
+    take zeros only).
 
     Examples
     --------
@@ -288,21 +306,22 @@ def conv_transpose(
     call, x, w = _resolve(ConvGeometry.for_transpose, "x", x, "w", w, stride=stride, padding=padding,
                           output_padding=output_padding, output_shape=output_shape, dilation=dilation,
                           groups=groups, data_format=data_format, method=method,
-                          workspace_bytes=workspace_bytes)
+                          workspace_bytes=workspace_bytes, padding_mode=padding_mode)
     # The geometry is the forward conv's: this x is its y, and the result its x.
     return call.biased("x", {"y": x, "w": w}, bias)
 
 
 def conv_vjp(
     x: object, w: object, bias: object = None, *, stride: object = 1, padding: object = 0,
-    dilation: object = 1, groups: int = 1, data_format: str = "channels_first",
-    method: str = "auto", workspace_bytes: int | None = None,
+    dilation: object = 1, groups: int = 1, padding_mode: object = "zeros",
+    data_format: str = "channels_first", method: str = "auto", workspace_bytes: int | None = None,
 ) -> tuple[np.ndarray, Callable[[object], GradTriple]]:
     """``conv`` and its pullback: the geometry is checked once, ``vjp`` reuses it.
 
     Parameters
     ----------
-    x, w, bias, stride, padding, dilation, groups, data_format, method, workspace_bytes :
+    x, w, bias, stride, padding, dilation, groups, padding_mode, data_format, method,
+    workspace_bytes :
         as in ``conv``; a named ``method`` must run all three ops (checked before any work).
 
     Returns
@@ -323,15 +342,15 @@ def conv_vjp(
     """
     call, x, w = _resolve(ConvGeometry.for_conv, "x", x, "w", w, stride=stride, padding=padding,
                           dilation=dilation, groups=groups, data_format=data_format, method=method,
-                          workspace_bytes=workspace_bytes)
+                          workspace_bytes=workspace_bytes, padding_mode=padding_mode)
     return call.biased_vjp("y", {"x": x, "w": w}, bias)
 
 
 def conv_transpose_vjp(
     x: object, w: object, bias: object = None, *, stride: object = 1, padding: object = 0,
     output_padding: object = 0, output_shape: object = None, dilation: object = 1,
-    groups: int = 1, data_format: str = "channels_first", method: str = "auto",
-    workspace_bytes: int | None = None,
+    groups: int = 1, padding_mode: object = "zeros", data_format: str = "channels_first",
+    method: str = "auto", workspace_bytes: int | None = None,
 ) -> tuple[np.ndarray, Callable[[object], GradTriple]]:
     """``conv_transpose`` and its pullback: the geometry is checked once, ``vjp`` reuses it.
 
@@ -340,8 +359,8 @@ def conv_transpose_vjp(
 
     Parameters
     ----------
-    x, w, bias, stride, padding, output_padding, output_shape, dilation, groups, data_format,
-    method, workspace_bytes : as in ``conv_transpose``
+    x, w, bias, stride, padding, output_padding, output_shape, dilation, groups, padding_mode,
+    data_format, method, workspace_bytes : as in ``conv_transpose``
 
     Returns
     -------
@@ -362,15 +381,15 @@ def conv_transpose_vjp(
     call, x, w = _resolve(ConvGeometry.for_transpose, "x", x, "w", w, stride=stride, padding=padding,
                           output_padding=output_padding, output_shape=output_shape, dilation=dilation,
                           groups=groups, data_format=data_format, method=method,
-                          workspace_bytes=workspace_bytes)
+                          workspace_bytes=workspace_bytes, padding_mode=padding_mode)
     return call.biased_vjp("x", {"y": x, "w": w}, bias)
 
 
 # --- the second order: input and filter gradients are bilinear, so each pullback is two calls ---
 def conv_input_grad_vjp(
     dy: object, w: object, input_shape: object, *, stride: object = 1, padding: object = 0,
-    dilation: object = 1, groups: int = 1, data_format: str = "channels_first",
-    method: str = "auto", workspace_bytes: int | None = None,
+    dilation: object = 1, groups: int = 1, padding_mode: object = "zeros",
+    data_format: str = "channels_first", method: str = "auto", workspace_bytes: int | None = None,
 ) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray, np.ndarray]]]:
     """``conv_input_grad`` and its pullback (dx is bilinear in dy and w).
 
@@ -378,7 +397,7 @@ def conv_input_grad_vjp(
 
     Parameters
     ----------
-    dy, w, input_shape, stride, padding, dilation, groups, data_format, method,
+    dy, w, input_shape, stride, padding, dilation, groups, padding_mode, data_format, method,
     workspace_bytes : as in ``conv_input_grad``
 
     Returns
@@ -399,14 +418,14 @@ def conv_input_grad_vjp(
     """
     call, dy, w = _resolve(ConvGeometry.for_input_grad, "dy", dy, "w", w, input_shape, stride=stride,
                            padding=padding, dilation=dilation, groups=groups, data_format=data_format,
-                           method=method, workspace_bytes=workspace_bytes)
+                           method=method, workspace_bytes=workspace_bytes, padding_mode=padding_mode)
     return call.vjp("x", {"y": dy, "w": w}, "g")
 
 
 def conv_filter_grad_vjp(
     x: object, dy: object, filter_shape: object, *, stride: object = 1, padding: object = 0,
-    dilation: object = 1, groups: int = 1, data_format: str = "channels_first",
-    method: str = "auto", workspace_bytes: int | None = None,
+    dilation: object = 1, groups: int = 1, padding_mode: object = "zeros",
+    data_format: str = "channels_first", method: str = "auto", workspace_bytes: int | None = None,
 ) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray, np.ndarray]]]:
     """``conv_filter_grad`` and its pullback (dw is bilinear in x and dy).
 
@@ -414,7 +433,7 @@ def conv_filter_grad_vjp(
 
     Parameters
     ----------
-    x, dy, filter_shape, stride, padding, dilation, groups, data_format, method,
+    x, dy, filter_shape, stride, padding, dilation, groups, padding_mode, data_format, method,
     workspace_bytes : as in ``conv_filter_grad``
 
     Returns
@@ -435,5 +454,5 @@ def conv_filter_grad_vjp(
     """
     call, x, dy = _resolve(ConvGeometry.for_filter_grad, "x", x, "dy", dy, filter_shape, stride=stride,
                            padding=padding, dilation=dilation, groups=groups, data_format=data_format,
-                           method=method, workspace_bytes=workspace_bytes)
+                           method=method, workspace_bytes=workspace_bytes, padding_mode=padding_mode)
     return call.vjp("w", {"x": x, "y": dy}, "g")

@@ -13,6 +13,7 @@ from ._budget import workspace_limit
 from ._dtypes import result_dtype
 from ._geometry import ConvGeometry
 from ._layout import w_first_axes, w_last_axes, x_first_axes, x_last_axes
+from ._padmode import PadMap
 from ._plan import ConvPlan, make_plan
 from .engines import Op
 
@@ -27,8 +28,11 @@ class PreparedConv:
     """
 
     def __init__(self, geometry: ConvGeometry, dtype: np.dtype, data_format: str, method: str,
-                 limit: int) -> None:
+                 limit: int, pad_map: PadMap | None = None) -> None:
         self.geometry, self.data_format = geometry, data_format
+        # A padding mode: the plans run VALID on x padded by the map (channels-last, axis 1 on).
+        self._pad_map = pad_map
+        self._run_geometry = geometry if pad_map is None else pad_map.valid
         self.result_dtype, self.dtype = result_dtype(np.empty(0, dtype))
         self._method, self._limit = method, limit
         self._plans: dict[str, ConvPlan] = {}
@@ -47,7 +51,7 @@ class PreparedConv:
         """The plan of ``op`` ('forward', 'input_grad' or 'filter_grad'), made on first use."""
         plan = self._plans.get(op)
         if plan is None:
-            plan = self._plans[op] = make_plan(op, self.geometry, self.dtype, self._method, self._limit)
+            plan = self._plans[op] = make_plan(op, self._run_geometry, self.dtype, self._method, self._limit)
         return plan
 
     def _last(self, name: str, a: np.ndarray, axes: tuple[int, ...] | None) -> np.ndarray:
@@ -57,18 +61,23 @@ class PreparedConv:
 
     def __call__(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
         """y ``(N, O, *out)`` (channels-last ``(N, *out, O)``) of x and w in the prepared shapes."""
-        y = self._plans["forward"](self._last("x", x, self._x_last), self._last("w", w, self._w_last))
+        x_last = self._padded(self._last("x", x, self._x_last))
+        y = self._plans["forward"](x_last, self._last("w", w, self._w_last))
         return self._back(y, self._x_back)
 
     def input_grad(self, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
         """dx, in x's prepared shape."""
         dx = self.plan("input_grad")(self._last("dy", dy, self._x_last), self._last("w", w, self._w_last))
-        return self._back(dx, self._x_back)
+        return self._back(dx if self._pad_map is None else self._pad_map.fold(dx, 1), self._x_back)
 
     def filter_grad(self, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
         """dw, in w's prepared shape."""
-        dw = self.plan("filter_grad")(self._last("x", x, self._x_last), self._last("dy", dy, self._x_last))
+        dw = self.plan("filter_grad")(self._padded(self._last("x", x, self._x_last)),
+                                      self._last("dy", dy, self._x_last))
         return self._back(dw, self._w_back)
+
+    def _padded(self, x_last: np.ndarray) -> np.ndarray:
+        return x_last if self._pad_map is None else self._pad_map.pad(x_last, 1, self._limit)
 
     def _back(self, a: np.ndarray, axes: tuple[int, ...] | None) -> np.ndarray:
         """The channels-last result in the caller's layout and result dtype."""
@@ -77,7 +86,7 @@ class PreparedConv:
 
 
 def prepare(x_shape: object, w_shape: object, dtype: object = np.float64, *, stride: object = 1,
-            padding: object = 0, dilation: object = 1, groups: int = 1,
+            padding: object = 0, dilation: object = 1, groups: int = 1, padding_mode: object = "zeros",
             data_format: str = "channels_first", method: str = "auto",
             workspace_bytes: int | None = None) -> PreparedConv:
     """Prepare ``conv`` for operands of these shapes and dtype, to call it many times.
@@ -87,7 +96,8 @@ def prepare(x_shape: object, w_shape: object, dtype: object = np.float64, *, str
     x_shape : (N, C, *S) or, channels-last, (N, *S, C)
     w_shape : (O, C / groups, *K) or, channels-last, (*K, C / groups, O)
     dtype : the operands' dtype (float16 computes in float32, integers in int64)
-    stride, padding, dilation, groups, data_format, method, workspace_bytes : as in ``conv``
+    stride, padding, dilation, groups, padding_mode, data_format, method, workspace_bytes : as in
+        ``conv``
 
     Returns
     -------
@@ -111,4 +121,5 @@ def prepare(x_shape: object, w_shape: object, dtype: object = np.float64, *, str
         raise TypeError(f"dtype={dtype!r} is not a NumPy dtype") from None
     if dt.kind not in "iuf":
         raise TypeError(f"dtype={dt} is not an integer or floating dtype")
-    return PreparedConv(geom, dt, fmt, method, workspace_limit(workspace_bytes))
+    return PreparedConv(geom, dt, fmt, method, workspace_limit(workspace_bytes),
+                        PadMap.build(padding_mode, geom))
