@@ -17,6 +17,8 @@ _HOMES = {
     "conv_general": "_general",
     "conv_general_vjp": "_general",
     "ConvGeometry": "_geometry",
+    "conv_jvp": "_jvp",
+    "conv_transpose_jvp": "_jvp",
     "conv": "_ops",
     "conv_bias_grad": "_ops",
     "conv_filter_grad": "_ops",
