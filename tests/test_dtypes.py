@@ -14,6 +14,7 @@ import convgrad
 import oracle as O
 from checks import run_each_method
 from strategies import budget, conv_cases, seeds
+from tally import checked_against
 
 INTS = (np.int8, np.uint8, np.int16, np.int32, np.int64)
 FLOATS = (np.float16, np.float32, np.float64)
@@ -61,6 +62,7 @@ def _ints(rng, shape, terms):
 
 @budget(40)
 @given(conv_cases(ranks=(1, 2)), seeds)
+@checked_against("oracle")
 def test_integer_results_are_exact(case, seed):
     fmt, geo = case.data_format, case.geometry
     rng = np.random.default_rng(seed)
@@ -149,6 +151,7 @@ def _check_low_precision(dtype, got_by_method, exact, scale, terms, norms):
 @pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=lambda d: np.dtype(d).name)
 @budget(20)
 @given(case=conv_cases(ranks=(1, 2)), seed=seeds)
+@checked_against("oracle")
 def test_low_precision_forward_and_gradients(dtype, case, seed):
     fmt, geo = case.data_format, case.geometry
     rng = np.random.default_rng(seed)

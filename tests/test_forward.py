@@ -12,6 +12,7 @@ import oracle as O
 from checks import assert_close, check_each_method
 from samples import sample_cases
 from strategies import budget, conv_cases, seeds
+from tally import checked_against
 
 CASES = list(sample_cases())
 
@@ -36,8 +37,9 @@ def test_bias_is_added_per_output_channel(case):
     assert_close(convgrad.conv(x, w, bias, **case.kwargs), _want(case, x, w, bias), dtype=np.float64)
 
 
-@budget(150)
+@budget(500)
 @given(conv_cases(), seeds, st.booleans())
+@checked_against("oracle")
 def test_random_geometries_match_oracle(case, seed, with_bias):
     rng = np.random.default_rng(seed)
     x, w = rng.standard_normal(case.x_shape), rng.standard_normal(case.w_shape)

@@ -10,12 +10,14 @@ import convgrad
 import oracle as O
 from checks import assert_close, check_each_method
 from strategies import budget, general_cases, seeds
+from tally import checked_against
 
 CL = "channels_last"
 
 
-@budget(80)
+@budget(300)
 @given(general_cases(), seeds)
+@checked_against("oracle")
 def test_random_geometries_match_oracle(case, seed):
     rng = np.random.default_rng(seed)
     x, w = rng.standard_normal(case.x_shape), rng.standard_normal(case.w_shape)
@@ -24,8 +26,9 @@ def test_random_geometries_match_oracle(case, seed):
     check_each_method(convgrad.conv_general, O.x_from_first(want, fmt), x, w, **case.kwargs)
 
 
-@budget(60)
+@budget(200)
 @given(general_cases(), seeds)
+@checked_against("oracle")
 def test_conv_general_vjp_matches_oracle(case, seed):
     fmt, kw = case.data_format, case.geometry
     rng = np.random.default_rng(seed)
@@ -123,8 +126,9 @@ def _engine_runner(geom, x, w):
     return run_general(geom, x, w, "auto", 2**31)
 
 
-@budget(60)
+@budget(150)
 @given(general_cases(), seeds)
+@checked_against("oracle")
 def test_transposed_convs_are_the_oracle_gradients_and_pass_the_dot_test(case, seed):
     """For any geometry (input dilation, feature or batch groups, negative pads), the conv of
     _transpose.input_grad / filter_grad equals the oracle's adjoint loops, run by the oracle's

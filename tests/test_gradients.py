@@ -11,6 +11,7 @@ import oracle as O
 from checks import assert_close, check_each_method
 from samples import sample_cases
 from strategies import budget, conv_cases, seeds
+from tally import checked_against
 
 CASES = list(sample_cases())
 
@@ -38,8 +39,9 @@ def test_sample_cases_match_oracle(case):
     check_grads_all_engines(case, *case.arrays(seed=3))
 
 
-@budget(150)
+@budget(500)
 @given(conv_cases(), seeds)
+@checked_against("oracle")
 def test_random_geometries_match_oracle(case, seed):
     rng = np.random.default_rng(seed)
     x, w = rng.standard_normal(case.x_shape), rng.standard_normal(case.w_shape)
@@ -108,8 +110,9 @@ def test_windows_that_read_only_leading_padding(n, pads, s):
 
 
 # --- second order: the pullbacks of conv_input_grad and conv_filter_grad ------------------------
-@budget(60)
+@budget(150)
 @given(conv_cases(), seeds)
+@checked_against("oracle")
 def test_second_order_pullbacks_match_oracle_and_dot_test(case, seed):
     """dx(dy, w) and dw(x, dy) are bilinear: their pullbacks are the oracle's conv and adjoint
     loops of the cotangent, and <f(a, b), g> equals <a, d_a> and <b, d_b> (the dot test)."""

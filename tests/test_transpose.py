@@ -11,10 +11,12 @@ import oracle as O
 from checks import assert_close, check_each_method
 from samples import sample_cases
 from strategies import budget, conv_cases, seeds, transpose_cases
+from tally import checked_against
 
 
-@budget(100)
+@budget(400)
 @given(transpose_cases(), seeds)
+@checked_against("oracle")
 def test_random_geometries_match_scatter_oracle(case, seed):
     rng = np.random.default_rng(seed)
     x, w = rng.standard_normal(case.x_shape), rng.standard_normal(case.w_shape)

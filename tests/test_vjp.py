@@ -10,10 +10,12 @@ import convgrad
 import oracle as O
 from checks import assert_close
 from strategies import budget, conv_cases, seeds, transpose_cases
+from tally import checked_against
 
 
-@budget(60)
+@budget(200)
 @given(conv_cases(), seeds, st.booleans())
+@checked_against("oracle")
 def test_conv_vjp_matches_oracle(case, seed, with_bias):
     fmt, geo = case.data_format, case.geometry
     rng = np.random.default_rng(seed)
@@ -35,8 +37,9 @@ def test_conv_vjp_matches_oracle(case, seed, with_bias):
         assert db is None
 
 
-@budget(40)
+@budget(150)
 @given(transpose_cases(), seeds, st.booleans())
+@checked_against("oracle")
 def test_conv_transpose_vjp_matches_oracle(case, seed, with_bias):
     """The transpose of a transpose is the forward: dx is the forward conv of dy (its first
     len(x) windows), dw the forward conv's filter gradient with dy as input and x as output
