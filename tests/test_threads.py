@@ -1,0 +1,149 @@
+"""Concurrency: 8 threads x 300 calls mixing ops, dtypes and engines, bitwise equal to one thread.
+
+The calls are every op (conv, its two gradients, conv_transpose, conv_general and prepared convs
+shared by all threads) on a few geometries chosen so that every engine runs on some of them, in
+float64 and float32 (and float16 / int64 on one geometry), with ``method="auto"`` and with each
+engine that accepts the call. The engines keep per-thread scratch memory, the planner keeps a
+shared cache of plans (smaller than the number of calls, so threads evict each other's plans), and
+Numba's parallel loops run from several Python threads at once: each result must be bitwise the
+one the same call gave in a single thread, and no operand may be written to (they are read-only).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+import convgrad
+from convgrad._plan import default_planner
+
+THREADS, CALLS_PER_THREAD = 8, 300
+
+# (x_shape, w_shape, kwargs), channels-first. Which engines accept them (checked below):
+GEOMETRIES = [
+    ((2, 4, 12, 12), (6, 4, 3, 3), {"padding": 1}),  # winograd, offset_gemm, split_kernel, tiled, gather
+    ((2, 4, 13, 11), (8, 2, 3, 3), {"stride": 2, "padding": "same", "groups": 2}),  # subpixel
+    ((1, 6, 10, 10), (6, 1, 3, 3), {"padding": 1, "groups": 6}),  # depthwise
+    ((2, 3, 20), (4, 3, 9), {"padding": "full", "dilation": 2}),
+    ((1, 2, 6, 5, 7), (3, 2, 2, 3, 2), {"stride": (2, 1, 2), "padding": [(1, 0), (1, 1), (0, 2)]}),
+    ((1, 2, 24, 24), (3, 2, 11, 11), {"padding": 5}),  # fft's cost range
+]
+EXTRA_DTYPES = {0: (np.float16, np.int64)}  # geometry index -> dtypes beyond float64 and float32
+
+
+@dataclass(frozen=True)
+class Call:
+    label: str
+    fn: object
+    args: tuple
+    kwargs: dict
+
+    def __call__(self):
+        return self.fn(*self.args, **self.kwargs)
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False  # an engine that writes into an operand raises instead
+    return a
+
+
+def _operands(rng, x_shape, w_shape, kw, dtype):
+    y_shape = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw).y_shape()
+    if np.dtype(dtype).kind == "i":
+        draw = lambda s: rng.integers(-50, 50, size=s).astype(dtype)  # noqa: E731
+    else:
+        draw = lambda s: rng.standard_normal(s).astype(dtype)  # noqa: E731
+    return _frozen(draw(x_shape)), _frozen(draw(w_shape)), _frozen(draw(y_shape))
+
+
+def _candidates():
+    """Every call to try: ops x dtypes x ('auto' and each engine), and prepared convs."""
+    rng = np.random.default_rng(0)
+    methods = ("auto", *convgrad.engine_names())
+    calls = []
+    for i, (xs, ws, kw) in enumerate(GEOMETRIES):
+        for dtype in (np.float64, np.float32, *EXTRA_DTYPES.get(i, ())):
+            x, w, dy = _operands(rng, xs, ws, kw, dtype)
+            name = f"g{i}-{np.dtype(dtype).name}"
+            for m in methods:
+                mkw = {**kw, "method": m}
+                calls += [Call(f"{name}-conv-{m}", convgrad.conv, (x, w), mkw),
+                          Call(f"{name}-input_grad-{m}", convgrad.conv_input_grad, (dy, w, xs), mkw),
+                          Call(f"{name}-filter_grad-{m}", convgrad.conv_filter_grad, (x, dy, ws), mkw)]
+            calls.append(Call(f"{name}-transpose", convgrad.conv_transpose, (dy, w),
+                              {**kw, "output_shape": xs}))
+            if "padding" in kw and not isinstance(kw["padding"], str):
+                general = {"stride": kw.get("stride", 1), "rhs_dilation": kw.get("dilation", 1),
+                           "feature_group_count": kw.get("groups", 1),
+                           "padding": kw["padding"]}
+                calls.append(Call(f"{name}-general", convgrad.conv_general, (x, w), general))
+            for m in ("auto", "im2col"):  # one PreparedConv, shared by every thread
+                p = convgrad.prepare(xs, ws, dtype, method=m, **kw)
+                calls += [Call(f"{name}-prepared-{m}", p, (x, w), {}),
+                          Call(f"{name}-prepared-input_grad-{m}", p.input_grad, (dy, w), {}),
+                          Call(f"{name}-prepared-filter_grad-{m}", p.filter_grad, (x, dy), {})]
+    return calls
+
+
+def _runnable(calls):
+    """The calls that run; an engine may decline a call, only with the planner's refusal."""
+    kept = []
+    for call in calls:
+        try:
+            call()
+        except ValueError as e:
+            if "cannot run this" not in str(e):
+                raise
+        else:
+            kept.append(call)
+    return kept
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """(calls, single-threaded results), planned after every kernel they use has loaded: a lazy
+    plan charges a kernel's load time until it is loaded, and so may choose another engine."""
+    calls = _runnable(_candidates())
+    default_planner().clear()
+    results = [call() for call in calls]
+    return calls, results
+
+
+def test_reference_covers_every_engine(reference):
+    calls, _ = reference
+    assert len(calls) >= CALLS_PER_THREAD
+    used = {c.label.rsplit("-", 1)[1] for c in calls}
+    assert set(convgrad.engine_names()) <= used, set(convgrad.engine_names()) - used
+
+
+def test_threads_give_bitwise_the_single_threaded_results(reference):
+    calls, want = reference
+    default_planner().clear()  # the threads plan concurrently, and evict each other's plans
+    barrier = threading.Barrier(THREADS)
+    mismatches: list[str] = []
+    errors: list[BaseException] = []
+
+    def work(seed):
+        order = random.Random(seed).sample(range(len(calls)), k=min(CALLS_PER_THREAD, len(calls)))
+        barrier.wait()
+        try:
+            for i in order:
+                got = calls[i]()
+                if got.dtype != want[i].dtype or got.shape != want[i].shape or not np.array_equal(
+                        got, want[i], equal_nan=True) or got.tobytes() != want[i].tobytes():
+                    mismatches.append(f"thread {seed}: {calls[i].label}")
+        except BaseException as e:  # re-raised in the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    assert not mismatches, f"{len(mismatches)} results differ from one thread's: {mismatches[:10]}"
