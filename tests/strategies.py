@@ -2,7 +2,9 @@
 
 Geometries are built constructively (kernel, stride, dilation and padding first, then input sizes
 large enough for the kernel to fit the padded input), with ``assume`` only for the rare
-leftovers. Sizes stay small so that the oracle's loops are quick.
+leftovers. Sizes stay small so that the oracle's loops are quick. The building blocks (windows,
+paddings, channels, spellings) are the exported ``convgrad.testing.strategies``; what is checked
+against the oracle (``resolve_padding``, the shapes) stays here.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from hypothesis import assume, settings
 from hypothesis import strategies as st
 
 import oracle
+from convgrad.testing.strategies import PADDING_KINDS, _string, channels, paddings, windows
+from convgrad.testing.strategies import spelled as _spelling
 from samples import Case
 
 DATA_FORMATS = ("channels_first", "channels_last")
-PADDING_KINDS = ("int", "per_dim", "pairs", "valid", "same", "same_lower", "full")
 BASE_EXAMPLES = 100  # the "ci" profile's max_examples: budgets below are scaled by profile / this
 
 
@@ -24,67 +27,6 @@ def budget(n: int) -> settings:
     """``settings(max_examples=n)`` scaled by the loaded profile (x1 for "ci", x10 for "thorough")."""
     scale = settings.default.max_examples / BASE_EXAMPLES
     return settings(max_examples=max(1, round(n * scale)))
-
-
-def _spelling(draw, values: tuple[int, ...]):
-    """An int when every dim agrees (sometimes), else a tuple or a list."""
-    if len(set(values)) == 1 and draw(st.booleans()):
-        return values[0]
-    return draw(st.sampled_from([tuple, list]))(values)
-
-
-def _string(draw, kind: str) -> str:
-    return draw(st.sampled_from([kind, kind.upper(), kind.capitalize()]))
-
-
-@st.composite
-def windows(draw, rank: int, max_kernel: int = 4, max_stride: int = 3, max_dilation: int = 3):
-    """Per-dim kernel, stride and dilation."""
-    ints = st.integers
-    kernel = tuple(draw(ints(1, max_kernel)) for _ in range(rank))
-    stride = tuple(draw(ints(1, max_stride)) for _ in range(rank))
-    dilation = tuple(draw(ints(1, max_dilation)) for _ in range(rank))
-    return kernel, stride, dilation
-
-
-@st.composite
-def paddings(draw, kernel, dilation, kinds=PADDING_KINDS, max_extra: int = 3):
-    """(padding as the user spells it, the smallest input size per dim that it accepts)."""
-    rank = len(kernel)
-    keff = [oracle.k_eff(k, d) for k, d in zip(kernel, dilation)]
-    kind = draw(st.sampled_from(kinds))
-    if kind in ("same", "same_lower", "full"):
-        return _string(draw, kind), [1] * rank
-    if kind == "valid":
-        return _string(draw, kind), keff
-    if kind == "int":
-        p = draw(st.integers(0, 2))
-        return p, [max(1, ke - 2 * p) for ke in keff]
-    if kind == "per_dim":
-        ps = tuple(draw(st.integers(0, 2)) for _ in range(rank))
-        return draw(st.sampled_from([tuple, list]))(ps), [max(1, ke - 2 * p) for ke, p in zip(keff, ps)]
-    entries, minimum = [], []
-    for ke in keff:
-        before, after = draw(st.integers(-2, 3)), draw(st.integers(-2, 3))
-        if before == after and draw(st.booleans()):
-            entries.append(before)  # an int entry among pairs: symmetric pad (or crop)
-        else:
-            entries.append((before, after))
-        minimum.append(max(1, ke - before - after))  # a crop may reach into the other pad
-    return entries, minimum
-
-
-@st.composite
-def channels(draw, max_groups: int = 3):
-    """(C_in, C_out, groups): plain, grouped, or depthwise with a channel multiplier."""
-    mode = draw(st.sampled_from(["plain", "grouped", "depthwise"]))
-    if mode == "plain":
-        return draw(st.integers(1, 3)), draw(st.integers(1, 3)), 1
-    if mode == "grouped":
-        g = draw(st.integers(2, max_groups))
-        return g * draw(st.integers(1, 2)), g * draw(st.integers(1, 2)), g
-    c = draw(st.integers(1, 3))
-    return c, c * draw(st.integers(1, 2)), c
 
 
 def _shapes(n, c, o, g, spatial, kernel, fmt):

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 PUBLIC_MODULES = (
     "convgrad", "convgrad.engines", "convgrad.identities", "convgrad.layouts", "convgrad.testing",
+    "convgrad.testing.strategies",
     "convgrad.translate", "convgrad.tf", "convgrad.tf.nn", "convgrad.torch", "convgrad.torch.nn",
     "convgrad.torch.nn.functional", "convgrad.torch.nn.grad", "convgrad.jax", "convgrad.jax.lax",
     "convgrad.onnx", "convgrad.scipy", "convgrad.scipy.signal",

@@ -1,8 +1,18 @@
-"""Checks anyone can run on a geometry: the adjoint dot test, finite differences, and
-``check_routes``, which compares many ways of computing the gradients with ``conv_vjp``'s.
+"""Checks anyone can run: on convgrad's own ops and on a user's code.
 
-The first two are identities, not comparisons with another implementation, so they hold any
-engine to the definition of the gradient.
+* ``dot_test``: the adjoint identity, of any linear operator pair (``dot_test(op, adjoint,
+  x_shape, y_shape)``) or of convgrad's conv and its gradients (``dot_test(x_shape, w_shape,
+  **geometry)``).
+* ``check_grads``: finite differences at the dtype used, of any function that returns its
+  vector-Jacobian product (``check_grads(f, args, order, modes)``), or of convgrad's conv
+  (``check_grads(x, w, **geometry)``).
+* ``assert_conv_matches``: a user's conv (or its gradient), in a framework's convention, against
+  convgrad on random geometries drawn by ``convgrad.testing.strategies`` (hypothesis strategies,
+  imported on first use: ``pip install "convgrad[testing]"``).
+* ``check_routes``: many ways of computing the gradients against ``conv_vjp``'s (``convgrad check``).
+
+The dot test and finite differences are identities, not comparisons with another
+implementation, so they hold any code to the definition of its gradient.
 """
 
 from __future__ import annotations
@@ -14,15 +24,35 @@ from functools import cached_property
 
 import numpy as np
 
-from . import _canon
-from ._geometry import ConvGeometry
-from ._ops import conv, conv_filter_grad, conv_input_grad, conv_vjp
-from ._tolerance import RTOL as RTOL  # the one tolerance table, re-exported
-from ._tolerance import tolerance
+from .. import _canon
+from .._geometry import ConvGeometry
+from .._ops import conv, conv_filter_grad, conv_input_grad, conv_vjp
+from .._tolerance import RTOL as RTOL  # the one tolerance table, re-exported
+from .._tolerance import tolerance
+from ._matches import assert_conv_matches
+from ._operators import (
+    Comparison,
+    FunctionGradCheckResult,
+    OperatorDotTestResult,
+    function_check_grads,
+    operator_dot_test,
+)
 
-__all__ = ["RTOL", "CheckReport", "DotTestResult", "GradCheckResult", "Problem", "Route", "Row",
+__all__ = ["RTOL", "CheckReport", "Comparison", "DotTestResult", "FunctionGradCheckResult",
+           "GradCheckResult", "OperatorDotTestResult", "Problem", "Route", "Row", "assert_conv_matches",
            "check_grads", "check_routes", "compare", "dot_test", "not_available"]
-__dir__ = __all__.copy  # dir() lists the API only
+
+
+def __dir__() -> list[str]:  # dir() lists the API (and the strategies submodule) only
+    return [*__all__, "strategies"]
+
+
+def __getattr__(name: str) -> object:
+    if name == "strategies":  # hypothesis loads only when the strategies are asked for
+        import importlib
+
+        return importlib.import_module(f"{__name__}.strategies")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -59,18 +89,47 @@ class DotTestResult:
                 f"rtol {self.rtol:g}")
 
 
-def dot_test(
+def dot_test(*args: object, **kwargs: object) -> OperatorDotTestResult | DotTestResult:
+    """The adjoint identity on random arrays, in two forms (told apart by whether the first
+    argument is callable).
+
+    ``dot_test(op, adjoint, x_shape, y_shape, *, dtype=np.float64, rng=None, rtol=None,
+    raise_on_failure=True)``: any linear operator ``op`` (x ``x_shape`` -> y ``y_shape``) and its
+    ``adjoint`` (y -> x): ``<op(x), y> == <x, adjoint(y)>`` with ``<a, b> = np.vdot(a, b)`` (a
+    conjugated; for complex dtypes ``adjoint`` is the conjugate transpose), x and y standard
+    normal of ``dtype`` (``rng``: a Generator or a seed; None is seed 0), summed in double
+    precision. Errors are relative to max(|op(x)| |y|, |x| |adjoint(y)|); default rtol 1e-10
+    (float64, complex128), 1e-4 (float32, complex64), 1e-2 (float16). Returns an
+    ``OperatorDotTestResult`` (both inner products).
+
+    ``dot_test(x_shape, w_shape, *, dtype=np.float64, rtol=None, seed=0, raise_on_failure=True,
+    **geometry)``: convgrad's conv and both its gradients, ``<conv(x, w), dy> == <x,
+    conv_input_grad(dy, w)> == <w, conv_filter_grad(x, dy)>``; default rtol ``RTOL`` of the dtype.
+    Returns a ``DotTestResult`` (all three inner products).
+
+    Either form raises AssertionError with the inner products when it fails (unless
+    ``raise_on_failure`` is False).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.arange(6.0).reshape(2, 3)
+    >>> dot_test(lambda x: a @ x, lambda y: a.T @ y, (3,), (2,)).passed
+    True
+    >>> dot_test(lambda x: a @ x, lambda y: a[:, ::-1].T @ y, (3,), (2,), raise_on_failure=False).passed
+    False
+    """
+    if args and callable(args[0]):
+        return operator_dot_test(*args, **kwargs)
+    return _conv_dot_test(*args, **kwargs)
+
+
+def _conv_dot_test(
     x_shape: tuple[int, ...], w_shape: tuple[int, ...], *, dtype: object = np.float64,
     rtol: float | None = None, seed: int | None = 0, raise_on_failure: bool = True,
     **geometry: object,
 ) -> DotTestResult:
-    """The adjoint identity on random arrays of the given shapes.
-
-    Checks ``<conv(x, w), dy> == <x, conv_input_grad(dy, w)> == <w, conv_filter_grad(x, dy)>``,
-    summing in float64. Default rtol: ``RTOL`` of the dtype.
-    Raises AssertionError with all three numbers when it fails (unless ``raise_on_failure``
-    is False); returns the numbers.
-    """
+    """``dot_test``'s convenience form: convgrad's conv and its two gradients."""
     dt = np.dtype(dtype)
     if rtol is None:
         rtol = tolerance(dt)
@@ -132,11 +191,60 @@ class GradCheckResult:
                 f"difference {self.filter_numeric!r} (error {self.filter_error:.2e}); rtol {self.rtol:g}")
 
 
-def check_grads(
+def check_grads(*args: object, **kwargs: object) -> FunctionGradCheckResult | GradCheckResult:
+    """Finite differences against derivatives, in two forms (told apart by whether the first
+    argument is callable).
+
+    ``check_grads(f, args, order=1, modes=None, *, jvp=None, dtype=None, eps=None, rtol=None,
+    rng=None, raise_on_failure=True)``: a user's function ``f(*args) -> (value, vjp)``, as
+    convgrad's ``*_vjp`` functions return it (``vjp(ct)`` gives one cotangent per argument, None
+    for one not differentiated; trailing Nones are ignored), so ``check_grads(convgrad.conv_vjp,
+    (x, w))`` works as is. convgrad has no autodiff: the derivative code under test is what the
+    user passes, as with ``torch.autograd.gradcheck`` it would be a custom Function's backward.
+
+    * 'rev' (always available): ``Re <vjp(u), v>`` against ``Re <u, (f(a + eps v) - f(a - eps v))
+      / 2 eps>`` for a random cotangent u and direction v (``jax.test_util.check_grads``'s
+      check; real parts, so complex ops follow PyTorch's conjugate convention).
+    * 'fwd' (with ``jvp(primals, tangents) -> (value, tangent_out)``, ``jax.jvp``'s form): the
+      whole tangent against the central difference.
+    * ``order=2``: also the derivative of those results along a second direction (step
+      sqrt(eps)) against f's mixed second difference: derivative code right only at ``args``
+      fails.
+
+    Everything runs in ``dtype`` (default: the arguments' common dtype): float32 is checked at
+    float32. Default steps eps (relative to each argument's RMS, at least 1) and rtols, from
+    rounding u / eps against truncation eps^2 (jax.test_util's gradient tolerances):
+    float64 6e-6 / 1e-5, float32 4e-3 / 2e-3, float16 0.1 / 5e-2; order 2: 1e-4, 1e-2, 0.2.
+    Errors are relative to |u| |J v| (rev) or |J v| (fwd). For a (bi)linear f any step is exact
+    up to rounding: ``eps=1.0`` avoids cancellation. Modes default to ('fwd', 'rev') with a jvp,
+    else ('rev',). Returns a ``FunctionGradCheckResult``.
+
+    ``check_grads(x, w, *, eps=1.0, rtol=1e-8, seed=0, raise_on_failure=True, **geometry)``:
+    convgrad's conv, in float64, along one random direction per argument. Returns a
+    ``GradCheckResult``.
+
+    Either form raises AssertionError with the numbers when it fails (unless
+    ``raise_on_failure`` is False).
+
+    Examples
+    --------
+    >>> import numpy as np, convgrad
+    >>> x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    >>> w = np.random.default_rng(1).standard_normal((4, 3, 3, 3)).astype(np.float32)
+    >>> check_grads(lambda x, w: convgrad.conv_vjp(x, w, padding=1), (x, w), order=2).passed
+    True
+    """
+    if args and callable(args[0]):
+        return function_check_grads(*args, **kwargs)
+    return _conv_check_grads(*args, **kwargs)
+
+
+def _conv_check_grads(
     x: object, w: object, *, eps: float = 1.0, rtol: float = 1e-8, seed: int | None = 0,
     raise_on_failure: bool = True, **geometry: object,
 ) -> GradCheckResult:
-    """Finite differences along one random direction per argument, in float64.
+    """``check_grads``'s convenience form: finite differences along one random direction per
+    argument, in float64.
 
     For L = <conv(x, w), r> with a random r: (L(x + eps v) - L(x - eps v)) / (2 eps) against
     <conv_input_grad(r), v>, and likewise for w. conv is linear in each argument, so the central
@@ -329,8 +437,8 @@ def check_routes(problem: Problem, routes: list[Route], rtol: float | None = Non
     # Central differences along one random direction per argument, in float64 with a large step
     # (conv is bilinear, so the difference is exact up to rounding), and the dot test on random
     # normal arrays of the problem's dtype.
-    fd = check_grads(p.x, p.w, seed=p.seed, raise_on_failure=False, **p.kwargs)
-    dt = dot_test(p.x.shape, p.w.shape, dtype=p.dtype, rtol=rtol, seed=p.seed, raise_on_failure=False,
+    fd = _conv_check_grads(p.x, p.w, seed=p.seed, raise_on_failure=False, **p.kwargs)
+    dt = _conv_dot_test(p.x.shape, p.w.shape, dtype=p.dtype, rtol=rtol, seed=p.seed, raise_on_failure=False,
                   **p.kwargs)
     for what, ana, num in (("<d_x, v> vs (L(x + v) - L(x - v)) / 2", fd.input_analytic, fd.input_numeric),
                            ("<d_w, v> vs (L(w + v) - L(w - v)) / 2", fd.filter_analytic, fd.filter_numeric)):
