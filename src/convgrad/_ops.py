@@ -74,7 +74,10 @@ class _Call:
         """The array of ``role`` ('x', 'w' or 'y') from the other two, given by role."""
         a, b = (arrays[r] for r in _FROM[role])
         if self.geom.empty:  # no window: nothing reaches any array, and no engine sees the geometry
-            return np.zeros(self.shape(role), result_dtype(a, b)[0])
+            shape, dtype = self.shape(role), result_dtype(a, b)[0]
+            check_fits(f"the result {shape}", math.prod(shape) * dtype.itemsize,
+                       workspace_limit(self.workspace_bytes))
+            return np.zeros(shape, dtype)
         if self.pad_map is not None:
             valid = replace(self, geom=self.pad_map.valid, pad_map=None)
             return self.pad_map.through(valid, role, arrays, self.fmt, workspace_limit(self.workspace_bytes))
@@ -275,8 +278,11 @@ def conv_bias_grad(dy: object, *, data_format: str = "channels_first",
     if dy.ndim < 3:
         raise ValueError(f"dy must have at least 3 dims (N, channels, *spatial), got dy.shape={dy.shape}")
     res, comp = result_dtype(dy)
+    limit = workspace_limit(workspace_bytes)
+    channels = dy.shape[1 if fmt == "channels_first" else -1]
+    check_fits(f"the result ({channels},)", channels * comp.itemsize, limit)  # N = 0 copies nothing
     # Sum rows of a contiguous channels-last copy: the same order whatever dy's memory layout.
-    rows = contiguous("dy", x_to_last(dy, fmt), comp, workspace_limit(workspace_bytes))
+    rows = contiguous("dy", x_to_last(dy, fmt), comp, limit)
     return rows.reshape(math.prod(rows.shape[:-1]), rows.shape[-1]).sum(axis=0).astype(res, copy=False)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ._canon import as_int
+from ._canon import MAX_NDIM, as_int, bounded_list
 from ._formulas import dilate_dim, same_total_pad, transpose_size
 
 PADDING_STRINGS = ("valid", "same", "same_lower", "full")
@@ -70,7 +70,7 @@ def parse_padding(padding: object, rank: int) -> PaddingSpec:
     if not hasattr(padding, "__iter__"):
         p = as_int("padding", padding)
         return PaddingSpec("explicit", ((p, p),) * rank)
-    items = list(padding)
+    items = bounded_list("padding", padding, MAX_NDIM)
     if len(items) != rank:
         raise ValueError(
             f"padding must have one entry per spatial dim ({rank}), got {len(items)}: {padding!r}"
@@ -80,7 +80,7 @@ def parse_padding(padding: object, rank: int) -> PaddingSpec:
         if isinstance(item, (str, bytes)):
             raise TypeError(f"padding[{i}] must be an int or a (before, after) pair, got {item!r}")
         if hasattr(item, "__iter__"):
-            pair = list(item)
+            pair = bounded_list(f"padding[{i}]", item, MAX_NDIM)
             if len(pair) != 2:
                 raise ValueError(
                     f"padding[{i}] must be an int or a (before, after) pair, got {item!r}"

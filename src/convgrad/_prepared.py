@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import _canon
-from ._budget import workspace_limit
-from ._dtypes import result_dtype
+from ._budget import contiguous, workspace_limit
+from ._dtypes import as_array, result_dtype
 from ._geometry import ConvGeometry
 from ._layout import w_first_axes, w_last_axes, x_first_axes, x_last_axes
 from ._padmode import PadMap
@@ -54,10 +54,11 @@ class PreparedConv:
             plan = self._plans[op] = make_plan(op, self._run_geometry, self.dtype, self._method, self._limit)
         return plan
 
-    def _last(self, name: str, a: np.ndarray, axes: tuple[int, ...] | None) -> np.ndarray:
-        if np.shape(a) != self._shapes[name]:
-            raise ValueError(f"{name}.shape={np.shape(a)} is not the prepared {self._shapes[name]}")
-        return np.ascontiguousarray(a if axes is None else a.transpose(axes), dtype=self.dtype)
+    def _last(self, name: str, a: object, axes: tuple[int, ...] | None) -> np.ndarray:
+        a = as_array(name, a)  # lists too; complex, object or str dtypes refused as by conv
+        if a.shape != self._shapes[name]:
+            raise ValueError(f"{name}.shape={a.shape} is not the prepared {self._shapes[name]}")
+        return contiguous(name, a if axes is None else a.transpose(axes), self.dtype, self._limit)
 
     def __call__(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
         """y ``(N, O, *out)`` (channels-last ``(N, *out, O)``) of x and w in the prepared shapes."""

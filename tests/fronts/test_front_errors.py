@@ -167,3 +167,47 @@ def test_messages_name_parameters_as_the_front_spells_them(name):
     call, message = NAMES[name]
     with pytest.raises(ValueError, match=message):
         call()
+
+
+# --- holes found by the fuzz (tests/test_fuzz.py); "seed S call i" replays the original with
+# ``python tests/fuzz_calls.py --seed S --show i`` as the generator stood when it was found.
+FUZZ = {
+    # seed 1 calls 90 and 349: MemoryError comparing a broadcast `value` with 0, or NumPy's
+    # "truth value of an array ... is ambiguous"
+    "torch_pad_array_value": (lambda: F.pad(np.ones((1, 1, 7)), (0, 1), mode="circular",
+                                            value=_big((2**23, 2**23, 3))),
+                              TypeError, r"^value must be a number, got array"),
+    "torch_pad_vjp_array_value": (lambda: F.pad.vjp(np.ones((2, 1, 3, 3)), (1, 2, 2, 1), mode="replicate",
+                                                    value=np.ones(3)),
+                                  TypeError, r"^value must be a number"),
+    # seed 11 call 1811: TypeError "'>' not supported between instances of 'tuple' and 'int'"
+    "tf_depthwise_nested_dilations": (lambda: ctf.nn.depthwise_conv2d(XL, np.ones((1, 1, 1, 2)), [1] * 4,
+                                                                       "VALID", dilations=((1, 1), (1, 1))),
+                                      TypeError, r"^dilations\[0\] must be an integer, got \(1, 1\)"),
+    # seed 12 call 111: NumPy's UFuncTypeError for a structured-dtype dilations array
+    "tf_depthwise_struct_dilations": (lambda: ctf.nn.depthwise_conv2d(
+        XL, np.ones((1, 1, 1, 2)), [1] * 4, "VALID", dilations=np.ones(2, [("a", "f8")])),
+        TypeError, r"^dilations\[0\] must be an integer"),
+    # seed 1 call 5815: a 512 MiB copy of a broadcast int64 bias, made before any check
+    "tf_bias_add_cast": (lambda: ctf.nn.bias_add(np.ones((0, 3, 3, 2)), _big((2**32,), np.int64)),
+                         ValueError, r"^bias \(4294967296,\) converted to float64 needs 34,359,738,368"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FUZZ))
+def test_fuzz_findings_in_the_fronts(name):
+    call, exc, message = FUZZ[name]
+    start = time.perf_counter()
+    with pytest.raises(exc, match=message):
+        call()
+    assert time.perf_counter() - start < 5
+
+
+def test_a_huge_scipy_kernel_is_refused_at_once(monkeypatch):
+    """seed 20261206 call 453: the split-kernel engine listed every one of the kernel's 786,432
+    tap offsets to cost the plan (seconds) before the budget refused it."""
+    monkeypatch.setenv("CONVGRAD_WORKSPACE_BYTES", str(64 * 2**20))
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"workspace budget of 67,108,864 bytes"):
+        cscipy.signal.correlate(np.ones((4, 2, 5)), _big((65536, 6, 2)))
+    assert time.perf_counter() - start < 1

@@ -33,11 +33,14 @@ class Gather:
                 planner: Planner) -> Prepared | Refusal:
         fig = figures("gather")
         elements = geom.batch * math.prod(geom.out_spatial) * math.prod(geom.kernel) * geom.in_channels
+        # _indices builds the (P, T) grid of one batch and one channel whatever N and C: an empty
+        # batch or no channels do not make it small (2**31 pads and N = 0 allocated 16 GiB here)
+        built = max(geom.batch, 1) * math.prod(geom.out_spatial) * math.prod(geom.kernel) * max(
+            geom.in_channels, 1)
         why_not = plain(geom) or (
             "needs groups == 1" if geom.feature_group_count != 1 else
             "sums in float64 (bincount): integer results would not be exact" if dtype.kind != "f" else
-            f"for at most {MAX_ELEMENTS} im2col elements, not {elements}" if elements > MAX_ELEMENTS
-            else None)
+            f"for at most {MAX_ELEMENTS} im2col elements, not {built}" if built > MAX_ELEMENTS else None)
         if why_not:
             return Refusal(self.name, why_not)
         # the indices (kept by the plan), the columns and x with its zeros

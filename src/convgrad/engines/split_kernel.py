@@ -276,6 +276,14 @@ def _row_offsets(geom: ConvGeometry, m: int) -> list[int]:
             for ty in itertools.product(*(range(k) for k in geom.kernel[:m]))]
 
 
+def _halo(geom: ConvGeometry, m: int) -> int:
+    """``_row_offsets(geom, m)[-1]`` without listing every offset: the planner asks for it before
+    the budget check, and a kernel of 65536 x 6 taps took seconds to list."""
+    padded = geom.tight_padded[:m]
+    return sum((k - 1) * d * math.prod(padded[i + 1:])
+               for i, (k, d) in enumerate(zip(geom.kernel[:m], geom.rhs_dilation)))
+
+
 def _split_filter(w: np.ndarray, m: int) -> np.ndarray:
     """(*K, C, O) -> W2 ``(T_x * C, T_y * O)``: x-side offsets and C as rows, the first m as columns."""
     r = w.ndim - 2
@@ -288,14 +296,14 @@ def _prefix_block_rows(geom: ConvGeometry, m: int, itemsize: int) -> int:
     """Rows per block: A and Z of a block in about BLOCK_BYTES, and at least 4x the halo."""
     k, n = _gemm_dims(geom, tuple(range(m)))
     _, inner = _outer_rows(geom, m)
-    halo = _row_offsets(geom, m)[-1]  # how many rows past a block its Z rows reach
+    halo = _halo(geom, m)  # how many rows past a block its Z rows reach
     return max(1, 4 * halo, BLOCK_BYTES // max(1, inner * (k + n) * itemsize))
 
 
 def _prefix_cost(geom: ConvGeometry, m: int, dtype: np.dtype) -> float:
     k, n = _gemm_dims(geom, tuple(range(m)))
     outer, inner = _outer_rows(geom, m)
-    halo = _row_offsets(geom, m)[-1]
+    halo = _halo(geom, m)
     hb = _prefix_block_rows(geom, m, dtype.itemsize)
     blocks = max(1, -(-outer // hb))
     return _gemm_seconds((outer + halo * blocks) * inner, k, n, dtype, blocks)

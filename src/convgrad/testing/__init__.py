@@ -25,8 +25,11 @@ from functools import cached_property
 import numpy as np
 
 from .. import _canon
+from .._budget import check_fits, contiguous, workspace_limit
+from .._dtypes import as_array
 from .._geometry import ConvGeometry
 from .._ops import conv, conv_filter_grad, conv_input_grad, conv_vjp
+from .._prepared import prepare
 from .._tolerance import RTOL as RTOL  # the one tolerance table, re-exported
 from .._tolerance import tolerance
 from ._matches import assert_conv_matches
@@ -130,10 +133,15 @@ def _conv_dot_test(
     **geometry: object,
 ) -> DotTestResult:
     """``dot_test``'s convenience form: convgrad's conv and its two gradients."""
-    dt = np.dtype(dtype)
-    if rtol is None:
-        rtol = tolerance(dt)
-    rng = np.random.default_rng(seed)
+    # every argument checked, and the random arrays' sizes against the budget, before drawing them
+    geom = prepare(x_shape, w_shape, dtype, **geometry).geometry
+    dt, limit = np.dtype(dtype), workspace_limit(geometry.get("workspace_bytes"))
+    for what, shape in (("x", geom.x_shape("channels_first")), ("w", geom.w_shape("channels_first")),
+                        ("dy", geom.y_shape("channels_first"))):
+        check_fits(f"the random {what} {shape}", math.prod(shape) * 8, limit)
+    rtol = tolerance(dt) if rtol is None else _canon.real_number("rtol", rtol)
+    raise_on_failure = _canon.flag("raise_on_failure", raise_on_failure)
+    rng = np.random.default_rng(_canon.seed(seed))
     x, w = (rng.standard_normal(s).astype(dt) for s in (x_shape, w_shape))
     y = conv(x, w, **geometry)
     dy = rng.standard_normal(y.shape).astype(dt)
@@ -250,9 +258,13 @@ def _conv_check_grads(
     <conv_input_grad(r), v>, and likewise for w. conv is linear in each argument, so the central
     difference is exact up to rounding for any eps: a large step (1.0) avoids cancellation.
     """
-    xa = np.asarray(x, dtype=np.float64)
-    wa = np.asarray(w, dtype=np.float64)
-    rng = np.random.default_rng(seed)
+    eps = _canon.real_number("eps", eps, positive=True, finite=True)
+    rtol = _canon.real_number("rtol", rtol)
+    raise_on_failure = _canon.flag("raise_on_failure", raise_on_failure)
+    rng = np.random.default_rng(_canon.seed(seed))
+    limit = workspace_limit(geometry.get("workspace_bytes"))
+    # the float64 copies, checked before making them
+    xa, wa = (contiguous(name, as_array(name, a), np.float64, limit) for name, a in (("x", x), ("w", w)))
     y = conv(xa, wa, **geometry)
     r = rng.standard_normal(y.shape)
     vx, vw = rng.standard_normal(xa.shape), rng.standard_normal(wa.shape)

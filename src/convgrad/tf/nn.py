@@ -203,6 +203,8 @@ def _operands(func: str, *arrays: tuple[str, object], allowed: tuple[str, ...] |
     for name, a in named:
         if ndim is not None:
             _ndim(func, name, a, ndim)
+        if a.dtype != dtype:  # the conversion copies: a broadcast view may span TiBs
+            check_fits(f"{name} {a.shape} converted to {dtype}", a.size * dtype.itemsize, workspace_limit())
     return dtype, [a.astype(dtype, copy=False) for _, a in named]
 
 
@@ -590,7 +592,7 @@ def depthwise_conv2d(input, filter, strides, padding, data_format=None, dilation
     if r is not None:
         if not hasattr(r, "__len__") or len(r) != 2:
             raise ValueError(f"dilations (rate) must be 1-D of size 2, got {r!r}")
-        d = tuple(r)
+        d = tuple(as_int(f"dilations[{i}]", v) for i, v in enumerate(r))
     s = _equal_strides(_sequence("strides", _required("strides", strides), 2, first, full_only=True), strides)
     if any(v > 1 for v in d) and any(v != 1 for v in s):
         raise ValueError(

@@ -250,6 +250,8 @@ def _resolve_pad(input: object, pad: object, mode: str = "constant", value: obje
             "Padding length should be less than or equal to two times the input dimension but got "
             f"padding length {len(pads)} and input of dimension {x.ndim}"
         )
+    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+        raise TypeError(f"value must be a number, got {value!r}")
     if mode not in _PAD_MODES:
         raise ValueError(f"Unrecognised padding mode {mode!r}; expected one of {_PAD_MODES}")
     if mode != "constant":
@@ -264,8 +266,6 @@ def _resolve_pad(input: object, pad: object, mode: str = "constant", value: obje
             raise ValueError(
                 f"mode {mode!r} needs non-zero dims (except the batch), got input of size {list(x.shape)}"
             )
-    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
-        raise TypeError(f"value must be a number, got {value!r}")
     index, limit, shape = [], workspace_limit(), list(x.shape)
     for i in range(len(pads) // 2):
         axis = x.ndim - 1 - i
