@@ -9,9 +9,9 @@ The profile is chosen with $HYPOTHESIS_PROFILE, or else $CONVGRAD_TEST_PROFILE (
 * "nightly" (and its older name "thorough"): ten times as many examples, new ones each run, so a
   whole run checks at least 10 x ``ORACLE_FLOOR``; a failure prints the blob that reproduces it.
 
-The property tests that compare with the oracle are marked ``@tally.checked_against("oracle")``;
-the terminal summary prints the count, and a whole-suite run (no file, -k, -m or deselection)
-below the profile's floor fails.
+The property tests that compare with the oracle are marked ``@tally.checked_against("oracle")``
+(those that compare with a real framework, with its name); the terminal summary prints the counts,
+and a whole-suite run (no file, -k, -m or deselection) below the profile's oracle floor fails.
 """
 
 from __future__ import annotations
@@ -76,6 +76,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     n = tally.counts["oracle"]
     terminalreporter.write_line(
         f"random geometries checked against the loop oracle: {n} (profile {PROFILE!r})")
+    real = {k: v for k, v in sorted(tally.counts.items()) if k != "oracle"}
+    if real:
+        terminalreporter.write_line("random geometries checked against the real frameworks: "
+                                    + ", ".join(f"{k} {v}" for k, v in real.items()))
     if getattr(config, "_convgrad_short", False):
         terminalreporter.write_line(
             f"FAILED: a whole run must check at least {_floor()} random geometries against the oracle",

@@ -13,6 +13,7 @@ import convgrad
 import oracle as O
 from checks import assert_close
 from strategies import budget, conv_cases, seeds, transpose_cases
+from tally import checked_against
 
 CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 TRANSPOSE = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
@@ -39,6 +40,7 @@ def pad_then_crop(t, pairs):
 
 @budget(80)
 @given(conv_cases(), seeds, st.booleans())
+@checked_against("torch")
 def test_forward_and_autograd_match_torch(case, seed, with_bias):
     fmt, geo = case.data_format, case.geometry
     rng = np.random.default_rng(seed)
@@ -66,6 +68,7 @@ def test_forward_and_autograd_match_torch(case, seed, with_bias):
 
 @budget(40)
 @given(conv_cases(kinds=("int", "per_dim", "valid")), seeds)
+@checked_against("torch")
 def test_gradients_match_torch_nn_grad(case, seed):
     """torch.nn.grad takes symmetric non-negative padding, as convgrad's int and per-dim ints."""
     fmt, geo = case.data_format, case.geometry
@@ -102,6 +105,7 @@ def _torch_transpose_args(case):
 
 @budget(50)
 @given(transpose_cases(kinds=("int", "per_dim", "valid")), seeds, st.booleans())
+@checked_against("torch")
 def test_conv_transpose_and_its_vjp_match_torch(case, seed, with_bias):
     fmt = case.data_format
     rng = np.random.default_rng(seed)

@@ -16,11 +16,13 @@ import os
 import jax
 import numpy as np
 import pytest
-from hypothesis import event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 from jax import lax as jlax
 
 from convgrad.jax import lax
+from strategies import budget
+from tally import checked_against
 
 jax.config.update("jax_enable_x64", True)
 
@@ -152,8 +154,9 @@ def compare_vjp(ours, reference, dtype):
 
 
 # --- forward and gradients ----------------------------------------------------------------------
-@settings(max_examples=110)
+@budget(110)
 @given(general_cases(), st.integers(0, 2**32 - 1), st.sampled_from([np.float64] * 5 + [np.float32]))
+@checked_against("jax")
 def test_conv_general_dilated_matches_jax(case, seed, dtype):
     (lhs_shape, rhs_shape, strides, padding), kwargs, jax_dnums = case
     rng = np.random.default_rng(seed)
@@ -215,8 +218,9 @@ def transpose_cases(draw):
     return lhs_shape, rhs_shape, tuple(strides), padding, kwargs
 
 
-@settings(max_examples=60)
+@budget(60)
 @given(transpose_cases(), st.integers(0, 2**32 - 1))
+@checked_against("jax")
 def test_conv_transpose_matches_jax(case, seed):
     lhs_shape, rhs_shape, strides, padding, kwargs = case
     rng = np.random.default_rng(seed)
@@ -233,8 +237,9 @@ def test_conv_transpose_matches_jax(case, seed):
     compare_vjp(lax.conv_transpose.vjp(lhs, rhs, strides, padding, **kwargs), reference, np.float64)
 
 
-@settings(max_examples=30)
+@budget(30)
 @given(st.integers(1, 3), st.integers(0, 2**32 - 1), st.booleans())
+@checked_against("jax")
 def test_conv_and_conv_with_general_padding_match_jax(rank, seed, general):
     rng = np.random.default_rng(seed)
     kernel = tuple(rng.integers(1, 4, rank))

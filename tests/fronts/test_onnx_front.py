@@ -15,11 +15,13 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 from convgrad import onnx as conv_onnx
+from strategies import budget
+from tally import checked_against
 
 ELEM = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE,
         np.dtype(np.int8): TensorProto.INT8, np.dtype(np.uint8): TensorProto.UINT8,
@@ -122,8 +124,9 @@ def ours(attrs):
     return {k: v for k, v in attrs.items() if v is not None}
 
 
-@settings(max_examples=90)
+@budget(90)
 @given(conv_cases(), st.integers(0, 2**32 - 1))
+@checked_against("onnxruntime")
 def test_conv_matches_onnxruntime(case, seed):
     x_shape, w_shape, with_bias, attrs = case
     rng = np.random.default_rng(seed)
@@ -179,8 +182,9 @@ def transpose_cases(draw):
     return (draw(ints(1, 2)), c, *spatial), (c, m // g, *kernel), draw(st.booleans()), attrs
 
 
-@settings(max_examples=90)
+@budget(90)
 @given(transpose_cases(), st.integers(0, 2**32 - 1))
+@checked_against("onnxruntime")
 def test_conv_transpose_matches_onnxruntime(case, seed):
     x_shape, w_shape, with_bias, attrs = case
     rng = np.random.default_rng(seed)
@@ -193,9 +197,10 @@ def test_conv_transpose_matches_onnxruntime(case, seed):
 
 
 # --- ConvInteger --------------------------------------------------------------------------------
-@settings(max_examples=40)
+@budget(40)
 @given(conv_cases(), st.integers(0, 2**32 - 1), st.sampled_from([np.uint8, np.int8]),
        st.sampled_from([np.uint8, np.int8]), st.booleans(), st.booleans())
+@checked_against("onnxruntime")
 def test_conv_integer_matches_onnxruntime(case, seed, x_dtype, w_dtype, x_zp, w_zp):
     x_shape, w_shape, _, attrs = case
     rng = np.random.default_rng(seed)

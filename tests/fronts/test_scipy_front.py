@@ -16,10 +16,12 @@ import warnings
 import numpy as np
 import pytest
 import scipy.signal
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from convgrad.scipy import signal
+from strategies import budget
+from tally import checked_against
 
 MODES = ("full", "same", "valid")
 
@@ -89,8 +91,9 @@ def nd_cases(draw):
             draw(st.sampled_from([np.float64] * 6 + [np.float32, np.int64, np.int16, np.uint8])))
 
 
-@settings(max_examples=150)
+@budget(150)
 @given(nd_cases(), st.integers(0, 2**32 - 1))
+@checked_against("scipy")
 def test_convolve_and_correlate_match_scipy(case, seed):
     name, s1, s2, mode, method, dtype = case
     rng = np.random.default_rng(seed)
@@ -126,8 +129,9 @@ def cases_2d(draw):
             boundary, fillvalue, dtype)
 
 
-@settings(max_examples=120)
+@budget(120)
 @given(cases_2d(), st.integers(0, 2**32 - 1))
+@checked_against("scipy")
 def test_convolve2d_and_correlate2d_match_scipy(case, seed):
     name, s1, s2, mode, boundary, fillvalue, dtype = case
     rng = np.random.default_rng(seed)

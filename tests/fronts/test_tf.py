@@ -26,6 +26,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from convgrad import tf
+from strategies import budget
+from tally import checked_against
 
 RTOL = 1e-9
 # Messages of TensorFlow's CPU kernels that refuse geometries its GPU kernels compute (every error
@@ -192,8 +194,9 @@ def conv_case(draw):
     return func, g, kwargs, len(batch)
 
 
-@settings(max_examples=90)
+@budget(90)
 @given(conv_case())
+@checked_against("tensorflow")
 def test_conv_matches_tensorflow(case):
     func, g, kwargs, batch_dims = case
     op = getattr(tf.nn, func)
@@ -261,8 +264,9 @@ def _forward_shape(g, x_shape, w):
                         g["groups"], g["first"]).shape
 
 
-@settings(max_examples=90)
+@budget(90)
 @given(grad_case())
+@checked_against("tensorflow")
 def test_gradient_ops_match_tensorflow(case):
     func, g, x_shape, w, kwargs, spatial_only = case
     dy = arr(_forward_shape(g, x_shape, w))
@@ -343,8 +347,9 @@ def depthwise_case(draw):
     return func, g, m
 
 
-@settings(max_examples=45)
+@budget(45)
 @given(depthwise_case())
+@checked_against("tensorflow")
 def test_depthwise_matches_tensorflow(case):
     func, g, m = case
     first = g["first"]

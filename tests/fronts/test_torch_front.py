@@ -14,6 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from convgrad import torch
+from strategies import budget
+from tally import checked_against
 
 F = torch.nn.functional
 RTOL = 1e-9
@@ -101,22 +103,25 @@ def _check(name, ours, theirs, x, w, b, kwargs):
         close(db, bt.grad, "d_bias")
 
 
-@settings(max_examples=90)
+@budget(90)
 @given(conv_case())
+@checked_against("torch")
 def test_conv_matches_torch(case):
     rank, x, w, b, kwargs = case
     _check(f"conv{rank}d", F, getattr(TF, f"conv{rank}d"), x, w, b, kwargs)
 
 
-@settings(max_examples=70)
+@budget(70)
 @given(conv_case(transposed=True))
+@checked_against("torch")
 def test_conv_transpose_matches_torch(case):
     rank, x, w, b, kwargs = case
     _check(f"conv_transpose{rank}d", F, getattr(TF, f"conv_transpose{rank}d"), x, w, b, kwargs)
 
 
-@settings(max_examples=50)
+@budget(50)
 @given(conv_case(), st.booleans())
+@checked_against("torch")
 def test_nn_grad_matches_torch_and_its_double_backward(case, want_input):
     rank, x, w, _, kwargs = case
     if isinstance(kwargs["padding"], str):  # torch.nn.grad takes ints only: 'same' as ints (odd k_eff)
