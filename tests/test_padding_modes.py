@@ -17,6 +17,8 @@ from scipy import ndimage
 import convgrad
 import convgrad.testing as cgt
 import oracle
+import tally
+from convgrad import torch as ctorch
 from padmode_cases import MAX_PAD, NP_MODE, mode_cases
 from strategies import budget, channels, seeds, windows
 
@@ -50,6 +52,7 @@ def _first(x_shape, w_shape, fmt, rng):
 
 @budget(70)
 @given(mode_cases(), seeds)
+@tally.checked_against("oracle")
 def test_conv_and_both_gradients_match_np_pad_and_the_oracle(case, seed):
     x_shape, w_shape, kw, mode, pairs = case
     fmt, rng = kw["data_format"], np.random.default_rng(seed)
@@ -183,6 +186,60 @@ def test_matches_pytorch_conv_modules_with_autograd(case, seed):
     np.testing.assert_allclose(oracle.w_to_first(dw, fmt), module.weight.grad.numpy(), rtol=1e-10, atol=1e-10)
     if case["bias"]:
         np.testing.assert_allclose(db, module.bias.grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths:UserWarning")
+@budget(40)
+@given(torch_cases(), seeds, st.booleans())
+def test_torch_front_conv_layers_match_pytorch_layers(case, seed, unbatched):
+    """convgrad.torch.nn.Conv1d/2d/3d with torch's weights: forward and ``.vjp`` against the real
+    layer's output and autograd gradients."""
+    c, o, g = case["channels"]
+    rank = len(case["kernel"])
+    kw = {"stride": case["stride"], "padding": case["padding"], "dilation": case["dilation"], "groups": g,
+          "bias": case["bias"], "padding_mode": case["mode"]}
+    real = getattr(torch.nn, f"Conv{rank}d")(c, o, case["kernel"], dtype=torch.float64, **kw)
+    ours = getattr(ctorch.nn, f"Conv{rank}d")(c, o, case["kernel"], dtype=np.float64, **kw)
+    assert ours.weight.shape == tuple(real.weight.shape) and repr(ours) == repr(real)
+    ours.weight = real.weight.detach().numpy()
+    ours.bias = real.bias.detach().numpy() if case["bias"] else None
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((c, *case["spatial"]) if unbatched else (case["batch"], c, *case["spatial"]))
+    xt = torch.tensor(x, requires_grad=True)
+    y_ref = real(xt)
+    dy = rng.standard_normal(tuple(y_ref.shape))
+    y_ref.backward(torch.tensor(dy))
+    np.testing.assert_allclose(ours(x), y_ref.detach().numpy(), rtol=1e-10, atol=1e-10)
+    y, pullback = ours.vjp(x)
+    dx, dw, db = pullback(dy)
+    np.testing.assert_allclose(y, y_ref.detach().numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(dw, real.weight.grad.numpy(), rtol=1e-10, atol=1e-10)
+    if case["bias"]:
+        np.testing.assert_allclose(db, real.bias.grad.numpy(), rtol=1e-10, atol=1e-10)
+    else:
+        assert db is None
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"padding_mode": "symmetric"}, r"padding_mode must be one of \['zeros', 'reflect', 'replicate', "
+                                    r"'circular'\]"),
+    ({"groups": 2}, r"in_channels must be divisible by groups"),
+    ({"padding": "same", "stride": 2}, r"padding='same' is not supported for strided convolutions"),
+    ({"padding": "full"}, r"Invalid padding string 'full'"),
+])
+def test_torch_front_conv_layer_refusals(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ctorch.nn.Conv2d(3, 4, 3, **kwargs)
+
+
+def test_torch_front_layer_weights_follow_torchs_initial_distribution():
+    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = C_in / groups * prod(K), as nn.Conv2d's."""
+    m = ctorch.nn.Conv2d(8, 6, (3, 2), groups=2)
+    bound = 1 / np.sqrt(4 * 3 * 2)
+    assert m.weight.dtype == np.float32 and m.weight.shape == (6, 4, 3, 2)
+    assert np.abs(m.weight).max() <= bound and np.abs(m.bias).max() <= bound
+    assert np.abs(m.weight).max() > bound / 2  # spread over the range, not clustered at 0
 
 
 # --- scipy.ndimage.correlate in each of its modes ------------------------------------------------
