@@ -82,9 +82,14 @@ def gradients(g: ConvGeometry, fmt: str) -> dict:
         ],
         "input_grad_padding": [list(p) for p in igp],
         "as_conv_general": _geom_dict(ig),
-        "call": f"convgrad.conv_general(dy, flip_swap(w), lhs_dilation={t(g.stride)}, "
-                f"rhs_dilation={t(g.rhs_dilation)}, padding={pairs_text(igp)}, feature_group_count={G})",
+        "call": f"convgrad.conv_general(dy, {_flip_swap(g, fmt)}, lhs_dilation={t(g.stride)}, "
+                f"rhs_dilation={t(g.rhs_dilation)}, padding={pairs_text(igp)}, feature_group_count={G}"
+                f"{_fmt_kw(fmt)})",
     }
+    # Batch and channels swapped: channels-last, x (C, *S, N), dy (*out, N, O) and back (*K, C/G, O).
+    xs, dys, prefix, suffix = ("x.swapaxes(0, 1)", "dy.swapaxes(0, 1)", "", ".swapaxes(0, 1)") \
+        if fmt == "channels_first" else \
+        ("x.swapaxes(0, -1)", "np.moveaxis(dy, 0, -2)", "np.moveaxis(", ", 0, -2)")
     d_w = {
         "formula": "d_w = conv(x with batch <-> channels, padded by filter_grad_padding; kernel dy "
                    "with batch <-> channels, dilated by the stride; window stride = kernel dilation)",
@@ -102,14 +107,36 @@ def gradients(g: ConvGeometry, fmt: str) -> dict:
         ],
         "filter_grad_padding": [list(p) for p in fgp],
         "as_conv_general": _geom_dict(fg),
-        "call": f"convgrad.conv_general(swap_NC(x), swap_NC(dy), stride={t(g.rhs_dilation)}, "
-                f"rhs_dilation={t(g.stride)}, padding={pairs_text(fgp)}, batch_group_count={G})",
+        "call": (f"{prefix}convgrad.conv_general({xs}, {dys}, stride={t(g.rhs_dilation)}, "
+                 f"rhs_dilation={t(g.stride)}, padding={pairs_text(fgp)}, batch_group_count={G}"
+                 f"{_fmt_kw(fmt)}){suffix}"),
     }
     axes = "batch and every spatial position"
     d_b = {"formula": f"d_b[o] = sum of dy[..., o] over {axes}",
            "steps": [f"sum dy {t(g.y_shape(fmt))} over {axes} -> d_b ({g.out_channels},)"],
-           "call": "convgrad.conv_bias_grad(dy, data_format=...)"}
+           "call": f"convgrad.conv_bias_grad(dy, data_format={fmt!r})"}
     return {"d_x": d_x, "d_w": d_w, "d_b": d_b}
+
+
+def _fmt_kw(fmt: str) -> str:
+    return "" if fmt == "channels_first" else f", data_format={fmt!r}"
+
+
+def _flip_swap(g: ConvGeometry, fmt: str) -> str:
+    """w flipped along every spatial axis, its in and out channels swapped within each group, as
+    NumPy code: (O, C/G, *K) -> (C, O/G, *K), or (*K, C/G, O) -> (*K, O/G, C) channels-last."""
+    G, r, cg = g.feature_group_count, g.rank, g.filter_in_channels
+    og = g.out_channels // G
+    if fmt == "channels_first":
+        flip = f"np.flip(w, {tuple(range(2, r + 2))})"
+        return f"{flip}.swapaxes(0, 1)" if G == 1 else \
+            (f"{flip}.reshape({G}, {og}, {cg}, *w.shape[2:]).swapaxes(1, 2)"
+             f".reshape({G * cg}, {og}, *w.shape[2:])")
+    flip = f"np.flip(w, {tuple(range(r))})"
+    ks = ", ".join(map(str, range(r)))
+    return f"{flip}.swapaxes(-1, -2)" if G == 1 else \
+        (f"{flip}.reshape(*w.shape[:-2], {cg}, {G}, {og}).transpose({ks}, {r + 2}, {r + 1}, {r})"
+         f".reshape(*w.shape[:-2], {og}, {G * cg})")
 
 
 def costs(g: ConvGeometry, fmt: str, dtype: object) -> dict:

@@ -149,6 +149,9 @@ class Translation:
     arg_text : mapping
         Keywords whose printed value is source code in ``x`` and ``w`` rather than ``kwargs``' value
         (TensorFlow's transposed ``output_shape``: ``[x.shape[0], *spatial, w.shape[-2]]``).
+    code : str
+        Python source of the call where it is not ``target(x, w, **kwargs)``: ONNX's, a list
+        ``nodes`` built with ``onnx.helper`` from the graph inputs 'x' and 'w' to the output 'y'.
     """
 
     target: str
@@ -159,11 +162,12 @@ class Translation:
     filter_layout: tuple[str, str]
     input_layout: str
     arg_text: Mapping[str, str] = field(default_factory=dict, hash=False)
+    code: str = ""
 
     def call(self) -> str:
         """The call, or the reason and the workaround, without the layout note."""
         if self.kwargs is not None:
-            return f"{self.target}(x, w, {kwargs_text(self.kwargs, self.arg_text)})"
+            return self.code or f"{self.target}(x, w, {kwargs_text(self.kwargs, self.arg_text)})"
         return f"# {self.target} cannot express this directly: {self.reason}\n{self.workaround}"
 
     def __str__(self) -> str:
@@ -173,9 +177,10 @@ class Translation:
 
 
 def answer(target: str, kwargs: dict | None, workaround: str, reason: str, input_layout: str,
-           arg_text: Mapping[str, str] | None = None) -> Translation:
+           arg_text: Mapping[str, str] | None = None, code: str = "") -> Translation:
     return Translation(target, None if kwargs is None else MappingProxyType(kwargs), kwargs is not None,
-                       workaround, reason, ("", ""), input_layout, MappingProxyType(dict(arg_text or {})))
+                       workaround, reason, ("", ""), input_layout, MappingProxyType(dict(arg_text or {})),
+                       code)
 
 
 def kwargs_text(kwargs: Mapping[str, Any], arg_text: Mapping[str, str] | None = None) -> str:

@@ -112,7 +112,7 @@ def gradient_calls(g: ConvGeometry) -> dict:
                           f"{pairs_text(g.input_grad_padding)}, lhs_dilation={s}, rhs_dilation={d}, "
                           f"feature_group_count={G})",
             "filter_grad": f"jax.vjp(lambda w: {conv}, w)[1](dy)[0]  # or jax.linear_transpose",
-            "autodiff": "jax.vjp(conv, x, w)[1](dy)"}
+            "autodiff": f"jax.vjp(lambda x, w: {conv}, x, w)[1](dy)  # (d_x, d_w)"}
 
 
 # --- check --------------------------------------------------------------------------------------

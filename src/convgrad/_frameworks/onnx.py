@@ -91,41 +91,116 @@ def read(op: str, size: tuple[int, ...], k: tuple[int, ...], p: dict) -> Conv:
     return transpose_of(size, k, s, d, list(zip(flat[:rank], flat[rank:])), g, output_padding=op_)
 
 
-def write(c: Conv) -> Translation:
+def _node(op: str, inputs: list[str], output: str | list[str], **attrs: object) -> str:
+    """``helper.make_node`` of ``op`` as source code."""
+    extra = "".join(f", {k}={v!r}" for k, v in attrs.items())
+    outputs = output if isinstance(output, list) else [output]
+    return f"helper.make_node({op!r}, {inputs!r}, {outputs!r}{extra})"
+
+
+def _pad_slice(src: str, dst: str, rank: int, pads: list[tuple[int, int]], start: list[int],
+               size: list[int], full: list[int]) -> tuple[list[str], str]:
+    """Nodes that zero-pad the spatial axes of the channels-first tensor ``src`` (spatial sizes
+    ``full``) by ``pads`` (before, after), then keep ``size`` samples from ``start``: ``dst`` (or
+    ``src`` itself where both are no-ops). The Pad and Slice values are Constant nodes."""
+    nodes, cur = [], src
+    if any(v for p in pads for v in p):
+        nodes += [_node("Constant", [], f"{dst}_pads", value_ints=[0, 0, *(lo for lo, _ in pads), 0, 0,
+                                                                   *(hi for _, hi in pads)]),
+                  _node("Pad", [cur, f"{dst}_pads"], f"{dst}_padded")]
+        cur = f"{dst}_padded"
+    padded = [f + lo + hi for f, (lo, hi) in zip(full, pads)]
+    if list(start) != [0] * rank or list(size) != padded:
+        nodes += [_node("Constant", [], f"{dst}_starts", value_ints=list(start)),
+                  _node("Constant", [], f"{dst}_ends", value_ints=[b + n for b, n in zip(start, size)]),
+                  _node("Constant", [], f"{dst}_axes", value_ints=list(range(2, rank + 2))),
+                  _node("Slice", [cur, f"{dst}_starts", f"{dst}_ends", f"{dst}_axes"], dst)]
+        cur = dst
+    return nodes, cur
+
+
+def nodes_text(nodes: list[str]) -> str:
+    """``nodes = [...]``, one node a line."""
+    return "nodes = [\n" + "".join(f"    {n},\n" for n in nodes) + "]"
+
+
+def conv_nodes(c: Conv, x: str = "x", w: str = "w", y: str = "y") -> tuple[list[str], dict | None]:
+    """The nodes that compute ``c`` from the channels-first graph inputs ``x`` and ``w`` into ``y``,
+    and the Conv's or ConvTranspose's attributes when that one node does it all (else None): a
+    Slice of x first for negative pads, a Pad and Slice of the full transposed output for pads a
+    ConvTranspose cannot take."""
     r = c.rank
-    layout = "NC" + letters(r)
     common = {"kernel_shape": list(c.k), "strides": list(c.s), "dilations": list(c.d), "group": c.groups}
     if c.op == "conv":
         own, _ = conv_pads(c)
         if own is not None:
-            return answer("onnx Conv", {**common, "pads": own}, "", "", layout)
-        both = (*c.before, *c.after)
-        return answer("onnx Conv", None,
-                      f"Slice the input by {[max(-v, 0) for v in both]} (starts, then ends), then Conv "
-                      f"with pads={[max(v, 0) for v in both]}", "ONNX pads are non-negative", layout)
+            return [_node("Conv", [x, w], y, **common, pads=own)], {**common, "pads": own}
+        pairs = list(zip(c.before, c.after))
+        crop = [max(-b, 0) for b, _ in pairs]
+        nodes, xin = _pad_slice(x, f"{x}_cropped", r, [(0, 0)] * r, crop,
+                                [n - lo - max(-a, 0) for n, lo, (_, a) in zip(c.n, crop, pairs)], list(c.n))
+        pads = [max(v, 0) for side in zip(*pairs) for v in side]
+        return [*nodes, _node("Conv", [xin, w], y, **common, pads=pads)], None
     rest = [ni - (f - b) for ni, f, b in zip(c.n, c.full, c.before)]  # > 0: output_padding, < 0: end pad
     ends, op_ = [max(-v, 0) for v in rest], [max(v, 0) for v in rest]
     # The spec says output_padding is below "stride/dilation"; onnxruntime requires below stride.
     if all(b >= 0 for b in c.before) and all(q < s for q, s in zip(op_, c.s)):
-        return answer("onnx ConvTranspose", {**common, "pads": [*c.before, *ends], "output_padding": op_},
-                      "", "", layout)
-    return answer("onnx ConvTranspose", None,
-                  f"ConvTranspose with pads={[0] * 2 * r}, then Pad/Slice its output to start at "
-                  f"{list(c.before)} with sizes {list(c.n)}",
-                  "ONNX pads are non-negative and output_padding is below the stride", layout)
+        attrs = {**common, "pads": [*c.before, *ends], "output_padding": op_}
+        return [_node("ConvTranspose", [x, w], y, **attrs)], attrs
+    # Sample j of the result is sample j + before of the full output, zero outside it.
+    pads = [(max(-b, 0), max(b + n - f, 0)) for b, n, f in zip(c.before, c.n, c.full)]
+    start = [b + lo for b, (lo, _) in zip(c.before, pads)]
+    nodes, out = _pad_slice(f"{y}_full", y, r, pads, start, list(c.n), list(c.full))
+    if out != y:  # the padded full output is the result
+        nodes.append(_node("Identity", [out], y))
+    return [_node("ConvTranspose", [x, w], f"{y}_full", **common), *nodes], None
+
+
+def write(c: Conv) -> Translation:
+    layout = "NC" + letters(c.rank)
+    nodes, attrs = conv_nodes(c)
+    target = "onnx Conv" if c.op == "conv" else "onnx ConvTranspose"
+    if attrs is not None:
+        return answer(target, attrs, "", "", layout, code=nodes_text(nodes))
+    why = "ONNX pads are non-negative" if c.op == "conv" else \
+        "ONNX pads are non-negative and output_padding is below the stride"
+    return answer(target, None, nodes_text(nodes), why, layout)
 
 
 # --- explain ------------------------------------------------------------------------------------
 def gradient_calls(g: ConvGeometry) -> dict:
-    """The filter gradient of ``g`` as ONNX nodes (it has no op for it; its input gradient is its
-    ConvTranspose)."""
-    fgp = flat_pads(g.filter_grad_padding)
-    return {"filter_grad": "not expressible directly: ONNX has no filter-gradient op; workaround: "
-                           "Transpose(Conv(Transpose(X, perm=[1, 0, ...]), Transpose(dY, perm=[1, 0, ...]); "
-                           f"strides={list(g.rhs_dilation)}, dilations={list(g.stride)}, "
-                           f"pads={fgp if fgp is not None else 'crop X first'}), perm=[1, 0, ...])"
-                           + (", one per group" if g.feature_group_count > 1 else ""),
-            "autodiff": "none in the ONNX standard (onnxruntime-training builds a gradient graph)"}
+    """Both gradients of ``g`` as ONNX nodes: the input gradient is a ConvTranspose of dy; ONNX
+    has no filter-gradient op, so the filter gradient is a Conv of x with dy as the kernel, batch
+    and channels transposed, one per group (Split and Concat)."""
+    d_x, _ = conv_nodes(Conv.of(g, "conv_transpose"), "dy", "w", "d_x")
+    G, r = g.feature_group_count, g.rank
+    perm = [1, 0, *range(2, r + 2)]
+    fgp = g.filter_grad_padding
+    nodes = []
+    xs, dys = ["x"], ["dy"]
+    if G > 1:
+        xs, dys = [f"x_{i}" for i in range(G)], [f"dy_{i}" for i in range(G)]
+        nodes += [_node("Split", [a], parts, axis=1, num_outputs=G) for a, parts in (("x", xs), ("dy", dys))]
+    parts = []
+    for i, (xi, dyi) in enumerate(zip(xs, dys)):
+        nodes += [_node("Transpose", [xi], f"xt_{i}", perm=perm),
+                  _node("Transpose", [dyi], f"dyt_{i}", perm=perm)]
+        crop = [max(-b, 0) for b, _ in fgp]
+        cropped, xin = _pad_slice(f"xt_{i}", f"xt_{i}_cropped", r, [(0, 0)] * r, crop,
+                                  [n - lo - max(-a, 0) for n, lo, (_, a) in zip(g.in_spatial, crop, fgp)],
+                                  list(g.in_spatial))
+        out = "d_w" if G == 1 else f"d_w_{i}"
+        nodes += [*cropped,
+                  _node("Conv", [xin, f"dyt_{i}"], f"dwt_{i}", strides=list(g.rhs_dilation),
+                        dilations=list(g.stride), pads=[max(v, 0) for p in zip(*fgp) for v in p]),
+                  _node("Transpose", [f"dwt_{i}"], out, perm=perm)]
+        parts.append(out)
+    if G > 1:
+        nodes.append(_node("Concat", parts, "d_w", axis=0))
+    why = "# ONNX has no filter-gradient op: a Conv of x with dy as the kernel, batch and channels " \
+          "swapped" + (f", one per group ({G})" if G > 1 else "")
+    return {"input_grad": nodes_text(d_x), "filter_grad": f"{why}\n{nodes_text(nodes)}",
+            "autodiff": "# none in the ONNX standard (onnxruntime-training builds a gradient graph)"}
 
 
 # --- check --------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ the pad-first workaround. Its CPU kernels have no gradients for grouped or dilat
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -66,8 +67,9 @@ def padding(c: Conv) -> str | list[list[int]] | None:
 def gradient_limits(g: ConvGeometry) -> list[str]:
     """Why TensorFlow's CPU kernels cannot take ``g``'s gradients (empty when they can)."""
     limits = []
-    if g.feature_group_count > 1:
-        limits.append("TensorFlow has no CPU gradient kernels for grouped convolutions")
+    if g.feature_group_count > 1 and not _depthwise(g):
+        limits.append("TensorFlow has no CPU gradient kernels for grouped convolutions"
+                      + (", nor a grouped CPU Conv3D forward" if g.rank == 3 else ""))
     if any(d > 1 for d in g.rhs_dilation):
         limits.append("TensorFlow's CPU gradient kernels do not support dilation > 1"
                       + (", nor its CPU Conv3D forward" if g.rank == 3 else ""))
@@ -126,6 +128,15 @@ def write(c: Conv) -> Translation:
                 f"padding='VALID', dilations={dilations})")
         return answer(target, None, code, why, layout)
     target = f"tf.nn.conv{r}d_transpose"
+    if c.groups > 1:  # one transposed conv per group, its slice of x's and w's last axis
+        one = write(dataclasses.replace(c, groups=1))
+        body = f"    return {one.call()}" if one.expressible else \
+            "\n".join(f"    {line}" for line in one.workaround.splitlines()) + "\n    return y"
+        part = f"i * x.shape[-1] // {c.groups}:(i + 1) * x.shape[-1] // {c.groups}"
+        code = (f"def conv_transpose(x, w):\n{body}\n"
+                f"y = tf.concat([conv_transpose(x[..., {part}], w[..., {part}]) for i in range({c.groups})], "
+                "axis=-1)")
+        return answer(target, None, code, "TensorFlow's transposed convs have no groups", layout)
     if pad is not None:
         # TensorFlow takes the whole output shape; the printed call builds it from x and w.
         whole = f"[x.shape[0], {', '.join(map(str, c.n))}, w.shape[-2]]"
@@ -142,17 +153,40 @@ def write(c: Conv) -> Translation:
 
 
 # --- explain ------------------------------------------------------------------------------------
+def _depthwise_filter(g: ConvGeometry, w: str = "w") -> str:
+    """``w`` (*K, 1, C * M) as the depthwise ops' (*K, C, M) (1-D: a unit height first): a reshape,
+    as output channel c * M + m reads input channel c."""
+    k = [1] * (g.rank == 1) + list(g.kernel)
+    return f"tf.reshape({w}, {[*k, g.in_channels, g.out_channels // g.in_channels]})"
+
+
+def _forward_expr(g: ConvGeometry) -> str:
+    """The forward conv of ``g`` as one TensorFlow expression in x and w (depthwise: the depthwise
+    op, whose gradients TensorFlow's CPU kernels have; grouped ones they lack)."""
+    if _depthwise(g):  # 1-D lifted to 2-D with a unit height
+        pad, lift = padding(Conv.of(g)), g.rank == 1
+        xin = "x" if pad is not None else _pad_first(Conv.of(g))
+        xin = f"tf.expand_dims({xin}, 1)" if lift else xin
+        strides = [1, *[1] * lift, *g.stride, 1]
+        return (f"tf.nn.depthwise_conv2d({xin}, {_depthwise_filter(g)}, strides={strides}, "
+                f"padding={pad or 'VALID'!r}){'[:, 0]' if lift else ''}")
+    t = write(Conv.of(g))
+    return t.call() if t.expressible else t.workaround.removeprefix("y = ")
+
+
 def gradient_calls(g: ConvGeometry) -> dict:
     """Both gradients of ``g`` as the raw backprop ops (x padded first where ``padding`` cannot say
-    its pads), GradientTape, and what TensorFlow's CPU kernels refuse."""
+    its pads; the depthwise ops for a depthwise conv), GradientTape, and what TensorFlow's CPU
+    kernels refuse."""
     c = Conv.of(g)
     pad = padding(c)
     xin = "x" if pad is not None else _pad_first(c)
     _, bp_input, bp_filter = _names(g)
     raw = kwargs_text(_raw(g, pad or "VALID"))
     # 1-D runs as 2-D with a unit height, as tf.nn.conv1d does: x and dy gain axis 1, w axis 0.
-    lift = g.rank == 1
+    lift, dw = g.rank == 1, _depthwise(g)
     xl, wl, dyl = (f"tf.expand_dims({a}, {i})" if lift else a for a, i in ((xin, 1), ("w", 0), ("dy", 1)))
+    wl = _depthwise_filter(g) if dw else wl
     d_x = (f"tf.raw_ops.{bp_input}(input_sizes=tf.shape({xl}), filter={wl}, out_backprop={dyl}, "
            f"{raw}){'[:, 0]' if lift else ''}")
     if pad is None:  # d_x of the padded x: crop its pads, zero-fill what the pad-first cropped
@@ -161,13 +195,18 @@ def gradient_calls(g: ConvGeometry) -> dict:
         crop = ", ".join(f"{max(b, 0)}:{max(b, 0) + k}" for (b, _), k in zip(pairs, kept))
         fill = [[0, 0], *[[max(-b, 0), max(-a, 0)] for b, a in pairs], [0, 0]]
         d_x = f"tf.pad({d_x}[:, {crop}, :], {fill})"
+    d_w = f"tf.raw_ops.{bp_filter}(input={xl}, filter_sizes=tf.shape({wl}), out_backprop={dyl}, {raw})"
+    d_w = f"tf.reshape({d_w}, tf.shape(w))" if dw else f"{d_w}{'[0]' if lift else ''}"
     limits = gradient_limits(g)
     if any(d > 1 for d in g.rhs_dilation) and any(s > 1 for s in g.stride):
         limits.append("tf.nn.convolution refuses stride > 1 with dilation > 1")
-    return {"padding": pad, "limitations": limits, "input_grad": d_x,
-            "filter_grad": f"tf.raw_ops.{bp_filter}(input={xl}, filter_sizes=tf.shape({wl}), "
-                           f"out_backprop={dyl}, {raw}){'[0]' if lift else ''}",
-            "autodiff": "tf.GradientTape: tape.gradient(y, [x, w, b], output_gradients=dy)"}
+    calls = {"padding": pad, "limitations": limits, "input_grad": d_x, "filter_grad": d_w,
+             "autodiff": "with tf.GradientTape() as tape:\n    tape.watch([x, w])\n"
+                         f"    y = {_forward_expr(g)}\n"
+                         "d_x, d_w = tape.gradient(y, [x, w], output_gradients=dy)"}
+    if dw:
+        calls["depthwise"] = _forward_expr(g)
+    return calls
 
 
 # --- check and bench: the raw ops ---------------------------------------------------------------
@@ -182,7 +221,11 @@ def _raw(g: ConvGeometry, pad: str | list) -> dict:
 
 
 def _depthwise(g: ConvGeometry) -> bool:
-    return g.feature_group_count == g.in_channels == g.out_channels > 1
+    """Whether TensorFlow's depthwise ops (2-D, CPU kernels: equal strides, no dilation) run ``g``:
+    one group per input channel, 1-D lifted to 2-D with a unit height."""
+    strides = (1,) * (g.rank == 1) + g.stride
+    return (g.feature_group_count == g.in_channels > 1 and g.filter_in_channels == 1 and g.rank <= 2
+            and all(d == 1 for d in g.rhs_dilation) and len(set(strides)) == 1)
 
 
 def _names(g: ConvGeometry) -> tuple[str, str, str]:
@@ -209,13 +252,14 @@ def raw_calls(g: ConvGeometry, pad: str | list, x: np.ndarray, w: np.ndarray, dy
         a = t.numpy()
         return a.squeeze(axis) if lift else a
 
-    def filt(a: np.ndarray) -> np.ndarray:  # a depthwise filter (*K, 1, C) is TensorFlow's (*K, C, 1)
-        return np.swapaxes(a, -1, -2) if depthwise else a
+    def filt(a: np.ndarray) -> np.ndarray:  # a depthwise filter (*K, 1, C * M) is TensorFlow's (*K, C, M)
+        return a.reshape(*a.shape[:-2], g.in_channels, -1) if depthwise else a
 
     tx, tdy, tw = const(x, 1), const(dy, 1), const(filt(w), 0)
+    back = (lambda t: t.numpy().reshape(w.shape)) if depthwise else (lambda t: out(t, 0))
     return (lambda: out(f(input=tx, filter=tw, **kw), 1),
             lambda: out(bi(input_sizes=list(tx.shape), filter=tw, out_backprop=tdy, **kw), 1),
-            lambda: filt(out(bf(input=tx, filter_sizes=list(tw.shape), out_backprop=tdy, **kw), 0)))
+            lambda: back(bf(input=tx, filter_sizes=list(tw.shape), out_backprop=tdy, **kw)))
 
 
 def routes(p: Problem) -> list[Route]:
@@ -243,6 +287,13 @@ def routes(p: Problem) -> list[Route]:
         return tf.constant(np.ascontiguousarray(a), dtype=tdt)
 
     def convolution(x: Any, w: Any) -> Any:
+        if _depthwise(g):  # TensorFlow's CPU kernels have gradients for the depthwise op only
+            lift = r == 1
+            k = [1] * lift + list(g.kernel)
+            y = tf.nn.depthwise_conv2d(tf.expand_dims(x, 1) if lift else x,
+                                       tf.reshape(w, [*k, g.in_channels, g.out_channels // g.in_channels]),
+                                       strides=[1, *[1] * lift, *g.stride, 1], padding=pad)
+            return y[:, 0] if lift else y
         if isinstance(pad, list):
             return tf.nn.conv2d(x, w, strides=g.stride, dilations=g.rhs_dilation, padding=pad)
         if r == 3:  # tf.nn.convolution leaves Conv3D's data_format unset, which its gradient needs
@@ -265,9 +316,12 @@ def routes(p: Problem) -> list[Route]:
                                                      padding=pad, dilations=list(g.rhs_dilation))
 
     bp_note = "; ".join(n for n in (note, "1-D run as 2-D with a unit height" if r == 1 else "") if n)
+    transposed = [not_available("d_x", f"tf.nn.conv{r}d_transpose", "TensorFlow's transposed convs have no "
+                                "groups")] if g.feature_group_count > 1 else \
+        call_routes(pf, note, ("d_x", f"tf.nn.conv{r}d_transpose", transpose))
     return [*autodiff_routes(pf, note, "tf.GradientTape", tape),
             *call_routes(pf, bp_note, ("d_x", f"tf.raw_ops.{bp_input}", raw(1))),
-            *call_routes(pf, note, ("d_x", f"tf.nn.conv{r}d_transpose", transpose)),
+            *transposed,
             *call_routes(pf, bp_note, ("d_w", f"tf.raw_ops.{bp_filter}", raw(2)))]
 
 

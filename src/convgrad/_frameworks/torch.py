@@ -122,7 +122,7 @@ def gradient_calls(g: ConvGeometry) -> dict:
     return {"kwargs": kw, "pre_pad": pad_list(g.padding) if pf.active else None, "output_padding": out_pad,
             "input_grad": pad_code(dx, [(-lo, -hi) for lo, hi in g.padding]) if pf.active else dx,
             "filter_grad": f"torch.nn.grad.conv{r}d_weight({xin}, w.shape, dy, {k})",
-            "autodiff": "y.backward(dy) after x.requires_grad_(), w.requires_grad_()"}
+            "autodiff": f"torch.func.vjp(lambda x, w: F.conv{r}d({xin}, w, {k}), x, w)[1](dy)  # (d_x, d_w)"}
 
 
 # --- check --------------------------------------------------------------------------------------
