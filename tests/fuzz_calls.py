@@ -20,6 +20,7 @@ API only.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import importlib
 import json
@@ -147,6 +148,7 @@ BAD_STRINGS: tuple[Any, ...] = ("bogus", "", " ", "SAME ", "same", "valid", "ful
                                 "channels_last", "NCHW", "NHWC", "NCW", "NWC", "NCDHW", "NDHWC",
                                 "auto", "measure", "gather", "offset_gemm", "split_kernel", "highest",
                                 "HIGHEST", "fill", "symm", "wrap", "direct", "circular", "reflect",
+                                "replicate", "zeros", "constant",
                                 None, 0, 1, 1.0, True, b"same", ["same"], ("NCHW",), object(), "\x00",
                                 "é" * 3, "x" * 10_000)
 BAD_WORKSPACE: tuple[Any, ...] = (0, -1, 1, 8, 100, 2**63, 2**70, -(2**63), "1GB", "100", 1.5, 1e12,
@@ -183,7 +185,7 @@ def bad_ints(rng: np.random.Generator, good: Any, rank: int) -> Any:
         try:
             return np.array(base, dtype=_pick(rng, (np.int64, np.float64, np.uint8, object)))
         except (OverflowError, TypeError, ValueError):
-            return np.array(base, dtype=object)
+            return tuple(base)
     if choice == 4:
         return "".join(str(v) for v in base) or "1"
     if choice == 5:
@@ -214,7 +216,7 @@ def bad_padding(rng: np.random.Generator, good: Any, rank: int) -> Any:
 def bad_shape(rng: np.random.Generator, good: Any, rank: int) -> Any:
     if not isinstance(good, (tuple, list)):
         return bad_ints(rng, good, rank)
-    out = list(good)
+    out = list(good) or [1]
     choice = int(rng.integers(8))
     if choice == 0:
         return out[:-1] if rng.random() < 0.5 else [*out, 1]
@@ -351,10 +353,11 @@ KINDS = {
     "groups": "int", "group": "int", "feature_group_count": "int", "batch_group_count": "int",
     "seed": "int",
     "data_format": "str", "method": "str", "mode": "str", "boundary": "str", "auto_pad": "str",
-    "precision": "str", "dimension_numbers": "str",
+    "precision": "str", "dimension_numbers": "str", "padding_mode": "str", "in_channels": "int",
+    "out_channels": "int", "kernel_size": "ints", "order": "int", "f": "array", "y_shape": "shape",
     "workspace_bytes": "workspace", "dtype": "dtype", "preferred_element_type": "dtype",
     "eps": "float", "rtol": "float", "fillvalue": "float",
-    "transpose_kernel": "bool", "use_consistent_padding": "bool", "raise_on_failure": "bool",
+    "transpose_kernel": "bool", "use_consistent_padding": "bool", "raise_on_failure": "bool", "bias": "bool",
 }
 
 
@@ -453,6 +456,66 @@ def testing_dot(rng, a, g):
 def testing_grads(rng, a, g):
     kw = {"x": a.real(g.x), "w": a.real(g.w), "raise_on_failure": False, **_geo_kwargs(g)}
     return "testing.check_grads", _mod("convgrad.testing").check_grads, kw, ()
+
+
+def core_jvp(rng, a, g):
+    fmt, lay, wl = _core_fmt(rng, a, g)
+    transpose = rng.random() < 0.4
+    xs = lay(g.y) if transpose else lay(g.x)
+    kw = {"x": a.real(xs), "w": a.real(wl(g.w)), "x_dot": a.real(xs), "w_dot": a.real(wl(g.w)),
+          **_geo_kwargs(g), **fmt}
+    if not transpose and rng.random() < 0.3:
+        kw["padding_mode"] = str(rng.choice(["zeros", "reflect", "replicate", "circular"]))
+    if transpose:
+        return "conv_transpose_jvp", _cg().conv_transpose_jvp, kw, ()
+    return "conv_jvp", _cg().conv_jvp, kw, ()
+
+
+def _operator_dot_test(x_shape, y_shape, w, stride, padding, dtype=np.float64, rtol=None, rng=None,
+                       raise_on_failure=True):
+    """testing.dot_test's operator form on conv in x and its input gradient."""
+    cg = _cg()
+    return _mod("convgrad.testing").dot_test(
+        lambda x: cg.conv(x, w, stride=stride, padding=padding),
+        lambda y: cg.conv_input_grad(y, w, x_shape[2:], stride=stride, padding=padding),
+        x_shape, y_shape, dtype=dtype, rtol=rtol, rng=rng, raise_on_failure=raise_on_failure)
+
+
+def testing_operator_dot(rng, a, g):
+    g = replace(g, groups=1, cin=g.cin, cout=g.cout, d=(1,) * g.rank)
+    kw = {"x_shape": g.x, "y_shape": g.y, "w": a.real((g.cout, g.cin, *g.k)), "stride": g.s, "padding": g.p,
+          "raise_on_failure": False}
+    return "testing.dot_test(op)", _operator_dot_test, kw, ()
+
+
+def _function_check_grads(f, args, order=1, modes=None, jvp=None, dtype=None, eps=None, rtol=None,
+                          rng=None, raise_on_failure=True):
+    """testing.check_grads's function form (told apart by a positional callable)."""
+    return _mod("convgrad.testing").check_grads(f, args, order, modes, jvp=jvp, dtype=dtype, eps=eps,
+                                                 rtol=rtol, rng=rng, raise_on_failure=raise_on_failure)
+
+
+def testing_function_grads(rng, a, g):
+    kw = {"f": _cg().conv_vjp, "args": (a.real(g.x), a.real(g.w)), "order": int(rng.choice([1, 2])),
+          "raise_on_failure": False}
+    return "testing.check_grads(f)", _function_check_grads, kw, ()
+
+
+def _torch_layer(rank, input, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, padding_mode="zeros", dtype=None):
+    """Build ``convgrad.torch.nn.Conv{rank}d`` and call it on ``input``."""
+    layer = getattr(_mod("convgrad.torch.nn"), f"Conv{rank}d")(
+        in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
+        groups=groups, bias=bias, padding_mode=padding_mode, dtype=dtype)
+    return layer(input)
+
+
+def torch_layer(rng, a, g):
+    kw = {"input": a.real(g.x, np.float32), "in_channels": g.cin, "out_channels": g.cout,
+          "kernel_size": g.k, "stride": g.s, "padding": g.p, "dilation": g.d, "groups": g.groups,
+          "bias": bool(rng.random() < 0.5),
+          "padding_mode": str(rng.choice(["zeros", "reflect", "replicate", "circular"]))}
+    return f"torch.nn.Conv{g.rank}d", functools.partial(_torch_layer, g.rank), kw, ()
 
 
 # fronts --------------------------------------------------------------------------------------
@@ -661,7 +724,8 @@ def _vjp(builder):
 TARGETS: tuple[Callable, ...] = (
     core_conv, _vjp(core_conv), core_input_grad, _vjp(core_input_grad), core_filter_grad,
     _vjp(core_filter_grad), core_bias_grad, core_transpose, _vjp(core_transpose), core_general,
-    _vjp(core_general), core_prepare, testing_dot, testing_grads,
+    _vjp(core_general), core_prepare, testing_dot, testing_grads, core_jvp, testing_operator_dot,
+    testing_function_grads, torch_layer,
     torch_conv, _vjp(torch_conv), torch_transpose, _vjp(torch_transpose), torch_pad, _vjp(torch_pad),
     torch_grad, _vjp(torch_grad),
     tf_conv, _vjp(tf_conv), tf_convolution, tf_backprop, _vjp(tf_backprop), tf_transpose, _vjp(tf_transpose),
@@ -674,6 +738,9 @@ TARGETS: tuple[Callable, ...] = (
 
 
 def _mutate(rng: np.random.Generator, arrays: Arrays, name: str, value: Any, rank: int) -> Any:
+    if name == "args" and isinstance(value, tuple) and value:  # check_grads(f, args): one operand
+        i = int(rng.integers(len(value)))
+        return (*value[:i], bad_array(rng, arrays, value[i], name), *value[i + 1:])
     kind = "array" if isinstance(value, np.ndarray) else KINDS.get(name)
     if kind is None:
         kind = "ints" if isinstance(value, (tuple, list)) else "int" if isinstance(value, int) else "array"
@@ -702,7 +769,7 @@ def _mutate(rng: np.random.Generator, arrays: Arrays, name: str, value: Any, ran
 EXTRA = {"workspace_bytes", "method", "data_format", "bias", "output_padding", "output_shape", "dilations",
          "kernel_shape", "precision", "preferred_element_type", "dimension_numbers", "batch_group_count",
          "lhs_dilation", "B", "x_zero_point", "w_zero_point", "transpose_kernel", "use_consistent_padding",
-         "fillvalue", "value", "rtol", "eps"}
+         "fillvalue", "value", "rtol", "eps", "padding_mode", "x_dot", "w_dot", "bias_dot"}
 
 
 def make_call(seed: int, i: int, mutate: bool = True) -> tuple[Call, Arrays, int]:
@@ -746,6 +813,8 @@ def _short(v: Any, limit: int = 120) -> str:
         flags = "" if v.flags.writeable else " read-only"
         flags += "" if v.flags.c_contiguous else " non-contiguous"
         return f"<{kind} {v.shape} {v.dtype}{flags}>"
+    if isinstance(v, (tuple, list)) and any(isinstance(e, np.ndarray) for e in v):
+        return "(" + ", ".join(_short(e) for e in v) + ")"
     r = repr(v)
     return r if len(r) <= limit else r[:limit] + "..."
 

@@ -110,12 +110,29 @@ def test_no_channels_with_a_huge_kernel_is_immediate():
      ValueError, r"^output_shape must have at most 64 entries, got 1099511627776"),
     (lambda: convgrad.conv(np.ones((1, 1, 4)), np.ones((1, 1, 2)), stride=_huge((2**40,))), ValueError,
      r"^stride must have at most 64 entries, got 1099511627776"),
+    # seed 21 calls 1096 and 1805: the operator form drew 144 GiB of random x (MemoryError)
+    (lambda: testing.dot_test(lambda x: x, lambda y: y, (2**31, 1, 3, 3), (2**31, 1, 3, 3)), ValueError,
+     r"^the random x \(2147483648, 1, 3, 3\) needs 154,618,822,656 bytes, more than the workspace"),
+    # seed 22 call 996: a negative rtol failed the check (AssertionError)
+    (lambda: testing.dot_test(lambda x: x, lambda y: y, (3,), (3,), rtol=-1), ValueError,
+     r"^rtol must be non-negative, got -1"),
+    # seeds 21, 22: float()'s TypeError for rtol=[...]; NumPy's "truth value ... ambiguous" for
+    # an array order; "inhomogeneous shape" and DTypePromotionError for odd args
+    (lambda: testing.check_grads(convgrad.conv_vjp, (np.ones((1, 1, 3)), np.ones((1, 1, 2))), rtol=[1.0]),
+     TypeError, r"^rtol must be a real number"),
+    (lambda: testing.check_grads(convgrad.conv_vjp, (np.ones((1, 1, 3)), np.ones((1, 1, 2))), np.ones(2)),
+     TypeError, r"^order must be an integer"),
+    (lambda: testing.check_grads(convgrad.conv_vjp, (np.ones((1, 1, 3)), [[1.0], [1.0, 2.0]])),
+     TypeError, r"^args\[1\] must be an array of numbers"),
+    (lambda: testing.check_grads(convgrad.conv_vjp, (np.ones((1, 1, 3)), np.ones(2, [("a", "f8")]))),
+     TypeError, r"^args\[1\] has dtype \[\('a', '<f8'\)\]; expected numbers"),
     # PreparedConv: NumPy's AttributeError for a list; complex silently lost its imaginary part
     (lambda: convgrad.prepare((1, 2, 4), (1, 2, 2))(np.ones((1, 2, 4)), np.ones((1, 2, 2), complex)),
      TypeError, r"^w has complex dtype"),
 ], ids=["eps_zero", "rtol_none", "w_dict", "dot_rtol_negative", "dot_rtol_nan", "dot_flag", "dot_seed",
         "dot_x_shape_none", "dot_huge", "bias_grad_result", "huge_padding_array", "huge_output_shape",
-        "huge_stride_array", "prepared_complex"])
+        "huge_stride_array", "operator_dot_huge", "operator_dot_rtol", "function_grads_rtol",
+        "function_grads_order", "function_grads_ragged", "function_grads_struct", "prepared_complex"])
 def test_fuzz_findings_are_clear_errors(call, exc, match):
     with pytest.raises(exc, match=match):
         _within(GUARD_S, call)

@@ -188,6 +188,17 @@ FUZZ = {
     "tf_depthwise_struct_dilations": (lambda: ctf.nn.depthwise_conv2d(
         XL, np.ones((1, 1, 1, 2)), [1] * 4, "VALID", dilations=np.ones(2, [("a", "f8")])),
         TypeError, r"^dilations\[0\] must be an integer"),
+    # seed 21 call 9263: a hang reading a 2**40-entry array given as pad
+    "torch_pad_huge_pad_array": (lambda: F.pad(np.ones((1, 1, 3)), _big((2**40,))),
+                                 ValueError, r"^pad must have at most 128 entries, got 1099511627776"),
+    # seed 21 calls 2081 and 4584: MemoryError drawing a 128 GiB weight; ZeroDivisionError for
+    # a huge NumPy in_channels (fan_in overflowed to 0)
+    "torch_layer_huge_weight": (lambda: ctorch.nn.Conv1d(2**32, 4, 2, groups=2),
+                                ValueError, r"^weight \(4, 2147483648, 2\) needs 137,438,953,472 bytes"),
+    "torch_layer_numpy_channels": (lambda: ctorch.nn.Conv2d(np.uint64(2**63), 1, (2, 1)),
+                                   ValueError, r"^weight \(1, 9223372036854775808, 2, 1\) needs"),
+    "torch_layer_negative_channels": (lambda: ctorch.nn.Conv2d(-2, 1, 3),
+                                      ValueError, r"^in_channels and out_channels must be non-negative"),
     # seed 1 call 5815: a 512 MiB copy of a broadcast int64 bias, made before any check
     "tf_bias_add_cast": (lambda: ctf.nn.bias_add(np.ones((0, 3, 3, 2)), _big((2**32,), np.int64)),
                          ValueError, r"^bias \(4294967296,\) converted to float64 needs 34,359,738,368"),
@@ -201,6 +212,14 @@ def test_fuzz_findings_in_the_fronts(name):
     with pytest.raises(exc, match=message):
         call()
     assert time.perf_counter() - start < 5
+
+
+def test_a_layer_without_inputs_is_built_as_pytorch_builds_it():
+    """seed 21 call 4584's neighbour: in_channels=0 divided by zero computing the init bound;
+    PyTorch's bound for no inputs is 0 (an empty weight and a zero bias)."""
+    layer = ctorch.nn.Conv2d(0, 3, 2)
+    assert layer.weight.shape == (3, 0, 2, 2)
+    np.testing.assert_array_equal(layer.bias, np.zeros(3, np.float32))
 
 
 def test_a_huge_scipy_kernel_is_refused_at_once(monkeypatch):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _canon
+from .._budget import check_fits, workspace_limit
 
 # The dot test's default rtol, relative to |Ax| |y| (Cauchy-Schwarz bounds both sides by it):
 # rounding of sums of thousands of terms stays below these by two orders of magnitude.
@@ -56,6 +57,17 @@ def _inexact(dtype: object, name: str = "dtype") -> np.dtype:
     if dt.kind not in "fc":
         raise TypeError(f"{name}={dt} is not a floating or complex dtype")
     return dt
+
+
+def _operand(name: str, value: object) -> np.ndarray:
+    """An argument of ``f`` as an array of numbers (complex too), or a TypeError naming it."""
+    try:
+        a = np.asarray(value)
+    except (ValueError, TypeError) as e:
+        raise TypeError(f"{name} must be an array of numbers: {e}") from None
+    if a.dtype.kind not in "biufc":
+        raise TypeError(f"{name} has dtype {a.dtype}; expected numbers")
+    return a
 
 
 def _generator(rng: object) -> np.random.Generator:
@@ -119,7 +131,11 @@ def operator_dot_test(
         raise TypeError(f"adjoint={adjoint!r} is not callable")
     xs, ys = _canon.shape_tuple("x_shape", x_shape), _canon.shape_tuple("y_shape", y_shape)
     dt = _inexact(dtype)
-    rtol = DOT_RTOL[_real_name(dt)] if rtol is None else float(rtol)
+    rtol = DOT_RTOL[_real_name(dt)] if rtol is None else _canon.real_number("rtol", rtol)
+    raise_on_failure = _canon.flag("raise_on_failure", raise_on_failure)
+    for name, shape in (("x", xs), ("y", ys)):  # drawn in float64 (twice for complex), then cast
+        check_fits(f"the random {name} {shape}", math.prod(shape) * 8 * (1 + (dt.kind == "c")),
+                   workspace_limit())
     gen = _generator(rng)
     x, y = _random(gen, xs, dt), _random(gen, ys, dt)
     ax, ahy = np.asarray(op(x.copy())), np.asarray(adjoint(y.copy()))
@@ -218,7 +234,7 @@ def function_check_grads(
     """Finite differences of ``f`` at ``args``, in ``dtype``, against its vjp (and its jvp)."""
     if not callable(f):
         raise TypeError(f"f={f!r} is not callable")
-    if isinstance(order, bool) or order not in (1, 2):
+    if _canon.as_int("order", order) not in (1, 2):
         raise ValueError(f"order={order!r}; expected 1 or 2")
     if modes is None:
         modes = ("fwd", "rev") if jvp is not None else ("rev",)
@@ -230,13 +246,15 @@ def function_check_grads(
         raise ValueError("modes includes 'fwd': pass jvp=callable(primals, tangents) -> (value, tangent_out)")
     if isinstance(args, np.ndarray) or not isinstance(args, (tuple, list)) or not args:
         raise TypeError(f"args must be a non-empty tuple of arrays, got {type(args).__name__}")
-    arrays = [np.asarray(a) for a in args]
+    arrays = [_operand(f"args[{i}]", a) for i, a in enumerate(args)]
     dt = _inexact(dtype if dtype is not None else np.result_type(*arrays), "dtype")
     prec = _real_name(dt)
-    eps = GRAD_EPS[prec] if eps is None else float(eps)
-    if not (math.isfinite(eps) and eps > 0):
-        raise ValueError(f"eps={eps!r} must be a positive number")
-    rtol = (GRAD_RTOL if order == 1 else GRAD_RTOL2)[prec] if rtol is None else float(rtol)
+    eps = GRAD_EPS[prec] if eps is None else _canon.real_number("eps", eps, positive=True, finite=True)
+    default_rtol = (GRAD_RTOL if order == 1 else GRAD_RTOL2)[prec]
+    rtol = default_rtol if rtol is None else _canon.real_number("rtol", rtol)
+    raise_on_failure = _canon.flag("raise_on_failure", raise_on_failure)
+    for i, a in enumerate(arrays):  # the copies below, checked before they are made
+        check_fits(f"args[{i}] {a.shape} as {dt}", a.size * dt.itemsize, workspace_limit())
     gen = _generator(rng)
     primals = tuple(a.astype(dt) for a in arrays)  # copies: the caller's arrays are never touched
     unit = float(np.finfo(dt).eps)

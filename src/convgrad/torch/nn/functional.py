@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..._budget import check_fits, workspace_limit
+from ..._canon import MAX_NDIM, bounded_list
 from ..._dtypes import as_array
 from ..._fronts.kit import CoreCall, Linear, Unbatched, op_with_vjp
 from ..._geometry import ConvGeometry
@@ -242,7 +243,7 @@ def _resolve_pad(input: object, pad: object, mode: str = "constant", value: obje
     x = as_array("input", input)
     if isinstance(pad, (str, bytes)) or not hasattr(pad, "__iter__"):
         raise TypeError(f"pad must be a tuple of ints, got {pad!r}")
-    pads = [_int(f"pad[{i}]", v) for i, v in enumerate(pad)]
+    pads = [_int(f"pad[{i}]", v) for i, v in enumerate(bounded_list("pad", pad, 2 * MAX_NDIM))]
     if len(pads) % 2:
         raise ValueError(f"Padding length must be divisible by 2, got pad={pads}")
     if len(pads) // 2 > x.ndim:

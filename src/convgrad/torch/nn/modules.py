@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..._budget import check_fits, workspace_limit
 from . import functional as F
 
 __all__ = ["Conv1d", "Conv2d", "Conv3d"]
@@ -44,10 +45,14 @@ class _ConvNd:
                  padding_mode: str = "zeros", device: Any = None, dtype: Any = None) -> None:
         r = self.rank
         groups = F.groups_of(groups)
-        if F._int("in_channels", in_channels) % groups:
+        in_channels, out_channels = F._int("in_channels", in_channels), F._int("out_channels", out_channels)
+        if in_channels < 0 or out_channels < 0:
+            raise ValueError(f"in_channels and out_channels must be non-negative, got "
+                             f"in_channels={in_channels}, out_channels={out_channels}")
+        if in_channels % groups:
             raise ValueError(f"in_channels must be divisible by groups, got in_channels={in_channels}, "
                              f"groups={groups}")
-        if F._int("out_channels", out_channels) % groups:
+        if out_channels % groups:
             raise ValueError(f"out_channels must be divisible by groups, got out_channels={out_channels}, "
                              f"groups={groups}")
         if padding_mode not in _PADDING_MODES:
@@ -79,9 +84,12 @@ class _ConvNd:
                 pairs.append((p, p))
         self._reversed_padding_repeated_twice = [v for pair in reversed(pairs) for v in pair]
         dt = np.dtype(np.float32 if dtype is None else dtype)
-        bound = 1 / math.sqrt(in_channels // groups * math.prod(self.kernel_size))
+        fan_in = in_channels // groups * math.prod(self.kernel_size)
+        bound = 1 / math.sqrt(fan_in) if fan_in else 0.0  # PyTorch's bound for no inputs
         rng = np.random.default_rng()
         shape = (out_channels, in_channels // groups, *self.kernel_size)
+        # drawn in float64, then cast: both checked before either is made
+        check_fits(f"weight {shape}", math.prod(shape) * 8, workspace_limit())
         self.weight = rng.uniform(-bound, bound, shape).astype(dt)
         self.bias = rng.uniform(-bound, bound, out_channels).astype(dt) if bias else None
 
