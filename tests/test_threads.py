@@ -147,3 +147,37 @@ def test_threads_give_bitwise_the_single_threaded_results(reference):
     if errors:
         raise errors[0]
     assert not mismatches, f"{len(mismatches)} results differ from one thread's: {mismatches[:10]}"
+
+
+FIRST_USE = """
+import threading
+import numpy as np
+import convgrad
+
+x, w = np.ones((1, 1, 6)), np.ones((1, 1, 3))
+expected = np.full((1, 1, 4), 3.0)
+barrier, errors = threading.Barrier(8), []
+
+def first_call(method):
+    barrier.wait()  # every thread makes the process's first call at once
+    try:
+        np.testing.assert_array_equal(convgrad.conv(x, w, method=method), expected)
+    except Exception as e:
+        errors.append(repr(e))
+
+threads = [threading.Thread(target=first_call, args=(m,)) for m in ["im2col", "auto"] * 4]
+[t.start() for t in threads]
+[t.join() for t in threads]
+assert not errors, errors
+"""
+
+
+def test_the_first_calls_of_a_process_from_eight_threads():
+    """The engines load on first use; threads that came while one was loading them were sent on
+    with an empty registry ("unknown method='im2col'; expected ... one of ()"), 7 of 8 threads here."""
+    import subprocess
+    import sys
+
+    for _ in range(3):
+        done = subprocess.run([sys.executable, "-c", FIRST_USE], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]

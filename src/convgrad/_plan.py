@@ -9,6 +9,7 @@ compiled kernels load is the planner's JIT policy (``set_jit``).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -109,10 +110,14 @@ class Planner:
         self._plans: OrderedDict[tuple, ConvPlan] = OrderedDict()
         self._warmed: set[str] = set()
         self._made_with: tuple = ()  # the machine model and engines the plans were made with
+        # Threads share the default planner: the cache's look-up-then-reorder and insert-then-evict
+        # must not interleave (a plan evicted between get and move_to_end raised KeyError).
+        self._lock = threading.Lock()
 
     def clear(self) -> None:
         """Forget every plan."""
-        self._plans.clear()
+        with self._lock:
+            self._plans.clear()
 
     def load_seconds(self, dtype: np.dtype, *kernels: object) -> float:
         """What the policy charges before the compiled ``kernels`` can run on ``dtype``."""
@@ -138,22 +143,25 @@ class Planner:
                              f"{geom.describe()}")
         dtype = np.dtype(dtype)
         made_with = (_machine.model(), *registered())
-        if made_with != self._made_with:  # a new calibration or engine: plan again
-            self._plans.clear()
-            self._made_with = made_with
         key = (op, geom, dtype, method, limit)
-        plan = self._plans.get(key)
-        if plan is not None:
-            self._plans.move_to_end(key)
-            return plan
+        with self._lock:
+            if made_with != self._made_with:  # a new calibration or engine: plan again
+                self._plans.clear()
+                self._made_with = made_with
+            plan = self._plans.get(key)
+            if plan is not None:
+                self._plans.move_to_end(key)
+                return plan
         if self.jit == "eager" and dtype.name in ("float32", "float64") and dtype.name not in self._warmed:
             from .engines import warm_up
 
             warm_up((dtype.name,))
             self._warmed.add(dtype.name)
-        plan = self._plans[key] = self._make(op, geom, dtype, method, limit)
-        if len(self._plans) > CACHE_SIZE:
-            self._plans.popitem(last=False)
+        plan = self._make(op, geom, dtype, method, limit)  # outside the lock: planning may measure
+        with self._lock:
+            self._plans[key] = plan
+            while len(self._plans) > CACHE_SIZE:
+                self._plans.popitem(last=False)
         return plan
 
     def _make(self, op: Op, geom: ConvGeometry, dtype: np.dtype, method: str, limit: int) -> ConvPlan:

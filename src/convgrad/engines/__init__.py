@@ -13,6 +13,8 @@ registered on the first use of the registry.
 
 from __future__ import annotations
 
+import threading
+
 from .._engine import OPS, Engine, Op, Planner, Prepared, Refusal
 from ._machine import MachineModel, load_calibration
 
@@ -22,6 +24,9 @@ __dir__ = __all__.copy  # dir() lists the API only
 
 _REGISTRY: dict[str, Engine] = {}
 _BUILTIN_LOADED = False
+# The first calls may come from several threads at once: the others wait for the built-in engines
+# (a flag raised before they were registered sent them on with an empty registry).
+_LOADING = threading.RLock()
 
 
 def register_engine(engine: Engine, replace: bool = False) -> None:
@@ -71,8 +76,11 @@ def warm_up(dtypes: tuple[str, ...] = ("float32", "float64")) -> None:
 
 def _registry() -> dict[str, Engine]:
     global _BUILTIN_LOADED
-    if not _BUILTIN_LOADED:
-        _BUILTIN_LOADED = True
+    if _BUILTIN_LOADED:
+        return _REGISTRY
+    with _LOADING:
+        if _BUILTIN_LOADED:
+            return _REGISTRY
         from .depthwise import Depthwise
         from .fft import FFT
         from .gather import Gather
@@ -86,4 +94,5 @@ def _registry() -> dict[str, Engine]:
         builtin = (Im2col(), OffsetGemm(), FFT(), Winograd(), Depthwise(), Subpixel(), SplitKernel(), Tiled(),
                    Gather())
         _REGISTRY.update({e.name: e for e in builtin})
+        _BUILTIN_LOADED = True
     return _REGISTRY
