@@ -10,6 +10,7 @@ themselves convolutions of this kind (the rules are in ``_transpose``).
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -571,6 +572,79 @@ class ConvGeometry:
         """The conv that computes dw from x and dy (``_transpose.filter_grad``)."""
         return _transpose.filter_grad(self).geometry
 
+    # --- blocks: one piece of the conv along a spatial axis (convgrad.dask) ----------------------
+    # A blocked conv splits each spatial axis of the output (forward, filter gradient) or of the
+    # input (input gradient, transposed conv) into ranges; each block is itself a conv of this
+    # kind, on a slice of the other side and with explicit pads of its own (negative: a crop), so
+    # the blocks reproduce the whole array's windows exactly. Output j reads the padded input
+    # [j * s, j * s + k_eff), i.e. x[j * s - before, j * s - before + k_eff).
+
+    def _axis(self, axis: int) -> tuple[int, int, int, int, int]:
+        """(n, before, k_eff, s, o) of spatial ``axis``; blocks need lhs_dilation == 1."""
+        if self.lhs_dilation[axis] != 1:
+            raise ValueError(f"blocks need lhs_dilation == 1, got {self.lhs_dilation}")
+        return (self.in_spatial[axis], self.padding[axis][0], self.kernel_eff[axis], self.stride[axis],
+                self.out_spatial[axis])
+
+    def anchor(self, axis: int) -> int:
+        """clip(before, 0, k_eff - 1): the offset in a window of the input sample that owns it
+        (the centre for 'same', the start for 'valid', the end for 'full')."""
+        _, lo, k, _, _ = self._axis(axis)
+        return min(max(lo, 0), k - 1)
+
+    def halos(self, axis: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """((x_before, x_after), (dy_before, dy_after)) of spatial ``axis``: how far a block's
+        windows reach past the x (or dy) samples it owns. x: (a, max(0, k_eff - s - a));
+        dy: (floor((k_eff - 1 - a) / s), ceil(a / s)), with ``a = anchor(axis)``."""
+        _, _, k, s, _ = self._axis(axis)
+        a = self.anchor(axis)
+        return (a, max(0, k - s - a)), ((k - 1 - a) // s, -(-a // s))
+
+    def forward_block(self, axis: int, j0: int, j1: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """The x range ``(start, stop)`` and the pads ``(before, after)`` of the conv that gives
+        outputs ``[j0, j1)`` of spatial ``axis``: start = clip(j0 * s - before, 0, n - 1) and
+        stop = clip((j1 - 1) * s - before + k_eff, start + 1, n); pads = the rest of the windows'
+        span (negative where the one sample kept lies outside it)."""
+        n, lo, k, s, o = self._axis(axis)
+        if not 0 <= j0 < j1 <= o:
+            raise ValueError(f"output block [{j0}, {j1}) is not inside [0, {o}) in {spatial_dim(axis)}")
+        first, end = j0 * s - lo, (j1 - 1) * s - lo + k  # the windows' span in x's coordinates
+        start = min(max(first, 0), n - 1)  # at least one sample: an all-padding block crops it
+        stop = min(max(end, start + 1), n)
+        return (start, stop), (start - first, end - stop)
+
+    def input_grad_block(self, axis: int, p0: int, p1: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """The dy range ``(j0, j1)`` that reaches x samples ``[p0, p1)`` of spatial ``axis``, and
+        the pads ``(before, after)`` of the conv of x[p0:p1] whose outputs are dy[j0:j1]:
+        j0 = max(0, ceil((p0 + before - k_eff + 1) / s)), j1 = min(o, floor((p1 - 1 + before) / s) + 1);
+        j0 >= j1 where no window reaches the block (its gradient is zero)."""
+        n, lo, k, s, o = self._axis(axis)
+        if not 0 <= p0 < p1 <= n:
+            raise ValueError(f"input block [{p0}, {p1}) is not inside [0, {n}) in {spatial_dim(axis)}")
+        j0 = max(0, -(-(p0 + lo - k + 1) // s))
+        j1 = min(o, (p1 - 1 + lo) // s + 1)
+        return (j0, j1), (p0 + lo - j0 * s, (j1 - 1) * s - lo + k - p1)
+
+    def output_bounds(self, axis: int, x_bounds: Sequence[int]) -> tuple[int, ...]:
+        """The output block boundaries of spatial ``axis`` for x chunk boundaries ``x_bounds``
+        (0, ..., n): x chunk i owns the outputs whose anchor ``j * s - before + a`` lies in it,
+        from ``ceil((b_i + before - a) / s)`` (clipped to [0, o]; anchors in the pads belong to
+        the first and last chunks). Chunks shorter than the larger
+        x halo are merged into a neighbour first, and chunks that own no output vanish."""
+        n, lo, _, s, o = self._axis(axis)
+        a = self.anchor(axis)
+        kept = _merged(x_bounds, n, max(1, *self.halos(axis)[0]))
+        return _distinct((0, *(min(max(-(-(b + lo - a) // s), 0), o) for b in kept[1:-1]), o))
+
+    def input_bounds(self, axis: int, y_bounds: Sequence[int]) -> tuple[int, ...]:
+        """The x block boundaries of spatial ``axis`` for dy chunk boundaries ``y_bounds``
+        (0, ..., o): the inverse of ``output_bounds``, ``b = J * s - before + a`` clipped to
+        [0, n]. dy chunks shorter than the larger dy halo are merged into a neighbour first."""
+        n, lo, _, s, o = self._axis(axis)
+        a = self.anchor(axis)
+        kept = _merged(y_bounds, o, max(1, *self.halos(axis)[1]))
+        return _distinct((0, *(min(max(j * s - lo + a, 0), n) for j in kept[1:-1]), n))
+
     def describe(self) -> str:
         """A few lines for people: shapes, pads, output."""
         return (
@@ -582,6 +656,29 @@ class ConvGeometry:
             f"-> y (N={self.out_batch}, O={self.out_channels}, spatial={self.out_spatial}), "
             f"{self.flops} flops"
         )
+
+
+def _merged(bounds: Sequence[int], size: int, least: int) -> tuple[int, ...]:
+    """Boundaries 0 = b_0 < ... < b_m = ``size`` with interior ones dropped until every piece but
+    a lone one is at least ``least`` long."""
+    bounds = tuple(bounds)
+    if not bounds or bounds[0] != 0 or bounds[-1] != size or any(b > c for b, c in
+                                                                  itertools.pairwise(bounds)):
+        raise ValueError(f"chunk boundaries {bounds} must rise from 0 to {size}")
+    kept = [0]
+    for b in bounds[1:-1]:
+        if b - kept[-1] >= least and size - b >= least:
+            kept.append(b)
+    return (*kept, size)
+
+
+def _distinct(values: object) -> tuple[int, ...]:
+    """The rising values without repeats (boundaries of blocks that own nothing collapse)."""
+    out: list[int] = []
+    for v in values:
+        if not out or v > out[-1]:
+            out.append(v)
+    return tuple(out)
 
 
 def _shapes(x_shape: object, w_shape: object, names: dict[str, str] | None = None

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from . import _canon
+from . import _canon, _lazy
 from ._budget import check_fits, contiguous, workspace_limit
 from ._dtypes import as_array, cotangent, result_dtype
 from ._geometry import ConvGeometry
@@ -182,6 +182,8 @@ def conv(
     >>> convgrad.conv(np.arange(5.0).reshape(1, 1, 5), np.ones((1, 1, 3)), padding=1)
     array([[[1., 3., 6., 9., 7.]]])
     """
+    if _lazy.any_dask(x, w, bias):  # never computed here: convgrad.dask, or a TypeError
+        return _lazy.route("conv", locals())
     call, x, w = _resolve(ConvGeometry.for_conv, "x", x, "w", w, stride=stride, padding=padding,
                           dilation=dilation, groups=groups, data_format=data_format, method=method,
                           workspace_bytes=workspace_bytes, padding_mode=padding_mode)
@@ -215,6 +217,8 @@ def conv_input_grad(
     >>> convgrad.conv_input_grad(np.ones((1, 1, 2)), np.array([[[1.0, 2.0]]]), (5,), stride=2)
     array([[[1., 2., 1., 2., 0.]]])
     """
+    if _lazy.any_dask(dy, w):  # never computed here: convgrad.dask, or a TypeError
+        return _lazy.route("conv_input_grad", locals())
     call, dy, w = _resolve(ConvGeometry.for_input_grad, "dy", dy, "w", w, input_shape, stride=stride,
                            padding=padding, dilation=dilation, groups=groups, data_format=data_format,
                            method=method, workspace_bytes=workspace_bytes, padding_mode=padding_mode)
@@ -247,6 +251,8 @@ def conv_filter_grad(
     >>> convgrad.conv_filter_grad(np.arange(4.0).reshape(1, 1, 4), np.ones((1, 1, 3)), (2,))
     array([[[3., 6.]]])
     """
+    if _lazy.any_dask(x, dy):  # never computed here: convgrad.dask, or a TypeError
+        return _lazy.route("conv_filter_grad", locals())
     call, x, dy = _resolve(ConvGeometry.for_filter_grad, "x", x, "dy", dy, filter_shape, stride=stride,
                            padding=padding, dilation=dilation, groups=groups, data_format=data_format,
                            method=method, workspace_bytes=workspace_bytes, padding_mode=padding_mode)
@@ -273,6 +279,8 @@ def conv_bias_grad(dy: object, *, data_format: str = "channels_first",
     >>> convgrad.conv_bias_grad(np.arange(12.0).reshape(2, 2, 3))
     array([24., 42.])
     """
+    if _lazy.any_dask(dy):  # never computed here: convgrad.dask, or a TypeError
+        return _lazy.route("conv_bias_grad", locals())
     fmt = _canon.data_format(data_format)
     dy = as_array("dy", dy)
     if dy.ndim < 3:
@@ -309,6 +317,8 @@ def conv_transpose(
     >>> convgrad.conv_transpose(np.ones((1, 1, 2)), np.ones((1, 1, 3)), stride=2)
     array([[[1., 1., 2., 1., 1.]]])
     """
+    if _lazy.any_dask(x, w, bias):  # never computed here: convgrad.dask, or a TypeError
+        return _lazy.route("conv_transpose", locals())
     call, x, w = _resolve(ConvGeometry.for_transpose, "x", x, "w", w, stride=stride, padding=padding,
                           output_padding=output_padding, output_shape=output_shape, dilation=dilation,
                           groups=groups, data_format=data_format, method=method,
@@ -346,6 +356,8 @@ def conv_vjp(
     >>> vjp(np.ones((1, 1, 3)))
     (array([[[1., 3., 3., 2.]]]), array([[[3., 6.]]]), array([3.]))
     """
+    if _lazy.any_dask(x, w, bias):  # never computed here: convgrad.dask, or a TypeError
+        return _lazy.route("conv_vjp", locals())
     call, x, w = _resolve(ConvGeometry.for_conv, "x", x, "w", w, stride=stride, padding=padding,
                           dilation=dilation, groups=groups, data_format=data_format, method=method,
                           workspace_bytes=workspace_bytes, padding_mode=padding_mode)
@@ -384,6 +396,8 @@ def conv_transpose_vjp(
     >>> vjp(np.arange(5.0).reshape(1, 1, 5))
     (array([[[3., 9.]]]), array([[[2., 4., 6.]]]), None)
     """
+    if _lazy.any_dask(x, w, bias):  # never computed here: convgrad.dask, or a TypeError
+        return _lazy.route("conv_transpose_vjp", locals())
     call, x, w = _resolve(ConvGeometry.for_transpose, "x", x, "w", w, stride=stride, padding=padding,
                           output_padding=output_padding, output_shape=output_shape, dilation=dilation,
                           groups=groups, data_format=data_format, method=method,
@@ -422,6 +436,8 @@ def conv_input_grad_vjp(
     >>> vjp(np.ones((1, 1, 4)))
     (array([[[3., 3., 3.]]]), array([[[3., 3.]]]))
     """
+    if _lazy.any_dask(dy, w):  # never computed here: convgrad.dask, or a TypeError
+        return _lazy.route("conv_input_grad_vjp", locals())
     call, dy, w = _resolve(ConvGeometry.for_input_grad, "dy", dy, "w", w, input_shape, stride=stride,
                            padding=padding, dilation=dilation, groups=groups, data_format=data_format,
                            method=method, workspace_bytes=workspace_bytes, padding_mode=padding_mode)
@@ -458,6 +474,8 @@ def conv_filter_grad_vjp(
     >>> vjp(np.array([[[1.0, 0.0]]]))
     (array([[[1., 1., 1., 0.]]]), array([[[0., 1., 2.]]]))
     """
+    if _lazy.any_dask(x, dy):  # never computed here: convgrad.dask, or a TypeError
+        return _lazy.route("conv_filter_grad_vjp", locals())
     call, x, dy = _resolve(ConvGeometry.for_filter_grad, "x", x, "dy", dy, filter_shape, stride=stride,
                            padding=padding, dilation=dilation, groups=groups, data_format=data_format,
                            method=method, workspace_bytes=workspace_bytes, padding_mode=padding_mode)

@@ -1,0 +1,182 @@
+"""The seven ops on dask arrays: validated on the client (the core's geometry and messages),
+then laid out as blocked graphs (``_graph``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import dask.array as da
+
+from .. import _canon
+from .._geometry import ConvGeometry
+from . import _graph
+from ._memory import Budget
+
+SPLIT_EVERY = 8  # the tree's fan-in: 512 partials sum in three levels, 8 arrays in a task
+
+
+def _bias(bias: object, channels: int) -> da.Array | None:
+    b = _graph.small("bias", bias)
+    if b is not None and b.shape != (channels,):
+        raise ValueError(f"bias must have shape ({channels},) (one per output channel), got {b.shape}")
+    return b
+
+
+def _operands(names: tuple[str, str], a: object, b: object, fmt: str, op: str) -> tuple[da.Array, da.Array]:
+    """The batch-and-space operand (channels in one chunk) and the other, as dask arrays."""
+    big = _graph.one_channel_chunk(names[0], _graph.lazy(names[0], a), fmt, op)
+    return big, _graph.lazy(names[1], b)
+
+
+def conv(x: object, w: object, bias: object = None, *, stride: object = 1, padding: object = 0,
+         dilation: object = 1, groups: int = 1, data_format: str = "channels_first", method: str = "auto",
+         workspace_bytes: int | None = None, block_bytes: int | None = None) -> da.Array:
+    """``convgrad.conv`` on a dask ``x``: y has x's batch chunks and spatial chunks of x's
+    divided by the stride (x's boundaries moved to the outputs their windows' anchors own).
+
+    Parameters
+    ----------
+    x : (N, C, *S) or (N, *S, C), dask or NumPy
+    w : (O, C / groups, *K) or (*K, C / groups, O); bias : (O,), optional
+    stride, padding, dilation, groups, data_format, method, workspace_bytes : as ``convgrad.conv``
+    block_bytes : int, optional; the peak one block may use (see the module's docstring)
+
+    Returns
+    -------
+    y : lazy dask array (N, O, *out) or (N, *out, O)
+    """
+    fmt = _canon.data_format(data_format)
+    x, w = _operands(("x", "w"), x, w, fmt, "conv")
+    geom = ConvGeometry.for_conv(x.shape, w.shape, stride=stride, padding=padding, dilation=dilation,
+                                 groups=groups, data_format=fmt)
+    b = _bias(bias, geom.out_channels)
+    return _graph.forward(geom, x, _graph.small("w", w), b, fmt, Budget(method, workspace_bytes, block_bytes))
+
+
+def conv_input_grad(dy: object, w: object, input_shape: object, *, stride: object = 1, padding: object = 0,
+                    dilation: object = 1, groups: int = 1, data_format: str = "channels_first",
+                    method: str = "auto", workspace_bytes: int | None = None,
+                    block_bytes: int | None = None) -> da.Array:
+    """``convgrad.conv_input_grad`` on a dask ``dy``: each dx block gathers the dy samples
+    whose windows reach it (no overlap-add); dx's chunks are dy's times the stride.
+
+    Returns
+    -------
+    dx : lazy dask array (N, C, *S) or (N, *S, C)
+    """
+    fmt = _canon.data_format(data_format)
+    dy, w = _operands(("dy", "w"), dy, w, fmt, "conv_input_grad")
+    geom = ConvGeometry.for_input_grad(dy.shape, w.shape, input_shape, stride=stride, padding=padding,
+                                       dilation=dilation, groups=groups, data_format=fmt)
+    return _graph.input_grad(geom, dy, _graph.small("w", w), None, fmt,
+                             Budget(method, workspace_bytes, block_bytes))
+
+
+def conv_filter_grad(x: object, dy: object, filter_shape: object, *, stride: object = 1,
+                     padding: object = 0, dilation: object = 1, groups: int = 1,
+                     data_format: str = "channels_first", method: str = "auto",
+                     workspace_bytes: int | None = None, block_bytes: int | None = None,
+                     split_every: int = SPLIT_EVERY) -> da.Array:
+    """``convgrad.conv_filter_grad`` on dask ``x`` and ``dy``: one partial per y block,
+    tree-summed (fan-in ``split_every``), float64 accumulation for float32.
+
+    Returns
+    -------
+    dw : lazy dask array (O, C / groups, *K) or (*K, C / groups, O), one chunk
+    """
+    fmt = _canon.data_format(data_format)
+    x, dy = _operands(("x", "dy"), x, dy, fmt, "conv_filter_grad")
+    geom = ConvGeometry.for_filter_grad(x.shape, dy.shape, filter_shape, stride=stride, padding=padding,
+                                        dilation=dilation, groups=groups, data_format=fmt)
+    return _graph.filter_grad(geom, x, dy, fmt, Budget(method, workspace_bytes, block_bytes), split_every)
+
+
+def conv_bias_grad(dy: object, *, data_format: str = "channels_first", workspace_bytes: int | None = None,
+                   split_every: int = SPLIT_EVERY) -> da.Array:
+    """``convgrad.conv_bias_grad`` on a dask ``dy``: a partial sum per chunk (float64 for
+    float32), tree-summed. ``workspace_bytes`` is accepted for the core's signature; no block
+    copies dy.
+
+    Returns
+    -------
+    db : lazy dask array (O,)
+    """
+    fmt = _canon.data_format(data_format)
+    Budget("auto", workspace_bytes)  # the core's check of the value
+    return _graph.bias_grad(_graph.lazy("dy", dy), fmt, split_every)
+
+
+def conv_transpose(x: object, w: object, bias: object = None, *, stride: object = 1, padding: object = 0,
+                   output_padding: object = 0, output_shape: object = None, dilation: object = 1,
+                   groups: int = 1, data_format: str = "channels_first", method: str = "auto",
+                   workspace_bytes: int | None = None, block_bytes: int | None = None) -> da.Array:
+    """``convgrad.conv_transpose`` on a dask ``x``: the input gradient of the forward conv it
+    transposes (``ConvGeometry.for_transpose``), block by block, bias added per block.
+
+    Returns
+    -------
+    y : lazy dask array (N, C_out, *S_out) or (N, *S_out, C_out)
+    """
+    fmt = _canon.data_format(data_format)
+    x, w = _operands(("x", "w"), x, w, fmt, "conv_transpose")
+    geom = ConvGeometry.for_transpose(x.shape, w.shape, stride=stride, padding=padding,
+                                      output_padding=output_padding, output_shape=output_shape,
+                                      dilation=dilation, groups=groups, data_format=fmt)
+    b = _bias(bias, geom.in_channels)
+    budget = Budget(method, workspace_bytes, block_bytes)
+    return _graph.input_grad(geom, x, _graph.small("w", w), b, fmt, budget, "conv_transpose")
+
+
+def _cotangent(g: object, shape: tuple[int, ...], fmt: str, op: str) -> da.Array:
+    dy = _graph.one_channel_chunk("dy", _graph.lazy("dy", g), fmt, op)
+    if dy.shape != shape:
+        raise ValueError(f"dy.shape={dy.shape} does not match the output shape {shape}")
+    return dy
+
+
+def conv_vjp(x: object, w: object, bias: object = None, *, stride: object = 1, padding: object = 0,
+             dilation: object = 1, groups: int = 1, data_format: str = "channels_first", method: str = "auto",
+             workspace_bytes: int | None = None, block_bytes: int | None = None,
+             split_every: int = SPLIT_EVERY) -> tuple[da.Array, Callable]:
+    """``convgrad.conv_vjp`` on dask arrays: a lazy y and ``vjp(dy) -> (dx, dw, db)``, lazy
+    (db None without bias)."""
+    fmt = _canon.data_format(data_format)
+    x, w = _operands(("x", "w"), x, w, fmt, "conv_vjp")
+    geom = ConvGeometry.for_conv(x.shape, w.shape, stride=stride, padding=padding, dilation=dilation,
+                                 groups=groups, data_format=fmt)
+    b, w = _bias(bias, geom.out_channels), _graph.small("w", w)
+    budget = Budget(method, workspace_bytes, block_bytes)
+    y = _graph.forward(geom, x, w, b, fmt, budget, "conv_vjp")
+
+    def vjp(g: object) -> tuple[da.Array, da.Array, da.Array | None]:
+        dy = _cotangent(g, geom.y_shape(fmt), fmt, "conv_vjp")
+        return (_graph.input_grad(geom, dy, w, None, fmt, budget, "conv_vjp"),
+                _graph.filter_grad(geom, x, dy, fmt, budget, split_every, "conv_vjp"),
+                None if b is None else _graph.bias_grad(dy, fmt, split_every, "conv_vjp"))
+
+    return y, vjp
+
+
+def conv_transpose_vjp(x: object, w: object, bias: object = None, *, stride: object = 1, padding: object = 0,
+                       output_padding: object = 0, output_shape: object = None, dilation: object = 1,
+                       groups: int = 1, data_format: str = "channels_first", method: str = "auto",
+                       workspace_bytes: int | None = None, block_bytes: int | None = None,
+                       split_every: int = SPLIT_EVERY) -> tuple[da.Array, Callable]:
+    """``convgrad.conv_transpose_vjp`` on dask arrays: dx is the forward conv of dy, dw the
+    forward's filter gradient with dy as its input and x as its output gradient."""
+    fmt = _canon.data_format(data_format)
+    x, w = _operands(("x", "w"), x, w, fmt, "conv_transpose_vjp")
+    geom = ConvGeometry.for_transpose(x.shape, w.shape, stride=stride, padding=padding,
+                                      output_padding=output_padding, output_shape=output_shape,
+                                      dilation=dilation, groups=groups, data_format=fmt)
+    b, w = _bias(bias, geom.in_channels), _graph.small("w", w)
+    budget = Budget(method, workspace_bytes, block_bytes)
+    y = _graph.input_grad(geom, x, w, b, fmt, budget, "conv_transpose_vjp")
+
+    def vjp(g: object) -> tuple[da.Array, da.Array, da.Array | None]:
+        dy = _cotangent(g, geom.x_shape(fmt), fmt, "conv_transpose_vjp")
+        return (_graph.forward(geom, dy, w, None, fmt, budget, "conv_transpose_vjp"),
+                _graph.filter_grad(geom, dy, x, fmt, budget, split_every, "conv_transpose_vjp"),
+                None if b is None else _graph.bias_grad(dy, fmt, split_every, "conv_transpose_vjp"))
+
+    return y, vjp

@@ -1,0 +1,82 @@
+"""The blocks' arithmetic (ConvGeometry's halos and boundaries) against the design study's table,
+the per-block memory check (refused before any task runs, with a chunking that fits), and the
+graph's size."""
+
+# ruff: noqa: E402  (dask is imported only when the extra is installed)
+from __future__ import annotations
+
+import ast
+import re
+
+import numpy as np
+import pytest
+
+da = pytest.importorskip("dask.array")
+from dask.callbacks import Callback
+
+import convgrad
+import convgrad.dask as cgd
+from convgrad import ConvGeometry
+
+
+@pytest.mark.parametrize(("n", "padding", "stride", "x_halo", "dy_halo"), [
+    # The closed forms measured in the study (research/dask-design.md §2.1), 3-tap kernel.
+    (16, "same", 1, (1, 1), (1, 1)),
+    (16, "valid", 1, (0, 2), (2, 0)),
+    (16, "full", 1, (2, 0), (0, 2)),
+    (16, "same", 2, (0, 1), (1, 0)),
+])
+def test_halos_match_the_study(n, padding, stride, x_halo, dy_halo):
+    g = ConvGeometry.for_conv((1, 1, n), (1, 1, 3), padding=padding, stride=stride)
+    assert g.halos(0) == (x_halo, dy_halo)
+
+
+def test_output_chunks_follow_input_chunks_divided_by_the_stride():
+    same1 = ConvGeometry.for_conv((1, 1, 200), (1, 1, 3), padding="same")
+    assert same1.output_bounds(0, (0, 68, 134, 200)) == (0, 68, 134, 200)
+    same2 = ConvGeometry.for_conv((1, 1, 200), (1, 1, 3), padding="same", stride=2)
+    assert same2.output_bounds(0, (0, 68, 134, 200)) == (0, 34, 67, 100)  # the study's (34, 33, 33)
+    assert same2.input_bounds(0, (0, 34, 67, 100)) == (0, 68, 134, 200)
+    # chunks shorter than the halo merge into a neighbour
+    assert ConvGeometry.for_conv((1, 1, 20), (1, 1, 7), padding="same").output_bounds(0, (0, 2, 10, 12, 20)) \
+        == (0, 10, 20)
+
+
+def test_an_oversized_chunking_is_refused_before_any_task_runs_with_one_that_fits():
+    x = da.ones((2, 4, 64, 64, 64), chunks=(2, 4, 64, 64, 64))
+    w = np.ones((8, 4, 3, 3, 3))
+    starts = []
+    with Callback(start=lambda dsk: starts.append(1)):
+        with pytest.raises(ValueError, match=r"dask.conv: a block reading \(2, 4, 64, 64, 64\)") as e:
+            cgd.conv(x, w, padding="same", block_bytes=20 * 2**20)
+    assert starts == []
+    fits = re.search(r"rechunk x to chunks=(\(.*?\))", str(e.value)).group(1)
+    y = cgd.conv(x.rechunk(ast.literal_eval(fits)), w, padding="same", block_bytes=20 * 2**20)  # accepted
+    assert y.numblocks[2:] != (1, 1, 1)
+
+
+def test_a_same_3d_conv_costs_about_one_task_per_block():
+    # The prototype's map_overlap graph had ~24 tasks per block; here each y block is one task
+    # reading the chunks under its windows, beside the input's own chunk tasks.
+    x = da.ones((1, 2, 64, 64, 64), chunks=(1, 2, 8, 8, 8))
+    y = cgd.conv(x, np.ones((2, 2, 3, 3, 3)), padding="same")
+    blocks = 8 ** 3
+    assert y.numblocks == (1, 1, 8, 8, 8)
+    tasks = len(dict(y.__dask_graph__()))
+    assert tasks <= 2 * blocks + 2, tasks
+    dw = cgd.conv_filter_grad(x, da.ones(y.shape, chunks=y.chunks), (2, 2, 3, 3, 3), padding="same")
+    sums = [k for k in dict(dw.__dask_graph__()) if isinstance(k, tuple) and "-sum" in k[0]]
+    assert len(sums) == 64 + 8 + 1  # 512 partials -> 64 -> 8 -> 1 at fan-in 8
+
+
+def test_the_filter_gradient_tree_is_bitwise_reproducible():
+    rng = np.random.default_rng(1)
+    x = da.from_array(rng.standard_normal((2, 3, 40, 40)).astype(np.float32), chunks=(1, 3, 9, 13))
+    dy = da.from_array(rng.standard_normal((2, 5, 40, 40)).astype(np.float32), chunks=(1, 5, 9, 13))
+    runs = [cgd.conv_filter_grad(x, dy, (5, 3, 3, 3), padding="same", split_every=3).compute(scheduler=s)
+            for s in ("synchronous", "threads", "synchronous")]
+    assert runs[0].dtype == np.float32
+    assert all(np.array_equal(r, runs[0]) for r in runs[1:])
+    want = convgrad.conv_filter_grad(x.compute().astype(np.float64), dy.compute().astype(np.float64),
+                                     (5, 3, 3, 3), padding="same")
+    assert np.max(np.abs(runs[0] - want)) / np.max(np.abs(want)) < 2e-6  # float64 accumulation
