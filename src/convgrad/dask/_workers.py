@@ -27,7 +27,7 @@ class ConvgradWorker(WorkerPlugin):
         self.fraction = fraction
 
     def setup(self, worker: object) -> None:
-        configure(worker.memory_limit, worker.state.nthreads, self.fraction)
+        configure(worker.memory_manager.memory_limit, worker.state.nthreads, self.fraction)
 
 
 _LIMITS: list = []  # the threadpool limits stay in force for the worker's life
