@@ -80,3 +80,35 @@ def test_the_filter_gradient_tree_is_bitwise_reproducible():
     want = convgrad.conv_filter_grad(x.compute().astype(np.float64), dy.compute().astype(np.float64),
                                      (5, 3, 3, 3), padding="same")
     assert np.max(np.abs(runs[0] - want)) / np.max(np.abs(want)) < 2e-6  # float64 accumulation
+
+
+@pytest.mark.parametrize("x_shape", [(2, 1, 0), (0, 1, 7)])
+def test_empty_batches_and_inputs_padded_to_a_window(x_shape):
+    rng = np.random.default_rng(2)
+    x, w, bias = rng.standard_normal(x_shape), rng.standard_normal((3, 1, 2)), rng.standard_normal(3)
+    dy = rng.standard_normal(convgrad.conv(x, w, padding=1).shape)
+    xd, dyd = da.from_array(x, chunks=(1, 1, 3)), da.from_array(dy, chunks=(1, 3, 2))
+    pad = {"padding": 1}
+    pairs = [(cgd.conv(xd, w, bias, **pad), convgrad.conv(x, w, bias, **pad)),
+             (cgd.conv_input_grad(dyd, w, x.shape, **pad), convgrad.conv_input_grad(dy, w, x.shape, **pad)),
+             (cgd.conv_filter_grad(xd, dyd, w.shape, **pad),
+              convgrad.conv_filter_grad(x, dy, w.shape, **pad)),
+             (cgd.conv_bias_grad(dyd), convgrad.conv_bias_grad(dy))]
+    for got, want in pairs:
+        got = got.compute(scheduler="synchronous")
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+def test_bad_values_are_refused_as_the_core_refuses_them():
+    x = da.ones((1, 1, 5), chunks=(1, 1, 2))
+    with pytest.raises(ValueError, match="unknown method='nope'"):
+        cgd.conv(x, np.ones((1, 1, 2)), method="nope")
+    with pytest.raises(TypeError, match="w has dtype bool"):
+        cgd.conv(x, np.ones((1, 1, 2), bool))
+    with pytest.raises(ValueError, match="block_bytes must be a positive int, got 0"):
+        cgd.conv(x, np.ones((1, 1, 2)), block_bytes=0)
+    with pytest.raises(ValueError, match="split_every must be an int >= 2, got 1"):
+        cgd.conv_filter_grad(x, x, (1, 1, 1), split_every=1)
+    with pytest.raises(ValueError, match=r"bias must have shape \(1,\)"):
+        cgd.conv(x, np.ones((1, 1, 2)), np.ones(2))

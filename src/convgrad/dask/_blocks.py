@@ -58,9 +58,14 @@ def input_grad(block: Block, a: list, w: np.ndarray, bias: np.ndarray | None) ->
         dx = np.zeros(block.shape, block.dtype)
     else:
         dx = conv_input_grad(block.a(a), w, block.shape, **block.kwargs)
+    return _biased(dx, bias, block.data_format)
+
+
+def _biased(dx: np.ndarray, bias: np.ndarray | None, fmt: str) -> np.ndarray:
+    """dx + bias per channel, in the dtype the core's ``conv_transpose`` returns."""
     if bias is None:
         return dx
-    shape = (-1,) + (1,) * (dx.ndim - 2) if block.data_format == "channels_first" else (-1,)
+    shape = (-1,) + (1,) * (dx.ndim - 2) if fmt == "channels_first" else (-1,)
     return (dx + bias.reshape(shape)).astype(result_dtype(dx, bias)[0], copy=False)
 
 
@@ -72,6 +77,22 @@ def filter_grad(block: Block, a: list, b: list) -> np.ndarray:
 def bias_grad(dy: np.ndarray, axes: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """This block's share of db: dy summed over batch and positions, in ``dtype``."""
     return dy.sum(axis=axes, dtype=dtype)
+
+
+def whole(run: object, arrays: list, kwargs: dict) -> np.ndarray:
+    """``run(*arrays, **kwargs)``: one task on whole arrays."""
+    return run(*arrays, **kwargs)
+
+
+def transpose(dy: np.ndarray, w: np.ndarray, bias: np.ndarray | None, *, input_shape: tuple, data_format: str,
+              **kwargs: object) -> np.ndarray:
+    """conv_input_grad(dy, w, input_shape) + bias, on whole arrays."""
+    return _biased(conv_input_grad(dy, w, input_shape, data_format=data_format, **kwargs), bias, data_format)
+
+
+def filter_grad_whole(x: np.ndarray, dy: np.ndarray, *, filter_shape: tuple, **kwargs: object) -> np.ndarray:
+    """conv_filter_grad on whole arrays."""
+    return conv_filter_grad(x, dy, filter_shape, **kwargs)
 
 
 def add(*parts: np.ndarray) -> np.ndarray:

@@ -137,6 +137,15 @@ def _key(a: da.Array | None) -> tuple | None:
     return None if a is None else (a.name, *(0,) * a.ndim)
 
 
+def whole(name: str, run: object, arrays: list[da.Array | None], shape: tuple[int, ...], dtype: np.dtype,
+          **kwargs: object) -> da.Array:
+    """One task running the core's ``run(*arrays, **kwargs)`` on whole arrays: for a geometry
+    with an empty spatial input, which has no blocks (its result is small: pads alone)."""
+    arrays = [None if a is None else a.rechunk(-1) for a in arrays]
+    layer = {(name, *(0,) * len(shape)): (_blocks.whole, run, [_key(a) for a in arrays], kwargs)}
+    return _array(name, layer, arrays, tuple((n,) for n in shape), dtype)
+
+
 def forward_blocks(geom: ConvGeometry, chunks: tuple, fmt: str
                    ) -> list[tuple[tuple[int, ...], list[Range], list[Range], list[Range]]]:
     """Per y block, for x chunked as ``chunks``: its index, its ranges in y, the x ranges it
@@ -191,8 +200,11 @@ def forward(geom: ConvGeometry, x: da.Array, w: da.Array, bias: da.Array | None,
         return [([_shape(xr), w_shape], _shape(yr), ("forward", _shape(xr), w_shape, _kwargs(geom, fmt, p)))
                 for _, yr, xr, p in forward_blocks(geom, chunks, fmt)]
 
-    budget.check(op, comp, items, x.chunks, x.shape, "x", _chunked(lay))
     name = f"convgrad-{op}-{tokenize(geom, fmt, x, w, bias, budget)}"
+    if 0 in geom.in_spatial:
+        return whole(name, _blocks.conv, [x, w, bias], geom.y_shape(fmt), dtype,
+                     **_kwargs(geom, fmt, geom.padding))
+    budget.check(op, comp, items, x.chunks, x.shape, "x", _chunked(lay))
     layer = {}
     for (bi, *idx), _, x_ranges, pads in forward_blocks(geom, x.chunks, fmt):
         keys, g = gather(x, x_ranges)
@@ -217,8 +229,11 @@ def input_grad(geom: ConvGeometry, dy: da.Array, w: da.Array, bias: da.Array | N
                  ("input_grad", _shape(xr), w_shape, _kwargs(geom, fmt, p)))
                 for _, xr, yr, p in input_blocks(geom, chunks, fmt) if yr is not None]
 
-    budget.check(op, comp, items, dy.chunks, dy.shape, "dy", _chunked(lay))
     name = f"convgrad-{op}-{tokenize(geom, fmt, dy, w, bias, budget)}"
+    if 0 in geom.in_spatial:
+        return whole(name, _blocks.transpose, [dy, w, bias], geom.x_shape(fmt), dtype,
+                     input_shape=geom.x_shape(fmt), **_kwargs(geom, fmt, geom.padding))
+    budget.check(op, comp, items, dy.chunks, dy.shape, "dy", _chunked(lay))
     layer = {}
     for (bi, *idx), x_ranges, y_ranges, pads in input_blocks(geom, dy.chunks, fmt):
         shape = _shape(x_ranges)
@@ -271,8 +286,11 @@ def filter_grad(geom: ConvGeometry, x: da.Array, dy: da.Array, fmt: str, budget:
                  ("filter_grad", _shape(xr), w_shape, _kwargs(geom, fmt, p)))
                 for _, yr, xr, p in forward_blocks(geom, chunks, fmt)]
 
-    budget.check(op, comp, items, x.chunks, x.shape, "x", _chunked(lay))
     name = f"convgrad-{op}-{tokenize(geom, fmt, x, dy, budget, split_every)}"
+    if 0 in geom.in_spatial:
+        return whole(name, _blocks.filter_grad_whole, [x, dy], w_shape, res, filter_shape=w_shape,
+                     **_kwargs(geom, fmt, geom.padding))
+    budget.check(op, comp, items, x.chunks, x.shape, "x", _chunked(lay))
     layer: dict = {}
     leaves = []
     for n, (_, y_ranges, x_ranges, pads) in enumerate(forward_blocks(geom, x.chunks, fmt)):

@@ -81,10 +81,7 @@ class Budget:
         workspace."""
         ins, out, (op, x_shape, w_shape, kwargs) = item
         size = comp.itemsize
-        try:
-            work = self.plan(op, x_shape, w_shape, kwargs, comp).workspace_bytes
-        except ValueError:  # no engine fits the core's budget: count it as all of it
-            work = self.workspace + 1
+        work = self.plan(op, x_shape, w_shape, kwargs, comp).workspace_bytes
         return 2 * sum(math.prod(s) for s in ins) * size + 2 * math.prod(out) * size + work
 
     def check(self, op: str, comp: np.dtype, items_for: Callable[[tuple], list[Item]], chunks: tuple,
@@ -95,18 +92,18 @@ class Budget:
         worst = max(items, key=lambda it: self.peak(it, comp), default=None)
         if worst is None or self.peak(worst, comp) <= self.block_bytes:
             return items
-        size = [max(c) for c in chunks]
-        for _ in range(64):
+        size, fits = [max(c) for c in chunks], ""
+        while not fits:
             axis = max(chunked, key=lambda a: size[a])
             if size[axis] <= 1:
                 break
             size[axis] = -(-size[axis] // 2)
             trial = tuple(_regular(n, c) for n, c in zip(shape, size))
-            if all(self.peak(it, comp) <= self.block_bytes for it in items_for(trial)):
-                fits = f"rechunk {operand} to chunks={tuple(size)}"
-                break
-        else:
-            fits = ""
+            try:
+                if all(self.peak(it, comp) <= self.block_bytes for it in items_for(trial)):
+                    fits = f"rechunk {operand} to chunks={tuple(size)}"
+            except ValueError:  # a named engine that cannot run some smaller block: keep halving
+                pass
         if not fits:
             fits = f"no chunking of {operand} fits; raise block_bytes="
         ins, out, _ = worst
