@@ -32,12 +32,26 @@ def client():
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as c:
         settings = cgd.setup(c)
         assert len(settings) == 2
-        assert all(int(s["workspace_bytes"]) == LIMIT // 2 for s in settings.values())
+        assert all(int(s["workspace_bytes"]) == LIMIT // 8 for s in settings.values())
         yield c
 
 
 def _pids(client) -> dict:
     return client.run(os.getpid)
+
+
+def _worker_state() -> tuple:
+    """What convgrad.dask.setup leaves on a worker: its workspace and scratch budgets and the
+    thread count an engine may use inside a task."""
+    from convgrad.engines import _scratch, _threads
+
+    return os.environ.get("CONVGRAD_WORKSPACE_BYTES"), _scratch.POOL_BYTES, _threads.allowed()
+
+
+def test_setup_budgets_each_worker_and_pins_one_thread_per_task(client):
+    want = (str(LIMIT // 8), LIMIT // 32, 1)  # 128 MiB workspace, 32 MiB scratch, one thread
+    assert set(client.run(_worker_state).values()) == {want}
+    assert client.submit(_worker_state, pure=False).result() == want  # inside a task's thread
 
 
 def test_the_ops_on_a_cluster_equal_the_whole_arrays(client):
@@ -90,6 +104,7 @@ def test_a_worker_killed_mid_compute_changes_no_bit(client):
     stormy = client.gather(futures)
     client.wait_for_workers(2, timeout=60)
     assert victim not in _pids(client).values()  # it did die, and the nanny started another
+    assert set(client.run(_worker_state).values()) == {(str(LIMIT // 8), LIMIT // 32, 1)}  # the plugin
     for a, b in zip(calm, stormy):
         assert a.dtype == b.dtype and np.array_equal(a, b)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from .._budget import WORKSPACE_ENV
-from ._memory import WORKER_FRACTION
+from ._memory import WORKER_FRACTION, WORKSPACE_SHARE
 
 try:  # a plugin class needs distributed; convgrad.dask works without it (local schedulers)
     from distributed.diagnostics.plugin import WorkerPlugin
@@ -16,10 +16,12 @@ except ImportError:  # pragma: no cover
 
 class ConvgradWorker(WorkerPlugin):
     """Runs on every worker as it starts (restarted ones included): sets the workspace budget
-    to ``fraction`` of the worker's memory per thread and the scratch pool to an eighth of that
-    (convgrad's defaults, 2 GiB and 512 MiB per thread, do not fit a 1 GiB worker and its kept
-    scratch shows up as unmanaged memory), limits BLAS and OpenMP pools to one thread (the worker
-    runs one task per thread; convgrad's FFT and Numba follow those limits), loads the kernels."""
+    to a quarter of ``fraction`` of the worker's memory per thread (what convgrad.dask's blocks
+    get) and the scratch pool to a quarter of that (convgrad's defaults, 2 GiB and 512 MiB per
+    thread, do not fit a 1 GiB worker, and kept scratch shows up as unmanaged memory): 128 MiB
+    and 32 MiB at 1 GiB and one thread, the design study's figures; limits BLAS and OpenMP
+    pools to one thread (the worker runs one task per thread; convgrad's FFT and Numba follow
+    those limits); loads the kernels."""
 
     name = "convgrad"
 
@@ -39,9 +41,9 @@ def configure(memory_limit: int | None, nthreads: int, fraction: float = WORKER_
     from ..engines import _scratch, warm_up
 
     if memory_limit:
-        share = int(memory_limit / max(1, nthreads) * fraction)
+        share = int(memory_limit / max(1, nthreads) * fraction) // WORKSPACE_SHARE
         os.environ[WORKSPACE_ENV] = str(share)
-        _scratch.POOL_BYTES = share // 8
+        _scratch.POOL_BYTES = share // 4
     try:
         from threadpoolctl import threadpool_limits
 
@@ -56,8 +58,8 @@ def configure(memory_limit: int | None, nthreads: int, fraction: float = WORKER_
 def setup(client: object, fraction: float = WORKER_FRACTION) -> dict:
     """Prepare every worker of ``client`` (a ``distributed.Client``) for convgrad.dask, now and
     on every restart (a ``WorkerPlugin``): workspace and scratch budgets from the worker's
-    ``memory_limit / nthreads`` times ``fraction``, BLAS / FFT / Numba at one thread per task,
-    compiled kernels loaded.
+    ``memory_limit / nthreads`` times ``fraction`` (see ``ConvgradWorker``), BLAS / FFT / Numba
+    at one thread per task, compiled kernels loaded.
 
     Returns
     -------
