@@ -15,6 +15,13 @@ from ._memory import Budget
 SPLIT_EVERY = 8  # the tree's fan-in: 512 partials sum in three levels, 8 arrays in a task
 
 
+def _zeros(padding_mode: object, op: str) -> None:
+    """Blocks pad with zeros: the other modes fill a block's pads from samples it does not hold."""
+    if padding_mode != "zeros":
+        raise ValueError(f"convgrad.dask.{op} supports padding_mode='zeros' only, got "
+                         f"padding_mode={padding_mode!r}; pad x first (da.pad) and use padding='valid'")
+
+
 def _bias(bias: object, channels: int) -> da.Array | None:
     b = _graph.small("bias", bias)
     if b is not None and b.shape != (channels,):
@@ -29,7 +36,8 @@ def _operands(names: tuple[str, str], a: object, b: object, fmt: str, op: str) -
 
 
 def conv(x: object, w: object, bias: object = None, *, stride: object = 1, padding: object = 0,
-         dilation: object = 1, groups: int = 1, data_format: str = "channels_first", method: str = "auto",
+         dilation: object = 1, groups: int = 1, padding_mode: object = "zeros",
+         data_format: str = "channels_first", method: str = "auto",
          workspace_bytes: int | None = None, block_bytes: int | None = None) -> da.Array:
     """``convgrad.conv`` on a dask ``x``: y has x's batch chunks and spatial chunks of x's
     divided by the stride (x's boundaries moved to the outputs their windows' anchors own).
@@ -45,6 +53,7 @@ def conv(x: object, w: object, bias: object = None, *, stride: object = 1, paddi
     -------
     y : lazy dask array (N, O, *out) or (N, *out, O)
     """
+    _zeros(padding_mode, "conv")
     fmt = _canon.data_format(data_format)
     x, w = _operands(("x", "w"), x, w, fmt, "conv")
     geom = ConvGeometry.for_conv(x.shape, w.shape, stride=stride, padding=padding, dilation=dilation,
@@ -54,7 +63,8 @@ def conv(x: object, w: object, bias: object = None, *, stride: object = 1, paddi
 
 
 def conv_input_grad(dy: object, w: object, input_shape: object, *, stride: object = 1, padding: object = 0,
-                    dilation: object = 1, groups: int = 1, data_format: str = "channels_first",
+                    dilation: object = 1, groups: int = 1, padding_mode: object = "zeros",
+                    data_format: str = "channels_first",
                     method: str = "auto", workspace_bytes: int | None = None,
                     block_bytes: int | None = None) -> da.Array:
     """``convgrad.conv_input_grad`` on a dask ``dy``: each dx block gathers the dy samples
@@ -64,6 +74,7 @@ def conv_input_grad(dy: object, w: object, input_shape: object, *, stride: objec
     -------
     dx : lazy dask array (N, C, *S) or (N, *S, C)
     """
+    _zeros(padding_mode, "conv_input_grad")
     fmt = _canon.data_format(data_format)
     dy, w = _operands(("dy", "w"), dy, w, fmt, "conv_input_grad")
     geom = ConvGeometry.for_input_grad(dy.shape, w.shape, input_shape, stride=stride, padding=padding,
@@ -74,7 +85,8 @@ def conv_input_grad(dy: object, w: object, input_shape: object, *, stride: objec
 
 def conv_filter_grad(x: object, dy: object, filter_shape: object, *, stride: object = 1,
                      padding: object = 0, dilation: object = 1, groups: int = 1,
-                     data_format: str = "channels_first", method: str = "auto",
+                     padding_mode: object = "zeros", data_format: str = "channels_first",
+                     method: str = "auto",
                      workspace_bytes: int | None = None, block_bytes: int | None = None,
                      split_every: int = SPLIT_EVERY) -> da.Array:
     """``convgrad.conv_filter_grad`` on dask ``x`` and ``dy``: one partial per y block,
@@ -84,6 +96,7 @@ def conv_filter_grad(x: object, dy: object, filter_shape: object, *, stride: obj
     -------
     dw : lazy dask array (O, C / groups, *K) or (*K, C / groups, O), one chunk
     """
+    _zeros(padding_mode, "conv_filter_grad")
     fmt = _canon.data_format(data_format)
     x, dy = _operands(("x", "dy"), x, dy, fmt, "conv_filter_grad")
     geom = ConvGeometry.for_filter_grad(x.shape, dy.shape, filter_shape, stride=stride, padding=padding,
@@ -108,7 +121,8 @@ def conv_bias_grad(dy: object, *, data_format: str = "channels_first", workspace
 
 def conv_transpose(x: object, w: object, bias: object = None, *, stride: object = 1, padding: object = 0,
                    output_padding: object = 0, output_shape: object = None, dilation: object = 1,
-                   groups: int = 1, data_format: str = "channels_first", method: str = "auto",
+                   groups: int = 1, padding_mode: object = "zeros",
+                   data_format: str = "channels_first", method: str = "auto",
                    workspace_bytes: int | None = None, block_bytes: int | None = None) -> da.Array:
     """``convgrad.conv_transpose`` on a dask ``x``: the input gradient of the forward conv it
     transposes (``ConvGeometry.for_transpose``), block by block, bias added per block.
@@ -117,6 +131,7 @@ def conv_transpose(x: object, w: object, bias: object = None, *, stride: object 
     -------
     y : lazy dask array (N, C_out, *S_out) or (N, *S_out, C_out)
     """
+    _zeros(padding_mode, "conv_transpose")
     fmt = _canon.data_format(data_format)
     x, w = _operands(("x", "w"), x, w, fmt, "conv_transpose")
     geom = ConvGeometry.for_transpose(x.shape, w.shape, stride=stride, padding=padding,
@@ -135,11 +150,13 @@ def _cotangent(g: object, shape: tuple[int, ...], fmt: str, op: str) -> da.Array
 
 
 def conv_vjp(x: object, w: object, bias: object = None, *, stride: object = 1, padding: object = 0,
-             dilation: object = 1, groups: int = 1, data_format: str = "channels_first", method: str = "auto",
+             dilation: object = 1, groups: int = 1, padding_mode: object = "zeros",
+             data_format: str = "channels_first", method: str = "auto",
              workspace_bytes: int | None = None, block_bytes: int | None = None,
              split_every: int = SPLIT_EVERY) -> tuple[da.Array, Callable]:
     """``convgrad.conv_vjp`` on dask arrays: a lazy y and ``vjp(dy) -> (dx, dw, db)``, lazy
     (db None without bias)."""
+    _zeros(padding_mode, "conv_vjp")
     fmt = _canon.data_format(data_format)
     x, w = _operands(("x", "w"), x, w, fmt, "conv_vjp")
     geom = ConvGeometry.for_conv(x.shape, w.shape, stride=stride, padding=padding, dilation=dilation,
@@ -159,11 +176,13 @@ def conv_vjp(x: object, w: object, bias: object = None, *, stride: object = 1, p
 
 def conv_transpose_vjp(x: object, w: object, bias: object = None, *, stride: object = 1, padding: object = 0,
                        output_padding: object = 0, output_shape: object = None, dilation: object = 1,
-                       groups: int = 1, data_format: str = "channels_first", method: str = "auto",
+                       groups: int = 1, padding_mode: object = "zeros",
+                       data_format: str = "channels_first", method: str = "auto",
                        workspace_bytes: int | None = None, block_bytes: int | None = None,
                        split_every: int = SPLIT_EVERY) -> tuple[da.Array, Callable]:
     """``convgrad.conv_transpose_vjp`` on dask arrays: dx is the forward conv of dy, dw the
     forward's filter gradient with dy as its input and x as its output gradient."""
+    _zeros(padding_mode, "conv_transpose_vjp")
     fmt = _canon.data_format(data_format)
     x, w = _operands(("x", "w"), x, w, fmt, "conv_transpose_vjp")
     geom = ConvGeometry.for_transpose(x.shape, w.shape, stride=stride, padding=padding,
