@@ -57,7 +57,7 @@ def main() -> None:
     convgrad.engines.warm_up()
     rows = []
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit=args.memory_limit,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
         cgd.setup(client)
         for name, (xs, ws, padding, chunks) in CASES.items():
             rng = np.random.default_rng(0)

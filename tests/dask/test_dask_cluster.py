@@ -30,7 +30,7 @@ LARGE = os.environ.get("CONVGRAD_DASK_LARGE") == "1" or os.environ.get("CONVGRAD
 @pytest.fixture(scope="module")
 def client():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit=LIMIT,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as c:
+                                  dashboard_address=":0") as cluster, distributed.Client(cluster) as c:
         settings = cgd.setup(c)
         assert len(settings) == 2
         assert all(int(s["workspace_bytes"]) == LIMIT // 8 for s in settings.values())
@@ -101,6 +101,7 @@ def test_a_worker_killed_mid_compute_changes_no_bit(client):
     futures = client.compute(ops())
     time.sleep(max(0.05, took / 3))
     victim = sorted(pids.values())[0]
+    assert not all(f.done() for f in futures)  # killed mid-compute
     os.kill(victim, signal.SIGKILL)
     stormy = client.gather(futures)
     client.wait_for_workers(2, timeout=60)
