@@ -162,6 +162,7 @@ def torch_cases(draw):
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths:UserWarning")
 @budget(320)
 @given(torch_cases(), seeds)
+@tally.checked_against("torch")
 def test_matches_pytorch_conv_modules_with_autograd(case, seed):
     """Forward, input and weight (and bias) gradients of ``nn.ConvNd(padding_mode=...)``."""
     c, o, g = case["channels"]
@@ -191,6 +192,7 @@ def test_matches_pytorch_conv_modules_with_autograd(case, seed):
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths:UserWarning")
 @budget(40)
 @given(torch_cases(), seeds, st.booleans())
+@tally.checked_against("torch")
 def test_torch_front_conv_layers_match_pytorch_layers(case, seed, unbatched):
     """convgrad.torch.nn.Conv1d/2d/3d with torch's weights: forward and ``.vjp`` against the real
     layer's output and autograd gradients."""
@@ -249,6 +251,7 @@ NDIMAGE_MODES = ("reflect", "constant", "nearest", "mirror", "wrap", "grid-const
 
 @budget(110)
 @given(st.sampled_from(NDIMAGE_MODES), st.lists(st.integers(1, 4), min_size=1, max_size=3), st.data(), seeds)
+@tally.checked_against("scipy")
 def test_matches_scipy_ndimage_correlate(mode, kernel, data, seed):
     """ndimage centres the kernel on sample k // 2 (origin 0): pads (k // 2, k - 1 - k // 2), one
     channel, stride 1, the mode spelled as SciPy spells it."""
