@@ -1,7 +1,8 @@
 """Forward, input gradient and filter gradient: convgrad against PyTorch on the same machine.
 
-Run: ``python benchmarks/bench_core.py [--repeats 7] [--cases ...] [--frameworks torch,tf,jax]
-[--write BENCHMARKS.md]`` (``convgrad bench`` is the same suite with a progress bar and a chart).
+Run: ``python benchmarks/bench_core.py [--repeats 7] [--calls 15] [--cases ...]
+[--frameworks torch,tf,jax] [--write BENCHMARKS.md]`` (``convgrad bench`` is the same suite with a
+progress bar and a chart).
 OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, where set on a machine, slow NumPy's BLAS; to measure
 without them, unset both in the benchmark's own command (and say so in the report).
 
@@ -19,7 +20,8 @@ from convgrad.cli.bench import report, suite
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=7, help="paused rounds per op")
+    parser.add_argument("--calls", type=int, default=15, help="steady-state calls per op and contestant")
     parser.add_argument("--cases", nargs="*", default=[c.name for c in suite.CASES],
                         help=f"any of {', '.join(c.name for c in (*suite.CASES, *suite.EXTRA_CASES))}")
     parser.add_argument("--frameworks", default="torch",
@@ -29,16 +31,17 @@ def main() -> None:
     frameworks = _frameworks.parse(args.frameworks, suite.FRAMEWORKS)
     rows = []
     for case in suite.get_cases(args.cases):
-        rows.extend(suite.run_case(case, args.repeats, frameworks))
+        rows.extend(suite.run_case(case, args.repeats, frameworks, calls=args.calls))
         print(f"done {case.name}", flush=True)
-    text = report.report(rows, args.repeats, suite.gemm_peak(args.repeats))
+    text = report.report(rows, args.repeats, suite.gemm_peak(args.repeats), args.calls)
     print(text)
     if args.write:
         with open(args.write, "w") as f:
             title = ", ".join(_frameworks.module(f).TITLE for f in frameworks)
             f.write(f"# Benchmarks: convgrad against {title} (CPU)\n\n"
                     f"Command: `python benchmarks/bench_core.py --frameworks {','.join(frameworks)} "
-                    f"--repeats {args.repeats} --write {args.write}`. {report.METHOD}\n\n" + text)
+                    f"--repeats {args.repeats} --calls {args.calls} --write {args.write}`. "
+                    f"{report.METHOD}\n\n" + text)
 
 
 if __name__ == "__main__":

@@ -99,3 +99,27 @@ def test_each_frameworks_contestants_compute_the_three_maps(name, x_shape, w_sha
         for variant, fn in variants:
             np.testing.assert_allclose(fn(), ref[op], rtol=1e-4, atol=1e-4 * np.abs(ref[op]).max(),
                                        err_msg=f"{variant} {op}")
+
+
+def test_run_case_times_both_layouts_steady_and_paused():
+    """Each row holds convgrad channels-first beside channels-last (its result checked against
+    channels-last first), the steady state over the asked number of back-to-back calls, the paused
+    median, and the ratio CF / CL computed from those two times; the report shows both."""
+    rows = suite.run_case(suite.get_cases(["tiny_3x3"])[0], 1, (), calls=4)
+    assert [r["op"] for r in rows] == list(suite.OPS)
+    for r in rows:
+        assert set(r["ms"]) == set(r["paused_ms"]) == {"convgrad", "convgrad_cf"}
+        assert all(s["calls"] >= 4 and s["min"] <= s["median"] <= s["max"] for s in r["steady"].values())
+        assert r["cf_cl"] == pytest.approx(r["ms"]["convgrad_cf"] / r["ms"]["convgrad"])
+        assert r["paused_cf_cl"] == pytest.approx(r["paused_ms"]["convgrad_cf"] / r["paused_ms"]["convgrad"])
+    table = report.markdown_table(rows)
+    assert "| convgrad channels-first ms |" in table and "| CF / CL |" in table
+    assert "| paused CF / CL |" in table and table.count("| geometric mean |") == 3
+
+
+def test_steady_calls_back_to_back_in_rounds():
+    calls = []
+    times = suite.steady({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 5, rounds=2)
+    assert {k: len(v) for k, v in times.items()} == {"a": 6, "b": 6}
+    # Each round: one untimed call then three timed ones per contestant, the second round starting with b.
+    assert "".join(calls) == "aaaa" "bbbb" "bbbb" "aaaa"

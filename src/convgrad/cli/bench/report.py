@@ -12,15 +12,18 @@ import sys
 import numpy as np
 
 from ... import _frameworks
-from .suite import FRAMEWORKS, OPS, RTOL, SETTLE_SECONDS
+from .suite import FRAMEWORKS, OPS, RTOL, SETTLE_SECONDS, STEADY_ROUNDS
 
 
 def ratio_frameworks(rows: list[dict]) -> list[str]:
     return [fw for fw in FRAMEWORKS if any(fw in r["ratio"] for r in rows)]
 
 
-VARIANT_TITLES = {"torch": "torch NCHW", "torch_cl": "torch channels_last", "tf": "tf NHWC",
-                  "jax": "jax (jit)"}
+VARIANT_TITLES = {"convgrad_cf": "convgrad channels-first", "torch": "torch NCHW",
+                  "torch_cl": "torch channels_last", "tf": "tf NHWC", "jax": "jax (jit)"}
+# Channels-first convgrad's ratios (row keys): to each PyTorch variant, and to itself channels-last.
+CF_RATIOS = (("ratio_cf", "torch", "CF / torch NCHW"), ("ratio_cf", "torch_cl", "CF / torch channels_last"),
+             ("cf_cl", None, "CF / CL"))
 
 
 def rate(v: float) -> str:
@@ -28,40 +31,93 @@ def rate(v: float) -> str:
     return f"{v:.0f}" if v >= 100 else f"{v:.3g}"
 
 
-def geometric_means(rows: list[dict]) -> dict[tuple[str, str], float]:
-    """(op, framework) -> geometric mean of the ratios over cases."""
+def _gmean(values: list[float]) -> float:
+    return math.exp(float(np.mean(np.log(values))))
+
+
+def geometric_means(rows: list[dict], key: str = "ratio") -> dict[tuple[str, str], float]:
+    """(op, framework) -> geometric mean of the ratios ``row[key]`` over cases."""
     out = {}
     for op in OPS:
         for fw in ratio_frameworks(rows):
-            ratios = [r["ratio"][fw] for r in rows if r["op"] == op and fw in r["ratio"]]
+            ratios = [r[key][fw] for r in rows if r["op"] == op and fw in r.get(key, {})]
             if ratios:
-                out[(op, fw)] = math.exp(float(np.mean(np.log(ratios))))
+                out[(op, fw)] = _gmean(ratios)
+    return out
+
+
+def cf_value(row: dict, key: str, variant: str | None) -> float | None:
+    """One channels-first ratio of ``row`` (see CF_RATIOS), None where the row lacks it."""
+    v = row.get(key)
+    return v.get(variant) if isinstance(v, dict) else v
+
+
+def cf_means(rows: list[dict]) -> dict[tuple[str, str], float]:
+    """(op, CF_RATIOS title) -> geometric mean over the cases that have it."""
+    out = {}
+    for op in OPS:
+        for key, variant, title in CF_RATIOS:
+            vals = [v for r in rows if r["op"] == op and (v := cf_value(r, key, variant)) is not None]
+            if vals:
+                out[(op, title)] = _gmean(vals)
     return out
 
 
 def markdown_table(rows: list[dict]) -> str:
+    """Steady-state milliseconds of every contestant (convgrad channels-last first), convgrad's
+    spread, then the ratios: convgrad channels-first (CF) to PyTorch and to convgrad channels-last
+    (CL), CL to each framework's best variant, and the same two from the paused timing."""
     vs = list(dict.fromkeys(k for r in rows for k in r["ms"] if k != "convgrad"))  # first seen first
     fws = ratio_frameworks(rows)
+    cfs = [c for c in CF_RATIOS if any(cf_value(r, c[0], c[1]) is not None for r in rows)]
+    paused = [fw for fw in fws if any(fw in r.get("paused_ratio", {}) for r in rows)]
+    paused_cf = any("paused_cf_cl" in r for r in rows)
+    spread = any("spread" in r for r in rows)
     head = (["case", "op", "engine", "convgrad ms"] + [f"{VARIANT_TITLES.get(v, v)} ms" for v in vs]
-            + ["convgrad GFLOP/s", "convgrad peak MiB"] + [f"convgrad / best {fw}" for fw in fws])
+            + ["convgrad spread"] * spread + ["convgrad GFLOP/s", "convgrad peak MiB"]
+            + [title for *_, title in cfs] + [f"convgrad / best {fw}" for fw in fws]
+            + ["paused CF / CL"] * paused_cf + [f"paused convgrad / best {fw}" for fw in paused])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * (len(head) - 3)]
+
+    def ratio(v: float | None) -> str:
+        return "—" if v is None else f"{v:.2f}"
+
     for r in rows:
         cells = [r["case"], r["op"], r["engine"], f"{r['ms']['convgrad']:.2f}"]
         cells += [f"{r['ms'][v]:.2f}" if v in r["ms"] else "—" for v in vs]
+        if spread:
+            cells.append(f"{100 * r['spread']['convgrad']:.0f}%" if "spread" in r else "—")
         cells.append(rate(r["gflops"]))
         cells.append(f"{r['peak_mib']:.1f}" if "peak_mib" in r else "—")
-        cells += [f"{r['ratio'][fw]:.2f}" if fw in r["ratio"] else "—" for fw in fws]
+        cells += [ratio(cf_value(r, key, variant)) for key, variant, _ in cfs]
+        cells += [ratio(r["ratio"].get(fw)) for fw in fws]
+        if paused_cf:
+            cells.append(ratio(r.get("paused_cf_cl")))
+        cells += [ratio(r.get("paused_ratio", {}).get(fw)) for fw in paused]
         lines.append("| " + " | ".join(cells) + " |")
-    means = geometric_means(rows)
+    means, cmeans = geometric_means(rows), cf_means(rows)
+    pmeans = geometric_means(rows, "paused_ratio")
     for op in OPS:
-        if any((op, fw) in means for fw in fws):
-            cells = ["geometric mean", op, "", ""] + [""] * len(vs) + ["", ""]
-            cells += [f"{means[(op, fw)]:.2f}" if (op, fw) in means else "—" for fw in fws]
+        if any((op, fw) in means for fw in fws) or any((op, c[2]) in cmeans for c in cfs):
+            cells = ["geometric mean", op, "", ""] + [""] * len(vs) + [""] * spread + ["", ""]
+            cells += [ratio(cmeans.get((op, title))) for *_, title in cfs]
+            cells += [ratio(means.get((op, fw))) for fw in fws]
+            if paused_cf:
+                cells.append(ratio(_gmean([r["paused_cf_cl"] for r in rows if r["op"] == op])))
+            cells += [ratio(pmeans.get((op, fw))) for fw in paused]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def environment(repeats: int, peak: float | None) -> str:
+def load_average() -> str:
+    """The 1, 5 and 15-minute load averages (other work on the machine), or 'unknown'."""
+    try:
+        return " / ".join(f"{v:.2f}" for v in os.getloadavg())
+    except (AttributeError, OSError):  # not on this platform
+        return "unknown"
+
+
+def environment(repeats: int, peak: float | None, calls: int | None = None) -> str:
     """One paragraph: date, machine, versions, method."""
     import scipy
 
@@ -75,16 +131,25 @@ def environment(repeats: int, peak: float | None) -> str:
     env = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     text = (f"Measured {datetime.date.today()} on {platform.machine()}, {os.cpu_count()} cores "
             f"({platform.processor() or 'unknown CPU'}); {', '.join(versions)}, convgrad {__version__}. "
-            f"float32, median of {repeats} interleaved rounds after a warm-up. OpenBLAS environment: {env}.")
+            + (f"float32; steady state: median of {calls} back-to-back calls per contestant "
+               f"({STEADY_ROUNDS} interleaved rounds); paused: " if calls else "float32, ")
+            + f"median of {repeats} interleaved rounds after a warm-up. OpenBLAS environment: {env}. "
+            f"Load average (1 / 5 / 15 min) when the table was made: {load_average()}.")
     if peak is not None:
         text += f" NumPy SGEMM 2048^3 reference: {peak:.0f} GFLOP/s."
     return text
 
 
 METHOD = (
-    "Every convgrad result is checked against every framework before it is timed (relative error "
-    f"<= {RTOL:g}). Ratios are convgrad time / the framework's best variant (PyTorch: the faster of "
-    "NCHW and channels_last), measured in the same process; below 1 convgrad is faster. Rounds are "
+    "Every convgrad result, in both layouts, is checked against every framework before it is timed "
+    f"(relative error <= {RTOL:g}). convgrad runs channels-last (CL: x (N, *S, C), the engines' "
+    "own layout) and channels-first (CF: the default, on the NCHW arrays PyTorch gets). Ratios are "
+    "convgrad CL time / the framework's best variant (PyTorch: the faster of NCHW and "
+    "channels_last), CF time / each PyTorch variant and CF / CL, measured in the same process; "
+    "below 1 convgrad is faster. The headline (ms, ratios) is the steady state: calls back to back "
+    "with no pause, as a training loop or a solver makes them, in rounds that each start with one "
+    "untimed call; spread: the interquartile range / the median. The paused columns keep the "
+    "earlier timing: rounds are "
     "interleaved and each round starts one contestant later. Each timed call follows a pause "
     f"of {SETTLE_SECONDS:g} s and one untimed call of the same contestant: on a small machine one "
     "library's spinning worker threads (OpenBLAS's spin for 0.1-0.15 s after a call) slow whoever "
@@ -101,6 +166,10 @@ def highlights(rows: list[dict]) -> str:
     slow = [f"{r['case']} {r['op']} ({r['ratio']['torch']:.2f}x)" for r in rows
             if r["ratio"].get("torch", 0) > 2]
     lines = ["- rows slower than 2x PyTorch: " + (", ".join(slow) if slow else "none")]
+    far = [f"{r['case']} {r['op']} ({r['cf_cl']:.2f}x)" for r in rows if r.get("cf_cl", 0) > 1.1]
+    if any("cf_cl" in r for r in rows):
+        lines.append("- rows where channels-first takes over 1.1x channels-last: "
+                     + (", ".join(far) if far else "none"))
     for r in rows:
         if r["case"] in ("large_kernel_31", "conv1d_k255") and r["ratio"]:
             best = max(r["ratio"].items(), key=lambda kv: kv[1])
@@ -109,8 +178,8 @@ def highlights(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def report(rows: list[dict], repeats: int, peak: float | None) -> str:
-    return (environment(repeats, peak) + "\n\n" + markdown_table(rows) + "\n\n"
+def report(rows: list[dict], repeats: int, peak: float | None, calls: int | None = None) -> str:
+    return (environment(repeats, peak, calls) + "\n\n" + markdown_table(rows) + "\n\n"
             + highlights(rows) + "\n")
 
 

@@ -2,8 +2,12 @@
 frameworks on the same machine (their ``contestants`` in ``convgrad._frameworks``). Used by
 ``convgrad bench`` and ``benchmarks/bench_core.py``; the method is ``report.METHOD``.
 
-float32; convgrad in channels-last; PyTorch in NCHW and in channels_last memory format, TensorFlow
-in NHWC (eager), JAX jit-compiled in NCHW. A transposed case times ``conv_transpose`` as its
+float32; convgrad in both layouts: channels-last (``convgrad``, against every framework) and
+channels-first on NCHW arrays, the default a PyTorch user calls (``convgrad_cf``, against PyTorch
+NCHW and channels_last); PyTorch in NCHW and in channels_last memory format, TensorFlow in NHWC
+(eager), JAX jit-compiled in NCHW. The headline is the steady state (``steady``: calls back to
+back, as a training loop or a solver makes them); the paused timing (``timeit``) is the second
+column. A transposed case times ``conv_transpose`` as its
 forward, its input gradient (a ``conv``) and its filter gradient; the contestants run the same
 three maps.
 """
@@ -102,6 +106,38 @@ def get_cases(names: Iterable[str] | None = None) -> list[Case]:
 SETTLE_SECONDS = 0.2
 
 
+# Steady state: timed calls back to back in this many interleaved rounds per contestant, each
+# round after one untimed call (the first call after another library pays for its threads).
+STEADY_ROUNDS = 3
+CONTESTANTS = ("convgrad", "convgrad_cf")  # channels-last, channels-first
+
+
+def steady(fns: dict[str, Callable[[], object]], calls: int,
+           rounds: int = STEADY_ROUNDS) -> dict[str, list[float]]:
+    """Seconds of at least ``calls`` timed calls per contestant, back to back with no pause: in
+    each of ``rounds`` interleaved rounds (each starting one contestant later) a contestant makes
+    one untimed call, then ``ceil(calls / rounds)`` timed ones."""
+    burst = -(-calls // rounds)
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    names = list(fns)
+    for r in range(rounds):
+        for k in names[r % len(names):] + names[: r % len(names)]:
+            f = fns[k]
+            f()
+            for _ in range(burst):
+                t0 = time.perf_counter()
+                f()
+                times[k].append(time.perf_counter() - t0)
+    return times
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    """Median, quartiles, extremes of ``samples`` in ms, and the spread: (q3 - q1) / median."""
+    q1, med, q3 = (float(v) * 1e3 for v in np.percentile(samples, (25, 50, 75)))
+    return {"median": med, "q1": q1, "q3": q3, "min": min(samples) * 1e3, "max": max(samples) * 1e3,
+            "spread": (q3 - q1) / med if med else 0.0, "calls": len(samples)}
+
+
 def timeit(fns: dict[str, Callable[[], object]], repeats: int,
            settle: float = SETTLE_SECONDS) -> dict[str, float]:
     """Median seconds per contestant over ``repeats`` interleaved rounds, after one warm-up call each;
@@ -123,9 +159,13 @@ def timeit(fns: dict[str, Callable[[], object]], repeats: int,
 
 
 def run_case(case: Case, repeats: int, frameworks: Iterable[str] = ("torch",),
-             step: Callable[[str], None] = lambda _: None) -> list[dict]:
-    """One row per op: convgrad's time, each framework variant's time, and the ratios
-    convgrad / (that framework's best variant). Raises AssertionError when results differ."""
+             step: Callable[[str], None] = lambda _: None, calls: int = 15) -> list[dict]:
+    """One row per op: each contestant's steady-state time (``ms``, median of ``calls``
+    back-to-back calls, with ``spread``) and paused time (``paused_ms``, median of ``repeats``);
+    the ratios convgrad channels-last / (each framework's best variant) (``ratio``, paused:
+    ``paused_ratio``), convgrad channels-first / each PyTorch variant (``ratio_cf``) and
+    channels-first / channels-last (``cf_cl``, paused: ``paused_cf_cl``). Raises AssertionError
+    when results differ."""
     from ..._budget import workspace_limit
     from ..._ops import conv, conv_filter_grad, conv_input_grad, conv_transpose
     from ..._plan import make_plan
@@ -153,6 +193,13 @@ def run_case(case: Case, repeats: int, frameworks: Iterable[str] = ("torch",),
         "filter_grad": lambda: np.moveaxis(conv_filter_grad(xl, dyl, wl.shape, **kw), (-1, -2), (0, 1)),
     }
     ours = {op: maps[relabel.get(op, op)] for op in OPS}
+    # convgrad channels-first on the C-contiguous NCHW arrays, as a PyTorch user calls it.
+    kf = case.kwargs
+    d_x_first = (lambda: conv_transpose(dy, w, **kf)) if case.transpose else \
+        (lambda: conv_input_grad(dy, w, x.shape, **kf))
+    maps_first = {"forward": lambda: conv(x, w, **kf), "input_grad": d_x_first,
+                  "filter_grad": lambda: conv_filter_grad(x, dy, w.shape, **kf)}
+    ours_first = {op: maps_first[relabel.get(op, op)] for op in OPS}
     theirs: dict[str, list[tuple[str, Callable[[], np.ndarray]]]] = {op: [] for op in OPS}
     for name in frameworks:
         if _frameworks.installed(name):
@@ -163,7 +210,7 @@ def run_case(case: Case, repeats: int, frameworks: Iterable[str] = ("torch",),
         step(f"{case.name} {op}")
         mine = ours[op]()
         errors, runnable = {}, []
-        for name, fn in theirs[relabel.get(op, op)]:
+        for name, fn in (("convgrad_cf", ours_first[op]), *theirs[relabel.get(op, op)]):
             try:
                 ref = fn()
             except Exception:  # a framework that cannot run this geometry on the CPU
@@ -174,18 +221,31 @@ def run_case(case: Case, repeats: int, frameworks: Iterable[str] = ("torch",),
                 raise AssertionError(f"{case.name} {op}: convgrad and {name} differ by {errors[name]:.2e} "
                                      f"(relative; tolerance {RTOL:g})")
             runnable.append((name, fn))
-        t = timeit({"convgrad": ours[op], **dict(runnable)}, repeats)
+        fns = {"convgrad": ours[op], **dict(runnable)}
+        stats = {k: summary(v) for k, v in steady(fns, calls).items()}
+        paused = timeit(fns, repeats)
+        t = {k: v["median"] for k, v in stats.items()}
+        p = {k: v * 1e3 for k, v in paused.items()}
         plan = make_plan(relabel.get(op, op), geom, np.dtype(np.float32), "auto", workspace_limit(None))
         row = {"case": case.name, "op": op, "engine": plan.engine.name,
-               "gflops": geom.flops / t["convgrad"] / 1e9, "max_rel_err": max(errors.values(), default=0.0),
-               "peak_mib": _peak_bytes(ours[op]) / 2**20,
-               "ms": {k: v * 1e3 for k, v in t.items()}, "ratio": {}}
-        for fw in FRAMEWORKS:
-            best = [v for k, v in t.items() if k == fw or k.startswith(fw + "_")]
-            if best:
-                row["ratio"][fw] = t["convgrad"] / min(best)
+               "gflops": geom.flops / t["convgrad"] / 1e6, "max_rel_err": max(errors.values(), default=0.0),
+               "peak_mib": _peak_bytes(ours[op]) / 2**20, "ms": t, "paused_ms": p,
+               "spread": {k: v["spread"] for k, v in stats.items()}, "steady": stats,
+               "ratio": _best_ratios(t), "paused_ratio": _best_ratios(p),
+               "ratio_cf": {k: t["convgrad_cf"] / t[k] for k in ("torch", "torch_cl") if k in t},
+               "cf_cl": t["convgrad_cf"] / t["convgrad"], "paused_cf_cl": p["convgrad_cf"] / p["convgrad"]}
         rows.append(row)
     return rows
+
+
+def _best_ratios(t: dict[str, float]) -> dict[str, float]:
+    """convgrad channels-last / each framework's best variant."""
+    out = {}
+    for fw in FRAMEWORKS:
+        best = [v for k, v in t.items() if k == fw or k.startswith(fw + "_")]
+        if best:
+            out[fw] = t["convgrad"] / min(best)
+    return out
 
 
 def _peak_bytes(fn: Callable[[], object]) -> int:
