@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import convgrad
 import oracle
+import strategies
 from checks import assert_close
 from convgrad._layout import w_from_last, w_to_last, x_from_last, x_to_last
 
@@ -536,3 +537,97 @@ def test_fft_dft_gemms_match_scipy(data):
     want = signal[np.ix_(*(range(h) for h in head), *picks)]
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+# --- channels-first without transposition: engines that run the caller's NCHW arrays ---
+def _no_transposition(*args, **kwargs):
+    raise AssertionError("the caller's channels-first array was transposed to channels-last")
+
+
+def _first_case_ops(method, case, dtype=F64):
+    """All three ops of ``case`` (channels-first) by ``method``, against the oracle, with the
+    transpositions of _ops forbidden; then the adjoint identity on the same path."""
+    import convgrad.testing as cgt
+
+    kw = {k: v for k, v in case.kwargs.items() if k != "data_format"}
+    geom = convgrad.ConvGeometry.for_conv(case.x_shape, case.w_shape, **kw)
+    for op in ("forward", "input_grad", "filter_grad"):
+        assert convgrad.make_plan(op, geom, dtype, method, 2**31, "channels_first").takes == "channels_first"
+    with mock.patch.object(convgrad._ops, "x_to_last", _no_transposition), \
+            mock.patch.object(convgrad._ops, "w_to_last", _no_transposition):
+        _three_ops(method, case.x_shape, case.w_shape, **kw)
+        cgt.dot_test(case.x_shape, case.w_shape, dtype=dtype, method=method, **kw)
+
+
+@given(case=strategies.conv_cases(ranks=(2,), data_formats=("channels_first",), min_batch=1))
+@strategies.budget(30)
+def test_depthwise_runs_channels_first_planes(case):
+    """Any stride, dilation, multiplier and pad (negative: cropped) of a 2-D depthwise conv runs
+    on the NCHW planes as they are: no transposition, no padded copy."""
+    c = case.x_shape[1]
+    assume(case.kwargs["groups"] == c and case.w_shape[1] == 1)
+    _first_case_ops("depthwise", case)
+
+
+@given(n=st.integers(0, 3), c=st.integers(1, 9), o=st.integers(1, 9),
+       spatial=st.lists(st.integers(1, 6), min_size=1, max_size=3))
+@strategies.budget(20)
+def test_pointwise_im2col_runs_channels_first_as_one_gemm_per_image(n, c, o, spatial):
+    """A 1x1 stride-1 unpadded conv in NCHW: y[n] = W @ x[n], dx[n] = W.T @ dy[n], dw = sum dy[n] @ x[n].T."""
+    case = strategies.Case("pointwise", (n, c, *spatial), (o, c, *(1,) * len(spatial)), {})
+    _first_case_ops("im2col", case)
+
+
+def test_a_padded_pointwise_conv_takes_channels_last():
+    geom = convgrad.ConvGeometry.for_conv((1, 2, 4, 4), (3, 2, 1, 1), padding=1)
+    plan = convgrad.make_plan("forward", geom, F64, "im2col", 2**31, "channels_first")
+    assert plan.takes == "channels_last"
+    _three_ops("im2col", (1, 2, 4, 4), (3, 2, 1, 1), padding=1)
+
+
+@pytest.mark.parametrize(("op", "x_shape", "w_shape", "kw"), [
+    ("forward", (2, 16, 20, 20), (16, 1, 3, 3), {"padding": 1, "groups": 16}),
+    ("filter_grad", (2, 32, 12, 12), (8, 32, 1, 1), {}),
+    ("input_grad", (2, 16, 20, 20), (16, 16, 3, 3), {"padding": 1}),
+])
+def test_the_plan_charges_channels_first_transpositions_to_channels_last_engines(op, x_shape, w_shape, kw):
+    """For a channels-first caller every engine's estimate is its own where it runs that layout
+    natively, else its channels-last estimate plus the transpositions of both operands and the
+    result (_plan.transpose_seconds)."""
+    from convgrad._plan import transpose_seconds
+    from convgrad.engines import Prepared, _machine
+
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
+    last = convgrad.make_plan(op, geom, F32, "auto", 2**31)
+    first = convgrad.make_plan(op, geom, F32, "auto", 2**31, "channels_first")
+    by_name = {c.engine: c for c in last.candidates if isinstance(c, Prepared)}
+    extra = transpose_seconds(op, geom, F32)
+    elements = sum(math.prod(s) for s in (geom.x_shape(), geom.w_shape(), geom.y_shape()))
+    assert extra == pytest.approx(2 * elements * 4 / _machine.figures("_layout").TRANSPOSE_BYTES_PER_S)
+    ready = [c for c in first.candidates if isinstance(c, Prepared)]
+    assert {c.engine for c in ready} == set(by_name)
+    for c in ready:
+        base = by_name[c.engine]
+        if base.run_first is None:
+            want = base.seconds + extra
+        else:
+            want = base.seconds if base.first_seconds is None else base.first_seconds
+        assert c.seconds == pytest.approx(want), c.engine
+    assert first.chosen.seconds == min(c.seconds for c in ready)
+
+
+def test_prepared_conv_runs_a_native_engine_without_transposing():
+    """PreparedConv on channels-first arrays with a depthwise plan: the NCHW arrays go to the
+    engine as they are, and the three results match the oracle."""
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((2, 6, 9, 7)), rng.standard_normal((6, 1, 3, 3))
+    kw = {"padding": 1, "groups": 6, "stride": (2, 1)}
+    p = convgrad.prepare(x.shape, w.shape, method="depthwise", **kw)
+    dy = rng.standard_normal(p.geometry.y_shape())
+    assert all(p.plan(op).takes == "channels_first" for op in ("forward", "input_grad", "filter_grad"))
+    last, axes = p._last, []
+    p._last = lambda name, a, ax: axes.append(ax) or last(name, a, ax)  # records each transposition
+    assert_close(p(x, w), oracle.conv(x, w, **kw))
+    assert_close(p.input_grad(dy, w), oracle.input_grad(dy, w, x.shape, **kw))
+    assert_close(p.filter_grad(x, dy), oracle.filter_grad(x, dy, w.shape, **kw))
+    assert len(axes) == 6 and all(ax is None for ax in axes)

@@ -25,16 +25,33 @@ class Refusal:
     reason: str
 
 
+LAYOUTS = ("channels_last", "channels_first")
+
+
 @dataclass(frozen=True, eq=False)
 class Prepared:
     """One engine ready to run one op: ``run(a, b)`` on C-contiguous channels-last operands
-    (forward: x, w; input_grad: dy, w; filter_grad: x, dy) returns the channels-last result."""
+    (forward: x, w; input_grad: dy, w; filter_grad: x, dy) returns the channels-last result.
+
+    An engine that also runs channels-first without transposing whole arrays (x ``(N, C, *S)``,
+    w ``(O, C/G, *K)``, results likewise) gives ``run_first``, with its estimate
+    ``first_seconds`` (None: ``seconds``) and workspace ``first_workspace`` (None: ``workspace``);
+    the planner charges the others the transpositions for a channels-first caller.
+    """
 
     engine: str
     seconds: float  # the cost model's estimate (or a measured time, with method="measure")
     workspace: int  # bytes allocated beyond the operands and the result
     run: Callable[[np.ndarray, np.ndarray], np.ndarray] = field(repr=False)
     choices: Mapping[str, object] = field(default_factory=dict)
+    run_first: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = field(default=None, repr=False)
+    first_seconds: float | None = None
+    first_workspace: int | None = None
+
+    @property
+    def layouts(self) -> tuple[str, ...]:
+        """The layouts ``self`` runs natively."""
+        return LAYOUTS if self.run_first is not None else LAYOUTS[:1]
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return self.run(a, b)

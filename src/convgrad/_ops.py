@@ -27,17 +27,22 @@ Pullback = Callable[[object], tuple]
 
 
 def _run(op: str, geom: ConvGeometry, a: np.ndarray, b: np.ndarray, fmt: str, method: str,
-         workspace_bytes: object, out_shape: tuple[int, ...], plan_for: Callable = make_plan) -> np.ndarray:
-    """Run ``op`` on channels-last views of ``a`` and ``b`` by ``plan_for(op, geom, dtype, method,
-    limit)``; returns in ``fmt``, result dtype."""
+         workspace_bytes: object, out_shape: tuple[int, ...], plan_for: Callable | None = None) -> np.ndarray:
+    """Run ``op`` on ``a`` and ``b`` in ``fmt`` by ``make_plan`` (costed for ``fmt``) or by
+    ``plan_for(op, geom, dtype, method, limit)`` (channels-last); returns in ``fmt``, result dtype."""
     res, comp = result_dtype(a, b)
     limit = workspace_limit(workspace_bytes)
     check_fits(f"the result {out_shape}", math.prod(out_shape) * comp.itemsize, limit)
-    plan = plan_for(op, geom, comp, method, limit)
-    # Engines get C-contiguous channels-last operands: one copy for other layouts, and results
-    # that do not depend on how the caller's arrays are laid out in memory (BLAS and NumPy sum
-    # in an order that follows the strides).
+    plan = make_plan(op, geom, comp, method, limit, fmt) if plan_for is None else \
+        plan_for(op, geom, comp, method, limit)
+    # Engines get C-contiguous operands, channels-last unless the plan's engine runs the caller's
+    # layout itself: one copy at most, and results that do not depend on how the caller's arrays
+    # are laid out in memory (BLAS and NumPy sum in an order that follows the strides).
     a_name, b_name = {"forward": ("x", "w"), "input_grad": ("dy", "w"), "filter_grad": ("x", "dy")}[op]
+    if getattr(plan, "takes", "channels_last") != "channels_last":
+        out = plan(contiguous(a_name, a, comp, limit), contiguous(b_name, b, comp, limit))
+        assert out.shape == out_shape, (out.shape, out_shape)
+        return np.ascontiguousarray(out).astype(res, copy=False)
     a_last = contiguous(a_name, x_to_last(a, fmt), comp, limit)
     if op == "filter_grad":
         out = w_from_last(plan(a_last, contiguous(b_name, x_to_last(b, fmt), comp, limit)), fmt)

@@ -9,6 +9,7 @@ compiled kernels load is the planner's JIT policy (``set_jit``).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -16,6 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ._engine import LAYOUTS
 from ._geometry import ConvGeometry
 from .engines import Engine, Op, Prepared, Refusal, _machine, engine_names, get_engine, registered
 
@@ -27,10 +29,12 @@ CACHE_SIZE = 256
 class ConvPlan:
     """A decision for one op on one geometry, dtype and budget, that runs: ``plan(a, b)``.
 
-    ``a``, ``b`` are C-contiguous channels-last operands in ``dtype`` (forward: x, w;
-    input_grad: dy, w; filter_grad: x, dy). ``candidates`` holds every engine's verdict, a
-    ``Prepared`` (estimate, workspace, choices) or a ``Refusal`` (reason), cheapest first;
-    ``method`` is the caller's ('auto', 'measure' or the engine's name).
+    ``a``, ``b`` are C-contiguous operands in ``dtype`` (forward: x, w; input_grad: dy, w;
+    filter_grad: x, dy) in the layout ``takes``: ``layout``, the caller's layout the plan was
+    costed for, where the chosen engine runs it natively, else channels-last (the caller
+    transposes). ``candidates`` holds every engine's verdict, a ``Prepared`` (estimate for
+    ``layout``, transpositions included; workspace, choices) or a ``Refusal`` (reason),
+    cheapest first; ``method`` is the caller's ('auto', 'measure' or the engine's name).
     """
 
     op: Op
@@ -40,6 +44,13 @@ class ConvPlan:
     chosen: Prepared
     candidates: tuple[Prepared | Refusal, ...]
     method: str
+    layout: str = "channels_last"
+
+    @property
+    def takes(self) -> str:
+        """The layout of the operands and result of ``self(a, b)``."""
+        native = self.layout == "channels_first" and self.chosen.run_first is not None
+        return "channels_first" if native else "channels_last"
 
     @property
     def reason(self) -> str:
@@ -62,7 +73,8 @@ class ConvPlan:
 
     @property
     def workspace_bytes(self) -> int:
-        return self.chosen.workspace
+        first = self.takes == "channels_first" and self.chosen.first_workspace is not None
+        return self.chosen.first_workspace if first else self.chosen.workspace
 
     @property
     def choices(self) -> dict[str, object]:
@@ -78,13 +90,18 @@ class ConvPlan:
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         from .engines import _scratch
 
-        _scratch.fit(self.chosen.workspace, self.limit)  # the scratch kept from earlier calls counts
+        _scratch.fit(self.workspace_bytes, self.limit)  # the scratch kept from earlier calls counts
+        if self.takes == "channels_first":
+            return self.chosen.run_first(a, b)
         return self.chosen.run(a, b)
 
     def __str__(self) -> str:
         lines = [f"{self.op} with engine {self.chosen.engine!r} ({self.reason}); "
                  f"~{self.estimated_seconds * 1e3:.3g} ms estimated, workspace "
-                 f"{self.workspace_bytes:,} bytes, {self.dtype} compute",
+                 f"{self.workspace_bytes:,} bytes, {self.dtype} compute"
+                 + ("" if self.layout == "channels_last" else
+                    ", channels-first operands " + ("run as they are" if self.takes == self.layout
+                                                    else "transposed to channels-last")),
                  self.geometry.describe()]
         width = max(len("engine"), *(len(c.engine) for c in self.candidates))
         lines.append(f"  {'engine':<{width}} {'estimate':>12} {'workspace':>15}  choices or why not")
@@ -128,13 +145,17 @@ class Planner:
         return 0.0 if self.jit == "eager" else _kernels.compile_penalty(dtype, *kernels)
 
     def plan(self, op: Op, geom: ConvGeometry, dtype: np.dtype, method: object = "auto",
-             limit: int = 2 * 1024**3) -> ConvPlan:
+             limit: int = 2 * 1024**3, layout: str = "channels_last") -> ConvPlan:
         """Eligibility, then workspace, then cost, then the caller's override.
 
         ``method="auto"`` keeps the cheapest estimate; ``"measure"`` runs every eligible engine on
         random operands of the op's shapes and keeps the fastest; an engine's name is used as it
-        is, or fails with the reason it cannot run.
+        is, or fails with the reason it cannot run. ``layout`` is the caller's operands'
+        ('channels_last' or 'channels_first'): an engine that does not run it natively is
+        charged the transpositions of the operands and the result.
         """
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout={layout!r}; expected one of {LAYOUTS}")
         if not isinstance(method, str):
             raise TypeError(f"method must be a string, 'auto', 'measure' or one of {engine_names()}, "
                             f"got {method!r}")
@@ -143,7 +164,7 @@ class Planner:
                              f"{geom.describe()}")
         dtype = np.dtype(dtype)
         made_with = (_machine.model(), *registered())
-        key = (op, geom, dtype, method, limit)
+        key = (op, geom, dtype, method, limit, layout)
         with self._lock:
             if made_with != self._made_with:  # a new calibration or engine: plan again
                 self._plans.clear()
@@ -157,20 +178,22 @@ class Planner:
 
             warm_up((dtype.name,))
             self._warmed.add(dtype.name)
-        plan = self._make(op, geom, dtype, method, limit)  # outside the lock: planning may measure
+        plan = self._make(op, geom, dtype, method, limit, layout)  # outside the lock: planning may measure
         with self._lock:
             self._plans[key] = plan
             while len(self._plans) > CACHE_SIZE:
                 self._plans.popitem(last=False)
         return plan
 
-    def _make(self, op: Op, geom: ConvGeometry, dtype: np.dtype, method: str, limit: int) -> ConvPlan:
+    def _make(self, op: Op, geom: ConvGeometry, dtype: np.dtype, method: str, limit: int,
+              layout: str) -> ConvPlan:
         if method not in ("auto", "measure"):
-            p = self._prepare(get_engine(method), op, geom, dtype, limit)
+            p = self._prepare(get_engine(method), op, geom, dtype, limit, layout)
             if isinstance(p, Refusal):
                 raise ValueError(f"method={method!r} cannot run this {op}: {p.reason}")
-            return ConvPlan(op, geom, dtype, limit, p, (p,), method)
-        verdicts = [self._prepare(get_engine(name), op, geom, dtype, limit) for name in engine_names()]
+            return ConvPlan(op, geom, dtype, limit, p, (p,), method, layout)
+        verdicts = [self._prepare(get_engine(name), op, geom, dtype, limit, layout)
+                    for name in engine_names()]
         if self.jit == "never":
             verdicts = [Refusal(v.engine, "runs compiled kernels (jit='never')")
                         if isinstance(v, Prepared) and v.seconds == float("inf") else v for v in verdicts]
@@ -180,31 +203,50 @@ class Planner:
             why = "; ".join(f"{r.engine}: {r.reason}" for r in refused)
             raise ValueError(f"no engine can run this {op} ({why}): {geom.describe()}")
         if method == "measure":
-            ready = [replace(p, seconds=_measure(p, op, geom, dtype)) for p in ready]
+            ready = [replace(p, seconds=_measure(p, op, geom, dtype, layout)) for p in ready]
         ready.sort(key=lambda p: p.seconds)
-        return ConvPlan(op, geom, dtype, limit, ready[0], (*ready, *refused), method)
+        return ConvPlan(op, geom, dtype, limit, ready[0], (*ready, *refused), method, layout)
 
     def _prepare(self, engine: Engine, op: Op, geom: ConvGeometry, dtype: np.dtype,
-                 limit: int) -> Prepared | Refusal:
+                 limit: int, layout: str = "channels_last") -> Prepared | Refusal:
         try:
-            return engine.prepare(op, geom, dtype, limit, self)
+            p = engine.prepare(op, geom, dtype, limit, self)
         except ValueError as e:  # a workspace that does not fit the budget
             return Refusal(engine.name, str(e))
+        if layout == "channels_last" or isinstance(p, Refusal):
+            return p
+        if p.run_first is not None:
+            return replace(p, seconds=p.seconds if p.first_seconds is None else p.first_seconds)
+        return replace(p, seconds=p.seconds + transpose_seconds(op, geom, dtype))
 
 
-def _measure(p: Prepared, op: Op, geom: ConvGeometry, dtype: np.dtype, repeat: int = 3) -> float:
-    """Best of ``repeat`` runs on random operands, after one untimed run (which loads kernels)."""
+def transpose_seconds(op: Op, geom: ConvGeometry, dtype: np.dtype) -> float:
+    """What a channels-first caller pays around an engine that runs channels-last: both operands
+    and the result transposed, each read once and written once."""
+    shapes = {"forward": ("x", "w", "y"), "input_grad": ("y", "w", "x"), "filter_grad": ("x", "y", "w")}[op]
+    elements = sum(math.prod(getattr(geom, f"{role}_shape")()) for role in shapes)
+    return 2 * elements * np.dtype(dtype).itemsize / _machine.figures("_layout").TRANSPOSE_BYTES_PER_S
+
+
+def _measure(p: Prepared, op: Op, geom: ConvGeometry, dtype: np.dtype, layout: str = "channels_last",
+             repeat: int = 3) -> float:
+    """Best of ``repeat`` runs on random operands, after one untimed run (which loads kernels); a
+    channels-first caller's transpositions estimated where the engine does not run it natively."""
     rng = np.random.default_rng(0)
-    x, w, y = (geom.x_shape("channels_last"), geom.w_shape("channels_last"), geom.y_shape("channels_last"))
+    native = layout == "channels_first" and p.run_first is not None
+    fmt = "channels_first" if native else "channels_last"
+    x, w, y = (geom.x_shape(fmt), geom.w_shape(fmt), geom.y_shape(fmt))
     shapes = {"forward": (x, w), "input_grad": (y, w), "filter_grad": (x, y)}[op]
     a, b = (rng.standard_normal(s).astype(dtype) for s in shapes)
-    p.run(a, b)
+    run = p.run_first if native else p.run
+    extra = transpose_seconds(op, geom, dtype) if layout == "channels_first" and not native else 0.0
+    run(a, b)
     best = float("inf")
     for _ in range(repeat):
         start = time.perf_counter()
-        p.run(a, b)
+        run(a, b)
         best = min(best, time.perf_counter() - start)
-    return best
+    return best + extra
 
 
 _DEFAULT = Planner()
@@ -229,7 +271,8 @@ def set_jit(policy: str) -> None:
     _DEFAULT = Planner(policy)
 
 
-def make_plan(op: Op, geom: ConvGeometry, dtype: np.dtype, method: object, limit: int) -> ConvPlan:
+def make_plan(op: Op, geom: ConvGeometry, dtype: np.dtype, method: object, limit: int,
+              layout: str = "channels_last") -> ConvPlan:
     """The default planner's plan (see ``Planner.plan``), kept for later identical requests.
 
     Parameters
@@ -239,10 +282,13 @@ def make_plan(op: Op, geom: ConvGeometry, dtype: np.dtype, method: object, limit
     dtype : the compute dtype
     method : 'auto', 'measure' or an engine name (``convgrad.engine_names()``)
     limit : workspace budget in bytes
+    layout : the caller's layout, 'channels_last' (default) or 'channels_first': engines that
+        do not run it natively are charged the transpositions
 
     Returns
     -------
-    ConvPlan : runs the op on channels-last operands, ``plan(a, b)``; prints every engine's verdict.
+    ConvPlan : runs the op on C-contiguous operands in ``plan.takes`` (channels-last unless the
+        chosen engine runs ``layout`` natively), ``plan(a, b)``; prints every engine's verdict.
 
     Examples
     --------
@@ -255,4 +301,4 @@ def make_plan(op: Op, geom: ConvGeometry, dtype: np.dtype, method: object, limit
     array([[9., 9.],
            [9., 9.]])
     """
-    return _DEFAULT.plan(op, geom, dtype, method, limit)
+    return _DEFAULT.plan(op, geom, dtype, method, limit, layout)

@@ -40,7 +40,10 @@ class PreparedConv:
                         "dy": geometry.y_shape(data_format)}
         n = geometry.rank + 2
         first = data_format == "channels_first"
-        # Channels-last views of the caller's arrays and back, kept for the calls to come.
+        # The plans are costed for the caller's layout; a padding mode pads channels-last.
+        self._layout = data_format if pad_map is None else "channels_last"
+        # Channels-last views of the caller's arrays and back, kept for the calls to come (where
+        # the plan's engine does not take channels-first operands itself).
         self._x_last = x_last_axes(n) if first else None
         self._x_back = x_first_axes(n) if first else None
         self._w_last = w_last_axes(n) if first else None
@@ -51,8 +54,17 @@ class PreparedConv:
         """The plan of ``op`` ('forward', 'input_grad' or 'filter_grad'), made on first use."""
         plan = self._plans.get(op)
         if plan is None:
-            plan = self._plans[op] = make_plan(op, self._run_geometry, self.dtype, self._method, self._limit)
+            plan = self._plans[op] = make_plan(op, self._run_geometry, self.dtype, self._method, self._limit,
+                                               self._layout)
         return plan
+
+    def _native(self, op: Op, a_name: str, a: object, b_name: str, b: object) -> np.ndarray | None:
+        """The op on the caller's channels-first arrays as they are, where the plan's engine
+        takes them (None otherwise)."""
+        plan = self.plan(op)
+        if plan.takes != "channels_first":
+            return None
+        return self._back(plan(self._last(a_name, a, None), self._last(b_name, b, None)), None)
 
     def _last(self, name: str, a: object, axes: tuple[int, ...] | None) -> np.ndarray:
         a = as_array(name, a)  # lists too; complex, object or str dtypes refused as by conv
@@ -62,17 +74,26 @@ class PreparedConv:
 
     def __call__(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
         """y ``(N, O, *out)`` (channels-last ``(N, *out, O)``) of x and w in the prepared shapes."""
+        y = self._native("forward", "x", x, "w", w)
+        if y is not None:
+            return y
         x_last = self._padded(self._last("x", x, self._x_last))
         y = self._plans["forward"](x_last, self._last("w", w, self._w_last))
         return self._back(y, self._x_back)
 
     def input_grad(self, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
         """dx, in x's prepared shape."""
+        dx = self._native("input_grad", "dy", dy, "w", w)
+        if dx is not None:
+            return dx
         dx = self.plan("input_grad")(self._last("dy", dy, self._x_last), self._last("w", w, self._w_last))
         return self._back(dx if self._pad_map is None else self._pad_map.fold(dx, 1), self._x_back)
 
     def filter_grad(self, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
         """dw, in w's prepared shape."""
+        dw = self._native("filter_grad", "x", x, "dy", dy)
+        if dw is not None:
+            return dw
         dw = self.plan("filter_grad")(self._padded(self._last("x", x, self._x_last)),
                                       self._last("dy", dy, self._x_last))
         return self._back(dw, self._w_back)

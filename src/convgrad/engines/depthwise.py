@@ -1,4 +1,5 @@
-"""Direct loops compiled by Numba for depthwise 2-D convolutions (groups == C, any multiplier).
+"""Direct loops compiled by Numba for depthwise 2-D convolutions (groups == C, any multiplier),
+channels-last and channels-first (per plane, no transposition).
 
 With one input channel per group a convolution has no channel contraction to hand to BLAS: every
 GEMM-based formulation degenerates into elementwise passes over memory. A fused loop reads each
@@ -48,8 +49,14 @@ class Depthwise:
         seconds = (geom.flops / fig.FLOPS_PER_S + fig.CALL_SECONDS + load) * fig.FITTED[op]
         run = {"forward": _forward, "input_grad": _scatter_input_grad, "filter_grad": _filter_grad}[op]
         run = partial(_transpose.input_grad(geom), run=_forward) if gathers else partial(run, geom)
+        # Channels-first: one plane at a time, no padded copy (depthwise_first's kernels).
+        first = _FIRST[op]
+        first_seconds = (geom.flops / fig.FLOPS_PER_S + fig.CALL_SECONDS
+                         + planner.load_seconds(dtype, first)) * fig.FITTED[op]
         return Prepared(self.name, seconds, padded, run,
-                        {"input_grad": "gather" if gathers else "scatter"} if op == "input_grad" else {})
+                        {"input_grad": "gather" if gathers else "scatter"} if op == "input_grad" else {},
+                        run_first=partial(_run_first, first, geom), first_seconds=first_seconds,
+                        first_workspace=0)
 
 
 def _refuse(geom: ConvGeometry, dtype: np.dtype) -> str | None:
@@ -91,6 +98,28 @@ def _filter_grad(geom: ConvGeometry, x: np.ndarray, dy: np.ndarray) -> np.ndarra
         _kernels.depthwise2d_filter_grad(xc, np.ascontiguousarray(dy), *pads, *geom.stride,
                                          *geom.rhs_dilation, parts)
     return parts.sum(axis=0).reshape(*geom.kernel, 1, geom.out_channels)
+
+
+_FIRST = {"forward": _kernels.depthwise2d_forward_first, "input_grad": _kernels.depthwise2d_input_grad_first,
+          "filter_grad": _kernels.depthwise2d_filter_grad_first}
+
+
+def _run_first(kernel, geom: ConvGeometry, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The op on channels-first operands (forward: x, w; input_grad: dy, w; filter_grad: x, dy),
+    its result channels-first: y ``(N, O, *out)``, dx ``(N, C, *S)`` or dw ``(O, 1, *K)``."""
+    out_shape = {_kernels.depthwise2d_forward_first: geom.y_shape(), _kernels.depthwise2d_input_grad_first:
+                 geom.x_shape(), _kernels.depthwise2d_filter_grad_first: geom.w_shape()}[kernel]
+    if 0 in a.shape or 0 in b.shape:  # no sample reaches the result
+        return np.zeros(out_shape, dtype=a.dtype)
+    out = np.empty(out_shape, dtype=a.dtype)
+    _threads.for_numba()
+    (p0, _), (p1, _) = geom.padding
+    flat = (geom.out_channels, *geom.kernel)  # w (O, 1, KH, KW) as (O, KH, KW)
+    if kernel is _kernels.depthwise2d_filter_grad_first:
+        kernel(a, b, p0, p1, *geom.stride, *geom.rhs_dilation, out.reshape(flat))
+    else:
+        kernel(a, b.reshape(flat), p0, p1, *geom.stride, *geom.rhs_dilation, out)
+    return out
 
 
 def _reachable(x: np.ndarray, geom: ConvGeometry) -> tuple[np.ndarray, list[int]]:

@@ -51,7 +51,10 @@ class Im2col:
         if _pointwise(geom):  # one GEMM on x itself, thin when there are few output channels
             thin = thin_factor(min(geom.in_channels, geom.out_channels))
             seconds = geom.flops / (fig.GEMM_FLOPS_PER_S * thin) + fig.CALL_SECONDS
-            return Prepared(self.name, seconds, fixed, partial(run, geom, rows, False), {"pointwise": True})
+            # Channels-first, unpadded: one GEMM per image, W (O, C) @ x[n] (C, S), no copy at all.
+            first = _POINTWISE_FIRST[op] if not any(lo or hi for lo, hi in geom.tight_padding) else None
+            return Prepared(self.name, seconds, fixed, partial(run, geom, rows, False), {"pointwise": True},
+                            run_first=first and partial(first, geom), first_workspace=0)
         fused = _use_kernels(geom, dtype, planner)
         narrow = max(1.0, SCATTER_RUN / geom.in_channels) if op == "input_grad" and geom.in_channels else 1.0
         seconds = _raw_cost(geom, dtype) * (fig.FITTED_FUSED if fused else fig.FITTED)[op] * narrow
@@ -152,6 +155,36 @@ def _filter_grad(geom: ConvGeometry, rows: int, fused: bool, x: np.ndarray, dy: 
     # (G, T, Cg, Og) -> (*K, Cg, G * Og): output channel g * Og + j belongs to group g.
     dw = dwg.reshape(g, t, cg, og).transpose(1, 2, 0, 3)
     return np.ascontiguousarray(dw).reshape(*geom.kernel, cg, g * og)
+
+
+def _forward_first(geom: ConvGeometry, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Pointwise y[n] (O, S) = w (O, C) @ x[n] (C, S), channels-first."""
+    n, c, o, s = geom.batch, geom.in_channels, geom.out_channels, math.prod(geom.out_spatial)
+    y = np.empty(geom.y_shape(), dtype=x.dtype)
+    np.matmul(w.reshape(o, c), x.reshape(n, c, s), out=y.reshape(n, o, s))
+    return y
+
+
+def _input_grad_first(geom: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Pointwise dx[n] (C, S) = w.T (C, O) @ dy[n] (O, S), channels-first."""
+    n, c, o, s = geom.batch, geom.in_channels, geom.out_channels, math.prod(geom.out_spatial)
+    dx = np.empty(geom.x_shape(), dtype=dy.dtype)
+    np.matmul(w.reshape(o, c).T, dy.reshape(n, o, s), out=dx.reshape(n, c, s))
+    return dx
+
+
+def _filter_grad_first(geom: ConvGeometry, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """Pointwise dw (O, C) = sum_n dy[n] (O, S) @ x[n].T (S, C), channels-first."""
+    n, c, o, s = geom.batch, geom.in_channels, geom.out_channels, math.prod(geom.out_spatial)
+    xs, dys = x.reshape(n, c, s), dy.reshape(n, o, s)
+    dw = np.zeros((o, c), dtype=x.dtype)
+    for i in range(n):
+        dw += dys[i] @ xs[i].T
+    return dw.reshape(geom.w_shape())
+
+
+_POINTWISE_FIRST = {"forward": _forward_first, "input_grad": _input_grad_first,
+                    "filter_grad": _filter_grad_first}
 
 
 def _pointwise(geom: ConvGeometry) -> bool:

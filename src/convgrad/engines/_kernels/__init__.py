@@ -1,10 +1,12 @@
 """Numba kernels for the loops NumPy cannot fuse, one module per engine that runs them:
-depthwise (``depthwise``), register-tiled dense convolutions (``tiled``, with its parallel zero
-padding), Winograd transforms, im2col packing, the FFT engine's spectral mixing; ``_numba``
-holds the fallback without Numba and the intrinsics. This module says which kernels are loaded
+depthwise (``depthwise``, and on channels-first planes ``depthwise_first``), register-tiled
+dense convolutions (``tiled``, with its parallel zero padding), Winograd transforms, im2col
+packing, the FFT engine's spectral mixing; ``_numba`` holds the fallback without Numba and the
+intrinsics. This module says which kernels are loaded
 and what loading the others would cost the planner.
 
-All arrays are channels-last and C-contiguous; the channel loop is innermost so it vectorises.
+All arrays are C-contiguous and channels-last, the channel loop innermost so it vectorises;
+``depthwise_first`` runs channels-first planes, a row innermost.
 ``cache=True`` keeps the machine code on disk, so only the first run on a machine compiles.
 
 Numba is a declared dependency. Where it is missing (an interpreter that skipped the install),
@@ -19,6 +21,11 @@ import numpy as np
 from .._machine import figures
 from ._numba import NUMBA
 from .depthwise import depthwise2d_filter_grad, depthwise2d_forward, depthwise2d_input_grad
+from .depthwise_first import (
+    depthwise2d_filter_grad_first,
+    depthwise2d_forward_first,
+    depthwise2d_input_grad_first,
+)
 from .im2col import col2im3d, im2col3d
 from .pad import pad_copy
 from .spectral import spectral_mix
@@ -57,6 +64,10 @@ def warm_up(dtypes=("float32", "float64")) -> None:
         depthwise2d_forward(x, w, 0, 0, 1, 1, 1, 1, y)
         depthwise2d_input_grad(y, w, 1, 1, 1, 1, x)
         depthwise2d_filter_grad(x, y, 0, 0, 1, 1, 1, 1, np.zeros((1, 3, 3, 2), dt))
+        xf, wf, yf = np.zeros((1, 2, 6, 6), dt), np.zeros((2, 3, 3), dt), np.zeros((1, 2, 4, 4), dt)
+        depthwise2d_forward_first(xf, wf, 0, 0, 1, 1, 1, 1, yf)
+        depthwise2d_input_grad_first(yf, wf, 0, 0, 1, 1, 1, 1, xf)
+        depthwise2d_filter_grad_first(xf, yf, 0, 0, 1, 1, 1, 1, wf)
         corner, one, out = (0, 0, 0), (1, 1, 1), (1, 4, 4)
         tiled_forward(x[:, None], corner, np.zeros((1, 1, 3, 3, 2, 16), dt), 1, 1, 1, 1, 1, 1, y[:, None],
                       corner, one, out, False, False)
