@@ -631,3 +631,35 @@ def test_prepared_conv_runs_a_native_engine_without_transposing():
     assert_close(p.input_grad(dy, w), oracle.input_grad(dy, w, x.shape, **kw))
     assert_close(p.filter_grad(x, dy), oracle.filter_grad(x, dy, w.shape, **kw))
     assert len(axes) == 6 and all(ax is None for ax in axes)
+
+
+@given(case=strategies.conv_cases(data_formats=("channels_first",), min_batch=1))
+@strategies.budget(25)
+def test_tiled_transposes_channels_first_operands_in_its_padding_pass(case):
+    """The tiled engine's channels-first run pads channels-last views of the NCHW operands with
+    pad_copy_first (the transposition fused into the copy it makes anyway, forced even for tiny
+    arrays): all three ops match the oracle, bitwise equal to the channels-last run."""
+    from convgrad.engines import _kernels, tiled
+
+    assume(case.kwargs["groups"] == 1)
+    kw = {k: v for k, v in case.kwargs.items() if k != "data_format"}
+    geom = convgrad.ConvGeometry.for_conv(case.x_shape, case.w_shape, **kw)
+    for op in ("forward", "input_grad", "filter_grad"):  # planned (and kept) before the kernel is wrapped
+        convgrad.make_plan(op, geom, F64, "tiled", 2**31, "channels_first")
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal(case.x_shape), rng.standard_normal(case.w_shape)
+    want = x_from_last(convgrad.conv(np.ascontiguousarray(x_to_last(x, "channels_first")),
+                                     np.ascontiguousarray(w_to_last(w, "channels_first")),
+                                     method="tiled", data_format="channels_last", **kw), "channels_first")
+    calls, fused = [], _kernels.pad_copy_first
+
+    def counted(*args):
+        calls.append(args[0].shape)
+        return fused(*args)
+
+    with mock.patch.object(tiled, "PARALLEL_PAD_BYTES", 0), \
+            mock.patch.object(tiled._kernels, "pad_copy_first", counted):
+        _first_case_ops("tiled", case)
+        np.testing.assert_array_equal(convgrad.conv(x, w, method="tiled", **kw), want)
+    # The fused pass ran, unless x's channels-last view is contiguous already (one channel or one sample).
+    assert calls or x_to_last(x, "channels_first").flags.c_contiguous

@@ -28,7 +28,15 @@ from .._budget import check_fits
 from .._engine import Op, Planner, Prepared, Refusal
 from .._formulas import dilate_dim, stride_dim
 from .._geometry import ConvGeometry
-from .._layout import flip_swap_filter, pad_or_crop
+from .._layout import (
+    flip_swap_filter,
+    pad_or_crop,
+    w_from_last,
+    w_to_last,
+    x_first_axes,
+    x_from_last,
+    x_to_last,
+)
 from . import _kernels, _threads
 from ._common import Phase, as_3d, phase_axes, plain
 from ._machine import figures
@@ -95,7 +103,13 @@ class Tiled:
                 run = partial(_strided_input_grad, geom, block)
         seconds = (_compute_seconds(geom, op, block, dtype) + copy + fig.CALL_SECONDS) * fig.FITTED[op]
         seconds += penalty
-        return Prepared(self.name, seconds, workspace, run, choices)
+        # Channels-first: the padding pass transposes the operands as it copies them; only the
+        # result (dw: small) is transposed on its own.
+        result = {"forward": geom.y_shape(), "input_grad": geom.x_shape(), "filter_grad": geom.w_shape()}[op]
+        back = 2 * math.prod(result) * dtype.itemsize / figures("_layout").TRANSPOSE_BYTES_PER_S
+        first_seconds = seconds + back + planner.load_seconds(dtype, _kernels.pad_copy_first)
+        return Prepared(self.name, seconds, workspace, run, choices, run_first=partial(_run_first, run, op),
+                        first_seconds=first_seconds)
 
 
 def _refuse(geom: ConvGeometry, dtype: np.dtype) -> str | None:
@@ -347,7 +361,22 @@ def _padded(a: np.ndarray, pads: tuple[tuple[int, int], ...], channels: int | No
 
 def _pad_on_threads(a: np.ndarray, lows: tuple[int, ...], out: np.ndarray) -> None:
     _threads.for_numba()
-    _kernels.pad_copy(as_3d(np.ascontiguousarray(a)), (0,) * (5 - a.ndim) + lows, as_3d(out))
+    lows = (0,) * (5 - a.ndim) + lows
+    first = a.transpose(x_first_axes(a.ndim))
+    if not a.flags.c_contiguous and first.flags.c_contiguous:  # a channels-last view of NCHW memory
+        unit = (1,) * (5 - a.ndim)
+        _kernels.pad_copy_first(first.reshape(*first.shape[:2], *unit, *first.shape[2:]), lows, as_3d(out))
+        return
+    _kernels.pad_copy(as_3d(np.ascontiguousarray(a)), lows, as_3d(out))
+
+
+def _run_first(run, op: Op, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``run`` on channels-first operands: it gets channels-last views, which its padding pass
+    transposes as it copies (pad_copy_first); the result is transposed back."""
+    second = x_to_last(b, "channels_first") if op == "filter_grad" else w_to_last(b, "channels_first")
+    out = run(x_to_last(a, "channels_first"), second)
+    back = w_from_last if op == "filter_grad" else x_from_last
+    return np.ascontiguousarray(back(out, "channels_first"))
 
 
 def _pack(w: np.ndarray, block: int) -> np.ndarray:
