@@ -115,10 +115,17 @@ def _run_first(kernel, geom: ConvGeometry, a: np.ndarray, b: np.ndarray) -> np.n
     _threads.for_numba()
     (p0, _), (p1, _) = geom.padding
     flat = (geom.out_channels, *geom.kernel)  # w (O, 1, KH, KW) as (O, KH, KW)
+    (kh, kw), (d0, d1) = geom.kernel, geom.rhs_dilation
     if kernel is _kernels.depthwise2d_filter_grad_first:
-        kernel(a, b, p0, p1, *geom.stride, *geom.rhs_dilation, out.reshape(flat))
+        kernel(a, b, p0, p1, *geom.stride, d0, d1, out.reshape(flat))
+    elif kernel is _kernels.depthwise2d_input_grad_first and geom.stride == (1, 1) \
+            and geom.out_channels == geom.in_channels:
+        # Each plane of dx is dy's plane correlated with the flipped kernel: the forward's gather.
+        flipped = np.ascontiguousarray(b.reshape(flat)[:, ::-1, ::-1])
+        pads = ((kh - 1) * d0 - p0, (kw - 1) * d1 - p1)
+        _kernels.depthwise2d_forward_first(a, flipped, *pads, 1, 1, d0, d1, out)
     else:
-        kernel(a, b.reshape(flat), p0, p1, *geom.stride, *geom.rhs_dilation, out)
+        kernel(a, b.reshape(flat), p0, p1, *geom.stride, d0, d1, out)
     return out
 
 
