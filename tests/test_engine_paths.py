@@ -663,3 +663,28 @@ def test_tiled_transposes_channels_first_operands_in_its_padding_pass(case):
         np.testing.assert_array_equal(convgrad.conv(x, w, method="tiled", **kw), want)
     # The fused pass ran, unless x's channels-last view is contiguous already (one channel or one sample).
     assert calls or x_to_last(x, "channels_first").flags.c_contiguous
+
+
+@pytest.mark.parametrize(("shape", "pads", "channels"), [
+    ((2, 19, 5, 7), ((1, 2), (-1, 3)), 19),  # two blocks of 8 channels and a tail of 3
+    ((1, 8, 4), ((2, -1),), 12),  # one block, zero channels after it
+    ((2, 9, 2, 3, 4), ((0, 1), (1, 0), (-2, 2)), 9),
+])
+def test_channels_first_padding_and_transposition_kernels_match_numpy(shape, pads, channels):
+    """pad_copy_first (NCHW in, padded NHWC out) and last_to_first (NHWC -> NCHW) against NumPy,
+    with channel counts that take their 8-channel blocks and tails."""
+    from convgrad._layout import pad_or_crop
+    from convgrad.engines import _kernels
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(shape).astype(np.float32)
+    want = pad_or_crop(x_to_last(x, "channels_first"), pads, channels)
+    got = np.full(want.shape, np.nan, dtype=np.float32)
+    unit = (1,) * (5 - x.ndim)
+    lows = (0,) * len(unit) + tuple(lo for lo, _ in pads)
+    _kernels.pad_copy_first(x.reshape(*shape[:2], *unit, *shape[2:]), lows, got.reshape(got.shape[0], *unit,
+                                                                                          *got.shape[1:]))
+    np.testing.assert_array_equal(got, want)
+    back = np.full((want.shape[0], want.shape[-1], *want.shape[1:-1]), np.nan, dtype=np.float32)
+    _kernels.last_to_first(want.reshape(want.shape[0], -1, want.shape[-1]), back.reshape(*back.shape[:2], -1))
+    np.testing.assert_array_equal(back, x_from_last(want, "channels_first"))

@@ -107,7 +107,8 @@ class Tiled:
         # result (dw: small) is transposed on its own.
         result = {"forward": geom.y_shape(), "input_grad": geom.x_shape(), "filter_grad": geom.w_shape()}[op]
         back = 2 * math.prod(result) * dtype.itemsize / figures("_layout").TRANSPOSE_BYTES_PER_S
-        first_seconds = seconds + back + planner.load_seconds(dtype, _kernels.pad_copy_first)
+        first_seconds = seconds + back + planner.load_seconds(dtype, _kernels.pad_copy_first,
+                                                              _kernels.last_to_first)
         return Prepared(self.name, seconds, workspace, run, choices, run_first=partial(_run_first, run, op),
                         first_seconds=first_seconds)
 
@@ -372,11 +373,19 @@ def _pad_on_threads(a: np.ndarray, lows: tuple[int, ...], out: np.ndarray) -> No
 
 def _run_first(run, op: Op, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``run`` on channels-first operands: it gets channels-last views, which its padding pass
-    transposes as it copies (pad_copy_first); the result is transposed back."""
-    second = x_to_last(b, "channels_first") if op == "filter_grad" else w_to_last(b, "channels_first")
-    out = run(x_to_last(a, "channels_first"), second)
-    back = w_from_last if op == "filter_grad" else x_from_last
-    return np.ascontiguousarray(back(out, "channels_first"))
+    transposes as it copies (pad_copy_first); the result is transposed back (dx and y on
+    Numba's threads where large enough, last_to_first)."""
+    if op == "filter_grad":
+        dw = run(x_to_last(a, "channels_first"), x_to_last(b, "channels_first"))
+        return np.ascontiguousarray(w_from_last(dw, "channels_first"))
+    out = run(x_to_last(a, "channels_first"), w_to_last(b, "channels_first"))
+    if not (_kernels.NUMBA and out.nbytes >= PARALLEL_PAD_BYTES and out.flags.c_contiguous):
+        return np.ascontiguousarray(x_from_last(out, "channels_first"))
+    n, c = out.shape[0], out.shape[-1]
+    first = np.empty((n, c, *out.shape[1:-1]), dtype=out.dtype)
+    _threads.for_numba()
+    _kernels.last_to_first(out.reshape(n, -1, c), first.reshape(n, c, -1))
+    return first
 
 
 def _pack(w: np.ndarray, block: int) -> np.ndarray:

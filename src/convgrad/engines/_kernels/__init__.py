@@ -27,7 +27,7 @@ from .depthwise_first import (
     depthwise2d_input_grad_first,
 )
 from .im2col import col2im3d, im2col3d
-from .pad import pad_copy, pad_copy_first
+from .pad import last_to_first, pad_copy, pad_copy_first
 from .spectral import spectral_mix
 from .tiled import tiled_filter_grad, tiled_forward
 from .winograd import winograd2d_input, winograd2d_output
@@ -83,6 +83,7 @@ def warm_up(dtypes=("float32", "float64")) -> None:
             winograd2d_output(tiles, transform[:m].astype(dt), 1, 1, np.zeros((1, m, m, 2), dt))
         pad_copy(x[:, None], (0, 1, 1), np.zeros((1, 1, 8, 8, 2), dt))
         pad_copy_first(np.zeros((1, 2, 1, 6, 6), dt), (0, 1, 1), np.zeros((1, 1, 8, 8, 2), dt))
+        last_to_first(np.zeros((1, 4, 2), dt), np.zeros((1, 2, 4), dt))
         spectral_mix(np.zeros(8, dt), (8, 4, 2, 1), np.zeros((2, 2, 2), dt), np.zeros((2, 2, 2), dt), 1,
                      np.zeros(8, dt), (8, 4, 2, 1), 1)
 
