@@ -77,10 +77,12 @@ def test_the_ops_on_a_cluster_equal_the_whole_arrays(client):
 
 def test_an_oversized_chunking_is_refused_from_the_workers_memory_before_any_task_runs(client):
     x = da.zeros((1, 8, 256, 256, 256), dtype=np.float32, chunks=(1, 8, 256, 256, 256))
-    before = client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
     with pytest.raises(ValueError, match=r"per-block budget block_bytes=536,870,912; rechunk x to chunks="):
         cgd.conv(x, np.ones((8, 8, 3, 3, 3), np.float32), padding="same")
-    assert client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)) == before == 0
+    # nothing reached the scheduler: a submitted graph would hold x's chunk tasks (earlier tests'
+    # tasks may still be being released, so the scheduler need not be empty)
+    assert client.run_on_scheduler(lambda dask_scheduler: sum(
+        1 for k in dask_scheduler.tasks if isinstance(k, tuple) and k[0] == x.name)) == 0
 
 
 def test_a_worker_killed_mid_compute_changes_no_bit(client):
