@@ -126,13 +126,20 @@ def test_no_channels_with_a_huge_kernel_is_immediate():
      TypeError, r"^args\[1\] must be an array of numbers"),
     (lambda: testing.check_grads(convgrad.conv_vjp, (np.ones((1, 1, 3)), np.ones(2, [("a", "f8")]))),
      TypeError, r"^args\[1\] has dtype \[\('a', '<f8'\)\]; expected numbers"),
+    # seed 31 call 2742: 'replicate' pads of 2**31 built 32 GiB of index arrays (a hang)
+    (lambda: convgrad.conv_jvp(np.ones((1, 2, 4, 3, 1)), np.ones((1, 2, 1, 3, 1)), np.ones((1, 2, 4, 3, 1)),
+                               padding=[(2**31, 1)] * 3, padding_mode="replicate"), ValueError,
+     r"^the replicate pad indices of spatial axis 0 \(2147483648 \+ 1\) needs 34,359,738,384 bytes"),
+    (lambda: convgrad.conv(np.ones((1, 1, 4)), np.ones((1, 1, 2)), padding=2**31, padding_mode="circular"),
+     ValueError, r"padding_mode='circular' needs each pad at most the input size"),
     # PreparedConv: NumPy's AttributeError for a list; complex silently lost its imaginary part
     (lambda: convgrad.prepare((1, 2, 4), (1, 2, 2))(np.ones((1, 2, 4)), np.ones((1, 2, 2), complex)),
      TypeError, r"^w has complex dtype"),
 ], ids=["eps_zero", "rtol_none", "w_dict", "dot_rtol_negative", "dot_rtol_nan", "dot_flag", "dot_seed",
         "dot_x_shape_none", "dot_huge", "bias_grad_result", "huge_padding_array", "huge_output_shape",
         "huge_stride_array", "operator_dot_huge", "operator_dot_rtol", "function_grads_rtol",
-        "function_grads_order", "function_grads_ragged", "function_grads_struct", "prepared_complex"])
+        "function_grads_order", "function_grads_ragged", "function_grads_struct", "replicate_huge_pads",
+        "circular_huge_pads", "prepared_complex"])
 def test_fuzz_findings_are_clear_errors(call, exc, match):
     with pytest.raises(exc, match=match):
         _within(GUARD_S, call)

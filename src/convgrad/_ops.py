@@ -145,7 +145,7 @@ def _resolve(build: Callable[..., ConvGeometry], a_name: str, a: object, b_name:
     fmt = _canon.data_format(data_format)
     a, b = as_array(a_name, a), as_array(b_name, b)
     geom = build(a.shape, b.shape, *shape, data_format=fmt, **params)
-    pad_map = PadMap.build(padding_mode, geom, params.get("padding"))
+    pad_map = PadMap.build(padding_mode, geom, params.get("padding"), workspace_limit(workspace_bytes))
     return (call_type or _Call)(geom, fmt, method, workspace_bytes, pad_map), a, b
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._budget import check_fits
+from ._budget import check_fits, workspace_limit
 from ._geometry import spatial_dim
 from ._padding import Pairs, parse_padding
 
@@ -122,9 +122,11 @@ class PadMap:
     borders: tuple[tuple[tuple[slice, np.ndarray], ...], ...]
 
     @classmethod
-    def build(cls, padding_mode: object, geom: ConvGeometry, padding: object = None) -> PadMap | None:
+    def build(cls, padding_mode: object, geom: ConvGeometry, padding: object = None,
+              limit: int | None = None) -> PadMap | None:
         """The map of ``padding_mode`` on the pads ``padding`` (as the user gave them; default
-        ``geom.padding``); None where nothing is filled by copies (zeros, or no pads)."""
+        ``geom.padding``); None where nothing is filled by copies (zeros, or no pads). ``limit``:
+        the workspace budget (default: ``workspace_limit()``) the index arrays are held to."""
         mode = canonical(padding_mode)
         if mode == "zeros":
             return None
@@ -138,6 +140,10 @@ class PadMap:
         borders = []
         for i, (n, (lo, hi)) in enumerate(zip(geom.in_spatial, pads)):
             _check(mode, n, lo, hi, i)
+            # two int64 indices per pad sample, before making them: 'replicate' allows pads of
+            # 2**31 (a 32 GiB hang here before the padded x's own check)
+            check_fits(f"the {mode} pad indices of spatial axis {i} ({lo} + {hi})", 16 * (lo + hi),
+                       workspace_limit() if limit is None else limit)
             sides = ((slice(0, lo), np.arange(-lo, 0)), (slice(lo + n, lo + n + hi), np.arange(n, n + hi)))
             borders.append(tuple((where, lo + source(mode, n, p)) for where, p in sides if p.size))
         valid = replace(geom, in_spatial=geom.padded_input, padding=((0, 0),) * geom.rank)

@@ -199,6 +199,18 @@ FUZZ = {
                                    ValueError, r"^weight \(1, 9223372036854775808, 2, 1\) needs"),
     "torch_layer_negative_channels": (lambda: ctorch.nn.Conv2d(-2, 1, 3),
                                       ValueError, r"^in_channels and out_channels must be non-negative"),
+    # seed 32 call 10846: NumPy's "truth value ... ambiguous" comparing an array padding to "SAME"
+    "jax_transpose_array_padding": (lambda: cjax.lax.conv_transpose(
+        np.ones((1, 8, 2)), np.ones((3, 2, 2)), (2,), np.array([(0, 0), (1, 1)], object),
+        use_consistent_padding=True), ValueError, r"(?s)^padding=.* must have one \(low, high\) pair"),
+    # seed 33 call 12033: a hang reading a 2**37-entry kernel_shape
+    "onnx_huge_kernel_shape": (lambda: conv_onnx.conv_transpose(X, W, kernel_shape=_big((2**37,), np.int64)),
+                               ValueError, r"^kernel_shape must have at most 64 entries, got 137438953472"),
+    # the same hole, found by reading the code after it: every front's per-dim list
+    "tf_huge_strides": (lambda: ctf.nn.conv2d(XL, WL, strides=_big((2**40,), np.int64), padding="VALID"),
+                        ValueError, r"^strides must have at most 64 entries"),
+    "jax_huge_padding": (lambda: cjax.lax.conv_general_dilated(X, W, (1, 1), _big((2**40, 2), np.int64)),
+                         ValueError, r"^padding must have at most 64 entries"),
     # seed 1 call 5815: a 512 MiB copy of a broadcast int64 bias, made before any check
     "tf_bias_add_cast": (lambda: ctf.nn.bias_add(np.ones((0, 3, 3, 2)), _big((2**32,), np.int64)),
                          ValueError, r"^bias \(4294967296,\) converted to float64 needs 34,359,738,368"),

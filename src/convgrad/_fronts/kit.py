@@ -24,7 +24,7 @@ from typing import Any, ParamSpec, Protocol
 import numpy as np
 
 from .. import _general, _ops
-from .._canon import as_int
+from .._canon import MAX_NDIM, as_int, bounded_list
 from .._dtypes import cotangent  # the one check of a pullback's dy, shared with the core
 from .._geometry import ConvGeometry
 
@@ -79,7 +79,7 @@ def int_seq(name: str, value: object, count: int, *, minimum: int, messages: Map
     fields: dict[str, object] = {"name": name, "value": value, "count": count, "minimum": minimum}
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         raise TypeError(messages["type"].format(**fields))
-    items = tuple(as_int(f"{name}[{i}]", v) for i, v in enumerate(value))
+    items = tuple(as_int(f"{name}[{i}]", v) for i, v in enumerate(bounded_list(name, value, MAX_NDIM)))
     fields.update(items=list(items), length=len(items))
     if len(items) != count:
         raise ValueError(messages["size"].format(**fields))

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .._budget import contiguous, workspace_limit
-from .._canon import as_int, positive_int
+from .._canon import MAX_NDIM, as_int, bounded_list, positive_int
 from .._dtypes import as_array
 from .._formulas import dilate_dim
 from .._fronts.kit import CoreCall, int_seq, op_with_vjp
@@ -58,10 +58,11 @@ def transpose_padding(k_eff: int, s: int, padding: object) -> tuple[int, int]:
     'VALID': total k_eff + s - 2 + max(k_eff - s, 0), low = k_eff - 1;
     a forward pair (lo, hi): (k_eff - 1 - lo, k_eff - 1 - hi).
     """
-    if padding == "SAME":
+    kind = padding if isinstance(padding, str) else None  # an array would compare elementwise
+    if kind == "SAME":
         total = k_eff + s - 2
         low = k_eff - 1 if s > k_eff - 1 else -(-total // 2)
-    elif padding == "VALID":
+    elif kind == "VALID":
         total = k_eff + s - 2 + max(k_eff - s, 0)
         low = k_eff - 1
     elif not isinstance(padding, (str, bytes)) and hasattr(padding, "__len__") and len(padding) == 2:
@@ -256,7 +257,7 @@ def _padding(padding: object, spatial: tuple[int, ...], ld: tuple[int, ...]) -> 
         return kind
     if isinstance(padding, bytes) or not hasattr(padding, "__iter__"):
         raise ValueError(f"padding must be a string or a sequence of (low, high) pairs, got {padding!r}")
-    items = list(padding)
+    items = bounded_list("padding", padding, MAX_NDIM)
     if len(items) != rank or any(
         isinstance(p, (str, bytes)) or not hasattr(p, "__len__") or len(p) != 2 for p in items
     ):
@@ -435,7 +436,7 @@ def _conv_transpose(
     rd = _int_seq("rhs_dilation", rhs_dilation, rank, default=1)
     kernel = [rhs_a.shape[a] for a in dn.rhs_spec[2:]]
     if use_consistent_padding or (isinstance(padding, str) and padding in ("SAME", "VALID")):
-        per_dim = [padding] * rank if isinstance(padding, str) else list(padding)
+        per_dim = [padding] * rank if isinstance(padding, str) else bounded_list("padding", padding, MAX_NDIM)
         if len(per_dim) != rank:
             raise ValueError(f"padding={padding!r} must have one (low, high) pair per spatial dim ({rank})")
         pads: Any = tuple(

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from .._budget import check_fits, workspace_limit
-from .._canon import as_int, shape_tuple
+from .._canon import MAX_NDIM, as_int, bounded_list, shape_tuple
 from .._dtypes import as_array
 from .._formulas import dilate_dim
 from .._fronts.kit import CoreCall, Linear, op_with_vjp
@@ -109,7 +109,8 @@ def _sequence(
     if isinstance(value, (str, bytes)):
         raise TypeError(f"{name} must be an int or a list of ints, got {value!r}")
     # Checked here, so that an error names the user's spelling (strides) and index.
-    items = ([as_int(f"{name}[{i}]", v) for i, v in enumerate(value)] if hasattr(value, "__len__")
+    items = ([as_int(f"{name}[{i}]", v) for i, v in enumerate(bounded_list(name, value, MAX_NDIM))]
+             if hasattr(value, "__len__")
              else [as_int(name, value)])
     if len(items) == rank + 2:
         outer = (items[0], items[1]) if first else (items[0], items[-1])
@@ -148,7 +149,7 @@ def _padding(padding: object, rank: int, first: bool, *, explicit: bool, func: s
     if not explicit:
         raise TypeError(f"{func} takes padding 'SAME' or 'VALID' only (no explicit padding), got {padding!r}")
     pairs = []
-    for i, pair in enumerate(padding):
+    for i, pair in enumerate(bounded_list("padding", padding, MAX_NDIM)):
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
             raise ValueError(
                 "When `padding` is a list, each element of `padding` must be a list/tuple of "
