@@ -70,7 +70,7 @@ def test_seed_forward_png_grid_of_steps(cli, tmp_path):
 def test_input_grad_gif_frames_and_windows(cli, tmp_path):
     """d_x of a stride-2 conv: dy dilated by 2 (zeros between samples), padded by the input-gradient
     pads, under the flipped kernel; one frame per d_x cell."""
-    argv = ["--x", "1,5,5,1", "--stride", "2", "--padding", "1", "--op", "input-grad"]
+    argv = ["--layout", "NHWC", "--x", "1,5,5,1", "--stride", "2", "--padding", "1", "--op", "input-grad"]
     path = tmp_path / "ig.gif"
     res = cli("draw", *argv, "-o", str(path))
     assert res.code == 0, res.err
@@ -102,7 +102,7 @@ def test_input_grad_gif_frames_and_windows(cli, tmp_path):
 
 
 def test_transpose_png_and_window_positions(cli, tmp_path):
-    argv = ["--x", "1,2,2,1", "--stride", "2", "--op", "transpose"]
+    argv = ["--layout", "NHWC", "--x", "1,2,2,1", "--stride", "2", "--op", "transpose"]
     path = tmp_path / "t.png"
     assert cli("draw", *argv, "-o", str(path)).code == 0
     scene = scene_for(argv)
@@ -119,7 +119,8 @@ def test_transpose_png_and_window_positions(cli, tmp_path):
 
 
 def test_filter_grad_svg_and_negative_pads(cli, tmp_path):
-    argv = ["--x", "1,5,5,1", "--stride", "2", "--padding=-1:1,1:0", "--op", "filter-grad"]
+    argv = ["--layout", "NHWC", "--x", "1,5,5,1", "--stride", "2", "--padding=-1:1,1:0",
+            "--op", "filter-grad"]
     path = tmp_path / "fg.svg"
     res = cli("draw", *argv, "-o", str(path))
     assert res.code == 0, res.err
@@ -137,13 +138,14 @@ def test_filter_grad_svg_and_negative_pads(cli, tmp_path):
 
 def test_overlay_and_1d(cli, tmp_path):
     path = tmp_path / "o.png"
-    res = cli("draw", "--x", "1,7,7,1", "--dilation", "2", "--padding", "1", "--still", "overlay",
-              "-o", str(path))
+    res = cli("draw", "--layout", "NHWC", "--x", "1,7,7,1", "--dilation", "2", "--padding", "1",
+              "--still", "overlay", "-o", str(path))
     assert res.code == 0 and "overlay still" in res.out
     img = rgb(path)
     assert len(np.unique(img.reshape(-1, 3), axis=0)) > 10
     path = tmp_path / "one.gif"
-    res = cli("draw", "--x", "1,9,1", "--stride", "2", "--padding", "same", "-o", str(path))
+    res = cli("draw", "--layout", "NWC", "--x", "1,9,1", "--stride", "2", "--padding", "same",
+              "-o", str(path))
     assert res.code == 0
     assert frames_and_size(path)[0] == 5
 
@@ -191,7 +193,7 @@ def test_without_matplotlib_says_what_to_install(cli, tmp_path, monkeypatch):
 
 
 def test_too_many_frames_is_an_argument_error():
-    scene = scene_for(["--x", "1,25,25,1", "--padding", "same", "--w", "1,1,1,1"])
+    scene = scene_for(["--layout", "NHWC", "--x", "1,25,25,1", "--padding", "same", "--w", "1,1,1,1"])
     with pytest.raises(ArgumentError, match="too many frames"):
         draw.draw(scene, "many.gif")
 

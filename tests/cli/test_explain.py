@@ -109,7 +109,7 @@ def test_the_torch_calls_explain_prints_compute_the_same(case):
 
 
 def test_seed_text(cli):
-    res = cli("explain")
+    res = cli("explain", "--full")
     assert res.code == 0
     out = res.out
     assert out.startswith("convgrad explain: x 1x4x4x1 NHWC")

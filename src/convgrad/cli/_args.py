@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ SEED_X = {"channels_last": (1, 4, 4, 1), "channels_first": (1, 1, 4, 4)}
 SEED_W = {"channels_last": (3, 3, 1, 1), "channels_first": (1, 1, 3, 3)}
 
 DTYPES = ("float64", "float32", "float16")
+OPS = ("conv", "transpose")
 FORMAT_ALIASES = {
     **dict.fromkeys(("channels_first", "first", "cf", "ncw", "nchw", "ncdhw"), "channels_first"),
     **dict.fromkeys(("channels_last", "last", "cl", "nwc", "nhwc", "ndhwc"), "channels_last"),
@@ -33,25 +35,36 @@ class ArgumentError(ValueError):
     """A bad command-line value: printed as one clear line, exit status 2."""
 
 
+# One separator rule for every shape-like option: values per dim are separated by ',' or 'x' (or
+# spaces): --x 1,4,4,1 = --x 1x4x4x1, --stride 2,1 = --stride 2x1; a pad pair is before:after.
+DIM_SEPARATORS = r"[,x\s]+"
+
+
+def _split(text: str) -> list[str]:
+    return [p for p in re.split(DIM_SEPARATORS, text.strip().lower()) if p]
+
+
 def parse_shape(text: str) -> tuple[int, ...]:
     """'1,4,4,1' or '1x4x4x1' -> (1, 4, 4, 1)."""
     try:
-        shape = tuple(int(p) for p in re.split(r"[,x\s]+", text.strip()) if p)
+        shape = tuple(int(p) for p in _split(text))
     except ValueError:
         shape = ()
     if not shape or any(v < 0 for v in shape):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a shape; write non-negative sizes like 1,4,4,1")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a shape; write non-negative sizes like 1,4,4,1 "
+                                         "or 1x4x4x1")
     return shape
 
 
 def parse_ints(text: str) -> int | tuple[int, ...]:
-    """'2' -> 2; '2,1' -> (2, 1): one value for every spatial dim, or one per dim."""
+    """'2' -> 2; '2,1' or '2x1' -> (2, 1): one value for every spatial dim, or one per dim."""
     try:
-        values = tuple(int(p) for p in text.split(",") if p.strip())
+        values = tuple(int(p) for p in _split(text))
     except ValueError:
         values = ()
     if not values:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an int or a comma-separated list of ints")
+        hint = f"; did you mean {','.join(_split(text.replace(':', ',')))}?" if ":" in text else ""
+        raise argparse.ArgumentTypeError(f"{text!r} is not an int or one int per dim (2,1 or 2x1){hint}")
     return values[0] if len(values) == 1 else values
 
 
@@ -61,7 +74,7 @@ def parse_padding_arg(text: str) -> object:
     if t.lower().replace("-", "_") in PADDING_STRINGS:
         return t.lower().replace("-", "_")
     items: list[object] = []
-    for part in (p.strip() for p in t.split(",")):
+    for part in _split(t):
         try:
             if ":" in part:
                 lo, hi = part.split(":")
@@ -71,8 +84,8 @@ def parse_padding_arg(text: str) -> object:
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"padding {text!r} not understood; use one of {', '.join(PADDING_STRINGS)}, an int, "
-                "one int per dim (1,2) or before:after pairs per dim (1:2,0:1); negative pads crop "
-                "(write --padding=-1:0)") from None
+                "one int per dim (1,2 or 1x2) or before:after pairs per dim (1:2,0:1); negative pads "
+                "crop (write --padding=-1:0)") from None
     return items[0] if len(items) == 1 and isinstance(items[0], int) else items
 
 
@@ -109,11 +122,16 @@ def output_file(option: str, path: str) -> None:
         raise ArgumentError(f"{option} {path!r}: cannot write this file")
 
 
-def add_geometry_arguments(parser: argparse.ArgumentParser) -> None:
-    """The GEOMETRY options; without --x and --w, the seed note's example."""
+def add_geometry_arguments(parser: argparse.ArgumentParser, op: bool = True) -> None:
+    """The GEOMETRY options; without --x and --w, the seed note's example. ``op``: add ``--op``
+    (conv or transpose; draw has its own)."""
     g = parser.add_argument_group(
         "geometry", "the convolution y = conv(x, w); without --x and --w, the seed note's example "
         "(x 1,4,4,1, w 3,3,1,1, VALID, channels-last)")
+    if op:
+        g.add_argument("--op", choices=OPS, default="conv",
+                       help="conv (default) or transpose: conv_transpose(x, w), checked and explained as the "
+                       "input gradient of the conv it transposes")
     g.add_argument("--x", "--input-shape", dest="x", type=parse_shape, metavar="SHAPE",
                    help="input shape, (N,C,*S) channels-first or (N,*S,C) channels-last, e.g. 1,4,4,1")
     g.add_argument("--w", "--filter-shape", dest="w", type=parse_shape, metavar="SHAPE",
@@ -127,17 +145,25 @@ def add_geometry_arguments(parser: argparse.ArgumentParser) -> None:
                    help="kernel dilation, int or one per dim")
     g.add_argument("--groups", type=int, default=1, metavar="G", help="channel groups (C for depthwise)")
     g.add_argument("--data-format", "--layout", dest="data_format", type=parse_format,
-                   default="channels_last", metavar="FMT",
-                   help="channels_last (NHWC, the default, as the seed note) or channels_first (NCHW)")
+                   default=None, metavar="FMT",
+                   help="channels_first (NCHW, PyTorch/ONNX/JAX) or channels_last (NHWC, TensorFlow). "
+                   "Default: the layout the shapes fit; where both fit, channels_first (the library's "
+                   "default) with a warning; the seed note's example is channels_last")
+    g.add_argument("--output-padding", type=parse_ints, default=None, metavar="P",
+                   help="--op transpose: samples added at the end of each dim, int or one per dim")
+    g.add_argument("--output-shape", type=parse_shape, default=None, metavar="SHAPE",
+                   help="--op transpose: the output's shape (spatial sizes, or the whole shape)")
+    g.add_argument("--bias", action=argparse.BooleanOptionalAction, default=True,
+                   help="y = conv(x, w) + b: check d_b and show b (default); --no-bias leaves b out")
     g.add_argument("--dtype", choices=DTYPES, default="float64", help="default float64")
     g.add_argument("--seed", type=count(0, 2**63 - 1), default=0,
                    help="random seed of the example arrays (default 0)")
 
 
-def shapes(ns: argparse.Namespace) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(x shape, w shape): the seed's without --x; without --w, a 3-tap kernel in every spatial
-    dim taking C/groups channels to C."""
-    fmt = ns.data_format
+def shapes(ns: argparse.Namespace, fmt: str | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(x shape, w shape) in ``fmt`` (default: the resolved layout): the seed's without --x;
+    without --w, a 3-tap kernel in every spatial dim taking C/groups channels to C."""
+    fmt = fmt or ns.data_format
     if ns.x is None:
         if ns.w is not None:
             raise ArgumentError("--w needs --x (give both, only --x, or neither for the seed note's example)")
@@ -153,6 +179,95 @@ def shapes(ns: argparse.Namespace) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return x, ((c, c // g, *k) if fmt == "channels_first" else (*k, c // g, c))
 
 
+def geometry_of(ns: argparse.Namespace, fmt: str) -> ConvGeometry:
+    """The conv the options describe in layout ``fmt``: for --op transpose, the forward conv whose
+    input gradient conv_transpose(x, w) is."""
+    x, w = shapes(ns, fmt)
+    kw = {"stride": ns.stride, "padding": ns.padding, "dilation": ns.dilation, "groups": ns.groups,
+          "data_format": fmt}
+    transpose = getattr(ns, "op", "conv") == "transpose"
+    for name in ("output_padding", "output_shape"):
+        if getattr(ns, name, None) is not None and not transpose:
+            raise ArgumentError(f"--{name.replace('_', '-')} is for --op transpose")
+    if not transpose:
+        return ConvGeometry.for_conv(x, w, **kw)
+    out = ns.output_shape
+    if out is not None and len(out) == len(x) - 2:  # spatial sizes: add batch and channels
+        c = (w[1] if fmt == "channels_first" else w[-2]) * ns.groups
+        out = (x[0], c, *out) if fmt == "channels_first" else (x[0], *out, c)
+    g = ConvGeometry.for_transpose(x, w, output_padding=ns.output_padding or 0, output_shape=out, **kw)
+    if 0 in g.in_spatial:
+        raise ArgumentError(f"the transposed conv's output {dims(g.x_shape(fmt))} is empty")
+    return g
+
+
+def _channels_match(ns: argparse.Namespace, fmt: str) -> bool:
+    """Whether x's and w's channel counts agree when read in ``fmt`` (which reading an error is about)."""
+    x, w = shapes(ns, fmt)
+    if len(x) != len(w) or len(x) < 3:
+        return False
+    first = fmt == "channels_first"
+    if getattr(ns, "op", "conv") == "transpose":
+        return x[1 if first else -1] == w[0 if first else -1]
+    return x[1 if first else -1] == w[1 if first else -2] * (ns.groups or 1)
+
+
+def resolve_layout(ns: argparse.Namespace) -> None:
+    """Set ``ns.data_format`` where --layout was not given, and ``ns.layout_source`` (why that one):
+    the seed's example is channels-last; otherwise the layout the shapes fit; where both fit,
+    channels_first, the library's default, with a warning on stderr."""
+    if getattr(ns, "layout_source", None):
+        return
+    if ns.data_format is not None:
+        ns.layout_source = "given by --layout"
+        return
+    if ns.x is None:
+        ns.data_format, ns.layout_source = "channels_last", "the seed note's example"
+        return
+
+    def fits(fmt: str) -> bool:
+        try:
+            geometry_of(ns, fmt)
+        except (ValueError, TypeError):
+            return False
+        return True
+
+    fit = [fmt for fmt in ("channels_first", "channels_last") if fits(fmt)]
+    if len(fit) == 1:
+        ns.data_format, ns.layout_source = fit[0], "the only layout these shapes fit"
+    elif fit:
+        ns.data_format = "channels_first"
+        ns.layout_source = "both layouts fit these shapes: channels_first, the library's default"
+        rank = len(ns.x) - 2
+        given = f"--x {dims(ns.x)}" + (f" and --w {dims(ns.w)}" if ns.w is not None else "")
+        first, last = (layout_names(fmt, rank)[0] for fmt in ("channels_first", "channels_last"))
+        print(f"convgrad {getattr(ns, 'command', '') or ''}: warning: {given} fit both layouts; read as "
+              f"channels_first ({first}, the library's default); pass --layout channels_last to read them "
+              f"as {last}", file=sys.stderr)
+    else:  # no reading works: report the one whose channels agree (its error is about the rest)
+        ns.data_format = "channels_last" if _channels_match(ns, "channels_last") and not _channels_match(
+            ns, "channels_first") else "channels_first"
+        ns.layout_source = "neither layout fits"
+
+
+def padding_hint(ns: argparse.Namespace, rank: int) -> str:
+    """For pads whose count does not match the rank, the spelling the user likely meant: '1,2:0,1'
+    (',' and ':' swapped) -> '1:2,0:1'."""
+    if not isinstance(ns.padding, list) or len(ns.padding) == rank:
+        return ""
+    text = _compact(ns.padding)
+    if ":" not in text:
+        return ""
+    swapped = text.translate(str.maketrans(",:", ":,"))
+    try:
+        pads = parse_padding_arg(swapped)
+    except argparse.ArgumentTypeError:
+        return ""
+    if isinstance(pads, list) and len(pads) == rank and all(isinstance(p, tuple) for p in pads):
+        return f"; did you mean --padding={swapped} (before:after per dim, dims separated by ',')?"
+    return ""
+
+
 @dataclass(frozen=True)
 class GeometryArgs:
     """The parsed GEOMETRY options, validated by building the core's ConvGeometry; ``kwargs`` are
@@ -164,17 +279,30 @@ class GeometryArgs:
     dtype: np.dtype
     seed: int
     geometry: ConvGeometry
+    op: str = "conv"
+    bias: bool = True
+    layout_source: str = ""
+    given_x_shape: tuple[int, ...] = ()  # --op transpose: conv_transpose's own x (the conv's dy)
+    spec: dict[str, Any] = field(default_factory=dict)  # stride, padding, ... as the user gave them
 
     @classmethod
     def from_namespace(cls, ns: argparse.Namespace) -> GeometryArgs:
+        resolve_layout(ns)
+        fmt = ns.data_format
+        try:
+            geom = geometry_of(ns, fmt)
+        except (ValueError, TypeError) as e:
+            raise ArgumentError(f"{e}{padding_hint(ns, len(shapes(ns)[0]) - 2)}") from None
+        op = getattr(ns, "op", "conv")
         x_shape, w_shape = shapes(ns)
         kwargs = {"stride": ns.stride, "padding": ns.padding, "dilation": ns.dilation,
-                  "groups": ns.groups, "data_format": ns.data_format}
-        try:
-            geom = ConvGeometry.for_conv(x_shape, w_shape, **kwargs)
-        except (ValueError, TypeError) as e:
-            raise ArgumentError(str(e)) from None
-        return cls(x_shape, w_shape, kwargs, np.dtype(ns.dtype), ns.seed, geom)
+                  "groups": ns.groups, "data_format": fmt}
+        given, spec = (), dict(kwargs)
+        if op == "transpose":  # the forward conv: x is the transposed conv's output, its pads explicit
+            given, x_shape = x_shape, geom.x_shape(fmt)
+            kwargs = {**kwargs, "stride": geom.stride, "padding": list(geom.padding)}
+        return cls(x_shape, w_shape, kwargs, np.dtype(ns.dtype), ns.seed, geom, op, ns.bias,
+                   ns.layout_source, given, spec)
 
     @property
     def data_format(self) -> str:
@@ -186,16 +314,23 @@ class GeometryArgs:
         return layout_names(self.data_format, self.geometry.rank)
 
     def title(self) -> str:
-        """One line: shapes, layouts, stride, padding, dilation, groups, dtype -> y."""
-        g, kw = self.geometry, self.kwargs
+        """One line: shapes, layouts, stride, padding, dilation, groups, dtype -> y, and which layout
+        was assumed (and why)."""
+        g, kw = self.geometry, self.spec or self.kwargs
         xl, wl = self.layouts
-        parts = [f"x {dims(self.x_shape)} {xl}", f"w {dims(self.w_shape)} {wl}",
+        transpose = self.op == "transpose"
+        x = self.given_x_shape if transpose else self.x_shape
+        parts = [f"x {dims(x)} {xl}", f"w {dims(self.w_shape)} {wl}",
                  f"stride {_compact(kw['stride'])}", f"padding {_compact(kw['padding'])}"]
         if g.rhs_dilation != (1,) * g.rank:
             parts.append(f"dilation {_compact(kw['dilation'])}")
         if kw["groups"] != 1:
             parts.append(f"groups {kw['groups']}")
-        return " · ".join(parts) + f" → y {dims(g.y_shape(self.data_format))}; {self.dtype}"
+        y = self.x_shape if transpose else g.y_shape(self.data_format)
+        text = ("conv_transpose: " if transpose else "") + " · ".join(parts) + f" → y {dims(y)}; {self.dtype}"
+        if transpose:
+            text += f" (the input gradient of the conv of x {dims(self.x_shape)} → {dims(x)} below)"
+        return text + (f" [{self.data_format}: {self.layout_source}]" if self.layout_source else "")
 
 
 def dims(shape: tuple[int, ...]) -> str:
@@ -216,5 +351,7 @@ def geometry_dict(args: GeometryArgs) -> dict[str, object]:
         "data_format": fmt, "layouts": list(args.layouts), "dtype": str(args.dtype),
         "stride": list(g.stride), "dilation": list(g.rhs_dilation), "groups": g.feature_group_count,
         "padding_spec": args.kwargs["padding"],  # as given (print_json writes tuples as lists)
-        "padding": [list(p) for p in g.padding], "seed": args.seed,
+        "padding": [list(p) for p in g.padding], "seed": args.seed, "op": args.op, "bias": args.bias,
+        "layout_source": args.layout_source,
+        **({"transpose_x_shape": list(args.given_x_shape)} if args.op == "transpose" else {}),
     }

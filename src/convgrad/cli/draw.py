@@ -17,9 +17,17 @@ import math
 import os
 from dataclasses import dataclass
 
-from .._geometry import ConvGeometry
 from . import _console, _scene
-from ._args import ArgumentError, GeometryArgs, add_geometry_arguments, dims, output_file, shapes
+from ._args import (
+    ArgumentError,
+    GeometryArgs,
+    add_geometry_arguments,
+    dims,
+    geometry_of,
+    output_file,
+    resolve_layout,
+    shapes,
+)
 
 FORMATS = (".png", ".gif", ".svg")
 DPI = 100
@@ -48,7 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         ".svg: a vector still. For --op transpose, --x and --w are conv_transpose's input and filter "
         "(the filter of the conv it transposes) and --padding that conv's padding. Channels are not "
         "drawn: the picture shows the spatial axes (1-D or 2-D).")
-    add_geometry_arguments(p)
+    add_geometry_arguments(p, op=False)
     p.add_argument("--op", choices=_scene.OPS, default="forward", help="default forward")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.png, FILE.gif or FILE.svg")
     p.add_argument("--still", choices=("auto", "grid", "overlay"), default="auto",
@@ -78,11 +86,11 @@ def run(ns: argparse.Namespace) -> int:
 
 def make_scene(ns: argparse.Namespace) -> _scene.Scene:
     try:
+        resolve_layout(ns)
         if ns.op == "transpose":
             x, w = shapes(ns)
             fmt = ns.data_format
-            geom = ConvGeometry.for_transpose(x, w, stride=ns.stride, padding=ns.padding,
-                                              dilation=ns.dilation, groups=ns.groups, data_format=fmt)
+            geom = geometry_of(ns, fmt)
             title = (f"conv_transpose: x {dims(x)} · w {dims(w)} · stride {ns.stride} · padding "
                      f"{ns.padding} → y {dims(geom.x_shape(fmt))}")
         else:

@@ -30,7 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     add_geometry_arguments(p)
     p.add_argument("--framework", choices=_frameworks.with_("write"), action="append",
                    help="show only this framework's equivalent (repeatable); default all")
-    p.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    p.add_argument("--full", action="store_true",
+                   help="also every step of each gradient and every engine's verdict (the planner's table)")
+    p.add_argument("--json", action="store_true", help="print the explanation as JSON (everything)")
     return p
 
 
@@ -43,24 +45,37 @@ def run(ns: argparse.Namespace) -> int:
     except ValueError as err:
         raise ArgumentError(str(err)) from None
     data = {"command": "explain", "geometry": geometry_dict(args), **e.as_dict()}
+    if not args.bias:  # y = conv(x, w): no b, no d_b
+        for key in ("b", "d_b"):
+            data["shapes"].pop(key)
+        data["gradients"].pop("d_b")
     if ns.json:
         _console.print_json(data)
     else:
-        render(data, args)
+        render(data, args, ns.full)
     return 0
 
 
 # --- rendering ------------------------------------------------------------------------------------
-def render(data: dict, args: GeometryArgs) -> None:
+def render(data: dict, args: GeometryArgs, full: bool = False) -> None:
+    """The short form (geometry, each gradient as a convolution, costs, the engine and why, each
+    framework's calls); ``full`` adds each gradient's steps and every engine's verdict."""
     con = _console.stdout()
     con.print(Text("convgrad explain: ", style="bold") + Text(args.title()))
     sh = data["shapes"]
     xl, wl = args.layouts
-    con.print(f"x {_t(sh['x'])} {xl} · w {_t(sh['w'])} {wl} · b {_t(sh['b'])} → y {_t(sh['y'])}")
-    for part in (_geometry, _gradients, _costs, _verdicts):
-        part(con, data)
+    b = f" · b {_t(sh['b'])}" if "b" in sh else ""
+    con.print(f"x {_t(sh['x'])} {xl} · w {_t(sh['w'])} {wl}{b} → y {_t(sh['y'])}")
+    _geometry(con, data)
+    _gradients(con, data, full)
+    _costs(con, data, full)
+    if full:
+        _verdicts(con, data)
     for name, fw in data["frameworks"].items():
         _framework(con, name, fw)
+    if not full:
+        con.print(Text("\n--full adds each gradient's steps and every engine's verdict; --json gives all "
+                       "of it", style="dim"))
 
 
 def _table(title: str, columns: tuple[str, ...], left: tuple[str, ...], no_wrap: bool = True) -> Table:
@@ -87,16 +102,23 @@ def _geometry(con: Console, data: dict) -> None:
         style="dim"))
 
 
-def _gradients(con: Console, data: dict) -> None:
+def _gradients(con: Console, data: dict, full: bool = True) -> None:
     con.print(Text("\ngradients as convolutions", style="bold"))
     for name, grad in data["gradients"].items():
         con.print(Text(f"{name}: ", style="bold cyan") + Text(grad["formula"]))
-        for i, step in enumerate(grad["steps"], 1):
+        for i, step in enumerate(grad["steps"] if full else (), 1):
             con.print(f"   {i}. {step}")
         con.print(Text(f"   = {grad['call']}", style="dim"))
 
 
-def _costs(con: Console, data: dict) -> None:
+def _short_reason(reason: str) -> str:
+    """The planner's reason, its first two estimates (the chosen engine's and the runner-up's)."""
+    head = reason.split("; not eligible")[0]
+    parts = head.split(", ")
+    return ", ".join(parts[:2]) + (", ..." if len(parts) > 2 else "")
+
+
+def _costs(con: Console, data: dict, full: bool = True) -> None:
     c = data["costs"]
     table = _table(f"\ncost ({c['dtype']}, computed in {c['compute_dtype']}) and the planner's choice",
                    ("op", "FLOPs", "as a plain conv", "in + out memory", "engine", "est. time", "workspace"),
@@ -107,7 +129,8 @@ def _costs(con: Console, data: dict) -> None:
                       _secs(o["estimated_seconds"]), _bytes(o["workspace_bytes"]))
     con.print(table)
     for op, o in c["ops"].items():
-        con.print(Text(f"{op}: {o['engine']}, ", style="bold") + Text(o["reason"]))
+        con.print(Text(f"{op}: {o['engine']}, ", style="bold") + Text(o["reason"] if full else _short_reason(
+            o["reason"])))
 
 
 def _verdicts(con: Console, data: dict) -> None:
@@ -138,7 +161,7 @@ def _framework(con: Console, name: str, fw: dict) -> None:
               + Text(f" ({fw['layout']}): {state}", style=style))
     if "forward" not in fw:  # beyond the framework's ranks
         con.print(f"   why: {fw['reason']}\n   workaround: {fw['workaround']}")
-    for key in ("forward", "input_grad", "filter_grad", "transpose", "autodiff"):
+    for key in ("forward", "depthwise", "input_grad", "filter_grad", "transpose", "autodiff"):
         for i, line in enumerate(fw.get(key, "").splitlines()):
             con.print(f"   {key + ':' if i == 0 else '':<13}{line}")
     for lim in fw.get("limitations", []):
