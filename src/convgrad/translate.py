@@ -14,8 +14,10 @@ parameters each framework takes (spatial values; strides and dilations as an int
 axis):
 
 =========  =============================================================================
-tf         ``strides``, ``dilations``, ``padding`` ('SAME', 'VALID' or (before, after) pairs),
-           ``output_shape`` (transposed; the spatial sizes), ``groups``
+tf         ``strides``, ``dilations`` (or TF1's ``rate``, ``dilation_rate``), ``padding`` ('SAME',
+           'VALID' or (before, after) pairs), ``output_shape`` or ``input_sizes`` (transposed;
+           the spatial sizes or the whole shape), ``data_format`` ('NHWC' or 'NCHW', ...: which
+           entries of the N + 2 forms are spatial), ``groups``
 torch      ``stride``, ``dilation``, ``padding`` (int, ints, 'same', 'valid'),
            ``output_padding`` (transposed), ``groups``
 onnx       ``strides``, ``dilations``, ``pads`` ([b1.., e1..]), ``auto_pad``,
@@ -23,7 +25,8 @@ onnx       ``strides``, ``dilations``, ``pads`` ([b1.., e1..]), ``auto_pad``,
 jax        ``window_strides`` (conv) or ``strides`` (conv_transpose), ``rhs_dilation``,
            ``padding`` ('SAME', 'SAME_LOWER', 'VALID' or pairs; for ``conv_transpose`` pairs
            are the transposed conv's own pads unless ``use_consistent_padding=True``),
-           ``feature_group_count``
+           ``feature_group_count``; ``dimension_numbers`` is taken and does not change the sizes;
+           ``conv_transpose`` is read with ``transpose_kernel=True``
 =========  =============================================================================
 
 The answer's ``filter_layout`` is the ``(src, dst)`` pair for ``convgrad.layouts.convert_filter``
@@ -52,7 +55,9 @@ def translate(src: str, dst: str, op: str = "conv", *, input_size: object, kerne
     Parameters
     ----------
     src, dst : 'tf', 'torch', 'onnx' or 'jax'
-    op : 'conv' or 'conv_transpose'
+    op : 'conv' or 'conv_transpose', or the source's own op name ('conv2d', 'conv2d_transpose',
+        'atrous_conv2d', 'conv2d_backprop_input', 'conv_transpose1d', 'conv_general_dilated',
+        'ConvTranspose', ...)
     input_size : int or one per spatial dim
         Spatial size of the op's input (for a transposed conv, its input, the smaller one).
     kernel_size : int or one per spatial dim
@@ -70,9 +75,11 @@ def translate(src: str, dst: str, op: str = "conv", *, input_size: object, kerne
     for name, value in (("src", src), ("dst", dst)):
         if value not in FRAMEWORKS:
             raise ValueError(f"unknown {name}={value!r}; expected one of {FRAMEWORKS}")
-    if op not in OPS:
-        raise ValueError(f"unknown op={op!r}; expected one of {OPS}")
     reader = _frameworks.module(src)
+    names = getattr(reader, "OP_NAMES", {})
+    if op not in OPS and op not in names:
+        raise ValueError(f"unknown op={op!r}; expected one of {OPS} or {src}'s {sorted(names)}")
+    op = names.get(op, op)
     unknown = set(params) - reader.PARAMS[op]
     if unknown:
         raise TypeError(f"{src} {op} takes {sorted(reader.PARAMS[op])}, not {sorted(unknown)}")

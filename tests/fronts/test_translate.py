@@ -324,3 +324,84 @@ def test_the_onnx_same_transpose_hint_gives_the_reference_evaluators_result(x_sh
     got = np.pad(conv_onnx.conv_transpose(x, w, pads=pads, **kept), fill)
     assert got.shape == want.shape
     np.testing.assert_array_equal(got, want)
+
+
+# --- TF1 spellings, full shapes, data_format and op names (issue 18) ----------------------------
+def run_torch_translation(t: Translation, x_nchw, w_src):
+    """The translation into PyTorch run on NCHW x, the source filter converted as it says."""
+    w = convert_filter(w_src, *t.filter_layout)
+    if t.expressible:
+        op = "conv_transpose" if "transpose" in t.target else "conv"
+        return run("torch", op, 2, x_nchw, w, dict(t.kwargs))
+    return run_workaround(t, x_nchw, w)
+
+
+@pytest.mark.parametrize(("rate", "padding"), [(2, "SAME"), (3, "VALID"), (2, "VALID")])
+def test_tf1_atrous_conv2d_rate(rate, padding):
+    x, w = rng.standard_normal((1, 11, 10, 2)), rng.standard_normal((3, 2, 2, 4))
+    y_tf = tf.nn.atrous_conv2d(x, w, rate=rate, padding=padding).numpy()
+    t = translate("tf", "torch", "atrous_conv2d", input_size=(11, 10), kernel_size=(3, 2), rate=rate,
+                  padding=padding)
+    y = run_torch_translation(t, to_layout(x, "NHWC", "NCHW"), w)
+    close(to_layout(y, "NCHW", "NHWC"), y_tf, str(t), low_precision=False)
+
+
+@pytest.mark.parametrize(("strides", "padding", "out"), [(2, "SAME", (8, 7)), (3, "VALID", (11, 12)),
+                                                          (2, "SAME", (7, 8))])
+def test_tf1_conv2d_backprop_input_with_full_input_sizes(strides, padding, out):
+    """tf.compat.v1.nn.conv2d_backprop_input(input_sizes=[N, H, W, C], ...) read by its op name."""
+    n, c, o = 2, 3, 4
+    x_shape = (n, *out, c)
+    w = rng.standard_normal((3, 3, c, o))
+    dy_spatial = tuple(tf.nn.conv2d(np.zeros(x_shape), w, strides=strides, padding=padding).shape[1:3])
+    dy = rng.standard_normal((n, *dy_spatial, o))
+    want = tf.compat.v1.nn.conv2d_backprop_input(list(x_shape), w, dy, strides=[1, strides, strides, 1],
+                                                 padding=padding).numpy()
+    t = translate("tf", "torch", "conv2d_backprop_input", input_size=dy_spatial, kernel_size=3,
+                  strides=[1, strides, strides, 1], padding=padding, input_sizes=list(x_shape))
+    y = run_torch_translation(t, to_layout(dy, "NHWC", "NCHW"), w)
+    close(to_layout(y, "NCHW", "NHWC"), want, str(t), low_precision=False)
+
+
+@pytest.mark.parametrize(("src", "op", "name", "params"), [
+    ("tf", "conv", "conv2d", {"strides": [1, 2, 1, 1], "padding": "SAME"}),
+    ("tf", "conv", "convolution", {"strides": 2, "dilation_rate": 2, "padding": "VALID"}),
+    ("tf", "conv_transpose", "conv2d_transpose", {"strides": 2, "padding": "SAME", "output_shape": (9, 8)}),
+    ("torch", "conv", "conv2d", {"stride": 2, "padding": 1}),
+    ("torch", "conv_transpose", "conv_transpose2d", {"stride": 2, "padding": 1, "output_padding": 1}),
+    ("jax", "conv", "conv_general_dilated", {"window_strides": (2, 1), "padding": [(1, 0), (2, -1)]}),
+    ("onnx", "conv_transpose", "ConvTranspose", {"strides": [2, 2], "pads": [1, 0, 1, 1]}),
+])
+@pytest.mark.parametrize("dst", ["tf", "torch", "jax", "onnx"])
+def test_op_names_are_their_op(src, op, name, params, dst):
+    kw = {"input_size": (9, 8) if op == "conv" else (5, 4), "kernel_size": 3}
+    assert translate(src, dst, name, **kw, **params) == translate(src, dst, op, **kw, **params)
+
+
+def test_tf_data_format_and_full_shapes_say_the_same_conv():
+    """NCHW's N + 2 strides, dilations, pads and output shapes read as NHWC's spatial ones."""
+    base = translate("tf", "torch", "conv_transpose", input_size=(4, 5), kernel_size=3, strides=[1, 2, 3, 1],
+                     padding="SAME", output_shape=(8, 15))
+    for fmt, strides, out in (("NCHW", [1, 1, 2, 3], [2, 6, 8, 15]), ("NHWC", [1, 2, 3, 1], [2, 8, 15, 6])):
+        t = translate("tf", "torch", "conv_transpose", input_size=(4, 5), kernel_size=3, strides=strides,
+                      padding="SAME", output_shape=out, data_format=fmt)
+        assert t == base
+    pads = translate("tf", "jax", "conv2d", input_size=(7, 7), kernel_size=3, data_format="NCHW",
+                     padding=[[0, 0], [0, 0], [1, 2], [0, 1]], dilations=[1, 1, 2, 1])
+    assert pads.kwargs["padding"] == ((1, 2), (0, 1)) and pads.kwargs["rhs_dilation"] == (2, 1)
+
+
+@pytest.mark.parametrize(("kwargs", "error"), [
+    ({"rate": 2, "dilations": 2}, "give one of"),
+    ({"data_format": "HWCN"}, "data_format='HWCN'"),
+    ({"data_format": "NCHW", "padding": [[0, 0], [1, 0], [1, 1], [0, 0]]}, "batch and channel pads"),
+])
+def test_tf1_spellings_refuse_what_tf_refuses(kwargs, error):
+    with pytest.raises(ValueError, match=error):
+        translate("tf", "torch", "conv2d", input_size=(7, 7), kernel_size=3, **{"padding": "SAME", **kwargs})
+
+
+def test_jax_conv_transpose_without_transpose_kernel_is_refused():
+    with pytest.raises(ValueError, match="transpose_kernel=True"):
+        translate("jax", "torch", "conv_transpose", input_size=4, kernel_size=3, strides=2, padding="SAME",
+                  transpose_kernel=False)

@@ -38,9 +38,12 @@ LAYOUT = "channels_first"
 # setting that matches the other frameworks' values) and its default dimension numbers reads
 # TensorFlow's (*K, C_out, C_in) tensor as it is.
 FILTER_LAYOUTS = {"conv": "OI*", "conv_transpose": "*OI", "depthwise": "OI*"}
-PARAMS = {"conv": {"window_strides", "rhs_dilation", "padding", "feature_group_count"},
+PARAMS = {"conv": {"window_strides", "rhs_dilation", "padding", "feature_group_count", "dimension_numbers"},
           "conv_transpose": {"strides", "rhs_dilation", "padding", "use_consistent_padding",
-                             "feature_group_count"}}
+                             "feature_group_count", "dimension_numbers", "transpose_kernel"}}
+# lax's op names.
+OP_NAMES = {**dict.fromkeys(("conv_general_dilated", "conv_with_general_padding", "conv"), "conv"),
+            "conv_transpose": "conv_transpose"}
 
 
 # --- translate ----------------------------------------------------------------------------------
@@ -48,6 +51,11 @@ def read(op: str, size: tuple[int, ...], k: tuple[int, ...], p: dict) -> Conv:
     from ..jax.lax import transpose_padding  # JAX's rule, kept by the front; loaded when a call is read
 
     rank = len(k)
+    if op == "conv_transpose" and p.get("transpose_kernel") is not None and not p["transpose_kernel"]:
+        # Without it JAX correlates with the filter as given (no flip): not the transposed conv the
+        # other frameworks compute with the same filter.
+        raise ValueError("jax conv_transpose: translate reads transpose_kernel=True (the transposed conv "
+                         "of the other frameworks, same filter values); with False flip w first")
     s, d, g = stride_dilation_groups(p, rank, ("window_strides" if op == "conv" else "strides")
                                      + " rhs_dilation feature_group_count")
     padding = p.get("padding", "VALID")

@@ -40,9 +40,10 @@ if TYPE_CHECKING:
 NAME, TITLE, PIP, IMPORTS = "onnx", "ONNX", "onnx onnxruntime", ("onnx", "onnxruntime")
 LAYOUT = "channels_first"
 FILTER_LAYOUTS = {"conv": "OI*", "conv_transpose": "IO*", "depthwise": "OI*"}
-PARAMS = {"conv": {"strides", "dilations", "pads", "auto_pad", "group"},
+OP_NAMES = {"Conv": "conv", "ConvTranspose": "conv_transpose"}
+PARAMS = {"conv": {"strides", "dilations", "pads", "auto_pad", "group", "kernel_shape"},
           "conv_transpose": {"strides", "dilations", "pads", "auto_pad", "output_padding", "output_shape",
-                             "group"}}
+                             "group", "kernel_shape"}}
 
 
 def flat_pads(pairs: Pairs) -> list[int] | None:

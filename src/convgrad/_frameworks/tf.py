@@ -40,8 +40,14 @@ NAME, TITLE, PIP, IMPORTS = "tf", "TensorFlow", "tensorflow", ("tensorflow",)
 LAYOUT = "channels_last"
 MAX_RANK, RANK_LIMIT = 3, "TensorFlow convolves 1-, 2- and 3-D only"
 FILTER_LAYOUTS = {"conv": "*IO", "conv_transpose": "*OI", "depthwise": "*IM"}
-PARAMS = {"conv": {"strides", "dilations", "padding", "groups"},
-          "conv_transpose": {"strides", "dilations", "padding", "output_shape", "groups"}}
+PARAMS = {"conv": {"strides", "dilations", "padding", "groups", "data_format", "rate", "dilation_rate"},
+          "conv_transpose": {"strides", "dilations", "padding", "output_shape", "input_sizes", "groups",
+                             "data_format", "rate", "dilation_rate"}}
+# TensorFlow's op names (tf.nn, TF1's tf.nn and tf.compat.v1.nn) as the conv they compute or transpose.
+OP_NAMES = {**dict.fromkeys(("conv1d", "conv2d", "conv3d", "convolution", "atrous_conv2d"), "conv"),
+            **dict.fromkeys(("conv1d_transpose", "conv2d_transpose", "conv3d_transpose",
+                             "atrous_conv2d_transpose", "conv2d_backprop_input", "conv3d_backprop_input_v2"),
+                            "conv_transpose")}
 
 
 def _import() -> Any:
@@ -84,9 +90,29 @@ def _pad_first(c: Conv) -> str:
 
 
 # --- translate ----------------------------------------------------------------------------------
+def _spatial(value: object, rank: int, first: bool) -> object:
+    """A per-dim value in TensorFlow's N + 2 form ([1, *spatial, 1] for NHWC, [1, 1, *spatial] for
+    NCHW) as its spatial part; other forms as they are."""
+    if isinstance(value, (list, tuple)) and len(value) == rank + 2:
+        return list(value[2:] if first else value[1:-1])
+    return value
+
+
 def read(op: str, size: tuple[int, ...], k: tuple[int, ...], p: dict) -> Conv:
     rank = len(k)
-    s, d, g = stride_dilation_groups(p, rank, "strides dilations groups", n_plus_2=True)
+    p = dict(p)
+    fmt = p.pop("data_format", None) or "NHWC"
+    if not isinstance(fmt, str) or fmt not in ("NWC", "NCW", "NHWC", "NCHW", "NDHWC", "NCDHW"):
+        raise ValueError(f"tf data_format={fmt!r} is not NWC, NCW, NHWC, NCHW, NDHWC or NCDHW")
+    first = fmt.startswith("NC")
+    rates = [name for name in ("dilations", "rate", "dilation_rate") if p.get(name) is not None]
+    if len(rates) > 1:
+        raise ValueError(f"tf: give one of {rates}, the same dilation")
+    if rates:  # TF1's atrous_conv2d(rate=) and convolution(dilation_rate=) are the dilations
+        p["dilations"] = p.pop(rates[0])
+    for name in ("strides", "dilations"):
+        p[name] = _spatial(p.get(name), rank, first)
+    s, d, g = stride_dilation_groups(p, rank, "strides dilations groups")
     pad = p.get("padding", "VALID")
     if isinstance(pad, str):
         if pad not in ("SAME", "VALID"):
@@ -94,19 +120,24 @@ def read(op: str, size: tuple[int, ...], k: tuple[int, ...], p: dict) -> Conv:
         spec: object = pad.lower()
     else:
         pairs = [list(pair) for pair in pad]
-        if len(pairs) == rank + 2:  # channels-last N + 2 form: drop batch and channels
-            if any(pairs[0]) or any(pairs[-1]):
+        if len(pairs) == rank + 2:  # the N + 2 form: drop batch and channels
+            outer = (pairs[:2], pairs[2:]) if first else ([pairs[0], pairs[-1]], pairs[1:-1])
+            if any(v for pair in outer[0] for v in pair):
                 raise ValueError(f"tf padding={pad}: batch and channel pads must be zero")
-            pairs = pairs[1:-1]
+            pairs = outer[1]
         if any(v < 0 for pair in pairs for v in pair):
             raise ValueError(f"tf padding={pad}: TensorFlow's explicit pads are non-negative")
         spec = pairs
     if op == "conv":
         return conv_from_pads(size, k, s, d, spec, g)
-    out = p.get("output_shape")
+    if p.get("output_shape") is not None and p.get("input_sizes") is not None:
+        raise TypeError("tf conv_transpose takes output_shape or input_sizes (conv2d_backprop_input's), "
+                        "not both")
+    name = "output_shape" if p.get("input_sizes") is None else "input_sizes"
+    out = p.get(name)
     if out is None:
-        raise TypeError("tf conv_transpose needs output_shape (its spatial sizes)")
-    return transpose_of(size, k, s, d, spec, g, output_shape=sizes("output_shape", out, rank))
+        raise TypeError("tf conv_transpose needs output_shape (the spatial sizes or the whole shape)")
+    return transpose_of(size, k, s, d, spec, g, output_shape=sizes(name, _spatial(out, rank, first), rank))
 
 
 def write(c: Conv) -> Translation:

@@ -39,6 +39,8 @@ MAX_RANK, RANK_LIMIT = 3, "PyTorch has conv1d/2d/3d only"
 FILTER_LAYOUTS = {"conv": "OI*", "conv_transpose": "IO*", "depthwise": "OI*"}
 PARAMS = {"conv": {"stride", "dilation", "padding", "groups"},
           "conv_transpose": {"stride", "dilation", "padding", "output_padding", "groups"}}
+OP_NAMES = {**{f"conv{r}d": "conv" for r in (1, 2, 3)},
+            **{f"conv_transpose{r}d": "conv_transpose" for r in (1, 2, 3)}}
 
 
 def symmetric_pads(c: Conv) -> tuple[int, ...] | None:
