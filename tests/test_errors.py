@@ -68,6 +68,14 @@ def test_empty_batch_with_huge_padding_is_immediate():
     assert result.passed
 
 
+def test_a_huge_dilation_with_an_empty_batch_is_empty():
+    """seed 41 call 8497 (check_grads' first conv): the gather engine's int64 index arithmetic
+    overflowed (OverflowError) for a dilation of 2**62 with 'same' padding."""
+    x, w = np.ones((0, 1, 6, 4)), np.ones((2, 1, 2, 2))
+    y = _within(GUARD_S, convgrad.conv, x, w, stride=(2, 1), padding="same", dilation=2**62)
+    assert y.shape == (0, 2, 3, 4)
+
+
 def test_no_channels_with_a_huge_kernel_is_immediate():
     """seed 12 call 5133: the vjp's transposed convs have no channels and a kernel of 2**30 taps;
     the gather engine's index grid ignored the empty channel axis."""

@@ -40,7 +40,10 @@ class Gather:
         why_not = plain(geom) or (
             "needs groups == 1" if geom.feature_group_count != 1 else
             "sums in float64 (bincount): integer results would not be exact" if dtype.kind != "f" else
-            f"for at most {MAX_ELEMENTS} im2col elements, not {built}" if built > MAX_ELEMENTS else None)
+            f"for at most {MAX_ELEMENTS} im2col elements, not {built}" if built > MAX_ELEMENTS else
+            # the index arithmetic is int64: a dilation of 2**62 overflowed it (OverflowError)
+            "for padded extents below 2**31" if max(geom.tight_padded, default=0) >= 2**31 or any(
+                abs(p) >= 2**31 for pair in geom.tight_padding for p in pair) else None)
         if why_not:
             return Refusal(self.name, why_not)
         # the indices (kept by the plan), the columns and x with its zeros
