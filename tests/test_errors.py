@@ -140,6 +140,10 @@ def test_no_channels_with_a_huge_kernel_is_immediate():
      r"^the replicate pad indices of spatial axis 0 \(2147483648 \+ 1\) needs 34,359,738,384 bytes"),
     (lambda: convgrad.conv(np.ones((1, 1, 4)), np.ones((1, 1, 2)), padding=2**31, padding_mode="circular"),
      ValueError, r"padding_mode='circular' needs each pad at most the input size"),
+    # nightly seed call 94788: a budget raised to 2**70 let a 16 TiB copy reach NumPy (MemoryError)
+    (lambda: convgrad.conv_bias_grad(_huge((1, 2, 1, 2**39, 2))[..., ::-1], workspace_bytes=2**70),
+     ValueError, r"^a contiguous copy of dy \(1, 1, 549755813888, 2, 2\) needs 17,592,186,044,416 bytes, "
+                 r"within the workspace budget"),
     # PreparedConv: NumPy's AttributeError for a list; complex silently lost its imaginary part
     (lambda: convgrad.prepare((1, 2, 4), (1, 2, 2))(np.ones((1, 2, 4)), np.ones((1, 2, 2), complex)),
      TypeError, r"^w has complex dtype"),
@@ -147,7 +151,7 @@ def test_no_channels_with_a_huge_kernel_is_immediate():
         "dot_x_shape_none", "dot_huge", "bias_grad_result", "huge_padding_array", "huge_output_shape",
         "huge_stride_array", "operator_dot_huge", "operator_dot_rtol", "function_grads_rtol",
         "function_grads_order", "function_grads_ragged", "function_grads_struct", "replicate_huge_pads",
-        "circular_huge_pads", "prepared_complex"])
+        "circular_huge_pads", "budget_past_memory", "prepared_complex"])
 def test_fuzz_findings_are_clear_errors(call, exc, match):
     with pytest.raises(exc, match=match):
         _within(GUARD_S, call)

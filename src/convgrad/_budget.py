@@ -64,4 +64,9 @@ def contiguous(what: str, a: np.ndarray, dtype: np.dtype, limit: int) -> np.ndar
     nbytes = a.size * np.dtype(dtype).itemsize
     if nbytes > span_bytes(a):
         check_fits(f"a contiguous copy of {what} {a.shape}", nbytes, limit)
-    return np.ascontiguousarray(a, dtype=dtype)
+    try:
+        return np.ascontiguousarray(a, dtype=dtype)
+    except MemoryError:  # a budget raised past what the machine has
+        raise ValueError(f"a contiguous copy of {what} {a.shape} needs {nbytes:,} bytes, within the "
+                         f"workspace budget of {limit:,} bytes but more than this machine could "
+                         f"allocate") from None
