@@ -572,8 +572,9 @@ def test_depthwise_runs_channels_first_planes(case):
 @given(n=st.integers(0, 3), c=st.integers(1, 9), o=st.integers(1, 9),
        spatial=st.lists(st.integers(1, 6), min_size=1, max_size=3))
 @strategies.budget(20)
-def test_pointwise_im2col_runs_channels_first_as_one_gemm_per_image(n, c, o, spatial):
-    """A 1x1 stride-1 unpadded conv in NCHW: y[n] = W @ x[n], dx[n] = W.T @ dy[n], dw = sum dy[n] @ x[n].T."""
+def test_pointwise_im2col_runs_channels_first_as_one_gemm(n, c, o, spatial):
+    """A 1x1 stride-1 unpadded conv in NCHW, the images side by side (C, N * S): Y = W @ X,
+    dX = W.T @ dY, dW = dY @ X.T, one GEMM each."""
     case = strategies.Case("pointwise", (n, c, *spatial), (o, c, *(1,) * len(spatial)), {})
     _first_case_ops("im2col", case)
 
