@@ -123,3 +123,12 @@ def test_steady_calls_back_to_back_in_rounds():
     assert {k: len(v) for k, v in times.items()} == {"a": 6, "b": 6}
     # Each round: one untimed call then three timed ones per contestant, the second round starting with b.
     assert "".join(calls) == "aaaa" "bbbb" "bbbb" "aaaa"
+
+
+def test_highlights_say_slower_when_convgrad_is_slower():
+    """The large-kernel line printed "0.5x faster than the fastest framework" for a ratio of 2."""
+    rows = [{"case": "large_kernel_31", "op": "forward", "ratio": {"torch": 2.0, "tf": 0.5}},
+            {"case": "conv1d_k255", "op": "forward", "ratio": {"torch": 0.25, "jax": 0.1}}]
+    text = report.highlights(rows)
+    assert "large_kernel_31 forward: 2.00x the time of (slower than) the fastest framework (torch)" in text
+    assert "conv1d_k255 forward: 4.0x faster than the fastest framework (torch)" in text
