@@ -296,7 +296,11 @@ def conv_bias_grad(dy: object, *, data_format: str = "channels_first",
     check_fits(f"the result ({channels},)", channels * comp.itemsize, limit)  # N = 0 copies nothing
     # Sum rows of a contiguous channels-last copy: the same order whatever dy's memory layout.
     rows = contiguous("dy", x_to_last(dy, fmt), comp, limit)
-    return rows.reshape(math.prod(rows.shape[:-1]), rows.shape[-1]).sum(axis=0).astype(res, copy=False)
+    # NumPy sums axis 0 row by row (not pairwise): a float32 running total over a million rows lost
+    # 4 digits, so reduced precisions accumulate in float64 and round once.
+    acc = np.float64 if comp.kind == "f" and comp.itemsize < 8 else None
+    total = rows.reshape(math.prod(rows.shape[:-1]), rows.shape[-1]).sum(axis=0, dtype=acc)
+    return total.astype(res, copy=False)
 
 
 def conv_transpose(
