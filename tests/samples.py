@@ -356,20 +356,22 @@ def _transpose_size_errors():
 
 
 def _dtype_errors():
-    """dtypes: bool, complex, object, strings, ragged lists."""
+    """dtypes: bool, complex wider than complex128, object, strings, ragged lists."""
     x, w, dy, g2 = _arrays()
     yield E("x_bool", "conv", (x.astype(bool), w), g2, TypeError, r"x has dtype bool")
-    yield E("w_complex", "conv", (x, w.astype(np.complex128)), g2, TypeError,
-            r"w has complex dtype complex128")
+    yield E("w_clongdouble", "conv", (x, w.astype(np.clongdouble)), g2, TypeError,
+            r"w has dtype complex\d+; complex operands must be complex64 or complex128")
     yield E("x_object", "conv", (x.astype(object), w), g2, TypeError, r"x has dtype object")
     yield E("x_str", "conv", (x.astype(str), w), g2, TypeError, r"x has dtype <U\d+")
     yield E("dy_bool_input_grad", "conv_input_grad", (dy.astype(bool), w, (7,)), g2, TypeError,
             r"dy has dtype bool")
-    yield E("dy_complex_filter_grad", "conv_filter_grad", (x, dy.astype(np.complex64), (3,)), g2,
-            TypeError, r"dy has complex dtype complex64")
+    yield E("dy_clongdouble_filter_grad", "conv_filter_grad", (x, dy.astype(np.clongdouble), (3,)), g2,
+            TypeError, r"dy has dtype complex\d+; complex operands must be complex64 or complex128")
+    yield E("convention_unknown", "conv_input_grad", (dy, w, (7,)), {**g2, "convention": "conjugate"},
+            ValueError, r"convention='conjugate'; expected 'adjoint' .* or 'transpose'")
     yield E("bias_bool", "conv", (x, w, np.ones(6, dtype=bool)), g2, TypeError, r"bias has dtype bool")
-    yield E("conv_general_x_complex", "conv_general", (x.astype(complex), np.ones((6, 4, 3))), {},
-            TypeError, r"x has complex dtype complex128")
+    yield E("conv_general_x_clongdouble", "conv_general", (x.astype(np.clongdouble), np.ones((6, 4, 3))),
+            {}, TypeError, r"x has dtype complex\d+; complex operands")
     yield E("ragged_x", "conv", ([[[1.0, 2.0], [3.0]]], w), {}, TypeError, r"x must be an array of numbers")
 
 

@@ -1,7 +1,13 @@
 """Array coercion and the dtype rules.
 
 float16 is computed in float32 and returned as float16; integers give exact int64 results;
-mixed inputs promote as NumPy does. bool, complex, object and strings are refused.
+complex64 and complex128 are computed in their own dtype; mixed inputs promote as NumPy does.
+bool, object, strings and other complex widths are refused.
+
+A gradient of a complex conv follows one of two ``CONVENTIONS``: 'adjoint', the conjugate
+transpose ``A^H dy`` (PyTorch's autograd, the complex dot test ``<Ax, y> = <x, A^H y>``), or
+'transpose', the plain transpose ``A^T dy`` (JAX's ``vjp``). The ops are bilinear with real
+coefficients, so the adjoint is the transpose run on the conjugated primal operands.
 """
 
 from __future__ import annotations
@@ -18,11 +24,27 @@ def as_array(name: str, value: object) -> np.ndarray:
     kind = a.dtype.kind
     if kind == "b":
         raise TypeError(f"{name} has dtype bool; convert it to an integer or float dtype")
-    if kind == "c":
-        raise TypeError(f"{name} has complex dtype {a.dtype}, which convgrad does not support yet")
-    if kind not in "iuf":
+    if kind == "c" and a.dtype not in (np.complex64, np.complex128):
+        raise TypeError(f"{name} has dtype {a.dtype}; complex operands must be complex64 or complex128")
+    if kind not in "iufc":
         raise TypeError(f"{name} has dtype {a.dtype}; expected an integer or floating dtype")
     return a
+
+
+CONVENTIONS = ("adjoint", "transpose")
+
+
+def convention_of(convention: object) -> str:
+    """``convention`` checked: one of ``CONVENTIONS``."""
+    if not isinstance(convention, str) or convention not in CONVENTIONS:
+        raise ValueError(f"convention={convention!r}; expected 'adjoint' (conjugate transpose, "
+                         "PyTorch's gradients) or 'transpose' (plain transpose, JAX's vjp)")
+    return convention
+
+
+def conj(a: np.ndarray) -> np.ndarray:
+    """The complex conjugate of ``a`` (a copy), or ``a`` itself when it is real."""
+    return np.conj(a) if a.dtype.kind == "c" else a
 
 
 def cotangent(g: object, expected: tuple[int, ...], name: str = "dy") -> np.ndarray:

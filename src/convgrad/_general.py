@@ -72,6 +72,7 @@ def conv_general_vjp(
     x: object, w: object, *, stride: object = 1, padding: object = 0, lhs_dilation: object = 1,
     rhs_dilation: object = 1, feature_group_count: int = 1, batch_group_count: int = 1,
     data_format: str = "channels_first", method: str = "auto", workspace_bytes: int | None = None,
+    convention: str = "adjoint",
 ) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray, np.ndarray]]]:
     """``conv_general`` and its pullback: the geometry is checked once, ``vjp`` reuses it.
 
@@ -82,6 +83,8 @@ def conv_general_vjp(
     ----------
     x, w, stride, padding, lhs_dilation, rhs_dilation, feature_group_count, batch_group_count,
     data_format, method, workspace_bytes : as in ``conv_general``
+    convention : 'adjoint' (default, the conjugate transpose: dx, dw conjugate the other
+        operand when complex) or 'transpose' (JAX's ``vjp``); the same for real dtypes
 
     Returns
     -------
@@ -104,7 +107,7 @@ def conv_general_vjp(
                           lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
                           feature_group_count=feature_group_count, batch_group_count=batch_group_count,
                           data_format=data_format, method=method, workspace_bytes=workspace_bytes,
-                          call_type=GeneralCall)
+                          call_type=GeneralCall, convention=convention)
     return call.vjp("y", {"x": x, "w": w})
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import _canon, _lazy
 from ._budget import check_fits, contiguous, workspace_limit
-from ._dtypes import as_array, cotangent, result_dtype
+from ._dtypes import as_array, conj, convention_of, cotangent, result_dtype
 from ._geometry import ConvGeometry
 from ._layout import w_from_last, w_to_last, x_from_last, x_to_last
 from ._padmode import PadMap
@@ -70,6 +70,7 @@ class _Call:
     method: str = "auto"
     workspace_bytes: int | None = None
     pad_map: PadMap | None = None  # a padding mode other than zeros: pad, run VALID, fold back
+    convention: str = "adjoint"  # of complex gradients: 'adjoint' (A^H dy) or 'transpose' (A^T dy)
     checks_all_ops: ClassVar[bool] = True  # vjp plans all three ops first for a named method
 
     def shape(self, role: str) -> tuple[int, ...]:
@@ -87,6 +88,12 @@ class _Call:
             valid = replace(self, geom=self.pad_map.valid, pad_map=None)
             return self.pad_map.through(valid, role, arrays, self.fmt, workspace_limit(self.workspace_bytes))
         return _run(_OP[role], self.geom, a, b, self.fmt, self.method, self.workspace_bytes, self.shape(role))
+
+    def primal(self, a: np.ndarray) -> np.ndarray:
+        """A primal operand as a gradient reads it: conjugated for the adjoint of a complex op
+        (each op is bilinear with real coefficients, so ``A^H g`` is the transpose run on the
+        conjugated operand), as it is otherwise."""
+        return conj(a) if self.convention == "adjoint" else a
 
     def _bias(self, role: str, bias: object) -> tuple[np.ndarray | None, int]:
         """``bias`` checked against the channels of ``role``'s array, and their count."""
@@ -109,18 +116,25 @@ class _Call:
         b, channels = self._bias(role, bias)
         return self._add(self(role, **arrays), b, channels)
 
-    def vjp(self, role: str, arrays: dict[str, np.ndarray], name: str = "dy") -> tuple[np.ndarray, Pullback]:
-        """``(self(role, **arrays), pullback)``; ``pullback(g)`` gives the other two roles' gradients."""
+    def vjp(self, role: str, arrays: dict[str, np.ndarray], name: str = "dy",
+            conjugated: tuple[str, ...] = ()) -> tuple[np.ndarray, Pullback]:
+        """``(self(role, **arrays), pullback)``; ``pullback(g)`` gives the other two roles' gradients
+        (adjoints under the 'adjoint' convention). The roles in ``conjugated`` enter the op
+        through ``primal`` (a first-order gradient's primal operand); their gradients are
+        conjugated back, as the chain rule through a conjugation gives."""
         if self.checks_all_ops and self.method != "auto":  # say which op a named method cannot run
             limit, comp = workspace_limit(self.workspace_bytes), result_dtype(*arrays.values())[1]
             geom = self.geom if self.pad_map is None else self.pad_map.valid
             for op in _OP.values():
                 make_plan(op, geom, comp, self.method, limit)
-        out = self(role, **arrays)
+        entered = {r: self.primal(a) if r in conjugated else a for r, a in arrays.items()}
+        out = self(role, **entered)
 
         def pullback(g: object) -> tuple[np.ndarray, ...]:
-            given = {**arrays, role: cotangent(g, self.shape(role), name)}
-            return tuple(self(r, **given) for r in _FROM[role])
+            given = {r: a if r in conjugated else self.primal(a) for r, a in arrays.items()}
+            given[role] = cotangent(g, self.shape(role), name)
+            return tuple(self.primal(self(r, **given)) if r in conjugated else self(r, **given)
+                         for r in _FROM[role])
 
         return out, pullback
 
@@ -138,15 +152,16 @@ class _Call:
 
 def _resolve(build: Callable[..., ConvGeometry], a_name: str, a: object, b_name: str, b: object,
              *shape: object, data_format: str, method: str, workspace_bytes: int | None,
-             call_type: type[_Call] | None = None, padding_mode: object = "zeros", **params: object
-             ) -> tuple[_Call, np.ndarray, np.ndarray]:
+             call_type: type[_Call] | None = None, padding_mode: object = "zeros",
+             convention: object = "adjoint", **params: object) -> tuple[_Call, np.ndarray, np.ndarray]:
     """The two arrays checked and the geometry ``build(a.shape, b.shape, *shape, **params)``,
-    its pads filled by ``padding_mode``."""
+    its pads filled by ``padding_mode``; complex gradients by ``convention``."""
     fmt = _canon.data_format(data_format)
+    convention = convention_of(convention)
     a, b = as_array(a_name, a), as_array(b_name, b)
     geom = build(a.shape, b.shape, *shape, data_format=fmt, **params)
     pad_map = PadMap.build(padding_mode, geom, params.get("padding"), workspace_limit(workspace_bytes))
-    return (call_type or _Call)(geom, fmt, method, workspace_bytes, pad_map), a, b
+    return (call_type or _Call)(geom, fmt, method, workspace_bytes, pad_map, convention), a, b
 
 
 def conv(
@@ -199,8 +214,9 @@ def conv_input_grad(
     dy: object, w: object, input_shape: object, *, stride: object = 1, padding: object = 0,
     dilation: object = 1, groups: int = 1, padding_mode: object = "zeros",
     data_format: str = "channels_first", method: str = "auto", workspace_bytes: int | None = None,
+    convention: str = "adjoint",
 ) -> np.ndarray:
-    """Gradient of ``conv`` with respect to its input: dx = J_x^T dy.
+    """Gradient of ``conv`` with respect to its input: dx = J_x^H dy (the adjoint).
 
     Parameters
     ----------
@@ -211,10 +227,14 @@ def conv_input_grad(
         ``dy``'s shape (the error states the valid range).
     stride, padding, dilation, groups, padding_mode, data_format, method, workspace_bytes :
         as in ``conv``; with a padding mode the pads' gradients fold back onto the samples they copy
+    convention : 'adjoint' (default; PyTorch's gradient, conjugates ``w`` when complex) or
+        'transpose' (J_x^T dy, JAX's ``vjp``); the same for real dtypes
 
     Returns
     -------
-    dx : (N, C, *S) or (N, *S, C); ``conv_transpose(dy, w, output_shape=input_shape)``
+    dx : (N, C, *S) or (N, *S, C); ``conv_transpose(dy, w, output_shape=input_shape)`` for real
+        dtypes and 'transpose' (``conv_transpose`` never conjugates: the adjoint of a complex
+        conv is ``conv_transpose(dy, w.conj(), ...)``)
 
     Examples
     --------
@@ -226,16 +246,18 @@ def conv_input_grad(
         return _lazy.route("conv_input_grad", locals())
     call, dy, w = _resolve(ConvGeometry.for_input_grad, "dy", dy, "w", w, input_shape, stride=stride,
                            padding=padding, dilation=dilation, groups=groups, data_format=data_format,
-                           method=method, workspace_bytes=workspace_bytes, padding_mode=padding_mode)
-    return call("x", y=dy, w=w)
+                           method=method, workspace_bytes=workspace_bytes, padding_mode=padding_mode,
+                           convention=convention)
+    return call("x", y=dy, w=call.primal(w))
 
 
 def conv_filter_grad(
     x: object, dy: object, filter_shape: object, *, stride: object = 1, padding: object = 0,
     dilation: object = 1, groups: int = 1, padding_mode: object = "zeros",
     data_format: str = "channels_first", method: str = "auto", workspace_bytes: int | None = None,
+    convention: str = "adjoint",
 ) -> np.ndarray:
-    """Gradient of ``conv`` with respect to its filter: dw = J_w^T dy.
+    """Gradient of ``conv`` with respect to its filter: dw = J_w^H dy (the adjoint).
 
     Parameters
     ----------
@@ -244,11 +266,14 @@ def conv_filter_grad(
     filter_shape : w's shape, full or the kernel sizes K only
     stride, padding, dilation, groups, padding_mode, data_format, method, workspace_bytes :
         as in ``conv``
+    convention : 'adjoint' (default, conjugates ``x`` when complex) or 'transpose', as in
+        ``conv_input_grad``
 
     Returns
     -------
     dw : (O, C / groups, *K) or (*K, C / groups, O);
-        ``dw[o, c, t] = sum_{n, p} dy[n, o, p] * x_pad[n, c, p * stride + t * dilation]``
+        ``dw[o, c, t] = sum_{n, p} dy[n, o, p] * conj(x_pad[n, c, p * stride + t * dilation])``
+        (no conj with 'transpose')
 
     Examples
     --------
@@ -260,8 +285,9 @@ def conv_filter_grad(
         return _lazy.route("conv_filter_grad", locals())
     call, x, dy = _resolve(ConvGeometry.for_filter_grad, "x", x, "dy", dy, filter_shape, stride=stride,
                            padding=padding, dilation=dilation, groups=groups, data_format=data_format,
-                           method=method, workspace_bytes=workspace_bytes, padding_mode=padding_mode)
-    return call("w", x=x, y=dy)
+                           method=method, workspace_bytes=workspace_bytes, padding_mode=padding_mode,
+                           convention=convention)
+    return call("w", x=call.primal(x), y=dy)
 
 
 def conv_bias_grad(dy: object, *, data_format: str = "channels_first",
@@ -309,7 +335,11 @@ def conv_transpose(
     groups: int = 1, padding_mode: object = "zeros", data_format: str = "channels_first",
     method: str = "auto", workspace_bytes: int | None = None,
 ) -> np.ndarray:
-    """Transposed convolution: the adjoint of ``conv`` with respect to its input.
+    """Transposed convolution: the transpose of ``conv`` with respect to its input.
+
+    As in PyTorch and JAX it never conjugates, so it equals ``conv_input_grad`` (the adjoint)
+    for real dtypes only; for complex ones ``conv_input_grad(dy, w, ...) ==
+    conv_transpose(dy, w.conj(), ...)``.
 
     ``w`` is the filter of the forward conv it transposes: channels-first
     ``(C_in, C_out / groups, *K)`` as PyTorch's ``conv_transpose*d``, channels-last
@@ -340,6 +370,7 @@ def conv_vjp(
     x: object, w: object, bias: object = None, *, stride: object = 1, padding: object = 0,
     dilation: object = 1, groups: int = 1, padding_mode: object = "zeros",
     data_format: str = "channels_first", method: str = "auto", workspace_bytes: int | None = None,
+    convention: str = "adjoint",
 ) -> tuple[np.ndarray, Callable[[object], GradTriple]]:
     """``conv`` and its pullback: the geometry is checked once, ``vjp`` reuses it.
 
@@ -348,6 +379,8 @@ def conv_vjp(
     x, w, bias, stride, padding, dilation, groups, padding_mode, data_format, method,
     workspace_bytes :
         as in ``conv``; a named ``method`` must run all three ops (checked before any work).
+    convention : 'adjoint' (default; PyTorch's autograd: dx, dw conjugate the other operand
+        when complex) or 'transpose' (JAX's ``vjp``), as in ``conv_input_grad``
 
     Returns
     -------
@@ -369,7 +402,8 @@ def conv_vjp(
         return _lazy.route("conv_vjp", locals())
     call, x, w = _resolve(ConvGeometry.for_conv, "x", x, "w", w, stride=stride, padding=padding,
                           dilation=dilation, groups=groups, data_format=data_format, method=method,
-                          workspace_bytes=workspace_bytes, padding_mode=padding_mode)
+                          workspace_bytes=workspace_bytes, padding_mode=padding_mode,
+                          convention=convention)
     return call.biased_vjp("y", {"x": x, "w": w}, bias)
 
 
@@ -378,6 +412,7 @@ def conv_transpose_vjp(
     output_padding: object = 0, output_shape: object = None, dilation: object = 1,
     groups: int = 1, padding_mode: object = "zeros", data_format: str = "channels_first",
     method: str = "auto", workspace_bytes: int | None = None,
+    convention: str = "adjoint",
 ) -> tuple[np.ndarray, Callable[[object], GradTriple]]:
     """``conv_transpose`` and its pullback: the geometry is checked once, ``vjp`` reuses it.
 
@@ -388,6 +423,7 @@ def conv_transpose_vjp(
     ----------
     x, w, bias, stride, padding, output_padding, output_shape, dilation, groups, padding_mode,
     data_format, method, workspace_bytes : as in ``conv_transpose``
+    convention : 'adjoint' (default) or 'transpose', as in ``conv_vjp``
 
     Returns
     -------
@@ -410,7 +446,8 @@ def conv_transpose_vjp(
     call, x, w = _resolve(ConvGeometry.for_transpose, "x", x, "w", w, stride=stride, padding=padding,
                           output_padding=output_padding, output_shape=output_shape, dilation=dilation,
                           groups=groups, data_format=data_format, method=method,
-                          workspace_bytes=workspace_bytes, padding_mode=padding_mode)
+                          workspace_bytes=workspace_bytes, padding_mode=padding_mode,
+                          convention=convention)
     return call.biased_vjp("x", {"y": x, "w": w}, bias)
 
 
@@ -419,6 +456,7 @@ def conv_input_grad_vjp(
     dy: object, w: object, input_shape: object, *, stride: object = 1, padding: object = 0,
     dilation: object = 1, groups: int = 1, padding_mode: object = "zeros",
     data_format: str = "channels_first", method: str = "auto", workspace_bytes: int | None = None,
+    convention: str = "adjoint",
 ) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray, np.ndarray]]]:
     """``conv_input_grad`` and its pullback (dx is bilinear in dy and w).
 
@@ -427,7 +465,8 @@ def conv_input_grad_vjp(
     Parameters
     ----------
     dy, w, input_shape, stride, padding, dilation, groups, padding_mode, data_format, method,
-    workspace_bytes : as in ``conv_input_grad``
+    workspace_bytes, convention : as in ``conv_input_grad``; the formulas below hold in either
+    convention (with 'adjoint', dx is antilinear in w, and d_w its conjugate-Wirtinger gradient)
 
     Returns
     -------
@@ -449,14 +488,16 @@ def conv_input_grad_vjp(
         return _lazy.route("conv_input_grad_vjp", locals())
     call, dy, w = _resolve(ConvGeometry.for_input_grad, "dy", dy, "w", w, input_shape, stride=stride,
                            padding=padding, dilation=dilation, groups=groups, data_format=data_format,
-                           method=method, workspace_bytes=workspace_bytes, padding_mode=padding_mode)
-    return call.vjp("x", {"y": dy, "w": w}, "g")
+                           method=method, workspace_bytes=workspace_bytes, padding_mode=padding_mode,
+                           convention=convention)
+    return call.vjp("x", {"y": dy, "w": w}, "g", conjugated=("w",))
 
 
 def conv_filter_grad_vjp(
     x: object, dy: object, filter_shape: object, *, stride: object = 1, padding: object = 0,
     dilation: object = 1, groups: int = 1, padding_mode: object = "zeros",
     data_format: str = "channels_first", method: str = "auto", workspace_bytes: int | None = None,
+    convention: str = "adjoint",
 ) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray, np.ndarray]]]:
     """``conv_filter_grad`` and its pullback (dw is bilinear in x and dy).
 
@@ -465,7 +506,8 @@ def conv_filter_grad_vjp(
     Parameters
     ----------
     x, dy, filter_shape, stride, padding, dilation, groups, padding_mode, data_format, method,
-    workspace_bytes : as in ``conv_filter_grad``
+    workspace_bytes, convention : as in ``conv_filter_grad``; the formulas below hold in either
+    convention
 
     Returns
     -------
@@ -487,5 +529,6 @@ def conv_filter_grad_vjp(
         return _lazy.route("conv_filter_grad_vjp", locals())
     call, x, dy = _resolve(ConvGeometry.for_filter_grad, "x", x, "dy", dy, filter_shape, stride=stride,
                            padding=padding, dilation=dilation, groups=groups, data_format=data_format,
-                           method=method, workspace_bytes=workspace_bytes, padding_mode=padding_mode)
-    return call.vjp("w", {"x": x, "y": dy}, "g")
+                           method=method, workspace_bytes=workspace_bytes, padding_mode=padding_mode,
+                           convention=convention)
+    return call.vjp("w", {"x": x, "y": dy}, "g", conjugated=("x",))

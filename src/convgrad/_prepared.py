@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _canon
 from ._budget import contiguous, workspace_limit
-from ._dtypes import as_array, result_dtype
+from ._dtypes import as_array, conj, convention_of, result_dtype
 from ._geometry import ConvGeometry
 from ._layout import w_first_axes, w_last_axes, x_first_axes, x_last_axes
 from ._padmode import PadMap
@@ -22,14 +22,16 @@ class PreparedConv:
     """``conv`` with its shapes, dtype, geometry, method and budget fixed (see ``prepare``).
 
     ``self(x, w)`` returns ``conv(x, w, **geometry)``; ``input_grad(dy, w)`` and
-    ``filter_grad(x, dy)`` its gradients (planned on first use). Operands must have the prepared
+    ``filter_grad(x, dy)`` its gradients (planned on first use; adjoints, or plain transposes with
+    ``convention='transpose'``, as ``conv_input_grad``). Operands must have the prepared
     shapes, in the prepared layout; they are computed in ``dtype`` (float16 in float32, integers
     in int64) and returned in ``result_dtype``.
     """
 
     def __init__(self, geometry: ConvGeometry, dtype: np.dtype, data_format: str, method: str,
-                 limit: int, pad_map: PadMap | None = None) -> None:
+                 limit: int, pad_map: PadMap | None = None, convention: str = "adjoint") -> None:
         self.geometry, self.data_format = geometry, data_format
+        self.convention = convention_of(convention)
         # A padding mode: the plans run VALID on x padded by the map (channels-last, axis 1 on).
         self._pad_map = pad_map
         self._run_geometry = geometry if pad_map is None else pad_map.valid
@@ -67,9 +69,11 @@ class PreparedConv:
         return self._back(plan(self._last(a_name, a, None), self._last(b_name, b, None)), None)
 
     def _last(self, name: str, a: object, axes: tuple[int, ...] | None) -> np.ndarray:
-        a = as_array(name, a)  # lists too; complex, object or str dtypes refused as by conv
+        a = as_array(name, a)  # lists too; object or str dtypes refused as by conv
         if a.shape != self._shapes[name]:
             raise ValueError(f"{name}.shape={a.shape} is not the prepared {self._shapes[name]}")
+        if self.dtype.kind != "c" and a.dtype.kind == "c":  # a cast would drop the imaginary part
+            raise TypeError(f"{name} is complex but the conv was prepared for {self.result_dtype}")
         return contiguous(name, a if axes is None else a.transpose(axes), self.dtype, self._limit)
 
     def __call__(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -83,6 +87,7 @@ class PreparedConv:
 
     def input_grad(self, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
         """dx, in x's prepared shape."""
+        w = self._primal(as_array("w", w))  # the adjoint conjugates a complex w
         dx = self._native("input_grad", "dy", dy, "w", w)
         if dx is not None:
             return dx
@@ -91,12 +96,16 @@ class PreparedConv:
 
     def filter_grad(self, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
         """dw, in w's prepared shape."""
+        x = self._primal(as_array("x", x))  # the adjoint conjugates a complex x
         dw = self._native("filter_grad", "x", x, "dy", dy)
         if dw is not None:
             return dw
         dw = self.plan("filter_grad")(self._padded(self._last("x", x, self._x_last)),
                                       self._last("dy", dy, self._x_last))
         return self._back(dw, self._w_back)
+
+    def _primal(self, a: np.ndarray) -> np.ndarray:
+        return conj(a) if self.convention == "adjoint" else a
 
     def _padded(self, x_last: np.ndarray) -> np.ndarray:
         return x_last if self._pad_map is None else self._pad_map.pad(x_last, 1, self._limit)
@@ -110,16 +119,18 @@ class PreparedConv:
 def prepare(x_shape: object, w_shape: object, dtype: object = np.float64, *, stride: object = 1,
             padding: object = 0, dilation: object = 1, groups: int = 1, padding_mode: object = "zeros",
             data_format: str = "channels_first", method: str = "auto",
-            workspace_bytes: int | None = None) -> PreparedConv:
+            workspace_bytes: int | None = None, convention: str = "adjoint") -> PreparedConv:
     """Prepare ``conv`` for operands of these shapes and dtype, to call it many times.
 
     Parameters
     ----------
     x_shape : (N, C, *S) or, channels-last, (N, *S, C)
     w_shape : (O, C / groups, *K) or, channels-last, (*K, C / groups, O)
-    dtype : the operands' dtype (float16 computes in float32, integers in int64)
+    dtype : the operands' dtype (float16 computes in float32, integers in int64, complex64 and
+        complex128 in themselves)
     stride, padding, dilation, groups, padding_mode, data_format, method, workspace_bytes : as in
         ``conv``
+    convention : of the complex gradients, 'adjoint' (default) or 'transpose', as ``conv_vjp``
 
     Returns
     -------
@@ -141,7 +152,7 @@ def prepare(x_shape: object, w_shape: object, dtype: object = np.float64, *, str
         dt = np.dtype(dtype)
     except TypeError:
         raise TypeError(f"dtype={dtype!r} is not a NumPy dtype") from None
-    if dt.kind not in "iuf":
-        raise TypeError(f"dtype={dt} is not an integer or floating dtype")
+    if dt.kind not in "iuf" and dt not in (np.complex64, np.complex128):
+        raise TypeError(f"dtype={dt} is not an integer, floating, complex64 or complex128 dtype")
     return PreparedConv(geom, dt, fmt, method, workspace_limit(workspace_bytes),
-                        PadMap.build(padding_mode, geom))
+                        PadMap.build(padding_mode, geom), convention)

@@ -22,6 +22,11 @@ def plain(geom: ConvGeometry) -> str | None:
     return None
 
 
+def no_complex(dtype: np.dtype) -> str | None:
+    """Why an engine whose kernels or transforms are real-only refuses a complex ``dtype``."""
+    return "no complex kernel (real float kernels only)" if dtype.kind == "c" else None
+
+
 def padded_zeros(geom: ConvGeometry, dtype: np.dtype) -> np.ndarray:
     """A zero dx ``(N, *tight_padded, C)``: input gradients scatter-add into the padded grid."""
     return np.zeros((geom.batch, *geom.tight_padded, geom.in_channels), dtype=dtype)

@@ -18,7 +18,7 @@ from .._budget import check_fits
 from .._engine import Op, Planner, Prepared, Refusal
 from .._geometry import ConvGeometry
 from . import _kernels, _threads
-from ._common import padded_zeros, plain, unpad
+from ._common import no_complex, padded_zeros, plain, unpad
 from ._machine import figures
 
 # The cost model (figures in calibration.json): flops at the fused loop's rate (about one
@@ -63,7 +63,7 @@ def _refuse(geom: ConvGeometry, dtype: np.dtype) -> str | None:
     if geom.rank != 2:
         return "compiled for 2-D only"
     if dtype not in (np.float32, np.float64):
-        return "compiled for float32 and float64"
+        return no_complex(dtype) or "compiled for float32 and float64"
     if geom.filter_in_channels != 1 or geom.feature_group_count != geom.in_channels:
         return "needs a depthwise conv (groups == in_channels)"
     return plain(geom)

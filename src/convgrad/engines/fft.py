@@ -33,7 +33,7 @@ from .._formulas import dilate_dim, stride_dim, transpose_size
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
 from . import _kernels, _spectra
-from ._common import plain, unpad
+from ._common import no_complex, plain, unpad
 from ._machine import figures
 from ._scratch import copied
 
@@ -48,7 +48,8 @@ class FFT:
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
                 planner: Planner) -> Prepared | Refusal:
         fig = figures("fft")
-        why_not = "integer results would not be exact" if dtype.kind != "f" else plain(geom)
+        why_not = no_complex(dtype) or (
+            "integer results would not be exact" if dtype.kind != "f" else plain(geom))
         if why_not:
             return Refusal(self.name, why_not)
         b = self._block(geom, op, dtype)

@@ -39,7 +39,7 @@ class Gather:
             geom.in_channels, 1)
         why_not = plain(geom) or (
             "needs groups == 1" if geom.feature_group_count != 1 else
-            "sums in float64 (bincount): integer results would not be exact" if dtype.kind != "f" else
+            "sums in float64 (bincount): integer results would not be exact" if dtype.kind not in "fc" else
             f"for at most {MAX_ELEMENTS} im2col elements, not {built}" if built > MAX_ELEMENTS else
             # the index arithmetic is int64: a dilation of 2**62 overflowed it (OverflowError)
             "for padded extents below 2**31" if max(geom.tight_padded, default=0) >= 2**31 or any(
@@ -99,6 +99,9 @@ def _input_grad(geom: ConvGeometry, idx: np.ndarray, dy: np.ndarray, w: np.ndarr
     o = geom.out_channels
     dcols = np.matmul(dy.reshape(idx.shape[0], o), w.reshape(idx.shape[1], o).T)
     size = math.prod(geom.in_spatial) * geom.in_channels
-    dx = np.bincount(idx.ravel(), weights=dcols.ravel(), minlength=geom.batch * (size + 1))
+    n, flat = geom.batch * (size + 1), idx.ravel()
+    dx = np.bincount(flat, weights=dcols.real.ravel(), minlength=n)
+    if dcols.dtype.kind == "c":  # bincount weighs by reals: sum the imaginary parts apart
+        dx = dx + 1j * np.bincount(flat, weights=dcols.imag.ravel(), minlength=n)
     return dx.reshape(geom.batch, size + 1)[:, :-1].astype(dy.dtype).reshape(
         geom.batch, *geom.in_spatial, geom.in_channels)

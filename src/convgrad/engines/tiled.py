@@ -38,7 +38,7 @@ from .._layout import (
     x_to_last,
 )
 from . import _kernels, _threads
-from ._common import Phase, as_3d, phase_axes, plain
+from ._common import Phase, as_3d, no_complex, phase_axes, plain
 from ._machine import figures
 from ._scratch import copied, empty_for, scratch
 
@@ -117,7 +117,7 @@ def _refuse(geom: ConvGeometry, dtype: np.dtype) -> str | None:
     if geom.rank > 3:
         return "compiled for 1-D, 2-D and 3-D"
     if dtype not in (np.float32, np.float64):
-        return "compiled for float32 and float64"
+        return no_complex(dtype) or "compiled for float32 and float64"
     if geom.feature_group_count != 1:
         return "needs groups == 1 (depthwise convs go to the depthwise engine)"
     return plain(geom)

@@ -26,6 +26,7 @@ from .._engine import Op, Planner, Prepared, Refusal
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
 from . import _kernels, _threads
+from ._common import no_complex
 from ._machine import figures
 
 # Points 0, -1, 1, -2, 2 and infinity (Lavin & Gray 2016); checked against direct correlation
@@ -92,6 +93,8 @@ class Winograd:
 def _refuse(op: Op, geom: ConvGeometry, dtype: np.dtype) -> str | None:
     if op == "filter_grad":
         return "computes the forward and the input gradient only"
+    if dtype.kind == "c":
+        return no_complex(dtype)
     if dtype.kind != "f":
         return "integer results would not be exact"
     if any(k != 3 for k in geom.kernel) or any(s != 1 for s in geom.stride):

@@ -1,0 +1,251 @@
+"""complex64 and complex128 through the core, against the loop oracle run in complex.
+
+The forward is the plain (non-conjugating) sum. The gradients are the adjoint A^H dy by default
+(held by the complex dot test <A x, y> = <x, A^H y>, with vdot) and the plain transpose A^T dy
+with ``convention='transpose'``; the oracle's adjoint loops, which never conjugate, give the
+first as ``input_grad(dy, conj(w))`` / ``filter_grad(conj(x), dy)`` and the second as written.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import convgrad
+import oracle
+from checks import run_each_method
+from strategies import budget, conv_cases, general_cases, transpose_cases
+
+# complex128 against the complex128 oracle: the same sums in another order (as float64).
+# complex64 computes in complex64 (no widening): single-precision rounding on sums of at most a
+# few hundred O(1) terms, relative to the largest value.
+RTOL = {np.complex128: 1e-10, np.complex64: 2e-5}
+CONVENTIONS = ("adjoint", "transpose")
+
+
+def crandn(rng, shape, dtype=np.complex128):
+    return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(dtype)
+
+
+def close(got, want, dtype=np.complex128):
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    assert got.dtype == np.dtype(dtype), (got.dtype, dtype)
+    scale = max(1.0, float(np.abs(want).max(initial=0.0)))
+    np.testing.assert_allclose(got, want, rtol=0, atol=RTOL[np.dtype(dtype).type] * scale)
+
+
+def first(case, x, w):
+    """x, w in the oracle's channels-first layout."""
+    fmt = case.kwargs["data_format"]
+    return oracle.x_to_first(x, fmt), oracle.w_to_first(w, fmt)
+
+
+def conv_kwargs(case):
+    return {k: v for k, v in case.kwargs.items() if k != "data_format"}
+
+
+def oracle_grads(case, x, w, dy, convention):
+    """(dx, dw) in the case's layout: the oracle's loops on the conjugated primal operands
+    (adjoint) or as they are (transpose)."""
+    fmt, kw = case.kwargs["data_format"], conv_kwargs(case)
+    xf, wf = first(case, x, w)
+    dyf = oracle.x_to_first(dy, fmt)
+    cj = np.conj if convention == "adjoint" else (lambda a: a)
+    dx = oracle.input_grad(dyf, cj(wf), xf.shape, **kw)
+    dw = oracle.filter_grad(cj(xf), dyf, wf.shape, **kw)
+    return oracle.x_from_first(dx, fmt), oracle.w_from_first(dw, fmt)
+
+
+@given(case=conv_cases(), dtype=st.sampled_from([np.complex128, np.complex64]),
+       convention=st.sampled_from(CONVENTIONS), seed=st.integers(0, 2**16))
+@budget(60)
+def test_conv_and_both_gradients_match_the_oracle(case, dtype, convention, seed):
+    rng = np.random.default_rng(seed)
+    x, w = crandn(rng, case.x_shape, dtype), crandn(rng, case.w_shape, dtype)
+    fmt, kw = case.kwargs["data_format"], conv_kwargs(case)
+    y = convgrad.conv(x, w, **case.kwargs)
+    want_y = oracle.x_from_first(oracle.conv(*first(case, x.astype(complex), w.astype(complex)), **kw), fmt)
+    close(y, want_y, dtype)
+    dy = crandn(rng, y.shape, dtype)
+    want_dx, want_dw = oracle_grads(case, x.astype(complex), w.astype(complex), dy.astype(complex), convention)
+    close(convgrad.conv_input_grad(dy, w, x.shape, convention=convention, **case.kwargs), want_dx, dtype)
+    close(convgrad.conv_filter_grad(x, dy, w.shape, convention=convention, **case.kwargs), want_dw, dtype)
+    b = crandn(rng, (y.shape[1] if fmt == "channels_first" else y.shape[-1],), dtype)
+    yb, vjp = convgrad.conv_vjp(x, w, b, convention=convention, **case.kwargs)
+    b_shape = (-1,) + (1,) * (y.ndim - 2) if fmt == "channels_first" else (-1,)
+    close(yb, want_y + b.reshape(b_shape), dtype)
+    dx, dw, db = vjp(dy)
+    close(dx, want_dx, dtype)
+    close(dw, want_dw, dtype)
+    close(db, oracle.bias_grad(oracle.x_to_first(dy, fmt)), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.complex128, np.complex64])
+def test_every_engine_that_takes_complex_matches_the_oracle(dtype):
+    """Each engine that runs complex (the others refuse by name) on geometries that reach it:
+    groups, stride, dilation and a depthwise conv."""
+    rng = np.random.default_rng(7)
+    ran: set[str] = set()
+    for xs, ws, kw in [((2, 4, 9, 8), (6, 2, 3, 3), {"padding": 1, "groups": 2}),
+                       ((2, 3, 9, 8), (4, 3, 3, 2), {"stride": 2, "padding": 1}),
+                       ((2, 3, 11, 10), (4, 3, 3, 3), {"padding": 1}),
+                       ((1, 3, 12), (3, 1, 5), {"padding": 2, "groups": 3, "dilation": 2}),
+                       ((1, 2, 5, 4, 6), (2, 2, 2, 3, 2), {"stride": (1, 2, 1)})]:
+        x, w = crandn(rng, xs, dtype), crandn(rng, ws, dtype)
+        want = oracle.conv(x.astype(complex), w.astype(complex), **kw)
+        dy = crandn(rng, want.shape, dtype)
+        want_dx = oracle.input_grad(dy.astype(complex), np.conj(w.astype(complex)), xs, **kw)
+        want_dw = oracle.filter_grad(np.conj(x.astype(complex)), dy.astype(complex), ws, **kw)
+        for fn, want_r, args in ((convgrad.conv, want, (x, w)),
+                                 (convgrad.conv_input_grad, want_dx, (dy, w, xs)),
+                                 (convgrad.conv_filter_grad, want_dw, (x, dy, ws))):
+            for method, got in run_each_method(fn, *args, **kw).items():
+                close(got, want_r, dtype)
+                ran.add(method)
+    assert {"im2col", "offset_gemm", "split_kernel", "subpixel", "gather"} <= ran
+
+
+@pytest.mark.parametrize("engine", ["fft", "winograd", "tiled", "depthwise"])
+def test_real_only_engines_refuse_complex_with_the_reason(engine):
+    x, w = np.ones((1, 2, 8, 8), np.complex64), np.ones((2, 1, 3, 3), np.complex64)
+    with pytest.raises(ValueError, match=rf"method='{engine}' cannot run this forward: no complex kernel"):
+        convgrad.conv(x, w, groups=2, method=engine)
+    plan = convgrad.make_plan("forward", convgrad.ConvGeometry.for_conv(x.shape, w.shape, groups=2),
+                              np.complex64, "auto", 2**31)
+    assert plan.verdicts()[engine] == {"eligible": False, "reason": "no complex kernel (real float kernels only)"}
+
+
+def _dot_error(lhs, rhs):
+    return abs(lhs - rhs) / max(1.0, abs(lhs))
+
+
+@given(case=conv_cases(min_batch=1), seed=st.integers(0, 2**16))
+@budget(25)
+def test_complex_dot_test_conv(case, seed):
+    """<conv(x, w), dy> = <x, conv_input_grad(dy)> = <w, conv_filter_grad(x, dy)>, vdot
+    conjugating the left operand: holds for the adjoint only."""
+    rng = np.random.default_rng(seed)
+    x, w = crandn(rng, case.x_shape), crandn(rng, case.w_shape)
+    y = convgrad.conv(x, w, **case.kwargs)
+    dy = crandn(rng, y.shape)
+    lhs = np.vdot(dy, y)
+    assert _dot_error(lhs, np.vdot(convgrad.conv_input_grad(dy, w, x.shape, **case.kwargs), x)) < 1e-12
+    assert _dot_error(lhs, np.vdot(convgrad.conv_filter_grad(x, dy, w.shape, **case.kwargs), w)) < 1e-12
+
+
+@given(case=transpose_cases(min_batch=1), seed=st.integers(0, 2**16))
+@budget(25)
+def test_complex_dot_test_conv_transpose(case, seed):
+    """conv_transpose is the plain transpose (the oracle's scatter loop, no conj); its vjp's
+    gradients are its adjoints (dot test) or, with 'transpose', the plain transposes."""
+    rng = np.random.default_rng(seed)
+    x, w = crandn(rng, case.x_shape), crandn(rng, case.w_shape)
+    y = convgrad.conv_transpose(x, w, **case.kwargs)
+    close(y, case.oracle(x, w))
+    g = crandn(rng, y.shape)
+    _, vjp = convgrad.conv_transpose_vjp(x, w, **case.kwargs)
+    dx, dw, _ = vjp(g)
+    lhs = np.vdot(g, y)
+    assert _dot_error(lhs, np.vdot(dx, x)) < 1e-12
+    assert _dot_error(lhs, np.vdot(dw, w)) < 1e-12
+    _, vjp_t = convgrad.conv_transpose_vjp(x, w, convention="transpose", **case.kwargs)
+    tx, tw, _ = vjp_t(g)
+    # the plain transpose: sum(g * T x) = sum(T^T g * x), no conjugation anywhere
+    assert _dot_error(np.sum(g * y), np.sum(tx * x)) < 1e-12
+    assert _dot_error(np.sum(g * y), np.sum(tw * w)) < 1e-12
+
+
+@given(case=general_cases(), seed=st.integers(0, 2**16))
+@budget(25)
+def test_conv_general_and_its_vjp_in_complex(case, seed):
+    rng = np.random.default_rng(seed)
+    x, w = crandn(rng, case.x_shape), crandn(rng, case.w_shape)
+    fmt = case.data_format
+    xf, wf = oracle.x_to_first(x, fmt), oracle.w_to_first(w, fmt)
+    y, vjp = convgrad.conv_general_vjp(x, w, **case.kwargs)
+    close(y, oracle.x_from_first(oracle.conv_general(xf, wf, **case.geometry), fmt))
+    dy = crandn(rng, y.shape)
+    dx, dw = vjp(dy)
+    lhs = np.vdot(dy, y)
+    assert _dot_error(lhs, np.vdot(dx, x)) < 1e-12
+    assert _dot_error(lhs, np.vdot(dw, w)) < 1e-12
+    dyf = oracle.x_to_first(dy, fmt)
+    tx, tw = convgrad.conv_general_vjp(x, w, convention="transpose", **case.kwargs)[1](dy)
+    close(tx, oracle.x_from_first(oracle.input_grad(dyf, wf, xf.shape, **_renamed(case.geometry)), fmt))
+    close(tw, oracle.w_from_first(oracle.filter_grad(xf, dyf, wf.shape, **_renamed(case.geometry)), fmt))
+
+
+def _renamed(kw):
+    """conv_general's names as the oracle's gradient loops spell them."""
+    names = {"rhs_dilation": "dilation", "feature_group_count": "groups"}
+    return {names.get(k, k): v for k, v in kw.items()}
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+@pytest.mark.parametrize("fmt", ["channels_first", "channels_last"])
+def test_second_order_pullbacks_in_complex(convention, fmt):
+    """conv_input_grad_vjp and conv_filter_grad_vjp: the docstrings' formulas hold in each
+    convention, against the oracle (adjoint: dx antilinear in w, d_w = filter_grad(conj(g), dy))."""
+    rng = np.random.default_rng(3)
+    kw = {"stride": 2, "padding": 1, "dilation": 1, "groups": 2}
+    xs, ws = (2, 4, 7, 6), (6, 2, 3, 2)
+    x, w = crandn(rng, xs), crandn(rng, ws)
+    dy = crandn(rng, oracle.conv(x, w, **kw).shape)
+    g_x, g_w = crandn(rng, xs), crandn(rng, ws)
+    cj = np.conj if convention == "adjoint" else (lambda a: a)
+    t = (lambda a: oracle.x_from_first(a, fmt)), (lambda a: oracle.w_from_first(a, fmt))
+    args = dict(kw, data_format=fmt, convention=convention)
+
+    dx, vjp = convgrad.conv_input_grad_vjp(t[0](dy), t[1](w), t[0](x).shape, **args)
+    close(dx, t[0](oracle.input_grad(dy, cj(w), xs, **kw)))
+    d_dy, d_w = vjp(t[0](g_x))
+    close(d_dy, t[0](oracle.conv(g_x, w, **kw)))
+    close(d_w, t[1](oracle.filter_grad(cj(g_x), dy, ws, **kw)))
+
+    dw, vjp = convgrad.conv_filter_grad_vjp(t[0](x), t[0](dy), t[1](w).shape, **args)
+    close(dw, t[1](oracle.filter_grad(cj(x), dy, ws, **kw)))
+    d_x, d_dy = vjp(t[1](g_w))
+    close(d_x, t[0](oracle.input_grad(dy, cj(g_w), xs, **kw)))
+    close(d_dy, t[0](oracle.conv(x, g_w, **kw)))
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_a_prepared_complex_conv(convention):
+    rng = np.random.default_rng(5)
+    xs, ws = (2, 5, 6, 3), (2, 2, 3, 3)  # channels-last, groups 1
+    p = convgrad.prepare(xs, ws, np.complex64, data_format="channels_last", padding=1, convention=convention)
+    x, w = crandn(rng, xs, np.complex64), crandn(rng, ws, np.complex64)
+    xf, wf = oracle.x_to_first(x, "channels_last"), oracle.w_to_first(w, "channels_last")
+    y = p(x, w)
+    close(y, oracle.x_from_first(oracle.conv(xf, wf, padding=1), "channels_last"), np.complex64)
+    dy = crandn(rng, y.shape, np.complex64)
+    dyf = oracle.x_to_first(dy, "channels_last")
+    cj = np.conj if convention == "adjoint" else (lambda a: a)
+    close(p.input_grad(dy, w), oracle.x_from_first(oracle.input_grad(dyf, cj(wf), xf.shape, padding=1),
+                                                   "channels_last"), np.complex64)
+    close(p.filter_grad(x, dy), oracle.w_from_first(oracle.filter_grad(cj(xf), dyf, wf.shape, padding=1),
+                                                    "channels_last"), np.complex64)
+
+
+def test_mixed_dtypes_promote_as_numpy_and_inputs_are_not_mutated():
+    rng = np.random.default_rng(1)
+    x, w = crandn(rng, (1, 2, 6), np.complex64), rng.standard_normal((3, 2, 3))
+    x0, w0 = x.copy(), w.copy()
+    y, vjp = convgrad.conv_vjp(x, w)
+    assert y.dtype == np.complex128  # complex64 with float64, as np.result_type
+    dx, dw, _ = vjp(crandn(rng, y.shape))
+    assert dx.dtype == dw.dtype == np.complex128
+    assert np.array_equal(x, x0) and np.array_equal(w, w0)
+
+
+def test_the_transposed_conv_is_the_input_gradient_for_real_dtypes_only():
+    rng = np.random.default_rng(2)
+    dy, w = crandn(rng, (1, 2, 4)), crandn(rng, (2, 3, 3))
+    t = convgrad.conv_transpose(dy, w, stride=2, output_shape=(9,))
+    assert np.allclose(convgrad.conv_input_grad(dy, w, (9,), stride=2, convention="transpose"), t)
+    assert np.allclose(convgrad.conv_input_grad(dy, w, (9,), stride=2), convgrad.conv_transpose(
+        dy, np.conj(w), stride=2, output_shape=(9,)))
+    assert not np.allclose(convgrad.conv_input_grad(dy, w, (9,), stride=2), t)
