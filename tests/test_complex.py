@@ -70,7 +70,7 @@ def test_conv_and_both_gradients_match_the_oracle(case, dtype, convention, seed)
     want_y = oracle.x_from_first(oracle.conv(*first(case, x.astype(complex), w.astype(complex)), **kw), fmt)
     close(y, want_y, dtype)
     dy = crandn(rng, y.shape, dtype)
-    want_dx, want_dw = oracle_grads(case, x.astype(complex), w.astype(complex), dy.astype(complex), convention)
+    want_dx, want_dw = oracle_grads(case, *(a.astype(complex) for a in (x, w, dy)), convention)
     close(convgrad.conv_input_grad(dy, w, x.shape, convention=convention, **case.kwargs), want_dx, dtype)
     close(convgrad.conv_filter_grad(x, dy, w.shape, convention=convention, **case.kwargs), want_dw, dtype)
     b = crandn(rng, (y.shape[1] if fmt == "channels_first" else y.shape[-1],), dtype)
@@ -115,7 +115,8 @@ def test_real_only_engines_refuse_complex_with_the_reason(engine):
         convgrad.conv(x, w, groups=2, method=engine)
     plan = convgrad.make_plan("forward", convgrad.ConvGeometry.for_conv(x.shape, w.shape, groups=2),
                               np.complex64, "auto", 2**31)
-    assert plan.verdicts()[engine] == {"eligible": False, "reason": "no complex kernel (real float kernels only)"}
+    assert plan.verdicts()[engine] == {"eligible": False,
+                                       "reason": "no complex kernel (real float kernels only)"}
 
 
 def _dot_error(lhs, rhs):

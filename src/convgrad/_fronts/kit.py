@@ -141,7 +141,9 @@ class CoreCall:
     Gradients come in that order, plus db when the op takes a bias argument (``with_bias``; None
     for an absent bias). ``layout`` adapts activations (x, y), ``filt`` the filter, ``out`` (where
     given) the result; the result is cast to ``dtype``, gradients to ``grad_dtype`` (default
-    ``dtype``). The geometry may have input dilation or batch groups (``_general.GeneralCall``)."""
+    ``dtype``). The geometry may have input dilation or batch groups (``_general.GeneralCall``).
+    ``convention``: the framework's gradient of a complex op, 'adjoint' (PyTorch's autograd) or
+    'transpose' (JAX's ``vjp``)."""
 
     geom: ConvGeometry
     role: str
@@ -154,6 +156,7 @@ class CoreCall:
     fmt: str = "channels_first"
     out: Adapter | None = None
     grad_dtype: np.dtype | None = None
+    convention: str = "adjoint"
 
     def _adapter(self, role: str) -> Adapter:
         if role == self.role and self.out is not None:
@@ -169,7 +172,8 @@ class CoreCall:
         return self._out(self.role, call.biased(self.role, dict(self.arrays), self.bias))
 
     def vjp(self) -> tuple[np.ndarray, Pullback]:
-        y, pb = _general.GeneralCall(self.geom, self.fmt).biased_vjp(self.role, dict(self.arrays), self.bias)
+        call = _general.GeneralCall(self.geom, self.fmt, convention=self.convention)
+        y, pb = call.biased_vjp(self.role, dict(self.arrays), self.bias)
         out = self._out(self.role, y)
 
         def pullback(dy: object) -> tuple[np.ndarray | None, ...]:

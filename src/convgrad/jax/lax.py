@@ -343,8 +343,9 @@ def _resolve(
         strides, pads, ld, rd = (1,), ((0, 0),), (1,), (1,)
     geom = ConvGeometry.for_general(lhs_c.shape, rhs_c.shape, stride=strides, padding=pads, lhs_dilation=ld,
                                     rhs_dilation=rd, feature_group_count=fg, batch_group_count=bg)
+    # jax.vjp of a complex conv is the plain transpose (no conjugation in JAX's transpose rules).
     return CoreCall(geom, "y", {"x": lhs_c, "w": rhs_c}, out_dtype, layout=lhs, filt=rhs, out=out,
-                    grad_dtype=lhs_a.dtype)
+                    grad_dtype=lhs_a.dtype, convention="transpose")
 
 
 # --- public ops ---------------------------------------------------------------------------------

@@ -39,6 +39,10 @@ def _call(func: str, rank: int, role: str, names: tuple[str, str], a: object, b:
     arrays ``a`` and ``b`` named ``names``; gradients in that order."""
     a, b = as_array(names[0], a), as_array(names[1], b)
     dtype = same_dtype(func, **{names[0]: a, names[1]: b})
+    if dtype.kind == "c":  # torch.nn.grad runs the real-only CPU backward kernels (NotImplementedError)
+        raise TypeError(f"{func}: PyTorch's CPU kernel is not implemented for {dtype}; the adjoint of "
+                        f"a complex conv is conv{rank}d's autograd (convgrad.torch.nn.functional."
+                        f"conv{rank}d.vjp)")
     full = shape_tuple(size_name, size)
     if len(full) != rank + 2:
         raise ValueError(f"{func}: {size_name}={full} must be the full shape ({rank + 2} entries, batch and "
