@@ -284,3 +284,64 @@ def test_tf_and_onnx_refuse_complex_convs():
     y, pb = tf.nn.bias_add.vjp(x, b.astype(np.complex64))  # TF's BiasAdd takes complex
     close(y, x + b.astype(np.complex64))
     assert pb(y)[1].dtype == np.complex64
+
+
+# --- SciPy: convolve* never conjugate, correlate* conjugate one input, as SciPy does --------------
+@st.composite
+def scipy_cases(draw):
+    name = draw(st.sampled_from(["convolve", "correlate", "convolve2d", "correlate2d"]))
+    rank = 2 if name.endswith("2d") else draw(st.integers(0, 3))
+    s1 = tuple(draw(st.integers(1, 5 if rank < 3 else 3)) for _ in range(rank))
+    if draw(st.booleans()):  # in2 larger in every axis: SciPy swaps a 'valid' call
+        s2 = tuple(n + draw(st.integers(0, 2)) for n in s1)
+    else:
+        s2 = tuple(draw(st.integers(1, 4)) for _ in range(rank))
+    kwargs = {"mode": draw(st.sampled_from(["full", "same", "valid"]))}
+    if not (all(a >= b for a, b in zip(s1, s2)) or all(b >= a for a, b in zip(s1, s2))):
+        kwargs["mode"] = "full"  # 'valid' needs one input at least as large in every axis
+    if name.endswith("2d"):
+        kwargs["boundary"] = draw(st.sampled_from(["fill", "wrap", "symm"]))
+        if kwargs["boundary"] == "fill":
+            kwargs["fillvalue"] = draw(st.sampled_from([0, 1.5, 0.5 - 2j]))
+    dtypes = draw(st.sampled_from([(np.complex128, np.complex128), (np.complex128, np.float64),
+                                   (np.float64, np.complex128), (np.complex64, np.complex64)]))
+    return name, s1, s2, kwargs, dtypes, np.random.default_rng(draw(st.integers(0, 2**16)))
+
+
+def _real_loss(op, kwargs, dy):
+    """L(in1, in2) = Re <dy, op(in1, in2)>: its gradient (as a complex vector) is the adjoint's."""
+    return lambda a, b: float(np.real(np.vdot(dy, op(a, b, **kwargs))))
+
+
+@given(scipy_cases())
+@budget(60)
+def test_scipy_complex_correlations_match_scipy_with_adjoint_gradients(case):
+    """Forward against scipy.signal (which input is conjugated, swapped 'valid' included); the
+    gradients by central differences of Re <dy, op> along complex directions (exact for maps
+    linear or antilinear in each input, up to rounding)."""
+    import scipy.signal
+
+    from convgrad.scipy import signal
+
+    name, s1, s2, kwargs, (t1, t2), rng = case
+    a = (crandn(rng, s1) if np.dtype(t1).kind == "c" else rng.standard_normal(s1)).astype(t1)
+    b = (crandn(rng, s2) if np.dtype(t2).kind == "c" else rng.standard_normal(s2)).astype(t2)
+    want = getattr(scipy.signal, name)(a, b, **kwargs)
+    op = getattr(signal, name)
+    y, pullback = op.vjp(a, b, **kwargs)
+    assert y.dtype == want.dtype and y.shape == want.shape
+    tol = 1e-9 if want.dtype == np.complex128 else 1e-5
+    np.testing.assert_allclose(y, want, rtol=0, atol=tol * max(1.0, np.abs(want).max(initial=0)))
+    a, b = a.astype(np.result_type(a, 1j)), b.astype(np.result_type(b, 1j))  # complex directions
+    if y.dtype == np.complex64:
+        a, b = a.astype(np.complex128), b.astype(np.complex128)
+    y, pullback = op.vjp(a, b, **kwargs)
+    dy = crandn(rng, y.shape)
+    loss = _real_loss(op, kwargs, dy)
+    for i, grad in enumerate(pullback(dy)):
+        v = crandn(rng, (a, b)[i].shape)
+        plus = [a + v, b] if i == 0 else [a, b + v]
+        minus = [a - v, b] if i == 0 else [a, b - v]
+        directional = (loss(*plus) - loss(*minus)) / 2  # a fill value's offset cancels
+        scale = np.abs(dy).sum() * max(1.0, np.abs(y).max(initial=0)) + 1
+        assert abs(np.real(np.vdot(grad, v)) - directional) <= 1e-9 * scale, (name, i)

@@ -263,7 +263,3 @@ def test_negative_fillvalue_for_unsigned_output_is_rejected_as_in_scipy():
     with pytest.raises(ValueError, match="fillvalue"):
         signal.convolve2d(a, b, fillvalue=-1)
 
-
-def test_complex_inputs_are_refused():
-    with pytest.raises(TypeError, match="complex"):
-        signal.convolve(np.ones(3, complex), np.ones(2))

@@ -13,6 +13,12 @@ of size ``k``: 'full' ``(k - 1, k - 1)``; 'valid' ``(0, 0)``; 'same' ``(k // 2, 
 'valid' correlation is reversed, as SciPy's is. The 2-D boundaries 'wrap' and 'symm' (and a
 non-zero ``fillvalue``) pad ``in1`` with ``numpy.pad`` first; the gradient adds the padded
 samples back where they came from.
+
+Complex inputs are taken as SciPy takes them: ``convolve*`` never conjugate; ``correlate*``
+conjugate ``in2`` (``z = sum in1 * conj(in2)``), except where SciPy swaps a 'valid' call:
+``correlate`` then conjugates in2 still (it conjugates its reversed result), ``correlate2d``
+conjugates in1 instead. Gradients are adjoints (the core's convention, PyTorch's): with respect to
+a conjugated input, the conjugate-Wirtinger gradient of the antilinear map.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .._budget import check_fits, workspace_limit
-from .._dtypes import as_array
+from .._dtypes import as_array, conj
 from .._fronts.kit import Linear, op_with_vjp
 from .._geometry import ConvGeometry
 from .._ops import _Call
@@ -94,10 +100,12 @@ def _pad_adjoint(shape: tuple[int, ...], pads: Pairs, np_mode: str) -> Callable[
 
 
 def _correlation(a: np.ndarray, b: np.ndarray, pads: Pairs, *, flip: bool, reverse: bool, res: np.dtype,
-                 np_mode: str = "constant", fill: object = 0, swapped: bool = False) -> Linear:
+                 np_mode: str = "constant", fill: object = 0, swapped: bool = False,
+                 conj_a: bool = False, conj_b: bool = False) -> Linear:
     """``a`` cross-correlated with ``b`` (flipped if ``flip``) under ``pads``, the result
     reversed if ``reverse``. Pads are zeros, or built by ``numpy.pad`` in ``np_mode`` / with
-    ``fill``. ``swapped``: a and b are in2 and in1, so the gradients come back swapped."""
+    ``fill``. ``swapped``: a and b are in2 and in1, so the gradients come back swapped.
+    ``conj_a``, ``conj_b``: that operand enters conjugated (SciPy's complex correlations)."""
     x, conv_pads, spread = a, pads, None
     if np_mode != "constant" or fill != 0:
         # numpy.pad and its adjoint's index copy in1 at the padded size: checked before either.
@@ -109,11 +117,15 @@ def _correlation(a: np.ndarray, b: np.ndarray, pads: Pairs, *, flip: bool, rever
         conv_pads, spread = tuple((0, 0) for _ in pads), _pad_adjoint(a.shape, pads, np_mode)
     # One deep-learning correlation of (1, 1, *shape) views.
     x, kernel = x[None, None], (_flip(b) if flip else b)[None, None]
+    x, kernel = conj(x) if conj_a else x, conj(kernel) if conj_b else kernel
     call = _Call(ConvGeometry.for_conv(x.shape, kernel.shape, padding=conv_pads), "channels_first")
 
     def grads(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # Adjoints: each op's transpose on the other operand conjugated; an operand that entered
+        # conjugated gets its gradient conjugated back (the chain rule through the conjugation).
         g = (_flip(g) if reverse else g)[None, None]
-        dx, dk = call("x", y=g, w=kernel)[0, 0], call("w", x=x, y=g)[0, 0]
+        dx, dk = call("x", y=g, w=call.primal(kernel))[0, 0], call("w", x=call.primal(x), y=g)[0, 0]
+        dx, dk = conj(dx) if conj_a else dx, conj(dk) if conj_b else dk
         dx, dk = dx if spread is None else spread(dx), _flip(dk) if flip else dk
         out = np.ascontiguousarray(dx), np.ascontiguousarray(dk)
         return out[::-1] if swapped else out
@@ -131,8 +143,10 @@ def _nd(in1: object, in2: object, mode: object, method: object, *, convolve: boo
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"Acceptable method flags are 'auto', 'direct', or 'fft', not method={method!r}.")
     a, b = as_array("in1", in1), as_array("in2", in2)
-    if a.ndim == b.ndim == 0:
-        return Linear(lambda: a * b, lambda g: (g * b, g * a))  # SciPy's plain product
+    if a.ndim == b.ndim == 0:  # SciPy's plain product, in2 conjugated by correlate
+        if convolve:
+            return Linear(lambda: a * b, lambda g: (g * conj(b), g * conj(a)))
+        return Linear(lambda: a * conj(b), lambda g: (g * b, conj(g) * a))
     if a.ndim != b.ndim:
         raise ValueError(
             f"in1 and in2 should have the same dimensionality, got in1.ndim={a.ndim}, in2.ndim={b.ndim}"
@@ -144,8 +158,9 @@ def _nd(in1: object, in2: object, mode: object, method: object, *, convolve: boo
     if _swap_needed(mode, a.shape, b.shape):
         # Convolution commutes; a swapped correlation is the reversed correlation of in2 with in1.
         return _correlation(b, a, _pads(mode, a.shape, False), flip=convolve, reverse=not convolve,
-                            res=res, swapped=True)
-    return _correlation(a, b, _pads(mode, b.shape, False), flip=convolve, reverse=False, res=res)
+                            res=res, swapped=True, conj_a=not convolve)
+    return _correlation(a, b, _pads(mode, b.shape, False), flip=convolve, reverse=False, res=res,
+                        conj_b=not convolve)
 
 
 @op_with_vjp
@@ -191,7 +206,7 @@ def _fill_value(fillvalue: object, res: np.dtype) -> object:
     (which wraps), NumPy arrays only by a safe cast of their dtype.
     """
     fv = np.asarray(fillvalue)
-    if fv.dtype.kind not in "biuf":
+    if fv.dtype.kind not in ("biufc" if res.kind == "c" else "biuf"):
         raise ValueError(f"could not cast `fillvalue`={fillvalue!r} to the output type {res}.")
     if isinstance(fillvalue, np.ndarray):
         if not np.can_cast(fv.dtype, res, "safe"):
@@ -237,7 +252,8 @@ def _2d(in1: object, in2: object, mode: object, boundary: object, fillvalue: obj
     if a.size == 0 or b.size == 0:
         return _zeros(a, b, mode, res, swap)
     return _correlation(a, b, _pads(mode, b.shape, upper=not convolve), flip=convolve,
-                        reverse=swap and not convolve, res=res, np_mode=np_mode, fill=fill, swapped=swap)
+                        reverse=swap and not convolve, res=res, np_mode=np_mode, fill=fill, swapped=swap,
+                        conj_b=not convolve)
 
 
 def _zeros(a: np.ndarray, b: np.ndarray, mode: str, res: np.dtype, swap: bool) -> Linear:
