@@ -1,0 +1,89 @@
+"""complex64 convs: convgrad against PyTorch's complex64 CPU conv, forward and both gradients.
+
+Run: ``python benchmarks/bench_complex.py [--repeats 7] [--case resnet_3x3]``. PyTorch computes a
+complex conv as three real convs (Gauss's trick); its gradients are timed as
+``torch.autograd.grad`` on a kept graph, one operand requiring grad (the adjoint, as convgrad's).
+convgrad's results are checked against PyTorch's first (relative error <= 1e-4). Rounds are
+interleaved, each timed call after a 0.2 s pause and an untimed call of the same contestant (as
+``bench_core.py``); the median is reported. Compare ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from datetime import date
+
+import numpy as np
+import scipy
+import torch
+
+import convgrad
+from convgrad.cli.bench import suite
+
+
+def _timed(fn) -> float:
+    time.sleep(0.2)
+    fn()
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--case", default="resnet_3x3", help="a case of convgrad's bench suite")
+    args = parser.parse_args()
+    case = next(c for c in suite.CASES if c.name == args.case)
+    geom = case.geometry()
+    rng = np.random.default_rng(0)
+
+    def crandn(shape):
+        return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+
+    x, w = crandn(geom.x_shape("channels_first")), crandn(geom.w_shape("channels_first"))
+    dy = crandn(geom.y_shape("channels_first"))
+    kw = ckw = case.kwargs  # stride, padding, dilation, groups: ints both libraries read alike
+    torch.set_grad_enabled(True)
+    xt, wt, dyt = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(dy)
+    xg, wg = xt.clone().requires_grad_(True), wt.clone().requires_grad_(True)
+    y_for_x = torch.nn.functional.conv2d(xg, wt, **kw)  # graphs kept for the timed backward passes
+    y_for_w = torch.nn.functional.conv2d(xt, wg, **kw)
+    ops = {
+        "forward": (lambda: convgrad.conv(x, w, **ckw),
+                    lambda: torch.nn.functional.conv2d(xt, wt, **kw)),
+        "input_grad": (lambda: convgrad.conv_input_grad(dy, w, x.shape, **ckw),
+                       lambda: torch.autograd.grad(y_for_x, xg, dyt, retain_graph=True)[0]),
+        "filter_grad": (lambda: convgrad.conv_filter_grad(x, dy, w.shape, **ckw),
+                        lambda: torch.autograd.grad(y_for_w, wg, dyt, retain_graph=True)[0]),
+    }
+    engines = {}
+    for op, (ours, theirs) in ops.items():
+        got, want = ours(), theirs().detach().numpy()
+        err = float(np.abs(got - want).max() / np.abs(want).max())
+        assert err <= 1e-4, (op, err)
+        # the plan the call above made and kept (same geometry, dtype, method and budget)
+        engines[op] = convgrad.make_plan(op, geom, np.complex64, "auto", convgrad.DEFAULT_WORKSPACE_BYTES
+                                         ).chosen.engine
+    times: dict[str, list[list[float]]] = {op: [[], []] for op in ops}
+    for r in range(args.repeats):
+        for op, pair in ops.items():
+            order = (0, 1) if r % 2 == 0 else (1, 0)
+            for i in order:
+                times[op][i].append(_timed(pair[i]))
+    print(f"Measured {date.today()} on {platform.machine()}, {torch.get_num_threads()} torch threads; "
+          f"Python {platform.python_version()}, NumPy {np.__version__}, SciPy {scipy.__version__}, "
+          f"PyTorch {torch.__version__}, convgrad {convgrad.__version__}. complex64, {case.name} "
+          f"({case.describe()}), median of {args.repeats} interleaved rounds.\n")
+    print("| case | op | engine | convgrad ms | torch complex64 ms | convgrad / torch |")
+    print("|---|---|---|---:|---:|---:|")
+    for op, (ours, theirs) in times.items():
+        a, b = statistics.median(ours) * 1e3, statistics.median(theirs) * 1e3
+        print(f"| {case.name} | {op} | {engines[op]} | {a:.2f} | {b:.2f} | {a / b:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
