@@ -250,3 +250,20 @@ def test_the_transposed_conv_is_the_input_gradient_for_real_dtypes_only():
     assert np.allclose(convgrad.conv_input_grad(dy, w, (9,), stride=2), convgrad.conv_transpose(
         dy, np.conj(w), stride=2, output_shape=(9,)))
     assert not np.allclose(convgrad.conv_input_grad(dy, w, (9,), stride=2), t)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "symmetric", "replicate", "circular"])
+def test_complex_dot_test_with_padding_modes(mode):
+    """A padding mode copies samples (real coefficients): the adjoint still conjugates only the
+    other operand, and the fold-back of the pads' gradients keeps the complex dot test."""
+    rng = np.random.default_rng(11)
+    kw = {"stride": (2, 1), "padding": 1, "groups": 2, "padding_mode": mode}
+    x, w = crandn(rng, (2, 4, 6, 5)), crandn(rng, (6, 2, 3, 2))
+    y, vjp = convgrad.conv_vjp(x, w, **kw)
+    dy = crandn(rng, y.shape)
+    dx, dw, _ = vjp(dy)
+    lhs = np.vdot(dy, y)
+    assert _dot_error(lhs, np.vdot(dx, x)) < 1e-12
+    assert _dot_error(lhs, np.vdot(dw, w)) < 1e-12
+    close(convgrad.conv_input_grad(dy, w, x.shape, **kw), dx)
+    close(convgrad.conv_filter_grad(x, dy, w.shape, **kw), dw)
