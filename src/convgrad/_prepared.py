@@ -73,7 +73,8 @@ class PreparedConv:
         if a.shape != self._shapes[name]:
             raise ValueError(f"{name}.shape={a.shape} is not the prepared {self._shapes[name]}")
         if self.dtype.kind != "c" and a.dtype.kind == "c":  # a cast would drop the imaginary part
-            raise TypeError(f"{name} is complex but the conv was prepared for {self.result_dtype}")
+            raise TypeError(f"{name} has complex dtype {a.dtype}, but the conv was prepared for "
+                            f"{self.result_dtype}")
         return contiguous(name, a if axes is None else a.transpose(axes), self.dtype, self._limit)
 
     def __call__(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
