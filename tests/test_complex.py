@@ -17,6 +17,7 @@ import convgrad
 import oracle
 from checks import run_each_method
 from strategies import budget, conv_cases, general_cases, transpose_cases
+from tally import checked_against
 
 # complex128 against the complex128 oracle: the same sums in another order (as float64).
 # complex64 computes in complex64 (no widening): single-precision rounding on sums of at most a
@@ -62,6 +63,7 @@ def oracle_grads(case, x, w, dy, convention):
 @given(case=conv_cases(), dtype=st.sampled_from([np.complex128, np.complex64]),
        convention=st.sampled_from(CONVENTIONS), seed=st.integers(0, 2**16))
 @budget(60)
+@checked_against("oracle")
 def test_conv_and_both_gradients_match_the_oracle(case, dtype, convention, seed):
     rng = np.random.default_rng(seed)
     x, w = crandn(rng, case.x_shape, dtype), crandn(rng, case.w_shape, dtype)
@@ -139,6 +141,7 @@ def test_complex_dot_test_conv(case, seed):
 
 @given(case=transpose_cases(min_batch=1), seed=st.integers(0, 2**16))
 @budget(25)
+@checked_against("oracle")
 def test_complex_dot_test_conv_transpose(case, seed):
     """conv_transpose is the plain transpose (the oracle's scatter loop, no conj); its vjp's
     gradients are its adjoints (dot test) or, with 'transpose', the plain transposes."""
@@ -161,6 +164,7 @@ def test_complex_dot_test_conv_transpose(case, seed):
 
 @given(case=general_cases(), seed=st.integers(0, 2**16))
 @budget(25)
+@checked_against("oracle")
 def test_conv_general_and_its_vjp_in_complex(case, seed):
     rng = np.random.default_rng(seed)
     x, w = crandn(rng, case.x_shape), crandn(rng, case.w_shape)
@@ -267,3 +271,39 @@ def test_complex_dot_test_with_padding_modes(mode):
     assert _dot_error(lhs, np.vdot(dw, w)) < 1e-12
     close(convgrad.conv_input_grad(dy, w, x.shape, **kw), dx)
     close(convgrad.conv_filter_grad(x, dy, w.shape, **kw), dw)
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+def test_testing_dot_test_and_check_grads_take_complex(dtype):
+    """convgrad.testing's conv forms on complex operands: the dot test sums complex inner
+    products (vdot), check_grads differences Re <r, conv> along complex directions."""
+    from convgrad import testing
+
+    kw = {"stride": 2, "padding": 1, "groups": 2}
+    r = testing.dot_test((2, 4, 7, 6), (6, 2, 3, 3), dtype=dtype, **kw)
+    assert r.passed and isinstance(r.forward, complex) and abs(r.forward.imag) > 1e-3 * abs(r.forward)
+    rng = np.random.default_rng(8)
+    g = testing.check_grads(crandn(rng, (1, 4, 6, 5), dtype), crandn(rng, (6, 2, 3, 2), dtype), **kw)
+    assert g.passed and g.input_error < 1e-9 and g.filter_error < 1e-9
+
+
+def test_the_dot_test_tells_the_adjoint_from_the_transpose():
+    """Only the adjoint passes the complex dot test; the plain transpose fails it, and passes
+    check_grads' real-part identity only for real dtypes (both run through convgrad.testing)."""
+    from convgrad import testing
+
+    rng = np.random.default_rng(9)
+    xs, ys, w = (1, 2, 7), (1, 3, 5), crandn(rng, (3, 2, 3))
+    op = lambda x: convgrad.conv(x, w)  # noqa: E731
+    adjoint = lambda y: convgrad.conv_input_grad(y, w, xs)  # noqa: E731
+    transpose = lambda y: convgrad.conv_input_grad(y, w, xs, convention="transpose")  # noqa: E731
+    assert testing.dot_test(op, adjoint, xs, ys, dtype=np.complex128).passed
+    assert not testing.dot_test(op, transpose, xs, ys, dtype=np.complex128, raise_on_failure=False).passed
+    wr = w.real.copy()
+    real_transpose = lambda y: convgrad.conv_input_grad(y, wr, xs, convention="transpose")  # noqa: E731
+    assert testing.dot_test(lambda x: convgrad.conv(x, wr), real_transpose, xs, ys).passed
+    x = crandn(rng, xs)
+    vjp_ok = testing.check_grads(lambda a, b: convgrad.conv_vjp(a, b), (x, w), eps=1.0)
+    vjp_bad = testing.check_grads(lambda a, b: convgrad.conv_vjp(a, b, convention="transpose"), (x, w),
+                                  eps=1.0, raise_on_failure=False)
+    assert vjp_ok.passed and not vjp_bad.passed

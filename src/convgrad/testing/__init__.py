@@ -37,6 +37,7 @@ from ._operators import (
     Comparison,
     FunctionGradCheckResult,
     OperatorDotTestResult,
+    _random,
     function_check_grads,
     operator_dot_test,
 )
@@ -67,9 +68,9 @@ class DotTestResult:
     proportional to it, and it stays meaningful when the exact inner product is zero.
     """
 
-    forward: float
-    input_side: float
-    filter_side: float
+    forward: float | complex  # complex for complex dtypes (vdot conjugates its left operand)
+    input_side: float | complex
+    filter_side: float | complex
     scale: float
     rtol: float
 
@@ -132,27 +133,30 @@ def _conv_dot_test(
     rtol: float | None = None, seed: int | None = 0, raise_on_failure: bool = True,
     **geometry: object,
 ) -> DotTestResult:
-    """``dot_test``'s convenience form: convgrad's conv and its two gradients."""
+    """``dot_test``'s convenience form: convgrad's conv and its two gradients (complex dtypes:
+    complex arrays, summed in complex128; the gradients' adjoints pass)."""
     # every argument checked, and the random arrays' sizes against the budget, before drawing them
     geom = prepare(x_shape, w_shape, dtype, **geometry).geometry
     dt, limit = np.dtype(dtype), workspace_limit(geometry.get("workspace_bytes"))
     for what, shape in (("x", geom.x_shape("channels_first")), ("w", geom.w_shape("channels_first")),
                         ("dy", geom.y_shape("channels_first"))):
-        check_fits(f"the random {what} {shape}", math.prod(shape) * 8, limit)
+        check_fits(f"the random {what} {shape}", math.prod(shape) * (16 if dt.kind == "c" else 8), limit)
     rtol = tolerance(dt) if rtol is None else _canon.real_number("rtol", rtol)
     raise_on_failure = _canon.flag("raise_on_failure", raise_on_failure)
     rng = np.random.default_rng(_canon.seed(seed))
-    x, w = (rng.standard_normal(s).astype(dt) for s in (x_shape, w_shape))
+    x, w = (_random(rng, s, dt) for s in (x_shape, w_shape))
     y = conv(x, w, **geometry)
-    dy = rng.standard_normal(y.shape).astype(dt)
+    dy = _random(rng, y.shape, dt)
     dx = conv_input_grad(dy, w, x.shape, **geometry)
     dw = conv_filter_grad(x, dy, w.shape, **geometry)
+    wide = np.complex128 if dt.kind == "c" else np.float64
 
-    def inner(a: np.ndarray, b: np.ndarray) -> float:
-        return float(np.vdot(a.astype(np.float64).ravel(), b.astype(np.float64).ravel()))
+    def inner(a: np.ndarray, b: np.ndarray) -> float | complex:
+        v = np.vdot(a.astype(wide).ravel(), b.astype(wide).ravel())
+        return complex(v) if dt.kind == "c" else float(v)
 
     def norm(a: np.ndarray) -> float:
-        return float(np.linalg.norm(a.astype(np.float64).ravel()))
+        return float(np.linalg.norm(a.astype(wide).ravel()))
 
     scale = norm(x) * norm(w) * norm(dy)
     result = DotTestResult(inner(y, dy), inner(x, dx), inner(w, dw), scale, rtol)
@@ -257,25 +261,32 @@ def _conv_check_grads(
     For L = <conv(x, w), r> with a random r: (L(x + eps v) - L(x - eps v)) / (2 eps) against
     <conv_input_grad(r), v>, and likewise for w. conv is linear in each argument, so the central
     difference is exact up to rounding for any eps: a large step (1.0) avoids cancellation.
+    Complex x or w (in complex128): Wirtinger calculus on the real loss L = Re <r, conv(x, w)>,
+    r and v complex; its gradient as a complex vector is the adjoint, checked as Re <grad, v>.
     """
     eps = _canon.real_number("eps", eps, positive=True, finite=True)
     rtol = _canon.real_number("rtol", rtol)
     raise_on_failure = _canon.flag("raise_on_failure", raise_on_failure)
     rng = np.random.default_rng(_canon.seed(seed))
     limit = workspace_limit(geometry.get("workspace_bytes"))
-    # the float64 copies, checked before making them
-    xa, wa = (contiguous(name, as_array(name, a), np.float64, limit) for name, a in (("x", x), ("w", w)))
+    # the float64 (complex128) copies, checked before making them
+    xa, wa = (as_array(name, a) for name, a in (("x", x), ("w", w)))
+    dt = np.dtype(np.complex128 if "c" in (xa.dtype.kind, wa.dtype.kind) else np.float64)
+    xa, wa = (contiguous(name, a, dt, limit) for name, a in (("x", xa), ("w", wa)))
     y = conv(xa, wa, **geometry)
-    r = rng.standard_normal(y.shape)
-    vx, vw = rng.standard_normal(xa.shape), rng.standard_normal(wa.shape)
+    r = _random(rng, y.shape, dt)
+    vx, vw = _random(rng, xa.shape, dt), _random(rng, wa.shape, dt)
 
     def loss(xx: np.ndarray, ww: np.ndarray) -> float:
-        return float(np.vdot(conv(xx, ww, **geometry).ravel(), r.ravel()))
+        return float(np.real(np.vdot(r.ravel(), conv(xx, ww, **geometry).ravel())))
+
+    def along(g: np.ndarray, v: np.ndarray) -> float:
+        return float(np.real(np.vdot(g.ravel(), v.ravel())))
 
     num_x = (loss(xa + eps * vx, wa) - loss(xa - eps * vx, wa)) / (2 * eps)
     num_w = (loss(xa, wa + eps * vw) - loss(xa, wa - eps * vw)) / (2 * eps)
-    ana_x = float(np.vdot(conv_input_grad(r, wa, xa.shape, **geometry).ravel(), vx.ravel()))
-    ana_w = float(np.vdot(conv_filter_grad(xa, r, wa.shape, **geometry).ravel(), vw.ravel()))
+    ana_x = along(conv_input_grad(r, wa, xa.shape, **geometry), vx)
+    ana_w = along(conv_filter_grad(xa, r, wa.shape, **geometry), vw)
     norm = np.linalg.norm
     scale_x = float(norm(r) * norm(wa) * (norm(xa) + eps * norm(vx)) / eps)
     scale_w = float(norm(r) * norm(xa) * (norm(wa) + eps * norm(vw)) / eps)
