@@ -1,8 +1,11 @@
 """Array coercion and the dtype rules.
 
-float16 is computed in float32 and returned as float16; integers give exact int64 results;
-complex64 and complex128 are computed in their own dtype; mixed inputs promote as NumPy does.
-bool, object, strings and other complex widths are refused.
+float16 and bfloat16 (``ml_dtypes.bfloat16``, JAX's and TensorFlow's; imported only when a
+dtype is named "bfloat16") are computed in float32 and returned in their own dtype, rounded to
+nearest even; integers give exact int64 results, or an OverflowError before any work where a
+sum could pass int64 (``check_int_sum``); complex64 and complex128 are computed in their own
+dtype; mixed inputs promote as NumPy does. bool, object, strings and other complex widths are
+refused.
 
 A gradient of a complex conv follows one of two ``CONVENTIONS``: 'adjoint', the conjugate
 transpose ``A^H dy`` (PyTorch's autograd, the complex dot test ``<Ax, y> = <x, A^H y>``), or
@@ -12,7 +15,15 @@ coefficients, so the adjoint is the transpose run on the conjugated primal opera
 
 from __future__ import annotations
 
+import math
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from ._geometry import ConvGeometry
+
+INT64_MAX = 2**63 - 1
 
 
 def as_array(name: str, value: object) -> np.ndarray:
@@ -22,6 +33,8 @@ def as_array(name: str, value: object) -> np.ndarray:
     except (ValueError, TypeError) as e:
         raise TypeError(f"{name} must be an array of numbers: {e}") from None
     kind = a.dtype.kind
+    if is_bfloat16(a.dtype):
+        return a
     if kind == "b":
         raise TypeError(f"{name} has dtype bool; convert it to an integer or float dtype")
     if kind == "c" and a.dtype not in (np.complex64, np.complex128):
@@ -47,6 +60,76 @@ def conj(a: np.ndarray) -> np.ndarray:
     return np.conj(a) if a.dtype.kind == "c" else a
 
 
+def is_bfloat16(dtype: np.dtype) -> bool:
+    """Whether ``dtype`` is ml_dtypes' bfloat16 (told by name: ml_dtypes need not be imported)."""
+    return dtype.kind == "V" and dtype.name == "bfloat16"
+
+
+def dtype_named(name: str, value: object) -> np.dtype:
+    """The dtype the caller's ``name`` argument names, ``value`` a NumPy dtype or its name, or
+    "bfloat16" (ml_dtypes, imported here); TypeError for others and when ml_dtypes is absent."""
+    if isinstance(value, str) and value == "bfloat16":
+        try:
+            import ml_dtypes
+        except ImportError:
+            raise TypeError(f"{name}='bfloat16' needs the ml_dtypes package (pip install ml_dtypes), "
+                            f"which is not installed") from None
+        return np.dtype(ml_dtypes.bfloat16)
+    try:
+        dt = np.dtype(value)
+    except TypeError:
+        raise TypeError(f"{name}={value!r} is not a NumPy dtype or 'bfloat16'") from None
+    if dt.kind not in "iuf" and dt not in (np.complex64, np.complex128) and not is_bfloat16(dt):
+        raise TypeError(f"{name}={dt} is not an integer, floating, complex64 or complex128 dtype "
+                        f"(or 'bfloat16')")
+    return dt
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """No inf and no NaN in ``a`` (always true of integers): its min and max, no temporary."""
+    if a.dtype.kind not in "fc" or a.size == 0:
+        return True
+    if a.dtype.kind == "c":
+        return bool(np.isfinite(a).all())
+    return bool(np.isfinite(a.min()) and np.isfinite(a.max()))  # NaN propagates through both
+
+
+def int_peak(a: np.ndarray) -> int:
+    """max |a| of an integer array, as a Python int (``abs`` of int64's minimum would wrap)."""
+    return 0 if a.size == 0 else max(-int(a.min()), int(a.max()))
+
+
+def int_terms(op: str, geom: ConvGeometry, folds: tuple[tuple[int, int], ...] = ()) -> tuple[int, str]:
+    """How many products one result of ``op`` sums at most, and that count's formula. ``folds``:
+    the (before, after) pads of a padding mode whose gradients fold back onto the samples they
+    copy, at most 1 + before + after of them onto one sample per dim."""
+    if op == "forward":
+        return geom.filter_in_channels * math.prod(geom.kernel), "C/groups * prod(K)"
+    if op == "input_grad":
+        fold = math.prod(1 + lo + hi for lo, hi in folds)
+        return (geom.out_channels // geom.feature_group_count * math.prod(geom.kernel) * fold,
+                "O/groups * prod(K)" + (" * prod(1 + pads), folded" if folds else ""))
+    return geom.batch * math.prod(geom.out_spatial), "N * prod(out)"
+
+
+def check_int_sum(terms: int, what: str, **operands: np.ndarray) -> None:
+    """OverflowError, before any work, unless every sum of ``terms`` products of the integer
+    ``operands`` (one factor from each) fits int64: max|a| * max|b| * terms <= 2**63 - 1. Under
+    that bound int64 arithmetic is exact (partial sums stay under it too); past it, a result
+    could wrap. ``what`` says where ``terms`` comes from."""
+    peaks = {name: int_peak(a) for name, a in operands.items()}
+    for name, peak in peaks.items():
+        if peak > INT64_MAX:
+            raise OverflowError(f"{name} holds {peak}, past int64 (max {INT64_MAX}): it cannot be "
+                                f"computed in int64; pass it as float64 (exact to 2**53) or smaller")
+    bound = math.prod(peaks.values()) * terms
+    if bound > INT64_MAX:
+        factors = " * ".join(f"max|{name}|={peak}" for name, peak in peaks.items())
+        raise OverflowError(f"an integer result could pass int64: the bound {factors} * {terms} "
+                            f"({what}) = {bound} > 2**63 - 1 = {INT64_MAX}; nothing was computed. "
+                            f"Pass float64 (exact to 2**53) or smaller values")
+
+
 def cotangent(g: object, expected: tuple[int, ...], name: str = "dy") -> np.ndarray:
     """The cotangent ``g`` of a pullback as an array of its result's shape ``expected``: the one
     check of every pullback, in the core and the fronts."""
@@ -61,7 +144,7 @@ def result_dtype(*arrays: np.ndarray | None) -> tuple[np.dtype, np.dtype]:
     dtypes = [a.dtype for a in arrays if a is not None]
     if all(d.kind in "iu" for d in dtypes):
         return np.dtype(np.int64), np.dtype(np.int64)
-    res = np.result_type(*dtypes)
-    if res == np.float16:
+    res = np.result_type(*dtypes)  # ml_dtypes' rules for bfloat16: with float16, float32
+    if res == np.float16 or is_bfloat16(res):
         return res, np.dtype(np.float32)
     return res, res

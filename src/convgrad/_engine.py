@@ -69,6 +69,11 @@ class Planner(Protocol):
 
 class Engine(Protocol):
     name: str
+    # (op, why) for each op whose arithmetic is not the direct sum's for inf and NaN (transforms
+    # that mix taps, products with zeros the sum never reads, skipped products with the zero
+    # padding): the planner skips the engine for those ops when an operand is not all finite.
+    # An engine without this attribute is skipped for every op then.
+    nonfinite_skips: tuple[tuple[Op, str], ...]
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
                 planner: Planner) -> Prepared | Refusal:

@@ -11,6 +11,7 @@ import numpy as np
 
 from . import _transpose
 from ._budget import check_fits, workspace_limit
+from ._dtypes import check_int_sum, int_terms, result_dtype
 from ._geometry import ConvGeometry
 from ._ops import _Call, _resolve, _run
 from ._plan import make_plan
@@ -127,6 +128,9 @@ class GeneralCall(_Call):
                         self.shape("y"), lambda _op, g, _dtype, method, limit: partial(
                             run_general, g, method=method, limit=limit))
         run = partial(run_general, method=self.method, limit=workspace_limit(self.workspace_bytes))
+        op, names = ("input_grad", ("y", "w")) if role == "x" else ("filter_grad", ("x", "y"))
+        if result_dtype(*(arrays[n] for n in names))[1].kind == "i":  # as _run checks its ops
+            check_int_sum(*int_terms(op, geom), **{"dy" if n == "y" else n: arrays[n] for n in names})
         if role == "x":
             return _transpose.input_grad(geom, fmt)(arrays["y"], arrays["w"], run)
         return _transpose.filter_grad(geom, fmt)(arrays["x"], arrays["y"], run)

@@ -16,7 +16,17 @@ import numpy as np
 
 from . import _canon, _lazy
 from ._budget import check_fits, contiguous, workspace_limit
-from ._dtypes import as_array, conj, convention_of, cotangent, result_dtype
+from ._dtypes import (
+    INT64_MAX,
+    as_array,
+    check_int_sum,
+    conj,
+    convention_of,
+    cotangent,
+    int_peak,
+    int_terms,
+    result_dtype,
+)
 from ._geometry import ConvGeometry
 from ._layout import w_from_last, w_to_last, x_from_last, x_to_last
 from ._padmode import PadMap
@@ -27,10 +37,16 @@ Pullback = Callable[[object], tuple]
 
 
 def _run(op: str, geom: ConvGeometry, a: np.ndarray, b: np.ndarray, fmt: str, method: str,
-         workspace_bytes: object, out_shape: tuple[int, ...], plan_for: Callable | None = None) -> np.ndarray:
+         workspace_bytes: object, out_shape: tuple[int, ...], plan_for: Callable | None = None,
+         exact_ints: bool = True) -> np.ndarray:
     """Run ``op`` on ``a`` and ``b`` in ``fmt`` by ``make_plan`` (costed for ``fmt``) or by
-    ``plan_for(op, geom, dtype, method, limit)`` (channels-last); returns in ``fmt``, result dtype."""
+    ``plan_for(op, geom, dtype, method, limit)`` (channels-last); returns in ``fmt``, result dtype.
+    Integers: OverflowError first where a result could pass int64, unless ``exact_ints`` is False
+    (int64 wraps then, as SciPy's direct method)."""
     res, comp = result_dtype(a, b)
+    a_name, b_name = {"forward": ("x", "w"), "input_grad": ("dy", "w"), "filter_grad": ("x", "dy")}[op]
+    if comp.kind == "i" and exact_ints:
+        check_int_sum(*int_terms(op, geom), **{a_name: a, b_name: b})
     limit = workspace_limit(workspace_bytes)
     check_fits(f"the result {out_shape}", math.prod(out_shape) * comp.itemsize, limit)
     plan = make_plan(op, geom, comp, method, limit, fmt) if plan_for is None else \
@@ -38,7 +54,6 @@ def _run(op: str, geom: ConvGeometry, a: np.ndarray, b: np.ndarray, fmt: str, me
     # Engines get C-contiguous operands, channels-last unless the plan's engine runs the caller's
     # layout itself: one copy at most, and results that do not depend on how the caller's arrays
     # are laid out in memory (BLAS and NumPy sum in an order that follows the strides).
-    a_name, b_name = {"forward": ("x", "w"), "input_grad": ("dy", "w"), "filter_grad": ("x", "dy")}[op]
     if getattr(plan, "takes", "channels_last") != "channels_last":
         out = plan(contiguous(a_name, a, comp, limit), contiguous(b_name, b, comp, limit))
         assert out.shape == out_shape, (out.shape, out_shape)
@@ -72,6 +87,7 @@ class _Call:
     pad_map: PadMap | None = None  # a padding mode other than zeros: pad, run VALID, fold back
     convention: str = "adjoint"  # of complex gradients: 'adjoint' (A^H dy) or 'transpose' (A^T dy)
     checks_all_ops: ClassVar[bool] = True  # vjp plans all three ops first for a named method
+    exact_ints: ClassVar[bool] = True  # integers: OverflowError where int64 could wrap (else wrap)
 
     def shape(self, role: str) -> tuple[int, ...]:
         return getattr(self.geom, f"{role}_shape")(self.fmt)
@@ -85,9 +101,12 @@ class _Call:
                        workspace_limit(self.workspace_bytes))
             return np.zeros(shape, dtype)
         if self.pad_map is not None:
+            if role == "x" and self.exact_ints and result_dtype(a, b)[1].kind == "i":
+                check_int_sum(*int_terms("input_grad", self.pad_map.valid, self.pad_map.pads), dy=a, w=b)
             valid = replace(self, geom=self.pad_map.valid, pad_map=None)
             return self.pad_map.through(valid, role, arrays, self.fmt, workspace_limit(self.workspace_bytes))
-        return _run(_OP[role], self.geom, a, b, self.fmt, self.method, self.workspace_bytes, self.shape(role))
+        return _run(_OP[role], self.geom, a, b, self.fmt, self.method, self.workspace_bytes, self.shape(role),
+                    exact_ints=self.exact_ints)
 
     def primal(self, a: np.ndarray) -> np.ndarray:
         """A primal operand as a gradient reads it: conjugated for the adjoint of a complex op
@@ -108,6 +127,11 @@ class _Call:
     def _add(self, y: np.ndarray, bias: np.ndarray | None, channels: int) -> np.ndarray:
         if bias is None:
             return y
+        if self.exact_ints and result_dtype(y, bias)[1].kind == "i":
+            peak_y, peak_b = int_peak(y), int_peak(bias)
+            if peak_y + peak_b > INT64_MAX:
+                raise OverflowError(f"an integer result could pass int64: max|y|={peak_y} + max|bias|="
+                                    f"{peak_b} > 2**63 - 1 = {INT64_MAX}; pass float64")
         shape = (channels,) + (1,) * (y.ndim - 2) if self.fmt == "channels_first" else (channels,)
         return (y + bias.reshape(shape)).astype(result_dtype(y, bias)[0], copy=False)
 
@@ -330,6 +354,9 @@ def conv_bias_grad(dy: object, *, data_format: str = "channels_first",
     limit = workspace_limit(workspace_bytes)
     channels = dy.shape[1 if fmt == "channels_first" else -1]
     check_fits(f"the result ({channels},)", channels * comp.itemsize, limit)  # N = 0 copies nothing
+    if comp.kind == "i":
+        check_int_sum(dy.size // max(dy.shape[1 if fmt == "channels_first" else -1], 1),
+                      "N * prod(out) terms per channel", dy=dy)
     # Sum rows of a contiguous channels-last copy: the same order whatever dy's memory layout.
     rows = contiguous("dy", x_to_last(dy, fmt), comp, limit)
     # NumPy sums axis 0 row by row (not pairwise): a float32 running total over a million rows lost

@@ -5,6 +5,11 @@ keeps the cheapest, and returns a ``ConvPlan`` that runs it (``plan(a, b)``) and
 engine's verdict. Planning has no side effects and a plan, once made for a request, is kept:
 identical calls in one process run the same engine and give bitwise-identical results. When
 compiled kernels load is the planner's JIT policy (``set_jit``).
+
+Non-finite values: an output is NaN or +-inf exactly where the direct sum's is (inf * 0 and
+inf - inf are NaN there). Engines whose arithmetic differs for an op (``nonfinite_skips``: FFT
+and Winograd mix taps) are skipped for operands that are not all finite: a plan that chose one
+checks its operands (one min/max pass) and runs its non-finite plan instead, which says why.
 """
 
 from __future__ import annotations
@@ -13,12 +18,16 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
 
+from ._dtypes import all_finite
 from ._engine import LAYOUTS
 from ._geometry import ConvGeometry
+from ._layout import w_from_last, w_to_last, x_from_last, x_to_last
 from .engines import Engine, Op, Prepared, Refusal, _machine, engine_names, get_engine, registered
 
 JIT_POLICIES = ("lazy", "eager", "never")  # see set_jit
@@ -35,6 +44,9 @@ class ConvPlan:
     transposes). ``candidates`` holds every engine's verdict, a ``Prepared`` (estimate for
     ``layout``, transpositions included; workspace, choices) or a ``Refusal`` (reason),
     cheapest first; ``method`` is the caller's ('auto', 'measure' or the engine's name).
+    ``finite`` says whether the plan is for operands without inf and NaN: such a plan whose engine
+    does not keep the direct sum's non-finite outputs runs ``nonfinite_plan()`` for operands that
+    have them (in this plan's ``takes`` layout).
     """
 
     op: Op
@@ -45,6 +57,13 @@ class ConvPlan:
     candidates: tuple[Prepared | Refusal, ...]
     method: str
     layout: str = "channels_last"
+    finite: bool = True
+    _nonfinite: Callable[[], ConvPlan] | None = field(default=None, repr=False)
+
+    def nonfinite_plan(self) -> ConvPlan:
+        """The plan run for operands with an inf or NaN: this one, or one without the engines that
+        would not keep them where the direct sum does (ValueError for such a named method)."""
+        return self if self._nonfinite is None else self._nonfinite()
 
     @property
     def takes(self) -> str:
@@ -90,6 +109,8 @@ class ConvPlan:
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         from .engines import _scratch
 
+        if self._nonfinite is not None and not (all_finite(a) and all_finite(b)):
+            return _in_layout(self._nonfinite(), self.takes, a, b)
         _scratch.fit(self.workspace_bytes, self.limit)  # the scratch kept from earlier calls counts
         if self.takes == "channels_first":
             return self.chosen.run_first(a, b)
@@ -145,14 +166,16 @@ class Planner:
         return 0.0 if self.jit == "eager" else _kernels.compile_penalty(dtype, *kernels)
 
     def plan(self, op: Op, geom: ConvGeometry, dtype: np.dtype, method: object = "auto",
-             limit: int = 2 * 1024**3, layout: str = "channels_last") -> ConvPlan:
+             limit: int = 2 * 1024**3, layout: str = "channels_last", finite: bool = True) -> ConvPlan:
         """Eligibility, then workspace, then cost, then the caller's override.
 
         ``method="auto"`` keeps the cheapest estimate; ``"measure"`` runs every eligible engine on
         random operands of the op's shapes and keeps the fastest; an engine's name is used as it
         is, or fails with the reason it cannot run. ``layout`` is the caller's operands'
         ('channels_last' or 'channels_first'): an engine that does not run it natively is
-        charged the transpositions of the operands and the result.
+        charged the transpositions of the operands and the result. ``finite=False`` plans for
+        operands with an inf or NaN: engines that would not keep them where the direct sum does are
+        not eligible.
         """
         if layout not in LAYOUTS:
             raise ValueError(f"layout={layout!r}; expected one of {LAYOUTS}")
@@ -164,7 +187,7 @@ class Planner:
                              f"{geom.describe()}")
         dtype = np.dtype(dtype)
         made_with = (_machine.model(), *registered())
-        key = (op, geom, dtype, method, limit, layout)
+        key = (op, geom, dtype, method, limit, layout, finite)
         with self._lock:
             if made_with != self._made_with:  # a new calibration or engine: plan again
                 self._plans.clear()
@@ -178,7 +201,7 @@ class Planner:
 
             warm_up((dtype.name,))
             self._warmed.add(dtype.name)
-        plan = self._make(op, geom, dtype, method, limit, layout)  # outside the lock: planning may measure
+        plan = self._make(op, geom, dtype, method, limit, layout, finite)  # outside the lock: may measure
         with self._lock:
             self._plans[key] = plan
             while len(self._plans) > CACHE_SIZE:
@@ -186,13 +209,13 @@ class Planner:
         return plan
 
     def _make(self, op: Op, geom: ConvGeometry, dtype: np.dtype, method: str, limit: int,
-              layout: str) -> ConvPlan:
+              layout: str, finite: bool) -> ConvPlan:
         if method not in ("auto", "measure"):
-            p = self._prepare(get_engine(method), op, geom, dtype, limit, layout)
+            p = self._prepare(get_engine(method), op, geom, dtype, limit, layout, finite)
             if isinstance(p, Refusal):
                 raise ValueError(f"method={method!r} cannot run this {op}: {p.reason}")
-            return ConvPlan(op, geom, dtype, limit, p, (p,), method, layout)
-        verdicts = [self._prepare(get_engine(name), op, geom, dtype, limit, layout)
+            return self._made(op, geom, dtype, limit, p, (p,), method, layout, finite)
+        verdicts = [self._prepare(get_engine(name), op, geom, dtype, limit, layout, finite)
                     for name in engine_names()]
         if self.jit == "never":
             verdicts = [Refusal(v.engine, "runs compiled kernels (jit='never')")
@@ -205,10 +228,23 @@ class Planner:
         if method == "measure":
             ready = [replace(p, seconds=_measure(p, op, geom, dtype, layout)) for p in ready]
         ready.sort(key=lambda p: p.seconds)
-        return ConvPlan(op, geom, dtype, limit, ready[0], (*ready, *refused), method, layout)
+        return self._made(op, geom, dtype, limit, ready[0], (*ready, *refused), method, layout, finite)
+
+    def _made(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int, chosen: Prepared,
+              candidates: tuple, method: str, layout: str, finite: bool) -> ConvPlan:
+        """The plan; one for finite operands whose engine would not keep inf and NaN where the
+        direct sum does refers to its non-finite plan, made (and kept) when first needed."""
+        later = None
+        if finite and dtype.kind in "fc" and _nonfinite_skip(get_engine(chosen.engine), op):
+            later = partial(self.plan, op, geom, dtype, method, limit, layout, False)
+        return ConvPlan(op, geom, dtype, limit, chosen, candidates, method, layout, finite, later)
 
     def _prepare(self, engine: Engine, op: Op, geom: ConvGeometry, dtype: np.dtype,
-                 limit: int, layout: str = "channels_last") -> Prepared | Refusal:
+                 limit: int, layout: str = "channels_last", finite: bool = True) -> Prepared | Refusal:
+        if not finite:
+            why = _nonfinite_skip(engine, op)
+            if why:
+                return Refusal(engine.name, f"non-finite input: {engine.name} skipped ({why})")
         try:
             p = engine.prepare(op, geom, dtype, limit, self)
         except ValueError as e:  # a workspace that does not fit the budget
@@ -218,6 +254,29 @@ class Planner:
         if p.run_first is not None:
             return replace(p, seconds=p.seconds if p.first_seconds is None else p.first_seconds)
         return replace(p, seconds=p.seconds + transpose_seconds(op, geom, dtype))
+
+
+def _nonfinite_skip(engine: Engine, op: Op) -> str | None:
+    """Why ``engine`` would not keep inf and NaN where the direct sum does in ``op``, or None."""
+    skips = getattr(engine, "nonfinite_skips", None)
+    if skips is None:
+        return "it does not say how it treats inf and NaN (nonfinite_skips)"
+    return dict(skips).get(op)
+
+
+def _in_layout(plan: ConvPlan, takes: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``plan(a, b)`` for operands and result in the layout ``takes``, which may not be the one
+    ``plan`` takes (a non-finite plan may choose an engine that runs the other)."""
+    if plan.takes == takes:
+        return plan(a, b)
+    first = takes == "channels_first"  # else the plan takes channels-first and we have channels-last
+    x_to, w_to = (x_to_last, w_to_last) if first else (x_from_last, w_from_last)
+    x_back, w_back = (x_from_last, w_from_last) if first else (x_to_last, w_to_last)
+    roles = ("x", "x", "w") if plan.op == "filter_grad" else ("x", "w", "x")  # a, b, the result
+    a2, b2 = (np.ascontiguousarray((x_to if r == "x" else w_to)(v, "channels_first"))
+              for r, v in zip(roles, (a, b)))
+    out = plan(a2, b2)
+    return np.ascontiguousarray((x_back if roles[2] == "x" else w_back)(out, "channels_first"))
 
 
 def transpose_seconds(op: Op, geom: ConvGeometry, dtype: np.dtype) -> float:

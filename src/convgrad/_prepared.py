@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _canon
 from ._budget import contiguous, workspace_limit
-from ._dtypes import as_array, conj, convention_of, result_dtype
+from ._dtypes import as_array, check_int_sum, conj, convention_of, dtype_named, int_terms, result_dtype
 from ._geometry import ConvGeometry
 from ._layout import w_first_axes, w_last_axes, x_first_axes, x_last_axes
 from ._padmode import PadMap
@@ -66,7 +66,15 @@ class PreparedConv:
         plan = self.plan(op)
         if plan.takes != "channels_first":
             return None
-        return self._back(plan(self._last(a_name, a, None), self._last(b_name, b, None)), None)
+        a, b = self._last(a_name, a, None), self._last(b_name, b, None)
+        self._ints(op, **{a_name: a, b_name: b})
+        return self._back(plan(a, b), None)
+
+    def _ints(self, op: Op, **operands: np.ndarray) -> None:
+        """Integers: OverflowError before the op where a result could pass int64 (as ``conv``)."""
+        if self.dtype.kind == "i":
+            folds = self._pad_map.pads if op == "input_grad" and self._pad_map is not None else ()
+            check_int_sum(*int_terms(op, self._run_geometry, folds), **operands)
 
     def _last(self, name: str, a: object, axes: tuple[int, ...] | None) -> np.ndarray:
         a = as_array(name, a)  # lists too; object or str dtypes refused as by conv
@@ -82,8 +90,9 @@ class PreparedConv:
         y = self._native("forward", "x", x, "w", w)
         if y is not None:
             return y
-        x_last = self._padded(self._last("x", x, self._x_last))
-        y = self._plans["forward"](x_last, self._last("w", w, self._w_last))
+        x_last, w_last = self._last("x", x, self._x_last), self._last("w", w, self._w_last)
+        self._ints("forward", x=x_last, w=w_last)
+        y = self._plans["forward"](self._padded(x_last), w_last)
         return self._back(y, self._x_back)
 
     def input_grad(self, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -92,7 +101,9 @@ class PreparedConv:
         dx = self._native("input_grad", "dy", dy, "w", w)
         if dx is not None:
             return dx
-        dx = self.plan("input_grad")(self._last("dy", dy, self._x_last), self._last("w", w, self._w_last))
+        dy_last, w_last = self._last("dy", dy, self._x_last), self._last("w", w, self._w_last)
+        self._ints("input_grad", dy=dy_last, w=w_last)
+        dx = self.plan("input_grad")(dy_last, w_last)
         return self._back(dx if self._pad_map is None else self._pad_map.fold(dx, 1), self._x_back)
 
     def filter_grad(self, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
@@ -101,8 +112,9 @@ class PreparedConv:
         dw = self._native("filter_grad", "x", x, "dy", dy)
         if dw is not None:
             return dw
-        dw = self.plan("filter_grad")(self._padded(self._last("x", x, self._x_last)),
-                                      self._last("dy", dy, self._x_last))
+        x_last, dy_last = self._last("x", x, self._x_last), self._last("dy", dy, self._x_last)
+        self._ints("filter_grad", x=x_last, dy=dy_last)
+        dw = self.plan("filter_grad")(self._padded(x_last), dy_last)
         return self._back(dw, self._w_back)
 
     def _primal(self, a: np.ndarray) -> np.ndarray:
@@ -127,8 +139,8 @@ def prepare(x_shape: object, w_shape: object, dtype: object = np.float64, *, str
     ----------
     x_shape : (N, C, *S) or, channels-last, (N, *S, C)
     w_shape : (O, C / groups, *K) or, channels-last, (*K, C / groups, O)
-    dtype : the operands' dtype (float16 computes in float32, integers in int64, complex64 and
-        complex128 in themselves)
+    dtype : the operands' dtype, or 'bfloat16' (float16 and bfloat16 compute in float32, integers
+        in int64, complex64 and complex128 in themselves)
     stride, padding, dilation, groups, padding_mode, data_format, method, workspace_bytes : as in
         ``conv``
     convention : of the complex gradients, 'adjoint' (default) or 'transpose', as ``conv_vjp``
@@ -149,11 +161,5 @@ def prepare(x_shape: object, w_shape: object, dtype: object = np.float64, *, str
     geom = ConvGeometry.for_conv(_canon.shape_tuple("x_shape", x_shape),
                                  _canon.shape_tuple("w_shape", w_shape), stride=stride, padding=padding,
                                  dilation=dilation, groups=groups, data_format=fmt)
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype={dtype!r} is not a NumPy dtype") from None
-    if dt.kind not in "iuf" and dt not in (np.complex64, np.complex128):
-        raise TypeError(f"dtype={dt} is not an integer, floating, complex64 or complex128 dtype")
-    return PreparedConv(geom, dt, fmt, method, workspace_limit(workspace_bytes),
+    return PreparedConv(geom, dtype_named("dtype", dtype), fmt, method, workspace_limit(workspace_bytes),
                         PadMap.build(padding_mode, geom), convention)

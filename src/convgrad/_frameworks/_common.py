@@ -261,7 +261,10 @@ def call_routes(pf: PadFirst, note: str, *calls: tuple[str, str, Call]) -> list:
     def route(gradient: str, fn: Call) -> Callable[[Any], np.ndarray]:
         def run(q: Any) -> np.ndarray:
             fmt = "channels_last" if pf.axis == 1 else "channels_first"
-            a = np.asarray(fn(pf.x(q.view("x", fmt)), q.view("w", fmt), q.b, q.view("dy", fmt)))
+            a = fn(pf.x(q.view("x", fmt)), q.view("w", fmt), q.b, q.view("dy", fmt))
+            if str(getattr(a, "dtype", "")) == "torch.bfloat16":  # NumPy has no torch.bfloat16
+                a = a.float().numpy().astype(q.dtype)
+            a = np.asarray(a)
             return q.back("x", pf.back(a), fmt) if gradient == "d_x" else \
                 q.back("w", a, fmt) if gradient == "d_w" else a
 

@@ -212,6 +212,11 @@ def routes(p: Problem) -> list[Route]:
     from onnx.reference import ReferenceEvaluator
 
     g, r, dt = p.geom, p.geom.rank, p.dtype
+    if dt.name == "bfloat16":
+        from ..testing import not_available
+
+        why = "ONNX Conv and ConvTranspose take no bfloat16 at opset 17"
+        return [not_available("d_x", "onnx ConvTranspose", why), not_available("d_w", "onnx Conv", why)]
     G = g.feature_group_count
     ort_dt = np.dtype(np.float32) if dt == np.float64 else dt
     ort_note = "run in float32: onnxruntime has no float64 Conv kernels" if dt == np.float64 else ""

@@ -34,8 +34,8 @@ def routes(p: Problem) -> list[Route]:
         why = f"{pairs} (batch, channel, filter) loops > {MAX_PAIRS}; too slow to be useful"
         return [not_available("d_x", "scipy.signal.convolve", why),
                 not_available("d_w", "scipy.signal.correlate", why)]
-    # SciPy has no float16 kernels: float16 runs in float32.
-    up = np.float32 if p.dtype == np.float16 else None
+    # SciPy has no float16 or bfloat16 kernels: they run in float32.
+    up = np.float32 if p.dtype.name in ("float16", "bfloat16") else None
 
     def dx(x: np.ndarray, w: np.ndarray, b: object, dy: np.ndarray) -> np.ndarray:
         # d_x[n, c] = full convolution of the zero-inserted dy[n, o] with w[o, c], summed over o.

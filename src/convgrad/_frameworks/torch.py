@@ -172,8 +172,9 @@ def routes(p: Problem) -> list[Route]:
     tdt = getattr(torch, p.dtype.name)
     kw, pf, _ = _conv_args(g)
 
-    def t(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(a)).to(tdt)
+    def t(a: np.ndarray) -> torch.Tensor:  # NumPy's bfloat16 (ml_dtypes) is not torch's: via float32
+        via = np.float32 if tdt == torch.bfloat16 else None
+        return torch.from_numpy(np.ascontiguousarray(a, via)).to(tdt)
 
     def autograd(*arrays: np.ndarray) -> tuple:
         x, w, b, dy = map(t, arrays)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .._dtypes import dtype_named
 from .._frameworks._common import layout_names
 from .._geometry import ConvGeometry
 from .._padding import PADDING_STRINGS
@@ -23,7 +24,7 @@ from .._padding import PADDING_STRINGS
 SEED_X = {"channels_last": (1, 4, 4, 1), "channels_first": (1, 1, 4, 4)}
 SEED_W = {"channels_last": (3, 3, 1, 1), "channels_first": (1, 1, 3, 3)}
 
-DTYPES = ("float64", "float32", "float16")
+DTYPES = ("float64", "float32", "float16", "bfloat16")  # bfloat16: ml_dtypes, imported when named
 OPS = ("conv", "transpose")
 FORMAT_ALIASES = {
     **dict.fromkeys(("channels_first", "first", "cf", "ncw", "nchw", "ncdhw"), "channels_first"),
@@ -301,7 +302,11 @@ class GeometryArgs:
         if op == "transpose":  # the forward conv: x is the transposed conv's output, its pads explicit
             given, x_shape = x_shape, geom.x_shape(fmt)
             kwargs = {**kwargs, "stride": geom.stride, "padding": list(geom.padding)}
-        return cls(x_shape, w_shape, kwargs, np.dtype(ns.dtype), ns.seed, geom, op, ns.bias,
+        try:
+            dtype = dtype_named("--dtype", ns.dtype)
+        except TypeError as e:  # bfloat16 without ml_dtypes
+            raise ArgumentError(str(e)) from None
+        return cls(x_shape, w_shape, kwargs, dtype, ns.seed, geom, op, ns.bias,
                    ns.layout_source, given, spec)
 
     @property

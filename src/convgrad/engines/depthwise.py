@@ -24,9 +24,14 @@ from ._machine import figures
 # The cost model (figures in calibration.json): flops at the fused loop's rate (about one
 # multiply-add per cycle per lane) plus a call's overhead, times the fitted factor per op.
 
+# Its kernels skip the taps that read zero padding: w * 0 (or dy * 0) is not summed, so an inf
+# there would not make the NaN the direct sum makes.
+_SKIPS_PADS = "skips the products with the zero padding, which are NaN for an inf"
+
 
 class Depthwise:
     name = "depthwise"
+    nonfinite_skips = (("forward", _SKIPS_PADS), ("filter_grad", _SKIPS_PADS))
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
                 planner: Planner) -> Prepared | Refusal:

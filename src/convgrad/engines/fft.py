@@ -28,7 +28,7 @@ import numpy as np
 import scipy.fft
 
 from .._budget import check_fits
-from .._engine import Op, Planner, Prepared, Refusal
+from .._engine import OPS, Op, Planner, Prepared, Refusal
 from .._formulas import dilate_dim, stride_dim, transpose_size
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
@@ -41,9 +41,12 @@ from ._scratch import copied
 # the transforms, the mixing, the blocks' copies and the planning of the transforms and NumPy calls
 # around them, times the fitted factor per op.
 
+_MIXES_TAPS = "its transform mixes every tap: one inf or NaN makes every output NaN"
+
 
 class FFT:
     name = "fft"
+    nonfinite_skips = tuple((op, _MIXES_TAPS) for op in OPS)
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
                 planner: Planner) -> Prepared | Refusal:

@@ -28,6 +28,7 @@ MAX_ELEMENTS = 1 << 15
 
 class Gather:
     name = "gather"
+    nonfinite_skips = ()
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
                 planner: Planner) -> Prepared | Refusal:

@@ -39,6 +39,7 @@ SCATTER_RUN = 8
 
 class Im2col:
     name = "im2col"
+    nonfinite_skips = ()
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
                 planner: Planner) -> Prepared | Refusal:

@@ -31,9 +31,13 @@ BLOCK_BYTES = {"forward": 1024**2, "input_grad": 1024**2, "filter_grad": 4 * 102
 # grouped and integer problems, through NumPy's batched matmul), the padded copies, and Python's
 # overhead per call and per GEMM (one per kernel offset and row block), times the fitted factor.
 
+# Its gradients multiply operands by zeros that the direct sum never reads (inf * 0 = NaN).
+_EXTRA_ZEROS = "multiplies by zeros outside the direct sum, which are NaN for an inf"
+
 
 class OffsetGemm:
     name = "offset_gemm"
+    nonfinite_skips = (("input_grad", _EXTRA_ZEROS), ("filter_grad", _EXTRA_ZEROS))
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
                 planner: Planner) -> Prepared | Refusal:

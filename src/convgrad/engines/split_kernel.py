@@ -44,9 +44,13 @@ BLOCK_BYTES = 4 * 1024**2
 # The cost model (figures in calibration.json): packing and one GEMM, slower when thin, and
 # Python's overhead per call and per block, times the fitted factor per op.
 
+# Its gradients multiply operands by zeros that the direct sum never reads (inf * 0 = NaN).
+_EXTRA_ZEROS = "multiplies by zeros outside the direct sum, which are NaN for an inf"
+
 
 class SplitKernel:
     name = "split_kernel"
+    nonfinite_skips = (("input_grad", _EXTRA_ZEROS), ("filter_grad", _EXTRA_ZEROS))
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
                 planner: Planner) -> Prepared | Refusal:

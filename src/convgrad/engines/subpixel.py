@@ -38,6 +38,7 @@ def _phase_geometry(geom: ConvGeometry, phases: tuple[Phase, ...]) -> ConvGeomet
 
 class Subpixel:
     name = "subpixel"
+    nonfinite_skips = ()  # its pieces are plans, which keep the rule themselves
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
                 planner: Planner) -> Prepared | Refusal:

@@ -61,6 +61,7 @@ FILTER_MAJOR_BYTES = 1 << 20
 
 class Tiled:
     name = "tiled"
+    nonfinite_skips = (("input_grad", "multiplies w by zeros outside the direct sum, NaN for an inf"),)
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
                 planner: Planner) -> Prepared | Refusal:

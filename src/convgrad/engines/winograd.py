@@ -22,7 +22,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import _transpose
 from .._budget import check_fits
-from .._engine import Op, Planner, Prepared, Refusal
+from .._engine import OPS, Op, Planner, Prepared, Refusal
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
 from . import _kernels, _threads
@@ -59,9 +59,12 @@ def tile_size(geom: ConvGeometry) -> int:
     """F(4, 3) where outputs are long enough to fill its tiles, else F(2, 3)."""
     return 4 if min(geom.out_spatial) >= 4 and geom.rank <= 2 else 2
 
+_MIXES_TAPS = "its tile transforms mix taps: one inf or NaN spreads over a tile"
+
 
 class Winograd:
     name = "winograd"
+    nonfinite_skips = tuple((op, _MIXES_TAPS) for op in OPS)
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
                 planner: Planner) -> Prepared | Refusal:

@@ -23,7 +23,7 @@ import numpy as np
 
 from .._budget import contiguous, workspace_limit
 from .._canon import MAX_NDIM, as_int, bounded_list, positive_int
-from .._dtypes import as_array
+from .._dtypes import as_array, is_bfloat16
 from .._formulas import dilate_dim
 from .._fronts.kit import CoreCall, int_seq, op_with_vjp
 from .._geometry import ConvGeometry
@@ -168,16 +168,17 @@ def _result_dtype(dtype: np.dtype, preferred: object) -> np.dtype:
     if preferred is None:
         return dtype
     pref = np.dtype(preferred)
-    if pref.kind not in "iuf":
+    kind, pref_kind = ("f" if is_bfloat16(d) else d.kind for d in (dtype, pref))  # jnp.bfloat16 floats
+    if pref_kind not in "iuf":
         raise TypeError(f"preferred_element_type={pref} is not supported; use an integer or float dtype")
-    if not (dtype.kind in "iu" and pref.kind == "f"):
-        if (dtype.kind in "iu") != (pref.kind in "iu"):
+    if not (kind in "iu" and pref_kind == "f"):
+        if (kind in "iu") != (pref_kind in "iu"):
             raise TypeError(
                 "Input type is incompatible with `preferred_element_type`. The compatible "
                 "combinations of (input_type, preferred_element_type) are (integral, integral), "
                 f"(integral, floating), (floating, floating); got ({dtype}, {pref})."
             )
-        if dtype.kind == "i" and pref.kind != "i":
+        if kind == "i" and pref_kind != "i":
             raise TypeError("`preferred_element_type` must have the same signedness as the original type.")
     if pref.itemsize < dtype.itemsize:
         raise TypeError(

@@ -99,6 +99,13 @@ def _pad_adjoint(shape: tuple[int, ...], pads: Pairs, np_mode: str) -> Callable[
     return adjoint
 
 
+class _WrappingCall(_Call):
+    """The core's call, with integer sums wrapping in int64 (then cast to the result dtype) as
+    SciPy's direct method wraps, instead of the core's OverflowError."""
+
+    exact_ints = False
+
+
 def _correlation(a: np.ndarray, b: np.ndarray, pads: Pairs, *, flip: bool, reverse: bool, res: np.dtype,
                  np_mode: str = "constant", fill: object = 0, swapped: bool = False,
                  conj_a: bool = False, conj_b: bool = False) -> Linear:
@@ -118,7 +125,7 @@ def _correlation(a: np.ndarray, b: np.ndarray, pads: Pairs, *, flip: bool, rever
     # One deep-learning correlation of (1, 1, *shape) views.
     x, kernel = x[None, None], (_flip(b) if flip else b)[None, None]
     x, kernel = conj(x) if conj_a else x, conj(kernel) if conj_b else kernel
-    call = _Call(ConvGeometry.for_conv(x.shape, kernel.shape, padding=conv_pads), "channels_first")
+    call = _WrappingCall(ConvGeometry.for_conv(x.shape, kernel.shape, padding=conv_pads), "channels_first")
 
     def grads(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # Adjoints: each op's transpose on the other operand conjugated; an operand that entered

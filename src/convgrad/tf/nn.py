@@ -16,7 +16,8 @@ op's array arguments in signature order (shape arguments such as ``input_sizes``
 
 NumPy operands are converted to the dtype of the op's first tensor operand, as TensorFlow
 converts NumPy arguments (the depthwise ops refuse a mix, as TensorFlow does); the dtypes are
-those of TensorFlow's kernels: float16, float32, float64 and int32 (no int32 for depthwise).
+those of TensorFlow's kernels: float16, bfloat16 (``tf.bfloat16``'s NumPy type, ml_dtypes'),
+float32, float64 and int32 (no int32 for depthwise).
 
 Where TensorFlow refuses an argument it is refused here with TensorFlow's reason (ValueError or
 TypeError). Limits of TensorFlow's CPU kernels (NCHW, grouped or dilated backprops, dilated
@@ -185,8 +186,8 @@ def _window(func: str, rank: int, data_format: object, strides: object, padding:
     return first, s, _padding(_required("padding", padding), rank, first, explicit=explicit, func=func), d
 
 
-_CONV_DTYPES = ("float16", "float32", "float64", "int32")
-_DEPTHWISE_DTYPES = ("float16", "float32", "float64")
+_CONV_DTYPES = ("float16", "bfloat16", "float32", "float64", "int32")
+_DEPTHWISE_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
 def _operands(func: str, *arrays: tuple[str, object], allowed: tuple[str, ...] | None = _CONV_DTYPES,

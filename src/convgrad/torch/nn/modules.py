@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..._budget import check_fits, workspace_limit
+from ..._dtypes import dtype_named
 from . import functional as F
 
 __all__ = ["Conv1d", "Conv2d", "Conv3d"]
@@ -83,7 +84,11 @@ class _ConvNd:
                 p = 0 if self.padding == "valid" else self.padding[i]
                 pairs.append((p, p))
         self._reversed_padding_repeated_twice = [v for pair in reversed(pairs) for v in pair]
-        dt = np.dtype(np.float32 if dtype is None else dtype)
+        # torch.bfloat16 is spelled "bfloat16" (or ml_dtypes.bfloat16): NumPy has no torch dtypes.
+        if isinstance(dtype, str) and dtype == "bfloat16":
+            dt = dtype_named("dtype", dtype)
+        else:
+            dt = np.dtype(np.float32 if dtype is None else dtype)
         fan_in = in_channels // groups * math.prod(self.kernel_size)
         bound = 1 / math.sqrt(fan_in) if fan_in else 0.0  # PyTorch's bound for no inputs
         rng = np.random.default_rng()
