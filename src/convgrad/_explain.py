@@ -139,9 +139,25 @@ def _flip_swap(g: ConvGeometry, fmt: str) -> str:
          f".reshape(*w.shape[:-2], {og}, {G * cg})")
 
 
+def _compute_only(op: str, g: ConvGeometry, dtype: np.dtype, limit: int) -> dict[str, tuple[float, dict]]:
+    """Each eligible engine's estimate and choices without the one-time load of its compiled
+    kernels: planned by a planner of its own that charges no load."""
+    from ._plan import Planner
+
+    class NoLoad(Planner):
+        def load_seconds(self, dtype: np.dtype, *kernels: object) -> float:
+            charged = super().load_seconds(dtype, *kernels)
+            return charged if charged == float("inf") else 0.0
+
+    plan = NoLoad().plan(op, g, dtype, "auto", limit)
+    verdicts = plan.verdicts().items()
+    return {name: (v["estimated_seconds"], v["choices"]) for name, v in verdicts if v["eligible"]}
+
+
 def costs(g: ConvGeometry, fmt: str, dtype: object) -> dict:
     """FLOPs, memory and the planner's choice for each op, with every engine's verdict (the plan's
-    candidates: estimate, workspace and choices, or why not)."""
+    candidates: estimate, workspace and choices, or why not); each estimate also split into its
+    compute and the one-time load of compiled kernels it charges (0 once they are loaded)."""
     from ._budget import workspace_limit
     from ._dtypes import result_dtype
     from ._plan import make_plan
@@ -158,11 +174,25 @@ def costs(g: ConvGeometry, fmt: str, dtype: object) -> dict:
     for op in OPS:
         plan = make_plan(op, g, comp, "auto", limit)
         ins, out = io[op]
+        compute = _compute_only(op, g, comp, limit)
+        verdicts = plan.verdicts()
+        for name, v in verdicts.items():
+            if not v["eligible"]:
+                continue
+            # Without load the engine may prepare another variant (a compiled one): then the
+            # variant it prepares here needs no load.
+            seconds, choices = compute.get(name, (v["estimated_seconds"], v["choices"]))
+            same = choices == v["choices"]
+            v["compute_seconds"] = seconds if same else v["estimated_seconds"]
+            v["load_seconds"] = max(v["estimated_seconds"] - seconds, 0.0) if same else 0.0
+        chosen = verdicts[plan.engine.name]
         ops[op] = {
             "flops": g.flops, "flops_as_plain_conv": as_conv[op],
             "input_bytes": sum(sizes[n] for n in ins) * item, "output_bytes": sizes[out] * item,
             "engine": plan.engine.name, "reason": plan.reason, "estimated_seconds": plan.estimated_seconds,
-            "workspace_bytes": plan.workspace_bytes, "engines": plan.verdicts(),
+            "compute_seconds": chosen.get("compute_seconds", plan.estimated_seconds),
+            "load_seconds": chosen.get("load_seconds", 0.0),
+            "workspace_bytes": plan.workspace_bytes, "engines": verdicts,
         }
     return {"dtype": str(np.dtype(dtype)), "compute_dtype": str(comp), "workspace_limit": limit, "ops": ops}
 

@@ -121,13 +121,16 @@ def _short_reason(reason: str) -> str:
 def _costs(con: Console, data: dict, full: bool = True) -> None:
     c = data["costs"]
     table = _table(f"\ncost ({c['dtype']}, computed in {c['compute_dtype']}) and the planner's choice",
-                   ("op", "FLOPs", "as a plain conv", "in + out memory", "engine", "est. time", "workspace"),
-                   ("op", "engine"))
+                   ("op", "FLOPs", "as a plain conv", "in + out memory", "engine", "est. compute",
+                    "one-time load", "workspace"), ("op", "engine"))
     for op, o in c["ops"].items():
         table.add_row(op, _si(o["flops"]), _si(o["flops_as_plain_conv"]),
                       _bytes(o["input_bytes"] + o["output_bytes"]), o["engine"],
-                      _secs(o["estimated_seconds"]), _bytes(o["workspace_bytes"]))
+                      _secs(o["compute_seconds"]), _secs(o["load_seconds"]) if o["load_seconds"] else "—",
+                      _bytes(o["workspace_bytes"]))
     con.print(table)
+    con.print(Text("est. compute: the planner's estimate of one call; one-time load: what it adds the first "
+                   "time,\nto load compiled kernels (0 once loaded); the planner weighs both.", style="dim"))
     for op, o in c["ops"].items():
         con.print(Text(f"{op}: {o['engine']}, ", style="bold") + Text(o["reason"] if full else _short_reason(
             o["reason"])))
@@ -135,15 +138,20 @@ def _costs(con: Console, data: dict, full: bool = True) -> None:
 
 def _verdicts(con: Console, data: dict) -> None:
     ops = data["costs"]["ops"]
-    title = "every engine's verdict, cheapest first (estimated time, workspace, choices; or why not)"
+    title = ("every engine's verdict, cheapest first (estimated compute + one-time load, workspace, choices; "
+             "or why not)")
     table = _table(title, ("engine", *ops), ("engine", *ops), no_wrap=False)
     for name in next(iter(ops.values()))["engines"]:
         cells = []
         for o in ops.values():
             e = o["engines"][name]
-            cell = f"n/a: {e['reason']}" if not e["eligible"] else (
-                f"{_secs(e['estimated_seconds'])}, {_bytes(e['workspace_bytes'])}"
-                + "".join(f"; {k}={v}" for k, v in e["choices"].items()))
+            if e["eligible"]:
+                load = f" + load {_secs(e['load_seconds'])}" if e.get("load_seconds") else ""
+                choices = "".join(f"; {k}={v}" for k, v in e["choices"].items())
+                cell = (f"{_secs(e.get('compute_seconds', e['estimated_seconds']))}{load}, "
+                        f"{_bytes(e['workspace_bytes'])}{choices}")
+            else:
+                cell = f"n/a: {e['reason']}"
             style = "bold green" if o["engine"] == name else ("" if e["eligible"] else "dim")
             cells.append(Text(cell, style=style))
         table.add_row(name, *cells)
