@@ -13,6 +13,8 @@ The suite itself (cases, checking, timing) is ``convgrad.cli.bench.suite``, the 
 from __future__ import annotations
 
 import argparse
+import time
+from pathlib import Path
 
 from convgrad import _frameworks
 from convgrad.cli.bench import report, suite
@@ -36,13 +38,13 @@ def main() -> None:
     text = report.report(rows, args.repeats, suite.gemm_peak(args.repeats), args.calls)
     print(text)
     if args.write:
-        with open(args.write, "w") as f:
-            title = ", ".join(_frameworks.module(f).TITLE for f in frameworks)
-            f.write(f"# Benchmarks: convgrad against {title} (CPU)\n\n"
-                    f"Command: `python benchmarks/bench_core.py --frameworks {','.join(frameworks)} "
-                    f"--repeats {args.repeats} --calls {args.calls} --write {args.write}`. "
-                    f"{report.METHOD}\n\n" + text)
-
+        title = ", ".join(_frameworks.module(f).TITLE for f in frameworks)
+        section = (f"## convgrad against {title} (CPU), {time.strftime('%Y-%m-%d')}\n\n"
+                   f"Command: `python benchmarks/bench_core.py --frameworks {','.join(frameworks)} "
+                   f"--repeats {args.repeats} --calls {args.calls} --write {args.write}`. "
+                   f"{report.METHOD}\n\n" + text)
+        path = Path(args.write)
+        path.write_text(report.replace_section(path.read_text() if path.exists() else "", section))
 
 if __name__ == "__main__":
     main()

@@ -132,3 +132,15 @@ def test_highlights_say_slower_when_convgrad_is_slower():
     text = report.highlights(rows)
     assert "large_kernel_31 forward: 2.00x the time of (slower than) the fastest framework (torch)" in text
     assert "conv1d_k255 forward: 4.0x faster than the fastest framework (torch)" in text
+
+
+def test_writing_the_report_keeps_the_other_sections():
+    """bench_core.py --write rewrote the whole results file, dropping the complex, dask and
+    padding-mode sections written by other scripts; it replaces its own section only."""
+    doc = "# Benchmarks\n\n## complex64\nrow\n"
+    first = report.replace_section(doc, "## suite, run 1\n| a |\n")
+    assert first.startswith(doc.rstrip()) and "run 1" in first
+    second = report.replace_section(first + "\n## dask\nkept\n", "## suite, run 2\n| b |\n")
+    assert "run 1" not in second and "run 2" in second
+    assert "## complex64\nrow" in second and "## dask\nkept" in second
+    assert second.count(report.BEGIN) == second.count(report.END) == 1

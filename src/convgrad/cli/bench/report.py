@@ -180,6 +180,20 @@ def highlights(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+BEGIN, END = "<!-- bench_core: begin -->", "<!-- bench_core: end -->"
+
+
+def replace_section(document: str, section: str) -> str:
+    """``document`` with the suite's section (between the BEGIN and END markers) replaced by
+    ``section``, or ``section`` appended: the other sections of a results file (complex, dask,
+    padding modes...) are kept."""
+    block = f"{BEGIN}\n{section.strip()}\n{END}"
+    if BEGIN in document and END in document.split(BEGIN, 1)[1]:
+        head, rest = document.split(BEGIN, 1)
+        return head + block + rest.split(END, 1)[1]
+    return (document.rstrip() + "\n\n" if document.strip() else "") + block + "\n"
+
+
 def report(rows: list[dict], repeats: int, peak: float | None, calls: int | None = None) -> str:
     return (environment(repeats, peak, calls) + "\n\n" + markdown_table(rows) + "\n\n"
             + highlights(rows) + "\n")
