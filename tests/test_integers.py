@@ -206,3 +206,14 @@ def test_conv_general_with_input_dilation_checks_its_gradients():
     assert (dw.astype(object) == oracle.filter_grad(xo, dyo, w.shape, 1, 1, 1, 1, 2)).all()
     with pytest.raises(OverflowError, match=r"max\|dy\|=4398046511104 \* max\|w\|=1048576 \* 6 "):
         vjp(np.full(y.shape, 2**42))
+
+
+def test_conv_jvp_refuses_a_tangent_whose_two_terms_could_wrap():
+    """Each of conv(x_dot, w) and conv(x, w_dot) is held under int64, but their sum wrapped:
+    2**62 + 2**62 came back as -2**63."""
+    x = np.full((1, 1, 1), 2**31, dtype=np.int64)
+    with pytest.raises(OverflowError, match="integer tangent could pass int64"):
+        convgrad.conv_jvp(x, x, x, x)
+    small = np.full((1, 1, 1), 2**31 - 1, dtype=np.int64)  # 2 * (2**31 - 1)**2 fits: exact
+    _, y_dot = convgrad.conv_jvp(small, small, small, small)
+    assert int(y_dot[0, 0, 0]) == 2 * (2**31 - 1) ** 2

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._dtypes import as_array
+from ._dtypes import INT64_MAX, as_array, int_peak
 from ._geometry import ConvGeometry
 from ._ops import _Call, _resolve
 
@@ -34,6 +34,12 @@ def _tangent_out(call: _Call, role: str, pairs: dict[str, np.ndarray], tangents:
     names = {"x": "x", "y": "x", "w": "w"}  # the transposed conv's x is its forward conv's y
     terms = [call(role, **{**pairs, r: _tangent(f"{names[r]}_dot", t, names[r], pairs[r].shape)})
              for r, t in tangents.items() if t is not None]
+    if len(terms) == 2 and call.exact_ints and terms[0].dtype.kind == "i":
+        # Each term was held under int64; their sum could still wrap.
+        peaks = [int_peak(t) for t in terms]
+        if sum(peaks) > INT64_MAX:
+            raise OverflowError(f"an integer tangent could pass int64: max|conv(x_dot, w)|={peaks[0]} + "
+                                f"max|conv(x, w_dot)|={peaks[1]} > 2**63 - 1 = {INT64_MAX}; pass float64")
     out_dot = sum(terms[1:], terms[0]) if terms else np.zeros(out.shape, out.dtype)
     if bias_dot is not None:
         if bias is None:
