@@ -307,3 +307,61 @@ def test_the_dot_test_tells_the_adjoint_from_the_transpose():
     vjp_bad = testing.check_grads(lambda a, b: convgrad.conv_vjp(a, b, convention="transpose"), (x, w),
                                   eps=1.0, raise_on_failure=False)
     assert vjp_ok.passed and not vjp_bad.passed
+
+
+@given(case=conv_cases(), dtype=st.sampled_from([np.complex128, np.complex64]),
+       convention=st.sampled_from(CONVENTIONS), seed=st.integers(0, 2**16))
+@budget(30)
+@checked_against("oracle")
+def test_auto_runs_complex_ops_as_three_real_convs_and_matches_the_oracle(case, dtype, convention, seed):
+    """'auto' runs a complex op as three real convs (Gauss's trick) where they are estimated
+    cheaper; here always (a fresh planner that charges them nothing), counted as they run."""
+    from convgrad import _plan
+
+    runs = []
+
+    def counted(real, a, b):
+        runs.append(real.dtype)
+        return gauss(real, a, b)
+
+    gauss = _plan._gauss
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_plan, "_DEFAULT", _plan.Planner())
+        mp.setattr(_plan, "_gauss_seconds", lambda *args: 0.0)
+        mp.setattr(_plan, "_gauss", counted)
+        rng = np.random.default_rng(seed)
+        x, w = crandn(rng, case.x_shape, dtype), crandn(rng, case.w_shape, dtype)
+        fmt, kw = case.kwargs["data_format"], conv_kwargs(case)
+        y = convgrad.conv(x, w, **case.kwargs)
+        dy = crandn(rng, y.shape, dtype)
+        dx = convgrad.conv_input_grad(dy, w, x.shape, convention=convention, **case.kwargs)
+        dw = convgrad.conv_filter_grad(x, dy, w.shape, convention=convention, **case.kwargs)
+    if y.size and x.size and w.size:  # an empty geometry runs no engine
+        assert runs == [np.dtype(dtype(0).real.dtype)] * 3, runs
+    want_y = oracle.x_from_first(oracle.conv(*first(case, x.astype(complex), w.astype(complex)), **kw), fmt)
+    want_dx, want_dw = oracle_grads(case, *(a.astype(complex) for a in (x, w, dy)), convention)
+    close(y, want_y, dtype)
+    close(dx, want_dx, dtype)
+    close(dw, want_dw, dtype)
+
+
+def test_auto_splits_a_large_complex64_conv_and_keeps_nonfinite_values_native():
+    """A ResNet-sized complex64 conv runs as three float32 convs (the plan says so); an inf in x
+    runs the native complex plan, whose inf and NaN are the direct sum's."""
+    from convgrad import _plan
+
+    g = convgrad.ConvGeometry.for_conv((1, 64, 64, 64), (64, 64, 3, 3), padding=1)
+    plan = _plan.make_plan("forward", g, np.complex64, "auto", 2**31)
+    assert plan.split is not None and plan.split.dtype == np.float32, str(plan)
+    assert "three float32 convs" in str(plan)
+    assert _plan.make_plan("forward", g, np.complex64, "im2col", 2**31).split is None  # named: native
+    rng = np.random.default_rng(0)
+    x, w = crandn(rng, (1, 64, 64, 64), np.complex64), crandn(rng, (64, 64, 3, 3), np.complex64)
+    want = convgrad.conv(x, w, padding=1, method="im2col")
+    close(convgrad.conv(x, w, padding=1), want, np.complex64)
+    x[0, 0, 5, 5] = np.inf
+    with np.errstate(invalid="ignore"):  # inf * 0 in the complex products
+        got, want = convgrad.conv(x, w, padding=1), convgrad.conv(x, w, padding=1, method="im2col")
+    assert not np.isfinite(got).all()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
