@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import _lazy
+
 if TYPE_CHECKING:
     from ._geometry import ConvGeometry
 
@@ -27,7 +29,12 @@ INT64_MAX = 2**63 - 1
 
 
 def as_array(name: str, value: object) -> np.ndarray:
-    """``value`` as an ndarray (never copied or written to), or TypeError for unsupported dtypes."""
+    """``value`` as an ndarray (never copied or written to), or TypeError for unsupported dtypes
+    and for dask arrays (``np.asarray`` would compute all of one in this process)."""
+    if _lazy.any_dask(value):  # the ops convgrad.dask blocks route there before reaching this
+        raise TypeError(f"{name} is a dask array, which this function would compute whole in this "
+                        f"process; convgrad.dask blocks {', '.join(_lazy.BLOCKED)} (lazy, block by "
+                        f"block); for anything else compute the operands first if they fit in memory")
     try:
         a = np.asarray(value)
     except (ValueError, TypeError) as e:

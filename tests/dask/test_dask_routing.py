@@ -97,3 +97,31 @@ def test_dask_arrays_are_recognised_without_dask_installed():
     assert done.stdout.count("refused: convgrad.") == 3, done.stdout
     assert "(bias)" in done.stdout and "convgrad.dask.conv_transpose" in done.stdout
     assert "[3. 3.]" in done.stdout and "dask loaded: False" in done.stdout
+
+
+def test_the_ops_convgrad_dask_does_not_block_refuse_dask_arrays_without_computing_them():
+    """conv_jvp, conv_general, prepared convs and the fronts called np.asarray on a dask array:
+    they computed all of it in the caller's process. Every array now enters through a check."""
+    da = pytest.importorskip("dask.array")
+    from dask.callbacks import Callback
+
+    import convgrad
+    import convgrad.dask  # routing on: these ops still have no blocked form
+    from convgrad.torch.nn import functional as F
+
+    x, w = np.ones((1, 2, 8, 8)), np.ones((3, 2, 3, 3))
+    lazy_x = da.from_array(x, chunks=4)
+    calls = {
+        "conv_jvp": lambda: convgrad.conv_jvp(lazy_x, w, x, w),
+        "conv_jvp tangent": lambda: convgrad.conv_jvp(x, w, lazy_x, w),
+        "conv_general": lambda: convgrad.conv_general(lazy_x, w, lhs_dilation=2),
+        "conv_general_vjp": lambda: convgrad.conv_general_vjp(lazy_x, w),
+        "prepared conv": lambda: convgrad.prepare(x.shape, w.shape)(lazy_x, w),
+        "torch front": lambda: F.conv2d(lazy_x, w),
+    }
+    starts = []
+    with Callback(start=lambda dsk: starts.append(1)):
+        for label, call in calls.items():
+            with pytest.raises(TypeError, match="is a dask array, which this function would compute whole"):
+                call()
+            assert starts == [], f"{label} computed a dask array"
