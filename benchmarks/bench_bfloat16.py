@@ -1,10 +1,10 @@
 """bfloat16 against float32: convgrad's time for the suite's resnet_3x3, each op, one run.
 
-Run: ``python benchmarks/bench_bfloat16.py [--repeats 9] [--cases resnet_3x3]``. bfloat16 is
+Run: ``python benchmarks/bench_bfloat16.py [--calls 21] [--cases resnet_3x3]``. bfloat16 is
 computed in float32: its extra cost is the casts in (bfloat16 -> float32) and out (float32 ->
 bfloat16, round to nearest even). Both dtypes run on the same operand values (float32 copies of
-the bfloat16 ones), in interleaved rounds, each call after one untimed call; the median of the
-rounds is reported, and the ratio bfloat16 / float32 (the issue's target: at most 1.3). PyTorch's
+the bfloat16 ones), back to back in interleaved rounds (``suite.steady``); the median is
+reported, and the ratio bfloat16 / float32 (the issue's target: at most 1.3). PyTorch's
 own bfloat16 / float32 ratio on the same shapes is printed beside it, for scale.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import ml_dtypes
 import numpy as np
@@ -50,23 +49,16 @@ def torch_calls(case: suite.Case, dtype: str) -> dict:
             "filter_grad": lambda: grad.conv2d_weight(x, w.shape, dy, **kw)}
 
 
-def timed(fn) -> float:
-    fn()  # untimed: loads kernels, fills scratch, wakes BLAS threads
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--calls", type=int, default=21, help="timed calls per contestant and op")
     parser.add_argument("--cases", nargs="*", default=["resnet_3x3"])
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch's ratio")
     args = parser.parse_args()
     convgrad.engines.warm_up()
     by_name = {c.name: c for c in (*suite.CASES, *suite.EXTRA_CASES)}
-    print(f"NumPy {np.__version__}, ml_dtypes {ml_dtypes.__version__}; median of {args.repeats} interleaved "
-          f"rounds\n")
+    print(f"NumPy {np.__version__}, ml_dtypes {ml_dtypes.__version__}; median of {args.calls} back-to-back "
+          f"calls per contestant in {suite.STEADY_ROUNDS} interleaved rounds\n")
     print("| case | op | float32 ms | bfloat16 ms | bfloat16 / float32 | torch bf16 / fp32 |")
     print("|---|---|---:|---:|---:|---:|")
     for name in args.cases:
@@ -77,12 +69,7 @@ def main() -> None:
             contestants |= {"torch float32": torch_calls(case, "float32"),
                             "torch bfloat16": torch_calls(case, "bfloat16")}
         for op in OPS:
-            times: dict[str, list[float]] = {k: [] for k in contestants}
-            for r in range(args.repeats):
-                order = list(contestants)
-                order = order[r % len(order):] + order[:r % len(order)]  # each round starts one later
-                for k in order:
-                    times[k].append(timed(contestants[k][op]))
+            times = suite.steady({k: fns[op] for k, fns in contestants.items()}, args.calls)
             med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
             torch_ratio = "-" if args.no_torch else f"{med['torch bfloat16'] / med['torch float32']:.2f}"
             print(f"| {name} | {op} | {med['float32']:.2f} | {med['bfloat16']:.2f} | "

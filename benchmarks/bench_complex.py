@@ -1,11 +1,11 @@
 """complex64 convs: convgrad against PyTorch's complex64 CPU conv, forward and both gradients.
 
-Run: ``python benchmarks/bench_complex.py [--repeats 7] [--case resnet_3x3]``. PyTorch computes a
+Run: ``python benchmarks/bench_complex.py [--calls 21] [--case resnet_3x3]``. PyTorch computes a
 complex conv as three real convs (Gauss's trick); its gradients are timed as
 ``torch.autograd.grad`` on a kept graph, one operand requiring grad (the adjoint, as convgrad's).
-convgrad's results are checked against PyTorch's first (relative error <= 1e-4). Rounds are
-interleaved, each timed call after a 0.2 s pause and an untimed call of the same contestant (as
-``bench_core.py``); the median is reported. Compare ratios within one run.
+convgrad's results are checked against PyTorch's first (relative error <= 1e-4). Calls run
+back to back, as a loop makes them, in interleaved rounds (``suite.steady``, the suite's
+headline); the median is reported. Compare ratios within one run.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import time
 from datetime import date
 
 import numpy as np
@@ -24,17 +23,9 @@ import convgrad
 from convgrad.cli.bench import suite
 
 
-def _timed(fn) -> float:
-    time.sleep(0.2)
-    fn()
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--calls", type=int, default=21, help="timed calls per contestant and op")
     parser.add_argument("--case", default="resnet_3x3", help="a case of convgrad's bench suite")
     args = parser.parse_args()
     case = next(c for c in suite.CASES if c.name == args.case)
@@ -71,20 +62,18 @@ def main() -> None:
         # the plan the call above made and kept (same geometry, dtype, method and budget)
         engines[op] = convgrad.make_plan(op, geom, np.complex64, "auto", convgrad.DEFAULT_WORKSPACE_BYTES
                                          ).chosen.engine
-    times: dict[str, list[list[float]]] = {op: [[], []] for op in ops}
-    for r in range(args.repeats):
-        for op, pair in ops.items():
-            order = (0, 1) if r % 2 == 0 else (1, 0)
-            for i in order:
-                times[op][i].append(_timed(pair[i]))
+    # Calls back to back, as a loop makes them (the suite's steady state), interleaved rounds.
+    times = {op: suite.steady({"convgrad": ours, "torch": theirs}, args.calls)
+             for op, (ours, theirs) in ops.items()}
     print(f"Measured {date.today()} on {platform.machine()}, {torch.get_num_threads()} torch threads; "
           f"Python {platform.python_version()}, NumPy {np.__version__}, SciPy {scipy.__version__}, "
           f"PyTorch {torch.__version__}, convgrad {convgrad.__version__}. complex64, {case.name} "
-          f"({case.describe()}), median of {args.repeats} interleaved rounds.\n")
+          f"({case.describe()}), median of {args.calls} back-to-back calls in "
+          f"{suite.STEADY_ROUNDS} interleaved rounds.\n")
     print("| case | op | engine | convgrad ms | torch complex64 ms | convgrad / torch |")
     print("|---|---|---|---:|---:|---:|")
-    for op, (ours, theirs) in times.items():
-        a, b = statistics.median(ours) * 1e3, statistics.median(theirs) * 1e3
+    for op, t in times.items():
+        a, b = statistics.median(t["convgrad"]) * 1e3, statistics.median(t["torch"]) * 1e3
         print(f"| {case.name} | {op} | {engines[op]} | {a:.2f} | {b:.2f} | {a / b:.2f} |")
 
 
