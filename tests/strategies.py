@@ -15,7 +15,7 @@ from hypothesis import assume, settings
 from hypothesis import strategies as st
 
 import oracle
-from convgrad.testing.strategies import PADDING_KINDS, _string, channels, paddings, windows
+from convgrad.testing.strategies import PADDING_KINDS, _string, channels, general_channels, paddings, windows
 from convgrad.testing.strategies import spelled as _spelling
 from samples import Case
 
@@ -168,14 +168,7 @@ def general_cases(draw, ranks=(1, 2, 3)):
     pairs = oracle.resolve_padding(padding, dilated, kernel, stride, rhs)
     assume(all(n + lo + hi >= oracle.k_eff(k, d)
                for n, (lo, hi), k, d in zip(dilated, pairs, kernel, rhs)))
-    if draw(st.booleans()):
-        fg, bg = draw(st.integers(1, 3)), 1
-        c, o, n = fg * draw(st.integers(1, 2)), fg * draw(st.integers(1, 2)), draw(st.integers(0, 2))
-        cw = c // fg
-    else:
-        fg, bg = 1, draw(st.integers(1, 3))
-        c, o, n = draw(st.integers(1, 2)), bg * draw(st.integers(1, 2)), bg * draw(st.integers(0, 2))
-        cw = c
+    n, c, o, cw, fg, bg = draw(general_channels(min_batch=0))
     fmt = draw(st.sampled_from(DATA_FORMATS))
     if fmt == "channels_first":
         x_shape, w_shape = (n, c, *spatial), (o, cw, *kernel)

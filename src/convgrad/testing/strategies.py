@@ -30,8 +30,8 @@ except ImportError:  # pragma: no cover - exercised without the extra
 from .._geometry import ConvGeometry
 from .._ops import conv, conv_filter_grad, conv_input_grad
 
-__all__ = ["CONVENTIONS", "OPS", "PADDING_KINDS", "ConvExample", "channels", "conv_examples", "paddings",
-           "spelled", "windows"]
+__all__ = ["CONVENTIONS", "OPS", "PADDING_KINDS", "ConvExample", "channels", "conv_examples",
+           "general_channels", "paddings", "spelled", "windows"]
 __dir__ = __all__.copy  # dir() lists the API only
 
 CONVENTIONS = ("convgrad", "torch", "tf", "jax", "onnx")
@@ -107,6 +107,19 @@ def channels(draw, max_groups: int = 3, grouped: bool = True):
         return g * draw(st.integers(1, 2)), g * draw(st.integers(1, 2)), g
     c = draw(st.integers(1, 3))
     return c, c * draw(st.integers(1, 2)), c
+
+
+@st.composite
+def general_channels(draw, min_batch: int = 1):
+    """(N, C_in, C_out, C_in / feature groups, feature groups, batch groups) for conv_general:
+    feature groups, or batch groups (N a multiple of them), never both."""
+    if draw(st.booleans()):
+        fg = draw(st.integers(1, 3))
+        c, o, n = fg * draw(st.integers(1, 2)), fg * draw(st.integers(1, 2)), draw(st.integers(min_batch, 2))
+        return n, c, o, c // fg, fg, 1
+    bg = draw(st.integers(1, 3))
+    c, o, n = draw(st.integers(1, 2)), bg * draw(st.integers(1, 2)), bg * draw(st.integers(min_batch, 2))
+    return n, c, o, c, 1, bg
 
 
 @dataclass(frozen=True)
@@ -252,14 +265,7 @@ def _jax_example(draw, rank: int, dt: np.dtype):
         padding = draw(st.sampled_from(["VALID", "SAME", "SAME_LOWER"]))
     else:
         padding = [(draw(st.integers(-3, 3)), draw(st.integers(-3, 3))) for _ in range(rank)]
-    if draw(st.booleans()):
-        fg, bg = draw(st.integers(1, 3)), 1
-        c, o, n = fg * draw(st.integers(1, 2)), fg * draw(st.integers(1, 2)), draw(st.integers(1, 2))
-        cw = c // fg
-    else:
-        fg, bg = 1, draw(st.integers(1, 3))
-        c, o, n = draw(st.integers(1, 2)), bg * draw(st.integers(1, 2)), bg * draw(st.integers(1, 2))
-        cw = c
+    n, c, o, cw, fg, bg = draw(general_channels())
     x_shape, w_shape = (n, c, *spatial), (o, cw, *kernel)
     core = {"x_shape": x_shape, "w_shape": w_shape, "stride": stride, "padding": padding,
             "lhs_dilation": lhs, "rhs_dilation": rhs, "feature_group_count": fg, "batch_group_count": bg,
