@@ -200,3 +200,70 @@ def test_too_many_frames_is_an_argument_error():
 
 def test_entry_point_draw(tmp_path):
     assert cli_main(["draw", "--op", "forward", "-o", str(tmp_path / "a.png")]) == 0
+
+
+# --- at a realistic size: every tap labelled, a legend that matches the picture -----------------
+REALISTIC = ["--layout", "NCHW", "--x", "1,1,8,8", "--w", "1,1,3,3", "--stride", "2", "--padding", "1"]
+MODES = ("grid", "overlay", "frame")
+
+
+
+def cases(extra: tuple = ((),)) -> list[tuple[str, tuple, str]]:
+    """(op, extra argv, mode); a grid of more than 36 small multiples is left out: auto draws the
+    overlay then, and building hundreds of panels costs seconds."""
+    return [(op, e, mode) for op in _scene.OPS for e in extra for mode in MODES
+            if mode != "grid" or draw.still_mode(scene_for([*REALISTIC, "--op", op, *e])) == "grid"]
+
+
+def zoom_texts(fig) -> dict[tuple[float, float], object]:
+    (ax,) = [ax for ax in fig.axes if ax.get_label() == "zoom"]
+    return {t.get_position(): t for t in ax.texts}
+
+
+@pytest.mark.parametrize(("op", "extra", "mode"), cases())
+def test_every_tap_is_labelled_at_a_realistic_size(op, extra, mode):
+    """8x8 input, 3x3 kernel, stride 2 (64 or 225 steps for the gradients): the zoomed window labels
+    every tap, large enough to read, where the small cells of the grids have no room."""
+    scene = scene_for([*REALISTIC, "--op", op])
+    fig = draw.figure(scene, mode, k=len(scene.steps()) // 2)
+    texts = zoom_texts(fig)
+    # The window's taps: the 3x3 kernel's, or for the filter gradient dy's 4x4 = ((8+2-3)//2+1)^2.
+    n = 4 if op == "filter-grad" else 3
+    expected = sorted(f"{i},{j}" for i in range(n) for j in range(n))
+    assert sorted(t.get_text() for t in texts.values()) == expected
+    assert min(t.get_fontsize() for t in texts.values()) >= 7
+    # Tap (a, b) of the window sits at zoom cell (a*s_eff, b*s_eff): 1 apart for a kernel, the stride
+    # apart for dy; the gradient's and the transpose's kernel is rot180(w), so w[2,2] is top left.
+    gap = 2 if op == "filter-grad" else 1
+    for a in range(n):
+        for b in range(n):
+            i, j = (n - 1 - a, n - 1 - b) if op in ("input-grad", "transpose") else (a, b)
+            assert texts[(b * gap + 0.5, a * gap + 0.5)].get_text() == f"{i},{j}", (a, b)
+
+
+def styles(patches) -> set:
+    from matplotlib.colors import to_rgba
+
+    return {(to_rgba(p.get_facecolor()), to_rgba(p.get_edgecolor()), p.get_hatch()) for p in patches}
+
+
+@pytest.mark.parametrize(("op", "extra", "mode"), cases(((), ("--padding=-1:1,1:0",), ("--dilation", "2"))))
+def test_the_legend_shows_exactly_the_styles_drawn(op, extra, mode):
+    """Every fill/edge/hatch painted in a panel has a legend entry, and every legend entry is painted."""
+    scene = scene_for([*REALISTIC, "--op", op, *extra])
+    fig = draw.figure(scene, mode)
+    drawn = styles(p for ax in fig.axes for p in ax.patches)
+    legend = [p for p in fig.patches if p.get_gid() == "legend"]
+    assert styles(legend) == drawn
+    labels = [t.get_text() for t in fig.texts if t.get_gid() == "legend"]
+    assert len(labels) == len(legend) == len(set(labels))
+
+
+@pytest.mark.parametrize("mode", ("still", "frame"))
+def test_legend_names_the_samples_of_the_grid(mode):
+    """The input gradient's grid holds dy's samples; the forward's x's."""
+    for op, sample in (("input-grad", "dy sample"), ("forward", "x sample"), ("filter-grad", "x sample")):
+        scene = scene_for([*REALISTIC, "--op", op])
+        fig = draw.figure(scene, draw.still_mode(scene) if mode == "still" else mode)
+        labels = {t.get_text() for t in fig.texts if t.get_gid() == "legend"}
+        assert sample in labels and "input sample" not in labels, (op, labels)

@@ -108,6 +108,28 @@ class Scene:
         rl, cl = self.rows.tap_labels[tr], self.cols.tap_labels[tc]
         return f"{rl},{cl}" if rl else cl
 
+    @property
+    def sample_label(self) -> str:
+        """What a data cell of the input grid holds: 'dy sample' for the input gradient."""
+        return "dy sample" if self.op == "input-grad" else "x sample"
+
+    @property
+    def kernel_name(self) -> str:
+        """What slides over the grid: w, w flipped, or dy (the filter gradient's window)."""
+        return {"forward": "w", "filter-grad": "dy"}.get(self.op, "flipped w")
+
+    @property
+    def output_name(self) -> str:
+        return self.output_label.split(" =")[0]
+
+    def telling_step(self) -> tuple[int, int]:
+        """The step a still zooms into: the one whose window covers the most data cells (the most
+        taps that meet a sample), the middle one among equals."""
+        middle = (self.rows.out_len // 2, self.cols.out_len // 2)
+        return max(self.steps(), key=lambda s: (
+            sum(self.kind(r, c) == DATA for r, c, _ in self.window(s)),
+            -abs(s[0] - middle[0]) - abs(s[1] - middle[1])))
+
     def window(self, step: tuple[int, int]) -> list[tuple[int, int, str]]:
         """(row, col, kernel label) of every tap of the window at ``step``."""
         i, j = step
