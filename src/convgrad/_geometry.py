@@ -120,6 +120,8 @@ class ConvGeometry:
         Channel groups (``groups``; ``== C`` is depthwise) and batch groups (used by the filter
         gradient of a grouped convolution). At most one may exceed 1.
 
+    Notes
+    -----
     The filter has ``C // feature_group_count`` input channels; with batch groups, the output
     batch is ``N // batch_group_count`` and output channel block ``b`` sees batch block ``b``.
     """
