@@ -279,10 +279,12 @@ def _keywords(stride: tuple, padding: object, dilation: tuple, groups: int) -> d
 
 # --- builders shared by the ops -----------------------------------------------------------------
 def _conv(func: str, x: object, w: object, rank: int, first: bool, stride: tuple, padding: object,
-          dilation: tuple) -> CoreCall:
-    dtype, (x, w) = _operands(func, ("input", x), ("filters", w))
-    _ndim(func, "filters", w, rank + 2)
-    _ndim(func, "input", x, rank + 2, at_least=True)
+          dilation: tuple, *, names: tuple[str, str] = ("input", "filters")) -> CoreCall:
+    """names: the op's own names of x and w, for its messages."""
+    x_name, w_name = names
+    dtype, (x, w) = _operands(func, (x_name, x), (w_name, w))
+    _ndim(func, w_name, w, rank + 2)
+    _ndim(func, x_name, x, rank + 2, at_least=True)
     layout = _Layout(first, tuple(x.shape[: x.ndim - rank - 1]))
     xc = layout.to_core(x)
     groups = _groups(func, xc.shape[-1], w.shape[-2])
@@ -297,7 +299,7 @@ def _input_grad(
     """names: the op's own names of input_sizes, filter and out_backprop, for its messages."""
     sizes_name, w_name, dy_name = names
     dtype, (w, dy) = _operands(func, (w_name, w), (dy_name, dy), ndim=rank + 2,
-                               allowed=_DEPTHWISE_DTYPES if depthwise else _CONV_DTYPES, strict=depthwise)
+                               allowed=_DEPTHWISE_DTYPES if depthwise else _CONV_DTYPES)
     layout = _Layout(first, (dy.shape[0],))
     sizes = shape_tuple(sizes_name, sizes)
     wc_in = w.shape[-2]
@@ -305,10 +307,11 @@ def _input_grad(
         n, c, spatial = layout.split(sizes)
         if n != dy.shape[0]:
             raise ValueError(f"{func}: {sizes_name}={sizes} has batch {n} but {dy_name} has {dy.shape[0]}")
-    elif len(sizes) == rank:
+    elif len(sizes) == rank and not depthwise:  # the depthwise kernels take 4 sizes only
         c, spatial = wc_in, sizes  # channels from the filter: groups = 1 (or depthwise)
     else:
-        raise ValueError(f"{func}: {sizes_name}={sizes} must have {rank + 2} (or {rank} spatial) entries")
+        spatial_too = "" if depthwise else f" (or {rank} spatial)"
+        raise ValueError(f"{func}: {sizes_name}={sizes} must have {rank + 2}{spatial_too} entries")
     if depthwise:
         if c != w.shape[-2]:
             raise ValueError(f"{func}: input depth {c} does not match the filter's in_channels {w.shape[-2]}")
@@ -328,7 +331,7 @@ def _input_grad(
 def _filter_grad(func: str, x: object, sizes: object, dy: object, rank: int, first: bool, stride: tuple,
                  padding: object, dilation: tuple, *, depthwise: bool = False) -> CoreCall:
     dtype, (x, dy) = _operands(func, ("input", x), ("out_backprop", dy), ndim=rank + 2,
-                               allowed=_DEPTHWISE_DTYPES if depthwise else _CONV_DTYPES, strict=depthwise)
+                               allowed=_DEPTHWISE_DTYPES if depthwise else _CONV_DTYPES)
     layout = _Layout(first, (x.shape[0],))
     sizes = shape_tuple("filter_sizes", sizes)
     if len(sizes) != rank + 2:

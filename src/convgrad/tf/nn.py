@@ -29,10 +29,13 @@ gradients; larger still, TensorFlow's negative output size is refused.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 
 from .._budget import check_fits, workspace_limit
-from .._canon import as_int
+from .._canon import as_int, shape_tuple
 from .._dtypes import as_array
 from .._fronts.kit import CoreCall, Linear, op_with_vjp
 from ._rules import (
@@ -55,6 +58,8 @@ from ._rules import (
 )
 
 __all__ = [
+    "atrous_conv2d",
+    "atrous_conv2d_transpose",
     "bias_add",
     "conv1d",
     "conv1d_transpose",
@@ -71,6 +76,10 @@ __all__ = [
     "depthwise_conv2d",
     "depthwise_conv2d_backprop_filter",
     "depthwise_conv2d_backprop_input",
+    "depthwise_conv2d_native",
+    "depthwise_conv2d_native_backprop_filter",
+    "depthwise_conv2d_native_backprop_input",
+    "separable_conv2d",
 ]
 __dir__ = __all__.copy  # dir() lists the API only
 
@@ -117,7 +126,8 @@ def convolution(input=None, filters=None, strides=None, padding="VALID", data_fo
     """``tf.nn.convolution``: rank-agnostic (1 to 3 spatial dims, from the filter's rank);
     x ``batch_shape + spatial + [C]`` unless data_format starts with "NC", filters
     ``spatial + [C / groups, O]``. Dilation > 1 with stride > 1 is refused, as in TensorFlow.
-    TF 1: ``filter=``, ``dilation_rate=``."""
+    Padding 'SAME' or 'VALID', or explicit pairs (4 of them) for a 2-D conv with a dilation > 1,
+    where TensorFlow takes them. TF 1: ``filter=``, ``dilation_rate=``."""
     w = as_array("filters", _pick("filters", filters, "filter", filter))
     d_raw = _pick("dilations", dilations, "dilation_rate", dilation_rate, required=False)
     rank = w.ndim - 2
@@ -131,7 +141,9 @@ def convolution(input=None, filters=None, strides=None, padding="VALID", data_fo
             "`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
             f"Received: strides={list(s)} and dilation_rate={list(d)}"
         )
-    p = _padding(padding, rank, first, explicit=False, func="convolution")
+    # TensorFlow takes explicit pads on its dilated path only (space-to-batch around a VALID conv,
+    # whose pad list must have 4 entries); the undilated one hands the list to a string attribute.
+    p = _padding(padding, rank, first, explicit=rank == 2 and any(v > 1 for v in d), func="convolution")
     return _conv("convolution", input, w, rank, first, s, p, d)
 
 
@@ -260,6 +272,41 @@ def conv_transpose(input, filters, output_shape, strides, padding="SAME", data_f
 # --- depthwise ----------------------------------------------------------------------------------
 
 
+def _depthwise_dilations(r: object, s: tuple[int, ...], strides: object, name: str) -> tuple[int, ...]:
+    """dilations (TF 1: rate) of the depthwise and separable ops: None, or 2 values >= 1, and
+    > 1 only with all strides 1 (TensorFlow's rule: it samples a dilated input by space-to-batch,
+    where a stride would skip whole blocks)."""
+    if r is None:
+        return (1, 1)
+    if not hasattr(r, "__len__") or len(r) != 2:
+        raise ValueError(f"{name} must be 1-D of size 2, got {r!r}")
+    d = tuple(as_int(f"{name}[{i}]", v) for i, v in enumerate(r))
+    if any(v < 1 for v in d):
+        raise ValueError(f"`dilation_rate` must be positive. Received: {name}={list(d)}")
+    if any(v > 1 for v in d) and any(v != 1 for v in s):
+        raise ValueError(
+            "When dilation rate is greater than 1, then all values of strides must be 1. "
+            f"Received: `dilation rate` {list(d)} and `strides` {list(strides)}"
+        )
+    return d
+
+
+def _depthwise(func: str, x: object, w: object, first: bool, s: tuple, p: object, d: tuple, *,
+               strict: bool) -> CoreCall:
+    """The depthwise conv of x ``[N, H, W, C]`` (or NCHW) with w ``[kh, kw, C, M]`` as the core's
+    grouped conv (C groups); ``strict``: refuse operands of different dtypes (the Python ops) rather
+    than convert them to x's (the raw op)."""
+    dtype, (x, w) = _operands(func, ("input", x), ("filter", w), allowed=_DEPTHWISE_DTYPES, strict=strict,
+                              ndim=4)
+    layout = _Layout(first, (x.shape[0],))
+    xc = layout.to_core(x)
+    c = xc.shape[-1]
+    if w.shape[2] != c:
+        raise ValueError(f"{func}: input and filter must have the same depth: {c} vs {w.shape[2]}")
+    filt = _Filter(c)
+    return _conv_call(xc, filt.to_core(w), s, p, d, c, layout, filt, dtype)
+
+
 @op_with_vjp
 def depthwise_conv2d(input, filter, strides, padding, data_format=None, dilations=None, name=None, *,
                      rate=None):
@@ -270,27 +317,41 @@ def depthwise_conv2d(input, filter, strides, padding, data_format=None, dilation
     """
     first = False if data_format is None else _channels_first(data_format, 2)
     r = _pick("dilations", dilations, "rate", rate, required=False)
-    d: tuple[int, ...] = (1, 1)
-    if r is not None:
-        if not hasattr(r, "__len__") or len(r) != 2:
-            raise ValueError(f"dilations (rate) must be 1-D of size 2, got {r!r}")
-        d = tuple(as_int(f"dilations[{i}]", v) for i, v in enumerate(r))
     s = _equal_strides(_sequence("strides", _required("strides", strides), 2, first, full_only=True), strides)
-    if any(v > 1 for v in d) and any(v != 1 for v in s):
-        raise ValueError(
-            "When dilation rate is greater than 1, then all values of strides must be 1. "
-            f"Received: `dilation rate` {list(d)} and `strides` {list(strides)}"
-        )
+    d = _depthwise_dilations(r, s, strides, "dilations")
     p = _padding(padding, 2, first, explicit=True, func="depthwise_conv2d")
-    dtype, (x, w) = _operands("depthwise_conv2d", ("input", input), ("filter", filter),
-                              allowed=_DEPTHWISE_DTYPES, strict=True, ndim=4)
-    layout = _Layout(first, (x.shape[0],))
-    xc = layout.to_core(x)
-    c = xc.shape[-1]
-    if w.shape[2] != c:
-        raise ValueError(f"depthwise_conv2d: input and filter must have the same depth: {c} vs {w.shape[2]}")
-    filt = _Filter(c)
-    return _conv_call(xc, filt.to_core(w), s, p, d, c, layout, filt, dtype)
+    return _depthwise("depthwise_conv2d", input, filter, first, s, p, d, strict=True)
+
+
+@op_with_vjp
+def depthwise_conv2d_native(input, filter, strides, padding, data_format="NHWC", dilations=(1, 1, 1, 1),
+                            name=None):
+    """``tf.compat.v1.nn.depthwise_conv2d_native`` (the raw ``DepthwiseConv2dNative``): as
+    ``depthwise_conv2d`` with strides and dilations lists of 4 (equal row and column strides) and
+    data_format 'NHWC' or 'NCHW'; NumPy operands take the input's dtype. TensorFlow's CPU kernel
+    refuses NCHW and dilations > 1; they compute here as on its GPU kernel (a dilated, strided
+    grouped conv). Gradients: (d_input, d_filter).
+    """
+    fmt = "NHWC" if data_format is None else data_format
+    window = _window("depthwise_conv2d_native", 2, fmt, strides, padding, dilations, explicit=True,
+                     raw=True, depthwise=True)
+    return _depthwise("depthwise_conv2d_native", input, filter, *window, strict=False)
+
+
+def _depthwise_input_grad(func: str, input_sizes: object, filter: object, out_backprop: object,
+                          strides: object, padding: object, data_format: object,
+                          dilations: object) -> CoreCall:
+    window = _window(func, 2, data_format, strides, padding, dilations, explicit=True, raw=True,
+                     depthwise=True)
+    return _input_grad(func, input_sizes, filter, out_backprop, 2, *window, filter_first=True, depthwise=True)
+
+
+def _depthwise_filter_grad(func: str, input: object, filter_sizes: object, out_backprop: object,
+                           strides: object, padding: object, data_format: object,
+                           dilations: object) -> CoreCall:
+    window = _window(func, 2, data_format, strides, padding, dilations, explicit=True, raw=True,
+                     depthwise=True)
+    return _filter_grad(func, input, filter_sizes, out_backprop, 2, *window, depthwise=True)
 
 
 @op_with_vjp
@@ -301,10 +362,18 @@ def depthwise_conv2d_backprop_input(input_sizes, filter, out_backprop, strides, 
     ``out_backprop`` ``[N, H_out, W_out, C * M]``. strides and dilations lists of 4.
     Gradients: (d_filter, d_out_backprop).
     """
-    window = _window("depthwise_conv2d_backprop_input", 2, data_format, strides, padding, dilations,
-                     explicit=True, raw=True, depthwise=True)
-    return _input_grad("depthwise_conv2d_backprop_input", input_sizes, filter, out_backprop, 2, *window,
-                       filter_first=True, depthwise=True)
+    return _depthwise_input_grad("depthwise_conv2d_backprop_input", input_sizes, filter, out_backprop,
+                                 strides, padding, data_format, dilations)
+
+
+@op_with_vjp
+def depthwise_conv2d_native_backprop_input(input_sizes, filter, out_backprop, strides, padding,
+                                           data_format="NHWC", dilations=(1, 1, 1, 1), name=None):
+    """``tf.compat.v1.nn.depthwise_conv2d_native_backprop_input``: TensorFlow 1's name of
+    ``depthwise_conv2d_backprop_input`` (the same raw op). Gradients: (d_filter, d_out_backprop).
+    """
+    return _depthwise_input_grad("depthwise_conv2d_native_backprop_input", input_sizes, filter, out_backprop,
+                                 strides, padding, data_format, dilations)
 
 
 @op_with_vjp
@@ -314,10 +383,130 @@ def depthwise_conv2d_backprop_filter(input, filter_sizes, out_backprop, strides,
     respect to its filter of shape ``filter_sizes = [kh, kw, C, M]``. strides and dilations
     lists of 4. Gradients: (d_input, d_out_backprop).
     """
-    window = _window("depthwise_conv2d_backprop_filter", 2, data_format, strides, padding, dilations,
-                     explicit=True, raw=True, depthwise=True)
-    return _filter_grad("depthwise_conv2d_backprop_filter", input, filter_sizes, out_backprop, 2, *window,
-                        depthwise=True)
+    return _depthwise_filter_grad("depthwise_conv2d_backprop_filter", input, filter_sizes, out_backprop,
+                                  strides, padding, data_format, dilations)
+
+
+@op_with_vjp
+def depthwise_conv2d_native_backprop_filter(input, filter_sizes, out_backprop, strides, padding,
+                                            data_format="NHWC", dilations=(1, 1, 1, 1), name=None):
+    """``tf.compat.v1.nn.depthwise_conv2d_native_backprop_filter``: TensorFlow 1's name of
+    ``depthwise_conv2d_backprop_filter`` (the same raw op). Gradients: (d_input, d_out_backprop).
+    """
+    return _depthwise_filter_grad("depthwise_conv2d_native_backprop_filter", input, filter_sizes,
+                                  out_backprop, strides, padding, data_format, dilations)
+
+
+# --- separable ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Chain:
+    """Two calls in sequence, the second built on the first's result: the pullback runs back
+    through both and returns the first call's gradients, then the second's filter gradient."""
+
+    first: CoreCall
+    second: Callable[[np.ndarray], CoreCall]
+
+    def forward(self) -> np.ndarray:
+        return self.second(self.first.forward()).forward()
+
+    def vjp(self) -> tuple[np.ndarray, Callable[[object], tuple[np.ndarray, ...]]]:
+        z, pull_first = self.first.vjp()
+        out, pull_second = self.second(z).vjp()
+
+        def pullback(dy: object) -> tuple[np.ndarray, ...]:
+            dz, d_second = pull_second(dy)
+            return (*pull_first(dz), d_second)
+
+        return out, pullback
+
+
+@op_with_vjp
+def separable_conv2d(input, depthwise_filter, pointwise_filter, strides, padding, data_format=None,
+                     dilations=None, name=None, *, rate=None):
+    """``tf.nn.separable_conv2d``: ``depthwise_conv2d`` of x ``[N, H, W, C]`` (or NCHW) with
+    ``depthwise_filter`` ``[kh, kw, C, M]``, then a 1x1 ``conv2d`` (stride 1, VALID) with
+    ``pointwise_filter`` ``[1, 1, C * M, O]``: ``O`` channels, sizes as ``depthwise_conv2d``.
+    strides: 4 values, equal row and column strides; dilations (TF 1: ``rate``): 2 values, > 1
+    only with all strides 1; padding SAME, VALID or explicit pairs. The three operands share one
+    dtype (float16, bfloat16, float32, float64). TensorFlow's CPU kernel refuses NCHW; it computes
+    here. Gradients: (d_input, d_depthwise_filter, d_pointwise_filter).
+    """
+    func = "separable_conv2d"
+    first = False if data_format is None else _channels_first(data_format, 2)
+    r = _pick("dilations", dilations, "rate", rate, required=False)
+    s = _equal_strides(_sequence("strides", _required("strides", strides), 2, first, full_only=True), strides)
+    d = _depthwise_dilations(r, s, strides, "dilations")
+    p = _padding(padding, 2, first, explicit=True, func=func)
+    dtype, (x, dw, pw) = _operands(func, ("input", input), ("depthwise_filter", depthwise_filter),
+                                   ("pointwise_filter", pointwise_filter), allowed=_DEPTHWISE_DTYPES,
+                                   strict=True, ndim=4)
+    if pw.shape[:2] != (1, 1):
+        raise ValueError(f"{func}: pointwise_filter must be [1, 1, C * M, O], got shape {pw.shape}")
+    depthwise = _depthwise(func, x, dw, first, s, p, d, strict=True)
+
+    def pointwise(z: np.ndarray) -> CoreCall:
+        return _conv(func, z, pw, 2, first, (1, 1), "valid", (1, 1),
+                     names=("the depthwise output", "pointwise_filter"))
+
+    # The pointwise filter is checked now, on a broadcast zero of the depthwise output's shape,
+    # before any work.
+    z_core = np.broadcast_to(np.zeros((), dtype), depthwise.geom.y_shape("channels_last"))
+    pointwise(_Layout(first, (x.shape[0],)).from_core(z_core))
+    return _Chain(depthwise, pointwise)
+
+
+# --- atrous -------------------------------------------------------------------------------------
+def _atrous_rate(rate: object) -> tuple[int, int]:
+    """atrous_conv2d's rate: an int, or 1 or 2 ints, broadcast to 2 as TensorFlow does."""
+    if not hasattr(rate, "__len__"):
+        return (as_int("rate", rate),) * 2
+    if isinstance(rate, (str, bytes)) or len(rate) not in (1, 2):
+        raise ValueError(f"rate must be an int or 1 or 2 ints (broadcast to 2), got {rate!r}")
+    d = tuple(as_int(f"rate[{i}]", v) for i, v in enumerate(rate))
+    return (d[0], d[-1])
+
+
+@op_with_vjp
+def atrous_conv2d(value, filters, rate, padding, name=None):
+    """``tf.nn.atrous_conv2d``: ``convolution`` of x ``batch_shape + [H, W, C]`` (NHWC) with
+    filters ``[kh, kw, C / groups, O]`` dilated by ``rate`` (an int, or 2 ints), stride 1: the
+    output has ``H`` rows with 'SAME', ``H - (kh - 1) * rate`` with 'VALID'; explicit pairs
+    (4 of them) with a rate > 1, as TensorFlow. Gradients: (d_value, d_filters).
+    """
+    d = _atrous_rate(rate)
+    if any(v < 1 for v in d):
+        raise ValueError(f"all values of `dilation_rate` must be positive. Received: rate={rate!r}")
+    p = _padding(padding, 2, False, explicit=any(v > 1 for v in d), func="atrous_conv2d")
+    return _conv("atrous_conv2d", value, filters, 2, False, (1, 1), p, d, names=("value", "filters"))
+
+
+@op_with_vjp
+def atrous_conv2d_transpose(value, filters, output_shape, rate, padding, name=None):
+    """``tf.nn.atrous_conv2d_transpose``: the transpose (input gradient) of ``atrous_conv2d``.
+    value ``[N, H_in, W_in, C_in]`` (NHWC), filters ``[kh, kw, C_out, C_in]`` (the forward
+    conv's), ``output_shape`` the forward conv's input shape ``[N, H, W, C_out]``, which must map
+    to value's size (``H == H_in`` with 'SAME', ``H - (kh - 1) * rate == H_in`` with 'VALID');
+    ``rate`` one int >= 1. With rate 1 it is ``conv2d_transpose`` with stride 1 (explicit pairs
+    and the 2 spatial sizes allowed). Gradients: (d_value, d_filters).
+    """
+    func = "atrous_conv2d_transpose"
+    r = as_int("rate", rate)
+    if r < 1:
+        raise ValueError(f"`rate` cannot be less than one. Received: rate={r}")
+    p = _padding(_required("padding", padding), 2, False, explicit=r == 1, func=func)
+    if r > 1:
+        shape = shape_tuple("output_shape", _required("output_shape", output_shape))
+        if len(shape) != 4:
+            raise ValueError(f"`output_shape` must have shape (4,). Received: output_shape={list(shape)}")
+        w_shape = as_array("filters", filters).shape
+        if len(w_shape) == 4 and shape[3] != w_shape[2]:
+            raise ValueError(
+                "`output_shape` channel count must be compatible with `filters` output channel count. "
+                f"Received: output_shape={list(shape)} and filters.shape={w_shape}"
+            )
+    return _input_grad(func, _required("output_shape", output_shape), _required("filters", filters),
+                       _required("value", value), 2, False, (1, 1), p, (r, r), filter_first=False,
+                       names=("output_shape", "filters", "value"))
 
 
 # --- bias ---------------------------------------------------------------------------------------
