@@ -177,10 +177,10 @@ def _ndim(func: str, name: str, a: np.ndarray, ndim: int, *, at_least: bool = Fa
         )
 
 
-def _groups(func: str, channels: int, filter_in: int) -> int:
+def _groups(func: str, channels: int, filter_in: int, w_name: str) -> int:
     if filter_in < 1 or channels % filter_in:
         raise ValueError(
-            f"{func}: the number of input channels ({channels}) is not divisible by the filter's "
+            f"{func}: the number of input channels ({channels}) is not divisible by {w_name}'s "
             f"input channels ({filter_in})"
         )
     return channels // filter_in
@@ -279,15 +279,17 @@ def _keywords(stride: tuple, padding: object, dilation: tuple, groups: int) -> d
 
 # --- builders shared by the ops -----------------------------------------------------------------
 def _conv(func: str, x: object, w: object, rank: int, first: bool, stride: tuple, padding: object,
-          dilation: tuple, *, names: tuple[str, str] = ("input", "filters")) -> CoreCall:
-    """names: the op's own names of x and w, for its messages."""
+          dilation: tuple, *, names: tuple[str, str] = ("input", "filters"),
+          strict: bool = False) -> CoreCall:
+    """names: the op's own names of x and w, for its messages; ``strict``: the op converts each
+    operand alone (``tf.nn.convolution``), so two dtypes are refused rather than converted."""
     x_name, w_name = names
-    dtype, (x, w) = _operands(func, (x_name, x), (w_name, w))
+    dtype, (x, w) = _operands(func, (x_name, x), (w_name, w), strict=strict)
     _ndim(func, w_name, w, rank + 2)
     _ndim(func, x_name, x, rank + 2, at_least=True)
     layout = _Layout(first, tuple(x.shape[: x.ndim - rank - 1]))
     xc = layout.to_core(x)
-    groups = _groups(func, xc.shape[-1], w.shape[-2])
+    groups = _groups(func, xc.shape[-1], w.shape[-2], w_name)
     return _conv_call(xc, w, stride, padding, dilation, groups, layout, _Filter(), dtype)
 
 
@@ -318,7 +320,7 @@ def _input_grad(
         filt = _Filter(c)
         wc, groups = filt.to_core(w), c
     else:
-        filt, wc, groups = _Filter(), w, _groups(func, c, wc_in)
+        filt, wc, groups = _Filter(), w, _groups(func, c, wc_in, w_name)
     dyc = layout.to_core(dy)
     empty = _empty_geometry((dyc.shape[0], *spatial, c), wc.shape, stride, padding, dilation, groups)
     said = (("w", w_name), ("dy", dy_name), ("input_shape", sizes_name))
@@ -343,7 +345,7 @@ def _filter_grad(func: str, x: object, sizes: object, dy: object, rank: int, fir
             raise ValueError(f"{func}: filter_sizes={sizes} in_channels {sizes[-2]} != input depth {c}")
         filt, core_shape, groups = _Filter(c), (*sizes[:-2], 1, sizes[-2] * sizes[-1]), c
     else:
-        filt, core_shape, groups = _Filter(), sizes, _groups(func, c, sizes[-2])
+        filt, core_shape, groups = _Filter(), sizes, _groups(func, c, sizes[-2], "filter_sizes")
     dyc = layout.to_core(dy)
     empty = _empty_geometry(xc.shape, tuple(core_shape), stride, padding, dilation, groups)
     said = (("x", "input"), ("dy", "out_backprop"), ("filter_shape", "filter_sizes"))

@@ -144,7 +144,7 @@ def convolution(input=None, filters=None, strides=None, padding="VALID", data_fo
     # TensorFlow takes explicit pads on its dilated path only (space-to-batch around a VALID conv,
     # whose pad list must have 4 entries); the undilated one hands the list to a string attribute.
     p = _padding(padding, rank, first, explicit=rank == 2 and any(v > 1 for v in d), func="convolution")
-    return _conv("convolution", input, w, rank, first, s, p, d)
+    return _conv("convolution", input, w, rank, first, s, p, d, strict=True)
 
 
 # --- gradients as ops ---------------------------------------------------------------------------
@@ -477,7 +477,8 @@ def atrous_conv2d(value, filters, rate, padding, name=None):
     if any(v < 1 for v in d):
         raise ValueError(f"all values of `dilation_rate` must be positive. Received: rate={rate!r}")
     p = _padding(padding, 2, False, explicit=any(v > 1 for v in d), func="atrous_conv2d")
-    return _conv("atrous_conv2d", value, filters, 2, False, (1, 1), p, d, names=("value", "filters"))
+    return _conv("atrous_conv2d", value, filters, 2, False, (1, 1), p, d, names=("value", "filters"),
+                 strict=True)
 
 
 @op_with_vjp
