@@ -98,10 +98,10 @@ def atrous_case(draw):
     func = draw(st.sampled_from(["atrous_conv2d", "atrous_conv2d", "convolution"]))
     g = draw(window(stride=False, dilation=False))
     rates = [draw(st.integers(1, 3)) for _ in range(2)]
-    if g["kind"] == "explicit" and max(rates) == 1:
-        rates[0] = 2  # TensorFlow takes explicit pads only on its dilated path
     if draw(st.booleans()):
         rates[1] = rates[0]
+    if g["kind"] == "explicit" and max(rates) == 1:
+        rates[0] = 2  # TensorFlow takes explicit pads only on its dilated path
     g["d"] = rates
     for i in range(2):  # the sizes were drawn for rate 1: keep the output non-empty
         keff = (g["k"][i] - 1) * rates[i] + 1
@@ -122,7 +122,7 @@ def atrous_case(draw):
     return func, g, x, w, spelled, groups
 
 
-@budget(35)
+@budget(60)
 @given(atrous_case())
 @checked_against("tensorflow")
 def test_atrous_conv2d_and_dilated_convolution_match_tensorflow(case):
@@ -166,13 +166,13 @@ def atrous_transpose_case(draw):
     return g, rate, out_shape, sizes, cin, cout
 
 
-@budget(25)
+@budget(45)
 @given(atrous_transpose_case())
 @checked_against("tensorflow")
 def test_atrous_conv2d_transpose_matches_tensorflow(case):
     g, rate, out_shape, sizes, cin, cout = case
     w = arr((*g["k"], cin, cout))
-    y_shape = T.nn.atrous_conv2d(np.zeros(out_shape), w, rate, padding_of(g)).shape
+    y_shape = ref_conv(T.zeros(out_shape, T.float64), w, [1, 1], g["d"], ref_padding(g), 1, False).shape
     value = arr(y_shape)
     args = {"value": value, "filters": w, "output_shape": sizes, "rate": rate, "padding": padding_of(g)}
     out, pullback = tf.nn.atrous_conv2d_transpose.vjp(**args)
@@ -203,7 +203,7 @@ def separable_case(draw):
     return g, fmt, c, m, o, draw(st.integers(1, 2)), spelling
 
 
-@budget(30)
+@budget(45)
 @given(separable_case())
 @checked_against("tensorflow")
 def test_separable_conv2d_matches_tensorflow(case):
@@ -249,7 +249,7 @@ def native_case(draw):
     return draw(st.sampled_from(sorted(NATIVE))), g, first, c, m, n
 
 
-@budget(40)
+@budget(60)
 @given(native_case())
 @checked_against("tensorflow")
 def test_depthwise_conv2d_native_ops_match_tensorflow(case):
