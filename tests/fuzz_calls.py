@@ -656,6 +656,31 @@ def tf_bias_add(rng, a, g, vjp=False):
     return _front("tf.bias_add", nn.bias_add, kw, vjp, a, last(g.x))
 
 
+def tf_atrous(rng, a, g, vjp=False):
+    nn = _mod("convgrad.tf.nn")
+    g = draw_geo(rng, rank=2, groups=1, unit=True)
+    x, w, y = (g.n, *g.size, g.cin), (*g.k, g.cin, g.cout), (g.n, *g.size, g.cout)  # SAME, stride 1
+    rate = int(rng.integers(1, 4))
+    if rng.random() < 0.5:
+        kw = {"value": a.real(x), "filters": a.real(w), "rate": rate, "padding": "SAME"}
+        return _front("tf.atrous_conv2d", nn.atrous_conv2d, kw, vjp, a, y)
+    kw = {"value": a.real(y), "filters": a.real(w), "output_shape": x, "rate": rate, "padding": "SAME"}
+    return _front("tf.atrous_conv2d_transpose", nn.atrous_conv2d_transpose, kw, vjp, a, x)
+
+
+def tf_separable(rng, a, g, vjp=False):
+    nn = _mod("convgrad.tf.nn")
+    g = draw_geo(rng, rank=2, groups=1, unit=True)
+    c, m = g.cin, int(rng.integers(1, 3))
+    x, dw = a.real((g.n, *g.size, c)), a.real((*g.k, c, m))
+    if rng.random() < 0.5:
+        kw = {"input": x, "depthwise_filter": dw, "pointwise_filter": a.real((1, 1, c * m, g.cout)),
+              "strides": [1, 1, 1, 1], "padding": "SAME"}
+        return _front("tf.separable_conv2d", nn.separable_conv2d, kw, vjp, a, (g.n, *g.size, g.cout))
+    kw = {"input": x, "filter": dw, "strides": [1, 1, 1, 1], "padding": "SAME"}
+    return _front("tf.depthwise_conv2d_native", nn.depthwise_conv2d_native, kw, vjp, a, (g.n, *g.size, c * m))
+
+
 def jax_conv(rng, a, g, vjp=False):
     lax = _mod("convgrad.jax.lax")
     pads = [(p, p) for p in g.p]
@@ -730,6 +755,7 @@ TARGETS: tuple[Callable, ...] = (
     torch_grad, _vjp(torch_grad),
     tf_conv, _vjp(tf_conv), tf_convolution, tf_backprop, _vjp(tf_backprop), tf_transpose, _vjp(tf_transpose),
     tf_depthwise, _vjp(tf_depthwise), tf_bias_add, _vjp(tf_bias_add),
+    tf_atrous, _vjp(tf_atrous), tf_separable, _vjp(tf_separable),
     jax_conv, _vjp(jax_conv), onnx_conv, _vjp(onnx_conv), scipy_signal, _vjp(scipy_signal),
 )
 
