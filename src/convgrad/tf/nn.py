@@ -10,12 +10,15 @@ forward conv (``Conv2DBackpropInput``): its filter is that conv's HWIO filter, r
 
 Every op keeps TensorFlow 2's names, order and defaults, and also takes the TensorFlow 1 keyword
 spellings (``filter=``, ``value=``, ``input=``, ``rate=``, ``dilation_rate=``), so TF 1 calls run
-as written; ``name`` and ``use_cudnn_on_gpu`` are accepted and ignored. Every op has
-``op.vjp(*args, **kwargs) -> (out, pullback)``; ``pullback(dy)`` returns the gradients of the
-op's array arguments in signature order (shape arguments such as ``input_sizes`` have none).
+as written; TF 1's own ops are here too (``atrous_conv2d``, ``atrous_conv2d_transpose``,
+``separable_conv2d``, ``depthwise_conv2d_native`` and its backprops). ``name`` and
+``use_cudnn_on_gpu`` are accepted and ignored. Every op has ``op.vjp(*args, **kwargs) -> (out,
+pullback)``; ``pullback(dy)`` returns the gradients of the op's array arguments in signature order
+(shape arguments such as ``input_sizes`` have none).
 
 NumPy operands are converted to the dtype of the op's first tensor operand, as TensorFlow
-converts NumPy arguments (the depthwise ops refuse a mix, as TensorFlow does); the dtypes are
+converts NumPy arguments (``convolution``, ``atrous_conv2d``, ``depthwise_conv2d`` and
+``separable_conv2d`` convert each operand alone and refuse a mix, as TensorFlow does); the dtypes are
 those of TensorFlow's kernels: float16, bfloat16 (``tf.bfloat16``'s NumPy type, ml_dtypes'),
 float32, float64 and int32 (no int32 for depthwise).
 
@@ -103,7 +106,9 @@ def conv2d(input=None, filters=None, strides=None, padding=None, data_format="NH
     """``tf.nn.conv2d``: x ``batch_shape + [H, W, C]`` (NHWC) or ``batch_shape + [C, H, W]``
     (NCHW), filters HWIO ``[kh, kw, C / groups, O]``; padding SAME, VALID or explicit
     ``[[0, 0], [top, bottom], [left, right], [0, 0]]`` (``(n + top + bottom - (k - 1) * d - 1)
-    // s + 1`` samples). TF 1: ``filter=`` for ``filters``."""
+    // s + 1`` samples). TensorFlow's CPU kernel refuses NCHW ("only supports the NHWC tensor
+    format on the CPU"); it computes here, as on TensorFlow's GPU kernel. TF 1: ``filter=`` for
+    ``filters``."""
     w = _pick("filters", filters, "filter", filter)
     return _conv("conv2d", input, w, 2, *_window("conv2d", 2, data_format, strides, padding, dilations,
                                                  explicit=True))
