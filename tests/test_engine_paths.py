@@ -689,3 +689,38 @@ def test_channels_first_padding_and_transposition_kernels_match_numpy(shape, pad
     back = np.full((want.shape[0], want.shape[-1], *want.shape[1:-1]), np.nan, dtype=np.float32)
     _kernels.last_to_first(want.reshape(want.shape[0], -1, want.shape[-1]), back.reshape(*back.shape[:2], -1))
     np.testing.assert_array_equal(back, x_from_last(want, "channels_first"))
+
+
+@given(case=strategies.conv_cases(data_formats=("channels_first",), min_batch=1))
+@strategies.budget(15)
+def test_tiled_writes_channels_first_results_in_place(case):
+    """Channels-first, the tiled kernels store y and dx in that layout themselves (float32: every
+    tile kind the cost model picks): the array the kernel wrote is the result, no transposing
+    pass after it, and it matches the oracle within float32 rounding."""
+    from convgrad.engines import _kernels, tiled
+
+    assume(case.kwargs["groups"] == 1)
+    kw = {k: v for k, v in case.kwargs.items() if k != "data_format"}
+    geom = convgrad.ConvGeometry.for_conv(case.x_shape, case.w_shape, **kw)
+    rng = np.random.default_rng(2)
+    x, w = rng.standard_normal(case.x_shape), rng.standard_normal(case.w_shape)
+    dy = rng.standard_normal(geom.y_shape())
+    written, kernel = [], _kernels.tiled_forward
+
+    def recorded(*args):
+        written.append((args[9], args[-1]))  # y and the channels-first flag
+        return kernel(*args)
+
+    f32 = [a.astype(np.float32) for a in (x, w, dy)]
+    for op in ("forward", "input_grad"):  # planned (and kept) before the kernel is wrapped
+        assert convgrad.make_plan(op, geom, F32, "tiled", 2**31, "channels_first").takes == "channels_first"
+    with mock.patch.object(tiled._kernels, "tiled_forward", recorded):
+        for got, want in (
+                (lambda: convgrad.conv(f32[0], f32[1], method="tiled", **kw), oracle.conv(x, w, **kw)),
+                (lambda: convgrad.conv_input_grad(f32[2], f32[1], x.shape, method="tiled", **kw),
+                 oracle.input_grad(dy, w, x.shape, **kw))):
+            written.clear()
+            out = got()
+            assert_close(out, want, rtol=0, atol=1e-5 * max(1.0, np.abs(want).max()), dtype=np.float32)
+            assert all(first for _, first in written)
+            assert all(np.shares_memory(out, y) for y, _ in written)

@@ -98,19 +98,24 @@ class Tiled:
             choices["spreads"] = _spreads(geom, op, block)
             if op == "forward":
                 run = partial(_forward, block, geom)
+                first = partial(_run_first, partial(_forward, block, geom, first=True), op)
             elif all(s == 1 for s in geom.stride):
                 run = partial(_transpose.input_grad(geom), run=partial(_forward, block))
+                first = partial(_transpose.input_grad(geom, "channels_first"),
+                                run=partial(_forward, block, first=True))
             else:
                 run = partial(_strided_input_grad, geom, block)
+                first = partial(_run_first, partial(_strided_input_grad, geom, block, first=True), op)
         seconds = (_compute_seconds(geom, op, block, dtype) + copy + fig.CALL_SECONDS) * fig.FITTED[op]
         seconds += penalty
-        # Channels-first: the padding pass transposes the operands as it copies them; only the
-        # result (dw: small) is transposed on its own.
-        result = {"forward": geom.y_shape(), "input_grad": geom.x_shape(), "filter_grad": geom.w_shape()}[op]
-        back = 2 * math.prod(result) * dtype.itemsize / figures("_layout").TRANSPOSE_BYTES_PER_S
-        first_seconds = seconds + back + planner.load_seconds(dtype, _kernels.pad_copy_first,
-                                                              _kernels.last_to_first)
-        return Prepared(self.name, seconds, workspace, run, choices, run_first=partial(_run_first, run, op),
+        # Channels-first: the padding pass transposes the operands as it copies them; the tiles
+        # write y and dx channels-first; only dw (small) is transposed on its own.
+        back = 0.0
+        if op == "filter_grad":
+            back = 2 * math.prod(geom.w_shape()) * dtype.itemsize / figures("_layout").TRANSPOSE_BYTES_PER_S
+            first = partial(_run_first, run, op)
+        first_seconds = seconds + back + planner.load_seconds(dtype, _kernels.pad_copy_first)
+        return Prepared(self.name, seconds, workspace, run, choices, run_first=first,
                         first_seconds=first_seconds)
 
 
@@ -147,16 +152,17 @@ def _padded_bytes(geom: ConvGeometry, op: Op, dtype: np.dtype, block: int) -> in
     return geom.batch * math.prod(size) * channels * dtype.itemsize
 
 
-def _forward(block: int, geom: ConvGeometry, x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """y ``(N, *out, O)``, ``block`` output channels per register tile (DOT: dot-product tiles)."""
-    y = np.empty(geom.y_shape("channels_last"), dtype=x.dtype)
+def _forward(block: int, geom: ConvGeometry, x: np.ndarray, w: np.ndarray, first: bool = False) -> np.ndarray:
+    """y ``(N, *out, O)``, ``block`` output channels per register tile (DOT: dot-product tiles);
+    with ``first``, a channels-last view of y written channels-first ``(N, O, *out)``."""
+    y = np.empty(geom.y_shape("channels_first" if first else "channels_last"), dtype=x.dtype)
     if y.size and x.shape[-1] == 0:  # no input channels: every sum is empty
         y.fill(0)
     elif y.size:
         xp = _padded(x, geom.tight_padding, _dot_channels(x.shape[-1]) if block == DOT else None, "tiled.x")
         zero, one = (0,) * geom.rank, (1,) * geom.rank
-        _call(xp, zero, w, geom.stride, geom.rhs_dilation, y, zero, one, geom.out_spatial, block)
-    return y
+        _call(xp, zero, w, geom.stride, geom.rhs_dilation, y, zero, one, geom.out_spatial, block, first)
+    return x_to_last(y, "channels_first") if first else y
 
 
 def _filter_grad(geom: ConvGeometry, block: int, cp: int, parts: int, x: np.ndarray,
@@ -283,17 +289,18 @@ def _dot_channels(c: int) -> int:
 
 def _call(xp: np.ndarray, corner: tuple[int, ...], w: np.ndarray, stride: tuple[int, ...],
           dilation: tuple[int, ...], y: np.ndarray, at: tuple[int, ...], step: tuple[int, ...],
-          out: tuple[int, ...], block: int) -> None:
+          out: tuple[int, ...], block: int, first: bool = False) -> None:
     """The kernel on the padded, C-contiguous xp read from ``corner``: ``out`` outputs per sample,
-    written to y at ``at + i * step``."""
+    written to the C-contiguous y ``(N, *S, O)`` (``first``: ``(N, O, *S)``) at ``at + i * step``."""
     _check_reach(tuple(n - a for n, a in zip(xp.shape[1:-1], corner)), out, w.shape[:-2], stride, dilation)
     _threads.for_numba()
     unit, zero = (1,) * (5 - xp.ndim), (0,) * (5 - xp.ndim)  # 1-D and 2-D convs run as 3-D
     w5 = w.reshape(*unit, *w.shape)
     packed = _pack_dot(w5, xp.shape[-1]) if block == DOT else _pack(w5, block)
+    y5 = y.reshape(*y.shape[:2], *unit, *y.shape[2:]) if first else as_3d(y)
     _kernels.tiled_forward(as_3d(xp), zero + corner, packed, *(unit + tuple(stride)),
-                           *(unit + tuple(dilation)), as_3d(y), zero + at, unit + step, unit + tuple(out),
-                           block == DOT, packed.nbytes > FILTER_MAJOR_BYTES)
+                           *(unit + tuple(dilation)), y5, zero + at, unit + step, unit + tuple(out),
+                           block == DOT, packed.nbytes > FILTER_MAJOR_BYTES, first)
 
 
 def _phase_reach(geom: ConvGeometry) -> tuple[int, ...]:
@@ -301,34 +308,37 @@ def _phase_reach(geom: ConvGeometry) -> tuple[int, ...]:
     return tuple(max(p.reach for p in ps) for ps in phase_axes(geom))
 
 
-def _strided_input_grad(geom: ConvGeometry, block: int, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
+def _strided_input_grad(geom: ConvGeometry, block: int, dy: np.ndarray, w: np.ndarray,
+                        first: bool = False) -> np.ndarray:
     """dx of a strided conv: dy is padded once for all phases, and each phase writes its samples
-    of dx in place, those in the padding left out: no copy per phase."""
+    of dx in place, those in the padding left out: no copy per phase. With ``first``, a
+    channels-last view of dx written channels-first."""
     reach = _phase_reach(geom)
     c = _dot_channels(geom.out_channels) if block == DOT else None
     dyp = _padded(dy, tuple((r, r) for r in reach), c, "tiled.dy")
-    shape = (geom.batch, *geom.in_spatial, geom.in_channels)
+    shape = geom.x_shape("channels_first" if first else "channels_last")
     if dy.size == 0 or geom.in_channels == 0:
-        return np.zeros(shape, dtype=dy.dtype)
+        dx = np.zeros(shape, dtype=dy.dtype)
+        return x_to_last(dx, "channels_first") if first else dx
     work = []
     for combo in itertools.product(*phase_axes(geom)):
         # Phase sample m sits at padded index start + m * s, that is x index start + m * s - lo.
-        first, count = zip(*(_inside(p, s, lo, n) for p, s, (lo, _), n in
-                             zip(combo, geom.stride, geom.tight_padding, geom.in_spatial)))
+        starts, count = zip(*(_inside(p, s, lo, n) for p, s, (lo, _), n in
+                              zip(combo, geom.stride, geom.tight_padding, geom.in_spatial)))
         if min(count) > 0:
-            work.append((combo, first, count))
+            work.append((combo, starts, count))
     # The phases write disjoint samples of dx: zeros first only where some are left (phases
     # without taps), not when they cover it all.
     covered = sum(math.prod(count) for _, _, count in work) == math.prod(geom.in_spatial)
     dx = _new_output(shape, dy.dtype, zeroed=not covered)
-    for combo, first, count in work:
+    for combo, starts, count in work:
         taps = tuple(p.kernel_taps for p in combo)
-        corner = tuple(r - p.reach + m for r, p, m in zip(reach, combo, first))
+        corner = tuple(r - p.reach + m for r, p, m in zip(reach, combo, starts))
         lows = (lo for lo, _ in geom.tight_padding)
-        at = tuple(p.start + m * s - lo for p, m, s, lo in zip(combo, first, geom.stride, lows))
+        at = tuple(p.start + m * s - lo for p, m, s, lo in zip(combo, starts, geom.stride, lows))
         _call(dyp, corner, flip_swap_filter(w[taps], 1), (1,) * geom.rank,
-              tuple(p.dilation for p in combo), dx, at, geom.stride, count, block)
-    return dx
+              tuple(p.dilation for p in combo), dx, at, geom.stride, count, block, first)
+    return x_to_last(dx, "channels_first") if first else dx
 
 
 def _new_output(shape: tuple[int, ...], dtype: np.dtype, zeroed: bool) -> np.ndarray:
@@ -374,19 +384,13 @@ def _pad_on_threads(a: np.ndarray, lows: tuple[int, ...], out: np.ndarray) -> No
 
 def _run_first(run, op: Op, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``run`` on channels-first operands: it gets channels-last views, which its padding pass
-    transposes as it copies (pad_copy_first); the result is transposed back (dx and y on
-    Numba's threads where large enough, last_to_first)."""
+    transposes as it copies (pad_copy_first); y and dx come back as channels-last views of
+    channels-first memory (the tiles write that layout), dw is transposed back."""
     if op == "filter_grad":
         dw = run(x_to_last(a, "channels_first"), x_to_last(b, "channels_first"))
         return np.ascontiguousarray(w_from_last(dw, "channels_first"))
     out = run(x_to_last(a, "channels_first"), w_to_last(b, "channels_first"))
-    if not (_kernels.NUMBA and out.nbytes >= PARALLEL_PAD_BYTES and out.flags.c_contiguous):
-        return np.ascontiguousarray(x_from_last(out, "channels_first"))
-    n, c = out.shape[0], out.shape[-1]
-    first = np.empty((n, c, *out.shape[1:-1]), dtype=out.dtype)
-    _threads.for_numba()
-    _kernels.last_to_first(out.reshape(n, -1, c), first.reshape(n, c, -1))
-    return first
+    return np.ascontiguousarray(x_from_last(out, "channels_first"))
 
 
 def _pack(w: np.ndarray, block: int) -> np.ndarray:

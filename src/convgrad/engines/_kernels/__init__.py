@@ -70,7 +70,7 @@ def warm_up(dtypes=("float32", "float64")) -> None:
         depthwise2d_filter_grad_first(xf, yf, 0, 0, 1, 1, 1, 1, wf)
         corner, one, out = (0, 0, 0), (1, 1, 1), (1, 4, 4)
         tiled_forward(x[:, None], corner, np.zeros((1, 1, 3, 3, 2, 16), dt), 1, 1, 1, 1, 1, 1, y[:, None],
-                      corner, one, out, False, False)
+                      corner, one, out, False, False, False)
         tiled_filter_grad(x[:, None], np.zeros((1, 1, 4, 4, 16), dt), 1, 1, 1, 1, 1, 1, 8,
                           np.zeros((1, 1, 3, 3, 2, 16), dt))
         cols = np.zeros((1, 16, 9, 2), dt)

@@ -24,13 +24,17 @@ _AHEAD = np.uint64(256)  # filter values (1 KiB of float32) prefetched ahead of 
 
 
 @njit(parallel=True, cache=True)
-def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out, dot,
-                  filter_major):  # pragma: no cover - compiled
+def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out, dot, filter_major,
+                  first):  # pragma: no cover - compiled
     """The dense conv of the padded xp (N, D', H', W', C), read from the corner ``xa`` (3 ints),
     with the filter packed as wt (ceil(O / B), KD, KH, KW, C, B), B = 16, 32 (float32) or 64
     (float32), channels past O zero: its ``out`` (3 ints) outputs per sample go to y
-    (N, D, H, W, O) at ``ya + i * yb`` (all of y, ya = 0 and yb = 1, for a plain conv; one
-    sub-pixel phase of a strided conv's input gradient otherwise).
+    (N, D, H, W, O), or with ``first`` y (N, O, D, H, W), at ``ya + i * yb`` (all of y, ya = 0
+    and yb = 1, for a plain conv; one sub-pixel phase of a strided conv's input gradient
+    otherwise).
+
+    Channels-first, a tile stores each of its channels as a run of its outputs along the row
+    (O runs of 8 instead of 8 runs of O): the caller gets its layout without a transposing pass.
 
     The outputs of each plane (n, i) of OH x OW, in row order, are cut into tiles of 8 (B = 16 or
     32) or 6 (B = 64), which run on from the end of one row to the start of the next; the last
@@ -48,7 +52,12 @@ def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out, dot,
     than the second-level cache (256 -> 256 channels, 3x3: 2.4 MB) otherwise streams from the
     third level for every row.
     """
-    N, YD, YH, YW, O = y.shape
+    if first:  # y's strides, in elements: a sample, one output along a row, a channel
+        N, O, YD, YH, YW = y.shape
+        yn, yw, yc = O * YD * YH * YW, 1, YD * YH * YW
+    else:
+        N, YD, YH, YW, O = y.shape
+        yn, yw, yc = YD * YH * YW * O, O, 1
     OD, OH, OW = out
     XD, XH, XW, C = xp.shape[1], xp.shape[2], xp.shape[3], xp.shape[4]
     KD, KH = wt.shape[1], wt.shape[2]
@@ -56,7 +65,7 @@ def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out, dot,
     width = 8 if 16 <= block <= 32 else 6  # 6 for the 6 x 64 and the dot-product tiles
     xf, wf, yf = xp.ravel(), wt.ravel(), y.ravel()
     sd, sh, sw = XH * XW * C, XW * C, s2 * C  # x's strides: first axis, second axis, one output
-    ys = yb[2] * O  # y's stride from one output of a row to the next
+    ys = yb[2] * yw  # y's stride from one output of a row to the next
     # A 3-tap row with no stride or dilation: the tile's 10 input positions serve all 3 taps.
     three = block == 16 and KW == 3 and s2 == 1 and d2 == 1
     rows = N * OD * OH
@@ -73,40 +82,40 @@ def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out, dot,
     items = N * OD * chunks if spread else rows
     for t in prange(items * (blocks // per_item)):
         r = t % items
-        first = t // items * per_item
+        q0 = t // items * per_item
         if spread:
-            _plane_tiles(xf, wf, yf, r, first, per_item, xa, ya, yb, s0, s1, s2, d0, d1, d2, out, OD, XD, sd,
-                         sh, C, YD, YH, YW, O, KD, KH, KW, per, chunks, width, block)
+            _plane_tiles(xf, wf, yf, r, q0, per_item, xa, ya, yb, s0, s1, s2, d0, d1, d2, out, OD, XD, sd,
+                         sh, C, YH, YW, O, yn, yw, yc, KD, KH, KW, per, chunks, width, block)
             continue
         n = r // (OD * OH)
         i = r // OH % OD
         j = r % OH
         xrow = (n * XD + xa[0] + i * s0) * sd + (xa[1] + j * s1) * sh + xa[2] * C
-        yrow = ((n * YD + ya[0] + i * yb[0]) * YH + ya[1] + j * yb[1]) * YW * O + ya[2] * O
-        for q in range(first, first + per_item):
+        yrow = n * yn + (((ya[0] + i * yb[0]) * YH + ya[1] + j * yb[1]) * YW + ya[2]) * yw
+        for q in range(q0, q0 + per_item):
             ob = q * block
             wo = ob // block * KD * KH * KW * C * block
             m = min(block, O - ob)
             tiles = OW if OW >= width else 0
             for k00 in range(0, tiles, width):
                 k0 = min(k00, OW - width)
-                xo, yo = xrow + k0 * sw, yrow + k0 * ys + ob
+                xo, yo = xrow + k0 * sw, yrow + k0 * ys + ob * yc
                 if dot:
-                    _dot_tile_6x3(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0, d1, d2, ys)
+                    _dot_tile_6x3(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0, d1, d2, ys, yc)
                 else:
-                    _forward_tile_8x16_three(xf, wf, yf, xo, wo, yo, m, KD, KH, C, sd, sh, d0, d1, ys)
+                    _forward_tile_8x16_three(xf, wf, yf, xo, wo, yo, m, KD, KH, C, sd, sh, d0, d1, ys, yc)
             for k in range(tiles, OW):
-                xo, yo = xrow + k * sw, yrow + k * ys + ob
+                xo, yo = xrow + k * sw, yrow + k * ys + ob * yc
                 if dot:
-                    _dot_one(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, d0, d1, d2)
+                    _dot_one(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, yc)
                 else:
-                    _forward_one(xf, wf, yf, xo, wo, yo, m, block, KD, KH, KW, C, sd, sh, d0, d1, d2)
+                    _forward_one(xf, wf, yf, xo, wo, yo, m, block, KD, KH, KW, C, sd, sh, d0, d1, d2, yc)
 
 
 @njit(cache=True, fastmath={"contract"})
-def _forward_tile_8(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo, yo,
+def _forward_tile_8(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo, yo, yc,
                     B):  # pragma: no cover - compiled
-    """Outputs yo[t] + [0, m) of the flat y, t < 8: the window of output t starts at xo[t] of the
+    """Outputs yo[t] + [0, m) * yc of the flat y, t < 8: the window of output t starts at xo[t] of the
     flat x; the filter block (KD, KH, KW, C, B) starts at wo of the flat filter. B (16, or 32
     in float32: 8 broadcasts per 16 multiply-adds, measured 1.4x faster than two 8 x 16 tiles) is
     a compile-time constant: the sums are B-wide registers."""
@@ -166,12 +175,12 @@ def _forward_tile_8(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo, yo
                         a6[o] += x6 * g
                         a7[o] += x7 * g
                     w += ub
-    _store_8(yf, yo, m, a0, a1, a2, a3, a4, a5, a6, a7)
+    _store_8(yf, yo, m, yc, a0, a1, a2, a3, a4, a5, a6, a7)
 
 
 @njit(cache=True, fastmath={"contract"})
-def _forward_tile_8x16_three(xf, wf, yf, xo, wo, yo, m, KD, KH, C, sd, sh, d0, d1,
-                             ys):  # pragma: no cover - compiled
+def _forward_tile_8x16_three(xf, wf, yf, xo, wo, yo, m, KD, KH, C, sd, sh, d0, d1, ys,
+                             yc):  # pragma: no cover - compiled
     """_forward_tile_8 (16 channels) for 3 taps along the row, stride and dilation 1 there: for each input
     channel the 10 values x[t + e] are loaded once for the 24 multiply-adds of the 3 taps (one
     load per 2.4 instead of 9 per 8; measured 1.5-1.65x faster on 3x3x3 convs with 16 channels)."""
@@ -244,14 +253,26 @@ def _forward_tile_8x16_three(xf, wf, yf, xo, wo, yo, m, KD, KH, C, sd, sh, d0, d
                     a6[o] += x8 * g2
                     a7[o] += x9 * g2
     at = (yo, yo + ys, yo + 2 * ys, yo + 3 * ys, yo + 4 * ys, yo + 5 * ys, yo + 6 * ys, yo + 7 * ys)
-    _store_8(yf, at, m, a0, a1, a2, a3, a4, a5, a6, a7)
+    _store_8(yf, at, m, yc, a0, a1, a2, a3, a4, a5, a6, a7)
 
 
 @njit(cache=True)
-def _store_8(yf, yo, m, a0, a1, a2, a3, a4, a5, a6, a7):  # pragma: no cover - compiled
-    """yf[yo[t] + o] = a_t[o] for the 8 outputs t of a tile, o < m."""
+def _store_8(yf, yo, m, yc, a0, a1, a2, a3, a4, a5, a6, a7):  # pragma: no cover - compiled
+    """yf[yo[t] + o * yc] = a_t[o] for the 8 outputs t of a tile, o < m (yc: 1 channels-last)."""
     q0, q1, q2, q3 = np.uint64(yo[0]), np.uint64(yo[1]), np.uint64(yo[2]), np.uint64(yo[3])
     q4, q5, q6, q7 = np.uint64(yo[4]), np.uint64(yo[5]), np.uint64(yo[6]), np.uint64(yo[7])
+    if yc != 1:  # channels-first: each channel's 8 outputs, in a row mostly side by side
+        for o in range(np.uint64(m)):
+            r = o * np.uint64(yc)
+            yf[q0 + r] = a0[o]
+            yf[q1 + r] = a1[o]
+            yf[q2 + r] = a2[o]
+            yf[q3 + r] = a3[o]
+            yf[q4 + r] = a4[o]
+            yf[q5 + r] = a5[o]
+            yf[q6 + r] = a6[o]
+            yf[q7 + r] = a7[o]
+        return
     for o in range(np.uint64(m)):
         yf[q0 + o] = a0[o]
         yf[q1 + o] = a1[o]
@@ -265,7 +286,7 @@ def _store_8(yf, yo, m, a0, a1, a2, a3, a4, a5, a6, a7):  # pragma: no cover - c
 
 @njit(cache=True)
 def _plane_tiles(xf, wf, yf, r, first, count, xa, ya, yb, s0, s1, s2, d0, d1, d2, out, OD, XD, sd, sh, C,
-                 YD, YH, YW, O, KD, KH, KW, per, chunks, width, block):  # pragma: no cover - compiled
+                 YH, YW, O, yn, yw, yc, KD, KH, KW, per, chunks, width, block):  # pragma: no cover - compiled
     """Work item r of tiled_forward's tiles of 8 x 16, 8 x 32 or 6 x 64: ``per`` tiles of one plane
     (n, i) (``chunks`` items to a plane), each of ``width`` (8 or 6) consecutive outputs of the
     plane's OH x OW in row order, for the filter blocks first to first + count. The plane's last
@@ -275,17 +296,17 @@ def _plane_tiles(xf, wf, yf, r, first, count, xa, ya, yb, s0, s1, s2, d0, d1, d2
     tiles = -(-plane // width) if plane >= width else 0
     n, i, c = r // chunks // OD, r // chunks % OD, r % chunks
     xp = (n * XD + xa[0] + i * s0) * sd + xa[1] * sh + xa[2] * C
-    yp = ((n * YD + ya[0] + i * yb[0]) * YH + ya[1]) * YW * O + ya[2] * O
-    xj, xk, yj, yk = s1 * sh, s2 * C, yb[1] * YW * O, yb[2] * O  # strides of an output row, column
+    yp = n * yn + (((ya[0] + i * yb[0]) * YH + ya[1]) * YW + ya[2]) * yw
+    xj, xk, yj, yk = s1 * sh, s2 * C, yb[1] * YW * yw, yb[2] * yw  # strides of an output row, column
     for q in range(first, first + count):
-        ob = q * block
+        ob = q * block * yc
         wo = q * KD * KH * KW * C * block
-        m = min(block, O - ob)
+        m = min(block, O - q * block)
         if tiles == 0:
             for u in range(plane):
                 j, k = u // OW, u % OW
                 _forward_one(xf, wf, yf, xp + j * xj + k * xk, wo, yp + j * yj + k * yk + ob, m, block,
-                             KD, KH, KW, C, sd, sh, d0, d1, d2)
+                             KD, KH, KW, C, sd, sh, d0, d1, d2, yc)
             continue
         for u in range(c * per, min((c + 1) * per, tiles)):
             u0 = min(u * width, plane - width)
@@ -302,14 +323,14 @@ def _plane_tiles(xf, wf, yf, r, first, count, xa, ya, yb, s0, s1, s2, d0, d1, d2
             y6 = (yp + j0 * yj + k0 * yk + ob, yp + j1 * yj + k1 * yk + ob, yp + j2 * yj + k2 * yk + ob,
                   yp + j3 * yj + k3 * yk + ob, yp + j4 * yj + k4 * yk + ob, yp + j5 * yj + k5 * yk + ob)
             if block == 64:
-                _forward_tile_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, x6, y6)
+                _forward_tile_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, x6, y6, yc)
                 continue
             x8 = (*x6, xp + j6 * xj + k6 * xk, xp + j7 * xj + k7 * xk)
             y8 = (*y6, yp + j6 * yj + k6 * yk + ob, yp + j7 * yj + k7 * yk + ob)
             if block == 16:
-                _forward_tile_8(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, x8, y8, 16)
+                _forward_tile_8(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, x8, y8, yc, 16)
             else:
-                _forward_tile_8(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, x8, y8, 32)
+                _forward_tile_8(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, x8, y8, yc, 32)
 
 
 @njit(cache=True)
@@ -319,8 +340,8 @@ def _next(j, k, width):  # pragma: no cover - compiled
 
 
 @njit(cache=True, fastmath={"contract"})
-def _forward_tile_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo,
-                       yo):  # pragma: no cover - compiled
+def _forward_tile_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo, yo,
+                       yc):  # pragma: no cover - compiled
     """_forward_tile_8 for 6 outputs x the 64 channels of a filter block (KD, KH, KW, C, 64): output
     t's window starts at xo[t] of the flat x and its sums go to yo[t] + [0, m) of the flat y, so
     that a tile may run on from the end of one output row to the start of the next."""
@@ -369,6 +390,16 @@ def _forward_tile_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo,
                     w += _U64
     q0, q1, q2 = np.uint64(yo[0]), np.uint64(yo[1]), np.uint64(yo[2])
     q3, q4, q5 = np.uint64(yo[3]), np.uint64(yo[4]), np.uint64(yo[5])
+    if yc != 1:  # channels-first (see _store_8)
+        for o in range(np.uint64(m)):
+            r = o * np.uint64(yc)
+            yf[q0 + r] = a0[o]
+            yf[q1 + r] = a1[o]
+            yf[q2 + r] = a2[o]
+            yf[q3 + r] = a3[o]
+            yf[q4 + r] = a4[o]
+            yf[q5 + r] = a5[o]
+        return
     for o in range(np.uint64(m)):
         yf[q0 + o] = a0[o]
         yf[q1 + o] = a1[o]
@@ -379,9 +410,9 @@ def _forward_tile_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo,
 
 
 @njit(cache=True, fastmath={"contract"})
-def _forward_one(xf, wf, yf, xo, wo, yo, m, block, KD, KH, KW, C, sd, sh, d0, d1,
-                 d2):  # pragma: no cover - compiled
-    """One output alone (rows narrower than a tile): yf[yo + o] for o < m."""
+def _forward_one(xf, wf, yf, xo, wo, yo, m, block, KD, KH, KW, C, sd, sh, d0, d1, d2,
+                 yc):  # pragma: no cover - compiled
+    """One output alone (rows narrower than a tile): yf[yo + o * yc] for o < m."""
     acc = _registers(64, yf.dtype)
     for o in range(block):
         acc[o] = 0
@@ -398,13 +429,13 @@ def _forward_one(xf, wf, yf, xo, wo, yo, m, block, KD, KH, KW, C, sd, sh, d0, d1
                     w += ub
     q = np.uint64(yo)
     for o in range(np.uint64(m)):
-        yf[q + o] = acc[o]
+        yf[q + o * np.uint64(yc)] = acc[o]
 
 
 @njit(cache=True, fastmath={"contract"})
-def _dot_tile_6x3(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0, d1,
-                  d2, ys):  # pragma: no cover - compiled
-    """Outputs yo + t * ys + [0, m) of the flat y, t < 6, m <= 3: output t's window starts at
+def _dot_tile_6x3(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0, d1, d2, ys,
+                  yc):  # pragma: no cover - compiled
+    """Outputs yo + t * ys + [0, m) * yc of the flat y, t < 6, m <= 3: output t's window starts at
     xo + t * sw of the flat x, the filter group (KD, KH, 3, KW, C) at wo of the flat filter."""
     _wide_vectors()
     a00 = _registers(16, yf.dtype)
@@ -488,17 +519,17 @@ def _dot_tile_6x3(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0, d1,
                         a50[v] += x5 * g0
                         a51[v] += x5 * g1
                         a52[v] += x5 * g2
-    _store_dot(yf, yo, m, a00, a01, a02)
-    _store_dot(yf, yo + ys, m, a10, a11, a12)
-    _store_dot(yf, yo + 2 * ys, m, a20, a21, a22)
-    _store_dot(yf, yo + 3 * ys, m, a30, a31, a32)
-    _store_dot(yf, yo + 4 * ys, m, a40, a41, a42)
-    _store_dot(yf, yo + 5 * ys, m, a50, a51, a52)
+    _store_dot(yf, yo, m, yc, a00, a01, a02)
+    _store_dot(yf, yo + ys, m, yc, a10, a11, a12)
+    _store_dot(yf, yo + 2 * ys, m, yc, a20, a21, a22)
+    _store_dot(yf, yo + 3 * ys, m, yc, a30, a31, a32)
+    _store_dot(yf, yo + 4 * ys, m, yc, a40, a41, a42)
+    _store_dot(yf, yo + 5 * ys, m, yc, a50, a51, a52)
 
 
 @njit(cache=True, fastmath=True)  # reassociation: the lanes are added as a tree, not in a chain
-def _store_dot(yf, yo, m, a0, a1, a2):  # pragma: no cover - compiled
-    """yf[yo + o] = the sum of a_o's 16 lanes, o < m."""
+def _store_dot(yf, yo, m, yc, a0, a1, a2):  # pragma: no cover - compiled
+    """yf[yo + o * yc] = the sum of a_o's 16 lanes, o < m."""
     s0, s1, s2 = a0[0], a1[0], a2[0]
     for v in range(1, 16):
         s0 += a0[v]
@@ -506,14 +537,14 @@ def _store_dot(yf, yo, m, a0, a1, a2):  # pragma: no cover - compiled
         s2 += a2[v]
     yf[yo] = s0
     if m > 1:
-        yf[yo + 1] = s1
+        yf[yo + yc] = s1
     if m > 2:
-        yf[yo + 2] = s2
+        yf[yo + 2 * yc] = s2
 
 
 @njit(cache=True, fastmath={"contract"})
-def _dot_one(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, d0, d1, d2):  # pragma: no cover
-    """One output alone (rows narrower than a tile): yf[yo + o] for o < m."""
+def _dot_one(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, yc):  # pragma: no cover
+    """One output alone (rows narrower than a tile): yf[yo + o * yc] for o < m."""
     a0 = _registers(16, yf.dtype)
     a1 = _registers(16, yf.dtype)
     a2 = _registers(16, yf.dtype)
@@ -535,7 +566,7 @@ def _dot_one(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, d0, d1, d2):  # p
                         a0[v] += xv * wf[w0 + c + v]
                         a1[v] += xv * wf[w1 + c + v]
                         a2[v] += xv * wf[w2 + c + v]
-    _store_dot(yf, yo, m, a0, a1, a2)
+    _store_dot(yf, yo, m, yc, a0, a1, a2)
 
 
 @njit(parallel=True, cache=True)
