@@ -724,3 +724,42 @@ def test_tiled_writes_channels_first_results_in_place(case):
             assert_close(out, want, rtol=0, atol=1e-5 * max(1.0, np.abs(want).max()), dtype=np.float32)
             assert all(first for _, first in written)
             assert all(np.shares_memory(out, y) for y, _ in written)
+
+
+@given(n=st.integers(0, 3), c=st.integers(0, 13), o=st.integers(1, 14),
+       spatial=st.lists(st.integers(1, 12), min_size=1, max_size=3))
+@strategies.budget(15)
+def test_tiled_runs_channels_first_pointwise_convs_on_nchw_as_it_is(n, c, o, spatial):
+    """A 1x1 stride-1 unpadded conv in NCHW, float32: the pointwise kernels run y[n] = W @ x[n],
+    dx[n] = W.T @ dy[n] (tiles of 64 positions and the narrower last ones) and dW = sum over n
+    of dy[n] @ x[n].T (chunks of positions, partial sums per thread) on the caller's arrays, with
+    no transposition; each against the oracle within float32 rounding."""
+    from convgrad.engines import _kernels, tiled
+
+    x_shape, w_shape = (n, c, *spatial), (o, c, *(1,) * len(spatial))
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape)
+    for op in ("forward", "input_grad", "filter_grad"):  # planned (and kept) before the kernels are wrapped
+        assert convgrad.make_plan(op, geom, F32, "tiled", 2**31, "channels_first").takes == "channels_first"
+    rng = np.random.default_rng(6)
+    x, w, dy = (rng.standard_normal(s) for s in (x_shape, w_shape, geom.y_shape()))
+    x32, w32, dy32 = (a.astype(np.float32) for a in (x, w, dy))
+    ran = []
+
+    def counted(name):
+        kernel = getattr(_kernels, name)
+        return lambda *args: ran.append(name) or kernel(*args)
+
+    names = ("pointwise_first", "pointwise_filter_grad_first")
+    with mock.patch.object(tiled._kernels, names[0], counted(names[0])), \
+            mock.patch.object(tiled._kernels, names[1], counted(names[1])), \
+            mock.patch.object(convgrad._ops, "x_to_last", _no_transposition), \
+            mock.patch.object(convgrad._ops, "w_to_last", _no_transposition):
+        for got, want, terms in ((convgrad.conv(x32, w32, method="tiled"), oracle.conv(x, w), c),
+                                 (convgrad.conv_input_grad(dy32, w32, x_shape, method="tiled"),
+                                  oracle.input_grad(dy, w, x_shape), o),
+                                 (convgrad.conv_filter_grad(x32, dy32, w_shape, method="tiled"),
+                                  oracle.filter_grad(x, dy, w_shape), n * math.prod(spatial))):
+            # sums of ``terms`` products of standard normals, rounded in float32
+            assert_close(got, want, rtol=0, atol=1e-6 * max(1, terms), dtype=np.float32)
+    if n and c:
+        assert ran.count("pointwise_first") == 2 and ran.count("pointwise_filter_grad_first") == 1

@@ -39,6 +39,7 @@ from .._layout import (
 )
 from . import _kernels, _threads
 from ._common import Phase, as_3d, no_complex, phase_axes, plain
+from ._kernels import pointwise
 from ._machine import figures
 from ._scratch import copied, empty_for, scratch
 
@@ -115,8 +116,56 @@ class Tiled:
             back = 2 * math.prod(geom.w_shape()) * dtype.itemsize / figures("_layout").TRANSPOSE_BYTES_PER_S
             first = partial(_run_first, run, op)
         first_seconds = seconds + back + planner.load_seconds(dtype, _kernels.pad_copy_first)
+        first_workspace = None
+        if _pointwise(geom) and dtype == np.float32:  # channels-first 1x1: GEMMs on NCHW as it is
+            first, first_seconds, first_workspace = _pointwise_first(op, geom, dtype, planner)
         return Prepared(self.name, seconds, workspace, run, choices, run_first=first,
-                        first_seconds=first_seconds)
+                        first_seconds=first_seconds, first_workspace=first_workspace)
+
+
+def _pointwise(geom: ConvGeometry) -> bool:
+    """A 1x1 stride-1 unpadded conv: channels-first, a GEMM per image on x's (C, S) as it is (in
+    float32: the kernels' 6 x 64 tiles of sums fill the vector registers; float64's would spill)."""
+    return (all(k == 1 for k in geom.kernel) and all(s == 1 for s in geom.stride)
+            and not any(lo or hi for lo, hi in geom.tight_padding))
+
+
+def _pointwise_first(op: Op, geom: ConvGeometry, dtype: np.dtype, planner: Planner):
+    """(run_first, its seconds, its workspace) of a channels-first 1x1 conv: the pointwise
+    kernels (one launch, no copy of x, dy or the result; the filter gradient's partial sums, one
+    per thread, are its workspace)."""
+    fig = figures("tiled")
+    kernel = _kernels.pointwise_filter_grad_first if op == "filter_grad" else _kernels.pointwise_first
+    o, c = geom.out_channels, geom.in_channels
+    chunks = geom.batch * -(-math.prod(geom.in_spatial) // pointwise.CHUNK)
+    parts = max(1, min(_threads.allowed(), chunks))
+    workspace = parts * o * c * dtype.itemsize if op == "filter_grad" else 0
+    seconds = geom.flops / fig.POINTWISE_FIRST_FLOPS_PER_S[op] + fig.CALL_SECONDS
+    return (partial(_run_pointwise_first, op, geom, parts), seconds + planner.load_seconds(dtype, kernel),
+            workspace)
+
+
+def _run_pointwise_first(op: Op, geom: ConvGeometry, parts: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The op of a 1x1 conv on channels-first (x, w), (dy, w) or (x, dy): x ``(N, C, *S)``,
+    w ``(O, C, *1)``, dy ``(N, O, *S)``."""
+    n, c, o, s = geom.batch, geom.in_channels, geom.out_channels, math.prod(geom.in_spatial)
+    if op == "filter_grad":
+        dw = np.zeros((o, c), dtype=a.dtype)
+        if n and s and o and c:
+            acc = scratch("tiled.pointwise", (parts, o, c), a.dtype)
+            _threads.for_numba()
+            _kernels.pointwise_filter_grad_first(a.reshape(n, c, s), b.reshape(n, o, s), acc)
+            acc.sum(axis=0, out=dw)
+        return dw.reshape(geom.w_shape())
+    w = b.reshape(o, c) if op == "forward" else np.ascontiguousarray(b.reshape(o, c).T)
+    rows, cols = w.shape
+    out = np.empty((n, rows, s), dtype=a.dtype)
+    if out.size and cols == 0:
+        out.fill(0)
+    elif out.size:
+        _threads.for_numba()
+        _kernels.pointwise_first(w, a.reshape(n, cols, s), out)
+    return out.reshape(geom.y_shape() if op == "forward" else geom.x_shape())
 
 
 def _refuse(geom: ConvGeometry, dtype: np.dtype) -> str | None:

@@ -28,6 +28,7 @@ from .depthwise_first import (
 )
 from .im2col import col2im3d, im2col3d
 from .pad import last_to_first, pad_copy, pad_copy_first
+from .pointwise import pointwise_filter_grad_first, pointwise_first
 from .spectral import spectral_mix
 from .tiled import tiled_filter_grad, tiled_forward
 from .winograd import winograd2d_input, winograd2d_output
@@ -84,6 +85,8 @@ def warm_up(dtypes=("float32", "float64")) -> None:
         pad_copy(x[:, None], (0, 1, 1), np.zeros((1, 1, 8, 8, 2), dt))
         pad_copy_first(np.zeros((1, 2, 1, 6, 6), dt), (0, 1, 1), np.zeros((1, 1, 8, 8, 2), dt))
         last_to_first(np.zeros((1, 4, 2), dt), np.zeros((1, 2, 4), dt))
+        pointwise_first(np.zeros((2, 2), dt), np.zeros((1, 2, 4), dt), np.zeros((1, 2, 4), dt))
+        pointwise_filter_grad_first(np.zeros((1, 2, 4), dt), np.zeros((1, 2, 4), dt), np.zeros((1, 2, 2), dt))
         spectral_mix(np.zeros(8, dt), (8, 4, 2, 1), np.zeros((2, 2, 2), dt), np.zeros((2, 2, 2), dt), 1,
                      np.zeros(8, dt), (8, 4, 2, 1), 1)
 
