@@ -13,6 +13,10 @@ axes swapped; with a stride, one sub-pixel phase of dx at a time (see subpixel.p
 written in place. The filter gradient holds tiles of 16 input x 16 output channels (8 x 16 in
 float64, or 4 x 64) over a chunk of output rows; each thread sums its share of the rows into its
 own copy of dw, and the copies are added at the end.
+
+Channels-first callers: the padding pass transposes x (or dy) as it copies it, and the tiles
+store y and dx channels-first themselves. A float32 1x1 conv (stride 1, unpadded) runs instead
+as GEMMs on the NCHW arrays as they are (_kernels/pointwise.py), with no copy at all.
 """
 
 from __future__ import annotations
