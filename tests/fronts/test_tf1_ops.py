@@ -496,3 +496,19 @@ def test_tf1_spellings_run_as_written():
           T.compat.v1.nn.depthwise_conv2d_native_backprop_filter(X, DW.shape, dy, S1, "VALID").numpy())
     close(tf.nn.convolution(X, W, padding="SAME", dilation_rate=[2, 2]),
           T.compat.v1.nn.convolution(X, W, "SAME", dilation_rate=[2, 2]).numpy())
+
+
+def test_tf1_positional_orders_are_refused_with_the_keyword_to_use():
+    """TensorFlow 1 orders two signatures differently (convolution: padding third; separable_conv2d:
+    rate sixth). Those positional calls fail in TensorFlow 2 too; the message says which keyword
+    runs them."""
+    with pytest.raises(TypeError):
+        T.nn.convolution(X, W, "SAME")
+    with pytest.raises(TypeError, match="pass padding='SAME' by keyword"):
+        tf.nn.convolution(X, W, "SAME")
+    with pytest.raises(AttributeError):  # TensorFlow 2 reads [2, 2] as a data_format string
+        T.nn.separable_conv2d(X, DW, PW, S1, "SAME", [2, 2])
+    with pytest.raises(TypeError, match="pass rate= by keyword"):
+        tf.nn.separable_conv2d(X, DW, PW, S1, "SAME", [2, 2])
+    close(tf.nn.separable_conv2d(X, DW, PW, S1, "SAME", rate=[2, 2]),
+          T.compat.v1.nn.separable_conv2d(X, DW, PW, S1, "SAME", [2, 2]).numpy(), "TF 1 positional rate")

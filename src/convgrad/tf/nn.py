@@ -139,6 +139,9 @@ def convolution(input=None, filters=None, strides=None, padding="VALID", data_fo
     if rank not in (1, 2, 3):
         raise ValueError(f"`num_spatial_dims` must be 1, 2, or 3. Received: num_spatial_dims={rank}.")
     first = False if data_format is None else _channels_first(data_format, rank, legacy_1d=True)
+    if isinstance(strides, str):  # a TF 1 positional call: convolution(input, filter, padding, ...)
+        raise TypeError(f"strides={strides!r} is a padding: tf.compat.v1.nn.convolution takes padding "
+                        f"third, TensorFlow 2 (and this op) fourth; pass padding={strides!r} by keyword")
     s = _sequence("strides", strides, rank, first)
     d = _sequence("dilations", d_raw, rank, first)
     if any(v > 1 for v in s) and any(v > 1 for v in d):
@@ -437,6 +440,9 @@ def separable_conv2d(input, depthwise_filter, pointwise_filter, strides, padding
     here. Gradients: (d_input, d_depthwise_filter, d_pointwise_filter).
     """
     func = "separable_conv2d"
+    if isinstance(data_format, (list, tuple)):  # a TF 1 positional call: (..., padding, rate, ...)
+        raise TypeError(f"data_format={data_format!r} is a rate: tf.compat.v1.nn.separable_conv2d takes "
+                        "rate sixth, TensorFlow 2 (and this op) data_format; pass rate= by keyword")
     first = False if data_format is None else _channels_first(data_format, 2)
     r = _pick("dilations", dilations, "rate", rate, required=False)
     s = _equal_strides(_sequence("strides", _required("strides", strides), 2, first, full_only=True), strides)
