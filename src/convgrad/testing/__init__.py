@@ -362,6 +362,7 @@ class Route:
 
 
 def not_available(gradient: str, method: str, why: str) -> Route:
+    """A route that cannot run here (a framework not installed, ...): its row says ``why``."""
     return Route(gradient, method, None, why)
 
 
