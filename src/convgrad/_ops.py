@@ -174,16 +174,6 @@ class _Call:
         return self._add(out, b, channels), with_db
 
 
-def _dask_arguments(arguments: dict) -> dict:
-    """An op's arguments for ``convgrad.dask``'s op of the same name, which computes the adjoint
-    (its blocks run the core's default) and takes no ``convention``."""
-    arguments = dict(arguments)
-    if arguments.pop("convention") != "adjoint":
-        raise TypeError("convgrad.dask computes adjoints only: convention='transpose' takes NumPy arrays, "
-                        "not dask arrays")
-    return arguments
-
-
 def _resolve(build: Callable[..., ConvGeometry], a_name: str, a: object, b_name: str, b: object,
              *shape: object, data_format: str, method: str, workspace_bytes: int | None,
              call_type: type[_Call] | None = None, padding_mode: object = "zeros",
@@ -277,7 +267,7 @@ def conv_input_grad(
     array([[[1., 2., 1., 2., 0.]]])
     """
     if _lazy.any_dask(dy, w):  # never computed here: convgrad.dask, or a TypeError
-        return _lazy.route("conv_input_grad", _dask_arguments(locals()))
+        return _lazy.route("conv_input_grad", locals())
     call, dy, w = _resolve(ConvGeometry.for_input_grad, "dy", dy, "w", w, input_shape, stride=stride,
                            padding=padding, dilation=dilation, groups=groups, data_format=data_format,
                            method=method, workspace_bytes=workspace_bytes, padding_mode=padding_mode,
@@ -316,7 +306,7 @@ def conv_filter_grad(
     array([[[3., 6.]]])
     """
     if _lazy.any_dask(x, dy):  # never computed here: convgrad.dask, or a TypeError
-        return _lazy.route("conv_filter_grad", _dask_arguments(locals()))
+        return _lazy.route("conv_filter_grad", locals())
     call, x, dy = _resolve(ConvGeometry.for_filter_grad, "x", x, "dy", dy, filter_shape, stride=stride,
                            padding=padding, dilation=dilation, groups=groups, data_format=data_format,
                            method=method, workspace_bytes=workspace_bytes, padding_mode=padding_mode,
@@ -436,7 +426,7 @@ def conv_vjp(
     (array([[[1., 3., 3., 2.]]]), array([[[3., 6.]]]), array([3.]))
     """
     if _lazy.any_dask(x, w, bias):  # never computed here: convgrad.dask, or a TypeError
-        return _lazy.route("conv_vjp", _dask_arguments(locals()))
+        return _lazy.route("conv_vjp", locals())
     call, x, w = _resolve(ConvGeometry.for_conv, "x", x, "w", w, stride=stride, padding=padding,
                           dilation=dilation, groups=groups, data_format=data_format, method=method,
                           workspace_bytes=workspace_bytes, padding_mode=padding_mode,
@@ -479,7 +469,7 @@ def conv_transpose_vjp(
     (array([[[3., 9.]]]), array([[[2., 4., 6.]]]), None)
     """
     if _lazy.any_dask(x, w, bias):  # never computed here: convgrad.dask, or a TypeError
-        return _lazy.route("conv_transpose_vjp", _dask_arguments(locals()))
+        return _lazy.route("conv_transpose_vjp", locals())
     call, x, w = _resolve(ConvGeometry.for_transpose, "x", x, "w", w, stride=stride, padding=padding,
                           output_padding=output_padding, output_shape=output_shape, dilation=dilation,
                           groups=groups, data_format=data_format, method=method,
@@ -522,7 +512,7 @@ def conv_input_grad_vjp(
     (array([[[3., 3., 3.]]]), array([[[3., 3.]]]))
     """
     if _lazy.any_dask(dy, w):  # never computed here: convgrad.dask, or a TypeError
-        return _lazy.route("conv_input_grad_vjp", _dask_arguments(locals()))
+        return _lazy.route("conv_input_grad_vjp", locals())
     call, dy, w = _resolve(ConvGeometry.for_input_grad, "dy", dy, "w", w, input_shape, stride=stride,
                            padding=padding, dilation=dilation, groups=groups, data_format=data_format,
                            method=method, workspace_bytes=workspace_bytes, padding_mode=padding_mode,
@@ -563,7 +553,7 @@ def conv_filter_grad_vjp(
     (array([[[1., 1., 1., 0.]]]), array([[[0., 1., 2.]]]))
     """
     if _lazy.any_dask(x, dy):  # never computed here: convgrad.dask, or a TypeError
-        return _lazy.route("conv_filter_grad_vjp", _dask_arguments(locals()))
+        return _lazy.route("conv_filter_grad_vjp", locals())
     call, x, dy = _resolve(ConvGeometry.for_filter_grad, "x", x, "dy", dy, filter_shape, stride=stride,
                            padding=padding, dilation=dilation, groups=groups, data_format=data_format,
                            method=method, workspace_bytes=workspace_bytes, padding_mode=padding_mode,

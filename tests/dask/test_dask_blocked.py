@@ -1,7 +1,9 @@
 # ruff: noqa: E402  (dask is imported only when the extra is installed)
 """Blocked == whole array: each of convgrad.dask's seven ops, on random geometries and random
-chunkings, against the core on the whole NumPy arrays (the core is held to the loop oracle by
-its own tests), on dask's synchronous scheduler."""
+chunkings, in every dtype the core takes (float16/32/64, bfloat16, complex64/128 under both
+gradient conventions, int32/64), against the core on the whole NumPy arrays (the core is held to
+the loop oracle by its own tests), on dask's synchronous scheduler; and the narrow floats'
+filter and bias gradients against sums worked by hand."""
 
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ def _lazy(a: np.ndarray, chunks) -> da.Array:
 @budget(100)
 @given(case=blocked_cases(), data=st.data())
 def test_conv_and_its_gradients_blocked_equal_whole(case: Blocked, data):
-    kw, fmt = case.kwargs, case.kwargs["data_format"]
+    kw, gk, fmt = case.kwargs, case.grad_kwargs, case.kwargs["data_format"]
     x, w = case.arrays(case.x_shape, case.w_shape)
     y = convgrad.conv(x, w, **kw)
     dy, bias = case.arrays(y.shape, (y.shape[1 if fmt == "channels_first" else -1],))
@@ -42,15 +44,15 @@ def test_conv_and_its_gradients_blocked_equal_whole(case: Blocked, data):
     yd = cgd.conv(xd, w, bias, **kw)
     assert isinstance(yd, da.Array)
     assert_close(yd.compute(), convgrad.conv(x, w, bias, **kw), case.dtype)
-    assert_close(cgd.conv_input_grad(dyd, w, x.shape, **kw).compute(),
-                 convgrad.conv_input_grad(dy, w, x.shape, **kw), case.dtype)
-    assert_close(cgd.conv_filter_grad(xd, dyd, w.shape, **kw).compute(),
-                 convgrad.conv_filter_grad(x, dy, w.shape, **kw), case.dtype)
+    assert_close(cgd.conv_input_grad(dyd, w, x.shape, **gk).compute(),
+                 convgrad.conv_input_grad(dy, w, x.shape, **gk), case.dtype)
+    assert_close(cgd.conv_filter_grad(xd, dyd, w.shape, **gk).compute(),
+                 convgrad.conv_filter_grad(x, dy, w.shape, **gk), case.dtype)
     assert_close(cgd.conv_bias_grad(dyd, data_format=fmt).compute(),
                  convgrad.conv_bias_grad(dy, data_format=fmt), case.dtype)
 
-    y_lazy, vjp = cgd.conv_vjp(xd, w, bias, **kw)
-    want_y, want_vjp = convgrad.conv_vjp(x, w, bias, **kw)
+    y_lazy, vjp = cgd.conv_vjp(xd, w, bias, **gk)
+    want_y, want_vjp = convgrad.conv_vjp(x, w, bias, **gk)
     got = dask.compute(y_lazy, *vjp(dyd))
     for g, want in zip(got, (want_y, *want_vjp(dy))):
         assert_close(g, want, case.dtype)
@@ -70,8 +72,36 @@ def test_conv_transpose_and_its_vjp_blocked_equal_whole(case: Blocked, data):
     td = _lazy(t, chunking(data.draw, t.shape, fmt))
     assert_close(cgd.conv_transpose(td, w, bias, **tk).compute(), convgrad.conv_transpose(t, w, bias, **tk),
                  case.dtype)
-    out, vjp = cgd.conv_transpose_vjp(td, w, bias, **tk)
-    want_out, want_vjp = convgrad.conv_transpose_vjp(t, w, bias, **tk)
+    out, vjp = cgd.conv_transpose_vjp(td, w, bias, **tk, convention=case.convention)
+    want_out, want_vjp = convgrad.conv_transpose_vjp(t, w, bias, **tk, convention=case.convention)
     got = dask.compute(out, *vjp(_lazy(x, case.x_chunks)))
     for g, want in zip(got, (want_out, *want_vjp(x))):
         assert_close(g, want, case.dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_narrow_float_partials_are_not_rounded_before_the_tree_sum(dtype):
+    # x = 1 and a 1-tap kernel: dw and db are sums of dy. Four-sample blocks sum to +768.25 and
+    # -768: 768.25 is no float16 (ulp 0.5 there) nor bfloat16 (ulp 4), so partials rounded to
+    # the dtype cancel to 0, while the exact sum, 4 * 0.25 = 1, is one rounding of the float32
+    # partials' float64 sum (the whole-array op gives 1 too).
+    dt = np.dtype(dtype)
+    dy = np.tile([256, 256, 256, 0.25, -256, -256, -256, 0], 4).reshape(1, 1, 32).astype(dt)
+    x = np.ones((1, 1, 32), dt)
+    dw = cgd.conv_filter_grad(da.from_array(x, chunks=4), da.from_array(dy, chunks=4), (1, 1, 1)).compute()
+    db = cgd.conv_bias_grad(da.from_array(dy, chunks=4)).compute()
+    assert dw.dtype == dt and db.dtype == dt
+    assert dw.ravel().tolist() == [1.0] and db.tolist() == [1.0]
+    assert convgrad.conv_filter_grad(x, dy, (1, 1, 1)).ravel().tolist() == [1.0]
+
+
+def test_an_integer_tree_sum_that_passes_int64_raises():
+    # Each block's partial is bounded by the core (2**62 per block here), but the total of two
+    # blocks is 2**63: past int64, so the tree refuses it rather than wrap to -2**63.
+    x = np.full((1, 1, 2), 2**31, np.int64)
+    dy = np.full((1, 1, 2), 2**31, np.int64)
+    dw = cgd.conv_filter_grad(da.from_array(x, chunks=1), da.from_array(dy, chunks=1), (1, 1, 1))
+    with pytest.raises(OverflowError, match="passed int64 when its blocks' partials were summed"):
+        dw.compute()
+    with pytest.raises(OverflowError):  # the whole array: refused before any work
+        convgrad.conv_filter_grad(x, dy, (1, 1, 1))

@@ -5,39 +5,49 @@ engine chosen when the graph was built (so a recomputed block gives the same bit
 from __future__ import annotations
 
 import functools
+import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from .._dtypes import result_dtype
+from .._dtypes import check_int_sum, result_dtype
 from .._ops import conv, conv_filter_grad, conv_input_grad
 
 
 @dataclass(frozen=True)
 class Gather:
-    """A region of ``shape`` made of pieces of chunks: for chunk ``i`` (in the task's key list),
-    ``region[dst[i]] = chunk[src[i]]``."""
+    """A region of ``shape`` made of pieces of chunks, described per axis: ``pieces[axis]`` lists
+    ``(start, stop, at)``: the chunk's ``[start, stop)`` lands at ``region[at:at + stop - start]``.
+    The task's chunks come in ``itertools.product`` order over the axes' pieces.
+
+    Per axis and in ints, so that interior blocks share one equal ``Gather`` (the graph interns
+    them): the scheduler then holds and sends one small object per distinct block, not a slice
+    tuple per chunk per task (the client's and scheduler's memory grew with the task count)."""
 
     shape: tuple[int, ...]
-    src: tuple[tuple[slice, ...], ...]
-    dst: tuple[tuple[slice, ...], ...]
+    pieces: tuple[tuple[tuple[int, int, int], ...], ...]
 
     def __call__(self, chunks: list[np.ndarray]) -> np.ndarray:
+        slices = [[(slice(lo, hi), slice(at, at + hi - lo)) for lo, hi, at in axis] for axis in self.pieces]
+        combos = list(itertools.product(*slices))
         if len(chunks) == 1:  # one chunk holds the region: a view, no copy
-            out = chunks[0][self.src[0]]
+            out = chunks[0][tuple(src for src, _ in combos[0])]
             assert out.shape == self.shape, (out.shape, self.shape)
             return out
         out = np.empty(self.shape, np.result_type(*chunks))
-        for chunk, src, dst in zip(chunks, self.src, self.dst):
-            out[dst] = chunk[src]
+        for chunk, combo in zip(chunks, combos):
+            out[tuple(dst for _, dst in combo)] = chunk[tuple(src for src, _ in combo)]
         return out
 
 
 @dataclass(frozen=True)
 class Block:
     """One block's call: ``a`` (and ``b``) gathered, the core's keyword arguments (explicit
-    pads, method=engine, workspace_bytes), the block's result shape and the dtype it is cast to
-    (the accumulation dtype of a partial filter gradient)."""
+    pads, method=engine, workspace_bytes, convention), the block's result shape, the dtype it is
+    cast to (the accumulation dtype of a partial filter gradient) and, for a partial, the dtype
+    its narrower float operands enter the core in (float32 for float16 and bfloat16: the core
+    computes them in float32 and would round its result to their dtype)."""
 
     a: Gather
     b: Gather | None
@@ -45,6 +55,7 @@ class Block:
     shape: tuple[int, ...]
     dtype: np.dtype
     data_format: str = "channels_first"
+    compute: np.dtype | None = None
 
 
 def forward(block: Block, a: list, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
@@ -70,12 +81,20 @@ def _biased(dx: np.ndarray, bias: np.ndarray | None, fmt: str) -> np.ndarray:
 
 
 def filter_grad(block: Block, a: list, b: list) -> np.ndarray:
-    """This block's share of dw, in the accumulation dtype."""
-    return conv_filter_grad(block.a(a), block.b(b), block.shape, **block.kwargs).astype(block.dtype)
+    """This block's share of dw, in the accumulation dtype, never rounded to a float16 or
+    bfloat16 result first (the whole-array op rounds its float32 sum once)."""
+    x, dy = block.a(a), block.b(b)
+    if block.compute is not None and block.compute.kind == "f":
+        x, dy = (v.astype(block.compute) if v.dtype.itemsize < block.compute.itemsize else v for v in (x, dy))
+    return conv_filter_grad(x, dy, block.shape, **block.kwargs).astype(block.dtype)
 
 
 def bias_grad(dy: np.ndarray, axes: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """This block's share of db: dy summed over batch and positions, in ``dtype``."""
+    """This block's share of db: dy summed over batch and positions, in ``dtype`` (integers
+    bounded first, as the core bounds them)."""
+    if dtype.kind == "i":
+        check_int_sum(math.prod(dy.shape[a] for a in axes), "N * prod(out) terms per channel in a block",
+                      dy=dy)
     return dy.sum(axis=axes, dtype=dtype)
 
 
@@ -96,8 +115,18 @@ def filter_grad_whole(x: np.ndarray, dy: np.ndarray, *, filter_shape: tuple, **k
 
 
 def add(*parts: np.ndarray) -> np.ndarray:
-    """The partials summed left to right: the order the graph gives, the same on every run."""
-    return functools.reduce(np.add, parts)
+    """The partials summed left to right: the order the graph gives, the same on every run.
+    Integer sums are checked: each block's core call bounds its own partial, but only the whole
+    array's values bound the total, so a sum that wraps int64 raises OverflowError here."""
+    return functools.reduce(_checked_add if parts[0].dtype.kind == "i" else np.add, parts)
+
+
+def _checked_add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    total = a + b
+    if np.any((a ^ total) & (b ^ total) < 0):  # both addends' signs differ from the sum's: it wrapped
+        raise OverflowError("an integer filter or bias gradient passed int64 when its blocks' partials "
+                            "were summed; pass float64 (exact to 2**53) or smaller values")
+    return total
 
 
 def cast(total: np.ndarray, dtype: np.dtype) -> np.ndarray:

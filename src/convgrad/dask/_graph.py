@@ -19,7 +19,7 @@ from dask.array.core import PerformanceWarning
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
-from .._dtypes import as_array, result_dtype
+from .._dtypes import as_array, is_bfloat16, result_dtype
 from .._geometry import ConvGeometry
 from . import _blocks
 from ._memory import Budget
@@ -75,15 +75,24 @@ def gather(a: da.Array, ranges: Sequence[Range]) -> tuple[list, _blocks.Gather]:
         for i, (lo, hi) in enumerate(spans(bounds(cs))):
             if (lo < stop and start < hi) or (start == stop and lo <= start <= hi and not hits):
                 lo2, hi2 = max(lo, start), min(hi, stop)
-                hits.append((i, slice(lo2 - lo, hi2 - lo), slice(lo2 - start, hi2 - start)))
+                hits.append((i, (lo2 - lo, hi2 - lo, lo2 - start)))
         per_axis.append(hits)
-    keys, src, dst = [], [], []
-    for combo in itertools.product(*per_axis):
-        keys.append((a.name, *(i for i, _, _ in combo)))
-        src.append(tuple(s for _, s, _ in combo))
-        dst.append(tuple(d for _, _, d in combo))
+    keys = [(a.name, *(i for i, _ in combo)) for combo in itertools.product(*per_axis)]
     shape = tuple(stop - start for start, stop in ranges)
-    return keys, _blocks.Gather(shape, tuple(src), tuple(dst))
+    return keys, _blocks.Gather(shape, tuple(tuple(p for _, p in hits) for hits in per_axis))
+
+
+class Interned:
+    """One object per distinct block description: a graph's interior blocks are equal, and
+    pickle sends (and the scheduler keeps) a shared object once."""
+
+    def __init__(self) -> None:
+        self._seen: dict = {}
+
+    def __call__(self, block: _blocks.Block) -> _blocks.Block:
+        key = (block.a, block.b, tuple(sorted(block.kwargs.items())), block.shape, block.dtype,
+               block.data_format)
+        return self._seen.setdefault(key, block)
 
 
 @dataclass(frozen=True)
@@ -205,20 +214,21 @@ def forward(geom: ConvGeometry, x: da.Array, w: da.Array, bias: da.Array | None,
         return whole(name, _blocks.conv, [x, w, bias], geom.y_shape(fmt), dtype,
                      **_kwargs(geom, fmt, geom.padding))
     budget.check(op, comp, items, x.chunks, x.shape, "x", _chunked(lay))
-    layer = {}
+    layer, intern = {}, Interned()
     for (bi, *idx), _, x_ranges, pads in forward_blocks(geom, x.chunks, fmt):
         keys, g = gather(x, x_ranges)
         kwargs = _kwargs(geom, fmt, pads)
         kwargs.update(budget.pinned("forward", _shape(x_ranges), w_shape, kwargs, comp))
-        block = _blocks.Block(g, None, kwargs, (), dtype, fmt)
+        block = intern(_blocks.Block(g, None, kwargs, (), dtype, fmt))
         layer[(name, *lay.index(bi, idx))] = (_blocks.forward, block, keys, _key(w), _key(bias))
     space = [_sizes(geom.output_bounds(i, bounds(x.chunks[ax]))) for i, ax in enumerate(lay.spatial)]
     return _array(name, layer, [x, w, bias], lay.chunks(x.chunks[0], geom.out_channels, space), dtype)
 
 
 def input_grad(geom: ConvGeometry, dy: da.Array, w: da.Array, bias: da.Array | None, fmt: str,
-               budget: Budget, op: str = "conv_input_grad") -> da.Array:
-    """dx = conv_input_grad(dy, w) (+ bias): one task per dx block, gathering dy with its halo."""
+               budget: Budget, op: str = "conv_input_grad", convention: str = "adjoint") -> da.Array:
+    """dx = conv_input_grad(dy, w, convention=convention) (+ bias): one task per dx block,
+    gathering dy with its halo ('transpose' for a transposed conv, which never conjugates)."""
     lay = Layout(geom.rank, fmt)
     res, comp = result_dtype(np.empty(0, dy.dtype), np.empty(0, w.dtype))
     dtype = res if bias is None else result_dtype(np.empty(0, res), np.empty(0, bias.dtype))[0]
@@ -229,29 +239,35 @@ def input_grad(geom: ConvGeometry, dy: da.Array, w: da.Array, bias: da.Array | N
                  ("input_grad", _shape(xr), w_shape, _kwargs(geom, fmt, p)))
                 for _, xr, yr, p in input_blocks(geom, chunks, fmt) if yr is not None]
 
-    name = f"convgrad-{op}-{tokenize(geom, fmt, dy, w, bias, budget)}"
+    name = f"convgrad-{op}-{tokenize(geom, fmt, dy, w, bias, budget, convention)}"
     if 0 in geom.in_spatial:
         return whole(name, _blocks.transpose, [dy, w, bias], geom.x_shape(fmt), dtype,
-                     input_shape=geom.x_shape(fmt), **_kwargs(geom, fmt, geom.padding))
+                     input_shape=geom.x_shape(fmt), convention=convention, **_kwargs(geom, fmt, geom.padding))
     budget.check(op, comp, items, dy.chunks, dy.shape, "dy", _chunked(lay))
-    layer = {}
+    layer, intern = {}, Interned()
     for (bi, *idx), x_ranges, y_ranges, pads in input_blocks(geom, dy.chunks, fmt):
         shape = _shape(x_ranges)
         if y_ranges is None:
-            keys, block = [], _blocks.Block(None, None, {}, shape, res, fmt)
+            keys, block = [], intern(_blocks.Block(None, None, {}, shape, res, fmt))
         else:
             keys, g = gather(dy, y_ranges)
             kwargs = _kwargs(geom, fmt, pads)
-            kwargs.update(budget.pinned("input_grad", shape, w_shape, kwargs, comp))
-            block = _blocks.Block(g, None, kwargs, shape, res, fmt)
+            kwargs.update(budget.pinned("input_grad", shape, w_shape, kwargs, comp), convention=convention)
+            block = intern(_blocks.Block(g, None, kwargs, shape, res, fmt))
         layer[(name, *lay.index(bi, idx))] = (_blocks.input_grad, block, keys, _key(w), _key(bias))
     space = [_sizes(geom.input_bounds(i, bounds(dy.chunks[ax]))) for i, ax in enumerate(lay.spatial)]
     return _array(name, layer, [dy, w, bias], lay.chunks(dy.chunks[0], geom.in_channels, space), dtype)
 
 
 def accumulation(dtype: np.dtype) -> np.dtype:
-    """float64 for float32 and float16 sums (cast back at the end); the dtype itself otherwise."""
-    return np.dtype(np.float64) if dtype.kind == "f" and dtype.itemsize < 8 else dtype
+    """The dtype a tree sums partials in: float64 for float32, float16 and bfloat16, complex128
+    for complex64 (cast back once at the end); the dtype itself otherwise (float64, complex128,
+    int64: exact or the widest there is)."""
+    if (dtype.kind == "f" and dtype.itemsize < 8) or is_bfloat16(dtype):
+        return np.dtype(np.float64)
+    if dtype.kind == "c" and dtype.itemsize < 16:
+        return np.dtype(np.complex128)
+    return dtype
 
 
 def tree(name: str, layer: dict, leaves: list, split_every: int, dtype: np.dtype, ndim: int) -> tuple:
@@ -273,9 +289,10 @@ def tree(name: str, layer: dict, leaves: list, split_every: int, dtype: np.dtype
 
 
 def filter_grad(geom: ConvGeometry, x: da.Array, dy: da.Array, fmt: str, budget: Budget,
-                split_every: int, op: str = "conv_filter_grad") -> da.Array:
-    """dw: one partial per y block (x with its halo, dy's block), tree-summed in float64 for
-    float32 inputs and cast at the end; the graph fixes the order of the sums."""
+                split_every: int, op: str = "conv_filter_grad", convention: str = "adjoint") -> da.Array:
+    """dw = conv_filter_grad(x, dy, convention=convention): one partial per y block (x with its
+    halo, dy's block), tree-summed in the ``accumulation`` dtype and cast at the end; the graph
+    fixes the order of the sums."""
     lay = Layout(geom.rank, fmt)
     res, comp = result_dtype(np.empty(0, x.dtype), np.empty(0, dy.dtype))
     acc = accumulation(res)
@@ -286,20 +303,22 @@ def filter_grad(geom: ConvGeometry, x: da.Array, dy: da.Array, fmt: str, budget:
                  ("filter_grad", _shape(xr), w_shape, _kwargs(geom, fmt, p)))
                 for _, yr, xr, p in forward_blocks(geom, chunks, fmt)]
 
-    name = f"convgrad-{op}-{tokenize(geom, fmt, x, dy, budget, split_every)}"
+    name = f"convgrad-{op}-{tokenize(geom, fmt, x, dy, budget, split_every, convention)}"
     if 0 in geom.in_spatial:
         return whole(name, _blocks.filter_grad_whole, [x, dy], w_shape, res, filter_shape=w_shape,
-                     **_kwargs(geom, fmt, geom.padding))
+                     convention=convention, **_kwargs(geom, fmt, geom.padding))
     budget.check(op, comp, items, x.chunks, x.shape, "x", _chunked(lay))
     layer: dict = {}
-    leaves = []
+    leaves, intern = [], Interned()
     for n, (_, y_ranges, x_ranges, pads) in enumerate(forward_blocks(geom, x.chunks, fmt)):
         x_keys, gx = gather(x, x_ranges)
         y_keys, gy = gather(dy, y_ranges)
         kwargs = _kwargs(geom, fmt, pads)
-        kwargs.update(budget.pinned("filter_grad", _shape(x_ranges), w_shape, kwargs, comp))
+        kwargs.update(budget.pinned("filter_grad", _shape(x_ranges), w_shape, kwargs, comp),
+                      convention=convention)
         key = (f"{name}-part", n)
-        layer[key] = (_blocks.filter_grad, _blocks.Block(gx, gy, kwargs, w_shape, acc, fmt), x_keys, y_keys)
+        layer[key] = (_blocks.filter_grad, intern(_blocks.Block(gx, gy, kwargs, w_shape, acc, fmt, comp)),
+                      x_keys, y_keys)
         leaves.append(key)
     tree(name, layer, leaves, split_every, res, len(w_shape))
     return _array(name, layer, [x, dy], tuple((s,) for s in w_shape), res)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import dask.array as da
 
 from .. import _canon
+from .._dtypes import convention_of
 from .._geometry import ConvGeometry
 from . import _graph
 from ._memory import Budget
@@ -66,9 +67,10 @@ def conv_input_grad(dy: object, w: object, input_shape: object, *, stride: objec
                     dilation: object = 1, groups: int = 1, padding_mode: object = "zeros",
                     data_format: str = "channels_first",
                     method: str = "auto", workspace_bytes: int | None = None,
-                    block_bytes: int | None = None) -> da.Array:
+                    convention: str = "adjoint", block_bytes: int | None = None) -> da.Array:
     """``convgrad.conv_input_grad`` on a dask ``dy``: each dx block gathers the dy samples
     whose windows reach it (no overlap-add); dx's chunks are dy's times the stride.
+    ``convention`` as the core's ('adjoint' conjugates a complex ``w``, 'transpose' does not).
 
     Returns
     -------
@@ -79,18 +81,20 @@ def conv_input_grad(dy: object, w: object, input_shape: object, *, stride: objec
     dy, w = _operands(("dy", "w"), dy, w, fmt, "conv_input_grad")
     geom = ConvGeometry.for_input_grad(dy.shape, w.shape, input_shape, stride=stride, padding=padding,
                                        dilation=dilation, groups=groups, data_format=fmt)
-    return _graph.input_grad(geom, dy, _graph.small("w", w), None, fmt,
-                             Budget(method, workspace_bytes, block_bytes))
+    budget, convention = Budget(method, workspace_bytes, block_bytes), convention_of(convention)
+    return _graph.input_grad(geom, dy, _graph.small("w", w), None, fmt, budget, convention=convention)
 
 
 def conv_filter_grad(x: object, dy: object, filter_shape: object, *, stride: object = 1,
                      padding: object = 0, dilation: object = 1, groups: int = 1,
                      padding_mode: object = "zeros", data_format: str = "channels_first",
-                     method: str = "auto",
-                     workspace_bytes: int | None = None, block_bytes: int | None = None,
+                     method: str = "auto", workspace_bytes: int | None = None,
+                     convention: str = "adjoint", block_bytes: int | None = None,
                      split_every: int = SPLIT_EVERY) -> da.Array:
     """``convgrad.conv_filter_grad`` on dask ``x`` and ``dy``: one partial per y block,
-    tree-summed (fan-in ``split_every``), float64 accumulation for float32.
+    tree-summed (fan-in ``split_every``): float64 for float32, float16 and bfloat16 (partials
+    never rounded to the narrow dtype), complex128 for complex64, exact int64 (OverflowError if
+    the total wraps); ``convention`` as the core's.
 
     Returns
     -------
@@ -101,7 +105,8 @@ def conv_filter_grad(x: object, dy: object, filter_shape: object, *, stride: obj
     x, dy = _operands(("x", "dy"), x, dy, fmt, "conv_filter_grad")
     geom = ConvGeometry.for_filter_grad(x.shape, dy.shape, filter_shape, stride=stride, padding=padding,
                                         dilation=dilation, groups=groups, data_format=fmt)
-    return _graph.filter_grad(geom, x, dy, fmt, Budget(method, workspace_bytes, block_bytes), split_every)
+    return _graph.filter_grad(geom, x, dy, fmt, Budget(method, workspace_bytes, block_bytes), split_every,
+                              convention=convention_of(convention))
 
 
 def conv_bias_grad(dy: object, *, data_format: str = "channels_first", workspace_bytes: int | None = None,
@@ -125,7 +130,8 @@ def conv_transpose(x: object, w: object, bias: object = None, *, stride: object 
                    data_format: str = "channels_first", method: str = "auto",
                    workspace_bytes: int | None = None, block_bytes: int | None = None) -> da.Array:
     """``convgrad.conv_transpose`` on a dask ``x``: the input gradient of the forward conv it
-    transposes (``ConvGeometry.for_transpose``), block by block, bias added per block.
+    transposes (``ConvGeometry.for_transpose``), block by block, bias added per block; as the
+    core's, it never conjugates a complex ``w``.
 
     Returns
     -------
@@ -139,7 +145,7 @@ def conv_transpose(x: object, w: object, bias: object = None, *, stride: object 
                                       dilation=dilation, groups=groups, data_format=fmt)
     b = _bias(bias, geom.in_channels)
     budget = Budget(method, workspace_bytes, block_bytes)
-    return _graph.input_grad(geom, x, _graph.small("w", w), b, fmt, budget, "conv_transpose")
+    return _graph.input_grad(geom, x, _graph.small("w", w), b, fmt, budget, "conv_transpose", "transpose")
 
 
 def _cotangent(g: object, shape: tuple[int, ...], fmt: str, op: str) -> da.Array:
@@ -152,11 +158,13 @@ def _cotangent(g: object, shape: tuple[int, ...], fmt: str, op: str) -> da.Array
 def conv_vjp(x: object, w: object, bias: object = None, *, stride: object = 1, padding: object = 0,
              dilation: object = 1, groups: int = 1, padding_mode: object = "zeros",
              data_format: str = "channels_first", method: str = "auto",
-             workspace_bytes: int | None = None, block_bytes: int | None = None,
+             workspace_bytes: int | None = None, convention: str = "adjoint",
+             block_bytes: int | None = None,
              split_every: int = SPLIT_EVERY) -> tuple[da.Array, Callable]:
     """``convgrad.conv_vjp`` on dask arrays: a lazy y and ``vjp(dy) -> (dx, dw, db)``, lazy
-    (db None without bias)."""
+    (db None without bias); ``convention`` as the core's."""
     _zeros(padding_mode, "conv_vjp")
+    convention = convention_of(convention)
     fmt = _canon.data_format(data_format)
     x, w = _operands(("x", "w"), x, w, fmt, "conv_vjp")
     geom = ConvGeometry.for_conv(x.shape, w.shape, stride=stride, padding=padding, dilation=dilation,
@@ -167,8 +175,8 @@ def conv_vjp(x: object, w: object, bias: object = None, *, stride: object = 1, p
 
     def vjp(g: object) -> tuple[da.Array, da.Array, da.Array | None]:
         dy = _cotangent(g, geom.y_shape(fmt), fmt, "conv_vjp")
-        return (_graph.input_grad(geom, dy, w, None, fmt, budget, "conv_vjp"),
-                _graph.filter_grad(geom, x, dy, fmt, budget, split_every, "conv_vjp"),
+        return (_graph.input_grad(geom, dy, w, None, fmt, budget, "conv_vjp", convention),
+                _graph.filter_grad(geom, x, dy, fmt, budget, split_every, "conv_vjp", convention),
                 None if b is None else _graph.bias_grad(dy, fmt, split_every, "conv_vjp"))
 
     return y, vjp
@@ -178,11 +186,14 @@ def conv_transpose_vjp(x: object, w: object, bias: object = None, *, stride: obj
                        output_padding: object = 0, output_shape: object = None, dilation: object = 1,
                        groups: int = 1, padding_mode: object = "zeros",
                        data_format: str = "channels_first", method: str = "auto",
-                       workspace_bytes: int | None = None, block_bytes: int | None = None,
+                       workspace_bytes: int | None = None, convention: str = "adjoint",
+                       block_bytes: int | None = None,
                        split_every: int = SPLIT_EVERY) -> tuple[da.Array, Callable]:
     """``convgrad.conv_transpose_vjp`` on dask arrays: dx is the forward conv of dy, dw the
-    forward's filter gradient with dy as its input and x as its output gradient."""
+    forward's filter gradient with dy as its input and x as its output gradient (for complex
+    operands under 'adjoint': dx with ``w.conj()``, dw conjugated, as the core's)."""
     _zeros(padding_mode, "conv_transpose_vjp")
+    convention = convention_of(convention)
     fmt = _canon.data_format(data_format)
     x, w = _operands(("x", "w"), x, w, fmt, "conv_transpose_vjp")
     geom = ConvGeometry.for_transpose(x.shape, w.shape, stride=stride, padding=padding,
@@ -190,12 +201,17 @@ def conv_transpose_vjp(x: object, w: object, bias: object = None, *, stride: obj
                                       dilation=dilation, groups=groups, data_format=fmt)
     b, w = _bias(bias, geom.in_channels), _graph.small("w", w)
     budget = Budget(method, workspace_bytes, block_bytes)
-    y = _graph.input_grad(geom, x, w, b, fmt, budget, "conv_transpose_vjp")
+    y = _graph.input_grad(geom, x, w, b, fmt, budget, "conv_transpose_vjp", "transpose")
 
     def vjp(g: object) -> tuple[da.Array, da.Array, da.Array | None]:
         dy = _cotangent(g, geom.x_shape(fmt), fmt, "conv_transpose_vjp")
-        return (_graph.forward(geom, dy, w, None, fmt, budget, "conv_transpose_vjp"),
-                _graph.filter_grad(geom, dy, x, fmt, budget, split_every, "conv_transpose_vjp"),
+        # The transposed conv is A^T (no conjugation): its adjoint is conj(A), so dx convolves dy
+        # with conj(w), and dw, the forward's filter gradient of (dy, x) under 'adjoint', which
+        # conjugates dy, is conjugated back (each op is bilinear with real coefficients).
+        flip = convention == "adjoint" and any(a.dtype.kind == "c" for a in (x, w, dy))
+        dw = _graph.filter_grad(geom, dy, x, fmt, budget, split_every, "conv_transpose_vjp", convention)
+        return (_graph.forward(geom, dy, w.conj() if flip else w, None, fmt, budget, "conv_transpose_vjp"),
+                dw.conj() if flip else dw,
                 None if b is None else _graph.bias_grad(dy, fmt, split_every, "conv_transpose_vjp"))
 
     return y, vjp
