@@ -7,13 +7,15 @@ filter and bias gradients against sums worked by hand."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
 dask = pytest.importorskip("dask")  # the extra convgrad[dask]
 import dask.array as da
 from dask_cases import Blocked, assert_close, blocked_cases, chunking
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import convgrad
@@ -105,3 +107,43 @@ def test_an_integer_tree_sum_that_passes_int64_raises():
         dw.compute()
     with pytest.raises(OverflowError):  # the whole array: refused before any work
         convgrad.conv_filter_grad(x, dy, (1, 1, 1))
+
+
+MODES = ("reflect", "symmetric", "replicate", "circular")
+
+
+@budget(30)
+@given(case=blocked_cases(dtypes=("float64", "float32", "int64", "complex128")), mode=st.sampled_from(MODES),
+       data=st.data())
+def test_padding_modes_blocked_equal_whole(case: Blocked, mode: str, data):
+    # x padded lazily by the mode (border blocks copy samples near the border, or from the other
+    # end for 'circular'), the conv VALID, the input gradient folded back: against the core's
+    # pad-and-fold on the whole arrays, every op that takes padding_mode.
+    kw, gk, fmt = {**case.kwargs, "padding_mode": mode}, {**case.grad_kwargs, "padding_mode": mode}, \
+        case.kwargs["data_format"]
+    x, w = case.arrays(case.x_shape, case.w_shape)
+    try:
+        y = convgrad.conv(x, w, **kw)
+    except ValueError as e:  # the mode's limits (no crop, pads within the input): refused alike
+        with pytest.raises(ValueError, match=re.escape(str(e))):
+            cgd.conv(_lazy(x, case.x_chunks), w, **kw)
+        assume(False)
+    dy, bias = case.arrays(y.shape, (y.shape[1 if fmt == "channels_first" else -1],))
+    xd, dyd = _lazy(x, case.x_chunks), _lazy(dy, chunking(data.draw, dy.shape, fmt))
+    y_lazy, vjp = cgd.conv_vjp(xd, w, bias, **gk)
+    want_y, want_vjp = convgrad.conv_vjp(x, w, bias, **gk)
+    got = dask.compute(y_lazy, *vjp(dyd), cgd.conv_input_grad(dyd, w, x.shape, **gk),
+                       cgd.conv_filter_grad(xd, dyd, w.shape, **gk))
+    want = (want_y, *want_vjp(dy), convgrad.conv_input_grad(dy, w, x.shape, **gk),
+            convgrad.conv_filter_grad(x, dy, w.shape, **gk))
+    for g, v in zip(got, want):
+        assert_close(g, v, case.dtype)
+    # the transposed conv of dy back to x's size (the adjoint of the padded conv), and its vjp
+    (tb,) = case.arrays((x.shape[1 if fmt == "channels_first" else -1],))
+    tk = {**gk, "output_shape": x.shape}
+    out, tvjp = cgd.conv_transpose_vjp(dyd, w, tb, **tk)
+    want_out, want_tvjp = convgrad.conv_transpose_vjp(dy, w, tb, **tk)
+    tk.pop("convention")
+    got = dask.compute(out, *tvjp(xd), cgd.conv_transpose(dyd, w, tb, **tk))
+    for g, v in zip(got, (want_out, *want_tvjp(x), convgrad.conv_transpose(dy, w, tb, **tk))):
+        assert_close(g, v, case.dtype)

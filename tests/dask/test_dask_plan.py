@@ -110,7 +110,9 @@ def test_bad_values_are_refused_as_the_core_refuses_them():
         cgd.conv(x, np.ones((1, 1, 2)), block_bytes=0)
     with pytest.raises(ValueError, match="split_every must be an int >= 2, got 1"):
         cgd.conv_filter_grad(x, x, (1, 1, 1), split_every=1)
-    with pytest.raises(ValueError, match="supports padding_mode='zeros' only, got padding_mode='reflect'"):
-        convgrad.conv(x, np.ones((1, 1, 2)), padding=1, padding_mode="reflect")  # routed
+    with pytest.raises(ValueError, match="padding_mode='reflect' needs each pad smaller than the input size"):
+        convgrad.conv(x, np.ones((1, 1, 2)), padding=5, padding_mode="reflect")  # routed
+    with pytest.raises(ValueError, match="padding_mode='circular' cannot crop"):
+        cgd.conv_input_grad(x, np.ones((1, 1, 2)), (1, 1, 6), padding=[(-1, 1)], padding_mode="circular")
     with pytest.raises(ValueError, match=r"bias must have shape \(1,\)"):
         cgd.conv(x, np.ones((1, 1, 2)), np.ones(2))

@@ -76,8 +76,11 @@ class Budget:
 
     def pinned(self, op: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...], kwargs: dict,
                comp: np.dtype) -> dict:
-        """The block's ``method=`` (the engine chosen now) and ``workspace_bytes=``."""
-        engine = self.plan(op, x_shape, w_shape, kwargs, comp).chosen.engine
+        """The block's ``method=`` (the engine chosen now) and ``workspace_bytes=``. A complex
+        plan that runs as three real convs (the Gauss split) is left to 'auto': a named engine
+        runs complex natively, which the split's real engine may not do."""
+        plan = self.plan(op, x_shape, w_shape, kwargs, comp)
+        engine = "auto" if plan.split is not None else plan.chosen.engine
         return {"method": engine, "workspace_bytes": self.workspace}
 
     def peak(self, item: Item, comp: np.dtype) -> int:

@@ -4,23 +4,58 @@ then laid out as blocked graphs (``_graph``)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import dask.array as da
+import numpy as np
 
 from .. import _canon
-from .._dtypes import convention_of
+from .._budget import workspace_limit
+from .._dtypes import convention_of, result_dtype
 from .._geometry import ConvGeometry
-from . import _graph
+from .._padmode import PadMap
+from . import _graph, _modes
 from ._memory import Budget
 
 SPLIT_EVERY = 8  # the tree's fan-in: 512 partials sum in three levels, 8 arrays in a task
 
 
-def _zeros(padding_mode: object, op: str) -> None:
-    """Blocks pad with zeros: the other modes fill a block's pads from samples it does not hold."""
-    if padding_mode != "zeros":
-        raise ValueError(f"convgrad.dask.{op} supports padding_mode='zeros' only, got "
-                         f"padding_mode={padding_mode!r}; pad x first (da.pad) and use padding='valid'")
+@dataclass(frozen=True)
+class _Mode:
+    """A padding mode on an op's geometry: ``geom`` is what the blocks run (the VALID conv on x
+    padded lazily by the mode, or the geometry itself for zeros); ``pad`` and ``fold`` are the
+    lazy steps around it (identities for zeros)."""
+
+    geom: ConvGeometry
+    pad_map: PadMap | None
+    fmt: str
+
+    def pad(self, x: da.Array) -> da.Array:
+        return x if self.pad_map is None else _modes.pad(x, self.pad_map, self.fmt)
+
+    def fold(self, g: da.Array) -> da.Array:
+        return g if self.pad_map is None else _modes.fold(g, self.pad_map, self.fmt)
+
+    def biased_fold(self, g: da.Array, bias: da.Array | None) -> da.Array:
+        """``fold(g)`` plus a transposed conv's bias, added after the fold (the pads get none)."""
+        out = self.fold(g)
+        if self.pad_map is None or bias is None:
+            return out
+        shape = (-1,) + (1,) * (out.ndim - 2) if self.fmt == "channels_first" else (-1,)
+        dtype = result_dtype(np.empty(0, out.dtype), np.empty(0, bias.dtype))[0]
+        return (out + bias.reshape(shape)).astype(dtype)
+
+    @property
+    def block_bias(self) -> bool:
+        """Whether a transposed conv's blocks add the bias (no fold follows them)."""
+        return self.pad_map is None
+
+
+def _mode(padding_mode: object, geom: ConvGeometry, padding: object, fmt: str,
+          workspace_bytes: int | None) -> _Mode:
+    """The core's map of ``padding_mode`` on ``geom`` (its names, limits and messages)."""
+    pad_map = PadMap.build(padding_mode, geom, padding, workspace_limit(workspace_bytes))
+    return _Mode(geom if pad_map is None else pad_map.valid, pad_map, fmt)
 
 
 def _bias(bias: object, channels: int) -> da.Array | None:
@@ -54,13 +89,14 @@ def conv(x: object, w: object, bias: object = None, *, stride: object = 1, paddi
     -------
     y : lazy dask array (N, O, *out) or (N, *out, O)
     """
-    _zeros(padding_mode, "conv")
     fmt = _canon.data_format(data_format)
     x, w = _operands(("x", "w"), x, w, fmt, "conv")
     geom = ConvGeometry.for_conv(x.shape, w.shape, stride=stride, padding=padding, dilation=dilation,
                                  groups=groups, data_format=fmt)
+    mode = _mode(padding_mode, geom, padding, fmt, workspace_bytes)
     b = _bias(bias, geom.out_channels)
-    return _graph.forward(geom, x, _graph.small("w", w), b, fmt, Budget(method, workspace_bytes, block_bytes))
+    return _graph.forward(mode.geom, mode.pad(x), _graph.small("w", w), b, fmt,
+                          Budget(method, workspace_bytes, block_bytes))
 
 
 def conv_input_grad(dy: object, w: object, input_shape: object, *, stride: object = 1, padding: object = 0,
@@ -76,13 +112,14 @@ def conv_input_grad(dy: object, w: object, input_shape: object, *, stride: objec
     -------
     dx : lazy dask array (N, C, *S) or (N, *S, C)
     """
-    _zeros(padding_mode, "conv_input_grad")
     fmt = _canon.data_format(data_format)
     dy, w = _operands(("dy", "w"), dy, w, fmt, "conv_input_grad")
     geom = ConvGeometry.for_input_grad(dy.shape, w.shape, input_shape, stride=stride, padding=padding,
                                        dilation=dilation, groups=groups, data_format=fmt)
     budget, convention = Budget(method, workspace_bytes, block_bytes), convention_of(convention)
-    return _graph.input_grad(geom, dy, _graph.small("w", w), None, fmt, budget, convention=convention)
+    mode = _mode(padding_mode, geom, padding, fmt, workspace_bytes)
+    return mode.fold(_graph.input_grad(mode.geom, dy, _graph.small("w", w), None, fmt, budget,
+                                       convention=convention))
 
 
 def conv_filter_grad(x: object, dy: object, filter_shape: object, *, stride: object = 1,
@@ -100,13 +137,13 @@ def conv_filter_grad(x: object, dy: object, filter_shape: object, *, stride: obj
     -------
     dw : lazy dask array (O, C / groups, *K) or (*K, C / groups, O), one chunk
     """
-    _zeros(padding_mode, "conv_filter_grad")
     fmt = _canon.data_format(data_format)
     x, dy = _operands(("x", "dy"), x, dy, fmt, "conv_filter_grad")
     geom = ConvGeometry.for_filter_grad(x.shape, dy.shape, filter_shape, stride=stride, padding=padding,
                                         dilation=dilation, groups=groups, data_format=fmt)
-    return _graph.filter_grad(geom, x, dy, fmt, Budget(method, workspace_bytes, block_bytes), split_every,
-                              convention=convention_of(convention))
+    mode = _mode(padding_mode, geom, padding, fmt, workspace_bytes)
+    return _graph.filter_grad(mode.geom, mode.pad(x), dy, fmt, Budget(method, workspace_bytes, block_bytes),
+                              split_every, convention=convention_of(convention))
 
 
 def conv_bias_grad(dy: object, *, data_format: str = "channels_first", workspace_bytes: int | None = None,
@@ -137,7 +174,6 @@ def conv_transpose(x: object, w: object, bias: object = None, *, stride: object 
     -------
     y : lazy dask array (N, C_out, *S_out) or (N, *S_out, C_out)
     """
-    _zeros(padding_mode, "conv_transpose")
     fmt = _canon.data_format(data_format)
     x, w = _operands(("x", "w"), x, w, fmt, "conv_transpose")
     geom = ConvGeometry.for_transpose(x.shape, w.shape, stride=stride, padding=padding,
@@ -145,7 +181,10 @@ def conv_transpose(x: object, w: object, bias: object = None, *, stride: object 
                                       dilation=dilation, groups=groups, data_format=fmt)
     b = _bias(bias, geom.in_channels)
     budget = Budget(method, workspace_bytes, block_bytes)
-    return _graph.input_grad(geom, x, _graph.small("w", w), b, fmt, budget, "conv_transpose", "transpose")
+    mode = _mode(padding_mode, geom, padding, fmt, workspace_bytes)
+    y = _graph.input_grad(mode.geom, x, _graph.small("w", w), b if mode.block_bias else None, fmt, budget,
+                          "conv_transpose", "transpose")
+    return mode.biased_fold(y, b)
 
 
 def _cotangent(g: object, shape: tuple[int, ...], fmt: str, op: str) -> da.Array:
@@ -163,7 +202,6 @@ def conv_vjp(x: object, w: object, bias: object = None, *, stride: object = 1, p
              split_every: int = SPLIT_EVERY) -> tuple[da.Array, Callable]:
     """``convgrad.conv_vjp`` on dask arrays: a lazy y and ``vjp(dy) -> (dx, dw, db)``, lazy
     (db None without bias); ``convention`` as the core's."""
-    _zeros(padding_mode, "conv_vjp")
     convention = convention_of(convention)
     fmt = _canon.data_format(data_format)
     x, w = _operands(("x", "w"), x, w, fmt, "conv_vjp")
@@ -171,12 +209,14 @@ def conv_vjp(x: object, w: object, bias: object = None, *, stride: object = 1, p
                                  groups=groups, data_format=fmt)
     b, w = _bias(bias, geom.out_channels), _graph.small("w", w)
     budget = Budget(method, workspace_bytes, block_bytes)
-    y = _graph.forward(geom, x, w, b, fmt, budget, "conv_vjp")
+    mode = _mode(padding_mode, geom, padding, fmt, workspace_bytes)
+    xp = mode.pad(x)
+    y = _graph.forward(mode.geom, xp, w, b, fmt, budget, "conv_vjp")
 
     def vjp(g: object) -> tuple[da.Array, da.Array, da.Array | None]:
         dy = _cotangent(g, geom.y_shape(fmt), fmt, "conv_vjp")
-        return (_graph.input_grad(geom, dy, w, None, fmt, budget, "conv_vjp", convention),
-                _graph.filter_grad(geom, x, dy, fmt, budget, split_every, "conv_vjp", convention),
+        return (mode.fold(_graph.input_grad(mode.geom, dy, w, None, fmt, budget, "conv_vjp", convention)),
+                _graph.filter_grad(mode.geom, xp, dy, fmt, budget, split_every, "conv_vjp", convention),
                 None if b is None else _graph.bias_grad(dy, fmt, split_every, "conv_vjp"))
 
     return y, vjp
@@ -192,7 +232,6 @@ def conv_transpose_vjp(x: object, w: object, bias: object = None, *, stride: obj
     """``convgrad.conv_transpose_vjp`` on dask arrays: dx is the forward conv of dy, dw the
     forward's filter gradient with dy as its input and x as its output gradient (for complex
     operands under 'adjoint': dx with ``w.conj()``, dw conjugated, as the core's)."""
-    _zeros(padding_mode, "conv_transpose_vjp")
     convention = convention_of(convention)
     fmt = _canon.data_format(data_format)
     x, w = _operands(("x", "w"), x, w, fmt, "conv_transpose_vjp")
@@ -201,7 +240,9 @@ def conv_transpose_vjp(x: object, w: object, bias: object = None, *, stride: obj
                                       dilation=dilation, groups=groups, data_format=fmt)
     b, w = _bias(bias, geom.in_channels), _graph.small("w", w)
     budget = Budget(method, workspace_bytes, block_bytes)
-    y = _graph.input_grad(geom, x, w, b, fmt, budget, "conv_transpose_vjp", "transpose")
+    mode = _mode(padding_mode, geom, padding, fmt, workspace_bytes)
+    y = mode.biased_fold(_graph.input_grad(mode.geom, x, w, b if mode.block_bias else None, fmt, budget,
+                                           "conv_transpose_vjp", "transpose"), b)
 
     def vjp(g: object) -> tuple[da.Array, da.Array, da.Array | None]:
         dy = _cotangent(g, geom.x_shape(fmt), fmt, "conv_transpose_vjp")
@@ -209,8 +250,9 @@ def conv_transpose_vjp(x: object, w: object, bias: object = None, *, stride: obj
         # with conj(w), and dw, the forward's filter gradient of (dy, x) under 'adjoint', which
         # conjugates dy, is conjugated back (each op is bilinear with real coefficients).
         flip = convention == "adjoint" and any(a.dtype.kind == "c" for a in (x, w, dy))
-        dw = _graph.filter_grad(geom, dy, x, fmt, budget, split_every, "conv_transpose_vjp", convention)
-        return (_graph.forward(geom, dy, w.conj() if flip else w, None, fmt, budget, "conv_transpose_vjp"),
+        dyp, op = mode.pad(dy), "conv_transpose_vjp"
+        dw = _graph.filter_grad(mode.geom, dyp, x, fmt, budget, split_every, op, convention)
+        return (_graph.forward(mode.geom, dyp, w.conj() if flip else w, None, fmt, budget, op),
                 dw.conj() if flip else dw,
                 None if b is None else _graph.bias_grad(dy, fmt, split_every, "conv_transpose_vjp"))
 
