@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,12 +38,21 @@ LARGE = os.environ.get("CONVGRAD_DASK_LARGE") == "1" or os.environ.get("CONVGRAD
 def client():
     from distributed.deploy.subprocess import SubprocessCluster
 
+    # The scheduler and workers are fresh interpreters: they import this module's functions
+    # (client.run(_worker_state), ...) by name, so its folder goes on their path.
+    path = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).parent), path) if p)
     with SubprocessCluster(n_workers=2, threads_per_worker=1, worker_kwargs={"memory_limit": LIMIT},
                            dashboard_address=":0") as cluster, distributed.Client(cluster) as c:
+        c.wait_for_workers(2, timeout=120)  # the worker processes start after the client connects
         settings = cgd.setup(c)
         assert len(settings) == 2
         assert all(int(s["workspace_bytes"]) == LIMIT // 8 for s in settings.values())
         yield c
+    if path is None:
+        del os.environ["PYTHONPATH"]
+    else:
+        os.environ["PYTHONPATH"] = path
 
 
 def _pids(client) -> dict:
@@ -93,6 +103,11 @@ def test_an_oversized_chunking_is_refused_from_the_workers_memory_before_any_tas
         1 for k in dask_scheduler.tasks if isinstance(k, tuple) and k[0] == x.name)) == 0
 
 
+def _tasks(dask_scheduler: object = None) -> int:
+    """How many tasks the scheduler holds."""
+    return len(dask_scheduler.tasks)
+
+
 def test_a_worker_killed_mid_compute_changes_no_bit(client):
     rng = np.random.default_rng(4)
     x = da.from_array(rng.standard_normal((2, 4, 48, 48, 48)).astype(np.float32), chunks=(1, 4, 16, 24, 24))
@@ -107,6 +122,9 @@ def test_a_worker_killed_mid_compute_changes_no_bit(client):
     calm = client.compute(ops(), sync=True)
     took = time.perf_counter() - start
     client.cancel(client.futures)
+    deadline = time.monotonic() + 60
+    while client.run_on_scheduler(_tasks) and time.monotonic() < deadline:  # else the rerun finds them
+        time.sleep(0.05)
     pids = _pids(client)
     futures = client.compute(ops())
     time.sleep(max(0.05, took / 3))
