@@ -108,6 +108,12 @@ def _tasks(dask_scheduler: object = None) -> int:
     return len(dask_scheduler.tasks)
 
 
+def _blocks_done(dask_scheduler: object = None) -> int:
+    """How many of convgrad's block tasks the scheduler holds results of."""
+    return sum(1 for k, ts in dask_scheduler.tasks.items()
+               if isinstance(k, tuple) and str(k[0]).startswith("convgrad-") and ts.state == "memory")
+
+
 def test_a_worker_killed_mid_compute_changes_no_bit(client):
     rng = np.random.default_rng(4)
     x = da.from_array(rng.standard_normal((2, 4, 48, 48, 48)).astype(np.float32), chunks=(1, 4, 16, 24, 24))
@@ -127,7 +133,9 @@ def test_a_worker_killed_mid_compute_changes_no_bit(client):
         time.sleep(0.05)
     pids = _pids(client)
     futures = client.compute(ops())
-    time.sleep(max(0.05, took / 3))
+    deadline = time.monotonic() + took
+    while not client.run_on_scheduler(_blocks_done) and time.monotonic() < deadline:  # the first block
+        time.sleep(0.01)
     victim = sorted(pids.values())[0]
     assert not all(f.done() for f in futures)  # killed mid-compute
     os.kill(victim, signal.SIGKILL)
@@ -196,3 +204,18 @@ def test_a_volume_larger_than_a_worker(client):
           f"{[p // 2**20 for p in peaks.values()]}; client growth {grown / 2**20:.1f} MiB, scheduler's "
           f"{scheduler_grown / 2**20:.1f} MiB")
     assert grown < 100 * 2**20
+
+
+def test_the_volume_example_of_the_docs_runs_on_the_cluster(client):
+    # docs/dask.md's example, at side 48 in 24^3 chunks: it runs as printed, and its filter
+    # gradient is the whole arrays' (float32 partials summed in float64: 2e-5).
+    text = (Path(__file__).parents[2] / "docs" / "dask.md").read_text()
+    code = text.split("<!-- dask-volume-example -->\n```python\n", 1)[1].split("```", 1)[0]
+    assert "side, chunk = 720, 60" in code
+    scope: dict = {}
+    small = code.replace("side, chunk = 720, 60", "side, chunk = 48, 24")
+    exec(compile(small, "docs/dask.md", "exec"), scope)
+    x, dy = client.compute([scope["x"], scope["dy"]], sync=True)
+    want = convgrad.conv_filter_grad(x, dy, scope["w"].shape, padding="same")
+    assert scope["dw"].dtype == want.dtype
+    assert np.max(np.abs(scope["dw"] - want)) <= 2e-5 * np.max(np.abs(want))
