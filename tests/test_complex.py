@@ -316,19 +316,20 @@ def test_the_dot_test_tells_the_adjoint_from_the_transpose():
 def test_auto_runs_complex_ops_as_three_real_convs_and_matches_the_oracle(case, dtype, convention, seed):
     """'auto' runs a complex op as three real convs (Gauss's trick) where they are estimated
     cheaper; here always (a fresh planner that charges them nothing), counted as they run."""
-    from convgrad import _plan
+    from convgrad import _gauss, _plan
 
     runs = []
 
-    def counted(real, a, b):
+    def counted(how, real, *args):
         runs.append(real.dtype)
-        return gauss(real, a, b)
+        return split(how, real, *args)
 
-    gauss = _plan._gauss
+    split = _gauss.run
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(_plan, "_DEFAULT", _plan.Planner())
         mp.setattr(_plan, "_gauss_seconds", lambda *args: 0.0)
-        mp.setattr(_plan, "_gauss", counted)
+        mp.setattr(_plan.Planner, "_gauss_load", lambda *args: 0.0)  # its compiled passes loaded
+        mp.setattr(_gauss, "run", counted)
         rng = np.random.default_rng(seed)
         x, w = crandn(rng, case.x_shape, dtype), crandn(rng, case.w_shape, dtype)
         fmt, kw = case.kwargs["data_format"], conv_kwargs(case)
@@ -365,3 +366,70 @@ def test_auto_splits_a_large_complex64_conv_and_keeps_nonfinite_values_native():
     assert not np.isfinite(got).all()
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+
+
+@pytest.fixture
+def split_planner(monkeypatch):
+    """A fresh default planner that runs every complex op as three real convs where it can, with
+    the split's compiled passes (those of the fused split) counted as loaded."""
+    from convgrad import _plan
+
+    monkeypatch.setattr(_plan, "_DEFAULT", _plan.Planner())
+    monkeypatch.setattr(_plan, "_gauss_seconds", lambda *args: 0.0)
+    monkeypatch.setattr(_plan.Planner, "_gauss_load", lambda *args: 0.0)
+    return _plan
+
+
+SPLIT_OPS = {  # op: the arrays (a, b) it takes, by role
+    "forward": ("x", "w"), "input_grad": ("y", "w"), "filter_grad": ("x", "y")}
+
+
+@pytest.mark.parametrize("fmt", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("op", list(SPLIT_OPS))
+def test_the_split_hands_nonfinite_operands_to_the_native_plan(split_planner, op, fmt):
+    """An inf or NaN in either operand, or parts whose sum overflows (p + q = inf where p and q
+    are finite), sends the fused split to the native complex plan (whose inf and NaN are the
+    direct sum's: tests/test_nonfinite.py): the same values, bit for bit; on finite operands
+    the split agrees with that plan."""
+    g = convgrad.ConvGeometry.for_conv((2, 5, 9, 8), (4, 5, 3, 2), padding=((1, 2), (0, 1)))
+    plan = split_planner.make_plan(op, g, np.complex64, "auto", 2**31, fmt)
+    assert plan.split is not None and plan.gauss.pads is not None, str(plan)  # the fused split
+    assert plan.takes == fmt
+    shapes = {"x": g.x_shape(fmt), "w": g.w_shape(fmt), "y": g.y_shape(fmt)}
+    rng = np.random.default_rng(1)
+    native = lambda a, b: split_planner._in_layout(plan.nonfinite_plan(), fmt, a, b)  # noqa: E731
+    a, b = (crandn(rng, shapes[r], np.complex64) for r in SPLIT_OPS[op])
+    close(plan(a, b), native(a, b), np.complex64)
+    for which in range(2):
+        for bad in (np.inf, np.nan, complex(3e38, 3e38)):
+            a, b = (crandn(rng, shapes[r], np.complex64) for r in SPLIT_OPS[op])
+            (a if which == 0 else b).flat[7] = bad
+            with np.errstate(invalid="ignore", over="ignore"):  # inf * 0, inf - inf, overflow
+                got, want = plan(a, b), native(a, b)
+            np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("op", list(SPLIT_OPS))
+def test_the_split_allocates_no_more_than_its_plan_says(split_planner, op):
+    """The workspace a split plan declares (and the budget is checked against) covers what it
+    allocates besides its result: the real plan's and the split's parts and real results
+    (tracemalloc sees NumPy's allocations)."""
+    import tracemalloc
+
+    from convgrad.engines import _scratch
+
+    g = convgrad.ConvGeometry.for_conv((2, 16, 20, 20), (16, 16, 3, 3), padding=1)
+    plan = split_planner.make_plan(op, g, np.complex64, "auto", 2**31, "channels_first")
+    assert plan.split is not None, str(plan)
+    shapes = {"x": g.x_shape(), "w": g.w_shape(), "y": g.y_shape()}
+    rng = np.random.default_rng(0)
+    a, b = (crandn(rng, shapes[r], np.complex64) for r in SPLIT_OPS[op])
+    plan(a, b)  # loads the kernels (their compiler's allocations are not the plan's)
+    _scratch.release()
+    tracemalloc.start()
+    try:
+        out = plan(a, b)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak - out.nbytes <= plan.workspace_bytes, (peak, out.nbytes, plan.workspace_bytes)

@@ -8,7 +8,7 @@ compiled kernels load is the planner's JIT policy (``set_jit``).
 
 Complex ops: ``auto`` and ``measure`` also plan the op in the component dtype and run it as three
 real convs (Gauss's trick, ``_gauss``) where that is estimated cheaper than the complex engines,
-and fits the budget; a named engine runs the complex op itself.
+and fits the budget (the split's real arrays counted); a named engine runs the complex op itself.
 
 Non-finite values: an output is NaN or +-inf exactly where the direct sum's is (inf * 0 and
 inf - inf are NaN there). Engines whose arithmetic differs for an op (``nonfinite_skips``: FFT
@@ -28,6 +28,7 @@ from functools import partial
 
 import numpy as np
 
+from . import _gauss
 from ._dtypes import all_finite
 from ._engine import LAYOUTS
 from ._geometry import ConvGeometry
@@ -64,8 +65,10 @@ class ConvPlan:
     finite: bool = True
     _nonfinite: Callable[[], ConvPlan] | None = field(default=None, repr=False)
     # A complex op run as three real convs (Gauss's trick) by this plan of the component dtype,
-    # whose engine is ``chosen``; the native complex plan runs operands with an inf or NaN.
+    # whose engine is ``chosen``, as ``gauss`` says; the native complex plan runs operands with
+    # an inf or NaN.
     split: ConvPlan | None = field(default=None, repr=False)
+    gauss: _gauss.RealConv | None = field(default=None, repr=False)
 
     def nonfinite_plan(self) -> ConvPlan:
         """The plan run for operands with an inf or NaN: this one, or one without the engines that
@@ -75,6 +78,8 @@ class ConvPlan:
     @property
     def takes(self) -> str:
         """The layout of the operands and result of ``self(a, b)``."""
+        if self.gauss is not None and self.gauss.pads is not None:  # the split lays the parts out
+            return self.layout
         native = self.layout == "channels_first" and self.chosen.run_first is not None
         return "channels_first" if native else "channels_last"
 
@@ -103,6 +108,9 @@ class ConvPlan:
 
     @property
     def workspace_bytes(self) -> int:
+        if self.split is not None:  # the real plan's, and the split's parts and results
+            return self.split.workspace_bytes + _gauss.split_bytes(self.op, self.geometry, self.dtype,
+                                                                   self.gauss)
         first = self.takes == "channels_first" and self.chosen.first_workspace is not None
         return self.chosen.first_workspace if first else self.chosen.workspace
 
@@ -120,8 +128,8 @@ class ConvPlan:
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         from .engines import _scratch
 
-        if self.split is not None:  # _gauss checks the operands itself
-            out = _gauss(self.split, a, b)
+        if self.split is not None:  # the split checks the operands itself
+            out = _gauss.run(self.gauss, self.split, self.layout, self.op, self.geometry, a, b)
             return out if out is not None else _in_layout(self._nonfinite(), self.takes, a, b)
         if self._nonfinite is not None and not (all_finite(a) and all_finite(b)):
             return _in_layout(self._nonfinite(), self.takes, a, b)
@@ -246,12 +254,22 @@ class Planner:
         native = self._made(op, geom, dtype, limit, ready[0], (*ready, *refused), method, layout, finite)
         if dtype.kind != "c" or not finite:
             return native
-        real = self.plan(op, geom, np.dtype(dtype.char.lower()), method, limit, layout)
-        split = replace(real.chosen, seconds=_gauss_seconds(real, op, geom, dtype))
-        fits = real.workspace_bytes + _gauss_bytes(op, geom, dtype) <= limit
+        how = _gauss.real_conv(op, geom, layout)
+        if how.pads is not None and self._gauss_load(dtype) == float("inf"):  # no compiled passes
+            how = _gauss.RealConv(op, geom, layout)
+        real = self.plan(how.op, how.geometry, np.dtype(dtype.char.lower()), method, limit, how.layout)
+        seconds = _gauss_seconds(real, op, geom, dtype, how)
+        split = replace(real.chosen, seconds=seconds + (0.0 if how.pads is None else self._gauss_load(dtype)))
+        fits = real.workspace_bytes + _gauss.split_bytes(op, geom, dtype, how) <= limit
         if split.seconds >= native.estimated_seconds or not fits:
             return native
-        return replace(native, chosen=split, _nonfinite=native.nonfinite_plan, split=real)
+        return replace(native, chosen=split, _nonfinite=native.nonfinite_plan, split=real, gauss=how)
+
+    def _gauss_load(self, dtype: np.dtype) -> float:
+        """What the policy charges before the split's compiled passes can run on ``dtype``'s parts."""
+        from .engines import _kernels
+
+        return self.load_seconds(np.dtype(dtype.char.lower()), _kernels.split_parts, _kernels.join_parts)
 
     def _made(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int, chosen: Prepared,
               candidates: tuple, method: str, layout: str, finite: bool) -> ConvPlan:
@@ -287,39 +305,14 @@ def _nonfinite_skip(engine: Engine, op: Op) -> str | None:
     return dict(skips).get(op)
 
 
-def _gauss_seconds(real: ConvPlan, op: Op, geom: ConvGeometry, dtype: np.dtype) -> float:
-    """Three real convs, plus splitting the operands and joining the result (~ a transposition)."""
-    return 3 * real.estimated_seconds + transpose_seconds(op, geom, dtype)
-
-
-def _gauss_bytes(op: Op, geom: ConvGeometry, dtype: np.dtype) -> int:
-    """The real arrays ``_gauss`` holds besides its result: each operand's two parts and their
-    sum, and the three real results."""
-    roles = {"forward": ("x", "w", "y"), "input_grad": ("y", "w", "x"), "filter_grad": ("x", "y", "w")}[op]
-    elements = sum(math.prod(getattr(geom, f"{role}_shape")()) for role in roles)
-    return 3 * elements * (np.dtype(dtype).itemsize // 2)
-
-
-def _gauss(real: ConvPlan, a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
-    """The complex op on ``a = p + iq``, ``b = r + is`` from three real ones (Gauss's trick, as
-    PyTorch): ``t1 = B(p, r)``, ``t2 = B(q, s)``, ``t3 = B(p + q, r + s)``; ``t1 - t2 + i(t3 - t1 - t2)``.
-    Why: the real engines (tiled, FFT, Winograd, float GEMM) run the three faster than a complex
-    GEMM runs one (resnet_3x3 complex64 on tiled: 20-23 ms against im2col's 31-40 ms).
-    None where an operand has an inf or NaN (or a sum overflows): mixing ``p`` and ``q`` would put
-    them where the direct sum does not."""
-    p, q, r, s = (np.ascontiguousarray(v) for v in (a.real, a.imag, b.real, b.imag))
-    if not all(map(all_finite, (p, q, r, s))):
-        return None
-    with np.errstate(over="ignore"):
-        pq, rs = p + q, r + s
-    if not (all_finite(pq) and all_finite(rs)):
-        return None
-    t1, t2, t3 = real(p, r), real(q, s), real(pq, rs)
-    out = np.empty(t1.shape, a.dtype)
-    np.subtract(t1, t2, out=out.real)
-    t3 -= t1
-    np.subtract(t3, t2, out=out.imag)
-    return out
+def _gauss_seconds(real: ConvPlan, op: Op, geom: ConvGeometry, dtype: np.dtype,
+                   how: _gauss.RealConv) -> float:
+    """Three real convs, plus splitting the operands and joining the result: one pass each where
+    fused, else about a transposition."""
+    if how.pads is None:
+        return 3 * real.estimated_seconds + transpose_seconds(op, geom, dtype)
+    rate = _machine.figures("_gauss").PASS_BYTES_PER_S
+    return 3 * real.estimated_seconds + _gauss.split_seconds(op, geom, dtype, how, rate)
 
 
 def _in_layout(plan: ConvPlan, takes: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Numba kernels for the loops NumPy cannot fuse, one module per engine that runs them:
 depthwise (``depthwise``, and on channels-first planes ``depthwise_first``), register-tiled
 dense convolutions (``tiled``, with its parallel zero padding), Winograd transforms, im2col
-packing, the FFT engine's spectral mixing; ``_numba`` holds the fallback without Numba and the
+packing, the FFT engine's spectral mixing, the passes around Gauss's trick for complex ops
+(``gauss``); ``_numba`` holds the fallback without Numba and the
 intrinsics. This module says which kernels are loaded
 and what loading the others would cost the planner.
 
@@ -26,6 +27,7 @@ from .depthwise_first import (
     depthwise2d_forward_first,
     depthwise2d_input_grad_first,
 )
+from .gauss import join_parts, split_parts
 from .im2col import col2im3d, im2col3d
 from .pad import last_to_first, pad_copy, pad_copy_first
 from .pointwise import pointwise_filter_grad_first, pointwise_first
@@ -87,6 +89,9 @@ def warm_up(dtypes=("float32", "float64")) -> None:
         last_to_first(np.zeros((1, 4, 2), dt), np.zeros((1, 2, 4), dt))
         pointwise_first(np.zeros((2, 2), dt), np.zeros((1, 2, 4), dt), np.zeros((1, 2, 4), dt))
         pointwise_filter_grad_first(np.zeros((1, 2, 4), dt), np.zeros((1, 2, 4), dt), np.zeros((1, 2, 2), dt))
+        pairs = np.zeros(2 * 2 * 36, dt)  # complex (1, 2, 6, 6) as real pairs
+        split_parts(pairs, (72, 36, 36, 6, 1), (1, 2, 1, 6, 6), (0, 1, 1), *np.zeros((3, 1, 1, 8, 8, 2), dt))
+        join_parts(*np.zeros((3, 1, 1, 4, 4, 2), dt), pairs[:64], (32, 16, 16, 4, 1))
         spectral_mix(np.zeros(8, dt), (8, 4, 2, 1), np.zeros((2, 2, 2), dt), np.zeros((2, 2, 2), dt), 1,
                      np.zeros(8, dt), (8, 4, 2, 1), 1)
 
