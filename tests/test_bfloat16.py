@@ -234,3 +234,49 @@ def test_the_torch_layers_spell_torch_bfloat16_as_bfloat16():
     want = ctorch.nn.functional.conv2d(np.pad(x.astype(np.float32), ((0, 0), (0, 0), (1, 1), (1, 1)),
                                               mode="reflect").astype(BF16), layer.weight, layer.bias)
     np.testing.assert_array_equal(np.asarray(layer(x), np.float32), np.asarray(want, np.float32))
+
+
+MANTISSA_BITS = {"bfloat16": 7, "float16": 10}
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("op, padding_mode", [("conv", "zeros"), ("conv", "reflect"), ("conv_vjp", "zeros"),
+                                              ("conv_vjp", "reflect"), ("conv_transpose", "zeros"),
+                                              ("conv_transpose_vjp", "zeros")])
+def test_a_bias_is_added_before_the_one_rounding(op, padding_mode, dtype):
+    """conv + bias in bfloat16 or float16 is the float32 sum rounded once: against the exact sum
+    of the same operands (the loop oracle in float64), within 0.5 ulp + 2**-16 * S (see the
+    module docstring). The bias is the negated first output of each channel, rounded to the
+    dtype: there the exact result is the small rest of that output, which a first rounding (of
+    the conv, before the bias) wipes out: an error of up to 0.5 ulp of the output itself."""
+    dt = BF16 if dtype == "bfloat16" else np.dtype(np.float16)
+    rng = np.random.default_rng(3)
+    transposed = op.startswith("conv_transpose")
+    kw = {"stride": 1, "padding": 1, "dilation": 1, "groups": 1}
+    w_shape = (6, 4, 3, 3) if transposed else (4, 6, 3, 3)  # the transposed conv maps 6 -> 4 channels
+    x, w = rng.standard_normal((2, 6, 7, 5)).astype(dt), rng.standard_normal(w_shape).astype(dt)
+    exact, size = {}, {}
+    for absolute in (False, True):
+        x64, w64 = (np.asarray(a, np.float64) for a in (x, w))
+        x64, w64 = (np.abs(x64), np.abs(w64)) if absolute else (x64, w64)
+        reflect = padding_mode == "reflect"
+        xp = np.pad(x64, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="reflect") if reflect else x64
+        pad = 0 if reflect else 1
+        if transposed:  # the transposed conv of x: the input gradient of the conv with w
+            r = oracle.input_grad(x64, w64, (2, 4, 7, 5), **{**kw, "padding": 1})
+        else:
+            r = oracle.conv(xp, w64, **{**kw, "padding": pad})
+        (size if absolute else exact)["r"] = r
+    bias = (-exact["r"][0, :, 0, 0]).astype(dt)
+    want = exact["r"] + np.asarray(bias, np.float64)[:, None, None]
+    call = getattr(convgrad, op)
+    out = call(x, w, bias, **kw, padding_mode=padding_mode)
+    got = out[0] if op.endswith("_vjp") else out
+    assert got.dtype == dt
+    got64 = np.asarray(got, np.float64)
+    step = 2.0 ** (np.floor(np.log2(np.maximum(np.maximum(abs(got64), abs(want)), 2.0**-60)))
+                   - MANTISSA_BITS[dtype])
+    tol = 0.5 * step + 2.0**-16 * size["r"]
+    err = np.abs(got64 - want)
+    worst = np.unravel_index(np.argmax(err - tol), err.shape)
+    assert (err <= tol).all(), f"|{got64[worst]} - {want[worst]}| = {err[worst]} > {tol[worst]} at {worst}"

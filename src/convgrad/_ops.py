@@ -38,12 +38,15 @@ Pullback = Callable[[object], tuple]
 
 def _run(op: str, geom: ConvGeometry, a: np.ndarray, b: np.ndarray, fmt: str, method: str,
          workspace_bytes: object, out_shape: tuple[int, ...], plan_for: Callable | None = None,
-         exact_ints: bool = True) -> np.ndarray:
+         exact_ints: bool = True, wide: bool = False) -> np.ndarray:
     """Run ``op`` on ``a`` and ``b`` in ``fmt`` by ``make_plan`` (costed for ``fmt``) or by
-    ``plan_for(op, geom, dtype, method, limit)`` (channels-last); returns in ``fmt``, result dtype.
+    ``plan_for(op, geom, dtype, method, limit)`` (channels-last); returns in ``fmt``, result dtype
+    (the compute dtype with ``wide``: float32 for float16 and bfloat16, for a sum still to come).
     Integers: OverflowError first where a result could pass int64, unless ``exact_ints`` is False
     (int64 wraps then, as SciPy's direct method)."""
     res, comp = result_dtype(a, b)
+    if wide:
+        res = comp
     a_name, b_name = {"forward": ("x", "w"), "input_grad": ("dy", "w"), "filter_grad": ("x", "dy")}[op]
     if comp.kind == "i" and exact_ints:
         check_int_sum(*int_terms(op, geom), **{a_name: a, b_name: b})
@@ -86,6 +89,9 @@ class _Call:
     workspace_bytes: int | None = None
     pad_map: PadMap | None = None  # a padding mode other than zeros: pad, run VALID, fold back
     convention: str = "adjoint"  # of complex gradients: 'adjoint' (A^H dy) or 'transpose' (A^T dy)
+    # Results in the compute dtype (float32 for float16 and bfloat16): a bias is added before the
+    # one rounding to the result dtype, not after a first one.
+    wide: bool = False
     checks_all_ops: ClassVar[bool] = True  # vjp plans all three ops first for a named method
     exact_ints: ClassVar[bool] = True  # integers: OverflowError where int64 could wrap (else wrap)
 
@@ -96,7 +102,7 @@ class _Call:
         """The array of ``role`` ('x', 'w' or 'y') from the other two, given by role."""
         a, b = (arrays[r] for r in _FROM[role])
         if self.geom.empty:  # no window: nothing reaches any array, and no engine sees the geometry
-            shape, dtype = self.shape(role), result_dtype(a, b)[0]
+            shape, dtype = self.shape(role), result_dtype(a, b)[1 if self.wide else 0]
             check_fits(f"the result {shape}", math.prod(shape) * dtype.itemsize,
                        workspace_limit(self.workspace_bytes))
             return np.zeros(shape, dtype)
@@ -106,7 +112,7 @@ class _Call:
             valid = replace(self, geom=self.pad_map.valid, pad_map=None)
             return self.pad_map.through(valid, role, arrays, self.fmt, workspace_limit(self.workspace_bytes))
         return _run(_OP[role], self.geom, a, b, self.fmt, self.method, self.workspace_bytes, self.shape(role),
-                    exact_ints=self.exact_ints)
+                    exact_ints=self.exact_ints, wide=self.wide)
 
     def primal(self, a: np.ndarray) -> np.ndarray:
         """A primal operand as a gradient reads it: conjugated for the adjoint of a complex op
@@ -124,7 +130,9 @@ class _Call:
             raise ValueError(f"bias must have shape ({channels},) (one per output channel), got {b.shape}")
         return b, channels
 
-    def _add(self, y: np.ndarray, bias: np.ndarray | None, channels: int) -> np.ndarray:
+    def _add(self, y: np.ndarray, bias: np.ndarray | None, channels: int,
+             res: np.dtype | None = None) -> np.ndarray:
+        """``y + bias`` per channel, in ``res`` (default: y's and bias's result dtype)."""
         if bias is None:
             return y
         if self.exact_ints and result_dtype(y, bias)[1].kind == "i":
@@ -133,26 +141,40 @@ class _Call:
                 raise OverflowError(f"an integer result could pass int64: max|y|={peak_y} + max|bias|="
                                     f"{peak_b} > 2**63 - 1 = {INT64_MAX}; pass float64")
         shape = (channels,) + (1,) * (y.ndim - 2) if self.fmt == "channels_first" else (channels,)
-        return (y + bias.reshape(shape)).astype(result_dtype(y, bias)[0], copy=False)
+        res = result_dtype(y, bias)[0] if res is None else res
+        return (y + bias.reshape(shape)).astype(res, copy=False)
+
+    def _widened(self, arrays: dict[str, np.ndarray], bias: np.ndarray | None
+                 ) -> tuple[bool, np.dtype | None]:
+        """Whether ``self`` computes a biased result wide (its conv would round: float16,
+        bfloat16), and the result dtype of the operands and the bias."""
+        if bias is None:
+            return False, None
+        res, comp = result_dtype(*arrays.values())
+        return res != comp, result_dtype(*arrays.values(), bias)[0]
 
     def biased(self, role: str, arrays: dict[str, np.ndarray], bias: object = None) -> np.ndarray:
-        """``self(role, **arrays)`` plus ``bias``, one per channel of the result (checked first)."""
+        """``self(role, **arrays)`` plus ``bias``, one per channel of the result (checked first),
+        rounded once to the result dtype."""
         b, channels = self._bias(role, bias)
-        return self._add(self(role, **arrays), b, channels)
+        wide, res = self._widened(arrays, b)
+        call = replace(self, wide=True) if wide else self
+        return self._add(call(role, **arrays), b, channels, res)
 
     def vjp(self, role: str, arrays: dict[str, np.ndarray], name: str = "dy",
-            conjugated: tuple[str, ...] = ()) -> tuple[np.ndarray, Pullback]:
+            conjugated: tuple[str, ...] = (), wide: bool = False) -> tuple[np.ndarray, Pullback]:
         """``(self(role, **arrays), pullback)``; ``pullback(g)`` gives the other two roles' gradients
         (adjoints under the 'adjoint' convention). The roles in ``conjugated`` enter the op
         through ``primal`` (a first-order gradient's primal operand); their gradients are
-        conjugated back, as the chain rule through a conjugation gives."""
+        conjugated back, as the chain rule through a conjugation gives. ``wide``: the result
+        (not the gradients) in the compute dtype."""
         if self.checks_all_ops and self.method != "auto":  # say which op a named method cannot run
             limit, comp = workspace_limit(self.workspace_bytes), result_dtype(*arrays.values())[1]
             geom = self.geom if self.pad_map is None else self.pad_map.valid
             for op in _OP.values():
                 make_plan(op, geom, comp, self.method, limit)
         entered = {r: self.primal(a) if r in conjugated else a for r, a in arrays.items()}
-        out = self(role, **entered)
+        out = (replace(self, wide=True) if wide else self)(role, **entered)
 
         def pullback(g: object) -> tuple[np.ndarray, ...]:
             given = {r: a if r in conjugated else self.primal(a) for r, a in arrays.items()}
@@ -166,12 +188,13 @@ class _Call:
                    ) -> tuple[np.ndarray, Pullback]:
         """``vjp`` with a bias added to the result; the pullback also gives db (None without)."""
         b, channels = self._bias(role, bias)
-        out, pullback = self.vjp(role, arrays)
+        wide, res = self._widened(arrays, b)
+        out, pullback = self.vjp(role, arrays, wide=wide)
 
         def with_db(dy: object) -> tuple[np.ndarray | None, ...]:
             return (*pullback(dy), None if b is None else conv_bias_grad(dy, data_format=self.fmt))
 
-        return self._add(out, b, channels), with_db
+        return self._add(out, b, channels, res), with_db
 
 
 def _resolve(build: Callable[..., ConvGeometry], a_name: str, a: object, b_name: str, b: object,
