@@ -13,7 +13,7 @@ import re
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import convgrad
@@ -22,7 +22,7 @@ from checks import methods
 from convgrad._dtypes import all_finite
 from convgrad._plan import Planner
 from samples import Case
-from strategies import budget, conv_cases
+from strategies import budget, conv_cases, general_cases
 from tally import checked_against
 
 NONFINITE = (np.inf, -np.inf, np.nan)
@@ -237,3 +237,58 @@ def test_a_non_finite_plan_taking_the_other_layout_gets_its_operands_in_it(op, m
         if other == "channels_last":
             got = (oracle.w_to_first if op == "filter_grad" else oracle.x_to_first)(got, "channels_last")
         np.testing.assert_allclose(got, np.asarray(want, np.float64), rtol=1e-10, atol=1e-12)
+
+
+@st.composite
+def spoiled_general_cases(draw):
+    """A conv_general case with input dilation or batch groups (the paths that rewrite the conv
+    or run each gradient as _transpose's conv), and operands with up to 3 infs or NaNs each."""
+    case = draw(general_cases())
+    kw = case.kwargs
+    dilated = any(v > 1 for v in np.broadcast_to(kw["lhs_dilation"], (len(case.w_shape) - 2,)))
+    assume(dilated or kw["batch_group_count"] > 1)
+    assume(0 not in case.x_shape and 0 not in case.w_shape)
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    x, w = rng.standard_normal(case.x_shape), rng.standard_normal(case.w_shape)
+    if draw(st.booleans()):
+        w = np.where(np.abs(w) < 0.5, 0.0, w)  # zero taps, for an inf in x to meet
+    return case, draw(spoiled(x)), draw(spoiled(w, 2)), rng
+
+
+@budget(20)
+@given(spoiled_general_cases(), st.data())
+@checked_against("oracle")
+def test_conv_general_with_input_dilation_puts_inf_and_nan_where_the_direct_sum_does(drawn, data):
+    """conv_general and its vjp under every method: inf and NaN where the oracle's direct sum
+    (in Python floats) has them. The holes of input dilation are read as zeros by the forward
+    (as the padding), and a gradient's products that land on them are dropped, as the oracle's
+    scatter drops them."""
+    case, x, w, rng = drawn
+    fmt, kw = case.data_format, case.geometry
+    xf, wf = oracle.x_to_first(x, fmt), oracle.w_to_first(w, fmt)
+    with np.errstate(invalid="ignore", over="ignore"):
+        want_y = oracle.conv_general(ieee(xf), ieee(wf), **kw)
+    dyf = data.draw(spoiled(rng.standard_normal(want_y.shape)))
+    geo = {"stride": kw["stride"], "padding": kw["padding"], "dilation": kw["rhs_dilation"],
+           "groups": kw["feature_group_count"], "lhs_dilation": kw["lhs_dilation"],
+           "batch_group_count": kw["batch_group_count"]}
+    with np.errstate(invalid="ignore", over="ignore"):
+        want_dx = oracle.input_grad(ieee(dyf), ieee(wf), xf.shape, **geo)
+        want_dw = oracle.filter_grad(ieee(xf), ieee(dyf), wf.shape, **geo)
+    dy = oracle.x_from_first(dyf, fmt)
+    ran = 0
+    for method in methods():
+        try:
+            with np.errstate(invalid="ignore", over="ignore"):
+                y = convgrad.conv_general(x, w, method=method, **case.kwargs)
+                _, pullback = convgrad.conv_general_vjp(x, w, method=method, **case.kwargs)
+                dx, dw = pullback(dy)
+        except ValueError as e:
+            assert method != "auto", e
+            assert f"method={method!r} cannot run" in str(e), e
+            continue
+        assert_same_kinds(oracle.x_to_first(y, fmt), want_y, f"method={method!r} conv_general")
+        assert_same_kinds(oracle.x_to_first(dx, fmt), want_dx, f"method={method!r} dx")
+        assert_same_kinds(oracle.w_to_first(dw, fmt), want_dw, f"method={method!r} dw")
+        ran += 1
+    assert ran >= 2  # auto and gather, at least

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import _transpose
 from ._budget import check_fits, workspace_limit
-from ._dtypes import check_int_sum, int_terms, result_dtype
+from ._dtypes import all_finite, check_int_sum, int_terms, result_dtype
 from ._geometry import ConvGeometry
 from ._ops import _Call, _resolve, _run
 from ._plan import make_plan
@@ -115,7 +115,9 @@ def conv_general_vjp(
 class GeneralCall(_Call):
     """A ``_Call`` on any geometry. A plain grouped conv runs the engines' own gradients; with
     input dilation or batch groups the forward runs as ``run_general``'s reduced conv and each
-    gradient as the transposed conv of ``_transpose`` (JAX's rule), run as a forward."""
+    gradient as the transposed conv of ``_transpose`` (JAX's rule), run as a forward; for an
+    input gradient of operands with inf or NaN, as the reduced conv's input gradient instead
+    (``_scattered_input_grad``)."""
 
     checks_all_ops = False
 
@@ -131,9 +133,46 @@ class GeneralCall(_Call):
         op, names = ("input_grad", ("y", "w")) if role == "x" else ("filter_grad", ("x", "y"))
         if result_dtype(*(arrays[n] for n in names))[1].kind == "i":  # as _run checks its ops
             check_int_sum(*int_terms(op, geom), **{"dy" if n == "y" else n: arrays[n] for n in names})
+        if role == "x" and not (all_finite(arrays["y"]) and all_finite(arrays["w"])):
+            return self._scattered_input_grad(arrays["y"], arrays["w"])
         if role == "x":
             return _transpose.input_grad(geom, fmt)(arrays["y"], arrays["w"], run)
         return _transpose.filter_grad(geom, fmt)(arrays["x"], arrays["y"], run)
+
+
+    def _scattered_input_grad(self, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """dx as the direct sum gives it, for dy or w with an inf or NaN: each dy * w product goes
+        to the sample it was read from, and those that land on the holes of input dilation are
+        dropped. The transposed conv instead multiplies w by dy's holes and pads (inf * 0 = NaN
+        where no product lands). So: the input gradient of the reduced conv (holes and batch
+        groups written out; its plan keeps inf and NaN where the direct sum does), its holes
+        dropped and its channel blocks moved back into the batch."""
+        geom, fmt = self.geom, self.fmt
+        reduced = reduced_geometry(geom)
+        dxr = _run("input_grad", reduced, dy, w, fmt, self.method, self.workspace_bytes, reduced.x_shape(fmt))
+        first = fmt == "channels_first"
+        holes = tuple(slice(None, None, d) for d in geom.lhs_dilation)
+        dxr = dxr[(slice(None), slice(None), *holes) if first else (slice(None), *holes)]
+        b, c, spatial = geom.batch_group_count, geom.in_channels, geom.in_spatial
+        if b > 1:  # channel block i of the reduced conv's x was batch block i
+            nb = geom.batch // b
+            if first:
+                dxr = np.moveaxis(dxr.reshape(nb, b, c, *spatial), 1, 0)
+            else:
+                dxr = np.moveaxis(dxr.reshape(nb, *spatial, b, c), -2, 0)
+        return np.ascontiguousarray(dxr.reshape(geom.x_shape(fmt)))
+
+
+def reduced_geometry(geom: ConvGeometry) -> ConvGeometry:
+    """The plain grouped conv ``_reduce`` rewrites ``geom`` into: input dilation's holes written
+    out as samples, batch blocks moved into the channels as feature groups."""
+    if any(v != 1 for v in geom.lhs_dilation):
+        geom = dataclasses.replace(geom, in_spatial=geom.dilated_input, lhs_dilation=(1,) * geom.rank)
+    if geom.batch_group_count > 1:
+        b = geom.batch_group_count
+        geom = dataclasses.replace(geom, batch=geom.batch // b, in_channels=b * geom.in_channels,
+                                   feature_group_count=b, batch_group_count=1)
+    return geom
 
 
 def run_general(geom: ConvGeometry, x: np.ndarray, w: np.ndarray, method: str, limit: int) -> np.ndarray:
