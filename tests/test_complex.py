@@ -433,3 +433,44 @@ def test_the_split_allocates_no_more_than_its_plan_says(split_planner, op):
     finally:
         tracemalloc.stop()
     assert peak - out.nbytes <= plan.workspace_bytes, (peak, out.nbytes, plan.workspace_bytes)
+
+
+REAL_VJPS = {  # name: (call, cotangent name)
+    "conv_vjp": (lambda x, w: convgrad.conv_vjp(x, w, padding=1), "dy"),
+    "conv_transpose_vjp": (lambda x, w: convgrad.conv_transpose_vjp(x, w.swapaxes(0, 1), stride=2), "dy"),
+    "conv_general_vjp": (lambda x, w: convgrad.conv_general_vjp(x, w, lhs_dilation=2), "dy"),
+    "conv_input_grad_vjp": (lambda x, w: convgrad.conv_input_grad_vjp(convgrad.conv(x, w), w, x.shape),
+                            "g"),
+    "conv_filter_grad_vjp": (lambda x, w: convgrad.conv_filter_grad_vjp(x, convgrad.conv(x, w), w.shape),
+                             "g"),
+}
+
+
+@pytest.mark.parametrize("name", list(REAL_VJPS))
+def test_a_real_convs_pullback_refuses_a_complex_cotangent(name):
+    """A complex cotangent of a real result is refused with a TypeError naming it, as JAX's vjp
+    and PyTorch's autograd refuse it; a real one runs."""
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((4, 3, 3, 2))
+    call, cot = REAL_VJPS[name]
+    out, pullback = call(x, w)
+    assert out.dtype == np.float64
+    refused = rf"^{cot} has dtype complex128 but the result it is the cotangent of is real"
+    with pytest.raises(TypeError, match=refused):
+        pullback(crandn(rng, out.shape))
+    grads = pullback(rng.standard_normal(out.shape))
+    assert all(g is None or g.dtype == np.float64 for g in grads)
+
+
+def test_the_gradient_functions_take_a_complex_dy_with_real_operands_as_a_plain_conv():
+    """conv_input_grad / conv_filter_grad of a complex dy and a real w / x: the real conv's
+    transpose applied to dy (no conjugation to make: the operands are real), against the loop
+    oracle in complex."""
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal((2, 3, 7, 6)), rng.standard_normal((4, 3, 3, 3))
+    dy = crandn(rng, (2, 4, 4, 3))
+    kw = {"stride": 2, "padding": 1}
+    want_dx = oracle.input_grad(dy, w.astype(complex), x.shape, **kw)
+    want_dw = oracle.filter_grad(x.astype(complex), dy, w.shape, **kw)
+    close(convgrad.conv_input_grad(dy, w, x.shape, **kw), want_dx)
+    close(convgrad.conv_filter_grad(x, dy, w.shape, **kw), want_dw)

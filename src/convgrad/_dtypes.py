@@ -137,12 +137,20 @@ def check_int_sum(terms: int, what: str, **operands: np.ndarray) -> None:
                             f"Pass float64 (exact to 2**53) or smaller values")
 
 
-def cotangent(g: object, expected: tuple[int, ...], name: str = "dy") -> np.ndarray:
+def cotangent(g: object, expected: tuple[int, ...], name: str = "dy", result: np.dtype | None = None
+              ) -> np.ndarray:
     """The cotangent ``g`` of a pullback as an array of its result's shape ``expected``: the one
-    check of every pullback, in the core and the fronts."""
+    check of every pullback, in the core and the fronts. A complex cotangent of a real
+    ``result`` is refused (TypeError), as JAX's vjp and PyTorch's autograd refuse it: the
+    gradient of a real conv is real, and a complex one would pass on silently."""
     a = as_array(name, g)
     if a.shape != expected:
         raise ValueError(f"{name}.shape={a.shape} does not match the output shape {expected}")
+    if result is not None and a.dtype.kind == "c" and np.dtype(result).kind != "c":
+        raise TypeError(f"{name} has dtype {a.dtype} but the result it is the cotangent of is real "
+                        f"({np.dtype(result)}): a real conv's pullback takes a real cotangent; pass "
+                        f"{name}.real, or complex operands (conv_input_grad and conv_filter_grad "
+                        f"take a complex dy with real operands, as plain convolutions)")
     return a
 
 

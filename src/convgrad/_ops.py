@@ -178,7 +178,7 @@ class _Call:
 
         def pullback(g: object) -> tuple[np.ndarray, ...]:
             given = {r: a if r in conjugated else self.primal(a) for r, a in arrays.items()}
-            given[role] = cotangent(g, self.shape(role), name)
+            given[role] = cotangent(g, self.shape(role), name, out.dtype)
             return tuple(self.primal(self(r, **given)) if r in conjugated else self(r, **given)
                          for r in _FROM[role])
 
@@ -267,7 +267,9 @@ def conv_input_grad(
 
     Parameters
     ----------
-    dy : (N, O, *out) or (N, *out, O)
+    dy : (N, O, *out) or (N, *out, O); complex with a real ``w`` gives the (complex) product
+        with the real conv's transpose, as a plain convolution (the vjps' pullbacks refuse a
+        complex cotangent of a real result, as JAX and PyTorch do)
     w : (O, C / groups, *K) or (*K, C / groups, O), as in ``conv``
     input_shape : x's shape, full or spatial only
         Given because a stride makes it ambiguous; it must be one the forward conv maps to
@@ -309,7 +311,8 @@ def conv_filter_grad(
     Parameters
     ----------
     x : (N, C, *S) or (N, *S, C)
-    dy : (N, O, *out) or (N, *out, O), the conv's output shape
+    dy : (N, O, *out) or (N, *out, O), the conv's output shape; complex with a real ``x`` as in
+        ``conv_input_grad``
     filter_shape : w's shape, full or the kernel sizes K only
     stride, padding, dilation, groups, padding_mode, data_format, method, workspace_bytes :
         as in ``conv``
