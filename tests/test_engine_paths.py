@@ -92,6 +92,40 @@ def test_depthwise_kernels_interior_and_borders(x_shape, w_shape, kw):
     assert geom.feature_group_count == geom.in_channels and min(geom.out_spatial) >= 4
 
 
+@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
+@pytest.mark.parametrize(("x_shape", "w_shape", "kw"), [
+    ((2, 37, 9, 10), (37, 1, 3, 3), {"padding": 1, "groups": 37}),  # two blocks of 16 + 5 channels
+    ((1, 18, 12, 11), (18, 1, 3, 3), {"padding": ((2, 1), (1, 2)), "dilation": 2, "groups": 18}),
+    ((2, 3, 11, 9), (3, 1, 5, 4), {"padding": ((2, 1), (0, 3)), "groups": 3}),  # tap by tap
+])
+def test_depthwise_streaming_paths_in_both_layouts(data_format, x_shape, w_shape, kw):
+    """The unit-stride filter gradients that sum whole planes (channels-first: one dot product per
+    tap over dy laid out in the padded rows) and the channels-last register blocks of 16 channels
+    with their leftover channels, in float32 and float64, against the oracle."""
+    rng = np.random.default_rng(7)
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
+    for dtype in (np.float64, np.float32):
+        x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+        dy = rng.standard_normal(geom.y_shape())
+        want = (oracle.conv(x, w, **kw), oracle.input_grad(dy, w, x_shape, **kw),
+                oracle.filter_grad(x, dy, w_shape, **kw))
+        xa, wa, dya = (a.astype(dtype) for a in (x, w, dy))
+        if data_format == "channels_last":
+            xa, dya = (np.ascontiguousarray(x_to_last(a, "channels_first")) for a in (xa, dya))
+            wa = np.ascontiguousarray(w_to_last(wa, "channels_first"))
+        kd = {**kw, "data_format": data_format, "method": "depthwise"}
+        got = (convgrad.conv(xa, wa, **kd), convgrad.conv_input_grad(dya, wa, xa.shape, **kd),
+               convgrad.conv_filter_grad(xa, dya, wa.shape, **kd))
+        if data_format == "channels_last":
+            got = (x_from_last(got[0], "channels_first"), x_from_last(got[1], "channels_first"),
+                   w_from_last(got[2], "channels_first"))
+        for g, ref in zip(got, want):
+            assert g.dtype == dtype
+            scale = np.abs(ref).max()
+            tol = 1e-12 if dtype == np.float64 else 2e-6
+            assert np.abs(g - ref).max() <= tol * scale * math.sqrt(np.prod(w_shape[1:]) * geom.batch)
+
+
 @pytest.mark.parametrize(("x_shape", "w_shape", "kw", "prefix"), [
     ((2, 3, 9, 8), (4, 3, 3, 3), {"padding": 1}, 1),
     ((1, 2, 6, 7, 5), (3, 2, 3, 2, 3), {"padding": ((1, 0), (2, 1), (1, 1)), "dilation": (2, 1, 1)}, None),

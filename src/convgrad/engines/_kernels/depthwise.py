@@ -172,16 +172,20 @@ def depthwise2d_filter_grad(x, dy, p0, p1, s0, s1, d0, d1, parts):  # pragma: no
                     _depthwise_fg_row(x, grow, n, i, 0, j_lo, p0, p1, s0, s1, d0, d1, out)
                     _depthwise_fg_row(x, grow, n, i, j_hi, ow, p0, p1, s0, s1, d0, d1, out)
             if fast:
-                _depthwise_fg_interior(x, dy, n, i_lo, i_hi, j_lo, j_hi, p0, p1, s0, s1, d0, d1, out)
+                for i in range(i_lo, i_hi):
+                    _depthwise_fg_interior(x, dy, n, i, j_lo, j_hi, p0, p1, s0, s1, d0, d1, out)
 
 
 @njit(cache=True, fastmath={"contract"})
-def _depthwise_fg_interior(x, dy, n, i_lo, i_hi, j_lo, j_hi, p0, p1, s0, s1, d0, d1, out):  # pragma: no cover
-    """The 3x3 taps of image n's outputs [i_lo, i_hi) x [j_lo, j_hi), whose windows lie inside x,
-    added to out (3, 3, C).
+def _depthwise_fg_interior(x, dy, n, i, j_lo, j_hi, p0, p1, s0, s1, d0, d1, out):  # pragma: no cover
+    """The 3x3 taps of image n's outputs [j_lo, j_hi) of row i, whose windows lie inside x, added
+    to out (3, 3, C).
 
-    For each block of 16 channels the nine tap sums stay in registers over the whole image: per
-    output, one load of dy and nine of x for nine multiply-adds, and no stores.
+    For each block of 16 channels the nine tap sums stay in registers along the row: per output,
+    one load of dy and nine of x for nine multiply-adds, and no stores. A row at a time, not an
+    image per channel block: the three rows of x it reads stay in the first-level cache across
+    the blocks, where an image per block streamed x and dy from the last-level cache once per
+    block (0.44x the time, 8 x 128 x 56 x 56, one thread).
     """
     _wide_vectors()
     c_in = x.shape[3]
@@ -194,8 +198,13 @@ def _depthwise_fg_interior(x, dy, n, i_lo, i_hi, j_lo, j_hi, p0, p1, s0, s1, d0,
     t6 = _registers(16, out.dtype)
     t7 = _registers(16, out.dtype)
     t8 = _registers(16, out.dtype)
-    for cb in range(0, c_in, 16):
-        m = min(16, c_in - cb)
+    h = i * s0 - p0
+    grow = dy[n, i]
+    x0, x1, x2 = x[n, h], x[n, h + d0], x[n, h + 2 * d0]
+    # Only whole blocks of 16 here: constant indices let LLVM keep the sums in registers (a
+    # dynamic bound left them on the stack); the last channels are summed tap by tap below.
+    full = c_in - c_in % 16
+    for cb in range(0, full, 16):
         for c in range(16):
             t0[c] = 0
             t1[c] = 0
@@ -206,48 +215,45 @@ def _depthwise_fg_interior(x, dy, n, i_lo, i_hi, j_lo, j_hi, p0, p1, s0, s1, d0,
             t6[c] = 0
             t7[c] = 0
             t8[c] = 0
-        for i in range(i_lo, i_hi):
-            h = i * s0 - p0
-            grow = dy[n, i]
-            x0, x1, x2 = x[n, h], x[n, h + d0], x[n, h + 2 * d0]
-            if m == 16:
-                for j in range(j_lo, j_hi):
-                    v = j * s1 - p1
-                    g = grow[j, cb:cb + 16]
-                    a0, a1, a2 = x0[v, cb:cb + 16], x0[v + d1, cb:cb + 16], x0[v + 2 * d1, cb:cb + 16]
-                    b0, b1, b2 = x1[v, cb:cb + 16], x1[v + d1, cb:cb + 16], x1[v + 2 * d1, cb:cb + 16]
-                    e0, e1, e2 = x2[v, cb:cb + 16], x2[v + d1, cb:cb + 16], x2[v + 2 * d1, cb:cb + 16]
-                    for c in range(16):
-                        t0[c] += a0[c] * g[c]
-                        t1[c] += a1[c] * g[c]
-                        t2[c] += a2[c] * g[c]
-                        t3[c] += b0[c] * g[c]
-                        t4[c] += b1[c] * g[c]
-                        t5[c] += b2[c] * g[c]
-                        t6[c] += e0[c] * g[c]
-                        t7[c] += e1[c] * g[c]
-                        t8[c] += e2[c] * g[c]
-            else:  # the last channels, fewer than 16
-                for j in range(j_lo, j_hi):
-                    v = j * s1 - p1
-                    for c in range(m):
-                        gc = grow[j, cb + c]
-                        t0[c] += x0[v, cb + c] * gc
-                        t1[c] += x0[v + d1, cb + c] * gc
-                        t2[c] += x0[v + 2 * d1, cb + c] * gc
-                        t3[c] += x1[v, cb + c] * gc
-                        t4[c] += x1[v + d1, cb + c] * gc
-                        t5[c] += x1[v + 2 * d1, cb + c] * gc
-                        t6[c] += x2[v, cb + c] * gc
-                        t7[c] += x2[v + d1, cb + c] * gc
-                        t8[c] += x2[v + 2 * d1, cb + c] * gc
-        for c in range(m):
-            out[0, 0, cb + c] += t0[c]
-            out[0, 1, cb + c] += t1[c]
-            out[0, 2, cb + c] += t2[c]
-            out[1, 0, cb + c] += t3[c]
-            out[1, 1, cb + c] += t4[c]
-            out[1, 2, cb + c] += t5[c]
-            out[2, 0, cb + c] += t6[c]
-            out[2, 1, cb + c] += t7[c]
-            out[2, 2, cb + c] += t8[c]
+        for j in range(j_lo, j_hi):
+            v = j * s1 - p1
+            g = grow[j, cb:cb + 16]
+            a0, a1, a2 = x0[v, cb:cb + 16], x0[v + d1, cb:cb + 16], x0[v + 2 * d1, cb:cb + 16]
+            b0, b1, b2 = x1[v, cb:cb + 16], x1[v + d1, cb:cb + 16], x1[v + 2 * d1, cb:cb + 16]
+            e0, e1, e2 = x2[v, cb:cb + 16], x2[v + d1, cb:cb + 16], x2[v + 2 * d1, cb:cb + 16]
+            for c in range(16):
+                t0[c] += a0[c] * g[c]
+                t1[c] += a1[c] * g[c]
+                t2[c] += a2[c] * g[c]
+                t3[c] += b0[c] * g[c]
+                t4[c] += b1[c] * g[c]
+                t5[c] += b2[c] * g[c]
+                t6[c] += e0[c] * g[c]
+                t7[c] += e1[c] * g[c]
+                t8[c] += e2[c] * g[c]
+        o0, o1, o2 = out[0, 0, cb:cb + 16], out[0, 1, cb:cb + 16], out[0, 2, cb:cb + 16]
+        o3, o4, o5 = out[1, 0, cb:cb + 16], out[1, 1, cb:cb + 16], out[1, 2, cb:cb + 16]
+        o6, o7, o8 = out[2, 0, cb:cb + 16], out[2, 1, cb:cb + 16], out[2, 2, cb:cb + 16]
+        for c in range(16):
+            o0[c] += t0[c]
+            o1[c] += t1[c]
+            o2[c] += t2[c]
+            o3[c] += t3[c]
+            o4[c] += t4[c]
+            o5[c] += t5[c]
+            o6[c] += t6[c]
+            o7[c] += t7[c]
+            o8[c] += t8[c]
+    for j in range(j_lo, j_hi):
+        v = j * s1 - p1
+        for c in range(full, c_in):
+            gc = grow[j, c]
+            out[0, 0, c] += x0[v, c] * gc
+            out[0, 1, c] += x0[v + d1, c] * gc
+            out[0, 2, c] += x0[v + 2 * d1, c] * gc
+            out[1, 0, c] += x1[v, c] * gc
+            out[1, 1, c] += x1[v + d1, c] * gc
+            out[1, 2, c] += x1[v + 2 * d1, c] * gc
+            out[2, 0, c] += x2[v, c] * gc
+            out[2, 1, c] += x2[v + d1, c] * gc
+            out[2, 2, c] += x2[v + 2 * d1, c] * gc

@@ -6,8 +6,11 @@ first-level cache: 58 x 58 floats for a 56 x 56 plane with one pad), then correl
 "valid", with no bounds to check: rows are contiguous, so the loop along a row vectorises, and
 x and y are each streamed from memory once. No transposition and no padded copy of the array.
 
-3x3 kernels with a unit column stride sum an output's nine taps in registers and store it once
-(the filter gradient: nine running sums along a row); other kernels go tap by tap. The loops
+3x3 kernels with a unit column stride sum an output's nine taps in registers and store it once;
+other kernels go tap by tap. The filter gradient with unit strides copies dy's plane into rows of
+the buffer's width (zeros past its outputs), so each tap's sum is one dot product over the whole
+plane, reduced once per plane instead of once per row (8 x 128 x 56 x 56, one thread: 0.58x the
+CPU time of nine running sums per row); other strides sum row by row. The loops
 index flat arrays with unsigned offsets: Numba's signed indices carry a wraparound check that
 kept LLVM from vectorising them (a 3x3 forward of 1,024 planes of 56 x 56 on one thread: 41 ms
 with row views, 1.1 ms so).
@@ -193,6 +196,55 @@ def _valid_filter_grad(bf, wb_, gf, gb, oh, ow, s0, s1, d0, d1, acc):  # pragma:
                 acc[a, b] += s
 
 
+@njit(cache=True, fastmath={"contract", "reassoc"})
+def _flat_sums3x3(bf, gb, count, r1, r2, e1, e2):  # pragma: no cover - compiled
+    """The nine tap sums of the whole plane: dy's plane laid out in rows of the buffer's width
+    (zeros beyond its outputs) makes each tap's sum one dot product over ``count`` samples, so the
+    nine running sums stay in vector registers across rows and are reduced once per plane."""
+    t0 = t1 = t2 = t3 = t4 = t5 = t6 = t7 = t8 = bf.dtype.type(0)
+    for u in range(count):
+        g = gb[u]
+        t0 += bf[u] * g
+        t1 += bf[u + e1] * g
+        t2 += bf[u + e2] * g
+        t3 += bf[u + r1] * g
+        t4 += bf[u + r1 + e1] * g
+        t5 += bf[u + r1 + e2] * g
+        t6 += bf[u + r2] * g
+        t7 += bf[u + r2 + e1] * g
+        t8 += bf[u + r2 + e2] * g
+    return t0, t1, t2, t3, t4, t5, t6, t7, t8
+
+
+@njit(cache=True, fastmath={"contract", "reassoc"})
+def _flat_filter_grad(bf, wb_, gb, oh, ow, d0, d1, acc):  # pragma: no cover - compiled
+    """acc (KH, KW) += the unit-stride valid correlation of the buffer bf (rows of wb_) with dy's
+    plane in gb (OH rows of wb_, zero beyond column OW): one dot product per tap."""
+    kh, kw = acc.shape
+    count = np.uint64((oh - 1) * wb_ + ow)  # the last row's zeros past OW are never needed
+    if kh == 3 and kw == 3:
+        r1, r2 = np.uint64(d0 * wb_), np.uint64(2 * d0 * wb_)
+        t0, t1, t2, t3, t4, t5, t6, t7, t8 = _flat_sums3x3(bf, gb, count, r1, r2, np.uint64(d1),
+                                                           np.uint64(2 * d1))
+        acc[0, 0] += t0
+        acc[0, 1] += t1
+        acc[0, 2] += t2
+        acc[1, 0] += t3
+        acc[1, 1] += t4
+        acc[1, 2] += t5
+        acc[2, 0] += t6
+        acc[2, 1] += t7
+        acc[2, 2] += t8
+        return
+    for a in range(kh):
+        for b in range(kw):
+            q = np.uint64(a * d0 * wb_ + b * d1)
+            s = acc.dtype.type(0)
+            for u in range(count):
+                s += gb[u] * bf[q + u]
+            acc[a, b] += s
+
+
 @njit(parallel=True, cache=True, fastmath={"contract", "reassoc"})
 def depthwise2d_filter_grad_first(x, dy, p0, p1, s0, s1, d0, d1, dw):  # pragma: no cover - compiled
     """dw[o, a, b] = sum_{n,i,j} dy[n, o, i, j] * x[n, o // M, i*s0 + a*d0 - p0, j*s1 + b*d1 - p1],
@@ -204,10 +256,16 @@ def depthwise2d_filter_grad_first(x, dy, p0, p1, s0, s1, d0, d1, dw):  # pragma:
     mult = o_ // c_in
     hb, wb = (oh - 1) * s0 + (kh - 1) * d0 + 1, (ow - 1) * s1 + (kw - 1) * d1 + 1
     xf, gf = x.ravel(), dy.ravel()
+    flat = s0 == 1 and s1 == 1
     for o in prange(o_):
         buf = np.zeros(hb * wb, dtype=dw.dtype)
+        gb = np.zeros(oh * wb if flat else 0, dtype=dw.dtype)
         acc = dw[o]
         acc[:, :] = 0
         for n in range(n_):
             _fill(xf, (n * c_in + o // mult) * h_in * w_in, h_in, w_in, p0, p1, buf, hb, wb)
-            _valid_filter_grad(buf, wb, gf, (n * o_ + o) * oh * ow, oh, ow, s0, s1, d0, d1, acc)
+            if flat:
+                _fill(gf, (n * o_ + o) * oh * ow, oh, ow, 0, 0, gb, oh, wb)
+                _flat_filter_grad(buf, wb, gb, oh, ow, d0, d1, acc)
+            else:
+                _valid_filter_grad(buf, wb, gf, (n * o_ + o) * oh * ow, oh, ow, s0, s1, d0, d1, acc)
