@@ -1,7 +1,8 @@
 """Forward, input gradient and filter gradient: convgrad against PyTorch on the same machine.
 
 Run: ``python benchmarks/bench_core.py [--repeats 7] [--calls 15] [--cases ...]
-[--frameworks torch,tf,jax] [--write BENCHMARKS.md]`` (``convgrad bench`` is the same suite with a
+[--frameworks torch,tf,jax] [--contention] [--write BENCHMARKS.md]`` (``convgrad bench`` is the same
+suite with a
 progress bar and a chart).
 OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, where set on a machine, slow NumPy's BLAS; to measure
 without them, unset both in the benchmark's own command (and say so in the report).
@@ -28,12 +29,15 @@ def main() -> None:
                         help=f"any of {', '.join(c.name for c in (*suite.CASES, *suite.EXTRA_CASES))}")
     parser.add_argument("--frameworks", default="torch",
                         help=f"comma-separated, from {','.join(suite.FRAMEWORKS)}")
+    parser.add_argument("--contention", action="store_true",
+                        help="time each row again beside one competing busy process")
     parser.add_argument("--write", metavar="FILE", help="write the report (markdown) to FILE")
     args = parser.parse_args()
     frameworks = _frameworks.parse(args.frameworks, suite.FRAMEWORKS)
     rows = []
     for case in suite.get_cases(args.cases):
-        rows.extend(suite.run_case(case, args.repeats, frameworks, calls=args.calls))
+        rows.extend(suite.run_case(case, args.repeats, frameworks, calls=args.calls,
+                                   contend=args.contention))
         print(f"done {case.name}", flush=True)
     text = report.report(rows, args.repeats, suite.gemm_peak(args.repeats), args.calls)
     print(text)
@@ -41,7 +45,8 @@ def main() -> None:
         title = ", ".join(_frameworks.module(f).TITLE for f in frameworks)
         section = (f"## convgrad against {title} (CPU), {time.strftime('%Y-%m-%d')}\n\n"
                    f"Command: `python benchmarks/bench_core.py --frameworks {','.join(frameworks)} "
-                   f"--repeats {args.repeats} --calls {args.calls} --write {args.write}`. "
+                   f"--repeats {args.repeats} --calls {args.calls}"
+                   f"{' --contention' * args.contention} --write {args.write}`. "
                    f"{report.METHOD}\n\n" + text)
         path = Path(args.write)
         path.write_text(report.replace_section(path.read_text() if path.exists() else "", section))

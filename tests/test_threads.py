@@ -181,3 +181,53 @@ def test_the_first_calls_of_a_process_from_eight_threads():
     for _ in range(3):
         done = subprocess.run([sys.executable, "-c", FIRST_USE], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_small_ops_run_on_the_calling_thread(monkeypatch):
+    """An op of fewer than SERIAL_FLOPS runs its parallel loops on one thread (a
+    second thread's wake-up and barrier cost more than it saves, and stall when another process
+    holds a core); a larger one gets every allowed thread; the limit ends with the call."""
+    numba = pytest.importorskip("numba")
+    from convgrad.engines import _threads
+
+    counts: list[int] = []
+    real = numba.set_num_threads
+    monkeypatch.setattr(numba, "set_num_threads", lambda n: counts.append(n) or real(n))
+    rng = np.random.default_rng(0)
+    full = min(_threads.allowed(), numba.config.NUMBA_NUM_THREADS)
+    for x_shape, serial in (((1, 4, 8, 8), True), ((4, 64, 64, 64), False)):
+        x, w = rng.standard_normal(x_shape), rng.standard_normal((x_shape[1], 1, 3, 3))
+        kw = {"padding": 1, "groups": x_shape[1], "method": "depthwise"}
+        geom = convgrad.ConvGeometry.for_conv(x.shape, w.shape, padding=1, groups=x_shape[1])
+        assert (geom.flops < _threads.SERIAL_FLOPS) == serial
+        counts.clear()
+        convgrad.conv(x, w, **kw)
+        assert counts == [1 if serial else full]
+        assert min(_threads.allowed(), numba.config.NUMBA_NUM_THREADS) == full
+
+
+def test_the_benchmarks_competitor_keeps_a_core_busy_and_ends():
+    """The contention run's busy process runs (spends CPU time) for the block and is gone after;
+    the degradation and worst call come from the samples' medians."""
+    import os
+
+    from convgrad.cli.bench import report, suite
+
+    with suite.busy_process(settle=0.2) as proc:
+        with open(f"/proc/{proc.pid}/stat") as f:  # utime + stime, clock ticks
+            ticks = sum(int(v) for v in f.read().rsplit(")", 1)[1].split()[11:13])
+        assert proc.poll() is None and ticks >= 0.05 * os.sysconf("SC_CLK_TCK")
+    assert proc.poll() is not None
+    rng = np.random.default_rng(0)
+    quiet = {k: list(rng.uniform(1, 2, 9)) for k in ("convgrad", "convgrad_cf", "torch", "torch_cl")}
+    busy = {k: list(rng.uniform(1, 5, 9)) for k in quiet}
+    got = suite.contention(quiet, busy)
+    for k in quiet:
+        assert got[k]["degradation"] == pytest.approx(np.median(busy[k]) / np.median(quiet[k]))
+        assert got[k]["worst"] == pytest.approx(max(busy[k]) / np.median(busy[k]))
+    row = {"case": "c", "op": "forward", "ratio": {"torch": 1.0}, "contention": got,
+           "ms": {k: float(np.median(v)) * 1e3 for k, v in quiet.items()}}
+    variants = ("torch", "torch_cl")
+    best = min(got[k]["contended_ms"] for k in variants) / min(row["ms"][k] for k in variants)
+    assert report.framework_degradation(row, "torch") == pytest.approx(best)
+    assert "| c | forward |" in report.contention_table([row])

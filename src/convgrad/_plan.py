@@ -126,7 +126,7 @@ class ConvPlan:
                  "choices": dict(c.choices)} for c in self.candidates}
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        from .engines import _scratch
+        from .engines import _scratch, _threads
 
         if self.split is not None:  # the split checks the operands itself
             out = _gauss.run(self.gauss, self.split, self.layout, self.op, self.geometry, a, b)
@@ -134,9 +134,10 @@ class ConvPlan:
         if self._nonfinite is not None and not (all_finite(a) and all_finite(b)):
             return _in_layout(self._nonfinite(), self.takes, a, b)
         _scratch.fit(self.workspace_bytes, self.limit)  # the scratch kept from earlier calls counts
-        if self.takes == "channels_first":
-            return self.chosen.run_first(a, b)
-        return self.chosen.run(a, b)
+        with _threads.serial_under(self.geometry.flops):  # small work on the calling thread
+            if self.takes == "channels_first":
+                return self.chosen.run_first(a, b)
+            return self.chosen.run(a, b)
 
     def __str__(self) -> str:
         lines = [f"{self.op} with engine {self.chosen.engine!r} ({self.reason}); "

@@ -4,19 +4,51 @@ BLAS reads limits set with ``threadpoolctl.threadpool_limits`` (or ``OPENBLAS_NU
 itself; scipy.fft's workers and Numba's parallel loops do not. They get the smallest thread
 count among the BLAS and OpenMP libraries loaded in the process, so a caller that limits those
 to one thread gets a single-threaded convgrad, and two pools never oversubscribe the cores.
+
+Small work stays on the calling thread (``serial_under``): a parallel loop waits at its end for
+every thread it woke, so when another process holds a core a call waits for the scheduler to run
+its second thread, milliseconds, whatever the call's size. Measured beside one busy process on
+this 2-core machine: a 2 x 16 x 16 x 16 depthwise conv that takes 0.05 ms had calls of 28-40 ms.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 
 _controller = None
 _CORES = os.cpu_count() or 1
 
+# Ops of fewer multiply-adds and adds than this run on the calling thread only: 40-170 us at the
+# dense kernels' 100-400 GFLOP/s, 0.7 ms at the depthwise kernels' 25. A policy, not a machine
+# figure: a second thread saves at most half of that, and one stall at a parallel loop's barrier
+# on a shared machine (a scheduler time slice, 3-20 ms measured) costs tens of such calls. Counted
+# in flops, not the plan's estimate: a plan made before its kernels were loaded keeps their load
+# time in its estimate. Every row of the benchmark suite is larger (58 MFLOP and up).
+SERIAL_FLOPS = 2**24
+
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def serial_under(flops: int):
+    """Within the block, on this thread, ``allowed()`` is 1 when ``flops`` (an op's count) is
+    under SERIAL_FLOPS."""
+    before = getattr(_local, "serial", False)
+    _local.serial = before or flops < SERIAL_FLOPS
+    try:
+        yield
+    finally:
+        _local.serial = before
+
 
 def allowed() -> int:
-    """The thread count every engine keeps to (at least 1); all cores without threadpoolctl."""
+    """The thread count every engine keeps to (at least 1): 1 for small work (``serial_under``),
+    else the smallest limit of the loaded thread pools; all cores without threadpoolctl."""
     global _controller
+    if getattr(_local, "serial", False):
+        return 1
     if _controller is None:  # libraries are scanned once, after NumPy's and SciPy's BLAS loaded
         try:
             from threadpoolctl import ThreadpoolController

@@ -109,6 +109,67 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# The contention run's targets (issue 19): a row's median may degrade at most this many times
+# PyTorch's own degradation, and no single call may take more than WORST_LIMIT x its row's median.
+DEGRADATION_LIMIT = 1.5
+WORST_LIMIT = 5.0
+
+
+def framework_degradation(row: dict, fw: str) -> float | None:
+    """The framework's best contended median / its best quiet median (each the fastest variant)."""
+    keys = [k for k in row["contention"] if k == fw or k.startswith(fw + "_")]
+    if not keys:
+        return None
+    return min(row["contention"][k]["contended_ms"] for k in keys) / min(row["ms"][k] for k in keys)
+
+
+def contention_table(rows: list[dict]) -> str:
+    """Beside one busy process: convgrad's steady-state medians in both layouts and each one's
+    degradation (contended median / quiet median) against the framework's best variant's, and the
+    slowest single call / its row's median; '' when no row was run contended."""
+    rows = [r for r in rows if "contention" in r]
+    if not rows:
+        return ""
+    fws = [fw for fw in ratio_frameworks(rows) if any(framework_degradation(r, fw) for r in rows)]
+    head = (["case", "op", "convgrad ms quiet", "contended", "CF ms quiet", "CF contended",
+             "convgrad degradation", "CF degradation"] + [f"{fw} degradation" for fw in fws]
+            + [f"convgrad / {fw} degradation" for fw in fws] + [f"CF / {fw} degradation" for fw in fws]
+            + ["worst call / median (CL, CF)"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
+    for r in rows:
+        c = r["contention"]
+        cells = [r["case"], r["op"], f"{r['ms']['convgrad']:.2f}", f"{c['convgrad']['contended_ms']:.2f}",
+                 f"{r['ms']['convgrad_cf']:.2f}" if "convgrad_cf" in c else "—",
+                 f"{c['convgrad_cf']['contended_ms']:.2f}" if "convgrad_cf" in c else "—",
+                 f"{c['convgrad']['degradation']:.2f}",
+                 f"{c['convgrad_cf']['degradation']:.2f}" if "convgrad_cf" in c else "—"]
+        theirs = [framework_degradation(r, fw) for fw in fws]
+        cells += [f"{d:.2f}" if d else "—" for d in theirs]
+        for k in ("convgrad", "convgrad_cf"):
+            cells += [f"{c[k]['degradation'] / d:.2f}" if d and k in c else "—" for d in theirs]
+        cells.append(" / ".join(f"{c[k]['worst']:.1f}" for k in ("convgrad", "convgrad_cf") if k in c))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def contention_summary(rows: list[dict]) -> str:
+    """The rows that miss the contention targets (DEGRADATION_LIMIT, WORST_LIMIT)."""
+    rows = [r for r in rows if "contention" in r]
+    over, worst = [], []
+    for r in rows:
+        d = framework_degradation(r, "torch")
+        for k, name in (("convgrad", "CL"), ("convgrad_cf", "CF")):
+            c = r["contention"].get(k)
+            if c and d and c["degradation"] > DEGRADATION_LIMIT * d:
+                over.append(f"{r['case']} {r['op']} {name} ({c['degradation']:.2f} vs torch {d:.2f})")
+            if c and c["worst"] > WORST_LIMIT:
+                worst.append(f"{r['case']} {r['op']} {name} ({c['worst']:.1f}x)")
+    return (f"- rows degrading more than {DEGRADATION_LIMIT:g}x PyTorch's own degradation: "
+            + (", ".join(over) or "none")
+            + f"\n- single calls over {WORST_LIMIT:g}x their row's contended median: "
+            + (", ".join(worst) or "none"))
+
+
 def load_average() -> str:
     """The 1, 5 and 15-minute load averages (other work on the machine), or 'unknown'."""
     try:
@@ -194,9 +255,21 @@ def replace_section(document: str, section: str) -> str:
     return (document.rstrip() + "\n\n" if document.strip() else "") + block + "\n"
 
 
+CONTENTION_METHOD = (
+    "Contention: after a row's quiet steady state, the suite starts one competing busy process "
+    "(a Python loop that keeps one core busy) and times the same calls back to back again; "
+    "degradation = contended median / quiet median (a framework: its fastest variant in each), "
+    "worst call = the slowest contended call / the contended median.")
+
+
 def report(rows: list[dict], repeats: int, peak: float | None, calls: int | None = None) -> str:
-    return (environment(repeats, peak, calls) + "\n\n" + markdown_table(rows) + "\n\n"
+    text = (environment(repeats, peak, calls) + "\n\n" + markdown_table(rows) + "\n\n"
             + highlights(rows) + "\n")
+    table = contention_table(rows)
+    if table:
+        text += ("\n### Beside one competing busy process\n\n" + CONTENTION_METHOD + "\n\n" + table
+                 + "\n\n" + contention_summary(rows) + "\n")
+    return text
 
 
 def ratio_chart(rows: list[dict], path: str) -> None:

@@ -7,12 +7,16 @@ channels-first on NCHW arrays, the default a PyTorch user calls (``convgrad_cf``
 NCHW and channels_last); PyTorch in NCHW and in channels_last memory format, TensorFlow in NHWC
 (eager), JAX jit-compiled in NCHW. The headline is the steady state (``steady``: calls back to
 back, as a training loop or a solver makes them); the paused timing (``timeit``) is the second
-column. A transposed case times ``conv_transpose`` as its
+column. The contention run (``contend=True``) repeats the steady state beside one competing busy
+process (``busy_process``) the suite starts itself. A transposed case times ``conv_transpose`` as its
 forward, its input gradient (a ``conv``) and its filter gradient; the contestants run the same
 three maps.
 """
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Iterable
@@ -131,6 +135,36 @@ def steady(fns: dict[str, Callable[[], object]], calls: int,
     return times
 
 
+# The competitor in the contention run: one process that keeps one core busy (pure Python, no
+# memory traffic), as a notebook's or a worker's computation beside the caller's.
+BUSY_CODE = "while True:\n    pass"
+
+
+@contextlib.contextmanager
+def busy_process(settle: float = 0.3):
+    """One competing CPU-bound process for the duration of the block (killed after it); ``settle``
+    seconds for it to start spinning first."""
+    proc = subprocess.Popen([sys.executable, "-c", BUSY_CODE], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(settle)
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def contention(quiet: dict[str, list[float]], busy: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """Per contestant, from its quiet and contended steady-state seconds: ``degradation`` (contended
+    median / quiet median) and ``worst`` (the slowest contended call / the contended median)."""
+    out = {}
+    for k, v in busy.items():
+        med = float(np.median(v))
+        out[k] = {"degradation": med / float(np.median(quiet[k])), "worst": max(v) / med,
+                  "contended_ms": med * 1e3}
+    return out
+
+
 def summary(samples: list[float]) -> dict[str, float]:
     """Median, quartiles, extremes of ``samples`` in ms, and the spread: (q3 - q1) / median."""
     q1, med, q3 = (float(v) * 1e3 for v in np.percentile(samples, (25, 50, 75)))
@@ -159,13 +193,15 @@ def timeit(fns: dict[str, Callable[[], object]], repeats: int,
 
 
 def run_case(case: Case, repeats: int, frameworks: Iterable[str] = ("torch",),
-             step: Callable[[str], None] = lambda _: None, calls: int = 15) -> list[dict]:
+             step: Callable[[str], None] = lambda _: None, calls: int = 15,
+             contend: bool = False) -> list[dict]:
     """One row per op: each contestant's steady-state time (``ms``, median of ``calls``
     back-to-back calls, with ``spread``) and paused time (``paused_ms``, median of ``repeats``);
     the ratios convgrad channels-last / (each framework's best variant) (``ratio``, paused:
     ``paused_ratio``), convgrad channels-first / each PyTorch variant (``ratio_cf``) and
-    channels-first / channels-last (``cf_cl``, paused: ``paused_cf_cl``). Raises AssertionError
-    when results differ."""
+    channels-first / channels-last (``cf_cl``, paused: ``paused_cf_cl``); with ``contend``, the
+    steady state again beside one busy process (``contention``: per contestant its degradation and
+    worst call, see ``contention``). Raises AssertionError when results differ."""
     from ..._budget import workspace_limit
     from ..._ops import conv, conv_filter_grad, conv_input_grad, conv_transpose
     from ..._plan import make_plan
@@ -222,7 +258,8 @@ def run_case(case: Case, repeats: int, frameworks: Iterable[str] = ("torch",),
                                      f"(relative; tolerance {RTOL:g})")
             runnable.append((name, fn))
         fns = {"convgrad": ours[op], **dict(runnable)}
-        stats = {k: summary(v) for k, v in steady(fns, calls).items()}
+        quiet = steady(fns, calls)
+        stats = {k: summary(v) for k, v in quiet.items()}
         paused = timeit(fns, repeats)
         t = {k: v["median"] for k, v in stats.items()}
         p = {k: v * 1e3 for k, v in paused.items()}
@@ -234,6 +271,9 @@ def run_case(case: Case, repeats: int, frameworks: Iterable[str] = ("torch",),
                "ratio": _best_ratios(t), "paused_ratio": _best_ratios(p),
                "ratio_cf": {k: t["convgrad_cf"] / t[k] for k in ("torch", "torch_cl") if k in t},
                "cf_cl": t["convgrad_cf"] / t["convgrad"], "paused_cf_cl": p["convgrad_cf"] / p["convgrad"]}
+        if contend:
+            with busy_process():
+                row["contention"] = contention(quiet, steady(fns, calls))
         rows.append(row)
     return rows
 
