@@ -231,3 +231,33 @@ def test_the_benchmarks_competitor_keeps_a_core_busy_and_ends():
     best = min(got[k]["contended_ms"] for k in variants) / min(row["ms"][k] for k in variants)
     assert report.framework_degradation(row, "torch") == pytest.approx(best)
     assert "| c | forward |" in report.contention_table([row])
+
+
+_POOL_PROBE = """
+import os, numba
+from convgrad.engines import _threads
+seen = []
+real = numba.get_num_threads
+numba.get_num_threads = lambda: seen.append(os.environ.get("OMP_WAIT_POLICY")) or real()
+_threads.for_numba()  # what every engine calls before its parallel kernels
+_threads.for_numba()
+print(seen[0], os.environ.get("OMP_WAIT_POLICY"), len(seen))
+"""
+
+
+@pytest.mark.parametrize(("given", "want"), [(None, "PASSIVE None 1"), ("ACTIVE", "ACTIVE ACTIVE 1")])
+def test_numbas_pool_starts_with_passive_waiting_and_restores_the_environment(given, want):
+    """The first engine call of a process starts Numba's OpenMP pool with OMP_WAIT_POLICY=PASSIVE
+    (read by OpenMP when it loads), once, and takes it out of the environment again; a caller's
+    own policy is kept."""
+    pytest.importorskip("numba")
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    if given:
+        env["OMP_WAIT_POLICY"] = given
+    out = subprocess.run([sys.executable, "-c", _POOL_PROBE], env=env, capture_output=True, text=True,
+                         timeout=120, check=True).stdout.split("\n")[-2]
+    assert out == want

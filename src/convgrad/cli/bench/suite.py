@@ -15,6 +15,7 @@ three maps.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import subprocess
 import sys
 import time
@@ -207,6 +208,11 @@ def run_case(case: Case, repeats: int, frameworks: Iterable[str] = ("torch",),
     from ..._plan import make_plan
     from ...engines import warm_up
 
+    # The frameworks load their own OpenMP before convgrad's kernels start their (passive) pool:
+    # imported after it, PyTorch would share that one and be timed with convgrad's wait policy.
+    for name in frameworks:
+        if _frameworks.installed(name):
+            importlib.import_module(_frameworks.module(name).IMPORTS[0])
     warm_up(("float32",))  # the frameworks are warmed up (JIT-compiled) too before timing
     rng = np.random.default_rng(0)
     geom = case.geometry()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._machine import figures
-from ._numba import NUMBA
+from ._numba import NUMBA, start_pool
 from .depthwise import depthwise2d_filter_grad, depthwise2d_forward, depthwise2d_input_grad
 from .depthwise_first import (
     depthwise2d_filter_grad_first,
@@ -59,6 +59,7 @@ def warm_up(dtypes=("float32", "float64")) -> None:
     so that the planner weighs them by their running time alone."""
     if not NUMBA:
         return
+    start_pool()  # before any parallel kernel runs: its threads wait passively
     for name in dtypes:
         dt = np.dtype(name)
         x = np.zeros((1, 6, 6, 2), dt)

@@ -3,6 +3,9 @@ a stack scratch array LLVM keeps in registers, 512-bit vectors, a cache-line pre
 
 from __future__ import annotations
 
+import os
+import threading
+
 import numpy as np
 
 try:
@@ -93,3 +96,34 @@ if NUMBA:
             return context.get_dummy_value()
 
         return types.none(arr, index), codegen
+
+
+_pool_lock = threading.Lock()
+_pool_started = False
+
+
+def start_pool() -> None:
+    """Start Numba's thread pool (its first ``get_num_threads`` does), once, with
+    OMP_WAIT_POLICY=PASSIVE in the environment, which GNU OpenMP reads once, when it loads: its
+    threads then sleep after a parallel loop instead of spinning on the cores other work needs
+    (engines/_threads.py has the measurements). The environment is restored after, so processes
+    started later and a library that loads its own OpenMP later keep theirs (PyTorch's own copy
+    when it is imported first; imported after, it shares this one). A caller's own
+    OMP_WAIT_POLICY or GOMP_SPINCOUNT is kept."""
+    global _pool_started
+    if _pool_started or not NUMBA:
+        return
+    with _pool_lock:
+        if _pool_started:
+            return
+        import numba
+
+        keep = any(k in os.environ for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"))
+        if not keep:
+            os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        try:
+            numba.get_num_threads()
+        finally:
+            if not keep:
+                del os.environ["OMP_WAIT_POLICY"]
+        _pool_started = True
