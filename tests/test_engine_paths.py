@@ -202,8 +202,10 @@ def test_engines_keep_to_the_callers_thread_limits(monkeypatch):
         seen.append(("numba", numba.get_num_threads()))
     assert seen and all(n == 1 for _, n in seen), seen
     assert_close(got, oracle.conv(x, w, groups=4, padding=1))
-    # outside the limit the engines use the machine again
-    convgrad.conv(x, w, groups=4, padding=1, method="depthwise")
+    # outside the limit the engines use the machine again (for an op large enough to share:
+    # smaller ones stay on the calling thread, _threads.SERIAL_FLOPS)
+    xb, wb = rng.standard_normal((4, 64, 64, 64)), rng.standard_normal((64, 1, 3, 3))
+    convgrad.conv(xb, wb, groups=64, padding=1, method="depthwise")
     assert numba.get_num_threads() == min(_threads.allowed(), numba.config.NUMBA_NUM_THREADS)
 
 
