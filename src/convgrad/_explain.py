@@ -28,6 +28,7 @@ class Explanation:
     gradients: dict[str, dict]
     costs: dict
     frameworks: dict[str, dict]
+    notes: list[str] = dataclasses.field(default_factory=list)  # what the dtype changes
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -49,8 +50,20 @@ def explain(g: ConvGeometry, data_format: str = "channels_first", dtype: object 
     x, w, y = list(g.x_shape(fmt)), list(g.w_shape(fmt)), list(g.y_shape(fmt))
     b = [g.out_channels]
     shapes = {"x": x, "w": w, "y": y, "b": b, "dy": y, "d_x": x, "d_w": w, "d_b": b}
-    return Explanation(dims, shapes, gradients(g, fmt), costs(g, fmt, dtype),
-                       {name: spelling(name, g, fmt) for name in frameworks or _frameworks.with_("write")})
+    spelled = {name: spelling(name, g, fmt) for name in frameworks or _frameworks.with_("write")}
+    notes = []
+    if np.dtype(dtype).kind == "c":
+        notes.append(COMPLEX_NOTE)
+        for name, calls in spelled.items():
+            calls["limitations"] = [*calls.get("limitations", []), _frameworks.module(name).COMPLEX]
+    return Explanation(dims, shapes, gradients(g, fmt), costs(g, fmt, dtype), spelled, notes)
+
+
+COMPLEX_NOTE = (
+    "complex values: the formulas above conjugate nothing, so they give the transpose A^T dy "
+    "(jax.vjp; convgrad's convention='transpose'); the adjoint A^H dy (PyTorch's autograd, convgrad's "
+    "default) is the same convs with w conjugated for d_x and x conjugated for d_w (= conj of the "
+    "transpose's of conj(dy)); d_b = sum of dy in both")
 
 
 def _geom_dict(h: ConvGeometry) -> dict:

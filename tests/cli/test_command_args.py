@@ -64,6 +64,8 @@ XW = ["--x", "2,7,9,3", "--w", "3,2,3,4"]
     ([*XW, "--dilation", "1x2"], [*XW, "--dilation", "1,2"]),
     ([*XW, "--padding", "1x2"], [*XW, "--padding", "1,2"]),
     ([*XW, "--padding=1:2x0:1"], [*XW, "--padding=1:2,0:1"]),
+    ([*XW, "--padding", "1 : 2, 0 :1"], [*XW, "--padding=1:2,0:1"]),  # spaces around ':' and ','
+    ([*XW, "--padding", " 1 :2x0: 1 "], [*XW, "--padding=1:2,0:1"]),
 ])
 def test_one_separator_rule_for_every_shape_like_option(cli, a, b):
     assert geometry(cli, *a)[0] == geometry(cli, *b)[0]

@@ -251,11 +251,12 @@ class PadFirst:
 Call = Callable[[Any, Any, Any, Any], Any]
 
 
-def call_routes(pf: PadFirst, note: str, *calls: tuple[str, str, Call]) -> list:
+def call_routes(pf: PadFirst, note: str, *calls: tuple[str, str, Call], convention: str = "adjoint") -> list:
     """Routes (gradient, method, ``fn(x, w, b, dy)``): ``fn`` takes the problem's arrays in the
     framework's layout (channels-last when ``pf.axis`` is 1), x padded first where ``pf`` says, and
     returns that gradient in the same layout (d_x is cropped back). d_b has no pad-first note:
-    padding x leaves it alone."""
+    padding x leaves it alone. ``convention``: the complex gradient the calls compute ('adjoint'
+    A^H dy or 'transpose' A^T dy)."""
     from ..testing import Route
 
     def route(gradient: str, fn: Call) -> Callable[[Any], np.ndarray]:
@@ -270,11 +271,12 @@ def call_routes(pf: PadFirst, note: str, *calls: tuple[str, str, Call]) -> list:
 
         return run
 
-    return [Route(d, method, route(d, fn), "" if d == "d_b" else note) for d, method, fn in calls]
+    return [Route(d, method, route(d, fn), "" if d == "d_b" else note, convention=convention)
+            for d, method, fn in calls]
 
 
 def autodiff_routes(pf: PadFirst, note: str, method: str, fn: Call,
-                    gradients: tuple[str, ...] = ("d_x", "d_w", "d_b")) -> list:
+                    gradients: tuple[str, ...] = ("d_x", "d_w", "d_b"), convention: str = "adjoint") -> list:
     """``call_routes`` of one autodiff call ``fn(x, w, b, dy) -> (d_x, d_w[, d_b])``, run once for
     all of them (the routes are made for one problem)."""
     cache: list[tuple] = []
@@ -286,4 +288,28 @@ def autodiff_routes(pf: PadFirst, note: str, method: str, fn: Call,
 
         return run
 
-    return call_routes(pf, note, *((d, method, part(i)) for i, d in enumerate(gradients)))
+    return call_routes(pf, note, *((d, method, part(i)) for i, d in enumerate(gradients)),
+                       convention=convention)
+
+
+def refuses_complex(routes: list, framework: str) -> list:
+    """``routes`` of calls whose framework has no complex kernels: on complex values each runs,
+    and its refusal becomes an 'n/a' row quoting the framework's own message (should the
+    framework learn complex, the route is compared like any other)."""
+    import dataclasses
+
+    from ..testing import RouteRefused
+
+    def guard(compute: Callable) -> Callable:
+        def run(q: Any) -> np.ndarray:
+            if q.dtype.kind != "c":
+                return compute(q)
+            try:
+                return compute(q)
+            except Exception as e:
+                first = (str(e).strip().splitlines() or [""])[0][:160]
+                raise RouteRefused(f"{framework} refuses complex: {type(e).__name__}: {first}") from e
+
+        return run
+
+    return [r if r.compute is None else dataclasses.replace(r, compute=guard(r.compute)) for r in routes]

@@ -38,6 +38,9 @@ LAYOUT = "channels_first"
 # setting that matches the other frameworks' values) and its default dimension numbers reads
 # TensorFlow's (*K, C_out, C_in) tensor as it is.
 FILTER_LAYOUTS = {"conv": "OI*", "conv_transpose": "*OI", "depthwise": "OI*"}
+# What JAX does with complex values (convgrad explain --dtype complex64/complex128).
+COMPLEX = ("complex: jax.vjp and jax.linear_transpose give the transpose A^T dy; the adjoint A^H dy "
+           "(PyTorch's) is conj(vjp(conj(dy)))")
 PARAMS = {"conv": {"window_strides", "rhs_dilation", "padding", "feature_group_count", "dimension_numbers"},
           "conv_transpose": {"strides", "rhs_dilation", "padding", "use_consistent_padding",
                              "feature_group_count", "dimension_numbers", "transpose_kernel"}}
@@ -158,9 +161,11 @@ def routes(p: Problem) -> list[Route]:
 
         return run
 
-    return [*autodiff_routes(pf, "", "jax.vjp(lax.conv_general_dilated)", vjp),
+    # JAX's vjp and linear_transpose of a complex conv are the plain transpose A^T dy.
+    return [*autodiff_routes(pf, "", "jax.vjp(lax.conv_general_dilated)", vjp, convention="transpose"),
             *call_routes(pf, "", ("d_x", "jax.linear_transpose(conv in x)", linear_transpose("x")),
-                         ("d_w", "jax.linear_transpose(conv in w)", linear_transpose("w")))]
+                         ("d_w", "jax.linear_transpose(conv in w)", linear_transpose("w")),
+                         convention="transpose")]
 
 
 def front_routes(p: Problem) -> list[Route]:
@@ -174,7 +179,7 @@ def front_routes(p: Problem) -> list[Route]:
                                             feature_group_count=g.feature_group_count)[1](dy)
 
     return autodiff_routes(PadFirst(g.padding, 2, False), "", "convgrad.jax lax.conv_general_dilated.vjp",
-                           vjp, gradients=("d_x", "d_w"))
+                           vjp, gradients=("d_x", "d_w"), convention="transpose")
 
 
 # --- bench --------------------------------------------------------------------------------------

@@ -41,6 +41,8 @@ NAME, TITLE, PIP, IMPORTS = "onnx", "ONNX", "onnx onnxruntime", ("onnx", "onnxru
 LAYOUT = "channels_first"
 FILTER_LAYOUTS = {"conv": "OI*", "conv_transpose": "IO*", "depthwise": "OI*"}
 OP_NAMES = {"Conv": "conv", "ConvTranspose": "conv_transpose"}
+# What ONNX does with complex values (convgrad explain --dtype complex64/complex128).
+COMPLEX = "complex: ONNX Conv and ConvTranspose take bfloat16, float16, float and double only"
 PARAMS = {"conv": {"strides", "dilations", "pads", "auto_pad", "group", "kernel_shape"},
           "conv_transpose": {"strides", "dilations", "pads", "auto_pad", "output_padding", "output_shape",
                              "group", "kernel_shape"}}
@@ -216,6 +218,13 @@ def routes(p: Problem) -> list[Route]:
         from ..testing import not_available
 
         why = "ONNX Conv and ConvTranspose take no bfloat16 at opset 17"
+        return [not_available("d_x", "onnx ConvTranspose", why), not_available("d_w", "onnx Conv", why)]
+    if dt.kind == "c":  # the operators' own type constraint says it
+        from ..testing import not_available
+
+        types = {op: ", ".join(onnx.defs.get_schema(op).type_constraints[0].allowed_type_strs)
+                 for op in ("ConvTranspose", "Conv")}
+        why = "; ".join(f"ONNX {op}'s T is one of {t}: no complex" for op, t in types.items())
         return [not_available("d_x", "onnx ConvTranspose", why), not_available("d_w", "onnx Conv", why)]
     G = g.feature_group_count
     ort_dt = np.dtype(np.float32) if dt == np.float64 else dt

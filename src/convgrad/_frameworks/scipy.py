@@ -36,6 +36,7 @@ def routes(p: Problem) -> list[Route]:
                 not_available("d_w", "scipy.signal.correlate", why)]
     # SciPy has no float16 or bfloat16 kernels: they run in float32.
     up = np.float32 if p.dtype.name in ("float16", "bfloat16") else None
+    cplx = p.dtype.kind == "c"
 
     def dx(x: np.ndarray, w: np.ndarray, b: object, dy: np.ndarray) -> np.ndarray:
         # d_x[n, c] = full convolution of the zero-inserted dy[n, o] with w[o, c], summed over o.
@@ -54,9 +55,10 @@ def routes(p: Problem) -> list[Route]:
 
     def dw(x: np.ndarray, w: np.ndarray, b: object, dy: np.ndarray) -> np.ndarray:
         # d_w[o, c, t] = sum_n valid correlation of the padded x[n, c] with the zero-inserted
-        # dy[n, o], read every `dilation` samples.
+        # dy[n, o], read every `dilation` samples. correlate conjugates its second argument: dy
+        # goes in conjugated, so that both routes compute the transpose A^T dy of a complex conv.
         xp = pad_or_crop(x.astype(up or x.dtype), g.padding, 2)
-        dy = zero_insert(dy.astype(up or dy.dtype), g.stride, 2)
+        dy = zero_insert(np.conj(dy) if cplx else dy.astype(up or dy.dtype), g.stride, 2)
         out = np.zeros(w.shape, dtype=np.result_type(xp, dy))
         take = tuple(slice(0, (k - 1) * d + 1, d) for k, d in zip(g.kernel, g.rhs_dilation))
         for o in range(g.out_channels):
@@ -69,4 +71,5 @@ def routes(p: Problem) -> list[Route]:
     note = "zero-inserted dy, a loop over channels" + ("; run in float32" if up else "")
     return call_routes(PadFirst(g.padding, 2, False), note,
                        ("d_x", "scipy.signal.convolve(dy, w, 'full')", dx),
-                       ("d_w", "scipy.signal.correlate(x, dy, 'valid')", dw))
+                       ("d_w", f"scipy.signal.correlate(x, {'dy.conj()' if cplx else 'dy'}, 'valid')", dw),
+                       convention="transpose")  # convolve and correlate(x, dy.conj()) conjugate nothing

@@ -27,6 +27,7 @@ from ._common import (
     conv_from_pads,
     kwargs_text,
     letters,
+    refuses_complex,
     sizes,
     stride_dilation_groups,
     transpose_of,
@@ -40,6 +41,9 @@ NAME, TITLE, PIP, IMPORTS = "tf", "TensorFlow", "tensorflow", ("tensorflow",)
 LAYOUT = "channels_last"
 MAX_RANK, RANK_LIMIT = 3, "TensorFlow convolves 1-, 2- and 3-D only"
 FILTER_LAYOUTS = {"conv": "*IO", "conv_transpose": "*OI", "depthwise": "*IM"}
+# What TensorFlow does with complex values (convgrad explain --dtype complex64/complex128).
+COMPLEX = ("complex: TensorFlow's conv kernels take half, bfloat16, float and double only "
+           "(InvalidArgumentError)")
 PARAMS = {"conv": {"strides", "dilations", "padding", "groups", "data_format", "rate", "dilation_rate"},
           "conv_transpose": {"strides", "dilations", "padding", "output_shape", "input_sizes", "groups",
                              "data_format", "rate", "dilation_rate"}}
@@ -350,10 +354,11 @@ def routes(p: Problem) -> list[Route]:
     transposed = [not_available("d_x", f"tf.nn.conv{r}d_transpose", "TensorFlow's transposed convs have no "
                                 "groups")] if g.feature_group_count > 1 else \
         call_routes(pf, note, ("d_x", f"tf.nn.conv{r}d_transpose", transpose))
-    return [*autodiff_routes(pf, note, "tf.GradientTape", tape),
-            *call_routes(pf, bp_note, ("d_x", f"tf.raw_ops.{bp_input}", raw(1))),
-            *transposed,
-            *call_routes(pf, bp_note, ("d_w", f"tf.raw_ops.{bp_filter}", raw(2)))]
+    return refuses_complex([*autodiff_routes(pf, note, "tf.GradientTape", tape),
+                            *call_routes(pf, bp_note, ("d_x", f"tf.raw_ops.{bp_input}", raw(1))),
+                            *transposed,
+                            *call_routes(pf, bp_note, ("d_w", f"tf.raw_ops.{bp_filter}", raw(2)))],
+                           "TensorFlow")
 
 
 def front_routes(p: Problem) -> list[Route]:
@@ -366,14 +371,14 @@ def front_routes(p: Problem) -> list[Route]:
     pad = padding(Conv.of(g))
     pf = PadFirst(g.padding, 1, pad is None)
     kw = {"strides": [1, *g.stride, 1], "padding": pad or "VALID", "dilations": [1, *g.rhs_dilation, 1]}
-    return call_routes(
+    return refuses_complex(call_routes(
         pf, "pads not expressible: x padded first" if pf.active else "",
         ("d_x", "convgrad.tf nn.conv2d_backprop_input",
          lambda x, w, b, dy: nn.conv2d_backprop_input(list(x.shape), w, dy, **kw)),
         ("d_x", "convgrad.tf nn.conv2d_transpose",
          lambda x, w, b, dy: nn.conv2d_transpose(dy, w, list(x.shape), **kw)),
         ("d_w", "convgrad.tf nn.conv2d_backprop_filter",
-         lambda x, w, b, dy: nn.conv2d_backprop_filter(x, list(w.shape), dy, **kw)))
+         lambda x, w, b, dy: nn.conv2d_backprop_filter(x, list(w.shape), dy, **kw))), "convgrad.tf")
 
 
 # --- bench --------------------------------------------------------------------------------------

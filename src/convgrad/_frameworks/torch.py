@@ -24,6 +24,7 @@ from ._common import (
     conv_from_pads,
     kwargs_text,
     letters,
+    refuses_complex,
     stride_dilation_groups,
     transpose_of,
     unused,
@@ -37,6 +38,10 @@ NAME, TITLE, PIP, IMPORTS = "torch", "PyTorch", "torch", ("torch",)
 LAYOUT = "channels_first"
 MAX_RANK, RANK_LIMIT = 3, "PyTorch has conv1d/2d/3d only"
 FILTER_LAYOUTS = {"conv": "OI*", "conv_transpose": "IO*", "depthwise": "OI*"}
+# What PyTorch does with complex values (convgrad explain --dtype complex64/complex128).
+COMPLEX = ("complex: autograd (torch.func.vjp, .backward) gives the adjoint A^H dy; "
+           "torch.nn.grad.conv*d_input/_weight have no complex CPU kernels (NotImplementedError); "
+           "F.conv_transpose*d conjugates nothing")
 PARAMS = {"conv": {"stride", "dilation", "padding", "groups"},
           "conv_transpose": {"stride", "dilation", "padding", "output_padding", "groups"}}
 OP_NAMES = {**{f"conv{r}d": "conv" for r in (1, 2, 3)},
@@ -147,13 +152,15 @@ def _calls(p: Problem, F: Any, grad: Any, names: tuple[str, str], t: Callable) -
     kw, pf, out_pad = _conv_args(g)
     (grad_name, label), gi, gw = names, getattr(grad, f"conv{r}d_input"), getattr(grad, f"conv{r}d_weight")
     ft = getattr(F, f"conv_transpose{r}d")  # output (o - 1) * s - 2 * pad + k_eff + output_padding
-    return call_routes(
-        pf, _note(pf),
-        ("d_x", f"{grad_name}.conv{r}d_input", lambda x, w, b, dy: gi(x.shape, t(w), t(dy), **kw)),
-        ("d_x", f"{label} conv_transpose{r}d", lambda x, w, b, dy: ft(
-            t(dy), t(w), stride=g.stride, padding=kw["padding"], output_padding=out_pad,
-            groups=g.feature_group_count, dilation=g.rhs_dilation)),
-        ("d_w", f"{grad_name}.conv{r}d_weight", lambda x, w, b, dy: gw(t(x), w.shape, t(dy), **kw)))
+    # torch.nn.grad has no complex kernels; the transposed conv does not conjugate w: A^T dy.
+    return [*refuses_complex(call_routes(
+                pf, _note(pf),
+                ("d_x", f"{grad_name}.conv{r}d_input", lambda x, w, b, dy: gi(x.shape, t(w), t(dy), **kw)),
+                ("d_w", f"{grad_name}.conv{r}d_weight", lambda x, w, b, dy: gw(t(x), w.shape, t(dy), **kw))),
+                "PyTorch" if label == "torch" else label),
+            *call_routes(pf, _note(pf), ("d_x", f"{label} conv_transpose{r}d", lambda x, w, b, dy: ft(
+                t(dy), t(w), stride=g.stride, padding=kw["padding"], output_padding=out_pad,
+                groups=g.feature_group_count, dilation=g.rhs_dilation)), convention="transpose")]
 
 
 def _note(pf: PadFirst) -> str:

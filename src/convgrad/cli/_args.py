@@ -24,7 +24,8 @@ from .._padding import PADDING_STRINGS
 SEED_X = {"channels_last": (1, 4, 4, 1), "channels_first": (1, 1, 4, 4)}
 SEED_W = {"channels_last": (3, 3, 1, 1), "channels_first": (1, 1, 3, 3)}
 
-DTYPES = ("float64", "float32", "float16", "bfloat16")  # bfloat16: ml_dtypes, imported when named
+# bfloat16: ml_dtypes, imported when named; complex: check compares each route in its convention
+DTYPES = ("float64", "float32", "float16", "bfloat16", "complex64", "complex128")
 OPS = ("conv", "transpose")
 FORMAT_ALIASES = {
     **dict.fromkeys(("channels_first", "first", "cf", "ncw", "nchw", "ncdhw"), "channels_first"),
@@ -71,7 +72,7 @@ def parse_ints(text: str) -> int | tuple[int, ...]:
 
 def parse_padding_arg(text: str) -> object:
     """'valid' | 'same' | 'same_lower' | 'full' | '1' | '1,2' | '1:2,0:1' (before:after per dim)."""
-    t = text.strip()
+    t = re.sub(r"\s*:\s*", ":", text.strip())  # '1 : 2' is '1:2'
     if t.lower().replace("-", "_") in PADDING_STRINGS:
         return t.lower().replace("-", "_")
     items: list[object] = []

@@ -25,12 +25,16 @@ CF = "channels_first"
 
 
 def make_problem(args: GeometryArgs, values: str = "int") -> Problem:
-    """Random x, w, bias and dy: integers in [0, 10) as in the seed note, or standard normal."""
+    """Random x, w, bias and dy: integers in [0, 10) as in the seed note, or standard normal;
+    complex dtypes draw the imaginary part too (else the two conventions would agree)."""
     rng = np.random.default_rng(args.seed)
     g, fmt, dt = args.geometry, args.data_format, args.dtype
 
+    def part(shape: tuple[int, ...]) -> np.ndarray:
+        return rng.integers(10, size=shape) if values == "int" else rng.standard_normal(shape)
+
     def draw(shape: tuple[int, ...]) -> np.ndarray:
-        a = rng.integers(10, size=shape) if values == "int" else rng.standard_normal(shape)
+        a = part(shape) + 1j * part(shape) if dt.kind == "c" else part(shape)
         return a.astype(dt)
 
     return Problem(draw(g.x_shape(fmt)), draw(g.w_shape(fmt)), draw((g.out_channels,)), draw(g.y_shape(fmt)),
@@ -78,13 +82,14 @@ def core_routes(p: Problem) -> list[Route]:
     """Every convgrad route: the explicit identities, convgrad.identities, each engine (refused
     ones with the plan's reason), the transpose, the bias gradient."""
     _, comp = result_dtype(p.x, p.w)
+    # The identities conjugate nothing: for complex values they are the transpose A^T dy.
     routes = [
-        Route("d_x", "NumPy: dy dilated, padded, conv with flipped w", dx_explicit),
+        Route("d_x", "NumPy: dy dilated, padded, conv with flipped w", dx_explicit, convention="transpose"),
         Route("d_x", "identities.input_grad_via_conv", lambda q: identities.input_grad_via_conv(
-            q.dy, q.w, q.x.shape, **q.kwargs)),
-        Route("d_w", "NumPy: conv of x with dy as kernel (N <-> C)", dw_explicit),
+            q.dy, q.w, q.x.shape, **q.kwargs), convention="transpose"),
+        Route("d_w", "NumPy: conv of x with dy as kernel (N <-> C)", dw_explicit, convention="transpose"),
         Route("d_w", "identities.filter_grad_via_conv", lambda q: identities.filter_grad_via_conv(
-            q.x, q.dy, q.w.shape, **q.kwargs)),
+            q.x, q.dy, q.w.shape, **q.kwargs), convention="transpose"),
     ]
     engines = {
         "d_x": ("input_grad", "conv_input_grad",
@@ -102,7 +107,7 @@ def core_routes(p: Problem) -> list[Route]:
                           if v["eligible"] else not_available(gradient, method, f"engine: {v['reason']}"))
     # check_routes orders the routes by gradient, keeping this order within each.
     return [*routes, Route("d_x", "conv_transpose(dy, w, output_shape=x.shape)", lambda q: conv_transpose(
-                q.dy, q.w, output_shape=q.x.shape, **q.kwargs)),
+                q.dy, q.w, output_shape=q.x.shape, **q.kwargs), convention="transpose"),
             Route("d_b", "conv_bias_grad(dy)", lambda q: conv_bias_grad(q.dy, data_format=q.fmt)),
             Route("d_b", "NumPy: dy summed over batch and positions",
                   lambda q: q.view("dy", CF).sum(axis=(0, *range(2, q.dy.ndim))))]

@@ -24,7 +24,11 @@ Compute the gradients of y = conv(x, w) + b every way there is and check that th
 vector-Jacobian product (the reference), the transposition identities written out in NumPy and
 run by convgrad.identities, every engine's conv_input_grad / conv_filter_grad, conv_transpose,
 each selected framework's own backprop and autodiff, plus finite differences and the adjoint dot
-test. Exit status 0 when everything agrees, 1 when something disagrees, 2 for bad arguments."""
+test. With complex values (--dtype complex64 or complex128) each route says which gradient it
+computes, the adjoint A^H dy (PyTorch's autograd, convgrad's default) or the transpose A^T dy
+(jax.vjp, convention='transpose'), and is compared with conv_vjp's of that convention; routes whose
+framework refuses complex are listed as not available, with the framework's message. Exit status 0
+when everything agrees, 1 when something disagrees, 2 for bad arguments."""
 
 STATUS_STYLE = {"pass": "green", "reference": "cyan", "FAIL": "bold red", "error": "bold red",
                 "n/a": "dim"}
@@ -32,6 +36,10 @@ STATUS_SHOWN = {"reference": "ref"}
 SECTIONS = {"d_x": "d_x, the input gradient", "d_w": "d_w, the filter gradient",
             "d_b": "d_b, the bias gradient", "finite differences": "finite differences (float64)",
             "dot test": "adjoint dot test"}
+# Complex values: the sections' titles and each convention's sub-heading.
+COMPLEX_SECTIONS = {"finite differences": "finite differences (complex128, Wirtinger: Re <d, v>)",
+                    "dot test": "dot tests (adjoint: vdot; transpose: bilinear)"}
+SUBHEADS = {"": "not available"}
 SHOW_ARRAYS_UP_TO = 64  # elements: the seed's 4x4 input is printed, larger examples are not
 # Checked by default: cheap to import. TensorFlow, JAX and ONNX when --frameworks asks.
 DEFAULT_FRAMEWORKS = ("torch", "scipy")
@@ -125,6 +133,10 @@ def _summary(report: CheckReport, selected: tuple[str, ...]) -> tuple[str, str]:
     checked = counts["pass"] + counts["FAIL"] + counts["error"]
     skipped = f" ({counts['n/a']} not available)" if counts["n/a"] else ""
     frameworks = "frameworks: " + (", ".join(selected) if selected else "none (--frameworks all to add them)")
+    if report.complex:
+        per = {c: sum(r.convention == c and r.status != "reference" for r in report.rows)
+               for c in ("adjoint", "transpose")}
+        skipped += f"; {per['adjoint']} as the adjoint A^H dy, {per['transpose']} as the transpose A^T dy"
     if report.passed:
         return frameworks, f"all {checked} checks agree{skipped}"
     bad = [f"{r.gradient} {r.method}" for r in report.rows if not r.ok]
@@ -134,10 +146,13 @@ def _summary(report: CheckReport, selected: tuple[str, ...]) -> tuple[str, str]:
 def render_plain(report: CheckReport, args: GeometryArgs, selected: tuple[str, ...]) -> None:
     """The same rows without rich (not installed): one line per route."""
     print(f"convgrad check: {args.title()}")
-    print(f"tolerance: max rel error <= {report.rtol:g} (rel = max|route - ref| / max|ref|; ref = conv_vjp)")
+    print(f"tolerance: max rel error <= {report.rtol:g} (rel = max|route - ref| / max|ref|; "
+          f"{_reference(report)})")
     for gradient, rows in itertools.groupby(report.rows, lambda r: r.gradient):
         print(_section_title(report, gradient))
-        for r in rows:
+        for r, head in _with_subheads(report, rows):
+            if head:
+                print(f" {head}")
             note = "" if r.status == "reference" else r.note
             errors = f"{_console.fmt_err(r.max_abs_error):>10} {_console.fmt_err(r.max_rel_error):>10}"
             print(f"  {r.method:<48} {errors}  {STATUS_SHOWN.get(r.status, r.status):<9} {note}".rstrip())
@@ -155,7 +170,7 @@ def render(report: CheckReport, args: GeometryArgs, selected: tuple[str, ...]) -
     if 0 < min(p.x.size, p.w.size, p.dy.size) and max(p.x.size, p.w.size, p.dy.size) <= SHOW_ARRAYS_UP_TO:
         _show_arrays(con, report)
     table = Table(title=f"tolerance: max rel error ≤ {report.rtol:g}  (rel = max|route − ref| / max|ref|; "
-                  "ref = conv_vjp)", title_justify="left", header_style="bold")
+                  f"{_reference(report)})", title_justify="left", header_style="bold")
     for col, kw in (("method", {}), ("max abs err", {"justify": "right", "no_wrap": True}),
                     ("max rel err", {"justify": "right", "no_wrap": True}), ("result", {"no_wrap": True}),
                     ("note", {"no_wrap": True, "style": "dim"})):
@@ -165,7 +180,9 @@ def render(report: CheckReport, args: GeometryArgs, selected: tuple[str, ...]) -
         if i:
             table.add_section()
         table.add_row(Text(_section_title(report, gradient), style="bold"))
-        for r in rows:
+        for r, head in _with_subheads(report, rows):
+            if head:
+                table.add_row(Text(f" {head}", style="italic"))
             note = "" if r.status == "reference" else r.note
             if r.rtol is not None and r.rtol != report.rtol and r.status not in ("n/a", "reference"):
                 note = f"tolerance {r.rtol:g}" + (f"; {note}" if note else "")
@@ -181,8 +198,26 @@ def render(report: CheckReport, args: GeometryArgs, selected: tuple[str, ...]) -
     con.print(Text(verdict, style="bold green" if report.passed else "bold red"))
 
 
+def _reference(report: CheckReport) -> str:
+    return "ref = conv_vjp of the row's convention" if report.complex else "ref = conv_vjp"
+
+
+def _with_subheads(report: CheckReport, rows: object) -> list[tuple[object, str]]:
+    """(row, sub-heading or '') pairs: with complex values a heading opens each convention's rows."""
+    from ..testing import CONVENTIONS
+
+    out, last = [], None
+    for r in rows:
+        head = ""
+        if report.complex and r.convention != last and r.gradient in ("d_x", "d_w", "d_b", "dot test"):
+            head = {**CONVENTIONS, **SUBHEADS}[r.convention]
+        last = r.convention
+        out.append((r, head))
+    return out
+
+
 def _section_title(report: CheckReport, gradient: str) -> str:
-    title = SECTIONS.get(gradient, gradient)
+    title = (COMPLEX_SECTIONS if report.complex else {}).get(gradient) or SECTIONS.get(gradient, gradient)
     if gradient in report.refs:
         title += f" {tuple(report.refs[gradient].shape)}"
     return title

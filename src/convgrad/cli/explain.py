@@ -68,6 +68,8 @@ def render(data: dict, args: GeometryArgs, full: bool = False) -> None:
     con.print(f"x {_t(sh['x'])} {xl} · w {_t(sh['w'])} {wl}{b} → y {_t(sh['y'])}")
     _geometry(con, data)
     _gradients(con, data, full)
+    for note in data.get("notes", []):
+        con.print(Text(f"   {note}", style="yellow"))
     _costs(con, data, full)
     if full:
         _verdicts(con, data)

@@ -42,9 +42,9 @@ from ._operators import (
     operator_dot_test,
 )
 
-__all__ = ["RTOL", "CheckReport", "Comparison", "DotTestResult", "FunctionGradCheckResult",
-           "GradCheckResult", "OperatorDotTestResult", "Problem", "Route", "Row", "assert_conv_matches",
-           "check_grads", "check_routes", "compare", "dot_test", "not_available"]
+__all__ = ["CONVENTIONS", "RTOL", "CheckReport", "Comparison", "DotTestResult", "FunctionGradCheckResult",
+           "GradCheckResult", "OperatorDotTestResult", "Problem", "Route", "RouteRefused", "Row",
+           "assert_conv_matches", "check_grads", "check_routes", "compare", "dot_test", "not_available"]
 
 
 def __dir__() -> list[str]:  # dir() lists the API (and the strategies submodule) only
@@ -345,12 +345,20 @@ class Problem:
         return np.moveaxis(a, src, dst)
 
 
+# The two gradients of a complex conv y = A x: the adjoint A^H dy (PyTorch's autograd, convgrad's
+# default) and the plain transpose A^T dy (JAX's vjp, ``convention="transpose"``). Equal for real values.
+CONVENTIONS = {"adjoint": "adjoint A^H dy: PyTorch autograd, convgrad's default",
+               "transpose": "transpose A^T dy: jax.vjp, convention='transpose'"}
+
+
 @dataclass(frozen=True)
 class Route:
     """One way of computing a gradient ('d_x', 'd_w' or 'd_b') of a ``Problem``.
 
     ``compute`` None means not available, and ``note`` says why; ``rtol`` None means the
-    check's tolerance; ``dtype`` names the dtype it computes in, when not the problem's.
+    check's tolerance; ``dtype`` names the dtype it computes in, when not the problem's;
+    ``convention`` the complex gradient it computes ('adjoint' or 'transpose', see
+    ``CONVENTIONS``), compared with ``conv_vjp``'s of that convention.
     """
 
     gradient: str
@@ -359,6 +367,12 @@ class Route:
     note: str = ""
     rtol: float | None = None
     dtype: str | None = None
+    convention: str = "adjoint"
+
+
+class RouteRefused(Exception):
+    """Raised by a route whose framework refuses the problem (complex values, say): the row is
+    'n/a' with this message, not an error."""
 
 
 def not_available(gradient: str, method: str, why: str) -> Route:
@@ -368,7 +382,8 @@ def not_available(gradient: str, method: str, why: str) -> Route:
 
 @dataclass
 class Row:
-    """One route's result: ``status`` 'pass', 'FAIL', 'n/a', 'error' or 'reference'."""
+    """One route's result: ``status`` 'pass', 'FAIL', 'n/a', 'error' or 'reference';
+    ``convention`` the complex gradient it was compared with ('' for real values or n/a)."""
 
     gradient: str
     method: str
@@ -377,6 +392,7 @@ class Row:
     max_rel_error: float | None = None
     rtol: float | None = None
     note: str = ""
+    convention: str = ""
 
     @property
     def ok(self) -> bool:
@@ -386,12 +402,18 @@ class Row:
 @dataclass
 class CheckReport:
     """The rows of ``check_routes``, by gradient, then finite differences and the dot test;
-    ``refs`` holds conv_vjp's d_x, d_w and d_b."""
+    ``refs`` holds conv_vjp's d_x, d_w and d_b (the adjoint's), ``transpose_refs`` those of
+    ``convention='transpose'`` (complex problems only)."""
 
     problem: Problem
     rtol: float
     rows: list[Row] = field(default_factory=list)
     refs: dict[str, np.ndarray] = field(default_factory=dict)
+    transpose_refs: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def complex(self) -> bool:
+        return self.problem.dtype.kind == "c"
 
     @property
     def passed(self) -> bool:
@@ -402,19 +424,23 @@ class CheckReport:
 
 
 def compare(route: Route, value: object, ref: np.ndarray, rtol: float) -> Row:
-    """max |value - ref| and that over max |ref|; shapes must match exactly."""
+    """max |value - ref| and that over max |ref| (complex: the modulus of the difference);
+    shapes must match exactly."""
     a = np.asarray(value)
     tol = route.rtol if route.rtol is not None else rtol
+    conv = route.convention if "c" in (a.dtype.kind, ref.dtype.kind) else ""
     if a.shape != ref.shape:
         return Row(route.gradient, route.method, "FAIL", None, None, tol,
-                   f"shape {a.shape}, expected {ref.shape}")
+                   f"shape {a.shape}, expected {ref.shape}", conv)
     if a.size == 0:
-        return Row(route.gradient, route.method, "pass", 0.0, 0.0, tol, route.note)
-    diff = np.abs(a.astype(np.float64) - ref.astype(np.float64))
+        return Row(route.gradient, route.method, "pass", 0.0, 0.0, tol, route.note, conv)
+    wide = np.complex128 if conv else np.float64  # never drop an imaginary part
+    diff = np.abs(a.astype(wide) - ref.astype(wide))
     err = float(diff.max()) if np.all(np.isfinite(diff)) else math.inf
-    scale = float(np.abs(ref.astype(np.float64)).max())
+    scale = float(np.abs(ref.astype(wide)).max())
     rel = err / scale if scale > 0 else (0.0 if err == 0 else math.inf)
-    return Row(route.gradient, route.method, "pass" if rel <= tol else "FAIL", err, rel, tol, route.note)
+    status = "pass" if rel <= tol else "FAIL"
+    return Row(route.gradient, route.method, status, err, rel, tol, route.note, conv)
 
 
 def check_routes(problem: Problem, routes: list[Route], rtol: float | None = None,
@@ -438,12 +464,20 @@ def check_routes(problem: Problem, routes: list[Route], rtol: float | None = Non
     p = problem
     rtol = tolerance(p.dtype) if rtol is None else rtol
     report = CheckReport(p, rtol)
+    cplx = report.complex
     step("conv_vjp (reference)")
     _, vjp = conv_vjp(p.x, p.w, p.b, **p.kwargs)
     report.refs = dict(zip(GRADIENTS, vjp(p.dy)))
-    for gradient, ref in report.refs.items():
-        report.rows.append(Row(gradient, "conv_vjp (reference)", "reference", None, None, rtol,
-                               f"shape {ref.shape}"))
+    refs = {"adjoint": report.refs}
+    if cplx:  # each route is compared with the gradient of the convention it computes
+        _, vjp_t = conv_vjp(p.x, p.w, p.b, convention="transpose", **p.kwargs)
+        report.transpose_refs = refs["transpose"] = dict(zip(GRADIENTS, vjp_t(p.dy)))
+    for convention, by_gradient in refs.items():
+        name = "conv_vjp (reference)" if convention == "adjoint" else \
+            "conv_vjp(convention='transpose') (reference)"
+        for gradient, ref in by_gradient.items():
+            report.rows.append(Row(gradient, name, "reference", None, None, rtol, f"shape {ref.shape}",
+                                   convention if cplx else ""))
     for route in sorted(routes, key=lambda r: GRADIENTS.index(r.gradient)):
         step(route.method)
         if route.compute is None:
@@ -451,29 +485,57 @@ def check_routes(problem: Problem, routes: list[Route], rtol: float | None = Non
             continue
         try:
             value = route.compute(p)
+        except RouteRefused as e:  # the framework refuses this problem: said, not an error
+            report.rows.append(Row(route.gradient, route.method, "n/a", note=str(e)))
+            continue
         except Exception as e:  # a route that breaks is reported in its row, never a traceback
             first = str(e).strip().splitlines()[0] if str(e).strip() else ""
             report.rows.append(Row(route.gradient, route.method, "error", rtol=route.rtol or rtol,
                                    note=f"{type(e).__name__}: {first[:160]}"))
             continue
-        report.rows.append(compare(route, value, report.refs[route.gradient], rtol))
+        ref = refs.get(route.convention, report.refs)[route.gradient]
+        report.rows.append(compare(route, value, ref, rtol))
     step("finite differences and dot test")
     # Central differences along one random direction per argument, in float64 with a large step
-    # (conv is bilinear, so the difference is exact up to rounding), and the dot test on random
-    # normal arrays of the problem's dtype.
+    # (conv is bilinear, so the difference is exact up to rounding; complex: Wirtinger calculus on
+    # the real loss Re <r, y>, which checks the adjoint), and the dot test on random normal arrays
+    # of the problem's dtype.
     fd = _conv_check_grads(p.x, p.w, seed=p.seed, raise_on_failure=False, **p.kwargs)
     dt = _conv_dot_test(p.x.shape, p.w.shape, dtype=p.dtype, rtol=rtol, seed=p.seed, raise_on_failure=False,
                   **p.kwargs)
+    adjoint = "adjoint" if cplx else ""
     for what, ana, num in (("<d_x, v> vs (L(x + v) - L(x - v)) / 2", fd.input_analytic, fd.input_numeric),
                            ("<d_w, v> vs (L(w + v) - L(w - v)) / 2", fd.filter_analytic, fd.filter_numeric)):
         rel = abs(ana - num) / max(abs(ana), abs(num), np.finfo(float).tiny)
         report.rows.append(Row("finite differences", what, "pass" if rel <= rtol else "FAIL", abs(ana - num),
-                               rel, rtol, f"analytic {ana:.6g}, numeric {num:.6g} (float64)"))
+                               rel, rtol, f"analytic {ana:.6g}, numeric {num:.6g} "
+                               f"({'complex128, Re <d, v>' if cplx else 'float64'})", adjoint))
     for what, side, rel in (("<x, d_x> vs <conv(x, w), dy>", dt.input_side, dt.input_error),
                             ("<w, d_w> vs <conv(x, w), dy>", dt.filter_side, dt.filter_error)):
         report.rows.append(Row("dot test", what, "pass" if rel <= rtol else "FAIL", abs(dt.forward - side),
-                               rel, rtol, f"<conv(x, w), dy> = {dt.forward:.6g}"))
+                               rel, rtol, f"<conv(x, w), dy> = {dt.forward:.6g}", adjoint))
+    if cplx:
+        report.rows += _transpose_dot_test(p, rtol)
     order = (*GRADIENTS, "finite differences", "dot test")
-    report.rows.sort(key=lambda r: order.index(r.gradient))
+    ranks = {"adjoint": 0, "transpose": 1, "": 2}  # complex: each convention's rows together
+    report.rows.sort(key=lambda r: (order.index(r.gradient), ranks[r.convention]))
     return report
 
+
+def _transpose_dot_test(p: Problem, rtol: float) -> list[Row]:
+    """The transpose convention's dot test, on the problem's arrays: the bilinear products (no
+    conjugate) ``sum(x * d_x) == sum(conv(x, w) * dy) == sum(w * d_w)``, relative to |x| |w| |dy|."""
+    kw = dict(p.kwargs)
+    x, w, dy = (a.astype(np.complex128) for a in (p.x, p.w, p.dy))
+    forward = complex(np.sum(conv(x, w, **kw) * dy))
+    sides = (("<x, d_x> vs <conv(x, w), dy>, bilinear",
+              np.sum(x * conv_input_grad(dy, w, x.shape, convention="transpose", **kw))),
+             ("<w, d_w> vs <conv(x, w), dy>, bilinear",
+              np.sum(w * conv_filter_grad(x, dy, w.shape, convention="transpose", **kw))))
+    scale = max(float(np.linalg.norm(x) * np.linalg.norm(w) * np.linalg.norm(dy)), np.finfo(float).tiny)
+    rows = []
+    for what, side in sides:
+        err = abs(forward - complex(side))
+        rows.append(Row("dot test", what, "pass" if err / scale <= rtol else "FAIL", err, err / scale, rtol,
+                        f"sum(conv(x, w) * dy) = {forward:.6g}", "transpose"))
+    return rows
