@@ -35,9 +35,10 @@ class Explanation:
 
 
 def explain(g: ConvGeometry, data_format: str = "channels_first", dtype: object = np.float64,
-            *frameworks: str) -> Explanation:
+            *frameworks: str, padding_mode: str = "zeros") -> Explanation:
     """Explain ``g`` for arrays in ``data_format`` of ``dtype``, with ``frameworks``' calls (default:
-    every framework with a writer)."""
+    every framework with a writer); ``padding_mode`` (canonical name) fills the pads: each
+    framework's calls become its spelling of the mode around a VALID conv, and autodiff through it."""
     fmt = data_format
     sizes = g.input_size_range()
     left = unused(g)
@@ -52,11 +53,19 @@ def explain(g: ConvGeometry, data_format: str = "channels_first", dtype: object 
     shapes = {"x": x, "w": w, "y": y, "b": b, "dy": y, "d_x": x, "d_w": w, "d_b": b}
     spelled = {name: spelling(name, g, fmt) for name in frameworks or _frameworks.with_("write")}
     notes = []
+    grads = gradients(g, fmt)
+    if padding_mode != "zeros":  # the gradients of the VALID conv of the extended x, then the fold
+        from ._padmode import PadMap
+
+        notes.append(mode_note(g, fmt, padding_mode))
+        grads = gradients(PadMap.build(padding_mode, g).valid, fmt)
+        for name in spelled:
+            spelled[name] = mode_spelling(name, g, padding_mode, spelled[name])
     if np.dtype(dtype).kind == "c":
         notes.append(COMPLEX_NOTE)
         for name, calls in spelled.items():
             calls["limitations"] = [*calls.get("limitations", []), _frameworks.module(name).COMPLEX]
-    return Explanation(dims, shapes, gradients(g, fmt), costs(g, fmt, dtype), spelled, notes)
+    return Explanation(dims, shapes, grads, costs(g, fmt, dtype), spelled, notes)
 
 
 COMPLEX_NOTE = (
@@ -228,3 +237,53 @@ def spelling(name: str, g: ConvGeometry, fmt: str) -> dict:
     calls = {"forward": str(forward), "transpose": str(transpose), **fw.gradient_calls(g)}
     calls.setdefault("input_grad", calls["transpose"])  # ONNX's input gradient is its ConvTranspose
     return {**out, "expressible": forward.expressible, "reason": forward.reason, **calls}
+
+
+# --- padding modes ---------------------------------------------------------------------------------
+def mode_note(g: ConvGeometry, fmt: str, mode: str) -> str:
+    """NumPy's and SciPy's names of ``mode``, the SciPy trap, and the NumPy line (runnable)."""
+    from ._frameworks._common import NUMPY_MODES, SCIPY_MODES
+
+    sp = 2 if fmt == "channels_first" else 1
+    pads = [(0, 0)] * sp + [tuple(p) for p in g.padding] + [(0, 0)] * (2 - sp)
+    return (f"padding_mode {mode!r}: x extended by copies of its own samples, then a VALID conv (the "
+            f"formulas above take that extended x for x; their d_x is then folded back, each copy's "
+            f"gradient added onto the sample it copies). NumPy: np.pad(x, {pads}, "
+            f"mode={NUMPY_MODES[mode]!r}); scipy.ndimage: mode={SCIPY_MODES[mode]!r} (SciPy's 'reflect' is "
+            f"NumPy's 'symmetric' and its 'mirror' NumPy's 'reflect'); convgrad: padding_mode={mode!r}")
+
+
+def mode_spelling(name: str, g: ConvGeometry, mode: str, calls: dict) -> dict:
+    """Framework ``name``'s ``calls`` with ``mode`` filling the pads: the forward is the VALID conv
+    of x extended by the framework's pad (or a gather of each axis's indices where it has no such
+    mode), the gradients autodiff through it; the direct gradient and transposed-conv calls (which
+    know zero pads only) are dropped, with a note."""
+    from ._padmode import PadMap
+
+    fw = _frameworks.module(name)
+    if "forward" not in calls:  # beyond the framework's ranks
+        return calls
+    valid = PadMap.build(mode, g).valid
+    note = calls["forward"].splitlines()[-1]  # the layout note: the same arrays as the forward's
+    keep = {k: v for k, v in calls.items() if k in ("framework", "layout", "limitations")}
+    dropped = "the gradient and transposed-conv calls take zero pads only: autodiff through the pad"
+    keep["limitations"] = [*calls.get("limitations", []), f"padding_mode {mode!r}: {dropped}"]
+    forward = fw.write(Conv.of(valid))
+    if name == "onnx":
+        nodes, xp = fw.mode_nodes("x", mode, g.in_spatial, g.padding)
+        code = forward.code.replace("['x', 'w']", f"[{xp!r}, 'w']", 1)
+        code = code.replace("nodes = [\n", "nodes = [\n" + "".join(f"    {n},\n" for n in nodes), 1)
+        return {**keep, "expressible": True, "reason": "", "forward": f"{code}\n{note}",
+                "autodiff": calls.get("autodiff", "")}
+    if not forward.expressible:
+        return {**keep, "expressible": False, "reason": forward.reason,
+                "forward": f"# the VALID conv of the extended x: {forward.reason}"}
+    call = forward.call().replace("(x, ", f"({fw.mode_pad('x', mode, g.in_spatial, g.padding)}, ", 1)
+    if name == "tf":
+        autodiff = ("with tf.GradientTape() as tape:\n    tape.watch([x, w])\n"
+                    f"    y = {call}\nd_x, d_w = tape.gradient(y, [x, w], output_gradients=dy)")
+    elif name == "torch":
+        autodiff = f"torch.func.vjp(lambda x, w: {call}, x, w)[1](dy)  # (d_x, d_w)"
+    else:
+        autodiff = f"jax.vjp(lambda x, w: {call}, x, w)[1](dy)  # (d_x, d_w)"
+    return {**keep, "expressible": True, "reason": "", "forward": f"{call}\n{note}", "autodiff": autodiff}

@@ -29,6 +29,11 @@ jax        ``window_strides`` (conv) or ``strides`` (conv_transpose), ``rhs_dila
            ``conv_transpose`` is read with ``transpose_kernel=True``
 =========  =============================================================================
 
+Every source also takes ``padding_mode`` (a conv's, in the source's spelling: PyTorch's
+``padding_mode``, TensorFlow's ``tf.pad`` modes, ONNX's ``Pad`` modes, NumPy's for JAX): the answer
+extends x by the destination's pad in that mode (a gather of each axis's indices where it has no
+such mode) before a VALID conv, as runnable ``workaround`` code.
+
 The answer's ``filter_layout`` is the ``(src, dst)`` pair for ``convgrad.layouts.convert_filter``
 and ``input_layout`` the data layout the target call expects.
 """
@@ -80,6 +85,7 @@ def translate(src: str, dst: str, op: str = "conv", *, input_size: object, kerne
     if op not in OPS and op not in names:
         raise ValueError(f"unknown op={op!r}; expected one of {OPS} or {src}'s {sorted(names)}")
     op = names.get(op, op)
+    mode = _mode(src, op, params.pop("padding_mode", None))
     unknown = set(params) - reader.PARAMS[op]
     if unknown:
         raise TypeError(f"{src} {op} takes {sorted(reader.PARAMS[op])}, not {sorted(unknown)}")
@@ -89,6 +95,46 @@ def translate(src: str, dst: str, op: str = "conv", *, input_size: object, kerne
         raise ValueError(f"input_size={input_size!r}: 1 to 3 spatial dims")
     k = sizes("kernel_size", kernel_size, rank)
     conv = reader.read(op, sizes("input_size", input_size, rank), k, params)
-    answer = _frameworks.module(dst).write(conv)
+    answer = _frameworks.module(dst).write(conv) if mode == "zeros" else _with_mode(dst, conv, mode)
     layouts = (filter_layout(src, op, conv.rank), filter_layout(dst, op, conv.rank))
     return dataclasses.replace(answer, filter_layout=layouts)
+
+
+def _mode(src: str, op: str, padding_mode: object) -> str:
+    """The canonical name of ``padding_mode`` as ``src`` spells it (JAX: NumPy's names)."""
+    from ._padmode import ALIASES, canonical
+
+    if padding_mode is None:
+        return "zeros"
+    if not isinstance(padding_mode, str):
+        raise TypeError(f"padding_mode must be a string, got {padding_mode!r}")
+    mode = canonical((src if src in ALIASES else "numpy", padding_mode))
+    if mode != "zeros" and op != "conv":
+        raise ValueError(f"padding_mode={padding_mode!r}: translate takes padding modes for convs only")
+    return mode
+
+
+def _with_mode(dst: str, c: Any, mode: str) -> Translation:
+    """The conv ``c`` with ``mode`` filling its pads, in ``dst``: x extended by ``dst``'s pad, then
+    the VALID conv of the extended x."""
+    from ._frameworks._common import Conv
+    from ._geometry import ConvGeometry
+    from ._padmode import PadMap
+
+    r, g = c.rank, c.groups
+    pads = tuple(zip(c.before, c.after))
+    geom = ConvGeometry(1, g, g, c.n, c.k, c.s, pads, (1,) * r, c.d, g)
+    PadMap.build(mode, geom)  # the mode's limits (reflect: each pad below the input size, ...)
+    n = tuple(ni + lo + hi for ni, (lo, hi) in zip(c.n, pads))
+    valid = Conv("conv", n, c.o, c.k, c.s, c.d, (0,) * r, (0,) * r, g)
+    fw = _frameworks.module(dst)
+    forward = fw.write(valid)
+    why = f"{fw.TITLE}'s conv takes no padding mode: x extended first"
+    if dst == "onnx":
+        nodes, xp = fw.mode_nodes("x", mode, c.n, pads)
+        code = forward.code.replace("['x', 'w']", f"[{xp!r}, 'w']", 1)
+        code = code.replace("nodes = [\n", "nodes = [\n" + "".join(f"    {v},\n" for v in nodes), 1)
+        return dataclasses.replace(forward, kwargs=None, expressible=False, workaround=code, reason=why,
+                                   code="")
+    call = forward.call().replace("(x, ", f"({fw.mode_pad('x', mode, c.n, pads)}, ", 1)
+    return dataclasses.replace(forward, kwargs=None, expressible=False, workaround=f"y = {call}", reason=why)

@@ -226,3 +226,64 @@ def test_every_line_explain_prints_runs_in_its_framework(case, seed):
 ])
 def test_depthwise_grouped_and_3d_lines_run(argv):
     check_all(argv)
+
+
+MODE_CASES = [
+    ("reflect", ["--x", "1,2,5,6", "--w", "3,2,3,3", "--stride", "2", "--padding=1:2,2:1"]),
+    ("symmetric", ["--x", "2,6,3", "--w", "3,1,3", "--groups", "3", "--dilation", "2", "--padding", "2",
+                   "--layout", "NWC"]),
+    ("replicate", ["--x", "1,5,4,2", "--w", "3,2,2,3", "--padding", "same", "--layout", "NHWC"]),
+    ("circular", ["--x", "1,1,4,3,5", "--w", "2,1,3,2,3", "--padding=1:1,0:1,2:2", "--layout", "NCDHW"]),
+]
+
+
+@pytest.mark.parametrize(("mode", "argv"), MODE_CASES)
+def test_every_padding_mode_line_runs_in_its_framework(mode, argv):
+    """With --padding-mode each framework's forward (its pad, or a gather where it has no such
+    mode, then a VALID conv) and autodiff through it give convgrad's padding_mode results; so does
+    the NumPy np.pad line of the note."""
+    data = explain_json([*argv, "--padding-mode", mode])
+    a = Arrays(data)
+    kw = {**a.kw, "padding_mode": mode}
+    a.y = convgrad.conv(a.x, a.w, **kw)
+    a.d_x = convgrad.conv_input_grad(a.dy, a.w, a.x.shape, **kw)
+    a.d_w = convgrad.conv_filter_grad(a.x, a.dy, a.w.shape, **kw)
+    valid = {k: v for k, v in a.kw.items() if k != "padding"}
+    padded = re.search(r"np\.pad\(x, .*?mode='\w+'\)", " ".join(data["notes"])).group(0)
+    close(convgrad.conv(eval(padded, {"np": np, "x": a.x}), a.w, padding="valid", **valid), a.y,
+          "np.pad line")
+    ran = set()
+    for name, t in data["frameworks"].items():
+        if "forward" not in t:  # beyond the framework's ranks
+            continue
+        assert not any(k in t for k in ("input_grad", "filter_grad", "transpose")), name  # zero pads only
+        first = note_layout(t["forward"])
+        w_f = convert_filter(a.w, *filter_layouts(t["forward"]))
+        if name == "onnx":
+            close(run_onnx(t["forward"], {"x": a.to(a.x, first), "w": w_f}, "y"), a.to(a.y, first),
+                  f"onnx {mode} forward", True)
+            ran.add(name)
+            continue
+        scope = {"torch": {"torch": torch, "F": torch.nn.functional}, "tf": {"tf": tf},
+                 "jax": {"jax": jax}}[name]
+        arr = {"torch": lambda v: torch.from_numpy(np.ascontiguousarray(v)), "tf": tf.constant,
+               "jax": jax.numpy.asarray}[name]
+        limits = [m for m in t.get("limitations", []) if not m.startswith("padding_mode")]
+        with jax.enable_x64(True):
+            given = {"x": a.to(a.x, first), "w": w_f, "dy": a.to(a.dy, first)}
+            arrays = {k: arr(v) for k, v in given.items()}
+            if not any("Conv3D forward" in m for m in limits):
+                y = run_python(t["forward"], {**scope, **arrays}, "y")
+                close(np.asarray(y), a.to(a.y, first), f"{name} {mode} forward")
+            if limits:  # TensorFlow's CPU kernels refuse these gradients, as the notes say
+                ran.add(name)
+                continue
+            if name == "tf":
+                grads = [run_python(t["autodiff"], {**scope, **arrays}, v) for v in ("d_x", "d_w")]
+            else:
+                grads = run_python(t["autodiff"], {**scope, **arrays}, "")
+        close(np.asarray(grads[0]), a.to(a.d_x, first), f"{name} {mode} autodiff d_x")
+        close(np.asarray(grads[1]), convert_filter(a.d_w, *filter_layouts(t["forward"])),
+              f"{name} {mode} autodiff d_w")
+        ran.add(name)
+    assert ran == ({"torch", "tf", "jax", "onnx"} if len(a.x.shape) <= 5 else {"jax", "onnx"})

@@ -405,3 +405,56 @@ def test_jax_conv_transpose_without_transpose_kernel_is_refused():
     with pytest.raises(ValueError, match="transpose_kernel=True"):
         translate("jax", "torch", "conv_transpose", input_size=4, kernel_size=3, strides=2, padding="SAME",
                   transpose_kernel=False)
+
+
+# --- padding modes (issue 15) --------------------------------------------------------------------
+@pytest.mark.parametrize(("src", "params", "mode"), [
+    ("torch", {"padding": 1, "stride": 2, "padding_mode": "reflect"}, "reflect"),
+    ("torch", {"padding": (2, 1), "padding_mode": "circular", "dilation": 2}, "circular"),
+    ("tf", {"padding": "SAME", "strides": 2, "padding_mode": "SYMMETRIC"}, "symmetric"),
+    ("onnx", {"pads": [1, 0, 2, 1], "padding_mode": "edge"}, "replicate"),
+    ("jax", {"padding": ((2, 1), (1, 1)), "padding_mode": "wrap"}, "circular"),
+])
+@pytest.mark.parametrize("dst", ["torch", "tf", "jax", "onnx"])
+def test_a_padding_mode_translates_into_runnable_code(src, params, mode, dst):
+    """The workaround (the destination's pad, or a gather where it has no such mode, then a VALID
+    conv) gives convgrad's conv with that padding_mode."""
+    import jax
+
+    import convgrad
+
+    t = translate(src, dst, "conv", input_size=(5, 6), kernel_size=(3, 2), **params)
+    assert not t.expressible and "takes no padding mode" in t.reason
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 5, 6))  # NCHW
+    w = rng.standard_normal((4, 3, 3, 2))  # OIHW
+    # The same conv in convgrad, from the source's own parameters.
+    pads = {"torch": lambda p: [(v, v) for v in ((p["padding"],) * 2 if isinstance(p["padding"], int)
+                                                  else p["padding"])],
+            "onnx": lambda p: [(p["pads"][0], p["pads"][2]), (p["pads"][1], p["pads"][3])],
+            "jax": lambda p: list(p["padding"]), "tf": lambda p: "same"}[src](params)
+    stride = params.get("stride", params.get("strides", 1))
+    want = convgrad.conv(x, w, stride=stride, padding=pads, dilation=params.get("dilation", 1),
+                         padding_mode=mode)
+    layout = layout_of(dst, "conv", 2)
+    xd = to_layout(x, "NCHW", layout)
+    wd = convert_filter(w, "OIHW", filter_layout(dst, "conv", 2))
+    if dst == "onnx":
+        got = run_nodes(t.workaround, xd, wd, 4)
+    else:
+        scope = {"tf": tf, "F": F, "torch": torch, "jax": jax, "x": xd, "w": wd}
+        if dst == "torch":
+            scope.update(x=torch.tensor(xd), w=torch.tensor(wd))
+        with jax.enable_x64(True):
+            exec(t.workaround, scope)
+            got = np.asarray(scope["y"])
+    close(to_layout(got, layout, "NCHW"), want, f"{src} -> {dst} {mode}", dst == "onnx")
+
+
+def test_translate_refuses_a_mode_the_source_does_not_have():
+    with pytest.raises(ValueError, match="tf has no mode 'edge'"):
+        translate("tf", "torch", "conv", input_size=5, kernel_size=3, padding="SAME", padding_mode="edge")
+    with pytest.raises(ValueError, match="each pad smaller than the input size"):
+        translate("torch", "tf", "conv", input_size=3, kernel_size=3, padding=3, padding_mode="reflect")
+    with pytest.raises(ValueError, match="convs only"):
+        translate("torch", "tf", "conv_transpose", input_size=3, kernel_size=3, padding_mode="reflect")

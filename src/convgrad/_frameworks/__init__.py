@@ -70,7 +70,13 @@ def routes(name: str, p: Problem) -> list[Route]:
     if not installed(name):
         return [not_available("d_x", f"{name}: every route", f"not installed (pip install {fw.PIP})")]
     try:
-        return fw.routes(p)
+        if p.padding_mode == "zeros":
+            return fw.routes(p)
+        # A padding mode: the routes that can fill the pads run (mode_routes), the others are
+        # listed with the framework's reason.
+        return _with_mode(fw.routes(p), fw.mode_routes(p) if hasattr(fw, "mode_routes") else [],
+                          fw.mode_limit(p.padding_mode) if hasattr(fw, "mode_limit") else
+                          f"{fw.TITLE} has no padding modes")
     except Exception as e:  # an installed but broken framework is reported, not a traceback
         first = (str(e).strip().splitlines() or [""])[0][:160]
         return [not_available("d_x", f"{name}: every route", f"failed to load: {type(e).__name__}: {first}")]
@@ -79,4 +85,18 @@ def routes(name: str, p: Problem) -> list[Route]:
 def front_routes(p: Problem) -> list[Route]:
     """The same calls through convgrad's own fronts (``convgrad.torch``, ``convgrad.tf``,
     ``convgrad.jax``): each framework's convention, answered by convgrad."""
-    return [route for name in with_("front_routes") for route in module(name).front_routes(p)]
+    routes = [route for name in with_("front_routes") for route in module(name).front_routes(p)]
+    if p.padding_mode == "zeros":
+        return routes
+    return _with_mode(routes, [], "convgrad's fronts mirror the frameworks' functional ops, which take no "
+                      "padding mode (convgrad.torch.nn.Conv*d layers do, as PyTorch's)")
+
+
+def _with_mode(routes: list[Route], capable: list[Route], why: str) -> list[Route]:
+    """``capable`` (routes that run the padding mode), then each of ``routes`` not among them as
+    'not available' with ``why``."""
+    from ..testing import not_available
+
+    ran = {(r.gradient, r.method.split(" on ")[0]) for r in capable}
+    return [*capable, *(not_available(r.gradient, r.method, why) for r in routes
+                        if (r.gradient, r.method) not in ran)]

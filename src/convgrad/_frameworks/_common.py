@@ -313,3 +313,99 @@ def refuses_complex(routes: list, framework: str) -> list:
         return run
 
     return [r if r.compute is None else dataclasses.replace(r, compute=guard(r.compute)) for r in routes]
+
+
+# --- padding modes: x extended by a mode's copies, around a VALID conv ---------------------------
+# Each framework's spelling of the canonical modes (convgrad._padmode.MODES but 'zeros').
+NUMPY_MODES = {"reflect": "reflect", "symmetric": "symmetric", "replicate": "edge", "circular": "wrap"}
+# scipy.ndimage's names: its 'reflect' is NumPy's 'symmetric' and its 'mirror' NumPy's 'reflect';
+# 'grid-wrap' is the periodic extension ('wrap' is not, in map_coordinates).
+SCIPY_MODES = {"reflect": "mirror", "symmetric": "reflect", "replicate": "nearest", "circular": "grid-wrap"}
+
+
+@dataclass(frozen=True)
+class ModePad:
+    """A padding mode as an index map, made by a framework's own pad (``np.pad``,
+    ``scipy.ndimage.map_coordinates``) applied to the flat indices of x's spatial samples: the
+    conv with the mode is a VALID conv of ``pad(x)``, and its input gradient is the VALID conv's
+    input gradient with each padded sample's value added onto the sample it copies (``fold``).
+
+    ``index`` has the padded spatial shape; each entry is the flat index in x's spatial shape of
+    the sample it holds. ``axis`` is the first spatial axis (2 channels-first, 1 channels-last).
+    """
+
+    index: np.ndarray
+    sizes: tuple[int, ...]
+    axis: int
+
+    @classmethod
+    def build(cls, pad: Callable[[np.ndarray], np.ndarray], sizes: tuple[int, ...], axis: int) -> ModePad:
+        index = np.asarray(pad(np.arange(int(np.prod(sizes))).reshape(sizes)))
+        return cls(index.astype(np.int64), sizes, axis)
+
+    def _first(self, a: np.ndarray) -> np.ndarray:
+        return a if self.axis == 2 else np.moveaxis(a, -1, 1)
+
+    def _back(self, a: np.ndarray) -> np.ndarray:
+        return a if self.axis == 2 else np.moveaxis(a, 1, -1)
+
+    def x(self, a: np.ndarray) -> np.ndarray:
+        a = self._first(a)
+        flat = a.reshape(*a.shape[:2], -1)[:, :, self.index.ravel()]
+        return self._back(flat.reshape(*a.shape[:2], *self.index.shape))
+
+    def back(self, da: np.ndarray) -> np.ndarray:
+        da = self._first(np.asarray(da))
+        out = np.zeros((*da.shape[:2], int(np.prod(self.sizes))), da.dtype)
+        np.add.at(out, (slice(None), slice(None), self.index.ravel()), da.reshape(*da.shape[:2], -1))
+        return self._back(out.reshape(*da.shape[:2], *self.sizes))
+
+
+def mode_indices(mode: str, sizes: tuple[int, ...], pads: Pairs) -> list[list[int]]:
+    """Per spatial axis, the input sample each position of the extended axis copies (``np.pad``
+    of the positions): what a gather spells where a framework has no such mode."""
+    return [np.pad(np.arange(n), tuple(p), mode=NUMPY_MODES[mode]).tolist() for n, p in zip(sizes, pads)]
+
+
+def numpy_pad(mode: str, pads: Pairs) -> Callable[[np.ndarray], np.ndarray]:
+    """``np.pad`` of the spatial array by ``pads`` in ``mode`` (canonical name)."""
+    return lambda a: np.pad(a, [tuple(p) for p in pads], mode=NUMPY_MODES[mode])
+
+
+def scipy_pad(mode: str, pads: Pairs) -> Callable[[np.ndarray], np.ndarray]:
+    """The same extension by ``scipy.ndimage.map_coordinates`` (nearest sample, SciPy's name of
+    ``mode``), evaluated at the padded positions."""
+
+    def pad(a: np.ndarray) -> np.ndarray:
+        from scipy import ndimage
+
+        grid = np.meshgrid(*(np.arange(-lo, n + hi) for n, (lo, hi) in zip(a.shape, pads)), indexing="ij")
+        return ndimage.map_coordinates(a.astype(np.float64), grid, order=0, mode=SCIPY_MODES[mode])
+
+    return pad
+
+
+def padded_problem(p: Any, mp: ModePad) -> Any:
+    """The VALID conv of ``p``'s x extended by ``mp``: the same w, b and dy, no pads, no mode."""
+    import dataclasses
+
+    kwargs = {k: v for k, v in p.kwargs.items() if k != "padding_mode"}
+    kwargs["padding"] = [(0, 0)] * p.geom.rank
+    return dataclasses.replace(p, x=mp.x(p.x), kwargs=kwargs)
+
+
+def on_padded(p: Any, mp: ModePad, routes: list, label: str) -> list:
+    """``routes`` made for ``padded_problem(p, mp)``, run on it and their d_x folded back: routes
+    of ``p``'s conv with its padding mode. ``label`` names the pad in the method."""
+    import dataclasses
+
+    q = padded_problem(p, mp)
+
+    def wrap(r: Any) -> Any:
+        def run(_: Any) -> np.ndarray:
+            a = r.compute(q)
+            return mp.back(a) if r.gradient == "d_x" else a
+
+        return dataclasses.replace(r, method=f"{r.method} on {label}", compute=run)
+
+    return [r if r.compute is None else wrap(r) for r in routes]

@@ -13,6 +13,7 @@ import numpy as np
 
 from .._formulas import dilate_dim
 from ._common import (
+    NUMPY_MODES,
     Call,
     Conv,
     PadFirst,
@@ -166,6 +167,38 @@ def routes(p: Problem) -> list[Route]:
             *call_routes(pf, "", ("d_x", "jax.linear_transpose(conv in x)", linear_transpose("x")),
                          ("d_w", "jax.linear_transpose(conv in w)", linear_transpose("w")),
                          convention="transpose")]
+
+
+def mode_pad(x: str, mode: str, sizes: tuple[int, ...], pads: tuple) -> str:
+    """``x`` (NC*) extended by ``mode``: ``jnp.pad`` has NumPy's modes."""
+    return f"jax.numpy.pad({x}, {[(0, 0), (0, 0), *map(tuple, pads)]}, mode={NUMPY_MODES[mode]!r})"
+
+
+def mode_limit(mode: str) -> str:
+    return "lax.conv_general_dilated takes no padding mode: jnp.pad first (the jax.vjp row)"
+
+
+def mode_routes(p: Problem) -> list[Route]:
+    """``jax.vjp`` of ``jnp.pad(x, mode=...)`` then a VALID ``conv_general_dilated``: JAX's own
+    derivative of its pad folds the border back."""
+    import jax
+
+    from .._padmode import PadMap
+
+    g, mode = p.geom, p.padding_mode
+    conv = _conv(PadMap.build(mode, g).valid)
+    pads = [(0, 0), (0, 0), *g.padding]
+
+    def f(x: object, w: object, b: np.ndarray) -> object:
+        xp = jax.numpy.pad(x, pads, mode=NUMPY_MODES[mode])
+        return conv(xp, w) + b.reshape((-1,) + (1,) * g.rank)
+
+    def vjp(x: object, w: object, b: np.ndarray, dy: object) -> tuple:
+        with jax.enable_x64(True):
+            return tuple(map(np.asarray, jax.vjp(f, x, w, b)[1](dy)))
+
+    method = f"jax.vjp(lax.conv_general_dilated) of jnp.pad(x, mode={NUMPY_MODES[mode]!r})"
+    return autodiff_routes(PadFirst(g.padding, 2, False), "", method, vjp, convention="transpose")
 
 
 def front_routes(p: Problem) -> list[Route]:

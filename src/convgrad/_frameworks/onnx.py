@@ -27,6 +27,7 @@ from ._common import (
     conv_from_pads,
     forward,
     letters,
+    mode_indices,
     sizes,
     stride_dilation_groups,
     transpose_of,
@@ -206,7 +207,23 @@ def gradient_calls(g: ConvGeometry) -> dict:
             "autodiff": "# none in the ONNX standard (onnxruntime-training builds a gradient graph)"}
 
 
+def mode_nodes(x: str, mode: str, sizes: tuple[int, ...], pads: tuple) -> tuple[list[str], str]:
+    """Nodes extending ``x`` (NC*) by ``mode`` into the returned name: a Gather of each axis's
+    indices (Pad's modes stop at reflect, edge and, from opset 19, wrap; Gather takes any)."""
+    nodes = []
+    for i, idx in enumerate(mode_indices(mode, sizes, pads)):
+        nodes += [_node("Constant", [], f"{x}_index_{i}", value_ints=idx),
+                  _node("Gather", [x, f"{x}_index_{i}"], f"{x}_{i}", axis=2 + i)]
+        x = f"{x}_{i}"
+    return nodes, x
+
+
 # --- check --------------------------------------------------------------------------------------
+def mode_limit(mode: str) -> str:
+    return ("ONNX Conv has no padding mode (a Pad node with mode reflect/edge/wrap before a VALID Conv "
+            "computes the forward; the standard has no gradient ops)")
+
+
 def routes(p: Problem) -> list[Route]:
     """ConvTranspose (d_x) and the transposed-layout Conv (d_w), by onnxruntime and onnx.reference."""
     import onnx

@@ -10,7 +10,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._common import PadFirst, call_routes, pad_or_crop, zero_insert
+from ._common import (
+    SCIPY_MODES,
+    ModePad,
+    PadFirst,
+    call_routes,
+    on_padded,
+    pad_or_crop,
+    padded_problem,
+    scipy_pad,
+    zero_insert,
+)
 
 if TYPE_CHECKING:
     from ..testing import Problem, Route
@@ -73,3 +83,16 @@ def routes(p: Problem) -> list[Route]:
                        ("d_x", "scipy.signal.convolve(dy, w, 'full')", dx),
                        ("d_w", f"scipy.signal.correlate(x, {'dy.conj()' if cplx else 'dy'}, 'valid')", dw),
                        convention="transpose")  # convolve and correlate(x, dy.conj()) conjugate nothing
+
+
+def mode_limit(mode: str) -> str:
+    return "scipy.signal takes no padding mode"
+
+
+def mode_routes(p: Problem) -> list[Route]:
+    """The routes above on x extended by ``scipy.ndimage.map_coordinates`` in SciPy's name of the
+    mode (NumPy's 'reflect' is its 'mirror', 'symmetric' its 'reflect'), d_x folded back."""
+    mp = ModePad.build(scipy_pad(p.padding_mode, p.geom.padding), p.geom.in_spatial, 2 if p.fmt ==
+                       "channels_first" else 1)
+    return on_padded(p, mp, routes(padded_problem(p, mp)),
+                     f"scipy.ndimage.map_coordinates(x, mode={SCIPY_MODES[p.padding_mode]!r})")

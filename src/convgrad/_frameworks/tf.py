@@ -19,6 +19,7 @@ from .._formulas import same_total_pad
 from ._common import (
     Call,
     Conv,
+    ModePad,
     PadFirst,
     Translation,
     answer,
@@ -27,6 +28,9 @@ from ._common import (
     conv_from_pads,
     kwargs_text,
     letters,
+    mode_indices,
+    on_padded,
+    padded_problem,
     refuses_complex,
     sizes,
     stride_dilation_groups,
@@ -359,6 +363,42 @@ def routes(p: Problem) -> list[Route]:
                             *transposed,
                             *call_routes(pf, bp_note, ("d_w", f"tf.raw_ops.{bp_filter}", raw(2)))],
                            "TensorFlow")
+
+
+# tf.pad's modes: no replicate or circular.
+MODES = {"reflect": "REFLECT", "symmetric": "SYMMETRIC"}
+
+
+def mode_pad(x: str, mode: str, sizes: tuple[int, ...], pads: tuple) -> str:
+    """``x`` (N*C) extended by ``mode``: ``tf.pad`` for reflect and symmetric; replicate and
+    circular, which tf.pad lacks, as a ``tf.gather`` of each axis's indices (differentiable)."""
+    if mode in MODES:
+        return f"tf.pad({x}, {[[0, 0], *map(list, pads), [0, 0]]}, mode={MODES[mode]!r})"
+    for i, idx in enumerate(mode_indices(mode, sizes, pads)):
+        x = f"tf.gather({x}, {idx}, axis={1 + i})"
+    return x
+
+
+def mode_limit(mode: str) -> str:
+    if mode not in MODES:
+        return (f"tf.pad has no {mode!r} mode (CONSTANT, REFLECT, SYMMETRIC); explain prints a tf.concat "
+                "workaround")
+    return "TensorFlow's conv ops take no padding mode: tf.pad first (the rows 'on tf.pad')"
+
+
+def mode_routes(p: Problem) -> list[Route]:
+    """The routes above on x extended by ``tf.pad(mode='REFLECT' | 'SYMMETRIC')`` (as an index map),
+    their d_x folded back."""
+    mode = p.padding_mode
+    if mode not in MODES or p.geom.rank > MAX_RANK:
+        return []
+    tf = _import()
+
+    def pad(a: np.ndarray) -> np.ndarray:
+        return tf.pad(tf.constant(a), [list(pair) for pair in p.geom.padding], mode=MODES[mode]).numpy()
+
+    mp = ModePad.build(pad, p.geom.in_spatial, 2 if p.fmt == "channels_first" else 1)
+    return on_padded(p, mp, routes(padded_problem(p, mp)), f"tf.pad(x, mode={MODES[mode]!r})")
 
 
 def front_routes(p: Problem) -> list[Route]:

@@ -17,6 +17,7 @@ from .. import _canon
 from ._common import (
     Conv,
     PadFirst,
+    Pairs,
     Translation,
     answer,
     autodiff_routes,
@@ -24,6 +25,7 @@ from ._common import (
     conv_from_pads,
     kwargs_text,
     letters,
+    mode_indices,
     refuses_complex,
     stride_dilation_groups,
     transpose_of,
@@ -192,6 +194,72 @@ def routes(p: Problem) -> list[Route]:
 
     return [*autodiff_routes(pf, _note(pf), "torch autograd", autograd),
             *_calls(p, torch.nn.functional, torch.nn.grad, ("torch.nn.grad", "torch"), t)]
+
+
+# PyTorch fills pads by nn.ConvNd(padding_mode=...) and F.pad(mode=...): no 'symmetric'.
+MODES = {"reflect": "reflect", "replicate": "replicate", "circular": "circular"}
+
+
+def mode_pad(x: str, mode: str, sizes: tuple[int, ...], pads: Pairs) -> str:
+    """``x`` (NC*) extended by ``mode``, as PyTorch code: ``F.pad``, or an index per axis for
+    'symmetric', which F.pad lacks (indexing is differentiable)."""
+    if mode in MODES:
+        return f"F.pad({x}, {pad_list(pads)}, mode={MODES[mode]!r})"
+    for i, idx in enumerate(mode_indices(mode, sizes, pads)):
+        x = f"{x}[{':, ' * (2 + i)}{idx}]"
+    return x
+
+
+def mode_limit(mode: str) -> str:
+    """Why the other routes cannot fill the pads with ``mode``."""
+    if mode not in MODES:
+        return (f"PyTorch has no {mode!r} mode (nn.ConvNd and F.pad: zeros/constant, reflect, replicate, "
+                "circular)")
+    return ("F.conv*d, torch.nn.grad and F.conv_transpose*d take no padding mode (nn.ConvNd's padding_mode "
+            "and F.pad do: the autograd row)")
+
+
+def mode_routes(p: Problem) -> list[Route]:
+    """Autograd of ``nn.ConvNd(padding_mode=...)`` (pads alike at both ends) or of ``F.pad(x,
+    mode=...)`` then a VALID conv (other pads); none for 'symmetric', which PyTorch lacks."""
+    from .._padmode import PadMap
+
+    g, r, mode = p.geom, p.geom.rank, p.padding_mode
+    if r > MAX_RANK or mode not in MODES:
+        return []
+    import torch
+
+    tdt = getattr(torch, p.dtype.name)
+    valid = PadMap.build(mode, g).valid
+    alike = all(lo == hi for lo, hi in g.padding)
+
+    def t(a: np.ndarray) -> torch.Tensor:
+        via = np.float32 if tdt == torch.bfloat16 else None
+        return torch.from_numpy(np.ascontiguousarray(a, via)).to(tdt)
+
+    def autograd(*arrays: np.ndarray) -> tuple:
+        x, w, b, dy = map(t, arrays)
+        if alike:  # the layer, its weight and bias set to w and b
+            layer = getattr(torch.nn, f"Conv{r}d")(
+                g.in_channels, g.out_channels, g.kernel, stride=g.stride, dilation=g.rhs_dilation,
+                padding=tuple(lo for lo, _ in g.padding), groups=g.feature_group_count,
+                padding_mode=MODES[mode], dtype=tdt)
+            with torch.no_grad():
+                layer.weight.copy_(w)
+                layer.bias.copy_(b)
+            x.requires_grad_()
+            layer(x).backward(dy)
+            return x.grad, layer.weight.grad, layer.bias.grad
+        for a in (x, w, b):
+            a.requires_grad_()
+        xp = torch.nn.functional.pad(x, pad_list(g.padding), mode=MODES[mode])
+        getattr(torch.nn.functional, f"conv{r}d")(xp, w, b, stride=valid.stride, dilation=valid.rhs_dilation,
+                                                  groups=valid.feature_group_count).backward(dy)
+        return x.grad, w.grad, b.grad
+
+    method = (f"torch nn.Conv{r}d(padding_mode={MODES[mode]!r}) autograd" if alike else
+              f"torch autograd of F.pad(x, mode={MODES[mode]!r}) + conv{r}d")
+    return autodiff_routes(PadFirst(g.padding, 2, False), "", method, autograd)
 
 
 def front_routes(p: Problem) -> list[Route]:

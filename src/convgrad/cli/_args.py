@@ -19,6 +19,8 @@ from .._dtypes import dtype_named
 from .._frameworks._common import layout_names
 from .._geometry import ConvGeometry
 from .._padding import PADDING_STRINGS
+from .._padmode import PadMap
+from .._padmode import canonical as canonical_mode
 
 # The seed note's example: a 1x4x4x1 input, a 3x3 filter, VALID, channels-last (TensorFlow's).
 SEED_X = {"channels_last": (1, 4, 4, 1), "channels_first": (1, 1, 4, 4)}
@@ -91,6 +93,19 @@ def parse_padding_arg(text: str) -> object:
     return items[0] if len(items) == 1 and isinstance(items[0], int) else items
 
 
+def parse_padding_mode(text: str) -> str:
+    """What fills the pads, as the core names it: 'zeros', 'reflect', 'symmetric', 'replicate',
+    'circular', or a NumPy / PyTorch / TensorFlow spelling ('edge', 'wrap', 'constant', ...), or
+    FRAMEWORK:NAME for a framework's own name ('scipy:mirror', 'onnx:edge')."""
+    t = text.strip().lower()
+    value: object = tuple(v.strip() for v in t.split(":", 1)) if ":" in t else t
+    try:
+        return canonical_mode(value)
+    except (ValueError, TypeError) as e:
+        hint = f"; on the command line: --padding-mode scipy:{t}" if "scipy.ndimage name" in str(e) else ""
+        raise argparse.ArgumentTypeError(f"{e}{hint}") from None
+
+
 def parse_format(text: str) -> str:
     try:
         return FORMAT_ALIASES[text.strip().lower()]
@@ -143,6 +158,10 @@ def add_geometry_arguments(parser: argparse.ArgumentParser, op: bool = True) -> 
     g.add_argument("--padding", type=parse_padding_arg, default="valid", metavar="P",
                    help="valid | same | same_lower | full | int | one int per dim (1,2) | "
                    "before:after per dim (1:2,0:1); negative pads crop (--padding=-1:0). Default valid")
+    g.add_argument("--padding-mode", type=parse_padding_mode, default="zeros", metavar="MODE",
+                   help="what fills the pads: zeros (default) | reflect | symmetric | replicate | circular; "
+                   "also NumPy's edge, wrap, and FRAMEWORK:NAME such as scipy:mirror (SciPy's 'reflect' "
+                   "is symmetric, its 'mirror' reflect)")
     g.add_argument("--dilation", type=parse_ints, default=1, metavar="D",
                    help="kernel dilation, int or one per dim")
     g.add_argument("--groups", type=int, default=1, metavar="G", help="channel groups (C for depthwise)")
@@ -303,6 +322,13 @@ class GeometryArgs:
         if op == "transpose":  # the forward conv: x is the transposed conv's output, its pads explicit
             given, x_shape = x_shape, geom.x_shape(fmt)
             kwargs = {**kwargs, "stride": geom.stride, "padding": list(geom.padding)}
+        mode = getattr(ns, "padding_mode", "zeros")
+        if mode != "zeros":  # the core's limits (reflect: each pad below the axis size, ...)
+            try:
+                PadMap.build(mode, geom)
+            except ValueError as e:
+                raise ArgumentError(f"--padding-mode {mode}: {e}") from None
+            kwargs["padding_mode"] = mode
         try:
             dtype = dtype_named("--dtype", ns.dtype)
         except TypeError as e:  # bfloat16 without ml_dtypes
@@ -313,6 +339,10 @@ class GeometryArgs:
     @property
     def data_format(self) -> str:
         return self.kwargs["data_format"]
+
+    @property
+    def padding_mode(self) -> str:
+        return self.kwargs.get("padding_mode", "zeros")
 
     @property
     def layouts(self) -> tuple[str, str]:
@@ -332,6 +362,8 @@ class GeometryArgs:
             parts.append(f"dilation {_compact(kw['dilation'])}")
         if kw["groups"] != 1:
             parts.append(f"groups {kw['groups']}")
+        if self.padding_mode != "zeros":
+            parts.append(f"padding_mode {self.padding_mode}")
         y = self.x_shape if transpose else g.y_shape(self.data_format)
         text = ("conv_transpose: " if transpose else "") + " · ".join(parts) + f" → y {dims(y)}; {self.dtype}"
         if transpose:
@@ -357,7 +389,8 @@ def geometry_dict(args: GeometryArgs) -> dict[str, object]:
         "data_format": fmt, "layouts": list(args.layouts), "dtype": str(args.dtype),
         "stride": list(g.stride), "dilation": list(g.rhs_dilation), "groups": g.feature_group_count,
         "padding_spec": args.kwargs["padding"],  # as given (print_json writes tuples as lists)
-        "padding": [list(p) for p in g.padding], "seed": args.seed, "op": args.op, "bias": args.bias,
+        "padding": [list(p) for p in g.padding], "padding_mode": args.padding_mode,
+        "seed": args.seed, "op": args.op, "bias": args.bias,
         "layout_source": args.layout_source,
         **({"transpose_x_shape": list(args.given_x_shape)} if args.op == "transpose" else {}),
     }

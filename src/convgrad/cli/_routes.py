@@ -14,8 +14,16 @@ import numpy as np
 from .. import identities
 from .._budget import workspace_limit
 from .._dtypes import result_dtype
-from .._frameworks._common import pad_or_crop, zero_insert
+from .._frameworks._common import (
+    NUMPY_MODES,
+    ModePad,
+    numpy_pad,
+    on_padded,
+    pad_or_crop,
+    zero_insert,
+)
 from .._ops import conv, conv_bias_grad, conv_filter_grad, conv_input_grad, conv_transpose
+from .._padmode import PadMap
 from .._plan import make_plan
 from ..engines import engine_names
 from ..testing import Problem, Route, not_available
@@ -80,25 +88,25 @@ def dw_explicit(p: Problem) -> np.ndarray:
 
 def core_routes(p: Problem) -> list[Route]:
     """Every convgrad route: the explicit identities, convgrad.identities, each engine (refused
-    ones with the plan's reason), the transpose, the bias gradient."""
+    ones with the plan's reason), the transpose, the bias gradient. With a padding mode the
+    identities run on x extended by ``np.pad`` (their d_x folded back), the engines and the
+    transpose take ``padding_mode`` themselves."""
     _, comp = result_dtype(p.x, p.w)
-    # The identities conjugate nothing: for complex values they are the transpose A^T dy.
-    routes = [
-        Route("d_x", "NumPy: dy dilated, padded, conv with flipped w", dx_explicit, convention="transpose"),
-        Route("d_x", "identities.input_grad_via_conv", lambda q: identities.input_grad_via_conv(
-            q.dy, q.w, q.x.shape, **q.kwargs), convention="transpose"),
-        Route("d_w", "NumPy: conv of x with dy as kernel (N <-> C)", dw_explicit, convention="transpose"),
-        Route("d_w", "identities.filter_grad_via_conv", lambda q: identities.filter_grad_via_conv(
-            q.x, q.dy, q.w.shape, **q.kwargs), convention="transpose"),
-    ]
+    mode = p.padding_mode
+    routes = _identity_routes()
+    if mode != "zeros":  # the identities hold for the VALID conv of x extended by np.pad
+        mp = ModePad.build(numpy_pad(mode, p.geom.padding), p.geom.in_spatial, 2 if p.fmt == CF else 1)
+        routes = on_padded(p, mp, routes, f"np.pad(x, mode={NUMPY_MODES[mode]!r})")
     engines = {
         "d_x": ("input_grad", "conv_input_grad",
                 lambda q, m: conv_input_grad(q.dy, q.w, q.x.shape, method=m, **q.kwargs)),
         "d_w": ("filter_grad", "conv_filter_grad",
                 lambda q, m: conv_filter_grad(q.x, q.dy, q.w.shape, method=m, **q.kwargs)),
     }
+    # With a padding mode the engines run a VALID conv of the extended x: that is the plan.
+    geom = p.geom if mode == "zeros" else PadMap.build(mode, p.geom).valid
     for gradient, (op, fn, run) in engines.items():
-        plan = make_plan(op, p.geom, comp, "auto", workspace_limit(None))
+        plan = make_plan(op, geom, comp, "auto", workspace_limit(None))
         verdicts = plan.verdicts()  # every engine's: refused (why) or prepared
         for name in engine_names():
             method, v = f"{fn}(method={name!r})", verdicts[name]
@@ -111,3 +119,16 @@ def core_routes(p: Problem) -> list[Route]:
             Route("d_b", "conv_bias_grad(dy)", lambda q: conv_bias_grad(q.dy, data_format=q.fmt)),
             Route("d_b", "NumPy: dy summed over batch and positions",
                   lambda q: q.view("dy", CF).sum(axis=(0, *range(2, q.dy.ndim))))]
+
+
+def _identity_routes() -> list[Route]:
+    """The identities, explicit and through ``convgrad.identities``; they conjugate nothing: for
+    complex values they are the transpose A^T dy."""
+    return [
+        Route("d_x", "NumPy: dy dilated, padded, conv with flipped w", dx_explicit, convention="transpose"),
+        Route("d_x", "identities.input_grad_via_conv", lambda q: identities.input_grad_via_conv(
+            q.dy, q.w, q.x.shape, **q.kwargs), convention="transpose"),
+        Route("d_w", "NumPy: conv of x with dy as kernel (N <-> C)", dw_explicit, convention="transpose"),
+        Route("d_w", "identities.filter_grad_via_conv", lambda q: identities.filter_grad_via_conv(
+            q.x, q.dy, q.w.shape, **q.kwargs), convention="transpose"),
+    ]

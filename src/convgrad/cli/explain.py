@@ -41,7 +41,8 @@ def run(ns: argparse.Namespace) -> int:
 
     args = GeometryArgs.from_namespace(ns)
     try:  # a geometry too large for any engine's workspace: the planner says why
-        e = explain(args.geometry, args.data_format, args.dtype, *(ns.framework or ()))
+        e = explain(args.geometry, args.data_format, args.dtype, *(ns.framework or ()),
+                    padding_mode=args.padding_mode)
     except ValueError as err:
         raise ArgumentError(str(err)) from None
     data = {"command": "explain", "geometry": geometry_dict(args), **e.as_dict()}

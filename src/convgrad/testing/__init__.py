@@ -305,7 +305,8 @@ class Problem:
     """The example arrays of one check, in ``data_format``, and their geometry.
 
     ``x`` (N, C, *S) or (N, *S, C); ``w`` (O, C/G, *K) or (*K, C/G, O); ``b`` (O,); ``dy`` the
-    output's shape. ``kwargs`` are the keywords of ``conv`` that give ``geom``.
+    output's shape. ``kwargs`` are the keywords of ``conv`` that give ``geom`` (and
+    ``padding_mode``).
     """
 
     x: np.ndarray
@@ -321,8 +322,17 @@ class Problem:
 
     @cached_property
     def geom(self) -> ConvGeometry:
-        kw = {k: v for k, v in self.kwargs.items() if k != "data_format"}
+        """The conv's geometry (its pads: those the padding mode fills)."""
+        kw = {k: v for k, v in self.kwargs.items() if k not in ("data_format", "padding_mode")}
         return ConvGeometry.for_conv(self.x.shape, self.w.shape, data_format=self.fmt, **kw)
+
+    @property
+    def padding_mode(self) -> str:
+        """What fills the pads, canonical: 'zeros' (the default), 'reflect', 'symmetric',
+        'replicate' or 'circular'."""
+        from .._padmode import canonical
+
+        return canonical(self.kwargs.get("padding_mode", "zeros"))
 
     @property
     def dtype(self) -> np.dtype:
