@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _frameworks
-from ._frameworks._common import SPATIAL, Conv, layout_names, letters, pairs_text, tuple_text, unused
+from ._frameworks._common import SPATIAL, Conv, layout_names, pairs_text, tuple_text, unused
 from ._geometry import ConvGeometry
 
 
@@ -231,7 +231,7 @@ def spelling(name: str, g: ConvGeometry, fmt: str) -> dict:
     w = layout_names(fmt, g.rank)[1]
     forward, transpose = (
         dataclasses.replace(fw.write(Conv.of(g, op)), filter_layout=(
-            src, fw.FILTER_LAYOUTS[op].replace("*", letters(g.rank))))
+            src, _frameworks.written_layout(name, op, g.rank)))
         # The transposed conv's filter is the forward's, its channel letters swapped.
         for op, src in (("conv", w), ("conv_transpose", w.translate(str.maketrans("OI", "IO")))))
     calls = {"forward": str(forward), "transpose": str(transpose), **fw.gradient_calls(g)}

@@ -96,7 +96,8 @@ def translate(src: str, dst: str, op: str = "conv", *, input_size: object, kerne
     k = sizes("kernel_size", kernel_size, rank)
     conv = reader.read(op, sizes("input_size", input_size, rank), k, params)
     answer = _frameworks.module(dst).write(conv) if mode == "zeros" else _with_mode(dst, conv, mode)
-    layouts = (filter_layout(src, op, conv.rank), filter_layout(dst, op, conv.rank))
+    # the source's filter as its framework's defaults lay it out; the target's as the call written
+    layouts = (filter_layout(src, op, conv.rank), _frameworks.written_layout(dst, op, conv.rank))
     return dataclasses.replace(answer, filter_layout=layouts)
 
 

@@ -191,13 +191,16 @@ def test_the_jax_transposed_call_explain_prints_is_d_x(argv):
     pads = [tuple(p) for p in data["gradients"]["d_x"]["input_grad_padding"]]
     assert f"padding={tuple(pads)}" in call
     src, dst = re.search(r"convert_filter\(w, '(\w+)', '(\w+)'\)", note).groups()
-    scope = {"jax": jax, "x": np.moveaxis(dy, 1, -1) if fmt == "channels_first" else dy,
+    # Every call of the JAX block is channels-first (issue 18: the transposed one was NHWC).
+    assert re.search(r"# x: (\w+);", note).group(1).startswith("NC")
+    assert "dimension_numbers=('NC" in call
+    scope = {"jax": jax, "x": np.moveaxis(dy, -1, 1) if fmt == "channels_last" else dy,
              "w": convert_filter(w, src, dst)}
     with jax.enable_x64(True):
         dx = np.asarray(eval(call, scope))
     ref = convgrad.conv_input_grad(dy, w, g.x_shape(fmt), stride=g.stride, padding=list(g.padding),
                                    dilation=g.rhs_dilation, data_format=fmt)
-    np.testing.assert_allclose(np.moveaxis(dx, -1, 1) if fmt == "channels_first" else dx, ref, atol=1e-10)
+    np.testing.assert_allclose(np.moveaxis(dx, 1, -1) if fmt == "channels_last" else dx, ref, atol=1e-10)
 
 
 def test_explain_prints_translates_spelling():

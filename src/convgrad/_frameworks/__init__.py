@@ -40,6 +40,15 @@ def with_(attribute: str) -> tuple[str, ...]:
     return tuple(n for n in FRAMEWORKS if hasattr(module(n), attribute))
 
 
+def written_layout(name: str, op: str, rank: int) -> str:
+    """The filter layout of the calls framework ``name``'s ``write`` prints for ``op``: its
+    ``WRITTEN_LAYOUTS`` where they differ from the framework's defaults (``FILTER_LAYOUTS``)."""
+    from ._common import letters
+
+    fw = module(name)
+    return getattr(fw, "WRITTEN_LAYOUTS", fw.FILTER_LAYOUTS)[op].replace("*", letters(rank))
+
+
 def installed(name: str) -> bool:
     """Whether every package framework ``name`` needs can be imported (without importing it)."""
     return all(importlib.util.find_spec(m) is not None for m in module(name).IMPORTS)

@@ -35,13 +35,13 @@ if TYPE_CHECKING:
 
 NAME, TITLE, PIP, IMPORTS = "jax", "JAX", "jax", ("jax",)
 LAYOUT = "channels_first"
-# conv_general_dilated's default rhs spec. lax.conv_transpose with transpose_kernel=True (the
-# setting that matches the other frameworks' values) and its default dimension numbers reads
-# TensorFlow's (*K, C_out, C_in) tensor as it is.
+# JAX's default rhs specs (what convgrad.layouts.filter_layout reports): conv_general_dilated's
+# OIHW; lax.conv_transpose with transpose_kernel=True (the setting that matches the other
+# frameworks' values) and its default dimension numbers reads TensorFlow's (*K, C_out, C_in).
 FILTER_LAYOUTS = {"conv": "OI*", "conv_transpose": "*OI", "depthwise": "OI*"}
-# What JAX does with complex values (convgrad explain --dtype complex64/complex128).
-COMPLEX = ("complex: jax.vjp and jax.linear_transpose give the transpose A^T dy; the adjoint A^H dy "
-           "(PyTorch's) is conj(vjp(conj(dy)))")
+# The filters of the calls ``write`` prints, all channels-first like the rest of the JAX block: with
+# rhs spec 'OI' + spatial, transpose_kernel=True reads PyTorch's (C_in, C_out, *K) as it is.
+WRITTEN_LAYOUTS = {**FILTER_LAYOUTS, "conv_transpose": "IO*"}
 PARAMS = {"conv": {"window_strides", "rhs_dilation", "padding", "feature_group_count", "dimension_numbers"},
           "conv_transpose": {"strides", "rhs_dilation", "padding", "use_consistent_padding",
                              "feature_group_count", "dimension_numbers", "transpose_kernel"}}
@@ -94,19 +94,18 @@ def write(c: Conv) -> Translation:
     # The transposed conv's own pads: those of the lhs-dilated conv it is.
     lo_hi = tuple((ke - 1 - b, ni + b - dilate_dim(o, s)) for ke, b, ni, o, s in
                   zip(c.keff, c.before, c.n, c.o, c.s))
-    dn = ("N" + sp + "C", sp + "IO", "N" + sp + "C")
+    dn = ("NC" + sp, "OI" + sp, "NC" + sp)
     if c.groups == 1:
         kwargs = {"strides": c.s, "padding": lo_hi, "rhs_dilation": c.d, "dimension_numbers": dn,
                   "transpose_kernel": True}
-        return answer("jax.lax.conv_transpose", kwargs, "", "", "N" + sp + "C")
-    # w (*K, O/G, I) flipped in space, in and out channels swapped within each group: (*K, I/G, O).
-    G, ks = c.groups, tuple(range(r))
-    code = (f"w_flipped = lax.rev(w, {ks}).reshape(*w.shape[:-1], {G}, w.shape[-1] // {G})"
-            f".transpose({', '.join(map(str, ks))}, {r + 2}, {r + 1}, {r})"
-            f".reshape(*w.shape[:-2], w.shape[-1] // {G}, {G} * w.shape[-2])\n"
+        return answer("jax.lax.conv_transpose", kwargs, "", "", "NC" + sp)
+    # w (I, O/G, *K) flipped in space, in and out channels swapped within each group: (O, I/G, *K).
+    G, ks = c.groups, tuple(range(2, r + 2))
+    code = (f"w_flipped = lax.rev(w, {ks}).reshape({G}, w.shape[0] // {G}, w.shape[1], *w.shape[2:])"
+            f".swapaxes(1, 2).reshape({G} * w.shape[1], w.shape[0] // {G}, *w.shape[2:])\n"
             f"y = lax.conv_general_dilated(x, w_flipped, window_strides={(1,) * r}, padding={lo_hi}, "
             f"lhs_dilation={c.s}, rhs_dilation={c.d}, feature_group_count={G}, dimension_numbers={dn})")
-    return answer("jax.lax.conv_transpose", None, code, "lax.conv_transpose has no groups", "N" + sp + "C")
+    return answer("jax.lax.conv_transpose", None, code, "lax.conv_transpose has no groups", "NC" + sp)
 
 
 # --- explain ------------------------------------------------------------------------------------
