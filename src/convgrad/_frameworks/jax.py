@@ -42,6 +42,9 @@ FILTER_LAYOUTS = {"conv": "OI*", "conv_transpose": "*OI", "depthwise": "OI*"}
 # The filters of the calls ``write`` prints, all channels-first like the rest of the JAX block: with
 # rhs spec 'OI' + spatial, transpose_kernel=True reads PyTorch's (C_in, C_out, *K) as it is.
 WRITTEN_LAYOUTS = {**FILTER_LAYOUTS, "conv_transpose": "IO*"}
+# What JAX does with complex values (convgrad explain --dtype complex64/complex128).
+COMPLEX = ("complex: jax.vjp and jax.linear_transpose give the transpose A^T dy; the adjoint A^H dy "
+           "(PyTorch's) is conj(vjp(conj(dy)))")
 PARAMS = {"conv": {"window_strides", "rhs_dilation", "padding", "feature_group_count", "dimension_numbers"},
           "conv_transpose": {"strides", "rhs_dilation", "padding", "use_consistent_padding",
                              "feature_group_count", "dimension_numbers", "transpose_kernel"}}
