@@ -25,7 +25,6 @@ from ._dtypes import (
     cotangent,
     int_peak,
     int_terms,
-    is_bfloat16,
     result_dtype,
 )
 from ._geometry import ConvGeometry
@@ -59,31 +58,16 @@ def _run(op: str, geom: ConvGeometry, a: np.ndarray, b: np.ndarray, fmt: str, me
     # layout itself: one copy at most, and results that do not depend on how the caller's arrays
     # are laid out in memory (BLAS and NumPy sum in an order that follows the strides).
     if getattr(plan, "takes", "channels_last") != "channels_last":
-        out = plan(_operand(a_name, a, comp, limit), _operand(b_name, b, comp, limit))
+        out = plan(contiguous(a_name, a, comp, limit), contiguous(b_name, b, comp, limit))
         assert out.shape == out_shape, (out.shape, out_shape)
         return np.ascontiguousarray(out).astype(res, copy=False)
-    a_last = _operand(a_name, x_to_last(a, fmt), comp, limit)
+    a_last = contiguous(a_name, x_to_last(a, fmt), comp, limit)
     if op == "filter_grad":
-        out = w_from_last(plan(a_last, _operand(b_name, x_to_last(b, fmt), comp, limit)), fmt)
+        out = w_from_last(plan(a_last, contiguous(b_name, x_to_last(b, fmt), comp, limit)), fmt)
     else:
-        out = x_from_last(plan(a_last, _operand(b_name, w_to_last(b, fmt), comp, limit)), fmt)
+        out = x_from_last(plan(a_last, contiguous(b_name, w_to_last(b, fmt), comp, limit)), fmt)
     assert out.shape == out_shape, (out.shape, out_shape)
     return np.ascontiguousarray(out).astype(res, copy=False)
-
-
-def _operand(name: str, a: np.ndarray, dtype: np.dtype, limit: int) -> np.ndarray:
-    """``a`` C-contiguous in ``dtype`` (``contiguous``); a float16 or bfloat16 operand is widened
-    to float32 in the scratch array ``name`` (the engines never return or keep an operand): a
-    fresh array each call paid its page faults each call, bfloat16 1.2-1.66x float32's CPU time
-    on resnet_3x3 where the casts themselves take ~1.5 ms of ~30."""
-    if not (a.dtype == np.float16 or is_bfloat16(a.dtype)) or np.dtype(dtype) != np.float32:
-        return contiguous(name, a, dtype, limit)
-    from .engines._scratch import scratch
-
-    check_fits(f"a float32 copy of {name} {a.shape}", a.size * 4, limit)
-    out = scratch(f"widened.{name}", a.shape, np.float32)
-    np.copyto(out, a)  # a transposed view is transposed as it is widened
-    return out
 
 
 # Each op computes one of a conv's three arrays from the other two, and is bilinear in them: the
