@@ -280,3 +280,38 @@ def test_a_bias_is_added_before_the_one_rounding(op, padding_mode, dtype):
     err = np.abs(got64 - want)
     worst = np.unravel_index(np.argmax(err - tol), err.shape)
     assert (err <= tol).all(), f"|{got64[worst]} - {want[worst]}| = {err[worst]} > {tol[worst]} at {worst}"
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("op", ["conv_jvp", "conv_transpose_jvp"])
+def test_a_tangent_is_summed_before_the_one_rounding(op, dtype):
+    """conv_jvp's y_dot = conv(x_dot, w) + conv(x, w_dot) + bias_dot in bfloat16 or float16 is the
+    float32 sum rounded once: within 0.5 ulp + 2**-16 * S of the exact sum (module docstring).
+    w_dot is -w with one tap zeroed, so the two terms cancel but for that tap: rounding each
+    term first errs by half an ulp of the term, far more than the small result's."""
+    dt = BF16 if dtype == "bfloat16" else np.dtype(np.float16)
+    rng = np.random.default_rng(5)
+    transposed = op == "conv_transpose_jvp"
+    w_shape = (6, 4, 3, 3) if transposed else (4, 6, 3, 3)
+    x, w = rng.standard_normal((2, 6, 7, 5)).astype(dt), rng.standard_normal(w_shape).astype(dt)
+    w_dot = -w
+    w_dot[:, :, 0, 0] = 0
+    bias, bias_dot = rng.standard_normal(4).astype(dt), rng.standard_normal(4).astype(dt)
+
+    def exact(xa, wa):  # the op on float64 operands, by the loop oracle
+        if transposed:
+            return oracle.input_grad(xa, wa, (2, 4, 7, 5), stride=1, padding=1, dilation=1, groups=1)
+        return oracle.conv(xa, wa, stride=1, padding=1, dilation=1, groups=1)
+
+    x64, w64, wd64 = (np.asarray(a, np.float64) for a in (x, w, w_dot))
+    want = exact(x64, w64) + exact(x64, wd64) + np.asarray(bias_dot, np.float64)[:, None, None]
+    size = 2 * exact(abs(x64), abs(w64)) + abs(np.asarray(bias_dot, np.float64))[:, None, None]
+    _, got = getattr(convgrad, op)(x, w, x, w_dot, bias, bias_dot, padding=1)
+    assert got.dtype == dt
+    got64 = np.asarray(got, np.float64)
+    step = 2.0 ** (np.floor(np.log2(np.maximum(np.maximum(abs(got64), abs(want)), 2.0**-60)))
+                   - MANTISSA_BITS[dtype])
+    tol = 0.5 * step + 2.0**-16 * size
+    err = np.abs(got64 - want)
+    worst = np.unravel_index(np.argmax(err - tol), err.shape)
+    assert (err <= tol).all(), f"|{got64[worst]} - {want[worst]}| = {err[worst]} > {tol[worst]} at {worst}"

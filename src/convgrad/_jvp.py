@@ -12,9 +12,11 @@ conv_filter_grad(x, g_dot) + conv_filter_grad(x_dot, g))``.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from ._dtypes import INT64_MAX, as_array, int_peak
+from ._dtypes import INT64_MAX, as_array, int_peak, result_dtype
 from ._geometry import ConvGeometry
 from ._ops import _Call, _resolve
 
@@ -32,21 +34,26 @@ def _tangent_out(call: _Call, role: str, pairs: dict[str, np.ndarray], tangents:
     by role), for the operands' ``tangents`` (by role; None: zero) and the bias's."""
     out = call.biased(role, pairs, bias)
     names = {"x": "x", "y": "x", "w": "w"}  # the transposed conv's x is its forward conv's y
-    terms = [call(role, **{**pairs, r: _tangent(f"{names[r]}_dot", t, names[r], pairs[r].shape)})
-             for r, t in tangents.items() if t is not None]
+    operands = [{**pairs, r: _tangent(f"{names[r]}_dot", t, names[r], pairs[r].shape)}
+                for r, t in tangents.items() if t is not None]
+    # Each term in the compute dtype (float32 for float16 and bfloat16), summed with bias_dot
+    # there and rounded once at the end: a term rounded first loses what the other cancels.
+    res = np.result_type(out, *(result_dtype(*ops.values())[0] for ops in operands))
+    terms = [replace(call, wide=True)(role, **ops) for ops in operands]
     if len(terms) == 2 and call.exact_ints and terms[0].dtype.kind == "i":
         # Each term was held under int64; their sum could still wrap.
         peaks = [int_peak(t) for t in terms]
         if sum(peaks) > INT64_MAX:
             raise OverflowError(f"an integer tangent could pass int64: max|conv(x_dot, w)|={peaks[0]} + "
                                 f"max|conv(x, w_dot)|={peaks[1]} > 2**63 - 1 = {INT64_MAX}; pass float64")
-    out_dot = sum(terms[1:], terms[0]) if terms else np.zeros(out.shape, out.dtype)
+    out_dot = sum(terms[1:], terms[0]) if terms else np.zeros(out.shape, res)
     if bias_dot is not None:
         if bias is None:
             raise ValueError("bias_dot needs a bias: without one the output does not depend on it")
         b_dot = _tangent("bias_dot", bias_dot, "bias", np.shape(bias))
-        out_dot = call._add(out_dot, b_dot, b_dot.shape[0])
-    return out, out_dot.astype(np.result_type(out, out_dot), copy=False)
+        res = np.result_type(res, b_dot)
+        out_dot = call._add(out_dot, b_dot, b_dot.shape[0], res=np.result_type(out_dot, b_dot))
+    return out, out_dot.astype(res, copy=False)
 
 
 def conv_jvp(
