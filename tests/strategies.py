@@ -151,7 +151,7 @@ class GeneralCase:
 
 
 @st.composite
-def general_cases(draw, ranks=(1, 2, 3)):
+def general_cases(draw, ranks=(1, 2, 3), min_batch: int = 0):
     """conv_general: lhs and rhs dilation, stride, pads (negative included), feature or batch
     groups; string padding only without lhs dilation."""
     rank = draw(st.sampled_from(ranks))
@@ -168,7 +168,7 @@ def general_cases(draw, ranks=(1, 2, 3)):
     pairs = oracle.resolve_padding(padding, dilated, kernel, stride, rhs)
     assume(all(n + lo + hi >= oracle.k_eff(k, d)
                for n, (lo, hi), k, d in zip(dilated, pairs, kernel, rhs)))
-    n, c, o, cw, fg, bg = draw(general_channels(min_batch=0))
+    n, c, o, cw, fg, bg = draw(general_channels(min_batch=min_batch))
     fmt = draw(st.sampled_from(DATA_FORMATS))
     if fmt == "channels_first":
         x_shape, w_shape = (n, c, *spatial), (o, cw, *kernel)

@@ -21,15 +21,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import convgrad
 from convgrad.cli import main
 from convgrad.layouts import convert_filter
-from strategies import budget, conv_cases
+from strategies import budget, conv_cases, general_cases
 
-from .conftest import geometry_argv
+from .conftest import geometry_argv, spell
 
 torch = pytest.importorskip("torch")
 tf = pytest.importorskip("tensorflow")
@@ -287,3 +287,58 @@ def test_every_padding_mode_line_runs_in_its_framework(mode, argv):
               f"{name} {mode} autodiff d_w")
         ran.add(name)
     assert ran == ({"torch", "tf", "jax", "onnx"} if len(a.x.shape) <= 5 else {"jax", "onnx"})
+
+
+# --- conv_general: --lhs-dilation, --batch-groups --------------------------------------------------
+def general_argv(case) -> list[str]:
+    """The command line of a ``strategies.general_cases`` case."""
+    kw = case.kwargs
+    return ["--x", ",".join(map(str, case.x_shape)), "--w", ",".join(map(str, case.w_shape)),
+            f"--stride={spell(kw['stride'])}", f"--padding={spell(kw['padding'])}",
+            f"--dilation={spell(kw['rhs_dilation'])}", f"--lhs-dilation={spell(kw['lhs_dilation'])}",
+            "--feature-groups", str(kw["feature_group_count"]),
+            "--batch-groups", str(kw["batch_group_count"]),
+            "--layout", kw["data_format"]]
+
+
+def is_general(case) -> bool:
+    lhs = case.kwargs["lhs_dilation"]
+    return case.kwargs["batch_group_count"] > 1 or any(v != 1 for v in np.atleast_1d(lhs))
+
+
+@budget(10)
+@given(general_cases(min_batch=1), st.integers(0, 2**16))
+def test_every_conv_general_line_explain_prints_runs_in_its_framework(case, seed):
+    """explain --lhs-dilation/--batch-groups: JAX's lines (in the block's layout, its
+    dimension_numbers) and PyTorch's (channels-first) run in the real framework, float64, and give
+    convgrad.conv_general's y and conv_general_vjp's d_x, d_w."""
+    assume(is_general(case))
+    data = explain_json(general_argv(case))
+    fmt = case.kwargs["data_format"]
+    rng = np.random.default_rng(seed)
+    x, w = rng.standard_normal(case.x_shape), rng.standard_normal(case.w_shape)
+    y, vjp = convgrad.conv_general_vjp(x, w, **case.kwargs)
+    dy = rng.standard_normal(y.shape)
+    d_x, d_w = vjp(dy)
+    fw = data["frameworks"]
+    with jax.enable_x64(True):
+        arrays = {k: jax.numpy.asarray(v) for k, v in (("x", x), ("w", w), ("dy", dy))}
+        scope = {"jax": jax, "lax": jax.lax, **arrays}
+        close(run_python(fw["jax"]["forward"], dict(scope), "y"), y, "jax forward")
+        grads = dict(scope)
+        run_python(fw["jax"]["autodiff"], grads, "d_x")
+        close(grads["d_x"], d_x, "jax d_x")
+        close(grads["d_w"], d_w, "jax d_w")
+    first = fmt == "channels_first"
+    tx = torch.tensor(x if first else np.moveaxis(x, -1, 1), requires_grad=True)
+    tw = torch.tensor(w if first else np.moveaxis(w, (-1, -2), (0, 1)), requires_grad=True)
+    tdy = torch.tensor(dy if first else np.moveaxis(dy, -1, 1))
+    scope = {"torch": torch, "F": torch.nn.functional, "x": tx, "w": tw, "dy": tdy}
+    exec(code_of(fw["torch"]["forward"]), scope)
+    exec(code_of(fw["torch"]["autodiff"]), scope)
+    back = (lambda a: a) if first else (lambda a: np.moveaxis(a, 1, -1))
+    close(back(scope["y"].detach().numpy()), y, "torch forward")
+    close(back(scope["d_x"].numpy()), d_x, "torch d_x")
+    dw = scope["d_w"].numpy()
+    close(dw if first else np.moveaxis(dw, (0, 1), (-1, -2)), d_w, "torch d_w")
+    assert set(fw) == {"jax", "torch", "tf", "onnx", "scipy"}

@@ -29,6 +29,9 @@ SEED_W = {"channels_last": (3, 3, 1, 1), "channels_first": (1, 1, 3, 3)}
 # bfloat16: ml_dtypes, imported when named; complex: check compares each route in its convention
 DTYPES = ("float64", "float32", "float16", "bfloat16", "complex64", "complex128")
 OPS = ("conv", "transpose")
+# conv_general's options beyond conv's: with any of them the command checks and explains
+# convgrad.conv_general (JAX's lax.conv_general_dilated); --feature-groups is --groups.
+GENERAL = ("lhs_dilation", "batch_groups")
 FORMAT_ALIASES = {
     **dict.fromkeys(("channels_first", "first", "cf", "ncw", "nchw", "ncdhw"), "channels_first"),
     **dict.fromkeys(("channels_last", "last", "cl", "nwc", "nhwc", "ndhwc"), "channels_last"),
@@ -164,7 +167,14 @@ def add_geometry_arguments(parser: argparse.ArgumentParser, op: bool = True) -> 
                    "is symmetric, its 'mirror' reflect)")
     g.add_argument("--dilation", type=parse_ints, default=1, metavar="D",
                    help="kernel dilation, int or one per dim")
-    g.add_argument("--groups", type=int, default=1, metavar="G", help="channel groups (C for depthwise)")
+    g.add_argument("--groups", "--feature-groups", dest="groups", type=int, default=1, metavar="G",
+                   help="channel groups (C for depthwise); conv_general's feature_group_count is the same")
+    g.add_argument("--lhs-dilation", type=parse_ints, default=1, metavar="D",
+                   help="input dilation (conv_general's lhs_dilation: D - 1 zeros between input samples), "
+                   "int or one per dim; with it pads must be explicit")
+    g.add_argument("--batch-groups", type=int, default=1, metavar="B",
+                   help="conv_general's batch_group_count: batch block b meets output-channel block b "
+                   "(w takes all C channels; O divisible by B)")
     g.add_argument("--data-format", "--layout", dest="data_format", type=parse_format,
                    default=None, metavar="FMT",
                    help="channels_first (NCHW, PyTorch/ONNX/JAX) or channels_last (NHWC, TensorFlow). "
@@ -196,8 +206,10 @@ def shapes(ns: argparse.Namespace, fmt: str | None = None) -> tuple[tuple[int, .
         raise ArgumentError(f"--x {','.join(map(str, x))} needs at least 3 dims (batch, channels, spatial)")
     c = x[1] if fmt == "channels_first" else x[-1]
     g = ns.groups if ns.groups and ns.groups > 0 and c % ns.groups == 0 else 1
+    b = getattr(ns, "batch_groups", 1)
+    o = c * b if isinstance(b, int) and b > 1 else c  # batch groups: O divisible by B
     k = (3,) * (len(x) - 2)
-    return x, ((c, c // g, *k) if fmt == "channels_first" else (*k, c // g, c))
+    return x, ((o, c // g, *k) if fmt == "channels_first" else (*k, c // g, o))
 
 
 def geometry_of(ns: argparse.Namespace, fmt: str) -> ConvGeometry:
@@ -210,6 +222,29 @@ def geometry_of(ns: argparse.Namespace, fmt: str) -> ConvGeometry:
     for name in ("output_padding", "output_shape"):
         if getattr(ns, name, None) is not None and not transpose:
             raise ArgumentError(f"--{name.replace('_', '-')} is for --op transpose")
+    if is_general(ns):
+        if transpose:
+            raise ArgumentError("--lhs-dilation and --batch-groups are conv_general's: for --op conv "
+                                "(a transposed conv is --lhs-dilation with stride 1)")
+        if getattr(ns, "padding_mode", "zeros") != "zeros":
+            raise ArgumentError("--padding-mode is not defined with --lhs-dilation or --batch-groups")
+        if ns.groups != 1 and ns.batch_groups != 1:  # before the channel checks, which assume one
+            raise ArgumentError(f"--feature-groups={ns.groups} and --batch-groups={ns.batch_groups}: at most "
+                                "one may be > 1 (as in conv_general and JAX)")
+        try:
+            g = ConvGeometry.for_general(  # VALID: no pads, also with input dilation (as JAX)
+                x, w, stride=ns.stride, padding=0 if ns.padding == "valid" else ns.padding,
+                lhs_dilation=ns.lhs_dilation,
+                rhs_dilation=ns.dilation, feature_group_count=ns.groups,
+                batch_group_count=ns.batch_groups, data_format=fmt)
+        except (ValueError, TypeError) as e:  # the core's names -> the options'
+            hint = "; write pads such as --padding 1 or --padding 1:1,0:2" if "string padding" in str(e) \
+                else ""
+            raise ArgumentError(_option_names(str(e)) + hint) from None
+        if 0 in g.out_spatial:
+            raise ArgumentError(f"the output {dims(g.y_shape(fmt))} is empty: the kernel spans more than "
+                                "the padded, input-dilated x")
+        return g
     if not transpose:
         return ConvGeometry.for_conv(x, w, **kw)
     out = ns.output_shape
@@ -220,6 +255,24 @@ def geometry_of(ns: argparse.Namespace, fmt: str) -> ConvGeometry:
     if 0 in g.in_spatial:
         raise ArgumentError(f"the transposed conv's output {dims(g.x_shape(fmt))} is empty")
     return g
+
+
+def is_general(ns: argparse.Namespace) -> bool:
+    """Whether conv_general's own options (input dilation, batch groups) are set."""
+    lhs = getattr(ns, "lhs_dilation", 1)
+    return any(v != 1 for v in (lhs if isinstance(lhs, tuple) else (lhs,))) or getattr(
+        ns, "batch_groups", 1) != 1
+
+
+# The core's parameter names in its messages, as the command spells them.
+OPTION_NAMES = {"lhs_dilation": "--lhs-dilation", "rhs_dilation": "--dilation",
+                "feature_group_count": "--feature-groups", "batch_group_count": "--batch-groups"}
+
+
+def _option_names(message: str) -> str:
+    for name, option in OPTION_NAMES.items():
+        message = re.sub(rf"\b{name}\b", option, message)
+    return message
 
 
 def _channels_match(ns: argparse.Namespace, fmt: str) -> bool:
@@ -314,10 +367,13 @@ class GeometryArgs:
             geom = geometry_of(ns, fmt)
         except (ValueError, TypeError) as e:
             raise ArgumentError(f"{e}{padding_hint(ns, len(shapes(ns)[0]) - 2)}") from None
-        op = getattr(ns, "op", "conv")
+        op = "general" if is_general(ns) else getattr(ns, "op", "conv")
         x_shape, w_shape = shapes(ns)
         kwargs = {"stride": ns.stride, "padding": ns.padding, "dilation": ns.dilation,
                   "groups": ns.groups, "data_format": fmt}
+        if op == "general":  # y = conv_general(x, w): no bias
+            kwargs.update(lhs_dilation=ns.lhs_dilation, batch_groups=ns.batch_groups)
+            ns.bias = False
         given, spec = (), dict(kwargs)
         if op == "transpose":  # the forward conv: x is the transposed conv's output, its pads explicit
             given, x_shape = x_shape, geom.x_shape(fmt)
@@ -364,8 +420,11 @@ class GeometryArgs:
             parts.append(f"groups {kw['groups']}")
         if self.padding_mode != "zeros":
             parts.append(f"padding_mode {self.padding_mode}")
+        if self.op == "general":
+            parts += [f"lhs_dilation {_compact(kw['lhs_dilation'])}", f"batch_groups {kw['batch_groups']}"]
         y = self.x_shape if transpose else g.y_shape(self.data_format)
-        text = ("conv_transpose: " if transpose else "") + " · ".join(parts) + f" → y {dims(y)}; {self.dtype}"
+        text = {"transpose": "conv_transpose: ", "general": "conv_general: "}.get(self.op, "") \
+            + " · ".join(parts) + f" → y {dims(y)}; {self.dtype}"
         if transpose:
             text += f" (the input gradient of the conv of x {dims(self.x_shape)} → {dims(x)} below)"
         return text + (f" [{self.data_format}: {self.layout_source}]" if self.layout_source else "")
@@ -393,4 +452,6 @@ def geometry_dict(args: GeometryArgs) -> dict[str, object]:
         "seed": args.seed, "op": args.op, "bias": args.bias,
         "layout_source": args.layout_source,
         **({"transpose_x_shape": list(args.given_x_shape)} if args.op == "transpose" else {}),
+        **({"lhs_dilation": list(g.lhs_dilation), "batch_groups": g.batch_group_count}
+           if args.op == "general" else {}),
     }

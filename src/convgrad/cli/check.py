@@ -83,6 +83,14 @@ def run(ns: argparse.Namespace) -> int:
             f"than the workspace budget of {limit:,} bytes allows: use smaller shapes or raise "
             f"${WORKSPACE_ENV}")
     problem = _routes.make_problem(args, ns.values)
+    if args.op == "general":
+        from . import _general
+
+        if args.dtype.kind == "c":
+            raise ArgumentError(f"--dtype {args.dtype} with --lhs-dilation or --batch-groups: check compares "
+                                "real conv_general only")
+        report = _general.check(args, problem, selected, rtol)
+        return _render(report, args, selected, ns.json)
 
     routes = _routes.core_routes(problem)
     if min(problem.x.size, problem.w.size, problem.dy.size) == 0:
@@ -104,7 +112,11 @@ def run(ns: argparse.Namespace) -> int:
     if not args.bias:  # nor its reference
         report.rows[:] = [r for r in report.rows if r.gradient != "d_b"]
 
-    if ns.json:
+    return _render(report, args, selected, ns.json)
+
+
+def _render(report: CheckReport, args: GeometryArgs, selected: tuple[str, ...], as_json: bool) -> int:
+    if as_json:
         _console.print_json(as_dict(report, args, selected))
     elif _console.has_rich():
         render(report, args, selected)
@@ -199,6 +211,8 @@ def render(report: CheckReport, args: GeometryArgs, selected: tuple[str, ...]) -
 
 
 def _reference(report: CheckReport) -> str:
+    if report.rows and report.rows[0].method.startswith("conv_general_vjp"):
+        return "ref = conv_general_vjp"
     return "ref = conv_vjp of the row's convention" if report.complex else "ref = conv_vjp"
 
 

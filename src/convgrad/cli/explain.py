@@ -40,6 +40,8 @@ def run(ns: argparse.Namespace) -> int:
     from .._explain import explain
 
     args = GeometryArgs.from_namespace(ns)
+    if args.op == "general":
+        return _run_general(args, ns)
     try:  # a geometry too large for any engine's workspace: the planner says why
         e = explain(args.geometry, args.data_format, args.dtype, *(ns.framework or ()),
                     padding_mode=args.padding_mode)
@@ -54,6 +56,39 @@ def run(ns: argparse.Namespace) -> int:
         _console.print_json(data)
     else:
         render(data, args, ns.full)
+    return 0
+
+
+def _run_general(args: GeometryArgs, ns: argparse.Namespace) -> int:
+    """conv_general (--lhs-dilation, --batch-groups): its shapes, gradients as conv_generals, the
+    plain conv it runs as, and each framework's calls."""
+    from . import _general
+
+    data = {"command": "explain", "geometry": geometry_dict(args),
+            **_general.explanation(args.geometry, args.data_format, args.dtype, tuple(ns.framework or ()))}
+    if ns.json:
+        _console.print_json(data)
+        return 0
+    from .._frameworks import module
+
+    con = _console.stdout()
+    con.print(Text("convgrad explain: ", style="bold") + Text(args.title()))
+    sh, r = data["shapes"], data["runs_as"]
+    con.print(f"x {_t(sh['x'])} · w {_t(sh['w'])} → y {_t(sh['y'])}; x input-dilated: "
+              f"{_t(data['input_dilated'])} (spatial)")
+    con.print(f"runs as the plain conv of x {_t(r['x'])} (holes as zeros, batch blocks as channel groups), "
+              f"w {_t(r['w'])}, groups {r['groups']}: {r['engine']}")
+    con.print(Text("\ngradients as conv_generals", style="bold"))
+    for name, formula in data["gradients"].items():
+        con.print(Text(f"{name}: ", style="bold cyan") + Text(formula))
+    for name, fw in data["frameworks"].items():
+        layout = f" ({fw['layout']})" if "layout" in fw else ""
+        con.print(Text(f"\n{module(name).TITLE}{layout}", style="bold"))
+        for key in ("forward", "autodiff"):
+            for i, line in enumerate(fw.get(key, "").splitlines()):
+                con.print(f"   {key + ':' if i == 0 else '':<10}{line}", soft_wrap=True)
+        for lim in fw.get("limitations", []):
+            con.print(Text(f"   note: {lim}", style="yellow"))
     return 0
 
 
