@@ -25,7 +25,9 @@ onnx       ``strides``, ``dilations``, ``pads`` ([b1.., e1..]), ``auto_pad``,
 jax        ``window_strides`` (conv) or ``strides`` (conv_transpose), ``rhs_dilation``,
            ``padding`` ('SAME', 'SAME_LOWER', 'VALID' or pairs; for ``conv_transpose`` pairs
            are the transposed conv's own pads unless ``use_consistent_padding=True``),
-           ``feature_group_count``; ``dimension_numbers`` is taken and does not change the sizes;
+           ``feature_group_count``, ``lhs_dilation`` (conv: JAX's call, or x zero-inserted then
+           the conv elsewhere; ONNX refused); ``dimension_numbers`` (three strings) give the
+           source filter's layout (``filter_layout[0]``) and do not change the sizes;
            ``conv_transpose`` is read with ``transpose_kernel=True``
 =========  =============================================================================
 
@@ -41,6 +43,8 @@ and ``input_layout`` the data layout the target call expects.
 from __future__ import annotations
 
 import dataclasses
+import re
+from types import MappingProxyType
 from typing import Any
 
 from . import _frameworks
@@ -86,6 +90,7 @@ def translate(src: str, dst: str, op: str = "conv", *, input_size: object, kerne
         raise ValueError(f"unknown op={op!r}; expected one of {OPS} or {src}'s {sorted(names)}")
     op = names.get(op, op)
     mode = _mode(src, op, params.pop("padding_mode", None))
+    lhs = params.pop("lhs_dilation", None) if (src, op) == ("jax", "conv") else None
     unknown = set(params) - reader.PARAMS[op]
     if unknown:
         raise TypeError(f"{src} {op} takes {sorted(reader.PARAMS[op])}, not {sorted(unknown)}")
@@ -94,11 +99,52 @@ def translate(src: str, dst: str, op: str = "conv", *, input_size: object, kerne
     if rank not in (1, 2, 3):
         raise ValueError(f"input_size={input_size!r}: 1 to 3 spatial dims")
     k = sizes("kernel_size", kernel_size, rank)
-    conv = reader.read(op, sizes("input_size", input_size, rank), k, params)
-    answer = _frameworks.module(dst).write(conv) if mode == "zeros" else _with_mode(dst, conv, mode)
+    n = sizes("input_size", input_size, rank)
+    spread = sizes("lhs_dilation", 1 if lhs is None else lhs, rank)
+    if any(v != 1 for v in spread):  # JAX pads the input-dilated x: read the conv of that size
+        if mode != "zeros":
+            raise ValueError("padding_mode is not defined with lhs_dilation")
+        conv = reader.read(op, tuple((ni - 1) * v + 1 for ni, v in zip(n, spread)), k, params)
+        answer = _with_lhs_dilation(dst, conv, spread)
+    else:
+        conv = reader.read(op, n, k, params)
+        answer = _frameworks.module(dst).write(conv) if mode == "zeros" else _with_mode(dst, conv, mode)
     # the source's filter as its framework's defaults lay it out; the target's as the call written
-    layouts = (filter_layout(src, op, conv.rank), _frameworks.written_layout(dst, op, conv.rank))
+    given = reader.rhs_layout(params.get("dimension_numbers"), op, conv.rank) if src == "jax" else None
+    layouts = (given or filter_layout(src, op, conv.rank), _frameworks.written_layout(dst, op, conv.rank))
     return dataclasses.replace(answer, filter_layout=layouts)
+
+
+def _with_lhs_dilation(dst: str, c: Any, spread: tuple[int, ...]) -> Translation:
+    """JAX's conv of x spread ``spread`` apart (``lhs_dilation``), ``c`` the conv of the spread x,
+    in ``dst``: JAX's own call, or x zero-inserted then the conv (no other framework's conv takes
+    input dilation; with unit strides it is also a transposed conv of the kernel flipped in space,
+    in and out swapped, which no filter layout conversion spells)."""
+    fw = _frameworks.module(dst)
+    forward = fw.write(c)
+    if dst == "jax":  # the call as written, its pads those of the spread x (as JAX reads them)
+        kwargs = {**forward.kwargs, "lhs_dilation": spread}
+        return dataclasses.replace(forward, kwargs=MappingProxyType(kwargs))
+    if dst == "onnx":
+        raise ValueError(f"lhs_dilation={spread}: ONNX's Conv has no input dilation; with unit strides it is "
+                         "ConvTranspose(strides=lhs_dilation) of the kernel flipped in space, in and out "
+                         "swapped (not written here)")
+    r = c.rank
+    sizes_ = ", ".join(f"(x.shape[{i + 2}] - 1) * {v} + 1" for i, v in enumerate(spread))
+    if dst == "torch":  # NC*: a slice assignment into zeros
+        holes = ", ".join(f"::{v}" for v in spread)
+        insert = (f"xd = x.new_zeros((*x.shape[:2], {sizes_}))\n"
+                  f"xd[:, :, {holes}] = x  # lhs_dilation: zeros between samples\n")
+    else:  # tf, N*C: a transposed conv of a one-tap identity kernel spreads x
+        sizes_ = ", ".join(f"(x.shape[{i + 1}] - 1) * {v} + 1" for i, v in enumerate(spread))
+        insert = (f"eye = tf.reshape(tf.eye(x.shape[-1], dtype=x.dtype), {[1] * r} + [x.shape[-1]] * 2)\n"
+                  f"xd = tf.nn.conv_transpose(x, eye, [x.shape[0], {sizes_}, x.shape[-1]], "
+                  f"strides={list(spread)}, padding='VALID')  # lhs_dilation: zeros between samples\n")
+    body = f"y = {forward.call()}" if forward.expressible else forward.workaround
+    body = re.sub(r"(?<![\w.'\"])x(?![\w'\"])", "xd", body)  # the variable x, not 'x' or x.shape
+    why = f"{fw.TITLE}'s conv has no input dilation (lhs_dilation={spread}): x zero-inserted first"
+    return dataclasses.replace(forward, kwargs=None, expressible=False, workaround=insert + body, reason=why,
+                               code="")
 
 
 def _mode(src: str, op: str, padding_mode: object) -> str:

@@ -458,3 +458,97 @@ def test_translate_refuses_a_mode_the_source_does_not_have():
         translate("torch", "tf", "conv", input_size=3, kernel_size=3, padding=3, padding_mode="reflect")
     with pytest.raises(ValueError, match="convs only"):
         translate("torch", "tf", "conv_transpose", input_size=3, kernel_size=3, padding_mode="reflect")
+
+
+# --- JAX's lhs_dilation ------------------------------------------------------------------------
+@st.composite
+def lhs_dilated_convs(draw):
+    """A JAX conv_general_dilated with input dilation: its spatial sizes, kernel, strides, pads
+    (negative included) on the input-dilated x, rhs dilation and feature groups."""
+    rank = draw(st.integers(1, 2))
+    n = tuple(draw(st.integers(1, 5)) for _ in range(rank))
+    k = tuple(draw(st.integers(1, 3)) for _ in range(rank))
+    lhs = tuple(draw(st.integers(1, 3)) for _ in range(rank))
+    assume(any(v > 1 for v in lhs))
+    params = {"window_strides": tuple(draw(st.integers(1, 3)) for _ in range(rank)),
+              "padding": tuple((draw(st.integers(-2, 2)), draw(st.integers(-2, 2))) for _ in range(rank)),
+              "rhs_dilation": tuple(draw(st.integers(1, 2)) for _ in range(rank)),
+              "lhs_dilation": lhs, "feature_group_count": draw(st.integers(1, 2))}
+    spread = [(ni - 1) * v + 1 + lo + hi for ni, v, (lo, hi) in zip(n, lhs, params["padding"])]
+    assume(all(m >= (ki - 1) * d + 1 for m, ki, d in zip(spread, k, params["rhs_dilation"])))
+    return n, k, params, draw(st.sampled_from(["torch", "tf", "jax"]))
+
+
+@budget(20)
+@given(lhs_dilated_convs())
+def test_jax_lhs_dilation_translates_into_code_that_runs(case):
+    """JAX's conv with input dilation, run in JAX; its translation (JAX's own call, or x
+    zero-inserted then the destination's conv) run in the destination gives the same y."""
+    n, k, params, dst = case
+    rank, g = len(n), params["feature_group_count"]
+    sp = SP[rank]
+    x_cf = rng.standard_normal((2, 2 * g, *n))
+    w = rng.standard_normal((2 * g, 2, *k))  # OI*: JAX's default rhs spec
+    want = np.asarray(lax.conv_general_dilated(x_cf.astype(np.float32), w.astype(np.float32),
+                                               dimension_numbers=("NC" + sp, "OI" + sp, "NC" + sp), **params))
+    t = translate("jax", dst, "conv", input_size=n, kernel_size=k,
+                  dimension_numbers=("NC" + sp, "OI" + sp, "NC" + sp), **params)
+    w_dst = convert_filter(w, *t.filter_layout)
+    x_dst = to_layout(x_cf, "NC" + sp, t.input_layout)
+    if dst == "jax":
+        assert t.expressible and t.kwargs["lhs_dilation"] == params["lhs_dilation"]
+        y = run("jax", "conv", rank, x_dst, w_dst, dict(t.kwargs))
+    else:
+        assert not t.expressible and "no input dilation" in t.reason
+        y = run_workaround(t, x_dst, w_dst)
+    close(to_layout(y, t.input_layout, "NC" + sp), want, f"jax -> {dst}: {t}", low_precision=True)
+
+
+def test_jax_lhs_dilation_to_onnx_says_why_not():
+    with pytest.raises(ValueError, match="ONNX's Conv has no input dilation"):
+        translate("jax", "onnx", "conv", input_size=5, kernel_size=3, lhs_dilation=2, padding=((1, 1),))
+    with pytest.raises(ValueError, match="lhs_dilation must be >= 1"):
+        translate("jax", "torch", "conv", input_size=5, kernel_size=3, lhs_dilation=0, padding=((1, 1),))
+
+
+@pytest.mark.parametrize(("op", "dn"), [
+    ("conv", ("NHWC", "HWIO", "NHWC")),
+    ("conv", ("NCHW", "HWIO", "NHWC")),
+    ("conv", ("NWHC", "IWHO", "NCHW")),  # spatial letters in another order: H, W named by the lhs
+    ("conv_transpose", ("NCHW", "OIHW", "NCHW")),
+    ("conv_transpose", ("NHWC", "IOHW", "NHWC")),
+])
+@pytest.mark.parametrize("dst", ["torch", "tf", "jax", "onnx"])
+def test_jax_dimension_numbers_give_the_source_filter_layout(op, dn, dst):
+    """A JAX call with non-default dimension_numbers, run in JAX on a filter laid out as its rhs
+    spec says; the translation, its filter converted by ``convert_filter(w, *t.filter_layout)``,
+    gives the same y in the destination."""
+    lhs, rhs, out = dn
+    sizes = {"N": 2, "C": 3, "O": 4, "I": 3, **dict(zip([c for c in lhs if c not in "NC"], (5, 6)))}
+    k = {c: v for c, v in zip([c for c in lhs if c not in "NC"], (3, 2))}
+    x_src = rng.standard_normal([sizes[c] for c in lhs])
+    w_src = rng.standard_normal([k.get(c, sizes.get(c)) for c in rhs])
+    spatial = [c for c in lhs if c not in "NC"]
+    n, kk = tuple(sizes[c] for c in spatial), tuple(k[c] for c in spatial)
+    if op == "conv":
+        params = {"window_strides": (2, 1), "padding": ((1, 0), (2, 1)), "rhs_dilation": (1, 2),
+                  "dimension_numbers": dn}
+        y_src = np.asarray(lax.conv_general_dilated(x_src.astype(np.float32), w_src.astype(np.float32),
+                                                    **params))
+    else:
+        params = {"strides": (2, 1), "padding": "SAME", "dimension_numbers": dn, "transpose_kernel": True}
+        # transpose_kernel=True: the rhs spec's O is x's channels, its I the output's
+        w_src = rng.standard_normal([k.get(c, {"I": 4, "O": 3}.get(c)) for c in rhs])
+        y_src = np.asarray(lax.conv_transpose(x_src.astype(np.float32), w_src.astype(np.float32), **params))
+    t = translate("jax", dst, op, input_size=n, kernel_size=kk, **params)
+    cf = "NC" + "".join(spatial)  # x and y channels-first, spatial dims in the lhs's order
+    x_cf, y_cf = to_layout(x_src, lhs, cf), to_layout(y_src, out, cf)
+    w_dst = convert_filter(w_src, *t.filter_layout)
+    x_dst = to_layout(x_cf, "NCHW", t.input_layout)
+    if t.expressible and dst == "onnx":
+        y = run_nodes(t.call(), x_dst, w_dst, 4)
+    elif t.expressible:
+        y = run(dst, op, 2, x_dst, w_dst, dict(t.kwargs))
+    else:
+        y = run_workaround(t, x_dst, w_dst)
+    close(to_layout(y, t.input_layout, "NCHW"), y_cf, f"jax {dn} -> {dst}: {t}", low_precision=True)

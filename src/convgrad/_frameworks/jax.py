@@ -111,6 +111,28 @@ def write(c: Conv) -> Translation:
     return answer("jax.lax.conv_transpose", None, code, "lax.conv_transpose has no groups", "NC" + sp)
 
 
+def rhs_layout(dimension_numbers: object, op: str, rank: int) -> str | None:
+    """The filter layout (convert_filter's letters) that ``dimension_numbers`` given as three
+    strings gives the rhs, or None for JAX's defaults: each spatial letter is named by its place
+    among the lhs spec's spatial letters (('NHWC', 'HWIO', 'NHWC') -> 'HWIO', ('NWC', 'WIO', 'NWC')
+    -> 'WIO'); ``conv_transpose`` with ``transpose_kernel=True`` reads the rhs spec's I as the
+    output channels, so I and O swap."""
+    if dimension_numbers is None:
+        return None
+    if not (isinstance(dimension_numbers, (tuple, list)) and len(dimension_numbers) == 3
+            and all(isinstance(v, str) for v in dimension_numbers)):
+        raise ValueError(f"translate reads dimension_numbers as three strings such as ('NHWC', 'HWIO', "
+                         f"'NHWC'), got {dimension_numbers!r}")
+    lhs, rhs, _ = dimension_numbers
+    spatial = [ch for ch in lhs if ch not in "NC"]
+    if len(lhs) != rank + 2 or sorted(rhs) != sorted("OI" + "".join(spatial)):
+        raise ValueError(f"dimension_numbers={dimension_numbers!r} do not name N, C and {rank} spatial dims "
+                         "in the lhs and O, I and the same spatial dims in the rhs")
+    names = letters(rank)
+    layout = "".join(names[spatial.index(ch)] if ch in spatial else ch for ch in rhs)
+    return layout.translate(str.maketrans("IO", "OI")) if op == "conv_transpose" else layout
+
+
 # --- explain ------------------------------------------------------------------------------------
 def gradient_calls(g: ConvGeometry) -> dict:
     """Both gradients of ``g`` in JAX (channels-first, its default dimension numbers, any rank)."""
