@@ -17,7 +17,9 @@ axis):
 tf         ``strides``, ``dilations`` (or TF1's ``rate``, ``dilation_rate``), ``padding`` ('SAME',
            'VALID' or (before, after) pairs), ``output_shape`` or ``input_sizes`` (transposed;
            the spatial sizes or the whole shape), ``data_format`` ('NHWC' or 'NCHW', ...: which
-           entries of the N + 2 forms are spatial), ``groups``
+           entries of the N + 2 forms are spatial), ``groups``; ``depthwise_conv2d`` and
+           ``depthwise_conv2d_native`` take ``in_channels`` (the C of the (kh, kw, C, M) filter)
+           for the groups, the filter read as ``'HWIM'``
 torch      ``stride``, ``dilation``, ``padding`` (int, ints, 'same', 'valid'),
            ``output_padding`` (transposed), ``groups``
 onnx       ``strides``, ``dilations``, ``pads`` ([b1.., e1..]), ``auto_pad``,
@@ -88,6 +90,12 @@ def translate(src: str, dst: str, op: str = "conv", *, input_size: object, kerne
     names = getattr(reader, "OP_NAMES", {})
     if op not in OPS and op not in names:
         raise ValueError(f"unknown op={op!r}; expected one of {OPS} or {src}'s {sorted(names)}")
+    depthwise = op in getattr(reader, "DEPTHWISE_OPS", ())
+    if depthwise:  # the conv grouped by the input channels, which the sizes do not say
+        if "groups" in params or params.get("in_channels") is None:
+            raise TypeError(f"{src} {op}: give in_channels (the C of its (kh, kw, C, M) filter), not groups")
+        channels = params.pop("in_channels")
+        params["groups"] = channels
     op = names.get(op, op)
     mode = _mode(src, op, params.pop("padding_mode", None))
     lhs = params.pop("lhs_dilation", None) if (src, op) == ("jax", "conv") else None
@@ -111,6 +119,7 @@ def translate(src: str, dst: str, op: str = "conv", *, input_size: object, kerne
         answer = _frameworks.module(dst).write(conv) if mode == "zeros" else _with_mode(dst, conv, mode)
     # the source's filter as its framework's defaults lay it out; the target's as the call written
     given = reader.rhs_layout(params.get("dimension_numbers"), op, conv.rank) if src == "jax" else None
+    given = filter_layout(src, "depthwise", conv.rank) if depthwise else given
     layouts = (given or filter_layout(src, op, conv.rank), _frameworks.written_layout(dst, op, conv.rank))
     return dataclasses.replace(answer, filter_layout=layouts)
 

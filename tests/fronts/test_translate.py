@@ -552,3 +552,44 @@ def test_jax_dimension_numbers_give_the_source_filter_layout(op, dn, dst):
     else:
         y = run_workaround(t, x_dst, w_dst)
     close(to_layout(y, t.input_layout, "NCHW"), y_cf, f"jax {dn} -> {dst}: {t}", low_precision=True)
+
+
+@pytest.mark.parametrize(("op", "params", "n", "k", "c", "m"), [
+    ("depthwise_conv2d", {"strides": [1, 2, 2, 1], "padding": "SAME"}, (7, 6), (3, 3), 3, 2),
+    ("depthwise_conv2d", {"strides": [1, 1, 1, 1], "padding": "VALID", "dilations": [2, 1]},
+     (8, 7), (3, 2), 2, 1),
+    ("depthwise_conv2d", {"strides": [1, 1, 1, 1], "padding": [[0, 0], [1, 2], [0, 1], [0, 0]]},
+     (5, 5), (2, 3), 4, 3),
+    ("depthwise_conv2d_native", {"strides": [1, 3, 3, 1], "padding": "SAME"}, (9, 8), (3, 3), 2, 2),
+])
+@pytest.mark.parametrize("dst", ["torch", "tf", "jax", "onnx"])
+def test_tf_depthwise_filters_translate(op, params, n, k, c, m, dst):
+    """TensorFlow's depthwise conv, run in TensorFlow on its (kh, kw, C, M) filter: the translation
+    (a conv grouped by C; PyTorch's (C * M, 1, kh, kw) filter, JAX's feature_group_count=C) with
+    ``convert_filter(w, *t.filter_layout)`` gives the same y in each destination."""
+    x = rng.standard_normal((2, *n, c))  # NHWC
+    w = rng.standard_normal((*k, c, m))  # HWIM
+    kw = {key: v for key, v in params.items() if key != "dilations"}
+    if "dilations" in params:
+        kw["dilations"] = params["dilations"]
+    f = tf.nn.depthwise_conv2d if op == "depthwise_conv2d" else (
+        lambda x, w, strides, padding, **_: tf.raw_ops.DepthwiseConv2dNative(
+            input=x, filter=w, strides=strides, padding=padding))
+    want = f(x, w, **kw).numpy()
+    t = translate("tf", dst, op, input_size=n, kernel_size=k, in_channels=c, **params)
+    assert t.filter_layout[0] == "HWIM"
+    w_dst = convert_filter(w, *t.filter_layout)
+    x_dst = to_layout(x, "NHWC", t.input_layout)
+    if t.expressible and dst == "onnx":
+        y = run_nodes(t.call(), x_dst, w_dst, 4)
+    elif t.expressible:
+        y = run(dst, "conv", 2, x_dst, w_dst, dict(t.kwargs))
+    else:
+        y = run_workaround(t, x_dst, w_dst)
+    close(to_layout(y, t.input_layout, "NHWC"), want, f"tf {op} -> {dst}: {t}",
+          low_precision=dst in ("jax", "onnx"))
+
+
+def test_tf_depthwise_needs_in_channels():
+    with pytest.raises(TypeError, match="give in_channels"):
+        translate("tf", "torch", "depthwise_conv2d", input_size=5, kernel_size=3, strides=1, padding="SAME")

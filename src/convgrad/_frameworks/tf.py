@@ -51,8 +51,12 @@ COMPLEX = ("complex: TensorFlow's conv kernels take half, bfloat16, float and do
 PARAMS = {"conv": {"strides", "dilations", "padding", "groups", "data_format", "rate", "dilation_rate"},
           "conv_transpose": {"strides", "dilations", "padding", "output_shape", "input_sizes", "groups",
                              "data_format", "rate", "dilation_rate"}}
+# The depthwise ops: a conv grouped by the input channels (``in_channels``, the C of the filter's
+# (kh, kw, C, M)), the filter in FILTER_LAYOUTS["depthwise"].
+DEPTHWISE_OPS = ("depthwise_conv2d", "depthwise_conv2d_native")
 # TensorFlow's op names (tf.nn, TF1's tf.nn and tf.compat.v1.nn) as the conv they compute or transpose.
-OP_NAMES = {**dict.fromkeys(("conv1d", "conv2d", "conv3d", "convolution", "atrous_conv2d"), "conv"),
+OP_NAMES = {**dict.fromkeys(("conv1d", "conv2d", "conv3d", "convolution", "atrous_conv2d", *DEPTHWISE_OPS),
+                            "conv"),
             **dict.fromkeys(("conv1d_transpose", "conv2d_transpose", "conv3d_transpose",
                              "atrous_conv2d_transpose", "conv2d_backprop_input", "conv3d_backprop_input_v2"),
                             "conv_transpose")}
