@@ -267,3 +267,49 @@ def test_legend_names_the_samples_of_the_grid(mode):
         fig = draw.figure(scene, draw.still_mode(scene) if mode == "still" else mode)
         labels = {t.get_text() for t in fig.texts if t.get_gid() == "legend"}
         assert sample in labels and "input sample" not in labels, (op, labels)
+
+
+def dilated(x: np.ndarray, lhs: int) -> np.ndarray:
+    """x (1-D) with lhs - 1 zeros between samples."""
+    xd = np.zeros((len(x) - 1) * lhs + 1)
+    xd[::lhs] = x
+    return xd
+
+
+@pytest.mark.parametrize("lhs, stride, dilation, padding", [
+    (2, 1, 1, "0"), (3, 2, 1, "1:2"), (2, 1, 2, "2:0"), (2, 2, 1, "-1:1")])
+def test_input_dilation_pictures_read_the_cells_the_conv_reads(cli, tmp_path, lhs, stride, dilation, padding):
+    """--lhs-dilation: the forward and filter-grad pictures' windows, read on x's samples placed
+    on the picture's DATA cells (zeros elsewhere; grid cell c is dilated position c - the pad
+    before, as _scene's docstring says), give the conv's results by a loop here over x dilated
+    and padded by hand; inserted zeros are drawn and named so in the legend; the gradient ops
+    refuse --lhs-dilation with a message, not a traceback."""
+    rng = np.random.default_rng(lhs * 10 + stride)
+    x, w = rng.standard_normal(5), rng.standard_normal(3)
+    argv = ["--x", "1,1,5", "--w", "1,1,3", "--lhs-dilation", str(lhs), "--stride", str(stride),
+            "--dilation", str(dilation), f"--padding={padding}"]
+    lo, hi = (int(v) for v in padding.split(":")) if ":" in padding else (int(padding),) * 2
+    xd = dilated(x, lhs)
+    xp = np.concatenate([np.zeros(max(lo, 0)), xd, np.zeros(max(hi, 0))])[max(-lo, 0):]
+    xp = xp[:len(xp) - max(-hi, 0)]
+    k_eff = (len(w) - 1) * dilation + 1
+    y = np.array([sum(xp[i * stride + t * dilation] * w[t] for t in range(3))
+                  for i in range((len(xp) - k_eff) // stride + 1)])
+    dy = rng.standard_normal(len(y))
+    d_w = np.array([sum(xp[t * dilation + j * stride] * dy[j] for j in range(len(y))) for t in range(3)])
+    for op, want, weights in (("forward", y, w), ("filter-grad", d_w, dy)):
+        scene = scene_for([*argv, "--op", op])
+        cells = scene.input_shape[1]
+        kinds = [scene.kind(0, c) for c in range(cells)]
+        values = np.array([xd[c - max(lo, 0)] if kinds[c] == _scene.DATA else 0.0 for c in range(cells)])
+        assert {_scene.DATA, _scene.ZERO} <= set(kinds)
+        assert all(xd[c - max(lo, 0)] == 0 for c in range(cells) if kinds[c] == _scene.ZERO)
+        got = [sum(values[c] * weights[int(label)] for _, c, label in scene.window(step))
+               for step in scene.steps()]
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+        fig = draw.figure(scene, "grid")
+        labels = {t.get_text() for t in fig.texts if t.get_gid() == "legend"}
+        assert "inserted zero (input dilation)" in labels and "inserted zero (stride)" not in labels, labels
+    for op in ("input-grad", "transpose"):
+        res = cli("draw", *argv, "--op", op, "-o", str(tmp_path / "p.png"))
+        assert res.code == 2 and "--lhs-dilation" in res.err and "Traceback" not in res.err

@@ -51,18 +51,19 @@ def _grid(length: int, before: int, after: int, kind_of: Callable[[int], str]) -
     return kinds, start
 
 
-def _axis(op: str, n: int, k: int, s: int, d: int, pads: tuple[int, int], o: int) -> Axis:
-    """One axis of ``op``'s picture. 'forward': x padded by ``pads``, output i reads padded
-    positions i*s + t*d. 'filter-grad': x padded likewise, d_w tap t reads t*d + j*s, one per dy
-    sample j. 'input-grad' and 'transpose': dy dilated by the stride, padded by the input-gradient
-    pads, under the flipped kernel: output i reads i + t*d with tap t = w[k - 1 - t]."""
+def _axis(op: str, n: int, k: int, s: int, d: int, pads: tuple[int, int], o: int, lhs: int = 1) -> Axis:
+    """One axis of ``op``'s picture. 'forward': x (dilated by ``lhs``: lhs - 1 zeros between
+    samples) padded by ``pads``, output i reads padded positions i*s + t*d. 'filter-grad': x
+    dilated and padded likewise, d_w tap t reads t*d + j*s, one per dy sample j. 'input-grad' and
+    'transpose': dy dilated by the stride, padded by the input-gradient pads, under the flipped
+    kernel: output i reads i + t*d with tap t = w[k - 1 - t]."""
     lo, hi = pads
     if op in ("input-grad", "transpose"):
         kinds, start = _grid(dilate_dim(o, s), lo, hi, lambda j: DATA if j % s == 0 else ZERO)
         windows = [[i + t * d for t in range(k)] for i in range(n)]
         labels = [k - 1 - t for t in range(k)]
     else:
-        kinds, start = _grid(n, lo, hi, lambda i: DATA)
+        kinds, start = _grid(dilate_dim(n, lhs), lo, hi, lambda i: DATA if i % lhs == 0 else ZERO)
         if op == "forward":
             windows, labels = [[i * s + t * d for t in range(k)] for i in range(o)], list(range(k))
         else:
@@ -142,15 +143,21 @@ def build(op: str, g: ConvGeometry, title: str) -> Scene:
     'transpose', that of the conv the transposed conv is the adjoint of)."""
     if g.rank > 2:
         raise ValueError(f"draw shows 1-D and 2-D convolutions; this one has {g.rank} spatial dims")
+    if op in ("transpose", "input-grad") and any(v != 1 for v in g.lhs_dilation):
+        # d_x is then the gradient of the dilated input read at the samples only: not one window
+        # picture; the forward and filter-grad pictures show the zeros the dilation inserts.
+        raise ValueError(f"draw shows --lhs-dilation {','.join(map(str, g.lhs_dilation))} for --op forward "
+                         f"and --op filter-grad, not --op {op}")
     pads = g.input_grad_padding if op in ("transpose", "input-grad") else g.padding
-    axes = [_axis(op, n, k, s, d, p, o) for n, k, s, d, p, o in
-            zip(g.in_spatial, g.kernel, g.stride, g.rhs_dilation, pads, g.out_spatial)]
+    axes = [_axis(op, n, k, s, d, p, o, lhs) for n, k, s, d, p, o, lhs in
+            zip(g.in_spatial, g.kernel, g.stride, g.rhs_dilation, pads, g.out_spatial, g.lhs_dilation)]
     if len(axes) == 1:
         axes.insert(0, Axis((DATA,), ((0,),), ("",)))
+    dilated = any(v != 1 for v in g.lhs_dilation)
     labels = {
-        "forward": ("x, padded", "w", "y = conv(x, w)"),
+        "forward": ("x, dilated and padded" if dilated else "x, padded", "w", "y = conv(x, w)"),
         "transpose": ("x, stride-dilated and padded", "w flipped", "y = conv_transpose(x, w)"),
         "input-grad": ("dy, stride-dilated and padded", "w flipped (rot180)", "d_x"),
-        "filter-grad": ("x, padded", "dy, stride-dilated", "d_w"),
+        "filter-grad": ("x, dilated and padded" if dilated else "x, padded", "dy, stride-dilated", "d_w"),
     }[op]
     return Scene(op, axes[0], axes[1], *labels, title)

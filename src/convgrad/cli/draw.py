@@ -280,7 +280,8 @@ def _styles(scene: _scene.Scene, mode: str) -> dict[str, Style]:
     out, kernel = scene.output_name, scene.kernel_name
     tap = "dy sample" if scene.op == "filter-grad" else "tap of w"
     names = {_scene.DATA: scene.sample_label, _scene.PAD: "zero padding",
-             _scene.ZERO: "inserted zero (stride)", _scene.CROP: "cropped (negative pad)"}
+             _scene.ZERO: "inserted zero (input dilation)" if scene.op in ("forward", "filter-grad")
+             else "inserted zero (stride)", _scene.CROP: "cropped (negative pad)"}
     styles = {k: Style(COLORS[k], EDGE, "///" if k == _scene.CROP else None, names[k]) for k in COLORS}
     if mode == "overlay":
         styles["reads"] = Style(WINDOW, "none", None, "windows reading the cell (square size; count)")
