@@ -69,3 +69,13 @@ def finishes_within(seconds: int):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def run_op(op, x, w, dy, method, kwargs):
+    """One of the three ops ('forward', 'input_grad', 'filter_grad') through the public API,
+    with ``method`` and the geometry ``kwargs``."""
+    if op == "forward":
+        return convgrad.conv(x, w, method=method, **kwargs)
+    if op == "input_grad":
+        return convgrad.conv_input_grad(dy, w, x.shape, method=method, **kwargs)
+    return convgrad.conv_filter_grad(x, dy, w.shape, method=method, **kwargs)

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import convgrad
 import oracle
-from checks import methods
+from checks import methods, run_op
 from convgrad.scipy import signal as cg_signal
 from strategies import budget, conv_cases
 from tally import checked_against
@@ -47,14 +47,6 @@ def ints(rng, shape, peak):
     if a.size:
         a.flat[rng.integers(a.size)] = peak * rng.choice([-1, 1])
     return a
-
-
-def run_op(op, x, w, dy, method, kwargs):
-    if op == "forward":
-        return convgrad.conv(x, w, method=method, **kwargs)
-    if op == "input_grad":
-        return convgrad.conv_input_grad(dy, w, x.shape, method=method, **kwargs)
-    return convgrad.conv_filter_grad(x, dy, w.shape, method=method, **kwargs)
 
 
 def exact(case, op, x, w, dy):

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+import checks
 import convgrad
 import oracle
 from checks import methods
@@ -70,13 +71,8 @@ def oracle_results(case, x, w, dy):
                 "filter_grad": oracle.w_from_first(oracle.filter_grad(xf, dyf, wf.shape, **geo), fmt)}
 
 
-@np.errstate(invalid="ignore", over="ignore")  # NumPy's warnings for inf * 0: the values are checked
-def run_op(op, x, w, dy, method, kwargs):
-    if op == "forward":
-        return convgrad.conv(x, w, method=method, **kwargs)
-    if op == "input_grad":
-        return convgrad.conv_input_grad(dy, w, x.shape, method=method, **kwargs)
-    return convgrad.conv_filter_grad(x, dy, w.shape, method=method, **kwargs)
+# NumPy's warnings for inf * 0: the values are checked
+run_op = np.errstate(invalid="ignore", over="ignore")(checks.run_op)
 
 
 def operands(op, x, w, dy):
