@@ -217,3 +217,17 @@ def test_empty_outputs_are_empty_results_with_zero_gradients(x_shape, w_shape, k
         conv_kw = {k: v for k, v in kw.items() if k in ("stride", "padding")}
         with pytest.raises(ValueError, match="kernel larger than the padded input"):
             convgrad.conv(x, w, dilation=kw.get("rhs_dilation", 1), **conv_kw)
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "fg", "bg", "message"), [
+    ((4, 4, 5), (4, 2, 3), 2, 2, "at most one of feature_group_count=2 and batch_group_count=2"),
+    ((4, 4, 5), (4, 2, 3), 1, 2, "batch_group_count=2 the filter needs all 4 input channels"),
+    ((4, 4, 5), (4, 3, 3), 2, 1, r"feature_group_count=2 the filter needs 4/2 input channels.*has 3"),
+    ((4, 3, 5), (4, 1, 3), 2, 1, "feature_group_count=2 must divide x's 3 channels"),
+])
+def test_conv_general_group_errors_name_the_cause(x_shape, w_shape, fg, bg, message):
+    """Each wrong grouping is refused with the count at fault (both > 1 used to be reported as a
+    channel mismatch whose numbers agreed: '4/2 input channels, but ... has 2')."""
+    with pytest.raises(ValueError, match=message):
+        convgrad.conv_general(np.ones(x_shape), np.ones(w_shape), feature_group_count=fg,
+                              batch_group_count=bg)

@@ -339,8 +339,16 @@ class ConvGeometry:
             raise ValueError(
                 f"string padding={padding!r} is not defined with lhs_dilation={ld}; give explicit pads"
             )
-        expected_cw = c if bg > 1 else (c // fg if c % fg == 0 else None)
-        if expected_cw != cw:
+        if fg > 1 and bg > 1:  # checked first: the channel message below assumes one kind
+            raise ValueError(f"at most one of feature_group_count={fg} and batch_group_count={bg} may be > 1")
+        if bg > 1 and cw != c:  # batch groups split the batch, not the channels
+            raise ValueError(
+                f"x has {c} channels; with batch_group_count={bg} the filter needs all {c} input "
+                f"channels, but w.shape={w_shape} has {cw}"
+            )
+        if c % fg:
+            raise ValueError(f"feature_group_count={fg} must divide x's {c} channels")
+        if bg == 1 and c // fg != cw:
             raise ValueError(
                 f"x has {c} channels; with feature_group_count={fg} the filter needs "
                 f"{c}/{fg} input channels, but w.shape={w_shape} has {cw}"
