@@ -172,3 +172,20 @@ def test_prepared_conv_takes_lists_as_conv_does():
     """seed 20261206 call 8125: AttributeError: 'list' object has no attribute 'transpose'."""
     x, w = np.arange(8.0).reshape(1, 2, 4), [[[1.0, 2.0], [3.0, 4.0]]]
     np.testing.assert_array_equal(convgrad.prepare((1, 2, 4), (1, 2, 2))(x, w), convgrad.conv(x, np.array(w)))
+
+
+@pytest.mark.parametrize("method", ["auto", "subpixel", "im2col"])
+def test_empty_batch_with_unrepresentable_extents_is_refused_by_name(method):
+    """An empty batch whose other extents multiply past 2**63 bytes: NumPy cannot make the result
+    (nor the engines' padded scratch: 'array is too big' from inside an engine, before); the op
+    names the result shape. One extent less, the empty result comes back without any engine."""
+    dy = np.zeros((0, 1, 2**29, 2**29))
+    w = np.ones((1, 1, 4, 4))
+    with pytest.raises(ValueError, match=r"the result \(0, 1, 1073741824, 1073741824\) of float64 cannot "
+                                         r"be a NumPy array"):
+        convgrad.conv_input_grad(dy, w, (0, 1, 2**30, 2**30), stride=2, padding=1, method=method)
+    with pytest.raises(ValueError, match="cannot be a NumPy array"):
+        convgrad.conv_transpose(dy, w, stride=2, padding=1, method=method)
+    dx = convgrad.conv_input_grad(dy.astype(np.float32), w.astype(np.float32), (0, 1, 2**30, 2**30),
+                                  stride=2, padding=1, method=method)
+    assert dx.shape == (0, 1, 2**30, 2**30) and dx.dtype == np.float32

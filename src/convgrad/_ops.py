@@ -101,8 +101,14 @@ class _Call:
     def __call__(self, role: str, **arrays: np.ndarray) -> np.ndarray:
         """The array of ``role`` ('x', 'w' or 'y') from the other two, given by role."""
         a, b = (arrays[r] for r in _FROM[role])
-        if self.geom.empty:  # no window: nothing reaches any array, and no engine sees the geometry
-            shape, dtype = self.shape(role), result_dtype(a, b)[1 if self.wide else 0]
+        shape = self.shape(role)
+        if self.geom.empty or 0 in shape:  # no window, or nothing to compute: no engine sees it
+            dtype = result_dtype(a, b)[1 if self.wide else 0]
+            # NumPy refuses a shape whose extents multiply past 2**63 bytes even with a 0 in it.
+            nominal = math.prod(max(n, 1) for n in shape) * dtype.itemsize
+            if nominal >= 2**63:
+                raise ValueError(f"the result {shape} of {dtype} cannot be a NumPy array: its extents "
+                                 f"multiply to {nominal:,} bytes, past NumPy's limit of 2**63 - 1")
             check_fits(f"the result {shape}", math.prod(shape) * dtype.itemsize,
                        workspace_limit(self.workspace_bytes))
             return np.zeros(shape, dtype)
@@ -111,7 +117,7 @@ class _Call:
                 check_int_sum(*int_terms("input_grad", self.pad_map.valid, self.pad_map.pads), dy=a, w=b)
             valid = replace(self, geom=self.pad_map.valid, pad_map=None)
             return self.pad_map.through(valid, role, arrays, self.fmt, workspace_limit(self.workspace_bytes))
-        return _run(_OP[role], self.geom, a, b, self.fmt, self.method, self.workspace_bytes, self.shape(role),
+        return _run(_OP[role], self.geom, a, b, self.fmt, self.method, self.workspace_bytes, shape,
                     exact_ints=self.exact_ints, wide=self.wide)
 
     def primal(self, a: np.ndarray) -> np.ndarray:
