@@ -12,7 +12,11 @@ of dy, padded by ``(k - 1) * d - pad`` on each side, with the kernel flipped and
 axes swapped; with a stride, one sub-pixel phase of dx at a time (see subpixel.py), each
 written in place. The filter gradient holds tiles of 16 input x 16 output channels (8 x 16 in
 float64, or 4 x 64) over a chunk of output rows; each thread sums its share of the rows into its
-own copy of dw, and the copies are added at the end.
+own copy of dw, and the copies are added at the end. In float32 it runs instead, where the model
+finds it faster, as a GEMM over an implicit im2col of x (_kernels/filter_runs.py): tiles of 6
+filter rows x 64 output channels along a tap row's run of (kw, c) (21 for a 3-channel 7x7 stem,
+where tiles of input channels would be 3 of 4 full), the threads splitting the output channels
+before the rows.
 
 Channels-first callers: the padding pass transposes x (or dy) as it copies it, and the tiles
 store y and dx channels-first themselves. A float32 1x1 conv (stride 1, unpadded) runs instead
@@ -82,7 +86,14 @@ class Tiled:
         kernel = _kernels.tiled_filter_grad if op == "filter_grad" else _kernels.tiled_forward
         penalty = planner.load_seconds(dtype, kernel, _kernels.pad_copy)
         choices: dict[str, object] = {"block": block}
-        if op == "filter_grad":
+        if op == "filter_grad" and _runs_fit(geom, dtype):
+            row_parts, workspace = _runs_workspace(geom, dtype, padded)
+            check_fits(f"the padded input, dy with 64k channels and {row_parts} partial filter gradients",
+                       workspace, limit)
+            choices.update(block=64, tile="6x64 runs", parts=row_parts)
+            run = partial(_filter_grad_runs, geom, row_parts)
+            penalty = planner.load_seconds(dtype, _kernels.filter_grad_runs, _kernels.pad_copy)
+        elif op == "filter_grad":
             item, c = dtype.itemsize, geom.in_channels
             o = -(-geom.out_channels // block) * block
             dy_copy = 0 if o == geom.out_channels else geom.batch * math.prod(geom.out_spatial) * o * item
@@ -111,7 +122,9 @@ class Tiled:
             else:
                 run = partial(_strided_input_grad, geom, block)
                 first = partial(_run_first, partial(_strided_input_grad, geom, block, first=True), op)
-        seconds = (_compute_seconds(geom, op, block, dtype) + copy + fig.CALL_SECONDS) * fig.FITTED[op]
+        runs = choices.get("tile") == "6x64 runs"
+        compute = _runs_seconds(geom) if runs else _compute_seconds(geom, op, block, dtype)
+        seconds = (compute + copy + fig.CALL_SECONDS) * fig.FITTED[op]
         seconds += penalty
         # Channels-first: the padding pass transposes the operands as it copies them; the tiles
         # write y and dx channels-first; only dw (small) is transposed on its own.
@@ -235,6 +248,75 @@ def _filter_grad(geom: ConvGeometry, block: int, cp: int, parts: int, x: np.ndar
     _kernels.tiled_filter_grad(as_3d(xp), as_3d(dy), *(unit + geom.stride), *(unit + geom.rhs_dilation),
                                _filter_tile(block, x.dtype), acc)
     return acc.sum(axis=0)[..., :c, :o].reshape(*k, c, o)
+
+
+# The filter gradient as a GEMM over an implicit im2col of x (_kernels/filter_runs.py): tiles of
+# 6 filter rows along a tap row's run of (kw, c) x 64 output channels, float32. The threads split
+# the blocks of 64 output channels first, then the rows (a partial filter gradient per row share).
+RUNS = True  # tests turn the runs off to reach the tiles of input channels
+RUN_ROWS = 6
+RUNS_CHUNK_BYTES = 16384  # dy per chunk of rows: 64 channels of 64 outputs stay in the first cache
+
+
+def _run_length_fg(geom: ConvGeometry) -> int:
+    """Filter rows in one run: a tap row's (kw, c), or c alone with a dilation along the row."""
+    c = geom.in_channels
+    return geom.kernel[-1] * c if geom.rhs_dilation[-1] == 1 else c
+
+
+def _runs_fit(geom: ConvGeometry, dtype: np.dtype) -> bool:
+    """Whether the runs kernel takes this filter gradient and its model beats the tiles of input
+    channels: float32 (6 x 64 float64 sums would not fit the registers), runs of at least 6."""
+    if not (RUNS and np.dtype(dtype) == np.float32 and _run_length_fg(geom) >= RUN_ROWS
+            and geom.out_channels and geom.in_channels):
+        return False
+    block = _block(geom, "filter_grad", dtype)
+    return _runs_seconds(geom) < _compute_seconds(geom, "filter_grad", block, dtype)
+
+
+def _runs_seconds(geom: ConvGeometry) -> float:
+    """The runs kernel's compute: its rate, times the zero output channels up to a multiple of 64
+    and the rows the last, overlapping tile of each run computes twice."""
+    fig = figures("tiled")
+    o, run = max(1, geom.out_channels), _run_length_fg(geom)
+    tiles = -(-run // RUN_ROWS)
+    return geom.flops / fig.RUNS_FLOPS_PER_S * (-(-o // 64) * 64 / o) * (tiles * RUN_ROWS / run)
+
+
+def _runs_parts(geom: ConvGeometry) -> int:
+    """Shares of the rows: the threads the blocks of 64 output channels leave idle."""
+    blocks = -(-geom.out_channels // 64)
+    rows = geom.batch * math.prod(geom.out_spatial[:-1])
+    return max(1, min(rows, -(-_threads.allowed() // blocks)))
+
+
+def _runs_workspace(geom: ConvGeometry, dtype: np.dtype, padded: int) -> tuple[int, int]:
+    """(row shares, bytes): the padded x, dy with 64k channels where O is not, the partial
+    filter gradients."""
+    o = -(-geom.out_channels // 64) * 64
+    item = dtype.itemsize
+    dy_copy = 0 if o == geom.out_channels else geom.batch * math.prod(geom.out_spatial) * o * item
+    parts = _runs_parts(geom)
+    return parts, padded + dy_copy + parts * math.prod(geom.kernel) * geom.in_channels * o * item
+
+
+def _filter_grad_runs(geom: ConvGeometry, row_parts: int, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """dw ``(*K, C, O)`` of channels-last x ``(N, *S, C)`` and dy ``(N, *out, O)`` by the runs
+    kernel (float32)."""
+    k, c, o = geom.kernel, geom.in_channels, geom.out_channels
+    if dy.size == 0 or c == 0 or o == 0:
+        return np.zeros((*k, c, o), dtype=x.dtype)
+    blocks = -(-o // 64) * 64
+    dy = _padded(dy, ((0, 0),) * geom.rank, blocks, "tiled.dy")
+    xp = _padded(x, geom.tight_padding, None, "tiled.x")
+    _check_reach(xp.shape[1:-1], geom.out_spatial, k, geom.stride, geom.rhs_dilation)
+    unit = (1,) * (3 - geom.rank)
+    acc = scratch("tiled.parts", (row_parts, *unit, *k, c, blocks), x.dtype)
+    _threads.for_numba()
+    _kernels.filter_grad_runs(as_3d(xp), as_3d(dy), *(unit + geom.stride), *(unit + geom.rhs_dilation),
+                              row_parts, RUNS_CHUNK_BYTES, acc)
+    dw = acc[0] if row_parts == 1 else acc.sum(axis=0)
+    return np.ascontiguousarray(dw[..., :o]).reshape(*k, c, o)
 
 
 _TILE_WIDTH = {DOT: 6, 16: 8, 32: 8, 64: 6}

@@ -1,6 +1,7 @@
 """Numba kernels for the loops NumPy cannot fuse, one module per engine that runs them:
 depthwise (``depthwise``, and on channels-first planes ``depthwise_first``), register-tiled
-dense convolutions (``tiled``, with its parallel zero padding), Winograd transforms, im2col
+dense convolutions (``tiled``, with its parallel zero padding; ``filter_runs``, its float32 filter
+gradient as a GEMM over an implicit im2col), Winograd transforms, im2col
 packing, the FFT engine's spectral mixing, the passes around Gauss's trick for complex ops
 (``gauss``); ``_numba`` holds the fallback without Numba and the
 intrinsics. This module says which kernels are loaded
@@ -27,6 +28,7 @@ from .depthwise_first import (
     depthwise2d_forward_first,
     depthwise2d_input_grad_first,
 )
+from .filter_runs import filter_grad_runs
 from .gauss import join_parts, split_parts
 from .im2col import col2im3d, im2col3d
 from .pad import last_to_first, pad_copy, pad_copy_first
@@ -77,6 +79,8 @@ def warm_up(dtypes=("float32", "float64")) -> None:
                       corner, one, out, False, False, False)
         tiled_filter_grad(x[:, None], np.zeros((1, 1, 4, 4, 16), dt), 1, 1, 1, 1, 1, 1, 8,
                           np.zeros((1, 1, 3, 3, 2, 16), dt))
+        filter_grad_runs(x[:, None], np.zeros((1, 1, 4, 4, 64), dt), 1, 1, 1, 1, 1, 1, 1, 16384,
+                         np.zeros((1, 1, 3, 3, 2, 64), dt))
         cols = np.zeros((1, 16, 9, 2), dt)
         im2col3d(x[:, None], 0, 1, 4, 4, 1, 1, 1, 1, 1, 1, 1, 3, 3, cols)
         col2im3d(cols, 0, 1, 4, 4, 1, 1, 1, 1, 1, 1, 1, 3, 3, x[:, None])

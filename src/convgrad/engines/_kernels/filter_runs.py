@@ -1,0 +1,157 @@
+"""The dense filter gradient as a GEMM over an implicit im2col of x, in register tiles of 6 rows
+of the filter x 64 output channels (float32).
+
+dw[(a, b, e, c), o] = sum over outputs (n, i, j, k) of xp[n, i*s0 + a*d0, j*s1 + b*d1,
+k*s2 + e*d2, c] * dy[n, i, j, k, o]. Without dilation along the row, a tap row's (e, c) are one
+run of KW * C values, contiguous in x as in dw: a 7x7 stem with 3 input channels has runs of 21,
+not 3, so the tile's 6 rows are full where tiles of input channels would be 3 of 4. Each tile
+loads 6 broadcast x values and 4 vectors of dy per 24 multiply-adds (the 4 x 64 tiles of
+tiled.py: 8 per 16).
+
+The threads split the output channels first (their blocks of dw are theirs alone: nothing to add
+at the end, nothing re-read by the other), then the rows, each part summing into its own copy.
+Each thread walks its blocks of 64 output channels one at a time, the rows in chunks of about
+``chunk_bytes`` of dy: a block of dw (KD*KH*KW*C*64 floats; 590 KB for 256 channels, 3x3) stays
+in the second-level cache while the chunks stream past it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._numba import _registers, _wide_vectors, njit, prange
+
+_U64 = np.uint64(64)
+ROWS = 6  # filter rows (run entries) per tile
+
+
+@njit(parallel=True, cache=True)
+def filter_grad_runs(xp, dy, s0, s1, s2, d0, d1, d2, row_parts, chunk_bytes,
+                     parts):  # pragma: no cover - compiled
+    """parts[p] (KD, KH, KW, C, O) = the filter gradient summed over part p of the output rows,
+    of xp (N, D', H', W', C), padded, and dy (N, D, H, W, O), O a multiple of 64. The threads
+    take ``parts.shape[0] == row_parts`` shares of the rows times the blocks of 64 output
+    channels; the caller adds the parts. 1-D and 2-D convs come with unit leading axes."""
+    N, OD, OH, OW, O = dy.shape
+    XD, XH, XW, C = xp.shape[1], xp.shape[2], xp.shape[3], xp.shape[4]
+    KD, KH, KW = parts.shape[1], parts.shape[2], parts.shape[3]
+    xf, df = xp.ravel(), dy.ravel()
+    sd, sh, sw = XH * XW * C, XW * C, np.uint64(s2 * C)
+    rows = N * OD * OH
+    blocks = O // 64
+    chunk = max(1, chunk_bytes // max(1, OW * 64 * dy.itemsize))
+    run, taps = (KW * C, 1) if d2 == 1 else (C, KW)
+    per_tap = KW * C * O  # dw entries per tap row (a, b)
+    for t in prange(row_parts * blocks):
+        part, q = t // blocks, t % blocks
+        ob = q * 64
+        tf = parts[part].ravel()
+        for r in range(KD * KH * KW * C):
+            for o in range(64):
+                tf[r * O + ob + o] = 0
+        xo = np.empty(chunk, np.int64)
+        do = np.empty(chunk, np.int64)
+        start, stop = part * rows // row_parts, (part + 1) * rows // row_parts
+        for r0 in range(start, stop, chunk):
+            count = min(chunk, stop - r0)
+            for i in range(count):
+                do[i] = (r0 + i) * OW * O
+            for a in range(KD):
+                for b in range(KH):
+                    for i in range(count):  # divisions are slow: once per row and tap row
+                        r = r0 + i
+                        xo[i] = (r // (OD * OH) * XD + r // OH % OD * s0 + a * d0) * sd + (
+                            r % OH * s1 + b * d1) * sh
+                    for e in range(taps):
+                        shift = e * d2 * C
+                        at = (a * KH + b) * per_tap + e * C * O + ob
+                        if run < ROWS:
+                            for j in range(run):
+                                _row_1x64(xf, df, tf, xo, do, count, shift + j, ob, sw, OW, O, at + j * O)
+                            continue
+                        for j00 in range(0, run, ROWS):
+                            # the last tile overlaps the one before; it stores only its new rows
+                            j0 = min(j00, run - ROWS)
+                            _tile_6x64(xf, df, tf, xo, do, count, shift + j0, ob, sw, OW, O, at + j0 * O,
+                                       j00 - j0)
+
+
+@njit(cache=True, fastmath={"contract"})
+def _tile_6x64(xf, df, tf, xo, do, count, shift, ob, sw, OW, O, at, skip):  # pragma: no cover
+    """tf[at + i * O + o] += sum over the chunk's outputs of x[i] * dy[o], skip <= i < 6, o < 64:
+    x at xo[q] + shift + i + k * sw and dy at do[q] + ob + k * O for row q < count and output
+    k < OW."""
+    _wide_vectors()
+    a0 = _registers(64, df.dtype)
+    a1 = _registers(64, df.dtype)
+    a2 = _registers(64, df.dtype)
+    a3 = _registers(64, df.dtype)
+    a4 = _registers(64, df.dtype)
+    a5 = _registers(64, df.dtype)
+    for o in range(64):
+        a0[o] = 0
+        a1[o] = 0
+        a2[o] = 0
+        a3[o] = 0
+        a4[o] = 0
+        a5[o] = 0
+    step = np.uint64(O)
+    for q in range(count):
+        p = np.uint64(xo[q] + shift)
+        d = np.uint64(do[q] + ob)
+        for _k in range(OW):
+            x0 = xf[p]
+            x1 = xf[p + np.uint64(1)]
+            x2 = xf[p + np.uint64(2)]
+            x3 = xf[p + np.uint64(3)]
+            x4 = xf[p + np.uint64(4)]
+            x5 = xf[p + np.uint64(5)]
+            for o in range(_U64):
+                g = df[d + o]
+                a0[o] += x0 * g
+                a1[o] += x1 * g
+                a2[o] += x2 * g
+                a3[o] += x3 * g
+                a4[o] += x4 * g
+                a5[o] += x5 * g
+            p += sw
+            d += step
+    t = np.uint64(at)
+    if skip == 0:
+        for o in range(_U64):
+            tf[t + o] += a0[o]
+    if skip <= 1:
+        for o in range(_U64):
+            tf[t + step + o] += a1[o]
+    if skip <= 2:
+        for o in range(_U64):
+            tf[t + np.uint64(2) * step + o] += a2[o]
+    if skip <= 3:
+        for o in range(_U64):
+            tf[t + np.uint64(3) * step + o] += a3[o]
+    if skip <= 4:
+        for o in range(_U64):
+            tf[t + np.uint64(4) * step + o] += a4[o]
+    for o in range(_U64):
+        tf[t + np.uint64(5) * step + o] += a5[o]
+
+
+@njit(cache=True, fastmath={"contract"})
+def _row_1x64(xf, df, tf, xo, do, count, shift, ob, sw, OW, O, at):  # pragma: no cover
+    """One filter row alone (runs shorter than a tile): tf[at + o], o < 64."""
+    acc = _registers(64, df.dtype)
+    for o in range(64):
+        acc[o] = 0
+    step = np.uint64(O)
+    for q in range(count):
+        p = np.uint64(xo[q] + shift)
+        d = np.uint64(do[q] + ob)
+        for _k in range(OW):
+            xv = xf[p]
+            for o in range(_U64):
+                acc[o] += xv * df[d + o]
+            p += sw
+            d += step
+    t = np.uint64(at)
+    for o in range(_U64):
+        tf[t + o] += acc[o]

@@ -1,0 +1,142 @@
+"""The tiled engine's float32 filter gradient over runs of (kw, c) (engines/_kernels/filter_runs.py)
+against the loop oracle in float64.
+
+Each check first asserts that the plan took the runs kernel (so a change of the cost model cannot
+silently stop covering it), then compares with the oracle within float32's rounding bound: the
+error of a sum of products is at most a few units of float32 rounding times the sum of the
+products' magnitudes, the oracle's filter gradient of |x| and |dy|.
+"""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import convgrad
+import oracle
+from convgrad._plan import default_planner
+from strategies import budget, seeds
+from tally import checked_against
+
+F32 = np.dtype(np.float32)
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+def _forced(geom):
+    """Whether the runs kernel can take ``geom`` (float32, groups 1, runs of 6 or more)."""
+    from convgrad.engines import tiled
+
+    return tiled._refuse(geom, F32) is None and tiled._run_length_fg(geom) >= tiled.RUN_ROWS
+
+
+def _check(x, dy, w_shape, fmt, **kw):
+    """dw of the runs kernel (forced by pricing it at zero) against the float64 oracle."""
+    from convgrad.engines import tiled
+
+    geom = convgrad.ConvGeometry.for_conv(x.shape, w_shape, data_format=fmt, **kw)
+    with mock.patch.object(tiled, "_runs_seconds", lambda g: 0.0):
+        default_planner().clear()  # plans made before the patch
+        assert convgrad.make_plan("filter_grad", geom, F32, "tiled", 2**31).choices["tile"] == "6x64 runs"
+        got = convgrad.conv_filter_grad(x.astype(np.float32), dy.astype(np.float32), w_shape, data_format=fmt,
+                                        method="tiled", **kw)
+        default_planner().clear()
+    xf, dyf = oracle.x_to_first(x, fmt), oracle.x_to_first(dy, fmt)
+    wf_shape = oracle.w_to_first(np.empty(w_shape), fmt).shape
+    want = oracle.w_from_first(oracle.filter_grad(xf, dyf, wf_shape, **kw), fmt)
+    bound = oracle.w_from_first(oracle.filter_grad(np.abs(xf), np.abs(dyf), wf_shape, **kw), fmt)
+    # inputs rounded to float32 (2 eps per product) and a sum of at most 1e4 terms in float32
+    tol = 64 * EPS32 * bound + 1e-30
+    assert got.dtype == np.float32 and got.shape == want.shape
+    assert np.all(np.abs(got - want) <= tol), np.max(np.abs(got - want) / tol)
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "kw"), [
+    # the stem's thin side: 3 channels, 7x7 stride 2: runs of 21 = 6 + 6 + 6 and an overlapping tile
+    ((2, 3, 23, 21), (64, 3, 7, 7), {"stride": 2, "padding": 3}),
+    # 64k + 6 output channels (a partial block of zeros), stride 3 > kernel 2 along the row
+    ((1, 5, 9, 13), (70, 5, 3, 2), {"stride": (1, 3), "padding": ((1, 0), (2, 1))}),
+    # dilation along the row: runs of the input channels alone (C = 7: one tile overlapping)
+    ((2, 7, 8, 12), (64, 7, 2, 3), {"dilation": (1, 2), "padding": 1}),
+    ((1, 6, 3, 4, 5), (128, 6, 3, 3, 3), {"padding": 1}),  # 3-D, two blocks of 64
+    ((3, 8, 40), (65, 8, 3), {"stride": 2, "padding": 2}),  # 1-D
+    ((1, 6, 5, 5), (64, 6, 1, 1), {}),  # 1x1: runs of the channels
+    ((2, 2, 6, 7), (64, 2, 4, 4), {"padding": ((-1, 2), (1, -1))}),  # negative pads crop
+])
+@pytest.mark.parametrize("fmt", ["channels_first", "channels_last"])
+def test_filter_runs_paths(x_shape, w_shape, kw, fmt):
+    rng = np.random.default_rng(11)
+    if fmt == "channels_last":
+        x_shape = (x_shape[0], *x_shape[2:], x_shape[1])
+        w_shape = (*w_shape[2:], w_shape[1], w_shape[0])
+    x = rng.standard_normal(x_shape)
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, data_format=fmt, **kw)
+    assert _forced(geom)
+    dy = rng.standard_normal(geom.y_shape(fmt))
+    _check(x, dy, w_shape, fmt, **kw)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_filter_runs_split_rows_and_channels(monkeypatch, threads):
+    """The threads split blocks of 64 output channels, then rows (one partial dw per share of
+    rows): 1, 2 and 3 threads over 1 and 2 blocks all sum to the same dw."""
+    from convgrad.engines import _threads, tiled
+
+    monkeypatch.setattr(_threads, "allowed", lambda: threads)
+    rng = np.random.default_rng(12)
+    for x_shape, w_shape in [((3, 4, 7, 9), (64, 4, 3, 3)), ((2, 4, 6, 9), (128, 4, 3, 3))]:
+        x = rng.standard_normal(x_shape)
+        geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, padding=1)
+        assert tiled._runs_parts(geom) == max(1, -(-threads // (w_shape[0] // 64)))
+        _check(x, rng.standard_normal(geom.y_shape()), w_shape, "channels_first", padding=1)
+
+
+@st.composite
+def runs_cases(draw):
+    """(x_shape, w_shape, kwargs, data_format) of a groups-1 conv the runs kernel takes: random
+    rank, kernel, stride (often longer than the kernel), dilation and explicit pads (negative
+    ones crop), thin and wide channels, output channels up to 64k + a few (partial blocks)."""
+    rank = draw(st.integers(1, 3))
+    kernel = tuple(draw(st.integers(1, 3 if rank == 3 else 5)) for _ in range(rank))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(rank))
+    dilation = tuple(draw(st.integers(1, 2)) for _ in range(rank))
+    pads = tuple((draw(st.integers(-1, 2)), draw(st.integers(-1, 2))) for _ in range(rank))
+    reach = [(k - 1) * d + 1 for k, d in zip(kernel, dilation)]
+    spatial = tuple(max(1, r - lo - hi) + draw(st.integers(0, 4 if rank < 3 else 2))
+                    for r, (lo, hi) in zip(reach, pads))
+    c = draw(st.sampled_from([1, 2, 3, 5, 6, 8, 13]))
+    o = draw(st.sampled_from([1, 7, 64, 65, 130]))
+    n = draw(st.integers(1, 2))
+    fmt = draw(st.sampled_from(["channels_first", "channels_last"]))
+    if fmt == "channels_first":
+        shapes = (n, c, *spatial), (o, c, *kernel)
+    else:
+        shapes = (n, *spatial, c), (*kernel, c, o)
+    return (*shapes, {"stride": stride, "padding": pads, "dilation": dilation}, fmt)
+
+
+@budget(40)
+@given(runs_cases(), seeds)
+@checked_against("oracle")
+def test_filter_runs_random_geometries(case, seed):
+    x_shape, w_shape, kw, fmt = case
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, data_format=fmt, **kw)
+    assume(not geom.empty and _forced(geom))
+    rng = np.random.default_rng(seed)
+    _check(rng.standard_normal(x_shape), rng.standard_normal(geom.y_shape(fmt)), w_shape, fmt, **kw)
+
+
+def test_filter_runs_chosen_for_the_thin_and_deep_rows():
+    """The cost model sends the stem's 3-channel and the deep 256-channel filter gradients to the
+    runs kernel, and keeps float64 and 16 output channels on the tiles of input channels."""
+    from convgrad.engines import tiled
+
+    stem = convgrad.ConvGeometry.for_conv((8, 3, 224, 224), (64, 3, 7, 7), stride=2, padding=3)
+    deep = convgrad.ConvGeometry.for_conv((8, 256, 14, 14), (256, 256, 3, 3), padding=1)
+    narrow = convgrad.ConvGeometry.for_conv((2, 16, 32, 32), (16, 16, 3, 3), padding=1)
+    assert tiled._runs_fit(stem, F32) and tiled._runs_fit(deep, F32)
+    assert not tiled._runs_fit(stem, np.dtype(np.float64))
+    assert not tiled._runs_fit(narrow, F32)
