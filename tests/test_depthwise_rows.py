@@ -1,0 +1,78 @@
+"""The depthwise engine's 3x3 row kernels against the loop oracle, over random geometries.
+
+The channels-last forward sums four neighbouring outputs of a row at once where the column
+stride and dilation are 1 (the six columns of x they share loaded once), one output at a time
+after the last group of four and for other strides; the rows whose windows leave x, and the
+columns at both ends, go tap by tap. Widths, pads, strides, dilations and channel counts are
+drawn so that every split occurs: rows of fewer than four interior outputs, a ragged last group,
+negative pads (cropping), channels not a multiple of a vector.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+import convgrad
+import oracle
+import strategies
+import tally
+from convgrad._layout import w_from_last, w_to_last, x_from_last, x_to_last
+
+
+@st.composite
+def depthwise_cases(draw):
+    """(x_shape, w_shape, kwargs) of a channels-first 2-D depthwise conv: half of them 3x3 with
+    one output per channel and unit column stride and dilation (the four-output groups), the
+    others any kernel, multiplier, stride and dilation."""
+    c = draw(st.integers(1, 20))
+    if draw(st.booleans()):
+        mult, kernel = 1, (3, 3)
+        stride, dilation = (draw(st.integers(1, 2)), 1), (draw(st.integers(1, 2)), 1)
+    else:
+        mult = draw(st.sampled_from((1, 2)))
+        kernel = tuple(draw(st.sampled_from((3, 2, 5))) for _ in range(2))
+        stride = tuple(draw(st.integers(1, 2)) for _ in range(2))
+        dilation = tuple(draw(st.integers(1, 2)) for _ in range(2))
+    pads = tuple((draw(st.integers(-1, 2)), draw(st.integers(-1, 2))) for _ in range(2))
+    spatial = []
+    for k, d, (lo, hi) in zip(kernel, dilation, pads):
+        reach = (k - 1) * d + 1
+        spatial.append(draw(st.integers(max(1, reach - lo - hi, -lo + 1, -hi + 1), reach + 9)))
+    n = draw(st.integers(1, 2))
+    return (n, c, *spatial), (c * mult, 1, *kernel), {"stride": stride, "dilation": dilation,
+                                                       "padding": pads, "groups": c}
+
+
+@given(case=depthwise_cases(), data_format=st.sampled_from(("channels_last", "channels_first")),
+       dtype=st.sampled_from((np.float32, np.float64)), seed=st.integers(0, 2**31))
+@strategies.budget(40)
+@tally.checked_against("oracle")
+def test_depthwise_three_ops_match_the_oracle(case, data_format, dtype, seed):
+    x_shape, w_shape, kw = case
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
+    rng = np.random.default_rng(seed)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    dy = rng.standard_normal(geom.y_shape())
+    want = (oracle.conv(x, w, **kw), oracle.input_grad(dy, w, x_shape, **kw),
+            oracle.filter_grad(x, dy, w_shape, **kw))
+    xa, wa, dya = (a.astype(dtype) for a in (x, w, dy))
+    if data_format == "channels_last":
+        xa, dya = (np.ascontiguousarray(x_to_last(a, "channels_first")) for a in (xa, dya))
+        wa = np.ascontiguousarray(w_to_last(wa, "channels_first"))
+    kd = {**kw, "data_format": data_format, "method": "depthwise"}
+    got = (convgrad.conv(xa, wa, **kd), convgrad.conv_input_grad(dya, wa, xa.shape, **kd),
+           convgrad.conv_filter_grad(xa, dya, wa.shape, **kd))
+    if data_format == "channels_last":
+        got = (x_from_last(got[0], "channels_first"), x_from_last(got[1], "channels_first"),
+               w_from_last(got[2], "channels_first"))
+    # Sums of k_h * k_w products (times the batch and the outputs for dw), rounded in dtype.
+    eps = 1e-15 if dtype == np.float64 else 2e-7
+    terms = math.prod(w_shape[2:]) * max(1, geom.batch * math.prod(geom.out_spatial))
+    for name, g, ref in zip(("forward", "input_grad", "filter_grad"), got, want):
+        assert g.dtype == dtype and g.shape == ref.shape, name
+        scale = max(float(np.abs(ref).max()), 1.0)
+        assert float(np.abs(g - ref).max()) <= 8 * eps * math.sqrt(terms) * scale, name
