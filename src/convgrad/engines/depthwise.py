@@ -97,13 +97,20 @@ def _scatter_input_grad(geom: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np
 
 def _filter_grad(geom: ConvGeometry, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
     _threads.for_numba()
-    parts = np.zeros((max(1, min(geom.batch, 8)), *geom.kernel, geom.out_channels), dtype=x.dtype)
+    # One partial dw per chunk of dy's rows (the kernel's threads claim the chunks): summed in
+    # a fixed order, the same whichever thread took which chunk.
+    chunks = max(1, min(geom.batch * geom.out_spatial[0], _FILTER_CHUNKS))
+    parts = np.zeros((chunks, *geom.kernel, geom.out_channels), dtype=x.dtype)
     if dy.size and geom.in_channels:
         xc, pads = _reachable(x, geom)
         _kernels.depthwise2d_filter_grad(xc, np.ascontiguousarray(dy), *pads, *geom.stride,
                                          *geom.rhs_dilation, parts)
     return parts.sum(axis=0).reshape(*geom.kernel, 1, geom.out_channels)
 
+
+# Partial filter gradients of the channels-last kernel: enough chunks for a thread that runs to
+# take over from one that waits for its core, few enough that the parts stay small (32 x 9 x C).
+_FILTER_CHUNKS = 32
 
 _FIRST = {"forward": _kernels.depthwise2d_forward_first, "input_grad": _kernels.depthwise2d_input_grad_first,
           "filter_grad": _kernels.depthwise2d_filter_grad_first}

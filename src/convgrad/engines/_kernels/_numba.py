@@ -1,5 +1,6 @@
 """Numba, or plain Python where it is missing, and the intrinsics the register-tiled kernels use:
-a stack scratch array LLVM keeps in registers, 512-bit vectors, a cache-line prefetch."""
+a stack scratch array LLVM keeps in registers, 512-bit vectors, a cache-line prefetch; and the
+atomic counter the kernels share work through (``_claim``)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,11 @@ except ImportError:  # pragma: no cover - exercised in a subprocess by tests/tes
 
     def _prefetch(arr, index):
         return None
+
+    def _claim(counter):
+        value = counter[0]
+        counter[0] += 1
+        return value
 
 if NUMBA:
 
@@ -96,6 +102,38 @@ if NUMBA:
             return context.get_dummy_value()
 
         return types.none(arr, index), codegen
+
+    @intrinsic
+    def _claim(typingctx, counter):
+        """counter[0] += 1 atomically; the value before. Threads that take the next chunk of a
+        loop this way share it dynamically: Numba's OpenMP backend splits a prange into equal
+        static parts (also with ``parallel_chunksize``: measured, a loop whose first iteration
+        spins kept its 32/32 split), so a thread that another process holds off its core holds
+        up the whole call, while with claimed chunks the running thread takes its work."""
+        if not isinstance(counter, types.Array) or counter.dtype != types.int64:
+            return None
+
+        def codegen(context, builder, signature, args):
+            data = context.make_array(signature.args[0])(context, builder, args[0]).data
+            return builder.atomic_rmw("add", data, ir.Constant(ir.IntType(64), 1), "monotonic")
+
+        return types.int64(counter), codegen
+
+
+CHUNKS = 128
+
+
+@njit(cache=True)
+def chunk_size(tasks):  # pragma: no cover - compiled
+    """Tasks per claimed chunk (``_claim``): up to CHUNKS chunks, so that a thread that runs takes
+    over the chunks of one that waits for its core, at one atomic add per chunk.
+
+    The loop that shares them is ``for _ in prange(chunks)``, each iteration claiming chunks
+    until none is left: the thread count need not be known (``numba.get_num_threads`` in a
+    kernel keeps it out of the disk cache), the first iteration a thread runs does its share and
+    its other iterations find nothing left.
+    """
+    return max(1, -(-tasks // CHUNKS))
 
 
 _pool_lock = threading.Lock()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba import _registers, _wide_vectors, njit, prange
+from ._numba import _claim, _registers, _wide_vectors, chunk_size, njit, prange
 
 
 @njit(cache=True)
@@ -117,27 +117,45 @@ def depthwise2d_forward(x, w, p0, p1, s0, s1, d0, d1, y):  # pragma: no cover - 
     carries a wraparound check; an int times a uint64 is a float in Numba).
     """
     n_, oh, ow, o = y.shape
-    h_in, w_in, c_in = x.shape[1], x.shape[2], x.shape[3]
+    w_in, c_in = x.shape[2], x.shape[3]
     kh, kw = w.shape[0], w.shape[1]
     fast = kh == 3 and kw == 3 and o == c_in
     # Interior columns: all three taps inside the row.
     j_lo = min(ow, (p1 + s1 - 1) // s1)
     j_hi = max(j_lo, min(ow, ow_clip(w_in, 2 * d1 - p1, s1)))
     xf, wf, yf = x.ravel(), w.ravel(), y.ravel()
-    for idx in prange(n_ * oh):
-        n = idx // oh
-        i = idx % oh
-        yrow = y[n, i]
-        h = i * s0 - p0
-        if not fast or h < 0 or h + 2 * d0 >= h_in:
-            _depthwise_row(x, w, n, i, 0, ow, p0, p1, s0, s1, d0, d1, yrow)
-            continue
-        _depthwise_row(x, w, n, i, 0, j_lo, p0, p1, s0, s1, d0, d1, yrow)
-        _depthwise_row(x, w, n, i, j_hi, ow, p0, p1, s0, s1, d0, d1, yrow)
-        r0 = np.uint64((n * h_in + h) * w_in * c_in)
-        r1 = np.uint64((n * h_in + h + d0) * w_in * c_in)
-        r2 = np.uint64((n * h_in + h + 2 * d0) * w_in * c_in)
-        _interior3x3(xf, wf, yf, r0, r1, r2, np.uint64(idx * ow * o), j_lo, j_hi, p1, s1, d1, c_in)
+    # Rows in chunks that the threads claim (_claim): not an equal share each, which makes the
+    # call wait for a thread another process keeps off its core.
+    tasks = n_ * oh
+    per = chunk_size(tasks)
+    chunks = -(-tasks // per)
+    counter = np.zeros(1, dtype=np.int64)
+    for _ in prange(chunks):
+        k = _claim(counter)
+        while k < chunks:
+            for idx in range(k * per, min(tasks, (k + 1) * per)):
+                _forward_row(x, w, xf, wf, yf, y, idx, fast, j_lo, j_hi, p0, p1, s0, s1, d0, d1)
+            k = _claim(counter)
+
+
+@njit(cache=True, fastmath={"contract"})
+def _forward_row(x, w, xf, wf, yf, y, idx, fast, j_lo, j_hi, p0, p1, s0, s1, d0, d1):  # pragma: no cover
+    """Row ``idx`` (image idx // OH, row idx % OH) of depthwise2d_forward."""
+    oh, ow, o = y.shape[1], y.shape[2], y.shape[3]
+    h_in, w_in, c_in = x.shape[1], x.shape[2], x.shape[3]
+    n = idx // oh
+    i = idx % oh
+    yrow = y[n, i]
+    h = i * s0 - p0
+    if not fast or h < 0 or h + 2 * d0 >= h_in:
+        _depthwise_row(x, w, n, i, 0, ow, p0, p1, s0, s1, d0, d1, yrow)
+        return
+    _depthwise_row(x, w, n, i, 0, j_lo, p0, p1, s0, s1, d0, d1, yrow)
+    _depthwise_row(x, w, n, i, j_hi, ow, p0, p1, s0, s1, d0, d1, yrow)
+    r0 = np.uint64((n * h_in + h) * w_in * c_in)
+    r1 = np.uint64((n * h_in + h + d0) * w_in * c_in)
+    r2 = np.uint64((n * h_in + h + 2 * d0) * w_in * c_in)
+    _interior3x3(xf, wf, yf, r0, r1, r2, np.uint64(idx * ow * o), j_lo, j_hi, p1, s1, d1, c_in)
 
 
 @njit(parallel=True, cache=True)
@@ -199,32 +217,41 @@ def _depthwise_fg_row(x, grow, n, i, j_lo, j_hi, p0, p1, s0, s1, d0, d1, out):  
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
 def depthwise2d_filter_grad(x, dy, p0, p1, s0, s1, d0, d1, parts):  # pragma: no cover - compiled
-    """parts[p, a, b, c*M + q] = sum over the batch slice p of x[n, i*s0 + a*d0 - p0, j*s1 + b*d1 - p1, c]
-    * dy[n, i, j, c*M + q], taps outside x skipped (the padding); the caller sums the parts."""
+    """parts[p, a, b, c*M + q] = sum over the rows of chunk p of x[n, i*s0 + a*d0 - p0, j*s1 + b*d1 - p1, c]
+    * dy[n, i, j, c*M + q], taps outside x skipped (the padding); the caller sums the parts.
+
+    The rows (n, i) of dy are cut into as many chunks as parts, which the threads claim
+    (``_claim``); each chunk sums into its own part, so the result does not depend on which
+    thread took which chunk.
+    """
     n_, oh, ow, o = dy.shape
     h_in, w_in, c_in = x.shape[1], x.shape[2], x.shape[3]
     kh, kw = parts.shape[1], parts.shape[2]
-    np_ = parts.shape[0]
     fast = kh == 3 and kw == 3 and o == c_in
     # Interior rows and columns: all three taps inside x.
     i_lo = min(oh, (p0 + s0 - 1) // s0)
     i_hi = max(i_lo, min(oh, ow_clip(h_in, 2 * d0 - p0, s0)))
     j_lo = min(ow, (p1 + s1 - 1) // s1)
     j_hi = max(j_lo, min(ow, ow_clip(w_in, 2 * d1 - p1, s1)))
-    for p in prange(np_):
+    tasks = n_ * oh
+    chunks = parts.shape[0]
+    per = -(-tasks // chunks)
+    counter = np.zeros(1, dtype=np.int64)
+    for _ in prange(chunks):
         _wide_vectors()
-        out = parts[p]
-        for n in range(p, n_, np_):
-            for i in range(oh):
+        k = _claim(counter)
+        while k < chunks:
+            out = parts[k]
+            for idx in range(k * per, min(tasks, (k + 1) * per)):
+                n, i = idx // oh, idx % oh
                 grow = dy[n, i]
                 if not fast or i < i_lo or i >= i_hi:
                     _depthwise_fg_row(x, grow, n, i, 0, ow, p0, p1, s0, s1, d0, d1, out)
-                else:  # the ends of an interior row; its middle is summed below
+                else:  # the ends of an interior row, then its middle
                     _depthwise_fg_row(x, grow, n, i, 0, j_lo, p0, p1, s0, s1, d0, d1, out)
                     _depthwise_fg_row(x, grow, n, i, j_hi, ow, p0, p1, s0, s1, d0, d1, out)
-            if fast:
-                for i in range(i_lo, i_hi):
                     _depthwise_fg_interior(x, dy, n, i, j_lo, j_hi, p0, p1, s0, s1, d0, d1, out)
+            k = _claim(counter)
 
 
 @njit(cache=True, fastmath={"contract"})

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba import njit, prange
+from ._numba import _claim, chunk_size, njit, prange
 
 
 @njit(cache=True)
@@ -90,7 +90,7 @@ def _valid_forward(bf, wb_, wf, wo, kh, kw, yf, yb, oh, ow, s0, s1, d0, d1):  # 
 @njit(parallel=True, cache=True, fastmath={"contract"})
 def depthwise2d_forward_first(x, w, p0, p1, s0, s1, d0, d1, y):  # pragma: no cover - compiled
     """y[n, o, i, j] = sum_{a,b} x[n, o // M, i*s0 + a*d0 - p0, j*s1 + b*d1 - p1] * w[o, a, b],
-    samples outside x reading zeros; parallel over chunks of the (n, o) planes."""
+    samples outside x reading zeros; parallel over chunks of the (n, o) planes, claimed."""
     n_, o_, oh, ow = y.shape
     c_in, h_in, w_in = x.shape[1], x.shape[2], x.shape[3]
     kh, kw = w.shape[1], w.shape[2]
@@ -98,13 +98,18 @@ def depthwise2d_forward_first(x, w, p0, p1, s0, s1, d0, d1, y):  # pragma: no co
     hb, wb = (oh - 1) * s0 + (kh - 1) * d0 + 1, (ow - 1) * s1 + (kw - 1) * d1 + 1
     xf, wf, yf = x.ravel(), w.ravel(), y.ravel()
     tasks = n_ * o_
-    per = _chunks(tasks)
-    for ch in prange(-(-tasks // per)):
-        buf = np.zeros(hb * wb, dtype=y.dtype)
-        for t in range(ch * per, min(tasks, (ch + 1) * per)):
-            n, o = t // o_, t % o_
-            _fill(xf, (n * c_in + o // mult) * h_in * w_in, h_in, w_in, p0, p1, buf, hb, wb)
-            _valid_forward(buf, wb, wf, o * kh * kw, kh, kw, yf, t * oh * ow, oh, ow, s0, s1, d0, d1)
+    per = chunk_size(tasks)
+    chunks = -(-tasks // per)
+    counter = np.zeros(1, dtype=np.int64)
+    for _ in prange(chunks):  # chunks claimed by the threads that run (_numba.chunk_size)
+        k = _claim(counter)
+        buf = np.zeros(hb * wb if k < chunks else 0, dtype=y.dtype)
+        while k < chunks:
+            for t in range(k * per, min(tasks, (k + 1) * per)):
+                n, o = t // o_, t % o_
+                _fill(xf, (n * c_in + o // mult) * h_in * w_in, h_in, w_in, p0, p1, buf, hb, wb)
+                _valid_forward(buf, wb, wf, o * kh * kw, kh, kw, yf, t * oh * ow, oh, ow, s0, s1, d0, d1)
+            k = _claim(counter)
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
@@ -260,15 +265,24 @@ def depthwise2d_filter_grad_first(x, dy, p0, p1, s0, s1, d0, d1, dw):  # pragma:
     hb, wb = (oh - 1) * s0 + (kh - 1) * d0 + 1, (ow - 1) * s1 + (kw - 1) * d1 + 1
     xf, gf = x.ravel(), dy.ravel()
     flat = s0 == 1 and s1 == 1
-    for o in prange(o_):
-        buf = np.zeros(hb * wb, dtype=dw.dtype)
-        gb = np.zeros(oh * wb if flat else 0, dtype=dw.dtype)
-        acc = dw[o]
-        acc[:, :] = 0
-        for n in range(n_):
-            _fill(xf, (n * c_in + o // mult) * h_in * w_in, h_in, w_in, p0, p1, buf, hb, wb)
-            if flat:
-                _fill(gf, (n * o_ + o) * oh * ow, oh, ow, 0, 0, gb, oh, wb)
-                _flat_filter_grad(buf, wb, gb, oh, ow, d0, d1, acc)
-            else:
-                _valid_filter_grad(buf, wb, gf, (n * o_ + o) * oh * ow, oh, ow, s0, s1, d0, d1, acc)
+    per = chunk_size(o_)
+    chunks = -(-o_ // per)
+    counter = np.zeros(1, dtype=np.int64)
+    for _ in prange(chunks):  # chunks of channels claimed by the threads that run
+        k = _claim(counter)
+        # Buffers kept across channels: each _fill writes the same samples, the rest stay zero.
+        buf = np.zeros(hb * wb if k < chunks else 0, dtype=dw.dtype)
+        gb = np.zeros(oh * wb if flat and k < chunks else 0, dtype=dw.dtype)
+        while k < chunks:
+            for o in range(k * per, min(o_, (k + 1) * per)):
+                acc = dw[o]
+                acc[:, :] = 0
+                for n in range(n_):
+                    _fill(xf, (n * c_in + o // mult) * h_in * w_in, h_in, w_in, p0, p1, buf, hb, wb)
+                    if flat:
+                        _fill(gf, (n * o_ + o) * oh * ow, oh, ow, 0, 0, gb, oh, wb)
+                        _flat_filter_grad(buf, wb, gb, oh, ow, d0, d1, acc)
+                    else:
+                        _valid_filter_grad(buf, wb, gf, (n * o_ + o) * oh * ow, oh, ow, s0, s1, d0, d1,
+                                           acc)
+            k = _claim(counter)
