@@ -44,12 +44,19 @@ def main() -> None:
     if args.write:
         title = ", ".join(_frameworks.module(f).TITLE for f in frameworks)
         section = (f"## convgrad against {title} (CPU), {time.strftime('%Y-%m-%d')}\n\n"
-                   f"Command: `python benchmarks/bench_core.py --frameworks {','.join(frameworks)} "
-                   f"--repeats {args.repeats} --calls {args.calls}"
-                   f"{' --contention' * args.contention} --write {args.write}`. "
-                   f"{report.METHOD}\n\n" + text)
+                   f"Command: `{command(args, frameworks)}`. {report.METHOD}\n\n" + text)
         path = Path(args.write)
         path.write_text(report.replace_section(path.read_text() if path.exists() else "", section))
+
+
+def command(args: argparse.Namespace, frameworks: list[str]) -> str:
+    """The command line that made the report, with ``--cases`` where the run left cases out (a
+    table of some rows was written under the command of the whole suite)."""
+    every = [c.name for c in suite.CASES]
+    cases = "" if list(args.cases) == every else f" --cases {' '.join(args.cases)}"
+    return (f"python benchmarks/bench_core.py --frameworks {','.join(frameworks)} --repeats {args.repeats} "
+            f"--calls {args.calls}{cases}{' --contention' * args.contention} --write {args.write}")
+
 
 if __name__ == "__main__":
     main()

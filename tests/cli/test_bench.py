@@ -144,3 +144,21 @@ def test_writing_the_report_keeps_the_other_sections():
     assert "run 1" not in second and "run 2" in second
     assert "## complex64\nrow" in second and "## dask\nkept" in second
     assert second.count(report.BEGIN) == second.count(report.END) == 1
+
+
+def test_the_written_command_names_the_cases_of_a_partial_run():
+    """bench_core.py --cases A B --write wrote the whole suite's command over a table of two rows."""
+    import argparse
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_core.py"
+    spec = importlib.util.spec_from_file_location("bench_core", path)
+    bench_core = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_core)
+    every = [c.name for c in suite.CASES]
+    args = argparse.Namespace(cases=every, repeats=3, calls=9, contention=True, write="B.md")
+    assert bench_core.command(args, ["torch"]) == (
+        "python benchmarks/bench_core.py --frameworks torch --repeats 3 --calls 9 --contention --write B.md")
+    args.cases = ["depthwise_3x3", "dilated_3x3_d2"]
+    assert " --cases depthwise_3x3 dilated_3x3_d2 --contention" in bench_core.command(args, ["torch"])
