@@ -261,3 +261,69 @@ def test_numbas_pool_starts_with_passive_waiting_and_restores_the_environment(gi
     out = subprocess.run([sys.executable, "-c", _POOL_PROBE], env=env, capture_output=True, text=True,
                          timeout=120, check=True).stdout.split("\n")[-2]
     assert out == want
+
+
+def test_threads_that_claim_chunks_take_over_from_a_held_up_one():
+    """The depthwise kernels' threads claim chunks (_numba._claim) instead of Numba's equal static
+    parts: every chunk is taken once, and while the thread with the first chunk is held up the
+    other takes the rest (with Numba's static split it keeps half, 32 of 64, in every run)."""
+    numba = pytest.importorskip("numba")
+    from convgrad.engines import _threads
+    from convgrad.engines._kernels._numba import _claim
+
+    if _threads.for_numba() < 2:
+        pytest.skip("one thread")
+
+    @numba.njit(parallel=True)
+    def claim_all(owner, spin, sink):
+        """owner[k] = the thread that claimed chunk k; the one with chunk 0 spins ``spin`` steps."""
+        counter = np.zeros(1, dtype=np.int64)
+        for _ in numba.prange(owner.size):
+            k = _claim(counter)
+            while k < owner.size:
+                owner[k] = numba.get_thread_id()
+                if k == 0:  # held up, as by another process on its core
+                    s = 0.0
+                    for q in range(spin):
+                        s += np.sqrt(q)
+                    sink[0] = s  # kept, so the loop is not optimised away
+                k = _claim(counter)
+
+    owner, sink = np.full(64, -1), np.zeros(1)
+    claim_all(owner, 10, sink)
+    runs = []
+    for _ in range(5):  # on a loaded machine the other thread may not get a core during one spin
+        owner[:] = -1
+        claim_all(owner, 20_000_000, sink)
+        assert (owner >= 0).all()
+        runs.append(int((owner == owner[0]).sum()))
+        if runs[-1] < 16:
+            break
+    assert min(runs) < 16, runs
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_depthwise_results_do_not_depend_on_the_thread_count(data_format):
+    """With chunks claimed by whichever thread is free, each output (and each partial filter
+    gradient, summed in chunk order) is still computed the same way: one and two threads give
+    bitwise the same results, above the serial threshold."""
+    numba = pytest.importorskip("numba")
+    from convgrad.engines import _threads
+
+    rng = np.random.default_rng(3)
+    x_shape = (3, 40, 30, 29) if data_format == "channels_first" else (3, 30, 29, 40)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w_shape = (40, 1, 3, 3) if data_format == "channels_first" else (3, 3, 1, 40)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    kw = {"padding": 1, "groups": 40, "method": "depthwise", "data_format": data_format}
+    y = convgrad.conv(x, w, **kw)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    results = []
+    for n in (1, 2):
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(_threads, "SERIAL_FLOPS", 0)
+            m.setattr(_threads, "allowed", lambda n=n: n)
+            results.append((convgrad.conv(x, w, **kw), convgrad.conv_input_grad(dy, w, x.shape, **kw),
+                            convgrad.conv_filter_grad(x, dy, w.shape, **kw)))
+    assert numba.config.NUMBA_NUM_THREADS < 2 or all(
+        a.tobytes() == b.tobytes() for a, b in zip(*results))
