@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 import convgrad
 import oracle
+from convgrad import _dtypes
 from strategies import budget, conv_cases
 from tally import checked_against
 
@@ -115,14 +116,19 @@ def bf16_cases(draw):
 
 
 @budget(36)
-@given(bf16_cases())
+@given(bf16_cases(), st.booleans())
 @checked_against("oracle")
-def test_every_op_against_the_exact_sum_and_pytorch(drawn):
+def test_every_op_against_the_exact_sum_and_pytorch(drawn, compiled):
     """Forward and both gradients, any rank, strides, dilations, groups, pads and both layouts:
-    3 comparisons with PyTorch per example."""
+    3 comparisons with PyTorch per example; the casts by ml_dtypes (small arrays) or, with
+    ``compiled``, by the compiled passes large arrays take."""
     case, x, w, dy = drawn
     exact = oracle_ops(case, x, w, dy)
-    got, theirs = ours(case, x, w, dy), torch_ops(case, x, w, dy)
+    with pytest.MonkeyPatch.context() as mp:
+        if compiled:
+            mp.setattr(_dtypes, "COMPILED_CASTS_FROM", 0)
+        got = ours(case, x, w, dy)
+    theirs = torch_ops(case, x, w, dy)
     for op in got:
         want, size = exact[op]
         assert_bf16_close(got[op], want, size, 0.5, 2**-16, f"{op} vs the exact sum")
@@ -171,6 +177,52 @@ def test_the_jax_front_against_jax_bfloat16(seed):
     dw_size = oracle.filter_grad(x64, dy64, w.shape, stride, padding, dilation)
     assert_bf16_close(dx, np.asarray(dx_want), dx_size, 1.5, 2**-15, "convgrad.jax vjp dx vs JAX")
     assert_bf16_close(dw, np.asarray(dw_want), dw_size, 1.5, 2**-15, "convgrad.jax vjp dw vs JAX")
+
+
+# Float32 bit patterns whose rounding is in doubt: the low half just under, at and over the tie
+# (with the kept half's last bit 0 or 1 from the high halves), zero and all ones.
+LOW_HALVES = (0x0000, 0x0001, 0x7FFF, 0x8000, 0x8001, 0xFFFF)
+
+
+def every_float32_class(rng):
+    """Every bfloat16 value (all 65,536 high halves: zeros, subnormals, normals, the largest
+    finite ones that round over to inf, inf, NaNs with payloads, both signs) under each of
+    LOW_HALVES and a random low half, then 2**18 random float32 bit patterns."""
+    high = np.arange(2**16, dtype=np.uint32) << 16
+    lows = np.array([*LOW_HALVES, *rng.integers(0, 2**16, 4)], np.uint32)
+    bits = np.concatenate([(high[:, None] | lows).reshape(-1),
+                           rng.integers(0, 2**32, 2**18, dtype=np.uint64).astype(np.uint32)])
+    return bits.view(np.float32)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "transposed", "sliced"])
+def test_the_compiled_rounding_is_ml_dtypes_bit_for_bit(monkeypatch, layout):
+    """_dtypes.rounded (the compiled pass large results take) against ml_dtypes' own cast, bit
+    for bit, on every class of float32, from a C-contiguous array, a channels-last result seen
+    channels-first, and a strided slice."""
+    monkeypatch.setattr(_dtypes, "COMPILED_CASTS_FROM", 0)
+    a = every_float32_class(np.random.default_rng(0))
+    view = {"contiguous": a,
+            "transposed": a[: a.size // 64 * 64].reshape(4, -1, 16).transpose(0, 2, 1),
+            "sliced": a[::3]}[layout]
+    with np.errstate(invalid="ignore"):  # ml_dtypes warns on NaN
+        want = view.astype(BF16)
+    got = _dtypes.rounded(view, BF16)
+    assert got.dtype == BF16 and got.flags.c_contiguous and got.shape == view.shape
+    differ = got.view(np.uint16) != want.view(np.uint16)
+    assert not differ.any(), [hex(v) for v in view[differ][:5].view(np.uint32)]
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+def test_the_compiled_widening_is_ml_dtypes_bit_for_bit(monkeypatch, layout):
+    """_dtypes.widened against ml_dtypes' cast to float32: all 65,536 bfloat16 values, NaN
+    payloads kept, from a C-contiguous array and from a channels-first array seen channels-last."""
+    monkeypatch.setattr(_dtypes, "COMPILED_CASTS_FROM", 0)
+    a = np.arange(2**16, dtype=np.uint16).view(BF16)
+    view = a if layout == "contiguous" else a.reshape(4, 16, -1).transpose(0, 2, 1)
+    got = _dtypes.widened(view)
+    assert got.dtype == np.float32 and got.flags.c_contiguous
+    np.testing.assert_array_equal(got.view(np.uint32), view.astype(np.float32).view(np.uint32))
 
 
 def test_prepare_names_bfloat16_and_computes_in_float32():

@@ -10,6 +10,8 @@ import os
 
 import numpy as np
 
+from ._dtypes import is_bfloat16, widened
+
 DEFAULT_WORKSPACE_BYTES = 2 * 1024**3
 WORKSPACE_ENV = "CONVGRAD_WORKSPACE_BYTES"
 
@@ -65,6 +67,8 @@ def contiguous(what: str, a: np.ndarray, dtype: np.dtype, limit: int) -> np.ndar
     if nbytes > span_bytes(a):
         check_fits(f"a contiguous copy of {what} {a.shape}", nbytes, limit)
     try:
+        if np.dtype(dtype) == np.float32 and is_bfloat16(a.dtype):
+            return widened(a)
         return np.ascontiguousarray(a, dtype=dtype)
     except MemoryError:  # a budget raised past what the machine has
         raise ValueError(f"a contiguous copy of {what} {a.shape} needs {nbytes:,} bytes, within the "

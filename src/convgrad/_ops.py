@@ -26,6 +26,7 @@ from ._dtypes import (
     int_peak,
     int_terms,
     result_dtype,
+    rounded,
 )
 from ._geometry import ConvGeometry
 from ._layout import w_from_last, w_to_last, x_from_last, x_to_last
@@ -60,14 +61,14 @@ def _run(op: str, geom: ConvGeometry, a: np.ndarray, b: np.ndarray, fmt: str, me
     if getattr(plan, "takes", "channels_last") != "channels_last":
         out = plan(contiguous(a_name, a, comp, limit), contiguous(b_name, b, comp, limit))
         assert out.shape == out_shape, (out.shape, out_shape)
-        return np.ascontiguousarray(out).astype(res, copy=False)
+        return rounded(out, res)
     a_last = contiguous(a_name, x_to_last(a, fmt), comp, limit)
     if op == "filter_grad":
         out = w_from_last(plan(a_last, contiguous(b_name, x_to_last(b, fmt), comp, limit)), fmt)
     else:
         out = x_from_last(plan(a_last, contiguous(b_name, w_to_last(b, fmt), comp, limit)), fmt)
     assert out.shape == out_shape, (out.shape, out_shape)
-    return np.ascontiguousarray(out).astype(res, copy=False)
+    return rounded(out, res)
 
 
 # Each op computes one of a conv's three arrays from the other two, and is bilinear in them: the
