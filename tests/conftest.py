@@ -10,8 +10,10 @@ The profile is chosen with $HYPOTHESIS_PROFILE, or else $CONVGRAD_TEST_PROFILE (
   whole run checks at least 10 x ``ORACLE_FLOOR``; a failure prints the blob that reproduces it.
 
 The property tests that compare with the oracle are marked ``@tally.checked_against("oracle")``
-(those that compare with a real framework, with its name); the terminal summary prints the counts,
-and a whole-suite run (no file, -k, -m or deselection) below the profile's oracle floor fails.
+(those that compare with a real framework, with its name; issue 15's capabilities also with
+``capability=``); the terminal summary prints the counts, per capability too, and a whole-suite
+run (no file, -k, -m or deselection) below the profile's oracle floor or a capability's floor
+(``tally.CAPABILITY_FLOORS``) fails.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ settings.load_profile(PROFILE)
 ORACLE_FLOOR = 2000  # random geometries against the oracle per whole "ci" run (issue 17)
 
 
+def _scale() -> float:
+    return settings.default.max_examples / 100
+
+
 def _floor() -> int:
     return ORACLE_FLOOR * settings.default.max_examples // 100
 
@@ -65,7 +71,8 @@ def _whole_suite(session) -> bool:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session, exitstatus):
-    if exitstatus == 0 and _whole_suite(session) and tally.counts["oracle"] < _floor():
+    short = tally.counts["oracle"] < _floor() or tally.short_of_floors(_scale())
+    if exitstatus == 0 and _whole_suite(session) and short:
         session.config._convgrad_short = True
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -80,7 +87,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if real:
         terminalreporter.write_line("random geometries checked against the real frameworks: "
                                     + ", ".join(f"{k} {v}" for k, v in real.items()))
+    if tally.by_capability:
+        terminalreporter.write_line("per capability (random geometries against each reference):")
+    for cap, refs in sorted(tally.by_capability.items()):
+        floors = tally.CAPABILITY_FLOORS.get(cap, {})
+        terminalreporter.write_line(f"  {cap}: " + ", ".join(
+            f"{ref} {n}" + (f" (floor {round(floors[ref] * _scale())})" if ref in floors else "")
+            for ref, n in sorted(refs.items())))
     if getattr(config, "_convgrad_short", False):
         terminalreporter.write_line(
-            f"FAILED: a whole run must check at least {_floor()} random geometries against the oracle",
-            red=True)
+            f"FAILED: a whole run must check at least {_floor()} random geometries against the oracle "
+            f"and each capability's floor: {tally.short_of_floors(_scale()) or 'oracle short'}", red=True)

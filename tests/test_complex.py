@@ -63,7 +63,7 @@ def oracle_grads(case, x, w, dy, convention):
 @given(case=conv_cases(), dtype=st.sampled_from([np.complex128, np.complex64]),
        convention=st.sampled_from(CONVENTIONS), seed=st.integers(0, 2**16))
 @budget(60)
-@checked_against("oracle")
+@checked_against("oracle", capability="complex")
 def test_conv_and_both_gradients_match_the_oracle(case, dtype, convention, seed):
     rng = np.random.default_rng(seed)
     x, w = crandn(rng, case.x_shape, dtype), crandn(rng, case.w_shape, dtype)
@@ -141,7 +141,7 @@ def test_complex_dot_test_conv(case, seed):
 
 @given(case=transpose_cases(min_batch=1), seed=st.integers(0, 2**16))
 @budget(25)
-@checked_against("oracle")
+@checked_against("oracle", capability="complex")
 def test_complex_dot_test_conv_transpose(case, seed):
     """conv_transpose is the plain transpose (the oracle's scatter loop, no conj); its vjp's
     gradients are its adjoints (dot test) or, with 'transpose', the plain transposes."""
@@ -164,7 +164,7 @@ def test_complex_dot_test_conv_transpose(case, seed):
 
 @given(case=general_cases(), seed=st.integers(0, 2**16))
 @budget(25)
-@checked_against("oracle")
+@checked_against("oracle", capability="complex")
 def test_conv_general_and_its_vjp_in_complex(case, seed):
     rng = np.random.default_rng(seed)
     x, w = crandn(rng, case.x_shape), crandn(rng, case.w_shape)
@@ -312,7 +312,7 @@ def test_the_dot_test_tells_the_adjoint_from_the_transpose():
 @given(case=conv_cases(), dtype=st.sampled_from([np.complex128, np.complex64]),
        convention=st.sampled_from(CONVENTIONS), seed=st.integers(0, 2**16))
 @budget(30)
-@checked_against("oracle")
+@checked_against("oracle", capability="complex")
 def test_auto_runs_complex_ops_as_three_real_convs_and_matches_the_oracle(case, dtype, convention, seed):
     """'auto' runs a complex op as three real convs (Gauss's trick) where they are estimated
     cheaper; here always (a fresh planner that charges them nothing), counted as they run."""

@@ -48,7 +48,7 @@ def _np_pad(x, pairs, mode):
 
 @budget(100)
 @given(mode_cases(), seeds, st.sampled_from(["x", "w", "both"]))
-@tally.checked_against("jax")
+@tally.checked_against("jax", capability="jvp")
 def test_conv_jvp_matches_jax_jvp(case, seed, which):
     x_shape, w_shape, kw, mode, pairs = case
     fmt, rng = kw["data_format"], np.random.default_rng(seed)
@@ -88,7 +88,7 @@ def transpose_cases(draw):
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 @budget(40)
 @given(transpose_cases(), seeds)
-@tally.checked_against("torch")
+@tally.checked_against("torch", capability="jvp")
 def test_conv_transpose_jvp_matches_torch_func_jvp(case, seed):
     rng = np.random.default_rng(seed)
     x, w, x_dot, w_dot = (rng.standard_normal(case[k]) for k in ("x", "w", "x", "w"))
@@ -105,7 +105,7 @@ def test_conv_transpose_jvp_matches_torch_func_jvp(case, seed):
 
 @budget(30)
 @given(mode_cases(modes=("zeros", "reflect", "replicate", "circular"), ranks=(1, 2), min_batch=1), seeds)
-@tally.checked_against("torch")
+@tally.checked_against("torch", capability="jvp")
 def test_hessian_vector_product_matches_pytorch_double_backward(case, seed):
     """L = |conv(x, w) - t|^2 / 2. Forward over reverse from the core's ops: g = y - t,
     g_dot = y_dot, and the tangent of (dL/dx, dL/dw) along (vx, vw) is (input_grad(g_dot, w) +

@@ -52,7 +52,7 @@ def _first(x_shape, w_shape, fmt, rng):
 
 @budget(70)
 @given(mode_cases(), seeds)
-@tally.checked_against("oracle")
+@tally.checked_against("oracle", capability="padding_mode")
 def test_conv_and_both_gradients_match_np_pad_and_the_oracle(case, seed):
     x_shape, w_shape, kw, mode, pairs = case
     fmt, rng = kw["data_format"], np.random.default_rng(seed)
@@ -162,7 +162,7 @@ def torch_cases(draw):
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths:UserWarning")
 @budget(320)
 @given(torch_cases(), seeds)
-@tally.checked_against("torch")
+@tally.checked_against("torch", capability="padding_mode")
 def test_matches_pytorch_conv_modules_with_autograd(case, seed):
     """Forward, input and weight (and bias) gradients of ``nn.ConvNd(padding_mode=...)``."""
     c, o, g = case["channels"]
@@ -192,7 +192,7 @@ def test_matches_pytorch_conv_modules_with_autograd(case, seed):
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths:UserWarning")
 @budget(40)
 @given(torch_cases(), seeds, st.booleans())
-@tally.checked_against("torch")
+@tally.checked_against("torch", capability="padding_mode")
 def test_torch_front_conv_layers_match_pytorch_layers(case, seed, unbatched):
     """convgrad.torch.nn.Conv1d/2d/3d with torch's weights: forward and ``.vjp`` against the real
     layer's output and autograd gradients."""
@@ -251,7 +251,7 @@ NDIMAGE_MODES = ("reflect", "constant", "nearest", "mirror", "wrap", "grid-const
 
 @budget(110)
 @given(st.sampled_from(NDIMAGE_MODES), st.lists(st.integers(1, 4), min_size=1, max_size=3), st.data(), seeds)
-@tally.checked_against("scipy")
+@tally.checked_against("scipy", capability="padding_mode")
 def test_matches_scipy_ndimage_correlate(mode, kernel, data, seed):
     """ndimage centres the kernel on sample k // 2 (origin 0): pads (k // 2, k - 1 - k // 2), one
     channel, stride 1, the mode spelled as SciPy spells it."""

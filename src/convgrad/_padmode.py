@@ -104,6 +104,20 @@ def _check(mode: str, n: int, lo: int, hi: int, i: int) -> None:
         raise ValueError(f"padding_mode={mode!r} needs each pad at most the input size, got {where}")
 
 
+def _run_of(src: np.ndarray) -> slice | np.ndarray:
+    """``src`` as a slice where it is a run of consecutive positions, up or down (reflect,
+    symmetric, circular), else ``src`` itself. A slice is a view to add into: the fold of a
+    resnet_3x3 input gradient (8 x 64 x 58 x 58 float32) took 0.4 ms so, 12.6-24 ms by
+    ``np.add.at`` on the index arrays (loaded, load 12)."""
+    if src.size == 1:
+        return slice(int(src[0]), int(src[0]) + 1)
+    step = int(src[1] - src[0])
+    if step not in (1, -1) or not np.array_equal(np.diff(src), np.full(src.size - 1, step)):
+        return src
+    stop = int(src[-1]) + step
+    return slice(int(src[0]), None if stop < 0 else stop, step)
+
+
 @dataclass(frozen=True)
 class PadMap:
     """A non-zero padding mode on one geometry: x extended by ``pads``, filled by ``mode``.
@@ -170,7 +184,7 @@ class PadMap:
         # written once, from a sample already written.
         for i, sides in enumerate(self.borders):
             for where, src in sides:
-                out[(*lead, *self._extent(i, where, inner))] = out[(*lead, *self._extent(i, src, inner))]
+                out[(*lead, *self._extent(i, where, inner))] = out[(*lead, *self._extent(i, _run_of(src), inner))]
         if self._full() != self.valid.in_spatial:
             out = out[(*lead, *(slice(0, v) for v in self.valid.in_spatial))]
         return out
@@ -187,9 +201,15 @@ class PadMap:
             g = full
         for i in reversed(range(len(self.borders))):  # the steps of ``pad`` in reverse
             for where, src in self.borders[i]:
-                # add.at: several pad samples may copy one input sample (replicate).
                 pads = g[(*lead, *self._extent(i, where, inner))]
-                np.add.at(g, (*lead, *self._extent(i, src, inner)), pads)
+                run = _run_of(src)
+                if isinstance(run, slice):  # one pad sample per input sample: a strided view
+                    g[(*lead, *self._extent(i, run, inner))] += pads
+                elif (src == src[0]).all():  # all copy the edge (replicate): their sum onto it
+                    edge = slice(int(src[0]), int(src[0]) + 1)
+                    g[(*lead, *self._extent(i, edge, inner))] += pads.sum(axis=first + i, keepdims=True)
+                else:
+                    np.add.at(g, (*lead, *self._extent(i, src, inner)), pads)
         return np.ascontiguousarray(g[(*lead, *inner)])
 
     @staticmethod

@@ -101,21 +101,21 @@ def _check_torch(name, case):
 
 @given(torch_cases())
 @budget(100)
-@checked_against("torch")
+@checked_against("torch", capability="complex")
 def test_torch_conv_and_its_vjp_match_torch_autograd(case):
     _check_torch("conv", case)
 
 
 @given(torch_cases(transposed=True))
 @budget(100)
-@checked_against("torch")
+@checked_against("torch", capability="complex")
 def test_torch_conv_transpose_and_its_vjp_match_torch_autograd(case):
     _check_torch("conv_transpose", case)
 
 
 @given(torch_cases())
 @budget(20)
-@checked_against("torch")
+@checked_against("torch", capability="complex")
 def test_second_order_pullbacks_match_torch_double_backward(case):
     """conv_input_grad_vjp / conv_filter_grad_vjp (adjoint) against autograd through
     torch.autograd.grad(create_graph=True): dx is antilinear in w, dw in x."""
@@ -224,7 +224,7 @@ def _check_jax(ours, reference):
 
 @given(jax_general_cases())
 @budget(150)
-@checked_against("jax")
+@checked_against("jax", capability="complex")
 def test_jax_conv_general_dilated_and_its_vjp_match_jax_vjp(case):
     lhs, rhs, strides, padding, kwargs, rng = case
     try:
@@ -258,7 +258,7 @@ def jax_transpose_cases(draw):
 
 @given(jax_transpose_cases())
 @budget(50)
-@checked_against("jax")
+@checked_against("jax", capability="complex")
 def test_jax_conv_transpose_and_its_vjp_match_jax_vjp(case):
     lhs, rhs, strides, padding, kwargs, rng = case
     reference = _jax_reference(lambda a, b: jlax.conv_transpose(a, b, strides, padding, **kwargs),
@@ -321,7 +321,7 @@ def _real_loss(op, kwargs, dy):
 
 @given(scipy_cases())
 @budget(60)
-@checked_against("scipy")
+@checked_against("scipy", capability="complex")
 def test_scipy_complex_correlations_match_scipy_with_adjoint_gradients(case):
     """Forward against scipy.signal (which input is conjugated, swapped 'valid' included); the
     gradients by central differences of Re <dy, op> along complex directions (exact for maps
