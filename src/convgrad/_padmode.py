@@ -184,7 +184,8 @@ class PadMap:
         # written once, from a sample already written.
         for i, sides in enumerate(self.borders):
             for where, src in sides:
-                out[(*lead, *self._extent(i, where, inner))] = out[(*lead, *self._extent(i, _run_of(src), inner))]
+                copied = out[(*lead, *self._extent(i, _run_of(src), inner))]
+                out[(*lead, *self._extent(i, where, inner))] = copied
         if self._full() != self.valid.in_spatial:
             out = out[(*lead, *(slice(0, v) for v in self.valid.in_spatial))]
         return out
