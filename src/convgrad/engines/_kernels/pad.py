@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._numba import njit, prange
+from ._shuffle import transpose8
 
 
 @njit(parallel=True, cache=True)
@@ -47,9 +48,10 @@ def pad_copy_first(x, lo, out):  # pragma: no cover - compiled
     """pad_copy from a channels-first x (N, C, D, H, W): out[n, i, j, k, c] = x[n, c, i - lo[0],
     j - lo[1], k - lo[2]] where that sample exists (c < C), else 0; out (N, D', H', W', C' >= C)
     channels-last. The transposition rides on the padding pass the engine makes anyway: each
-    output row reads C rows of x (a few KiB, in cache) 8 at a time and writes 8 channels of each
-    sample together. Unsigned flat offsets: 0.65 ms against 1.64 with signed row views (8 x 64
-    channels of 56 x 56, one thread)."""
+    output row reads C rows of x (a few KiB, in cache) and writes blocks of 8 channels x 8 samples
+    transposed in registers (``_shuffle.transpose8``: 0.20 ms against 0.95 one value at a time,
+    8 x 64 channels of 56 x 56, one thread; unsigned flat offsets: 0.65 ms against 1.64 with
+    signed row views, before that)."""
     N, C, D, H, W = x.shape
     OD, OH, OW, OC = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     k0, k1 = min(max(lo[2], 0), OW), min(max(lo[2] + W, 0), OW)
@@ -68,21 +70,18 @@ def pad_copy_first(x, lo, out):  # pragma: no cover - compiled
         for u in range(np.uint64(k1 * OC), np.uint64(OW * OC)):
             of[row + u] = 0
         m = np.uint64(k1 - k0)
+        m8 = m // np.uint64(8) * np.uint64(8)
         src0 = np.uint64(((n * C * D + si) * H + sj) * W + k0 - lo[2])
         dst0 = row + np.uint64(k0 * OC)
         c = 0
         while c + 8 <= C:
             s, d = src0 + np.uint64(c) * plane, dst0 + np.uint64(c)
-            for u in range(m):
+            for u in range(np.uint64(0), m8, np.uint64(8)):
+                transpose8(xf, s + u, plane, of, d + u * uoc, uoc)
+            for u in range(m8, m):
                 q = d + u * uoc
-                of[q] = xf[s + u]
-                of[q + 1] = xf[s + plane + u]
-                of[q + 2] = xf[s + 2 * plane + u]
-                of[q + 3] = xf[s + 3 * plane + u]
-                of[q + 4] = xf[s + 4 * plane + u]
-                of[q + 5] = xf[s + 5 * plane + u]
-                of[q + 6] = xf[s + 6 * plane + u]
-                of[q + 7] = xf[s + 7 * plane + u]
+                for cc in range(8):
+                    of[q + cc] = xf[s + np.uint64(cc) * plane + u]
             c += 8
         for cc in range(c, C):
             s, d = src0 + np.uint64(cc) * plane, dst0 + np.uint64(cc)
