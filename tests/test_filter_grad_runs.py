@@ -130,8 +130,9 @@ def test_filter_runs_random_geometries(case, seed):
 
 
 def test_filter_runs_chosen_for_the_thin_and_deep_rows():
-    """The cost model sends the stem's 3-channel and the deep 256-channel filter gradients to the
-    runs kernel, and keeps float64 and 16 output channels on the tiles of input channels."""
+    """Within the tiled engine, the cost model prefers the runs kernel for the stem's 3-channel and
+    the deep 256-channel filter gradients, and keeps float64 and 16 output channels on the tiles of
+    input channels."""
     from convgrad.engines import tiled
 
     stem = convgrad.ConvGeometry.for_conv((8, 3, 224, 224), (64, 3, 7, 7), stride=2, padding=3)
