@@ -93,6 +93,9 @@ class _Call:
     # Results in the compute dtype (float32 for float16 and bfloat16): a bias is added before the
     # one rounding to the result dtype, not after a first one.
     wide: bool = False
+    # The plan each op runs, instead of the default planner's: plan_for(op, geom, dtype, method,
+    # limit) (convgrad.dask pins a block's plan when its graph is built).
+    plan_for: Callable | None = None
     checks_all_ops: ClassVar[bool] = True  # vjp plans all three ops first for a named method
     exact_ints: ClassVar[bool] = True  # integers: OverflowError where int64 could wrap (else wrap)
 
@@ -119,7 +122,7 @@ class _Call:
             valid = replace(self, geom=self.pad_map.valid, pad_map=None)
             return self.pad_map.through(valid, role, arrays, self.fmt, workspace_limit(self.workspace_bytes))
         return _run(_OP[role], self.geom, a, b, self.fmt, self.method, self.workspace_bytes, shape,
-                    exact_ints=self.exact_ints, wide=self.wide)
+                    self.plan_for, exact_ints=self.exact_ints, wide=self.wide)
 
     def primal(self, a: np.ndarray) -> np.ndarray:
         """A primal operand as a gradient reads it: conjugated for the adjoint of a complex op

@@ -116,3 +116,46 @@ def test_bad_values_are_refused_as_the_core_refuses_them():
         cgd.conv_input_grad(x, np.ones((1, 1, 2)), (1, 1, 6), padding=[(-1, 1)], padding_mode="circular")
     with pytest.raises(ValueError, match=r"bias must have shape \(1,\)"):
         cgd.conv(x, np.ones((1, 1, 2)), np.ones(2))
+
+
+def _splits(a) -> set:
+    """The ``Split`` of each block task of ``a``'s graph (None for a block pinned by name)."""
+    from convgrad.dask._blocks import Block
+
+    return {t[1].split for t in dict(a.__dask_graph__()).values()
+            if isinstance(t, tuple) and len(t) > 1 and isinstance(t[1], Block)}
+
+
+def test_a_complex_block_the_planner_splits_runs_the_split_chosen_when_the_graph_was_built():
+    # With the split's compiled passes loaded the planner runs these complex64 blocks as three
+    # real convs; a worker whose planner would choose otherwise (here jit='never': no compiled
+    # kernel is charged as loaded, so 'auto' runs a complex engine, whose bits differ) still
+    # runs the split and the real engine the client chose: the same bits.
+    from convgrad._plan import default_planner
+    from convgrad.engines import warm_up
+
+    warm_up(("float32",))
+    rng = np.random.default_rng(5)
+
+    def c64(shape):
+        return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+
+    x, w, dy = c64((2, 4, 24, 24, 24)), c64((6, 4, 3, 3, 3)), c64((2, 6, 24, 24, 24))
+    xd, dyd = da.from_array(x, chunks=(1, 4, 12, 24, 12)), da.from_array(dy, chunks=(1, 6, 12, 24, 12))
+    ops = [cgd.conv(xd, w, padding="same"), cgd.conv_input_grad(dyd, w, x.shape, padding="same"),
+           cgd.conv_filter_grad(xd, dyd, w.shape, padding="same")]
+    for op in ops:
+        assert all(s is not None for s in _splits(op)), _splits(op)  # every block pinned to a split
+    built = [op.compute(scheduler="synchronous") for op in ops]
+    policy = default_planner().jit
+    convgrad.set_jit("never")
+    try:
+        elsewhere = [op.compute(scheduler="synchronous") for op in ops]
+        native = convgrad.conv(x, w, padding="same")  # what 'auto' runs under this policy
+    finally:
+        convgrad.set_jit(policy)
+    assert not np.array_equal(native, convgrad.conv(x, w, padding="same"))  # a different choice
+    for a, b in zip(built, elsewhere):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    want = convgrad.conv_filter_grad(x, dy, w.shape, padding="same")
+    assert np.max(np.abs(built[2] - want)) <= 2e-5 * np.max(np.abs(want))

@@ -7,12 +7,15 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .._dtypes import check_int_sum, result_dtype
-from .._ops import conv, conv_filter_grad, conv_input_grad
+from .._geometry import ConvGeometry
+from .._ops import _Call, _resolve, conv, conv_filter_grad, conv_input_grad
+from ._pinned import Split
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,8 @@ class Block:
     pads, method=engine, workspace_bytes, convention), the block's result shape, the dtype it is
     cast to (the accumulation dtype of a partial filter gradient) and, for a partial, the dtype
     its narrower float operands enter the core in (float32 for float16 and bfloat16: the core
-    computes them in float32 and would round its result to their dtype)."""
+    computes them in float32 and would round its result to their dtype), and for a complex
+    block the planner splits, the ``Split`` it runs (chosen when the graph was built)."""
 
     a: Gather
     b: Gather | None
@@ -56,19 +60,33 @@ class Block:
     dtype: np.dtype
     data_format: str = "channels_first"
     compute: np.dtype | None = None
+    split: Split | None = None
+
+    def call(self, build: Callable, a_name: str, a: np.ndarray, b_name: str, b: np.ndarray,
+             *shape: object) -> tuple[_Call, np.ndarray, np.ndarray]:
+        """The core's checked call of a block pinned to a ``split``, as the public op makes it,
+        running that split as its plan."""
+        call, a, b = _resolve(build, a_name, a, b_name, b, *shape, **self.kwargs)
+        return replace(call, plan_for=self.split), a, b
 
 
 def forward(block: Block, a: list, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     """y block = conv(x block, w, bias) with the block's pads."""
-    return conv(block.a(a), w, bias, **block.kwargs)
+    if block.split is None:
+        return conv(block.a(a), w, bias, **block.kwargs)
+    call, x, w = block.call(ConvGeometry.for_conv, "x", block.a(a), "w", w)
+    return call.biased("y", {"x": x, "w": w}, bias)
 
 
 def input_grad(block: Block, a: list, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     """dx block = conv_input_grad(dy block, w, block shape) (+ bias: a transposed conv)."""
     if block.a is None:  # no window reaches this block: its gradient is zero
         dx = np.zeros(block.shape, block.dtype)
-    else:
+    elif block.split is None:
         dx = conv_input_grad(block.a(a), w, block.shape, **block.kwargs)
+    else:
+        call, dy, w = block.call(ConvGeometry.for_input_grad, "dy", block.a(a), "w", w, block.shape)
+        dx = call("x", y=dy, w=call.primal(w))
     return _biased(dx, bias, block.data_format)
 
 
@@ -86,7 +104,10 @@ def filter_grad(block: Block, a: list, b: list) -> np.ndarray:
     x, dy = block.a(a), block.b(b)
     if block.compute is not None and block.compute.kind == "f":
         x, dy = (v.astype(block.compute) if v.dtype.itemsize < block.compute.itemsize else v for v in (x, dy))
-    return conv_filter_grad(x, dy, block.shape, **block.kwargs).astype(block.dtype)
+    if block.split is None:
+        return conv_filter_grad(x, dy, block.shape, **block.kwargs).astype(block.dtype)
+    call, x, dy = block.call(ConvGeometry.for_filter_grad, "x", x, "dy", dy, block.shape)
+    return call("w", x=call.primal(x), y=dy).astype(block.dtype)
 
 
 def bias_grad(dy: np.ndarray, axes: tuple[int, ...], dtype: np.dtype) -> np.ndarray:

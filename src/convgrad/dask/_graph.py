@@ -91,7 +91,7 @@ class Interned:
 
     def __call__(self, block: _blocks.Block) -> _blocks.Block:
         key = (block.a, block.b, tuple(sorted(block.kwargs.items())), block.shape, block.dtype,
-               block.data_format)
+               block.data_format, block.compute, block.split)
         return self._seen.setdefault(key, block)
 
 
@@ -218,8 +218,8 @@ def forward(geom: ConvGeometry, x: da.Array, w: da.Array, bias: da.Array | None,
     for (bi, *idx), _, x_ranges, pads in forward_blocks(geom, x.chunks, fmt):
         keys, g = gather(x, x_ranges)
         kwargs = _kwargs(geom, fmt, pads)
-        kwargs.update(budget.pinned("forward", _shape(x_ranges), w_shape, kwargs, comp))
-        block = intern(_blocks.Block(g, None, kwargs, (), dtype, fmt))
+        pinned, split = budget.pinned("forward", _shape(x_ranges), w_shape, kwargs, comp)
+        block = intern(_blocks.Block(g, None, {**kwargs, **pinned}, (), dtype, fmt, split=split))
         layer[(name, *lay.index(bi, idx))] = (_blocks.forward, block, keys, _key(w), _key(bias))
     space = [_sizes(geom.output_bounds(i, bounds(x.chunks[ax]))) for i, ax in enumerate(lay.spatial)]
     return _array(name, layer, [x, w, bias], lay.chunks(x.chunks[0], geom.out_channels, space), dtype)
@@ -252,8 +252,9 @@ def input_grad(geom: ConvGeometry, dy: da.Array, w: da.Array, bias: da.Array | N
         else:
             keys, g = gather(dy, y_ranges)
             kwargs = _kwargs(geom, fmt, pads)
-            kwargs.update(budget.pinned("input_grad", shape, w_shape, kwargs, comp), convention=convention)
-            block = intern(_blocks.Block(g, None, kwargs, shape, res, fmt))
+            pinned, split = budget.pinned("input_grad", shape, w_shape, kwargs, comp)
+            kwargs = {**kwargs, **pinned, "convention": convention}
+            block = intern(_blocks.Block(g, None, kwargs, shape, res, fmt, split=split))
         layer[(name, *lay.index(bi, idx))] = (_blocks.input_grad, block, keys, _key(w), _key(bias))
     space = [_sizes(geom.input_bounds(i, bounds(dy.chunks[ax]))) for i, ax in enumerate(lay.spatial)]
     return _array(name, layer, [dy, w, bias], lay.chunks(dy.chunks[0], geom.in_channels, space), dtype)
@@ -314,11 +315,11 @@ def filter_grad(geom: ConvGeometry, x: da.Array, dy: da.Array, fmt: str, budget:
         x_keys, gx = gather(x, x_ranges)
         y_keys, gy = gather(dy, y_ranges)
         kwargs = _kwargs(geom, fmt, pads)
-        kwargs.update(budget.pinned("filter_grad", _shape(x_ranges), w_shape, kwargs, comp),
-                      convention=convention)
+        pinned, split = budget.pinned("filter_grad", _shape(x_ranges), w_shape, kwargs, comp)
+        kwargs = {**kwargs, **pinned, "convention": convention}
+        block = _blocks.Block(gx, gy, kwargs, w_shape, acc, fmt, comp, split)
         key = (f"{name}-part", n)
-        layer[key] = (_blocks.filter_grad, intern(_blocks.Block(gx, gy, kwargs, w_shape, acc, fmt, comp)),
-                      x_keys, y_keys)
+        layer[key] = (_blocks.filter_grad, intern(block), x_keys, y_keys)
         leaves.append(key)
     tree(name, layer, leaves, split_every, res, len(w_shape))
     return _array(name, layer, [x, dy], tuple((s,) for s in w_shape), res)

@@ -13,6 +13,7 @@ import numpy as np
 from .._budget import workspace_limit
 from .._geometry import ConvGeometry
 from .._plan import make_plan
+from ._pinned import Split
 
 # A worker holds more than its running task: the chunks its neighbours still need, results
 # waiting to be sent, its own baseline (~150-250 MiB). The design study's 1 GiB workers peaked
@@ -71,17 +72,18 @@ class Budget:
         key = (op, x_shape, w_shape, tuple(sorted(kwargs.items())), comp)
         if key not in self._plans:
             geom = ConvGeometry.for_conv(x_shape, w_shape, **kwargs)
-            self._plans[key] = make_plan(op, geom, comp, self.method, self.workspace)
+            # costed for the caller's layout, as the block's core call plans it
+            self._plans[key] = make_plan(op, geom, comp, self.method, self.workspace, kwargs["data_format"])
         return self._plans[key]
 
     def pinned(self, op: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...], kwargs: dict,
-               comp: np.dtype) -> dict:
-        """The block's ``method=`` (the engine chosen now) and ``workspace_bytes=``. A complex
-        plan that runs as three real convs (the Gauss split) is left to 'auto': a named engine
-        runs complex natively, which the split's real engine may not do."""
+               comp: np.dtype) -> tuple[dict, Split | None]:
+        """The block's ``method=`` (the engine chosen now) and ``workspace_bytes=``, and for a
+        complex plan that runs as three real convs, the ``Split`` the block runs as its plan
+        (a named engine would run the complex op natively)."""
         plan = self.plan(op, x_shape, w_shape, kwargs, comp)
-        engine = "auto" if plan.split is not None else plan.chosen.engine
-        return {"method": engine, "workspace_bytes": self.workspace}
+        return {"method": plan.chosen.engine if plan.split is None else "auto",
+                "workspace_bytes": self.workspace}, Split.of(plan)
 
     def peak(self, item: Item, comp: np.dtype) -> int:
         """Estimated peak bytes of one block: twice its inputs (the chunks and the assembled,
