@@ -32,7 +32,7 @@ NOT_RUN = {
         "installs packages",
     ("testing.md", 'python -m pip install -e ".[test]" && python -m pytest'): "installs packages and runs "
     "the whole suite: it is CI itself",
-    ("dask.md", 'pip install "convgrad[dask]"     # dask[array] and distributed'): "installs packages",
+    ("dask.md", 'pip install "convgrad[dask]"     # dask[array], distributed and zarr'): "installs packages",
     ("dask.md", "import numpy as np"): "a 2-worker cluster and a 2.78 GiB volume (tests/dask/"
     "test_dask_cluster.py runs it with CONVGRAD_DASK_LARGE=1)",
     ("dask.md", "CONVGRAD_DASK_LARGE=1 python -m pytest -q tests/dask/test_dask_cluster.py -k larger -s"):
