@@ -16,6 +16,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from . import _lazy
 from ._dtypes import INT64_MAX, as_array, int_peak, result_dtype
 from ._geometry import ConvGeometry
 from ._ops import _Call, _resolve
@@ -84,6 +85,8 @@ def conv_jvp(
     >>> convgrad.conv_jvp(x, w, np.ones((1, 1, 4)), np.array([[[1.0, 0.0]]]))
     (array([[[2., 5., 8.]]]), array([[[3., 4., 5.]]]))
     """
+    if _lazy.any_dask(x, w, x_dot, w_dot, bias, bias_dot):  # never computed here: convgrad.dask
+        return _lazy.route("conv_jvp", locals())
     call, x, w = _resolve(ConvGeometry.for_conv, "x", x, "w", w, stride=stride, padding=padding,
                           dilation=dilation, groups=groups, data_format=data_format, method=method,
                           workspace_bytes=workspace_bytes, padding_mode=padding_mode)
@@ -117,6 +120,8 @@ def conv_transpose_jvp(
     ...                             stride=2)
     (array([[[1., 1., 2., 1., 1.]]]), array([[[1., 1., 1., 0., 0.]]]))
     """
+    if _lazy.any_dask(x, w, x_dot, w_dot, bias, bias_dot):  # never computed here: convgrad.dask
+        return _lazy.route("conv_transpose_jvp", locals())
     call, x, w = _resolve(ConvGeometry.for_transpose, "x", x, "w", w, stride=stride, padding=padding,
                           output_padding=output_padding, output_shape=output_shape, dilation=dilation,
                           groups=groups, data_format=data_format, method=method,

@@ -49,4 +49,4 @@ def route(name: str, arguments: dict) -> object:
 
 
 BLOCKED = ("conv", "conv_input_grad", "conv_filter_grad", "conv_bias_grad", "conv_transpose", "conv_vjp",
-           "conv_transpose_vjp")
+           "conv_transpose_vjp", "conv_jvp", "conv_transpose_jvp")

@@ -147,3 +147,27 @@ def test_padding_modes_blocked_equal_whole(case: Blocked, mode: str, data):
     got = dask.compute(out, *tvjp(xd), cgd.conv_transpose(dyd, w, tb, **tk))
     for g, v in zip(got, (want_out, *want_tvjp(x), convgrad.conv_transpose(dy, w, tb, **tk))):
         assert_close(g, v, case.dtype)
+
+
+@budget(20)
+@given(case=blocked_cases(dtypes=("float64", "float32", "int64", "complex128")), data=st.data())
+def test_forward_mode_blocked_equals_whole(case: Blocked, data):
+    kw, fmt = case.kwargs, case.kwargs["data_format"]
+    x, w, tx, tw = case.arrays(case.x_shape, case.w_shape, case.x_shape, case.w_shape)
+    c_out = convgrad.ConvGeometry.for_conv(x.shape, w.shape, **kw).out_channels
+    bias, tb = case.arrays((c_out,), (c_out,))
+    xd = _lazy(x, case.x_chunks)
+    txd = _lazy(tx, chunking(data.draw, tx.shape, fmt))  # chunked unlike x: rechunked to x's
+    got = dask.compute(*cgd.conv_jvp(xd, w, txd, tw, bias, tb, **kw))
+    for g, want in zip(got, convgrad.conv_jvp(x, w, tx, tw, bias, tb, **kw)):
+        assert_close(g, want, case.dtype)
+    # the transposed conv's, with x's shape as its output (its input is y-shaped)
+    y_shape = convgrad.ConvGeometry.for_conv(x.shape, w.shape, **kw).y_shape(fmt)
+    t, tt = case.arrays(y_shape, y_shape)
+    c_in = x.shape[1 if fmt == "channels_first" else -1]
+    tb_in, tb_dot = case.arrays((c_in,), (c_in,))
+    tk = {**kw, "output_shape": x.shape}
+    got = dask.compute(*cgd.conv_transpose_jvp(_lazy(t, chunking(data.draw, t.shape, fmt)), w, tt, None,
+                                                tb_in, tb_dot, **tk))
+    for g, want in zip(got, convgrad.conv_transpose_jvp(t, w, tt, None, tb_in, tb_dot, **tk)):
+        assert_close(g, want, case.dtype)

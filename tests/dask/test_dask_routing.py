@@ -100,8 +100,8 @@ def test_dask_arrays_are_recognised_without_dask_installed():
 
 
 def test_the_ops_convgrad_dask_does_not_block_refuse_dask_arrays_without_computing_them():
-    """conv_jvp, conv_general, prepared convs and the fronts called np.asarray on a dask array:
-    they computed all of it in the caller's process. Every array now enters through a check."""
+    """conv_general, prepared convs and the fronts called np.asarray on a dask array: they
+    computed all of it in the caller's process. Every array now enters through a check."""
     da = pytest.importorskip("dask.array")
     from dask.callbacks import Callback
 
@@ -112,8 +112,6 @@ def test_the_ops_convgrad_dask_does_not_block_refuse_dask_arrays_without_computi
     x, w = np.ones((1, 2, 8, 8)), np.ones((3, 2, 3, 3))
     lazy_x = da.from_array(x, chunks=4)
     calls = {
-        "conv_jvp": lambda: convgrad.conv_jvp(lazy_x, w, x, w),
-        "conv_jvp tangent": lambda: convgrad.conv_jvp(x, w, lazy_x, w),
         "conv_general": lambda: convgrad.conv_general(lazy_x, w, lhs_dilation=2),
         "conv_general_vjp": lambda: convgrad.conv_general_vjp(lazy_x, w),
         "prepared conv": lambda: convgrad.prepare(x.shape, w.shape)(lazy_x, w),
@@ -125,3 +123,20 @@ def test_the_ops_convgrad_dask_does_not_block_refuse_dask_arrays_without_computi
             with pytest.raises(TypeError, match="is a dask array, which this function would compute whole"):
                 call()
             assert starts == [], f"{label} computed a dask array"
+
+
+def test_conv_jvp_on_dask_tangents_routes_and_computes_nothing():
+    da = pytest.importorskip("dask.array")
+    from dask.callbacks import Callback
+
+    import convgrad
+    import convgrad.dask  # routing on
+
+    rng = np.random.default_rng(5)
+    x, w, tx, tw = (rng.standard_normal(s) for s in ((1, 2, 9, 8), (3, 2, 3, 3), (1, 2, 9, 8), (3, 2, 3, 3)))
+    starts = []
+    with Callback(start=lambda dsk: starts.append(1)):
+        _, y_dot = convgrad.conv_jvp(x, w, da.from_array(tx, chunks=(1, 2, 4, 5)), tw, padding="same")
+    assert starts == [] and isinstance(y_dot, da.Array)
+    want = convgrad.conv_jvp(x, w, tx, tw, padding="same")
+    np.testing.assert_allclose(y_dot.compute(), want[1], rtol=0, atol=1e-12)

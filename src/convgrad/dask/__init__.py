@@ -24,11 +24,13 @@ from ._ops import (
     conv_bias_grad,
     conv_filter_grad,
     conv_input_grad,
+    conv_jvp,
     conv_transpose,
+    conv_transpose_jvp,
     conv_transpose_vjp,
     conv_vjp,
 )
 from ._workers import setup
 
-__all__ = ["conv", "conv_bias_grad", "conv_filter_grad", "conv_input_grad", "conv_transpose",
-           "conv_transpose_vjp", "conv_vjp", "setup"]
+__all__ = ["conv", "conv_bias_grad", "conv_filter_grad", "conv_input_grad", "conv_jvp", "conv_transpose",
+           "conv_transpose_jvp", "conv_transpose_vjp", "conv_vjp", "setup"]

@@ -14,7 +14,7 @@ from .._budget import workspace_limit
 from .._dtypes import convention_of, result_dtype
 from .._geometry import ConvGeometry
 from .._padmode import PadMap
-from . import _graph, _modes
+from . import _blocks, _graph, _modes
 from ._memory import Budget
 
 SPLIT_EVERY = 8  # the tree's fan-in: 512 partials sum in three levels, 8 arrays in a task
@@ -257,3 +257,84 @@ def conv_transpose_vjp(x: object, w: object, bias: object = None, *, stride: obj
                 None if b is None else _graph.bias_grad(dy, fmt, split_every, "conv_transpose_vjp"))
 
     return y, vjp
+
+
+def conv_jvp(x: object, w: object, x_dot: object = None, w_dot: object = None, bias: object = None,
+             bias_dot: object = None, *, stride: object = 1, padding: object = 0, dilation: object = 1,
+             groups: int = 1, padding_mode: object = "zeros", data_format: str = "channels_first",
+             method: str = "auto", workspace_bytes: int | None = None,
+             block_bytes: int | None = None) -> tuple[da.Array, da.Array]:
+    """``convgrad.conv_jvp`` on dask arrays: y and its tangent ``conv(x_dot, w) + conv(x, w_dot)
+    + bias_dot`` (conv is bilinear: two blocked convs, summed block by block; integer sums that
+    would wrap raise OverflowError).
+
+    Returns
+    -------
+    y, y_dot : lazy dask arrays (N, O, *out) or (N, *out, O)
+    """
+    kw = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups,
+          "padding_mode": padding_mode, "data_format": data_format, "method": method,
+          "workspace_bytes": workspace_bytes, "block_bytes": block_bytes}
+
+    def run(a: da.Array, b: object, c: object = None) -> da.Array:
+        return conv(a, b, c, **kw)
+
+    fmt = _canon.data_format(data_format)
+    return _tangent_out(run, _graph.lazy("x", x), w, x_dot, w_dot, bias, bias_dot, fmt)
+
+
+def conv_transpose_jvp(x: object, w: object, x_dot: object = None, w_dot: object = None, bias: object = None,
+                       bias_dot: object = None, *, stride: object = 1, padding: object = 0,
+                       output_padding: object = 0, output_shape: object = None, dilation: object = 1,
+                       groups: int = 1, padding_mode: object = "zeros", data_format: str = "channels_first",
+                       method: str = "auto", workspace_bytes: int | None = None,
+                       block_bytes: int | None = None) -> tuple[da.Array, da.Array]:
+    """``convgrad.conv_transpose_jvp`` on dask arrays: y and ``conv_transpose(x_dot, w) +
+    conv_transpose(x, w_dot) + bias_dot``, lazy, as ``conv_jvp``.
+
+    Returns
+    -------
+    y, y_dot : lazy dask arrays (N, C_out, *S_out) or (N, *S_out, C_out)
+    """
+    kw = {"stride": stride, "padding": padding, "output_padding": output_padding,
+          "output_shape": output_shape, "dilation": dilation, "groups": groups,
+          "padding_mode": padding_mode, "data_format": data_format, "method": method,
+          "workspace_bytes": workspace_bytes, "block_bytes": block_bytes}
+
+    def run(a: da.Array, b: object, c: object = None) -> da.Array:
+        return conv_transpose(a, b, c, **kw)
+
+    fmt = _canon.data_format(data_format)
+    return _tangent_out(run, _graph.lazy("x", x), w, x_dot, w_dot, bias, bias_dot, fmt)
+
+
+def _tangent(name: str, t: object, primal: str, like: da.Array) -> da.Array:
+    """A tangent of ``primal`` (``like``), in its chunks: the two terms' blocks then align."""
+    a = _graph.lazy(name, t)
+    if a.shape != like.shape:
+        raise ValueError(f"{name}.shape={a.shape} must equal {primal}.shape={like.shape} "
+                         f"(a tangent of {primal})")
+    return a if a.chunks == like.chunks else a.rechunk(like.chunks)
+
+
+def _tangent_out(run: Callable[..., da.Array], x: da.Array, w: object, x_dot: object, w_dot: object,
+                 bias: object, bias_dot: object, fmt: str) -> tuple[da.Array, da.Array]:
+    """``(run(x, w, bias), run(x_dot, w) + run(x, w_dot) + bias_dot)`` for the bilinear ``run``;
+    None tangents are zero."""
+    out = run(x, w, bias)
+    terms = []
+    if x_dot is not None:
+        terms.append(run(_tangent("x_dot", x_dot, "x", x), w))
+    if w_dot is not None:
+        terms.append(run(x, _tangent("w_dot", w_dot, "w", _graph.small("w", w))))
+    if bias_dot is not None:
+        if bias is None:
+            raise ValueError("bias_dot needs a bias: without one the output does not depend on it")
+        b_dot = _tangent("bias_dot", bias_dot, "bias", _graph.small("bias", bias))
+        shape = (-1,) + (1,) * (out.ndim - 2) if fmt == "channels_first" else (-1,)
+        terms.append(da.broadcast_to(b_dot.reshape(shape), out.shape, chunks=out.chunks))
+    if not terms:
+        return out, da.zeros(out.shape, out.dtype, chunks=out.chunks)
+    dtype = np.result_type(*(t.dtype for t in terms))
+    total = terms[0] if len(terms) == 1 else da.map_blocks(_blocks.add, *terms, dtype=dtype)
+    return out, total.astype(np.result_type(out.dtype, total.dtype))
