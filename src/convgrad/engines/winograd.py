@@ -24,10 +24,11 @@ from .. import _transpose
 from .._budget import check_fits
 from .._engine import OPS, Op, Planner, Prepared, Refusal
 from .._geometry import ConvGeometry
-from .._layout import pad_or_crop
+from .._layout import pad_or_crop, w_to_last, x_from_last, x_to_last
 from . import _kernels, _threads
 from ._common import no_complex
 from ._machine import figures
+from ._scratch import scratch
 
 # Points 0, -1, 1, -2, 2 and infinity (Lavin & Gray 2016); checked against direct correlation
 # in the tests.
@@ -82,6 +83,8 @@ class Winograd:
         rate = fig.GEMM_FLOPS_PER_S if g == 1 else fig.GEMM_FLOPS_PER_S / 8
         moved = n**geom.rank * tiles * (geom.in_channels + geom.out_channels) * item
         fused = _fused(geom, dtype)
+        if _one_pass(geom, dtype):  # transforms and GEMMs per block of tiles, in cache
+            return _prepare_one_pass(op, geom, dtype, planner, fig)
         if fused:  # the fused transforms read and write each tile once
             seconds = flops / rate + moved / fig.COPY_BYTES_PER_S + fig.CALL_SECONDS + planner.load_seconds(
                 dtype, _kernels.winograd2d_input, _kernels.winograd2d_output)
@@ -91,6 +94,100 @@ class Winograd:
         if op == "input_grad":
             run = partial(_transpose.input_grad(geom), run=_forward)
         return Prepared(self.name, seconds * fig.FITTED[op], workspace, run, {"tile": m, "fused": fused})
+
+
+def _one_pass(geom: ConvGeometry, dtype: np.dtype) -> bool:
+    """F(4x4, 3x3) in one compiled pass (_kernels/winograd_fused.py): 2-D, no groups, float32
+    or float64."""
+    return (geom.rank == 2 and tile_size(geom) == 4 and geom.feature_group_count == 1
+            and dtype in (np.float32, np.float64))
+
+
+def _prepare_one_pass(op: Op, geom: ConvGeometry, dtype: np.dtype, planner: Planner, fig) -> Prepared:
+    """The one-pass engine in both layouts; the input gradient is the forward of dy with the
+    flipped, channel-swapped filter (the conv of ``_transpose.input_grad``)."""
+    conv = _transpose.input_grad(geom).geometry if op == "input_grad" else geom
+    c, o, item = conv.in_channels, conv.out_channels, dtype.itemsize
+    tiles = conv.batch * math.prod(-(-s // 4) for s in conv.out_spatial)
+    flops = 2 * 36 * tiles * c * -(-o // 16) * 16
+    # the transformed filter, and each thread's block of transformed tiles
+    blocks = 2 * _threads.allowed() * 36 * _BLOCK_TILES * (c + o)
+    workspace = (36 * c * (-(-o // 16) * 16) + blocks) * item
+    moved = (math.prod(conv.x_shape()) + math.prod(conv.y_shape())) * item
+    seconds = (flops / fig.ONE_PASS_FLOPS_PER_S + moved / fig.COPY_BYTES_PER_S
+               + 36 * c * o * item / fig.COPY_BYTES_PER_S + fig.CALL_SECONDS)
+    seconds = seconds * fig.ONE_PASS_FITTED[op] + planner.load_seconds(
+        dtype, _kernels.winograd43_last)
+    first_seconds = seconds + planner.load_seconds(dtype, _kernels.winograd43_first)
+    if op == "input_grad":
+        run = partial(_transpose.input_grad(geom), run=partial(_one_pass_forward, first=False))
+        first = partial(_transpose.input_grad(geom, "channels_first"),
+                        run=partial(_one_pass_forward, first=True))
+    else:
+        run = partial(_one_pass_forward, geom, first=False)
+        first = partial(_run_first, partial(_one_pass_forward, geom, first=True))
+    return Prepared("winograd", seconds, workspace, run, {"tile": 4, "fused": True, "one_pass": True},
+                    run_first=first, first_seconds=first_seconds)
+
+
+def _run_first(run, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``run`` on channels-first (x, w): it gets channels-last views and returns one of the
+    channels-first y it wrote."""
+    y = run(x_to_last(x, "channels_first"), w_to_last(w, "channels_first"))
+    return np.ascontiguousarray(x_from_last(y, "channels_first"))
+
+
+def _one_pass_forward(geom: ConvGeometry, x: np.ndarray, w: np.ndarray, first: bool) -> np.ndarray:
+    """y of the stride-1 3x3 conv ``geom`` from channels-last x ``(N, H, W, C)`` and w
+    ``(3, 3, C, O)``; with ``first``, x is a channels-last view of channels-first memory and y
+    comes back as one (its memory ``(N, O, OH, OW)``)."""
+    fmt = "channels_first" if first else "channels_last"
+    y = np.empty(geom.y_shape(fmt), dtype=x.dtype)
+    if y.size == 0:
+        return x_to_last(y, fmt)
+    if x.shape[-1] == 0:
+        y.fill(0)
+        return x_to_last(y, fmt)
+    xs = np.ascontiguousarray(x_from_last(x, fmt))
+    u = _one_pass_filter(w, 6 if first else 16)
+    (pt, _), (pl, _) = geom.tight_padding
+    threads = _threads.for_numba()
+    if first:
+        rows = geom.batch * -(-geom.out_spatial[0] // 4)
+        per = _per_item(rows, max(1, _BLOCK_TILES // -(-geom.out_spatial[1] // 4)), threads)
+        _kernels.winograd43_first(xs, u, pt, pl, per, y)
+    else:
+        tiles = geom.batch * math.prod(-(-s // 4) for s in geom.out_spatial)
+        _kernels.winograd43_last(xs, u, pt, pl, _per_item(tiles, _BLOCK_TILES, threads), y)
+    return x_to_last(y, fmt)
+
+
+# Tiles a work item transforms and multiplies at a time (channels-first: whole rows of tiles
+# up to about this many).
+_BLOCK_TILES = 48
+
+
+def _per_item(count: int, most: int, threads: int) -> int:
+    """Units (tiles or rows of tiles) per work item: at most ``most``, in a multiple of
+    ``threads`` items so that no thread waits for another's last one."""
+    items = threads * -(-count // (threads * most))
+    return max(1, -(-count // items))
+
+
+def _one_pass_filter(w: np.ndarray, multiple: int) -> np.ndarray:
+    """w ``(3, 3, C, O)`` -> G w G^T as ``(36, C, P)``, P = O rounded up to ``multiple``, zero
+    past O."""
+    *_, c, o = w.shape
+    p = -(-o // multiple) * multiple
+    kron = np.kron(_F43[1], _F43[1]).astype(w.dtype)
+    u = scratch("winograd.u", (36, c, p), w.dtype)
+    w9 = np.ascontiguousarray(w).reshape(9, c * o)
+    if p == o:
+        np.matmul(kron, w9, out=u.reshape(36, c * o))
+    else:
+        u[..., o:] = 0
+        u[..., :o] = np.matmul(kron, w9).reshape(36, c, o)
+    return u
 
 
 def _refuse(op: Op, geom: ConvGeometry, dtype: np.dtype) -> str | None:
