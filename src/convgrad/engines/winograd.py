@@ -27,6 +27,7 @@ from .._geometry import ConvGeometry
 from .._layout import pad_or_crop, w_to_last, x_from_last, x_to_last
 from . import _kernels, _threads
 from ._common import no_complex
+from ._kernels import winograd_fused
 from ._machine import figures
 from ._scratch import scratch
 
@@ -155,10 +156,10 @@ def _one_pass_forward(geom: ConvGeometry, x: np.ndarray, w: np.ndarray, first: b
     if first:
         rows = geom.batch * -(-geom.out_spatial[0] // 4)
         per = _per_item(rows, max(1, _BLOCK_TILES // -(-geom.out_spatial[1] // 4)), threads)
-        _kernels.winograd43_first(xs, u, pt, pl, per, y)
+        _kernels.winograd43_first(xs, u, _consts(x.dtype), pt, pl, per, y)
     else:
         tiles = geom.batch * math.prod(-(-s // 4) for s in geom.out_spatial)
-        _kernels.winograd43_last(xs, u, pt, pl, _per_item(tiles, _BLOCK_TILES, threads), y)
+        _kernels.winograd43_last(xs, u, _consts(x.dtype), pt, pl, _per_item(tiles, _BLOCK_TILES, threads), y)
     return x_to_last(y, fmt)
 
 
@@ -174,19 +175,16 @@ def _per_item(count: int, most: int, threads: int) -> int:
     return max(1, -(-count // items))
 
 
+def _consts(dtype: np.dtype) -> np.ndarray:
+    return np.array(winograd_fused.CONSTANTS, dtype=dtype)
+
+
 def _one_pass_filter(w: np.ndarray, multiple: int) -> np.ndarray:
     """w ``(3, 3, C, O)`` -> G w G^T as ``(36, C, P)``, P = O rounded up to ``multiple``, zero
     past O."""
     *_, c, o = w.shape
-    p = -(-o // multiple) * multiple
-    kron = np.kron(_F43[1], _F43[1]).astype(w.dtype)
-    u = scratch("winograd.u", (36, c, p), w.dtype)
-    w9 = np.ascontiguousarray(w).reshape(9, c * o)
-    if p == o:
-        np.matmul(kron, w9, out=u.reshape(36, c * o))
-    else:
-        u[..., o:] = 0
-        u[..., :o] = np.matmul(kron, w9).reshape(36, c, o)
+    u = scratch("winograd.u", (36, c, -(-o // multiple) * multiple), w.dtype)
+    _kernels.winograd43_filter(w, u, _consts(w.dtype))
     return u
 
 

@@ -36,7 +36,7 @@ from .pointwise import pointwise_filter_grad_first, pointwise_first
 from .spectral import spectral_mix
 from .tiled import tiled_filter_grad, tiled_forward
 from .winograd import winograd2d_input, winograd2d_output
-from .winograd_fused import winograd43_first, winograd43_last
+from .winograd_fused import winograd43_filter, winograd43_first, winograd43_last
 
 # The planner charges a kernel that this process has not run yet its compile time (a few
 # seconds; more for the kernels with several specialised paths, COMPILE_SECONDS_BY_KERNEL) or its
@@ -91,8 +91,10 @@ def warm_up(dtypes=("float32", "float64")) -> None:
             winograd2d_input(np.zeros((1, m + 2, m + 2, 2), dt), transform.astype(dt), m, 1, 1, tiles)
             winograd2d_output(tiles, transform[:m].astype(dt), 1, 1, np.zeros((1, m, m, 2), dt))
         u = np.zeros((36, 2, 16), dt)
-        winograd43_last(np.zeros((1, 6, 6, 2), dt), u, 1, 1, 1, np.zeros((1, 6, 6, 2), dt))
-        winograd43_first(np.zeros((1, 2, 6, 6), dt), u[..., :6], 1, 1, 1, np.zeros((1, 2, 6, 6), dt))
+        consts = np.zeros(8, dt)
+        winograd43_filter(np.zeros((3, 3, 2, 2), dt), u, consts)
+        winograd43_last(np.zeros((1, 6, 6, 2), dt), u, consts, 1, 1, 1, np.zeros((1, 6, 6, 2), dt))
+        winograd43_first(np.zeros((1, 2, 6, 6), dt), u[..., :6], consts, 1, 1, 1, np.zeros((1, 2, 6, 6), dt))
         pad_copy(x[:, None], (0, 1, 1), np.zeros((1, 1, 8, 8, 2), dt))
         pad_copy_first(np.zeros((1, 2, 1, 6, 6), dt), (0, 1, 1), np.zeros((1, 1, 8, 8, 2), dt))
         last_to_first(np.zeros((1, 4, 2), dt), np.zeros((1, 2, 4), dt))

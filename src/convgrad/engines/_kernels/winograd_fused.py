@@ -22,13 +22,20 @@ import numpy as np
 
 from ._numba import _registers, _wide_vectors, literally, njit, prange
 
+# The transforms' constants, passed to the kernels in the arrays' dtype: a Python number in a
+# float32 product makes it float64 (Numba's typing), which halved the vectors and converted
+# every value.
+CONSTANTS = (2, 4, 5, 8, 1 / 4, 1 / 6, 1 / 12, 1 / 24)
+
 
 @njit(parallel=True, cache=True)
-def winograd43_last(x, u, pt, pl, per, y):  # pragma: no cover - compiled
+def winograd43_last(x, u, consts, pt, pl, per, y):  # pragma: no cover - compiled
     """y (N, OH, OW, O) = the stride-1 3x3 conv of x (N, H, W, C) padded by ``pt`` rows above and
     ``pl`` columns left (zeros, and as far below and right as the tiles reach), with the
-    transformed filter u (36, C, P), P = O rounded up to 16, zero past O. ``per`` tiles a work item."""
+    transformed filter u (36, C, P), P = O rounded up to 16, zero past O. ``per`` tiles a work item;
+    ``consts`` holds the transforms' constants in x's dtype (``CONSTANTS``)."""
     N, H, W, C = x.shape
+    two, four, five, eight = consts[0], consts[1], consts[2], consts[3]
     OH, OW, O = y.shape[1], y.shape[2], y.shape[3]
     P = u.shape[2]
     th, tw = -(-OH // 4), -(-OW // 4)
@@ -59,7 +66,7 @@ def winograd43_last(x, u, pt, pl, per, y):  # pragma: no cover - compiled
             for j in range(6):
                 for c in range(C):
                     b0, b1, b2, b3, b4, b5 = _bt(d[0, j, c], d[1, j, c], d[2, j, c], d[3, j, c], d[4, j, c],
-                                                 d[5, j, c])
+                                                 d[5, j, c], two, four, five)
                     s[0, j, c] = b0
                     s[1, j, c] = b1
                     s[2, j, c] = b2
@@ -69,7 +76,7 @@ def winograd43_last(x, u, pt, pl, per, y):  # pragma: no cover - compiled
             for a in range(6):
                 for c in range(C):
                     b0, b1, b2, b3, b4, b5 = _bt(s[a, 0, c], s[a, 1, c], s[a, 2, c], s[a, 3, c], s[a, 4, c],
-                                                 s[a, 5, c])
+                                                 s[a, 5, c], two, four, five)
                     v[a * 6, k, c] = b0
                     v[a * 6 + 1, k, c] = b1
                     v[a * 6 + 2, k, c] = b2
@@ -93,13 +100,13 @@ def winograd43_last(x, u, pt, pl, per, y):  # pragma: no cover - compiled
             h0, w0 = r // tw * 4, r % tw * 4
             for b in range(6):
                 for o in range(O):
-                    _at_into(s, b, o, m[b, k, o], m[6 + b, k, o], m[12 + b, k, o], m[18 + b, k, o],
-                             m[24 + b, k, o], m[30 + b, k, o])
+                        _at_into(s, b, o, two, four, eight, m[b, k, o], m[6 + b, k, o], m[12 + b, k, o],
+                             m[18 + b, k, o], m[24 + b, k, o], m[30 + b, k, o])
             for i in range(min(4, OH - h0)):
                 if w0 + 4 <= OW:
                     for o in range(O):
                         z0, z1, z2, z3 = _at(s[i, 0, o], s[i, 1, o], s[i, 2, o], s[i, 3, o], s[i, 4, o],
-                                             s[i, 5, o])
+                                             s[i, 5, o], two, four, eight)
                         y[n, h0 + i, w0, o] = z0
                         y[n, h0 + i, w0 + 1, o] = z1
                         y[n, h0 + i, w0 + 2, o] = z2
@@ -107,7 +114,7 @@ def winograd43_last(x, u, pt, pl, per, y):  # pragma: no cover - compiled
                 else:
                     for o in range(O):
                         z0, z1, z2, z3 = _at(s[i, 0, o], s[i, 1, o], s[i, 2, o], s[i, 3, o], s[i, 4, o],
-                                             s[i, 5, o])
+                                             s[i, 5, o], two, four, eight)
                         y[n, h0 + i, w0, o] = z0
                         if w0 + 1 < OW:
                             y[n, h0 + i, w0 + 1, o] = z1
@@ -116,10 +123,11 @@ def winograd43_last(x, u, pt, pl, per, y):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, cache=True)
-def winograd43_first(x, u, pt, pl, per, y):  # pragma: no cover - compiled
+def winograd43_first(x, u, consts, pt, pl, per, y):  # pragma: no cover - compiled
     """winograd43_last on channels-first x (N, C, H, W) into y (N, O, OH, OW), with u (36, C, P),
     P = O rounded up to 6, zero past O; ``per`` rows of tiles a work item."""
     N, C, H, W = x.shape
+    two, four, five, eight = consts[0], consts[1], consts[2], consts[3]
     O, OH, OW = y.shape[1], y.shape[2], y.shape[3]
     P = u.shape[2]
     th, tw = -(-OH // 4), -(-OW // 4)
@@ -150,7 +158,8 @@ def winograd43_first(x, u, pt, pl, per, y):  # pragma: no cover - compiled
                         for p in range(lo, hi):
                             d[i, p] = 0
                 for p in range(WP):
-                    b0, b1, b2, b3, b4, b5 = _bt(d[0, p], d[1, p], d[2, p], d[3, p], d[4, p], d[5, p])
+                    b0, b1, b2, b3, b4, b5 = _bt(d[0, p], d[1, p], d[2, p], d[3, p], d[4, p], d[5, p],
+                                                 two, four, five)
                     s[0, p] = b0
                     s[1, p] = b1
                     s[2, p] = b2
@@ -161,7 +170,7 @@ def winograd43_first(x, u, pt, pl, per, y):  # pragma: no cover - compiled
                     for j in range(tw):
                         p = 4 * j
                         b0, b1, b2, b3, b4, b5 = _bt(s[a, p], s[a, p + 1], s[a, p + 2], s[a, p + 3],
-                                                     s[a, p + 4], s[a, p + 5])
+                                                     s[a, p + 4], s[a, p + 5], two, four, five)
                         t = rr * tw + j
                         v[a * 6, c, t] = b0
                         v[a * 6 + 1, c, t] = b1
@@ -188,7 +197,8 @@ def winograd43_first(x, u, pt, pl, per, y):  # pragma: no cover - compiled
                 for b in range(6):
                     for j in range(tw):
                         q0, q1, q2, q3 = _at(m[b, o, t0 + j], m[6 + b, o, t0 + j], m[12 + b, o, t0 + j],
-                                             m[18 + b, o, t0 + j], m[24 + b, o, t0 + j], m[30 + b, o, t0 + j])
+                                             m[18 + b, o, t0 + j], m[24 + b, o, t0 + j], m[30 + b, o, t0 + j],
+                                             two, four, eight)
                         q[0, b, j] = q0
                         q[1, b, j] = q1
                         q[2, b, j] = q2
@@ -196,7 +206,7 @@ def winograd43_first(x, u, pt, pl, per, y):  # pragma: no cover - compiled
                 for i in range(min(4, OH - h0)):
                     for j in range(full):
                         z0, z1, z2, z3 = _at(q[i, 0, j], q[i, 1, j], q[i, 2, j], q[i, 3, j], q[i, 4, j],
-                                             q[i, 5, j])
+                                             q[i, 5, j], two, four, eight)
                         y[n, o, h0 + i, 4 * j] = z0
                         y[n, o, h0 + i, 4 * j + 1] = z1
                         y[n, o, h0 + i, 4 * j + 2] = z2
@@ -204,7 +214,7 @@ def winograd43_first(x, u, pt, pl, per, y):  # pragma: no cover - compiled
                     if full < tw:
                         j = full
                         z0, z1, z2, z3 = _at(q[i, 0, j], q[i, 1, j], q[i, 2, j], q[i, 3, j], q[i, 4, j],
-                                             q[i, 5, j])
+                                             q[i, 5, j], two, four, eight)
                         y[n, o, h0 + i, 4 * j] = z0
                         if 4 * j + 1 < OW:
                             y[n, o, h0 + i, 4 * j + 1] = z1
@@ -212,25 +222,69 @@ def winograd43_first(x, u, pt, pl, per, y):  # pragma: no cover - compiled
                             y[n, o, h0 + i, 4 * j + 2] = z2
 
 
-@njit(cache=True, inline="always")
-def _bt(d0, d1, d2, d3, d4, d5):  # pragma: no cover - compiled
-    """B^T d, 6 values."""
-    return (4 * d0 - 5 * d2 + d4, d3 + d4 - 4 * (d1 + d2), d4 - d3 + 4 * (d1 - d2),
-            d4 - d2 + 2 * (d3 - d1), d4 - d2 + 2 * (d1 - d3), 4 * d1 - 5 * d3 + d5)
+@njit(cache=True)
+def winograd43_filter(w, u, consts):  # pragma: no cover - compiled
+    """u[a * 6 + b, c, o] = (G w[:, :, c, o] G^T)[a, b] for w (3, 3, C, O) (any strides), u
+    (36, C, P), P >= O, zero past O. Compiled, not a BLAS GEMM: OpenBLAS's threads starting
+    right after Numba's parallel loops (and the other way round) took 3x the whole conv's time;
+    and on the calling thread: a second parallel loop's barrier costs a scheduler time slice
+    whenever another process holds a core."""
+    C, O, P = w.shape[2], w.shape[3], u.shape[2]
+    quarter, sixth, twelfth, twentyfourth = consts[4], consts[5], consts[6], consts[7]
+    for c in range(C):
+        t = np.empty((6, 3, O), u.dtype)
+        for j in range(3):
+            for o in range(O):
+                g0, g1, g2 = w[0, j, c, o], w[1, j, c, o], w[2, j, c, o]
+                r0, r1, r2, r3, r4, r5 = _g(g0, g1, g2, quarter, sixth, twelfth, twentyfourth)
+                t[0, j, o] = r0
+                t[1, j, o] = r1
+                t[2, j, o] = r2
+                t[3, j, o] = r3
+                t[4, j, o] = r4
+                t[5, j, o] = r5
+        for a in range(6):
+            for o in range(O):
+                r0, r1, r2, r3, r4, r5 = _g(t[a, 0, o], t[a, 1, o], t[a, 2, o], quarter, sixth, twelfth,
+                                            twentyfourth)
+                u[a * 6, c, o] = r0
+                u[a * 6 + 1, c, o] = r1
+                u[a * 6 + 2, c, o] = r2
+                u[a * 6 + 3, c, o] = r3
+                u[a * 6 + 4, c, o] = r4
+                u[a * 6 + 5, c, o] = r5
+            for e in range(a * 6, a * 6 + 6):
+                for o in range(O, P):
+                    u[e, c, o] = 0
 
 
 @njit(cache=True, inline="always")
-def _at(m0, m1, m2, m3, m4, m5):  # pragma: no cover - compiled
+def _g(g0, g1, g2, quarter, sixth, twelfth, twentyfourth):  # pragma: no cover - compiled
+    """G g, 6 values (the constants in g's dtype: a Python number would make the sums float64)."""
+    s, d = (g0 + g2) * sixth, g1 * sixth
+    e, f = g0 * twentyfourth + g2 * sixth, g1 * twelfth
+    return g0 * quarter, -(s + d), d - s, e + f, e - f, g2
+
+
+@njit(cache=True, inline="always")
+def _bt(d0, d1, d2, d3, d4, d5, two, four, five):  # pragma: no cover - compiled
+    """B^T d, 6 values (the constants in d's dtype: a Python number would make the sums float64)."""
+    return (four * d0 - five * d2 + d4, d3 + d4 - four * (d1 + d2), d4 - d3 + four * (d1 - d2),
+            d4 - d2 + two * (d3 - d1), d4 - d2 + two * (d1 - d3), four * d1 - five * d3 + d5)
+
+
+@njit(cache=True, inline="always")
+def _at(m0, m1, m2, m3, m4, m5, two, four, eight):  # pragma: no cover - compiled
     """(A^T m)[0..4)."""
     p, q = m1 + m2, m1 - m2
     r, t = m3 + m4, m3 - m4
-    return m0 + p + r, q + 2 * t, p + 4 * r, q + 8 * t + m5
+    return m0 + p + r, q + two * t, p + four * r, q + eight * t + m5
 
 
 @njit(cache=True, inline="always")
-def _at_into(s, b, o, m0, m1, m2, m3, m4, m5):  # pragma: no cover - compiled
+def _at_into(s, b, o, two, four, eight, m0, m1, m2, m3, m4, m5):  # pragma: no cover - compiled
     """s[i, b, o] = (A^T m)[i] for i < 4."""
-    z0, z1, z2, z3 = _at(m0, m1, m2, m3, m4, m5)
+    z0, z1, z2, z3 = _at(m0, m1, m2, m3, m4, m5, two, four, eight)
     s[0, b, o] = z0
     s[1, b, o] = z1
     s[2, b, o] = z2
