@@ -29,7 +29,7 @@ from . import _kernels, _threads
 from ._common import no_complex
 from ._kernels import winograd_fused
 from ._machine import figures
-from ._scratch import scratch
+from ._scratch import copied, scratch
 
 # Points 0, -1, 1, -2, 2 and infinity (Lavin & Gray 2016); checked against direct correlation
 # in the tests.
@@ -74,6 +74,8 @@ class Winograd:
         why_not = _refuse(op, geom, dtype)
         if why_not:
             return Refusal(self.name, why_not)
+        if _one_pass(geom, dtype):  # transforms and GEMMs per block of tiles, in cache
+            return _prepare_one_pass(op, geom, dtype, limit, planner, fig)
         m = tile_size(geom)
         n, tiles = m + 2, geom.batch * math.prod(-(-o // m) for o in geom.out_spatial)
         item = dtype.itemsize
@@ -84,8 +86,6 @@ class Winograd:
         rate = fig.GEMM_FLOPS_PER_S if g == 1 else fig.GEMM_FLOPS_PER_S / 8
         moved = n**geom.rank * tiles * (geom.in_channels + geom.out_channels) * item
         fused = _fused(geom, dtype)
-        if _one_pass(geom, dtype):  # transforms and GEMMs per block of tiles, in cache
-            return _prepare_one_pass(op, geom, dtype, planner, fig)
         if fused:  # the fused transforms read and write each tile once
             seconds = flops / rate + moved / fig.COPY_BYTES_PER_S + fig.CALL_SECONDS + planner.load_seconds(
                 dtype, _kernels.winograd2d_input, _kernels.winograd2d_output)
@@ -99,27 +99,35 @@ class Winograd:
 
 def _one_pass(geom: ConvGeometry, dtype: np.dtype) -> bool:
     """F(4x4, 3x3) in one compiled pass (_kernels/winograd_fused.py): 2-D, no groups, float32
-    or float64."""
+    or float64, at least ONE_PASS_CHANNELS input and output channels (with fewer, its GEMM tiles
+    are mostly setup: 3 -> 64 channels measured 7x the tiled engine's time)."""
     return (geom.rank == 2 and tile_size(geom) == 4 and geom.feature_group_count == 1
-            and dtype in (np.float32, np.float64))
+            and dtype in (np.float32, np.float64)
+            and min(geom.in_channels, geom.out_channels) >= ONE_PASS_CHANNELS)
 
 
-def _prepare_one_pass(op: Op, geom: ConvGeometry, dtype: np.dtype, planner: Planner, fig) -> Prepared:
+def _prepare_one_pass(op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int, planner: Planner,
+                      fig) -> Prepared:
     """The one-pass engine in both layouts; the input gradient is the forward of dy with the
     flipped, channel-swapped filter (the conv of ``_transpose.input_grad``)."""
     conv = _transpose.input_grad(geom).geometry if op == "input_grad" else geom
     c, o, item = conv.in_channels, conv.out_channels, dtype.itemsize
-    tiles = conv.batch * math.prod(-(-s // 4) for s in conv.out_spatial)
+    tw = -(-conv.out_spatial[1] // 4)
+    tiles = conv.batch * -(-conv.out_spatial[0] // 4) * tw
+    # The transformed filter (and its channels-first packing), each thread's block of
+    # transformed tiles and their products.
+    most = _BLOCK_TILES + 16 + tw
+    workspace = (2 * 36 * c * (o + 16) + _threads.allowed() * 36 * most * (c + o + 16)) * item
+    check_fits(f"the Winograd tiles of {conv.x_shape('channels_last')}", workspace, limit)
+    # The cost model: the GEMMs at their rate, the transforms per tile (their time hardly
+    # depends on the channels: short channel loops), the filter's transform.
     flops = 2 * 36 * tiles * c * -(-o // 16) * 16
-    # the transformed filter, and each thread's block of transformed tiles
-    blocks = 2 * _threads.allowed() * 36 * _BLOCK_TILES * (c + o)
-    workspace = (36 * c * (-(-o // 16) * 16) + blocks) * item
-    moved = (math.prod(conv.x_shape()) + math.prod(conv.y_shape())) * item
-    seconds = (flops / fig.ONE_PASS_FLOPS_PER_S + moved / fig.COPY_BYTES_PER_S
-               + 36 * c * o * item / fig.COPY_BYTES_PER_S + fig.CALL_SECONDS)
-    seconds = seconds * fig.ONE_PASS_FITTED[op] + planner.load_seconds(
-        dtype, _kernels.winograd43_last)
-    first_seconds = seconds + planner.load_seconds(dtype, _kernels.winograd43_first)
+    seconds = (flops / fig.ONE_PASS_FLOPS_PER_S + 36 * tiles * fig.ONE_PASS_TILE_SECONDS
+               + 36 * c * o * item / fig.ONE_PASS_FILTER_BYTES_PER_S + fig.CALL_SECONDS)
+    seconds = seconds * fig.ONE_PASS_FITTED[op]
+    first_seconds = (seconds * fig.ONE_PASS_FIRST_SLOWDOWN
+                     + planner.load_seconds(dtype, _kernels.winograd43_first))
+    seconds += planner.load_seconds(dtype, _kernels.winograd43_last)
     if op == "input_grad":
         run = partial(_transpose.input_grad(geom), run=partial(_one_pass_forward, first=False))
         first = partial(_transpose.input_grad(geom, "channels_first"),
@@ -127,6 +135,8 @@ def _prepare_one_pass(op: Op, geom: ConvGeometry, dtype: np.dtype, planner: Plan
     else:
         run = partial(_one_pass_forward, geom, first=False)
         first = partial(_run_first, partial(_one_pass_forward, geom, first=True))
+    if tw < _FIRST_TILES_PER_ROW:  # channels-last: the planner charges the transpositions
+        first = first_seconds = None
     return Prepared("winograd", seconds, workspace, run, {"tile": 4, "fused": True, "one_pass": True},
                     run_first=first, first_seconds=first_seconds)
 
@@ -151,18 +161,27 @@ def _one_pass_forward(geom: ConvGeometry, x: np.ndarray, w: np.ndarray, first: b
         return x_to_last(y, fmt)
     xs = np.ascontiguousarray(x_from_last(x, fmt))
     u = _one_pass_filter(w, 6 if first else 16)
+    if first:  # (36, P / 6, C, 6): see winograd43_first
+        c, p = u.shape[1:]
+        u = copied("winograd.u6", u.reshape(36, c, p // 6, 6).transpose(0, 2, 1, 3))
     (pt, _), (pl, _) = geom.tight_padding
     threads = _threads.for_numba()
     if first:
         rows = geom.batch * -(-geom.out_spatial[0] // 4)
         per = _per_item(rows, max(1, _BLOCK_TILES // -(-geom.out_spatial[1] // 4)), threads)
-        _kernels.winograd43_first(xs, u, _consts(x.dtype), pt, pl, per, y)
+        _kernels.winograd43_first(xs, u, _consts(x.dtype), pt, pl, per, threads, y)
     else:
         tiles = geom.batch * math.prod(-(-s // 4) for s in geom.out_spatial)
-        _kernels.winograd43_last(xs, u, _consts(x.dtype), pt, pl, _per_item(tiles, _BLOCK_TILES, threads), y)
+        per = _per_item(tiles, _BLOCK_TILES, threads)
+        _kernels.winograd43_last(xs, u, _consts(x.dtype), pt, pl, per, threads, y)
     return x_to_last(y, fmt)
 
 
+ONE_PASS_CHANNELS = 8
+# Channels-first rows of fewer tiles run channels-last, transposed: the channels-first transforms
+# run along a row of tiles, and 4 tiles (14 x 14 planes, 256 channels) measured 1.6x the time of
+# the channels-last kernel (load 13-22).
+_FIRST_TILES_PER_ROW = 8
 # Tiles a work item transforms and multiplies at a time (channels-first: whole rows of tiles
 # up to about this many).
 _BLOCK_TILES = 48

@@ -93,8 +93,9 @@ def warm_up(dtypes=("float32", "float64")) -> None:
         u = np.zeros((36, 2, 16), dt)
         consts = np.zeros(8, dt)
         winograd43_filter(np.zeros((3, 3, 2, 2), dt), u, consts)
-        winograd43_last(np.zeros((1, 6, 6, 2), dt), u, consts, 1, 1, 1, np.zeros((1, 6, 6, 2), dt))
-        winograd43_first(np.zeros((1, 2, 6, 6), dt), u[..., :6], consts, 1, 1, 1, np.zeros((1, 2, 6, 6), dt))
+        winograd43_last(np.zeros((1, 6, 6, 2), dt), u, consts, 1, 1, 1, 1, np.zeros((1, 6, 6, 2), dt))
+        winograd43_first(np.zeros((1, 2, 6, 6), dt), u[..., :6], consts, 1, 1, 1, 1,
+                         np.zeros((1, 2, 6, 6), dt))
         pad_copy(x[:, None], (0, 1, 1), np.zeros((1, 1, 8, 8, 2), dt))
         pad_copy_first(np.zeros((1, 2, 1, 6, 6), dt), (0, 1, 1), np.zeros((1, 1, 8, 8, 2), dt))
         last_to_first(np.zeros((1, 4, 2), dt), np.zeros((1, 2, 4), dt))

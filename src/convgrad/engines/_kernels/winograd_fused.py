@@ -29,7 +29,7 @@ CONSTANTS = (2, 4, 5, 8, 1 / 4, 1 / 6, 1 / 12, 1 / 24)
 
 
 @njit(parallel=True, cache=True)
-def winograd43_last(x, u, consts, pt, pl, per, y):  # pragma: no cover - compiled
+def winograd43_last(x, u, consts, pt, pl, per, threads, y):  # pragma: no cover - compiled
     """y (N, OH, OW, O) = the stride-1 3x3 conv of x (N, H, W, C) padded by ``pt`` rows above and
     ``pl`` columns left (zeros, and as far below and right as the tiles reach), with the
     transformed filter u (36, C, P), P = O rounded up to 16, zero past O. ``per`` tiles a work item;
@@ -44,182 +44,198 @@ def winograd43_last(x, u, consts, pt, pl, per, y):  # pragma: no cover - compile
     items = -(-total // per)
     T = -(-per // 6) * 6
     uf = u.ravel()
-    for it in prange(items):
-        t0 = it * per
-        count = min(per, total - t0)
-        v = np.zeros((36, T, C), x.dtype)  # rows past count stay zero: the GEMM tiles read them
+    # One work list per thread (its scratch allocated once: a fresh block of tiles per item
+    # cost a page fault per 4 KiB); items come in a multiple of ``threads``.
+    threads = min(threads, items)
+    for worker in prange(threads):
+        v = np.zeros((36, T, C), x.dtype)  # rows past count: read by the GEMM tiles, results unused
         m = np.empty((36, T, P), x.dtype)
         d = np.empty((6, 6, C), x.dtype)
         s = np.empty((6, 6, max(C, P)), x.dtype)
-        for k in range(count):
-            t = t0 + k
-            n, r = t // plane, t % plane
-            h0, w0 = r // tw * 4 - pt, r % tw * 4 - pl
-            for i in range(6):
+        for it in range(worker, items, threads):
+            t0 = it * per
+            count = min(per, total - t0)
+            for k in range(count):
+                t = t0 + k
+                n, r = t // plane, t % plane
+                h0, w0 = r // tw * 4 - pt, r % tw * 4 - pl
+                for i in range(6):
+                    for j in range(6):
+                        if 0 <= h0 + i < H and 0 <= w0 + j < W:
+                            for c in range(C):
+                                d[i, j, c] = x[n, h0 + i, w0 + j, c]
+                        else:
+                            for c in range(C):
+                                d[i, j, c] = 0
                 for j in range(6):
-                    if 0 <= h0 + i < H and 0 <= w0 + j < W:
-                        for c in range(C):
-                            d[i, j, c] = x[n, h0 + i, w0 + j, c]
-                    else:
-                        for c in range(C):
-                            d[i, j, c] = 0
-            for j in range(6):
-                for c in range(C):
-                    b0, b1, b2, b3, b4, b5 = _bt(d[0, j, c], d[1, j, c], d[2, j, c], d[3, j, c], d[4, j, c],
-                                                 d[5, j, c], two, four, five)
-                    s[0, j, c] = b0
-                    s[1, j, c] = b1
-                    s[2, j, c] = b2
-                    s[3, j, c] = b3
-                    s[4, j, c] = b4
-                    s[5, j, c] = b5
-            for a in range(6):
-                for c in range(C):
-                    b0, b1, b2, b3, b4, b5 = _bt(s[a, 0, c], s[a, 1, c], s[a, 2, c], s[a, 3, c], s[a, 4, c],
-                                                 s[a, 5, c], two, four, five)
-                    v[a * 6, k, c] = b0
-                    v[a * 6 + 1, k, c] = b1
-                    v[a * 6 + 2, k, c] = b2
-                    v[a * 6 + 3, k, c] = b3
-                    v[a * 6 + 4, k, c] = b4
-                    v[a * 6 + 5, k, c] = b5
-        vf, mf = v.ravel(), m.ravel()
-        for e in range(36):
-            for i0 in range(0, T, 6):
-                ob = 0
-                a, c0 = (e * T + i0) * C, (e * T + i0) * P
-                while ob + 64 <= P:
-                    _gemm_6(vf, a, C, 1, uf, e * C * P + ob, P, mf, c0 + ob, P, C, 64)
-                    ob += 64
-                while ob < P:
-                    _gemm_6(vf, a, C, 1, uf, e * C * P + ob, P, mf, c0 + ob, P, C, 16)
-                    ob += 16
-        for k in range(count):
-            t = t0 + k
-            n, r = t // plane, t % plane
-            h0, w0 = r // tw * 4, r % tw * 4
-            for b in range(6):
-                for o in range(O):
-                        _at_into(s, b, o, two, four, eight, m[b, k, o], m[6 + b, k, o], m[12 + b, k, o],
-                             m[18 + b, k, o], m[24 + b, k, o], m[30 + b, k, o])
-            for i in range(min(4, OH - h0)):
-                if w0 + 4 <= OW:
+                    for c in range(C):
+                        b0, b1, b2, b3, b4, b5 = _bt(d[0, j, c], d[1, j, c], d[2, j, c], d[3, j, c],
+                                                     d[4, j, c], d[5, j, c], two, four, five)
+                        s[0, j, c] = b0
+                        s[1, j, c] = b1
+                        s[2, j, c] = b2
+                        s[3, j, c] = b3
+                        s[4, j, c] = b4
+                        s[5, j, c] = b5
+                for a in range(6):
+                    for c in range(C):
+                        b0, b1, b2, b3, b4, b5 = _bt(s[a, 0, c], s[a, 1, c], s[a, 2, c], s[a, 3, c],
+                                                     s[a, 4, c], s[a, 5, c], two, four, five)
+                        v[a * 6, k, c] = b0
+                        v[a * 6 + 1, k, c] = b1
+                        v[a * 6 + 2, k, c] = b2
+                        v[a * 6 + 3, k, c] = b3
+                        v[a * 6 + 4, k, c] = b4
+                        v[a * 6 + 5, k, c] = b5
+            vf, mf = v.ravel(), m.ravel()
+            for e in range(36):
+                for i0 in range(0, T, 6):
+                    ob = 0
+                    a, c0 = (e * T + i0) * C, (e * T + i0) * P
+                    while ob + 64 <= P:
+                        _gemm_6(vf, a, C, 1, uf, e * C * P + ob, P, mf, c0 + ob, P, C, 64)
+                        ob += 64
+                    while ob < P:
+                        _gemm_6(vf, a, C, 1, uf, e * C * P + ob, P, mf, c0 + ob, P, C, 16)
+                        ob += 16
+            for k in range(count):
+                t = t0 + k
+                n, r = t // plane, t % plane
+                h0, w0 = r // tw * 4, r % tw * 4
+                for b in range(6):
                     for o in range(O):
-                        z0, z1, z2, z3 = _at(s[i, 0, o], s[i, 1, o], s[i, 2, o], s[i, 3, o], s[i, 4, o],
-                                             s[i, 5, o], two, four, eight)
-                        y[n, h0 + i, w0, o] = z0
-                        y[n, h0 + i, w0 + 1, o] = z1
-                        y[n, h0 + i, w0 + 2, o] = z2
-                        y[n, h0 + i, w0 + 3, o] = z3
-                else:
-                    for o in range(O):
-                        z0, z1, z2, z3 = _at(s[i, 0, o], s[i, 1, o], s[i, 2, o], s[i, 3, o], s[i, 4, o],
-                                             s[i, 5, o], two, four, eight)
-                        y[n, h0 + i, w0, o] = z0
-                        if w0 + 1 < OW:
+                            _at_into(s, b, o, two, four, eight, m[b, k, o], m[6 + b, k, o], m[12 + b, k, o],
+                                 m[18 + b, k, o], m[24 + b, k, o], m[30 + b, k, o])
+                for i in range(min(4, OH - h0)):
+                    if w0 + 4 <= OW:
+                        for o in range(O):
+                            z0, z1, z2, z3 = _at(s[i, 0, o], s[i, 1, o], s[i, 2, o], s[i, 3, o], s[i, 4, o],
+                                                 s[i, 5, o], two, four, eight)
+                            y[n, h0 + i, w0, o] = z0
                             y[n, h0 + i, w0 + 1, o] = z1
-                        if w0 + 2 < OW:
                             y[n, h0 + i, w0 + 2, o] = z2
+                            y[n, h0 + i, w0 + 3, o] = z3
+                    else:
+                        for o in range(O):
+                            z0, z1, z2, z3 = _at(s[i, 0, o], s[i, 1, o], s[i, 2, o], s[i, 3, o], s[i, 4, o],
+                                                 s[i, 5, o], two, four, eight)
+                            y[n, h0 + i, w0, o] = z0
+                            if w0 + 1 < OW:
+                                y[n, h0 + i, w0 + 1, o] = z1
+                            if w0 + 2 < OW:
+                                y[n, h0 + i, w0 + 2, o] = z2
 
 
 @njit(parallel=True, cache=True)
-def winograd43_first(x, u, consts, pt, pl, per, y):  # pragma: no cover - compiled
-    """winograd43_last on channels-first x (N, C, H, W) into y (N, O, OH, OW), with u (36, C, P),
-    P = O rounded up to 6, zero past O; ``per`` rows of tiles a work item."""
+def winograd43_first(x, u, consts, pt, pl, per, threads, y):  # pragma: no cover - compiled
+    """winograd43_last on channels-first x (N, C, H, W) into y (N, O, OH, OW), with u packed as
+    (36, P / 6, C, 6), P = O rounded up to 6, zero past O (each GEMM tile's 6 output channels one
+    contiguous run: strided, they measured up to 1.7x slower with 256 channels); ``per`` rows of
+    tiles a work item."""
     N, C, H, W = x.shape
     two, four, five, eight = consts[0], consts[1], consts[2], consts[3]
     O, OH, OW = y.shape[1], y.shape[2], y.shape[3]
-    P = u.shape[2]
+    P = u.shape[1] * 6
     th, tw = -(-OH // 4), -(-OW // 4)
     rows = N * th
     items = -(-rows // per)
     T = -(-(per * tw) // 16) * 16
-    WP = 4 * tw + 2
+    WP = 4 * tw + 2  # the padded plane's columns the tiles read
     full = OW // 4  # tiles whose 4 columns are all in y
     uf = u.ravel()
-    for it in prange(items):
-        r0 = it * per
-        count = min(per, rows - r0)
-        v = np.zeros((36, C, T), x.dtype)  # tiles past the block's stay zero: the GEMM tiles read them
+    # One work list per thread (its scratch allocated once: a fresh block of tiles per item
+    # cost a page fault per 4 KiB); items come in a multiple of ``threads``.
+    threads = min(threads, items)
+    for worker in prange(threads):
+        v = np.zeros((36, C, T), x.dtype)  # tiles past the block's: read by the GEMM tiles, results unused
         m = np.empty((36, P, T), x.dtype)
-        d = np.zeros((6, WP), x.dtype)
-        s = np.empty((6, WP), x.dtype)
+        # The 6 input rows of a row of tiles, de-interleaved: d[i, k, j] is column 4 j + k of the
+        # padded plane, so that both transforms run along j on contiguous values.
+        d = np.zeros((6, 4, tw + 1), x.dtype)
+        s = np.empty((6, 4, tw + 1), x.dtype)
         q = np.empty((4, 6, tw), x.dtype)
-        lo, hi = max(0, pl), min(WP, pl + W)  # the columns of d inside x
-        for rr in range(count):
-            n, ti = (r0 + rr) // th, (r0 + rr) % th
-            h0 = ti * 4 - pt
-            for c in range(C):
-                for i in range(6):
-                    if 0 <= h0 + i < H:
-                        for p in range(lo, hi):
-                            d[i, p] = x[n, c, h0 + i, p - pl]
-                    else:
-                        for p in range(lo, hi):
-                            d[i, p] = 0
-                for p in range(WP):
-                    b0, b1, b2, b3, b4, b5 = _bt(d[0, p], d[1, p], d[2, p], d[3, p], d[4, p], d[5, p],
-                                                 two, four, five)
-                    s[0, p] = b0
-                    s[1, p] = b1
-                    s[2, p] = b2
-                    s[3, p] = b3
-                    s[4, p] = b4
-                    s[5, p] = b5
-                for a in range(6):
-                    for j in range(tw):
-                        p = 4 * j
-                        b0, b1, b2, b3, b4, b5 = _bt(s[a, p], s[a, p + 1], s[a, p + 2], s[a, p + 3],
-                                                     s[a, p + 4], s[a, p + 5], two, four, five)
-                        t = rr * tw + j
-                        v[a * 6, c, t] = b0
-                        v[a * 6 + 1, c, t] = b1
-                        v[a * 6 + 2, c, t] = b2
-                        v[a * 6 + 3, c, t] = b3
-                        v[a * 6 + 4, c, t] = b4
-                        v[a * 6 + 5, c, t] = b5
-        vf, mf = v.ravel(), m.ravel()
-        for e in range(36):
-            for o0 in range(0, P, 6):
-                tb = 0
-                a, c0 = e * C * P + o0, (e * P + o0) * T
-                while tb + 64 <= T:
-                    _gemm_6(uf, a, 1, P, vf, e * C * T + tb, T, mf, c0 + tb, T, C, 64)
-                    tb += 64
-                while tb < T:
-                    _gemm_6(uf, a, 1, P, vf, e * C * T + tb, T, mf, c0 + tb, T, C, 16)
-                    tb += 16
-        for rr in range(count):
-            n, ti = (r0 + rr) // th, (r0 + rr) % th
-            h0 = ti * 4
-            t0 = rr * tw
-            for o in range(O):
-                for b in range(6):
-                    for j in range(tw):
-                        q0, q1, q2, q3 = _at(m[b, o, t0 + j], m[6 + b, o, t0 + j], m[12 + b, o, t0 + j],
-                                             m[18 + b, o, t0 + j], m[24 + b, o, t0 + j], m[30 + b, o, t0 + j],
-                                             two, four, eight)
-                        q[0, b, j] = q0
-                        q[1, b, j] = q1
-                        q[2, b, j] = q2
-                        q[3, b, j] = q3
-                for i in range(min(4, OH - h0)):
-                    for j in range(full):
-                        z0, z1, z2, z3 = _at(q[i, 0, j], q[i, 1, j], q[i, 2, j], q[i, 3, j], q[i, 4, j],
-                                             q[i, 5, j], two, four, eight)
-                        y[n, o, h0 + i, 4 * j] = z0
-                        y[n, o, h0 + i, 4 * j + 1] = z1
-                        y[n, o, h0 + i, 4 * j + 2] = z2
-                        y[n, o, h0 + i, 4 * j + 3] = z3
-                    if full < tw:
-                        j = full
-                        z0, z1, z2, z3 = _at(q[i, 0, j], q[i, 1, j], q[i, 2, j], q[i, 3, j], q[i, 4, j],
-                                             q[i, 5, j], two, four, eight)
-                        y[n, o, h0 + i, 4 * j] = z0
-                        if 4 * j + 1 < OW:
+        lo, hi = max(0, pl), min(WP, pl + W)  # the columns of the padded plane inside x
+        for it in range(worker, items, threads):
+            r0 = it * per
+            count = min(per, rows - r0)
+            for rr in range(count):
+                n, ti = (r0 + rr) // th, (r0 + rr) % th
+                h0 = ti * 4 - pt
+                t0 = rr * tw
+                for c in range(C):
+                    for i in range(6):
+                        if 0 <= h0 + i < H:
+                            for p in range(lo, hi):
+                                d[i, p & 3, p >> 2] = x[n, c, h0 + i, p - pl]
+                        else:
+                            for p in range(lo, hi):
+                                d[i, p & 3, p >> 2] = 0
+                    for kk in range(4):
+                        for j in range(tw + 1):
+                            b0, b1, b2, b3, b4, b5 = _bt(d[0, kk, j], d[1, kk, j], d[2, kk, j], d[3, kk, j],
+                                                         d[4, kk, j], d[5, kk, j], two, four, five)
+                            s[0, kk, j] = b0
+                            s[1, kk, j] = b1
+                            s[2, kk, j] = b2
+                            s[3, kk, j] = b3
+                            s[4, kk, j] = b4
+                            s[5, kk, j] = b5
+                    for a in range(6):
+                        for j in range(tw):
+                            b0, b1, b2, b3, b4, b5 = _bt(s[a, 0, j], s[a, 1, j], s[a, 2, j], s[a, 3, j],
+                                                         s[a, 0, j + 1], s[a, 1, j + 1], two, four, five)
+                            v[a * 6, c, t0 + j] = b0
+                            v[a * 6 + 1, c, t0 + j] = b1
+                            v[a * 6 + 2, c, t0 + j] = b2
+                            v[a * 6 + 3, c, t0 + j] = b3
+                            v[a * 6 + 4, c, t0 + j] = b4
+                            v[a * 6 + 5, c, t0 + j] = b5
+            vf, mf = v.ravel(), m.ravel()
+            for e in range(36):
+                for o0 in range(0, P, 6):
+                    tb = 0
+                    a, c0 = (e * P + o0) * C, (e * P + o0) * T
+                    while tb + 64 <= T:
+                        _gemm_6(uf, a, 1, 6, vf, e * C * T + tb, T, mf, c0 + tb, T, C, 64)
+                        tb += 64
+                    if tb + 32 <= T:
+                        _gemm_6(uf, a, 1, 6, vf, e * C * T + tb, T, mf, c0 + tb, T, C, 32)
+                        tb += 32
+                    while tb < T:
+                        _gemm_6(uf, a, 1, 6, vf, e * C * T + tb, T, mf, c0 + tb, T, C, 16)
+                        tb += 16
+            for rr in range(count):
+                n, ti = (r0 + rr) // th, (r0 + rr) % th
+                h0 = ti * 4
+                t0 = rr * tw
+                for o in range(O):
+                    for b in range(6):
+                        for j in range(tw):
+                            u0 = t0 + j
+                            q0, q1, q2, q3 = _at(m[b, o, u0], m[6 + b, o, u0], m[12 + b, o, u0],
+                                                 m[18 + b, o, u0], m[24 + b, o, u0], m[30 + b, o, u0],
+                                                 two, four, eight)
+                            q[0, b, j] = q0
+                            q[1, b, j] = q1
+                            q[2, b, j] = q2
+                            q[3, b, j] = q3
+                    for i in range(min(4, OH - h0)):
+                        for j in range(full):
+                            z0, z1, z2, z3 = _at(q[i, 0, j], q[i, 1, j], q[i, 2, j], q[i, 3, j], q[i, 4, j],
+                                                 q[i, 5, j], two, four, eight)
+                            y[n, o, h0 + i, 4 * j] = z0
                             y[n, o, h0 + i, 4 * j + 1] = z1
-                        if 4 * j + 2 < OW:
                             y[n, o, h0 + i, 4 * j + 2] = z2
+                            y[n, o, h0 + i, 4 * j + 3] = z3
+                        if full < tw:
+                            j = full
+                            z0, z1, z2, z3 = _at(q[i, 0, j], q[i, 1, j], q[i, 2, j], q[i, 3, j], q[i, 4, j],
+                                                 q[i, 5, j], two, four, eight)
+                            y[n, o, h0 + i, 4 * j] = z0
+                            if 4 * j + 1 < OW:
+                                y[n, o, h0 + i, 4 * j + 1] = z1
+                            if 4 * j + 2 < OW:
+                                y[n, o, h0 + i, 4 * j + 2] = z2
 
 
 @njit(cache=True)
