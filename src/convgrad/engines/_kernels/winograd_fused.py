@@ -274,7 +274,7 @@ def winograd43_filter(w, u, consts):  # pragma: no cover - compiled
                     u[e, c, o] = 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _g(g0, g1, g2, quarter, sixth, twelfth, twentyfourth):  # pragma: no cover - compiled
     """G g, 6 values (the constants in g's dtype: a Python number would make the sums float64)."""
     s, d = (g0 + g2) * sixth, g1 * sixth
@@ -282,14 +282,14 @@ def _g(g0, g1, g2, quarter, sixth, twelfth, twentyfourth):  # pragma: no cover -
     return g0 * quarter, -(s + d), d - s, e + f, e - f, g2
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _bt(d0, d1, d2, d3, d4, d5, two, four, five):  # pragma: no cover - compiled
     """B^T d, 6 values (the constants in d's dtype: a Python number would make the sums float64)."""
     return (four * d0 - five * d2 + d4, d3 + d4 - four * (d1 + d2), d4 - d3 + four * (d1 - d2),
             d4 - d2 + two * (d3 - d1), d4 - d2 + two * (d1 - d3), four * d1 - five * d3 + d5)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _at(m0, m1, m2, m3, m4, m5, two, four, eight):  # pragma: no cover - compiled
     """(A^T m)[0..4)."""
     p, q = m1 + m2, m1 - m2
@@ -297,7 +297,7 @@ def _at(m0, m1, m2, m3, m4, m5, two, four, eight):  # pragma: no cover - compile
     return m0 + p + r, q + two * t, p + four * r, q + eight * t + m5
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _at_into(s, b, o, two, four, eight, m0, m1, m2, m3, m4, m5):  # pragma: no cover - compiled
     """s[i, b, o] = (A^T m)[i] for i < 4."""
     z0, z1, z2, z3 = _at(m0, m1, m2, m3, m4, m5, two, four, eight)

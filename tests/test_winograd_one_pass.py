@@ -1,0 +1,123 @@
+"""The one-pass Winograd F(4x4, 3x3) engine (engines/winograd.py, _kernels/winograd_fused.py).
+
+Every test first checks that the plan ran the one-pass kernels (its ``choices``), then compares
+with the loop oracle (tests/oracle.py) in float64, on both layouts: channels-last, and
+channels-first both through its own kernel (rows of at least 8 tiles) and through the
+channels-last one. float32 is held to the engine's documented tolerance against the float64
+oracle.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import convgrad
+import oracle
+from checks import assert_close
+from convgrad.engines import winograd
+from strategies import budget
+
+F32, F64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
+def _plan(op, geom, dtype, method="winograd"):
+    return convgrad.make_plan(op, geom, dtype, method, 2**31)
+
+
+def _both_ops(x, w, padding, data_format, dtype):
+    """(y, dx, y_want, dx_want): the engine's forward and input gradient in ``data_format`` (read
+    back channels-first), and the float64 oracle's, for channels-first x ``(N, C, H, W)``."""
+    rng = np.random.default_rng(x.size)
+    y_want = oracle.conv(x, w, padding=padding)
+    dy = rng.standard_normal(y_want.shape)
+    dx_want = oracle.input_grad(dy, w, x.shape, padding=padding)
+    last = data_format == "channels_last"
+    to = (lambda a: np.ascontiguousarray(np.moveaxis(a, 1, -1))) if last else (lambda a: a)
+    back = (lambda a: np.moveaxis(a, -1, 1)) if last else (lambda a: a)
+    wf = np.ascontiguousarray(np.moveaxis(w, (0, 1), (-1, -2))) if last else w
+    kw = {"padding": padding, "method": "winograd", "data_format": data_format}
+    y = back(convgrad.conv(to(x).astype(dtype), wf.astype(dtype), **kw))
+    dx = back(convgrad.conv_input_grad(to(dy).astype(dtype), wf.astype(dtype), to(x).shape, **kw))
+    return y, dx, y_want, dx_want
+
+
+def _relative(got, want):
+    return float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-300))
+
+
+@st.composite
+def _cases(draw):
+    """Channels-first (x, w, padding): 3x3 stride 1, at least ONE_PASS_CHANNELS channels, planes
+    from one tile to rows of 8-10 tiles, pads from cropping to beyond the kernel, asymmetric."""
+    n = draw(st.integers(1, 2))
+    c = draw(st.integers(winograd.ONE_PASS_CHANNELS, 20))
+    o = draw(st.integers(winograd.ONE_PASS_CHANNELS, 20))
+    h, wd = draw(st.integers(4, 14)), draw(st.sampled_from([5, 9, 30, 37]))
+    padding = tuple((draw(st.integers(-1, 3)), draw(st.integers(-1, 3))) for _ in range(2))
+    assume_out = [s + lo + hi - 2 for s, (lo, hi) in zip((h, wd), padding)]
+    padding = padding if min(assume_out) >= 4 else ((1, 1), (1, 1))
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, c, h, wd)), rng.standard_normal((o, c, 3, 3)), padding
+
+
+@budget(12)
+@given(case=_cases(), data_format=st.sampled_from(["channels_first", "channels_last"]))
+def test_one_pass_matches_the_oracle_in_float64(case, data_format):
+    x, w, padding = case
+    geom = convgrad.ConvGeometry.for_conv(x.shape, w.shape, padding=padding)
+    for op in ("forward", "input_grad"):
+        assert _plan(op, geom, F64).choices.get("one_pass"), op
+    y, dx, y_want, dx_want = _both_ops(x, w, padding, data_format, np.float64)
+    assert_close(y, y_want)
+    assert_close(dx, dx_want)
+
+
+@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
+@pytest.mark.parametrize(("x_shape", "w_shape", "padding"), [
+    ((2, 16, 13, 33), (24, 16, 3, 3), 1),  # channels-first kernel: rows of 9 tiles, last one cut
+    ((1, 9, 14, 14), (8, 9, 3, 3), ((2, 0), (0, 3))),  # rows of 4 tiles: channels-last, transposed
+    ((3, 8, 6, 64), (70, 8, 3, 3), 0),  # 70 output channels: GEMM tiles of 64 and 16, 6 and 4
+])
+def test_one_pass_float32_within_the_documented_tolerance(x_shape, w_shape, padding, data_format):
+    """float32 against the float64 oracle. Measured (max |error| / max |result| over these and the
+    resnet shapes): 1.0e-6 to 4e-6, 25-100x inside FLOAT32_TOLERANCE."""
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    y, dx, y_want, dx_want = _both_ops(x, w, padding, data_format, np.float32)
+    assert y.dtype == dx.dtype == np.float32
+    assert _relative(y, y_want) < winograd.FLOAT32_TOLERANCE
+    assert _relative(dx, dx_want) < winograd.FLOAT32_TOLERANCE
+    # and not the trivial pass of a zero result
+    assert np.abs(y).max() > 0.1 * np.abs(y_want).max()
+
+
+def test_one_pass_layouts_and_refusals():
+    """Channels-first runs its own kernel only for rows of at least 8 tiles; fewer channels than
+    ONE_PASS_CHANNELS, groups and 3-D go to the NumPy transforms."""
+    wide = convgrad.ConvGeometry.for_conv((1, 16, 8, 40), (16, 16, 3, 3), padding=1)
+    narrow = convgrad.ConvGeometry.for_conv((1, 16, 8, 14), (16, 16, 3, 3), padding=1)
+    assert _plan("forward", wide, F32).chosen.layouts == ("channels_last", "channels_first")
+    assert _plan("forward", narrow, F32).chosen.layouts == ("channels_last",)
+    few = convgrad.ConvGeometry.for_conv((1, 3, 16, 16), (16, 3, 3, 3), padding=1)
+    grouped = convgrad.ConvGeometry.for_conv((1, 16, 16, 16), (16, 8, 3, 3), padding=1, groups=2)
+    for geom in (few, grouped):
+        assert not _plan("forward", geom, F32).choices.get("one_pass")
+
+
+def test_auto_takes_one_pass_for_many_channels_and_keeps_tiled_for_few():
+    """The cost model (calibration.json's ONE_PASS_*): resnet's 3x3 layers go to Winograd, thin
+    ones (16 channels, 56x56; 3 input channels) stay on the tiled kernels, measured faster there."""
+    from convgrad.engines import _kernels
+
+    _kernels.warm_up(("float32",))  # weigh the kernels by their running time alone
+    for x_shape, w_shape in [((8, 64, 56, 56), (64, 64, 3, 3)), ((8, 256, 14, 14), (256, 256, 3, 3))]:
+        geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, padding=1)
+        for op in ("forward", "input_grad"):
+            assert _plan(op, geom, F32, "auto").chosen.engine == "winograd", (x_shape, op)
+    for x_shape, w_shape in [((8, 16, 56, 56), (16, 16, 3, 3)), ((8, 3, 56, 56), (64, 3, 3, 3))]:
+        geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, padding=1)
+        assert _plan("forward", geom, F32, "auto").chosen.engine == "tiled", x_shape
