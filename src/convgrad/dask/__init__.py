@@ -7,7 +7,8 @@ one chunk (rechunked, with a ``PerformanceWarning``). Each result block is one t
 the chunks under its windows (the halo comes from ``ConvGeometry``); filter and bias gradients
 are one partial per block, summed by a tree of fan-in ``split_every`` in float64 for float32
 inputs, in an order the graph fixes (bitwise reproducible). Each block's engine is chosen when
-the graph is built and passed as ``method=``, so a recomputed block gives the same bits.
+the graph is built and passed as ``method=`` (a complex block the planner splits carries the split
+and its real engine), so a recomputed block gives the same bits.
 
 Extras beside the core's arguments: ``block_bytes`` (the peak memory one block may use; default
 half a worker thread's share of its ``memory_limit`` under a distributed Client, else the
