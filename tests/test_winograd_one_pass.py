@@ -83,8 +83,10 @@ def test_one_pass_matches_the_oracle_in_float64(case, data_format):
     ((3, 8, 6, 64), (70, 8, 3, 3), 0),  # 70 output channels: GEMM tiles of 64 and 16, 6 and 4
 ])
 def test_one_pass_float32_within_the_documented_tolerance(x_shape, w_shape, padding, data_format):
-    """float32 against the float64 oracle. Measured (max |error| / max |result| over these and the
-    resnet shapes): 1.0e-6 to 4e-6, 25-100x inside FLOAT32_TOLERANCE."""
+    """float32 against the float64 oracle. Measured max |error| / max |result| over 64 random draws
+    (32 shapes with 8-64 channels, the resnet_3x3 and resnet_3x3_deep shapes among them, both
+    layouts), forward / input gradient: median 4.1e-6 / 4.6e-6, 90th percentile 6.3e-6 / 6.6e-6,
+    largest 1.2e-5 / 1.3e-5, 8x inside FLOAT32_TOLERANCE."""
     rng = np.random.default_rng(7)
     x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
     y, dx, y_want, dx_want = _both_ops(x, w, padding, data_format, np.float32)
