@@ -32,6 +32,7 @@ from ._geometry import ConvGeometry
 from ._layout import w_from_last, w_to_last, x_from_last, x_to_last
 from ._padmode import PadMap
 from ._plan import make_plan
+from .engines._kernels.layout import relaid
 
 GradTriple = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
 Pullback = Callable[[object], tuple]
@@ -62,13 +63,27 @@ def _run(op: str, geom: ConvGeometry, a: np.ndarray, b: np.ndarray, fmt: str, me
         out = plan(contiguous(a_name, a, comp, limit), contiguous(b_name, b, comp, limit))
         assert out.shape == out_shape, (out.shape, out_shape)
         return rounded(out, res)
-    a_last = contiguous(a_name, x_to_last(a, fmt), comp, limit)
-    if op == "filter_grad":
-        out = w_from_last(plan(a_last, contiguous(b_name, x_to_last(b, fmt), comp, limit)), fmt)
-    else:
-        out = x_from_last(plan(a_last, contiguous(b_name, w_to_last(b, fmt), comp, limit)), fmt)
+    b_role, out_role = ("x", "w") if op == "filter_grad" else ("w", "x")
+    a_last = contiguous(a_name, _relaid(a, fmt, "x", comp), comp, limit)
+    out = plan(a_last, contiguous(b_name, _relaid(b, fmt, b_role, comp), comp, limit))
+    # A result rounded to a narrower dtype is laid out by ``rounded`` in that dtype.
+    out = _relaid(out, fmt, out_role, res, back=True)
     assert out.shape == out_shape, (out.shape, out_shape)
     return rounded(out, res)
+
+
+def _relaid(a: np.ndarray, fmt: str, role: str, dtype: np.dtype, back: bool = False) -> np.ndarray:
+    """``a`` (role 'x' or 'w') from ``fmt`` to channels-last (``back``: from channels-last to
+    ``fmt``): a channels-first array already of ``dtype`` by the compiled transposition where it
+    is loaded (``relaid``: 8 x 8 blocks in registers, 0.06-0.4x NumPy's copy on the FFT rows'
+    large arrays), else a view that ``contiguous`` (or ``rounded``) copies."""
+    if fmt == "channels_first" and a.dtype == dtype:
+        moved = relaid(a, role, not back)
+        if moved is not None:
+            return moved
+    views = {("x", False): x_to_last, ("w", False): w_to_last, ("x", True): x_from_last,
+             ("w", True): w_from_last}
+    return views[role, back](a, fmt)
 
 
 # Each op computes one of a conv's three arrays from the other two, and is bilinear in them: the

@@ -333,10 +333,15 @@ def _in_layout(plan: ConvPlan, takes: str, a: np.ndarray, b: np.ndarray) -> np.n
 
 def transpose_seconds(op: Op, geom: ConvGeometry, dtype: np.dtype) -> float:
     """What a channels-first caller pays around an engine that runs channels-last: both operands
-    and the result transposed, each read once and written once."""
+    and the result transposed, each read once and written once (by the compiled transposition
+    where it is loaded, else by NumPy)."""
+    from .engines._kernels import layout
+
+    fig = _machine.figures("_layout")
+    rate = fig.COMPILED_TRANSPOSE_BYTES_PER_S if layout.loaded(dtype) else fig.TRANSPOSE_BYTES_PER_S
     shapes = {"forward": ("x", "w", "y"), "input_grad": ("y", "w", "x"), "filter_grad": ("x", "y", "w")}[op]
     elements = sum(math.prod(getattr(geom, f"{role}_shape")()) for role in shapes)
-    return 2 * elements * np.dtype(dtype).itemsize / _machine.figures("_layout").TRANSPOSE_BYTES_PER_S
+    return 2 * elements * np.dtype(dtype).itemsize / rate
 
 
 def _measure(p: Prepared, op: Op, geom: ConvGeometry, dtype: np.dtype, layout: str = "channels_last",
