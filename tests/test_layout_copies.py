@@ -31,7 +31,6 @@ def _loaded():
     """The kernels compiled for both float widths (what ``warm_up`` does for them)."""
     for dt in (np.float32, np.float64):
         layout.transpose_batches(np.zeros(4, dt), np.zeros(4, dt), 1, 2, 2, 4, 2, 4, 2)
-        layout.swap_outer(np.zeros((2, 2, 1), dt), np.zeros((2, 2, 1), dt))
 
 
 def _numpy(a, role, to_last):
@@ -53,7 +52,9 @@ def test_relaid_equals_numpys_transposing_copy(role, to_last, shape, dtype):
     before = a.copy()
     with mock.patch.object(layout, "MIN_VALUES", 0):
         got = layout.relaid(a, role, to_last)
-    assert got is not None
+    if role == "w" and to_last:  # NumPy's copy moves the filter to channels-last
+        assert got is None
+        return
     want = _numpy(a, role, to_last)
     assert got.shape == want.shape and got.dtype == want.dtype and got.flags.c_contiguous
     np.testing.assert_array_equal(got, want)
@@ -92,7 +93,7 @@ def test_channels_first_through_a_channels_last_engine_uses_the_kernels(op):
         got = {"forward": lambda: convgrad.conv(x, w, method="fft", **kw),
                "input_grad": lambda: convgrad.conv_input_grad(dy, w, x_shape, method="fft", **kw),
                "filter_grad": lambda: convgrad.conv_filter_grad(x, dy, w_shape, method="fft", **kw)}[op]()
-    assert calls.count(True) >= 2  # x or dy in, and y, dx or dw out (w: 5,184 values, NumPy's)
+    assert calls.count(True) >= 2  # x or dy in, and y, dx or dw out (w: NumPy's)
     xl, dyl = (np.ascontiguousarray(x_to_last(a, "channels_first")) for a in (x, dy))
     wl = np.ascontiguousarray(w_to_last(w, "channels_first"))
     last = {"method": "fft", "data_format": "channels_last", **kw}

@@ -31,7 +31,7 @@ from .depthwise_first import (
 from .filter_runs import filter_grad_runs
 from .gauss import join_parts, split_parts
 from .im2col import col2im3d, im2col3d
-from .layout import swap_outer, transpose_batches
+from .layout import transpose_batches
 from .pad import last_to_first, pad_copy, pad_copy_first
 from .pointwise import pointwise_filter_grad_first, pointwise_first
 from .spectral import spectral_mix
@@ -101,7 +101,6 @@ def warm_up(dtypes=("float32", "float64")) -> None:
         pad_copy_first(np.zeros((1, 2, 1, 6, 6), dt), (0, 1, 1), np.zeros((1, 1, 8, 8, 2), dt))
         last_to_first(np.zeros((1, 4, 2), dt), np.zeros((1, 2, 4), dt))
         transpose_batches(np.zeros(4, dt), np.zeros(4, dt), 1, 2, 2, 4, 2, 4, 2)
-        swap_outer(np.zeros((2, 2, 1), dt), np.zeros((2, 2, 1), dt))
         pointwise_first(np.zeros((2, 2), dt), np.zeros((1, 2, 4), dt), np.zeros((1, 2, 4), dt))
         pointwise_filter_grad_first(np.zeros((1, 2, 4), dt), np.zeros((1, 2, 4), dt), np.zeros((1, 2, 2), dt))
         pairs = np.zeros(2 * 2 * 36, dt)  # complex (1, 2, 6, 6) as real pairs

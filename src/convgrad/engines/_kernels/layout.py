@@ -3,19 +3,22 @@ them: batches of 2-D transposes, in blocks of 8 x 8 transposed in registers.
 
 Every layout change is such a batch: x ``(N, C, S)`` <-> ``(N, S, C)`` per image, and the filter
 ``(O, Cg, T)`` <-> ``(T, Cg, O)`` per input channel, its rows ``Cg * T`` (or ``Cg * O``) apart.
-NumPy's transposing copy moves one value at a time (a 32 x 32 x 31 x 31 filter: 0.72 ms on one
-thread; its way back, 2.9).
+NumPy's transposing copy moves one value at a time (a 32 x 32 x 31 x 31 filter's way back from
+channels-last: 2.9 ms on one thread, 0.2 here). One thread: the engines around it end or start with
+BLAS, whose worker threads spin for about 0.1 s after a call, and the parallel version measured
+2-3x the channels-last time of the whole FFT op on two quiet cores (the same reason
+``spectral_mix`` runs on one); the filter goes to channels-last by NumPy (see ``relaid``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._numba import njit, prange
+from ._numba import njit
 from ._shuffle import transpose8
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def transpose_batches(a, out, batches, rows, cols, a_batch, a_row, o_batch,
                       o_row):  # pragma: no cover - compiled
     """out[b * o_batch + j * o_row + i] = a[b * a_batch + i * a_row + j] for b < batches,
@@ -26,7 +29,7 @@ def transpose_batches(a, out, batches, rows, cols, a_batch, a_row, o_batch,
     columns and rows go one value at a time."""
     height = 64 // a.itemsize
     bands = -(-rows // height)
-    for t in prange(batches * bands):
+    for t in range(batches * bands):
         b, i0 = t // bands, t % bands * height
         src = np.uint64(b * a_batch + i0 * a_row)
         dst = np.uint64(b * o_batch + i0)
@@ -46,29 +49,19 @@ def transpose_batches(a, out, batches, rows, cols, a_batch, a_row, o_batch,
                 out[dst + np.uint64(jj) * orow + np.uint64(ii)] = a[src + np.uint64(ii) * ar + np.uint64(jj)]
 
 
-@njit(parallel=True, cache=True)
-def swap_outer(a, out):  # pragma: no cover - compiled
-    """out[j, i, :] = a[i, j, :]: a (I, J, R), out (J, I, R), C-contiguous, runs of R values."""
-    I, J = a.shape[0], a.shape[1]
-    for j in prange(J):
-        for i in range(I):
-            out[j, i, :] = a[i, j, :]
-
-
 # Below this many values NumPy's copy is as quick as the kernel's launch.
 MIN_VALUES = 1 << 14
 _FLOATS = {4: np.float32, 8: np.float64}
 
 
 def loaded(dtype: np.dtype) -> bool:
-    """Whether the kernels are compiled (``warm_up``) for the float type that moves ``dtype``'s values
+    """Whether the kernel is compiled (``warm_up``) for the float type that moves ``dtype``'s values
     (floats and complex of 4 or 8 bytes; without Numba, never)."""
     dtype = np.dtype(dtype)
     if dtype.kind not in "fc" or dtype.itemsize not in _FLOATS:
         return False
     name = np.dtype(_FLOATS[dtype.itemsize]).name
-    return all(any(name in str(sig[0]) for sig in getattr(k, "signatures", ()))
-               for k in (transpose_batches, swap_outer))
+    return any(name in str(sig[0]) for sig in getattr(transpose_batches, "signatures", ()))
 
 
 def relaid(a: np.ndarray, role: str, to_last: bool) -> np.ndarray | None:
@@ -87,18 +80,11 @@ def relaid(a: np.ndarray, role: str, to_last: bool) -> np.ndarray | None:
         rows, cols = (c, s) if to_last else (s, c)
         steps = (n, rows, cols, rows * cols, cols, rows * cols, rows)
     elif to_last:
-        # (O, Cg, T) -> (Cg, T, O), one 2-D transpose, then runs of O moved to (T, Cg, O): in one
-        # pass per input channel the rows written lie Cg * O apart, 4 KiB for 32 x 32 channels,
-        # and every block's 8 stores fell in one cache set (1.0 ms against 0.13 + 0.1, 32 x 32
-        # channels of 31 x 31).
-        o, cg, kernel = a.shape[0], a.shape[1], a.shape[2:]
-        t = int(np.prod(kernel))
-        real = _FLOATS[a.dtype.itemsize]
-        mid = np.empty((cg, t, o), dtype=a.dtype)
-        transpose_batches(a.reshape(-1).view(real), mid.reshape(-1).view(real), 1, o, cg * t, 0, cg * t, 0, o)
-        out = np.empty((t, cg, o), dtype=a.dtype)
-        swap_outer(mid.view(real), out.view(real))
-        return out.reshape(*kernel, cg, o)
+        # (O, Cg, T) -> (*K, Cg, O): the rows written lie Cg * O apart (4 KiB for 32 x 32
+        # channels), each block's stores in one cache set; NumPy's copy was faster (0.47 against
+        # 3.6 ms, 32 x 32 channels of 31 x 31, quiet) and a two-pass version ran slower on two
+        # threads right after BLAS.
+        return None
     else:
         o, cg, t = a.shape[-1], a.shape[-2], int(np.prod(a.shape[:-2]))
         shape = (o, cg, *a.shape[:-2])
