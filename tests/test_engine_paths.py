@@ -228,6 +228,29 @@ def test_a_conv_asked_for_again_and_again_keeps_its_plan(monkeypatch):
     assert loads == [("float32",)]
 
 
+def test_a_conv_worth_a_loop_gets_the_compiled_engine_from_its_first_plan(monkeypatch):
+    """Under 'lazy' a kernel's load (here 0.4 s, two kernels from Numba's disk cache) is charged
+    spread over LOAD_SPREAD_CALLS calls: a depthwise layer of a network (8x128x56x56) is planned
+    on the compiled kernel at once, where charging the whole load kept it on a NumPy engine for
+    every call of the process; a small one-off conv stays on NumPy. explain shows the load whole."""
+    from convgrad import _explain, _plan
+    from convgrad.engines import _kernels
+
+    monkeypatch.setattr(_kernels, "compile_penalty", lambda dtype, *k: 0.4)
+    planner = _plan.Planner()
+    layer = convgrad.ConvGeometry.for_conv((8, 128, 56, 56), (128, 1, 3, 3), padding=1, groups=128)
+    small = convgrad.ConvGeometry.for_conv((1, 8, 12, 12), (8, 1, 3, 3), padding=1, groups=8)
+    assert planner.plan("forward", layer, F32).chosen.engine == "depthwise"
+    assert planner.plan("forward", small, F32).chosen.engine != "depthwise"
+    whole = planner.plan("forward", layer, F32).estimated_seconds
+    monkeypatch.setattr(_plan, "LOAD_SPREAD_CALLS", 1)  # the load charged whole: another engine
+    assert _plan.Planner().plan("forward", layer, F32).chosen.engine != "depthwise"
+    monkeypatch.setattr(_plan, "LOAD_SPREAD_CALLS", 100)
+    monkeypatch.setattr(_plan, "_DEFAULT", planner)
+    depthwise = _explain.costs(layer, "channels_first", F32)["ops"]["forward"]["engines"]["depthwise"]
+    assert depthwise["load_seconds"] == pytest.approx(0.4) and whole < 0.4
+
+
 @pytest.mark.parametrize(("x_shape", "w_shape", "kw", "tiles"), [
     # 1-D, 21 channels (a partial block of 16), the last tile overlapping the one before
     ((2, 5, 23), (21, 5, 4), {"padding": ((3, 1),), "dilation": 2}, True),

@@ -182,7 +182,7 @@ def costs(g: ConvGeometry, fmt: str, dtype: object) -> dict:
     compute and the one-time load of compiled kernels it charges (0 once they are loaded)."""
     from ._budget import workspace_limit
     from ._dtypes import result_dtype
-    from ._plan import make_plan
+    from ._plan import LOAD_SPREAD_CALLS, make_plan
     from .engines import OPS
 
     _, comp = result_dtype(np.zeros(0, dtype))
@@ -206,7 +206,9 @@ def costs(g: ConvGeometry, fmt: str, dtype: object) -> dict:
             seconds, choices = compute.get(name, (v["estimated_seconds"], v["choices"]))
             same = choices == v["choices"]
             v["compute_seconds"] = seconds if same else v["estimated_seconds"]
-            v["load_seconds"] = max(v["estimated_seconds"] - seconds, 0.0) if same else 0.0
+            # The estimate carries the load spread over LOAD_SPREAD_CALLS calls: shown whole.
+            spread = max(v["estimated_seconds"] - seconds, 0.0)
+            v["load_seconds"] = spread * LOAD_SPREAD_CALLS if same else 0.0
         chosen = verdicts[plan.engine.name]
         ops[op] = {
             "flops": g.flops, "flops_as_plain_conv": as_conv[op],

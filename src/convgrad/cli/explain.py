@@ -157,6 +157,8 @@ def _short_reason(reason: str) -> str:
 
 
 def _costs(con: Console, data: dict, full: bool = True) -> None:
+    from .._plan import LOAD_SPREAD_CALLS
+
     c = data["costs"]
     table = _table(f"\ncost ({c['dtype']}, computed in {c['compute_dtype']}) and the planner's choice",
                    ("op", "FLOPs", "as a plain conv", "in + out memory", "engine", "est. compute",
@@ -168,7 +170,8 @@ def _costs(con: Console, data: dict, full: bool = True) -> None:
                       _bytes(o["workspace_bytes"]))
     con.print(table)
     con.print(Text("est. compute: the planner's estimate of one call; one-time load: what it adds the first "
-                   "time,\nto load compiled kernels (0 once loaded); the planner weighs both.", style="dim"))
+                   "time,\nto load compiled kernels (0 once loaded); the planner charges it spread over "
+                   f"{LOAD_SPREAD_CALLS} calls.", style="dim"))
     for op, o in c["ops"].items():
         con.print(Text(f"{op}: {o['engine']}, ", style="bold") + Text(o["reason"] if full else _short_reason(
             o["reason"])))

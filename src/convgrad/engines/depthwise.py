@@ -51,13 +51,14 @@ class Depthwise:
             "forward": _kernels.depthwise2d_forward, "input_grad": _kernels.depthwise2d_input_grad,
             "filter_grad": _kernels.depthwise2d_filter_grad}[op]
         load = planner.load_seconds(dtype, kernel)
-        seconds = (geom.flops / fig.FLOPS_PER_S + fig.CALL_SECONDS + load) * fig.FITTED[op]
+        # the fitted factor scales the compute; a kernel's load is its own figure
+        seconds = (geom.flops / fig.FLOPS_PER_S + fig.CALL_SECONDS) * fig.FITTED[op] + load
         run = {"forward": _forward, "input_grad": _scatter_input_grad, "filter_grad": _filter_grad}[op]
         run = partial(_transpose.input_grad(geom), run=_forward) if gathers else partial(run, geom)
         # Channels-first: one plane at a time, no padded copy (depthwise_first's kernels).
         first = _FIRST[op]
-        first_seconds = (geom.flops / fig.FLOPS_PER_S + fig.CALL_SECONDS
-                         + planner.load_seconds(dtype, first)) * fig.FITTED[op]
+        first_seconds = ((geom.flops / fig.FLOPS_PER_S + fig.CALL_SECONDS) * fig.FITTED[op]
+                         + planner.load_seconds(dtype, first))
         return Prepared(self.name, seconds, padded, run,
                         {"input_grad": "gather" if gathers else "scatter"} if op == "input_grad" else {},
                         run_first=partial(_run_first, first, geom), first_seconds=first_seconds,
