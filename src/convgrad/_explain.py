@@ -218,7 +218,8 @@ def costs(g: ConvGeometry, fmt: str, dtype: object) -> dict:
             "load_seconds": chosen.get("load_seconds", 0.0),
             "workspace_bytes": plan.workspace_bytes, "engines": verdicts,
         }
-    return {"dtype": str(np.dtype(dtype)), "compute_dtype": str(comp), "workspace_limit": limit, "ops": ops}
+    return {"dtype": str(np.dtype(dtype)), "compute_dtype": str(comp), "workspace_limit": limit,
+            "load_spread_calls": LOAD_SPREAD_CALLS, "ops": ops}
 
 
 def spelling(name: str, g: ConvGeometry, fmt: str) -> dict:
