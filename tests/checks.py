@@ -79,3 +79,21 @@ def run_op(op, x, w, dy, method, kwargs):
     if op == "input_grad":
         return convgrad.conv_input_grad(dy, w, x.shape, method=method, **kwargs)
     return convgrad.conv_filter_grad(x, dy, w.shape, method=method, **kwargs)
+
+
+def three_ops_in(data_format, x, w, dy, method, kwargs):
+    """(y, dx, dw) of the channels-first operands ``x``, ``w``, ``dy`` computed in
+    ``data_format`` with ``method`` (the operands moved there and the results moved back), for a
+    comparison with the channels-first oracle."""
+    from convgrad._layout import w_from_last, w_to_last, x_from_last, x_to_last
+
+    last = data_format == "channels_last"
+    if last:
+        x, dy = (np.ascontiguousarray(x_to_last(a, "channels_first")) for a in (x, dy))
+        w = np.ascontiguousarray(w_to_last(w, "channels_first"))
+    kd = {**kwargs, "data_format": data_format}
+    y, dx, dw = (run_op(op, x, w, dy, method, kd) for op in ("forward", "input_grad", "filter_grad"))
+    if last:
+        y, dx = (x_from_last(a, "channels_first") for a in (y, dx))
+        dw = w_from_last(dw, "channels_first")
+    return y, dx, dw

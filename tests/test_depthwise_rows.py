@@ -20,7 +20,7 @@ import convgrad
 import oracle
 import strategies
 import tally
-from convgrad._layout import w_from_last, w_to_last, x_from_last, x_to_last
+from checks import three_ops_in
 
 
 @st.composite
@@ -60,15 +60,7 @@ def test_depthwise_three_ops_match_the_oracle(case, data_format, dtype, seed):
     want = (oracle.conv(x, w, **kw), oracle.input_grad(dy, w, x_shape, **kw),
             oracle.filter_grad(x, dy, w_shape, **kw))
     xa, wa, dya = (a.astype(dtype) for a in (x, w, dy))
-    if data_format == "channels_last":
-        xa, dya = (np.ascontiguousarray(x_to_last(a, "channels_first")) for a in (xa, dya))
-        wa = np.ascontiguousarray(w_to_last(wa, "channels_first"))
-    kd = {**kw, "data_format": data_format, "method": "depthwise"}
-    got = (convgrad.conv(xa, wa, **kd), convgrad.conv_input_grad(dya, wa, xa.shape, **kd),
-           convgrad.conv_filter_grad(xa, dya, wa.shape, **kd))
-    if data_format == "channels_last":
-        got = (x_from_last(got[0], "channels_first"), x_from_last(got[1], "channels_first"),
-               w_from_last(got[2], "channels_first"))
+    got = three_ops_in(data_format, xa, wa, dya, "depthwise", kw)
     # Sums of k_h * k_w products (times the batch and the outputs for dw), rounded in dtype.
     eps = 1e-15 if dtype == np.float64 else 2e-7
     terms = math.prod(w_shape[2:]) * max(1, geom.batch * math.prod(geom.out_spatial))

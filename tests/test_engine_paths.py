@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 import convgrad
 import oracle
 import strategies
-from checks import assert_close
+from checks import assert_close, three_ops_in
 from convgrad._layout import w_from_last, w_to_last, x_from_last, x_to_last
 
 F64 = np.dtype(np.float64)
@@ -110,15 +110,7 @@ def test_depthwise_streaming_paths_in_both_layouts(data_format, x_shape, w_shape
         want = (oracle.conv(x, w, **kw), oracle.input_grad(dy, w, x_shape, **kw),
                 oracle.filter_grad(x, dy, w_shape, **kw))
         xa, wa, dya = (a.astype(dtype) for a in (x, w, dy))
-        if data_format == "channels_last":
-            xa, dya = (np.ascontiguousarray(x_to_last(a, "channels_first")) for a in (xa, dya))
-            wa = np.ascontiguousarray(w_to_last(wa, "channels_first"))
-        kd = {**kw, "data_format": data_format, "method": "depthwise"}
-        got = (convgrad.conv(xa, wa, **kd), convgrad.conv_input_grad(dya, wa, xa.shape, **kd),
-               convgrad.conv_filter_grad(xa, dya, wa.shape, **kd))
-        if data_format == "channels_last":
-            got = (x_from_last(got[0], "channels_first"), x_from_last(got[1], "channels_first"),
-                   w_from_last(got[2], "channels_first"))
+        got = three_ops_in(data_format, xa, wa, dya, "depthwise", kw)
         for g, ref in zip(got, want):
             assert g.dtype == dtype
             scale = np.abs(ref).max()
