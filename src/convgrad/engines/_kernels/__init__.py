@@ -93,9 +93,13 @@ def warm_up(dtypes=("float32", "float64")) -> None:
             winograd2d_output(tiles, transform[:m].astype(dt), 1, 1, np.zeros((1, m, m, 2), dt))
         u = np.zeros((36, 2, 16), dt)
         consts = np.zeros(8, dt)
-        winograd43_filter(np.zeros((3, 3, 2, 2), dt), u, consts)
+        # The operand types the engine passes: a filter given as it is (C-contiguous) or as a
+        # view of the caller's layout ('A'), u packed (36, P / 6, C, 6) for channels-first; each
+        # other array type would compile again at its first real call (seconds).
+        for w in (np.zeros((3, 3, 2, 2), dt), np.zeros((2, 2, 3, 3), dt).transpose(2, 3, 1, 0)):
+            winograd43_filter(w, u, consts)
         winograd43_last(np.zeros((1, 6, 6, 2), dt), u, consts, 1, 1, 1, 1, np.zeros((1, 6, 6, 2), dt))
-        winograd43_first(np.zeros((1, 2, 6, 6), dt), u[..., :6], consts, 1, 1, 1, 1,
+        winograd43_first(np.zeros((1, 2, 6, 6), dt), np.zeros((36, 1, 2, 6), dt), consts, 1, 1, 1, 1,
                          np.zeros((1, 2, 6, 6), dt))
         pad_copy(x[:, None], (0, 1, 1), np.zeros((1, 1, 8, 8, 2), dt))
         pad_copy_first(np.zeros((1, 2, 1, 6, 6), dt), (0, 1, 1), np.zeros((1, 1, 8, 8, 2), dt))
