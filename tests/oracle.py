@@ -249,6 +249,12 @@ def filter_grad(x, dy, w_shape, stride=1, padding=0, dilation=1, groups=1, lhs_d
     return dw
 
 
+def three_ops(x, w, dy, **kw):
+    """(y, dx, dw) of the conv ``kw`` for channels-first x, w and dy: ``conv``, ``input_grad``
+    and ``filter_grad`` above."""
+    return conv(x, w, **kw), input_grad(dy, w, x.shape, **kw), filter_grad(x, dy, w.shape, **kw)
+
+
 def bias_grad(dy):
     return dy.sum(axis=(0, *range(2, dy.ndim)))
 
