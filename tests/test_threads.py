@@ -11,8 +11,10 @@ one the same call gave in a single thread, and no operand may be written to (the
 
 from __future__ import annotations
 
+import os
 import random
 import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -190,6 +192,7 @@ def test_small_ops_run_on_the_calling_thread(monkeypatch):
     numba = pytest.importorskip("numba")
     from convgrad.engines import _threads
 
+    monkeypatch.setattr(_threads, "free_cores", lambda: 1 << 10)  # the size alone, whatever the load
     counts: list[int] = []
     real = numba.set_num_threads
     monkeypatch.setattr(numba, "set_num_threads", lambda n: counts.append(n) or real(n))
@@ -271,7 +274,7 @@ def test_numbas_pool_starts_with_passive_waiting_and_restores_the_environment(gi
     assert out == want
 
 
-def test_threads_that_claim_chunks_take_over_from_a_held_up_one():
+def test_threads_that_claim_chunks_take_over_from_a_held_up_one(monkeypatch):
     """The depthwise kernels' threads claim chunks (_numba._claim) instead of Numba's equal static
     parts: every chunk is taken once, and while the thread with the first chunk is held up the
     other takes the rest (with Numba's static split it keeps half, 32 of 64, in every run)."""
@@ -279,6 +282,7 @@ def test_threads_that_claim_chunks_take_over_from_a_held_up_one():
     from convgrad.engines import _threads
     from convgrad.engines._kernels._numba import _claim
 
+    monkeypatch.setattr(_threads, "free_cores", lambda: 1 << 10)  # two threads, whatever the load
     if _threads.for_numba() < 2:
         pytest.skip("one thread")
 
@@ -335,3 +339,91 @@ def test_depthwise_results_do_not_depend_on_the_thread_count(data_format):
                             convgrad.conv_filter_grad(x, dy, w.shape, **kw)))
     assert numba.config.NUMBA_NUM_THREADS < 2 or all(
         a.tobytes() == b.tobytes() for a, b in zip(*results))
+
+
+@pytest.fixture
+def loadavg(monkeypatch, tmp_path):
+    """A fake /proc/loadavg for _threads.free_cores on a 4-core machine whose 4 cores the process
+    may use: write(running) sets the runnable count it reads; the count is read again at once."""
+    from convgrad.engines import _threads
+
+    path = tmp_path / "loadavg"
+    monkeypatch.setattr(_threads, "LOADAVG", str(path))
+    monkeypatch.setattr(_threads, "_CORES", 4)
+    monkeypatch.setattr(_threads, "_USABLE", 4)
+    monkeypatch.setattr(_threads, "_free", [-1.0, 4])
+
+    def write(running):
+        path.write_text(f"0.52 0.58 0.59 {running}/312 4242\n")
+        _threads._free[0] = -1.0
+
+    return write
+
+
+@pytest.mark.parametrize(("running", "free"), [(1, 4), (2, 3), (4, 1), (9, 1)])
+def test_free_cores_leaves_out_the_other_runnable_threads(loadavg, running, free):
+    """The caller is one of the runnable threads the kernel counts; every other one takes a core."""
+    from convgrad.engines import _threads
+
+    loadavg(running)
+    assert _threads.free_cores() == free
+
+
+def test_free_cores_is_kept_briefly_and_never_fails(loadavg, monkeypatch):
+    """A count is kept FREE_SECONDS (reading it costs more than a small call gains), then read
+    again; a machine without the file (or with another format) counts every usable core, which
+    the caller's thread limits still bound."""
+    from convgrad.engines import _threads
+
+    loadavg(1)
+    assert _threads.free_cores() == 4
+    loadavg(3)
+    _threads._free[0] = time.monotonic()  # just counted: 4 free
+    assert _threads.free_cores() == 4
+    _threads._free[0] -= 2 * _threads.FREE_SECONDS
+    assert _threads.free_cores() == 2
+    for broken in ("", "0.1 0.2 0.3\n", "0.1 0.2 0.3 x/12 4\n"):
+        with open(_threads.LOADAVG, "w") as f:
+            f.write(broken)
+        _threads._free[0] = -1.0
+        assert _threads.free_cores() == 4
+    monkeypatch.setattr(_threads, "LOADAVG", "/nonexistent/loadavg")
+    _threads._free[0] = -1.0
+    assert _threads.free_cores() == 4
+
+
+def test_an_op_runs_on_the_free_cores_only(loadavg, monkeypatch):
+    """Above the serial threshold a depthwise conv runs its loops on min(the caller's limit, the
+    free cores) threads: all the pool's where nothing else runs, one where every other core is
+    taken; results are bitwise the same."""
+    numba = pytest.importorskip("numba")
+    from convgrad.engines import _threads
+
+    pool = numba.config.NUMBA_NUM_THREADS
+    monkeypatch.setattr(_threads, "allowed", lambda: pool)
+    counts: list[int] = []
+    real = numba.set_num_threads
+    monkeypatch.setattr(numba, "set_num_threads", lambda n: counts.append(n) or real(n))
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal((4, 64, 64, 64)), rng.standard_normal((64, 1, 3, 3))
+    kw = {"padding": 1, "groups": 64, "method": "depthwise"}
+    got = []
+    for running, want in ((1, min(pool, 4)), (4, 1)):
+        loadavg(running)
+        counts.clear()
+        got.append(convgrad.conv(x, w, **kw))
+        assert counts == [want]
+    assert got[0].tobytes() == got[1].tobytes()
+
+
+def test_beside_a_busy_process_a_call_leaves_it_its_core():
+    """The real count: while the benchmark's busy process runs, at least one core is not free."""
+    from convgrad.cli.bench import suite
+    from convgrad.engines import _threads
+
+    if _threads._CORES < 2 or not os.path.exists(_threads.LOADAVG):
+        pytest.skip("one core, or no /proc/loadavg")
+    with suite.busy_process(settle=0.2):
+        _threads._free[0] = -1.0
+        assert _threads.free_cores() <= _threads._CORES - 1
+    _threads._free[0] = -1.0

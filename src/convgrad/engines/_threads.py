@@ -10,6 +10,15 @@ every thread it woke, so when another process holds a core a call waits for the 
 its second thread, milliseconds, whatever the call's size. Measured beside one busy process on
 this 2-core machine: a 2 x 16 x 16 x 16 depthwise conv that takes 0.05 ms had calls of 28-40 ms.
 
+A parallel loop also waits for a thread that another process keeps off its core, so a call runs its
+loops on no more threads than there are cores that nothing else runs on (``free_cores``, read at
+most every FREE_SECONDS from the kernel's count of runnable threads). Measured beside one busy
+process on this 2-core machine (other jobs' load 7-9, the measuring process at high priority; 9
+rows of the benchmark suite, channels-last, A/B alternating in one process): two threads took
+0.90-1.29x the median of one thread, with worst calls of 2.4-11.4x their median against 2.0-3.5x;
+the check took 0.62-1.03x the medians of always using both threads, and with a count saying the
+machine is idle it cost nothing measurable (0.95-1.08x, noise).
+
 Numba's OpenMP pool is started with passive waiting (``_kernels.start_pool``): GNU OpenMP's threads spin
 after each parallel loop by default, taking the cores that other processes (or the caller's other
 libraries) need, and on a loaded machine a spinning thread waits at a barrier for one that is not
@@ -23,9 +32,14 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 
 _controller = None
-_CORES = os.cpu_count() or 1
+_CORES = os.cpu_count() or 1  # every core the kernel schedules on: /proc/loadavg counts for all
+try:
+    _USABLE = len(os.sched_getaffinity(0)) or _CORES  # the cores this process may run on
+except (AttributeError, OSError):  # no affinity on this system
+    _USABLE = _CORES
 
 # Ops of fewer multiply-adds and adds than this run on the calling thread only: 40-170 us at the
 # dense kernels' 100-400 GFLOP/s, 0.7 ms at the depthwise kernels' 25. A policy, not a machine
@@ -66,11 +80,39 @@ def allowed() -> int:
     return max(1, min(counts)) if counts else _CORES
 
 
+# How long a count of the free cores is kept: reading it costs 5-10 us, a call of the smallest
+# parallel op 100 us; a busy process that starts or stops is seen within this time.
+FREE_SECONDS = 0.01
+LOADAVG = "/proc/loadavg"  # its 4th field: runnable threads of the whole machine / all threads
+_free = [-1.0, _USABLE]  # when last counted, free cores then
+
+
+def free_cores() -> int:
+    """Cores that no other thread is running or waiting to run on, at least 1: the cores this
+    process may use, less the machine's runnable threads other than the caller (all of them where
+    the kernel's count cannot be read). Counted at most every FREE_SECONDS."""
+    now = time.monotonic()
+    when, n = _free
+    if 0 <= now - when < FREE_SECONDS:
+        return n
+    try:
+        with open(LOADAVG, "rb") as f:
+            running = int(f.read().split()[3].split(b"/")[0])
+    except (OSError, ValueError, IndexError):  # not Linux, or no /proc: nothing to go by
+        running = 1
+    n = max(1, min(_USABLE, _CORES - (running - 1)))
+    _free[:] = [now, n]
+    return n
+
+
 def for_numba() -> int:
-    """Set Numba's parallel loops to ``allowed()`` threads (within its pool) and return it."""
+    """Set Numba's parallel loops to ``allowed()`` threads, no more than ``free_cores()`` (and
+    within its pool), and return that count."""
     from . import _kernels
 
     n = allowed()
+    if n > 1:
+        n = min(n, free_cores())
     if _kernels.NUMBA:
         import numba
 
