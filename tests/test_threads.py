@@ -344,11 +344,13 @@ def test_depthwise_results_do_not_depend_on_the_thread_count(data_format):
 @pytest.fixture
 def loadavg(monkeypatch, tmp_path):
     """A fake /proc/loadavg for _threads.free_cores on a 4-core machine whose 4 cores the process
-    may use: write(running) sets the runnable count it reads; the count is read again at once."""
+    may use: write(running) sets the runnable count it reads, of which this process runs one
+    thread (the caller); the count is read again at once."""
     from convgrad.engines import _threads
 
     path = tmp_path / "loadavg"
     monkeypatch.setattr(_threads, "LOADAVG", str(path))
+    monkeypatch.setattr(_threads, "_own_running", lambda: 1)
     monkeypatch.setattr(_threads, "_CORES", 4)
     monkeypatch.setattr(_threads, "_USABLE", 4)
     monkeypatch.setattr(_threads, "_free", [-1.0, 4])
@@ -362,11 +364,25 @@ def loadavg(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize(("running", "free"), [(1, 4), (2, 3), (4, 1), (9, 1)])
 def test_free_cores_leaves_out_the_other_runnable_threads(loadavg, running, free):
-    """The caller is one of the runnable threads the kernel counts; every other one takes a core."""
+    """The caller is one of the runnable threads the kernel counts; every other one takes a core,
+    but for this process's own (that stop by themselves: another library's spinning pool)."""
     from convgrad.engines import _threads
 
     loadavg(running)
     assert _threads.free_cores() == free
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(_threads, "_own_running", lambda: running)
+        _threads._free[0] = -1.0
+        assert _threads.free_cores() == 4
+
+
+def test_this_process_runs_the_thread_that_counts():
+    """The real count of this process's runnable threads includes the caller (it runs)."""
+    from convgrad.engines import _threads
+
+    if not os.path.isdir(_threads.TASKS):
+        pytest.skip("no /proc")
+    assert _threads._own_running() >= 1
 
 
 def test_free_cores_is_kept_briefly_and_never_fails(loadavg, monkeypatch):

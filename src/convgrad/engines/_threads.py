@@ -80,17 +80,34 @@ def allowed() -> int:
     return max(1, min(counts)) if counts else _CORES
 
 
-# How long a count of the free cores is kept: reading it costs 5-10 us, a call of the smallest
-# parallel op 100 us; a busy process that starts or stops is seen within this time.
-FREE_SECONDS = 0.01
+# How long a count of the free cores is kept: counting costs 70 us (9 us /proc/loadavg, 60 us
+# this process's 4 threads' states), a call of the smallest parallel op 100 us; a busy process
+# that starts or stops is seen within this time.
+FREE_SECONDS = 0.05
 LOADAVG = "/proc/loadavg"  # its 4th field: runnable threads of the whole machine / all threads
+TASKS = "/proc/self/task"  # this process's threads, each with its state in <tid>/stat
 _free = [-1.0, _USABLE]  # when last counted, free cores then
 
 
+def _own_running() -> int:
+    """This process's threads that are running or waiting to run (the caller among them)."""
+    n = 0
+    for tid in os.listdir(TASKS):
+        try:
+            with open(f"{TASKS}/{tid}/stat", "rb") as f:
+                n += f.read().rsplit(b")", 1)[1].split()[0] == b"R"
+        except (OSError, IndexError):  # a thread that ended meanwhile
+            pass
+    return n
+
+
 def free_cores() -> int:
-    """Cores that no other thread is running or waiting to run on, at least 1: the cores this
-    process may use, less the machine's runnable threads other than the caller (all of them where
-    the kernel's count cannot be read). Counted at most every FREE_SECONDS."""
+    """Cores that no other process's thread is running or waiting to run on, at least 1: the
+    cores this process may use, less the machine's runnable threads outside this process (all of
+    them where the kernel's counts cannot be read). This process's own (another library's pool
+    spinning a few ms after its call, OpenBLAS's for 0.1 s) are left out: they stop by
+    themselves, and counted, they made the calls that follow them single-threaded. Counted at
+    most every FREE_SECONDS."""
     now = time.monotonic()
     when, n = _free
     if 0 <= now - when < FREE_SECONDS:
@@ -98,9 +115,10 @@ def free_cores() -> int:
     try:
         with open(LOADAVG, "rb") as f:
             running = int(f.read().split()[3].split(b"/")[0])
+        others = max(0, running - _own_running())
     except (OSError, ValueError, IndexError):  # not Linux, or no /proc: nothing to go by
-        running = 1
-    n = max(1, min(_USABLE, _CORES - (running - 1)))
+        others = 0
+    n = max(1, min(_USABLE, _CORES - others))
     _free[:] = [now, n]
     return n
 
