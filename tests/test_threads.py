@@ -443,3 +443,35 @@ def test_beside_a_busy_process_a_call_leaves_it_its_core():
         _threads._free[0] = -1.0
         assert _threads.free_cores() <= _threads._CORES - 1
     _threads._free[0] = -1.0
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "kw"), [
+    ((4, 41, 39, 32), (3, 3, 32, 32), {"padding": 1, "stride": 2}),  # 31 MFLOP: above SERIAL_FLOPS
+    ((8, 64, 64, 64), (3, 3, 1, 64), {"padding": 1, "groups": 64}),  # 38 MFLOP
+])
+def test_results_do_not_depend_on_how_many_cores_are_free(monkeypatch, x_shape, w_shape, kw):
+    """The free cores decide each call's thread count, never its bits: every engine that takes
+    these ops gives bitwise the same three results on one free core as on all of them."""
+    from convgrad.engines import _threads, engine_names
+
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal(x_shape).astype(np.float32), rng.standard_normal(w_shape).astype(np.float32)
+    kw = {**kw, "data_format": "channels_last"}
+    dy = rng.standard_normal(convgrad.conv(x, w, **kw).shape).astype(np.float32)
+    ops = {"conv": lambda m: convgrad.conv(x, w, method=m, **kw),
+           "input_grad": lambda m: convgrad.conv_input_grad(dy, w, x.shape, method=m, **kw),
+           "filter_grad": lambda m: convgrad.conv_filter_grad(x, dy, w.shape, method=m, **kw)}
+    ran = 0
+    for method in engine_names():
+        for op, call in ops.items():
+            got = []
+            for free in (1 << 10, 1):
+                monkeypatch.setattr(_threads, "free_cores", lambda free=free: free)
+                try:
+                    got.append(call(method))
+                except (ValueError, TypeError):  # this engine does not take this op
+                    break
+            if len(got) == 2:
+                ran += 1
+                assert got[0].tobytes() == got[1].tobytes(), (method, op)
+    assert ran >= 6
