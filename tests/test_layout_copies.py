@@ -74,10 +74,10 @@ def test_relaid_declines_what_it_does_not_move():
 
 @pytest.mark.parametrize("op", ["forward", "input_grad", "filter_grad"])
 def test_channels_first_through_a_channels_last_engine_uses_the_kernels(op):
-    """FFT runs channels-last: a channels-first call moves x, w (or dy) and the result by the
-    compiled transpositions, and gives the channels-last call's result bitwise, within float32
-    rounding of the oracle."""
-    x_shape, w_shape, kw = (2, 8, 41, 40), (8, 8, 9, 9), {"padding": 4}
+    """im2col runs a 3x3 conv channels-last: a channels-first call moves x, w (or dy) and the
+    result by the compiled transpositions, and gives the channels-last call's result bitwise,
+    within float32 rounding of the oracle."""
+    x_shape, w_shape, kw = (2, 8, 41, 40), (8, 8, 3, 3), {"padding": 1}
     geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
     rng = np.random.default_rng(3)
     x, w, dy = (rng.standard_normal(s).astype(np.float32) for s in (x_shape, w_shape, geom.y_shape()))
@@ -90,13 +90,13 @@ def test_channels_first_through_a_channels_last_engine_uses_the_kernels(op):
         return out
 
     with mock.patch.object(convgrad._ops, "relaid", counted):
-        got = {"forward": lambda: convgrad.conv(x, w, method="fft", **kw),
-               "input_grad": lambda: convgrad.conv_input_grad(dy, w, x_shape, method="fft", **kw),
-               "filter_grad": lambda: convgrad.conv_filter_grad(x, dy, w_shape, method="fft", **kw)}[op]()
+        got = {"forward": lambda: convgrad.conv(x, w, method="im2col", **kw),
+               "input_grad": lambda: convgrad.conv_input_grad(dy, w, x_shape, method="im2col", **kw),
+               "filter_grad": lambda: convgrad.conv_filter_grad(x, dy, w_shape, method="im2col", **kw)}[op]()
     assert calls.count(True) >= 2  # x or dy in, and y, dx or dw out (w: NumPy's)
     xl, dyl = (np.ascontiguousarray(x_to_last(a, "channels_first")) for a in (x, dy))
     wl = np.ascontiguousarray(w_to_last(w, "channels_first"))
-    last = {"method": "fft", "data_format": "channels_last", **kw}
+    last = {"method": "im2col", "data_format": "channels_last", **kw}
     x64, w64, dy64 = (a.astype(np.float64) for a in (x, w, dy))
     if op == "forward":
         ref = x_from_last(convgrad.conv(xl, wl, **last), "channels_first")

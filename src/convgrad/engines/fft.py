@@ -16,6 +16,11 @@ gradient, overlap-add for the input gradient): the blocks become a larger batch 
 convolution, so the kernel's spectrum is taken at the short length (with 32 x 32 filters the
 kernel has more channels to transform than the signal) and the per-frequency GEMMs grow taller.
 The block length is the one the cost model likes best, the whole axis included.
+
+Channels-first operands (unblocked) are read in place: the first transform stage takes the NCHW
+arrays as channels-last views, the last inverse stage writes the NCHW result, and the filter
+gradient correlates with dy's channels as rows so that its lags come out in the (O, Cg) order of
+an OIHW filter.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from .._budget import check_fits
 from .._engine import OPS, Op, Planner, Prepared, Refusal
 from .._formulas import dilate_dim, stride_dim, transpose_size
 from .._geometry import ConvGeometry
-from .._layout import pad_or_crop
+from .._layout import pad_or_crop, w_to_last, x_to_last
 from . import _kernels, _spectra
 from ._common import no_complex, plain, unpad
 from ._machine import figures
@@ -59,10 +64,16 @@ class FFT:
         seconds = self._blocked_cost(geom, op, dtype, b) * fig.FITTED[op]
         if _kernels.NUMBA:  # the mixing kernel's load time, until it is loaded
             seconds += planner.load_seconds(dtype, _kernels.spectral_mix)
+        first = first_workspace = None
         if b is None:
             workspace, lengths = self._workspace(geom, dtype, limit), self._lengths(geom)
             run = partial({"forward": self._forward, "input_grad": self._input_grad,
                            "filter_grad": self._filter_grad}[op], geom, lengths)
+            # The forward's filter in (C/G, O, *K) order: a copy of runs of prod(K) taps.
+            wc = math.prod(geom.w_shape()) * dtype.itemsize if op == "forward" else 0
+            first_workspace = workspace + wc
+            if first_workspace <= limit:
+                first = partial(_FIRST[op], self, geom, lengths)
         else:
             bg = _block_geometry(geom, b)
             segments = bg.batch * math.prod(bg.tight_padded) * max(geom.in_channels, geom.out_channels)
@@ -70,7 +81,10 @@ class FFT:
             check_fits(f"the FFT blocks of {geom.x_shape('channels_last')}", workspace, limit)
             lengths = self._lengths(bg)
             run = partial(self._blocked, op, geom, b, lengths)
-        return Prepared(self.name, seconds, workspace, run, {"block": b, "lengths": lengths})
+        # Channels-first (unblocked): the transforms read the NCHW operands and write the result
+        # in place of the transpositions around a channels-last run (see _FIRST).
+        return Prepared(self.name, seconds, workspace, run, {"block": b, "lengths": lengths},
+                        run_first=first, first_workspace=first_workspace)
 
     def _lengths(self, geom: ConvGeometry) -> tuple[int, ...]:
         out = []
@@ -162,46 +176,112 @@ class FFT:
 
     # --- the three ops on whole axes -------------------------------------------------------------
     def _forward(self, geom: ConvGeometry, lengths: tuple[int, ...],
-                 x: np.ndarray, w: np.ndarray) -> np.ndarray:
+                 x: np.ndarray, w: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         g, cg, _, _ = geom.group_dims
         shape = (geom.batch, *geom.out_spatial, geom.out_channels)
         if math.prod(shape) == 0 or cg == 0:
-            return np.zeros(shape, dtype=x.dtype)
-        xs = _spectra.spectrum(pad_or_crop(x, _crops(geom)), lengths, (1,) * geom.rank, "fft.x")
+            return _zeros(out, shape, x.dtype)
+        xs = _spectra.spectrum(_cropped(x, geom, out is not None), lengths, (1,) * geom.rank, "fft.x")
         # Correlation with w is convolution with w flipped, tap t at -t * d; shifted by the
         # leading pad, output p sits at sample p * s of the circular convolution.
         ws = _spectra.kernel_spectrum(w, lengths, _tap_positions(geom, lengths, flipped=True))
         outputs = [range(0, o * s, s) for o, s in zip(geom.out_spatial, geom.stride)]
-        return _spectra.samples(xs, ws, g, lengths, outputs)
+        return _spectra.samples(xs, ws, g, lengths, outputs, out=out)
 
     def _input_grad(self, geom: ConvGeometry, lengths: tuple[int, ...],
-                    dy: np.ndarray, w: np.ndarray) -> np.ndarray:
+                    dy: np.ndarray, w: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         g, cg, og, _ = geom.group_dims
         kept = _kept(geom)
+        inside = None if out is None else _cropped(out, geom, True)  # zeros where x was cropped
+        if inside is not None and inside.size < out.size:
+            out[...] = 0
         if dy.size == 0 or cg == 0:
-            dx = np.zeros((geom.batch, *kept, geom.in_channels), dtype=dy.dtype)
+            dx = _zeros(out, (geom.batch, *kept, geom.in_channels), dy.dtype)
         else:
             dys = _spectra.spectrum(dy, lengths, geom.stride, "fft.dy")  # dy spread s apart
             # Tap t at t * d, shifted back by the leading pad: sample i is x's sample i.
             # The adjoint mixes with each frequency's matrix transposed: take the spectrum of w with
             # its channel axes swapped within each group, (*K, Og, G * Cg).
             wt = w.reshape(*geom.kernel, cg, g, og).swapaxes(-3, -1).reshape(*geom.kernel, og, g * cg)
-            # With one group the reshape is a view, which the GEMMs read 2.6x slower.
-            wt = copied("fft.wt", wt)
+            # Channels-last with one group the reshape is a view, which the GEMMs read 2.6x slower;
+            # channels-first with one group it is the filter as it is, (O, Cg, *K), taps first.
+            if out is None or g > 1:
+                wt = copied("fft.wt", wt)
             ws = _spectra.kernel_spectrum(wt, lengths, _tap_positions(geom, lengths))
-            dx = _spectra.samples(dys, ws, g, lengths, [range(k) for k in kept])
+            dx = _spectra.samples(dys, ws, g, lengths, [range(k) for k in kept], out=inside)
+        if out is not None:
+            return out
         return pad_or_crop(dx, tuple((-lo, -hi) for lo, hi in _crops(geom)))  # zeros where x was cropped
 
     def _filter_grad(self, geom: ConvGeometry, lengths: tuple[int, ...],
-                     x: np.ndarray, dy: np.ndarray) -> np.ndarray:
+                     x: np.ndarray, dy: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """dw ``(*K, Cg, O)``, or with ``out`` (a channels-first ``(O, Cg, *K)``) written there."""
         g, cg, og, _ = geom.group_dims
         if dy.size == 0 or cg == 0:
-            return np.zeros((*geom.kernel, cg, geom.out_channels), dtype=x.dtype)
-        xs = _spectra.spectrum(pad_or_crop(x, _crops(geom)), lengths, (1,) * geom.rank, "fft.x")
+            return _zeros(out, (*geom.kernel, cg, geom.out_channels), x.dtype)
+        xs = _spectra.spectrum(_cropped(x, geom, out is not None), lengths, (1,) * geom.rank, "fft.x")
         dys = _spectra.spectrum(dy, lengths, geom.stride, "fft.dy")
         # Lag t * d of the padded x is lag t * d - lo of x itself.
-        lags = _spectra.lags(xs, dys, g, lengths, _tap_positions(geom, lengths))
+        taps = _tap_positions(geom, lengths)
+        if out is not None:  # (O, Cg, *K) seen as (*K, O * Cg), its channels T apart
+            seen = out.reshape(out.shape[0] * cg, -1).T.reshape(*geom.kernel, -1)
+            assert np.shares_memory(seen, out)
+            _spectra.lags(xs, dys, g, lengths, taps, out=seen)
+            return out
+        lags = _spectra.lags(xs, dys, g, lengths, taps)
         return np.moveaxis(lags, geom.rank, -2).reshape(*geom.kernel, cg, g * og)  # (*K, G, Cg, Og)
+
+    # --- channels-first: the same ops on channels-last views of the NCHW operands ----------------
+    def _forward_first(self, geom: ConvGeometry, lengths: tuple[int, ...], x: np.ndarray,
+                       w: np.ndarray) -> np.ndarray:
+        """y ``(N, O, *out)`` of x ``(N, C, *S)`` and w ``(O, Cg, *K)``."""
+        y = np.empty(geom.y_shape("channels_first"), dtype=x.dtype)
+        # The kernel's transforms want its taps first and its (Cg, O) pairs as one axis: swapping
+        # the two channel axes copies runs of prod(K) taps, after which (*K, Cg, O) is a view.
+        wc = copied("fft.wc", w.swapaxes(0, 1))
+        self._forward(geom, lengths, x_to_last(x, "channels_first"),
+                      w_to_last(wc.swapaxes(0, 1), "channels_first"), out=x_to_last(y, "channels_first"))
+        return y
+
+    def _input_grad_first(self, geom: ConvGeometry, lengths: tuple[int, ...], dy: np.ndarray,
+                          w: np.ndarray) -> np.ndarray:
+        """dx ``(N, C, *S)`` of dy ``(N, O, *out)`` and w ``(O, Cg, *K)``."""
+        dx = np.empty(geom.x_shape("channels_first"), dtype=dy.dtype)
+        self._input_grad(geom, lengths, x_to_last(dy, "channels_first"), w_to_last(w, "channels_first"),
+                         out=x_to_last(dx, "channels_first"))
+        return dx
+
+    def _filter_grad_first(self, geom: ConvGeometry, lengths: tuple[int, ...], x: np.ndarray,
+                           dy: np.ndarray) -> np.ndarray:
+        """dw ``(O, Cg, *K)`` of x ``(N, C, *S)`` and dy ``(N, O, *out)``."""
+        dw = np.empty(geom.w_shape("channels_first"), dtype=x.dtype)
+        return self._filter_grad(geom, lengths, x_to_last(x, "channels_first"),
+                                 x_to_last(dy, "channels_first"), out=dw)
+
+
+# The channels-first runs of the unblocked ops: the transforms read channels-last views of the
+# NCHW operands (BLAS takes their rows C apart as transposed matrices) and the last inverse stage
+# writes the NCHW result, so no array is transposed (with 32 x 32 channels of 31 x 31, the
+# transpositions around a channels-last run cost 1.3 ms of 6.5 on one thread, the filter
+# gradient's 4 of 8.9).
+_FIRST = {"forward": FFT._forward_first, "input_grad": FFT._input_grad_first,
+          "filter_grad": FFT._filter_grad_first}
+
+
+def _zeros(out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """``out`` zeroed, or without one a new array of zeros."""
+    if out is None:
+        return np.zeros(shape, dtype=dtype)
+    out[...] = 0
+    return out
+
+
+def _cropped(x: np.ndarray, geom: ConvGeometry, view: bool) -> np.ndarray:
+    """x ``(N, *S, C)`` cropped to what the windows reach: a view with ``view`` (x may be a
+    channels-first array seen channels-last), else C-contiguous (``pad_or_crop``)."""
+    if not view:
+        return pad_or_crop(x, _crops(geom))
+    return x[(slice(None), *(slice(start, stop) for start, stop, _ in geom.reach))]
 
 
 # Block lengths whose estimates are this close count as a tie (measured: k=255 at 1024 and 2048
