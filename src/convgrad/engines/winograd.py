@@ -13,10 +13,12 @@ through the same forward; the filter gradient is left to the other engines.
 2-D F(4x4, 3x3) without groups and with at least ONE_PASS_CHANNELS channels runs in one compiled
 pass (_kernels/winograd_fused.py): per block of tiles, the input transform read from x (padding
 decided per tile), the 36 GEMMs in register tiles, the output transform written into y, in
-either layout (channels-first through its own kernel where rows hold at least
-_FIRST_TILES_PER_ROW tiles). Measured under other jobs' load (12-22, so as ratios in one process):
-0.58-0.67 of the tiled engine's time channels-last on resnet_3x3 and resnet_3x3_deep. Other
-ranks, groups and thin convs take the NumPy transforms and batched GEMMs.
+either layout (channels-first moved to channels-last and back in cache, a row of tiles at a
+time). A dilated kernel runs there too, on the phase grids: with dilation d, the outputs
+a, a + d, a + 2 d, ... are an undilated conv of the inputs a - pad, a - pad + d, ... Measured
+under other jobs' load (12-22, so as ratios in one process): 0.58-0.67 of the tiled engine's time
+channels-last on resnet_3x3 and resnet_3x3_deep. Other ranks, groups and thin convs take the
+NumPy transforms and batched GEMMs (undilated only).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from . import _kernels, _threads
 from ._common import no_complex
 from ._kernels import winograd_fused
 from ._machine import figures
-from ._scratch import copied, scratch
+from ._scratch import scratch
 
 # Points 0, -1, 1, -2, 2 and infinity (Lavin & Gray 2016); checked against direct correlation
 # in the tests.
@@ -120,12 +122,14 @@ def _prepare_one_pass(op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int, p
     flipped, channel-swapped filter (the conv of ``_transpose.input_grad``)."""
     conv = _transpose.input_grad(geom).geometry if op == "input_grad" else geom
     c, o, item = conv.in_channels, conv.out_channels, dtype.itemsize
-    tw = -(-conv.out_spatial[1] // 4)
-    tiles = conv.batch * -(-conv.out_spatial[0] // 4) * tw
-    # The transformed filter (and its channels-first packing), each thread's block of
-    # transformed tiles and their products.
-    most = _BLOCK_TILES + 16 + tw
-    workspace = (2 * 36 * c * (o + 16) + _threads.allowed() * 36 * most * (c + o + 16)) * item
+    (dh, dw), (th, tw) = conv.rhs_dilation, _phase_tiles(conv)
+    tiles = conv.batch * dh * th * dw * tw
+    seg = _segment(conv)
+    # The transformed filter, each thread's block of transformed tiles and their products, and
+    # its channels-first rows (6 input rows and 4 output rows of a unit, channels-last).
+    most = _BLOCK_TILES + seg + 6
+    rows = 6 * (4 * seg + 6 * dw) * c + 16 * seg * o
+    workspace = (36 * c * (o + 16) + _threads.allowed() * (36 * most * (c + o + 16) + rows)) * item
     check_fits(f"the Winograd tiles of {conv.x_shape('channels_last')}", workspace, limit)
     # The cost model: the GEMMs at their rate, the transforms per tile (their time hardly
     # depends on the channels: short channel loops), the filter's transform.
@@ -133,9 +137,9 @@ def _prepare_one_pass(op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int, p
     seconds = (flops / fig.ONE_PASS_FLOPS_PER_S + 36 * tiles * fig.ONE_PASS_TILE_SECONDS
                + 36 * c * o * item / fig.ONE_PASS_FILTER_BYTES_PER_S + fig.CALL_SECONDS)
     seconds = seconds * fig.ONE_PASS_FITTED[op]
-    first_seconds = (seconds * fig.ONE_PASS_FIRST_SLOWDOWN
-                     + planner.load_seconds(dtype, _kernels.winograd43_first))
-    seconds += planner.load_seconds(dtype, _kernels.winograd43_last)
+    load = planner.load_seconds(dtype, _kernels.winograd43)
+    first_seconds = seconds * fig.ONE_PASS_FIRST_SLOWDOWN + load
+    seconds += load
     if op == "input_grad":
         run = partial(_transpose.input_grad(geom), run=partial(_one_pass_forward, first=False))
         first = partial(_transpose.input_grad(geom, "channels_first"),
@@ -143,8 +147,6 @@ def _prepare_one_pass(op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int, p
     else:
         run = partial(_one_pass_forward, geom, first=False)
         first = partial(_run_first, partial(_one_pass_forward, geom, first=True))
-    if tw < _FIRST_TILES_PER_ROW:  # channels-last: the planner charges the transpositions
-        first = first_seconds = None
     return Prepared("winograd", seconds, workspace, run, {"tile": 4, "fused": True, "one_pass": True},
                     run_first=first, first_seconds=first_seconds)
 
@@ -157,8 +159,8 @@ def _run_first(run, x: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def _one_pass_forward(geom: ConvGeometry, x: np.ndarray, w: np.ndarray, first: bool) -> np.ndarray:
-    """y of the stride-1 3x3 conv ``geom`` from channels-last x ``(N, H, W, C)`` and w
-    ``(3, 3, C, O)``; with ``first``, x is a channels-last view of channels-first memory and y
+    """y of the stride-1 3x3 conv ``geom`` (any dilation) from channels-last x ``(N, H, W, C)`` and
+    w ``(3, 3, C, O)``; with ``first``, x is a channels-last view of channels-first memory and y
     comes back as one (its memory ``(N, O, OH, OW)``)."""
     fmt = "channels_first" if first else "channels_last"
     y = np.empty(geom.y_shape(fmt), dtype=x.dtype)
@@ -168,30 +170,39 @@ def _one_pass_forward(geom: ConvGeometry, x: np.ndarray, w: np.ndarray, first: b
         y.fill(0)
         return x_to_last(y, fmt)
     xs = np.ascontiguousarray(x_from_last(x, fmt))
-    u = _one_pass_filter(w, 6 if first else 16)
-    if first:  # (36, P / 6, C, 6): see winograd43_first
-        c, p = u.shape[1:]
-        u = copied("winograd.u6", u.reshape(36, c, p // 6, 6).transpose(0, 2, 1, 3))
+    u = _one_pass_filter(w)
     (pt, _), (pl, _) = geom.tight_padding
-    threads = _threads.for_numba()
-    if first:
-        rows = geom.batch * -(-geom.out_spatial[0] // 4)
-        per = _per_item(rows, max(1, _BLOCK_TILES // -(-geom.out_spatial[1] // 4)), threads)
-        _kernels.winograd43_first(xs, u, _consts(x.dtype), pt, pl, per, threads, y)
-    else:
-        tiles = geom.batch * math.prod(-(-s // 4) for s in geom.out_spatial)
-        per = _per_item(tiles, _BLOCK_TILES, threads)
-        _kernels.winograd43_last(xs, u, _consts(x.dtype), pt, pl, per, threads, y)
+    dh, dw = geom.rhs_dilation
+    seg, per, threads = _work(geom)
+    _kernels.winograd43(xs, u, _consts(x.dtype), first, dh, dw, pt, pl, seg, per, threads, y)
     return x_to_last(y, fmt)
 
 
+def _phase_tiles(geom: ConvGeometry) -> tuple[int, int]:
+    """Tile rows and columns of 4 x 4 outputs on each phase grid (dilation d: every d-th output)."""
+    return tuple(((o + d - 1) // d + 3) // 4 for o, d in zip(geom.out_spatial, geom.rhs_dilation))
+
+
+def _segment(geom: ConvGeometry) -> int:
+    """Tiles a unit of work takes along a row of tiles (all its phases): rows up to _BLOCK_TILES
+    tiles whole, longer ones in parts of about that many (whole groups of phases)."""
+    dw, across = geom.rhs_dilation[1], geom.rhs_dilation[1] * _phase_tiles(geom)[1]
+    return across if across <= _BLOCK_TILES else dw * max(1, _BLOCK_TILES // dw)
+
+
+def _work(geom: ConvGeometry) -> tuple[int, int, int]:
+    """(tiles a unit takes along its row, units a work item, threads)."""
+    dh, dw = geom.rhs_dilation
+    th, tw = _phase_tiles(geom)
+    across, seg = dw * tw, _segment(geom)
+    units = geom.batch * dh * th * -(-across // seg)
+    threads = _threads.for_numba()
+    return seg, _per_item(units, max(1, _BLOCK_TILES // seg), threads), threads
+
+
 ONE_PASS_CHANNELS = 8
-# Channels-first rows of fewer tiles run channels-last, transposed: the channels-first transforms
-# run along a row of tiles, and 4 tiles (14 x 14 planes, 256 channels) measured 1.6x the time of
-# the channels-last kernel (load 13-22).
-_FIRST_TILES_PER_ROW = 8
-# Tiles a work item transforms and multiplies at a time (channels-first: whole rows of tiles
-# up to about this many).
+# Tiles a work item transforms and multiplies at a time: whole rows of tiles up to about this
+# many, longer rows in parts.
 _BLOCK_TILES = 48
 
 
@@ -206,11 +217,10 @@ def _consts(dtype: np.dtype) -> np.ndarray:
     return np.array(winograd_fused.CONSTANTS, dtype=dtype)
 
 
-def _one_pass_filter(w: np.ndarray, multiple: int) -> np.ndarray:
-    """w ``(3, 3, C, O)`` -> G w G^T as ``(36, C, P)``, P = O rounded up to ``multiple``, zero
-    past O."""
+def _one_pass_filter(w: np.ndarray) -> np.ndarray:
+    """w ``(3, 3, C, O)`` -> G w G^T as ``(36, C, P)``, P = O rounded up to 16, zero past O."""
     *_, c, o = w.shape
-    u = scratch("winograd.u", (36, c, -(-o // multiple) * multiple), w.dtype)
+    u = scratch("winograd.u", (36, c, -(-o // 16) * 16), w.dtype)
     _kernels.winograd43_filter(w, u, _consts(w.dtype))
     return u
 
@@ -224,8 +234,11 @@ def _refuse(op: Op, geom: ConvGeometry, dtype: np.dtype) -> str | None:
         return "integer results would not be exact"
     if any(k != 3 for k in geom.kernel) or any(s != 1 for s in geom.stride):
         return "needs a 3-tap kernel and stride 1 in every axis"
-    if any(d != 1 for d in geom.rhs_dilation) or any(d != 1 for d in geom.lhs_dilation):
-        return "needs dilation 1"
+    if any(d != 1 for d in geom.lhs_dilation):
+        return "needs input dilation 1"
+    if any(d != 1 for d in geom.rhs_dilation) and not _one_pass(geom, dtype):
+        return (f"dilation runs on the one-pass kernel only (2-D, no groups, float32/64, at least "
+                f"{ONE_PASS_CHANNELS} channels)")
     if geom.batch_group_count != 1:
         return "needs batch_group_count == 1"
     return None

@@ -37,7 +37,7 @@ from .pointwise import pointwise_filter_grad_first, pointwise_first
 from .spectral import spectral_mix
 from .tiled import tiled_filter_grad, tiled_forward
 from .winograd import winograd2d_input, winograd2d_output
-from .winograd_fused import winograd43_filter, winograd43_first, winograd43_last
+from .winograd_fused import winograd43, winograd43_filter
 
 # The planner charges a kernel that this process has not run yet its compile time (a few
 # seconds; more for the kernels with several specialised paths, COMPILE_SECONDS_BY_KERNEL) or its
@@ -94,13 +94,13 @@ def warm_up(dtypes=("float32", "float64")) -> None:
         u = np.zeros((36, 2, 16), dt)
         consts = np.zeros(8, dt)
         # The operand types the engine passes: a filter given as it is (C-contiguous) or as a
-        # view of the caller's layout ('A'), u packed (36, P / 6, C, 6) for channels-first; each
+        # view of the caller's layout ('A'), in either layout; each
         # other array type would compile again at its first real call (seconds).
         for w in (np.zeros((3, 3, 2, 2), dt), np.zeros((2, 2, 3, 3), dt).transpose(2, 3, 1, 0)):
             winograd43_filter(w, u, consts)
-        winograd43_last(np.zeros((1, 6, 6, 2), dt), u, consts, 1, 1, 1, 1, np.zeros((1, 6, 6, 2), dt))
-        winograd43_first(np.zeros((1, 2, 6, 6), dt), np.zeros((36, 1, 2, 6), dt), consts, 1, 1, 1, 1,
-                         np.zeros((1, 2, 6, 6), dt))
+        for first in (False, True):
+            winograd43(np.zeros((1, 6, 6, 2), dt), u, consts, first, 1, 1, 1, 1, 2, 1, 1,
+                       np.zeros((1, 6, 6, 2), dt))
         pad_copy(x[:, None], (0, 1, 1), np.zeros((1, 1, 8, 8, 2), dt))
         pad_copy_first(np.zeros((1, 2, 1, 6, 6), dt), (0, 1, 1), np.zeros((1, 1, 8, 8, 2), dt))
         last_to_first(np.zeros((1, 4, 2), dt), np.zeros((1, 2, 4), dt))

@@ -6,11 +6,14 @@ channel contractions as register-tiled GEMMs on the block, and writes the output
 y. A block's transformed tiles, 36 x tiles x (C + O) values, stay in the second-level cache
 instead of going to memory and back as whole-array passes do.
 
-Channels-last ``winograd43_last``: a block is a run of tiles in (n, tile row, tile column)
-order; the transforms run along the contiguous channels and the GEMM tiles are 6 tiles x 64 (or
-16) output channels. Channels-first ``winograd43_first``: a block is whole rows of tiles; the
-transforms run along a row of the plane and the GEMM tiles are 6 output channels x 64 (or 16)
-tiles, so that y's rows are written from contiguous runs of tiles.
+Work comes in units of a row of tiles (or a part of a long row); a block is a few units. Both
+layouts run the same transforms along the contiguous channels and the same GEMM tiles (6 tiles x
+64, or 16, output channels): channels-last reads x and writes y in place; channels-first first
+moves a unit's 6 input rows to channels-last in 8 x 8 blocks transposed in registers, and moves its
+4 output rows back the same way, in cache (the old channels-first kernel, its transforms along a
+row of tiles and its GEMM tiles 6 output channels x 64 tiles, took ~1.6x the channels-last time,
+3x on 14 x 14 planes). A dilated kernel runs on the phase grids (every d-th row and column), read
+and written in place: F(4x4, 3x3) on each.
 
 The transforms are Lavin & Gray's F(4, 3) at the points 0, -1, 1, -2, 2 and infinity (the
 matrices of engines/winograd.py, written out).
@@ -21,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._numba import _registers, _wide_vectors, literally, njit, prange
+from ._shuffle import transpose8
 
 # The transforms' constants, passed to the kernels in the arrays' dtype: a Python number in a
 # float32 product makes it float64 (Numba's typing), which halved the vectors and converted
@@ -29,21 +33,36 @@ CONSTANTS = (2, 4, 5, 8, 1 / 4, 1 / 6, 1 / 12, 1 / 24)
 
 
 @njit(parallel=True, cache=True)
-def winograd43_last(x, u, consts, pt, pl, per, threads, y):  # pragma: no cover - compiled
-    """y (N, OH, OW, O) = the stride-1 3x3 conv of x (N, H, W, C) padded by ``pt`` rows above and
-    ``pl`` columns left (zeros, and as far below and right as the tiles reach), with the
-    transformed filter u (36, C, P), P = O rounded up to 16, zero past O. ``per`` tiles a work item;
-    ``consts`` holds the transforms' constants in x's dtype (``CONSTANTS``)."""
-    N, H, W, C = x.shape
+def winograd43(x, u, consts, first, dh, dw, pt, pl, seg, per, threads, y):  # pragma: no cover - compiled
+    """y = the stride-1 3x3 conv of x with dilation (``dh``, ``dw``), x padded by ``pt`` rows above
+    and ``pl`` columns left (zeros, and as far below and right as the tiles reach); x (N, H, W, C)
+    and y (N, OH, OW, O), or with ``first`` x (N, C, H, W) and y (N, O, OH, OW). u (36, C, P): the
+    transformed filter, P = O rounded up to 16, zero past O; ``consts``: the transforms' constants
+    in x's dtype (``CONSTANTS``).
+
+    Dilation d: output rows a, a + d, a + 2 d, ... (a < d) are a stride-1 undilated conv of input
+    rows a - pt, a - pt + d, ...: F(4x4, 3x3) runs on those phase grids, read and written in place.
+    A unit of work is ``seg`` tiles (a multiple of ``dw``) of one row of tiles (n, row phase a,
+    tile row), ordered (tile column, column phase) so that they cover a contiguous run of
+    columns; ``per`` units a work item.
+    """
+    if first:
+        N, C, H, W = x.shape
+        O, OH, OW = y.shape[1], y.shape[2], y.shape[3]
+    else:
+        N, H, W, C = x.shape
+        OH, OW, O = y.shape[1], y.shape[2], y.shape[3]
     two, four, five, eight = consts[0], consts[1], consts[2], consts[3]
-    OH, OW, O = y.shape[1], y.shape[2], y.shape[3]
     P = u.shape[2]
-    th, tw = -(-OH // 4), -(-OW // 4)
-    plane = th * tw
-    total = N * plane
-    items = -(-total // per)
-    T = -(-per // 6) * 6
+    th, tw = ((OH + dh - 1) // dh + 3) // 4, ((OW + dw - 1) // dw + 3) // 4  # tiles per phase grid
+    across = dw * tw
+    segs = -(-across // seg)
+    units = N * dh * th * segs
+    items = -(-units // per)
+    T = -(-(per * seg) // 6) * 6
+    span = seg // dw  # tile columns a unit covers
     uf = u.ravel()
+    xf, yf = x.ravel(), y.ravel()
     # One work list per thread (its scratch allocated once: a fresh block of tiles per item
     # cost a page fault per 4 KiB); items come in a multiple of ``threads``.
     threads = min(threads, items)
@@ -52,190 +71,176 @@ def winograd43_last(x, u, consts, pt, pl, per, threads, y):  # pragma: no cover 
         m = np.empty((36, T, P), x.dtype)
         d = np.empty((6, 6, C), x.dtype)
         s = np.empty((6, 6, max(C, P)), x.dtype)
-        for it in range(worker, items, threads):
-            t0 = it * per
-            count = min(per, total - t0)
-            for k in range(count):
-                t = t0 + k
-                n, r = t // plane, t % plane
-                h0, w0 = r // tw * 4 - pt, r % tw * 4 - pl
-                for i in range(6):
-                    for j in range(6):
-                        if 0 <= h0 + i < H and 0 <= w0 + j < W:
-                            for c in range(C):
-                                d[i, j, c] = x[n, h0 + i, w0 + j, c]
-                        else:
-                            for c in range(C):
-                                d[i, j, c] = 0
-                for j in range(6):
-                    for c in range(C):
-                        b0, b1, b2, b3, b4, b5 = _bt(d[0, j, c], d[1, j, c], d[2, j, c], d[3, j, c],
-                                                     d[4, j, c], d[5, j, c], two, four, five)
-                        s[0, j, c] = b0
-                        s[1, j, c] = b1
-                        s[2, j, c] = b2
-                        s[3, j, c] = b3
-                        s[4, j, c] = b4
-                        s[5, j, c] = b5
-                for a in range(6):
-                    for c in range(C):
-                        b0, b1, b2, b3, b4, b5 = _bt(s[a, 0, c], s[a, 1, c], s[a, 2, c], s[a, 3, c],
-                                                     s[a, 4, c], s[a, 5, c], two, four, five)
-                        v[a * 6, k, c] = b0
-                        v[a * 6 + 1, k, c] = b1
-                        v[a * 6 + 2, k, c] = b2
-                        v[a * 6 + 3, k, c] = b3
-                        v[a * 6 + 4, k, c] = b4
-                        v[a * 6 + 5, k, c] = b5
-            vf, mf = v.ravel(), m.ravel()
-            for e in range(36):
-                for i0 in range(0, T, 6):
-                    ob = 0
-                    a, c0 = (e * T + i0) * C, (e * T + i0) * P
-                    while ob + 64 <= P:
-                        _gemm_6(vf, a, C, 1, uf, e * C * P + ob, P, mf, c0 + ob, P, C, 64)
-                        ob += 64
-                    while ob < P:
-                        _gemm_6(vf, a, C, 1, uf, e * C * P + ob, P, mf, c0 + ob, P, C, 16)
-                        ob += 16
-            for k in range(count):
-                t = t0 + k
-                n, r = t // plane, t % plane
-                h0, w0 = r // tw * 4, r % tw * 4
-                for b in range(6):
-                    for o in range(O):
-                            _at_into(s, b, o, two, four, eight, m[b, k, o], m[6 + b, k, o], m[12 + b, k, o],
-                                 m[18 + b, k, o], m[24 + b, k, o], m[30 + b, k, o])
-                for i in range(min(4, OH - h0)):
-                    if w0 + 4 <= OW:
-                        for o in range(O):
-                            z0, z1, z2, z3 = _at(s[i, 0, o], s[i, 1, o], s[i, 2, o], s[i, 3, o], s[i, 4, o],
-                                                 s[i, 5, o], two, four, eight)
-                            y[n, h0 + i, w0, o] = z0
-                            y[n, h0 + i, w0 + 1, o] = z1
-                            y[n, h0 + i, w0 + 2, o] = z2
-                            y[n, h0 + i, w0 + 3, o] = z3
-                    else:
-                        for o in range(O):
-                            z0, z1, z2, z3 = _at(s[i, 0, o], s[i, 1, o], s[i, 2, o], s[i, 3, o], s[i, 4, o],
-                                                 s[i, 5, o], two, four, eight)
-                            y[n, h0 + i, w0, o] = z0
-                            if w0 + 1 < OW:
-                                y[n, h0 + i, w0 + 1, o] = z1
-                            if w0 + 2 < OW:
-                                y[n, h0 + i, w0 + 2, o] = z2
-
-
-@njit(parallel=True, cache=True)
-def winograd43_first(x, u, consts, pt, pl, per, threads, y):  # pragma: no cover - compiled
-    """winograd43_last on channels-first x (N, C, H, W) into y (N, O, OH, OW), with u packed as
-    (36, P / 6, C, 6), P = O rounded up to 6, zero past O (each GEMM tile's 6 output channels one
-    contiguous run: strided, they measured up to 1.7x slower with 256 channels); ``per`` rows of
-    tiles a work item."""
-    N, C, H, W = x.shape
-    two, four, five, eight = consts[0], consts[1], consts[2], consts[3]
-    O, OH, OW = y.shape[1], y.shape[2], y.shape[3]
-    P = u.shape[1] * 6
-    th, tw = -(-OH // 4), -(-OW // 4)
-    rows = N * th
-    items = -(-rows // per)
-    T = -(-(per * tw) // 16) * 16
-    WP = 4 * tw + 2  # the padded plane's columns the tiles read
-    full = OW // 4  # tiles whose 4 columns are all in y
-    uf = u.ravel()
-    # One work list per thread (its scratch allocated once: a fresh block of tiles per item
-    # cost a page fault per 4 KiB); items come in a multiple of ``threads``.
-    threads = min(threads, items)
-    for worker in prange(threads):
-        v = np.zeros((36, C, T), x.dtype)  # tiles past the block's: read by the GEMM tiles, results unused
-        m = np.empty((36, P, T), x.dtype)
-        # The 6 input rows of a row of tiles, de-interleaved: d[i, k, j] is column 4 j + k of the
-        # padded plane, so that both transforms run along j on contiguous values.
-        d = np.zeros((6, 4, tw + 1), x.dtype)
-        s = np.empty((6, 4, tw + 1), x.dtype)
-        q = np.empty((4, 6, tw), x.dtype)
-        lo, hi = max(0, pl), min(WP, pl + W)  # the columns of the padded plane inside x
+        # Channels-first: a unit's 6 input rows and 4 output rows, channels-last (transposed in
+        # 8 x 8 blocks in registers), so that the transforms and GEMMs are the channels-last ones.
+        xs = np.empty((6, dw * (4 * span + 6) if first else 1, C), x.dtype)
+        ys = np.empty((4, dw * 4 * span if first else 1, O), x.dtype)
+        xsf, ysf = xs.ravel(), ys.ravel()
         for it in range(worker, items, threads):
             r0 = it * per
-            count = min(per, rows - r0)
+            count = min(per, units - r0)
             for rr in range(count):
-                n, ti = (r0 + rr) // th, (r0 + rr) % th
-                h0 = ti * 4 - pt
-                t0 = rr * tw
-                for c in range(C):
+                n, a, ti, q0, q1 = _unit(r0 + rr, dh, th, segs, seg, across)
+                hb, c0 = dh * 4 * ti + a - pt, dw * 4 * (q0 // dw) - pl
+                if first:
+                    lo, hi = max(0, c0), min(W, c0 + dw * (4 * ((q1 - 1) // dw - q0 // dw) + 6))
                     for i in range(6):
-                        if 0 <= h0 + i < H:
-                            for p in range(lo, hi):
-                                d[i, p & 3, p >> 2] = x[n, c, h0 + i, p - pl]
-                        else:
-                            for p in range(lo, hi):
-                                d[i, p & 3, p >> 2] = 0
-                    for kk in range(4):
-                        for j in range(tw + 1):
-                            b0, b1, b2, b3, b4, b5 = _bt(d[0, kk, j], d[1, kk, j], d[2, kk, j], d[3, kk, j],
-                                                         d[4, kk, j], d[5, kk, j], two, four, five)
-                            s[0, kk, j] = b0
-                            s[1, kk, j] = b1
-                            s[2, kk, j] = b2
-                            s[3, kk, j] = b3
-                            s[4, kk, j] = b4
-                            s[5, kk, j] = b5
-                    for a in range(6):
-                        for j in range(tw):
-                            b0, b1, b2, b3, b4, b5 = _bt(s[a, 0, j], s[a, 1, j], s[a, 2, j], s[a, 3, j],
-                                                         s[a, 0, j + 1], s[a, 1, j + 1], two, four, five)
-                            v[a * 6, c, t0 + j] = b0
-                            v[a * 6 + 1, c, t0 + j] = b1
-                            v[a * 6 + 2, c, t0 + j] = b2
-                            v[a * 6 + 3, c, t0 + j] = b3
-                            v[a * 6 + 4, c, t0 + j] = b4
-                            v[a * 6 + 5, c, t0 + j] = b5
+                        if 0 <= hb + dh * i < H and lo < hi:
+                            _to_last(xf, ((n * C) * H + hb + dh * i) * W + lo, H * W, C, hi - lo,
+                                     xsf, (i * xs.shape[1] + lo - c0) * C)
+                if first:
+                    src, r_base, r_step, cofs = xs, 0, 1, c0
+                else:
+                    src, r_base, r_step, cofs = x[n], hb, dh, 0
+                for q in range(q0, q1):
+                    k = rr * seg + q - q0
+                    tj, b = q // dw, q % dw
+                    wb = dw * 4 * tj + b - pl
+                    for i in range(6):
+                        h = hb + dh * i
+                        for j in range(6):
+                            col = wb + dw * j
+                            if 0 <= h < H and 0 <= col < W:
+                                for c in range(C):
+                                    d[i, j, c] = src[r_base + r_step * i, col - cofs, c]
+                            else:
+                                for c in range(C):
+                                    d[i, j, c] = 0
+                    _input_tile(d, s, v, k, C, two, four, five)
+            used = -(-(count * seg) // 6) * 6
             vf, mf = v.ravel(), m.ravel()
             for e in range(36):
-                for o0 in range(0, P, 6):
-                    tb = 0
-                    a, c0 = (e * P + o0) * C, (e * P + o0) * T
-                    while tb + 64 <= T:
-                        _gemm_6(uf, a, 1, 6, vf, e * C * T + tb, T, mf, c0 + tb, T, C, 64)
-                        tb += 64
-                    if tb + 32 <= T:
-                        _gemm_6(uf, a, 1, 6, vf, e * C * T + tb, T, mf, c0 + tb, T, C, 32)
-                        tb += 32
-                    while tb < T:
-                        _gemm_6(uf, a, 1, 6, vf, e * C * T + tb, T, mf, c0 + tb, T, C, 16)
-                        tb += 16
+                for i0 in range(0, used, 6):
+                    ob = 0
+                    a0, m0 = (e * T + i0) * C, (e * T + i0) * P
+                    while ob + 64 <= P:
+                        _gemm_6(vf, a0, C, 1, uf, e * C * P + ob, P, mf, m0 + ob, P, C, 64)
+                        ob += 64
+                    while ob < P:
+                        _gemm_6(vf, a0, C, 1, uf, e * C * P + ob, P, mf, m0 + ob, P, C, 16)
+                        ob += 16
             for rr in range(count):
-                n, ti = (r0 + rr) // th, (r0 + rr) % th
-                h0 = ti * 4
-                t0 = rr * tw
-                for o in range(O):
-                    for b in range(6):
-                        for j in range(tw):
-                            u0 = t0 + j
-                            q0, q1, q2, q3 = _at(m[b, o, u0], m[6 + b, o, u0], m[12 + b, o, u0],
-                                                 m[18 + b, o, u0], m[24 + b, o, u0], m[30 + b, o, u0],
-                                                 two, four, eight)
-                            q[0, b, j] = q0
-                            q[1, b, j] = q1
-                            q[2, b, j] = q2
-                            q[3, b, j] = q3
-                    for i in range(min(4, OH - h0)):
-                        for j in range(full):
-                            z0, z1, z2, z3 = _at(q[i, 0, j], q[i, 1, j], q[i, 2, j], q[i, 3, j], q[i, 4, j],
-                                                 q[i, 5, j], two, four, eight)
-                            y[n, o, h0 + i, 4 * j] = z0
-                            y[n, o, h0 + i, 4 * j + 1] = z1
-                            y[n, o, h0 + i, 4 * j + 2] = z2
-                            y[n, o, h0 + i, 4 * j + 3] = z3
-                        if full < tw:
-                            j = full
-                            z0, z1, z2, z3 = _at(q[i, 0, j], q[i, 1, j], q[i, 2, j], q[i, 3, j], q[i, 4, j],
-                                                 q[i, 5, j], two, four, eight)
-                            y[n, o, h0 + i, 4 * j] = z0
-                            if 4 * j + 1 < OW:
-                                y[n, o, h0 + i, 4 * j + 1] = z1
-                            if 4 * j + 2 < OW:
-                                y[n, o, h0 + i, 4 * j + 2] = z2
+                n, a, ti, q0, q1 = _unit(r0 + rr, dh, th, segs, seg, across)
+                oc0 = dw * 4 * (q0 // dw)
+                for q in range(q0, q1):
+                    k = rr * seg + q - q0
+                    tj, b = q // dw, q % dw
+                    for bb in range(6):
+                        for o in range(O):
+                            _at_into(s, bb, o, two, four, eight, m[bb, k, o], m[6 + bb, k, o],
+                                     m[12 + bb, k, o], m[18 + bb, k, o], m[24 + bb, k, o], m[30 + bb, k, o])
+                    for i in range(4):
+                        h = dh * (4 * ti + i) + a
+                        if h >= OH:
+                            break
+                        col = dw * 4 * tj + b
+                        ncols = min(4, -(-(OW - col) // dw))
+                        if first:
+                            _output_row(s, i, O, ys, i, col - oc0, dw, ncols, two, four, eight)
+                        else:
+                            _output_row(s, i, O, y[n], h, col, dw, ncols, two, four, eight)
+                if first:
+                    hi = min(OW, dw * 4 * ((q1 - 1) // dw + 1))
+                    for i in range(4):
+                        h = dh * (4 * ti + i) + a
+                        if h < OH:
+                            _to_first(ysf, i * ys.shape[1] * O, O, hi - oc0, yf,
+                                      ((n * O) * OH + h) * OW + oc0, OH * OW)
+
+
+@njit(cache=True)
+def _unit(r, dh, th, segs, seg, across):  # pragma: no cover - compiled
+    """Unit ``r``'s image, row phase, tile row and its tiles [q0, q1) along the row."""
+    row, sg = r // segs, r % segs
+    n, a, ti = row // (dh * th), row // th % dh, row % th
+    return n, a, ti, sg * seg, min(across, (sg + 1) * seg)
+
+
+@njit(cache=True)
+def _input_tile(d, s, v, k, C, two, four, five):  # pragma: no cover - compiled
+    """v[a * 6 + b, k, :C] = (B^T d B)[a, b] for the 6 x 6 x C input tile d (s: scratch)."""
+    for j in range(6):
+        for c in range(C):
+            b0, b1, b2, b3, b4, b5 = _bt(d[0, j, c], d[1, j, c], d[2, j, c], d[3, j, c],
+                                         d[4, j, c], d[5, j, c], two, four, five)
+            s[0, j, c] = b0
+            s[1, j, c] = b1
+            s[2, j, c] = b2
+            s[3, j, c] = b3
+            s[4, j, c] = b4
+            s[5, j, c] = b5
+    for a in range(6):
+        for c in range(C):
+            b0, b1, b2, b3, b4, b5 = _bt(s[a, 0, c], s[a, 1, c], s[a, 2, c], s[a, 3, c],
+                                         s[a, 4, c], s[a, 5, c], two, four, five)
+            v[a * 6, k, c] = b0
+            v[a * 6 + 1, k, c] = b1
+            v[a * 6 + 2, k, c] = b2
+            v[a * 6 + 3, k, c] = b3
+            v[a * 6 + 4, k, c] = b4
+            v[a * 6 + 5, k, c] = b5
+
+
+@njit(cache=True)
+def _output_row(s, i, O, dst, row, col, step, ncols, two, four, eight):  # pragma: no cover - compiled
+    """dst[row, col + step * kk, :O] = (A^T s[i, :, :O])[kk] for kk < ``ncols`` (a tile's output row
+    i, its columns ``step`` apart; fewer than 4 at the right edge)."""
+    if ncols == 4:
+        for o in range(O):
+            z0, z1, z2, z3 = _at(s[i, 0, o], s[i, 1, o], s[i, 2, o], s[i, 3, o], s[i, 4, o], s[i, 5, o],
+                                 two, four, eight)
+            dst[row, col, o] = z0
+            dst[row, col + step, o] = z1
+            dst[row, col + 2 * step, o] = z2
+            dst[row, col + 3 * step, o] = z3
+    else:
+        for o in range(O):
+            z0, z1, z2, z3 = _at(s[i, 0, o], s[i, 1, o], s[i, 2, o], s[i, 3, o], s[i, 4, o], s[i, 5, o],
+                                 two, four, eight)
+            s[i, 0, o] = z0  # s[i, :, o] is read in full above: free to overwrite
+            s[i, 1, o] = z1
+            s[i, 2, o] = z2
+        for kk in range(ncols):
+            for o in range(O):
+                dst[row, col + kk * step, o] = s[i, kk, o]
+
+
+@njit(cache=True)
+def _to_last(src, s0, s_step, rows, cols, dst, d0):  # pragma: no cover - compiled
+    """dst[d0 + j * rows + i] = src[s0 + i * s_step + j], i < rows, j < cols: ``rows`` channel
+    rows of a plane (``s_step`` apart) into ``cols`` channels-last positions."""
+    i = 0
+    while i + 8 <= rows:
+        j = 0
+        while j + 8 <= cols:
+            transpose8(src, s0 + i * s_step + j, s_step, dst, d0 + j * rows + i, rows)
+            j += 8
+        for jj in range(j, cols):
+            for ii in range(i, i + 8):
+                dst[d0 + jj * rows + ii] = src[s0 + ii * s_step + jj]
+        i += 8
+    for ii in range(i, rows):
+        for jj in range(cols):
+            dst[d0 + jj * rows + ii] = src[s0 + ii * s_step + jj]
+
+
+@njit(cache=True)
+def _to_first(src, s0, chans, cols, dst, d0, d_step):  # pragma: no cover - compiled
+    """dst[d0 + o * d_step + j] = src[s0 + j * chans + o], o < chans, j < cols: ``cols``
+    channels-last positions into ``chans`` rows of planes ``d_step`` apart."""
+    j = 0
+    while j + 8 <= cols:
+        o = 0
+        while o + 8 <= chans:
+            transpose8(src, s0 + j * chans + o, chans, dst, d0 + o * d_step + j, d_step)
+            o += 8
+        for oo in range(o, chans):
+            for jj in range(j, j + 8):
+                dst[d0 + oo * d_step + jj] = src[s0 + jj * chans + oo]
+        j += 8
+    for jj in range(j, cols):
+        for oo in range(chans):
+            dst[d0 + oo * d_step + jj] = src[s0 + jj * chans + oo]
 
 
 @njit(cache=True)
