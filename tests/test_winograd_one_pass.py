@@ -106,6 +106,26 @@ def test_one_pass_float32_within_the_documented_tolerance(x_shape, w_shape, padd
     assert np.abs(y).max() > 0.1 * np.abs(y_want).max()
 
 
+@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_input_grad_filter_flipped_back_before_its_transform(data_format, dilation):
+    """The input gradient's filter, the caller's flipped with its channels swapped (a view), is
+    copied back to contiguous by the compiled transposition and transformed with its taps read
+    in reverse (48 x 40 channels: over layout.MIN_VALUES, where the copy runs); float64 against
+    the oracle."""
+    from convgrad import _layout
+    from convgrad.engines import _kernels
+
+    _kernels.warm_up(("float64",))
+    rng = np.random.default_rng(11)
+    x, w = rng.standard_normal((2, 40, 10, 13)), rng.standard_normal((48, 40, 3, 3))
+    caller_w = w if data_format == "channels_first" else np.ascontiguousarray(np.moveaxis(w, (0, 1), (-1, -2)))
+    seen = _layout.flip_swap_filter(_layout.w_to_last(caller_w, data_format), 1)
+    assert winograd._flipped_copy(seen) is not None
+    _, dx, _, dx_want = _both_ops(x, w, dilation, data_format, np.float64, dilation)
+    assert_close(dx, dx_want)
+
+
 def test_one_pass_refusals():
     """Fewer channels than ONE_PASS_CHANNELS and groups go to the NumPy transforms, which refuse
     a dilated kernel; so does the one-pass kernel an input dilation."""

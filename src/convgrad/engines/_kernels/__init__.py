@@ -97,7 +97,7 @@ def warm_up(dtypes=("float32", "float64")) -> None:
         # view of the caller's layout ('A'), in either layout; each
         # other array type would compile again at its first real call (seconds).
         for w in (np.zeros((3, 3, 2, 2), dt), np.zeros((2, 2, 3, 3), dt).transpose(2, 3, 1, 0)):
-            winograd43_filter(w, u, consts)
+            winograd43_filter(w, u, consts, False)
         for first in (False, True):
             winograd43(np.zeros((1, 6, 6, 2), dt), u, consts, first, 1, 1, 1, 1, 2, 1, 1,
                        np.zeros((1, 6, 6, 2), dt))

@@ -244,19 +244,22 @@ def _to_first(src, s0, chans, cols, dst, d0, d_step):  # pragma: no cover - comp
 
 
 @njit(cache=True)
-def winograd43_filter(w, u, consts):  # pragma: no cover - compiled
-    """u[a * 6 + b, c, o] = (G w[:, :, c, o] G^T)[a, b] for w (3, 3, C, O) (any strides), u
-    (36, C, P), P >= O, zero past O. Compiled, not a BLAS GEMM: OpenBLAS's threads starting
+def winograd43_filter(w, u, consts, flip):  # pragma: no cover - compiled
+    """u[a * 6 + b, c, o] = (G w[:, :, c, o] G^T)[a, b] for w (3, 3, C, O) (any strides; with
+    ``flip``, w's taps taken in reverse order in both axes), u (36, C, P), P >= O, zero past O.
+    Compiled, not a BLAS GEMM: OpenBLAS's threads starting
     right after Numba's parallel loops (and the other way round) took 3x the whole conv's time;
     and on the calling thread: a second parallel loop's barrier costs a scheduler time slice
     whenever another process holds a core."""
     C, O, P = w.shape[2], w.shape[3], u.shape[2]
     quarter, sixth, twelfth, twentyfourth = consts[4], consts[5], consts[6], consts[7]
+    first, last = (2, 0) if flip else (0, 2)
     for c in range(C):
         t = np.empty((6, 3, O), u.dtype)
         for j in range(3):
+            jj = 2 - j if flip else j
             for o in range(O):
-                g0, g1, g2 = w[0, j, c, o], w[1, j, c, o], w[2, j, c, o]
+                g0, g1, g2 = w[first, jj, c, o], w[1, jj, c, o], w[last, jj, c, o]
                 r0, r1, r2, r3, r4, r5 = _g(g0, g1, g2, quarter, sixth, twelfth, twentyfourth)
                 t[0, j, o] = r0
                 t[1, j, o] = r1
