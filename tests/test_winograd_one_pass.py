@@ -119,7 +119,8 @@ def test_input_grad_filter_flipped_back_before_its_transform(data_format, dilati
     _kernels.warm_up(("float64",))
     rng = np.random.default_rng(11)
     x, w = rng.standard_normal((2, 40, 10, 13)), rng.standard_normal((48, 40, 3, 3))
-    caller_w = w if data_format == "channels_first" else np.ascontiguousarray(np.moveaxis(w, (0, 1), (-1, -2)))
+    last = np.ascontiguousarray(np.moveaxis(w, (0, 1), (-1, -2)))
+    caller_w = w if data_format == "channels_first" else last
     seen = _layout.flip_swap_filter(_layout.w_to_last(caller_w, data_format), 1)
     assert winograd._flipped_copy(seen) is not None
     _, dx, _, dx_want = _both_ops(x, w, dilation, data_format, np.float64, dilation)
