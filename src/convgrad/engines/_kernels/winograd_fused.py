@@ -209,38 +209,41 @@ def _output_row(s, i, O, dst, row, col, step, ncols, two, four, eight):  # pragm
 def _to_last(src, s0, s_step, rows, cols, dst, d0):  # pragma: no cover - compiled
     """dst[d0 + j * rows + i] = src[s0 + i * s_step + j], i < rows, j < cols: ``rows`` channel
     rows of a plane (``s_step`` apart) into ``cols`` channels-last positions."""
-    i = 0
-    while i + 8 <= rows:
-        j = 0
-        while j + 8 <= cols:
-            transpose8(src, s0 + i * s_step + j, s_step, dst, d0 + j * rows + i, rows)
-            j += 8
-        for jj in range(j, cols):
-            for ii in range(i, i + 8):
-                dst[d0 + jj * rows + ii] = src[s0 + ii * s_step + jj]
-        i += 8
-    for ii in range(i, rows):
-        for jj in range(cols):
-            dst[d0 + jj * rows + ii] = src[s0 + ii * s_step + jj]
+    _blocks(src, s0, s_step, 1, dst, d0, 1, rows, rows, cols, False)
 
 
 @njit(cache=True)
 def _to_first(src, s0, chans, cols, dst, d0, d_step):  # pragma: no cover - compiled
     """dst[d0 + o * d_step + j] = src[s0 + j * chans + o], o < chans, j < cols: ``cols``
     channels-last positions into ``chans`` rows of planes ``d_step`` apart."""
-    j = 0
-    while j + 8 <= cols:
-        o = 0
-        while o + 8 <= chans:
-            transpose8(src, s0 + j * chans + o, chans, dst, d0 + o * d_step + j, d_step)
-            o += 8
-        for oo in range(o, chans):
-            for jj in range(j, j + 8):
-                dst[d0 + oo * d_step + jj] = src[s0 + jj * chans + oo]
-        j += 8
-    for jj in range(j, cols):
-        for oo in range(chans):
-            dst[d0 + oo * d_step + jj] = src[s0 + jj * chans + oo]
+    _blocks(src, s0, 1, chans, dst, d0, d_step, 1, chans, cols, True)
+
+
+@njit(cache=True)
+def _blocks(src, s0, si, sj, dst, d0, di, dj, rows, cols, to_first):  # pragma: no cover - compiled
+    """dst[d0 + i * di + j * dj] = src[s0 + i * si + j * sj], i < rows, j < cols, in 8 x 8 blocks
+    transposed in registers: ``to_first`` (si = dj = 1) channels-last positions j into planes i,
+    else (sj = di = 1) plane rows i into channels-last positions j. Edges narrower than 8 take a
+    last block shifted back to overlap the one before (its values written twice, the same), not a
+    value at a time: 14-column planes have 6 such columns of 14. Under 8 rows or columns, a value
+    at a time."""
+    if rows < 8 or cols < 8:
+        for i in range(rows):
+            for j in range(cols):
+                dst[d0 + i * di + j * dj] = src[s0 + i * si + j * sj]
+        return
+    i = 0
+    while i < rows:
+        i = min(i, rows - 8)
+        j = 0
+        while j < cols:
+            j = min(j, cols - 8)
+            if to_first:
+                transpose8(src, s0 + j * sj + i, sj, dst, d0 + i * di + j, di)
+            else:
+                transpose8(src, s0 + i * si + j, si, dst, d0 + j * dj + i, dj)
+            j += 8
+        i += 8
 
 
 @njit(cache=True)
