@@ -125,11 +125,13 @@ def _prepare_one_pass(op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int, p
     (dh, dw), (th, tw) = conv.rhs_dilation, _phase_tiles(conv)
     tiles = conv.batch * dh * th * dw * tw
     seg = _segment(conv)
-    # The transformed filter, each thread's block of transformed tiles and their products, and
-    # its channels-first rows (6 input rows and 4 output rows of a unit, channels-last).
+    # The transformed filter (and the input gradient's filter copied back), each thread's block of
+    # transformed tiles and their products, and its channels-first rows (6 input rows and 4 output
+    # rows of a unit, channels-last).
     most = _BLOCK_TILES + seg + 6
     rows = 6 * (4 * seg + 6 * dw) * c + 16 * seg * o
-    workspace = (36 * c * (o + 16) + _threads.allowed() * (36 * most * (c + o + 16) + rows)) * item
+    workspace = (36 * c * (o + 16) + 9 * c * o * (op == "input_grad")  # the flipped filter's copy
+                 + _threads.allowed() * (36 * most * (c + o + 16) + rows)) * item
     check_fits(f"the Winograd tiles of {conv.x_shape('channels_last')}", workspace, limit)
     # The cost model: the GEMMs at their rate, the transforms per tile (their time hardly
     # depends on the channels: short channel loops), the filter's transform.
