@@ -47,7 +47,7 @@ from .._layout import (
 )
 from . import _kernels, _threads
 from ._common import Phase, as_3d, no_complex, phase_axes, plain
-from ._kernels import pointwise
+from ._kernels import phases, pointwise
 from ._machine import figures
 from ._scratch import copied, empty_for, scratch
 
@@ -121,6 +121,7 @@ class Tiled:
                                 run=partial(_forward, block, first=True))
             else:
                 run = partial(_strided_input_grad, geom, block)
+                penalty += planner.load_seconds(dtype, _kernels.phases_forward)
                 first = partial(_run_first, partial(_strided_input_grad, geom, block, first=True), op)
         runs = choices.get("tile") == "6x64 runs"
         compute = _runs_seconds(geom) if runs else _compute_seconds(geom, op, block, dtype)
@@ -466,7 +467,11 @@ def _strided_input_grad(geom: ConvGeometry, block: int, dy: np.ndarray, w: np.nd
     # without taps), not when they cover it all.
     covered = sum(math.prod(count) for _, _, count in work) == math.prod(geom.in_spatial)
     dx = _new_output(shape, dy.dtype, zeroed=not covered)
-    for combo, starts, count in work:
+    # The phases of the 8 x 16 or 32 and 6 x 64 tiles run in one launch; those of the row tiles
+    # (dot products, 3 taps along the row) one launch each.
+    alone = [item for item in work if not _spreads_phase(item[0], block)]
+    _phases_at_once(geom, block, dyp, w, reach, [item for item in work if item not in alone], dx, first)
+    for combo, starts, count in alone:
         taps = tuple(p.kernel_taps for p in combo)
         corner = tuple(r - p.reach + m for r, p, m in zip(reach, combo, starts))
         lows = (lo for lo, _ in geom.tight_padding)
@@ -474,6 +479,56 @@ def _strided_input_grad(geom: ConvGeometry, block: int, dy: np.ndarray, w: np.nd
         _call(dyp, corner, flip_swap_filter(w[taps], 1), (1,) * geom.rank,
               tuple(p.dilation for p in combo), dx, at, geom.stride, count, block, first)
     return x_to_last(dx, "channels_first") if first else dx
+
+
+def _spreads_phase(combo: tuple[Phase, ...], block: int) -> bool:
+    """Whether the phase's stride-1 conv runs the tiles that go on across rows (tiled_forward's
+    choice: not the dot-product tiles, nor 3 undilated taps along the row in blocks of 16)."""
+    return block != DOT and not (block == 16 and combo[-1].taps == 3 and combo[-1].dilation == 1)
+
+
+def _phases_at_once(geom: ConvGeometry, block: int, dyp: np.ndarray, w: np.ndarray, reach: tuple[int, ...],
+                    work: list, dx: np.ndarray, first: bool) -> None:
+    """The phases in ``work`` ((phases, first sample, sample counts) each) written into dx by one
+    launch of _kernels.phases_forward, their packed filters side by side in one array."""
+    if not work:
+        return
+    unit, one = (0,) * (3 - geom.rank), (1,) * (3 - geom.rank)
+    c, o = w.shape[-1], w.shape[-2]  # dy's channels and dx's
+    blocks = -(-o // block)
+    sizes = [blocks * math.prod(p.taps for p in combo) * c * block for combo, _, _ in work]
+    wt = scratch("tiled.phases.w", (sum(sizes),), w.dtype)
+    table = np.empty((len(work), phases.COLUMNS), dtype=np.int64)
+    offset = 0
+    lows = tuple(lo for lo, _ in geom.tight_padding)
+    for row, (combo, starts, count), size in zip(table, work, sizes):
+        corner = tuple(r - p.reach + m for r, p, m in zip(reach, combo, starts))
+        dilation = tuple(p.dilation for p in combo)
+        taps = tuple(p.taps for p in combo)
+        _check_reach(tuple(n - a for n, a in zip(dyp.shape[1:-1], corner)), count, taps, (1,) * geom.rank,
+                     dilation)
+        at = tuple(p.start + m * s - lo for p, m, s, lo in zip(combo, starts, geom.stride, lows))
+        row[:] = (offset, *one, *taps, *unit, *corner, *unit, *at, *one, *count, *one, *dilation)
+        sub = flip_swap_filter(w[tuple(p.kernel_taps for p in combo)], 1)
+        _pack_into(sub, block, wt[offset:offset + size])
+        offset += size
+    dx5 = dx.reshape(*dx.shape[:2], *one, *dx.shape[2:]) if first else as_3d(dx)
+    _threads.for_numba()
+    _kernels.phases_forward(as_3d(dyp), wt, table, block, one + tuple(geom.stride), dx5,
+                            max(sizes) * w.itemsize > FILTER_MAJOR_BYTES, first)
+
+
+def _pack_into(w: np.ndarray, block: int, out: np.ndarray) -> None:
+    """_pack's layout of w ``(*K, C, O)``, (ceil(O / block), *K, C, block), zero past O, written
+    into the flat ``out``."""
+    *k, c, o = w.shape
+    whole, r = o // block, len(k) + 1
+    view = out.reshape(-(-o // block), *k, c, block)
+    if whole:
+        view[:whole] = w[..., :whole * block].reshape(*k, c, whole, block).transpose(r, *range(r), r + 1)
+    if o > whole * block:
+        view[whole, ..., :o - whole * block] = w[..., whole * block:]
+        view[whole, ..., o - whole * block:] = 0
 
 
 def _new_output(shape: tuple[int, ...], dtype: np.dtype, zeroed: bool) -> np.ndarray:

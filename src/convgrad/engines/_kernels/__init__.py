@@ -33,6 +33,7 @@ from .gauss import join_parts, split_parts
 from .im2col import col2im3d, im2col3d
 from .layout import transpose_batches
 from .pad import last_to_first, pad_copy, pad_copy_first
+from .phases import phases_forward
 from .pointwise import pointwise_filter_grad_first, pointwise_first
 from .spectral import spectral_mix
 from .tiled import tiled_filter_grad, tiled_forward
@@ -79,6 +80,8 @@ def warm_up(dtypes=("float32", "float64")) -> None:
         corner, one, out = (0, 0, 0), (1, 1, 1), (1, 4, 4)
         tiled_forward(x[:, None], corner, np.zeros((1, 1, 3, 3, 2, 16), dt), 1, 1, 1, 1, 1, 1, y[:, None],
                       corner, one, out, False, False, False)
+        phase = np.array([[0, 1, 3, 3, *corner, *corner, *out, *one]], np.int64)  # a 3x3 phase
+        phases_forward(x[:, None], np.zeros(3 * 3 * 2 * 16, dt), phase, 16, one, y[:, None], False, False)
         tiled_filter_grad(x[:, None], np.zeros((1, 1, 4, 4, 16), dt), 1, 1, 1, 1, 1, 1, 8,
                           np.zeros((1, 1, 3, 3, 2, 16), dt))
         filter_grad_runs(x[:, None], np.zeros((1, 1, 4, 4, 64), dt), 1, 1, 1, 1, 1, 1, 1, 16384,

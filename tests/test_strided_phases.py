@@ -1,0 +1,134 @@
+"""The tiled engine's strided input gradient (and so its transposed conv): every sub-pixel phase
+of dx in one launch of _kernels.phases_forward, against the loop oracle."""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import convgrad
+import oracle
+import strategies
+import tally
+from checks import assert_close
+from convgrad._layout import w_to_last, x_from_last, x_to_last
+from convgrad.engines import _kernels, tiled
+
+F32 = np.dtype(np.float32)
+
+
+@st.composite
+def strided_cases(draw):
+    """(x_shape, w_shape, kwargs) channels-first, groups 1: strides 2-4 on at least one axis,
+    kernels 1-5 (1-3 in 3-D), dilations 1-3, (before, after) pads from -2 to 3, output channels
+    (dx's channels) across the tiles' blocks of 16, 32 and 64."""
+    rank = draw(st.integers(1, 3))
+    small = rank == 3
+    kernel = tuple(draw(st.integers(1, 3 if small else 5)) for _ in range(rank))
+    stride = tuple(draw(st.integers(1, 4)) for _ in range(rank))
+    if max(stride) == 1:
+        stride = (*stride[:-1], draw(st.integers(2, 4)))
+    dilation = tuple(draw(st.integers(1, 2 if small else 3)) for _ in range(rank))
+    pads = tuple((draw(st.integers(-2, 3)), draw(st.integers(-2, 3))) for _ in range(rank))
+    spatial = []
+    for k, s, d, (lo, hi) in zip(kernel, stride, dilation, pads):
+        least = max(1, (k - 1) * d + 1 - lo - hi)  # one output at least
+        spatial.append(least + draw(st.integers(0, 2 * s + (2 if small else 6))))
+    n = draw(st.integers(1, 2))
+    c = draw(st.sampled_from([1, 3, 16, 21, 40, 64, 70]))  # dx's channels: the tiles' blocks
+    o = draw(st.integers(1, 9))
+    return (n, c, *spatial), (o, c, *kernel), {"stride": stride, "padding": pads, "dilation": dilation}
+
+
+def _launches(fn):
+    """fn() and the phases_forward launches it made (each recorded as its phase table)."""
+    tables, kernel = [], _kernels.phases_forward
+
+    class Recorded:  # the kernel, for the planner too (its signatures), recording each launch
+        def __getattr__(self, name):
+            return getattr(kernel, name)
+
+        def __call__(self, *args):
+            tables.append(args[2].copy())
+            return kernel(*args)
+
+    with mock.patch.object(tiled._kernels, "phases_forward", Recorded()):
+        return fn(), tables
+
+
+@given(case=strided_cases(), layout=st.sampled_from(["channels_first", "channels_last"]))
+@strategies.budget(40)
+@tally.checked_against("oracle")
+def test_strided_input_grad_runs_every_phase_in_one_launch(case, layout):
+    """float32 conv_input_grad and conv_transpose by the tiled engine, in either layout: the phases
+    of the 8 x 16 or 32 and 6 x 64 tiles go to one launch (the others, dot-product and 3-tap row
+    tiles, one each), and dx matches the float64 oracle within float32 rounding."""
+    x_shape, w_shape, kw = case
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
+    assume(all(geom.out_spatial))
+    rng = np.random.default_rng(7)
+    w = rng.standard_normal(w_shape)
+    dy = rng.standard_normal(geom.y_shape())
+    want = oracle.input_grad(dy, w, x_shape, **kw)
+    block = convgrad.make_plan("input_grad", geom, F32, "tiled", 2**31).choices["block"]
+    spreading = [combo for combo in _phases_with_samples(geom) if tiled._spreads_phase(combo, block)]
+    dy32, w32 = dy.astype(np.float32), w.astype(np.float32)
+    if layout == "channels_last":
+        dy32 = np.ascontiguousarray(x_to_last(dy32, "channels_first"))
+        w32 = np.ascontiguousarray(w_to_last(w32, "channels_first"))
+    args = {**kw, "data_format": layout, "method": "tiled"}
+    for run in (lambda: convgrad.conv_input_grad(dy32, w32, _shape(x_shape, layout), **args),
+                lambda: convgrad.conv_transpose(dy32, w32, output_shape=x_shape[2:], **args)):
+        got, tables = _launches(run)
+        if layout == "channels_last":
+            got = x_from_last(got, "channels_first")
+        assert_close(got, want, rtol=0, atol=1e-5 * max(1.0, np.abs(want).max()), dtype=np.float32)
+        assert len(tables) == (1 if spreading else 0)
+        if spreading:
+            assert len(tables[0]) == len(spreading)
+
+
+def _shape(x_shape, layout):
+    return x_shape if layout == "channels_first" else (x_shape[0], *x_shape[2:], x_shape[1])
+
+
+def _phases_with_samples(geom):
+    """The phases that write some sample of dx (those reaching only padding are left out)."""
+    import itertools
+
+    from convgrad.engines._common import phase_axes
+
+    for combo in itertools.product(*phase_axes(geom)):
+        counts = [tiled._inside(p, s, lo, n)[1]
+                  for p, s, (lo, _), n in zip(combo, geom.stride, geom.tight_padding, geom.in_spatial)]
+        if min(counts) > 0:
+            yield combo
+
+
+@pytest.mark.parametrize("block", [16, 32, 64])
+@pytest.mark.parametrize("first", [False, True])
+def test_one_launch_writes_each_phase_with_every_tile_block(block, first):
+    """_strided_input_grad with each tile block forced (the cost model picks by size), in both
+    layouts of dx: 2-D, stride (2, 3), 4 and 3 taps, asymmetric and negative pads, dilation 2
+    along the rows; dx starts as NaN where the phases cover it, so a sample left unwritten fails."""
+    x_shape, w_shape = (2, 70, 11, 17), (9, 70, 4, 3)
+    kw = {"stride": (2, 3), "padding": ((2, -1), (1, 3)), "dilation": (1, 2)}
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
+    rng = np.random.default_rng(8)
+    w, dy = rng.standard_normal(w_shape), rng.standard_normal(geom.y_shape())
+    want = oracle.input_grad(dy, w, x_shape, **kw)
+    dyl = np.ascontiguousarray(x_to_last(dy, "channels_first")).astype(np.float32)
+    wl = np.ascontiguousarray(w_to_last(w, "channels_first")).astype(np.float32)
+
+    def poisoned(shape, dtype, zeroed):
+        return np.zeros(shape, dtype) if zeroed else np.full(shape, np.nan, dtype)
+
+    with mock.patch.object(tiled, "_new_output", poisoned):
+        got, tables = _launches(lambda: tiled._strided_input_grad(geom, block, dyl, wl, first=first))
+    assert len(tables) == 1 and len(tables[0]) == 6  # 2 x 3 phases, all in the one launch
+    got = x_from_last(got, "channels_first")
+    assert_close(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
