@@ -763,21 +763,21 @@ def test_tiled_writes_channels_first_results_in_place(case):
     rng = np.random.default_rng(2)
     x, w = rng.standard_normal(case.x_shape), rng.standard_normal(case.w_shape)
     dy = rng.standard_normal(geom.y_shape())
-    written, kernel, phases = [], _kernels.tiled_forward, _kernels.phases_forward
+    written, kernel, regions = [], _kernels.tiled_forward, _kernels.regions_forward
 
     def recorded(*args):
         written.append((args[9], args[-1]))  # y and the channels-first flag
         return kernel(*args)
 
-    def recorded_phases(*args):  # a strided input gradient's phases in one launch
-        written.append((args[5], args[-1]))
-        return phases(*args)
+    def recorded_regions(*args):  # a strided conv's regions (an input gradient's phases) in one launch
+        written.append((args[7], args[-1]))
+        return regions(*args)
 
     f32 = [a.astype(np.float32) for a in (x, w, dy)]
     for op in ("forward", "input_grad"):  # planned (and kept) before the kernel is wrapped
         assert convgrad.make_plan(op, geom, F32, "tiled", 2**31, "channels_first").takes == "channels_first"
     with mock.patch.object(tiled._kernels, "tiled_forward", recorded), \
-            mock.patch.object(tiled._kernels, "phases_forward", recorded_phases):
+            mock.patch.object(tiled._kernels, "regions_forward", recorded_regions):
         for got, want in (
                 (lambda: convgrad.conv(f32[0], f32[1], method="tiled", **kw), oracle.conv(x, w, **kw)),
                 (lambda: convgrad.conv_input_grad(f32[2], f32[1], x.shape, method="tiled", **kw),

@@ -1,5 +1,5 @@
 """The tiled engine's strided input gradient (and so its transposed conv): every sub-pixel phase
-of dx in one launch of _kernels.phases_forward, against the loop oracle."""
+of dx in one launch of _kernels.regions_forward, against the loop oracle."""
 
 from __future__ import annotations
 
@@ -45,18 +45,18 @@ def strided_cases(draw):
 
 
 def _launches(fn):
-    """fn() and the phases_forward launches it made (each recorded as its phase table)."""
-    tables, kernel = [], _kernels.phases_forward
+    """fn() and the regions_forward launches it made (each recorded as its phase table)."""
+    tables, kernel = [], _kernels.regions_forward
 
     class Recorded:  # the kernel, for the planner too (its signatures), recording each launch
         def __getattr__(self, name):
             return getattr(kernel, name)
 
         def __call__(self, *args):
-            tables.append(args[2].copy())
+            tables.append(args[5].copy())
             return kernel(*args)
 
-    with mock.patch.object(tiled._kernels, "phases_forward", Recorded()):
+    with mock.patch.object(tiled._kernels, "regions_forward", Recorded()):
         return fn(), tables
 
 
@@ -132,3 +132,53 @@ def test_one_launch_writes_each_phase_with_every_tile_block(block, first):
     assert len(tables) == 1 and len(tables[0]) == 6  # 2 x 3 phases, all in the one launch
     got = x_from_last(got, "channels_first")
     assert_close(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
+@given(case=strided_cases(), out_channels=st.sampled_from([16, 40, 64, 70]))
+@strategies.budget(40)
+@tally.checked_against("oracle")
+def test_strided_forward_reads_x_in_place_inside_and_copies_only_the_border(case, out_channels):
+    """A float32 channels-last strided forward by the tiled engine: where most windows lie inside
+    x it pads no copy of x (the inside reads x as it is, the border boxes copies of their
+    windows, in one launch); against the float64 oracle within float32 rounding either way."""
+    x_shape, w_shape, kw = case
+    w_shape = (out_channels, *w_shape[1:])
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
+    assume(all(geom.out_spatial))
+    rng = np.random.default_rng(9)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    want = oracle.conv(x, w, **kw)
+    xl = np.ascontiguousarray(x_to_last(x, "channels_first")).astype(np.float32)
+    wl = np.ascontiguousarray(w_to_last(w, "channels_first")).astype(np.float32)
+    block = convgrad.make_plan("forward", geom, F32, "tiled", 2**31).choices["block"]
+    regions = tiled._in_regions(geom, block, xl, False)
+    padded, pad = [], tiled._padded
+
+    def counted(a, *args):
+        padded.append(a.shape)
+        return pad(a, *args)
+
+    with mock.patch.object(tiled, "_padded", counted):
+        got, tables = _launches(lambda: convgrad.conv(xl, wl, method="tiled", data_format="channels_last",
+                                                      **kw))
+    assert_close(x_from_last(got, "channels_first"), want, rtol=0, atol=1e-5 * max(1.0, np.abs(want).max()),
+                 dtype=np.float32)
+    assert (len(tables), len(padded)) == ((1, 0) if regions else (0, 1))
+    if regions:  # the inside and at most two border boxes per axis
+        assert tables[0][0, 0] == 0 and all(tables[0][1:, 0] == 1) and len(tables[0]) <= 1 + 2 * geom.rank
+
+
+@given(out=st.lists(st.integers(1, 9), min_size=1, max_size=3), data=st.data())
+@strategies.budget(30)
+def test_border_boxes_and_the_inside_tile_the_output_once(out, data):
+    """_regions.border_boxes: with the inner box, every output exactly once."""
+    from convgrad.engines import _regions
+
+    inner = []
+    for n in out:
+        first = data.draw(st.integers(0, n))
+        inner.append((first, data.draw(st.integers(first, n))))
+    hits = np.zeros(out, dtype=int)
+    for box in [tuple(inner), *_regions.border_boxes(tuple(out), inner)]:
+        hits[tuple(slice(lo, hi) for lo, hi in box)] += 1
+    np.testing.assert_array_equal(hits, 1)

@@ -33,8 +33,8 @@ from .gauss import join_parts, split_parts
 from .im2col import col2im3d, im2col3d
 from .layout import transpose_batches
 from .pad import last_to_first, pad_copy, pad_copy_first
-from .phases import phases_forward
 from .pointwise import pointwise_filter_grad_first, pointwise_first
+from .regions import regions_forward
 from .spectral import spectral_mix
 from .tiled import tiled_filter_grad, tiled_forward
 from .winograd import winograd2d_input, winograd2d_output
@@ -80,8 +80,12 @@ def warm_up(dtypes=("float32", "float64")) -> None:
         corner, one, out = (0, 0, 0), (1, 1, 1), (1, 4, 4)
         tiled_forward(x[:, None], corner, np.zeros((1, 1, 3, 3, 2, 16), dt), 1, 1, 1, 1, 1, 1, y[:, None],
                       corner, one, out, False, False, False)
-        phase = np.array([[0, 1, 3, 3, *corner, *corner, *out, *one]], np.int64)  # a 3x3 phase
-        phases_forward(x[:, None], np.zeros(3 * 3 * 2 * 16, dt), phase, 16, one, y[:, None], False, False)
+        # one region: a 3x3 conv of a window of x copied to the second source first
+        region = np.array([[1, 0, 1, 6, 6, 0, 1, 3, 3, *corner, *corner, *one, *out, *one, *one, *corner]],
+                          np.int64)
+        flat = x.reshape(-1)
+        regions_forward(flat, (1, 6, 6), flat.copy(), 2, np.zeros(3 * 3 * 2 * 16, dt), region, 16, y[:, None],
+                        False, False)
         tiled_filter_grad(x[:, None], np.zeros((1, 1, 4, 4, 16), dt), 1, 1, 1, 1, 1, 1, 8,
                           np.zeros((1, 1, 3, 3, 2, 16), dt))
         filter_grad_runs(x[:, None], np.zeros((1, 1, 4, 4, 64), dt), 1, 1, 1, 1, 1, 1, 1, 16384,

@@ -1,0 +1,158 @@
+"""Regions of one conv's output, each a conv of its own source window and filter, written by one
+launch of the tiled engine's register tiles (_kernels/regions.py).
+
+A strided conv's input gradient is one region per sub-pixel phase of dx: the stride-1 conv of dy
+(padded once) with the phase's taps flipped and swapped, its outputs every s-th sample of dx. A
+strided forward is the region of outputs whose windows lie inside x, read from x as it is (no
+padded copy of x: the copy cost as much as 5% of the call), and the regions around it, whose
+windows reach into the padding, read from padded copies of their windows (the few rows and
+columns at the borders).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._formulas import dilate_dim, stride_dim
+from .._geometry import ConvGeometry
+from . import _kernels, _threads
+from ._common import as_3d
+from ._kernels import regions as columns
+from ._scratch import scratch
+
+
+@dataclass(frozen=True, eq=False)
+class Region:
+    """One region: outputs ``at + i * step`` for i < ``count`` (per axis) of the conv of the
+    source array (``source`` 0 or 1, starting ``base`` elements in, spatial sizes ``sizes``)
+    read from ``corner``, with the filter ``w`` (*taps, C, O), ``stride`` and ``dilation``. A
+    region of source 1 reads the window of source 0 from ``origin`` (zeros outside it), which
+    the launch copies there before any region runs."""
+
+    source: int
+    base: int
+    sizes: tuple[int, ...]
+    corner: tuple[int, ...]
+    w: np.ndarray
+    at: tuple[int, ...]
+    step: tuple[int, ...]
+    count: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    origin: tuple[int, ...] = ()  # source 1: where its window starts in source 0 (copied there first)
+
+
+def run(regions: list[Region], a: np.ndarray, b: np.ndarray, block: int, y: np.ndarray, first: bool,
+        filter_major: int) -> None:
+    """Write every region into y ``(N, *S, O)`` (``first``: ``(N, O, *S)``, C-contiguous) in one
+    launch: the sources ``a`` ``(N, *S', C)`` and ``b`` (flat) C-contiguous, their filters packed side by side
+    in blocks of ``block`` output channels; each thread walks the filter block by block where a
+    region's packed filter passes ``filter_major`` bytes (tiled.FILTER_MAJOR_BYTES)."""
+    if not regions:
+        return
+    rank = len(regions[0].at)
+    zero, one = (0,) * (3 - rank), (1,) * (3 - rank)
+    *_, c, o = regions[0].w.shape
+    blocks = -(-o // block)
+    filters = list({id(r.w): r.w for r in regions}.values())  # regions may share a filter: packed once
+    sizes = [blocks * math.prod(f.shape[:-2]) * c * block for f in filters]
+    wt = scratch("tiled.regions.w", (sum(sizes),), y.dtype)
+    offsets = {}
+    for f, start, size in zip(filters, np.cumsum([0, *sizes[:-1]]), sizes):
+        pack_into(f, block, wt[start:start + size])
+        offsets[id(f)] = start
+    table = np.empty((len(regions), columns.COLUMNS), dtype=np.int64)
+    for row, r in zip(table, regions):
+        taps = r.w.shape[:-2]
+        check_reach(tuple(n - a for n, a in zip(r.sizes, r.corner)), r.count, taps, r.stride, r.dilation)
+        row[:] = (r.source, r.base, *one, *r.sizes, offsets[id(r.w)], *one, *taps, *zero, *r.corner, *zero,
+                  *r.at, *one, *r.step, *one, *r.count, *one, *r.stride, *one, *r.dilation,
+                  *zero, *(r.origin or (0,) * rank))
+    y5 = y.reshape(*y.shape[:2], *one, *y.shape[2:]) if first else as_3d(y)
+    _threads.for_numba()
+    _kernels.regions_forward(a.reshape(-1), (*one, *a.shape[1:-1]), b.reshape(-1), c, wt, table, block, y5,
+                             max(sizes) * y.itemsize > filter_major, first)
+
+
+def pack_into(w: np.ndarray, block: int, out: np.ndarray) -> None:
+    """w ``(*K, C, O)`` as (ceil(O / block), *K, C, block), zero past O (tiled._pack's layout),
+    written into the flat ``out``."""
+    *k, c, o = w.shape
+    whole, r = o // block, len(k) + 1
+    view = out.reshape(-(-o // block), *k, c, block)
+    if whole:
+        view[:whole] = w[..., :whole * block].reshape(*k, c, whole, block).transpose(r, *range(r), r + 1)
+    if o > whole * block:
+        view[whole, ..., :o - whole * block] = w[..., whole * block:]
+        view[whole, ..., o - whole * block:] = 0
+
+
+def check_reach(padded: tuple[int, ...], out: tuple[int, ...], kernel: tuple[int, ...],
+                stride: tuple[int, ...], dilation: tuple[int, ...]) -> None:
+    """The kernels do not check bounds: refuse outright a call whose windows leave the array."""
+    for n, o, k, s, d in zip(padded, out, kernel, stride, dilation):
+        if o > stride_dim(n, dilate_dim(k, d), s):
+            raise ValueError(f"tiled kernel: {o} outputs with stride {s}, kernel {k} and dilation {d} "
+                             f"read past a padded size of {n}")
+
+
+def inside_outputs(geom: ConvGeometry) -> list[tuple[int, int]]:
+    """Per axis, the outputs [first, stop) whose windows lie inside x (none: first == stop)."""
+    out = []
+    for n, o, k, s, d, (lo, _) in zip(geom.in_spatial, geom.out_spatial, geom.kernel, geom.stride,
+                                      geom.rhs_dilation, geom.tight_padding):
+        first = max(0, -(-lo // s))  # i * s - lo >= 0
+        stop = min(o, max(first, (n - 1 + lo - (k - 1) * d) // s + 1))  # window end <= n - 1
+        out.append((first, max(first, stop)))
+    return out
+
+
+def border_samples(geom: ConvGeometry) -> int:
+    """Samples per image and channel in the border boxes' windows (what forward copies)."""
+    boxes = border_boxes(geom.out_spatial, inside_outputs(geom))
+    return sum(math.prod(hi - lo for lo, hi in _window(geom, box)) for box in boxes)
+
+
+def forward(geom: ConvGeometry, block: int, x: np.ndarray, w: np.ndarray, filter_major: int) -> np.ndarray:
+    """y ``(N, *out, O)`` of the channels-last, C-contiguous x ``(N, *S, C)``: the outputs whose
+    windows lie inside x read x as it is, the boxes around them padded copies of their windows."""
+    y = np.empty(geom.y_shape("channels_last"), dtype=x.dtype)
+    inner = inside_outputs(geom)
+    lows = tuple(lo for lo, _ in geom.tight_padding)
+    one = (1,) * geom.rank
+    corner = tuple(f * s - lo for (f, _), s, lo in zip(inner, geom.stride, lows))
+    regions = [Region(0, 0, geom.in_spatial, corner, w, tuple(f for f, _ in inner), one,
+                      tuple(e - f for f, e in inner), geom.stride, geom.rhs_dilation)]
+    base = 0
+    for box in border_boxes(geom.out_spatial, inner):
+        window = _window(geom, box)
+        sizes = tuple(hi - lo for lo, hi in window)
+        regions.append(Region(1, base, sizes, (0,) * geom.rank, w, tuple(lo for lo, _ in box), one,
+                              tuple(hi - lo for lo, hi in box), geom.stride, geom.rhs_dilation,
+                              tuple(lo for lo, _ in window)))
+        base += geom.batch * math.prod(sizes) * x.shape[-1]
+    buf = scratch("tiled.regions.x", (base,), x.dtype)  # the border windows, copied by the kernel
+    run([r for r in regions if min(r.count) > 0], x, buf, block, y, False, filter_major)
+    return y
+
+
+def border_boxes(out: tuple[int, ...], inner: list[tuple[int, int]]) -> list[tuple[tuple[int, int], ...]]:
+    """The output box minus the inner box, as disjoint boxes ([first, stop) per axis): along
+    each axis in turn, the slabs before and after the inner range, across the axes still whole."""
+    boxes = []
+    for axis, (first, stop) in enumerate(inner):
+        before = tuple(inner[:axis])
+        after = tuple((0, n) for n in out[axis + 1:])
+        for lo, hi in ((0, first), (stop, out[axis])):
+            if hi > lo:
+                boxes.append((*before, (lo, hi), *after))
+    return boxes
+
+
+def _window(geom: ConvGeometry, box: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
+    """The samples of the padded x (x's indices, from -lo) that the outputs of ``box`` read."""
+    return tuple((f * s - lo, (e - 1) * s - lo + (k - 1) * d + 1) for (f, e), s, (lo, _), k, d in
+                 zip(box, geom.stride, geom.tight_padding, geom.kernel, geom.rhs_dilation))
