@@ -149,6 +149,8 @@ def border_boxes(out: tuple[int, ...], inner: list[tuple[int, int]]) -> list[tup
         for lo, hi in ((0, first), (stop, out[axis])):
             if hi > lo:
                 boxes.append((*before, (lo, hi), *after))
+        if stop <= first:  # the inner box is empty: the slabs along this axis hold it all
+            break
     return boxes
 
 
