@@ -9,8 +9,10 @@ gradient) they hold dot products along the input channels instead, 6 outputs x 3
 
 The forward runs any stride and dilation. The input gradient is the same kernel: dx is the conv
 of dy, padded by ``(k - 1) * d - pad`` on each side, with the kernel flipped and its channel
-axes swapped; with a stride, one sub-pixel phase of dx at a time (see subpixel.py), each
-written in place. The filter gradient holds tiles of 16 input x 16 output channels (8 x 16 in
+axes swapped; with a stride, each sub-pixel phase of dx (see subpixel.py) is such a conv,
+written in place, all phases in one launch (_regions.py). A channels-last strided forward reads
+x as it is where its windows lie inside x, and padded copies of the border windows only.
+The filter gradient holds tiles of 16 input x 16 output channels (8 x 16 in
 float64, or 4 x 64) over a chunk of output rows; each thread sums its share of the rows into its
 own copy of dw, and the copies are added at the end. In float32 it runs instead, where the model
 finds it faster, as a GEMM over an implicit im2col of x (_kernels/filter_runs.py): tiles of 6

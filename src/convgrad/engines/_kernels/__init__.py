@@ -1,7 +1,8 @@
 """Numba kernels for the loops NumPy cannot fuse, one module per engine that runs them:
 depthwise (``depthwise``, and on channels-first planes ``depthwise_first``), register-tiled
 dense convolutions (``tiled``, with its parallel zero padding; ``filter_runs``, its float32 filter
-gradient as a GEMM over an implicit im2col), Winograd transforms, im2col
+gradient as a GEMM over an implicit im2col; ``regions``, several regions of one strided conv's
+output in one launch), Winograd transforms, im2col
 packing, the FFT engine's spectral mixing, the passes around Gauss's trick for complex ops
 (``gauss``); ``_numba`` holds the fallback without Numba and the
 intrinsics. This module says which kernels are loaded
