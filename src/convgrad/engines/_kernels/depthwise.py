@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._numba import _claim, _registers, _wide_vectors, chunk_size, njit, prange
+from ._simd import lanes
+from .depthwise_lanes import filter_grad_pair, forward_pair, forward_row
 
 
 @njit(cache=True)
@@ -106,6 +108,52 @@ def _interior3x3(xf, wf, yf, r0, r1, r2, ys, j_lo, j_hi, p1, s1, d1, c_in):  # p
                          + xf[r2 + v + e2 + c] * wf[c8 + c])
 
 
+@njit(cache=True)
+def _in_lanes(x, w, o, s1, d1):  # pragma: no cover - compiled
+    """Whether depthwise_lanes' rows run the op: 3x3, one output per channel, unit column stride
+    and dilation, at least a vector of channels."""
+    return (w.shape[0] == 3 and w.shape[1] == 3 and o == x.shape[3] and s1 == 1 and d1 == 1
+            and x.shape[3] >= lanes(x))
+
+
+@njit(cache=True)
+def _x_row(x, n, h, zero):  # pragma: no cover - compiled
+    """Row h of image n of x, flattened, or the row of zeros where h is outside x (the padding)."""
+    if h < 0 or h >= x.shape[1]:
+        return zero
+    return x[n, h].ravel()
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def _forward_lanes(x, w, p0, p1, s0, d0, y):  # pragma: no cover - compiled
+    """depthwise2d_forward by depthwise_lanes' rows: pairs of output rows where they share input
+    rows (unit row stride and dilation), else rows, in chunks the threads claim."""
+    n_, oh, _, c_in = y.shape
+    w_in = x.shape[2]
+    zero = np.zeros(w_in * c_in, dtype=x.dtype)
+    wf = w.ravel()
+    step = 2 if s0 == 1 and d0 == 1 else 1
+    per_image = -(-oh // step)
+    tasks = n_ * per_image
+    per = chunk_size(tasks)
+    chunks = -(-tasks // per)
+    counter = np.zeros(1, dtype=np.int64)
+    for _ in prange(chunks):
+        k = _claim(counter)
+        while k < chunks:
+            for t in range(k * per, min(tasks, (k + 1) * per)):
+                n, i = t // per_image, t % per_image * step
+                h = i * s0 - p0
+                ra, rb, rc = _x_row(x, n, h, zero), _x_row(x, n, h + d0, zero), _x_row(x, n, h + 2 * d0, zero)
+                if step == 2 and i + 1 < oh:
+                    forward_pair(ra, rb, rc, _x_row(x, n, h + 3, zero), _x_row(x, n, h + 4, zero),
+                                 _x_row(x, n, h + 5, zero), wf, y[n, i].ravel(), y[n, i + 1].ravel(),
+                                 w_in, p1, c_in)
+                else:
+                    forward_row(ra, rb, rc, wf, y[n, i].ravel(), w_in, p1, c_in)
+            k = _claim(counter)
+
+
 @njit(parallel=True, cache=True, fastmath={"contract"})
 def depthwise2d_forward(x, w, p0, p1, s0, s1, d0, d1, y):  # pragma: no cover - compiled
     """y[n, i, j, c*M + q] = sum_{a,b} x[n, i*s0 + a*d0 - p0, j*s1 + b*d1 - p1, c] * w[a, b, c*M + q],
@@ -119,6 +167,9 @@ def depthwise2d_forward(x, w, p0, p1, s0, s1, d0, d1, y):  # pragma: no cover - 
     n_, oh, ow, o = y.shape
     w_in, c_in = x.shape[2], x.shape[3]
     kh, kw = w.shape[0], w.shape[1]
+    if _in_lanes(x, w, o, s1, d1):
+        _forward_lanes(x, w, p0, p1, s0, d0, y)
+        return
     fast = kh == 3 and kw == 3 and o == c_in
     # Interior columns: all three taps inside the row.
     j_lo = min(ow, (p1 + s1 - 1) // s1)
@@ -216,6 +267,38 @@ def _depthwise_fg_row(x, grow, n, i, j_lo, j_hi, p0, p1, s0, s1, d0, d1, out):  
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
+def _filter_grad_lanes(x, dy, p0, p1, s0, d0, parts):  # pragma: no cover - compiled
+    """depthwise2d_filter_grad by depthwise_lanes' rows: pairs of dy's rows where they share
+    input rows (a lone last row paired with zeros), chunk p of the pairs summed into parts[p]."""
+    n_, oh, ow, c_in = dy.shape
+    w_in = x.shape[2]
+    zero = np.zeros(max(w_in, ow) * c_in, dtype=x.dtype)
+    step = 2 if s0 == 1 and d0 == 1 else 1
+    per_image = -(-oh // step)
+    tasks = n_ * per_image
+    chunks = parts.shape[0]
+    per = -(-tasks // chunks)
+    counter = np.zeros(1, dtype=np.int64)
+    for _ in prange(chunks):
+        k = _claim(counter)
+        while k < chunks:
+            out = parts[k].ravel()
+            for t in range(k * per, min(tasks, (k + 1) * per)):
+                n, i = t // per_image, t % per_image * step
+                h = i * s0 - p0
+                ra, rb, rc = _x_row(x, n, h, zero), _x_row(x, n, h + d0, zero), _x_row(x, n, h + 2 * d0, zero)
+                # the rows the next task adds, asked for ahead
+                ahead = h + 4 if step == 2 else h + s0 + d0
+                pa, pb = _x_row(x, n, ahead, zero), _x_row(x, n, ahead + d0, zero)
+                if step == 2 and i + 1 < oh:
+                    rd, gb = _x_row(x, n, h + 3, zero), dy[n, i + 1].ravel()
+                else:  # a lone row: the second row's sums multiply zeros
+                    rd, gb = zero, zero
+                filter_grad_pair(ra, rb, rc, rd, pa, pb, dy[n, i].ravel(), gb, out, w_in, p1, c_in)
+            k = _claim(counter)
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
 def depthwise2d_filter_grad(x, dy, p0, p1, s0, s1, d0, d1, parts):  # pragma: no cover - compiled
     """parts[p, a, b, c*M + q] = sum over the rows of chunk p of x[n, i*s0 + a*d0 - p0, j*s1 + b*d1 - p1, c]
     * dy[n, i, j, c*M + q], taps outside x skipped (the padding); the caller sums the parts.
@@ -227,6 +310,9 @@ def depthwise2d_filter_grad(x, dy, p0, p1, s0, s1, d0, d1, parts):  # pragma: no
     n_, oh, ow, o = dy.shape
     h_in, w_in, c_in = x.shape[1], x.shape[2], x.shape[3]
     kh, kw = parts.shape[1], parts.shape[2]
+    if _in_lanes(x, parts[0], o, s1, d1):
+        _filter_grad_lanes(x, dy, p0, p1, s0, d0, parts)
+        return
     fast = kh == 3 and kw == 3 and o == c_in
     # Interior rows and columns: all three taps inside x.
     i_lo = min(oh, (p0 + s0 - 1) // s0)

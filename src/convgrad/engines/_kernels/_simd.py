@@ -1,0 +1,226 @@
+"""512-bit vectors of float32 or float64 as Numba values: load, store, multiply-add, broadcast.
+
+A kernel that keeps a sliding window of inputs, nine weights and nine sums in registers along a
+row needs values that LLVM holds in vector registers across loop iterations. Arrays of 16 lanes
+(``_numba._registers``) stay in registers only while every index is a constant; the moment a
+window slides (``a0[c] = a1[c]``) LLVM's loop vectoriser keeps them on the stack. A value of an
+LLVM vector type is a register by construction: ``vload`` reads one from an array, ``vfma``
+multiplies and adds lane by lane, ``vstore`` writes it. A vector holds ``lanes(a)`` elements of
+a's dtype (16 float32, 8 float64); on a machine without AVX-512 LLVM splits it into two or four.
+
+Offsets are element indices into 1-D arrays (``a.ravel()``), unchecked: the kernels compute
+them. Without Numba each function is the NumPy equivalent on a copy of the lanes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._numba import NUMBA, njit
+
+VECTOR_BYTES = 64
+
+
+@njit(cache=True)
+def lanes(a):  # pragma: no cover - compiled
+    """Elements of a's dtype in one vector: 16 for float32, 8 for float64."""
+    return VECTOR_BYTES // a.itemsize
+
+
+if NUMBA:
+    from llvmlite import ir
+    from numba import types
+    from numba.core import cgutils
+    from numba.extending import intrinsic, models, register_model
+
+    class Vector(types.Type):
+        """A 512-bit LLVM vector of ``dtype`` (a Numba float type)."""
+
+        def __init__(self, dtype):
+            self.dtype = dtype
+            self.count = VECTOR_BYTES * 8 // dtype.bitwidth
+            super().__init__(name=f"Vector({dtype} x {self.count})")
+
+    @register_model(Vector)
+    class _VectorModel(models.PrimitiveModel):
+        def __init__(self, dmm, fe_type):
+            super().__init__(dmm, fe_type, ir.VectorType(dmm.lookup(fe_type.dtype).get_value_type(),
+                                                         fe_type.count))
+
+    def _float_array(a):
+        return (isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"
+                and a.dtype in (types.float32, types.float64))
+
+    def _address(context, builder, aty, ary, index, vty):
+        data = context.make_array(aty)(context, builder, ary).data
+        return builder.bitcast(builder.gep(data, [index]), context.get_value_type(vty).as_pointer())
+
+    @intrinsic
+    def vload(typingctx, a, index):
+        """The vector a[index : index + lanes(a)]."""
+        if not _float_array(a) or not isinstance(index, types.Integer):
+            return None
+        vty = Vector(a.dtype)
+
+        def codegen(context, builder, sig, args):
+            ptr = _address(context, builder, sig.args[0], args[0], args[1], vty)
+            return builder.load(ptr, align=a.dtype.bitwidth // 8)
+
+        return vty(a, index), codegen
+
+    @intrinsic
+    def vstore(typingctx, a, index, v):
+        """a[index : index + lanes(a)] = v."""
+        if not _float_array(a) or not isinstance(index, types.Integer) or not isinstance(v, Vector) \
+                or v.dtype != a.dtype:
+            return None
+
+        def codegen(context, builder, sig, args):
+            ptr = _address(context, builder, sig.args[0], args[0], args[1], sig.args[2])
+            builder.store(args[2], ptr, align=a.dtype.bitwidth // 8)
+            return context.get_dummy_value()
+
+        return types.none(a, index, v), codegen
+
+    @intrinsic
+    def vfma(typingctx, a, b, c):
+        """a * b + c lane by lane, fused where the machine has the instruction (llvm.fmuladd)."""
+        if not (isinstance(a, Vector) and a == b == c):
+            return None
+
+        def codegen(context, builder, sig, args):
+            vt = args[0].type
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vt, [vt, vt, vt]),
+                                                f"llvm.fmuladd.v{a.count}f{a.dtype.bitwidth}")
+            return builder.call(fn, list(args))
+
+        return a(a, b, c), codegen
+
+    @intrinsic
+    def vadd(typingctx, a, b):
+        """a + b lane by lane."""
+        if not (isinstance(a, Vector) and a == b):
+            return None
+
+        def codegen(context, builder, sig, args):
+            return builder.fadd(args[0], args[1])
+
+        return a(a, b), codegen
+
+    @intrinsic
+    def vmul(typingctx, a, b):
+        """a * b lane by lane."""
+        if not (isinstance(a, Vector) and a == b):
+            return None
+
+        def codegen(context, builder, sig, args):
+            return builder.fmul(args[0], args[1])
+
+        return a(a, b), codegen
+
+    @intrinsic
+    def vsplat(typingctx, a, index):
+        """The vector with a[index] in every lane."""
+        if not _float_array(a) or not isinstance(index, types.Integer):
+            return None
+        vty = Vector(a.dtype)
+
+        def codegen(context, builder, sig, args):
+            data = context.make_array(sig.args[0])(context, builder, args[0]).data
+            scalar = builder.load(builder.gep(data, [args[1]]))
+            vt = context.get_value_type(vty)
+            one = builder.insert_element(ir.Constant(vt, ir.Undefined), scalar, ir.IntType(32)(0))
+            zeros = ir.Constant(ir.VectorType(ir.IntType(32), vty.count), [0] * vty.count)
+            return builder.shuffle_vector(one, ir.Constant(vt, ir.Undefined), zeros)
+
+        return vty(a, index), codegen
+
+    @intrinsic
+    def vzero(typingctx, a):
+        """The zero vector of a's dtype."""
+        if not _float_array(a):
+            return None
+        vty = Vector(a.dtype)
+
+        def codegen(context, builder, sig, args):
+            return ir.Constant(context.get_value_type(vty), None)
+
+        return vty(a), codegen
+
+    @intrinsic
+    def vsum(typingctx, v):
+        """The sum of v's lanes (in a tree: the order of a vector reduction)."""
+        if not isinstance(v, Vector):
+            return None
+
+        def codegen(context, builder, sig, args):
+            x = args[0]
+            n = v.count
+            while n > 1:  # halves added pairwise: a fixed order, the same on every call
+                n //= 2
+                half = ir.VectorType(ir.IntType(32), n)
+                lo = builder.shuffle_vector(x, x, ir.Constant(half, list(range(n))))
+                hi = builder.shuffle_vector(x, x, ir.Constant(half, list(range(n, 2 * n))))
+                x = builder.fadd(lo, hi)
+            return builder.extract_element(x, ir.IntType(32)(0))
+
+        return v.dtype(v), codegen
+
+    @intrinsic
+    def prefetch(typingctx, a, index, write, level):
+        """Ask for a[index]'s cache line ahead of its use (llvm.prefetch): for a write where
+        ``write`` is 1, into the caches from ``level`` up (3: the first level, 1: the last)."""
+        if not (isinstance(a, types.Array) and isinstance(index, types.Integer)
+                and isinstance(write, types.IntegerLiteral) and isinstance(level, types.IntegerLiteral)):
+            return None
+        rw, locality = write.literal_value, level.literal_value
+
+        def codegen(context, builder, sig, args):
+            data = context.make_array(sig.args[0])(context, builder, args[0]).data
+            byte = ir.IntType(8).as_pointer()
+            i32 = ir.IntType(32)
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [byte, i32, i32, i32]), "llvm.prefetch.p0i8")
+            where = builder.bitcast(builder.gep(data, [args[1]]), byte)
+            builder.call(fn, [where, i32(rw), i32(locality), i32(1)])
+            return context.get_dummy_value()
+
+        return types.none(a, index, write, level), codegen
+
+else:  # pragma: no cover - exercised in a subprocess by tests/test_without_extras.py
+
+    def vload(a, index):
+        """The vector a[index : index + lanes(a)]."""
+        return a[index:index + lanes(a)].copy()
+
+    def vstore(a, index, v):
+        """a[index : index + lanes(a)] = v."""
+        a[index:index + lanes(a)] = v
+
+    def vfma(a, b, c):
+        """a * b + c lane by lane."""
+        return a * b + c
+
+    def vadd(a, b):
+        """a + b lane by lane."""
+        return a + b
+
+    def vmul(a, b):
+        """a * b lane by lane."""
+        return a * b
+
+    def vsplat(a, index):
+        """The vector with a[index] in every lane."""
+        return np.full(lanes(a), a[index], dtype=a.dtype)
+
+    def vzero(a):
+        """The zero vector of a's dtype."""
+        return np.zeros(lanes(a), dtype=a.dtype)
+
+    def vsum(v):
+        """The sum of v's lanes."""
+        return v.sum()
+
+    def prefetch(a, index, write, level):
+        """A hint to the caches: nothing to do without Numba."""
+        return None
