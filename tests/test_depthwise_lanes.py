@@ -3,7 +3,7 @@ vector planes (depthwise_first.py) against the loop oracle.
 
 They run the channels-last 3x3 forward (and through it the stride-1 input gradient) and filter
 gradient with one output per channel, unit column stride and dilation and at least a vector of
-channels (16 float32, 8 float64): pairs of output rows where the row stride and dilation are 1,
+channels (16 float32, 8 float64 with AVX-512): pairs of output rows where the row stride and dilation are 1,
 single rows otherwise and for a lone last row, a row of zeros for the rows outside x, zeros for
 the columns outside it, and a last channel block that overlaps the one before when C is not a
 multiple of the vector. The draws reach each of these: channel counts around the multiples of 8

@@ -1,12 +1,13 @@
 """Numba kernels for the loops NumPy cannot fuse, one module per engine that runs them:
-depthwise (``depthwise``, and on channels-first planes ``depthwise_first``), register-tiled
+depthwise (``depthwise``, its 3x3 rows in vectors ``depthwise_lanes``, and on channels-first
+planes ``depthwise_first``), register-tiled
 dense convolutions (``tiled``, with its parallel zero padding; ``filter_runs``, its float32 filter
 gradient as a GEMM over an implicit im2col; ``regions``, several regions of one strided conv's
 output in one launch), Winograd transforms, im2col
 packing, the FFT engine's spectral mixing, the passes around Gauss's trick for complex ops
 (``gauss``); ``_numba`` holds the fallback without Numba and the
-intrinsics. This module says which kernels are loaded
-and what loading the others would cost the planner.
+intrinsics, ``_simd`` vector values (load, store, multiply-add) that stay in registers. This
+module says which kernels are loaded and what loading the others would cost the planner.
 
 All arrays are C-contiguous and channels-last, the channel loop innermost so it vectorises;
 ``depthwise_first`` runs channels-first planes, a row innermost.

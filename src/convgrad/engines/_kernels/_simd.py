@@ -6,7 +6,9 @@ row needs values that LLVM holds in vector registers across loop iterations. Arr
 window slides (``a0[c] = a1[c]``) LLVM's loop vectoriser keeps them on the stack. A value of an
 LLVM vector type is a register by construction: ``vload`` reads one from an array, ``vfma``
 multiplies and adds lane by lane, ``vstore`` writes it. A vector holds ``lanes(a)`` elements of
-a's dtype (16 float32, 8 float64); on a machine without AVX-512 LLVM splits it into two or four.
+a's dtype: 64 bytes (16 float32, 8 float64) where the machine has AVX-512, else 32 (the kernels'
+windows of 12 vectors and 9 weights would not fit 16 registers in halves). Numba's disk cache
+keys compiled code by the machine's features, so the width compiled in is the machine's.
 
 Offsets are element indices into 1-D arrays (``a.ravel()``), unchecked: the kernels compute
 them. Without Numba each function is the NumPy equivalent on a copy of the lanes.
@@ -18,7 +20,18 @@ import numpy as np
 
 from ._numba import NUMBA, njit
 
-VECTOR_BYTES = 64
+
+def _vector_bytes() -> int:
+    """64 where the CPU has AVX-512, else 32."""
+    try:
+        from llvmlite import binding
+
+        return 64 if binding.get_host_cpu_features().get("avx512f", False) else 32
+    except Exception:  # no llvmlite (plain Python) or a platform it cannot query
+        return 64
+
+
+VECTOR_BYTES = _vector_bytes()
 
 
 @njit(cache=True)

@@ -294,7 +294,11 @@ def _filter_grad_lanes(x, dy, p0, p1, s0, d0, parts):  # pragma: no cover - comp
                     rd, gb = _x_row(x, n, h + 3, zero), dy[n, i + 1].ravel()
                 else:  # a lone row: the second row's sums multiply zeros
                     rd, gb = zero, zero
-                filter_grad_pair(ra, rb, rc, rd, pa, pb, dy[n, i].ravel(), gb, out, w_in, p1, c_in)
+                m, nxt = (t + 1) // per_image, (t + 1) % per_image * step  # the next task's rows of dy
+                if m == n_:
+                    m, nxt = 0, -2  # none: rows of zeros
+                pg, ph = _x_row(dy, m, nxt, zero), _x_row(dy, m, nxt + 1, zero)
+                filter_grad_pair(ra, rb, rc, rd, pa, pb, dy[n, i].ravel(), gb, pg, ph, out, w_in, p1, c_in)
             k = _claim(counter)
 
 
