@@ -3,8 +3,9 @@ use around an engine that runs only channels-last, once the kernels are loaded.
 
 Every copy is checked bitwise against NumPy's transposing copy of the same view (x: (N, C, *S) <->
 (N, *S, C); w: (O, Cg, *K) <-> (*K, Cg, O)), on shapes that take the kernels' 8 x 8 blocks, their
-bands of 64 bytes and the ragged rows and columns; and a channels-first op through the FFT engine
-equals the channels-last one bitwise and the loop oracle.
+bands of 64 bytes and the ragged rows and columns; a channels-first op through an engine that runs
+channels-last (im2col's 3x3) equals the channels-last one bitwise and the loop oracle, and so
+does the tiled engine's channels-first filter gradient, whose dw goes back by the kernel.
 """
 
 from __future__ import annotations
@@ -108,4 +109,35 @@ def test_channels_first_through_a_channels_last_engine_uses_the_kernels(op):
         ref = w_from_last(convgrad.conv_filter_grad(xl, dyl, wl.shape, **last), "channels_first")
         want = oracle.filter_grad(x64, dy64, w_shape, **kw)
     np.testing.assert_array_equal(got, ref)
+    assert_close(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()), dtype=np.float32)
+
+
+@pytest.mark.parametrize("kw", [{"padding": 1}, {"padding": 1, "stride": 2, "dilation": (1, 2)}])
+def test_tiled_channels_first_filter_grad_moves_dw_back_by_the_kernel(kw):
+    """The tiled engine computes dw channels-last; a channels-first caller's dw (64 x 32 x 3 x 3,
+    above the kernel's minimum) goes back by ``relaid``: bitwise the channels-last run's dw moved
+    by NumPy, within float32 rounding of the oracle."""
+    x_shape, w_shape = (2, 32, 9, 10), (64, 32, 3, 3)
+    assert np.prod(w_shape) >= layout.MIN_VALUES
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
+    rng = np.random.default_rng(5)
+    x, dy = (rng.standard_normal(s).astype(np.float32) for s in (x_shape, geom.y_shape()))
+    assert convgrad.make_plan("filter_grad", geom, np.dtype(np.float32), "tiled", 2**31,
+                              "channels_first").takes == "channels_first"
+    calls = []
+    real = layout.relaid
+
+    def counted(a, role, to_last):
+        out = real(a, role, to_last)
+        calls.append((role, to_last, out is not None))
+        return out
+
+    with mock.patch.object(layout, "relaid", counted):
+        got = convgrad.conv_filter_grad(x, dy, w_shape, method="tiled", **kw)
+    assert ("w", False, True) in calls
+    xl, dyl = (np.ascontiguousarray(x_to_last(a, "channels_first")) for a in (x, dy))
+    last = convgrad.conv_filter_grad(xl, dyl, (3, 3, 32, 64), method="tiled", data_format="channels_last",
+                                     **kw)
+    np.testing.assert_array_equal(got, np.ascontiguousarray(w_from_last(last, "channels_first")))
+    want = oracle.filter_grad(x.astype(np.float64), dy.astype(np.float64), w_shape, **kw)
     assert_close(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()), dtype=np.float32)
