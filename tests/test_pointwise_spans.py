@@ -2,7 +2,7 @@
 
 ``pointwise_first`` cuts each image into spans of ``SPAN`` positions and each span into tiles of
 64 (the last one narrower); ``pointwise_filter_grad_first`` into chunks of ``CHUNK``. The engine
-tests draw at most 12 positions per axis; here up to three spans per image, with ragged ends,
+tests draw at most 12 positions per axis; here up to three chunks per image, with ragged ends,
 through the public ops (``method="tiled"``, channels-first), against the loop oracle.
 """
 
@@ -21,13 +21,17 @@ from checks import assert_close
 pytest.importorskip("numba")
 
 
-@given(n=st.integers(1, 2), c=st.integers(1, 9), o=st.integers(1, 14), length=st.integers(1, 1600),
+LONGEST = 5000
+
+
+@given(n=st.integers(1, 2), c=st.integers(1, 9), o=st.integers(1, 14), length=st.integers(1, LONGEST),
        op=st.sampled_from(["forward", "input_grad", "filter_grad"]))
 @strategies.budget(20)
 def test_pointwise_first_on_long_images_matches_the_oracle(n, c, o, length, op):
     from convgrad.engines._kernels import pointwise
 
-    assert 2 * pointwise.SPAN < 1600 < 4 * pointwise.SPAN  # the draw reaches three spans
+    # The draw reaches three spans and three chunks per image.
+    assert 2 * pointwise.SPAN < LONGEST and 2 * pointwise.CHUNK < LONGEST
     x_shape, w_shape = (n, c, length), (o, c, 1)
     geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape)
     plan = convgrad.make_plan(op, geom, np.dtype(np.float32), "tiled", 2**31, "channels_first")
@@ -45,3 +49,37 @@ def test_pointwise_first_on_long_images_matches_the_oracle(n, c, o, length, op):
         want, terms = oracle.filter_grad(x, dy, w_shape), n * length
     # sums of ``terms`` products of standard normals, rounded in float32
     assert_close(got, want, rtol=0, atol=1e-6 * max(1, terms), dtype=np.float32)
+
+
+@pytest.mark.parametrize("chunks", [0.5, 1, 1.5, 2.25])
+def test_pointwise_filter_grad_across_chunks(chunks):
+    """Images of half a chunk to two and a quarter (the work items' boundaries, a ragged last
+    chunk, a length not a multiple of the 16 lanes), two images: the loop oracle's sums."""
+    from convgrad.engines._kernels import pointwise
+
+    n, c, o, length = 2, 7, 5, int(chunks * pointwise.CHUNK) + 3
+    x_shape, w_shape = (n, c, length), (o, c, 1)
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape)
+    plan = convgrad.make_plan("filter_grad", geom, np.dtype(np.float32), "tiled", 2**31, "channels_first")
+    assert plan.takes == "channels_first"
+    rng = np.random.default_rng(length)
+    x, dy = rng.standard_normal(x_shape), rng.standard_normal(geom.y_shape())
+    got = convgrad.conv_filter_grad(x.astype(np.float32), dy.astype(np.float32), w_shape, method="tiled")
+    assert_close(got, oracle.filter_grad(x, dy, w_shape), rtol=0, atol=1e-6 * n * length, dtype=np.float32)
+
+
+@pytest.mark.parametrize("padding", [0, ((0, 1), (2, 0))])
+def test_pointwise_im2col_channels_last_input_grad(padding):
+    """im2col's channels-last 1x1 input gradient is one GEMM into dx: written whole when unpadded
+    (no zeros first), into the padded grid and cropped when padded; the loop oracle's dx."""
+    x_shape, w_shape = (3, 7, 6, 5), (4, 7, 1, 1)
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, padding=padding)
+    rng = np.random.default_rng(2)
+    w, dy = rng.standard_normal(w_shape), rng.standard_normal(geom.y_shape())
+    dyl = np.ascontiguousarray(np.moveaxis(dy, 1, -1))
+    wl = np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+    plan = convgrad.make_plan("input_grad", geom, np.dtype(np.float64), "im2col", 2**31)
+    assert plan.choices == {"pointwise": True}
+    got = convgrad.conv_input_grad(dyl, wl, (3, 6, 5, 7), padding=padding, method="im2col",
+                                   data_format="channels_last")
+    assert_close(np.moveaxis(got, -1, 1), oracle.input_grad(dy, w, x_shape, padding=padding))

@@ -129,6 +129,10 @@ def _forward(geom: ConvGeometry, rows: int, fused: bool, x: np.ndarray, w: np.nd
 
 def _input_grad(geom: ConvGeometry, rows: int, fused: bool, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
     g, cg, og, t = geom.group_dims
+    if dy.size and cg and _pointwise(geom) and not any(lo or hi for lo, hi in geom.tight_padding):
+        # Every sample of dx is written: no zeros first (zeroing 26 MB took a third of the call).
+        dx = np.empty(geom.x_shape("channels_last"), dy.dtype)
+        return np.matmul(dy.reshape(-1, og), w.reshape(cg, og).T, out=dx.reshape(-1, cg)).reshape(dx.shape)
     dxp = padded_zeros(geom, dy.dtype)
     if dy.size and cg and _pointwise(geom):
         np.matmul(dy.reshape(-1, og), w.reshape(cg, og).T, out=dxp.reshape(-1, cg))
