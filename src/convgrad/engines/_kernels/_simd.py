@@ -149,6 +149,19 @@ if NUMBA:
         return vty(a, index), codegen
 
     @intrinsic
+    def vkeep(typingctx, mask, v):
+        """v's lanes where mask's are not zero, else 0 (a select: a lane dropped this way adds no
+        product to a sum, not even 0 * inf)."""
+        if not (isinstance(v, Vector) and mask == v):
+            return None
+
+        def codegen(context, builder, sig, args):
+            zero = ir.Constant(args[1].type, None)
+            return builder.select(builder.fcmp_unordered("!=", args[0], zero), args[1], zero)
+
+        return v(mask, v), codegen
+
+    @intrinsic
     def vzero(typingctx, a):
         """The zero vector of a's dtype."""
         if not _float_array(a):
@@ -229,6 +242,10 @@ else:  # pragma: no cover - exercised in a subprocess by tests/test_without_extr
     def vzero(a):
         """The zero vector of a's dtype."""
         return np.zeros(lanes(a), dtype=a.dtype)
+
+    def vkeep(mask, v):
+        """v's lanes where mask's are not zero, else 0."""
+        return np.where(mask != 0, v, 0).astype(v.dtype)
 
     def vsum(v):
         """The sum of v's lanes."""

@@ -11,23 +11,25 @@ from .depthwise_lanes import filter_grad_pair, forward_pair, forward_row
 
 @njit(cache=True)
 def _depthwise_row(x, w, n, i, j_lo, j_hi, p0, p1, s0, s1, d0, d1, yrow):  # pragma: no cover - compiled
-    """Outputs [j_lo, j_hi) of row (n, i) of depthwise2d_forward, tap by tap, skipping taps outside x."""
+    """Outputs [j_lo, j_hi) of row (n, i) of depthwise2d_forward, tap by tap; a tap in the zero
+    padding adds w * 0 (``_pad_products``)."""
     h_in, w_in, c_in = x.shape[1], x.shape[2], x.shape[3]
     kh, kw = w.shape[0], w.shape[1]
     mult = yrow.shape[1] // c_in
     yrow[j_lo:j_hi, :] = 0
     for a in range(kh):
         h = i * s0 + a * d0 - p0
-        if h < 0 or h >= h_in:
-            continue
-        xrow = x[n, h]
+        inside = 0 <= h < h_in
+        xrow = x[n, h if inside else 0]
         for b in range(kw):
             wr = w[a, b]
             # Outputs j whose tap b lands inside the row: 0 <= j*s1 + b*d1 - p1 < w_in.
             off = b * d1 - p1
-            j0 = 0 if off >= 0 else (-off + s1 - 1) // s1
-            j1 = min(ow_clip(w_in, off, s1), j_hi)
-            for j in range(max(j0, j_lo), j1):
+            j0 = max(j_lo, 0 if off >= 0 else (-off + s1 - 1) // s1) if inside else j_hi
+            j1 = max(j0, min(ow_clip(w_in, off, s1), j_hi))
+            _pad_products(yrow, wr, j_lo, j0, c_in, mult)
+            _pad_products(yrow, wr, j1, j_hi, c_in, mult)
+            for j in range(j0, j1):
                 xr = xrow[j * s1 + off]
                 out = yrow[j]
                 if mult == 1:
@@ -37,6 +39,17 @@ def _depthwise_row(x, w, n, i, j_lo, j_hi, p0, p1, s0, s1, d0, d1, yrow):  # pra
                     for c in range(c_in):
                         for q in range(mult):
                             out[c * mult + q] += xr[c] * wr[c * mult + q]
+
+
+@njit(cache=True)
+def _pad_products(rows, vals, j_lo, j_hi, c_in, mult):  # pragma: no cover - compiled
+    """rows[j, o] += vals[o] * 0 for j in [j_lo, j_hi): a product with the zero padding, which the
+    direct sum has: 0 for a finite value, NaN for an inf or NaN (so the engine needs no check of
+    its operands for them)."""
+    for j in range(j_lo, j_hi):
+        out = rows[j]
+        for o in range(c_in * mult):
+            out[o] += vals[o] * 0
 
 
 @njit(cache=True)
@@ -240,21 +253,27 @@ def depthwise2d_input_grad(dy, w, s0, s1, d0, d1, dxp):  # pragma: no cover - co
 
 @njit(cache=True)
 def _depthwise_fg_row(x, grow, n, i, j_lo, j_hi, p0, p1, s0, s1, d0, d1, out):  # pragma: no cover
-    """Add the row (n, i) of dy's outputs [j_lo, j_hi) to out[a, b] tap by tap, skipping taps outside x."""
+    """Add the row (n, i) of dy's outputs [j_lo, j_hi) to out[a, b] tap by tap; a tap in the zero
+    padding adds dy * 0 (as ``_pad_products``)."""
     h_in, w_in, c_in = x.shape[1], x.shape[2], x.shape[3]
     kh, kw = out.shape[0], out.shape[1]
     mult = out.shape[2] // c_in
     for a in range(kh):
         h = i * s0 + a * d0 - p0
-        if h < 0 or h >= h_in:
-            continue
-        xrow = x[n, h]
+        inside = 0 <= h < h_in
+        xrow = x[n, h if inside else 0]
         for b in range(kw):
             off = b * d1 - p1
-            j0 = 0 if off >= 0 else (-off + s1 - 1) // s1
-            j1 = min(ow_clip(w_in, off, s1), j_hi)
+            j0 = max(j_lo, 0 if off >= 0 else (-off + s1 - 1) // s1) if inside else j_hi
+            j1 = max(j0, min(ow_clip(w_in, off, s1), j_hi))
             acc = out[a, b]
-            for j in range(max(j0, j_lo), j1):
+            for j in range(j_lo, j0):
+                for o in range(c_in * mult):
+                    acc[o] += grow[j, o] * 0
+            for j in range(j1, j_hi):
+                for o in range(c_in * mult):
+                    acc[o] += grow[j, o] * 0
+            for j in range(j0, j1):
                 xr = xrow[j * s1 + off]
                 g = grow[j]
                 if mult == 1:
@@ -290,15 +309,17 @@ def _filter_grad_lanes(x, dy, p0, p1, s0, d0, parts):  # pragma: no cover - comp
                 # the rows the next task adds, asked for ahead
                 ahead = h + 4 if step == 2 else h + s0 + d0
                 pa, pb = _x_row(x, n, ahead, zero), _x_row(x, n, ahead + d0, zero)
-                if step == 2 and i + 1 < oh:
+                two = step == 2 and i + 1 < oh
+                if two:
                     rd, gb = _x_row(x, n, h + 3, zero), dy[n, i + 1].ravel()
-                else:  # a lone row: the second row's sums multiply zeros
+                else:  # a lone row
                     rd, gb = zero, zero
                 m, nxt = (t + 1) // per_image, (t + 1) % per_image * step  # the next task's rows of dy
                 if m == n_:
                     m, nxt = 0, -2  # none: rows of zeros
                 pg, ph = _x_row(dy, m, nxt, zero), _x_row(dy, m, nxt + 1, zero)
-                filter_grad_pair(ra, rb, rc, rd, pa, pb, dy[n, i].ravel(), gb, pg, ph, out, w_in, p1, c_in)
+                filter_grad_pair(ra, rb, rc, rd, pa, pb, dy[n, i].ravel(), gb, pg, ph, two, out, w_in, p1,
+                                 c_in)
             k = _claim(counter)
 
 

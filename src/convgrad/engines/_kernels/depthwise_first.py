@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._numba import _claim, chunk_size, njit, prange
-from ._simd import lanes, prefetch, vfma, vload, vmul, vsplat, vstore, vsum, vzero
+from ._simd import lanes, prefetch, vadd, vfma, vkeep, vload, vmul, vsplat, vstore, vsum, vzero
 from .depthwise_lanes import _taps
 
 
@@ -78,6 +78,15 @@ def _lines_per_row(a, h_in, w_in, oh):  # pragma: no cover - compiled
     """Cache lines of an (H, W) plane of a, per output row (``_ask_ahead``)."""
     lines = -(-(h_in * w_in) // lanes(a))
     return -(-lines // max(1, oh))
+
+
+@njit(cache=True)
+def _finite(a):  # pragma: no cover - compiled
+    """Whether every element of a is finite (a - a is 0, not NaN)."""
+    s = a.dtype.type(0)
+    for k in range(a.size):
+        s += a[k] - a[k]
+    return s == 0
 
 
 @njit(cache=True, fastmath={"contract"})
@@ -317,24 +326,35 @@ def _plane_sums3x3(bf, wb_, gf, gb, oh, ow, s0, d0, d1, tail, xf, xn, gn, per_x,
                    t4, t5, t6, t7, t8):  # pragma: no cover - compiled
     """The nine tap sums (vectors of ``lanes``) plus the valid 3x3 correlation of the buffer bf
     (rows of wb_) with dy's plane at gf[gb:] (OH, OW), unit column stride, OW >= lanes: dy in
-    vectors along a row, the last one ending at OW and multiplied by ``tail`` (zeros in the lanes
-    the vector before already took). The sums stay in registers across the plane and the
-    caller's planes; reduced once per channel. The next planes at xf[xn:] and gf[gn:] are asked
-    for ahead (``_ask_ahead``)."""
+    vectors along a row, the last one ending at OW with its products kept only in the lanes
+    where ``tail`` is not zero (the others the vector before already took: a product dropped,
+    not multiplied by zero, which would make NaN of an inf). The sums stay in registers across
+    the plane and the caller's planes; reduced once per channel. The next planes at xf[xn:] and
+    gf[gn:] are asked for ahead (``_ask_ahead``)."""
     width = lanes(bf)
     e1, e2 = d1, 2 * d1
+    keep = vload(tail, 0)
+    full = ow // width
     for i in range(oh):
         _ask_ahead(xf, xn, i, per_x)
         _ask_ahead(gf, gn, i, per_g)
         q0 = i * s0 * wb_
         q1, q2 = q0 + d0 * wb_, q0 + 2 * d0 * wb_
-        for v in range(-(-ow // width)):
+        if full * width < ow:  # the last vector's products in the lanes it alone holds
+            j0 = ow - width
+            g = vload(gf, gb + i * ow + j0)
+            t0 = vadd(t0, vkeep(keep, vmul(vload(bf, q0 + j0), g)))
+            t1 = vadd(t1, vkeep(keep, vmul(vload(bf, q0 + j0 + e1), g)))
+            t2 = vadd(t2, vkeep(keep, vmul(vload(bf, q0 + j0 + e2), g)))
+            t3 = vadd(t3, vkeep(keep, vmul(vload(bf, q1 + j0), g)))
+            t4 = vadd(t4, vkeep(keep, vmul(vload(bf, q1 + j0 + e1), g)))
+            t5 = vadd(t5, vkeep(keep, vmul(vload(bf, q1 + j0 + e2), g)))
+            t6 = vadd(t6, vkeep(keep, vmul(vload(bf, q2 + j0), g)))
+            t7 = vadd(t7, vkeep(keep, vmul(vload(bf, q2 + j0 + e1), g)))
+            t8 = vadd(t8, vkeep(keep, vmul(vload(bf, q2 + j0 + e2), g)))
+        for v in range(full):
             j0 = v * width
-            if j0 + width <= ow:
-                g = vload(gf, gb + i * ow + j0)
-            else:
-                j0 = ow - width
-                g = vmul(vload(gf, gb + i * ow + j0), vload(tail, 0))
+            g = vload(gf, gb + i * ow + j0)
             t0 = vfma(vload(bf, q0 + j0), g, t0)
             t1 = vfma(vload(bf, q0 + j0 + e1), g, t1)
             t2 = vfma(vload(bf, q0 + j0 + e2), g, t2)
@@ -378,9 +398,11 @@ def depthwise2d_filter_grad_first(x, dy, p0, p1, s0, s1, d0, d1, dw):  # pragma:
     mult = o_ // c_in
     hb, wb = (oh - 1) * s0 + (kh - 1) * d0 + 1, (ow - 1) * s1 + (kw - 1) * d1 + 1
     xf, gf = x.ravel(), dy.ravel()
-    flat = s0 == 1 and s1 == 1
     # 3x3 with unit column stride and rows of at least a vector: _channel3x3's vectors along rows
     vectors = kh == 3 and kw == 3 and s1 == 1 and ow >= lanes(xf)
+    # The flat sums would multiply x by the zeros past each row of dy (NaN for an inf in x, a
+    # product the direct sum does not have): kept for finite x only.
+    flat = not vectors and s0 == 1 and s1 == 1 and _finite(xf)
     width = lanes(xf)
     tail = np.ones(width, dtype=dw.dtype)
     tail[:(width - ow % width) % width] = 0
@@ -391,7 +413,7 @@ def depthwise2d_filter_grad_first(x, dy, p0, p1, s0, s1, d0, d1, dw):  # pragma:
         k = _claim(counter)
         # Buffers kept across channels: each _fill writes the same samples, the rest stay zero.
         buf = np.zeros(hb * wb if k < chunks else 0, dtype=dw.dtype)
-        gb = np.zeros(oh * wb if flat and not vectors and k < chunks else 0, dtype=dw.dtype)
+        gb = np.zeros(oh * wb if flat and k < chunks else 0, dtype=dw.dtype)
         while k < chunks:
             for o in range(k * per, min(o_, (k + 1) * per)):
                 acc = dw[o]

@@ -133,11 +133,11 @@ def _add_sums(out, cb, c_in, fresh, t0, t1, t2, t3, t4, t5, t6, t7, t8):  # prag
 
 
 @njit(cache=True, fastmath={"contract"})
-def filter_grad_pair(ra, rb, rc, rd, pa, pb, ga, gb, pg, ph, out, w_in, p1, c_in):  # pragma: no cover
-    """out (3, 3, C) flattened += the filter gradient of dy rows ga (input rows ra, rb, rc) and gb
-    (rb, rc, rd); gb may be a row of zeros. pa and pb: the next pair's new rows of x, pg and ph
-    its rows of dy, asked for ahead (``forward_pair``; dy's too: 0.77x the time, 8 x 128 x 56 x 56
-    float32, one thread, loaded machine)."""
+def filter_grad_pair(ra, rb, rc, rd, pa, pb, ga, gb, pg, ph, two, out, w_in, p1, c_in):  # pragma: no cover
+    """out (3, 3, C) flattened += the filter gradient of dy rows ga (input rows ra, rb, rc) and,
+    where ``two``, gb (rb, rc, rd); without it, rd and gb are not read. pa and pb: the next
+    pair's new rows of x, pg and ph its rows of dy, asked for ahead (``forward_pair``; dy's too:
+    0.77x the time, 8 x 128 x 56 x 56 float32, one thread, loaded machine)."""
     width = lanes(out)
     ow = ga.size // c_in
     for blk in range(-(-c_in // width)):
@@ -160,16 +160,15 @@ def filter_grad_pair(ra, rb, rc, rd, pa, pb, ga, gb, pg, ph, out, w_in, p1, c_in
             else:
                 a2, b2 = _column(ra, col, cb, c_in, w_in), _column(rb, col, cb, c_in, w_in)
                 e2, f2 = _column(rc, col, cb, c_in, w_in), _column(rd, col, cb, c_in, w_in)
-            g, h = vload(ga, j * c_in + cb), vload(gb, j * c_in + cb)
-            t0 = vfma(b0, h, vfma(a0, g, t0))
-            t1 = vfma(b1, h, vfma(a1, g, t1))
-            t2 = vfma(b2, h, vfma(a2, g, t2))
-            t3 = vfma(e0, h, vfma(b0, g, t3))
-            t4 = vfma(e1, h, vfma(b1, g, t4))
-            t5 = vfma(e2, h, vfma(b2, g, t5))
-            t6 = vfma(f0, h, vfma(e0, g, t6))
-            t7 = vfma(f1, h, vfma(e1, g, t7))
-            t8 = vfma(f2, h, vfma(e2, g, t8))
+            g = vload(ga, j * c_in + cb)
+            t0, t1, t2 = vfma(a0, g, t0), vfma(a1, g, t1), vfma(a2, g, t2)
+            t3, t4, t5 = vfma(b0, g, t3), vfma(b1, g, t4), vfma(b2, g, t5)
+            t6, t7, t8 = vfma(e0, g, t6), vfma(e1, g, t7), vfma(e2, g, t8)
+            if two:  # a lone row adds no products (x * 0 would be NaN for an inf)
+                h = vload(gb, j * c_in + cb)
+                t0, t1, t2 = vfma(b0, h, t0), vfma(b1, h, t1), vfma(b2, h, t2)
+                t3, t4, t5 = vfma(e0, h, t3), vfma(e1, h, t4), vfma(e2, h, t5)
+                t6, t7, t8 = vfma(f0, h, t6), vfma(f1, h, t7), vfma(f2, h, t8)
             a0, a1, b0, b1, e0, e1, f0, f1 = a1, a2, b1, b2, e1, e2, f1, f2
         fresh = blk * width - cb  # lanes the block before already summed
         _add_sums(out, cb, c_in, fresh, t0, t1, t2, t3, t4, t5, t6, t7, t8)
