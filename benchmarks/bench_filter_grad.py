@@ -1,14 +1,19 @@
-"""The float32 filter gradient with and without the runs kernel (engines/_kernels/filter_runs.py),
-against PyTorch's ``torch.nn.grad.conv*d_weight`` on NCHW and channels_last, both layouts.
+"""The float32 filter gradient with and without the runs kernel (engines/_kernels/filter_runs.py)
+or the thin one (engines/_kernels/thin_filter.py), against PyTorch's ``torch.nn.grad.conv*d_weight``
+on NCHW and channels_last, both layouts.
 
-Run: ``python benchmarks/bench_filter_grad.py [--calls 21] [--rounds 3] [--cases stem_7x7_s2,...]``.
+Run: ``python benchmarks/bench_filter_grad.py [--calls 21] [--rounds 3] [--cases stem_7x7_s2,...]
+[--switch RUNS|THIN] [--one-thread]``.
 The cases are the bench suite's (``convgrad.cli.bench.suite``; a transposed case times the filter
-gradient of the conv it transposes). convgrad runs ``method='auto'`` with ``tiled.RUNS`` on
-("runs") and off ("tiles": the plan of the previous release, tiled or another engine), the
-planner's kept plans dropped at each switch. Per round, each contestant makes one untimed call
-and ``--calls`` timed calls back to back; rounds alternate the order; each figure is the median
-over rounds of the per-round medians, wall time (and, in brackets, process CPU time, which a
-loaded machine inflates less). PyTorch runs with 2 threads.
+gradient of the conv it transposes). convgrad runs ``method='auto'`` with ``tiled.RUNS`` (or
+``tiled.THIN``) on ("runs", "thin") and off ("tiles": the plan without that kernel, tiled or
+another engine), the planner's kept plans dropped at each switch. ``--one-thread`` runs every
+contestant on one thread (convgrad under ``_threads.serial_under``, PyTorch with 1 thread): on a
+loaded machine the CPU times of one thread compare kernels best. Per round, each contestant makes
+one untimed call and ``--calls`` timed calls back to back; rounds alternate the order; each
+figure is the median over rounds of the per-round medians, wall time (and, in brackets, process
+CPU time, which a loaded machine inflates less). PyTorch runs with 2 threads (1 with
+``--one-thread``).
 """
 
 from __future__ import annotations
@@ -23,21 +28,25 @@ import numpy as np
 import convgrad
 from convgrad._plan import default_planner
 from convgrad.cli.bench import suite
-from convgrad.engines import tiled, warm_up
+from convgrad.engines import _threads, tiled, warm_up
 
 CASES = "stem_7x7_s2,resnet_3x3_deep,resnet_3x3,resnet_1x1,transposed_k4_s2,strided_3x3_s2,dilated_3x3_d2"
 
 
-def _with_runs(flag, f):
+def _with(switch, flag, f, one_thread):
     def call():
-        if tiled.RUNS != flag:
-            tiled.RUNS = flag
+        if getattr(tiled, switch) != flag:
+            setattr(tiled, switch, flag)
             default_planner().clear()
-        return f()
+        with _threads.serial_under(0 if one_thread else SERIAL_FLOPS):
+            return f()
     return call
 
 
-def _contestants(case, torch):
+SERIAL_FLOPS = 1 << 62  # serial_under's count for an op that keeps its threads
+
+
+def _contestants(case, torch, switch="RUNS", one_thread=False):
     g = case.geometry()
     rng = np.random.default_rng(0)
     x = rng.standard_normal(g.x_shape("channels_last")).astype(np.float32)
@@ -51,8 +60,11 @@ def _contestants(case, torch):
     def first():
         return convgrad.conv_filter_grad(xf, dyf, g.kernel, **kw)
 
-    fns = {"runs_cl": _with_runs(True, last), "tiles_cl": _with_runs(False, last),
-           "runs_cf": _with_runs(True, first), "tiles_cf": _with_runs(False, first)}
+    on = switch.lower()
+    fns = {}
+    for layout, f in (("cl", last), ("cf", first)):
+        fns[f"{on}_{layout}"] = _with(switch, True, f, one_thread)
+        fns[f"tiles_{layout}"] = _with(switch, False, f, one_thread)
     if torch is not None:
         tx, tdy = torch.from_numpy(xf), torch.from_numpy(dyf)
         txl, tdyl = (t.to(memory_format=torch.channels_last if g.rank == 2 else torch.channels_last_3d)
@@ -69,16 +81,20 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=21, help="timed calls per contestant and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cases", default=CASES)
+    parser.add_argument("--switch", choices=("RUNS", "THIN"), default="RUNS",
+                        help="the kernel turned on and off")
+    parser.add_argument("--one-thread", action="store_true", help="every contestant on one thread")
     args = parser.parse_args()
     try:
         import torch
 
-        torch.set_num_threads(2)
+        torch.set_num_threads(1 if args.one_thread else 2)
     except ImportError:
         torch = None
     warm_up(("float32",))
     for case in suite.get_cases(args.cases.split(",")):
-        fns = _contestants(case, torch)
+        fns = _contestants(case, torch, args.switch, args.one_thread)
+        on = args.switch.lower()
         wall: dict[str, list[float]] = {k: [] for k in fns}
         cpu: dict[str, list[float]] = {k: [] for k in fns}
         loads = []
@@ -97,12 +113,12 @@ def main() -> None:
         w = {k: statistics.median(v) for k, v in wall.items()}
         c = {k: statistics.median(v) for k, v in cpu.items()}
         line = " ".join(f"{k} {1e3 * w[k]:.2f} ({1e3 * c[k]:.2f}) ms" for k in fns)
-        ratios = (f"runs/tiles CL {w['runs_cl'] / w['tiles_cl']:.2f} CF {w['runs_cf'] / w['tiles_cf']:.2f}")
+        ratios = f"{on}/tiles CL {w[on + '_cl'] / w['tiles_cl']:.2f} CF {w[on + '_cf'] / w['tiles_cf']:.2f}"
         if torch is not None:
             best = min(w["torch_nchw"], w["torch_cl"])
-            ratios += (f"; runs_cl/best torch {w['runs_cl'] / best:.2f}, runs_cf/torch NCHW "
-                       f"{w['runs_cf'] / w['torch_nchw']:.2f}, runs_cf/torch channels_last "
-                       f"{w['runs_cf'] / w['torch_cl']:.2f}")
+            ratios += (f"; {on}_cl/best torch {w[on + '_cl'] / best:.2f}, {on}_cf/torch NCHW "
+                       f"{w[on + '_cf'] / w['torch_nchw']:.2f}, {on}_cf/torch channels_last "
+                       f"{w[on + '_cf'] / w['torch_cl']:.2f}")
         print(f"{case.name} (load {min(loads):.1f}-{max(loads):.1f}): {line}\n    {ratios}", flush=True)
 
 

@@ -18,7 +18,9 @@ own copy of dw, and the copies are added at the end. In float32 it runs instead,
 finds it faster, as a GEMM over an implicit im2col of x (_kernels/filter_runs.py): tiles of 6
 filter rows x 64 output channels along a tap row's run of (kw, c) (21 for a 3-channel 7x7 stem,
 where tiles of input channels would be 3 of 4 full), the threads splitting the output channels
-before the rows.
+before the rows; with few output channels (a 3-D conv's 16, which would fill a quarter of those
+tiles) as the same GEMM with the vectors along the run and 8 output channels broadcast
+(_kernels/thin_filter.py), the threads claiming chunks of rows.
 
 Channels-first callers: the padding pass transposes x (or dy) as it copies it, and the tiles
 store y and dx channels-first themselves. A float32 1x1 conv (stride 1, unpadded) runs instead
@@ -48,7 +50,7 @@ from .._layout import (
 )
 from . import _kernels, _regions, _threads
 from ._common import Phase, as_3d, no_complex, phase_axes, plain
-from ._kernels import layout, pointwise
+from ._kernels import layout, pointwise, thin_filter
 from ._machine import figures
 from ._scratch import copied, empty_for, scratch
 
@@ -87,7 +89,15 @@ class Tiled:
         kernel = _kernels.tiled_filter_grad if op == "filter_grad" else _kernels.tiled_forward
         penalty = planner.load_seconds(dtype, kernel, _kernels.pad_copy)
         choices: dict[str, object] = {"block": block}
-        if op == "filter_grad" and _runs_fit(geom, dtype):
+        if op == "filter_grad" and _thin_fit(geom, dtype):
+            parts = _thin_parts(geom)
+            workspace = _thin_workspace(geom, dtype, parts)
+            check_fits(f"the padded input, dy with 8k channels and {parts} partial filter gradients",
+                       workspace, limit)
+            choices.update(block=thin_filter.OUTS, tile="8x48 thin", parts=parts)
+            run = partial(_filter_grad_thin, geom, parts)
+            penalty = planner.load_seconds(dtype, _kernels.thin_filter_grad, _kernels.pad_copy)
+        elif op == "filter_grad" and _runs_fit(geom, dtype):
             row_parts, workspace = _runs_workspace(geom, dtype, padded)
             check_fits(f"the padded input, dy with 64k channels and {row_parts} partial filter gradients",
                        workspace, limit)
@@ -124,8 +134,12 @@ class Tiled:
                 run = partial(_strided_input_grad, geom, block)
                 penalty += planner.load_seconds(dtype, _kernels.regions_forward)
                 first = partial(_run_first, partial(_strided_input_grad, geom, block, first=True), op)
-        runs = choices.get("tile") == "6x64 runs"
-        compute = _runs_seconds(geom) if runs else _compute_seconds(geom, op, block, dtype)
+        if choices.get("tile") == "8x48 thin":
+            compute = _thin_seconds(geom)
+        elif choices.get("tile") == "6x64 runs":
+            compute = _runs_seconds(geom)
+        else:
+            compute = _compute_seconds(geom, op, block, dtype)
         seconds = (compute + copy + fig.CALL_SECONDS) * fig.FITTED[op]
         seconds += penalty
         # Channels-first: the padding pass transposes the operands as it copies them; the tiles
@@ -335,6 +349,102 @@ def _filter_grad_runs(geom: ConvGeometry, row_parts: int, x: np.ndarray, dy: np.
                               row_parts, RUNS_CHUNK_BYTES, acc)
     dw = acc[0] if row_parts == 1 else acc.sum(axis=0)
     return np.ascontiguousarray(dw[..., :o]).reshape(*k, c, o)
+
+
+# Few output channels (a 3-D conv's 16): the filter gradient with vectors along the runs of filter
+# rows and 8 output channels broadcast (_kernels/thin_filter.py), float32; chunks of dy's rows,
+# each into its own partial filter gradient, claimed by the threads.
+THIN = True  # tests turn it off to reach the other filter-gradient kernels
+# dy per group of rows that the taps walk: measured on the 3-D conv's 16 channels, one thread, in one
+# process: 16 KiB 4.33 ms, 64 KiB 3.60, 256 KiB 3.48, 1 MiB 3.99 (long loops over the outputs pay
+# more than the second cache costs).
+THIN_GROUP_BYTES = 1 << 18
+
+
+def _thin_shape(geom: ConvGeometry) -> tuple[int, int, int]:
+    """(taps, run, run padded to whole vectors) of the thin kernel: a tap row's (kw, c) as one run,
+    or with a dilation along the row KW runs of c."""
+    c, kw = geom.in_channels, geom.kernel[-1]
+    taps, run = (1, kw * c) if geom.rhs_dilation[-1] == 1 else (kw, c)
+    return taps, run, -(-run // thin_filter.VECTOR) * thin_filter.VECTOR
+
+
+def _thin_fit(geom: ConvGeometry, dtype: np.dtype) -> bool:
+    """Whether the thin kernel takes this filter gradient (float32) and its model beats the
+    kernel the engine would run otherwise (the runs or the tiles of input channels)."""
+    if not (THIN and np.dtype(dtype) == np.float32 and geom.out_channels and geom.in_channels):
+        return False
+    if _runs_fit(geom, dtype):
+        other = _runs_seconds(geom)
+    else:
+        other = _compute_seconds(geom, "filter_grad", _block(geom, "filter_grad", dtype), dtype)
+    return _thin_seconds(geom) < other
+
+
+def _thin_seconds(geom: ConvGeometry) -> float:
+    """The thin kernel's compute: its rate, times the zero output channels up to a multiple of 8
+    and the rows past each run up to a whole vector."""
+    o = max(1, geom.out_channels)
+    _, run, padded = _thin_shape(geom)
+    return (geom.flops / figures("tiled").THIN_FLOPS_PER_S * (-(-o // 8) * 8 / o)
+            * (padded / max(1, run)))
+
+
+def _thin_parts(geom: ConvGeometry) -> int:
+    """Chunks of dy's rows, each summed into its own partial filter gradient: a few per thread, so
+    that one that runs takes over the chunks of one that waits for its core."""
+    rows = geom.batch * math.prod(geom.out_spatial[:-1])
+    return max(1, min(rows, 4 * _threads.allowed()))
+
+
+def _thin_workspace(geom: ConvGeometry, dtype: np.dtype, parts: int) -> int:
+    """Bytes: x padded with a margin, dy with 8k channels where O is not, the partial gradients."""
+    taps, _, padded = _thin_shape(geom)
+    o = -(-geom.out_channels // 8) * 8
+    item = dtype.itemsize
+    x = (geom.batch * math.prod(geom.tight_padded) * geom.in_channels + thin_filter.VECTOR) * item
+    dy = 0 if o == geom.out_channels else geom.batch * math.prod(geom.out_spatial) * o * item
+    return x + dy + parts * o * math.prod(geom.kernel[:-1]) * taps * padded * item
+
+
+def _filter_grad_thin(geom: ConvGeometry, parts: int, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """dw ``(*K, C, O)`` of channels-last x ``(N, *S, C)`` and dy ``(N, *out, O)`` by the thin
+    kernel (float32)."""
+    k, c, o = geom.kernel, geom.in_channels, geom.out_channels
+    if dy.size == 0 or c == 0 or o == 0:
+        return np.zeros((*k, c, o), dtype=x.dtype)
+    o8 = -(-o // 8) * 8
+    dy = _padded(dy, ((0, 0),) * geom.rank, o8, "tiled.dy")
+    taps, run, padded = _thin_shape(geom)
+    xf, shape = _padded_flat(x, geom.tight_padding, "tiled.x", margin=padded > run)
+    _regions.check_reach(shape[1:-1], geom.out_spatial, k, geom.stride, geom.rhs_dilation)
+    unit = (1,) * (3 - geom.rank)
+    lead = (*unit, *k)[:2]  # KD, KH
+    acc = scratch("tiled.parts", (parts, o8, *lead, taps, padded), x.dtype)
+    _threads.for_numba()
+    _kernels.thin_filter_grad(xf, as_3d(dy), (shape[0], *unit, *shape[1:]), *(unit + geom.stride),
+                              *(unit + geom.rhs_dilation), THIN_GROUP_BYTES, acc)
+    dw = (acc[0] if parts == 1 else acc.sum(axis=0))[:o, ..., :run]  # (O, KD, KH, taps, run)
+    return np.ascontiguousarray(np.moveaxis(dw.reshape(o, *k, c), 0, -1))
+
+
+def _padded_flat(x: np.ndarray, pads: tuple[tuple[int, int], ...], name: str,
+                 margin: bool) -> tuple[np.ndarray, tuple[int, ...]]:
+    """(flat, shape): x padded as _padded does, flat, followed by a margin of a vector of zeros
+    with ``margin`` (the thin kernel's last vector of a run may read past the last window)."""
+    if not margin:
+        xp = _padded(x, pads, None, name)
+        return xp.reshape(-1), xp.shape
+    shape = (x.shape[0], *(n + lo + hi for n, (lo, hi) in zip(x.shape[1:-1], pads)), x.shape[-1])
+    size = math.prod(shape)
+    buf = scratch(name, (size + thin_filter.VECTOR,), x.dtype)
+    view = buf[:size].reshape(shape)
+    parallel = _kernels.NUMBA and x.ndim <= 5 and x.nbytes >= PARALLEL_PAD_BYTES
+    xp = pad_or_crop(x, pads, None, copy=_pad_on_threads if parallel else None, empty=lambda s, d: view)
+    if xp is not view:  # x itself (nothing to pad) or all cropped: copied in front of the margin
+        np.copyto(view, xp)
+    buf[size:] = 0
+    return buf, shape
 
 
 _TILE_WIDTH = {DOT: 6, 16: 8, 32: 8, 64: 6}

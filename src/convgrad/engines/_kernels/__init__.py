@@ -1,10 +1,10 @@
 """Numba kernels for the loops NumPy cannot fuse, one module per engine that runs them:
 depthwise (``depthwise``, its 3x3 rows in vectors ``depthwise_lanes``, and on channels-first
-planes ``depthwise_first``), register-tiled
-dense convolutions (``tiled``, with its parallel zero padding; ``filter_runs``, its float32 filter
+planes ``depthwise_first``), register-tiled dense convolutions (``tiled``, with its parallel zero
+padding; ``filter_runs`` and, for few output channels, ``thin_filter``: its float32 filter
 gradient as a GEMM over an implicit im2col; ``regions``, several regions of one strided conv's
-output in one launch), Winograd transforms, im2col
-packing, the FFT engine's spectral mixing, the passes around Gauss's trick for complex ops
+output in one launch), Winograd transforms, im2col packing, the FFT engine's spectral mixing, the
+passes around Gauss's trick for complex ops
 (``gauss``); ``_numba`` holds the fallback without Numba and the
 intrinsics, ``_simd`` vector values (load, store, multiply-add) that stay in registers. This
 module says which kernels are loaded and what loading the others would cost the planner.
@@ -38,6 +38,7 @@ from .pad import last_to_first, pad_copy, pad_copy_first
 from .pointwise import pointwise_filter_grad_first, pointwise_first
 from .regions import regions_forward
 from .spectral import spectral_mix
+from .thin_filter import thin_filter_grad
 from .tiled import tiled_filter_grad, tiled_forward
 from .winograd import winograd2d_input, winograd2d_output
 from .winograd_fused import winograd43, winograd43_filter
@@ -92,6 +93,8 @@ def warm_up(dtypes=("float32", "float64")) -> None:
                           np.zeros((1, 1, 3, 3, 2, 16), dt))
         filter_grad_runs(x[:, None], np.zeros((1, 1, 4, 4, 64), dt), 1, 1, 1, 1, 1, 1, 1, 16384,
                          np.zeros((1, 1, 3, 3, 2, 64), dt))
+        thin_filter_grad(np.zeros(1 * 6 * 6 * 2 + 16, dt), np.zeros((1, 1, 4, 4, 8), dt), (1, 1, 6, 6, 2),
+                         1, 1, 1, 1, 1, 1, 16384, np.zeros((1, 8, 1, 3, 1, 16), dt))
         cols = np.zeros((1, 16, 9, 2), dt)
         im2col3d(x[:, None], 0, 1, 4, 4, 1, 1, 1, 1, 1, 1, 1, 3, 3, cols)
         col2im3d(cols, 0, 1, 4, 4, 1, 1, 1, 1, 1, 1, 1, 3, 3, x[:, None])
