@@ -96,6 +96,7 @@ class Tiled:
                        workspace, limit)
             choices.update(block=thin_filter.OUTS, tile="8x48 thin", parts=parts)
             run = partial(_filter_grad_thin, geom, parts)
+            thin_first = partial(_filter_grad_thin, geom, parts, first=True)
             penalty = planner.load_seconds(dtype, _kernels.thin_filter_grad, _kernels.pad_copy)
         elif op == "filter_grad" and _runs_fit(geom, dtype):
             row_parts, workspace = _runs_workspace(geom, dtype, padded)
@@ -149,7 +150,7 @@ class Tiled:
             fl = figures("_layout")
             rate = fl.COMPILED_TRANSPOSE_BYTES_PER_S if layout.loaded(dtype) else fl.TRANSPOSE_BYTES_PER_S
             back = 2 * math.prod(geom.w_shape()) * dtype.itemsize / rate
-            first = partial(_run_first, run, op)
+            first = thin_first if choices.get("tile") == "8x48 thin" else partial(_run_first, run, op)
         first_seconds = seconds + back + planner.load_seconds(dtype, _kernels.pad_copy_first)
         first_workspace = None
         if _pointwise(geom) and dtype == np.float32:  # channels-first 1x1: GEMMs on NCHW as it is
@@ -407,25 +408,27 @@ def _thin_workspace(geom: ConvGeometry, dtype: np.dtype, parts: int) -> int:
     return x + dy + parts * o * math.prod(geom.kernel[:-1]) * taps * padded * item
 
 
-def _filter_grad_thin(geom: ConvGeometry, parts: int, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
+def _filter_grad_thin(geom: ConvGeometry, parts: int, x: np.ndarray, dy: np.ndarray,
+                      first: bool = False) -> np.ndarray:
     """dw ``(*K, C, O)`` of channels-last x ``(N, *S, C)`` and dy ``(N, *out, O)`` by the thin
-    kernel (float32)."""
+    kernel (float32); with ``first``, dw ``(O, C, *K)`` of channels-first x ``(N, C, *S)`` and
+    dy ``(N, O, *out)`` (x transposed by its padding pass, dy read as it is)."""
     k, c, o = geom.kernel, geom.in_channels, geom.out_channels
     if dy.size == 0 or c == 0 or o == 0:
-        return np.zeros((*k, c, o), dtype=x.dtype)
-    o8 = -(-o // 8) * 8
-    dy = _padded(dy, ((0, 0),) * geom.rank, o8, "tiled.dy")
+        return np.zeros((o, c, *k) if first else (*k, c, o), dtype=x.dtype)
     taps, run, padded = _thin_shape(geom)
+    x = x_to_last(x, "channels_first") if first else x
     xf, shape = _padded_flat(x, geom.tight_padding, "tiled.x", margin=padded > run)
     _regions.check_reach(shape[1:-1], geom.out_spatial, k, geom.stride, geom.rhs_dilation)
     unit = (1,) * (3 - geom.rank)
     lead = (*unit, *k)[:2]  # KD, KH
-    acc = scratch("tiled.parts", (parts, o8, *lead, taps, padded), x.dtype)
+    acc = scratch("tiled.parts", (parts, -(-o // 8) * 8, *lead, taps, padded), x.dtype)
     _threads.for_numba()
-    _kernels.thin_filter_grad(xf, as_3d(dy), (shape[0], *unit, *shape[1:]), *(unit + geom.stride),
+    _kernels.thin_filter_grad(xf, (shape[0], *unit, *shape[1:]), np.ascontiguousarray(dy).reshape(-1),
+                              (geom.batch, *unit, *geom.out_spatial, o), first, *(unit + geom.stride),
                               *(unit + geom.rhs_dilation), THIN_GROUP_BYTES, acc)
-    dw = (acc[0] if parts == 1 else acc.sum(axis=0))[:o, ..., :run]  # (O, KD, KH, taps, run)
-    return np.ascontiguousarray(np.moveaxis(dw.reshape(o, *k, c), 0, -1))
+    dw = (acc[0] if parts == 1 else acc.sum(axis=0))[:o, ..., :run].reshape(o, *k, c)
+    return np.ascontiguousarray(np.moveaxis(dw, -1, 1) if first else np.moveaxis(dw, 0, -1))
 
 
 def _padded_flat(x: np.ndarray, pads: tuple[tuple[int, int], ...], name: str,

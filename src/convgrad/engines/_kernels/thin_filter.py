@@ -34,20 +34,25 @@ _U32 = np.uint64(32)
 
 
 @njit(parallel=True, cache=True)
-def thin_filter_grad(xf, dy, xshape, s0, s1, s2, d0, d1, d2, group_bytes, parts):  # pragma: no cover
+def thin_filter_grad(xf, xshape, df, dshape, first, s0, s1, s2, d0, d1, d2, group_bytes,
+                     parts):  # pragma: no cover - compiled
     """parts[p] (O8, KD, KH, T, R16) = the filter gradient summed over chunk p of dy's rows, of
     the padded x (N, D', H', W', C) given flat as ``xf`` (``xshape`` its 5 extents; at least 16
-    values past them) and dy (N, D, H, W, O8), O8 a multiple of 8. T = 1 and R16 the run KW * C
+    values past them) and dy given flat as ``df``: (N, D, H, W, O) = ``dshape``, or with
+    ``first`` laid out (N, O, D, H, W), as it is (no copy: the last block of 8 output channels
+    reads channel O - 1 again where O is not a multiple of 8). T = 1 and R16 the run KW * C
     padded to 16 without dilation along the row (d2 == 1), else T = KW taps of runs of C. The
-    caller adds the parts and drops the rows past the run. 1-D and 2-D convs come with unit
-    leading axes."""
-    N, OD, OH, OW, O = dy.shape
+    caller adds the parts and drops the output channels past O and the rows past the run. 1-D
+    and 2-D convs come with unit leading axes."""
+    N, OD, OH, OW, O = dshape
     XD, XH, XW, C = xshape[1], xshape[2], xshape[3], xshape[4]
-    P, KD, KH, T, RP = parts.shape[0], parts.shape[2], parts.shape[3], parts.shape[4], parts.shape[5]
-    df = dy.ravel()
+    P, O8, KD, KH, T, RP = parts.shape
     sd, sh, sw = XH * XW * C, XW * C, np.uint64(s2 * C)
     rows = N * OD * OH
-    group = max(1, group_bytes // max(1, OW * O * dy.itemsize))
+    # dy's strides: a sample, a channel, an output row, an output along it
+    dn = OD * OH * OW * O
+    dc, dr, dp = (OD * OH * OW, OW, 1) if first else (1, OW * O, O)
+    group = max(1, group_bytes // max(1, OW * O * 4))
     vectors = RP // VECTOR
     ostride = KD * KH * T * RP  # from one output channel of a part to the next
     counter = np.zeros(1, dtype=np.int64)
@@ -62,7 +67,7 @@ def thin_filter_grad(xf, dy, xshape, s0, s1, s2, d0, d1, d2, group_bytes, parts)
             for r0 in range(start, stop, group):
                 count = min(group, stop - r0)
                 for i in range(count):
-                    do[i] = (r0 + i) * OW * O
+                    do[i] = (r0 + i) // (OD * OH) * dn + (r0 + i) % (OD * OH) * dr
                 for a in range(KD):
                     for b in range(KH):
                         for i in range(count):  # divisions are slow: once per row and tap row
@@ -71,24 +76,29 @@ def thin_filter_grad(xf, dy, xshape, s0, s1, s2, d0, d1, d2, group_bytes, parts)
                                 r % OH * s1 + b * d1) * sh
                         for e in range(T):
                             row = ((a * KH + b) * T + e) * RP
-                            for ob in range(0, O, OUTS):
-                                at = ob * ostride + row
-                                for v in range(0, vectors - 2, 3):
-                                    _tile_8x48(xf, df, tf, xo, do, count, e * d2 * C + v * VECTOR, ob, sw, OW,
-                                               O, at + v * VECTOR, ostride)
-                                left = vectors % 3
-                                v = vectors - left
-                                if left == 2:
-                                    _tile(xf, df, tf, xo, do, count, e * d2 * C + v * VECTOR, ob, sw, OW, O,
-                                          at + v * VECTOR, ostride, 32)
-                                elif left == 1:
-                                    _tile(xf, df, tf, xo, do, count, e * d2 * C + v * VECTOR, ob, sw, OW, O,
-                                          at + v * VECTOR, ostride, 16)
+                            for ob in range(0, O8, OUTS):
+                                m = min(OUTS, O - ob)
+                                _run(xf, df, tf, xo, do, count, e * d2 * C, ob * dc, m, dc, sw, dp, OW,
+                                     ob * ostride + row, ostride, vectors)
             k = _claim(counter)
 
 
+@njit(cache=True)
+def _run(xf, df, tf, xo, do, count, shift, ob, m, dc, sw, dp, OW, at, ostride, vectors):  # pragma: no cover
+    """The tiles of one run of ``vectors`` vectors of filter rows (x at shift, dw at ``at``) x one
+    block of 8 output channels: 3 vectors at a time, then 2 or 1."""
+    for v in range(0, vectors - 2, 3):
+        r = v * VECTOR
+        _tile_8x48(xf, df, tf, xo, do, count, shift + r, ob, m, dc, sw, dp, OW, at + r, ostride)
+    r = (vectors - vectors % 3) * VECTOR
+    if vectors % 3 == 2:
+        _tile(xf, df, tf, xo, do, count, shift + r, ob, m, dc, sw, dp, OW, at + r, ostride, 32)
+    elif vectors % 3 == 1:
+        _tile(xf, df, tf, xo, do, count, shift + r, ob, m, dc, sw, dp, OW, at + r, ostride, 16)
+
+
 @njit(cache=True, fastmath={"contract"})
-def _tile_8x48(xf, df, tf, xo, do, count, shift, ob, sw, OW, O, at, ostride):  # pragma: no cover
+def _tile_8x48(xf, df, tf, xo, do, count, shift, ob, m, dc, sw, dp, OW, at, ostride):  # pragma: no cover
     """_tile for 3 vectors, written out: 24 sums, each dy value broadcast once for its 3
     multiply-adds (8 x 48 arrays with all 8 broadcasts live took 33 registers and spilled)."""
     _wide_vectors()
@@ -141,19 +151,20 @@ def _tile_8x48(xf, df, tf, xo, do, count, shift, ob, sw, OW, O, at, ostride):  #
         a70[v] = 0
         a71[v] = 0
         a72[v] = 0
-    step = np.uint64(O)
+    step = np.uint64(dp)
+    c1, c2, c3, c4, c5, c6, c7 = _channels(m, dc)
     for q in range(count):
         p = np.uint64(xo[q] + shift)
         d = np.uint64(do[q] + ob)
         for _k in range(OW):
             g0 = df[d]
-            g1 = df[d + np.uint64(1)]
-            g2 = df[d + np.uint64(2)]
-            g3 = df[d + np.uint64(3)]
-            g4 = df[d + np.uint64(4)]
-            g5 = df[d + np.uint64(5)]
-            g6 = df[d + np.uint64(6)]
-            g7 = df[d + np.uint64(7)]
+            g1 = df[d + c1]
+            g2 = df[d + c2]
+            g3 = df[d + c3]
+            g4 = df[d + c4]
+            g5 = df[d + c5]
+            g6 = df[d + c6]
+            g7 = df[d + c7]
             for v in range(_U16):
                 x0 = xf[p + v]
                 x1 = xf[p + _U16 + v]
@@ -197,6 +208,16 @@ def _tile_8x48(xf, df, tf, xo, do, count, shift, ob, sw, OW, O, at, ostride):  #
 
 
 @njit(cache=True)
+def _channels(m, dc):  # pragma: no cover - compiled
+    """dy's offsets of output channels 1-7 of a block of m: channel m - 1 again past it (its sums
+    are dropped), so that dy is read as it is, never past its last channel."""
+    u = np.uint64(dc)
+    return (np.uint64(min(1, m - 1)) * u, np.uint64(min(2, m - 1)) * u, np.uint64(min(3, m - 1)) * u,
+            np.uint64(min(4, m - 1)) * u, np.uint64(min(5, m - 1)) * u, np.uint64(min(6, m - 1)) * u,
+            np.uint64(min(7, m - 1)) * u)
+
+
+@njit(cache=True)
 def _store3(tf, t, a0, a1, a2):  # pragma: no cover - compiled
     """tf[t + v] += the 48 sums of one output channel: a0, a1, a2 (16 each)."""
     for v in range(_U16):
@@ -206,11 +227,11 @@ def _store3(tf, t, a0, a1, a2):  # pragma: no cover - compiled
 
 
 @njit(cache=True, fastmath={"contract"})
-def _tile(xf, df, tf, xo, do, count, shift, ob, sw, OW, O, at, ostride, L):  # pragma: no cover
+def _tile(xf, df, tf, xo, do, count, shift, ob, m, dc, sw, dp, OW, at, ostride, L):  # pragma: no cover
     """tf[at + o * ostride + v] += sum over the group's outputs of x[v] * dy[o], o < 8,
-    v < L: x at xo[q] + shift + v + k * sw and dy at do[q] + ob + o + k * O for row q < count and
-    output k < OW. L (16 or 32: 1 or 2 vectors; 48 is _tile_8x48) is a compile-time constant: the
-    sums are 8 arrays of L / 16 registers."""
+    v < L: x at xo[q] + shift + v + k * sw and dy at do[q] + ob + min(o, m - 1) * dc + k * dp for
+    row q < count and output k < OW. L (16 or 32: 1 or 2 vectors; 48 is _tile_8x48) is a
+    compile-time constant: the sums are 8 arrays of L / 16 registers."""
     literally(L)
     _wide_vectors()
     a0 = _registers(L, df.dtype)
@@ -231,19 +252,20 @@ def _tile(xf, df, tf, xo, do, count, shift, ob, sw, OW, O, at, ostride, L):  # p
         a6[v] = 0
         a7[v] = 0
     ul = np.uint64(L)
-    step = np.uint64(O)
+    step = np.uint64(dp)
+    c1, c2, c3, c4, c5, c6, c7 = _channels(m, dc)
     for q in range(count):
         p = np.uint64(xo[q] + shift)
         d = np.uint64(do[q] + ob)
         for _k in range(OW):
             g0 = df[d]
-            g1 = df[d + np.uint64(1)]
-            g2 = df[d + np.uint64(2)]
-            g3 = df[d + np.uint64(3)]
-            g4 = df[d + np.uint64(4)]
-            g5 = df[d + np.uint64(5)]
-            g6 = df[d + np.uint64(6)]
-            g7 = df[d + np.uint64(7)]
+            g1 = df[d + c1]
+            g2 = df[d + c2]
+            g3 = df[d + c3]
+            g4 = df[d + c4]
+            g5 = df[d + c5]
+            g6 = df[d + c6]
+            g7 = df[d + c7]
             for v in range(ul):
                 xv = xf[p + v]
                 # One sum per statement: LLVM fuses each into a multiply-add.
