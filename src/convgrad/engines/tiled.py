@@ -92,8 +92,7 @@ class Tiled:
         if op == "filter_grad" and _thin_fit(geom, dtype):
             parts = _thin_parts(geom)
             workspace = _thin_workspace(geom, dtype, parts)
-            check_fits(f"the padded input, dy with 8k channels and {parts} partial filter gradients",
-                       workspace, limit)
+            check_fits(f"the padded input and {parts} partial filter gradients", workspace, limit)
             choices.update(block=thin_filter.OUTS, tile="8x48 thin", parts=parts)
             run = partial(_filter_grad_thin, geom, parts)
             thin_first = partial(_filter_grad_thin, geom, parts, first=True)
@@ -399,13 +398,13 @@ def _thin_parts(geom: ConvGeometry) -> int:
 
 
 def _thin_workspace(geom: ConvGeometry, dtype: np.dtype, parts: int) -> int:
-    """Bytes: x padded with a margin, dy with 8k channels where O is not, the partial gradients."""
+    """Bytes: x padded with a margin, the partial gradients (8k output channels; dy is read as it
+    is)."""
     taps, _, padded = _thin_shape(geom)
     o = -(-geom.out_channels // 8) * 8
     item = dtype.itemsize
     x = (geom.batch * math.prod(geom.tight_padded) * geom.in_channels + thin_filter.VECTOR) * item
-    dy = 0 if o == geom.out_channels else geom.batch * math.prod(geom.out_spatial) * o * item
-    return x + dy + parts * o * math.prod(geom.kernel[:-1]) * taps * padded * item
+    return x + parts * o * math.prod(geom.kernel[:-1]) * taps * padded * item
 
 
 def _filter_grad_thin(geom: ConvGeometry, parts: int, x: np.ndarray, dy: np.ndarray,
