@@ -8,7 +8,9 @@ run of KW * C values, contiguous in x: 16 of them are one vector load. Each tile
 channels x 3 vectors of the run (24 registers) and loads, per output, 8 broadcast dy values and 3
 vectors of x for 24 multiply-adds (11 loads; the tiles of 16 input x 16 output channels of
 tiled.py load 17 per 16, filter_runs.py's 6 x 64 tiles would compute 48 zero channels of 64).
-Measured in the first cache, one thread: 270 GFLOP/s against 242 for the 16 x 16 tiles.
+Measured in the first cache, one thread: 270 GFLOP/s against 242 for the 16 x 16 tiles. Its inner
+loop compiles (``_tile_8x48.inspect_asm()``) to 8 broadcasts, 3 vector loads and 24 zmm
+multiply-adds per output, no spill.
 
 The runs are cut into vectors of 16 rows; the last vector of a run may reach past it (into the
 next values of x, which the caller's margin of 16 floats keeps inside the array): those rows
