@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import signal
 from contextlib import contextmanager
@@ -97,3 +98,26 @@ def three_ops_in(data_format, x, w, dy, method, kwargs):
         y, dx = (x_from_last(a, "channels_first") for a in (y, dx))
         dw = w_from_last(dw, "channels_first")
     return y, dx, dw
+
+
+def assert_depthwise_three_ops(case, data_format, dtype, seed):
+    """The depthwise engine's three ops of ``case`` = (x_shape, w_shape, kwargs), channels-first
+    shapes, run in ``data_format`` and ``dtype`` on random operands, against the float64 loop
+    oracle: each value within 8 roundings of ``dtype`` times the square root of the terms summed
+    (k_h * k_w products, times the batch and the outputs for dw), relative to max|result|."""
+    import oracle
+
+    x_shape, w_shape, kw = case
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
+    rng = np.random.default_rng(seed)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    dy = rng.standard_normal(geom.y_shape())
+    want = oracle.three_ops(x, w, dy, **kw)
+    xa, wa, dya = (a.astype(dtype) for a in (x, w, dy))
+    got = three_ops_in(data_format, xa, wa, dya, "depthwise", kw)
+    eps = 1e-15 if dtype == np.float64 else 2e-7
+    terms = math.prod(w_shape[2:]) * max(1, geom.batch * math.prod(geom.out_spatial))
+    for name, g, ref in zip(("forward", "input_grad", "filter_grad"), got, want):
+        assert g.dtype == dtype and g.shape == ref.shape, name
+        scale = max(float(np.abs(ref).max()), 1.0)
+        assert float(np.abs(g - ref).max()) <= 8 * eps * math.sqrt(terms) * scale, name

@@ -17,8 +17,6 @@ lanes it shares), two output rows at a time where the row stride and dilation ar
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 from hypothesis import given
@@ -28,7 +26,7 @@ import convgrad
 import oracle
 import strategies
 import tally
-from checks import three_ops_in
+from checks import assert_depthwise_three_ops, three_ops_in
 
 
 @st.composite
@@ -48,20 +46,7 @@ def lane_cases(draw):
 @strategies.budget(30)
 @tally.checked_against("oracle")
 def test_vector_rows_match_the_oracle(case, dtype, seed):
-    x_shape, w_shape, kw = case
-    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
-    rng = np.random.default_rng(seed)
-    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
-    dy = rng.standard_normal(geom.y_shape())
-    want = oracle.three_ops(x, w, dy, **kw)
-    xa, wa, dya = (a.astype(dtype) for a in (x, w, dy))
-    got = three_ops_in("channels_last", xa, wa, dya, "depthwise", kw)
-    eps = 1e-15 if dtype == np.float64 else 2e-7
-    terms = 9 * max(1, geom.batch * math.prod(geom.out_spatial))
-    for name, g, ref in zip(("forward", "input_grad", "filter_grad"), got, want):
-        assert g.dtype == dtype and g.shape == ref.shape, name
-        scale = max(float(np.abs(ref).max()), 1.0)
-        assert float(np.abs(g - ref).max()) <= 8 * eps * math.sqrt(terms) * scale, name
+    assert_depthwise_three_ops(case, "channels_last", dtype, seed)
 
 
 @st.composite
@@ -84,20 +69,7 @@ def first_cases(draw):
 @strategies.budget(20)
 @tally.checked_against("oracle")
 def test_channels_first_vector_planes_match_the_oracle(case, dtype, seed):
-    x_shape, w_shape, kw = case
-    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
-    rng = np.random.default_rng(seed)
-    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
-    dy = rng.standard_normal(geom.y_shape())
-    want = oracle.three_ops(x, w, dy, **kw)
-    xa, wa, dya = (a.astype(dtype) for a in (x, w, dy))
-    got = three_ops_in("channels_first", xa, wa, dya, "depthwise", kw)
-    eps = 1e-15 if dtype == np.float64 else 2e-7
-    terms = 9 * max(1, geom.batch * math.prod(geom.out_spatial))
-    for name, g, ref in zip(("forward", "input_grad", "filter_grad"), got, want):
-        assert g.dtype == dtype and g.shape == ref.shape, name
-        scale = max(float(np.abs(ref).max()), 1.0)
-        assert float(np.abs(g - ref).max()) <= 8 * eps * math.sqrt(terms) * scale, name
+    assert_depthwise_three_ops(case, "channels_first", dtype, seed)
 
 
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])

@@ -10,17 +10,13 @@ negative pads (cropping), channels not a multiple of a vector.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-import convgrad
-import oracle
 import strategies
 import tally
-from checks import three_ops_in
+from checks import assert_depthwise_three_ops
 
 
 @st.composite
@@ -52,18 +48,4 @@ def depthwise_cases(draw):
 @strategies.budget(40)
 @tally.checked_against("oracle")
 def test_depthwise_three_ops_match_the_oracle(case, data_format, dtype, seed):
-    x_shape, w_shape, kw = case
-    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
-    rng = np.random.default_rng(seed)
-    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
-    dy = rng.standard_normal(geom.y_shape())
-    want = oracle.three_ops(x, w, dy, **kw)
-    xa, wa, dya = (a.astype(dtype) for a in (x, w, dy))
-    got = three_ops_in(data_format, xa, wa, dya, "depthwise", kw)
-    # Sums of k_h * k_w products (times the batch and the outputs for dw), rounded in dtype.
-    eps = 1e-15 if dtype == np.float64 else 2e-7
-    terms = math.prod(w_shape[2:]) * max(1, geom.batch * math.prod(geom.out_spatial))
-    for name, g, ref in zip(("forward", "input_grad", "filter_grad"), got, want):
-        assert g.dtype == dtype and g.shape == ref.shape, name
-        scale = max(float(np.abs(ref).max()), 1.0)
-        assert float(np.abs(g - ref).max()) <= 8 * eps * math.sqrt(terms) * scale, name
+    assert_depthwise_three_ops(case, data_format, dtype, seed)
