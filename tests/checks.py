@@ -121,3 +121,18 @@ def assert_depthwise_three_ops(case, data_format, dtype, seed):
         assert g.dtype == dtype and g.shape == ref.shape, name
         scale = max(float(np.abs(ref).max()), 1.0)
         assert float(np.abs(g - ref).max()) <= 8 * eps * math.sqrt(terms) * scale, name
+
+
+def assert_float32_filter_grad(got, x, dy, w_shape, data_format, **kw):
+    """``got``, a float32 dw of x and dy (float64, ``data_format``), against the float64 loop
+    oracle: within 64 float32 epsilons of the sum of |products| per tap (inputs rounded to float32,
+    2 eps per product, and sums of at most 1e4 terms in float32)."""
+    import oracle
+
+    xf, dyf = oracle.x_to_first(x, data_format), oracle.x_to_first(dy, data_format)
+    wf_shape = oracle.w_to_first(np.empty(w_shape), data_format).shape
+    want = oracle.w_from_first(oracle.filter_grad(xf, dyf, wf_shape, **kw), data_format)
+    bound = oracle.w_from_first(oracle.filter_grad(np.abs(xf), np.abs(dyf), wf_shape, **kw), data_format)
+    tol = 64 * float(np.finfo(np.float32).eps) * bound + 1e-30
+    assert got.dtype == np.float32 and got.shape == want.shape
+    assert np.all(np.abs(got - want) <= tol), np.max(np.abs(got - want) / tol)

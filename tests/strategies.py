@@ -182,3 +182,23 @@ def general_cases(draw, ranks=(1, 2, 3), min_batch: int = 0):
 
 seeds = st.integers(0, 2**32 - 1)
 
+
+
+@st.composite
+def filter_grad_cases(draw, channels, outputs):
+    """(x_shape, w_shape, kwargs, data_format) of a groups-1 conv for the filter-gradient
+    kernels: random rank 1-3, kernel, stride (often longer than the kernel), dilation, explicit
+    pads from -1 to 2 (negative ones crop); input channels from ``channels``, output channels
+    from ``outputs`` (strategies)."""
+    rank = draw(st.integers(1, 3))
+    kernel = tuple(draw(st.integers(1, 3 if rank == 3 else 5)) for _ in range(rank))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(rank))
+    dilation = tuple(draw(st.integers(1, 2)) for _ in range(rank))
+    pads = tuple((draw(st.integers(-1, 2)), draw(st.integers(-1, 2))) for _ in range(rank))
+    reach = [(k - 1) * d + 1 for k, d in zip(kernel, dilation)]
+    spatial = tuple(max(1, r - lo - hi) + draw(st.integers(0, 4 if rank < 3 else 2))
+                    for r, (lo, hi) in zip(reach, pads))
+    c, o, n = draw(channels), draw(outputs), draw(st.integers(1, 2))
+    fmt = draw(st.sampled_from(["channels_first", "channels_last"]))
+    kwargs = {"stride": stride, "padding": pads, "dilation": dilation}
+    return (*_shapes(n, c, o, 1, spatial, kernel, fmt), kwargs, fmt)

@@ -17,13 +17,12 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import convgrad
-import oracle
+from checks import assert_float32_filter_grad
 from convgrad._plan import default_planner
-from strategies import budget, seeds
+from strategies import budget, filter_grad_cases, seeds
 from tally import checked_against
 
 F32 = np.dtype(np.float32)
-EPS32 = float(np.finfo(np.float32).eps)
 
 
 def _forced(geom):
@@ -44,14 +43,7 @@ def _check(x, dy, w_shape, fmt, **kw):
         got = convgrad.conv_filter_grad(x.astype(np.float32), dy.astype(np.float32), w_shape, data_format=fmt,
                                         method="tiled", **kw)
         default_planner().clear()
-    xf, dyf = oracle.x_to_first(x, fmt), oracle.x_to_first(dy, fmt)
-    wf_shape = oracle.w_to_first(np.empty(w_shape), fmt).shape
-    want = oracle.w_from_first(oracle.filter_grad(xf, dyf, wf_shape, **kw), fmt)
-    bound = oracle.w_from_first(oracle.filter_grad(np.abs(xf), np.abs(dyf), wf_shape, **kw), fmt)
-    # inputs rounded to float32 (2 eps per product) and a sum of at most 1e4 terms in float32
-    tol = 64 * EPS32 * bound + 1e-30
-    assert got.dtype == np.float32 and got.shape == want.shape
-    assert np.all(np.abs(got - want) <= tol), np.max(np.abs(got - want) / tol)
+    assert_float32_filter_grad(got, x, dy, w_shape, fmt, **kw)
 
 
 @pytest.mark.parametrize(("x_shape", "w_shape", "kw"), [
@@ -99,23 +91,8 @@ def runs_cases(draw):
     """(x_shape, w_shape, kwargs, data_format) of a groups-1 conv the runs kernel takes: random
     rank, kernel, stride (often longer than the kernel), dilation and explicit pads (negative
     ones crop), thin and wide channels, output channels up to 64k + a few (partial blocks)."""
-    rank = draw(st.integers(1, 3))
-    kernel = tuple(draw(st.integers(1, 3 if rank == 3 else 5)) for _ in range(rank))
-    stride = tuple(draw(st.integers(1, 3)) for _ in range(rank))
-    dilation = tuple(draw(st.integers(1, 2)) for _ in range(rank))
-    pads = tuple((draw(st.integers(-1, 2)), draw(st.integers(-1, 2))) for _ in range(rank))
-    reach = [(k - 1) * d + 1 for k, d in zip(kernel, dilation)]
-    spatial = tuple(max(1, r - lo - hi) + draw(st.integers(0, 4 if rank < 3 else 2))
-                    for r, (lo, hi) in zip(reach, pads))
-    c = draw(st.sampled_from([1, 2, 3, 5, 6, 8, 13]))
-    o = draw(st.sampled_from([1, 7, 64, 65, 130]))
-    n = draw(st.integers(1, 2))
-    fmt = draw(st.sampled_from(["channels_first", "channels_last"]))
-    if fmt == "channels_first":
-        shapes = (n, c, *spatial), (o, c, *kernel)
-    else:
-        shapes = (n, *spatial, c), (*kernel, c, o)
-    return (*shapes, {"stride": stride, "padding": pads, "dilation": dilation}, fmt)
+    return draw(filter_grad_cases(st.sampled_from([1, 2, 3, 5, 6, 8, 13]),
+                                  st.sampled_from([1, 7, 64, 65, 130])))
 
 
 @budget(40)
