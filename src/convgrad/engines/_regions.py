@@ -53,8 +53,6 @@ def run(regions: list[Region], a: np.ndarray, b: np.ndarray, block: int, y: np.n
     region's packed filter passes ``filter_major`` bytes (tiled.FILTER_MAJOR_BYTES)."""
     if not regions:
         return
-    rank = len(regions[0].at)
-    zero, one = (0,) * (3 - rank), (1,) * (3 - rank)
     *_, c, o = regions[0].w.shape
     blocks = -(-o // block)
     filters = list({id(r.w): r.w for r in regions}.values())  # regions may share a filter: packed once
@@ -66,15 +64,34 @@ def run(regions: list[Region], a: np.ndarray, b: np.ndarray, block: int, y: np.n
         offsets[id(f)] = start
     table = np.empty((len(regions), columns.COLUMNS), dtype=np.int64)
     for row, r in zip(table, regions):
-        taps = r.w.shape[:-2]
-        check_reach(tuple(n - a for n, a in zip(r.sizes, r.corner)), r.count, taps, r.stride, r.dilation)
-        row[:] = (r.source, r.base, *one, *r.sizes, offsets[id(r.w)], *one, *taps, *zero, *r.corner, *zero,
-                  *r.at, *one, *r.step, *one, *r.count, *one, *r.stride, *one, *r.dilation,
-                  *zero, *(r.origin or (0,) * rank))
+        row[:] = table_row(r.source, r.base, r.sizes, r.corner, r.w.shape[:-2], offsets[id(r.w)], r.at,
+                           r.step, r.count, r.stride, r.dilation, r.origin)
+    launch(table, a, b, c, wt, block, y, first, max(sizes) * y.itemsize > filter_major)
+
+
+def table_row(source: int, base: int, sizes: tuple[int, ...], corner: tuple[int, ...], taps: tuple[int, ...],
+              offset: int, at: tuple[int, ...], step: tuple[int, ...], count: tuple[int, ...],
+              stride: tuple[int, ...], dilation: tuple[int, ...], origin: tuple[int, ...] = ()) -> list[int]:
+    """One region's row of the kernel's table (_kernels/regions.py's columns; a Region's fields,
+    its packed filter at ``offset`` of wt, 1-D and 2-D as 3-D); refuses windows that leave the
+    source."""
+    rank = len(at)
+    zero, one = (0,) * (3 - rank), (1,) * (3 - rank)
+    check_reach(tuple(n - a for n, a in zip(sizes, corner)), count, taps, stride, dilation)
+    return [source, base, *one, *sizes, offset, *one, *taps, *zero, *corner, *zero, *at, *one, *step, *one,
+            *count, *one, *stride, *one, *dilation, *zero, *(origin or (0,) * rank)]
+
+
+def launch(table: np.ndarray, a: np.ndarray, b: np.ndarray, c: int, wt: np.ndarray, block: int, y: np.ndarray,
+           first: bool, filter_major: bool) -> None:
+    """The kernel on the regions of ``table`` (rows of ``table_row``) with their filters packed in
+    ``wt``: y ``(N, *S, O)`` (``first``: ``(N, O, *S)``), a ``(N, *S', c)`` and b as ``run`` takes
+    them; ``filter_major``: a packed filter is larger than tiled.FILTER_MAJOR_BYTES."""
+    one = (1,) * (5 - a.ndim)  # 1-D and 2-D as 3-D
     y5 = y.reshape(*y.shape[:2], *one, *y.shape[2:]) if first else as_3d(y)
     _threads.for_numba()
     _kernels.regions_forward(a.reshape(-1), (*one, *a.shape[1:-1]), b.reshape(-1), c, wt, table, block, y5,
-                             max(sizes) * y.itemsize > filter_major, first)
+                             filter_major, first)
 
 
 def pack_into(w: np.ndarray, block: int, out: np.ndarray) -> None:

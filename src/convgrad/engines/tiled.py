@@ -29,8 +29,10 @@ as GEMMs on the NCHW arrays as they are (_kernels/pointwise.py), with no copy at
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -51,6 +53,7 @@ from .._layout import (
 from . import _kernels, _regions, _threads
 from ._common import Phase, as_3d, no_complex, phase_axes, plain
 from ._kernels import layout, pointwise, thin_filter
+from ._kernels import regions as columns
 from ._machine import figures
 from ._scratch import copied, empty_for, scratch
 
@@ -579,13 +582,49 @@ def _strided_input_grad(geom: ConvGeometry, block: int, dy: np.ndarray, w: np.nd
     """dx of a strided conv: dy is padded once for all phases, and each phase writes its samples
     of dx in place, those in the padding left out: no copy per phase. With ``first``, a
     channels-last view of dx written channels-first."""
-    reach = _phase_reach(geom)
+    phases = _phases(geom, block)
     c = _dot_channels(geom.out_channels) if block == DOT else None
-    dyp = _padded(dy, tuple((r, r) for r in reach), c, "tiled.dy")
+    dyp = _padded(dy, tuple((r, r) for r in phases.reach), c, "tiled.dy")
     shape = geom.x_shape("channels_first" if first else "channels_last")
     if dy.size == 0 or geom.in_channels == 0:
         dx = np.zeros(shape, dtype=dy.dtype)
         return x_to_last(dx, "channels_first") if first else dx
+    dx = _new_output(shape, dy.dtype, zeroed=not phases.covered)
+    # The phases of the 8 x 16 or 32 and 6 x 64 tiles run in one launch, their filters flipped,
+    # swapped and packed by one compiled pass; those of the row tiles (dot products, 3 taps along
+    # the row) one launch each.
+    if len(phases.table):
+        wt = scratch("tiled.regions.w", (phases.packed,), dy.dtype)
+        _kernels.pack_phases(w.reshape(*(1,) * (3 - geom.rank), *w.shape), phases.pack, block, wt)
+        _regions.launch(phases.table, dyp, dyp, geom.out_channels, wt, block, dx, first,
+                        phases.largest * dy.itemsize > FILTER_MAJOR_BYTES)
+    for item in phases.rows:
+        r = _phase_region(geom, phases.reach, dyp, w, *item)
+        _call(dyp, r.corner, r.w, r.stride, r.dilation, dx, r.at, r.step, r.count, block, first)
+    return x_to_last(dx, "channels_first") if first else dx
+
+
+@dataclass(frozen=True, eq=False)
+class _Phases:
+    """A strided input gradient's sub-pixel phases, laid out once per geometry and tile block:
+    dy's padding (``reach`` per axis), whether the phases write every sample of dx (``covered``),
+    the region table of the phases that run in one launch (_regions.table_row), the table that
+    packs their filters (_kernels.pack_phases: ``packed`` floats, the largest phase's
+    ``largest``), and the phases of the row tiles (``rows``: (phases, first sample, count)),
+    one launch each."""
+
+    reach: tuple[int, ...]
+    covered: bool
+    table: np.ndarray
+    pack: np.ndarray
+    packed: int
+    largest: int
+    rows: tuple
+
+
+@functools.lru_cache(maxsize=64)
+def _phases(geom: ConvGeometry, block: int) -> _Phases:
+    reach = _phase_reach(geom)
     work = []
     for combo in itertools.product(*phase_axes(geom)):
         starts, count = zip(*(_inside(p, s, lo, n) for p, s, (lo, _), n in
@@ -595,15 +634,29 @@ def _strided_input_grad(geom: ConvGeometry, block: int, dy: np.ndarray, w: np.nd
     # The phases write disjoint samples of dx: zeros first only where some are left (phases
     # without taps), not when they cover it all.
     covered = sum(math.prod(count) for _, _, count in work) == math.prod(geom.in_spatial)
-    dx = _new_output(shape, dy.dtype, zeroed=not covered)
-    # The phases of the 8 x 16 or 32 and 6 x 64 tiles run in one launch; those of the row tiles
-    # (dot products, 3 taps along the row) one launch each.
-    regions = [(_phase_region(geom, reach, dyp, w, *item), _spreads_phase(item[0], block)) for item in work]
-    _regions.run([r for r, spreads in regions if spreads], dyp, dyp, block, dx, first, FILTER_MAJOR_BYTES)
-    for r, spreads in regions:
-        if not spreads:
-            _call(dyp, r.corner, r.w, r.stride, r.dilation, dx, r.at, r.step, r.count, block, first)
-    return x_to_last(dx, "channels_first") if first else dx
+    c, o = geom.in_channels, geom.out_channels  # dx's channels, dy's
+    sizes = tuple(o + 2 * r for o, r in zip(geom.out_spatial, reach))  # of the padded dy
+    unit = (0,) * (3 - geom.rank)
+    table, pack, at = [], [], 0
+    for combo, starts, count in work:
+        if not _spreads_phase(combo, block):
+            continue
+        taps = tuple(p.taps for p in combo)
+        corner = tuple(r - p.reach + m for r, p, m in zip(reach, combo, starts))
+        first = tuple(p.start + m * s - lo for p, m, s, (lo, _) in zip(combo, starts, geom.stride,
+                                                                          geom.tight_padding))
+        table.append(_regions.table_row(0, 0, sizes, corner, taps, at, first, geom.stride, count,
+                                        (1,) * geom.rank, tuple(p.dilation for p in combo)))
+        for t, tap in enumerate(itertools.product(*(range(n) for n in taps))):
+            # phase tap t reads w's tap of the flipped sub-kernel: taps[::step] in reverse
+            source = tuple(p.tap0 + (p.taps - 1 - i) * p.step for p, i in zip(combo, tap))
+            pack.append((at, math.prod(taps), t, *unit, *source))
+        at += -(-c // block) * math.prod(taps) * o * block
+    largest = max((-(-c // block) * row[columns.KD] * row[columns.KH] * row[columns.KW] * o * block
+                   for row in table), default=0)
+    rows = tuple(item for item in work if not _spreads_phase(item[0], block))
+    return _Phases(reach, covered, np.array(table, np.int64).reshape(-1, columns.COLUMNS),
+                   np.array(pack, np.int64).reshape(-1, columns.PACK_COLUMNS), at, largest, rows)
 
 
 def _phase_region(geom: ConvGeometry, reach: tuple[int, ...], dyp: np.ndarray, w: np.ndarray,

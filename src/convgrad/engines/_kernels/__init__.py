@@ -36,7 +36,7 @@ from .im2col import col2im3d, im2col3d
 from .layout import transpose_batches
 from .pad import last_to_first, pad_copy, pad_copy_first
 from .pointwise import pointwise_filter_grad_first, pointwise_first
-from .regions import regions_forward
+from .regions import pack_phases, regions_forward
 from .spectral import spectral_mix
 from .thin_filter import thin_filter_grad
 from .tiled import tiled_filter_grad, tiled_forward
@@ -89,6 +89,10 @@ def warm_up(dtypes=("float32", "float64")) -> None:
         flat = x.reshape(-1)
         regions_forward(flat, (1, 6, 6), flat.copy(), 2, np.zeros(3 * 3 * 2 * 16, dt), region, 16, y[:, None],
                         False, False)
+        # the caller's filter as it is, or a view of channels-first memory (a 1x1 one Fortran-ordered)
+        wc = np.zeros((1, 3, 3, 2, 2), dt)
+        for w in (wc, wc.transpose(0, 1, 2, 4, 3), np.zeros((2, 2, 3, 3, 1), dt).T):
+            pack_phases(w, np.zeros((1, 6), np.int64), 16, np.zeros(2 * 16, dt))
         tiled_filter_grad(x[:, None], np.zeros((1, 1, 4, 4, 16), dt), 1, 1, 1, 1, 1, 1, 8,
                           np.zeros((1, 1, 3, 3, 2, 16), dt))
         filter_grad_runs(x[:, None], np.zeros((1, 1, 4, 4, 64), dt), 1, 1, 1, 1, 1, 1, 1, 16384,

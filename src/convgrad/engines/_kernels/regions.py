@@ -46,7 +46,11 @@ def regions_forward(a, extent, b, C, wt, table, block, y, filter_major, first): 
     blocks = -(-O // block)
     per_item = 1 if filter_major else blocks
     R = table.shape[0]
-    _copy_windows(a, extent, b, C, N, table)
+    copies = False
+    for r in range(R):
+        copies = copies or table[r, SRC] == 1
+    if copies:  # else no fork and join for an empty loop (a strided input gradient's phases)
+        _copy_windows(a, extent, b, C, N, table)
     starts = np.zeros(R + 1, np.int64)  # each region's first work item
     for r in range(R):
         per, chunks = _items(table[r, OUT + 1], table[r, OUT + 2], width)
@@ -118,3 +122,33 @@ def _copy_windows(a, extent, b, C, N, table):  # pragma: no cover - compiled
             src = ((n * AD + ai) * AH + aj) * AW + ak
             b[out + lo * C:out + hi * C] = a[(src + lo) * C:(src + hi) * C]
         b[out + max(hi, lo) * C:out + XW_ * C] = 0
+
+
+# Columns of pack_phases' table (one row per tap of a phase's filter): where the phase's packed
+# filter starts in wt, its tap count, the tap's index among them, and the tap of w it takes.
+PACK_AT, PACK_TAPS, PACK_TAP, PACK_FROM = 0, 1, 2, 3
+PACK_COLUMNS = 6
+
+
+@njit(cache=True)
+def pack_phases(w, table, block, wt):  # pragma: no cover - compiled
+    """The filters of a strided conv's input-gradient phases, flipped, their channel axes swapped
+    and packed for the tiles, in one pass over w (KD, KH, KW, C, O) (any strides: the caller's
+    filter as it is, channels-last or a view of channels-first memory): for each row
+    (at, T, t, kd, kh, kw) of ``table``, wt[at:] (ceil(C / B), T, O, B) (B = ``block``) at tap t
+    takes w[kd, kh, kw, c, o] at [c // B, t, o, c % B], zero past C (regions.pack_into's layout of
+    the flipped and swapped filter (*taps, O, C))."""
+    C, O = w.shape[3], w.shape[4]
+    blocks = -(-C // block)
+    for r in range(table.shape[0]):
+        at, T, t = table[r, PACK_AT], table[r, PACK_TAPS], table[r, PACK_TAP]
+        kd, kh, kw = table[r, PACK_FROM], table[r, PACK_FROM + 1], table[r, PACK_FROM + 2]
+        for q in range(blocks):
+            base = at + (q * T + t) * O * block
+            m = min(block, C - q * block)
+            for o in range(O):
+                row = base + o * block
+                for cc in range(m):
+                    wt[row + cc] = w[kd, kh, kw, q * block + cc, o]
+                for cc in range(m, block):
+                    wt[row + cc] = 0
