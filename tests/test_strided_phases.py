@@ -184,3 +184,33 @@ def test_border_boxes_and_the_inside_tile_the_output_once(out, data):
     for box in [tuple(inner), *_regions.border_boxes(tuple(out), inner)]:
         hits[tuple(slice(lo, hi) for lo, hi in box)] += 1
     np.testing.assert_array_equal(hits, 1)
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "kw"), [
+    ((2, 40, 9, 10), (24, 40, 1, 1), {"stride": 2, "padding": 0}),  # channels-first w: Fortran-ordered
+    ((2, 21, 13), (16, 21, 4), {"stride": 3, "padding": ((2, 1),), "dilation": 2}),
+    ((1, 16, 5, 6, 7), (9, 16, 3, 2, 3), {"stride": (2, 1, 3), "padding": 1}),
+])
+@pytest.mark.parametrize("first", [False, True])
+def test_phase_filters_packed_from_the_callers_filter_in_either_layout(x_shape, w_shape, kw, first):
+    """The phases' filters are flipped, swapped and packed by one compiled pass over w as the
+    caller holds it (C-contiguous channels-last, or a view of channels-first memory, Fortran-ordered
+    for a 1x1 filter), ranks 1-3; dx starts as NaN where the phases cover it, against the loop
+    oracle."""
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
+    rng = np.random.default_rng(10)
+    w, dy = rng.standard_normal(w_shape), rng.standard_normal(geom.y_shape())
+    want = oracle.input_grad(dy, w, x_shape, **kw)
+    w32, dy32 = w.astype(np.float32), dy.astype(np.float32)
+    dyl = x_to_last(dy32, "channels_first")
+    wl = w_to_last(w32, "channels_first") if first else np.ascontiguousarray(w_to_last(w32, "channels_first"))
+    if not first:
+        dyl = np.ascontiguousarray(dyl)
+    block = convgrad.make_plan("input_grad", geom, F32, "tiled", 2**31).choices["block"]
+
+    def poisoned(shape, dtype, zeroed):
+        return np.zeros(shape, dtype) if zeroed else np.full(shape, np.nan, dtype)
+
+    with mock.patch.object(tiled, "_new_output", poisoned):
+        got = tiled._strided_input_grad(geom, block, dyl, wl, first=first)
+    assert_close(x_from_last(got, "channels_first"), want, rtol=0, atol=1e-5 * np.abs(want).max())
