@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 import pytest
 import torch
@@ -18,7 +19,10 @@ import convgrad
 import convgrad.testing as cgt
 import oracle
 import tally
+from convgrad import _plan
 from convgrad import torch as ctorch
+from convgrad._geometry import ConvGeometry
+from convgrad._padmode import PadMap
 from padmode_cases import MAX_PAD, NP_MODE, mode_cases
 from strategies import budget, channels, seeds, windows
 
@@ -321,3 +325,69 @@ def test_the_padded_copy_is_checked_against_the_budget():
     need = math.prod((1, 1, 66, 66)) * 8
     with pytest.raises(ValueError, match=r"reflect-padded x \(1, 1, 66, 66\) needs"):
         convgrad.conv(x, w, padding=1, padding_mode="reflect", workspace_bytes=need - 1)
+
+
+@st.composite
+def pad_maps(draw):
+    """(PadMap, x shape, first spatial axis, dtype, mode): pads up to the size the mode allows
+    (replicate past it), ranks 1-3, strides that leave the last samples unread (a ``valid``
+    shorter than x padded), either layout."""
+    mode = draw(st.sampled_from(["reflect", "symmetric", "replicate", "circular"]))
+    rank = draw(st.integers(1, 3))
+    spatial = [draw(st.integers(1 if mode != "reflect" else 2, 6)) for _ in range(rank)]
+    top = {"replicate": lambda n: 2 * n + 1}.get(mode, MAX_PAD[mode])
+    pairs = [(draw(st.integers(0, top(n))), draw(st.integers(0, top(n)))) for n in spatial]
+    kernel = [draw(st.integers(1, n + lo + hi)) for n, (lo, hi) in zip(spatial, pairs)]
+    stride = [draw(st.integers(1, 3)) for _ in range(rank)]
+    n, c = draw(st.integers(1, 2)), draw(st.integers(1, 5))
+    geom = ConvGeometry.for_conv((n, c, *spatial), (1, c, *kernel), stride=stride, padding=pairs)
+    assume(any(p != (0, 0) for p in pairs))
+    first = draw(st.sampled_from([1, 2]))
+    shape = (n, c, *spatial) if first == 2 else (n, *spatial, c)
+    dtype = draw(st.sampled_from([np.float64, np.float32, np.complex128]))
+    return PadMap.build(mode, geom), shape, first, dtype, mode
+
+
+@budget(60)
+@given(pad_maps(), seeds)
+@tally.checked_against("oracle", capability="padding_mode")
+def test_compiled_and_numpy_pad_and_fold_match_np_pad_and_the_index_sums(case, seed):
+    """Both paths of ``PadMap.pad`` (the compiled gather of engines/_kernels/padmode.py and
+    NumPy's copies) are np.pad cropped to the VALID conv's input, bitwise; both folds are the
+    sum of each padded position's value onto the sample np.pad copied there (a bincount over
+    np.pad of x's flat indices); the compiled fold's bits do not depend on its thread count."""
+    pad_map, shape, first, dtype, mode = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    rank = len(pad_map.sizes)
+    crop = (slice(None),) * first + tuple(slice(0, v) for v in pad_map.valid.in_spatial)
+    width = [(0, 0)] * len(shape)
+    width[first:first + rank] = pad_map.pads
+    want = np.pad(x, width, mode=NP_MODE[mode])[crop]
+    src = np.pad(np.arange(x.size).reshape(shape), width, mode=NP_MODE[mode])[crop]
+    g = rng.standard_normal(want.shape).astype(dtype)
+    total = np.bincount(src.ravel(), weights=g.real.ravel(), minlength=x.size).reshape(shape)
+    if g.dtype.kind == "c":
+        total = total + 1j * np.bincount(src.ravel(), weights=g.imag.ravel(), minlength=x.size).reshape(shape)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    x0, g0 = x.copy(), g.copy()
+    with pytest.MonkeyPatch.context() as m:  # the compiled passes, loaded whatever their size
+        m.setattr(_plan, "_DEFAULT", _plan.Planner("eager"))
+        assert pad_map._compiled_pad(x, first) is not None and pad_map._compiled_fold(g, first) is not None
+        padded, folded = pad_map.pad(x, first, 2**30), pad_map.fold(g, first)
+        numba.set_num_threads(1)
+        try:
+            one = pad_map.fold(g, first)
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        assert np.array_equal(one, folded)
+    assert np.array_equal(x, x0) and np.array_equal(g, g0)  # the compiled passes write neither
+    with pytest.MonkeyPatch.context() as m:  # NumPy's copies
+        m.setattr(PadMap, "_compiled_pad", lambda self, x, first: None)
+        m.setattr(PadMap, "_compiled_fold", lambda self, g, first: None)
+        padded_np, folded_np = pad_map.pad(x, first, 2**30), pad_map.fold(g.copy(), first)
+    for got in (padded, padded_np):
+        assert got.shape == want.shape and np.array_equal(got, want)
+    for got in (folded, folded_np):
+        assert got.shape == shape and got.dtype == dtype
+        np.testing.assert_allclose(got, total, rtol=tol, atol=tol * np.abs(g).sum(initial=1))

@@ -64,6 +64,19 @@ for (xs, ws, kw), dtype, fmt, view in itertools.product(
             for sig in set(map(str, k.signatures)) - seen[name]:
                 added.append([name, sig[:200], method, list(xs), dtype, fmt, view])
                 seen[name].add(sig)
+modes = itertools.product(("float32", "float64", "complex128"), ("channels_first", "channels_last"))
+for dtype, fmt in modes:
+    x, w = np.ones((2, 3, 12, 12), dtype), np.ones((4, 3, 3, 3), dtype)  # padmode's pad and fold
+    if fmt == "channels_last":
+        x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+        w = np.ascontiguousarray(np.moveaxis(w, (0, 1), (-1, -2)))
+    y = convgrad.conv(x, w, padding=1, padding_mode="reflect", data_format=fmt)
+    convgrad.conv_input_grad(y, w, x.shape, padding=1, padding_mode="reflect", data_format=fmt)
+    calls += 1
+    for name, k in kernels.items():
+        for sig in set(map(str, k.signatures)) - seen[name]:
+            added.append([name, sig[:200], "reflect", [2, 3, 12, 12], dtype, fmt, False])
+            seen[name].add(sig)
 print(json.dumps({"kernels": len(kernels), "calls": calls, "added": added}))
 """
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -118,6 +119,12 @@ def _run_of(src: np.ndarray) -> slice | np.ndarray:
     return slice(int(src[0]), None if stop < 0 else stop, step)
 
 
+# Copies of fewer bytes run on the calling thread: 0.1-0.2 ms at one thread's 5-10 GB/s, of
+# which a second thread saves at most half, while one stall at a parallel loop's barrier on a
+# shared machine costs milliseconds (engines/_threads.py).
+SERIAL_BYTES = 2**20
+
+
 @dataclass(frozen=True)
 class PadMap:
     """A non-zero padding mode on one geometry: x extended by ``pads``, filled by ``mode``.
@@ -176,6 +183,9 @@ class PadMap:
         shape = list(x.shape)
         shape[first:first + len(self.sizes)] = self._full()
         check_fits(f"the {self.mode}-padded x {tuple(shape)}", math.prod(shape) * x.itemsize, limit)
+        compiled = self._compiled_pad(x, first)
+        if compiled is not None:
+            return compiled
         out = np.empty(shape, x.dtype)
         lead, inner = (slice(None),) * first, self._inner()
         out[(*lead, *inner)] = x
@@ -193,6 +203,9 @@ class PadMap:
     def fold(self, g: np.ndarray, first: int) -> np.ndarray:
         """The adjoint of ``pad``: g (``valid``'s input shape; overwritten) with each pad
         sample's value added onto the sample it copies, cropped to x's shape."""
+        compiled = self._compiled_fold(g, first)
+        if compiled is not None:
+            return compiled
         lead, inner = (slice(None),) * first, self._inner()
         if self._full() != self.valid.in_spatial:  # the samples no window read get no gradient
             shape = list(g.shape)
@@ -212,6 +225,88 @@ class PadMap:
                 else:
                     np.add.at(g, (*lead, *self._extent(i, src, inner)), pads)
         return np.ascontiguousarray(g[(*lead, *inner)])
+
+    @cached_property
+    def _maps(self) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]:
+        """Per spatial axis of ``valid``'s input, led by unit axes to three: (the sample each
+        position copies, and the positions copying each sample as CSR: ``at`` (n + 1) into
+        ``positions``, in index order)."""
+        unit = (np.zeros(1, np.int64), np.array([0, 1], np.int64), np.zeros(1, np.int64))
+        maps = [unit] * (3 - len(self.sizes))
+        for n, (lo, _), size in zip(self.sizes, self.pads, self.valid.in_spatial):
+            p = np.arange(size, dtype=np.int64) - lo
+            inside = (p >= 0) & (p < n)
+            src = np.where(inside, p, source(self.mode, n, np.where(inside, -1, p))).astype(np.int64)
+            positions = np.argsort(src, kind="stable").astype(np.int64)
+            at = np.searchsorted(src[positions], np.arange(n + 1)).astype(np.int64)
+            maps.append((src, at, positions))
+        return tuple(maps)
+
+    def _blocks(self, shape: tuple[int, ...], first: int, spatial: tuple[int, ...]) -> tuple[int, ...]:
+        """``shape`` as the compiled passes' (L, D, H, W, T)."""
+        unit = (1,) * (3 - len(spatial))
+        return (math.prod(shape[:first]), *unit, *spatial, math.prod(shape[first + len(spatial):]))
+
+    def _usable(self, a: np.ndarray, kernel: object, view: np.dtype) -> bool:
+        """Whether the compiled pass ``kernel`` runs on ``a`` (seen as ``view``): C-contiguous,
+        writeable and aligned (other arrays would compile another signature), at most three
+        spatial axes, and, under the planner's JIT policy, loaded or worth loading against NumPy's
+        copies."""
+        from ._plan import default_planner
+        from .engines import _machine
+
+        flags = a.flags
+        if len(self.sizes) > 3 or a.size == 0 or not (flags.c_contiguous and flags.writeable
+                                                      and flags.aligned):
+            return False
+        numpy_seconds = 2 * a.nbytes / _machine.figures("_padmode").NUMPY_COPY_BYTES_PER_S
+        return default_planner().load_seconds(view, kernel) <= numpy_seconds
+
+    def _compiled_pad(self, x: np.ndarray, first: int) -> np.ndarray | None:
+        """``pad`` by the compiled gather (None where it does not run): values copied as
+        unsigned integers of their itemsize (complex128 as pairs)."""
+        from .engines._kernels import padmode
+
+        words = {4: np.uint32, 8: np.uint64, 16: np.uint64}.get(x.itemsize)
+        if words is None or not self._usable(x, padmode.pad_gather, np.dtype(words)):
+            return None
+        shape = list(x.shape)
+        shape[first:first + len(self.sizes)] = self.valid.in_spatial
+        out = np.empty(shape, x.dtype)
+        (src0, _, _), (src1, _, _), (src2, _, _) = self._maps
+        self._threads(out.nbytes)
+        inside = x.reshape(self._blocks(x.shape, first, self.sizes)).view(words)
+        padded = out.reshape(self._blocks(out.shape, first, self.valid.in_spatial)).view(words)
+        padmode.pad_gather(inside, src0, src1, src2, self.pads[-1][0], padded)
+        return out
+
+    def _compiled_fold(self, g: np.ndarray, first: int) -> np.ndarray | None:
+        """``fold`` by the compiled pass (None where it does not run): float32 and float64, complex
+        values as real pairs."""
+        from .engines._kernels import padmode
+
+        real = {"float32": np.float32, "float64": np.float64, "complex64": np.float32,
+                "complex128": np.float64}.get(g.dtype.name)
+        if real is None or not self._usable(g, padmode.fold_gather, np.dtype(real)):
+            return None
+        shape = list(g.shape)
+        shape[first:first + len(self.sizes)] = self.sizes
+        dx = np.empty(shape, g.dtype)
+        (_, at0, from0), (_, at1, from1), (src2, _, _) = self._maps
+        self._threads(g.nbytes)
+        padmode.fold_gather(g.reshape(self._blocks(g.shape, first, self.valid.in_spatial)).view(real),
+                            at0, from0, at1, from1, src2, self.pads[-1][0],
+                            dx.reshape(self._blocks(dx.shape, first, self.sizes)).view(real))
+        return dx
+
+    @staticmethod
+    def _threads(nbytes: int) -> None:
+        """Numba's threads for a pass over ``nbytes``: the engines' count (``_threads.for_numba``),
+        one below SERIAL_BYTES."""
+        from .engines import _threads
+
+        with _threads.serial_under(_threads.SERIAL_FLOPS if nbytes >= SERIAL_BYTES else 0):
+            _threads.for_numba()
 
     @staticmethod
     def _extent(i: int, along: slice | np.ndarray, inner: list[slice]) -> tuple[object, ...]:

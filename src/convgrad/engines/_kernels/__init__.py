@@ -35,6 +35,7 @@ from .gauss import join_parts, split_parts
 from .im2col import col2im3d, im2col3d
 from .layout import transpose_batches
 from .pad import last_to_first, pad_copy, pad_copy_first
+from .padmode import fold_gather, pad_gather
 from .pointwise import pointwise_filter_grad_first, pointwise_first
 from .regions import pack_phases, regions_forward
 from .spectral import spectral_mix
@@ -121,6 +122,12 @@ def warm_up(dtypes=("float32", "float64")) -> None:
         pad_copy(x[:, None], (0, 1, 1), np.zeros((1, 1, 8, 8, 2), dt))
         pad_copy_first(np.zeros((1, 2, 1, 6, 6), dt), (0, 1, 1), np.zeros((1, 1, 8, 8, 2), dt))
         last_to_first(np.zeros((1, 4, 2), dt), np.zeros((1, 2, 4), dt))
+        # a padding mode's pass (_padmode.PadMap): values copied as words of their size
+        index = np.zeros(2, np.int64)
+        words = np.zeros((1, 1, 1, 2, 1), dt).view(np.uint32 if dt.itemsize == 4 else np.uint64)
+        pad_gather(words, index[:1], index[:1], index, 0, words.copy())
+        fold_gather(np.zeros((1, 1, 1, 2, 1), dt), index, index[:1], index, index[:1], index, 0,
+                    np.zeros((1, 1, 1, 2, 1), dt))
         transpose_batches(np.zeros(4, dt), np.zeros(4, dt), 1, 2, 2, 4, 2, 4, 2)
         pointwise_first(np.zeros((2, 2), dt), np.zeros((1, 2, 4), dt), np.zeros((1, 2, 4), dt))
         pointwise_filter_grad_first(np.zeros((1, 2, 4), dt), np.zeros((1, 2, 4), dt), np.zeros((1, 2, 2), dt))
