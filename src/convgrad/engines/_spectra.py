@@ -83,7 +83,7 @@ def mix_seconds(freqs: int, n: int, cg: int, og: int, g: int) -> float:
 def _rfft(a: np.ndarray, lengths: tuple[int, ...], axes: tuple[int, ...]) -> np.ndarray:
     # rfftn's own padded copy: transforming axis by axis, the halved axis along the signal's rows
     # only, took 1.4x its time on 32 x 32 signals in 48 x 48 transforms.
-    return scipy.fft.rfftn(a, s=lengths, axes=axes, workers=_threads.allowed())
+    return scipy.fft.rfftn(a, s=lengths, axes=axes, workers=_threads.shared())
 
 
 def irfft(a: np.ndarray, lengths: tuple[int, ...], axes: tuple[int, ...],
@@ -92,7 +92,7 @@ def irfft(a: np.ndarray, lengths: tuple[int, ...], axes: tuple[int, ...],
     axis's inverse is cut to them before the next stage, so the halved axis's inverse runs on the
     kept lines only (a 32 x 32 result of a 48 x 48 transform: 32 rows, not 48; 0.5 of irfftn's
     time there). ``a`` is overwritten."""
-    workers = _threads.allowed()
+    workers = _threads.shared()
     for n, axis, k in zip(lengths[:-1], axes[:-1], keep[:-1]):
         a = scipy.fft.ifft(a, n=n, axis=axis, workers=workers, overwrite_x=True)
         a = a[(slice(None),) * axis + (slice(0, k),)]
@@ -313,7 +313,7 @@ def lags(xs: np.ndarray, dys: np.ndarray, g: int, lengths: tuple[int, ...],
         return idft(correlate(xs, dys, g, planes=True, swap=swap), lengths, positions, name="fft.lags",
                     out=out)
     spec = correlate(xs, dys, g, planes=False, swap=swap)
-    full = scipy.fft.irfftn(spec, s=lengths, axes=tuple(range(len(lengths))), workers=_threads.allowed())
+    full = scipy.fft.irfftn(spec, s=lengths, axes=tuple(range(len(lengths))), workers=_threads.shared())
     if out is None:
         return full[np.ix_(*positions)]
     np.copyto(out, full[np.ix_(*positions)].reshape(out.shape))
