@@ -11,6 +11,7 @@ columns at the borders).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -45,36 +46,12 @@ class Region:
     origin: tuple[int, ...] = ()  # source 1: where its window starts in source 0 (copied there first)
 
 
-def run(regions: list[Region], a: np.ndarray, b: np.ndarray, block: int, y: np.ndarray, first: bool,
-        filter_major: int) -> None:
-    """Write every region into y ``(N, *S, O)`` (``first``: ``(N, O, *S)``, C-contiguous) in one
-    launch: the sources ``a`` ``(N, *S', C)`` and ``b`` (flat) C-contiguous, their filters packed side by side
-    in blocks of ``block`` output channels; each thread walks the filter block by block where a
-    region's packed filter passes ``filter_major`` bytes (tiled.FILTER_MAJOR_BYTES)."""
-    if not regions:
-        return
-    *_, c, o = regions[0].w.shape
-    blocks = -(-o // block)
-    filters = list({id(r.w): r.w for r in regions}.values())  # regions may share a filter: packed once
-    sizes = [blocks * math.prod(f.shape[:-2]) * c * block for f in filters]
-    wt = scratch("tiled.regions.w", (sum(sizes),), y.dtype)
-    offsets = {}
-    for f, start, size in zip(filters, np.cumsum([0, *sizes[:-1]]), sizes):
-        pack_into(f, block, wt[start:start + size])
-        offsets[id(f)] = start
-    table = np.empty((len(regions), columns.COLUMNS), dtype=np.int64)
-    for row, r in zip(table, regions):
-        row[:] = table_row(r.source, r.base, r.sizes, r.corner, r.w.shape[:-2], offsets[id(r.w)], r.at,
-                           r.step, r.count, r.stride, r.dilation, r.origin)
-    launch(table, a, b, c, wt, block, y, first, max(sizes) * y.itemsize > filter_major)
-
-
 def table_row(source: int, base: int, sizes: tuple[int, ...], corner: tuple[int, ...], taps: tuple[int, ...],
               offset: int, at: tuple[int, ...], step: tuple[int, ...], count: tuple[int, ...],
               stride: tuple[int, ...], dilation: tuple[int, ...], origin: tuple[int, ...] = ()) -> list[int]:
     """One region's row of the kernel's table (_kernels/regions.py's columns; a Region's fields,
-    its packed filter at ``offset`` of wt, 1-D and 2-D as 3-D); refuses windows that leave the
-    source."""
+    its packed filter at ``offset`` of wt, 1-D and 2-D as 3-D), laid out once per geometry by its
+    caller; refuses windows that leave the source."""
     rank = len(at)
     zero, one = (0,) * (3 - rank), (1,) * (3 - rank)
     check_reach(tuple(n - a for n, a in zip(sizes, corner)), count, taps, stride, dilation)
@@ -84,9 +61,11 @@ def table_row(source: int, base: int, sizes: tuple[int, ...], corner: tuple[int,
 
 def launch(table: np.ndarray, a: np.ndarray, b: np.ndarray, c: int, wt: np.ndarray, block: int, y: np.ndarray,
            first: bool, filter_major: bool) -> None:
-    """The kernel on the regions of ``table`` (rows of ``table_row``) with their filters packed in
-    ``wt``: y ``(N, *S, O)`` (``first``: ``(N, O, *S)``), a ``(N, *S', c)`` and b as ``run`` takes
-    them; ``filter_major``: a packed filter is larger than tiled.FILTER_MAJOR_BYTES."""
+    """Write every region of ``table`` (rows of ``table_row``) into y ``(N, *S, O)`` (``first``:
+    ``(N, O, *S)``, C-contiguous) in one launch: the sources ``a`` ``(N, *S', c)`` and ``b`` (flat)
+    C-contiguous, their filters packed side by side in ``wt`` in blocks of ``block`` output
+    channels (pack_into's layout); with ``filter_major`` (a packed filter larger than
+    tiled.FILTER_MAJOR_BYTES) each thread walks the filter block by block."""
     one = (1,) * (5 - a.ndim)  # 1-D and 2-D as 3-D
     y5 = y.reshape(*y.shape[:2], *one, *y.shape[2:]) if first else as_3d(y)
     _threads.for_numba()
@@ -127,6 +106,7 @@ def inside_outputs(geom: ConvGeometry) -> list[tuple[int, int]]:
     return out
 
 
+@functools.lru_cache(maxsize=64)
 def border_samples(geom: ConvGeometry) -> int:
     """Samples per image and channel in the border boxes' windows (what forward copies)."""
     boxes = border_boxes(geom.out_spatial, inside_outputs(geom))
@@ -137,23 +117,35 @@ def forward(geom: ConvGeometry, block: int, x: np.ndarray, w: np.ndarray, filter
     """y ``(N, *out, O)`` of the channels-last, C-contiguous x ``(N, *S, C)``: the outputs whose
     windows lie inside x read x as it is, the boxes around them padded copies of their windows."""
     y = np.empty(geom.y_shape("channels_last"), dtype=x.dtype)
+    table, copied = _forward_table(geom)
+    buf = scratch("tiled.regions.x", (copied,), x.dtype)  # the border windows, copied by the kernel
+    *k, c, o = w.shape
+    wt = scratch("tiled.regions.w", (-(-o // block) * math.prod(k) * c * block,), x.dtype)
+    pack_into(w, block, wt)
+    launch(table, x, buf, c, wt, block, y, False, wt.nbytes > filter_major)
+    return y
+
+
+@functools.lru_cache(maxsize=64)
+def _forward_table(geom: ConvGeometry) -> tuple[np.ndarray, int]:
+    """forward's regions, laid out once per geometry: their table (_kernels/regions.py's columns,
+    the one filter at 0) and the samples of the border windows' copies."""
     inner = inside_outputs(geom)
     lows = tuple(lo for lo, _ in geom.tight_padding)
     one = (1,) * geom.rank
     corner = tuple(f * s - lo for (f, _), s, lo in zip(inner, geom.stride, lows))
-    regions = [Region(0, 0, geom.in_spatial, corner, w, tuple(f for f, _ in inner), one,
-                      tuple(e - f for f, e in inner), geom.stride, geom.rhs_dilation)]
+    rows = [(0, 0, geom.in_spatial, corner, tuple(f for f, _ in inner), tuple(e - f for f, e in inner), ())]
     base = 0
     for box in border_boxes(geom.out_spatial, inner):
         window = _window(geom, box)
         sizes = tuple(hi - lo for lo, hi in window)
-        regions.append(Region(1, base, sizes, (0,) * geom.rank, w, tuple(lo for lo, _ in box), one,
-                              tuple(hi - lo for lo, hi in box), geom.stride, geom.rhs_dilation,
-                              tuple(lo for lo, _ in window)))
-        base += geom.batch * math.prod(sizes) * x.shape[-1]
-    buf = scratch("tiled.regions.x", (base,), x.dtype)  # the border windows, copied by the kernel
-    run([r for r in regions if min(r.count) > 0], x, buf, block, y, False, filter_major)
-    return y
+        rows.append((1, base, sizes, (0,) * geom.rank, tuple(lo for lo, _ in box),
+                     tuple(hi - lo for lo, hi in box), tuple(lo for lo, _ in window)))
+        base += geom.batch * math.prod(sizes) * geom.in_channels
+    table = [table_row(source, start, sizes, corner, geom.kernel, 0, at, one, count, geom.stride,
+                       geom.rhs_dilation, origin)
+             for source, start, sizes, corner, at, count, origin in rows if min(count) > 0]
+    return np.array(table, np.int64).reshape(-1, columns.COLUMNS), base
 
 
 def border_boxes(out: tuple[int, ...], inner: list[tuple[int, int]]) -> list[tuple[tuple[int, int], ...]]:
