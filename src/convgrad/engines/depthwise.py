@@ -75,13 +75,21 @@ def _refuse(geom: ConvGeometry, dtype: np.dtype) -> str | None:
     return plain(geom)
 
 
+# y from this size on is stored past the caches (non-temporal stores, by the vector rows): it
+# would not stay in the second-level cache for the next op anyway, and a store that skips the
+# caches neither reads the line first nor evicts x (8 x 128 x 56 x 56 float32, one thread,
+# loaded machine: 0.48 against 0.80 ms; 1 x 128 x 56 x 56: 0.062 against 0.072 ms).
+STREAM_BYTES = 2**20
+
+
 def _forward(geom: ConvGeometry, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     _threads.for_numba()
-    y = np.empty((geom.batch, *geom.out_spatial, geom.out_channels), dtype=x.dtype)
+    y = aligned_empty((geom.batch, *geom.out_spatial, geom.out_channels), x.dtype)
     if y.size and geom.in_channels:
         xc, pads = _reachable(x, geom)
         w2 = np.ascontiguousarray(w.reshape(*geom.kernel, geom.out_channels))
-        _kernels.depthwise2d_forward(xc, w2, *pads, *geom.stride, *geom.rhs_dilation, y)
+        _kernels.depthwise2d_forward(xc, w2, *pads, *geom.stride, *geom.rhs_dilation, y,
+                                     y.nbytes >= STREAM_BYTES)
     else:
         y.fill(0)
     return y
@@ -152,6 +160,19 @@ def _run_first(kernel, geom: ConvGeometry, a: np.ndarray, b: np.ndarray) -> np.n
     else:
         kernel(a, b.reshape(flat), p0, p1, *geom.stride, d0, d1, out)
     return out
+
+
+def aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data starts on a 64-byte boundary (a cache line,
+    a 512-bit vector): NumPy's large arrays start 16 bytes past one, which splits every vector
+    of a row of 16 float32 over two cache lines (8 x 128 x 56 x 56 float32 forward into an
+    aligned y: 0.84x the time, one thread)."""
+    dtype = np.dtype(dtype)
+    count = math.prod(shape)
+    spare = 64 // dtype.itemsize
+    buf = np.empty(count + spare, dtype)
+    start = (-buf.ctypes.data % 64) // dtype.itemsize
+    return buf[start:start + count].reshape(shape)
 
 
 def _reachable(x: np.ndarray, geom: ConvGeometry) -> tuple[np.ndarray, list[int]]:

@@ -74,7 +74,7 @@ def warm_up(dtypes=("float32", "float64")) -> None:
         x = np.zeros((1, 6, 6, 2), dt)
         w = np.zeros((3, 3, 2), dt)
         y = np.zeros((1, 4, 4, 2), dt)
-        depthwise2d_forward(x, w, 0, 0, 1, 1, 1, 1, y)
+        depthwise2d_forward(x, w, 0, 0, 1, 1, 1, 1, y, False)
         depthwise2d_input_grad(y, w, 1, 1, 1, 1, x)
         depthwise2d_filter_grad(x, y, 0, 0, 1, 1, 1, 1, np.zeros((1, 3, 3, 2), dt))
         xf, wf, yf = np.zeros((1, 2, 6, 6), dt), np.zeros((2, 3, 3), dt), np.zeros((1, 2, 4, 4), dt)

@@ -16,6 +16,8 @@ them. Without Numba each function is the NumPy equivalent on a copy of the lanes
 
 from __future__ import annotations
 
+import platform
+
 import numpy as np
 
 from ._numba import NUMBA, njit
@@ -32,6 +34,7 @@ def _vector_bytes() -> int:
 
 
 VECTOR_BYTES = _vector_bytes()
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
 
 @njit(cache=True)
@@ -94,6 +97,39 @@ if NUMBA:
             return context.get_dummy_value()
 
         return types.none(a, index, v), codegen
+
+    @intrinsic
+    def vstream(typingctx, a, index, v):
+        """a[index : index + lanes(a)] = v, past the caches (a non-temporal store: no read of the
+        line before it is written, and the line does not evict the operands). a's address at
+        index must be a multiple of 64 bytes (``streams``); ``sfence`` after the last one."""
+        if not _float_array(a) or not isinstance(index, types.Integer) or not isinstance(v, Vector) \
+                or v.dtype != a.dtype:
+            return None
+
+        def codegen(context, builder, sig, args):
+            ptr = _address(context, builder, sig.args[0], args[0], args[1], sig.args[2])
+            store = builder.store(args[2], ptr, align=VECTOR_BYTES)
+            store.set_metadata("nontemporal", builder.module.add_metadata([ir.IntType(32)(1)]))
+            return context.get_dummy_value()
+
+        return types.none(a, index, v), codegen
+
+    @intrinsic
+    def sfence(typingctx):
+        """Order the non-temporal stores before it ahead of every store after it (x86 ``sfence``):
+        a thread's streamed results are in memory before the parallel loop's end says so."""
+
+        def codegen(context, builder, sig, args):
+            if _X86:
+                fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                                    "llvm.x86.sse.sfence")
+                builder.call(fn, [])
+            else:  # a full fence orders them too
+                builder.fence("seq_cst")
+            return context.get_dummy_value()
+
+        return types.none(), codegen
 
     @intrinsic
     def vfma(typingctx, a, b, c):
@@ -222,6 +258,14 @@ else:  # pragma: no cover - exercised in a subprocess by tests/test_without_extr
     def vstore(a, index, v):
         """a[index : index + lanes(a)] = v."""
         a[index:index + lanes(a)] = v
+
+    def vstream(a, index, v):
+        """a[index : index + lanes(a)] = v."""
+        a[index:index + lanes(a)] = v
+
+    def sfence():
+        """Nothing to order without Numba."""
+        return None
 
     def vfma(a, b, c):
         """a * b + c lane by lane."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._numba import _claim, _registers, _wide_vectors, chunk_size, njit, prange
-from ._simd import lanes
-from .depthwise_lanes import filter_grad_pair, forward_pair, forward_row
+from ._simd import lanes, sfence
+from .depthwise_lanes import filter_grad_pair, forward_pair, forward_row, streams
 
 
 @njit(cache=True)
@@ -137,18 +137,26 @@ def _x_row(x, n, h, zero):  # pragma: no cover - compiled
     return x[n, h].ravel()
 
 
+# Chunks of the forward's row pairs the threads claim: runs of neighbouring rows, so each thread
+# streams its own part of x and y and the rows it asks for ahead are its own next ones (two
+# threads, 8 x 128 x 56 x 56 float32: 0.87 against 1.06 ms of CPU per call with chunks of 2 pairs).
+PAIR_CHUNKS = 16
+
+
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def _forward_lanes(x, w, p0, p1, s0, d0, y):  # pragma: no cover - compiled
+def _forward_lanes(x, w, p0, p1, s0, d0, y, stream):  # pragma: no cover - compiled
     """depthwise2d_forward by depthwise_lanes' rows: pairs of output rows where they share input
-    rows (unit row stride and dilation), else rows, in chunks the threads claim."""
+    rows (unit row stride and dilation), else rows, in chunks the threads claim; y's vectors
+    streamed past the caches where ``stream`` and y allows it (``streams``)."""
     n_, oh, _, c_in = y.shape
     w_in = x.shape[2]
     zero = np.zeros(w_in * c_in, dtype=x.dtype)
     wf = w.ravel()
+    stream = stream and streams(y, c_in)
     step = 2 if s0 == 1 and d0 == 1 else 1
     per_image = -(-oh // step)
     tasks = n_ * per_image
-    per = chunk_size(tasks)
+    per = -(-tasks // PAIR_CHUNKS)
     chunks = -(-tasks // per)
     counter = np.zeros(1, dtype=np.int64)
     for _ in prange(chunks):
@@ -161,27 +169,29 @@ def _forward_lanes(x, w, p0, p1, s0, d0, y):  # pragma: no cover - compiled
                 if step == 2 and i + 1 < oh:
                     forward_pair(ra, rb, rc, _x_row(x, n, h + 3, zero), _x_row(x, n, h + 4, zero),
                                  _x_row(x, n, h + 5, zero), wf, y[n, i].ravel(), y[n, i + 1].ravel(),
-                                 w_in, p1, c_in)
+                                 w_in, p1, c_in, stream)
                 else:
-                    forward_row(ra, rb, rc, wf, y[n, i].ravel(), w_in, p1, c_in)
+                    forward_row(ra, rb, rc, wf, y[n, i].ravel(), w_in, p1, c_in, stream)
             k = _claim(counter)
+        sfence()  # this thread's streamed rows are in memory before the loop ends
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def depthwise2d_forward(x, w, p0, p1, s0, s1, d0, d1, y):  # pragma: no cover - compiled
+def depthwise2d_forward(x, w, p0, p1, s0, s1, d0, d1, y, stream):  # pragma: no cover - compiled
     """y[n, i, j, c*M + q] = sum_{a,b} x[n, i*s0 + a*d0 - p0, j*s1 + b*d1 - p1, c] * w[a, b, c*M + q],
     taps outside x reading zeros (the padding, never materialised).
 
     3x3 kernels with one output per channel take a fast path inside the image (``_interior3x3``):
     the nine taps of an output are summed in registers and stored once, instead of nine
     read-modify-writes of y. The loops index flat arrays with unsigned offsets (a signed index
-    carries a wraparound check; an int times a uint64 is a float in Numba).
+    carries a wraparound check; an int times a uint64 is a float in Numba). Where ``stream``, the
+    vector rows (``_forward_lanes``) store y past the caches if its alignment allows.
     """
     n_, oh, ow, o = y.shape
     w_in, c_in = x.shape[2], x.shape[3]
     kh, kw = w.shape[0], w.shape[1]
     if _in_lanes(x, w, o, s1, d1):
-        _forward_lanes(x, w, p0, p1, s0, d0, y)
+        _forward_lanes(x, w, p0, p1, s0, d0, y, stream)
         return
     fast = kh == 3 and kw == 3 and o == c_in
     # Interior columns: all three taps inside the row.
