@@ -142,7 +142,7 @@ def _run_first(kernel, geom: ConvGeometry, a: np.ndarray, b: np.ndarray) -> np.n
                  geom.x_shape(), _kernels.depthwise2d_filter_grad_first: geom.w_shape()}[kernel]
     if 0 in a.shape or 0 in b.shape:  # no sample reaches the result
         return np.zeros(out_shape, dtype=a.dtype)
-    out = np.empty(out_shape, dtype=a.dtype)
+    out = aligned_empty(out_shape, a.dtype)
     _threads.for_numba()
     (p0, _), (p1, _) = geom.padding
     flat = (geom.out_channels, *geom.kernel)  # w (O, 1, KH, KW) as (O, KH, KW)
