@@ -338,15 +338,24 @@ def _gemm_6(af, ab, ai, ak, bf, bb, bs, cf, cb, cs, K, B):  # pragma: no cover -
         a4[j] = 0
         a5[j] = 0
     ub = np.uint64(B)
-    ui, uk, us = np.uint64(ai), np.uint64(ak), np.uint64(bs)
-    pa, pb = np.uint64(ab), np.uint64(bb)
+    uk, us = np.uint64(ak), np.uint64(bs)
+    # One unsigned offset per row of A: ``pa + 2 * ui`` was a signed sum (Numba types int64 *
+    # uint64 as int64), tested for Python's negative indexing at each step of k, and the offsets'
+    # arithmetic spilled to the stack.
+    p0 = np.uint64(ab)
+    p1 = np.uint64(ab + ai)
+    p2 = np.uint64(ab + 2 * ai)
+    p3 = np.uint64(ab + 3 * ai)
+    p4 = np.uint64(ab + 4 * ai)
+    p5 = np.uint64(ab + 5 * ai)
+    pb = np.uint64(bb)
     for _ in range(K):
-        x0 = af[pa]
-        x1 = af[pa + ui]
-        x2 = af[pa + 2 * ui]
-        x3 = af[pa + 3 * ui]
-        x4 = af[pa + 4 * ui]
-        x5 = af[pa + 5 * ui]
+        x0 = af[p0]
+        x1 = af[p1]
+        x2 = af[p2]
+        x3 = af[p3]
+        x4 = af[p4]
+        x5 = af[p5]
         for j in range(ub):
             g = bf[pb + j]
             a0[j] += x0 * g
@@ -355,7 +364,12 @@ def _gemm_6(af, ab, ai, ak, bf, bb, bs, cf, cb, cs, K, B):  # pragma: no cover -
             a3[j] += x3 * g
             a4[j] += x4 * g
             a5[j] += x5 * g
-        pa += uk
+        p0 += uk
+        p1 += uk
+        p2 += uk
+        p3 += uk
+        p4 += uk
+        p5 += uk
         pb += us
     q, uc = np.uint64(cb), np.uint64(cs)
     for j in range(ub):
