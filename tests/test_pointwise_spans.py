@@ -83,3 +83,38 @@ def test_pointwise_im2col_channels_last_input_grad(padding):
     got = convgrad.conv_input_grad(dyl, wl, (3, 6, 5, 7), padding=padding, method="im2col",
                                    data_format="channels_last")
     assert_close(np.moveaxis(got, -1, 1), oracle.input_grad(dy, w, x_shape, padding=padding))
+
+
+@pytest.mark.parametrize("op", ["forward", "input_grad", "filter_grad"])
+def test_pointwise_first_bits_do_not_depend_on_the_thread_count(monkeypatch, op):
+    """The threads claim the forward's spans and the filter gradient's partial sums (a fixed number
+    of them, each over a fixed share of the chunks): with 1, 2 or 3 threads allowed and free, at plan
+    time and at run time, the results are bitwise equal, and the loop oracle's within rounding."""
+    from convgrad._plan import default_planner
+    from convgrad.engines import _threads
+    from convgrad.engines._kernels import pointwise
+
+    n, c, o, length = 3, 7, 9, int(2.5 * pointwise.CHUNK)
+    x_shape, w_shape = (n, c, length), (o, c, 1)
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape)
+    rng = np.random.default_rng(5)
+    x, w, dy = (rng.standard_normal(s) for s in (x_shape, w_shape, geom.y_shape()))
+    x32, w32, dy32 = (a.astype(np.float32) for a in (x, w, dy))
+    run = {"forward": lambda: convgrad.conv(x32, w32, method="tiled"),
+           "input_grad": lambda: convgrad.conv_input_grad(dy32, w32, x_shape, method="tiled"),
+           "filter_grad": lambda: convgrad.conv_filter_grad(x32, dy32, w_shape, method="tiled")}[op]
+    results = []
+    for threads in (1, 2, 3):
+        monkeypatch.setattr(_threads, "allowed", lambda k=threads: k)
+        monkeypatch.setattr(_threads, "free_cores", lambda k=threads: k)
+        default_planner().clear()  # the filter gradient's parts are fixed when it is planned
+        plan = convgrad.make_plan(op, geom, np.dtype(np.float32), "tiled", 2**31, "channels_first")
+        assert plan.takes == "channels_first"
+        results.append(run())
+    default_planner().clear()
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+    want, terms = {"forward": (lambda: oracle.conv(x, w), c),
+                   "input_grad": (lambda: oracle.input_grad(dy, w, x_shape), o),
+                   "filter_grad": (lambda: oracle.filter_grad(x, dy, w_shape), n * length)}[op]
+    assert_close(results[0], want(), rtol=0, atol=1e-6 * terms, dtype=np.float32)

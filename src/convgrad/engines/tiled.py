@@ -170,13 +170,13 @@ def _pointwise(geom: ConvGeometry) -> bool:
 
 def _pointwise_first(op: Op, geom: ConvGeometry, dtype: np.dtype, planner: Planner):
     """(run_first, its seconds, its workspace) of a channels-first 1x1 conv: the pointwise
-    kernels (one launch, no copy of x, dy or the result; the filter gradient's partial sums, one
-    per thread, are its workspace)."""
+    kernels (one launch, no copy of x, dy or the result; the filter gradient's partial sums, a
+    fixed number that the threads claim, are its workspace)."""
     fig = figures("tiled")
     kernel = _kernels.pointwise_filter_grad_first if op == "filter_grad" else _kernels.pointwise_first
     o, c = geom.out_channels, geom.in_channels
     chunks = geom.batch * -(-math.prod(geom.in_spatial) // pointwise.CHUNK)
-    parts = max(1, min(_threads.allowed(), chunks))
+    parts = max(1, min(pointwise.PARTS, chunks))
     workspace = parts * o * c * dtype.itemsize if op == "filter_grad" else 0
     seconds = geom.flops / fig.POINTWISE_FIRST_FLOPS_PER_S[op] + fig.CALL_SECONDS
     return (partial(_run_pointwise_first, op, geom, parts), seconds + planner.load_seconds(dtype, kernel),
