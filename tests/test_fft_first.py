@@ -15,6 +15,7 @@ from unittest import mock
 import numpy as np
 import pytest
 from hypothesis import assume, given
+from hypothesis import strategies as st
 
 import convgrad
 import convgrad.testing as cgt
@@ -120,3 +121,40 @@ def test_fft_channels_first_float32_within_rounding_of_the_channels_last_run(op)
     assert got.dtype == np.float32 and got.flags.c_contiguous
     assert np.abs(got - ref).max() <= 1e-5 * scale
     assert_close(got, want, rtol=1e-4, atol=1e-4 * scale, dtype=np.float32)
+
+
+@given(case=strategies.conv_cases(ranks=(1, 2), data_formats=("channels_first",), min_batch=1),
+       data=st.data())
+@strategies.budget(20)
+@checked_against("oracle")
+def test_fft_blocks_of_channels_first_operands_are_cut_from_them(case, data):
+    """The forward and the filter gradient by blocks along the first axis (forced: 1 output per
+    block up to the whole axis) on NCHW operands, every transposition of _ops forbidden: the
+    segments and dy's blocks are cut from the NCHW arrays, y joined from its blocks (the last one
+    cut short); the oracle's results, operands unchanged."""
+    from convgrad._plan import default_planner
+    from convgrad.engines import fft
+
+    kw = {k: v for k, v in case.kwargs.items() if k != "data_format"}
+    geom = convgrad.ConvGeometry.for_conv(case.x_shape, case.w_shape, **kw)
+    assume(not any(lo or hi for lo, hi in geom.tight_padding[1:]))  # else the blocks run channels-last
+    b = data.draw(st.integers(1, geom.out_spatial[0]), label="block")
+    rng = np.random.default_rng(b)
+    x, w, dy = (rng.standard_normal(s) for s in (geom.x_shape(), geom.w_shape(), geom.y_shape()))
+    before = [a.copy() for a in (x, w, dy)]
+    with mock.patch.object(fft.FFT, "_block", lambda self, g, op, dtype: b), \
+            mock.patch.object(convgrad._ops, "x_to_last", _transposed), \
+            mock.patch.object(convgrad._ops, "w_to_last", _transposed), \
+            mock.patch.object(convgrad._ops, "relaid", _transposed):
+        default_planner().clear()  # plans made before the patch
+        try:
+            for op in ("forward", "filter_grad"):
+                plan = convgrad.make_plan(op, geom, F64, "fft", 2**31, "channels_first")
+                assert plan.choices["block"] == b and plan.takes == "channels_first"
+            assert_close(convgrad.conv(x, w, method="fft", **kw), oracle.conv(x, w, **kw))
+            assert_close(convgrad.conv_filter_grad(x, dy, w.shape, method="fft", **kw),
+                         oracle.filter_grad(x, dy, w.shape, **kw))
+        finally:
+            default_planner().clear()
+    for a, c in zip((x, w, dy), before):
+        np.testing.assert_array_equal(a, c)

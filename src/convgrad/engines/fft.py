@@ -20,7 +20,9 @@ The block length is the one the cost model likes best, the whole axis included.
 Channels-first operands (unblocked) are read in place: the first transform stage takes the NCHW
 arrays as channels-last views, the last inverse stage writes the NCHW result, and the filter
 gradient correlates with dy's channels as rows so that its lags come out in the (O, Cg) order of
-an OIHW filter.
+an OIHW filter. Blocked, the forward and the filter gradient cut their blocks from the NCHW arrays
+as runs along the first axis, (N, blocks, C, segment), read the same way (pads on the first axis
+only; the blocked input gradient still runs channels-last, transposed around).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from .._layout import pad_or_crop, w_to_last, x_to_last
 from . import _kernels, _spectra
 from ._common import no_complex, plain, unpad
 from ._machine import figures
-from ._scratch import copied
+from ._scratch import copied, scratch
 
 # The cost model (figures in calibration.json, the transforms' and mixing's rates in _spectra's):
 # the transforms, the mixing, the blocks' copies and the planning of the transforms and NumPy calls
@@ -81,8 +83,16 @@ class FFT:
             check_fits(f"the FFT blocks of {geom.x_shape('channels_last')}", workspace, limit)
             lengths = self._lengths(bg)
             run = partial(self._blocked, op, geom, b, lengths)
-        # Channels-first (unblocked): the transforms read the NCHW operands and write the result
-        # in place of the transpositions around a channels-last run (see _FIRST).
+            # Channels-first (the first axis's pads only, not the input gradient's overlap-add):
+            # the blocks are cut from the NCHW operands and y's joined in runs along the axis.
+            if op != "input_grad" and not any(lo or hi for lo, hi in geom.tight_padding[1:]):
+                y_blocks = bg.batch * b * math.prod(geom.out_spatial[1:]) * geom.out_channels
+                extra = y_blocks + math.prod(geom.w_shape()) if op == "forward" else 0  # and w's copy
+                first_workspace = workspace + extra * dtype.itemsize
+                if first_workspace <= limit:
+                    first = partial(self._blocked_first, op, geom, b, lengths)
+        # Channels-first: the transforms read the NCHW operands (or blocks cut from them) and
+        # write the result in place of the transpositions around a channels-last run (_FIRST).
         return Prepared(self.name, seconds, workspace, run, {"block": b, "lengths": lengths},
                         run_first=first, first_workspace=first_workspace)
 
@@ -173,6 +183,27 @@ class FFT:
         for j in range(nb):
             dxe[:, j * step : j * step + seg] += dxs[:, j]
         return unpad(dxe[:, : geom.tight_padded[0]], geom)
+
+    def _blocked_first(self, op: Op, geom: ConvGeometry, b: int, lengths: tuple[int, ...],
+                       a: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """The forward (x, w) or filter gradient (x, dy) of channels-first operands by blocks: x's
+        segments and dy's blocks are cut in runs along the first axis as ``(N, nb, C, seg, *rest)``,
+        which the transforms read as channels-last views, as the unblocked ops read NCHW; the
+        forward writes its blocks of y the same way and joins them in runs; dw comes out OIHW."""
+        bg, nb = _block_geometry(geom, b), _block_count(geom, b)
+        segments = _last_view(_segments_first(a, geom, b))
+        if op == "filter_grad":
+            dw = np.empty(geom.w_shape("channels_first"), dtype=a.dtype)
+            return self._filter_grad(bg, lengths, segments, _last_view(_dy_blocks_first(c, b, nb)), out=dw)
+        n, o, out = geom.batch, geom.out_channels, geom.out_spatial
+        yb = scratch("fft.yb", (n, nb, o, b, *out[1:]), a.dtype)
+        wc = copied("fft.wc", c.swapaxes(0, 1))  # as _forward_first
+        wl = w_to_last(wc.swapaxes(0, 1), "channels_first")
+        self._forward(bg, lengths, segments, wl, out=_last_view(yb))
+        y = np.empty(geom.y_shape("channels_first"), dtype=a.dtype)
+        for j in range(nb):  # the last block's outputs past y's end are dropped
+            y[:, :, j * b : (j + 1) * b] = yb[:, j, :, : out[0] - j * b]
+        return y
 
     # --- the three ops on whole axes -------------------------------------------------------------
     def _forward(self, geom: ConvGeometry, lengths: tuple[int, ...],
@@ -318,6 +349,37 @@ def _segments(x: np.ndarray, geom: ConvGeometry, b: int) -> np.ndarray:
         if a1 > a0:
             out[:, j, a0 - start : a1 - start] = xo[:, a0:a1]
     return out.reshape(-1, seg, *xo.shape[2:])
+
+
+def _segments_first(x: np.ndarray, geom: ConvGeometry, b: int) -> np.ndarray:
+    """_segments of channels-first x ``(N, C, *S)`` (pads on the first axis only):
+    ``(N, nb, C, seg, *rest)``, each (image, block, channel) a run of x along the first axis."""
+    nb, s, seg = _block_count(geom, b), geom.stride[0], _segment(geom, b)
+    lo = geom.tight_padding[0][0]
+    n0 = x.shape[2]
+    out = np.zeros((x.shape[0], nb, x.shape[1], seg, *x.shape[3:]), dtype=x.dtype)
+    for j in range(nb):
+        start = j * b * s - lo
+        a0, a1 = max(start, 0), min(start + seg, n0)
+        if a1 > a0:
+            out[:, j, :, a0 - start : a1 - start] = x[:, :, a0:a1]
+    return out
+
+
+def _dy_blocks_first(dy: np.ndarray, b: int, nb: int) -> np.ndarray:
+    """Channels-first dy ``(N, O, *out)`` zero-extended to nb * b outputs along the first axis and
+    cut into ``(N, nb, O, b, *rest)``."""
+    out = np.empty((dy.shape[0], nb, dy.shape[1], b, *dy.shape[3:]), dtype=dy.dtype)
+    for j in range(nb):
+        part = dy[:, :, j * b : (j + 1) * b]
+        out[:, j, :, : part.shape[2]] = part
+        out[:, j, :, part.shape[2]:] = 0
+    return out
+
+
+def _last_view(blocks: np.ndarray) -> np.ndarray:
+    """``(N, nb, C, L, *rest)`` blocks as the channels-last view ``(N * nb, L, *rest, C)``."""
+    return x_to_last(blocks.reshape(-1, *blocks.shape[2:]), "channels_first")
 
 
 def _dy_blocks(dy: np.ndarray, b: int, nb: int) -> np.ndarray:
