@@ -32,12 +32,19 @@ def _forced(geom):
     return tiled._refuse(geom, F32) is None and tiled._run_length_fg(geom) >= tiled.RUN_ROWS
 
 
+def _no_transposition(*args, **kwargs):
+    raise AssertionError("the channels-first runs path transposed dy before the kernel")
+
+
 def _check(x, dy, w_shape, fmt, **kw):
-    """dw of the runs kernel (forced by pricing it at zero) against the float64 oracle."""
+    """dw of the runs kernel (forced by pricing it at zero) against the float64 oracle; a
+    channels-first call must reach the kernel with dy as it is (the generic channels-first wrapper,
+    which hands the kernel transposed copies, raises)."""
     from convgrad.engines import tiled
 
     geom = convgrad.ConvGeometry.for_conv(x.shape, w_shape, data_format=fmt, **kw)
-    with mock.patch.object(tiled, "_runs_seconds", lambda g: 0.0):
+    with mock.patch.object(tiled, "_runs_seconds", lambda g: 0.0), \
+            mock.patch.object(tiled, "_run_first", _no_transposition):
         default_planner().clear()  # plans made before the patch
         assert convgrad.make_plan("filter_grad", geom, F32, "tiled", 2**31).choices["tile"] == "6x64 runs"
         got = convgrad.conv_filter_grad(x.astype(np.float32), dy.astype(np.float32), w_shape, data_format=fmt,
@@ -118,3 +125,29 @@ def test_filter_runs_chosen_for_the_thin_and_deep_rows():
     assert tiled._runs_fit(stem, F32) and tiled._runs_fit(deep, F32)
     assert not tiled._runs_fit(stem, np.dtype(np.float64))
     assert not tiled._runs_fit(narrow, F32)
+
+
+@pytest.mark.parametrize("fmt", ["channels_first", "channels_last"])
+def test_filter_runs_result_is_not_scratch(fmt):
+    """With one share of rows and whole blocks of 64 output channels the partial filter gradient
+    is the whole result: the caller must get its own array, not the engine's scratch memory that
+    the next call overwrites (it did, channels-last, before)."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(13)
+    x_shape, w_shape = ((1, 8, 8, 8), (64, 8, 3, 3))
+    if fmt == "channels_last":
+        x_shape, w_shape = (1, 8, 8, 8), (3, 3, 8, 64)
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, padding=1, data_format=fmt)
+    x, dy = rng.standard_normal(x_shape), rng.standard_normal(geom.y_shape(fmt))
+    with threadpool_limits(1):
+        default_planner().clear()
+        assert convgrad.make_plan("filter_grad", geom, F32, "tiled", 2**31).choices["parts"] == 1
+        first = convgrad.conv_filter_grad(x.astype(np.float32), dy.astype(np.float32), w_shape, padding=1,
+                                          data_format=fmt, method="tiled")
+        kept = first.copy()
+        convgrad.conv_filter_grad(2 * x.astype(np.float32), dy.astype(np.float32), w_shape, padding=1,
+                                  data_format=fmt, method="tiled")
+        default_planner().clear()
+    np.testing.assert_array_equal(first, kept)
+    assert_float32_filter_grad(first, x, dy, w_shape, fmt, padding=1)

@@ -23,7 +23,9 @@ tiles) as the same GEMM with the vectors along the run and 8 output channels bro
 (_kernels/thin_filter.py), the threads claiming chunks of rows.
 
 Channels-first callers: the padding pass transposes x (or dy) as it copies it, and the tiles
-store y and dx channels-first themselves. A float32 1x1 conv (stride 1, unpadded) runs instead
+store y and dx channels-first themselves. The float32 filter gradients read channels-first dy as
+it is: the thin kernel broadcasts its values, the runs kernel moves each chunk of rows into a
+panel in the first cache. A float32 1x1 conv (stride 1, unpadded) runs instead
 as GEMMs on the NCHW arrays as they are (_kernels/pointwise.py), with no copy at all.
 """
 
@@ -92,13 +94,14 @@ class Tiled:
         kernel = _kernels.tiled_filter_grad if op == "filter_grad" else _kernels.tiled_forward
         penalty = planner.load_seconds(dtype, kernel, _kernels.pad_copy)
         choices: dict[str, object] = {"block": block}
+        kernel_first = None  # a filter-gradient kernel that reads channels-first dy as it is
         if op == "filter_grad" and _thin_fit(geom, dtype):
             parts = _thin_parts(geom)
             workspace = _thin_workspace(geom, dtype, parts)
             check_fits(f"the padded input and {parts} partial filter gradients", workspace, limit)
             choices.update(block=thin_filter.OUTS, tile="8x48 thin", parts=parts)
             run = partial(_filter_grad_thin, geom, parts)
-            thin_first = partial(_filter_grad_thin, geom, parts, first=True)
+            kernel_first = partial(_filter_grad_thin, geom, parts, first=True)
             penalty = planner.load_seconds(dtype, _kernels.thin_filter_grad, _kernels.pad_copy)
         elif op == "filter_grad" and _runs_fit(geom, dtype):
             row_parts, workspace = _runs_workspace(geom, dtype, padded)
@@ -106,6 +109,7 @@ class Tiled:
                        workspace, limit)
             choices.update(block=64, tile="6x64 runs", parts=row_parts)
             run = partial(_filter_grad_runs, geom, row_parts)
+            kernel_first = partial(_filter_grad_runs, geom, row_parts, first=True)
             penalty = planner.load_seconds(dtype, _kernels.filter_grad_runs, _kernels.pad_copy)
         elif op == "filter_grad":
             item, c = dtype.itemsize, geom.in_channels
@@ -152,7 +156,7 @@ class Tiled:
             fl = figures("_layout")
             rate = fl.COMPILED_TRANSPOSE_BYTES_PER_S if layout.loaded(dtype) else fl.TRANSPOSE_BYTES_PER_S
             back = 2 * math.prod(geom.w_shape()) * dtype.itemsize / rate
-            first = thin_first if choices.get("tile") == "8x48 thin" else partial(_run_first, run, op)
+            first = kernel_first if kernel_first is not None else partial(_run_first, run, op)
         first_seconds = seconds + back + planner.load_seconds(dtype, _kernels.pad_copy_first)
         first_workspace = None
         if _pointwise(geom) and dtype == np.float32:  # channels-first 1x1: GEMMs on NCHW as it is
@@ -335,23 +339,32 @@ def _runs_workspace(geom: ConvGeometry, dtype: np.dtype, padded: int) -> tuple[i
     return parts, padded + dy_copy + parts * math.prod(geom.kernel) * geom.in_channels * o * item
 
 
-def _filter_grad_runs(geom: ConvGeometry, row_parts: int, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
+def _filter_grad_runs(geom: ConvGeometry, row_parts: int, x: np.ndarray, dy: np.ndarray,
+                      first: bool = False) -> np.ndarray:
     """dw ``(*K, C, O)`` of channels-last x ``(N, *S, C)`` and dy ``(N, *out, O)`` by the runs
-    kernel (float32)."""
+    kernel (float32); with ``first``, dw ``(O, C, *K)`` of channels-first x ``(N, C, *S)`` and
+    dy ``(N, O, *out)`` (x transposed by its padding pass, dy read as it is by the kernel)."""
     k, c, o = geom.kernel, geom.in_channels, geom.out_channels
     if dy.size == 0 or c == 0 or o == 0:
-        return np.zeros((*k, c, o), dtype=x.dtype)
+        return np.zeros((o, c, *k) if first else (*k, c, o), dtype=x.dtype)
     blocks = -(-o // 64) * 64
-    dy = _padded(dy, ((0, 0),) * geom.rank, blocks, "tiled.dy")
+    if first:
+        x, dy = x_to_last(x, "channels_first"), np.ascontiguousarray(dy)
+        dy5 = dy.reshape(*dy.shape[:2], *(1,) * (3 - geom.rank), *dy.shape[2:])
+    else:
+        dy5 = as_3d(_padded(dy, ((0, 0),) * geom.rank, blocks, "tiled.dy"))
     xp = _padded(x, geom.tight_padding, None, "tiled.x")
     _regions.check_reach(xp.shape[1:-1], geom.out_spatial, k, geom.stride, geom.rhs_dilation)
     unit = (1,) * (3 - geom.rank)
     acc = scratch("tiled.parts", (row_parts, *unit, *k, c, blocks), x.dtype)
     _threads.for_numba()
-    _kernels.filter_grad_runs(as_3d(xp), as_3d(dy), *(unit + geom.stride), *(unit + geom.rhs_dilation),
-                              row_parts, RUNS_CHUNK_BYTES, acc)
-    dw = acc[0] if row_parts == 1 else acc.sum(axis=0)
-    return np.ascontiguousarray(dw[..., :o]).reshape(*k, c, o)
+    _kernels.filter_grad_runs(as_3d(xp), dy5, *(unit + geom.stride), *(unit + geom.rhs_dilation),
+                              row_parts, RUNS_CHUNK_BYTES, first, acc)
+    dw = acc.sum(axis=0).reshape(*k, c, blocks)  # a new array even for one part: acc is scratch
+    if not first:
+        return np.ascontiguousarray(dw[..., :o])
+    moved = layout.relaid(dw, "w", False) if o == blocks else None  # the compiled transposition
+    return moved if moved is not None else np.ascontiguousarray(w_from_last(dw[..., :o], "channels_first"))
 
 
 # Few output channels (a 3-D conv's 16): the filter gradient with vectors along the runs of filter
@@ -429,7 +442,7 @@ def _filter_grad_thin(geom: ConvGeometry, parts: int, x: np.ndarray, dy: np.ndar
     _kernels.thin_filter_grad(xf, (shape[0], *unit, *shape[1:]), np.ascontiguousarray(dy).reshape(-1),
                               (geom.batch, *unit, *geom.out_spatial, o), first, *(unit + geom.stride),
                               *(unit + geom.rhs_dilation), THIN_GROUP_BYTES, acc)
-    dw = (acc[0] if parts == 1 else acc.sum(axis=0))[:o, ..., :run].reshape(o, *k, c)
+    dw = acc.sum(axis=0)[:o, ..., :run].reshape(o, *k, c)  # a new array even for one part: acc is scratch
     return np.ascontiguousarray(np.moveaxis(dw, -1, 1) if first else np.moveaxis(dw, 0, -1))
 
 

@@ -96,8 +96,9 @@ def warm_up(dtypes=("float32", "float64")) -> None:
             pack_phases(w, np.zeros((1, 6), np.int64), 16, np.zeros(2 * 16, dt))
         tiled_filter_grad(x[:, None], np.zeros((1, 1, 4, 4, 16), dt), 1, 1, 1, 1, 1, 1, 8,
                           np.zeros((1, 1, 3, 3, 2, 16), dt))
-        filter_grad_runs(x[:, None], np.zeros((1, 1, 4, 4, 64), dt), 1, 1, 1, 1, 1, 1, 1, 16384,
-                         np.zeros((1, 1, 3, 3, 2, 64), dt))
+        for first in (False, True):
+            filter_grad_runs(x[:, None], np.zeros((1, 1, 4, 4, 64), dt), 1, 1, 1, 1, 1, 1, 1, 16384, first,
+                             np.zeros((1, 1, 3, 3, 2, 64), dt))
         for first in (False, True):
             thin_filter_grad(np.zeros(6 * 6 * 2 + 16, dt), (1, 1, 6, 6, 2), np.zeros(16, dt), (1, 1, 4, 4, 1),
                              first, 1, 1, 1, 1, 1, 1, 16384, np.zeros((1, 8, 1, 3, 1, 16), dt))
