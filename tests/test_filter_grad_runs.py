@@ -78,6 +78,20 @@ def test_filter_runs_paths(x_shape, w_shape, kw, fmt):
     _check(x, dy, w_shape, fmt, **kw)
 
 
+@pytest.mark.parametrize("fmt", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("c", range(6, 18))
+def test_filter_runs_every_tail(c, fmt):
+    """Runs of 6-17 rows (a 1-D kernel of 1 tap: the run is the channels): whole 6-row tiles, then
+    a tail of 0-5 rows in its own tile, each length twice."""
+    from convgrad.engines import tiled
+
+    rng = np.random.default_rng(c)
+    x_shape, w_shape = ((2, c, 9), (64, c, 1)) if fmt == "channels_first" else ((2, 9, c), (1, c, 64))
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, data_format=fmt, stride=2)
+    assert _forced(geom) and tiled._run_length_fg(geom) == c
+    _check(rng.standard_normal(x_shape), rng.standard_normal(geom.y_shape(fmt)), w_shape, fmt, stride=2)
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_filter_runs_split_rows_and_channels(monkeypatch, threads):
     """The threads split blocks of 64 output channels, then rows (one partial dw per share of

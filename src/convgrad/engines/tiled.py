@@ -315,7 +315,8 @@ def _runs_fit(geom: ConvGeometry, dtype: np.dtype) -> bool:
 
 def _runs_seconds(geom: ConvGeometry) -> float:
     """The runs kernel's compute: its rate, times the zero output channels up to a multiple of 64
-    and the rows the last, overlapping tile of each run computes twice."""
+    and a run's last rows past a whole number of tiles charged as a whole tile (their tile of
+    fewer rows loads each dy vector for fewer multiply-adds)."""
     fig = figures("tiled")
     o, run = max(1, geom.out_channels), _run_length_fg(geom)
     tiles = -(-run // RUN_ROWS)
