@@ -7,11 +7,14 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import convgrad
 import oracle
 from checks import assert_close
 from convgrad.engines import _scratch, engine_names
+from strategies import budget
 
 
 def test_a_name_gets_the_same_memory_back():
@@ -172,3 +175,37 @@ def test_threads_calling_at_once_get_their_own_scratch(method):
         assert len(results[i]) == 20
         for got in results[i]:
             np.testing.assert_array_equal(got, alone[i])
+
+
+@budget(25)
+@given(shape=st.lists(st.integers(0, 40), min_size=1, max_size=3),
+       dtype=st.sampled_from([np.uint8, np.float16, np.float32, np.float64, np.complex128]),
+       big=st.booleans())
+def test_aligned_arrays_start_on_a_cache_line(shape, dtype, big):
+    # Large arrays come from mmap, which NumPy's allocator hands out 16 bytes past a line.
+    shape = (*shape, 70_000) if big else tuple(shape)
+    a = _scratch.aligned_empty(shape, dtype)
+    assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable
+    s = _scratch.scratch("t.aligned", shape, dtype)
+    assert s.shape == shape and s.dtype == dtype
+    if a.size:  # an empty array has no data to align (NumPy reports its own address)
+        assert a.ctypes.data % 64 == 0 and s.ctypes.data % 64 == 0
+    _scratch.release()
+
+
+@pytest.mark.parametrize("method", ["tiled", "winograd"])
+@pytest.mark.parametrize("fmt", ["channels_first", "channels_last"])
+def test_engine_results_start_on_a_cache_line(method, fmt):
+    # y is 200 KB: past glibc's mmap threshold, where np.empty would start 16 bytes past a line.
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 16, 40, 40)).astype(np.float32)
+    w = rng.standard_normal((32, 16, 3, 3)).astype(np.float32)
+    last = fmt == "channels_last"
+    xa, wa = (x.transpose(0, 2, 3, 1).copy(), w.transpose(2, 3, 1, 0).copy()) if last else (x, w)
+    kept = []  # results and odd-sized arrays kept alive, so each call gets memory at a new address
+    for size in range(8):
+        y = convgrad.conv(xa, wa, padding=1, data_format=fmt, method=method)
+        assert y.ctypes.data % 64 == 0
+        kept += [y, np.empty(1000 * size + 4)]
+    assert_close(y.transpose(0, 3, 1, 2) if last else y, oracle.conv(x, w, padding=1),
+                 rtol=1e-4, atol=1e-4, dtype=np.float32)

@@ -22,7 +22,7 @@ from .._geometry import ConvGeometry
 from . import _kernels, _threads
 from ._common import as_3d
 from ._kernels import regions as columns
-from ._scratch import scratch
+from ._scratch import aligned_empty, scratch
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,7 +116,7 @@ def border_samples(geom: ConvGeometry) -> int:
 def forward(geom: ConvGeometry, block: int, x: np.ndarray, w: np.ndarray, filter_major: int) -> np.ndarray:
     """y ``(N, *out, O)`` of the channels-last, C-contiguous x ``(N, *S, C)``: the outputs whose
     windows lie inside x read x as it is, the boxes around them padded copies of their windows."""
-    y = np.empty(geom.y_shape("channels_last"), dtype=x.dtype)
+    y = aligned_empty(geom.y_shape("channels_last"), x.dtype)
     table, copied = _forward_table(geom)
     buf = scratch("tiled.regions.x", (copied,), x.dtype)  # the border windows, copied by the kernel
     *k, c, o = w.shape

@@ -20,6 +20,7 @@ from .._geometry import ConvGeometry
 from . import _kernels, _threads
 from ._common import no_complex, padded_zeros, plain, unpad
 from ._machine import figures
+from ._scratch import aligned_empty
 
 # The cost model (figures in calibration.json): flops at the fused loop's rate (about one
 # multiply-add per cycle per lane) plus a call's overhead, times the fitted factor per op.
@@ -160,19 +161,6 @@ def _run_first(kernel, geom: ConvGeometry, a: np.ndarray, b: np.ndarray) -> np.n
     else:
         kernel(a, b.reshape(flat), p0, p1, *geom.stride, d0, d1, out)
     return out
-
-
-def aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """An uninitialised C-contiguous array whose data starts on a 64-byte boundary (a cache line,
-    a 512-bit vector): NumPy's large arrays start 16 bytes past one, which splits every vector
-    of a row of 16 float32 over two cache lines (8 x 128 x 56 x 56 float32 forward into an
-    aligned y: 0.84x the time, one thread)."""
-    dtype = np.dtype(dtype)
-    count = math.prod(shape)
-    spare = 64 // dtype.itemsize
-    buf = np.empty(count + spare, dtype)
-    start = (-buf.ctypes.data % 64) // dtype.itemsize
-    return buf[start:start + count].reshape(shape)
 
 
 def _reachable(x: np.ndarray, geom: ConvGeometry) -> tuple[np.ndarray, list[int]]:

@@ -57,7 +57,7 @@ from ._common import Phase, as_3d, no_complex, phase_axes, plain
 from ._kernels import layout, pointwise, thin_filter
 from ._kernels import regions as columns
 from ._machine import figures
-from ._scratch import copied, empty_for, scratch
+from ._scratch import aligned_empty, copied, empty_for, scratch
 
 # The cost model (figures in calibration.json): flops at the rate of the tile that runs (wider
 # tiles faster; 3-tap tiles faster where a row's taps share their inputs; dot-product tiles for
@@ -248,7 +248,7 @@ def _forward(block: int, geom: ConvGeometry, x: np.ndarray, w: np.ndarray, first
     with ``first``, a channels-last view of y written channels-first ``(N, O, *out)``."""
     if _in_regions(geom, block, x, first):
         return _regions.forward(geom, block, x, w, FILTER_MAJOR_BYTES)
-    y = np.empty(geom.y_shape("channels_first" if first else "channels_last"), dtype=x.dtype)
+    y = aligned_empty(geom.y_shape("channels_first" if first else "channels_last"), x.dtype)
     if y.size and x.shape[-1] == 0:  # no input channels: every sum is empty
         y.fill(0)
     elif y.size:
@@ -696,7 +696,7 @@ def _spreads_phase(combo: tuple[Phase, ...], block: int) -> bool:
 def _new_output(shape: tuple[int, ...], dtype: np.dtype, zeroed: bool) -> np.ndarray:
     """The result array, zero-filled only where the kernels will not write all of it (a test
     fills the other kind with NaN, to see that every sample is written)."""
-    return np.zeros(shape, dtype=dtype) if zeroed else np.empty(shape, dtype=dtype)
+    return np.zeros(shape, dtype=dtype) if zeroed else aligned_empty(shape, dtype)
 
 
 def _inside(p: Phase, s: int, lo: int, n: int) -> tuple[int, int]:

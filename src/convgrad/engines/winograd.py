@@ -39,7 +39,7 @@ from . import _kernels, _threads
 from ._common import no_complex
 from ._kernels import layout, winograd_fused
 from ._machine import figures
-from ._scratch import scratch
+from ._scratch import aligned_empty, scratch
 
 # Points 0, -1, 1, -2, 2 and infinity (Lavin & Gray 2016); checked against direct correlation
 # in the tests.
@@ -165,7 +165,7 @@ def _one_pass_forward(geom: ConvGeometry, x: np.ndarray, w: np.ndarray, first: b
     w ``(3, 3, C, O)``; with ``first``, x is a channels-last view of channels-first memory and y
     comes back as one (its memory ``(N, O, OH, OW)``)."""
     fmt = "channels_first" if first else "channels_last"
-    y = np.empty(geom.y_shape(fmt), dtype=x.dtype)
+    y = aligned_empty(geom.y_shape(fmt), x.dtype)
     if y.size == 0:
         return x_to_last(y, fmt)
     if x.shape[-1] == 0:
@@ -322,7 +322,7 @@ def _forward_fused(geom: ConvGeometry, xp: np.ndarray, w: np.ndarray, bt: np.nda
     g, cg, _og, _ = geom.group_dims
     m, n = at.shape
     count = geom.batch * tiles[0] * tiles[1]
-    v = np.empty((n * n, count, geom.in_channels), dtype=xp.dtype)
+    v = aligned_empty((n * n, count, geom.in_channels), xp.dtype)
     _threads.for_numba()
     _kernels.winograd2d_input(xp, bt, m, tiles[0], tiles[1], v)
     u = _filter_transform(w, gm, 2, g)
@@ -331,7 +331,7 @@ def _forward_fused(geom: ConvGeometry, xp: np.ndarray, w: np.ndarray, bt: np.nda
     else:
         mm = np.matmul(v.reshape(n * n, count, g, cg).transpose(0, 2, 1, 3), u)
         mm = np.ascontiguousarray(mm.transpose(0, 2, 1, 3)).reshape(n * n, count, geom.out_channels)
-    y = np.empty((geom.batch, *geom.out_spatial, geom.out_channels), dtype=xp.dtype)
+    y = aligned_empty((geom.batch, *geom.out_spatial, geom.out_channels), xp.dtype)
     _kernels.winograd2d_output(mm, at, tiles[0], tiles[1], y)
     return y
 

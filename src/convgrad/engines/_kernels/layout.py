@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._scratch import aligned_empty
 from ._numba import njit
 from ._shuffle import transpose8
 
@@ -89,7 +90,7 @@ def relaid(a: np.ndarray, role: str, to_last: bool) -> np.ndarray | None:
         o, cg, t = a.shape[-1], a.shape[-2], int(np.prod(a.shape[:-2]))
         shape = (o, cg, *a.shape[:-2])
         steps = (cg, t, o, o, cg * o, t, cg * t)
-    out = np.empty(shape, dtype=a.dtype)
+    out = aligned_empty(shape, a.dtype)
     real = _FLOATS[a.dtype.itemsize]
     transpose_batches(a.reshape(-1).view(real), out.reshape(-1).view(real), *steps)
     return out
