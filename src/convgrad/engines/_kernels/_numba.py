@@ -90,6 +90,12 @@ if NUMBA:
         """
         if not isinstance(arr, types.Array) or not isinstance(index, types.Integer):
             return None
+        return types.none(arr, index), prefetch_codegen(0, 3)
+
+    def prefetch_codegen(write: int, locality: int):
+        """The code of llvm.prefetch of args[0][args[1]]'s cache line: for a read (``write`` 0)
+        or a write (1), into the caches from ``locality`` up (3: the first level, 1: the last).
+        The prefetch intrinsics here and in _simd share it."""
 
         def codegen(context, builder, signature, args):
             data = context.make_array(signature.args[0])(context, builder, args[0]).data
@@ -98,10 +104,10 @@ if NUMBA:
             fn = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(ir.VoidType(), [byte, i32, i32, i32]), "llvm.prefetch.p0i8")
             where = builder.bitcast(builder.gep(data, [args[1]]), byte)
-            builder.call(fn, [where, i32(0), i32(3), i32(1)])
+            builder.call(fn, [where, i32(write), i32(locality), i32(1)])
             return context.get_dummy_value()
 
-        return types.none(arr, index), codegen
+        return codegen
 
     @intrinsic
     def _claim(typingctx, counter):

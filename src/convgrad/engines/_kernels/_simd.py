@@ -49,6 +49,8 @@ if NUMBA:
     from numba.core import cgutils
     from numba.extending import intrinsic, models, register_model
 
+    from ._numba import prefetch_codegen
+
     class Vector(types.Type):
         """A 512-bit LLVM vector of ``dtype`` (a Numba float type)."""
 
@@ -235,19 +237,7 @@ if NUMBA:
         if not (isinstance(a, types.Array) and isinstance(index, types.Integer)
                 and isinstance(write, types.IntegerLiteral) and isinstance(level, types.IntegerLiteral)):
             return None
-        rw, locality = write.literal_value, level.literal_value
-
-        def codegen(context, builder, sig, args):
-            data = context.make_array(sig.args[0])(context, builder, args[0]).data
-            byte = ir.IntType(8).as_pointer()
-            i32 = ir.IntType(32)
-            fn = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(ir.VoidType(), [byte, i32, i32, i32]), "llvm.prefetch.p0i8")
-            where = builder.bitcast(builder.gep(data, [args[1]]), byte)
-            builder.call(fn, [where, i32(rw), i32(locality), i32(1)])
-            return context.get_dummy_value()
-
-        return types.none(a, index, write, level), codegen
+        return types.none(a, index, write, level), prefetch_codegen(write.literal_value, level.literal_value)
 
 else:  # pragma: no cover - exercised in a subprocess by tests/test_without_extras.py
 
