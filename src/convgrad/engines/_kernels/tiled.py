@@ -19,6 +19,7 @@ from ._numba import _prefetch, _registers, _wide_vectors, literally, njit, prang
 # negative indexing at every load, and a view taken per row costs reference counting: together
 # they ran the filter-gradient tiles at 35-55% of the rate of the same loop on flat offsets.
 _U16 = np.uint64(16)
+_U32 = np.uint64(32)
 _U64 = np.uint64(64)
 _AHEAD = np.uint64(256)  # filter values (1 KiB of float32) prefetched ahead of the 6 x 64 tiles
 
@@ -302,6 +303,16 @@ def _store_8(yf, yo, m, yc, a0, a1, a2, a3, a4, a5, a6, a7):  # pragma: no cover
             yf[q6 + r] = a6[o]
             yf[q7 + r] = a7[o]
         return
+    if m == 16 or m == 32:  # whole blocks: constant counts, stored as whole vectors
+        _store_run(yf, q0, a0, m)
+        _store_run(yf, q1, a1, m)
+        _store_run(yf, q2, a2, m)
+        _store_run(yf, q3, a3, m)
+        _store_run(yf, q4, a4, m)
+        _store_run(yf, q5, a5, m)
+        _store_run(yf, q6, a6, m)
+        _store_run(yf, q7, a7, m)
+        return
     for o in range(np.uint64(m)):
         yf[q0 + o] = a0[o]
         yf[q1 + o] = a1[o]
@@ -311,6 +322,19 @@ def _store_8(yf, yo, m, yc, a0, a1, a2, a3, a4, a5, a6, a7):  # pragma: no cover
         yf[q5 + o] = a5[o]
         yf[q6 + o] = a6[o]
         yf[q7 + o] = a7[o]
+
+
+@njit(cache=True)
+def _store_run(yf, q, a, m):  # pragma: no cover - compiled
+    """yf[q + o] = a[o] for o < m, m 16 or 32: with a count known when compiled, whole vectors
+    (a count read at run time stored the 8 sums interleaved, lane by lane: measured 8% of an 8 x 32
+    tile's time with a 256-long sum, the transposed conv's sub-pixel phases)."""
+    if m == 32:
+        for o in range(_U32):
+            yf[q + o] = a[o]
+    else:
+        for o in range(_U16):
+            yf[q + o] = a[o]
 
 
 @njit(cache=True)
