@@ -16,7 +16,7 @@ import strategies
 import tally
 from checks import assert_close
 from convgrad._layout import w_to_last, x_from_last, x_to_last
-from convgrad.engines import _kernels, tiled
+from convgrad.engines import _kernels, _regions, tiled
 
 F32 = np.dtype(np.float32)
 
@@ -214,3 +214,26 @@ def test_phase_filters_packed_from_the_callers_filter_in_either_layout(x_shape, 
     with mock.patch.object(tiled, "_new_output", poisoned):
         got = tiled._strided_input_grad(geom, block, dyl, wl, first=first)
     assert_close(x_from_last(got, "channels_first"), want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
+@given(shape=st.lists(st.integers(1, 4), min_size=5, max_size=5), data=st.data())
+@strategies.budget(30)
+def test_flat_filter_gives_the_memory_and_strides_of_any_view(shape, data):
+    """_regions.flat_filter (what pack_phases reads): for a filter as the caller may hold it (any
+    axis order, an axis flipped, every other channel), the flat array and element strides address
+    every value of the view (read back through NumPy's own strided view); a transposed view of
+    contiguous memory is not copied."""
+    base = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+    order = data.draw(st.permutations(range(5)))
+    w = base.transpose(order)
+    kind = data.draw(st.sampled_from(["view", "flipped", "sliced"]))
+    if kind == "flipped":
+        w = w[..., ::-1, :]
+    elif kind == "sliced":
+        w = w[..., ::2]
+    flat, strides = _regions.flat_filter(w)
+    assert flat.ndim == 1 and flat.flags.c_contiguous
+    seen = np.lib.stride_tricks.as_strided(flat, w.shape, tuple(s * flat.itemsize for s in strides))
+    assert np.array_equal(seen, w)
+    if kind == "view":
+        assert np.shares_memory(flat, base)

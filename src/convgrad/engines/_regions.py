@@ -86,6 +86,17 @@ def pack_into(w: np.ndarray, block: int, out: np.ndarray) -> None:
         view[whole, ..., o - whole * block:] = 0
 
 
+def flat_filter(w: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+    """w's memory as a flat array and w's strides in its elements, with no copy where w is a
+    transposed view of contiguous memory (a channels-last view of a channels-first filter);
+    else of a contiguous copy."""
+    order = sorted(range(w.ndim), key=lambda a: -w.strides[a])
+    if not w.transpose(order).flags.c_contiguous or min(w.strides, default=0) < 0:
+        w = np.ascontiguousarray(w)
+        order = list(range(w.ndim))
+    return w.transpose(order).reshape(-1), tuple(s // w.itemsize for s in w.strides)
+
+
 def check_reach(padded: tuple[int, ...], out: tuple[int, ...], kernel: tuple[int, ...],
                 stride: tuple[int, ...], dilation: tuple[int, ...]) -> None:
     """The kernels do not check bounds: refuse outright a call whose windows leave the array."""

@@ -609,7 +609,8 @@ def _strided_input_grad(geom: ConvGeometry, block: int, dy: np.ndarray, w: np.nd
     # the row) one launch each.
     if len(phases.table):
         wt = scratch("tiled.regions.w", (phases.packed,), dy.dtype)
-        _kernels.pack_phases(w.reshape(*(1,) * (3 - geom.rank), *w.shape), phases.pack, block, wt)
+        flat, strides = _regions.flat_filter(w.reshape(*(1,) * (3 - geom.rank), *w.shape))
+        _kernels.pack_phases(flat, strides, phases.pack, block, geom.in_channels, geom.out_channels, wt)
         _regions.launch(phases.table, dyp, dyp, geom.out_channels, wt, block, dx, first,
                         phases.largest * dy.itemsize > FILTER_MAJOR_BYTES)
     for item in phases.rows:

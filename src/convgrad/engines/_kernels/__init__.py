@@ -90,10 +90,9 @@ def warm_up(dtypes=("float32", "float64")) -> None:
         flat = x.reshape(-1)
         regions_forward(flat, (1, 6, 6), flat.copy(), 2, np.zeros(3 * 3 * 2 * 16, dt), region, 16, y[:, None],
                         False, False)
-        # the caller's filter as it is, or a view of channels-first memory (a 1x1 one Fortran-ordered)
-        wc = np.zeros((1, 3, 3, 2, 2), dt)
-        for w in (wc, wc.transpose(0, 1, 2, 4, 3), np.zeros((2, 2, 3, 3, 1), dt).T):
-            pack_phases(w, np.zeros((1, 6), np.int64), 16, np.zeros(2 * 16, dt))
+        # the filter's memory as it is (flat) with its strides
+        pack_phases(np.zeros(36, dt), (18, 6, 2, 1, 1), np.zeros((1, 6), np.int64), 16, 2, 2,
+                    np.zeros(2 * 16, dt))
         tiled_filter_grad(x[:, None], np.zeros((1, 1, 4, 4, 16), dt), 1, 1, 1, 1, 1, 1, 8,
                           np.zeros((1, 1, 3, 3, 2, 16), dt))
         for first in (False, True):
