@@ -1,9 +1,11 @@
 """The channels-first 1x1 kernels on images long enough for several work items.
 
 ``pointwise_first`` cuts each image into spans of ``SPAN`` positions and each span into tiles of
-64 (the last one narrower); ``pointwise_filter_grad_first`` into chunks of ``CHUNK``. The engine
-tests draw at most 12 positions per axis; here up to three chunks per image, with ragged ends,
-through the public ops (``method="tiled"``, channels-first), against the loop oracle.
+64 (the last one narrower); ``pointwise_filter_grad_first`` into chunks of ``CHUNK``, each moved
+into panels of 64 output channels, under tiles of 6 input channels. The engine tests draw at most
+12 positions per axis; here up to three chunks per image, with ragged ends, and output channels
+over several panels, through the public ops (``method="tiled"``, channels-first), against the loop
+oracle.
 """
 
 from __future__ import annotations
@@ -49,6 +51,25 @@ def test_pointwise_first_on_long_images_matches_the_oracle(n, c, o, length, op):
         want, terms = oracle.filter_grad(x, dy, w_shape), n * length
     # sums of ``terms`` products of standard normals, rounded in float32
     assert_close(got, want, rtol=0, atol=1e-6 * max(1, terms), dtype=np.float32)
+
+
+@given(n=st.integers(1, 2), c=st.integers(1, 20), o=st.integers(1, 140), length=st.integers(1, 700))
+@strategies.budget(12)
+def test_pointwise_filter_grad_panels_match_the_oracle(n, c, o, length):
+    """Output channels over one to three panels of 64 (the last one part zeros), input channels
+    not a multiple of the tiles' 6, chunks with ragged ends and lengths not a multiple of the 8 x 8
+    transposes: the loop oracle's dw."""
+    from convgrad.engines._kernels import pointwise
+
+    assert 2 * pointwise.CHUNK < 700
+    x_shape, w_shape = (n, c, length), (o, c, 1)
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape)
+    plan = convgrad.make_plan("filter_grad", geom, np.dtype(np.float32), "tiled", 2**31, "channels_first")
+    assert plan.takes == "channels_first"
+    rng = np.random.default_rng(length * 31 + o)
+    x, dy = rng.standard_normal(x_shape), rng.standard_normal(geom.y_shape())
+    got = convgrad.conv_filter_grad(x.astype(np.float32), dy.astype(np.float32), w_shape, method="tiled")
+    assert_close(got, oracle.filter_grad(x, dy, w_shape), rtol=0, atol=1e-6 * n * length, dtype=np.float32)
 
 
 @pytest.mark.parametrize("chunks", [0.5, 1, 1.5, 2.25])

@@ -178,13 +178,18 @@ def _pointwise_first(op: Op, geom: ConvGeometry, dtype: np.dtype, planner: Plann
     fixed number that the threads claim, are its workspace)."""
     fig = figures("tiled")
     kernel = _kernels.pointwise_filter_grad_first if op == "filter_grad" else _kernels.pointwise_first
-    o, c = geom.out_channels, geom.in_channels
     chunks = geom.batch * -(-math.prod(geom.in_spatial) // pointwise.CHUNK)
     parts = max(1, min(pointwise.PARTS, chunks))
-    workspace = parts * o * c * dtype.itemsize if op == "filter_grad" else 0
+    workspace = parts * math.prod(_pointwise_part(geom)) * dtype.itemsize if op == "filter_grad" else 0
     seconds = geom.flops / fig.POINTWISE_FIRST_FLOPS_PER_S[op] + fig.CALL_SECONDS
     return (partial(_run_pointwise_first, op, geom, parts), seconds + planner.load_seconds(dtype, kernel),
             workspace)
+
+
+def _pointwise_part(geom: ConvGeometry) -> tuple[int, int]:
+    """The shape of one partial filter gradient of the channels-first 1x1 kernel: dw.T, (C, O
+    rounded up to 64)."""
+    return geom.in_channels, -(-geom.out_channels // 64) * 64
 
 
 def _run_pointwise_first(op: Op, geom: ConvGeometry, parts: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -192,13 +197,13 @@ def _run_pointwise_first(op: Op, geom: ConvGeometry, parts: int, a: np.ndarray, 
     w ``(O, C, *1)``, dy ``(N, O, *S)``."""
     n, c, o, s = geom.batch, geom.in_channels, geom.out_channels, math.prod(geom.in_spatial)
     if op == "filter_grad":
-        dw = np.zeros((o, c), dtype=a.dtype)
-        if n and s and o and c:
-            acc = scratch("tiled.pointwise", (parts, o, c), a.dtype)
-            _threads.for_numba()
-            _kernels.pointwise_filter_grad_first(a.reshape(n, c, s), b.reshape(n, o, s), acc)
-            acc.sum(axis=0, out=dw)
-        return dw.reshape(geom.w_shape())
+        if not (n and s and o and c):
+            return np.zeros(geom.w_shape(), dtype=a.dtype)
+        acc = scratch("tiled.pointwise", (parts, *_pointwise_part(geom)), a.dtype)
+        _threads.for_numba()
+        _kernels.pointwise_filter_grad_first(a.reshape(n, c, s), b.reshape(n, o, s), acc)
+        # the parts hold dw.T with O rounded up to 64: summed, cropped and transposed (O x C)
+        return np.ascontiguousarray(acc.sum(axis=0)[:, :o].T).reshape(geom.w_shape())
     w = b.reshape(o, c) if op == "forward" else np.ascontiguousarray(b.reshape(o, c).T)
     rows, cols = w.shape
     out = np.empty((n, rows, s), dtype=a.dtype)
