@@ -12,6 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import convgrad
+import oracle
 import strategies
 
 pytest.importorskip("numba")
@@ -45,14 +47,21 @@ def float_arrays(draw):
     return a.reshape(shape)
 
 
+def _load(dtype: np.dtype) -> None:
+    """The compiled check for ``dtype``, as ``warm_up`` loads it (without every other kernel)."""
+    from convgrad.engines._kernels import finite
+
+    uint, mask = finite.EXPONENT[dtype.itemsize]
+    finite.exponent_peak(np.zeros(1, uint), mask)
+
+
 @given(float_arrays())
 @strategies.budget(60)
 def test_the_compiled_finite_check_is_isfinite_all(a):
     from convgrad._plan import _finite
-    from convgrad.engines import warm_up
     from convgrad.engines._kernels import finite
 
-    warm_up((a.dtype.name,))
+    _load(a.dtype)
     assert finite.loaded(a.dtype)
     want = bool(np.isfinite(a).all())
     assert finite.all_finite(a) is want
@@ -63,10 +72,9 @@ def test_the_compiled_finite_check_declines_what_it_does_not_read():
     """Strided views, other dtypes and a kernel not loaded fall back to NumPy (None), and the
     plan's check still gives the right answer."""
     from convgrad._plan import _finite
-    from convgrad.engines import warm_up
     from convgrad.engines._kernels import finite
 
-    warm_up(("float32",))
+    _load(np.dtype(np.float32))
     a = np.ones((4, 6), np.float32)
     a[1, 1] = np.nan
     assert finite.all_finite(a[:, ::2]) is None and _finite(a[:, ::2]) is True
@@ -74,3 +82,29 @@ def test_the_compiled_finite_check_declines_what_it_does_not_read():
     assert finite.all_finite(a[::2]) is None and _finite(a[::2]) is True
     for other in (np.float16, np.complex64, np.int32):
         assert finite.all_finite(np.ones(3, other)) is None and _finite(np.ones(3, other)) is True
+
+
+@given(n=st.integers(1, 2), c=st.integers(1, 8), o=st.integers(1, 8), length=st.integers(1, 150),
+       seed=st.integers(0, 2**16), zeros=st.booleans())
+@strategies.budget(25)
+def test_channels_first_pointwise_input_grad_keeps_inf_and_nan_unchecked(n, c, o, length, seed, zeros):
+    """The channels-first 1x1 kernels' input gradient has no non-finite plan, so no per-call check:
+    with up to 3 infs or NaNs in dy and in w (and zero taps for an inf to meet), every output is
+    finite, NaN, +inf or -inf exactly where the direct sum's (the loop oracle on Python floats) is."""
+    x_shape, w_shape = (n, c, length), (o, c, 1)
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape)
+    plan = convgrad.make_plan("input_grad", geom, np.dtype(np.float32), "tiled", 2**31, "channels_first")
+    assert plan.takes == "channels_first" and plan.nonfinite_plan() is plan
+    rng = np.random.default_rng(seed)
+    w, dy = rng.standard_normal(w_shape), rng.standard_normal(geom.y_shape())
+    if zeros:
+        w = np.where(np.abs(w) < 0.5, 0.0, w)
+    for a, most in ((dy, 3), (w, 3)):
+        for _ in range(rng.integers(0, most + 1)):
+            a.flat[rng.integers(a.size)] = rng.choice([np.inf, -np.inf, np.nan])
+    got = convgrad.conv_input_grad(dy.astype(np.float32), w.astype(np.float32), x_shape, method="tiled")
+    with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 and inf - inf are the point
+        want = oracle.input_grad(dy.astype(object), w.astype(object), x_shape).astype(np.float64)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isposinf(got), np.isposinf(want))
+    np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want))

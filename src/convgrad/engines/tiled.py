@@ -80,6 +80,11 @@ class Tiled:
     name = "tiled"
     nonfinite_skips = (("input_grad", "multiplies w by zeros outside the direct sum, NaN for an inf"),)
 
+    def keeps_nonfinite(self, op: Op, geom: ConvGeometry, dtype: np.dtype, layout: str) -> bool:
+        """The channels-first 1x1 kernels (``_pointwise_first``) sum exactly the direct sum's
+        products, no padding and no zeros: their input gradient keeps its inf and NaN."""
+        return layout == "channels_first" and np.dtype(dtype) == np.float32 and _pointwise(geom)
+
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
                 planner: Planner) -> Prepared | Refusal:
         fig = figures("tiled")
