@@ -165,3 +165,27 @@ def test_filter_runs_result_is_not_scratch(fmt):
         default_planner().clear()
     np.testing.assert_array_equal(first, kept)
     assert_float32_filter_grad(first, x, dy, w_shape, fmt, padding=1)
+
+
+def test_filter_runs_partials_decide_against_im2col(monkeypatch):
+    """Against the other engines the runs kernel is charged its partial filter gradients too
+    (zeroed, summed, copied out), at a faster rate for its multiply-adds: with the kernels loaded
+    and two threads, resnet_3x3_deep's channels-last filter gradient runs on the runs kernel
+    (quiet, 2 threads: 3.90-4.24 ms against im2col's 4.80-5.03), and 1x512x7x7 -> 256, 5x5, whose
+    filter entries each sum 49 outputs, on another engine (one thread: 7.0 ms against im2col's
+    3.0). Within the tiled engine the choice of kernel keeps to the rates alone."""
+    from convgrad import _plan
+    from convgrad.engines import _kernels, _threads, tiled
+
+    monkeypatch.setattr(_kernels, "compile_penalty", lambda dtype, *k: 0.0)
+    monkeypatch.setattr(_threads, "allowed", lambda: 2)
+    deep = convgrad.ConvGeometry.for_conv((8, 14, 14, 256), (3, 3, 256, 256), padding=1,
+                                          data_format="channels_last")
+    few = convgrad.ConvGeometry.for_conv((1, 7, 7, 512), (5, 5, 512, 256), padding=2,
+                                         data_format="channels_last")
+    chosen = _plan.Planner().plan("filter_grad", deep, F32)
+    assert (chosen.chosen.engine, chosen.choices.get("tile")) == ("tiled", "6x64 runs"), chosen.reason
+    assert _plan.Planner().plan("filter_grad", few, F32).chosen.engine != "tiled"
+    assert tiled._runs_fit(few, F32)  # the tiled engine itself still runs its runs kernel there
+    monkeypatch.setattr(tiled, "_runs_partials_seconds", lambda g: 0.0)  # the term decides it
+    assert _plan.Planner().plan("filter_grad", few, F32).chosen.engine == "tiled"

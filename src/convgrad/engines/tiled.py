@@ -149,7 +149,7 @@ class Tiled:
         if choices.get("tile") == "8x48 thin":
             compute = _thin_seconds(geom)
         elif choices.get("tile") == "6x64 runs":
-            compute = _runs_seconds(geom)
+            compute = _runs_seconds(geom) + _runs_partials_seconds(geom)
         else:
             compute = _compute_seconds(geom, op, block, dtype)
         seconds = (compute + copy + fig.CALL_SECONDS) * fig.FITTED[op]
@@ -331,6 +331,17 @@ def _runs_seconds(geom: ConvGeometry) -> float:
     o, run = max(1, geom.out_channels), _run_length_fg(geom)
     tiles = -(-run // RUN_ROWS)
     return geom.flops / fig.RUNS_FLOPS_PER_S * (-(-o // 64) * 64 / o) * (tiles * RUN_ROWS / run)
+
+
+def _runs_partials_seconds(geom: ConvGeometry) -> float:
+    """The runs kernel's partial filter gradients (float32, 64k output channels) zeroed, summed
+    and copied out: where each filter entry sums few outputs (7x7 planes, 512 channels) they
+    outweigh the multiply-adds (1x512x7x7 -> 512, 3x3: 4.7 ms on one thread against the rate's
+    1.1). Charged against the other engines only: the choice between the tiled engine's own
+    kernels keeps to their rates."""
+    o = -(-geom.out_channels // 64) * 64
+    partials = _runs_parts(geom) * math.prod(geom.kernel) * geom.in_channels * o * 4
+    return partials / figures("tiled").RUNS_PARTIAL_BYTES_PER_S
 
 
 def _runs_parts(geom: ConvGeometry) -> int:
