@@ -475,3 +475,63 @@ def test_results_do_not_depend_on_how_many_cores_are_free(monkeypatch, x_shape, 
                 ran += 1
                 assert got[0].tobytes() == got[1].tobytes(), (method, op)
     assert ran >= 6
+
+
+def test_blas_products_split_the_same_way_whatever_the_free_cores(monkeypatch):
+    """``_threads.matmul`` (the FFT engine's DFT GEMMs): parts fixed by the shapes, each on one
+    BLAS thread, run on the free cores: bitwise the same on one free core as on all, NumPy's
+    product's values, BLAS on one thread inside and its limit back after, ``allowed()`` unchanged."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from convgrad.engines import _threads
+
+    rng = np.random.default_rng(3)
+    m, stack = rng.standard_normal((50, 31)), rng.standard_normal((37, 31, 40))
+    a, b = rng.standard_normal((203, 64)), rng.standard_normal((64, 48))
+    allowed, limits = _threads.allowed(), _threads._limits()
+    inside: list[tuple[int, int]] = []
+    real = np.matmul
+
+    def spy(*args, **kwargs):
+        blas = [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
+        inside.append((max(blas, default=1), _threads.allowed()))
+        return real(*args, **kwargs)
+
+    got = []
+    for free in (1 << 10, 1):
+        monkeypatch.setattr(_threads, "free_cores", lambda free=free: free)
+        with monkeypatch.context() as patched:
+            patched.setattr(np, "matmul", spy)
+            got.append((_threads.matmul(m, stack), _threads.matmul(a, b, out=np.empty((203, 48)))))
+    for want, one, every in zip((real(m, stack), real(a, b)), got[1], got[0]):
+        assert one.tobytes() == every.tobytes()
+        np.testing.assert_allclose(one, want, rtol=1e-12, atol=1e-12)
+    assert len(inside) == 4 * _threads.MATMUL_PARTS and set(inside) == {(1, allowed)}
+    assert _threads._limits() == limits and _threads.allowed() == allowed
+
+
+@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
+def test_fft_engine_results_do_not_depend_on_the_free_cores(monkeypatch, data_format):
+    """A large-kernel conv on the FFT engine (its DFT GEMMs through ``_threads.matmul``, on two
+    threads where two cores are free): the three ops bitwise the same on one free core."""
+    from convgrad.engines import _threads
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 8, 24, 24)).astype(np.float32)
+    w = rng.standard_normal((8, 8, 15, 15)).astype(np.float32)
+    if data_format == "channels_last":
+        x, w = np.ascontiguousarray(np.moveaxis(x, 1, -1)), np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+    kw = {"padding": 7, "data_format": data_format, "method": "fft"}
+    dy = rng.standard_normal(convgrad.conv(x, w, **kw).shape).astype(np.float32)
+    monkeypatch.setattr(_threads, "allowed", lambda: 2)
+    threads: list[int] = []
+    real = _threads.shared
+    monkeypatch.setattr(_threads, "shared", lambda: threads.append(real()) or threads[-1])
+    got = []
+    for free in (2, 1):
+        monkeypatch.setattr(_threads, "free_cores", lambda free=free: free)
+        threads.clear()
+        got.append([convgrad.conv(x, w, **kw), convgrad.conv_input_grad(dy, w, x.shape, **kw),
+                    convgrad.conv_filter_grad(x, dy, w.shape, **kw)])
+        assert threads and set(threads) == {free}  # the products ran on that many threads
+    for every, one in zip(*got):
+        assert every.tobytes() == one.tobytes()

@@ -172,7 +172,7 @@ def dft(a: np.ndarray, lengths: tuple[int, ...], positions: list[list[int]], lea
     m = _forward_stage(lengths[-1], tuple(positions[-1]), True, a.dtype)
     rows = a.reshape(*a.shape[: lead + rank], -1)
     shape = (*rows.shape[:-2], m.shape[0], rows.shape[-1])
-    a = np.matmul(m, rows, out=scratch(name + "0", shape, a.dtype) if name else None)
+    a = _threads.matmul(m, rows, out=scratch(name + "0", shape, a.dtype) if name else None)
     a = a.reshape(math.prod(head) * math.prod(kernel[:-1]), m.shape[0], -1)
     for i in reversed(range(rank - 1)):  # stage rank - 1 - i: the buffers alternate
         a = _gemm(_forward_stage(lengths[i], tuple(positions[i]), False, a.dtype),
@@ -203,16 +203,16 @@ def idft(a: np.ndarray, lengths: tuple[int, ...], positions: list[list[int]], le
     m = _inverse_stage(lengths[-1], tuple(positions[-1]), True, a.dtype)
     if out is not None:  # the last stage writes the caller's layout: no copy after
         assert out.shape[:-1] == (*head, *(len(p) for p in positions)), (out.shape, head, positions)
-        return np.matmul(m, a.reshape(*out.shape[:-2], m.shape[1], out.shape[-1]), out=out)
-    a = np.matmul(m, a.reshape(outer, 2 * freqs(lengths)[-1], -1))
+        return _threads.matmul(m, a.reshape(*out.shape[:-2], m.shape[1], out.shape[-1]), out=out)
+    a = _threads.matmul(m, a.reshape(outer, 2 * freqs(lengths)[-1], -1))
     return a.reshape(*head, *(len(p) for p in positions), *tail)
 
 
 def _gemm(m: np.ndarray, a: np.ndarray, name: str) -> np.ndarray:
     """m @ a (batched over a's first axis), into scratch memory of that name if one is given."""
     if not name:
-        return np.matmul(m, a)
-    return np.matmul(m, a, out=scratch(name, (a.shape[0], m.shape[0], a.shape[2]), a.dtype))
+        return _threads.matmul(m, a)
+    return _threads.matmul(m, a, out=scratch(name, (a.shape[0], m.shape[0], a.shape[2]), a.dtype))
 
 
 # The GEMMs' matrices, kept: building them took 0.5 ms of a 31 x 31 conv's 8 (complex exponentials

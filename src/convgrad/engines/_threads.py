@@ -19,6 +19,14 @@ rows of the benchmark suite, channels-last, A/B alternating in one process): two
 the check took 0.62-1.03x the medians of always using both threads, and with a count saying the
 machine is idle it cost nothing measurable (0.95-1.08x, noise).
 
+BLAS products that convgrad makes itself (the FFT engine's DFT GEMMs) run through ``matmul``:
+OpenBLAS on one thread within them and the product in parts fixed by its shape, run on the free
+cores by the caller and a small thread pool, so that the bits depend on the shapes only (OpenBLAS's
+own thread count changes them). Measured on large_kernel_31 (4 x 32 x 32 x 32, 31 x 31 filter,
+float32, three ops, both layouts) under other jobs' load 8-10, A/B in one process, 3 rounds of
+15-21 calls: medians 13-46 ms against 60-686 with OpenBLAS's threads, worst calls 38-104 ms
+against 409-2,752; CPU time per call 4.8-7.4 ms against 10-620 (OpenBLAS's threads spin).
+
 Numba's OpenMP pool is started with passive waiting (``_kernels.start_pool``): GNU OpenMP's threads spin
 after each parallel loop by default, taking the cores that other processes (or the caller's other
 libraries) need, and on a loaded machine a spinning thread waits at a barrier for one that is not
@@ -50,6 +58,8 @@ except (AttributeError, OSError):  # no affinity on this system
 SERIAL_FLOPS = 2**24
 
 _local = threading.local()
+_blas_lock = threading.Lock()
+_blas: list = [0, None, 1]  # matmul calls in flight, threadpoolctl's limiter, allowed() before
 
 
 @contextlib.contextmanager
@@ -67,9 +77,16 @@ def serial_under(flops: int):
 def allowed() -> int:
     """The thread count every engine keeps to (at least 1): 1 for small work (``serial_under``),
     else the smallest limit of the loaded thread pools; all cores without threadpoolctl."""
-    global _controller
     if getattr(_local, "serial", False):
         return 1
+    if _blas[0]:  # BLAS held at one thread by ``matmul``: the limits from before
+        return _blas[2]
+    return _limits()
+
+
+def _limits() -> int:
+    """The smallest thread limit among the loaded BLAS and OpenMP libraries."""
+    global _controller
     if _controller is None:  # libraries are scanned once, after NumPy's and SciPy's BLAS loaded
         try:
             from threadpoolctl import ThreadpoolController
@@ -146,3 +163,89 @@ def for_numba() -> int:
         numba.set_num_threads(n)
     return n
 
+
+
+# The parts ``matmul`` splits a product into: fixed by the operands' shapes, never by the threads
+# that run them, so that the bits do not depend on the load; more parts than cores, so that a thread
+# that runs takes over the parts of one that waits for its core.
+MATMUL_PARTS = 8
+_pool = None
+
+
+def _helpers():
+    """The threads that run ``matmul``'s parts beside its caller (one fewer than the cores)."""
+    global _pool
+    with _blas_lock:
+        if _pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _pool = ThreadPoolExecutor(max_workers=max(1, _USABLE - 1), thread_name_prefix="convgrad-blas")
+        return _pool
+
+
+@contextlib.contextmanager
+def _one_blas_thread():
+    """BLAS on one thread within the block, for every thread of the process (its limit is the
+    library's); nested and concurrent blocks share one limit, restored when the last one ends."""
+    with _blas_lock:
+        if _blas[0] == 0:
+            _blas[2] = _limits()
+            if _controller is not None:
+                _blas[1] = _controller.limit(limits=1, user_api="blas")
+        _blas[0] += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas[0] -= 1
+            if _blas[0] == 0 and _blas[1] is not None:
+                _blas[1].restore_original_limits()
+                _blas[1] = None
+
+
+def matmul(a, b, out=None):
+    """``np.matmul(a, b, out=out)`` with BLAS on one thread, in MATMUL_PARTS parts along the batch
+    axis (a's rows for two matrices) run on ``shared()`` threads: the caller's and a pool's.
+
+    OpenBLAS's own threads follow neither the free cores (a call beside one busy process waited
+    8.7-13.6x its median for a descheduled thread) nor a fixed split (its thread count changes
+    the bits), and spin ~0.1 s after each call on the cores the next call needs. Here each part is
+    one-threaded BLAS on a slice fixed by the shapes: the bits depend on the shapes only.
+    """
+    import numpy as np
+
+    batch = a.ndim == 2 and b.ndim >= 3 and b.shape[0] > 1
+    rows = b.shape[0] if batch else a.shape[-2]
+    if out is None:
+        shape = (*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1])
+        out = np.empty(shape, np.result_type(a, b))
+    if not (batch or (a.ndim == 2 and b.ndim == 2)) or out.size == 0:
+        with _one_blas_thread():
+            return np.matmul(a, b, out=out)
+    n = min(MATMUL_PARTS, rows)
+    cuts = [rows * i // n for i in range(n + 1)]
+    parts = iter(range(n))
+    lock = threading.Lock()
+
+    def work():
+        while True:
+            with lock:
+                i = next(parts, None)
+            if i is None:
+                return
+            s = slice(cuts[i], cuts[i + 1])
+            if batch:
+                np.matmul(a, b[s], out=out[s])
+            else:
+                np.matmul(a[s], b, out=out[s])
+
+    with _one_blas_thread():
+        helpers = []
+        threads = min(shared(), n)
+        if threads > 1:
+            helpers = [_helpers().submit(work) for _ in range(threads - 1)]
+        work()
+        for h in helpers:
+            if not h.cancel():  # one that never started has nothing to do
+                h.result()
+    return out
