@@ -477,38 +477,6 @@ def test_results_do_not_depend_on_how_many_cores_are_free(monkeypatch, x_shape, 
     assert ran >= 6
 
 
-def test_blas_products_split_the_same_way_whatever_the_free_cores(monkeypatch):
-    """``_threads.matmul`` (the FFT engine's DFT GEMMs): parts fixed by the shapes, each on one
-    BLAS thread, run on the free cores: bitwise the same on one free core as on all, NumPy's
-    product's values, BLAS on one thread inside and its limit back after, ``allowed()`` unchanged."""
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    from convgrad.engines import _threads
-
-    rng = np.random.default_rng(3)
-    m, stack = rng.standard_normal((50, 31)), rng.standard_normal((37, 31, 40))
-    a, b = rng.standard_normal((203, 64)), rng.standard_normal((64, 48))
-    allowed, limits = _threads.allowed(), _threads._limits()
-    inside: list[tuple[int, int]] = []
-    real = np.matmul
-
-    def spy(*args, **kwargs):
-        blas = [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
-        inside.append((max(blas, default=1), _threads.allowed()))
-        return real(*args, **kwargs)
-
-    got = []
-    for free in (1 << 10, 1):
-        monkeypatch.setattr(_threads, "free_cores", lambda free=free: free)
-        with monkeypatch.context() as patched:
-            patched.setattr(np, "matmul", spy)
-            got.append((_threads.matmul(m, stack), _threads.matmul(a, b, out=np.empty((203, 48)))))
-    for want, one, every in zip((real(m, stack), real(a, b)), got[1], got[0]):
-        assert one.tobytes() == every.tobytes()
-        np.testing.assert_allclose(one, want, rtol=1e-12, atol=1e-12)
-    assert len(inside) == 4 * _threads.MATMUL_PARTS and set(inside) == {(1, allowed)}
-    assert _threads._limits() == limits and _threads.allowed() == allowed
-
-
 @pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
 def test_fft_engine_results_do_not_depend_on_the_free_cores(monkeypatch, data_format):
     """A large-kernel conv on the FFT engine (its DFT GEMMs through ``_threads.matmul``, on two

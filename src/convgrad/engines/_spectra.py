@@ -290,7 +290,7 @@ def _mix(a: np.ndarray, ws: np.ndarray, g: int, planes: bool) -> np.ndarray:
     af = _complex(a).reshape(n, f, g, ca).transpose(1, 2, 0, 3)  # (F, G, N, ca)
     wc = (ws[0] + 1j * ws[1]).astype(af.dtype).reshape(f, ca, g, o // g)
     wc = wc.transpose(0, 2, 1, 3)  # (F, G, ca, cb)
-    out = np.matmul(af, wc).transpose(2, 0, 1, 3).reshape(n, *fshape, o)  # (F, G, N, cb) -> (N, *F, O)
+    out = _threads.matmul(af, wc).transpose(2, 0, 1, 3).reshape(n, *fshape, o)  # (F, G, N, cb) -> (N, *F, O)
     return np.stack((out.real, out.imag), axis=1) if planes else out
 
 
@@ -350,5 +350,5 @@ def correlate(xs: np.ndarray, dys: np.ndarray, g: int, planes: bool, swap: bool 
         return out
     rgp = _complex(rows).reshape(n, f, g, rg).transpose(1, 2, 3, 0)  # (F, G, rg, N)
     cgp = np.conj(_complex(cols).reshape(n, f, g, cg)).transpose(1, 2, 0, 3)  # (F, G, N, cg)
-    spec = np.matmul(rgp, cgp).reshape(*fshape, g, rg, cg)  # a batched GEMM, where einsum would loop
+    spec = _threads.matmul(rgp, cgp).reshape(*fshape, g, rg, cg)  # a batched GEMM, where einsum would loop
     return np.stack((spec.real, spec.imag)) if planes else spec

@@ -38,6 +38,7 @@ thread: 1.4-13 ms). A caller's own OMP_WAIT_POLICY or GOMP_SPINCOUNT is kept.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import threading
 import time
@@ -59,7 +60,7 @@ SERIAL_FLOPS = 2**24
 
 _local = threading.local()
 _blas_lock = threading.Lock()
-_blas: list = [0, None, 1]  # matmul calls in flight, threadpoolctl's limiter, allowed() before
+_blas: list = [0, [], 1]  # holds in flight, (library, its count before) each, allowed() before
 
 
 @contextlib.contextmanager
@@ -79,7 +80,7 @@ def allowed() -> int:
     else the smallest limit of the loaded thread pools; all cores without threadpoolctl."""
     if getattr(_local, "serial", False):
         return 1
-    if _blas[0]:  # BLAS held at one thread by ``matmul``: the limits from before
+    if _blas[0]:  # BLAS held at one thread by ``one_blas_thread``: the limits from before
         return _blas[2]
     return _limits()
 
@@ -164,16 +165,21 @@ def for_numba() -> int:
     return n
 
 
-
-# The parts ``matmul`` splits a product into: fixed by the operands' shapes, never by the threads
-# that run them, so that the bits do not depend on the load; more parts than cores, so that a thread
-# that runs takes over the parts of one that waits for its core.
+# The BLAS products convgrad makes itself run in parts fixed by the operands' shapes, never by the
+# threads that run them, so that the bits do not depend on the load; up to MATMUL_PARTS of them,
+# more than the cores, so that a thread that runs takes over the parts of one that waits for its
+# core, each part of PART_FLOPS or more (a helper thread wakes in 10-50 us) and PART_ROWS rows or
+# more along the axis cut: each part packs the whole of the other operand again, which costs
+# about as much as 2 x 10-25 multiply-adds per element it packs (memory-bound copies).
 MATMUL_PARTS = 8
+PART_FLOPS = 2**22
+PART_ROWS = 128
 _pool = None
+_held_libraries = None
 
 
 def _helpers():
-    """The threads that run ``matmul``'s parts beside its caller (one fewer than the cores)."""
+    """The threads that run the parts beside their caller (one fewer than the cores)."""
     global _pool
     with _blas_lock:
         if _pool is None:
@@ -183,69 +189,174 @@ def _helpers():
         return _pool
 
 
+def _openblas() -> list | None:
+    """(get, set) the thread count of each BLAS library of the process, when every one is OpenBLAS
+    on its own threads (pthreads); None otherwise (MKL, BLIS, Accelerate, OpenBLAS on OpenMP, which
+    reads OpenMP's count back on every call, or no threadpoolctl): convgrad's products then run as
+    NumPy's and SciPy's, on the library's threads. OpenBLAS's own functions, called directly:
+    threadpoolctl's ``set_num_threads`` does nothing on a thread other than the first that
+    called it (its 'controlling thread'), so a hold from a helper or a caller's thread did nothing."""
+    global _held_libraries
+    if _held_libraries is None:
+        _limits()
+        libs = [lib for lib in getattr(_controller, "lib_controllers", []) if lib.user_api == "blas"]
+        found = [_count_functions(lib) for lib in libs]
+        _held_libraries = found if _controller is not None and all(found) else False
+    return _held_libraries if _held_libraries is not False else None
+
+
+def _count_functions(lib) -> tuple | None:
+    """OpenBLAS's ``openblas_get_num_threads`` and ``openblas_set_num_threads`` of one library
+    (with the symbol prefix and suffix it was built with: SciPy's and NumPy's wheels bundle their
+    own, ``scipy_openblas_get_num_threads64_``), or None."""
+    if lib.internal_api != "openblas" or getattr(lib, "threading_layer", "") != "pthreads":
+        return None
+    for prefix in ("", "scipy_"):
+        for suffix in ("", "64_", "_64"):
+            get = getattr(lib.dynlib, f"{prefix}openblas_get_num_threads{suffix}", None)
+            put = getattr(lib.dynlib, f"{prefix}openblas_set_num_threads{suffix}", None)
+            if get is not None and put is not None:
+                get.restype, get.argtypes = ctypes.c_int, []
+                put.restype, put.argtypes = None, [ctypes.c_int]
+                return get, put
+    return None
+
+
 @contextlib.contextmanager
-def _one_blas_thread():
-    """BLAS on one thread within the block, for every thread of the process (its limit is the
-    library's); nested and concurrent blocks share one limit, restored when the last one ends."""
+def one_blas_thread():
+    """OpenBLAS on one thread within the block; nested and concurrent blocks share one hold, and the
+    counts from before the first are set back when the last ends (``allowed()`` keeps reporting
+    the limits from before meanwhile). For the whole process: OpenBLAS's thread count is one
+    number (``openblas_set_num_threads_local``, 0.3.27 on, sets that same number and returns the
+    one before: pairs of it from two threads set each other's back, so a limit of one leaked). A
+    no-op where ``_openblas()`` is None."""
+    libs = _openblas()
+    if libs is None:
+        yield
+        return
     with _blas_lock:
         if _blas[0] == 0:
             _blas[2] = _limits()
-            if _controller is not None:
-                _blas[1] = _controller.limit(limits=1, user_api="blas")
+            _blas[1] = [(put, get()) for get, put in libs]
+            for put, _ in _blas[1]:
+                put(1)
         _blas[0] += 1
     try:
         yield
     finally:
         with _blas_lock:
             _blas[0] -= 1
-            if _blas[0] == 0 and _blas[1] is not None:
-                _blas[1].restore_original_limits()
-                _blas[1] = None
+            if _blas[0] == 0:
+                for put, n in _blas[1]:
+                    put(n)
+                _blas[1] = []
 
 
-def matmul(a, b, out=None):
-    """``np.matmul(a, b, out=out)`` with BLAS on one thread, in MATMUL_PARTS parts along the batch
-    axis (a's rows for two matrices) run on ``shared()`` threads: the caller's and a pool's.
+def _parts(length: int, flops: int, least: int = PART_ROWS, most: int = MATMUL_PARTS) -> list[int]:
+    """Cuts of ``range(length)`` into at most ``most`` parts fixed by the shape (``flops``: the
+    whole product's), parts of ``least`` or more: see MATMUL_PARTS."""
+    n = max(1, min(most, length // least, flops // PART_FLOPS))
+    return [length * i // n for i in range(n + 1)]
 
-    OpenBLAS's own threads follow neither the free cores (a call beside one busy process waited
-    8.7-13.6x its median for a descheduled thread) nor a fixed split (its thread count changes
-    the bits), and spin ~0.1 s after each call on the cores the next call needs. Here each part is
-    one-threaded BLAS on a slice fixed by the shapes: the bits depend on the shapes only.
-    """
-    import numpy as np
 
-    batch = a.ndim == 2 and b.ndim >= 3 and b.shape[0] > 1
-    rows = b.shape[0] if batch else a.shape[-2]
-    if out is None:
-        shape = (*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1])
-        out = np.empty(shape, np.result_type(a, b))
-    if not (batch or (a.ndim == 2 and b.ndim == 2)) or out.size == 0:
-        with _one_blas_thread():
-            return np.matmul(a, b, out=out)
-    n = min(MATMUL_PARTS, rows)
-    cuts = [rows * i // n for i in range(n + 1)]
-    parts = iter(range(n))
+def _matrix_parts(a, b, flops: int) -> tuple[bool, list[int]]:
+    """How to cut the product of the matrices a and b: along a's rows (True) or b's columns, the
+    one whose parts leave the smaller operand to be packed again by every part; and the cuts."""
+    rows = b.size <= a.size
+    return rows, _parts(a.shape[0] if rows else b.shape[1], flops)
+
+
+def _run_parts(count: int, part) -> None:
+    """``part(i)`` for i < count, on ``shared()`` threads: the caller's and the helpers', each
+    claiming the next part, so one that another process holds up leaves its parts to the rest."""
+    claimed = iter(range(count))
     lock = threading.Lock()
 
     def work():
         while True:
             with lock:
-                i = next(parts, None)
+                i = next(claimed, None)
             if i is None:
                 return
-            s = slice(cuts[i], cuts[i + 1])
-            if batch:
-                np.matmul(a, b[s], out=out[s])
-            else:
-                np.matmul(a[s], b, out=out[s])
+            part(i)
 
-    with _one_blas_thread():
-        helpers = []
-        threads = min(shared(), n)
-        if threads > 1:
-            helpers = [_helpers().submit(work) for _ in range(threads - 1)]
+    threads = min(shared(), count)
+    helpers = [_helpers().submit(work) for _ in range(threads - 1)]
+    try:
         work()
+    finally:
         for h in helpers:
-            if not h.cancel():  # one that never started has nothing to do
+            if not h.cancel():  # one that never started has nothing left to do
                 h.result()
+
+
+def matmul(a, b, out=None):
+    """``np.matmul(a, b, out=out)`` with OpenBLAS on one thread (``one_blas_thread``), in parts run
+    on ``shared()`` threads (``_run_parts``): for two matrices a's rows or b's columns
+    (``_matrix_parts``); for a matrix or a stack times a stack of the same length, the stack (and
+    each matrix's rows, where the stack is shorter than MATMUL_PARTS). Other shapes run whole,
+    on one thread.
+
+    OpenBLAS's own threads follow neither the free cores (a call beside one busy process waited
+    8.7-13.6x its median for a descheduled thread) nor a fixed split (its thread count changes the
+    bits), and spin ~0.1 s after each call on the cores the next call needs (a Numba kernel right
+    after one ran ~1.8x slower). Here each part is one-threaded BLAS on a slice fixed by the
+    shapes: the bits depend on the shapes only. As NumPy's where ``_openblas()`` is None.
+    """
+    import numpy as np
+
+    if _openblas() is None:
+        return np.matmul(a, b, out=out)
+    if out is None:
+        shape = (*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1])
+        out = np.empty(shape, np.result_type(a, b))
+    flops = 2 * out.size * a.shape[-1]
+    count, part = 1, lambda i: np.matmul(a, b, out=out)
+    if a.ndim == b.ndim == 2:
+        rows, cuts = _matrix_parts(a, b, flops)
+        count = len(cuts) - 1
+
+        def part(i):
+            s = slice(cuts[i], cuts[i + 1])
+            if rows:
+                np.matmul(a[s], b, out=out[s])
+            else:
+                np.matmul(a, b[:, s], out=out[:, s])
+
+    elif b.ndim == out.ndim == 3 and (a.ndim == 2 or (a.ndim == 3 and a.shape[0] == b.shape[0])):
+        stack = b.shape[0]
+        batches, rows = _parts(stack, flops, 1), [0, out.shape[1]]
+        if len(batches) - 1 == stack < MATMUL_PARTS:  # a short stack: each matrix's rows too
+            rows = _parts(out.shape[1], flops // stack, most=MATMUL_PARTS // stack)
+        count, n = (len(batches) - 1) * (len(rows) - 1), len(rows) - 1
+
+        def part(i):
+            k, r = divmod(i, n)
+            s, t = slice(batches[k], batches[k + 1]), slice(rows[r], rows[r + 1])
+            np.matmul(a[t] if a.ndim == 2 else a[s, t], b[s], out=out[s, t])
+
+    with one_blas_thread():
+        _run_parts(count, part)
     return out
+
+
+def gemm_into(gemm, a, b, c, *, beta: float, trans_b: int = 0) -> None:
+    """``_common.gemm_into`` (c <- a @ op(b) + beta * c, SciPy's BLAS on Fortran-ordered views) with
+    OpenBLAS on one thread, in parts along c's rows or columns run on ``shared()`` threads (see
+    ``matmul``)."""
+    from ._common import gemm_into as whole
+
+    if _openblas() is None:
+        whole(gemm, a, b, c, beta=beta, trans_b=trans_b)
+        return
+    rows, cuts = _matrix_parts(a, b.T if trans_b else b, 2 * c.size * a.shape[1])
+
+    def part(i):
+        s = slice(cuts[i], cuts[i + 1])
+        if rows:
+            whole(gemm, a[s], b, c[s], beta=beta, trans_b=trans_b)
+        else:
+            whole(gemm, a, b[s] if trans_b else b[:, s], c[:, s], beta=beta, trans_b=trans_b)
+
+    with one_blas_thread():
+        _run_parts(len(cuts) - 1, part)

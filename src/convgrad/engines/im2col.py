@@ -19,7 +19,7 @@ from .._budget import check_fits
 from .._engine import Op, Planner, Prepared, Refusal
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
-from . import _kernels
+from . import _kernels, _threads
 from ._common import as_3d, padded_zeros, plain, thin_factor, unpad
 from ._common import blocks as _blocks
 from ._machine import figures
@@ -115,15 +115,15 @@ def _forward(geom: ConvGeometry, rows: int, fused: bool, x: np.ndarray, w: np.nd
     xp = pad_or_crop(x, geom.tight_padding, empty=empty_for("im2col.x"))
     wg = _grouped_filter(w, g, t, cg, og)
     if _pointwise(geom):
-        np.matmul(xp.reshape(-1, cg), wg[0], out=y.reshape(-1, og))
+        _threads.matmul(xp.reshape(-1, cg), wg[0], out=y.reshape(-1, og))
         return y
     for block, bshape in _blocks((geom.batch, *geom.out_spatial), rows):
         cols = _pack(xp, block, bshape, geom, g, cg, t, fused)
         yb = y[block].reshape(-1, g, og)
         if g == 1:
-            np.matmul(cols[0], wg[0], out=yb[:, 0, :])
+            _threads.matmul(cols[0], wg[0], out=yb[:, 0, :])
         else:
-            yb[...] = np.matmul(cols, wg).transpose(1, 0, 2)
+            yb[...] = _threads.matmul(cols, wg).transpose(1, 0, 2)
     return y
 
 
@@ -132,15 +132,16 @@ def _input_grad(geom: ConvGeometry, rows: int, fused: bool, dy: np.ndarray, w: n
     if dy.size and cg and _pointwise(geom) and not any(lo or hi for lo, hi in geom.tight_padding):
         # Every sample of dx is written: no zeros first (zeroing 26 MB took a third of the call).
         dx = np.empty(geom.x_shape("channels_last"), dy.dtype)
-        return np.matmul(dy.reshape(-1, og), w.reshape(cg, og).T, out=dx.reshape(-1, cg)).reshape(dx.shape)
+        _threads.matmul(dy.reshape(-1, og), w.reshape(cg, og).T, out=dx.reshape(-1, cg))
+        return dx
     dxp = padded_zeros(geom, dy.dtype)
     if dy.size and cg and _pointwise(geom):
-        np.matmul(dy.reshape(-1, og), w.reshape(cg, og).T, out=dxp.reshape(-1, cg))
+        _threads.matmul(dy.reshape(-1, og), w.reshape(cg, og).T, out=dxp.reshape(-1, cg))
     elif dy.size and cg:
         wt = np.ascontiguousarray(_grouped_filter(w, g, t, cg, og).transpose(0, 2, 1))
         for block, bshape in _blocks((geom.batch, *geom.out_spatial), rows):
             dyb = dy[block].reshape(-1, g, og).transpose(1, 0, 2)
-            dcols = np.matmul(dyb, wt).reshape(g, -1, t, cg)
+            dcols = _threads.matmul(dyb, wt).reshape(g, -1, t, cg)
             if fused:
                 _kernels.col2im3d(dcols, _first_row(block, geom), *_as_3d(geom), as_3d(dxp))
                 continue
@@ -156,13 +157,13 @@ def _filter_grad(geom: ConvGeometry, rows: int, fused: bool, x: np.ndarray, dy: 
     dwg = np.zeros((g, t * cg, og), dtype=x.dtype)
     if dy.size and cg and _pointwise(geom):
         xp = pad_or_crop(x, geom.tight_padding, empty=empty_for("im2col.x"))
-        np.matmul(xp.reshape(-1, cg).T, dy.reshape(-1, og), out=dwg[0])
+        _threads.matmul(xp.reshape(-1, cg).T, dy.reshape(-1, og), out=dwg[0])
     elif dy.size and cg:
         xp = pad_or_crop(x, geom.tight_padding, empty=empty_for("im2col.x"))
         for block, bshape in _blocks((geom.batch, *geom.out_spatial), rows):
             cols = _pack(xp, block, bshape, geom, g, cg, t, fused)
             dyb = dy[block].reshape(-1, g, og).transpose(1, 0, 2)
-            dwg += np.matmul(cols.transpose(0, 2, 1), dyb)
+            dwg += _threads.matmul(cols.transpose(0, 2, 1), dyb)
     # (G, T, Cg, Og) -> (*K, Cg, G * Og): output channel g * Og + j belongs to group g.
     dw = dwg.reshape(g, t, cg, og).transpose(1, 2, 0, 3)
     return np.ascontiguousarray(dw).reshape(*geom.kernel, cg, g * og)
@@ -186,21 +187,21 @@ def _one_by_one(a: np.ndarray, n: int, s: int) -> np.ndarray:
 def _forward_first(geom: ConvGeometry, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Pointwise y[n] (O, S) = w (O, C) @ x[n] (C, S), channels-first."""
     n, c, o, s = geom.batch, geom.in_channels, geom.out_channels, math.prod(geom.out_spatial)
-    y = w.reshape(o, c) @ _side_by_side(x.reshape(n, c, s))
+    y = _threads.matmul(w.reshape(o, c), _side_by_side(x.reshape(n, c, s)))
     return _one_by_one(y, n, s).reshape(geom.y_shape())
 
 
 def _input_grad_first(geom: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Pointwise dx[n] (C, S) = w.T (C, O) @ dy[n] (O, S), channels-first."""
     n, c, o, s = geom.batch, geom.in_channels, geom.out_channels, math.prod(geom.out_spatial)
-    dx = w.reshape(o, c).T @ _side_by_side(dy.reshape(n, o, s))
+    dx = _threads.matmul(w.reshape(o, c).T, _side_by_side(dy.reshape(n, o, s)))
     return _one_by_one(dx, n, s).reshape(geom.x_shape())
 
 
 def _filter_grad_first(geom: ConvGeometry, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
     """Pointwise dw (O, C) = sum_n dy[n] (O, S) @ x[n].T (S, C), channels-first: one GEMM."""
     n, c, o, s = geom.batch, geom.in_channels, geom.out_channels, math.prod(geom.out_spatial)
-    dw = _side_by_side(dy.reshape(n, o, s)) @ _side_by_side(x.reshape(n, c, s)).T
+    dw = _threads.matmul(_side_by_side(dy.reshape(n, o, s)), _side_by_side(x.reshape(n, c, s)).T)
     return np.ascontiguousarray(dw).reshape(geom.w_shape())
 
 

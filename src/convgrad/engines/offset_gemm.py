@@ -21,8 +21,9 @@ from .._budget import check_fits
 from .._engine import Op, Planner, Prepared, Refusal
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
-from ._common import gemm_for, gemm_into, padded_zeros, plain, unpad
+from ._common import gemm_for, padded_zeros, plain, unpad
 from ._machine import figures
+from ._threads import gemm_into
 
 # Rows per block: the forward and input gradient keep a block of outputs in cache across the
 # offsets; the filter gradient's GEMMs contract over rows, so longer blocks amortise each call.

@@ -35,8 +35,9 @@ from .._engine import Op, Planner, Prepared, Refusal
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop
 from ._common import blocks as _blocks
-from ._common import gemm_for, gemm_into, plain, thin_factor, unpad
+from ._common import gemm_for, plain, thin_factor, unpad
 from ._machine import figures
+from ._threads import gemm_into, matmul
 
 # Bytes of A and B packed per block: they stay in the last-level cache for the GEMM that reads them.
 BLOCK_BYTES = 4 * 1024**2
@@ -111,7 +112,7 @@ def _forward(geom: ConvGeometry, m: int, x: np.ndarray, w: np.ndarray) -> np.nda
             a = a_buf[: rows * w2.shape[0]].reshape(rows, -1)
             z = z_buf[: rows * w2.shape[1]].reshape(rows, -1)
             np.copyto(a.reshape(h1 - h0 + halo, *grid_x, *kx, c), a_view[h0 : h1 + halo])
-            np.matmul(a, w2, out=z)
+            matmul(a, w2, out=z)
             z3 = z.reshape(h1 - h0 + halo, inner, ty, o)
             yb = y_ext[h0:h1].reshape(h1 - h0, inner, o)
             n_rows = h1 - h0
@@ -150,7 +151,7 @@ def _input_grad(geom: ConvGeometry, m: int, dy: np.ndarray, w: np.ndarray) -> np
                 dz[:lo, :, j] = 0
                 dz[lo:, :, j] = dy_ext[h0 + lo - off : h1 - off]
             da = da_buf[: (h1 - h0) * inner * w2t.shape[1]].reshape((h1 - h0) * inner, -1)
-            np.matmul(dz.reshape((h1 - h0) * inner, -1), w2t, out=da)
+            matmul(dz.reshape((h1 - h0) * inner, -1), w2t, out=da)
             da = da.reshape(h1 - h0, *grid_x, len(windows), c)
             block = dxp[h0:h1]
             for j, window in enumerate(windows):
