@@ -72,6 +72,29 @@ def test_channels_first_vector_planes_match_the_oracle(case, dtype, seed):
     assert_depthwise_three_ops(case, "channels_first", dtype, seed)
 
 
+@st.composite
+def many_plane_cases(draw):
+    """first_cases with more than 128 (image, output channel) planes: the channels-first filter
+    gradient's threads claim chunks of several planes, and each channel's sums over the images
+    meet from different chunks."""
+    c, mult = draw(st.integers(26, 40)), draw(st.integers(1, 2))
+    n = draw(st.integers(-(-129 // (c * mult)), 5))
+    s0, d0, d1 = draw(st.integers(1, 2)), draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    pads = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(2))
+    h = draw(st.integers(max(1, 2 * d0 + 1 - sum(pads[0])), 2 * d0 + 3))
+    ow = draw(st.integers(16, 21))
+    w = ow + 2 * d1 - sum(pads[1])
+    return (n, c, h, w), (c * mult, 1, 3, 3), {"stride": (s0, 1), "dilation": (d0, d1), "padding": pads,
+                                                "groups": c}
+
+
+@given(case=many_plane_cases(), dtype=st.sampled_from((np.float32, np.float64)), seed=st.integers(0, 2**31))
+@strategies.budget(8)
+@tally.checked_against("oracle")
+def test_channels_first_planes_in_chunks_match_the_oracle(case, dtype, seed):
+    assert_depthwise_three_ops(case, "channels_first", dtype, seed)
+
+
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 def test_gathered_input_grad_keeps_the_scattered_sums_inf_and_nan(data_format):
     """The stride-1 input gradient gathers dy over its zero padding with the flipped filter; the

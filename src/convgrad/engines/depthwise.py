@@ -55,7 +55,9 @@ class Depthwise:
         # the fitted factor scales the compute; a kernel's load is its own figure
         seconds = (geom.flops / fig.FLOPS_PER_S + fig.CALL_SECONDS) * fig.FITTED[op] + load
         run = {"forward": _forward, "input_grad": _scatter_input_grad, "filter_grad": _filter_grad}[op]
-        run = partial(_gather_input_grad, geom) if gathers else partial(run, geom)
+        # the gathering conv's geometry built once per plan, not per call (34 us, loaded machine)
+        run = partial(_gather_input_grad, geom, _transpose.input_grad(geom)) if gathers \
+            else partial(run, geom)
         # Channels-first: one plane at a time, no padded copy (depthwise_first's kernels).
         first = _FIRST[op]
         first_seconds = ((geom.flops / fig.FLOPS_PER_S + fig.CALL_SECONDS) * fig.FITTED[op]
@@ -96,14 +98,16 @@ def _forward(geom: ConvGeometry, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return y
 
 
-def _gather_input_grad(geom: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """dx as the forward kernel's depthwise conv of dy with the flipped filter. That conv reads
-    dy's zero padding, which the direct sum (each dy * w scattered to its sample) never
-    multiplies: with an inf or NaN in w (9 x C values, checked per call) 0 * inf would be NaN
-    there, so such a filter is scattered instead."""
+def _gather_input_grad(geom: ConvGeometry, gather: _transpose.Transposed, dy: np.ndarray,
+                       w: np.ndarray) -> np.ndarray:
+    """dx as the forward kernel's depthwise conv of dy with the flipped filter (``gather``: the
+    transposition of ``geom``'s input gradient). That conv reads dy's zero padding, which the
+    direct sum (each dy * w scattered to its sample) never multiplies: with an inf or NaN in w
+    (9 x C values, checked per call) 0 * inf would be NaN there, so such a filter is scattered
+    instead."""
     if not np.isfinite(w).all():
         return _scatter_input_grad(geom, dy, w)
-    return _transpose.input_grad(geom)(dy, w, run=_forward)
+    return gather(dy, w, run=_forward)
 
 
 def _scatter_input_grad(geom: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
