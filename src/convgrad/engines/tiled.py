@@ -54,7 +54,7 @@ from .._layout import (
 )
 from . import _kernels, _regions, _threads
 from ._common import Phase, as_3d, no_complex, phase_axes, plain
-from ._kernels import layout, pointwise, thin_filter
+from ._kernels import layout, pointwise, thin_filter, tile_stream
 from ._kernels import regions as columns
 from ._machine import figures
 from ._scratch import aligned_empty, copied, empty_for, scratch
@@ -256,7 +256,7 @@ def _padded_bytes(geom: ConvGeometry, op: Op, dtype: np.dtype, block: int) -> in
 def _forward(block: int, geom: ConvGeometry, x: np.ndarray, w: np.ndarray, first: bool = False) -> np.ndarray:
     """y ``(N, *out, O)``, ``block`` output channels per register tile (DOT: dot-product tiles);
     with ``first``, a channels-last view of y written channels-first ``(N, O, *out)``."""
-    if _in_regions(geom, block, x, first):
+    if _in_regions(geom, block, x, first) and not _streams(geom, block, x.dtype):
         return _regions.forward(geom, block, x, w, FILTER_MAJOR_BYTES)
     y = aligned_empty(geom.y_shape("channels_first" if first else "channels_last"), x.dtype)
     if y.size and x.shape[-1] == 0:  # no input channels: every sum is empty
@@ -278,6 +278,13 @@ def _in_regions(geom: ConvGeometry, block: int, x: np.ndarray, first: bool) -> b
     return (not first and x.flags.c_contiguous and x.size > 0 and any(s > 1 for s in geom.stride)
             and _spreads(geom, "forward", block) and any(lo or hi for lo, hi in geom.tight_padding)
             and 4 * _regions.border_samples(geom) <= math.prod(geom.in_spatial))
+
+
+def _streams(geom: ConvGeometry, block: int, dtype: np.dtype) -> bool:
+    """Whether a channels-last forward's 6 x 64 tiles will store y past the caches
+    (``tile_stream``): then x padded whole beats the strided regions, whose kernel does not stream
+    (the stem, 7x7 stride 2 into 64 channels, one thread: 0.82x the regions' time)."""
+    return block == 64 and math.prod(geom.y_shape()) * np.dtype(dtype).itemsize >= tile_stream.STREAM_BYTES
 
 
 def _filter_grad(geom: ConvGeometry, block: int, cp: int, parts: int, x: np.ndarray,
@@ -609,7 +616,8 @@ def _call(xp: np.ndarray, corner: tuple[int, ...], w: np.ndarray, stride: tuple[
     y5 = y.reshape(*y.shape[:2], *unit, *y.shape[2:]) if first else as_3d(y)
     _kernels.tiled_forward(as_3d(xp), zero + corner, packed, *(unit + tuple(stride)),
                            *(unit + tuple(dilation)), y5, zero + at, unit + step, unit + tuple(out),
-                           block == DOT, packed.nbytes > FILTER_MAJOR_BYTES, first)
+                           block == DOT, packed.nbytes > FILTER_MAJOR_BYTES,
+                           not first and block != DOT and tile_stream.streams(y), first)
 
 
 def _phase_reach(geom: ConvGeometry) -> tuple[int, ...]:

@@ -86,7 +86,7 @@ def warm_up(dtypes=("float32", "float64")) -> None:
         depthwise2d_filter_grad_first(xf, yf, 0, 0, 1, 1, 1, 1, wf)
         corner, one, out = (0, 0, 0), (1, 1, 1), (1, 4, 4)
         tiled_forward(x[:, None], corner, np.zeros((1, 1, 3, 3, 2, 16), dt), 1, 1, 1, 1, 1, 1, y[:, None],
-                      corner, one, out, False, False, False)
+                      corner, one, out, False, False, False, False)
         # one region: a 3x3 conv of a window of x copied to the second source first
         region = np.array([[1, 0, 1, 6, 6, 0, 1, 3, 3, *corner, *corner, *one, *out, *one, *one, *corner]],
                           np.int64)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._numba import _prefetch, _registers, _wide_vectors, literally, njit, prange
+from ._simd import sfence
+from .tile_stream import stream_sums
 
 # The dense convs' register tiles. Forward: 8 outputs along the last axis x 16 channels (one
 # 512-bit register per output in float32), or for many channels 6 x 64 (24 registers), which
@@ -25,7 +27,7 @@ _AHEAD = np.uint64(256)  # filter values (1 KiB of float32) prefetched ahead of 
 
 
 @njit(parallel=True, cache=True)
-def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out, dot, filter_major,
+def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out, dot, filter_major, stream,
                   first):  # pragma: no cover - compiled
     """The dense conv of the padded xp (N, D', H', W', C), read from the corner ``xa`` (3 ints),
     with the filter packed as wt (ceil(O / B), KD, KH, KW, C, B), B = 16, 32 (float32) or 64
@@ -52,6 +54,9 @@ def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out, dot, filte
     that it cycles through its blocks of the filter once instead of once per row: a filter larger
     than the second-level cache (256 -> 256 channels, 3x3: 2.4 MB) otherwise streams from the
     third level for every row.
+
+    With ``stream`` (channels-last, O a multiple of the vector's lanes, y on a 64-byte boundary:
+    ``tile_stream.streams``), the tiles store their whole blocks of channels past the caches.
     """
     if first:  # y's strides, in elements: a sample, one output along a row, a channel
         N, O, YD, YH, YW = y.shape
@@ -86,7 +91,9 @@ def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out, dot, filte
         q0 = t // items * per_item
         if spread:
             _plane_tiles(xf, wf, yf, r, q0, per_item, xa, ya, yb, s0, s1, s2, d0, d1, d2, out, OD, XD, sd,
-                         sh, C, YH, YW, O, yn, yw, yc, KD, KH, KW, per, chunks, width, block)
+                         sh, C, YH, YW, O, yn, yw, yc, KD, KH, KW, per, chunks, width, block, stream)
+            if stream:
+                sfence()
             continue
         n = r // (OD * OH)
         i = r // OH % OD
@@ -104,22 +111,26 @@ def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out, dot, filte
                 if dot:
                     _dot_tile_6x3(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0, d1, d2, ys, yc)
                 else:
-                    _forward_tile_8x16_three(xf, wf, yf, xo, wo, yo, m, KD, KH, C, sd, sh, d0, d1, ys, yc)
+                    _forward_tile_8x16_three(xf, wf, yf, xo, wo, yo, m, KD, KH, C, sd, sh, d0, d1, ys, yc,
+                                             stream)
             for k in range(tiles, OW):
                 xo, yo = xrow + k * sw, yrow + k * ys + ob * yc
                 if dot:
                     _dot_one(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, yc)
                 else:
                     _forward_one(xf, wf, yf, xo, wo, yo, m, block, KD, KH, KW, C, sd, sh, d0, d1, d2, yc)
+        if stream:
+            sfence()
 
 
 @njit(cache=True, fastmath={"contract"})
 def _forward_tile_8(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo, yo, yc,
-                    B):  # pragma: no cover - compiled
+                    B, stream):  # pragma: no cover - compiled
     """Outputs yo[t] + [0, m) * yc of the flat y, t < 8: the window of output t starts at xo[t] of the
     flat x; the filter block (KD, KH, KW, C, B) starts at wo of the flat filter. B (16, or 32
     in float32: 8 broadcasts per 16 multiply-adds, measured 1.4x faster than two 8 x 16 tiles) is
-    a compile-time constant: the sums are B-wide registers."""
+    a compile-time constant: the sums are B-wide registers. With ``stream`` whole blocks (m = B,
+    channels-last) are stored past the caches."""
     literally(B)
     _wide_vectors()
     a0 = _registers(B, yf.dtype)
@@ -176,19 +187,23 @@ def _forward_tile_8(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo, yo
                         a6[o] += x6 * g
                         a7[o] += x7 * g
                     w += ub
-    _store_8(yf, yo, m, yc, a0, a1, a2, a3, a4, a5, a6, a7)
+    if stream and m == B:
+        _stream_8(yf, yo, a0, a1, a2, a3, a4, a5, a6, a7, B)
+    else:
+        _store_8(yf, yo, m, yc, a0, a1, a2, a3, a4, a5, a6, a7)
 
 
 @njit(cache=True, fastmath={"contract"})
 def _forward_tile_8x16_three(xf, wf, yf, xo, wo, yo, m, KD, KH, C, sd, sh, d0, d1, ys,
-                             yc):  # pragma: no cover - compiled
+                             yc, stream):  # pragma: no cover - compiled
     """_forward_tile_8 (16 channels) for 3 taps along the row, stride and dilation 1 there: for each input
     channel the 10 values x[t + e] are loaded once for the 24 multiply-adds of the 3 taps (one
     load per 2.4 instead of 9 per 8; measured 1.5-1.65x faster on 3x3x3 convs with 16 channels).
 
     The middle tap's products go to sums of their own (b), added to the others' (a) at the end:
     with one set of 8 sums, each took 3 dependent multiply-adds per input channel, 12 cycles of
-    latency for the 12 cycles the 24 multiply-adds take, so any stall showed."""
+    latency for the 12 cycles the 24 multiply-adds take, so any stall showed. With ``stream``
+    whole blocks (m = 16, channels-last) are stored past the caches."""
     _wide_vectors()
     a0 = _registers(16, yf.dtype)
     a1 = _registers(16, yf.dtype)
@@ -283,7 +298,10 @@ def _forward_tile_8x16_three(xf, wf, yf, xo, wo, yo, m, KD, KH, C, sd, sh, d0, d
         a6[o] += b6[o]
         a7[o] += b7[o]
     at = (yo, yo + ys, yo + 2 * ys, yo + 3 * ys, yo + 4 * ys, yo + 5 * ys, yo + 6 * ys, yo + 7 * ys)
-    _store_8(yf, at, m, yc, a0, a1, a2, a3, a4, a5, a6, a7)
+    if stream and m == 16:
+        _stream_8(yf, at, a0, a1, a2, a3, a4, a5, a6, a7, 16)
+    else:
+        _store_8(yf, at, m, yc, a0, a1, a2, a3, a4, a5, a6, a7)
 
 
 @njit(cache=True)
@@ -338,12 +356,37 @@ def _store_run(yf, q, a, m):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
+def _stream_8(yf, yo, a0, a1, a2, a3, a4, a5, a6, a7, B):  # pragma: no cover - compiled
+    """_store_8 of whole blocks of B (16 or 32) channels, channels-last, past the caches."""
+    if B == 16:
+        stream_sums(yf, yo[0], a0, 16)
+        stream_sums(yf, yo[1], a1, 16)
+        stream_sums(yf, yo[2], a2, 16)
+        stream_sums(yf, yo[3], a3, 16)
+        stream_sums(yf, yo[4], a4, 16)
+        stream_sums(yf, yo[5], a5, 16)
+        stream_sums(yf, yo[6], a6, 16)
+        stream_sums(yf, yo[7], a7, 16)
+    else:
+        stream_sums(yf, yo[0], a0, 32)
+        stream_sums(yf, yo[1], a1, 32)
+        stream_sums(yf, yo[2], a2, 32)
+        stream_sums(yf, yo[3], a3, 32)
+        stream_sums(yf, yo[4], a4, 32)
+        stream_sums(yf, yo[5], a5, 32)
+        stream_sums(yf, yo[6], a6, 32)
+        stream_sums(yf, yo[7], a7, 32)
+
+
+@njit(cache=True)
 def _plane_tiles(xf, wf, yf, r, first, count, xa, ya, yb, s0, s1, s2, d0, d1, d2, out, OD, XD, sd, sh, C,
-                 YH, YW, O, yn, yw, yc, KD, KH, KW, per, chunks, width, block):  # pragma: no cover - compiled
+                 YH, YW, O, yn, yw, yc, KD, KH, KW, per, chunks, width, block,
+                 stream=False):  # pragma: no cover - compiled
     """Work item r of tiled_forward's tiles of 8 x 16, 8 x 32 or 6 x 64: ``per`` tiles of one plane
     (n, i) (``chunks`` items to a plane), each of ``width`` (8 or 6) consecutive outputs of the
     plane's OH x OW in row order, for the filter blocks first to first + count. The plane's last
-    tile overlaps the one before; a plane smaller than a tile goes one output at a time."""
+    tile overlaps the one before; a plane smaller than a tile goes one output at a time. With
+    ``stream`` the tiles store whole blocks past the caches (the caller fences)."""
     OH, OW = out[1], out[2]
     plane = OH * OW
     tiles = -(-plane // width) if plane >= width else 0
@@ -376,14 +419,14 @@ def _plane_tiles(xf, wf, yf, r, first, count, xa, ya, yb, s0, s1, s2, d0, d1, d2
             y6 = (yp + j0 * yj + k0 * yk + ob, yp + j1 * yj + k1 * yk + ob, yp + j2 * yj + k2 * yk + ob,
                   yp + j3 * yj + k3 * yk + ob, yp + j4 * yj + k4 * yk + ob, yp + j5 * yj + k5 * yk + ob)
             if block == 64:
-                _forward_tile_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, x6, y6, yc)
+                _forward_tile_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, x6, y6, yc, stream)
                 continue
             x8 = (*x6, xp + j6 * xj + k6 * xk, xp + j7 * xj + k7 * xk)
             y8 = (*y6, yp + j6 * yj + k6 * yk + ob, yp + j7 * yj + k7 * yk + ob)
             if block == 16:
-                _forward_tile_8(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, x8, y8, yc, 16)
+                _forward_tile_8(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, x8, y8, yc, 16, stream)
             else:
-                _forward_tile_8(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, x8, y8, yc, 32)
+                _forward_tile_8(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, x8, y8, yc, 32, stream)
 
 
 @njit(cache=True)
@@ -394,10 +437,11 @@ def _next(j, k, width):  # pragma: no cover - compiled
 
 @njit(cache=True, fastmath={"contract"})
 def _forward_tile_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo, yo,
-                       yc):  # pragma: no cover - compiled
+                       yc, stream):  # pragma: no cover - compiled
     """_forward_tile_8 for 6 outputs x the 64 channels of a filter block (KD, KH, KW, C, 64): output
     t's window starts at xo[t] of the flat x and its sums go to yo[t] + [0, m) of the flat y, so
-    that a tile may run on from the end of one output row to the start of the next."""
+    that a tile may run on from the end of one output row to the start of the next. With
+    ``stream`` a whole block's sums (m = 64, channels-last) are stored past the caches."""
     _wide_vectors()
     a0 = _registers(64, yf.dtype)
     a1 = _registers(64, yf.dtype)
@@ -452,6 +496,14 @@ def _forward_tile_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo,
             yf[q3 + r] = a3[o]
             yf[q4 + r] = a4[o]
             yf[q5 + r] = a5[o]
+        return
+    if stream and m == 64:  # whole vectors on 64-byte boundaries: past the caches
+        stream_sums(yf, q0, a0, 64)
+        stream_sums(yf, q1, a1, 64)
+        stream_sums(yf, q2, a2, 64)
+        stream_sums(yf, q3, a3, 64)
+        stream_sums(yf, q4, a4, 64)
+        stream_sums(yf, q5, a5, 64)
         return
     for o in range(np.uint64(m)):
         yf[q0 + o] = a0[o]

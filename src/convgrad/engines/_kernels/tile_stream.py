@@ -1,0 +1,70 @@
+"""A tile's sums stored past the caches: the 6 x 64 forward tiles' outputs written with
+non-temporal stores, so that a y much larger than the caches is neither read before it is written
+nor evicts the filter block and the input rows the next tiles read.
+
+The tiles keep their sums in stack arrays of 64 lanes (``_numba._registers``, which LLVM promotes
+to vector registers); ``stream_sums`` stores such an array as whole 64-byte vectors with the
+``nontemporal`` hint. Each vector's address must be a multiple of 64 bytes; the kernel's
+``sfence`` (``_simd.sfence``) orders a thread's streamed stores before the end of the parallel
+loop. Without Numba it is a plain copy.
+"""
+
+from __future__ import annotations
+
+from ._numba import NUMBA
+from ._simd import VECTOR_BYTES
+
+# Bytes of y from which the forward tiles stream it: more than the second-level caches of two
+# cores hold, so y leaves them as it is written anyway; a smaller y stays near for the caller's
+# next op. Measured on one thread, loaded, streamed / cached stores: the stem (25.7 MB of y) 0.80,
+# 64 channels of 56 x 56 (6.4 MB) 0.93, 128 of 28 x 28 (3.2 MB) 0.96, 256 of 14 x 14 (1.6 MB) 0.99.
+STREAM_BYTES = 1 << 22
+
+
+
+def streams(y) -> bool:
+    """Whether the forward tiles may stream y (C-contiguous, channels-last ``(..., O)``): at least
+    STREAM_BYTES, its start and every output's channels on vector boundaries."""
+    lanes = VECTOR_BYTES // y.itemsize
+    return (NUMBA and y.nbytes >= STREAM_BYTES and y.ctypes.data % VECTOR_BYTES == 0
+            and y.shape[-1] % lanes == 0)
+
+
+if NUMBA:
+    from llvmlite import ir
+    from numba import types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def stream_sums(typingctx, a, index, sums, count):
+        """a[index : index + count] = sums[:count], past the caches, in vectors of VECTOR_BYTES:
+        ``count`` (a literal) a multiple of the vector's lanes, a's address at index a multiple of
+        VECTOR_BYTES; ``sums`` a stack array of the kernel (``_registers``)."""
+        if not (isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"
+                and isinstance(index, types.Integer) and isinstance(sums, types.CPointer)
+                and sums.dtype == a.dtype and isinstance(count, types.IntegerLiteral)):
+            return None
+        lanes = VECTOR_BYTES // (a.dtype.bitwidth // 8)
+        n = count.literal_value
+        if n % lanes:
+            return None
+
+        def codegen(context, builder, sig, args):
+            ary, at, src = context.make_array(sig.args[0])(context, builder, args[0]), args[1], args[2]
+            vty = ir.VectorType(context.get_value_type(a.dtype), lanes)
+            hint = builder.module.add_metadata([ir.IntType(32)(1)])
+            for k in range(n // lanes):
+                part = builder.bitcast(builder.gep(src, [ir.IntType(64)(k * lanes)]), vty.as_pointer())
+                v = builder.load(part, align=a.dtype.bitwidth // 8)
+                dst = builder.gep(ary.data, [builder.add(at, at.type(k * lanes))])
+                store = builder.store(v, builder.bitcast(dst, vty.as_pointer()), align=VECTOR_BYTES)
+                store.set_metadata("nontemporal", hint)
+            return context.get_dummy_value()
+
+        return types.none(a, index, sums, count), codegen
+
+else:  # pragma: no cover - exercised in a subprocess by tests/test_without_extras.py
+
+    def stream_sums(a, index, sums, count):
+        """a[index : index + count] = sums[:count]."""
+        a[index:index + count] = sums[:count]
