@@ -216,3 +216,35 @@ def test_the_gemm_engines_split_their_products_and_keep_their_bits(monkeypatch, 
     np.testing.assert_allclose(y, oracle.conv(x64, w64, padding=1), rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(dx, oracle.input_grad(dy64, w64, xo.shape, padding=1), rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(dw, oracle.filter_grad(x64, dy64, wo.shape, padding=1), rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "groups"), [
+    ((2, 64, 24, 24), (64, 32, 3, 3), 2),  # the 2-D fused transforms around a grouped batched GEMM
+    ((2, 32, 16, 16, 16), (32, 32, 3, 3, 3), 1),  # 3-D: the NumPy transforms around one
+])
+def test_winograds_gemms_split_and_keep_their_bits(monkeypatch, x_shape, w_shape, groups):
+    """The Winograd engine's per-tile-element GEMMs (where it is not the one-pass kernel) run in
+    parts on two free cores, bitwise the same on one, with the loop oracle's values."""
+    import oracle
+
+    rng = np.random.default_rng(23)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    kw = {"padding": 1, "groups": groups, "method": "winograd"}
+    dy = rng.standard_normal(convgrad.conv(x, w, **kw).shape).astype(np.float32)
+    monkeypatch.setattr(_threads, "allowed", lambda: 2)
+    counts: list[int] = []
+    real = _threads._run_parts
+    monkeypatch.setattr(_threads, "_run_parts", lambda count, part: counts.append(count) or real(count, part))
+    got = []
+    for free in (2, 1):
+        monkeypatch.setattr(_threads, "free_cores", lambda free=free: free)
+        got.append([convgrad.conv(x, w, **kw), convgrad.conv_input_grad(dy, w, x.shape, **kw)])
+    assert max(counts) > 1
+    for every, one in zip(*got):
+        assert every.tobytes() == one.tobytes()
+    x64, w64, dy64 = x.astype(np.float64), w.astype(np.float64), dy.astype(np.float64)
+    np.testing.assert_allclose(got[0][0], oracle.conv(x64, w64, padding=1, groups=groups),
+                               rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(got[0][1], oracle.input_grad(dy64, w64, x.shape, padding=1, groups=groups),
+                               rtol=1e-4, atol=1e-3)

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import math
 import os
 import threading
 import time
@@ -294,8 +295,9 @@ def matmul(a, b, out=None):
     """``np.matmul(a, b, out=out)`` with OpenBLAS on one thread (``one_blas_thread``), in parts run
     on ``shared()`` threads (``_run_parts``): for two matrices a's rows or b's columns
     (``_matrix_parts``); for a matrix or a stack times a stack of the same length, the stack (and
-    each matrix's rows, where the stack is shorter than MATMUL_PARTS). Other shapes run whole,
-    on one thread.
+    each matrix's rows, where the stack is shorter than MATMUL_PARTS); for stacks of stacks of one
+    shape (Winograd's tile elements by groups), their matrices. Other shapes (broadcast stacks)
+    run whole, on one thread.
 
     OpenBLAS's own threads follow neither the free cores (a call beside one busy process waited
     8.7-13.6x its median for a descheduled thread) nor a fixed split (its thread count changes the
@@ -334,6 +336,16 @@ def matmul(a, b, out=None):
             k, r = divmod(i, n)
             s, t = slice(batches[k], batches[k + 1]), slice(rows[r], rows[r + 1])
             np.matmul(a[t] if a.ndim == 2 else a[s, t], b[s], out=out[s, t])
+
+    elif a.ndim == b.ndim == out.ndim > 3 and a.shape[:-2] == b.shape[:-2]:  # stacks of stacks
+        lead = a.shape[:-2]
+        batches = _parts(math.prod(lead), flops, 1)
+        count = len(batches) - 1
+
+        def part(i):
+            for k in range(batches[i], batches[i + 1]):
+                j = np.unravel_index(k, lead)
+                np.matmul(a[j], b[j], out=out[j])
 
     with one_blas_thread():
         _run_parts(count, part)

@@ -19,6 +19,7 @@ import numpy as np
 from .._budget import check_fits
 from .._engine import Op, Planner, Prepared, Refusal
 from .._geometry import ConvGeometry
+from . import _threads
 from ._common import plain
 from ._machine import figures
 
@@ -86,19 +87,19 @@ def _with_zero(geom: ConvGeometry, x: np.ndarray) -> np.ndarray:
 
 def _forward(geom: ConvGeometry, idx: np.ndarray, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     cols = _with_zero(geom, x).take(idx)
-    return np.matmul(cols, w.reshape(idx.shape[1], geom.out_channels)).reshape(
+    return _threads.matmul(cols, w.reshape(idx.shape[1], geom.out_channels)).reshape(
         geom.batch, *geom.out_spatial, geom.out_channels)
 
 
 def _filter_grad(geom: ConvGeometry, idx: np.ndarray, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
     cols = _with_zero(geom, x).take(idx)
-    return np.matmul(cols.T, dy.reshape(idx.shape[0], geom.out_channels)).reshape(
+    return _threads.matmul(cols.T, dy.reshape(idx.shape[0], geom.out_channels)).reshape(
         *geom.kernel, geom.in_channels, geom.out_channels)
 
 
 def _input_grad(geom: ConvGeometry, idx: np.ndarray, dy: np.ndarray, w: np.ndarray) -> np.ndarray:
     o = geom.out_channels
-    dcols = np.matmul(dy.reshape(idx.shape[0], o), w.reshape(idx.shape[1], o).T)
+    dcols = _threads.matmul(dy.reshape(idx.shape[0], o), w.reshape(idx.shape[1], o).T)
     size = math.prod(geom.in_spatial) * geom.in_channels
     n, flat = geom.batch * (size + 1), idx.ravel()
     dx = np.bincount(flat, weights=dcols.real.ravel(), minlength=n)

@@ -291,7 +291,7 @@ def _forward(geom: ConvGeometry, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     v = _transform(win, bt, r, batch_axes=r + 2)  # (*n, N, *tiles, C)
     v = v.reshape(n**r, -1, g, cg).transpose(0, 2, 1, 3)  # (n^r, G, T, Cg)
     u = _filter_transform(w, gm, r, g)
-    mm = np.matmul(v, u).transpose(0, 2, 1, 3).reshape(*(n,) * r, -1, geom.out_channels)
+    mm = _threads.matmul(v, u).transpose(0, 2, 1, 3).reshape(*(n,) * r, -1, geom.out_channels)
     y = _transform(np.moveaxis(mm, tuple(range(r)), tuple(range(-r, 0))), at, r, batch_axes=2)
     # (*m, T, O) -> (N, *tiles, *m, O) -> (N, t1, m, t2, m, ..., O)
     y = y.reshape(*(m,) * r, geom.batch, *tiles, geom.out_channels)
@@ -312,7 +312,7 @@ def _filter_transform(w: np.ndarray, gm: np.ndarray, r: int, g: int) -> np.ndarr
     kron = gm
     for _ in range(r - 1):
         kron = np.kron(kron, gm)
-    u = np.matmul(kron, w.reshape(k**r, cg * o))  # (n^r, Cg * O)
+    u = _threads.matmul(kron, w.reshape(k**r, cg * o))  # (n^r, Cg * O)
     return u.reshape(n**r, cg, g, o // g).transpose(0, 2, 1, 3)
 
 
@@ -327,9 +327,9 @@ def _forward_fused(geom: ConvGeometry, xp: np.ndarray, w: np.ndarray, bt: np.nda
     _kernels.winograd2d_input(xp, bt, m, tiles[0], tiles[1], v)
     u = _filter_transform(w, gm, 2, g)
     if g == 1:
-        mm = np.matmul(v, u[:, 0])
+        mm = _threads.matmul(v, u[:, 0])
     else:
-        mm = np.matmul(v.reshape(n * n, count, g, cg).transpose(0, 2, 1, 3), u)
+        mm = _threads.matmul(v.reshape(n * n, count, g, cg).transpose(0, 2, 1, 3), u)
         mm = np.ascontiguousarray(mm.transpose(0, 2, 1, 3)).reshape(n * n, count, geom.out_channels)
     y = aligned_empty((geom.batch, *geom.out_spatial, geom.out_channels), xp.dtype)
     _kernels.winograd2d_output(mm, at, tiles[0], tiles[1], y)
