@@ -179,6 +179,23 @@ def test_without_openblas_on_its_own_threads_the_products_are_numpys(monkeypatch
     assert not started
 
 
+def _on_two_free_cores_then_one(monkeypatch, calls):
+    """``calls()`` (a list of results) with two free cores, then one: asserts some BLAS product ran
+    in parts and that every result is bitwise the same both times; returns the first."""
+    monkeypatch.setattr(_threads, "allowed", lambda: 2)
+    counts: list[int] = []
+    real = _threads._run_parts
+    monkeypatch.setattr(_threads, "_run_parts", lambda count, part: counts.append(count) or real(count, part))
+    got = []
+    for free in (2, 1):
+        monkeypatch.setattr(_threads, "free_cores", lambda free=free: free)
+        got.append(calls())
+    assert max(counts) > 1  # some product ran in parts
+    for every, one in zip(*got):
+        assert every.tobytes() == one.tobytes()
+    return got[0]
+
+
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 @pytest.mark.parametrize("method", ["im2col", "offset_gemm", "split_kernel"])
 def test_the_gemm_engines_split_their_products_and_keep_their_bits(monkeypatch, method, data_format):
@@ -196,19 +213,9 @@ def test_the_gemm_engines_split_their_products_and_keep_their_bits(monkeypatch, 
     kw = {"padding": 1, "data_format": data_format, "method": method}
     dy = rng.standard_normal(convgrad.conv(x, w, **kw).shape).astype(np.float32)
     dyo = dy if data_format == "channels_first" else np.ascontiguousarray(np.moveaxis(dy, -1, 1))
-    monkeypatch.setattr(_threads, "allowed", lambda: 2)
-    counts: list[int] = []
-    real = _threads._run_parts
-    monkeypatch.setattr(_threads, "_run_parts", lambda count, part: counts.append(count) or real(count, part))
-    got = []
-    for free in (2, 1):
-        monkeypatch.setattr(_threads, "free_cores", lambda free=free: free)
-        got.append([convgrad.conv(x, w, **kw), convgrad.conv_input_grad(dy, w, x.shape, **kw),
-                    convgrad.conv_filter_grad(x, dy, w.shape, **kw)])
-    assert max(counts) > 1  # some product ran in parts
-    for every, one in zip(*got):
-        assert every.tobytes() == one.tobytes()
-    y, dx, dw = got[0]
+    y, dx, dw = _on_two_free_cores_then_one(monkeypatch, lambda: [
+        convgrad.conv(x, w, **kw), convgrad.conv_input_grad(dy, w, x.shape, **kw),
+        convgrad.conv_filter_grad(x, dy, w.shape, **kw)])
     if data_format == "channels_last":
         y, dx = np.moveaxis(y, -1, 1), np.moveaxis(dx, -1, 1)
         dw = dw.transpose(3, 2, 0, 1)
@@ -232,19 +239,9 @@ def test_winograds_gemms_split_and_keep_their_bits(monkeypatch, x_shape, w_shape
     w = rng.standard_normal(w_shape).astype(np.float32)
     kw = {"padding": 1, "groups": groups, "method": "winograd"}
     dy = rng.standard_normal(convgrad.conv(x, w, **kw).shape).astype(np.float32)
-    monkeypatch.setattr(_threads, "allowed", lambda: 2)
-    counts: list[int] = []
-    real = _threads._run_parts
-    monkeypatch.setattr(_threads, "_run_parts", lambda count, part: counts.append(count) or real(count, part))
-    got = []
-    for free in (2, 1):
-        monkeypatch.setattr(_threads, "free_cores", lambda free=free: free)
-        got.append([convgrad.conv(x, w, **kw), convgrad.conv_input_grad(dy, w, x.shape, **kw)])
-    assert max(counts) > 1
-    for every, one in zip(*got):
-        assert every.tobytes() == one.tobytes()
+    y, dx = _on_two_free_cores_then_one(monkeypatch, lambda: [
+        convgrad.conv(x, w, **kw), convgrad.conv_input_grad(dy, w, x.shape, **kw)])
     x64, w64, dy64 = x.astype(np.float64), w.astype(np.float64), dy.astype(np.float64)
-    np.testing.assert_allclose(got[0][0], oracle.conv(x64, w64, padding=1, groups=groups),
-                               rtol=1e-4, atol=1e-3)
-    np.testing.assert_allclose(got[0][1], oracle.input_grad(dy64, w64, x.shape, padding=1, groups=groups),
+    np.testing.assert_allclose(y, oracle.conv(x64, w64, padding=1, groups=groups), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(dx, oracle.input_grad(dy64, w64, x.shape, padding=1, groups=groups),
                                rtol=1e-4, atol=1e-3)
