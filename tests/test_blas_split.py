@@ -156,6 +156,43 @@ def test_a_callers_limit_is_kept_and_restored():
     assert _blas_threads() == before
 
 
+@pytest.mark.parametrize("mode", ["ignore", "raise"])
+def test_every_part_follows_the_callers_errstate(monkeypatch, mode):
+    """The parts run on helper threads as in the caller's ``np.errstate``: an inf times a zero in
+    every part is ignored where the caller ignores it (no warning, turned into an error here) and
+    raises where the caller asks it to (a pool thread's own errstate would warn instead)."""
+    import warnings
+
+    monkeypatch.setattr(_threads, "allowed", lambda: 2)
+    monkeypatch.setattr(_threads, "free_cores", lambda: 2)
+    ran: list[str] = []
+    real = _threads._run_parts
+    both = threading.Barrier(2, timeout=30)  # the first two parts wait for each other: two threads
+
+    def spy(count, part):
+        def watched(i):
+            ran.append(threading.current_thread().name)
+            if i < 2:
+                both.wait()
+            part(i)
+        real(count, watched)
+
+    monkeypatch.setattr(_threads, "_run_parts", spy)
+    a = np.ones((1024, 256), np.float32)
+    a[:, 0] = np.inf  # every row, so every part meets inf * 0
+    b = np.zeros((256, 512), np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(invalid=mode):
+            if mode == "raise":
+                with pytest.raises(FloatingPointError):
+                    _threads.matmul(a, b)
+            else:
+                c = _threads.matmul(a, b)
+                assert np.isnan(c).all()
+    assert len(set(ran)) == 2  # the caller and a helper both ran parts
+
+
 def test_without_openblas_on_its_own_threads_the_products_are_numpys(monkeypatch):
     """Where a BLAS library's thread count cannot be set (MKL, BLIS, Accelerate, OpenBLAS on
     OpenMP, an older or unknown build: the lookup finds nothing), the products are NumPy's and

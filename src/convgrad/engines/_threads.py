@@ -38,6 +38,7 @@ thread: 1.4-13 ms). A caller's own OMP_WAIT_POLICY or GOMP_SPINCOUNT is kept.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import ctypes
 import math
 import os
@@ -282,7 +283,9 @@ def _run_parts(count: int, part) -> None:
             part(i)
 
     threads = min(shared(), count)
-    helpers = [_helpers().submit(work) for _ in range(threads - 1)]
+    # Each helper runs in a copy of the caller's context: NumPy's errstate is a context variable,
+    # and a pool thread's own would warn (or raise) where the caller asked NumPy to ignore.
+    helpers = [_helpers().submit(contextvars.copy_context().run, work) for _ in range(threads - 1)]
     try:
         work()
     finally:
