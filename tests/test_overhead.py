@@ -58,7 +58,7 @@ def _load(dtype: np.dtype) -> None:
 @given(float_arrays())
 @strategies.budget(60)
 def test_the_compiled_finite_check_is_isfinite_all(a):
-    from convgrad._plan import _finite
+    from convgrad._dtypes import all_finite as _finite
     from convgrad.engines._kernels import finite
 
     _load(a.dtype)
@@ -71,7 +71,7 @@ def test_the_compiled_finite_check_is_isfinite_all(a):
 def test_the_compiled_finite_check_declines_what_it_does_not_read():
     """Strided views, other dtypes and a kernel not loaded fall back to NumPy (None), and the
     plan's check still gives the right answer."""
-    from convgrad._plan import _finite
+    from convgrad._dtypes import all_finite as _finite
     from convgrad.engines._kernels import finite
 
     _load(np.dtype(np.float32))

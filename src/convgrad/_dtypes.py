@@ -138,9 +138,16 @@ def rounded(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def all_finite(a: np.ndarray) -> bool:
-    """No inf and no NaN in ``a`` (always true of integers): its min and max, no temporary."""
+    """No inf and no NaN in ``a`` (always true of integers): one compiled pass over its bits where
+    loaded (``engines._kernels.finite``: C-contiguous float32 / float64), else its min and max, no
+    temporary."""
     if a.dtype.kind not in "fc" or a.size == 0:
         return True
+    from .engines._kernels import finite  # here, not at import: the engines import this module
+
+    fast = finite.all_finite(a)
+    if fast is not None:
+        return fast
     if a.dtype.kind == "c":
         return bool(np.isfinite(a).all())
     return bool(np.isfinite(a.min()) and np.isfinite(a.max()))  # NaN propagates through both

@@ -137,7 +137,7 @@ class ConvPlan:
         if self.split is not None:  # the split checks the operands itself
             out = _gauss.run(self.gauss, self.split, self.layout, self.op, self.geometry, a, b)
             return out if out is not None else _in_layout(self._nonfinite(), self.takes, a, b)
-        if self._nonfinite is not None and not (_finite(a) and _finite(b)):
+        if self._nonfinite is not None and not (all_finite(a) and all_finite(b)):
             return _in_layout(self._nonfinite(), self.takes, a, b)
         _scratch.fit(self.workspace_bytes, self.limit)  # the scratch kept from earlier calls counts
         with _threads.serial_under(self.geometry.flops):  # small work on the calling thread
@@ -331,14 +331,6 @@ def _gauss_seconds(real: ConvPlan, op: Op, geom: ConvGeometry, dtype: np.dtype,
         return 3 * real.estimated_seconds + transpose_seconds(op, geom, dtype)
     rate = _machine.figures("_gauss").PASS_BYTES_PER_S
     return 3 * real.estimated_seconds + _gauss.split_seconds(op, geom, dtype, how, rate)
-
-
-def _finite(a: np.ndarray) -> bool:
-    """No inf and no NaN in ``a``: one compiled pass over its bits where loaded, else NumPy's."""
-    from .engines._kernels import finite
-
-    fast = finite.all_finite(a)
-    return all_finite(a) if fast is None else fast
 
 
 def _in_layout(plan: ConvPlan, takes: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
