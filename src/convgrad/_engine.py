@@ -72,7 +72,10 @@ class Engine(Protocol):
     # (op, why) for each op whose arithmetic is not the direct sum's for inf and NaN (transforms
     # that mix taps, products with zeros the sum never reads, skipped products with the zero
     # padding): the planner skips the engine for those ops when an operand is not all finite.
-    # An engine without this attribute is skipped for every op then.
+    # An engine without this attribute is skipped for every op then. An engine may also define
+    # ``keeps_nonfinite(op, geom, dtype, layout) -> bool``: True where a listed op keeps inf and
+    # NaN all the same (the tiled engine's channels-first 1x1 kernels), so plans there check no
+    # operand per call.
     nonfinite_skips: tuple[tuple[Op, str], ...]
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,
