@@ -211,12 +211,12 @@ def _run_pointwise_first(op: Op, geom: ConvGeometry, parts: int, a: np.ndarray, 
         return np.ascontiguousarray(acc.sum(axis=0)[:, :o].T).reshape(geom.w_shape())
     w = b.reshape(o, c) if op == "forward" else np.ascontiguousarray(b.reshape(o, c).T)
     rows, cols = w.shape
-    out = np.empty((n, rows, s), dtype=a.dtype)
+    out = aligned_empty((n, rows, s), a.dtype)
     if out.size and cols == 0:
         out.fill(0)
     elif out.size:
         _threads.for_numba()
-        _kernels.pointwise_first(w, a.reshape(n, cols, s), out)
+        _kernels.pointwise_first(w, a.reshape(n, cols, s), out, pointwise.streams(out))
     return out.reshape(geom.y_shape() if op == "forward" else geom.x_shape())
 
 

@@ -10,14 +10,19 @@ so each chunk of dy is moved into a panel with the channels along the vectors (8
 transposes), and the tiles of 6 input x 64 output channels run as the channels-last GEMM's, their
 sums in registers over the whole chunk: 0.56-0.6x the time of 4 x 6 tiles of 16-lane dot products
 reduced across their lanes per chunk (one thread, 8 x 256 -> 64 channels of 56 x 56, loaded).
+A large y (or dx) is stored past the caches, as the channels-last tiles store theirs
+(tile_stream.py): one thread, CPU time, 8 x 256 <-> 64 channels of 56 x 56, loaded, streamed /
+cached stores: the forward (6.4 MB of y) 0.85, the input gradient (25.7 MB of dx) 0.55.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._numba import _claim, _registers, _wide_vectors, njit, prange
+from ._numba import NUMBA, _claim, _registers, _wide_vectors, njit, prange
 from ._shuffle import transpose8
+from ._simd import VECTOR_BYTES, sfence
+from .tile_stream import STREAM_BYTES, stream_sums
 
 _U64 = np.uint64(64)
 # Positions per work item of the forward (and input gradient): rows of y written 64 positions
@@ -36,15 +41,25 @@ PARTS = 16
 CHUNK = 256
 
 
+def streams(y: np.ndarray) -> bool:
+    """Whether ``pointwise_first`` may store y ``(N, O, S)`` past the caches: at least
+    tile_stream.STREAM_BYTES (y leaves the caches as it is written anyway), its start and every
+    row on a vector boundary, so that each whole tile's rows are whole aligned vectors."""
+    return (NUMBA and y.nbytes >= STREAM_BYTES and y.ctypes.data % VECTOR_BYTES == 0
+            and y.shape[-1] * y.itemsize % VECTOR_BYTES == 0)
+
+
 @njit(parallel=True, cache=True)
-def pointwise_first(w, x, y):  # pragma: no cover - compiled
+def pointwise_first(w, x, y, stream):  # pragma: no cover - compiled
     """y[n, o, s] = sum_c w[o, c] * x[n, c, s]: w (O, C), x (N, C, S), y (N, O, S), all
-    C-contiguous. Work items are SPAN positions of one image (the last one shorter), claimed by
-    the threads (``_claim``: one that shares its core, with another process or with a pool still
-    spinning after its own call, leaves its items to the others); each runs its tiles of 6 output
-    channels x 64 positions along the span, one group of 6 rows after the other, so that y is
-    written in runs of SPAN positions per row while the span's panel of x stays in the
-    second-level cache. Every item is computed the same whichever thread takes it."""
+    C-contiguous; with ``stream`` (``streams``: y large, every row on a 64-byte boundary) the
+    whole tiles store y past the caches. Work items are SPAN positions of one image (the last
+    one shorter), claimed by the threads (``_claim``: one that shares its core, with another
+    process or with a pool still spinning after its own call, leaves its items to the others);
+    each runs its tiles of 6 output channels x 64 positions along the span, one group of 6 rows
+    after the other, so that y is written in runs of SPAN positions per row while the span's
+    panel of x stays in the second-level cache. Every item is computed the same whichever
+    thread takes it."""
     N, C, S = x.shape
     O = w.shape[0]
     wf, xf, yf = w.ravel(), x.ravel(), y.ravel()
@@ -61,16 +76,19 @@ def pointwise_first(w, x, y):  # pragma: no cover - compiled
                     xo, yo = n * C * S + s0, n * O * S + s0
                     m = min(64, S - s0)
                     if m == 64:
-                        _tile_6x64(wf, xf, yf, o0, min(6, O - o0), C, S, xo, yo)
+                        _tile_6x64(wf, xf, yf, o0, min(6, O - o0), C, S, xo, yo, stream)
                     else:
                         _tile_narrow(wf, xf, yf, o0, min(6, O - o0), C, S, xo, yo, m)
             t = _claim(counter)
+        if stream:
+            sfence()
 
 
 @njit(cache=True, fastmath={"contract"})
-def _tile_6x64(wf, xf, yf, o0, mo, C, S, xo, yo):  # pragma: no cover - compiled
+def _tile_6x64(wf, xf, yf, o0, mo, C, S, xo, yo, stream):  # pragma: no cover - compiled
     """yf[yo + (o0 + t) * S + [0, 64)] for t < mo <= 6: the sums over c of w[o0 + t, c] times
-    x's row c (64 positions from xo). Rows of w past O repeat the last one and are not stored."""
+    x's row c (64 positions from xo), with ``stream`` past the caches. Rows of w past O repeat
+    the last one and are not stored."""
     _wide_vectors()
     a0 = _registers(64, yf.dtype)
     a1 = _registers(64, yf.dtype)
@@ -111,6 +129,10 @@ def _tile_6x64(wf, xf, yf, o0, mo, C, S, xo, yo):  # pragma: no cover - compiled
             a5[v] += g5 * xv
         p += us
     q = np.uint64(yo + o0 * S)
+    if stream:
+        _stream_rows(yf, q, us, mo, a0, a1, a2, a3, a4, a5)
+        return
+    q = np.uint64(yo + o0 * S)
     for v in range(_U64):
         yf[q + v] = a0[v]
     if mo > 1:
@@ -128,6 +150,22 @@ def _tile_6x64(wf, xf, yf, o0, mo, C, S, xo, yo):  # pragma: no cover - compiled
     if mo > 5:
         for v in range(_U64):
             yf[q + 5 * us + v] = a5[v]
+
+
+@njit(cache=True)
+def _stream_rows(yf, q, us, mo, a0, a1, a2, a3, a4, a5):  # pragma: no cover - compiled
+    """The tile's mo rows of 64 sums to yf[q + t * us], t < mo, past the caches."""
+    stream_sums(yf, q, a0, 64)
+    if mo > 1:
+        stream_sums(yf, q + us, a1, 64)
+    if mo > 2:
+        stream_sums(yf, q + np.uint64(2) * us, a2, 64)
+    if mo > 3:
+        stream_sums(yf, q + np.uint64(3) * us, a3, 64)
+    if mo > 4:
+        stream_sums(yf, q + np.uint64(4) * us, a4, 64)
+    if mo > 5:
+        stream_sums(yf, q + np.uint64(5) * us, a5, 64)
 
 
 @njit(cache=True, fastmath={"contract"})
