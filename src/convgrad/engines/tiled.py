@@ -390,15 +390,19 @@ def _filter_grad_runs(geom: ConvGeometry, row_parts: int, x: np.ndarray, dy: np.
     xp = _padded(x, geom.tight_padding, None, "tiled.x")
     _regions.check_reach(xp.shape[1:-1], geom.out_spatial, k, geom.stride, geom.rhs_dilation)
     unit = (1,) * (3 - geom.rank)
-    acc = scratch("tiled.parts", (row_parts, *unit, *k, c, blocks), x.dtype)
     _threads.for_numba()
-    _kernels.filter_grad_runs(as_3d(xp), dy5, *(unit + geom.stride), *(unit + geom.rhs_dilation),
-                              row_parts, RUNS_CHUNK_BYTES, first, acc)
-    dw = acc.sum(axis=0).reshape(*k, c, blocks)  # a new array even for one part: acc is scratch
-    if not first:
-        return np.ascontiguousarray(dw[..., :o])
-    moved = layout.relaid(dw, "w", False) if o == blocks else None  # the compiled transposition
-    return moved if moved is not None else np.ascontiguousarray(w_from_last(dw[..., :o], "channels_first"))
+    run = partial(_kernels.filter_grad_runs, as_3d(xp), dy5, *(unit + geom.stride),
+                  *(unit + geom.rhs_dilation), row_parts, RUNS_CHUNK_BYTES, first)
+    if row_parts == 1 and not first and o == blocks:  # the one partial is the result: no pass after
+        dw = aligned_empty((1, *unit, *k, c, o), x.dtype)
+        run(dw)
+        return dw.reshape(*k, c, o)
+    acc = scratch("tiled.parts", (row_parts, *unit, *k, c, blocks), x.dtype)
+    run(acc)
+    # The parts added and laid out as the caller's dw in one parallel pass, into a new array.
+    dw = aligned_empty((o, c, *unit, *k) if first else (*unit, *k, c, o), x.dtype)
+    _kernels.finish_runs(acc, first, dw)
+    return dw.reshape((o, c, *k) if first else (*k, c, o))
 
 
 # Few output channels (a 3-D conv's 16): the filter gradient with vectors along the runs of filter
