@@ -6,9 +6,9 @@ and a sliding window of three columns per input row: per step it loads one new c
 input row, so each input sample is read once per output row pair, not nine times. Two output
 rows share the middle two of their four input rows (2 loads per output and channel instead of
 3). Rows outside x are passed as a row of zeros and columns outside it read as zeros, so the
-borders run the same loop (their products with the padding are zeros too). The forward walks
-strips of ``STRIP`` columns, every block of channels in a strip before the next strip (the window
-reloaded per strip), and may store y past the caches (``vstream``).
+borders run the same loop (their products with the padding are zeros too). Both walk strips of
+``STRIP`` columns, every block of channels in a strip before the next strip (the window reloaded
+per strip); the forward may store y past the caches (``vstream``).
 
 Rows are 1-D views of ``W * C`` samples, channels innermost; ``p1`` is the leading column pad.
 Channels come in blocks of ``lanes`` from 0; when C is not a multiple, the last block starts at
@@ -166,40 +166,45 @@ def _add_sums(out, cb, c_in, fresh, t0, t1, t2, t3, t4, t5, t6, t7, t8):  # prag
 @njit(cache=True, fastmath={"contract"})
 def filter_grad_pair(ra, rb, rc, rd, pa, pb, ga, gb, pg, ph, two, out, w_in, p1, c_in):  # pragma: no cover
     """out (3, 3, C) flattened += the filter gradient of dy rows ga (input rows ra, rb, rc) and,
-    where ``two``, gb (rb, rc, rd); without it, rd and gb are not read. pa and pb: the next
-    pair's new rows of x, pg and ph its rows of dy, asked for ahead (``forward_pair``; dy's too:
-    0.77x the time, 8 x 128 x 56 x 56 float32, one thread, loaded machine)."""
+    where ``two``, gb (rb, rc, rd); without it, rd and gb are not read. In strips of STRIP
+    columns, each strip for every block of channels, its nine sums added to out per strip (as
+    ``forward_pair``: a block reads every eighth cache line of a row, so a strip keeps the lines
+    the next blocks read in the first-level cache; 8 x 128 x 56 x 56 float32, one thread, CPU
+    time, A/B in one process, loaded machine: 0.90-0.92x the time of whole rows). pa and pb: the
+    next pair's new rows of x, pg and ph its rows of dy, asked for ahead (0.77x the time)."""
     width = lanes(out)
     ow = ga.size // c_in
-    for blk in range(-(-c_in // width)):
-        cb = _block_start(blk, c_in, width)
-        t0 = t1 = t2 = t3 = t4 = t5 = t6 = t7 = t8 = vzero(out)
-        a0, a1 = _column(ra, -p1, cb, c_in, w_in), _column(ra, 1 - p1, cb, c_in, w_in)
-        b0, b1 = _column(rb, -p1, cb, c_in, w_in), _column(rb, 1 - p1, cb, c_in, w_in)
-        e0, e1 = _column(rc, -p1, cb, c_in, w_in), _column(rc, 1 - p1, cb, c_in, w_in)
-        f0, f1 = _column(rd, -p1, cb, c_in, w_in), _column(rd, 1 - p1, cb, c_in, w_in)
-        j0, j1 = _columns(cb, c_in, w_in, p1, ow)
-        for j in range(ow):
-            col = j + 2 - p1
-            if j0 <= j < j1:
-                at = col * c_in + cb
-                a2, b2, e2, f2 = vload(ra, at), vload(rb, at), vload(rc, at), vload(rd, at)
-                prefetch(pa, at, 0, 3)
-                prefetch(pb, at, 0, 3)
-                prefetch(pg, j * c_in + cb, 0, 3)
-                prefetch(ph, j * c_in + cb, 0, 3)
-            else:
-                a2, b2 = _column(ra, col, cb, c_in, w_in), _column(rb, col, cb, c_in, w_in)
-                e2, f2 = _column(rc, col, cb, c_in, w_in), _column(rd, col, cb, c_in, w_in)
-            g = vload(ga, j * c_in + cb)
-            t0, t1, t2 = vfma(a0, g, t0), vfma(a1, g, t1), vfma(a2, g, t2)
-            t3, t4, t5 = vfma(b0, g, t3), vfma(b1, g, t4), vfma(b2, g, t5)
-            t6, t7, t8 = vfma(e0, g, t6), vfma(e1, g, t7), vfma(e2, g, t8)
-            if two:  # a lone row adds no products (x * 0 would be NaN for an inf)
-                h = vload(gb, j * c_in + cb)
-                t0, t1, t2 = vfma(b0, h, t0), vfma(b1, h, t1), vfma(b2, h, t2)
-                t3, t4, t5 = vfma(e0, h, t3), vfma(e1, h, t4), vfma(e2, h, t5)
-                t6, t7, t8 = vfma(f0, h, t6), vfma(f1, h, t7), vfma(f2, h, t8)
-            a0, a1, b0, b1, e0, e1, f0, f1 = a1, a2, b1, b2, e1, e2, f1, f2
-        fresh = blk * width - cb  # lanes the block before already summed
-        _add_sums(out, cb, c_in, fresh, t0, t1, t2, t3, t4, t5, t6, t7, t8)
+    for s in range(0, ow, STRIP):
+        e = min(s + STRIP, ow)
+        inside = s + 2 - p1 >= 0 and e + 1 - p1 < w_in  # every column the loop loads is in the row
+        for blk in range(-(-c_in // width)):
+            cb = _block_start(blk, c_in, width)
+            t0 = t1 = t2 = t3 = t4 = t5 = t6 = t7 = t8 = vzero(out)
+            a0, a1 = _column(ra, s - p1, cb, c_in, w_in), _column(ra, s + 1 - p1, cb, c_in, w_in)
+            b0, b1 = _column(rb, s - p1, cb, c_in, w_in), _column(rb, s + 1 - p1, cb, c_in, w_in)
+            e0, e1 = _column(rc, s - p1, cb, c_in, w_in), _column(rc, s + 1 - p1, cb, c_in, w_in)
+            f0, f1 = _column(rd, s - p1, cb, c_in, w_in), _column(rd, s + 1 - p1, cb, c_in, w_in)
+            for j in range(s, e):
+                col = j + 2 - p1
+                if inside:  # the same loads without the checks
+                    at = col * c_in + cb
+                    a2, b2, e2, f2 = vload(ra, at), vload(rb, at), vload(rc, at), vload(rd, at)
+                    prefetch(pa, at, 0, 3)
+                    prefetch(pb, at, 0, 3)
+                    prefetch(pg, j * c_in + cb, 0, 3)
+                    prefetch(ph, j * c_in + cb, 0, 3)
+                else:
+                    a2, b2 = _column(ra, col, cb, c_in, w_in), _column(rb, col, cb, c_in, w_in)
+                    e2, f2 = _column(rc, col, cb, c_in, w_in), _column(rd, col, cb, c_in, w_in)
+                g = vload(ga, j * c_in + cb)
+                t0, t1, t2 = vfma(a0, g, t0), vfma(a1, g, t1), vfma(a2, g, t2)
+                t3, t4, t5 = vfma(b0, g, t3), vfma(b1, g, t4), vfma(b2, g, t5)
+                t6, t7, t8 = vfma(e0, g, t6), vfma(e1, g, t7), vfma(e2, g, t8)
+                if two:  # a lone row adds no products (x * 0 would be NaN for an inf)
+                    h = vload(gb, j * c_in + cb)
+                    t0, t1, t2 = vfma(b0, h, t0), vfma(b1, h, t1), vfma(b2, h, t2)
+                    t3, t4, t5 = vfma(e0, h, t3), vfma(e1, h, t4), vfma(e2, h, t5)
+                    t6, t7, t8 = vfma(f0, h, t6), vfma(f1, h, t7), vfma(f2, h, t8)
+                a0, a1, b0, b1, e0, e1, f0, f1 = a1, a2, b1, b2, e1, e2, f1, f2
+            fresh = blk * width - cb  # lanes the block before already summed
+            _add_sums(out, cb, c_in, fresh, t0, t1, t2, t3, t4, t5, t6, t7, t8)
