@@ -107,6 +107,36 @@ def test_filter_runs_split_rows_and_channels(monkeypatch, threads):
         _check(x, rng.standard_normal(geom.y_shape()), w_shape, "channels_first", padding=1)
 
 
+@pytest.mark.parametrize("fmt", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("o", [64, 130, 256])
+def test_filter_runs_bits_do_not_depend_on_the_free_cores(monkeypatch, fmt, o):
+    """One parallel pass adds the partial filter gradients in a fixed order and lays them out as
+    the caller's dw (``finish_runs``); channels-last dy of more than 64 channels is read from a
+    packed panel. With three threads allowed: 3 shares of rows (64), a partial block (130), one
+    share (256: channels-last, the kernel's result returned as it is). Bitwise the same on one
+    free core as on all, and the oracle's values."""
+    from convgrad.engines import _threads, tiled
+
+    monkeypatch.setattr(_threads, "allowed", lambda: 3)
+    monkeypatch.setattr(tiled, "_runs_seconds", lambda g: 0.0)
+    rng = np.random.default_rng(o)
+    first = fmt == "channels_first"
+    x_shape, w_shape = ((2, 8, 9, 10), (o, 8, 3, 3)) if first else ((2, 9, 10, 8), (3, 3, 8, o))
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, padding=1, data_format=fmt)
+    x, dy = rng.standard_normal(x_shape), rng.standard_normal(geom.y_shape(fmt))
+    got = []
+    default_planner().clear()
+    for free in (1 << 10, 1):
+        monkeypatch.setattr(_threads, "free_cores", lambda free=free: free)
+        plan = convgrad.make_plan("filter_grad", geom, F32, "tiled", 2**31)
+        assert plan.choices["tile"] == "6x64 runs" and plan.choices["parts"] == max(1, -(-3 // -(-o // 64)))
+        got.append(convgrad.conv_filter_grad(x.astype(np.float32), dy.astype(np.float32), w_shape, padding=1,
+                                             data_format=fmt, method="tiled"))
+    default_planner().clear()
+    assert got[0].tobytes() == got[1].tobytes()
+    assert_float32_filter_grad(got[0], x, dy, w_shape, fmt, padding=1)
+
+
 @st.composite
 def runs_cases(draw):
     """(x_shape, w_shape, kwargs, data_format) of a groups-1 conv the runs kernel takes: random
