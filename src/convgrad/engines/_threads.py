@@ -17,7 +17,16 @@ process on this 2-core machine (other jobs' load 7-9, the measuring process at h
 rows of the benchmark suite, channels-last, A/B alternating in one process): two threads took
 0.90-1.29x the median of one thread, with worst calls of 2.4-11.4x their median against 2.0-3.5x;
 the check took 0.62-1.03x the medians of always using both threads, and with a count saying the
-machine is idle it cost nothing measurable (0.95-1.08x, noise).
+machine is idle it cost nothing measurable (0.95-1.08x, noise). Measured again on ~1 ms calls
+(dilated_3x3_d2's three ops, transposed_k4_s2's input gradient: Winograd, the runs kernel, the
+regions, which claim chunks; this process and the busy one at nice -20 over other jobs' load
+3-6, 3 rounds of 31 calls, A/B in one process): with PyTorch imported first (its OpenMP, which
+Numba's loops then share, spins ~8 ms after a loop) two threads beside the busy process took
+0.49-0.77x the median of one thread in 8 of 10 row-runs, 2.0-2.5x in 2 (whole rounds at 4-8 ms:
+one or two 4 ms scheduler ticks waited at the loop's end for a thread the busy process kept off
+its core), with worst calls of 3.2-16x their median against 2.6-6.1x; without PyTorch (passive
+waiting) 0.97-1.48x. A thread that claims chunks still has to reach the loop's closing barrier,
+so claiming does not avoid that wait; the count stays one thread per busy core.
 
 BLAS products that convgrad makes itself (the FFT engine's DFT GEMMs) run through ``matmul``:
 OpenBLAS on one thread within them and the product in parts fixed by its shape, run on the free
