@@ -325,9 +325,14 @@ def _panel(df, O, plane, OW, r0, count, ob, panel):  # pragma: no cover - compil
             s, d = s0 + np.uint64(o) * up, d0 + np.uint64(o)
             for k in range(0, k8, 8):
                 transpose8(df, s + np.uint64(k), up, panel, d + np.uint64(k) * u64, u64)
-            for k in range(k8, OW):
-                for oo in range(8):
-                    panel[d + np.uint64(k) * u64 + np.uint64(oo)] = df[s + np.uint64(oo) * up + np.uint64(k)]
+            if k8 < OW and OW >= 8:  # the last 8 outputs again, overlapping: no value at a time
+                k = np.uint64(OW - 8)
+                transpose8(df, s + k, up, panel, d + k * u64, u64)
+            else:
+                for k in range(k8, OW):
+                    q = d + np.uint64(k) * u64
+                    for oo in range(8):
+                        panel[q + np.uint64(oo)] = df[s + np.uint64(oo) * up + np.uint64(k)]
         for k in range(OW):
             q = d0 + np.uint64(k) * u64
             for o in range(m8, m):
