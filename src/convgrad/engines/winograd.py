@@ -172,10 +172,10 @@ def _one_pass_forward(geom: ConvGeometry, x: np.ndarray, w: np.ndarray, first: b
         y.fill(0)
         return x_to_last(y, fmt)
     xs = np.ascontiguousarray(x_from_last(x, fmt))
+    seg, per, threads = _work(geom)  # sets Numba's threads for the filter's transform too
     u = _one_pass_filter(w)
     (pt, _), (pl, _) = geom.tight_padding
     dh, dw = geom.rhs_dilation
-    seg, per, threads = _work(geom)
     _kernels.winograd43(xs, u, _consts(x.dtype), first, dh, dw, pt, pl, seg, per, threads, y)
     return x_to_last(y, fmt)
 
