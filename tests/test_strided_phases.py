@@ -66,7 +66,8 @@ def _launches(fn):
 def test_strided_input_grad_runs_every_phase_in_one_launch(case, layout):
     """float32 conv_input_grad and conv_transpose by the tiled engine, in either layout: the phases
     of the 8 x 16 or 32 and 6 x 64 tiles go to one launch (the others, dot-product and 3-tap row
-    tiles, one each), and dx matches the float64 oracle within float32 rounding."""
+    tiles, one each), and dx (NaN first where the phases cover it) matches the float64 oracle
+    within float32 rounding."""
     x_shape, w_shape, kw = case
     geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
     assume(all(geom.out_spatial))
@@ -83,13 +84,19 @@ def test_strided_input_grad_runs_every_phase_in_one_launch(case, layout):
     args = {**kw, "data_format": layout, "method": "tiled"}
     for run in (lambda: convgrad.conv_input_grad(dy32, w32, _shape(x_shape, layout), **args),
                 lambda: convgrad.conv_transpose(dy32, w32, output_shape=x_shape[2:], **args)):
-        got, tables = _launches(run)
+        with mock.patch.object(tiled, "_new_output", _poisoned):
+            got, tables = _launches(run)
         if layout == "channels_last":
             got = x_from_last(got, "channels_first")
         assert_close(got, want, rtol=0, atol=1e-5 * max(1.0, np.abs(want).max()), dtype=np.float32)
         assert len(tables) == (1 if spreading else 0)
         if spreading:
             assert len(tables[0]) == len(spreading)
+
+
+def _poisoned(shape, dtype, zeroed):
+    """tiled._new_output with NaN where the phases are to write every sample."""
+    return np.zeros(shape, dtype) if zeroed else np.full(shape, np.nan, dtype)
 
 
 def _shape(x_shape, layout):
@@ -124,23 +131,24 @@ def test_one_launch_writes_each_phase_with_every_tile_block(block, first):
     dyl = np.ascontiguousarray(x_to_last(dy, "channels_first")).astype(np.float32)
     wl = np.ascontiguousarray(w_to_last(w, "channels_first")).astype(np.float32)
 
-    def poisoned(shape, dtype, zeroed):
-        return np.zeros(shape, dtype) if zeroed else np.full(shape, np.nan, dtype)
-
-    with mock.patch.object(tiled, "_new_output", poisoned):
+    with mock.patch.object(tiled, "_new_output", _poisoned):
         got, tables = _launches(lambda: tiled._strided_input_grad(geom, block, dyl, wl, first=first))
     assert len(tables) == 1 and len(tables[0]) == 6  # 2 x 3 phases, all in the one launch
     got = x_from_last(got, "channels_first")
     assert_close(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
 
 
-@given(case=strided_cases(), out_channels=st.sampled_from([16, 40, 64, 70]))
+@given(case=strided_cases(), out_channels=st.sampled_from([16, 40, 64, 70]),
+       layout=st.sampled_from(["channels_first", "channels_last"]))
 @strategies.budget(40)
 @tally.checked_against("oracle")
-def test_strided_forward_reads_x_in_place_inside_and_copies_only_the_border(case, out_channels):
-    """A float32 channels-last strided forward by the tiled engine: where most windows lie inside
-    x it pads no copy of x (the inside reads x as it is, the border boxes copies of their
-    windows, in one launch); against the float64 oracle within float32 rounding either way."""
+def test_strided_forward_reads_x_in_place_inside_and_copies_only_the_border(case, out_channels, layout):
+    """A float32 strided forward by the tiled engine, in either layout: channels-last, where most
+    windows lie inside x it pads no copy of x (the inside reads x as it is, the border boxes
+    copies of their windows, in one launch); elsewhere (the tiles that run across rows, and
+    channels-first, where the copy also transposes x) the same launch pads x whole, with no
+    padding pass before it. y starts as NaN, so an output left unwritten fails; against the
+    float64 oracle within float32 rounding either way."""
     x_shape, w_shape, kw = case
     w_shape = (out_channels, *w_shape[1:])
     geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
@@ -148,26 +156,39 @@ def test_strided_forward_reads_x_in_place_inside_and_copies_only_the_border(case
     rng = np.random.default_rng(9)
     x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
     want = oracle.conv(x, w, **kw)
-    xl = np.ascontiguousarray(x_to_last(x, "channels_first")).astype(np.float32)
-    wl = np.ascontiguousarray(w_to_last(w, "channels_first")).astype(np.float32)
+    x32, w32 = x.astype(np.float32), w.astype(np.float32)
+    if layout == "channels_last":
+        x32 = np.ascontiguousarray(x_to_last(x32, "channels_first"))
+        w32 = np.ascontiguousarray(w_to_last(w32, "channels_first"))
+    xl = x32 if layout == "channels_last" else x_to_last(x32, "channels_first")
     block = convgrad.make_plan("forward", geom, F32, "tiled", 2**31).choices["block"]
-    regions = tiled._in_regions(geom, block, xl, False)
+    first = layout == "channels_first"
+    regions = tiled._in_regions(geom, block, xl, first) and not tiled._streams(geom, block, F32)
+    whole = not regions and tiled._padded_in_launch(geom, block, xl, first)
     padded, pad = [], tiled._padded
 
     def counted(a, *args):
         padded.append(a.shape)
         return pad(a, *args)
 
-    with mock.patch.object(tiled, "_padded", counted):
-        got, tables = _launches(lambda: convgrad.conv(xl, wl, method="tiled", data_format="channels_last",
-                                                      **kw))
-    assert_close(x_from_last(got, "channels_first"), want, rtol=0, atol=1e-5 * max(1.0, np.abs(want).max()),
-                 dtype=np.float32)
-    assert (len(tables), len(padded)) == ((1, 0) if regions else (0, 1))
+    with mock.patch.object(tiled, "_padded", counted), \
+            mock.patch.object(_regions, "aligned_empty", _nan_empty):
+        got, tables = _launches(lambda: convgrad.conv(x32, w32, method="tiled", data_format=layout, **kw))
+    if layout == "channels_last":
+        got = x_from_last(got, "channels_first")
+    assert_close(got, want, rtol=0, atol=1e-5 * max(1.0, np.abs(want).max()), dtype=np.float32)
+    assert (len(tables), len(padded)) == ((1, 0) if regions or whole else (0, 1))
     if regions:  # the inside (read from x: source 0), and at most two border boxes per axis
         sources = list(tables[0][:, 0])
         assert sources.count(0) <= 1 and sources[sources.count(0):] == [1] * (len(sources) - sources.count(0))
         assert len(sources) <= 1 + 2 * geom.rank
+    if whole:  # one region, reading the padded copy (the second source)
+        assert [list(row[:2]) for row in tables[0]] == [[1, 0]]
+
+
+def _nan_empty(shape, dtype):
+    """An array of NaN where the engine asks for an uninitialised one."""
+    return np.full(shape, np.nan, dtype)
 
 
 @given(out=st.lists(st.integers(1, 9), min_size=1, max_size=3), data=st.data())
@@ -208,10 +229,7 @@ def test_phase_filters_packed_from_the_callers_filter_in_either_layout(x_shape, 
         dyl = np.ascontiguousarray(dyl)
     block = convgrad.make_plan("input_grad", geom, F32, "tiled", 2**31).choices["block"]
 
-    def poisoned(shape, dtype, zeroed):
-        return np.zeros(shape, dtype) if zeroed else np.full(shape, np.nan, dtype)
-
-    with mock.patch.object(tiled, "_new_output", poisoned):
+    with mock.patch.object(tiled, "_new_output", _poisoned):
         got = tiled._strided_input_grad(geom, block, dyl, wl, first=first)
     assert_close(x_from_last(got, "channels_first"), want, rtol=0, atol=1e-5 * np.abs(want).max())
 
@@ -237,3 +255,39 @@ def test_flat_filter_gives_the_memory_and_strides_of_any_view(shape, data):
     assert np.array_equal(seen, w)
     if kind == "view":
         assert np.shares_memory(flat, base)
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "channels_first"])
+def test_the_tiles_wait_for_the_copies_made_in_their_launch(monkeypatch, layout):
+    """One image of a long 1-D signal: the launch's only copy item pads (and, channels-first,
+    transposes) all of dy, so a second thread that claims a tile while the first still copies
+    must wait for it. The padded copy starts as NaN on every call; on two threads forced, every
+    call gives bitwise the one-thread result, which matches the loop oracle."""
+    numba = pytest.importorskip("numba")
+    from convgrad.engines import _threads
+
+    x_shape, w_shape, kw = (1, 64, 8192), (64, 64, 4), {"stride": 2, "padding": 1}
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
+    rng = np.random.default_rng(11)
+    w, dy = rng.standard_normal(w_shape), rng.standard_normal(geom.y_shape())
+    dy32, w32 = dy.astype(np.float32), w.astype(np.float32)
+    if layout == "channels_last":
+        dy32 = np.ascontiguousarray(x_to_last(dy32, "channels_first"))
+        w32 = np.ascontiguousarray(w_to_last(w32, "channels_first"))
+    monkeypatch.setattr(tiled, "scratch", lambda name, shape, dtype: np.full(shape, np.nan, dtype))
+    block = convgrad.make_plan("input_grad", geom, F32, "tiled", 2**31).choices["block"]
+    assert not tiled._phases(geom, block).rows  # all phases in the one launch, which pads dy
+
+    def run():
+        return convgrad.conv_input_grad(dy32, w32, _shape(x_shape, layout), data_format=layout,
+                                        method="tiled", **kw)
+
+    monkeypatch.setattr(_threads, "free_cores", lambda: 1)
+    want = run()
+    got = want if layout == "channels_first" else x_from_last(want, "channels_first")
+    assert_close(got, oracle.input_grad(dy, w, x_shape, **kw), rtol=0, atol=1e-5 * np.abs(got).max())
+    monkeypatch.setattr(_threads, "free_cores", lambda: 1 << 10)
+    if _threads.for_numba() < 2 or numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one thread")
+    for _ in range(40):
+        assert run().tobytes() == want.tobytes()

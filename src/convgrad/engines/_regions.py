@@ -6,7 +6,9 @@ A strided conv's input gradient is one region per sub-pixel phase of dx: the str
 strided forward is the region of outputs whose windows lie inside x, read from x as it is (no
 padded copy of x: the copy cost as much as 5% of the call), and the regions around it, whose
 windows reach into the padding, read from padded copies of their windows (the few rows and
-columns at the borders).
+columns at the borders); or, where those borders are large or x is channels-first, one region
+reading x padded whole. The copies (padded, transposed from channels-first) are made by the
+launch that runs the regions: one fork and join per call.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 
 from .._formulas import dilate_dim, stride_dim
 from .._geometry import ConvGeometry
+from .._layout import x_first_axes, x_to_last
 from . import _kernels, _threads
 from ._common import as_3d
 from ._kernels import regions as columns
@@ -59,18 +62,44 @@ def table_row(source: int, base: int, sizes: tuple[int, ...], corner: tuple[int,
             *count, *one, *stride, *one, *dilation, *zero, *(origin or (0,) * rank)]
 
 
+# No windows to copy (every region reads a source as it is).
+NO_COPIES = np.zeros((0, columns.COPY_COLUMNS), np.int64)
+
+
 def launch(table: np.ndarray, a: np.ndarray, b: np.ndarray, c: int, wt: np.ndarray, block: int, y: np.ndarray,
-           first: bool, filter_major: bool) -> None:
+           first: bool, filter_major: bool, copies: np.ndarray = NO_COPIES, a_first: bool = False) -> None:
     """Write every region of ``table`` (rows of ``table_row``) into y ``(N, *S, O)`` (``first``:
-    ``(N, O, *S)``, C-contiguous) in one launch: the sources ``a`` ``(N, *S', c)`` and ``b`` (flat)
-    C-contiguous, their filters packed side by side in ``wt`` in blocks of ``block`` output
-    channels (pack_into's layout); with ``filter_major`` (a packed filter larger than
-    tiled.FILTER_MAJOR_BYTES) each thread walks the filter block by block."""
+    ``(N, O, *S)``, C-contiguous) in one launch: the sources ``a`` ``(N, *S', c)`` (``a_first``:
+    ``(N, c, *S')``, read only by the copies) and ``b`` (flat) C-contiguous, the windows of a that
+    ``copies`` lists (copy_row's rows) copied into b in the same launch, the filters packed side
+    by side in ``wt`` in blocks of ``block`` output channels (pack_into's layout); with
+    ``filter_major`` (a packed filter larger than tiled.FILTER_MAJOR_BYTES) each thread walks the
+    filter block by block."""
     one = (1,) * (5 - a.ndim)  # 1-D and 2-D as 3-D
     y5 = y.reshape(*y.shape[:2], *one, *y.shape[2:]) if first else as_3d(y)
+    extent = (*one, *(a.shape[2:] if a_first else a.shape[1:-1]))
     _threads.for_numba()
-    _kernels.regions_forward(a.reshape(-1), (*one, *a.shape[1:-1]), b.reshape(-1), c, wt, table, block, y5,
-                             filter_major, first)
+    _kernels.regions_forward(a.reshape(-1), extent, b.reshape(-1), c, wt, table, block, y5, filter_major,
+                             copies, a_first, first)
+
+
+def copy_row(base: int, sizes: tuple[int, ...], origin: tuple[int, ...]) -> list[int]:
+    """A window's row of the copy table (_kernels/regions.py's COPY_ columns): it starts ``base``
+    elements into b, ``sizes`` samples per axis from ``origin`` in a (1-D and 2-D as 3-D)."""
+    rank = len(sizes)
+    return [base, *(1,) * (3 - rank), *sizes, *(0,) * (3 - rank), *origin]
+
+
+def source(a: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(memory, channels-first) of the channels-last ``a`` ``(N, *S, C)``: ``a`` itself where it
+    is C-contiguous, its channels-first memory ``(N, C, *S)`` where it is a channels-last view of
+    that (the copies transpose it), else a C-contiguous copy."""
+    if a.flags.c_contiguous:
+        return a, False
+    first = a.transpose(x_first_axes(a.ndim))
+    if first.flags.c_contiguous:
+        return first, True
+    return np.ascontiguousarray(a), False
 
 
 def pack_into(w: np.ndarray, block: int, out: np.ndarray) -> None:
@@ -124,26 +153,41 @@ def border_samples(geom: ConvGeometry) -> int:
     return sum(math.prod(hi - lo for lo, hi in _window(geom, box)) for box in boxes)
 
 
-def forward(geom: ConvGeometry, block: int, x: np.ndarray, w: np.ndarray, filter_major: int) -> np.ndarray:
-    """y ``(N, *out, O)`` of the channels-last, C-contiguous x ``(N, *S, C)``: the outputs whose
-    windows lie inside x read x as it is, the boxes around them padded copies of their windows."""
-    y = aligned_empty(geom.y_shape("channels_last"), x.dtype)
-    table, copied = _forward_table(geom)
-    buf = scratch("tiled.regions.x", (copied,), x.dtype)  # the border windows, copied by the kernel
+def forward(geom: ConvGeometry, block: int, x: np.ndarray, w: np.ndarray, filter_major: int,
+            first: bool = False, inside: bool = True) -> np.ndarray:
+    """y ``(N, *out, O)`` of the channels-last x ``(N, *S, C)`` (with ``first``, a channels-last
+    view of y written channels-first ``(N, O, *out)``), in one launch: with ``inside`` (x
+    C-contiguous), the outputs whose windows lie inside x read x as it is and the boxes around
+    them padded copies of their windows; else all outputs read one padded copy of x, made (and
+    transposed from a channels-first x) by the same launch."""
+    y = aligned_empty(geom.y_shape("channels_first" if first else "channels_last"), x.dtype)
+    a, a_first = source(x)
+    table, copies, copied = _forward_table(geom, inside)
+    buf = scratch("tiled.regions.x" if inside else "tiled.x", (copied,), x.dtype)
     *k, c, o = w.shape
     wt = scratch("tiled.regions.w", (-(-o // block) * math.prod(k) * c * block,), x.dtype)
     pack_into(w, block, wt)
-    launch(table, x, buf, c, wt, block, y, False, wt.nbytes > filter_major)
-    return y
+    launch(table, a, buf, c, wt, block, y, first, wt.nbytes > filter_major, copies, a_first)
+    return x_to_last(y, "channels_first") if first else y
 
 
 @functools.lru_cache(maxsize=64)
-def _forward_table(geom: ConvGeometry) -> tuple[np.ndarray, int]:
+def _forward_table(geom: ConvGeometry, inside: bool) -> tuple[np.ndarray, np.ndarray, int]:
     """forward's regions, laid out once per geometry: their table (_kernels/regions.py's columns,
-    the one filter at 0) and the samples of the border windows' copies."""
-    inner = inside_outputs(geom)
-    lows = tuple(lo for lo, _ in geom.tight_padding)
+    the one filter at 0), the copy table of their windows and the samples those copies hold.
+    With ``inside`` the inside region reads x and each border box its own window; else one
+    region reads the whole padded x."""
     one = (1,) * geom.rank
+    lows = tuple(lo for lo, _ in geom.tight_padding)
+    if not inside:
+        window = geom.tight_padded
+        table = [table_row(1, 0, window, (0,) * geom.rank, geom.kernel, 0, (0,) * geom.rank, one,
+                           geom.out_spatial, geom.stride, geom.rhs_dilation)]
+        copies = [copy_row(0, window, tuple(-lo for lo in lows))]
+        return (np.array(table, np.int64).reshape(-1, columns.COLUMNS),
+                np.array(copies, np.int64).reshape(-1, columns.COPY_COLUMNS),
+                geom.batch * math.prod(window) * geom.in_channels)
+    inner = inside_outputs(geom)
     corner = tuple(f * s - lo for (f, _), s, lo in zip(inner, geom.stride, lows))
     rows = [(0, 0, geom.in_spatial, corner, tuple(f for f, _ in inner), tuple(e - f for f, e in inner), ())]
     base = 0
@@ -153,10 +197,13 @@ def _forward_table(geom: ConvGeometry) -> tuple[np.ndarray, int]:
         rows.append((1, base, sizes, (0,) * geom.rank, tuple(lo for lo, _ in box),
                      tuple(hi - lo for lo, hi in box), tuple(lo for lo, _ in window)))
         base += geom.batch * math.prod(sizes) * geom.in_channels
+    rows = [row for row in rows if min(row[5]) > 0]
     table = [table_row(source, start, sizes, corner, geom.kernel, 0, at, one, count, geom.stride,
                        geom.rhs_dilation, origin)
-             for source, start, sizes, corner, at, count, origin in rows if min(count) > 0]
-    return np.array(table, np.int64).reshape(-1, columns.COLUMNS), base
+             for source, start, sizes, corner, at, count, origin in rows]
+    copies = [copy_row(start, sizes, origin) for source, start, sizes, _, _, _, origin in rows if source == 1]
+    return (np.array(table, np.int64).reshape(-1, columns.COLUMNS),
+            np.array(copies, np.int64).reshape(-1, columns.COPY_COLUMNS), base)
 
 
 def border_boxes(out: tuple[int, ...], inner: list[tuple[int, int]]) -> list[tuple[tuple[int, int], ...]]:

@@ -10,8 +10,9 @@ gradient) they hold dot products along the input channels instead, 6 outputs x 3
 The forward runs any stride and dilation. The input gradient is the same kernel: dx is the conv
 of dy, padded by ``(k - 1) * d - pad`` on each side, with the kernel flipped and its channel
 axes swapped; with a stride, each sub-pixel phase of dx (see subpixel.py) is such a conv,
-written in place, all phases in one launch (_regions.py). A channels-last strided forward reads
-x as it is where its windows lie inside x, and padded copies of the border windows only.
+written in place, all phases in one launch (_regions.py), which also pads dy. A channels-last
+strided forward reads x as it is where its windows lie inside x, and padded copies of the border
+windows only; other strided forwards pad x in the launch of their tiles.
 The filter gradient holds tiles of 16 input x 16 output channels (8 x 16 in
 float64, or 4 x 64) over a chunk of output rows; each thread sums its share of the rows into its
 own copy of dw, and the copies are added at the end. In float32 it runs instead, where the model
@@ -258,6 +259,8 @@ def _forward(block: int, geom: ConvGeometry, x: np.ndarray, w: np.ndarray, first
     with ``first``, a channels-last view of y written channels-first ``(N, O, *out)``."""
     if _in_regions(geom, block, x, first) and not _streams(geom, block, x.dtype):
         return _regions.forward(geom, block, x, w, FILTER_MAJOR_BYTES)
+    if _padded_in_launch(geom, block, x, first):
+        return _regions.forward(geom, block, x, w, FILTER_MAJOR_BYTES, first=first, inside=False)
     y = aligned_empty(geom.y_shape("channels_first" if first else "channels_last"), x.dtype)
     if y.size and x.shape[-1] == 0:  # no input channels: every sum is empty
         y.fill(0)
@@ -278,6 +281,14 @@ def _in_regions(geom: ConvGeometry, block: int, x: np.ndarray, first: bool) -> b
     return (not first and x.flags.c_contiguous and x.size > 0 and any(s > 1 for s in geom.stride)
             and _spreads(geom, "forward", block) and any(lo or hi for lo, hi in geom.tight_padding)
             and 4 * _regions.border_samples(geom) <= math.prod(geom.in_spatial))
+
+
+def _padded_in_launch(geom: ConvGeometry, block: int, x: np.ndarray, first: bool) -> bool:
+    """Whether another strided forward pads (and, channels-first, transposes) x in the launch of
+    its tiles (_regions.forward, one region): one fork and join per call, not one for the padding
+    pass and one for the tiles; the tiles that run across rows, a y that does not stream."""
+    return (any(s > 1 for s in geom.stride) and x.size > 0 and _spreads(geom, "forward", block)
+            and (first or not _streams(geom, block, x.dtype)))
 
 
 def _streams(geom: ConvGeometry, block: int, dtype: np.dtype) -> bool:
@@ -635,25 +646,32 @@ def _strided_input_grad(geom: ConvGeometry, block: int, dy: np.ndarray, w: np.nd
     of dx in place, those in the padding left out: no copy per phase. With ``first``, a
     channels-last view of dx written channels-first."""
     phases = _phases(geom, block)
-    c = _dot_channels(geom.out_channels) if block == DOT else None
-    dyp = _padded(dy, tuple((r, r) for r in phases.reach), c, "tiled.dy")
     shape = geom.x_shape("channels_first" if first else "channels_last")
     if dy.size == 0 or geom.in_channels == 0:
         dx = np.zeros(shape, dtype=dy.dtype)
         return x_to_last(dx, "channels_first") if first else dx
     dx = _new_output(shape, dy.dtype, zeroed=not phases.covered)
     # The phases of the 8 x 16 or 32 and 6 x 64 tiles run in one launch, their filters flipped,
-    # swapped and packed by one compiled pass; those of the row tiles (dot products, 3 taps along
-    # the row) one launch each.
+    # swapped and packed by one compiled pass; where they are all, that launch also pads (and,
+    # channels-first, transposes) dy. The phases of the row tiles (dot products, 3 taps along the
+    # row) run one launch each on dy padded first.
+    if phases.rows:
+        c = _dot_channels(geom.out_channels) if block == DOT else None
+        a = b = _padded(dy, tuple((r, r) for r in phases.reach), c, "tiled.dy")
+        a_first, copies = False, _regions.NO_COPIES
+    elif len(phases.table):
+        a, a_first = _regions.source(dy)
+        b = scratch("tiled.dy", (phases.copied,), dy.dtype)
+        copies = phases.copies
     if len(phases.table):
         wt = scratch("tiled.regions.w", (phases.packed,), dy.dtype)
         flat, strides = _regions.flat_filter(w.reshape(*(1,) * (3 - geom.rank), *w.shape))
         _kernels.pack_phases(flat, strides, phases.pack, block, geom.in_channels, geom.out_channels, wt)
-        _regions.launch(phases.table, dyp, dyp, geom.out_channels, wt, block, dx, first,
-                        phases.largest * dy.itemsize > FILTER_MAJOR_BYTES)
+        _regions.launch(phases.table, a, b, geom.out_channels, wt, block, dx, first,
+                        phases.largest * dy.itemsize > FILTER_MAJOR_BYTES, copies, a_first)
     for item in phases.rows:
-        r = _phase_region(geom, phases.reach, dyp, w, *item)
-        _call(dyp, r.corner, r.w, r.stride, r.dilation, dx, r.at, r.step, r.count, block, first)
+        r = _phase_region(geom, phases.reach, b, w, *item)
+        _call(b, r.corner, r.w, r.stride, r.dilation, dx, r.at, r.step, r.count, block, first)
     return x_to_last(dx, "channels_first") if first else dx
 
 
@@ -661,14 +679,17 @@ def _strided_input_grad(geom: ConvGeometry, block: int, dy: np.ndarray, w: np.nd
 class _Phases:
     """A strided input gradient's sub-pixel phases, laid out once per geometry and tile block:
     dy's padding (``reach`` per axis), whether the phases write every sample of dx (``covered``),
-    the region table of the phases that run in one launch (_regions.table_row), the table that
-    packs their filters (_kernels.pack_phases: ``packed`` floats, the largest phase's
-    ``largest``), and the phases of the row tiles (``rows``: (phases, first sample, count)),
-    one launch each."""
+    the region table of the phases that run in one launch (_regions.table_row: each reads the
+    padded dy, the second source), the copy table that pads dy in that launch (``copied``
+    floats), the table that packs their filters (_kernels.pack_phases: ``packed`` floats, the
+    largest phase's ``largest``), and the phases of the row tiles (``rows``: (phases, first
+    sample, count)), one launch each."""
 
     reach: tuple[int, ...]
     covered: bool
     table: np.ndarray
+    copies: np.ndarray
+    copied: int
     pack: np.ndarray
     packed: int
     largest: int
@@ -698,7 +719,7 @@ def _phases(geom: ConvGeometry, block: int) -> _Phases:
         corner = tuple(r - p.reach + m for r, p, m in zip(reach, combo, starts))
         first = tuple(p.start + m * s - lo for p, m, s, (lo, _) in zip(combo, starts, geom.stride,
                                                                           geom.tight_padding))
-        table.append(_regions.table_row(0, 0, sizes, corner, taps, at, first, geom.stride, count,
+        table.append(_regions.table_row(1, 0, sizes, corner, taps, at, first, geom.stride, count,
                                         (1,) * geom.rank, tuple(p.dilation for p in combo)))
         for t, tap in enumerate(itertools.product(*(range(n) for n in taps))):
             # phase tap t reads w's tap of the flipped sub-kernel: taps[::step] in reverse
@@ -708,7 +729,9 @@ def _phases(geom: ConvGeometry, block: int) -> _Phases:
     largest = max((-(-c // block) * row[columns.KD] * row[columns.KH] * row[columns.KW] * o * block
                    for row in table), default=0)
     rows = tuple(item for item in work if not _spreads_phase(item[0], block))
-    return _Phases(reach, covered, np.array(table, np.int64).reshape(-1, columns.COLUMNS),
+    copies = np.array([_regions.copy_row(0, sizes, tuple(-r for r in reach))], np.int64)
+    return _Phases(reach, covered, np.array(table, np.int64).reshape(-1, columns.COLUMNS), copies,
+                   geom.batch * math.prod(sizes) * o,
                    np.array(pack, np.int64).reshape(-1, columns.PACK_COLUMNS), at, largest, rows)
 
 

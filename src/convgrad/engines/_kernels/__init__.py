@@ -87,12 +87,13 @@ def warm_up(dtypes=("float32", "float64")) -> None:
         corner, one, out = (0, 0, 0), (1, 1, 1), (1, 4, 4)
         tiled_forward(x[:, None], corner, np.zeros((1, 1, 3, 3, 2, 16), dt), 1, 1, 1, 1, 1, 1, y[:, None],
                       corner, one, out, False, False, False, False)
-        # one region: a 3x3 conv of a window of x copied to the second source first
+        # one region: a 3x3 conv of a window of x copied to the second source in the launch
         region = np.array([[1, 0, 1, 6, 6, 0, 1, 3, 3, *corner, *corner, *one, *out, *one, *one, *corner]],
                           np.int64)
+        window = np.array([[0, 1, 6, 6, *corner]], np.int64)
         flat = x.reshape(-1)
         regions_forward(flat, (1, 6, 6), flat.copy(), 2, np.zeros(3 * 3 * 2 * 16, dt), region, 16, y[:, None],
-                        False, False)
+                        False, window, False, False)
         # the filter's memory as it is (flat) with its strides
         pack_phases(np.zeros(36, dt), (18, 6, 2, 1, 1), np.zeros((1, 6), np.int64), 16, 2, 2,
                     np.zeros(2 * 16, dt))

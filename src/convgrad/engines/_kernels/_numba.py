@@ -44,6 +44,11 @@ except ImportError:  # pragma: no cover - exercised in a subprocess by tests/tes
         counter[0] += 1
         return value
 
+    def _add(counter, value):
+        before = counter[0]
+        counter[0] += value
+        return before
+
 if NUMBA:
 
     @intrinsic
@@ -124,6 +129,22 @@ if NUMBA:
             return builder.atomic_rmw("add", data, ir.Constant(ir.IntType(64), 1), "monotonic")
 
         return types.int64(counter), codegen
+
+    @intrinsic
+    def _add(typingctx, counter, value):
+        """counter[0] += value atomically; the value before. ``_add(counter, 0)`` reads it (a
+        plain read in a loop that waits for another thread may be hoisted out of the loop)."""
+        if (not isinstance(counter, types.Array) or counter.dtype != types.int64
+                or not isinstance(value, types.Integer)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            data = context.make_array(signature.args[0])(context, builder, args[0]).data
+            step = context.cast(builder, args[1], signature.args[1], types.int64)
+            # acq_rel: what the adding thread wrote before is seen by a thread that reads the sum
+            return builder.atomic_rmw("add", data, step, "acq_rel")
+
+        return types.int64(counter, value), codegen
 
 
 CHUNKS = 128

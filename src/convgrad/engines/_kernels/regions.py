@@ -7,34 +7,44 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba import _claim, chunk_size, njit, prange
+from ._numba import _add, _claim, chunk_size, njit, prange
+from ._shuffle import transpose8
 from .tiled import _plane_tiles
 
 # Columns of the region table (one row per region): which source it reads (0: ``a``, 1: ``b``),
 # where its (N, D', H', W', C) array starts in that source and its sizes, where its packed filter
 # starts in wt and its taps, the corner of the source it reads from, its first output, the step
-# between its outputs in y, its output counts, its stride and its tap dilation (3 each).
-# A region that reads ``b`` reads a window of ``a`` copied there first, its origin in ``a`` at
-# FROM (3 ints, negative or past a's end in the padding: zeros there).
+# between its outputs in y, its output counts, its stride and its tap dilation (3 each); the
+# last 3 are not read by the kernel (a window's origin, kept for the caller's copy table).
 SRC, BASE, XD, XH, XW, WO, KD, KH, KW = range(9)
 XA, YA, YB, OUT, S, DIL, FROM = 9, 12, 15, 18, 21, 24, 27
 COLUMNS = 30
+# Columns of the copy table (one row per window of ``a`` copied into ``b`` in the launch): where
+# it starts in b, its sizes (3), its origin in a (3; negative or past a's end in the padding:
+# zeros there).
+COPY_BASE, COPY_SIZE, COPY_FROM = 0, 1, 4
+COPY_COLUMNS = 7
 
 
 @njit(parallel=True, cache=True)
-def regions_forward(a, extent, b, C, wt, table, block, y, filter_major, first):  # pragma: no cover - compiled
+def regions_forward(a, extent, b, C, wt, table, block, y, filter_major, copies, a_first,
+                    first):  # pragma: no cover - compiled
     """Each region r (a row of ``table``) of y (N, D, H, W, O), or with ``first`` y (N, O, D, H, W):
     the conv of its source (the flat ``a`` (N, *extent, C) or ``b``, from table[r, BASE], laid out
-    (N, XD, XH, XW, C) with those sizes from the table; a region reading ``b`` first copies its
-    window of ``a`` there) read from the corner table[r, XA:XA+3], with the filter
-    packed as wt[table[r, WO]:] (ceil(O / B), KD, KH, KW, C, B) (B = ``block``: 16, 32 or 64),
-    strides table[r, S:S+3] and dilations table[r, DIL:DIL+3]; its table[r, OUT:OUT+3] outputs
-    go to y at table[r, YA:YA+3] + i * table[r, YB:YB+3].
+    (N, XD, XH, XW, C) with those sizes from the table) read from the corner table[r, XA:XA+3],
+    with the filter packed as wt[table[r, WO]:] (ceil(O / B), KD, KH, KW, C, B) (B = ``block``:
+    16, 32 or 64), strides table[r, S:S+3] and dilations table[r, DIL:DIL+3]; its
+    table[r, OUT:OUT+3] outputs go to y at table[r, YA:YA+3] + i * table[r, YB:YB+3]. ``b`` holds
+    the windows of ``a`` that ``copies`` lists (rows of COPY_COLUMNS), copied there in this launch
+    (zeros outside ``a``); with ``a_first`` ``a`` is channels-first (N, C, *extent), transposed
+    as it is copied (then no region reads ``a`` itself).
 
-    The work items are the tiles of tiled_forward's planes (``_plane_tiles``, 8 x 16 or 32, 6 x
-    64), region after region, claimed in chunks by the threads that run (``_claim``): one fork and
-    join for all regions, and a thread held off its core leaves its chunks to the other. The
-    regions write disjoint outputs of y.
+    The work items are the windows' rows, then the tiles of tiled_forward's planes
+    (``_plane_tiles``, 8 x 16 or 32, 6 x 64), region after region, claimed in chunks by the
+    threads that run (``_claim``): one fork and join for the copies and all regions, and a thread
+    held off its core leaves its chunks to the other. A tile of a region that reads ``b`` waits
+    until every row is copied (the rows come first, so only for the other thread's last few).
+    The regions write disjoint outputs of y.
     """
     if first:  # y's strides, in elements: a sample, one position along a row, a channel
         N, O, YD, YH, YW = y.shape
@@ -45,28 +55,46 @@ def regions_forward(a, extent, b, C, wt, table, block, y, filter_major, first): 
     width = 8 if 16 <= block <= 32 else 6
     blocks = -(-O // block)
     per_item = 1 if filter_major else blocks
-    R = table.shape[0]
-    copies = False
-    for r in range(R):
-        copies = copies or table[r, SRC] == 1
-    if copies:  # else no fork and join for an empty loop (a strided input gradient's phases)
-        _copy_windows(a, extent, b, C, N, table)
+    R, K = table.shape[0], copies.shape[0]
+    rows = np.zeros(K + 1, np.int64)  # each window's first row among the copy items
+    for r in range(K):
+        rows[r + 1] = rows[r] + N * copies[r, COPY_SIZE] * copies[r, COPY_SIZE + 1]
+    P = rows[K]
     starts = np.zeros(R + 1, np.int64)  # each region's first work item
     for r in range(R):
         per, chunks = _items(table[r, OUT + 1], table[r, OUT + 2], width)
         starts[r + 1] = starts[r] + N * table[r, OUT] * chunks * (blocks // per_item)
     tasks = starts[R]
+    csize = chunk_size(P)
+    ccount = -(-P // csize)
     size = chunk_size(tasks)
-    count = -(-tasks // size)
+    count = ccount + -(-tasks // size)
     counter = np.zeros(1, np.int64)
+    done = np.zeros(1, np.int64)  # rows copied
     yf = y.ravel()
     for _ in prange(count):
+        ready = P == 0
         k = _claim(counter)
         while k < count:
+            if k < ccount:
+                stop = min(P, (k + 1) * csize)
+                w = 0
+                for t in range(k * csize, stop):
+                    while t >= rows[w + 1]:
+                        w += 1
+                    _copy_row(a, extent, a_first, b, C, N, copies, w, t - rows[w])
+                _add(done, stop - k * csize)
+                k = _claim(counter)
+                continue
             r = 0
-            for t in range(k * size, min(tasks, (k + 1) * size)):
+            first_task = (k - ccount) * size
+            for t in range(first_task, min(tasks, first_task + size)):
                 while t >= starts[r + 1]:
                     r += 1
+                if table[r, SRC] == 1 and not ready:
+                    while _add(done, 0) < P:  # the other thread's last rows
+                        pass
+                    ready = True
                 OD, OH, OW = table[r, OUT], table[r, OUT + 1], table[r, OUT + 2]
                 per, chunks = _items(OH, OW, width)
                 items = N * OD * chunks
@@ -93,35 +121,54 @@ def _items(OH, OW, width):  # pragma: no cover - compiled
     return per, -(-tiles // per)
 
 
-@njit(parallel=True, cache=True)
-def _copy_windows(a, extent, b, C, N, table):  # pragma: no cover - compiled
-    """For each region r reading ``b``: b[table[r, BASE]:] (N, XD, XH, XW, C) = the window of ``a``
-    (N, *extent, C) from table[r, FROM:FROM+3], zero where it leaves ``a`` (the padding). In
-    parallel over the windows' rows."""
-    R = table.shape[0]
-    starts = np.zeros(R + 1, np.int64)
-    for r in range(R):
-        rows = N * table[r, XD] * table[r, XH] if table[r, SRC] == 1 else 0
-        starts[r + 1] = starts[r] + rows
+@njit(cache=True)
+def _copy_row(a, extent, a_first, b, C, N, copies, r, q):  # pragma: no cover - compiled
+    """Row q (n, i, j) of window r of ``copies``: b[base + q * XW * C:][:XW * C] (XW samples of C
+    channels) = a's samples from (n, FROM + (i, j, 0)), zero where they leave ``a``; ``a``
+    (N, *extent, C), or with ``a_first`` (N, C, *extent): blocks of 8 channels x 8 samples
+    transposed in registers (pad_copy_first's way)."""
+    XD_, XH_, XW_ = copies[r, COPY_SIZE], copies[r, COPY_SIZE + 1], copies[r, COPY_SIZE + 2]
     AD, AH, AW = extent
-    for t in prange(starts[R]):
-        r = 0
-        while t >= starts[r + 1]:
-            r += 1
-        XD_, XH_, XW_ = table[r, XD], table[r, XH], table[r, XW]
-        q = t - starts[r]  # row (n, i, j) of the window
-        n, i, j = q // (XD_ * XH_), q // XH_ % XD_, q % XH_
-        ai, aj, ak = table[r, FROM] + i, table[r, FROM + 1] + j, table[r, FROM + 2]
-        out = table[r, BASE] + q * XW_ * C
-        if not (0 <= ai < AD and 0 <= aj < AH):
-            b[out:out + XW_ * C] = 0
-            continue
-        lo, hi = max(0, -ak), min(XW_, AW - ak)  # the row's samples inside a
-        b[out:out + max(lo, 0) * C] = 0
-        if hi > lo:
-            src = ((n * AD + ai) * AH + aj) * AW + ak
-            b[out + lo * C:out + hi * C] = a[(src + lo) * C:(src + hi) * C]
-        b[out + max(hi, lo) * C:out + XW_ * C] = 0
+    n, i, j = q // (XD_ * XH_), q // XH_ % XD_, q % XH_
+    ai, aj, ak = copies[r, COPY_FROM] + i, copies[r, COPY_FROM + 1] + j, copies[r, COPY_FROM + 2]
+    out = np.uint64(copies[r, COPY_BASE] + q * XW_ * C)
+    uc = np.uint64(C)
+    if not (0 <= ai < AD and 0 <= aj < AH):
+        for u in range(np.uint64(XW_ * C)):
+            b[out + u] = 0
+        return
+    lo, hi = min(max(0, -ak), XW_), max(min(XW_, AW - ak), 0)  # the row's samples inside a
+    hi = max(hi, lo)
+    for u in range(np.uint64(lo * C)):
+        b[out + u] = 0
+    for u in range(np.uint64(hi * C), np.uint64(XW_ * C)):
+        b[out + u] = 0
+    if hi == lo:
+        return
+    if not a_first:
+        src = np.uint64((((n * AD + ai) * AH + aj) * AW + ak + lo) * C)
+        dst = out + np.uint64(lo * C)
+        for u in range(np.uint64((hi - lo) * C)):
+            b[dst + u] = a[src + u]
+        return
+    plane = np.uint64(AD * AH * AW)
+    m = np.uint64(hi - lo)
+    m8 = m // np.uint64(8) * np.uint64(8)
+    src0 = np.uint64(((n * C * AD + ai) * AH + aj) * AW + ak + lo)
+    dst0 = out + np.uint64(lo * C)
+    c = 0
+    while c + 8 <= C:
+        s, d = src0 + np.uint64(c) * plane, dst0 + np.uint64(c)
+        for u in range(np.uint64(0), m8, np.uint64(8)):
+            transpose8(a, s + u, plane, b, d + u * uc, uc)
+        for u in range(m8, m):
+            for cc in range(8):
+                b[d + u * uc + cc] = a[s + np.uint64(cc) * plane + u]
+        c += 8
+    for cc in range(c, C):
+        s, d = src0 + np.uint64(cc) * plane, dst0 + np.uint64(cc)
+        for u in range(m):
+            b[d + u * uc] = a[s + u]
 
 
 # Columns of pack_phases' table (one row per tap of a phase's filter): where the phase's packed
