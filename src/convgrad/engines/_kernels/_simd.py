@@ -170,6 +170,22 @@ if NUMBA:
         return a(a, b), codegen
 
     @intrinsic
+    def vshift(typingctx, lo, hi, k):
+        """The vector of lanes k .. lanes - 1 of lo, then lanes 0 .. k - 1 of hi (``k`` a constant):
+        the window of a row ``k`` samples on from lo, where hi is the vector after lo (one shuffle,
+        no load across a cache line)."""
+        if not (isinstance(lo, Vector) and lo == hi and isinstance(k, types.IntegerLiteral)
+                and 0 <= k.literal_value <= lo.count):
+            return None
+        shift = k.literal_value
+
+        def codegen(context, builder, sig, args):
+            index = ir.Constant(ir.VectorType(ir.IntType(32), lo.count), list(range(shift, shift + lo.count)))
+            return builder.shuffle_vector(args[0], args[1], index)
+
+        return lo(lo, hi, k), codegen
+
+    @intrinsic
     def vsplat(typingctx, a, index):
         """The vector with a[index] in every lane."""
         if not _float_array(a) or not isinstance(index, types.Integer):
@@ -268,6 +284,10 @@ else:  # pragma: no cover - exercised in a subprocess by tests/test_without_extr
     def vmul(a, b):
         """a * b lane by lane."""
         return a * b
+
+    def vshift(lo, hi, k):
+        """Lanes k on of lo, then the first k of hi."""
+        return np.concatenate((lo, hi))[k:k + lo.size]
 
     def vsplat(a, index):
         """The vector with a[index] in every lane."""
