@@ -12,7 +12,9 @@ outputs reading only padding), odd and even heights, row strides and dilations o
 
 Channels-first, 3x3 with unit column stride and rows of at least a vector of outputs go in
 vectors along the rows (the last one overlapping the one before; the filter gradient masks the
-lanes it shares), two output rows at a time where the row stride and dilation are 1.
+lanes it shares), two output rows at a time where the row stride and dilation are 1; with unit
+column dilation too, from buffer rows a whole number of vectors apart, the column taps shifted in
+registers.
 """
 
 from __future__ import annotations
@@ -95,6 +97,40 @@ def test_channels_first_planes_in_chunks_match_the_oracle(case, dtype, seed):
     assert_depthwise_three_ops(case, "channels_first", dtype, seed)
 
 
+@st.composite
+def aligned_cases(draw):
+    """(x_shape, w_shape, kwargs) of a channels-first 3x3 depthwise conv with unit column stride and
+    dilation (the planes' buffer rows a whole number of vectors apart, the taps shifted in
+    registers): output widths just below, on and above one to three vectors of either dtype
+    (with and without the last, overlapping vector), any row stride, row dilation, multiplier and
+    pads from -1 to 3."""
+    c, mult = draw(st.integers(1, 3)), draw(st.integers(1, 2))
+    s0, d0 = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    pads = tuple((draw(st.integers(-1, 3)), draw(st.integers(-1, 3))) for _ in range(2))
+    h = draw(st.integers(max(1, 2 * d0 + 1 - sum(pads[0]), 1 - min(pads[0])), 2 * d0 + 5))
+    ow = draw(st.sampled_from((8, 9, 15, 16, 17, 23, 24, 31, 32, 33, 47, 48, 49)))
+    w = ow + 2 - sum(pads[1])
+    return (draw(st.integers(1, 2)), c, h, w), (c * mult, 1, 3, 3), {
+        "stride": (s0, 1), "dilation": (d0, 1), "padding": pads, "groups": c}
+
+
+@given(case=aligned_cases(), dtype=st.sampled_from((np.float32, np.float64)), seed=st.integers(0, 2**31))
+@strategies.budget(12)
+@tally.checked_against("oracle")
+def test_channels_first_aligned_rows_match_the_oracle(case, dtype, seed):
+    assert_depthwise_three_ops(case, "channels_first", dtype, seed)
+
+
+@given(case=aligned_cases(), seed=st.integers(0, 2**31))
+@strategies.budget(8)
+@tally.checked_against("oracle", capability="nonfinite")
+def test_channels_first_aligned_rows_put_inf_and_nan_where_the_direct_sum_does(case, seed):
+    """The shifted windows multiply the buffer's zero border as the direct sum multiplies the
+    padding, and the last vector's lanes over the one before add no product to the filter
+    gradient."""
+    _assert_nonfinite_where_the_oracle_puts_them(case, "channels_first", seed)
+
+
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 def test_gathered_input_grad_keeps_the_scattered_sums_inf_and_nan(data_format):
     """The stride-1 input gradient gathers dy over its zero padding with the flipped filter; the
@@ -153,6 +189,12 @@ def test_inf_and_nan_land_where_the_direct_sum_puts_them(case, data_format, seed
     """The engine keeps no list of ops to check operands for (``nonfinite_skips`` is empty): every
     path multiplies the zero padding as the direct sum does, forward and filter gradient (0 * inf
     is NaN), and the input gradient multiplies none of it (it scatters)."""
+    _assert_nonfinite_where_the_oracle_puts_them(case, data_format, seed)
+
+
+def _assert_nonfinite_where_the_oracle_puts_them(case, data_format, seed):
+    """Two inf, -inf or NaN placed in each of x, w and dy: every op's inf and NaN where the object
+    oracle (exact zeros of the padding multiplied) puts them."""
     x_shape, w_shape, kw = case
     geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
     rng = np.random.default_rng(seed)

@@ -364,14 +364,16 @@ def _flat_filter_grad(bf, wb_, gb, oh, ow, d0, d1, acc):  # pragma: no cover - c
 
 
 @njit(cache=True, fastmath={"contract"})
-def _plane_sums3x3(bf, wb_, gf, gb, oh, ow, s0, d0, d1, tail, t0, t1, t2, t3, t4, t5, t6, t7,
+def _plane_sums3x3(bf, wb_, gf, gb, oh, ow, s0, d0, d1, tail, shifted, t0, t1, t2, t3, t4, t5, t6, t7,
                    t8):  # pragma: no cover - compiled
     """The nine tap sums (vectors of ``lanes``) plus the valid 3x3 correlation of the buffer bf
     (rows of wb_) with dy's plane at gf[gb:] (OH, OW), unit column stride, OW >= lanes: dy in
     vectors along a row, the last one ending at OW with its products kept only in the lanes
     where ``tail`` is not zero (the others the vector before already took: a product dropped,
     not multiplied by zero, which would make NaN of an inf). The sums stay in registers across
-    the plane."""
+    the plane. Where ``shifted`` (unit column dilation; bf's rows a whole number of vectors apart,
+    the first on a cache line, with a vector to spare), a row's three taps are one aligned vector
+    and two windows shifted in from the next (``_plane3x3_aligned``)."""
     width = lanes(bf)
     e1, e2 = d1, 2 * d1
     keep = vload(tail, 0)
@@ -391,6 +393,16 @@ def _plane_sums3x3(bf, wb_, gf, gb, oh, ow, s0, d0, d1, tail, t0, t1, t2, t3, t4
             t6 = vadd(t6, vkeep(keep, vmul(vload(bf, q2 + j0), g)))
             t7 = vadd(t7, vkeep(keep, vmul(vload(bf, q2 + j0 + e1), g)))
             t8 = vadd(t8, vkeep(keep, vmul(vload(bf, q2 + j0 + e2), g)))
+        if shifted:
+            ra, rb, rc = vload(bf, q0), vload(bf, q1), vload(bf, q2)
+            for v in range(0, full * width, width):
+                na, nb, nc = vload(bf, q0 + v + width), vload(bf, q1 + v + width), vload(bf, q2 + v + width)
+                g = vload(gf, gb + i * ow + v)
+                t0, t1, t2 = vfma(ra, g, t0), vfma(vshift(ra, na, 1), g, t1), vfma(vshift(ra, na, 2), g, t2)
+                t3, t4, t5 = vfma(rb, g, t3), vfma(vshift(rb, nb, 1), g, t4), vfma(vshift(rb, nb, 2), g, t5)
+                t6, t7, t8 = vfma(rc, g, t6), vfma(vshift(rc, nc, 1), g, t7), vfma(vshift(rc, nc, 2), g, t8)
+                ra, rb, rc = na, nb, nc
+            continue
         for v in range(full):
             j0 = v * width
             g = vload(gf, gb + i * ow + j0)
@@ -424,17 +436,22 @@ def _filter_grad_planes(xf, gf, n_, c_in, o_, h_in, w_in, oh, ow, p0, p1, s0, d0
     per = chunk_size(tasks)
     chunks = -(-tasks // per)
     counter = np.zeros(1, dtype=np.int64)
+    width = lanes(xf)
+    shifted = d1 == 1  # buffer rows a vector apart and aligned (``_plane_sums3x3``)
+    rs = -(-(wb + width) // width) * width if shifted else wb
     for _ in prange(chunks):
         k = _claim(counter)
         # Kept across planes: each _fill writes the same samples, the border stays zero.
-        buf = np.zeros(hb * wb if k < chunks else 0, dtype=dw.dtype)
+        store = np.zeros(hb * rs + width if k < chunks else 0, dtype=dw.dtype)
+        lead = (-(store.ctypes.data // store.itemsize)) % width if shifted and k < chunks else 0
+        buf = store[lead:lead + hb * rs]
         while k < chunks:
             for t in range(k * per, min(tasks, (k + 1) * per)):
                 n, o = t // o_, t % o_
-                _fill(xf, (n * c_in + o // mult) * h_in * w_in, h_in, w_in, p0, p1, buf, hb, wb)
+                _fill(xf, (n * c_in + o // mult) * h_in * w_in, h_in, w_in, p0, p1, buf, hb, rs)
                 z = vzero(buf)
                 t0, t1, t2, t3, t4, t5, t6, t7, t8 = _plane_sums3x3(
-                    buf, wb, gf, t * oh * ow, oh, ow, s0, d0, d1, tail, z, z, z, z, z, z, z, z, z)
+                    buf, rs, gf, t * oh * ow, oh, ow, s0, d0, d1, tail, shifted, z, z, z, z, z, z, z, z, z)
                 sums[t, 0], sums[t, 1], sums[t, 2] = vsum(t0), vsum(t1), vsum(t2)
                 sums[t, 3], sums[t, 4], sums[t, 5] = vsum(t3), vsum(t4), vsum(t5)
                 sums[t, 6], sums[t, 7], sums[t, 8] = vsum(t6), vsum(t7), vsum(t8)
