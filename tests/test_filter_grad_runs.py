@@ -110,11 +110,11 @@ def test_filter_runs_split_rows_and_channels(monkeypatch, threads):
 @pytest.mark.parametrize("fmt", ["channels_first", "channels_last"])
 @pytest.mark.parametrize("o", [64, 130, 256])
 def test_filter_runs_bits_do_not_depend_on_the_free_cores(monkeypatch, fmt, o):
-    """One parallel pass adds the partial filter gradients in a fixed order and lays them out as
-    the caller's dw (``finish_runs``); channels-last dy of more than 64 channels is read from a
-    packed panel. With three threads allowed: 3 shares of rows (64), a partial block (130), one
-    share (256: channels-last, the kernel's result returned as it is). Bitwise the same on one
-    free core as on all, and the oracle's values."""
+    """The partial filter gradients are added in a fixed order (channels-first by one parallel
+    pass that lays them out as (O, C, *K), ``finish_runs``); channels-last dy of more than 64
+    channels is read from a packed panel. With three threads allowed: 3 shares of rows (64), a
+    partial block (130), one share (256: channels-last, the kernel's result returned as it is).
+    Bitwise the same on one free core as on all, and the oracle's values."""
     from convgrad.engines import _threads, tiled
 
     monkeypatch.setattr(_threads, "allowed", lambda: 3)

@@ -410,10 +410,12 @@ def _filter_grad_runs(geom: ConvGeometry, row_parts: int, x: np.ndarray, dy: np.
         return dw.reshape(*k, c, o)
     acc = scratch("tiled.parts", (row_parts, *unit, *k, c, blocks), x.dtype)
     run(acc)
+    if not first:  # a new array even for one part: acc is scratch
+        return np.ascontiguousarray(acc.sum(axis=0).reshape(*k, c, blocks)[..., :o])
     # The parts added and laid out as the caller's dw in one parallel pass, into a new array.
-    dw = aligned_empty((o, c, *unit, *k) if first else (*unit, *k, c, o), x.dtype)
-    _kernels.finish_runs(acc, first, dw)
-    return dw.reshape((o, c, *k) if first else (*k, c, o))
+    dw = aligned_empty((o, c, *unit, *k), x.dtype)
+    _kernels.finish_runs(acc, dw)
+    return dw.reshape(o, c, *k)
 
 
 # Few output channels (a 3-D conv's 16): the filter gradient with vectors along the runs of filter
