@@ -24,10 +24,11 @@ tiles) as the same GEMM with the vectors along the run and 8 output channels bro
 (_kernels/thin_filter.py), the threads claiming chunks of rows.
 
 Channels-first callers: the padding pass transposes x (or dy) as it copies it, and the tiles
-store y and dx channels-first themselves. The float32 filter gradients read channels-first dy as
-it is: the thin kernel broadcasts its values, the runs kernel moves each chunk of rows into a
-panel in the first cache. A float32 1x1 conv (stride 1, unpadded) runs instead
-as GEMMs on the NCHW arrays as they are (_kernels/pointwise.py), with no copy at all.
+store y and dx channels-first themselves (a large one past the caches, 48 outputs of a plane per
+channel at a time, through a staging block: tile_stream.streams_first). The float32 filter
+gradients read channels-first dy as it is: the thin kernel broadcasts its values, the runs kernel
+moves each chunk of rows into a panel in the first cache. A float32 1x1 conv (stride 1, unpadded)
+runs instead as GEMMs on the NCHW arrays as they are (_kernels/pointwise.py), with no copy at all.
 """
 
 from __future__ import annotations
@@ -631,10 +632,14 @@ def _call(xp: np.ndarray, corner: tuple[int, ...], w: np.ndarray, stride: tuple[
     w5 = w.reshape(*unit, *w.shape)
     packed = _pack_dot(w5, xp.shape[-1]) if block == DOT else _pack(w5, block)
     y5 = y.reshape(*y.shape[:2], *unit, *y.shape[2:]) if first else as_3d(y)
+    if first:  # through staging blocks, where the tiles write all of y's planes in row order
+        whole = not any(at) and all(s == 1 for s in step) and tuple(out) == y.shape[2:]
+        stream = whole and tile_stream.streams_first(y, block)
+    else:
+        stream = block != DOT and tile_stream.streams(y)
     _kernels.tiled_forward(as_3d(xp), zero + corner, packed, *(unit + tuple(stride)),
                            *(unit + tuple(dilation)), y5, zero + at, unit + step, unit + tuple(out),
-                           block == DOT, packed.nbytes > FILTER_MAJOR_BYTES,
-                           not first and block != DOT and tile_stream.streams(y), first)
+                           block == DOT, packed.nbytes > FILTER_MAJOR_BYTES, stream, first)
 
 
 def _phase_reach(geom: ConvGeometry) -> tuple[int, ...]:

@@ -22,6 +22,16 @@ STREAM_BYTES = 1 << 22
 
 
 
+def streams_first(y, block: int) -> bool:
+    """Whether the 6 x 64 forward tiles may stream a channels-first y ``(N, O, *S)`` through a
+    staging block of 48 outputs of a plane (``block`` 64, at least STREAM_BYTES, its start and
+    every plane of the last two axes on vector boundaries, so that each 48 outputs of a channel
+    are whole aligned vectors)."""
+    plane = y.shape[-1] * (y.shape[-2] if y.ndim >= 4 else 1)
+    return (NUMBA and block == 64 and y.nbytes >= STREAM_BYTES and y.ctypes.data % VECTOR_BYTES == 0
+            and plane * y.itemsize % VECTOR_BYTES == 0)
+
+
 def streams(y) -> bool:
     """Whether the forward tiles may stream y (C-contiguous, channels-last ``(..., O)``): at least
     STREAM_BYTES, its start and every output's channels on vector boundaries."""
@@ -63,8 +73,45 @@ if NUMBA:
 
         return types.none(a, index, sums, count), codegen
 
+    @intrinsic
+    def stream_copy(typingctx, a, index, src, at, count):
+        """a[index : index + count] = src[at : at + count], past the caches, in vectors of
+        VECTOR_BYTES: ``count`` (a literal) a multiple of the vector's lanes, a's address at index
+        a multiple of VECTOR_BYTES (src's need not be); 1-D C-contiguous arrays of one dtype."""
+        if not (isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"
+                and isinstance(src, types.Array) and src.ndim == 1 and src.layout == "C"
+                and src.dtype == a.dtype and isinstance(index, types.Integer)
+                and isinstance(at, types.Integer) and isinstance(count, types.IntegerLiteral)):
+            return None
+        lanes = VECTOR_BYTES // (a.dtype.bitwidth // 8)
+        n = count.literal_value
+        if n % lanes:
+            return None
+
+        def codegen(context, builder, sig, args):
+            ary = context.make_array(sig.args[0])(context, builder, args[0])
+            sry = context.make_array(sig.args[2])(context, builder, args[2])
+            i64 = ir.IntType(64)
+            to, start = (builder.sext(v, i64) if v.type.width < 64 else v for v in (args[1], args[3]))
+            vty = ir.VectorType(context.get_value_type(a.dtype), lanes)
+            hint = builder.module.add_metadata([ir.IntType(32)(1)])
+            for k in range(n // lanes):
+                part = builder.bitcast(builder.gep(sry.data, [builder.add(start, i64(k * lanes))]),
+                                       vty.as_pointer())
+                v = builder.load(part, align=a.dtype.bitwidth // 8)
+                dst = builder.gep(ary.data, [builder.add(to, i64(k * lanes))])
+                store = builder.store(v, builder.bitcast(dst, vty.as_pointer()), align=VECTOR_BYTES)
+                store.set_metadata("nontemporal", hint)
+            return context.get_dummy_value()
+
+        return types.none(a, index, src, at, count), codegen
+
 else:  # pragma: no cover - exercised in a subprocess by tests/test_without_extras.py
 
     def stream_sums(a, index, sums, count):
         """a[index : index + count] = sums[:count]."""
         a[index:index + count] = sums[:count]
+
+    def stream_copy(a, index, src, at, count):
+        """a[index : index + count] = src[at : at + count]."""
+        a[index:index + count] = src[at:at + count]

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from ._numba import _prefetch, _registers, _wide_vectors, literally, njit, prange
+from ._shuffle import transpose8
 from ._simd import sfence
-from .tile_stream import stream_sums
+from .tile_stream import stream_copy, stream_sums
 
 # The dense convs' register tiles. Forward: 8 outputs along the last axis x 16 channels (one
 # 512-bit register per output in float32), or for many channels 6 x 64 (24 registers), which
@@ -57,6 +58,10 @@ def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out, dot, filte
 
     With ``stream`` (channels-last, O a multiple of the vector's lanes, y on a 64-byte boundary:
     ``tile_stream.streams``), the tiles store their whole blocks of channels past the caches.
+    Channels-first (``first``, the 6 x 64 tiles of a plain forward, ``tile_stream.streams_first``),
+    a tile's 6 outputs per channel are a fraction of a cache line, so 8 tiles (48 outputs of a
+    plane) go into a staging block, channels-last, which is transposed in registers and stored
+    past the caches as 48 whole outputs per channel (``_stream_plane_6x64``).
     """
     if first:  # y's strides, in elements: a sample, one output along a row, a channel
         N, O, YD, YH, YW = y.shape
@@ -83,6 +88,9 @@ def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out, dot, filte
     per_item = 1 if filter_major else blocks
     spread = not dot and not three
     per = -(-OW // width)  # tiles per work item
+    staged = stream and first and block == 64
+    if staged:  # whole staging blocks of 8 tiles
+        per = -(-per // _STAGE) * _STAGE
     plane_tiles = -(-(OH * OW) // width)
     chunks = -(-plane_tiles // per)  # work items per plane
     items = N * OD * chunks if spread else rows
@@ -91,7 +99,7 @@ def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out, dot, filte
         q0 = t // items * per_item
         if spread:
             _plane_tiles(xf, wf, yf, r, q0, per_item, xa, ya, yb, s0, s1, s2, d0, d1, d2, out, OD, XD, sd,
-                         sh, C, YH, YW, O, yn, yw, yc, KD, KH, KW, per, chunks, width, block, stream)
+                         sh, C, YH, YW, O, yn, yw, yc, KD, KH, KW, per, chunks, width, block, stream, staged)
             if stream:
                 sfence()
             continue
@@ -381,12 +389,14 @@ def _stream_8(yf, yo, a0, a1, a2, a3, a4, a5, a6, a7, B):  # pragma: no cover - 
 @njit(cache=True)
 def _plane_tiles(xf, wf, yf, r, first, count, xa, ya, yb, s0, s1, s2, d0, d1, d2, out, OD, XD, sd, sh, C,
                  YH, YW, O, yn, yw, yc, KD, KH, KW, per, chunks, width, block,
-                 stream=False):  # pragma: no cover - compiled
+                 stream=False, staged=False):  # pragma: no cover - compiled
     """Work item r of tiled_forward's tiles of 8 x 16, 8 x 32 or 6 x 64: ``per`` tiles of one plane
     (n, i) (``chunks`` items to a plane), each of ``width`` (8 or 6) consecutive outputs of the
     plane's OH x OW in row order, for the filter blocks first to first + count. The plane's last
     tile overlaps the one before; a plane smaller than a tile goes one output at a time. With
-    ``stream`` the tiles store whole blocks past the caches (the caller fences)."""
+    ``stream`` the tiles store whole blocks past the caches (the caller fences); with ``staged``
+    (6 x 64 tiles, channels-first y whose planes are contiguous, ``per`` a multiple of 8) through
+    staging blocks of 8 tiles."""
     OH, OW = out[1], out[2]
     plane = OH * OW
     tiles = -(-plane // width) if plane >= width else 0
@@ -403,6 +413,10 @@ def _plane_tiles(xf, wf, yf, r, first, count, xa, ya, yb, s0, s1, s2, d0, d1, d2
                 j, k = u // OW, u % OW
                 _forward_one(xf, wf, yf, xp + j * xj + k * xk, wo, yp + j * yj + k * yk + ob, m, block,
                              KD, KH, KW, C, sd, sh, d0, d1, d2, yc)
+            continue
+        if staged:
+            _stream_plane_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xp, xj, xk, yp + ob, yj,
+                               yk, yc, OW, plane, c * per, min((c + 1) * per, tiles))
             continue
         for u in range(c * per, min((c + 1) * per, tiles)):
             u0 = min(u * width, plane - width)
@@ -427,6 +441,58 @@ def _plane_tiles(xf, wf, yf, r, first, count, xa, ya, yb, s0, s1, s2, d0, d1, d2
                 _forward_tile_8(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, x8, y8, yc, 16, stream)
             else:
                 _forward_tile_8(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, x8, y8, yc, 32, stream)
+
+
+# Tiles of 6 outputs per staging block of the channels-first streamed stores: 48 outputs, whole
+# vectors of float32 and float64.
+_STAGE = 8
+
+
+@njit(cache=True)
+def _stream_plane_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xp, xj, xk, yq, yj, yk, yc, OW,
+                       plane, u_start, u_stop):  # pragma: no cover - compiled
+    """Tiles u_start to u_stop (u_start a multiple of _STAGE) of 6 outputs x m <= 64 channels of a
+    plane of OW-wide rows, x's plane at xp (strides xj a row, xk an output), channels-first y's
+    at yq (strides yj, yk, yc): each run of _STAGE whole tiles (48 outputs) is stored channels-last
+    into a staging block, transposed in 8 x 8 registers and stored past the caches, 48 outputs per
+    channel (yq + 6 u on a 64-byte boundary: tile_stream.streams_first); the plane's last tiles
+    (the last one overlapping the one before) are stored as they are."""
+    span = _STAGE * 6
+    stage = np.empty(span * 64, yf.dtype)  # (48 outputs, 64 channels)
+    moved = np.empty(64 * span, yf.dtype)  # (64 channels, 48 outputs)
+    u = u_start
+    while u < u_stop:
+        if u + _STAGE <= u_stop and 6 * u + span <= plane:
+            for t in range(_STAGE):
+                p = 6 * (u + t)
+                x6 = _x6(xp, xj, xk, OW, p)
+                b = t * 6 * 64
+                y6 = (b, b + 64, b + 128, b + 192, b + 256, b + 320)
+                _forward_tile_6x64(xf, wf, stage, wo, 64, KD, KH, KW, C, sd, sh, d0, d1, d2, x6, y6, 1, False)
+            for i0 in range(0, span, 8):
+                for o0 in range(0, 64, 8):
+                    transpose8(stage, np.uint64(i0 * 64 + o0), np.uint64(64), moved,
+                               np.uint64(o0 * span + i0), np.uint64(span))
+            p = 6 * u
+            at = yq + p // OW * yj + p % OW * yk
+            for o in range(m):
+                stream_copy(yf, at + o * yc, moved, o * span, 48)
+            u += _STAGE
+            continue
+        p = min(6 * u, plane - 6)
+        x6 = _x6(xp, xj, xk, OW, p)
+        y6 = _x6(yq, yj, yk, OW, p)
+        _forward_tile_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, x6, y6, yc, False)
+        u += 1
+
+
+@njit(cache=True)
+def _x6(base, sj, sk, OW, p):  # pragma: no cover - compiled
+    """Offsets of the 6 outputs p to p + 5 of a plane in row order (rows OW wide), strides sj a
+    row, sk an output."""
+    return (base + p // OW * sj + p % OW * sk, base + (p + 1) // OW * sj + (p + 1) % OW * sk,
+            base + (p + 2) // OW * sj + (p + 2) % OW * sk, base + (p + 3) // OW * sj + (p + 3) % OW * sk,
+            base + (p + 4) // OW * sj + (p + 4) % OW * sk, base + (p + 5) // OW * sj + (p + 5) % OW * sk)
 
 
 @njit(cache=True)
