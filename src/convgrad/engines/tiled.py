@@ -289,7 +289,7 @@ def _padded_in_launch(geom: ConvGeometry, block: int, x: np.ndarray, first: bool
     its tiles (_regions.forward, one region): one fork and join per call, not one for the padding
     pass and one for the tiles; the tiles that run across rows, a y that does not stream."""
     return (any(s > 1 for s in geom.stride) and x.size > 0 and _spreads(geom, "forward", block)
-            and (first or not _streams(geom, block, x.dtype)))
+            and not (_streams_first(geom, block, x.dtype) if first else _streams(geom, block, x.dtype)))
 
 
 def _streams(geom: ConvGeometry, block: int, dtype: np.dtype) -> bool:
@@ -297,6 +297,16 @@ def _streams(geom: ConvGeometry, block: int, dtype: np.dtype) -> bool:
     (``tile_stream``): then x padded whole beats the strided regions, whose kernel does not stream
     (the stem, 7x7 stride 2 into 64 channels, one thread: 0.82x the regions' time)."""
     return block == 64 and math.prod(geom.y_shape()) * np.dtype(dtype).itemsize >= tile_stream.STREAM_BYTES
+
+
+def _streams_first(geom: ConvGeometry, block: int, dtype: np.dtype) -> bool:
+    """Whether a channels-first forward's 6 x 64 tiles will store y past the caches through their
+    staging blocks (``tile_stream.streams_first`` on the aligned y ``_forward`` allocates): then x
+    padded whole by its transposing pass beats the padding in the regions' launch, whose tiles do
+    not stream (the stem, one thread, CPU time, loaded: 0.93x)."""
+    item = np.dtype(dtype).itemsize
+    return (block == 64 and tile_stream.NUMBA and math.prod(geom.y_shape()) * item >= tile_stream.STREAM_BYTES
+            and math.prod(geom.out_spatial[-2:]) * item % tile_stream.VECTOR_BYTES == 0)
 
 
 def _filter_grad(geom: ConvGeometry, block: int, cp: int, parts: int, x: np.ndarray,
