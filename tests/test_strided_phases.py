@@ -291,3 +291,40 @@ def test_the_tiles_wait_for_the_copies_made_in_their_launch(monkeypatch, layout)
         pytest.skip("one thread")
     for _ in range(40):
         assert run().tobytes() == want.tobytes()
+
+
+@given(case=strided_cases(), layout=st.sampled_from(["channels_first", "channels_last"]),
+       spoil=st.sampled_from([np.inf, -np.inf, np.nan]), data=st.data())
+@strategies.budget(20)
+@tally.checked_against("oracle", capability="nonfinite")
+def test_the_tiled_input_gradient_checks_only_w_for_inf_and_nan(case, layout, spoil, data):
+    """The tiled input gradient multiplies w by dy's padding zeros, never dy by taps outside the
+    direct sum: an inf or NaN in dy runs the tiled engine itself (its plan checks w alone per
+    call) and lands where the loop oracle's direct sum puts it; one in w makes the engine decline
+    (its non-finite plan), as before."""
+    x_shape, w_shape, kw = case
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
+    assume(all(geom.out_spatial))
+    rng = np.random.default_rng(12)
+    w, dy = rng.standard_normal(w_shape), rng.standard_normal(geom.y_shape())
+    dy.flat[data.draw(st.integers(0, dy.size - 1))] = spoil
+    with np.errstate(invalid="ignore", over="ignore"):  # every product summed, as Python floats
+        want = oracle.input_grad(dy.astype(object), w.astype(object), x_shape, **kw).astype(np.float64)
+    dy32, w32 = dy.astype(np.float32), w.astype(np.float32)
+    if layout == "channels_last":
+        dy32 = np.ascontiguousarray(x_to_last(dy32, "channels_first"))
+        w32 = np.ascontiguousarray(w_to_last(w32, "channels_first"))
+    args = {**kw, "data_format": layout, "method": "tiled"}
+    assert convgrad.make_plan("input_grad", geom, F32, "tiled", 2**31, layout).checks == (1,)
+    got = convgrad.conv_input_grad(dy32, w32, _shape(x_shape, layout), **args)
+    if layout == "channels_last":
+        got = x_from_last(got, "channels_first")
+    np.testing.assert_array_equal(_kinds(got), _kinds(want))
+    w32.flat[0] = spoil
+    with pytest.raises(ValueError, match="method='tiled' cannot run this input_grad"):
+        convgrad.conv_input_grad(dy32, w32, _shape(x_shape, layout), **args)
+
+
+def _kinds(a):
+    """Each value as finite (0), NaN (1), +inf (2) or -inf (3)."""
+    return np.select([np.isnan(a), a == np.inf, a == -np.inf], [1, 2, 3], 0)

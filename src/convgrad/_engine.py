@@ -75,7 +75,8 @@ class Engine(Protocol):
     # An engine without this attribute is skipped for every op then. An engine may also define
     # ``keeps_nonfinite(op, geom, dtype, layout) -> bool``: True where a listed op keeps inf and
     # NaN all the same (the tiled engine's channels-first 1x1 kernels), so plans there check no
-    # operand per call.
+    # operand per call; and ``nonfinite_operands``, (op, operand indices) pairs (0: a, 1: b)
+    # naming the operands whose inf or NaN break the pattern where not both: plans check only those.
     nonfinite_skips: tuple[tuple[Op, str], ...]
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,

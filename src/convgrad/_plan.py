@@ -70,6 +70,9 @@ class ConvPlan:
     layout: str = "channels_last"
     finite: bool = True
     _nonfinite: Callable[[], ConvPlan] | None = field(default=None, repr=False)
+    # The operands (0: a, 1: b) whose inf or NaN would make the engine's output differ from the
+    # direct sum's: only those are checked per call (``_nonfinite_operands``).
+    checks: tuple[int, ...] = field(default=(0, 1), repr=False)
     # A complex op run as three real convs (Gauss's trick) by this plan of the component dtype,
     # whose engine is ``chosen``, as ``gauss`` says; the native complex plan runs operands with
     # an inf or NaN.
@@ -137,7 +140,7 @@ class ConvPlan:
         if self.split is not None:  # the split checks the operands itself
             out = _gauss.run(self.gauss, self.split, self.layout, self.op, self.geometry, a, b)
             return out if out is not None else _in_layout(self._nonfinite(), self.takes, a, b)
-        if self._nonfinite is not None and not (all_finite(a) and all_finite(b)):
+        if self._nonfinite is not None and not all(all_finite((a, b)[i]) for i in self.checks):
             return _in_layout(self._nonfinite(), self.takes, a, b)
         _scratch.fit(self.workspace_bytes, self.limit)  # the scratch kept from earlier calls counts
         with _threads.serial_under(self.geometry.flops):  # small work on the calling thread
@@ -287,7 +290,8 @@ class Planner:
         if finite and dtype.kind in "fc" and _nonfinite_skip(engine, op) and \
                 not _keeps_nonfinite(engine, op, geom, dtype, layout):
             later = partial(self.plan, op, geom, dtype, method, limit, layout, False)
-        return ConvPlan(op, geom, dtype, limit, chosen, candidates, method, layout, finite, later)
+        return ConvPlan(op, geom, dtype, limit, chosen, candidates, method, layout, finite, later,
+                        checks=_nonfinite_operands(engine, op))
 
     def _prepare(self, engine: Engine, op: Op, geom: ConvGeometry, dtype: np.dtype,
                  limit: int, layout: str = "channels_last", finite: bool = True) -> Prepared | Refusal:
@@ -312,6 +316,12 @@ def _nonfinite_skip(engine: Engine, op: Op) -> str | None:
     if skips is None:
         return "it does not say how it treats inf and NaN (nonfinite_skips)"
     return dict(skips).get(op)
+
+
+def _nonfinite_operands(engine: Engine, op: Op) -> tuple[int, ...]:
+    """The operands (0: a, 1: b) whose inf or NaN would break the direct sum's pattern in
+    ``engine``'s ``op``: those its optional ``nonfinite_operands`` names, else both."""
+    return dict(getattr(engine, "nonfinite_operands", ())).get(op, (0, 1))
 
 
 def _keeps_nonfinite(engine: Engine, op: Op, geom: ConvGeometry, dtype: np.dtype, layout: str) -> bool:
