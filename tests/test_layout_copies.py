@@ -114,13 +114,14 @@ def test_channels_first_through_a_channels_last_engine_uses_the_kernels(op):
 
 @pytest.mark.parametrize("kw", [{"padding": 1}, {"padding": 1, "stride": 2, "dilation": (1, 2)}])
 def test_tiled_channels_first_filter_grad_moves_dw_back_by_the_kernel(monkeypatch, kw):
-    """The tiled engine computes dw channels-last; a channels-first caller's dw (64 x 32 x 3 x 3,
-    above the kernel's minimum) goes back by ``relaid``: bitwise the channels-last run's dw moved
-    by NumPy, within float32 rounding of the oracle."""
+    """The tiled engine's tiles of input channels compute dw channels-last; a channels-first
+    caller's dw (64 x 32 x 3 x 3, above the kernel's minimum) goes back by ``relaid``: bitwise the
+    channels-last run's dw moved by NumPy, within float32 rounding of the oracle."""
     from convgrad._plan import default_planner
     from convgrad.engines import tiled
 
     monkeypatch.setattr(tiled, "THIN", False)  # the thin kernel writes a channels-first dw itself
+    monkeypatch.setattr(tiled, "RUNS", False)  # the runs kernel's parts are laid out by finish_runs
     default_planner().clear()
     x_shape, w_shape = (2, 32, 9, 10), (64, 32, 3, 3)
     assert np.prod(w_shape) >= layout.MIN_VALUES
