@@ -1,6 +1,6 @@
 """The one-pass Winograd kernel's transforms (engines/_kernels/winograd_fused.py): the input
-transform on explicit vectors (whole vectors of channels, then a scalar tail; tiles inside x read
-in place, tiles at its edges copied with zeros first) and the filter's transform, parallel over
+and output transforms on explicit vectors (whole vectors of channels, then a scalar tail; tiles
+inside x read in place, tiles at its edges copied with zeros first) and the filter's transform, parallel over
 claimed chunks of input channels.
 
 The kernel is called directly on NaN-prefilled outputs (every element must be written) and
@@ -30,16 +30,21 @@ _G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
 
 def _kernel_forward(x, w, padding, dilation, first):
     """y of the one-pass kernel, called on a NaN-prefilled y, for channels-first x ``(N, C, H, W)``
-    and w ``(O, C, 3, 3)``; returned channels-first."""
+    and w ``(O, C, 3, 3)``; returned channels-first. Nothing may be written past y (a phase
+    grid's last tile can start past y's last column)."""
     geom = convgrad.ConvGeometry.for_conv(x.shape, w.shape, padding=padding, dilation=dilation)
     wl = np.ascontiguousarray(w.transpose(2, 3, 1, 0))
     xs = x if first else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-    y = np.full(geom.y_shape("channels_first" if first else "channels_last"), np.nan, x.dtype)
+    shape = geom.y_shape("channels_first" if first else "channels_last")
+    size = int(np.prod(shape))
+    after = np.full(size + 1024, np.nan, x.dtype)  # and 1024 values after y that stay NaN
+    y = after[:size].reshape(shape)
     seg, per, threads = winograd._work(geom)
     u = winograd._one_pass_filter(wl)
     (pt, _), (pl, _) = geom.tight_padding
     dh, dw = geom.rhs_dilation
     _kernels.winograd43(xs, u, winograd._consts(x.dtype), first, dh, dw, pt, pl, seg, per, threads, y)
+    assert np.isnan(after[size:]).all(), "wrote past y"
     return y if first else y.transpose(0, 3, 1, 2)
 
 
@@ -107,3 +112,18 @@ def test_filter_transform_is_g_w_gt_on_any_thread_count(dtype, flip):
     assert np.all(one[:, :, o:] == 0)
     tol = 1e-6 if dtype == np.float32 else 1e-14
     np.testing.assert_allclose(one[:, :, :o], want, rtol=tol, atol=tol * np.abs(want).max())
+
+
+@pytest.mark.parametrize("first", [False, True])
+@pytest.mark.parametrize(("x_shape", "padding", "dilation"), [
+    ((1, 9, 8, 9), 2, (1, 2)),  # 9 output columns: phase grids of 5 and 4, the second's last tile empty
+    ((3, 37, 23, 29), ((2, 2), (1, 1)), (1, 3)),  # 27 columns: 9 per phase, 3 tiles each, 12 wide
+])
+def test_phase_tiles_past_the_last_column_write_nothing(x_shape, padding, dilation, first):
+    """A dilated row's tiles, 4 per phase grid from the largest grid, may start past y's last
+    column on a smaller grid: such a tile writes nothing (its row's outputs would have gone to
+    the next row, past y at the last one). float64 against the oracle, nothing written past y."""
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal((19, x_shape[1], 3, 3))
+    want = oracle.conv(x, w, padding=padding, dilation=dilation)
+    assert_close(_kernel_forward(x, w, padding, dilation, first), want)

@@ -64,12 +64,17 @@ def winograd43(x, u, consts, first, dh, dw, pt, pl, seg, per, threads, y):  # pr
     span = seg // dw  # tile columns a unit covers
     uf = u.ravel()
     xf, yf = x.ravel(), y.ravel()
-    # One work list per thread (its scratch allocated once: a fresh block of tiles per item
-    # cost a page fault per 4 KiB); items come in a multiple of ``threads``.
+    # Each thread claims items until none is left (_claim), so that a thread another process
+    # keeps off its core leaves its items to the one that runs; its scratch allocated once (a
+    # fresh block of tiles per item cost a page fault per 4 KiB). Items come in a multiple of
+    # ``threads``, so that without such a wait no thread waits for another's last one.
     threads = min(threads, items)
-    for worker in prange(threads):
-        v = np.zeros((36, T, C), x.dtype)  # rows past count: read by the GEMM tiles, results unused
-        m = np.empty((36, T, P), x.dtype)
+    counter = np.zeros(1, dtype=np.int64)
+    for _ in prange(threads):
+        it = _claim(counter)
+        rows = T if it < items else 0  # a thread that finds no item left allocates nothing large
+        v = np.zeros((36, rows, C), x.dtype)  # rows past count: read by the GEMM tiles, results unused
+        m = np.empty((36, rows, P), x.dtype)
         d = np.empty((6, 6, C), x.dtype)  # an input tile at x's edges, zeros outside
         t = np.empty((6, 6, C), x.dtype)  # B^T d
         s = np.empty((6, 6, P), x.dtype)
@@ -82,7 +87,7 @@ def winograd43(x, u, consts, first, dh, dw, pt, pl, seg, per, threads, y):  # pr
         xs = np.empty((6, dw * (4 * span + 6) if first else 1, C), x.dtype)
         ys = np.empty((4, dw * 4 * span if first else 1, O), x.dtype)
         xsf, ysf = xs.ravel(), ys.ravel()
-        for it in range(worker, items, threads):
+        while it < items:
             r0 = it * per
             count = min(per, units - r0)
             for rr in range(count):
@@ -159,6 +164,7 @@ def winograd43(x, u, consts, first, dh, dw, pt, pl, seg, per, threads, y):  # pr
                         if h < OH:
                             _to_first(ysf, i * ys.shape[1] * O, O, hi - oc0, yf,
                                       ((n * O) * OH + h) * OW + oc0, OH * OW)
+            it = _claim(counter)
 
 
 @njit(cache=True)
