@@ -16,7 +16,9 @@ row of tiles and its GEMM tiles 6 output channels x 64 tiles, took ~1.6x the cha
 and written in place: F(4x4, 3x3) on each.
 
 The transforms are Lavin & Gray's F(4, 3) at the points 0, -1, 1, -2, 2 and infinity (the
-matrices of engines/winograd.py, written out).
+matrices of engines/winograd.py, written out). The input transform runs on explicit vectors of
+channels (_simd), the same operations as the scalar ones, so the same bits; the threads claim the
+work items, and the filter's transform (``winograd43_filter``) chunks of its input channels.
 """
 
 from __future__ import annotations
