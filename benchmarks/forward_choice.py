@@ -21,7 +21,6 @@ import json
 import math
 import random
 import statistics
-import time
 from functools import partial
 
 import numpy as np
@@ -30,6 +29,7 @@ from threadpoolctl import threadpool_limits
 import convgrad
 from convgrad._plan import Planner
 from convgrad.engines import _threads, warm_up
+from filter_grad_choice import _seconds  # run as a script: benchmarks/ is on the path
 
 ENGINES = ("tiled", "im2col", "split_kernel")
 OPS = ("forward", "input_grad")
@@ -59,15 +59,6 @@ def estimates(item: tuple[int, ...], op: str) -> dict[str, float]:
     verdicts = Planner().plan(op, _geometry(item), np.float32).verdicts()
     return {e: verdicts[e]["estimated_seconds"] for e in ENGINES
             if "estimated_seconds" in verdicts.get(e, {})}
-
-
-def _seconds(f, calls: int) -> float:
-    times = []
-    for _ in range(calls):
-        start = time.thread_time()
-        f()
-        times.append(time.thread_time() - start)
-    return statistics.median(times)
 
 
 def measure(item: tuple[int, ...], op: str, engines: list[str], calls: int) -> dict[str, float]:

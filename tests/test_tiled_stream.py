@@ -26,9 +26,9 @@ from convgrad.engines._scratch import aligned_empty
 
 
 @contextmanager
-def streaming():
-    """Stream every y, fill every result with NaN before the kernels write it, and record the
-    ``stream`` argument of each call of the kernel."""
+def streaming(on: bool = True):
+    """Stream every y the kernels may stream (``on``; else none), fill every result with NaN
+    before the kernels write it, and record the ``stream`` argument of each call of the kernel."""
     calls = []
     kernel = _kernels.tiled_forward
 
@@ -41,7 +41,7 @@ def streaming():
         a.fill(np.nan)
         return a
 
-    with mock.patch.object(tile_stream, "STREAM_BYTES", 0), \
+    with mock.patch.object(tile_stream, "STREAM_BYTES", 0 if on else 1 << 62), \
             mock.patch.object(_kernels, "tiled_forward", spy), \
             mock.patch.object(tiled, "aligned_empty", nan_filled):
         yield calls

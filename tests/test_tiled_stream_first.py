@@ -8,9 +8,7 @@ last two axes is whole vectors."""
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from functools import partial
-from unittest import mock
 
 import numpy as np
 import pytest
@@ -24,34 +22,12 @@ import tally
 from checks import assert_close
 from convgrad import _transpose
 from convgrad._layout import x_to_last
-from convgrad.engines import _kernels, tiled
+from convgrad.engines import tiled
 from convgrad.engines._kernels import tile_stream
 from convgrad.engines._scratch import aligned_empty
+from test_tiled_stream import streaming
 
 pytest.importorskip("numba")
-
-
-@contextmanager
-def streaming(on: bool = True):
-    """Stream every channels-first y that ``streams_first`` allows (``on``; else none), fill
-    every result with NaN before the kernels write it, and record the ``stream`` argument of each
-    call of the kernel."""
-    calls = []
-    kernel = _kernels.tiled_forward
-
-    def spy(*args):
-        calls.append(args[-2])  # stream (first is the last)
-        return kernel(*args)
-
-    def nan_filled(shape, dtype):
-        a = aligned_empty(shape, dtype)
-        a.fill(np.nan)
-        return a
-
-    with mock.patch.object(tile_stream, "STREAM_BYTES", 0 if on else 1 << 62), \
-            mock.patch.object(_kernels, "tiled_forward", spy), \
-            mock.patch.object(tiled, "aligned_empty", nan_filled):
-        yield calls
 
 
 @st.composite
