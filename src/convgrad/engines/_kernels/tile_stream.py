@@ -45,6 +45,20 @@ if NUMBA:
     from numba import types
     from numba.extending import intrinsic
 
+    def _store_past_caches(context, builder, dtype, dst, to, src, start, n):
+        """Emit dst[to : to + n] = src[start : start + n] as whole vectors of VECTOR_BYTES with the
+        ``nontemporal`` hint: the stores aligned to VECTOR_BYTES, the loads to one element."""
+        lanes = VECTOR_BYTES // (dtype.bitwidth // 8)
+        vty = ir.VectorType(context.get_value_type(dtype), lanes)
+        hint = builder.module.add_metadata([ir.IntType(32)(1)])
+        for k in range(n // lanes):
+            part = builder.gep(src, [builder.add(start, start.type(k * lanes))])
+            part = builder.bitcast(part, vty.as_pointer())
+            v = builder.load(part, align=dtype.bitwidth // 8)
+            at = builder.gep(dst, [builder.add(to, to.type(k * lanes))])
+            store = builder.store(v, builder.bitcast(at, vty.as_pointer()), align=VECTOR_BYTES)
+            store.set_metadata("nontemporal", hint)
+
     @intrinsic
     def stream_sums(typingctx, a, index, sums, count):
         """a[index : index + count] = sums[:count], past the caches, in vectors of VECTOR_BYTES:
@@ -60,15 +74,8 @@ if NUMBA:
             return None
 
         def codegen(context, builder, sig, args):
-            ary, at, src = context.make_array(sig.args[0])(context, builder, args[0]), args[1], args[2]
-            vty = ir.VectorType(context.get_value_type(a.dtype), lanes)
-            hint = builder.module.add_metadata([ir.IntType(32)(1)])
-            for k in range(n // lanes):
-                part = builder.bitcast(builder.gep(src, [ir.IntType(64)(k * lanes)]), vty.as_pointer())
-                v = builder.load(part, align=a.dtype.bitwidth // 8)
-                dst = builder.gep(ary.data, [builder.add(at, at.type(k * lanes))])
-                store = builder.store(v, builder.bitcast(dst, vty.as_pointer()), align=VECTOR_BYTES)
-                store.set_metadata("nontemporal", hint)
+            ary = context.make_array(sig.args[0])(context, builder, args[0])
+            _store_past_caches(context, builder, a.dtype, ary.data, args[1], args[2], ir.IntType(64)(0), n)
             return context.get_dummy_value()
 
         return types.none(a, index, sums, count), codegen
@@ -93,15 +100,7 @@ if NUMBA:
             sry = context.make_array(sig.args[2])(context, builder, args[2])
             i64 = ir.IntType(64)
             to, start = (builder.sext(v, i64) if v.type.width < 64 else v for v in (args[1], args[3]))
-            vty = ir.VectorType(context.get_value_type(a.dtype), lanes)
-            hint = builder.module.add_metadata([ir.IntType(32)(1)])
-            for k in range(n // lanes):
-                part = builder.bitcast(builder.gep(sry.data, [builder.add(start, i64(k * lanes))]),
-                                       vty.as_pointer())
-                v = builder.load(part, align=a.dtype.bitwidth // 8)
-                dst = builder.gep(ary.data, [builder.add(to, i64(k * lanes))])
-                store = builder.store(v, builder.bitcast(dst, vty.as_pointer()), align=VECTOR_BYTES)
-                store.set_metadata("nontemporal", hint)
+            _store_past_caches(context, builder, a.dtype, ary.data, to, sry.data, start, n)
             return context.get_dummy_value()
 
         return types.none(a, index, src, at, count), codegen
