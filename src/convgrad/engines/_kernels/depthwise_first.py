@@ -52,6 +52,23 @@ def _fill(xf, xb, h_in, w_in, p0, p1, buf, hb, wb):  # pragma: no cover - compil
             buf[dst + u] = xf[src + u]
 
 
+@njit(cache=True)
+def _row_stride(wb, width, aligned):  # pragma: no cover - compiled
+    """Samples from one buffer row to the next: wb, or with ``aligned`` a whole number of vectors
+    of ``width`` lanes past the row (the shifted-tap kernels read a vector beyond its end)."""
+    return -(-(wb + width) // width) * width if aligned else wb
+
+
+@njit(cache=True)
+def _plane_buffer(hb, rs, width, aligned, active, like):  # pragma: no cover - compiled
+    """A zeroed plane buffer of hb rows of rs samples in ``like``'s dtype, for a thread that
+    claimed a chunk (``active``; else empty), starting on a cache line (a vector's bytes) where
+    ``aligned``. Kept across planes: each ``_fill`` writes the same samples, the border stays 0."""
+    store = np.zeros(hb * rs + width if active else 0, dtype=like.dtype)
+    lead = (-(store.ctypes.data // store.itemsize)) % width if aligned and active else 0
+    return store[lead:lead + hb * rs]
+
+
 @njit(cache=True, fastmath={"contract"})
 def _run3x3(bf, q0, q1, q2, e1, e2, yf, ys, count, w0, w1, w2, w3, w4, w5, w6, w7,
             w8):  # pragma: no cover - compiled
@@ -204,13 +221,10 @@ def depthwise2d_forward_first(x, w, p0, p1, s0, s1, d0, d1, y):  # pragma: no co
     width = lanes(yf)
     # 3x3, unit column stride and dilation: buffer rows a vector apart and aligned (``_plane3x3_aligned``)
     aligned = kh == 3 and kw == 3 and s1 == 1 and d1 == 1 and ow >= width
-    rs = -(-(wb + width) // width) * width if aligned else wb
+    rs = _row_stride(wb, width, aligned)
     for _ in prange(chunks):  # chunks claimed by the threads that run (_numba.chunk_size)
         k = _claim(counter)
-        store = np.zeros(hb * rs + width if k < chunks else 0, dtype=y.dtype)
-        # the buffer from the first element of store on a cache line (a vector's bytes)
-        lead = (-(store.ctypes.data // store.itemsize)) % width if aligned and k < chunks else 0
-        buf = store[lead:lead + hb * rs]
+        buf = _plane_buffer(hb, rs, width, aligned, k < chunks, yf)
         while k < chunks:
             for t in range(k * per, min(tasks, (k + 1) * per)):
                 n, o = t // o_, t % o_
@@ -438,13 +452,11 @@ def _filter_grad_planes(xf, gf, n_, c_in, o_, h_in, w_in, oh, ow, p0, p1, s0, d0
     counter = np.zeros(1, dtype=np.int64)
     width = lanes(xf)
     shifted = d1 == 1  # buffer rows a vector apart and aligned (``_plane_sums3x3``)
-    rs = -(-(wb + width) // width) * width if shifted else wb
+    rs = _row_stride(wb, width, shifted)
     for _ in prange(chunks):
         k = _claim(counter)
         # Kept across planes: each _fill writes the same samples, the border stays zero.
-        store = np.zeros(hb * rs + width if k < chunks else 0, dtype=dw.dtype)
-        lead = (-(store.ctypes.data // store.itemsize)) % width if shifted and k < chunks else 0
-        buf = store[lead:lead + hb * rs]
+        buf = _plane_buffer(hb, rs, width, shifted, k < chunks, xf)
         while k < chunks:
             for t in range(k * per, min(tasks, (k + 1) * per)):
                 n, o = t // o_, t % o_
