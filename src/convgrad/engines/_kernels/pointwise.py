@@ -132,7 +132,6 @@ def _tile_6x64(wf, xf, yf, o0, mo, C, S, xo, yo, stream):  # pragma: no cover - 
     if stream:
         _stream_rows(yf, q, us, mo, a0, a1, a2, a3, a4, a5)
         return
-    q = np.uint64(yo + o0 * S)
     for v in range(_U64):
         yf[q + v] = a0[v]
     if mo > 1:
