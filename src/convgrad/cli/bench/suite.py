@@ -208,8 +208,10 @@ def run_case(case: Case, repeats: int, frameworks: Iterable[str] = ("torch",),
     from ..._plan import make_plan
     from ...engines import warm_up
 
-    # The frameworks load their own OpenMP before convgrad's kernels start their (passive) pool:
-    # imported after it, PyTorch would share that one and be timed with convgrad's wait policy.
+    # The frameworks are imported before convgrad's kernels start their pool, as a PyTorch user's
+    # script does: Numba's loops then run on PyTorch's GNU OpenMP, whose threads spin ~8 ms after
+    # each loop (its default policy; measured: 7.5-8.6 ms of CPU in a 30 ms sleep after a loop,
+    # none without PyTorch), so both are timed with PyTorch's wait policy, not convgrad's passive one.
     for name in frameworks:
         if _frameworks.installed(name):
             importlib.import_module(_frameworks.module(name).IMPORTS[0])

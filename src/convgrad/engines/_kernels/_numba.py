@@ -172,9 +172,10 @@ def start_pool() -> None:
     OMP_WAIT_POLICY=PASSIVE in the environment, which GNU OpenMP reads once, when it loads: its
     threads then sleep after a parallel loop instead of spinning on the cores other work needs
     (engines/_threads.py has the measurements). The environment is restored after, so processes
-    started later and a library that loads its own OpenMP later keep theirs (PyTorch's own copy
-    when it is imported first; imported after, it shares this one). A caller's own
-    OMP_WAIT_POLICY or GOMP_SPINCOUNT is kept."""
+    started later keep theirs. Where PyTorch was imported first, its wheel's GNU OpenMP (loaded
+    with the default policy) is the one Numba's pool starts on, and its threads spin ~8 ms after
+    each loop; PyTorch imported after shares this passive one. A caller's own OMP_WAIT_POLICY or
+    GOMP_SPINCOUNT is kept."""
     global _pool_started
     if _pool_started or not NUMBA:
         return
