@@ -43,6 +43,28 @@ def pad_copy(x, lo, out):  # pragma: no cover - compiled
         of[row + k1 * OC:row + OW * OC] = 0
 
 
+@njit(cache=True)
+def transposed_run(a, src0, plane, C, m, b, dst0, step):  # pragma: no cover - compiled
+    """b[dst0 + u * step + c] = a[src0 + c * plane + u] for u < m, c < C: a run of m samples of C
+    channel planes ``plane`` apart (channels-first) written channels-last, blocks of 8 channels x
+    8 samples transposed in registers (``_shuffle.transpose8``); unsigned offsets."""
+    m8 = m // np.uint64(8) * np.uint64(8)
+    c = 0
+    while c + 8 <= C:
+        s, d = src0 + np.uint64(c) * plane, dst0 + np.uint64(c)
+        for u in range(np.uint64(0), m8, np.uint64(8)):
+            transpose8(a, s + u, plane, b, d + u * step, step)
+        for u in range(m8, m):
+            q = d + u * step
+            for cc in range(8):
+                b[q + cc] = a[s + np.uint64(cc) * plane + u]
+        c += 8
+    for cc in range(c, C):
+        s, d = src0 + np.uint64(cc) * plane, dst0 + np.uint64(cc)
+        for u in range(m):
+            b[d + u * step] = a[s + u]
+
+
 @njit(parallel=True, cache=True)
 def pad_copy_first(x, lo, out):  # pragma: no cover - compiled
     """pad_copy from a channels-first x (N, C, D, H, W): out[n, i, j, k, c] = x[n, c, i - lo[0],
@@ -69,24 +91,9 @@ def pad_copy_first(x, lo, out):  # pragma: no cover - compiled
             of[row + u] = 0
         for u in range(np.uint64(k1 * OC), np.uint64(OW * OC)):
             of[row + u] = 0
-        m = np.uint64(k1 - k0)
-        m8 = m // np.uint64(8) * np.uint64(8)
+        m, dst0 = np.uint64(k1 - k0), row + np.uint64(k0 * OC)
         src0 = np.uint64(((n * C * D + si) * H + sj) * W + k0 - lo[2])
-        dst0 = row + np.uint64(k0 * OC)
-        c = 0
-        while c + 8 <= C:
-            s, d = src0 + np.uint64(c) * plane, dst0 + np.uint64(c)
-            for u in range(np.uint64(0), m8, np.uint64(8)):
-                transpose8(xf, s + u, plane, of, d + u * uoc, uoc)
-            for u in range(m8, m):
-                q = d + u * uoc
-                for cc in range(8):
-                    of[q + cc] = xf[s + np.uint64(cc) * plane + u]
-            c += 8
-        for cc in range(c, C):
-            s, d = src0 + np.uint64(cc) * plane, dst0 + np.uint64(cc)
-            for u in range(m):
-                of[d + u * uoc] = xf[s + u]
+        transposed_run(xf, src0, plane, C, m, of, dst0, uoc)
         if OC > C:  # the channels past C of each sample
             for u in range(m):
                 q = dst0 + u * uoc

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._numba import _add, _claim, chunk_size, njit, prange
-from ._shuffle import transpose8
+from .pad import transposed_run
 from .tiled import _plane_tiles
 
 # Columns of the region table (one row per region): which source it reads (0: ``a``, 1: ``b``),
@@ -151,24 +151,8 @@ def _copy_row(a, extent, a_first, b, C, N, copies, r, q):  # pragma: no cover - 
         for u in range(np.uint64((hi - lo) * C)):
             b[dst + u] = a[src + u]
         return
-    plane = np.uint64(AD * AH * AW)
-    m = np.uint64(hi - lo)
-    m8 = m // np.uint64(8) * np.uint64(8)
     src0 = np.uint64(((n * C * AD + ai) * AH + aj) * AW + ak + lo)
-    dst0 = out + np.uint64(lo * C)
-    c = 0
-    while c + 8 <= C:
-        s, d = src0 + np.uint64(c) * plane, dst0 + np.uint64(c)
-        for u in range(np.uint64(0), m8, np.uint64(8)):
-            transpose8(a, s + u, plane, b, d + u * uc, uc)
-        for u in range(m8, m):
-            for cc in range(8):
-                b[d + u * uc + cc] = a[s + np.uint64(cc) * plane + u]
-        c += 8
-    for cc in range(c, C):
-        s, d = src0 + np.uint64(cc) * plane, dst0 + np.uint64(cc)
-        for u in range(m):
-            b[d + u * uc] = a[s + u]
+    transposed_run(a, src0, np.uint64(AD * AH * AW), C, np.uint64(hi - lo), b, out + np.uint64(lo * C), uc)
 
 
 # Columns of pack_phases' table (one row per tap of a phase's filter): where the phase's packed
