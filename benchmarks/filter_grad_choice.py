@@ -1,6 +1,6 @@
 """How often the planner's float32 filter-gradient estimates pick the faster of the tiled engine and
-im2col, over random channels-last 2-D geometries (what RUNS_FLOPS_PER_S and
-RUNS_PARTIAL_BYTES_PER_S in calibration.json were chosen by).
+im2col, over random channels-last 2-D geometries (what RUNS_FLOPS_PER_S,
+RUNS_PARTIAL_BYTES_PER_S and RUNS_STORE_BYTES_PER_S in calibration.json were chosen by).
 
 Run: ``python benchmarks/filter_grad_choice.py [--geometries 60] [--seed 1] [--calls 7]``.
 Everything runs on one thread (convgrad under ``_threads.serial_under``, BLAS limited by

@@ -199,11 +199,12 @@ def test_filter_runs_result_is_not_scratch(fmt):
 
 def test_filter_runs_partials_decide_against_im2col(monkeypatch):
     """Against the other engines the runs kernel is charged its partial filter gradients too
-    (zeroed, summed, copied out), at a faster rate for its multiply-adds: with the kernels loaded
-    and two threads, resnet_3x3_deep's channels-last filter gradient runs on the runs kernel
-    (quiet, 2 threads: 3.90-4.24 ms against im2col's 4.80-5.03), and 1x512x7x7 -> 256, 5x5, whose
-    filter entries each sum 49 outputs, on another engine (one thread: 7.0 ms against im2col's
-    3.0). Within the tiled engine the choice of kernel keeps to the rates alone."""
+    (zeroed and added into past the second-level cache, summed or laid out after the kernel): with
+    the kernels loaded and two threads, resnet_3x3_deep's channels-last filter gradient runs on the
+    runs kernel (quiet, 2 threads: 3.90-4.24 ms against im2col's 4.80-5.03), and 1x512x7x7 -> 256,
+    5x5, whose filter entries each sum 49 outputs, on another engine (one thread, loaded: 3.1-5.8
+    ms against im2col's 2.7-3.1). Within the tiled engine the choice of kernel keeps to the rates
+    alone."""
     from convgrad import _plan
     from convgrad.engines import _kernels, _threads, tiled
 
@@ -217,5 +218,28 @@ def test_filter_runs_partials_decide_against_im2col(monkeypatch):
     assert (chosen.chosen.engine, chosen.choices.get("tile")) == ("tiled", "6x64 runs"), chosen.reason
     assert _plan.Planner().plan("filter_grad", few, F32).chosen.engine != "tiled"
     assert tiled._runs_fit(few, F32)  # the tiled engine itself still runs its runs kernel there
-    monkeypatch.setattr(tiled, "_runs_partials_seconds", lambda g: 0.0)  # the term decides it
+    monkeypatch.setattr(tiled, "_runs_partials_seconds", lambda g, first: 0.0)  # the term decides it
     assert _plan.Planner().plan("filter_grad", few, F32).chosen.engine == "tiled"
+
+
+def test_filter_runs_partials_charge_what_runs(monkeypatch):
+    """The partials' charge follows what the kernel does: nothing where one part, written by the
+    kernel in the L2-sized blocks of 64 output channels, is the channels-last result; the pass
+    after it for a channels-first caller or several parts; the stores past the second-level cache
+    where a block of sums is larger than it (grows with the chunks of rows that add into it)."""
+    from convgrad.engines import _threads, tiled
+
+    monkeypatch.setattr(_threads, "allowed", lambda: 2)
+
+    def geom(n, h, c, o, k):
+        return convgrad.ConvGeometry.for_conv((n, h, h, c), (k, k, c, o), padding=k // 2,
+                                              data_format="channels_last")
+
+    deep, narrow, wide = geom(8, 14, 256, 256, 3), geom(8, 32, 64, 64, 3), geom(1, 7, 512, 256, 5)
+    assert tiled._runs_parts(deep) == 1 and tiled._runs_partials_seconds(deep, first=False) == 0.0
+    assert tiled._runs_partials_seconds(deep, first=True) > 0.0
+    assert tiled._runs_parts(narrow) == 2 and tiled._runs_partials_seconds(narrow, first=False) > 0.0
+    # 5 x 5 x 512 x 64 floats per block: 3.3 MB, past the second-level cache
+    assert tiled._runs_partials_seconds(wide, first=False) > 0.0
+    taller = geom(1, 56, 512, 256, 5)  # more chunks of rows add into the same blocks
+    assert tiled._runs_partials_seconds(taller, first=False) > tiled._runs_partials_seconds(wide, first=False)

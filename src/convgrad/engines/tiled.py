@@ -155,7 +155,7 @@ class Tiled:
         if choices.get("tile") == "8x48 thin":
             compute = _thin_seconds(geom)
         elif choices.get("tile") == "6x64 runs":
-            compute = _runs_seconds(geom) + _runs_partials_seconds(geom)
+            compute = _runs_seconds(geom) + _runs_partials_seconds(geom, first=False)
         else:
             compute = _compute_seconds(geom, op, block, dtype)
         seconds = (compute + copy + fig.CALL_SECONDS) * fig.FITTED[op]
@@ -168,6 +168,9 @@ class Tiled:
             rate = fl.COMPILED_TRANSPOSE_BYTES_PER_S if layout.loaded(dtype) else fl.TRANSPOSE_BYTES_PER_S
             back = 2 * math.prod(geom.w_shape()) * dtype.itemsize / rate
             first = kernel_first if kernel_first is not None else partial(_run_first, run, op)
+            if choices.get("tile") == "6x64 runs":  # its channels-first pass after the kernel
+                back += (_runs_partials_seconds(geom, first=True)
+                         - _runs_partials_seconds(geom, first=False)) * fig.FITTED[op]
         first_seconds = seconds + back + planner.load_seconds(dtype, _kernels.pad_copy_first)
         first_workspace = None
         if _pointwise(geom) and dtype == np.float32:  # channels-first 1x1: GEMMs on NCHW as it is
@@ -343,6 +346,9 @@ RUN_ROWS = 6
 # (load 8-10): resnet_3x3_deep 0.96-0.97 channels-last, 1.00 channels-first, resnet_3x3
 # 0.96-0.98, the dilated and stem rows 0.99-1.01; 64 KiB no better.
 RUNS_CHUNK_BYTES = 32768
+# A block of partial sums larger than this (the second-level cache, 1 MiB per core here) is
+# zeroed and added into out there: charged by _runs_partials_seconds.
+RUNS_CACHE_BYTES = 1 << 20
 
 
 def _run_length_fg(geom: ConvGeometry) -> int:
@@ -371,15 +377,27 @@ def _runs_seconds(geom: ConvGeometry) -> float:
     return geom.flops / fig.RUNS_FLOPS_PER_S * (-(-o // 64) * 64 / o) * (tiles * RUN_ROWS / run)
 
 
-def _runs_partials_seconds(geom: ConvGeometry) -> float:
-    """The runs kernel's partial filter gradients (float32, 64k output channels) zeroed, summed
-    and copied out: where each filter entry sums few outputs (7x7 planes, 512 channels) they
-    outweigh the multiply-adds (1x512x7x7 -> 512, 3x3: 4.7 ms on one thread against the rate's
-    1.1). Charged against the other engines only: the choice between the tiled engine's own
-    kernels keeps to their rates."""
+def _runs_partials_seconds(geom: ConvGeometry, first: bool) -> float:
+    """The runs kernel's partial filter gradients (float32, 64k output channels) beyond its
+    multiply-adds: where one block of 64 output channels' sums (a thread's working set) is larger
+    than the second-level cache (RUNS_CACHE_BYTES), each part zeroed and added into by every
+    chunk of rows out there (1x512x7x7 -> 256, 5x5: 3.1-5.8 ms on one thread against im2col's
+    2.7-3.1, the rate's 1.7); and the pass after the kernel, the parts added (and for a
+    channels-first caller, ``first``, laid out), except where the one part is the result. Charged
+    against the other engines only: the choice between the tiled engine's own kernels keeps to
+    their rates."""
+    fig = figures("tiled")
     o = -(-geom.out_channels // 64) * 64
-    partials = _runs_parts(geom) * math.prod(geom.kernel) * geom.in_channels * o * 4
-    return partials / figures("tiled").RUNS_PARTIAL_BYTES_PER_S
+    parts = _runs_parts(geom)
+    part = math.prod(geom.kernel) * geom.in_channels * o * 4
+    seconds = 0.0
+    if part // (o // 64) > RUNS_CACHE_BYTES:
+        rows = -(-geom.batch * math.prod(geom.out_spatial[:-1]) // parts)
+        chunk = max(1, RUNS_CHUNK_BYTES // max(1, geom.out_spatial[-1] * 64 * 4))
+        seconds += parts * part * (1 + -(-rows // chunk)) / fig.RUNS_STORE_BYTES_PER_S
+    if first or parts > 1 or o != geom.out_channels:
+        seconds += parts * part / fig.RUNS_PARTIAL_BYTES_PER_S
+    return seconds
 
 
 def _runs_parts(geom: ConvGeometry) -> int:
