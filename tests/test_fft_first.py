@@ -158,3 +158,81 @@ def test_fft_blocks_of_channels_first_operands_are_cut_from_them(case, data):
             default_planner().clear()
     for a, c in zip((x, w, dy), before):
         np.testing.assert_array_equal(a, c)
+
+
+@given(case=strategies.conv_cases(ranks=(1, 2), data_formats=("channels_first",), min_batch=1),
+       data=st.data())
+@strategies.budget(20)
+@checked_against("oracle")
+def test_fft_blocked_input_grad_overlap_adds_channels_first_blocks(transforms, case, data):
+    """The input gradient by blocks along the first axis (forced: 1 output per block up to the
+    whole axis), with the transforms by pocketfft (the inverse writing the blocks channels-first)
+    and by DFT GEMMs (writing through channels-last views): on NCHW operands with every
+    transposition of _ops forbidden, dx overlap-added from the blocks in runs, and on the
+    channels-last operands of the same problem; the oracle's results both times, operands
+    unchanged."""
+    from convgrad._layout import w_to_last, x_from_last, x_to_last
+    from convgrad._plan import default_planner
+    from convgrad.engines import fft
+
+    kw = {k: v for k, v in case.kwargs.items() if k != "data_format"}
+    geom = convgrad.ConvGeometry.for_conv(case.x_shape, case.w_shape, **kw)
+    assume(not any(lo or hi for lo, hi in geom.tight_padding[1:]))  # else the blocks run channels-last
+    b = data.draw(st.integers(1, geom.out_spatial[0]), label="block")
+    rng = np.random.default_rng(b)
+    w, dy = (rng.standard_normal(s) for s in (geom.w_shape(), geom.y_shape()))
+    dyl = np.ascontiguousarray(x_to_last(dy, "channels_first"))
+    wl = np.ascontiguousarray(w_to_last(w, "channels_first"))
+    before = [a.copy() for a in (w, dy)]
+    want = oracle.input_grad(dy, w, geom.x_shape(), **kw)
+    with mock.patch.object(fft.FFT, "_block", lambda self, g, op, dtype: b):
+        default_planner().clear()  # plans made before the patch
+        try:
+            plan = convgrad.make_plan("input_grad", geom, F64, "fft", 2**31, "channels_first")
+            assert plan.choices["block"] == b and plan.takes == "channels_first"
+            with mock.patch.object(convgrad._ops, "x_to_last", _transposed), \
+                    mock.patch.object(convgrad._ops, "w_to_last", _transposed), \
+                    mock.patch.object(convgrad._ops, "relaid", _transposed):
+                first = convgrad.conv_input_grad(dy, w, geom.x_shape(), method="fft", **kw)
+            last = convgrad.conv_input_grad(dyl, wl, geom.x_shape()[2:], method="fft",
+                                            data_format="channels_last", **kw)
+            start, stop, _ = geom.reach[0]
+            for got in (first, x_from_last(last, "channels_first")):
+                assert_close(got, want)
+                # no window reaches the samples the tight pads crop: exact zeros there
+                np.testing.assert_array_equal(got[:, :, :start], 0)
+                np.testing.assert_array_equal(got[:, :, stop:], 0)
+        finally:
+            default_planner().clear()
+    for a, c in zip((w, dy), before):
+        np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "kw", "b"), [
+    ((2, 3, 60), (4, 3, 7), {"stride": 2}, 4),  # the last sample past every window
+    ((2, 3, 61), (4, 3, 7), {"stride": 3, "padding": [(0, -4)]}, 3),
+    ((2, 3, 61), (4, 3, 7), {"padding": [(-3, -4)]}, 7),  # cropped at both ends
+    ((1, 2, 9, 5), (2, 2, 3, 2), {"stride": (2, 1), "padding": [(1, -2), (0, 0)]}, 2),
+])
+def test_fft_blocked_input_grad_channels_first_is_zero_where_no_window_reaches(x_shape, w_shape, kw, b):
+    """dx by forced blocks on NCHW operands: the oracle's values, and exact zeros on the samples
+    that the crops and the tight pads leave outside every window (the last block's segment
+    reaches past them; its transforms' rounding must not land there)."""
+    from convgrad._plan import default_planner
+    from convgrad.engines import fft
+
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
+    rng = np.random.default_rng(0)
+    w, dy = rng.standard_normal(w_shape), rng.standard_normal(geom.y_shape())
+    with mock.patch.object(fft.FFT, "_block", lambda self, g, op, dtype: b):
+        default_planner().clear()
+        try:
+            assert convgrad.make_plan("input_grad", geom, F64, "fft", 2**31, "channels_first").takes == \
+                "channels_first"
+            got = convgrad.conv_input_grad(dy, w, x_shape, method="fft", **kw)
+        finally:
+            default_planner().clear()
+    assert_close(got, oracle.input_grad(dy, w, x_shape, **kw))
+    start, stop, _ = geom.reach[0]
+    np.testing.assert_array_equal(got[:, :, :start], 0)
+    np.testing.assert_array_equal(got[:, :, stop:], 0)

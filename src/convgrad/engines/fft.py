@@ -22,7 +22,8 @@ arrays as channels-last views, the last inverse stage writes the NCHW result, an
 gradient correlates with dy's channels as rows so that its lags come out in the (O, Cg) order of
 an OIHW filter. Blocked, the forward and the filter gradient cut their blocks from the NCHW arrays
 as runs along the first axis, (N, blocks, C, segment), read the same way (pads on the first axis
-only; the blocked input gradient still runs channels-last, transposed around).
+only); the blocked input gradient's inverse transforms (pocketfft's) read the mixed spectra as a
+channels-first view and write each block's dx channels-first, overlap-added in runs.
 """
 
 from __future__ import annotations
@@ -83,9 +84,9 @@ class FFT:
             check_fits(f"the FFT blocks of {geom.x_shape('channels_last')}", workspace, limit)
             lengths = self._lengths(bg)
             run = partial(self._blocked, op, geom, b, lengths)
-            # Channels-first (the first axis's pads only, not the input gradient's overlap-add):
-            # the blocks are cut from the NCHW operands and y's joined in runs along the axis.
-            if op != "input_grad" and not any(lo or hi for lo, hi in geom.tight_padding[1:]):
+            # Channels-first (the first axis's pads only): the blocks are cut from the NCHW
+            # operands and y's joined (dx's overlap-added) in runs along the axis.
+            if not any(lo or hi for lo, hi in geom.tight_padding[1:]):
                 y_blocks = bg.batch * b * math.prod(geom.out_spatial[1:]) * geom.out_channels
                 extra = y_blocks + math.prod(geom.w_shape()) if op == "forward" else 0  # and w's copy
                 first_workspace = workspace + extra * dtype.itemsize
@@ -191,6 +192,9 @@ class FFT:
         which the transforms read as channels-last views, as the unblocked ops read NCHW; the
         forward writes its blocks of y the same way and joins them in runs; dw comes out OIHW."""
         bg, nb = _block_geometry(geom, b), _block_count(geom, b)
+        if op == "input_grad":
+            dxs = self._input_grad_blocks_first(bg, lengths, _dy_blocks_first(a, b, nb), c)
+            return _overlap_add_first(dxs, geom, b)
         segments = _last_view(_segments_first(a, geom, b))
         if op == "filter_grad":
             dw = np.empty(geom.w_shape("channels_first"), dtype=a.dtype)
@@ -204,6 +208,28 @@ class FFT:
         for j in range(nb):  # the last block's outputs past y's end are dropped
             y[:, :, j * b : (j + 1) * b] = yb[:, j, :, : out[0] - j * b]
         return y
+
+    def _input_grad_blocks_first(self, bg: ConvGeometry, lengths: tuple[int, ...], blocks: np.ndarray,
+                                 w: np.ndarray) -> np.ndarray:
+        """dx of each block, ``(N, nb, C, seg, *rest)``, from dy's blocks ``(N, nb, O, b, *rest)``
+        and w ``(O, Cg, *K)``: by pocketfft on channels-first spectra (the transforms along the
+        runs of samples, the mixing writing the spectra channels-first), or where a DFT GEMM
+        transforms a side, ``_input_grad`` on channels-last views of the blocks."""
+        n, nb = blocks.shape[:2]
+        g, cg, _, _ = bg.group_dims
+        dy = blocks.reshape(n * nb, *blocks.shape[2:])
+        keep = _kept(bg)
+        shape = (n, nb, bg.in_channels, *keep)
+        wl = w_to_last(w, "channels_first")
+        if (_spectra.use_signal_dft(x_to_last(dy, "channels_first").shape, lengths)
+                or _spectra.use_signal_dft((n * nb, *keep, bg.in_channels), lengths) or cg == 0 or dy.size == 0):
+            dxs = scratch("fft.dxb", shape, dy.dtype)
+            self._input_grad(bg, lengths, x_to_last(dy, "channels_first"), wl,
+                             out=_last_view(dxs))
+            return dxs
+        dys = _spectra.spectrum(x_to_last(dy, "channels_first"), lengths, bg.stride, "fft.dy")
+        ws = _spectra.kernel_spectrum(_adjoint_filter(bg, wl, True), lengths, _tap_positions(bg, lengths))
+        return _spectra.samples_first(dys, ws, g, lengths, keep).reshape(shape)
 
     # --- the three ops on whole axes -------------------------------------------------------------
     def _forward(self, geom: ConvGeometry, lengths: tuple[int, ...],
@@ -221,7 +247,7 @@ class FFT:
 
     def _input_grad(self, geom: ConvGeometry, lengths: tuple[int, ...],
                     dy: np.ndarray, w: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        g, cg, og, _ = geom.group_dims
+        g, cg, _, _ = geom.group_dims
         kept = _kept(geom)
         inside = None if out is None else _cropped(out, geom, True)  # zeros where x was cropped
         if inside is not None and inside.size < out.size:
@@ -231,14 +257,8 @@ class FFT:
         else:
             dys = _spectra.spectrum(dy, lengths, geom.stride, "fft.dy")  # dy spread s apart
             # Tap t at t * d, shifted back by the leading pad: sample i is x's sample i.
-            # The adjoint mixes with each frequency's matrix transposed: take the spectrum of w with
-            # its channel axes swapped within each group, (*K, Og, G * Cg).
-            wt = w.reshape(*geom.kernel, cg, g, og).swapaxes(-3, -1).reshape(*geom.kernel, og, g * cg)
-            # Channels-last with one group the reshape is a view, which the GEMMs read 2.6x slower;
-            # channels-first with one group it is the filter as it is, (O, Cg, *K), taps first.
-            if out is None or g > 1:
-                wt = copied("fft.wt", wt)
-            ws = _spectra.kernel_spectrum(wt, lengths, _tap_positions(geom, lengths))
+            ws = _spectra.kernel_spectrum(_adjoint_filter(geom, w, out is not None), lengths,
+                                          _tap_positions(geom, lengths))
             dx = _spectra.samples(dys, ws, g, lengths, [range(k) for k in kept], out=inside)
         if out is not None:
             return out
@@ -297,6 +317,45 @@ class FFT:
 # gradient's 4 of 8.9).
 _FIRST = {"forward": FFT._forward_first, "input_grad": FFT._input_grad_first,
           "filter_grad": FFT._filter_grad_first}
+
+
+def _adjoint_filter(geom: ConvGeometry, w: np.ndarray, first: bool) -> np.ndarray:
+    """The input gradient's filter: w ``(*K, Cg, O)`` with its channel axes swapped within each
+    group, ``(*K, Og, G * Cg)`` (the adjoint mixes with each frequency's matrix transposed).
+    Channels-last with one group the swap is a view, which the GEMMs read 2.6x slower: copied;
+    ``first`` (w a channels-first filter seen channels-last) with one group it is the filter as it
+    is, (O, Cg, *K), taps first: a view."""
+    g, cg, og, _ = geom.group_dims
+    wt = w.reshape(*geom.kernel, cg, g, og).swapaxes(-3, -1).reshape(*geom.kernel, og, g * cg)
+    return wt if first and g == 1 else copied("fft.wt", wt)
+
+
+def _overlap_add_first(dxs: np.ndarray, geom: ConvGeometry, b: int) -> np.ndarray:
+    """dx ``(N, C, *S)`` of the blocks' dx ``(N, nb, C, seg, *rest)``: block j's samples start at
+    j * b * s of the padded first axis, and overlap the next block's. Each run of dx is written by
+    the first block that reaches it and added to by the ones after (in block order, as the
+    channels-last overlap-add sums them), zero where none does (the tight pads' crops)."""
+    nb, seg, step = dxs.shape[1], dxs.shape[3], b * geom.stride[0]
+    lo = geom.tight_padding[0][0]
+    stop = min(geom.in_spatial[0], geom.tight_padded[0] - lo)  # past it: no window, no gradient
+    dx = np.empty(geom.x_shape("channels_first"), dtype=dxs.dtype)
+    written = 0
+    for j in range(nb):
+        start = j * step - lo  # block j's first sample, in x's coordinates
+        a0, a1 = max(start, 0), min(start + seg, stop)
+        if a1 <= a0:
+            continue
+        if a0 > written:
+            dx[:, :, written:a0] = 0
+            written = a0
+        m = min(a1, written)
+        if m > a0:
+            dx[:, :, a0:m] += dxs[:, j, :, a0 - start : m - start]
+        if a1 > m:
+            dx[:, :, m:a1] = dxs[:, j, :, m - start : a1 - start]
+            written = a1
+    dx[:, :, written:] = 0
+    return dx
 
 
 def _zeros(out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
