@@ -221,8 +221,8 @@ class FFT:
         keep = _kept(bg)
         shape = (n, nb, bg.in_channels, *keep)
         wl = w_to_last(w, "channels_first")
-        if (_spectra.use_signal_dft(x_to_last(dy, "channels_first").shape, lengths)
-                or _spectra.use_signal_dft((n * nb, *keep, bg.in_channels), lengths) or cg == 0 or dy.size == 0):
+        if (cg == 0 or dy.size == 0 or _spectra.use_signal_dft(x_to_last(dy, "channels_first").shape, lengths)
+                or _spectra.use_signal_dft((n * nb, *keep, bg.in_channels), lengths)):
             dxs = scratch("fft.dxb", shape, dy.dtype)
             self._input_grad(bg, lengths, x_to_last(dy, "channels_first"), wl,
                              out=_last_view(dxs))
