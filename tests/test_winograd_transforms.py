@@ -127,3 +127,25 @@ def test_phase_tiles_past_the_last_column_write_nothing(x_shape, padding, dilati
     x, w = rng.standard_normal(x_shape), rng.standard_normal((19, x_shape[1], 3, 3))
     want = oracle.conv(x, w, padding=padding, dilation=dilation)
     assert_close(_kernel_forward(x, w, padding, dilation, first), want)
+
+
+@pytest.mark.parametrize(("x_shape", "padding", "dilation", "dtype"), [
+    ((1, 8, 32, 32), 2, (2, 2), np.float32),  # dilated_3x3_d2's planes: 32 x 32 float32, 4 KiB
+    ((2, 9, 16, 16), 1, (1, 1), np.float64),  # 16 x 16 float64, 2 KiB; 9 channels: a tail of 1
+    ((1, 8, 8, 16), ((1, 1), (2, 2)), (1, 2), np.float64),  # 8 x 16 float64, 1 KiB; dilated columns
+    ((1, 8, 4, 256), 1, (1, 1), np.float32),  # 4 x 256: rows of 64 tiles in parts of 48 (oc0 > 0)
+])
+def test_channels_first_planes_a_multiple_of_1_kib_go_through_the_stage(x_shape, padding, dilation, dtype):
+    """Output planes whose size is a multiple of 1 KiB (``_aliased``) are written through the
+    stage (transposed into it, then copied a row at a time): against the float64 oracle, every
+    output written (NaN-prefilled y), nothing past y."""
+    from convgrad.engines._kernels import winograd_fused
+
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal((11, x_shape[1], 3, 3))
+    want = oracle.conv(x, w, padding=padding, dilation=dilation)
+    assert winograd_fused._aliased(want.shape[2] * want.shape[3] * np.dtype(dtype).itemsize)
+    got = _kernel_forward(x.astype(dtype), w.astype(dtype), padding, dilation, True)
+    assert not np.isnan(got).any()
+    tol = winograd.FLOAT32_TOLERANCE if dtype == np.float32 else 1e-10
+    assert np.abs(got - want).max() / np.abs(want).max() < tol
