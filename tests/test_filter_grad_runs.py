@@ -243,3 +243,53 @@ def test_filter_runs_partials_charge_what_runs(monkeypatch):
     assert tiled._runs_partials_seconds(wide, first=False) > 0.0
     taller = geom(1, 56, 512, 256, 5)  # more chunks of rows add into the same blocks
     assert tiled._runs_partials_seconds(taller, first=False) > tiled._runs_partials_seconds(wide, first=False)
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "kw"), [
+    ((2, 5, 9, 10), (65, 5, 3, 3), {"padding": 1}),  # 9 taps: one 8 x 8 transpose and one left over
+    ((1, 3, 8, 9), (136, 3, 4, 4), {"stride": 2, "padding": 1}),  # 16 taps, a block of 8 channels
+    ((2, 7, 11), (130, 7, 1), {"stride": 2}),  # 1 tap: no transposes (stride 2: not the 1x1 GEMMs)
+    ((1, 6, 3, 4, 5), (200, 6, 3, 3, 3), {"padding": 1}),  # 3-D, 27 taps
+])
+def test_filter_runs_first_blocks_laid_out_in_the_kernel(monkeypatch, x_shape, w_shape, kw):
+    """A channels-first caller's filter gradient of one share of rows is laid out (O, C, *K) by
+    the kernel's threads, block by block (``_block_first``), with no pass after it: every entry
+    written (the result prefilled with NaN), the oracle's values, bitwise the same as the pass
+    after the kernel (``finish_runs``) gives for the same parts."""
+    from convgrad.engines import _kernels, _scratch, _threads, tiled
+
+    monkeypatch.setattr(_threads, "allowed", lambda: 1)
+    monkeypatch.setattr(tiled, "_runs_seconds", lambda g: 0.0)
+
+    def nan_filled(shape, dtype):
+        a = _scratch.aligned_empty(shape, dtype)
+        a.fill(np.nan)
+        return a
+
+    def no_pass(*args):
+        raise AssertionError("finish_runs ran after the kernel")
+
+    monkeypatch.setattr(tiled, "aligned_empty", nan_filled)
+    monkeypatch.setattr(_kernels, "finish_runs", no_pass)
+    rng = np.random.default_rng(len(x_shape) + w_shape[0])
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
+    x, dy = rng.standard_normal(x_shape), rng.standard_normal(geom.y_shape())
+    default_planner().clear()
+    plan = convgrad.make_plan("filter_grad", geom, F32, "tiled", 2**31)
+    assert plan.choices["tile"] == "6x64 runs" and plan.choices["parts"] == 1
+    got = convgrad.conv_filter_grad(x.astype(np.float32), dy.astype(np.float32), w_shape, method="tiled",
+                                    **kw)
+    default_planner().clear()
+    assert_float32_filter_grad(got, x, dy, w_shape, "channels_first", **kw)
+    # the same kernel's parts laid out by the pass after it
+    unit = (1,) * (3 - geom.rank)
+    xp = tiled._padded(np.ascontiguousarray(np.moveaxis(x.astype(np.float32), 1, -1)), geom.tight_padding,
+                       None, "test.x")
+    dy5 = np.ascontiguousarray(dy.astype(np.float32)).reshape(*dy.shape[:2], *unit, *dy.shape[2:])
+    parts = np.zeros((1, *unit, *geom.kernel, geom.in_channels, -(-geom.out_channels // 64) * 64), np.float32)
+    _kernels.filter_grad_runs(tiled.as_3d(xp), dy5, *(unit + geom.stride), *(unit + geom.rhs_dilation), 1,
+                              tiled.RUNS_CHUNK_BYTES, True, parts, np.empty((0,) * 5, np.float32))
+    after = np.empty((geom.out_channels, geom.in_channels, *unit, *geom.kernel), np.float32)
+    monkeypatch.undo()
+    _kernels.finish_runs(parts, after)
+    assert got.tobytes() == after.reshape(got.shape).tobytes()

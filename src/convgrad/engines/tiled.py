@@ -437,12 +437,17 @@ def _filter_grad_runs(geom: ConvGeometry, row_parts: int, x: np.ndarray, dy: np.
     _threads.for_numba()
     run = partial(_kernels.filter_grad_runs, as_3d(xp), dy5, *(unit + geom.stride),
                   *(unit + geom.rhs_dilation), row_parts, RUNS_CHUNK_BYTES, first)
+    none = np.empty((0,) * 5, x.dtype)
     if row_parts == 1 and not first and o == blocks:  # the one partial is the result: no pass after
         dw = aligned_empty((1, *unit, *k, c, o), x.dtype)
-        run(dw)
+        run(dw, none)
         return dw.reshape(*k, c, o)
     acc = scratch("tiled.parts", (row_parts, *unit, *k, c, blocks), x.dtype)
-    run(acc)
+    if first and row_parts == 1:  # each block laid out channels-first by its thread, in cache
+        dw = aligned_empty((o, c, *unit, *k), x.dtype)
+        run(acc, dw)
+        return dw.reshape(o, c, *k)
+    run(acc, none)
     if not first:  # a new array even for one part: acc is scratch
         return np.ascontiguousarray(acc.sum(axis=0).reshape(*k, c, blocks)[..., :o])
     # The parts added and laid out as the caller's dw in one parallel pass, into a new array.

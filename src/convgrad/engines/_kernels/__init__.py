@@ -101,7 +101,7 @@ def warm_up(dtypes=("float32", "float64")) -> None:
                           np.zeros((1, 1, 3, 3, 2, 16), dt))
         for first in (False, True):
             filter_grad_runs(x[:, None], np.zeros((1, 1, 4, 4, 64), dt), 1, 1, 1, 1, 1, 1, 1, 16384, first,
-                             np.zeros((1, 1, 3, 3, 2, 64), dt))
+                             np.zeros((1, 1, 3, 3, 2, 64), dt), np.zeros((64, 2, 1, 3, 3), dt))
         finish_runs(np.zeros((1, 1, 3, 3, 2, 64), dt), np.zeros((64, 2, 1, 3, 3), dt))
         for first in (False, True):
             thin_filter_grad(np.zeros(6 * 6 * 2 + 16, dt), (1, 1, 6, 6, 2), np.zeros(16, dt), (1, 1, 4, 4, 1),
