@@ -345,10 +345,14 @@ def correlate(xs: np.ndarray, dys: np.ndarray, g: int, planes: bool, swap: bool 
     rg, cg = rows.shape[-1] // g, cols.shape[-1] // g
     if _kernels.NUMBA:
         rows = np.ascontiguousarray(rows)
-        cr, ci = (cols.real, cols.imag) if np.iscomplexobj(cols) else (cols[:, 0], cols[:, 1])
-        # The other side's planes per group as the kernel's filter, (G, F, N, cg): the batch is summed.
-        wr = np.ascontiguousarray(cr.reshape(n, f, g, cg).transpose(2, 1, 0, 3))
-        wi = np.ascontiguousarray(-ci.reshape(n, f, g, cg).transpose(2, 1, 0, 3))  # conjugate
+        # The other side's conjugate planes per group as the kernel's filter, (G, F, N, cg): the
+        # batch is summed.
+        if np.iscomplexobj(cols):
+            wr, wi = scratch("fft.conj", (2, g, f, n, cg), real)
+            _kernels.conjugate_planes(np.ascontiguousarray(cols).reshape(n, f, -1), g, wr, wi)
+        else:
+            wr = np.ascontiguousarray(cols[:, 0].reshape(n, f, g, cg).transpose(2, 1, 0, 3))
+            wi = np.ascontiguousarray(-cols[:, 1].reshape(n, f, g, cg).transpose(2, 1, 0, 3))
         xn, xf, xc, xi = steps(n, f, rows.shape[-1], not np.iscomplexobj(rows))
         shape = (2, *fshape, g, rg, cg) if planes else (*fshape, g, rg, cg)
         out = scratch("fft.spec", shape, real if planes else np.result_type(real, np.complex64))

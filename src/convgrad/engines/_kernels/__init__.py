@@ -39,7 +39,7 @@ from .pad import last_to_first, pad_copy, pad_copy_first
 from .padmode import fold_gather, pad_gather
 from .pointwise import pointwise_filter_grad_first, pointwise_first
 from .regions import pack_phases, regions_forward
-from .spectral import spectral_mix
+from .spectral import conjugate_planes, spectral_mix
 from .thin_filter import thin_filter_grad
 from .tiled import tiled_filter_grad, tiled_forward
 from .winograd import winograd2d_input, winograd2d_output
@@ -142,6 +142,8 @@ def warm_up(dtypes=("float32", "float64")) -> None:
         join_parts(*np.zeros((3, 1, 1, 4, 4, 2), dt), pairs[:64], (32, 16, 16, 4, 1))
         spectral_mix(np.zeros(8, dt), (8, 4, 2, 1), np.zeros((2, 2, 2), dt), np.zeros((2, 2, 2), dt), 1,
                      np.zeros(8, dt), (8, 4, 2, 1), 1)
+        conjugate_planes(np.zeros((1, 2, 2), np.result_type(dt, np.complex64)), 1, np.zeros((1, 2, 1, 2), dt),
+                         np.zeros((1, 2, 1, 2), dt))
 
 
 def _cached(kernel) -> bool:

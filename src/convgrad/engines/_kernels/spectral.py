@@ -68,6 +68,26 @@ def spectral_mix(a, at, wr, wi, groups, out, ot, n_):  # pragma: no cover - comp
                                      oo + r * ot[0] + blocks * WIDTH * ot[2], cg, og - blocks * WIDTH)
 
 
+@njit(cache=True)
+def conjugate_planes(a, groups, wr, wi):  # pragma: no cover - compiled
+    """wr[g, f, n, c] + i wi[g, f, n, c] = conj(a[n, f, g * Cg + c]) for complex spectra a
+    ``(N, F, G * Cg)``: the correlation's other side as ``spectral_mix``'s filter planes per
+    group, ``(G, F, N, Cg)`` each, the batch as their rows.
+
+    In a's order, each (spectrum, frequency) row read once for both planes: NumPy's two
+    transposing copies (the real part, the negated imaginary part through a temporary) took 7.6
+    ms against 1.3, 168 spectra of 513 x 32, one thread."""
+    n_, f_, c_ = a.shape
+    cg = c_ // groups
+    for n in range(n_):
+        for f in range(f_):
+            for g in range(groups):
+                for c in range(cg):
+                    v = a[n, f, g * cg + c]
+                    wr[g, f, n, c] = v.real
+                    wi[g, f, n, c] = -v.imag
+
+
 @njit(cache=True, fastmath={"contract"})
 def _mix_tile(af, at, ao, wrf, wif, wo, wstep, of, ot, oo, cg):  # pragma: no cover - compiled
     """Spectra r < 4 from ao + r * at[0] in a, oo + r * ot[0] in out; the filter's row c of 16
