@@ -247,8 +247,8 @@ def test_filter_runs_partials_charge_what_runs(monkeypatch):
 
 @pytest.mark.parametrize(("x_shape", "w_shape", "kw"), [
     ((2, 5, 9, 10), (65, 5, 3, 3), {"padding": 1}),  # 9 taps: one 8 x 8 transpose and one left over
-    ((1, 3, 8, 9), (136, 3, 4, 4), {"stride": 2, "padding": 1}),  # 16 taps, a block of 8 channels
-    ((2, 7, 11), (130, 7, 1), {"stride": 2}),  # 1 tap: no transposes (stride 2: not the 1x1 GEMMs)
+    ((1, 3, 8, 9), (139, 3, 4, 4), {"stride": 2, "padding": 1}),  # 16 taps, a last block of 11
+    ((2, 7, 11), (146, 7, 1), {"stride": 2}),  # 1 tap: no transposes (stride 2: not the 1x1 GEMMs)
     ((1, 6, 3, 4, 5), (200, 6, 3, 3, 3), {"padding": 1}),  # 3-D, 27 taps
 ])
 def test_filter_runs_first_blocks_laid_out_in_the_kernel(monkeypatch, x_shape, w_shape, kw):
