@@ -12,8 +12,10 @@ layouts run the same transforms along the contiguous channels and the same GEMM 
 moves a unit's 6 input rows to channels-last in 8 x 8 blocks transposed in registers, and moves its
 4 output rows back the same way, in cache (the old channels-first kernel, its transforms along a
 row of tiles and its GEMM tiles 6 output channels x 64 tiles, took ~1.6x the channels-last time,
-3x on 14 x 14 planes). A dilated kernel runs on the phase grids (every d-th row and column), read
-and written in place: F(4x4, 3x3) on each.
+3x on 14 x 14 planes); output planes a multiple of 1 KiB apart (32 x 32 float32), whose rows share
+a few sets of the first-level cache, through a stage with a skewed row stride. A dilated kernel
+runs on the phase grids (every d-th row and column), read and written in place: F(4x4, 3x3) on
+each.
 
 The transforms are Lavin & Gray's F(4, 3) at the points 0, -1, 1, -2, 2 and infinity (the
 matrices of engines/winograd.py, written out). The input transform runs on explicit vectors of
