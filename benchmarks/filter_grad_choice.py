@@ -2,7 +2,9 @@
 im2col, over random channels-last 2-D geometries (what RUNS_FLOPS_PER_S,
 RUNS_PARTIAL_BYTES_PER_S and RUNS_STORE_BYTES_PER_S in calibration.json were chosen by).
 
-Run: ``python benchmarks/filter_grad_choice.py [--geometries 60] [--seed 1] [--calls 7]``.
+Run: ``python benchmarks/filter_grad_choice.py [--geometries 60] [--seed 1] [--calls 7]
+[--layout channels_first]`` (the channels-first caller's plan and call on NCHW arrays; the default
+is channels-last).
 Everything runs on one thread (convgrad under ``_threads.serial_under``, BLAS limited by
 threadpoolctl) and is timed in CPU time of the calling thread, which a loaded machine inflates
 least: per geometry, each engine makes one untimed call, then 3 rounds of ``--calls`` timed calls,
@@ -58,6 +60,7 @@ def main() -> None:
     parser.add_argument("--geometries", type=int, default=60)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--calls", type=int, default=7, help="timed calls per engine and round")
+    parser.add_argument("--layout", choices=("channels_last", "channels_first"), default="channels_last")
     args = parser.parse_args()
     warm_up(("float32",))
     rng, right, ratios = random.Random(args.seed), 0, []
@@ -69,9 +72,11 @@ def main() -> None:
             geom = convgrad.ConvGeometry.for_conv(x.shape, (k, k, c, o), stride=s, padding=p, dilation=d,
                                                   data_format="channels_last")
             dy = data.standard_normal(geom.y_shape("channels_last")).astype(np.float32)
-            plan = Planner().plan("filter_grad", geom, np.float32)
+            if args.layout == "channels_first":
+                x, dy = (np.ascontiguousarray(np.moveaxis(a, -1, 1)) for a in (x, dy))
+            plan = Planner().plan("filter_grad", geom, np.dtype(np.float32), layout=args.layout)
             verdicts = plan.verdicts()
-            kw = {"stride": s, "padding": p, "dilation": d, "data_format": "channels_last"}
+            kw = {"stride": s, "padding": p, "dilation": d, "data_format": args.layout}
             calls = {e: partial(convgrad.conv_filter_grad, x, dy, (k, k), method=e, **kw) for e in ENGINES}
             rounds = {e: [] for e in ENGINES}
             for f in calls.values():
