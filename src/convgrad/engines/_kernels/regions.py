@@ -9,7 +9,7 @@ import numpy as np
 
 from ._numba import _add, _claim, chunk_size, njit, prange
 from .pad import transposed_run
-from .tiled import _plane_tiles
+from .tiled import _STAGE, _plane_tiles
 
 # Columns of the region table (one row per region): which source it reads (0: ``a``, 1: ``b``),
 # where its (N, D', H', W', C) array starts in that source and its sizes, where its packed filter
@@ -115,8 +115,11 @@ def regions_forward(a, extent, b, C, wt, table, block, y, filter_major, copies, 
 @njit(cache=True)
 def _items(OH, OW, width):  # pragma: no cover - compiled
     """(tiles per work item, work items per plane) of an OH x OW plane in tiles of ``width``:
-    tiled_forward's split, about a row's tiles per item."""
+    tiled_forward's split, about a row's tiles per item; the 6 x 64 tiles' in whole staging
+    blocks (``_plane_tiles`` stages a channels-first plane)."""
     per = -(-OW // width)
+    if width == 6:
+        per = -(-per // _STAGE) * _STAGE
     tiles = -(-(OH * OW) // width)
     return per, -(-tiles // per)
 

@@ -89,7 +89,7 @@ def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out, dot, filte
     spread = not dot and not three
     per = -(-OW // width)  # tiles per work item
     staged = stream and first and block == 64
-    if staged:  # whole staging blocks of 8 tiles
+    if first and block == 64:  # whole staging blocks of 8 tiles (_plane_tiles stages y's planes)
         per = -(-per // _STAGE) * _STAGE
     plane_tiles = -(-(OH * OW) // width)
     chunks = -(-plane_tiles // per)  # work items per plane
@@ -394,9 +394,9 @@ def _plane_tiles(xf, wf, yf, r, first, count, xa, ya, yb, s0, s1, s2, d0, d1, d2
     (n, i) (``chunks`` items to a plane), each of ``width`` (8 or 6) consecutive outputs of the
     plane's OH x OW in row order, for the filter blocks first to first + count. The plane's last
     tile overlaps the one before; a plane smaller than a tile goes one output at a time. With
-    ``stream`` the tiles store whole blocks past the caches (the caller fences); with ``staged``
-    (6 x 64 tiles, channels-first y whose planes are contiguous, ``per`` a multiple of 8) through
-    staging blocks of 8 tiles."""
+    ``stream`` the tiles store whole blocks past the caches (the caller fences). The 6 x 64 tiles
+    of a channels-first y whose plane of outputs is one run of y (``per`` a multiple of 8) store
+    through staging blocks of 8 tiles, past the caches with ``staged``."""
     OH, OW = out[1], out[2]
     plane = OH * OW
     tiles = -(-plane // width) if plane >= width else 0
@@ -404,6 +404,10 @@ def _plane_tiles(xf, wf, yf, r, first, count, xa, ya, yb, s0, s1, s2, d0, d1, d2
     xp = (n * XD + xa[0] + i * s0) * sd + xa[1] * sh + xa[2] * C
     yp = n * yn + (((ya[0] + i * yb[0]) * YH + ya[1]) * YW + ya[2]) * yw
     xj, xk, yj, yk = s1 * sh, s2 * C, yb[1] * YW * yw, yb[2] * yw  # strides of an output row, column
+    # Channels-first, a tile's 6 outputs of a channel are under half a vector: 64 x 6 scalar
+    # stores; staged, 48 outputs of a channel are 3 whole vectors (the regions' strided forwards,
+    # one thread, loaded: 0.98-0.99x the scalar stores' time).
+    staged = staged or (yc != 1 and block == 64 and per % _STAGE == 0 and yk == 1 and yj == OW)
     for q in range(first, first + count):
         ob = q * block * yc
         wo = q * KD * KH * KW * C * block
@@ -416,7 +420,7 @@ def _plane_tiles(xf, wf, yf, r, first, count, xa, ya, yb, s0, s1, s2, d0, d1, d2
             continue
         if staged:
             _stream_plane_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xp, xj, xk, yp + ob, yj,
-                               yk, yc, OW, plane, c * per, min((c + 1) * per, tiles))
+                               yk, yc, OW, plane, c * per, min((c + 1) * per, tiles), stream)
             continue
         for u in range(c * per, min((c + 1) * per, tiles)):
             u0 = min(u * width, plane - width)
@@ -450,13 +454,14 @@ _STAGE = 8
 
 @njit(cache=True)
 def _stream_plane_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xp, xj, xk, yq, yj, yk, yc, OW,
-                       plane, u_start, u_stop):  # pragma: no cover - compiled
+                       plane, u_start, u_stop, past):  # pragma: no cover - compiled
     """Tiles u_start to u_stop (u_start a multiple of _STAGE) of 6 outputs x m <= 64 channels of a
     plane of OW-wide rows, x's plane at xp (strides xj a row, xk an output), channels-first y's
-    at yq (strides yj, yk, yc): each run of _STAGE whole tiles (48 outputs) is stored channels-last
-    into a staging block, transposed in 8 x 8 registers and stored past the caches, 48 outputs per
-    channel (yq + 6 u on a 64-byte boundary: tile_stream.streams_first); the plane's last tiles
-    (the last one overlapping the one before) are stored as they are."""
+    at yq (strides yj, yk = 1, yc; its rows one run, yj = OW): each run of _STAGE whole tiles (48
+    outputs) is stored channels-last into a staging block, transposed in 8 x 8 registers and
+    stored as 48 outputs per channel, with ``past`` past the caches (yq + 6 u on a 64-byte
+    boundary: tile_stream.streams_first); the plane's last tiles (the last one overlapping the
+    one before) are stored as they are."""
     span = _STAGE * 6
     stage = np.empty(span * 64, yf.dtype)  # (48 outputs, 64 channels)
     moved = np.empty(64 * span, yf.dtype)  # (64 channels, 48 outputs)
@@ -475,8 +480,14 @@ def _stream_plane_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xp,
                                np.uint64(o0 * span + i0), np.uint64(span))
             p = 6 * u
             at = yq + p // OW * yj + p % OW * yk
-            for o in range(m):
-                stream_copy(yf, at + o * yc, moved, o * span, 48)
+            if past:
+                for o in range(m):
+                    stream_copy(yf, at + o * yc, moved, o * span, 48)
+            else:
+                for o in range(m):
+                    q, f = np.uint64(at + o * yc), np.uint64(o * span)
+                    for e in range(np.uint64(48)):
+                        yf[q + e] = moved[f + e]
             u += _STAGE
             continue
         p = min(6 * u, plane - 6)
