@@ -51,6 +51,12 @@ from .winograd_fused import winograd43, winograd43_filter
 # Figures in calibration.json.
 
 
+def _data_type(sig):
+    """The type of a compiled signature's first data operand: its first argument, or the second
+    after a team kernel's counters (engines/_team.py: an int64 vector)."""
+    return sig[1] if len(sig) > 1 and str(sig[0]) == "array(int64, 1d, C)" else sig[0]
+
+
 def compile_penalty(dtype, *kernels) -> float:
     """Estimated seconds of compiling or loading before the given kernels can run on ``dtype``
     (with Numba; the planner charges plain-Python loops as never loadable)."""
@@ -58,7 +64,7 @@ def compile_penalty(dtype, *kernels) -> float:
     name = np.dtype(dtype).name
     total = 0.0
     for k in kernels:
-        if not any(name in str(sig[0]) for sig in k.signatures):
+        if not any(name in str(_data_type(sig)) for sig in k.signatures):
             compile_s = fig.COMPILE_SECONDS_BY_KERNEL.get(k.py_func.__name__, fig.COMPILE_SECONDS)
             total += fig.LOAD_SECONDS if _cached(k) else compile_s
     return total
@@ -92,8 +98,9 @@ def warm_up(dtypes=("float32", "float64")) -> None:
                           np.int64)
         window = np.array([[0, 1, 6, 6, *corner]], np.int64)
         flat = x.reshape(-1)
-        regions_forward(flat, (1, 6, 6), flat.copy(), 2, np.zeros(3 * 3 * 2 * 16, dt), region, 16, y[:, None],
-                        False, window, False, False)
+        team = np.zeros(8, np.int64)  # engines/_team.py's counters
+        regions_forward(team, flat, (1, 6, 6), flat.copy(), 2, np.zeros(3 * 3 * 2 * 16, dt), region, 16,
+                        y[:, None], False, window, False, False)
         # the filter's memory as it is (flat) with its strides
         pack_phases(np.zeros(36, dt), (18, 6, 2, 1, 1), np.zeros((1, 6), np.int64), 16, 2, 2,
                     np.zeros(2 * 16, dt))
@@ -120,9 +127,9 @@ def warm_up(dtypes=("float32", "float64")) -> None:
         # view of the caller's layout ('A'), in either layout; each
         # other array type would compile again at its first real call (seconds).
         for w in (np.zeros((3, 3, 2, 2), dt), np.zeros((2, 2, 3, 3), dt).transpose(2, 3, 1, 0)):
-            winograd43_filter(w, u, consts, False)
+            winograd43_filter(team, w, u, consts, False)
         for first in (False, True):
-            winograd43(np.zeros((1, 6, 6, 2), dt), u, consts, first, 1, 1, 1, 1, 2, 1, 1,
+            winograd43(team, np.zeros((1, 6, 6, 2), dt), u, consts, first, 1, 1, 1, 1, 2, 1, 1,
                        np.zeros((1, 6, 6, 2), dt))
         pad_copy(x[:, None], (0, 1, 1), np.zeros((1, 1, 8, 8, 2), dt))
         pad_copy_first(np.zeros((1, 2, 1, 6, 6), dt), (0, 1, 1), np.zeros((1, 1, 8, 8, 2), dt))
