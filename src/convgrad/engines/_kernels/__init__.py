@@ -141,8 +141,8 @@ def warm_up(dtypes=("float32", "float64")) -> None:
         fold_gather(np.zeros((1, 1, 1, 2, 1), dt), index, index[:1], index, index[:1], index, 0,
                     np.zeros((1, 1, 1, 2, 1), dt))
         transpose_batches(np.zeros(4, dt), np.zeros(4, dt), 1, 2, 2, 4, 2, 4, 2)
-        pointwise_first(np.zeros((2, 2), dt), np.zeros((1, 2, 4), dt), np.zeros((1, 2, 4), dt), False)
-        pointwise_filter_grad_first(np.zeros((1, 2, 4), dt), np.zeros((1, 2, 4), dt),
+        pointwise_first(team, np.zeros((2, 2), dt), np.zeros((1, 2, 4), dt), np.zeros((1, 2, 4), dt), False)
+        pointwise_filter_grad_first(team, np.zeros((1, 2, 4), dt), np.zeros((1, 2, 4), dt),
                                     np.zeros((1, 2, 64), dt))  # parts (P, C, O rounded up to 64)
         pairs = np.zeros(2 * 2 * 36, dt)  # complex (1, 2, 6, 6) as real pairs
         split_parts(pairs, (72, 36, 36, 6, 1), (1, 2, 1, 6, 6), (0, 1, 1), *np.zeros((3, 1, 1, 8, 8, 2), dt))
