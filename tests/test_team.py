@@ -140,6 +140,10 @@ CASES = [
     ((2, 5, 13, 11), (7, 5, 3, 3), {"stride": 2, "padding": 1}, "tiled", BOTH, "regions_forward"),
     ((2, 9, 14, 12), (10, 9, 3, 3), {"padding": 2, "dilation": 2}, "winograd", BOTH, "winograd43"),
     ((2, 9, 300), (11, 9, 1), {}, "tiled", (*BOTH, "filter_grad"), "pointwise_first"),
+    ((2, 8, 12, 12), (8, 1, 3, 3), {"padding": 1, "groups": 8}, "depthwise", (*BOTH, "filter_grad"),
+     "depthwise2d_forward_first"),
+    ((2, 40, 9, 11), (40, 1, 3, 3), {"padding": 1, "groups": 40, "data_format": "channels_last"}, "depthwise",
+     (*BOTH, "filter_grad"), "depthwise2d_filter_grad"),
 ]
 
 
@@ -177,15 +181,23 @@ def _on_threads(monkeypatch, run, count):
 def test_team_kernels_bitwise_on_any_thread_count(monkeypatch, case):
     """Each converted kernel through the public ops, every op, float32: bitwise equal on 1, 2 and
     3 threads, within rounding of the loop oracle, no operand written to (read-only)."""
+    from convgrad._layout import w_from_last, w_to_last, x_from_last, x_to_last
+
     x_shape, w_shape, kw, method, ops, kernel = case
+    kw = dict(kw)
+    last = kw.pop("data_format", None) == "channels_last"
     rng = np.random.default_rng(3)
     geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
     x, w, dy = (rng.standard_normal(s) for s in (x_shape, w_shape, geom.y_shape()))
     operands = [a.astype(np.float32) for a in (x, w, dy)]
+    if last:
+        operands = [x_to_last(operands[0], "channels_first"), w_to_last(operands[1], "channels_first"),
+                    x_to_last(operands[2], "channels_first")]
     for a in operands:
         a.flags.writeable = False
     seen = set()
-    runs = _ops(*operands, {**kw, "method": method})
+    layout = "channels_last" if last else "channels_first"
+    runs = _ops(*operands, {**kw, "method": method, "data_format": layout})
     for op in ops:
         run, results = runs[op], []
         for count in (1, 2, 3):
@@ -195,6 +207,8 @@ def test_team_kernels_bitwise_on_any_thread_count(monkeypatch, case):
         for got in results[1:]:
             np.testing.assert_array_equal(got, results[0])
         want = _oracle(op, x, w, dy, kw)
+        if last:
+            results[0] = (w_from_last if op == "filter_grad" else x_from_last)(results[0], "channels_first")
         assert_close(results[0], want, rtol=0, atol=2e-5 * max(1.0, np.abs(want).max()), dtype=np.float32)
     assert kernel in seen, seen
 

@@ -83,11 +83,12 @@ def warm_up(dtypes=("float32", "float64")) -> None:
         x = np.zeros((1, 6, 6, 2), dt)
         w = np.zeros((3, 3, 2), dt)
         y = np.zeros((1, 4, 4, 2), dt)
-        depthwise2d_forward(x, w, 0, 0, 1, 1, 1, 1, y, False)
+        team = np.zeros(8, np.int64)  # engines/_team.py's counters
+        depthwise2d_forward(team, x, w, 0, 0, 1, 1, 1, 1, y, False)
         depthwise2d_input_grad(y, w, 1, 1, 1, 1, x)
-        depthwise2d_filter_grad(x, y, 0, 0, 1, 1, 1, 1, np.zeros((1, 3, 3, 2), dt))
+        depthwise2d_filter_grad(team, x, y, 0, 0, 1, 1, 1, 1, np.zeros((1, 3, 3, 2), dt))
         xf, wf, yf = np.zeros((1, 2, 6, 6), dt), np.zeros((2, 3, 3), dt), np.zeros((1, 2, 4, 4), dt)
-        depthwise2d_forward_first(xf, wf, 0, 0, 1, 1, 1, 1, yf)
+        depthwise2d_forward_first(team, xf, wf, 0, 0, 1, 1, 1, 1, yf)
         depthwise2d_input_grad_first(yf, wf, 0, 0, 1, 1, 1, 1, xf)
         depthwise2d_filter_grad_first(xf, yf, 0, 0, 1, 1, 1, 1, wf)
         corner, one, out = (0, 0, 0), (1, 1, 1), (1, 4, 4)
@@ -98,7 +99,6 @@ def warm_up(dtypes=("float32", "float64")) -> None:
                           np.int64)
         window = np.array([[0, 1, 6, 6, *corner]], np.int64)
         flat = x.reshape(-1)
-        team = np.zeros(8, np.int64)  # engines/_team.py's counters
         regions_forward(team, flat, (1, 6, 6), flat.copy(), 2, np.zeros(3 * 3 * 2 * 16, dt), region, 16,
                         y[:, None], False, window, False, False)
         # the filter's memory as it is (flat) with its strides
