@@ -464,7 +464,7 @@ def _stream_plane_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xp,
     one before) are stored as they are."""
     span = _STAGE * 6
     stage = np.empty(span * 64, yf.dtype)  # (48 outputs, 64 channels)
-    moved = np.empty(64 * span, yf.dtype)  # (64 channels, 48 outputs)
+    moved = np.empty(8 * span, yf.dtype)  # (8 channels, 48 outputs)
     u = u_start
     while u < u_stop:
         if u + _STAGE <= u_stop and 6 * u + span <= plane:
@@ -474,20 +474,20 @@ def _stream_plane_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xp,
                 b = t * 6 * 64
                 y6 = (b, b + 64, b + 128, b + 192, b + 256, b + 320)
                 _forward_tile_6x64(xf, wf, stage, wo, 64, KD, KH, KW, C, sd, sh, d0, d1, d2, x6, y6, 1, False)
-            for i0 in range(0, span, 8):
-                for o0 in range(0, 64, 8):
-                    transpose8(stage, np.uint64(i0 * 64 + o0), np.uint64(64), moved,
-                               np.uint64(o0 * span + i0), np.uint64(span))
             p = 6 * u
             at = yq + p // OW * yj + p % OW * yk
-            if past:
-                for o in range(m):
-                    stream_copy(yf, at + o * yc, moved, o * span, 48)
-            else:
-                for o in range(m):
-                    q, f = np.uint64(at + o * yc), np.uint64(o * span)
-                    for e in range(np.uint64(48)):
-                        yf[q + e] = moved[f + e]
+            for o0 in range(0, m, 8):  # 8 channels at a time: the staging stays small beside the filter
+                for i0 in range(0, span, 8):
+                    transpose8(stage, np.uint64(i0 * 64 + o0), np.uint64(64), moved, np.uint64(i0),
+                               np.uint64(span))
+                if past:
+                    for o in range(o0, min(o0 + 8, m)):
+                        stream_copy(yf, at + o * yc, moved, (o - o0) * span, 48)
+                else:
+                    for o in range(o0, min(o0 + 8, m)):
+                        q, f = np.uint64(at + o * yc), np.uint64((o - o0) * span)
+                        for e in range(np.uint64(48)):
+                            yf[q + e] = moved[f + e]
             u += _STAGE
             continue
         p = min(6 * u, plane - 6)
