@@ -24,8 +24,8 @@ tiles) as the same GEMM with the vectors along the run and 8 output channels bro
 (_kernels/thin_filter.py), the threads claiming chunks of rows.
 
 Channels-first callers: the padding pass transposes x (or dy) as it copies it, and the tiles
-store y and dx channels-first themselves (a large one past the caches, 48 outputs of a plane per
-channel at a time, through a staging block: tile_stream.streams_first). The float32 filter
+store y and dx channels-first themselves (the 6 x 64 tiles 48 outputs of a plane per channel at
+a time, through a staging block; a large y past the caches: tile_stream.streams_first). The float32 filter
 gradients read channels-first dy as it is: the thin kernel broadcasts its values, the runs kernel
 moves each chunk of rows into a panel in the first cache. A float32 1x1 conv (stride 1, unpadded)
 runs instead as GEMMs on the NCHW arrays as they are (_kernels/pointwise.py), with no copy at all.
