@@ -40,7 +40,12 @@ calls 1.1-4.6x their median against prange's 4.0-78.6x; beside one busy process 
 3.1-3.6x. On Winograd's one-pass kernel and the depthwise forward a team of two took 1.03-1.10x
 one thread's median (no core was free at that load) with half the caller's CPU time; on the
 smallest calls (small_3x3_s2, 0.01-0.02 ms on one thread) 0.014-0.037 ms against prange's
-0.041-0.045. So beside a busy process the count still follows ``free_cores()``.
+0.041-0.045. At other jobs' load 1.0-1.3: a team of two 0.87-0.92x prange's two threads on the
+transposed regions (0.97-1.18 ms, worst 1.1x), 0.60-0.70x one thread on Winograd and the depthwise
+forward, small_3x3_s2 0.021-0.034 ms against prange's 0.15-0.18; beside one busy process (same
+priority) a team of two took 0.68-0.98x one thread's median on 8 rows (transposed, strided,
+dilated, depthwise) but worst calls of 1.5-5.2x against 1.1-1.7x. Not clearly better on the
+worst call, so beside a busy process the count still follows ``free_cores()``.
 
 BLAS products that convgrad makes itself (the FFT engine's DFT GEMMs) run through ``matmul``:
 OpenBLAS on one thread within them and the product in parts fixed by its shape, run on the free
