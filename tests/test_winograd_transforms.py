@@ -141,13 +141,19 @@ def test_channels_first_planes_a_multiple_of_1_kib_go_through_the_stage(x_shape,
     """Output planes whose size is a multiple of 1 KiB (``_aliased``) are written through the
     stage (transposed into it, then copied a row at a time): against the float64 oracle, every
     output written (NaN-prefilled y), nothing past y."""
-    from convgrad.engines._kernels import winograd_fused
-
     rng = np.random.default_rng(7)
     x, w = rng.standard_normal(x_shape), rng.standard_normal((11, x_shape[1], 3, 3))
+    _check_aliased(x, w, padding, dilation, dtype, True)
+
+
+def _check_aliased(x, w, padding, dilation, dtype, first):
+    """The one-pass kernel in ``dtype`` on output planes a multiple of 1 KiB (asserted) against
+    the float64 oracle: float32's documented tolerance or 1e-10, every output written."""
+    from convgrad.engines._kernels import winograd_fused
+
     want = oracle.conv(x, w, padding=padding, dilation=dilation)
     assert winograd_fused._aliased(want.shape[2] * want.shape[3] * np.dtype(dtype).itemsize)
-    got = _kernel_forward(x.astype(dtype), w.astype(dtype), padding, dilation, True)
+    got = _kernel_forward(x.astype(dtype), w.astype(dtype), padding, dilation, first)
     assert not np.isnan(got).any()
     tol = winograd.FLOAT32_TOLERANCE if dtype == np.float32 else 1e-10
     assert np.abs(got - want).max() / np.abs(want).max() < tol
@@ -174,12 +180,4 @@ def test_planes_a_multiple_of_1_kib_match_the_oracle_in_both_layouts(case, first
     """Random geometries whose output planes go through the stage when channels-first (the
     channels-last kernel, which never does, alongside): the float64 oracle within float32's
     documented tolerance or 1e-10, every output written, nothing past y."""
-    from convgrad.engines._kernels import winograd_fused
-
-    x, w, padding, dilation, dtype = case
-    want = oracle.conv(x, w, padding=padding, dilation=dilation)
-    assert winograd_fused._aliased(want.shape[2] * want.shape[3] * np.dtype(dtype).itemsize)
-    got = _kernel_forward(x.astype(dtype), w.astype(dtype), padding, dilation, first)
-    assert not np.isnan(got).any()
-    tol = winograd.FLOAT32_TOLERANCE if dtype == np.float32 else 1e-10
-    assert np.abs(got - want).max() / np.abs(want).max() < tol
+    _check_aliased(*case, first)
