@@ -110,9 +110,10 @@ def allowed() -> int:
     else the smallest limit of the loaded thread pools; all cores without threadpoolctl."""
     if getattr(_local, "serial", False):
         return 1
-    if _blas[0]:  # BLAS held at one thread by ``one_blas_thread``: the limits from before
-        return _blas[2]
-    return _limits()
+    with _blas_lock:  # not while ``one_blas_thread`` sets OpenBLAS to one thread or back
+        if _blas[0]:  # BLAS held at one thread by ``one_blas_thread``: the limits from before
+            return _blas[2]
+        return _limits()
 
 
 def _limits() -> int:
@@ -265,21 +266,27 @@ def one_blas_thread():
         yield
         return
     with _blas_lock:
-        if _blas[0] == 0:
+        # The hold is counted before OpenBLAS is set to one thread and until it is set back:
+        # ``allowed()`` on another thread reads the count without the lock, and meanwhile would
+        # read OpenBLAS's 1 as the caller's limit (a plan then cut a filter gradient into other
+        # parts than a single-threaded one: other bits).
+        first = _blas[0] == 0
+        if first:
             _blas[2] = _limits()
             _blas[1] = [(put, get()) for get, put in libs]
+        _blas[0] += 1
+        if first:
             for put, _ in _blas[1]:
                 put(1)
-        _blas[0] += 1
     try:
         yield
     finally:
         with _blas_lock:
-            _blas[0] -= 1
-            if _blas[0] == 0:
+            if _blas[0] == 1:
                 for put, n in _blas[1]:
                     put(n)
                 _blas[1] = []
+            _blas[0] -= 1
 
 
 def _parts(length: int, flops: int, least: int = PART_ROWS, most: int = MATMUL_PARTS) -> list[int]:
