@@ -21,7 +21,7 @@ filter rows x 64 output channels along a tap row's run of (kw, c) (21 for a 3-ch
 where tiles of input channels would be 3 of 4 full), the threads splitting the output channels
 before the rows; with few output channels (a 3-D conv's 16, which would fill a quarter of those
 tiles) as the same GEMM with the vectors along the run and 8 output channels broadcast
-(_kernels/thin_filter.py), the threads of a team call (_team.py) claiming chunks of rows.
+(_kernels/thin_filter.py), the threads claiming chunks of rows.
 
 Channels-first callers: the padding pass transposes x (or dy) as it copies it, and the tiles
 store y and dx channels-first themselves (the 6 x 64 tiles 48 outputs of a plane per channel at
@@ -525,9 +525,10 @@ def _filter_grad_thin(geom: ConvGeometry, parts: int, x: np.ndarray, dy: np.ndar
     unit = (1,) * (3 - geom.rank)
     lead = (*unit, *k)[:2]  # KD, KH
     acc = scratch("tiled.parts", (parts, -(-o // 8) * 8, *lead, taps, padded), x.dtype)
-    _team.run(_kernels.thin_filter_grad, xf, (shape[0], *unit, *shape[1:]),
-              np.ascontiguousarray(dy).reshape(-1), (geom.batch, *unit, *geom.out_spatial, o), first,
-              *(unit + geom.stride), *(unit + geom.rhs_dilation), THIN_GROUP_BYTES, acc)
+    _threads.for_numba()
+    _kernels.thin_filter_grad(xf, (shape[0], *unit, *shape[1:]), np.ascontiguousarray(dy).reshape(-1),
+                              (geom.batch, *unit, *geom.out_spatial, o), first, *(unit + geom.stride),
+                              *(unit + geom.rhs_dilation), THIN_GROUP_BYTES, acc)
     dw = acc.sum(axis=0)[:o, ..., :run].reshape(o, *k, c)  # a new array even for one part: acc is scratch
     return np.ascontiguousarray(np.moveaxis(dw, -1, 1) if first else np.moveaxis(dw, 0, -1))
 

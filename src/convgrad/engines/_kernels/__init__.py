@@ -113,9 +113,8 @@ def warm_up(dtypes=("float32", "float64")) -> None:
                              np.zeros((1, 1, 3, 3, 2, 64), dt), np.zeros((64, 2, 1, 3, 3), dt))
         finish_runs(np.zeros((1, 1, 3, 3, 2, 64), dt), np.zeros((64, 2, 1, 3, 3), dt))
         for first in (False, True):
-            thin_filter_grad(team(), np.zeros(6 * 6 * 2 + 16, dt), (1, 1, 6, 6, 2), np.zeros(16, dt),
-                             (1, 1, 4, 4, 1), first, 1, 1, 1, 1, 1, 1, 16384,
-                             np.zeros((1, 8, 1, 3, 1, 16), dt))
+            thin_filter_grad(np.zeros(6 * 6 * 2 + 16, dt), (1, 1, 6, 6, 2), np.zeros(16, dt), (1, 1, 4, 4, 1),
+                             first, 1, 1, 1, 1, 1, 1, 16384, np.zeros((1, 8, 1, 3, 1, 16), dt))
         cols = np.zeros((1, 16, 9, 2), dt)
         im2col3d(x[:, None], 0, 1, 4, 4, 1, 1, 1, 1, 1, 1, 1, 3, 3, cols)
         col2im3d(cols, 0, 1, 4, 4, 1, 1, 1, 1, 1, 1, 1, 3, 3, x[:, None])

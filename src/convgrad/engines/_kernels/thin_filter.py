@@ -17,9 +17,8 @@ next values of x, which the caller's margin of 16 floats keeps inside the array)
 land in the padding of the partial filter gradients and are dropped. The partial gradients are
 laid out (part, O, KD, KH, taps, run padded to 16), so that a tile stores whole vectors.
 
-The rows of dy are cut into chunks that the threads of a team call claim (engines/_team.py;
-``_claim``); each chunk sums into its own part, so the result does not depend on which thread
-took which chunk. Within a chunk the rows
+The rows of dy are cut into chunks that the threads claim (``_claim``); each chunk sums into its
+own part, so the result does not depend on which thread took which chunk. Within a chunk the rows
 go in groups of about ``group_bytes`` of dy, which stay in the first cache while the taps walk
 over them.
 """
@@ -28,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba import _claim, _finished, _registers, _wide_vectors, literally, njit
+from ._numba import _claim, _registers, _wide_vectors, literally, njit, prange
 
 VECTOR = 16  # float32 lanes of a vector register: filter rows per vector of the run
 OUTS = 8  # output channels per tile
@@ -36,8 +35,8 @@ _U16 = np.uint64(16)
 _U32 = np.uint64(32)
 
 
-@njit(nogil=True, cache=True)
-def thin_filter_grad(team, xf, xshape, df, dshape, first, s0, s1, s2, d0, d1, d2, group_bytes,
+@njit(parallel=True, cache=True)
+def thin_filter_grad(xf, xshape, df, dshape, first, s0, s1, s2, d0, d1, d2, group_bytes,
                      parts):  # pragma: no cover - compiled
     """parts[p] (O8, KD, KH, T, R16) = the filter gradient summed over chunk p of dy's rows, of
     the padded x (N, D', H', W', C) given flat as ``xf`` (``xshape`` its 5 extents; at least 16
@@ -46,8 +45,7 @@ def thin_filter_grad(team, xf, xshape, df, dshape, first, s0, s1, s2, d0, d1, d2
     reads channel O - 1 again where O is not a multiple of 8). T = 1 and R16 the run KW * C
     padded to 16 without dilation along the row (d2 == 1), else T = KW taps of runs of C. The
     caller adds the parts and drops the output channels past O and the rows past the run. 1-D
-    and 2-D convs come with unit leading axes. A team call (``team`` its counters): each thread
-    claims parts until none is left; returns the part count."""
+    and 2-D convs come with unit leading axes."""
     N, OD, OH, OW, O = dshape
     XD, XH, XW, C = xshape[1], xshape[2], xshape[3], xshape[4]
     P, O8, KD, KH, T, RP = parts.shape
@@ -59,32 +57,32 @@ def thin_filter_grad(team, xf, xshape, df, dshape, first, s0, s1, s2, d0, d1, d2
     group = max(1, group_bytes // max(1, OW * O * 4))
     vectors = RP // VECTOR
     ostride = KD * KH * T * RP  # from one output channel of a part to the next
-    k = _claim(team)
-    xo = np.empty(group, np.int64)  # where each row of the group starts in x (tap a, b) and dy
-    do = np.empty(group, np.int64)
-    while k < P:
-        tf = parts[k].ravel()
-        tf[:] = 0
-        start, stop = k * rows // P, (k + 1) * rows // P
-        for r0 in range(start, stop, group):
-            count = min(group, stop - r0)
-            for i in range(count):
-                do[i] = (r0 + i) // (OD * OH) * dn + (r0 + i) % (OD * OH) * dr
-            for a in range(KD):
-                for b in range(KH):
-                    for i in range(count):  # divisions are slow: once per row and tap row
-                        r = r0 + i
-                        xo[i] = (r // (OD * OH) * XD + r // OH % OD * s0 + a * d0) * sd + (
-                            r % OH * s1 + b * d1) * sh
-                    for e in range(T):
-                        row = ((a * KH + b) * T + e) * RP
-                        for ob in range(0, O8, OUTS):
-                            m = min(OUTS, O - ob)
-                            _run(xf, df, tf, xo, do, count, e * d2 * C, ob * dc, m, dc, sw, dp, OW,
-                                 ob * ostride + row, ostride, vectors)
-        _finished(team)
-        k = _claim(team)
-    return P
+    counter = np.zeros(1, dtype=np.int64)
+    for _ in prange(P):
+        k = _claim(counter)
+        xo = np.empty(group, np.int64)  # where each row of the group starts in x (tap a, b) and dy
+        do = np.empty(group, np.int64)
+        while k < P:
+            tf = parts[k].ravel()
+            tf[:] = 0
+            start, stop = k * rows // P, (k + 1) * rows // P
+            for r0 in range(start, stop, group):
+                count = min(group, stop - r0)
+                for i in range(count):
+                    do[i] = (r0 + i) // (OD * OH) * dn + (r0 + i) % (OD * OH) * dr
+                for a in range(KD):
+                    for b in range(KH):
+                        for i in range(count):  # divisions are slow: once per row and tap row
+                            r = r0 + i
+                            xo[i] = (r // (OD * OH) * XD + r // OH % OD * s0 + a * d0) * sd + (
+                                r % OH * s1 + b * d1) * sh
+                        for e in range(T):
+                            row = ((a * KH + b) * T + e) * RP
+                            for ob in range(0, O8, OUTS):
+                                m = min(OUTS, O - ob)
+                                _run(xf, df, tf, xo, do, count, e * d2 * C, ob * dc, m, dc, sw, dp, OW,
+                                     ob * ostride + row, ostride, vectors)
+            k = _claim(counter)
 
 
 @njit(cache=True)
