@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import convgrad
 import oracle
 from checks import assert_close
-from convgrad.engines import _kernels, _team, winograd
+from convgrad.engines import _kernels, winograd
 from strategies import budget
 
 pytest.importorskip("numba")
@@ -43,8 +43,7 @@ def _kernel_forward(x, w, padding, dilation, first):
     u = winograd._one_pass_filter(wl)
     (pt, _), (pl, _) = geom.tight_padding
     dh, dw = geom.rhs_dilation
-    _team.run(_kernels.winograd43, xs, u, winograd._consts(x.dtype), first, dh, dw, pt, pl, seg, per,
-              threads, y, threads=threads)
+    _kernels.winograd43(xs, u, winograd._consts(x.dtype), first, dh, dw, pt, pl, seg, per, threads, y)
     assert np.isnan(after[size:]).all(), "wrote past y"
     return y if first else y.transpose(0, 3, 1, 2)
 
@@ -104,8 +103,7 @@ def test_filter_transform_is_g_w_gt_on_any_thread_count(dtype, flip):
         for threads in (1, numba.config.NUMBA_NUM_THREADS):
             numba.set_num_threads(threads)
             u = np.full((36, c, 32), np.nan, dtype)
-            consts = winograd._consts(np.dtype(dtype))
-            _team.run(_kernels.winograd43_filter, w, u, consts, flip, threads=threads)
+            _kernels.winograd43_filter(w, u, winograd._consts(np.dtype(dtype)), flip)
             got[threads] = u
     finally:
         numba.set_num_threads(before)

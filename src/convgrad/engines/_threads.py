@@ -28,25 +28,6 @@ its core), with worst calls of 3.2-16x their median against 2.6-6.1x; without Py
 waiting) 0.97-1.48x. A thread that claims chunks still has to reach the loop's closing barrier,
 so claiming does not avoid that wait; the count stays one thread per busy core.
 
-The kernels that claim chunks now run as team calls (``engines/_team.py``): the caller and
-``shared() - 1`` helpers of this module's pool run one serial kernel body, and the caller waits
-only for chunks that were claimed, never for a helper that did not start. Measured loaded (other
-jobs' load 5-6 on these 2 cores, A/B in one process, 3 rounds of 21 calls, this process at nice
--20 where allowed, each op's recorded kernel calls replayed, channels-first): the strided
-regions (transposed_k4_s2 forward and input gradient) on a team of two 1.84-2.34 ms, as Numba's
-prange on two threads (1.84-2.30 ms, one round 36 ms) and one thread (1.89-2.20 ms), worst
-calls 1.1-4.6x their median against prange's 4.0-78.6x; beside one busy process as well
-1.86-2.14 ms against 1.83-6.09 (prange, worst 10.9-66x) and 1.84-4.41 (one thread), worst
-3.1-3.6x. On Winograd's one-pass kernel and the depthwise forward a team of two took 1.03-1.10x
-one thread's median (no core was free at that load) with half the caller's CPU time; on the
-smallest calls (small_3x3_s2, 0.01-0.02 ms on one thread) 0.014-0.037 ms against prange's
-0.041-0.045. At other jobs' load 1.0-1.3: a team of two 0.87-0.92x prange's two threads on the
-transposed regions (0.97-1.18 ms, worst 1.1x), 0.60-0.70x one thread on Winograd and the depthwise
-forward, small_3x3_s2 0.021-0.034 ms against prange's 0.15-0.18; beside one busy process (same
-priority) a team of two took 0.68-0.98x one thread's median on 8 rows (transposed, strided,
-dilated, depthwise) but worst calls of 1.5-5.2x against 1.1-1.7x. Not clearly better on the
-worst call, so beside a busy process the count still follows ``free_cores()``.
-
 BLAS products that convgrad makes itself (the FFT engine's DFT GEMMs) run through ``matmul``:
 OpenBLAS on one thread within them and the product in parts fixed by its shape, run on the free
 cores by the caller and a small thread pool, so that the bits depend on the shapes only (OpenBLAS's

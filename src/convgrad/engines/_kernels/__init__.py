@@ -76,9 +76,6 @@ def warm_up(dtypes=("float32", "float64")) -> None:
     if not NUMBA:
         return
     start_pool()  # before any parallel kernel runs: its threads wait passively
-
-    def team():  # a team call's counters (engines/_team.py), fresh for each call: a used one's
-        return np.zeros(8, np.int64)  # claims skip chunks (a tile then waits for copies unclaimed)
     for name in dtypes:
         dt = np.dtype(name)
         uint, mask = EXPONENT[dt.itemsize]
@@ -86,11 +83,12 @@ def warm_up(dtypes=("float32", "float64")) -> None:
         x = np.zeros((1, 6, 6, 2), dt)
         w = np.zeros((3, 3, 2), dt)
         y = np.zeros((1, 4, 4, 2), dt)
-        depthwise2d_forward(team(), x, w, 0, 0, 1, 1, 1, 1, y, False)
+        team = np.zeros(8, np.int64)  # engines/_team.py's counters
+        depthwise2d_forward(team, x, w, 0, 0, 1, 1, 1, 1, y, False)
         depthwise2d_input_grad(y, w, 1, 1, 1, 1, x)
-        depthwise2d_filter_grad(team(), x, y, 0, 0, 1, 1, 1, 1, np.zeros((1, 3, 3, 2), dt))
+        depthwise2d_filter_grad(team, x, y, 0, 0, 1, 1, 1, 1, np.zeros((1, 3, 3, 2), dt))
         xf, wf, yf = np.zeros((1, 2, 6, 6), dt), np.zeros((2, 3, 3), dt), np.zeros((1, 2, 4, 4), dt)
-        depthwise2d_forward_first(team(), xf, wf, 0, 0, 1, 1, 1, 1, yf)
+        depthwise2d_forward_first(team, xf, wf, 0, 0, 1, 1, 1, 1, yf)
         depthwise2d_input_grad_first(yf, wf, 0, 0, 1, 1, 1, 1, xf)
         depthwise2d_filter_grad_first(xf, yf, 0, 0, 1, 1, 1, 1, wf)
         corner, one, out = (0, 0, 0), (1, 1, 1), (1, 4, 4)
@@ -101,7 +99,7 @@ def warm_up(dtypes=("float32", "float64")) -> None:
                           np.int64)
         window = np.array([[0, 1, 6, 6, *corner]], np.int64)
         flat = x.reshape(-1)
-        regions_forward(team(), flat, (1, 6, 6), flat.copy(), 2, np.zeros(3 * 3 * 2 * 16, dt), region, 16,
+        regions_forward(team, flat, (1, 6, 6), flat.copy(), 2, np.zeros(3 * 3 * 2 * 16, dt), region, 16,
                         y[:, None], False, window, False, False)
         # the filter's memory as it is (flat) with its strides
         pack_phases(np.zeros(36, dt), (18, 6, 2, 1, 1), np.zeros((1, 6), np.int64), 16, 2, 2,
@@ -129,9 +127,9 @@ def warm_up(dtypes=("float32", "float64")) -> None:
         # view of the caller's layout ('A'), in either layout; each
         # other array type would compile again at its first real call (seconds).
         for w in (np.zeros((3, 3, 2, 2), dt), np.zeros((2, 2, 3, 3), dt).transpose(2, 3, 1, 0)):
-            winograd43_filter(team(), w, u, consts, False)
+            winograd43_filter(team, w, u, consts, False)
         for first in (False, True):
-            winograd43(team(), np.zeros((1, 6, 6, 2), dt), u, consts, first, 1, 1, 1, 1, 2, 1, 1,
+            winograd43(team, np.zeros((1, 6, 6, 2), dt), u, consts, first, 1, 1, 1, 1, 2, 1, 1,
                        np.zeros((1, 6, 6, 2), dt))
         pad_copy(x[:, None], (0, 1, 1), np.zeros((1, 1, 8, 8, 2), dt))
         pad_copy_first(np.zeros((1, 2, 1, 6, 6), dt), (0, 1, 1), np.zeros((1, 1, 8, 8, 2), dt))
@@ -143,8 +141,8 @@ def warm_up(dtypes=("float32", "float64")) -> None:
         fold_gather(np.zeros((1, 1, 1, 2, 1), dt), index, index[:1], index, index[:1], index, 0,
                     np.zeros((1, 1, 1, 2, 1), dt))
         transpose_batches(np.zeros(4, dt), np.zeros(4, dt), 1, 2, 2, 4, 2, 4, 2)
-        pointwise_first(team(), np.zeros((2, 2), dt), np.zeros((1, 2, 4), dt), np.zeros((1, 2, 4), dt), False)
-        pointwise_filter_grad_first(team(), np.zeros((1, 2, 4), dt), np.zeros((1, 2, 4), dt),
+        pointwise_first(team, np.zeros((2, 2), dt), np.zeros((1, 2, 4), dt), np.zeros((1, 2, 4), dt), False)
+        pointwise_filter_grad_first(team, np.zeros((1, 2, 4), dt), np.zeros((1, 2, 4), dt),
                                     np.zeros((1, 2, 64), dt))  # parts (P, C, O rounded up to 64)
         pairs = np.zeros(2 * 2 * 36, dt)  # complex (1, 2, 6, 6) as real pairs
         split_parts(pairs, (72, 36, 36, 6, 1), (1, 2, 1, 6, 6), (0, 1, 1), *np.zeros((3, 1, 1, 8, 8, 2), dt))
