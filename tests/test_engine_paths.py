@@ -777,7 +777,7 @@ def test_tiled_writes_channels_first_results_in_place(case):
         return kernel(*args)
 
     def recorded_regions(*args):  # a strided conv's regions (an input gradient's phases) in one launch
-        written.append((args[8], args[-1]))
+        written.append((args[7], args[-1]))
         return regions(*args)
 
     f32 = [a.astype(np.float32) for a in (x, w, dy)]

@@ -45,18 +45,15 @@ def strided_cases(draw):
 
 
 def _launches(fn):
-    """fn() and the regions_forward launches it made (each recorded as its phase table; a launch
-    is one team call: its threads share the counters, args[0])."""
-    tables, teams, kernel = [], [], _kernels.regions_forward
+    """fn() and the regions_forward launches it made (each recorded as its phase table)."""
+    tables, kernel = [], _kernels.regions_forward
 
     class Recorded:  # the kernel, for the planner too (its signatures), recording each launch
         def __getattr__(self, name):
             return getattr(kernel, name)
 
         def __call__(self, *args):
-            if not any(team is args[0] for team in teams):
-                teams.append(args[0])
-                tables.append(args[6].copy())
+            tables.append(args[5].copy())
             return kernel(*args)
 
     with mock.patch.object(tiled._kernels, "regions_forward", Recorded()):

@@ -22,7 +22,7 @@ import numpy as np
 from .._formulas import dilate_dim, stride_dim
 from .._geometry import ConvGeometry
 from .._layout import x_first_axes, x_to_last
-from . import _kernels, _team
+from . import _kernels, _threads
 from ._common import as_3d
 from ._kernels import regions as columns
 from ._scratch import aligned_empty, scratch
@@ -78,8 +78,9 @@ def launch(table: np.ndarray, a: np.ndarray, b: np.ndarray, c: int, wt: np.ndarr
     one = (1,) * (5 - a.ndim)  # 1-D and 2-D as 3-D
     y5 = y.reshape(*y.shape[:2], *one, *y.shape[2:]) if first else as_3d(y)
     extent = (*one, *(a.shape[2:] if a_first else a.shape[1:-1]))
-    _team.run(_kernels.regions_forward, a.reshape(-1), extent, b.reshape(-1), c, wt, table, block, y5,
-              filter_major, copies, a_first, first)
+    _threads.for_numba()
+    _kernels.regions_forward(a.reshape(-1), extent, b.reshape(-1), c, wt, table, block, y5, filter_major,
+                             copies, a_first, first)
 
 
 def copy_row(base: int, sizes: tuple[int, ...], origin: tuple[int, ...]) -> list[int]:

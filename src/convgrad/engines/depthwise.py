@@ -17,7 +17,7 @@ from .. import _transpose
 from .._budget import check_fits
 from .._engine import Op, Planner, Prepared, Refusal
 from .._geometry import ConvGeometry
-from . import _kernels, _team, _threads
+from . import _kernels, _threads
 from ._common import no_complex, padded_zeros, plain, unpad
 from ._machine import figures
 from ._scratch import aligned_empty
@@ -86,12 +86,13 @@ STREAM_BYTES = 2**20
 
 
 def _forward(geom: ConvGeometry, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    _threads.for_numba()
     y = aligned_empty((geom.batch, *geom.out_spatial, geom.out_channels), x.dtype)
     if y.size and geom.in_channels:
         xc, pads = _reachable(x, geom)
         w2 = np.ascontiguousarray(w.reshape(*geom.kernel, geom.out_channels))
-        _team.run(_kernels.depthwise2d_forward, xc, w2, *pads, *geom.stride, *geom.rhs_dilation, y,
-                  y.nbytes >= STREAM_BYTES)
+        _kernels.depthwise2d_forward(xc, w2, *pads, *geom.stride, *geom.rhs_dilation, y,
+                                     y.nbytes >= STREAM_BYTES)
     else:
         y.fill(0)
     return y
@@ -119,14 +120,15 @@ def _scatter_input_grad(geom: ConvGeometry, dy: np.ndarray, w: np.ndarray) -> np
 
 
 def _filter_grad(geom: ConvGeometry, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    _threads.for_numba()
     # One partial dw per chunk of dy's rows (the kernel's threads claim the chunks): summed in
     # a fixed order, the same whichever thread took which chunk.
     chunks = max(1, min(geom.batch * geom.out_spatial[0], _FILTER_CHUNKS))
     parts = np.zeros((chunks, *geom.kernel, geom.out_channels), dtype=x.dtype)
     if dy.size and geom.in_channels:
         xc, pads = _reachable(x, geom)
-        _team.run(_kernels.depthwise2d_filter_grad, xc, np.ascontiguousarray(dy), *pads, *geom.stride,
-                  *geom.rhs_dilation, parts)
+        _kernels.depthwise2d_filter_grad(xc, np.ascontiguousarray(dy), *pads, *geom.stride,
+                                         *geom.rhs_dilation, parts)
     return parts.sum(axis=0).reshape(*geom.kernel, 1, geom.out_channels)
 
 
@@ -159,9 +161,7 @@ def _run_first(kernel, geom: ConvGeometry, a: np.ndarray, b: np.ndarray) -> np.n
         # inf or NaN, the scatter below; see _gather_input_grad).
         flipped = np.ascontiguousarray(b.reshape(flat)[:, ::-1, ::-1])
         pads = ((kh - 1) * d0 - p0, (kw - 1) * d1 - p1)
-        _team.run(_kernels.depthwise2d_forward_first, a, flipped, *pads, 1, 1, d0, d1, out)
-    elif kernel is _kernels.depthwise2d_forward_first:
-        _team.run(kernel, a, b.reshape(flat), p0, p1, *geom.stride, d0, d1, out)
+        _kernels.depthwise2d_forward_first(a, flipped, *pads, 1, 1, d0, d1, out)
     else:
         kernel(a, b.reshape(flat), p0, p1, *geom.stride, d0, d1, out)
     return out

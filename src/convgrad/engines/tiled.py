@@ -54,7 +54,7 @@ from .._layout import (
     x_from_last,
     x_to_last,
 )
-from . import _kernels, _regions, _team, _threads
+from . import _kernels, _regions, _threads
 from ._common import Phase, as_3d, no_complex, phase_axes, plain
 from ._kernels import layout, pointwise, thin_filter, tile_stream
 from ._kernels import regions as columns
@@ -214,7 +214,8 @@ def _run_pointwise_first(op: Op, geom: ConvGeometry, parts: int, a: np.ndarray, 
         if not (n and s and o and c):
             return np.zeros(geom.w_shape(), dtype=a.dtype)
         acc = scratch("tiled.pointwise", (parts, *_pointwise_part(geom)), a.dtype)
-        _team.run(_kernels.pointwise_filter_grad_first, a.reshape(n, c, s), b.reshape(n, o, s), acc)
+        _threads.for_numba()
+        _kernels.pointwise_filter_grad_first(a.reshape(n, c, s), b.reshape(n, o, s), acc)
         # the parts hold dw.T with O rounded up to 64: summed, cropped and transposed (O x C)
         return np.ascontiguousarray(acc.sum(axis=0)[:, :o].T).reshape(geom.w_shape())
     w = b.reshape(o, c) if op == "forward" else np.ascontiguousarray(b.reshape(o, c).T)
@@ -223,7 +224,8 @@ def _run_pointwise_first(op: Op, geom: ConvGeometry, parts: int, a: np.ndarray, 
     if out.size and cols == 0:
         out.fill(0)
     elif out.size:
-        _team.run(_kernels.pointwise_first, w, a.reshape(n, cols, s), out, pointwise.streams(out))
+        _threads.for_numba()
+        _kernels.pointwise_first(w, a.reshape(n, cols, s), out, pointwise.streams(out))
     return out.reshape(geom.y_shape() if op == "forward" else geom.x_shape())
 
 

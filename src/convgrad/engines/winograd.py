@@ -35,7 +35,7 @@ from .._budget import check_fits
 from .._engine import OPS, Op, Planner, Prepared, Refusal
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop, w_to_last, x_from_last, x_to_last
-from . import _kernels, _team, _threads
+from . import _kernels, _threads
 from ._common import no_complex
 from ._kernels import layout, winograd_fused
 from ._machine import figures
@@ -172,12 +172,11 @@ def _one_pass_forward(geom: ConvGeometry, x: np.ndarray, w: np.ndarray, first: b
         y.fill(0)
         return x_to_last(y, fmt)
     xs = np.ascontiguousarray(x_from_last(x, fmt))
-    seg, per, threads = _work(geom)
+    seg, per, threads = _work(geom)  # sets Numba's threads for the filter's transform too
     u = _one_pass_filter(w)
     (pt, _), (pl, _) = geom.tight_padding
     dh, dw = geom.rhs_dilation
-    _team.run(_kernels.winograd43, xs, u, _consts(x.dtype), first, dh, dw, pt, pl, seg, per, threads, y,
-              threads=threads)
+    _kernels.winograd43(xs, u, _consts(x.dtype), first, dh, dw, pt, pl, seg, per, threads, y)
     return x_to_last(y, fmt)
 
 
@@ -226,9 +225,9 @@ def _one_pass_filter(w: np.ndarray) -> np.ndarray:
     u = scratch("winograd.u", (36, c, -(-o // 16) * 16), w.dtype)
     flipped = _flipped_copy(w)
     if flipped is None:
-        _team.run(_kernels.winograd43_filter, w, u, _consts(w.dtype), False)
+        _kernels.winograd43_filter(w, u, _consts(w.dtype), False)
     else:
-        _team.run(_kernels.winograd43_filter, flipped, u, _consts(w.dtype), True)
+        _kernels.winograd43_filter(flipped, u, _consts(w.dtype), True)
     return u
 
 

@@ -51,12 +51,6 @@ from .winograd_fused import winograd43, winograd43_filter
 # Figures in calibration.json.
 
 
-def _data_type(sig):
-    """The type of a compiled signature's first data operand: its first argument, or the second
-    after a team kernel's counters (engines/_team.py: an int64 vector)."""
-    return sig[1] if len(sig) > 1 and str(sig[0]) == "array(int64, 1d, C)" else sig[0]
-
-
 def compile_penalty(dtype, *kernels) -> float:
     """Estimated seconds of compiling or loading before the given kernels can run on ``dtype``
     (with Numba; the planner charges plain-Python loops as never loadable)."""
@@ -64,7 +58,7 @@ def compile_penalty(dtype, *kernels) -> float:
     name = np.dtype(dtype).name
     total = 0.0
     for k in kernels:
-        if not any(name in str(_data_type(sig)) for sig in k.signatures):
+        if not any(name in str(sig[0]) for sig in k.signatures):
             compile_s = fig.COMPILE_SECONDS_BY_KERNEL.get(k.py_func.__name__, fig.COMPILE_SECONDS)
             total += fig.LOAD_SECONDS if _cached(k) else compile_s
     return total
@@ -83,12 +77,11 @@ def warm_up(dtypes=("float32", "float64")) -> None:
         x = np.zeros((1, 6, 6, 2), dt)
         w = np.zeros((3, 3, 2), dt)
         y = np.zeros((1, 4, 4, 2), dt)
-        team = np.zeros(8, np.int64)  # engines/_team.py's counters
-        depthwise2d_forward(team, x, w, 0, 0, 1, 1, 1, 1, y, False)
+        depthwise2d_forward(x, w, 0, 0, 1, 1, 1, 1, y, False)
         depthwise2d_input_grad(y, w, 1, 1, 1, 1, x)
-        depthwise2d_filter_grad(team, x, y, 0, 0, 1, 1, 1, 1, np.zeros((1, 3, 3, 2), dt))
+        depthwise2d_filter_grad(x, y, 0, 0, 1, 1, 1, 1, np.zeros((1, 3, 3, 2), dt))
         xf, wf, yf = np.zeros((1, 2, 6, 6), dt), np.zeros((2, 3, 3), dt), np.zeros((1, 2, 4, 4), dt)
-        depthwise2d_forward_first(team, xf, wf, 0, 0, 1, 1, 1, 1, yf)
+        depthwise2d_forward_first(xf, wf, 0, 0, 1, 1, 1, 1, yf)
         depthwise2d_input_grad_first(yf, wf, 0, 0, 1, 1, 1, 1, xf)
         depthwise2d_filter_grad_first(xf, yf, 0, 0, 1, 1, 1, 1, wf)
         corner, one, out = (0, 0, 0), (1, 1, 1), (1, 4, 4)
@@ -99,8 +92,8 @@ def warm_up(dtypes=("float32", "float64")) -> None:
                           np.int64)
         window = np.array([[0, 1, 6, 6, *corner]], np.int64)
         flat = x.reshape(-1)
-        regions_forward(team, flat, (1, 6, 6), flat.copy(), 2, np.zeros(3 * 3 * 2 * 16, dt), region, 16,
-                        y[:, None], False, window, False, False)
+        regions_forward(flat, (1, 6, 6), flat.copy(), 2, np.zeros(3 * 3 * 2 * 16, dt), region, 16, y[:, None],
+                        False, window, False, False)
         # the filter's memory as it is (flat) with its strides
         pack_phases(np.zeros(36, dt), (18, 6, 2, 1, 1), np.zeros((1, 6), np.int64), 16, 2, 2,
                     np.zeros(2 * 16, dt))
@@ -127,9 +120,9 @@ def warm_up(dtypes=("float32", "float64")) -> None:
         # view of the caller's layout ('A'), in either layout; each
         # other array type would compile again at its first real call (seconds).
         for w in (np.zeros((3, 3, 2, 2), dt), np.zeros((2, 2, 3, 3), dt).transpose(2, 3, 1, 0)):
-            winograd43_filter(team, w, u, consts, False)
+            winograd43_filter(w, u, consts, False)
         for first in (False, True):
-            winograd43(team, np.zeros((1, 6, 6, 2), dt), u, consts, first, 1, 1, 1, 1, 2, 1, 1,
+            winograd43(np.zeros((1, 6, 6, 2), dt), u, consts, first, 1, 1, 1, 1, 2, 1, 1,
                        np.zeros((1, 6, 6, 2), dt))
         pad_copy(x[:, None], (0, 1, 1), np.zeros((1, 1, 8, 8, 2), dt))
         pad_copy_first(np.zeros((1, 2, 1, 6, 6), dt), (0, 1, 1), np.zeros((1, 1, 8, 8, 2), dt))
@@ -141,8 +134,8 @@ def warm_up(dtypes=("float32", "float64")) -> None:
         fold_gather(np.zeros((1, 1, 1, 2, 1), dt), index, index[:1], index, index[:1], index, 0,
                     np.zeros((1, 1, 1, 2, 1), dt))
         transpose_batches(np.zeros(4, dt), np.zeros(4, dt), 1, 2, 2, 4, 2, 4, 2)
-        pointwise_first(team, np.zeros((2, 2), dt), np.zeros((1, 2, 4), dt), np.zeros((1, 2, 4), dt), False)
-        pointwise_filter_grad_first(team, np.zeros((1, 2, 4), dt), np.zeros((1, 2, 4), dt),
+        pointwise_first(np.zeros((2, 2), dt), np.zeros((1, 2, 4), dt), np.zeros((1, 2, 4), dt), False)
+        pointwise_filter_grad_first(np.zeros((1, 2, 4), dt), np.zeros((1, 2, 4), dt),
                                     np.zeros((1, 2, 64), dt))  # parts (P, C, O rounded up to 64)
         pairs = np.zeros(2 * 2 * 36, dt)  # complex (1, 2, 6, 6) as real pairs
         split_parts(pairs, (72, 36, 36, 6, 1), (1, 2, 1, 6, 6), (0, 1, 1), *np.zeros((3, 1, 1, 8, 8, 2), dt))

@@ -194,10 +194,3 @@ def start_pool() -> None:
             if not keep:
                 del os.environ["OMP_WAIT_POLICY"]
         _pool_started = True
-
-
-@njit(cache=True, inline="always")
-def _finished(team):  # pragma: no cover - compiled
-    """One more chunk finished in a team call (engines/_team.py): team[1] += 1, acq_rel, after the
-    chunk's writes, which the caller that reads the count then sees."""
-    return _add(team[1:], 1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba import _claim, _finished, _registers, _wide_vectors, chunk_size, njit, prange
+from ._numba import _claim, _registers, _wide_vectors, chunk_size, njit, prange
 from ._simd import lanes, sfence
 from .depthwise_lanes import filter_grad_pair, forward_pair, forward_row, streams
 
@@ -143,11 +143,10 @@ def _x_row(x, n, h, zero):  # pragma: no cover - compiled
 PAIR_CHUNKS = 16
 
 
-@njit(nogil=True, cache=True, fastmath={"contract"})
-def _forward_lanes(team, x, w, p0, p1, s0, d0, y, stream):  # pragma: no cover - compiled
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def _forward_lanes(x, w, p0, p1, s0, d0, y, stream):  # pragma: no cover - compiled
     """depthwise2d_forward by depthwise_lanes' rows: pairs of output rows where they share input
-    rows (unit row stride and dilation), else rows, in chunks a team's threads claim
-    (engines/_team.py; ``team`` its counters, the chunk count returned); y's vectors
+    rows (unit row stride and dilation), else rows, in chunks the threads claim; y's vectors
     streamed past the caches where ``stream`` and y allows it (``streams``)."""
     n_, oh, _, c_in = y.shape
     w_in = x.shape[2]
@@ -159,27 +158,26 @@ def _forward_lanes(team, x, w, p0, p1, s0, d0, y, stream):  # pragma: no cover -
     tasks = n_ * per_image
     per = -(-tasks // PAIR_CHUNKS)
     chunks = -(-tasks // per)
-    k = _claim(team)
-    while k < chunks:
-        for t in range(k * per, min(tasks, (k + 1) * per)):
-            n, i = t // per_image, t % per_image * step
-            h = i * s0 - p0
-            ra, rb, rc = _x_row(x, n, h, zero), _x_row(x, n, h + d0, zero), _x_row(x, n, h + 2 * d0, zero)
-            if step == 2 and i + 1 < oh:
-                forward_pair(ra, rb, rc, _x_row(x, n, h + 3, zero), _x_row(x, n, h + 4, zero),
-                             _x_row(x, n, h + 5, zero), wf, y[n, i].ravel(), y[n, i + 1].ravel(),
-                             w_in, p1, c_in, stream)
-            else:
-                forward_row(ra, rb, rc, wf, y[n, i].ravel(), w_in, p1, c_in, stream)
-        if stream:  # the chunk's streamed rows in memory before it counts as finished
-            sfence()
-        _finished(team)
-        k = _claim(team)
-    return chunks
+    counter = np.zeros(1, dtype=np.int64)
+    for _ in prange(chunks):
+        k = _claim(counter)
+        while k < chunks:
+            for t in range(k * per, min(tasks, (k + 1) * per)):
+                n, i = t // per_image, t % per_image * step
+                h = i * s0 - p0
+                ra, rb, rc = _x_row(x, n, h, zero), _x_row(x, n, h + d0, zero), _x_row(x, n, h + 2 * d0, zero)
+                if step == 2 and i + 1 < oh:
+                    forward_pair(ra, rb, rc, _x_row(x, n, h + 3, zero), _x_row(x, n, h + 4, zero),
+                                 _x_row(x, n, h + 5, zero), wf, y[n, i].ravel(), y[n, i + 1].ravel(),
+                                 w_in, p1, c_in, stream)
+                else:
+                    forward_row(ra, rb, rc, wf, y[n, i].ravel(), w_in, p1, c_in, stream)
+            k = _claim(counter)
+        sfence()  # this thread's streamed rows are in memory before the loop ends
 
 
-@njit(nogil=True, cache=True, fastmath={"contract"})
-def depthwise2d_forward(team, x, w, p0, p1, s0, s1, d0, d1, y, stream):  # pragma: no cover - compiled
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def depthwise2d_forward(x, w, p0, p1, s0, s1, d0, d1, y, stream):  # pragma: no cover - compiled
     """y[n, i, j, c*M + q] = sum_{a,b} x[n, i*s0 + a*d0 - p0, j*s1 + b*d1 - p1, c] * w[a, b, c*M + q],
     taps outside x reading zeros (the padding, never materialised).
 
@@ -193,24 +191,25 @@ def depthwise2d_forward(team, x, w, p0, p1, s0, s1, d0, d1, y, stream):  # pragm
     w_in, c_in = x.shape[2], x.shape[3]
     kh, kw = w.shape[0], w.shape[1]
     if _in_lanes(x, w, o, s1, d1):
-        return _forward_lanes(team, x, w, p0, p1, s0, d0, y, stream)
+        _forward_lanes(x, w, p0, p1, s0, d0, y, stream)
+        return
     fast = kh == 3 and kw == 3 and o == c_in
     # Interior columns: all three taps inside the row.
     j_lo = min(ow, (p1 + s1 - 1) // s1)
     j_hi = max(j_lo, min(ow, ow_clip(w_in, 2 * d1 - p1, s1)))
     xf, wf, yf = x.ravel(), w.ravel(), y.ravel()
-    # Rows in chunks that a team's threads claim (_claim, engines/_team.py): not an equal share
-    # each, which makes the call wait for a thread another process keeps off its core.
+    # Rows in chunks that the threads claim (_claim): not an equal share each, which makes the
+    # call wait for a thread another process keeps off its core.
     tasks = n_ * oh
     per = chunk_size(tasks)
     chunks = -(-tasks // per)
-    k = _claim(team)
-    while k < chunks:
-        for idx in range(k * per, min(tasks, (k + 1) * per)):
-            _forward_row(x, w, xf, wf, yf, y, idx, fast, j_lo, j_hi, p0, p1, s0, s1, d0, d1)
-        _finished(team)
-        k = _claim(team)
-    return chunks
+    counter = np.zeros(1, dtype=np.int64)
+    for _ in prange(chunks):
+        k = _claim(counter)
+        while k < chunks:
+            for idx in range(k * per, min(tasks, (k + 1) * per)):
+                _forward_row(x, w, xf, wf, yf, y, idx, fast, j_lo, j_hi, p0, p1, s0, s1, d0, d1)
+            k = _claim(counter)
 
 
 @njit(cache=True, fastmath={"contract"})
@@ -296,8 +295,8 @@ def _depthwise_fg_row(x, grow, n, i, j_lo, j_hi, p0, p1, s0, s1, d0, d1, out):  
                             acc[c * mult + q] += xr[c] * g[c * mult + q]
 
 
-@njit(nogil=True, cache=True, fastmath={"contract"})
-def _filter_grad_lanes(team, x, dy, p0, p1, s0, d0, parts):  # pragma: no cover - compiled
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def _filter_grad_lanes(x, dy, p0, p1, s0, d0, parts):  # pragma: no cover - compiled
     """depthwise2d_filter_grad by depthwise_lanes' rows: pairs of dy's rows where they share
     input rows (a lone last row paired with zeros), chunk p of the pairs summed into parts[p]."""
     n_, oh, ow, c_in = dy.shape
@@ -308,46 +307,47 @@ def _filter_grad_lanes(team, x, dy, p0, p1, s0, d0, parts):  # pragma: no cover 
     tasks = n_ * per_image
     chunks = parts.shape[0]
     per = -(-tasks // chunks)
-    k = _claim(team)
-    while k < chunks:
-        out = parts[k].ravel()
-        for t in range(k * per, min(tasks, (k + 1) * per)):
-            n, i = t // per_image, t % per_image * step
-            h = i * s0 - p0
-            ra, rb, rc = _x_row(x, n, h, zero), _x_row(x, n, h + d0, zero), _x_row(x, n, h + 2 * d0, zero)
-            # the rows the next task adds, asked for ahead
-            ahead = h + 4 if step == 2 else h + s0 + d0
-            pa, pb = _x_row(x, n, ahead, zero), _x_row(x, n, ahead + d0, zero)
-            two = step == 2 and i + 1 < oh
-            if two:
-                rd, gb = _x_row(x, n, h + 3, zero), dy[n, i + 1].ravel()
-            else:  # a lone row
-                rd, gb = zero, zero
-            m, nxt = (t + 1) // per_image, (t + 1) % per_image * step  # the next task's rows of dy
-            if m == n_:
-                m, nxt = 0, -2  # none: rows of zeros
-            pg, ph = _x_row(dy, m, nxt, zero), _x_row(dy, m, nxt + 1, zero)
-            filter_grad_pair(ra, rb, rc, rd, pa, pb, dy[n, i].ravel(), gb, pg, ph, two, out, w_in, p1,
-                             c_in)
-        _finished(team)
-        k = _claim(team)
-    return chunks
+    counter = np.zeros(1, dtype=np.int64)
+    for _ in prange(chunks):
+        k = _claim(counter)
+        while k < chunks:
+            out = parts[k].ravel()
+            for t in range(k * per, min(tasks, (k + 1) * per)):
+                n, i = t // per_image, t % per_image * step
+                h = i * s0 - p0
+                ra, rb, rc = _x_row(x, n, h, zero), _x_row(x, n, h + d0, zero), _x_row(x, n, h + 2 * d0, zero)
+                # the rows the next task adds, asked for ahead
+                ahead = h + 4 if step == 2 else h + s0 + d0
+                pa, pb = _x_row(x, n, ahead, zero), _x_row(x, n, ahead + d0, zero)
+                two = step == 2 and i + 1 < oh
+                if two:
+                    rd, gb = _x_row(x, n, h + 3, zero), dy[n, i + 1].ravel()
+                else:  # a lone row
+                    rd, gb = zero, zero
+                m, nxt = (t + 1) // per_image, (t + 1) % per_image * step  # the next task's rows of dy
+                if m == n_:
+                    m, nxt = 0, -2  # none: rows of zeros
+                pg, ph = _x_row(dy, m, nxt, zero), _x_row(dy, m, nxt + 1, zero)
+                filter_grad_pair(ra, rb, rc, rd, pa, pb, dy[n, i].ravel(), gb, pg, ph, two, out, w_in, p1,
+                                 c_in)
+            k = _claim(counter)
 
 
-@njit(nogil=True, cache=True, fastmath={"contract"})
-def depthwise2d_filter_grad(team, x, dy, p0, p1, s0, s1, d0, d1, parts):  # pragma: no cover - compiled
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def depthwise2d_filter_grad(x, dy, p0, p1, s0, s1, d0, d1, parts):  # pragma: no cover - compiled
     """parts[p, a, b, c*M + q] = sum over the rows of chunk p of x[n, i*s0 + a*d0 - p0, j*s1 + b*d1 - p1, c]
     * dy[n, i, j, c*M + q], taps outside x skipped (the padding); the caller sums the parts.
 
-    The rows (n, i) of dy are cut into as many chunks as parts, which a team's threads claim
-    (``_claim``, engines/_team.py); each chunk sums into its own part, so the result does not depend on which
+    The rows (n, i) of dy are cut into as many chunks as parts, which the threads claim
+    (``_claim``); each chunk sums into its own part, so the result does not depend on which
     thread took which chunk.
     """
     n_, oh, ow, o = dy.shape
     h_in, w_in, c_in = x.shape[1], x.shape[2], x.shape[3]
     kh, kw = parts.shape[1], parts.shape[2]
     if _in_lanes(x, parts[0], o, s1, d1):
-        return _filter_grad_lanes(team, x, dy, p0, p1, s0, d0, parts)
+        _filter_grad_lanes(x, dy, p0, p1, s0, d0, parts)
+        return
     fast = kh == 3 and kw == 3 and o == c_in
     # Interior rows and columns: all three taps inside x.
     i_lo = min(oh, (p0 + s0 - 1) // s0)
@@ -357,22 +357,22 @@ def depthwise2d_filter_grad(team, x, dy, p0, p1, s0, s1, d0, d1, parts):  # prag
     tasks = n_ * oh
     chunks = parts.shape[0]
     per = -(-tasks // chunks)
-    _wide_vectors()
-    k = _claim(team)
-    while k < chunks:
-        out = parts[k]
-        for idx in range(k * per, min(tasks, (k + 1) * per)):
-            n, i = idx // oh, idx % oh
-            grow = dy[n, i]
-            if not fast or i < i_lo or i >= i_hi:
-                _depthwise_fg_row(x, grow, n, i, 0, ow, p0, p1, s0, s1, d0, d1, out)
-            else:  # the ends of an interior row, then its middle
-                _depthwise_fg_row(x, grow, n, i, 0, j_lo, p0, p1, s0, s1, d0, d1, out)
-                _depthwise_fg_row(x, grow, n, i, j_hi, ow, p0, p1, s0, s1, d0, d1, out)
-                _fg_interior32(x, dy, n, i, j_lo, j_hi, p0, p1, s0, s1, d0, d1, out)
-        _finished(team)
-        k = _claim(team)
-    return chunks
+    counter = np.zeros(1, dtype=np.int64)
+    for _ in prange(chunks):
+        _wide_vectors()
+        k = _claim(counter)
+        while k < chunks:
+            out = parts[k]
+            for idx in range(k * per, min(tasks, (k + 1) * per)):
+                n, i = idx // oh, idx % oh
+                grow = dy[n, i]
+                if not fast or i < i_lo or i >= i_hi:
+                    _depthwise_fg_row(x, grow, n, i, 0, ow, p0, p1, s0, s1, d0, d1, out)
+                else:  # the ends of an interior row, then its middle
+                    _depthwise_fg_row(x, grow, n, i, 0, j_lo, p0, p1, s0, s1, d0, d1, out)
+                    _depthwise_fg_row(x, grow, n, i, j_hi, ow, p0, p1, s0, s1, d0, d1, out)
+                    _fg_interior32(x, dy, n, i, j_lo, j_hi, p0, p1, s0, s1, d0, d1, out)
+            k = _claim(counter)
 
 
 @njit(cache=True, fastmath={"contract"})

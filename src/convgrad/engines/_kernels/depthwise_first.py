@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba import _claim, _finished, chunk_size, njit, prange
+from ._numba import _claim, chunk_size, njit, prange
 from ._simd import lanes, vadd, vfma, vkeep, vload, vmul, vshift, vsplat, vstore, vsum, vzero
 from .depthwise_lanes import _taps
 
@@ -204,11 +204,10 @@ def _valid_forward(bf, wb_, wf, wo, kh, kw, yf, yb, oh, ow, s0, s1, d0, d1):  # 
                     yf[ys + u] += bf[q + u * us] * wv
 
 
-@njit(nogil=True, cache=True, fastmath={"contract"})
-def depthwise2d_forward_first(team, x, w, p0, p1, s0, s1, d0, d1, y):  # pragma: no cover - compiled
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def depthwise2d_forward_first(x, w, p0, p1, s0, s1, d0, d1, y):  # pragma: no cover - compiled
     """y[n, o, i, j] = sum_{a,b} x[n, o // M, i*s0 + a*d0 - p0, j*s1 + b*d1 - p1] * w[o, a, b],
-    samples outside x reading zeros; parallel over chunks of the (n, o) planes, claimed by a
-    team's threads (engines/_team.py; ``team`` its counters, the chunk count returned)."""
+    samples outside x reading zeros; parallel over chunks of the (n, o) planes, claimed."""
     n_, o_, oh, ow = y.shape
     c_in, h_in, w_in = x.shape[1], x.shape[2], x.shape[3]
     kh, kw = w.shape[1], w.shape[2]
@@ -218,23 +217,23 @@ def depthwise2d_forward_first(team, x, w, p0, p1, s0, s1, d0, d1, y):  # pragma:
     tasks = n_ * o_
     per = chunk_size(tasks)
     chunks = -(-tasks // per)
+    counter = np.zeros(1, dtype=np.int64)
     width = lanes(yf)
     # 3x3, unit column stride and dilation: buffer rows a vector apart and aligned (``_plane3x3_aligned``)
     aligned = kh == 3 and kw == 3 and s1 == 1 and d1 == 1 and ow >= width
     rs = _row_stride(wb, width, aligned)
-    k = _claim(team)  # chunks claimed by a team's threads (_numba.chunk_size)
-    buf = _plane_buffer(hb, rs, width, aligned, k < chunks, yf)
-    while k < chunks:
-        for t in range(k * per, min(tasks, (k + 1) * per)):
-            n, o = t // o_, t % o_
-            _fill(xf, (n * c_in + o // mult) * h_in * w_in, h_in, w_in, p0, p1, buf, hb, rs)
-            if aligned:
-                _plane3x3_aligned(buf, rs, wf, o * 9, yf, t * oh * ow, oh, ow, s0, d0)
-            else:
-                _valid_forward(buf, wb, wf, o * kh * kw, kh, kw, yf, t * oh * ow, oh, ow, s0, s1, d0, d1)
-        _finished(team)
-        k = _claim(team)
-    return chunks
+    for _ in prange(chunks):  # chunks claimed by the threads that run (_numba.chunk_size)
+        k = _claim(counter)
+        buf = _plane_buffer(hb, rs, width, aligned, k < chunks, yf)
+        while k < chunks:
+            for t in range(k * per, min(tasks, (k + 1) * per)):
+                n, o = t // o_, t % o_
+                _fill(xf, (n * c_in + o // mult) * h_in * w_in, h_in, w_in, p0, p1, buf, hb, rs)
+                if aligned:
+                    _plane3x3_aligned(buf, rs, wf, o * 9, yf, t * oh * ow, oh, ow, s0, d0)
+                else:
+                    _valid_forward(buf, wb, wf, o * kh * kw, kh, kw, yf, t * oh * ow, oh, ow, s0, s1, d0, d1)
+            k = _claim(counter)
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba import NUMBA, _claim, _finished, _registers, _wide_vectors, njit
+from ._numba import NUMBA, _claim, _registers, _wide_vectors, njit, prange
 from ._shuffle import transpose8
 from ._simd import VECTOR_BYTES, sfence
 from .tile_stream import STREAM_BYTES, stream_sums
@@ -49,14 +49,13 @@ def streams(y: np.ndarray) -> bool:
             and y.shape[-1] * y.itemsize % VECTOR_BYTES == 0)
 
 
-@njit(nogil=True, cache=True)
-def pointwise_first(team, w, x, y, stream):  # pragma: no cover - compiled
+@njit(parallel=True, cache=True)
+def pointwise_first(w, x, y, stream):  # pragma: no cover - compiled
     """y[n, o, s] = sum_c w[o, c] * x[n, c, s]: w (O, C), x (N, C, S), y (N, O, S), all
     C-contiguous; with ``stream`` (``streams``: y large, every row on a 64-byte boundary) the
     whole tiles store y past the caches. Work items are SPAN positions of one image (the last
-    one shorter), claimed by a team's threads (engines/_team.py, ``_claim``: one that shares its
-    core, with another process or with a pool still spinning after its own call, leaves its items
-    to the others);
+    one shorter), claimed by the threads (``_claim``: one that shares its core, with another
+    process or with a pool still spinning after its own call, leaves its items to the others);
     each runs its tiles of 6 output channels x 64 positions along the span, one group of 6 rows
     after the other, so that y is written in runs of SPAN positions per row while the span's
     panel of x stays in the second-level cache. Every item is computed the same whichever
@@ -66,23 +65,23 @@ def pointwise_first(team, w, x, y, stream):  # pragma: no cover - compiled
     wf, xf, yf = w.ravel(), x.ravel(), y.ravel()
     cols = -(-S // SPAN)
     items = N * cols
-    t = _claim(team)
-    while t < items:
-        n, start = t // cols, t % cols * SPAN
-        stop = min(S, start + SPAN)
-        for o0 in range(0, O, 6):
-            for s0 in range(start, stop, 64):
-                xo, yo = n * C * S + s0, n * O * S + s0
-                m = min(64, S - s0)
-                if m == 64:
-                    _tile_6x64(wf, xf, yf, o0, min(6, O - o0), C, S, xo, yo, stream)
-                else:
-                    _tile_narrow(wf, xf, yf, o0, min(6, O - o0), C, S, xo, yo, m)
-        if stream:  # the chunk's streamed stores seen before it counts as finished
+    counter = np.zeros(1, dtype=np.int64)
+    for _ in prange(items):
+        t = _claim(counter)
+        while t < items:
+            n, start = t // cols, t % cols * SPAN
+            stop = min(S, start + SPAN)
+            for o0 in range(0, O, 6):
+                for s0 in range(start, stop, 64):
+                    xo, yo = n * C * S + s0, n * O * S + s0
+                    m = min(64, S - s0)
+                    if m == 64:
+                        _tile_6x64(wf, xf, yf, o0, min(6, O - o0), C, S, xo, yo, stream)
+                    else:
+                        _tile_narrow(wf, xf, yf, o0, min(6, O - o0), C, S, xo, yo, m)
+            t = _claim(counter)
+        if stream:
             sfence()
-        _finished(team)
-        t = _claim(team)
-    return items
 
 
 @njit(cache=True, fastmath={"contract"})
@@ -186,38 +185,38 @@ def _tile_narrow(wf, xf, yf, o0, mo, C, S, xo, yo, m):  # pragma: no cover - com
             yf[q + v] = acc[v]
 
 
-@njit(nogil=True, cache=True)
-def pointwise_filter_grad_first(team, x, dy, parts):  # pragma: no cover - compiled
+@njit(parallel=True, cache=True)
+def pointwise_filter_grad_first(x, dy, parts):  # pragma: no cover - compiled
     """parts[p] (C, O64) = part p of dw.T: parts[p][c, o] = sum over n, s of x[n, c, s] * dy[n, o,
     s] over its share of the chunks, x (N, C, S), dy (N, O, S), O64 = O rounded up to 64 (zeros
     past O). Each chunk of CHUNK positions of an image moves dy's block of 64 channels into a
     panel (CHUNK, 64) in the first cache by 8 x 8 register transposes; the tiles of 6 input x 64
     output channels then run as the channels-last GEMM's: 6 values of x broadcast (one from each
     of 6 rows, read along s) and 4 vectors of the panel per 24 multiply-adds, the sums kept in
-    registers over the chunk and added into the part once. A team's threads claim the parts
-    (engines/_team.py, ``_claim``), so the sums do not depend on which thread, or how many, took them."""
+    registers over the chunk and added into the part once. The threads claim the parts
+    (``_claim``), so the sums do not depend on which thread, or how many, took them."""
     N, C, S = x.shape
     O = dy.shape[1]
     P, O64 = parts.shape[0], parts.shape[2]
     xf, df = x.ravel(), dy.ravel()
     chunks = -(-S // CHUNK)
     items = N * chunks
-    part = _claim(team)
-    panel = np.empty(CHUNK * 64 if part < P else 0, dy.dtype)
-    while part < P:
-        tp = parts[part]
-        tp[...] = 0
-        tf = tp.ravel()
-        for t in range(part * items // P, (part + 1) * items // P):
-            n, s0 = t // chunks, t % chunks * CHUNK
-            m = min(CHUNK, S - s0)
-            for ob in range(0, O64, 64):
-                _dy_panel(df, O, S, n * O * S + s0, ob, m, panel)
-                for c0 in range(0, C, 6):
-                    _panel_tile_6x64(xf, panel, tf, n * C * S + s0, c0, min(6, C - c0), S, m, ob, O64)
-        _finished(team)
-        part = _claim(team)
-    return P
+    counter = np.zeros(1, dtype=np.int64)
+    for _ in prange(P):
+        part = _claim(counter)
+        panel = np.empty(CHUNK * 64, dy.dtype)
+        while part < P:
+            tp = parts[part]
+            tp[...] = 0
+            tf = tp.ravel()
+            for t in range(part * items // P, (part + 1) * items // P):
+                n, s0 = t // chunks, t % chunks * CHUNK
+                m = min(CHUNK, S - s0)
+                for ob in range(0, O64, 64):
+                    _dy_panel(df, O, S, n * O * S + s0, ob, m, panel)
+                    for c0 in range(0, C, 6):
+                        _panel_tile_6x64(xf, panel, tf, n * C * S + s0, c0, min(6, C - c0), S, m, ob, O64)
+            part = _claim(counter)
 
 
 @njit(cache=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba import _add, _claim, _finished, chunk_size, njit
+from ._numba import _add, _claim, chunk_size, njit, prange
 from .pad import transposed_run
 from .tiled import _STAGE, _plane_tiles
 
@@ -26,8 +26,8 @@ COPY_BASE, COPY_SIZE, COPY_FROM = 0, 1, 4
 COPY_COLUMNS = 7
 
 
-@njit(nogil=True, cache=True)
-def regions_forward(team, a, extent, b, C, wt, table, block, y, filter_major, copies, a_first,
+@njit(parallel=True, cache=True)
+def regions_forward(a, extent, b, C, wt, table, block, y, filter_major, copies, a_first,
                     first):  # pragma: no cover - compiled
     """Each region r (a row of ``table``) of y (N, D, H, W, O), or with ``first`` y (N, O, D, H, W):
     the conv of its source (the flat ``a`` (N, *extent, C) or ``b``, from table[r, BASE], laid out
@@ -41,9 +41,8 @@ def regions_forward(team, a, extent, b, C, wt, table, block, y, filter_major, co
 
     The work items are the windows' rows, then the tiles of tiled_forward's planes
     (``_plane_tiles``, 8 x 16 or 32, 6 x 64), region after region, claimed in chunks by the
-    threads of a team call (engines/_team.py; ``team`` its counters, the chunk count returned):
-    one call for the copies and all regions, and a thread held off its core leaves its chunks to
-    the others, never waited for. A tile of a region that reads ``b`` waits
+    threads that run (``_claim``): one fork and join for the copies and all regions, and a thread
+    held off its core leaves its chunks to the other. A tile of a region that reads ``b`` waits
     until every row is copied (the rows come first, so only for the other thread's last few).
     The regions write disjoint outputs of y.
     """
@@ -70,48 +69,47 @@ def regions_forward(team, a, extent, b, C, wt, table, block, y, filter_major, co
     ccount = -(-P // csize)
     size = chunk_size(tasks)
     count = ccount + -(-tasks // size)
-    done = team[2:3]  # rows copied
+    counter = np.zeros(1, np.int64)
+    done = np.zeros(1, np.int64)  # rows copied
     yf = y.ravel()
-    ready = P == 0
-    k = _claim(team)
-    while k < count:
-        if k < ccount:
-            stop = min(P, (k + 1) * csize)
-            w = 0
-            for t in range(k * csize, stop):
-                while t >= rows[w + 1]:
-                    w += 1
-                _copy_row(a, extent, a_first, b, C, N, copies, w, t - rows[w])
-            _add(done, stop - k * csize)
-            _finished(team)
-            k = _claim(team)
-            continue
-        r = 0
-        first_task = (k - ccount) * size
-        for t in range(first_task, min(tasks, first_task + size)):
-            while t >= starts[r + 1]:
-                r += 1
-            if table[r, SRC] == 1 and not ready:
-                while _add(done, 0) < P:  # the other threads' last rows
-                    pass
-                ready = True
-            OD, OH, OW = table[r, OUT], table[r, OUT + 1], table[r, OUT + 2]
-            per, chunks = _items(OH, OW, width)
-            items = N * OD * chunks
-            q = t - starts[r]
-            xf = a[table[r, BASE]:] if table[r, SRC] == 0 else b[table[r, BASE]:]
-            sd, sh = table[r, XH] * table[r, XW] * C, table[r, XW] * C
-            _plane_tiles(xf, wt[table[r, WO]:], yf, q % items, q // items * per_item, per_item,
-                         (table[r, XA], table[r, XA + 1], table[r, XA + 2]),
-                         (table[r, YA], table[r, YA + 1], table[r, YA + 2]),
-                         (table[r, YB], table[r, YB + 1], table[r, YB + 2]),
-                         table[r, S], table[r, S + 1], table[r, S + 2],
-                         table[r, DIL], table[r, DIL + 1], table[r, DIL + 2],
-                         (OD, OH, OW), OD, table[r, XD], sd, sh, C, YH, YW, O, yn, yw, yc,
-                         table[r, KD], table[r, KH], table[r, KW], per, chunks, width, block)
-        _finished(team)
-        k = _claim(team)
-    return count
+    for _ in prange(count):
+        ready = P == 0
+        k = _claim(counter)
+        while k < count:
+            if k < ccount:
+                stop = min(P, (k + 1) * csize)
+                w = 0
+                for t in range(k * csize, stop):
+                    while t >= rows[w + 1]:
+                        w += 1
+                    _copy_row(a, extent, a_first, b, C, N, copies, w, t - rows[w])
+                _add(done, stop - k * csize)
+                k = _claim(counter)
+                continue
+            r = 0
+            first_task = (k - ccount) * size
+            for t in range(first_task, min(tasks, first_task + size)):
+                while t >= starts[r + 1]:
+                    r += 1
+                if table[r, SRC] == 1 and not ready:
+                    while _add(done, 0) < P:  # the other thread's last rows
+                        pass
+                    ready = True
+                OD, OH, OW = table[r, OUT], table[r, OUT + 1], table[r, OUT + 2]
+                per, chunks = _items(OH, OW, width)
+                items = N * OD * chunks
+                q = t - starts[r]
+                xf = a[table[r, BASE]:] if table[r, SRC] == 0 else b[table[r, BASE]:]
+                sd, sh = table[r, XH] * table[r, XW] * C, table[r, XW] * C
+                _plane_tiles(xf, wt[table[r, WO]:], yf, q % items, q // items * per_item, per_item,
+                             (table[r, XA], table[r, XA + 1], table[r, XA + 2]),
+                             (table[r, YA], table[r, YA + 1], table[r, YA + 2]),
+                             (table[r, YB], table[r, YB + 1], table[r, YB + 2]),
+                             table[r, S], table[r, S + 1], table[r, S + 2],
+                             table[r, DIL], table[r, DIL + 1], table[r, DIL + 2],
+                             (OD, OH, OW), OD, table[r, XD], sd, sh, C, YH, YW, O, yn, yw, yc,
+                             table[r, KD], table[r, KH], table[r, KW], per, chunks, width, block)
+            k = _claim(counter)
 
 
 @njit(cache=True)

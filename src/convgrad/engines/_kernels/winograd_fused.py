@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba import _claim, _finished, _registers, _wide_vectors, chunk_size, literally, njit
+from ._numba import _claim, _registers, _wide_vectors, chunk_size, literally, njit, prange
 from ._shuffle import transpose8
 from ._simd import lanes, vadd, vload, vmul, vsplat, vstore
 
@@ -37,8 +37,8 @@ from ._simd import lanes, vadd, vload, vmul, vsplat, vstore
 CONSTANTS = (2, 4, 5, 8, 1 / 4, 1 / 6, 1 / 12, 1 / 24)
 
 
-@njit(nogil=True, cache=True)
-def winograd43(team, x, u, consts, first, dh, dw, pt, pl, seg, per, threads, y):  # pragma: no cover
+@njit(parallel=True, cache=True)
+def winograd43(x, u, consts, first, dh, dw, pt, pl, seg, per, threads, y):  # pragma: no cover - compiled
     """y = the stride-1 3x3 conv of x with dilation (``dh``, ``dw``), x padded by ``pt`` rows above
     and ``pl`` columns left (zeros, and as far below and right as the tiles reach); x (N, H, W, C)
     and y (N, OH, OW, O), or with ``first`` x (N, C, H, W) and y (N, O, OH, OW). u (36, C, P): the
@@ -74,108 +74,108 @@ def winograd43(team, x, u, consts, first, dh, dw, pt, pl, seg, per, threads, y):
     # transposed into ``stage`` (its rows a skewed stride apart), then copied a row at a time.
     # (Input rows read through such a stage measured slower: not done.)
     sy = _skewed(dw * 4 * span, x.itemsize) if first and _aliased(OH * OW * x.itemsize) else 0
-    # Each thread of the team (engines/_team.py) claims items until none is left (_claim), so
-    # that a thread another process keeps off its core leaves its items to the one that runs;
-    # its scratch allocated once (a fresh block of tiles per item cost a page fault per 4 KiB).
-    # Items come in a multiple of ``threads``, so that without such a wait no thread waits for
-    # another's last one.
-    it = _claim(team)
-    rows = T if it < items else 0  # a thread that finds no item left allocates nothing large
-    v = np.zeros((36, rows, C), x.dtype)  # rows past count: read by the GEMM tiles, results unused
-    m = np.empty((36, rows, P), x.dtype)
-    d = np.empty((6, 6, C), x.dtype)  # an input tile at x's edges, zeros outside
-    t = np.empty((6, 6, C), x.dtype)  # B^T d
-    s = np.empty((6, 6, P), x.dtype)
-    df, tf, vf, mf = d.ravel(), t.ravel(), v.ravel(), m.ravel()
-    cv = np.empty(4, x.dtype)  # 2, 4, 5, -1: the vector transforms' constants
-    cv[:3] = consts[:3]
-    cv[3] = -1
-    # Channels-first: a unit's 6 input rows and 4 output rows, channels-last (transposed in
-    # 8 x 8 blocks in registers), so that the transforms and GEMMs are the channels-last ones.
-    xs = np.empty((6, dw * (4 * span + 6) if first else 1, C), x.dtype)
-    ys = np.empty((4, dw * 4 * span if first else 1, O), x.dtype)
-    xsf, ysf = xs.ravel(), ys.ravel()
-    stage = np.empty(O * sy, x.dtype)
-    while it < items:
-        r0 = it * per
-        count = min(per, units - r0)
-        for rr in range(count):
-            n, a, ti, q0, q1 = _unit(r0 + rr, dh, th, segs, seg, across)
-            hb, c0 = dh * 4 * ti + a - pt, dw * 4 * (q0 // dw) - pl
-            if first:
-                lo, hi = max(0, c0), min(W, c0 + dw * (4 * ((q1 - 1) // dw - q0 // dw) + 6))
-                for i in range(6):
-                    if 0 <= hb + dh * i < H and lo < hi:
-                        _to_last(xf, ((n * C) * H + hb + dh * i) * W + lo, H * W, C, hi - lo,
-                                 xsf, (i * xs.shape[1] + lo - c0) * C)
-            if first:
-                src, r_base, r_step, cofs = xs, 0, 1, c0
-            else:
-                src, r_base, r_step, cofs = x[n], hb, dh, 0
-            rows_in = hb >= 0 and hb + 5 * dh < H
-            for q in range(q0, q1):
-                k = rr * seg + q - q0
-                tj, b = q // dw, q % dw
-                wb = dw * 4 * tj + b - pl
-                if rows_in and wb >= 0 and wb + 5 * dw < W:  # B^T down the columns, read in place
-                    if first:
-                        _bt_columns(xsf, (wb - c0) * C, xs.shape[1] * C, dw * C, tf, C, cv)
-                    else:
-                        _bt_columns(xf, ((n * H + hb) * W + wb) * C, dh * W * C, dw * C, tf, C, cv)
-                else:
+    # Each thread claims items until none is left (_claim), so that a thread another process
+    # keeps off its core leaves its items to the one that runs; its scratch allocated once (a
+    # fresh block of tiles per item cost a page fault per 4 KiB). Items come in a multiple of
+    # ``threads``, so that without such a wait no thread waits for another's last one.
+    threads = min(threads, items)
+    counter = np.zeros(1, dtype=np.int64)
+    for _ in prange(threads):
+        it = _claim(counter)
+        rows = T if it < items else 0  # a thread that finds no item left allocates nothing large
+        v = np.zeros((36, rows, C), x.dtype)  # rows past count: read by the GEMM tiles, results unused
+        m = np.empty((36, rows, P), x.dtype)
+        d = np.empty((6, 6, C), x.dtype)  # an input tile at x's edges, zeros outside
+        t = np.empty((6, 6, C), x.dtype)  # B^T d
+        s = np.empty((6, 6, P), x.dtype)
+        df, tf, vf, mf = d.ravel(), t.ravel(), v.ravel(), m.ravel()
+        cv = np.empty(4, x.dtype)  # 2, 4, 5, -1: the vector transforms' constants
+        cv[:3] = consts[:3]
+        cv[3] = -1
+        # Channels-first: a unit's 6 input rows and 4 output rows, channels-last (transposed in
+        # 8 x 8 blocks in registers), so that the transforms and GEMMs are the channels-last ones.
+        xs = np.empty((6, dw * (4 * span + 6) if first else 1, C), x.dtype)
+        ys = np.empty((4, dw * 4 * span if first else 1, O), x.dtype)
+        xsf, ysf = xs.ravel(), ys.ravel()
+        stage = np.empty(O * sy, x.dtype)
+        while it < items:
+            r0 = it * per
+            count = min(per, units - r0)
+            for rr in range(count):
+                n, a, ti, q0, q1 = _unit(r0 + rr, dh, th, segs, seg, across)
+                hb, c0 = dh * 4 * ti + a - pt, dw * 4 * (q0 // dw) - pl
+                if first:
+                    lo, hi = max(0, c0), min(W, c0 + dw * (4 * ((q1 - 1) // dw - q0 // dw) + 6))
                     for i in range(6):
-                        h = hb + dh * i
-                        for j in range(6):
-                            col = wb + dw * j
-                            if 0 <= h < H and 0 <= col < W:
-                                for c in range(C):
-                                    d[i, j, c] = src[r_base + r_step * i, col - cofs, c]
-                            else:
-                                for c in range(C):
-                                    d[i, j, c] = 0
-                    _bt_columns(df, 0, 6 * C, C, tf, C, cv)
-                _bt_rows(tf, vf, k * C, T * C, C, cv)
-        used = -(-(count * seg) // 6) * 6
-        for e in range(36):
-            for i0 in range(0, used, 6):
-                ob = 0
-                a0, m0 = (e * T + i0) * C, (e * T + i0) * P
-                while ob + 64 <= P:
-                    _gemm_6(vf, a0, C, 1, uf, e * C * P + ob, P, mf, m0 + ob, P, C, 64)
-                    ob += 64
-                while ob < P:
-                    _gemm_6(vf, a0, C, 1, uf, e * C * P + ob, P, mf, m0 + ob, P, C, 16)
-                    ob += 16
-        for rr in range(count):
-            n, a, ti, q0, q1 = _unit(r0 + rr, dh, th, segs, seg, across)
-            oc0 = dw * 4 * (q0 // dw)
-            for q in range(q0, q1):
-                k = rr * seg + q - q0
-                tj, b = q // dw, q % dw
-                for bb in range(6):
-                    for o in range(O):
-                        _at_into(s, bb, o, two, four, eight, m[bb, k, o], m[6 + bb, k, o],
-                                 m[12 + bb, k, o], m[18 + bb, k, o], m[24 + bb, k, o], m[30 + bb, k, o])
-                for i in range(4):
-                    h = dh * (4 * ti + i) + a
-                    if h >= OH:
-                        break
-                    col = dw * 4 * tj + b
-                    ncols = min(4, -(-(OW - col) // dw))
-                    if first:
-                        _output_row(s, i, O, ys, i, col - oc0, dw, ncols, two, four, eight)
+                        if 0 <= hb + dh * i < H and lo < hi:
+                            _to_last(xf, ((n * C) * H + hb + dh * i) * W + lo, H * W, C, hi - lo,
+                                     xsf, (i * xs.shape[1] + lo - c0) * C)
+                if first:
+                    src, r_base, r_step, cofs = xs, 0, 1, c0
+                else:
+                    src, r_base, r_step, cofs = x[n], hb, dh, 0
+                rows_in = hb >= 0 and hb + 5 * dh < H
+                for q in range(q0, q1):
+                    k = rr * seg + q - q0
+                    tj, b = q // dw, q % dw
+                    wb = dw * 4 * tj + b - pl
+                    if rows_in and wb >= 0 and wb + 5 * dw < W:  # B^T down the columns, read in place
+                        if first:
+                            _bt_columns(xsf, (wb - c0) * C, xs.shape[1] * C, dw * C, tf, C, cv)
+                        else:
+                            _bt_columns(xf, ((n * H + hb) * W + wb) * C, dh * W * C, dw * C, tf, C, cv)
                     else:
-                        _output_row(s, i, O, y[n], h, col, dw, ncols, two, four, eight)
-            if first:
-                hi = min(OW, dw * 4 * ((q1 - 1) // dw + 1))
-                for i in range(4):
-                    h = dh * (4 * ti + i) + a
-                    if h < OH:
-                        _to_first_via(ysf, i * ys.shape[1] * O, O, hi - oc0, yf,
-                                      ((n * O) * OH + h) * OW + oc0, OH * OW, stage, sy)
-        _finished(team)
-        it = _claim(team)
-    return items
+                        for i in range(6):
+                            h = hb + dh * i
+                            for j in range(6):
+                                col = wb + dw * j
+                                if 0 <= h < H and 0 <= col < W:
+                                    for c in range(C):
+                                        d[i, j, c] = src[r_base + r_step * i, col - cofs, c]
+                                else:
+                                    for c in range(C):
+                                        d[i, j, c] = 0
+                        _bt_columns(df, 0, 6 * C, C, tf, C, cv)
+                    _bt_rows(tf, vf, k * C, T * C, C, cv)
+            used = -(-(count * seg) // 6) * 6
+            for e in range(36):
+                for i0 in range(0, used, 6):
+                    ob = 0
+                    a0, m0 = (e * T + i0) * C, (e * T + i0) * P
+                    while ob + 64 <= P:
+                        _gemm_6(vf, a0, C, 1, uf, e * C * P + ob, P, mf, m0 + ob, P, C, 64)
+                        ob += 64
+                    while ob < P:
+                        _gemm_6(vf, a0, C, 1, uf, e * C * P + ob, P, mf, m0 + ob, P, C, 16)
+                        ob += 16
+            for rr in range(count):
+                n, a, ti, q0, q1 = _unit(r0 + rr, dh, th, segs, seg, across)
+                oc0 = dw * 4 * (q0 // dw)
+                for q in range(q0, q1):
+                    k = rr * seg + q - q0
+                    tj, b = q // dw, q % dw
+                    for bb in range(6):
+                        for o in range(O):
+                            _at_into(s, bb, o, two, four, eight, m[bb, k, o], m[6 + bb, k, o],
+                                     m[12 + bb, k, o], m[18 + bb, k, o], m[24 + bb, k, o], m[30 + bb, k, o])
+                    for i in range(4):
+                        h = dh * (4 * ti + i) + a
+                        if h >= OH:
+                            break
+                        col = dw * 4 * tj + b
+                        ncols = min(4, -(-(OW - col) // dw))
+                        if first:
+                            _output_row(s, i, O, ys, i, col - oc0, dw, ncols, two, four, eight)
+                        else:
+                            _output_row(s, i, O, y[n], h, col, dw, ncols, two, four, eight)
+                if first:
+                    hi = min(OW, dw * 4 * ((q1 - 1) // dw + 1))
+                    for i in range(4):
+                        h = dh * (4 * ti + i) + a
+                        if h < OH:
+                            _to_first_via(ysf, i * ys.shape[1] * O, O, hi - oc0, yf,
+                                          ((n * O) * OH + h) * OW + oc0, OH * OW, stage, sy)
+            it = _claim(counter)
 
 
 @njit(cache=True)
@@ -361,28 +361,28 @@ def _blocks(src, s0, si, sj, dst, d0, di, dj, rows, cols, to_first):  # pragma: 
         i += 8
 
 
-@njit(nogil=True, cache=True)
-def winograd43_filter(team, w, u, consts, flip):  # pragma: no cover - compiled
+@njit(parallel=True, cache=True)
+def winograd43_filter(w, u, consts, flip):  # pragma: no cover - compiled
     """u[a * 6 + b, c, o] = (G w[:, :, c, o] G^T)[a, b] for w (3, 3, C, O) (any strides; with
     ``flip``, w's taps taken in reverse order in both axes), u (36, C, P), P >= O, zero past O.
     Compiled, not a BLAS GEMM: OpenBLAS's threads starting right after Numba's parallel loops (and
     the other way round) took 3x the whole conv's time.
 
-    Parallel over chunks of input channels that a team's threads claim (_numba.chunk_size): u is
+    Parallel over chunks of input channels that the threads claim (_numba.chunk_size): u is
     4 times the filter's size (9.4 MB for 256 x 256 channels, float32), written at the memory's
     speed, 0.5-0.8 ms on one thread (loaded): a sixth of resnet_3x3_deep's one-thread conv, which
     the calling thread spent alone before every call's parallel loop."""
     C = w.shape[2]
     per = chunk_size(C)
     chunks = -(-C // per)
-    k = _claim(team)  # a team call (engines/_team.py)
-    t = np.empty((6, 3, w.shape[3] if k < chunks else 0), u.dtype)
-    while k < chunks:
-        for c in range(k * per, min(C, (k + 1) * per)):
-            _filter_channel(w, u, consts, flip, c, t)
-        _finished(team)
-        k = _claim(team)
-    return chunks
+    counter = np.zeros(1, dtype=np.int64)
+    for _ in prange(chunks):
+        k = _claim(counter)
+        t = np.empty((6, 3, w.shape[3] if k < chunks else 0), u.dtype)
+        while k < chunks:
+            for c in range(k * per, min(C, (k + 1) * per)):
+                _filter_channel(w, u, consts, flip, c, t)
+            k = _claim(counter)
 
 
 @njit(cache=True)
