@@ -155,11 +155,10 @@ def chunk_size(tasks):  # pragma: no cover - compiled
     """Tasks per claimed chunk (``_claim``): up to CHUNKS chunks, so that a thread that runs takes
     over the chunks of one that waits for its core, at one atomic add per chunk.
 
-    The threads that share them run a team call's body (engines/_team.py), each claiming chunks
-    until none is left; the thin filter gradient and the channels-first depthwise filter gradient
-    still do so in ``for _ in prange(chunks)``, whose first iteration on a thread does its share,
-    the others finding nothing left. Either way the thread count need not be known
-    (``numba.get_num_threads`` in a kernel keeps it out of the disk cache).
+    The loop that shares them is ``for _ in prange(chunks)``, each iteration claiming chunks
+    until none is left: the thread count need not be known (``numba.get_num_threads`` in a
+    kernel keeps it out of the disk cache), the first iteration a thread runs does its share and
+    its other iterations find nothing left.
     """
     return max(1, -(-tasks // CHUNKS))
 
