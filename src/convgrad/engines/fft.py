@@ -220,14 +220,13 @@ class FFT:
         dy = blocks.reshape(n * nb, *blocks.shape[2:])
         keep = _kept(bg)
         shape = (n, nb, bg.in_channels, *keep)
-        wl = w_to_last(w, "channels_first")
-        if (cg == 0 or dy.size == 0 or _spectra.use_signal_dft(x_to_last(dy, "channels_first").shape, lengths)
+        wl, dyl = w_to_last(w, "channels_first"), x_to_last(dy, "channels_first")  # views
+        if (cg == 0 or dy.size == 0 or _spectra.use_signal_dft(dyl.shape, lengths)
                 or _spectra.use_signal_dft((n * nb, *keep, bg.in_channels), lengths)):
             dxs = scratch("fft.dxb", shape, dy.dtype)
-            self._input_grad(bg, lengths, x_to_last(dy, "channels_first"), wl,
-                             out=_last_view(dxs))
+            self._input_grad(bg, lengths, dyl, wl, out=_last_view(dxs))
             return dxs
-        dys = _spectra.spectrum(x_to_last(dy, "channels_first"), lengths, bg.stride, "fft.dy")
+        dys = _spectra.spectrum(dyl, lengths, bg.stride, "fft.dy")
         ws = _spectra.kernel_spectrum(_adjoint_filter(bg, wl, True), lengths, _tap_positions(bg, lengths))
         return _spectra.samples_first(dys, ws, g, lengths, keep).reshape(shape)
 
