@@ -228,6 +228,17 @@ if NUMBA:
         return vty(a), codegen
 
     @intrinsic
+    def vlane(typingctx, v, i):
+        """Lane ``i`` of v."""
+        if not isinstance(v, Vector) or not isinstance(i, types.Integer):
+            return None
+
+        def codegen(context, builder, sig, args):
+            return builder.extract_element(args[0], args[1])
+
+        return v.dtype(v, i), codegen
+
+    @intrinsic
     def vsum(typingctx, v):
         """The sum of v's lanes (in a tree: the order of a vector reduction)."""
         if not isinstance(v, Vector):
@@ -300,6 +311,10 @@ else:  # pragma: no cover - exercised in a subprocess by tests/test_without_extr
     def vkeep(mask, v):
         """v's lanes where mask's are not zero, else 0."""
         return np.where(mask != 0, v, 0).astype(v.dtype)
+
+    def vlane(v, i):
+        """Lane ``i`` of v."""
+        return v[i]
 
     def vsum(v):
         """The sum of v's lanes."""

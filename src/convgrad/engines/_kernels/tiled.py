@@ -7,7 +7,7 @@ import numpy as np
 
 from ._numba import _prefetch, _registers, _wide_vectors, literally, njit, prange
 from ._shuffle import transpose8
-from ._simd import sfence
+from ._simd import VECTOR_BYTES, lanes, sfence, vfma, vlane, vload, vsplat, vstore, vstream, vzero
 from .tile_stream import stream_copy, stream_sums
 
 # The dense convs' register tiles. Forward: 8 outputs along the last axis x 16 channels (one
@@ -519,6 +519,12 @@ def _forward_tile_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo,
     t's window starts at xo[t] of the flat x and its sums go to yo[t] + [0, m) of the flat y, so
     that a tile may run on from the end of one output row to the start of the next. With
     ``stream`` a whole block's sums (m = 64, channels-last) are stored past the caches."""
+    if VECTOR_BYTES == 32:  # AVX2: 6 x 64 float32 sums would take 48 of its 16 vector registers
+        step = 2 * lanes(yf)
+        for q in range(64 // step):
+            if q * step < m:
+                _forward_tile_6x16(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo, yo, yc, stream, q)
+        return
     _wide_vectors()
     a0 = _registers(64, yf.dtype)
     a1 = _registers(64, yf.dtype)
@@ -589,6 +595,90 @@ def _forward_tile_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo,
         yf[q3 + o] = a3[o]
         yf[q4 + o] = a4[o]
         yf[q5 + o] = a5[o]
+
+
+@njit(cache=True, fastmath={"contract"})
+def _forward_tile_6x16(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo, yo, yc, stream,
+                       q):  # pragma: no cover - compiled
+    """Channels [2Lq, 2Lq + 2L) of _forward_tile_6x64's tile (its arguments), as 6 x 2 vectors of
+    L = lanes(yf) sums: with 32-byte vectors (AVX2's 16 registers) the whole tile's sums would
+    spill to the stack at every multiply-add (one thread, 256 -> 256 channels of 14 x 14, float32:
+    25 GFLOP/s), where passes over the window in 12 registers each leave room for the filter's
+    two vectors and the broadcast input (float32: 4 passes of 16 channels)."""
+    s00, s01, s10, s11 = vzero(yf), vzero(yf), vzero(yf), vzero(yf)
+    s20, s21, s30, s31 = vzero(yf), vzero(yf), vzero(yf), vzero(yf)
+    s40, s41, s50, s51 = vzero(yf), vzero(yf), vzero(yf), vzero(yf)
+    run, taps = (KW * C, 1) if d2 == 1 else (C, KW)
+    h = np.uint64(lanes(yf))
+    base = np.uint64(2 * q) * h
+    w = np.uint64(wo) + base
+    for a in range(KD):
+        for b in range(KH):
+            for e in range(taps):
+                tap = a * d0 * sd + b * d1 * sh + e * d2 * C
+                p0 = np.uint64(xo[0] + tap)
+                p1 = np.uint64(xo[1] + tap)
+                p2 = np.uint64(xo[2] + tap)
+                p3 = np.uint64(xo[3] + tap)
+                p4 = np.uint64(xo[4] + tap)
+                p5 = np.uint64(xo[5] + tap)
+                for c in range(np.uint64(run)):
+                    g0 = vload(wf, w)
+                    g1 = vload(wf, w + h)
+                    v = vsplat(xf, p0 + c)
+                    s00 = vfma(v, g0, s00)
+                    s01 = vfma(v, g1, s01)
+                    v = vsplat(xf, p1 + c)
+                    s10 = vfma(v, g0, s10)
+                    s11 = vfma(v, g1, s11)
+                    v = vsplat(xf, p2 + c)
+                    s20 = vfma(v, g0, s20)
+                    s21 = vfma(v, g1, s21)
+                    v = vsplat(xf, p3 + c)
+                    s30 = vfma(v, g0, s30)
+                    s31 = vfma(v, g1, s31)
+                    v = vsplat(xf, p4 + c)
+                    s40 = vfma(v, g0, s40)
+                    s41 = vfma(v, g1, s41)
+                    v = vsplat(xf, p5 + c)
+                    s50 = vfma(v, g0, s50)
+                    s51 = vfma(v, g1, s51)
+                    w += _U64
+    n = min(2 * lanes(yf), m - np.int64(base))
+    if yc == 1 and n == 2 * lanes(yf):  # whole vectors; streamed ones (m = 64) start on 64-byte boundaries
+        _put2(yf, np.uint64(yo[0]) + base, s00, s01, stream)
+        _put2(yf, np.uint64(yo[1]) + base, s10, s11, stream)
+        _put2(yf, np.uint64(yo[2]) + base, s20, s21, stream)
+        _put2(yf, np.uint64(yo[3]) + base, s30, s31, stream)
+        _put2(yf, np.uint64(yo[4]) + base, s40, s41, stream)
+        _put2(yf, np.uint64(yo[5]) + base, s50, s51, stream)
+        return
+    for o in range(n):  # a partial block, or channels-first (see _store_8)
+        r = (base + np.uint64(o)) * np.uint64(yc)
+        yf[np.uint64(yo[0]) + r] = _lane2(s00, s01, o, h)
+        yf[np.uint64(yo[1]) + r] = _lane2(s10, s11, o, h)
+        yf[np.uint64(yo[2]) + r] = _lane2(s20, s21, o, h)
+        yf[np.uint64(yo[3]) + r] = _lane2(s30, s31, o, h)
+        yf[np.uint64(yo[4]) + r] = _lane2(s40, s41, o, h)
+        yf[np.uint64(yo[5]) + r] = _lane2(s50, s51, o, h)
+
+
+@njit(cache=True)
+def _put2(yf, at, lo, hi, stream):  # pragma: no cover - compiled
+    """yf[at : at + 2L] = the vectors lo, hi of L lanes; past the caches where ``stream``."""
+    h = np.uint64(lanes(yf))
+    if stream:
+        vstream(yf, at, lo)
+        vstream(yf, at + h, hi)
+    else:
+        vstore(yf, at, lo)
+        vstore(yf, at + h, hi)
+
+
+@njit(cache=True)
+def _lane2(lo, hi, o, h):  # pragma: no cover - compiled
+    """Element o of the 2h held as two vectors of h lanes."""
+    return vlane(lo, o) if o < h else vlane(hi, o - h)
 
 
 @njit(cache=True, fastmath={"contract"})
