@@ -523,7 +523,8 @@ def _forward_tile_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo,
         step = 2 * lanes(yf)
         for q in range(64 // step):
             if q * step < m:
-                _forward_tile_6x16(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo, yo, yc, stream, q)
+                _forward_tile_6x16(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo, yo, yc, stream,
+                                   q)
         return
     _wide_vectors()
     a0 = _registers(64, yf.dtype)
