@@ -64,7 +64,7 @@ def test_the_rows_stream_where_y_is_aligned(dtype):
     """The condition the streamed stores rely on (their addresses on 64-byte boundaries): an
     aligned y of whole vectors of channels streams, one a sample off the boundary or with a
     channel count off the vector does not."""
-    lanes = 64 // np.dtype(dtype).itemsize
+    lanes = depthwise_lanes.VECTOR_BYTES // np.dtype(dtype).itemsize
     y = depthwise.aligned_empty((2, 3, 5, 2 * lanes), np.dtype(dtype))
     assert depthwise_lanes.streams(y, 2 * lanes)
     assert not depthwise_lanes.streams(y, 2 * lanes + 1)

@@ -85,7 +85,7 @@ def test_streamed_tiles_match_the_oracle(case, block, dtype):
     wl = np.ascontiguousarray(w_to_last(w, "channels_first")).astype(dtype)
     dyl = np.ascontiguousarray(x_to_last(dy, "channels_first")).astype(dtype)
     eps = np.finfo(dtype).eps
-    lanes = 64 // np.dtype(dtype).itemsize
+    lanes = tile_stream.VECTOR_BYTES // np.dtype(dtype).itemsize
     with streaming() as calls:  # a strided forward that does not stream runs the regions kernel
         regions = ((tiled._in_regions(geom, block, xl, False) and not tiled._streams(geom, block, dtype))
                    or tiled._padded_in_launch(geom, block, xl, False))
@@ -110,7 +110,7 @@ def test_small_and_unaligned_y_are_not_streamed():
     y = aligned_empty((big // 64, 64), np.float32)
     assert tile_stream.streams(y)
     assert not tile_stream.streams(y[:-1])
-    assert not tile_stream.streams(aligned_empty((big // 56 + 1, 56), np.float32))
+    assert not tile_stream.streams(aligned_empty((big // 60 + 1, 60), np.float32))  # 60: off 8 and 16
     raw = np.empty(big + 16, np.float32)
     off = raw[(-raw.ctypes.data % 64) // 4 + 1:][: big - 64].reshape(-1, 64)
     assert not tile_stream.streams(off)
