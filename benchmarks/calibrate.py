@@ -115,7 +115,7 @@ def _write(path: Path, ratios: dict[tuple[str, str], float]) -> None:
 
     doc["provenance"] = {
         "date": datetime.date.today().isoformat(),
-        "machine": f"{_cpu()}, {os.cpu_count()} cores",
+        "machine": f"{_machine.cpu()}, {os.cpu_count()} cores",
         "how": "benchmarks/calibrate.py --write: FITTED = the previous factor x median measured / estimated "
                "time per engine and op over its shapes, float32, kernels loaded",
         "versions": {"convgrad": convgrad.__version__, "numpy": np.__version__, "scipy": scipy.__version__,
@@ -126,13 +126,6 @@ def _write(path: Path, ratios: dict[tuple[str, str], float]) -> None:
     path.write_text("\n".join([*lines, " }", "}"]) + "\n")
     print(f"wrote {path}")
 
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

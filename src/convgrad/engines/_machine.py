@@ -20,6 +20,28 @@ from typing import Any
 DEFAULT_PATH = Path(__file__).with_name("calibration.json")
 
 
+def cpu() -> str:
+    """The CPU as the figures depend on it: its model name, LLVM's name for its core and the width
+    of the vectors the compiled kernels use (AVX-512's 64 bytes or AVX2's 32: the register tiles
+    differ, and so do their rates)."""
+    import platform
+
+    from ._kernels._simd import VECTOR_BYTES
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        name = platform.processor() or platform.machine()
+    try:
+        from llvmlite import binding
+
+        core = f"{binding.get_host_cpu_name()}, "
+    except Exception:  # no llvmlite: the NumPy engines only
+        core = ""
+    return f"{name} ({core}{VECTOR_BYTES}-byte vectors)"
+
+
 class Figures(SimpleNamespace):
     """One engine's figures as read-only attributes named like the constants."""
 

@@ -12,6 +12,7 @@ import sys
 import numpy as np
 
 from ... import _frameworks
+from ...engines import _machine
 from .suite import FRAMEWORKS, OPS, RTOL, SETTLE_SECONDS, STEADY_ROUNDS
 
 
@@ -191,7 +192,7 @@ def environment(repeats: int, peak: float | None, calls: int | None = None) -> s
             versions.append(f"{fw.TITLE} {getattr(sys.modules[fw.IMPORTS[0]], '__version__', '?')}")
     env = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     text = (f"Measured {datetime.date.today()} on {platform.machine()}, {os.cpu_count()} cores "
-            f"({platform.processor() or 'unknown CPU'}); {', '.join(versions)}, convgrad {__version__}. "
+            f"({_machine.cpu()}); {', '.join(versions)}, convgrad {__version__}. "
             + (f"float32; steady state: median of {calls} back-to-back calls per contestant "
                f"({STEADY_ROUNDS} interleaved rounds); paused: " if calls else "float32, ")
             + f"median of {repeats} interleaved rounds after a warm-up. OpenBLAS environment: {env}. "
