@@ -12,7 +12,6 @@ import sys
 import numpy as np
 
 from ... import _frameworks
-from ...engines import _machine
 from .suite import FRAMEWORKS, OPS, RTOL, SETTLE_SECONDS, STEADY_ROUNDS
 
 
@@ -184,6 +183,7 @@ def environment(repeats: int, peak: float | None, calls: int | None = None) -> s
     import scipy
 
     from ... import __version__
+    from ...engines import _machine  # not at import: `convgrad --help` loads no engine
 
     versions = [f"Python {platform.python_version()}", f"NumPy {np.__version__}",
                 f"SciPy {scipy.__version__}"]
