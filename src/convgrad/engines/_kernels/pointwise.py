@@ -13,6 +13,9 @@ reduced across their lanes per chunk (one thread, 8 x 256 -> 64 channels of 56 x
 A large y (or dx) is stored past the caches, as the channels-last tiles store theirs
 (tile_stream.py): one thread, CPU time, 8 x 256 <-> 64 channels of 56 x 56, loaded, streamed /
 cached stores: the forward (6.4 MB of y) 0.85, the input gradient (25.7 MB of dx) 0.55.
+With 32-byte vectors (AVX2: 16 registers) the 6 x 64 tiles' 48 vectors of sums spilled at every
+multiply-add; there they run as passes of 6 x 2 vectors (``_tile_6x16``, ``_panel_tile_6x16``),
+the same sums in the same order.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 
 from ._numba import NUMBA, _claim, _registers, _wide_vectors, njit, prange
 from ._shuffle import transpose8
-from ._simd import VECTOR_BYTES, sfence
+from ._simd import VECTOR_BYTES, lanes, sfence, vadd, vfma, vload, vsplat, vstore, vstream, vzero
 from .tile_stream import STREAM_BYTES, stream_sums
 
 _U64 = np.uint64(64)
@@ -89,6 +92,11 @@ def _tile_6x64(wf, xf, yf, o0, mo, C, S, xo, yo, stream):  # pragma: no cover - 
     """yf[yo + (o0 + t) * S + [0, 64)] for t < mo <= 6: the sums over c of w[o0 + t, c] times
     x's row c (64 positions from xo), with ``stream`` past the caches. Rows of w past O repeat
     the last one and are not stored."""
+    if VECTOR_BYTES == 32:  # AVX2: 6 x 64 float32 sums would take 48 of its 16 vector registers
+        step = 2 * lanes(yf)
+        for b in range(0, 64, step):
+            _tile_6x16(wf, xf, yf, o0, mo, C, S, xo, yo, stream, b)
+        return
     _wide_vectors()
     a0 = _registers(64, yf.dtype)
     a1 = _registers(64, yf.dtype)
@@ -170,19 +178,102 @@ def _stream_rows(yf, q, us, mo, a0, a1, a2, a3, a4, a5):  # pragma: no cover - c
 @njit(cache=True, fastmath={"contract"})
 def _tile_narrow(wf, xf, yf, o0, mo, C, S, xo, yo, m):  # pragma: no cover - compiled
     """_tile_6x64 for the last m < 64 positions of a row, one output channel at a time."""
+    lo = 0
+    if VECTOR_BYTES == 32:  # AVX2: the whole vector pairs as _tile_6x64's passes (same sums, same order)
+        step = 2 * lanes(yf)
+        lo = m // step * step
+        for b in range(0, lo, step):
+            _tile_6x16(wf, xf, yf, o0, mo, C, S, xo, yo, False, b)
     acc = _registers(64, yf.dtype)
     for t in range(mo):
-        for v in range(m):
+        for v in range(lo, m):
             acc[v] = 0
         r = (o0 + t) * C
         for c in range(C):
             g = wf[r + c]
             p = xo + c * S
-            for v in range(m):
+            for v in range(lo, m):
                 acc[v] += g * xf[p + v]
         q = yo + (o0 + t) * S
-        for v in range(m):
+        for v in range(lo, m):
             yf[q + v] = acc[v]
+
+
+@njit(cache=True, fastmath={"contract"})
+def _tile_6x16(wf, xf, yf, o0, mo, C, S, xo, yo, stream, b):  # pragma: no cover - compiled
+    """Positions [b, b + 2L) of _tile_6x64's tile (its arguments), L = lanes(yf), as 6 x 2
+    vectors of sums: with 32-byte vectors (AVX2's 16 registers) the whole tile's 48 would spill
+    at every multiply-add, where 12 leave room for x's two vectors and the broadcast weight
+    (float32: 4 passes of 16 positions). Each sum is the same multiply-adds over c in the same
+    order as the 6 x 64 tile's, so the same bits."""
+    s00, s01, s10, s11 = vzero(yf), vzero(yf), vzero(yf), vzero(yf)
+    s20, s21, s30, s31 = vzero(yf), vzero(yf), vzero(yf), vzero(yf)
+    s40, s41, s50, s51 = vzero(yf), vzero(yf), vzero(yf), vzero(yf)
+    last = o0 + mo - 1
+    r0 = np.uint64(o0 * C)
+    r1 = np.uint64(min(o0 + 1, last) * C)
+    r2 = np.uint64(min(o0 + 2, last) * C)
+    r3 = np.uint64(min(o0 + 3, last) * C)
+    r4 = np.uint64(min(o0 + 4, last) * C)
+    r5 = np.uint64(min(o0 + 5, last) * C)
+    h = np.uint64(lanes(yf))
+    p = np.uint64(xo + b)
+    us = np.uint64(S)
+    for c in range(np.uint64(C)):
+        e0 = vload(xf, p)
+        e1 = vload(xf, p + h)
+        g = vsplat(wf, r0 + c)
+        s00 = vfma(g, e0, s00)
+        s01 = vfma(g, e1, s01)
+        g = vsplat(wf, r1 + c)
+        s10 = vfma(g, e0, s10)
+        s11 = vfma(g, e1, s11)
+        g = vsplat(wf, r2 + c)
+        s20 = vfma(g, e0, s20)
+        s21 = vfma(g, e1, s21)
+        g = vsplat(wf, r3 + c)
+        s30 = vfma(g, e0, s30)
+        s31 = vfma(g, e1, s31)
+        g = vsplat(wf, r4 + c)
+        s40 = vfma(g, e0, s40)
+        s41 = vfma(g, e1, s41)
+        g = vsplat(wf, r5 + c)
+        s50 = vfma(g, e0, s50)
+        s51 = vfma(g, e1, s51)
+        p += us
+    q = np.uint64(yo + o0 * S + b)
+    _put2(yf, q, s00, s01, stream)
+    if mo > 1:
+        _put2(yf, q + us, s10, s11, stream)
+    if mo > 2:
+        _put2(yf, q + np.uint64(2) * us, s20, s21, stream)
+    if mo > 3:
+        _put2(yf, q + np.uint64(3) * us, s30, s31, stream)
+    if mo > 4:
+        _put2(yf, q + np.uint64(4) * us, s40, s41, stream)
+    if mo > 5:
+        _put2(yf, q + np.uint64(5) * us, s50, s51, stream)
+
+
+@njit(cache=True)
+def _put2(yf, at, lo, hi, stream):  # pragma: no cover - compiled
+    """yf[at : at + 2L] = the vectors lo, hi of L lanes; past the caches where ``stream`` (whole
+    tiles of rows on vector boundaries: ``streams``)."""
+    h = np.uint64(lanes(yf))
+    if stream:
+        vstream(yf, at, lo)
+        vstream(yf, at + h, hi)
+    else:
+        vstore(yf, at, lo)
+        vstore(yf, at + h, hi)
+
+
+@njit(cache=True)
+def _add2(tf, at, lo, hi):  # pragma: no cover - compiled
+    """tf[at : at + 2L] += the vectors lo, hi of L lanes."""
+    h = np.uint64(lanes(tf))
+    vstore(tf, at, vadd(vload(tf, at), lo))
+    vstore(tf, at + h, vadd(vload(tf, at + h), hi))
 
 
 @njit(parallel=True, cache=True)
@@ -245,6 +336,11 @@ def _dy_panel(df, O, S, at, ob, m, panel):  # pragma: no cover - compiled
 def _panel_tile_6x64(xf, panel, tf, xo, c0, mc, S, m, ob, O64):  # pragma: no cover - compiled
     """tf[(c0 + j) * O64 + ob + o] += sum over k < m of x's row c0 + j (from xo) at k times
     panel[k * 64 + o], j < mc <= 6, o < 64. Rows past C repeat the last one and are not stored."""
+    if VECTOR_BYTES == 32:  # AVX2: 6 x 64 float32 sums would take 48 of its 16 vector registers
+        step = 2 * lanes(tf)
+        for b in range(0, 64, step):
+            _panel_tile_6x16(xf, panel, tf, xo, c0, mc, S, m, ob, O64, b)
+        return
     _wide_vectors()
     a0 = _registers(64, tf.dtype)
     a1 = _registers(64, tf.dtype)
@@ -302,3 +398,57 @@ def _panel_tile_6x64(xf, panel, tf, xo, c0, mc, S, m, ob, O64):  # pragma: no co
     if mc > 5:
         for o in range(_U64):
             tf[q + np.uint64(5) * step + o] += a5[o]
+
+
+@njit(cache=True, fastmath={"contract"})
+def _panel_tile_6x16(xf, panel, tf, xo, c0, mc, S, m, ob, O64, b):  # pragma: no cover - compiled
+    """Output channels [b, b + 2L) of _panel_tile_6x64's tile (its arguments), L = lanes(tf), as
+    6 x 2 vectors of sums (AVX2: see _tile_6x16); the same multiply-adds over k in the same order,
+    added into tf the same way, so the same bits."""
+    s00, s01, s10, s11 = vzero(tf), vzero(tf), vzero(tf), vzero(tf)
+    s20, s21, s30, s31 = vzero(tf), vzero(tf), vzero(tf), vzero(tf)
+    s40, s41, s50, s51 = vzero(tf), vzero(tf), vzero(tf), vzero(tf)
+    last = c0 + mc - 1
+    x0 = np.uint64(xo + c0 * S)
+    x1 = np.uint64(xo + min(c0 + 1, last) * S)
+    x2 = np.uint64(xo + min(c0 + 2, last) * S)
+    x3 = np.uint64(xo + min(c0 + 3, last) * S)
+    x4 = np.uint64(xo + min(c0 + 4, last) * S)
+    x5 = np.uint64(xo + min(c0 + 5, last) * S)
+    h = np.uint64(lanes(tf))
+    d = np.uint64(b)
+    for k in range(np.uint64(m)):
+        g0 = vload(panel, d)
+        g1 = vload(panel, d + h)
+        e = vsplat(xf, x0 + k)
+        s00 = vfma(e, g0, s00)
+        s01 = vfma(e, g1, s01)
+        e = vsplat(xf, x1 + k)
+        s10 = vfma(e, g0, s10)
+        s11 = vfma(e, g1, s11)
+        e = vsplat(xf, x2 + k)
+        s20 = vfma(e, g0, s20)
+        s21 = vfma(e, g1, s21)
+        e = vsplat(xf, x3 + k)
+        s30 = vfma(e, g0, s30)
+        s31 = vfma(e, g1, s31)
+        e = vsplat(xf, x4 + k)
+        s40 = vfma(e, g0, s40)
+        s41 = vfma(e, g1, s41)
+        e = vsplat(xf, x5 + k)
+        s50 = vfma(e, g0, s50)
+        s51 = vfma(e, g1, s51)
+        d += _U64
+    q = np.uint64(c0 * O64 + ob + b)
+    step = np.uint64(O64)
+    _add2(tf, q, s00, s01)
+    if mc > 1:
+        _add2(tf, q + step, s10, s11)
+    if mc > 2:
+        _add2(tf, q + np.uint64(2) * step, s20, s21)
+    if mc > 3:
+        _add2(tf, q + np.uint64(3) * step, s30, s31)
+    if mc > 4:
+        _add2(tf, q + np.uint64(4) * step, s40, s41)
+    if mc > 5:
+        _add2(tf, q + np.uint64(5) * step, s50, s51)

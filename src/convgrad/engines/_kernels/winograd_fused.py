@@ -29,7 +29,7 @@ import numpy as np
 
 from ._numba import _claim, _registers, _wide_vectors, chunk_size, literally, njit, prange
 from ._shuffle import transpose8
-from ._simd import lanes, vadd, vload, vmul, vsplat, vstore
+from ._simd import VECTOR_BYTES, lanes, vadd, vfma, vload, vmul, vsplat, vstore, vzero
 
 # The transforms' constants, passed to the kernels in the arrays' dtype: a Python number in a
 # float32 product makes it float64 (Numba's typing), which halved the vectors and converted
@@ -455,6 +455,11 @@ def _gemm_6(af, ab, ai, ak, bf, bb, bs, cf, cb, cs, K, B):  # pragma: no cover -
     """cf[cb + i * cs + j] = sum_k af[ab + i * ai + k * ak] * bf[bb + k * bs + j], i < 6, j < B
     (B = 16 or 64, a compile-time constant: the 6 rows of sums are B-wide registers)."""
     literally(B)
+    if VECTOR_BYTES == 32:  # AVX2: 6 x 64 float32 sums would take 48 of its 16 vector registers
+        step = 2 * lanes(cf)
+        for j in range(0, B, step):
+            _gemm_6x2(af, ab, ai, ak, bf, bb + j, bs, cf, cb + j, cs, K)
+        return
     _wide_vectors()
     a0 = _registers(B, cf.dtype)
     a1 = _registers(B, cf.dtype)
@@ -511,3 +516,64 @@ def _gemm_6(af, ab, ai, ak, bf, bb, bs, cf, cb, cs, K, B):  # pragma: no cover -
         cf[q + 3 * uc + j] = a3[j]
         cf[q + 4 * uc + j] = a4[j]
         cf[q + 5 * uc + j] = a5[j]
+
+
+@njit(cache=True, fastmath={"contract"})
+def _gemm_6x2(af, ab, ai, ak, bf, bb, bs, cf, cb, cs, K):  # pragma: no cover - compiled
+    """_gemm_6 for j < 2L, L = lanes(cf), as 6 x 2 vectors of sums: with 32-byte vectors (AVX2's
+    16 registers) 6 x 64 float32 sums spilled at every multiply-add, where 12 leave room for B's
+    two vectors and the broadcast of A (float32: a 6 x 64 tile in 4 passes). The same
+    multiply-adds over k in the same order as _gemm_6's, so the same bits."""
+    s00, s01, s10, s11 = vzero(cf), vzero(cf), vzero(cf), vzero(cf)
+    s20, s21, s30, s31 = vzero(cf), vzero(cf), vzero(cf), vzero(cf)
+    s40, s41, s50, s51 = vzero(cf), vzero(cf), vzero(cf), vzero(cf)
+    h = np.uint64(lanes(cf))
+    uk, us = np.uint64(ak), np.uint64(bs)
+    p0 = np.uint64(ab)
+    p1 = np.uint64(ab + ai)
+    p2 = np.uint64(ab + 2 * ai)
+    p3 = np.uint64(ab + 3 * ai)
+    p4 = np.uint64(ab + 4 * ai)
+    p5 = np.uint64(ab + 5 * ai)
+    pb = np.uint64(bb)
+    for _ in range(K):
+        g0 = vload(bf, pb)
+        g1 = vload(bf, pb + h)
+        e = vsplat(af, p0)
+        s00 = vfma(e, g0, s00)
+        s01 = vfma(e, g1, s01)
+        e = vsplat(af, p1)
+        s10 = vfma(e, g0, s10)
+        s11 = vfma(e, g1, s11)
+        e = vsplat(af, p2)
+        s20 = vfma(e, g0, s20)
+        s21 = vfma(e, g1, s21)
+        e = vsplat(af, p3)
+        s30 = vfma(e, g0, s30)
+        s31 = vfma(e, g1, s31)
+        e = vsplat(af, p4)
+        s40 = vfma(e, g0, s40)
+        s41 = vfma(e, g1, s41)
+        e = vsplat(af, p5)
+        s50 = vfma(e, g0, s50)
+        s51 = vfma(e, g1, s51)
+        p0 += uk
+        p1 += uk
+        p2 += uk
+        p3 += uk
+        p4 += uk
+        p5 += uk
+        pb += us
+    q, uc = np.uint64(cb), np.uint64(cs)
+    vstore(cf, q, s00)
+    vstore(cf, q + h, s01)
+    vstore(cf, q + uc, s10)
+    vstore(cf, q + uc + h, s11)
+    vstore(cf, q + np.uint64(2) * uc, s20)
+    vstore(cf, q + np.uint64(2) * uc + h, s21)
+    vstore(cf, q + np.uint64(3) * uc, s30)
+    vstore(cf, q + np.uint64(3) * uc + h, s31)
+    vstore(cf, q + np.uint64(4) * uc, s40)
+    vstore(cf, q + np.uint64(4) * uc + h, s41)
+    vstore(cf, q + np.uint64(5) * uc, s50)
+    vstore(cf, q + np.uint64(5) * uc + h, s51)
