@@ -37,6 +37,8 @@ import numpy as np
 
 from ._numba import _registers, _wide_vectors, literally, njit, prange
 from ._shuffle import transpose8
+from ._simd import VECTOR_BYTES, lanes
+from .tiled import _filter_rows_2v
 
 _U64 = np.uint64(64)
 ROWS = 6  # filter rows (run entries) per tile
@@ -113,6 +115,9 @@ def _tile_6x64(xf, df, tf, xo, do, count, shift, ob, sw, OW, dstep, O, at):  # p
     """tf[at + i * O + o] += sum over the chunk's outputs of x[i] * dy[o], i < 6, o < 64:
     x at xo[q] + shift + i + k * sw and dy at do[q] + ob + k * dstep for row q < count and output
     k < OW."""
+    if VECTOR_BYTES == 32:  # AVX2: 6 x 64 float32 sums would take 48 of its 16 vector registers
+        _passes(xf, df, tf, xo, do, count, shift, ob, sw, OW, dstep, O, at, 6)
+        return
     _wide_vectors()
     a0 = _registers(64, df.dtype)
     a1 = _registers(64, df.dtype)
@@ -185,6 +190,9 @@ def _tile_rx64(xf, df, tf, xo, do, count, shift, ob, sw, OW, dstep, O, at, R):  
     """_tile_6x64 for R = 2-5 rows, a compile-time constant: the sums of the rows past R are never
     touched, and LLVM drops them."""
     literally(R)
+    if VECTOR_BYTES == 32:  # AVX2: R x 64 float32 sums would take 16-40 of its 16 vector registers
+        _passes(xf, df, tf, xo, do, count, shift, ob, sw, OW, dstep, O, at, R)
+        return
     _wide_vectors()
     a0 = _registers(64, df.dtype)
     a1 = _registers(64, df.dtype)
@@ -231,6 +239,17 @@ def _tile_rx64(xf, df, tf, xo, do, count, shift, ob, sw, OW, dstep, O, at, R):  
         if R > 4:
             tf[t + np.uint64(4) * step + o] += a4[o]
 
+
+@njit(cache=True)
+def _passes(xf, df, tf, xo, do, count, shift, ob, sw, OW, dstep, O, at, R):  # pragma: no cover
+    """_tile_rx64 (R = 2-6, a compile-time constant) where vectors hold 8 float32 (AVX2): the 64
+    channels as passes of R rows x 2 vectors (tiled._filter_rows_2v), at most 12 sums in the 16
+    registers beside dy's two vectors and the broadcast x, where the R x 64 sums spilled to the
+    stack at every multiply-add. Each sum adds its products in the same order: the same bits."""
+    literally(R)
+    two = 2 * lanes(tf)
+    for o0 in range(0, 64, two):
+        _filter_rows_2v(xf, df, tf, xo, do, count, shift, ob + o0, sw, OW, dstep, O, at + o0, R)
 
 @njit(cache=True, fastmath={"contract"})
 def _row_1x64(xf, df, tf, xo, do, count, shift, ob, sw, OW, dstep, at):  # pragma: no cover

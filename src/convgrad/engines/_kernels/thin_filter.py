@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._numba import _claim, _registers, _wide_vectors, literally, njit, prange
+from ._simd import VECTOR_BYTES, lanes, vadd, vfma, vload, vsplat, vstore, vzero
 
 VECTOR = 16  # float32 lanes of a vector register: filter rows per vector of the run
 OUTS = 8  # output channels per tile
@@ -103,6 +104,9 @@ def _run(xf, df, tf, xo, do, count, shift, ob, m, dc, sw, dp, OW, at, ostride, v
 def _tile_8x48(xf, df, tf, xo, do, count, shift, ob, m, dc, sw, dp, OW, at, ostride):  # pragma: no cover
     """_tile for 3 vectors, written out: 24 sums, each dy value broadcast once for its 3
     multiply-adds (8 x 48 arrays with all 8 broadcasts live took 33 registers and spilled)."""
+    if VECTOR_BYTES == 32:  # AVX2: 8 x 48 float32 sums would take 48 of its 16 vector registers
+        _passes(xf, df, tf, xo, do, count, shift, ob, m, dc, sw, dp, OW, at, ostride, 48)
+        return
     _wide_vectors()
     a00 = _registers(16, df.dtype)
     a01 = _registers(16, df.dtype)
@@ -235,6 +239,9 @@ def _tile(xf, df, tf, xo, do, count, shift, ob, m, dc, sw, dp, OW, at, ostride, 
     row q < count and output k < OW. L (16 or 32: 1 or 2 vectors; 48 is _tile_8x48) is a
     compile-time constant: the sums are 8 arrays of L / 16 registers."""
     literally(L)
+    if VECTOR_BYTES == 32:  # AVX2: 8 x L float32 sums would take 16 or 32 of its 16 vector registers
+        _passes(xf, df, tf, xo, do, count, shift, ob, m, dc, sw, dp, OW, at, ostride, L)
+        return
     _wide_vectors()
     a0 = _registers(L, df.dtype)
     a1 = _registers(L, df.dtype)
@@ -292,3 +299,88 @@ def _tile(xf, df, tf, xo, do, count, shift, ob, m, dc, sw, dp, OW, at, ostride, 
         tf[t + np.uint64(5) * us + v] += a5[v]
         tf[t + np.uint64(6) * us + v] += a6[v]
         tf[t + np.uint64(7) * us + v] += a7[v]
+
+
+@njit(cache=True)
+def _passes(xf, df, tf, xo, do, count, shift, ob, m, dc, sw, dp, OW, at, ostride, L):  # pragma: no cover
+    """_tile's sums (8 output channels x L = 16, 32 or 48 filter rows) where vectors hold 8 float32
+    (AVX2): the 8 x 48 tile's 48 vectors of sums (16 or 32 for the others) spilled to the stack at
+    every multiply-add. Here passes of 4 output channels x 3 vectors of rows (12 sums in the 16
+    registers beside the 3 vectors of x and the broadcast dy; 2 + 2 vectors for 32 rows, 2 for
+    16). Each sum adds its products in the same order: the same bits."""
+    c1, c2, c3, c4, c5, c6, c7 = _channels(m, dc)
+    u = np.uint64(ostride)
+    n = L // lanes(tf)  # vectors of rows
+    for half in range(2):
+        d = np.uint64(ob) + (c4 if half else np.uint64(0))
+        ca, cb, cc = (c5 - c4, c6 - c4, c7 - c4) if half else (c1, c2, c3)
+        t = np.uint64(at) + np.uint64(4 * half) * u
+        v = 0
+        while n - v > 4 or n - v == 3:
+            r = v * lanes(tf)
+            _pass_4xv(xf, df, tf, xo, do, count, shift + r, d, ca, cb, cc, sw, dp, OW, t + np.uint64(r), u, 3)
+            v += 3
+        while v < n:
+            r = v * lanes(tf)
+            _pass_4xv(xf, df, tf, xo, do, count, shift + r, d, ca, cb, cc, sw, dp, OW, t + np.uint64(r), u, 2)
+            v += 2
+
+
+@njit(cache=True, fastmath={"contract"})
+def _pass_4xv(xf, df, tf, xo, do, count, shift, d0, c1, c2, c3, sw, dp, OW, at, u, V):  # pragma: no cover
+    """tf[at + j * u + r] += sum over the group's outputs of x[r] * dy[j], j < 4, r < V * lanes(tf):
+    x at xo[q] + shift + r + k * sw and dy's channel j at do[q] + d0 + (0, c1, c2, c3)[j] + k * dp,
+    for row q < count and output k < OW. V (2 or 3 vectors) is a compile-time constant: the sums of
+    the third vector are dropped for 2. Sums as explicit vectors, registers by construction."""
+    literally(V)
+    s00, s01, s02 = vzero(tf), vzero(tf), vzero(tf)
+    s10, s11, s12 = vzero(tf), vzero(tf), vzero(tf)
+    s20, s21, s22 = vzero(tf), vzero(tf), vzero(tf)
+    s30, s31, s32 = vzero(tf), vzero(tf), vzero(tf)
+    h = np.uint64(lanes(tf))
+    h2 = h + h
+    step = np.uint64(dp)
+    for q in range(count):
+        p = np.uint64(xo[q] + shift)
+        d = np.uint64(do[q]) + d0
+        for _k in range(OW):
+            x0 = vload(xf, p)
+            x1 = vload(xf, p + h)
+            x2 = vload(xf, p + h2) if V > 2 else x1
+            g = vsplat(df, d)
+            s00 = vfma(x0, g, s00)
+            s01 = vfma(x1, g, s01)
+            if V > 2:
+                s02 = vfma(x2, g, s02)
+            g = vsplat(df, d + c1)
+            s10 = vfma(x0, g, s10)
+            s11 = vfma(x1, g, s11)
+            if V > 2:
+                s12 = vfma(x2, g, s12)
+            g = vsplat(df, d + c2)
+            s20 = vfma(x0, g, s20)
+            s21 = vfma(x1, g, s21)
+            if V > 2:
+                s22 = vfma(x2, g, s22)
+            g = vsplat(df, d + c3)
+            s30 = vfma(x0, g, s30)
+            s31 = vfma(x1, g, s31)
+            if V > 2:
+                s32 = vfma(x2, g, s32)
+            p += sw
+            d += step
+    t = np.uint64(at)
+    _add3(tf, t, s00, s01, s02, V)
+    _add3(tf, t + u, s10, s11, s12, V)
+    _add3(tf, t + np.uint64(2) * u, s20, s21, s22, V)
+    _add3(tf, t + np.uint64(3) * u, s30, s31, s32, V)
+
+
+@njit(cache=True)
+def _add3(tf, t, a0, a1, a2, V):  # pragma: no cover - compiled
+    """tf[t + v] += the V vectors a0, a1(, a2) (V 2 or 3) of one output channel's sums."""
+    h = np.uint64(lanes(tf))
+    vstore(tf, t, vadd(vload(tf, t), a0))
+    vstore(tf, t + h, vadd(vload(tf, t + h), a1))
+    if V > 2:
+        vstore(tf, t + h + h, vadd(vload(tf, t + h + h), a2))

@@ -7,7 +7,7 @@ import numpy as np
 
 from ._numba import _prefetch, _registers, _wide_vectors, literally, njit, prange
 from ._shuffle import transpose8
-from ._simd import VECTOR_BYTES, lanes, sfence, vfma, vlane, vload, vsplat, vstore, vstream, vzero
+from ._simd import VECTOR_BYTES, lanes, sfence, vadd, vfma, vlane, vload, vsplat, vstore, vstream, vzero
 from .tile_stream import stream_copy, stream_sums
 
 # The dense convs' register tiles. Forward: 8 outputs along the last axis x 16 channels (one
@@ -899,6 +899,9 @@ def tiled_filter_grad(xp, dy, s0, s1, s2, d0, d1, d2, tile, parts):  # pragma: n
 def _filter_tile_16x16(xf, df, tf, xo, do, count, shift, ob, sw, OW, O, at):  # pragma: no cover
     """tf[at + i * O + o] += sum over the chunk's outputs of x[i] * dy[o], i, o < 16: x at
     xo[q] + shift + k * sw and dy at do[q] + ob + k * O for row q < count and output k < OW."""
+    if VECTOR_BYTES == 32:  # AVX2: 16 x 16 float32 sums would take 32 of its 16 vector registers
+        _filter_2v(xf, df, tf, xo, do, count, shift, ob, sw, OW, O, O, at, 16, 16)
+        return
     _wide_vectors()
     a0 = _registers(16, df.dtype)
     a1 = _registers(16, df.dtype)
@@ -997,6 +1000,9 @@ def _filter_tile_16x16(xf, df, tf, xo, do, count, shift, ob, sw, OW, O, at):  # 
 @njit(cache=True, fastmath={"contract"})
 def _filter_tile_8x16(xf, df, tf, xo, do, count, shift, ob, sw, OW, O, at):  # pragma: no cover
     """_filter_tile_16x16 for 8 input channels (float64: 16 x 16 sums would not fit the registers)."""
+    if VECTOR_BYTES == 32:  # AVX2: 8 x 16 float64 sums would take 32 of its 16 vector registers
+        _filter_2v(xf, df, tf, xo, do, count, shift, ob, sw, OW, O, O, at, 8, 16)
+        return
     _wide_vectors()
     a0 = _registers(16, df.dtype)
     a1 = _registers(16, df.dtype)
@@ -1055,6 +1061,9 @@ def _filter_tile_8x16(xf, df, tf, xo, do, count, shift, ob, sw, OW, O, at):  # p
 @njit(cache=True, fastmath={"contract"})
 def _filter_tile_4x64(xf, df, tf, xo, do, count, shift, ob, sw, OW, O, at):  # pragma: no cover
     """_filter_tile_16x16 for 4 input channels x 64 output channels."""
+    if VECTOR_BYTES == 32:  # AVX2: 4 x 64 float32 sums would take 32 of its 16 vector registers
+        _filter_2v(xf, df, tf, xo, do, count, shift, ob, sw, OW, O, O, at, 4, 64)
+        return
     _wide_vectors()
     a0 = _registers(64, df.dtype)
     a1 = _registers(64, df.dtype)
@@ -1088,6 +1097,92 @@ def _filter_tile_4x64(xf, df, tf, xo, do, count, shift, ob, sw, OW, O, at):  # p
         tf[t + step + o] += a1[o]
         tf[t + np.uint64(2) * step + o] += a2[o]
         tf[t + np.uint64(3) * step + o] += a3[o]
+
+
+@njit(cache=True)
+def _filter_2v(xf, df, tf, xo, do, count, shift, ob, sw, OW, dstep, O, at, rows, cols):  # pragma: no cover
+    """The AVX2 form of a filter-gradient tile of ``rows`` input channels (filter rows) x ``cols``
+    output channels (both multiples of 4; cols of 2 vectors): tf[at + i * O + o] += the sums over
+    the chunk of x[i] * dy[o], x at xo[q] + shift + i + k * sw, dy at do[q] + ob + k * dstep (row q
+    < count, output k < OW). With 32-byte vectors the tiles' sums (16 x 16 or 4 x 64 float32, 8 x
+    16 float64: 32 vectors) would spill to the stack at every multiply-add; passes of at most 6
+    rows x 2 vectors (12 of the 16 registers) leave room for dy's two vectors and the broadcast x.
+    Each sum still adds its products in the order of the outputs: the bits of the tile's."""
+    two = 2 * lanes(tf)
+    for o0 in range(0, cols, two):
+        d, t = ob + o0, at + o0
+        if rows == 16:  # 6 + 6 + 4 rows: 12, 12 and 8 sums
+            _filter_rows_2v(xf, df, tf, xo, do, count, shift, d, sw, OW, dstep, O, t, 6)
+            _filter_rows_2v(xf, df, tf, xo, do, count, shift + 6, d, sw, OW, dstep, O, t + 6 * O, 6)
+            _filter_rows_2v(xf, df, tf, xo, do, count, shift + 12, d, sw, OW, dstep, O, t + 12 * O, 4)
+        else:  # 4 + 4 rows rather than 6 + 2: 2 rows' 4 sums would wait on the multiply-add's latency
+            for i in range(0, rows, 4):
+                _filter_rows_2v(xf, df, tf, xo, do, count, shift + i, d, sw, OW, dstep, O, t + i * O, 4)
+
+
+@njit(cache=True, fastmath={"contract"})
+def _filter_rows_2v(xf, df, tf, xo, do, count, shift, ob, sw, OW, dstep, O, at, R):  # pragma: no cover
+    """tf[at + i * O + o] += sum over the chunk's outputs of x[i] * dy[o], i < R, o < 2L (L =
+    lanes(tf)): x at xo[q] + shift + i + k * sw and dy at do[q] + ob + k * dstep for row q < count
+    and output k < OW. R (1-6) is a compile-time constant: the sums of the rows past R are never
+    touched, and LLVM drops them. The sums are explicit vectors, registers by construction (AVX2's
+    pass of _filter_2v; filter_runs.py's too)."""
+    literally(R)
+    s00, s01, s10, s11 = vzero(tf), vzero(tf), vzero(tf), vzero(tf)
+    s20, s21, s30, s31 = vzero(tf), vzero(tf), vzero(tf), vzero(tf)
+    s40, s41, s50, s51 = vzero(tf), vzero(tf), vzero(tf), vzero(tf)
+    h, ds, one = np.uint64(lanes(tf)), np.uint64(dstep), np.uint64(1)
+    for q in range(count):
+        p = np.uint64(xo[q] + shift)
+        d = np.uint64(do[q] + ob)
+        for _k in range(OW):
+            g0 = vload(df, d)
+            g1 = vload(df, d + h)
+            v = vsplat(xf, p)
+            s00 = vfma(v, g0, s00)
+            s01 = vfma(v, g1, s01)
+            if R > 1:
+                v = vsplat(xf, p + one)
+                s10 = vfma(v, g0, s10)
+                s11 = vfma(v, g1, s11)
+            if R > 2:
+                v = vsplat(xf, p + np.uint64(2))
+                s20 = vfma(v, g0, s20)
+                s21 = vfma(v, g1, s21)
+            if R > 3:
+                v = vsplat(xf, p + np.uint64(3))
+                s30 = vfma(v, g0, s30)
+                s31 = vfma(v, g1, s31)
+            if R > 4:
+                v = vsplat(xf, p + np.uint64(4))
+                s40 = vfma(v, g0, s40)
+                s41 = vfma(v, g1, s41)
+            if R > 5:
+                v = vsplat(xf, p + np.uint64(5))
+                s50 = vfma(v, g0, s50)
+                s51 = vfma(v, g1, s51)
+            p += sw
+            d += ds
+    t, step = np.uint64(at), np.uint64(O)
+    _add2(tf, t, s00, s01)
+    if R > 1:
+        _add2(tf, t + step, s10, s11)
+    if R > 2:
+        _add2(tf, t + np.uint64(2) * step, s20, s21)
+    if R > 3:
+        _add2(tf, t + np.uint64(3) * step, s30, s31)
+    if R > 4:
+        _add2(tf, t + np.uint64(4) * step, s40, s41)
+    if R > 5:
+        _add2(tf, t + np.uint64(5) * step, s50, s51)
+
+
+@njit(cache=True)
+def _add2(tf, t, lo, hi):  # pragma: no cover - compiled
+    """tf[t : t + 2L] += the vectors lo, hi of L = lanes(tf) lanes."""
+    h = np.uint64(lanes(tf))
+    vstore(tf, t, vadd(vload(tf, t), lo))
+    vstore(tf, t + h, vadd(vload(tf, t + h), hi))
 
 
 @njit(cache=True, fastmath={"contract"})
