@@ -1,8 +1,8 @@
 """The filter-gradient tiles' AVX2 forms (32-byte vectors: 8 float32, 4 float64), against the
 loop oracle: tiled.py's 16 x 16, 8 x 16 and 4 x 64 tiles as passes of at most 6 rows x 2 vectors
-(``_filter_2v``, ``_filter_rows_2v``), filter_runs.py's 6 x 64 and R x 64 tiles as such passes,
-thin_filter.py's 8 x 48 (and 8 x 32, 8 x 16) tiles as passes of 4 output channels x 3 or 2
-vectors (``_passes``, ``_pass_4xv``).
+(``_filter_2v``, ``_filter_rows_2v``) or 4 rows x 3 vectors (``_filter_4x3v``), filter_runs.py's
+6 x 64 and R x 64 tiles as such passes, thin_filter.py's 8 x 48 (and 8 x 32, 8 x 16) tiles as
+passes of 4 output channels x 3 or 2 vectors (``_passes``, ``_pass_4xv``).
 
 Through the engine, each kernel forced, on random geometries: on an AVX2 machine these run the
 AVX2 forms, on an AVX-512 machine the 512-bit tiles. The pass functions are also called directly
@@ -158,6 +158,29 @@ def test_filter_rows_2v_direct(dtype, rows):
     want = start.astype(np.float64)
     for i in range(rows):
         want[at + i * O:at + i * O + cols] += _sums(xf, df, xo, do, shift, ob, sw, OW, dstep, rows, cols)[i]
+    eps = float(np.finfo(dtype).eps)
+    np.testing.assert_allclose(tf, want, rtol=0, atol=64 * eps * (np.abs(want).max() + count * OW))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_filter_4x3v_direct(dtype):
+    """tiled._filter_4x3v (the 4 x 64 tile's passes) on any machine: 4 rows x 3 vectors of the
+    machine's width, added to what tf holds, with distinct strides of dy and of tf."""
+    from convgrad.engines._kernels.tiled import _filter_4x3v
+
+    rng = np.random.default_rng(7)
+    cols = 3 * _lanes(dtype)
+    OW, sw, dstep, O, count = 5, 3, cols + 7, cols + 3, 3
+    xf = rng.standard_normal(400).astype(dtype)
+    df = rng.standard_normal(count * OW * dstep + 40).astype(dtype)
+    xo, do = np.array([0, 50, 120]), np.array([0, OW * dstep, 2 * OW * dstep])
+    tf = rng.standard_normal(4 * O + 20).astype(dtype)
+    start, at, shift, ob = tf.copy(), 4, 2, 5
+    _filter_4x3v(xf, df, tf, xo, do, count, shift, ob, np.uint64(sw), OW, dstep, O, at)
+    want = start.astype(np.float64)
+    sums = _sums(xf, df, xo, do, shift, ob, sw, OW, dstep, 4, cols)
+    for i in range(4):
+        want[at + i * O:at + i * O + cols] += sums[i]
     eps = float(np.finfo(dtype).eps)
     np.testing.assert_allclose(tf, want, rtol=0, atol=64 * eps * (np.abs(want).max() + count * OW))
 

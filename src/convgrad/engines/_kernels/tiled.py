@@ -1246,10 +1246,17 @@ def _filter_2v(xf, df, tf, xo, do, count, shift, ob, sw, OW, dstep, O, at, rows,
     the chunk of x[i] * dy[o], x at xo[q] + shift + i + k * sw, dy at do[q] + ob + k * dstep (row q
     < count, output k < OW). With 32-byte vectors the tiles' sums (16 x 16 or 4 x 64 float32, 8 x
     16 float64: 32 vectors) would spill to the stack at every multiply-add; passes of at most 6
-    rows x 2 vectors (12 of the 16 registers) leave room for dy's two vectors and the broadcast x.
+    rows x 2 vectors (12 of the 16 registers) leave room for dy's two vectors and the broadcast x;
+    4 rows go 3 vectors at a time (4 x 64 float32, one thread, loaded: 1.14-1.34x the passes of 2).
     Each sum still adds its products in the order of the outputs: the bits of the tile's."""
-    two = 2 * lanes(tf)
-    for o0 in range(0, cols, two):
+    L = lanes(tf)
+    two = 2 * L
+    start = 0
+    if rows == 4:  # 4 rows x 3 vectors (12 sums) while more than 4 or exactly 3 vectors are left
+        while (cols - start) // L > 4 or (cols - start) // L == 3:
+            _filter_4x3v(xf, df, tf, xo, do, count, shift, ob + start, sw, OW, dstep, O, at + start)
+            start += 3 * L
+    for o0 in range(start, cols, two):
         d, t = ob + o0, at + o0
         if rows == 16:  # 6 + 6 + 4 rows: 12, 12 and 8 sums
             _filter_rows_2v(xf, df, tf, xo, do, count, shift, d, sw, OW, dstep, O, t, 6)
@@ -1315,6 +1322,55 @@ def _filter_rows_2v(xf, df, tf, xo, do, count, shift, ob, sw, OW, dstep, O, at, 
         _add2(tf, t + np.uint64(4) * step, s40, s41)
     if R > 5:
         _add2(tf, t + np.uint64(5) * step, s50, s51)
+
+
+@njit(cache=True, fastmath={"contract"})
+def _filter_4x3v(xf, df, tf, xo, do, count, shift, ob, sw, OW, dstep, O, at):  # pragma: no cover
+    """_filter_rows_2v for 4 rows x 3 vectors (12 sums): the 4 x 64 tile's passes, whose 4 rows x 2
+    vectors (8 sums) loaded 2 vectors and 4 broadcasts per 8 multiply-adds."""
+    s00, s01, s02, s10 = vzero(tf), vzero(tf), vzero(tf), vzero(tf)
+    s11, s12, s20, s21 = vzero(tf), vzero(tf), vzero(tf), vzero(tf)
+    s22, s30, s31, s32 = vzero(tf), vzero(tf), vzero(tf), vzero(tf)
+    h, ds = np.uint64(lanes(tf)), np.uint64(dstep)
+    h2 = h + h
+    for q in range(count):
+        p = np.uint64(xo[q] + shift)
+        d = np.uint64(do[q] + ob)
+        for _k in range(OW):
+            g0 = vload(df, d)
+            g1 = vload(df, d + h)
+            g2 = vload(df, d + h2)
+            v = vsplat(xf, p)
+            s00 = vfma(v, g0, s00)
+            s01 = vfma(v, g1, s01)
+            s02 = vfma(v, g2, s02)
+            v = vsplat(xf, p + np.uint64(1))
+            s10 = vfma(v, g0, s10)
+            s11 = vfma(v, g1, s11)
+            s12 = vfma(v, g2, s12)
+            v = vsplat(xf, p + np.uint64(2))
+            s20 = vfma(v, g0, s20)
+            s21 = vfma(v, g1, s21)
+            s22 = vfma(v, g2, s22)
+            v = vsplat(xf, p + np.uint64(3))
+            s30 = vfma(v, g0, s30)
+            s31 = vfma(v, g1, s31)
+            s32 = vfma(v, g2, s32)
+            p += sw
+            d += ds
+    t, step = np.uint64(at), np.uint64(O)
+    _add3(tf, t, s00, s01, s02)
+    _add3(tf, t + step, s10, s11, s12)
+    _add3(tf, t + np.uint64(2) * step, s20, s21, s22)
+    _add3(tf, t + np.uint64(3) * step, s30, s31, s32)
+
+
+@njit(cache=True)
+def _add3(tf, t, a0, a1, a2):  # pragma: no cover - compiled
+    """tf[t : t + 3L] += the vectors a0, a1, a2 of L = lanes(tf) lanes."""
+    h = np.uint64(lanes(tf))
+    _add2(tf, t, a0, a1)
+    vstore(tf, t + h + h, vadd(vload(tf, t + h + h), a2))
 
 
 @njit(cache=True)
