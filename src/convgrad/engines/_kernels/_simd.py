@@ -323,3 +323,40 @@ else:  # pragma: no cover - exercised in a subprocess by tests/test_without_extr
     def prefetch(a, index, write, level):
         """A hint to the caches: nothing to do without Numba."""
         return None
+
+
+# Pairs of vectors: the 6 x 2 and 4 x 2 tiles of 32-byte vectors (AVX2) hold each output's sums
+# in two (or three) vectors.
+@njit(cache=True)
+def put2(a, at, lo, hi, stream):  # pragma: no cover - compiled
+    """a[at : at + 2L] = the vectors lo, hi of L = lanes(a) lanes; past the caches where ``stream``
+    (a's address at ``at`` a multiple of VECTOR_BYTES)."""
+    h = np.uint64(lanes(a))
+    if stream:
+        vstream(a, at, lo)
+        vstream(a, at + h, hi)
+    else:
+        vstore(a, at, lo)
+        vstore(a, at + h, hi)
+
+
+@njit(cache=True)
+def lane2(lo, hi, o, h):  # pragma: no cover - compiled
+    """Element o of the 2h held as two vectors of h lanes."""
+    return vlane(lo, o) if o < h else vlane(hi, o - h)
+
+
+@njit(cache=True)
+def add2(a, at, lo, hi):  # pragma: no cover - compiled
+    """a[at : at + 2L] += the vectors lo, hi of L = lanes(a) lanes."""
+    h = np.uint64(lanes(a))
+    vstore(a, at, vadd(vload(a, at), lo))
+    vstore(a, at + h, vadd(vload(a, at + h), hi))
+
+
+@njit(cache=True)
+def add3(a, at, a0, a1, a2):  # pragma: no cover - compiled
+    """a[at : at + 3L] += the vectors a0, a1, a2 of L = lanes(a) lanes."""
+    add2(a, at, a0, a1)
+    h2 = np.uint64(2 * lanes(a))
+    vstore(a, at + h2, vadd(vload(a, at + h2), a2))

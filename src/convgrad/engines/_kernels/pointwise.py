@@ -24,7 +24,17 @@ import numpy as np
 
 from ._numba import NUMBA, _claim, _registers, _wide_vectors, njit, prange
 from ._shuffle import transpose8
-from ._simd import VECTOR_BYTES, lanes, sfence, vadd, vfma, vload, vsplat, vstore, vstream, vzero
+from ._simd import (
+    VECTOR_BYTES,
+    add2,
+    lanes,
+    put2,
+    sfence,
+    vfma,
+    vload,
+    vsplat,
+    vzero,
+)
 from .tile_stream import STREAM_BYTES, stream_sums
 
 _U64 = np.uint64(64)
@@ -242,38 +252,17 @@ def _tile_6x16(wf, xf, yf, o0, mo, C, S, xo, yo, stream, b):  # pragma: no cover
         s51 = vfma(g, e1, s51)
         p += us
     q = np.uint64(yo + o0 * S + b)
-    _put2(yf, q, s00, s01, stream)
+    put2(yf, q, s00, s01, stream)
     if mo > 1:
-        _put2(yf, q + us, s10, s11, stream)
+        put2(yf, q + us, s10, s11, stream)
     if mo > 2:
-        _put2(yf, q + np.uint64(2) * us, s20, s21, stream)
+        put2(yf, q + np.uint64(2) * us, s20, s21, stream)
     if mo > 3:
-        _put2(yf, q + np.uint64(3) * us, s30, s31, stream)
+        put2(yf, q + np.uint64(3) * us, s30, s31, stream)
     if mo > 4:
-        _put2(yf, q + np.uint64(4) * us, s40, s41, stream)
+        put2(yf, q + np.uint64(4) * us, s40, s41, stream)
     if mo > 5:
-        _put2(yf, q + np.uint64(5) * us, s50, s51, stream)
-
-
-@njit(cache=True)
-def _put2(yf, at, lo, hi, stream):  # pragma: no cover - compiled
-    """yf[at : at + 2L] = the vectors lo, hi of L lanes; past the caches where ``stream`` (whole
-    tiles of rows on vector boundaries: ``streams``)."""
-    h = np.uint64(lanes(yf))
-    if stream:
-        vstream(yf, at, lo)
-        vstream(yf, at + h, hi)
-    else:
-        vstore(yf, at, lo)
-        vstore(yf, at + h, hi)
-
-
-@njit(cache=True)
-def _add2(tf, at, lo, hi):  # pragma: no cover - compiled
-    """tf[at : at + 2L] += the vectors lo, hi of L lanes."""
-    h = np.uint64(lanes(tf))
-    vstore(tf, at, vadd(vload(tf, at), lo))
-    vstore(tf, at + h, vadd(vload(tf, at + h), hi))
+        put2(yf, q + np.uint64(5) * us, s50, s51, stream)
 
 
 @njit(parallel=True, cache=True)
@@ -441,14 +430,14 @@ def _panel_tile_6x16(xf, panel, tf, xo, c0, mc, S, m, ob, O64, b):  # pragma: no
         d += _U64
     q = np.uint64(c0 * O64 + ob + b)
     step = np.uint64(O64)
-    _add2(tf, q, s00, s01)
+    add2(tf, q, s00, s01)
     if mc > 1:
-        _add2(tf, q + step, s10, s11)
+        add2(tf, q + step, s10, s11)
     if mc > 2:
-        _add2(tf, q + np.uint64(2) * step, s20, s21)
+        add2(tf, q + np.uint64(2) * step, s20, s21)
     if mc > 3:
-        _add2(tf, q + np.uint64(3) * step, s30, s31)
+        add2(tf, q + np.uint64(3) * step, s30, s31)
     if mc > 4:
-        _add2(tf, q + np.uint64(4) * step, s40, s41)
+        add2(tf, q + np.uint64(4) * step, s40, s41)
     if mc > 5:
-        _add2(tf, q + np.uint64(5) * step, s50, s51)
+        add2(tf, q + np.uint64(5) * step, s50, s51)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._numba import _claim, _registers, _wide_vectors, literally, njit, prange
-from ._simd import VECTOR_BYTES, lanes, vadd, vfma, vload, vsplat, vstore, vzero
+from ._simd import VECTOR_BYTES, add2, add3, lanes, vfma, vload, vsplat, vzero
 
 VECTOR = 16  # float32 lanes of a vector register: filter rows per vector of the run
 OUTS = 8  # output channels per tile
@@ -370,17 +370,16 @@ def _pass_4xv(xf, df, tf, xo, do, count, shift, d0, c1, c2, c3, sw, dp, OW, at, 
             p += sw
             d += step
     t = np.uint64(at)
-    _add3(tf, t, s00, s01, s02, V)
-    _add3(tf, t + u, s10, s11, s12, V)
-    _add3(tf, t + np.uint64(2) * u, s20, s21, s22, V)
-    _add3(tf, t + np.uint64(3) * u, s30, s31, s32, V)
+    _add_v(tf, t, s00, s01, s02, V)
+    _add_v(tf, t + u, s10, s11, s12, V)
+    _add_v(tf, t + np.uint64(2) * u, s20, s21, s22, V)
+    _add_v(tf, t + np.uint64(3) * u, s30, s31, s32, V)
 
 
 @njit(cache=True)
-def _add3(tf, t, a0, a1, a2, V):  # pragma: no cover - compiled
-    """tf[t + v] += the V vectors a0, a1(, a2) (V 2 or 3) of one output channel's sums."""
-    h = np.uint64(lanes(tf))
-    vstore(tf, t, vadd(vload(tf, t), a0))
-    vstore(tf, t + h, vadd(vload(tf, t + h), a1))
+def _add_v(tf, t, a0, a1, a2, V):  # pragma: no cover - compiled
+    """tf[t : t + V lanes] += the V vectors a0, a1(, a2) (V 2 or 3) of one output channel's sums."""
     if V > 2:
-        vstore(tf, t + h + h, vadd(vload(tf, t + h + h), a2))
+        add3(tf, t, a0, a1, a2)
+    else:
+        add2(tf, t, a0, a1)

@@ -7,7 +7,20 @@ import numpy as np
 
 from ._numba import _prefetch, _registers, _wide_vectors, literally, njit, prange
 from ._shuffle import transpose8
-from ._simd import VECTOR_BYTES, lanes, sfence, vadd, vfma, vlane, vload, vsplat, vstore, vstream, vsum, vzero
+from ._simd import (
+    VECTOR_BYTES,
+    add2,
+    add3,
+    lane2,
+    lanes,
+    put2,
+    sfence,
+    vfma,
+    vload,
+    vsplat,
+    vsum,
+    vzero,
+)
 from .tile_stream import stream_copy, stream_sums
 
 # The dense convs' register tiles. Forward: 8 outputs along the last axis x 16 channels (one
@@ -254,17 +267,17 @@ def _forward_tile_4x2(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo, 
                     w += ub
     n = min(2 * lanes(yf), m - np.int64(base))
     if yc == 1 and n == 2 * lanes(yf):  # whole vectors
-        _put2(yf, np.uint64(yo[0]) + base, s00, s01, stream)
-        _put2(yf, np.uint64(yo[1]) + base, s10, s11, stream)
-        _put2(yf, np.uint64(yo[2]) + base, s20, s21, stream)
-        _put2(yf, np.uint64(yo[3]) + base, s30, s31, stream)
+        put2(yf, np.uint64(yo[0]) + base, s00, s01, stream)
+        put2(yf, np.uint64(yo[1]) + base, s10, s11, stream)
+        put2(yf, np.uint64(yo[2]) + base, s20, s21, stream)
+        put2(yf, np.uint64(yo[3]) + base, s30, s31, stream)
         return
     for o in range(n):  # a partial block, or channels-first (see _store_8)
         r = (base + np.uint64(o)) * np.uint64(yc)
-        yf[np.uint64(yo[0]) + r] = _lane2(s00, s01, o, h)
-        yf[np.uint64(yo[1]) + r] = _lane2(s10, s11, o, h)
-        yf[np.uint64(yo[2]) + r] = _lane2(s20, s21, o, h)
-        yf[np.uint64(yo[3]) + r] = _lane2(s30, s31, o, h)
+        yf[np.uint64(yo[0]) + r] = lane2(s00, s01, o, h)
+        yf[np.uint64(yo[1]) + r] = lane2(s10, s11, o, h)
+        yf[np.uint64(yo[2]) + r] = lane2(s20, s21, o, h)
+        yf[np.uint64(yo[3]) + r] = lane2(s30, s31, o, h)
 
 
 @njit(cache=True, fastmath={"contract"})
@@ -729,39 +742,21 @@ def _forward_tile_6x16(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo,
                     w += _U64
     n = min(2 * lanes(yf), m - np.int64(base))
     if yc == 1 and n == 2 * lanes(yf):  # whole vectors; streamed ones (m = 64) start on 64-byte boundaries
-        _put2(yf, np.uint64(yo[0]) + base, s00, s01, stream)
-        _put2(yf, np.uint64(yo[1]) + base, s10, s11, stream)
-        _put2(yf, np.uint64(yo[2]) + base, s20, s21, stream)
-        _put2(yf, np.uint64(yo[3]) + base, s30, s31, stream)
-        _put2(yf, np.uint64(yo[4]) + base, s40, s41, stream)
-        _put2(yf, np.uint64(yo[5]) + base, s50, s51, stream)
+        put2(yf, np.uint64(yo[0]) + base, s00, s01, stream)
+        put2(yf, np.uint64(yo[1]) + base, s10, s11, stream)
+        put2(yf, np.uint64(yo[2]) + base, s20, s21, stream)
+        put2(yf, np.uint64(yo[3]) + base, s30, s31, stream)
+        put2(yf, np.uint64(yo[4]) + base, s40, s41, stream)
+        put2(yf, np.uint64(yo[5]) + base, s50, s51, stream)
         return
     for o in range(n):  # a partial block, or channels-first (see _store_8)
         r = (base + np.uint64(o)) * np.uint64(yc)
-        yf[np.uint64(yo[0]) + r] = _lane2(s00, s01, o, h)
-        yf[np.uint64(yo[1]) + r] = _lane2(s10, s11, o, h)
-        yf[np.uint64(yo[2]) + r] = _lane2(s20, s21, o, h)
-        yf[np.uint64(yo[3]) + r] = _lane2(s30, s31, o, h)
-        yf[np.uint64(yo[4]) + r] = _lane2(s40, s41, o, h)
-        yf[np.uint64(yo[5]) + r] = _lane2(s50, s51, o, h)
-
-
-@njit(cache=True)
-def _put2(yf, at, lo, hi, stream):  # pragma: no cover - compiled
-    """yf[at : at + 2L] = the vectors lo, hi of L lanes; past the caches where ``stream``."""
-    h = np.uint64(lanes(yf))
-    if stream:
-        vstream(yf, at, lo)
-        vstream(yf, at + h, hi)
-    else:
-        vstore(yf, at, lo)
-        vstore(yf, at + h, hi)
-
-
-@njit(cache=True)
-def _lane2(lo, hi, o, h):  # pragma: no cover - compiled
-    """Element o of the 2h held as two vectors of h lanes."""
-    return vlane(lo, o) if o < h else vlane(hi, o - h)
+        yf[np.uint64(yo[0]) + r] = lane2(s00, s01, o, h)
+        yf[np.uint64(yo[1]) + r] = lane2(s10, s11, o, h)
+        yf[np.uint64(yo[2]) + r] = lane2(s20, s21, o, h)
+        yf[np.uint64(yo[3]) + r] = lane2(s30, s31, o, h)
+        yf[np.uint64(yo[4]) + r] = lane2(s40, s41, o, h)
+        yf[np.uint64(yo[5]) + r] = lane2(s50, s51, o, h)
 
 
 @njit(cache=True, fastmath={"contract"})
@@ -1311,17 +1306,17 @@ def _filter_rows_2v(xf, df, tf, xo, do, count, shift, ob, sw, OW, dstep, O, at, 
             p += sw
             d += ds
     t, step = np.uint64(at), np.uint64(O)
-    _add2(tf, t, s00, s01)
+    add2(tf, t, s00, s01)
     if R > 1:
-        _add2(tf, t + step, s10, s11)
+        add2(tf, t + step, s10, s11)
     if R > 2:
-        _add2(tf, t + np.uint64(2) * step, s20, s21)
+        add2(tf, t + np.uint64(2) * step, s20, s21)
     if R > 3:
-        _add2(tf, t + np.uint64(3) * step, s30, s31)
+        add2(tf, t + np.uint64(3) * step, s30, s31)
     if R > 4:
-        _add2(tf, t + np.uint64(4) * step, s40, s41)
+        add2(tf, t + np.uint64(4) * step, s40, s41)
     if R > 5:
-        _add2(tf, t + np.uint64(5) * step, s50, s51)
+        add2(tf, t + np.uint64(5) * step, s50, s51)
 
 
 @njit(cache=True, fastmath={"contract"})
@@ -1359,26 +1354,10 @@ def _filter_4x3v(xf, df, tf, xo, do, count, shift, ob, sw, OW, dstep, O, at):  #
             p += sw
             d += ds
     t, step = np.uint64(at), np.uint64(O)
-    _add3(tf, t, s00, s01, s02)
-    _add3(tf, t + step, s10, s11, s12)
-    _add3(tf, t + np.uint64(2) * step, s20, s21, s22)
-    _add3(tf, t + np.uint64(3) * step, s30, s31, s32)
-
-
-@njit(cache=True)
-def _add3(tf, t, a0, a1, a2):  # pragma: no cover - compiled
-    """tf[t : t + 3L] += the vectors a0, a1, a2 of L = lanes(tf) lanes."""
-    h = np.uint64(lanes(tf))
-    _add2(tf, t, a0, a1)
-    vstore(tf, t + h + h, vadd(vload(tf, t + h + h), a2))
-
-
-@njit(cache=True)
-def _add2(tf, t, lo, hi):  # pragma: no cover - compiled
-    """tf[t : t + 2L] += the vectors lo, hi of L = lanes(tf) lanes."""
-    h = np.uint64(lanes(tf))
-    vstore(tf, t, vadd(vload(tf, t), lo))
-    vstore(tf, t + h, vadd(vload(tf, t + h), hi))
+    add3(tf, t, s00, s01, s02)
+    add3(tf, t + step, s10, s11, s12)
+    add3(tf, t + np.uint64(2) * step, s20, s21, s22)
+    add3(tf, t + np.uint64(3) * step, s30, s31, s32)
 
 
 @njit(cache=True, fastmath={"contract"})
