@@ -132,7 +132,10 @@ def test_every_op_against_the_exact_sum_and_pytorch(drawn, compiled):
     for op in got:
         want, size = exact[op]
         assert_bf16_close(got[op], want, size, 0.5, 2**-16, f"{op} vs the exact sum")
-        assert_bf16_close(got[op], theirs[op], size, 1.5, 2**-15, f"{op} vs PyTorch")
+        # PyTorch's own rounding differs by machine (on AVX2, with no bfloat16 dot product, 3 ulps
+        # from the exact sum where ours was within half an ulp): its bound is looser, still far
+        # below the O(size) a layout or convention error would show.
+        assert_bf16_close(got[op], theirs[op], size, 1.5, 2**-8, f"{op} vs PyTorch")
 
 
 @budget(44)

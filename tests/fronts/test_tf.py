@@ -41,11 +41,11 @@ CPU_LIMITS = (
 )
 
 
-def close(a, b, what=""):
+def close(a, b, what="", rtol=RTOL):
     a, b = np.asarray(a), np.asarray(b)
     assert a.shape == b.shape, (what, a.shape, b.shape)
     scale = max(1.0, float(np.abs(b).max(initial=0)))
-    np.testing.assert_allclose(a, b, rtol=0, atol=RTOL * scale, err_msg=what)
+    np.testing.assert_allclose(a, b, rtol=0, atol=rtol * scale, err_msg=what)
 
 
 def cpu_limited(e: Exception) -> bool:
