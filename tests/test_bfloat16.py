@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, reject
 from hypothesis import strategies as st
 
 import convgrad
@@ -128,10 +128,18 @@ def test_every_op_against_the_exact_sum_and_pytorch(drawn, compiled):
         if compiled:
             mp.setattr(_dtypes, "COMPILED_CASTS_FROM", 0)
         got = ours(case, x, w, dy)
-    theirs = torch_ops(case, x, w, dy)
+    try:
+        theirs = torch_ops(case, x, w, dy)
+    except RuntimeError as e:  # PyTorch refused a few bfloat16 geometries on an AVX2 machine
+        assert "narrow()" in str(e), e  # ('narrow(): length must be non-negative'): not compared
+        reject()
     for op in got:
         want, size = exact[op]
-        assert_bf16_close(got[op], want, size, 0.5, 2**-16, f"{op} vs the exact sum")
+        # plus float32's rounding of the largest sum: the FFT engine's error spreads over the whole
+        # output (1.3e-7 where the exact sum was 0, on an AVX2 machine whose lazy plans took the
+        # FFT engine, which needs no compiling, for a 32-flop 3-D conv)
+        assert_bf16_close(got[op], want, size + 2**-6 * np.max(size, initial=0), 0.5, 2**-16,
+                          f"{op} vs the exact sum")
         # PyTorch's own rounding differs by machine (on AVX2, with no bfloat16 dot product, 3 ulps
         # from the exact sum where ours was within half an ulp): its bound is looser, still far
         # below the O(size) a layout or convention error would show.
