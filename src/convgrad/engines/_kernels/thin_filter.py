@@ -30,7 +30,7 @@ import numpy as np
 from ._numba import _claim, _registers, _wide_vectors, literally, njit, prange
 from ._simd import VECTOR_BYTES, add2, add3, lanes, vfma, vload, vsplat, vzero
 
-VECTOR = 16  # float32 lanes of a vector register: filter rows per vector of the run
+VECTOR = 16  # filter rows per run block (a 512-bit register of float32; 2 vectors with AVX2)
 OUTS = 8  # output channels per tile
 _U16 = np.uint64(16)
 _U32 = np.uint64(32)

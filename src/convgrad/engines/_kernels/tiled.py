@@ -29,7 +29,10 @@ from .tile_stream import stream_copy, stream_sums
 # channels or more. Filter gradient: 16 input x 16 output channels (8 x 16 in float64, whose 16
 # x 16 sums would not fit in the registers), or 4 x 64. Each tile is one function with its sums
 # in named stack arrays, the only form in which LLVM keeps them in registers (an array indexed by
-# a tile position gathered instead); the drivers are shared.
+# a tile position gathered instead); the drivers are shared. These sizes are AVX-512's (32
+# registers of 64 bytes). With 32-byte vectors (AVX2: 16 registers) each tile runs as passes of
+# at most 6 outputs x 2 vectors held as _simd vector values (_forward_tile_6x16, _forward_tile_4x2,
+# _dot_tile_3x3, _filter_rows_2v, _filter_4x3v), each output's products in the same order.
 #
 # The kernels address flat arrays with unsigned offsets. A signed index costs a test for Python's
 # negative indexing at every load, and a view taken per row costs reference counting: together
