@@ -360,3 +360,24 @@ def add3(a, at, a0, a1, a2):  # pragma: no cover - compiled
     add2(a, at, a0, a1)
     h2 = np.uint64(2 * lanes(a))
     vstore(a, at + h2, vadd(vload(a, at + h2), a2))
+
+
+@njit(inline="always")
+def outer6x2(a, i0, i1, i2, i3, i4, i5, g0, g1, s00, s01, s10, s11, s20, s21, s30, s31, s40, s41,
+             s50, s51):  # pragma: no cover - compiled
+    """One step of the 6 x 2 tiles of 32-byte vectors (AVX2): the 12 sums s_rj plus a[i_r]
+    (broadcast) times g_j, returned in that order; inlined into the tile's loop, so the sums stay
+    in registers."""
+    v = vsplat(a, i0)
+    s00, s01 = vfma(v, g0, s00), vfma(v, g1, s01)
+    v = vsplat(a, i1)
+    s10, s11 = vfma(v, g0, s10), vfma(v, g1, s11)
+    v = vsplat(a, i2)
+    s20, s21 = vfma(v, g0, s20), vfma(v, g1, s21)
+    v = vsplat(a, i3)
+    s30, s31 = vfma(v, g0, s30), vfma(v, g1, s31)
+    v = vsplat(a, i4)
+    s40, s41 = vfma(v, g0, s40), vfma(v, g1, s41)
+    v = vsplat(a, i5)
+    s50, s51 = vfma(v, g0, s50), vfma(v, g1, s51)
+    return s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51

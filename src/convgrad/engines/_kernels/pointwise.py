@@ -28,11 +28,10 @@ from ._simd import (
     VECTOR_BYTES,
     add2,
     lanes,
+    outer6x2,
     put2,
     sfence,
-    vfma,
     vload,
-    vsplat,
     vzero,
 )
 from .tile_stream import STREAM_BYTES, stream_sums
@@ -232,24 +231,9 @@ def _tile_6x16(wf, xf, yf, o0, mo, C, S, xo, yo, stream, b):  # pragma: no cover
     for c in range(np.uint64(C)):
         e0 = vload(xf, p)
         e1 = vload(xf, p + h)
-        g = vsplat(wf, r0 + c)
-        s00 = vfma(g, e0, s00)
-        s01 = vfma(g, e1, s01)
-        g = vsplat(wf, r1 + c)
-        s10 = vfma(g, e0, s10)
-        s11 = vfma(g, e1, s11)
-        g = vsplat(wf, r2 + c)
-        s20 = vfma(g, e0, s20)
-        s21 = vfma(g, e1, s21)
-        g = vsplat(wf, r3 + c)
-        s30 = vfma(g, e0, s30)
-        s31 = vfma(g, e1, s31)
-        g = vsplat(wf, r4 + c)
-        s40 = vfma(g, e0, s40)
-        s41 = vfma(g, e1, s41)
-        g = vsplat(wf, r5 + c)
-        s50 = vfma(g, e0, s50)
-        s51 = vfma(g, e1, s51)
+        s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51 = outer6x2(
+            wf, r0 + c, r1 + c, r2 + c, r3 + c, r4 + c, r5 + c, e0, e1,
+            s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51)
         p += us
     q = np.uint64(yo + o0 * S + b)
     put2(yf, q, s00, s01, stream)
@@ -409,24 +393,9 @@ def _panel_tile_6x16(xf, panel, tf, xo, c0, mc, S, m, ob, O64, b):  # pragma: no
     for k in range(np.uint64(m)):
         g0 = vload(panel, d)
         g1 = vload(panel, d + h)
-        e = vsplat(xf, x0 + k)
-        s00 = vfma(e, g0, s00)
-        s01 = vfma(e, g1, s01)
-        e = vsplat(xf, x1 + k)
-        s10 = vfma(e, g0, s10)
-        s11 = vfma(e, g1, s11)
-        e = vsplat(xf, x2 + k)
-        s20 = vfma(e, g0, s20)
-        s21 = vfma(e, g1, s21)
-        e = vsplat(xf, x3 + k)
-        s30 = vfma(e, g0, s30)
-        s31 = vfma(e, g1, s31)
-        e = vsplat(xf, x4 + k)
-        s40 = vfma(e, g0, s40)
-        s41 = vfma(e, g1, s41)
-        e = vsplat(xf, x5 + k)
-        s50 = vfma(e, g0, s50)
-        s51 = vfma(e, g1, s51)
+        s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51 = outer6x2(
+            xf, x0 + k, x1 + k, x2 + k, x3 + k, x4 + k, x5 + k, g0, g1,
+            s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51)
         d += _U64
     q = np.uint64(c0 * O64 + ob + b)
     step = np.uint64(O64)

@@ -13,6 +13,7 @@ from ._simd import (
     add3,
     lane2,
     lanes,
+    outer6x2,
     put2,
     sfence,
     vfma,
@@ -724,24 +725,9 @@ def _forward_tile_6x16(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo,
                 for c in range(np.uint64(run)):
                     g0 = vload(wf, w)
                     g1 = vload(wf, w + h)
-                    v = vsplat(xf, p0 + c)
-                    s00 = vfma(v, g0, s00)
-                    s01 = vfma(v, g1, s01)
-                    v = vsplat(xf, p1 + c)
-                    s10 = vfma(v, g0, s10)
-                    s11 = vfma(v, g1, s11)
-                    v = vsplat(xf, p2 + c)
-                    s20 = vfma(v, g0, s20)
-                    s21 = vfma(v, g1, s21)
-                    v = vsplat(xf, p3 + c)
-                    s30 = vfma(v, g0, s30)
-                    s31 = vfma(v, g1, s31)
-                    v = vsplat(xf, p4 + c)
-                    s40 = vfma(v, g0, s40)
-                    s41 = vfma(v, g1, s41)
-                    v = vsplat(xf, p5 + c)
-                    s50 = vfma(v, g0, s50)
-                    s51 = vfma(v, g1, s51)
+                    s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51 = outer6x2(
+                        xf, p0 + c, p1 + c, p2 + c, p3 + c, p4 + c, p5 + c, g0, g1,
+                        s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51)
                     w += _U64
     n = min(2 * lanes(yf), m - np.int64(base))
     if yc == 1 and n == 2 * lanes(yf):  # whole vectors; streamed ones (m = 64) start on 64-byte boundaries

@@ -29,7 +29,7 @@ import numpy as np
 
 from ._numba import _claim, _registers, _wide_vectors, chunk_size, literally, njit, prange
 from ._shuffle import transpose8
-from ._simd import VECTOR_BYTES, lanes, vadd, vfma, vload, vmul, vsplat, vstore, vzero
+from ._simd import VECTOR_BYTES, lanes, outer6x2, vadd, vload, vmul, vsplat, vstore, vzero
 
 # The transforms' constants, passed to the kernels in the arrays' dtype: a Python number in a
 # float32 product makes it float64 (Numba's typing), which halved the vectors and converted
@@ -539,24 +539,9 @@ def _gemm_6x2(af, ab, ai, ak, bf, bb, bs, cf, cb, cs, K):  # pragma: no cover - 
     for _ in range(K):
         g0 = vload(bf, pb)
         g1 = vload(bf, pb + h)
-        e = vsplat(af, p0)
-        s00 = vfma(e, g0, s00)
-        s01 = vfma(e, g1, s01)
-        e = vsplat(af, p1)
-        s10 = vfma(e, g0, s10)
-        s11 = vfma(e, g1, s11)
-        e = vsplat(af, p2)
-        s20 = vfma(e, g0, s20)
-        s21 = vfma(e, g1, s21)
-        e = vsplat(af, p3)
-        s30 = vfma(e, g0, s30)
-        s31 = vfma(e, g1, s31)
-        e = vsplat(af, p4)
-        s40 = vfma(e, g0, s40)
-        s41 = vfma(e, g1, s41)
-        e = vsplat(af, p5)
-        s50 = vfma(e, g0, s50)
-        s51 = vfma(e, g1, s51)
+        s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51 = outer6x2(
+            af, p0, p1, p2, p3, p4, p5, g0, g1,
+            s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51)
         p0 += uk
         p1 += uk
         p2 += uk
