@@ -100,6 +100,9 @@ def filter_grad_runs(xp, dy, s0, s1, s2, d0, d1, d2, row_parts, chunk_bytes, fir
                     for e in range(taps):
                         shift = e * d2 * C
                         at = (a * KH + b) * per_tap + e * C * O64 + ob
+                        if VECTOR_BYTES == 32:  # AVX2: the run 2 vectors of channels at a time
+                            _run_2v(xf, src, tf, xo, do, count, shift, dob, sw, OW, dstep, O64, at, run)
+                            continue
                         for j0 in range(0, run - run % ROWS, ROWS):
                             _tile_6x64(xf, src, tf, xo, do, count, shift + j0, dob, sw, OW, dstep, O64,
                                        at + j0 * O64)
@@ -250,6 +253,36 @@ def _passes(xf, df, tf, xo, do, count, shift, ob, sw, OW, dstep, O, at, R):  # p
     two = 2 * lanes(tf)
     for o0 in range(0, 64, two):
         _filter_rows_2v(xf, df, tf, xo, do, count, shift, ob + o0, sw, OW, dstep, O, at + o0, R)
+
+
+@njit(cache=True)
+def _run_2v(xf, df, tf, xo, do, count, shift, ob, sw, OW, dstep, O, at, run):  # pragma: no cover
+    """_tile_6x64 and _tail over a whole run (``run`` filter rows) where vectors hold 8 float32
+    (AVX2): the block's 64 channels 2 vectors at a time, each walked over the whole run in passes
+    of 6 rows (tiled._filter_rows_2v). A pass reads one cache line of each output's 256 bytes of
+    dy, so a group's lines of the chunk (8 KiB of 32) and the x rows the passes broadcast stay in
+    the 32 KiB first cache from one tile to the next; the 4 passes of each 6 x 64 tile in turn
+    (_passes) walked all of the chunk's dy per tile, which the x rows then evicted. Each sum adds
+    its products in the same order: the same bits."""
+    two = 2 * lanes(tf)
+    whole, rest = run - run % ROWS, run % ROWS
+    step = np.int64(O)
+    for o0 in range(0, 64, two):
+        for j0 in range(0, whole, ROWS):
+            _filter_rows_2v(xf, df, tf, xo, do, count, shift + j0, ob + o0, sw, OW, dstep, O,
+                            at + j0 * step + o0, 6)
+        s, t = shift + whole, at + whole * step + o0
+        if rest == 2:
+            _filter_rows_2v(xf, df, tf, xo, do, count, s, ob + o0, sw, OW, dstep, O, t, 2)
+        elif rest == 3:
+            _filter_rows_2v(xf, df, tf, xo, do, count, s, ob + o0, sw, OW, dstep, O, t, 3)
+        elif rest == 4:
+            _filter_rows_2v(xf, df, tf, xo, do, count, s, ob + o0, sw, OW, dstep, O, t, 4)
+        elif rest == 5:
+            _filter_rows_2v(xf, df, tf, xo, do, count, s, ob + o0, sw, OW, dstep, O, t, 5)
+    if rest == 1:  # one row's 8 vectors of sums at once: 2 at a time would wait on their latency
+        _row_1x64(xf, df, tf, xo, do, count, shift + whole, ob, sw, OW, dstep, at + whole * step)
+
 
 @njit(cache=True, fastmath={"contract"})
 def _row_1x64(xf, df, tf, xo, do, count, shift, ob, sw, OW, dstep, at):  # pragma: no cover
