@@ -3,11 +3,13 @@
 Run: ``python benchmarks/calibrate.py``. For a spread of float32 geometries it times every
 eligible engine on each op (median of a few runs after a warm-up) and prints the measured time,
 the engine's own estimate and their ratio, then which engine the planner picked and which was
-really fastest. The cost model's figures are data, in ``src/convgrad/engines/calibration.json``:
+really fastest. The cost model's figures are data, a file per vector width in
+``src/convgrad/engines/`` (``calibration.json`` for AVX-512, ``calibration_avx2.json`` for AVX2):
 ``--write [PATH]`` refits each engine's factors (its ``FITTED``, im2col's ``FITTED_FUSED`` for
 the compiled packing) by the median ratio and writes the model, stamped with the date, the CPU
-and the versions, to PATH (default: the packaged file). ``convgrad.engines.load_calibration(PATH)``
-loads such a file on another machine without editing the source.
+and the versions, to PATH (default: the packaged file of this machine's width, the one the
+planner reads here). ``convgrad.engines.load_calibration(PATH)`` loads such a file on another
+machine without editing the source.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ def main() -> None:
     parser.add_argument("--engines", default=",".join(engine_names()),
                         help="comma-separated engines to time (default: all)")
     parser.add_argument("--write", nargs="?", const=str(_machine.DEFAULT_PATH), metavar="PATH",
-                        help="write the refitted calibration to PATH (default: the packaged file)")
+                        help="write the refitted calibration to PATH (default: the packaged file of "
+                             f"this machine's vector width, {_machine.DEFAULT_PATH.name})")
     args = parser.parse_args()
     planner = Planner("eager")  # every kernel loaded first: estimates without compile time
     rng = np.random.default_rng(0)
@@ -103,7 +106,8 @@ def _variant(name: str, p: Prepared) -> str:
 
 
 def _write(path: Path, ratios: dict[tuple[str, str], float]) -> None:
-    """The packaged model with each fitted factor multiplied by its median ratio, newly stamped."""
+    """The packaged model of this machine's vector width with each fitted factor multiplied by its
+    median ratio, newly stamped."""
     doc = json.loads(_machine.DEFAULT_PATH.read_text())
     keys = {"im2col-fused": ("im2col", "FITTED_FUSED")}
     for (tag, op), ratio in ratios.items():

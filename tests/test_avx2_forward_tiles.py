@@ -25,6 +25,7 @@ from convgrad import _transpose
 from convgrad._layout import w_to_last, x_from_last, x_to_last
 from convgrad.engines import tiled
 from convgrad.engines._kernels import tile_stream
+from convgrad.engines._kernels._simd import VECTOR_BYTES
 from convgrad.engines._scratch import aligned_empty
 
 
@@ -161,3 +162,15 @@ def test_dot_tiles_match_the_oracle(case, first, dtype):
         got = x_from_last(tiled._forward(tiled.DOT, geom, xl, wl, first=first), "channels_first")
     terms = x_shape[1] * np.prod(w_shape[2:])
     assert_close(got, oracle.conv(x, w, **kw), rtol=0, atol=64 * eps * terms, dtype=dtype)
+
+
+@given(o=st.integers(1, 200), block=st.sampled_from([16, 32, 64]),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_the_cost_model_counts_the_channels_the_tiles_compute(o, block, dtype):
+    """With 32-byte vectors the tiles skip a block's passes of 2 vectors past its last channel: the
+    model charges the channels up to the next pass, never past the block, never fewer than o;
+    with 64-byte vectors whole blocks."""
+    got = tiled._computed_channels(o, block, dtype)
+    per = min(block, 2 * VECTOR_BYTES // np.dtype(dtype).itemsize if VECTOR_BYTES == 32 else block)
+    assert o <= got < o + per
+    assert got % per == 0

@@ -270,12 +270,21 @@ def test_tiled_three_ops(x_shape, w_shape, kw, tiles):
     assert_close(convgrad.conv_input_grad(dy, w, x_shape, method="tiled", **kw), want_dx)
 
 
-@pytest.mark.parametrize(("out_channels", "block", "filter_block"),
-                         [(16, 16, 16), (32, 32, 16), (120, 64, 64), (64, 64, 64)])
-def test_tiled_float32_all_tiles_match_float64_within_rounding(monkeypatch, out_channels, block,
-                                                                filter_block):
+# The forward blocks the cost model picks, (float32, float64) by output channels, per vector width.
+# With AVX-512 (64 bytes) the tiles compute whole blocks: 16 and 32 channels take the block that
+# fits them, float64 the 8 x 16 tiles (wider ones would not fit the registers). With AVX2 (32) the
+# 8 x 32 and 6 x 64 tiles run as passes of 2 vectors and skip the passes past the last channel:
+# 16 channels cost a block of 32 what they cost one of 16, at its faster rate, 32 and more take the
+# 6 x 64 tiles, and so does float64 (passes of 6 x 8 sums fit the 16 registers).
+_PICKS = {64: {16: (16, 16), 32: (32, 16), 120: (64, 16), 64: (64, 16)},
+          32: {16: (32, 64), 32: (64, 64), 120: (64, 64), 64: (64, 64)}}
+
+
+@pytest.mark.parametrize(("out_channels", "filter_block"), [(16, 16), (32, 16), (120, 64), (64, 64)])
+def test_tiled_float32_all_tiles_match_float64_within_rounding(monkeypatch, out_channels, filter_block):
     from convgrad._plan import default_planner
     from convgrad.engines import tiled
+    from convgrad.engines._kernels._simd import VECTOR_BYTES
 
     monkeypatch.setattr(tiled, "THIN", False)  # the tiles of input channels (the thin kernel: its own file)
     default_planner().clear()
@@ -283,8 +292,9 @@ def test_tiled_float32_all_tiles_match_float64_within_rounding(monkeypatch, out_
     rng = np.random.default_rng(4)
     x, w = rng.standard_normal((2, 16, 5, 20)), rng.standard_normal((out_channels, 16, 3, 3))
     geom = convgrad.ConvGeometry.for_conv(x.shape, w.shape, padding=1)
-    assert _choices("forward", geom, "tiled", F32)["block"] == block
-    assert _choices("forward", geom, "tiled")["block"] == 16
+    single, double = _PICKS[VECTOR_BYTES][out_channels]
+    assert _choices("forward", geom, "tiled", F32)["block"] == single
+    assert _choices("forward", geom, "tiled")["block"] == double
     for kw in ({"padding": 1}, {"padding": ((0, 2), (2, 1)), "stride": (1, 3), "dilation": (2, 1)}):
         want = oracle.conv(x, w, **kw)
         got = convgrad.conv(x.astype(np.float32), w.astype(np.float32), method="tiled", **kw)
@@ -323,9 +333,15 @@ def test_tiled_tiles_run_across_rows(monkeypatch, x_shape, w_shape, kw, op, bloc
     """The tiles of 6 x 64 and 8 x 16 or 32 take consecutive outputs of a plane in row order,
     wherever its rows end: against the oracle in float64, with the filter walked row by row and
     block by block."""
+    from convgrad import _plan
     from convgrad.engines import tiled
 
     monkeypatch.setattr(tiled, "FILTER_MAJOR_BYTES", 0 if filter_major else 1 << 40)
+    # The block forced: the cost model's pick depends on the vector width (with AVX2, 16 channels
+    # take the 8 x 32 tiles, which skip the pass past the last channel), and each tile is to run
+    # on every machine. A planner of its own, so that no plan of the forced block outlives the test.
+    monkeypatch.setattr(tiled, "_block", lambda geom, op, dtype: block)
+    monkeypatch.setattr(_plan, "_DEFAULT", _plan.Planner())
     rng = np.random.default_rng(5)
     x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
     geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
@@ -410,22 +426,32 @@ def test_pad_or_crop_matches_numpy_pad_and_slicing(which, data):
     np.testing.assert_array_equal(a, np.arange(a.size, dtype=dtype).reshape(a.shape) + 1)
 
 
-@pytest.mark.parametrize(("op", "x_shape", "w_shape", "kw"), [
-    ("forward", (2, 64, 9, 14), (6, 64, 4, 4), {"padding": ((1, 2), (2, 1))}),  # 2 groups of 3
+# The last column: the block the cost model picks with 32-byte vectors (AVX2), where it differs
+# from the dot-product tiles that AVX-512 picks for each. With AVX2 the 8 x 16 and wider tiles
+# skip the passes past the last channel: 2 or 6 channels cost one pass of 16 at nearly twice the dot
+# tiles' rate, fewer tiles and no input channels padded to 16.
+@pytest.mark.parametrize(("op", "x_shape", "w_shape", "kw", "avx2"), [
+    ("forward", (2, 64, 9, 14), (6, 64, 4, 4), {"padding": ((1, 2), (2, 1))}, 16),  # 2 groups of 3
     # 20 input channels padded to 32, stride and dilation
-    ("forward", (2, 20, 7, 13), (2, 20, 3, 3), {"padding": 1, "stride": (1, 2), "dilation": (2, 1)}),
-    ("forward", (1, 16, 5, 4), (2, 16, 3, 3), {"padding": 1}),  # rows narrower than a tile
-    ("forward", (1, 33, 4, 5, 9), (1, 33, 2, 3, 3), {"padding": (0, 1, 2), "dilation": (1, 1, 2)}),  # 3-D
+    ("forward", (2, 20, 7, 13), (2, 20, 3, 3), {"padding": 1, "stride": (1, 2), "dilation": (2, 1)}, 16),
+    ("forward", (1, 16, 5, 4), (2, 16, 3, 3), {"padding": 1}, 32),  # rows narrower than a tile
+    ("forward", (1, 33, 4, 5, 9), (1, 33, 2, 3, 3), {"padding": (0, 1, 2), "dilation": (1, 1, 2)}, 3),  # 3-D
     # the phases of a 3-channel stem's input gradient: dx sums over dy's 64 channels
-    ("input_grad", (2, 3, 9, 14), (64, 3, 4, 4), {"padding": ((3, 0), (2, 3))}),
-    ("input_grad", (2, 3, 11, 6), (48, 3, 3, 3), {"padding": 1, "dilation": 2}),
+    ("input_grad", (2, 3, 9, 14), (64, 3, 4, 4), {"padding": ((3, 0), (2, 3))}, 3),
+    ("input_grad", (2, 3, 11, 6), (48, 3, 3, 3), {"padding": 1, "dilation": 2}, 3),
 ])
-def test_tiled_dot_product_tiles_for_few_output_channels(op, x_shape, w_shape, kw):
+def test_tiled_dot_product_tiles_for_few_output_channels(monkeypatch, op, x_shape, w_shape, kw, avx2):
+    from convgrad import _plan
     from convgrad.engines import tiled
+    from convgrad.engines._kernels._simd import VECTOR_BYTES
 
     rng = np.random.default_rng(8)
     x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
     geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
+    assert _choices(op, geom, "tiled", F32)["block"] == (avx2 if VECTOR_BYTES == 32 else tiled.DOT)
+    # The dot-product tiles on every machine: forced, in a planner of the test's own.
+    monkeypatch.setattr(tiled, "_block", lambda geom, op, dtype: tiled.DOT)
+    monkeypatch.setattr(_plan, "_DEFAULT", _plan.Planner())
     assert _choices(op, geom, "tiled", F32)["block"] == tiled.DOT
     if op == "forward":
         want = oracle.conv(x, w, **kw)

@@ -1,11 +1,15 @@
-"""The cost model's machine figures, as data: ``calibration.json`` beside this module.
+"""The cost model's machine figures, as data: a calibration file per vector width beside this
+module, ``calibration.json`` (AVX-512, 64-byte vectors) and ``calibration_avx2.json`` (32).
 
 Per engine: rates (FLOP/s, bytes/s), seconds per call, and the factors fitted by
 ``benchmarks/calibrate.py`` (measured / estimated time, per op), with the date, machine and
-versions they were measured with. ``benchmarks/calibrate.py --write`` measures them on this
-machine and writes a file; ``load_calibration(path)`` loads one without editing the source. The
-engines read ``figures(engine)`` each time they prepare an op, so a new calibration takes effect
-for every plan made after it.
+versions they were measured with. The compiled register tiles differ with the width (AVX2 runs
+the wide tiles as passes of 2 vectors), and so do their rates: the packaged file of this
+machine's width (``_kernels._simd.VECTOR_BYTES``) is read at first use, ``DEFAULT_PATH``.
+``benchmarks/calibrate.py --write`` measures them on this machine and writes a file;
+``load_calibration(path)`` loads one without editing the source. The engines read
+``figures(engine)`` each time they prepare an op, so a new calibration takes effect for every
+plan made after it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,28 @@ from pathlib import Path
 from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
-DEFAULT_PATH = Path(__file__).with_name("calibration.json")
+# The packaged calibration per vector width in bytes.
+PACKAGED = {64: Path(__file__).with_name("calibration.json"),
+            32: Path(__file__).with_name("calibration_avx2.json")}
+
+
+def default_path() -> Path:
+    """The packaged calibration of the width the compiled kernels use; without Numba (the NumPy
+    fallbacks, no register tiles), or for a width or an install without a file of its own,
+    AVX-512's."""
+    from ._kernels._numba import NUMBA
+    from ._kernels._simd import VECTOR_BYTES
+
+    path = PACKAGED.get(VECTOR_BYTES) if NUMBA else None
+    return path if path is not None and path.is_file() else PACKAGED[64]
+
+
+def __getattr__(name: str) -> Path:
+    """``DEFAULT_PATH``: ``default_path()``, looked up when read (importing this module does not
+    load Numba to learn the width)."""
+    if name == "DEFAULT_PATH":
+        return default_path()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def cpu() -> str:
@@ -78,10 +103,11 @@ _MODEL: MachineModel | None = None
 
 
 def model() -> MachineModel:
-    """The machine model in use: the packaged calibration unless ``load_calibration`` loaded another."""
+    """The machine model in use: the packaged calibration of this machine's vector width unless
+    ``load_calibration`` loaded another."""
     global _MODEL
     if _MODEL is None:
-        _MODEL = _read(DEFAULT_PATH)
+        _MODEL = _read(default_path())
     return _MODEL
 
 
@@ -91,13 +117,15 @@ def figures(engine: str) -> Figures:
 
 
 def load_calibration(path: str | Path | None = None) -> MachineModel:
-    """Use the calibration file at ``path`` (None: the packaged one) for every plan made from now.
+    """Use the calibration file at ``path`` (None: the packaged one of this machine's vector width)
+    for every plan made from now.
 
     The file must give every figure the packaged one gives, for every engine (a file written by
     ``benchmarks/calibrate.py --write`` does); planners forget the plans made before.
     """
-    new = _read(DEFAULT_PATH if path is None else Path(path))
-    packaged = _read(DEFAULT_PATH)
+    packaged_path = default_path()
+    new = _read(packaged_path if path is None else Path(path))
+    packaged = _read(packaged_path)
     for name, figs in packaged.engines.items():
         missing = sorted(set(vars(figs)) - set(vars(new.engines.get(name, SimpleNamespace()))))
         if missing:
