@@ -2,11 +2,12 @@
 
 With AVX2 ``pointwise_first`` runs each work item pass by pass (``_span_passes``: two vectors of
 positions through every group of 6 output channels), asking for x's lines ahead in each group's
-first pass, or in every pass where the pass's rows fit the first cache (C * 2 vectors <= 8 KiB).
-The geometries are drawn around both: input channels on either side of that bound, output
-channels over several groups and not a multiple of 6, images over several spans with a last pass
-narrower than two vectors (``_simd.lanes``: 8 float32 / 4 float64 with AVX2, 16 / 8 with
-AVX-512, where the 6 x 64 tiles run instead and these tests check them the same way).
+first pass, or in every pass where the pass's rows fit the first cache (C * 2 vectors <= 8 KiB);
+a last pass narrower than two vectors runs on a zero-padded copy of its columns (``_narrow_pass``).
+The geometries are drawn around these: input channels on either side of that bound, output
+channels over several groups and not a multiple of 6, images over several spans ending in whole
+passes or a narrow one (``_simd.lanes``: 8 float32 / 4 float64 with AVX2, 16 / 8 with AVX-512,
+where the 6 x 64 tiles run instead and these tests check them the same way).
 """
 
 from __future__ import annotations
