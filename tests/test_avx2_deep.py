@@ -1,12 +1,15 @@
-"""The runs kernel's walk of a whole run where vectors hold 8 float32 (AVX2,
-``filter_runs._run_2v``): the block's 64 output channels 2 vectors at a time, each over the whole
-run in passes of 6 filter rows, the run's last 1-5 rows in one pass of that many (one row: all 64
-channels at once).
+"""The deep layers' kernels where vectors hold 8 float32 (AVX2).
 
-Called directly with vectors of the machine's width (on an AVX-512 machine its 64 channels are 2
-groups of 2 vectors, not 4), against float64 sums; through the engine on deep layers (more than
-64 output channels on short rows of outputs, as resnet_3x3_deep's 14 x 14 planes), both layouts,
-against the loop oracle.
+The runs kernel's walk of a whole run (``filter_runs._run_2v``): the block's 64 output channels 2
+vectors at a time, each over the whole run in passes of 6 filter rows, the run's last 1-5 rows
+in one pass of that many (one row: all 64 channels at once). Called directly with vectors of the
+machine's width (on an AVX-512 machine its 64 channels are 2 groups of 2 vectors, not 4), against
+float64 sums; through the engine on deep layers (more than 64 output channels on short rows of
+outputs, as resnet_3x3_deep's 14 x 14 planes), both layouts, against the loop oracle.
+
+The one-pass Winograd kernel's GEMMs a strip of output channels at a time over a block's tiles
+and its transformed filter's rows a skewed stride apart (``winograd._filter_stride``): through
+the engine, against the loop oracle (on an AVX-512 machine the tiles in turn, the same rows).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 import pytest
 
 import convgrad
+import oracle
 from checks import assert_float32_filter_grad
 from convgrad._plan import default_planner
 from tally import checked_against
@@ -83,3 +87,55 @@ def test_runs_deep_short_rows(fmt, c, o):
             default_planner().clear()
     assert np.array_equal(xd, keep[0]) and np.array_equal(dyd, keep[1])  # inputs not written
     assert_float32_filter_grad(got, x, dy, w_shape, fmt, **kw)
+
+
+def test_winograd_filter_stride_skews_rows_of_whole_kilobytes():
+    """The transformed filter's rows: O rounded up to 16 output channels, one cache line more
+    where that is a multiple of 256 bytes (resnet_3x3_deep's 256 float32 channels: 1 KiB)."""
+    from convgrad.engines import winograd
+
+    for dtype in (np.float32, np.float64):
+        item = np.dtype(dtype).itemsize
+        for o in (1, 16, 17, 64, 65, 130, 256, 512):
+            p, s = -(-o // 16) * 16, winograd._filter_stride(o, dtype)
+            assert s >= p and s * item % 256 != 0
+            assert s == p or s == p + 64 // item
+    assert winograd._filter_stride(256, np.float32) == 272
+
+
+@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
+@pytest.mark.parametrize(("dtype", "c", "o"), [(np.float32, 40, 128), (np.float32, 56, 72),
+                                               (np.float64, 40, 64), (np.float64, 9, 17)])
+@checked_against("oracle")
+def test_winograd_one_pass_strips_and_skewed_filter_rows(dtype, c, o, data_format):
+    """The one-pass Winograd forward and input gradient where a tile element's transformed filter
+    (C x P) is larger than half the first cache: on AVX2 its GEMMs run a strip of 2 vectors of
+    output channels over all of a block's tiles at a time; filter rows a skewed stride apart
+    (float32 128 and float64 64 output channels: rows of 512 bytes) and not (72 -> 80 channels);
+    the input gradient's conv swaps C and O (its filter 128 x 48: strips, rows not skewed); a
+    small filter (9 x 17) takes the tiles in turn. Against the loop oracle, both layouts."""
+    from convgrad.engines import winograd
+
+    rng = np.random.default_rng(c * o)
+    x_shape, w_shape = (2, c, 9, 14), (o, c, 3, 3)
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, padding=1)
+    for op in ("forward", "input_grad"):
+        assert convgrad.make_plan(op, geom, np.dtype(dtype), "winograd", 2**31).choices.get("one_pass")
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    y_want = oracle.conv(x, w, padding=1)
+    dy = rng.standard_normal(y_want.shape)
+    dx_want = oracle.input_grad(dy, w, x_shape, padding=1)
+    last = data_format == "channels_last"
+    to = (lambda a: np.ascontiguousarray(np.moveaxis(a, 1, -1))) if last else (lambda a: a)
+    back = (lambda a: np.moveaxis(a, -1, 1)) if last else (lambda a: a)
+    wd = (np.ascontiguousarray(np.moveaxis(w, (0, 1), (-1, -2))) if last else w).astype(dtype)
+    xd, dyd = to(x).astype(dtype), to(dy).astype(dtype)
+    keep = xd.copy(), wd.copy(), dyd.copy()
+    kw = {"padding": 1, "method": "winograd", "data_format": data_format}
+    y = back(convgrad.conv(xd, wd, **kw))
+    dx = back(convgrad.conv_input_grad(dyd, wd, xd.shape, **kw))
+    assert all(np.array_equal(a, b) for a, b in zip((xd, wd, dyd), keep))  # inputs not written
+    tol = winograd.FLOAT32_TOLERANCE if dtype == np.float32 else 1e-12
+    for got, want in ((y, y_want), (dx, dx_want)):
+        assert got.dtype == dtype
+        assert float(np.abs(got - want).max() / np.abs(want).max()) < tol

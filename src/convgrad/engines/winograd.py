@@ -130,7 +130,7 @@ def _prepare_one_pass(op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int, p
     # rows of a unit, channels-last).
     most = _BLOCK_TILES + seg + 6
     rows = 6 * (4 * seg + 6 * dw) * c + 16 * seg * o
-    workspace = (36 * c * (o + 16) + 9 * c * o * (op == "input_grad")  # the flipped filter's copy
+    workspace = (36 * c * (o + 32) + 9 * c * o * (op == "input_grad")  # the flipped filter's copy
                  + _threads.allowed() * (36 * most * (c + o + 16) + rows)) * item
     check_fits(f"the Winograd tiles of {conv.x_shape('channels_last')}", workspace, limit)
     # The cost model: the GEMMs at their rate, the transforms per tile (their time hardly
@@ -220,15 +220,27 @@ def _consts(dtype: np.dtype) -> np.ndarray:
 
 
 def _one_pass_filter(w: np.ndarray) -> np.ndarray:
-    """w ``(3, 3, C, O)`` -> G w G^T as ``(36, C, P)``, P = O rounded up to 16, zero past O."""
+    """w ``(3, 3, C, O)`` -> G w G^T as ``(36, C, P')``, zero past O: P = O rounded up to 16
+    output channels, and P' = P, or P and one cache line where P's rows would be a multiple of 256
+    bytes apart (``_filter_stride``)."""
     *_, c, o = w.shape
-    u = scratch("winograd.u", (36, c, -(-o // 16) * 16), w.dtype)
+    u = scratch("winograd.u", (36, c, _filter_stride(o, w.dtype)), w.dtype)
     flipped = _flipped_copy(w)
     if flipped is None:
         _kernels.winograd43_filter(w, u, _consts(w.dtype), False)
     else:
         _kernels.winograd43_filter(flipped, u, _consts(w.dtype), True)
     return u
+
+
+def _filter_stride(o: int, dtype: np.dtype) -> int:
+    """The transformed filter's row stride for O output channels: O rounded up to 16, and 64
+    bytes more where that is a multiple of 256 bytes. The GEMM tiles read a strip of 2 vectors of
+    output channels down the C rows; rows 1 KiB apart (256 float32 channels) put that strip's
+    lines on 4 of the first-level cache's 64 sets (8 ways: 32 lines of 256), so it did not stay
+    there from one block of tiles to the next."""
+    p, item = -(-o // 16) * 16, np.dtype(dtype).itemsize
+    return p + 64 // item if p * item % 256 == 0 else p
 
 
 def _flipped_copy(w: np.ndarray) -> np.ndarray | None:

@@ -41,8 +41,8 @@ CONSTANTS = (2, 4, 5, 8, 1 / 4, 1 / 6, 1 / 12, 1 / 24)
 def winograd43(x, u, consts, first, dh, dw, pt, pl, seg, per, threads, y):  # pragma: no cover - compiled
     """y = the stride-1 3x3 conv of x with dilation (``dh``, ``dw``), x padded by ``pt`` rows above
     and ``pl`` columns left (zeros, and as far below and right as the tiles reach); x (N, H, W, C)
-    and y (N, OH, OW, O), or with ``first`` x (N, C, H, W) and y (N, O, OH, OW). u (36, C, P): the
-    transformed filter, P = O rounded up to 16, zero past O; ``consts``: the transforms' constants
+    and y (N, OH, OW, O), or with ``first`` x (N, C, H, W) and y (N, O, OH, OW). u (36, C, P'): the
+    transformed filter, P = O rounded up to 16 <= P', zero in [O, P); ``consts``: the transforms' constants
     in x's dtype (``CONSTANTS``).
 
     Dilation d: output rows a, a + d, a + 2 d, ... (a < d) are a stride-1 undilated conv of input
@@ -58,7 +58,13 @@ def winograd43(x, u, consts, first, dh, dw, pt, pl, seg, per, threads, y):  # pr
         N, H, W, C = x.shape
         OH, OW, O = y.shape[1], y.shape[2], y.shape[3]
     two, four, eight = consts[0], consts[1], consts[3]
-    P = u.shape[2]
+    P = -(-O // 16) * 16  # the transformed filter's output channels
+    PS = u.shape[2]  # its rows' stride: P or more (winograd._one_pass_filter)
+    # AVX2, u[e] larger than half the first cache (32 KiB here): the GEMMs a strip of output
+    # channels at a time (below). A u[e] that fits (64 x 64 channels: 16 KiB) stays there either
+    # way, and the tiles' 6 rows, reused by each pass of a tile, took 1.05-1.1x as long as strips
+    # (resnet_3x3, one thread, loaded).
+    strips = VECTOR_BYTES == 32 and C * P * x.itemsize > 16384
     th, tw = ((OH + dh - 1) // dh + 3) // 4, ((OW + dw - 1) // dw + 3) // 4  # tiles per phase grid
     across = dw * tw
     segs = -(-across // seg)
@@ -139,14 +145,24 @@ def winograd43(x, u, consts, first, dh, dw, pt, pl, seg, per, threads, y):  # pr
                     _bt_rows(tf, vf, k * C, T * C, C, cv)
             used = -(-(count * seg) // 6) * 6
             for e in range(36):
+                if strips:
+                    # AVX2: _gemm_6's passes of 2 vectors of output channels, each over all the
+                    # block's tiles: that strip of u[e] (C x 2 vectors, 16 KiB for 256 channels)
+                    # stays in the first cache from one 6-tile pass to the next, where the 6-tile
+                    # tiles' 4 passes in turn walked all of u[e] (256 KiB) per tile.
+                    for ob in range(0, P, 2 * lanes(mf)):
+                        for i0 in range(0, used, 6):
+                            _gemm_6x2(vf, (e * T + i0) * C, C, 1, uf, e * C * PS + ob, PS, mf,
+                                      (e * T + i0) * P + ob, P, C)
+                    continue
                 for i0 in range(0, used, 6):
                     ob = 0
                     a0, m0 = (e * T + i0) * C, (e * T + i0) * P
                     while ob + 64 <= P:
-                        _gemm_6(vf, a0, C, 1, uf, e * C * P + ob, P, mf, m0 + ob, P, C, 64)
+                        _gemm_6(vf, a0, C, 1, uf, e * C * PS + ob, PS, mf, m0 + ob, P, C, 64)
                         ob += 64
                     while ob < P:
-                        _gemm_6(vf, a0, C, 1, uf, e * C * P + ob, P, mf, m0 + ob, P, C, 16)
+                        _gemm_6(vf, a0, C, 1, uf, e * C * PS + ob, PS, mf, m0 + ob, P, C, 16)
                         ob += 16
             for rr in range(count):
                 n, a, ti, q0, q1 = _unit(r0 + rr, dh, th, segs, seg, across)
