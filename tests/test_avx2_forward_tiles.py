@@ -174,3 +174,18 @@ def test_the_cost_model_counts_the_channels_the_tiles_compute(o, block, dtype):
     per = min(block, 2 * VECTOR_BYTES // np.dtype(dtype).itemsize if VECTOR_BYTES == 32 else block)
     assert o <= got < o + per
     assert got % per == 0
+
+
+@pytest.mark.parametrize("o", [1, 5, 16, 20, 33, 48, 64])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_staged_channels_first_6x64_tiles_of_a_partial_block(o, dtype):
+    """Channels-first y by the 6 x 64 tiles (forced) through their staging blocks of 8 tiles
+    (_stream_plane_6x64: a plane of 150 outputs, three blocks of 48 and a last tile cut short),
+    for blocks of ``o`` < 64 channels: with 32-byte vectors the tiles sum only the passes of 2
+    vectors up to the last valid channel into the block; every output written (y NaN-filled) and
+    within rounding of the float64 oracle."""
+    case = ((2, 5, 10, 15), (o, 5, 3, 3), {"padding": 1})
+    geom, x, w, _, (xl, wl, _) = _operands(case, dtype, 11)
+    with nan_filled(stream=False):
+        got = x_from_last(tiled._forward(64, geom, xl, wl, first=True), "channels_first")
+    assert_close(got, oracle.conv(x, w, padding=1), rtol=0, atol=64 * np.finfo(dtype).eps * 45, dtype=dtype)
