@@ -90,3 +90,33 @@ def test_span_passes_bits_do_not_depend_on_the_thread_count(dtype):
     assert np.array_equal(results[0], results[1])
     want = oracle.conv(x.astype(np.float64), w[:, :, None].astype(np.float64))
     assert_close(results[0], want, rtol=0, atol=(1e-6 if dtype == np.float32 else 1e-14) * c, dtype=dtype)
+
+
+def _blocked_channels(dtype) -> tuple[int, int]:
+    """Input and output channels of a filter just past ``pointwise.W_BYTES`` (the blocked passes):
+    input channels over several blocks of KC and a ragged last one, outputs over blocks of OB
+    and a ragged last one."""
+    c = 4 * pointwise.KC + 77
+    o = -(-pointwise.W_BYTES // (c * np.dtype(dtype).itemsize))
+    return c, -(-o // pointwise.OB) * pointwise.OB + 4
+
+
+@given(data=st.data(), dtype=st.sampled_from(DTYPES), stream=st.booleans())
+@strategies.budget(4)
+@tally.checked_against("oracle")
+def test_blocked_passes_match_the_oracle(data, dtype, stream):
+    """A filter past W_BYTES (``_blocked_passes``: the sums taken up again block after block of
+    input channels), y NaN-filled, one or two images of whole passes and a narrow last one."""
+    c, o = _blocked_channels(dtype)
+    assert o * c * np.dtype(dtype).itemsize > pointwise.W_BYTES
+    pair = _pair(dtype)
+    n = data.draw(st.integers(1, 2))
+    s = pair * data.draw(st.integers(1, 3)) + data.draw(st.integers(0, pair - 1))
+    rng = np.random.default_rng(s * 13 + n)
+    x, w = rng.standard_normal((n, c, s)), rng.standard_normal((o, c))
+    y = aligned_empty((n, o, s), dtype)
+    y.fill(np.nan)
+    stream = stream and s * y.itemsize % VECTOR_BYTES == 0
+    pointwise.pointwise_first(w.astype(dtype), x.astype(dtype), y, stream)
+    want = oracle.conv(x, w[:, :, None])
+    assert_close(y, want, rtol=0, atol=(1e-6 if dtype == np.float32 else 1e-14) * c, dtype=dtype)

@@ -55,6 +55,16 @@ PARTS = 16
 # 64 KiB that every tile of the chunk reads (one thread, 8 x 256 -> 64 channels of 56 x 56,
 # loaded: 64 positions 6.8 ms, 128: 4.2, 256: 3.8-3.9, 512: 4.0).
 CHUNK = 256
+# A filter larger than this runs in blocks of KC input x OB output channels (32-byte vectors,
+# ``_blocked_passes``): four times this AVX2 machine's second-level cache (512 KiB). One thread,
+# loaded, 8 images, against pass by pass through all of w: 2048 -> 512 channels at 7 x 7
+# 17.3-22.3 -> 15.4-17.5 ms, at 8 x 8 19.1-22.8 -> 17.2-20.0, 2048 -> 1024 at 7 x 7 44.3 -> 36.5
+# (PyTorch 14.4-16.3, 15.7-18.2, 33.6); 512 -> 2048 at 7 x 7 16.9-17.7 -> 17.1-17.2. Smaller
+# filters gained nothing or lost: 512 -> 512 at 14 x 14 (1 MiB) 16.0 -> 17.4, 512 -> 256 at
+# 28 x 28 21.6 -> 27.2.
+W_BYTES = 1 << 21
+KC = 256
+OB = 48
 
 
 def streams(y: np.ndarray) -> bool:
@@ -120,6 +130,9 @@ def _span_passes(wf, xf, yf, O, C, S, n, start, stop, stream):  # pragma: no cov
     in the same order as _tile_6x64's."""
     pair = 2 * lanes(yf)
     ahead = np.uint64(2 * pair)
+    if O * C * yf.itemsize > W_BYTES:
+        _blocked_passes(wf, xf, yf, O, C, S, n, start, stop, stream)
+        return
     every = C * pair * yf.itemsize <= 8192
     for s0 in range(start, stop, pair):
         xo, yo = n * C * S + s0, n * O * S + s0
@@ -130,6 +143,31 @@ def _span_passes(wf, xf, yf, O, C, S, n, start, stop, stream):  # pragma: no cov
         for o0 in range(0, O, 6):
             _tile_6x16(wf, xf, yf, o0, min(6, O - o0), C, S, xo, yo, stream, 0,
                        ahead if o0 == 0 or every else np.uint64(0))
+
+
+@njit(cache=True)
+def _blocked_passes(wf, xf, yf, O, C, S, n, start, stop, stream):  # pragma: no cover - compiled
+    """_span_passes for a w past W_BYTES: input channels in blocks of KC (the sums stored in y and
+    taken up again by the next block: the same multiply-adds in the same order), each block's
+    output channels in blocks of OB, each of those pass by pass along the span, so that the
+    block of w (OB x KC) stays in the first caches and the span's rows of the input block in the
+    second, where pass by pass through all of w read it (4 MiB for 2048 -> 512 channels) from
+    the third at every pass (figures at W_BYTES). Blocks of 128 or 512 input channels, of 24 or
+    96 outputs, ran 2-6 % slower (1024 -> 256 channels of 16 x 16)."""
+    pair = 2 * lanes(yf)
+    ahead = np.uint64(2 * pair)
+    whole = start + (stop - start) // pair * pair
+    for c0 in range(0, C, KC):
+        c1 = min(C, c0 + KC)
+        for b0 in range(0, O, OB):
+            b1 = min(O, b0 + OB)
+            for s0 in range(start, whole, pair):
+                xo, yo = n * C * S + s0, n * O * S + s0
+                for o0 in range(b0, b1, 6):
+                    _tile_6x16(wf, xf, yf, o0, min(6, b1 - o0), C, S, xo, yo, stream and c1 == C, 0,
+                               ahead if o0 == b0 else np.uint64(0), c0, c1)
+    if whole < stop:
+        _narrow_pass(wf, xf, yf, O, C, S, n * C * S + whole, n * O * S + whole, stop - whole)
 
 
 @njit(cache=True)
@@ -265,27 +303,43 @@ def _tile_narrow(wf, xf, yf, o0, mo, C, S, xo, yo, m):  # pragma: no cover - com
 
 
 @njit(cache=True, fastmath={"contract"})
-def _tile_6x16(wf, xf, yf, o0, mo, C, S, xo, yo, stream, b, ahead):  # pragma: no cover - compiled
+def _tile_6x16(wf, xf, yf, o0, mo, C, S, xo, yo, stream, b, ahead, c0=0, c1=-1):  # pragma: no cover
     """Positions [b, b + 2L) of _tile_6x64's tile (its arguments), L = lanes(yf), as 6 x 2
     vectors of sums: with 32-byte vectors (AVX2's 16 registers) the whole tile's 48 would spill
     at every multiply-add, where 12 leave room for x's two vectors and the broadcast weight
     (float32: 4 passes of 16 positions). Each sum is the same multiply-adds over c in the same
     order as the 6 x 64 tile's, so the same bits. ``ahead`` > 0: each row of x's line ``ahead``
-    positions on is asked for into the first cache (a prefetch never faults past the array)."""
-    s00, s01, s10, s11 = vzero(yf), vzero(yf), vzero(yf), vzero(yf)
-    s20, s21, s30, s31 = vzero(yf), vzero(yf), vzero(yf), vzero(yf)
-    s40, s41, s50, s51 = vzero(yf), vzero(yf), vzero(yf), vzero(yf)
+    positions on is asked for into the first cache (a prefetch never faults past the array).
+    Input channels [c0, c1) only (c1 < 0: to C), the sums from y's values where c0 > 0 (the
+    earlier channels' sums, stored by this tile: the same multiply-adds in the same order)."""
     last = o0 + mo - 1
+    h = np.uint64(lanes(yf))
+    us = np.uint64(S)
+    q = np.uint64(yo + o0 * S + b)
+    if c0 == 0:
+        s00, s01, s10, s11 = vzero(yf), vzero(yf), vzero(yf), vzero(yf)
+        s20, s21, s30, s31 = vzero(yf), vzero(yf), vzero(yf), vzero(yf)
+        s40, s41, s50, s51 = vzero(yf), vzero(yf), vzero(yf), vzero(yf)
+    else:  # rows past mo repeat the last one (not stored)
+        s00, s01 = vload(yf, q), vload(yf, q + h)
+        t = q + np.uint64(min(1, mo - 1)) * us
+        s10, s11 = vload(yf, t), vload(yf, t + h)
+        t = q + np.uint64(min(2, mo - 1)) * us
+        s20, s21 = vload(yf, t), vload(yf, t + h)
+        t = q + np.uint64(min(3, mo - 1)) * us
+        s30, s31 = vload(yf, t), vload(yf, t + h)
+        t = q + np.uint64(min(4, mo - 1)) * us
+        s40, s41 = vload(yf, t), vload(yf, t + h)
+        t = q + np.uint64(min(5, mo - 1)) * us
+        s50, s51 = vload(yf, t), vload(yf, t + h)
     r0 = np.uint64(o0 * C)
     r1 = np.uint64(min(o0 + 1, last) * C)
     r2 = np.uint64(min(o0 + 2, last) * C)
     r3 = np.uint64(min(o0 + 3, last) * C)
     r4 = np.uint64(min(o0 + 4, last) * C)
     r5 = np.uint64(min(o0 + 5, last) * C)
-    h = np.uint64(lanes(yf))
-    p = np.uint64(xo + b)
-    us = np.uint64(S)
-    for c in range(np.uint64(C)):
+    p = np.uint64(xo + b + c0 * S)
+    for c in range(np.uint64(c0), np.uint64(C if c1 < 0 else c1)):
         if ahead:
             prefetch(xf, p + ahead, 0, 3)
         e0 = vload(xf, p)
@@ -294,7 +348,6 @@ def _tile_6x16(wf, xf, yf, o0, mo, C, S, xo, yo, stream, b, ahead):  # pragma: n
             wf, r0 + c, r1 + c, r2 + c, r3 + c, r4 + c, r5 + c, e0, e1,
             s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51)
         p += us
-    q = np.uint64(yo + o0 * S + b)
     put2(yf, q, s00, s01, stream)
     if mo > 1:
         put2(yf, q + us, s10, s11, stream)
