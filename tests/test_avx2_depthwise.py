@@ -1,5 +1,6 @@
-"""The channels-last 3x3 depthwise forward by columns (``depthwise_lanes.forward_cols``), the path
-the vector rows take with 32-byte vectors (AVX2), on every vector width.
+"""The channels-last 3x3 depthwise forward and filter gradient by columns
+(``depthwise_lanes.forward_cols``, ``filter_grad_cols``), the paths the vector rows take with
+32-byte vectors (AVX2), on every vector width.
 
 ``forward_cols`` computes two columns of outputs at a time for every block of channels (one or two
 output rows), with the same ``_taps`` sums as the strips (``forward_pair``, ``forward_row``), so it
@@ -9,7 +10,9 @@ machine's vector (``_simd.lanes``: 8 float32 / 4 float64 with AVX2, 16 / 8 with 
 counts from one vector to three and a bit (the last block overlapping the one before), widths from
 one column (every column a border) to past the prefetch distances, an odd last column, leading
 pads 0 to 3 (columns reading only padding), row strides and dilations of 1 and 2 (single rows),
-odd heights (a lone last row). y is NaN-filled first: every output is written.
+odd heights (a lone last row). y is NaN-filled first: every output is written. The filter
+gradient adds into its parts (random values first: added to, not overwritten), inf and NaN where
+the exact oracle puts them (the overlapping block's shared lanes and a lone row add no product).
 """
 
 from __future__ import annotations
@@ -159,3 +162,84 @@ def test_channels_last_engine_matches_the_oracle(data, dtype, seed):
     """The engine's three ops channels-last (the forward and the gathered input gradient by the
     vector rows), against the oracle."""
     assert_depthwise_three_ops(data.draw(engine_cases(dtype)), "channels_last", dtype, seed)
+
+
+def _oracle_filter_grad(x, dy, pads, ends, s0, d0):
+    """The loop oracle's dw (3, 3, C) of x and dy (N, H, W, C), (N, OH, OW, C); object arrays stay
+    exact (0 * inf is NaN there as in the direct sum)."""
+    c = x.shape[3]
+    xf, dyf = x.transpose(0, 3, 1, 2), dy.transpose(0, 3, 1, 2)
+    dw = oracle.filter_grad(xf, dyf, (c, 1, 3, 3), stride=(s0, 1), padding=tuple(zip(pads, ends)),
+                            dilation=(d0, 1), groups=c)
+    return dw[:, 0].transpose(1, 2, 0)
+
+
+@given(data=st.data(), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**31))
+@strategies.budget(30)
+@tally.checked_against("oracle")
+def test_the_filter_grad_kernel_adds_the_oracle_s_gradient(data, dtype, seed):
+    """``depthwise2d_filter_grad`` called directly (columns with 32-byte vectors, strips with
+    64-byte ones) into parts holding random values: the parts' sum grows by the oracle's dw."""
+    shape, pads, ends, s0, d0 = data.draw(kernel_cases(dtype))
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    oh = (shape[1] + pads[0] + ends[0] - 2 * d0 - 1) // s0 + 1
+    ow = shape[2] + pads[1] + ends[1] - 2
+    dy = rng.standard_normal((shape[0], oh, ow, shape[3])).astype(dtype)
+    want = _oracle_filter_grad(x.astype(np.float64), dy.astype(np.float64), pads, ends, s0, d0)
+    base = rng.standard_normal((data.draw(st.integers(1, 4)), 3, 3, shape[3])).astype(dtype)
+    parts = base.copy()
+    depthwise.depthwise2d_filter_grad(x, dy, *pads, s0, 1, d0, 1, parts)
+    got = parts.astype(np.float64).sum(axis=0) - base.astype(np.float64).sum(axis=0)
+    terms = shape[0] * oh * ow
+    eps = 1e-14 if dtype == np.float64 else 2e-6
+    assert np.allclose(got, want, rtol=0, atol=eps * np.sqrt(terms) * max(1.0, float(np.abs(want).max())))
+
+
+@given(data=st.data(), seed=st.integers(0, 2**31))
+@strategies.budget(15)
+@tally.checked_against("oracle", capability="nonfinite")
+def test_the_filter_grad_kernel_puts_inf_and_nan_where_the_direct_sum_does(data, seed):
+    """inf, -inf and NaN in x and dy, channel counts off the vector (the last block overlapping
+    the one before: its shared lanes add no product, not even 0 * inf), lone last rows (no second
+    row's products): the kernel's inf and NaN where the exact oracle has them."""
+    shape, pads, ends, s0, d0 = data.draw(kernel_cases(np.float32))
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape)
+    oh = (shape[1] + pads[0] + ends[0] - 2 * d0 - 1) // s0 + 1
+    ow = shape[2] + pads[1] + ends[1] - 2
+    dy = rng.standard_normal((shape[0], oh, ow, shape[3]))
+    for a in (x, dy):
+        a.flat[rng.integers(a.size, size=2)] = rng.choice([np.inf, -np.inf, np.nan], size=2)
+    with np.errstate(all="ignore"):
+        want = np.asarray(_oracle_filter_grad(x.astype(object), dy.astype(object), pads, ends, s0, d0),
+                          dtype=np.float64)
+        parts = np.zeros((2, 3, 3, shape[3]), np.float32)
+        depthwise.depthwise2d_filter_grad(x.astype(np.float32), dy.astype(np.float32), *pads, s0, 1, d0, 1,
+                                          parts)
+        got = parts.astype(np.float64).sum(axis=0)
+    kinds = [np.select([np.isnan(a), np.isposinf(a), np.isneginf(a)], [1, 2, 3], 0) for a in (got, want)]
+    assert (kinds[0] == kinds[1]).all(), np.flatnonzero(kinds[0] != kinds[1])[:5]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_filter_grad_bits_do_not_depend_on_the_thread_count(dtype):
+    """The kernel's chunks of row pairs, claimed by 1 or 2 threads, each summed into its own part:
+    the same bits."""
+    lanes = _lanes(dtype)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((3, 9, 2 * depthwise_lanes.AHEAD_X + 3, 3 * lanes + 1)).astype(dtype)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    results = []
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            parts = np.zeros((5, 3, 3, x.shape[3]), dtype)
+            depthwise.depthwise2d_filter_grad(x, dy, 1, 1, 1, 1, 1, 1, parts)
+            results.append(parts)
+    finally:
+        numba.set_num_threads(before)
+    assert np.array_equal(results[0], results[1])
+    want = _oracle_filter_grad(x.astype(np.float64), dy.astype(np.float64), (1, 1), (1, 1), 1, 1)
+    assert np.allclose(results[0].sum(axis=0), want, rtol=0, atol=(1e-4 if dtype == np.float32 else 1e-12))

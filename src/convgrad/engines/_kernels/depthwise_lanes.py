@@ -279,3 +279,108 @@ def filter_grad_pair(ra, rb, rc, rd, pa, pb, ga, gb, pg, ph, two, out, w_in, p1,
                 a0, a1, b0, b1, e0, e1, f0, f1 = a1, a2, b1, b2, e1, e2, f1, f2
             fresh = blk * width - cb  # lanes the block before already summed
             _add_sums(out, cb, c_in, fresh, t0, t1, t2, t3, t4, t5, t6, t7, t8)
+
+
+@njit(cache=True, fastmath={"contract"})
+def _fg_step(sums, base, stride, x0, x1, x2, x3, x4, x5, x6, x7, x8, g):  # pragma: no cover - compiled
+    """sums[base + tap * stride : + lanes] += x_tap * g for the nine taps (a, b) = divmod(tap, 3):
+    one column of dy (g) with its three columns of each of its three rows of x."""
+    _acc(sums, base, x0, g)
+    _acc(sums, base + stride, x1, g)
+    _acc(sums, base + 2 * stride, x2, g)
+    _acc(sums, base + 3 * stride, x3, g)
+    _acc(sums, base + 4 * stride, x4, g)
+    _acc(sums, base + 5 * stride, x5, g)
+    _acc(sums, base + 6 * stride, x6, g)
+    _acc(sums, base + 7 * stride, x7, g)
+    _acc(sums, base + 8 * stride, x8, g)
+
+
+@njit(cache=True, fastmath={"contract"})
+def _tap4(sums, at, two, x0, g0, y0, h0, x1, g1, y1, h1):  # pragma: no cover - compiled
+    """sums[at : at + lanes] += x0 * g0 (+ y0 * h0 where ``two``) + x1 * g1 (+ y1 * h1), in that
+    order: one tap's products of two columns of dy rows ga (g) and gb (h)."""
+    t = vfma(x0, g0, vload(sums, at))
+    if two:
+        t = vfma(y0, h0, t)
+    t = vfma(x1, g1, t)
+    if two:
+        t = vfma(y1, h1, t)
+    vstore(sums, at, t)
+
+
+@njit(cache=True, fastmath={"contract"})
+def _acc(sums, at, x, g):  # pragma: no cover - compiled
+    """sums[at : at + lanes] += x * g."""
+    vstore(sums, at, vfma(x, g, vload(sums, at)))
+
+
+@njit(cache=True, fastmath={"contract"})
+def filter_grad_cols(ra, rb, rc, rd, ga, gb, two, out, w_in, p1, c_in):  # pragma: no cover - compiled
+    """``filter_grad_pair`` for AVX2: out (3, 3, C) flattened += the filter gradient of dy row ga
+    (input rows ra, rb, rc) and, where ``two``, gb (rb, rc, rd), two columns of dy at a time for
+    every block of channels; the nine sums of a block are out's own lanes (in the first-level
+    cache), loaded and stored per column pair, so only the columns of x and dy take registers.
+    The last block, where it overlaps the one before, sums into a scratch of its own, whose fresh
+    lanes are added at the end (as ``_add_sums``). Per output of out, the products are added
+    column by column, dy row ga before gb: one fixed order."""
+    width = lanes(out)
+    ow = ga.size // c_in
+    blocks = -(-c_in // width)
+    last = _block_start(blocks - 1, c_in, width)
+    fresh = (blocks - 1) * width - last  # lanes of the last block the one before holds
+    tail = np.zeros(9 * width if fresh else 0, dtype=out.dtype)
+    for j in range(0, ow, 2):
+        inside = j + 1 < ow and j - p1 >= 0 and j + 3 - p1 < w_in
+        for blk in range(blocks):
+            cb = _block_start(blk, c_in, width)
+            own = fresh == 0 or blk < blocks - 1
+            sums, base, stride = (out, cb, c_in) if own else (tail, 0, width)
+            if inside:
+                at, q = (j - p1) * c_in + cb, j * c_in + cb
+                u1, u2, u3 = at + c_in, at + 2 * c_in, at + 3 * c_in
+                # the new rows of x and the rows of dy, ahead (as forward_cols)
+                prefetch(rc, at + AHEAD_X * c_in, 0, 3)
+                prefetch(rc, at + (AHEAD_X + 1) * c_in, 0, 3)
+                prefetch(ga, q + AHEAD_X * c_in, 0, 3)
+                prefetch(ga, q + (AHEAD_X + 1) * c_in, 0, 3)
+                if two:
+                    prefetch(rd, at + AHEAD_X * c_in, 0, 3)
+                    prefetch(rd, at + (AHEAD_X + 1) * c_in, 0, 3)
+                    prefetch(gb, q + AHEAD_X * c_in, 0, 3)
+                    prefetch(gb, q + (AHEAD_X + 1) * c_in, 0, 3)
+                a0, a1, a2, a3 = vload(ra, at), vload(ra, u1), vload(ra, u2), vload(ra, u3)
+                b0, b1, b2, b3 = vload(rb, at), vload(rb, u1), vload(rb, u2), vload(rb, u3)
+                e0, e1, e2, e3 = vload(rc, at), vload(rc, u1), vload(rc, u2), vload(rc, u3)
+                g0, g1 = vload(ga, q), vload(ga, q + c_in)
+                if two:
+                    f0, f1, f2, f3 = vload(rd, at), vload(rd, u1), vload(rd, u2), vload(rd, u3)
+                    h0, h1 = vload(gb, q), vload(gb, q + c_in)
+                else:  # not read
+                    f0 = f1 = f2 = f3 = h0 = h1 = g0
+                # each sum loaded once for both columns (the same order as two single columns)
+                _tap4(sums, base, two, a0, g0, b0, h0, a1, g1, b1, h1)
+                _tap4(sums, base + stride, two, a1, g0, b1, h0, a2, g1, b2, h1)
+                _tap4(sums, base + 2 * stride, two, a2, g0, b2, h0, a3, g1, b3, h1)
+                _tap4(sums, base + 3 * stride, two, b0, g0, e0, h0, b1, g1, e1, h1)
+                _tap4(sums, base + 4 * stride, two, b1, g0, e1, h0, b2, g1, e2, h1)
+                _tap4(sums, base + 5 * stride, two, b2, g0, e2, h0, b3, g1, e3, h1)
+                _tap4(sums, base + 6 * stride, two, e0, g0, f0, h0, e1, g1, f1, h1)
+                _tap4(sums, base + 7 * stride, two, e1, g0, f1, h0, e2, g1, f2, h1)
+                _tap4(sums, base + 8 * stride, two, e2, g0, f2, h0, e3, g1, f3, h1)
+                continue
+            for jj in range(j, min(j + 2, ow)):  # a border column (or the last, odd one): checked
+                col, q = jj - p1, jj * c_in + cb
+                a0, a1 = _column(ra, col, cb, c_in, w_in), _column(ra, col + 1, cb, c_in, w_in)
+                b0, b1 = _column(rb, col, cb, c_in, w_in), _column(rb, col + 1, cb, c_in, w_in)
+                e0, e1 = _column(rc, col, cb, c_in, w_in), _column(rc, col + 1, cb, c_in, w_in)
+                a2, b2 = _column(ra, col + 2, cb, c_in, w_in), _column(rb, col + 2, cb, c_in, w_in)
+                e2 = _column(rc, col + 2, cb, c_in, w_in)
+                _fg_step(sums, base, stride, a0, a1, a2, b0, b1, b2, e0, e1, e2, vload(ga, q))
+                if two:  # a lone row adds no products (x * 0 would be NaN for an inf)
+                    f0, f1 = _column(rd, col, cb, c_in, w_in), _column(rd, col + 1, cb, c_in, w_in)
+                    f2 = _column(rd, col + 2, cb, c_in, w_in)
+                    _fg_step(sums, base, stride, b0, b1, b2, e0, e1, e2, f0, f1, f2, vload(gb, q))
+    for tap in range(9 if fresh else 0):
+        for lane in range(fresh, width):
+            out[tap * c_in + last + lane] += tail[tap * width + lane]
