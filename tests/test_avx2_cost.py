@@ -5,7 +5,9 @@ not measured on an AVX2 machine are AVX-512's, as its provenance says."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +97,18 @@ def test_load_calibration_loads_either_file_by_path(monkeypatch, fresh_model, wi
     back = convgrad.engines.load_calibration()
     here = json.loads(_machine.default_path().read_text())
     assert back.provenance["machine"] == here["provenance"]["machine"]
+
+
+def test_every_packaged_calibration_is_package_data():
+    """An installed wheel carries each packaged file: pyproject's package-data globs match them all
+    (a file left out would silently fall back to AVX-512's figures on an AVX2 machine)."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    root = Path(convgrad.__file__).resolve().parents[2]
+    pyproject = root / "pyproject.toml"
+    if not pyproject.exists():
+        pytest.skip("not a source checkout")
+    globs = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]["convgrad"]
+    package = Path(convgrad.__file__).resolve().parent
+    for path in _machine.PACKAGED.values():
+        rel = path.resolve().relative_to(package).as_posix()
+        assert any(fnmatch.fnmatch(rel, g) for g in globs), (rel, globs)
