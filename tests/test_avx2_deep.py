@@ -23,6 +23,7 @@ import convgrad
 import oracle
 from checks import assert_float32_filter_grad
 from convgrad._plan import default_planner
+from convgrad.engines._kernels._simd import VECTOR_BYTES
 from tally import checked_against
 
 
@@ -104,20 +105,26 @@ def test_winograd_filter_stride_skews_rows_of_whole_kilobytes():
 
 
 @pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
-@pytest.mark.parametrize(("dtype", "c", "o"), [(np.float32, 40, 128), (np.float32, 56, 72),
-                                               (np.float64, 40, 64), (np.float64, 9, 17)])
+@pytest.mark.parametrize(("dtype", "c", "o", "plane"), [
+    (np.float32, 40, 128, (9, 14)), (np.float32, 56, 72, (9, 14)), (np.float64, 40, 64, (9, 14)),
+    (np.float64, 9, 17, (9, 14)), (np.float32, 40, 128, (6, 6)), (np.float64, 40, 64, (4, 10)),
+    (np.float32, 40, 128, (4, 18)), (np.float32, 56, 72, (4, 4))])
 @checked_against("oracle")
-def test_winograd_one_pass_strips_and_skewed_filter_rows(dtype, c, o, data_format):
+def test_winograd_one_pass_strips_and_skewed_filter_rows(monkeypatch, dtype, c, o, plane, data_format):
     """The one-pass Winograd forward and input gradient where a tile element's transformed filter
     (C x P) is larger than half the first cache: on AVX2 its GEMMs run a strip of 2 vectors of
     output channels over all of a block's tiles at a time; filter rows a skewed stride apart
     (float32 128 and float64 64 output channels: rows of 512 bytes) and not (72 -> 80 channels);
     the input gradient's conv swaps C and O (its filter 128 x 48: strips, rows not skewed); a
-    small filter (9 x 17) takes the tiles in turn. Against the loop oracle, both layouts."""
-    from convgrad.engines import winograd
+    small filter (9 x 17) takes the tiles in turn. On 1 and 2 threads (blocks of 2 images'
+    rows of tiles in 1 or 2 work items): 9 x 14 planes, blocks of whole 6-tile passes (4 tiles a
+    row of tiles: 24 or 12 a block); 6 x 6, 4 x 10, 4 x 18 and 4 x 4 planes, blocks of 8 or 4,
+    6 or 3, 10 or 5, 2 or 1 tiles, a last pass of each of 1-5 tiles. Against the loop oracle,
+    both layouts."""
+    from convgrad.engines import _threads, winograd
 
     rng = np.random.default_rng(c * o)
-    x_shape, w_shape = (2, c, 9, 14), (o, c, 3, 3)
+    x_shape, w_shape = (2, c, *plane), (o, c, 3, 3)
     geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, padding=1)
     for op in ("forward", "input_grad"):
         assert convgrad.make_plan(op, geom, np.dtype(dtype), "winograd", 2**31).choices.get("one_pass")
@@ -132,10 +139,40 @@ def test_winograd_one_pass_strips_and_skewed_filter_rows(dtype, c, o, data_forma
     xd, dyd = to(x).astype(dtype), to(dy).astype(dtype)
     keep = xd.copy(), wd.copy(), dyd.copy()
     kw = {"padding": 1, "method": "winograd", "data_format": data_format}
-    y = back(convgrad.conv(xd, wd, **kw))
-    dx = back(convgrad.conv_input_grad(dyd, wd, xd.shape, **kw))
-    assert all(np.array_equal(a, b) for a, b in zip((xd, wd, dyd), keep))  # inputs not written
     tol = winograd.FLOAT32_TOLERANCE if dtype == np.float32 else 1e-12
-    for got, want in ((y, y_want), (dx, dx_want)):
-        assert got.dtype == dtype
-        assert float(np.abs(got - want).max() / np.abs(want).max()) < tol
+    for threads in (1, 2):
+        monkeypatch.setattr(_threads, "allowed", lambda k=threads: k)
+        monkeypatch.setattr(_threads, "free_cores", lambda k=threads: k)
+        y = back(convgrad.conv(xd, wd, **kw))
+        dx = back(convgrad.conv_input_grad(dyd, wd, xd.shape, **kw))
+        assert all(np.array_equal(a, b) for a, b in zip((xd, wd, dyd), keep))  # inputs not written
+        for got, want in ((y, y_want), (dx, dx_want)):
+            assert got.dtype == dtype
+            assert float(np.abs(got - want).max() / np.abs(want).max()) < tol
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5])
+def test_gemm_rx2_direct(dtype, rows):
+    """winograd_fused._gemm_rx2 (a block's last 1-5 tiles) on any machine: cf[cb + i * cs + j] =
+    sum_k af[ab + i * ai + k * ak] * bf[bb + k * bs + j], i < R, j < 2 vectors of the machine's
+    width, written over what cf held, nothing else written."""
+    from convgrad.engines._kernels.winograd_fused import _gemm_rx2
+
+    rng = np.random.default_rng(rows)
+    cols = 2 * (VECTOR_BYTES // np.dtype(dtype).itemsize)
+    K, ab, ai, ak, bb, bs, cb, cs = 13, 3, 17, 1, 5, cols + 9, 2, cols + 4
+    af = rng.standard_normal(ab + rows * ai + K).astype(dtype)
+    bf = rng.standard_normal(bb + K * bs + cols).astype(dtype)
+    cf = np.full(cb + rows * cs + cols, np.nan, dtype)
+    _gemm_rx2(af, ab, ai, ak, bf, bb, bs, cf, cb, cs, K, rows)
+    a = np.array([[af[ab + i * ai + k * ak] for k in range(K)] for i in range(rows)], np.float64)
+    b = np.array([[bf[bb + k * bs + j] for j in range(cols)] for k in range(K)], np.float64)
+    want, bound = a @ b, np.abs(a) @ np.abs(b)  # bound: the sums of |products|
+    written = np.zeros(cf.size, bool)
+    eps = float(np.finfo(dtype).eps)
+    for i in range(rows):
+        got = cf[cb + i * cs:cb + i * cs + cols]
+        assert np.all(np.abs(got - want[i]) <= 2 * K * eps * bound[i])
+        written[cb + i * cs:cb + i * cs + cols] = True
+    assert np.isnan(cf[~written]).all()

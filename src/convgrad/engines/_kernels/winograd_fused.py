@@ -29,7 +29,7 @@ import numpy as np
 
 from ._numba import _claim, _registers, _wide_vectors, chunk_size, literally, njit, prange
 from ._shuffle import transpose8
-from ._simd import VECTOR_BYTES, lanes, outer6x2, vadd, vload, vmul, vsplat, vstore, vzero
+from ._simd import VECTOR_BYTES, lanes, outer6x2, vadd, vfma, vload, vmul, vsplat, vstore, vzero
 
 # The transforms' constants, passed to the kernels in the arrays' dtype: a Python number in a
 # float32 product makes it float64 (Numba's typing), which halved the vectors and converted
@@ -150,10 +150,25 @@ def winograd43(x, u, consts, first, dh, dw, pt, pl, seg, per, threads, y):  # pr
                     # block's tiles: that strip of u[e] (C x 2 vectors, 16 KiB for 256 channels)
                     # stays in the first cache from one 6-tile pass to the next, where the 6-tile
                     # tiles' 4 passes in turn walked all of u[e] (256 KiB) per tile.
+                    # The tiles past the last whole 6 in one pass of that many rows (_gemm_rx2),
+                    # not 6: resnet_3x3_deep's blocks of 32 tiles multiplied 36.
+                    whole = count * seg - count * seg % 6
+                    rest, a1, m1 = count * seg % 6, (e * T + whole) * C, (e * T + whole) * P
                     for ob in range(0, P, 2 * lanes(mf)):
-                        for i0 in range(0, used, 6):
+                        for i0 in range(0, whole, 6):
                             _gemm_6x2(vf, (e * T + i0) * C, C, 1, uf, e * C * PS + ob, PS, mf,
                                       (e * T + i0) * P + ob, P, C)
+                        b1 = e * C * PS + ob
+                        if rest == 1:
+                            _gemm_rx2(vf, a1, C, 1, uf, b1, PS, mf, m1 + ob, P, C, 1)
+                        elif rest == 2:
+                            _gemm_rx2(vf, a1, C, 1, uf, b1, PS, mf, m1 + ob, P, C, 2)
+                        elif rest == 3:
+                            _gemm_rx2(vf, a1, C, 1, uf, b1, PS, mf, m1 + ob, P, C, 3)
+                        elif rest == 4:
+                            _gemm_rx2(vf, a1, C, 1, uf, b1, PS, mf, m1 + ob, P, C, 4)
+                        elif rest == 5:
+                            _gemm_rx2(vf, a1, C, 1, uf, b1, PS, mf, m1 + ob, P, C, 5)
                     continue
                 for i0 in range(0, used, 6):
                     ob = 0
@@ -578,3 +593,57 @@ def _gemm_6x2(af, ab, ai, ak, bf, bb, bs, cf, cb, cs, K):  # pragma: no cover - 
     vstore(cf, q + np.uint64(4) * uc + h, s41)
     vstore(cf, q + np.uint64(5) * uc, s50)
     vstore(cf, q + np.uint64(5) * uc + h, s51)
+
+
+@njit(cache=True, fastmath={"contract"})
+def _gemm_rx2(af, ab, ai, ak, bf, bb, bs, cf, cb, cs, K, R):  # pragma: no cover - compiled
+    """_gemm_6x2 for R = 1-5 rows (a compile-time constant): the sums of the rows past R are
+    never touched, and LLVM drops them. The same multiply-adds over k in the same order."""
+    literally(R)
+    s00, s01, s10, s11 = vzero(cf), vzero(cf), vzero(cf), vzero(cf)
+    s20, s21, s30, s31 = vzero(cf), vzero(cf), vzero(cf), vzero(cf)
+    s40, s41 = vzero(cf), vzero(cf)
+    h = np.uint64(lanes(cf))
+    uk, us = np.uint64(ak), np.uint64(bs)
+    p0 = np.uint64(ab)
+    pi = np.uint64(ai)
+    pb = np.uint64(bb)
+    for _ in range(K):
+        g0 = vload(bf, pb)
+        g1 = vload(bf, pb + h)
+        v = vsplat(af, p0)
+        s00 = vfma(v, g0, s00)
+        s01 = vfma(v, g1, s01)
+        if R > 1:
+            v = vsplat(af, p0 + pi)
+            s10 = vfma(v, g0, s10)
+            s11 = vfma(v, g1, s11)
+        if R > 2:
+            v = vsplat(af, p0 + np.uint64(2) * pi)
+            s20 = vfma(v, g0, s20)
+            s21 = vfma(v, g1, s21)
+        if R > 3:
+            v = vsplat(af, p0 + np.uint64(3) * pi)
+            s30 = vfma(v, g0, s30)
+            s31 = vfma(v, g1, s31)
+        if R > 4:
+            v = vsplat(af, p0 + np.uint64(4) * pi)
+            s40 = vfma(v, g0, s40)
+            s41 = vfma(v, g1, s41)
+        p0 += uk
+        pb += us
+    q, uc = np.uint64(cb), np.uint64(cs)
+    vstore(cf, q, s00)
+    vstore(cf, q + h, s01)
+    if R > 1:
+        vstore(cf, q + uc, s10)
+        vstore(cf, q + uc + h, s11)
+    if R > 2:
+        vstore(cf, q + np.uint64(2) * uc, s20)
+        vstore(cf, q + np.uint64(2) * uc + h, s21)
+    if R > 3:
+        vstore(cf, q + np.uint64(3) * uc, s30)
+        vstore(cf, q + np.uint64(3) * uc + h, s31)
+    if R > 4:
+        vstore(cf, q + np.uint64(4) * uc, s40)
+        vstore(cf, q + np.uint64(4) * uc + h, s41)
