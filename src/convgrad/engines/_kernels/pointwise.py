@@ -51,6 +51,10 @@ SPAN = 512
 # that one held off its core leaves its shares to the others, and the bits do not depend on the
 # thread count. 16 parts of 64 x 256 channels: 1 MiB, added in ~0.1 ms.
 PARTS = 16
+# ... and at most this many bytes of them, never under two (tiled._pointwise_first): each part is
+# zeroed, added into at each of its chunks and summed. One thread, loaded, 8 x 2048 -> 512
+# channels of 7 x 7 (4 MiB a part): 8 parts 16.2 ms in the kernel + 2.5 summed, 2 parts 14.8 + 1.0.
+PARTS_BYTES = 8 << 20
 # Positions per work item of the filter gradient: dy's 256 x 64 channels moved into a panel of
 # 64 KiB that every tile of the chunk reads (one thread, 8 x 256 -> 64 channels of 56 x 56,
 # loaded: 64 positions 6.8 ms, 128: 4.2, 256: 3.8-3.9, 512: 4.0).
