@@ -62,8 +62,8 @@ def winograd43(x, u, consts, first, dh, dw, pt, pl, seg, per, threads, y):  # pr
     PS = u.shape[2]  # its rows' stride: P or more (winograd._one_pass_filter)
     # AVX2, u[e] larger than half the first cache (32 KiB here): the GEMMs a strip of output
     # channels at a time (below). A u[e] that fits (64 x 64 channels: 16 KiB) stays there either
-    # way, and the tiles' 6 rows, reused by each pass of a tile, took 1.05-1.1x as long as strips
-    # (resnet_3x3, one thread, loaded).
+    # way, and there strips took 1.05-1.1x the time of the 6-tile tiles in turn, whose 6 rows of
+    # tiles each of their passes reads again (resnet_3x3, one thread, loaded).
     strips = VECTOR_BYTES == 32 and C * P * x.itemsize > 16384
     th, tw = ((OH + dh - 1) // dh + 3) // 4, ((OW + dw - 1) // dw + 3) // 4  # tiles per phase grid
     across = dw * tw
