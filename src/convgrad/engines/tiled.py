@@ -196,7 +196,7 @@ def _pointwise_first(op: Op, geom: ConvGeometry, dtype: np.dtype, planner: Plann
     part = math.prod(_pointwise_part(geom)) * dtype.itemsize
     # a large dw in fewer parts (each thread still one): every part is zeroed, added into at each
     # of its chunks and summed, 4 MiB each for 2048 -> 512 channels
-    parts = max(1, min(pointwise.PARTS, chunks, max(2, pointwise.PARTS_BYTES // part)))
+    parts = max(1, min(pointwise.PARTS, chunks, max(2, pointwise.PARTS_BYTES // max(1, part))))
     workspace = parts * part if op == "filter_grad" else 0
     seconds = geom.flops / fig.POINTWISE_FIRST_FLOPS_PER_S[op] + fig.CALL_SECONDS
     if op == "filter_grad":
