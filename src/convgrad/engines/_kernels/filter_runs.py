@@ -12,7 +12,8 @@ The threads split the output channels first (their blocks of dw are theirs alone
 at the end, nothing re-read by the other), then the rows, each part summing into its own copy.
 Each thread walks its blocks of 64 output channels one at a time, the rows in chunks of about
 ``chunk_bytes`` of dy: a block of dw (KD*KH*KW*C*64 floats; 590 KB for 256 channels, 3x3) stays
-in the second-level cache while the chunks stream past it.
+in the second-level cache while the chunks stream past it where that cache holds it (the AVX2 VM's
+512 KiB per core holds only part of a deep layer's block).
 
 Channels-first dy (N, O, D, H, W) is read as it is: each chunk's block of 64 channels is moved
 into a panel (rows, OW, 64) in the first cache by 8 x 8 register transposes, zeros past O, then
