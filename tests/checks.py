@@ -136,3 +136,20 @@ def assert_float32_filter_grad(got, x, dy, w_shape, data_format, **kw):
     tol = 64 * float(np.finfo(np.float32).eps) * bound + 1e-30
     assert got.dtype == np.float32 and got.shape == want.shape
     assert np.all(np.abs(got - want) <= tol), np.max(np.abs(got - want) / tol)
+
+
+def at_thread_counts(fn):
+    """``[fn() on 1 thread, fn() on 2]`` (Numba's thread count; 1 twice on a 1-core machine), the
+    caller's count restored after: for kernels whose bits must not depend on how many threads
+    claim their work."""
+    import numba
+
+    before = numba.get_num_threads()
+    try:
+        results = []
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            results.append(fn())
+        return results
+    finally:
+        numba.set_num_threads(before)

@@ -17,7 +17,6 @@ the exact oracle puts them (the overlapping block's shared lanes and a lone row 
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import pytest
 from hypothesis import given
@@ -26,7 +25,7 @@ from hypothesis import strategies as st
 import oracle
 import strategies
 import tally
-from checks import assert_depthwise_three_ops
+from checks import assert_depthwise_three_ops, at_thread_counts
 from convgrad.engines._kernels import depthwise, depthwise_lanes
 from convgrad.engines._kernels._simd import VECTOR_BYTES
 from convgrad.engines._scratch import aligned_empty
@@ -127,16 +126,13 @@ def test_forward_bits_do_not_depend_on_the_thread_count(dtype):
     rng = np.random.default_rng(7)
     x = rng.standard_normal((3, 9, 2 * depthwise_lanes.AHEAD_Y + 3, 3 * lanes + 1)).astype(dtype)
     w2 = rng.standard_normal((3, 3, x.shape[3])).astype(dtype)
-    results = []
-    before = numba.get_num_threads()
-    try:
-        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
-            numba.set_num_threads(threads)
-            y = aligned_empty(x.shape, np.dtype(dtype))
-            depthwise.depthwise2d_forward(x, w2, 1, 1, 1, 1, 1, 1, y, False)
-            results.append(y)
-    finally:
-        numba.set_num_threads(before)
+
+    def forward():
+        y = aligned_empty(x.shape, np.dtype(dtype))
+        depthwise.depthwise2d_forward(x, w2, 1, 1, 1, 1, 1, 1, y, False)
+        return y
+
+    results = at_thread_counts(forward)
     assert np.array_equal(results[0], results[1])
     want = _oracle_forward(x, w2, (1, 1), (1, 1), 1, 1)
     assert np.allclose(results[0], want, rtol=0, atol=(1e-5 if dtype == np.float32 else 1e-13) * 9)
@@ -230,16 +226,13 @@ def test_filter_grad_bits_do_not_depend_on_the_thread_count(dtype):
     rng = np.random.default_rng(8)
     x = rng.standard_normal((3, 9, 2 * depthwise_lanes.AHEAD_X + 3, 3 * lanes + 1)).astype(dtype)
     dy = rng.standard_normal(x.shape).astype(dtype)
-    results = []
-    before = numba.get_num_threads()
-    try:
-        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
-            numba.set_num_threads(threads)
-            parts = np.zeros((5, 3, 3, x.shape[3]), dtype)
-            depthwise.depthwise2d_filter_grad(x, dy, 1, 1, 1, 1, 1, 1, parts)
-            results.append(parts)
-    finally:
-        numba.set_num_threads(before)
+
+    def filter_grad():
+        parts = np.zeros((5, 3, 3, x.shape[3]), dtype)
+        depthwise.depthwise2d_filter_grad(x, dy, 1, 1, 1, 1, 1, 1, parts)
+        return parts
+
+    results = at_thread_counts(filter_grad)
     assert np.array_equal(results[0], results[1])
     want = _oracle_filter_grad(x.astype(np.float64), dy.astype(np.float64), (1, 1), (1, 1), 1, 1)
     assert np.allclose(results[0].sum(axis=0), want, rtol=0, atol=(1e-4 if dtype == np.float32 else 1e-12))

@@ -12,7 +12,6 @@ against the loop oracle, and the threads' split of the work not changing a bit.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import pytest
 from hypothesis import given
@@ -22,7 +21,7 @@ import convgrad
 import oracle
 import strategies
 import tally
-from checks import assert_close
+from checks import assert_close, at_thread_counts
 from convgrad.engines import winograd
 from convgrad.engines._kernels import pointwise, winograd_fused
 from convgrad.engines._kernels._simd import VECTOR_BYTES
@@ -93,19 +92,15 @@ def test_pointwise_bits_do_not_depend_on_the_thread_count(dtype):
     rng = np.random.default_rng(3)
     n, c, o, s = 2, 11, 13, 3 * pointwise.SPAN + 64 + _pair(dtype) + 3
     x, w, dy = (rng.standard_normal(shape).astype(dtype) for shape in ((n, c, s), (o, c), (n, o, s)))
-    results = []
-    before = numba.get_num_threads()
-    try:
-        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
-            numba.set_num_threads(threads)
-            y = np.empty((n, o, s), dtype)
-            pointwise.pointwise_first(w, x, y, False)
-            parts = np.empty((pointwise.PARTS, c, 64), dtype)
-            pointwise.pointwise_filter_grad_first(x, dy, parts)
-            results.append((y, parts))
-    finally:
-        numba.set_num_threads(before)
-    (y1, p1), (y2, p2) = results
+
+    def both():
+        y = np.empty((n, o, s), dtype)
+        pointwise.pointwise_first(w, x, y, False)
+        parts = np.empty((pointwise.PARTS, c, 64), dtype)
+        pointwise.pointwise_filter_grad_first(x, dy, parts)
+        return y, parts
+
+    (y1, p1), (y2, p2) = at_thread_counts(both)
     assert np.array_equal(y1, y2) and np.array_equal(p1, p2)
     assert_close(y1, oracle.conv(x.astype(np.float64), w[:, :, None].astype(np.float64)), rtol=0,
                  atol=1e-6 * c, dtype=dtype)

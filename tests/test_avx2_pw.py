@@ -12,7 +12,6 @@ where the 6 x 64 tiles run instead and these tests check them the same way).
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import pytest
 from hypothesis import given
@@ -21,7 +20,7 @@ from hypothesis import strategies as st
 import oracle
 import strategies
 import tally
-from checks import assert_close
+from checks import assert_close, at_thread_counts
 from convgrad.engines._kernels import pointwise
 from convgrad.engines._kernels._simd import VECTOR_BYTES
 from convgrad.engines._scratch import aligned_empty
@@ -77,16 +76,13 @@ def test_span_passes_bits_do_not_depend_on_the_thread_count(dtype):
     n, c, o = 2, _every_bound(dtype) + 3, 17
     s = 2 * pointwise.SPAN + 3 * _pair(dtype) + 1
     x, w = (rng.standard_normal(shape).astype(dtype) for shape in ((n, c, s), (o, c)))
-    results = []
-    before = numba.get_num_threads()
-    try:
-        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
-            numba.set_num_threads(threads)
-            y = np.empty((n, o, s), dtype)
-            pointwise.pointwise_first(w, x, y, False)
-            results.append(y)
-    finally:
-        numba.set_num_threads(before)
+
+    def forward():
+        y = np.empty((n, o, s), dtype)
+        pointwise.pointwise_first(w, x, y, False)
+        return y
+
+    results = at_thread_counts(forward)
     assert np.array_equal(results[0], results[1])
     want = oracle.conv(x.astype(np.float64), w[:, :, None].astype(np.float64))
     assert_close(results[0], want, rtol=0, atol=(1e-6 if dtype == np.float32 else 1e-14) * c, dtype=dtype)
