@@ -34,6 +34,14 @@ def _column(row, col, cb, c_in, w_in):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
+def _three(row, col, cb, c_in, w_in):  # pragma: no cover - compiled
+    """Columns ``col``, ``col + 1`` and ``col + 2`` of a row (``_column``: zeros outside it): a
+    border output's window row."""
+    return (_column(row, col, cb, c_in, w_in), _column(row, col + 1, cb, c_in, w_in),
+            _column(row, col + 2, cb, c_in, w_in))
+
+
+@njit(cache=True)
 def _block_start(blk, c_in, width):  # pragma: no cover - compiled
     """The first channel of block ``blk`` (the last one ends at C)."""
     return min(blk * width, c_in - width)
@@ -203,15 +211,12 @@ def forward_cols(ra, rb, rc, rd, wf, ya, yb, two, w_in, p1, c_in):  # pragma: no
                 continue
             for jj in range(j, min(j + 2, ow)):  # a border column (or the last, odd one): checked
                 col, q = jj - p1, jj * c_in + cb
-                a0, a1 = _column(ra, col, cb, c_in, w_in), _column(ra, col + 1, cb, c_in, w_in)
-                b0, b1 = _column(rb, col, cb, c_in, w_in), _column(rb, col + 1, cb, c_in, w_in)
-                e0, e1 = _column(rc, col, cb, c_in, w_in), _column(rc, col + 1, cb, c_in, w_in)
-                a2, b2 = _column(ra, col + 2, cb, c_in, w_in), _column(rb, col + 2, cb, c_in, w_in)
-                e2 = _column(rc, col + 2, cb, c_in, w_in)
+                a0, a1, a2 = _three(ra, col, cb, c_in, w_in)
+                b0, b1, b2 = _three(rb, col, cb, c_in, w_in)
+                e0, e1, e2 = _three(rc, col, cb, c_in, w_in)
                 vstore(ya, q, _taps(a0, a1, a2, b0, b1, b2, e0, e1, e2, k0, k1, k2, k3, k4, k5, k6, k7, k8))
                 if two:
-                    f0, f1 = _column(rd, col, cb, c_in, w_in), _column(rd, col + 1, cb, c_in, w_in)
-                    f2 = _column(rd, col + 2, cb, c_in, w_in)
+                    f0, f1, f2 = _three(rd, col, cb, c_in, w_in)
                     vstore(yb, q, _taps(b0, b1, b2, e0, e1, e2, f0, f1, f2,
                                         k0, k1, k2, k3, k4, k5, k6, k7, k8))
 
@@ -371,15 +376,12 @@ def filter_grad_cols(ra, rb, rc, rd, ga, gb, two, out, w_in, p1, c_in):  # pragm
                 continue
             for jj in range(j, min(j + 2, ow)):  # a border column (or the last, odd one): checked
                 col, q = jj - p1, jj * c_in + cb
-                a0, a1 = _column(ra, col, cb, c_in, w_in), _column(ra, col + 1, cb, c_in, w_in)
-                b0, b1 = _column(rb, col, cb, c_in, w_in), _column(rb, col + 1, cb, c_in, w_in)
-                e0, e1 = _column(rc, col, cb, c_in, w_in), _column(rc, col + 1, cb, c_in, w_in)
-                a2, b2 = _column(ra, col + 2, cb, c_in, w_in), _column(rb, col + 2, cb, c_in, w_in)
-                e2 = _column(rc, col + 2, cb, c_in, w_in)
+                a0, a1, a2 = _three(ra, col, cb, c_in, w_in)
+                b0, b1, b2 = _three(rb, col, cb, c_in, w_in)
+                e0, e1, e2 = _three(rc, col, cb, c_in, w_in)
                 _fg_step(sums, base, stride, a0, a1, a2, b0, b1, b2, e0, e1, e2, vload(ga, q))
                 if two:  # a lone row adds no products (x * 0 would be NaN for an inf)
-                    f0, f1 = _column(rd, col, cb, c_in, w_in), _column(rd, col + 1, cb, c_in, w_in)
-                    f2 = _column(rd, col + 2, cb, c_in, w_in)
+                    f0, f1, f2 = _three(rd, col, cb, c_in, w_in)
                     _fg_step(sums, base, stride, b0, b1, b2, e0, e1, e2, f0, f1, f2, vload(gb, q))
     for tap in range(9 if fresh else 0):
         for lane in range(fresh, width):
