@@ -161,6 +161,9 @@ class Tiled:
             compute = _compute_seconds(geom, op, block, dtype)
         seconds = (compute + copy + fig.CALL_SECONDS) * fig.FITTED[op]
         seconds += penalty
+        if op == "filter_grad" and _pointwise_last_fits(geom, dtype):  # channels-last 1x1: no copies
+            run, seconds, workspace, parts = _pointwise_last(geom, dtype, limit, planner)
+            choices = {"block": 2 * VECTOR_BYTES // dtype.itemsize, "tile": "6x2L pointwise", "parts": parts}
         # Channels-first: the padding pass transposes the operands as it copies them; the tiles
         # write y and dx channels-first; only dw (small) is transposed on its own.
         back = 0.0
@@ -204,6 +207,57 @@ def _pointwise_first(op: Op, geom: ConvGeometry, dtype: np.dtype, planner: Plann
     else:
         load = planner.load_seconds(dtype, _kernels.pointwise_first)
     return partial(_run_pointwise_first, op, geom, parts), seconds + load, workspace
+
+
+def _pointwise_last_fits(geom: ConvGeometry, dtype: np.dtype) -> bool:
+    """Whether a channels-last filter gradient runs the 1x1 kernel on x and dy as they are
+    (``_pointwise_last``): a 1x1 conv in float32 with 32-byte vectors (AVX2, where it was
+    measured; AVX-512 keeps its plans) within the kernel's bounds (``pointwise.LAST_*``: past
+    them im2col's SGEMM ran faster)."""
+    if not (VECTOR_BYTES == 32 and dtype == np.float32 and _pointwise(geom)):
+        return False
+    row = _pointwise_last_columns(geom, dtype) * dtype.itemsize
+    return (geom.in_channels * row <= pointwise.LAST_PART_BYTES and row <= pointwise.LAST_ROW_BYTES
+            and geom.batch * math.prod(geom.in_spatial) >= pointwise.LAST_POSITIONS)
+
+
+def _pointwise_last(geom: ConvGeometry, dtype: np.dtype, limit: int, planner: Planner):
+    """(run, seconds, workspace, parts) of a channels-last 1x1 filter gradient: one launch of
+    ``pointwise.pointwise_filter_grad_last`` on x (N * S, C) and dy (N * S, O) as they are, its
+    partial sums (a fixed number the threads claim, as the channels-first kernel's) summed after.
+    Its rate is the channels-first kernel's (the same tiles; one thread, loaded, 8 x 256 -> 64
+    channels of 56 x 56, in one process: 12.6 against 12.5 ms)."""
+    fig = figures("tiled")
+    c = geom.in_channels
+    chunks = -(-geom.batch * math.prod(geom.in_spatial) // pointwise.LAST_CHUNK)
+    part = c * _pointwise_last_columns(geom, dtype) * dtype.itemsize
+    parts = max(1, min(pointwise.PARTS, chunks, max(2, pointwise.PARTS_BYTES // max(1, part))))
+    workspace = parts * part
+    check_fits(f"{parts} partial filter gradients", workspace, limit)
+    seconds = geom.flops / fig.POINTWISE_FIRST_FLOPS_PER_S["filter_grad"] + fig.CALL_SECONDS
+    seconds += planner.load_seconds(dtype, pointwise.pointwise_filter_grad_last)
+    return partial(_run_pointwise_last, geom, parts), seconds, workspace, parts
+
+
+def _pointwise_last_columns(geom: ConvGeometry, dtype: np.dtype) -> int:
+    """The columns of one partial sum of the channels-last 1x1 kernel: O rounded up to its tiles'
+    2 vectors."""
+    pair = 2 * VECTOR_BYTES // np.dtype(dtype).itemsize
+    return -(-geom.out_channels // pair) * pair
+
+
+def _run_pointwise_last(geom: ConvGeometry, parts: int, x: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """dw ``(*1, C, O)`` of a channels-last 1x1 conv: x ``(N, *S, C)``, dy ``(N, *S, O)``."""
+    c, o = geom.in_channels, geom.out_channels
+    p = geom.batch * math.prod(geom.in_spatial)
+    if not (p and c and o):
+        return np.zeros(geom.w_shape("channels_last"), dtype=x.dtype)
+    acc = scratch("tiled.pointwise_last", (parts, c, _pointwise_last_columns(geom, x.dtype)), x.dtype)
+    _threads.for_numba()
+    pointwise.pointwise_filter_grad_last(np.ascontiguousarray(x).reshape(p, c),
+                                         np.ascontiguousarray(dy).reshape(p, o), acc)
+    # the parts summed in their order (the same bits whatever the thread count), O cropped
+    return np.ascontiguousarray(acc.sum(axis=0)[:, :o]).reshape(geom.w_shape("channels_last"))
 
 
 def _pointwise_part(geom: ConvGeometry) -> tuple[int, int]:
