@@ -74,13 +74,36 @@ def launch(table: np.ndarray, a: np.ndarray, b: np.ndarray, c: int, wt: np.ndarr
     ``copies`` lists (copy_row's rows) copied into b in the same launch, the filters packed side
     by side in ``wt`` in blocks of ``block`` output channels (pack_into's layout); with
     ``filter_major`` (a packed filter larger than tiled.FILTER_MAJOR_BYTES) each thread walks the
-    filter block by block."""
+    filter block by block; with ``first`` and 6 x 64 tiles, regions 2k and 2k + 1 that pair up
+    (``paired``) run as one, writing whole lines of y."""
     one = (1,) * (5 - a.ndim)  # 1-D and 2-D as 3-D
     y5 = y.reshape(*y.shape[:2], *one, *y.shape[2:]) if first else as_3d(y)
     extent = (*one, *(a.shape[2:] if a_first else a.shape[1:-1]))
     _threads.for_numba()
     _kernels.regions_forward(a.reshape(-1), extent, b.reshape(-1), c, wt, table, block, y5, filter_major,
                              copies, a_first, first)
+
+
+def paired(table: np.ndarray) -> np.ndarray | None:
+    """``table`` (table_row's rows) reordered so that regions 2k and 2k + 1 are the two phases of a
+    stride of 2 along the rows (_kernels/regions.py's _pair_first: the same source sizes and the
+    same outputs, those of region 2k + 1 one sample after region 2k's along the rows, planes of
+    one tile (6 outputs) or more: the kernel's own test, _kernels/regions.py's _pairs); None where
+    they do not pair up so."""
+    if len(table) == 0 or len(table) % 2:
+        return None
+    order = np.arange(len(table))
+    later = table[0::2, columns.YA + 2] > table[1::2, columns.YA + 2]  # the pair's second first
+    order[0::2][later], order[1::2][later] = order[1::2][later], order[0::2][later]
+    table = table[order]
+    one, two = table[0::2], table[1::2]
+    same = [columns.XD, columns.XH, columns.XW, columns.YA, columns.YA + 1,
+            *range(columns.YB, columns.OUT + 3), *range(columns.S, columns.S + 3)]
+    if ((one[:, same] == two[:, same]).all() and (one[:, columns.YB + 2] == 2).all()
+            and (two[:, columns.YA + 2] == one[:, columns.YA + 2] + 1).all()
+            and (one[:, columns.OUT + 1] * one[:, columns.OUT + 2] >= 6).all()):
+        return table
+    return None
 
 
 def copy_row(base: int, sizes: tuple[int, ...], origin: tuple[int, ...]) -> list[int]:

@@ -805,8 +805,10 @@ class _Phases:
     the region table of the phases that run in one launch (_regions.table_row: each reads the
     padded dy, the second source), the copy table that pads dy in that launch (``copied``
     floats), the table that packs their filters (_kernels.pack_phases: ``packed`` floats, the
-    largest phase's ``largest``), and the phases of the row tiles (``rows``: (phases, first
-    sample, count)), one launch each."""
+    largest phase's ``largest``), the phases of the row tiles (``rows``: (phases, first
+    sample, count)), one launch each, and whether the table's phases pair up along the rows
+    (``paired``: _regions.paired, ordered so; the launch runs each pair as one where dx is
+    channels-first and the tiles 6 x 64)."""
 
     reach: tuple[int, ...]
     covered: bool
@@ -817,6 +819,7 @@ class _Phases:
     packed: int
     largest: int
     rows: tuple
+    paired: bool = False
 
 
 @functools.lru_cache(maxsize=64)
@@ -853,9 +856,11 @@ def _phases(geom: ConvGeometry, block: int) -> _Phases:
                    for row in table), default=0)
     rows = tuple(item for item in work if not _spreads_phase(item[0], block))
     copies = np.array([_regions.copy_row(0, sizes, tuple(-r for r in reach))], np.int64)
-    return _Phases(reach, covered, np.array(table, np.int64).reshape(-1, columns.COLUMNS), copies,
-                   geom.batch * math.prod(sizes) * o,
-                   np.array(pack, np.int64).reshape(-1, columns.PACK_COLUMNS), at, largest, rows)
+    table = np.array(table, np.int64).reshape(-1, columns.COLUMNS)
+    pairs = _regions.paired(table)  # the same regions, those along the rows side by side
+    pack = np.array(pack, np.int64).reshape(-1, columns.PACK_COLUMNS)
+    return _Phases(reach, covered, table if pairs is None else pairs, copies,
+                   geom.batch * math.prod(sizes) * o, pack, at, largest, rows, pairs is not None)
 
 
 def _phase_region(geom: ConvGeometry, reach: tuple[int, ...], dyp: np.ndarray, w: np.ndarray,

@@ -8,8 +8,10 @@ from __future__ import annotations
 import numpy as np
 
 from ._numba import _add, _claim, chunk_size, njit, prange
+from ._shuffle import transpose8
+from ._simd import VECTOR_BYTES, lanes
 from .pad import transposed_run
-from .tiled import _STAGE, _plane_tiles
+from .tiled import _STAGE, _forward_tile_6x64, _plane_tiles, _x6
 
 # Columns of the region table (one row per region): which source it reads (0: ``a``, 1: ``b``),
 # where its (N, D', H', W', C) array starts in that source and its sizes, where its packed filter
@@ -44,7 +46,11 @@ def regions_forward(a, extent, b, C, wt, table, block, y, filter_major, copies, 
     threads that run (``_claim``): one fork and join for the copies and all regions, and a thread
     held off its core leaves its chunks to the other. A tile of a region that reads ``b`` waits
     until every row is copied (the rows come first, so only for the other thread's last few).
-    The regions write disjoint outputs of y.
+    The regions write disjoint outputs of y. Regions of equal item counts (sub-pixel phases)
+    take turns, item by item, so that the phases that write the same lines of y run close
+    together. With ``first`` and 6 x 64 tiles, where regions 2k and 2k + 1 are the two phases of
+    a stride of 2 along the rows (``_pairs``; _regions.paired orders them so), each pair runs as
+    one (``_pair_first``).
     """
     if first:  # y's strides, in elements: a sample, one position along a row, a channel
         N, O, YD, YH, YW = y.shape
@@ -55,16 +61,28 @@ def regions_forward(a, extent, b, C, wt, table, block, y, filter_major, copies, 
     width = 8 if 16 <= block <= 32 else 6
     blocks = -(-O // block)
     per_item = 1 if filter_major else blocks
-    R, K = table.shape[0], copies.shape[0]
+    K = copies.shape[0]
     rows = np.zeros(K + 1, np.int64)  # each window's first row among the copy items
     for r in range(K):
         rows[r + 1] = rows[r] + N * copies[r, COPY_SIZE] * copies[r, COPY_SIZE + 1]
     P = rows[K]
-    starts = np.zeros(R + 1, np.int64)  # each region's first work item
-    for r in range(R):
-        per, chunks = _items(table[r, OUT + 1], table[r, OUT + 2], width)
-        starts[r + 1] = starts[r] + N * table[r, OUT] * chunks * (blocks // per_item)
+    # The regions that own work items: all, or paired, the first of each pair (it runs both).
+    paired = first and width == 6 and _pairs(table)
+    lead = 2 if paired else 1
+    R = table.shape[0] // lead
+    starts = np.zeros(R + 1, np.int64)  # each (leading) region's first work item
+    for g in range(R):
+        per, chunks = _items(table[g * lead, OUT + 1], table[g * lead, OUT + 2], width)
+        starts[g + 1] = starts[g] + N * table[g * lead, OUT] * chunks * (blocks // per_item)
     tasks = starts[R]
+    # Regions of equal item counts (a strided input gradient's sub-pixel phases) take turns:
+    # item q of every phase, then item q + 1, so that the phases writing the same lines of y run
+    # close together (channels-first dx, where each line holds outputs of every phase along
+    # the rows: 3x3 stride 2, 128 -> 128 channels, one thread, loaded: 0.92x the time region
+    # after region).
+    even = R > 1
+    for g in range(R):
+        even = even and starts[g + 1] - starts[g] == starts[1]
     csize = chunk_size(P)
     ccount = -(-P // csize)
     size = chunk_size(tasks)
@@ -86,21 +104,31 @@ def regions_forward(a, extent, b, C, wt, table, block, y, filter_major, copies, 
                 _add(done, stop - k * csize)
                 k = _claim(counter)
                 continue
-            r = 0
+            g = 0
             first_task = (k - ccount) * size
             for t in range(first_task, min(tasks, first_task + size)):
-                while t >= starts[r + 1]:
-                    r += 1
-                if table[r, SRC] == 1 and not ready:
+                if even:
+                    g = t % R
+                    q = t // R
+                else:
+                    while t >= starts[g + 1]:
+                        g += 1
+                    q = t - starts[g]
+                r = g * lead
+                if (table[r, SRC] == 1 or table[r + lead - 1, SRC] == 1) and not ready:
                     while _add(done, 0) < P:  # the other thread's last rows
                         pass
                     ready = True
                 OD, OH, OW = table[r, OUT], table[r, OUT + 1], table[r, OUT + 2]
                 per, chunks = _items(OH, OW, width)
                 items = N * OD * chunks
-                q = t - starts[r]
                 xf = a[table[r, BASE]:] if table[r, SRC] == 0 else b[table[r, BASE]:]
                 sd, sh = table[r, XH] * table[r, XW] * C, table[r, XW] * C
+                if paired:
+                    xg = a[table[r + 1, BASE]:] if table[r + 1, SRC] == 0 else b[table[r + 1, BASE]:]
+                    _pair_first(xf, xg, wt, yf, table, r, q % items, q // items * per_item, per_item, C, sd,
+                                sh, YH, YW, O, yn, yc, per, chunks, block)
+                    continue
                 _plane_tiles(xf, wt[table[r, WO]:], yf, q % items, q // items * per_item, per_item,
                              (table[r, XA], table[r, XA + 1], table[r, XA + 2]),
                              (table[r, YA], table[r, YA + 1], table[r, YA + 2]),
@@ -110,6 +138,106 @@ def regions_forward(a, extent, b, C, wt, table, block, y, filter_major, copies, 
                              (OD, OH, OW), OD, table[r, XD], sd, sh, C, YH, YW, O, yn, yw, yc,
                              table[r, KD], table[r, KH], table[r, KW], per, chunks, width, block)
             k = _claim(counter)
+
+
+@njit(cache=True)
+def _pairs(table):  # pragma: no cover - compiled
+    """Whether regions 2k and 2k + 1 of ``table`` are the two phases of a stride of 2 along the
+    rows, for every k (_regions.paired's test): the same source sizes, steps, outputs and strides,
+    the outputs of 2k + 1 one sample after those of 2k along the rows, planes of 6 outputs or
+    more."""
+    R = table.shape[0]
+    if R == 0 or R % 2:
+        return False
+    for r in range(0, R, 2):
+        for col in (XD, XH, XW, YA, YA + 1, YB, YB + 1, YB + 2, OUT, OUT + 1, OUT + 2, S, S + 1, S + 2):
+            if table[r, col] != table[r + 1, col]:
+                return False
+        if (table[r, YB + 2] != 2 or table[r + 1, YA + 2] != table[r, YA + 2] + 1
+                or table[r, OUT + 1] * table[r, OUT + 2] < 6):
+            return False
+    return True
+
+
+@njit(cache=True)
+def _pair_first(xf, xg, wt, yf, table, r, item, first, count, C, sd, sh, YH, YW, O, yn, yc, per, chunks,
+                block):  # pragma: no cover - compiled
+    """Work item ``item`` of regions r and r + 1 of ``table`` as one (regions_forward, where
+    ``_pairs``): the two phases of a stride of 2 along the rows of a channels-first y (yc > 1,
+    its outputs along a row 1 apart), region r + 1's outputs 1 after region r's, their counts and
+    other steps the same; ``xf`` and ``xg`` their sources from their BASE, 6 x 64 tiles, filter
+    blocks first to first + count. Each run of _STAGE whole tiles of both phases (48 outputs
+    each) is summed channels-last into one staging block, the phases' outputs interleaved as they
+    lie in y, transposed in 8 x 8 registers and stored as runs of y's rows: every line of y
+    written once, by whole vectors. Alone, each phase wrote half of each line with scalar stores
+    taken from its tile's vectors, and the line went back and forth to memory twice. The tiles of
+    the plane's last partial run are stored as they are (the last one overlapping the one
+    before, as tiled_forward's). Each output is one tile's sum: the same bits as region by
+    region."""
+    OD, OH, OW = table[r, OUT], table[r, OUT + 1], table[r, OUT + 2]
+    plane = OH * OW
+    tiles = -(-plane // 6)  # the caller pairs planes of 6 outputs or more
+    n, i, c = item // chunks // OD, item // chunks % OD, item % chunks
+    s0, s1, s2 = table[r, S], table[r, S + 1], table[r, S + 2]
+    xj, xk = s1 * sh, s2 * C  # x's strides of an output row, an output (both regions)
+    xp = (n * table[r, XD] + table[r, XA] + i * s0) * sd + table[r, XA + 1] * sh + table[r, XA + 2] * C
+    xq = ((n * table[r, XD] + table[r + 1, XA] + i * s0) * sd + table[r + 1, XA + 1] * sh
+          + table[r + 1, XA + 2] * C)
+    yp = n * yn + ((table[r, YA] + i * table[r, YB]) * YH + table[r, YA + 1]) * YW + table[r, YA + 2]
+    yj, yk = table[r, YB + 1] * YW, table[r, YB + 2]  # y's strides of an output row, an output (2)
+    KA = table[r, KD] * table[r, KH] * table[r, KW]
+    KB = table[r + 1, KD] * table[r + 1, KH] * table[r + 1, KW]
+    span = _STAGE * 6
+    stage = np.empty(2 * span * 64, yf.dtype)  # (96 outputs of y's row order, 64 channels)
+    moved = np.empty(8 * 2 * span, yf.dtype)  # (8 channels, 96 outputs)
+    for q in range(first, first + count):
+        ob = q * block * yc
+        wa, wb = table[r, WO] + q * KA * C * block, table[r + 1, WO] + q * KB * C * block
+        m = min(block, O - q * block)
+        # the channels the AVX2 tiles sum into the stage: up to the block's last valid one
+        # (tiled._stream_plane_6x64's reason)
+        summed = 64 if VECTOR_BYTES != 32 else min(64, -(-m // (2 * lanes(yf))) * 2 * lanes(yf))
+        u = c * per
+        stop = min((c + 1) * per, tiles)
+        while u < stop:
+            if u + _STAGE <= stop and 6 * u + span <= plane:
+                for t in range(_STAGE):
+                    p = 6 * (u + t)
+                    e = 12 * t * 64  # output 6t + j of region r at 2(6t + j), region r + 1's after it
+                    y6 = (e, e + 128, e + 256, e + 384, e + 512, e + 640)
+                    _forward_tile_6x64(xf, wt, stage, wa, summed, table[r, KD], table[r, KH], table[r, KW], C,
+                                       sd, sh, table[r, DIL], table[r, DIL + 1], table[r, DIL + 2],
+                                       _x6(xp, xj, xk, OW, p), y6, 1, False)
+                    y6 = (e + 64, e + 192, e + 320, e + 448, e + 576, e + 704)
+                    _forward_tile_6x64(xg, wt, stage, wb, summed, table[r + 1, KD], table[r + 1, KH],
+                                       table[r + 1, KW], C, sd, sh, table[r + 1, DIL], table[r + 1, DIL + 1],
+                                       table[r + 1, DIL + 2], _x6(xq, xj, xk, OW, p), y6, 1, False)
+                for o0 in range(0, m, 8):  # 8 channels at a time: the staging stays small beside the filter
+                    for i0 in range(0, 2 * span, 8):
+                        transpose8(stage, np.uint64(i0 * 64 + o0), np.uint64(64), moved, np.uint64(i0),
+                                   np.uint64(2 * span))
+                    for o in range(o0, min(o0 + 8, m)):
+                        at = yp + ob + o * yc
+                        e = 0
+                        while e < span:  # the run's pieces of rows of y
+                            p = 6 * u + e
+                            j, k = p // OW, p % OW
+                            length = 2 * min(span - e, OW - k)
+                            dst = np.uint64(at + j * yj + k * yk)
+                            src = np.uint64((o - o0) * 2 * span + 2 * e)
+                            for z in range(np.uint64(length)):
+                                yf[dst + z] = moved[src + z]
+                            e += length // 2
+                u += _STAGE
+                continue
+            p = min(6 * u, plane - 6)
+            _forward_tile_6x64(xf, wt, yf, wa, m, table[r, KD], table[r, KH], table[r, KW], C, sd, sh,
+                               table[r, DIL], table[r, DIL + 1], table[r, DIL + 2], _x6(xp, xj, xk, OW, p),
+                               _x6(yp + ob, yj, yk, OW, p), yc, False)
+            _forward_tile_6x64(xg, wt, yf, wb, m, table[r + 1, KD], table[r + 1, KH], table[r + 1, KW], C, sd,
+                               sh, table[r + 1, DIL], table[r + 1, DIL + 1], table[r + 1, DIL + 2],
+                               _x6(xq, xj, xk, OW, p), _x6(yp + 1 + ob, yj, yk, OW, p), yc, False)
+            u += 1
 
 
 @njit(cache=True)
