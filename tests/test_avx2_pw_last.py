@@ -86,16 +86,17 @@ def test_pointwise_last_bits_do_not_depend_on_the_thread_count():
 
 
 @pytest.mark.skipif(VECTOR_BYTES != 32, reason="the channels-last 1x1 kernel is planned with 32-byte vectors")
-def test_channels_last_pointwise_filter_grad_plans_and_runs_the_kernel():
+@pytest.mark.parametrize("c, o", [(37, 21), (21, 37)])
+def test_channels_last_pointwise_filter_grad_plans_and_runs_the_kernel(c, o):
     """A 1x1 channels-last filter gradient within the kernel's bounds, through the public op with
-    the tiled engine (the kernel's plan, 16 parts) against the loop oracle; one past the bounds
-    keeps the engine's other kernels."""
-    n, side, c, o = 2, 91, 37, 21  # 16,562 positions: past LAST_POSITIONS
+    the tiled engine (the kernel's plan, 16 parts; its vectors along the fewer channels, dy's or,
+    swapped, x's) against the loop oracle; one past the bounds keeps the engine's other kernels."""
+    n, side = 2, 91  # 16,562 positions: past LAST_POSITIONS
     geom = convgrad.ConvGeometry.for_conv((n, c, side, side), (o, c, 1, 1))
     assert n * side * side >= pointwise.LAST_POSITIONS
     plan = convgrad.make_plan("filter_grad", geom, np.dtype(np.float32), "tiled", 2**31, "channels_last")
     assert plan.chosen.choices["tile"] == "6x2L pointwise"
-    assert plan.chosen.workspace == pointwise.PARTS * c * _columns(o) * 4
+    assert plan.chosen.workspace == pointwise.PARTS * max(c, o) * _columns(min(c, o)) * 4
     rng = np.random.default_rng(11)
     x = rng.standard_normal((n, side, side, c)).astype(np.float32)
     dy = rng.standard_normal((n, side, side, o)).astype(np.float32)
@@ -104,8 +105,8 @@ def test_channels_last_pointwise_filter_grad_plans_and_runs_the_kernel():
     want = _want(x.reshape(-1, c), dy.reshape(-1, o))
     p = n * side * side
     assert_close(got[0, 0], want, rtol=0, atol=1e-6 * math.sqrt(p) * 8, dtype=np.float32)
-    wide_c = pointwise.LAST_PART_BYTES // (_columns(o) * 4) + 1  # dw past LAST_PART_BYTES
-    wide = convgrad.ConvGeometry.for_conv((n, wide_c, side, side), (o, wide_c, 1, 1))
+    wide_c = pointwise.LAST_PART_BYTES // (_columns(min(c, o)) * 4) + 1  # dw past LAST_PART_BYTES
+    wide = convgrad.ConvGeometry.for_conv((n, wide_c, side, side), (min(c, o), wide_c, 1, 1))
     assert not tiled._pointwise_last_fits(wide, np.dtype(np.float32))
     plan = convgrad.make_plan("filter_grad", wide, np.dtype(np.float32), "tiled", 2**31, "channels_last")
     assert plan.chosen.choices["tile"] != "6x2L pointwise"
