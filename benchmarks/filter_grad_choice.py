@@ -3,20 +3,22 @@ im2col, over random channels-last 2-D geometries (what RUNS_FLOPS_PER_S,
 RUNS_PARTIAL_BYTES_PER_S and RUNS_STORE_BYTES_PER_S in calibration.json were chosen by).
 
 Run: ``python benchmarks/filter_grad_choice.py [--geometries 60] [--seed 1] [--calls 7]
-[--layout channels_first]`` (the channels-first caller's plan and call on NCHW arrays; the default
-is channels-last).
+[--layout channels_first] [--save F]`` (the channels-first caller's plan and call on NCHW arrays;
+the default is channels-last), or ``--score F [--calibration FILE]`` to score a calibration against
+the times saved in F (files of both layouts may be joined into one list) without timing anything.
 Everything runs on one thread (convgrad under ``_threads.serial_under``, BLAS limited by
 threadpoolctl) and is timed in CPU time of the calling thread, which a loaded machine inflates
 least: per geometry, each engine makes one untimed call, then 3 rounds of ``--calls`` timed calls,
 the engines' order alternating; each figure is the median over rounds of the per-round medians.
-Prints a line per geometry (the kernel the tiled engine runs, the planner's pick, measured and
-estimated tiled / im2col) and, at the end, how many picks were the faster engine and the
+Prints a line per geometry (the kernel the tiled engine runs, measured and estimated
+tiled / im2col) and, at the end, how many picks were the faster engine and the
 geometric mean of picked / fastest time.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import random
 import statistics
@@ -29,6 +31,7 @@ from threadpoolctl import threadpool_limits
 import convgrad
 from convgrad._plan import Planner
 from convgrad.engines import _threads, warm_up
+from convgrad.engines._machine import load_calibration
 
 ENGINES = ("tiled", "im2col")
 
@@ -55,47 +58,94 @@ def _seconds(f, calls: int) -> float:
     return statistics.median(times)
 
 
+def _geometry(item: tuple[int, ...]) -> convgrad.ConvGeometry:
+    n, c, h, o, k, s, p, d = item
+    return convgrad.ConvGeometry.for_conv((n, h, h, c), (k, k, c, o), stride=s, padding=p, dilation=d,
+                                          data_format="channels_last")
+
+
+def estimates(item: tuple[int, ...], layout: str) -> tuple[dict[str, float], str | None]:
+    """The planner's estimated seconds of each of ENGINES for the filter gradient of ``item`` called
+    in ``layout`` (on one thread, as measured), and the tile the tiled engine would run."""
+    with threadpool_limits(1), _threads.serial_under(0):
+        plan = Planner().plan("filter_grad", _geometry(item), np.dtype(np.float32), layout=layout)
+        verdicts = plan.verdicts()
+    tile = verdicts["tiled"].get("choices", {}).get("tile")
+    return {e: verdicts[e]["estimated_seconds"] for e in ENGINES}, tile
+
+
+def measure(item: tuple[int, ...], layout: str, calls: int) -> dict[str, float]:
+    """Each engine's one-thread CPU seconds per call: an untimed call each, then 3 rounds of
+    ``calls``, the order alternating; the median over rounds of the rounds' medians."""
+    n, c, h, _, k, s, p, d = item
+    data = np.random.default_rng(0)
+    x = data.standard_normal((n, h, h, c)).astype(np.float32)
+    dy = data.standard_normal(_geometry(item).y_shape("channels_last")).astype(np.float32)
+    if layout == "channels_first":
+        x, dy = (np.ascontiguousarray(np.moveaxis(a, -1, 1)) for a in (x, dy))
+    kw = {"stride": s, "padding": p, "dilation": d, "data_format": layout}
+    run = {e: partial(convgrad.conv_filter_grad, x, dy, (k, k), method=e, **kw) for e in ENGINES}
+    rounds = {e: [] for e in ENGINES}
+    with threadpool_limits(1), _threads.serial_under(0):
+        for f in run.values():
+            f()
+        for r in range(3):
+            for e in ENGINES if r % 2 == 0 else ENGINES[::-1]:
+                rounds[e].append(_seconds(run[e], calls))
+    return {e: statistics.median(v) for e, v in rounds.items()}
+
+
+def score(records: list[dict]) -> dict[str, tuple[int, int, float, float]]:
+    """Per layout: (faster engine picked, geometries, geometric mean and worst of picked / fastest)
+    under the current calibration (``convgrad.engines._machine.load_calibration`` swaps it)."""
+    out = {}
+    for layout in sorted({r["layout"] for r in records}):
+        right, ratios = 0, []
+        for rec in (r for r in records if r["layout"] == layout):
+            t, est = rec["measured"], estimates(tuple(rec["geometry"]), layout)[0]
+            pick, fastest = min(ENGINES, key=est.get), min(ENGINES, key=t.get)
+            right += pick == fastest
+            ratios.append(t[pick] / t[fastest])
+        mean = math.exp(sum(map(math.log, ratios)) / len(ratios))
+        out[layout] = (right, len(ratios), mean, max(ratios))
+    return out
+
+
+def _report(records: list[dict]) -> None:
+    for layout, (right, total, mean, worst) in score(records).items():
+        print(f"{layout}: faster engine picked on {right} of {total}; picked / fastest geometric mean "
+              f"{mean:.3f}, worst {worst:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--geometries", type=int, default=60)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--calls", type=int, default=7, help="timed calls per engine and round")
     parser.add_argument("--layout", choices=("channels_last", "channels_first"), default="channels_last")
+    parser.add_argument("--save", help="write the measured times to this JSON file")
+    parser.add_argument("--score", help="score the current calibration against this file's times")
+    parser.add_argument("--calibration", help="score or plan with this calibration file")
     args = parser.parse_args()
-    warm_up(("float32",))
-    rng, right, ratios = random.Random(args.seed), 0, []
-    with threadpool_limits(1), _threads.serial_under(0):
-        for _ in range(args.geometries):
-            n, c, h, o, k, s, p, d = _draw(rng)
-            data = np.random.default_rng(0)
-            x = data.standard_normal((n, h, h, c)).astype(np.float32)
-            geom = convgrad.ConvGeometry.for_conv(x.shape, (k, k, c, o), stride=s, padding=p, dilation=d,
-                                                  data_format="channels_last")
-            dy = data.standard_normal(geom.y_shape("channels_last")).astype(np.float32)
-            if args.layout == "channels_first":
-                x, dy = (np.ascontiguousarray(np.moveaxis(a, -1, 1)) for a in (x, dy))
-            plan = Planner().plan("filter_grad", geom, np.dtype(np.float32), layout=args.layout)
-            verdicts = plan.verdicts()
-            kw = {"stride": s, "padding": p, "dilation": d, "data_format": args.layout}
-            calls = {e: partial(convgrad.conv_filter_grad, x, dy, (k, k), method=e, **kw) for e in ENGINES}
-            rounds = {e: [] for e in ENGINES}
-            for f in calls.values():
-                f()
-            for r in range(3):
-                for e in ENGINES if r % 2 == 0 else ENGINES[::-1]:
-                    rounds[e].append(_seconds(calls[e], args.calls))
-            t = {e: statistics.median(v) for e, v in rounds.items()}
-            est = {e: verdicts[e]["estimated_seconds"] for e in ENGINES}
-            pick = min(ENGINES, key=est.get)  # of the two, the one the estimates prefer
-            fastest = min(ENGINES, key=t.get)
-            right += pick == fastest
-            ratios.append(t[pick] / t[fastest])
-            tile = verdicts["tiled"].get("choices", {}).get("tile")
-            print(f"{(n, c, h, o, k, s, p, d)} {tile} plan {plan.chosen.engine} tiled/im2col measured "
-                  f"{t['tiled'] / t['im2col']:.2f} estimated {est['tiled'] / est['im2col']:.2f}", flush=True)
-    mean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
-    print(f"faster engine picked on {right} of {len(ratios)}; picked / fastest geometric mean {mean:.3f}, "
-          f"worst {max(ratios):.2f}")
+    warm_up(("float32",))  # the estimates of loaded kernels, as in a process that runs them
+    if args.calibration:
+        load_calibration(args.calibration)
+    if args.score:
+        with open(args.score) as f:
+            _report(json.load(f))
+        return
+    rng, records = random.Random(args.seed), []
+    for _ in range(args.geometries):
+        item = _draw(rng)
+        est, tile = estimates(item, args.layout)
+        t = measure(item, args.layout, args.calls)
+        records.append({"geometry": item, "layout": args.layout, "measured": t})
+        print(f"{item} {tile} tiled/im2col measured {t['tiled'] / t['im2col']:.2f} "
+              f"estimated {est['tiled'] / est['im2col']:.2f}", flush=True)
+    if args.save:
+        with open(args.save, "w") as f:
+            json.dump(records, f)
+    _report(records)
 
 
 if __name__ == "__main__":
