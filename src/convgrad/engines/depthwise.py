@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
+from typing import NamedTuple
 
 import numpy as np
 
@@ -64,7 +65,8 @@ class Depthwise:
                          + planner.load_seconds(dtype, first))
         return Prepared(self.name, seconds, padded, run,
                         {"input_grad": "gather" if gathers else "scatter"} if op == "input_grad" else {},
-                        run_first=partial(_run_first, first, geom), first_seconds=first_seconds,
+                        run_first=partial(_run_first, first, geom, _first(first, geom)),
+                        first_seconds=first_seconds,
                         first_workspace=0)
 
 
@@ -140,30 +142,56 @@ _FIRST = {"forward": _kernels.depthwise2d_forward_first, "input_grad": _kernels.
           "filter_grad": _kernels.depthwise2d_filter_grad_first}
 
 
-def _run_first(kernel, geom: ConvGeometry, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The op on channels-first operands (forward: x, w; input_grad: dy, w; filter_grad: x, dy),
-    its result channels-first: y ``(N, O, *out)``, dx ``(N, C, *S)`` or dw ``(O, 1, *K)``."""
+class _First(NamedTuple):
+    """What a channels-first call of one plan needs, worked out once per plan (the shapes and pads
+    took 10-12 us of a 2 x 16 x 16 x 16 call's 35 us in ``_run_first``, one thread, loaded)."""
+
+    out_shape: tuple[int, ...]
+    flat: tuple[int, ...]  # w (O, 1, KH, KW) as (O, KH, KW)
+    pads: tuple[int, int]  # the leading pads
+    flipped_pads: tuple[int, int]  # the gathering input gradient's
+    gathers: bool  # unit strides, one output per channel: dx by the forward's gather
+    serial: bool  # the kernel runs on the calling thread (``depthwise_first.SERIAL_MACS``)
+
+
+def _first(kernel, geom: ConvGeometry) -> _First:
+    """``_run_first``'s fixed arguments for ``kernel`` (one of ``_FIRST``'s) on ``geom``."""
     out_shape = {_kernels.depthwise2d_forward_first: geom.y_shape(), _kernels.depthwise2d_input_grad_first:
                  geom.x_shape(), _kernels.depthwise2d_filter_grad_first: geom.w_shape()}[kernel]
-    if 0 in a.shape or 0 in b.shape:  # no sample reaches the result
-        return np.zeros(out_shape, dtype=a.dtype)
-    out = aligned_empty(out_shape, a.dtype)
-    _threads.for_numba()
     (p0, _), (p1, _) = geom.padding
-    flat = (geom.out_channels, *geom.kernel)  # w (O, 1, KH, KW) as (O, KH, KW)
     (kh, kw), (d0, d1) = geom.kernel, geom.rhs_dilation
+    gathers = (kernel is _kernels.depthwise2d_input_grad_first and geom.stride == (1, 1)
+               and geom.out_channels == geom.in_channels)
+    # the forward's kernel (also the gathering input gradient's) with few multiply-adds runs on
+    # this thread: its pool's thread count need not be set (7 us a call)
+    forward = kernel is _kernels.depthwise2d_forward_first or gathers
+    serial = forward and math.prod(out_shape) * kh * kw < _kernels.depthwise_first.SERIAL_MACS
+    return _First(out_shape, (geom.out_channels, kh, kw), (p0, p1), ((kh - 1) * d0 - p0, (kw - 1) * d1 - p1),
+                  gathers, serial)
+
+
+def _run_first(kernel, geom: ConvGeometry, fixed: _First, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The op on channels-first operands (forward: x, w; input_grad: dy, w; filter_grad: x, dy),
+    its result channels-first: y ``(N, O, *out)``, dx ``(N, C, *S)`` or dw ``(O, 1, *K)``."""
+    if 0 in a.shape or 0 in b.shape:  # no sample reaches the result
+        return np.zeros(fixed.out_shape, dtype=a.dtype)
+    out = aligned_empty(fixed.out_shape, a.dtype)
+    (d0, d1), flat = geom.rhs_dilation, fixed.flat
     if kernel is _kernels.depthwise2d_filter_grad_first:
-        kernel(a, b, p0, p1, *geom.stride, d0, d1, out.reshape(flat))
-    elif kernel is _kernels.depthwise2d_input_grad_first and geom.stride == (1, 1) \
-            and geom.out_channels == geom.in_channels and np.isfinite(b).all():
+        _threads.for_numba()
+        kernel(a, b, *fixed.pads, *geom.stride, d0, d1, out.reshape(flat))
+    elif fixed.gathers and np.isfinite(b).all():
         # Each plane of dx is dy's plane correlated with the flipped kernel: the forward's gather
         # (over dy's zero padding, which the direct sum never multiplies: for a filter with an
         # inf or NaN, the scatter below; see _gather_input_grad).
+        if not fixed.serial:
+            _threads.for_numba()
         flipped = np.ascontiguousarray(b.reshape(flat)[:, ::-1, ::-1])
-        pads = ((kh - 1) * d0 - p0, (kw - 1) * d1 - p1)
-        _kernels.depthwise2d_forward_first(a, flipped, *pads, 1, 1, d0, d1, out)
+        _kernels.depthwise2d_forward_first(a, flipped, *fixed.flipped_pads, 1, 1, d0, d1, out)
     else:
-        kernel(a, b.reshape(flat), p0, p1, *geom.stride, d0, d1, out)
+        if not (fixed.serial and kernel is _kernels.depthwise2d_forward_first):
+            _threads.for_numba()
+        kernel(a, b.reshape(flat), *fixed.pads, *geom.stride, d0, d1, out)
     return out
 
 
