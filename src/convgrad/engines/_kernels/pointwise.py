@@ -396,7 +396,8 @@ def pointwise_filter_grad_first(x, dy, parts):  # pragma: no cover - compiled
                 for ob in range(0, O64, 64):
                     _dy_panel(df, O, S, n * O * S + s0, ob, m, panel)
                     for c0 in range(0, C, 6):
-                        _panel_tile_6x64(xf, panel, tf, n * C * S + s0, c0, min(6, C - c0), S, m, ob, O64)
+                        _panel_tile_6x64(xf, panel, tf, n * C * S + s0, c0, min(6, C - c0), S, m, ob, O64,
+                                         min(64, O - ob))
             part = _claim(counter)
 
 
@@ -423,12 +424,15 @@ def _dy_panel(df, O, S, at, ob, m, panel):  # pragma: no cover - compiled
 
 
 @njit(cache=True, fastmath={"contract"})
-def _panel_tile_6x64(xf, panel, tf, xo, c0, mc, S, m, ob, O64):  # pragma: no cover - compiled
+def _panel_tile_6x64(xf, panel, tf, xo, c0, mc, S, m, ob, O64, mo):  # pragma: no cover - compiled
     """tf[(c0 + j) * O64 + ob + o] += sum over k < m of x's row c0 + j (from xo) at k times
-    panel[k * 64 + o], j < mc <= 6, o < 64. Rows past C repeat the last one and are not stored."""
+    panel[k * 64 + o], j < mc <= 6, o < 64. Rows past C repeat the last one and are not stored.
+    With 32-byte vectors only the passes over the block's mo output channels run (the panel's
+    columns past O are zeros, their sums left at the part's zeros): 256 -> 32 channels ran
+    half the tile's multiply-adds on zeros."""
     if VECTOR_BYTES == 32:  # AVX2: 6 x 64 float32 sums would take 48 of its 16 vector registers
         step = 2 * lanes(tf)
-        for b in range(0, 64, step):
+        for b in range(0, mo, step):
             _panel_tile_6x16(xf, panel, tf, xo, c0, mc, S, m, ob, O64, b)
         return
     _wide_vectors()
