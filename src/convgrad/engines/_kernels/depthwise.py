@@ -6,6 +6,7 @@ import numpy as np
 
 from ._numba import _claim, _registers, _wide_vectors, chunk_size, njit, prange
 from ._simd import VECTOR_BYTES, lanes, sfence
+from .depthwise_first import SERIAL_MACS
 from .depthwise_lanes import (
     filter_grad_cols,
     filter_grad_pair,
@@ -157,7 +158,8 @@ def _forward_lanes(x, w, p0, p1, s0, d0, y, stream):  # pragma: no cover - compi
     streamed past the caches where ``stream`` and y allows it (``streams``). With 32-byte vectors
     (AVX2) by columns (``forward_cols``), y stored through the caches: 8 x 128 x 56 x 56 float32,
     one thread, loaded machine, 3.4 against 6.1 ms of CPU per call with the strips streamed (PyTorch
-    channels_last 3.2-3.4 ms)."""
+    channels_last 3.2-3.4 ms). Below SERIAL_MACS multiply-adds on the calling thread
+    (``depthwise_first``)."""
     n_, oh, _, c_in = y.shape
     w_in = x.shape[2]
     zero = np.zeros(w_in * c_in, dtype=x.dtype)
@@ -169,25 +171,38 @@ def _forward_lanes(x, w, p0, p1, s0, d0, y, stream):  # pragma: no cover - compi
     per = -(-tasks // PAIR_CHUNKS)
     chunks = -(-tasks // per)
     counter = np.zeros(1, dtype=np.int64)
+    if y.size * 9 < SERIAL_MACS:  # on this thread
+        _forward_lanes_tasks(x, wf, p0, p1, s0, d0, y, stream, zero, step, 0, tasks)
+        sfence()
+        return
     for _ in prange(chunks):
         k = _claim(counter)
         while k < chunks:
-            for t in range(k * per, min(tasks, (k + 1) * per)):
-                n, i = t // per_image, t % per_image * step
-                h = i * s0 - p0
-                ra, rb, rc = _x_row(x, n, h, zero), _x_row(x, n, h + d0, zero), _x_row(x, n, h + 2 * d0, zero)
-                if VECTOR_BYTES == 32:  # AVX2: by columns (forward_cols), plain stores
-                    two = step == 2 and i + 1 < oh
-                    forward_cols(ra, rb, rc, _x_row(x, n, h + 3, zero) if two else zero, wf, y[n, i].ravel(),
-                                 y[n, i + 1].ravel() if two else zero, two, w_in, p1, c_in)
-                elif step == 2 and i + 1 < oh:
-                    forward_pair(ra, rb, rc, _x_row(x, n, h + 3, zero), _x_row(x, n, h + 4, zero),
-                                 _x_row(x, n, h + 5, zero), wf, y[n, i].ravel(), y[n, i + 1].ravel(),
-                                 w_in, p1, c_in, stream)
-                else:
-                    forward_row(ra, rb, rc, wf, y[n, i].ravel(), w_in, p1, c_in, stream)
+            end = min(tasks, (k + 1) * per)
+            _forward_lanes_tasks(x, wf, p0, p1, s0, d0, y, stream, zero, step, k * per, end)
             k = _claim(counter)
         sfence()  # this thread's streamed rows are in memory before the loop ends
+
+
+@njit(cache=True, fastmath={"contract"})
+def _forward_lanes_tasks(x, wf, p0, p1, s0, d0, y, stream, zero, step, t0, t1):  # pragma: no cover - compiled
+    """Tasks t0 <= t < t1 of ``_forward_lanes``: a pair of output rows each (``step`` 2), or a row."""
+    oh, c_in, w_in = y.shape[1], y.shape[3], x.shape[2]
+    per_image = -(-oh // step)
+    for t in range(t0, t1):
+        n, i = t // per_image, t % per_image * step
+        h = i * s0 - p0
+        ra, rb, rc = _x_row(x, n, h, zero), _x_row(x, n, h + d0, zero), _x_row(x, n, h + 2 * d0, zero)
+        if VECTOR_BYTES == 32:  # AVX2: by columns (forward_cols), plain stores
+            two = step == 2 and i + 1 < oh
+            forward_cols(ra, rb, rc, _x_row(x, n, h + 3, zero) if two else zero, wf, y[n, i].ravel(),
+                         y[n, i + 1].ravel() if two else zero, two, w_in, p1, c_in)
+        elif step == 2 and i + 1 < oh:
+            forward_pair(ra, rb, rc, _x_row(x, n, h + 3, zero), _x_row(x, n, h + 4, zero),
+                         _x_row(x, n, h + 5, zero), wf, y[n, i].ravel(), y[n, i + 1].ravel(),
+                         w_in, p1, c_in, stream)
+        else:
+            forward_row(ra, rb, rc, wf, y[n, i].ravel(), w_in, p1, c_in, stream)
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
@@ -316,7 +331,8 @@ def _filter_grad_lanes(x, dy, p0, p1, s0, d0, parts):  # pragma: no cover - comp
     With 32-byte vectors (AVX2) by columns (``filter_grad_cols``): the strips' window, nine sums
     and two rows of dy need 23 of the 16 registers (8 x 128 x 56 x 56 float32, one thread, CPU
     time, A/B in one process, loaded machine: 3.7 against 4.2 ms, 1 x 128 x 56 x 56: 0.29 against
-    0.34 ms; PyTorch channels_last 7.9 / 0.33 ms)."""
+    0.34 ms; PyTorch channels_last 7.9 / 0.33 ms). Below SERIAL_MACS multiply-adds on the calling
+    thread, each chunk into its part as on the threads (the same bits)."""
     n_, oh, ow, c_in = dy.shape
     w_in = x.shape[2]
     zero = np.zeros(max(w_in, ow) * c_in, dtype=x.dtype)
@@ -326,32 +342,45 @@ def _filter_grad_lanes(x, dy, p0, p1, s0, d0, parts):  # pragma: no cover - comp
     chunks = parts.shape[0]
     per = -(-tasks // chunks)
     counter = np.zeros(1, dtype=np.int64)
+    if dy.size * 9 < SERIAL_MACS:  # on this thread, chunk k into parts[k] as the threads would
+        for k in range(chunks):
+            end = min(tasks, (k + 1) * per)
+            _fg_lanes_tasks(x, dy, p0, p1, s0, d0, zero, step, k * per, end, parts[k].ravel())
+        return
     for _ in prange(chunks):
         k = _claim(counter)
         while k < chunks:
-            out = parts[k].ravel()
-            for t in range(k * per, min(tasks, (k + 1) * per)):
-                n, i = t // per_image, t % per_image * step
-                h = i * s0 - p0
-                ra, rb, rc = _x_row(x, n, h, zero), _x_row(x, n, h + d0, zero), _x_row(x, n, h + 2 * d0, zero)
-                # the rows the next task adds, asked for ahead
-                ahead = h + 4 if step == 2 else h + s0 + d0
-                pa, pb = _x_row(x, n, ahead, zero), _x_row(x, n, ahead + d0, zero)
-                two = step == 2 and i + 1 < oh
-                if two:
-                    rd, gb = _x_row(x, n, h + 3, zero), dy[n, i + 1].ravel()
-                else:  # a lone row
-                    rd, gb = zero, zero
-                m, nxt = (t + 1) // per_image, (t + 1) % per_image * step  # the next task's rows of dy
-                if m == n_:
-                    m, nxt = 0, -2  # none: rows of zeros
-                pg, ph = _x_row(dy, m, nxt, zero), _x_row(dy, m, nxt + 1, zero)
-                if VECTOR_BYTES == 32:  # AVX2: by columns, the sums in out (filter_grad_cols)
-                    filter_grad_cols(ra, rb, rc, rd, dy[n, i].ravel(), gb, two, out, w_in, p1, c_in)
-                else:
-                    filter_grad_pair(ra, rb, rc, rd, pa, pb, dy[n, i].ravel(), gb, pg, ph, two, out, w_in, p1,
-                                     c_in)
+            end = min(tasks, (k + 1) * per)
+            _fg_lanes_tasks(x, dy, p0, p1, s0, d0, zero, step, k * per, end, parts[k].ravel())
             k = _claim(counter)
+
+
+@njit(cache=True, fastmath={"contract"})
+def _fg_lanes_tasks(x, dy, p0, p1, s0, d0, zero, step, t0, t1, out):  # pragma: no cover - compiled
+    """Tasks t0 <= t < t1 of ``_filter_grad_lanes`` summed into out: a pair of dy's rows each
+    (``step`` 2), or a row."""
+    n_, oh, c_in, w_in = dy.shape[0], dy.shape[1], dy.shape[3], x.shape[2]
+    per_image = -(-oh // step)
+    for t in range(t0, t1):
+        n, i = t // per_image, t % per_image * step
+        h = i * s0 - p0
+        ra, rb, rc = _x_row(x, n, h, zero), _x_row(x, n, h + d0, zero), _x_row(x, n, h + 2 * d0, zero)
+        # the rows the next task adds, asked for ahead
+        ahead = h + 4 if step == 2 else h + s0 + d0
+        pa, pb = _x_row(x, n, ahead, zero), _x_row(x, n, ahead + d0, zero)
+        two = step == 2 and i + 1 < oh
+        if two:
+            rd, gb = _x_row(x, n, h + 3, zero), dy[n, i + 1].ravel()
+        else:  # a lone row
+            rd, gb = zero, zero
+        m, nxt = (t + 1) // per_image, (t + 1) % per_image * step  # the next task's rows of dy
+        if m == n_:
+            m, nxt = 0, -2  # none: rows of zeros
+        pg, ph = _x_row(dy, m, nxt, zero), _x_row(dy, m, nxt + 1, zero)
+        if VECTOR_BYTES == 32:  # AVX2: by columns, the sums in out (filter_grad_cols)
+            filter_grad_cols(ra, rb, rc, rd, dy[n, i].ravel(), gb, two, out, w_in, p1, c_in)
+        else:
+            filter_grad_pair(ra, rb, rc, rd, pa, pb, dy[n, i].ravel(), gb, pg, ph, two, out, w_in, p1, c_in)
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})

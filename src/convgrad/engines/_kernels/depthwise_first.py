@@ -542,6 +542,21 @@ def _plane_sums3x3(bf, wb_, gf, gb, oh, ow, s0, d0, d1, tail, shifted, t0, t1, t
     return t0, t1, t2, t3, t4, t5, t6, t7, t8
 
 
+@njit(cache=True, fastmath={"contract"})
+def _plane_sums_tasks(xf, gf, t0, t1, o_, c_in, h_in, w_in, oh, ow, p0, p1, s0, d0, d1, mult, hb, rs, tail,
+                      shifted, buf, sums):  # pragma: no cover - compiled
+    """sums[t] = the nine tap sums of the (n, o) plane t of dy, t0 <= t < t1 (``_filter_grad_planes``)."""
+    for t in range(t0, t1):
+        n, o = t // o_, t % o_
+        _fill(xf, (n * c_in + o // mult) * h_in * w_in, h_in, w_in, p0, p1, buf, hb, rs)
+        z = vzero(buf)
+        a0, a1, a2, a3, a4, a5, a6, a7, a8 = _plane_sums3x3(
+            buf, rs, gf, t * oh * ow, oh, ow, s0, d0, d1, tail, shifted, z, z, z, z, z, z, z, z, z)
+        sums[t, 0], sums[t, 1], sums[t, 2] = vsum(a0), vsum(a1), vsum(a2)
+        sums[t, 3], sums[t, 4], sums[t, 5] = vsum(a3), vsum(a4), vsum(a5)
+        sums[t, 6], sums[t, 7], sums[t, 8] = vsum(a6), vsum(a7), vsum(a8)
+
+
 @njit(parallel=True, cache=True, fastmath={"contract"})
 def _filter_grad_planes(xf, gf, n_, c_in, o_, h_in, w_in, oh, ow, p0, p1, s0, d0, d1, mult, hb, wb, tail,
                         dw):  # pragma: no cover - compiled
@@ -554,7 +569,8 @@ def _filter_grad_planes(xf, gf, n_, c_in, o_, h_in, w_in, oh, ow, p0, p1, s0, d0
     8 x 128 x 56 x 56): x and dy are each read front to back, as the hardware fetches ahead
     (8 x 128 x 56 x 56 float32, one thread, CPU time, loaded machine: 1.47 against 1.82 ms for a
     channel's images in turn with the next planes asked for ahead; the channels-last kernel
-    1.40). The sums (9 per plane of dy, which has at least ``lanes`` outputs) are smaller than dy."""
+    1.40). The sums (9 per plane of dy, which has at least ``lanes`` outputs) are smaller than dy.
+    Below SERIAL_MACS multiply-adds on the calling thread."""
     tasks = n_ * o_
     sums = np.empty((tasks, 9), dtype=dw.dtype)
     per = chunk_size(tasks)
@@ -563,21 +579,20 @@ def _filter_grad_planes(xf, gf, n_, c_in, o_, h_in, w_in, oh, ow, p0, p1, s0, d0
     width = lanes(xf)
     shifted = d1 == 1  # buffer rows a vector apart and aligned (``_plane_sums3x3``)
     rs = _row_stride(wb, width, shifted)
-    for _ in prange(chunks):
-        k = _claim(counter)
-        # Kept across planes: each _fill writes the same samples, the border stays zero.
-        buf = _plane_buffer(hb, rs, width, shifted, k < chunks, xf)
-        while k < chunks:
-            for t in range(k * per, min(tasks, (k + 1) * per)):
-                n, o = t // o_, t % o_
-                _fill(xf, (n * c_in + o // mult) * h_in * w_in, h_in, w_in, p0, p1, buf, hb, rs)
-                z = vzero(buf)
-                t0, t1, t2, t3, t4, t5, t6, t7, t8 = _plane_sums3x3(
-                    buf, rs, gf, t * oh * ow, oh, ow, s0, d0, d1, tail, shifted, z, z, z, z, z, z, z, z, z)
-                sums[t, 0], sums[t, 1], sums[t, 2] = vsum(t0), vsum(t1), vsum(t2)
-                sums[t, 3], sums[t, 4], sums[t, 5] = vsum(t3), vsum(t4), vsum(t5)
-                sums[t, 6], sums[t, 7], sums[t, 8] = vsum(t6), vsum(t7), vsum(t8)
+    if tasks * oh * ow * 9 < SERIAL_MACS:  # on this thread
+        buf = _plane_buffer(hb, rs, width, shifted, True, xf)
+        _plane_sums_tasks(xf, gf, 0, tasks, o_, c_in, h_in, w_in, oh, ow, p0, p1, s0, d0, d1, mult, hb, rs,
+                          tail, shifted, buf, sums)
+    else:
+        for _ in prange(chunks):
             k = _claim(counter)
+            # Kept across planes: each _fill writes the same samples, the border stays zero.
+            buf = _plane_buffer(hb, rs, width, shifted, k < chunks, xf)
+            while k < chunks:
+                end = min(tasks, (k + 1) * per)
+                _plane_sums_tasks(xf, gf, k * per, end, o_, c_in, h_in, w_in, oh, ow, p0, p1, s0, d0, d1,
+                                  mult, hb, rs, tail, shifted, buf, sums)
+                k = _claim(counter)
     out = dw.ravel()
     for o in range(o_):
         for tap in range(9):
