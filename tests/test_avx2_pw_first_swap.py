@@ -32,8 +32,9 @@ def test_pointwise_first_filter_grad_matches_the_oracle_in_either_order(c, o, n,
     operand it takes first; x and dy unchanged."""
     geom = convgrad.ConvGeometry.for_conv((n, c, side, side), (o, c, 1, 1))
     swapped = tiled._pointwise_swapped(geom)
+    pair = 2 * VECTOR_BYTES // 4  # float32 channels of one pass of the tiles
     assert swapped == (VECTOR_BYTES == 32 and c < o
-                       and -(-o // 6) * -(-c // 16) <= -(-c // 6) * -(-o // 16))
+                       and -(-o // 6) * -(-c // pair) <= -(-c // 6) * -(-o // pair))
     rng = np.random.default_rng(n * 1000 + c * 31 + o * 7 + side)
     x = rng.standard_normal((n, c, side, side)).astype(np.float32)
     dy = rng.standard_normal((n, o, side, side)).astype(np.float32)
