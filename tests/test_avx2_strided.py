@@ -145,3 +145,110 @@ def test_paired_orders_each_pair_along_the_rows_and_refuses_others():
     assert _regions.paired(np.array([row(0), row(2)], np.int64)) is None
     assert not columns._pairs(np.array([row(0, step=3), row(1, step=3)], np.int64))
     assert not columns._pairs(np.array([row(0, count=(1, 5)), row(1, count=(1, 5))], np.int64))
+
+
+def _rows_read(geom, table, copies, width, csize):
+    """Per work item of the one region's table row (regions_forward's split: planes of the output
+    in tiles of ``width``, _items' items), the last chunk of the copied window's rows its outputs'
+    windows read, from the geometry output by output (the loop the kernel's formula replaces)."""
+    row = table[0]
+    od, oh, ow = row[columns.OUT:columns.OUT + 3]
+    per, chunks = columns._items(oh, ow, width)
+    wd, wh = copies[0, columns.COPY_SIZE], copies[0, columns.COPY_SIZE + 1]
+    plane, tiles = oh * ow, -(-(oh * ow) // width)
+    last = []
+    for n in range(geom.batch):
+        for i in range(od):
+            for c in range(chunks):
+                outs = {min(u * width, plane - width) + e for u in range(c * per, min((c + 1) * per, tiles))
+                        for e in range(width)} if plane >= width else set(range(plane))
+                rows = [(n * wd + row[columns.XA] + i * row[columns.S] + a * row[columns.DIL]) * wh
+                        + row[columns.XA + 1] + p // ow * row[columns.S + 1] + b * row[columns.DIL + 1]
+                        for p in outs for a in range(row[columns.KD]) for b in range(row[columns.KH])]
+                last.append(max(rows) // csize)
+    return last
+
+
+@given(case=paired_cases(), data=st.data())
+@strategies.budget(30)
+def test_the_fused_order_copies_each_chunk_of_rows_before_the_tiles_that_read_it(case, data):
+    """A strided forward that pads x whole in its launch (one region, one window): _fused_order
+    lists every chunk of copied rows and of tiles once, each chunk of rows before the first chunk
+    of tiles whose outputs' windows read one of its rows (from the geometry, output by output),
+    and gives each chunk of tiles the last chunk of rows it reads (at least that far)."""
+    x_shape, w_shape, kw = case
+    out_channels = data.draw(st.sampled_from([16, 64, 70]))
+    geom = convgrad.ConvGeometry.for_conv(x_shape, (out_channels, *w_shape[1:]), **kw)
+    assume(all(geom.out_spatial))
+    block = convgrad.make_plan("forward", geom, np.dtype(np.float32), "tiled", 2**31).choices["block"]
+    assume(block != tiled.DOT)
+    table, copies, _ = _regions._forward_table(geom, False)
+    width = 8 if 16 <= block <= 32 else 6
+    per_item = data.draw(st.sampled_from([1, -(-geom.out_channels // block)]))  # filter-major or not
+    n = geom.batch
+    rows = n * copies[0, columns.COPY_SIZE] * copies[0, columns.COPY_SIZE + 1]
+    chunks = columns._items(*table[0, columns.OUT + 1:columns.OUT + 3], width)[1]
+    tasks = n * table[0, columns.OUT] * chunks * (-(-geom.out_channels // block) // per_item)
+    csize, size = data.draw(st.integers(1, 5)), data.draw(st.integers(1, 5))
+    ccount = -(-rows // csize)
+    order, need = columns._fused_order(n, copies, table, csize, ccount, tasks, size, width, True)
+    assert sorted(order.tolist()) == sorted([-j - 1 for j in range(ccount)] + list(range(-(-tasks // size))))
+    reads = _rows_read(geom, table, copies, width, csize)
+    items = len(reads)
+    seen = 0  # chunks of rows listed so far (in order)
+    for unit in order:
+        if unit < 0:
+            assert -unit - 1 == seen
+            seen += 1
+            continue
+        wanted = max(reads[q % items] for q in range(unit * size, min(tasks, (unit + 1) * size)))
+        assert need[unit] >= wanted and seen > need[unit]
+
+
+@pytest.mark.parametrize("layout, x_shape, w_shape, kw", [  # (channels-last: borders over a quarter of x)
+    ("channels_first", (3, 40, 23, 30), (70, 40, 3, 3), {"stride": 2, "padding": ((1, 0), (1, 0))}),
+    ("channels_first", (2, 16, 7, 9, 11), (64, 16, 2, 3, 2),
+     {"stride": (1, 2, 2), "padding": 1, "dilation": (2, 1, 1)}),
+    ("channels_last", (2, 16, 7, 9, 11), (64, 16, 2, 3, 2),
+     {"stride": (1, 2, 2), "padding": 1, "dilation": (2, 1, 1)}),
+    ("channels_first", (1, 24, 700), (16, 24, 4), {"stride": 3, "padding": 2}),
+    # rows of 3 MB, one per chunk of copies: a thread that claims the first tiles needs the third
+    # row while the other copies it
+    ("channels_first", (1, 256, 6, 3000), (16, 256, 3, 1), {"stride": 2, "padding": ((1, 0), (0, 0))}),
+])
+def test_the_tiles_of_a_fused_launch_read_only_copied_rows(monkeypatch, layout, x_shape, w_shape, kw):
+    """A strided forward whose launch pads (channels-first: transposes) x whole, the copies and the
+    tiles taking turns, a chunk of tiles copying the rows it reads that the other thread has not
+    finished: the padded copy starts as NaN on every call, so a tile that reads a row before it
+    is copied gives NaN; on two threads forced, every call gives bitwise the one-thread result,
+    which matches the loop oracle."""
+    numba = pytest.importorskip("numba")
+    from convgrad.engines import _threads
+
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
+    rng = np.random.default_rng(12)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    x32, w32 = x.astype(np.float32), w.astype(np.float32)
+    if layout == "channels_last":
+        x32 = np.ascontiguousarray(x_to_last(x32, "channels_first"))
+        w32 = np.ascontiguousarray(w_to_last(w32, "channels_first"))
+    block = convgrad.make_plan("forward", geom, np.dtype(np.float32), "tiled", 2**31).choices["block"]
+    xl = x32 if layout == "channels_last" else x_to_last(x32, "channels_first")
+    first = layout == "channels_first"
+    assert tiled._padded_in_launch(geom, block, xl, first)
+    assert not (tiled._in_regions(geom, block, xl, first) and not tiled._streams(geom, block, np.float32))
+    monkeypatch.setattr(_regions, "scratch", lambda name, shape, dtype: np.full(shape, np.nan, dtype))
+
+    def run():
+        return convgrad.conv(x32, w32, method="tiled", data_format=layout, **kw)
+
+    monkeypatch.setattr(_threads, "free_cores", lambda: 1)
+    want = run()
+    got = want if first else x_from_last(want, "channels_first")
+    expect = oracle.conv(x, w, **kw)
+    assert_close(got, expect, rtol=0, atol=1e-5 * np.abs(expect).max(), dtype=np.float32)
+    monkeypatch.setattr(_threads, "free_cores", lambda: 1 << 10)
+    if _threads.for_numba() < 2 or numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one thread")
+    for _ in range(40):
+        assert run().tobytes() == want.tobytes()
