@@ -151,7 +151,6 @@ class _First(NamedTuple):
     pads: tuple[int, int]  # the leading pads
     flipped_pads: tuple[int, int]  # the gathering input gradient's
     gathers: bool  # unit strides, one output per channel: dx by the forward's gather
-    serial: bool  # the kernel runs on the calling thread (``depthwise_first.SERIAL_MACS``)
 
 
 def _first(kernel, geom: ConvGeometry) -> _First:
@@ -162,12 +161,8 @@ def _first(kernel, geom: ConvGeometry) -> _First:
     (kh, kw), (d0, d1) = geom.kernel, geom.rhs_dilation
     gathers = (kernel is _kernels.depthwise2d_input_grad_first and geom.stride == (1, 1)
                and geom.out_channels == geom.in_channels)
-    # the forward's kernel (also the gathering input gradient's) with few multiply-adds runs on
-    # this thread: its pool's thread count need not be set (7 us a call)
-    forward = kernel is _kernels.depthwise2d_forward_first or gathers
-    serial = forward and math.prod(out_shape) * kh * kw < _kernels.depthwise_first.SERIAL_MACS
     return _First(out_shape, (geom.out_channels, kh, kw), (p0, p1), ((kh - 1) * d0 - p0, (kw - 1) * d1 - p1),
-                  gathers, serial)
+                  gathers)
 
 
 def _run_first(kernel, geom: ConvGeometry, fixed: _First, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -176,21 +171,19 @@ def _run_first(kernel, geom: ConvGeometry, fixed: _First, a: np.ndarray, b: np.n
     if 0 in a.shape or 0 in b.shape:  # no sample reaches the result
         return np.zeros(fixed.out_shape, dtype=a.dtype)
     out = aligned_empty(fixed.out_shape, a.dtype)
+    # also where the kernel runs on this thread (depthwise_first.SERIAL_MACS): the pool's count
+    # follows the caller's limits whichever call ran last
+    _threads.for_numba()
     (d0, d1), flat = geom.rhs_dilation, fixed.flat
     if kernel is _kernels.depthwise2d_filter_grad_first:
-        _threads.for_numba()
         kernel(a, b, *fixed.pads, *geom.stride, d0, d1, out.reshape(flat))
     elif fixed.gathers and np.isfinite(b).all():
         # Each plane of dx is dy's plane correlated with the flipped kernel: the forward's gather
         # (over dy's zero padding, which the direct sum never multiplies: for a filter with an
         # inf or NaN, the scatter below; see _gather_input_grad).
-        if not fixed.serial:
-            _threads.for_numba()
         flipped = np.ascontiguousarray(b.reshape(flat)[:, ::-1, ::-1])
         _kernels.depthwise2d_forward_first(a, flipped, *fixed.flipped_pads, 1, 1, d0, d1, out)
     else:
-        if not (fixed.serial and kernel is _kernels.depthwise2d_forward_first):
-            _threads.for_numba()
         kernel(a, b.reshape(flat), *fixed.pads, *geom.stride, d0, d1, out)
     return out
 
