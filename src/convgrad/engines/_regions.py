@@ -8,7 +8,9 @@ padded copy of x: the copy cost as much as 5% of the call), and the regions arou
 windows reach into the padding, read from padded copies of their windows (the few rows and
 columns at the borders); or, where those borders are large or x is channels-first, one region
 reading x padded whole. The copies (padded, transposed from channels-first) are made by the
-launch that runs the regions: one fork and join per call.
+launch that runs the regions: one fork and join per call; x padded whole is copied chunk of rows
+by chunk of rows just before the tiles that read them. Into a channels-first dx, the two phases
+of a stride of 2 along the rows run as one (``paired``): each line of dx written once.
 """
 
 from __future__ import annotations
