@@ -13,7 +13,8 @@ moves a unit's 6 input rows to channels-last in 8 x 8 blocks transposed in regis
 4 output rows back the same way, in cache (the old channels-first kernel, its transforms along a
 row of tiles and its GEMM tiles 6 output channels x 64 tiles, took ~1.6x the channels-last time,
 3x on 14 x 14 planes); output planes a multiple of 1 KiB apart (32 x 32 float32), whose rows share
-a few sets of the first-level cache, through a stage with a skewed row stride. A dilated kernel
+a few sets of the first-level cache, through a stage with a skewed row stride (not on AVX2:
+there the stage cost more than it saved). A dilated kernel
 runs on the phase grids (every d-th row and column), read and written in place: F(4x4, 3x3) on
 each.
 
@@ -78,8 +79,11 @@ def winograd43(x, u, consts, first, dh, dw, pt, pl, seg, per, threads, y):  # pr
     # planes on one or two sets of the first-level cache (8 ways): the 8 x 8 transpositions into
     # planes 1,024 floats apart took 7x the time of 1,040 apart. There a unit's output rows are
     # transposed into ``stage`` (its rows a skewed stride apart), then copied a row at a time.
-    # (Input rows read through such a stage measured slower: not done.)
-    sy = _skewed(dw * 4 * span, x.itemsize) if first and _aliased(OH * OW * x.itemsize) else 0
+    # (Input rows read through such a stage measured slower: not done.) AVX2 (8 x 8 blocks of
+    # 32-byte rows): no stage; there the transpositions straight into the planes took 0.86-0.92x
+    # the staged call's time (dilated_3x3_d2's 32 x 32 planes, one thread, loaded).
+    aliased = VECTOR_BYTES != 32 and _aliased(OH * OW * x.itemsize)
+    sy = _skewed(dw * 4 * span, x.itemsize) if first and aliased else 0
     # Each thread claims items until none is left (_claim), so that a thread another process
     # keeps off its core leaves its items to the one that runs; its scratch allocated once (a
     # fresh block of tiles per item cost a page fault per 4 KiB). Items come in a multiple of
