@@ -75,8 +75,8 @@ def estimates(item: tuple[int, ...], layout: str) -> tuple[dict[str, float], str
 
 
 def measure(item: tuple[int, ...], layout: str, calls: int) -> dict[str, float]:
-    """Each engine's one-thread CPU seconds per call: an untimed call each, then 3 rounds of
-    ``calls``, the order alternating; the median over rounds of the rounds' medians."""
+    """Each engine's seconds per call of the filter gradient of ``item`` in ``layout``, on one
+    thread (``timed``)."""
     n, c, h, _, k, s, p, d = item
     data = np.random.default_rng(0)
     x = data.standard_normal((n, h, h, c)).astype(np.float32)
@@ -85,13 +85,20 @@ def measure(item: tuple[int, ...], layout: str, calls: int) -> dict[str, float]:
         x, dy = (np.ascontiguousarray(np.moveaxis(a, -1, 1)) for a in (x, dy))
     kw = {"stride": s, "padding": p, "dilation": d, "data_format": layout}
     run = {e: partial(convgrad.conv_filter_grad, x, dy, (k, k), method=e, **kw) for e in ENGINES}
-    rounds = {e: [] for e in ENGINES}
     with threadpool_limits(1), _threads.serial_under(0):
-        for f in run.values():
-            f()
-        for r in range(3):
-            for e in ENGINES if r % 2 == 0 else ENGINES[::-1]:
-                rounds[e].append(_seconds(run[e], calls))
+        return timed(run, calls)
+
+
+def timed(run: dict, calls: int) -> dict[str, float]:
+    """Seconds per call of each of ``run``'s functions (CPU time of this thread): an untimed call
+    each, then 3 rounds of ``calls``, the order alternating; the median over rounds of the
+    rounds' medians."""
+    names, rounds = list(run), {e: [] for e in run}
+    for f in run.values():
+        f()
+    for r in range(3):
+        for e in names if r % 2 == 0 else names[::-1]:
+            rounds[e].append(_seconds(run[e], calls))
     return {e: statistics.median(v) for e, v in rounds.items()}
 
 

@@ -20,7 +20,6 @@ import argparse
 import json
 import math
 import random
-import statistics
 from functools import partial
 
 import numpy as np
@@ -29,7 +28,7 @@ from threadpoolctl import threadpool_limits
 import convgrad
 from convgrad._plan import Planner
 from convgrad.engines import _threads, warm_up
-from filter_grad_choice import _seconds  # run as a script: benchmarks/ is on the path
+from filter_grad_choice import timed  # run as a script: benchmarks/ is on the path
 
 ENGINES = ("tiled", "im2col", "split_kernel")
 OPS = ("forward", "input_grad")
@@ -73,13 +72,7 @@ def measure(item: tuple[int, ...], op: str, engines: list[str], calls: int) -> d
         run = {e: partial(convgrad.conv, x, w, method=e, **kw) for e in engines}
     else:
         run = {e: partial(convgrad.conv_input_grad, dy, w, x.shape, method=e, **kw) for e in engines}
-    rounds = {e: [] for e in engines}
-    for f in run.values():
-        f()
-    for r in range(3):
-        for e in engines if r % 2 == 0 else engines[::-1]:
-            rounds[e].append(_seconds(run[e], calls))
-    return {e: statistics.median(v) for e, v in rounds.items()}
+    return timed(run, calls)
 
 
 def score(records: list[dict]) -> dict[str, tuple[int, int, float, float]]:

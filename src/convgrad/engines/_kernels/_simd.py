@@ -363,6 +363,24 @@ def add3(a, at, a0, a1, a2):  # pragma: no cover - compiled
 
 
 @njit(inline="always")
+def add6x2(a, at, step, rows, s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51):  # pragma: no cover
+    """a[at + r * step + [0, 2L)] += the 6 x 2 tiles' sums s_r0, s_r1 of rows r < ``rows`` (1-6;
+    L = lanes(a); ``at`` and ``step`` unsigned): the tiles' stores, inlined (a constant ``rows``
+    folds the tests away)."""
+    add2(a, at, s00, s01)
+    if rows > 1:
+        add2(a, at + step, s10, s11)
+    if rows > 2:
+        add2(a, at + np.uint64(2) * step, s20, s21)
+    if rows > 3:
+        add2(a, at + np.uint64(3) * step, s30, s31)
+    if rows > 4:
+        add2(a, at + np.uint64(4) * step, s40, s41)
+    if rows > 5:
+        add2(a, at + np.uint64(5) * step, s50, s51)
+
+
+@njit(inline="always")
 def outer6x2(a, i0, i1, i2, i3, i4, i5, g0, g1, s00, s01, s10, s11, s20, s21, s30, s31, s40, s41,
              s50, s51):  # pragma: no cover - compiled
     """One step of the 6 x 2 tiles of 32-byte vectors (AVX2): the 12 sums s_rj plus a[i_r]

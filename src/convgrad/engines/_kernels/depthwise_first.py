@@ -42,11 +42,10 @@ from ._simd import (
     vshift,
     vsplat,
     vstore,
-    vstream,
     vsum,
     vzero,
 )
-from .depthwise_lanes import _taps
+from .depthwise_lanes import _put, _taps
 
 
 @njit(cache=True)
@@ -233,15 +232,6 @@ def _plane3x3_lines(bf, rs, wf, wo, yf, yb, oh, ow, s0, d0, stream, xf, ahead, c
                 _put(yf, yb + (i + 1) * ow + j0, _taps(b0, b1, b2, c0, c1, c2, f0, f1, f2, k0, k1, k2, k3,
                                                        k4, k5, k6, k7, k8), stream)
         i += 2 if two else 1
-
-
-@njit(cache=True)
-def _put(y, at, v, stream):  # pragma: no cover - compiled
-    """y[at : at + lanes] = v, streamed past the caches where ``stream`` (at a vector boundary)."""
-    if stream:
-        vstream(y, at, v)
-    else:
-        vstore(y, at, v)
 
 
 @njit(cache=True, fastmath={"contract"})

@@ -29,7 +29,7 @@ from ._numba import NUMBA, _claim, _registers, _wide_vectors, njit, prange
 from ._shuffle import transpose8
 from ._simd import (
     VECTOR_BYTES,
-    add2,
+    add6x2,
     lanes,
     outer6x2,
     prefetch,
@@ -520,17 +520,7 @@ def _panel_tile_6x16(xf, panel, tf, xo, c0, mc, S, m, ob, O64, b):  # pragma: no
         d += _U64
     q = np.uint64(c0 * O64 + ob + b)
     step = np.uint64(O64)
-    add2(tf, q, s00, s01)
-    if mc > 1:
-        add2(tf, q + step, s10, s11)
-    if mc > 2:
-        add2(tf, q + np.uint64(2) * step, s20, s21)
-    if mc > 3:
-        add2(tf, q + np.uint64(3) * step, s30, s31)
-    if mc > 4:
-        add2(tf, q + np.uint64(4) * step, s40, s41)
-    if mc > 5:
-        add2(tf, q + np.uint64(5) * step, s50, s51)
+    add6x2(tf, q, step, mc, s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51)
 
 
 # The channels-last filter gradient (``pointwise_filter_grad_last``) sums chunks of this many
@@ -668,14 +658,4 @@ def _last_tile(sliver, df, O, base, tf, c0, mc, O2, m, ob, ahead, at, lines, lin
         e += h
     q = np.uint64(c0 * O2 + ob)
     step = np.uint64(O2)
-    add2(tf, q, s00, s01)
-    if mc > 1:
-        add2(tf, q + step, s10, s11)
-    if mc > 2:
-        add2(tf, q + np.uint64(2) * step, s20, s21)
-    if mc > 3:
-        add2(tf, q + np.uint64(3) * step, s30, s31)
-    if mc > 4:
-        add2(tf, q + np.uint64(4) * step, s40, s41)
-    if mc > 5:
-        add2(tf, q + np.uint64(5) * step, s50, s51)
+    add6x2(tf, q, step, mc, s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51)

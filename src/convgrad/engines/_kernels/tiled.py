@@ -9,8 +9,8 @@ from ._numba import _prefetch, _registers, _wide_vectors, literally, njit, prang
 from ._shuffle import transpose8
 from ._simd import (
     VECTOR_BYTES,
-    add2,
     add3,
+    add6x2,
     lane2,
     lanes,
     outer6x2,
@@ -1324,17 +1324,7 @@ def _filter_rows_2v(xf, df, tf, xo, do, count, shift, ob, sw, OW, dstep, O, at, 
             p += sw
             d += ds
     t, step = np.uint64(at), np.uint64(O)
-    add2(tf, t, s00, s01)
-    if R > 1:
-        add2(tf, t + step, s10, s11)
-    if R > 2:
-        add2(tf, t + np.uint64(2) * step, s20, s21)
-    if R > 3:
-        add2(tf, t + np.uint64(3) * step, s30, s31)
-    if R > 4:
-        add2(tf, t + np.uint64(4) * step, s40, s41)
-    if R > 5:
-        add2(tf, t + np.uint64(5) * step, s50, s51)
+    add6x2(tf, t, step, R, s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51)
 
 
 @njit(cache=True, fastmath={"contract"})
