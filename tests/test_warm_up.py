@@ -36,6 +36,7 @@ cases = [  # x (N, C, *S), w (O, C / groups, *K), the conv's keywords
     ((2, 16, 12, 12), (16, 16, 3, 3), dict(padding=2, dilation=2)),
     ((2, 16, 12, 12), (16, 1, 3, 3), dict(padding=1, groups=16)),
     ((2, 16, 12, 12), (8, 16, 1, 1), dict()),
+    ((2, 16, 96, 96), (8, 16, 1, 1), dict()),  # 18,432 positions: AVX2's channels-last 1x1 filter gradient
     ((2, 3, 20, 20), (16, 3, 7, 7), dict(padding=3, stride=2)),
     ((2, 8, 8, 8, 8), (8, 8, 3, 3, 3), dict(padding=1)),
     ((2, 8, 40), (8, 8, 15), dict(padding=7)),

@@ -24,6 +24,7 @@ import numpy as np
 
 from .._machine import figures
 from ._numba import NUMBA, start_pool
+from ._simd import VECTOR_BYTES
 from .depthwise import depthwise2d_filter_grad, depthwise2d_forward, depthwise2d_input_grad
 from .depthwise_first import (
     depthwise2d_filter_grad_first,
@@ -37,7 +38,7 @@ from .im2col import col2im3d, im2col3d
 from .layout import transpose_batches
 from .pad import last_to_first, pad_copy, pad_copy_first
 from .padmode import fold_gather, pad_gather
-from .pointwise import pointwise_filter_grad_first, pointwise_first
+from .pointwise import pointwise_filter_grad_first, pointwise_filter_grad_last, pointwise_first
 from .regions import pack_phases, regions_forward
 from .spectral import conjugate_planes, spectral_mix
 from .thin_filter import thin_filter_grad
@@ -137,6 +138,9 @@ def warm_up(dtypes=("float32", "float64")) -> None:
         pointwise_first(np.zeros((2, 2), dt), np.zeros((1, 2, 4), dt), np.zeros((1, 2, 4), dt), False)
         pointwise_filter_grad_first(np.zeros((1, 2, 4), dt), np.zeros((1, 2, 4), dt),
                                     np.zeros((1, 2, 64), dt))  # parts (P, C, O rounded up to 64)
+        if dt == np.float32:  # channels-last 1x1 filter gradient: x (P, C), dy (P, O), parts (1, C, 2L)
+            pair = 2 * VECTOR_BYTES // dt.itemsize
+            pointwise_filter_grad_last(np.zeros((2, 6), dt), np.zeros((2, 2), dt), np.zeros((1, 6, pair), dt))
         pairs = np.zeros(2 * 2 * 36, dt)  # complex (1, 2, 6, 6) as real pairs
         split_parts(pairs, (72, 36, 36, 6, 1), (1, 2, 1, 6, 6), (0, 1, 1), *np.zeros((3, 1, 1, 8, 8, 2), dt))
         join_parts(*np.zeros((3, 1, 1, 4, 4, 2), dt), pairs[:64], (32, 16, 16, 4, 1))
