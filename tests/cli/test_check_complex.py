@@ -124,9 +124,9 @@ def test_a_route_in_the_wrong_convention_is_flagged(gradient):
 def test_a_framework_route_in_the_wrong_convention_fails_the_command(cli, monkeypatch):
     core = _routes.core_routes
 
-    def with_conjugated(p):
+    def with_conjugated(p, **kw):
         wrong = Route("d_x", "conj(conv_input_grad)", lambda q: np.conj(_dx(q, "adjoint")))
-        return [*core(p), wrong]
+        return [*core(p, **kw), wrong]
 
     monkeypatch.setattr(_routes, "core_routes", with_conjugated)
     res = cli("check", "--x", "1,1,4,4", "--w", "1,1,3,3", "--dtype", "complex128", "--frameworks", "none")

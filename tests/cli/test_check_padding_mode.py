@@ -73,12 +73,12 @@ def test_a_route_that_ignores_the_mode_is_flagged(cli, monkeypatch):
     """The zero-padded gradient is wrong for a reflect-padded conv: the check says so."""
     core = _routes.core_routes
 
-    def with_zeros(p):
+    def with_zeros(p, **kw):
         def zero_padded(q):
             kw = {k: v for k, v in q.kwargs.items() if k != "padding_mode"}
             return convgrad.conv_input_grad(q.dy, q.w, q.x.shape, **kw)
 
-        return [*core(p), Route("d_x", "zero-padded conv_input_grad", zero_padded)]
+        return [*core(p, **kw), Route("d_x", "zero-padded conv_input_grad", zero_padded)]
 
     monkeypatch.setattr(_routes, "core_routes", with_zeros)
     res = cli("check", "--x", "1,1,5,5", "--w", "1,1,3,3", "--padding", "1", "--padding-mode", "reflect",

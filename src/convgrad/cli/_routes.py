@@ -24,7 +24,7 @@ from .._frameworks._common import (
 )
 from .._ops import conv, conv_bias_grad, conv_filter_grad, conv_input_grad, conv_transpose
 from .._padmode import PadMap
-from .._plan import make_plan
+from .._plan import Planner, make_plan
 from ..engines import engine_names
 from ..testing import Problem, Route, not_available
 from ._args import GeometryArgs
@@ -86,11 +86,35 @@ def dw_explicit(p: Problem) -> np.ndarray:
     return p.back("w", np.concatenate(blocks, axis=0), CF)
 
 
-def core_routes(p: Problem) -> list[Route]:
+class _Recorder(Planner):
+    """The default policy's planner, noting every compiled kernel a plan asks about."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[tuple[np.dtype, tuple]] = []
+
+    def load_seconds(self, dtype: np.dtype, *kernels: object) -> float:
+        self.asked.append((np.dtype(dtype), kernels))
+        return super().load_seconds(dtype, *kernels)
+
+
+def unbuilt(op: str, geom: object, comp: np.dtype, engine: str, layout: str) -> tuple[str, ...]:
+    """The Numba kernels ``engine`` would compile before running this op (of every variant it
+    weighs) because they are not built on this machine yet: their names, none when all are."""
+    from ..engines import _kernels
+
+    rec = _Recorder()
+    rec.plan(op, geom, comp, engine, workspace_limit(None), layout)
+    names = (k.py_func.__name__ for dt, ks in rec.asked for k in _kernels.unbuilt(dt, *ks))
+    return tuple(dict.fromkeys(names))
+
+
+def core_routes(p: Problem, compiled: bool = False) -> list[Route]:
     """Every convgrad route: the explicit identities, convgrad.identities, each engine (refused
-    ones with the plan's reason), the transpose, the bias gradient. With a padding mode the
-    identities run on x extended by ``np.pad`` (their d_x folded back), the engines and the
-    transpose take ``padding_mode`` themselves."""
+    ones with the plan's reason; without ``compiled``, those whose Numba kernels are not built
+    on this machine yet), the transpose, the bias gradient. With a padding mode the identities
+    run on x extended by ``np.pad`` (their d_x folded back), the engines and the transpose take
+    ``padding_mode`` themselves."""
     _, comp = result_dtype(p.x, p.w)
     mode = p.padding_mode
     routes = _identity_routes()
@@ -110,9 +134,15 @@ def core_routes(p: Problem) -> list[Route]:
         verdicts = plan.verdicts()  # every engine's: refused (why) or prepared
         for name in engine_names():
             method, v = f"{fn}(method={name!r})", verdicts[name]
-            routes.append(Route(gradient, method, lambda q, m=name, run=run: run(q, m),
-                                "planner's choice" if name == plan.engine.name else "")
-                          if v["eligible"] else not_available(gradient, method, f"engine: {v['reason']}"))
+            build = () if compiled or not v["eligible"] else unbuilt(op, geom, comp, name, p.fmt)
+            if not v["eligible"]:
+                routes.append(not_available(gradient, method, f"engine: {v['reason']}"))
+            elif build:
+                why = f"its Numba kernels ({', '.join(build)}) are not built on this machine yet"
+                routes.append(not_available(gradient, method, why + ": --compile builds them, once"))
+            else:
+                routes.append(Route(gradient, method, lambda q, m=name, run=run: run(q, m),
+                                    "planner's choice" if name == plan.engine.name else ""))
     # check_routes orders the routes by gradient, keeping this order within each.
     return [*routes, Route("d_x", "conv_transpose(dy, w, output_shape=x.shape)", lambda q: conv_transpose(
                 q.dy, q.w, output_shape=q.x.shape, **q.kwargs), convention="transpose"),

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import itertools
 import math
+import sys
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -59,6 +60,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     o.add_argument("--values", choices=("int", "normal"), default="int",
                    help="example arrays: random integers 0..9 as in the seed note (default), or normal")
     o.add_argument("--json", action="store_true", help="print the results as JSON")
+    o.add_argument("--compile", action="store_true",
+                   help="build the Numba kernels not built on this machine yet (once; minutes) and check "
+                   "every engine; without it, engines whose kernels are not built are shown not available")
     return p
 
 
@@ -92,7 +96,9 @@ def run(ns: argparse.Namespace) -> int:
         report = _general.check(args, problem, selected, rtol)
         return _render(report, args, selected, ns.json)
 
-    routes = _routes.core_routes(problem)
+    if ns.compile:
+        _compile(args.dtype)
+    routes = _routes.core_routes(problem, compiled=ns.compile)
     if min(problem.x.size, problem.w.size, problem.dy.size) == 0:
         # Zero-size arrays: convgrad's own routes are checked; frameworks mostly refuse them.
         routes.append(not_available("d_x", "fronts and frameworks", "not checked on zero-size arrays"))
@@ -113,6 +119,18 @@ def run(ns: argparse.Namespace) -> int:
         report.rows[:] = [r for r in report.rows if r.gradient != "d_b"]
 
     return _render(report, args, selected, ns.json)
+
+
+def _compile(dtype: np.dtype) -> None:
+    """Every compiled kernel for ``dtype``'s real compute dtype, built or loaded now."""
+    from .._dtypes import result_dtype
+    from ..engines import warm_up
+
+    _, comp = result_dtype(np.zeros(0, dtype))
+    real = np.dtype(comp.char.lower()).name
+    if real in ("float32", "float64"):
+        print(f"building convgrad's compiled kernels for {real} (once per machine; minutes)", file=sys.stderr)
+        warm_up((real,))
 
 
 def _render(report: CheckReport, args: GeometryArgs, selected: tuple[str, ...], as_json: bool) -> int:

@@ -59,10 +59,17 @@ def compile_penalty(dtype, *kernels) -> float:
     name = np.dtype(dtype).name
     total = 0.0
     for k in kernels:
-        if not any(name in str(sig[0]) for sig in k.signatures):
+        if not _loaded(k, name):
             compile_s = fig.COMPILE_SECONDS_BY_KERNEL.get(k.py_func.__name__, fig.COMPILE_SECONDS)
-            total += fig.LOAD_SECONDS if _cached(k) else compile_s
+            total += fig.LOAD_SECONDS if _cached(k, name) else compile_s
     return total
+
+
+def unbuilt(dtype, *kernels) -> tuple:
+    """Those of ``kernels`` that would compile before running on ``dtype``: neither loaded in
+    this process nor in Numba's disk cache for it (none without Numba: the loops run as Python)."""
+    name = np.dtype(dtype).name
+    return tuple(k for k in dict.fromkeys(kernels) if NUMBA and not _loaded(k, name) and not _cached(k, name))
 
 
 def warm_up(dtypes=("float32", "float64")) -> None:
@@ -150,11 +157,15 @@ def warm_up(dtypes=("float32", "float64")) -> None:
                          np.zeros((1, 2, 1, 2), dt))
 
 
-def _cached(kernel) -> bool:
-    try:  # numba's on-disk cache: an index file next to the module's bytecode
-        import os
+def _loaded(kernel, name: str) -> bool:
+    """Whether this process has ``kernel`` compiled for dtype ``name`` (its first operand's)."""
+    return any(name in str(sig[0]) for sig in kernel.signatures)
 
-        cache = kernel._cache
-        return os.path.exists(os.path.join(cache.cache_path, cache._impl.filename_base + ".nbi"))
-    except AttributeError:  # another numba version lays its cache out differently
+
+def _cached(kernel, name: str) -> bool:
+    """Whether Numba's disk cache holds ``kernel`` for dtype ``name``, compiled from this source."""
+    try:  # the cache's index (it is empty when the source changed since) keyed by signature
+        index = kernel._cache._cache_file._load_index()
+    except (AttributeError, OSError):  # another numba version lays its cache out differently
         return False
+    return any(name in str(key[0][0]) for key in index if key and key[0])
