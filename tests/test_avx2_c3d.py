@@ -1,9 +1,9 @@
-"""The channels-first stores of the tiled engine's 3-tap row tiles with 32-byte vectors (AVX2:
-_kernels/tiled._three_first, a whole block of 16 channels of 8 consecutive outputs staged
-channels-last and stored by two 8 x 8 transpositions): the forward and the stride-1 input
-gradient against the loop oracle, bitwise equal to the channels-last tiles' sums (the same passes
-in the same order) and on 1 and 2 threads. On other machines the same checks run the 64-byte
-tiles."""
+"""The channels-first stores of the tiled engine's 3-tap rows (16 channels, 3 taps along the row)
+with 32-byte vectors (AVX2: the passes of 6 x 2 vectors of a block of 16, staged 8 tiles at a
+time channels-last and stored as runs of 48 outputs by 8 x 8 transpositions, _stream_plane_6x64):
+the forward and the stride-1 input gradient against the loop oracle, bitwise equal to the
+channels-last tiles' sums (the same passes in the same order) and on 1 and 2 threads. On other
+machines the same checks run the 64-byte 3-tap tiles."""
 
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
-"""The tiled forward's tiles of 8 outputs x 16 or 32 channels, the 3-tap row tiles and the
-dot-product tiles, as they run on this machine: with 32-byte vectors (AVX2) as passes of explicit
-vectors (_kernels/tiled: _forward_tile_4x2, 4 outputs x 2 vectors per pass of 2 vectors of
-channels, and _dot_tile_3x3, two passes of 3 outputs x 3 channels), else the 64-byte tiles. The
-forward and the stride-1 input gradient against the loop oracle, both layouts and dtypes, partial
-blocks, y NaN-filled first (every output written) and, where asked, stored past the caches."""
+"""The tiled forward's tiles of 16 or 32 channels, the 3-tap row tiles and the dot-product tiles,
+as they run on this machine: with 32-byte vectors (AVX2) as passes of explicit vectors
+(_kernels/tiled: _forward_tile_6x16, 6 outputs x 2 vectors per pass of 2 vectors of channels, for
+every block, and _dot_tile_3x3, two passes of 3 outputs x 3 channels), else the 64-byte tiles of 8
+outputs. The forward and the stride-1 input gradient against the loop oracle, both layouts and
+dtypes, partial blocks, y NaN-filled first (every output written) and, where asked, stored past
+the caches."""
 
 from __future__ import annotations
 

@@ -272,12 +272,12 @@ def test_tiled_three_ops(x_shape, w_shape, kw, tiles):
 
 # The forward blocks the cost model picks, (float32, float64) by output channels, per vector width.
 # With AVX-512 (64 bytes) the tiles compute whole blocks: 16 and 32 channels take the block that
-# fits them, float64 the 8 x 16 tiles (wider ones would not fit the registers). With AVX2 (32) the
-# 8 x 32 and 6 x 64 tiles run as passes of 2 vectors and skip the passes past the last channel:
-# 16 channels cost a block of 32 what they cost one of 16, at its faster rate, 32 and more take the
-# 6 x 64 tiles, and so does float64 (passes of 6 x 8 sums fit the 16 registers).
+# fits them, float64 the 8 x 16 tiles (wider ones would not fit the registers). With AVX2 (32)
+# every block runs as the same passes of 6 outputs x 2 vectors, skipping the passes past the last
+# channel: the block that fits the channels (float64: 16, or 64 past it, whose passes of 6 x 8
+# sums fit the 16 registers).
 _PICKS = {64: {16: (16, 16), 32: (32, 16), 120: (64, 16), 64: (64, 16)},
-          32: {16: (32, 64), 32: (64, 64), 120: (64, 64), 64: (64, 64)}}
+          32: {16: (16, 16), 32: (32, 64), 120: (64, 64), 64: (64, 64)}}
 
 
 @pytest.mark.parametrize(("out_channels", "filter_block"), [(16, 16), (32, 16), (120, 64), (64, 64)])
@@ -322,7 +322,7 @@ def test_tiled_float32_all_tiles_match_float64_within_rounding(monkeypatch, out_
     ((2, 8, 2, 2), (64, 8, 3, 3), {"padding": 1}, "forward", 64),  # a plane of 4 outputs: one at a time
     ((1, 64, 9, 11), (8, 64, 4, 3), {"padding": 1, "stride": 2}, "input_grad", 64),  # phases of dx
     ((1, 64, 5, 7), (8, 64, 3, 3), {"padding": 1}, "input_grad", 64),
-    # tiles of 8 outputs: 16 and 32 channels
+    # tiles of 8 outputs (AVX2: 6): 16 and 32 channels
     ((2, 8, 5, 7), (16, 8, 3, 2), {"padding": 1, "dilation": (1, 2)}, "forward", 16),
     ((1, 6, 3, 5, 6), (30, 6, 2, 3, 2), {"padding": 1, "stride": (1, 1, 2)}, "forward", 32),  # 3-D
     ((2, 8, 2, 2), (16, 8, 3, 3), {"padding": (1, 2), "dilation": (1, 2)}, "forward", 16),  # 4 outputs
@@ -427,14 +427,14 @@ def test_pad_or_crop_matches_numpy_pad_and_slicing(which, data):
 
 
 # The last column: the block the cost model picks with 32-byte vectors (AVX2), where it differs
-# from the dot-product tiles that AVX-512 picks for each. With AVX2 the 8 x 16 and wider tiles
-# skip the passes past the last channel: 2 or 6 channels cost one pass of 16 at nearly twice the dot
+# from the dot-product tiles that AVX-512 picks for each. With AVX2 the tiles of 16 and more
+# channels skip the passes past the last channel: 2 or 6 channels cost one pass of 16 at nearly twice the dot
 # tiles' rate, fewer tiles and no input channels padded to 16.
 @pytest.mark.parametrize(("op", "x_shape", "w_shape", "kw", "avx2"), [
     ("forward", (2, 64, 9, 14), (6, 64, 4, 4), {"padding": ((1, 2), (2, 1))}, 16),  # 2 groups of 3
     # 20 input channels padded to 32, stride and dilation
     ("forward", (2, 20, 7, 13), (2, 20, 3, 3), {"padding": 1, "stride": (1, 2), "dilation": (2, 1)}, 16),
-    ("forward", (1, 16, 5, 4), (2, 16, 3, 3), {"padding": 1}, 32),  # rows narrower than a tile
+    ("forward", (1, 16, 5, 4), (2, 16, 3, 3), {"padding": 1}, 16),  # rows narrower than a tile
     ("forward", (1, 33, 4, 5, 9), (1, 33, 2, 3, 3), {"padding": (0, 1, 2), "dilation": (1, 1, 2)}, 3),  # 3-D
     # the phases of a 3-channel stem's input gradient: dx sums over dy's 64 channels
     ("input_grad", (2, 3, 9, 14), (64, 3, 4, 4), {"padding": ((3, 0), (2, 3))}, 3),

@@ -655,7 +655,8 @@ def _padded_flat(x: np.ndarray, pads: tuple[tuple[int, int], ...], name: str,
     return buf, shape
 
 
-_TILE_WIDTH = {DOT: 6, 16: 8, 32: 8, 64: 6}
+# Outputs per forward tile (_kernels/tiled.py's tile_width): AVX2 runs every block as 6 x 2 vectors.
+_TILE_WIDTH = {DOT: 6, 16: 8, 32: 8, 64: 6} if VECTOR_BYTES != 32 else {DOT: 6, 16: 6, 32: 6, 64: 6}
 
 
 def _filter_tile(block: int, dtype: np.dtype) -> int:
@@ -707,8 +708,10 @@ def _computed_channels(channels: int, block: int, dtype: np.dtype) -> int:
 
 def _three_taps(geom: ConvGeometry, block: int) -> bool:
     """Whether the kernel runs the 3-tap tiles, which share x between a row's taps. (The input
-    gradient runs the forward kernel with stride 1 and the same dilation.)"""
-    return block == 16 and geom.kernel[-1] == 3 and geom.rhs_dilation[-1] == 1 and geom.stride[-1] == 1
+    gradient runs the forward kernel with stride 1 and the same dilation.) Not with 32-byte
+    vectors (AVX2): its 6 x 2 vector tiles run them faster."""
+    return (VECTOR_BYTES != 32 and block == 16 and geom.kernel[-1] == 3 and geom.rhs_dilation[-1] == 1
+            and geom.stride[-1] == 1)
 
 
 def _run_length(geom: ConvGeometry, op: Op, block: int) -> int:
@@ -914,8 +917,10 @@ def _phase_region(geom: ConvGeometry, reach: tuple[int, ...], dyp: np.ndarray, w
 
 def _spreads_phase(combo: tuple[Phase, ...], block: int) -> bool:
     """Whether the phase's stride-1 conv runs the tiles that go on across rows (tiled_forward's
-    choice: not the dot-product tiles, nor 3 undilated taps along the row in blocks of 16)."""
-    return block != DOT and not (block == 16 and combo[-1].taps == 3 and combo[-1].dilation == 1)
+    choice: not the dot-product tiles, nor, but with AVX2, 3 undilated taps along the row in
+    blocks of 16)."""
+    three = VECTOR_BYTES != 32 and block == 16 and combo[-1].taps == 3 and combo[-1].dilation == 1
+    return block != DOT and not three
 
 
 def _new_output(shape: tuple[int, ...], dtype: np.dtype, zeroed: bool) -> np.ndarray:

@@ -11,7 +11,7 @@ from ._numba import _add, _claim, chunk_size, njit, prange
 from ._shuffle import transpose8
 from ._simd import VECTOR_BYTES, lanes
 from .pad import transposed_run
-from .tiled import _STAGE, _forward_tile_6x64, _plane_tiles, _x6
+from .tiled import _STAGE, _forward_tile_6x64, _plane_tiles, _x6, tile_width
 
 # Columns of the region table (one row per region): which source it reads (0: ``a``, 1: ``b``),
 # where its (N, D', H', W', C) array starts in that source and its sizes, where its packed filter
@@ -61,7 +61,7 @@ def regions_forward(a, extent, b, C, wt, table, block, y, filter_major, copies, 
     else:
         N, YD, YH, YW, O = y.shape
         yn, yw, yc = YD * YH * YW * O, O, 1
-    width = 8 if 16 <= block <= 32 else 6
+    width = tile_width(block)
     blocks = -(-O // block)
     per_item = 1 if filter_major else blocks
     K = copies.shape[0]
@@ -70,7 +70,7 @@ def regions_forward(a, extent, b, C, wt, table, block, y, filter_major, copies, 
         rows[r + 1] = rows[r] + N * copies[r, COPY_SIZE] * copies[r, COPY_SIZE + 1]
     P = rows[K]
     # The regions that own work items: all, or paired, the first of each pair (it runs both).
-    paired = first and width == 6 and _pairs(table)
+    paired = first and block == 64 and _pairs(table)
     lead = 2 if paired else 1
     R = table.shape[0] // lead
     starts = np.zeros(R + 1, np.int64)  # each (leading) region's first work item

@@ -31,9 +31,10 @@ from .tile_stream import stream_copy, stream_sums
 # x 16 sums would not fit in the registers), or 4 x 64. Each tile is one function with its sums
 # in named stack arrays, the only form in which LLVM keeps them in registers (an array indexed by
 # a tile position gathered instead); the drivers are shared. These sizes are AVX-512's (32
-# registers of 64 bytes). With 32-byte vectors (AVX2: 16 registers) each tile runs as passes of
-# at most 6 outputs x 2 vectors held as _simd vector values (_forward_tile_6x16, _forward_tile_4x2,
-# _dot_tile_3x3, _filter_rows_2v, _filter_4x3v), each output's products in the same order.
+# registers of 64 bytes). With 32-byte vectors (AVX2: 16 registers) the forward runs every block
+# of channels in tiles of 6 outputs (tile_width), as passes of 6 outputs x 2 vectors held as _simd
+# vector values (_forward_tile_6x16), the other tiles as passes too (_dot_tile_3x3,
+# _filter_rows_2v, _filter_4x3v), each output's products in the same order.
 #
 # The kernels address flat arrays with unsigned offsets. A signed index costs a test for Python's
 # negative indexing at every load, and a view taken per row costs reference counting: together
@@ -58,10 +59,10 @@ def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out, dot, filte
     (O runs of 8 instead of 8 runs of O): the caller gets its layout without a transposing pass.
 
     The outputs of each plane (n, i) of OH x OW, in row order, are cut into tiles of 8 (B = 16 or
-    32) or 6 (B = 64), which run on from the end of one row to the start of the next; the last
-    tile overlaps the one before, and planes smaller than a tile go one output at a time. The
-    3-tap tiles (below) and the dot-product tiles cut each row alone. 1-D and 2-D convs come with
-    unit leading axes.
+    32) or 6 (B = 64, and every B with AVX2's vectors: ``tile_width``), which run on from the end
+    of one row to the start of the next; the last tile overlaps the one before, and planes smaller
+    than a tile go one output at a time. The 3-tap tiles (below; not with AVX2) and the
+    dot-product tiles cut each row alone. 1-D and 2-D convs come with unit leading axes.
 
     With ``dot``, for few output channels (the input gradient of a 3-channel stem): C is a
     multiple of 16 and the filter is packed as wt (ceil(O / 3), KD, KH, 3, KW, C). Each sum is a
@@ -90,12 +91,13 @@ def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out, dot, filte
     XD, XH, XW, C = xp.shape[1], xp.shape[2], xp.shape[3], xp.shape[4]
     KD, KH = wt.shape[1], wt.shape[2]
     KW, block = (wt.shape[4], 3) if dot else (wt.shape[3], wt.shape[5])
-    width = 8 if 16 <= block <= 32 else 6  # 6 for the 6 x 64 and the dot-product tiles
     xf, wf, yf = xp.ravel(), wt.ravel(), y.ravel()
     sd, sh, sw = XH * XW * C, XW * C, s2 * C  # x's strides: first axis, second axis, one output
     ys = yb[2] * yw  # y's stride from one output of a row to the next
-    # A 3-tap row with no stride or dilation: the tile's 10 input positions serve all 3 taps.
-    three = block == 16 and KW == 3 and s2 == 1 and d2 == 1
+    # A 3-tap row with no stride or dilation: the tile's 10 input positions serve all 3 taps
+    # (not with AVX2's 16 registers: its 6 x 2 vector tiles are faster, tile_width).
+    three = block == 16 and KW == 3 and s2 == 1 and d2 == 1 and VECTOR_BYTES != 32
+    width = 8 if three else 6 if dot else tile_width(block)
     rows = N * OD * OH
     blocks = -(-O // block)
     # One work item: all the blocks of a row, or (filter_major) one block of a row. The tiles of
@@ -106,7 +108,7 @@ def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out, dot, filte
     spread = not dot and not three
     per = -(-OW // width)  # tiles per work item
     staged = stream and first and block == 64
-    if first and block == 64:  # whole staging blocks of 8 tiles (_plane_tiles stages y's planes)
+    if first and width == 6 and not dot:  # whole staging blocks of 8 tiles (_plane_tiles stages y's planes)
         per = -(-per // _STAGE) * _STAGE
     plane_tiles = -(-(OH * OW) // width)
     chunks = -(-plane_tiles // per)  # work items per plane
@@ -123,8 +125,6 @@ def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out, dot, filte
         n = r // (OD * OH)
         i = r // OH % OD
         j = r % OH
-        # AVX2's channels-first 3-tap tiles stage their sums (_three_first)
-        stage = np.empty(8 * 16 if VECTOR_BYTES == 32 and first and not dot else 0, y.dtype)
         xrow = (n * XD + xa[0] + i * s0) * sd + (xa[1] + j * s1) * sh + xa[2] * C
         yrow = n * yn + (((ya[0] + i * yb[0]) * YH + ya[1] + j * yb[1]) * YW + ya[2]) * yw
         for q in range(q0, q0 + per_item):
@@ -137,8 +137,6 @@ def tiled_forward(xp, xa, wt, s0, s1, s2, d0, d1, d2, y, ya, yb, out, dot, filte
                 xo, yo = xrow + k0 * sw, yrow + k0 * ys + ob * yc
                 if dot:
                     _dot_tile_6x3(xf, wf, yf, xo, wo, yo, m, KD, KH, KW, C, sd, sh, sw, d0, d1, d2, ys, yc)
-                elif VECTOR_BYTES == 32 and first and ys == 1 and m == 16:
-                    _three_first(xf, wf, yf, xo, wo, yo, KD, KH, C, sd, sh, d0, d1, yc, stage)
                 else:
                     _forward_tile_8x16_three(xf, wf, yf, xo, wo, yo, m, KD, KH, C, sd, sh, d0, d1, ys, yc,
                                              stream)
@@ -161,18 +159,6 @@ def _forward_tile_8(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo, yo
     a compile-time constant: the sums are B-wide registers. With ``stream`` whole blocks (m = B,
     channels-last) are stored past the caches."""
     literally(B)
-    if VECTOR_BYTES == 32:  # AVX2: 8 x B sums would take 16 (B = 16) or 32 of its 16 vector registers
-        step = 2 * lanes(yf)
-        xl, yl = (xo[0], xo[1], xo[2], xo[3]), (yo[0], yo[1], yo[2], yo[3])
-        xh, yh = (xo[4], xo[5], xo[6], xo[7]), (yo[4], yo[5], yo[6], yo[7])
-        past = stream and m == B
-        for q in range(B // step):
-            if q * step < m:
-                _forward_tile_4x2(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xl, yl, yc, B,
-                                  past, q)
-                _forward_tile_4x2(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xh, yh, yc, B,
-                                  past, q)
-        return
     _wide_vectors()
     a0 = _registers(B, yf.dtype)
     a1 = _registers(B, yf.dtype)
@@ -235,60 +221,6 @@ def _forward_tile_8(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo, yo
 
 
 @njit(cache=True, fastmath={"contract"})
-def _forward_tile_4x2(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo, yo, yc, B, stream,
-                      q):  # pragma: no cover - compiled
-    """4 of _forward_tile_8's outputs (xo, yo: 4 offsets) x its channels [2Lq, 2Lq + 2L), as 4 x 2
-    vectors of L = lanes(yf) sums (AVX2): 8 sums, 2 filter vectors and the broadcast input fit its 16
-    registers where the whole tile's 16 or 32 vectors of sums spilled at every multiply-add, and 8
-    independent sums keep both multiply-add units busy through their 4-cycle latency. The filter
-    block (KD, KH, KW, C, B) starts at wo. With ``stream`` whole vectors are stored past the caches."""
-    s00, s01, s10, s11 = vzero(yf), vzero(yf), vzero(yf), vzero(yf)
-    s20, s21, s30, s31 = vzero(yf), vzero(yf), vzero(yf), vzero(yf)
-    run, taps = (KW * C, 1) if d2 == 1 else (C, KW)
-    h = np.uint64(lanes(yf))
-    ub = np.uint64(B)
-    base = np.uint64(2 * q) * h
-    w = np.uint64(wo) + base
-    for a in range(KD):
-        for b in range(KH):
-            for e in range(taps):
-                tap = a * d0 * sd + b * d1 * sh + e * d2 * C
-                p0 = np.uint64(xo[0] + tap)
-                p1 = np.uint64(xo[1] + tap)
-                p2 = np.uint64(xo[2] + tap)
-                p3 = np.uint64(xo[3] + tap)
-                for c in range(np.uint64(run)):
-                    g0 = vload(wf, w)
-                    g1 = vload(wf, w + h)
-                    v = vsplat(xf, p0 + c)
-                    s00 = vfma(v, g0, s00)
-                    s01 = vfma(v, g1, s01)
-                    v = vsplat(xf, p1 + c)
-                    s10 = vfma(v, g0, s10)
-                    s11 = vfma(v, g1, s11)
-                    v = vsplat(xf, p2 + c)
-                    s20 = vfma(v, g0, s20)
-                    s21 = vfma(v, g1, s21)
-                    v = vsplat(xf, p3 + c)
-                    s30 = vfma(v, g0, s30)
-                    s31 = vfma(v, g1, s31)
-                    w += ub
-    n = min(2 * lanes(yf), m - np.int64(base))
-    if yc == 1 and n == 2 * lanes(yf):  # whole vectors
-        put2(yf, np.uint64(yo[0]) + base, s00, s01, stream)
-        put2(yf, np.uint64(yo[1]) + base, s10, s11, stream)
-        put2(yf, np.uint64(yo[2]) + base, s20, s21, stream)
-        put2(yf, np.uint64(yo[3]) + base, s30, s31, stream)
-        return
-    for o in range(n):  # a partial block, or channels-first (see _store_8)
-        r = (base + np.uint64(o)) * np.uint64(yc)
-        yf[np.uint64(yo[0]) + r] = lane2(s00, s01, o, h)
-        yf[np.uint64(yo[1]) + r] = lane2(s10, s11, o, h)
-        yf[np.uint64(yo[2]) + r] = lane2(s20, s21, o, h)
-        yf[np.uint64(yo[3]) + r] = lane2(s30, s31, o, h)
-
-
-@njit(cache=True, fastmath={"contract"})
 def _forward_tile_8x16_three(xf, wf, yf, xo, wo, yo, m, KD, KH, C, sd, sh, d0, d1, ys,
                              yc, stream):  # pragma: no cover - compiled
     """_forward_tile_8 (16 channels) for 3 taps along the row, stride and dilation 1 there: for each input
@@ -299,22 +231,6 @@ def _forward_tile_8x16_three(xf, wf, yf, xo, wo, yo, m, KD, KH, C, sd, sh, d0, d
     with one set of 8 sums, each took 3 dependent multiply-adds per input channel, 12 cycles of
     latency for the 12 cycles the 24 multiply-adds take, so any stall showed. With ``stream``
     whole blocks (m = 16, channels-last) are stored past the caches."""
-    if VECTOR_BYTES == 32:  # AVX2: 2 x 8 x 16 sums would take 32 of its 16 vector registers
-        # The 4 x 2 vector tiles of a 3-tap window (KW = 3, no dilation) instead: sharing x between
-        # the taps takes a set of sums per tap (or 3 dependent multiply-adds per sum), 4 x 3 with
-        # one vector of channels in 16 registers, for the same loads per multiply-add as 4 x 2:
-        # measured 0.75x the 4 x 2 tiles' rate (conv3d 3x3x3, 16 -> 16 channels, one thread).
-        h = 2 * lanes(yf)
-        past = stream and m == 16
-        xl = (xo, xo + C, xo + 2 * C, xo + 3 * C)
-        xh = (xo + 4 * C, xo + 5 * C, xo + 6 * C, xo + 7 * C)
-        yl = (yo, yo + ys, yo + 2 * ys, yo + 3 * ys)
-        yh = (yo + 4 * ys, yo + 5 * ys, yo + 6 * ys, yo + 7 * ys)
-        for q in range(16 // h):
-            if q * h < m:
-                _forward_tile_4x2(xf, wf, yf, wo, m, KD, KH, 3, C, sd, sh, d0, d1, 1, xl, yl, yc, 16, past, q)
-                _forward_tile_4x2(xf, wf, yf, wo, m, KD, KH, 3, C, sd, sh, d0, d1, 1, xh, yh, yc, 16, past, q)
-        return
     _wide_vectors()
     a0 = _registers(16, yf.dtype)
     a1 = _registers(16, yf.dtype)
@@ -415,25 +331,6 @@ def _forward_tile_8x16_three(xf, wf, yf, xo, wo, yo, m, KD, KH, C, sd, sh, d0, d
         _store_8(yf, at, m, yc, a0, a1, a2, a3, a4, a5, a6, a7)
 
 
-@njit(cache=True, fastmath={"contract"})
-def _three_first(xf, wf, yf, xo, wo, yo, KD, KH, C, sd, sh, d0, d1, yc, stage):  # pragma: no cover
-    """_forward_tile_8x16_three with 32-byte vectors (AVX2) for a channels-first y (channel
-    stride yc), its 8 outputs consecutive from yo, all 16 channels: the same 4 x 2 passes store
-    into ``stage`` (8 outputs x 16 channels, channels-last), which goes to y as 16 runs of 8
-    outputs by two 8 x 8 transpositions in registers, not as 128 stores of one value each into 16
-    planes. A function of its own: a branch for it in the 3-tap tile slowed its channels-last
-    stores' path (one thread, conv3d 3x3x3 16 -> 16: 1.07x)."""
-    h = 2 * lanes(yf)
-    xl = (xo, xo + C, xo + 2 * C, xo + 3 * C)
-    xh = (xo + 4 * C, xo + 5 * C, xo + 6 * C, xo + 7 * C)
-    at_l, at_h = (0, 16, 32, 48), (64, 80, 96, 112)
-    for q in range(16 // h):
-        _forward_tile_4x2(xf, wf, stage, wo, 16, KD, KH, 3, C, sd, sh, d0, d1, 1, xl, at_l, 1, 16, False, q)
-        _forward_tile_4x2(xf, wf, stage, wo, 16, KD, KH, 3, C, sd, sh, d0, d1, 1, xh, at_h, 1, 16, False, q)
-    transpose8(stage, np.uint64(0), _U16, yf, np.uint64(yo), np.uint64(yc))
-    transpose8(stage, np.uint64(8), _U16, yf, np.uint64(yo + 8 * yc), np.uint64(yc))
-
-
 @njit(cache=True)
 def _store_8(yf, yo, m, yc, a0, a1, a2, a3, a4, a5, a6, a7):  # pragma: no cover - compiled
     """yf[yo[t] + o * yc] = a_t[o] for the 8 outputs t of a tile, o < m (yc: 1 channels-last)."""
@@ -509,6 +406,29 @@ def _stream_8(yf, yo, a0, a1, a2, a3, a4, a5, a6, a7, B):  # pragma: no cover - 
 
 
 @njit(cache=True)
+def tile_width(block):  # pragma: no cover - compiled
+    """Outputs per forward tile of ``block`` channels: 6 for the 6 x 64 tiles, and with 32-byte
+    vectors (AVX2) for blocks of 16 and 32 too (passes of 6 x 2 vectors, 12 sums in its 16
+    registers: conv3d 3x3x3 16 -> 16 channels-last, one thread, 0.75-0.95x the time of the 4 x 2
+    passes, whose 8 sums leave no slack over the multiply-adds' 4-cycle latency); 8 otherwise."""
+    return 6 if block == 64 or VECTOR_BYTES == 32 else 8
+
+
+@njit(cache=True)
+def _tile_6(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo, yo, yc, stream,
+            B):  # pragma: no cover - compiled
+    """A tile of 6 outputs x a filter block (KD, KH, KW, C, B) at wo (_forward_tile_6x64's
+    arguments): the 6 x 64 tile, or for B = 16 or 32 (AVX2) passes of 6 x 2 vectors up to m."""
+    if B == 64:
+        _forward_tile_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo, yo, yc, stream)
+        return
+    step = 2 * lanes(yf)
+    for v in range(B // step):
+        if v * step < m:
+            _forward_tile_6x16(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo, yo, yc, stream, v, B)
+
+
+@njit(cache=True)
 def _plane_tiles(xf, wf, yf, r, first, count, xa, ya, yb, s0, s1, s2, d0, d1, d2, out, OD, XD, sd, sh, C,
                  YH, YW, O, yn, yw, yc, KD, KH, KW, per, chunks, width, block,
                  stream=False, staged=False):  # pragma: no cover - compiled
@@ -529,7 +449,7 @@ def _plane_tiles(xf, wf, yf, r, first, count, xa, ya, yb, s0, s1, s2, d0, d1, d2
     # Channels-first, a tile's 6 outputs of a channel are under half a vector: 64 x 6 scalar
     # stores; staged, 48 outputs of a channel are 3 whole vectors (the regions' strided forwards,
     # one thread, loaded: 0.98-0.99x the scalar stores' time).
-    staged = staged or (yc != 1 and block == 64 and per % _STAGE == 0 and yk == 1 and yj == OW)
+    staged = staged or (yc != 1 and width == 6 and per % _STAGE == 0 and yk == 1 and yj == OW)
     for q in range(first, first + count):
         ob = q * block * yc
         wo = q * KD * KH * KW * C * block
@@ -542,7 +462,7 @@ def _plane_tiles(xf, wf, yf, r, first, count, xa, ya, yb, s0, s1, s2, d0, d1, d2
             continue
         if staged:
             _stream_plane_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xp, xj, xk, yp + ob, yj,
-                               yk, yc, OW, plane, c * per, min((c + 1) * per, tiles), stream)
+                               yk, yc, OW, plane, c * per, min((c + 1) * per, tiles), stream, block)
             continue
         for u in range(c * per, min((c + 1) * per, tiles)):
             u0 = min(u * width, plane - width)
@@ -558,8 +478,8 @@ def _plane_tiles(xf, wf, yf, r, first, count, xa, ya, yb, s0, s1, s2, d0, d1, d2
                   xp + j3 * xj + k3 * xk, xp + j4 * xj + k4 * xk, xp + j5 * xj + k5 * xk)
             y6 = (yp + j0 * yj + k0 * yk + ob, yp + j1 * yj + k1 * yk + ob, yp + j2 * yj + k2 * yk + ob,
                   yp + j3 * yj + k3 * yk + ob, yp + j4 * yj + k4 * yk + ob, yp + j5 * yj + k5 * yk + ob)
-            if block == 64:
-                _forward_tile_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, x6, y6, yc, stream)
+            if width == 6:  # the 6 x 64 tiles, or AVX2's passes of 6 x 2 vectors (tile_width)
+                _tile_6(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, x6, y6, yc, stream, block)
                 continue
             x8 = (*x6, xp + j6 * xj + k6 * xk, xp + j7 * xj + k7 * xk)
             y8 = (*y6, yp + j6 * yj + k6 * yk + ob, yp + j7 * yj + k7 * yk + ob)
@@ -576,7 +496,7 @@ _STAGE = 8
 
 @njit(cache=True)
 def _stream_plane_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xp, xj, xk, yq, yj, yk, yc, OW,
-                       plane, u_start, u_stop, past):  # pragma: no cover - compiled
+                       plane, u_start, u_stop, past, B=64):  # pragma: no cover - compiled
     """Tiles u_start to u_stop (u_start a multiple of _STAGE) of 6 outputs x m <= 64 channels of a
     plane of OW-wide rows, x's plane at xp (strides xj a row, xk an output), channels-first y's
     at yq (strides yj, yk = 1, yc; its rows one run, yj = OW): each run of _STAGE whole tiles (48
@@ -590,7 +510,8 @@ def _stream_plane_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xp,
     # The channels the tiles sum into the staging block: AVX-512's 6 x 64 tiles all 64 (whole
     # stores); AVX2's passes of 2 vectors up to the block's last valid channel m, so that a block
     # of 16 channels costs one pass, not four (3x3x3 16 -> 16 channels-first: 45 ms against 14 for
-    # the 8 x 16 tiles, one thread). Channels the passes leave unwritten are never stored to y.
+    # the 8 x 16 tiles, one thread); blocks of 16 and 32 (AVX2, B) pass over their own packing.
+    # Channels the passes leave unwritten are never stored to y.
     summed = 64 if VECTOR_BYTES != 32 else min(64, -(-m // (2 * lanes(yf))) * 2 * lanes(yf))
     u = u_start
     while u < u_stop:
@@ -600,8 +521,7 @@ def _stream_plane_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xp,
                 x6 = _x6(xp, xj, xk, OW, p)
                 b = t * 6 * 64
                 y6 = (b, b + 64, b + 128, b + 192, b + 256, b + 320)
-                _forward_tile_6x64(xf, wf, stage, wo, summed, KD, KH, KW, C, sd, sh, d0, d1, d2, x6, y6, 1,
-                                   False)
+                _tile_6(xf, wf, stage, wo, summed, KD, KH, KW, C, sd, sh, d0, d1, d2, x6, y6, 1, False, B)
             p = 6 * u
             at = yq + p // OW * yj + p % OW * yk
             for o0 in range(0, m, 8):  # 8 channels at a time: the staging stays small beside the filter
@@ -621,7 +541,7 @@ def _stream_plane_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xp,
         p = min(6 * u, plane - 6)
         x6 = _x6(xp, xj, xk, OW, p)
         y6 = _x6(yq, yj, yk, OW, p)
-        _forward_tile_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, x6, y6, yc, False)
+        _tile_6(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, x6, y6, yc, False, B)
         u += 1
 
 
@@ -652,7 +572,7 @@ def _forward_tile_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo,
         for q in range(64 // step):
             if q * step < m:
                 _forward_tile_6x16(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo, yo, yc, stream,
-                                   q)
+                                   q, 64)
         return
     _wide_vectors()
     a0 = _registers(64, yf.dtype)
@@ -728,17 +648,19 @@ def _forward_tile_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo,
 
 @njit(cache=True, fastmath={"contract"})
 def _forward_tile_6x16(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo, yo, yc, stream,
-                       q):  # pragma: no cover - compiled
-    """Channels [2Lq, 2Lq + 2L) of _forward_tile_6x64's tile (its arguments), as 6 x 2 vectors of
-    L = lanes(yf) sums: with 32-byte vectors (AVX2's 16 registers) the whole tile's sums would
-    spill to the stack at every multiply-add (one thread, 256 -> 256 channels of 14 x 14, float32:
-    25 GFLOP/s), where passes over the window in 12 registers each leave room for the filter's
-    two vectors and the broadcast input (float32: 4 passes of 16 channels)."""
+                       q, B):  # pragma: no cover - compiled
+    """Channels [2Lq, 2Lq + 2L) of a tile of 6 outputs x a filter block (KD, KH, KW, C, B) at wo
+    (_forward_tile_6x64's arguments), as 6 x 2 vectors of L = lanes(yf) sums: with 32-byte
+    vectors (AVX2's 16 registers) the whole tile's sums would spill to the stack at every
+    multiply-add (one thread, 256 -> 256 channels of 14 x 14, float32: 25 GFLOP/s), where passes
+    over the window in 12 registers each leave room for the filter's two vectors and the
+    broadcast input (float32: 4 passes of 16 channels for B = 64, one for B = 16)."""
     s00, s01, s10, s11 = vzero(yf), vzero(yf), vzero(yf), vzero(yf)
     s20, s21, s30, s31 = vzero(yf), vzero(yf), vzero(yf), vzero(yf)
     s40, s41, s50, s51 = vzero(yf), vzero(yf), vzero(yf), vzero(yf)
     run, taps = (KW * C, 1) if d2 == 1 else (C, KW)
     h = np.uint64(lanes(yf))
+    ub = np.uint64(B)
     base = np.uint64(2 * q) * h
     w = np.uint64(wo) + base
     for a in range(KD):
@@ -757,9 +679,9 @@ def _forward_tile_6x16(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo,
                     s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51 = outer6x2(
                         xf, p0 + c, p1 + c, p2 + c, p3 + c, p4 + c, p5 + c, g0, g1,
                         s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51)
-                    w += _U64
+                    w += ub
     n = min(2 * lanes(yf), m - np.int64(base))
-    if yc == 1 and n == 2 * lanes(yf):  # whole vectors; streamed ones (m = 64) start on 64-byte boundaries
+    if yc == 1 and n == 2 * lanes(yf):  # whole vectors; streamed ones (m = B) start on 64-byte boundaries
         put2(yf, np.uint64(yo[0]) + base, s00, s01, stream)
         put2(yf, np.uint64(yo[1]) + base, s10, s11, stream)
         put2(yf, np.uint64(yo[2]) + base, s20, s21, stream)
