@@ -187,16 +187,20 @@ def test_engines_keep_to_the_callers_thread_limits(monkeypatch):
     monkeypatch.setattr(scipy.fft, "rfftn", rfftn)
     rng = np.random.default_rng(2)
     x, w = rng.standard_normal((2, 4, 12, 12)), rng.standard_normal((4, 1, 3, 3))
+    # An op large enough to share (smaller ones stay on the calling thread, _threads.SERIAL_FLOPS,
+    # and leave Numba's count as it was): the limit must reach its parallel loops, whatever count
+    # an earlier test left.
+    xb, wb = rng.standard_normal((4, 64, 64, 64)), rng.standard_normal((64, 1, 3, 3))
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     with threadpool_limits(limits=1):
         assert _threads.allowed() == 1
         convgrad.conv(x, rng.standard_normal((3, 4, 5, 5)), method="fft")
         got = convgrad.conv(x, w, groups=4, padding=1, method="depthwise")
+        convgrad.conv(xb, wb, groups=64, padding=1, method="depthwise")
         seen.append(("numba", numba.get_num_threads()))
     assert seen and all(n == 1 for _, n in seen), seen
     assert_close(got, oracle.conv(x, w, groups=4, padding=1))
-    # outside the limit the engines use the machine again (for an op large enough to share:
-    # smaller ones stay on the calling thread, _threads.SERIAL_FLOPS)
-    xb, wb = rng.standard_normal((4, 64, 64, 64)), rng.standard_normal((64, 1, 3, 3))
+    # outside the limit the engines use the machine again
     convgrad.conv(xb, wb, groups=64, padding=1, method="depthwise")
     assert numba.get_num_threads() == min(_threads.allowed(), numba.config.NUMBA_NUM_THREADS)
 
