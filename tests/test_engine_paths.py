@@ -863,3 +863,15 @@ def test_tiled_runs_channels_first_pointwise_convs_on_nchw_as_it_is(n, c, o, spa
             assert_close(got, want, rtol=0, atol=1e-6 * max(1, terms), dtype=np.float32)
     if n and c:
         assert ran.count("pointwise_first") == 2 and ran.count("pointwise_filter_grad_first") == 1
+
+
+@pytest.mark.parametrize("op", ["forward", "input_grad", "filter_grad"])
+def test_a_channels_first_plan_shows_the_choices_of_its_own_kernel(op):
+    """A channels-first 1x1 conv runs the pointwise GEMMs on NCHW as it is: its plan (and so
+    explain) names them, not the channels-last tiles the same engine runs for NHWC."""
+    geom = convgrad.ConvGeometry.for_conv((2, 64, 8, 8), (32, 64, 1, 1))
+    first = convgrad.make_plan(op, geom, F32, "tiled", 2**31, "channels_first")
+    last = convgrad.make_plan(op, geom, F32, "tiled", 2**31)
+    assert first.takes == "channels_first"
+    assert first.choices["tile"] == "channels-first 1x1 GEMM" != last.choices.get("tile")
+    assert first.verdicts()["tiled"]["choices"] == first.choices

@@ -35,8 +35,9 @@ class Prepared:
 
     An engine that also runs channels-first without transposing whole arrays (x ``(N, C, *S)``,
     w ``(O, C/G, *K)``, results likewise) gives ``run_first``, with its estimate
-    ``first_seconds`` (None: ``seconds``) and workspace ``first_workspace`` (None: ``workspace``);
-    the planner charges the others the transpositions for a channels-first caller.
+    ``first_seconds`` (None: ``seconds``), workspace ``first_workspace`` (None: ``workspace``) and
+    ``first_choices`` (None: ``choices``) where its channels-first kernel is another; the planner
+    charges the others the transpositions for a channels-first caller.
     """
 
     engine: str
@@ -47,6 +48,7 @@ class Prepared:
     run_first: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = field(default=None, repr=False)
     first_seconds: float | None = None
     first_workspace: int | None = None
+    first_choices: Mapping[str, object] | None = None
 
     @property
     def layouts(self) -> tuple[str, ...]:

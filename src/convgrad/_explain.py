@@ -161,7 +161,8 @@ def _flip_swap(g: ConvGeometry, fmt: str) -> str:
          f".reshape(*w.shape[:-2], {og}, {G * cg})")
 
 
-def _compute_only(op: str, g: ConvGeometry, dtype: np.dtype, limit: int) -> dict[str, tuple[float, dict]]:
+def _compute_only(op: str, g: ConvGeometry, dtype: np.dtype, limit: int,
+                  layout: str) -> dict[str, tuple[float, dict]]:
     """Each eligible engine's estimate and choices without the one-time load of its compiled
     kernels: planned by a planner of its own that charges no load."""
     from ._plan import Planner
@@ -171,7 +172,7 @@ def _compute_only(op: str, g: ConvGeometry, dtype: np.dtype, limit: int) -> dict
             charged = super().load_seconds(dtype, *kernels)
             return charged if charged == float("inf") else 0.0
 
-    plan = NoLoad().plan(op, g, dtype, "auto", limit)
+    plan = NoLoad().plan(op, g, dtype, "auto", limit, layout)
     verdicts = plan.verdicts().items()
     return {name: (v["estimated_seconds"], v["choices"]) for name, v in verdicts if v["eligible"]}
 
@@ -194,9 +195,9 @@ def costs(g: ConvGeometry, fmt: str, dtype: object) -> dict:
                "filter_grad": g.filter_grad_geometry().flops}
     ops = {}
     for op in OPS:
-        plan = make_plan(op, g, comp, "auto", limit)
+        plan = make_plan(op, g, comp, "auto", limit, fmt)  # the caller's layout: its engines and costs
         ins, out = io[op]
-        compute = _compute_only(op, g, comp, limit)
+        compute = _compute_only(op, g, comp, limit, fmt)
         verdicts = plan.verdicts()
         for name, v in verdicts.items():
             if not v["eligible"]:

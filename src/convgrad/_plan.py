@@ -305,8 +305,9 @@ class Planner:
             return Refusal(engine.name, str(e))
         if layout == "channels_last" or isinstance(p, Refusal):
             return p
-        if p.run_first is not None:
-            return replace(p, seconds=p.seconds if p.first_seconds is None else p.first_seconds)
+        if p.run_first is not None:  # its channels-first estimate and choices stand for it
+            return replace(p, seconds=p.seconds if p.first_seconds is None else p.first_seconds,
+                           choices=p.choices if p.first_choices is None else p.first_choices)
         return replace(p, seconds=p.seconds + transpose_seconds(op, geom, dtype))
 
 

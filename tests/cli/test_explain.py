@@ -60,7 +60,7 @@ def test_explain_matches_the_core_geometry(case):
     assert grads["d_w"]["as_conv_general"]["batch_group_count"] == g.feature_group_count
     limit = data["costs"]["workspace_limit"]
     for op, o in data["costs"]["ops"].items():
-        plan = convgrad.make_plan(op, g, np.dtype(np.float64), "auto", limit)
+        plan = convgrad.make_plan(op, g, np.dtype(np.float64), "auto", limit, fmt)  # the caller's layout
         assert o["engine"] == plan.engine.name
         assert o["reason"] == plan.reason
         assert o["workspace_bytes"] == plan.workspace_bytes

@@ -130,7 +130,7 @@ def core_routes(p: Problem, compiled: bool = False) -> list[Route]:
     # With a padding mode the engines run a VALID conv of the extended x: that is the plan.
     geom = p.geom if mode == "zeros" else PadMap.build(mode, p.geom).valid
     for gradient, (op, fn, run) in engines.items():
-        plan = make_plan(op, geom, comp, "auto", workspace_limit(None))
+        plan = make_plan(op, geom, comp, "auto", workspace_limit(None), p.fmt)
         verdicts = plan.verdicts()  # every engine's: refused (why) or prepared
         for name in engine_names():
             method, v = f"{fn}(method={name!r})", verdicts[name]

@@ -176,11 +176,12 @@ class Tiled:
                 back += (_runs_partials_seconds(geom, first=True)
                          - _runs_partials_seconds(geom, first=False)) * fig.FITTED[op]
         first_seconds = seconds + back + planner.load_seconds(dtype, _kernels.pad_copy_first)
-        first_workspace = None
+        first_workspace = first_choices = None
         if _pointwise(geom) and dtype == np.float32:  # channels-first 1x1: GEMMs on NCHW as it is
-            first, first_seconds, first_workspace = _pointwise_first(op, geom, dtype, planner)
+            first, first_seconds, first_workspace, first_choices = _pointwise_first(op, geom, dtype, planner)
         return Prepared(self.name, seconds, workspace, run, choices, run_first=first,
-                        first_seconds=first_seconds, first_workspace=first_workspace)
+                        first_seconds=first_seconds, first_workspace=first_workspace,
+                        first_choices=first_choices)
 
 
 def _pointwise(geom: ConvGeometry) -> bool:
@@ -191,9 +192,9 @@ def _pointwise(geom: ConvGeometry) -> bool:
 
 
 def _pointwise_first(op: Op, geom: ConvGeometry, dtype: np.dtype, planner: Planner):
-    """(run_first, its seconds, its workspace) of a channels-first 1x1 conv: the pointwise
-    kernels (one launch, no copy of x, dy or the result; the filter gradient's partial sums, a
-    fixed number that the threads claim, are its workspace)."""
+    """(run_first, its seconds, its workspace, its choices) of a channels-first 1x1 conv: the
+    pointwise kernels (one launch, no copy of x, dy or the result; the filter gradient's partial
+    sums, a fixed number that the threads claim, are its workspace)."""
     fig = figures("tiled")
     chunks = geom.batch * -(-math.prod(geom.in_spatial) // pointwise.CHUNK)
     part = math.prod(_pointwise_part(geom)) * dtype.itemsize
@@ -206,7 +207,8 @@ def _pointwise_first(op: Op, geom: ConvGeometry, dtype: np.dtype, planner: Plann
         load = planner.load_seconds(dtype, _kernels.pointwise_filter_grad_first, _kernels.transpose_batches)
     else:
         load = planner.load_seconds(dtype, _kernels.pointwise_first)
-    return partial(_run_pointwise_first, op, geom, parts), seconds + load, workspace
+    choices = {"tile": "channels-first 1x1 GEMM", **({"parts": parts} if op == "filter_grad" else {})}
+    return partial(_run_pointwise_first, op, geom, parts), seconds + load, workspace, choices
 
 
 def _pointwise_last_fits(geom: ConvGeometry, dtype: np.dtype) -> bool:
