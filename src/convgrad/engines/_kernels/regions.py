@@ -11,7 +11,7 @@ from ._numba import _add, _claim, chunk_size, njit, prange
 from ._shuffle import transpose8
 from ._simd import VECTOR_BYTES, lanes
 from .pad import transposed_run
-from .tiled import _STAGE, _forward_tile_6x64, _plane_tiles, _x6, tile_width
+from .tiled import _STAGE, _plane_tiles, _tile_6, _x6, tile_width
 
 # Columns of the region table (one row per region): which source it reads (0: ``a``, 1: ``b``),
 # where its (N, D', H', W', C) array starts in that source and its sizes, where its packed filter
@@ -69,8 +69,10 @@ def regions_forward(a, extent, b, C, wt, table, block, y, filter_major, copies, 
     for r in range(K):
         rows[r + 1] = rows[r] + N * copies[r, COPY_SIZE] * copies[r, COPY_SIZE + 1]
     P = rows[K]
-    # The regions that own work items: all, or paired, the first of each pair (it runs both).
-    paired = first and block == 64 and _pairs(table)
+    # The regions that own work items: all, or paired, the first of each pair (it runs both). The
+    # tiles of 6 outputs pair: the 6 x 64, and with AVX2 every block (its passes of 6 x 2 vectors;
+    # a block of 32, 4x4 stride 2 64 -> 32 channels, one thread, loaded: 0.9x the time unpaired).
+    paired = first and width == 6 and _pairs(table)
     lead = 2 if paired else 1
     R = table.shape[0] // lead
     starts = np.zeros(R + 1, np.int64)  # each (leading) region's first work item
@@ -229,13 +231,14 @@ def _pair_first(xf, xg, wt, yf, table, r, item, first, count, C, sd, sh, YH, YW,
     """Work item ``item`` of regions r and r + 1 of ``table`` as one (regions_forward, where
     ``_pairs``): the two phases of a stride of 2 along the rows of a channels-first y (yc > 1,
     its outputs along a row 1 apart), region r + 1's outputs 1 after region r's, their counts and
-    other steps the same; ``xf`` and ``xg`` their sources from their BASE, 6 x 64 tiles, filter
-    blocks first to first + count. Each run of _STAGE whole tiles of both phases (48 outputs
-    each) is summed channels-last into one staging block, the phases' outputs interleaved as they
-    lie in y, transposed in 8 x 8 registers and stored as runs of y's rows: every line of y
+    other steps the same; ``xf`` and ``xg`` their sources from their BASE, tiles of 6 outputs
+    (``_tile_6``: 6 x 64, with AVX2 passes of 6 x 2 vectors of any block), filter blocks first to
+    first + count. Each run of _STAGE whole tiles of both phases (48 outputs each) is summed
+    channels-last into one staging block (64 channels wide), the phases' outputs interleaved as
+    they lie in y, transposed in 8 x 8 registers and stored as runs of y's rows: every line of y
     written once, by whole vectors. Alone, each phase wrote half of each line with scalar stores
-    taken from its tile's vectors, and the line went back and forth to memory twice. The tiles of
-    the plane's last partial run are stored as they are (the last one overlapping the one
+    taken from its tile's vectors, and the line went back and forth to memory twice. The tiles
+    of the plane's last partial run are stored as they are (the last one overlapping the one
     before, as tiled_forward's). Each output is one tile's sum: the same bits as region by
     region."""
     OD, OH, OW = table[r, OUT], table[r, OUT + 1], table[r, OUT + 2]
@@ -260,7 +263,7 @@ def _pair_first(xf, xg, wt, yf, table, r, item, first, count, C, sd, sh, YH, YW,
         m = min(block, O - q * block)
         # the channels the AVX2 tiles sum into the stage: up to the block's last valid one
         # (tiled._stream_plane_6x64's reason)
-        summed = 64 if VECTOR_BYTES != 32 else min(64, -(-m // (2 * lanes(yf))) * 2 * lanes(yf))
+        summed = 64 if VECTOR_BYTES != 32 else min(block, -(-m // (2 * lanes(yf))) * 2 * lanes(yf))
         u = c * per
         stop = min((c + 1) * per, tiles)
         while u < stop:
@@ -269,13 +272,13 @@ def _pair_first(xf, xg, wt, yf, table, r, item, first, count, C, sd, sh, YH, YW,
                     p = 6 * (u + t)
                     e = 12 * t * 64  # output 6t + j of region r at 2(6t + j), region r + 1's after it
                     y6 = (e, e + 128, e + 256, e + 384, e + 512, e + 640)
-                    _forward_tile_6x64(xf, wt, stage, wa, summed, table[r, KD], table[r, KH], table[r, KW], C,
-                                       sd, sh, table[r, DIL], table[r, DIL + 1], table[r, DIL + 2],
-                                       _x6(xp, xj, xk, OW, p), y6, 1, False)
+                    _tile_6(xf, wt, stage, wa, summed, table[r, KD], table[r, KH], table[r, KW], C,
+                            sd, sh, table[r, DIL], table[r, DIL + 1], table[r, DIL + 2],
+                            _x6(xp, xj, xk, OW, p), y6, 1, False, block)
                     y6 = (e + 64, e + 192, e + 320, e + 448, e + 576, e + 704)
-                    _forward_tile_6x64(xg, wt, stage, wb, summed, table[r + 1, KD], table[r + 1, KH],
-                                       table[r + 1, KW], C, sd, sh, table[r + 1, DIL], table[r + 1, DIL + 1],
-                                       table[r + 1, DIL + 2], _x6(xq, xj, xk, OW, p), y6, 1, False)
+                    _tile_6(xg, wt, stage, wb, summed, table[r + 1, KD], table[r + 1, KH],
+                            table[r + 1, KW], C, sd, sh, table[r + 1, DIL], table[r + 1, DIL + 1],
+                            table[r + 1, DIL + 2], _x6(xq, xj, xk, OW, p), y6, 1, False, block)
                 for o0 in range(0, m, 8):  # 8 channels at a time: the staging stays small beside the filter
                     for i0 in range(0, 2 * span, 8):
                         transpose8(stage, np.uint64(i0 * 64 + o0), np.uint64(64), moved, np.uint64(i0),
@@ -295,12 +298,12 @@ def _pair_first(xf, xg, wt, yf, table, r, item, first, count, C, sd, sh, YH, YW,
                 u += _STAGE
                 continue
             p = min(6 * u, plane - 6)
-            _forward_tile_6x64(xf, wt, yf, wa, m, table[r, KD], table[r, KH], table[r, KW], C, sd, sh,
-                               table[r, DIL], table[r, DIL + 1], table[r, DIL + 2], _x6(xp, xj, xk, OW, p),
-                               _x6(yp + ob, yj, yk, OW, p), yc, False)
-            _forward_tile_6x64(xg, wt, yf, wb, m, table[r + 1, KD], table[r + 1, KH], table[r + 1, KW], C, sd,
-                               sh, table[r + 1, DIL], table[r + 1, DIL + 1], table[r + 1, DIL + 2],
-                               _x6(xq, xj, xk, OW, p), _x6(yp + 1 + ob, yj, yk, OW, p), yc, False)
+            _tile_6(xf, wt, yf, wa, m, table[r, KD], table[r, KH], table[r, KW], C, sd, sh,
+                    table[r, DIL], table[r, DIL + 1], table[r, DIL + 2], _x6(xp, xj, xk, OW, p),
+                    _x6(yp + ob, yj, yk, OW, p), yc, False, block)
+            _tile_6(xg, wt, yf, wb, m, table[r + 1, KD], table[r + 1, KH], table[r + 1, KW], C, sd,
+                    sh, table[r + 1, DIL], table[r + 1, DIL + 1], table[r + 1, DIL + 2],
+                    _x6(xq, xj, xk, OW, p), _x6(yp + 1 + ob, yj, yk, OW, p), yc, False, block)
             u += 1
 
 
