@@ -156,9 +156,10 @@ def _forward_lanes(x, w, p0, p1, s0, d0, y, stream):  # pragma: no cover - compi
     """depthwise2d_forward by depthwise_lanes' rows: pairs of output rows where they share input
     rows (unit row stride and dilation), else rows, in chunks the threads claim; y's vectors
     streamed past the caches where ``stream`` and y allows it (``streams``). With 32-byte vectors
-    (AVX2) by columns (``forward_cols``), y stored through the caches: 8 x 128 x 56 x 56 float32,
-    one thread, loaded machine, 3.4 against 6.1 ms of CPU per call with the strips streamed (PyTorch
-    channels_last 3.2-3.4 ms). Below SERIAL_MACS multiply-adds on the calling thread
+    (AVX2) by columns (``forward_cols``), only a pair's first row streamed, the second stored
+    through the caches: 8 x 128 x 56 x 56 float32, one thread, loaded machine, 3.4 against 6.1 ms
+    of CPU per call with the strips streamed (PyTorch channels_last 3.2-3.4 ms), both rows through
+    the caches as before 1.0-1.06x. Below SERIAL_MACS multiply-adds on the calling thread
     (``depthwise_first``)."""
     n_, oh, _, c_in = y.shape
     w_in = x.shape[2]
@@ -193,10 +194,10 @@ def _forward_lanes_tasks(x, wf, p0, p1, s0, d0, y, stream, zero, step, t0, t1): 
         n, i = t // per_image, t % per_image * step
         h = i * s0 - p0
         ra, rb, rc = _x_row(x, n, h, zero), _x_row(x, n, h + d0, zero), _x_row(x, n, h + 2 * d0, zero)
-        if VECTOR_BYTES == 32:  # AVX2: by columns (forward_cols), plain stores
+        if VECTOR_BYTES == 32:  # AVX2: by columns (forward_cols), a pair's first row streamed
             two = step == 2 and i + 1 < oh
             forward_cols(ra, rb, rc, _x_row(x, n, h + 3, zero) if two else zero, wf, y[n, i].ravel(),
-                         y[n, i + 1].ravel() if two else zero, two, w_in, p1, c_in)
+                         y[n, i + 1].ravel() if two else zero, two, w_in, p1, c_in, stream)
         elif step == 2 and i + 1 < oh:
             forward_pair(ra, rb, rc, _x_row(x, n, h + 3, zero), _x_row(x, n, h + 4, zero),
                          _x_row(x, n, h + 5, zero), wf, y[n, i].ravel(), y[n, i + 1].ravel(),

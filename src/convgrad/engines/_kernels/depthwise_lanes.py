@@ -9,7 +9,7 @@ rows share the middle two of their four input rows (2 loads per output and chann
 borders run the same loop (their products with the padding are zeros too). Both walk strips of
 ``STRIP`` columns, every block of channels in a strip before the next strip (the window reloaded
 per strip); the forward may store y past the caches (``vstream``). With 32-byte vectors (AVX2) the
-forward goes by columns instead (``forward_cols``).
+forward goes by columns instead (``forward_cols``), streaming the first row of a pair only.
 
 Rows are 1-D views of ``W * C`` samples, channels innermost; ``p1`` is the leading column pad.
 Channels come in blocks of ``lanes`` from 0; when C is not a multiple, the last block starts at
@@ -162,19 +162,29 @@ def forward_row(ra, rb, rc, wf, ya, w_in, p1, c_in, stream):  # pragma: no cover
 # columns of x from the first-level cache. Its stores go through the caches: streamed, the same
 # loop took 5.4 against 3.1 ms. Asking for the new rows of x AHEAD_X columns ahead and for y's lines
 # AHEAD_Y ahead (to write) took 2.3-2.5 against 3.1-3.6 ms without (8 x 128 x 56 x 56 float32, one
-# thread, CPU time, loaded machine; PyTorch channels_last 2.7-2.9 ms in the same runs).
+# thread, CPU time, loaded machine; PyTorch channels_last 2.7-2.9 ms in the same runs). Where y
+# may be streamed, a pair's first row is (``vstream``: one stream of whole lines, the two columns'
+# lines filled a block at a time) and its second goes through the caches: that saves a sixth of the
+# traffic (the first row's lines are not read before they are written) and took 0.94-1.0x the
+# time on one thread (CPU time), 0.81-0.83x (fastest call) and 0.88-0.91x (first quartile) on two
+# (wall), of the loop with both rows through the caches (8 x 128 x 56 x 56 float32, interleaved in
+# one process, loaded machine). Streaming both rows, four lines of two rows in flight at once, took
+# 3x; a row at a time, each row streamed, 1.1x; staging a column pair's outputs to stream them in
+# address order 1.2-1.4x.
 AHEAD_X = 6
 AHEAD_Y = 8
 
 
 @njit(cache=True, fastmath={"contract"})
-def forward_cols(ra, rb, rc, rd, wf, ya, yb, two, w_in, p1, c_in):  # pragma: no cover - compiled
+def forward_cols(ra, rb, rc, rd, wf, ya, yb, two, w_in, p1, c_in, stream=False):  # pragma: no cover
     """``forward_pair`` (where ``two``; else ``forward_row`` of ra, rb, rc into ya, rd and yb not
     read) for AVX2: two columns of outputs at a time, each for every block of channels, the
     outputs summed in ``_taps``' order (the strips' values, bit for bit). The rows new to this
-    call (rc, rd) are asked for AHEAD_X columns ahead, y's lines for writing AHEAD_Y ahead."""
+    call (rc, rd) are asked for AHEAD_X columns ahead, y's lines for writing AHEAD_Y ahead; with
+    ``stream`` and ``two`` (y allows it: ``streams``) ya's vectors go past the caches instead."""
     width = lanes(wf)
     ow = ya.size // c_in
+    past = stream and two  # ya streamed (a lone row goes through the caches: not measured)
     for j in range(0, ow, 2):
         # both outputs' columns of x, j - p1 to j + 3 - p1, inside the row: loads without checks
         inside = j + 1 < ow and j - p1 >= 0 and j + 3 - p1 < w_in
@@ -193,11 +203,13 @@ def forward_cols(ra, rb, rc, rd, wf, ya, yb, two, w_in, p1, c_in):  # pragma: no
                 # prefetch may name): the new row of x, and y's lines, owned before the stores
                 prefetch(rc, at + AHEAD_X * c_in, 0, 3)
                 prefetch(rc, at + (AHEAD_X + 1) * c_in, 0, 3)
-                prefetch(ya, q + AHEAD_Y * c_in, 1, 3)
-                prefetch(ya, q + (AHEAD_Y + 1) * c_in, 1, 3)
-                vstore(ya, q, _taps(a0, a1, a2, b0, b1, b2, e0, e1, e2, k0, k1, k2, k3, k4, k5, k6, k7, k8))
-                vstore(ya, q + c_in, _taps(a1, a2, a3, b1, b2, b3, e1, e2, e3,
-                                           k0, k1, k2, k3, k4, k5, k6, k7, k8))
+                if not past:
+                    prefetch(ya, q + AHEAD_Y * c_in, 1, 3)
+                    prefetch(ya, q + (AHEAD_Y + 1) * c_in, 1, 3)
+                _put(ya, q, _taps(a0, a1, a2, b0, b1, b2, e0, e1, e2,
+                                  k0, k1, k2, k3, k4, k5, k6, k7, k8), past)
+                _put(ya, q + c_in, _taps(a1, a2, a3, b1, b2, b3, e1, e2, e3,
+                                         k0, k1, k2, k3, k4, k5, k6, k7, k8), past)
                 if two:
                     f0, f1, f2, f3 = vload(rd, at), vload(rd, u1), vload(rd, u2), vload(rd, u3)
                     prefetch(rd, at + AHEAD_X * c_in, 0, 3)
@@ -214,7 +226,8 @@ def forward_cols(ra, rb, rc, rd, wf, ya, yb, two, w_in, p1, c_in):  # pragma: no
                 a0, a1, a2 = _three(ra, col, cb, c_in, w_in)
                 b0, b1, b2 = _three(rb, col, cb, c_in, w_in)
                 e0, e1, e2 = _three(rc, col, cb, c_in, w_in)
-                vstore(ya, q, _taps(a0, a1, a2, b0, b1, b2, e0, e1, e2, k0, k1, k2, k3, k4, k5, k6, k7, k8))
+                _put(ya, q, _taps(a0, a1, a2, b0, b1, b2, e0, e1, e2,
+                                  k0, k1, k2, k3, k4, k5, k6, k7, k8), past)
                 if two:
                     f0, f1, f2 = _three(rd, col, cb, c_in, w_in)
                     vstore(yb, q, _taps(b0, b1, b2, e0, e1, e2, f0, f1, f2,
