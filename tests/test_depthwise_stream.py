@@ -4,8 +4,8 @@ the 64-byte aligned results they need, against the loop oracle.
 The engine streams y from ``depthwise.STREAM_BYTES`` on; the tests lower that to 0 so small draws
 take the path. The channels-last vector rows stream where y starts on a 64-byte boundary and C is
 a multiple of the vector (16 float32, 8 float64 with AVX-512), else they store as before (on
-AVX2 the channels-last forward runs by columns, ``depthwise_lanes.forward_cols``, with plain stores
-whatever ``stream`` says: the draws check its results the same way): the
+AVX2 the channels-last forward runs by columns, ``depthwise_lanes.forward_cols``, streaming the
+first row of each pair of output rows where ``stream`` says, tests/test_avx2_dw_last.py): the
 draws take both, with widths across several strips of ``depthwise_lanes.STRIP`` columns (the last
 one partial), pads that put whole strips in the padding, and rows cut by strides and dilations.
 """
