@@ -88,10 +88,11 @@ def test_the_forward_kernel_matches_the_oracle(data, dtype, stream, seed):
 
 
 @st.composite
-def row_cases(draw, dtype):
-    """Rows of x for one call of the row kernels: channels, input width, leading column pad and
-    output width (any: outputs whose columns lie past the row read zeros)."""
-    c = draw(_channels(dtype))
+def row_cases(draw, dtype, channels=None):
+    """Rows of x for one call of the row kernels: channels (from ``channels``, by default any),
+    input width, leading column pad and output width (any: outputs whose columns lie past the row
+    read zeros)."""
+    c = draw(_channels(dtype) if channels is None else channels)
     w_in = draw(st.integers(1, depthwise_lanes.AHEAD_X + depthwise_lanes.AHEAD_Y + 5))
     p1 = draw(st.integers(0, 3))
     ow = draw(st.integers(1, w_in + 2 * p1))

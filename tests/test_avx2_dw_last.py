@@ -25,6 +25,7 @@ from checks import at_thread_counts
 from convgrad.engines._kernels import depthwise, depthwise_first, depthwise_lanes
 from convgrad.engines._kernels._simd import VECTOR_BYTES
 from convgrad.engines._scratch import aligned_empty
+from test_avx2_depthwise import row_cases as depthwise_rows
 
 pytest.importorskip("numba")
 
@@ -43,15 +44,10 @@ def _nan_rows(n, size, dtype):
     return rows
 
 
-@st.composite
-def row_cases(draw, dtype):
-    """Channels (whole vectors: one to three), input width up to past both prefetch distances,
-    leading column pad and output width (columns past the row read zeros, an odd last column)."""
-    c = _lanes(dtype) * draw(st.integers(1, 3))
-    w_in = draw(st.integers(1, depthwise_lanes.AHEAD_X + depthwise_lanes.AHEAD_Y + 5))
-    p1 = draw(st.integers(0, 3))
-    ow = draw(st.integers(1, w_in + 2 * p1))
-    return c, w_in, p1, ow
+def row_cases(dtype):
+    """test_avx2_depthwise's rows with whole vectors of channels (one to three): the streamed
+    path's condition."""
+    return depthwise_rows(dtype, st.integers(1, 3).map(lambda k: _lanes(dtype) * k))
 
 
 @given(data=st.data(), dtype=st.sampled_from(DTYPES), two=st.booleans(), seed=st.integers(0, 2**31))

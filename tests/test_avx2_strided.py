@@ -29,10 +29,11 @@ def _poisoned(shape, dtype, zeroed):
 
 
 @st.composite
-def paired_cases(draw):
+def paired_cases(draw, channels=(8, 64, 70, 128, 136)):
     """(x_shape, w_shape, kwargs) channels-first: stride 2 along the rows (1-3 on the other
     axes), kernels 1-4 (so phases of 2 and 1 taps, or none), dilation 1-2 on the other axes,
-    pads -1 to 2, planes from one tile up, dx's channels across whole and partial blocks of 64."""
+    pads -1 to 2, planes from one tile up, dx's channels from ``channels`` (by default across
+    whole and partial blocks of 64)."""
     rank = draw(st.integers(1, 3))
     kernel = tuple(draw(st.integers(1, 2 if rank == 3 else 4)) for _ in range(rank))
     stride = (*(draw(st.integers(1, 3)) for _ in range(rank - 1)), 2)
@@ -43,7 +44,7 @@ def paired_cases(draw):
         least = max(1, (k - 1) * d + 1 - lo - hi)
         last = axis == rank - 1  # along the rows: planes of whole staging runs too
         spatial.append(least + draw(st.integers(10 if last else 0, 40 if last else 6)))
-    c = draw(st.sampled_from([8, 64, 70, 128, 136]))  # dx's channels: m = 64 and partial blocks
+    c = draw(st.sampled_from(channels))
     o = draw(st.integers(1, 12))
     return (draw(st.integers(1, 2)), c, *spatial), (o, c, *kernel), {"stride": stride, "padding": pads,
                                                                     "dilation": dilation}

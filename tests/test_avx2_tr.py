@@ -24,6 +24,7 @@ from convgrad._layout import w_to_last, x_from_last, x_to_last
 from convgrad.engines import tiled
 from convgrad.engines._kernels import regions as columns
 from convgrad.engines._kernels._simd import VECTOR_BYTES
+from test_avx2_strided import paired_cases
 
 
 def _poisoned(shape, dtype, zeroed):
@@ -33,25 +34,9 @@ def _poisoned(shape, dtype, zeroed):
 
 @st.composite
 def block_cases(draw):
-    """(block, x_shape, w_shape, kwargs) channels-first: a block of 16 or 32, stride 2 along the
-    rows (1-3 on the other axes), kernels 1-4, dilation 1-2 on the other axes, pads -1 to 2,
-    planes from one tile up, dx's channels across whole and partial blocks and passes of 2
-    vectors."""
-    block = draw(st.sampled_from([16, 32]))
-    rank = draw(st.integers(1, 3))
-    kernel = tuple(draw(st.integers(1, 2 if rank == 3 else 4)) for _ in range(rank))
-    stride = (*(draw(st.integers(1, 3)) for _ in range(rank - 1)), 2)
-    dilation = (*(draw(st.integers(1, 2)) for _ in range(rank - 1)), 1)
-    pads = tuple((draw(st.integers(-1, 2)), draw(st.integers(-1, 2))) for _ in range(rank))
-    spatial = []
-    for axis, (k, d, (lo, hi)) in enumerate(zip(kernel, dilation, pads)):
-        least = max(1, (k - 1) * d + 1 - lo - hi)
-        last = axis == rank - 1  # along the rows: planes of whole staging runs too
-        spatial.append(least + draw(st.integers(10 if last else 0, 40 if last else 6)))
-    c = draw(st.sampled_from([3, 8, 16, 20, 32, 40, 70]))
-    o = draw(st.integers(1, 12))
-    return block, (draw(st.integers(1, 2)), c, *spatial), (o, c, *kernel), {
-        "stride": stride, "padding": pads, "dilation": dilation}
+    """(block, x_shape, w_shape, kwargs): a block of 16 or 32 and test_avx2_strided's paired
+    geometries, dx's channels across whole and partial blocks and passes of 2 vectors."""
+    return (draw(st.sampled_from([16, 32])), *draw(paired_cases(channels=(3, 8, 16, 20, 32, 40, 70))))
 
 
 def _grads(geom, block, dy, w):
