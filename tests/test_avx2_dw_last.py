@@ -18,13 +18,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import oracle
 import strategies
 import tally
 from checks import at_thread_counts
 from convgrad.engines._kernels import depthwise, depthwise_first, depthwise_lanes
 from convgrad.engines._kernels._simd import VECTOR_BYTES
 from convgrad.engines._scratch import aligned_empty
+from test_avx2_depthwise import _oracle_forward
 from test_avx2_depthwise import row_cases as depthwise_rows
 
 pytest.importorskip("numba")
@@ -70,15 +70,6 @@ def test_streamed_columns_equal_the_strips_bit_for_bit(data, dtype, two, seed):
     assert np.array_equal(got[0], want[0]) and not np.isnan(got[0]).any()
     assert np.array_equal(got[1], want[1], equal_nan=True)
     assert np.isnan(got[1]).all() != two
-
-
-def _oracle_forward(x, w2, pads, ends, s0, d0):
-    """The float64 loop oracle's y (N, OH, OW, C) of x (N, H, W, C) and w2 (3, 3, C)."""
-    c = x.shape[3]
-    xf = np.ascontiguousarray(x.transpose(0, 3, 1, 2)).astype(np.float64)
-    wf = np.ascontiguousarray(w2.transpose(2, 0, 1))[:, None].astype(np.float64)
-    y = oracle.conv(xf, wf, stride=(s0, 1), padding=tuple(zip(pads, ends)), dilation=(d0, 1), groups=c)
-    return y.transpose(0, 2, 3, 1)
 
 
 @st.composite
