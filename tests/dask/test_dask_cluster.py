@@ -132,8 +132,10 @@ def _blocks_done(dask_scheduler: object = None) -> int:
 
 @pytest.mark.parametrize("dtype", ["float32", "complex64"])
 def test_a_worker_killed_mid_compute_changes_no_bit(client, dtype):
-    # complex64: the client's planner (its compiled kernels loaded) splits these blocks into
-    # three real convs; the blocks run that split whatever the restarted worker would choose.
+    # complex64: the client's planner (its compiled kernels loaded) splits blocks into three real
+    # convs, the blocks run that split whatever the restarted worker would choose; a block it
+    # runs natively is pinned by its engine (method=). Which blocks split depends on the
+    # process's loaded and cached kernels (a fresh CI machine: some of them), not on the worker.
     from convgrad.dask._blocks import Block
     from convgrad.engines import warm_up
 
@@ -155,7 +157,7 @@ def test_a_worker_killed_mid_compute_changes_no_bit(client, dtype):
 
     splits = {t[1].split is not None for op in ops() for t in dict(op.__dask_graph__()).values()
               if isinstance(t, tuple) and len(t) > 1 and isinstance(t[1], Block)}
-    assert splits == {dtype == "complex64"}
+    assert splits == {False} if dtype == "float32" else True in splits, splits
 
     start = time.perf_counter()
     calm = client.compute(ops(), sync=True)
