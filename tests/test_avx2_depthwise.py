@@ -74,13 +74,21 @@ def _oracle_forward(x, w2, pads, ends, s0, d0):
 def test_the_forward_kernel_matches_the_oracle(data, dtype, stream, seed):
     """``depthwise2d_forward`` called directly (columns with 32-byte vectors, strips with 64-byte
     ones, streamed or not as drawn), y NaN-filled first: the oracle's y within float rounding."""
-    shape, pads, ends, s0, d0 = data.draw(kernel_cases(dtype))
+    check_forward_kernel(data.draw(kernel_cases(dtype)), dtype, seed, stream)
+
+
+def check_forward_kernel(case, dtype, seed, stream, streamable=False):
+    """``depthwise2d_forward`` on ``case`` (kernel_cases' draw) into a NaN-filled y (with
+    ``streamable``, one the streamed stores may take): every output written, the oracle's y
+    within float rounding."""
+    shape, pads, ends, s0, d0 = case
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(shape).astype(dtype)
     w2 = rng.standard_normal((3, 3, shape[3])).astype(dtype)
     want = _oracle_forward(x, w2, pads, ends, s0, d0)
     y = aligned_empty(want.shape, np.dtype(dtype))
     y.fill(np.nan)
+    assert not streamable or depthwise_lanes.streams(y, shape[3])
     depthwise.depthwise2d_forward(x, w2, *pads, s0, 1, d0, 1, y, stream)
     eps = 1e-14 if dtype == np.float64 else 1e-5
     assert not np.isnan(y).any()

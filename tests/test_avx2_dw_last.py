@@ -24,7 +24,7 @@ from checks import at_thread_counts
 from convgrad.engines._kernels import depthwise, depthwise_first, depthwise_lanes
 from convgrad.engines._kernels._simd import VECTOR_BYTES
 from convgrad.engines._scratch import aligned_empty
-from test_avx2_depthwise import _oracle_forward
+from test_avx2_depthwise import _oracle_forward, check_forward_kernel
 from test_avx2_depthwise import row_cases as depthwise_rows
 
 pytest.importorskip("numba")
@@ -90,18 +90,7 @@ def kernel_cases(draw, dtype):
 def test_the_streamed_forward_kernel_matches_the_oracle(data, dtype, seed):
     """``depthwise2d_forward`` with ``stream`` on a streamable y (NaN-filled first): the oracle's
     y within float rounding, every output written."""
-    shape, pads, ends, s0, d0 = data.draw(kernel_cases(dtype))
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(shape).astype(dtype)
-    w2 = rng.standard_normal((3, 3, shape[3])).astype(dtype)
-    want = _oracle_forward(x, w2, pads, ends, s0, d0)
-    y = aligned_empty(want.shape, np.dtype(dtype))
-    y.fill(np.nan)
-    assert depthwise_lanes.streams(y, shape[3])
-    depthwise.depthwise2d_forward(x, w2, *pads, s0, 1, d0, 1, y, True)
-    eps = 1e-14 if dtype == np.float64 else 1e-5
-    assert not np.isnan(y).any()
-    assert np.allclose(y, want, rtol=0, atol=eps * 9 * max(1.0, float(np.abs(want).max())))
+    check_forward_kernel(data.draw(kernel_cases(dtype)), dtype, seed, True, streamable=True)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
