@@ -209,6 +209,23 @@ def test_small_ops_run_on_the_calling_thread(monkeypatch):
         assert min(_threads.allowed(), numba.config.NUMBA_NUM_THREADS) == full
 
 
+def test_a_plan_made_under_a_thread_limit_is_not_kept_after_it(monkeypatch):
+    """Plans split work by the threads the caller allows (the tiled filter gradient's partial sums,
+    one per thread): a plan made inside ``threadpool_limits(1)`` ran on one thread after the limit
+    was lifted. The limit is part of the plan's key."""
+    from convgrad._plan import Planner
+    from convgrad.engines import _threads
+
+    geom = convgrad.ConvGeometry.for_conv((2, 8, 12, 12), (8, 8, 3, 3), padding=1)
+    planner = Planner()
+    plans = {}
+    for limit in (2, 1, 2, 1):
+        monkeypatch.setattr(_threads, "_limits", lambda n=limit: n)
+        plan = planner.plan("filter_grad", geom, np.float64, "tiled")
+        assert plan.choices["parts"] == limit
+        assert plans.setdefault(limit, plan) is plan  # planned once per limit, then reused
+
+
 def test_the_benchmarks_competitor_keeps_a_core_busy_and_ends():
     """The contention run's busy process runs (spends CPU time) for the block and is gone after;
     the degradation and worst call come from the samples' medians."""

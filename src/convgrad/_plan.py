@@ -219,8 +219,14 @@ class Planner:
             raise ValueError(f"geom has an empty output, out_spatial={geom.out_spatial}: no {op} to plan\n"
                              f"{geom.describe()}")
         dtype = np.dtype(dtype)
+        from .engines import _threads  # light (no engine, no Numba): importing the planner loads none
+
         made_with = (_machine.model(), *registered())
-        key = (op, geom, dtype, method, limit, layout, finite)
+        # The threads the caller allows (threadpoolctl's limits) shape a plan: partial sums per
+        # thread, shares of rows. A plan made inside ``threadpool_limits(1)`` kept one share and ran
+        # on one thread after the limit was lifted (transposed_k4_s2's filter gradient: 11 ms on
+        # two threads against 6.4 planned there).
+        key = (op, geom, dtype, method, limit, layout, finite, _threads.allowed())
         with self._lock:
             if made_with != self._made_with:  # a new calibration or engine: plan again
                 self._plans.clear()
