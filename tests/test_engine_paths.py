@@ -247,6 +247,39 @@ def test_a_conv_worth_a_loop_gets_the_compiled_engine_from_its_first_plan(monkey
     assert depthwise["load_seconds"] == pytest.approx(0.4) and whole < 0.4
 
 
+def test_a_plan_the_load_swayed_switches_once_its_calls_have_paid_for_the_load(monkeypatch):
+    """A plan whose engine the load charges chose (depthwise's kernels charged 10 s of compiling:
+    another engine) is planned again as if the kernels were loaded once its calls have lost, by the
+    estimates, as much as the load costs; a process that never called warm_up kept the first
+    choice for good. A plan no load swayed never switches."""
+    from convgrad import _plan
+    from convgrad.engines import Prepared, _kernels
+
+    monkeypatch.setattr(_kernels, "compile_penalty", lambda dtype, *k: 10.0)
+    planner = _plan.Planner()
+    layer = convgrad.ConvGeometry.for_conv((8, 128, 56, 56), (128, 1, 3, 3), padding=1, groups=128)
+    first = planner.plan("forward", layer, F32)
+    loaded = _plan._Loaded().plan("forward", layer, F32)
+    assert loaded.chosen.engine == "depthwise" != first.chosen.engine and loaded.switch is None
+    calls, engine = first.switch
+    assert engine == "depthwise" and f"depthwise from call {calls} on" in first.reason
+    now = {c.engine: c.seconds for c in first.candidates if isinstance(c, Prepared)}
+    then = {c.engine: c.seconds for c in loaded.candidates if isinstance(c, Prepared)}
+    a = first.chosen.engine
+    loss = then[a] - then["depthwise"]  # per call, every kernel loaded
+    load = (now["depthwise"] - then["depthwise"] - (now[a] - then[a])) * _plan.LOAD_SPREAD_CALLS
+    assert loss > 0 and load >= 10.0  # depthwise's kernels charged whole
+    assert calls == max(1, math.ceil(load / loss))  # the calls whose loss reaches the load
+    for _ in range(calls - 1):  # until then the first plan is kept
+        assert planner.plan("forward", layer, F32) is first
+    switched = planner.plan("forward", layer, F32)
+    assert switched.chosen.engine == "depthwise" and switched.switch is None
+    assert planner.plan("forward", layer, F32) is switched
+    # warmed (nothing charged): no switch
+    monkeypatch.setattr(_kernels, "compile_penalty", lambda dtype, *k: 0.0)
+    assert _plan.Planner().plan("forward", layer, F32).switch is None
+
+
 @pytest.mark.parametrize(("x_shape", "w_shape", "kw", "tiles"), [
     # 1-D, 21 channels (a partial block of 16), the last tile overlapping the one before
     ((2, 5, 23), (21, 5, 4), {"padding": ((3, 1),), "dilation": 2}, True),

@@ -99,6 +99,7 @@ def test_filter_runs_split_rows_and_channels(monkeypatch, threads):
     from convgrad.engines import _threads, tiled
 
     monkeypatch.setattr(_threads, "allowed", lambda: threads)
+    monkeypatch.setattr(_threads, "cores", lambda: threads)  # the partial results' count
     rng = np.random.default_rng(12)
     for x_shape, w_shape in [((3, 4, 7, 9), (64, 4, 3, 3)), ((2, 4, 6, 9), (128, 4, 3, 3))]:
         x = rng.standard_normal(x_shape)
@@ -118,6 +119,7 @@ def test_filter_runs_bits_do_not_depend_on_the_free_cores(monkeypatch, fmt, o):
     from convgrad.engines import _threads, tiled
 
     monkeypatch.setattr(_threads, "allowed", lambda: 3)
+    monkeypatch.setattr(_threads, "cores", lambda: 3)  # the partial results' count
     monkeypatch.setattr(tiled, "_runs_seconds", lambda g: 0.0)
     rng = np.random.default_rng(o)
     first = fmt == "channels_first"
@@ -172,12 +174,15 @@ def test_filter_runs_chosen_for_the_thin_and_deep_rows():
 
 
 @pytest.mark.parametrize("fmt", ["channels_first", "channels_last"])
-def test_filter_runs_result_is_not_scratch(fmt):
+def test_filter_runs_result_is_not_scratch(monkeypatch, fmt):
     """With one share of rows and whole blocks of 64 output channels the partial filter gradient
     is the whole result: the caller must get its own array, not the engine's scratch memory that
     the next call overwrites (it did, channels-last, before)."""
     from threadpoolctl import threadpool_limits
 
+    from convgrad.engines import _threads
+
+    monkeypatch.setattr(_threads, "cores", lambda: 1)  # one share of rows
     rng = np.random.default_rng(13)
     x_shape, w_shape = ((1, 8, 8, 8), (64, 8, 3, 3))
     if fmt == "channels_last":
@@ -212,6 +217,7 @@ def test_filter_runs_partials_decide_against_im2col(monkeypatch):
     monkeypatch.setattr(_machine, "_MODEL", _machine._read(_machine.PACKAGED[64]))
     monkeypatch.setattr(_kernels, "compile_penalty", lambda dtype, *k: 0.0)
     monkeypatch.setattr(_threads, "allowed", lambda: 2)
+    monkeypatch.setattr(_threads, "cores", lambda: 2)  # the partial results' count
     deep = convgrad.ConvGeometry.for_conv((8, 14, 14, 256), (3, 3, 256, 256), padding=1,
                                           data_format="channels_last")
     few = convgrad.ConvGeometry.for_conv((1, 7, 7, 512), (5, 5, 512, 256), padding=2,
@@ -232,6 +238,7 @@ def test_filter_runs_partials_charge_what_runs(monkeypatch):
     from convgrad.engines import _threads, tiled
 
     monkeypatch.setattr(_threads, "allowed", lambda: 2)
+    monkeypatch.setattr(_threads, "cores", lambda: 2)  # the partial results' count
 
     def geom(n, h, c, o, k):
         return convgrad.ConvGeometry.for_conv((n, h, h, c), (k, k, c, o), padding=k // 2,
@@ -261,6 +268,7 @@ def test_filter_runs_first_blocks_laid_out_in_the_kernel(monkeypatch, x_shape, w
     from convgrad.engines import _kernels, _scratch, _threads, tiled
 
     monkeypatch.setattr(_threads, "allowed", lambda: 1)
+    monkeypatch.setattr(_threads, "cores", lambda: 1)  # the partial results' count
     monkeypatch.setattr(tiled, "_runs_seconds", lambda g: 0.0)
 
     def nan_filled(shape, dtype):

@@ -209,21 +209,32 @@ def test_small_ops_run_on_the_calling_thread(monkeypatch):
         assert min(_threads.allowed(), numba.config.NUMBA_NUM_THREADS) == full
 
 
-def test_a_plan_made_under_a_thread_limit_is_not_kept_after_it(monkeypatch):
-    """Plans split work by the threads the caller allows (the tiled filter gradient's partial sums,
-    one per thread): a plan made inside ``threadpool_limits(1)`` ran on one thread after the limit
-    was lifted. The limit is part of the plan's key."""
+@pytest.mark.parametrize("x_shape, w_shape, kw, dtype, tile", [
+    ((2, 8, 12, 12), (8, 8, 3, 3), {"padding": 1}, np.float64, 8),  # partial sums per core
+    ((2, 32, 14, 14), (64, 32, 4, 4), {"padding": 1, "stride": 2}, np.float32, "6x64 runs"),  # shares
+    ((1, 16, 10, 10, 10), (16, 16, 3, 3, 3), {"padding": 1}, np.float32, "8x48 thin"),  # chunks
+])
+def test_a_plan_made_under_a_thread_limit_splits_for_every_core(monkeypatch, x_shape, w_shape, kw, dtype,
+                                                                 tile):
+    """The filter gradient's partial results (partial sums, shares of rows, chunks) are fixed by the
+    cores, not by the threads the caller allows when the plan is made: a plan made inside
+    ``threadpool_limits(1)`` kept one share and ran on one thread after the limit was lifted. The
+    results do not depend on the limit either."""
     from convgrad._plan import Planner
     from convgrad.engines import _threads
 
-    geom = convgrad.ConvGeometry.for_conv((2, 8, 12, 12), (8, 8, 3, 3), padding=1)
-    planner = Planner()
-    plans = {}
-    for limit in (2, 1, 2, 1):
+    rng = np.random.default_rng(0)
+    geom = convgrad.ConvGeometry.for_conv(x_shape, w_shape, **kw)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    dy = rng.standard_normal(geom.y_shape("channels_first")).astype(dtype)
+    plans, results = [], []
+    for limit in (1, 2):
         monkeypatch.setattr(_threads, "_limits", lambda n=limit: n)
-        plan = planner.plan("filter_grad", geom, np.float64, "tiled")
-        assert plan.choices["parts"] == limit
-        assert plans.setdefault(limit, plan) is plan  # planned once per limit, then reused
+        plans.append(Planner().plan("filter_grad", geom, dtype, "tiled").choices)
+        default_planner().clear()
+        results.append(convgrad.conv_filter_grad(x, dy, w_shape, method="tiled", **kw))
+    assert plans[0] == plans[1] and plans[0]["tile"] == tile
+    assert results[0].tobytes() == results[1].tobytes()
 
 
 def test_the_benchmarks_competitor_keeps_a_core_busy_and_ends():

@@ -165,14 +165,9 @@ def _compute_only(op: str, g: ConvGeometry, dtype: np.dtype, limit: int,
                   layout: str) -> dict[str, tuple[float, dict]]:
     """Each eligible engine's estimate and choices without the one-time load of its compiled
     kernels: planned by a planner of its own that charges no load."""
-    from ._plan import Planner
+    from ._plan import _Loaded
 
-    class NoLoad(Planner):
-        def load_seconds(self, dtype: np.dtype, *kernels: object) -> float:
-            charged = super().load_seconds(dtype, *kernels)
-            return charged if charged == float("inf") else 0.0
-
-    plan = NoLoad().plan(op, g, dtype, "auto", limit, layout)
+    plan = _Loaded().plan(op, g, dtype, "auto", limit, layout)
     verdicts = plan.verdicts().items()
     return {name: (v["estimated_seconds"], v["choices"]) for name, v in verdicts if v["eligible"]}
 

@@ -42,6 +42,11 @@ JIT_POLICIES = ("lazy", "eager", "never")  # see set_jit
 # kept a 1.85 GFLOP resnet conv on a NumPy engine 3x slower for every call after), while a one-off
 # small conv, whose saving is below load / LOAD_SPREAD_CALLS, stays on NumPy.
 LOAD_SPREAD_CALLS = 100
+# A plan whose engine the load charges chose (one that is not the cheapest once every kernel is
+# loaded) is planned again without them once its calls have lost, by the estimates, as much as the
+# load costs (the ski-rental rule: at most twice the best in hindsight). Without it a process that
+# never called warm_up kept the first choice for good: resnet_3x3_deep's filter gradient on
+# split_kernel, 2x the time of im2col or tiled (one thread, 69 ms against 35 and 38).
 CACHE_SIZE = 256
 
 
@@ -78,6 +83,10 @@ class ConvPlan:
     # an inf or NaN.
     split: ConvPlan | None = field(default=None, repr=False)
     gauss: _gauss.RealConv | None = field(default=None, repr=False)
+    # (calls, engine): the engine the planner takes after that many calls of this plan, once the
+    # load of its kernels has paid off (``LOAD_SPREAD_CALLS``); None when no load swayed the choice.
+    switch: tuple[int, str] | None = None
+    _calls: list[int] = field(default_factory=lambda: [0], repr=False)
 
     def nonfinite_plan(self) -> ConvPlan:
         """The plan run for operands with an inf or NaN: this one, or one without the engines that
@@ -105,7 +114,9 @@ class ConvPlan:
             each = self.split.estimated_seconds * 1e3
             what = (f"three {self.split.dtype} convs by {self.chosen.engine}, ~{each:.3g} ms each, "
                     f"beat the complex engines' {what}")
-        return f"{what} of {ready}" + (f"; not eligible: {nots}" if nots else "")
+        later = "" if self.switch is None else \
+            f"; {self.switch[1]} from call {self.switch[0]} on, where its kernels' load has paid off"
+        return f"{what} of {ready}" + (f"; not eligible: {nots}" if nots else "") + later
 
     @property
     def engine(self) -> Engine:
@@ -174,6 +185,8 @@ class Planner:
     """Plans ops under a JIT policy (one of ``JIT_POLICIES``, see ``set_jit``) and keeps the plans
     (the ``CACHE_SIZE`` most recently used). ``default_planner()`` serves the library."""
 
+    charges_loads = True  # its estimates carry the load of kernels not loaded yet
+
     def __init__(self, jit: str = "lazy") -> None:
         if jit not in JIT_POLICIES:
             raise ValueError(f"jit={jit!r}; expected one of {JIT_POLICIES}")
@@ -196,7 +209,11 @@ class Planner:
 
         if self.jit == "never" or not _kernels.NUMBA:
             return float("inf")
-        return 0.0 if self.jit == "eager" else _kernels.compile_penalty(dtype, *kernels) / LOAD_SPREAD_CALLS
+        if self.jit == "eager":
+            return 0.0
+        charge = _kernels.compile_penalty(dtype, *kernels) / LOAD_SPREAD_CALLS
+        _charged.count = getattr(_charged, "count", 0) + (charge > 0)
+        return charge
 
     def plan(self, op: Op, geom: ConvGeometry, dtype: np.dtype, method: object = "auto",
              limit: int = 2 * 1024**3, layout: str = "channels_last", finite: bool = True) -> ConvPlan:
@@ -219,14 +236,8 @@ class Planner:
             raise ValueError(f"geom has an empty output, out_spatial={geom.out_spatial}: no {op} to plan\n"
                              f"{geom.describe()}")
         dtype = np.dtype(dtype)
-        from .engines import _threads  # light (no engine, no Numba): importing the planner loads none
-
         made_with = (_machine.model(), *registered())
-        # The threads the caller allows (threadpoolctl's limits) shape a plan: partial sums per
-        # thread, shares of rows. A plan made inside ``threadpool_limits(1)`` kept one share and ran
-        # on one thread after the limit was lifted (transposed_k4_s2's filter gradient: 11 ms on
-        # two threads against 6.4 planned there).
-        key = (op, geom, dtype, method, limit, layout, finite, _threads.allowed())
+        key = (op, geom, dtype, method, limit, layout, finite)
         with self._lock:
             if made_with != self._made_with:  # a new calibration or engine: plan again
                 self._plans.clear()
@@ -234,7 +245,14 @@ class Planner:
             plan = self._plans.get(key)
             if plan is not None:
                 self._plans.move_to_end(key)
-                return plan
+                plan._calls[0] += 1
+                if plan.switch is None or plan._calls[0] < plan.switch[0]:
+                    return plan
+        if plan is not None:  # its calls have paid for the load: planned as if every kernel were loaded
+            plan = _Loaded(self.jit)._make(op, geom, dtype, method, limit, layout, finite)
+            with self._lock:
+                self._plans[key] = plan
+            return plan
         if self.jit == "eager" and dtype.name in ("float32", "float64") and dtype.name not in self._warmed:
             from .engines import warm_up
 
@@ -254,8 +272,10 @@ class Planner:
             if isinstance(p, Refusal):
                 raise ValueError(f"method={method!r} cannot run this {op}: {p.reason}")
             return self._made(op, geom, dtype, limit, p, (p,), method, layout, finite)
+        before = getattr(_charged, "count", 0)
         verdicts = [self._prepare(get_engine(name), op, geom, dtype, limit, layout, finite)
                     for name in engine_names()]
+        charged = self.charges_loads and getattr(_charged, "count", 0) > before  # an estimate carries a load
         if self.jit == "never":
             verdicts = [Refusal(v.engine, "runs compiled kernels (jit='never')")
                         if isinstance(v, Prepared) and v.seconds == float("inf") else v for v in verdicts]
@@ -269,7 +289,7 @@ class Planner:
         ready.sort(key=lambda p: p.seconds)
         native = self._made(op, geom, dtype, limit, ready[0], (*ready, *refused), method, layout, finite)
         if dtype.kind != "c" or not finite:
-            return native
+            return self._provisional(native) if charged and method == "auto" else native
         how = _gauss.real_conv(op, geom, layout)
         if how.pads is not None and self._gauss_load(dtype) == float("inf"):  # no compiled passes
             how = _gauss.RealConv(op, geom, layout)
@@ -280,6 +300,23 @@ class Planner:
         if split.seconds >= native.estimated_seconds or not fits:
             return native
         return replace(native, chosen=split, _nonfinite=native.nonfinite_plan, split=real, gauss=how)
+
+    def _provisional(self, plan: ConvPlan) -> ConvPlan:
+        """``plan``, with the engine it switches to after its calls have paid for loading that
+        engine's kernels, where the load charges chose another: switching after the calls whose
+        estimated loss reaches the load keeps a loop within twice the best choice in hindsight."""
+        free = _Loaded(self.jit)._make(plan.op, plan.geometry, plan.dtype, plan.method, plan.limit,
+                                       plan.layout, plan.finite)
+        if free.chosen.engine == plan.chosen.engine:
+            return plan
+        now = {c.engine: c.seconds for c in plan.candidates if isinstance(c, Prepared)}
+        then = {c.engine: c.seconds for c in free.candidates if isinstance(c, Prepared)}
+        a, b = plan.chosen.engine, free.chosen.engine
+        loss = then.get(a, now[a]) - then[b]  # per call, both loaded
+        load = ((now[b] - then[b]) - (now[a] - then.get(a, now[a]))) * LOAD_SPREAD_CALLS
+        if not loss > 0:
+            return plan
+        return replace(plan, switch=(max(1, math.ceil(load / loss)), b))
 
     def _gauss_load(self, dtype: np.dtype) -> float:
         """What the policy charges before the split's compiled passes can run on ``dtype``'s parts."""
@@ -315,6 +352,20 @@ class Planner:
             return replace(p, seconds=p.seconds if p.first_seconds is None else p.first_seconds,
                            choices=p.choices if p.first_choices is None else p.first_choices)
         return replace(p, seconds=p.seconds + transpose_seconds(op, geom, dtype))
+
+
+class _Loaded(Planner):
+    """A planner that charges no load: every compiled kernel as if loaded (a kernel that cannot
+    run, ``jit='never'`` or no Numba, stays refused)."""
+
+    charges_loads = False
+
+    def load_seconds(self, dtype: np.dtype, *kernels: object) -> float:
+        charged = super().load_seconds(dtype, *kernels)
+        return charged if charged == float("inf") else 0.0
+
+
+_charged = threading.local()  # count: the load charges this thread's estimates have made
 
 
 def _nonfinite_skip(engine: Engine, op: Op) -> str | None:

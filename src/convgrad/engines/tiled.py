@@ -129,8 +129,8 @@ class Tiled:
             dy_copy = 0 if o == geom.out_channels else geom.batch * math.prod(geom.out_spatial) * o * item
             cp = _filter_channels(c, block, dtype) if c else 0
             x_bytes = padded if cp == c else padded // c * cp  # x padded with cp channels, one copy
-            # partial filter gradients: one per thread, at most one per output row
-            parts = max(1, min(_threads.allowed(), geom.batch * math.prod(geom.out_spatial[:-1])))
+            # partial filter gradients: one per core, at most one per output row
+            parts = max(1, min(_threads.cores(), geom.batch * math.prod(geom.out_spatial[:-1])))
             workspace = x_bytes + dy_copy + parts * math.prod(geom.kernel) * cp * o * item
             check_fits(f"the padded input, dy with {o} channels and {parts} partial filter gradients",
                        workspace, limit)
@@ -504,10 +504,10 @@ def _runs_partials_seconds(geom: ConvGeometry, first: bool) -> float:
 
 
 def _runs_parts(geom: ConvGeometry) -> int:
-    """Shares of the rows: the threads the blocks of 64 output channels leave idle."""
+    """Shares of the rows: the cores the blocks of 64 output channels leave idle."""
     blocks = -(-geom.out_channels // 64)
     rows = geom.batch * math.prod(geom.out_spatial[:-1])
-    return max(1, min(rows, -(-_threads.allowed() // blocks)))
+    return max(1, min(rows, -(-_threads.cores() // blocks)))
 
 
 def _runs_workspace(geom: ConvGeometry, dtype: np.dtype, padded: int) -> tuple[int, int]:
@@ -602,7 +602,7 @@ def _thin_parts(geom: ConvGeometry) -> int:
     """Chunks of dy's rows, each summed into its own partial filter gradient: a few per thread, so
     that one that runs takes over the chunks of one that waits for its core."""
     rows = geom.batch * math.prod(geom.out_spatial[:-1])
-    return max(1, min(rows, 4 * _threads.allowed()))
+    return max(1, min(rows, 4 * _threads.cores()))
 
 
 def _thin_workspace(geom: ConvGeometry, dtype: np.dtype, parts: int) -> int:
