@@ -448,7 +448,12 @@ def _tile_6(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo, yo, yc, st
     step = 2 * lanes(yf)
     for v in range(B // step):
         if v * step < m:
-            _forward_tile_6x16(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo, yo, yc, stream, v, B)
+            if B == 16:  # the block a constant: one compiled pass per block (_forward_tile_6x16)
+                _forward_tile_6x16(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo, yo, yc, stream,
+                                   v, 16)
+            else:
+                _forward_tile_6x16(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo, yo, yc, stream,
+                                   v, 32)
 
 
 @njit(cache=True)
@@ -677,7 +682,9 @@ def _forward_tile_6x16(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo,
     vectors (AVX2's 16 registers) the whole tile's sums would spill to the stack at every
     multiply-add (one thread, 256 -> 256 channels of 14 x 14, float32: 25 GFLOP/s), where passes
     over the window in 12 registers each leave room for the filter's two vectors and the
-    broadcast input (float32: 4 passes of 16 channels for B = 64, one for B = 16)."""
+    broadcast input (float32: 4 passes of 16 channels for B = 64, one for B = 16). B is a
+    compile-time constant (16, 32 or 64: the filter's steps are immediate offsets)."""
+    literally(B)
     s00, s01, s10, s11 = vzero(yf), vzero(yf), vzero(yf), vzero(yf)
     s20, s21, s30, s31 = vzero(yf), vzero(yf), vzero(yf), vzero(yf)
     s40, s41, s50, s51 = vzero(yf), vzero(yf), vzero(yf), vzero(yf)
@@ -686,23 +693,41 @@ def _forward_tile_6x16(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xo,
     ub = np.uint64(B)
     base = np.uint64(2 * q) * h
     w = np.uint64(wo) + base
-    for a in range(KD):
-        for b in range(KH):
-            for e in range(taps):
-                tap = a * d0 * sd + b * d1 * sh + e * d2 * C
-                p0 = np.uint64(xo[0] + tap)
-                p1 = np.uint64(xo[1] + tap)
-                p2 = np.uint64(xo[2] + tap)
-                p3 = np.uint64(xo[3] + tap)
-                p4 = np.uint64(xo[4] + tap)
-                p5 = np.uint64(xo[5] + tap)
-                for c in range(np.uint64(run)):
-                    g0 = vload(wf, w)
-                    g1 = vload(wf, w + h)
-                    s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51 = outer6x2(
-                        xf, p0 + c, p1 + c, p2 + c, p3 + c, p4 + c, p5 + c, g0, g1,
-                        s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51)
-                    w += ub
+    # The window's runs (a, b, e) as one loop, each run's offset from the outputs' corners advanced
+    # by constants: fewer values live between runs than the 3 loops' counters and products, which
+    # went to the stack and back at every run (9 runs of 48 steps per tile on conv3d 3x3x3). One
+    # thread, CPU time, loaded, interleaved against the 3 loops: 0.93-0.98x on conv3d 16 -> 16,
+    # strided 3x3 128 -> 128, the transposed row's 4x4 stride-2 conv and the stem, both layouts.
+    rows, runs = np.uint64(KH), np.uint64(KD * KH * taps)
+    se, sb, sa = np.uint64(d2 * C), np.uint64(d1 * sh), np.uint64(d0 * sd)
+    back_e = np.uint64(taps) * se
+    back_b = rows * sb
+    p0 = np.uint64(xo[0])
+    p1 = np.uint64(xo[1])
+    p2 = np.uint64(xo[2])
+    p3 = np.uint64(xo[3])
+    p4 = np.uint64(xo[4])
+    p5 = np.uint64(xo[5])
+    off = np.uint64(0)  # the run's offset: a d0 sd + b d1 sh + e d2 C
+    e, b = np.uint64(0), np.uint64(0)
+    one = np.uint64(1)
+    for _ in range(runs):
+        for c in range(np.uint64(run)):
+            g0 = vload(wf, w)
+            g1 = vload(wf, w + h)
+            s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51 = outer6x2(
+                xf, p0 + off + c, p1 + off + c, p2 + off + c, p3 + off + c, p4 + off + c, p5 + off + c,
+                g0, g1, s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51)
+            w += ub
+        e += one
+        off += se
+        if e == np.uint64(taps):
+            e = np.uint64(0)
+            off = off - back_e + sb
+            b += one
+            if b == rows:
+                b = np.uint64(0)
+                off = off - back_b + sa
     n = min(2 * lanes(yf), m - np.int64(base))
     if yc == 1 and n == 2 * lanes(yf):  # whole vectors; streamed ones (m = B) start on 64-byte boundaries
         put2(yf, np.uint64(yo[0]) + base, s00, s01, stream)
