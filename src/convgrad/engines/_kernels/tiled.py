@@ -553,6 +553,11 @@ def _stream_plane_6x64(xf, wf, yf, wo, m, KD, KH, KW, C, sd, sh, d0, d1, d2, xp,
             p = 6 * u
             at = yq + p // OW * yj + p % OW * yk
             for o0 in range(0, m, 8):  # 8 channels at a time: the staging stays small beside the filter
+                if not past and o0 + 8 <= m:  # 8 whole channels: transposed straight into y's planes
+                    for i0 in range(0, span, 8):
+                        transpose8(stage, np.uint64(i0 * 64 + o0), np.uint64(64), yf,
+                                   np.uint64(at + o0 * yc + i0), np.uint64(yc))
+                    continue
                 for i0 in range(0, span, 8):
                     transpose8(stage, np.uint64(i0 * 64 + o0), np.uint64(64), moved, np.uint64(i0),
                                np.uint64(span))
