@@ -8,8 +8,6 @@ channel where the blocks run the same passes (32-byte vectors)."""
 
 from __future__ import annotations
 
-from unittest import mock
-
 import numpy as np
 import pytest
 from hypothesis import given
@@ -22,10 +20,9 @@ import tally
 from checks import assert_close
 from convgrad._layout import w_to_last, x_from_last, x_to_last
 from convgrad.engines import tiled
-from convgrad.engines._kernels import tile_stream
 from convgrad.engines._kernels import tiled as kernels
 from convgrad.engines._kernels._simd import VECTOR_BYTES
-from convgrad.engines._scratch import aligned_empty
+from test_avx2_forward_tiles import nan_filled
 
 
 @st.composite
@@ -133,13 +130,7 @@ def test_staged_channels_first_planes_by_every_block(o, block, stream):
     xl = np.ascontiguousarray(x_to_last(x, "channels_first")).astype(np.float32)
     wl = np.ascontiguousarray(w_to_last(w, "channels_first")).astype(np.float32)
 
-    def empty(shape, dtype):
-        a = aligned_empty(shape, dtype)
-        a.fill(np.nan)
-        return a
-
-    with mock.patch.object(tile_stream, "STREAM_BYTES", 0 if stream else 1 << 62), \
-            mock.patch.object(tiled, "aligned_empty", empty):
+    with nan_filled(stream):
         got = x_from_last(tiled._forward(block, geom, xl, wl, first=True), "channels_first")
     assert_close(got, oracle.conv(x, w, padding=1), rtol=0, atol=64 * np.finfo(np.float32).eps * 45,
                  dtype=np.float32)
