@@ -261,8 +261,8 @@ def test_a_plan_the_load_swayed_switches_once_its_calls_have_paid_for_the_load(m
     first = planner.plan("forward", layer, F32)
     loaded = _plan._Loaded().plan("forward", layer, F32)
     assert loaded.chosen.engine == "depthwise" != first.chosen.engine and loaded.switch is None
-    calls, engine = first.switch
-    assert engine == "depthwise" and f"depthwise from call {calls} on" in first.reason
+    calls, then_plan = first.switch
+    assert then_plan.chosen.engine == "depthwise" and f"depthwise from call {calls} on" in first.reason
     now = {c.engine: c.seconds for c in first.candidates if isinstance(c, Prepared)}
     then = {c.engine: c.seconds for c in loaded.candidates if isinstance(c, Prepared)}
     a = first.chosen.engine
@@ -273,7 +273,7 @@ def test_a_plan_the_load_swayed_switches_once_its_calls_have_paid_for_the_load(m
     for _ in range(calls - 1):  # until then the first plan is kept
         assert planner.plan("forward", layer, F32) is first
     switched = planner.plan("forward", layer, F32)
-    assert switched.chosen.engine == "depthwise" and switched.switch is None
+    assert switched is then_plan and switched.chosen.engine == "depthwise" and switched.switch is None
     assert planner.plan("forward", layer, F32) is switched
     # warmed (nothing charged): no switch
     monkeypatch.setattr(_kernels, "compile_penalty", lambda dtype, *k: 0.0)

@@ -21,6 +21,8 @@ import numpy as np
 import pytest
 
 import convgrad
+import oracle
+from checks import assert_close, assert_float32_filter_grad
 from convgrad._plan import default_planner
 
 THREADS, CALLS_PER_THREAD = 8, 300
@@ -235,6 +237,11 @@ def test_a_plan_made_under_a_thread_limit_splits_for_every_core(monkeypatch, x_s
         results.append(convgrad.conv_filter_grad(x, dy, w_shape, method="tiled", **kw))
     assert plans[0] == plans[1] and plans[0]["tile"] == tile
     assert results[0].tobytes() == results[1].tobytes()
+    if dtype == np.float32:  # the values too, against the float64 loop oracle
+        assert_float32_filter_grad(results[0], x.astype(np.float64), dy.astype(np.float64), w_shape,
+                                   "channels_first", **kw)
+    else:
+        assert_close(results[0], oracle.filter_grad(x, dy, w_shape, **kw), dtype=dtype)
 
 
 def test_the_benchmarks_competitor_keeps_a_core_busy_and_ends():

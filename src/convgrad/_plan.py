@@ -43,10 +43,10 @@ JIT_POLICIES = ("lazy", "eager", "never")  # see set_jit
 # small conv, whose saving is below load / LOAD_SPREAD_CALLS, stays on NumPy.
 LOAD_SPREAD_CALLS = 100
 # A plan whose engine the load charges chose (one that is not the cheapest once every kernel is
-# loaded) is planned again without them once its calls have lost, by the estimates, as much as the
-# load costs (the ski-rental rule: at most twice the best in hindsight). Without it a process that
-# never called warm_up kept the first choice for good: resnet_3x3_deep's filter gradient on
-# split_kernel, 2x the time of im2col or tiled (one thread, 69 ms against 35 and 38).
+# loaded) gives way to the plan made without them once its calls have lost, by the estimates, as
+# much as the load costs (the ski-rental rule: at most twice the best in hindsight). Without it a
+# process that never called warm_up kept the first choice for good: dilated_3x3_d2's filter
+# gradient on split_kernel, 27 ms a call against tiled's 12 (one thread, a fresh process).
 CACHE_SIZE = 256
 
 
@@ -83,9 +83,10 @@ class ConvPlan:
     # an inf or NaN.
     split: ConvPlan | None = field(default=None, repr=False)
     gauss: _gauss.RealConv | None = field(default=None, repr=False)
-    # (calls, engine): the engine the planner takes after that many calls of this plan, once the
-    # load of its kernels has paid off (``LOAD_SPREAD_CALLS``); None when no load swayed the choice.
-    switch: tuple[int, str] | None = None
+    # (calls, plan): the plan made as if every kernel were loaded, which the planner keeps instead
+    # after that many calls of this one, when the load has paid off (``LOAD_SPREAD_CALLS``); None
+    # when no load swayed the choice.
+    switch: tuple[int, ConvPlan] | None = field(default=None, repr=False)
     _calls: list[int] = field(default_factory=lambda: [0], repr=False)
 
     def nonfinite_plan(self) -> ConvPlan:
@@ -114,8 +115,8 @@ class ConvPlan:
             each = self.split.estimated_seconds * 1e3
             what = (f"three {self.split.dtype} convs by {self.chosen.engine}, ~{each:.3g} ms each, "
                     f"beat the complex engines' {what}")
-        later = "" if self.switch is None else \
-            f"; {self.switch[1]} from call {self.switch[0]} on, where its kernels' load has paid off"
+        later = "" if self.switch is None else (f"; {self.switch[1].chosen.engine} from call "
+                                                f"{self.switch[0]} on, where its kernels' load has paid off")
         return f"{what} of {ready}" + (f"; not eligible: {nots}" if nots else "") + later
 
     @property
@@ -246,13 +247,9 @@ class Planner:
             if plan is not None:
                 self._plans.move_to_end(key)
                 plan._calls[0] += 1
-                if plan.switch is None or plan._calls[0] < plan.switch[0]:
-                    return plan
-        if plan is not None:  # its calls have paid for the load: planned as if every kernel were loaded
-            plan = _Loaded(self.jit)._make(op, geom, dtype, method, limit, layout, finite)
-            with self._lock:
-                self._plans[key] = plan
-            return plan
+                if plan.switch is not None and plan._calls[0] >= plan.switch[0]:
+                    plan = self._plans[key] = plan.switch[1]  # its calls have paid for the load
+                return plan
         if self.jit == "eager" and dtype.name in ("float32", "float64") and dtype.name not in self._warmed:
             from .engines import warm_up
 
@@ -302,9 +299,10 @@ class Planner:
         return replace(native, chosen=split, _nonfinite=native.nonfinite_plan, split=real, gauss=how)
 
     def _provisional(self, plan: ConvPlan) -> ConvPlan:
-        """``plan``, with the engine it switches to after its calls have paid for loading that
-        engine's kernels, where the load charges chose another: switching after the calls whose
-        estimated loss reaches the load keeps a loop within twice the best choice in hindsight."""
+        """``plan``, with the plan it gives way to (made as if every kernel were loaded) after its
+        calls have paid for loading that plan's kernels, where the load charges chose another:
+        switching after the calls whose estimated loss reaches the load keeps a loop within twice
+        the best choice in hindsight."""
         free = _Loaded(self.jit)._make(plan.op, plan.geometry, plan.dtype, plan.method, plan.limit,
                                        plan.layout, plan.finite)
         if free.chosen.engine == plan.chosen.engine:
@@ -312,11 +310,11 @@ class Planner:
         now = {c.engine: c.seconds for c in plan.candidates if isinstance(c, Prepared)}
         then = {c.engine: c.seconds for c in free.candidates if isinstance(c, Prepared)}
         a, b = plan.chosen.engine, free.chosen.engine
-        loss = then.get(a, now[a]) - then[b]  # per call, both loaded
-        load = ((now[b] - then[b]) - (now[a] - then.get(a, now[a]))) * LOAD_SPREAD_CALLS
+        loss = then[a] - then[b]  # per call, both loaded
+        load = ((now[b] - then[b]) - (now[a] - then[a])) * LOAD_SPREAD_CALLS
         if not loss > 0:
             return plan
-        return replace(plan, switch=(max(1, math.ceil(load / loss)), b))
+        return replace(plan, switch=(max(1, math.ceil(load / loss)), free))
 
     def _gauss_load(self, dtype: np.dtype) -> float:
         """What the policy charges before the split's compiled passes can run on ``dtype``'s parts."""

@@ -599,8 +599,8 @@ def _thin_seconds(geom: ConvGeometry) -> float:
 
 
 def _thin_parts(geom: ConvGeometry) -> int:
-    """Chunks of dy's rows, each summed into its own partial filter gradient: a few per thread, so
-    that one that runs takes over the chunks of one that waits for its core."""
+    """Chunks of dy's rows, each summed into its own partial filter gradient: a few per core, so
+    that a thread that runs takes over the chunks of one that waits for its core."""
     rows = geom.batch * math.prod(geom.out_spatial[:-1])
     return max(1, min(rows, 4 * _threads.cores()))
 
