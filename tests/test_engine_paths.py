@@ -908,3 +908,66 @@ def test_a_channels_first_plan_shows_the_choices_of_its_own_kernel(op):
     assert first.takes == "channels_first"
     assert first.choices["tile"] == "channels-first 1x1 GEMM" != last.choices.get("tile")
     assert first.verdicts()["tiled"]["choices"] == first.choices
+
+
+def test_a_helper_kernel_loads_once_its_fallbacks_have_lost_its_load(monkeypatch):
+    """The finite check and the layout transposition have NumPy fallbacks and no plan runs their
+    kernels, so under 'lazy' nothing loaded them: a process that never called warm_up checked
+    every Winograd and FFT operand by NumPy's min and max. They load once the savings their
+    fallbacks missed add up to the load (ski rental); 'eager' loads at once, 'never' never."""
+    from convgrad import _plan
+    from convgrad.engines import _kernels
+
+    monkeypatch.setattr(_kernels, "loaded", lambda kernel, name: False)
+    monkeypatch.setattr(_kernels, "compile_penalty", lambda dtype, *k: 1.0)
+    planner = _plan.Planner()
+    assert [planner.pays_to_load(_kernels.residue, F32, 0.3) for _ in range(4)] == [False] * 3 + [True]
+    # kept per kernel and dtype
+    assert not planner.pays_to_load(_kernels.residue, np.dtype(np.float64), 0.3)
+    assert not planner.pays_to_load(_kernels.transpose_batches, F32, 0.3)
+    assert _plan.Planner("eager").pays_to_load(_kernels.residue, F32, 0.0)
+    assert not _plan.Planner("never").pays_to_load(_kernels.residue, F32, 1e9)
+
+
+@pytest.mark.parametrize("path", ["finite", "layout"])
+def test_the_default_op_loads_its_helper_kernels_under_lazy(monkeypatch, path):
+    """Through the public ops, default policy, the kernels reported as not loaded: the fallback runs
+    (NumPy) until its losses reach the load, then the kernel, with the same results (a check's
+    answer; a transposition's bits)."""
+    from convgrad import _plan
+    from convgrad.engines import _kernels, _machine
+    from convgrad.engines._kernels import finite, layout
+
+    monkeypatch.setattr(_plan, "_DEFAULT", _plan.Planner())
+    module, kernel = (finite, "residue") if path == "finite" else (layout, "transpose_batches")
+    ran = []
+    real = getattr(module, kernel)
+
+    def counted(*args):
+        ran.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(module, kernel, counted)
+    monkeypatch.setattr(module, "loaded", lambda dtype: False)
+    monkeypatch.setattr(_kernels, "loaded", lambda k, name: False)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 8, 40, 40)).astype(np.float32)  # 100 KiB: 2 transpositions a call
+    w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    if path == "finite":  # Winograd checks its operands on every call; x's saving dominates
+        fig = _machine.figures("_dtypes")
+        saving = x.nbytes * (1 / fig.FINITE_BYTES_PER_S - 1 / fig.COMPILED_FINITE_BYTES_PER_S)
+        call = lambda: convgrad.conv(x, w, padding=1, method="winograd")  # noqa: E731
+    else:
+        fig = _machine.figures("_layout")
+        saving = 2 * x.nbytes * (1 / fig.TRANSPOSE_BYTES_PER_S - 1 / fig.COMPILED_TRANSPOSE_BYTES_PER_S)
+        call = lambda: convgrad.conv(x, w, padding=1, method="im2col")  # noqa: E731
+    monkeypatch.setattr(_kernels, "compile_penalty", lambda dtype, *k: 20.5 * saving)
+    expected = oracle.conv(x.astype(np.float64), w.astype(np.float64), padding=1)
+    for i in range(30):
+        y = call()
+        np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+        if not ran:
+            last_fallback = i
+    assert ran, "the kernel never ran"
+    # x's saving alone reaches the load at its 21st call; w (and y) add theirs, so sooner
+    assert 5 <= last_fallback < 20

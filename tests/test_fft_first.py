@@ -78,7 +78,7 @@ def test_fft_runs_channels_first_operands_as_they_are(transforms, case):
     before = [a.copy() for a in (x, w, dy)]
     with mock.patch.object(convgrad._ops, "x_to_last", _transposed), \
             mock.patch.object(convgrad._ops, "w_to_last", _transposed), \
-            mock.patch.object(convgrad._ops, "relaid", _transposed):
+            mock.patch.object(convgrad._ops.layout, "relaid", _transposed):
         assert_close(convgrad.conv(x, w, method="fft", **kw), oracle.conv(x, w, **kw))
         assert_close(convgrad.conv_input_grad(dy, w, x.shape, method="fft", **kw),
                      oracle.input_grad(dy, w, x.shape, **kw))
@@ -145,7 +145,7 @@ def test_fft_blocks_of_channels_first_operands_are_cut_from_them(case, data):
     with mock.patch.object(fft.FFT, "_block", lambda self, g, op, dtype: b), \
             mock.patch.object(convgrad._ops, "x_to_last", _transposed), \
             mock.patch.object(convgrad._ops, "w_to_last", _transposed), \
-            mock.patch.object(convgrad._ops, "relaid", _transposed):
+            mock.patch.object(convgrad._ops.layout, "relaid", _transposed):
         default_planner().clear()  # plans made before the patch
         try:
             for op in ("forward", "filter_grad"):
@@ -192,7 +192,7 @@ def test_fft_blocked_input_grad_overlap_adds_channels_first_blocks(transforms, c
             assert plan.choices["block"] == b and plan.takes == "channels_first"
             with mock.patch.object(convgrad._ops, "x_to_last", _transposed), \
                     mock.patch.object(convgrad._ops, "w_to_last", _transposed), \
-                    mock.patch.object(convgrad._ops, "relaid", _transposed):
+                    mock.patch.object(convgrad._ops.layout, "relaid", _transposed):
                 first = convgrad.conv_input_grad(dy, w, geom.x_shape(), method="fft", **kw)
             last = convgrad.conv_input_grad(dyl, wl, geom.x_shape()[2:], method="fft",
                                             data_format="channels_last", **kw)

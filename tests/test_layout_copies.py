@@ -85,12 +85,12 @@ def test_channels_first_through_a_channels_last_engine_uses_the_kernels(op):
     calls = []
     real = layout.relaid
 
-    def counted(a, role, to_last):
-        out = real(a, role, to_last)
+    def counted(a, role, to_last, load=False):
+        out = real(a, role, to_last, load)
         calls.append(out is not None)
         return out
 
-    with mock.patch.object(convgrad._ops, "relaid", counted):
+    with mock.patch.object(layout, "relaid", counted):
         got = {"forward": lambda: convgrad.conv(x, w, method="im2col", **kw),
                "input_grad": lambda: convgrad.conv_input_grad(dy, w, x_shape, method="im2col", **kw),
                "filter_grad": lambda: convgrad.conv_filter_grad(x, dy, w_shape, method="im2col", **kw)}[op]()
@@ -133,8 +133,8 @@ def test_tiled_channels_first_filter_grad_moves_dw_back_by_the_kernel(monkeypatc
     calls = []
     real = layout.relaid
 
-    def counted(a, role, to_last):
-        out = real(a, role, to_last)
+    def counted(a, role, to_last, load=False):
+        out = real(a, role, to_last, load)
         calls.append((role, to_last, out is not None))
         return out
 

@@ -137,15 +137,15 @@ def rounded(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return np.ascontiguousarray(bits.transpose(np.argsort(order))).view(dtype)
 
 
-def all_finite(a: np.ndarray) -> bool:
-    """No inf and no NaN in ``a`` (always true of integers): one compiled pass over its bits where
-    loaded (``engines._kernels.finite``: C-contiguous float32 / float64), else its min and max, no
-    temporary."""
+def all_finite(a: np.ndarray, load: bool = False) -> bool:
+    """No inf and no NaN in ``a`` (always true of integers): one compiled pass where loaded, or
+    with ``load`` (``engines._kernels.finite``: C-contiguous float32 / float64; the plans load it
+    when it pays, ``_plan.checked_finite``), else its min and max, no temporary."""
     if a.dtype.kind not in "fc" or a.size == 0:
         return True
     from .engines._kernels import finite  # here, not at import: the engines import this module
 
-    fast = finite.all_finite(a)
+    fast = finite.all_finite(a, load)
     if fast is not None:
         return fast
     if a.dtype.kind == "c":

@@ -31,8 +31,9 @@ from ._dtypes import (
 from ._geometry import ConvGeometry
 from ._layout import w_from_last, w_to_last, x_from_last, x_to_last
 from ._padmode import PadMap
-from ._plan import make_plan
-from .engines._kernels.layout import relaid
+from ._plan import make_plan, pays_to_load
+from .engines._kernels import layout
+from .engines._machine import figures
 
 GradTriple = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
 Pullback = Callable[[object], tuple]
@@ -75,15 +76,25 @@ def _run(op: str, geom: ConvGeometry, a: np.ndarray, b: np.ndarray, fmt: str, me
 def _relaid(a: np.ndarray, fmt: str, role: str, dtype: np.dtype, back: bool = False) -> np.ndarray:
     """``a`` (role 'x' or 'w') from ``fmt`` to channels-last (``back``: from channels-last to
     ``fmt``): a channels-first array already of ``dtype`` by the compiled transposition where it
-    is loaded (``relaid``: 8 x 8 blocks in registers, 0.06-0.4x NumPy's copy on the FFT rows'
+    is loaded or worth loading (``relaid``: 8 x 8 blocks in registers, 0.06-0.4x NumPy's copy on the FFT rows'
     large arrays), else a view that ``contiguous`` (or ``rounded``) copies."""
     if fmt == "channels_first" and a.dtype == dtype:
-        moved = relaid(a, role, not back)
+        moved = layout.relaid(a, role, not back, load=_pays(a, role, not back))
         if moved is not None:
             return moved
     views = {("x", False): x_to_last, ("w", False): w_to_last, ("x", True): x_from_last,
              ("w", True): w_from_last}
     return views[role, back](a, fmt)
+
+
+def _pays(a: np.ndarray, role: str, to_last: bool) -> bool:
+    """Whether the compiled transposition of ``a``, not loaded yet, is worth loading now by the JIT
+    policy (``_plan.pays_to_load``): no plan runs it, so none loads it."""
+    if not layout.runs_on(a, role, to_last) or layout.loaded(a.dtype):
+        return False
+    fig = figures("_layout")
+    saving = 2 * a.nbytes * (1 / fig.TRANSPOSE_BYTES_PER_S - 1 / fig.COMPILED_TRANSPOSE_BYTES_PER_S)
+    return pays_to_load(layout.transpose_batches, layout.mover(a.dtype), saving)
 
 
 # Each op computes one of a conv's three arrays from the other two, and is bilinear in them: the

@@ -152,7 +152,7 @@ class ConvPlan:
         if self.split is not None:  # the split checks the operands itself
             out = _gauss.run(self.gauss, self.split, self.layout, self.op, self.geometry, a, b)
             return out if out is not None else _in_layout(self._nonfinite(), self.takes, a, b)
-        if self._nonfinite is not None and not all(all_finite((a, b)[i]) for i in self.checks):
+        if self._nonfinite is not None and not all(checked_finite((a, b)[i]) for i in self.checks):
             return _in_layout(self._nonfinite(), self.takes, a, b)
         _scratch.fit(self.workspace_bytes, self.limit)  # the scratch kept from earlier calls counts
         with _threads.serial_under(self.geometry.flops):  # small work on the calling thread
@@ -195,6 +195,7 @@ class Planner:
         self._plans: OrderedDict[tuple, ConvPlan] = OrderedDict()
         self._warmed: set[str] = set()
         self._made_with: tuple = ()  # the machine model and engines the plans were made with
+        self._saved: dict[tuple[str, str], float] = {}  # (kernel, dtype): the fallbacks' losses so far
         # Threads share the default planner: the cache's look-up-then-reorder and insert-then-evict
         # must not interleave (a plan evicted between get and move_to_end raised KeyError).
         self._lock = threading.Lock()
@@ -215,6 +216,27 @@ class Planner:
         charge = _kernels.compile_penalty(dtype, *kernels) / LOAD_SPREAD_CALLS
         _charged.count = getattr(_charged, "count", 0) + (charge > 0)
         return charge
+
+    def pays_to_load(self, kernel: object, dtype: np.dtype, saving: float) -> bool:
+        """Whether a pass with a NumPy fallback (the finite check, the layout transposition) runs
+        its compiled ``kernel`` on ``dtype`` this time, which saves ``saving`` seconds over the
+        fallback: at once where it is loaded, or under 'eager'; never under 'never' (or without
+        Numba); under 'lazy' once the savings of the calls that took the fallback add up to the
+        kernel's load (the ski-rental rule of ``ConvPlan.switch``). No plan runs these kernels, so
+        no plan ever loads them: a process that never called ``warm_up`` checked every Winograd
+        and FFT operand by NumPy's min and max (15 GB/s against 35, one thread: 0.5 ms a call on
+        resnet_3x3's 6.4 MB x)."""
+        from .engines import _kernels
+
+        name = np.dtype(dtype).name
+        if not _kernels.NUMBA or self.jit == "never":
+            return False
+        if self.jit == "eager" or _kernels.loaded(kernel, name):
+            return True
+        with self._lock:
+            key = (kernel.__name__, name)
+            self._saved[key] = self._saved.get(key, 0.0) + saving
+            return self._saved[key] >= _kernels.compile_penalty(dtype, kernel)
 
     def plan(self, op: Op, geom: ConvGeometry, dtype: np.dtype, method: object = "auto",
              limit: int = 2 * 1024**3, layout: str = "channels_last", finite: bool = True) -> ConvPlan:
@@ -454,6 +476,23 @@ _DEFAULT = Planner()
 def default_planner() -> Planner:
     """The planner the library's functions use."""
     return _DEFAULT
+
+
+def pays_to_load(kernel: object, dtype: np.dtype, saving: float) -> bool:
+    """The default planner's ``Planner.pays_to_load``."""
+    return _DEFAULT.pays_to_load(kernel, dtype, saving)
+
+
+def checked_finite(a: np.ndarray) -> bool:
+    """``all_finite(a)`` for a plan's per-call check: its compiled pass loaded when that pays."""
+    from .engines._kernels import finite
+
+    load = False
+    if a.size and finite.runs_on(a) and not finite.loaded(a.dtype):
+        fig = _machine.figures("_dtypes")
+        saving = a.nbytes * (1 / fig.FINITE_BYTES_PER_S - 1 / fig.COMPILED_FINITE_BYTES_PER_S)
+        load = pays_to_load(finite.residue, a.dtype, saving)
+    return all_finite(a, load)
 
 
 def set_jit(policy: str) -> None:

@@ -48,7 +48,8 @@ from .winograd_fused import winograd43, winograd43_filter
 
 # The planner charges a kernel that this process has not run yet its compile time (a few
 # seconds; more for the kernels with several specialised paths, COMPILE_SECONDS_BY_KERNEL) or its
-# load time from numba's on-disk cache (LOAD_SECONDS), so small problems stay on the NumPy engines.
+# load time from numba's on-disk cache (LOAD_SECONDS; the small passes with NumPy fallbacks,
+# LOAD_SECONDS_BY_KERNEL), so small problems stay on the NumPy engines.
 # Figures in calibration.json.
 
 
@@ -59,9 +60,10 @@ def compile_penalty(dtype, *kernels) -> float:
     name = np.dtype(dtype).name
     total = 0.0
     for k in kernels:
-        if not _loaded(k, name):
+        if not loaded(k, name):
             compile_s = fig.COMPILE_SECONDS_BY_KERNEL.get(k.py_func.__name__, fig.COMPILE_SECONDS)
-            total += fig.LOAD_SECONDS if _cached(k, name) else compile_s
+            load_s = fig.LOAD_SECONDS_BY_KERNEL.get(k.py_func.__name__, fig.LOAD_SECONDS)
+            total += load_s if _cached(k, name) else compile_s
     return total
 
 
@@ -69,7 +71,7 @@ def unbuilt(dtype, *kernels) -> tuple:
     """Those of ``kernels`` that would compile before running on ``dtype``: neither loaded in
     this process nor in Numba's disk cache for it (none without Numba: the loops run as Python)."""
     name = np.dtype(dtype).name
-    return tuple(k for k in dict.fromkeys(kernels) if NUMBA and not _loaded(k, name) and not _cached(k, name))
+    return tuple(k for k in dict.fromkeys(kernels) if NUMBA and not loaded(k, name) and not _cached(k, name))
 
 
 def warm_up(dtypes=("float32", "float64")) -> None:
@@ -156,7 +158,7 @@ def warm_up(dtypes=("float32", "float64")) -> None:
                          np.zeros((1, 2, 1, 2), dt))
 
 
-def _loaded(kernel, name: str) -> bool:
+def loaded(kernel, name: str) -> bool:
     """Whether this process has ``kernel`` compiled for dtype ``name`` (its first operand's)."""
     return any(name in str(sig[0]) for sig in kernel.signatures)
 

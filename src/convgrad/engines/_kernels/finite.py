@@ -33,9 +33,14 @@ def loaded(dtype: np.dtype) -> bool:
     return any(dtype.name in str(sig[0]) for sig in getattr(residue, "signatures", ()))
 
 
-def all_finite(a: np.ndarray) -> bool | None:
+def runs_on(a: np.ndarray) -> bool:
+    """Whether ``residue`` can check ``a``: C-contiguous float32 or float64."""
+    return a.flags.c_contiguous and a.dtype in (np.float32, np.float64)
+
+
+def all_finite(a: np.ndarray, load: bool = False) -> bool | None:
     """No inf and no NaN in the C-contiguous float32 or float64 ``a``; None where the compiled
-    pass does not run (another dtype or layout, or not loaded: ``warm_up``)."""
-    if not a.flags.c_contiguous or not loaded(a.dtype):
+    pass does not run (another dtype or layout, or not loaded and not ``load``)."""
+    if not runs_on(a) or not (load or loaded(a.dtype)):
         return None
     return bool(residue(a.reshape(-1)) == 0)

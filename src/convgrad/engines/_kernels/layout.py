@@ -65,14 +65,29 @@ def loaded(dtype: np.dtype) -> bool:
     return any(name in str(sig[0]) for sig in getattr(transpose_batches, "signatures", ()))
 
 
-def relaid(a: np.ndarray, role: str, to_last: bool) -> np.ndarray | None:
+def runs_on(a: np.ndarray, role: str, to_last: bool) -> bool:
+    """Whether ``relaid(a, role, to_last)`` would run the kernel once it is loaded."""
+    # (O, Cg, T) -> (*K, Cg, O) does not: the rows written lie Cg * O apart (4 KiB for 32 x 32
+    # channels), each block's stores in one cache set; NumPy's copy was faster (0.47 against
+    # 3.6 ms, 32 x 32 channels of 31 x 31, quiet) and a two-pass version ran slower on two
+    # threads right after BLAS.
+    return (a.ndim >= 3 and a.size >= MIN_VALUES and a.flags.c_contiguous and a.dtype.kind in "fc"
+            and a.dtype.itemsize in _FLOATS and (role == "x" or not to_last))
+
+
+def mover(dtype: np.dtype) -> np.dtype:
+    """The float type whose values the kernel moves for ``dtype``'s (complex as pairs of them)."""
+    return np.dtype(_FLOATS[np.dtype(dtype).itemsize])
+
+
+def relaid(a: np.ndarray, role: str, to_last: bool, load: bool = False) -> np.ndarray | None:
     """The C-contiguous ``a`` in the other layout, C-contiguous, by the compiled kernel; None where
-    it does not run (not loaded for the dtype, a small array, fewer than 3 axes).
+    it does not run (``runs_on``; not loaded for the dtype, unless ``load``).
 
     ``role`` 'x': ``(N, C, *S)`` <-> ``(N, *S, C)`` (x, y, dx, dy); 'w': ``(O, Cg, *K)`` <->
     ``(*K, Cg, O)``. ``to_last``: from channels-first to channels-last, else back.
     """
-    if a.ndim < 3 or a.size < MIN_VALUES or not a.flags.c_contiguous or not loaded(a.dtype):
+    if not runs_on(a, role, to_last) or not (load or loaded(a.dtype)):
         return None
     if role == "x":
         n, s = a.shape[0], int(np.prod(a.shape[2:] if to_last else a.shape[1:-1]))
@@ -80,17 +95,11 @@ def relaid(a: np.ndarray, role: str, to_last: bool) -> np.ndarray | None:
         shape = (n, *a.shape[2:], c) if to_last else (n, c, *a.shape[1:-1])
         rows, cols = (c, s) if to_last else (s, c)
         steps = (n, rows, cols, rows * cols, cols, rows * cols, rows)
-    elif to_last:
-        # (O, Cg, T) -> (*K, Cg, O): the rows written lie Cg * O apart (4 KiB for 32 x 32
-        # channels), each block's stores in one cache set; NumPy's copy was faster (0.47 against
-        # 3.6 ms, 32 x 32 channels of 31 x 31, quiet) and a two-pass version ran slower on two
-        # threads right after BLAS.
-        return None
     else:
         o, cg, t = a.shape[-1], a.shape[-2], int(np.prod(a.shape[:-2]))
         shape = (o, cg, *a.shape[:-2])
         steps = (cg, t, o, o, cg * o, t, cg * t)
     out = aligned_empty(shape, a.dtype)
-    real = _FLOATS[a.dtype.itemsize]
+    real = mover(a.dtype)
     transpose_batches(a.reshape(-1).view(real), out.reshape(-1).view(real), *steps)
     return out
