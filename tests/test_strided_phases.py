@@ -7,7 +7,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 import convgrad
@@ -232,6 +232,45 @@ def test_phase_filters_packed_from_the_callers_filter_in_either_layout(x_shape, 
     with mock.patch.object(tiled, "_new_output", _poisoned):
         got = tiled._strided_input_grad(geom, block, dyl, wl, first=first)
     assert_close(x_from_last(got, "channels_first"), want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
+@given(o=st.integers(1, 70), c=st.integers(1, 40), kernel=st.lists(st.integers(1, 5), min_size=1, max_size=3),
+       block=st.sampled_from([16, 32, 64]), first=st.booleans(),
+       dtype=st.sampled_from([np.float32, np.float64]))
+@example(4, 33, [5, 5, 5], 16, True, np.float32)  # the compiled transposition: a partial block
+@example(70, 32, [3, 3], 64, True, np.float32)  # whole blocks and a partial one
+@example(64, 32, [4, 4], 32, True, np.float64)
+@strategies.budget(40)
+def test_the_forward_filter_packed_in_blocks_of_output_channels(o, c, kernel, block, first, dtype):
+    """_regions.pack_into (the strided forward's filter, packed for the tiles), from a C-contiguous
+    channels-last filter or the default layout's channels-last view of channels-first memory (the
+    compiled transposition, loaded by the test module's setup): packed[q, *k, ci, b] = w[*k, ci,
+    q * block + b], zero past O, every value written (the scratch starts as NaN)."""
+    from convgrad.engines._kernels import layout
+
+    layout.transpose_batches(np.zeros(4, dtype), np.zeros(4, dtype), 1, 2, 2, 4, 2, 4, 2)  # loaded
+    rng = np.random.default_rng(o * 1000 + c)
+    w_first = rng.standard_normal((o, c, *kernel)).astype(dtype)
+    w = w_to_last(w_first, "channels_first")
+    if not first:
+        w = np.ascontiguousarray(w)
+    blocks = -(-o // block)
+    out = np.full(blocks * int(np.prod(kernel)) * c * block, np.nan, dtype)
+    real, moved = layout.transpose_batches, []
+
+    def spy(*args):
+        moved.append(args)
+        return real(*args)
+
+    spy.signatures = real.signatures  # what layout.loaded reads
+    with mock.patch.object(layout, "transpose_batches", spy):
+        _regions.pack_into(w, block, out)
+    assert bool(moved) == (first and w.size >= layout.MIN_VALUES)
+    packed = out.reshape(blocks, *kernel, c, block)
+    for q in range(blocks):
+        for b in range(block):
+            want = w[..., q * block + b] if q * block + b < o else 0
+            np.testing.assert_array_equal(packed[q, ..., b], want)
 
 
 @given(shape=st.lists(st.integers(1, 4), min_size=5, max_size=5), data=st.data())

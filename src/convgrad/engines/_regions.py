@@ -26,6 +26,7 @@ from .._geometry import ConvGeometry
 from .._layout import x_first_axes, x_to_last
 from . import _kernels, _threads
 from ._common import as_3d
+from ._kernels import layout
 from ._kernels import regions as columns
 from ._scratch import aligned_empty, scratch
 
@@ -133,6 +134,19 @@ def pack_into(w: np.ndarray, block: int, out: np.ndarray) -> None:
     *k, c, o = w.shape
     whole, r = o // block, len(k) + 1
     view = out.reshape(-(-o // block), *k, c, block)
+    first = w.transpose(r, r - 1, *range(r - 1))  # (O, C, *K): the memory of a channels-first filter
+    if first.flags.c_contiguous and layout.runs_on(first, "x", False) and layout.loaded(w.dtype):
+        # The default layout's filter, a channels-last view: per block, a batch over C of (block x
+        # taps) transposed in 8 x 8 registers (NumPy's copy went one value at a time: 3x3 128 ->
+        # 128 channels 137 us, 4x4 32 -> 64 73 us, one thread).
+        taps, flat, dst = math.prod(k), first.reshape(-1), out[:view.size]
+        for q in range(-(-o // block)):
+            rows = min(block, o - q * block)
+            layout.transpose_batches(flat[q * block * c * taps:], dst[q * taps * c * block:], c, rows, taps,
+                                     taps, c * taps, block, c * block)
+        if o > whole * block:
+            view[whole, ..., o - whole * block:] = 0
+        return
     if whole:
         view[:whole] = w[..., :whole * block].reshape(*k, c, whole, block).transpose(r, *range(r), r + 1)
     if o > whole * block:
