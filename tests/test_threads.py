@@ -538,3 +538,38 @@ def test_fft_engine_results_do_not_depend_on_the_free_cores(monkeypatch, data_fo
         assert threads and set(threads) == {free}  # the products ran on that many threads
     for every, one in zip(*got):
         assert every.tobytes() == one.tobytes()
+
+
+def test_a_call_counts_its_threads_once_for_all_its_parallel_loops(monkeypatch):
+    """A 3-D tiled forward runs two parallel loops (the padding pass, the tiles): the thread pools'
+    limits are read, and Numba's count set, once per call (each took 16 us), and again at the next
+    call, which sees a thread limit set in between; results against the loop oracle."""
+    numba = pytest.importorskip("numba")
+    from threadpoolctl import threadpool_limits
+
+    from convgrad.engines import _kernels, _threads
+
+    reads, sets, launches = [], [], []
+    real_limits, real_set = _threads._limits, numba.set_num_threads
+    monkeypatch.setattr(_threads, "_limits", lambda: reads.append(1) or real_limits())
+    monkeypatch.setattr(numba, "set_num_threads", lambda n: sets.append(n) or real_set(n))
+    for name in ("pad_copy", "tiled_forward"):
+        kernel = getattr(_kernels, name)
+        spy = (lambda k: lambda *a: launches.append(k.__name__) or k(*a))(kernel)
+        spy.signatures, spy.py_func, spy._cache = kernel.signatures, kernel.py_func, kernel._cache
+        monkeypatch.setattr(_kernels, name, spy)
+    monkeypatch.setattr(_threads, "free_cores", lambda: 2)
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 24, 24, 24, 16)).astype(np.float32)  # 1.8 MB: the parallel pad
+    w = rng.standard_normal((3, 3, 3, 16, 16)).astype(np.float32)
+    want = oracle.x_from_first(oracle.conv(oracle.x_to_first(x.astype(np.float64), "channels_last"),
+                                           oracle.w_to_first(w.astype(np.float64), "channels_last"),
+                                           padding=1), "channels_last")
+    kw = {"padding": 1, "data_format": "channels_last", "method": "tiled"}
+    convgrad.conv(x, w, **kw)  # planned
+    for limit, threads in ((None, min(2, numba.config.NUMBA_NUM_THREADS)), (1, 1)):
+        reads.clear(), sets.clear(), launches.clear()
+        with threadpool_limits(limit):
+            got = convgrad.conv(x, w, **kw)
+        assert launches == ["pad_copy", "tiled_forward"] and len(reads) == 1 and sets == [threads]
+        assert_close(got, want, rtol=0, atol=1e-4 * np.abs(want).max())

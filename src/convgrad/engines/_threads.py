@@ -76,14 +76,18 @@ _blas: list = [0, [], 1]  # holds in flight, (library, its count before) each, a
 
 @contextlib.contextmanager
 def serial_under(flops: int):
-    """Within the block, on this thread, ``allowed()`` is 1 when ``flops`` (an op's count) is
-    under SERIAL_FLOPS."""
-    before = getattr(_local, "serial", False)
-    _local.serial = before or flops < SERIAL_FLOPS
+    """One op's call: within the block, on this thread, ``allowed()`` is 1 when ``flops`` (the op's
+    count) is under SERIAL_FLOPS, and ``shared()`` is counted once, at the first parallel loop,
+    for all of them (each count read the thread pools' limits through threadpoolctl and set
+    Numba's: 16 us, two or three times a call)."""
+    before = (getattr(_local, "serial", False), getattr(_local, "counted", None),
+              getattr(_local, "numba", None))
+    _local.serial = before[0] or flops < SERIAL_FLOPS
+    _local.counted, _local.numba = 0, None  # not counted yet in this call, Numba's pool not set
     try:
         yield
     finally:
-        _local.serial = before
+        _local.serial, _local.counted, _local.numba = before
 
 
 def allowed() -> int:
@@ -166,16 +170,27 @@ def shared() -> int:
     """``allowed()``, no more than ``free_cores()``: the threads of a pool whose results do not
     depend on its size (Numba's loops here; pocketfft's workers, each of which runs whole 1-D
     transforms: rfftn, ifft, irfft and irfftn measured bitwise equal on 1 to 4 workers, 168
-    transforms of 3-D to 5-D float32 and float64 arrays)."""
+    transforms of 3-D to 5-D float32 and float64 arrays). Within one op's call (``serial_under``)
+    the first count holds for the rest of the call."""
+    counted = getattr(_local, "counted", None)
+    if counted:
+        return counted
     n = allowed()
-    return min(n, free_cores()) if n > 1 else n
+    n = min(n, free_cores()) if n > 1 else n
+    if counted == 0:
+        _local.counted = n
+    return n
 
 
 def for_numba() -> int:
     """Set Numba's parallel loops to ``shared()`` threads (within its pool), and return that
-    count."""
+    count; within one op's call, once."""
     from . import _kernels
 
+    counted = getattr(_local, "counted", None)
+    done = getattr(_local, "numba", None)  # (this call's count, the threads set for it)
+    if counted and done is not None and done[0] == counted:
+        return done[1]
     n = shared()
     if _kernels.NUMBA:
         import numba
@@ -183,6 +198,8 @@ def for_numba() -> int:
         n = max(1, min(n, numba.config.NUMBA_NUM_THREADS))
         _kernels.start_pool()
         numba.set_num_threads(n)
+        counted = getattr(_local, "counted", None)
+        _local.numba = (counted, n) if counted else None
     return n
 
 
