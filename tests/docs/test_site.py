@@ -228,5 +228,6 @@ def test_shell_commands_run(page, cmd, tmp_path, monkeypatch, capsys):
     else:
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "MPLBACKEND": "Agg"}
         words = [sys.executable, *words[1:]] if words[0] == "python" else words
-        code = subprocess.run(words, cwd=tmp_path, env=env, timeout=120).returncode
+        # A long timeout: it stops a hung command, not a slow one (CI shares its two cores).
+        code = subprocess.run(words, cwd=tmp_path, env=env, timeout=600).returncode
     assert code == transcript_status(page).get(cmd, 0), capsys.readouterr()
