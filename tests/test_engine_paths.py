@@ -913,7 +913,7 @@ def test_a_channels_first_plan_shows_the_choices_of_its_own_kernel(op):
 def test_a_helper_kernel_loads_once_its_fallbacks_have_lost_its_load(monkeypatch):
     """The finite check and the layout transposition have NumPy fallbacks and no plan runs their
     kernels, so under 'lazy' nothing loaded them: a process that never called warm_up checked
-    every Winograd and FFT operand by NumPy's min and max. They load once the savings their
+    every FFT operand by NumPy's min and max. They load once the savings their
     fallbacks missed add up to the load (ski rental); 'eager' loads at once, 'never' never."""
     from convgrad import _plan
     from convgrad.engines import _kernels
@@ -953,10 +953,10 @@ def test_the_default_op_loads_its_helper_kernels_under_lazy(monkeypatch, path):
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2, 8, 40, 40)).astype(np.float32)  # 100 KiB: 2 transpositions a call
     w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
-    if path == "finite":  # Winograd checks its operands on every call; x's saving dominates
+    if path == "finite":  # FFT's plans check their operands on every call; x's saving dominates
         fig = _machine.figures("_dtypes")
         saving = x.nbytes * (1 / fig.FINITE_BYTES_PER_S - 1 / fig.COMPILED_FINITE_BYTES_PER_S)
-        call = lambda: convgrad.conv(x, w, padding=1, method="winograd")  # noqa: E731
+        call = lambda: convgrad.conv(x, w, padding=1, method="fft")  # noqa: E731
     else:
         fig = _machine.figures("_layout")
         saving = 2 * x.nbytes * (1 / fig.TRANSPOSE_BYTES_PER_S - 1 / fig.COMPILED_TRANSPOSE_BYTES_PER_S)

@@ -290,3 +290,60 @@ def test_conv_general_with_input_dilation_puts_inf_and_nan_where_the_direct_sum_
         assert_same_kinds(oracle.w_to_first(dw, fmt), want_dw, f"method={method!r} dw")
         ran += 1
     assert ran >= 2  # auto and gather, at least
+
+
+@given(data=st.data())
+@budget(16)
+@checked_against("oracle")
+def test_the_one_pass_winograd_finds_an_inf_or_nan_in_x_itself(data):
+    """The one-pass Winograd kernel checks what its tiles read (the corners of its transformed
+    tiles sum every input of the tile), so its plans check only w before a call: one inf, -inf or
+    NaN anywhere in x (dy for the input gradient), either layout, dilation 1 or 2, float32 or 64,
+    sends the call to the plan that keeps the direct sum's inf and NaN (one attempt of the kernel,
+    then the fallback); finite operands run the kernel once."""
+    from unittest import mock
+
+    from convgrad.engines import Refusal, _kernels
+
+    op = data.draw(st.sampled_from(["forward", "input_grad"]))
+    fmt = data.draw(st.sampled_from(["channels_first", "channels_last"]))
+    d = data.draw(st.integers(1, 2))
+    h, w_ = data.draw(st.integers(8, 19)), data.draw(st.integers(8, 19))
+    dtype = np.dtype(data.draw(st.sampled_from([np.float32, np.float64])))
+    geom = convgrad.ConvGeometry.for_conv((2, 16, h, w_), (16, 16, 3, 3), padding=d, dilation=d)
+
+    class Winograd(Planner):  # auto, with Winograd the cheapest for finite operands
+        def _prepare(self, engine, op, geom, dtype, limit, layout="channels_last", finite=True):
+            if finite and engine.name != "winograd":
+                return Refusal(engine.name, "not under test")
+            return super()._prepare(engine, op, geom, dtype, limit, layout, finite)
+
+    plan = Winograd("eager").plan(op, geom, dtype, "auto", 2**31, fmt)
+    assert plan.chosen.engine == "winograd" and plan.chosen.choices.get("one_pass")
+    assert plan.checks == (1,)  # w only
+    rng = np.random.default_rng(h * 100 + w_)
+    x, w = rng.standard_normal(geom.x_shape()), rng.standard_normal(geom.w_shape())
+    dy = rng.standard_normal(geom.y_shape())
+    a = x if op == "forward" else dy
+    finite = a.copy()
+    a.flat[data.draw(st.integers(0, a.size - 1))] = data.draw(st.sampled_from(NONFINITE))
+    want = (oracle.conv(ieee(a), ieee(w), padding=d, dilation=d) if op == "forward" else
+            oracle.input_grad(ieee(a), ieee(w), x.shape, padding=d, dilation=d))
+    to = (lambda v: np.ascontiguousarray(np.moveaxis(v, 1, -1))) if fmt == "channels_last" else np.asarray
+    wf = np.ascontiguousarray(w.transpose(2, 3, 1, 0)) if fmt == "channels_last" else w
+    back = (lambda v: np.moveaxis(v, -1, 1)) if fmt == "channels_last" else (lambda v: v)
+    runs = []
+    real = _kernels.winograd43
+
+    def counted(*args):
+        runs.append(1)
+        return real(*args)
+
+    counted.signatures, counted.py_func, counted._cache = real.signatures, real.py_func, real._cache
+    with mock.patch.object(_kernels, "winograd43", counted), np.errstate(invalid="ignore", over="ignore"):
+        got = back(plan(to(a.astype(dtype)), wf.astype(dtype)))
+        assert len(runs) == 1  # the kernel tried, found it, and the fallback ran
+        assert_same_kinds(got, want, f"{op} {fmt} dilation {d} {dtype}")
+        runs.clear()
+        plan(to(finite.astype(dtype)), wf.astype(dtype))
+        assert len(runs) == 1

@@ -43,7 +43,8 @@ def _kernel_forward(x, w, padding, dilation, first):
     u = winograd._one_pass_filter(wl)
     (pt, _), (pl, _) = geom.tight_padding
     dh, dw = geom.rhs_dilation
-    _kernels.winograd43(xs, u, winograd._consts(x.dtype), first, dh, dw, pt, pl, seg, per, threads, y)
+    _kernels.winograd43(xs, u, winograd._consts(x.dtype), first, dh, dw, pt, pl, seg, per, threads, y,
+                        np.zeros(threads, x.dtype))
     assert np.isnan(after[size:]).all(), "wrote past y"
     return y if first else y.transpose(0, 3, 1, 2)
 

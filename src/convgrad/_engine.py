@@ -28,6 +28,11 @@ class Refusal:
 LAYOUTS = ("channels_last", "channels_first")
 
 
+class NonFinite(Exception):
+    """Raised by a prepared run that found an inf or a NaN in an operand it checks itself
+    (``Prepared.checks_itself``): the plan runs its non-finite plan instead."""
+
+
 @dataclass(frozen=True, eq=False)
 class Prepared:
     """One engine ready to run one op: ``run(a, b)`` on C-contiguous channels-last operands
@@ -49,6 +54,9 @@ class Prepared:
     first_seconds: float | None = None
     first_workspace: int | None = None
     first_choices: Mapping[str, object] | None = None
+    # The operands (0: a, 1: b) whose inf and NaN ``run`` and ``run_first`` find themselves as they
+    # read them (raising NonFinite), so that the plan does not check them first.
+    checks_itself: tuple[int, ...] = ()
 
     @property
     def layouts(self) -> tuple[str, ...]:

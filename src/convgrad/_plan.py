@@ -13,7 +13,8 @@ and fits the budget (the split's real arrays counted); a named engine runs the c
 Non-finite values: an output is NaN or +-inf exactly where the direct sum's is (inf * 0 and
 inf - inf are NaN there). Engines whose arithmetic differs for an op (``nonfinite_skips``: FFT
 and Winograd mix taps) are skipped for operands that are not all finite: a plan that chose one
-checks its operands (one min/max pass) and runs its non-finite plan instead, which says why.
+checks its operands (one compiled pass, ``checked_finite``; those the engine checks itself as it
+reads them, ``Prepared.checks_itself``, not) and runs its non-finite plan instead, which says why.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 
 from . import _gauss
 from ._dtypes import all_finite
-from ._engine import LAYOUTS
+from ._engine import LAYOUTS, NonFinite
 from ._geometry import ConvGeometry
 from ._layout import w_from_last, w_to_last, x_from_last, x_to_last
 from .engines import Engine, Op, Prepared, Refusal, _machine, engine_names, get_engine, registered
@@ -155,10 +156,15 @@ class ConvPlan:
         if self._nonfinite is not None and not all(checked_finite((a, b)[i]) for i in self.checks):
             return _in_layout(self._nonfinite(), self.takes, a, b)
         _scratch.fit(self.workspace_bytes, self.limit)  # the scratch kept from earlier calls counts
-        with _threads.serial_under(self.geometry.flops):  # small work on the calling thread
-            if self.takes == "channels_first":
-                return self.chosen.run_first(a, b)
-            return self.chosen.run(a, b)
+        try:
+            with _threads.serial_under(self.geometry.flops):  # small work on the calling thread
+                if self.takes == "channels_first":
+                    return self.chosen.run_first(a, b)
+                return self.chosen.run(a, b)
+        except NonFinite:  # an operand the engine checks itself (Prepared.checks_itself)
+            if self._nonfinite is None:
+                raise
+            return _in_layout(self._nonfinite(), self.takes, a, b)
 
     def __str__(self) -> str:
         lines = [f"{self.op} with engine {self.chosen.engine!r} ({self.reason}); "
@@ -353,8 +359,9 @@ class Planner:
         if finite and dtype.kind in "fc" and _nonfinite_skip(engine, op) and \
                 not _keeps_nonfinite(engine, op, geom, dtype, layout):
             later = partial(self.plan, op, geom, dtype, method, limit, layout, False)
+        checks = tuple(i for i in _nonfinite_operands(engine, op) if i not in chosen.checks_itself)
         return ConvPlan(op, geom, dtype, limit, chosen, candidates, method, layout, finite, later,
-                        checks=_nonfinite_operands(engine, op))
+                        checks=checks)
 
     def _prepare(self, engine: Engine, op: Op, geom: ConvGeometry, dtype: np.dtype,
                  limit: int, layout: str = "channels_last", finite: bool = True) -> Prepared | Refusal:

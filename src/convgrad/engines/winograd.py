@@ -32,7 +32,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import _transpose
 from .._budget import check_fits
-from .._engine import OPS, Op, Planner, Prepared, Refusal
+from .._engine import OPS, NonFinite, Op, Planner, Prepared, Refusal
 from .._geometry import ConvGeometry
 from .._layout import pad_or_crop, w_to_last, x_from_last, x_to_last
 from . import _kernels, _threads
@@ -150,7 +150,7 @@ def _prepare_one_pass(op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int, p
         run = partial(_one_pass_forward, geom, first=False)
         first = partial(_run_first, partial(_one_pass_forward, geom, first=True))
     return Prepared("winograd", seconds, workspace, run, {"tile": 4, "fused": True, "one_pass": True},
-                    run_first=first, first_seconds=first_seconds)
+                    run_first=first, first_seconds=first_seconds, checks_itself=(0,))
 
 
 def _run_first(run, x: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -176,7 +176,10 @@ def _one_pass_forward(geom: ConvGeometry, x: np.ndarray, w: np.ndarray, first: b
     u = _one_pass_filter(w)
     (pt, _), (pl, _) = geom.tight_padding
     dh, dw = geom.rhs_dilation
-    _kernels.winograd43(xs, u, _consts(x.dtype), first, dh, dw, pt, pl, seg, per, threads, y)
+    seen = np.zeros(threads, x.dtype)
+    _kernels.winograd43(xs, u, _consts(x.dtype), first, dh, dw, pt, pl, seg, per, threads, y, seen)
+    if not (seen == 0).all():  # an inf or a NaN in x (the kernel checks what its tiles read)
+        raise NonFinite
     return x_to_last(y, fmt)
 
 

@@ -132,7 +132,7 @@ def warm_up(dtypes=("float32", "float64")) -> None:
             winograd43_filter(w, u, consts, False)
         for first in (False, True):
             winograd43(np.zeros((1, 6, 6, 2), dt), u, consts, first, 1, 1, 1, 1, 2, 1, 1,
-                       np.zeros((1, 6, 6, 2), dt))
+                       np.zeros((1, 6, 6, 2), dt), np.zeros(1, dt))
         pad_copy(x[:, None], (0, 1, 1), np.zeros((1, 1, 8, 8, 2), dt))
         pad_copy_first(np.zeros((1, 2, 1, 6, 6), dt), (0, 1, 1), np.zeros((1, 1, 8, 8, 2), dt))
         last_to_first(np.zeros((1, 4, 2), dt), np.zeros((1, 2, 4), dt))
