@@ -229,3 +229,26 @@ def test_every_constructor_remembers_its_geometries_by_typed_arguments(build, ar
     assert build(*args, **kwargs) is first
     with pytest.raises(TypeError, match="stride must be an integer, got True"):
         build(*args, **{**kwargs, "stride": True})
+
+
+@pytest.mark.parametrize(("name", "first", "then"), [
+    ("stride", 1, True), ("stride", 1, 1.0), ("stride", (1, 2), [1, 2]), ("stride", (1, 2), (True, 2)),
+    ("padding", 1, True), ("padding", ((1, 0), (0, 1)), ((1, 0), (0, True))), ("padding", "same", ("same",)),
+    ("dilation", (2, 1), (2.0, 1)), ("groups", 1, True),
+])
+def test_remembered_geometries_tell_apart_equal_arguments_of_other_types(name, first, then):
+    """Geometries are remembered by their arguments (the memo's key), which must not confuse
+    values that compare equal but mean something else or are refused (1 and True, 1.0, a list and
+    a tuple): after ``first`` is remembered, ``then`` gives what a fresh build gives."""
+    build = ConvGeometry.for_conv.__func__.__wrapped__
+
+    def outcome(call):
+        try:
+            return call()
+        except (TypeError, ValueError) as e:
+            return type(e), str(e)
+
+    shapes = ((1, 2, 9, 9), (4, 2, 3, 3))
+    ConvGeometry.for_conv(*shapes, **{name: first})  # remembered
+    fresh = outcome(lambda: build(ConvGeometry, *shapes, **{name: then}))
+    assert outcome(lambda: ConvGeometry.for_conv(*shapes, **{name: then})) == fresh
