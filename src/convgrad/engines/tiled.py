@@ -60,7 +60,7 @@ from ._kernels import layout, pointwise, thin_filter, tile_stream
 from ._kernels import regions as columns
 from ._kernels._simd import VECTOR_BYTES
 from ._machine import figures
-from ._scratch import aligned_empty, copied, empty_for, scratch
+from ._scratch import aligned_empty, empty_for, scratch
 
 # The cost model (figures in calibration.json): flops at the rate of the tile that runs (wider
 # tiles faster; 3-tap tiles faster where a row's taps share their inputs; dot-product tiles for
@@ -970,15 +970,14 @@ def _run_first(run, op: Op, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _pack(w: np.ndarray, block: int) -> np.ndarray:
-    """(*K, C, O) -> (ceil(O / block), *K, C, block), zero past O: each block of the filter is one
-    contiguous stream, read in order as the kernel walks taps and input channels (strided reads
-    of 16 floats measured 2x slower with 256 channels)."""
+    """(*K, C, O) -> (ceil(O / block), *K, C, block), zero past O, in the scratch array "tiled.w"
+    (``_regions.pack_into``, the regions' packing): each block of the filter is one contiguous
+    stream, read in order as the kernel walks taps and input channels (strided reads of 16 floats
+    measured 2x slower with 256 channels)."""
     *k, c, o = w.shape
-    blocks = -(-o // block)
-    if o < blocks * block:  # zero channels fill the last block
-        w = np.concatenate((w, np.zeros((*k, c, blocks * block - o), dtype=w.dtype)), axis=-1)
-    r = len(k) + 1
-    return copied("tiled.w", w.reshape(*k, c, blocks, block).transpose(r, *range(r), r + 1))
+    packed = scratch("tiled.w", (-(-o // block), *k, c, block), w.dtype)
+    _regions.pack_into(w, block, packed.reshape(-1))
+    return packed
 
 
 def _pack_dot(w: np.ndarray, channels: int) -> np.ndarray:
