@@ -87,6 +87,8 @@ class Engine(Protocol):
     # NaN all the same (the tiled engine's channels-first 1x1 kernels), so plans there check no
     # operand per call; and ``nonfinite_operands``, (op, operand indices) pairs (0: a, 1: b)
     # naming the operands whose inf or NaN break the pattern where not both: plans check only those.
+    # A ``Prepared`` whose run finds them itself as it reads an operand lists it in
+    # ``checks_itself`` and raises ``NonFinite`` (the one-pass Winograd kernel's x).
     nonfinite_skips: tuple[tuple[Op, str], ...]
 
     def prepare(self, op: Op, geom: ConvGeometry, dtype: np.dtype, limit: int,

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import threading
 
-from .._engine import OPS, Engine, Op, Planner, Prepared, Refusal
+from .._engine import OPS, Engine, NonFinite, Op, Planner, Prepared, Refusal
 from ._machine import MachineModel, load_calibration
 
-__all__ = ["OPS", "Engine", "MachineModel", "Op", "Planner", "Prepared", "Refusal", "engine_names",
-           "get_engine", "load_calibration", "register_engine", "release_scratch", "warm_up"]
+__all__ = ["OPS", "Engine", "MachineModel", "NonFinite", "Op", "Planner", "Prepared", "Refusal",
+           "engine_names", "get_engine", "load_calibration", "register_engine", "release_scratch", "warm_up"]
 __dir__ = __all__.copy  # dir() lists the API only
 
 _REGISTRY: dict[str, Engine] = {}
