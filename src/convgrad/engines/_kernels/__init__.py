@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._machine import figures
-from ._numba import NUMBA, start_pool
+from ._numba import NUMBA, compiled_for, start_pool
 from ._simd import VECTOR_BYTES
 from .depthwise import depthwise2d_filter_grad, depthwise2d_forward, depthwise2d_input_grad
 from .depthwise_first import (
@@ -160,7 +160,7 @@ def warm_up(dtypes=("float32", "float64")) -> None:
 
 def loaded(kernel, name: str) -> bool:
     """Whether this process has ``kernel`` compiled for dtype ``name`` (its first operand's)."""
-    return any(name in str(sig[0]) for sig in kernel.signatures)
+    return compiled_for(kernel, name)
 
 
 def _cached(kernel, name: str) -> bool:

@@ -163,6 +163,23 @@ def chunk_size(tasks):  # pragma: no cover - compiled
     return max(1, -(-tasks // CHUNKS))
 
 
+_COMPILED: set[tuple[object, object]] = set()  # (kernel, dtype) found compiled: it stays so
+
+
+def compiled_for(kernel, dtype) -> bool:
+    """Whether this process has ``kernel`` compiled for ``dtype`` (a NumPy dtype or its name: its
+    first operand's; never for a plain-Python stand-in). Remembered once true, by the dtype as
+    given: reading the signatures and the dtype's name took 6-8 us, two or three times a call (the
+    finite check, the layout transposition)."""
+    if (kernel, dtype) in _COMPILED:
+        return True
+    name = np.dtype(dtype).name
+    if any(name in str(sig[0]) for sig in getattr(kernel, "signatures", ())):
+        _COMPILED.add((kernel, dtype))
+        return True
+    return False
+
+
 _pool_lock = threading.Lock()
 _pool_started = False
 

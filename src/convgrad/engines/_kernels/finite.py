@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba import njit
+from ._numba import compiled_for, njit
 
 
 @njit(cache=True, fastmath={"reassoc"})
@@ -25,17 +25,17 @@ def residue(a):  # pragma: no cover - compiled
     return s
 
 
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def loaded(dtype: np.dtype) -> bool:
     """Whether ``residue`` is compiled for ``dtype`` (float32, float64)."""
-    dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float64):
-        return False
-    return any(dtype.name in str(sig[0]) for sig in getattr(residue, "signatures", ()))
+    return dtype in _FLOATS and compiled_for(residue, dtype)
 
 
 def runs_on(a: np.ndarray) -> bool:
     """Whether ``residue`` can check ``a``: C-contiguous float32 or float64."""
-    return a.flags.c_contiguous and a.dtype in (np.float32, np.float64)
+    return a.flags.c_contiguous and a.dtype in _FLOATS
 
 
 def all_finite(a: np.ndarray, load: bool = False) -> bool | None:

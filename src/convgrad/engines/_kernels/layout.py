@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._scratch import aligned_empty
-from ._numba import njit
+from ._numba import compiled_for, njit
 from ._shuffle import transpose8
 
 
@@ -61,8 +61,7 @@ def loaded(dtype: np.dtype) -> bool:
     dtype = np.dtype(dtype)
     if dtype.kind not in "fc" or dtype.itemsize not in _FLOATS:
         return False
-    name = np.dtype(_FLOATS[dtype.itemsize]).name
-    return any(name in str(sig[0]) for sig in getattr(transpose_batches, "signatures", ()))
+    return compiled_for(transpose_batches, _FLOATS[dtype.itemsize])
 
 
 def runs_on(a: np.ndarray, role: str, to_last: bool) -> bool:
